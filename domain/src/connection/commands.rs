@@ -1,0 +1,60 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::ConnectionAuth;
+use crate::platform::PlatformId;
+use crate::values::{AccountId, CredentialRef, DisplayName};
+
+/// What may be asked of a connection. Each carries the caller's account: a connection answers only to its own.
+#[derive(Debug, Clone)]
+pub enum ConnectionCommand {
+    Create {
+        /// Chosen by the caller (UUID v7), so the id is known before the event is stored.
+        connection_id: String,
+        account_id: AccountId,
+        platform_id: PlatformId,
+        name: DisplayName,
+        auth: ConnectionAuth,
+        /// Non-secret credential fields (e.g. a Zendesk subdomain), safe to show and to record.
+        settings: BTreeMap<String, String>,
+        /// Names of every credential field supplied (secret values live in the vault only).
+        credential_fields: Vec<String>,
+        credential: CredentialRef,
+    },
+    /// Rename and/or replace credentials, atomically (one commit, so one `If-Match` covers both).
+    Update {
+        account_id: AccountId,
+        name: Option<DisplayName>,
+        credentials: Option<CredentialsChange>,
+    },
+    RecordTest {
+        account_id: AccountId,
+        ok: bool,
+        latency_ms: u64,
+        message: String,
+        checked_at: DateTime<Utc>,
+    },
+    Delete {
+        account_id: AccountId,
+    },
+}
+
+impl ConnectionCommand {
+    pub fn account_id(&self) -> &AccountId {
+        match self {
+            Self::Create { account_id, .. }
+            | Self::Update { account_id, .. }
+            | Self::RecordTest { account_id, .. }
+            | Self::Delete { account_id } => account_id,
+        }
+    }
+}
+
+/// New credentials for a connection, already sealed in the vault.
+#[derive(Debug, Clone)]
+pub struct CredentialsChange {
+    pub settings: BTreeMap<String, String>,
+    pub credential_fields: Vec<String>,
+    pub credential: CredentialRef,
+}

@@ -1,0 +1,16 @@
+//! The ListBackup domain: aggregates, their commands and events, and the platform catalog.
+//! Pure: no I/O. The write side (`listbackup-commands`) loads and stores these aggregates; the read side
+//! (`listbackup-projections`) folds their events into tables.
+
+pub mod connection;
+pub mod error;
+pub mod platform;
+pub mod values;
+
+pub use error::{DomainError, ErrorKind};
+
+/// Every aggregate belongs to one account; the write side refuses commands from any other.
+pub trait AccountOwned {
+    /// `None` while the aggregate has no events yet.
+    fn owner_account(&self) -> Option<&str>;
+}
