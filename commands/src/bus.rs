@@ -1,0 +1,156 @@
+//! Executes commands against aggregates stored in the Postgres event store (postgres-es, event-store mode).
+//!
+//! We drive cqrs-es's `EventStore` directly rather than through `CqrsFramework::execute` for two reasons:
+//! the caller needs the committed sequence (it becomes the resource `version`, its `ETag`, and what
+//! read-your-writes waits for), and `If-Match` must be checked against the very state the command is
+//! decided on. Projections are not cqrs-es queries: they are catch-up readers of the log (DESIGN §2).
+
+use std::sync::Arc;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use listbackup_domain::{AccountOwned, DomainError, ErrorKind};
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::metadata::EventMetadata;
+
+/// The result of a command that was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The aggregate's sequence after the command: its `version`.
+    pub version: u64,
+    /// How many events the command recorded (0 when it changed nothing).
+    pub events: usize,
+}
+
+/// Why a command was not accepted, whatever the aggregate.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{message}")]
+    Domain {
+        kind: ErrorKind,
+        field: Option<&'static str>,
+        message: String,
+    },
+    /// `If-Match` named another version than the current one.
+    #[error("the resource is at version {actual}, not {expected}")]
+    VersionMismatch { expected: u64, actual: u64 },
+    /// Another command on the same aggregate committed first; the caller may retry.
+    #[error("the resource was changed concurrently; retry")]
+    Concurrency,
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("unexpected event store failure: {0}")]
+    Store(String),
+}
+
+impl CommandError {
+    pub fn not_found() -> Self {
+        Self::Domain {
+            kind: ErrorKind::NotFound,
+            field: None,
+            message: "not found".into(),
+        }
+    }
+}
+
+impl<E: DomainError> From<AggregateError<E>> for CommandError {
+    fn from(err: AggregateError<E>) -> Self {
+        match err {
+            AggregateError::UserError(e) => Self::Domain {
+                kind: e.kind(),
+                field: e.field(),
+                message: e.to_string(),
+            },
+            AggregateError::AggregateConflict => Self::Concurrency,
+            AggregateError::DatabaseConnectionError(e) => Self::Unavailable(e.to_string()),
+            AggregateError::DeserializationError(e) | AggregateError::UnexpectedError(e) => {
+                Self::Store(e.to_string())
+            }
+        }
+    }
+}
+
+/// Loads, decides and appends for one aggregate type.
+pub struct CommandBus<A: Aggregate> {
+    store: PersistedEventStore<PostgresEventRepository, A>,
+    services: A::Services,
+    /// Woken after every commit so an in-process projector picks the events up at once instead of at its
+    /// next poll. Other processes' projectors still find them by polling.
+    committed: Arc<Notify>,
+}
+
+impl<A> CommandBus<A>
+where
+    A: Aggregate + AccountOwned,
+    A::Error: DomainError,
+{
+    pub fn new(pool: PgPool, services: A::Services, committed: Arc<Notify>) -> Self {
+        let repo = PostgresEventRepository::new(pool);
+        Self {
+            store: PersistedEventStore::new_event_store(repo),
+            services,
+            committed,
+        }
+    }
+
+    /// The aggregate's current state and version, for use cases that must look before they command.
+    pub async fn load(&self, id: &str) -> Result<(A, u64), CommandError> {
+        let context = self.store.load_aggregate(id).await?;
+        Ok((context.aggregate, context.current_sequence as u64))
+    }
+
+    /// Runs `command` on aggregate `id` on behalf of `metadata.account_id`.
+    ///
+    /// `expected_version` is the client's `If-Match`: the command is refused unless the aggregate is at
+    /// exactly that version. An aggregate of another account is reported as not found, before the version
+    /// is looked at, so a foreign id never reveals that it exists.
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        expected_version: Option<u64>,
+    ) -> Result<Committed, CommandError> {
+        let mut context = self.store.load_aggregate(id).await?;
+        let current = context.current_sequence as u64;
+        if let Some(owner) = context.aggregate.owner_account() {
+            if owner != metadata.account_id {
+                return Err(CommandError::not_found());
+            }
+            if let Some(expected) = expected_version {
+                if expected != current {
+                    return Err(CommandError::VersionMismatch {
+                        expected,
+                        actual: current,
+                    });
+                }
+            }
+        }
+        let sink = EventSink::default();
+        context
+            .aggregate
+            .handle(command, &self.services, &sink)
+            .await
+            .map_err(|e| CommandError::from(AggregateError::UserError(e)))?;
+        let events = sink.collect().await;
+        if events.is_empty() {
+            return Ok(Committed {
+                version: current,
+                events: 0,
+            });
+        }
+        let committed = self
+            .store
+            .commit(events, context, metadata.to_map())
+            .await?;
+        self.committed.notify_one();
+        Ok(Committed {
+            version: committed.last().map_or(current, |e| e.sequence as u64),
+            events: committed.len(),
+        })
+    }
+}

@@ -1,0 +1,234 @@
+//! Connection use cases: each is one command on the Connection aggregate, plus the vault or platform work
+//! that must surround it.
+
+use chrono::Utc;
+use listbackup_domain::connection::{
+    Connection, ConnectionAuth, ConnectionCommand, CredentialsChange,
+};
+use listbackup_domain::platform::{AuthType, Credentials, Platform, PlatformId};
+use listbackup_domain::values::{AccountId, CredentialRef, DisplayName};
+
+use crate::bus::{CommandBus, CommandError, Committed};
+use crate::metadata::EventMetadata;
+use crate::platform_client::PlatformClient;
+use crate::vault::{CredentialVault, SecretCredentials, VaultError};
+
+/// A new API-key connection, parsed and validated against the catalog by the caller.
+#[derive(Debug)]
+pub struct NewApiKeyConnection {
+    pub platform: PlatformId,
+    pub name: DisplayName,
+    pub credentials: Credentials,
+}
+
+/// What `POST /connections/{id}/test` reports.
+#[derive(Debug, Clone)]
+pub struct ConnectionTestOutcome {
+    pub ok: bool,
+    pub latency_ms: u64,
+    pub message: String,
+    pub checked_at: chrono::DateTime<Utc>,
+    pub committed: Committed,
+}
+
+pub struct ConnectionCommands {
+    bus: CommandBus<Connection>,
+    vault: CredentialVault,
+    platforms: PlatformClient,
+}
+
+impl From<VaultError> for CommandError {
+    fn from(err: VaultError) -> Self {
+        // VaultError's messages never contain secret values (see vault.rs), so they may be logged.
+        Self::Store(format!("credential vault: {err}"))
+    }
+}
+
+impl ConnectionCommands {
+    pub fn new(
+        bus: CommandBus<Connection>,
+        vault: CredentialVault,
+        platforms: PlatformClient,
+    ) -> Self {
+        Self {
+            bus,
+            vault,
+            platforms,
+        }
+    }
+
+    pub fn vault(&self) -> &CredentialVault {
+        &self.vault
+    }
+
+    /// Seals the credentials in the vault, then records ConnectionCreated with a reference to them.
+    ///
+    /// The vault write comes first: a crash between the two leaves an unreferenced ciphertext (harmless, and
+    /// swept by [`CredentialVault::sweep_deleted`] only once a deletion is recorded), never a connection
+    /// whose credentials are missing.
+    pub async fn create_api_key(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        new: NewApiKeyConnection,
+    ) -> Result<Committed, CommandError> {
+        let account_id = account(metadata)?;
+        let credential = self.seal(metadata, connection_id, &new.credentials).await?;
+        let command = ConnectionCommand::Create {
+            connection_id: connection_id.to_owned(),
+            account_id,
+            platform_id: new.platform,
+            name: new.name,
+            auth: ConnectionAuth::from(AuthType::ApiKey),
+            settings: new.credentials.settings.clone(),
+            credential_fields: new.credentials.field_names(),
+            credential,
+        };
+        self.bus
+            .execute(connection_id, command, metadata, None)
+            .await
+    }
+
+    /// Renames and/or replaces the credentials, as one commit.
+    pub async fn update(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        expected_version: Option<u64>,
+        name: Option<DisplayName>,
+        credentials: Option<Credentials>,
+    ) -> Result<Committed, CommandError> {
+        let account_id = account(metadata)?;
+        let credentials = match credentials {
+            None => None,
+            Some(credentials) => {
+                // Check visibility and If-Match before touching the vault, so a refused update does not
+                // overwrite the stored secret. (A concurrent update slipping in between is caught by the
+                // event store's optimistic lock; the vault then holds the newer secret of the two writers.)
+                let (_, version) = self.live(metadata, connection_id).await?;
+                if let Some(expected) = expected_version.filter(|e| *e != version) {
+                    return Err(CommandError::VersionMismatch {
+                        expected,
+                        actual: version,
+                    });
+                }
+                let credential = self.seal(metadata, connection_id, &credentials).await?;
+                Some(CredentialsChange {
+                    settings: credentials.settings.clone(),
+                    credential_fields: credentials.field_names(),
+                    credential,
+                })
+            }
+        };
+        let command = ConnectionCommand::Update {
+            account_id,
+            name,
+            credentials,
+        };
+        self.bus
+            .execute(connection_id, command, metadata, expected_version)
+            .await
+    }
+
+    /// Records ConnectionDeleted, then destroys the stored secret.
+    pub async fn delete(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Committed, CommandError> {
+        let command = ConnectionCommand::Delete {
+            account_id: account(metadata)?,
+        };
+        let committed = self
+            .bus
+            .execute(connection_id, command, metadata, expected_version)
+            .await?;
+        // If we crash right here the deletion is recorded but the ciphertext remains; `sweep_deleted`,
+        // run at every start-up, destroys the secrets of every deleted connection.
+        self.vault
+            .destroy(&metadata.account_id, connection_id)
+            .await?;
+        Ok(committed)
+    }
+
+    /// Calls the platform's test endpoint with the stored credentials and records ConnectionTested.
+    pub async fn test(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+    ) -> Result<ConnectionTestOutcome, CommandError> {
+        let (connection, _) = self.live(metadata, connection_id).await?;
+        let platform: &Platform = PlatformId::parse(connection.platform_id())
+            .ok_or_else(|| CommandError::Store("connection names an unknown platform".into()))?
+            .platform();
+        let secret = self
+            .vault
+            .load(&metadata.account_id, connection_id)
+            .await?
+            .ok_or_else(|| {
+                CommandError::Store("the connection's credentials are missing".into())
+            })?;
+        let probe = self
+            .platforms
+            .test_connection(platform, secret.expose())
+            .await;
+        let checked_at = Utc::now();
+        let command = ConnectionCommand::RecordTest {
+            account_id: account(metadata)?,
+            ok: probe.ok,
+            latency_ms: probe.latency_ms,
+            message: probe.message.clone(),
+            checked_at,
+        };
+        let committed = self
+            .bus
+            .execute(connection_id, command, metadata, None)
+            .await?;
+        Ok(ConnectionTestOutcome {
+            ok: probe.ok,
+            latency_ms: probe.latency_ms,
+            message: probe.message,
+            checked_at,
+            committed,
+        })
+    }
+
+    async fn live(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+    ) -> Result<(Connection, u64), CommandError> {
+        let (connection, version) = self.bus.load(connection_id).await?;
+        if connection.is_live_for(&metadata.account_id) {
+            Ok((connection, version))
+        } else {
+            Err(CommandError::not_found())
+        }
+    }
+
+    async fn seal(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        credentials: &Credentials,
+    ) -> Result<CredentialRef, CommandError> {
+        let secret = SecretCredentials::new(credentials.all.clone());
+        let sealed = self
+            .vault
+            .store(&metadata.account_id, connection_id, &secret)
+            .await?;
+        Ok(CredentialRef {
+            key_id: sealed.key_id,
+            fingerprint: sealed.fingerprint,
+        })
+    }
+}
+
+fn account(metadata: &EventMetadata) -> Result<AccountId, CommandError> {
+    AccountId::parse(&metadata.account_id).map_err(|message| CommandError::Domain {
+        kind: listbackup_domain::ErrorKind::Invalid,
+        field: None,
+        message,
+    })
+}

@@ -1,0 +1,11 @@
+//! The write side: commands executed against event-sourced aggregates in Postgres, the credential vault,
+//! and the services commands need (platform calls).
+
+pub mod bus;
+pub mod connections;
+pub mod metadata;
+pub mod platform_client;
+pub mod vault;
+
+pub use bus::{CommandBus, CommandError, Committed};
+pub use metadata::EventMetadata;

@@ -1,0 +1,706 @@
+//! Calls a platform's "who am I" endpoint with a connection's credentials: the engine behind
+//! `POST /connections/{id}/test`.
+//!
+//! Credential values only ever go into request headers. Nothing the prober reports (messages, errors, logs)
+//! is built from them, and the platform's own error bodies are not relayed either: Stripe, for one, echoes
+//! part of a rejected key.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use listbackup_domain::platform::{
+    url_placeholders, ApiAuth, AuthType, BasicPart, CredentialFieldType, HttpMethod, Platform,
+    UrlParam, CATALOG, OAUTH_ACCESS_TOKEN,
+};
+use reqwest::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::StatusCode;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
+/// A 429 asking to wait longer than this is reported rather than waited out: a test is interactive.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Used when a 429 carries no usable `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+const MAX_IDENTITY_LEN: usize = 120;
+
+/// Why a request to a platform could not even be built. Messages name fields, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("the credential `{0}` is missing")]
+    MissingCredential(String),
+    #[error("the credential `{field}` is not usable: {reason}")]
+    InvalidCredential { field: String, reason: &'static str },
+    #[error("the API URL placeholder `{{{0}}}` cannot be filled")]
+    UnknownPlaceholder(String),
+    #[error("these credentials do not say how to authenticate to the platform")]
+    NoAuthentication,
+}
+
+/// Per-platform API base URLs that replace the catalog's (`LISTBACKUP_PLATFORM_<ID>_API_URL`, DESIGN §7).
+#[derive(Debug, Clone, Default)]
+pub struct PlatformEndpoints {
+    api_urls: BTreeMap<String, String>,
+}
+
+impl PlatformEndpoints {
+    /// Reads `LISTBACKUP_PLATFORM_<ID>_API_URL` for every catalog platform.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) with any key/value source (a config file, a test map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        CATALOG.iter().fold(Self::default(), |endpoints, platform| {
+            let key = format!(
+                "LISTBACKUP_PLATFORM_{}_API_URL",
+                platform.id.to_ascii_uppercase()
+            );
+            match lookup(&key) {
+                Some(url) if !url.trim().is_empty() => endpoints.with_api_url(platform.id, &url),
+                _ => endpoints,
+            }
+        })
+    }
+
+    pub fn with_api_url(mut self, platform_id: &str, url: &str) -> Self {
+        self.api_urls.insert(
+            platform_id.to_owned(),
+            url.trim().trim_end_matches('/').to_owned(),
+        );
+        self
+    }
+
+    /// The API base URL for these credentials: the override if one is set, otherwise the catalog template
+    /// with its `{placeholders}` filled from the credentials.
+    pub fn api_base(
+        &self,
+        platform: &Platform,
+        credentials: &BTreeMap<String, String>,
+    ) -> Result<String, ProbeError> {
+        match self.api_urls.get(platform.id) {
+            Some(url) => Ok(url.clone()),
+            None => fill_template(platform, platform.api_base_url, credentials),
+        }
+    }
+}
+
+/// Fills `{placeholders}` from credential fields or derived URL parameters. Values are checked so that
+/// they cannot move the request to another host or path than the template intends.
+fn fill_template(
+    platform: &Platform,
+    template: &str,
+    credentials: &BTreeMap<String, String>,
+) -> Result<String, ProbeError> {
+    let mut url = template.to_owned();
+    for name in url_placeholders(template) {
+        let value = placeholder_value(platform, name, credentials)?;
+        url = url.replace(&format!("{{{name}}}"), &value);
+    }
+    Ok(url)
+}
+
+fn placeholder_value(
+    platform: &Platform,
+    name: &str,
+    credentials: &BTreeMap<String, String>,
+) -> Result<String, ProbeError> {
+    let required = |field: &str| {
+        credentials
+            .get(field)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ProbeError::MissingCredential(field.to_owned()))
+    };
+    let invalid = |reason| ProbeError::InvalidCredential {
+        field: name.to_owned(),
+        reason,
+    };
+    if let Some(field) = platform.credential_field(name) {
+        let value = required(name)?;
+        return if field.field_type == CredentialFieldType::Url {
+            // A whole base URL (ActiveCampaign's account URL).
+            let ok = (value.starts_with("https://") || value.starts_with("http://"))
+                && !value.contains(['?', '#', '@', ' ']);
+            ok.then(|| value.trim_end_matches('/').to_owned())
+                .ok_or_else(|| invalid("must be an http(s) URL"))
+        } else {
+            host_segment(value).ok_or_else(|| invalid("must be a plain host name part"))
+        };
+    }
+    match platform.url_param(name) {
+        Some(UrlParam::SuffixOf { field, .. }) => {
+            let value = required(field)?;
+            value
+                .rsplit_once('-')
+                .and_then(|(_, suffix)| host_segment(suffix))
+                .ok_or_else(|| ProbeError::InvalidCredential {
+                    field: (*field).to_owned(),
+                    reason: "does not end with a data centre suffix such as `-us21`",
+                })
+        }
+        Some(UrlParam::FromOauth { .. }) => {
+            host_segment(required(name)?).ok_or_else(|| invalid("must be a plain identifier"))
+        }
+        None => Err(ProbeError::UnknownPlaceholder(name.to_owned())),
+    }
+}
+
+/// Letters, digits, `.`, `-` and `_` only: safe inside a host name or as one path segment.
+fn host_segment(value: &str) -> Option<String> {
+    let ok = !value.is_empty()
+        && !value.starts_with('.')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    ok.then(|| value.to_owned())
+}
+
+/// The result of a connection test, safe to show and to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub ok: bool,
+    pub latency_ms: u64,
+    /// Human readable; never contains a credential value.
+    pub message: String,
+    pub http_status: Option<u16>,
+}
+
+impl ProbeOutcome {
+    fn failed(message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            latency_ms: 0,
+            message: message.into(),
+            http_status: None,
+        }
+    }
+}
+
+pub struct PlatformClient {
+    http: reqwest::Client,
+    endpoints: PlatformEndpoints,
+}
+
+impl PlatformClient {
+    pub fn new(endpoints: PlatformEndpoints) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TOTAL_TIMEOUT)
+            // Redirects are not followed: reqwest strips `Authorization` on a cross-host redirect but not
+            // custom headers such as `X-Shopify-Access-Token`, which would then leak to the new host.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("listbackup/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a client with static settings always builds");
+        Self { http, endpoints }
+    }
+
+    pub fn endpoints(&self) -> &PlatformEndpoints {
+        &self.endpoints
+    }
+
+    /// Calls the platform's test endpoint with these credentials: the API-key fields of the platform, or
+    /// `accessToken` (plus any OAuth URL parameter such as QuickBooks' `realmId`) for an OAuth connection.
+    pub async fn test_connection(
+        &self,
+        platform: &Platform,
+        credentials: &BTreeMap<String, String>,
+    ) -> ProbeOutcome {
+        let request = match self.build_request(platform, credentials) {
+            Ok(request) => request,
+            Err(err) => return ProbeOutcome::failed(err.to_string()),
+        };
+        let outcome = self.send_with_one_retry(platform, request).await;
+        // Belt and braces: the message is built from statuses and the platform's account name, but an
+        // account name could in theory repeat a credential.
+        ProbeOutcome {
+            message: scrub(&outcome.message, platform, credentials),
+            ..outcome
+        }
+    }
+
+    fn build_request(
+        &self,
+        platform: &Platform,
+        credentials: &BTreeMap<String, String>,
+    ) -> Result<reqwest::RequestBuilder, ProbeError> {
+        let auth = choose_auth(platform, credentials)?;
+        if matches!(auth, Chosen::ApiKey(_)) {
+            for field in platform.credential_fields.iter().filter(|f| f.required) {
+                if credentials
+                    .get(field.name)
+                    .is_none_or(|v| v.trim().is_empty())
+                {
+                    return Err(ProbeError::MissingCredential(field.name.to_owned()));
+                }
+            }
+        }
+        let base = self.endpoints.api_base(platform, credentials)?;
+        let path = fill_template(platform, platform.test_endpoint.path, credentials)?;
+        let url = format!("{base}{path}");
+        let mut request = match platform.test_endpoint.method {
+            HttpMethod::Get => self.http.get(&url),
+            HttpMethod::Post => self.http.post(&url),
+        };
+        request = request.header(reqwest::header::ACCEPT, "application/json");
+        for (name, value) in platform.api_headers {
+            request = request.header(*name, *value);
+        }
+        apply_auth(request, auth.api_auth(), credentials)
+    }
+
+    async fn send_with_one_retry(
+        &self,
+        platform: &Platform,
+        request: reqwest::RequestBuilder,
+    ) -> ProbeOutcome {
+        // Requests without a streaming body can always be cloned.
+        let retry = request.try_clone();
+        let (mut response, mut latency) = timed(request).await;
+        if let (Ok(first), Some(retry)) = (&response, retry) {
+            if first.status() == StatusCode::TOO_MANY_REQUESTS {
+                let wait = retry_after(first).unwrap_or(DEFAULT_RETRY_AFTER);
+                if wait > MAX_RETRY_AFTER {
+                    return ProbeOutcome {
+                        ok: false,
+                        latency_ms: latency,
+                        message: format!(
+                            "the platform is rate limiting requests (429); try again in {} s",
+                            wait.as_secs()
+                        ),
+                        http_status: Some(429),
+                    };
+                }
+                tracing::debug!(platform = platform.id, ?wait, "rate limited, retrying once");
+                tokio::time::sleep(wait).await;
+                (response, latency) = timed(retry).await;
+            }
+        }
+        match response {
+            Ok(response) => outcome_of(platform, response, latency).await,
+            Err(err) => ProbeOutcome {
+                latency_ms: latency,
+                ..ProbeOutcome::failed(unreachable_message(&err))
+            },
+        }
+    }
+}
+
+/// Which authentication the credentials carry.
+enum Chosen {
+    ApiKey(ApiAuth),
+    Oauth(ApiAuth),
+}
+
+impl Chosen {
+    fn api_auth(&self) -> ApiAuth {
+        match self {
+            Chosen::ApiKey(auth) | Chosen::Oauth(auth) => *auth,
+        }
+    }
+}
+
+fn choose_auth(
+    platform: &Platform,
+    credentials: &BTreeMap<String, String>,
+) -> Result<Chosen, ProbeError> {
+    let has_oauth_token = credentials.contains_key(OAUTH_ACCESS_TOKEN);
+    match (platform.api_key_auth, platform.oauth) {
+        // HubSpot's private-app field is also called `accessToken`; both go out as Bearer anyway.
+        (Some(auth), _)
+            if platform.supports(AuthType::ApiKey)
+                && auth_fields(&auth).all(|f| credentials.contains_key(f)) =>
+        {
+            Ok(Chosen::ApiKey(auth))
+        }
+        (_, Some(oauth)) if has_oauth_token && platform.supports(AuthType::Oauth2) => {
+            Ok(Chosen::Oauth(oauth.api_auth))
+        }
+        (Some(auth), _) if platform.supports(AuthType::ApiKey) => {
+            Err(ProbeError::MissingCredential(
+                auth_fields(&auth)
+                    .find(|f| !credentials.contains_key(*f))
+                    .unwrap_or_default()
+                    .to_owned(),
+            ))
+        }
+        (_, Some(_)) => Err(ProbeError::MissingCredential(OAUTH_ACCESS_TOKEN.to_owned())),
+        _ => Err(ProbeError::NoAuthentication),
+    }
+}
+
+fn auth_fields(auth: &ApiAuth) -> impl Iterator<Item = &'static str> {
+    let part = |p: BasicPart| match p {
+        BasicPart::Literal(_) => None,
+        BasicPart::Field(f) | BasicPart::FieldWithSuffix(f, _) => Some(f),
+    };
+    let fields = match *auth {
+        ApiAuth::Bearer { token_field } | ApiAuth::Header { token_field, .. } => {
+            [Some(token_field), None]
+        }
+        ApiAuth::Basic { user, password } => [part(user), part(password)],
+    };
+    fields.into_iter().flatten()
+}
+
+fn apply_auth(
+    request: reqwest::RequestBuilder,
+    auth: ApiAuth,
+    credentials: &BTreeMap<String, String>,
+) -> Result<reqwest::RequestBuilder, ProbeError> {
+    let value = |field: &str| {
+        let value = credentials
+            .get(field)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ProbeError::MissingCredential(field.to_owned()))?;
+        // Checked here so a bad value becomes a clear error instead of reqwest's opaque builder error.
+        if HeaderValue::from_str(value).is_err() {
+            return Err(ProbeError::InvalidCredential {
+                field: field.to_owned(),
+                reason: "contains characters not allowed in an HTTP header",
+            });
+        }
+        Ok(value.to_owned())
+    };
+    let part = |p: BasicPart| -> Result<String, ProbeError> {
+        Ok(match p {
+            BasicPart::Literal(text) => text.to_owned(),
+            BasicPart::Field(field) => value(field)?,
+            BasicPart::FieldWithSuffix(field, suffix) => format!("{}{suffix}", value(field)?),
+        })
+    };
+    Ok(match auth {
+        ApiAuth::Bearer { token_field } => request.bearer_auth(value(token_field)?),
+        ApiAuth::Header {
+            header,
+            token_field,
+        } => {
+            let mut secret =
+                HeaderValue::from_str(&value(token_field)?).expect("checked by `value` above");
+            // Keeps the value out of reqwest's and our own `Debug` output.
+            secret.set_sensitive(true);
+            let name =
+                HeaderName::from_bytes(header.as_bytes()).expect("catalog header names are valid");
+            request.header(name, secret)
+        }
+        ApiAuth::Basic { user, password } => request.basic_auth(part(user)?, Some(part(password)?)),
+    })
+}
+
+async fn timed(request: reqwest::RequestBuilder) -> (reqwest::Result<reqwest::Response>, u64) {
+    let started = Instant::now();
+    let response = request.send().await;
+    let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    (response, latency)
+}
+
+/// `Retry-After` in delta-seconds (what rate limiters send; an HTTP date is treated as absent).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+async fn outcome_of(
+    platform: &Platform,
+    response: reqwest::Response,
+    latency_ms: u64,
+) -> ProbeOutcome {
+    let status = response.status();
+    let http_status = Some(status.as_u16());
+    let failed = |message: String| ProbeOutcome {
+        ok: false,
+        latency_ms,
+        message,
+        http_status,
+    };
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return failed(format!(
+            "the platform rejected the credentials ({})",
+            status.as_u16()
+        ));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return failed("the platform is still rate limiting requests (429)".to_owned());
+    }
+    if !status.is_success() {
+        return failed(format!("the platform answered {status}"));
+    }
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    match identity(platform.id, &body) {
+        Identity::Anonymous => failed(
+            "the platform treated the request as anonymous: the credentials were not accepted"
+                .to_owned(),
+        ),
+        Identity::Named(name) => ProbeOutcome {
+            ok: true,
+            latency_ms,
+            message: format!("authenticated as {name}"),
+            http_status,
+        },
+        Identity::Unknown => ProbeOutcome {
+            ok: true,
+            latency_ms,
+            message: "the platform accepted the credentials".to_owned(),
+            http_status,
+        },
+    }
+}
+
+enum Identity {
+    Named(String),
+    Unknown,
+    /// Zendesk answers `/users/me` for an unauthenticated caller with 200 and an anonymous user.
+    Anonymous,
+}
+
+/// Who the credentials belong to, from the test endpoint's body (JSON pointers, first match wins).
+fn identity(platform_id: &str, body: &serde_json::Value) -> Identity {
+    let pointers: &[&str] = match platform_id {
+        "stripe" => &["/id"],
+        "keap" => &["/email", "/name"],
+        "hubspot" => &["/portalId"],
+        "shopify" => &["/shop/myshopify_domain", "/shop/name"],
+        "gohighlevel" => &["/location/name", "/location/id"],
+        "mailchimp" => &["/account_name"],
+        "activecampaign" => &["/user/email", "/user/username"],
+        "zendesk" => {
+            if body.pointer("/user").is_some()
+                && body.pointer("/user/id").is_none_or(|v| v.is_null())
+            {
+                return Identity::Anonymous;
+            }
+            &["/user/email", "/user/name"]
+        }
+        "google" => &["/email"],
+        "dropbox" => &["/email"],
+        "box" => &["/login"],
+        "quickbooks" => &["/CompanyInfo/CompanyName"],
+        _ => &[],
+    };
+    let name = pointers.iter().find_map(|p| match body.pointer(p)? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    match name {
+        Some(name) => {
+            let name: String = name
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_IDENTITY_LEN)
+                .collect();
+            match platform_id {
+                "hubspot" => Identity::Named(format!("portal {name}")),
+                _ => Identity::Named(name),
+            }
+        }
+        None => Identity::Unknown,
+    }
+}
+
+/// Error text of a failed connection. `without_url` because a URL is not ours to show in full.
+fn unreachable_message(err: &reqwest::Error) -> String {
+    let why = if err.is_timeout() {
+        "the request timed out"
+    } else if err.is_connect() {
+        "the connection failed"
+    } else if err.is_builder() {
+        "the request could not be built"
+    } else {
+        "the request failed"
+    };
+    format!("could not reach the platform: {why}")
+}
+
+/// Replaces any secret credential value (and any OAuth token) found in `message`.
+fn scrub(message: &str, platform: &Platform, credentials: &BTreeMap<String, String>) -> String {
+    let is_secret = |name: &str| {
+        name == OAUTH_ACCESS_TOKEN
+            || platform
+                .credential_field(name)
+                .is_none_or(|field| field.secret)
+    };
+    credentials
+        .iter()
+        .filter(|(name, value)| is_secret(name) && value.trim().len() >= 4)
+        .fold(message.to_owned(), |message, (_, value)| {
+            message.replace(value.trim(), "[redacted]")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use listbackup_domain::platform::find;
+
+    fn creds(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn platform(id: &str) -> &'static Platform {
+        find(id).unwrap()
+    }
+
+    #[test]
+    fn fills_catalog_templates() {
+        let endpoints = PlatformEndpoints::default();
+        let base = |id, c: &[(&str, &str)]| endpoints.api_base(platform(id), &creds(c));
+        assert_eq!(
+            base("mailchimp", &[("apiKey", "abc123-us21")]).unwrap(),
+            "https://us21.api.mailchimp.com/3.0"
+        );
+        assert_eq!(
+            base(
+                "zendesk",
+                &[("subdomain", "acme"), ("email", "a@b.c"), ("apiToken", "t")]
+            )
+            .unwrap(),
+            "https://acme.zendesk.com/api/v2"
+        );
+        assert_eq!(
+            base(
+                "activecampaign",
+                &[("apiUrl", "https://acme.api-us1.com/"), ("apiKey", "k")]
+            )
+            .unwrap(),
+            "https://acme.api-us1.com/api/3"
+        );
+        assert_eq!(
+            base("shopify", &[("shop", "acme.myshopify.com")]).unwrap(),
+            "https://acme.myshopify.com/admin/api/2024-10"
+        );
+        assert_eq!(base("stripe", &[]).unwrap(), "https://api.stripe.com/v1");
+        assert_eq!(
+            base("quickbooks", &[("realmId", "9130")]).unwrap(),
+            "https://quickbooks.api.intuit.com/v3/company/9130"
+        );
+    }
+
+    #[test]
+    fn rejects_values_that_would_change_the_host() {
+        let endpoints = PlatformEndpoints::default();
+        let err = endpoints
+            .api_base(platform("zendesk"), &creds(&[("subdomain", "evil.com/x#")]))
+            .unwrap_err();
+        assert!(matches!(err, ProbeError::InvalidCredential { .. }));
+        let err = endpoints
+            .api_base(platform("mailchimp"), &creds(&[("apiKey", "nodatacentre")]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ProbeError::InvalidCredential {
+                field: "apiKey".into(),
+                reason: "does not end with a data centre suffix such as `-us21`"
+            }
+        );
+        assert!(!err.to_string().contains("nodatacentre"));
+        let err = endpoints
+            .api_base(platform("activecampaign"), &creds(&[("apiUrl", "ftp://x")]))
+            .unwrap_err();
+        assert!(matches!(err, ProbeError::InvalidCredential { .. }));
+    }
+
+    #[test]
+    fn override_replaces_the_template_whole() {
+        let endpoints = PlatformEndpoints::from_lookup(|key| {
+            (key == "LISTBACKUP_PLATFORM_MAILCHIMP_API_URL")
+                .then(|| "http://127.0.0.1:9/mailchimp/3.0/".to_owned())
+        });
+        assert_eq!(
+            endpoints
+                .api_base(platform("mailchimp"), &creds(&[]))
+                .unwrap(),
+            "http://127.0.0.1:9/mailchimp/3.0"
+        );
+        assert!(endpoints
+            .api_base(platform("zendesk"), &creds(&[]))
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_are_named_not_shown() {
+        let client = PlatformClient::new(PlatformEndpoints::default());
+        let outcome = client
+            .test_connection(
+                platform("zendesk"),
+                &creds(&[("apiToken", "zd-secret-token")]),
+            )
+            .await;
+        assert!(!outcome.ok);
+        assert_eq!(outcome.http_status, None);
+        assert!(outcome.message.contains("email"), "{}", outcome.message);
+        assert!(!outcome.message.contains("zd-secret-token"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_platform_is_reported_without_secrets() {
+        // Port 9 (discard) on loopback is closed on any test machine.
+        let endpoints =
+            PlatformEndpoints::default().with_api_url("stripe", "http://127.0.0.1:9/v1");
+        let outcome = PlatformClient::new(endpoints)
+            .test_connection(
+                platform("stripe"),
+                &creds(&[("secretKey", "sk_test_supersecret")]),
+            )
+            .await;
+        assert!(!outcome.ok);
+        assert!(
+            outcome.message.starts_with("could not reach"),
+            "{}",
+            outcome.message
+        );
+        assert!(!outcome.message.contains("sk_test_supersecret"));
+    }
+
+    #[test]
+    fn scrub_removes_secret_values_only() {
+        let c = creds(&[
+            ("subdomain", "acme"),
+            ("email", "a@b.c"),
+            ("apiToken", "tok-123456"),
+        ]);
+        let scrubbed = scrub("acme a@b.c tok-123456", platform("zendesk"), &c);
+        assert_eq!(scrubbed, "acme a@b.c [redacted]");
+    }
+
+    #[test]
+    fn zendesk_anonymous_user_is_not_a_success() {
+        let anonymous = serde_json::json!({"user": {"id": null, "name": "Anonymous user"}});
+        assert!(matches!(
+            identity("zendesk", &anonymous),
+            Identity::Anonymous
+        ));
+        let agent = serde_json::json!({"user": {"id": 1, "email": "agent@acme.test"}});
+        assert!(
+            matches!(identity("zendesk", &agent), Identity::Named(n) if n == "agent@acme.test")
+        );
+    }
+
+    #[test]
+    fn oauth_credentials_use_the_oauth_header() {
+        let c = creds(&[("accessToken", "shpua_x"), ("shop", "acme.myshopify.com")]);
+        let chosen = choose_auth(platform("shopify"), &c).ok().unwrap();
+        assert!(matches!(
+            chosen,
+            Chosen::Oauth(ApiAuth::Header {
+                header: "X-Shopify-Access-Token",
+                ..
+            })
+        ));
+        let chosen = choose_auth(platform("box"), &creds(&[("accessToken", "t")]))
+            .ok()
+            .unwrap();
+        assert!(matches!(chosen, Chosen::Oauth(ApiAuth::Bearer { .. })));
+    }
+}
