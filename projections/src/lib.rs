@@ -1,0 +1,25 @@
+//! The read side: a catch-up projector that folds the event log into read-model tables, and the queries
+//! that list and get from them. Nothing here writes events.
+
+pub mod event_log;
+pub mod pagination;
+pub mod projector;
+pub mod read_models;
+
+pub use event_log::{LogPosition, StoredEvent};
+pub use projector::{ProjectedWatch, Projector};
+
+/// Errors of the read side. Every one is a database problem: the read models have no business rules.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("event {event_id} ({event_type}) could not be read: {reason}")]
+    BadEvent {
+        event_id: uuid::Uuid,
+        event_type: String,
+        reason: String,
+    },
+}

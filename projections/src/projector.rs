@@ -1,0 +1,142 @@
+//! The catch-up projector: reads the log after its checkpoint and applies each event to the read models,
+//! committing the read-model writes and the new checkpoint in one transaction, so a crash can neither skip
+//! an event nor apply one twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::event_log::{lock_checkpoint, read_after, save_checkpoint};
+use crate::read_models;
+use crate::ReadError;
+
+/// The checkpoint name of the read-model projector.
+pub const CHECKPOINT: &str = "projector";
+
+/// Ticks every time the projector commits a batch, so API requests waiting to read their own write can
+/// re-check at once instead of sleeping.
+#[derive(Clone)]
+pub struct ProjectedWatch(watch::Receiver<u64>);
+
+impl ProjectedWatch {
+    /// Waits for the next projector commit, or `timeout`, whichever comes first.
+    pub async fn next_commit(&mut self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.0.changed()).await;
+    }
+
+    /// Marks everything committed so far as seen, so `next_commit` waits for a later one.
+    pub fn mark_seen(&mut self) {
+        self.0.borrow_and_update();
+    }
+}
+
+pub struct Projector {
+    pool: Pool,
+    /// Woken by the in-process command bus after each commit.
+    wake: Arc<Notify>,
+    projected: watch::Sender<u64>,
+    batch_size: i64,
+    /// How often to look for events written by other processes when nothing woke us.
+    poll_interval: Duration,
+}
+
+impl Projector {
+    pub fn new(pool: Pool, wake: Arc<Notify>) -> Self {
+        Self {
+            pool,
+            wake,
+            projected: watch::channel(0).0,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+
+    pub fn watch(&self) -> ProjectedWatch {
+        ProjectedWatch(self.projected.subscribe())
+    }
+
+    /// Applies one batch; returns how many events it applied (0 when caught up).
+    pub async fn catch_up_batch(&self) -> Result<usize, ReadError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let from = lock_checkpoint(&tx, CHECKPOINT).await?;
+        let events = read_after(&tx, from, self.batch_size).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            tx.rollback().await?;
+            return Ok(0);
+        };
+        for event in &events {
+            read_models::apply(&tx, event).await?;
+        }
+        save_checkpoint(&tx, CHECKPOINT, last).await?;
+        tx.commit().await?;
+        self.projected.send_modify(|n| *n += 1);
+        Ok(events.len())
+    }
+
+    /// Applies batches until nothing is left below the commit horizon.
+    pub async fn catch_up(&self) -> Result<usize, ReadError> {
+        let mut total = 0;
+        loop {
+            let applied = self.catch_up_batch().await?;
+            if applied == 0 {
+                return Ok(total);
+            }
+            total += applied;
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled. A failing batch is retried with backoff, never skipped: an event
+    /// the read models cannot take must be fixed, not silently dropped.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.catch_up().await {
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(err) => {
+                    tracing::error!(error = %err, "projector batch failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Rebuilds every read model from the whole log, in one transaction: readers keep seeing the old
+    /// tables until the new ones are complete.
+    pub async fn rebuild(&self) -> Result<usize, ReadError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        lock_checkpoint(&tx, CHECKPOINT).await?;
+        read_models::truncate_all(&tx).await?;
+        let mut at = crate::LogPosition::default();
+        let mut total = 0;
+        loop {
+            let events = read_after(&tx, at, self.batch_size).await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                break;
+            };
+            for event in &events {
+                read_models::apply(&tx, event).await?;
+            }
+            total += events.len();
+            at = last;
+        }
+        save_checkpoint(&tx, CHECKPOINT, at).await?;
+        tx.commit().await?;
+        self.projected.send_modify(|n| *n += 1);
+        Ok(total)
+    }
+}

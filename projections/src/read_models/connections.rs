@@ -1,0 +1,241 @@
+//! `read_connections`: one row per connection, what `GET /connections` shows. Never any secret: the
+//! events it is built from carry none.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use listbackup_domain::connection::ConnectionEvent;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::Row;
+
+use crate::pagination::{into_page, Page, PageRequest};
+use crate::{ReadError, StoredEvent};
+
+/// The last result of `POST /connections/{id}/test`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastTest {
+    pub ok: bool,
+    pub checked_at: DateTime<Utc>,
+    pub latency_ms: u64,
+    pub message: String,
+}
+
+/// A connection as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionView {
+    pub connection_id: String,
+    pub platform_id: String,
+    pub name: String,
+    /// `oauth2` or `api_key`.
+    pub auth_type: String,
+    /// `active`, or `expired` when the platform needs the customer to authorize again.
+    pub status: String,
+    /// Non-secret credential fields (e.g. a Zendesk subdomain).
+    pub settings: BTreeMap<String, String>,
+    /// Names of the credential fields stored in the vault; their values are never shown.
+    pub credential_fields: Vec<String>,
+    /// Tells two credential sets apart without revealing either.
+    pub credential_fingerprint: Option<String>,
+    pub last_test: Option<LastTest>,
+    /// The connection's event-stream sequence: send it back in `If-Match`.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "connection_id, platform_id, name, auth_type, status, settings, credential_fields, \
+    credential_fingerprint, last_test, version, created_at, updated_at";
+
+impl ConnectionView {
+    fn from_row(row: &Row) -> Self {
+        let settings: Value = row.get("settings");
+        let fields: Value = row.get("credential_fields");
+        let last_test: Option<Value> = row.get("last_test");
+        Self {
+            connection_id: row.get("connection_id"),
+            platform_id: row.get("platform_id"),
+            name: row.get("name"),
+            auth_type: row.get("auth_type"),
+            status: row.get("status"),
+            settings: serde_json::from_value(settings).unwrap_or_default(),
+            credential_fields: serde_json::from_value(fields).unwrap_or_default(),
+            credential_fingerprint: row.get("credential_fingerprint"),
+            last_test: last_test.and_then(|v| serde_json::from_value(v).ok()),
+            version: row.get("version"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        }
+    }
+}
+
+pub(crate) async fn apply(
+    client: &impl GenericClient,
+    event: &StoredEvent,
+) -> Result<(), ReadError> {
+    let id = &event.aggregate_id;
+    let at = event.recorded_at;
+    let seq = event.sequence;
+    // Every UPDATE is guarded by `version < seq`, so applying an event twice changes nothing.
+    match event.decode::<ConnectionEvent>()? {
+        ConnectionEvent::ConnectionCreated {
+            connection_id,
+            account_id,
+            platform_id,
+            name,
+            auth_type,
+            settings,
+            credential_fields,
+            credential,
+        } => {
+            client
+                .execute(
+                    "INSERT INTO read_connections (connection_id, account_id, platform_id, name, auth_type, \
+                       status, settings, credential_fields, credential_fingerprint, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10) \
+                     ON CONFLICT (connection_id) DO NOTHING",
+                    &[
+                        &connection_id,
+                        &account_id,
+                        &platform_id,
+                        &name,
+                        &auth_type.as_str(),
+                        &serde_json::to_value(settings).unwrap_or_default(),
+                        &serde_json::to_value(credential_fields).unwrap_or_default(),
+                        &credential.fingerprint,
+                        &seq,
+                        &at,
+                    ],
+                )
+                .await?;
+        }
+        ConnectionEvent::ConnectionRenamed { name } => {
+            update(client, id, seq, at, "name = $4", &name).await?;
+        }
+        ConnectionEvent::CredentialsReplaced {
+            settings,
+            credential_fields,
+            credential,
+        } => {
+            client
+                .execute(
+                    "UPDATE read_connections SET settings = $4, credential_fields = $5, \
+                       credential_fingerprint = $6, version = $2, updated_at = $3 \
+                     WHERE connection_id = $1 AND version < $2",
+                    &[
+                        id,
+                        &seq,
+                        &at,
+                        &serde_json::to_value(settings).unwrap_or_default(),
+                        &serde_json::to_value(credential_fields).unwrap_or_default(),
+                        &credential.fingerprint,
+                    ],
+                )
+                .await?;
+        }
+        ConnectionEvent::ConnectionTested(result) => {
+            let last_test = serde_json::to_value(LastTest {
+                ok: result.ok,
+                checked_at: result.checked_at,
+                latency_ms: result.latency_ms,
+                message: result.message,
+            })
+            .unwrap_or_default();
+            update(client, id, seq, at, "last_test = $4", &last_test).await?;
+        }
+        ConnectionEvent::ConnectionDeleted {} => {
+            update(client, id, seq, at, "status = $4", &"deleted").await?;
+        }
+    }
+    Ok(())
+}
+
+async fn update(
+    client: &impl GenericClient,
+    id: &str,
+    seq: i64,
+    at: DateTime<Utc>,
+    set: &str,
+    value: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Result<(), ReadError> {
+    let sql = format!(
+        "UPDATE read_connections SET {set}, version = $2, updated_at = $3 \
+         WHERE connection_id = $1 AND version < $2"
+    );
+    client.execute(&sql, &[&id, &seq, &at, value]).await?;
+    Ok(())
+}
+
+/// Filters of `GET /connections`, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionFilter {
+    pub platform_id: Option<String>,
+    pub status: Option<String>,
+}
+
+/// One live connection of the account.
+pub async fn get(
+    client: &impl GenericClient,
+    account_id: &str,
+    connection_id: &str,
+) -> Result<Option<ConnectionView>, ReadError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM read_connections \
+         WHERE account_id = $1 AND connection_id = $2 AND status <> 'deleted'"
+    );
+    let row = client
+        .query_opt(&sql, &[&account_id, &connection_id])
+        .await?;
+    Ok(row.as_ref().map(ConnectionView::from_row))
+}
+
+/// The version the read model has reached for a connection, deleted or not (for read-your-writes).
+pub async fn projected_version(
+    client: &impl GenericClient,
+    connection_id: &str,
+) -> Result<Option<i64>, ReadError> {
+    let row = client
+        .query_opt(
+            "SELECT version FROM read_connections WHERE connection_id = $1",
+            &[&connection_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The account's live connections, newest first.
+pub async fn list(
+    client: &impl GenericClient,
+    account_id: &str,
+    filter: &ConnectionFilter,
+    page: &PageRequest,
+) -> Result<Page<ConnectionView>, ReadError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM read_connections \
+         WHERE account_id = $1 AND status <> 'deleted' \
+           AND ($2::text IS NULL OR platform_id = $2) \
+           AND ($3::text IS NULL OR status = $3) \
+           AND ($4::text IS NULL OR connection_id < $4) \
+         ORDER BY connection_id DESC LIMIT $5"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &account_id,
+                &filter.platform_id,
+                &filter.status,
+                &page.before_id,
+                &(page.limit + 1),
+            ],
+        )
+        .await?;
+    let views = rows.iter().map(ConnectionView::from_row).collect();
+    Ok(into_page(views, page.limit, |v: &ConnectionView| {
+        v.connection_id.as_str()
+    }))
+}

@@ -1,0 +1,22 @@
+//! The read-model tables, one module each. `apply` routes an event to the model that folds it.
+
+pub mod connections;
+
+use deadpool_postgres::GenericClient;
+
+use crate::{ReadError, StoredEvent};
+
+/// Folds one event into whichever read model cares about it. Events of aggregates with no read model yet
+/// are passed over (the log keeps them; a later rebuild picks them up).
+pub async fn apply(client: &impl GenericClient, event: &StoredEvent) -> Result<(), ReadError> {
+    match event.aggregate_type.as_str() {
+        listbackup_domain::connection::AGGREGATE_TYPE => connections::apply(client, event).await,
+        _ => Ok(()),
+    }
+}
+
+/// Empties every read model, for a rebuild.
+pub async fn truncate_all(client: &impl GenericClient) -> Result<(), ReadError> {
+    client.batch_execute("TRUNCATE read_connections").await?;
+    Ok(())
+}
