@@ -1,0 +1,90 @@
+//! Builds the actix-web application. Tests start it exactly as production does, on port 0.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::Authenticator;
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::routes::{connections, health, platforms};
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds the listener's address and prepares the server; nothing is served until [`Self::run`].
+    pub fn build(
+        listener: TcpListener,
+        state: AppState,
+        authenticator: Authenticator,
+    ) -> std::io::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(state);
+        let authenticator = web::Data::new(authenticator);
+        let openapi = ApiDoc::openapi();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(authenticator.clone())
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|_, _| ApiError::not_found("resource").into()),
+                )
+                .wrap(middleware::from_fn(crate::request_id::middleware))
+                .service(health::live)
+                .service(health::ready)
+                .service(platforms::list)
+                .service(platforms::get)
+                .service(connections::create)
+                .service(connections::list)
+                .service(connections::get)
+                .service(connections::update)
+                .service(connections::remove)
+                .service(connections::test)
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+                .route(
+                    "/docs",
+                    web::get().to(|| async {
+                        HttpResponse::PermanentRedirect()
+                            .insert_header(("Location", "/docs/"))
+                            .finish()
+                    }),
+                )
+                .default_service(web::to(not_found))
+        })
+        // Graceful shutdown: finish in-flight requests, up to 30 s, when the process is told to stop.
+        .shutdown_timeout(30)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that stops the server gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    // A known path with the wrong method is a 405, not a 404; actix's router only tells us "no match".
+    Err(ApiError::new(
+        crate::error::ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}

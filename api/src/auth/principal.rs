@@ -1,0 +1,132 @@
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
+
+use super::Authenticator;
+use crate::error::ApiError;
+
+/// A role granted by the token's roles claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Owner,
+    Manager,
+    Viewer,
+    Auditor,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "owner" => Some(Self::Owner),
+            "manager" => Some(Self::Manager),
+            "viewer" => Some(Self::Viewer),
+            "auditor" => Some(Self::Auditor),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Manager => "manager",
+            Self::Viewer => "viewer",
+            Self::Auditor => "auditor",
+        }
+    }
+}
+
+/// The authenticated caller: one account, one user, some roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub account_id: String,
+    /// The token's `sub`.
+    pub user_id: String,
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    /// The `actor` recorded in event metadata.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.user_id)
+    }
+
+    fn has_any(&self, roles: &[Role]) -> bool {
+        self.roles.iter().any(|r| roles.contains(r))
+    }
+
+    /// Reading resources: every role may.
+    pub fn require_read(&self) -> Result<(), ApiError> {
+        if self.roles.is_empty() {
+            return Err(ApiError::forbidden("the token grants no role"));
+        }
+        Ok(())
+    }
+
+    /// Changing resources: owner or manager.
+    pub fn require_write(&self) -> Result<(), ApiError> {
+        if self.has_any(&[Role::Owner, Role::Manager]) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "this requires the owner or manager role",
+            ))
+        }
+    }
+
+    /// Reading the event log: auditor or owner.
+    pub fn require_audit(&self) -> Result<(), ApiError> {
+        if self.has_any(&[Role::Owner, Role::Auditor]) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "this requires the auditor or owner role",
+            ))
+        }
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    /// Verifies `Authorization: Bearer <token>` with the app's [`Authenticator`] (registered as
+    /// `web::Data<Authenticator>`).
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Everything the future needs is taken out of the request now, so that it can be `'static`.
+        let authenticator = req.app_data::<web::Data<Authenticator>>().cloned();
+        let token = bearer_token(req).map(str::to_owned);
+        Box::pin(async move {
+            let Some(authenticator) = authenticator else {
+                // A wiring mistake, not the caller's: answer 500 and log it.
+                return Err(ApiError::from_unexpected(
+                    "Principal extractor used without web::Data<Authenticator> in the app",
+                ));
+            };
+            authenticator.authenticate(&token?).await
+        })
+    }
+}
+
+/// The token of the request's one `Authorization: Bearer <token>` header.
+fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION);
+    let value = values
+        .next()
+        .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
+    if values.next().is_some() {
+        return Err(ApiError::unauthorized(
+            "send exactly one Authorization header",
+        ));
+    }
+    let malformed = || ApiError::unauthorized("the Authorization header must be `Bearer <token>`");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    // Authentication schemes are case-insensitive (RFC 9110 §11.1).
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(malformed());
+    }
+    let token = token.trim_matches(' ');
+    if token.is_empty() || token.contains(' ') {
+        return Err(malformed());
+    }
+    Ok(token)
+}

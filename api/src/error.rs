@@ -1,0 +1,203 @@
+//! The API layer's one error type and its one mapping to `application/problem+json` (RFC 9457).
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// The machine-readable code of a problem, as listed in DESIGN §4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    ValidationError,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    VersionConflict,
+    PreconditionFailed,
+    RateLimited,
+    PlatformError,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::ValidationError => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict | Self::VersionConflict => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::PlatformError => StatusCode::BAD_GATEWAY,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::ValidationError => "The request is not valid",
+            Self::Unauthorized => "Authentication is required",
+            Self::Forbidden => "This role may not do that",
+            Self::NotFound => "Not found",
+            Self::Conflict => "Conflict with the current state",
+            Self::VersionConflict => "The resource changed meanwhile",
+            Self::PreconditionFailed => "Precondition failed",
+            Self::RateLimited => "Too many requests",
+            Self::PlatformError => "The platform answered with an error",
+            Self::Unavailable => "Service unavailable",
+            Self::Internal => "Internal error",
+        }
+    }
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every error a route can answer with.
+#[derive(Debug, thiserror::Error)]
+#[error("{code:?}: {detail}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    /// Seconds, for RATE_LIMITED and UNAVAILABLE.
+    pub retry_after: Option<u64>,
+    /// Overrides the code's usual status (e.g. 422 for an Idempotency-Key reused with another body).
+    pub status: Option<StatusCode>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: None,
+            status: None,
+        }
+    }
+
+    pub fn with_status_422(self) -> Self {
+        Self {
+            status: Some(StatusCode::UNPROCESSABLE_ENTITY),
+            ..self
+        }
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            _ => format!("{} fields are invalid", errors.len()),
+        };
+        Self {
+            errors,
+            ..Self::new(ErrorCode::ValidationError, detail)
+        }
+    }
+
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationError, detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, detail)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, detail)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            ErrorCode::Internal,
+            "an internal error occurred; it has been logged",
+        )
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, detail)
+    }
+
+    /// Logs an unexpected failure (without exposing it) and answers INTERNAL.
+    pub fn from_unexpected(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "unexpected failure");
+        Self::internal()
+    }
+}
+
+/// The problem+json body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: ErrorCode,
+    /// Filled in by the request-id middleware.
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status.unwrap_or_else(|| self.code.status())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let code_slug = serde_json::to_value(self.code)
+            .ok()
+            .and_then(|v| v.as_str().map(|s| s.to_ascii_lowercase().replace('_', "-")))
+            .unwrap_or_default();
+        let problem = Problem {
+            problem_type: format!("https://listbackup.ai/problems/{code_slug}"),
+            title: self.code.title().to_string(),
+            status: status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code,
+            request_id: String::new(),
+            errors: self.errors.clone(),
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(problem)
+    }
+}

@@ -1,0 +1,224 @@
+//! Request parsing that never lets bad input through silently: unknown fields and parameters are errors,
+//! every error names its field, and bodies are capped at 64 KiB.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON body deserialized strictly into `T` (which should `deny_unknown_fields`).
+pub struct JsonBody<T>(pub T);
+
+/// SHA-256 of the raw body, left in the request extensions for the idempotency check.
+#[derive(Debug, Clone)]
+pub struct BodyDigest(pub String);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let is_json = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    let essence = v.split(';').next().unwrap_or("").trim();
+                    essence.eq_ignore_ascii_case("application/json")
+                })
+                .unwrap_or(false);
+            if !is_json {
+                return Err(ApiError::bad_request(
+                    "the body must be JSON, sent with Content-Type: application/json",
+                ));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|_| ApiError::bad_request("the body could not be read"))?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ApiError::bad_request(format!(
+                        "the body is larger than {} KiB",
+                        MAX_BODY_BYTES / 1024
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            req.extensions_mut()
+                .insert(BodyDigest(hex::encode(Sha256::digest(&body))));
+            parse_json(&body).map(JsonBody)
+        })
+    }
+}
+
+/// Deserializes JSON, turning serde's message into a field error with a dotted path.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    // Trailing bytes after the JSON value make the whole body invalid, not just ignored.
+    if parsed.is_ok() {
+        de.end()
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    }
+    parsed.map_err(|err| {
+        let inner = err.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::bad_request(format!("the body is not valid JSON: {inner}"));
+        }
+        let path = err.path().to_string();
+        field_error(&path, &inner.to_string())
+    })
+}
+
+/// serde reports an unknown field at its parent's path; name the field itself instead.
+fn field_error(path: &str, message: &str) -> ApiError {
+    let message = strip_position(message);
+    let join = |parent: &str, child: &str| {
+        if parent.is_empty() || parent == "." {
+            child.to_owned()
+        } else {
+            format!("{parent}.{child}")
+        }
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        // serde_path_to_error's path already ends at the unknown field itself.
+        let name = rest.split('`').next().unwrap_or_default();
+        let field = if path.is_empty() || path == "." {
+            name.to_owned()
+        } else {
+            path.to_owned()
+        };
+        return ApiError::field(field, "is not a known field");
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return ApiError::field(join(path, name), "is required");
+    }
+    let field = if path == "." || path.is_empty() {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
+    ApiError::field(field, message)
+}
+
+/// serde_json appends " at line L column C"; for field errors the path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Query parameters deserialized strictly into `T`: an unknown parameter is a 400.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for QueryParams<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(req.query_string()));
+        let parsed = serde_path_to_error::deserialize(de)
+            .map(QueryParams)
+            .map_err(|err| {
+                let message = err.inner().to_string();
+                if let Some(rest) = message.strip_prefix("unknown field `") {
+                    let name = rest.split('`').next().unwrap_or_default();
+                    return ApiError::field(name, "is not a known query parameter");
+                }
+                let path = err.path().to_string();
+                let field = if path == "." { "query".into() } else { path };
+                ApiError::field(field, message)
+            });
+        std::future::ready(parsed)
+    }
+}
+
+fn form_urlencoded_parse(query: &str) -> url::form_urlencoded::Parse<'_> {
+    url::form_urlencoded::parse(query.as_bytes())
+}
+
+/// For routes that take no query parameters at all.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// The `If-Match` header as a version: `"3"`, `W/"3"` or `3`. Absent → `None`.
+pub fn if_match(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    let bare = text.trim_start_matches("W/").trim_matches('"');
+    bare.parse::<u64>().map(Some).map_err(|_| {
+        ApiError::field(
+            "If-Match",
+            "must be the ETag of the resource (its version, e.g. \"3\")",
+        )
+    })
+}
+
+/// The ETag of a resource at `version`.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// Parses a path id as a UUID: anything else cannot name a resource, so it is simply not found.
+pub fn resource_id(raw: &str, what: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::not_found(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u32,
+    }
+
+    fn field_of(body: &str) -> String {
+        parse_json::<Body>(body.as_bytes()).unwrap_err().errors[0]
+            .field
+            .clone()
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_named() {
+        assert_eq!(field_of(r#"{"name":"a","bogus":1}"#), "bogus");
+        assert_eq!(field_of(r#"{}"#), "name");
+        assert_eq!(field_of(r#"{"name":"a","inner":{"n":1,"x":2}}"#), "inner.x");
+        assert_eq!(field_of(r#"{"name":5}"#), "name");
+    }
+
+    #[test]
+    fn syntax_errors_have_no_field() {
+        let err = parse_json::<Body>(b"{not json").unwrap_err();
+        assert!(err.errors.is_empty());
+        assert!(err.detail.contains("not valid JSON"));
+        assert!(parse_json::<Body>(br#"{"name":"a"} trailing"#).is_err());
+    }
+}

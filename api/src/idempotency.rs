@@ -1,0 +1,135 @@
+//! `Idempotency-Key` on POST (DESIGN §4): a repeat with the same key and body gets the first response; the
+//! same key with another body is a 422; a repeat while the first is still running is a 409.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use deadpool_postgres::Pool;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::BodyDigest;
+
+const HEADER: &str = "idempotency-key";
+
+/// A claimed key: the request runs, then [`Claim::finish`] stores what it answered.
+pub struct Claim {
+    account_id: String,
+    key: String,
+}
+
+/// What to do with a request that may carry an `Idempotency-Key`.
+pub enum Idempotency {
+    /// No key: just run it.
+    None,
+    /// First use of the key: run it, then finish the claim.
+    Run(Claim),
+    /// Seen before with the same body: answer this.
+    Replay(HttpResponse),
+}
+
+/// Looks the key up and claims it when new. Call after the body extractor ran (it leaves the digest).
+pub async fn begin(
+    pool: &Pool,
+    req: &HttpRequest,
+    account_id: &str,
+) -> Result<Idempotency, ApiError> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(Idempotency::None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| ApiError::field("Idempotency-Key", "must be 1 to 255 visible characters"))?
+        .to_owned();
+    let body = req
+        .extensions()
+        .get::<BodyDigest>()
+        .map(|d| d.0.clone())
+        .unwrap_or_default();
+    let digest = format!("{} {} {}", req.method(), req.path(), body);
+    let client = pool.get().await.map_err(ApiError::from_unexpected)?;
+    let inserted = client
+        .execute(
+            "INSERT INTO idempotency_keys (account_id, key, request_digest) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id, key) DO NOTHING",
+            &[&account_id, &key, &digest],
+        )
+        .await
+        .map_err(ApiError::from_unexpected)?;
+    if inserted == 1 {
+        return Ok(Idempotency::Run(Claim {
+            account_id: account_id.to_owned(),
+            key,
+        }));
+    }
+    let row = client
+        .query_one(
+            "SELECT request_digest, status, response FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+            &[&account_id, &key],
+        )
+        .await
+        .map_err(ApiError::from_unexpected)?;
+    let stored_digest: String = row.get(0);
+    if stored_digest != digest {
+        return Err(ApiError::new(
+            ErrorCode::ValidationError,
+            "this Idempotency-Key was used with another request body",
+        )
+        .with_status_422());
+    }
+    let status: Option<i16> = row.get(1);
+    let response: Option<Value> = row.get(2);
+    match (status, response) {
+        (Some(status), Some(response)) => Ok(Idempotency::Replay(replay(status, &response))),
+        _ => Err(ApiError::conflict(
+            "a request with this Idempotency-Key is still being processed",
+        )),
+    }
+}
+
+impl Claim {
+    /// Stores a final answer for replays; a failure the client may retry releases the key instead.
+    pub async fn finish(
+        self,
+        pool: &Pool,
+        result: &Result<(StatusCode, Value, Option<String>), ApiError>,
+    ) {
+        let outcome = async {
+            let client = pool.get().await?;
+            match result {
+                Ok((status, body, etag)) => {
+                    let stored = json!({ "body": body, "etag": etag });
+                    client
+                        .execute(
+                            "UPDATE idempotency_keys SET status = $3, response = $4 WHERE account_id = $1 AND key = $2",
+                            &[&self.account_id, &self.key, &(status.as_u16() as i16), &stored],
+                        )
+                        .await?;
+                }
+                Err(_) => {
+                    client
+                        .execute(
+                            "DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+                            &[&self.account_id, &self.key],
+                        )
+                        .await?;
+                }
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        if let Err(err) = outcome.await {
+            tracing::error!(error = %err, "could not record the idempotency outcome");
+        }
+    }
+}
+
+fn replay(status: i16, stored: &Value) -> HttpResponse {
+    let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+    let mut response = HttpResponse::build(status);
+    response.insert_header(("Idempotent-Replayed", "true"));
+    if let Some(etag) = stored.get("etag").and_then(Value::as_str) {
+        response.insert_header((header::ETAG, etag));
+    }
+    response.json(stored.get("body").cloned().unwrap_or(Value::Null))
+}

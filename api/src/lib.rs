@@ -1,0 +1,15 @@
+//! The HTTP API (actix-web): routes, authentication, problem+json errors, OpenAPI and its UI.
+
+pub mod app;
+pub mod auth;
+pub mod consistency;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod openapi;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+
+pub use app::Application;
+pub use state::AppState;

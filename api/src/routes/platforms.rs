@@ -1,0 +1,123 @@
+//! `GET /platforms`: the catalog, as clients need it to build a connect form. No client secret is in it.
+
+use actix_web::{get, web, HttpResponse};
+use listbackup_domain::platform::{self, AuthType, CredentialFieldType, Platform};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::extract::{NoParams, QueryParams};
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformView {
+    pub platform_id: &'static str,
+    pub name: &'static str,
+    pub category: &'static str,
+    /// `oauth2` and/or `api_key`.
+    pub auth_types: Vec<&'static str>,
+    pub credential_fields: Vec<CredentialFieldView>,
+    pub data_types: Vec<DataTypeView>,
+    pub oauth_scopes: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialFieldView {
+    pub name: &'static str,
+    pub label: &'static str,
+    /// `string`, `url` or `email`.
+    #[serde(rename = "type")]
+    pub field_type: &'static str,
+    pub required: bool,
+    /// Secret fields are stored encrypted and never shown again.
+    pub secret: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DataTypeView {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformList {
+    pub platforms: Vec<PlatformView>,
+    /// Always null: the catalog fits in one page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<&'static Platform> for PlatformView {
+    fn from(p: &'static Platform) -> Self {
+        Self {
+            platform_id: p.id,
+            name: p.name,
+            category: p.category,
+            auth_types: p
+                .auth_types
+                .iter()
+                .map(|a| match a {
+                    AuthType::Oauth2 => "oauth2",
+                    AuthType::ApiKey => "api_key",
+                })
+                .collect(),
+            credential_fields: p
+                .credential_fields
+                .iter()
+                .map(|f| CredentialFieldView {
+                    name: f.name,
+                    label: f.label,
+                    field_type: match f.field_type {
+                        CredentialFieldType::String => "string",
+                        CredentialFieldType::Url => "url",
+                        CredentialFieldType::Email => "email",
+                    },
+                    required: f.required,
+                    secret: f.secret,
+                })
+                .collect(),
+            data_types: p
+                .data_types
+                .iter()
+                .map(|d| DataTypeView {
+                    name: d.name,
+                    description: d.description,
+                })
+                .collect(),
+            oauth_scopes: p.oauth_scopes.to_vec(),
+        }
+    }
+}
+
+/// Every platform ListBackup can back up.
+#[utoipa::path(tag = "platforms", security(("bearer" = [])),
+    responses((status = 200, body = PlatformList), (status = 401, body = crate::error::Problem)))]
+#[get("/platforms")]
+pub async fn list(
+    principal: Principal,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let platforms = platform::CATALOG.iter().map(PlatformView::from).collect();
+    Ok(HttpResponse::Ok().json(PlatformList {
+        platforms,
+        next_cursor: None,
+    }))
+}
+
+/// One platform of the catalog.
+#[utoipa::path(tag = "platforms", security(("bearer" = [])),
+    params(("platformId" = String, Path, description = "e.g. `stripe`")),
+    responses((status = 200, body = PlatformView), (status = 404, body = crate::error::Problem)))]
+#[get("/platforms/{platformId}")]
+pub async fn get(
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let platform =
+        platform::find(&path.into_inner()).ok_or_else(|| ApiError::not_found("platform"))?;
+    Ok(HttpResponse::Ok().json(PlatformView::from(platform)))
+}
