@@ -1,0 +1,171 @@
+//! Configuration (DESIGN §7): environment variables, optionally completed by a TOML file of the same keys.
+//! The environment wins over the file, so one file can serve several deployments.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use listbackup_api::auth::AuthConfig;
+use listbackup_commands::platform_client::PlatformEndpoints;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+}
+
+/// Every setting of the service. Secrets stay in here and are never logged: this type has no Debug.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub nats_url: Option<String>,
+    pub nats_prefix: String,
+    pub bind: String,
+    pub public_url: String,
+    pub storage_url: Option<String>,
+    /// Base64 of 32 bytes; `None` is accepted only by commands that never touch credentials.
+    pub master_key: Option<String>,
+    /// Retired master keys still accepted for decryption (comma separated in the variable).
+    pub previous_master_keys: Vec<String>,
+    pub auth: AuthConfig,
+    pub platforms: PlatformEndpoints,
+    /// Size of each database pool (the event store's and the read side's).
+    pub db_pool_size: usize,
+}
+
+/// Keys read from the file and the environment.
+const KEYS: &[&str] = &[
+    "DATABASE_URL",
+    "NATS_URL",
+    "LISTBACKUP_NATS_PREFIX",
+    "LISTBACKUP_BIND",
+    "LISTBACKUP_PUBLIC_URL",
+    "LISTBACKUP_STORAGE_URL",
+    "LISTBACKUP_MASTER_KEY",
+    "LISTBACKUP_MASTER_KEYS_PREVIOUS",
+    "LISTBACKUP_JWT_SECRET",
+    "LISTBACKUP_JWT_JWKS_URL",
+    "LISTBACKUP_JWT_ISSUER",
+    "LISTBACKUP_JWT_AUDIENCE",
+    "LISTBACKUP_JWT_ACCOUNT_CLAIM",
+    "LISTBACKUP_JWT_ROLES_CLAIM",
+    "LISTBACKUP_DB_POOL_SIZE",
+];
+
+impl Config {
+    /// Reads the environment, after the TOML file at `file` (or `LISTBACKUP_CONFIG`) when there is one.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut values = BTreeMap::new();
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("LISTBACKUP_CONFIG").map(Into::into));
+        if let Some(path) = file {
+            values.extend(read_toml(&path)?);
+        }
+        for (key, value) in std::env::vars() {
+            let known = KEYS.contains(&key.as_str()) || key.starts_with("LISTBACKUP_PLATFORM_");
+            if known {
+                values.insert(key, value);
+            }
+        }
+        values.retain(|_, v| !v.trim().is_empty());
+        Self::from_values(&values)
+    }
+
+    /// Builds the configuration from key/value pairs named like the environment variables.
+    pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| values.get(key).cloned();
+        let bind = get("LISTBACKUP_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let auth = AuthConfig {
+            hs256_secret: get("LISTBACKUP_JWT_SECRET"),
+            jwks_url: get("LISTBACKUP_JWT_JWKS_URL"),
+            issuer: get("LISTBACKUP_JWT_ISSUER"),
+            audience: get("LISTBACKUP_JWT_AUDIENCE"),
+            account_claim: get("LISTBACKUP_JWT_ACCOUNT_CLAIM")
+                .unwrap_or_else(|| "account_id".into()),
+            roles_claim: get("LISTBACKUP_JWT_ROLES_CLAIM").unwrap_or_else(|| "roles".into()),
+        };
+        let db_pool_size = match get("LISTBACKUP_DB_POOL_SIZE") {
+            None => 32,
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: "LISTBACKUP_DB_POOL_SIZE",
+                    message: "must be a number from 1 to 1000".into(),
+                })?,
+        };
+        Ok(Self {
+            database_url: get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
+            nats_url: get("NATS_URL"),
+            nats_prefix: get("LISTBACKUP_NATS_PREFIX").unwrap_or_else(|| "listbackup".into()),
+            public_url: get("LISTBACKUP_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}")),
+            bind,
+            storage_url: get("LISTBACKUP_STORAGE_URL"),
+            master_key: get("LISTBACKUP_MASTER_KEY"),
+            previous_master_keys: get("LISTBACKUP_MASTER_KEYS_PREVIOUS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|k| k.trim().to_owned())
+                        .filter(|k| !k.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            auth,
+            platforms: PlatformEndpoints::from_lookup(|key| get(key)),
+            db_pool_size,
+        })
+    }
+}
+
+fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let err = |message: String| ConfigError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
+    table
+        .into_iter()
+        .map(|(key, value)| match value {
+            toml::Value::String(s) => Ok((key, s)),
+            toml::Value::Integer(i) => Ok((key, i.to_string())),
+            toml::Value::Boolean(b) => Ok((key, b.to_string())),
+            _ => Err(err(format!("{key} must be a string, number or boolean"))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_is_required_and_defaults_apply() {
+        let mut values = BTreeMap::new();
+        assert!(matches!(
+            Config::from_values(&values),
+            Err(ConfigError::Missing("DATABASE_URL"))
+        ));
+        values.insert("DATABASE_URL".to_owned(), "postgres://x".to_owned());
+        let config = Config::from_values(&values).unwrap();
+        assert_eq!(config.bind, "127.0.0.1:8080");
+        assert_eq!(config.nats_prefix, "listbackup");
+        assert_eq!(config.auth.account_claim, "account_id");
+    }
+
+    #[test]
+    fn a_bad_pool_size_is_refused() {
+        let values = BTreeMap::from([
+            ("DATABASE_URL".to_owned(), "postgres://x".to_owned()),
+            ("LISTBACKUP_DB_POOL_SIZE".to_owned(), "lots".to_owned()),
+        ]);
+        assert!(Config::from_values(&values).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! The `listbackup` service: configuration, migrations, and the composition of the workspace crates into
+//! one process. The binary (`src/main.rs`) is a thin CLI over this library.
+
+pub mod config;
+pub mod migrate;
+pub mod service;
+pub mod telemetry;
+
+pub use config::Config;

@@ -1,0 +1,62 @@
+//! Applies `migrations/*.sql` in order, once each, under an advisory lock so concurrent starts are safe.
+
+use tokio_postgres::NoTls;
+
+/// The migrations, compiled into the binary so a deployed service needs no files beside it.
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_event_store",
+        include_str!("../migrations/0001_event_store.sql"),
+    ),
+    (
+        "0002_credential_vault",
+        include_str!("../migrations/0002_credential_vault.sql"),
+    ),
+    (
+        "0003_read_models",
+        include_str!("../migrations/0003_read_models.sql"),
+    ),
+];
+
+/// An arbitrary constant that names the migration lock among advisory locks.
+const MIGRATION_LOCK: i64 = 0x4c42_4d49_4752; // "LBMIGR"
+
+/// Applies every migration not applied yet; returns the names applied now.
+pub async fn run(database_url: &str) -> Result<Vec<String>, tokio_postgres::Error> {
+    let (mut client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let result = async {
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await?;
+        let mut applied = Vec::new();
+        for (name, sql) in MIGRATIONS {
+            let tx = client.transaction().await?;
+            let done = tx
+                .query_opt("SELECT 1 FROM schema_migrations WHERE name = $1", &[name])
+                .await?
+                .is_some();
+            if !done {
+                tx.batch_execute(sql).await?;
+                tx.execute("INSERT INTO schema_migrations (name) VALUES ($1)", &[name])
+                    .await?;
+                applied.push((*name).to_owned());
+            }
+            tx.commit().await?;
+        }
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        Ok(applied)
+    }
+    .await;
+    drop(client);
+    let _ = connection.await;
+    result
+}

@@ -1,0 +1,151 @@
+//! Wires the parts into one running service: migrations, pools, the command side, the projector and the
+//! API. `listbackup serve` runs this; the black-box tests start exactly the same thing on port 0.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use listbackup_api::auth::Authenticator;
+use listbackup_api::{AppState, Application};
+use listbackup_commands::connections::ConnectionCommands;
+use listbackup_commands::platform_client::PlatformClient;
+use listbackup_commands::vault::{CredentialVault, MasterKeys};
+use listbackup_commands::CommandBus;
+use listbackup_projections::Projector;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// A started service. Dropping it does not stop it: call [`RunningService::stop`].
+pub struct RunningService {
+    pub port: u16,
+    api: actix_web::dev::ServerHandle,
+    api_task: JoinHandle<std::io::Result<()>>,
+    shutdown: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl RunningService {
+    /// Stops accepting requests, lets in-flight ones finish, then stops the background tasks.
+    pub async fn stop(self) {
+        self.api.stop(true).await;
+        let _ = self.api_task.await;
+        self.shutdown.cancel();
+        for task in self.background {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until the API server ends on its own (it only does on a fatal error).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        (&mut self.api_task)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+/// A deadpool pool for the read side, the vault and the idempotency keys.
+pub fn read_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
+    let mut pool_config = deadpool_postgres::Config {
+        url: Some(config.database_url.clone()),
+        ..Default::default()
+    };
+    pool_config.pool = Some(deadpool_postgres::PoolConfig {
+        max_size: config.db_pool_size,
+        timeouts: deadpool_postgres::Timeouts {
+            wait: Some(Duration::from_secs(10)),
+            create: Some(Duration::from_secs(5)),
+            recycle: Some(Duration::from_secs(5)),
+        },
+        ..Default::default()
+    });
+    Ok(pool_config.create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )?)
+}
+
+/// The projector over the configured database (for `listbackup projections rebuild`).
+pub fn projector(config: &Config) -> anyhow::Result<Projector> {
+    Ok(Projector::new(read_pool(config)?, Arc::new(Notify::new())))
+}
+
+/// Migrates, then starts the API on `listener` with the projector beside it.
+pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<RunningService> {
+    let applied = crate::migrate::run(&config.database_url).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    let master_key = config.master_key.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("LISTBACKUP_MASTER_KEY is required (base64 of 32 random bytes)")
+    })?;
+    let previous: Vec<&str> = config
+        .previous_master_keys
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let keys = Arc::new(MasterKeys::from_base64(master_key, &previous)?);
+    let authenticator = Authenticator::new(config.auth.clone())
+        .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
+
+    let event_store = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.db_pool_size as u32)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&config.database_url)
+        .await?;
+    let db = read_pool(config)?;
+    let vault = CredentialVault::new(db.clone(), keys);
+    let swept = vault.sweep_deleted().await?;
+    if swept > 0 {
+        tracing::info!(
+            swept,
+            "destroyed credentials left behind by interrupted deletions"
+        );
+    }
+
+    let committed = Arc::new(Notify::new());
+    let connections = ConnectionCommands::new(
+        CommandBus::new(event_store, (), committed.clone()),
+        vault,
+        PlatformClient::new(config.platforms.clone()),
+    );
+    let projector = Projector::new(db.clone(), committed);
+    let projected = projector.watch();
+
+    let nats = match &config.nats_url {
+        // Retrying in the background keeps the service up (and commands accepted) while NATS is down;
+        // readiness reports it.
+        Some(url) => Some(
+            async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connection_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await?,
+        ),
+        None => None,
+    };
+
+    let shutdown = CancellationToken::new();
+    let background = vec![tokio::spawn(projector.run(shutdown.clone()))];
+
+    let state = AppState {
+        db,
+        connections,
+        projected,
+        nats,
+    };
+    let app = Application::build(listener, state, authenticator)?;
+    let port = app.port();
+    let api = app.handle();
+    let api_task = tokio::spawn(app.run());
+    tracing::info!(port, "listbackup is serving");
+    Ok(RunningService {
+        port,
+        api,
+        api_task,
+        shutdown,
+        background,
+    })
+}
