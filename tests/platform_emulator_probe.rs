@@ -1,0 +1,290 @@
+//! The connection prober against a local emulation of every API-key platform's test endpoint.
+
+#[path = "support/platform_emulator.rs"]
+mod platform_emulator;
+
+use std::collections::BTreeMap;
+
+use listbackup_commands::platform_client::{PlatformClient, PlatformEndpoints, ProbeOutcome};
+use listbackup_domain::platform::{find, AuthType, CATALOG};
+use platform_emulator::PlatformEmulator;
+use serde_json::{json, Value};
+
+/// Good credentials per API-key platform, and the secret field of each.
+fn good_credentials() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "stripe",
+            json!({"secretKey": "sk_test_4eC39HqLyjWDarjtT1zdp7dc"}),
+            "secretKey",
+        ),
+        (
+            "keap",
+            json!({"apiKey": "KeapAK-0a1b2c3d4e5f6a7b8c9d"}),
+            "apiKey",
+        ),
+        (
+            "hubspot",
+            json!({"accessToken": "pat-na1-11111111-2222-3333-4444-555555555555"}),
+            "accessToken",
+        ),
+        (
+            "shopify",
+            json!({"shop": "acme-test.myshopify.com", "adminApiAccessToken": "shpat_0123456789abcdef0123456789abcdef"}),
+            "adminApiAccessToken",
+        ),
+        (
+            "gohighlevel",
+            json!({"privateIntegrationToken": "pit-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d", "locationId": "ve9EPM428h8vShlRW1KT"}),
+            "privateIntegrationToken",
+        ),
+        (
+            "mailchimp",
+            json!({"apiKey": "0123456789abcdef0123456789abcdef-us21"}),
+            "apiKey",
+        ),
+        (
+            "activecampaign",
+            json!({"apiUrl": "https://acme.api-us1.com", "apiKey": "ac0123456789abcdef0123456789abcdef"}),
+            "apiKey",
+        ),
+        (
+            "zendesk",
+            json!({"subdomain": "acme", "email": "agent@acme.test", "apiToken": "zdtok0123456789abcdef"}),
+            "apiToken",
+        ),
+    ]
+}
+
+fn as_map(credentials: &Value) -> BTreeMap<String, String> {
+    credentials
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn client_for(emulator: &PlatformEmulator) -> PlatformClient {
+    let endpoints = good_credentials()
+        .iter()
+        .fold(PlatformEndpoints::default(), |endpoints, (id, _, _)| {
+            endpoints.with_api_url(id, &emulator.api_url(id))
+        });
+    PlatformClient::new(endpoints)
+}
+
+async fn probe(client: &PlatformClient, platform_id: &str, credentials: &Value) -> ProbeOutcome {
+    client
+        .test_connection(find(platform_id).unwrap(), &as_map(credentials))
+        .await
+}
+
+/// The probe's message must not contain the secret, nor its tail (Stripe's error echoes the last four).
+fn assert_no_secret(outcome: &ProbeOutcome, secret: &str) {
+    assert!(!outcome.message.contains(secret), "{}", outcome.message);
+    let tail = &secret[secret.len() - 6..];
+    assert!(!outcome.message.contains(tail), "{}", outcome.message);
+}
+
+#[test]
+fn the_emulated_set_is_every_api_key_platform() {
+    let emulated: Vec<_> = good_credentials().iter().map(|(id, _, _)| *id).collect();
+    let api_key: Vec<_> = CATALOG
+        .iter()
+        .filter(|p| p.supports(AuthType::ApiKey))
+        .map(|p| p.id)
+        .collect();
+    let mut sorted = emulated.clone();
+    sorted.sort_unstable();
+    let mut expected = api_key.clone();
+    expected.sort_unstable();
+    assert_eq!(sorted, expected);
+}
+
+#[tokio::test]
+async fn good_credentials_are_accepted_by_every_platform() {
+    let emulator = PlatformEmulator::start().await;
+    let client = client_for(&emulator);
+    for (id, credentials, secret_field) in good_credentials() {
+        emulator.accept(id, credentials.clone());
+        let outcome = probe(&client, id, &credentials).await;
+        assert!(outcome.ok, "{id}: {outcome:?}");
+        assert_eq!(outcome.http_status, Some(200), "{id}");
+        assert_no_secret(&outcome, credentials[secret_field].as_str().unwrap());
+    }
+}
+
+#[tokio::test]
+async fn the_message_names_the_account() {
+    let emulator = PlatformEmulator::start().await;
+    let client = client_for(&emulator);
+    let expectations = [
+        ("stripe", "authenticated as acct_1Nv0FGQ9RKHgCVdK"),
+        ("hubspot", "authenticated as portal 62515"),
+        ("zendesk", "authenticated as agent@acme.test"),
+        ("shopify", "authenticated as acme-test.myshopify.com"),
+        ("mailchimp", "the platform accepted the credentials"),
+    ];
+    for (id, expected) in expectations {
+        let (_, credentials, _) = good_credentials().into_iter().find(|c| c.0 == id).unwrap();
+        emulator.accept(id, credentials.clone());
+        let outcome = probe(&client, id, &credentials).await;
+        assert_eq!(outcome.message, expected, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_rejected_without_echoing_them() {
+    let emulator = PlatformEmulator::start().await;
+    let client = client_for(&emulator);
+    for (id, good, secret_field) in good_credentials() {
+        emulator.accept(id, good.clone());
+        let mut wrong = good.clone();
+        let bad_secret = format!("{}x9y8z7", good[secret_field].as_str().unwrap());
+        wrong[secret_field] = json!(bad_secret);
+        let outcome = probe(&client, id, &wrong).await;
+        assert!(!outcome.ok, "{id}: {outcome:?}");
+        let status = outcome
+            .http_status
+            .unwrap_or_else(|| panic!("{id}: no status"));
+        assert!(status == 401 || status == 403, "{id}: {status}");
+        assert!(
+            outcome.message.contains("rejected the credentials"),
+            "{id}: {}",
+            outcome.message
+        );
+        assert_no_secret(&outcome, &bad_secret);
+        assert_no_secret(&outcome, good[secret_field].as_str().unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_highlevel_token_for_another_location_is_rejected() {
+    let emulator = PlatformEmulator::start().await;
+    let client = client_for(&emulator);
+    let (_, good, _) = good_credentials()
+        .into_iter()
+        .find(|c| c.0 == "gohighlevel")
+        .unwrap();
+    emulator.accept("gohighlevel", good.clone());
+    let mut other = good;
+    other["locationId"] = json!("someOtherLocation123");
+    let outcome = probe(&client, "gohighlevel", &other).await;
+    assert!(!outcome.ok);
+    assert_eq!(outcome.http_status, Some(403));
+}
+
+#[tokio::test]
+async fn one_rate_limit_is_waited_out() {
+    let emulator = PlatformEmulator::start().await;
+    let client = client_for(&emulator);
+    for (id, credentials, _) in good_credentials() {
+        emulator.accept(id, credentials.clone());
+        let test_path = emulator.api_url(id)[emulator.base_url.len()..].to_owned()
+            + match id {
+                "stripe" => "/account",
+                "keap" => "/account/profile",
+                "hubspot" => "/account-info/v3/details",
+                "shopify" => "/shop.json",
+                "gohighlevel" => "/locations/ve9EPM428h8vShlRW1KT",
+                "mailchimp" => "/ping",
+                "activecampaign" => "/users/me",
+                "zendesk" => "/users/me.json",
+                _ => unreachable!(),
+            };
+        emulator.rate_limit_next(1);
+        let outcome = probe(&client, id, &credentials).await;
+        assert!(outcome.ok, "{id}: {outcome:?}");
+        assert_eq!(emulator.hits(&test_path), 2, "{id}: {test_path}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_rate_limit_is_reported() {
+    let emulator = PlatformEmulator::start().await;
+    let client = client_for(&emulator);
+    let (_, credentials, _) = good_credentials().into_iter().next().unwrap();
+    emulator.accept("stripe", credentials.clone());
+    emulator.rate_limit_next(2);
+    let outcome = probe(&client, "stripe", &credentials).await;
+    assert!(!outcome.ok);
+    assert_eq!(outcome.http_status, Some(429));
+    assert_eq!(emulator.hits("/stripe/v1/account"), 2);
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable() {
+    let emulator = PlatformEmulator::start().await;
+    let url = emulator.api_url("stripe");
+    drop(emulator);
+    // Give the server a moment to release the port.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let client = PlatformClient::new(PlatformEndpoints::default().with_api_url("stripe", &url));
+    let (_, credentials, _) = good_credentials().into_iter().next().unwrap();
+    let outcome = probe(&client, "stripe", &credentials).await;
+    assert!(!outcome.ok);
+    assert!(
+        outcome.message.starts_with("could not reach"),
+        "{}",
+        outcome.message
+    );
+    assert_eq!(outcome.http_status, None);
+}
+
+/// The emulator itself speaks the platforms' error shapes.
+#[tokio::test]
+async fn emulator_answers_with_real_error_shapes() {
+    let emulator = PlatformEmulator::start().await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", emulator.base_url));
+
+    let stripe = get("/stripe/v1/account")
+        .bearer_auth("sk_test_nope1234")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stripe.status(), 401);
+    let body: Value = stripe.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(body["error"]["message"].as_str().unwrap().ends_with("1234"));
+
+    let mailchimp = get("/mailchimp/3.0/ping").send().await.unwrap();
+    assert_eq!(mailchimp.status(), 401);
+    assert!(mailchimp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/problem+json"));
+    let body: Value = mailchimp.json().await.unwrap();
+    assert_eq!(body["title"], "API Key Missing");
+
+    let zendesk = get("/zendesk/api/v2/users/me.json")
+        .basic_auth("a@b.test/token", Some("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zendesk.status(), 401);
+    assert_eq!(
+        zendesk.json::<Value>().await.unwrap(),
+        json!({"error": "Couldn't authenticate you"})
+    );
+
+    // Zendesk's "me" without credentials is the anonymous user, which the prober must not take as success.
+    let anonymous: Value = get("/zendesk/api/v2/users/me.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(anonymous["user"]["id"].is_null());
+
+    let highlevel = get("/gohighlevel/locations/x")
+        .bearer_auth("pit-x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(highlevel.status(), 400, "the Version header is mandatory");
+
+    assert_eq!(get("/nowhere").send().await.unwrap().status(), 404);
+}
