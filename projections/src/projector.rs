@@ -62,6 +62,9 @@ impl Projector {
     pub async fn catch_up_batch(&self) -> Result<usize, ReadError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        // Read models are derived data: if a crash loses this commit, it loses the checkpoint with it, and the
+        // events are simply applied again from the log. So the commit need not wait for its WAL flush.
+        tx.batch_execute("SET LOCAL synchronous_commit = off").await?;
         let from = lock_checkpoint(&tx, CHECKPOINT).await?;
         let events = read_after(&tx, from, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position) else {

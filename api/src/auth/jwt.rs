@@ -38,7 +38,7 @@ const JWKS_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 const JWKS_MAX_BYTES: usize = 256 * 1024;
 
 /// How callers are authenticated.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AuthConfig {
     /// `LISTBACKUP_JWT_SECRET`: enables HS256.
     pub hs256_secret: Option<String>,
@@ -52,6 +52,20 @@ pub struct AuthConfig {
     pub account_claim: String,
     /// `LISTBACKUP_JWT_ROLES_CLAIM`, default `roles`.
     pub roles_claim: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    /// Never prints the HS256 secret: configuration gets logged when things go wrong.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("hs256_secret", &self.hs256_secret.as_ref().map(|_| "[redacted]"))
+            .field("jwks_url", &self.jwks_url)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("account_claim", &self.account_claim)
+            .field("roles_claim", &self.roles_claim)
+            .finish()
+    }
 }
 
 impl Default for AuthConfig {
