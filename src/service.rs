@@ -1,5 +1,5 @@
-//! Wires the parts into one running service: migrations, pools, the command side, the projector and the
-//! API. `listbackup serve` runs this; the black-box tests start exactly the same thing on port 0.
+//! Wires the parts into one running service: migrations, pools, the command side, the projector, the relay
+//! and the API. `listbackup serve` runs this; the black-box tests start exactly the same thing on port 0.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use listbackup_commands::platform_client::PlatformClient;
 use listbackup_commands::vault::{CredentialVault, MasterKeys};
 use listbackup_commands::CommandBus;
 use listbackup_projections::Projector;
+use listbackup_workers::{NatsNames, Relay};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -128,7 +129,12 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     };
 
     let shutdown = CancellationToken::new();
-    let background = vec![tokio::spawn(projector.run(shutdown.clone()))];
+    let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
+    if let Some(nats) = &nats {
+        let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
+        let relay = Relay::new(db.clone(), nats.clone(), names);
+        background.push(tokio::spawn(relay.run(shutdown.clone())));
+    }
 
     let state = AppState {
         db,

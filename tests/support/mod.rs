@@ -88,13 +88,55 @@ pub fn random_master_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Deletes a test's JetStream streams from the shared NATS server when the test ends, even when it fails.
+pub struct NatsStreamsGuard {
+    pub prefix: String,
+}
+
+impl NatsStreamsGuard {
+    pub fn new() -> Self {
+        Self {
+            prefix: format!("lbt{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        }
+    }
+
+    pub fn events_stream(&self) -> String {
+        format!("{}_EVENTS", self.prefix.to_uppercase())
+    }
+}
+
+impl Drop for NatsStreamsGuard {
+    fn drop(&mut self) {
+        let stream = self.events_stream();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let connect = async_nats::ConnectOptions::new()
+                    .connection_timeout(Duration::from_secs(2))
+                    .connect(nats_url());
+                if let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(3), connect).await
+                {
+                    let jetstream = async_nats::jetstream::new(client);
+                    let _ = jetstream.delete_stream(&stream).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// The service, running on port 0 against its own database.
 pub struct TestApp {
     pub address: String,
-    pub db: TestDatabase,
     pub http: reqwest::Client,
     pub config: Config,
     service: Option<RunningService>,
+    // Dropped after the service handle: first the streams, then the database.
+    pub nats: NatsStreamsGuard,
+    pub db: TestDatabase,
 }
 
 impl TestApp {
@@ -105,9 +147,11 @@ impl TestApp {
     /// Starts the service with the default test settings, adjusted by `customize` (keys as env variables).
     pub async fn spawn_with(customize: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
         let db = TestDatabase::create().await;
+        let nats = NatsStreamsGuard::new();
         let mut values = BTreeMap::from([
             ("DATABASE_URL".to_owned(), db.url.clone()),
             ("NATS_URL".to_owned(), nats_url()),
+            ("LISTBACKUP_NATS_PREFIX".to_owned(), nats.prefix.clone()),
             ("LISTBACKUP_MASTER_KEY".to_owned(), random_master_key()),
             (
                 "LISTBACKUP_JWT_SECRET".to_owned(),
@@ -123,11 +167,25 @@ impl TestApp {
             .expect("service starts");
         Self {
             address: format!("http://127.0.0.1:{}", service.port),
-            db,
             http: reqwest::Client::new(),
             config,
             service: Some(service),
+            nats,
+            db,
         }
+    }
+
+    /// Stops the service and starts it again on the same database (a new port), as after a redeploy.
+    pub async fn restart(&mut self) {
+        if let Some(service) = self.service.take() {
+            service.stop().await;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let service = service::start(&self.config, listener)
+            .await
+            .expect("service restarts");
+        self.address = format!("http://127.0.0.1:{}", service.port);
+        self.service = Some(service);
     }
 
     pub fn token(&self, account: &str, roles: &[Role]) -> String {

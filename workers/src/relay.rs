@@ -1,0 +1,228 @@
+//! The relay: publishes every committed event to the JetStream stream `<PREFIX>_EVENTS`, once, in log order.
+//!
+//! - Order and completeness come from the same gap-safe reader the projector uses (`(transaction_id,
+//!   global_position)` below the snapshot horizon), with the relay's own checkpoint.
+//! - "Once" comes from `Nats-Msg-Id: <eventId>` and the stream's duplicate window (≥ 10 minutes): events
+//!   published just before a crash, whose checkpoint was not saved yet, are published again on restart and
+//!   dropped by JetStream as duplicates.
+//! - One active relay at a time: a Postgres advisory lock, held on a dedicated session (not a transaction: a
+//!   long transaction would hold back the snapshot horizon every reader waits on).
+//! - While NATS is down, nothing advances: commands are still accepted (they only touch Postgres) and the
+//!   relay catches up when NATS returns.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use deadpool_postgres::Pool;
+use listbackup_projections::event_log::{read_after, save_checkpoint};
+use listbackup_projections::{LogPosition, StoredEvent};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::names::NatsNames;
+
+/// The relay's checkpoint name.
+pub const CHECKPOINT: &str = "relay";
+
+/// Names the relay's advisory lock among all advisory locks ("LBRELAY").
+const RELAY_LOCK: i64 = 0x4c42_5245_4c41_59;
+
+/// How long JetStream remembers message ids to drop duplicates: at least 10 minutes (DESIGN §5).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("event log: {0}")]
+    Log(#[from] listbackup_projections::ReadError),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+fn nats_err(err: impl std::fmt::Display) -> RelayError {
+    RelayError::Nats(err.to_string())
+}
+
+pub struct Relay {
+    pool: Pool,
+    jetstream: jetstream::Context,
+    names: NatsNames,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+impl Relay {
+    pub fn new(pool: Pool, nats: async_nats::Client, names: NatsNames) -> Self {
+        Self {
+            pool,
+            jetstream: jetstream::new(nats),
+            names,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// Creates the events stream if it does not exist yet.
+    pub async fn ensure_stream(&self) -> Result<(), RelayError> {
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: self.names.events_stream(),
+                subjects: vec![self.names.events_wildcard()],
+                duplicate_window: DUPLICATE_WINDOW,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats_err)?;
+        Ok(())
+    }
+
+    /// Runs until `shutdown`: waits for the relay lock, then publishes forever. Failures (NATS or Postgres
+    /// down) are retried with backoff; nothing is skipped.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = self.run_while_leader(&shutdown) => outcome,
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, "relay paused; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn run_while_leader(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        // The lock lives as long as this pooled session; if the process dies, Postgres releases it.
+        let session = self.pool.get().await?;
+        loop {
+            let locked: bool = session
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK])
+                .await?
+                .get(0);
+            if locked {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let result = self.publish_until(shutdown).await;
+        let _ = session
+            .execute("SELECT pg_advisory_unlock($1)", &[&RELAY_LOCK])
+            .await;
+        result
+    }
+
+    async fn publish_until(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        self.ensure_stream().await?;
+        loop {
+            let published = self.publish_batch().await?;
+            if published == 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(self.poll_interval) => {}
+                }
+            }
+        }
+    }
+
+    /// Publishes the next batch after the checkpoint; returns how many events it published.
+    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let client = self.pool.get().await?;
+        let from = read_checkpoint(&client).await?;
+        let events = read_after(&client, from, self.batch_size).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(0);
+        };
+        // Publish the whole batch, then wait for every ack: JetStream keeps one connection's publishes in order.
+        let mut acks = Vec::with_capacity(events.len());
+        for event in &events {
+            let subject = self
+                .names
+                .event_subject(&event.aggregate_type, &event.event_type);
+            let ack = self
+                .jetstream
+                .publish_with_headers(subject, headers(event), message(event).into())
+                .await
+                .map_err(nats_err)?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(nats_err)?;
+        }
+        save_checkpoint(&client, CHECKPOINT, last).await?;
+        Ok(events.len())
+    }
+}
+
+async fn read_checkpoint(client: &deadpool_postgres::Client) -> Result<LogPosition, RelayError> {
+    client
+        .execute(
+            "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            &[&CHECKPOINT],
+        )
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT transaction_id::text, position FROM checkpoints WHERE name = $1",
+            &[&CHECKPOINT],
+        )
+        .await?;
+    let txid: String = row.get(0);
+    Ok(LogPosition {
+        transaction_id: txid.parse().unwrap_or_default(),
+        global_position: row.get(1),
+    })
+}
+
+fn headers(event: &StoredEvent) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        event.event_id.to_string().as_str(),
+    );
+    headers.insert(
+        "Listbackup-Global-Position",
+        event.position.global_position.to_string().as_str(),
+    );
+    headers.insert(
+        "Listbackup-Transaction-Id",
+        event.position.transaction_id.to_string().as_str(),
+    );
+    headers.insert("Listbackup-Aggregate-Type", event.aggregate_type.as_str());
+    headers.insert("Listbackup-Aggregate-Id", event.aggregate_id.as_str());
+    headers.insert("Listbackup-Sequence", event.sequence.to_string().as_str());
+    headers
+}
+
+/// The message body: the event with its identity, place in the log and metadata.
+fn message(event: &StoredEvent) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "eventId": event.event_id,
+        "aggregateType": event.aggregate_type,
+        "aggregateId": event.aggregate_id,
+        "sequence": event.sequence,
+        "eventType": event.event_type,
+        "eventVersion": event.event_version,
+        "globalPosition": event.position.global_position,
+        "transactionId": event.position.transaction_id.to_string(),
+        "recordedAt": event.recorded_at,
+        "payload": event.body(),
+        "metadata": event.metadata,
+    }))
+    .unwrap_or_default()
+}
