@@ -329,6 +329,27 @@ async fn idempotency_keys_replay_the_first_response() {
         1,
         "one connection, not two"
     );
+
+    // While a key's first request is still running, a repeat answers 409; a claim abandoned by a process
+    // that died (its first request never finished) is taken over after two minutes.
+    let db = app.db.connect().await;
+    db.execute(
+        "UPDATE idempotency_keys SET status = NULL, response = NULL WHERE key = 'create-once-1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (status, problem) = problem_code(send(body.clone()).await.unwrap()).await;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("CONFLICT")));
+    db.execute(
+        "UPDATE idempotency_keys SET created_at = now() - interval '3 minutes' WHERE key = 'create-once-1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let retaken = send(body.clone()).await.unwrap();
+    assert_eq!(retaken.status(), 201);
+    assert!(retaken.headers().get("idempotent-replayed").is_none());
     app.stop().await;
 }
 

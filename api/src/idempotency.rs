@@ -1,5 +1,6 @@
 //! `Idempotency-Key` on POST (DESIGN §4): a repeat with the same key and body gets the first response; the
-//! same key with another body is a 422; a repeat while the first is still running is a 409.
+//! same key with another body is a 422; a repeat while the first is still running is a 409. Keys are kept
+//! for 24 hours.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
@@ -51,8 +52,13 @@ pub async fn begin(
     let client = pool.get().await.map_err(ApiError::from_unexpected)?;
     let inserted = client
         .execute(
+            // A key is claimed when new, when its first use is older than a day (keys expire), or when its
+            // first request never finished within two minutes (its process died): otherwise it is left alone.
             "INSERT INTO idempotency_keys (account_id, key, request_digest) VALUES ($1, $2, $3) \
-             ON CONFLICT (account_id, key) DO NOTHING",
+             ON CONFLICT (account_id, key) DO UPDATE \
+               SET request_digest = EXCLUDED.request_digest, status = NULL, response = NULL, created_at = now() \
+               WHERE idempotency_keys.created_at < now() - interval '24 hours' \
+                  OR (idempotency_keys.status IS NULL AND idempotency_keys.created_at < now() - interval '2 minutes')",
             &[&account_id, &key, &digest],
         )
         .await
