@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod error;
+pub mod job;
 pub mod platform;
 pub mod values;
 

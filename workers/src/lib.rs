@@ -3,6 +3,7 @@
 
 pub mod names;
 pub mod relay;
+pub mod storage;
 
 pub use names::NatsNames;
 pub use relay::Relay;

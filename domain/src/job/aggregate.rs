@@ -1,0 +1,443 @@
+use std::collections::BTreeSet;
+use std::fmt;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use super::{JobCommand, JobEvent, JobTrigger, QueuedJob, AGGREGATE_TYPE};
+use crate::error::{DomainError, ErrorKind};
+use crate::AccountOwned;
+
+/// Where a job is in its life. A job with no stream yet is `New` here and `queued` in the read model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    #[default]
+    New,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Succeeded, failed or cancelled: nothing more happens to the job.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state a job needs to decide on commands; the read model holds what is shown.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Job {
+    id: String,
+    account_id: String,
+    source_id: String,
+    status: JobStatus,
+    attempt: u32,
+    worker: String,
+    data_types: Vec<String>,
+    /// Data types stored completely by the current attempt.
+    backed_up: BTreeSet<String>,
+    cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("job not found")]
+    NotFound,
+    #[error("the job was already started (or cancelled before it started)")]
+    AlreadyStarted,
+    #[error("the job has already {0}")]
+    Finished(JobStatus),
+    #[error("the job's cancellation was requested: it is not run again")]
+    CancelRequested,
+    #[error("another run of the job is current (attempt {attempt}, worker {worker})")]
+    NotCurrentWorker { attempt: u32, worker: String },
+    #[error("no cancellation of the job was requested")]
+    NoCancelRequested,
+    #[error("{0}")]
+    InvalidDataTypes(&'static str),
+    #[error("retryOf is required with trigger retry and refused with any other")]
+    RetryOfMismatch,
+    #[error("dataTypesDone must not exceed dataTypesTotal")]
+    InvalidProgress,
+    #[error("{0} is not one of the job's data types")]
+    UnknownDataType(String),
+    #[error("{0} was already backed up by this attempt")]
+    AlreadyBackedUp(String),
+    #[error("data types not backed up yet: {}", .0.join(", "))]
+    Incomplete(Vec<String>),
+}
+
+impl DomainError for JobError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound => ErrorKind::NotFound,
+            Self::AlreadyStarted
+            | Self::Finished(_)
+            | Self::CancelRequested
+            | Self::NotCurrentWorker { .. }
+            | Self::NoCancelRequested
+            | Self::AlreadyBackedUp(_)
+            | Self::Incomplete(_) => ErrorKind::Conflict,
+            Self::InvalidDataTypes(_)
+            | Self::RetryOfMismatch
+            | Self::InvalidProgress
+            | Self::UnknownDataType(_) => ErrorKind::Invalid,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidDataTypes(_) => Some("dataTypes"),
+            Self::RetryOfMismatch => Some("retryOf"),
+            Self::InvalidProgress => Some("dataTypesDone"),
+            Self::UnknownDataType(_) => Some("dataType"),
+            _ => None,
+        }
+    }
+}
+
+impl Job {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+
+    pub fn source_id(&self) -> &str {
+        &self.source_id
+    }
+
+    /// 1 for the first run, incremented by every redelivery that runs the job again; 0 before it started.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The worker running the current attempt.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    pub fn data_types(&self) -> &[String] {
+        &self.data_types
+    }
+
+    /// Whether the running job was asked to stop (the worker polls this between pages).
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_requested
+    }
+
+    /// A started (or cancelled-while-queued) job of this account, or NotFound: others' look missing.
+    fn require_owned(&self, account_id: &str) -> Result<(), JobError> {
+        if self.status != JobStatus::New && self.account_id == account_id {
+            Ok(())
+        } else {
+            Err(JobError::NotFound)
+        }
+    }
+
+    /// Fencing: only the current attempt's run may report on the job.
+    fn require_current_worker(&self, worker: &str) -> Result<(), JobError> {
+        if worker == self.worker {
+            Ok(())
+        } else {
+            Err(JobError::NotCurrentWorker {
+                attempt: self.attempt,
+                worker: self.worker.clone(),
+            })
+        }
+    }
+
+    fn require_known_data_type(&self, data_type: &str) -> Result<(), JobError> {
+        if self.data_types.iter().any(|d| d == data_type) {
+            Ok(())
+        } else {
+            Err(JobError::UnknownDataType(data_type.to_owned()))
+        }
+    }
+}
+
+impl AccountOwned for Job {
+    fn owner_account(&self) -> Option<&str> {
+        (self.status != JobStatus::New).then_some(self.account_id.as_str())
+    }
+}
+
+fn validate_data_types(data_types: &[String]) -> Result<(), JobError> {
+    if data_types.is_empty() {
+        return Err(JobError::InvalidDataTypes(
+            "a job backs up at least one data type",
+        ));
+    }
+    let distinct: BTreeSet<&str> = data_types.iter().map(String::as_str).collect();
+    if distinct.len() != data_types.len() {
+        return Err(JobError::InvalidDataTypes("data types must not repeat"));
+    }
+    Ok(())
+}
+
+impl Aggregate for Job {
+    const TYPE: &'static str = AGGREGATE_TYPE;
+    type Command = JobCommand;
+    type Event = JobEvent;
+    type Error = JobError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let account = command.account_id().as_str().to_owned();
+
+        // The two commands valid on an empty stream come first.
+        match command {
+            JobCommand::Start {
+                job_id,
+                account_id,
+                source_id,
+                connection_id,
+                platform_id,
+                trigger,
+                retry_of,
+                worker,
+                data_types,
+            } => {
+                if self.status != JobStatus::New {
+                    return Err(JobError::AlreadyStarted);
+                }
+                validate_data_types(&data_types)?;
+                if (trigger == JobTrigger::Retry) != retry_of.is_some() {
+                    return Err(JobError::RetryOfMismatch);
+                }
+                let event = JobEvent::JobStarted {
+                    job_id,
+                    account_id: account_id.as_str().to_owned(),
+                    source_id,
+                    connection_id,
+                    platform_id: platform_id.as_str().to_owned(),
+                    trigger,
+                    retry_of,
+                    attempt: 1,
+                    worker,
+                    data_types,
+                };
+                sink.write(event, self).await;
+                return Ok(());
+            }
+            JobCommand::RequestCancel {
+                job_id, source_id, ..
+            } if self.status == JobStatus::New => {
+                // Still queued: nothing runs, so nothing needs to confirm. Both events in one commit make the
+                // stream non-empty, so a worker receiving the job afterwards fails to start it and drops it.
+                let queued = QueuedJob {
+                    job_id,
+                    account_id: account,
+                    source_id,
+                };
+                sink.write(
+                    JobEvent::JobCancelRequested {
+                        queued: Some(queued),
+                    },
+                    self,
+                )
+                .await;
+                sink.write(JobEvent::JobCancelled {}, self).await;
+                return Ok(());
+            }
+            _ => {}
+        }
+
+        self.require_owned(&account)?;
+        if self.status.is_terminal() {
+            return Err(JobError::Finished(self.status));
+        }
+
+        let event = match command {
+            JobCommand::Start { .. } => unreachable!("handled above"),
+            // Attempt N ≥ 2. `JobStarted` must stay sequence 1 (that is what makes starting exclusive), so a
+            // rerun of the same job cannot be another `JobStarted`: it is `JobAttemptStarted`, appended to the
+            // running job by the worker that received the redelivered message. JetStream redelivers only after
+            // the previous worker stopped extending its ack deadline, so it is presumed gone; should it still be
+            // running (a long pause, a partition), the event names the new run and every report of the old one
+            // is refused from now on (`require_current_worker`), which makes it stop. Should two workers race
+            // on the same redelivery, the event store's sequence check lets exactly one append. A job whose
+            // cancellation was requested is not run again: that worker confirms the cancellation instead.
+            JobCommand::Restart { worker, .. } => {
+                if self.cancel_requested {
+                    return Err(JobError::CancelRequested);
+                }
+                JobEvent::JobAttemptStarted {
+                    attempt: self.attempt + 1,
+                    worker,
+                }
+            }
+            JobCommand::RecordProgress {
+                worker,
+                data_types_done,
+                data_types_total,
+                current_data_type,
+                records,
+                bytes,
+                ..
+            } => {
+                self.require_current_worker(&worker)?;
+                if data_types_done > data_types_total {
+                    return Err(JobError::InvalidProgress);
+                }
+                JobEvent::JobProgressed {
+                    data_types_done,
+                    data_types_total,
+                    current_data_type,
+                    records,
+                    bytes,
+                }
+            }
+            JobCommand::RecordResource {
+                worker,
+                data_type,
+                records,
+                bytes,
+                sha256,
+                object,
+                ..
+            } => {
+                self.require_current_worker(&worker)?;
+                self.require_known_data_type(&data_type)?;
+                if self.backed_up.contains(&data_type) {
+                    return Err(JobError::AlreadyBackedUp(data_type));
+                }
+                JobEvent::ResourceBackedUp {
+                    data_type,
+                    records,
+                    bytes,
+                    sha256,
+                    object,
+                }
+            }
+            // A job that finishes while its cancellation is pending may still succeed or fail: the outcome is
+            // true, and the worker simply had not seen the request yet.
+            JobCommand::Succeed {
+                worker,
+                manifest,
+                manifest_sha256,
+                records,
+                bytes,
+                ..
+            } => {
+                self.require_current_worker(&worker)?;
+                let missing: Vec<String> = self
+                    .data_types
+                    .iter()
+                    .filter(|d| !self.backed_up.contains(*d))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(JobError::Incomplete(missing));
+                }
+                JobEvent::JobSucceeded {
+                    manifest,
+                    manifest_sha256,
+                    records,
+                    bytes,
+                }
+            }
+            JobCommand::Fail {
+                worker,
+                code,
+                message,
+                retryable,
+                ..
+            } => {
+                if let Some(worker) = worker {
+                    self.require_current_worker(&worker)?;
+                }
+                JobEvent::JobFailed {
+                    code,
+                    message,
+                    retryable,
+                }
+            }
+            JobCommand::RequestCancel { .. } => {
+                if self.cancel_requested {
+                    // Idempotent: the worker has not confirmed yet; asking again records nothing.
+                    return Ok(());
+                }
+                JobEvent::JobCancelRequested { queued: None }
+            }
+            JobCommand::ConfirmCancelled { .. } => {
+                if !self.cancel_requested {
+                    return Err(JobError::NoCancelRequested);
+                }
+                JobEvent::JobCancelled {}
+            }
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            JobEvent::JobStarted {
+                job_id,
+                account_id,
+                source_id,
+                attempt,
+                worker,
+                data_types,
+                ..
+            } => {
+                self.id = job_id;
+                self.account_id = account_id;
+                self.source_id = source_id;
+                self.attempt = attempt;
+                self.worker = worker;
+                self.data_types = data_types;
+                self.status = JobStatus::Running;
+            }
+            JobEvent::JobAttemptStarted { attempt, worker } => {
+                self.attempt = attempt;
+                self.worker = worker;
+                // The new attempt writes every artifact again.
+                self.backed_up.clear();
+            }
+            JobEvent::JobProgressed { .. } => {}
+            JobEvent::ResourceBackedUp { data_type, .. } => {
+                self.backed_up.insert(data_type);
+            }
+            JobEvent::JobSucceeded { .. } => self.status = JobStatus::Succeeded,
+            JobEvent::JobFailed { .. } => self.status = JobStatus::Failed,
+            JobEvent::JobCancelRequested { queued } => {
+                if let Some(queued) = queued {
+                    self.id = queued.job_id;
+                    self.account_id = queued.account_id;
+                    self.source_id = queued.source_id;
+                }
+                self.cancel_requested = true;
+            }
+            JobEvent::JobCancelled {} => self.status = JobStatus::Cancelled,
+        }
+    }
+}

@@ -1,0 +1,94 @@
+use super::JobTrigger;
+use crate::platform::PlatformId;
+use crate::values::AccountId;
+
+/// What may be asked of a job. Each carries the caller's account: a job answers only to its own.
+#[derive(Debug, Clone)]
+pub enum JobCommand {
+    /// A worker takes a queued job on (attempt 1); `worker` identifies this run, see [`JobCommand::Restart`]. Only valid on an empty stream: a second `Start`, by the
+    /// same or another worker, conflicts, which is how a duplicated or redelivered message is recognised.
+    Start {
+        /// The id `SyncRequested` chose for the job (UUID v7); also the aggregate id.
+        job_id: String,
+        account_id: AccountId,
+        source_id: String,
+        connection_id: String,
+        platform_id: PlatformId,
+        trigger: JobTrigger,
+        /// Required with `trigger: Retry`, refused with any other trigger.
+        retry_of: Option<String>,
+        worker: String,
+        data_types: Vec<String>,
+    },
+    /// A worker runs a started job again because its message was redelivered: the worker of the previous
+    /// attempt stopped acknowledging it (killed, partitioned). The attempt number is the aggregate's to count.
+    Restart {
+        account_id: AccountId,
+        worker: String,
+    },
+    RecordProgress {
+        account_id: AccountId,
+        /// The worker sending it: must be the current attempt's (see [`JobCommand::Restart`]).
+        worker: String,
+        data_types_done: u32,
+        data_types_total: u32,
+        current_data_type: Option<String>,
+        records: u64,
+        bytes: u64,
+    },
+    /// One data type's artifact is stored completely.
+    RecordResource {
+        account_id: AccountId,
+        worker: String,
+        data_type: String,
+        records: u64,
+        bytes: u64,
+        sha256: String,
+        object: String,
+    },
+    /// Every data type is backed up and the manifest is written.
+    Succeed {
+        account_id: AccountId,
+        worker: String,
+        manifest: String,
+        manifest_sha256: String,
+        records: u64,
+        bytes: u64,
+    },
+    Fail {
+        account_id: AccountId,
+        /// The current attempt's worker, or `None` when the system fails the job on its behalf (its message
+        /// exhausted its deliveries, its source was deleted).
+        worker: Option<String>,
+        code: String,
+        message: String,
+        retryable: bool,
+    },
+    /// Asks a queued or running job to stop. Repeating it while the running job winds down changes nothing.
+    RequestCancel {
+        account_id: AccountId,
+        /// The job's id and source: recorded only when the job is still queued (its stream is empty), so the
+        /// stream knows whose it is. The caller checked that the queued job is this account's (read model).
+        job_id: String,
+        source_id: String,
+    },
+    /// A job whose cancellation was requested has stopped. Not fenced by worker: the outcome is the same
+    /// whoever confirms it, and the run receiving a redelivered message of such a job (which it must not run
+    /// again) confirms on behalf of the dead one.
+    ConfirmCancelled { account_id: AccountId },
+}
+
+impl JobCommand {
+    pub fn account_id(&self) -> &AccountId {
+        match self {
+            Self::Start { account_id, .. }
+            | Self::Restart { account_id, .. }
+            | Self::RecordProgress { account_id, .. }
+            | Self::RecordResource { account_id, .. }
+            | Self::Succeed { account_id, .. }
+            | Self::Fail { account_id, .. }
+            | Self::RequestCancel { account_id, .. }
+            | Self::ConfirmCancelled { account_id } => account_id,
+        }
+    }
+}

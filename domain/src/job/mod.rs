@@ -1,0 +1,19 @@
+//! The Job aggregate: one backup run of one source, from the worker that starts it to its outcome.
+//!
+//! A job is *queued* before it has a stream: it exists only as the source's `SyncRequested`. The worker that
+//! picks the message up starts it with `JobStarted` as the stream's first event (sequence 1), so two workers
+//! handed the same message cannot both run it: the loser's append conflicts and it drops the message.
+
+mod aggregate;
+mod commands;
+mod events;
+
+#[cfg(test)]
+mod tests;
+
+pub use aggregate::{Job, JobError, JobStatus};
+pub use commands::JobCommand;
+pub use events::{JobEvent, JobTrigger, QueuedJob};
+
+/// The aggregate type name in the event store and in NATS subjects.
+pub const AGGREGATE_TYPE: &str = "job";

@@ -1,0 +1,728 @@
+//! Given/when/then tests of the Job aggregate with cqrs-es's TestFramework.
+
+use cqrs_es::test::TestFramework;
+use cqrs_es::Aggregate;
+
+use super::*;
+use crate::error::{DomainError, ErrorKind};
+use crate::platform::PlatformId;
+use crate::values::AccountId;
+use crate::AccountOwned;
+
+type JobTest = TestFramework<Job>;
+
+fn account(raw: &str) -> AccountId {
+    AccountId::parse(raw).unwrap()
+}
+
+fn acme() -> AccountId {
+    account("acme")
+}
+
+fn start(worker: &str) -> JobCommand {
+    start_with(worker, JobTrigger::Manual, None, &["customers", "invoices"])
+}
+
+fn start_with(
+    worker: &str,
+    trigger: JobTrigger,
+    retry_of: Option<&str>,
+    data_types: &[&str],
+) -> JobCommand {
+    JobCommand::Start {
+        job_id: "j1".into(),
+        account_id: acme(),
+        source_id: "s1".into(),
+        connection_id: "c1".into(),
+        platform_id: PlatformId::parse("stripe").unwrap(),
+        trigger,
+        retry_of: retry_of.map(str::to_owned),
+        worker: worker.into(),
+        data_types: data_types.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+fn started() -> JobEvent {
+    JobEvent::JobStarted {
+        job_id: "j1".into(),
+        account_id: "acme".into(),
+        source_id: "s1".into(),
+        connection_id: "c1".into(),
+        platform_id: "stripe".into(),
+        trigger: JobTrigger::Manual,
+        retry_of: None,
+        attempt: 1,
+        worker: "w1".into(),
+        data_types: vec!["customers".into(), "invoices".into()],
+    }
+}
+
+fn backed_up(data_type: &str) -> JobEvent {
+    JobEvent::ResourceBackedUp {
+        data_type: data_type.into(),
+        records: 10,
+        bytes: 100,
+        sha256: format!("sha-{data_type}"),
+        object: format!("accounts/acme/sources/s1/jobs/j1/{data_type}.ndjson.gz"),
+    }
+}
+
+fn record(data_type: &str) -> JobCommand {
+    record_by("w1", data_type)
+}
+
+fn record_by(worker: &str, data_type: &str) -> JobCommand {
+    JobCommand::RecordResource {
+        account_id: acme(),
+        worker: worker.into(),
+        data_type: data_type.into(),
+        records: 10,
+        bytes: 100,
+        sha256: format!("sha-{data_type}"),
+        object: format!("accounts/acme/sources/s1/jobs/j1/{data_type}.ndjson.gz"),
+    }
+}
+
+fn succeed() -> JobCommand {
+    succeed_by("w1")
+}
+
+fn succeed_by(worker: &str) -> JobCommand {
+    JobCommand::Succeed {
+        account_id: acme(),
+        worker: worker.into(),
+        manifest: "accounts/acme/sources/s1/jobs/j1/manifest.json".into(),
+        manifest_sha256: "m-sha".into(),
+        records: 20,
+        bytes: 200,
+    }
+}
+
+fn succeeded() -> JobEvent {
+    JobEvent::JobSucceeded {
+        manifest: "accounts/acme/sources/s1/jobs/j1/manifest.json".into(),
+        manifest_sha256: "m-sha".into(),
+        records: 20,
+        bytes: 200,
+    }
+}
+
+fn fail() -> JobCommand {
+    JobCommand::Fail {
+        account_id: acme(),
+        worker: Some("w1".into()),
+        code: "PLATFORM_ERROR".into(),
+        message: "stripe answered 500 five times".into(),
+        retryable: true,
+    }
+}
+
+fn failed() -> JobEvent {
+    JobEvent::JobFailed {
+        code: "PLATFORM_ERROR".into(),
+        message: "stripe answered 500 five times".into(),
+        retryable: true,
+    }
+}
+
+fn request_cancel() -> JobCommand {
+    JobCommand::RequestCancel {
+        account_id: acme(),
+        job_id: "j1".into(),
+        source_id: "s1".into(),
+    }
+}
+
+fn cancel_requested() -> JobEvent {
+    JobEvent::JobCancelRequested { queued: None }
+}
+
+fn confirm_cancelled() -> JobCommand {
+    JobCommand::ConfirmCancelled { account_id: acme() }
+}
+
+fn restart(worker: &str) -> JobCommand {
+    JobCommand::Restart {
+        account_id: acme(),
+        worker: worker.into(),
+    }
+}
+
+fn attempt_started(attempt: u32, worker: &str) -> JobEvent {
+    JobEvent::JobAttemptStarted {
+        attempt,
+        worker: worker.into(),
+    }
+}
+
+fn progress(done: u32, total: u32) -> JobCommand {
+    JobCommand::RecordProgress {
+        account_id: acme(),
+        worker: "w1".into(),
+        data_types_done: done,
+        data_types_total: total,
+        current_data_type: Some("invoices".into()),
+        records: 1234,
+        bytes: 56789,
+    }
+}
+
+/// The three terminal histories.
+fn terminal_histories() -> Vec<(JobStatus, Vec<JobEvent>)> {
+    vec![
+        (
+            JobStatus::Succeeded,
+            vec![
+                started(),
+                backed_up("customers"),
+                backed_up("invoices"),
+                succeeded(),
+            ],
+        ),
+        (JobStatus::Failed, vec![started(), failed()]),
+        (
+            JobStatus::Cancelled,
+            vec![started(), cancel_requested(), JobEvent::JobCancelled {}],
+        ),
+    ]
+}
+
+// ---- starting ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_worker_starts_a_queued_job_as_attempt_one() {
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(start("w1"))
+        .then_expect_events(vec![started()]);
+}
+
+#[test]
+fn a_second_start_conflicts_so_two_workers_cannot_both_run_the_job() {
+    JobTest::with(())
+        .given(vec![started()])
+        .when(start("w2"))
+        .then_expect_error(JobError::AlreadyStarted);
+    assert_eq!(JobError::AlreadyStarted.kind(), ErrorKind::Conflict);
+}
+
+#[test]
+fn a_finished_job_cannot_be_started_again() {
+    for (_, history) in terminal_histories() {
+        JobTest::with(())
+            .given(history)
+            .when(start("w2"))
+            .then_expect_error(JobError::AlreadyStarted);
+    }
+}
+
+#[test]
+fn a_retry_job_records_what_it_retries() {
+    let JobEvent::JobStarted {
+        job_id,
+        account_id,
+        source_id,
+        connection_id,
+        platform_id,
+        attempt,
+        worker,
+        data_types,
+        ..
+    } = started()
+    else {
+        unreachable!()
+    };
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(start_with(
+            "w1",
+            JobTrigger::Retry,
+            Some("j0"),
+            &["customers", "invoices"],
+        ))
+        .then_expect_events(vec![JobEvent::JobStarted {
+            job_id,
+            account_id,
+            source_id,
+            connection_id,
+            platform_id,
+            trigger: JobTrigger::Retry,
+            retry_of: Some("j0".into()),
+            attempt,
+            worker,
+            data_types,
+        }]);
+}
+
+#[test]
+fn retry_of_goes_with_the_retry_trigger_only() {
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(start_with("w1", JobTrigger::Retry, None, &["customers"]))
+        .then_expect_error(JobError::RetryOfMismatch);
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(start_with(
+            "w1",
+            JobTrigger::Schedule,
+            Some("j0"),
+            &["customers"],
+        ))
+        .then_expect_error(JobError::RetryOfMismatch);
+    assert_eq!(JobError::RetryOfMismatch.field(), Some("retryOf"));
+}
+
+#[test]
+fn a_job_needs_distinct_data_types() {
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(start_with("w1", JobTrigger::Manual, None, &[]))
+        .then_expect_error(JobError::InvalidDataTypes(
+            "a job backs up at least one data type",
+        ));
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(start_with(
+            "w1",
+            JobTrigger::Manual,
+            None,
+            &["customers", "customers"],
+        ))
+        .then_expect_error(JobError::InvalidDataTypes("data types must not repeat"));
+}
+
+// ---- attempts ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_redelivered_job_runs_again_as_the_next_attempt() {
+    JobTest::with(())
+        .given(vec![started(), backed_up("customers")])
+        .when(restart("w2"))
+        .then_expect_events(vec![attempt_started(2, "w2")]);
+    JobTest::with(())
+        .given(vec![started(), attempt_started(2, "w2")])
+        .when(restart("w3"))
+        .then_expect_events(vec![attempt_started(3, "w3")]);
+}
+
+#[test]
+fn a_new_attempt_backs_every_data_type_up_again() {
+    // Attempt 1 stored `customers` before its worker died; attempt 2 must store it again, and may.
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backed_up("customers"),
+            attempt_started(2, "w2"),
+        ])
+        .when(record_by("w2", "customers"))
+        .then_expect_events(vec![backed_up("customers")]);
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backed_up("customers"),
+            backed_up("invoices"),
+            attempt_started(2, "w2"),
+            backed_up("invoices"),
+        ])
+        .when(succeed_by("w2"))
+        .then_expect_error(JobError::Incomplete(vec!["customers".into()]));
+}
+
+#[test]
+fn the_run_of_an_earlier_attempt_is_fenced_off() {
+    // w1 was presumed dead and the job restarted as w2's attempt 2, but w1 is still going.
+    let restarted = vec![started(), attempt_started(2, "w2")];
+    let fenced = JobError::NotCurrentWorker {
+        attempt: 2,
+        worker: "w2".into(),
+    };
+    for command in [
+        record_by("w1", "customers"),
+        progress(1, 2),
+        succeed_by("w1"),
+        fail(),
+    ] {
+        JobTest::with(())
+            .given(restarted.clone())
+            .when(command)
+            .then_expect_error(fenced.clone());
+    }
+    assert_eq!(fenced.kind(), ErrorKind::Conflict);
+    // The current run reports as usual.
+    JobTest::with(())
+        .given(vec![
+            started(),
+            attempt_started(2, "w2"),
+            backed_up("customers"),
+            backed_up("invoices"),
+        ])
+        .when(succeed_by("w2"))
+        .then_expect_events(vec![succeeded()]);
+}
+
+#[test]
+fn the_system_fails_a_job_on_its_workers_behalf() {
+    // A message that exhausted its deliveries: no worker is running the job any more.
+    JobTest::with(())
+        .given(vec![started(), attempt_started(2, "w2")])
+        .when(JobCommand::Fail {
+            account_id: acme(),
+            worker: None,
+            code: "DELIVERIES_EXHAUSTED".into(),
+            message: "the job's message was delivered 5 times".into(),
+            retryable: true,
+        })
+        .then_expect_events(vec![JobEvent::JobFailed {
+            code: "DELIVERIES_EXHAUSTED".into(),
+            message: "the job's message was delivered 5 times".into(),
+            retryable: true,
+        }]);
+}
+
+#[test]
+fn any_run_may_confirm_a_requested_cancellation() {
+    // w2 received the redelivered message of a job cancelled while w1 ran it: it does not run the job again,
+    // it confirms the cancellation.
+    JobTest::with(())
+        .given(vec![started(), cancel_requested()])
+        .when(restart("w2"))
+        .then_expect_error(JobError::CancelRequested);
+    JobTest::with(())
+        .given(vec![started(), cancel_requested()])
+        .when(confirm_cancelled())
+        .then_expect_events(vec![JobEvent::JobCancelled {}]);
+}
+
+#[test]
+fn a_job_whose_cancellation_was_requested_is_not_run_again() {
+    JobTest::with(())
+        .given(vec![started(), cancel_requested()])
+        .when(restart("w2"))
+        .then_expect_error(JobError::CancelRequested);
+}
+
+#[test]
+fn a_job_that_never_started_cannot_be_restarted() {
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(restart("w2"))
+        .then_expect_error(JobError::NotFound);
+}
+
+// ---- progress and resources ------------------------------------------------------------------------------
+
+#[test]
+fn progress_is_recorded() {
+    JobTest::with(())
+        .given(vec![started()])
+        .when(progress(1, 2))
+        .then_expect_events(vec![JobEvent::JobProgressed {
+            data_types_done: 1,
+            data_types_total: 2,
+            current_data_type: Some("invoices".into()),
+            records: 1234,
+            bytes: 56789,
+        }]);
+}
+
+#[test]
+fn progress_past_the_total_is_invalid() {
+    JobTest::with(())
+        .given(vec![started()])
+        .when(progress(3, 2))
+        .then_expect_error(JobError::InvalidProgress);
+    assert_eq!(JobError::InvalidProgress.kind(), ErrorKind::Invalid);
+}
+
+#[test]
+fn a_backed_up_data_type_is_recorded() {
+    JobTest::with(())
+        .given(vec![started()])
+        .when(record("customers"))
+        .then_expect_events(vec![backed_up("customers")]);
+}
+
+#[test]
+fn a_data_type_outside_the_job_is_refused() {
+    JobTest::with(())
+        .given(vec![started()])
+        .when(record("payouts"))
+        .then_expect_error(JobError::UnknownDataType("payouts".into()));
+}
+
+#[test]
+fn a_data_type_is_backed_up_once_per_attempt() {
+    JobTest::with(())
+        .given(vec![started(), backed_up("customers")])
+        .when(record("customers"))
+        .then_expect_error(JobError::AlreadyBackedUp("customers".into()));
+}
+
+#[test]
+fn progress_and_resources_are_still_recorded_while_a_cancellation_is_pending() {
+    JobTest::with(())
+        .given(vec![started(), cancel_requested()])
+        .when(record("customers"))
+        .then_expect_events(vec![backed_up("customers")]);
+}
+
+// ---- outcomes ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_job_with_every_data_type_backed_up_succeeds() {
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backed_up("customers"),
+            backed_up("invoices"),
+        ])
+        .when(succeed())
+        .then_expect_events(vec![succeeded()]);
+}
+
+#[test]
+fn a_job_cannot_succeed_with_data_types_missing() {
+    JobTest::with(())
+        .given(vec![started(), backed_up("customers")])
+        .when(succeed())
+        .then_expect_error(JobError::Incomplete(vec!["invoices".into()]));
+}
+
+#[test]
+fn a_running_job_fails_with_a_code_and_whether_to_retry() {
+    JobTest::with(())
+        .given(vec![started(), backed_up("customers")])
+        .when(fail())
+        .then_expect_events(vec![failed()]);
+}
+
+#[test]
+fn a_job_finishing_while_cancellation_is_pending_keeps_its_true_outcome() {
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backed_up("customers"),
+            backed_up("invoices"),
+            cancel_requested(),
+        ])
+        .when(succeed())
+        .then_expect_events(vec![succeeded()]);
+    JobTest::with(())
+        .given(vec![started(), cancel_requested()])
+        .when(fail())
+        .then_expect_events(vec![failed()]);
+}
+
+#[test]
+fn a_job_that_never_started_cannot_succeed_or_fail() {
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(succeed())
+        .then_expect_error(JobError::NotFound);
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(fail())
+        .then_expect_error(JobError::NotFound);
+}
+
+// ---- cancelling -------------------------------------------------------------------------------------------
+
+#[test]
+fn cancelling_a_running_job_asks_the_worker_to_stop() {
+    JobTest::with(())
+        .given(vec![started(), backed_up("customers")])
+        .when(request_cancel())
+        .then_expect_events(vec![cancel_requested()]);
+}
+
+#[test]
+fn asking_again_to_cancel_records_nothing() {
+    JobTest::with(())
+        .given(vec![started(), cancel_requested()])
+        .when(request_cancel())
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn the_worker_confirms_the_cancellation() {
+    JobTest::with(())
+        .given(vec![started(), cancel_requested()])
+        .when(confirm_cancelled())
+        .then_expect_events(vec![JobEvent::JobCancelled {}]);
+}
+
+#[test]
+fn a_job_is_not_cancelled_without_a_request() {
+    JobTest::with(())
+        .given(vec![started()])
+        .when(confirm_cancelled())
+        .then_expect_error(JobError::NoCancelRequested);
+}
+
+#[test]
+fn cancelling_a_queued_job_cancels_it_at_once_and_it_never_starts() {
+    let queued = JobEvent::JobCancelRequested {
+        queued: Some(QueuedJob {
+            job_id: "j1".into(),
+            account_id: "acme".into(),
+            source_id: "s1".into(),
+        }),
+    };
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(request_cancel())
+        .then_expect_events(vec![queued.clone(), JobEvent::JobCancelled {}]);
+    JobTest::with(())
+        .given(vec![queued.clone(), JobEvent::JobCancelled {}])
+        .when(start("w1"))
+        .then_expect_error(JobError::AlreadyStarted);
+
+    // The stream knows whose it is.
+    let mut job = Job::default();
+    job.apply(queued);
+    job.apply(JobEvent::JobCancelled {});
+    assert_eq!(job.status(), JobStatus::Cancelled);
+    assert_eq!(job.owner_account(), Some("acme"));
+    assert_eq!(job.source_id(), "s1");
+}
+
+#[test]
+fn cancelling_a_finished_job_conflicts() {
+    for (status, history) in terminal_histories() {
+        JobTest::with(())
+            .given(history)
+            .when(request_cancel())
+            .then_expect_error(JobError::Finished(status));
+    }
+    assert_eq!(
+        JobError::Finished(JobStatus::Succeeded).to_string(),
+        "the job has already succeeded"
+    );
+}
+
+// ---- terminal states and ownership ------------------------------------------------------------------------
+
+#[test]
+fn a_finished_job_refuses_every_further_command() {
+    for (status, history) in terminal_histories() {
+        for command in [
+            restart("w2"),
+            progress(1, 2),
+            record("customers"),
+            succeed(),
+            fail(),
+            request_cancel(),
+            confirm_cancelled(),
+        ] {
+            JobTest::with(())
+                .given(history.clone())
+                .when(command)
+                .then_expect_error(JobError::Finished(status));
+        }
+        assert_eq!(JobError::Finished(status).kind(), ErrorKind::Conflict);
+    }
+}
+
+#[test]
+fn another_account_cannot_tell_the_job_exists() {
+    for command in [
+        JobCommand::Fail {
+            account_id: account("intruder"),
+            worker: None,
+            code: "X".into(),
+            message: "x".into(),
+            retryable: false,
+        },
+        JobCommand::RequestCancel {
+            account_id: account("intruder"),
+            job_id: "j1".into(),
+            source_id: "s1".into(),
+        },
+        JobCommand::Restart {
+            account_id: account("intruder"),
+            worker: "w9".into(),
+        },
+    ] {
+        JobTest::with(())
+            .given(vec![started()])
+            .when(command)
+            .then_expect_error(JobError::NotFound);
+    }
+}
+
+#[test]
+fn the_state_follows_the_events() {
+    let mut job = Job::default();
+    assert_eq!(job.owner_account(), None);
+    assert_eq!(job.attempt(), 0);
+    job.apply(started());
+    assert_eq!(job.status(), JobStatus::Running);
+    assert_eq!(job.owner_account(), Some("acme"));
+    assert_eq!(job.id(), "j1");
+    assert_eq!(job.attempt(), 1);
+    assert_eq!(job.worker(), "w1");
+    assert_eq!(job.data_types(), ["customers", "invoices"]);
+    job.apply(attempt_started(2, "w2"));
+    assert_eq!((job.attempt(), job.worker()), (2, "w2"));
+    assert!(!job.cancel_requested());
+    job.apply(cancel_requested());
+    assert!(job.cancel_requested());
+    job.apply(JobEvent::JobCancelled {});
+    assert!(job.status().is_terminal());
+}
+
+// ---- the wire format --------------------------------------------------------------------------------------
+
+#[test]
+fn events_are_camel_case_and_externally_tagged() {
+    let json = serde_json::to_value(started()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"JobStarted": {
+            "jobId": "j1", "accountId": "acme", "sourceId": "s1", "connectionId": "c1",
+            "platformId": "stripe", "trigger": "manual", "attempt": 1, "worker": "w1",
+            "dataTypes": ["customers", "invoices"]
+        }})
+    );
+    assert_eq!(
+        serde_json::to_value(cancel_requested()).unwrap(),
+        serde_json::json!({"JobCancelRequested": {}})
+    );
+    assert_eq!(
+        serde_json::to_value(JobEvent::JobCancelled {}).unwrap(),
+        serde_json::json!({"JobCancelled": {}})
+    );
+    let progressed = serde_json::to_value(JobEvent::JobProgressed {
+        data_types_done: 1,
+        data_types_total: 2,
+        current_data_type: None,
+        records: 3,
+        bytes: 4,
+    })
+    .unwrap();
+    assert_eq!(
+        progressed,
+        serde_json::json!({"JobProgressed": {
+            "dataTypesDone": 1, "dataTypesTotal": 2, "records": 3, "bytes": 4
+        }})
+    );
+    for event in [
+        started(),
+        attempt_started(2, "w2"),
+        backed_up("customers"),
+        succeeded(),
+        failed(),
+        cancel_requested(),
+        JobEvent::JobCancelled {},
+    ] {
+        let round: JobEvent =
+            serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
+        assert_eq!(round, event);
+        assert_eq!(cqrs_es::DomainEvent::event_version(&event), "1.0");
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json.as_object().unwrap().keys().next().unwrap(),
+            &cqrs_es::DomainEvent::event_type(&event)
+        );
+    }
+}

@@ -1,0 +1,239 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::{ObjectStore, PutPayload};
+use sha2::{Digest, Sha256};
+
+use super::{Manifest, NdjsonWriter, ObjectPath, StorageError};
+
+/// The manifest's file name in a job's directory.
+pub const MANIFEST_NAME: &str = "manifest.json";
+
+const DATA_SUFFIX: &str = ".ndjson.gz";
+
+/// One stored object of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactInfo {
+    /// The file name in the job's directory (`customers.ndjson.gz`, `manifest.json`).
+    pub name: String,
+    pub path: ObjectPath,
+    pub size: u64,
+    pub last_modified: DateTime<Utc>,
+}
+
+/// One job's directory: `accounts/{accountId}/sources/{sourceId}/jobs/{jobId}/`.
+#[derive(Debug, Clone)]
+pub struct JobArtifacts {
+    store: Arc<dyn ObjectStore>,
+    part_size: usize,
+    account_id: String,
+    source_id: String,
+    job_id: String,
+    dir: ObjectPath,
+}
+
+impl JobArtifacts {
+    pub(super) fn new(
+        store: Arc<dyn ObjectStore>,
+        part_size: usize,
+        account_id: &str,
+        source_id: &str,
+        job_id: &str,
+    ) -> Self {
+        // `child` percent-encodes whatever would not be a single safe segment (`/`, `..`), so no id can
+        // reach outside its directory.
+        let dir = ObjectPath::from("accounts")
+            .child(account_id)
+            .child("sources")
+            .child(source_id)
+            .child("jobs")
+            .child(job_id);
+        Self {
+            store,
+            part_size,
+            account_id: account_id.to_owned(),
+            source_id: source_id.to_owned(),
+            job_id: job_id.to_owned(),
+            dir,
+        }
+    }
+
+    /// The job's directory.
+    pub fn dir(&self) -> &ObjectPath {
+        &self.dir
+    }
+
+    /// The path of a file of this job (validated: a plain file name).
+    pub fn path_of(&self, name: &str) -> Result<ObjectPath, StorageError> {
+        if !is_plain_name(name) {
+            return Err(StorageError::InvalidName(name.to_owned()));
+        }
+        Ok(self.dir.child(name))
+    }
+
+    /// The file name a data type is stored under.
+    pub fn data_file_name(data_type: &str) -> Result<String, StorageError> {
+        if !is_plain_name(data_type) {
+            return Err(StorageError::InvalidName(data_type.to_owned()));
+        }
+        Ok(format!("{data_type}{DATA_SUFFIX}"))
+    }
+
+    /// Starts streaming one data type into `{dataType}.ndjson.gz`. Writing it again (a new attempt) replaces
+    /// the earlier file when the new one completes.
+    pub async fn data_type_writer(&self, data_type: &str) -> Result<NdjsonWriter, StorageError> {
+        let name = Self::data_file_name(data_type)?;
+        let path = self.dir.child(name.as_str());
+        let upload = self.store.put_multipart(&path).await?;
+        Ok(NdjsonWriter::new(
+            upload,
+            path,
+            name,
+            data_type.to_owned(),
+            self.part_size,
+        ))
+    }
+
+    /// An empty manifest for this job's attempt, to which the finished files are added.
+    pub fn new_manifest(
+        &self,
+        platform_id: &str,
+        attempt: u32,
+        started_at: DateTime<Utc>,
+    ) -> Manifest {
+        Manifest::new(
+            &self.job_id,
+            &self.account_id,
+            &self.source_id,
+            platform_id,
+            attempt,
+            started_at,
+        )
+    }
+
+    /// Writes `manifest.json`, the last object of a job: from now on its artifacts look complete. Refuses a
+    /// manifest of another job, or one naming a file that is not stored with the size it records. Returns
+    /// the hex sha256 of the stored manifest (for `JobSucceeded`) and its path.
+    pub async fn write_manifest(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<(String, ObjectPath), StorageError> {
+        if (
+            manifest.account_id.as_str(),
+            manifest.source_id.as_str(),
+            manifest.job_id.as_str(),
+        ) != (
+            self.account_id.as_str(),
+            self.source_id.as_str(),
+            self.job_id.as_str(),
+        ) {
+            return Err(StorageError::Incomplete(
+                "the manifest is another job's".into(),
+            ));
+        }
+        if !manifest.complete {
+            return Err(StorageError::Incomplete(
+                "a stored manifest always describes a complete job".into(),
+            ));
+        }
+        for file in &manifest.files {
+            let path = self.path_of(&file.name)?;
+            let meta =
+                self.store.head(&path).await.map_err(|e| {
+                    match StorageError::from_store(e, &path) {
+                        StorageError::NotFound(path) => {
+                            StorageError::Incomplete(format!("{path} is not stored"))
+                        }
+                        other => other,
+                    }
+                })?;
+            if meta.size != file.bytes {
+                return Err(StorageError::Incomplete(format!(
+                    "{path} holds {} bytes, the manifest says {}",
+                    meta.size, file.bytes
+                )));
+            }
+        }
+        let mut body = serde_json::to_vec_pretty(manifest)?;
+        body.push(b'\n');
+        let sha256 = hex::encode(Sha256::digest(&body));
+        let path = self.dir.child(MANIFEST_NAME);
+        // A single put is atomic on every backend: the manifest is either entirely there or not at all.
+        self.store.put(&path, PutPayload::from(body)).await?;
+        Ok((sha256, path))
+    }
+
+    /// The stored manifest, if the job's artifacts are complete.
+    pub async fn read_manifest(&self) -> Result<Option<Manifest>, StorageError> {
+        let path = self.dir.child(MANIFEST_NAME);
+        match self.store.get(&path).await {
+            Ok(result) => Ok(Some(serde_json::from_slice(&result.bytes().await?)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Every stored object of the job, by name. Uploads still in progress are not listed.
+    pub async fn list(&self) -> Result<Vec<ArtifactInfo>, StorageError> {
+        let mut artifacts: Vec<ArtifactInfo> = self
+            .store
+            .list(Some(&self.dir))
+            .map_ok(|meta| ArtifactInfo {
+                name: meta.location.filename().unwrap_or_default().to_owned(),
+                path: meta.location,
+                size: meta.size,
+                last_modified: meta.last_modified,
+            })
+            .try_collect()
+            .await?;
+        artifacts.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(artifacts)
+    }
+
+    /// Streams one stored file back, as stored (the data files gzipped).
+    pub async fn open(
+        &self,
+        name: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+        let path = self.path_of(name)?;
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| StorageError::from_store(e, &path))?;
+        Ok(result.into_stream().map_err(StorageError::from).boxed())
+    }
+
+    /// Removes everything a failed or cancelled attempt stored, manifest first: should this stop half-way,
+    /// what is left does not look complete. A worker running attempt 2 or later calls it before writing, so
+    /// that nothing of the dead attempt (a manifest it wrote before dying, a data type this attempt no
+    /// longer produces) survives next to the new files.
+    pub async fn discard(&self) -> Result<(), StorageError> {
+        self.delete_if_present(&self.dir.child(MANIFEST_NAME))
+            .await?;
+        for artifact in self.list().await? {
+            self.delete_if_present(&artifact.path).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_if_present(&self, path: &ObjectPath) -> Result<(), StorageError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+/// A single, unsurprising path segment: ASCII letters, digits, `_`, `-` and `.`, not starting with a dot,
+/// at most 200 bytes. Data type names come from the catalog; file names from requests.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}

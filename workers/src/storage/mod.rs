@@ -1,0 +1,167 @@
+//! Backup artifacts in object storage (DESIGN §6): a local directory by default, S3 by configuration.
+//!
+//! Layout, relative to the storage root:
+//!
+//! ```text
+//! accounts/{accountId}/sources/{sourceId}/jobs/{jobId}/{dataType}.ndjson.gz
+//! accounts/{accountId}/sources/{sourceId}/jobs/{jobId}/manifest.json
+//! ```
+//!
+//! A job's data files are written first, each as one multipart upload that becomes visible only when it
+//! completes; the manifest is written last, with a single atomic put. **The manifest's presence means the job's
+//! artifacts are complete**: a reader never trusts a job directory without one, and [`JobArtifacts::discard`]
+//! removes the manifest first so that an interrupted discard cannot leave a complete-looking job either.
+//!
+//! Writing streams ([`NdjsonWriter`]): records are gzipped as they arrive, hashed as the compressed bytes go
+//! out, and uploaded part by part, so a worker's memory is bounded by the part size, not by the data set.
+
+mod artifacts;
+mod manifest;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+
+pub use artifacts::{ArtifactInfo, JobArtifacts, MANIFEST_NAME};
+pub use manifest::{Manifest, ManifestFile, MANIFEST_VERSION};
+pub use object_store::path::Path as ObjectPath;
+pub use writer::{NdjsonWriter, WrittenFile};
+
+/// The default multipart part size: above S3's 5 MiB minimum, and the bound on what a writer buffers.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// S3 refuses parts below 5 MiB (except a file's last).
+pub const MIN_S3_PART_SIZE: usize = 5 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(
+        "unsupported storage URL {0:?}: expected file:///path, s3://bucket/prefix or memory://"
+    )]
+    InvalidUrl(String),
+    #[error("invalid artifact name {0:?}")]
+    InvalidName(String),
+    #[error("artifact not found: {0}")]
+    NotFound(String),
+    /// The manifest would describe artifacts that are not all stored as it says.
+    #[error("the job's artifacts are incomplete: {0}")]
+    Incomplete(String),
+    /// A previous write of this writer failed; its upload was aborted.
+    #[error("the writer was closed after an earlier error")]
+    WriterClosed,
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("compression: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("serialization: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl StorageError {
+    /// Maps object_store's not-found to ours, naming the object.
+    fn from_store(error: object_store::Error, path: &ObjectPath) -> Self {
+        match error {
+            object_store::Error::NotFound { .. } => Self::NotFound(path.to_string()),
+            other => Self::ObjectStore(other),
+        }
+    }
+}
+
+/// Where backups are stored. Cheap to clone; one per process.
+#[derive(Debug, Clone)]
+pub struct BackupStore {
+    store: Arc<dyn ObjectStore>,
+    part_size: usize,
+}
+
+impl BackupStore {
+    /// Any object store, its root being the layout's root.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            part_size: DEFAULT_PART_SIZE,
+        }
+    }
+
+    /// Builds the store `LISTBACKUP_STORAGE_URL` names:
+    ///
+    /// - `file:///var/lib/listbackup/backups` (or a bare absolute path): a local directory, created if missing;
+    /// - `s3://bucket/optional/prefix`: S3, configured further by the usual `AWS_*` environment variables
+    ///   (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT` and `AWS_ALLOW_HTTP` for
+    ///   MinIO and other S3-compatible servers);
+    /// - `memory://`: in memory, for tests.
+    ///
+    /// On S3, configure a lifecycle rule aborting incomplete multipart uploads: a worker killed mid-upload
+    /// cannot abort its own.
+    pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        let invalid = || StorageError::InvalidUrl(url.to_owned());
+        if url.starts_with('/') {
+            return Self::local(std::path::Path::new(url));
+        }
+        let parsed = url::Url::parse(url).map_err(|_| invalid())?;
+        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "file" => {
+                let dir = parsed.to_file_path().map_err(|()| invalid())?;
+                return Self::local(&dir);
+            }
+            "s3" | "s3a" => {
+                if parsed.host_str().unwrap_or_default().is_empty() {
+                    return Err(invalid());
+                }
+                let s3 = AmazonS3Builder::from_env().with_url(url).build()?;
+                let prefix = parsed.path().trim_matches('/');
+                if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    let prefix = ObjectPath::parse(prefix).map_err(|_| invalid())?;
+                    Arc::new(PrefixStore::new(s3, prefix))
+                }
+            }
+            "memory" => Arc::new(InMemory::new()),
+            _ => return Err(invalid()),
+        };
+        Ok(Self::new(store))
+    }
+
+    fn local(dir: &std::path::Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir)?;
+        // Automatic cleanup removes the directories a discard empties, so nothing of the job is left behind.
+        let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
+        Ok(Self::new(Arc::new(store)))
+    }
+
+    /// Sets the multipart part size: what a writer buffers before uploading a part. S3 needs at least
+    /// [`MIN_S3_PART_SIZE`]; smaller sizes suit local directories and tests.
+    pub fn with_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(1);
+        self
+    }
+
+    pub fn part_size(&self) -> usize {
+        self.part_size
+    }
+
+    /// The underlying object store (e.g. for health checks).
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The artifacts of one job. Ids are used as path segments; anything unsafe in them is percent-encoded.
+    pub fn job(&self, account_id: &str, source_id: &str, job_id: &str) -> JobArtifacts {
+        JobArtifacts::new(
+            Arc::clone(&self.store),
+            self.part_size,
+            account_id,
+            source_id,
+            job_id,
+        )
+    }
+}

@@ -1,0 +1,228 @@
+use std::io::Write;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use object_store::{MultipartUpload, PutPayload};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{ObjectPath, StorageError};
+
+/// Streams one data type's records into `{dataType}.ndjson.gz`: one JSON document per line, gzipped as it
+/// goes, uploaded in parts of the store's part size. Nothing is visible at the file's path until
+/// [`finish`](Self::finish) completes the upload; a writer dropped (or [`abort`](Self::abort)ed) before that
+/// leaves no object behind.
+///
+/// Memory: the compressed output waiting to be uploaded (at most one part plus one record's worth), the
+/// encoder's fixed-size state, and one serialized record. It does not grow with the number of records.
+pub struct NdjsonWriter {
+    name: String,
+    data_type: String,
+    path: ObjectPath,
+    /// `None` once finished, aborted, or after a failed upload (which aborts it).
+    upload: Option<Box<dyn MultipartUpload>>,
+    /// Compresses into a `Vec` that is handed to the upload, and replaced by an empty one, every `part_size`.
+    /// `None` once finished.
+    encoder: Option<GzEncoder<Vec<u8>>>,
+    part_size: usize,
+    /// Reused for each record's serialized line, so that the encoder gets one write per record.
+    line: Vec<u8>,
+    hasher: Sha256,
+    records: u64,
+    uncompressed_bytes: u64,
+    /// Compressed bytes handed to the upload so far.
+    bytes: u64,
+    parts: u32,
+    peak_buffered: usize,
+}
+
+/// A data file stored completely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// The file name in the job's directory, e.g. `customers.ndjson.gz`.
+    pub name: String,
+    pub data_type: String,
+    /// The full object path (`accounts/…/customers.ndjson.gz`), as recorded in `ResourceBackedUp.object`.
+    pub path: ObjectPath,
+    pub records: u64,
+    /// Size of the stored gzip file.
+    pub bytes: u64,
+    /// Size of the NDJSON before compression.
+    pub uncompressed_bytes: u64,
+    /// Hex sha256 of the stored gzip file.
+    pub sha256: String,
+}
+
+impl NdjsonWriter {
+    pub(super) fn new(
+        upload: Box<dyn MultipartUpload>,
+        path: ObjectPath,
+        name: String,
+        data_type: String,
+        part_size: usize,
+    ) -> Self {
+        // A part is uploaded once the buffer reaches `part_size`, so it holds at most that plus one record's
+        // compressed output: reserving a little more avoids a doubling reallocation just past the threshold.
+        let capacity = part_size.saturating_add(64 * 1024);
+        Self {
+            name,
+            data_type,
+            path,
+            upload: Some(upload),
+            encoder: Some(GzEncoder::new(
+                Vec::with_capacity(capacity),
+                Compression::default(),
+            )),
+            part_size,
+            line: Vec::new(),
+            hasher: Sha256::new(),
+            records: 0,
+            uncompressed_bytes: 0,
+            bytes: 0,
+            parts: 0,
+            peak_buffered: 0,
+        }
+    }
+
+    /// Appends one record as a line. The compact JSON serializer never emits a raw newline, so one line is
+    /// always one record.
+    pub async fn write_record<T: Serialize + ?Sized>(
+        &mut self,
+        record: &T,
+    ) -> Result<(), StorageError> {
+        let encoder = self.encoder.as_mut().ok_or(StorageError::WriterClosed)?;
+        if self.upload.is_none() {
+            return Err(StorageError::WriterClosed);
+        }
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, record)?;
+        self.line.push(b'\n');
+        encoder.write_all(&self.line)?;
+        self.records += 1;
+        self.uncompressed_bytes += self.line.len() as u64;
+
+        let buffered = encoder.get_ref().len();
+        self.peak_buffered = self.peak_buffered.max(buffered);
+        if buffered >= self.part_size {
+            let part = std::mem::replace(
+                encoder.get_mut(),
+                Vec::with_capacity(self.part_size.saturating_add(64 * 1024)),
+            );
+            self.upload_part(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the gzip trailer, uploads the last part and completes the upload: only now does the file
+    /// appear at its path.
+    pub async fn finish(mut self) -> Result<WrittenFile, StorageError> {
+        let encoder = self.encoder.take().ok_or(StorageError::WriterClosed)?;
+        let last = encoder.finish()?;
+        self.peak_buffered = self.peak_buffered.max(last.len());
+        self.upload_part(last).await?;
+        let mut upload = self.upload.take().ok_or(StorageError::WriterClosed)?;
+        if let Err(error) = upload.complete().await {
+            let _ = upload.abort().await;
+            return Err(error.into());
+        }
+        let hasher = std::mem::take(&mut self.hasher);
+        Ok(WrittenFile {
+            name: std::mem::take(&mut self.name),
+            data_type: std::mem::take(&mut self.data_type),
+            path: std::mem::take(&mut self.path),
+            records: self.records,
+            bytes: self.bytes,
+            uncompressed_bytes: self.uncompressed_bytes,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Gives the file up and waits for its partial upload to be removed (dropping the writer does the same
+    /// in the background).
+    pub async fn abort(mut self) -> Result<(), StorageError> {
+        self.encoder = None;
+        match self.upload.take() {
+            Some(mut upload) => Ok(upload.abort().await?),
+            None => Ok(()),
+        }
+    }
+
+    async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), StorageError> {
+        if part.is_empty() {
+            return Ok(());
+        }
+        let mut upload = self.upload.take().ok_or(StorageError::WriterClosed)?;
+        self.hasher.update(&part);
+        let len = part.len() as u64;
+        // One part in flight at a time: that is what bounds memory. The gzip encoder is the slower side for
+        // local directories; for S3 a second part in flight would buy throughput at the cost of one more
+        // part of memory.
+        match upload.put_part(PutPayload::from(part)).await {
+            Ok(()) => {
+                self.bytes += len;
+                self.parts += 1;
+                self.upload = Some(upload);
+                Ok(())
+            }
+            Err(error) => {
+                // Leaves the writer closed: a file with a hole must never be completed.
+                let _ = upload.abort().await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// The file name this writer produces, e.g. `customers.ndjson.gz`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Compressed bytes uploaded so far (for progress).
+    pub fn bytes_uploaded(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn uncompressed_bytes(&self) -> u64 {
+        self.uncompressed_bytes
+    }
+
+    /// Parts uploaded so far.
+    pub fn parts_uploaded(&self) -> u32 {
+        self.parts
+    }
+
+    /// The most compressed output this writer ever held before uploading it: the memory bound, tested.
+    pub fn peak_buffered_bytes(&self) -> usize {
+        self.peak_buffered
+    }
+}
+
+impl Drop for NdjsonWriter {
+    fn drop(&mut self) {
+        // Not finished: abort the multipart upload so that S3 does not keep (and bill) its parts. Local
+        // uploads also clean their staging file up on drop. Without a runtime there is nothing to run the
+        // abort on; a bucket lifecycle rule catches those.
+        if let Some(mut upload) = self.upload.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = upload.abort().await;
+                });
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for NdjsonWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NdjsonWriter")
+            .field("path", &self.path)
+            .field("records", &self.records)
+            .field("bytes", &self.bytes)
+            .field("parts", &self.parts)
+            .finish_non_exhaustive()
+    }
+}
