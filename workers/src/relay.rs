@@ -26,7 +26,7 @@ use crate::names::NatsNames;
 pub const CHECKPOINT: &str = "relay";
 
 /// Names the relay's advisory lock among all advisory locks ("LBRELAY").
-const RELAY_LOCK: i64 = 0x4c42_5245_4c41_59;
+const RELAY_LOCK: i64 = 0x004c_4252_454c_4159;
 
 /// How long JetStream remembers message ids to drop duplicates: at least 10 minutes (DESIGN §5).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
