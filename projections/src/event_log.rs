@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use crate::statements;
 use crate::ReadError;
 
 /// A reader's place in the log: the last event it has handled.
@@ -90,16 +91,16 @@ pub async fn read_after(
          ORDER BY transaction_id, global_position \
          LIMIT $3"
     );
-    let rows = client
-        .query(
-            &sql,
-            &[
-                &after.transaction_id.to_string(),
-                &after.global_position,
-                &limit,
-            ],
-        )
-        .await?;
+    let rows = statements::query(
+        client,
+        &sql,
+        &[
+            &after.transaction_id.to_string(),
+            &after.global_position,
+            &limit,
+        ],
+    )
+    .await?;
     rows.iter().map(StoredEvent::from_row).collect()
 }
 
@@ -109,18 +110,18 @@ pub async fn lock_checkpoint(
     client: &impl GenericClient,
     name: &str,
 ) -> Result<LogPosition, ReadError> {
-    client
-        .execute(
-            "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-            &[&name],
-        )
-        .await?;
-    let row = client
-        .query_one(
-            "SELECT transaction_id::text AS txid, position FROM checkpoints WHERE name = $1 FOR UPDATE",
-            &[&name],
-        )
-        .await?;
+    statements::execute(
+        client,
+        "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        &[&name],
+    )
+    .await?;
+    let row = statements::query_one(
+        client,
+        "SELECT transaction_id::text AS txid, position FROM checkpoints WHERE name = $1 FOR UPDATE",
+        &[&name],
+    )
+    .await?;
     let txid: String = row.get("txid");
     Ok(LogPosition {
         transaction_id: txid.parse().unwrap_or_default(),
@@ -133,11 +134,11 @@ pub async fn save_checkpoint(
     name: &str,
     at: LogPosition,
 ) -> Result<(), ReadError> {
-    client
-        .execute(
-            "UPDATE checkpoints SET transaction_id = $2::text::xid8, position = $3 WHERE name = $1",
-            &[&name, &at.transaction_id.to_string(), &at.global_position],
-        )
-        .await?;
+    statements::execute(
+        client,
+        "UPDATE checkpoints SET transaction_id = $2::text::xid8, position = $3 WHERE name = $1",
+        &[&name, &at.transaction_id.to_string(), &at.global_position],
+    )
+    .await?;
     Ok(())
 }

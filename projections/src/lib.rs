@@ -5,6 +5,7 @@ pub mod event_log;
 pub mod pagination;
 pub mod projector;
 pub mod read_models;
+pub mod statements;
 
 pub use event_log::{LogPosition, StoredEvent};
 pub use projector::{ProjectedWatch, Projector};

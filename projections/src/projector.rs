@@ -2,7 +2,8 @@
 //! committing the read-model writes and the new checkpoint in one transaction, so a crash can neither skip
 //! an event nor apply one twice.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -16,20 +17,59 @@ use crate::ReadError;
 /// The checkpoint name of the read-model projector.
 pub const CHECKPOINT: &str = "projector";
 
-/// Ticks every time the projector commits a batch, so API requests waiting to read their own write can
-/// re-check at once instead of sleeping.
+/// What the projector has applied lately, kept in memory so requests waiting to read their own write can
+/// check it without a query. Bounded: the oldest entries make room, and a waiter that finds nothing falls back
+/// to the read model itself.
+#[derive(Default)]
+struct RecentlyApplied {
+    versions: HashMap<String, i64>,
+    order: VecDeque<String>,
+}
+
+impl RecentlyApplied {
+    const CAPACITY: usize = 65_536;
+
+    fn record(&mut self, aggregate_id: &str, sequence: i64) {
+        match self.versions.get_mut(aggregate_id) {
+            Some(version) => *version = (*version).max(sequence),
+            None => {
+                if self.order.len() == Self::CAPACITY {
+                    if let Some(oldest) = self.order.pop_front() {
+                        self.versions.remove(&oldest);
+                    }
+                }
+                self.versions.insert(aggregate_id.to_owned(), sequence);
+                self.order.push_back(aggregate_id.to_owned());
+            }
+        }
+    }
+}
+
+/// Ticks every time the projector commits a batch, and tells which aggregate versions it applied, so API
+/// requests waiting to read their own write re-check at once, in memory, instead of polling the database.
 #[derive(Clone)]
-pub struct ProjectedWatch(watch::Receiver<u64>);
+pub struct ProjectedWatch {
+    ticks: watch::Receiver<u64>,
+    applied: Arc<Mutex<RecentlyApplied>>,
+}
 
 impl ProjectedWatch {
     /// Waits for the next projector commit, or `timeout`, whichever comes first.
     pub async fn next_commit(&mut self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.0.changed()).await;
+        let _ = tokio::time::timeout(timeout, self.ticks.changed()).await;
     }
 
     /// Marks everything committed so far as seen, so `next_commit` waits for a later one.
     pub fn mark_seen(&mut self) {
-        self.0.borrow_and_update();
+        self.ticks.borrow_and_update();
+    }
+
+    /// The version of `aggregate_id` this process's projector has applied, if it applied any lately.
+    pub fn applied_version(&self, aggregate_id: &str) -> Option<i64> {
+        self.applied
+            .lock()
+            .ok()
+            .and_then(|applied| applied.versions.get(aggregate_id).copied())
     }
 }
 
@@ -38,6 +78,7 @@ pub struct Projector {
     /// Woken by the in-process command bus after each commit.
     wake: Arc<Notify>,
     projected: watch::Sender<u64>,
+    applied: Arc<Mutex<RecentlyApplied>>,
     batch_size: i64,
     /// How often to look for events written by other processes when nothing woke us.
     poll_interval: Duration,
@@ -49,13 +90,17 @@ impl Projector {
             pool,
             wake,
             projected: watch::channel(0).0,
+            applied: Arc::default(),
             batch_size: 500,
             poll_interval: Duration::from_millis(100),
         }
     }
 
     pub fn watch(&self) -> ProjectedWatch {
-        ProjectedWatch(self.projected.subscribe())
+        ProjectedWatch {
+            ticks: self.projected.subscribe(),
+            applied: self.applied.clone(),
+        }
     }
 
     /// Applies one batch; returns how many events it applied (0 when caught up).
@@ -64,7 +109,8 @@ impl Projector {
         let tx = client.transaction().await?;
         // Read models are derived data: if a crash loses this commit, it loses the checkpoint with it, and the
         // events are simply applied again from the log. So the commit need not wait for its WAL flush.
-        tx.batch_execute("SET LOCAL synchronous_commit = off").await?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
         let from = lock_checkpoint(&tx, CHECKPOINT).await?;
         let events = read_after(&tx, from, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position) else {
@@ -76,6 +122,12 @@ impl Projector {
         }
         save_checkpoint(&tx, CHECKPOINT, last).await?;
         tx.commit().await?;
+        // Only once committed: a waiter told "applied" must find it in the tables.
+        if let Ok(mut applied) = self.applied.lock() {
+            for event in &events {
+                applied.record(&event.aggregate_id, event.sequence);
+            }
+        }
         self.projected.send_modify(|n| *n += 1);
         Ok(events.len())
     }
@@ -141,5 +193,26 @@ impl Projector {
         tx.commit().await?;
         self.projected.send_modify(|n| *n += 1);
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentlyApplied;
+
+    #[test]
+    fn recent_versions_keep_the_highest_and_forget_the_oldest() {
+        let mut applied = RecentlyApplied::default();
+        applied.record("a", 2);
+        applied.record("a", 1);
+        assert_eq!(applied.versions["a"], 2);
+        for i in 0..RecentlyApplied::CAPACITY {
+            applied.record(&format!("x{i}"), 1);
+        }
+        assert!(
+            !applied.versions.contains_key("a"),
+            "the oldest entry made room"
+        );
+        assert_eq!(applied.versions.len(), RecentlyApplied::CAPACITY);
     }
 }
