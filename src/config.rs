@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use listbackup_api::auth::AuthConfig;
+use listbackup_commands::oauth::OauthSettings;
 use listbackup_commands::platform_client::PlatformEndpoints;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub struct Config {
     pub previous_master_keys: Vec<String>,
     pub auth: AuthConfig,
     pub platforms: PlatformEndpoints,
+    /// OAuth client registrations, endpoint overrides, allowed return origins, refresher interval.
+    pub oauth: OauthSettings,
     /// Size of each database pool (the event store's and the read side's).
     pub db_pool_size: usize,
 }
@@ -53,6 +56,8 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_JWT_ACCOUNT_CLAIM",
     "LISTBACKUP_JWT_ROLES_CLAIM",
     "LISTBACKUP_DB_POOL_SIZE",
+    "LISTBACKUP_ALLOWED_RETURN_ORIGINS",
+    "LISTBACKUP_OAUTH_REFRESH_INTERVAL_SECS",
 ];
 
 impl Config {
@@ -99,11 +104,18 @@ impl Config {
                     message: "must be a number from 1 to 1000".into(),
                 })?,
         };
+        let public_url = get("LISTBACKUP_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
+        let oauth = OauthSettings::from_lookup(&public_url, |key| get(key)).map_err(|message| {
+            ConfigError::Invalid {
+                key: "LISTBACKUP_ALLOWED_RETURN_ORIGINS / LISTBACKUP_OAUTH_*",
+                message,
+            }
+        })?;
         Ok(Self {
             database_url: get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
             nats_url: get("NATS_URL"),
             nats_prefix: get("LISTBACKUP_NATS_PREFIX").unwrap_or_else(|| "listbackup".into()),
-            public_url: get("LISTBACKUP_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}")),
+            public_url,
             bind,
             storage_url: get("LISTBACKUP_STORAGE_URL"),
             master_key: get("LISTBACKUP_MASTER_KEY"),
@@ -117,6 +129,7 @@ impl Config {
                 .unwrap_or_default(),
             auth,
             platforms: PlatformEndpoints::from_lookup(|key| get(key)),
+            oauth,
             db_pool_size,
         })
     }

@@ -2,7 +2,10 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::{ConnectionCommand, ConnectionEvent, ConnectionTestResult, AGGREGATE_TYPE};
+use super::{
+    ConnectionAuth, ConnectionCommand, ConnectionEvent, ConnectionTestResult, ExternalAccount,
+    AGGREGATE_TYPE,
+};
 use crate::error::{DomainError, ErrorKind};
 use crate::AccountOwned;
 
@@ -13,6 +16,8 @@ pub enum ConnectionStatus {
     #[default]
     New,
     Active,
+    /// The platform refused the grant (`invalid_grant`): the customer must reconnect.
+    Expired,
     Deleted,
 }
 
@@ -26,6 +31,10 @@ pub struct Connection {
     name: String,
     credential_fingerprint: String,
     last_test: Option<ConnectionTestResult>,
+    #[serde(default)]
+    auth_type: Option<ConnectionAuth>,
+    #[serde(default)]
+    external_account: Option<ExternalAccount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,13 +43,22 @@ pub enum ConnectionError {
     NotFound,
     #[error("the connection already exists")]
     AlreadyExists,
+    #[error("the connection does not use OAuth")]
+    NotOauth,
+    #[error("the connection must be reconnected first: the platform no longer accepts its grant")]
+    ReauthRequired,
+    #[error("the authorization is for another platform account ({0}) than the connection's")]
+    OtherExternalAccount(String),
 }
 
 impl DomainError for ConnectionError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound => ErrorKind::NotFound,
-            Self::AlreadyExists => ErrorKind::Conflict,
+            Self::AlreadyExists
+            | Self::NotOauth
+            | Self::ReauthRequired
+            | Self::OtherExternalAccount(_) => ErrorKind::Conflict,
         }
     }
 }
@@ -58,9 +76,35 @@ impl Connection {
         &self.credential_fingerprint
     }
 
-    /// Whether `account_id` may see this connection: it exists, is not deleted, and is theirs.
+    /// `oauth2` or `api_key` (`None` before creation).
+    pub fn auth_type(&self) -> Option<ConnectionAuth> {
+        self.auth_type
+    }
+
+    pub fn external_account(&self) -> Option<&ExternalAccount> {
+        self.external_account.as_ref()
+    }
+
+    /// Whether `account_id` may see this connection: it exists, is not deleted, and is theirs. An `expired`
+    /// connection is live (it can be renamed, reconnected or deleted), just not usable until reconnected.
     pub fn is_live_for(&self, account_id: &str) -> bool {
+        matches!(
+            self.status,
+            ConnectionStatus::Active | ConnectionStatus::Expired
+        ) && self.account_id == account_id
+    }
+
+    /// Live and usable: not waiting for the customer to reconnect.
+    pub fn is_active_for(&self, account_id: &str) -> bool {
         self.status == ConnectionStatus::Active && self.account_id == account_id
+    }
+
+    fn require_oauth(&self) -> Result<(), ConnectionError> {
+        if self.auth_type == Some(ConnectionAuth::Oauth2) {
+            Ok(())
+        } else {
+            Err(ConnectionError::NotOauth)
+        }
     }
 
     /// A live connection of this account, or NotFound: deleted ones and other accounts' look the same.
@@ -93,7 +137,10 @@ impl Aggregate for Connection {
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
         let account = command.account_id().as_str().to_owned();
-        if !matches!(command, ConnectionCommand::Create { .. }) {
+        if !matches!(
+            command,
+            ConnectionCommand::Create { .. } | ConnectionCommand::CreateOauth { .. }
+        ) {
             self.require_live(&account)?;
         }
         let event = match command {
@@ -119,7 +166,78 @@ impl Aggregate for Connection {
                     settings,
                     credential_fields,
                     credential,
+                    external_account: None,
                 }
+            }
+            ConnectionCommand::CreateOauth {
+                connection_id,
+                account_id,
+                platform_id,
+                name,
+                grant,
+            } => {
+                if self.status != ConnectionStatus::New {
+                    return Err(ConnectionError::AlreadyExists);
+                }
+                ConnectionEvent::ConnectionCreated {
+                    connection_id,
+                    account_id: account_id.as_str().to_owned(),
+                    platform_id: platform_id.as_str().to_owned(),
+                    name: name.as_str().to_owned(),
+                    auth_type: ConnectionAuth::Oauth2,
+                    settings: grant.settings,
+                    credential_fields: grant.credential_fields,
+                    credential: grant.credential,
+                    external_account: grant.external_account,
+                }
+            }
+            ConnectionCommand::Reauthorize { grant, .. } => {
+                self.require_oauth()?;
+                // Reconnecting must not silently turn the connection into another platform account's.
+                if let (Some(known), Some(new)) = (&self.external_account, &grant.external_account)
+                {
+                    if known.id != new.id {
+                        return Err(ConnectionError::OtherExternalAccount(new.name.clone()));
+                    }
+                }
+                ConnectionEvent::ConnectionReauthorized {
+                    settings: grant.settings,
+                    credential_fields: grant.credential_fields,
+                    credential: grant.credential,
+                    external_account: grant.external_account,
+                }
+            }
+            ConnectionCommand::RecordTokenRefresh {
+                expires_at,
+                credential,
+                ..
+            } => {
+                self.require_oauth()?;
+                if self.status == ConnectionStatus::Expired {
+                    return Err(ConnectionError::ReauthRequired);
+                }
+                ConnectionEvent::TokenRefreshed {
+                    expires_at,
+                    credential,
+                }
+            }
+            ConnectionCommand::RecordTokenRefreshFailure {
+                reason, permanent, ..
+            } => {
+                self.require_oauth()?;
+                sink.write(
+                    ConnectionEvent::TokenRefreshFailed {
+                        reason: reason.clone(),
+                        permanent,
+                    },
+                    self,
+                )
+                .await;
+                if permanent && self.status == ConnectionStatus::Active {
+                    sink.write(ConnectionEvent::ConnectionReauthRequired { reason }, self)
+                        .await;
+                }
+                return Ok(());
             }
             ConnectionCommand::Update {
                 name, credentials, ..
@@ -173,6 +291,8 @@ impl Aggregate for Connection {
                 platform_id,
                 name,
                 credential,
+                auth_type,
+                external_account,
                 ..
             } => {
                 self.id = connection_id;
@@ -180,6 +300,26 @@ impl Aggregate for Connection {
                 self.platform_id = platform_id;
                 self.name = name;
                 self.credential_fingerprint = credential.fingerprint;
+                self.auth_type = Some(auth_type);
+                self.external_account = external_account;
+                self.status = ConnectionStatus::Active;
+            }
+            ConnectionEvent::TokenRefreshed { credential, .. } => {
+                self.credential_fingerprint = credential.fingerprint
+            }
+            ConnectionEvent::TokenRefreshFailed { .. } => {}
+            ConnectionEvent::ConnectionReauthRequired { .. } => {
+                self.status = ConnectionStatus::Expired
+            }
+            ConnectionEvent::ConnectionReauthorized {
+                credential,
+                external_account,
+                ..
+            } => {
+                self.credential_fingerprint = credential.fingerprint;
+                if external_account.is_some() {
+                    self.external_account = external_account;
+                }
                 self.status = ConnectionStatus::Active;
             }
             ConnectionEvent::ConnectionRenamed { name } => self.name = name,

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::ConnectionAuth;
+use super::{ConnectionAuth, ExternalAccount};
 use crate::platform::PlatformId;
 use crate::values::{AccountId, CredentialRef, DisplayName};
 
@@ -21,6 +21,31 @@ pub enum ConnectionCommand {
         /// Names of every credential field supplied (secret values live in the vault only).
         credential_fields: Vec<String>,
         credential: CredentialRef,
+    },
+    /// Creates a connection from a completed OAuth authorization (tokens already sealed in the vault).
+    CreateOauth {
+        connection_id: String,
+        account_id: AccountId,
+        platform_id: PlatformId,
+        name: DisplayName,
+        grant: OauthGrant,
+    },
+    /// The customer authorized an existing OAuth connection again; its tokens were replaced in the vault.
+    Reauthorize {
+        account_id: AccountId,
+        grant: OauthGrant,
+    },
+    /// The access token was renewed (new tokens already in the vault).
+    RecordTokenRefresh {
+        account_id: AccountId,
+        expires_at: Option<DateTime<Utc>>,
+        credential: CredentialRef,
+    },
+    /// Renewing the access token failed; a `permanent` failure means the customer must reconnect.
+    RecordTokenRefreshFailure {
+        account_id: AccountId,
+        reason: String,
+        permanent: bool,
     },
     /// Rename and/or replace credentials, atomically (one commit, so one `If-Match` covers both).
     Update {
@@ -44,6 +69,10 @@ impl ConnectionCommand {
     pub fn account_id(&self) -> &AccountId {
         match self {
             Self::Create { account_id, .. }
+            | Self::CreateOauth { account_id, .. }
+            | Self::Reauthorize { account_id, .. }
+            | Self::RecordTokenRefresh { account_id, .. }
+            | Self::RecordTokenRefreshFailure { account_id, .. }
             | Self::Update { account_id, .. }
             | Self::RecordTest { account_id, .. }
             | Self::Delete { account_id } => account_id,
@@ -57,4 +86,16 @@ pub struct CredentialsChange {
     pub settings: BTreeMap<String, String>,
     pub credential_fields: Vec<String>,
     pub credential: CredentialRef,
+}
+
+/// What an OAuth authorization produced, minus the secrets (sealed in the vault, referenced by `credential`).
+#[derive(Debug, Clone)]
+pub struct OauthGrant {
+    /// Non-secret values the flow handed over (QuickBooks' `realmId`, Shopify's `shop`, HighLevel's
+    /// `locationId`), kept on the connection and shown.
+    pub settings: BTreeMap<String, String>,
+    /// Names of the fields stored in the vault (`accessToken`, `refreshToken`, …).
+    pub credential_fields: Vec<String>,
+    pub credential: CredentialRef,
+    pub external_account: Option<ExternalAccount>,
 }

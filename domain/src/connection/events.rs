@@ -20,6 +20,9 @@ pub enum ConnectionEvent {
         settings: BTreeMap<String, String>,
         credential_fields: Vec<String>,
         credential: CredentialRef,
+        /// The platform account an OAuth connection authorized (absent for API-key connections).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_account: Option<ExternalAccount>,
     },
     #[serde(rename_all = "camelCase")]
     ConnectionRenamed {
@@ -32,8 +35,43 @@ pub enum ConnectionEvent {
         credential: CredentialRef,
     },
     ConnectionTested(ConnectionTestResult),
+    /// The OAuth access token was renewed with the refresh token; the new tokens are in the vault.
+    #[serde(rename_all = "camelCase")]
+    TokenRefreshed {
+        /// When the new access token expires (`None`: the platform did not say).
+        expires_at: Option<DateTime<Utc>>,
+        credential: CredentialRef,
+    },
+    /// Renewing the access token failed. `permanent` when the grant itself was refused (`invalid_grant`).
+    #[serde(rename_all = "camelCase")]
+    TokenRefreshFailed {
+        reason: String,
+        permanent: bool,
+    },
+    /// The platform no longer honours the grant: the customer must authorize again (status `expired`).
+    #[serde(rename_all = "camelCase")]
+    ConnectionReauthRequired {
+        reason: String,
+    },
+    /// The customer authorized again (reconnect): new tokens are in the vault, the connection is active.
+    #[serde(rename_all = "camelCase")]
+    ConnectionReauthorized {
+        settings: BTreeMap<String, String>,
+        credential_fields: Vec<String>,
+        credential: CredentialRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_account: Option<ExternalAccount>,
+    },
     #[serde(rename_all = "camelCase")]
     ConnectionDeleted {},
+}
+
+/// The account on the platform side that an OAuth grant belongs to (from the platform's user-info endpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalAccount {
+    pub id: String,
+    pub name: String,
 }
 
 /// The outcome of calling the platform's test endpoint with the stored credentials.
@@ -53,6 +91,10 @@ impl DomainEvent for ConnectionEvent {
             Self::ConnectionRenamed { .. } => "ConnectionRenamed",
             Self::CredentialsReplaced { .. } => "CredentialsReplaced",
             Self::ConnectionTested(_) => "ConnectionTested",
+            Self::TokenRefreshed { .. } => "TokenRefreshed",
+            Self::TokenRefreshFailed { .. } => "TokenRefreshFailed",
+            Self::ConnectionReauthRequired { .. } => "ConnectionReauthRequired",
+            Self::ConnectionReauthorized { .. } => "ConnectionReauthorized",
             Self::ConnectionDeleted {} => "ConnectionDeleted",
         }
         .to_string()

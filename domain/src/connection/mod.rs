@@ -8,8 +8,8 @@ mod events;
 mod tests;
 
 pub use aggregate::{Connection, ConnectionError, ConnectionStatus};
-pub use commands::{ConnectionCommand, CredentialsChange};
-pub use events::{ConnectionEvent, ConnectionTestResult};
+pub use commands::{ConnectionCommand, CredentialsChange, OauthGrant};
+pub use events::{ConnectionEvent, ConnectionTestResult, ExternalAccount};
 
 use crate::platform::AuthType;
 use serde::{Deserialize, Serialize};

@@ -32,6 +32,230 @@ fn created() -> ConnectionEvent {
         settings: BTreeMap::new(),
         credential_fields: vec!["secretKey".into()],
         credential: credential("f1"),
+        external_account: None,
+    }
+}
+
+fn google_account() -> ExternalAccount {
+    ExternalAccount {
+        id: "g-123".into(),
+        name: "ann@example.com".into(),
+    }
+}
+
+fn oauth_grant(fingerprint: &str, external: Option<ExternalAccount>) -> OauthGrant {
+    OauthGrant {
+        settings: BTreeMap::new(),
+        credential_fields: vec!["accessToken".into(), "refreshToken".into()],
+        credential: credential(fingerprint),
+        external_account: external,
+    }
+}
+
+fn oauth_created() -> ConnectionEvent {
+    ConnectionEvent::ConnectionCreated {
+        connection_id: "c2".into(),
+        account_id: "acme".into(),
+        platform_id: "google".into(),
+        name: "Drive".into(),
+        auth_type: ConnectionAuth::Oauth2,
+        settings: BTreeMap::new(),
+        credential_fields: vec!["accessToken".into(), "refreshToken".into()],
+        credential: credential("o1"),
+        external_account: Some(google_account()),
+    }
+}
+
+fn reauth_required() -> ConnectionEvent {
+    ConnectionEvent::ConnectionReauthRequired {
+        reason: "invalid_grant".into(),
+    }
+}
+
+#[test]
+fn an_oauth_authorization_creates_a_connection_with_its_external_account() {
+    ConnectionTest::with(())
+        .given_no_previous_events()
+        .when(ConnectionCommand::CreateOauth {
+            connection_id: "c2".into(),
+            account_id: account("acme"),
+            platform_id: PlatformId::parse("google").unwrap(),
+            name: DisplayName::parse("Drive").unwrap(),
+            grant: oauth_grant("o1", Some(google_account())),
+        })
+        .then_expect_events(vec![oauth_created()]);
+}
+
+#[test]
+fn a_refresh_records_the_expiry_and_the_new_fingerprint_only() {
+    let expires_at = Utc.with_ymd_and_hms(2026, 11, 24, 13, 0, 0).unwrap();
+    ConnectionTest::with(())
+        .given(vec![oauth_created()])
+        .when(ConnectionCommand::RecordTokenRefresh {
+            account_id: account("acme"),
+            expires_at: Some(expires_at),
+            credential: credential("o2"),
+        })
+        .then_expect_events(vec![ConnectionEvent::TokenRefreshed {
+            expires_at: Some(expires_at),
+            credential: credential("o2"),
+        }]);
+}
+
+#[test]
+fn a_transient_refresh_failure_keeps_the_connection_active() {
+    ConnectionTest::with(())
+        .given(vec![oauth_created()])
+        .when(ConnectionCommand::RecordTokenRefreshFailure {
+            account_id: account("acme"),
+            reason: "token endpoint answered 503".into(),
+            permanent: false,
+        })
+        .then_expect_events(vec![ConnectionEvent::TokenRefreshFailed {
+            reason: "token endpoint answered 503".into(),
+            permanent: false,
+        }]);
+}
+
+#[test]
+fn invalid_grant_expires_the_connection() {
+    ConnectionTest::with(())
+        .given(vec![oauth_created()])
+        .when(ConnectionCommand::RecordTokenRefreshFailure {
+            account_id: account("acme"),
+            reason: "invalid_grant".into(),
+            permanent: true,
+        })
+        .then_expect_events(vec![
+            ConnectionEvent::TokenRefreshFailed {
+                reason: "invalid_grant".into(),
+                permanent: true,
+            },
+            reauth_required(),
+        ]);
+}
+
+#[test]
+fn an_expired_connection_is_not_asked_to_reauthorize_twice() {
+    ConnectionTest::with(())
+        .given(vec![oauth_created(), reauth_required()])
+        .when(ConnectionCommand::RecordTokenRefreshFailure {
+            account_id: account("acme"),
+            reason: "invalid_grant".into(),
+            permanent: true,
+        })
+        .then_expect_events(vec![ConnectionEvent::TokenRefreshFailed {
+            reason: "invalid_grant".into(),
+            permanent: true,
+        }]);
+}
+
+#[test]
+fn an_expired_connection_cannot_record_a_refresh() {
+    ConnectionTest::with(())
+        .given(vec![oauth_created(), reauth_required()])
+        .when(ConnectionCommand::RecordTokenRefresh {
+            account_id: account("acme"),
+            expires_at: None,
+            credential: credential("o3"),
+        })
+        .then_expect_error(ConnectionError::ReauthRequired);
+}
+
+#[test]
+fn reconnecting_brings_an_expired_connection_back() {
+    let grant = oauth_grant("o4", Some(google_account()));
+    ConnectionTest::with(())
+        .given(vec![oauth_created(), reauth_required()])
+        .when(ConnectionCommand::Reauthorize {
+            account_id: account("acme"),
+            grant,
+        })
+        .then_expect_events(vec![ConnectionEvent::ConnectionReauthorized {
+            settings: BTreeMap::new(),
+            credential_fields: vec!["accessToken".into(), "refreshToken".into()],
+            credential: credential("o4"),
+            external_account: Some(google_account()),
+        }]);
+}
+
+#[test]
+fn an_expired_connection_is_still_visible_and_reauthorized_is_active_again() {
+    let mut connection = Connection::default();
+    for event in [oauth_created(), reauth_required()] {
+        cqrs_es::Aggregate::apply(&mut connection, event);
+    }
+    assert_eq!(connection.status(), ConnectionStatus::Expired);
+    assert!(connection.is_live_for("acme"));
+    assert!(!connection.is_active_for("acme"));
+    cqrs_es::Aggregate::apply(
+        &mut connection,
+        ConnectionEvent::ConnectionReauthorized {
+            settings: BTreeMap::new(),
+            credential_fields: vec![],
+            credential: credential("o5"),
+            external_account: None,
+        },
+    );
+    assert!(connection.is_active_for("acme"));
+    assert_eq!(connection.credential_fingerprint(), "o5");
+}
+
+#[test]
+fn reconnecting_with_another_platform_account_is_refused() {
+    let other = ExternalAccount {
+        id: "g-999".into(),
+        name: "bob@example.com".into(),
+    };
+    ConnectionTest::with(())
+        .given(vec![oauth_created()])
+        .when(ConnectionCommand::Reauthorize {
+            account_id: account("acme"),
+            grant: oauth_grant("o6", Some(other)),
+        })
+        .then_expect_error(ConnectionError::OtherExternalAccount(
+            "bob@example.com".into(),
+        ));
+}
+
+#[test]
+fn api_key_connections_have_no_tokens_to_refresh_or_reconnect() {
+    ConnectionTest::with(())
+        .given(vec![created()])
+        .when(ConnectionCommand::RecordTokenRefresh {
+            account_id: account("acme"),
+            expires_at: None,
+            credential: credential("x"),
+        })
+        .then_expect_error(ConnectionError::NotOauth);
+    ConnectionTest::with(())
+        .given(vec![created()])
+        .when(ConnectionCommand::Reauthorize {
+            account_id: account("acme"),
+            grant: oauth_grant("x", None),
+        })
+        .then_expect_error(ConnectionError::NotOauth);
+}
+
+#[test]
+fn oauth_events_carry_no_secret_fields() {
+    let events = [
+        oauth_created(),
+        ConnectionEvent::TokenRefreshed {
+            expires_at: None,
+            credential: credential("o2"),
+        },
+        ConnectionEvent::TokenRefreshFailed {
+            reason: "invalid_grant".into(),
+            permanent: true,
+        },
+        reauth_required(),
+    ];
+    for event in events {
+        let json = serde_json::to_string(&event).unwrap().to_lowercase();
+        for word in ["access_token\"", "refresh_token\"", "\"code\"", "verifier"] {
+            assert!(!json.contains(word), "{json}");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio_postgres::Row;
 
 use crate::pagination::{into_page, Page, PageRequest};
+use crate::statements;
 use crate::{ReadError, StoredEvent};
 
 /// The last result of `POST /connections/{id}/test`.
@@ -21,6 +22,14 @@ pub struct LastTest {
     pub checked_at: DateTime<Utc>,
     pub latency_ms: u64,
     pub message: String,
+}
+
+/// The platform account an OAuth connection is authorized for.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalAccountView {
+    pub id: String,
+    pub name: String,
 }
 
 /// A connection as clients see it.
@@ -41,6 +50,8 @@ pub struct ConnectionView {
     /// Tells two credential sets apart without revealing either.
     pub credential_fingerprint: Option<String>,
     pub last_test: Option<LastTest>,
+    /// OAuth connections: the platform account they are authorized for.
+    pub external_account: Option<ExternalAccountView>,
     /// The connection's event-stream sequence: send it back in `If-Match`.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -49,13 +60,14 @@ pub struct ConnectionView {
 
 const COLUMNS: &str =
     "connection_id, platform_id, name, auth_type, status, settings, credential_fields, \
-    credential_fingerprint, last_test, version, created_at, updated_at";
+    credential_fingerprint, last_test, external_account, version, created_at, updated_at";
 
 impl ConnectionView {
     fn from_row(row: &Row) -> Self {
         let settings: Value = row.get("settings");
         let fields: Value = row.get("credential_fields");
         let last_test: Option<Value> = row.get("last_test");
+        let external_account: Option<Value> = row.get("external_account");
         Self {
             connection_id: row.get("connection_id"),
             platform_id: row.get("platform_id"),
@@ -66,6 +78,7 @@ impl ConnectionView {
             credential_fields: serde_json::from_value(fields).unwrap_or_default(),
             credential_fingerprint: row.get("credential_fingerprint"),
             last_test: last_test.and_then(|v| serde_json::from_value(v).ok()),
+            external_account: external_account.and_then(|v| serde_json::from_value(v).ok()),
             version: row.get("version"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
@@ -91,12 +104,14 @@ pub(crate) async fn apply(
             settings,
             credential_fields,
             credential,
+            external_account,
         } => {
-            client
-                .execute(
+            let external_account = external_account.and_then(|a| serde_json::to_value(a).ok());
+            statements::execute(client,
                     "INSERT INTO read_connections (connection_id, account_id, platform_id, name, auth_type, \
-                       status, settings, credential_fields, credential_fingerprint, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10) \
+                       status, settings, credential_fields, credential_fingerprint, version, created_at, updated_at, \
+                       external_account) \
+                     VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10, $11) \
                      ON CONFLICT (connection_id) DO NOTHING",
                     &[
                         &connection_id,
@@ -109,6 +124,7 @@ pub(crate) async fn apply(
                         &credential.fingerprint,
                         &seq,
                         &at,
+                        &external_account,
                     ],
                 )
                 .await?;
@@ -121,21 +137,21 @@ pub(crate) async fn apply(
             credential_fields,
             credential,
         } => {
-            client
-                .execute(
-                    "UPDATE read_connections SET settings = $4, credential_fields = $5, \
+            statements::execute(
+                client,
+                "UPDATE read_connections SET settings = $4, credential_fields = $5, \
                        credential_fingerprint = $6, version = $2, updated_at = $3 \
                      WHERE connection_id = $1 AND version < $2",
-                    &[
-                        id,
-                        &seq,
-                        &at,
-                        &serde_json::to_value(settings).unwrap_or_default(),
-                        &serde_json::to_value(credential_fields).unwrap_or_default(),
-                        &credential.fingerprint,
-                    ],
-                )
-                .await?;
+                &[
+                    id,
+                    &seq,
+                    &at,
+                    &serde_json::to_value(settings).unwrap_or_default(),
+                    &serde_json::to_value(credential_fields).unwrap_or_default(),
+                    &credential.fingerprint,
+                ],
+            )
+            .await?;
         }
         ConnectionEvent::ConnectionTested(result) => {
             let last_test = serde_json::to_value(LastTest {
@@ -146,6 +162,54 @@ pub(crate) async fn apply(
             })
             .unwrap_or_default();
             update(client, id, seq, at, "last_test = $4", &last_test).await?;
+        }
+        ConnectionEvent::TokenRefreshed { credential, .. } => {
+            update(
+                client,
+                id,
+                seq,
+                at,
+                "credential_fingerprint = $4",
+                &credential.fingerprint,
+            )
+            .await?;
+        }
+        ConnectionEvent::TokenRefreshFailed { .. } => {
+            // Shown only through the event history; the version still moves.
+            statements::execute(
+                client,
+                "UPDATE read_connections SET version = $2, updated_at = $3 \
+                     WHERE connection_id = $1 AND version < $2",
+                &[id, &seq, &at],
+            )
+            .await?;
+        }
+        ConnectionEvent::ConnectionReauthRequired { .. } => {
+            update(client, id, seq, at, "status = $4", &"expired").await?;
+        }
+        ConnectionEvent::ConnectionReauthorized {
+            settings,
+            credential_fields,
+            credential,
+            external_account,
+        } => {
+            let external_account = external_account.and_then(|a| serde_json::to_value(a).ok());
+            statements::execute(client,
+                    "UPDATE read_connections SET status = 'active', settings = $4, credential_fields = $5, \
+                       credential_fingerprint = $6, external_account = COALESCE($7, external_account), \
+                       version = $2, updated_at = $3 \
+                     WHERE connection_id = $1 AND version < $2",
+                    &[
+                        id,
+                        &seq,
+                        &at,
+                        &serde_json::to_value(settings).unwrap_or_default(),
+                        &serde_json::to_value(credential_fields).unwrap_or_default(),
+                        &credential.fingerprint,
+                        &external_account,
+                    ],
+                )
+                .await?;
         }
         ConnectionEvent::ConnectionDeleted {} => {
             update(client, id, seq, at, "status = $4", &"deleted").await?;
@@ -166,7 +230,7 @@ async fn update(
         "UPDATE read_connections SET {set}, version = $2, updated_at = $3 \
          WHERE connection_id = $1 AND version < $2"
     );
-    client.execute(&sql, &[&id, &seq, &at, value]).await?;
+    statements::execute(client, &sql, &[&id, &seq, &at, value]).await?;
     Ok(())
 }
 
@@ -187,9 +251,7 @@ pub async fn get(
         "SELECT {COLUMNS} FROM read_connections \
          WHERE account_id = $1 AND connection_id = $2 AND status <> 'deleted'"
     );
-    let row = client
-        .query_opt(&sql, &[&account_id, &connection_id])
-        .await?;
+    let row = statements::query_opt(client, &sql, &[&account_id, &connection_id]).await?;
     Ok(row.as_ref().map(ConnectionView::from_row))
 }
 
@@ -198,12 +260,12 @@ pub async fn projected_version(
     client: &impl GenericClient,
     connection_id: &str,
 ) -> Result<Option<i64>, ReadError> {
-    let row = client
-        .query_opt(
-            "SELECT version FROM read_connections WHERE connection_id = $1",
-            &[&connection_id],
-        )
-        .await?;
+    let row = statements::query_opt(
+        client,
+        "SELECT version FROM read_connections WHERE connection_id = $1",
+        &[&connection_id],
+    )
+    .await?;
     Ok(row.map(|r| r.get(0)))
 }
 
@@ -222,18 +284,18 @@ pub async fn list(
            AND ($4::text IS NULL OR connection_id < $4) \
          ORDER BY connection_id DESC LIMIT $5"
     );
-    let rows = client
-        .query(
-            &sql,
-            &[
-                &account_id,
-                &filter.platform_id,
-                &filter.status,
-                &page.before_id,
-                &(page.limit + 1),
-            ],
-        )
-        .await?;
+    let rows = statements::query(
+        client,
+        &sql,
+        &[
+            &account_id,
+            &filter.platform_id,
+            &filter.status,
+            &page.before_id,
+            &(page.limit + 1),
+        ],
+    )
+    .await?;
     let views = rows.iter().map(ConnectionView::from_row).collect();
     Ok(into_page(views, page.limit, |v: &ConnectionView| {
         v.connection_id.as_str()

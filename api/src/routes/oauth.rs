@@ -1,0 +1,235 @@
+//! OAuth connections: `POST /connections/oauth/start`, the callback the platforms redirect to, and
+//! `POST /connections/{id}/reconnect`.
+//!
+//! The callback is not behind bearer authentication: the single-use `state` (bound at start to the account,
+//! the user, the platform and the return URL) is what authenticates it. Neither the code nor the state is ever
+//! logged (the request log records paths only).
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use listbackup_commands::oauth::{CallbackParams, Connected, OauthError, StartRequest};
+use listbackup_projections::read_models::connections::{self as read, ConnectionView};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Principal;
+use crate::consistency::wait_for_version;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{etag, parse_json, resource_id, JsonBody, NoParams, QueryParams};
+use crate::request_id::RequestId;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartOauth {
+    /// A platform whose `authTypes` include `oauth2`.
+    pub platform_id: String,
+    /// Defaults to the platform's name and the authorized account's.
+    pub name: Option<String>,
+    /// Where the browser goes after the callback (`?connectionId=…` or `?error=…` appended); must be on an
+    /// allowed origin.
+    pub return_url: Option<String>,
+    /// Shopify only: `<name>.myshopify.com`.
+    pub shop: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReconnectOauth {
+    pub return_url: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OauthStarted {
+    /// Send the customer's browser here.
+    pub authorization_url: String,
+    /// Single use, valid until `expiresAt`.
+    pub state: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<OauthError> for ApiError {
+    fn from(err: OauthError) -> Self {
+        match err {
+            OauthError::Invalid { field, message } => ApiError::field(field, message),
+            OauthError::NotConfigured(_) => ApiError::unavailable(err.to_string()),
+            OauthError::UnknownState | OauthError::Denied { .. } => {
+                ApiError::bad_request(err.to_string())
+            }
+            OauthError::TokenExchange(_) | OauthError::UserInfo(_) => {
+                ApiError::new(ErrorCode::PlatformError, err.to_string())
+            }
+            OauthError::Command(e) => e.into(),
+            OauthError::Store(reason) => ApiError::from_unexpected(reason),
+        }
+    }
+}
+
+fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
+fn started(started: listbackup_commands::oauth::Started) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(OauthStarted {
+            authorization_url: started.authorization_url,
+            state: started.state,
+            expires_at: started.expires_at,
+        })
+}
+
+/// Starts connecting an OAuth platform: returns the URL to send the customer's browser to. PKCE (S256) and a
+/// single-use state valid for 10 minutes.
+#[utoipa::path(tag = "connections", security(("bearer" = [])), request_body = StartOauth,
+    responses((status = 200, body = OauthStarted), (status = 400, body = crate::error::Problem),
+              (status = 503, body = crate::error::Problem)))]
+#[post("/connections/oauth/start")]
+pub async fn start(
+    state: web::Data<AppState>,
+    principal: Principal,
+    _: QueryParams<NoParams>,
+    JsonBody(body): JsonBody<StartOauth>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let request = StartRequest {
+        account_id: principal.account_id.clone(),
+        user_id: principal.user_id.clone(),
+        platform_id: body.platform_id,
+        name: body.name,
+        return_url: body.return_url,
+        shop: body.shop,
+    };
+    Ok(started(state.oauth.start(request).await?))
+}
+
+/// Authorizes an existing OAuth connection again (e.g. once it is `expired`); its tokens are replaced at the
+/// callback.
+#[utoipa::path(tag = "connections", security(("bearer" = [])), request_body = Option<ReconnectOauth>,
+    params(("id" = String, Path)),
+    responses((status = 200, body = OauthStarted), (status = 404, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem)))]
+#[post("/connections/{id}/reconnect")]
+pub async fn reconnect(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "connection")?;
+    let body: ReconnectOauth = if body.iter().all(u8::is_ascii_whitespace) {
+        ReconnectOauth::default()
+    } else {
+        parse_json(&body)?
+    };
+    let result = state
+        .oauth
+        .reconnect(
+            &principal.account_id,
+            &principal.user_id,
+            &id,
+            body.return_url,
+        )
+        .await?;
+    Ok(started(result))
+}
+
+/// `url` with `params` appended to its query.
+fn with_query(url: &str, params: &[(&str, &str)]) -> String {
+    match url::Url::parse(url) {
+        Ok(mut url) => {
+            url.query_pairs_mut().extend_pairs(params);
+            url.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+fn see_other(location: String) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// The platform's redirect after the customer's decision. Exchanges the code, creates (or reconnects) the
+/// connection, then redirects to the start's `returnUrl` with `connectionId` (or `error`), or answers 201 with
+/// the connection when there was no `returnUrl`.
+#[utoipa::path(tag = "connections",
+    params(("code" = Option<String>, Query), ("state" = String, Query), ("error" = Option<String>, Query)),
+    responses((status = 201, body = ConnectionView), (status = 303, description = "to the returnUrl"),
+              (status = 400, body = crate::error::Problem), (status = 502, body = crate::error::Problem)))]
+#[get("/connections/oauth/callback")]
+pub async fn callback(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    // Platforms add parameters of their own (scope, hmac, host, realmId…): they are not refused here.
+    let mut params = CallbackParams::default();
+    for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        let value = value.into_owned();
+        match key.as_ref() {
+            "state" => params.state = Some(value),
+            "code" => params.code = Some(value),
+            "error" => params.error = Some(value),
+            other => {
+                params.extra.insert(other.to_owned(), value);
+            }
+        }
+    }
+    let connected: Connected = match state.oauth.callback(params, &request_id(&req)).await {
+        Ok(connected) => connected,
+        Err(failure) => {
+            tracing::info!(reason = failure.error.slug(), "OAuth callback refused");
+            return match failure.return_url {
+                Some(url) => Ok(see_other(with_query(
+                    &url,
+                    &[
+                        ("error", failure.error.slug().as_str()),
+                        ("error_description", failure.error.to_string().as_str()),
+                    ],
+                ))),
+                None => Err(failure.error.into()),
+            };
+        }
+    };
+    // Read-your-writes holds for the redirect too: the page at the return URL reads the connection next.
+    let view = read_back(&state, &connected).await?;
+    if let Some(url) = &connected.return_url {
+        return Ok(see_other(with_query(
+            url,
+            &[("connectionId", connected.connection_id.as_str())],
+        )));
+    }
+    let status = if connected.reconnected {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(HttpResponse::build(status)
+        .insert_header((header::ETAG, etag(view.version)))
+        .insert_header((
+            header::LOCATION,
+            format!("/connections/{}", view.connection_id),
+        ))
+        .json(view))
+}
+
+async fn read_back(state: &AppState, connected: &Connected) -> Result<ConnectionView, ApiError> {
+    wait_for_version(&state.projected, connected.version, || async {
+        let client = state.db.get().await?;
+        Ok(read::projected_version(&client, &connected.connection_id).await?)
+    })
+    .await?;
+    let client = state.db.get().await?;
+    read::get(&client, &connected.account_id, &connected.connection_id)
+        .await?
+        .ok_or_else(|| ApiError::from_unexpected("an authorized connection is missing"))
+}

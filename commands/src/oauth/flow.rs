@@ -1,0 +1,603 @@
+//! Start → platform → callback: the authorization-code flow that creates (or reconnects) a connection.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use listbackup_domain::connection::{
+    ConnectionAuth, ConnectionCommand, ExternalAccount, OauthGrant,
+};
+use listbackup_domain::platform::{
+    url_placeholders, AuthType, HttpMethod, Platform, PlatformId, OAUTH_ACCESS_TOKEN,
+};
+use listbackup_domain::values::{AccountId, DisplayName};
+use reqwest::header::{HeaderName, HeaderValue};
+use zeroize::Zeroizing;
+
+use super::providers::{self, Provider};
+use super::state::{self, PendingAuthorization};
+use super::tokens::{self, IssuedTokens};
+use super::{OauthError, OauthService};
+use crate::bus::CommandError;
+use crate::metadata::EventMetadata;
+use crate::vault::SecretCredentials;
+
+/// Vault field names of an OAuth connection, next to `accessToken`.
+pub(super) const REFRESH_TOKEN: &str = "refreshToken";
+pub(super) const EXPIRES_AT: &str = "expiresAt";
+
+/// `POST /connections/oauth/start`, parsed.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub account_id: String,
+    pub user_id: String,
+    pub platform_id: String,
+    pub name: Option<String>,
+    pub return_url: Option<String>,
+    pub shop: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub authorization_url: String,
+    /// Returned to the client as well (the platform hands it back to the callback).
+    pub state: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What the platform sent to the redirect URI.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackParams {
+    pub state: Option<String>,
+    pub code: Option<String>,
+    pub error: Option<String>,
+    /// Everything else (QuickBooks' `realmId`, Shopify's `shop`).
+    pub extra: BTreeMap<String, String>,
+}
+
+/// A completed authorization.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub connection_id: String,
+    pub account_id: String,
+    pub version: u64,
+    pub return_url: Option<String>,
+    /// True when an existing connection was reconnected.
+    pub reconnected: bool,
+}
+
+/// A failed callback, with where to send the browser when the state named a return URL.
+#[derive(Debug)]
+pub struct CallbackFailure {
+    pub error: OauthError,
+    pub return_url: Option<String>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> OauthError {
+    OauthError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl OauthService {
+    /// Validates the request and returns the platform's authorization URL with a fresh single-use state.
+    pub async fn start(&self, request: StartRequest) -> Result<Started, OauthError> {
+        let platform = PlatformId::parse(&request.platform_id)
+            .ok_or_else(|| invalid("platformId", "is not a known platform (see GET /platforms)"))?
+            .platform();
+        if !platform.supports(AuthType::Oauth2) {
+            return Err(invalid(
+                "platformId",
+                "does not connect through OAuth: use POST /connections with an API key",
+            ));
+        }
+        if let Some(name) = &request.name {
+            DisplayName::parse(name).map_err(|m| invalid("name", m))?;
+        }
+        self.begin(platform, request, None).await
+    }
+
+    /// Runs the flow again for an existing OAuth connection of the account; its tokens are replaced at the
+    /// callback.
+    pub async fn reconnect(
+        &self,
+        account_id: &str,
+        user_id: &str,
+        connection_id: &str,
+        return_url: Option<String>,
+    ) -> Result<Started, OauthError> {
+        let (connection, _) = self.bus.load(connection_id).await?;
+        if !connection.is_live_for(account_id) {
+            return Err(CommandError::not_found().into());
+        }
+        if connection.auth_type() != Some(ConnectionAuth::Oauth2) {
+            return Err(CommandError::Domain {
+                kind: listbackup_domain::ErrorKind::Conflict,
+                field: None,
+                message: "the connection uses an API key: replace its credentials with PUT instead"
+                    .into(),
+            }
+            .into());
+        }
+        let platform = PlatformId::parse(connection.platform_id())
+            .ok_or_else(|| OauthError::Store("connection names an unknown platform".into()))?
+            .platform();
+        // Shopify's shop is part of the connection: read it from the vault (it is a setting there too).
+        let shop = match self.vault.load(account_id, connection_id).await? {
+            Some(secret) => secret.get("shop").map(str::to_owned),
+            None => None,
+        };
+        let request = StartRequest {
+            account_id: account_id.to_owned(),
+            user_id: user_id.to_owned(),
+            platform_id: platform.id.to_owned(),
+            name: None,
+            return_url,
+            shop,
+        };
+        self.begin(platform, request, Some(connection_id.to_owned()))
+            .await
+    }
+
+    async fn begin(
+        &self,
+        platform: &'static Platform,
+        request: StartRequest,
+        connection_id: Option<String>,
+    ) -> Result<Started, OauthError> {
+        let provider =
+            providers::find(platform.id).ok_or(OauthError::NotConfigured(platform.name))?;
+        if let Some(url) = &request.return_url {
+            if !self.settings.return_url_allowed(url) {
+                return Err(invalid(
+                    "returnUrl",
+                    "must be an absolute URL on an allowed origin (LISTBACKUP_ALLOWED_RETURN_ORIGINS)",
+                ));
+            }
+        }
+        let shop = match (&request.shop, provider.needs_shop) {
+            (Some(raw), true) => Some(providers::validate_shop(raw).ok_or_else(|| {
+                invalid(
+                    "shop",
+                    "must be a shop domain such as `your-store.myshopify.com`",
+                )
+            })?),
+            (None, true) => return Err(invalid("shop", "is required for this platform")),
+            (Some(_), false) => return Err(invalid("shop", "applies to Shopify only")),
+            (None, false) => None,
+        };
+        let client = tokens::client(&self.settings, platform, provider, shop.as_deref())?;
+        let state = state::new_state();
+        let (url, verifier) = tokens::authorization_url(&client, platform, provider, &state);
+        let pending = PendingAuthorization {
+            account_id: request.account_id,
+            user_id: request.user_id,
+            platform_id: platform.id.to_owned(),
+            connection_id,
+            name: request.name,
+            return_url: request.return_url,
+            shop,
+        };
+        let expires_at = state::save(&self.db, &state, &verifier, &pending).await?;
+        Ok(Started {
+            authorization_url: url.to_string(),
+            state: state.to_string(),
+            expires_at,
+        })
+    }
+
+    /// Completes the flow: consumes the state, exchanges the code (with the PKCE verifier), asks the platform
+    /// who authorized, seals the tokens in the vault and creates (or reauthorizes) the connection. Any
+    /// failure leaves nothing behind.
+    pub async fn callback(
+        &self,
+        params: CallbackParams,
+        request_id: &str,
+    ) -> Result<Connected, CallbackFailure> {
+        let fail = |error, return_url| CallbackFailure { error, return_url };
+        let state = params
+            .state
+            .as_deref()
+            .ok_or_else(|| fail(OauthError::UnknownState, None))?;
+        let consumed = state::consume(&self.db, state)
+            .await
+            .map_err(|e| fail(e, None))?;
+        let return_url = consumed.pending.return_url.clone();
+        self.complete(consumed, params, request_id)
+            .await
+            .map_err(|e| fail(e, return_url))
+    }
+
+    async fn complete(
+        &self,
+        consumed: state::Consumed,
+        params: CallbackParams,
+        request_id: &str,
+    ) -> Result<Connected, OauthError> {
+        let pending = &consumed.pending;
+        if let Some(error) = &params.error {
+            // The platform's error code is a short token (RFC 6749 §4.1.2.1); keep it so, nothing else.
+            let error: String = error
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            return Err(OauthError::Denied {
+                error: if error.is_empty() {
+                    "access_denied".into()
+                } else {
+                    error
+                },
+            });
+        }
+        let code = params
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| invalid("code", "is missing from the callback"))?;
+        let platform = PlatformId::parse(&pending.platform_id)
+            .ok_or_else(|| OauthError::Store("state names an unknown platform".into()))?
+            .platform();
+        let provider =
+            providers::find(platform.id).ok_or(OauthError::NotConfigured(platform.name))?;
+        if let (Some(expected), Some(got)) = (&pending.shop, params.extra.get("shop")) {
+            if !got.eq_ignore_ascii_case(expected) {
+                return Err(invalid(
+                    "shop",
+                    "the callback names another shop than the one authorized",
+                ));
+            }
+        }
+        if provider.needs_shop {
+            self.verify_shopify_hmac(platform.id, &params)?;
+        }
+        let client = tokens::client(&self.settings, platform, provider, pending.shop.as_deref())?;
+        let issued = tokens::exchange_code(&self.http, &client, code, &consumed.verifier)
+            .await
+            .map_err(|e| OauthError::TokenExchange(e.message().to_owned()))?;
+
+        let settings = settings_of(provider, pending, &params, &issued)?;
+        let secret = secret_of(&settings, &issued, None);
+        let external = self.user_info(platform, provider, &secret).await?;
+
+        let metadata = EventMetadata::for_request(
+            &pending.account_id,
+            format!("user:{}", pending.user_id),
+            request_id,
+        );
+        let account_id =
+            AccountId::parse(&pending.account_id).map_err(|m| invalid("account", m))?;
+        let grant_fields: Vec<String> = secret
+            .fields()
+            .filter(|f| *f != EXPIRES_AT)
+            .map(str::to_owned)
+            .collect();
+        match &pending.connection_id {
+            None => {
+                let connection_id = uuid::Uuid::now_v7().to_string();
+                let name = default_name(pending.name.as_deref(), platform, &external);
+                let credential = self
+                    .vault
+                    .store(&pending.account_id, &connection_id, &secret)
+                    .await?;
+                let command = ConnectionCommand::CreateOauth {
+                    connection_id: connection_id.clone(),
+                    account_id,
+                    platform_id: PlatformId::parse(platform.id).expect("catalog id"),
+                    name,
+                    grant: OauthGrant {
+                        settings,
+                        credential_fields: grant_fields,
+                        credential: listbackup_domain::values::CredentialRef {
+                            key_id: credential.key_id,
+                            fingerprint: credential.fingerprint,
+                        },
+                        external_account: Some(external),
+                    },
+                };
+                let committed = match self
+                    .bus
+                    .execute(&connection_id, command, &metadata, None)
+                    .await
+                {
+                    Ok(committed) => committed,
+                    Err(err) => {
+                        // Nothing may be left behind: the fresh connection id is referenced by no event.
+                        let _ = self
+                            .vault
+                            .destroy(&pending.account_id, &connection_id)
+                            .await;
+                        return Err(err.into());
+                    }
+                };
+                self.track_tokens(&pending.account_id, &connection_id, platform.id, &issued)
+                    .await?;
+                Ok(Connected {
+                    connection_id,
+                    account_id: pending.account_id.clone(),
+                    version: committed.version,
+                    return_url: pending.return_url.clone(),
+                    reconnected: false,
+                })
+            }
+            Some(connection_id) => {
+                // Check before the vault is touched: a refused reconnect must not replace working tokens.
+                let (connection, _) = self.bus.load(connection_id).await?;
+                if !connection.is_live_for(&pending.account_id)
+                    || connection.platform_id() != platform.id
+                {
+                    return Err(CommandError::not_found().into());
+                }
+                if let Some(known) = connection.external_account() {
+                    if known.id != external.id {
+                        return Err(OauthError::Command(CommandError::Domain {
+                            kind: listbackup_domain::ErrorKind::Conflict,
+                            field: None,
+                            message: format!(
+                                "the platform authorized another account ({}) than the connection's ({})",
+                                external.name, known.name
+                            ),
+                        }));
+                    }
+                }
+                // Serialize with refreshers: the tokens are replaced under the same per-connection lock.
+                let lock = self.lock_connection(connection_id).await?;
+                let credential = self
+                    .vault
+                    .store(&pending.account_id, connection_id, &secret)
+                    .await?;
+                let command = ConnectionCommand::Reauthorize {
+                    account_id,
+                    grant: OauthGrant {
+                        settings,
+                        credential_fields: grant_fields,
+                        credential: listbackup_domain::values::CredentialRef {
+                            key_id: credential.key_id,
+                            fingerprint: credential.fingerprint,
+                        },
+                        external_account: Some(external),
+                    },
+                };
+                let committed = self
+                    .bus
+                    .execute(connection_id, command, &metadata, None)
+                    .await?;
+                self.track_tokens(&pending.account_id, connection_id, platform.id, &issued)
+                    .await?;
+                lock.release().await;
+                Ok(Connected {
+                    connection_id: connection_id.clone(),
+                    account_id: pending.account_id.clone(),
+                    version: committed.version,
+                    return_url: pending.return_url.clone(),
+                    reconnected: true,
+                })
+            }
+        }
+    }
+
+    /// Shopify signs its redirect: HMAC-SHA256 with the app's client secret over the other parameters, sorted and
+    /// joined as `k=v&…`, hex encoded in `hmac`.
+    fn verify_shopify_hmac(
+        &self,
+        platform_id: &str,
+        params: &CallbackParams,
+    ) -> Result<(), OauthError> {
+        let secret = self
+            .settings
+            .clients
+            .get(platform_id)
+            .and_then(|c| c.client_secret.as_deref())
+            .ok_or(OauthError::NotConfigured("Shopify"))?;
+        let signed = params
+            .extra
+            .get("hmac")
+            .ok_or_else(|| invalid("hmac", "Shopify's callback signature is missing"))?;
+        let mut pairs: Vec<(&str, &str)> = params
+            .extra
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "hmac" | "signature"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(params.code.as_deref().map(|c| ("code", c)))
+            .chain(params.state.as_deref().map(|s| ("state", s)))
+            .chain(params.error.as_deref().map(|e| ("error", e)))
+            .collect();
+        pairs.sort();
+        let message = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let expected = hex::encode(crate::vault::hmac_sha256(
+            secret.as_bytes(),
+            message.as_bytes(),
+        ));
+        // Compared without an early exit, so the time taken does not tell how much of a forgery was right.
+        let same = expected.len() == signed.len()
+            && expected
+                .bytes()
+                .zip(signed.to_ascii_lowercase().bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(invalid(
+                "hmac",
+                "Shopify's callback signature does not match",
+            ))
+        }
+    }
+
+    /// Asks the platform which account the access token belongs to.
+    async fn user_info(
+        &self,
+        platform: &'static Platform,
+        provider: &Provider,
+        secret: &SecretCredentials,
+    ) -> Result<ExternalAccount, OauthError> {
+        let info = provider.user_info;
+        let fail = |m: &str| OauthError::UserInfo(m.to_owned());
+        let base = self
+            .endpoints
+            .api_base(platform, secret.expose())
+            .map_err(|e| OauthError::UserInfo(e.to_string()))?;
+        let mut path = info.path.to_owned();
+        for name in url_placeholders(info.path) {
+            let value = secret.get(name).filter(|v| is_segment(v)).ok_or_else(|| {
+                OauthError::UserInfo(format!("the platform did not send `{name}`"))
+            })?;
+            path = path.replace(&format!("{{{name}}}"), value);
+        }
+        let url = format!("{base}{path}");
+        let mut request = match info.method {
+            HttpMethod::Get => self.http.get(&url),
+            HttpMethod::Post => self.http.post(&url),
+        }
+        .header(reqwest::header::ACCEPT, "application/json");
+        for (name, value) in platform.api_headers {
+            request = request.header(*name, *value);
+        }
+        let token = secret.get(OAUTH_ACCESS_TOKEN).unwrap_or_default();
+        let mut token_value = HeaderValue::from_str(token)
+            .map_err(|_| fail("the access token is not a valid header value"))?;
+        token_value.set_sensitive(true);
+        let api_auth = platform.oauth.map(|o| o.api_auth);
+        request = match api_auth {
+            Some(listbackup_domain::platform::ApiAuth::Header { header, .. }) => {
+                let name =
+                    HeaderName::from_bytes(header.as_bytes()).map_err(|_| fail("bad header"))?;
+                request.header(name, token_value)
+            }
+            _ => {
+                let mut bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| fail("the access token is not a valid header value"))?;
+                bearer.set_sensitive(true);
+                request.header(reqwest::header::AUTHORIZATION, bearer)
+            }
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|_| fail("the user-info endpoint could not be reached"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(OauthError::UserInfo(format!(
+                "the user-info endpoint answered {status}"
+            )));
+        }
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|_| fail("the user-info endpoint's answer is not JSON"))?;
+        let text = |pointers: &[&str]| {
+            pointers.iter().find_map(|p| match body.pointer(p)? {
+                serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        let id = text(info.id)
+            .or_else(|| {
+                info.id_setting
+                    .and_then(|s| secret.get(s))
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| fail("no account id in the user-info answer"))?;
+        let name = text(info.name).unwrap_or_else(|| id.clone());
+        let clean = |s: String| {
+            s.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        };
+        Ok(ExternalAccount {
+            id: clean(id),
+            name: clean(name),
+        })
+    }
+}
+
+/// Letters, digits, `.`, `-` and `_`: safe as one URL path segment.
+pub(super) fn is_segment(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 200
+        && !value.starts_with('.')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// The non-secret values the connection keeps: the shop, callback parameters, token response fields.
+fn settings_of(
+    provider: &Provider,
+    pending: &PendingAuthorization,
+    params: &CallbackParams,
+    issued: &IssuedTokens,
+) -> Result<BTreeMap<String, String>, OauthError> {
+    let mut settings = BTreeMap::new();
+    if let Some(shop) = &pending.shop {
+        settings.insert("shop".to_owned(), shop.clone());
+    }
+    for name in provider.callback_settings {
+        let value = params
+            .extra
+            .get(*name)
+            .filter(|v| is_segment(v))
+            .ok_or_else(|| {
+                invalid(
+                    "callback",
+                    format!("the platform did not send a valid `{name}`"),
+                )
+            })?;
+        settings.insert((*name).to_owned(), value.clone());
+    }
+    for (field, name) in provider.token_settings {
+        let value = match issued.extra.get(*field) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        if let Some(value) = value.filter(|v| is_segment(v)) {
+            settings.insert((*name).to_owned(), value);
+        }
+    }
+    Ok(settings)
+}
+
+/// The vault's content for an OAuth connection: settings, tokens, expiry. A refresh without a new refresh
+/// token keeps `previous_refresh` (the platform did not rotate it).
+pub(super) fn secret_of(
+    settings: &BTreeMap<String, String>,
+    issued: &IssuedTokens,
+    previous_refresh: Option<&str>,
+) -> SecretCredentials {
+    let mut map = settings.clone();
+    map.insert(
+        OAUTH_ACCESS_TOKEN.to_owned(),
+        issued.access_token.to_string(),
+    );
+    let refresh = issued
+        .refresh_token
+        .as_ref()
+        .map(|t| Zeroizing::new(t.to_string()))
+        .or_else(|| previous_refresh.map(|t| Zeroizing::new(t.to_owned())));
+    if let Some(refresh) = refresh {
+        map.insert(REFRESH_TOKEN.to_owned(), refresh.to_string());
+    }
+    if let Some(expires_at) = issued.expires_at {
+        map.insert(EXPIRES_AT.to_owned(), expires_at.to_rfc3339());
+    }
+    SecretCredentials::new(map)
+}
+
+fn default_name(
+    requested: Option<&str>,
+    platform: &Platform,
+    external: &ExternalAccount,
+) -> DisplayName {
+    requested
+        .and_then(|n| DisplayName::parse(n).ok())
+        .or_else(|| DisplayName::parse(&format!("{} ({})", platform.name, external.name)).ok())
+        .unwrap_or_else(|| DisplayName::parse(platform.name).expect("catalog names are valid"))
+}

@@ -1,0 +1,350 @@
+//! The token lifecycle: access tokens are refreshed before use when they expire within [`USE_WINDOW`], and a
+//! background refresher renews those expiring within [`BACKGROUND_WINDOW`].
+//!
+//! One refresh at a time per connection, across processes: the refresh runs while holding a Postgres advisory
+//! lock on the connection (`pg_advisory_xact_lock`), and the vault is read again once the lock is held, so a
+//! process that waited finds the tokens another one just renewed instead of spending a refresh token the
+//! platform has already rotated.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use listbackup_domain::connection::ConnectionCommand;
+use listbackup_domain::platform::PlatformId;
+use listbackup_domain::values::{AccountId, CredentialRef};
+use tokio_util::sync::CancellationToken;
+
+use super::flow::{secret_of, EXPIRES_AT, REFRESH_TOKEN};
+use super::tokens::{self, IssuedTokens, TokenError};
+use super::{providers, OauthError, OauthService};
+use crate::metadata::EventMetadata;
+use crate::vault::SecretCredentials;
+
+/// Tokens expiring within this are refreshed before they are used.
+pub const USE_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// The background refresher renews tokens expiring within this.
+pub const BACKGROUND_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Connections looked at per background round.
+const BATCH: i64 = 100;
+
+/// What [`OauthService::ensure_fresh`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The access token is valid for longer than the window (perhaps because another process just renewed it).
+    Fresh,
+    Refreshed {
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// No stored tokens, no refresh token, or not an OAuth connection: nothing to do.
+    NotRefreshable,
+    /// The platform refused the grant (now or earlier): the connection is `expired` until reconnected.
+    ReauthRequired,
+    /// The refresh failed for a reason that may pass (recorded as TokenRefreshFailed, not permanent).
+    Failed(String),
+}
+
+/// A per-connection advisory lock, held by an open transaction on a dedicated connection.
+pub(super) struct ConnectionLock {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl ConnectionLock {
+    pub(super) async fn release(mut self) {
+        if let Some(client) = self.client.take() {
+            if client.batch_execute("COMMIT").await.is_err() {
+                // Closing the session releases the lock whatever state it is in.
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
+    }
+}
+
+impl Drop for ConnectionLock {
+    fn drop(&mut self) {
+        // Dropped without `release` (an error path): never hand a connection that holds the lock back to the
+        // pool; closing it ends the transaction and frees the lock.
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+fn expires_at_of(secret: &SecretCredentials) -> Option<DateTime<Utc>> {
+    secret
+        .get(EXPIRES_AT)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn due(secret: &SecretCredentials, within: Duration) -> bool {
+    let window = chrono::Duration::from_std(within).unwrap_or_default();
+    expires_at_of(secret).is_some_and(|at| at <= Utc::now() + window)
+}
+
+impl OauthService {
+    /// Takes the per-connection refresh lock, waiting for another holder (in any process) to finish.
+    pub(super) async fn lock_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<ConnectionLock, OauthError> {
+        let client = self.db.get().await?;
+        let mut lock = ConnectionLock {
+            client: Some(client),
+        };
+        let client = lock.client.as_mut().expect("just set");
+        client.batch_execute("BEGIN").await?;
+        client
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&format!("listbackup:oauth-refresh:{connection_id}")],
+            )
+            .await?;
+        Ok(lock)
+    }
+
+    /// Makes sure the connection's access token stays valid for at least `within`, refreshing it (once, across
+    /// processes) when it does not. Records TokenRefreshed or TokenRefreshFailed (and ConnectionReauthRequired
+    /// on `invalid_grant`) with `metadata`.
+    pub async fn ensure_fresh(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        within: Duration,
+    ) -> Result<RefreshOutcome, OauthError> {
+        let account_id = metadata.account_id.as_str();
+        // Cheap check first, without the lock: most calls find a valid token.
+        match self.vault.load(account_id, connection_id).await? {
+            None => {
+                // Deleted (its secret destroyed) or not this account's: nothing to track.
+                self.forget_tokens(account_id, connection_id).await?;
+                return Ok(RefreshOutcome::NotRefreshable);
+            }
+            Some(secret) if !due(&secret, within) => return Ok(RefreshOutcome::Fresh),
+            Some(_) => {}
+        }
+        let lock = self.lock_connection(connection_id).await?;
+        let outcome = self.refresh_locked(metadata, connection_id, within).await;
+        lock.release().await;
+        outcome
+    }
+
+    async fn refresh_locked(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        within: Duration,
+    ) -> Result<RefreshOutcome, OauthError> {
+        let account_id = metadata.account_id.as_str();
+        // Read again under the lock: another process may have refreshed while we waited.
+        let Some(secret) = self.vault.load(account_id, connection_id).await? else {
+            self.forget_tokens(account_id, connection_id).await?;
+            return Ok(RefreshOutcome::NotRefreshable);
+        };
+        if !due(&secret, within) {
+            return Ok(RefreshOutcome::Fresh);
+        }
+        let (connection, _) = self.bus.load(connection_id).await?;
+        if !connection.is_live_for(account_id) {
+            self.forget_tokens(account_id, connection_id).await?;
+            return Ok(RefreshOutcome::NotRefreshable);
+        }
+        if !connection.is_active_for(account_id) {
+            self.mark_tokens(connection_id, "needs_reauth = true")
+                .await?;
+            return Ok(RefreshOutcome::ReauthRequired);
+        }
+        let Some(refresh_token) = secret.get(REFRESH_TOKEN) else {
+            return Ok(RefreshOutcome::NotRefreshable);
+        };
+        let platform = PlatformId::parse(connection.platform_id())
+            .ok_or_else(|| OauthError::Store("connection names an unknown platform".into()))?
+            .platform();
+        let provider =
+            providers::find(platform.id).ok_or(OauthError::NotConfigured(platform.name))?;
+        let client = tokens::client(&self.settings, platform, provider, secret.get("shop"))?;
+        let account = AccountId::parse(account_id).map_err(OauthError::Store)?;
+        match tokens::refresh(&self.http, &client, refresh_token).await {
+            Ok(issued) => {
+                // Everything but the tokens stays (realmId, shop, locationId…); a rotated refresh token replaces
+                // the old one, which is not kept anywhere.
+                let settings = secret
+                    .expose()
+                    .iter()
+                    .filter(|(k, _)| {
+                        ![
+                            listbackup_domain::platform::OAUTH_ACCESS_TOKEN,
+                            REFRESH_TOKEN,
+                            EXPIRES_AT,
+                        ]
+                        .contains(&k.as_str())
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let renewed = secret_of(&settings, &issued, Some(refresh_token));
+                let stored = self
+                    .vault
+                    .store(account_id, connection_id, &renewed)
+                    .await?;
+                self.track_tokens(account_id, connection_id, platform.id, &issued)
+                    .await?;
+                let command = ConnectionCommand::RecordTokenRefresh {
+                    account_id: account,
+                    expires_at: issued.expires_at,
+                    credential: CredentialRef {
+                        key_id: stored.key_id,
+                        fingerprint: stored.fingerprint,
+                    },
+                };
+                self.bus
+                    .execute(connection_id, command, metadata, None)
+                    .await?;
+                tracing::info!(connection_id, platform = platform.id, expires_at = ?issued.expires_at,
+                    "access token refreshed");
+                Ok(RefreshOutcome::Refreshed {
+                    expires_at: issued.expires_at,
+                })
+            }
+            Err(err) => {
+                let permanent = matches!(err, TokenError::InvalidGrant(_));
+                tracing::warn!(
+                    connection_id,
+                    platform = platform.id,
+                    permanent,
+                    reason = err.message(),
+                    "access token refresh failed"
+                );
+                self.mark_tokens(
+                    connection_id,
+                    if permanent {
+                        "needs_reauth = true"
+                    } else {
+                        "retry_after = now() + interval '1 minute'"
+                    },
+                )
+                .await?;
+                let command = ConnectionCommand::RecordTokenRefreshFailure {
+                    account_id: account,
+                    reason: err.message().to_owned(),
+                    permanent,
+                };
+                self.bus
+                    .execute(connection_id, command, metadata, None)
+                    .await?;
+                Ok(if permanent {
+                    RefreshOutcome::ReauthRequired
+                } else {
+                    RefreshOutcome::Failed(err.message().to_owned())
+                })
+            }
+        }
+    }
+
+    /// Records when the connection's new access token expires, for the background refresher.
+    pub(super) async fn track_tokens(
+        &self,
+        account_id: &str,
+        connection_id: &str,
+        platform_id: &str,
+        issued: &IssuedTokens,
+    ) -> Result<(), OauthError> {
+        let client = self.db.get().await?;
+        // A refresh without a new refresh token keeps the old one: refreshable stays as it was.
+        client
+            .execute(
+                "INSERT INTO oauth_tokens (connection_id, account_id, platform_id, expires_at, refreshable) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (connection_id) DO UPDATE SET expires_at = EXCLUDED.expires_at, \
+                   refreshable = oauth_tokens.refreshable OR EXCLUDED.refreshable, \
+                   needs_reauth = false, retry_after = NULL, updated_at = now()",
+                &[
+                    &connection_id,
+                    &account_id,
+                    &platform_id,
+                    &issued.expires_at,
+                    &issued.refresh_token.is_some(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn forget_tokens(&self, account_id: &str, connection_id: &str) -> Result<(), OauthError> {
+        let client = self.db.get().await?;
+        client
+            .execute(
+                "DELETE FROM oauth_tokens WHERE account_id = $1 AND connection_id = $2",
+                &[&account_id, &connection_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `set` is one of this module's fixed assignments, never input.
+    async fn mark_tokens(&self, connection_id: &str, set: &'static str) -> Result<(), OauthError> {
+        let client = self.db.get().await?;
+        client
+            .execute(
+                &format!(
+                    "UPDATE oauth_tokens SET {set}, updated_at = now() WHERE connection_id = $1"
+                ),
+                &[&connection_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One background round: renews every token expiring within `within`. Returns how many were refreshed.
+    pub async fn refresh_due(&self, within: Duration) -> Result<usize, OauthError> {
+        let rows = {
+            let client = self.db.get().await?;
+            let seconds = within.as_secs_f64();
+            client
+                .query(
+                    "SELECT account_id, connection_id FROM oauth_tokens \
+                     WHERE refreshable AND NOT needs_reauth \
+                       AND (retry_after IS NULL OR retry_after <= now()) \
+                       AND expires_at <= now() + make_interval(secs => $1) \
+                     ORDER BY expires_at LIMIT $2",
+                    &[&seconds, &BATCH],
+                )
+                .await?
+        };
+        let mut refreshed = 0;
+        for row in rows {
+            let account_id: String = row.try_get(0)?;
+            let connection_id: String = row.try_get(1)?;
+            let request_id = uuid::Uuid::now_v7().to_string();
+            let metadata = EventMetadata {
+                account_id,
+                actor: "system".into(),
+                request_id: request_id.clone(),
+                correlation_id: request_id.clone(),
+                causation_id: request_id,
+            };
+            match self.ensure_fresh(&metadata, &connection_id, within).await {
+                Ok(RefreshOutcome::Refreshed { .. }) => refreshed += 1,
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(connection_id, error = %err, "background token refresh failed")
+                }
+            }
+        }
+        Ok(refreshed)
+    }
+
+    /// The background refresher: a round every `refresh_interval` until `shutdown`.
+    pub async fn run_refresher(self: std::sync::Arc<Self>, shutdown: CancellationToken) {
+        let interval = self.settings.refresh_interval;
+        tracing::info!(?interval, "OAuth token refresher started");
+        loop {
+            if let Err(err) = self.refresh_due(BACKGROUND_WINDOW).await {
+                tracing::warn!(error = %err, "OAuth token refresher round failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+        tracing::info!("OAuth token refresher stopped");
+    }
+}
