@@ -1,0 +1,356 @@
+//! `/source-groups`: named sets of sources, and their membership.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use listbackup_domain::source_group::Description;
+use listbackup_domain::values::DisplayName;
+use listbackup_projections::read_models::source_groups::{self as read, SourceGroupView};
+use listbackup_projections::read_models::sources::{self as read_sources, SourceFilter};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Principal;
+use crate::consistency::wait_for_version;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{etag, if_match, resource_id, JsonBody, NoParams, QueryParams};
+use crate::idempotency::{self, Idempotency};
+use crate::routes::metadata;
+use crate::routes::sources::{page_request, SourceList};
+use crate::state::{command_error, AppState};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateSourceGroup {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+/// `null` for a field that was sent as `null`, as opposed to left out.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateSourceGroup {
+    pub name: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddMember {
+    pub source_id: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceGroupList {
+    pub source_groups: Vec<SourceGroupView>,
+    pub next_cursor: Option<String>,
+}
+
+fn description(raw: &str, errors: &mut Vec<FieldError>) -> Option<Description> {
+    Description::parse(raw)
+        .map_err(|m| errors.push(FieldError::new("description", m)))
+        .ok()
+}
+
+fn name(raw: &str, errors: &mut Vec<FieldError>) -> Option<DisplayName> {
+    DisplayName::parse(raw)
+        .map_err(|m| errors.push(FieldError::new("name", m)))
+        .ok()
+}
+
+/// Reads the group once the projection has reached `version`.
+async fn read_back(
+    state: &AppState,
+    account_id: &str,
+    group_id: &str,
+    version: u64,
+) -> Result<Option<SourceGroupView>, ApiError> {
+    wait_for(state, group_id, version).await?;
+    let client = state.db.get().await?;
+    Ok(read::get(&client, account_id, group_id).await?)
+}
+
+async fn wait_for(state: &AppState, group_id: &str, version: u64) -> Result<(), ApiError> {
+    wait_for_version(&state.projected, version, || async {
+        let client = state.db.get().await?;
+        Ok(read::projected_version(&client, group_id).await?)
+    })
+    .await
+}
+
+fn with_etag(status: StatusCode, view: &SourceGroupView) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::ETAG, etag(view.version)))
+        .json(view)
+}
+
+/// Creates a group.
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])), request_body = CreateSourceGroup,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response")),
+    responses((status = 201, body = SourceGroupView), (status = 400, body = crate::error::Problem)))]
+#[post("/source-groups")]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    _: QueryParams<NoParams>,
+    JsonBody(body): JsonBody<CreateSourceGroup>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let mut errors = Vec::new();
+    let name = name(&body.name, &mut errors);
+    let description = body
+        .description
+        .as_deref()
+        .and_then(|d| description(d, &mut errors));
+    let Some(name) = name.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
+    let claim = match idempotency::begin(&state.db, &req, &principal.account_id).await? {
+        Idempotency::Replay(response) => return Ok(response),
+        Idempotency::Run(claim) => Some(claim),
+        Idempotency::None => None,
+    };
+    let result = async {
+        let group_id = uuid::Uuid::now_v7().to_string();
+        let committed = state
+            .source_groups
+            .create(&metadata(&req, &principal), &group_id, name, description)
+            .await?;
+        let view = read_back(&state, &principal.account_id, &group_id, committed.version)
+            .await?
+            .ok_or_else(|| ApiError::from_unexpected("a created group is missing"))?;
+        let body = serde_json::to_value(&view).map_err(ApiError::from_unexpected)?;
+        Ok((StatusCode::CREATED, body, Some(etag(view.version))))
+    }
+    .await;
+    if let Some(claim) = claim {
+        claim.finish(&state.db, &result).await;
+    }
+    let (status, body, etag) = result?;
+    let mut response = HttpResponse::build(status);
+    if let Some(etag) = etag {
+        response.insert_header((header::ETAG, etag));
+    }
+    if let Some(id) = body.get("groupId").and_then(Value::as_str) {
+        response.insert_header((header::LOCATION, format!("/source-groups/{id}")));
+    }
+    Ok(response.json(body))
+}
+
+/// The account's groups, newest first, each with its `sourceCount`.
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = SourceGroupList), (status = 400, body = crate::error::Problem)))]
+#[get("/source-groups")]
+pub async fn list(
+    state: web::Data<AppState>,
+    principal: Principal,
+    QueryParams(params): QueryParams<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let mut errors = Vec::new();
+    let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let client = state.db.get().await?;
+    let page = read::list(&client, &principal.account_id, &page).await?;
+    Ok(HttpResponse::Ok().json(SourceGroupList {
+        source_groups: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One group, with its `sourceIds`.
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = SourceGroupView, headers(("ETag" = String))),
+              (status = 404, body = crate::error::Problem)))]
+#[get("/source-groups/{id}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let id = resource_id(&path, "source group")?;
+    let client = state.db.get().await?;
+    let view = read::get(&client, &principal.account_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source group"))?;
+    Ok(with_etag(StatusCode::OK, &view))
+}
+
+/// Renames the group and/or changes its description. `If-Match` makes it conditional.
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])), request_body = UpdateSourceGroup,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = SourceGroupView), (status = 404, body = crate::error::Problem),
+              (status = 412, body = crate::error::Problem)))]
+#[put("/source-groups/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+    JsonBody(body): JsonBody<UpdateSourceGroup>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "source group")?;
+    let expected = if_match(&req)?;
+    if body.name.is_none() && body.description.is_none() {
+        return Err(ApiError::bad_request("send `name`, `description`, or both"));
+    }
+    let mut errors = Vec::new();
+    let name = body.name.as_deref().and_then(|n| name(n, &mut errors));
+    let description = body
+        .description
+        .map(|d| d.as_deref().and_then(|d| description(d, &mut errors)));
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let committed = state
+        .source_groups
+        .update(
+            &metadata(&req, &principal),
+            &id,
+            expected,
+            name,
+            description,
+        )
+        .await
+        .map_err(|e| command_error(e, expected))?;
+    let view = read_back(&state, &principal.account_id, &id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source group"))?;
+    Ok(with_etag(StatusCode::OK, &view))
+}
+
+/// Deletes the group; its sources stay, only the memberships go.
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])),
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 412, body = crate::error::Problem)))]
+#[delete("/source-groups/{id}")]
+pub async fn remove(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "source group")?;
+    let expected = if_match(&req)?;
+    let committed = state
+        .source_groups
+        .delete(&metadata(&req, &principal), &id, expected)
+        .await
+        .map_err(|e| command_error(e, expected))?;
+    wait_for(&state, &id, committed.version).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Adds a source to the group (adding it again changes nothing). A deleted or unknown source is a 404.
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])), request_body = AddMember,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = SourceGroupView), (status = 404, body = crate::error::Problem)))]
+#[post("/source-groups/{id}/sources")]
+pub async fn add_source(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+    JsonBody(body): JsonBody<AddMember>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "source group")?;
+    let expected = if_match(&req)?;
+    let source_id = resource_id(&body.source_id, "source")?;
+    let committed = state
+        .source_groups
+        .add_source(&metadata(&req, &principal), &id, &source_id, expected)
+        .await
+        .map_err(|e| command_error(e, expected))?;
+    let view = read_back(&state, &principal.account_id, &id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source group"))?;
+    Ok(with_etag(StatusCode::OK, &view))
+}
+
+/// Takes a source out of the group (the source itself stays).
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])),
+    params(("id" = String, Path), ("sourceId" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+#[delete("/source-groups/{id}/sources/{sourceId}")]
+pub async fn remove_source(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let (group, source) = path.into_inner();
+    let id = resource_id(&group, "source group")?;
+    let source_id = resource_id(&source, "source")?;
+    let expected = if_match(&req)?;
+    let committed = state
+        .source_groups
+        .remove_source(&metadata(&req, &principal), &id, &source_id, expected)
+        .await
+        .map_err(|e| command_error(e, expected))?;
+    wait_for(&state, &id, committed.version).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The group's live sources, newest first.
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])), params(("id" = String, Path), PageParams),
+    responses((status = 200, body = crate::routes::sources::SourceList), (status = 404, body = crate::error::Problem)))]
+#[get("/source-groups/{id}/sources")]
+pub async fn list_sources(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    QueryParams(params): QueryParams<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let id = resource_id(&path, "source group")?;
+    let mut errors = Vec::new();
+    let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let client = state.db.get().await?;
+    if !read::exists(&client, &principal.account_id, &id).await? {
+        return Err(ApiError::not_found("source group"));
+    }
+    let filter = SourceFilter {
+        group_id: Some(id),
+        ..SourceFilter::default()
+    };
+    let page =
+        read_sources::list(&client, &principal.account_id, &filter, &page, Utc::now()).await?;
+    Ok(HttpResponse::Ok().json(SourceList {
+        sources: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}

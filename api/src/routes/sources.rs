@@ -1,0 +1,493 @@
+//! `/sources`: what to back up from a connection, on what schedule.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use listbackup_commands::sources::NewSource;
+use listbackup_commands::EventMetadata;
+use listbackup_domain::platform;
+use listbackup_domain::source::{
+    RetentionDays, Schedule, ScheduleSpec, SourceChanges, WantedStatus,
+};
+use listbackup_domain::values::DisplayName;
+use listbackup_projections::pagination::{decode_cursor, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
+use listbackup_projections::read_models::sources::{self as read, SourceFilter, SourceView};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Principal;
+use crate::consistency::wait_for_version;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{etag, if_match, resource_id, JsonBody, NoParams, QueryParams};
+use crate::idempotency::{self, Idempotency};
+use crate::routes::metadata;
+use crate::state::{command_error, AppState};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateSource {
+    /// An active connection of the account.
+    pub connection_id: String,
+    pub name: String,
+    /// A subset of the platform's data types; default all of them.
+    pub data_types: Option<Vec<String>>,
+    /// `{frequency: manual|hourly|daily|weekly|monthly, time?: "HH:MM", dayOfWeek?, dayOfMonth?, timezone?}`
+    /// or `{cron, timezone?}`; default daily at 02:00 UTC.
+    #[schema(value_type = Option<Object>)]
+    pub schedule: Option<ScheduleSpec>,
+    /// 1 to 3650, default 90.
+    pub retention_days: Option<i64>,
+    /// Default true.
+    pub incremental: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateSource {
+    pub name: Option<String>,
+    pub data_types: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub schedule: Option<ScheduleSpec>,
+    pub retention_days: Option<i64>,
+    pub incremental: Option<bool>,
+    /// `active` (resume) or `paused`.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `active` or `paused`.
+    pub status: Option<String>,
+    pub platform_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub group_id: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceList {
+    pub sources: Vec<SourceView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataTypeCheck {
+    pub name: String,
+    pub ok: bool,
+    /// Records seen on the first page; `null` when the data type was not sampled.
+    pub sample_count: Option<u64>,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceTestResponse {
+    pub ok: bool,
+    pub checked_at: chrono::DateTime<Utc>,
+    pub latency_ms: u64,
+    pub message: String,
+    pub data_types: Vec<DataTypeCheck>,
+}
+
+fn schedule(spec: &ScheduleSpec, errors: &mut Vec<FieldError>) -> Option<Schedule> {
+    Schedule::parse(spec)
+        .map_err(|p| errors.push(FieldError::new(format!("schedule.{}", p.field), p.message)))
+        .ok()
+}
+
+fn retention(days: i64, errors: &mut Vec<FieldError>) -> Option<RetentionDays> {
+    RetentionDays::parse(days)
+        .map_err(|m| errors.push(FieldError::new("retentionDays", m)))
+        .ok()
+}
+
+fn name(raw: &str, errors: &mut Vec<FieldError>) -> Option<DisplayName> {
+    DisplayName::parse(raw)
+        .map_err(|m| errors.push(FieldError::new("name", m)))
+        .ok()
+}
+
+fn parse_create(body: CreateSource) -> Result<NewSource, ApiError> {
+    let mut errors = Vec::new();
+    let connection_id = uuid::Uuid::parse_str(&body.connection_id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| errors.push(FieldError::new("connectionId", "is not a connection id")))
+        .ok();
+    let name = name(&body.name, &mut errors);
+    let schedule = match &body.schedule {
+        None => Some(Schedule::default()),
+        Some(spec) => schedule(spec, &mut errors),
+    };
+    let retention_days = match body.retention_days {
+        None => Some(RetentionDays::DEFAULT),
+        Some(days) => retention(days, &mut errors),
+    };
+    match (connection_id, name, schedule, retention_days) {
+        (Some(connection_id), Some(name), Some(schedule), Some(retention_days))
+            if errors.is_empty() =>
+        {
+            Ok(NewSource {
+                connection_id,
+                name,
+                data_types: body.data_types,
+                schedule,
+                retention_days,
+                incremental: body.incremental.unwrap_or(true),
+            })
+        }
+        _ => Err(ApiError::validation(errors)),
+    }
+}
+
+fn parse_update(body: UpdateSource) -> Result<SourceChanges, ApiError> {
+    if body.name.is_none()
+        && body.data_types.is_none()
+        && body.schedule.is_none()
+        && body.retention_days.is_none()
+        && body.incremental.is_none()
+        && body.status.is_none()
+    {
+        return Err(ApiError::bad_request(
+            "send at least one of `name`, `dataTypes`, `schedule`, `retentionDays`, `incremental`, `status`",
+        ));
+    }
+    let mut errors = Vec::new();
+    let changes = SourceChanges {
+        name: body.name.as_deref().and_then(|n| name(n, &mut errors)),
+        data_types: body.data_types,
+        schedule: body
+            .schedule
+            .as_ref()
+            .and_then(|s| schedule(s, &mut errors)),
+        retention_days: body.retention_days.and_then(|d| retention(d, &mut errors)),
+        incremental: body.incremental,
+        status: match body.status.as_deref() {
+            None => None,
+            Some("active") => Some(WantedStatus::Active),
+            Some("paused") => Some(WantedStatus::Paused),
+            Some(_) => {
+                errors.push(FieldError::new("status", "must be `active` or `paused`"));
+                None
+            }
+        },
+    };
+    if errors.is_empty() {
+        Ok(changes)
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+/// Parses `?limit` and `?cursor`, adding field errors.
+pub(crate) fn page_request(
+    limit: Option<i64>,
+    cursor: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> PageRequest {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let before_id = cursor.and_then(|c| {
+        let decoded = decode_cursor(c);
+        if decoded.is_none() {
+            errors.push(FieldError::new("cursor", "is not a cursor this API issued"));
+        }
+        decoded
+    });
+    PageRequest { limit, before_id }
+}
+
+fn uuid_filter(raw: Option<String>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    raw.and_then(|r| match uuid::Uuid::parse_str(&r) {
+        Ok(u) => Some(u.hyphenated().to_string()),
+        Err(_) => {
+            errors.push(FieldError::new(field, "is not an id"));
+            None
+        }
+    })
+}
+
+/// Reads the source once the projection has reached `version`.
+async fn read_back(
+    state: &AppState,
+    account_id: &str,
+    source_id: &str,
+    version: u64,
+) -> Result<Option<SourceView>, ApiError> {
+    wait_for_version(&state.projected, version, || async {
+        let client = state.db.get().await?;
+        Ok(read::projected_version(&client, source_id).await?)
+    })
+    .await?;
+    let client = state.db.get().await?;
+    Ok(read::get(&client, account_id, source_id, Utc::now()).await?)
+}
+
+fn with_etag(status: StatusCode, view: &SourceView) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::ETAG, etag(view.version)))
+        .json(view)
+}
+
+/// Defines a source on an active connection of the account.
+#[utoipa::path(tag = "sources", security(("bearer" = [])), request_body = CreateSource,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response")),
+    responses((status = 201, body = SourceView), (status = 400, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[post("/sources")]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    _: QueryParams<NoParams>,
+    JsonBody(body): JsonBody<CreateSource>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let new = parse_create(body)?;
+    let claim = match idempotency::begin(&state.db, &req, &principal.account_id).await? {
+        Idempotency::Replay(response) => return Ok(response),
+        Idempotency::Run(claim) => Some(claim),
+        Idempotency::None => None,
+    };
+    let result = async {
+        let source_id = uuid::Uuid::now_v7().to_string();
+        let committed = state
+            .sources
+            .create(&metadata(&req, &principal), &source_id, new)
+            .await?;
+        let view = read_back(&state, &principal.account_id, &source_id, committed.version)
+            .await?
+            .ok_or_else(|| ApiError::from_unexpected("a created source is missing"))?;
+        let body = serde_json::to_value(&view).map_err(ApiError::from_unexpected)?;
+        Ok((StatusCode::CREATED, body, Some(etag(view.version))))
+    }
+    .await;
+    if let Some(claim) = claim {
+        claim.finish(&state.db, &result).await;
+    }
+    let (status, body, etag) = result?;
+    let mut response = HttpResponse::build(status);
+    if let Some(etag) = etag {
+        response.insert_header((header::ETAG, etag));
+    }
+    if let Some(id) = body.get("sourceId").and_then(Value::as_str) {
+        response.insert_header((header::LOCATION, format!("/sources/{id}")));
+    }
+    Ok(response.json(body))
+}
+
+/// The account's sources, newest first.
+#[utoipa::path(tag = "sources", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = SourceList), (status = 400, body = crate::error::Problem)))]
+#[get("/sources")]
+pub async fn list(
+    state: web::Data<AppState>,
+    principal: Principal,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let mut errors = Vec::new();
+    if let Some(p) = &params.platform_id {
+        if platform::find(p).is_none() {
+            errors.push(FieldError::new("platformId", "is not a known platform"));
+        }
+    }
+    if let Some(s) = &params.status {
+        if !["active", "paused"].contains(&s.as_str()) {
+            errors.push(FieldError::new("status", "must be `active` or `paused`"));
+        }
+    }
+    let connection_id = uuid_filter(params.connection_id, "connectionId", &mut errors);
+    let group_id = uuid_filter(params.group_id, "groupId", &mut errors);
+    let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let filter = SourceFilter {
+        status: params.status,
+        platform_id: params.platform_id,
+        connection_id,
+        group_id,
+    };
+    let client = state.db.get().await?;
+    let page = read::list(&client, &principal.account_id, &filter, &page, Utc::now()).await?;
+    Ok(HttpResponse::Ok().json(SourceList {
+        sources: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One source.
+#[utoipa::path(tag = "sources", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = SourceView, headers(("ETag" = String))),
+              (status = 404, body = crate::error::Problem)))]
+#[get("/sources/{id}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let id = resource_id(&path, "source")?;
+    let client = state.db.get().await?;
+    let view = read::get(&client, &principal.account_id, &id, Utc::now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("source"))?;
+    Ok(with_etag(StatusCode::OK, &view))
+}
+
+/// Changes settings, pauses (`status: paused`) or resumes (`status: active`). `If-Match` makes it conditional.
+#[utoipa::path(tag = "sources", security(("bearer" = [])), request_body = UpdateSource,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = SourceView), (status = 404, body = crate::error::Problem),
+              (status = 412, body = crate::error::Problem)))]
+#[put("/sources/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+    JsonBody(body): JsonBody<UpdateSource>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "source")?;
+    let expected = if_match(&req)?;
+    let changes = parse_update(body)?;
+    let committed = state
+        .sources
+        .update(&metadata(&req, &principal), &id, expected, changes)
+        .await
+        .map_err(|e| command_error(e, expected))?;
+    let view = read_back(&state, &principal.account_id, &id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source"))?;
+    Ok(with_etag(StatusCode::OK, &view))
+}
+
+/// Soft delete: gone from lists and gets, kept in the history; its groups let go of it.
+#[utoipa::path(tag = "sources", security(("bearer" = [])),
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 412, body = crate::error::Problem)))]
+#[delete("/sources/{id}")]
+pub async fn remove(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "source")?;
+    let expected = if_match(&req)?;
+    let committed = state
+        .sources
+        .delete(&metadata(&req, &principal), &id, expected)
+        .await
+        .map_err(|e| command_error(e, expected))?;
+    wait_for_version(&state.projected, committed.version, || async {
+        let client = state.db.get().await?;
+        Ok(read::projected_version(&client, &id).await?)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Tests the source's connection with its stored credentials (recorded on the connection as
+/// ConnectionTested). Per-data-type sampling needs the platform connectors (issue 5): until then each data
+/// type reports the connection's outcome with `sampleCount: null`.
+#[utoipa::path(tag = "sources", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = SourceTestResponse), (status = 404, body = crate::error::Problem)))]
+#[post("/sources/{id}/test")]
+pub async fn test(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "source")?;
+    let meta = metadata(&req, &principal);
+    let (source, _) = state.sources.live(&meta, &id).await?;
+    let connection_id = source.connection_id().to_owned();
+    if let Err(err) = state
+        .oauth
+        .ensure_fresh(
+            &meta,
+            &connection_id,
+            listbackup_commands::oauth::USE_WINDOW,
+        )
+        .await
+    {
+        tracing::warn!(%connection_id, error = %err, "token refresh before the source test failed");
+    }
+    let outcome = state.connections.test(&meta, &connection_id).await?;
+    let data_types = source
+        .data_types()
+        .iter()
+        .map(|name| DataTypeCheck {
+            name: name.clone(),
+            ok: outcome.ok,
+            sample_count: None,
+            message: if outcome.ok {
+                "the connection works; this data type was not sampled".into()
+            } else {
+                outcome.message.clone()
+            },
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(SourceTestResponse {
+        ok: outcome.ok,
+        checked_at: outcome.checked_at,
+        latency_ms: outcome.latency_ms,
+        message: outcome.message,
+        data_types,
+    }))
+}
+
+/// `DELETE /connections/{id}`: refused (409) while live sources use the connection; with `cascade`, those
+/// sources are deleted first (each SourceDeleted then lets go of its groups through the saga).
+pub(crate) async fn before_connection_delete(
+    state: &AppState,
+    meta: &EventMetadata,
+    connection_id: &str,
+    cascade: bool,
+) -> Result<(), ApiError> {
+    let client = state.db.get().await?;
+    let live = read::live_ids_for_connection(&client, &meta.account_id, connection_id).await?;
+    drop(client);
+    if live.is_empty() {
+        return Ok(());
+    }
+    if !cascade {
+        return Err(ApiError::conflict(format!(
+            "{} source(s) use this connection: delete them first, or delete with ?cascade=true",
+            live.len()
+        )));
+    }
+    for source_id in live {
+        match state.sources.delete(meta, &source_id, None).await {
+            Ok(_) => {}
+            // Deleted meanwhile by someone else: just as good.
+            Err(listbackup_commands::CommandError::Domain {
+                kind: listbackup_domain::ErrorKind::NotFound,
+                ..
+            }) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Source use cases: the checks that reach beyond the Source aggregate (its connection), then one command.
+
+use listbackup_domain::connection::Connection;
+use listbackup_domain::platform::PlatformId;
+use listbackup_domain::source::{
+    DataTypes, RetentionDays, Schedule, Source, SourceChanges, SourceCommand,
+};
+use listbackup_domain::values::{AccountId, DisplayName};
+use listbackup_domain::ErrorKind;
+
+use crate::bus::{CommandBus, CommandError, Committed};
+use crate::metadata::EventMetadata;
+use crate::retry::execute_with_retry;
+
+/// A new source, parsed by the caller; data types are checked here against the connection's platform.
+#[derive(Debug, Clone)]
+pub struct NewSource {
+    pub connection_id: String,
+    pub name: DisplayName,
+    /// `None`: every data type of the platform.
+    pub data_types: Option<Vec<String>>,
+    pub schedule: Schedule,
+    pub retention_days: RetentionDays,
+    pub incremental: bool,
+}
+
+pub struct SourceCommands {
+    bus: CommandBus<Source>,
+    connections: CommandBus<Connection>,
+}
+
+impl SourceCommands {
+    pub fn new(bus: CommandBus<Source>, connections: CommandBus<Connection>) -> Self {
+        Self { bus, connections }
+    }
+
+    /// Records SourceCreated once the connection is known to exist, to be the caller's, and to be active.
+    /// The connection is read from the event store, not a read model, so a connection deleted a moment ago
+    /// is never used.
+    pub async fn create(
+        &self,
+        metadata: &EventMetadata,
+        source_id: &str,
+        new: NewSource,
+    ) -> Result<Committed, CommandError> {
+        let account_id = account(metadata)?;
+        let (connection, _) = self.connections.load(&new.connection_id).await?;
+        if !connection.is_live_for(&metadata.account_id) {
+            return Err(CommandError::Domain {
+                kind: ErrorKind::NotFound,
+                field: Some("connectionId"),
+                message: "connection not found".into(),
+            });
+        }
+        if !connection.is_active_for(&metadata.account_id) {
+            return Err(CommandError::Domain {
+                kind: ErrorKind::Conflict,
+                field: Some("connectionId"),
+                message: "the connection must be reconnected before it can be used".into(),
+            });
+        }
+        let platform_id = PlatformId::parse(connection.platform_id())
+            .ok_or_else(|| CommandError::Store("connection names an unknown platform".into()))?;
+        let data_types = DataTypes::parse(platform_id.platform(), new.data_types.as_deref())
+            .map_err(|message| CommandError::Domain {
+                kind: ErrorKind::Invalid,
+                field: Some("dataTypes"),
+                message,
+            })?;
+        let command = SourceCommand::Create {
+            source_id: source_id.to_owned(),
+            account_id,
+            connection_id: new.connection_id,
+            platform_id,
+            name: new.name,
+            data_types,
+            schedule: new.schedule,
+            retention_days: new.retention_days,
+            incremental: new.incremental,
+        };
+        self.bus.execute(source_id, command, metadata, None).await
+    }
+
+    /// Changes settings and/or pauses or resumes, as one commit.
+    pub async fn update(
+        &self,
+        metadata: &EventMetadata,
+        source_id: &str,
+        expected_version: Option<u64>,
+        changes: SourceChanges,
+    ) -> Result<Committed, CommandError> {
+        let command = SourceCommand::Update {
+            account_id: account(metadata)?,
+            changes,
+        };
+        execute_with_retry(&self.bus, source_id, command, metadata, expected_version).await
+    }
+
+    /// Soft delete. Its groups let go of it through the membership saga, driven by SourceDeleted.
+    pub async fn delete(
+        &self,
+        metadata: &EventMetadata,
+        source_id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Committed, CommandError> {
+        let command = SourceCommand::Delete {
+            account_id: account(metadata)?,
+        };
+        execute_with_retry(&self.bus, source_id, command, metadata, expected_version).await
+    }
+
+    /// The source as the write side knows it, if it is a live source of the caller's account.
+    pub async fn live(
+        &self,
+        metadata: &EventMetadata,
+        source_id: &str,
+    ) -> Result<(Source, u64), CommandError> {
+        let (source, version) = self.bus.load(source_id).await?;
+        if source.is_live_for(&metadata.account_id) {
+            Ok((source, version))
+        } else {
+            Err(CommandError::not_found())
+        }
+    }
+}
+
+pub(crate) fn account(metadata: &EventMetadata) -> Result<AccountId, CommandError> {
+    AccountId::parse(&metadata.account_id).map_err(|message| CommandError::Domain {
+        kind: ErrorKind::Invalid,
+        field: None,
+        message,
+    })
+}

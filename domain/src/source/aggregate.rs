@@ -1,0 +1,264 @@
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DataTypes, Schedule, SourceChanges, SourceCommand, SourceEvent, WantedStatus, AGGREGATE_TYPE,
+};
+use crate::error::{DomainError, ErrorKind};
+use crate::platform::PlatformId;
+use crate::AccountOwned;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceStatus {
+    /// Not created yet.
+    #[default]
+    New,
+    Active,
+    Paused,
+    Deleted,
+}
+
+impl SourceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// The state a source needs to decide on commands; the read model holds what is shown.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Source {
+    id: String,
+    account_id: String,
+    connection_id: String,
+    platform_id: String,
+    status: SourceStatus,
+    name: String,
+    data_types: Vec<String>,
+    schedule: Option<Schedule>,
+    retention_days: u32,
+    incremental: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("source not found")]
+    NotFound,
+    #[error("the source already exists")]
+    AlreadyExists,
+    #[error("{0}")]
+    InvalidDataTypes(String),
+}
+
+impl DomainError for SourceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound => ErrorKind::NotFound,
+            Self::AlreadyExists => ErrorKind::Conflict,
+            Self::InvalidDataTypes(_) => ErrorKind::Invalid,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidDataTypes(_) => Some("dataTypes"),
+            _ => None,
+        }
+    }
+}
+
+impl Source {
+    pub fn status(&self) -> SourceStatus {
+        self.status
+    }
+
+    pub fn connection_id(&self) -> &str {
+        &self.connection_id
+    }
+
+    pub fn platform_id(&self) -> &str {
+        &self.platform_id
+    }
+
+    pub fn data_types(&self) -> &[String] {
+        &self.data_types
+    }
+
+    /// Exists, is not deleted, and belongs to `account_id` (deleted and foreign sources look the same).
+    pub fn is_live_for(&self, account_id: &str) -> bool {
+        matches!(self.status, SourceStatus::Active | SourceStatus::Paused)
+            && self.account_id == account_id
+    }
+
+    /// The events an update records: only what actually changes.
+    fn changes(&self, changes: SourceChanges) -> Result<Vec<SourceEvent>, SourceError> {
+        let data_types = match changes.data_types {
+            None => None,
+            Some(raw) => {
+                let platform = PlatformId::parse(&self.platform_id)
+                    .ok_or(SourceError::NotFound)?
+                    .platform();
+                let parsed = DataTypes::parse(platform, Some(&raw))
+                    .map_err(SourceError::InvalidDataTypes)?;
+                Some(parsed.names().to_vec())
+            }
+        };
+        let name = changes
+            .name
+            .map(|n| n.as_str().to_owned())
+            .filter(|n| *n != self.name);
+        let data_types = data_types.filter(|d| *d != self.data_types);
+        let schedule = changes
+            .schedule
+            .filter(|s| self.schedule.as_ref() != Some(s));
+        let retention_days = changes
+            .retention_days
+            .map(|r| r.days())
+            .filter(|r| *r != self.retention_days);
+        let incremental = changes.incremental.filter(|i| *i != self.incremental);
+        let mut events = Vec::new();
+        if name.is_some()
+            || data_types.is_some()
+            || schedule.is_some()
+            || retention_days.is_some()
+            || incremental.is_some()
+        {
+            events.push(SourceEvent::SourceUpdated {
+                name,
+                data_types,
+                schedule,
+                retention_days,
+                incremental,
+            });
+        }
+        match (changes.status, self.status) {
+            (Some(WantedStatus::Paused), SourceStatus::Active) => {
+                events.push(SourceEvent::SourcePaused {})
+            }
+            (Some(WantedStatus::Active), SourceStatus::Paused) => {
+                events.push(SourceEvent::SourceResumed {})
+            }
+            _ => {}
+        }
+        Ok(events)
+    }
+}
+
+impl AccountOwned for Source {
+    fn owner_account(&self) -> Option<&str> {
+        (self.status != SourceStatus::New).then_some(self.account_id.as_str())
+    }
+}
+
+impl Aggregate for Source {
+    const TYPE: &'static str = AGGREGATE_TYPE;
+    type Command = SourceCommand;
+    type Event = SourceEvent;
+    type Error = SourceError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let account = command.account_id().as_str().to_owned();
+        if !matches!(command, SourceCommand::Create { .. }) && !self.is_live_for(&account) {
+            return Err(SourceError::NotFound);
+        }
+        let events = match command {
+            SourceCommand::Create {
+                source_id,
+                account_id,
+                connection_id,
+                platform_id,
+                name,
+                data_types,
+                schedule,
+                retention_days,
+                incremental,
+            } => {
+                if self.status != SourceStatus::New {
+                    return Err(SourceError::AlreadyExists);
+                }
+                vec![SourceEvent::SourceCreated {
+                    source_id,
+                    account_id: account_id.as_str().to_owned(),
+                    connection_id,
+                    platform_id: platform_id.as_str().to_owned(),
+                    name: name.as_str().to_owned(),
+                    data_types: data_types.names().to_vec(),
+                    schedule,
+                    retention_days: retention_days.days(),
+                    incremental,
+                }]
+            }
+            SourceCommand::Update { changes, .. } => self.changes(changes)?,
+            SourceCommand::Delete { .. } => vec![SourceEvent::SourceDeleted {}],
+        };
+        for event in events {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            SourceEvent::SourceCreated {
+                source_id,
+                account_id,
+                connection_id,
+                platform_id,
+                name,
+                data_types,
+                schedule,
+                retention_days,
+                incremental,
+            } => {
+                self.id = source_id;
+                self.account_id = account_id;
+                self.connection_id = connection_id;
+                self.platform_id = platform_id;
+                self.name = name;
+                self.data_types = data_types;
+                self.schedule = Some(schedule);
+                self.retention_days = retention_days;
+                self.incremental = incremental;
+                self.status = SourceStatus::Active;
+            }
+            SourceEvent::SourceUpdated {
+                name,
+                data_types,
+                schedule,
+                retention_days,
+                incremental,
+            } => {
+                if let Some(name) = name {
+                    self.name = name;
+                }
+                if let Some(data_types) = data_types {
+                    self.data_types = data_types;
+                }
+                if let Some(schedule) = schedule {
+                    self.schedule = Some(schedule);
+                }
+                if let Some(retention_days) = retention_days {
+                    self.retention_days = retention_days;
+                }
+                if let Some(incremental) = incremental {
+                    self.incremental = incremental;
+                }
+            }
+            SourceEvent::SourcePaused {} => self.status = SourceStatus::Paused,
+            SourceEvent::SourceResumed {} => self.status = SourceStatus::Active,
+            SourceEvent::SourceDeleted {} => self.status = SourceStatus::Deleted,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+use super::{DataTypes, RetentionDays, Schedule};
+use crate::platform::PlatformId;
+use crate::values::{AccountId, DisplayName};
+
+/// What may be asked of a source. Each carries the caller's account: a source answers only to its own.
+#[derive(Debug, Clone)]
+pub enum SourceCommand {
+    Create {
+        /// Chosen by the caller (UUID v7).
+        source_id: String,
+        account_id: AccountId,
+        /// Checked by the caller: a live, active connection of the same account.
+        connection_id: String,
+        platform_id: PlatformId,
+        name: DisplayName,
+        data_types: DataTypes,
+        schedule: Schedule,
+        retention_days: RetentionDays,
+        incremental: bool,
+    },
+    /// Any subset of the settings, and pause/resume, as one commit (so one `If-Match` covers all).
+    Update {
+        account_id: AccountId,
+        changes: SourceChanges,
+    },
+    /// Soft delete: the stream stays, the source is gone from every view.
+    Delete { account_id: AccountId },
+}
+
+impl SourceCommand {
+    pub fn account_id(&self) -> &AccountId {
+        match self {
+            Self::Create { account_id, .. }
+            | Self::Update { account_id, .. }
+            | Self::Delete { account_id } => account_id,
+        }
+    }
+}
+
+/// The requested changes of an update. Data types arrive unparsed: whether they are valid depends on the
+/// source's platform, which the aggregate knows.
+#[derive(Debug, Clone, Default)]
+pub struct SourceChanges {
+    pub name: Option<DisplayName>,
+    pub data_types: Option<Vec<String>>,
+    pub schedule: Option<Schedule>,
+    pub retention_days: Option<RetentionDays>,
+    pub incremental: Option<bool>,
+    pub status: Option<WantedStatus>,
+}
+
+/// The statuses a client may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WantedStatus {
+    Active,
+    Paused,
+}

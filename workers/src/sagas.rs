@@ -1,0 +1,270 @@
+//! Sagas of sources and source groups, driven by the event log rather than by in-process calls: a catch-up
+//! reader with its own checkpoint (`source-sagas`), so a crash between a deletion and its follow-ups
+//! only delays them. Follow-up commands are idempotent (removing a non-member is refused and ignored), so
+//! replaying a batch after a crash is harmless.
+//!
+//! - `SourceDeleted` → `SourceRemovedFromGroup` on every group the source was ever added to (asked of the log
+//!   itself, which never lags, through an expression index).
+//! - `SourceAddedToGroup` of a source whose deletion comes earlier in the log (deleted between the route's
+//!   check and the commit) → `SourceRemovedFromGroup` again.
+//! - `ConnectionDeleted` → `SourceDeleted` on every live source created on the connection. `DELETE
+//!   /connections/{id}` refuses (or, with `?cascade=true`, deletes the sources itself) before the connection
+//!   goes; this catches a source created concurrently, after that check.
+//! - `SourceGroupDeleted` needs no command: the event names the memberships and the projection drops them.
+//!
+//! Follow-ups are recorded with actor `system`, `causationId` = the triggering event's id, and the triggering
+//! request's `correlationId`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use listbackup_commands::source_groups::SourceGroupCommands;
+use listbackup_commands::sources::SourceCommands;
+use listbackup_commands::{CommandError, EventMetadata};
+use listbackup_domain::ErrorKind;
+use listbackup_projections::event_log::{lock_checkpoint, read_after, save_checkpoint};
+use listbackup_projections::StoredEvent;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// The saga's checkpoint name.
+pub const CHECKPOINT: &str = "source-sagas";
+
+/// Names the saga's advisory lock among all advisory locks ("LBSAGSM"): one process runs it at a time.
+const SAGA_LOCK: i64 = 0x004c_4253_4147_534d;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SagaError {
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("event log: {0}")]
+    Log(#[from] listbackup_projections::ReadError),
+    #[error("command: {0}")]
+    Command(#[from] CommandError),
+}
+
+pub struct SourceSagas {
+    pool: Pool,
+    groups: Arc<SourceGroupCommands>,
+    sources: Arc<SourceCommands>,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+impl SourceSagas {
+    pub fn new(pool: Pool, groups: Arc<SourceGroupCommands>, sources: Arc<SourceCommands>) -> Self {
+        Self {
+            pool,
+            groups,
+            sources,
+            batch_size: 200,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// Runs until `shutdown`: waits for the saga lock, then follows the log. Failures are retried with
+    /// backoff from the last checkpoint; nothing is skipped.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = self.run_while_leader(&shutdown) => outcome,
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, "source membership saga paused; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn run_while_leader(&self, shutdown: &CancellationToken) -> Result<(), SagaError> {
+        // A session-level advisory lock rather than a row lock held in a transaction: a long-lived
+        // transaction would hold back the commit horizon every log reader waits for.
+        let session = self.pool.get().await?;
+        loop {
+            let locked: bool = session
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&SAGA_LOCK])
+                .await?
+                .get(0);
+            if locked {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let result = async {
+            loop {
+                if self.run_batch().await? == 0 {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                }
+            }
+        }
+        .await;
+        let _ = session
+            .execute("SELECT pg_advisory_unlock($1)", &[&SAGA_LOCK])
+            .await;
+        result
+    }
+
+    /// Handles the next batch after the checkpoint; returns how many events it read.
+    pub async fn run_batch(&self) -> Result<usize, SagaError> {
+        let client = self.pool.get().await?;
+        let from = lock_checkpoint(&client, CHECKPOINT).await?;
+        let events = read_after(&client, from, self.batch_size).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(0);
+        };
+        for event in &events {
+            self.handle(&client, event).await?;
+        }
+        save_checkpoint(&client, CHECKPOINT, last).await?;
+        Ok(events.len())
+    }
+
+    async fn handle(
+        &self,
+        client: &deadpool_postgres::Client,
+        event: &StoredEvent,
+    ) -> Result<(), SagaError> {
+        match (event.aggregate_type.as_str(), event.event_type.as_str()) {
+            (listbackup_domain::source::AGGREGATE_TYPE, "SourceDeleted") => {
+                let rows = client
+                    .query(
+                        "SELECT DISTINCT aggregate_id FROM events \
+                         WHERE aggregate_type = 'source_group' AND event_type = 'SourceAddedToGroup' \
+                           AND (payload -> 'SourceAddedToGroup' ->> 'sourceId') = $1",
+                        &[&event.aggregate_id],
+                    )
+                    .await?;
+                let metadata = follow_up(event);
+                for row in rows {
+                    let group_id: String = row.get(0);
+                    self.remove(&metadata, &group_id, &event.aggregate_id)
+                        .await?;
+                }
+            }
+            (listbackup_domain::connection::AGGREGATE_TYPE, "ConnectionDeleted") => {
+                let rows = client
+                    .query(
+                        "SELECT aggregate_id FROM events \
+                         WHERE aggregate_type = 'source' AND event_type = 'SourceCreated' \
+                           AND (payload -> 'SourceCreated' ->> 'connectionId') = $1",
+                        &[&event.aggregate_id],
+                    )
+                    .await?;
+                let metadata = follow_up(event);
+                for row in rows {
+                    let source_id: String = row.get(0);
+                    match self.sources.delete(&metadata, &source_id, None).await {
+                        Ok(_) => tracing::info!(
+                            %source_id,
+                            connection_id = %event.aggregate_id,
+                            "source of a deleted connection deleted"
+                        ),
+                        // Already deleted (the usual case: the route deleted it first).
+                        Err(CommandError::Domain {
+                            kind: ErrorKind::NotFound,
+                            ..
+                        }) => {}
+                        Err(err @ CommandError::Domain { .. }) => {
+                            tracing::warn!(%source_id, error = %err, "saga follow-up refused")
+                        }
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            }
+            (listbackup_domain::source_group::AGGREGATE_TYPE, "SourceAddedToGroup") => {
+                let Some(source_id) = event.body().get("sourceId").and_then(Value::as_str) else {
+                    return Ok(());
+                };
+                // Only a deletion *before* this add in the log needs handling here: a later one is handled
+                // when the saga reaches it (so each removal names the deletion as its cause).
+                let deleted_before = client
+                    .query_opt(
+                        "SELECT event_id FROM events \
+                         WHERE aggregate_type = 'source' AND aggregate_id = $1 \
+                           AND event_type = 'SourceDeleted' \
+                           AND (transaction_id, global_position) < ($2::text::xid8, $3)",
+                        &[
+                            &source_id,
+                            &event.position.transaction_id.to_string(),
+                            &event.position.global_position,
+                        ],
+                    )
+                    .await?;
+                if deleted_before.is_some() {
+                    self.remove(&follow_up(event), &event.aggregate_id, source_id)
+                        .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        metadata: &EventMetadata,
+        group_id: &str,
+        source_id: &str,
+    ) -> Result<(), SagaError> {
+        match self
+            .groups
+            .remove_source(metadata, group_id, source_id, None)
+            .await
+        {
+            Ok(committed) => {
+                if committed.events > 0 {
+                    tracing::info!(%group_id, %source_id, "deleted source removed from its group");
+                }
+                Ok(())
+            }
+            // Not a member (any more), or the group is gone: nothing to do.
+            Err(CommandError::Domain {
+                kind: ErrorKind::NotFound,
+                ..
+            }) => Ok(()),
+            // Retrying cannot change a refusal: log it rather than stall the saga behind it.
+            Err(err @ CommandError::Domain { .. }) => {
+                tracing::warn!(%group_id, %source_id, error = %err, "saga follow-up refused");
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// The metadata of a command that follows from `event`.
+fn follow_up(event: &StoredEvent) -> EventMetadata {
+    let text = |key: &str| {
+        event
+            .metadata
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let event_id = event.event_id.to_string();
+    EventMetadata {
+        account_id: text("accountId").unwrap_or_default(),
+        actor: "system".to_owned(),
+        request_id: text("requestId").unwrap_or_default(),
+        correlation_id: text("correlationId").unwrap_or_else(|| event_id.clone()),
+        causation_id: event_id,
+    }
+}
