@@ -286,21 +286,22 @@ impl PlatformClient {
     }
 }
 
-/// Which authentication the credentials carry.
-enum Chosen {
+/// Which authentication the credentials carry (public for the backup connectors, which authenticate the
+/// same way).
+pub enum Chosen {
     ApiKey(ApiAuth),
     Oauth(ApiAuth),
 }
 
 impl Chosen {
-    fn api_auth(&self) -> ApiAuth {
+    pub fn api_auth(&self) -> ApiAuth {
         match self {
             Chosen::ApiKey(auth) | Chosen::Oauth(auth) => *auth,
         }
     }
 }
 
-fn choose_auth(
+pub fn choose_auth(
     platform: &Platform,
     credentials: &BTreeMap<String, String>,
 ) -> Result<Chosen, ProbeError> {
@@ -343,7 +344,7 @@ fn auth_fields(auth: &ApiAuth) -> impl Iterator<Item = &'static str> {
     fields.into_iter().flatten()
 }
 
-fn apply_auth(
+pub fn apply_auth(
     request: reqwest::RequestBuilder,
     auth: ApiAuth,
     credentials: &BTreeMap<String, String>,
@@ -521,7 +522,7 @@ fn unreachable_message(err: &reqwest::Error) -> String {
 }
 
 /// Replaces any secret credential value (and any OAuth token) found in `message`.
-fn scrub(message: &str, platform: &Platform, credentials: &BTreeMap<String, String>) -> String {
+pub fn scrub(message: &str, platform: &Platform, credentials: &BTreeMap<String, String>) -> String {
     let is_secret = |name: &str| {
         name == OAUTH_ACCESS_TOKEN
             || platform

@@ -1,0 +1,1085 @@
+//! A local stand-in for the data APIs of Stripe, HubSpot and Keap: the list endpoints the backup connectors
+//! page through, with the real paths, query parameters, pagination, authentication headers, error shapes and
+//! rate limiting, for black-box tests and the backup benchmarks.
+//!
+//! Records are never stored: a data set is a count plus a few timestamps, and each record is computed from
+//! its index when a page asks for it, so a million-record data set costs a few bytes (only records modified
+//! with [`PlatformApi::touch`] are remembered). Ids and timestamps are deterministic and grow with the index.
+//!
+//! Each platform lives under its own prefix, as in `platform_emulator.rs`: `/stripe/v1/customers`,
+//! `/hubspot/crm/v3/objects/contacts`, `/keap/crm/rest/v1/contacts`; [`PlatformApi::api_url`] gives the base
+//! URL to put in `LISTBACKUP_PLATFORM_<ID>_API_URL`. The behaviour is written from the platforms'
+//! documentation, not from ListBackup's connector tables, so a mistake in those fails the tests:
+//!
+//! - **Stripe**: `Authorization: Bearer sk_…` (or Basic with the key as user). Lists are newest first,
+//!   `limit` 1–100 (default 10), `starting_after`/`ending_before`, `created[gt|gte|lt|lte]`; the body is
+//!   `{"object":"list","data":[…],"has_more":…,"url":…}`; an unknown parameter is a 400 `parameter_unknown`;
+//!   subscriptions hide cancelled ones unless `status=all`.
+//! - **HubSpot**: `Authorization: Bearer <private app or OAuth token>`. `GET /crm/v3/objects/<type>` in id
+//!   order, `limit` ≤ 100, `after`, `{"results":[…],"paging":{"next":{"after":…,"link":…}}}`;
+//!   `POST /crm/v3/objects/<type>/search` with a `GTE` filter on `lastmodifieddate` (contacts) or
+//!   `hs_lastmodifieddate` (everything else), ascending sort, `limit` ≤ 200 and no paging past 10,000 results;
+//!   `GET /crm/v3/owners`, `GET /crm/v3/pipelines/{deals,tickets}`.
+//! - **Keap** REST v1: `X-Keap-API-Key` or an OAuth `Bearer` token. `GET /<type>?limit=&offset=` with
+//!   `limit` ≤ 1000, `{"<type>":[…],"count":total,"next":url,"previous":url}` — `next` is present even past the
+//!   end, as Keap does; contacts take `since`/`until` on their last update.
+//!
+//! Include it with `#[path = "support/platform_api.rs"] mod platform_api;` (or through `support`).
+#![allow(dead_code)]
+// each test file uses a different part of it
+// Handler steps return the error response itself as `Err`; its size does not matter in a test server.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+/// 2024-01-01T00:00:00Z: the emulator's clock starts here.
+const EPOCH_MS: i64 = 1_704_067_200_000;
+/// Records of one `seed`/`append` call are created this far apart: two per second, so Stripe's whole-second
+/// `created` values tie, as they do in real accounts.
+const STEP_MS: i64 = 500;
+/// The HubSpot search API answers at most this many results of one query, however it is paged.
+const HUBSPOT_SEARCH_WINDOW: u64 = 10_000;
+
+/// One data set: `count` records; record `i` was created at `created_ms(i)` and last changed at
+/// `touched[i]` if it was touched, else when it was created.
+#[derive(Default)]
+struct Dataset {
+    /// `(first index, creation time of that index)` of each `seed`/`append` call, in order.
+    segments: Vec<(u64, i64)>,
+    count: u64,
+    touched: BTreeMap<u64, i64>,
+    /// The touched records by `(change time, index)`.
+    by_time: BTreeSet<(i64, u64)>,
+}
+
+impl Dataset {
+    fn created_ms(&self, index: u64) -> i64 {
+        let segment = self.segments.partition_point(|(start, _)| *start <= index) - 1;
+        let (start, base) = self.segments[segment];
+        base + (index - start) as i64 * STEP_MS
+    }
+
+    fn updated_ms(&self, index: u64) -> i64 {
+        self.touched
+            .get(&index)
+            .copied()
+            .unwrap_or_else(|| self.created_ms(index))
+    }
+
+    /// The first index created at or after `ms` (creation times grow with the index).
+    fn first_created_at_or_after(&self, ms: i64) -> u64 {
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.created_ms(mid) < ms {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Indices changed at or after `ms`, in index order.
+    fn changed_since_by_index(&self, ms: i64) -> impl Iterator<Item = u64> + '_ {
+        let first = self.first_created_at_or_after(ms);
+        let untouched = (first..self.count).filter(|i| !self.touched.contains_key(i));
+        let touched = self
+            .touched
+            .iter()
+            .filter(move |(_, t)| **t >= ms)
+            .map(|(i, _)| *i);
+        merge_by(untouched, touched, |i| *i)
+    }
+
+    /// Indices changed at or after `ms`, by `(change time, index)`.
+    fn changed_since_by_time(&self, ms: i64) -> impl Iterator<Item = u64> + '_ {
+        let first = self.first_created_at_or_after(ms);
+        let untouched = (first..self.count).filter(|i| !self.touched.contains_key(i));
+        let touched = self.by_time.range((ms, 0)..).map(|(_, i)| *i);
+        merge_by(untouched, touched, |i| (self.updated_ms(*i), *i))
+    }
+}
+
+/// Merges two sorted iterators by `key`.
+fn merge_by<T, K: Ord>(
+    a: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> impl Iterator<Item = T> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if key(x) <= key(y) => a.next(),
+        (Some(_), Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
+#[derive(Default)]
+struct State {
+    /// Accepted secrets (API keys, private app tokens, OAuth access tokens) per platform.
+    accepted: HashMap<String, HashSet<String>>,
+    datasets: HashMap<(String, String), Dataset>,
+    clock_ms: i64,
+    /// The next `n` requests answer this status.
+    failing: Option<(usize, u16)>,
+    /// The next `n` requests answer 429 with `Retry-After: secs`.
+    rate_limited: Option<(usize, u64)>,
+    hits: HashMap<String, usize>,
+    last_query: HashMap<String, String>,
+}
+
+impl State {
+    fn dataset(&mut self, platform: &str, data_type: &str) -> &mut Dataset {
+        self.datasets
+            .entry((platform.to_owned(), data_type.to_owned()))
+            .or_default()
+    }
+}
+
+pub struct PlatformApi {
+    pub base_url: String,
+    state: Arc<Mutex<State>>,
+    handle: ServerHandle,
+}
+
+impl PlatformApi {
+    /// Starts the emulation on a free loopback port, on the current Tokio runtime.
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State {
+            clock_ms: EPOCH_MS,
+            ..State::default()
+        }));
+        let data = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(1 << 20))
+                .default_service(web::to(handle))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind the platform API emulation to a loopback port");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            base_url: format!("http://{addr}"),
+            state,
+            handle,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    /// The API base URL for `LISTBACKUP_PLATFORM_<ID>_API_URL`.
+    pub fn api_url(&self, platform: &str) -> String {
+        let base_path = match platform {
+            "stripe" => "/stripe/v1",
+            "hubspot" => "/hubspot",
+            "keap" => "/keap/crm/rest/v1",
+            other => panic!("the platform API emulation does not emulate {other}"),
+        };
+        format!("{}{base_path}", self.base_url)
+    }
+
+    /// Accepts this secret: a Stripe key, a HubSpot token, a Keap API key, or an OAuth access token.
+    pub fn accept(&self, platform: &str, secret: &str) {
+        self.state()
+            .accepted
+            .entry(platform.to_owned())
+            .or_default()
+            .insert(secret.to_owned());
+    }
+
+    /// Replaces the data set with `n` records created now, one every 500 ms.
+    pub fn seed(&self, platform: &str, data_type: &str, n: u64) {
+        let mut state = self.state();
+        state.datasets.insert(
+            (platform.to_owned(), data_type.to_owned()),
+            Dataset::default(),
+        );
+        drop(state);
+        self.append(platform, data_type, n);
+    }
+
+    /// Adds `n` records, created after everything that exists or changed so far.
+    pub fn append(&self, platform: &str, data_type: &str, n: u64) {
+        let mut state = self.state();
+        let now = state.clock_ms + STEP_MS;
+        let dataset = state.dataset(platform, data_type);
+        dataset.segments.push((dataset.count, now));
+        dataset.count += n;
+        state.clock_ms = now + n as i64 * STEP_MS;
+    }
+
+    /// Modifies these records now (1 ms apart, in the order given): their update time moves past everything.
+    pub fn touch(&self, platform: &str, data_type: &str, indices: impl IntoIterator<Item = u64>) {
+        let mut state = self.state();
+        let mut clock = state.clock_ms;
+        let dataset = state.dataset(platform, data_type);
+        for index in indices {
+            assert!(index < dataset.count, "touch: no record {index}");
+            clock += 1;
+            if let Some(old) = dataset.touched.insert(index, clock) {
+                dataset.by_time.remove(&(old, index));
+            }
+            dataset.by_time.insert((clock, index));
+        }
+        state.clock_ms = clock + STEP_MS;
+    }
+
+    /// How many records the data set holds.
+    pub fn count(&self, platform: &str, data_type: &str) -> u64 {
+        self.state().dataset(platform, data_type).count
+    }
+
+    /// The id of record `index` as the platform shows it.
+    pub fn id_of(&self, platform: &str, data_type: &str, index: u64) -> String {
+        record_id(platform, data_type, index)
+    }
+
+    /// Every id in the order a full listing returns them (Stripe: newest first; the others: by id).
+    pub fn listing_ids(&self, platform: &str, data_type: &str) -> Vec<String> {
+        let mut state = self.state();
+        let dataset = state.dataset(platform, data_type);
+        let visible = |i: &u64| platform != "stripe" || stripe_visible(data_type, *i, true);
+        let ids = (0..dataset.count).filter(visible);
+        if platform == "stripe" {
+            ids.rev()
+                .map(|i| record_id(platform, data_type, i))
+                .collect()
+        } else {
+            ids.map(|i| record_id(platform, data_type, i)).collect()
+        }
+    }
+
+    /// The next `n` requests (to any path) answer `status` with the platform's error body.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        self.state().failing = Some((n, status));
+    }
+
+    /// The next `n` requests (to any path) answer 429 with `Retry-After: <retry_after_secs>`.
+    pub fn rate_limit_next(&self, n: usize, retry_after_secs: u64) {
+        self.state().rate_limited = Some((n, retry_after_secs));
+    }
+
+    /// Requests received on this path (without query, with the platform prefix), failed ones included.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state().hits.get(path).copied().unwrap_or(0)
+    }
+
+    pub fn total_hits(&self) -> usize {
+        self.state().hits.values().sum()
+    }
+
+    /// The query string of the last request on this path.
+    pub fn last_query(&self, path: &str) -> Option<String> {
+        self.state().last_query.get(path).cloned()
+    }
+}
+
+impl Drop for PlatformApi {
+    fn drop(&mut self) {
+        // `stop` sends the command at once; the returned future only waits for completion.
+        drop(self.handle.stop(false));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Requests
+
+type Query = Vec<(String, String)>;
+
+async fn handle(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let path = req.path().to_owned();
+    let (platform, rest) = match path.split_once('/').map(|(_, p)| p) {
+        Some(p) => match p.split_once('/') {
+            Some((platform, rest)) => (platform.to_owned(), format!("/{rest}")),
+            None => (p.to_owned(), String::new()),
+        },
+        None => (String::new(), String::new()),
+    };
+    let mut state = state.lock().unwrap();
+    *state.hits.entry(path.clone()).or_default() += 1;
+    state
+        .last_query
+        .insert(path.clone(), req.query_string().to_owned());
+    if let Some((n, secs)) = state.rate_limited.take() {
+        if n > 1 {
+            state.rate_limited = Some((n - 1, secs));
+        }
+        if n > 0 {
+            return rate_limited(&platform, secs);
+        }
+    }
+    if let Some((n, status)) = state.failing.take() {
+        if n > 1 {
+            state.failing = Some((n - 1, status));
+        }
+        if n > 0 {
+            return platform_error(&platform, StatusCode::from_u16(status).unwrap());
+        }
+    }
+    let accepted = state.accepted.get(&platform).cloned().unwrap_or_default();
+    let query: Query = match web::Query::<Query>::from_query(req.query_string()) {
+        Ok(q) => q.into_inner(),
+        Err(_) => return platform_error(&platform, StatusCode::BAD_REQUEST),
+    };
+    let base = format!(
+        "{}://{}/{platform}",
+        req.connection_info().scheme(),
+        req.connection_info().host()
+    );
+    match platform.as_str() {
+        "stripe" => {
+            if let Err(denied) = stripe_auth(&req, &accepted) {
+                return denied;
+            }
+            let Some(data_type) = rest.strip_prefix("/v1/").filter(|t| !t.contains('/')) else {
+                return stripe_not_found(&rest);
+            };
+            if req.method() != Method::GET || !STRIPE_PREFIXES.iter().any(|(t, _)| *t == data_type)
+            {
+                return stripe_not_found(&rest);
+            }
+            stripe_list(state.dataset("stripe", data_type), data_type, &query)
+        }
+        "hubspot" => {
+            if let Err(denied) = hubspot_auth(&req, &accepted) {
+                return denied;
+            }
+            hubspot(&mut state, &req, &rest, &query, &body, &base)
+        }
+        "keap" => {
+            if let Err(denied) = keap_auth(&req, &accepted) {
+                return denied;
+            }
+            let Some(data_type) = rest
+                .strip_prefix("/crm/rest/v1/")
+                .filter(|t| KEAP_TYPES.contains(t))
+            else {
+                return HttpResponse::NotFound().json(json!({"message": "Not Found"}));
+            };
+            if req.method() != Method::GET {
+                return HttpResponse::MethodNotAllowed()
+                    .json(json!({"message": "Method Not Allowed"}));
+            }
+            let data_type = data_type.to_owned();
+            keap_list(state.dataset("keap", &data_type), &data_type, &query, &base)
+        }
+        _ => HttpResponse::NotFound().json(json!({"error": "not found", "path": path})),
+    }
+}
+
+fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name)?.to_str().ok()
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let (scheme, token) = header(req, "Authorization")?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn iso_ms(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn rate_limited(platform: &str, secs: u64) -> HttpResponse {
+    let body = match platform {
+        "stripe" => json!({"error": {"code": "rate_limit", "type": "invalid_request_error",
+            "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}}),
+        "hubspot" => json!({"status": "error", "message": "You have reached your secondly limit.",
+            "errorType": "RATE_LIMIT", "correlationId": "7c1f5b0e-2f0a-4c4a-9d0c-1f3f7e0b2a11",
+            "policyName": "SECONDLY"}),
+        _ => json!({"fault": {"faultstring": "Rate limit quota violation. Quota limit exceeded.",
+            "detail": {"errorcode": "policies.ratelimit.QuotaViolation"}}}),
+    };
+    HttpResponse::TooManyRequests()
+        .insert_header(("Retry-After", secs.to_string()))
+        .json(body)
+}
+
+/// The platform's error body for a status `fail_next` asked for.
+fn platform_error(platform: &str, status: StatusCode) -> HttpResponse {
+    let message = status.canonical_reason().unwrap_or("Error");
+    let body = match platform {
+        "stripe" => {
+            let kind = if status.is_server_error() {
+                "api_error"
+            } else {
+                "invalid_request_error"
+            };
+            json!({"error": {"type": kind, "message": message}})
+        }
+        "hubspot" => json!({"status": "error", "message": message,
+            "correlationId": "2b9d1c77-0f7e-4b0e-8a54-5d6c0c1e9f20",
+            "category": if status.is_server_error() { "INTERNAL_ERROR" } else { "VALIDATION_ERROR" }}),
+        _ if status == StatusCode::SERVICE_UNAVAILABLE => json!({"fault": {
+            "faultstring": "The Service is temporarily unavailable",
+            "detail": {"errorcode": "messaging.adaptors.http.flow.ServiceUnavailable"}}}),
+        _ => json!({"message": message}),
+    };
+    HttpResponse::build(status).json(body)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stripe
+
+/// Data types and their id prefixes.
+const STRIPE_PREFIXES: &[(&str, &str)] = &[
+    ("customers", "cus"),
+    ("charges", "ch"),
+    ("invoices", "in"),
+    ("subscriptions", "sub"),
+    ("products", "prod"),
+    ("prices", "price"),
+    ("payment_intents", "pi"),
+    ("refunds", "re"),
+    ("disputes", "dp"),
+    ("payouts", "po"),
+    ("balance_transactions", "txn"),
+    ("events", "evt"),
+    ("coupons", "co"),
+    ("credit_notes", "cn"),
+];
+
+fn stripe_auth(req: &HttpRequest, accepted: &HashSet<String>) -> Result<(), HttpResponse> {
+    let key = bearer(req).map(str::to_owned).or_else(|| {
+        let (scheme, encoded) = header(req, "Authorization")?.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        Some(
+            text.split_once(':')
+                .map_or(text.clone(), |(user, _)| user.to_owned()),
+        )
+    });
+    let error = |message: String| {
+        HttpResponse::Unauthorized()
+            .json(json!({"error": {"message": message, "type": "invalid_request_error"}}))
+    };
+    match key.filter(|k| !k.is_empty()) {
+        None => Err(error(
+            "You did not provide an API key. You need to provide your API key in the Authorization header, \
+             using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+                .to_owned(),
+        )),
+        Some(key) if accepted.contains(&key) => Ok(()),
+        Some(key) => {
+            let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+            let prefix = key.match_indices('_').nth(1).map_or("", |(i, _)| &key[..=i]);
+            Err(error(format!(
+                "Invalid API Key provided: {prefix}{}{tail}",
+                "*".repeat(20)
+            )))
+        }
+    }
+}
+
+fn stripe_not_found(rest: &str) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"error": {"type": "invalid_request_error",
+        "message": format!("Unrecognized request URL (GET: {rest}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.")}}))
+}
+
+fn stripe_invalid(param: &str, message: String) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({"error": {"type": "invalid_request_error",
+        "code": "parameter_invalid", "param": param, "message": message}}))
+}
+
+/// Subscriptions: every tenth one is cancelled, and the list hides those unless `status=all`.
+fn stripe_visible(data_type: &str, index: u64, all: bool) -> bool {
+    data_type != "subscriptions" || all || index % 10 != 9
+}
+
+fn stripe_list(dataset: &Dataset, data_type: &str, query: &Query) -> HttpResponse {
+    let allowed_extra: &[&str] = match data_type {
+        "subscriptions" => &["status", "customer", "price"],
+        "customers" => &["email"],
+        "charges" | "payment_intents" | "invoices" => &["customer"],
+        "events" => &["type", "types[]"],
+        "products" | "prices" => &["active"],
+        _ => &[],
+    };
+    let mut limit = 10u64;
+    let mut created_from = i64::MIN; // seconds, inclusive
+    let mut created_to = i64::MAX; // seconds, inclusive
+    let mut starting_after = None;
+    for (name, value) in query {
+        let seconds = || {
+            value
+                .parse::<i64>()
+                .map_err(|_| stripe_invalid(name, format!("Invalid integer: {value}")))
+        };
+        match name.as_str() {
+            "limit" => match value.parse::<u64>() {
+                Ok(n) if (1..=100).contains(&n) => limit = n,
+                _ => {
+                    return stripe_invalid(
+                        "limit",
+                        "This value must be less than or equal to 100.".into(),
+                    )
+                }
+            },
+            "starting_after" => starting_after = Some(value.clone()),
+            "created" => match seconds() {
+                Ok(s) => (created_from, created_to) = (s, s),
+                Err(e) => return e,
+            },
+            "created[gt]" | "created[gte]" | "created[lt]" | "created[lte]" => {
+                let s = match seconds() {
+                    Ok(s) => s,
+                    Err(e) => return e,
+                };
+                match name.as_str() {
+                    "created[gt]" => created_from = created_from.max(s + 1),
+                    "created[gte]" => created_from = created_from.max(s),
+                    "created[lt]" => created_to = created_to.min(s - 1),
+                    _ => created_to = created_to.min(s),
+                }
+            }
+            other if allowed_extra.contains(&other) => {}
+            other => {
+                return HttpResponse::BadRequest().json(json!({"error": {
+                    "type": "invalid_request_error", "code": "parameter_unknown", "param": other,
+                    "message": format!("Received unknown parameter: {other}")}}))
+            }
+        }
+    }
+    let all = data_type != "subscriptions" || param(query, "status") == Some("all");
+    // Records in [lo, hi) match the `created` filter (creation times grow with the index).
+    let lo = dataset.first_created_at_or_after(created_from.saturating_mul(1000));
+    let hi = if created_to == i64::MAX {
+        dataset.count
+    } else {
+        dataset.first_created_at_or_after((created_to + 1).saturating_mul(1000))
+    };
+    let mut below = hi; // newest first: the page starts below this index
+    if let Some(id) = starting_after {
+        match stripe_index(data_type, &id).filter(|i| *i < dataset.count) {
+            Some(index) => below = below.min(index),
+            None => {
+                let object = data_type.trim_end_matches('s').replace('_', " ");
+                return HttpResponse::BadRequest().json(json!({"error": {
+                    "type": "invalid_request_error", "code": "resource_missing", "param": "starting_after",
+                    "message": format!("No such {object}: '{id}'")}}));
+            }
+        }
+    }
+    let mut indices = (lo..below.max(lo))
+        .rev()
+        .filter(|i| stripe_visible(data_type, *i, all));
+    let page: Vec<u64> = indices.by_ref().take(limit as usize).collect();
+    let has_more = indices.next().is_some();
+    let data: Vec<Value> = page
+        .iter()
+        .map(|i| stripe_record(data_type, *i, dataset.created_ms(*i) / 1000))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "object": "list",
+        "data": data,
+        "has_more": has_more,
+        "url": format!("/v1/{data_type}"),
+    }))
+}
+
+fn stripe_index(data_type: &str, id: &str) -> Option<u64> {
+    let prefix = STRIPE_PREFIXES.iter().find(|(t, _)| *t == data_type)?.1;
+    id.strip_prefix(prefix)?.strip_prefix("_LB")?.parse().ok()
+}
+
+fn stripe_record(data_type: &str, index: u64, created: i64) -> Value {
+    let id = record_id("stripe", data_type, index);
+    let customer = format!("cus_LB{:010}", index / 3);
+    let amount = 1000 + (index % 97) * 25;
+    let mut record = json!({
+        "id": id,
+        "object": data_type.trim_end_matches('s'),
+        "created": created,
+        "livemode": false,
+        "metadata": {"listbackup_index": index.to_string()},
+    });
+    let extra = match data_type {
+        "customers" => json!({
+            "object": "customer",
+            "email": format!("customer{index}@example.test"),
+            "name": format!("Customer {index}"),
+            "description": "Created by the ListBackup platform API emulation",
+            "balance": 0, "currency": "usd", "delinquent": false,
+            "address": {"line1": format!("{index} Main St"), "city": "Springfield", "country": "US",
+                        "postal_code": "12345", "state": "IL", "line2": null},
+            "invoice_settings": {"default_payment_method": null, "footer": null},
+            "preferred_locales": ["en"], "tax_exempt": "none",
+        }),
+        "subscriptions" => json!({
+            "object": "subscription", "customer": customer,
+            "status": if stripe_visible(data_type, index, false) { "active" } else { "canceled" },
+            "items": {"object": "list", "data": [], "has_more": false},
+            "current_period_start": created, "current_period_end": created + 2_592_000,
+        }),
+        "balance_transactions" => json!({
+            "object": "balance_transaction", "amount": amount, "fee": 59, "net": amount - 59,
+            "currency": "usd", "type": "charge", "status": "available", "available_on": created + 172_800,
+        }),
+        "events" => json!({
+            "object": "event", "api_version": "2024-06-20", "type": "customer.updated",
+            "data": {"object": {"id": customer, "object": "customer"}},
+            "pending_webhooks": 0, "request": {"id": null, "idempotency_key": null},
+        }),
+        "payment_intents" => {
+            json!({"object": "payment_intent", "amount": amount, "currency": "usd",
+            "status": "succeeded", "customer": customer})
+        }
+        "credit_notes" => json!({"object": "credit_note", "amount": amount, "currency": "usd",
+            "invoice": format!("in_LB{:010}", index), "status": "issued"}),
+        _ => {
+            json!({"amount": amount, "currency": "usd", "status": "succeeded", "customer": customer,
+            "description": format!("{data_type} {index}")})
+        }
+    };
+    if let (Value::Object(record), Value::Object(extra)) = (&mut record, extra) {
+        record.extend(extra);
+    }
+    record
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// HubSpot
+
+const HUBSPOT_OBJECTS: &[&str] = &[
+    "contacts",
+    "companies",
+    "deals",
+    "tickets",
+    "products",
+    "line_items",
+    "quotes",
+    "notes",
+    "calls",
+    "emails",
+    "meetings",
+    "tasks",
+];
+
+fn hubspot_modified_property(object: &str) -> &'static str {
+    if object == "contacts" {
+        "lastmodifieddate"
+    } else {
+        "hs_lastmodifieddate"
+    }
+}
+
+fn hubspot_auth(req: &HttpRequest, accepted: &HashSet<String>) -> Result<(), HttpResponse> {
+    let error = |message: &str| {
+        HttpResponse::Unauthorized().json(json!({"status": "error", "message": message,
+            "correlationId": "0b4b8a46-3a4b-4a8e-9c8c-2b1f7a7e9d11", "category": "INVALID_AUTHENTICATION"}))
+    };
+    match bearer(req) {
+        None => Err(error(
+            "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can \
+             find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+        )),
+        Some(token) if accepted.contains(token) => Ok(()),
+        Some(_) => Err(error("Authentication credentials not found or invalid.")),
+    }
+}
+
+fn hubspot_invalid(message: String) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({"status": "error", "message": message,
+        "correlationId": "5e3b1f0a-8c2d-4d6e-9f70-3a1b2c4d5e6f", "category": "VALIDATION_ERROR"}))
+}
+
+fn hubspot(
+    state: &mut State,
+    req: &HttpRequest,
+    rest: &str,
+    query: &Query,
+    body: &[u8],
+    base: &str,
+) -> HttpResponse {
+    let not_found = || HttpResponse::NotFound().finish();
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    let get = req.method() == Method::GET;
+    match segments.as_slice() {
+        ["crm", "v3", "objects", object] if get && HUBSPOT_OBJECTS.contains(object) => {
+            let limit = match hubspot_limit(query, 100) {
+                Ok(limit) => limit,
+                Err(denied) => return denied,
+            };
+            // `after` is the id the page starts at.
+            let start = match param(query, "after").map(str::parse::<u64>) {
+                None => 0,
+                Some(Ok(id)) => id.saturating_sub(1),
+                Some(Err(_)) => {
+                    return hubspot_invalid("Invalid input JSON on line 1: after".into())
+                }
+            };
+            let dataset = state.dataset("hubspot", object);
+            let end = (start + limit).min(dataset.count);
+            let results: Vec<Value> = (start..end)
+                .map(|i| hubspot_record(dataset, object, i))
+                .collect();
+            let mut page = json!({"results": results});
+            if end < dataset.count {
+                let after = (end + 1).to_string();
+                page["paging"] = json!({"next": {"after": after,
+                    "link": format!("{base}/crm/v3/objects/{object}?limit={limit}&after={after}")}});
+            }
+            HttpResponse::Ok().json(page)
+        }
+        ["crm", "v3", "objects", object, "search"]
+            if req.method() == Method::POST && HUBSPOT_OBJECTS.contains(object) =>
+        {
+            hubspot_search(state.dataset("hubspot", object), object, body)
+        }
+        ["crm", "v3", "owners"] if get => {
+            let limit = match hubspot_limit(query, 500) {
+                Ok(limit) => limit,
+                Err(denied) => return denied,
+            };
+            let start: u64 = param(query, "after")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            let dataset = state.dataset("hubspot", "owners");
+            let end = (start + limit).min(dataset.count);
+            let results: Vec<Value> = (start..end)
+                .map(|i| {
+                    let created = iso_ms(dataset.created_ms(i));
+                    json!({"id": (i + 1).to_string(), "email": format!("owner{i}@example.test"),
+                        "firstName": "Owner", "lastName": i.to_string(), "userId": 9_000_000 + i,
+                        "createdAt": created, "updatedAt": iso_ms(dataset.updated_ms(i)), "archived": false,
+                        "teams": []})
+                })
+                .collect();
+            let mut page = json!({"results": results});
+            if end < dataset.count {
+                // The owners API's `after` is opaque; here it is an offset.
+                page["paging"] = json!({"next": {"after": end.to_string(),
+                    "link": format!("{base}/crm/v3/owners?after={end}")}});
+            }
+            HttpResponse::Ok().json(page)
+        }
+        ["crm", "v3", "pipelines", object @ ("deals" | "tickets")] if get => {
+            let dataset = state.dataset("hubspot", "pipelines");
+            let results: Vec<Value> = (0..dataset.count)
+                .map(|i| {
+                    let id = if i == 0 { "default".to_owned() } else { (1000 * i).to_string() };
+                    json!({"id": id, "label": format!("{object} pipeline {i}"), "displayOrder": i,
+                        "createdAt": iso_ms(dataset.created_ms(i)), "updatedAt": iso_ms(dataset.updated_ms(i)),
+                        "archived": false,
+                        "stages": [{"id": format!("{id}-1"), "label": "New", "displayOrder": 0,
+                                    "metadata": {}, "archived": false}]})
+                })
+                .collect();
+            HttpResponse::Ok().json(json!({"results": results}))
+        }
+        _ => not_found(),
+    }
+}
+
+fn hubspot_limit(query: &Query, max: u64) -> Result<u64, HttpResponse> {
+    match param(query, "limit").map(str::parse::<u64>) {
+        None => Ok(10),
+        Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(hubspot_invalid(format!(
+            "limit must be between 1 and {max}"
+        ))),
+    }
+}
+
+fn hubspot_record(dataset: &Dataset, object: &str, index: u64) -> Value {
+    let id = (index + 1).to_string();
+    let created = iso_ms(dataset.created_ms(index));
+    let updated = iso_ms(dataset.updated_ms(index));
+    let mut properties = json!({
+        "createdate": created,
+        "hs_object_id": id,
+        hubspot_modified_property(object): updated,
+    });
+    let extra = match object {
+        "contacts" => {
+            json!({"email": format!("contact{index}@example.test"), "firstname": "Contact",
+            "lastname": index.to_string()})
+        }
+        "companies" => {
+            json!({"name": format!("Company {index}"), "domain": format!("company{index}.example")})
+        }
+        "deals" => {
+            json!({"dealname": format!("Deal {index}"), "amount": (index % 100 * 10).to_string(),
+            "dealstage": "appointmentscheduled", "pipeline": "default"})
+        }
+        "tickets" => json!({"subject": format!("Ticket {index}"), "hs_pipeline": "0",
+            "hs_pipeline_stage": "1"}),
+        _ => json!({"hs_timestamp": created, "hs_body_preview": format!("{object} {index}")}),
+    };
+    if let (Value::Object(properties), Value::Object(extra)) = (&mut properties, extra) {
+        properties.extend(extra);
+    }
+    json!({"id": id, "properties": properties, "createdAt": created, "updatedAt": updated, "archived": false})
+}
+
+fn hubspot_search(dataset: &Dataset, object: &str, body: &[u8]) -> HttpResponse {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return hubspot_invalid("Invalid input JSON on line 1".into());
+    };
+    let property = hubspot_modified_property(object);
+    let filters = request
+        .pointer("/filterGroups/0/filters")
+        .and_then(Value::as_array);
+    let since = match filters.map(Vec::as_slice) {
+        None | Some([]) => i64::MIN,
+        Some([filter]) => {
+            let name = filter["propertyName"].as_str().unwrap_or_default();
+            if name != property {
+                return hubspot_invalid(format!(
+                    "This emulation only filters {object} on {property}, not `{name}`"
+                ));
+            }
+            let value = filter["value"].as_str().and_then(|v| v.parse::<i64>().ok());
+            match (filter["operator"].as_str(), value) {
+                (Some("GTE"), Some(ms)) => ms,
+                (Some("GT"), Some(ms)) => ms + 1,
+                _ => return hubspot_invalid("Unsupported filter operator or value".into()),
+            }
+        }
+        Some(_) => return hubspot_invalid("This emulation takes one filter".into()),
+    };
+    let sort = request.pointer("/sorts/0");
+    let ascending = match sort {
+        Some(s) if s["propertyName"] == property => s["direction"] != "DESCENDING",
+        // Without a sort, HubSpot's order is unspecified; the emulation refuses to guess.
+        _ => return hubspot_invalid(format!("Sort by {property} for a stable order")),
+    };
+    if !ascending {
+        return hubspot_invalid("This emulation only sorts ascending".into());
+    }
+    let limit = request["limit"].as_u64().unwrap_or(10);
+    if !(1..=200).contains(&limit) {
+        return hubspot_invalid("limit must be between 1 and 200".into());
+    }
+    let after = match &request["after"] {
+        Value::Null => 0,
+        Value::String(s) => s.parse::<u64>().unwrap_or(u64::MAX),
+        Value::Number(n) => n.as_u64().unwrap_or(u64::MAX),
+        _ => u64::MAX,
+    };
+    if after >= HUBSPOT_SEARCH_WINDOW {
+        return hubspot_invalid(format!(
+            "Cannot page through more than {HUBSPOT_SEARCH_WINDOW} results of a search"
+        ));
+    }
+    let mut matches = dataset.changed_since_by_time(since);
+    let results: Vec<Value> = matches
+        .by_ref()
+        .skip(after as usize)
+        .take(limit as usize)
+        .map(|i| hubspot_record(dataset, object, i))
+        .collect();
+    let more = matches.next().is_some();
+    let total = dataset.changed_since_by_time(since).count();
+    let mut page = json!({"total": total, "results": results});
+    if more {
+        page["paging"] = json!({"next": {"after": (after + limit).to_string()}});
+    }
+    HttpResponse::Ok().json(page)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Keap
+
+const KEAP_TYPES: &[&str] = &[
+    "contacts",
+    "companies",
+    "opportunities",
+    "orders",
+    "subscriptions",
+    "transactions",
+    "products",
+    "tags",
+    "tasks",
+    "notes",
+    "emails",
+    "appointments",
+    "campaigns",
+    "users",
+];
+
+fn keap_auth(req: &HttpRequest, accepted: &HashSet<String>) -> Result<(), HttpResponse> {
+    let key = header(req, "X-Keap-API-Key")
+        .or_else(|| bearer(req))
+        .unwrap_or_default();
+    let fault = |text: &str, code: &str| {
+        HttpResponse::Unauthorized()
+            .json(json!({"fault": {"faultstring": text, "detail": {"errorcode": code}}}))
+    };
+    if key.is_empty() {
+        return Err(fault(
+            "Invalid Access Token",
+            "keymanagement.service.invalid_access_token",
+        ));
+    }
+    if accepted.contains(key) {
+        Ok(())
+    } else {
+        Err(fault("Invalid ApiKey", "oauth.v2.InvalidApiKey"))
+    }
+}
+
+/// Keap's time format: milliseconds and an offset without a colon.
+fn keap_time(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+        .to_string()
+}
+
+fn keap_list(dataset: &Dataset, data_type: &str, query: &Query, base: &str) -> HttpResponse {
+    let invalid = |message: &str| HttpResponse::BadRequest().json(json!({"message": message}));
+    let limit = match param(query, "limit").map(str::parse::<u64>) {
+        None => 1000,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        _ => return invalid("Invalid limit"),
+    };
+    let Ok(offset) = param(query, "offset").map_or(Ok(0), str::parse::<u64>) else {
+        return invalid("Invalid offset");
+    };
+    let parse_time = |name: &str| -> Result<Option<i64>, HttpResponse> {
+        match param(query, name) {
+            None => Ok(None),
+            Some(text) => DateTime::parse_from_rfc3339(text)
+                .map(|t| Some(t.timestamp_millis()))
+                .map_err(|_| invalid(&format!("Invalid {name}: {text}"))),
+        }
+    };
+    // `since`/`until` filter contacts on their last update.
+    let (since, until) = if data_type == "contacts" {
+        match (parse_time("since"), parse_time("until")) {
+            (Ok(s), Ok(u)) => (s, u),
+            (Err(e), _) | (_, Err(e)) => return e,
+        }
+    } else {
+        (None, None)
+    };
+    let (records, count): (Vec<Value>, u64) = match (since, until) {
+        (None, None) => {
+            let end = (offset + limit).min(dataset.count);
+            let records = (offset.min(end)..end)
+                .map(|i| keap_record(dataset, data_type, i))
+                .collect();
+            (records, dataset.count)
+        }
+        (since, until) => {
+            let until = until.unwrap_or(i64::MAX);
+            let matching = || {
+                dataset
+                    .changed_since_by_index(since.unwrap_or(i64::MIN))
+                    .filter(move |i| dataset.updated_ms(*i) <= until)
+            };
+            let records = matching()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .map(|i| keap_record(dataset, data_type, i))
+                .collect();
+            (records, matching().count() as u64)
+        }
+    };
+    let extra: String = query
+        .iter()
+        .filter(|(k, _)| k != "limit" && k != "offset")
+        .map(|(k, v)| format!("&{k}={v}"))
+        .collect();
+    let page_url = |offset: u64| {
+        format!("{base}/crm/rest/v1/{data_type}/?limit={limit}&offset={offset}{extra}")
+    };
+    HttpResponse::Ok().json(json!({
+        data_type: records,
+        "count": count,
+        // Keap always links a next page, even past the end.
+        "next": page_url(offset + limit),
+        "previous": page_url(offset.saturating_sub(limit)),
+    }))
+}
+
+fn keap_record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
+    let id = index + 1;
+    let created = keap_time(dataset.created_ms(index));
+    let updated = keap_time(dataset.updated_ms(index));
+    match data_type {
+        "contacts" => json!({
+            "id": id,
+            "given_name": "Contact",
+            "family_name": index.to_string(),
+            "email_addresses": [{"email": format!("contact{index}@example.test"), "field": "EMAIL1"}],
+            "phone_numbers": [{"number": format!("555-{:04}", index % 10_000), "field": "PHONE1"}],
+            "addresses": [],
+            "tag_ids": [index % 7 + 1],
+            "owner_id": null,
+            "email_status": "SingleOptIn",
+            "email_opted_in": true,
+            "date_created": created,
+            "last_updated": updated,
+        }),
+        "companies" => json!({"id": id, "company_name": format!("Company {index}"),
+            "email_address": format!("company{index}@example.test"), "date_created": created,
+            "last_updated": updated}),
+        "tags" => json!({"id": id, "name": format!("Tag {index}"), "description": "",
+            "category": {"id": 1, "name": "Imported"}}),
+        "users" => json!({"id": id, "email_address": format!("user{index}@example.test"),
+            "given_name": "User", "family_name": index.to_string(), "status": "Active",
+            "created_date": created}),
+        _ => json!({"id": id, "title": format!("{data_type} {index}"), "date_created": created,
+            "last_updated": updated}),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+fn record_id(platform: &str, data_type: &str, index: u64) -> String {
+    match platform {
+        "stripe" => {
+            let prefix = STRIPE_PREFIXES
+                .iter()
+                .find(|(t, _)| *t == data_type)
+                .map_or("obj", |(_, p)| p);
+            format!("{prefix}_LB{index:010}")
+        }
+        "hubspot" if data_type == "pipelines" => {
+            if index == 0 {
+                "default".to_owned()
+            } else {
+                (1000 * index).to_string()
+            }
+        }
+        _ => (index + 1).to_string(),
+    }
+}

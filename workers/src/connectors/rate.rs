@@ -1,0 +1,319 @@
+//! One request budget per connection, shared by every data type fetched through it at the same time.
+//!
+//! The bucket is a GCRA (generic cell rate algorithm): it keeps the theoretical arrival time of the next
+//! request and each caller *reserves* its slot before sleeping, so callers are served in arrival order and a
+//! burst of concurrent callers is spread out at the configured rate instead of stampeding when a token frees.
+//! Time comes from `tokio::time`, so tests can drive it with a paused clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A sustained rate and how many requests may go out back to back before it applies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Requests per second; `f64::INFINITY` for no limit.
+    pub per_second: f64,
+    /// Requests allowed at once from an idle budget (at least 1).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    pub const fn per_second(per_second: f64) -> Self {
+        Self {
+            per_second,
+            burst: 1,
+        }
+    }
+
+    pub const fn unlimited() -> Self {
+        Self {
+            per_second: f64::INFINITY,
+            burst: 1,
+        }
+    }
+
+    pub const fn with_burst(self, burst: u32) -> Self {
+        Self { burst, ..self }
+    }
+
+    fn interval(&self) -> Duration {
+        if self.per_second.is_finite() && self.per_second > 0.0 {
+            Duration::from_secs_f64(1.0 / self.per_second)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Parses `25`, `25/s`, `2.5` or `unlimited` (the value of `LISTBACKUP_PLATFORM_<ID>_RATE_LIMIT`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("unlimited") || text == "0" {
+            return Some(Self::unlimited());
+        }
+        let number = text.strip_suffix("/s").unwrap_or(text).trim();
+        match number.parse::<f64>() {
+            Ok(rate) if rate.is_finite() && rate > 0.0 => Some(Self::per_second(rate)),
+            _ => None,
+        }
+    }
+}
+
+/// Per-platform rates: what the platforms document for one app or key, kept a little under where it helps.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    per_platform: HashMap<String, RateLimit>,
+    fallback: RateLimit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let defaults = [
+            // Stripe allows 100 read requests/s in live mode and 25/s in test mode.
+            ("stripe", RateLimit::per_second(25.0)),
+            // Private apps: 100 requests per 10 s (Professional); 10/s stays inside it.
+            ("hubspot", RateLimit::per_second(10.0)),
+            ("keap", RateLimit::per_second(25.0)),
+        ];
+        Self {
+            per_platform: defaults
+                .into_iter()
+                .map(|(id, limit)| (id.to_owned(), limit))
+                .collect(),
+            fallback: RateLimit::per_second(5.0),
+        }
+    }
+}
+
+impl RateLimits {
+    pub fn with(mut self, platform_id: &str, limit: RateLimit) -> Self {
+        self.per_platform.insert(platform_id.to_owned(), limit);
+        self
+    }
+
+    /// The defaults, overridden by `LISTBACKUP_PLATFORM_<ID>_RATE_LIMIT` where `lookup` has a valid value.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        listbackup_domain::platform::CATALOG
+            .iter()
+            .fold(Self::default(), |limits, platform| {
+                let key = format!(
+                    "LISTBACKUP_PLATFORM_{}_RATE_LIMIT",
+                    platform.id.to_ascii_uppercase()
+                );
+                match lookup(&key).as_deref().and_then(RateLimit::parse) {
+                    Some(limit) => limits.with(platform.id, limit),
+                    None => limits,
+                }
+            })
+    }
+
+    pub fn for_platform(&self, platform_id: &str) -> RateLimit {
+        self.per_platform
+            .get(platform_id)
+            .copied()
+            .unwrap_or(self.fallback)
+    }
+}
+
+/// What a budget has done so far: tests assert on this instead of on wall-clock time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateStats {
+    /// Requests let through.
+    pub granted: u64,
+    /// How many of them had to wait for their slot.
+    pub waited: u64,
+    /// The sum of those waits.
+    pub total_wait: Duration,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// When the next request would be on schedule (GCRA's theoretical arrival time).
+    next_at: Option<Instant>,
+    stats: RateStats,
+}
+
+/// A token bucket for one connection.
+#[derive(Debug)]
+pub struct RateBudget {
+    limit: RateLimit,
+    bucket: Mutex<Bucket>,
+}
+
+impl RateBudget {
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            bucket: Mutex::new(Bucket {
+                next_at: None,
+                stats: RateStats::default(),
+            }),
+        }
+    }
+
+    pub fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    /// Waits until one more request fits the budget. Cancel-safe in the sense that matters here: a dropped
+    /// waiter keeps its reserved slot, which only delays later callers by one interval.
+    pub async fn acquire(&self) {
+        let wait = self.reserve(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Reserves the next slot and returns how long to wait for it.
+    fn reserve(&self, now: Instant) -> Duration {
+        let interval = self.limit.interval();
+        // How far ahead of schedule an idle budget may run: `burst - 1` intervals.
+        let tolerance = interval * self.limit.burst.max(1).saturating_sub(1);
+        let mut bucket = self.bucket.lock().expect("rate budget lock");
+        let scheduled = bucket.next_at.map_or(now, |at| at.max(now));
+        let allowed_at = scheduled.checked_sub(tolerance).unwrap_or(now);
+        let wait = allowed_at.saturating_duration_since(now);
+        bucket.next_at = Some(scheduled + interval);
+        bucket.stats.granted += 1;
+        if !wait.is_zero() {
+            bucket.stats.waited += 1;
+            bucket.stats.total_wait += wait;
+        }
+        wait
+    }
+
+    pub fn stats(&self) -> RateStats {
+        self.bucket.lock().expect("rate budget lock").stats
+    }
+}
+
+/// The budgets of the connections being fetched, by connection id. A budget lives as long as a fetch (or a
+/// caller) holds it, so concurrent data types of one connection share it and idle connections cost nothing.
+#[derive(Debug, Default)]
+pub struct RateBudgets {
+    limits: RateLimits,
+    budgets: Mutex<HashMap<String, Weak<RateBudget>>>,
+}
+
+impl RateBudgets {
+    pub fn new(limits: RateLimits) -> Self {
+        Self {
+            limits,
+            budgets: Mutex::default(),
+        }
+    }
+
+    /// The budget of this connection, created at its platform's rate when none is in use.
+    pub fn budget(&self, connection_id: &str, platform_id: &str) -> Arc<RateBudget> {
+        let mut budgets = self.budgets.lock().expect("rate budgets lock");
+        if let Some(budget) = budgets.get(connection_id).and_then(Weak::upgrade) {
+            return budget;
+        }
+        // Forget budgets nobody holds any more before adding one.
+        budgets.retain(|_, budget| budget.strong_count() > 0);
+        let budget = Arc::new(RateBudget::new(self.limits.for_platform(platform_id)));
+        budgets.insert(connection_id.to_owned(), Arc::downgrade(&budget));
+        budget
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn paces_requests_at_the_rate() {
+        let budget = RateBudget::new(RateLimit::per_second(20.0));
+        let start = Instant::now();
+        for _ in 0..40 {
+            budget.acquire().await;
+        }
+        // The first goes at once, the other 39 one interval (50 ms) apart: 1.95 s of (virtual) time.
+        assert_eq!(start.elapsed(), Duration::from_millis(1950));
+        let stats = budget.stats();
+        assert_eq!(stats.granted, 40);
+        assert_eq!(stats.waited, 39);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_goes_out_at_once_then_the_rate_applies() {
+        let budget = RateBudget::new(RateLimit::per_second(10.0).with_burst(5));
+        let start = Instant::now();
+        for _ in 0..5 {
+            budget.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        budget.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        assert_eq!(budget.stats().waited, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_budget() {
+        let budgets =
+            RateBudgets::new(RateLimits::default().with("stripe", RateLimit::per_second(20.0)));
+        let a = budgets.budget("conn-1", "stripe");
+        let b = budgets.budget("conn-1", "stripe");
+        let other = budgets.budget("conn-2", "stripe");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &other));
+        let start = Instant::now();
+        let run = |budget: Arc<RateBudget>| async move {
+            for _ in 0..20 {
+                budget.acquire().await;
+            }
+        };
+        tokio::join!(run(a.clone()), run(b.clone()));
+        // 40 requests through one budget take as long as 40 sequential ones.
+        assert_eq!(start.elapsed(), Duration::from_millis(1950));
+        assert_eq!(a.stats().granted, 40);
+        assert_eq!(other.stats().granted, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_budget_does_not_bank_more_than_its_burst() {
+        let budget = RateBudget::new(RateLimit::per_second(10.0).with_burst(2));
+        budget.acquire().await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let start = Instant::now();
+        for _ in 0..3 {
+            budget.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn unlimited_never_waits() {
+        let budget = RateBudget::new(RateLimit::unlimited());
+        let now = Instant::now();
+        for _ in 0..1000 {
+            assert_eq!(budget.reserve(now), Duration::ZERO);
+        }
+        assert_eq!(budget.stats().waited, 0);
+    }
+
+    #[test]
+    fn budgets_are_forgotten_when_unused() {
+        let budgets = RateBudgets::default();
+        let first = budgets.budget("conn", "keap");
+        first.reserve(Instant::now());
+        drop(first);
+        assert_eq!(budgets.budget("conn", "keap").stats().granted, 0);
+    }
+
+    #[test]
+    fn limits_parse_and_override() {
+        assert_eq!(RateLimit::parse("25/s"), Some(RateLimit::per_second(25.0)));
+        assert_eq!(RateLimit::parse("unlimited"), Some(RateLimit::unlimited()));
+        assert_eq!(RateLimit::parse("-1"), None);
+        assert_eq!(RateLimit::parse("fast"), None);
+        let limits = RateLimits::from_lookup(|key| {
+            (key == "LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT").then(|| "100".to_owned())
+        });
+        assert_eq!(limits.for_platform("stripe").per_second, 100.0);
+        assert_eq!(limits.for_platform("hubspot").per_second, 10.0);
+        assert_eq!(limits.for_platform("zendesk").per_second, 5.0);
+    }
+}

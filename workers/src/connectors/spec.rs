@@ -1,0 +1,325 @@
+//! Which endpoint serves each (platform, data type), where its records are, how it pages and whether it can be
+//! fetched incrementally: data, in the style of the platform catalog, read by the generic fetch loop.
+//!
+//! Paths are relative to the platform's API base (the catalog's `api_base_url`, or its
+//! `LISTBACKUP_PLATFORM_<ID>_API_URL` override): Stripe `…/v1`, Keap `…/crm/rest/v1`, HubSpot the host root.
+
+/// How a list endpoint pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pagination {
+    /// Stripe: `limit` + `starting_after=<id of the last record>`, while the body says `has_more`.
+    /// Keyset pagination by id: records created or deleted meanwhile never shift a page.
+    StartingAfter,
+    /// HubSpot CRM v3: `limit` + `after=<paging.next.after>`; the last page has no `paging.next`.
+    NextAfter,
+    /// Keap REST v1: `limit` + `offset`. Keap always sends a `next` URL, even past the end, so a page shorter
+    /// than `limit` is what ends the list (the `next` URL is not followed: it names Keap's host, and the
+    /// credentials must not go wherever a response body points).
+    Offset,
+    /// One request returns the whole list.
+    Single,
+}
+
+/// How a data type is fetched incrementally: what the request filters on and which record field tells when a
+/// record last changed. Only offered where the filter catches every change (creations *and* updates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incremental {
+    /// Stripe objects that never change once created (the event log, balance transactions):
+    /// `created[gte]=<unix seconds>` on the list, the record's `created`.
+    StripeCreated,
+    /// HubSpot CRM objects: `POST <path>/search` filtering `<property> GTE <epoch ms>`, sorted ascending by it;
+    /// the record's `updatedAt` (the same instant as the property).
+    HubSpotSearch { property: &'static str },
+    /// Keap: `since=<ISO 8601>` filters on the last update; the record's `last_updated`.
+    KeapSince,
+}
+
+impl Incremental {
+    /// The name stored in the cursor, so a cursor is never applied to a data type it was not made for.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Incremental::StripeCreated => "created",
+            Incremental::HubSpotSearch { property } => property,
+            Incremental::KeapSince => "last_updated",
+        }
+    }
+
+    /// The record field holding the change time.
+    pub(crate) fn record_field(&self) -> &'static str {
+        match self {
+            Incremental::StripeCreated => "created",
+            Incremental::HubSpotSearch { .. } => "updatedAt",
+            Incremental::KeapSince => "last_updated",
+        }
+    }
+}
+
+/// One list endpoint of a data type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub path: &'static str,
+    /// A `(field, value)` added to every record that lacks the field, for data types read from several
+    /// endpoints whose records do not say which one they came from (HubSpot pipelines of deals and tickets).
+    pub tag: Option<(&'static str, &'static str)>,
+}
+
+/// How to fetch one data type of one platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataTypeSpec {
+    pub platform: &'static str,
+    pub data_type: &'static str,
+    /// Fetched in order; most data types have one.
+    pub endpoints: &'static [Endpoint],
+    /// The top-level field of the response body holding the array of records.
+    pub records_field: &'static str,
+    pub pagination: Pagination,
+    /// Records per request (each platform's maximum or the documented sweet spot).
+    pub page_size: u32,
+    /// Fixed query parameters, e.g. Stripe subscriptions' `status=all` (the default hides cancelled ones).
+    pub query: &'static [(&'static str, &'static str)],
+    pub incremental: Option<Incremental>,
+}
+
+/// One or more untagged endpoints (a macro: a `const fn` cannot return a slice of its arguments).
+macro_rules! endpoints {
+    ($($path:literal),+) => { &[$(Endpoint { path: $path, tag: None }),+] };
+}
+
+const fn stripe(
+    data_type: &'static str,
+    endpoints: &'static [Endpoint],
+    query: &'static [(&'static str, &'static str)],
+    incremental: Option<Incremental>,
+) -> DataTypeSpec {
+    DataTypeSpec {
+        platform: "stripe",
+        data_type,
+        endpoints,
+        records_field: "data",
+        pagination: Pagination::StartingAfter,
+        page_size: 100,
+        query,
+        incremental,
+    }
+}
+
+/// A HubSpot CRM v3 object (`/crm/v3/objects/<type>`), incremental through the search API.
+const fn hubspot_object(
+    data_type: &'static str,
+    endpoints: &'static [Endpoint],
+    modified_property: &'static str,
+) -> DataTypeSpec {
+    DataTypeSpec {
+        platform: "hubspot",
+        data_type,
+        endpoints,
+        records_field: "results",
+        pagination: Pagination::NextAfter,
+        page_size: 100,
+        query: &[("archived", "false")],
+        incremental: Some(Incremental::HubSpotSearch {
+            property: modified_property,
+        }),
+    }
+}
+
+/// A Keap REST v1 list: `{"<data type>": [...], "count": n, "next": url, "previous": url}`.
+const fn keap(
+    data_type: &'static str,
+    endpoints: &'static [Endpoint],
+    incremental: Option<Incremental>,
+) -> DataTypeSpec {
+    DataTypeSpec {
+        platform: "keap",
+        data_type,
+        endpoints,
+        records_field: data_type,
+        pagination: Pagination::Offset,
+        page_size: 200,
+        query: &[],
+        incremental,
+    }
+}
+
+/// HubSpot contacts name their modification property differently from every other object.
+const CONTACTS_MODIFIED: &str = "lastmodifieddate";
+const MODIFIED: &str = "hs_lastmodifieddate";
+
+pub static SPECS: &[DataTypeSpec] = &[
+    // Stripe: every list is newest first, at most 100 per page. Only immutable objects are incremental:
+    // a `created` filter would miss updates to a customer or an invoice.
+    stripe("customers", endpoints!("/customers"), &[], None),
+    stripe("charges", endpoints!("/charges"), &[], None),
+    stripe("invoices", endpoints!("/invoices"), &[], None),
+    stripe(
+        "subscriptions",
+        endpoints!("/subscriptions"),
+        &[("status", "all")],
+        None,
+    ),
+    stripe("products", endpoints!("/products"), &[], None),
+    stripe("prices", endpoints!("/prices"), &[], None),
+    stripe("payment_intents", endpoints!("/payment_intents"), &[], None),
+    stripe("refunds", endpoints!("/refunds"), &[], None),
+    stripe("disputes", endpoints!("/disputes"), &[], None),
+    stripe("payouts", endpoints!("/payouts"), &[], None),
+    stripe(
+        "balance_transactions",
+        endpoints!("/balance_transactions"),
+        &[],
+        Some(Incremental::StripeCreated),
+    ),
+    stripe(
+        "events",
+        endpoints!("/events"),
+        &[],
+        Some(Incremental::StripeCreated),
+    ),
+    stripe("coupons", endpoints!("/coupons"), &[], None),
+    stripe("credit_notes", endpoints!("/credit_notes"), &[], None),
+    // HubSpot CRM v3 objects, in id order, at most 100 per page.
+    hubspot_object(
+        "contacts",
+        endpoints!("/crm/v3/objects/contacts"),
+        CONTACTS_MODIFIED,
+    ),
+    hubspot_object(
+        "companies",
+        endpoints!("/crm/v3/objects/companies"),
+        MODIFIED,
+    ),
+    hubspot_object("deals", endpoints!("/crm/v3/objects/deals"), MODIFIED),
+    hubspot_object("tickets", endpoints!("/crm/v3/objects/tickets"), MODIFIED),
+    hubspot_object("products", endpoints!("/crm/v3/objects/products"), MODIFIED),
+    hubspot_object(
+        "line_items",
+        endpoints!("/crm/v3/objects/line_items"),
+        MODIFIED,
+    ),
+    hubspot_object("quotes", endpoints!("/crm/v3/objects/quotes"), MODIFIED),
+    hubspot_object("notes", endpoints!("/crm/v3/objects/notes"), MODIFIED),
+    hubspot_object("calls", endpoints!("/crm/v3/objects/calls"), MODIFIED),
+    hubspot_object("emails", endpoints!("/crm/v3/objects/emails"), MODIFIED),
+    hubspot_object("meetings", endpoints!("/crm/v3/objects/meetings"), MODIFIED),
+    hubspot_object("tasks", endpoints!("/crm/v3/objects/tasks"), MODIFIED),
+    DataTypeSpec {
+        platform: "hubspot",
+        data_type: "owners",
+        endpoints: endpoints!("/crm/v3/owners"),
+        records_field: "results",
+        pagination: Pagination::NextAfter,
+        page_size: 100,
+        query: &[("archived", "false")],
+        incremental: None,
+    },
+    DataTypeSpec {
+        platform: "hubspot",
+        data_type: "pipelines",
+        endpoints: &[
+            Endpoint {
+                path: "/crm/v3/pipelines/deals",
+                tag: Some(("objectType", "deals")),
+            },
+            Endpoint {
+                path: "/crm/v3/pipelines/tickets",
+                tag: Some(("objectType", "tickets")),
+            },
+        ],
+        records_field: "results",
+        pagination: Pagination::Single,
+        page_size: 0,
+        query: &[],
+        incremental: None,
+    },
+    // Keap REST v1: offset pagination, records under the data type's own name. Only contacts can be
+    // filtered by last update (`since`); the other lists' date filters are on creation or due dates.
+    keap(
+        "contacts",
+        endpoints!("/contacts"),
+        Some(Incremental::KeapSince),
+    ),
+    keap("companies", endpoints!("/companies"), None),
+    keap("opportunities", endpoints!("/opportunities"), None),
+    keap("orders", endpoints!("/orders"), None),
+    keap("subscriptions", endpoints!("/subscriptions"), None),
+    keap("transactions", endpoints!("/transactions"), None),
+    keap("products", endpoints!("/products"), None),
+    keap("tags", endpoints!("/tags"), None),
+    keap("tasks", endpoints!("/tasks"), None),
+    keap("notes", endpoints!("/notes"), None),
+    keap("emails", endpoints!("/emails"), None),
+    keap("appointments", endpoints!("/appointments"), None),
+    keap("campaigns", endpoints!("/campaigns"), None),
+    keap("users", endpoints!("/users"), None),
+];
+
+/// The spec of a data type, if ListBackup can fetch it.
+pub fn find(platform_id: &str, data_type: &str) -> Option<&'static DataTypeSpec> {
+    SPECS
+        .iter()
+        .find(|s| s.platform == platform_id && s.data_type == data_type)
+}
+
+/// The data types of a platform that support incremental fetches.
+pub fn incremental_data_types(platform_id: &str) -> impl Iterator<Item = &'static str> + '_ {
+    SPECS
+        .iter()
+        .filter(move |s| s.platform == platform_id && s.incremental.is_some())
+        .map(|s| s.data_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use listbackup_domain::platform;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_catalog_data_type_of_the_three_platforms_is_mapped() {
+        for id in ["stripe", "hubspot", "keap"] {
+            let platform = platform::find(id).unwrap();
+            for dt in platform.data_types {
+                assert!(
+                    find(id, dt.name).is_some(),
+                    "{id}/{} is not mapped",
+                    dt.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn specs_name_catalog_data_types_once() {
+        let mut seen = BTreeSet::new();
+        for spec in SPECS {
+            let platform = platform::find(spec.platform).unwrap();
+            assert!(
+                platform.data_type(spec.data_type).is_some(),
+                "{}/{} is not in the catalog",
+                spec.platform,
+                spec.data_type
+            );
+            assert!(seen.insert((spec.platform, spec.data_type)));
+            assert!(!spec.endpoints.is_empty());
+            for endpoint in spec.endpoints {
+                assert!(endpoint.path.starts_with('/'));
+            }
+            if spec.pagination != Pagination::Single {
+                assert!(spec.page_size > 0);
+            }
+        }
+    }
+
+    #[test]
+    fn incremental_data_types_are_listed() {
+        assert_eq!(
+            incremental_data_types("stripe").collect::<Vec<_>>(),
+            ["balance_transactions", "events"]
+        );
+        assert_eq!(
+            incremental_data_types("keap").collect::<Vec<_>>(),
+            ["contacts"]
+        );
+        assert_eq!(incremental_data_types("hubspot").count(), 12);
+    }
+}
