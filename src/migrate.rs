@@ -16,6 +16,11 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_read_models",
         include_str!("../migrations/0003_read_models.sql"),
     ),
+    (
+        "0004_sources",
+        include_str!("../migrations/0004_sources.sql"),
+    ),
+    ("0005_oauth", include_str!("../migrations/0005_oauth.sql")),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

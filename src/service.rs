@@ -93,6 +93,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let event_store = sqlx::postgres::PgPoolOptions::new()
         .max_connections(config.db_pool_size as u32)
+        // No ping before every use: a broken connection fails its statement, which surfaces as UNAVAILABLE
+        // (retryable) and makes the pool drop it. The ping was one round trip on every command.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect(&config.database_url)
         .await?;
@@ -107,6 +110,28 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     }
 
     let committed = Arc::new(Notify::new());
+    let oauth = Arc::new(listbackup_commands::oauth::OauthService::new(
+        CommandBus::new(event_store.clone(), (), committed.clone()),
+        vault.clone(),
+        db.clone(),
+        config.oauth.clone(),
+        config.platforms.clone(),
+    ));
+    // Sources and source groups (issue 4); the membership saga gets its own handle on the same stores.
+    macro_rules! bus {
+        () => {
+            CommandBus::new(event_store.clone(), (), committed.clone())
+        };
+    }
+    let sources = listbackup_commands::sources::SourceCommands::new(bus!(), bus!());
+    let source_groups =
+        listbackup_commands::source_groups::SourceGroupCommands::new(bus!(), bus!());
+    let saga_sources = Arc::new(listbackup_commands::sources::SourceCommands::new(
+        bus!(),
+        bus!(),
+    ));
+    let saga_groups =
+        Arc::new(listbackup_commands::source_groups::SourceGroupCommands::new(bus!(), bus!()));
     let connections = ConnectionCommands::new(
         CommandBus::new(event_store, (), committed.clone()),
         vault,
@@ -135,10 +160,19 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         let relay = Relay::new(db.clone(), nats.clone(), names);
         background.push(tokio::spawn(relay.run(shutdown.clone())));
     }
+    // Renews OAuth access tokens expiring within 15 minutes (one refresh per connection across processes).
+    background.push(tokio::spawn(oauth.clone().run_refresher(shutdown.clone())));
+    // Source and connection deletions cascade (issue 4), driven by the event log.
+    let source_sagas =
+        listbackup_workers::sagas::SourceSagas::new(db.clone(), saga_groups, saga_sources);
+    background.push(tokio::spawn(source_sagas.run(shutdown.clone())));
 
     let state = AppState {
         db,
         connections,
+        sources,
+        source_groups,
+        oauth,
         projected,
         nats,
     };

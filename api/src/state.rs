@@ -11,9 +11,29 @@ pub struct AppState {
     /// The read side's pool (tokio-postgres): read models, idempotency keys, health.
     pub db: deadpool_postgres::Pool,
     pub connections: ConnectionCommands,
+    /// Sources and source groups (issue 4).
+    pub sources: listbackup_commands::sources::SourceCommands,
+    pub source_groups: listbackup_commands::source_groups::SourceGroupCommands,
+    /// OAuth flow and token lifecycle (issue 3).
+    pub oauth: std::sync::Arc<listbackup_commands::oauth::OauthService>,
     pub projected: ProjectedWatch,
     /// Present when NATS is configured; readiness requires it connected.
     pub nats: Option<async_nats::Client>,
+}
+
+/// Maps a command error for a request that may carry `If-Match`: with it, losing an optimistic-concurrency
+/// race to a concurrent writer means the version the client named is no longer current, so 412, like any
+/// other version mismatch; without it, the usual 409 VERSION_CONFLICT.
+pub fn command_error(err: CommandError, if_match: Option<u64>) -> ApiError {
+    match (err, if_match) {
+        (CommandError::Concurrency, Some(expected)) => ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!(
+                "If-Match names version {expected}, but another request changed the resource first"
+            ),
+        ),
+        (err, _) => err.into(),
+    }
 }
 
 impl From<CommandError> for ApiError {

@@ -4,7 +4,11 @@
 pub mod bus;
 pub mod connections;
 pub mod metadata;
+pub mod oauth;
 pub mod platform_client;
+pub mod retry;
+pub mod source_groups;
+pub mod sources;
 pub mod vault;
 
 pub use bus::{CommandBus, CommandError, Committed};

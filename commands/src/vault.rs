@@ -278,13 +278,18 @@ impl CredentialVault {
         let key = &self.keys.current;
         let sealed = seal(key, account_id, connection_id, secret)?;
         let client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO credential_vault (account_id, connection_id, key_id, nonce, ciphertext, fingerprint)
+        // Prepared once per pooled connection: this runs on every connection create and credential change.
+        let insert = client.prepare_cached(
+            "INSERT INTO credential_vault (account_id, connection_id, key_id, nonce, ciphertext, fingerprint)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (account_id, connection_id) DO UPDATE SET
                      key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
                      fingerprint = EXCLUDED.fingerprint, updated_at = now()",
+        )
+        .await?;
+        client
+            .execute(
+                &insert,
                 &[
                     &account_id,
                     &connection_id,
@@ -325,12 +330,14 @@ impl CredentialVault {
         connection_id: &str,
     ) -> Result<Option<SecretCredentials>, VaultError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
+        let select = client
+            .prepare_cached(
                 "SELECT key_id, nonce, ciphertext FROM credential_vault
                  WHERE account_id = $1 AND connection_id = $2",
-                &[&account_id, &connection_id],
             )
+            .await?;
+        let row = client
+            .query_opt(&select, &[&account_id, &connection_id])
             .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -516,7 +523,7 @@ fn open(
 }
 
 /// HMAC-SHA256 (RFC 2104), written out over sha2 to avoid another dependency.
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     const BLOCK: usize = 64;
     // Keys longer than a block are hashed first; shorter ones are zero-padded.
     let mut block_key = Zeroizing::new([0u8; BLOCK]);

@@ -6,6 +6,8 @@ pub mod connection;
 pub mod error;
 pub mod job;
 pub mod platform;
+pub mod source;
+pub mod source_group;
 pub mod values;
 
 pub use error::{DomainError, ErrorKind};

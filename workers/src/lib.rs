@@ -1,8 +1,10 @@
 //! Everything that runs beside the API and reacts to the event log: the relay that publishes committed events
 //! to NATS JetStream (and, with issue 5, the backup workers and the scheduler).
 
+pub mod connectors;
 pub mod names;
 pub mod relay;
+pub mod sagas;
 pub mod storage;
 
 pub use names::NatsNames;

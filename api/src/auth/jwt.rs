@@ -58,7 +58,10 @@ impl std::fmt::Debug for AuthConfig {
     /// Never prints the HS256 secret: configuration gets logged when things go wrong.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthConfig")
-            .field("hs256_secret", &self.hs256_secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "[redacted]"),
+            )
             .field("jwks_url", &self.jwks_url)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)

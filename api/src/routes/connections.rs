@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_version;
+use crate::consistency::wait_for_aggregate;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{etag, if_match, resource_id, JsonBody, NoParams, QueryParams};
 use crate::idempotency::{self, Idempotency};
@@ -131,7 +131,7 @@ async fn read_back(
     connection_id: &str,
     version: u64,
 ) -> Result<Option<ConnectionView>, ApiError> {
-    wait_for_version(&state.projected, version, || async {
+    wait_for_aggregate(&state.projected, connection_id, version, || async {
         let client = state.db.get().await?;
         Ok(read::projected_version(&client, connection_id).await?)
     })
@@ -352,11 +352,19 @@ pub async fn remove(
     req: HttpRequest,
     principal: Principal,
     path: web::Path<String>,
-    QueryParams(_params): QueryParams<DeleteParams>,
+    QueryParams(params): QueryParams<DeleteParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let id = resource_id(&path, "connection")?;
     let expected = if_match(&req)?;
+    // Issue 4: 409 while live sources use the connection; `?cascade=true` deletes them first.
+    crate::routes::sources::before_connection_delete(
+        &state,
+        &metadata(&req, &principal),
+        &id,
+        params.cascade.unwrap_or(false),
+    )
+    .await?;
     let committed = state
         .connections
         .delete(&metadata(&req, &principal), &id, expected)
@@ -378,6 +386,18 @@ pub async fn test(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let id = resource_id(&path, "connection")?;
+    // OAuth: an access token about to expire is refreshed before use (a no-op for API-key connections).
+    if let Err(err) = state
+        .oauth
+        .ensure_fresh(
+            &metadata(&req, &principal),
+            &id,
+            listbackup_commands::oauth::USE_WINDOW,
+        )
+        .await
+    {
+        tracing::warn!(connection_id = %id, error = %err, "token refresh before the test failed");
+    }
     let outcome = state
         .connections
         .test(&metadata(&req, &principal), &id)

@@ -2,7 +2,10 @@
 
 pub mod connections;
 pub mod health;
+pub mod oauth;
 pub mod platforms;
+pub mod source_groups;
+pub mod sources;
 
 use actix_web::{HttpMessage, HttpRequest};
 

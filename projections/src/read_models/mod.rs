@@ -1,6 +1,8 @@
 //! The read-model tables, one module each. `apply` routes an event to the model that folds it.
 
 pub mod connections;
+pub mod source_groups;
+pub mod sources;
 
 use deadpool_postgres::GenericClient;
 
@@ -11,6 +13,10 @@ use crate::{ReadError, StoredEvent};
 pub async fn apply(client: &impl GenericClient, event: &StoredEvent) -> Result<(), ReadError> {
     match event.aggregate_type.as_str() {
         listbackup_domain::connection::AGGREGATE_TYPE => connections::apply(client, event).await,
+        listbackup_domain::source::AGGREGATE_TYPE => sources::apply(client, event).await,
+        listbackup_domain::source_group::AGGREGATE_TYPE => {
+            source_groups::apply(client, event).await
+        }
         _ => Ok(()),
     }
 }
@@ -18,5 +24,8 @@ pub async fn apply(client: &impl GenericClient, event: &StoredEvent) -> Result<(
 /// Empties every read model, for a rebuild.
 pub async fn truncate_all(client: &impl GenericClient) -> Result<(), ReadError> {
     client.batch_execute("TRUNCATE read_connections").await?;
+    client
+        .batch_execute("TRUNCATE read_sources, read_source_groups, read_source_group_members")
+        .await?;
     Ok(())
 }
