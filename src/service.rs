@@ -12,6 +12,7 @@ use listbackup_commands::platform_client::PlatformClient;
 use listbackup_commands::vault::{CredentialVault, MasterKeys};
 use listbackup_commands::CommandBus;
 use listbackup_projections::Projector;
+use listbackup_workers::connectors::Connector;
 use listbackup_workers::{NatsNames, Relay};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -136,7 +137,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         CommandBus::new(event_store, (), committed.clone()),
         vault,
         PlatformClient::new(config.platforms.clone()),
-    );
+    )
+    // Source tests sample one page per data type through the workers' connectors.
+    .with_sampler(Arc::new(Connector::new(config.platforms.clone())));
     let projector = Projector::new(db.clone(), committed);
     let projected = projector.watch();
 

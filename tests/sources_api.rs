@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::platform_emulator::PlatformEmulator;
+use support::platform_api::PlatformApi;
 use support::{problem_code, wait_until, TestApp};
 
 async fn connection(app: &TestApp, token: &str) -> String {
@@ -541,13 +541,15 @@ async fn fifty_concurrent_puts_with_one_if_match_one_wins() {
 }
 
 #[tokio::test]
-async fn testing_a_source_tests_its_connection() {
-    let emulator = PlatformEmulator::start().await;
-    emulator.accept("stripe", json!({"secretKey": "sk_test_good"}));
+async fn testing_a_source_tests_its_connection_and_samples_each_data_type() {
+    let platform = PlatformApi::start().await;
+    platform.accept("stripe", "sk_test_good");
+    platform.seed("stripe", "customers", 7);
+    platform.seed("stripe", "invoices", 0);
     let app = TestApp::spawn_with(|c| {
         c.insert(
             "LISTBACKUP_PLATFORM_STRIPE_API_URL".into(),
-            emulator.api_url("stripe"),
+            platform.api_url("stripe"),
         );
     })
     .await;
@@ -558,12 +560,10 @@ async fn testing_a_source_tests_its_connection() {
         .as_str()
         .unwrap()
         .to_owned();
-    let stripe = listbackup_domain::platform::find("stripe").unwrap();
-    let picked = stripe.data_types[0].name;
     let source = create_source(
         &app,
         &token,
-        json!({"connectionId": c, "name": "s", "dataTypes": [picked]}),
+        json!({"connectionId": c, "name": "s", "dataTypes": ["customers", "invoices"]}),
     )
     .await;
     let response = app
@@ -576,8 +576,23 @@ async fn testing_a_source_tests_its_connection() {
     assert_eq!(response.status(), 200);
     let result: Value = response.json().await.unwrap();
     assert_eq!(result["ok"], true, "{result}");
-    assert_eq!(result["dataTypes"].as_array().unwrap().len(), 1);
-    assert_eq!(result["dataTypes"][0]["name"], picked);
+    let by_name = |name: &str| {
+        result["dataTypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_name("customers")["ok"], true);
+    assert_eq!(by_name("customers")["sampleCount"], 7);
+    assert_eq!(by_name("invoices")["sampleCount"], 0);
+    assert_eq!(
+        platform.hits("/stripe/v1/customers"),
+        1,
+        "one page, no more"
+    );
     // Nothing about the source is stored: its version does not move.
     let view: Value = app
         .get(&format!("/sources/{}", id_of(&source)), &token)
@@ -586,16 +601,29 @@ async fn testing_a_source_tests_its_connection() {
         .await
         .unwrap();
     assert_eq!(view["version"], 1);
-    wait_until(Duration::from_secs(5), "the test is recorded", || async {
-        let v: Value = app
-            .get(&format!("/connections/{c}"), &token)
-            .await
-            .json()
-            .await
-            .unwrap();
-        v["lastTest"]["ok"] == true
-    })
-    .await;
+    let connection: Value = app
+        .get(&format!("/connections/{c}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(connection["lastTest"]["ok"], true);
+
+    // A key the platform no longer accepts fails the test, per data type too, without echoing the key.
+    platform.revoke("stripe", "sk_test_good");
+    let result: Value = app
+        .post(
+            &format!("/sources/{}/test", id_of(&source)),
+            &token,
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["dataTypes"][0]["ok"], false);
+    assert!(!result.to_string().contains("sk_test_good"));
     app.stop().await;
 }
 

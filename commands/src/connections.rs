@@ -8,9 +8,12 @@ use listbackup_domain::connection::{
 use listbackup_domain::platform::{AuthType, Credentials, Platform, PlatformId};
 use listbackup_domain::values::{AccountId, CredentialRef, DisplayName};
 
+use std::sync::Arc;
+
 use crate::bus::{CommandBus, CommandError, Committed};
 use crate::metadata::EventMetadata;
 use crate::platform_client::PlatformClient;
+use crate::sampling::{DataTypeSample, DataTypeSampler, NoSampler};
 use crate::vault::{CredentialVault, SecretCredentials, VaultError};
 
 /// A new API-key connection, parsed and validated against the catalog by the caller.
@@ -35,6 +38,7 @@ pub struct ConnectionCommands {
     bus: CommandBus<Connection>,
     vault: CredentialVault,
     platforms: PlatformClient,
+    sampler: Arc<dyn DataTypeSampler>,
 }
 
 impl From<VaultError> for CommandError {
@@ -54,7 +58,43 @@ impl ConnectionCommands {
             bus,
             vault,
             platforms,
+            sampler: Arc::new(NoSampler),
         }
+    }
+
+    /// Uses `sampler` to fetch sample pages of data types (the workers' connectors, in `serve`).
+    pub fn with_sampler(self, sampler: Arc<dyn DataTypeSampler>) -> Self {
+        Self { sampler, ..self }
+    }
+
+    /// Fetches one page of each data type with the connection's stored credentials; nothing is stored and
+    /// nothing is recorded. The secret never leaves this call.
+    pub async fn sample(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        data_types: &[String],
+    ) -> Result<Vec<DataTypeSample>, CommandError> {
+        let (connection, _) = self.live(metadata, connection_id).await?;
+        let platform: &'static Platform = PlatformId::parse(connection.platform_id())
+            .ok_or_else(|| CommandError::Store("connection names an unknown platform".into()))?
+            .platform();
+        let secret = self
+            .vault
+            .load(&metadata.account_id, connection_id)
+            .await?
+            .ok_or_else(|| {
+                CommandError::Store("the connection's credentials are missing".into())
+            })?;
+        let mut samples = Vec::with_capacity(data_types.len());
+        for data_type in data_types {
+            samples.push(
+                self.sampler
+                    .sample(platform, connection_id, secret.expose(), data_type)
+                    .await,
+            );
+        }
+        Ok(samples)
     }
 
     pub fn vault(&self) -> &CredentialVault {

@@ -7,6 +7,7 @@ pub mod metadata;
 pub mod oauth;
 pub mod platform_client;
 pub mod retry;
+pub mod sampling;
 pub mod source_groups;
 pub mod sources;
 pub mod vault;

@@ -205,6 +205,13 @@ impl PlatformApi {
             .insert(secret.to_owned());
     }
 
+    /// Stops accepting this secret, as a platform does when a key is rolled or revoked.
+    pub fn revoke(&self, platform: &str, secret: &str) {
+        if let Some(accepted) = self.state().accepted.get_mut(platform) {
+            accepted.remove(secret);
+        }
+    }
+
     /// Replaces the data set with `n` records created now, one every 500 ms.
     pub fn seed(&self, platform: &str, data_type: &str, n: u64) {
         let mut state = self.state();
@@ -356,6 +363,12 @@ async fn handle(
             let Some(data_type) = rest.strip_prefix("/v1/").filter(|t| !t.contains('/')) else {
                 return stripe_not_found(&rest);
             };
+            // The account endpoint the connection test calls (`GET /v1/account`).
+            if data_type == "account" && req.method() == Method::GET {
+                return HttpResponse::Ok().json(json!({
+                    "id": "acct_1EmulatedAcct01", "object": "account", "email": "owner@example.com",
+                    "charges_enabled": true, "country": "US", "default_currency": "usd"}));
+            }
             if req.method() != Method::GET || !STRIPE_PREFIXES.iter().any(|(t, _)| *t == data_type)
             {
                 return stripe_not_found(&rest);

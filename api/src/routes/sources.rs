@@ -80,8 +80,9 @@ pub struct SourceList {
 #[serde(rename_all = "camelCase")]
 pub struct DataTypeCheck {
     pub name: String,
-    pub ok: bool,
-    /// Records seen on the first page; `null` when the data type was not sampled.
+    /// Whether the first page could be fetched; `null` when the data type has no connector yet.
+    pub ok: Option<bool>,
+    /// Records on the first page; `null` when the data type was not sampled.
     pub sample_count: Option<u64>,
     pub message: String,
 }
@@ -405,9 +406,9 @@ pub async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Tests the source's connection with its stored credentials (recorded on the connection as
-/// ConnectionTested). Per-data-type sampling needs the platform connectors (issue 5): until then each data
-/// type reports the connection's outcome with `sampleCount: null`.
+/// Tests the source: its connection's test endpoint with the stored credentials (recorded on the connection
+/// as ConnectionTested), then one page of each selected data type, counted and not stored. A data type with
+/// no connector yet reports `ok: null`.
 #[utoipa::path(tag = "sources", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = SourceTestResponse), (status = 404, body = crate::error::Problem)))]
 #[post("/sources/{id}/test")]
@@ -435,22 +436,22 @@ pub async fn test(
         tracing::warn!(%connection_id, error = %err, "token refresh before the source test failed");
     }
     let outcome = state.connections.test(&meta, &connection_id).await?;
-    let data_types = source
-        .data_types()
-        .iter()
-        .map(|name| DataTypeCheck {
-            name: name.clone(),
-            ok: outcome.ok,
-            sample_count: None,
-            message: if outcome.ok {
-                "the connection works; this data type was not sampled".into()
-            } else {
-                outcome.message.clone()
-            },
+    let samples = state
+        .connections
+        .sample(&meta, &connection_id, source.data_types())
+        .await?;
+    let all_sampled_ok = samples.iter().all(|s| s.ok != Some(false));
+    let data_types = samples
+        .into_iter()
+        .map(|s| DataTypeCheck {
+            name: s.data_type,
+            ok: s.ok,
+            sample_count: s.sample_count,
+            message: s.message,
         })
         .collect();
     Ok(HttpResponse::Ok().json(SourceTestResponse {
-        ok: outcome.ok,
+        ok: outcome.ok && all_sampled_ok,
         checked_at: outcome.checked_at,
         latency_ms: outcome.latency_ms,
         message: outcome.message,

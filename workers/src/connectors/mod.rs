@@ -20,6 +20,7 @@
 //! ```
 
 pub mod rate;
+mod sampler;
 pub mod spec;
 mod transport;
 
