@@ -315,8 +315,13 @@ async fn idempotency_keys_replay_the_first_response() {
     let second = send(body.clone()).await.unwrap();
     assert_eq!(second.status(), 201);
     assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let location = second.headers()["location"].to_str().unwrap().to_owned();
     let second: Value = second.json().await.unwrap();
     assert_eq!(first["connectionId"], second["connectionId"]);
+    assert_eq!(
+        location,
+        format!("/connections/{}", first["connectionId"].as_str().unwrap())
+    );
 
     let mut other = body.clone();
     other["name"] = json!("Twice");

@@ -9,7 +9,8 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
+use listbackup_projections::pagination::{decode_cursor, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -179,6 +180,29 @@ pub fn resource_id(raw: &str, what: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| ApiError::not_found(what))
+}
+
+/// Parses `?limit` and `?cursor`, adding field errors.
+pub fn page_request(
+    limit: Option<i64>,
+    cursor: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> PageRequest {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let before_id = cursor.and_then(|c| {
+        let decoded = decode_cursor(c);
+        if decoded.is_none() {
+            errors.push(FieldError::new("cursor", "is not a cursor this API issued"));
+        }
+        decoded
+    });
+    PageRequest { limit, before_id }
 }
 
 #[cfg(test)]

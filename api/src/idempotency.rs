@@ -94,18 +94,83 @@ pub async fn begin(
     }
 }
 
+/// A resource a POST created: its id, its version (the ETag) and its JSON view.
+pub struct Created {
+    pub id: String,
+    pub version: i64,
+    pub body: Value,
+}
+
+impl Created {
+    pub fn new(id: &str, version: i64, view: &impl serde::Serialize) -> Result<Self, ApiError> {
+        Ok(Self {
+            id: id.to_owned(),
+            version,
+            body: serde_json::to_value(view).map_err(ApiError::from_unexpected)?,
+        })
+    }
+}
+
+/// Runs a create at most once per `Idempotency-Key` and answers 201 with the resource, its `ETag` and its
+/// `Location` (`{collection}/{id}`); a repeat gets the same answer. Call after the body was parsed.
+pub async fn create_once<F, Fut>(
+    pool: &Pool,
+    req: &HttpRequest,
+    account_id: &str,
+    collection: &str,
+    create: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Created, ApiError>>,
+{
+    let claim = match begin(pool, req, account_id).await? {
+        Idempotency::Replay(response) => return Ok(response),
+        Idempotency::Run(claim) => Some(claim),
+        Idempotency::None => None,
+    };
+    let result = create().await.map(|created| Answer {
+        status: StatusCode::CREATED,
+        etag: Some(crate::extract::etag(created.version)),
+        location: Some(format!("{collection}/{}", created.id)),
+        body: created.body,
+    });
+    if let Some(claim) = claim {
+        claim.finish(pool, &result).await;
+    }
+    Ok(result?.respond())
+}
+
+/// A response worth replaying.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub etag: Option<String>,
+    pub location: Option<String>,
+}
+
+impl Answer {
+    fn respond(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(etag) = &self.etag {
+            response.insert_header((header::ETAG, etag.as_str()));
+        }
+        if let Some(location) = &self.location {
+            response.insert_header((header::LOCATION, location.as_str()));
+        }
+        response.json(&self.body)
+    }
+}
+
 impl Claim {
     /// Stores a final answer for replays; a failure the client may retry releases the key instead.
-    pub async fn finish(
-        self,
-        pool: &Pool,
-        result: &Result<(StatusCode, Value, Option<String>), ApiError>,
-    ) {
+    pub async fn finish(self, pool: &Pool, result: &Result<Answer, ApiError>) {
         let outcome = async {
             let client = pool.get().await?;
             match result {
-                Ok((status, body, etag)) => {
-                    let stored = json!({ "body": body, "etag": etag });
+                Ok(answer) => {
+                    let status = answer.status;
+                    let stored = json!({ "body": answer.body, "etag": answer.etag, "location": answer.location });
                     client
                         .execute(
                             "UPDATE idempotency_keys SET status = $3, response = $4 WHERE account_id = $1 AND key = $2",
@@ -136,6 +201,9 @@ fn replay(status: i16, stored: &Value) -> HttpResponse {
     response.insert_header(("Idempotent-Replayed", "true"));
     if let Some(etag) = stored.get("etag").and_then(Value::as_str) {
         response.insert_header((header::ETAG, etag));
+    }
+    if let Some(location) = stored.get("location").and_then(Value::as_str) {
+        response.insert_header((header::LOCATION, location));
     }
     response.json(stored.get("body").cloned().unwrap_or(Value::Null))
 }

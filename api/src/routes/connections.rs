@@ -5,7 +5,6 @@ use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use listbackup_commands::connections::NewApiKeyConnection;
 use listbackup_domain::platform::{self, AuthType, Credentials, PlatformId};
 use listbackup_domain::values::DisplayName;
-use listbackup_projections::pagination::{decode_cursor, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
 use listbackup_projections::read_models::connections::{
     self as read, ConnectionFilter, ConnectionView,
 };
@@ -16,8 +15,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::wait_for_aggregate;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{etag, if_match, resource_id, JsonBody, NoParams, QueryParams};
-use crate::idempotency::{self, Idempotency};
+use crate::extract::{etag, if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
+use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::AppState;
 
@@ -162,41 +161,29 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let new = parse_create(body)?;
-    let claim = match idempotency::begin(&state.db, &req, &principal.account_id).await? {
-        Idempotency::Replay(response) => return Ok(response),
-        Idempotency::Run(claim) => Some(claim),
-        Idempotency::None => None,
-    };
-    let result = async {
-        let connection_id = uuid::Uuid::now_v7().to_string();
-        let committed = state
-            .connections
-            .create_api_key(&metadata(&req, &principal), &connection_id, new)
-            .await?;
-        let view = read_back(
-            &state,
-            &principal.account_id,
-            &connection_id,
-            committed.version,
-        )
-        .await?
-        .ok_or_else(|| ApiError::from_unexpected("a created connection is missing"))?;
-        let body = serde_json::to_value(&view).map_err(ApiError::from_unexpected)?;
-        Ok((StatusCode::CREATED, body, Some(etag(view.version))))
-    }
-    .await;
-    if let Some(claim) = claim {
-        claim.finish(&state.db, &result).await;
-    }
-    let (status, body, etag) = result?;
-    let mut response = HttpResponse::build(status);
-    if let Some(etag) = etag {
-        response.insert_header((header::ETAG, etag));
-    }
-    if let Some(id) = body.get("connectionId").and_then(Value::as_str) {
-        response.insert_header((header::LOCATION, format!("/connections/{id}")));
-    }
-    Ok(response.json(body))
+    idempotency::create_once(
+        &state.db,
+        &req,
+        &principal.account_id,
+        "/connections",
+        || async {
+            let connection_id = uuid::Uuid::now_v7().to_string();
+            let committed = state
+                .connections
+                .create_api_key(&metadata(&req, &principal), &connection_id, new)
+                .await?;
+            let view = read_back(
+                &state,
+                &principal.account_id,
+                &connection_id,
+                committed.version,
+            )
+            .await?
+            .ok_or_else(|| ApiError::from_unexpected("a created connection is missing"))?;
+            Created::new(&connection_id, view.version, &view)
+        },
+    )
+    .await
 }
 
 /// The account's connections, newest first. Secrets are never shown.
@@ -220,23 +207,7 @@ pub async fn list(
             errors.push(FieldError::new("status", "must be `active` or `expired`"));
         }
     }
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    let before_id = match &params.cursor {
-        None => None,
-        Some(c) => {
-            let decoded = decode_cursor(c);
-            if decoded.is_none() {
-                errors.push(FieldError::new("cursor", "is not a cursor this API issued"));
-            }
-            decoded
-        }
-    };
+    let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -245,13 +216,7 @@ pub async fn list(
         status: params.status,
     };
     let client = state.db.get().await?;
-    let page = read::list(
-        &client,
-        &principal.account_id,
-        &filter,
-        &PageRequest { limit, before_id },
-    )
-    .await?;
+    let page = read::list(&client, &principal.account_id, &filter, &page).await?;
     Ok(HttpResponse::Ok().json(ConnectionList {
         connections: page.items,
         next_cursor: page.next_cursor,

@@ -8,14 +8,13 @@ use listbackup_domain::values::DisplayName;
 use listbackup_projections::read_models::source_groups::{self as read, SourceGroupView};
 use listbackup_projections::read_models::sources::{self as read_sources, SourceFilter};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
 use crate::consistency::wait_for_version;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{etag, if_match, resource_id, JsonBody, NoParams, QueryParams};
-use crate::idempotency::{self, Idempotency};
+use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::routes::sources::{page_request, SourceList};
 use crate::state::{command_error, AppState};
@@ -124,36 +123,24 @@ pub async fn create(
     let Some(name) = name.filter(|_| errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
-    let claim = match idempotency::begin(&state.db, &req, &principal.account_id).await? {
-        Idempotency::Replay(response) => return Ok(response),
-        Idempotency::Run(claim) => Some(claim),
-        Idempotency::None => None,
-    };
-    let result = async {
-        let group_id = uuid::Uuid::now_v7().to_string();
-        let committed = state
-            .source_groups
-            .create(&metadata(&req, &principal), &group_id, name, description)
-            .await?;
-        let view = read_back(&state, &principal.account_id, &group_id, committed.version)
-            .await?
-            .ok_or_else(|| ApiError::from_unexpected("a created group is missing"))?;
-        let body = serde_json::to_value(&view).map_err(ApiError::from_unexpected)?;
-        Ok((StatusCode::CREATED, body, Some(etag(view.version))))
-    }
-    .await;
-    if let Some(claim) = claim {
-        claim.finish(&state.db, &result).await;
-    }
-    let (status, body, etag) = result?;
-    let mut response = HttpResponse::build(status);
-    if let Some(etag) = etag {
-        response.insert_header((header::ETAG, etag));
-    }
-    if let Some(id) = body.get("groupId").and_then(Value::as_str) {
-        response.insert_header((header::LOCATION, format!("/source-groups/{id}")));
-    }
-    Ok(response.json(body))
+    idempotency::create_once(
+        &state.db,
+        &req,
+        &principal.account_id,
+        "/source-groups",
+        || async {
+            let group_id = uuid::Uuid::now_v7().to_string();
+            let committed = state
+                .source_groups
+                .create(&metadata(&req, &principal), &group_id, name, description)
+                .await?;
+            let view = read_back(&state, &principal.account_id, &group_id, committed.version)
+                .await?
+                .ok_or_else(|| ApiError::from_unexpected("a created group is missing"))?;
+            Created::new(&group_id, view.version, &view)
+        },
+    )
+    .await
 }
 
 /// The account's groups, newest first, each with its `sourceCount`.

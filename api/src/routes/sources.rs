@@ -10,17 +10,15 @@ use listbackup_domain::source::{
     RetentionDays, Schedule, ScheduleSpec, SourceChanges, WantedStatus,
 };
 use listbackup_domain::values::DisplayName;
-use listbackup_projections::pagination::{decode_cursor, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
 use listbackup_projections::read_models::sources::{self as read, SourceFilter, SourceView};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
 use crate::consistency::wait_for_version;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{etag, if_match, resource_id, JsonBody, NoParams, QueryParams};
-use crate::idempotency::{self, Idempotency};
+use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::{command_error, AppState};
 
@@ -186,28 +184,7 @@ fn parse_update(body: UpdateSource) -> Result<SourceChanges, ApiError> {
     }
 }
 
-/// Parses `?limit` and `?cursor`, adding field errors.
-pub(crate) fn page_request(
-    limit: Option<i64>,
-    cursor: Option<&str>,
-    errors: &mut Vec<FieldError>,
-) -> PageRequest {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    let before_id = cursor.and_then(|c| {
-        let decoded = decode_cursor(c);
-        if decoded.is_none() {
-            errors.push(FieldError::new("cursor", "is not a cursor this API issued"));
-        }
-        decoded
-    });
-    PageRequest { limit, before_id }
-}
+pub(crate) use crate::extract::page_request;
 
 fn uuid_filter(raw: Option<String>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
     raw.and_then(|r| match uuid::Uuid::parse_str(&r) {
@@ -256,36 +233,24 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let new = parse_create(body)?;
-    let claim = match idempotency::begin(&state.db, &req, &principal.account_id).await? {
-        Idempotency::Replay(response) => return Ok(response),
-        Idempotency::Run(claim) => Some(claim),
-        Idempotency::None => None,
-    };
-    let result = async {
-        let source_id = uuid::Uuid::now_v7().to_string();
-        let committed = state
-            .sources
-            .create(&metadata(&req, &principal), &source_id, new)
-            .await?;
-        let view = read_back(&state, &principal.account_id, &source_id, committed.version)
-            .await?
-            .ok_or_else(|| ApiError::from_unexpected("a created source is missing"))?;
-        let body = serde_json::to_value(&view).map_err(ApiError::from_unexpected)?;
-        Ok((StatusCode::CREATED, body, Some(etag(view.version))))
-    }
-    .await;
-    if let Some(claim) = claim {
-        claim.finish(&state.db, &result).await;
-    }
-    let (status, body, etag) = result?;
-    let mut response = HttpResponse::build(status);
-    if let Some(etag) = etag {
-        response.insert_header((header::ETAG, etag));
-    }
-    if let Some(id) = body.get("sourceId").and_then(Value::as_str) {
-        response.insert_header((header::LOCATION, format!("/sources/{id}")));
-    }
-    Ok(response.json(body))
+    idempotency::create_once(
+        &state.db,
+        &req,
+        &principal.account_id,
+        "/sources",
+        || async {
+            let source_id = uuid::Uuid::now_v7().to_string();
+            let committed = state
+                .sources
+                .create(&metadata(&req, &principal), &source_id, new)
+                .await?;
+            let view = read_back(&state, &principal.account_id, &source_id, committed.version)
+                .await?
+                .ok_or_else(|| ApiError::from_unexpected("a created source is missing"))?;
+            Created::new(&source_id, view.version, &view)
+        },
+    )
+    .await
 }
 
 /// The account's sources, newest first.
