@@ -273,3 +273,49 @@ async fn a_rebuild_reproduces_the_live_read_models() {
     assert_eq!(app.get(&paths[0], &token).await.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_create_on_an_existing_stream_conflicts_instead_of_overwriting() {
+    use listbackup_commands::{CommandBus, CommandError, EventMetadata};
+    use listbackup_domain::connection::{Connection, ConnectionCommand};
+    use listbackup_domain::platform::PlatformId;
+    use listbackup_domain::values::{AccountId, DisplayName};
+
+    let app = TestApp::spawn().await;
+    let created = app
+        .create_stripe_connection(&app.owner("acme"), "first", "sk_test_1")
+        .await;
+    let id = created["connectionId"].as_str().unwrap();
+
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let bus: CommandBus<Connection> =
+        CommandBus::new(pool, (), Arc::new(tokio::sync::Notify::new()));
+    let command = ConnectionCommand::Create {
+        connection_id: id.to_owned(),
+        account_id: AccountId::parse("acme").unwrap(),
+        platform_id: PlatformId::parse("stripe").unwrap(),
+        name: DisplayName::parse("second").unwrap(),
+        auth: ConnectionAuth::ApiKey,
+        settings: BTreeMap::new(),
+        credential_fields: vec![],
+        credential: CredentialRef {
+            key_id: "k".into(),
+            fingerprint: "f".into(),
+        },
+    };
+    let metadata = EventMetadata::for_request("acme", "user:test".into(), "req-1");
+    let err = bus.execute_new(id, command, &metadata).await.unwrap_err();
+    assert!(matches!(err, CommandError::Concurrency), "{err:?}");
+
+    let db = app.db.connect().await;
+    let events: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1, "the existing stream is untouched");
+    app.stop().await;
+}

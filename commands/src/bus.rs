@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use listbackup_domain::{AccountOwned, DomainError, ErrorKind};
 use postgres_es::PostgresEventRepository;
@@ -103,6 +103,24 @@ where
         Ok((context.aggregate, context.current_sequence as u64))
     }
 
+    /// Runs a creating command on a stream the caller has just named with a fresh id (UUID v7), without
+    /// loading it first: it is empty by construction. Should the id exist after all, appending sequence 1
+    /// violates the events' primary key and the command fails as a concurrency conflict, never overwriting.
+    pub async fn execute_new(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed, CommandError> {
+        let context = EventStoreAggregateContext {
+            aggregate_id: id.to_owned(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+        };
+        self.decide_and_commit(context, command, metadata).await
+    }
+
     /// Runs `command` on aggregate `id` on behalf of `metadata.account_id`.
     ///
     /// `expected_version` is the client's `If-Match`: the command is refused unless the aggregate is at
@@ -115,7 +133,7 @@ where
         metadata: &EventMetadata,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
-        let mut context = self.store.load_aggregate(id).await?;
+        let context = self.store.load_aggregate(id).await?;
         let current = context.current_sequence as u64;
         if let Some(owner) = context.aggregate.owner_account() {
             if owner != metadata.account_id {
@@ -130,6 +148,16 @@ where
                 }
             }
         }
+        self.decide_and_commit(context, command, metadata).await
+    }
+
+    async fn decide_and_commit(
+        &self,
+        mut context: EventStoreAggregateContext<A>,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed, CommandError> {
+        let current = context.current_sequence as u64;
         let sink = EventSink::default();
         context
             .aggregate

@@ -124,9 +124,8 @@ impl ConnectionCommands {
             credential_fields: new.credentials.field_names(),
             credential,
         };
-        self.bus
-            .execute(connection_id, command, metadata, None)
-            .await
+        // The id was minted for this request: no stream to load.
+        self.bus.execute_new(connection_id, command, metadata).await
     }
 
     /// Renames and/or replaces the credentials, as one commit.
