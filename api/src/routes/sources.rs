@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
+use crate::consistency::wait_for_aggregate;
 use crate::consistency::wait_for_version;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{etag, if_match, resource_id, JsonBody, NoParams, QueryParams};
@@ -401,6 +402,23 @@ pub async fn test(
         tracing::warn!(%connection_id, error = %err, "token refresh before the source test failed");
     }
     let outcome = state.connections.test(&meta, &connection_id).await?;
+    // Read-your-writes: the connection's next GET shows this test.
+    wait_for_aggregate(
+        &state.projected,
+        &connection_id,
+        outcome.committed.version,
+        || async {
+            let client = state.db.get().await?;
+            Ok(
+                listbackup_projections::read_models::connections::projected_version(
+                    &client,
+                    &connection_id,
+                )
+                .await?,
+            )
+        },
+    )
+    .await?;
     let samples = state
         .connections
         .sample(&meta, &connection_id, source.data_types())
