@@ -21,6 +21,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0004_sources.sql"),
     ),
     ("0005_oauth", include_str!("../migrations/0005_oauth.sql")),
+    ("0006_jobs", include_str!("../migrations/0006_jobs.sql")),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

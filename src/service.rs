@@ -133,13 +133,29 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     ));
     let saga_groups =
         Arc::new(listbackup_commands::source_groups::SourceGroupCommands::new(bus!(), bus!()));
+    // One connector per process: source tests and backups share its per-connection rate budgets.
+    let connector = Arc::new(Connector::new(config.platforms.clone()));
+    let job_commands = Arc::new(listbackup_commands::jobs::JobCommands::new(
+        bus!(),
+        bus!(),
+        vault.clone(),
+    ));
+    let api_jobs = Arc::new(listbackup_commands::jobs::JobCommands::new(
+        bus!(),
+        bus!(),
+        vault.clone(),
+    ));
+    let worker_sources = Arc::new(listbackup_commands::sources::SourceCommands::new(
+        bus!(),
+        bus!(),
+    ));
     let connections = ConnectionCommands::new(
         CommandBus::new(event_store, (), committed.clone()),
         vault,
         PlatformClient::new(config.platforms.clone()),
     )
     // Source tests sample one page per data type through the workers' connectors.
-    .with_sampler(Arc::new(Connector::new(config.platforms.clone())));
+    .with_sampler(connector.clone());
     let projector = Projector::new(db.clone(), committed);
     let projected = projector.watch();
 
@@ -156,12 +172,35 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         None => None,
     };
 
+    let store = match &config.storage_url {
+        Some(url) => Some(
+            listbackup_workers::storage::BackupStore::from_url(url)
+                .map_err(|e| anyhow::anyhow!("LISTBACKUP_STORAGE_URL: {e}"))?,
+        ),
+        None => None,
+    };
+
     let shutdown = CancellationToken::new();
     let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
     if let Some(nats) = &nats {
         let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
-        let relay = Relay::new(db.clone(), nats.clone(), names);
+        let relay = Relay::new(db.clone(), nats.clone(), names.clone());
         background.push(tokio::spawn(relay.run(shutdown.clone())));
+        // Backups need somewhere to go: without storage this process queues jobs but runs none.
+        if let Some(store) = &store {
+            let store = store.clone();
+            let worker = listbackup_workers::backup::BackupWorker::new(
+                nats.clone(),
+                names.clone(),
+                Relay::new(db.clone(), nats.clone(), names),
+                job_commands,
+                worker_sources,
+                oauth.clone(),
+                connector,
+                store,
+            );
+            background.push(tokio::spawn(worker.run(shutdown.clone())));
+        }
     }
     // Renews OAuth access tokens expiring within 15 minutes (one refresh per connection across processes).
     background.push(tokio::spawn(oauth.clone().run_refresher(shutdown.clone())));
@@ -178,6 +217,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         oauth,
         projected,
         nats,
+        jobs: api_jobs,
+        job_files: store.map(|s| Arc::new(s) as Arc<dyn listbackup_commands::artifacts::JobFiles>),
     };
     let app = Application::build(listener, state, authenticator)?;
     let port = app.port();

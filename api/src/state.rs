@@ -19,6 +19,10 @@ pub struct AppState {
     pub projected: ProjectedWatch,
     /// Present when NATS is configured; readiness requires it connected.
     pub nats: Option<async_nats::Client>,
+    /// Jobs (issue 5): cancellation.
+    pub jobs: std::sync::Arc<listbackup_commands::jobs::JobCommands>,
+    /// Stored backups (`GET /jobs/{id}/files`), when `LISTBACKUP_STORAGE_URL` is configured.
+    pub job_files: Option<std::sync::Arc<dyn listbackup_commands::artifacts::JobFiles>>,
 }
 
 /// Maps a command error for a request that may carry `If-Match`: with it, losing an optimistic-concurrency

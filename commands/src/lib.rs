@@ -1,8 +1,10 @@
 //! The write side: commands executed against event-sourced aggregates in Postgres, the credential vault,
 //! and the services commands need (platform calls).
 
+pub mod artifacts;
 pub mod bus;
 pub mod connections;
+pub mod jobs;
 pub mod metadata;
 pub mod oauth;
 pub mod platform_client;

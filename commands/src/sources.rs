@@ -1,9 +1,12 @@
 //! Source use cases: the checks that reach beyond the Source aggregate (its connection), then one command.
 
+use std::collections::BTreeMap;
+
 use listbackup_domain::connection::Connection;
+use listbackup_domain::job::JobTrigger;
 use listbackup_domain::platform::PlatformId;
 use listbackup_domain::source::{
-    DataTypes, RetentionDays, Schedule, Source, SourceChanges, SourceCommand,
+    DataTypes, RetentionDays, Schedule, Source, SourceChanges, SourceCommand, SyncOutcome,
 };
 use listbackup_domain::values::{AccountId, DisplayName};
 use listbackup_domain::ErrorKind;
@@ -22,6 +25,26 @@ pub struct NewSource {
     pub schedule: Schedule,
     pub retention_days: RetentionDays,
     pub incremental: bool,
+}
+
+/// Why a sync is requested, and what it relates to.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub trigger: JobTrigger,
+    /// The failed or cancelled job a retry repeats.
+    pub retry_of: Option<String>,
+    /// The group whose sync requested it.
+    pub group_id: Option<String>,
+}
+
+impl SyncRequest {
+    pub fn manual() -> Self {
+        Self {
+            trigger: JobTrigger::Manual,
+            retry_of: None,
+            group_id: None,
+        }
+    }
 }
 
 pub struct SourceCommands {
@@ -107,6 +130,44 @@ impl SourceCommands {
             account_id: account(metadata)?,
         };
         execute_with_retry(&self.bus, source_id, command, metadata, expected_version).await
+    }
+
+    /// Records SyncRequested: the job `job_id` is queued. A conflict while an earlier job of the source is
+    /// queued or running (checked by the aggregate, so two concurrent requests cannot both queue one).
+    pub async fn request_sync(
+        &self,
+        metadata: &EventMetadata,
+        source_id: &str,
+        job_id: &str,
+        sync: SyncRequest,
+    ) -> Result<Committed, CommandError> {
+        let command = SourceCommand::RequestSync {
+            account_id: account(metadata)?,
+            job_id: job_id.to_owned(),
+            trigger: sync.trigger,
+            retry_of: sync.retry_of,
+            group_id: sync.group_id,
+        };
+        execute_with_retry(&self.bus, source_id, command, metadata, None).await
+    }
+
+    /// Records SyncFinished for `job_id` (the source's next sync is accepted again). A job that is not the
+    /// source's current one records nothing, so replaying the end of a job is harmless.
+    pub async fn finish_sync(
+        &self,
+        metadata: &EventMetadata,
+        source_id: &str,
+        job_id: &str,
+        outcome: SyncOutcome,
+        cursors: BTreeMap<String, serde_json::Value>,
+    ) -> Result<Committed, CommandError> {
+        let command = SourceCommand::FinishSync {
+            account_id: account(metadata)?,
+            job_id: job_id.to_owned(),
+            outcome,
+            cursors,
+        };
+        execute_with_retry(&self.bus, source_id, command, metadata, None).await
     }
 
     /// The source as the write side knows it, if it is a live source of the caller's account.

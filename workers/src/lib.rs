@@ -1,6 +1,7 @@
 //! Everything that runs beside the API and reacts to the event log: the relay that publishes committed events
 //! to NATS JetStream (and, with issue 5, the backup workers and the scheduler).
 
+pub mod backup;
 pub mod connectors;
 pub mod names;
 pub mod relay;

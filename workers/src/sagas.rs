@@ -10,6 +10,8 @@
 //! - `ConnectionDeleted` → `SourceDeleted` on every live source created on the connection. `DELETE
 //!   /connections/{id}` refuses (or, with `?cascade=true`, deletes the sources itself) before the connection
 //!   goes; this catches a source created concurrently, after that check.
+//! - `JobSucceeded`, `JobFailed`, `JobCancelled` → `SyncFinished` on the job's source, which frees the source
+//!   for its next sync (the source is named by the job stream's first event).
 //! - `SourceGroupDeleted` needs no command: the event names the memberships and the projection drops them.
 //!
 //! Follow-ups are recorded with actor `system`, `causationId` = the triggering event's id, and the triggering
@@ -22,6 +24,7 @@ use deadpool_postgres::Pool;
 use listbackup_commands::source_groups::SourceGroupCommands;
 use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
+use listbackup_domain::source::SyncOutcome;
 use listbackup_domain::ErrorKind;
 use listbackup_projections::event_log::{lock_checkpoint, read_after, save_checkpoint};
 use listbackup_projections::StoredEvent;
@@ -213,9 +216,67 @@ impl SourceSagas {
                         .await?;
                 }
             }
+            (listbackup_domain::job::AGGREGATE_TYPE, "JobSucceeded") => {
+                self.finish_sync(client, event, SyncOutcome::Succeeded)
+                    .await?
+            }
+            (listbackup_domain::job::AGGREGATE_TYPE, "JobFailed") => {
+                self.finish_sync(client, event, SyncOutcome::Failed).await?
+            }
+            (listbackup_domain::job::AGGREGATE_TYPE, "JobCancelled") => {
+                self.finish_sync(client, event, SyncOutcome::Cancelled)
+                    .await?
+            }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Records the end of a job on its source.
+    async fn finish_sync(
+        &self,
+        client: &deadpool_postgres::Client,
+        event: &StoredEvent,
+        outcome: SyncOutcome,
+    ) -> Result<(), SagaError> {
+        let job_id = &event.aggregate_id;
+        // The first event names the source: JobStarted, or JobCancelRequested of a job cancelled while queued.
+        let first = client
+            .query_opt(
+                "SELECT COALESCE(payload -> 'JobStarted' ->> 'sourceId', \
+                                 payload -> 'JobCancelRequested' -> 'queued' ->> 'sourceId') \
+                 FROM events WHERE aggregate_type = 'job' AND aggregate_id = $1 AND sequence = 1",
+                &[job_id],
+            )
+            .await?;
+        let Some(source_id) = first.and_then(|row| row.get::<_, Option<String>>(0)) else {
+            tracing::warn!(%job_id, "a job ended whose source is unknown");
+            return Ok(());
+        };
+        // Incremental cursors are not carried yet: an empty map keeps the next job a full backup.
+        match self
+            .sources
+            .finish_sync(
+                &follow_up(event),
+                &source_id,
+                job_id,
+                outcome,
+                Default::default(),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The source was deleted meanwhile: nothing left to free.
+            Err(CommandError::Domain {
+                kind: ErrorKind::NotFound,
+                ..
+            }) => Ok(()),
+            Err(err @ CommandError::Domain { .. }) => {
+                tracing::warn!(%source_id, %job_id, error = %err, "SyncFinished refused");
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     async fn remove(

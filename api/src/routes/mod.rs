@@ -2,6 +2,7 @@
 
 pub mod connections;
 pub mod health;
+pub mod jobs;
 pub mod oauth;
 pub mod platforms;
 pub mod source_groups;

@@ -44,6 +44,9 @@ pub struct Source {
     schedule: Option<Schedule>,
     retention_days: u32,
     incremental: bool,
+    /// The job requested and not finished yet (queued or running): at most one per source.
+    #[serde(default)]
+    active_job: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +57,8 @@ pub enum SourceError {
     AlreadyExists,
     #[error("{0}")]
     InvalidDataTypes(String),
+    #[error("the source already has a queued or running job ({0})")]
+    SyncInProgress(String),
 }
 
 impl DomainError for SourceError {
@@ -62,6 +67,7 @@ impl DomainError for SourceError {
             Self::NotFound => ErrorKind::NotFound,
             Self::AlreadyExists => ErrorKind::Conflict,
             Self::InvalidDataTypes(_) => ErrorKind::Invalid,
+            Self::SyncInProgress(_) => ErrorKind::Conflict,
         }
     }
 
@@ -88,6 +94,11 @@ impl Source {
 
     pub fn data_types(&self) -> &[String] {
         &self.data_types
+    }
+
+    /// The job requested and not finished yet, if any.
+    pub fn active_job(&self) -> Option<&str> {
+        self.active_job.as_deref()
     }
 
     /// Exists, is not deleted, and belongs to `account_id` (deleted and foreign sources look the same).
@@ -202,6 +213,39 @@ impl Aggregate for Source {
             }
             SourceCommand::Update { changes, .. } => self.changes(changes)?,
             SourceCommand::Delete { .. } => vec![SourceEvent::SourceDeleted {}],
+            SourceCommand::RequestSync {
+                job_id,
+                trigger,
+                retry_of,
+                group_id,
+                ..
+            } => {
+                if let Some(active) = &self.active_job {
+                    return Err(SourceError::SyncInProgress(active.clone()));
+                }
+                vec![SourceEvent::SyncRequested {
+                    job_id,
+                    trigger,
+                    retry_of,
+                    group_id,
+                }]
+            }
+            SourceCommand::FinishSync {
+                job_id,
+                outcome,
+                cursors,
+                ..
+            } => {
+                if self.active_job.as_deref() != Some(job_id.as_str()) {
+                    vec![]
+                } else {
+                    vec![SourceEvent::SyncFinished {
+                        job_id,
+                        outcome,
+                        cursors,
+                    }]
+                }
+            }
         };
         for event in events {
             sink.write(event, self).await;
@@ -259,6 +303,8 @@ impl Aggregate for Source {
             SourceEvent::SourcePaused {} => self.status = SourceStatus::Paused,
             SourceEvent::SourceResumed {} => self.status = SourceStatus::Active,
             SourceEvent::SourceDeleted {} => self.status = SourceStatus::Deleted,
+            SourceEvent::SyncRequested { job_id, .. } => self.active_job = Some(job_id),
+            SourceEvent::SyncFinished { .. } => self.active_job = None,
         }
     }
 }

@@ -1,4 +1,7 @@
-use super::{DataTypes, RetentionDays, Schedule};
+use std::collections::BTreeMap;
+
+use super::{DataTypes, RetentionDays, Schedule, SyncOutcome};
+use crate::job::JobTrigger;
 use crate::platform::PlatformId;
 use crate::values::{AccountId, DisplayName};
 
@@ -25,6 +28,23 @@ pub enum SourceCommand {
     },
     /// Soft delete: the stream stays, the source is gone from every view.
     Delete { account_id: AccountId },
+    /// Queue a backup. Refused (conflict) while an earlier job of this source has not finished.
+    RequestSync {
+        account_id: AccountId,
+        /// Chosen by the caller (UUID v7); becomes the Job aggregate's id.
+        job_id: String,
+        trigger: JobTrigger,
+        retry_of: Option<String>,
+        group_id: Option<String>,
+    },
+    /// Record the end of the source's current job. Idempotent: a job that is not the current one is ignored,
+    /// so a redelivered end event records nothing twice.
+    FinishSync {
+        account_id: AccountId,
+        job_id: String,
+        outcome: SyncOutcome,
+        cursors: BTreeMap<String, serde_json::Value>,
+    },
 }
 
 impl SourceCommand {
@@ -32,7 +52,9 @@ impl SourceCommand {
         match self {
             Self::Create { account_id, .. }
             | Self::Update { account_id, .. }
-            | Self::Delete { account_id } => account_id,
+            | Self::Delete { account_id }
+            | Self::RequestSync { account_id, .. }
+            | Self::FinishSync { account_id, .. } => account_id,
         }
     }
 }

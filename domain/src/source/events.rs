@@ -1,7 +1,10 @@
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use super::Schedule;
+use crate::job::JobTrigger;
 
 /// What happened to a source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +41,34 @@ pub enum SourceEvent {
     SourceResumed {},
     #[serde(rename_all = "camelCase")]
     SourceDeleted {},
+    /// A backup was asked for: the job is `queued` from here until a worker records `JobStarted`.
+    #[serde(rename_all = "camelCase")]
+    SyncRequested {
+        job_id: String,
+        trigger: JobTrigger,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_of: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_id: Option<String>,
+    },
+    /// The job ended (a saga records this from the job's last event); the source is free for its next sync.
+    #[serde(rename_all = "camelCase")]
+    SyncFinished {
+        job_id: String,
+        outcome: SyncOutcome,
+        /// Incremental cursors per data type, for the next job.
+        #[serde(default)]
+        cursors: BTreeMap<String, serde_json::Value>,
+    },
+}
+
+/// How a job ended, as the source remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncOutcome {
+    Succeeded,
+    Failed,
+    Cancelled,
 }
 
 impl DomainEvent for SourceEvent {
@@ -48,6 +79,8 @@ impl DomainEvent for SourceEvent {
             Self::SourcePaused {} => "SourcePaused",
             Self::SourceResumed {} => "SourceResumed",
             Self::SourceDeleted {} => "SourceDeleted",
+            Self::SyncRequested { .. } => "SyncRequested",
+            Self::SyncFinished { .. } => "SyncFinished",
         }
         .to_string()
     }

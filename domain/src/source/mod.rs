@@ -11,7 +11,7 @@ mod tests;
 
 pub use aggregate::{Source, SourceError, SourceStatus};
 pub use commands::{SourceChanges, SourceCommand, WantedStatus};
-pub use events::SourceEvent;
+pub use events::{SourceEvent, SyncOutcome};
 pub use schedule::{Schedule, ScheduleProblem, ScheduleSpec};
 pub use values::{DataTypes, RetentionDays};
 

@@ -190,3 +190,93 @@ fn events_round_trip_through_json() {
     assert_eq!(json["SourceCreated"]["retentionDays"], 90);
     assert_eq!(serde_json::from_value::<SourceEvent>(json).unwrap(), event);
 }
+
+fn request_sync(job_id: &str) -> SourceCommand {
+    SourceCommand::RequestSync {
+        account_id: account("acme"),
+        job_id: job_id.into(),
+        trigger: crate::job::JobTrigger::Manual,
+        retry_of: None,
+        group_id: None,
+    }
+}
+
+fn sync_requested(job_id: &str) -> SourceEvent {
+    SourceEvent::SyncRequested {
+        job_id: job_id.into(),
+        trigger: crate::job::JobTrigger::Manual,
+        retry_of: None,
+        group_id: None,
+    }
+}
+
+fn finish_sync(job_id: &str) -> SourceCommand {
+    SourceCommand::FinishSync {
+        account_id: account("acme"),
+        job_id: job_id.into(),
+        outcome: SyncOutcome::Failed,
+        cursors: Default::default(),
+    }
+}
+
+#[test]
+fn requesting_a_sync_queues_a_job() {
+    SourceTest::with(())
+        .given(vec![created()])
+        .when(request_sync("j1"))
+        .then_expect_events(vec![sync_requested("j1")]);
+}
+
+#[test]
+fn a_second_sync_while_one_is_queued_or_running_conflicts() {
+    SourceTest::with(())
+        .given(vec![created(), sync_requested("j1")])
+        .when(request_sync("j2"))
+        .then_expect_error(SourceError::SyncInProgress("j1".into()));
+}
+
+#[test]
+fn a_finished_sync_frees_the_source() {
+    SourceTest::with(())
+        .given(vec![created(), sync_requested("j1")])
+        .when(finish_sync("j1"))
+        .then_expect_events(vec![SourceEvent::SyncFinished {
+            job_id: "j1".into(),
+            outcome: SyncOutcome::Failed,
+            cursors: Default::default(),
+        }]);
+    SourceTest::with(())
+        .given(vec![
+            created(),
+            sync_requested("j1"),
+            SourceEvent::SyncFinished {
+                job_id: "j1".into(),
+                outcome: SyncOutcome::Succeeded,
+                cursors: Default::default(),
+            },
+        ])
+        .when(request_sync("j2"))
+        .then_expect_events(vec![sync_requested("j2")]);
+}
+
+#[test]
+fn finishing_a_job_that_is_not_the_current_one_records_nothing() {
+    SourceTest::with(())
+        .given(vec![created(), sync_requested("j2")])
+        .when(finish_sync("j1"))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn another_account_cannot_sync_a_source() {
+    SourceTest::with(())
+        .given(vec![created()])
+        .when(SourceCommand::RequestSync {
+            account_id: account("other"),
+            job_id: "j1".into(),
+            trigger: crate::job::JobTrigger::Manual,
+            retry_of: None,
+            group_id: None,
+        })
+        .then_expect_error(SourceError::NotFound);
+}

@@ -1,6 +1,7 @@
 //! The read-model tables, one module each. `apply` routes an event to the model that folds it.
 
 pub mod connections;
+pub mod jobs;
 pub mod source_groups;
 pub mod sources;
 
@@ -17,6 +18,7 @@ pub async fn apply(client: &impl GenericClient, event: &StoredEvent) -> Result<(
         listbackup_domain::source_group::AGGREGATE_TYPE => {
             source_groups::apply(client, event).await
         }
+        listbackup_domain::job::AGGREGATE_TYPE => jobs::apply(client, event).await,
         _ => Ok(()),
     }
 }
@@ -25,7 +27,9 @@ pub async fn apply(client: &impl GenericClient, event: &StoredEvent) -> Result<(
 pub async fn truncate_all(client: &impl GenericClient) -> Result<(), ReadError> {
     client.batch_execute("TRUNCATE read_connections").await?;
     client
-        .batch_execute("TRUNCATE read_sources, read_source_groups, read_source_group_members")
+        .batch_execute(
+            "TRUNCATE read_sources, read_source_groups, read_source_group_members, read_jobs",
+        )
         .await?;
     Ok(())
 }

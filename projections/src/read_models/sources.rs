@@ -145,6 +145,29 @@ pub(crate) async fn apply(
         SourceEvent::SourcePaused {} => set_status(client, id, seq, at, "paused").await?,
         SourceEvent::SourceResumed {} => set_status(client, id, seq, at, "active").await?,
         SourceEvent::SourceDeleted {} => set_status(client, id, seq, at, "deleted").await?,
+        // The source's own row only moves its version (what read-your-writes waits for); the job is a row of
+        // `read_jobs`, born here as `queued`.
+        SourceEvent::SyncRequested {
+            job_id,
+            trigger,
+            retry_of,
+            group_id,
+        } => {
+            bump_version(client, id, seq, at).await?;
+            super::jobs::queue(
+                client,
+                &super::jobs::QueuedSync {
+                    job_id: &job_id,
+                    source_id: id,
+                    trigger: trigger.as_str(),
+                    retry_of: retry_of.as_deref(),
+                    group_id: group_id.as_deref(),
+                    at,
+                },
+            )
+            .await?;
+        }
+        SourceEvent::SyncFinished { .. } => bump_version(client, id, seq, at).await?,
     }
     Ok(())
 }
@@ -161,6 +184,22 @@ async fn set_status(
             "UPDATE read_sources SET status = $4, version = $2, updated_at = $3 \
              WHERE source_id = $1 AND version < $2",
             &[&id, &seq, &at, &status],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn bump_version(
+    client: &impl GenericClient,
+    id: &str,
+    seq: i64,
+    at: DateTime<Utc>,
+) -> Result<(), ReadError> {
+    client
+        .execute(
+            "UPDATE read_sources SET version = $2, updated_at = $3 \
+             WHERE source_id = $1 AND version < $2",
+            &[&id, &seq, &at],
         )
         .await?;
     Ok(())

@@ -165,3 +165,38 @@ impl BackupStore {
         )
     }
 }
+
+/// The store as the API's read-only view of job artifacts.
+impl listbackup_commands::artifacts::JobFiles for BackupStore {
+    fn manifest<'a>(
+        &'a self,
+        job: listbackup_commands::artifacts::JobLocation<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<Option<serde_json::Value>, String>> {
+        Box::pin(async move {
+            let artifacts = self.job(job.account_id, job.source_id, job.job_id);
+            let manifest = artifacts.read_manifest().await.map_err(|e| e.to_string())?;
+            manifest
+                .map(|m| serde_json::to_value(m).map_err(|e| e.to_string()))
+                .transpose()
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        job: listbackup_commands::artifacts::JobLocation<'a>,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Option<listbackup_commands::artifacts::FileStream>, String>,
+    > {
+        Box::pin(async move {
+            use futures::TryStreamExt;
+            let artifacts = self.job(job.account_id, job.source_id, job.job_id);
+            match artifacts.open(name).await {
+                Ok(stream) => Ok(Some(Box::pin(stream.map_err(|e| e.to_string())) as _)),
+                Err(StorageError::NotFound(_)) => Ok(None),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+}

@@ -1,0 +1,453 @@
+//! `/jobs` and the sync routes that queue them. A job is queued by its source's `SyncRequested`; workers take
+//! it from there (the Job aggregate), and the job read model follows both.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse, ResponseError};
+use chrono::Utc;
+use listbackup_commands::sources::SyncRequest;
+use listbackup_commands::EventMetadata;
+use listbackup_domain::job::JobTrigger;
+use listbackup_projections::read_models::jobs::{self as read, JobFilter, JobView};
+use listbackup_projections::read_models::source_groups as read_groups;
+use listbackup_projections::read_models::sources as read_sources;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Principal;
+use crate::consistency::wait_for_version;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{page_request, resource_id, JsonBody, NoParams, QueryParams};
+use crate::routes::metadata;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateJob {
+    /// A live source of the account.
+    pub source_id: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    pub source_id: Option<String>,
+    pub group_id: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSyncResponse {
+    /// One queued job per active member that had no job queued or running.
+    pub jobs: Vec<JobView>,
+}
+
+const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+/// Records SyncRequested on the source and reads the queued job back once projected.
+async fn queue(
+    state: &AppState,
+    meta: &EventMetadata,
+    source_id: &str,
+    sync: SyncRequest,
+) -> Result<JobView, ApiError> {
+    let job_id = uuid::Uuid::now_v7().to_string();
+    let committed = state
+        .sources
+        .request_sync(meta, source_id, &job_id, sync)
+        .await?;
+    // The job's row is written in the same projection step as the source's new version.
+    wait_for_version(&state.projected, committed.version, || async {
+        let client = state.db.get().await?;
+        Ok(read_sources::projected_version(&client, source_id).await?)
+    })
+    .await?;
+    let client = state.db.get().await?;
+    read::get(&client, &meta.account_id, &job_id)
+        .await?
+        .ok_or_else(|| ApiError::from_unexpected("a queued job is missing"))
+}
+
+/// Queues a backup of the source → 202 with the `queued` job; 409 while it has a queued or running job.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem)))]
+#[post("/sources/{id}/sync")]
+pub async fn sync_source(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "source")?;
+    let view = queue(
+        &state,
+        &metadata(&req, &principal),
+        &id,
+        SyncRequest::manual(),
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(view))
+}
+
+/// Same as `POST /sources/{id}/sync`.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
+    responses((status = 202, body = JobView), (status = 400, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[post("/jobs")]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    _: QueryParams<NoParams>,
+    JsonBody(body): JsonBody<CreateJob>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let source_id = uuid::Uuid::parse_str(&body.source_id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| {
+            ApiError::validation(vec![FieldError::new("sourceId", "is not a source id")])
+        })?;
+    let view = queue(
+        &state,
+        &metadata(&req, &principal),
+        &source_id,
+        SyncRequest::manual(),
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(view))
+}
+
+/// Queues one job per active member of the group (trigger `group`). A member that already has a queued or
+/// running job is left alone: that job is its backup.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 202, body = GroupSyncResponse), (status = 404, body = crate::error::Problem)))]
+#[post("/source-groups/{id}/sync")]
+pub async fn sync_group(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "source group")?;
+    let meta = metadata(&req, &principal);
+    let members = {
+        let client = state.db.get().await?;
+        let group = read_groups::get(&client, &principal.account_id, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("source group"))?;
+        let mut active = Vec::new();
+        for source_id in group.source_ids.unwrap_or_default() {
+            let source =
+                read_sources::get(&client, &principal.account_id, &source_id, Utc::now()).await?;
+            if source.is_some_and(|s| s.status == "active") {
+                active.push(source_id);
+            }
+        }
+        active
+    };
+    let mut jobs = Vec::new();
+    for source_id in members {
+        let sync = SyncRequest {
+            trigger: JobTrigger::Group,
+            retry_of: None,
+            group_id: Some(id.clone()),
+        };
+        match queue(&state, &meta, &source_id, sync).await {
+            Ok(view) => jobs.push(view),
+            // Busy, or deleted since the group was read: no job for this member.
+            Err(err) if matches!(err.status_code().as_u16(), 404 | 409) => {
+                tracing::info!(%source_id, group_id = %id, "group sync skipped a member");
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(HttpResponse::Accepted().json(GroupSyncResponse { jobs }))
+}
+
+/// The account's jobs, newest first.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = JobList), (status = 400, body = crate::error::Problem)))]
+#[get("/jobs")]
+pub async fn list(
+    state: web::Data<AppState>,
+    principal: Principal,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let mut errors = Vec::new();
+    if let Some(s) = &params.status {
+        if !STATUSES.contains(&s.as_str()) {
+            errors.push(FieldError::new(
+                "status",
+                format!("must be one of {STATUSES:?}"),
+            ));
+        }
+    }
+    let mut id_filter = |raw: Option<String>, field: &str| {
+        raw.and_then(|r| match uuid::Uuid::parse_str(&r) {
+            Ok(u) => Some(u.hyphenated().to_string()),
+            Err(_) => {
+                errors.push(FieldError::new(field, "is not an id"));
+                None
+            }
+        })
+    };
+    let source_id = id_filter(params.source_id, "sourceId");
+    let group_id = id_filter(params.group_id, "groupId");
+    let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let filter = JobFilter {
+        status: params.status,
+        source_id,
+        group_id,
+    };
+    let client = state.db.get().await?;
+    let page = read::list(&client, &principal.account_id, &filter, &page).await?;
+    Ok(HttpResponse::Ok().json(JobList {
+        jobs: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One job.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem)))]
+#[get("/jobs/{id}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let id = resource_id(&path, "job")?;
+    let client = state.db.get().await?;
+    let view = read::get(&client, &principal.account_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// One stored file of a job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobFile {
+    /// `customers.ndjson.gz`, …, and `manifest.json`.
+    pub name: String,
+    /// The data type a data file holds; `null` for the manifest.
+    pub data_type: Option<String>,
+    pub records: Option<u64>,
+    /// Size as stored (gzipped for data files); `null` for the manifest.
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobFileList {
+    pub files: Vec<JobFile>,
+}
+
+const MANIFEST: &str = "manifest.json";
+
+/// The job's stored files, as its manifest lists them (only a succeeded job has a complete set).
+async fn stored_files(
+    state: &AppState,
+    principal: &Principal,
+    raw_id: &str,
+) -> Result<(JobView, Vec<JobFile>), ApiError> {
+    let id = resource_id(raw_id, "job")?;
+    let client = state.db.get().await?;
+    let job = read::get(&client, &principal.account_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    drop(client);
+    let Some(store) = &state.job_files else {
+        return Err(ApiError::new(
+            crate::error::ErrorCode::Unavailable,
+            "backup storage is not configured",
+        ));
+    };
+    if job.status != "succeeded" {
+        return Ok((job, Vec::new()));
+    }
+    let location = listbackup_commands::artifacts::JobLocation {
+        account_id: &principal.account_id,
+        source_id: &job.source_id,
+        job_id: &job.job_id,
+    };
+    let manifest = store
+        .manifest(location)
+        .await
+        .map_err(ApiError::from_unexpected)?;
+    // A succeeded job whose manifest is gone (retention): no files.
+    let mut stored: Vec<JobFile> = manifest
+        .and_then(|m| serde_json::from_value(m["files"].clone()).ok())
+        .unwrap_or_default();
+    if !stored.is_empty() {
+        stored.push(JobFile {
+            name: MANIFEST.into(),
+            data_type: None,
+            records: None,
+            bytes: None,
+            sha256: job.manifest_sha256.clone(),
+        });
+    }
+    Ok((job, stored))
+}
+
+/// The job's stored files: one gzip NDJSON per data type, and the manifest.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = JobFileList), (status = 404, body = crate::error::Problem)))]
+#[get("/jobs/{id}/files")]
+pub async fn list_files(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let (_, stored) = stored_files(&state, &principal, &path).await?;
+    Ok(HttpResponse::Ok().json(JobFileList { files: stored }))
+}
+
+/// Downloads one stored file, streamed as stored (data files are gzip NDJSON).
+#[utoipa::path(tag = "jobs", security(("bearer" = [])),
+    params(("id" = String, Path), ("name" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream"),
+              (status = 404, body = crate::error::Problem)))]
+#[get("/jobs/{id}/files/{name}")]
+pub async fn download(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_read()?;
+    let (id, name) = path.into_inner();
+    let (job, stored) = stored_files(&state, &principal, &id).await?;
+    // Only names the manifest lists: never a path a client makes up.
+    if !stored.iter().any(|f| f.name == name) {
+        return Err(ApiError::not_found("file"));
+    }
+    let Some(store) = &state.job_files else {
+        return Err(ApiError::not_found("file"));
+    };
+    let location = listbackup_commands::artifacts::JobLocation {
+        account_id: &principal.account_id,
+        source_id: &job.source_id,
+        job_id: &job.job_id,
+    };
+    let stream = store
+        .open(location, &name)
+        .await
+        .map_err(ApiError::from_unexpected)?
+        .ok_or_else(|| ApiError::not_found("file"))?;
+    let content_type = if name == MANIFEST {
+        "application/json"
+    } else {
+        "application/gzip"
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .streaming(futures::TryStreamExt::map_err(stream, |e| {
+            actix_web::error::ErrorInternalServerError(e)
+        })))
+}
+
+/// Runs a failed or cancelled job again as a new job (`trigger: retry`, `retryOf` = this job) → 202 with the
+/// new job; 409 for a job that has not ended badly, or while the source has another job queued or running.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem)))]
+#[post("/jobs/{id}/retry")]
+pub async fn retry(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "job")?;
+    let job = {
+        let client = state.db.get().await?;
+        read::get(&client, &principal.account_id, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("job"))?
+    };
+    // The read model is enough here: failed and cancelled are final, so a job seen so stays so.
+    if !["failed", "cancelled"].contains(&job.status.as_str()) {
+        return Err(ApiError::conflict(format!(
+            "only a failed or cancelled job can be retried; this one is {}",
+            job.status
+        )));
+    }
+    let sync = SyncRequest {
+        trigger: JobTrigger::Retry,
+        retry_of: Some(id),
+        group_id: None,
+    };
+    let view = queue(&state, &metadata(&req, &principal), &job.source_id, sync).await?;
+    Ok(HttpResponse::Accepted().json(view))
+}
+
+/// Cancels a job: a queued one at once (it never starts), a running one within one progress interval (its
+/// worker stops, discards what it wrote, and confirms) → 202 with the job; 409 for a job that has ended.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem)))]
+#[post("/jobs/{id}/cancel")]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, "job")?;
+    let job = {
+        let client = state.db.get().await?;
+        read::get(&client, &principal.account_id, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("job"))?
+    };
+    // The aggregate refuses a job that has ended (it may have ended after the read above).
+    let committed = state
+        .jobs
+        .request_cancel(&metadata(&req, &principal), &id, &job.source_id)
+        .await?;
+    wait_for_version(&state.projected, committed.version, || async {
+        let client = state.db.get().await?;
+        Ok(read::projected_version(&client, &id).await?)
+    })
+    .await?;
+    let client = state.db.get().await?;
+    let view = read::get(&client, &principal.account_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(HttpResponse::Accepted().json(view))
+}

@@ -1,0 +1,199 @@
+//! Job use cases for the backup workers: each is one command on the Job aggregate, fenced by the worker
+//! running the current attempt, plus the connection's credentials for the run.
+
+use listbackup_domain::connection::Connection;
+use listbackup_domain::job::{Job, JobCommand, JobTrigger};
+use listbackup_domain::platform::PlatformId;
+
+use crate::bus::{CommandBus, CommandError, Committed};
+use crate::metadata::EventMetadata;
+use crate::sources::account;
+use crate::vault::{CredentialVault, SecretCredentials};
+
+/// What a worker needs to start a queued job (from the source's `SyncRequested` and the source itself).
+#[derive(Debug, Clone)]
+pub struct JobStart {
+    pub job_id: String,
+    pub source_id: String,
+    pub connection_id: String,
+    pub platform_id: PlatformId,
+    pub trigger: JobTrigger,
+    pub retry_of: Option<String>,
+    pub data_types: Vec<String>,
+}
+
+/// One data type stored completely.
+#[derive(Debug, Clone)]
+pub struct BackedUp {
+    pub data_type: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub object: String,
+}
+
+pub struct JobCommands {
+    bus: CommandBus<Job>,
+    connections: CommandBus<Connection>,
+    vault: CredentialVault,
+}
+
+impl JobCommands {
+    pub fn new(
+        bus: CommandBus<Job>,
+        connections: CommandBus<Connection>,
+        vault: CredentialVault,
+    ) -> Self {
+        Self {
+            bus,
+            connections,
+            vault,
+        }
+    }
+
+    /// The job as the write side knows it.
+    pub async fn load(&self, job_id: &str) -> Result<(Job, u64), CommandError> {
+        self.bus.load(job_id).await
+    }
+
+    /// JobStarted, attempt 1: only valid on an empty stream, so a duplicated message conflicts here.
+    pub async fn start(
+        &self,
+        metadata: &EventMetadata,
+        worker: &str,
+        start: JobStart,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::Start {
+            job_id: start.job_id.clone(),
+            account_id: account(metadata)?,
+            source_id: start.source_id,
+            connection_id: start.connection_id,
+            platform_id: start.platform_id,
+            trigger: start.trigger,
+            retry_of: start.retry_of,
+            worker: worker.to_owned(),
+            data_types: start.data_types,
+        };
+        // The aggregate refuses a second Start (conflict); two racing first Starts collide on sequence 1.
+        self.bus
+            .execute(&start.job_id, command, metadata, None)
+            .await
+    }
+
+    /// JobAttemptStarted: this worker takes over a job whose previous worker stopped acknowledging it.
+    pub async fn restart(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        worker: &str,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::Restart {
+            account_id: account(metadata)?,
+            worker: worker.to_owned(),
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    pub async fn record_resource(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        worker: &str,
+        resource: BackedUp,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::RecordResource {
+            account_id: account(metadata)?,
+            worker: worker.to_owned(),
+            data_type: resource.data_type,
+            records: resource.records,
+            bytes: resource.bytes,
+            sha256: resource.sha256,
+            object: resource.object,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn succeed(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        worker: &str,
+        manifest: &str,
+        manifest_sha256: &str,
+        records: u64,
+        bytes: u64,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::Succeed {
+            account_id: account(metadata)?,
+            worker: worker.to_owned(),
+            manifest: manifest.to_owned(),
+            manifest_sha256: manifest_sha256.to_owned(),
+            records,
+            bytes,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    pub async fn fail(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        worker: Option<&str>,
+        code: &str,
+        message: &str,
+        retryable: bool,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::Fail {
+            account_id: account(metadata)?,
+            worker: worker.map(str::to_owned),
+            code: code.to_owned(),
+            message: message.to_owned(),
+            retryable,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    /// Asks the job to stop: a queued job (no stream yet) is cancelled at once; a running one is cancelled by
+    /// its worker, which confirms with [`JobCommands::confirm_cancelled`]. The caller checked (read model)
+    /// that the job `job_id` of `source_id` is this account's.
+    pub async fn request_cancel(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        source_id: &str,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::RequestCancel {
+            account_id: account(metadata)?,
+            job_id: job_id.to_owned(),
+            source_id: source_id.to_owned(),
+        };
+        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+    }
+
+    /// The worker stopped a job whose cancellation was requested, and discarded what it had written.
+    pub async fn confirm_cancelled(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::ConfirmCancelled {
+            account_id: account(metadata)?,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    /// The connection's decrypted credentials for a backup run; `None` when the connection is gone.
+    /// OAuth connections must be refreshed by the caller first (`OauthService::ensure_fresh`).
+    pub async fn credentials(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+    ) -> Result<Option<SecretCredentials>, CommandError> {
+        let (connection, _) = self.connections.load(connection_id).await?;
+        if !connection.is_live_for(&metadata.account_id) {
+            return Ok(None);
+        }
+        Ok(self.vault.load(&metadata.account_id, connection_id).await?)
+    }
+}

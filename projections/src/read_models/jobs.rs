@@ -1,0 +1,378 @@
+//! `read_jobs`: one row per job, what `GET /jobs` shows. The row is born `queued` from the source's
+//! `SyncRequested` and then follows the Job stream (guarded by `version < seq`, so replays change nothing).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use listbackup_domain::job::JobEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_postgres::Row;
+
+use crate::pagination::{into_page, Page, PageRequest};
+use crate::{ReadError, StoredEvent};
+
+/// A job as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub job_id: String,
+    pub source_id: String,
+    pub connection_id: String,
+    pub platform_id: String,
+    /// `manual`, `schedule`, `group` or `retry`.
+    pub trigger: String,
+    pub group_id: Option<String>,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// 0 while queued, then the attempt running or last run.
+    pub attempt: i32,
+    pub retry_of: Option<String>,
+    pub progress: JobProgress,
+    pub data_types: Vec<JobDataType>,
+    /// `{code, message, retryable}` of a failed job.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Value>,
+    /// The manifest's sha256 once the job succeeded.
+    pub manifest_sha256: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+// `default`: the stored JSON has no `percent` (computed at read time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct JobProgress {
+    pub data_types_total: u32,
+    pub data_types_done: u32,
+    pub current_data_type: Option<String>,
+    pub records: u64,
+    pub bytes: u64,
+    /// Data types done over data types total, 0–100.
+    pub percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDataType {
+    pub name: String,
+    /// `pending` or `done`.
+    pub status: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub sha256: Option<String>,
+}
+
+const COLUMNS: &str =
+    "job_id, source_id, connection_id, platform_id, trigger, group_id, status, attempt, \
+    retry_of, progress, data_types, error, manifest_sha256, queued_at, started_at, finished_at";
+
+impl JobView {
+    fn from_row(row: &Row) -> Self {
+        let mut progress: JobProgress =
+            serde_json::from_value(row.get("progress")).unwrap_or_default();
+        let status: String = row.get("status");
+        progress.percent = if status == "succeeded" {
+            100
+        } else {
+            (progress.data_types_done * 100)
+                .checked_div(progress.data_types_total)
+                .unwrap_or(0)
+        };
+        Self {
+            job_id: row.get("job_id"),
+            source_id: row.get("source_id"),
+            connection_id: row.get("connection_id"),
+            platform_id: row.get("platform_id"),
+            trigger: row.get("trigger"),
+            group_id: row.get("group_id"),
+            status,
+            attempt: row.get("attempt"),
+            retry_of: row.get("retry_of"),
+            progress,
+            data_types: serde_json::from_value(row.get("data_types")).unwrap_or_default(),
+            error: row.get("error"),
+            manifest_sha256: row.get("manifest_sha256"),
+            queued_at: row.get("queued_at"),
+            started_at: row.get("started_at"),
+            finished_at: row.get("finished_at"),
+        }
+    }
+}
+
+/// A `SyncRequested`, as the jobs model needs it.
+pub(crate) struct QueuedSync<'a> {
+    pub job_id: &'a str,
+    pub source_id: &'a str,
+    pub trigger: &'a str,
+    pub retry_of: Option<&'a str>,
+    pub group_id: Option<&'a str>,
+    pub at: DateTime<Utc>,
+}
+
+/// The job's row, `queued`; its account, connection and platform are the source's (projected before it, in
+/// the same log order).
+pub(crate) async fn queue(
+    client: &impl GenericClient,
+    sync: &QueuedSync<'_>,
+) -> Result<(), ReadError> {
+    client
+        .execute(
+            "INSERT INTO read_jobs (job_id, account_id, source_id, connection_id, platform_id, group_id, \
+               trigger, status, retry_of, queued_at) \
+             SELECT $1, s.account_id, s.source_id, s.connection_id, s.platform_id, $3, $4, 'queued', $5, $6 \
+             FROM read_sources s WHERE s.source_id = $2 \
+             ON CONFLICT (job_id) DO NOTHING",
+            &[
+                &sync.job_id,
+                &sync.source_id,
+                &sync.group_id,
+                &sync.trigger,
+                &sync.retry_of,
+                &sync.at,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+fn pending(data_types: &[String]) -> Value {
+    Value::Array(
+        data_types
+            .iter()
+            .map(|name| {
+                json!({"name": name, "status": "pending", "records": 0, "bytes": 0, "sha256": null})
+            })
+            .collect(),
+    )
+}
+
+pub(crate) async fn apply(
+    client: &impl GenericClient,
+    event: &StoredEvent,
+) -> Result<(), ReadError> {
+    let id = &event.aggregate_id;
+    let at = event.recorded_at;
+    let seq = event.sequence;
+    match event.decode::<JobEvent>()? {
+        JobEvent::JobStarted {
+            job_id,
+            account_id,
+            source_id,
+            connection_id,
+            platform_id,
+            trigger,
+            retry_of,
+            attempt,
+            data_types,
+            ..
+        } => {
+            let progress = json!({"dataTypesTotal": data_types.len(), "dataTypesDone": 0,
+                                  "records": 0, "bytes": 0});
+            // Normally the queued row exists; the upsert keeps a job visible even if it does not.
+            client
+                .execute(
+                    "INSERT INTO read_jobs (job_id, account_id, source_id, connection_id, platform_id, \
+                       trigger, status, attempt, retry_of, progress, data_types, version, queued_at, started_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10, $11, $12, $12) \
+                     ON CONFLICT (job_id) DO UPDATE SET status = 'running', attempt = $7, progress = $9, \
+                       data_types = $10, version = $11, started_at = $12 \
+                     WHERE read_jobs.version < $11",
+                    &[
+                        &job_id,
+                        &account_id,
+                        &source_id,
+                        &connection_id,
+                        &platform_id,
+                        &trigger.as_str(),
+                        &(attempt as i32),
+                        &retry_of,
+                        &progress,
+                        &pending(&data_types),
+                        &seq,
+                        &at,
+                    ],
+                )
+                .await?;
+        }
+        JobEvent::JobAttemptStarted { attempt, .. } => {
+            // Earlier attempts' progress no longer counts: every data type is pending again.
+            client
+                .execute(
+                    "UPDATE read_jobs SET status = 'running', attempt = $3, started_at = $4, \
+                       progress = progress || '{\"dataTypesDone\": 0, \"records\": 0, \"bytes\": 0}', \
+                       data_types = COALESCE((SELECT jsonb_agg(d || '{\"status\": \"pending\", \"records\": 0, \
+                         \"bytes\": 0, \"sha256\": null}') FROM jsonb_array_elements(data_types) d), '[]'), \
+                       version = $2 \
+                     WHERE job_id = $1 AND version < $2",
+                    &[id, &seq, &(attempt as i32), &at],
+                )
+                .await?;
+        }
+        JobEvent::JobProgressed {
+            data_types_done,
+            data_types_total,
+            current_data_type,
+            records,
+            bytes,
+        } => {
+            let progress = json!({"dataTypesTotal": data_types_total, "dataTypesDone": data_types_done,
+                                  "currentDataType": current_data_type, "records": records, "bytes": bytes});
+            client
+                .execute(
+                    "UPDATE read_jobs SET progress = $3, version = $2 WHERE job_id = $1 AND version < $2",
+                    &[id, &seq, &progress],
+                )
+                .await?;
+        }
+        JobEvent::ResourceBackedUp {
+            data_type,
+            records,
+            bytes,
+            sha256,
+            ..
+        } => {
+            let done = json!({"name": data_type, "status": "done", "records": records, "bytes": bytes,
+                              "sha256": sha256});
+            client
+                .execute(
+                    "UPDATE read_jobs SET data_types = COALESCE((SELECT jsonb_agg( \
+                         CASE WHEN d->>'name' = $3 THEN $4::jsonb ELSE d END) \
+                       FROM jsonb_array_elements(data_types) d), '[]'), version = $2 \
+                     WHERE job_id = $1 AND version < $2",
+                    &[id, &seq, &data_type, &done],
+                )
+                .await?;
+        }
+        JobEvent::JobSucceeded {
+            manifest,
+            manifest_sha256,
+            records,
+            bytes,
+        } => {
+            client
+                .execute(
+                    "UPDATE read_jobs SET status = 'succeeded', manifest = $4, manifest_sha256 = $5, \
+                       progress = progress || jsonb_build_object('dataTypesDone', \
+                         progress->'dataTypesTotal', 'records', $6::bigint, 'bytes', $7::bigint), \
+                       finished_at = $3, version = $2 \
+                     WHERE job_id = $1 AND version < $2",
+                    &[
+                        id,
+                        &seq,
+                        &at,
+                        &manifest,
+                        &manifest_sha256,
+                        &(records as i64),
+                        &(bytes as i64),
+                    ],
+                )
+                .await?;
+        }
+        JobEvent::JobFailed {
+            code,
+            message,
+            retryable,
+        } => {
+            let error = json!({"code": code, "message": message, "retryable": retryable});
+            finish(client, id, seq, at, "failed", Some(error)).await?;
+        }
+        // A cancel request leaves a running job running until the worker confirms; a queued job's request
+        // is followed by JobCancelled in the same commit.
+        JobEvent::JobCancelRequested { .. } => {
+            client
+                .execute(
+                    "UPDATE read_jobs SET version = $2 WHERE job_id = $1 AND version < $2",
+                    &[id, &seq],
+                )
+                .await?;
+        }
+        JobEvent::JobCancelled {} => finish(client, id, seq, at, "cancelled", None).await?,
+    }
+    Ok(())
+}
+
+async fn finish(
+    client: &impl GenericClient,
+    id: &str,
+    seq: i64,
+    at: DateTime<Utc>,
+    status: &str,
+    error: Option<Value>,
+) -> Result<(), ReadError> {
+    client
+        .execute(
+            "UPDATE read_jobs SET status = $4, error = $5, finished_at = $3, version = $2 \
+             WHERE job_id = $1 AND version < $2",
+            &[&id, &seq, &at, &status, &error],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Filters of `GET /jobs`, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<String>,
+    pub source_id: Option<String>,
+    pub group_id: Option<String>,
+}
+
+/// One job of the account.
+pub async fn get(
+    client: &impl GenericClient,
+    account_id: &str,
+    job_id: &str,
+) -> Result<Option<JobView>, ReadError> {
+    let sql = format!("SELECT {COLUMNS} FROM read_jobs WHERE account_id = $1 AND job_id = $2");
+    let row = client.query_opt(&sql, &[&account_id, &job_id]).await?;
+    Ok(row.as_ref().map(JobView::from_row))
+}
+
+/// The Job stream's version the read model has reached (0 while queued; for read-your-writes).
+pub async fn projected_version(
+    client: &impl GenericClient,
+    job_id: &str,
+) -> Result<Option<i64>, ReadError> {
+    let row = client
+        .query_opt(
+            "SELECT version FROM read_jobs WHERE job_id = $1",
+            &[&job_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The account's jobs, newest first.
+pub async fn list(
+    client: &impl GenericClient,
+    account_id: &str,
+    filter: &JobFilter,
+    page: &PageRequest,
+) -> Result<Page<JobView>, ReadError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM read_jobs WHERE account_id = $1 \
+           AND ($2::text IS NULL OR status = $2) \
+           AND ($3::text IS NULL OR source_id = $3) \
+           AND ($4::text IS NULL OR group_id = $4) \
+           AND ($5::text IS NULL OR job_id < $5) \
+         ORDER BY job_id DESC LIMIT $6"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &account_id,
+                &filter.status,
+                &filter.source_id,
+                &filter.group_id,
+                &page.before_id,
+                &(page.limit + 1),
+            ],
+        )
+        .await?;
+    let views = rows.iter().map(JobView::from_row).collect();
+    Ok(into_page(views, page.limit, |v: &JobView| {
+        v.job_id.as_str()
+    }))
+}
