@@ -175,6 +175,13 @@ pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
+/// 200 with a resource's JSON and its ETag.
+pub fn with_etag(view: &impl serde::Serialize, version: i64) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(version)))
+        .json(view)
+}
+
 /// Parses a path id as a UUID: anything else cannot name a resource, so it is simply not found.
 pub fn resource_id(raw: &str, what: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)

@@ -1,6 +1,5 @@
 //! `/connections`: API-key connections (OAuth ones arrive with issue 3).
 
-use actix_web::http::{header, StatusCode};
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use listbackup_commands::connections::NewApiKeyConnection;
 use listbackup_domain::platform::{self, AuthType, Credentials, PlatformId};
@@ -15,7 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::wait_for_aggregate;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{etag, if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
+use crate::extract::{
+    if_match, page_request, resource_id, with_etag, JsonBody, NoParams, QueryParams,
+};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::AppState;
@@ -139,12 +140,6 @@ async fn read_back(
     Ok(read::get(&client, account_id, connection_id).await?)
 }
 
-fn with_etag(status: StatusCode, view: &ConnectionView) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::ETAG, etag(view.version)))
-        .json(view)
-}
-
 /// Connects an API-key platform. The credentials are sealed in the vault; events and responses only ever
 /// carry a fingerprint.
 #[utoipa::path(tag = "connections", security(("bearer" = [])), request_body = CreateConnection,
@@ -241,7 +236,7 @@ pub async fn get(
     let view = read::get(&client, &principal.account_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    Ok(with_etag(StatusCode::OK, &view))
+    Ok(with_etag(&view, view.version))
 }
 
 /// Renames the connection and/or replaces its credentials. `If-Match` makes it conditional.
@@ -304,7 +299,7 @@ pub async fn update(
     let view = read_back(&state, &principal.account_id, &id, committed.version)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    Ok(with_etag(StatusCode::OK, &view))
+    Ok(with_etag(&view, view.version))
 }
 
 /// Deletes the connection and destroys its stored secret.

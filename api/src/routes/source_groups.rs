@@ -1,6 +1,5 @@
 //! `/source-groups`: named sets of sources, and their membership.
 
-use actix_web::http::{header, StatusCode};
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use listbackup_domain::source_group::Description;
@@ -13,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::wait_for_version;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{etag, if_match, resource_id, JsonBody, NoParams, QueryParams};
+use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, QueryParams};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::routes::sources::{page_request, SourceList};
@@ -93,12 +92,6 @@ async fn wait_for(state: &AppState, group_id: &str, version: u64) -> Result<(), 
         Ok(read::projected_version(&client, group_id).await?)
     })
     .await
-}
-
-fn with_etag(status: StatusCode, view: &SourceGroupView) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::ETAG, etag(view.version)))
-        .json(view)
 }
 
 /// Creates a group.
@@ -183,7 +176,7 @@ pub async fn get(
     let view = read::get(&client, &principal.account_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("source group"))?;
-    Ok(with_etag(StatusCode::OK, &view))
+    Ok(with_etag(&view, view.version))
 }
 
 /// Renames the group and/or changes its description. `If-Match` makes it conditional.
@@ -228,7 +221,7 @@ pub async fn update(
     let view = read_back(&state, &principal.account_id, &id, committed.version)
         .await?
         .ok_or_else(|| ApiError::not_found("source group"))?;
-    Ok(with_etag(StatusCode::OK, &view))
+    Ok(with_etag(&view, view.version))
 }
 
 /// Deletes the group; its sources stay, only the memberships go.
@@ -280,7 +273,7 @@ pub async fn add_source(
     let view = read_back(&state, &principal.account_id, &id, committed.version)
         .await?
         .ok_or_else(|| ApiError::not_found("source group"))?;
-    Ok(with_etag(StatusCode::OK, &view))
+    Ok(with_etag(&view, view.version))
 }
 
 /// Takes a source out of the group (the source itself stays).

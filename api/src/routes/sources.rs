@@ -1,6 +1,5 @@
 //! `/sources`: what to back up from a connection, on what schedule.
 
-use actix_web::http::{header, StatusCode};
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use listbackup_commands::sources::NewSource;
@@ -18,7 +17,7 @@ use crate::auth::Principal;
 use crate::consistency::wait_for_aggregate;
 use crate::consistency::wait_for_version;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{etag, if_match, resource_id, JsonBody, NoParams, QueryParams};
+use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, QueryParams};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::{command_error, AppState};
@@ -213,12 +212,6 @@ async fn read_back(
     Ok(read::get(&client, account_id, source_id, Utc::now()).await?)
 }
 
-fn with_etag(status: StatusCode, view: &SourceView) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::ETAG, etag(view.version)))
-        .json(view)
-}
-
 /// Defines a source on an active connection of the account.
 #[utoipa::path(tag = "sources", security(("bearer" = [])), request_body = CreateSource,
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response")),
@@ -312,7 +305,7 @@ pub async fn get(
     let view = read::get(&client, &principal.account_id, &id, Utc::now())
         .await?
         .ok_or_else(|| ApiError::not_found("source"))?;
-    Ok(with_etag(StatusCode::OK, &view))
+    Ok(with_etag(&view, view.version))
 }
 
 /// Changes settings, pauses (`status: paused`) or resumes (`status: active`). `If-Match` makes it conditional.
@@ -341,7 +334,7 @@ pub async fn update(
     let view = read_back(&state, &principal.account_id, &id, committed.version)
         .await?
         .ok_or_else(|| ApiError::not_found("source"))?;
-    Ok(with_etag(StatusCode::OK, &view))
+    Ok(with_etag(&view, view.version))
 }
 
 /// Soft delete: gone from lists and gets, kept in the history; its groups let go of it.
