@@ -14,7 +14,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
+
+#[path = "load_report.rs"]
+mod load_report;
+use load_report::{summarize, ClientResult, RunShape};
 
 struct Args {
     url: String,
@@ -86,14 +90,6 @@ fn parse_args() -> Args {
     args
 }
 
-#[derive(Default)]
-struct ClientResult {
-    latencies_us: Vec<u64>,
-    errors: u64,
-    warmup_requests: u64,
-    samples: Vec<String>,
-}
-
 struct Shared {
     url: String,
     token: String,
@@ -157,19 +153,6 @@ async fn client_loop(http: reqwest::Client, shared: Arc<Shared>) -> ClientResult
     result
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1] as f64
-}
-
-fn ms(us: f64) -> f64 {
-    (us / 1000.0 * 100.0).round() / 100.0
-}
-
 async fn run_load(args: Args) -> i32 {
     let start = Instant::now();
     let window_start = start + Duration::from_secs_f64(args.warmup);
@@ -191,46 +174,17 @@ async fn run_load(args: Args) -> i32 {
             tokio::spawn(client_loop(http, shared.clone()))
         })
         .collect();
-    let (mut latencies, mut errors, mut warmup_requests, mut samples) =
-        (Vec::new(), 0, 0, Vec::new());
+    let mut results = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let r = task.await.expect("a client task panicked");
-        latencies.extend(r.latencies_us);
-        errors += r.errors;
-        warmup_requests += r.warmup_requests;
-        samples.extend(r.samples);
+        results.push(task.await.expect("a client task panicked"));
     }
-    latencies.sort_unstable();
-    let requests = latencies.len();
-    let mean = if requests == 0 {
-        f64::NAN
-    } else {
-        latencies.iter().sum::<u64>() as f64 / requests as f64
+    let shape = RunShape {
+        name: "load_get",
+        clients: args.clients,
+        warmup_seconds: args.warmup,
+        seconds: args.duration,
     };
-    let report = json!({
-        "requests": requests,
-        "seconds": args.duration,
-        "rps": ((requests as f64 / args.duration) * 10.0).round() / 10.0,
-        "p50_ms": ms(percentile(&latencies, 50.0)),
-        "p90_ms": ms(percentile(&latencies, 90.0)),
-        "p99_ms": ms(percentile(&latencies, 99.0)),
-        "max_ms": ms(latencies.last().copied().unwrap_or(0) as f64),
-        "mean_ms": ms(mean),
-        "errors": errors,
-        "clients": args.clients,
-        "warmup_seconds": args.warmup,
-        "warmup_requests": warmup_requests,
-    });
-    println!("{report}");
-    for sample in samples.iter().take(5) {
-        eprintln!("load_get: error: {sample}");
-    }
-    if errors > 0 || requests == 0 {
-        eprintln!("load_get: {errors} request(s) failed");
-        1
-    } else {
-        0
-    }
+    summarize(&shape, results, "failed")
 }
 
 fn main() {

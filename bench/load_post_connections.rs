@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+#[path = "load_report.rs"]
+mod load_report;
+use load_report::{summarize, ClientResult, RunShape};
+
 struct Args {
     url: String,
     token: String,
@@ -87,17 +91,6 @@ fn parse_args() -> Args {
 }
 
 /// What one client saw.
-#[derive(Default)]
-struct ClientResult {
-    /// Latencies in microseconds of the requests completed inside the measurement window.
-    latencies_us: Vec<u64>,
-    /// Non-201 answers and transport errors, warm-up included.
-    errors: u64,
-    warmup_requests: u64,
-    /// A few error descriptions, to show what went wrong.
-    samples: Vec<String>,
-}
-
 async fn client_loop(
     http: reqwest::Client,
     url: Arc<String>,
@@ -166,19 +159,6 @@ fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
-/// Nearest-rank percentile of sorted values: the smallest value with at least `p`% of values at or below it.
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1] as f64
-}
-
-fn ms(us: f64) -> f64 {
-    (us / 1000.0 * 100.0).round() / 100.0
-}
-
 async fn run_load(args: Args) -> i32 {
     let url = Arc::new(format!("{}/connections", args.url));
     let token = Arc::new(args.token.clone());
@@ -203,49 +183,17 @@ async fn run_load(args: Args) -> i32 {
             window_end,
         )));
     }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    let mut warmup_requests = 0;
-    let mut samples = Vec::new();
+    let mut results = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let r = task.await.expect("a client task panicked");
-        latencies.extend(r.latencies_us);
-        errors += r.errors;
-        warmup_requests += r.warmup_requests;
-        samples.extend(r.samples);
+        results.push(task.await.expect("a client task panicked"));
     }
-    latencies.sort_unstable();
-    let requests = latencies.len();
-    let mean = if requests == 0 {
-        f64::NAN
-    } else {
-        latencies.iter().sum::<u64>() as f64 / requests as f64
+    let shape = RunShape {
+        name: "load_post_connections",
+        clients: args.clients,
+        warmup_seconds: args.warmup,
+        seconds: args.duration,
     };
-    let seconds = args.duration;
-    let report = json!({
-        "requests": requests,
-        "seconds": seconds,
-        "rps": ((requests as f64 / seconds) * 10.0).round() / 10.0,
-        "p50_ms": ms(percentile(&latencies, 50.0)),
-        "p90_ms": ms(percentile(&latencies, 90.0)),
-        "p99_ms": ms(percentile(&latencies, 99.0)),
-        "max_ms": ms(latencies.last().copied().unwrap_or(0) as f64),
-        "mean_ms": ms(mean),
-        "errors": errors,
-        "clients": args.clients,
-        "warmup_seconds": args.warmup,
-        "warmup_requests": warmup_requests,
-    });
-    println!("{report}");
-    for sample in samples.iter().take(5) {
-        eprintln!("load_post_connections: error: {sample}");
-    }
-    if errors > 0 || requests == 0 {
-        eprintln!("load_post_connections: {errors} request(s) did not answer 201");
-        1
-    } else {
-        0
-    }
+    summarize(&shape, results, "did not answer 201")
 }
 
 async fn delete_stream(nats_url: &str, stream: &str) -> i32 {
