@@ -22,6 +22,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
     ("0005_oauth", include_str!("../migrations/0005_oauth.sql")),
     ("0006_jobs", include_str!("../migrations/0006_jobs.sql")),
+    (
+        "0007_scheduler",
+        include_str!("../migrations/0007_scheduler.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

@@ -149,6 +149,10 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         bus!(),
         bus!(),
     ));
+    let scheduler_sources = Arc::new(listbackup_commands::sources::SourceCommands::new(
+        bus!(),
+        bus!(),
+    ));
     let connections = ConnectionCommands::new(
         CommandBus::new(event_store, (), committed.clone()),
         vault,
@@ -208,6 +212,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let source_sagas =
         listbackup_workers::sagas::SourceSagas::new(db.clone(), saga_groups, saga_sources);
     background.push(tokio::spawn(source_sagas.run(shutdown.clone())));
+    // Schedule slots (issue 5): in every process, without a leader; the Source aggregate records each slot once.
+    let scheduler = listbackup_workers::scheduler::Scheduler::new(db.clone(), scheduler_sources);
+    background.push(tokio::spawn(scheduler.run(shutdown.clone())));
 
     let state = AppState {
         db,

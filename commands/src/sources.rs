@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use listbackup_domain::connection::Connection;
 use listbackup_domain::job::JobTrigger;
 use listbackup_domain::platform::PlatformId;
@@ -147,6 +148,23 @@ impl SourceCommands {
             trigger: sync.trigger,
             retry_of: sync.retry_of,
             group_id: sync.group_id,
+        };
+        execute_with_retry(&self.bus, source_id, command, metadata, None).await
+    }
+
+    /// Offers schedule slot `slot` to the source (the scheduler's command): records SyncRequested for the
+    /// slot's job, or SyncSkipped while a job is unfinished, or nothing when the slot was handled already,
+    /// the source is paused, or its schedule no longer fires then. Losing a race with another scheduler is
+    /// decided again on the winner's state, where the slot is handled: `events: 0`.
+    pub async fn run_scheduled_slot(
+        &self,
+        metadata: &EventMetadata,
+        source_id: &str,
+        slot: DateTime<Utc>,
+    ) -> Result<Committed, CommandError> {
+        let command = SourceCommand::RunScheduledSlot {
+            account_id: account(metadata)?,
+            slot,
         };
         execute_with_retry(&self.bus, source_id, command, metadata, None).await
     }

@@ -190,6 +190,15 @@ impl TestApp {
         self.service = Some(service);
     }
 
+    /// Another service on the same database and NATS prefix, as a second `listbackup serve` behind the same
+    /// load balancer. Stop it (`RunningService::stop`) before this TestApp ends.
+    pub async fn spawn_another_instance(&self) -> RunningService {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        service::start(&self.config, listener)
+            .await
+            .expect("another instance starts")
+    }
+
     pub fn token(&self, account: &str, roles: &[Role]) -> String {
         mint_hs256_token(
             &self.config.auth,

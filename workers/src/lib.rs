@@ -6,6 +6,7 @@ pub mod connectors;
 pub mod names;
 pub mod relay;
 pub mod sagas;
+pub mod scheduler;
 pub mod storage;
 
 pub use names::NatsNames;

@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,9 @@ pub struct Source {
     /// The job requested and not finished yet (queued or running): at most one per source.
     #[serde(default)]
     active_job: Option<String>,
+    /// The last schedule slot handled (a job queued for it, or skipped): an earlier or equal slot is not run.
+    #[serde(default)]
+    last_scheduled_slot: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +98,20 @@ impl Source {
 
     pub fn data_types(&self) -> &[String] {
         &self.data_types
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `None` before the source is created.
+    pub fn schedule(&self) -> Option<&Schedule> {
+        self.schedule.as_ref()
+    }
+
+    /// The last schedule slot the source handled, if any.
+    pub fn last_scheduled_slot(&self) -> Option<DateTime<Utc>> {
+        self.last_scheduled_slot
     }
 
     /// The job requested and not finished yet, if any.
@@ -228,8 +246,10 @@ impl Aggregate for Source {
                     trigger,
                     retry_of,
                     group_id,
+                    slot: None,
                 }]
             }
+            SourceCommand::RunScheduledSlot { slot, .. } => self.on_slot(slot),
             SourceCommand::FinishSync {
                 job_id,
                 outcome,
@@ -303,7 +323,13 @@ impl Aggregate for Source {
             SourceEvent::SourcePaused {} => self.status = SourceStatus::Paused,
             SourceEvent::SourceResumed {} => self.status = SourceStatus::Active,
             SourceEvent::SourceDeleted {} => self.status = SourceStatus::Deleted,
-            SourceEvent::SyncRequested { job_id, .. } => self.active_job = Some(job_id),
+            SourceEvent::SyncRequested { job_id, slot, .. } => {
+                self.active_job = Some(job_id);
+                if slot.is_some() {
+                    self.last_scheduled_slot = slot;
+                }
+            }
+            SourceEvent::SyncSkipped { slot, .. } => self.last_scheduled_slot = Some(slot),
             SourceEvent::SyncFinished { .. } => self.active_job = None,
         }
     }

@@ -1,5 +1,7 @@
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use super::{DataTypes, RetentionDays, Schedule, SyncOutcome};
 use crate::job::JobTrigger;
 use crate::platform::PlatformId;
@@ -37,6 +39,13 @@ pub enum SourceCommand {
         retry_of: Option<String>,
         group_id: Option<String>,
     },
+    /// A slot of the source's schedule has come (sent by the scheduler): queue the slot's job, or record that
+    /// the slot is skipped while the previous job is unfinished. The job id is derived from the source and
+    /// the slot, and a slot already handled records nothing, so every scheduler may offer the same slot.
+    RunScheduledSlot {
+        account_id: AccountId,
+        slot: DateTime<Utc>,
+    },
     /// Record the end of the source's current job. Idempotent: a job that is not the current one is ignored,
     /// so a redelivered end event records nothing twice.
     FinishSync {
@@ -54,6 +63,7 @@ impl SourceCommand {
             | Self::Update { account_id, .. }
             | Self::Delete { account_id }
             | Self::RequestSync { account_id, .. }
+            | Self::RunScheduledSlot { account_id, .. }
             | Self::FinishSync { account_id, .. } => account_id,
         }
     }

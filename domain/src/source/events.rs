@@ -3,7 +3,9 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use super::Schedule;
+use chrono::{DateTime, Utc};
+
+use super::{Schedule, SkipReason};
 use crate::job::JobTrigger;
 
 /// What happened to a source.
@@ -50,6 +52,17 @@ pub enum SourceEvent {
         retry_of: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group_id: Option<String>,
+        /// The schedule slot this job runs for (trigger `schedule` only): the source remembers the last slot
+        /// it handled, so no slot is run twice. Absent from events older than the scheduler.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<DateTime<Utc>>,
+    },
+    /// A schedule slot came while the source's previous job was still queued or running: no job for it.
+    #[serde(rename_all = "camelCase")]
+    SyncSkipped {
+        slot: DateTime<Utc>,
+        active_job_id: String,
+        reason: SkipReason,
     },
     /// The job ended (a saga records this from the job's last event); the source is free for its next sync.
     #[serde(rename_all = "camelCase")]
@@ -80,6 +93,7 @@ impl DomainEvent for SourceEvent {
             Self::SourceResumed {} => "SourceResumed",
             Self::SourceDeleted {} => "SourceDeleted",
             Self::SyncRequested { .. } => "SyncRequested",
+            Self::SyncSkipped { .. } => "SyncSkipped",
             Self::SyncFinished { .. } => "SyncFinished",
         }
         .to_string()

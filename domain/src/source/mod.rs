@@ -4,6 +4,7 @@ mod aggregate;
 mod commands;
 mod events;
 pub mod schedule;
+mod scheduling;
 pub mod values;
 
 #[cfg(test)]
@@ -13,6 +14,7 @@ pub use aggregate::{Source, SourceError, SourceStatus};
 pub use commands::{SourceChanges, SourceCommand, WantedStatus};
 pub use events::{SourceEvent, SyncOutcome};
 pub use schedule::{Schedule, ScheduleProblem, ScheduleSpec};
+pub use scheduling::{scheduled_job_id, SkipReason};
 pub use values::{DataTypes, RetentionDays};
 
 /// The aggregate type name in the event store and in NATS subjects.

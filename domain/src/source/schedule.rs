@@ -358,6 +358,53 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// Whether the schedule fires exactly at `at` (slots are whole minutes, so a second before is no slot).
+    pub fn fires_at(&self, at: DateTime<Utc>) -> bool {
+        self.next_after(at - Duration::seconds(1)) == Some(at)
+    }
+
+    /// The slot a scheduler runs now: the latest slot at or before `now`, provided it is not before
+    /// `first_unhandled` (the earliest slot nobody has handled yet). After downtime this is one catch-up
+    /// slot, the most recent missed one, never a burst of every slot missed.
+    pub fn due_slot(
+        &self,
+        first_unhandled: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if first_unhandled > now || self.is_manual() {
+            return None;
+        }
+        let floor = first_unhandled - Duration::seconds(1);
+        // Look back through growing windows and walk forward only inside the first one that holds a slot:
+        // each earlier, smaller window held none, so the walk is short however dense the schedule and however
+        // long the downtime.
+        let windows = [
+            Duration::minutes(2),
+            Duration::hours(2),
+            Duration::days(2),
+            Duration::days(9),
+            Duration::days(63),
+            Duration::days(800),
+        ];
+        let starts = windows
+            .iter()
+            .map(|w| now - *w)
+            .filter(|start| *start > floor)
+            .chain(std::iter::once(floor));
+        for start in starts {
+            let Some(mut slot) = self.next_after(start).filter(|s| *s <= now) else {
+                continue;
+            };
+            while let Some(next) = self.next_after(slot).filter(|n| *n <= now) {
+                slot = next;
+            }
+            return Some(slot);
+        }
+        None
+    }
+}
+
 fn last_day_of_month(year: i32, month: u32) -> u32 {
     let (ny, nm) = if month == 12 {
         (year + 1, 1)
@@ -465,5 +512,57 @@ mod tests {
         assert_eq!(cron.next_after(now), Some(utc(2026, 3, 15, 18, 0)));
         let manual = parse(serde_json::json!({"frequency": "manual"})).unwrap();
         assert_eq!(manual.next_after(now), None);
+    }
+
+    #[test]
+    fn a_slot_is_a_time_the_schedule_fires_at() {
+        let daily = parse(serde_json::json!({"frequency": "daily", "time": "02:00"})).unwrap();
+        assert!(daily.fires_at(utc(2026, 3, 10, 2, 0)));
+        assert!(!daily.fires_at(utc(2026, 3, 10, 3, 0)));
+        assert!(!daily.fires_at(utc(2026, 3, 10, 2, 0) + Duration::seconds(30)));
+        let cron = parse(serde_json::json!({"cron": "*/15 * * * *"})).unwrap();
+        assert!(cron.fires_at(utc(2026, 3, 10, 12, 45)));
+        assert!(!cron.fires_at(utc(2026, 3, 10, 12, 46)));
+    }
+
+    #[test]
+    fn the_due_slot_is_the_latest_one_not_yet_handled() {
+        let every_minute = parse(serde_json::json!({"cron": "* * * * *"})).unwrap();
+        let now = utc(2026, 3, 10, 12, 0) + Duration::seconds(20);
+        // Due on time.
+        assert_eq!(
+            every_minute.due_slot(utc(2026, 3, 10, 12, 0), now),
+            Some(utc(2026, 3, 10, 12, 0))
+        );
+        // Not yet.
+        assert_eq!(every_minute.due_slot(utc(2026, 3, 10, 12, 1), now), None);
+        // After a day with no scheduler: one catch-up slot, the most recent.
+        assert_eq!(
+            every_minute.due_slot(utc(2026, 3, 9, 11, 0), now),
+            Some(utc(2026, 3, 10, 12, 0))
+        );
+        let daily = parse(
+            serde_json::json!({"frequency": "daily", "time": "02:00", "timezone": "Europe/Paris"}),
+        )
+        .unwrap();
+        // 02:00 in Paris (CET, UTC+1) is 01:00 UTC; missed for a week, the latest is this morning's.
+        assert_eq!(
+            daily.due_slot(utc(2026, 3, 3, 1, 0), now),
+            Some(utc(2026, 3, 10, 1, 0))
+        );
+        // The latest slot before `now` was handled already (the first unhandled one is tomorrow's).
+        assert_eq!(daily.due_slot(utc(2026, 3, 11, 1, 0), now), None);
+        // A sparse schedule far behind: 29 February, last fired in 2024.
+        let leap = parse(serde_json::json!({"cron": "0 0 29 2 *"})).unwrap();
+        assert_eq!(
+            leap.due_slot(utc(2020, 2, 29, 0, 0), now),
+            Some(utc(2024, 2, 29, 0, 0))
+        );
+        assert_eq!(
+            parse(serde_json::json!({"frequency": "manual"}))
+                .unwrap()
+                .due_slot(utc(2026, 3, 1, 0, 0), now),
+            None
+        );
     }
 }

@@ -207,6 +207,7 @@ fn sync_requested(job_id: &str) -> SourceEvent {
         trigger: crate::job::JobTrigger::Manual,
         retry_of: None,
         group_id: None,
+        slot: None,
     }
 }
 
@@ -279,4 +280,206 @@ fn another_account_cannot_sync_a_source() {
             group_id: None,
         })
         .then_expect_error(SourceError::NotFound);
+}
+
+fn every_minute() -> Schedule {
+    schedule(serde_json::json!({"cron": "* * * * *"}))
+}
+
+fn created_every_minute() -> SourceEvent {
+    match created() {
+        SourceEvent::SourceCreated {
+            source_id,
+            account_id,
+            connection_id,
+            platform_id,
+            name,
+            data_types,
+            retention_days,
+            incremental,
+            ..
+        } => SourceEvent::SourceCreated {
+            source_id,
+            account_id,
+            connection_id,
+            platform_id,
+            name,
+            data_types,
+            schedule: every_minute(),
+            retention_days,
+            incremental,
+        },
+        other => other,
+    }
+}
+
+fn at(hour: u32, minute: u32) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2026, 3, 10, hour, minute, 0)
+        .unwrap()
+}
+
+fn run_slot(slot: chrono::DateTime<chrono::Utc>) -> SourceCommand {
+    SourceCommand::RunScheduledSlot {
+        account_id: account("acme"),
+        slot,
+    }
+}
+
+fn scheduled(slot: chrono::DateTime<chrono::Utc>) -> SourceEvent {
+    SourceEvent::SyncRequested {
+        job_id: scheduled_job_id("s1", slot),
+        trigger: crate::job::JobTrigger::Schedule,
+        retry_of: None,
+        group_id: None,
+        slot: Some(slot),
+    }
+}
+
+#[test]
+fn a_slot_queues_a_job_named_by_the_source_and_the_slot() {
+    SourceTest::with(())
+        .given(vec![created_every_minute()])
+        .when(run_slot(at(12, 0)))
+        .then_expect_events(vec![scheduled(at(12, 0))]);
+    let id = uuid::Uuid::parse_str(&scheduled_job_id("s1", at(12, 0))).unwrap();
+    assert_eq!(id.get_version_num(), 7, "a UUID v7 like every id");
+    let (seconds, _) = id.get_timestamp().unwrap().to_unix();
+    assert_eq!(seconds as i64, at(12, 0).timestamp(), "ordered by its slot");
+    assert_eq!(
+        scheduled_job_id("s1", at(12, 0)),
+        scheduled_job_id("s1", at(12, 0))
+    );
+    assert_ne!(
+        scheduled_job_id("s1", at(12, 0)),
+        scheduled_job_id("s1", at(12, 1))
+    );
+    assert_ne!(
+        scheduled_job_id("s1", at(12, 0)),
+        scheduled_job_id("s2", at(12, 0))
+    );
+}
+
+#[test]
+fn a_slot_already_handled_records_nothing() {
+    // The second scheduler to offer the slot: the job is queued (or finished) already.
+    SourceTest::with(())
+        .given(vec![created_every_minute(), scheduled(at(12, 0))])
+        .when(run_slot(at(12, 0)))
+        .then_expect_events(vec![]);
+    SourceTest::with(())
+        .given(vec![
+            created_every_minute(),
+            scheduled(at(12, 1)),
+            SourceEvent::SyncFinished {
+                job_id: scheduled_job_id("s1", at(12, 1)),
+                outcome: SyncOutcome::Succeeded,
+                cursors: Default::default(),
+            },
+        ])
+        .when(run_slot(at(12, 0)))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_slot_while_a_job_is_unfinished_is_skipped_once() {
+    let skipped = SourceEvent::SyncSkipped {
+        slot: at(12, 1),
+        active_job_id: "j1".into(),
+        reason: SkipReason::JobInProgress,
+    };
+    SourceTest::with(())
+        .given(vec![created_every_minute(), sync_requested("j1")])
+        .when(run_slot(at(12, 1)))
+        .then_expect_events(vec![skipped.clone()]);
+    SourceTest::with(())
+        .given(vec![created_every_minute(), sync_requested("j1"), skipped])
+        .when(run_slot(at(12, 1)))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn the_next_slot_after_a_skip_runs_once_the_job_has_finished() {
+    SourceTest::with(())
+        .given(vec![
+            created_every_minute(),
+            sync_requested("j1"),
+            SourceEvent::SyncSkipped {
+                slot: at(12, 1),
+                active_job_id: "j1".into(),
+                reason: SkipReason::JobInProgress,
+            },
+            SourceEvent::SyncFinished {
+                job_id: "j1".into(),
+                outcome: SyncOutcome::Succeeded,
+                cursors: Default::default(),
+            },
+        ])
+        .when(run_slot(at(12, 2)))
+        .then_expect_events(vec![scheduled(at(12, 2))]);
+}
+
+#[test]
+fn paused_manual_and_rescheduled_sources_run_no_slot() {
+    SourceTest::with(())
+        .given(vec![created_every_minute(), SourceEvent::SourcePaused {}])
+        .when(run_slot(at(12, 0)))
+        .then_expect_events(vec![]);
+    let manual = SourceEvent::SourceUpdated {
+        name: None,
+        data_types: None,
+        schedule: Some(schedule(serde_json::json!({"frequency": "manual"}))),
+        retention_days: None,
+        incremental: None,
+    };
+    SourceTest::with(())
+        .given(vec![created_every_minute(), manual])
+        .when(run_slot(at(12, 0)))
+        .then_expect_events(vec![]);
+    // The default schedule fires daily at 02:00: 12:00 is a stale slot of an older schedule, not one of this.
+    SourceTest::with(())
+        .given(vec![created()])
+        .when(run_slot(at(12, 0)))
+        .then_expect_events(vec![]);
+    SourceTest::with(())
+        .given(vec![created()])
+        .when(run_slot(at(2, 0)))
+        .then_expect_events(vec![scheduled(at(2, 0))]);
+}
+
+#[test]
+fn a_deleted_source_runs_no_slot() {
+    SourceTest::with(())
+        .given(vec![created_every_minute(), SourceEvent::SourceDeleted {}])
+        .when(run_slot(at(12, 0)))
+        .then_expect_error(SourceError::NotFound);
+}
+
+#[test]
+fn scheduler_events_round_trip_and_old_sync_requests_still_decode() {
+    let old = serde_json::json!({"SyncRequested": {"jobId": "j1", "trigger": "manual"}});
+    assert_eq!(
+        serde_json::from_value::<SourceEvent>(old).unwrap(),
+        sync_requested("j1")
+    );
+    let event = scheduled(at(12, 0));
+    let json = serde_json::to_value(&event).unwrap();
+    assert_eq!(json["SyncRequested"]["slot"], "2026-03-10T12:00:00Z");
+    assert_eq!(json["SyncRequested"]["trigger"], "schedule");
+    assert_eq!(serde_json::from_value::<SourceEvent>(json).unwrap(), event);
+    let skipped = SourceEvent::SyncSkipped {
+        slot: at(12, 1),
+        active_job_id: "j1".into(),
+        reason: SkipReason::JobInProgress,
+    };
+    let json = serde_json::to_value(&skipped).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"SyncSkipped": {"slot": "2026-03-10T12:01:00Z", "activeJobId": "j1", "reason": "job_in_progress"}})
+    );
+    assert_eq!(
+        serde_json::from_value::<SourceEvent>(json).unwrap(),
+        skipped
+    );
 }

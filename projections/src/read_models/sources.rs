@@ -29,6 +29,11 @@ pub struct SourceView {
     pub incremental: bool,
     /// When the schedule next fires (computed at read time); `null` for paused or manual sources.
     pub next_sync_at: Option<DateTime<Utc>>,
+    /// The last schedule slot the scheduler handled: a job was queued for it, or it was skipped.
+    pub last_scheduled_slot: Option<DateTime<Utc>>,
+    /// The last schedule slot skipped because the source's previous job was still queued or running (the
+    /// source's `SyncSkipped` event says which job).
+    pub last_skipped_slot: Option<DateTime<Utc>>,
     /// The source's event-stream sequence: send it back in `If-Match`.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -37,7 +42,8 @@ pub struct SourceView {
 
 const COLUMNS: &str =
     "s.source_id, s.connection_id, s.platform_id, s.name, s.status, s.data_types, \
-    s.schedule, s.retention_days, s.incremental, s.version, s.created_at, s.updated_at";
+    s.schedule, s.retention_days, s.incremental, s.version, s.created_at, s.updated_at, \
+    s.last_scheduled_slot, s.last_skipped_slot";
 
 impl SourceView {
     fn from_row(row: &Row, now: DateTime<Utc>) -> Self {
@@ -62,6 +68,8 @@ impl SourceView {
             retention_days: row.get("retention_days"),
             incremental: row.get("incremental"),
             next_sync_at,
+            last_scheduled_slot: row.get("last_scheduled_slot"),
+            last_skipped_slot: row.get("last_skipped_slot"),
             version: row.get("version"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
@@ -71,6 +79,61 @@ impl SourceView {
 
 fn json<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or_default()
+}
+
+/// The first slot of `schedule` after `after`: where the scheduler starts looking (`None`: manual).
+fn first_slot_after(schedule: &Value, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    serde_json::from_value::<Schedule>(schedule.clone())
+        .ok()
+        .and_then(|s| s.next_after(after))
+}
+
+/// The stored schedule of a source whose row has not seen event `seq` yet (`None`: seen already, or no row).
+async fn schedule_before(
+    client: &impl GenericClient,
+    id: &str,
+    seq: i64,
+) -> Result<Option<Value>, ReadError> {
+    let row = client
+        .query_opt(
+            "SELECT schedule FROM read_sources WHERE source_id = $1 AND version < $2",
+            &[&id, &seq],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// A handled slot (queued or skipped): the scheduler looks for the next one after it. Slots offered while
+/// paused are never handled, so the source is active here unless a pause is still being projected.
+async fn slot_handled(
+    client: &impl GenericClient,
+    id: &str,
+    seq: i64,
+    at: DateTime<Utc>,
+    slot: DateTime<Utc>,
+    skipped: bool,
+) -> Result<(), ReadError> {
+    let Some(schedule) = schedule_before(client, id, seq).await? else {
+        return Ok(());
+    };
+    client
+        .execute(
+            "UPDATE read_sources SET last_scheduled_slot = $4, \
+               last_skipped_slot = CASE WHEN $5::boolean THEN $4 ELSE last_skipped_slot END, \
+               next_scheduled_at = CASE WHEN status = 'active' THEN $6::timestamptz END, \
+               version = $2, updated_at = $3 \
+             WHERE source_id = $1 AND version < $2",
+            &[
+                &id,
+                &seq,
+                &at,
+                &slot,
+                &skipped,
+                &first_slot_after(&schedule, slot),
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 pub(crate) async fn apply(
@@ -96,8 +159,9 @@ pub(crate) async fn apply(
             client
                 .execute(
                     "INSERT INTO read_sources (source_id, account_id, connection_id, platform_id, name, status, \
-                       data_types, schedule, retention_days, incremental, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $11) \
+                       data_types, schedule, retention_days, incremental, version, created_at, updated_at, \
+                       next_scheduled_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $11, $12) \
                      ON CONFLICT (source_id) DO NOTHING",
                     &[
                         &source_id,
@@ -111,6 +175,8 @@ pub(crate) async fn apply(
                         &incremental,
                         &seq,
                         &at,
+                        // Slots before the source existed are not its to catch up.
+                        &schedule.next_after(at),
                     ],
                 )
                 .await?;
@@ -127,7 +193,9 @@ pub(crate) async fn apply(
                     "UPDATE read_sources SET name = COALESCE($4, name), \
                        data_types = COALESCE($5, data_types), schedule = COALESCE($6, schedule), \
                        retention_days = COALESCE($7, retention_days), \
-                       incremental = COALESCE($8, incremental), version = $2, updated_at = $3 \
+                       incremental = COALESCE($8, incremental), version = $2, updated_at = $3, \
+                       next_scheduled_at = CASE WHEN $6::jsonb IS NULL THEN next_scheduled_at \
+                                                WHEN status = 'active' THEN $9::timestamptz END \
                      WHERE source_id = $1 AND version < $2",
                     &[
                         id,
@@ -138,13 +206,21 @@ pub(crate) async fn apply(
                         &schedule.as_ref().map(json),
                         &retention_days.map(|r| r as i32),
                         &incremental,
+                        // A new schedule starts from now: the old one's missed slots are not caught up.
+                        &schedule.as_ref().and_then(|s| s.next_after(at)),
                     ],
                 )
                 .await?;
         }
-        SourceEvent::SourcePaused {} => set_status(client, id, seq, at, "paused").await?,
-        SourceEvent::SourceResumed {} => set_status(client, id, seq, at, "active").await?,
-        SourceEvent::SourceDeleted {} => set_status(client, id, seq, at, "deleted").await?,
+        SourceEvent::SourcePaused {} => set_status(client, id, seq, at, "paused", None).await?,
+        // Slots that passed while paused are not caught up: the owner asked for no backups then.
+        SourceEvent::SourceResumed {} => {
+            if let Some(schedule) = schedule_before(client, id, seq).await? {
+                let next = first_slot_after(&schedule, at);
+                set_status(client, id, seq, at, "active", next).await?;
+            }
+        }
+        SourceEvent::SourceDeleted {} => set_status(client, id, seq, at, "deleted", None).await?,
         // The source's own row only moves its version (what read-your-writes waits for); the job is a row of
         // `read_jobs`, born here as `queued`.
         SourceEvent::SyncRequested {
@@ -152,8 +228,12 @@ pub(crate) async fn apply(
             trigger,
             retry_of,
             group_id,
+            slot,
         } => {
-            bump_version(client, id, seq, at).await?;
+            match slot {
+                Some(slot) => slot_handled(client, id, seq, at, slot, false).await?,
+                None => bump_version(client, id, seq, at).await?,
+            }
             super::jobs::queue(
                 client,
                 &super::jobs::QueuedSync {
@@ -167,6 +247,9 @@ pub(crate) async fn apply(
             )
             .await?;
         }
+        SourceEvent::SyncSkipped { slot, .. } => {
+            slot_handled(client, id, seq, at, slot, true).await?
+        }
         SourceEvent::SyncFinished { .. } => bump_version(client, id, seq, at).await?,
     }
     Ok(())
@@ -178,12 +261,13 @@ async fn set_status(
     seq: i64,
     at: DateTime<Utc>,
     status: &str,
+    next_scheduled_at: Option<DateTime<Utc>>,
 ) -> Result<(), ReadError> {
     client
         .execute(
-            "UPDATE read_sources SET status = $4, version = $2, updated_at = $3 \
+            "UPDATE read_sources SET status = $4, next_scheduled_at = $5, version = $2, updated_at = $3 \
              WHERE source_id = $1 AND version < $2",
-            &[&id, &seq, &at, &status],
+            &[&id, &seq, &at, &status, &next_scheduled_at],
         )
         .await?;
     Ok(())
@@ -245,7 +329,8 @@ pub async fn projected_version(
 
 /// The SQL of one page of `GET /sources` (also what the benchmark runs through pgbench).
 pub const LIST_SQL: &str = "SELECT s.source_id, s.connection_id, s.platform_id, s.name, s.status, \
-    s.data_types, s.schedule, s.retention_days, s.incremental, s.version, s.created_at, s.updated_at \
+    s.data_types, s.schedule, s.retention_days, s.incremental, s.version, s.created_at, s.updated_at, \
+    s.last_scheduled_slot, s.last_skipped_slot \
     FROM read_sources s \
     WHERE s.account_id = $1 AND s.status <> 'deleted' \
       AND ($2::text IS NULL OR s.status = $2) \
@@ -299,4 +384,53 @@ pub async fn live_ids_for_connection(
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// A source with a schedule slot due, as the scheduler reads it.
+#[derive(Debug, Clone)]
+pub struct DueSource {
+    pub source_id: String,
+    pub account_id: String,
+    pub schedule: Schedule,
+    /// The first slot nobody has handled yet (at or before the `now` asked about).
+    pub first_unhandled: DateTime<Utc>,
+}
+
+/// Where a walk through the due sources has got to: the last row returned.
+pub type DueCursor = (DateTime<Utc>, String);
+
+/// Up to `limit` active sources whose first unhandled slot is at or before `now`, after `after`, in slot order
+/// (all accounts: the scheduler's query). The source itself decides what the slot becomes.
+pub async fn due_for_schedule(
+    client: &impl GenericClient,
+    now: DateTime<Utc>,
+    after: Option<&DueCursor>,
+    limit: i64,
+) -> Result<Vec<DueSource>, ReadError> {
+    let (after_at, after_id) = match after {
+        Some((at, id)) => (Some(*at), Some(id.as_str())),
+        None => (None, None),
+    };
+    let rows = crate::statements::query(
+        client,
+        "SELECT source_id, account_id, schedule, next_scheduled_at FROM read_sources \
+         WHERE next_scheduled_at <= $1 AND status = 'active' \
+           AND ($2::timestamptz IS NULL OR (next_scheduled_at, source_id) > ($2, $3::text)) \
+         ORDER BY next_scheduled_at, source_id LIMIT $4",
+        &[&now, &after_at, &after_id, &limit],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            // A stored schedule always parses (it was validated before it was recorded).
+            let schedule = serde_json::from_value(row.get("schedule")).ok()?;
+            Some(DueSource {
+                source_id: row.get("source_id"),
+                account_id: row.get("account_id"),
+                schedule,
+                first_unhandled: row.get("next_scheduled_at"),
+            })
+        })
+        .collect())
 }
