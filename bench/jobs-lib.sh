@@ -1,0 +1,235 @@
+# What bench/sync-dispatch and bench/backup-throughput share (sourced, not run): a fresh database, a private
+# NATS prefix, a storage directory, the Stripe emulation, the service, and the clean-up of all of it.
+#
+# The sourcing script sets NAME (for messages) and COMMAND (echoed in the report) before sourcing, then calls
+# jobs_setup once its arguments are parsed. Everything the run creates is removed on exit, even on failure.
+#
+# PROCESSES (the scripts' --processes) picks how the service runs: `split` is `listbackup api` (API, projector,
+# relay, sagas) beside `listbackup worker` (the backups), as deployed at scale; `serve` is everything in one
+# process; `auto` (the default) is `split` when the binary has both subcommands.
+
+die() { echo "$NAME: $*" >&2; exit 1; }
+say() { echo "$NAME: $*" >&2; }
+usage() { sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+is_count() { [[ "$1" =~ ^[0-9]+$ ]]; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+sql() { psql -qXAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+PGHOST=127.0.0.1
+PGPORT=5432
+PGUSER=root
+export PGHOST PGPORT PGUSER
+SUFFIX=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
+DB="lb_bench_$SUFFIX"
+DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
+NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+NATS_PREFIX="lbbench_$SUFFIX"
+NATS_STREAM="$(echo "$NATS_PREFIX" | tr '[:lower:]-' '[:upper:]_')_EVENTS"
+WORK=$(mktemp -d -t "$NAME.XXXXXX")
+STORAGE="$WORK/storage"
+BIN="$ROOT/target/release/listbackup"
+EMULATOR="$ROOT/target/release/examples/stripe_emulator"
+LOADJOBS="$ROOT/target/release/examples/load_jobs"
+# One master key for the whole run: a restarted service must still open the credentials sealed before.
+MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+LISTBACKUP_JWT_SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+export LISTBACKUP_JWT_SECRET
+PROCESSES=${PROCESSES:-auto}
+SERVER_PID=""   # the process serving the API (`serve` or `api`)
+WORKER_PID=""   # `listbackup worker`, in split mode
+BACKUP_PID=""   # the process that runs backups: WORKER_PID in split mode, else SERVER_PID
+EMULATOR_PID=""
+DB_CREATED=no
+
+stop_pid() {  # pid: SIGTERM, up to 10 s, then SIGKILL
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_server() {
+  stop_pid "$WORKER_PID"
+  stop_pid "$SERVER_PID"
+  SERVER_PID=""
+  WORKER_PID=""
+  BACKUP_PID=""
+}
+
+jobs_cleanup() {
+  local status=$?
+  stop_server
+  stop_pid "$EMULATOR_PID"
+  if [ -x "$LOADJOBS" ]; then
+    # The run's private JetStream stream; absent if the service never got that far.
+    "$LOADJOBS" delete-nats-stream "$NATS_STREAM" --nats-url "$NATS_URL" >/dev/null 2>&1 || true
+  fi
+  if [ "$DB_CREATED" = yes ]; then
+    psql -qX -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 \
+      || say "could not drop database $DB: drop it by hand"
+  fi
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap jobs_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+  local candidate
+  for _ in $(seq 1 50); do
+    candidate=$((20000 + RANDOM % 40000))
+    if ! port_open "$candidate"; then echo "$candidate"; return 0; fi
+  done
+  die "no free port found"
+}
+
+# Services, database, release build, the emulator.
+jobs_setup() {
+  for tool in cargo curl jq psql gzip; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+  done
+  scripts/ensure-services
+  psql -qX -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $DB" >/dev/null
+  DB_CREATED=yes
+  mkdir -p "$STORAGE"
+  say "database $DB, NATS prefix $NATS_PREFIX, storage $STORAGE"
+  say "building (release)"
+  cargo build --release --locked --bin listbackup --example stripe_emulator --example load_jobs
+  local has_split=no
+  if "$BIN" api --help >/dev/null 2>&1 && "$BIN" worker --help >/dev/null 2>&1; then has_split=yes; fi
+  case "$PROCESSES" in
+    auto) if [ "$has_split" = yes ]; then PROCESSES=split; else PROCESSES=serve; fi ;;
+    split) [ "$has_split" = yes ] || die "this listbackup has no \`api\` and \`worker\` subcommands: use --processes serve" ;;
+    serve) ;;
+    *) die "--processes is auto, split or serve, not '$PROCESSES'" ;;
+  esac
+  if [ "$PROCESSES" = split ]; then
+    SERVICE_DESCRIPTION="release \`listbackup api\` (API, projector, relay to JetStream, sagas) and \`listbackup worker\` (backups), two processes"
+    BACKUP_PROCESS="\`listbackup worker\`"
+  else
+    SERVICE_DESCRIPTION="release \`listbackup serve\` (API, projector, relay to JetStream, sagas and the backup worker in one process)"
+    BACKUP_PROCESS="\`listbackup serve\`"
+  fi
+  say "service: $PROCESSES"
+  start_emulator
+}
+
+start_emulator() {
+  "$EMULATOR" serve --port 0 >"$WORK/emulator.out" 2>"$WORK/emulator.log" &
+  EMULATOR_PID=$!
+  local port=""
+  for _ in $(seq 1 100); do
+    kill -0 "$EMULATOR_PID" 2>/dev/null || { cat "$WORK/emulator.log" >&2; die "the Stripe emulator exited"; }
+    port=$(head -n 1 "$WORK/emulator.out" 2>/dev/null | jq -r '.port // empty' 2>/dev/null || true)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || die "the Stripe emulator did not say which port it listens on"
+  STRIPE_URL="http://127.0.0.1:$port/v1"
+  say "Stripe emulator on $STRIPE_URL (pid $EMULATOR_PID)"
+}
+
+run_listbackup() {  # subcommand: starts it in the background with the run's settings
+  # LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT lifts the connector's Stripe budget (25 requests/s, Stripe's
+  # test-mode limit): the benchmark measures what the service costs, not the policy that paces it.
+  env DATABASE_URL="$DATABASE_URL" NATS_URL="$NATS_URL" LISTBACKUP_NATS_PREFIX="$NATS_PREFIX" \
+    LISTBACKUP_BIND="127.0.0.1:$PORT" LISTBACKUP_MASTER_KEY="$MASTER_KEY" \
+    LISTBACKUP_STORAGE_URL="file://$STORAGE" \
+    LISTBACKUP_PLATFORM_STRIPE_API_URL="$STRIPE_URL" LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT=unlimited \
+    RUST_LOG=warn \
+    "$BIN" "$1" >>"$WORK/server.log" 2>&1 &
+}
+
+# Starts fresh service processes (see PROCESSES) and waits until the API is ready.
+start_server() {
+  PORT=$(free_port)
+  BASE_URL="http://127.0.0.1:$PORT"
+  if [ "$PROCESSES" = split ]; then run_listbackup api; else run_listbackup serve; fi
+  SERVER_PID=$!
+  local ready=no
+  for _ in $(seq 1 300); do  # 60 s: the first start runs the migrations
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 50 "$WORK/server.log" >&2; die "the server exited during start-up"; }
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/health/ready")" = 200 ]; then ready=yes; break; fi
+    sleep 0.2
+  done
+  [ "$ready" = yes ] || { tail -n 50 "$WORK/server.log" >&2; die "GET /health/ready did not answer 200 within 60 s"; }
+  if [ "$PROCESSES" = split ]; then
+    run_listbackup worker
+    WORKER_PID=$!
+    BACKUP_PID=$WORKER_PID
+    # No endpoint says a worker is subscribed; its consumer starts from the stream's first message anyway,
+    # so nothing queued meanwhile is lost. The pause lets its start-up settle before memory is read.
+    sleep 2
+    kill -0 "$WORKER_PID" 2>/dev/null || { tail -n 50 "$WORK/server.log" >&2; die "listbackup worker exited during start-up"; }
+    say "listbackup api on $BASE_URL (pid $SERVER_PID), listbackup worker (pid $WORKER_PID)"
+  else
+    BACKUP_PID=$SERVER_PID
+    say "listbackup serve on $BASE_URL (pid $SERVER_PID)"
+  fi
+}
+
+token() { "$BIN" token --account bench --user bench --role owner; }
+
+# A Stripe connection whose key sees $1 customers in the emulation; checked with POST /connections/{id}/test.
+stripe_connection() {
+  local records=$1 token id test
+  token=$(token)
+  id=$(curl -sf -X POST "$BASE_URL/connections" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' \
+    -d "{\"platformId\":\"stripe\",\"name\":\"bench $records\",\"credentials\":{\"secretKey\":\"sk_test_bench_$records\"}}" \
+    | jq -r .connectionId) || die "could not create a Stripe connection"
+  [ -n "$id" ] && [ "$id" != null ] || die "could not create a Stripe connection"
+  test=$(curl -sf -X POST "$BASE_URL/connections/$id/test" -H "authorization: Bearer $token")
+  [ "$(jq -r .ok <<<"$test")" = true ] || die "the connection test against the emulator failed: $test"
+  echo "$id"
+}
+
+# /proc/<pid>/status fields in MiB (VmRSS: now; VmHWM: the process's peak so far); empty once it has exited.
+mem_mib() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || true; }
+# CPU seconds (user + system) the process has used so far; 0 once it has exited.
+cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+# CPU seconds of every service process (API and worker).
+service_cpu_seconds() {
+  local total=0 pid
+  for pid in $SERVER_PID $WORKER_PID; do
+    total=$(awk -v a="$total" -v b="$(cpu_seconds "$pid")" 'BEGIN{printf "%.2f", a + b}')
+  done
+  echo "$total"
+}
+
+machine_facts() {
+  local cpu memory
+  cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+  memory=$(awk '/^MemTotal:/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+  echo "$(nproc) CPUs ($cpu), $memory, PostgreSQL $(sql -c 'SHOW server_version'), $(uname -sr);" \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (working tree may differ)"
+}
+
+# Writes $WORK/section.md into $OUTPUT as the section headed by $1, replacing an earlier one and keeping
+# every other section; does nothing when OUTPUT is empty (--no-write).
+write_section() {
+  local heading=$1
+  cat "$WORK/section.md" >&2
+  [ -n "$OUTPUT" ] || return 0
+  mkdir -p "$(dirname "$OUTPUT")"
+  if [ -f "$OUTPUT" ]; then
+    awk -v h="$heading" '/^## /{skip = ($0 == h)} !skip' "$OUTPUT" >"$WORK/rest.md"
+  else
+    printf '# Benchmarks\n' >"$WORK/rest.md"
+  fi
+  { cat "$WORK/rest.md"; echo; cat "$WORK/section.md"; } | cat -s >"$OUTPUT"
+  say "wrote the \"$heading\" section of $OUTPUT"
+}
