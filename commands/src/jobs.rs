@@ -2,7 +2,7 @@
 //! running the current attempt, plus the connection's credentials for the run.
 
 use listbackup_domain::connection::Connection;
-use listbackup_domain::job::{Job, JobCommand, JobTrigger};
+use listbackup_domain::job::{Job, JobCommand, JobTrigger, QueuedJob};
 use listbackup_domain::platform::PlatformId;
 
 use crate::bus::{CommandBus, CommandError, Committed};
@@ -150,8 +150,37 @@ impl JobCommands {
             code: code.to_owned(),
             message: message.to_owned(),
             retryable,
+            queued: None,
         };
         self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    /// JobFailed recorded by the system, not by a worker: nobody is running the job any more (its message
+    /// exhausted its deliveries). Valid whether or not the job ever started: a job no worker started gets its
+    /// identity (`job_id` of `source_id`, the metadata's account) recorded with the failure. A conflict means
+    /// the job has ended meanwhile.
+    pub async fn give_up(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        source_id: &str,
+        code: &str,
+        message: &str,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::Fail {
+            account_id: account(metadata)?,
+            worker: None,
+            code: code.to_owned(),
+            message: message.to_owned(),
+            // Nothing about the job itself failed: running it again may well succeed.
+            retryable: true,
+            queued: Some(QueuedJob {
+                job_id: job_id.to_owned(),
+                account_id: metadata.account_id.clone(),
+                source_id: source_id.to_owned(),
+            }),
+        };
+        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
     }
 
     /// Asks the job to stop: a queued job (no stream yet) is cancelled at once; a running one is cancelled by

@@ -267,6 +267,29 @@ impl Aggregate for Job {
                 sink.write(JobEvent::JobCancelled {}, self).await;
                 return Ok(());
             }
+            JobCommand::Fail {
+                worker: None,
+                code,
+                message,
+                retryable,
+                queued: Some(queued),
+                ..
+            } if self.status == JobStatus::New => {
+                // The system gives up on a job no worker ever started (every delivery of its message was lost
+                // before `JobStarted`): it still needs an end, and its stream an owner. A worker receiving the
+                // job afterwards cannot start it.
+                if queued.account_id != account {
+                    return Err(JobError::NotFound);
+                }
+                let event = JobEvent::JobFailed {
+                    code,
+                    message,
+                    retryable,
+                    queued: Some(queued),
+                };
+                sink.write(event, self).await;
+                return Ok(());
+            }
             _ => {}
         }
 
@@ -374,10 +397,12 @@ impl Aggregate for Job {
                 if let Some(worker) = worker {
                     self.require_current_worker(&worker)?;
                 }
+                // A started job's stream already knows whose it is: an identity given along is not recorded.
                 JobEvent::JobFailed {
                     code,
                     message,
                     retryable,
+                    queued: None,
                 }
             }
             JobCommand::RequestCancel { .. } => {
@@ -428,7 +453,14 @@ impl Aggregate for Job {
                 self.backed_up.insert(data_type);
             }
             JobEvent::JobSucceeded { .. } => self.status = JobStatus::Succeeded,
-            JobEvent::JobFailed { .. } => self.status = JobStatus::Failed,
+            JobEvent::JobFailed { queued, .. } => {
+                if let Some(queued) = queued {
+                    self.id = queued.job_id;
+                    self.account_id = queued.account_id;
+                    self.source_id = queued.source_id;
+                }
+                self.status = JobStatus::Failed;
+            }
             JobEvent::JobCancelRequested { queued } => {
                 if let Some(queued) = queued {
                     self.id = queued.job_id;

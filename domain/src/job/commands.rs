@@ -1,4 +1,4 @@
-use super::JobTrigger;
+use super::{JobTrigger, QueuedJob};
 use crate::platform::PlatformId;
 use crate::values::AccountId;
 
@@ -63,6 +63,10 @@ pub enum JobCommand {
         code: String,
         message: String,
         retryable: bool,
+        /// The job's identity, given by the system when it fails a job that may never have started (its message
+        /// exhausted its deliveries before any worker started it): recorded in `JobFailed` only when the
+        /// stream is empty, so the stream knows whose it is. Must name the command's account.
+        queued: Option<QueuedJob>,
     },
     /// Asks a queued or running job to stop. Repeating it while the running job winds down changes nothing.
     RequestCancel {

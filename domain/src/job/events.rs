@@ -53,11 +53,16 @@ pub enum JobEvent {
         records: u64,
         bytes: u64,
     },
+    /// The job ended without a backup. Usually recorded by the worker running it; when the system gives up on
+    /// a job whose message exhausted its deliveries before any worker started it, this is the stream's first
+    /// event and carries the job's identity in `queued`, as `JobCancelRequested` does.
     #[serde(rename_all = "camelCase")]
     JobFailed {
         code: String,
         message: String,
         retryable: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queued: Option<QueuedJob>,
     },
     /// Someone asked the job to stop. For a running job the worker confirms with `JobCancelled` within one
     /// progress interval. A job cancelled while still queued has no stream yet: then this is its first event,
@@ -94,7 +99,7 @@ impl JobTrigger {
     }
 }
 
-/// The identity of a job cancelled before any worker started it.
+/// The identity of a job that ended (cancelled, or failed by the system) before any worker started it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueuedJob {

@@ -114,6 +114,7 @@ fn fail() -> JobCommand {
         code: "PLATFORM_ERROR".into(),
         message: "stripe answered 500 five times".into(),
         retryable: true,
+        queued: None,
     }
 }
 
@@ -122,6 +123,36 @@ fn failed() -> JobEvent {
         code: "PLATFORM_ERROR".into(),
         message: "stripe answered 500 five times".into(),
         retryable: true,
+        queued: None,
+    }
+}
+
+fn queued_job(account_id: &str) -> QueuedJob {
+    QueuedJob {
+        job_id: "j1".into(),
+        account_id: account_id.into(),
+        source_id: "s1".into(),
+    }
+}
+
+/// The system giving up on the job after its message exhausted its deliveries, started or not.
+fn give_up(account_id: &str) -> JobCommand {
+    JobCommand::Fail {
+        account_id: account(account_id),
+        worker: None,
+        code: "DELIVERY_EXHAUSTED".into(),
+        message: "the job's message was delivered 5 times without an outcome".into(),
+        retryable: true,
+        queued: Some(queued_job(account_id)),
+    }
+}
+
+fn given_up(queued: Option<QueuedJob>) -> JobEvent {
+    JobEvent::JobFailed {
+        code: "DELIVERY_EXHAUSTED".into(),
+        message: "the job's message was delivered 5 times without an outcome".into(),
+        retryable: true,
+        queued,
     }
 }
 
@@ -371,12 +402,86 @@ fn the_system_fails_a_job_on_its_workers_behalf() {
             code: "DELIVERIES_EXHAUSTED".into(),
             message: "the job's message was delivered 5 times".into(),
             retryable: true,
+            queued: None,
         })
         .then_expect_events(vec![JobEvent::JobFailed {
             code: "DELIVERIES_EXHAUSTED".into(),
             message: "the job's message was delivered 5 times".into(),
             retryable: true,
+            queued: None,
         }]);
+}
+
+#[test]
+fn giving_up_on_a_started_job_records_no_identity() {
+    // The stream's JobStarted already says whose it is.
+    JobTest::with(())
+        .given(vec![started(), attempt_started(2, "w2")])
+        .when(give_up("acme"))
+        .then_expect_events(vec![given_up(None)]);
+}
+
+#[test]
+fn the_system_gives_up_on_a_job_that_never_started_and_it_never_starts() {
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(give_up("acme"))
+        .then_expect_events(vec![given_up(Some(queued_job("acme")))]);
+    JobTest::with(())
+        .given(vec![given_up(Some(queued_job("acme")))])
+        .when(start("w1"))
+        .then_expect_error(JobError::AlreadyStarted);
+    JobTest::with(())
+        .given(vec![given_up(Some(queued_job("acme")))])
+        .when(request_cancel())
+        .then_expect_error(JobError::Finished(JobStatus::Failed));
+
+    // The stream knows whose it is: a failed job of its account and source, refused to others.
+    let mut job = Job::default();
+    job.apply(given_up(Some(queued_job("acme"))));
+    assert_eq!(job.status(), JobStatus::Failed);
+    assert_eq!(job.owner_account(), Some("acme"));
+    assert_eq!(job.id(), "j1");
+    assert_eq!(job.source_id(), "s1");
+    assert_eq!(job.attempt(), 0, "no attempt ever ran");
+    JobTest::with(())
+        .given(vec![given_up(Some(queued_job("acme")))])
+        .when(JobCommand::Restart {
+            account_id: account("globex"),
+            worker: "w9".into(),
+        })
+        .then_expect_error(JobError::NotFound);
+}
+
+#[test]
+fn only_the_system_with_the_jobs_identity_fails_a_job_that_never_started() {
+    // A worker cannot fail what it never started, identity or not.
+    let mut by_worker = give_up("acme");
+    if let JobCommand::Fail { worker, .. } = &mut by_worker {
+        *worker = Some("w1".into());
+    }
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(by_worker)
+        .then_expect_error(JobError::NotFound);
+    // Without the identity the stream would have no owner.
+    let mut anonymous = give_up("acme");
+    if let JobCommand::Fail { queued, .. } = &mut anonymous {
+        *queued = None;
+    }
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(anonymous)
+        .then_expect_error(JobError::NotFound);
+    // An identity naming another account than the command's is refused.
+    let mut mismatched = give_up("acme");
+    if let JobCommand::Fail { queued, .. } = &mut mismatched {
+        *queued = Some(queued_job("globex"));
+    }
+    JobTest::with(())
+        .given_no_previous_events()
+        .when(mismatched)
+        .then_expect_error(JobError::NotFound);
 }
 
 #[test]
@@ -632,6 +737,7 @@ fn another_account_cannot_tell_the_job_exists() {
             code: "X".into(),
             message: "x".into(),
             retryable: false,
+            queued: None,
         },
         JobCommand::RequestCancel {
             account_id: account("intruder"),
@@ -688,6 +794,17 @@ fn events_are_camel_case_and_externally_tagged() {
         serde_json::to_value(cancel_requested()).unwrap(),
         serde_json::json!({"JobCancelRequested": {}})
     );
+    // A worker's failure has no `queued`; events recorded before the field existed still read.
+    assert_eq!(
+        serde_json::to_value(failed()).unwrap(),
+        serde_json::json!({"JobFailed": {
+            "code": "PLATFORM_ERROR", "message": "stripe answered 500 five times", "retryable": true
+        }})
+    );
+    assert_eq!(
+        serde_json::to_value(given_up(Some(queued_job("acme")))).unwrap()["JobFailed"]["queued"],
+        serde_json::json!({"jobId": "j1", "accountId": "acme", "sourceId": "s1"})
+    );
     assert_eq!(
         serde_json::to_value(JobEvent::JobCancelled {}).unwrap(),
         serde_json::json!({"JobCancelled": {}})
@@ -712,6 +829,7 @@ fn events_are_camel_case_and_externally_tagged() {
         backed_up("customers"),
         succeeded(),
         failed(),
+        given_up(Some(queued_job("acme"))),
         cancel_requested(),
         JobEvent::JobCancelled {},
     ] {

@@ -269,10 +269,13 @@ pub(crate) async fn apply(
                 )
                 .await?;
         }
+        // A job given up before it started fails its `queued` row like any other: the row exists since
+        // SyncRequested.
         JobEvent::JobFailed {
             code,
             message,
             retryable,
+            ..
         } => {
             let error = json!({"code": code, "message": message, "retryable": retryable});
             finish(client, id, seq, at, "failed", Some(error)).await?;

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
@@ -32,6 +33,8 @@ pub struct JobArtifacts {
     source_id: String,
     job_id: String,
     dir: ObjectPath,
+    /// Set when the store is a local directory (see [`JobArtifacts::discard`]).
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl JobArtifacts {
@@ -57,7 +60,13 @@ impl JobArtifacts {
             source_id: source_id.to_owned(),
             job_id: job_id.to_owned(),
             dir,
+            local: None,
         }
+    }
+
+    pub(super) fn with_local(mut self, local: Option<Arc<LocalFileSystem>>) -> Self {
+        self.local = local;
+        self
     }
 
     /// The job's directory.
@@ -210,12 +219,56 @@ impl JobArtifacts {
     /// what is left does not look complete. A worker running attempt 2 or later calls it before writing, so
     /// that nothing of the dead attempt (a manifest it wrote before dying, a data type this attempt no
     /// longer produces) survives next to the new files.
+    ///
+    /// In a local directory it also removes the staged uploads (`customers.ndjson.gz#1`) of a writer that was
+    /// killed before it could abort: object_store hides them from listings and refuses to delete them, yet
+    /// they are files of the dead attempt. (On S3 an incomplete multipart upload is invisible and expires by
+    /// the bucket's lifecycle rule.)
     pub async fn discard(&self) -> Result<(), StorageError> {
         self.delete_if_present(&self.dir.child(MANIFEST_NAME))
             .await?;
+        self.remove_staged_uploads().await?;
         for artifact in self.list().await? {
             self.delete_if_present(&artifact.path).await?;
         }
+        Ok(())
+    }
+
+    async fn remove_staged_uploads(&self) -> Result<(), StorageError> {
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let manifest = local.path_to_filesystem(&self.dir.child(MANIFEST_NAME))?;
+        let Some(dir) = manifest.parent().map(std::path::Path::to_path_buf) else {
+            return Ok(());
+        };
+        // A handful of directory entries, but blocking calls all the same: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(err) => return Err(err),
+            };
+            let mut removed = false;
+            for entry in entries {
+                let entry = entry?;
+                if is_staged_upload(&entry.file_name().to_string_lossy()) {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed = true,
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
+            if removed {
+                // Left empty when nothing else was stored (the object deletions that follow remove it
+                // otherwise): only an empty directory is removed.
+                let _ = std::fs::remove_dir(&dir);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         Ok(())
     }
 
@@ -225,6 +278,12 @@ impl JobArtifacts {
             Err(other) => Err(other.into()),
         }
     }
+}
+
+/// object_store's name for a multipart upload in progress in a local directory: `<file name>#<digits>`.
+fn is_staged_upload(file_name: &str) -> bool {
+    matches!(file_name.rsplit_once('#'), Some((name, suffix))
+        if !name.is_empty() && !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A single, unsurprising path segment: ASCII letters, digits, `_`, `-` and `.`, not starting with a dot,

@@ -80,6 +80,9 @@ impl StorageError {
 pub struct BackupStore {
     store: Arc<dyn ObjectStore>,
     part_size: usize,
+    /// The same store when it is a local directory: a discard also removes the staged uploads a killed
+    /// writer left there, which object_store neither lists nor deletes.
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl BackupStore {
@@ -88,6 +91,7 @@ impl BackupStore {
         Self {
             store,
             part_size: DEFAULT_PART_SIZE,
+            local: None,
         }
     }
 
@@ -134,8 +138,11 @@ impl BackupStore {
     fn local(dir: &std::path::Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)?;
         // Automatic cleanup removes the directories a discard empties, so nothing of the job is left behind.
-        let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
-        Ok(Self::new(Arc::new(store)))
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true));
+        Ok(Self {
+            local: Some(Arc::clone(&store)),
+            ..Self::new(store)
+        })
     }
 
     /// Sets the multipart part size: what a writer buffers before uploading a part. S3 needs at least
@@ -163,6 +170,7 @@ impl BackupStore {
             source_id,
             job_id,
         )
+        .with_local(self.local.clone())
     }
 }
 

@@ -294,6 +294,43 @@ async fn discard_leaves_nothing_behind() {
 }
 
 #[tokio::test]
+async fn discard_removes_the_staged_uploads_of_a_killed_writer() {
+    let dir = TempDir::new();
+    let store = dir.store().with_part_size(4 * 1024);
+    let artifacts = store.job("acme", "s1", "j1");
+    let kept = write_records(&artifacts, "customers", 50).await;
+    let mut writer = artifacts.data_type_writer("invoices").await.unwrap();
+    for i in 0..1_000 {
+        writer.write_record(&record(i)).await.unwrap();
+    }
+    // A killed process neither finishes nor aborts: its staged upload stays, hidden from listings.
+    std::mem::forget(writer);
+    let staged: Vec<String> = dir
+        .files()
+        .into_iter()
+        .filter(|f| f.ends_with("invoices.ndjson.gz#1"))
+        .collect();
+    assert_eq!(staged.len(), 1, "{:?}", dir.files());
+    assert_eq!(artifacts.list().await.unwrap().len(), 1);
+    // Another job's staged upload is not this discard's business.
+    let sibling = store.job("acme", "s1", "j2");
+    let mut other = sibling.data_type_writer("invoices").await.unwrap();
+    other.write_record(&record(1)).await.unwrap();
+
+    artifacts.discard().await.unwrap();
+    let left = dir.files();
+    assert!(
+        !left.iter().any(|f| f.contains("/jobs/j1/")),
+        "nothing of j1 is left: {left:?}"
+    );
+    assert!(!left.contains(&kept.path.to_string()));
+    assert!(left
+        .iter()
+        .any(|f| f.contains("/jobs/j2/invoices.ndjson.gz#")));
+    other.abort().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_writer_dropped_before_finishing_leaves_nothing_that_looks_complete() {
     let dir = TempDir::new();
     let artifacts = dir.store().with_part_size(4 * 1024).job("acme", "s1", "j1");
