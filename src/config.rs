@@ -7,6 +7,7 @@ use std::path::Path;
 use listbackup_api::auth::AuthConfig;
 use listbackup_commands::oauth::OauthSettings;
 use listbackup_commands::platform_client::PlatformEndpoints;
+use listbackup_workers::backup::DeliverySettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -37,6 +38,12 @@ pub struct Config {
     pub oauth: OauthSettings,
     /// Size of each database pool (the event store's and the read side's).
     pub db_pool_size: usize,
+    /// Ack wait and max deliveries of the backup workers' consumer (`LISTBACKUP_WORKER_ACK_WAIT_SECS`,
+    /// `LISTBACKUP_WORKER_MAX_DELIVER`).
+    pub worker_deliveries: DeliverySettings,
+    /// Whether `listbackup serve` runs a backup worker (`LISTBACKUP_SERVE_BACKUP_WORKER`, default true), for
+    /// deployments (and tests) whose backups run in separate `listbackup worker` processes.
+    pub serve_backup_worker: bool,
 }
 
 /// Keys read from the file and the environment.
@@ -58,6 +65,9 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_DB_POOL_SIZE",
     "LISTBACKUP_ALLOWED_RETURN_ORIGINS",
     "LISTBACKUP_OAUTH_REFRESH_INTERVAL_SECS",
+    "LISTBACKUP_WORKER_ACK_WAIT_SECS",
+    "LISTBACKUP_WORKER_MAX_DELIVER",
+    "LISTBACKUP_SERVE_BACKUP_WORKER",
 ];
 
 impl Config {
@@ -104,6 +114,31 @@ impl Config {
                     message: "must be a number from 1 to 1000".into(),
                 })?,
         };
+        let defaults = DeliverySettings::default();
+        let worker_deliveries = DeliverySettings {
+            ack_wait: std::time::Duration::from_secs(number(
+                values,
+                "LISTBACKUP_WORKER_ACK_WAIT_SECS",
+                defaults.ack_wait.as_secs(),
+                1..=3600,
+            )?),
+            max_deliver: number(
+                values,
+                "LISTBACKUP_WORKER_MAX_DELIVER",
+                defaults.max_deliver as u64,
+                1..=100,
+            )? as i64,
+        };
+        let serve_backup_worker = match get("LISTBACKUP_SERVE_BACKUP_WORKER").as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_SERVE_BACKUP_WORKER",
+                    message: "must be true or false".into(),
+                })
+            }
+        };
         let public_url = get("LISTBACKUP_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
         let oauth = OauthSettings::from_lookup(&public_url, |key| get(key)).map_err(|message| {
             ConfigError::Invalid {
@@ -131,7 +166,34 @@ impl Config {
             platforms: PlatformEndpoints::from_lookup(|key| get(key)),
             oauth,
             db_pool_size,
+            worker_deliveries,
+            serve_backup_worker,
         })
+    }
+}
+
+/// The whole number `key` holds, within `range`, or `default` when it is unset.
+fn number(
+    values: &BTreeMap<String, String>,
+    key: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    match values.get(key) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| ConfigError::Invalid {
+                key,
+                message: format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            }),
     }
 }
 
@@ -171,6 +233,37 @@ mod tests {
         assert_eq!(config.bind, "127.0.0.1:8080");
         assert_eq!(config.nats_prefix, "listbackup");
         assert_eq!(config.auth.account_claim, "account_id");
+    }
+
+    #[test]
+    fn worker_delivery_settings_default_and_are_checked() {
+        let mut values = BTreeMap::from([("DATABASE_URL".to_owned(), "postgres://x".to_owned())]);
+        let config = Config::from_values(&values).unwrap();
+        assert_eq!(config.worker_deliveries, DeliverySettings::default());
+        assert!(config.serve_backup_worker);
+        values.insert("LISTBACKUP_WORKER_ACK_WAIT_SECS".into(), "3".into());
+        values.insert("LISTBACKUP_WORKER_MAX_DELIVER".into(), "2".into());
+        values.insert("LISTBACKUP_SERVE_BACKUP_WORKER".into(), "false".into());
+        let config = Config::from_values(&values).unwrap();
+        assert_eq!(
+            config.worker_deliveries,
+            DeliverySettings {
+                ack_wait: std::time::Duration::from_secs(3),
+                max_deliver: 2
+            }
+        );
+        assert!(!config.serve_backup_worker);
+        for (key, bad) in [
+            ("LISTBACKUP_WORKER_ACK_WAIT_SECS", "0"),
+            ("LISTBACKUP_WORKER_ACK_WAIT_SECS", "soon"),
+            ("LISTBACKUP_WORKER_MAX_DELIVER", "0"),
+            ("LISTBACKUP_WORKER_MAX_DELIVER", "-1"),
+            ("LISTBACKUP_SERVE_BACKUP_WORKER", "maybe"),
+        ] {
+            let mut values = values.clone();
+            values.insert(key.into(), bad.into());
+            assert!(Config::from_values(&values).is_err(), "{key}={bad}");
+        }
     }
 
     #[test]

@@ -5,5 +5,6 @@ pub mod config;
 pub mod migrate;
 pub mod service;
 pub mod telemetry;
+pub mod worker;
 
 pub use config::Config;

@@ -24,8 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs everything in one process: migrations, API, projector.
+    /// Runs everything in one process: migrations, API, projector, relay, sagas, backup worker.
     Serve,
+    /// Runs the API with the projector, relay and sagas, but no backup worker (`listbackup worker` runs them).
+    Api,
+    /// Runs backups only: the backup worker and the token refresher, no HTTP API. On SIGTERM a backup in
+    /// flight is left unacknowledged, so another worker runs it again after the ack wait.
+    Worker,
     /// Applies the database migrations and exits.
     Migrate,
     /// Mints a bearer token signed with LISTBACKUP_JWT_SECRET (HS256).
@@ -66,8 +71,11 @@ async fn main() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref());
     match cli.command {
-        Command::Serve => {
-            let config = config?;
+        Command::Serve | Command::Api => {
+            let mut config = config?;
+            if matches!(cli.command, Command::Api) {
+                config.serve_backup_worker = false;
+            }
             let listener = TcpListener::bind(&config.bind)
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
             let mut running = service::start(&config, listener).await?;
@@ -78,6 +86,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     running.stop().await;
                 }
             }
+        }
+        Command::Worker => {
+            let worker = listbackup::worker::start(&config?).await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down: in-flight backups are left for redelivery");
+            worker.stop().await;
         }
         Command::Migrate => {
             let applied = listbackup::migrate::run(&config?.database_url).await?;

@@ -69,6 +69,60 @@ pub fn read_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
     )?)
 }
 
+/// The master key and the retired ones, which seal and open stored credentials.
+pub(crate) fn master_keys(config: &Config) -> anyhow::Result<Arc<MasterKeys>> {
+    let master_key = config.master_key.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("LISTBACKUP_MASTER_KEY is required (base64 of 32 random bytes)")
+    })?;
+    let previous: Vec<&str> = config
+        .previous_master_keys
+        .iter()
+        .map(String::as_str)
+        .collect();
+    Ok(Arc::new(MasterKeys::from_base64(master_key, &previous)?))
+}
+
+/// The sqlx pool postgres-es appends events through.
+pub(crate) async fn event_store_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.db_pool_size as u32)
+        // No ping before every use: a broken connection fails its statement, which surfaces as UNAVAILABLE
+        // (retryable) and makes the pool drop it. The ping was one round trip on every command.
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&config.database_url)
+        .await?)
+}
+
+/// NATS, when configured. Retrying in the background keeps the service up (and commands accepted) while
+/// NATS is down; readiness reports it.
+pub(crate) async fn connect_nats(config: &Config) -> anyhow::Result<Option<async_nats::Client>> {
+    Ok(match &config.nats_url {
+        Some(url) => Some(
+            async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connection_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await?,
+        ),
+        None => None,
+    })
+}
+
+/// Where backups go, when configured.
+pub(crate) fn backup_store(
+    config: &Config,
+) -> anyhow::Result<Option<listbackup_workers::storage::BackupStore>> {
+    config
+        .storage_url
+        .as_deref()
+        .map(|url| {
+            listbackup_workers::storage::BackupStore::from_url(url)
+                .map_err(|e| anyhow::anyhow!("LISTBACKUP_STORAGE_URL: {e}"))
+        })
+        .transpose()
+}
+
 /// The projector over the configured database (for `listbackup projections rebuild`).
 pub fn projector(config: &Config) -> anyhow::Result<Projector> {
     Ok(Projector::new(read_pool(config)?, Arc::new(Notify::new())))
@@ -80,26 +134,11 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }
-    let master_key = config.master_key.as_deref().ok_or_else(|| {
-        anyhow::anyhow!("LISTBACKUP_MASTER_KEY is required (base64 of 32 random bytes)")
-    })?;
-    let previous: Vec<&str> = config
-        .previous_master_keys
-        .iter()
-        .map(String::as_str)
-        .collect();
-    let keys = Arc::new(MasterKeys::from_base64(master_key, &previous)?);
+    let keys = master_keys(config)?;
     let authenticator = Authenticator::new(config.auth.clone())
         .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
 
-    let event_store = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(config.db_pool_size as u32)
-        // No ping before every use: a broken connection fails its statement, which surfaces as UNAVAILABLE
-        // (retryable) and makes the pool drop it. The ping was one round trip on every command.
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(&config.database_url)
-        .await?;
+    let event_store = event_store_pool(config).await?;
     let db = read_pool(config)?;
     let vault = CredentialVault::new(db.clone(), keys);
     let swept = vault.sweep_deleted().await?;
@@ -163,26 +202,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let projector = Projector::new(db.clone(), committed);
     let projected = projector.watch();
 
-    let nats = match &config.nats_url {
-        // Retrying in the background keeps the service up (and commands accepted) while NATS is down;
-        // readiness reports it.
-        Some(url) => Some(
-            async_nats::ConnectOptions::new()
-                .retry_on_initial_connect()
-                .connection_timeout(Duration::from_secs(5))
-                .connect(url)
-                .await?,
-        ),
-        None => None,
-    };
-
-    let store = match &config.storage_url {
-        Some(url) => Some(
-            listbackup_workers::storage::BackupStore::from_url(url)
-                .map_err(|e| anyhow::anyhow!("LISTBACKUP_STORAGE_URL: {e}"))?,
-        ),
-        None => None,
-    };
+    let nats = connect_nats(config).await?;
+    let store = backup_store(config)?;
 
     let shutdown = CancellationToken::new();
     let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
@@ -190,8 +211,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
         let relay = Relay::new(db.clone(), nats.clone(), names.clone());
         background.push(tokio::spawn(relay.run(shutdown.clone())));
-        // Backups need somewhere to go: without storage this process queues jobs but runs none.
-        if let Some(store) = &store {
+        // Backups need somewhere to go: without storage this process queues jobs but runs none. With
+        // LISTBACKUP_SERVE_BACKUP_WORKER=false (and in `listbackup api`) `listbackup worker` processes run them.
+        if let (Some(store), true) = (&store, config.serve_backup_worker) {
             let store = store.clone();
             let worker = listbackup_workers::backup::BackupWorker::new(
                 nats.clone(),
@@ -202,15 +224,20 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
                 oauth.clone(),
                 connector,
                 store,
-            );
+            )
+            .with_deliveries(config.worker_deliveries);
             background.push(tokio::spawn(worker.run(shutdown.clone())));
         }
     }
     // Renews OAuth access tokens expiring within 15 minutes (one refresh per connection across processes).
     background.push(tokio::spawn(oauth.clone().run_refresher(shutdown.clone())));
     // Source and connection deletions cascade (issue 4), driven by the event log.
-    let source_sagas =
-        listbackup_workers::sagas::SourceSagas::new(db.clone(), saga_groups, saga_sources);
+    let source_sagas = listbackup_workers::sagas::SourceSagas::new(
+        db.clone(),
+        saga_groups,
+        saga_sources,
+        api_jobs.clone(),
+    );
     background.push(tokio::spawn(source_sagas.run(shutdown.clone())));
     // Schedule slots (issue 5): in every process, without a leader; the Source aggregate records each slot once.
     let scheduler = listbackup_workers::scheduler::Scheduler::new(db.clone(), scheduler_sources);

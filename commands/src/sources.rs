@@ -201,6 +201,12 @@ impl SourceCommands {
             Err(CommandError::not_found())
         }
     }
+
+    /// The job queued or running on the source, deleted or not: what the deletion saga cancels.
+    pub async fn active_job(&self, source_id: &str) -> Result<Option<String>, CommandError> {
+        let (source, _) = self.bus.load(source_id).await?;
+        Ok(source.active_job().map(str::to_owned))
+    }
 }
 
 pub(crate) fn account(metadata: &EventMetadata) -> Result<AccountId, CommandError> {

@@ -109,20 +109,29 @@ impl NatsStreamsGuard {
 
 impl Drop for NatsStreamsGuard {
     fn drop(&mut self) {
-        let stream = self.events_stream();
+        // Every stream of the prefix: the events stream, and any other the run created (the workers'
+        // delivery advisories).
+        let stream_prefix = format!("{}_", self.prefix.to_uppercase());
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             runtime.block_on(async move {
+                use futures::TryStreamExt;
                 let connect = async_nats::ConnectOptions::new()
                     .connection_timeout(Duration::from_secs(2))
                     .connect(nats_url());
                 if let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(3), connect).await
                 {
                     let jetstream = async_nats::jetstream::new(client);
-                    let _ = jetstream.delete_stream(&stream).await;
+                    let names = jetstream.stream_names().try_collect::<Vec<String>>();
+                    if let Ok(Ok(names)) = tokio::time::timeout(Duration::from_secs(3), names).await
+                    {
+                        for stream in names.iter().filter(|n| n.starts_with(&stream_prefix)) {
+                            let _ = jetstream.delete_stream(stream).await;
+                        }
+                    }
                 }
             });
         })

@@ -136,6 +136,12 @@ struct State {
     rate_limited: Option<(usize, u64)>,
     hits: HashMap<String, usize>,
     last_query: HashMap<String, String>,
+    /// `Some(n)`: `n` more requests are answered, then every request waits until [`PlatformApi::release`].
+    hold_after: Option<usize>,
+    /// Requests waiting at the hold right now.
+    held: usize,
+    /// `true` while requests pass; waiting requests watch it.
+    open: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl State {
@@ -284,6 +290,31 @@ impl PlatformApi {
         self.state().rate_limited = Some((n, retry_after_secs));
     }
 
+    /// Lets the next `n` requests (to any path) through, then holds every later one unanswered until
+    /// [`PlatformApi::release`]: a backup can be caught mid-run (to kill its worker) without racing it.
+    pub fn hold_after(&self, n: usize) {
+        let mut state = self.state();
+        state.hold_after = Some(n);
+        state
+            .open
+            .get_or_insert_with(|| tokio::sync::watch::channel(true).0)
+            .send_replace(false);
+    }
+
+    /// Answers the held requests, and every later one, again.
+    pub fn release(&self) {
+        let mut state = self.state();
+        state.hold_after = None;
+        if let Some(open) = &state.open {
+            open.send_replace(true);
+        }
+    }
+
+    /// How many requests are being held right now.
+    pub fn held(&self) -> usize {
+        self.state().held
+    }
+
     /// Requests received on this path (without query, with the platform prefix), failed ones included.
     pub fn hits(&self, path: &str) -> usize {
         self.state().hits.get(path).copied().unwrap_or(0)
@@ -316,6 +347,7 @@ async fn handle(
     body: web::Bytes,
     state: web::Data<Mutex<State>>,
 ) -> HttpResponse {
+    wait_while_held(&state).await;
     let path = req.path().to_owned();
     let (platform, rest) = match path.split_once('/').map(|(_, p)| p) {
         Some(p) => match p.split_once('/') {
@@ -400,6 +432,35 @@ async fn handle(
         }
         _ => HttpResponse::NotFound().json(json!({"error": "not found", "path": path})),
     }
+}
+
+/// Holds the request while [`PlatformApi::hold_after`] says so (counted in `held` meanwhile, also if the
+/// client goes away and the request is dropped).
+async fn wait_while_held(state: &Mutex<State>) {
+    let mut open = {
+        let mut state = state.lock().unwrap();
+        match state.hold_after {
+            None => return,
+            Some(n) if n > 0 => {
+                state.hold_after = Some(n - 1);
+                return;
+            }
+            Some(_) => {}
+        }
+        let Some(open) = state.open.as_ref().map(|open| open.subscribe()) else {
+            return;
+        };
+        state.held += 1;
+        open
+    };
+    struct Waiting<'a>(&'a Mutex<State>);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().held -= 1;
+        }
+    }
+    let _waiting = Waiting(state);
+    let _ = open.wait_for(|open| *open).await;
 }
 
 fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {

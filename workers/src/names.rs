@@ -51,6 +51,24 @@ impl NatsNames {
     pub fn consumer(&self, purpose: &str) -> String {
         format!("{}-{purpose}", self.prefix)
     }
+
+    /// `<PREFIX>_DELIVERY_ADVISORIES`: the stream keeping JetStream's max-deliveries advisories about this
+    /// deployment's consumers, which core NATS alone would lose while no worker listens.
+    pub fn delivery_advisories_stream(&self) -> String {
+        format!(
+            "{}_DELIVERY_ADVISORIES",
+            self.prefix.to_uppercase().replace('-', "_")
+        )
+    }
+
+    /// The subject of JetStream's advisory that a message of the events stream exhausted its deliveries to
+    /// `consumer`.
+    pub fn max_deliveries_advisory(&self, consumer: &str) -> String {
+        format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{consumer}",
+            self.events_stream()
+        )
+    }
 }
 
 #[cfg(test)]
@@ -67,6 +85,14 @@ mod tests {
             "lb-test_1.events.source.SyncRequested"
         );
         assert_eq!(names.consumer("workers"), "lb-test_1-workers");
+        assert_eq!(
+            names.delivery_advisories_stream(),
+            "LB_TEST_1_DELIVERY_ADVISORIES"
+        );
+        assert_eq!(
+            names.max_deliveries_advisory("lb-test_1-workers"),
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.LB_TEST_1_EVENTS.lb-test_1-workers"
+        );
     }
 
     #[test]

@@ -4,14 +4,16 @@
 //! replaying a batch after a crash is harmless.
 //!
 //! - `SourceDeleted` → `SourceRemovedFromGroup` on every group the source was ever added to (asked of the log
-//!   itself, which never lags, through an expression index).
+//!   itself, which never lags, through an expression index), and `JobCancelRequested` on the source's queued
+//!   or running job (a queued one is cancelled at once, a running one by its worker).
 //! - `SourceAddedToGroup` of a source whose deletion comes earlier in the log (deleted between the route's
 //!   check and the commit) → `SourceRemovedFromGroup` again.
 //! - `ConnectionDeleted` → `SourceDeleted` on every live source created on the connection. `DELETE
 //!   /connections/{id}` refuses (or, with `?cascade=true`, deletes the sources itself) before the connection
 //!   goes; this catches a source created concurrently, after that check.
 //! - `JobSucceeded`, `JobFailed`, `JobCancelled` → `SyncFinished` on the job's source, which frees the source
-//!   for its next sync (the source is named by the job stream's first event).
+//!   for its next sync (the source is named by the job stream's first event: `JobStarted`, or the
+//!   `JobCancelRequested` / `JobFailed` of a job that ended before it started).
 //! - `SourceGroupDeleted` needs no command: the event names the memberships and the projection drops them.
 //!
 //! Follow-ups are recorded with actor `system`, `causationId` = the triggering event's id, and the triggering
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use listbackup_commands::jobs::JobCommands;
 use listbackup_commands::source_groups::SourceGroupCommands;
 use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
@@ -53,16 +56,23 @@ pub struct SourceSagas {
     pool: Pool,
     groups: Arc<SourceGroupCommands>,
     sources: Arc<SourceCommands>,
+    jobs: Arc<JobCommands>,
     batch_size: i64,
     poll_interval: Duration,
 }
 
 impl SourceSagas {
-    pub fn new(pool: Pool, groups: Arc<SourceGroupCommands>, sources: Arc<SourceCommands>) -> Self {
+    pub fn new(
+        pool: Pool,
+        groups: Arc<SourceGroupCommands>,
+        sources: Arc<SourceCommands>,
+        jobs: Arc<JobCommands>,
+    ) -> Self {
         Self {
             pool,
             groups,
             sources,
+            jobs,
             batch_size: 200,
             poll_interval: Duration::from_millis(100),
         }
@@ -161,6 +171,8 @@ impl SourceSagas {
                     self.remove(&metadata, &group_id, &event.aggregate_id)
                         .await?;
                 }
+                self.cancel_active_job(&metadata, &event.aggregate_id)
+                    .await?;
             }
             (listbackup_domain::connection::AGGREGATE_TYPE, "ConnectionDeleted") => {
                 let rows = client
@@ -240,11 +252,13 @@ impl SourceSagas {
         outcome: SyncOutcome,
     ) -> Result<(), SagaError> {
         let job_id = &event.aggregate_id;
-        // The first event names the source: JobStarted, or JobCancelRequested of a job cancelled while queued.
+        // The first event names the source: JobStarted, or the JobCancelRequested / JobFailed of a job that
+        // ended while queued (cancelled, or given up after its message exhausted its deliveries).
         let first = client
             .query_opt(
                 "SELECT COALESCE(payload -> 'JobStarted' ->> 'sourceId', \
-                                 payload -> 'JobCancelRequested' -> 'queued' ->> 'sourceId') \
+                                 payload -> 'JobCancelRequested' -> 'queued' ->> 'sourceId', \
+                                 payload -> 'JobFailed' -> 'queued' ->> 'sourceId') \
                  FROM events WHERE aggregate_type = 'job' AND aggregate_id = $1 AND sequence = 1",
                 &[job_id],
             )
@@ -273,6 +287,31 @@ impl SourceSagas {
             }) => Ok(()),
             Err(err @ CommandError::Domain { .. }) => {
                 tracing::warn!(%source_id, %job_id, error = %err, "SyncFinished refused");
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// A deleted source's queued or running job is cancelled: nothing runs for a source that is gone. Replays
+    /// are harmless: cancelling again, or cancelling a job that ended meanwhile, is refused and ignored.
+    async fn cancel_active_job(
+        &self,
+        metadata: &EventMetadata,
+        source_id: &str,
+    ) -> Result<(), SagaError> {
+        let Some(job_id) = self.sources.active_job(source_id).await? else {
+            return Ok(());
+        };
+        match self.jobs.request_cancel(metadata, &job_id, source_id).await {
+            Ok(committed) => {
+                if committed.events > 0 {
+                    tracing::info!(%source_id, %job_id, "the deleted source's job was asked to stop");
+                }
+                Ok(())
+            }
+            Err(err @ CommandError::Domain { .. }) => {
+                tracing::info!(%source_id, %job_id, error = %err, "the deleted source's job needs no cancelling");
                 Ok(())
             }
             Err(err) => Err(err.into()),

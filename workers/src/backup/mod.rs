@@ -25,12 +25,10 @@ use crate::names::NatsNames;
 use crate::relay::Relay;
 use crate::storage::{BackupStore, JobArtifacts, StorageError};
 
-/// How long a delivery may go unacknowledged before JetStream redelivers it (a dead worker's job).
-const ACK_WAIT: Duration = Duration::from_secs(30);
-/// In-progress acks while a backup runs, well inside [`ACK_WAIT`].
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
-/// Deliveries of one message before JetStream gives up on it.
-const MAX_DELIVER: i64 = 5;
+// Ack wait, keep-alive, max_deliver with backoff, and what happens when a message's deliveries run out.
+mod deliveries;
+
+pub use deliveries::{DeliverySettings, DELIVERY_EXHAUSTED};
 
 /// The relay's message body, as far as the worker reads it.
 #[derive(Debug, Deserialize)]
@@ -104,6 +102,7 @@ pub struct BackupWorker {
     oauth: Arc<OauthService>,
     connector: Arc<Connector>,
     store: BackupStore,
+    deliveries: DeliverySettings,
 }
 
 impl BackupWorker {
@@ -127,22 +126,38 @@ impl BackupWorker {
             oauth,
             connector,
             store,
+            deliveries: DeliverySettings::default(),
         }
     }
 
-    /// Runs until `shutdown`; NATS failures are retried with backoff. A backup interrupted by shutdown is
-    /// not acknowledged, so it is redelivered (and run again as the next attempt).
+    /// Runs until `shutdown`: the job messages, and beside them the advisories of messages whose deliveries
+    /// ran out (see [`deliveries`]). NATS failures are retried with backoff. A backup interrupted by shutdown
+    /// is not acknowledged, so it is redelivered after its ack wait (and run again as the next attempt).
     pub async fn run(self, shutdown: CancellationToken) {
+        tokio::join!(
+            self.keep_running("backup worker", &shutdown, || self.consume(&shutdown)),
+            self.keep_running("exhausted-deliveries watcher", &shutdown, || {
+                self.watch_exhausted(&shutdown)
+            }),
+        );
+    }
+
+    /// Runs `task` until it returns `Ok` or `shutdown`, starting it again with backoff after each error.
+    async fn keep_running<F, Fut>(&self, what: &str, shutdown: &CancellationToken, task: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
         let mut backoff = Duration::from_millis(200);
         loop {
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                outcome = self.consume(&shutdown) => outcome,
+                outcome = task() => outcome,
             };
             match outcome {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %err, "backup worker paused; retrying");
+                    tracing::warn!(error = %err, "{what} paused; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -164,18 +179,13 @@ impl BackupWorker {
             .get_stream(self.names.events_stream())
             .await
             .map_err(|e| e.to_string())?;
-        let name = self.names.consumer("backup-workers");
+        let name = self.names.consumer(deliveries::BACKUP_CONSUMER);
+        // Create, or update a durable consumer left with other settings (an earlier version, another
+        // configuration): a consumer's settings are its own, not each client's.
         let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                &name,
-                consumer::pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: self.names.event_subject("source", "SyncRequested"),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
-                    max_deliver: MAX_DELIVER,
-                    ..Default::default()
-                },
+            .create_consumer(
+                self.deliveries
+                    .consumer_config(&name, self.names.event_subject("source", "SyncRequested")),
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -199,7 +209,7 @@ impl BackupWorker {
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
         let run = self.process(&message.payload, delivered);
         tokio::pin!(run);
-        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        let mut keep_alive = tokio::time::interval(self.deliveries.keep_alive());
         keep_alive.tick().await;
         let settled = loop {
             tokio::select! {
@@ -215,6 +225,21 @@ impl BackupWorker {
             Ok(()) => {
                 if let Err(err) = message.ack().await {
                     tracing::warn!(error = %err, "ack failed; the job's message will be redelivered");
+                }
+            }
+            // The last delivery: JetStream will not redeliver it, so this worker ends the job itself (and if
+            // even that fails, JetStream's advisory has it ended; see `deliveries`).
+            Err(err) if delivered >= self.deliveries.max_deliver => {
+                tracing::warn!(error = %err, delivered, "the job's last delivery failed; giving up on the job");
+                match self.give_up(&message.payload, delivered).await {
+                    Ok(()) => {
+                        if let Err(err) = message.ack().await {
+                            tracing::warn!(error = %err, "ack of a given-up job's message failed");
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "giving up failed; left to the max-deliveries advisory")
+                    }
                 }
             }
             Err(err) => tracing::warn!(error = %err, "job message left for redelivery"),
@@ -254,8 +279,9 @@ impl BackupWorker {
                 ..
             }) => {
                 // Another database's message (shared NATS), or a source deleted since: nothing to run.
-                tracing::warn!(%job_id, %source_id, "SyncRequested for an unknown source acknowledged");
-                return Ok(());
+                return self
+                    .source_gone(&metadata, &job_id, &source_id, delivered)
+                    .await;
             }
             Err(err) => return Err(err),
         };

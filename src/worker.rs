@@ -1,0 +1,100 @@
+//! `listbackup worker`: a process that runs backups and nothing else (DESIGN §7, "separate processes for
+//! scale"): the backup worker, with its exhausted-deliveries watcher, and the OAuth token refresher. No HTTP
+//! API, projector, relay or sagas: `listbackup api` (or `serve`) runs those, against the same database and
+//! NATS prefix.
+
+use std::sync::Arc;
+
+use listbackup_commands::jobs::JobCommands;
+use listbackup_commands::oauth::OauthService;
+use listbackup_commands::sources::SourceCommands;
+use listbackup_commands::vault::CredentialVault;
+use listbackup_commands::CommandBus;
+use listbackup_workers::backup::BackupWorker;
+use listbackup_workers::connectors::Connector;
+use listbackup_workers::{NatsNames, Relay};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::service::{backup_store, connect_nats, event_store_pool, master_keys, read_pool};
+
+/// A started worker process. Dropping it does not stop it: call [`RunningWorker::stop`].
+pub struct RunningWorker {
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningWorker {
+    /// Stops taking messages. A backup in flight is abandoned unacknowledged: JetStream redelivers its
+    /// message after the ack wait, and the worker that receives it runs the job again as the next attempt.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Migrates, then starts the backup worker and the token refresher. NATS and storage are required: without
+/// them a worker has nothing to do.
+pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
+    let store = backup_store(config)?
+        .ok_or_else(|| anyhow::anyhow!("LISTBACKUP_STORAGE_URL is required by the worker"))?;
+    let applied = crate::migrate::run(&config.database_url).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    let keys = master_keys(config)?;
+    let event_store = event_store_pool(config).await?;
+    let db = read_pool(config)?;
+    let vault = CredentialVault::new(db.clone(), keys);
+    // Read-your-writes is the API's concern: nothing in this process waits on commits.
+    let committed = Arc::new(Notify::new());
+    macro_rules! bus {
+        () => {
+            CommandBus::new(event_store.clone(), (), committed.clone())
+        };
+    }
+    let oauth = Arc::new(OauthService::new(
+        bus!(),
+        vault.clone(),
+        db.clone(),
+        config.oauth.clone(),
+        config.platforms.clone(),
+    ));
+    let jobs = Arc::new(JobCommands::new(bus!(), bus!(), vault));
+    let sources = Arc::new(SourceCommands::new(bus!(), bus!()));
+    let connector = Arc::new(Connector::new(config.platforms.clone()));
+    let nats = connect_nats(config)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("NATS_URL is required by the worker"))?;
+    let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
+    // The relay handle only makes sure the events stream exists; this process publishes nothing.
+    let relay = Relay::new(db, nats.clone(), names.clone());
+    let worker = BackupWorker::new(
+        nats,
+        names,
+        relay,
+        jobs,
+        sources,
+        oauth.clone(),
+        connector,
+        store,
+    )
+    .with_deliveries(config.worker_deliveries);
+
+    let shutdown = CancellationToken::new();
+    let tasks = vec![
+        tokio::spawn(worker.run(shutdown.clone())),
+        // Renews OAuth access tokens expiring within 15 minutes (one refresh per connection across processes).
+        tokio::spawn(oauth.run_refresher(shutdown.clone())),
+    ];
+    tracing::info!(
+        ack_wait_secs = config.worker_deliveries.ack_wait.as_secs(),
+        max_deliver = config.worker_deliveries.max_deliver,
+        "listbackup worker is running"
+    );
+    Ok(RunningWorker { shutdown, tasks })
+}

@@ -1,0 +1,583 @@
+//! Faults around backup jobs (issue 5, item 7), with real `listbackup worker` processes killed with SIGKILL:
+//! a killed worker's job is redelivered and runs again as attempt 2 with one complete set of artifacts; a
+//! message whose deliveries run out fails its job with an event; a deleted source's jobs are cancelled.
+//!
+//! The Stripe emulation holds requests on demand ([`PlatformApi::hold_after`]), so a worker is killed while
+//! it is provably mid-backup, not after a sleep that hopes so.
+
+mod support;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer;
+use serde_json::{json, Value};
+use support::platform_api::PlatformApi;
+use support::{wait_until, TestApp};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Short enough that a redelivery comes within the test, long enough that a busy machine keeps a live
+/// worker's delivery alive (in-progress acks every second).
+const ACK_WAIT_SECS: u64 = 3;
+
+/// The service (API, projector, relay, sagas), a Stripe emulation, and a storage directory shared with the
+/// worker processes it starts.
+struct FaultApp {
+    app: TestApp,
+    api: PlatformApi,
+    storage: std::path::PathBuf,
+    _cleanup: RemoveOnDrop,
+}
+
+impl FaultApp {
+    /// `in_process_worker`: whether `serve` runs a backup worker itself; when not, only the `listbackup worker`
+    /// processes started by [`FaultApp::worker`] run backups.
+    async fn spawn(in_process_worker: bool) -> Self {
+        let api = PlatformApi::start().await;
+        api.accept("stripe", "sk_test_1");
+        let storage =
+            std::env::temp_dir().join(format!("listbackup-faults-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&storage).unwrap();
+        let stripe_url = api.api_url("stripe");
+        let storage_url = format!("file://{}", storage.display());
+        let app = TestApp::spawn_with(|values| {
+            values.insert("LISTBACKUP_PLATFORM_STRIPE_API_URL".into(), stripe_url);
+            values.insert("LISTBACKUP_STORAGE_URL".into(), storage_url);
+            values.insert(
+                "LISTBACKUP_SERVE_BACKUP_WORKER".into(),
+                in_process_worker.to_string(),
+            );
+        })
+        .await;
+        Self {
+            app,
+            api,
+            _cleanup: RemoveOnDrop(storage.clone()),
+            storage,
+        }
+    }
+
+    /// A `listbackup worker` process on the service's database, NATS prefix, key and storage.
+    fn worker(&self, max_deliver: u32) -> WorkerProcess {
+        let config = &self.app.config;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"))
+            .arg("worker")
+            .env_clear()
+            .env("DATABASE_URL", &config.database_url)
+            .env("NATS_URL", support::nats_url())
+            .env("LISTBACKUP_NATS_PREFIX", &config.nats_prefix)
+            .env(
+                "LISTBACKUP_MASTER_KEY",
+                config.master_key.as_deref().unwrap(),
+            )
+            .env(
+                "LISTBACKUP_STORAGE_URL",
+                config.storage_url.as_deref().unwrap(),
+            )
+            .env(
+                "LISTBACKUP_PLATFORM_STRIPE_API_URL",
+                self.api.api_url("stripe"),
+            )
+            .env("LISTBACKUP_WORKER_ACK_WAIT_SECS", ACK_WAIT_SECS.to_string())
+            .env("LISTBACKUP_WORKER_MAX_DELIVER", max_deliver.to_string())
+            .env("LISTBACKUP_DB_POOL_SIZE", "4")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start listbackup worker");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        capture(child.stdout.take().unwrap(), logs.clone());
+        capture(child.stderr.take().unwrap(), logs.clone());
+        WorkerProcess { child, logs }
+    }
+
+    async fn job(&self, token: &str, job_id: &str) -> Value {
+        let response = self.app.get(&format!("/jobs/{job_id}"), token).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    async fn wait_for_job(
+        &self,
+        token: &str,
+        job_id: &str,
+        what: &str,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_until(Duration::from_secs(60), what, || async {
+            condition(&self.job(token, job_id).await)
+        })
+        .await;
+        self.job(token, job_id).await
+    }
+
+    /// The job's directory in the storage root.
+    fn job_dir(&self, source_id: &str, job_id: &str) -> std::path::PathBuf {
+        self.storage
+            .join(format!("accounts/acme/sources/{source_id}/jobs/{job_id}"))
+    }
+
+    /// The event types of the job's stream, in order.
+    async fn job_events(&self, job_id: &str) -> Vec<String> {
+        let client = self.app.db.connect().await;
+        client
+            .query(
+                "SELECT event_type FROM events WHERE aggregate_type = 'job' AND aggregate_id = $1 \
+                 ORDER BY sequence",
+                &[&job_id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+}
+
+/// A `listbackup worker` child process; its output is printed if the test fails.
+struct WorkerProcess {
+    child: tokio::process::Child,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl WorkerProcess {
+    /// SIGKILL: no shutdown code runs, nothing is acknowledged or cleaned up.
+    async fn kill(&mut self) {
+        self.child.start_kill().unwrap();
+        let status = self.child.wait().await.unwrap();
+        assert!(!status.success(), "the worker was killed: {status}");
+    }
+
+    /// SIGTERM: the worker stops promptly and cleanly, leaving the backup it was running unacknowledged.
+    async fn terminate(&mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("the worker stops within 15 s of SIGTERM")
+            .unwrap();
+        assert!(status.success(), "a clean exit: {status}");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- listbackup worker output ---");
+            for line in self.logs.lock().unwrap().iter() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn capture(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+/// Removes the storage directory when the test ends, also when it fails half-way.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn stripe_source(app: &TestApp, token: &str, name: &str) -> String {
+    let connection = app.create_stripe_connection(token, name, "sk_test_1").await;
+    let response = app
+        .post(
+            "/sources",
+            token,
+            &json!({"connectionId": connection["connectionId"], "name": name,
+                    "dataTypes": ["customers", "invoices"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let view: Value = response.json().await.unwrap();
+    view["sourceId"].as_str().unwrap().to_owned()
+}
+
+async fn sync(app: &TestApp, token: &str, source_id: &str) -> String {
+    let response = app
+        .post(&format!("/sources/{source_id}/sync"), token, &json!({}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let job: Value = response.json().await.unwrap();
+    job["jobId"].as_str().unwrap().to_owned()
+}
+
+fn data_type<'a>(job: &'a Value, name: &str) -> &'a Value {
+    job["dataTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap()
+}
+
+/// Every file under `dir`, by name.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+fn gunzip_lines(path: &std::path::Path) -> Vec<Value> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).unwrap();
+    std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file))
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect()
+}
+
+async fn wait_for_events_stream(jetstream: &async_nats::jetstream::Context, name: &str) {
+    wait_until(
+        Duration::from_secs(30),
+        "the relay to create the events stream",
+        || async { jetstream.get_stream(name).await.is_ok() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_backup_is_replaced_and_attempt_two_stores_one_complete_backup() {
+    let faults = FaultApp::spawn(false).await;
+    let app = &faults.app;
+    let token = app.owner("acme");
+    // Two pages of customers, three of invoices (100 per page).
+    faults.api.seed("stripe", "customers", 150);
+    faults.api.seed("stripe", "invoices", 250);
+
+    // The durable consumer as an earlier deployment left it (30 s, no backoff): the worker must bring it to
+    // its own settings, or the redelivery below would take 30 s.
+    let jetstream =
+        async_nats::jetstream::new(async_nats::connect(support::nats_url()).await.unwrap());
+    let events_stream = app.nats.events_stream();
+    wait_for_events_stream(&jetstream, &events_stream).await;
+    let stream = jetstream.get_stream(&events_stream).await.unwrap();
+    let consumer_name = format!("{}-backup-workers", app.config.nats_prefix);
+    let _: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(consumer_name.clone()),
+            filter_subject: format!("{}.events.source.SyncRequested", app.config.nats_prefix),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let source_id = stripe_source(app, &token, "Stripe").await;
+    // Customers (2 requests) and the first invoices page pass; the second invoices page is held.
+    faults.api.hold_after(3);
+    let job_id = sync(app, &token, &source_id).await;
+    let mut first = faults.worker(5);
+    faults
+        .wait_for_job(&token, &job_id, "attempt 1 to be mid-backup", |job| {
+            job["status"] == "running"
+                && job["attempt"] == 1
+                && data_type(job, "customers")["status"] == "done"
+        })
+        .await;
+    wait_until(Duration::from_secs(30), "a request to be held", || async {
+        faults.api.held() >= 1
+    })
+    .await;
+    let info = stream.consumer_info(&consumer_name).await.unwrap();
+    assert_eq!(info.config.ack_wait, Duration::from_secs(ACK_WAIT_SECS));
+    assert_eq!(info.config.max_deliver, 5);
+    assert_eq!(
+        info.config.backoff,
+        [3, 6, 12, 24].map(Duration::from_secs),
+        "the worker updated the consumer"
+    );
+
+    first.kill().await;
+    // Attempt 1 left a complete customers file and the staged upload of its invoices.
+    let dir = faults.job_dir(&source_id, &job_id);
+    let left = files_in(&dir);
+    assert!(left.contains(&"customers.ndjson.gz".to_owned()), "{left:?}");
+    assert!(
+        left.iter().any(|f| f.starts_with("invoices.ndjson.gz#")),
+        "{left:?}"
+    );
+    assert!(!left.contains(&"manifest.json".to_owned()));
+
+    faults.api.release();
+    let _second = faults.worker(5);
+    let job = faults
+        .wait_for_job(&token, &job_id, "the job to end", |job| {
+            ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap())
+        })
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempt"], 2);
+    assert_eq!(job["error"], Value::Null);
+    assert_eq!(data_type(&job, "customers")["records"], 150);
+    assert_eq!(data_type(&job, "invoices")["records"], 250);
+    let history: Vec<String> = faults
+        .job_events(&job_id)
+        .await
+        .into_iter()
+        .filter(|t| t != "JobProgressed")
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "JobStarted",
+            "ResourceBackedUp",
+            "JobAttemptStarted",
+            "ResourceBackedUp",
+            "ResourceBackedUp",
+            "JobSucceeded"
+        ]
+    );
+
+    // One complete set of artifacts: what the API lists is what the manifest names, and nothing else is on
+    // disk (no file or staged upload of attempt 1).
+    let listed: Value = app
+        .get(&format!("/jobs/{job_id}/files"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<String> = listed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["attempt"], 2, "{manifest}");
+    let mut expected: Vec<String> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    expected.push("manifest.json".to_owned());
+    expected.sort();
+    assert_eq!(
+        expected,
+        ["customers.ndjson.gz", "invoices.ndjson.gz", "manifest.json"]
+    );
+    assert_eq!(listed, expected);
+    assert_eq!(
+        files_in(&dir),
+        expected,
+        "nothing else in the job's directory"
+    );
+    for data_type in ["customers", "invoices"] {
+        let mut stored: Vec<String> = gunzip_lines(&dir.join(format!("{data_type}.ndjson.gz")))
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut seeded = faults.api.listing_ids("stripe", data_type);
+        stored.sort();
+        seeded.sort();
+        assert_eq!(stored, seeded, "{data_type}: each record exactly once");
+    }
+    faults.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_that_exhausts_its_deliveries_fails_the_job_and_frees_the_source() {
+    let faults = FaultApp::spawn(false).await;
+    let app = &faults.app;
+    let token = app.owner("acme");
+    faults.api.seed("stripe", "customers", 150);
+    faults.api.seed("stripe", "invoices", 10);
+    let source_id = stripe_source(app, &token, "Stripe").await;
+    // Every request is held: each worker stops while its delivery is in progress.
+    faults.api.hold_after(0);
+    let job_id = sync(app, &token, &source_id).await;
+
+    let mut first = faults.worker(2);
+    faults
+        .wait_for_job(&token, &job_id, "attempt 1 to run", |job| {
+            job["status"] == "running" && job["attempt"] == 1
+        })
+        .await;
+    wait_until(Duration::from_secs(30), "a request to be held", || async {
+        faults.api.held() >= 1
+    })
+    .await;
+    // A graceful stop (a deploy) abandons the backup in flight without acknowledging it: it is redelivered.
+    first.terminate().await;
+    // (Its output is read asynchronously: it may trail the exit a little.)
+    wait_until(
+        Duration::from_secs(5),
+        "the worker to log its shutdown",
+        || async {
+            first
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("in-flight backups are left for redelivery"))
+        },
+    )
+    .await;
+    let mut second = faults.worker(2);
+    faults
+        .wait_for_job(&token, &job_id, "attempt 2 to run", |job| {
+            job["status"] == "running" && job["attempt"] == 2
+        })
+        .await;
+    // The last delivery dies with its worker (SIGKILL): no run is left to record the outcome.
+    second.kill().await;
+    assert_eq!(faults.job(&token, &job_id).await["status"], "running");
+
+    // A worker that never saw the job learns of the exhausted message from JetStream's advisory.
+    let _third = faults.worker(2);
+    let job = faults
+        .wait_for_job(&token, &job_id, "the job to fail", |job| {
+            job["status"] != "running"
+        })
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "DELIVERY_EXHAUSTED", "{job}");
+    assert_eq!(job["error"]["retryable"], true);
+    assert!(job["finishedAt"].is_string());
+    assert_eq!(job["attempt"], 2);
+    let history: Vec<String> = faults
+        .job_events(&job_id)
+        .await
+        .into_iter()
+        .filter(|t| t != "JobProgressed")
+        .collect();
+    assert_eq!(
+        history,
+        ["JobStarted", "JobAttemptStarted", "JobFailed"],
+        "failed by an event"
+    );
+    let dir = faults.job_dir(&source_id, &job_id);
+    assert!(!dir.join("manifest.json").exists());
+
+    // SyncFinished freed the source: the next job runs, here on the third worker, and succeeds.
+    faults.api.release();
+    let cell = std::cell::RefCell::new(String::new());
+    let (next, token_ref, source_ref) = (&cell, &token, &source_id);
+    wait_until(
+        Duration::from_secs(15),
+        "the source to be free",
+        || async move {
+            let response = app
+                .post(
+                    &format!("/sources/{source_ref}/sync"),
+                    token_ref,
+                    &json!({}),
+                )
+                .await;
+            if response.status() == 202 {
+                let job: Value = response.json().await.unwrap();
+                *next.borrow_mut() = job["jobId"].as_str().unwrap().to_owned();
+                true
+            } else {
+                assert_eq!(response.status(), 409);
+                false
+            }
+        },
+    )
+    .await;
+    let next_id = cell.into_inner();
+    let next = faults
+        .wait_for_job(&token, &next_id, "the next job to end", |job| {
+            ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap())
+        })
+        .await;
+    assert_eq!(next["status"], "succeeded", "{next}");
+    assert_eq!(next["attempt"], 1);
+    faults.app.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_source_cancels_its_queued_and_running_jobs() {
+    let faults = FaultApp::spawn(true).await;
+    let app = &faults.app;
+    let token = app.owner("acme");
+    faults.api.seed("stripe", "customers", 150);
+    faults.api.seed("stripe", "invoices", 10);
+    let running_source = stripe_source(app, &token, "Stripe running").await;
+    let queued_source = stripe_source(app, &token, "Stripe queued").await;
+    // The service's worker runs one backup at a time: held on its first request, it leaves the second
+    // source's job queued.
+    faults.api.hold_after(0);
+    let running = sync(app, &token, &running_source).await;
+    faults
+        .wait_for_job(&token, &running, "the first job to run", |job| {
+            job["status"] == "running"
+        })
+        .await;
+    wait_until(Duration::from_secs(30), "a request to be held", || async {
+        faults.api.held() >= 1
+    })
+    .await;
+    let queued = sync(app, &token, &queued_source).await;
+    assert_eq!(faults.job(&token, &queued).await["status"], "queued");
+
+    for source_id in [&running_source, &queued_source] {
+        let response = app.delete(&format!("/sources/{source_id}"), &token).await;
+        assert_eq!(response.status(), 204);
+    }
+    // A queued job is cancelled at once.
+    let job = faults
+        .wait_for_job(&token, &queued, "the queued job to be cancelled", |job| {
+            job["status"] != "queued"
+        })
+        .await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert_eq!(job["attempt"], 0, "it never ran");
+    // A running one is asked to stop, and its worker stops it once it gets the platform's answer.
+    wait_until(
+        Duration::from_secs(30),
+        "the running job's cancellation to be requested",
+        || async {
+            faults
+                .job_events(&running)
+                .await
+                .contains(&"JobCancelRequested".to_owned())
+        },
+    )
+    .await;
+    faults.api.release();
+    let job = faults
+        .wait_for_job(&token, &running, "the running job to stop", |job| {
+            job["status"] != "running"
+        })
+        .await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    let dir = faults.job_dir(&running_source, &running);
+    assert_eq!(
+        files_in(&dir),
+        Vec::<String>::new(),
+        "nothing of it is left"
+    );
+    faults.app.stop().await;
+}
