@@ -8,6 +8,7 @@ use listbackup_api::auth::AuthConfig;
 use listbackup_commands::oauth::OauthSettings;
 use listbackup_commands::platform_client::PlatformEndpoints;
 use listbackup_workers::backup::DeliverySettings;
+use listbackup_workers::connectors::{RateLimit, RateLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -34,6 +35,9 @@ pub struct Config {
     pub previous_master_keys: Vec<String>,
     pub auth: AuthConfig,
     pub platforms: PlatformEndpoints,
+    /// Outbound requests per second per connection (`LISTBACKUP_PLATFORM_<ID>_RATE_LIMIT`: `25`, `25/s` or
+    /// `unlimited`); the platforms' documented limits by default.
+    pub rate_limits: RateLimits,
     /// OAuth client registrations, endpoint overrides, allowed return origins, refresher interval.
     pub oauth: OauthSettings,
     /// Size of each database pool (the event store's and the read side's).
@@ -164,12 +168,35 @@ impl Config {
                 .unwrap_or_default(),
             auth,
             platforms: PlatformEndpoints::from_lookup(|key| get(key)),
+            rate_limits: rate_limits(&get)?,
             oauth,
             db_pool_size,
             worker_deliveries,
             serve_backup_worker,
         })
     }
+}
+
+/// The platforms' rate limits, overridden per platform; a value that is not a rate is refused rather than
+/// ignored (a typo would otherwise silently leave the default in force).
+fn rate_limits(get: &impl Fn(&str) -> Option<String>) -> Result<RateLimits, ConfigError> {
+    for platform in listbackup_domain::platform::CATALOG {
+        let key = format!(
+            "LISTBACKUP_PLATFORM_{}_RATE_LIMIT",
+            platform.id.to_ascii_uppercase()
+        );
+        if let Some(value) = get(&key) {
+            if RateLimit::parse(&value).is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_PLATFORM_<ID>_RATE_LIMIT",
+                    message: format!(
+                        "{key} = {value:?} is not a rate: give requests per second (25 or 25/s) or unlimited"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(RateLimits::from_lookup(get))
 }
 
 /// The whole number `key` holds, within `range`, or `default` when it is unset.
@@ -264,6 +291,39 @@ mod tests {
             values.insert(key.into(), bad.into());
             assert!(Config::from_values(&values).is_err(), "{key}={bad}");
         }
+    }
+
+    #[test]
+    fn rate_limits_default_to_the_platforms_and_a_bad_one_is_refused() {
+        let mut values = BTreeMap::from([("DATABASE_URL".to_owned(), "postgres://x".to_owned())]);
+        let config = Config::from_values(&values).unwrap();
+        assert_eq!(
+            config.rate_limits.for_platform("stripe"),
+            RateLimit::per_second(25.0)
+        );
+        values.insert(
+            "LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT".into(),
+            "unlimited".into(),
+        );
+        values.insert("LISTBACKUP_PLATFORM_KEAP_RATE_LIMIT".into(), "5/s".into());
+        let config = Config::from_values(&values).unwrap();
+        assert_eq!(
+            config.rate_limits.for_platform("stripe"),
+            RateLimit::unlimited()
+        );
+        assert_eq!(
+            config.rate_limits.for_platform("keap"),
+            RateLimit::per_second(5.0)
+        );
+        values.insert(
+            "LISTBACKUP_PLATFORM_HUBSPOT_RATE_LIMIT".into(),
+            "fast".into(),
+        );
+        let err = Config::from_values(&values).err().unwrap().to_string();
+        assert!(
+            err.contains("LISTBACKUP_PLATFORM_HUBSPOT_RATE_LIMIT"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -173,7 +173,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let saga_groups =
         Arc::new(listbackup_commands::source_groups::SourceGroupCommands::new(bus!(), bus!()));
     // One connector per process: source tests and backups share its per-connection rate budgets.
-    let connector = Arc::new(Connector::new(config.platforms.clone()));
+    let connector = Arc::new(
+        Connector::new(config.platforms.clone()).with_rate_limits(config.rate_limits.clone()),
+    );
     let job_commands = Arc::new(listbackup_commands::jobs::JobCommands::new(
         bus!(),
         bus!(),
@@ -209,7 +211,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
     if let Some(nats) = &nats {
         let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
-        let relay = Relay::new(db.clone(), nats.clone(), names.clone());
+        let relay = Relay::new(db.clone(), nats.clone(), names.clone()).woken_by(projected.clone());
         background.push(tokio::spawn(relay.run(shutdown.clone())));
         // Backups need somewhere to go: without storage this process queues jobs but runs none. With
         // LISTBACKUP_SERVE_BACKUP_WORKER=false (and in `listbackup api`) `listbackup worker` processes run them.
@@ -251,6 +253,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         oauth,
         projected,
         nats,
+        nats_prefix: config.nats_prefix.clone(),
         jobs: api_jobs,
         job_files: store.map(|s| Arc::new(s) as Arc<dyn listbackup_commands::artifacts::JobFiles>),
     };

@@ -66,7 +66,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
     ));
     let jobs = Arc::new(JobCommands::new(bus!(), bus!(), vault));
     let sources = Arc::new(SourceCommands::new(bus!(), bus!()));
-    let connector = Arc::new(Connector::new(config.platforms.clone()));
+    let connector = Arc::new(
+        Connector::new(config.platforms.clone()).with_rate_limits(config.rate_limits.clone()),
+    );
     let nats = connect_nats(config)
         .await?
         .ok_or_else(|| anyhow::anyhow!("NATS_URL is required by the worker"))?;

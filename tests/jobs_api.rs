@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::platform_api::PlatformApi;
+use support::backup::{gunzip_lines, BackupApp};
 use support::{problem_code, wait_until, TestApp};
 
 async fn source(app: &TestApp, token: &str, name: &str) -> String {
@@ -233,75 +233,6 @@ async fn a_group_sync_queues_one_job_per_active_member() {
     .await;
     assert_eq!(status, 404);
     app.stop().await;
-}
-
-/// A service with a backup worker: Stripe pointed at a local emulation, backups into a temporary directory.
-struct BackupApp {
-    app: TestApp,
-    api: PlatformApi,
-    storage: std::path::PathBuf,
-    // Declared last: dropped after the service has stopped writing.
-    _cleanup: RemoveOnDrop,
-}
-
-impl BackupApp {
-    async fn spawn() -> Self {
-        let api = PlatformApi::start().await;
-        let storage =
-            std::env::temp_dir().join(format!("listbackup-jobs-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&storage).unwrap();
-        let stripe_url = api.api_url("stripe");
-        let storage_url = format!("file://{}", storage.display());
-        let app = TestApp::spawn_with(|values| {
-            values.insert("LISTBACKUP_PLATFORM_STRIPE_API_URL".into(), stripe_url);
-            values.insert("LISTBACKUP_STORAGE_URL".into(), storage_url);
-        })
-        .await;
-        Self {
-            app,
-            api,
-            _cleanup: RemoveOnDrop(storage.clone()),
-            storage,
-        }
-    }
-
-    async fn job(&self, token: &str, job_id: &str) -> Value {
-        let response = self.app.get(&format!("/jobs/{job_id}"), token).await;
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
-    }
-
-    /// Waits until the job has ended, and returns it.
-    async fn finished(&self, token: &str, job_id: &str) -> Value {
-        wait_until(Duration::from_secs(60), "the job to end", || async {
-            let job = self.job(token, job_id).await;
-            ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap())
-        })
-        .await;
-        self.job(token, job_id).await
-    }
-
-    async fn stop(self) {
-        self.app.stop().await;
-    }
-}
-
-/// Removes the storage directory when the test ends, also when it fails half-way.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn gunzip_lines(path: &std::path::Path) -> Vec<Value> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(path).unwrap();
-    std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file))
-        .lines()
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect()
 }
 
 #[tokio::test]

@@ -63,6 +63,7 @@ impl Application {
                 .service(crate::routes::jobs::create)
                 .service(crate::routes::jobs::list)
                 .service(crate::routes::jobs::get)
+                .service(crate::routes::job_events::stream)
                 .service(crate::routes::jobs::list_files)
                 .service(crate::routes::jobs::download)
                 .service(crate::routes::jobs::retry)

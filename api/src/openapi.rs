@@ -22,7 +22,7 @@ use crate::routes::{connections, health, platforms};
         crate::routes::jobs::sync_source, crate::routes::jobs::create, crate::routes::jobs::sync_group,
         crate::routes::jobs::list, crate::routes::jobs::get, crate::routes::jobs::list_files,
         crate::routes::jobs::download, crate::routes::jobs::retry,
-        crate::routes::jobs::cancel,
+        crate::routes::jobs::cancel, crate::routes::job_events::stream,
         crate::routes::oauth::start, crate::routes::oauth::callback, crate::routes::oauth::reconnect,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError, crate::error::ErrorCode)),

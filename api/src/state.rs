@@ -19,6 +19,8 @@ pub struct AppState {
     pub projected: ProjectedWatch,
     /// Present when NATS is configured; readiness requires it connected.
     pub nats: Option<async_nats::Client>,
+    /// `LISTBACKUP_NATS_PREFIX`: live job progress is on core NATS `<prefix>.progress.<jobId>`.
+    pub nats_prefix: String,
     /// Jobs (issue 5): cancellation.
     pub jobs: std::sync::Arc<listbackup_commands::jobs::JobCommands>,
     /// Stored backups (`GET /jobs/{id}/files`), when `LISTBACKUP_STORAGE_URL` is configured.

@@ -1,9 +1,12 @@
 //! Job use cases for the backup workers: each is one command on the Job aggregate, fenced by the worker
 //! running the current attempt, plus the connection's credentials for the run.
 
+use std::collections::BTreeMap;
+
 use listbackup_domain::connection::Connection;
 use listbackup_domain::job::{Job, JobCommand, JobTrigger, QueuedJob};
 use listbackup_domain::platform::PlatformId;
+use serde::Serialize;
 
 use crate::bus::{CommandBus, CommandError, Committed};
 use crate::metadata::EventMetadata;
@@ -30,6 +33,28 @@ pub struct BackedUp {
     pub bytes: u64,
     pub sha256: String,
     pub object: String,
+}
+
+/// A finished backup: its manifest and what the source's next incremental job continues from.
+#[derive(Debug, Clone)]
+pub struct Succeeded {
+    pub manifest: String,
+    pub manifest_sha256: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub cursors: BTreeMap<String, serde_json::Value>,
+}
+
+/// Where a running backup stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub data_types_done: u32,
+    pub data_types_total: u32,
+    pub current_data_type: Option<String>,
+    /// Records and stored (compressed) bytes so far, over every data type of the attempt.
+    pub records: u64,
+    pub bytes: u64,
 }
 
 pub struct JobCommands {
@@ -113,24 +138,43 @@ impl JobCommands {
         self.bus.execute(job_id, command, metadata, None).await
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// JobSucceeded: every data type is stored and the manifest written.
     pub async fn succeed(
         &self,
         metadata: &EventMetadata,
         job_id: &str,
         worker: &str,
-        manifest: &str,
-        manifest_sha256: &str,
-        records: u64,
-        bytes: u64,
+        outcome: Succeeded,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::Succeed {
             account_id: account(metadata)?,
             worker: worker.to_owned(),
-            manifest: manifest.to_owned(),
-            manifest_sha256: manifest_sha256.to_owned(),
-            records,
-            bytes,
+            manifest: outcome.manifest,
+            manifest_sha256: outcome.manifest_sha256,
+            records: outcome.records,
+            bytes: outcome.bytes,
+            cursors: outcome.cursors,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    /// JobProgressed: coarse progress, persisted (the worker sends it at most once a second and at every data
+    /// type boundary; finer progress goes on core NATS only).
+    pub async fn record_progress(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        worker: &str,
+        progress: Progress,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::RecordProgress {
+            account_id: account(metadata)?,
+            worker: worker.to_owned(),
+            data_types_done: progress.data_types_done,
+            data_types_total: progress.data_types_total,
+            current_data_type: progress.current_data_type,
+            records: progress.records,
+            bytes: progress.bytes,
         };
         self.bus.execute(job_id, command, metadata, None).await
     }

@@ -2,6 +2,7 @@
 //! and waiting on conditions with deadlines (never sleeping and hoping).
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod backup;
 pub mod oauth_provider;
 pub mod platform_api;
 pub mod platform_emulator;

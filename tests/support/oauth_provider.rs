@@ -80,6 +80,8 @@ struct State {
     token_endpoint_down: bool,
     deny_next: bool,
     counter: u64,
+    /// platform → (data API base URL, its secret): the resource server behind this authorization server.
+    data_upstreams: HashMap<String, (String, String)>,
 }
 
 pub struct OauthProvider {
@@ -114,6 +116,7 @@ impl OauthProvider {
             token_endpoint_down: false,
             deny_next: false,
             counter: 0,
+            data_upstreams: HashMap::new(),
         }));
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
@@ -186,6 +189,27 @@ impl OauthProvider {
     /// The next authorization is refused by the customer (`error=access_denied`).
     pub fn deny_next(&self) {
         self.state.lock().unwrap().deny_next = true;
+    }
+
+    /// Data paths of `platform`'s API (anything but its user-info paths) are answered by the platform data
+    /// emulation at `base`, which accepts `secret`: this provider checks the access token as the real resource
+    /// server does (a token it issued, still valid), then forwards the request with `secret`.
+    pub fn serve_data(&self, platform: &str, base: &str, secret: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .data_upstreams
+            .insert(platform.to_owned(), (base.to_owned(), secret.to_owned()));
+    }
+
+    /// Every access token issued so far for `platform` stops working before its expiry (revoked, or the
+    /// customer changed a password); refresh tokens stay valid.
+    pub fn revoke_access_tokens(&self, platform: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .access_tokens
+            .retain(|_, p| p != platform);
     }
 
     /// Every refresh token issued so far is revoked (the customer disconnected the app).
@@ -281,9 +305,43 @@ async fn handle(
         "/token" if req.method() == actix_web::http::Method::POST => {
             token(&req, &body, &platform, shop, &state).await
         }
-        api if api.starts_with("/api/") => user_info(&req, &platform, &api[4..], &state),
+        api if api.starts_with("/api/") => {
+            let upstream = state.lock().unwrap().data_upstreams.get(&platform).cloned();
+            let answer = user_info(&req, &platform, &api[4..], &state);
+            match upstream {
+                // A valid token on a path that is not user info: the data API's answer.
+                Some((base, secret)) if answer.status() == StatusCode::NOT_FOUND => {
+                    forward(&req, &base, &api[4..], &secret).await
+                }
+                _ => answer,
+            }
+        }
         _ => oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
+}
+
+/// Sends a data request on to the data emulation with its own secret, and its answer back.
+async fn forward(req: &HttpRequest, base: &str, path: &str, secret: &str) -> HttpResponse {
+    let query = req.query_string();
+    let url = if query.is_empty() {
+        format!("{base}{path}")
+    } else {
+        format!("{base}{path}?{query}")
+    };
+    let answer = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(secret)
+        .send()
+        .await
+        .expect("the data emulation answers");
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+    let mut response = HttpResponse::build(status);
+    for name in ["content-type", "retry-after", "link"] {
+        if let Some(value) = answer.headers().get(name) {
+            response.insert_header((name, value.to_str().unwrap_or_default().to_owned()));
+        }
+    }
+    response.body(answer.bytes().await.unwrap())
 }
 
 fn authorize(
@@ -672,15 +730,21 @@ pub async fn spawn_app(
     customize: impl FnOnce(&mut BTreeMap<String, String>),
 ) -> super::TestApp {
     super::TestApp::spawn_with(|values| {
-        provider.configure(values);
-        values.insert("LISTBACKUP_PUBLIC_URL".into(), PUBLIC_URL.into());
-        values.insert(
-            "LISTBACKUP_ALLOWED_RETURN_ORIGINS".into(),
-            format!("{RETURN_ORIGIN}, http://localhost:3000"),
-        );
+        configure_service(provider, values);
         customize(values);
     })
     .await
+}
+
+/// The service's configuration for OAuth against `provider`: every platform pointed at it, the public URL
+/// and the allowed return origins.
+pub fn configure_service(provider: &OauthProvider, values: &mut BTreeMap<String, String>) {
+    provider.configure(values);
+    values.insert("LISTBACKUP_PUBLIC_URL".into(), PUBLIC_URL.into());
+    values.insert(
+        "LISTBACKUP_ALLOWED_RETURN_ORIGINS".into(),
+        format!("{RETURN_ORIGIN}, http://localhost:3000"),
+    );
 }
 
 /// A client that shows redirects instead of following them.

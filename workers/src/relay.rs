@@ -16,7 +16,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use deadpool_postgres::Pool;
 use listbackup_projections::event_log::{read_after, save_checkpoint};
-use listbackup_projections::{LogPosition, StoredEvent};
+use listbackup_projections::{LogPosition, ProjectedWatch, StoredEvent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +53,9 @@ pub struct Relay {
     names: NatsNames,
     batch_size: i64,
     poll_interval: Duration,
+    /// This process's projector ticks after each batch it applies: an event committed here wakes the relay
+    /// at once instead of at its next poll (commits of other processes still wait for the poll).
+    wake: Option<ProjectedWatch>,
 }
 
 impl Relay {
@@ -63,6 +66,15 @@ impl Relay {
             names,
             batch_size: 500,
             poll_interval: Duration::from_millis(100),
+            wake: None,
+        }
+    }
+
+    /// Publishes as soon as this process's projector has seen a commit (see [`Relay::wake`]).
+    pub fn woken_by(self, projected: ProjectedWatch) -> Self {
+        Self {
+            wake: Some(projected),
+            ..self
         }
     }
 
@@ -129,12 +141,23 @@ impl Relay {
 
     async fn publish_until(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
         self.ensure_stream().await?;
+        let mut wake = self.wake.clone();
         loop {
+            // Marked before reading: a commit from now on ticks again, so none is slept through.
+            if let Some(wake) = wake.as_mut() {
+                wake.mark_seen();
+            }
             let published = self.publish_batch().await?;
             if published == 0 {
+                let idle = async {
+                    match wake.as_mut() {
+                        Some(wake) => wake.next_commit(self.poll_interval).await,
+                        None => tokio::time::sleep(self.poll_interval).await,
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(self.poll_interval) => {}
+                    _ = idle => {}
                 }
             }
         }

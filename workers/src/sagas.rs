@@ -267,16 +267,16 @@ impl SourceSagas {
             tracing::warn!(%job_id, "a job ended whose source is unknown");
             return Ok(());
         };
-        // Incremental cursors are not carried yet: an empty map keeps the next job a full backup.
+        // A successful job hands its per-data-type cursors to the source, where the next job starts from.
+        let cursors = event
+            .payload
+            .get("JobSucceeded")
+            .and_then(|succeeded| succeeded.get("cursors"))
+            .and_then(|cursors| serde_json::from_value(cursors.clone()).ok())
+            .unwrap_or_default();
         match self
             .sources
-            .finish_sync(
-                &follow_up(event),
-                &source_id,
-                job_id,
-                outcome,
-                Default::default(),
-            )
+            .finish_sync(&follow_up(event), &source_id, job_id, outcome, cursors)
             .await
         {
             Ok(_) => Ok(()),

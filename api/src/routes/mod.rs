@@ -2,6 +2,7 @@
 
 pub mod connections;
 pub mod health;
+pub mod job_events;
 pub mod jobs;
 pub mod oauth;
 pub mod platforms;

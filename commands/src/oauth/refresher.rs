@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use listbackup_domain::connection::ConnectionCommand;
-use listbackup_domain::platform::PlatformId;
+use listbackup_domain::platform::{PlatformId, OAUTH_ACCESS_TOKEN};
 use listbackup_domain::values::{AccountId, CredentialRef};
 use tokio_util::sync::CancellationToken;
 
@@ -123,16 +123,68 @@ impl OauthService {
             Some(_) => {}
         }
         let lock = self.lock_connection(connection_id).await?;
-        let outcome = self.refresh_locked(metadata, connection_id, within).await;
+        let outcome = self
+            .refresh_locked(metadata, connection_id, Some(within))
+            .await;
         lock.release().await;
         outcome
+    }
+
+    /// The platform answered 401 to `rejected`, an access token of this connection, before it expired:
+    /// refreshes now (once across processes), unless the stored token is another one already (someone renewed
+    /// it meanwhile), which is then the one to try. A caller that is refused again calls
+    /// [`OauthService::require_reauth`]: one refresh per rejection, never a loop.
+    pub async fn refresh_rejected(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        rejected: &str,
+    ) -> Result<RefreshOutcome, OauthError> {
+        let lock = self.lock_connection(connection_id).await?;
+        let outcome = async {
+            let account_id = metadata.account_id.as_str();
+            match self.vault.load(account_id, connection_id).await? {
+                None => Ok(RefreshOutcome::NotRefreshable),
+                Some(secret) if secret.get(OAUTH_ACCESS_TOKEN) != Some(rejected) => {
+                    Ok(RefreshOutcome::Fresh)
+                }
+                Some(_) => self.refresh_locked(metadata, connection_id, None).await,
+            }
+        }
+        .await;
+        lock.release().await;
+        outcome
+    }
+
+    /// The platform refuses the connection's credentials even just after a refresh: the customer must
+    /// reconnect. Records ConnectionReauthRequired (the connection shows `expired`) and stops the background
+    /// refresher from trying.
+    pub async fn require_reauth(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        reason: &str,
+    ) -> Result<(), OauthError> {
+        let account = AccountId::parse(&metadata.account_id).map_err(OauthError::Store)?;
+        self.mark_tokens(connection_id, "needs_reauth = true")
+            .await?;
+        let command = ConnectionCommand::RecordTokenRefreshFailure {
+            account_id: account,
+            reason: reason.to_owned(),
+            permanent: true,
+        };
+        self.bus
+            .execute(connection_id, command, metadata, None)
+            .await?;
+        Ok(())
     }
 
     async fn refresh_locked(
         &self,
         metadata: &EventMetadata,
         connection_id: &str,
-        within: Duration,
+        // `None`: refresh whatever the token's expiry (the platform rejected it).
+        within: Option<Duration>,
     ) -> Result<RefreshOutcome, OauthError> {
         let account_id = metadata.account_id.as_str();
         // Read again under the lock: another process may have refreshed while we waited.
@@ -140,7 +192,7 @@ impl OauthService {
             self.forget_tokens(account_id, connection_id).await?;
             return Ok(RefreshOutcome::NotRefreshable);
         };
-        if !due(&secret, within) {
+        if within.is_some_and(|within| !due(&secret, within)) {
             return Ok(RefreshOutcome::Fresh);
         }
         let (connection, _) = self.bus.load(connection_id).await?;

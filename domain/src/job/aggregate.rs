@@ -368,6 +368,7 @@ impl Aggregate for Job {
                 manifest_sha256,
                 records,
                 bytes,
+                cursors,
                 ..
             } => {
                 self.require_current_worker(&worker)?;
@@ -385,6 +386,7 @@ impl Aggregate for Job {
                     manifest_sha256,
                     records,
                     bytes,
+                    cursors,
                 }
             }
             JobCommand::Fail {

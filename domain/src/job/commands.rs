@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::{JobTrigger, QueuedJob};
 use crate::platform::PlatformId;
 use crate::values::AccountId;
@@ -54,6 +56,7 @@ pub enum JobCommand {
         manifest_sha256: String,
         records: u64,
         bytes: u64,
+        cursors: BTreeMap<String, serde_json::Value>,
     },
     Fail {
         account_id: AccountId,

@@ -1,4 +1,6 @@
 use cqrs_es::DomainEvent;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// What happened to a job.
@@ -52,6 +54,9 @@ pub enum JobEvent {
         manifest_sha256: String,
         records: u64,
         bytes: u64,
+        /// Per data type, where the source's next incremental job starts (the manifest's `cursors`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        cursors: BTreeMap<String, serde_json::Value>,
     },
     /// The job ended without a backup. Usually recorded by the worker running it; when the system gives up on
     /// a job whose message exhausted its deliveries before any worker started it, this is the stream's first

@@ -95,6 +95,7 @@ fn succeed_by(worker: &str) -> JobCommand {
         manifest_sha256: "m-sha".into(),
         records: 20,
         bytes: 200,
+        cursors: Default::default(),
     }
 }
 
@@ -104,6 +105,7 @@ fn succeeded() -> JobEvent {
         manifest_sha256: "m-sha".into(),
         records: 20,
         bytes: 200,
+        cursors: Default::default(),
     }
 }
 

@@ -1,10 +1,13 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DataTypes, Schedule, SourceChanges, SourceCommand, SourceEvent, WantedStatus, AGGREGATE_TYPE,
+    DataTypes, Schedule, SourceChanges, SourceCommand, SourceEvent, SyncOutcome, WantedStatus,
+    AGGREGATE_TYPE,
 };
 use crate::error::{DomainError, ErrorKind};
 use crate::platform::PlatformId;
@@ -51,6 +54,9 @@ pub struct Source {
     /// The last schedule slot handled (a job queued for it, or skipped): an earlier or equal slot is not run.
     #[serde(default)]
     last_scheduled_slot: Option<DateTime<Utc>>,
+    /// Per data type, where the next incremental job starts: the cursors of the last job that succeeded.
+    #[serde(default)]
+    cursors: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +104,16 @@ impl Source {
 
     pub fn data_types(&self) -> &[String] {
         &self.data_types
+    }
+
+    /// Whether jobs fetch only what changed since the previous successful job (where the platform can).
+    pub fn incremental(&self) -> bool {
+        self.incremental
+    }
+
+    /// The cursors of the last successful job, per data type (opaque to the domain: the connector's).
+    pub fn cursors(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.cursors
     }
 
     pub fn id(&self) -> &str {
@@ -330,7 +346,17 @@ impl Aggregate for Source {
                 }
             }
             SourceEvent::SyncSkipped { slot, .. } => self.last_scheduled_slot = Some(slot),
-            SourceEvent::SyncFinished { .. } => self.active_job = None,
+            SourceEvent::SyncFinished {
+                outcome, cursors, ..
+            } => {
+                self.active_job = None;
+                // A failed or cancelled job stored nothing to continue from: the next job starts where the last
+                // successful one ended. A data type without a cursor now (deselected, or a full fetch of a type
+                // that has none) loses its old one.
+                if outcome == SyncOutcome::Succeeded {
+                    self.cursors = cursors;
+                }
+            }
         }
     }
 }

@@ -483,3 +483,40 @@ fn scheduler_events_round_trip_and_old_sync_requests_still_decode() {
         skipped
     );
 }
+
+#[test]
+fn the_last_successful_job_leaves_its_cursors_for_the_next_one() {
+    use cqrs_es::Aggregate;
+    let finished =
+        |job_id: &str, outcome, cursor: Option<serde_json::Value>| SourceEvent::SyncFinished {
+            job_id: job_id.into(),
+            outcome,
+            cursors: cursor
+                .into_iter()
+                .map(|c| ("events".to_owned(), c))
+                .collect(),
+        };
+    let mut source = Source::default();
+    source.apply(created());
+    assert!(source.incremental());
+    assert!(source.cursors().is_empty());
+    source.apply(sync_requested("j1"));
+    source.apply(finished(
+        "j1",
+        SyncOutcome::Succeeded,
+        Some(serde_json::json!({"since": 1})),
+    ));
+    assert_eq!(source.cursors()["events"], serde_json::json!({"since": 1}));
+    // A failed job stored nothing to continue from: the next job still starts from j1's cursors.
+    source.apply(sync_requested("j2"));
+    source.apply(finished(
+        "j2",
+        SyncOutcome::Failed,
+        Some(serde_json::json!({"since": 2})),
+    ));
+    assert_eq!(source.cursors()["events"], serde_json::json!({"since": 1}));
+    // A successful job without a cursor for a data type (deselected since) drops the old one.
+    source.apply(sync_requested("j3"));
+    source.apply(finished("j3", SyncOutcome::Succeeded, None));
+    assert!(source.cursors().is_empty());
+}

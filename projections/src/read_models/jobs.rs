@@ -249,6 +249,7 @@ pub(crate) async fn apply(
             manifest_sha256,
             records,
             bytes,
+            ..
         } => {
             client
                 .execute(

@@ -10,20 +10,27 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, AckKind};
 use chrono::Utc;
 use futures::StreamExt;
-use listbackup_commands::jobs::{BackedUp, JobCommands, JobStart};
-use listbackup_commands::oauth::{OauthService, USE_WINDOW};
+use listbackup_commands::jobs::{BackedUp, JobCommands, JobStart, Progress, Succeeded};
+use listbackup_commands::oauth::{OauthService, RefreshOutcome, USE_WINDOW};
 use listbackup_commands::sources::SourceCommands;
+use listbackup_commands::vault::SecretCredentials;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::{JobStatus, JobTrigger};
-use listbackup_domain::platform::PlatformId;
+use listbackup_domain::platform::{PlatformId, OAUTH_ACCESS_TOKEN};
+use listbackup_domain::source::Source;
 use listbackup_domain::ErrorKind;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::connectors::{Connector, FetchError, FetchRequest};
+use crate::connectors::{Connector, FetchError, FetchRequest, IncrementalCursor, PageCursor};
 use crate::names::NatsNames;
 use crate::relay::Relay;
 use crate::storage::{BackupStore, JobArtifacts, StorageError};
+
+mod progress;
+
+use progress::ProgressReporter;
+pub use progress::{ProgressMessage, PERSIST_INTERVAL};
 
 // Ack wait, keep-alive, max_deliver with backoff, and what happens when a message's deliveries run out.
 mod deliveries;
@@ -90,6 +97,36 @@ impl From<CommandError> for RunFailure {
             message: err.to_string(),
             retryable: true,
         }
+    }
+}
+
+/// One attempt of one job, as [`BackupWorker::backup`] runs it.
+struct Run<'a> {
+    metadata: &'a EventMetadata,
+    worker: &'a str,
+    job_id: &'a str,
+    attempt: u32,
+    platform_id: &'a PlatformId,
+    source: &'a Source,
+    artifacts: &'a JobArtifacts,
+}
+
+fn cancelled() -> RunFailure {
+    RunFailure {
+        code: CANCELLED,
+        message: "cancelled on request".into(),
+        retryable: false,
+    }
+}
+
+/// The platform refuses the connection until the customer reconnects it.
+fn reauth_failure() -> RunFailure {
+    RunFailure {
+        code: "REAUTH_REQUIRED",
+        message: "the platform rejected the connection's credentials even after a token refresh; \
+                  reconnect the connection"
+            .into(),
+        retryable: false,
     }
 }
 
@@ -336,19 +373,16 @@ impl BackupWorker {
             Err(err) => return Err(err),
         };
         tracing::info!(%job_id, %source_id, attempt, %worker, "backup started");
-        let data_types = source.data_types().to_vec();
-        let outcome = self
-            .backup(
-                &metadata,
-                &worker,
-                &job_id,
-                source.connection_id(),
-                &platform_id,
-                &data_types,
-                &artifacts,
-                attempt,
-            )
-            .await;
+        let run = Run {
+            metadata: &metadata,
+            worker: &worker,
+            job_id: &job_id,
+            attempt,
+            platform_id: &platform_id,
+            source: &source,
+            artifacts: &artifacts,
+        };
+        let outcome = self.backup(run).await;
         match outcome {
             Ok(()) => {
                 tracing::info!(%job_id, "backup succeeded");
@@ -392,18 +426,18 @@ impl BackupWorker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn backup(
-        &self,
-        metadata: &EventMetadata,
-        worker: &str,
-        job_id: &str,
-        connection_id: &str,
-        platform_id: &PlatformId,
-        data_types: &[String],
-        artifacts: &JobArtifacts,
-        attempt: u32,
-    ) -> Result<(), RunFailure> {
+    /// Runs one attempt: every data type in turn, then the manifest, then JobSucceeded.
+    async fn backup(&self, run: Run<'_>) -> Result<(), RunFailure> {
+        let Run {
+            metadata,
+            worker,
+            job_id,
+            attempt,
+            platform_id,
+            source,
+            artifacts,
+        } = run;
+        let connection_id = source.connection_id();
         let started_at = Utc::now();
         if let Err(err) = self
             .oauth
@@ -413,50 +447,122 @@ impl BackupWorker {
             // An API-key connection has nothing to refresh; a failed refresh shows as the platform's 401.
             tracing::debug!(%connection_id, error = %err, "token refresh before the backup");
         }
-        let credentials = self
-            .jobs
-            .credentials(metadata, connection_id)
-            .await?
-            .ok_or_else(|| RunFailure {
-                code: "CONNECTION_MISSING",
-                message: "the source's connection or its credentials are gone".into(),
-                retryable: false,
-            })?;
+        let mut credentials = self.credentials(metadata, connection_id).await?;
         let platform = platform_id.platform();
+        let data_types = source.data_types();
         let mut manifest = artifacts.new_manifest(platform_id.as_str(), attempt, started_at);
+        let mut progress = Progress {
+            data_types_done: 0,
+            data_types_total: data_types.len() as u32,
+            current_data_type: None,
+            records: 0,
+            bytes: 0,
+        };
+        let mut reporter = ProgressReporter::new(
+            &self.nats,
+            self.names.progress_subject(job_id),
+            &self.jobs,
+            metadata,
+            job_id,
+            worker,
+            attempt,
+        );
         let mut last_check = tokio::time::Instant::now();
         for data_type in data_types {
-            let request =
-                FetchRequest::new(connection_id, platform, data_type, credentials.expose());
-            let mut pager = self.connector.pages(request)?;
+            progress.current_data_type = Some(data_type.clone());
+            reporter.boundary(&progress).await?;
+            // An incremental source continues from the last successful job's cursor for this data type; a
+            // cursor the connector cannot read (another version's) means a full fetch, never a failure.
+            let since: Option<IncrementalCursor> = source
+                .incremental()
+                .then(|| source.cursors().get(data_type))
+                .flatten()
+                .and_then(|cursor| serde_json::from_value(cursor.clone()).ok());
             let mut writer = artifacts.data_type_writer(data_type).await?;
-            loop {
-                let page = match pager.next_page().await {
-                    Ok(Some(page)) => page,
-                    Ok(None) => break,
+            let mut resume: Option<PageCursor> = None;
+            let mut refreshed = false;
+            let summary = 'fetch: loop {
+                let request =
+                    FetchRequest::new(connection_id, platform, data_type, credentials.expose())
+                        .since(since.clone())
+                        .resume(resume.clone());
+                let mut pager = match self.connector.pages(request) {
+                    Ok(pager) => pager,
                     Err(err) => {
                         let _ = writer.abort().await;
                         return Err(err.into());
                     }
                 };
-                for record in &page.records {
-                    writer.write_record(record).await?;
-                }
-                // Between pages, at most once per interval: has someone asked the job to stop?
-                if last_check.elapsed() >= CANCEL_CHECK {
-                    last_check = tokio::time::Instant::now();
-                    if self.cancel_requested(job_id).await? {
-                        let _ = writer.abort().await;
-                        return Err(RunFailure {
-                            code: CANCELLED,
-                            message: "cancelled on request".into(),
-                            retryable: false,
-                        });
+                loop {
+                    let page = match pager.next_page().await {
+                        Ok(Some(page)) => page,
+                        Ok(None) => break 'fetch pager.summary(),
+                        Err(FetchError::Unauthorized) if !refreshed => {
+                            // An OAuth token can be revoked or rotated before its expiry: one refresh, then the
+                            // same fetch continues after the last page stored.
+                            refreshed = true;
+                            match self
+                                .refresh_rejected(metadata, connection_id, &credentials)
+                                .await
+                            {
+                                Ok(Some(renewed)) => {
+                                    credentials = renewed;
+                                    continue 'fetch;
+                                }
+                                Ok(None) => {}
+                                Err(err) => {
+                                    let _ = writer.abort().await;
+                                    return Err(err);
+                                }
+                            }
+                            let _ = writer.abort().await;
+                            return Err(FetchError::Unauthorized.into());
+                        }
+                        Err(FetchError::Unauthorized) => {
+                            // Refused again right after a refresh: only the customer can fix this.
+                            let _ = writer.abort().await;
+                            return Err(self.reauth_required(metadata, connection_id).await);
+                        }
+                        Err(err) => {
+                            let _ = writer.abort().await;
+                            return Err(err.into());
+                        }
+                    };
+                    for record in &page.records {
+                        writer.write_record(record).await?;
+                    }
+                    resume = Some(page.cursor.clone());
+                    progress.records += page.records.len() as u64;
+                    let stored_before = progress.bytes;
+                    progress.bytes = stored_before + writer.bytes_uploaded();
+                    reporter.page(&progress, page.number).await?;
+                    progress.bytes = stored_before;
+                    // Between pages, at most once per interval: has someone asked the job to stop?
+                    if last_check.elapsed() >= CANCEL_CHECK {
+                        last_check = tokio::time::Instant::now();
+                        if self.cancel_requested(job_id).await? {
+                            let _ = writer.abort().await;
+                            return Err(cancelled());
+                        }
                     }
                 }
-            }
+            };
             let file = writer.finish().await?;
-            manifest.add_file(&file, None);
+            progress.bytes += file.bytes;
+            progress.data_types_done += 1;
+            let since_json = summary
+                .incremental
+                .then(|| since.as_ref().and_then(|s| serde_json::to_value(s).ok()))
+                .flatten();
+            manifest.incremental |= summary.incremental;
+            manifest.add_file(&file, since_json);
+            if let Some(next) = summary
+                .next_cursor
+                .as_ref()
+                .and_then(|c| serde_json::to_value(c).ok())
+            {
+                manifest.cursors.insert(data_type.clone(), next);
+            }
             self.jobs
                 .record_resource(
                     metadata,
@@ -472,13 +578,11 @@ impl BackupWorker {
                 )
                 .await?;
         }
+        progress.current_data_type = None;
+        reporter.boundary(&progress).await?;
         // A request that came in during the last data type still wins over success.
         if self.cancel_requested(job_id).await? {
-            return Err(RunFailure {
-                code: CANCELLED,
-                message: "cancelled on request".into(),
-                retryable: false,
-            });
+            return Err(cancelled());
         }
         manifest.finished_at = Utc::now();
         let (sha256, path) = artifacts.write_manifest(&manifest).await?;
@@ -487,13 +591,85 @@ impl BackupWorker {
                 metadata,
                 job_id,
                 worker,
-                path.as_ref(),
-                &sha256,
-                manifest.records,
-                manifest.bytes,
+                Succeeded {
+                    manifest: path.to_string(),
+                    manifest_sha256: sha256,
+                    records: manifest.records,
+                    bytes: manifest.bytes,
+                    cursors: manifest.cursors.clone(),
+                },
             )
             .await?;
         Ok(())
+    }
+
+    /// The connection's decrypted credentials, or a non-retryable failure when the connection is gone.
+    async fn credentials(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+    ) -> Result<SecretCredentials, RunFailure> {
+        self.jobs
+            .credentials(metadata, connection_id)
+            .await?
+            .ok_or_else(|| RunFailure {
+                code: "CONNECTION_MISSING",
+                message: "the source's connection or its credentials are gone".into(),
+                retryable: false,
+            })
+    }
+
+    /// After a 401: the renewed credentials of an OAuth connection (refreshed now, or by someone else just
+    /// before), or `None` when there is nothing to refresh (an API key: the 401 is final).
+    async fn refresh_rejected(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        rejected: &SecretCredentials,
+    ) -> Result<Option<SecretCredentials>, RunFailure> {
+        let Some(token) = rejected.get(OAUTH_ACCESS_TOKEN) else {
+            return Ok(None);
+        };
+        let outcome = self
+            .oauth
+            .refresh_rejected(metadata, connection_id, token)
+            .await
+            .map_err(|err| RunFailure {
+                code: "UNAVAILABLE",
+                message: format!("refreshing the access token failed: {err}"),
+                retryable: true,
+            })?;
+        match outcome {
+            RefreshOutcome::Refreshed { .. } | RefreshOutcome::Fresh => {
+                Ok(Some(self.credentials(metadata, connection_id).await?))
+            }
+            RefreshOutcome::ReauthRequired => Err(reauth_failure()),
+            RefreshOutcome::NotRefreshable => {
+                // No refresh token: the rejected token cannot be replaced without the customer.
+                Err(self.reauth_required(metadata, connection_id).await)
+            }
+            RefreshOutcome::Failed(reason) => Err(RunFailure {
+                code: "UNAVAILABLE",
+                message: format!("refreshing the access token failed: {reason}"),
+                retryable: true,
+            }),
+        }
+    }
+
+    /// Marks the connection as needing the customer to reconnect, and the failure the job ends with.
+    async fn reauth_required(&self, metadata: &EventMetadata, connection_id: &str) -> RunFailure {
+        if let Err(err) = self
+            .oauth
+            .require_reauth(
+                metadata,
+                connection_id,
+                "the platform rejected the access token after a refresh",
+            )
+            .await
+        {
+            tracing::warn!(%connection_id, error = %err, "recording that the connection needs reauthorization");
+        }
+        reauth_failure()
     }
 
     async fn cancel_requested(&self, job_id: &str) -> Result<bool, CommandError> {
