@@ -2,7 +2,7 @@
 //! a killed worker's job is redelivered and runs again as attempt 2 with one complete set of artifacts; a
 //! message whose deliveries run out fails its job with an event; a deleted source's jobs are cancelled.
 //!
-//! The Stripe emulation holds requests on demand ([`PlatformApi::hold_after`]), so a worker is killed while
+//! The Stripe emulation holds requests on demand (`PlatformApi::hold_after`), so a worker is killed while
 //! it is provably mid-backup, not after a sleep that hopes so.
 
 mod support;
@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer;
-use serde_json::{json, Value};
-use support::platform_api::PlatformApi;
-use support::{wait_until, TestApp};
+use serde_json::Value;
+use support::backup::{gunzip_lines, stripe_source, sync, sync_when_free, BackupApp};
+use support::wait_until;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Short enough that a redelivery comes within the test, long enough that a busy machine keeps a live
@@ -24,38 +24,31 @@ const ACK_WAIT_SECS: u64 = 3;
 /// The service (API, projector, relay, sagas), a Stripe emulation, and a storage directory shared with the
 /// worker processes it starts.
 struct FaultApp {
-    app: TestApp,
-    api: PlatformApi,
-    storage: std::path::PathBuf,
-    _cleanup: RemoveOnDrop,
+    backup: BackupApp,
+}
+
+/// The backup service's parts (`app`, `api`, `storage`) are the fault tests' too.
+impl std::ops::Deref for FaultApp {
+    type Target = BackupApp;
+
+    fn deref(&self) -> &BackupApp {
+        &self.backup
+    }
 }
 
 impl FaultApp {
     /// `in_process_worker`: whether `serve` runs a backup worker itself; when not, only the `listbackup worker`
     /// processes started by [`FaultApp::worker`] run backups.
     async fn spawn(in_process_worker: bool) -> Self {
-        let api = PlatformApi::start().await;
-        api.accept("stripe", "sk_test_1");
-        let storage =
-            std::env::temp_dir().join(format!("listbackup-faults-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&storage).unwrap();
-        let stripe_url = api.api_url("stripe");
-        let storage_url = format!("file://{}", storage.display());
-        let app = TestApp::spawn_with(|values| {
-            values.insert("LISTBACKUP_PLATFORM_STRIPE_API_URL".into(), stripe_url);
-            values.insert("LISTBACKUP_STORAGE_URL".into(), storage_url);
+        let backup = BackupApp::spawn_with(|values| {
             values.insert(
                 "LISTBACKUP_SERVE_BACKUP_WORKER".into(),
                 in_process_worker.to_string(),
             );
         })
         .await;
-        Self {
-            app,
-            api,
-            _cleanup: RemoveOnDrop(storage.clone()),
-            storage,
-        }
+        backup.api.accept("stripe", "sk_test_1");
+        Self { backup }
     }
 
     /// A `listbackup worker` process on the service's database, NATS prefix, key and storage.
@@ -92,12 +85,6 @@ impl FaultApp {
         capture(child.stdout.take().unwrap(), logs.clone());
         capture(child.stderr.take().unwrap(), logs.clone());
         WorkerProcess { child, logs }
-    }
-
-    async fn job(&self, token: &str, job_id: &str) -> Value {
-        let response = self.app.get(&format!("/jobs/{job_id}"), token).await;
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
     }
 
     async fn wait_for_job(
@@ -191,39 +178,6 @@ fn capture(
     });
 }
 
-/// Removes the storage directory when the test ends, also when it fails half-way.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn stripe_source(app: &TestApp, token: &str, name: &str) -> String {
-    let connection = app.create_stripe_connection(token, name, "sk_test_1").await;
-    let response = app
-        .post(
-            "/sources",
-            token,
-            &json!({"connectionId": connection["connectionId"], "name": name,
-                    "dataTypes": ["customers", "invoices"]}),
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    let view: Value = response.json().await.unwrap();
-    view["sourceId"].as_str().unwrap().to_owned()
-}
-
-async fn sync(app: &TestApp, token: &str, source_id: &str) -> String {
-    let response = app
-        .post(&format!("/sources/{source_id}/sync"), token, &json!({}))
-        .await;
-    assert_eq!(response.status(), 202);
-    let job: Value = response.json().await.unwrap();
-    job["jobId"].as_str().unwrap().to_owned()
-}
-
 fn data_type<'a>(job: &'a Value, name: &str) -> &'a Value {
     job["dataTypes"]
         .as_array()
@@ -243,15 +197,6 @@ fn files_in(dir: &std::path::Path) -> Vec<String> {
     };
     names.sort();
     names
-}
-
-fn gunzip_lines(path: &std::path::Path) -> Vec<Value> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(path).unwrap();
-    std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file))
-        .lines()
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect()
 }
 
 async fn wait_for_events_stream(jetstream: &async_nats::jetstream::Context, name: &str) {
@@ -292,7 +237,7 @@ async fn a_worker_killed_mid_backup_is_replaced_and_attempt_two_stores_one_compl
         .await
         .unwrap();
 
-    let source_id = stripe_source(app, &token, "Stripe").await;
+    let source_id = stripe_source(app, &token, "Stripe", &["customers", "invoices"], false).await;
     // Customers (2 requests) and the first invoices page pass; the second invoices page is held.
     faults.api.hold_after(3);
     let job_id = sync(app, &token, &source_id).await;
@@ -403,7 +348,7 @@ async fn a_worker_killed_mid_backup_is_replaced_and_attempt_two_stores_one_compl
         seeded.sort();
         assert_eq!(stored, seeded, "{data_type}: each record exactly once");
     }
-    faults.app.stop().await;
+    faults.backup.stop().await;
 }
 
 #[tokio::test]
@@ -413,7 +358,7 @@ async fn a_message_that_exhausts_its_deliveries_fails_the_job_and_frees_the_sour
     let token = app.owner("acme");
     faults.api.seed("stripe", "customers", 150);
     faults.api.seed("stripe", "invoices", 10);
-    let source_id = stripe_source(app, &token, "Stripe").await;
+    let source_id = stripe_source(app, &token, "Stripe", &["customers", "invoices"], false).await;
     // Every request is held: each worker stops while its delivery is in progress.
     faults.api.hold_after(0);
     let job_id = sync(app, &token, &source_id).await;
@@ -482,31 +427,7 @@ async fn a_message_that_exhausts_its_deliveries_fails_the_job_and_frees_the_sour
 
     // SyncFinished freed the source: the next job runs, here on the third worker, and succeeds.
     faults.api.release();
-    let cell = std::cell::RefCell::new(String::new());
-    let (next, token_ref, source_ref) = (&cell, &token, &source_id);
-    wait_until(
-        Duration::from_secs(15),
-        "the source to be free",
-        || async move {
-            let response = app
-                .post(
-                    &format!("/sources/{source_ref}/sync"),
-                    token_ref,
-                    &json!({}),
-                )
-                .await;
-            if response.status() == 202 {
-                let job: Value = response.json().await.unwrap();
-                *next.borrow_mut() = job["jobId"].as_str().unwrap().to_owned();
-                true
-            } else {
-                assert_eq!(response.status(), 409);
-                false
-            }
-        },
-    )
-    .await;
-    let next_id = cell.into_inner();
+    let next_id = sync_when_free(app, &token, &source_id).await;
     let next = faults
         .wait_for_job(&token, &next_id, "the next job to end", |job| {
             ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap())
@@ -514,7 +435,7 @@ async fn a_message_that_exhausts_its_deliveries_fails_the_job_and_frees_the_sour
         .await;
     assert_eq!(next["status"], "succeeded", "{next}");
     assert_eq!(next["attempt"], 1);
-    faults.app.stop().await;
+    faults.backup.stop().await;
 }
 
 #[tokio::test]
@@ -524,8 +445,22 @@ async fn deleting_a_source_cancels_its_queued_and_running_jobs() {
     let token = app.owner("acme");
     faults.api.seed("stripe", "customers", 150);
     faults.api.seed("stripe", "invoices", 10);
-    let running_source = stripe_source(app, &token, "Stripe running").await;
-    let queued_source = stripe_source(app, &token, "Stripe queued").await;
+    let running_source = stripe_source(
+        app,
+        &token,
+        "Stripe running",
+        &["customers", "invoices"],
+        false,
+    )
+    .await;
+    let queued_source = stripe_source(
+        app,
+        &token,
+        "Stripe queued",
+        &["customers", "invoices"],
+        false,
+    )
+    .await;
     // The service's worker runs one backup at a time: held on its first request, it leaves the second
     // source's job queued.
     faults.api.hold_after(0);
@@ -579,5 +514,5 @@ async fn deleting_a_source_cancels_its_queued_and_running_jobs() {
         Vec::<String>::new(),
         "nothing of it is left"
     );
-    faults.app.stop().await;
+    faults.backup.stop().await;
 }

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::backup::BackupApp;
+use support::backup::{sync, BackupApp};
 use support::oauth_provider::{configure_service, connect_ok, OauthProvider};
 
 const DATA_SECRET: &str = "keap-data-plane-secret";
@@ -38,18 +38,6 @@ async fn keap_source(backup: &BackupApp, token: &str) -> (String, String) {
     )
 }
 
-async fn sync(backup: &BackupApp, token: &str, source_id: &str) -> String {
-    let response = backup
-        .app
-        .post(&format!("/sources/{source_id}/sync"), token, &json!({}))
-        .await;
-    assert_eq!(response.status(), 202);
-    response.json::<Value>().await.unwrap()["jobId"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn connection_events(backup: &BackupApp, connection_id: &str) -> Vec<String> {
     backup
         .app
@@ -78,7 +66,7 @@ async fn a_rejected_access_token_is_refreshed_once_and_the_backup_carries_on() {
     provider.revoke_access_tokens("keap");
     assert_eq!(provider.refreshes("keap"), 0);
 
-    let job_id = sync(&backup, &token, &source_id).await;
+    let job_id = sync(&backup.app, &token, &source_id).await;
     let job = backup.finished(&token, &job_id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["progress"]["records"], 450);
@@ -112,7 +100,7 @@ async fn a_refresh_refused_as_well_asks_for_reauthorization_and_fails_the_job() 
     provider.revoke_access_tokens("keap");
     provider.revoke_refresh_tokens();
 
-    let job_id = sync(&backup, &token, &source_id).await;
+    let job_id = sync(&backup.app, &token, &source_id).await;
     let job = backup.finished(&token, &job_id).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "REAUTH_REQUIRED", "{job}");

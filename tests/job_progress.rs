@@ -7,64 +7,9 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::{json, Value};
-use support::backup::{gunzip_lines, BackupApp};
+use serde_json::Value;
+use support::backup::{gunzip_lines, stripe_source, sync, sync_when_free, BackupApp};
 use support::{problem_code, wait_until, TestApp};
-
-async fn stripe_source(
-    app: &TestApp,
-    token: &str,
-    data_types: &[&str],
-    incremental: bool,
-) -> String {
-    let connection = app
-        .create_stripe_connection(token, "Stripe", "sk_test_1")
-        .await;
-    let response = app
-        .post(
-            "/sources",
-            token,
-            &json!({"connectionId": connection["connectionId"], "name": "Stripe",
-                    "dataTypes": data_types, "incremental": incremental}),
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    let view: Value = response.json().await.unwrap();
-    view["sourceId"].as_str().unwrap().to_owned()
-}
-
-async fn sync(app: &TestApp, token: &str, source_id: &str) -> String {
-    let response = app
-        .post(&format!("/sources/{source_id}/sync"), token, &json!({}))
-        .await;
-    assert_eq!(response.status(), 202);
-    let job: Value = response.json().await.unwrap();
-    job["jobId"].as_str().unwrap().to_owned()
-}
-
-/// Syncs the source as soon as its previous job has freed it (SyncFinished, recorded by a saga).
-async fn sync_when_free(app: &TestApp, token: &str, source_id: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = app
-            .post(&format!("/sources/{source_id}/sync"), token, &json!({}))
-            .await;
-        if response.status() == 202 {
-            let job: Value = response.json().await.unwrap();
-            return job["jobId"].as_str().unwrap().to_owned();
-        }
-        assert_eq!(
-            response.status(),
-            409,
-            "only a job in progress may refuse it"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the source was not freed within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// One Server-Sent Event.
 #[derive(Debug)]
@@ -122,7 +67,7 @@ async fn a_running_job_streams_its_progress_until_it_ends() {
     backup.api.seed("stripe", "customers", 1200);
     backup.api.seed("stripe", "invoices", 30);
     let token = app.owner("acme");
-    let source_id = stripe_source(app, &token, &["customers", "invoices"], false).await;
+    let source_id = stripe_source(app, &token, "Stripe", &["customers", "invoices"], false).await;
     // The platform holds the first page back for a second (429, Retry-After: 1): time enough for the stream
     // to be open before the first page arrives, so it sees every page's progress.
     backup.api.rate_limit_next(1, 1);
@@ -263,7 +208,7 @@ async fn an_incremental_source_fetches_only_what_changed_since_its_last_job() {
     backup.api.seed("stripe", "events", 250);
     backup.api.seed("stripe", "customers", 40);
     let token = app.owner("acme");
-    let source_id = stripe_source(app, &token, &["events", "customers"], true).await;
+    let source_id = stripe_source(app, &token, "Stripe", &["events", "customers"], true).await;
 
     let first = sync(app, &token, &source_id).await;
     let job = backup.finished(&token, &first).await;
@@ -334,7 +279,7 @@ async fn a_source_that_is_not_incremental_fetches_everything_every_time() {
     backup.api.accept("stripe", "sk_test_1");
     backup.api.seed("stripe", "events", 120);
     let token = app.owner("acme");
-    let source_id = stripe_source(app, &token, &["events"], false).await;
+    let source_id = stripe_source(app, &token, "Stripe", &["events"], false).await;
     let first = sync(app, &token, &source_id).await;
     assert_eq!(backup.finished(&token, &first).await["status"], "succeeded");
     backup.api.append("stripe", "events", 3);

@@ -8,22 +8,12 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::backup::{gunzip_lines, BackupApp};
+use support::backup::{gunzip_lines, stripe_source, BackupApp};
 use support::{problem_code, wait_until, TestApp};
 
+/// A Stripe source of customers and invoices.
 async fn source(app: &TestApp, token: &str, name: &str) -> String {
-    let connection = app.create_stripe_connection(token, name, "sk_test_1").await;
-    let response = app
-        .post(
-            "/sources",
-            token,
-            &json!({"connectionId": connection["connectionId"], "name": name,
-                    "dataTypes": ["customers", "invoices"]}),
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    let view: Value = response.json().await.unwrap();
-    view["sourceId"].as_str().unwrap().to_owned()
+    stripe_source(app, token, name, &["customers", "invoices"], false).await
 }
 
 async fn sync(app: &TestApp, token: &str, source_id: &str) -> reqwest::Response {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::platform_api::PlatformApi;
 use super::{wait_until, TestApp};
@@ -83,4 +83,60 @@ pub fn gunzip_lines(path: &std::path::Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
         .collect()
+}
+
+/// A Stripe source (key `sk_test_1`) of `data_types`; its id.
+pub async fn stripe_source(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    data_types: &[&str],
+    incremental: bool,
+) -> String {
+    let connection = app.create_stripe_connection(token, name, "sk_test_1").await;
+    let response = app
+        .post(
+            "/sources",
+            token,
+            &json!({"connectionId": connection["connectionId"], "name": name,
+                    "dataTypes": data_types, "incremental": incremental}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let view: Value = response.json().await.unwrap();
+    view["sourceId"].as_str().unwrap().to_owned()
+}
+
+/// Queues a job of the source (202); its id.
+pub async fn sync(app: &TestApp, token: &str, source_id: &str) -> String {
+    let response = app
+        .post(&format!("/sources/{source_id}/sync"), token, &json!({}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let job: Value = response.json().await.unwrap();
+    job["jobId"].as_str().unwrap().to_owned()
+}
+
+/// Syncs the source as soon as its previous job has freed it (SyncFinished, recorded by a saga).
+pub async fn sync_when_free(app: &TestApp, token: &str, source_id: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = app
+            .post(&format!("/sources/{source_id}/sync"), token, &json!({}))
+            .await;
+        if response.status() == 202 {
+            let job: Value = response.json().await.unwrap();
+            return job["jobId"].as_str().unwrap().to_owned();
+        }
+        assert_eq!(
+            response.status(),
+            409,
+            "only a job in progress may refuse it"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the source was not freed within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
