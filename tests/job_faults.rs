@@ -138,6 +138,18 @@ impl WorkerProcess {
         assert!(!status.success(), "the worker was killed: {status}");
     }
 
+    /// SIGSTOP or SIGCONT: the process freezes (no in-progress acks, no reports) or carries on as if nothing
+    /// happened, as a worker paused by a long GC-like stall or cut off by a partition does.
+    async fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = tokio::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// SIGTERM: the worker stops promptly and cleanly, leaving the backup it was running unacknowledged.
     async fn terminate(&mut self) {
         let pid = self.child.id().unwrap().to_string();
@@ -185,6 +197,64 @@ fn data_type<'a>(job: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|t| t["name"] == name)
         .unwrap()
+}
+
+/// What the API lists is what the manifest (written by `attempt`) names, nothing else is in the job's
+/// directory (no file or staged upload of another attempt), and every seeded record is stored exactly once.
+async fn assert_one_complete_backup(
+    faults: &FaultApp,
+    token: &str,
+    source_id: &str,
+    job_id: &str,
+    attempt: u32,
+) {
+    let dir = faults.job_dir(source_id, job_id);
+    // One complete set of artifacts: what the API lists is what the manifest names, and nothing else is on
+    // disk (no file or staged upload of attempt 1).
+    let listed: Value = faults
+        .app
+        .get(&format!("/jobs/{job_id}/files"), token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<String> = listed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["attempt"], attempt, "{manifest}");
+    let mut expected: Vec<String> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    expected.push("manifest.json".to_owned());
+    expected.sort();
+    assert_eq!(
+        expected,
+        ["customers.ndjson.gz", "invoices.ndjson.gz", "manifest.json"]
+    );
+    assert_eq!(listed, expected);
+    assert_eq!(
+        files_in(&dir),
+        expected,
+        "nothing else in the job's directory"
+    );
+    for data_type in ["customers", "invoices"] {
+        let mut stored: Vec<String> = gunzip_lines(&dir.join(format!("{data_type}.ndjson.gz")))
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut seeded = faults.api.listing_ids("stripe", data_type);
+        stored.sort();
+        seeded.sort();
+        assert_eq!(stored, seeded, "{data_type}: each record exactly once");
+    }
 }
 
 /// Every file under `dir`, by name.
@@ -303,51 +373,56 @@ async fn a_worker_killed_mid_backup_is_replaced_and_attempt_two_stores_one_compl
         ]
     );
 
-    // One complete set of artifacts: what the API lists is what the manifest names, and nothing else is on
-    // disk (no file or staged upload of attempt 1).
-    let listed: Value = app
-        .get(&format!("/jobs/{job_id}/files"), &token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let listed: Vec<String> = listed["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap().to_owned())
-        .collect();
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["attempt"], 2, "{manifest}");
-    let mut expected: Vec<String> = manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap().to_owned())
-        .collect();
-    expected.push("manifest.json".to_owned());
-    expected.sort();
-    assert_eq!(
-        expected,
-        ["customers.ndjson.gz", "invoices.ndjson.gz", "manifest.json"]
-    );
-    assert_eq!(listed, expected);
-    assert_eq!(
-        files_in(&dir),
-        expected,
-        "nothing else in the job's directory"
-    );
-    for data_type in ["customers", "invoices"] {
-        let mut stored: Vec<String> = gunzip_lines(&dir.join(format!("{data_type}.ndjson.gz")))
+    assert_one_complete_backup(&faults, &token, &source_id, &job_id, 2).await;
+    faults.backup.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_presumed_dead_that_comes_back_leaves_the_new_attempts_files_alone() {
+    let faults = FaultApp::spawn(false).await;
+    let app = &faults.app;
+    let token = app.owner("acme");
+    faults.api.seed("stripe", "customers", 150);
+    faults.api.seed("stripe", "invoices", 250);
+    let source_id = stripe_source(app, &token, "Stripe", &["customers", "invoices"], false).await;
+    // Customers (2 requests) and the first invoices page pass; every later request is held.
+    faults.api.hold_after(3);
+    let job_id = sync(app, &token, &source_id).await;
+    let first = faults.worker(5);
+    wait_until(Duration::from_secs(30), "attempt 1 to be held", || async {
+        faults.api.held() >= 1
+    })
+    .await;
+    // Frozen: it stops renewing its delivery, so after the ack wait the job goes to the second worker, which
+    // backs it up completely while the first one sleeps.
+    first.signal("-STOP").await;
+    faults.api.release();
+    let _second = faults.worker(5);
+    let job = faults
+        .wait_for_job(&token, &job_id, "the job to end", |job| {
+            ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap())
+        })
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempt"], 2);
+    // The first run wakes up mid-backup, finds at its next report that the job is no longer its own, and
+    // stops without discarding the directory, which now holds the second run's complete backup.
+    first.signal("-CONT").await;
+    wait_until(Duration::from_secs(15), "the first run to stop", || async {
+        first
+            .logs
+            .lock()
+            .unwrap()
             .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect();
-        let mut seeded = faults.api.listing_ids("stripe", data_type);
-        stored.sort();
-        seeded.sort();
-        assert_eq!(stored, seeded, "{data_type}: each record exactly once");
-    }
+            .any(|line| line.contains("no longer owns the job") || line.contains("backup failed"))
+    })
+    .await;
+    let logs = first.logs.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("no longer owns the job") && !logs.contains("backup failed"),
+        "the first run must stop as superseded, not fail the job: {logs}"
+    );
+    assert_one_complete_backup(&faults, &token, &source_id, &job_id, 2).await;
     faults.backup.stop().await;
 }
 

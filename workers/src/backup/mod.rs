@@ -383,6 +383,13 @@ impl BackupWorker {
             artifacts: &artifacts,
         };
         let outcome = self.backup(run).await;
+        if outcome.is_err() && self.superseded(&job_id, &worker).await? {
+            // Another run took the job over (this one was presumed dead: paused, partitioned) or the job ended
+            // meanwhile. The job's directory is that run's now: discarding it here would delete the files of a
+            // backup in progress, so nothing is touched and nothing recorded.
+            tracing::warn!(%job_id, %worker, "this run no longer owns the job; stopping without a trace");
+            return Ok(());
+        }
         match outcome {
             Ok(()) => {
                 tracing::info!(%job_id, "backup succeeded");
@@ -670,6 +677,12 @@ impl BackupWorker {
             tracing::warn!(%connection_id, error = %err, "recording that the connection needs reauthorization");
         }
         reauth_failure()
+    }
+
+    /// Whether the job is no longer this run's: another attempt's worker runs it, or it has ended.
+    async fn superseded(&self, job_id: &str, worker: &str) -> Result<bool, CommandError> {
+        let (job, _) = self.jobs.load(job_id).await?;
+        Ok(job.worker() != worker || job.status().is_terminal())
     }
 
     async fn cancel_requested(&self, job_id: &str) -> Result<bool, CommandError> {
