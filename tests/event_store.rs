@@ -253,19 +253,8 @@ async fn a_rebuild_reproduces_the_live_read_models() {
     let live = dump_read_models(&db).await;
     assert_eq!(live.0.len(), 5);
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"))
-        .args(["projections", "rebuild"])
-        .env("DATABASE_URL", &app.db.url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "rebuild: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("from 8 event(s)"));
+    let printed = app.db.rebuild_projections().await;
+    assert!(printed.contains("from 8 event(s)"), "{printed}");
 
     let rebuilt = dump_read_models(&db).await;
     assert_eq!(rebuilt, live);

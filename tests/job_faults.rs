@@ -106,22 +106,6 @@ impl FaultApp {
         self.storage
             .join(format!("accounts/acme/sources/{source_id}/jobs/{job_id}"))
     }
-
-    /// The event types of the job's stream, in order.
-    async fn job_events(&self, job_id: &str) -> Vec<String> {
-        let client = self.app.db.connect().await;
-        client
-            .query(
-                "SELECT event_type FROM events WHERE aggregate_type = 'job' AND aggregate_id = $1 \
-                 ORDER BY sequence",
-                &[&job_id],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect()
-    }
 }
 
 /// A `listbackup worker` child process; its output is printed if the test fails.
@@ -356,7 +340,8 @@ async fn a_worker_killed_mid_backup_is_replaced_and_attempt_two_stores_one_compl
     assert_eq!(data_type(&job, "customers")["records"], 150);
     assert_eq!(data_type(&job, "invoices")["records"], 250);
     let history: Vec<String> = faults
-        .job_events(&job_id)
+        .app
+        .event_types(&job_id)
         .await
         .into_iter()
         .filter(|t| t != "JobProgressed")
@@ -487,7 +472,8 @@ async fn a_message_that_exhausts_its_deliveries_fails_the_job_and_frees_the_sour
     assert!(job["finishedAt"].is_string());
     assert_eq!(job["attempt"], 2);
     let history: Vec<String> = faults
-        .job_events(&job_id)
+        .app
+        .event_types(&job_id)
         .await
         .into_iter()
         .filter(|t| t != "JobProgressed")
@@ -570,7 +556,8 @@ async fn deleting_a_source_cancels_its_queued_and_running_jobs() {
         "the running job's cancellation to be requested",
         || async {
             faults
-                .job_events(&running)
+                .app
+                .event_types(&running)
                 .await
                 .contains(&"JobCancelRequested".to_owned())
         },

@@ -38,23 +38,6 @@ async fn keap_source(backup: &BackupApp, token: &str) -> (String, String) {
     )
 }
 
-async fn connection_events(backup: &BackupApp, connection_id: &str) -> Vec<String> {
-    backup
-        .app
-        .db
-        .connect()
-        .await
-        .query(
-            "SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence",
-            &[&connection_id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_rejected_access_token_is_refreshed_once_and_the_backup_carries_on() {
     let provider = OauthProvider::start().await;
@@ -75,7 +58,7 @@ async fn a_rejected_access_token_is_refreshed_once_and_the_backup_carries_on() {
         1,
         "one refresh, not one per request"
     );
-    let events = connection_events(&backup, &connection_id).await;
+    let events = backup.app.event_types(&connection_id).await;
     assert!(events.contains(&"TokenRefreshed".to_owned()), "{events:?}");
     assert!(!events.contains(&"ConnectionReauthRequired".to_owned()));
     let connection: Value = backup
@@ -109,7 +92,7 @@ async fn a_refresh_refused_as_well_asks_for_reauthorization_and_fails_the_job() 
         provider.refreshes("keap") + provider.refused_refreshes("keap"),
         1
     );
-    let events = connection_events(&backup, &connection_id).await;
+    let events = backup.app.event_types(&connection_id).await;
     assert_eq!(
         events
             .iter()

@@ -15,21 +15,6 @@ use support::oauth_provider::{
 };
 use support::{problem_code, wait_until, TestApp};
 
-async fn event_types(app: &TestApp, connection_id: &str) -> Vec<String> {
-    app.db
-        .connect()
-        .await
-        .query(
-            "SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence",
-            &[&connection_id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 async fn payloads(app: &TestApp, connection_id: &str) -> String {
     app.db
         .connect()
@@ -113,7 +98,7 @@ async fn a_token_about_to_expire_is_refreshed_before_use_and_a_rotated_refresh_t
     assert_ne!(new_refresh, old_refresh);
     assert!(new_refresh.is_some());
     assert_eq!(
-        event_types(&app, id).await,
+        app.event_types(id).await,
         ["ConnectionCreated", "TokenRefreshed", "ConnectionTested"]
     );
     let payloads = payloads(&app, id).await;
@@ -179,7 +164,7 @@ async fn two_refreshers_at_once_make_a_single_refresh() {
     let (access, refresh) = vault_tokens(&app, "acme", id).await;
     assert!(provider.is_valid_access_token(&access));
     assert_ne!(refresh, old_refresh);
-    let events = event_types(&app, id).await;
+    let events = app.event_types(id).await;
     assert_eq!(events, ["ConnectionCreated", "TokenRefreshed"]);
     let got: Value = app
         .get(&format!("/connections/{id}"), &token)
@@ -214,7 +199,7 @@ async fn the_background_refresher_renews_tokens_expiring_within_15_minutes() {
         Duration::from_secs(10),
         "the box token to be refreshed",
         || async {
-            event_types(&app, &box_id)
+            app.event_types(&box_id)
                 .await
                 .contains(&"TokenRefreshed".to_owned())
         },
@@ -225,7 +210,7 @@ async fn the_background_refresher_renews_tokens_expiring_within_15_minutes() {
     assert_eq!(provider.refreshes("box"), 1);
     assert_eq!(provider.refreshes("google"), 0);
     let google_id = google["connectionId"].as_str().unwrap();
-    assert_eq!(event_types(&app, google_id).await, ["ConnectionCreated"]);
+    assert_eq!(app.event_types(google_id).await, ["ConnectionCreated"]);
     let metadata: Value = app
         .db
         .connect()
@@ -291,7 +276,7 @@ async fn invalid_grant_expires_the_connection_and_reconnect_brings_it_back() {
         .await
         .unwrap();
     assert_eq!(expired["connections"][0]["connectionId"], id.as_str());
-    let events = event_types(&app, &id).await;
+    let events = app.event_types(&id).await;
     assert_eq!(
         &events[..5],
         [
@@ -343,7 +328,8 @@ async fn invalid_grant_expires_the_connection_and_reconnect_brings_it_back() {
         .unwrap();
     assert_eq!(got["status"], "active", "{got}");
     assert_eq!(got["externalAccount"], view["externalAccount"]);
-    assert!(event_types(&app, &id)
+    assert!(app
+        .event_types(&id)
         .await
         .contains(&"ConnectionReauthorized".to_owned()));
     let (access, _) = vault_tokens(&app, "acme", &id).await;

@@ -193,18 +193,7 @@ async fn two_instances_queue_one_job_per_slot_and_a_busy_source_skips_the_next_s
         .await;
     assert_eq!(response.status(), 200);
     let live = dump(&db).await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"))
-        .args(["projections", "rebuild"])
-        .env("DATABASE_URL", &app.db.url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "rebuild: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    app.db.rebuild_projections().await;
     assert_eq!(dump(&db).await, live);
     let row = db
         .query_one(

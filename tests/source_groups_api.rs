@@ -398,18 +398,7 @@ async fn a_rebuild_reproduces_the_source_read_models() {
     };
     let live = dump().await;
     assert!(live.len() >= 5);
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"))
-        .args(["projections", "rebuild"])
-        .env("DATABASE_URL", &app.db.url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    app.db.rebuild_projections().await;
     assert_eq!(dump().await, live);
     app.stop().await;
 }

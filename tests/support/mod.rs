@@ -54,6 +54,24 @@ impl TestDatabase {
         Self { name, url }
     }
 
+    /// Runs `listbackup projections rebuild` on this database (the real binary, as an operator would) and
+    /// returns what it printed; panics with its error output if it fails.
+    pub async fn rebuild_projections(&self) -> String {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"))
+            .args(["projections", "rebuild"])
+            .env("DATABASE_URL", &self.url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "rebuild: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     pub async fn connect(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
         tokio::spawn(connection);
@@ -222,6 +240,22 @@ impl TestApp {
 
     pub fn owner(&self, account: &str) -> String {
         self.token(account, &[Role::Owner])
+    }
+
+    /// The event types of an aggregate's stream, in order.
+    pub async fn event_types(&self, aggregate_id: &str) -> Vec<String> {
+        self.db
+            .connect()
+            .await
+            .query(
+                "SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+                &[&aggregate_id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {
