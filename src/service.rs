@@ -239,7 +239,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         saga_groups,
         saga_sources,
         api_jobs.clone(),
-    );
+    )
+    .woken_by(projected.clone());
     background.push(tokio::spawn(source_sagas.run(shutdown.clone())));
     // Schedule slots (issue 5): in every process, without a leader; the Source aggregate records each slot once.
     let scheduler = listbackup_workers::scheduler::Scheduler::new(db.clone(), scheduler_sources);

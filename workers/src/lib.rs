@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod connectors;
+pub mod log_follower;
 pub mod names;
 pub mod relay;
 pub mod sagas;

@@ -17,6 +17,8 @@ use async_nats::HeaderMap;
 use deadpool_postgres::Pool;
 use listbackup_projections::event_log::{read_after, save_checkpoint};
 use listbackup_projections::{LogPosition, ProjectedWatch, StoredEvent};
+
+use crate::log_follower::LogFollower;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -52,28 +54,25 @@ pub struct Relay {
     jetstream: jetstream::Context,
     names: NatsNames,
     batch_size: i64,
-    poll_interval: Duration,
-    /// This process's projector ticks after each batch it applies: an event committed here wakes the relay
-    /// at once instead of at its next poll (commits of other processes still wait for the poll).
-    wake: Option<ProjectedWatch>,
+    /// One relay at a time across processes, woken by this process's commits.
+    follower: LogFollower,
 }
 
 impl Relay {
     pub fn new(pool: Pool, nats: async_nats::Client, names: NatsNames) -> Self {
         Self {
+            follower: LogFollower::new(pool.clone(), RELAY_LOCK, "relay"),
             pool,
             jetstream: jetstream::new(nats),
             names,
             batch_size: 500,
-            poll_interval: Duration::from_millis(100),
-            wake: None,
         }
     }
 
-    /// Publishes as soon as this process's projector has seen a commit (see [`Relay::wake`]).
+    /// Publishes as soon as this process's projector has seen a commit, not at the next poll.
     pub fn woken_by(self, projected: ProjectedWatch) -> Self {
         Self {
-            wake: Some(projected),
+            follower: self.follower.clone().woken_by(projected),
             ..self
         }
     }
@@ -96,71 +95,9 @@ impl Relay {
     /// Runs until `shutdown`: waits for the relay lock, then publishes forever. Failures (NATS or Postgres
     /// down) are retried with backoff; nothing is skipped.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                outcome = self.run_while_leader(&shutdown) => outcome,
-            };
-            match outcome {
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, "relay paused; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
-
-    async fn run_while_leader(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
-        // The lock lives as long as this pooled session; if the process dies, Postgres releases it.
-        let session = self.pool.get().await?;
-        loop {
-            let locked: bool = session
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK])
-                .await?
-                .get(0);
-            if locked {
-                break;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-        let result = self.publish_until(shutdown).await;
-        let _ = session
-            .execute("SELECT pg_advisory_unlock($1)", &[&RELAY_LOCK])
-            .await;
-        result
-    }
-
-    async fn publish_until(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
-        self.ensure_stream().await?;
-        let mut wake = self.wake.clone();
-        loop {
-            // Marked before reading: a commit from now on ticks again, so none is slept through.
-            if let Some(wake) = wake.as_mut() {
-                wake.mark_seen();
-            }
-            let published = self.publish_batch().await?;
-            if published == 0 {
-                let idle = async {
-                    match wake.as_mut() {
-                        Some(wake) => wake.next_commit(self.poll_interval).await,
-                        None => tokio::time::sleep(self.poll_interval).await,
-                    }
-                };
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = idle => {}
-                }
-            }
-        }
+        self.follower
+            .run(shutdown, || self.ensure_stream(), || self.publish_batch())
+            .await
     }
 
     /// Publishes the next batch after the checkpoint; returns how many events it published.

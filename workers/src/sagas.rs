@@ -20,7 +20,6 @@
 //! request's `correlationId`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use listbackup_commands::jobs::JobCommands;
@@ -30,7 +29,9 @@ use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::source::SyncOutcome;
 use listbackup_domain::ErrorKind;
 use listbackup_projections::event_log::{lock_checkpoint, read_after, save_checkpoint};
-use listbackup_projections::StoredEvent;
+use listbackup_projections::{ProjectedWatch, StoredEvent};
+
+use crate::log_follower::LogFollower;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -58,7 +59,8 @@ pub struct SourceSagas {
     sources: Arc<SourceCommands>,
     jobs: Arc<JobCommands>,
     batch_size: i64,
-    poll_interval: Duration,
+    /// One saga runner at a time across processes, woken by this process's commits.
+    follower: LogFollower,
 }
 
 impl SourceSagas {
@@ -69,70 +71,33 @@ impl SourceSagas {
         jobs: Arc<JobCommands>,
     ) -> Self {
         Self {
+            follower: LogFollower::new(pool.clone(), SAGA_LOCK, "source sagas"),
             pool,
             groups,
             sources,
             jobs,
             batch_size: 200,
-            poll_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// Follows up as soon as this process's projector has seen a commit, not at the next poll.
+    pub fn woken_by(self, projected: ProjectedWatch) -> Self {
+        Self {
+            follower: self.follower.clone().woken_by(projected),
+            ..self
         }
     }
 
     /// Runs until `shutdown`: waits for the saga lock, then follows the log. Failures are retried with
     /// backoff from the last checkpoint; nothing is skipped.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                outcome = self.run_while_leader(&shutdown) => outcome,
-            };
-            match outcome {
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, "source membership saga paused; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
-
-    async fn run_while_leader(&self, shutdown: &CancellationToken) -> Result<(), SagaError> {
-        // A session-level advisory lock rather than a row lock held in a transaction: a long-lived
-        // transaction would hold back the commit horizon every log reader waits for.
-        let session = self.pool.get().await?;
-        loop {
-            let locked: bool = session
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&SAGA_LOCK])
-                .await?
-                .get(0);
-            if locked {
-                break;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-        let result = async {
-            loop {
-                if self.run_batch().await? == 0 {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(self.poll_interval) => {}
-                    }
-                }
-            }
-        }
-        .await;
-        let _ = session
-            .execute("SELECT pg_advisory_unlock($1)", &[&SAGA_LOCK])
-            .await;
-        result
+        self.follower
+            .run(
+                shutdown,
+                || async { Ok::<(), SagaError>(()) },
+                || self.run_batch(),
+            )
+            .await
     }
 
     /// Handles the next batch after the checkpoint; returns how many events it read.

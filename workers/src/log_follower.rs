@@ -1,0 +1,140 @@
+//! The loop shared by the readers of the event log that must run in one process at a time (the relay, the
+//! sagas): take a Postgres advisory lock, then handle batch after batch from the reader's checkpoint, idling
+//! between empty batches until this process's projector sees a commit (or the poll interval passes, for
+//! commits of other processes). Failures are retried from the checkpoint with backoff, so nothing is skipped.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use listbackup_projections::ProjectedWatch;
+use tokio_util::sync::CancellationToken;
+
+/// How a leader follows the log.
+#[derive(Clone)]
+pub struct LogFollower {
+    pool: Pool,
+    /// The advisory lock that makes this follower the only one of its kind across processes.
+    lock: i64,
+    /// What the logs call it ("relay", "source sagas").
+    name: &'static str,
+    /// How long an idle follower waits before looking again when nothing woke it.
+    poll_interval: Duration,
+    /// This process's projector ticks after each batch it applies: a commit made here wakes the follower at
+    /// once instead of at its next poll.
+    wake: Option<ProjectedWatch>,
+}
+
+impl LogFollower {
+    pub fn new(pool: Pool, lock: i64, name: &'static str) -> Self {
+        Self {
+            pool,
+            lock,
+            name,
+            poll_interval: Duration::from_millis(100),
+            wake: None,
+        }
+    }
+
+    pub fn woken_by(self, projected: ProjectedWatch) -> Self {
+        Self {
+            wake: Some(projected),
+            ..self
+        }
+    }
+
+    /// Runs until `shutdown`: waits to be the leader, calls `on_lead` once it is, then `batch` (which returns
+    /// how many events it handled) until shutdown. An error from either pauses the follower, releases the lock
+    /// and starts over after a backoff (200 ms doubling to 5 s).
+    pub async fn run<E, Lead, LeadFut, Batch, BatchFut>(
+        &self,
+        shutdown: CancellationToken,
+        mut on_lead: Lead,
+        mut batch: Batch,
+    ) where
+        E: Display + From<deadpool_postgres::PoolError> + From<tokio_postgres::Error>,
+        Lead: FnMut() -> LeadFut,
+        LeadFut: Future<Output = Result<(), E>>,
+        Batch: FnMut() -> BatchFut,
+        BatchFut: Future<Output = Result<usize, E>>,
+    {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = self.lead(&shutdown, &mut on_lead, &mut batch) => outcome,
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, follower = self.name, "paused; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn lead<E, Lead, LeadFut, Batch, BatchFut>(
+        &self,
+        shutdown: &CancellationToken,
+        on_lead: &mut Lead,
+        batch: &mut Batch,
+    ) -> Result<(), E>
+    where
+        E: From<deadpool_postgres::PoolError> + From<tokio_postgres::Error>,
+        Lead: FnMut() -> LeadFut,
+        LeadFut: Future<Output = Result<(), E>>,
+        Batch: FnMut() -> BatchFut,
+        BatchFut: Future<Output = Result<usize, E>>,
+    {
+        // A session-level lock held by this pooled connection, rather than a row lock in a transaction: a
+        // long-lived transaction would hold back the commit horizon every log reader waits for. If the
+        // process dies, Postgres releases the lock with the session.
+        let session = self.pool.get().await?;
+        loop {
+            let locked: bool = session
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&self.lock])
+                .await?
+                .get(0);
+            if locked {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let result = async {
+            on_lead().await?;
+            let mut wake = self.wake.clone();
+            loop {
+                // Marked before reading: a commit from now on ticks again, so none is slept through.
+                if let Some(wake) = wake.as_mut() {
+                    wake.mark_seen();
+                }
+                if batch().await? == 0 {
+                    let idle = async {
+                        match wake.as_mut() {
+                            Some(wake) => wake.next_commit(self.poll_interval).await,
+                            None => tokio::time::sleep(self.poll_interval).await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = idle => {}
+                    }
+                }
+            }
+        }
+        .await;
+        let _ = session
+            .execute("SELECT pg_advisory_unlock($1)", &[&self.lock])
+            .await;
+        result
+    }
+}
