@@ -26,12 +26,16 @@ pub struct RunningService {
     api: actix_web::dev::ServerHandle,
     api_task: JoinHandle<std::io::Result<()>>,
     shutdown: CancellationToken,
+    /// Ends the open event streams, which would otherwise hold a graceful stop until their jobs end.
+    closing_streams: CancellationToken,
     background: Vec<JoinHandle<()>>,
 }
 
 impl RunningService {
-    /// Stops accepting requests, lets in-flight ones finish, then stops the background tasks.
+    /// Stops accepting requests, ends the live event streams, lets in-flight requests finish, then stops the
+    /// background tasks.
     pub async fn stop(self) {
+        self.closing_streams.cancel();
         self.api.stop(true).await;
         let _ = self.api_task.await;
         self.shutdown.cancel();
@@ -246,6 +250,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let scheduler = listbackup_workers::scheduler::Scheduler::new(db.clone(), scheduler_sources);
     background.push(tokio::spawn(scheduler.run(shutdown.clone())));
 
+    let closing_streams = CancellationToken::new();
     let state = AppState {
         db,
         connections,
@@ -256,6 +261,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         nats,
         nats_prefix: config.nats_prefix.clone(),
         jobs: api_jobs,
+        closing_streams: closing_streams.clone(),
         job_files: store.map(|s| Arc::new(s) as Arc<dyn listbackup_commands::artifacts::JobFiles>),
     };
     let app = Application::build(listener, state, authenticator)?;
@@ -268,6 +274,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         api,
         api_task,
         shutdown,
+        closing_streams,
         background,
     })
 }

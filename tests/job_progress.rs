@@ -295,3 +295,37 @@ async fn a_source_that_is_not_incremental_fetches_everything_every_time() {
     assert!(!query.contains("created"), "{query}");
     backup.stop().await;
 }
+
+#[tokio::test]
+async fn a_stopping_service_ends_its_open_event_streams_at_once() {
+    // No storage: no backup worker runs, so the job stays queued and its stream would stay open.
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    let source_id = stripe_source(&app, &token, "Stripe", &["customers"], false).await;
+    let job_id = sync(&app, &token, &source_id).await;
+    let response = open_events(&app, &token, &job_id).await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .expect("the first event within 10 s")
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with(b"event: job\n"), "{first:?}");
+
+    // A graceful stop waits up to 30 s for open requests; the stream must not be one of them.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), app.stop());
+    let drained = async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    };
+    let (stopped, drained) = tokio::join!(
+        stopped,
+        tokio::time::timeout(Duration::from_secs(10), drained)
+    );
+    assert!(stopped.is_ok(), "the service stopped within 10 s");
+    assert!(drained.is_ok(), "the stream ended within 10 s");
+}

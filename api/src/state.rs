@@ -23,6 +23,9 @@ pub struct AppState {
     pub nats_prefix: String,
     /// Jobs (issue 5): cancellation.
     pub jobs: std::sync::Arc<listbackup_commands::jobs::JobCommands>,
+    /// Cancelled when the service stops: live event streams (`GET /jobs/{id}/events`) end then, so that a
+    /// graceful stop does not wait for the jobs they follow.
+    pub closing_streams: tokio_util::sync::CancellationToken,
     /// Stored backups (`GET /jobs/{id}/files`), when `LISTBACKUP_STORAGE_URL` is configured.
     pub job_files: Option<std::sync::Arc<dyn listbackup_commands::artifacts::JobFiles>>,
 }

@@ -147,6 +147,8 @@ async fn follow(
             _ = keep_alive.tick() => client.send(Bytes::from_static(b": keep-alive\n\n")).await,
             // The client went away: stop reading for it at once, not at the next send.
             _ = client.closed() => return,
+            // The service is stopping: the client reconnects to another instance (or this one, restarted).
+            _ = state.closing_streams.cancelled() => return,
         };
         if sent.is_err() {
             return;
