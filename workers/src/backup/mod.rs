@@ -587,8 +587,18 @@ impl BackupWorker {
         }
         progress.current_data_type = None;
         reporter.boundary(&progress).await?;
-        // A request that came in during the last data type still wins over success.
-        if self.cancel_requested(job_id).await? {
+        // The manifest is what makes the directory a backup: it is not written for a job another run has taken
+        // over (its files are that run's now), and a cancellation that came in during the last data type
+        // still wins over success.
+        let (job, _) = self.jobs.load(job_id).await?;
+        if job.worker() != worker || job.status().is_terminal() {
+            return Err(RunFailure {
+                code: "SUPERSEDED",
+                message: "another run owns the job now".into(),
+                retryable: false,
+            });
+        }
+        if job.cancel_requested() {
             return Err(cancelled());
         }
         manifest.finished_at = Utc::now();
