@@ -9,6 +9,7 @@ use listbackup_commands::oauth::OauthSettings;
 use listbackup_commands::platform_client::PlatformEndpoints;
 use listbackup_workers::backup::DeliverySettings;
 use listbackup_workers::connectors::{RateLimit, RateLimits};
+use listbackup_workers::storage::DEFAULT_GZIP_LEVEL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -48,6 +49,8 @@ pub struct Config {
     /// Whether `listbackup serve` runs a backup worker (`LISTBACKUP_SERVE_BACKUP_WORKER`, default true), for
     /// deployments (and tests) whose backups run in separate `listbackup worker` processes.
     pub serve_backup_worker: bool,
+    /// gzip level of stored data files, 1 (fastest) to 9 (smallest) (`LISTBACKUP_BACKUP_GZIP_LEVEL`, default 6).
+    pub backup_gzip_level: u32,
 }
 
 /// Keys read from the file and the environment.
@@ -72,6 +75,7 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_WORKER_ACK_WAIT_SECS",
     "LISTBACKUP_WORKER_MAX_DELIVER",
     "LISTBACKUP_SERVE_BACKUP_WORKER",
+    "LISTBACKUP_BACKUP_GZIP_LEVEL",
 ];
 
 impl Config {
@@ -133,6 +137,12 @@ impl Config {
                 1..=100,
             )? as i64,
         };
+        let backup_gzip_level = number(
+            values,
+            "LISTBACKUP_BACKUP_GZIP_LEVEL",
+            u64::from(DEFAULT_GZIP_LEVEL),
+            1..=9,
+        )? as u32;
         let serve_backup_worker = match get("LISTBACKUP_SERVE_BACKUP_WORKER").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -173,6 +183,7 @@ impl Config {
             db_pool_size,
             worker_deliveries,
             serve_backup_worker,
+            backup_gzip_level,
         })
     }
 }
@@ -280,7 +291,12 @@ mod tests {
             }
         );
         assert!(!config.serve_backup_worker);
+        assert_eq!(config.backup_gzip_level, 6);
+        values.insert("LISTBACKUP_BACKUP_GZIP_LEVEL".into(), "1".into());
+        assert_eq!(Config::from_values(&values).unwrap().backup_gzip_level, 1);
         for (key, bad) in [
+            ("LISTBACKUP_BACKUP_GZIP_LEVEL", "0"),
+            ("LISTBACKUP_BACKUP_GZIP_LEVEL", "10"),
             ("LISTBACKUP_WORKER_ACK_WAIT_SECS", "0"),
             ("LISTBACKUP_WORKER_ACK_WAIT_SECS", "soon"),
             ("LISTBACKUP_WORKER_MAX_DELIVER", "0"),

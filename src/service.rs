@@ -122,6 +122,7 @@ pub(crate) fn backup_store(
         .as_deref()
         .map(|url| {
             listbackup_workers::storage::BackupStore::from_url(url)
+                .map(|store| store.with_gzip_level(config.backup_gzip_level))
                 .map_err(|e| anyhow::anyhow!("LISTBACKUP_STORAGE_URL: {e}"))
         })
         .transpose()

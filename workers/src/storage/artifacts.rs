@@ -29,6 +29,7 @@ pub struct ArtifactInfo {
 pub struct JobArtifacts {
     store: Arc<dyn ObjectStore>,
     part_size: usize,
+    gzip_level: u32,
     account_id: String,
     source_id: String,
     job_id: String,
@@ -56,12 +57,18 @@ impl JobArtifacts {
         Self {
             store,
             part_size,
+            gzip_level: super::DEFAULT_GZIP_LEVEL,
             account_id: account_id.to_owned(),
             source_id: source_id.to_owned(),
             job_id: job_id.to_owned(),
             dir,
             local: None,
         }
+    }
+
+    pub(super) fn with_gzip_level(mut self, level: u32) -> Self {
+        self.gzip_level = level;
+        self
     }
 
     pub(super) fn with_local(mut self, local: Option<Arc<LocalFileSystem>>) -> Self {
@@ -102,6 +109,7 @@ impl JobArtifacts {
             name,
             data_type.to_owned(),
             self.part_size,
+            self.gzip_level,
         ))
     }
 

@@ -464,3 +464,36 @@ fn the_writer_and_its_futures_are_send() {
         assert_send(&writer.finish());
     }
 }
+
+#[tokio::test]
+async fn the_gzip_level_trades_size_for_speed_and_the_records_stay_the_same() {
+    let dir = TempDir::new();
+    let records: Vec<Value> = (0..2_000)
+        .map(|i| json!({"id": format!("cus_{i:08}"), "email": format!("user{i}@example.com"),
+                        "description": "a customer whose record repeats much of its neighbours' text",
+                        "metadata": {"plan": if i % 3 == 0 { "gold" } else { "basic" }}}))
+        .collect();
+    let mut sizes = Vec::new();
+    for (job, level) in [("fast", 1), ("small", 9)] {
+        let artifacts = dir.store().with_gzip_level(level).job("acme", "s1", job);
+        let mut writer = artifacts.data_type_writer("customers").await.unwrap();
+        for record in &records {
+            writer.write_record(record).await.unwrap();
+        }
+        let file = writer.finish().await.unwrap();
+        let mut text = String::new();
+        GzDecoder::new(&std::fs::read(dir.0.join(file.path.as_ref())).unwrap()[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        let stored: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(stored, records, "level {level}");
+        sizes.push(file.bytes);
+    }
+    assert!(
+        sizes[0] > sizes[1],
+        "level 1 stores more than level 9: {sizes:?}"
+    );
+}

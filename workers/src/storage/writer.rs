@@ -60,6 +60,7 @@ impl NdjsonWriter {
         name: String,
         data_type: String,
         part_size: usize,
+        gzip_level: u32,
     ) -> Self {
         // A part is uploaded once the buffer reaches `part_size`, so it holds at most that plus one record's
         // compressed output: reserving a little more avoids a doubling reallocation just past the threshold.
@@ -71,7 +72,7 @@ impl NdjsonWriter {
             upload: Some(upload),
             encoder: Some(GzEncoder::new(
                 Vec::with_capacity(capacity),
-                Compression::default(),
+                Compression::new(gzip_level),
             )),
             part_size,
             line: Vec::new(),
