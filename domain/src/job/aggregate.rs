@@ -143,6 +143,12 @@ impl Job {
         &self.data_types
     }
 
+    /// Whether `worker` runs the job's current attempt and the job has not ended: only then may that run
+    /// touch the job's files. A run presumed dead that comes back finds this false.
+    pub fn is_run_by(&self, worker: &str) -> bool {
+        self.status == JobStatus::Running && self.worker == worker
+    }
+
     /// Whether the running job was asked to stop (the worker polls this between pages).
     pub fn cancel_requested(&self) -> bool {
         self.cancel_requested

@@ -770,13 +770,20 @@ fn the_state_follows_the_events() {
     assert_eq!(job.attempt(), 1);
     assert_eq!(job.worker(), "w1");
     assert_eq!(job.data_types(), ["customers", "invoices"]);
+    assert!(job.is_run_by("w1"));
     job.apply(attempt_started(2, "w2"));
     assert_eq!((job.attempt(), job.worker()), (2, "w2"));
+    assert!(
+        !job.is_run_by("w1"),
+        "the first run lost the job to the second"
+    );
+    assert!(job.is_run_by("w2"));
     assert!(!job.cancel_requested());
     job.apply(cancel_requested());
     assert!(job.cancel_requested());
     job.apply(JobEvent::JobCancelled {});
     assert!(job.status().is_terminal());
+    assert!(!job.is_run_by("w2"), "an ended job is nobody's to run");
 }
 
 // ---- the wire format --------------------------------------------------------------------------------------

@@ -591,7 +591,7 @@ impl BackupWorker {
         // over (its files are that run's now), and a cancellation that came in during the last data type
         // still wins over success.
         let (job, _) = self.jobs.load(job_id).await?;
-        if job.worker() != worker || job.status().is_terminal() {
+        if !job.is_run_by(worker) {
             return Err(RunFailure {
                 code: "SUPERSEDED",
                 message: "another run owns the job now".into(),
@@ -692,7 +692,7 @@ impl BackupWorker {
     /// Whether the job is no longer this run's: another attempt's worker runs it, or it has ended.
     async fn superseded(&self, job_id: &str, worker: &str) -> Result<bool, CommandError> {
         let (job, _) = self.jobs.load(job_id).await?;
-        Ok(job.worker() != worker || job.status().is_terminal())
+        Ok(!job.is_run_by(worker))
     }
 
     async fn cancel_requested(&self, job_id: &str) -> Result<bool, CommandError> {
