@@ -79,10 +79,6 @@ async fn current(
     Ok(read::get(&client, account_id, job_id).await?)
 }
 
-fn is_finished(job: &JobView) -> bool {
-    matches!(job.status.as_str(), "succeeded" | "failed" | "cancelled")
-}
-
 fn frame(event: &str, data: &[u8]) -> Bytes {
     let mut frame = Vec::with_capacity(data.len() + event.len() + 16);
     frame.extend_from_slice(b"event: ");
@@ -107,7 +103,7 @@ async fn follow(
     mut progress: Option<async_nats::Subscriber>,
     client: mpsc::Sender<Bytes>,
 ) {
-    if is_finished(&first) {
+    if first.has_ended() {
         let _ = client.send(job_frame("end", &first)).await;
         return;
     }
@@ -130,7 +126,7 @@ async fn follow(
             },
             _ = poll.tick() => {
                 match current(&state, &account_id, &job_id).await {
-                    Ok(Some(job)) if is_finished(&job) => {
+                    Ok(Some(job)) if job.has_ended() => {
                         let _ = client.send(job_frame("end", &job)).await;
                         return;
                     }

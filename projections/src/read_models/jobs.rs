@@ -68,6 +68,11 @@ const COLUMNS: &str =
     retry_of, progress, data_types, error, manifest_sha256, queued_at, started_at, finished_at";
 
 impl JobView {
+    /// Succeeded, failed or cancelled: nothing more happens to the job.
+    pub fn has_ended(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+    }
+
     fn from_row(row: &Row) -> Self {
         let mut progress: JobProgress =
             serde_json::from_value(row.get("progress")).unwrap_or_default();
