@@ -142,6 +142,12 @@ struct State {
     held: usize,
     /// `true` while requests pass; waiting requests watch it.
     open: Option<tokio::sync::watch::Sender<bool>>,
+    /// How long every request takes to be answered (a slow platform, or a far one).
+    latency: std::time::Duration,
+    /// Paths (with the platform prefix) that answer this status to every request, whatever it asks.
+    failing_paths: HashMap<String, u16>,
+    /// When each request arrived, per platform, in arrival order.
+    arrivals: HashMap<String, Vec<std::time::Instant>>,
 }
 
 impl State {
@@ -310,6 +316,26 @@ impl PlatformApi {
         }
     }
 
+    /// Answers every later request only after `latency` (the wait is asynchronous: requests still overlap).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state().latency = latency;
+    }
+
+    /// Every request to `path` (with the platform prefix, e.g. `/stripe/v1/disputes`) answers `status` with the
+    /// platform's error body from now on, as an endpoint the account cannot use does.
+    pub fn fail_path(&self, path: &str, status: u16) {
+        self.state().failing_paths.insert(path.to_owned(), status);
+    }
+
+    /// When each request to `platform` arrived, in order (for rate checks).
+    pub fn arrivals(&self, platform: &str) -> Vec<std::time::Instant> {
+        self.state()
+            .arrivals
+            .get(platform)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// How many requests are being held right now.
     pub fn held(&self) -> usize {
         self.state().held
@@ -348,6 +374,10 @@ async fn handle(
     state: web::Data<Mutex<State>>,
 ) -> HttpResponse {
     wait_while_held(&state).await;
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let path = req.path().to_owned();
     let (platform, rest) = match path.split_once('/').map(|(_, p)| p) {
         Some(p) => match p.split_once('/') {
@@ -357,6 +387,11 @@ async fn handle(
         None => (String::new(), String::new()),
     };
     let mut state = state.lock().unwrap();
+    state
+        .arrivals
+        .entry(platform.clone())
+        .or_default()
+        .push(std::time::Instant::now());
     *state.hits.entry(path.clone()).or_default() += 1;
     state
         .last_query
@@ -368,6 +403,9 @@ async fn handle(
         if n > 0 {
             return rate_limited(&platform, secs);
         }
+    }
+    if let Some(status) = state.failing_paths.get(&path).copied() {
+        return platform_error(&platform, StatusCode::from_u16(status).unwrap());
     }
     if let Some((n, status)) = state.failing.take() {
         if n > 1 {

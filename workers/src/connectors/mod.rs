@@ -105,6 +105,13 @@ impl FetchError {
         }
     }
 
+    /// Whether the failure is the connection's rather than one data type's: every other data type of the
+    /// same connection would fail the same way (rejected or unusable credentials), so a backup stops at once
+    /// instead of trying each of them.
+    pub fn is_connection_wide(&self) -> bool {
+        matches!(self, FetchError::Unauthorized | FetchError::Credentials(_))
+    }
+
     /// The error code of DESIGN §4, for `JobFailed {code, message, retryable}`.
     pub fn code(&self) -> &'static str {
         match self {
