@@ -7,7 +7,7 @@ use std::path::Path;
 use listbackup_api::auth::AuthConfig;
 use listbackup_commands::oauth::OauthSettings;
 use listbackup_commands::platform_client::PlatformEndpoints;
-use listbackup_workers::backup::DeliverySettings;
+use listbackup_workers::backup::{DeliverySettings, DispatchSettings};
 use listbackup_workers::connectors::{RateLimit, RateLimits};
 use listbackup_workers::storage::DEFAULT_GZIP_LEVEL;
 
@@ -46,6 +46,9 @@ pub struct Config {
     /// Ack wait and max deliveries of the backup workers' consumer (`LISTBACKUP_WORKER_ACK_WAIT_SECS`,
     /// `LISTBACKUP_WORKER_MAX_DELIVER`).
     pub worker_deliveries: DeliverySettings,
+    /// Backups a worker process runs at once, and backups of one connection at once
+    /// (`LISTBACKUP_WORKER_CONCURRENCY`, `LISTBACKUP_WORKER_CONNECTION_CONCURRENCY`).
+    pub worker_dispatch: DispatchSettings,
     /// Whether `listbackup serve` runs a backup worker (`LISTBACKUP_SERVE_BACKUP_WORKER`, default true), for
     /// deployments (and tests) whose backups run in separate `listbackup worker` processes.
     pub serve_backup_worker: bool,
@@ -74,6 +77,8 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_OAUTH_REFRESH_INTERVAL_SECS",
     "LISTBACKUP_WORKER_ACK_WAIT_SECS",
     "LISTBACKUP_WORKER_MAX_DELIVER",
+    "LISTBACKUP_WORKER_CONCURRENCY",
+    "LISTBACKUP_WORKER_CONNECTION_CONCURRENCY",
     "LISTBACKUP_SERVE_BACKUP_WORKER",
     "LISTBACKUP_BACKUP_GZIP_LEVEL",
 ];
@@ -137,6 +142,21 @@ impl Config {
                 1..=100,
             )? as i64,
         };
+        let dispatch = DispatchSettings::default();
+        let worker_dispatch = DispatchSettings {
+            concurrency: number(
+                values,
+                "LISTBACKUP_WORKER_CONCURRENCY",
+                dispatch.concurrency as u64,
+                1..=1024,
+            )? as usize,
+            per_connection: number(
+                values,
+                "LISTBACKUP_WORKER_CONNECTION_CONCURRENCY",
+                dispatch.per_connection as u64,
+                1..=64,
+            )? as usize,
+        };
         let backup_gzip_level = number(
             values,
             "LISTBACKUP_BACKUP_GZIP_LEVEL",
@@ -182,6 +202,7 @@ impl Config {
             oauth,
             db_pool_size,
             worker_deliveries,
+            worker_dispatch,
             serve_backup_worker,
             backup_gzip_level,
         })

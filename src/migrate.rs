@@ -26,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_scheduler",
         include_str!("../migrations/0007_scheduler.sql"),
     ),
+    (
+        "0009_backup_runs",
+        include_str!("../migrations/0009_backup_runs.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

@@ -231,8 +231,10 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
                 oauth.clone(),
                 connector,
                 store,
+                db.clone(),
             )
-            .with_deliveries(config.worker_deliveries);
+            .with_deliveries(config.worker_deliveries)
+            .with_dispatch(config.worker_dispatch);
             background.push(tokio::spawn(worker.run(shutdown.clone())));
         }
     }

@@ -74,7 +74,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         .ok_or_else(|| anyhow::anyhow!("NATS_URL is required by the worker"))?;
     let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
     // The relay handle only makes sure the events stream exists; this process publishes nothing.
-    let relay = Relay::new(db, nats.clone(), names.clone());
+    let relay = Relay::new(db.clone(), nats.clone(), names.clone());
     let worker = BackupWorker::new(
         nats,
         names,
@@ -84,8 +84,10 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         oauth.clone(),
         connector,
         store,
+        db,
     )
-    .with_deliveries(config.worker_deliveries);
+    .with_deliveries(config.worker_deliveries)
+    .with_dispatch(config.worker_dispatch);
 
     let shutdown = CancellationToken::new();
     let tasks = vec![
@@ -96,6 +98,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
     tracing::info!(
         ack_wait_secs = config.worker_deliveries.ack_wait.as_secs(),
         max_deliver = config.worker_deliveries.max_deliver,
+        concurrency = config.worker_dispatch.concurrency,
+        per_connection = config.worker_dispatch.per_connection,
         "listbackup worker is running"
     );
     Ok(RunningWorker { shutdown, tasks })

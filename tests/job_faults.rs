@@ -7,15 +7,13 @@
 
 mod support;
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer;
 use serde_json::Value;
 use support::backup::{gunzip_lines, stripe_source, sync, sync_when_free, BackupApp};
 use support::wait_until;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use support::worker_process::WorkerProcess;
 
 /// Short enough that a redelivery comes within the test, long enough that a busy machine keeps a live
 /// worker's delivery alive (in-progress acks every second).
@@ -45,6 +43,8 @@ impl FaultApp {
                 "LISTBACKUP_SERVE_BACKUP_WORKER".into(),
                 in_process_worker.to_string(),
             );
+            // One slot: a second job waits in the queue while the first one runs.
+            values.insert("LISTBACKUP_WORKER_CONCURRENCY".into(), "1".into());
         })
         .await;
         backup.api.accept("stripe", "sk_test_1");
@@ -53,38 +53,13 @@ impl FaultApp {
 
     /// A `listbackup worker` process on the service's database, NATS prefix, key and storage.
     fn worker(&self, max_deliver: u32) -> WorkerProcess {
-        let config = &self.app.config;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"))
-            .arg("worker")
-            .env_clear()
-            .env("DATABASE_URL", &config.database_url)
-            .env("NATS_URL", support::nats_url())
-            .env("LISTBACKUP_NATS_PREFIX", &config.nats_prefix)
-            .env(
-                "LISTBACKUP_MASTER_KEY",
-                config.master_key.as_deref().unwrap(),
-            )
-            .env(
-                "LISTBACKUP_STORAGE_URL",
-                config.storage_url.as_deref().unwrap(),
-            )
-            .env(
-                "LISTBACKUP_PLATFORM_STRIPE_API_URL",
-                self.api.api_url("stripe"),
-            )
-            .env("LISTBACKUP_WORKER_ACK_WAIT_SECS", ACK_WAIT_SECS.to_string())
-            .env("LISTBACKUP_WORKER_MAX_DELIVER", max_deliver.to_string())
-            .env("LISTBACKUP_DB_POOL_SIZE", "4")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start listbackup worker");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        capture(child.stdout.take().unwrap(), logs.clone());
-        capture(child.stderr.take().unwrap(), logs.clone());
-        WorkerProcess { child, logs }
+        WorkerProcess::start(
+            &self.backup,
+            &[
+                ("LISTBACKUP_WORKER_ACK_WAIT_SECS", ACK_WAIT_SECS.to_string()),
+                ("LISTBACKUP_WORKER_MAX_DELIVER", max_deliver.to_string()),
+            ],
+        )
     }
 
     async fn wait_for_job(
@@ -106,72 +81,6 @@ impl FaultApp {
         self.storage
             .join(format!("accounts/acme/sources/{source_id}/jobs/{job_id}"))
     }
-}
-
-/// A `listbackup worker` child process; its output is printed if the test fails.
-struct WorkerProcess {
-    child: tokio::process::Child,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl WorkerProcess {
-    /// SIGKILL: no shutdown code runs, nothing is acknowledged or cleaned up.
-    async fn kill(&mut self) {
-        self.child.start_kill().unwrap();
-        let status = self.child.wait().await.unwrap();
-        assert!(!status.success(), "the worker was killed: {status}");
-    }
-
-    /// SIGSTOP or SIGCONT: the process freezes (no in-progress acks, no reports) or carries on as if nothing
-    /// happened, as a worker paused by a long GC-like stall or cut off by a partition does.
-    async fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = tokio::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(sent.success(), "kill {signal} {pid}");
-    }
-
-    /// SIGTERM: the worker stops promptly and cleanly, leaving the backup it was running unacknowledged.
-    async fn terminate(&mut self) {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(sent.success());
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("the worker stops within 15 s of SIGTERM")
-            .unwrap();
-        assert!(status.success(), "a clean exit: {status}");
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- listbackup worker output ---");
-            for line in self.logs.lock().unwrap().iter() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-fn capture(
-    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    into: Arc<Mutex<Vec<String>>>,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            into.lock().unwrap().push(line);
-        }
-    });
 }
 
 fn data_type<'a>(job: &'a Value, name: &str) -> &'a Value {
@@ -253,13 +162,35 @@ fn files_in(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-async fn wait_for_events_stream(jetstream: &async_nats::jetstream::Context, name: &str) {
-    wait_until(
-        Duration::from_secs(30),
-        "the relay to create the events stream",
-        || async { jetstream.get_stream(name).await.is_ok() },
-    )
-    .await;
+/// The backups work queue and the name of the consumer of one account's connection's partition, as the
+/// workers name it (`<prefix>-backups-<24 hex digits of the SHA-256 of the subject>`). The stream is created
+/// as the workers create it when no worker has yet.
+async fn work_queue_consumer(
+    app: &support::TestApp,
+    account: &str,
+    connection_id: &str,
+) -> (async_nats::jetstream::stream::Stream, String) {
+    use sha2::Digest;
+    let prefix = &app.config.nats_prefix;
+    let jetstream =
+        async_nats::jetstream::new(async_nats::connect(support::nats_url()).await.unwrap());
+    let stream = jetstream
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: format!("{}_BACKUPS", prefix.to_uppercase().replace('-', "_")),
+            subjects: vec![format!("{prefix}.backups.>")],
+            retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(15 * 60),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let subject = format!("{prefix}.backups.{account}.{connection_id}");
+    let hash: String = sha2::Sha256::digest(subject.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (stream, format!("{prefix}-backups-{}", &hash[..24]))
 }
 
 #[tokio::test]
@@ -271,18 +202,19 @@ async fn a_worker_killed_mid_backup_is_replaced_and_attempt_two_stores_one_compl
     faults.api.seed("stripe", "customers", 150);
     faults.api.seed("stripe", "invoices", 250);
 
-    // The durable consumer as an earlier deployment left it (30 s, no backoff): the worker must bring it to
-    // its own settings, or the redelivery below would take 30 s.
-    let jetstream =
-        async_nats::jetstream::new(async_nats::connect(support::nats_url()).await.unwrap());
-    let events_stream = app.nats.events_stream();
-    wait_for_events_stream(&jetstream, &events_stream).await;
-    let stream = jetstream.get_stream(&events_stream).await.unwrap();
-    let consumer_name = format!("{}-backup-workers", app.config.nats_prefix);
+    let source_id = stripe_source(app, &token, "Stripe", &["customers", "invoices"], false).await;
+    // The work-queue consumer of the source's connection as an earlier deployment left it (30 s, no backoff):
+    // the worker must bring it to its own settings, or the redelivery below would take 30 s.
+    let source = app.get(&format!("/sources/{source_id}"), &token).await;
+    let connection_id = source.json::<Value>().await.unwrap()["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (stream, consumer_name) = work_queue_consumer(app, "acme", &connection_id).await;
     let _: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some(consumer_name.clone()),
-            filter_subject: format!("{}.events.source.SyncRequested", app.config.nats_prefix),
+            filter_subject: format!("{}.backups.acme.{connection_id}", app.config.nats_prefix),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
@@ -290,8 +222,6 @@ async fn a_worker_killed_mid_backup_is_replaced_and_attempt_two_stores_one_compl
         })
         .await
         .unwrap();
-
-    let source_id = stripe_source(app, &token, "Stripe", &["customers", "invoices"], false).await;
     // Customers (2 requests) and the first invoices page pass; the second invoices page is held.
     faults.api.hold_after(3);
     let job_id = sync(app, &token, &source_id).await;
@@ -522,8 +452,7 @@ async fn deleting_a_source_cancels_its_queued_and_running_jobs() {
         false,
     )
     .await;
-    // The service's worker runs one backup at a time: held on its first request, it leaves the second
-    // source's job queued.
+    // The service's worker has one slot: held on its first request, it leaves the second source's job queued.
     faults.api.hold_after(0);
     let running = sync(app, &token, &running_source).await;
     faults

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod oauth_provider;
 pub mod platform_api;
 pub mod platform_emulator;
+pub mod worker_process;
 
 use std::collections::BTreeMap;
 use std::future::Future;

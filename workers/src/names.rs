@@ -52,6 +52,32 @@ impl NatsNames {
         format!("{}-{purpose}", self.prefix)
     }
 
+    /// `<PREFIX>_BACKUPS`: the work queue of backups waiting for a worker, one subject per account and
+    /// connection (see `backup::queue`).
+    pub fn backups_stream(&self) -> String {
+        format!("{}_BACKUPS", self.prefix.to_uppercase().replace('-', "_"))
+    }
+
+    /// `<prefix>.backups.>`: every subject of the backups work queue.
+    pub fn backups_wildcard(&self) -> String {
+        format!("{}.backups.>", self.prefix)
+    }
+
+    /// `<prefix>.backups.<accountKey>.<connectionKey>`: the backups of one connection of one account.
+    pub fn backup_subject(&self, account_key: &str, connection_key: &str) -> String {
+        format!("{}.backups.{account_key}.{connection_key}", self.prefix)
+    }
+
+    /// The account and connection keys of a subject made by [`NatsNames::backup_subject`].
+    pub fn backup_subject_keys<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(".backups.")?;
+        let (account, connection) = rest.split_once('.')?;
+        (!account.is_empty() && !connection.is_empty() && !connection.contains('.'))
+            .then_some((account, connection))
+    }
+
     /// `<PREFIX>_DELIVERY_ADVISORIES`: the stream keeping JetStream's max-deliveries advisories about this
     /// deployment's consumers, which core NATS alone would lose while no worker listens.
     pub fn delivery_advisories_stream(&self) -> String {
@@ -61,12 +87,12 @@ impl NatsNames {
         )
     }
 
-    /// The subject of JetStream's advisory that a message of the events stream exhausted its deliveries to
-    /// `consumer`.
-    pub fn max_deliveries_advisory(&self, consumer: &str) -> String {
+    /// The subjects of JetStream's advisories that a message of the backups work queue exhausted its deliveries
+    /// to one of its consumers (`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`).
+    pub fn backup_max_deliveries_advisories(&self) -> String {
         format!(
-            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{consumer}",
-            self.events_stream()
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+            self.backups_stream()
         )
     }
 }
@@ -90,9 +116,15 @@ mod tests {
             "LB_TEST_1_DELIVERY_ADVISORIES"
         );
         assert_eq!(
-            names.max_deliveries_advisory("lb-test_1-workers"),
-            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.LB_TEST_1_EVENTS.lb-test_1-workers"
+            names.backup_max_deliveries_advisories(),
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.LB_TEST_1_BACKUPS.*"
         );
+        assert_eq!(names.backups_stream(), "LB_TEST_1_BACKUPS");
+        let subject = names.backup_subject("acct", "conn");
+        assert_eq!(subject, "lb-test_1.backups.acct.conn");
+        assert_eq!(names.backup_subject_keys(&subject), Some(("acct", "conn")));
+        assert_eq!(names.backup_subject_keys("lb-test_1.backups.acct"), None);
+        assert_eq!(names.backup_subject_keys("other.backups.a.c"), None);
     }
 
     #[test]

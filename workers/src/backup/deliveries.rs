@@ -13,7 +13,11 @@
 //!   2. a worker killed during the last delivery cannot. JetStream then publishes a max-deliveries advisory
 //!      on core NATS, which is fire-and-forget: the stream `<PREFIX>_DELIVERY_ADVISORIES` captures it, so it
 //!      waits there while no worker runs, and every worker consumes it through one durable consumer,
-//!      fetches the `SyncRequested` it names from the events stream, and gives up on that job.
+//!      fetches the `SyncRequested` it names from the backups work queue, gives up on that job, and removes
+//!      the message from the queue (a work queue keeps what nobody acknowledged).
+//!
+//! Deliveries are spent only by runs that stopped, never by waiting: a worker pulls a message only when it has
+//! a free slot for it (`dispatch`), so a queued job stays in the stream, undelivered, however long it waits.
 //!
 //!   A job that never started (every delivery was lost before `JobStarted`) is failed too: its `JobFailed` is
 //!   the stream's first event and carries the job's identity. Together with fencing (a dead attempt's reports
@@ -40,9 +44,6 @@ const MAX_REDELIVERY_WAIT: Duration = Duration::from_secs(10 * 60);
 
 /// How long captured advisories are kept: far longer than any worker outage they must outlive.
 const ADVISORY_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-
-/// The durable consumer of the backup workers (on `SyncRequested`), named in the advisories.
-pub(super) const BACKUP_CONSUMER: &str = "backup-workers";
 
 /// The durable consumer of the captured max-deliveries advisories.
 const ADVISORY_CONSUMER: &str = "delivery-exhausted";
@@ -222,7 +223,7 @@ impl BackupWorker {
         }
     }
 
-    /// Follows the captured max-deliveries advisories of the backup consumer until `shutdown`, giving up on
+    /// Follows the captured max-deliveries advisories of the work queue's consumers until `shutdown`, giving up on
     /// each one's job (path 2 in the module documentation).
     pub(super) async fn watch_exhausted(&self, shutdown: &CancellationToken) -> Result<(), String> {
         let js = jetstream::new(self.nats.clone());
@@ -231,20 +232,20 @@ impl BackupWorker {
                 .ensure_stream()
                 .await
                 .map_err(|e| e.to_string())?;
-            let events = js
-                .get_stream(self.names.events_stream())
-                .await
-                .map_err(|e| e.to_string())?;
+            let events = self.backups_stream(&js).await?;
+            // Created, or updated from an earlier version's subjects (the advisories of the events stream's
+            // single backup consumer, before the work queue).
+            js.create_or_update_stream(stream::Config {
+                name: self.names.delivery_advisories_stream(),
+                subjects: vec![self.names.backup_max_deliveries_advisories()],
+                max_age: ADVISORY_RETENTION,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             let advisories = js
-                .get_or_create_stream(stream::Config {
-                    name: self.names.delivery_advisories_stream(),
-                    subjects: vec![self
-                        .names
-                        .max_deliveries_advisory(&self.names.consumer(BACKUP_CONSUMER))],
-                    max_age: ADVISORY_RETENTION,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
+                .get_stream(self.names.delivery_advisories_stream())
                 .await
                 .map_err(|e| e.to_string())?;
             let name = self.names.consumer(ADVISORY_CONSUMER);
@@ -305,8 +306,9 @@ impl BackupWorker {
                 return Ok(());
             }
         };
-        if advisory.stream != self.names.events_stream()
-            || advisory.consumer != self.names.consumer(BACKUP_CONSUMER)
+        let partition_consumers = self.names.consumer(super::queue::PARTITION_CONSUMER);
+        if advisory.stream != self.names.backups_stream()
+            || !advisory.consumer.starts_with(&partition_consumers)
         {
             return Ok(());
         }
@@ -323,12 +325,19 @@ impl BackupWorker {
                     return Ok(());
                 }
                 return Err(CommandError::Unavailable(format!(
-                    "reading message {} of the events stream: {err}",
+                    "reading message {} of the backups work queue: {err}",
                     advisory.stream_seq
                 )));
             }
         };
-        self.give_up(&message.payload, advisory.deliveries).await
+        self.give_up(&message.payload, advisory.deliveries).await?;
+        // JetStream will not deliver it again, and a work queue keeps what nobody acknowledged: without this it
+        // would stay listed as waiting for ever.
+        if let Err(err) = events.delete_message(advisory.stream_seq).await {
+            tracing::warn!(stream_seq = advisory.stream_seq, error = %err,
+                "removing an exhausted message from the work queue failed");
+        }
+        Ok(())
     }
 }
 

@@ -1,14 +1,15 @@
-//! The backup worker: a durable JetStream pull consumer on `<prefix>.events.source.SyncRequested`. Each
-//! message is one queued job: the worker starts the Job aggregate (the stream's first event, so a duplicated
-//! message conflicts and is dropped), streams every selected data type from the platform into storage, writes
-//! the manifest last, and records the outcome. The message is acknowledged only once the outcome is recorded;
-//! while a backup runs, in-progress acks keep its ack wait from expiring.
+//! The backup worker. Queued backups wait in a JetStream work queue partitioned by account and connection
+//! (`queue`); a worker process runs up to its concurrency of them at once, choosing fairly between accounts and
+//! within each connection's limits (`dispatch`, `leases`). Each message is one queued job: the worker starts the
+//! Job aggregate (the stream's first event, so a duplicated message conflicts and is dropped), streams every
+//! selected data type from the platform into storage (`run`), writes the manifest last, and records the outcome.
+//! The message is acknowledged only once the outcome is recorded; while a backup runs, in-progress acks keep its
+//! ack wait from expiring (`deliveries`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, AckKind};
-use futures::StreamExt;
+use async_nats::jetstream::{self, AckKind};
 use listbackup_commands::jobs::{JobCommands, JobStart};
 use listbackup_commands::oauth::OauthService;
 use listbackup_commands::sources::SourceCommands;
@@ -18,6 +19,7 @@ use listbackup_domain::platform::PlatformId;
 use listbackup_domain::source::Source;
 use listbackup_domain::ErrorKind;
 use serde::Deserialize;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::connectors::{Connector, FetchError};
@@ -28,6 +30,17 @@ use crate::storage::{BackupStore, JobArtifacts, StorageError};
 mod progress;
 // One attempt of one job, data type by data type.
 mod run;
+// The work queue of backups waiting for a worker, partitioned by account and connection, and its feeder.
+mod queue;
+// Which backup a worker runs next, and how many at once.
+mod dispatch;
+// Which process runs which connection's backups, shared through Postgres.
+mod leases;
+
+pub use dispatch::DispatchSettings;
+pub use leases::Leases;
+pub use queue::partition_key;
+use queue::Partition;
 
 pub use progress::{ProgressMessage, PERSIST_INTERVAL};
 
@@ -139,6 +152,14 @@ pub struct BackupWorker {
     connector: Arc<Connector>,
     store: BackupStore,
     deliveries: DeliverySettings,
+    dispatch: DispatchSettings,
+    leases: Leases,
+    /// This worker process, as its rows of `backup_runs` name it (each run has its own `worker:<id>`).
+    process_id: String,
+    /// The runs of this process.
+    local: Mutex<dispatch::LocalRuns>,
+    /// A run settled: the dispatcher looks at the queue again.
+    run_ended: Notify,
 }
 
 impl BackupWorker {
@@ -152,6 +173,7 @@ impl BackupWorker {
         oauth: Arc<OauthService>,
         connector: Arc<Connector>,
         store: BackupStore,
+        db: deadpool_postgres::Pool,
     ) -> Self {
         Self {
             nats,
@@ -163,18 +185,34 @@ impl BackupWorker {
             connector,
             store,
             deliveries: DeliverySettings::default(),
+            dispatch: DispatchSettings::default(),
+            leases: Leases::new(db),
+            process_id: format!("process:{}", uuid::Uuid::now_v7()),
+            local: Mutex::default(),
+            run_ended: Notify::new(),
         }
     }
 
-    /// Runs until `shutdown`: the job messages, and beside them the advisories of messages whose deliveries
-    /// ran out (see [`deliveries`]). NATS failures are retried with backoff. A backup interrupted by shutdown
-    /// is not acknowledged, so it is redelivered after its ack wait (and run again as the next attempt).
+    /// Sets how many backups run at once (default: [`DispatchSettings::default`]).
+    pub fn with_dispatch(mut self, dispatch: DispatchSettings) -> Self {
+        self.dispatch = dispatch;
+        self
+    }
+
+    /// Runs until `shutdown`: the feeder of the work queue, the dispatcher of its messages, and beside them the
+    /// advisories of messages whose deliveries ran out (see [`deliveries`]) and the renewal of this process's
+    /// leases. NATS failures are retried with backoff. A backup interrupted by shutdown is not acknowledged, so
+    /// it is redelivered after its ack wait (and run again as the next attempt).
     pub async fn run(self, shutdown: CancellationToken) {
+        let worker = Arc::new(self);
         tokio::join!(
-            self.keep_running("backup worker", &shutdown, || self.consume(&shutdown)),
-            self.keep_running("exhausted-deliveries watcher", &shutdown, || {
-                self.watch_exhausted(&shutdown)
+            worker.keep_running("backup queue feeder", &shutdown, || worker.feed(&shutdown)),
+            worker.keep_running("backup dispatcher", &shutdown, || worker
+                .dispatch(&shutdown)),
+            worker.keep_running("exhausted-deliveries watcher", &shutdown, || {
+                worker.watch_exhausted(&shutdown)
             }),
+            worker.renew_leases(&shutdown),
         );
     }
 
@@ -204,46 +242,12 @@ impl BackupWorker {
         }
     }
 
-    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), String> {
-        // The relay creates the stream too; whoever comes first creates it, with the same settings.
-        self.relay
-            .ensure_stream()
-            .await
-            .map_err(|e| e.to_string())?;
-        let js = jetstream::new(self.nats.clone());
-        let stream = js
-            .get_stream(self.names.events_stream())
-            .await
-            .map_err(|e| e.to_string())?;
-        let name = self.names.consumer(deliveries::BACKUP_CONSUMER);
-        // Create, or update a durable consumer left with other settings (an earlier version, another
-        // configuration): a consumer's settings are its own, not each client's.
-        let consumer: consumer::PullConsumer = stream
-            .create_consumer(
-                self.deliveries
-                    .consumer_config(&name, self.names.event_subject("source", "SyncRequested")),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                next = messages.next() => match next {
-                    Some(message) => message.map_err(|e| e.to_string())?,
-                    None => return Err("the consumer's message stream ended".into()),
-                },
-            };
-            self.handle(&message).await;
-        }
-    }
-
     /// Runs one message's job, keeping the delivery alive meanwhile; acknowledges it once the job's outcome
     /// is recorded (or there is nothing to run). An error recording the outcome leaves it unacknowledged,
     /// so it is redelivered.
-    async fn handle(&self, message: &jetstream::Message) {
+    async fn handle(&self, message: &jetstream::Message, partition: &Partition) {
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-        let run = self.process(&message.payload, delivered);
+        let run = self.process(&message.payload, delivered, partition);
         tokio::pin!(run);
         let mut keep_alive = tokio::time::interval(self.deliveries.keep_alive());
         keep_alive.tick().await;
@@ -283,7 +287,12 @@ impl BackupWorker {
     }
 
     /// `Ok` when the message is settled (job ended, or nothing to do); `Err` to have it redelivered.
-    async fn process(&self, body: &[u8], delivered: i64) -> Result<(), CommandError> {
+    async fn process(
+        &self,
+        body: &[u8],
+        delivered: i64,
+        partition: &Partition,
+    ) -> Result<(), CommandError> {
         let event: EventMessage = match serde_json::from_slice(body) {
             Ok(event) => event,
             Err(err) => {
@@ -335,7 +344,33 @@ impl BackupWorker {
             data_types: source.data_types().to_vec(),
         };
         let artifacts = self.store.job(&metadata.account_id, &source_id, &job_id);
-        let attempt = match self.jobs.start(&metadata, &worker, start).await {
+        // The connection's lease first (see `leases`): its platform's rate budget is this process's alone.
+        self.claim_connection(&job_id, partition)
+            .await
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        let settled = self
+            .start_and_run(&metadata, &worker, start, &artifacts, delivered, &source)
+            .await;
+        self.release_connection(&job_id).await;
+        settled
+    }
+
+    /// Starts the job (attempt 1, or the next attempt of a job whose run died) and runs it to its outcome.
+    async fn start_and_run(
+        &self,
+        metadata: &EventMetadata,
+        worker: &str,
+        start: JobStart,
+        artifacts: &JobArtifacts,
+        delivered: i64,
+        source: &Source,
+    ) -> Result<(), CommandError> {
+        let (job_id, source_id, platform_id) = (
+            start.job_id.clone(),
+            start.source_id.clone(),
+            start.platform_id,
+        );
+        let attempt = match self.jobs.start(metadata, worker, start).await {
             Ok(_) => 1,
             Err(CommandError::Domain {
                 kind: ErrorKind::Conflict,
@@ -350,7 +385,7 @@ impl BackupWorker {
                     if let Err(err) = artifacts.discard().await {
                         tracing::warn!(%job_id, error = %err, "discarding a cancelled attempt");
                     }
-                    return match self.jobs.confirm_cancelled(&metadata, &job_id).await {
+                    return match self.jobs.confirm_cancelled(metadata, &job_id).await {
                         Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
                         Err(err) => Err(err),
                     };
@@ -359,7 +394,7 @@ impl BackupWorker {
                     artifacts.discard().await.map_err(|e| {
                         CommandError::Unavailable(format!("discarding a dead attempt: {e}"))
                     })?;
-                    match self.jobs.restart(&metadata, &job_id, &worker).await {
+                    match self.jobs.restart(metadata, &job_id, worker).await {
                         Ok(_) => job.attempt() + 1,
                         Err(CommandError::Domain { .. }) => return Ok(()),
                         Err(err) => return Err(err),
@@ -373,16 +408,16 @@ impl BackupWorker {
         };
         tracing::info!(%job_id, %source_id, attempt, %worker, "backup started");
         let run = Run {
-            metadata: &metadata,
-            worker: &worker,
+            metadata,
+            worker,
             job_id: &job_id,
             attempt,
             platform_id: &platform_id,
-            source: &source,
-            artifacts: &artifacts,
+            source,
+            artifacts,
         };
         let outcome = self.backup(run).await;
-        if outcome.is_err() && self.superseded(&job_id, &worker).await? {
+        if outcome.is_err() && self.superseded(&job_id, worker).await? {
             // Another run took the job over (this one was presumed dead: paused, partitioned) or the job ended
             // meanwhile. The job's directory is that run's now: discarding it here would delete the files of a
             // backup in progress, so nothing is touched and nothing recorded.
@@ -400,7 +435,7 @@ impl BackupWorker {
                 if let Err(err) = artifacts.discard().await {
                     tracing::warn!(%job_id, error = %err, "discarding a cancelled attempt's artifacts");
                 }
-                match self.jobs.confirm_cancelled(&metadata, &job_id).await {
+                match self.jobs.confirm_cancelled(metadata, &job_id).await {
                     Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
                     Err(err) => Err(err),
                 }
@@ -414,9 +449,9 @@ impl BackupWorker {
                 match self
                     .jobs
                     .fail(
-                        &metadata,
+                        metadata,
                         &job_id,
-                        Some(&worker),
+                        Some(worker),
                         failure.code,
                         &failure.message,
                         failure.retryable,

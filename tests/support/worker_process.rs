@@ -1,0 +1,117 @@
+//! `listbackup worker` child processes beside a [`BackupApp`]: the real binary, on the service's database,
+//! NATS prefix, master key, storage and platform emulation, killed when the test ends.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::backup::BackupApp;
+
+impl WorkerProcess {
+    /// Starts `listbackup worker` with the service's settings and `extra` variables (which win).
+    pub fn start(backup: &BackupApp, extra: &[(&str, String)]) -> Self {
+        let config = &backup.app.config;
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"));
+        command
+            .arg("worker")
+            .env_clear()
+            .env("DATABASE_URL", &config.database_url)
+            .env("NATS_URL", super::nats_url())
+            .env("LISTBACKUP_NATS_PREFIX", &config.nats_prefix)
+            .env(
+                "LISTBACKUP_MASTER_KEY",
+                config.master_key.as_deref().unwrap(),
+            )
+            .env(
+                "LISTBACKUP_STORAGE_URL",
+                config.storage_url.as_deref().unwrap(),
+            )
+            .env(
+                "LISTBACKUP_PLATFORM_STRIPE_API_URL",
+                backup.api.api_url("stripe"),
+            )
+            .env("LISTBACKUP_DB_POOL_SIZE", "4")
+            .env("RUST_LOG", "info");
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start listbackup worker");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        capture(child.stdout.take().unwrap(), logs.clone());
+        capture(child.stderr.take().unwrap(), logs.clone());
+        WorkerProcess { child, logs }
+    }
+}
+
+/// A `listbackup worker` child process; its output is printed if the test fails.
+pub struct WorkerProcess {
+    child: tokio::process::Child,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl WorkerProcess {
+    /// SIGKILL: no shutdown code runs, nothing is acknowledged or cleaned up.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().unwrap();
+        let status = self.child.wait().await.unwrap();
+        assert!(!status.success(), "the worker was killed: {status}");
+    }
+
+    /// SIGSTOP or SIGCONT: the process freezes (no in-progress acks, no reports) or carries on as if nothing
+    /// happened, as a worker paused by a long GC-like stall or cut off by a partition does.
+    pub async fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = tokio::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
+    /// SIGTERM: the worker stops promptly and cleanly, leaving the backup it was running unacknowledged.
+    pub async fn terminate(&mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("the worker stops within 15 s of SIGTERM")
+            .unwrap();
+        assert!(status.success(), "a clean exit: {status}");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- listbackup worker output ---");
+            for line in self.logs.lock().unwrap().iter() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn capture(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            into.lock().unwrap().push(line);
+        }
+    });
+}
