@@ -98,6 +98,15 @@ async fn source_on(app: &TestApp, token: &str, connection_id: &Value, name: &str
         .to_owned()
 }
 
+/// Syncs every source (each answered 202); the jobs' ids in the same order.
+async fn sync_all(app: &TestApp, token: &str, sources: &[String]) -> Vec<String> {
+    let mut jobs = Vec::new();
+    for source_id in sources {
+        jobs.push(sync(app, token, source_id).await);
+    }
+    jobs
+}
+
 async fn wait_all_ended(backup: &BackupApp, token: &str, jobs: &[String], timeout: Duration) {
     wait_until(timeout, "every job to end", || async {
         for job_id in jobs {
@@ -139,10 +148,7 @@ async fn twelve_slow_backups_synced_at_once_all_run_together_and_succeed() {
     backup.api.set_latency(Duration::from_millis(700));
     let token = backup.app.owner("acme");
     let sources = customer_sources(&backup.app, &token, 12).await;
-    let mut jobs = Vec::new();
-    for source_id in &sources {
-        jobs.push(sync(&backup.app, &token, source_id).await);
-    }
+    let jobs = sync_all(&backup.app, &token, &sources).await;
     wait_all_ended(&backup, &token, &jobs, Duration::from_secs(90)).await;
     assert_all_succeeded(&backup, &token, &jobs, 1_000).await;
     let spans = spans(&backup.app, &jobs).await;
@@ -167,10 +173,7 @@ async fn a_job_waiting_longer_than_its_deliveries_last_still_runs_and_succeeds()
     backup.api.set_latency(Duration::from_millis(500));
     let token = backup.app.owner("acme");
     let sources = customer_sources(&backup.app, &token, 6).await;
-    let mut jobs = Vec::new();
-    for source_id in &sources {
-        jobs.push(sync(&backup.app, &token, source_id).await);
-    }
+    let jobs = sync_all(&backup.app, &token, &sources).await;
     wait_all_ended(&backup, &token, &jobs, Duration::from_secs(90)).await;
     assert_all_succeeded(&backup, &token, &jobs, 500).await;
     let spans = spans(&backup.app, &jobs).await;
@@ -200,10 +203,7 @@ async fn a_busy_account_does_not_starve_another_account() {
     let other_source = customer_sources(&backup.app, &other, 1).await.remove(0);
     // Every request waits until all seven jobs are queued: the first two of the busy account hold both slots.
     backup.api.hold_after(0);
-    let mut busy_jobs = Vec::new();
-    for source_id in &busy_sources {
-        busy_jobs.push(sync(&backup.app, &busy, source_id).await);
-    }
+    let busy_jobs = sync_all(&backup.app, &busy, &busy_sources).await;
     wait_until(
         Duration::from_secs(30),
         "both slots to be taken",

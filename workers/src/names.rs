@@ -6,15 +6,19 @@ pub struct NatsNames {
     prefix: String,
 }
 
+/// 1 to 64 letters, digits, `-` and `_`: safe in a subject token and in stream and consumer names alike.
+pub fn is_plain_token(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl NatsNames {
     /// A prefix is letters, digits, `-` and `_`: it becomes part of subjects, stream and consumer names.
     pub fn new(prefix: &str) -> Result<Self, String> {
-        let valid = !prefix.is_empty()
-            && prefix.len() <= 64
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if valid {
+        if is_plain_token(prefix) {
             Ok(Self {
                 prefix: prefix.to_owned(),
             })

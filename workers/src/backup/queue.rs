@@ -49,12 +49,7 @@ pub(super) const NO_CONNECTION: &str = "_";
 
 /// The subject token of an id: see the module documentation.
 pub fn partition_key(id: &str) -> String {
-    let plain = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if plain {
+    if crate::names::is_plain_token(id) {
         id.to_owned()
     } else {
         format!("x{}", &hex::encode(Sha256::digest(id.as_bytes()))[..32])
