@@ -320,6 +320,8 @@ async fn two_endpoints_answering_404_leave_a_partial_job_with_its_twelve_good_da
     assert!(status_doc.contains("partial"), "{status_doc}");
     let params = spec["paths"]["/jobs"]["get"]["parameters"].to_string();
     assert!(params.contains("partial"), "{params}");
+    let error = &spec["components"]["schemas"]["DataTypeError"];
+    assert!(error["properties"]["retryable"].is_object(), "{error}");
     backup.stop().await;
 }
 

@@ -428,8 +428,14 @@ pub async fn retry(
             failed_data_types: &failed_data_types,
             data_type_count: job.data_types.len(),
         };
-        plan_retry(ended, connection)
-            .map_err(|refused: RetryRefused| ApiError::conflict(refused.to_string()))?
+        plan_retry(ended, connection).map_err(|refused| match refused {
+            // Named as clients see it (`queued`, not the aggregate's `new`).
+            RetryRefused::NotEnded(_) => ApiError::conflict(format!(
+                "only a failed, partial or cancelled job can be retried; this one is {}",
+                job.status
+            )),
+            RetryRefused::NothingToFix(why) => ApiError::conflict(why),
+        })?
     };
     let sync = SyncRequest {
         trigger: JobTrigger::Retry,

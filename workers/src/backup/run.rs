@@ -112,9 +112,8 @@ impl BackupWorker {
         // Set once the connection itself failed: every later data type fails with it, unasked.
         let mut connection_failure: Option<Unfetched> = None;
         for data_type in &data_types {
-            progress.current_data_type = Some(data_type.clone());
-            reporter.boundary(&progress).await?;
             if let Some(Unfetched { failure, .. }) = &connection_failure {
+                // Not run at all: no progress boundary of its own, the one after the last data type counts it.
                 let failure = failure_of(data_type, failure);
                 self.record_failure(metadata, job_id, worker, &failure)
                     .await?;
@@ -123,6 +122,8 @@ impl BackupWorker {
                 progress.data_types_done += 1;
                 continue;
             }
+            progress.current_data_type = Some(data_type.clone());
+            reporter.boundary(&progress).await?;
             // An incremental source continues from the last successful job's cursor for this data type; a
             // cursor the connector cannot read (another version's) means a full fetch, never a failure.
             let since: Option<IncrementalCursor> = source
