@@ -374,8 +374,30 @@ async fn a_rejected_key_fails_the_job_and_frees_the_source() {
         .unwrap();
     assert_eq!(listed["files"], json!([]));
 
-    // Once the key is accepted, a retry (a new job, once SyncFinished freed the source) succeeds.
+    // Once the key is accepted and a connection test shows it (the retry rule: rejected credentials are
+    // retried once the connection shows the fix), a retry (a new job, once SyncFinished freed the source)
+    // succeeds.
     backup.api.accept("stripe", "sk_test_1");
+    let source: Value = app
+        .get(&format!("/sources/{source_id}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tested: Value = app
+        .post(
+            &format!(
+                "/connections/{}/test",
+                source["connectionId"].as_str().unwrap()
+            ),
+            &token,
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tested["ok"], true, "{tested}");
     let cell = std::cell::RefCell::new(Value::Null);
     let (retried, token_ref, job_ref) = (&cell, &token, &job_id);
     wait_until(

@@ -35,7 +35,17 @@ pub struct BackedUp {
     pub object: String,
 }
 
-/// A finished backup: its manifest and what the source's next incremental job continues from.
+/// One data type that could not be backed up, and why (`ResourceBackupFailed`).
+#[derive(Debug, Clone)]
+pub struct NotBackedUp {
+    pub data_type: String,
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// A finished backup (of every data type, or of some of them for [`JobCommands::partially_succeed`]): its
+/// manifest and what the source's next incremental job continues from.
 #[derive(Debug, Clone)]
 pub struct Succeeded {
     pub manifest: String,
@@ -134,6 +144,47 @@ impl JobCommands {
             bytes: resource.bytes,
             sha256: resource.sha256,
             object: resource.object,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    /// ResourceBackupFailed: one data type could not be backed up; the run goes on with the next one.
+    pub async fn record_failure(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        worker: &str,
+        failure: NotBackedUp,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::RecordResourceFailure {
+            account_id: account(metadata)?,
+            worker: worker.to_owned(),
+            data_type: failure.data_type,
+            code: failure.code,
+            message: failure.message,
+            retryable: failure.retryable,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    /// JobPartiallySucceeded: every data type is either stored or failed, at least one of each, and the
+    /// manifest of the stored ones is written. A conflict when that is not so (all stored: succeed; none:
+    /// fail).
+    pub async fn partially_succeed(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        worker: &str,
+        outcome: Succeeded,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::PartiallySucceed {
+            account_id: account(metadata)?,
+            worker: worker.to_owned(),
+            manifest: outcome.manifest,
+            manifest_sha256: outcome.manifest_sha256,
+            records: outcome.records,
+            bytes: outcome.bytes,
+            cursors: outcome.cursors,
         };
         self.bus.execute(job_id, command, metadata, None).await
     }

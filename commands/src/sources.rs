@@ -36,6 +36,8 @@ pub struct SyncRequest {
     pub retry_of: Option<String>,
     /// The group whose sync requested it.
     pub group_id: Option<String>,
+    /// Only these data types (a retry of the ones that failed); `None`: every data type of the source.
+    pub data_types: Option<Vec<String>>,
 }
 
 impl SyncRequest {
@@ -44,6 +46,7 @@ impl SyncRequest {
             trigger: JobTrigger::Manual,
             retry_of: None,
             group_id: None,
+            data_types: None,
         }
     }
 }
@@ -134,7 +137,8 @@ impl SourceCommands {
     }
 
     /// Records SyncRequested: the job `job_id` is queued. A conflict while an earlier job of the source is
-    /// queued or running (checked by the aggregate, so two concurrent requests cannot both queue one).
+    /// queued or running (checked by the aggregate, so two concurrent requests cannot both queue one), or when
+    /// `sync.data_types` are all deselected from the source since.
     pub async fn request_sync(
         &self,
         metadata: &EventMetadata,
@@ -148,6 +152,7 @@ impl SourceCommands {
             trigger: sync.trigger,
             retry_of: sync.retry_of,
             group_id: sync.group_id,
+            data_types: sync.data_types,
         };
         execute_with_retry(&self.bus, source_id, command, metadata, None).await
     }
@@ -170,7 +175,8 @@ impl SourceCommands {
     }
 
     /// Records SyncFinished for `job_id` (the source's next sync is accepted again). A job that is not the
-    /// source's current one records nothing, so replaying the end of a job is harmless.
+    /// source's current one records nothing, so replaying the end of a job is harmless. `backed_up`: the data
+    /// types a succeeded or partial job stored, whose cursors `cursors` replace.
     pub async fn finish_sync(
         &self,
         metadata: &EventMetadata,
@@ -178,12 +184,14 @@ impl SourceCommands {
         job_id: &str,
         outcome: SyncOutcome,
         cursors: BTreeMap<String, serde_json::Value>,
+        backed_up: Option<Vec<String>>,
     ) -> Result<Committed, CommandError> {
         let command = SourceCommand::FinishSync {
             account_id: account(metadata)?,
             job_id: job_id.to_owned(),
             outcome,
             cursors,
+            backed_up,
         };
         execute_with_retry(&self.bus, source_id, command, metadata, None).await
     }

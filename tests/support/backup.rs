@@ -55,7 +55,8 @@ impl BackupApp {
     pub async fn finished(&self, token: &str, job_id: &str) -> Value {
         wait_until(Duration::from_secs(60), "the job to end", || async {
             let job = self.job(token, job_id).await;
-            ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap())
+            ["succeeded", "partial", "failed", "cancelled"]
+                .contains(&job["status"].as_str().unwrap())
         })
         .await;
         self.job(token, job_id).await

@@ -327,6 +327,11 @@ impl PlatformApi {
         self.state().failing_paths.insert(path.to_owned(), status);
     }
 
+    /// Undoes [`PlatformApi::fail_path`]: the endpoint answers as usual again, as one does once it recovers.
+    pub fn recover_path(&self, path: &str) {
+        self.state().failing_paths.remove(path);
+    }
+
     /// When each request to `platform` arrived, in order (for rate checks).
     pub fn arrivals(&self, platform: &str) -> Vec<std::time::Instant> {
         self.state()

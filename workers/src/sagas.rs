@@ -11,9 +11,10 @@
 //! - `ConnectionDeleted` → `SourceDeleted` on every live source created on the connection. `DELETE
 //!   /connections/{id}` refuses (or, with `?cascade=true`, deletes the sources itself) before the connection
 //!   goes; this catches a source created concurrently, after that check.
-//! - `JobSucceeded`, `JobFailed`, `JobCancelled` → `SyncFinished` on the job's source, which frees the source
-//!   for its next sync (the source is named by the job stream's first event: `JobStarted`, or the
-//!   `JobCancelRequested` / `JobFailed` of a job that ended before it started).
+//! - `JobSucceeded`, `JobPartiallySucceeded`, `JobFailed`, `JobCancelled` → `SyncFinished` on the job's
+//!   source, which frees the source for its next sync (the source is named by the job stream's first event:
+//!   `JobStarted`, or the `JobCancelRequested` / `JobFailed` of a job that ended before it started). A
+//!   succeeded or partial job names the data types it backed up, whose cursors the source takes.
 //! - `SourceGroupDeleted` needs no command: the event names the memberships and the projection drops them.
 //!
 //! Follow-ups are recorded with actor `system`, `causationId` = the triggering event's id, and the triggering
@@ -197,6 +198,10 @@ impl SourceSagas {
                 self.finish_sync(client, event, SyncOutcome::Succeeded)
                     .await?
             }
+            (listbackup_domain::job::AGGREGATE_TYPE, "JobPartiallySucceeded") => {
+                self.finish_sync(client, event, SyncOutcome::Partial)
+                    .await?
+            }
             (listbackup_domain::job::AGGREGATE_TYPE, "JobFailed") => {
                 self.finish_sync(client, event, SyncOutcome::Failed).await?
             }
@@ -223,25 +228,62 @@ impl SourceSagas {
             .query_opt(
                 "SELECT COALESCE(payload -> 'JobStarted' ->> 'sourceId', \
                                  payload -> 'JobCancelRequested' -> 'queued' ->> 'sourceId', \
-                                 payload -> 'JobFailed' -> 'queued' ->> 'sourceId') \
+                                 payload -> 'JobFailed' -> 'queued' ->> 'sourceId'), \
+                        payload -> 'JobStarted' -> 'dataTypes' \
                  FROM events WHERE aggregate_type = 'job' AND aggregate_id = $1 AND sequence = 1",
                 &[job_id],
             )
             .await?;
-        let Some(source_id) = first.and_then(|row| row.get::<_, Option<String>>(0)) else {
+        let Some((source_id, data_types)) = first.and_then(|row| {
+            let source_id = row.get::<_, Option<String>>(0)?;
+            let data_types: Vec<String> = row
+                .get::<_, Option<Value>>(1)
+                .and_then(|d| serde_json::from_value(d).ok())
+                .unwrap_or_default();
+            Some((source_id, data_types))
+        }) else {
             tracing::warn!(%job_id, "a job ended whose source is unknown");
             return Ok(());
         };
-        // A successful job hands its per-data-type cursors to the source, where the next job starts from.
-        let cursors = event
-            .payload
-            .get("JobSucceeded")
-            .and_then(|succeeded| succeeded.get("cursors"))
+        // A succeeded or partial job hands the cursors of the data types it backed up to the source, where
+        // the next job starts from; a data type that failed is not among them, and keeps its previous cursor.
+        let body = event.body();
+        let cursors = body
+            .get("cursors")
             .and_then(|cursors| serde_json::from_value(cursors.clone()).ok())
             .unwrap_or_default();
+        let backed_up = match outcome {
+            SyncOutcome::Succeeded => Some(data_types),
+            SyncOutcome::Partial => {
+                let failed: Vec<&str> = body
+                    .get("failedDataTypes")
+                    .and_then(Value::as_array)
+                    .map(|failed| {
+                        failed
+                            .iter()
+                            .filter_map(|f| f.get("dataType").and_then(Value::as_str))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some(
+                    data_types
+                        .into_iter()
+                        .filter(|d| !failed.contains(&d.as_str()))
+                        .collect(),
+                )
+            }
+            SyncOutcome::Failed | SyncOutcome::Cancelled => None,
+        };
         match self
             .sources
-            .finish_sync(&follow_up(event), &source_id, job_id, outcome, cursors)
+            .finish_sync(
+                &follow_up(event),
+                &source_id,
+                job_id,
+                outcome,
+                cursors,
+                backed_up,
+            )
             .await
         {
             Ok(_) => Ok(()),

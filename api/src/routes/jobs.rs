@@ -5,7 +5,9 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse, ResponseError};
 use chrono::Utc;
 use listbackup_commands::sources::SyncRequest;
 use listbackup_commands::EventMetadata;
-use listbackup_domain::job::JobTrigger;
+use listbackup_domain::job::retry::{plan_retry, ConnectionEvidence, EndedJob, RetryRefused};
+use listbackup_domain::job::{Failure, JobStatus, JobTrigger};
+use listbackup_projections::read_models::connections as read_connections;
 use listbackup_projections::read_models::jobs::{self as read, JobFilter, JobView};
 use listbackup_projections::read_models::source_groups as read_groups;
 use listbackup_projections::read_models::sources as read_sources;
@@ -30,7 +32,7 @@ pub struct CreateJob {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    /// `queued`, `running`, `succeeded`, `partial`, `failed` or `cancelled`.
     pub status: Option<String>,
     pub source_id: Option<String>,
     pub group_id: Option<String>,
@@ -53,7 +55,14 @@ pub struct GroupSyncResponse {
     pub jobs: Vec<JobView>,
 }
 
-const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+const STATUSES: [&str; 6] = [
+    "queued",
+    "running",
+    "succeeded",
+    "partial",
+    "failed",
+    "cancelled",
+];
 
 /// Records SyncRequested on the source and reads the queued job back once projected.
 async fn queue(
@@ -167,6 +176,7 @@ pub async fn sync_group(
             trigger: JobTrigger::Group,
             retry_of: None,
             group_id: Some(id.clone()),
+            data_types: None,
         };
         match queue(&state, &meta, &source_id, sync).await {
             Ok(view) => jobs.push(view),
@@ -268,7 +278,8 @@ pub struct JobFileList {
 
 const MANIFEST: &str = "manifest.json";
 
-/// The job's stored files, as its manifest lists them (only a succeeded job has a complete set).
+/// The job's stored files, as its manifest lists them: a succeeded job's, or a partial job's (the data types
+/// that were backed up; the manifest lists the others as failed). Other jobs have none.
 async fn stored_files(
     state: &AppState,
     principal: &Principal,
@@ -286,7 +297,7 @@ async fn stored_files(
             "backup storage is not configured",
         ));
     };
-    if job.status != "succeeded" {
+    if !matches!(job.status.as_str(), "succeeded" | "partial") {
         return Ok((job, Vec::new()));
     }
     let location = listbackup_commands::artifacts::JobLocation {
@@ -298,7 +309,7 @@ async fn stored_files(
         .manifest(location)
         .await
         .map_err(ApiError::from_unexpected)?;
-    // A succeeded job whose manifest is gone (retention): no files.
+    // A job whose manifest is gone (retention): no files.
     let mut stored: Vec<JobFile> = manifest
         .and_then(|m| serde_json::from_value(m["files"].clone()).ok())
         .unwrap_or_default();
@@ -377,8 +388,12 @@ pub async fn download(
         })))
 }
 
-/// Runs a failed or cancelled job again as a new job (`trigger: retry`, `retryOf` = this job) → 202 with the
-/// new job; 409 for a job that has not ended badly, or while the source has another job queued or running.
+/// Runs a failed, partial or cancelled job again as a new job (`trigger: retry`, `retryOf` = this job) → 202
+/// with the new job. A partial job, or a failed one whose data types all failed, runs only its failed data
+/// types (those the source still selects; the new job's `dataTypes`); a cancelled job, or one that failed as a
+/// whole, runs the source's. 409 for a job that has not ended badly, a failure no retry can fix (the rule in
+/// `listbackup_domain::job::retry`, README "Retrying a job"; `detail` says why), failed data types all
+/// deselected since, or while the source has another job queued or running.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
@@ -398,20 +413,71 @@ pub async fn retry(
             .await?
             .ok_or_else(|| ApiError::not_found("job"))?
     };
-    // The read model is enough here: failed and cancelled are final, so a job seen so stays so.
-    if !["failed", "cancelled"].contains(&job.status.as_str()) {
-        return Err(ApiError::conflict(format!(
-            "only a failed or cancelled job can be retried; this one is {}",
-            job.status
-        )));
-    }
+    // The read model is enough here: an ended job's outcome is final, so a job seen so stays so.
+    let plan = {
+        let client = state.db.get().await?;
+        let connection = connection_evidence(&client, &principal.account_id, &job).await?;
+        let failure: Option<Failure> = job
+            .error
+            .clone()
+            .and_then(|e| serde_json::from_value(e).ok());
+        let failed_data_types = job.failed_data_types();
+        let ended = EndedJob {
+            status: job_status(&job.status),
+            failure: failure.as_ref(),
+            failed_data_types: &failed_data_types,
+            data_type_count: job.data_types.len(),
+        };
+        plan_retry(ended, connection).map_err(|refused| match refused {
+            // Named as clients see it (`queued`, not the aggregate's `new`).
+            RetryRefused::NotEnded(_) => ApiError::conflict(format!(
+                "only a failed, partial or cancelled job can be retried; this one is {}",
+                job.status
+            )),
+            RetryRefused::NothingToFix(why) => ApiError::conflict(why),
+        })?
+    };
     let sync = SyncRequest {
         trigger: JobTrigger::Retry,
         retry_of: Some(id),
         group_id: None,
+        data_types: plan.data_types,
     };
     let view = queue(&state, &metadata(&req, &principal), &job.source_id, sync).await?;
     Ok(HttpResponse::Accepted().json(view))
+}
+
+/// The job's status as the Job aggregate names it (`queued` is a job without a stream yet: `New`).
+fn job_status(status: &str) -> JobStatus {
+    match status {
+        "running" => JobStatus::Running,
+        "succeeded" => JobStatus::Succeeded,
+        "partial" => JobStatus::Partial,
+        "failed" => JobStatus::Failed,
+        "cancelled" => JobStatus::Cancelled,
+        _ => JobStatus::New,
+    }
+}
+
+/// What the retry rule needs of the job's connection: whether it is usable, and whether its credentials were
+/// replaced, reauthorized or tested successfully after the job ended.
+async fn connection_evidence(
+    client: &deadpool_postgres::Client,
+    account_id: &str,
+    job: &JobView,
+) -> Result<ConnectionEvidence, ApiError> {
+    let Some(connection) = read_connections::get(client, account_id, &job.connection_id).await?
+    else {
+        return Ok(ConnectionEvidence::default());
+    };
+    let fixed_at = read_connections::credentials_fixed_at(client, &job.connection_id).await?;
+    Ok(ConnectionEvidence {
+        active: connection.status == "active",
+        fixed_since_job_ended: match (fixed_at, job.finished_at) {
+            (Some(fixed), Some(ended)) => fixed > ended,
+            _ => false,
+        },
+    })
 }
 
 /// Cancels a job: a queued one at once (it never starts), a running one within one progress interval (its

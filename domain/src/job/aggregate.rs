@@ -1,11 +1,11 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::{JobCommand, JobEvent, JobTrigger, QueuedJob, AGGREGATE_TYPE};
+use super::{DataTypeFailure, JobCommand, JobEvent, JobTrigger, QueuedJob, AGGREGATE_TYPE};
 use crate::error::{DomainError, ErrorKind};
 use crate::AccountOwned;
 
@@ -17,6 +17,8 @@ pub enum JobStatus {
     New,
     Running,
     Succeeded,
+    /// Some data types backed up, the others failed (`JobPartiallySucceeded`).
+    Partial,
     Failed,
     Cancelled,
 }
@@ -27,14 +29,26 @@ impl JobStatus {
             Self::New => "new",
             Self::Running => "running",
             Self::Succeeded => "succeeded",
+            Self::Partial => "partial",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
         }
     }
 
-    /// Succeeded, failed or cancelled: nothing more happens to the job.
+    /// Succeeded, partial, failed or cancelled: nothing more happens to the job.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::Partial | Self::Failed | Self::Cancelled
+        )
+    }
+
+    /// How a finished job ended, as a verb: "the job has already {ended}".
+    fn ended(self) -> &'static str {
+        match self {
+            Self::Partial => "partially succeeded",
+            other => other.as_str(),
+        }
     }
 }
 
@@ -56,6 +70,9 @@ pub struct Job {
     data_types: Vec<String>,
     /// Data types stored completely by the current attempt.
     backed_up: BTreeSet<String>,
+    /// Data types the current attempt could not back up, and why.
+    #[serde(default)]
+    failed: BTreeMap<String, DataTypeFailure>,
     cancel_requested: bool,
 }
 
@@ -65,7 +82,7 @@ pub enum JobError {
     NotFound,
     #[error("the job was already started (or cancelled before it started)")]
     AlreadyStarted,
-    #[error("the job has already {0}")]
+    #[error("the job has already {}", .0.ended())]
     Finished(JobStatus),
     #[error("the job's cancellation was requested: it is not run again")]
     CancelRequested,
@@ -83,8 +100,16 @@ pub enum JobError {
     UnknownDataType(String),
     #[error("{0} was already backed up by this attempt")]
     AlreadyBackedUp(String),
+    #[error("{0} has already failed in this attempt")]
+    AlreadyFailed(String),
     #[error("data types not backed up yet: {}", .0.join(", "))]
     Incomplete(Vec<String>),
+    #[error("data types failed, so the job cannot succeed (only partially): {}", .0.join(", "))]
+    DataTypesFailed(Vec<String>),
+    #[error("no data type was backed up: the job failed")]
+    NothingBackedUp,
+    #[error("no data type failed: the job succeeded")]
+    NothingFailed,
 }
 
 impl DomainError for JobError {
@@ -97,7 +122,11 @@ impl DomainError for JobError {
             | Self::NotCurrentWorker { .. }
             | Self::NoCancelRequested
             | Self::AlreadyBackedUp(_)
-            | Self::Incomplete(_) => ErrorKind::Conflict,
+            | Self::AlreadyFailed(_)
+            | Self::Incomplete(_)
+            | Self::DataTypesFailed(_)
+            | Self::NothingBackedUp
+            | Self::NothingFailed => ErrorKind::Conflict,
             Self::InvalidDataTypes(_)
             | Self::RetryOfMismatch
             | Self::InvalidProgress
@@ -141,6 +170,23 @@ impl Job {
 
     pub fn data_types(&self) -> &[String] {
         &self.data_types
+    }
+
+    /// The current attempt's failed data types, in the job's data type order.
+    pub fn failed_data_types(&self) -> Vec<DataTypeFailure> {
+        self.data_types
+            .iter()
+            .filter_map(|d| self.failed.get(d).cloned())
+            .collect()
+    }
+
+    /// The job's data types the current attempt has neither backed up nor failed yet.
+    fn unresolved(&self) -> Vec<String> {
+        self.data_types
+            .iter()
+            .filter(|d| !self.backed_up.contains(*d) && !self.failed.contains_key(*d))
+            .cloned()
+            .collect()
     }
 
     /// Whether `worker` runs the job's current attempt and the job has not ended: only then may that run
@@ -358,12 +404,38 @@ impl Aggregate for Job {
                 if self.backed_up.contains(&data_type) {
                     return Err(JobError::AlreadyBackedUp(data_type));
                 }
+                if self.failed.contains_key(&data_type) {
+                    return Err(JobError::AlreadyFailed(data_type));
+                }
                 JobEvent::ResourceBackedUp {
                     data_type,
                     records,
                     bytes,
                     sha256,
                     object,
+                }
+            }
+            JobCommand::RecordResourceFailure {
+                worker,
+                data_type,
+                code,
+                message,
+                retryable,
+                ..
+            } => {
+                self.require_current_worker(&worker)?;
+                self.require_known_data_type(&data_type)?;
+                if self.backed_up.contains(&data_type) {
+                    return Err(JobError::AlreadyBackedUp(data_type));
+                }
+                if self.failed.contains_key(&data_type) {
+                    return Err(JobError::AlreadyFailed(data_type));
+                }
+                JobEvent::ResourceBackupFailed {
+                    data_type,
+                    code,
+                    message,
+                    retryable,
                 }
             }
             // A job that finishes while its cancellation is pending may still succeed or fail: the outcome is
@@ -378,14 +450,15 @@ impl Aggregate for Job {
                 ..
             } => {
                 self.require_current_worker(&worker)?;
-                let missing: Vec<String> = self
-                    .data_types
-                    .iter()
-                    .filter(|d| !self.backed_up.contains(*d))
-                    .cloned()
-                    .collect();
+                let missing = self.unresolved();
                 if !missing.is_empty() {
                     return Err(JobError::Incomplete(missing));
+                }
+                if !self.failed.is_empty() {
+                    let failed = self.failed_data_types();
+                    return Err(JobError::DataTypesFailed(
+                        failed.into_iter().map(|f| f.data_type).collect(),
+                    ));
                 }
                 JobEvent::JobSucceeded {
                     manifest,
@@ -393,6 +466,37 @@ impl Aggregate for Job {
                     records,
                     bytes,
                     cursors,
+                }
+            }
+            // Only once every data type has an outcome, and only when they differ: all backed up is a success,
+            // all failed is a failure.
+            JobCommand::PartiallySucceed {
+                worker,
+                manifest,
+                manifest_sha256,
+                records,
+                bytes,
+                cursors,
+                ..
+            } => {
+                self.require_current_worker(&worker)?;
+                let missing = self.unresolved();
+                if !missing.is_empty() {
+                    return Err(JobError::Incomplete(missing));
+                }
+                if self.backed_up.is_empty() {
+                    return Err(JobError::NothingBackedUp);
+                }
+                if self.failed.is_empty() {
+                    return Err(JobError::NothingFailed);
+                }
+                JobEvent::JobPartiallySucceeded {
+                    manifest,
+                    manifest_sha256,
+                    records,
+                    bytes,
+                    cursors,
+                    failed_data_types: self.failed_data_types(),
                 }
             }
             JobCommand::Fail {
@@ -453,14 +557,30 @@ impl Aggregate for Job {
             JobEvent::JobAttemptStarted { attempt, worker } => {
                 self.attempt = attempt;
                 self.worker = worker;
-                // The new attempt writes every artifact again.
+                // The new attempt writes every artifact again, and tries every data type again.
                 self.backed_up.clear();
+                self.failed.clear();
             }
             JobEvent::JobProgressed { .. } => {}
             JobEvent::ResourceBackedUp { data_type, .. } => {
                 self.backed_up.insert(data_type);
             }
+            JobEvent::ResourceBackupFailed {
+                data_type,
+                code,
+                message,
+                retryable,
+            } => {
+                let failure = DataTypeFailure {
+                    data_type: data_type.clone(),
+                    code,
+                    message,
+                    retryable,
+                };
+                self.failed.insert(data_type, failure);
+            }
             JobEvent::JobSucceeded { .. } => self.status = JobStatus::Succeeded,
+            JobEvent::JobPartiallySucceeded { .. } => self.status = JobStatus::Partial,
             JobEvent::JobFailed { queued, .. } => {
                 if let Some(queued) = queued {
                     self.id = queued.job_id;

@@ -48,6 +48,15 @@ pub enum JobCommand {
         sha256: String,
         object: String,
     },
+    /// One data type could not be backed up by the current attempt (see `ResourceBackupFailed`).
+    RecordResourceFailure {
+        account_id: AccountId,
+        worker: String,
+        data_type: String,
+        code: String,
+        message: String,
+        retryable: bool,
+    },
     /// Every data type is backed up and the manifest is written.
     Succeed {
         account_id: AccountId,
@@ -56,6 +65,18 @@ pub enum JobCommand {
         manifest_sha256: String,
         records: u64,
         bytes: u64,
+        cursors: BTreeMap<String, serde_json::Value>,
+    },
+    /// Every data type is either backed up or failed, at least one of each, and the manifest of the backed-up
+    /// ones is written. The failures are the aggregate's to list (`JobPartiallySucceeded.failedDataTypes`).
+    PartiallySucceed {
+        account_id: AccountId,
+        worker: String,
+        manifest: String,
+        manifest_sha256: String,
+        records: u64,
+        bytes: u64,
+        /// The backed-up data types' cursors only.
         cursors: BTreeMap<String, serde_json::Value>,
     },
     Fail {
@@ -92,7 +113,9 @@ impl JobCommand {
             | Self::Restart { account_id, .. }
             | Self::RecordProgress { account_id, .. }
             | Self::RecordResource { account_id, .. }
+            | Self::RecordResourceFailure { account_id, .. }
             | Self::Succeed { account_id, .. }
+            | Self::PartiallySucceed { account_id, .. }
             | Self::Fail { account_id, .. }
             | Self::RequestCancel { account_id, .. }
             | Self::ConfirmCancelled { account_id } => account_id,

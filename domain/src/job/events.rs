@@ -47,6 +47,20 @@ pub enum JobEvent {
         sha256: String,
         object: String,
     },
+    /// One data type could not be backed up by this attempt: the platform refused or kept failing its
+    /// requests, or the connection failed while it was still to come (then every data type not backed up yet
+    /// fails with the same code). Nothing of it is stored; the attempt goes on with the next data type. Not
+    /// recorded for failures of ListBackup's own infrastructure or for cancellation: those end the attempt.
+    #[serde(rename_all = "camelCase")]
+    ResourceBackupFailed {
+        data_type: String,
+        /// An error code of DESIGN §4 (`PLATFORM_ERROR`, `FORBIDDEN`, `UNAUTHORIZED`…) or `REAUTH_REQUIRED`.
+        code: String,
+        /// Why, for people; never carries a credential.
+        message: String,
+        /// Whether running the data type again later may succeed without anyone changing anything.
+        retryable: bool,
+    },
     /// Every data type is stored and the manifest written last; `manifest_sha256` proves which manifest.
     #[serde(rename_all = "camelCase")]
     JobSucceeded {
@@ -57,6 +71,24 @@ pub enum JobEvent {
         /// Per data type, where the source's next incremental job starts (the manifest's `cursors`).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         cursors: BTreeMap<String, serde_json::Value>,
+    },
+    /// The job ended with a backup of some of its data types: every other one failed
+    /// (`ResourceBackupFailed`, repeated here). The succeeded data types' files and the manifest, which lists
+    /// the failures, are kept; the job's status is `partial`: AWS Backup's word (`PARTIAL` backup job state)
+    /// for a run that stored only part of what it was asked to, as Airbyte's `incomplete` is for a sync, so
+    /// that neither "succeeded" hides the missing data nor "failed" hides the stored data.
+    /// `cursors` hold only the backed-up data types' cursors: a failed one keeps its previous cursor.
+    #[serde(rename_all = "camelCase")]
+    JobPartiallySucceeded {
+        manifest: String,
+        manifest_sha256: String,
+        /// Totals over the stored files.
+        records: u64,
+        bytes: u64,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        cursors: BTreeMap<String, serde_json::Value>,
+        /// At least one; in the job's data type order.
+        failed_data_types: Vec<DataTypeFailure>,
     },
     /// The job ended without a backup. Usually recorded by the worker running it; when the system gives up on
     /// a job whose message exhausted its deliveries before any worker started it, this is the stream's first
@@ -81,6 +113,17 @@ pub enum JobEvent {
     /// The job stopped on request; whatever it had written is discarded, not presented as a backup.
     #[serde(rename_all = "camelCase")]
     JobCancelled {},
+}
+
+/// Why one data type of a job was not backed up: `ResourceBackupFailed`, and the manifest's and
+/// `JobPartiallySucceeded`'s lists of failures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataTypeFailure {
+    pub data_type: String,
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
 }
 
 /// Why a job runs. Mirrors `SyncRequested.trigger` on the source.
@@ -120,7 +163,9 @@ impl DomainEvent for JobEvent {
             Self::JobAttemptStarted { .. } => "JobAttemptStarted",
             Self::JobProgressed { .. } => "JobProgressed",
             Self::ResourceBackedUp { .. } => "ResourceBackedUp",
+            Self::ResourceBackupFailed { .. } => "ResourceBackupFailed",
             Self::JobSucceeded { .. } => "JobSucceeded",
+            Self::JobPartiallySucceeded { .. } => "JobPartiallySucceeded",
             Self::JobFailed { .. } => "JobFailed",
             Self::JobCancelRequested { .. } => "JobCancelRequested",
             Self::JobCancelled {} => "JobCancelled",

@@ -7,13 +7,16 @@
 mod aggregate;
 mod commands;
 mod events;
+mod outcome;
+pub mod retry;
 
 #[cfg(test)]
 mod tests;
 
 pub use aggregate::{Job, JobError, JobStatus};
 pub use commands::JobCommand;
-pub use events::{JobEvent, JobTrigger, QueuedJob};
+pub use events::{DataTypeFailure, JobEvent, JobTrigger, QueuedJob};
+pub use outcome::{summarise, Failure};
 
 /// The aggregate type name in the event store and in NATS subjects.
 pub const AGGREGATE_TYPE: &str = "job";

@@ -200,7 +200,63 @@ fn progress(done: u32, total: u32) -> JobCommand {
     }
 }
 
-/// The three terminal histories.
+fn record_failure(data_type: &str) -> JobCommand {
+    record_failure_by("w1", data_type)
+}
+
+fn record_failure_by(worker: &str, data_type: &str) -> JobCommand {
+    JobCommand::RecordResourceFailure {
+        account_id: acme(),
+        worker: worker.into(),
+        data_type: data_type.into(),
+        code: "PLATFORM_ERROR".into(),
+        message: "the platform answered 404".into(),
+        retryable: false,
+    }
+}
+
+fn backup_failed(data_type: &str) -> JobEvent {
+    JobEvent::ResourceBackupFailed {
+        data_type: data_type.into(),
+        code: "PLATFORM_ERROR".into(),
+        message: "the platform answered 404".into(),
+        retryable: false,
+    }
+}
+
+fn failure_of(data_type: &str) -> DataTypeFailure {
+    DataTypeFailure {
+        data_type: data_type.into(),
+        code: "PLATFORM_ERROR".into(),
+        message: "the platform answered 404".into(),
+        retryable: false,
+    }
+}
+
+fn partially_succeed_by(worker: &str) -> JobCommand {
+    JobCommand::PartiallySucceed {
+        account_id: acme(),
+        worker: worker.into(),
+        manifest: "accounts/acme/sources/s1/jobs/j1/manifest.json".into(),
+        manifest_sha256: "m-sha".into(),
+        records: 10,
+        bytes: 100,
+        cursors: Default::default(),
+    }
+}
+
+fn partially_succeeded(failed: &[&str]) -> JobEvent {
+    JobEvent::JobPartiallySucceeded {
+        manifest: "accounts/acme/sources/s1/jobs/j1/manifest.json".into(),
+        manifest_sha256: "m-sha".into(),
+        records: 10,
+        bytes: 100,
+        cursors: Default::default(),
+        failed_data_types: failed.iter().map(|d| failure_of(d)).collect(),
+    }
+}
+
+/// The four terminal histories.
 fn terminal_histories() -> Vec<(JobStatus, Vec<JobEvent>)> {
     vec![
         (
@@ -210,6 +266,15 @@ fn terminal_histories() -> Vec<(JobStatus, Vec<JobEvent>)> {
                 backed_up("customers"),
                 backed_up("invoices"),
                 succeeded(),
+            ],
+        ),
+        (
+            JobStatus::Partial,
+            vec![
+                started(),
+                backed_up("customers"),
+                backup_failed("invoices"),
+                partially_succeeded(&["invoices"]),
             ],
         ),
         (JobStatus::Failed, vec![started(), failed()]),
@@ -371,8 +436,10 @@ fn the_run_of_an_earlier_attempt_is_fenced_off() {
     };
     for command in [
         record_by("w1", "customers"),
+        record_failure_by("w1", "customers"),
         progress(1, 2),
         succeed_by("w1"),
+        partially_succeed_by("w1"),
         fail(),
     ] {
         JobTest::with(())
@@ -705,6 +772,10 @@ fn cancelling_a_finished_job_conflicts() {
         JobError::Finished(JobStatus::Succeeded).to_string(),
         "the job has already succeeded"
     );
+    assert_eq!(
+        JobError::Finished(JobStatus::Partial).to_string(),
+        "the job has already partially succeeded"
+    );
 }
 
 // ---- terminal states and ownership ------------------------------------------------------------------------
@@ -716,7 +787,9 @@ fn a_finished_job_refuses_every_further_command() {
             restart("w2"),
             progress(1, 2),
             record("customers"),
+            record_failure("customers"),
             succeed(),
+            partially_succeed_by("w1"),
             fail(),
             request_cancel(),
             confirm_cancelled(),
@@ -832,11 +905,29 @@ fn events_are_camel_case_and_externally_tagged() {
             "dataTypesDone": 1, "dataTypesTotal": 2, "records": 3, "bytes": 4
         }})
     );
+    assert_eq!(
+        serde_json::to_value(backup_failed("disputes")).unwrap(),
+        serde_json::json!({"ResourceBackupFailed": {
+            "dataType": "disputes", "code": "PLATFORM_ERROR", "message": "the platform answered 404",
+            "retryable": false
+        }})
+    );
+    assert_eq!(
+        serde_json::to_value(partially_succeeded(&["disputes"])).unwrap(),
+        serde_json::json!({"JobPartiallySucceeded": {
+            "manifest": "accounts/acme/sources/s1/jobs/j1/manifest.json", "manifestSha256": "m-sha",
+            "records": 10, "bytes": 100,
+            "failedDataTypes": [{"dataType": "disputes", "code": "PLATFORM_ERROR",
+                                 "message": "the platform answered 404", "retryable": false}]
+        }})
+    );
     for event in [
         started(),
         attempt_started(2, "w2"),
         backed_up("customers"),
+        backup_failed("invoices"),
         succeeded(),
+        partially_succeeded(&["invoices"]),
         failed(),
         given_up(Some(queued_job("acme"))),
         cancel_requested(),
@@ -850,6 +941,424 @@ fn events_are_camel_case_and_externally_tagged() {
         assert_eq!(
             json.as_object().unwrap().keys().next().unwrap(),
             &cqrs_es::DomainEvent::event_type(&event)
+        );
+    }
+}
+
+// ---- per data type outcomes and partial jobs --------------------------------------------------------------
+
+#[test]
+fn a_data_type_that_could_not_be_backed_up_is_recorded() {
+    JobTest::with(())
+        .given(vec![started(), backed_up("customers")])
+        .when(record_failure("invoices"))
+        .then_expect_events(vec![backup_failed("invoices")]);
+}
+
+#[test]
+fn a_data_type_has_one_outcome_per_attempt() {
+    JobTest::with(())
+        .given(vec![started(), backup_failed("invoices")])
+        .when(record_failure("invoices"))
+        .then_expect_error(JobError::AlreadyFailed("invoices".into()));
+    JobTest::with(())
+        .given(vec![started(), backup_failed("invoices")])
+        .when(record("invoices"))
+        .then_expect_error(JobError::AlreadyFailed("invoices".into()));
+    JobTest::with(())
+        .given(vec![started(), backed_up("invoices")])
+        .when(record_failure("invoices"))
+        .then_expect_error(JobError::AlreadyBackedUp("invoices".into()));
+    JobTest::with(())
+        .given(vec![started()])
+        .when(record_failure("payouts"))
+        .then_expect_error(JobError::UnknownDataType("payouts".into()));
+    assert_eq!(
+        JobError::AlreadyFailed("x".into()).kind(),
+        ErrorKind::Conflict
+    );
+}
+
+#[test]
+fn a_job_with_a_failed_data_type_cannot_succeed() {
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backed_up("customers"),
+            backup_failed("invoices"),
+        ])
+        .when(succeed())
+        .then_expect_error(JobError::DataTypesFailed(vec!["invoices".into()]));
+}
+
+#[test]
+fn a_job_with_some_data_types_backed_up_and_the_others_failed_partially_succeeds() {
+    // The failures are the aggregate's to list, in the job's data type order.
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backup_failed("invoices"),
+            backed_up("customers"),
+        ])
+        .when(partially_succeed_by("w1"))
+        .then_expect_events(vec![partially_succeeded(&["invoices"])]);
+
+    let mut job = Job::default();
+    for event in [
+        started(),
+        backup_failed("invoices"),
+        backed_up("customers"),
+        partially_succeeded(&["invoices"]),
+    ] {
+        job.apply(event);
+    }
+    assert_eq!(job.status(), JobStatus::Partial);
+    assert!(job.status().is_terminal());
+    assert_eq!(job.status().as_str(), "partial");
+    assert_eq!(job.failed_data_types(), vec![failure_of("invoices")]);
+    assert!(!job.is_run_by("w1"), "an ended job is nobody's to run");
+}
+
+#[test]
+fn a_job_partially_succeeds_only_once_every_data_type_has_an_outcome_of_each_kind() {
+    JobTest::with(())
+        .given(vec![started(), backup_failed("invoices")])
+        .when(partially_succeed_by("w1"))
+        .then_expect_error(JobError::Incomplete(vec!["customers".into()]));
+    // Every data type failed: that is a failed job.
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backup_failed("customers"),
+            backup_failed("invoices"),
+        ])
+        .when(partially_succeed_by("w1"))
+        .then_expect_error(JobError::NothingBackedUp);
+    // Every data type backed up: that is a success.
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backed_up("customers"),
+            backed_up("invoices"),
+        ])
+        .when(partially_succeed_by("w1"))
+        .then_expect_error(JobError::NothingFailed);
+    // Only the current attempt's run may end it.
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backed_up("customers"),
+            backup_failed("invoices"),
+            attempt_started(2, "w2"),
+        ])
+        .when(partially_succeed_by("w1"))
+        .then_expect_error(JobError::NotCurrentWorker {
+            attempt: 2,
+            worker: "w2".into(),
+        });
+}
+
+#[test]
+fn a_new_attempt_tries_every_failed_data_type_again() {
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backup_failed("invoices"),
+            attempt_started(2, "w2"),
+        ])
+        .when(record_by("w2", "invoices"))
+        .then_expect_events(vec![backed_up("invoices")]);
+    // The first attempt's failure no longer counts towards the second's outcome.
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backed_up("customers"),
+            backup_failed("invoices"),
+            attempt_started(2, "w2"),
+            backed_up("customers"),
+        ])
+        .when(partially_succeed_by("w2"))
+        .then_expect_error(JobError::Incomplete(vec!["invoices".into()]));
+}
+
+#[test]
+fn a_job_whose_data_types_all_failed_fails() {
+    JobTest::with(())
+        .given(vec![
+            started(),
+            backup_failed("customers"),
+            backup_failed("invoices"),
+        ])
+        .when(fail())
+        .then_expect_events(vec![failed()]);
+}
+
+// ---- summing up failures ----------------------------------------------------------------------------------
+
+fn failure(data_type: &str, code: &str, message: &str, retryable: bool) -> DataTypeFailure {
+    DataTypeFailure {
+        data_type: data_type.into(),
+        code: code.into(),
+        message: message.into(),
+        retryable,
+    }
+}
+
+#[test]
+fn failures_are_summed_up_by_their_code_and_message() {
+    assert_eq!(summarise(&[], 3), None);
+    // One cause for every data type (the connection's).
+    let unauthorized = "the platform rejected the credentials (401)";
+    let all = [
+        failure("customers", "UNAUTHORIZED", unauthorized, false),
+        failure("invoices", "UNAUTHORIZED", unauthorized, false),
+    ];
+    assert_eq!(
+        summarise(&all, 2),
+        Some(Failure {
+            code: "UNAUTHORIZED".into(),
+            message: format!("every data type failed: {unauthorized}"),
+            retryable: false,
+        })
+    );
+    // Some of them, with one cause.
+    let some = [
+        failure(
+            "disputes",
+            "PLATFORM_ERROR",
+            "the platform answered 404",
+            false,
+        ),
+        failure(
+            "payouts",
+            "PLATFORM_ERROR",
+            "the platform answered 404",
+            false,
+        ),
+    ];
+    let summary = summarise(&some, 14).unwrap();
+    assert_eq!(summary.code, "PLATFORM_ERROR");
+    assert_eq!(
+        summary.message,
+        "2 of 14 data types failed (disputes, payouts): the platform answered 404"
+    );
+    assert!(!summary.retryable);
+    // Different causes: each is named; retryable when any is.
+    let mixed = [
+        failure(
+            "disputes",
+            "PLATFORM_ERROR",
+            "the platform answered 404",
+            false,
+        ),
+        failure(
+            "payouts",
+            "UNAVAILABLE",
+            "could not reach the platform",
+            true,
+        ),
+    ];
+    let summary = summarise(&mixed, 14).unwrap();
+    assert_eq!(summary.code, "PLATFORM_ERROR", "the first one's");
+    assert_eq!(
+        summary.message,
+        "2 of 14 data types failed: disputes: the platform answered 404; payouts: could not reach the platform"
+    );
+    assert!(summary.retryable);
+}
+
+// ---- the retry rule ---------------------------------------------------------------------------------------
+
+use retry::{plan_retry, why_not_retryable, ConnectionEvidence, EndedJob, RetryPlan, RetryRefused};
+
+const UNCHANGED: ConnectionEvidence = ConnectionEvidence {
+    active: true,
+    fixed_since_job_ended: false,
+};
+const FIXED: ConnectionEvidence = ConnectionEvidence {
+    active: true,
+    fixed_since_job_ended: true,
+};
+const EXPIRED: ConnectionEvidence = ConnectionEvidence {
+    active: false,
+    fixed_since_job_ended: true,
+};
+
+fn ended<'a>(
+    status: JobStatus,
+    failure: Option<&'a Failure>,
+    failed: &'a [DataTypeFailure],
+    count: usize,
+) -> EndedJob<'a> {
+    EndedJob {
+        status,
+        failure,
+        failed_data_types: failed,
+        data_type_count: count,
+    }
+}
+
+#[test]
+fn a_retryable_failure_may_always_be_retried() {
+    for code in [
+        "PLATFORM_ERROR",
+        "UNAVAILABLE",
+        "RATE_LIMITED",
+        "STORAGE_ERROR",
+    ] {
+        assert_eq!(why_not_retryable(code, true, UNCHANGED), None, "{code}");
+    }
+}
+
+#[test]
+fn a_failure_a_user_fixes_outside_listbackup_may_be_retried() {
+    for code in ["FORBIDDEN", "VALIDATION_ERROR"] {
+        assert_eq!(why_not_retryable(code, false, UNCHANGED), None, "{code}");
+    }
+}
+
+#[test]
+fn rejected_credentials_may_be_retried_once_the_connection_shows_the_fix() {
+    for code in ["UNAUTHORIZED", "REAUTH_REQUIRED"] {
+        let why = why_not_retryable(code, false, UNCHANGED).unwrap();
+        assert!(why.contains("PUT /connections/{id}"), "{why}");
+        let why = why_not_retryable(code, false, EXPIRED).unwrap();
+        assert!(why.contains("reconnected"), "{why}");
+        assert_eq!(why_not_retryable(code, false, FIXED), None, "{code}");
+    }
+}
+
+#[test]
+fn a_permanent_platform_refusal_is_not_retried() {
+    for code in ["PLATFORM_ERROR", "CONNECTION_MISSING"] {
+        let why = why_not_retryable(code, false, FIXED).unwrap();
+        assert!(
+            why.starts_with(&format!("{code} is not retryable")),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn a_partial_job_retries_the_failed_data_types_the_rule_allows() {
+    let failed = [
+        failure(
+            "charges",
+            "UNAVAILABLE",
+            "could not reach the platform",
+            true,
+        ),
+        failure(
+            "disputes",
+            "PLATFORM_ERROR",
+            "the platform answered 404",
+            false,
+        ),
+        failure(
+            "payouts",
+            "FORBIDDEN",
+            "the platform refused access (403)",
+            false,
+        ),
+    ];
+    assert_eq!(
+        plan_retry(ended(JobStatus::Partial, None, &failed, 14), UNCHANGED),
+        Ok(RetryPlan {
+            data_types: Some(vec!["charges".into(), "payouts".into()])
+        })
+    );
+}
+
+#[test]
+fn a_partial_job_whose_failures_cannot_be_fixed_is_not_retried() {
+    let failed = [
+        failure(
+            "disputes",
+            "PLATFORM_ERROR",
+            "the platform answered 404",
+            false,
+        ),
+        failure(
+            "payouts",
+            "PLATFORM_ERROR",
+            "the platform answered 404",
+            false,
+        ),
+    ];
+    let Err(RetryRefused::NothingToFix(why)) =
+        plan_retry(ended(JobStatus::Partial, None, &failed, 14), FIXED)
+    else {
+        panic!("refused")
+    };
+    // One reason, naming both data types.
+    assert!(why.contains("PLATFORM_ERROR is not retryable"), "{why}");
+    assert!(why.contains("(disputes, payouts)"), "{why}");
+    assert_eq!(RetryRefused::NothingToFix(why).kind(), ErrorKind::Conflict);
+}
+
+#[test]
+fn a_failed_job_whose_data_types_all_failed_retries_them() {
+    let unauthorized = "the platform rejected the credentials (401)";
+    let failed = [
+        failure("customers", "UNAUTHORIZED", unauthorized, false),
+        failure("invoices", "UNAUTHORIZED", unauthorized, false),
+    ];
+    let summary = summarise(&failed, 2).unwrap();
+    let job = ended(JobStatus::Failed, Some(&summary), &failed, 2);
+    assert!(matches!(
+        plan_retry(job, UNCHANGED),
+        Err(RetryRefused::NothingToFix(_))
+    ));
+    assert_eq!(
+        plan_retry(job, FIXED),
+        Ok(RetryPlan {
+            data_types: Some(vec!["customers".into(), "invoices".into()])
+        })
+    );
+}
+
+#[test]
+fn a_job_that_failed_as_a_whole_retries_the_source_if_its_failure_allows() {
+    // Before any data type ran, or by our own infrastructure (a data type had failed before that).
+    let storage = Failure {
+        code: "STORAGE_ERROR".into(),
+        message: "object store: disk full".into(),
+        retryable: true,
+    };
+    let failed = [failure(
+        "invoices",
+        "PLATFORM_ERROR",
+        "the platform answered 404",
+        false,
+    )];
+    assert_eq!(
+        plan_retry(
+            ended(JobStatus::Failed, Some(&storage), &failed, 2),
+            UNCHANGED
+        ),
+        Ok(RetryPlan { data_types: None })
+    );
+    let missing = Failure {
+        code: "CONNECTION_MISSING".into(),
+        message: "the source's connection or its credentials are gone".into(),
+        retryable: false,
+    };
+    assert!(matches!(
+        plan_retry(ended(JobStatus::Failed, Some(&missing), &[], 0), FIXED),
+        Err(RetryRefused::NothingToFix(_))
+    ));
+}
+
+#[test]
+fn a_cancelled_job_retries_the_source_and_a_job_that_has_not_ended_badly_is_not_retried() {
+    assert_eq!(
+        plan_retry(ended(JobStatus::Cancelled, None, &[], 2), UNCHANGED),
+        Ok(RetryPlan { data_types: None })
+    );
+    for status in [JobStatus::New, JobStatus::Running, JobStatus::Succeeded] {
+        assert_eq!(
+            plan_retry(ended(status, None, &[], 2), FIXED),
+            Err(RetryRefused::NotEnded(status.as_str().into()))
         );
     }
 }

@@ -69,6 +69,10 @@ pub enum SourceError {
     InvalidDataTypes(String),
     #[error("the source already has a queued or running job ({0})")]
     SyncInProgress(String),
+    #[error("{}: no longer selected on the source, so there is nothing to run again", .0.join(", "))]
+    DataTypesNoLongerSelected(Vec<String>),
+    #[error("data types to run must name at least one data type, without repeats")]
+    InvalidRequestedDataTypes,
 }
 
 impl DomainError for SourceError {
@@ -76,14 +80,14 @@ impl DomainError for SourceError {
         match self {
             Self::NotFound => ErrorKind::NotFound,
             Self::AlreadyExists => ErrorKind::Conflict,
-            Self::InvalidDataTypes(_) => ErrorKind::Invalid,
-            Self::SyncInProgress(_) => ErrorKind::Conflict,
+            Self::InvalidDataTypes(_) | Self::InvalidRequestedDataTypes => ErrorKind::Invalid,
+            Self::SyncInProgress(_) | Self::DataTypesNoLongerSelected(_) => ErrorKind::Conflict,
         }
     }
 
     fn field(&self) -> Option<&'static str> {
         match self {
-            Self::InvalidDataTypes(_) => Some("dataTypes"),
+            Self::InvalidDataTypes(_) | Self::InvalidRequestedDataTypes => Some("dataTypes"),
             _ => None,
         }
     }
@@ -139,6 +143,31 @@ impl Source {
     pub fn is_live_for(&self, account_id: &str) -> bool {
         matches!(self.status, SourceStatus::Active | SourceStatus::Paused)
             && self.account_id == account_id
+    }
+
+    /// The data types a sync runs: every selected one, or those of `requested` the source still selects, in
+    /// the source's order.
+    fn data_types_to_run(
+        &self,
+        requested: Option<Vec<String>>,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        let Some(requested) = requested else {
+            return Ok(None);
+        };
+        let distinct: std::collections::BTreeSet<&String> = requested.iter().collect();
+        if requested.is_empty() || distinct.len() != requested.len() {
+            return Err(SourceError::InvalidRequestedDataTypes);
+        }
+        let selected: Vec<String> = self
+            .data_types
+            .iter()
+            .filter(|d| requested.contains(d))
+            .cloned()
+            .collect();
+        if selected.is_empty() {
+            return Err(SourceError::DataTypesNoLongerSelected(requested));
+        }
+        Ok(Some(selected))
     }
 
     /// The events an update records: only what actually changes.
@@ -252,17 +281,20 @@ impl Aggregate for Source {
                 trigger,
                 retry_of,
                 group_id,
+                data_types,
                 ..
             } => {
                 if let Some(active) = &self.active_job {
                     return Err(SourceError::SyncInProgress(active.clone()));
                 }
+                let data_types = self.data_types_to_run(data_types)?;
                 vec![SourceEvent::SyncRequested {
                     job_id,
                     trigger,
                     retry_of,
                     group_id,
                     slot: None,
+                    data_types,
                 }]
             }
             SourceCommand::RunScheduledSlot { slot, .. } => self.on_slot(slot),
@@ -270,6 +302,7 @@ impl Aggregate for Source {
                 job_id,
                 outcome,
                 cursors,
+                backed_up,
                 ..
             } => {
                 if self.active_job.as_deref() != Some(job_id.as_str()) {
@@ -279,6 +312,7 @@ impl Aggregate for Source {
                         job_id,
                         outcome,
                         cursors,
+                        backed_up,
                     }]
                 }
             }
@@ -324,6 +358,9 @@ impl Aggregate for Source {
                     self.name = name;
                 }
                 if let Some(data_types) = data_types {
+                    // A deselected data type's cursor goes: selected again later, it starts with a full
+                    // fetch, not from a cursor whose earlier backups may have expired meanwhile.
+                    self.cursors.retain(|d, _| data_types.contains(d));
                     self.data_types = data_types;
                 }
                 if let Some(schedule) = schedule {
@@ -347,14 +384,31 @@ impl Aggregate for Source {
             }
             SourceEvent::SyncSkipped { slot, .. } => self.last_scheduled_slot = Some(slot),
             SourceEvent::SyncFinished {
-                outcome, cursors, ..
+                outcome,
+                mut cursors,
+                backed_up,
+                ..
             } => {
                 self.active_job = None;
                 // A failed or cancelled job stored nothing to continue from: the next job starts where the last
-                // successful one ended. A data type without a cursor now (deselected, or a full fetch of a type
-                // that has none) loses its old one.
-                if outcome == SyncOutcome::Succeeded {
-                    self.cursors = cursors;
+                // successful one ended. A succeeded or partial job replaces the cursors of the data types it
+                // backed up (one without a cursor now, a full fetch of a type that has none, loses its old one)
+                // and leaves the others' alone: a data type that failed, or that a retry did not run, continues
+                // from where its last backup ended.
+                if matches!(outcome, SyncOutcome::Succeeded | SyncOutcome::Partial) {
+                    match backed_up {
+                        Some(backed_up) => {
+                            for data_type in backed_up {
+                                match cursors.remove(&data_type) {
+                                    Some(cursor) => self.cursors.insert(data_type, cursor),
+                                    None => self.cursors.remove(&data_type),
+                                };
+                            }
+                        }
+                        // An event from before partial jobs: its job backed up every data type.
+                        None => self.cursors = cursors,
+                    }
+                    self.cursors.retain(|d, _| self.data_types.contains(d));
                 }
             }
         }

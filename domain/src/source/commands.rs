@@ -38,6 +38,9 @@ pub enum SourceCommand {
         trigger: JobTrigger,
         retry_of: Option<String>,
         group_id: Option<String>,
+        /// Only these data types (a retry of the ones that failed): those the source no longer selects are
+        /// left out, and a conflict when that leaves none. `None`: every data type of the source.
+        data_types: Option<Vec<String>>,
     },
     /// A slot of the source's schedule has come (sent by the scheduler): queue the slot's job, or record that
     /// the slot is skipped while the previous job is unfinished. The job id is derived from the source and
@@ -53,6 +56,8 @@ pub enum SourceCommand {
         job_id: String,
         outcome: SyncOutcome,
         cursors: BTreeMap<String, serde_json::Value>,
+        /// The data types the job backed up (see `SyncFinished.backed_up`).
+        backed_up: Option<Vec<String>>,
     },
 }
 

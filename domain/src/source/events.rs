@@ -56,6 +56,10 @@ pub enum SourceEvent {
         /// it handled, so no slot is run twice. Absent from events older than the scheduler.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slot: Option<DateTime<Utc>>,
+        /// Only these of the source's data types (a retry of the data types that failed); absent: every
+        /// data type of the source, as in events older than partial jobs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_types: Option<Vec<String>>,
     },
     /// A schedule slot came while the source's previous job was still queued or running: no job for it.
     #[serde(rename_all = "camelCase")]
@@ -72,6 +76,11 @@ pub enum SourceEvent {
         /// Incremental cursors per data type, for the next job.
         #[serde(default)]
         cursors: BTreeMap<String, serde_json::Value>,
+        /// The data types the job backed up (succeeded or partial): only their cursors are replaced by
+        /// `cursors`. Absent from events older than partial jobs, whose successful job backed up every data type
+        /// of the source.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backed_up: Option<Vec<String>>,
     },
 }
 
@@ -80,6 +89,8 @@ pub enum SourceEvent {
 #[serde(rename_all = "snake_case")]
 pub enum SyncOutcome {
     Succeeded,
+    /// Some data types backed up, the others failed.
+    Partial,
     Failed,
     Cancelled,
 }

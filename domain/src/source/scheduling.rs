@@ -68,6 +68,7 @@ impl Source {
                 retry_of: None,
                 group_id: None,
                 slot: Some(slot),
+                data_types: None,
             }],
         }
     }

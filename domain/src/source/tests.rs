@@ -198,6 +198,7 @@ fn request_sync(job_id: &str) -> SourceCommand {
         trigger: crate::job::JobTrigger::Manual,
         retry_of: None,
         group_id: None,
+        data_types: None,
     }
 }
 
@@ -208,6 +209,7 @@ fn sync_requested(job_id: &str) -> SourceEvent {
         retry_of: None,
         group_id: None,
         slot: None,
+        data_types: None,
     }
 }
 
@@ -217,6 +219,7 @@ fn finish_sync(job_id: &str) -> SourceCommand {
         job_id: job_id.into(),
         outcome: SyncOutcome::Failed,
         cursors: Default::default(),
+        backed_up: None,
     }
 }
 
@@ -245,6 +248,7 @@ fn a_finished_sync_frees_the_source() {
             job_id: "j1".into(),
             outcome: SyncOutcome::Failed,
             cursors: Default::default(),
+            backed_up: None,
         }]);
     SourceTest::with(())
         .given(vec![
@@ -254,6 +258,7 @@ fn a_finished_sync_frees_the_source() {
                 job_id: "j1".into(),
                 outcome: SyncOutcome::Succeeded,
                 cursors: Default::default(),
+                backed_up: None,
             },
         ])
         .when(request_sync("j2"))
@@ -278,6 +283,7 @@ fn another_account_cannot_sync_a_source() {
             trigger: crate::job::JobTrigger::Manual,
             retry_of: None,
             group_id: None,
+            data_types: None,
         })
         .then_expect_error(SourceError::NotFound);
 }
@@ -334,6 +340,7 @@ fn scheduled(slot: chrono::DateTime<chrono::Utc>) -> SourceEvent {
         retry_of: None,
         group_id: None,
         slot: Some(slot),
+        data_types: None,
     }
 }
 
@@ -376,6 +383,7 @@ fn a_slot_already_handled_records_nothing() {
                 job_id: scheduled_job_id("s1", at(12, 1)),
                 outcome: SyncOutcome::Succeeded,
                 cursors: Default::default(),
+                backed_up: None,
             },
         ])
         .when(run_slot(at(12, 0)))
@@ -414,6 +422,7 @@ fn the_next_slot_after_a_skip_runs_once_the_job_has_finished() {
                 job_id: "j1".into(),
                 outcome: SyncOutcome::Succeeded,
                 cursors: Default::default(),
+                backed_up: None,
             },
         ])
         .when(run_slot(at(12, 2)))
@@ -495,6 +504,7 @@ fn the_last_successful_job_leaves_its_cursors_for_the_next_one() {
                 .into_iter()
                 .map(|c| ("events".to_owned(), c))
                 .collect(),
+            backed_up: None,
         };
     let mut source = Source::default();
     source.apply(created());
@@ -519,4 +529,189 @@ fn the_last_successful_job_leaves_its_cursors_for_the_next_one() {
     source.apply(sync_requested("j3"));
     source.apply(finished("j3", SyncOutcome::Succeeded, None));
     assert!(source.cursors().is_empty());
+}
+
+// ---- retries of some data types, and partial jobs -----------------------------------------------------------
+
+fn request_data_types(job_id: &str, data_types: &[&str]) -> SourceCommand {
+    SourceCommand::RequestSync {
+        account_id: account("acme"),
+        job_id: job_id.into(),
+        trigger: crate::job::JobTrigger::Retry,
+        retry_of: Some("j0".into()),
+        group_id: None,
+        data_types: Some(data_types.iter().map(|d| d.to_string()).collect()),
+    }
+}
+
+fn retry_requested(job_id: &str, data_types: &[&str]) -> SourceEvent {
+    SourceEvent::SyncRequested {
+        job_id: job_id.into(),
+        trigger: crate::job::JobTrigger::Retry,
+        retry_of: Some("j0".into()),
+        group_id: None,
+        slot: None,
+        data_types: Some(data_types.iter().map(|d| d.to_string()).collect()),
+    }
+}
+
+fn deselect_all_but(kept: &[&str]) -> SourceEvent {
+    SourceEvent::SourceUpdated {
+        name: None,
+        data_types: Some(kept.iter().map(|d| d.to_string()).collect()),
+        schedule: None,
+        retention_days: None,
+        incremental: None,
+    }
+}
+
+#[test]
+fn a_retry_runs_the_requested_data_types_the_source_still_selects_in_its_order() {
+    SourceTest::with(())
+        .given(vec![created()])
+        .when(request_data_types("j1", &["payouts", "disputes"]))
+        .then_expect_events(vec![retry_requested("j1", &["disputes", "payouts"])]);
+    // One of them deselected since: the other still runs.
+    SourceTest::with(())
+        .given(vec![created(), deselect_all_but(&["customers", "payouts"])])
+        .when(request_data_types("j1", &["disputes", "payouts"]))
+        .then_expect_events(vec![retry_requested("j1", &["payouts"])]);
+}
+
+#[test]
+fn a_retry_of_data_types_all_deselected_since_conflicts() {
+    SourceTest::with(())
+        .given(vec![created(), deselect_all_but(&["customers"])])
+        .when(request_data_types("j1", &["disputes", "payouts"]))
+        .then_expect_error(SourceError::DataTypesNoLongerSelected(vec![
+            "disputes".into(),
+            "payouts".into(),
+        ]));
+    let error = SourceError::DataTypesNoLongerSelected(vec!["disputes".into()]);
+    assert_eq!(crate::DomainError::kind(&error), crate::ErrorKind::Conflict);
+    assert!(error
+        .to_string()
+        .starts_with("disputes: no longer selected"));
+}
+
+#[test]
+fn requested_data_types_must_be_some_without_repeats() {
+    for requested in [&[][..], &["disputes", "disputes"][..]] {
+        SourceTest::with(())
+            .given(vec![created()])
+            .when(request_data_types("j1", requested))
+            .then_expect_error(SourceError::InvalidRequestedDataTypes);
+    }
+    assert_eq!(
+        crate::DomainError::kind(&SourceError::InvalidRequestedDataTypes),
+        crate::ErrorKind::Invalid
+    );
+}
+
+fn finished_with(
+    job_id: &str,
+    outcome: SyncOutcome,
+    cursors: &[(&str, i64)],
+    backed_up: &[&str],
+) -> SourceEvent {
+    SourceEvent::SyncFinished {
+        job_id: job_id.into(),
+        outcome,
+        cursors: cursors
+            .iter()
+            .map(|(d, c)| (d.to_string(), serde_json::json!({"since": c})))
+            .collect(),
+        backed_up: Some(backed_up.iter().map(|d| d.to_string()).collect()),
+    }
+}
+
+#[test]
+fn a_partial_job_advances_only_the_cursors_of_the_data_types_it_backed_up() {
+    use cqrs_es::Aggregate;
+    let mut source = Source::default();
+    source.apply(created());
+    source.apply(sync_requested("j1"));
+    source.apply(finished_with(
+        "j1",
+        SyncOutcome::Succeeded,
+        &[("events", 1), ("balance_transactions", 1)],
+        &["events", "balance_transactions"],
+    ));
+    // j2: events backed up, balance_transactions failed: its cursor stays where j1 left it.
+    source.apply(sync_requested("j2"));
+    source.apply(finished_with(
+        "j2",
+        SyncOutcome::Partial,
+        &[("events", 2)],
+        &["events"],
+    ));
+    assert_eq!(source.cursors()["events"], serde_json::json!({"since": 2}));
+    assert_eq!(
+        source.cursors()["balance_transactions"],
+        serde_json::json!({"since": 1})
+    );
+    // j3 retries balance_transactions only: events keeps j2's cursor.
+    source.apply(retry_requested("j3", &["balance_transactions"]));
+    source.apply(finished_with(
+        "j3",
+        SyncOutcome::Succeeded,
+        &[("balance_transactions", 3)],
+        &["balance_transactions"],
+    ));
+    assert_eq!(source.cursors()["events"], serde_json::json!({"since": 2}));
+    assert_eq!(
+        source.cursors()["balance_transactions"],
+        serde_json::json!({"since": 3})
+    );
+    // A data type backed up without a cursor (a full fetch) loses its old one; a deselected one too.
+    source.apply(sync_requested("j4"));
+    source.apply(finished_with(
+        "j4",
+        SyncOutcome::Succeeded,
+        &[("balance_transactions", 4)],
+        &["events", "balance_transactions"],
+    ));
+    assert!(!source.cursors().contains_key("events"));
+    source.apply(deselect_all_but(&["customers"]));
+    assert!(source.cursors().is_empty());
+}
+
+#[test]
+fn partial_outcomes_and_requested_data_types_are_on_the_wire_and_old_events_still_read() {
+    assert_eq!(
+        serde_json::to_value(SyncOutcome::Partial).unwrap(),
+        serde_json::json!("partial")
+    );
+    let json = serde_json::to_value(retry_requested("j1", &["disputes"])).unwrap();
+    assert_eq!(
+        json["SyncRequested"]["dataTypes"],
+        serde_json::json!(["disputes"])
+    );
+    let json = serde_json::to_value(finished_with(
+        "j1",
+        SyncOutcome::Partial,
+        &[],
+        &["customers"],
+    ))
+    .unwrap();
+    assert_eq!(json["SyncFinished"]["outcome"], "partial");
+    assert_eq!(
+        json["SyncFinished"]["backedUp"],
+        serde_json::json!(["customers"])
+    );
+    // Stored before partial jobs: no `dataTypes`, no `backedUp`.
+    let old: SourceEvent = serde_json::from_value(serde_json::json!({"SyncRequested": {
+        "jobId": "j1", "trigger": "manual"}}))
+    .unwrap();
+    assert_eq!(old, sync_requested("j1"));
+    let old: SourceEvent = serde_json::from_value(serde_json::json!({"SyncFinished": {
+        "jobId": "j1", "outcome": "succeeded", "cursors": {}}}))
+    .unwrap();
+    assert!(matches!(
+        old,
+        SourceEvent::SyncFinished {
+            backed_up: None,
+            ..
+        }
+    ));
 }

@@ -256,6 +256,27 @@ pub async fn get(
 }
 
 /// The version the read model has reached for a connection, deleted or not (for read-your-writes).
+/// When the connection last showed that its credentials work again: the latest of its `CredentialsReplaced`,
+/// `ConnectionReauthorized` and successful `ConnectionTested` (`None`: never since it was created). Asked of
+/// the event log itself, which the write side commits before answering, so a retry right after
+/// `PUT /connections/{id}` sees it.
+pub async fn credentials_fixed_at(
+    client: &impl GenericClient,
+    connection_id: &str,
+) -> Result<Option<DateTime<Utc>>, ReadError> {
+    let row = statements::query_one(
+        client,
+        "SELECT max(recorded_at) FROM events \
+         WHERE aggregate_type = 'connection' AND aggregate_id = $1 \
+           AND (event_type IN ('CredentialsReplaced', 'ConnectionReauthorized') \
+                OR (event_type = 'ConnectionTested' \
+                    AND (payload -> 'ConnectionTested' ->> 'ok')::boolean))",
+        &[&connection_id],
+    )
+    .await?;
+    Ok(row.get(0))
+}
+
 pub async fn projected_version(
     client: &impl GenericClient,
     connection_id: &str,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use listbackup_domain::job::JobEvent;
+use listbackup_domain::job::{summarise, DataTypeFailure, JobEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::Row;
@@ -22,17 +22,20 @@ pub struct JobView {
     /// `manual`, `schedule`, `group` or `retry`.
     pub trigger: String,
     pub group_id: Option<String>,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    /// `queued`, `running`, `succeeded`, `partial` (some data types backed up, the others failed: their
+    /// files and the manifest are kept, see `dataTypes`), `failed` or `cancelled`.
+    #[schema(example = "partial")]
     pub status: String,
     /// 0 while queued, then the attempt running or last run.
     pub attempt: i32,
     pub retry_of: Option<String>,
     pub progress: JobProgress,
     pub data_types: Vec<JobDataType>,
-    /// `{code, message, retryable}` of a failed job.
+    /// `{code, message, retryable}` of a failed job, or of a partial job's failed data types summed up (the
+    /// first one's code, `retryable` if any of them is, a message naming each).
     #[schema(value_type = Option<Object>)]
     pub error: Option<Value>,
-    /// The manifest's sha256 once the job succeeded.
+    /// The manifest's sha256 once the job succeeded or partially succeeded.
     pub manifest_sha256: Option<String>,
     pub queued_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -48,7 +51,7 @@ pub struct JobProgress {
     pub current_data_type: Option<String>,
     pub records: u64,
     pub bytes: u64,
-    /// Data types done over data types total, 0–100.
+    /// Data types done (backed up or failed) over data types total, 0–100.
     pub percent: u32,
 }
 
@@ -56,11 +59,26 @@ pub struct JobProgress {
 #[serde(rename_all = "camelCase")]
 pub struct JobDataType {
     pub name: String,
-    /// `pending` or `done`.
+    /// `pending`, `done` (backed up) or `failed` (see `error`).
     pub status: String,
     pub records: u64,
     pub bytes: u64,
     pub sha256: Option<String>,
+    /// Why a `failed` data type was not backed up.
+    #[serde(default)]
+    pub error: Option<DataTypeError>,
+}
+
+/// `{code, message, retryable}` of a data type that could not be backed up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataTypeError {
+    /// An error code of the API's problem codes (`PLATFORM_ERROR`, `FORBIDDEN`, `UNAUTHORIZED`…) or
+    /// `REAUTH_REQUIRED`.
+    pub code: String,
+    pub message: String,
+    /// Whether running it again later may succeed without anyone changing anything.
+    pub retryable: bool,
 }
 
 const COLUMNS: &str =
@@ -68,16 +86,36 @@ const COLUMNS: &str =
     retry_of, progress, data_types, error, manifest_sha256, queued_at, started_at, finished_at";
 
 impl JobView {
-    /// Succeeded, failed or cancelled: nothing more happens to the job.
+    /// Succeeded, partial, failed or cancelled: nothing more happens to the job.
     pub fn has_ended(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+        matches!(
+            self.status.as_str(),
+            "succeeded" | "partial" | "failed" | "cancelled"
+        )
+    }
+
+    /// The data types that failed, with why (a partial job's, or a failed job's when its data types failed).
+    pub fn failed_data_types(&self) -> Vec<DataTypeFailure> {
+        self.data_types
+            .iter()
+            .filter(|d| d.status == "failed")
+            .filter_map(|d| {
+                d.error.as_ref().map(|e| DataTypeFailure {
+                    data_type: d.name.clone(),
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                    retryable: e.retryable,
+                })
+            })
+            .collect()
     }
 
     fn from_row(row: &Row) -> Self {
         let mut progress: JobProgress =
             serde_json::from_value(row.get("progress")).unwrap_or_default();
         let status: String = row.get("status");
-        progress.percent = if status == "succeeded" {
+        // A partial job is done with every data type (some failed): its progress is complete.
+        progress.percent = if status == "succeeded" || status == "partial" {
             100
         } else {
             (progress.data_types_done * 100)
@@ -112,20 +150,30 @@ pub(crate) struct QueuedSync<'a> {
     pub trigger: &'a str,
     pub retry_of: Option<&'a str>,
     pub group_id: Option<&'a str>,
+    /// Only these data types (a retry of failed ones); `None`: the source's, known once the job starts.
+    pub data_types: Option<&'a [String]>,
     pub at: DateTime<Utc>,
 }
 
 /// The job's row, `queued`; its account, connection and platform are the source's (projected before it, in
-/// the same log order).
+/// the same log order). A job of chosen data types shows them, pending, from the start.
 pub(crate) async fn queue(
     client: &impl GenericClient,
     sync: &QueuedSync<'_>,
 ) -> Result<(), ReadError> {
+    let (progress, data_types) = match sync.data_types {
+        Some(data_types) => (
+            json!({"dataTypesTotal": data_types.len(), "dataTypesDone": 0, "records": 0, "bytes": 0}),
+            pending(data_types),
+        ),
+        None => (json!({}), json!([])),
+    };
     client
         .execute(
             "INSERT INTO read_jobs (job_id, account_id, source_id, connection_id, platform_id, group_id, \
-               trigger, status, retry_of, queued_at) \
-             SELECT $1, s.account_id, s.source_id, s.connection_id, s.platform_id, $3, $4, 'queued', $5, $6 \
+               trigger, status, retry_of, queued_at, progress, data_types) \
+             SELECT $1, s.account_id, s.source_id, s.connection_id, s.platform_id, $3, $4, 'queued', $5, $6, \
+               $7, $8 \
              FROM read_sources s WHERE s.source_id = $2 \
              ON CONFLICT (job_id) DO NOTHING",
             &[
@@ -135,6 +183,8 @@ pub(crate) async fn queue(
                 &sync.trigger,
                 &sync.retry_of,
                 &sync.at,
+                &progress,
+                &data_types,
             ],
         )
         .await?;
@@ -146,7 +196,8 @@ fn pending(data_types: &[String]) -> Value {
         data_types
             .iter()
             .map(|name| {
-                json!({"name": name, "status": "pending", "records": 0, "bytes": 0, "sha256": null})
+                json!({"name": name, "status": "pending", "records": 0, "bytes": 0, "sha256": null,
+                       "error": null})
             })
             .collect(),
     )
@@ -207,7 +258,8 @@ pub(crate) async fn apply(
                     "UPDATE read_jobs SET status = 'running', attempt = $3, started_at = $4, \
                        progress = progress || '{\"dataTypesDone\": 0, \"records\": 0, \"bytes\": 0}', \
                        data_types = COALESCE((SELECT jsonb_agg(d || '{\"status\": \"pending\", \"records\": 0, \
-                         \"bytes\": 0, \"sha256\": null}') FROM jsonb_array_elements(data_types) d), '[]'), \
+                         \"bytes\": 0, \"sha256\": null, \"error\": null}') \
+                         FROM jsonb_array_elements(data_types) d), '[]'), \
                        version = $2 \
                      WHERE job_id = $1 AND version < $2",
                     &[id, &seq, &(attempt as i32), &at],
@@ -238,16 +290,19 @@ pub(crate) async fn apply(
             ..
         } => {
             let done = json!({"name": data_type, "status": "done", "records": records, "bytes": bytes,
-                              "sha256": sha256});
-            client
-                .execute(
-                    "UPDATE read_jobs SET data_types = COALESCE((SELECT jsonb_agg( \
-                         CASE WHEN d->>'name' = $3 THEN $4::jsonb ELSE d END) \
-                       FROM jsonb_array_elements(data_types) d), '[]'), version = $2 \
-                     WHERE job_id = $1 AND version < $2",
-                    &[id, &seq, &data_type, &done],
-                )
-                .await?;
+                              "sha256": sha256, "error": null});
+            set_data_type(client, id, seq, &data_type, &done).await?;
+        }
+        JobEvent::ResourceBackupFailed {
+            data_type,
+            code,
+            message,
+            retryable,
+        } => {
+            let failed = json!({"name": data_type, "status": "failed", "records": 0, "bytes": 0,
+                                "sha256": null,
+                                "error": {"code": code, "message": message, "retryable": retryable}});
+            set_data_type(client, id, seq, &data_type, &failed).await?;
         }
         JobEvent::JobSucceeded {
             manifest,
@@ -275,6 +330,45 @@ pub(crate) async fn apply(
                 )
                 .await?;
         }
+        // Like a success for the stored files and the manifest; `error` sums up what failed.
+        JobEvent::JobPartiallySucceeded {
+            manifest,
+            manifest_sha256,
+            records,
+            bytes,
+            failed_data_types,
+            ..
+        } => {
+            let total: Option<i64> = client
+                .query_opt(
+                    "SELECT jsonb_array_length(data_types)::bigint FROM read_jobs WHERE job_id = $1",
+                    &[id],
+                )
+                .await?
+                .map(|row| row.get(0));
+            let total = (total.unwrap_or(0) as usize).max(failed_data_types.len());
+            let error = summarise(&failed_data_types, total)
+                .map(|summary| serde_json::to_value(summary).unwrap_or(Value::Null));
+            client
+                .execute(
+                    "UPDATE read_jobs SET status = 'partial', manifest = $4, manifest_sha256 = $5, \
+                       progress = progress || jsonb_build_object('dataTypesDone', \
+                         progress->'dataTypesTotal', 'records', $6::bigint, 'bytes', $7::bigint), \
+                       error = $8, finished_at = $3, version = $2 \
+                     WHERE job_id = $1 AND version < $2",
+                    &[
+                        id,
+                        &seq,
+                        &at,
+                        &manifest,
+                        &manifest_sha256,
+                        &(records as i64),
+                        &(bytes as i64),
+                        &error,
+                    ],
+                )
+                .await?;
+        }
         // A job given up before it started fails its `queued` row like any other: the row exists since
         // SyncRequested.
         JobEvent::JobFailed {
@@ -298,6 +392,26 @@ pub(crate) async fn apply(
         }
         JobEvent::JobCancelled {} => finish(client, id, seq, at, "cancelled", None).await?,
     }
+    Ok(())
+}
+
+/// Replaces the entry of `data_type` in the job's `data_types`.
+async fn set_data_type(
+    client: &impl GenericClient,
+    id: &str,
+    seq: i64,
+    data_type: &str,
+    entry: &Value,
+) -> Result<(), ReadError> {
+    client
+        .execute(
+            "UPDATE read_jobs SET data_types = COALESCE((SELECT jsonb_agg( \
+                 CASE WHEN d->>'name' = $3 THEN $4::jsonb ELSE d END) \
+               FROM jsonb_array_elements(data_types) d), '[]'), version = $2 \
+             WHERE job_id = $1 AND version < $2",
+            &[&id, &seq, &data_type, entry],
+        )
+        .await?;
     Ok(())
 }
 

@@ -229,6 +229,7 @@ pub(crate) async fn apply(
             retry_of,
             group_id,
             slot,
+            data_types,
         } => {
             match slot {
                 Some(slot) => slot_handled(client, id, seq, at, slot, false).await?,
@@ -242,6 +243,7 @@ pub(crate) async fn apply(
                     trigger: trigger.as_str(),
                     retry_of: retry_of.as_deref(),
                     group_id: group_id.as_deref(),
+                    data_types: data_types.as_deref(),
                     at,
                 },
             )

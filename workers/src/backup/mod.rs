@@ -66,6 +66,9 @@ struct SyncRequested {
     trigger: JobTrigger,
     #[serde(default)]
     retry_of: Option<String>,
+    /// Only these data types (a retry of the failed ones); absent: the source's.
+    #[serde(default)]
+    data_types: Option<Vec<String>>,
 }
 
 /// Why a run failed, as recorded in JobFailed.
@@ -341,7 +344,11 @@ impl BackupWorker {
             platform_id,
             trigger: event.payload.trigger,
             retry_of: event.payload.retry_of.clone(),
-            data_types: source.data_types().to_vec(),
+            data_types: event
+                .payload
+                .data_types
+                .clone()
+                .unwrap_or_else(|| source.data_types().to_vec()),
         };
         let artifacts = self.store.job(&metadata.account_id, &source_id, &job_id);
         // The connection's lease first (see `leases`): its platform's rate budget is this process's alone.

@@ -1,19 +1,69 @@
 //! One attempt of one job: every data type in turn from the platform into storage, then the manifest, then
 //! the outcome. Credentials come from the vault; an OAuth token rejected mid-run is refreshed once.
+//!
+//! Each data type ends backed up or failed (`ResourceBackupFailed`), and one failing does not stop the
+//! others: the job ends succeeded (all backed up), partial (some of each: the manifest and the good files are
+//! kept) or failed (none backed up: nothing is kept). A failure of the connection itself (credentials
+//! rejected or unusable) fails every data type still to come at once, without asking the platform again.
+//! Failures of our own infrastructure (storage, the event store) and cancellation end the attempt as a whole.
 
 use chrono::Utc;
-use listbackup_commands::jobs::{BackedUp, Progress, Succeeded};
+use listbackup_commands::jobs::{BackedUp, NotBackedUp, Progress, Succeeded};
 use listbackup_commands::oauth::{RefreshOutcome, USE_WINDOW};
 use listbackup_commands::vault::SecretCredentials;
 use listbackup_commands::EventMetadata;
+use listbackup_domain::job::{summarise, DataTypeFailure};
 use listbackup_domain::platform::OAUTH_ACCESS_TOKEN;
 
 use super::progress::ProgressReporter;
 use super::{cancelled, reauth_failure, BackupWorker, Run, RunFailure, CANCEL_CHECK};
 use crate::connectors::{FetchError, FetchRequest, IncrementalCursor, PageCursor};
 
+/// Why one data type was not backed up: its own failure, or the connection's (`connection_wide`: every
+/// data type still to come would fail the same way, so they fail with it and the run stops asking).
+struct Unfetched {
+    failure: RunFailure,
+    connection_wide: bool,
+}
+
+impl From<FetchError> for Unfetched {
+    fn from(err: FetchError) -> Self {
+        Self {
+            connection_wide: err.is_connection_wide(),
+            failure: err.into(),
+        }
+    }
+}
+
+impl Unfetched {
+    fn connection(failure: RunFailure) -> Self {
+        Self {
+            failure,
+            connection_wide: true,
+        }
+    }
+}
+
+/// `failure` as the failure of `data_type`.
+fn failure_of(data_type: &str, failure: &RunFailure) -> DataTypeFailure {
+    DataTypeFailure {
+        data_type: data_type.to_owned(),
+        code: failure.code.to_owned(),
+        message: failure.message.clone(),
+        retryable: failure.retryable,
+    }
+}
+
+/// Failures of our own infrastructure (the event store, storage; see the `From` impls of [`RunFailure`]):
+/// they end the attempt, whatever data type was running.
+fn is_infrastructure(failure: &RunFailure) -> bool {
+    matches!(failure.code, "INTERNAL" | "STORAGE_ERROR")
+}
+
 impl BackupWorker {
-    /// Runs one attempt: every data type in turn, then the manifest, then JobSucceeded.
+    /// Runs one attempt: every data type in turn, then the manifest, then JobSucceeded or
+    /// JobPartiallySucceeded. `Err` when the attempt failed as a whole (the caller discards its files and
+    /// records JobFailed, or confirms a cancellation), which includes every data type failing.
     pub(super) async fn backup(&self, run: Run<'_>) -> Result<(), RunFailure> {
         let Run {
             metadata,
@@ -36,7 +86,8 @@ impl BackupWorker {
         }
         let mut credentials = self.credentials(metadata, connection_id).await?;
         let platform = platform_id.platform();
-        let data_types = source.data_types();
+        // The job's data types (JobStarted): the source's, or the failed ones a retry runs again.
+        let data_types = self.jobs.load(job_id).await?.0.data_types().to_vec();
         let mut manifest = artifacts.new_manifest(platform_id.as_str(), attempt, started_at);
         let mut progress = Progress {
             data_types_done: 0,
@@ -55,7 +106,22 @@ impl BackupWorker {
             attempt,
         );
         let mut last_check = tokio::time::Instant::now();
-        for data_type in data_types {
+        let mut failed: Vec<DataTypeFailure> = Vec::new();
+        // The first failure's code, which a job whose data types all failed fails with (`summarise`).
+        let mut first_code: Option<&'static str> = None;
+        // Set once the connection itself failed: every later data type fails with it, unasked.
+        let mut connection_failure: Option<Unfetched> = None;
+        for data_type in &data_types {
+            if let Some(Unfetched { failure, .. }) = &connection_failure {
+                // Not run at all: no progress boundary of its own, the one after the last data type counts it.
+                let failure = failure_of(data_type, failure);
+                self.record_failure(metadata, job_id, worker, &failure)
+                    .await?;
+                manifest.add_failure(failure.clone());
+                failed.push(failure);
+                progress.data_types_done += 1;
+                continue;
+            }
             progress.current_data_type = Some(data_type.clone());
             reporter.boundary(&progress).await?;
             // An incremental source continues from the last successful job's cursor for this data type; a
@@ -68,22 +134,20 @@ impl BackupWorker {
             let mut writer = artifacts.data_type_writer(data_type).await?;
             let mut resume: Option<PageCursor> = None;
             let mut refreshed = false;
-            let summary = 'fetch: loop {
+            // `Err`: this data type is not backed up, and why; the attempt goes on.
+            let fetched: Result<_, Unfetched> = 'fetch: loop {
                 let request =
                     FetchRequest::new(connection_id, platform, data_type, credentials.expose())
                         .since(since.clone())
                         .resume(resume.clone());
                 let mut pager = match self.connector.pages(request) {
                     Ok(pager) => pager,
-                    Err(err) => {
-                        let _ = writer.abort().await;
-                        return Err(err.into());
-                    }
+                    Err(err) => break 'fetch Err(err.into()),
                 };
                 loop {
                     let page = match pager.next_page().await {
                         Ok(Some(page)) => page,
-                        Ok(None) => break 'fetch pager.summary(),
+                        Ok(None) => break 'fetch Ok(pager.summary()),
                         Err(FetchError::Unauthorized) if !refreshed => {
                             // An OAuth token can be revoked or rotated before its expiry: one refresh, then the
                             // same fetch continues after the last page stored.
@@ -97,23 +161,20 @@ impl BackupWorker {
                                     continue 'fetch;
                                 }
                                 Ok(None) => {}
-                                Err(err) => {
+                                Err(err) if is_infrastructure(&err) => {
                                     let _ = writer.abort().await;
                                     return Err(err);
                                 }
+                                Err(err) => break 'fetch Err(Unfetched::connection(err)),
                             }
-                            let _ = writer.abort().await;
-                            return Err(FetchError::Unauthorized.into());
+                            break 'fetch Err(FetchError::Unauthorized.into());
                         }
                         Err(FetchError::Unauthorized) => {
                             // Refused again right after a refresh: only the customer can fix this.
-                            let _ = writer.abort().await;
-                            return Err(self.reauth_required(metadata, connection_id).await);
+                            let failure = self.reauth_required(metadata, connection_id).await;
+                            break 'fetch Err(Unfetched::connection(failure));
                         }
-                        Err(err) => {
-                            let _ = writer.abort().await;
-                            return Err(err.into());
-                        }
+                        Err(err) => break 'fetch Err(err.into()),
                     };
                     for record in &page.records {
                         writer.write_record(record).await?;
@@ -132,6 +193,26 @@ impl BackupWorker {
                             return Err(cancelled());
                         }
                     }
+                }
+            };
+            let summary = match fetched {
+                Ok(summary) => summary,
+                Err(unfetched) => {
+                    // Nothing of the data type is stored; its previous cursor stays the source's.
+                    let _ = writer.abort().await;
+                    let failure = failure_of(data_type, &unfetched.failure);
+                    tracing::warn!(%job_id, %data_type, code = %failure.code, message = %failure.message,
+                        connection_wide = unfetched.connection_wide, "data type not backed up");
+                    self.record_failure(metadata, job_id, worker, &failure)
+                        .await?;
+                    manifest.add_failure(failure.clone());
+                    failed.push(failure);
+                    first_code.get_or_insert(unfetched.failure.code);
+                    progress.data_types_done += 1;
+                    if unfetched.connection_wide {
+                        connection_failure = Some(unfetched);
+                    }
+                    continue;
                 }
             };
             let file = writer.finish().await?;
@@ -167,6 +248,18 @@ impl BackupWorker {
         }
         progress.current_data_type = None;
         reporter.boundary(&progress).await?;
+        if failed.len() == data_types.len() {
+            // Nothing backed up: the job fails, with its data types' failures summed up (the caller discards
+            // the attempt's files and records JobFailed).
+            let summary = summarise(&failed, data_types.len()).unwrap_or_else(|| {
+                unreachable!("a job has at least one data type, and every one failed")
+            });
+            return Err(RunFailure {
+                code: first_code.unwrap_or("PLATFORM_ERROR"),
+                message: summary.message,
+                retryable: summary.retryable,
+            });
+        }
         // The manifest is what makes the directory a backup: it is not written for a job another run has taken
         // over (its files are that run's now), and a cancellation that came in during the last data type
         // still wins over success.
@@ -183,17 +276,44 @@ impl BackupWorker {
         }
         manifest.finished_at = Utc::now();
         let (sha256, path) = artifacts.write_manifest(&manifest).await?;
+        let outcome = Succeeded {
+            manifest: path.to_string(),
+            manifest_sha256: sha256,
+            records: manifest.records,
+            bytes: manifest.bytes,
+            // Only the backed-up data types have a cursor here: a failed one keeps its previous one.
+            cursors: manifest.cursors.clone(),
+        };
+        if failed.is_empty() {
+            self.jobs.succeed(metadata, job_id, worker, outcome).await?;
+        } else {
+            tracing::warn!(%job_id, failed = failed.len(), of = data_types.len(),
+                "backup partially succeeded: some data types failed");
+            self.jobs
+                .partially_succeed(metadata, job_id, worker, outcome)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// ResourceBackupFailed for one data type of the running attempt.
+    async fn record_failure(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        worker: &str,
+        failure: &DataTypeFailure,
+    ) -> Result<(), RunFailure> {
         self.jobs
-            .succeed(
+            .record_failure(
                 metadata,
                 job_id,
                 worker,
-                Succeeded {
-                    manifest: path.to_string(),
-                    manifest_sha256: sha256,
-                    records: manifest.records,
-                    bytes: manifest.bytes,
-                    cursors: manifest.cursors.clone(),
+                NotBackedUp {
+                    data_type: failure.data_type.clone(),
+                    code: failure.code.clone(),
+                    message: failure.message.clone(),
+                    retryable: failure.retryable,
                 },
             )
             .await?;

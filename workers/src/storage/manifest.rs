@@ -1,14 +1,17 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use listbackup_domain::job::DataTypeFailure;
 use serde::{Deserialize, Serialize};
 
 use super::WrittenFile;
 
-/// Bumped when the manifest's shape changes incompatibly.
+/// Bumped when the manifest's shape changes incompatibly (not for an added optional field, such as
+/// `failedDataTypes`: readers of version 1 ignore it, and manifests without it still read).
 pub const MANIFEST_VERSION: u32 = 1;
 
-/// `manifest.json`: what a job stored, written after every data file. Its sha256 goes into `JobSucceeded`.
+/// `manifest.json`: what a job stored, written after every data file. Its sha256 goes into `JobSucceeded`
+/// (or `JobPartiallySucceeded`, whose manifest also lists the data types that failed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
@@ -23,15 +26,20 @@ pub struct Manifest {
     pub finished_at: DateTime<Utc>,
     /// Whether the files hold only what changed since the previous job's cursors (`ManifestFile::since`).
     pub incremental: bool,
-    /// One per data type, in the order written.
+    /// One per data type backed up, in the order written.
     pub files: Vec<ManifestFile>,
+    /// The job's data types that could not be backed up (a partial job), with why, in the job's order: they
+    /// have no file. Absent when every data type was backed up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_data_types: Vec<DataTypeFailure>,
     /// Per data type, where the next incremental job resumes.
     pub cursors: BTreeMap<String, serde_json::Value>,
     /// Totals over `files`.
     pub records: u64,
     pub bytes: u64,
-    /// Always true in a stored manifest: it is written only once every file is stored. Present so a reader
-    /// of the file alone can tell.
+    /// Always true in a stored manifest: it is written only once every file it lists is stored. Present so a
+    /// reader of the file alone can tell. (Whether every data type of the job is among them is
+    /// `failedDataTypes`' to say.)
     pub complete: bool,
 }
 
@@ -72,6 +80,7 @@ impl Manifest {
             finished_at: started_at,
             incremental: false,
             files: Vec::new(),
+            failed_data_types: Vec::new(),
             cursors: BTreeMap::new(),
             records: 0,
             bytes: 0,
@@ -93,7 +102,59 @@ impl Manifest {
         });
     }
 
+    /// Records a data type that could not be backed up (it has no file).
+    pub fn add_failure(&mut self, failure: DataTypeFailure) {
+        self.failed_data_types.push(failure);
+    }
+
     pub fn file(&self, name: &str) -> Option<&ManifestFile> {
         self.files.iter().find(|f| f.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+        Manifest::new("j1", "acme", "s1", "stripe", 1, at)
+    }
+
+    #[test]
+    fn a_partial_jobs_manifest_lists_the_failed_data_types() {
+        let mut manifest = manifest();
+        manifest.add_failure(DataTypeFailure {
+            data_type: "disputes".into(),
+            code: "PLATFORM_ERROR".into(),
+            message: "the platform answered 404".into(),
+            retryable: false,
+        });
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert_eq!(
+            json["failedDataTypes"],
+            json!([{"dataType": "disputes", "code": "PLATFORM_ERROR",
+                    "message": "the platform answered 404", "retryable": false}])
+        );
+        let read: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(read, manifest);
+    }
+
+    #[test]
+    fn a_manifest_without_failures_reads_and_writes_as_before() {
+        let manifest = manifest();
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert!(json.get("failedDataTypes").is_none(), "{json}");
+        // Written before failed data types were listed: still a manifest.
+        let old = json!({
+            "version": 1, "jobId": "j1", "accountId": "acme", "sourceId": "s1", "platformId": "stripe",
+            "attempt": 1, "startedAt": "2026-11-24T12:00:00Z", "finishedAt": "2026-11-24T12:00:00Z",
+            "incremental": false, "files": [], "cursors": {}, "records": 0, "bytes": 0, "complete": true
+        });
+        let read: Manifest = serde_json::from_value(old).unwrap();
+        assert_eq!(read, manifest);
     }
 }
