@@ -598,14 +598,6 @@ impl Pager<'_> {
             });
         }
         let pagination = self.spec.pagination;
-        if matches!(
-            pagination,
-            Pagination::StartingAfter | Pagination::NextAfter
-        ) && !fetched.is_empty()
-            && !self.guard.first_page(fetched.iter().map(Fetched::identity))
-        {
-            return Err(self.same_page_again(fetched));
-        }
         let next = match pagination {
             Pagination::Single => Position::Done,
             Pagination::StartingAfter => {
@@ -645,6 +637,10 @@ impl Pager<'_> {
                 return self.advance_offset(position, fetched, meta.count, overlap);
             }
         };
+        // A cursor that moves on over the records of an earlier page goes in circles just the same.
+        if !fetched.is_empty() && !self.guard.first_page(fetched.iter().map(Fetched::identity)) {
+            return Err(self.same_page_again(fetched));
+        }
         Ok(Step { next, keep: all })
     }
 
