@@ -113,6 +113,17 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+/// Where a record says when it last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeField {
+    /// A top-level field.
+    pub field: &'static str,
+    /// `(object, field)`: a field inside a top-level object, read in preference to `field` when present
+    /// (HubSpot's `properties.<property>`: exactly the value the search API filters and sorts on).
+    pub nested: Option<(&'static str, &'static str)>,
+    pub format: TimeFormat,
+}
+
 /// How a record's change time is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TimeFormat {
@@ -135,29 +146,28 @@ pub(crate) struct Fetched {
 }
 
 impl Fetched {
-    /// Reads `id`, the change time field (if any) and whether `tag_field` is present, skipping the rest.
-    pub fn read(
-        raw: Box<RawValue>,
-        time: Option<(&str, TimeFormat)>,
-        tag_field: Option<&str>,
-    ) -> Self {
+    /// Reads `id`, the change time (if asked) and whether `tag_field` is present, skipping the rest.
+    pub fn read(raw: Box<RawValue>, time: Option<TimeField>, tag_field: Option<&str>) -> Self {
         let mut seed = KeysSeed {
-            time_field: time.map(|(field, _)| field),
+            time_field: time.map(|t| t.field),
+            nested: time.and_then(|t| t.nested),
             tag_field,
             id: None,
             time: None,
+            nested_time: None,
             has_tag: false,
         };
         let mut deserializer = serde_json::Deserializer::from_str(raw.get());
         // A record that is not an object (or whose fields are oddly typed) simply has no keys.
         let _ = (&mut seed).deserialize(&mut deserializer);
-        let time = match (seed.time, time) {
-            (Some(Value::Number(n)), Some((_, TimeFormat::UnixSeconds))) => {
+        let read = |value: Option<Value>| match (value, time.map(|t| t.format)) {
+            (Some(Value::Number(n)), Some(TimeFormat::UnixSeconds)) => {
                 n.as_i64().and_then(|s| DateTime::from_timestamp(s, 0))
             }
-            (Some(Value::String(s)), Some((_, TimeFormat::Text))) => parse_time(&s),
+            (Some(Value::String(s)), Some(TimeFormat::Text)) => parse_time(&s),
             _ => None,
         };
+        let time = read(seed.nested_time).or_else(|| read(seed.time));
         Self {
             raw,
             id: seed.id,
@@ -228,9 +238,11 @@ fn compact(text: &str) -> String {
 
 struct KeysSeed<'a> {
     time_field: Option<&'a str>,
+    nested: Option<(&'a str, &'a str)>,
     tag_field: Option<&'a str>,
     id: Option<String>,
     time: Option<Value>,
+    nested_time: Option<Value>,
     has_tag: bool,
 }
 
@@ -259,6 +271,10 @@ impl<'de> Visitor<'de> for &mut KeysSeed<'_> {
                 };
             } else if Some(key.as_ref()) == self.time_field {
                 self.time = Some(map.next_value()?);
+            } else if let Some((_, field)) =
+                self.nested.filter(|(object, _)| *object == key.as_ref())
+            {
+                self.nested_time = map.next_value_seed(FieldSeed(field))?;
             } else {
                 if Some(key.as_ref()) == self.tag_field {
                     self.has_tag = true;
@@ -267,6 +283,69 @@ impl<'de> Visitor<'de> for &mut KeysSeed<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The value of one field of an object (`None` if absent, or if the value is not an object).
+struct FieldSeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<Value>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+        let mut found = None;
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            if key == self.0 {
+                found = Some(map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Value>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Value>, E> {
+        Ok(None)
     }
 }
 
@@ -325,14 +404,22 @@ mod tests {
             raw(
                 r#"{"object":"event","data":{"id":"inner","created":1},"id":"evt_1","created":1704067205}"#,
             ),
-            Some(("created", TimeFormat::UnixSeconds)),
+            Some(TimeField {
+                field: "created",
+                nested: None,
+                format: TimeFormat::UnixSeconds,
+            }),
             None,
         );
         assert_eq!(stripe.id.as_deref(), Some("evt_1"));
         assert_eq!(stripe.time, DateTime::from_timestamp(1_704_067_205, 0));
         let keap = Fetched::read(
             raw(r#"{"id":42,"last_updated":"2024-01-02T03:04:05.123+0000"}"#),
-            Some(("last_updated", TimeFormat::Text)),
+            Some(TimeField {
+                field: "last_updated",
+                nested: None,
+                format: TimeFormat::Text,
+            }),
             None,
         );
         assert_eq!(keap.id.as_deref(), Some("42"));
@@ -342,6 +429,42 @@ mod tests {
                 .ok()
                 .map(|t| t.with_timezone(&Utc))
         );
+        let hubspot = TimeField {
+            field: "updatedAt",
+            nested: Some(("properties", "lastmodifieddate")),
+            format: TimeFormat::Text,
+        };
+        let contact = Fetched::read(
+            raw(
+                r#"{"id":"7","properties":{"email":"a@b","lastmodifieddate":"2024-01-02T03:04:05.123Z"},
+                "updatedAt":"2024-01-02T03:04:05.200Z"}"#,
+            ),
+            Some(hubspot),
+            None,
+        );
+        // The property the search API filters on wins over `updatedAt`.
+        assert_eq!(
+            contact.time.map(|t| t.timestamp_millis()),
+            Some(1_704_164_645_123)
+        );
+        let without = Fetched::read(
+            raw(
+                r#"{"id":"8","properties":{"email":"a@b"},"updatedAt":"2024-01-02T03:04:05.200Z"}"#,
+            ),
+            Some(hubspot),
+            None,
+        );
+        assert_eq!(
+            without.time.map(|t| t.timestamp_millis()),
+            Some(1_704_164_645_200)
+        );
+        let odd_properties = Fetched::read(
+            raw(r#"{"id":"9","properties":[1,{"x":2}],"updatedAt":"2024-01-02T03:04:05.200Z"}"#),
+            Some(hubspot),
+            None,
+        );
+        assert_eq!(odd_properties.id.as_deref(), Some("9"));
+        assert!(odd_properties.time.is_some());
         let odd = Fetched::read(raw(r#"[1,2]"#), None, None);
         assert_eq!((odd.id, odd.time), (None, None));
         assert_eq!(

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::body::TimeFormat;
+use super::body::{TimeField, TimeFormat};
 
 /// How a list endpoint pages. Every strategy ends: a cursor, id or page that comes back a second time, or
 /// far more pages than the list announced, fails the data type (see `paging::LoopGuard`).
@@ -42,7 +42,7 @@ pub enum Incremental {
     /// HubSpot CRM objects: `POST <path>/search` filtering `<property> GTE <epoch ms>` sorted ascending by
     /// it, each request starting at the newest change of the page before (keyset paging, so the search API's
     /// 10,000-result cap never applies), and records sharing one instant paged by `hs_object_id` (see
-    /// `search`); the record's `updatedAt` (the same instant as the property).
+    /// `search`); the record's `properties.<property>`, or its `updatedAt` (the same instant) without it.
     HubSpotSearch { property: &'static str },
     /// Keap: `since=<ISO 8601>` filters on the last update; the record's `last_updated`.
     KeapSince,
@@ -82,12 +82,22 @@ impl Incremental {
         }
     }
 
-    /// The record field holding the change time, and how it is written.
-    pub(crate) fn record_field(&self) -> (&'static str, TimeFormat) {
-        match self {
-            Incremental::StripeCreated => ("created", TimeFormat::UnixSeconds),
-            Incremental::HubSpotSearch { .. } => ("updatedAt", TimeFormat::Text),
-            Incremental::KeapSince => ("last_updated", TimeFormat::Text),
+    /// Where a record holds its change time, and how it is written.
+    pub(crate) fn record_field(&self) -> TimeField {
+        let (field, nested, format) = match self {
+            Incremental::StripeCreated => ("created", None, TimeFormat::UnixSeconds),
+            // The property itself where the answer has it: the value the search filters and sorts on.
+            Incremental::HubSpotSearch { property } => (
+                "updatedAt",
+                Some(("properties", *property)),
+                TimeFormat::Text,
+            ),
+            Incremental::KeapSince => ("last_updated", None, TimeFormat::Text),
+        };
+        TimeField {
+            field,
+            nested,
+            format,
         }
     }
 }
