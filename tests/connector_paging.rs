@@ -300,6 +300,29 @@ async fn stripe_an_event_visible_late_is_in_the_next_incremental_backup() {
 }
 
 #[tokio::test]
+async fn a_cursor_written_before_the_lookback_window_still_works() {
+    // Cursors stored by earlier versions hold `{field, since, seenIds}` only. The run after the upgrade
+    // fetches the window's records again (it cannot tell they are held): duplicates, never a loss.
+    let fx = fixture().await;
+    fx.api.seed("stripe", "events", 300);
+    let (_, summary) = drain_ok(&fx, "stripe", "events", None).await;
+    let mut old = serde_json::to_value(summary.next_cursor.unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("recent");
+    let old: IncrementalCursor = serde_json::from_value(old).unwrap();
+    let held_at_since = old.seen_ids.len();
+
+    fx.api.append("stripe", "events", 7);
+    let (second, summary) = drain_ok(&fx, "stripe", "events", Some(old)).await;
+    let listing = fx.api.listing_ids("stripe", "events");
+    assert_eq!(second[..7], listing[..7], "the new events first");
+    // Everything in the window except what the old cursor named.
+    assert_eq!(second.len(), 307 - held_at_since);
+    // The next cursor is a full one again: the run after holds everything.
+    let (third, _) = drain_ok(&fx, "stripe", "events", summary.next_cursor).await;
+    assert!(third.is_empty(), "{third:?}");
+}
+
+#[tokio::test]
 async fn hubspot_a_record_changed_again_inside_the_window_is_fetched_again() {
     // The cursor remembers (id, change time): a record it holds, changed again, is a new version.
     let fx = fixture().await;

@@ -572,10 +572,11 @@ impl Pager<'_> {
     /// would never end.
     fn advance(&mut self, fetched: &[Fetched], meta: ListMeta) -> Result<Step, FetchError> {
         let name = self.platform.name;
-        let all = vec![true; fetched.len()];
         let position = std::mem::replace(&mut self.state.position, Position::Done);
         if let Position::Search(search) = &position {
             let property = self.spec.incremental.map_or("", |inc| inc.filter.field());
+            // The query just answered counts as asked (the first one included).
+            self.guard.first_cursor(&search.key());
             let step = search
                 .advance(fetched, meta.next_after.is_some())
                 .map_err(|reason| FetchError::InvalidResponse(format!("{name}: {reason}")))?;
@@ -641,7 +642,10 @@ impl Pager<'_> {
         if !fetched.is_empty() && !self.guard.first_page(fetched.iter().map(Fetched::identity)) {
             return Err(self.same_page_again(fetched));
         }
-        Ok(Step { next, keep: all })
+        Ok(Step {
+            next,
+            keep: vec![true; fetched.len()],
+        })
     }
 
     /// [`OffsetWithOverlap`]: places the page after the previous one, or steps back to find its place.
