@@ -11,18 +11,29 @@
 //! URL to put in `LISTBACKUP_PLATFORM_<ID>_API_URL`. The behaviour is written from the platforms'
 //! documentation, not from ListBackup's connector tables, so a mistake in those fails the tests:
 //!
-//! - **Stripe**: `Authorization: Bearer sk_…` (or Basic with the key as user). Lists are newest first,
+//! - **Stripe**: `Authorization: Bearer sk_…` (or Basic with the key as user). Lists are newest first by
+//!   `created` (a record made visible late with [`PlatformApi::reveal`] takes its place by `created`),
 //!   `limit` 1–100 (default 10), `starting_after`/`ending_before`, `created[gt|gte|lt|lte]`; the body is
 //!   `{"object":"list","data":[…],"has_more":…,"url":…}`; an unknown parameter is a 400 `parameter_unknown`;
 //!   subscriptions hide cancelled ones unless `status=all`.
 //! - **HubSpot**: `Authorization: Bearer <private app or OAuth token>`. `GET /crm/v3/objects/<type>` in id
 //!   order, `limit` ≤ 100, `after`, `{"results":[…],"paging":{"next":{"after":…,"link":…}}}`;
-//!   `POST /crm/v3/objects/<type>/search` with a `GTE` filter on `lastmodifieddate` (contacts) or
-//!   `hs_lastmodifieddate` (everything else), ascending sort, `limit` ≤ 200 and no paging past 10,000 results;
+//!   `POST /crm/v3/objects/<type>/search` as the CRM search guide documents it: at most five `filterGroups`
+//!   (ORed) of at most six `filters` (ANDed), 18 in all; operators `EQ NEQ LT LTE GT GTE` on
+//!   `lastmodifieddate` (contacts) or `hs_lastmodifieddate` (everything else), `createdate` and
+//!   `hs_object_id`, values as strings (dates in epoch milliseconds); "Only one sorting rule can be applied to
+//!   any search" (records tied on the sort come back in no particular order; no sort: oldest created
+//!   first); `limit` ≤ 200; `after` an integer, and no paging past 10,000 results (a 400);
 //!   `GET /crm/v3/owners`, `GET /crm/v3/pipelines/{deals,tickets}`.
 //! - **Keap** REST v1: `X-Keap-API-Key` or an OAuth `Bearer` token. `GET /<type>?limit=&offset=` with
 //!   `limit` ≤ 1000, `{"<type>":[…],"count":total,"next":url,"previous":url}` — `next` is present even past the
 //!   end, as Keap does; contacts take `since`/`until` on their last update.
+//!
+//! Misbehaviour on demand, each the way real platforms misbehave: errors and 429s with `Retry-After` in
+//! any of its forms ([`RetryAfter`]), a 200 whose body is cut off ([`PlatformApi::truncate_nth`]),
+//! pretty-printed bodies ([`PlatformApi::pretty`]), paging that goes in circles or never ends
+//! ([`PagingFault`]), records deleted or made visible late ([`PlatformApi::delete`], [`PlatformApi::hide`],
+//! [`PlatformApi::reveal`]), many records changed at one instant ([`PlatformApi::touch_together`]).
 //!
 //! Include it with `#[path = "support/platform_api.rs"] mod platform_api;` (or through `support`).
 #![allow(dead_code)]
@@ -56,8 +67,8 @@ struct Dataset {
     segments: Vec<(u64, i64)>,
     count: u64,
     touched: BTreeMap<u64, i64>,
-    /// The touched records by `(change time, index)`.
-    by_time: BTreeSet<(i64, u64)>,
+    /// Records in no listing, search or count: deleted, or not visible yet.
+    hidden: BTreeSet<u64>,
 }
 
 impl Dataset {
@@ -88,7 +99,7 @@ impl Dataset {
         lo
     }
 
-    /// Indices changed at or after `ms`, in index order.
+    /// Indices changed at or after `ms`, in index order (hidden ones too).
     fn changed_since_by_index(&self, ms: i64) -> impl Iterator<Item = u64> + '_ {
         let first = self.first_created_at_or_after(ms);
         let untouched = (first..self.count).filter(|i| !self.touched.contains_key(i));
@@ -100,12 +111,26 @@ impl Dataset {
         merge_by(untouched, touched, |i| *i)
     }
 
-    /// Indices changed at or after `ms`, by `(change time, index)`.
-    fn changed_since_by_time(&self, ms: i64) -> impl Iterator<Item = u64> + '_ {
-        let first = self.first_created_at_or_after(ms);
-        let untouched = (first..self.count).filter(|i| !self.touched.contains_key(i));
-        let touched = self.by_time.range((ms, 0)..).map(|(_, i)| *i);
-        merge_by(untouched, touched, |i| (self.updated_ms(*i), *i))
+    fn visible(&self, index: u64) -> bool {
+        !self.hidden.contains(&index)
+    }
+
+    /// Visible records.
+    fn visible_count(&self) -> u64 {
+        self.count - self.hidden.range(..self.count).count() as u64
+    }
+
+    /// The index of the visible record at `position` (0-based) among the visible ones, in index order.
+    fn nth_visible(&self, position: u64) -> u64 {
+        let mut index = position;
+        for hidden in &self.hidden {
+            if *hidden <= index {
+                index += 1;
+            } else {
+                break;
+            }
+        }
+        index
     }
 }
 
@@ -124,16 +149,69 @@ fn merge_by<T, K: Ord>(
     })
 }
 
+/// A `Retry-After` value in each form RFC 9110 §10.2.3 allows, and the decimal some platforms send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryAfter {
+    /// `Retry-After: 1`.
+    Seconds(u64),
+    /// `Retry-After: 0.75` or `2.0`, as Shopify sends it.
+    Decimal(f64),
+    /// `Retry-After: <HTTP-date>` this long after the answer is sent (whole seconds: the date has no more).
+    DateIn(std::time::Duration),
+}
+
+impl RetryAfter {
+    fn header_value(&self) -> String {
+        match self {
+            RetryAfter::Seconds(secs) => secs.to_string(),
+            // `{:?}` always writes a fraction: `2.0`, `0.75`.
+            RetryAfter::Decimal(secs) => format!("{secs:?}"),
+            RetryAfter::DateIn(wait) => {
+                actix_web::http::header::HttpDate::from(std::time::SystemTime::now() + *wait)
+                    .to_string()
+            }
+        }
+    }
+}
+
+/// Paging that never ends, as a platform with a bug (or a proxy caching the wrong thing) answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagingFault {
+    /// The cursor is ignored (`starting_after`, `after`, `offset`): every request answers the first page,
+    /// with the same continuation (HubSpot: `paging.next.after` always the same).
+    IgnoresCursor,
+    /// The continuation moves on (HubSpot's `after` grows) but every page holds the first page's records.
+    RepeatsRecords,
+    /// Keap: past its announced `count`, every page is full of records that were never counted.
+    Endless,
+}
+
+/// A change made to a 200 answer on its way out.
+enum Reshape {
+    /// The first half of the body only, with a matching `Content-Length`.
+    Truncate,
+    /// The same JSON, pretty-printed.
+    Pretty,
+}
+
 #[derive(Default)]
 struct State {
     /// Accepted secrets (API keys, private app tokens, OAuth access tokens) per platform.
     accepted: HashMap<String, HashSet<String>>,
     datasets: HashMap<(String, String), Dataset>,
     clock_ms: i64,
-    /// The next `n` requests answer this status.
-    failing: Option<(usize, u16)>,
-    /// The next `n` requests answer 429 with `Retry-After: secs`.
-    rate_limited: Option<(usize, u64)>,
+    /// The next `n` requests answer this status (with this `Retry-After`).
+    failing: Option<(usize, u16, Option<RetryAfter>)>,
+    /// The next `n` requests answer 429 with this `Retry-After`.
+    rate_limited: Option<(usize, RetryAfter)>,
+    /// Per path: the request (counting down to 1) whose 200 body is cut in half.
+    truncate: HashMap<String, usize>,
+    /// Paths whose every 200 body is cut in half.
+    truncate_always: HashSet<String>,
+    /// Paths whose 200 bodies are pretty-printed (records spanning lines).
+    pretty: HashSet<String>,
+    /// Paths whose paging misbehaves.
+    paging_faults: HashMap<String, PagingFault>,
     hits: HashMap<String, usize>,
     last_query: HashMap<String, String>,
     /// `Some(n)`: `n` more requests are answered, then every request waits until [`PlatformApi::release`].
@@ -253,12 +331,52 @@ impl PlatformApi {
         for index in indices {
             assert!(index < dataset.count, "touch: no record {index}");
             clock += 1;
-            if let Some(old) = dataset.touched.insert(index, clock) {
-                dataset.by_time.remove(&(old, index));
-            }
-            dataset.by_time.insert((clock, index));
+            dataset.touched.insert(index, clock);
         }
         state.clock_ms = clock + STEP_MS;
+    }
+
+    /// Modifies these records all at one instant (a bulk update or an import): they share one update time,
+    /// after everything else.
+    pub fn touch_together(
+        &self,
+        platform: &str,
+        data_type: &str,
+        indices: impl IntoIterator<Item = u64>,
+    ) {
+        let mut state = self.state();
+        let now = state.clock_ms + 1;
+        let dataset = state.dataset(platform, data_type);
+        for index in indices {
+            assert!(index < dataset.count, "touch_together: no record {index}");
+            dataset.touched.insert(index, now);
+        }
+        state.clock_ms = now + STEP_MS;
+    }
+
+    /// Deletes these records: from now on they are in no listing, search or count (ids are not reused).
+    pub fn delete(&self, platform: &str, data_type: &str, indices: impl IntoIterator<Item = u64>) {
+        self.hide(platform, data_type, indices);
+    }
+
+    /// Hides these records until [`PlatformApi::reveal`]: created (with their creation time) but not visible
+    /// yet, as a platform whose lists show a record some time after its `created` time.
+    pub fn hide(&self, platform: &str, data_type: &str, indices: impl IntoIterator<Item = u64>) {
+        let mut state = self.state();
+        let dataset = state.dataset(platform, data_type);
+        for index in indices {
+            assert!(index < dataset.count, "hide: no record {index}");
+            dataset.hidden.insert(index);
+        }
+    }
+
+    /// Makes hidden records visible, in their place by creation time (a late arrival).
+    pub fn reveal(&self, platform: &str, data_type: &str, indices: impl IntoIterator<Item = u64>) {
+        let mut state = self.state();
+        let dataset = state.dataset(platform, data_type);
+        for index in indices {
+            dataset.hidden.remove(&index);
+        }
     }
 
     /// How many records the data set holds.
@@ -275,7 +393,9 @@ impl PlatformApi {
     pub fn listing_ids(&self, platform: &str, data_type: &str) -> Vec<String> {
         let mut state = self.state();
         let dataset = state.dataset(platform, data_type);
-        let visible = |i: &u64| platform != "stripe" || stripe_visible(data_type, *i, true);
+        let visible = |i: &u64| {
+            dataset.visible(*i) && (platform != "stripe" || stripe_visible(data_type, *i, true))
+        };
         let ids = (0..dataset.count).filter(visible);
         if platform == "stripe" {
             ids.rev()
@@ -288,12 +408,45 @@ impl PlatformApi {
 
     /// The next `n` requests (to any path) answer `status` with the platform's error body.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.state().failing = Some((n, status));
+        self.state().failing = Some((n, status, None));
+    }
+
+    /// The next `n` requests (to any path) answer `status` (a 503, say) with the platform's error body and
+    /// this `Retry-After`.
+    pub fn fail_next_with(&self, n: usize, status: u16, retry_after: RetryAfter) {
+        self.state().failing = Some((n, status, Some(retry_after)));
     }
 
     /// The next `n` requests (to any path) answer 429 with `Retry-After: <retry_after_secs>`.
     pub fn rate_limit_next(&self, n: usize, retry_after_secs: u64) {
-        self.state().rate_limited = Some((n, retry_after_secs));
+        self.rate_limit_next_with(n, RetryAfter::Seconds(retry_after_secs));
+    }
+
+    /// The next `n` requests (to any path) answer 429 with this `Retry-After`.
+    pub fn rate_limit_next_with(&self, n: usize, retry_after: RetryAfter) {
+        self.state().rate_limited = Some((n, retry_after));
+    }
+
+    /// The `n`th request from now to `path` (1 = the next) answers its 200 with only the first half of its
+    /// body (and a `Content-Length` that matches, so the HTTP message itself is complete).
+    pub fn truncate_nth(&self, path: &str, n: usize) {
+        assert!(n >= 1);
+        self.state().truncate.insert(path.to_owned(), n);
+    }
+
+    /// Every later 200 on `path` answers only the first half of its body.
+    pub fn truncate_every(&self, path: &str) {
+        self.state().truncate_always.insert(path.to_owned());
+    }
+
+    /// Every later 200 on `path` is pretty-printed: each record spans several lines.
+    pub fn pretty(&self, path: &str) {
+        self.state().pretty.insert(path.to_owned());
+    }
+
+    /// Paging on `path` misbehaves from now on.
+    pub fn paging_fault(&self, path: &str, fault: PagingFault) {
+        self.state().paging_faults.insert(path.to_owned(), fault);
     }
 
     /// Lets the next `n` requests (to any path) through, then holds every later one unanswered until
@@ -383,6 +536,32 @@ async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let (response, reshape) = answer(&req, &body, &state);
+    match reshape {
+        Some(reshape) if response.status() == StatusCode::OK => reshaped(response, reshape).await,
+        _ => response,
+    }
+}
+
+/// Applies a [`Reshape`] to a 200 answer.
+async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpResponse {
+    let status = response.status();
+    let Ok(body) = actix_web::body::to_bytes(response.into_body()).await else {
+        return HttpResponse::InternalServerError().finish();
+    };
+    let body: Vec<u8> = match reshape {
+        Reshape::Truncate => body[..body.len() / 2].to_vec(),
+        Reshape::Pretty => match serde_json::from_slice::<Value>(&body) {
+            Ok(json) => serde_json::to_vec_pretty(&json).unwrap(),
+            Err(_) => body.to_vec(),
+        },
+    };
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+fn answer(req: &HttpRequest, body: &[u8], state: &Mutex<State>) -> (HttpResponse, Option<Reshape>) {
     let path = req.path().to_owned();
     let (platform, rest) = match path.split_once('/').map(|(_, p)| p) {
         Some(p) => match p.split_once('/') {
@@ -401,80 +580,121 @@ async fn handle(
     state
         .last_query
         .insert(path.clone(), req.query_string().to_owned());
-    if let Some((n, secs)) = state.rate_limited.take() {
+    let reshape = match state.truncate.get_mut(&path) {
+        Some(n) if *n > 1 => {
+            *n -= 1;
+            None
+        }
+        Some(_) => {
+            state.truncate.remove(&path);
+            Some(Reshape::Truncate)
+        }
+        None => None,
+    }
+    .or_else(|| {
+        state
+            .truncate_always
+            .contains(&path)
+            .then_some(Reshape::Truncate)
+    })
+    .or_else(|| state.pretty.contains(&path).then_some(Reshape::Pretty));
+    if let Some((n, retry_after)) = state.rate_limited.take() {
         if n > 1 {
-            state.rate_limited = Some((n - 1, secs));
+            state.rate_limited = Some((n - 1, retry_after));
         }
         if n > 0 {
-            return rate_limited(&platform, secs);
+            return (rate_limited(&platform, retry_after), None);
         }
     }
     if let Some(status) = state.failing_paths.get(&path).copied() {
-        return platform_error(&platform, StatusCode::from_u16(status).unwrap());
+        let error = platform_error(&platform, StatusCode::from_u16(status).unwrap(), None);
+        return (error, None);
     }
-    if let Some((n, status)) = state.failing.take() {
+    if let Some((n, status, retry_after)) = state.failing.take() {
         if n > 1 {
-            state.failing = Some((n - 1, status));
+            state.failing = Some((n - 1, status, retry_after));
         }
         if n > 0 {
-            return platform_error(&platform, StatusCode::from_u16(status).unwrap());
+            let status = StatusCode::from_u16(status).unwrap();
+            return (platform_error(&platform, status, retry_after), None);
         }
     }
+    let fault = state.paging_faults.get(&path).copied();
     let accepted = state.accepted.get(&platform).cloned().unwrap_or_default();
     let query: Query = match web::Query::<Query>::from_query(req.query_string()) {
         Ok(q) => q.into_inner(),
-        Err(_) => return platform_error(&platform, StatusCode::BAD_REQUEST),
+        Err(_) => {
+            return (
+                platform_error(&platform, StatusCode::BAD_REQUEST, None),
+                None,
+            )
+        }
     };
     let base = format!(
         "{}://{}/{platform}",
         req.connection_info().scheme(),
         req.connection_info().host()
     );
-    match platform.as_str() {
+    let response = match platform.as_str() {
         "stripe" => {
-            if let Err(denied) = stripe_auth(&req, &accepted) {
-                return denied;
+            if let Err(denied) = stripe_auth(req, &accepted) {
+                return (denied, None);
             }
             let Some(data_type) = rest.strip_prefix("/v1/").filter(|t| !t.contains('/')) else {
-                return stripe_not_found(&rest);
+                return (stripe_not_found(&rest), None);
             };
             // The account endpoint the connection test calls (`GET /v1/account`).
             if data_type == "account" && req.method() == Method::GET {
-                return HttpResponse::Ok().json(json!({
+                return (
+                    HttpResponse::Ok().json(json!({
                     "id": "acct_1EmulatedAcct01", "object": "account", "email": "owner@example.com",
-                    "charges_enabled": true, "country": "US", "default_currency": "usd"}));
+                    "charges_enabled": true, "country": "US", "default_currency": "usd"})),
+                    None,
+                );
             }
             if req.method() != Method::GET || !STRIPE_PREFIXES.iter().any(|(t, _)| *t == data_type)
             {
-                return stripe_not_found(&rest);
+                return (stripe_not_found(&rest), None);
             }
-            stripe_list(state.dataset("stripe", data_type), data_type, &query)
+            stripe_list(state.dataset("stripe", data_type), data_type, &query, fault)
         }
         "hubspot" => {
-            if let Err(denied) = hubspot_auth(&req, &accepted) {
-                return denied;
+            if let Err(denied) = hubspot_auth(req, &accepted) {
+                return (denied, None);
             }
-            hubspot(&mut state, &req, &rest, &query, &body, &base)
+            hubspot(&mut state, req, &rest, &query, body, &base, fault)
         }
         "keap" => {
-            if let Err(denied) = keap_auth(&req, &accepted) {
-                return denied;
+            if let Err(denied) = keap_auth(req, &accepted) {
+                return (denied, None);
             }
             let Some(data_type) = rest
                 .strip_prefix("/crm/rest/v1/")
                 .filter(|t| KEAP_TYPES.contains(t))
             else {
-                return HttpResponse::NotFound().json(json!({"message": "Not Found"}));
+                return (
+                    HttpResponse::NotFound().json(json!({"message": "Not Found"})),
+                    None,
+                );
             };
             if req.method() != Method::GET {
-                return HttpResponse::MethodNotAllowed()
-                    .json(json!({"message": "Method Not Allowed"}));
+                return (
+                    HttpResponse::MethodNotAllowed().json(json!({"message": "Method Not Allowed"})),
+                    None,
+                );
             }
             let data_type = data_type.to_owned();
-            keap_list(state.dataset("keap", &data_type), &data_type, &query, &base)
+            keap_list(
+                state.dataset("keap", &data_type),
+                &data_type,
+                &query,
+                &base,
+                fault,
+            )
         }
         _ => HttpResponse::NotFound().json(json!({"error": "not found", "path": path})),
-    }
+    };
+    (response, reshape)
 }
 
 /// Holds the request while [`PlatformApi::hold_after`] says so (counted in `held` meanwhile, also if the
@@ -528,7 +748,7 @@ fn iso_ms(ms: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn rate_limited(platform: &str, secs: u64) -> HttpResponse {
+fn rate_limited(platform: &str, retry_after: RetryAfter) -> HttpResponse {
     let body = match platform {
         "stripe" => json!({"error": {"code": "rate_limit", "type": "invalid_request_error",
             "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}}),
@@ -539,12 +759,16 @@ fn rate_limited(platform: &str, secs: u64) -> HttpResponse {
             "detail": {"errorcode": "policies.ratelimit.QuotaViolation"}}}),
     };
     HttpResponse::TooManyRequests()
-        .insert_header(("Retry-After", secs.to_string()))
+        .insert_header(("Retry-After", retry_after.header_value()))
         .json(body)
 }
 
 /// The platform's error body for a status `fail_next` asked for.
-fn platform_error(platform: &str, status: StatusCode) -> HttpResponse {
+fn platform_error(
+    platform: &str,
+    status: StatusCode,
+    retry_after: Option<RetryAfter>,
+) -> HttpResponse {
     let message = status.canonical_reason().unwrap_or("Error");
     let body = match platform {
         "stripe" => {
@@ -563,7 +787,11 @@ fn platform_error(platform: &str, status: StatusCode) -> HttpResponse {
             "detail": {"errorcode": "messaging.adaptors.http.flow.ServiceUnavailable"}}}),
         _ => json!({"message": message}),
     };
-    HttpResponse::build(status).json(body)
+    let mut response = HttpResponse::build(status);
+    if let Some(retry_after) = retry_after {
+        response.insert_header(("Retry-After", retry_after.header_value()));
+    }
+    response.json(body)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -639,7 +867,12 @@ fn stripe_visible(data_type: &str, index: u64, all: bool) -> bool {
     data_type != "subscriptions" || all || index % 10 != 9
 }
 
-fn stripe_list(dataset: &Dataset, data_type: &str, query: &Query) -> HttpResponse {
+fn stripe_list(
+    dataset: &Dataset,
+    data_type: &str,
+    query: &Query,
+    fault: Option<PagingFault>,
+) -> HttpResponse {
     let allowed_extra: &[&str] = match data_type {
         "subscriptions" => &["status", "customer", "price"],
         "customers" => &["email"],
@@ -702,8 +935,10 @@ fn stripe_list(dataset: &Dataset, data_type: &str, query: &Query) -> HttpRespons
         dataset.first_created_at_or_after((created_to + 1).saturating_mul(1000))
     };
     let mut below = hi; // newest first: the page starts below this index
+                        // A list with a paging fault answers its first page whatever the cursor.
+    let starting_after = starting_after.filter(|_| fault.is_none());
     if let Some(id) = starting_after {
-        match stripe_index(data_type, &id).filter(|i| *i < dataset.count) {
+        match stripe_index(data_type, &id).filter(|i| *i < dataset.count && dataset.visible(*i)) {
             Some(index) => below = below.min(index),
             None => {
                 let object = data_type.trim_end_matches('s').replace('_', " ");
@@ -715,7 +950,7 @@ fn stripe_list(dataset: &Dataset, data_type: &str, query: &Query) -> HttpRespons
     }
     let mut indices = (lo..below.max(lo))
         .rev()
-        .filter(|i| stripe_visible(data_type, *i, all));
+        .filter(|i| dataset.visible(*i) && stripe_visible(data_type, *i, all));
     let page: Vec<u64> = indices.by_ref().take(limit as usize).collect();
     let has_more = indices.next().is_some();
     let data: Vec<Value> = page
@@ -843,6 +1078,7 @@ fn hubspot(
     query: &Query,
     body: &[u8],
     base: &str,
+    fault: Option<PagingFault>,
 ) -> HttpResponse {
     let not_found = || HttpResponse::NotFound().finish();
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
@@ -854,25 +1090,41 @@ fn hubspot(
                 Err(denied) => return denied,
             };
             // `after` is the id the page starts at.
-            let start = match param(query, "after").map(str::parse::<u64>) {
-                None => 0,
-                Some(Ok(id)) => id.saturating_sub(1),
+            let after = match param(query, "after").map(str::parse::<u64>) {
+                None => None,
+                Some(Ok(id)) => Some(id),
                 Some(Err(_)) => {
                     return hubspot_invalid("Invalid input JSON on line 1: after".into())
                 }
             };
+            let start = match fault {
+                // Both faults answer the first page's records.
+                Some(_) => 0,
+                None => after.map_or(0, |id| id.saturating_sub(1)),
+            };
             let dataset = state.dataset("hubspot", object);
-            let end = (start + limit).min(dataset.count);
-            let results: Vec<Value> = (start..end)
-                .map(|i| hubspot_record(dataset, object, i))
+            let mut indices = (start..dataset.count).filter(|i| dataset.visible(*i));
+            let page: Vec<u64> = indices.by_ref().take(limit as usize).collect();
+            let more = indices.next().is_some();
+            let results: Vec<Value> = page
+                .iter()
+                .map(|i| hubspot_record(dataset, object, *i))
                 .collect();
-            let mut page = json!({"results": results});
-            if end < dataset.count {
-                let after = (end + 1).to_string();
-                page["paging"] = json!({"next": {"after": after,
+            let mut body = json!({"results": results});
+            let next = match fault {
+                // The continuation moves on, the records do not.
+                Some(PagingFault::RepeatsRecords) => {
+                    let from = after.unwrap_or(1);
+                    (from + limit <= dataset.count).then(|| from + limit)
+                }
+                _ => page.last().filter(|_| more).map(|last| last + 2),
+            };
+            if let Some(after) = next {
+                let after = after.to_string();
+                body["paging"] = json!({"next": {"after": after,
                     "link": format!("{base}/crm/v3/objects/{object}?limit={limit}&after={after}")}});
             }
-            HttpResponse::Ok().json(page)
+            HttpResponse::Ok().json(body)
         }
         ["crm", "v3", "objects", object, "search"]
             if req.method() == Method::POST && HUBSPOT_OBJECTS.contains(object) =>
@@ -965,67 +1217,202 @@ fn hubspot_record(dataset: &Dataset, object: &str, index: u64) -> Value {
     json!({"id": id, "properties": properties, "createdAt": created, "updatedAt": updated, "archived": false})
 }
 
+/// One search filter the emulation evaluates: a property compared with a number.
+struct SearchFilter {
+    property: SearchProperty,
+    operator: String,
+    value: i64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SearchProperty {
+    /// `lastmodifieddate` / `hs_lastmodifieddate`, epoch milliseconds.
+    Modified,
+    /// `createdate`, epoch milliseconds.
+    Created,
+    /// `hs_object_id`.
+    Id,
+}
+
+impl SearchProperty {
+    fn parse(name: &str, object: &str) -> Option<Self> {
+        match name {
+            "hs_object_id" => Some(SearchProperty::Id),
+            "createdate" => Some(SearchProperty::Created),
+            name if name == hubspot_modified_property(object) => Some(SearchProperty::Modified),
+            _ => None,
+        }
+    }
+
+    fn of(&self, dataset: &Dataset, index: u64) -> i64 {
+        match self {
+            SearchProperty::Modified => dataset.updated_ms(index),
+            SearchProperty::Created => dataset.created_ms(index),
+            SearchProperty::Id => index as i64 + 1,
+        }
+    }
+}
+
+impl SearchFilter {
+    fn matches(&self, dataset: &Dataset, index: u64) -> bool {
+        let actual = self.property.of(dataset, index);
+        match self.operator.as_str() {
+            "EQ" => actual == self.value,
+            "NEQ" => actual != self.value,
+            "LT" => actual < self.value,
+            "LTE" => actual <= self.value,
+            "GT" => actual > self.value,
+            _ => actual >= self.value,
+        }
+    }
+}
+
+/// Records tied on the sort property come back in an order of HubSpot's choosing: here, a fixed shuffle of
+/// the ids, so that a client cannot rely on ties arriving by id.
+fn tie_order(index: u64) -> u64 {
+    index.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+}
+
 fn hubspot_search(dataset: &Dataset, object: &str, body: &[u8]) -> HttpResponse {
     let Ok(request) = serde_json::from_slice::<Value>(body) else {
         return hubspot_invalid("Invalid input JSON on line 1".into());
     };
-    let property = hubspot_modified_property(object);
-    let filters = request
-        .pointer("/filterGroups/0/filters")
-        .and_then(Value::as_array);
-    let since = match filters.map(Vec::as_slice) {
-        None | Some([]) => i64::MIN,
-        Some([filter]) => {
-            let name = filter["propertyName"].as_str().unwrap_or_default();
-            if name != property {
-                return hubspot_invalid(format!(
-                    "This emulation only filters {object} on {property}, not `{name}`"
-                ));
-            }
-            let value = filter["value"].as_str().and_then(|v| v.parse::<i64>().ok());
-            match (filter["operator"].as_str(), value) {
-                (Some("GTE"), Some(ms)) => ms,
-                (Some("GT"), Some(ms)) => ms + 1,
-                _ => return hubspot_invalid("Unsupported filter operator or value".into()),
-            }
+    // Filters: at most five groups (ORed) of at most six filters (ANDed), 18 in all.
+    let groups = match &request["filterGroups"] {
+        Value::Null => vec![],
+        Value::Array(groups) => groups.clone(),
+        _ => return hubspot_invalid("filterGroups must be a list".into()),
+    };
+    if groups.len() > 5 {
+        return hubspot_invalid("Too many filter groups: at most 5 are allowed".into());
+    }
+    let mut parsed: Vec<Vec<SearchFilter>> = Vec::new();
+    let mut total_filters = 0;
+    for group in &groups {
+        let Some(filters) = group["filters"].as_array() else {
+            return hubspot_invalid("A filter group needs a list of filters".into());
+        };
+        if filters.len() > 6 {
+            return hubspot_invalid("Too many filters in a group: at most 6 are allowed".into());
         }
-        Some(_) => return hubspot_invalid("This emulation takes one filter".into()),
-    };
-    let sort = request.pointer("/sorts/0");
-    let ascending = match sort {
-        Some(s) if s["propertyName"] == property => s["direction"] != "DESCENDING",
-        // Without a sort, HubSpot's order is unspecified; the emulation refuses to guess.
-        _ => return hubspot_invalid(format!("Sort by {property} for a stable order")),
-    };
-    if !ascending {
-        return hubspot_invalid("This emulation only sorts ascending".into());
+        total_filters += filters.len();
+        let mut conditions = Vec::new();
+        for filter in filters {
+            let name = filter["propertyName"].as_str().unwrap_or_default();
+            let Some(property) = SearchProperty::parse(name, object) else {
+                return hubspot_invalid(format!(
+                    "This emulation filters {object} on {}, createdate or hs_object_id, not `{name}`",
+                    hubspot_modified_property(object)
+                ));
+            };
+            let operator = match filter["operator"].as_str() {
+                Some(op @ ("EQ" | "NEQ" | "LT" | "LTE" | "GT" | "GTE")) => op.to_owned(),
+                Some(
+                    op @ ("BETWEEN" | "IN" | "NOT_IN" | "HAS_PROPERTY" | "NOT_HAS_PROPERTY"
+                    | "CONTAINS_TOKEN" | "NOT_CONTAINS_TOKEN"),
+                ) => {
+                    return hubspot_invalid(format!(
+                        "This emulation does not implement the {op} operator"
+                    ))
+                }
+                other => {
+                    return hubspot_invalid(format!(
+                        "Unknown filter operator {}",
+                        other.unwrap_or("(none)")
+                    ))
+                }
+            };
+            // Values are strings; dates in epoch milliseconds.
+            let Some(value) = filter["value"].as_str().and_then(|v| v.parse::<i64>().ok()) else {
+                return hubspot_invalid(format!(
+                    "The value of a filter on {name} must be a string of digits (epoch milliseconds \
+                     for dates), not {}",
+                    filter["value"]
+                ));
+            };
+            conditions.push(SearchFilter {
+                property,
+                operator,
+                value,
+            });
+        }
+        parsed.push(conditions);
     }
-    let limit = request["limit"].as_u64().unwrap_or(10);
-    if !(1..=200).contains(&limit) {
-        return hubspot_invalid("limit must be between 1 and 200".into());
+    if total_filters > 18 {
+        return hubspot_invalid("Too many filters: at most 18 are allowed".into());
     }
+    // "Only one sorting rule can be applied to any search."
+    let sorts = match &request["sorts"] {
+        Value::Null => vec![],
+        Value::Array(sorts) => sorts.clone(),
+        _ => return hubspot_invalid("sorts must be a list".into()),
+    };
+    if sorts.len() > 1 {
+        return hubspot_invalid("Only one sorting rule can be applied to any search".into());
+    }
+    let (sort, descending) = match sorts.first() {
+        // Without a sort: by creation, oldest first.
+        None => (SearchProperty::Created, false),
+        Some(sort) => {
+            let name = sort["propertyName"].as_str().unwrap_or_default();
+            let Some(property) = SearchProperty::parse(name, object) else {
+                return hubspot_invalid(format!("This emulation cannot sort {object} by `{name}`"));
+            };
+            let descending = match sort["direction"].as_str() {
+                None | Some("ASCENDING") => false,
+                Some("DESCENDING") => true,
+                Some(other) => return hubspot_invalid(format!("Unknown sort direction {other}")),
+            };
+            (property, descending)
+        }
+    };
+    let limit = match &request["limit"] {
+        Value::Null => 10,
+        value => match value.as_u64() {
+            Some(n) if (1..=200).contains(&n) => n,
+            _ => return hubspot_invalid("limit must be between 1 and 200".into()),
+        },
+    };
+    // `after` must be an integer (as a string, as HubSpot sends it back).
     let after = match &request["after"] {
         Value::Null => 0,
-        Value::String(s) => s.parse::<u64>().unwrap_or(u64::MAX),
-        Value::Number(n) => n.as_u64().unwrap_or(u64::MAX),
-        _ => u64::MAX,
+        Value::String(s) => match s.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => return hubspot_invalid(format!("after must be an integer, not {s:?}")),
+        },
+        Value::Number(n) => match n.as_u64() {
+            Some(n) => n,
+            None => return hubspot_invalid("after must be an integer".into()),
+        },
+        _ => return hubspot_invalid("after must be an integer".into()),
     };
     if after >= HUBSPOT_SEARCH_WINDOW {
         return hubspot_invalid(format!(
             "Cannot page through more than {HUBSPOT_SEARCH_WINDOW} results of a search"
         ));
     }
-    let mut matches = dataset.changed_since_by_time(since);
+    let mut matches: Vec<u64> = (0..dataset.count)
+        .filter(|i| dataset.visible(*i))
+        .filter(|i| {
+            parsed.is_empty()
+                || parsed
+                    .iter()
+                    .any(|group| group.iter().all(|filter| filter.matches(dataset, *i)))
+        })
+        .collect();
+    matches.sort_by_key(|i| (sort.of(dataset, *i), tie_order(*i)));
+    if descending {
+        matches.reverse();
+    }
+    let total = matches.len() as u64;
     let results: Vec<Value> = matches
-        .by_ref()
+        .iter()
         .skip(after as usize)
         .take(limit as usize)
-        .map(|i| hubspot_record(dataset, object, i))
+        .map(|i| hubspot_record(dataset, object, *i))
         .collect();
-    let more = matches.next().is_some();
-    let total = dataset.changed_since_by_time(since).count();
     let mut page = json!({"total": total, "results": results});
-    if more {
+    if after + limit < total {
         page["paging"] = json!({"next": {"after": (after + limit).to_string()}});
     }
     HttpResponse::Ok().json(page)
@@ -1080,7 +1467,13 @@ fn keap_time(ms: i64) -> String {
         .to_string()
 }
 
-fn keap_list(dataset: &Dataset, data_type: &str, query: &Query, base: &str) -> HttpResponse {
+fn keap_list(
+    dataset: &Dataset,
+    data_type: &str,
+    query: &Query,
+    base: &str,
+    fault: Option<PagingFault>,
+) -> HttpResponse {
     let invalid = |message: &str| HttpResponse::BadRequest().json(json!({"message": message}));
     let limit = match param(query, "limit").map(str::parse::<u64>) {
         None => 1000,
@@ -1089,6 +1482,11 @@ fn keap_list(dataset: &Dataset, data_type: &str, query: &Query, base: &str) -> H
     };
     let Ok(offset) = param(query, "offset").map_or(Ok(0), str::parse::<u64>) else {
         return invalid("Invalid offset");
+    };
+    let requested_offset = offset;
+    let offset = match fault {
+        Some(PagingFault::IgnoresCursor | PagingFault::RepeatsRecords) => 0,
+        _ => offset,
     };
     let parse_time = |name: &str| -> Result<Option<i64>, HttpResponse> {
         match param(query, name) {
@@ -1108,19 +1506,34 @@ fn keap_list(dataset: &Dataset, data_type: &str, query: &Query, base: &str) -> H
         (None, None)
     };
     let (records, count): (Vec<Value>, u64) = match (since, until) {
-        (None, None) => {
-            let end = (offset + limit).min(dataset.count);
-            let records = (offset.min(end)..end)
+        (None, None) if fault == Some(PagingFault::Endless) => {
+            // Every page is full: past the visible records come records that were never counted (indices
+            // past `count`), however far the offset goes.
+            let visible = dataset.visible_count();
+            let records = (offset..offset + limit)
+                .map(|position| match position {
+                    p if p < visible => dataset.nth_visible(p),
+                    p => dataset.count + (p - visible),
+                })
                 .map(|i| keap_record(dataset, data_type, i))
                 .collect();
-            (records, dataset.count)
+            (records, visible)
+        }
+        (None, None) => {
+            let first = dataset.nth_visible(offset);
+            let records = (first..dataset.count)
+                .filter(|i| dataset.visible(*i))
+                .take(limit as usize)
+                .map(|i| keap_record(dataset, data_type, i))
+                .collect();
+            (records, dataset.visible_count())
         }
         (since, until) => {
             let until = until.unwrap_or(i64::MAX);
             let matching = || {
                 dataset
                     .changed_since_by_index(since.unwrap_or(i64::MIN))
-                    .filter(move |i| dataset.updated_ms(*i) <= until)
+                    .filter(move |i| dataset.visible(*i) && dataset.updated_ms(*i) <= until)
             };
             let records = matching()
                 .skip(offset as usize)
@@ -1142,8 +1555,8 @@ fn keap_list(dataset: &Dataset, data_type: &str, query: &Query, base: &str) -> H
         data_type: records,
         "count": count,
         // Keap always links a next page, even past the end.
-        "next": page_url(offset + limit),
-        "previous": page_url(offset.saturating_sub(limit)),
+        "next": page_url(requested_offset + limit),
+        "previous": page_url(requested_offset.saturating_sub(limit)),
     }))
 }
 

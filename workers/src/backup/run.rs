@@ -177,12 +177,12 @@ impl BackupWorker {
                         Err(err) => break 'fetch Err(err.into()),
                     };
                     for record in &page.records {
-                        writer.write_record(record).await?;
+                        writer.write_raw(record).await?;
                     }
                     resume = Some(page.cursor.clone());
                     progress.records += page.records.len() as u64;
                     let stored_before = progress.bytes;
-                    progress.bytes = stored_before + writer.bytes_uploaded();
+                    progress.bytes = stored_before + writer.bytes_written();
                     reporter.page(&progress, page.number).await?;
                     progress.bytes = stored_before;
                     // Between pages, at most once per interval: has someone asked the job to stop?

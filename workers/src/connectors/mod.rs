@@ -1,10 +1,18 @@
 //! Platform connectors: fetch every record of one data type of one connection, page by page.
 //!
-//! One generic loop, driven by [`spec`] (endpoint, records field, pagination style, incremental filter per
-//! data type), covers Stripe (`starting_after` + `has_more`), HubSpot CRM v3 (`after` cursor, search API for
-//! incremental runs) and Keap REST v1 (`limit` + `offset`). Requests carry the platform's real authentication
-//! (built by `listbackup_commands::platform_client`, shared with the connection test), go through the
-//! connection's [`RateBudget`], wait out 429 `Retry-After`, and back off on 5xx and network errors.
+//! One generic loop, driven by [`spec`] (endpoint, records field, pagination strategy, incremental filter per
+//! data type), covers Stripe (`starting_after` + `has_more`), HubSpot CRM v3 (`after` cursor, keyset search
+//! for incremental runs) and Keap REST v1 (`limit` + `offset`, pages overlapping). Requests carry the
+//! platform's real authentication (built by `listbackup_commands::platform_client`, shared with the
+//! connection test), go through the connection's [`RateBudget`], wait out `Retry-After`, and back off on 5xx,
+//! network errors and damaged bodies.
+//!
+//! Records are kept as the platform sent them ([`Page::records`] holds each record's JSON text): only the
+//! fields paging and incremental runs need (the id, the change time) are read.
+//!
+//! Paging always ends: a cursor, id or page that comes back, or far more pages than the list announced,
+//! fails the data type with [`FetchError::PagingLoop`]. Incremental runs start a lookback window before
+//! their cursor and drop what the previous backup holds (see [`IncrementalCursor`]).
 //!
 //! Memory stays flat: the caller pulls one page at a time from a [`Pager`] (or gets called back per page by
 //! [`Connector::fetch_pages`]), and each page can be dropped before the next is requested.
@@ -19,70 +27,105 @@
 //! let summary = pager.summary(); // summary.next_cursor starts the next incremental run
 //! ```
 
+mod body;
+mod incremental;
+mod paging;
 pub mod rate;
 mod sampler;
+mod search;
 pub mod spec;
 mod transport;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use listbackup_commands::platform_client::{
     apply_auth, choose_auth, PlatformEndpoints, ProbeError,
 };
 use listbackup_domain::platform::{ApiAuth, Platform};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
 
+pub use incremental::{IncrementalCursor, SeenAt};
 pub use rate::{RateBudget, RateBudgets, RateLimit, RateLimits, RateStats};
-pub use spec::{DataTypeSpec, Incremental, Pagination};
+pub use spec::{DataTypeSpec, Incremental, IncrementalFetch, Pagination};
 pub use transport::RetryPolicy;
 
-use transport::{Call, Counters};
+use body::{Fetched, ListBody};
+use incremental::SeenWindow;
+use paging::{LoopGuard, OffsetNext, OffsetWithOverlap};
+use search::SearchPosition;
+use transport::{BodyError, Call, Counters};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per request; a page is at most a few hundred records.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// HubSpot's search API refuses to page past its first 10,000 results.
-const HUBSPOT_SEARCH_WINDOW: u64 = 10_000;
 
 /// Why a fetch failed. Messages never contain credential values.
+///
+/// [`retryable`](Self::retryable) answers one question per variant: would running the job again later, with
+/// nothing changed by anyone, likely succeed?
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// No connector for this data type. Not retryable: it takes a new ListBackup version.
     #[error("the {platform} data type `{data_type}` cannot be backed up: {reason}")]
     Unsupported {
         platform: String,
         data_type: String,
         reason: &'static str,
     },
-    /// The credentials cannot even make a request (a field is missing or malformed).
+    /// The credentials cannot even make a request (a field is missing or malformed). Not retryable: the
+    /// customer has to fix the connection.
     #[error(transparent)]
     Credentials(#[from] ProbeError),
-    /// 401: the caller refreshes an OAuth token once and retries, or asks the customer to reconnect.
+    /// 401: the caller refreshes an OAuth token once and retries, or asks the customer to reconnect. Not
+    /// retryable as such: the same credentials get the same answer.
     #[error("the platform rejected the credentials (401)")]
     Unauthorized,
-    /// 403: the key or the granted scopes do not cover this data type.
+    /// 403: the key or the granted scopes do not cover this data type. Not retryable: the customer has to
+    /// grant access.
     #[error("the platform refused access to this data (403){}", suffix(.message))]
     Forbidden { message: String },
-    /// 429 more often, or for longer, than the retry policy waits out.
+    /// 429 more often, or for longer, than the retry policy waits out. Retryable: limits reset.
     #[error("the platform kept rate limiting requests (429)")]
     RateLimited { retry_after: Option<Duration> },
-    /// Any other non-2xx answer (5xx after the last attempt).
+    /// Any other non-2xx answer. Retryable for 5xx and 408 (still failing after the last attempt: the
+    /// platform's trouble, which passes); not for other 4xx (the request itself is refused, and would be
+    /// again).
     #[error("the platform answered {status}{}", suffix(.message))]
     Platform {
         status: u16,
         message: String,
         retryable: bool,
     },
-    /// No answer after the last attempt.
+    /// No answer after the last attempt. Retryable: networks recover.
     #[error("could not reach the platform: {0}")]
     Network(String),
+    /// A 2xx answer cut off or not JSON, on every attempt. Retryable: a damaged body is a transport failure,
+    /// like a dropped connection.
+    #[error("the platform's answers kept arriving damaged: {0}")]
+    UnreadableBody(String),
+    /// A well-formed 2xx answer not in the shape the platform documents (no records list, a search result
+    /// without an id). Not retryable: the platform would answer the same way until it, or the connector,
+    /// changes.
     #[error("{0}")]
     InvalidResponse(String),
-    /// The page consumer of [`Connector::fetch_pages`] failed; its error is inside.
+    /// Paging would never end: the platform answered a cursor, a last id or a whole page it had answered
+    /// before, or far more pages than the total it announced. The message names what repeated. Not
+    /// retryable: it is the platform's paging going in circles over a list, which a later run would walk into
+    /// the same way (every request of it spent on copies); someone has to look first.
+    #[error("{0}")]
+    PagingLoop(String),
+    /// An offset-paged list changed so much between two pages (many records deleted before the position)
+    /// that the pager could not find its place again; failing is what keeps a record from being skipped
+    /// silently. Retryable: a later run pages a list that has settled.
+    #[error("{0}")]
+    ListChanged(String),
+    /// The page consumer of [`Connector::fetch_pages`] failed; its error is inside. Not retryable as far as
+    /// the connector knows: whether it is, is the consumer's to say.
     #[error("storing a page failed: {0}")]
     Sink(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -96,12 +139,22 @@ fn suffix(message: &str) -> String {
 }
 
 impl FetchError {
-    /// Whether running the job again later may succeed without anyone changing anything.
+    /// Whether running the job again later may succeed without anyone changing anything (the reason per
+    /// variant is on the variant).
     pub fn retryable(&self) -> bool {
         match self {
-            FetchError::RateLimited { .. } | FetchError::Network(_) => true,
+            FetchError::RateLimited { .. }
+            | FetchError::Network(_)
+            | FetchError::UnreadableBody(_)
+            | FetchError::ListChanged(_) => true,
             FetchError::Platform { retryable, .. } => *retryable,
-            _ => false,
+            FetchError::Unsupported { .. }
+            | FetchError::Credentials(_)
+            | FetchError::Unauthorized
+            | FetchError::Forbidden { .. }
+            | FetchError::InvalidResponse(_)
+            | FetchError::PagingLoop(_)
+            | FetchError::Sink(_) => false,
         }
     }
 
@@ -119,49 +172,14 @@ impl FetchError {
             FetchError::Unauthorized => "UNAUTHORIZED",
             FetchError::Forbidden { .. } => "FORBIDDEN",
             FetchError::RateLimited { .. } => "RATE_LIMITED",
-            FetchError::Platform { .. } | FetchError::InvalidResponse(_) => "PLATFORM_ERROR",
+            FetchError::Platform { .. }
+            | FetchError::InvalidResponse(_)
+            | FetchError::UnreadableBody(_)
+            | FetchError::PagingLoop(_)
+            | FetchError::ListChanged(_) => "PLATFORM_ERROR",
             FetchError::Network(_) => "UNAVAILABLE",
             FetchError::Sink(_) => "INTERNAL",
         }
-    }
-}
-
-/// Where an incremental run starts: records changed at or after `since`, except the ones already fetched
-/// at exactly that instant. Timestamps of several records often coincide (Stripe's are whole seconds), so a
-/// strict "after" would lose records and a plain "at or after" would fetch some twice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IncrementalCursor {
-    /// What `since` is about ([`Incremental::field`]); a cursor for another field is ignored.
-    pub field: String,
-    pub since: DateTime<Utc>,
-    /// Ids of the records fetched whose change time is exactly `since`.
-    pub seen_ids: Vec<String>,
-}
-
-impl IncrementalCursor {
-    /// Moves the cursor to a record fetched at `time` (the latest change seen wins).
-    fn observe(cursor: &mut Option<Self>, field: &str, time: DateTime<Utc>, id: String) {
-        match cursor {
-            Some(c) if time < c.since => {}
-            Some(c) if time == c.since => {
-                if !c.seen_ids.contains(&id) {
-                    c.seen_ids.push(id);
-                }
-            }
-            _ => {
-                *cursor = Some(Self {
-                    field: field.to_owned(),
-                    since: time,
-                    seen_ids: vec![id],
-                })
-            }
-        }
-    }
-
-    /// Whether a record changed at `time` was fetched already by the run that produced this cursor.
-    fn covers(&self, time: DateTime<Utc>, id: &str) -> bool {
-        time < self.since || (time == self.since && self.seen_ids.iter().any(|s| s == id))
     }
 }
 
@@ -206,16 +224,17 @@ impl<'a> FetchRequest<'a> {
     }
 }
 
-/// Where a fetch stands after a page; opaque, serializable, to resume an interrupted run.
+/// Where a fetch stands after a page; opaque, serializable, to resume an interrupted run. Cheap to clone: the
+/// incremental windows are shared with the pager, not copied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PageCursor {
     endpoint: usize,
     position: Position,
-    /// The incremental filter of the requests (HubSpot's moves forward as pages arrive).
-    lower: Option<IncrementalCursor>,
-    /// The latest change seen so far: the next run's cursor.
-    watermark: Option<IncrementalCursor>,
+    /// The previous run's cursor: where the requests filter from, and what that backup holds.
+    lower: Option<Arc<SeenWindow>>,
+    /// The latest change seen so far and the records of the window before it: the next run's cursor.
+    watermark: Option<Arc<SeenWindow>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,20 +247,26 @@ enum Position {
     After {
         after: String,
     },
+    /// The next request of an [`OffsetWithOverlap`] listing.
     Offset {
         offset: u64,
+        /// Identities of the records of the last page placed (the anchor of the next one).
+        previous: Vec<String>,
+        /// Pages stepped back since the last page placed.
+        step_backs: u32,
     },
-    /// HubSpot search: results of the current filter to skip (only within records sharing one instant).
-    Search {
-        skip: u64,
-    },
+    /// The next query of a HubSpot keyset search.
+    Search(SearchPosition),
     Done,
 }
 
 /// Records of one page, in the platform's order.
 #[derive(Debug, Clone)]
 pub struct Page {
-    pub records: Vec<Value>,
+    /// Each record's JSON text as the platform sent it, one NDJSON line each: a record whose text spanned
+    /// lines is compacted, and a tagged endpoint's records carry the tag field (HubSpot pipelines'
+    /// `objectType`).
+    pub records: Vec<Box<RawValue>>,
     /// Resumes the fetch after this page.
     pub cursor: PageCursor,
     /// 1-based.
@@ -255,7 +280,7 @@ pub struct FetchSummary {
     pub pages: u64,
     /// HTTP requests sent, retries included.
     pub requests: u64,
-    /// Requests sent again after a 429, a 5xx or a network error.
+    /// Requests sent again after a 429, a 5xx, a network error or a damaged body.
     pub retries: u64,
     /// 429 answers received.
     pub rate_limited: u64,
@@ -264,7 +289,6 @@ pub struct FetchSummary {
     /// Where the next incremental run starts; `None` when the data type does not support incremental runs.
     pub next_cursor: Option<IncrementalCursor>,
 }
-
 /// Fetches data types of connections; one per process, shared, so its rate budgets are.
 #[derive(Debug)]
 pub struct Connector {
@@ -330,15 +354,12 @@ impl Connector {
             None => {
                 // A cursor only applies to the data type (and field) it was made for.
                 let lower = match (spec.incremental, request.since) {
-                    (Some(inc), Some(since)) if since.field == inc.field() => Some(since),
+                    (Some(inc), Some(since)) if since.field == inc.filter.field() => {
+                        Some(Arc::new(SeenWindow::from(since)))
+                    }
                     _ => None,
                 };
-                let position = match (spec.incremental, &lower) {
-                    (Some(Incremental::HubSpotSearch { .. }), Some(_)) => {
-                        Position::Search { skip: 0 }
-                    }
-                    _ => Position::Start,
-                };
+                let position = first_position(spec, lower.as_deref());
                 PageCursor {
                     endpoint: 0,
                     position,
@@ -349,6 +370,7 @@ impl Connector {
         };
         Ok(Pager {
             incremental: state.lower.is_some(),
+            guard: LoopGuard::default(),
             budget: self.rate_budget(request.connection_id, platform.id),
             connector: self,
             spec,
@@ -395,9 +417,18 @@ pub struct Pager<'a> {
     budget: Arc<RateBudget>,
     state: PageCursor,
     incremental: bool,
+    /// Per endpoint: what this fetch has requested and received, to tell a listing going in circles.
+    guard: LoopGuard,
     counters: Counters,
     records: u64,
     pages: u64,
+}
+
+/// How one answer moves a listing.
+struct Step {
+    next: Position,
+    /// Per record: whether it is new to this fetch (before the incremental filter).
+    keep: Vec<bool>,
 }
 
 impl Pager<'_> {
@@ -409,25 +440,27 @@ impl Pager<'_> {
             };
             if self.state.position == Position::Done {
                 self.state.endpoint += 1;
-                self.state.position = Position::Start;
+                self.state.position = first_position(self.spec, self.state.lower.as_deref());
+                self.guard = LoopGuard::default();
                 continue;
             }
             let url = format!("{}{}", self.base, endpoint.path);
-            let mut body = self.request(&url).await?;
-            let records = match body.get_mut(self.spec.records_field).map(Value::take) {
-                Some(Value::Array(records)) => records,
-                _ => {
-                    return Err(FetchError::InvalidResponse(format!(
-                        "the platform's answer has no `{}` list",
-                        self.spec.records_field
-                    )))
-                }
+            let list = self.request(&url).await?;
+            let time_field = self.spec.incremental.map(|inc| inc.filter.record_field());
+            let tag_field = endpoint.tag.map(|(field, _)| field);
+            let meta = ListMeta {
+                has_more: list.has_more,
+                next_after: list.next_after,
+                count: list.count,
             };
-            let fetched = records.len();
-            let next = self.next_position(&body, &records)?;
-            let records = self.keep(records, endpoint.tag);
-            self.state.position = next;
-            self.search_advance(records.len(), fetched)?;
+            let fetched: Vec<Fetched> = list
+                .records
+                .into_iter()
+                .map(|raw| Fetched::read(raw, time_field, tag_field))
+                .collect();
+            let step = self.advance(&fetched, meta)?;
+            self.state.position = step.next;
+            let records = self.keep(fetched, step.keep, endpoint.tag);
             if records.is_empty() {
                 continue;
             }
@@ -450,11 +483,15 @@ impl Pager<'_> {
             retries: self.counters.retries,
             rate_limited: self.counters.rate_limited,
             incremental: self.incremental,
-            next_cursor: self.spec.incremental.and(self.state.watermark.clone()),
+            next_cursor: self
+                .spec
+                .incremental
+                .and(self.state.watermark.as_deref())
+                .map(|window| IncrementalCursor::from(window.clone())),
         }
     }
 
-    async fn request(&mut self, url: &str) -> Result<Value, FetchError> {
+    async fn request(&mut self, url: &str) -> Result<ListBody, FetchError> {
         let call = Call {
             http: &self.connector.http,
             budget: &self.budget,
@@ -470,20 +507,31 @@ impl Pager<'_> {
             }
             apply_auth(request, auth, credentials).map_err(FetchError::from)
         };
+        let records_field = self.spec.records_field;
+        let decode = |response: transport::Response| {
+            tracing::trace!(status = %response.status, bytes = response.body.len(), "list page");
+            ListBody::parse(&response.body, records_field)
+                .map_err(|err| BodyError::from_json(err, &response))
+        };
         match &self.state.position {
-            Position::Search { skip } => {
-                let body = self.search_body(*skip);
+            Position::Search(position) => {
+                let property = self.spec.incremental.map_or("", |inc| inc.filter.field());
+                let body = position.body(property);
                 let url = format!("{url}/search");
-                call.send(&mut self.counters, |http| {
-                    authorize(http.post(&url).json(&body))
-                })
+                call.send(
+                    &mut self.counters,
+                    |http| authorize(http.post(&url).json(&body)),
+                    decode,
+                )
                 .await
             }
             position => {
                 let query = self.query(position);
-                call.send(&mut self.counters, |http| {
-                    authorize(http.get(url).query(&query))
-                })
+                call.send(
+                    &mut self.counters,
+                    |http| authorize(http.get(url).query(&query)),
+                    decode,
+                )
                 .await
             }
         }
@@ -502,175 +550,260 @@ impl Pager<'_> {
         match position {
             Position::StartingAfter { id } => query.push(("starting_after", id.clone())),
             Position::After { after } => query.push(("after", after.clone())),
-            Position::Offset { offset } => query.push(("offset", offset.to_string())),
-            Position::Start | Position::Search { .. } | Position::Done => {}
+            Position::Offset { offset, .. } => query.push(("offset", offset.to_string())),
+            Position::Start | Position::Search(_) | Position::Done => {}
         }
         if let (Some(lower), Some(inc)) = (&self.state.lower, spec.incremental) {
-            match inc {
+            let start = window_start(lower, inc);
+            match inc.filter {
                 Incremental::StripeCreated => {
-                    query.push(("created[gte]", lower.since.timestamp().to_string()));
+                    query.push(("created[gte]", start.timestamp().to_string()));
                 }
-                Incremental::KeapSince => query.push((
-                    "since",
-                    lower.since.to_rfc3339_opts(SecondsFormat::Millis, true),
-                )),
+                Incremental::KeapSince => {
+                    query.push(("since", start.to_rfc3339_opts(SecondsFormat::Millis, true)))
+                }
                 Incremental::HubSpotSearch { .. } => {}
             }
         }
         query
     }
 
-    /// HubSpot CRM search: changed at or after the lower bound, oldest change first.
-    fn search_body(&self, skip: u64) -> Value {
-        let property = self.spec.incremental.map_or("", |inc| inc.field());
-        let since = self
-            .state
-            .lower
-            .as_ref()
-            .map_or(0, |lower| lower.since.timestamp_millis());
-        json!({
-            "filterGroups": [{"filters": [
-                {"propertyName": property, "operator": "GTE", "value": since.to_string()}
-            ]}],
-            "sorts": [{"propertyName": property, "direction": "ASCENDING"}],
-            "limit": self.spec.page_size,
-            "after": skip.to_string(),
-        })
-    }
-
-    /// Where the page after this one starts, from the answer (before any record is filtered out).
-    fn next_position(&self, body: &Value, records: &[Value]) -> Result<Position, FetchError> {
-        let spec = self.spec;
-        Ok(match (&self.state.position, spec.pagination) {
-            (Position::Search { skip }, _) => match body.pointer("/paging/next/after") {
-                Some(_) if !records.is_empty() => Position::Search { skip: *skip },
-                _ => Position::Done,
-            },
-            (_, Pagination::StartingAfter) => {
-                let has_more = body
-                    .get("has_more")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                match records.last().and_then(record_id) {
-                    Some(id) if has_more => Position::StartingAfter { id },
-                    None if has_more => {
+    /// Where the listing goes after this answer, and which of its records are new; fails when the listing
+    /// would never end.
+    fn advance(&mut self, fetched: &[Fetched], meta: ListMeta) -> Result<Step, FetchError> {
+        let name = self.platform.name;
+        let position = std::mem::replace(&mut self.state.position, Position::Done);
+        if let Position::Search(search) = &position {
+            let property = self.spec.incremental.map_or("", |inc| inc.filter.field());
+            // The query just answered counts as asked (the first one included).
+            self.guard.first_cursor(&search.key());
+            let step = search
+                .advance(fetched, meta.next_after.is_some())
+                .map_err(|reason| FetchError::InvalidResponse(format!("{name}: {reason}")))?;
+            let next = match step.next {
+                Some(next) => {
+                    if !self.guard.first_cursor(&next.key()) {
+                        return Err(FetchError::PagingLoop(format!(
+                            "{name}'s search answered the query {} a second time: the listing would \
+                             never end",
+                            next.describe(property)
+                        )));
+                    }
+                    Position::Search(next)
+                }
+                None => Position::Done,
+            };
+            return Ok(Step {
+                next,
+                keep: step.keep,
+            });
+        }
+        let pagination = self.spec.pagination;
+        let next = match pagination {
+            Pagination::Single => Position::Done,
+            Pagination::StartingAfter => {
+                let last = fetched.last().and_then(|record| record.id.clone());
+                match (meta.has_more.unwrap_or(false), last) {
+                    (true, Some(id)) => {
+                        if !self.guard.first_cursor(&("starting_after", &id)) {
+                            return Err(FetchError::PagingLoop(format!(
+                                "{name} answered a page ending with `{id}` again, the `starting_after` \
+                                 id already used: the listing would never end"
+                            )));
+                        }
+                        Position::StartingAfter { id }
+                    }
+                    (true, None) => {
                         return Err(FetchError::InvalidResponse(
                             "the platform says there is more but sent no record to continue after"
                                 .to_owned(),
                         ))
                     }
-                    _ => Position::Done,
+                    (false, _) => Position::Done,
                 }
             }
-            (_, Pagination::NextAfter) => match body.pointer("/paging/next/after") {
-                Some(Value::String(after)) => Position::After {
-                    after: after.clone(),
-                },
-                Some(Value::Number(after)) => Position::After {
-                    after: after.to_string(),
-                },
-                _ => Position::Done,
-            },
-            (position, Pagination::Offset) => {
-                let offset = match position {
-                    Position::Offset { offset } => *offset,
-                    _ => 0,
-                };
-                if records.len() < spec.page_size as usize {
-                    Position::Done
-                } else {
-                    Position::Offset {
-                        offset: offset + records.len() as u64,
+            Pagination::NextAfter => match meta.next_after {
+                Some(after) => {
+                    if !self.guard.first_cursor(&("after", &after)) {
+                        return Err(FetchError::PagingLoop(format!(
+                            "{name} answered the paging cursor after={after} a second time: the \
+                             listing would never end"
+                        )));
                     }
+                    Position::After { after }
                 }
+                None => Position::Done,
+            },
+            Pagination::OffsetWithOverlap { overlap } => {
+                return self.advance_offset(position, fetched, meta.count, overlap);
             }
-            (_, Pagination::Single) => Position::Done,
+        };
+        // A cursor that moves on over the records of an earlier page goes in circles just the same.
+        if !fetched.is_empty() && !self.guard.first_page(fetched.iter().map(Fetched::identity)) {
+            return Err(self.same_page_again(fetched));
+        }
+        Ok(Step {
+            next,
+            keep: vec![true; fetched.len()],
         })
     }
 
-    /// Keyset paging for HubSpot search: the next request filters from the latest change seen, so records
-    /// changed while paging are found again later instead of shifting pages (offsets would skip records),
-    /// and the 10,000-result window of the search API is never reached. Only when a whole page held nothing
-    /// new (many records sharing one instant) does it skip forward within the same filter.
-    fn search_advance(&mut self, kept: usize, fetched: usize) -> Result<(), FetchError> {
-        let Position::Search { skip } = self.state.position else {
-            return Ok(());
+    /// [`OffsetWithOverlap`]: places the page after the previous one, or steps back to find its place.
+    fn advance_offset(
+        &mut self,
+        position: Position,
+        fetched: &[Fetched],
+        announced: Option<u64>,
+        overlap: u32,
+    ) -> Result<Step, FetchError> {
+        let name = self.platform.name;
+        let (offset, previous, step_backs) = match position {
+            Position::Offset {
+                offset,
+                previous,
+                step_backs,
+            } => (offset, previous, step_backs),
+            _ => (0, Vec::new(), 0),
         };
-        let skip = if kept > 0 {
-            self.state.lower = self.state.watermark.clone();
-            0
-        } else {
-            skip + fetched as u64
+        let paging = OffsetWithOverlap {
+            limit: u64::from(self.spec.page_size),
+            overlap: u64::from(overlap),
         };
-        if skip >= HUBSPOT_SEARCH_WINDOW {
-            return Err(FetchError::InvalidResponse(format!(
-                "more than {HUBSPOT_SEARCH_WINDOW} records changed at the same instant: the search API \
-                 cannot page through them"
-            )));
+        let ids: Vec<&str> = fetched.iter().map(Fetched::identity).collect();
+        let seen: HashSet<&str> = previous.iter().map(String::as_str).collect();
+        let step = paging.step(offset, &ids, &seen, step_backs);
+        let keep = match step.new_from {
+            Some(from) => ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| i >= from && !seen.contains(id))
+                .collect(),
+            None => vec![false; ids.len()],
+        };
+        if step.new_from.is_some() && step_backs == 0 && !ids.is_empty() {
+            // A page placed by moving forward: the same records as an earlier one means no progress.
+            if !self.guard.first_page(ids.iter().copied()) {
+                return Err(self.same_page_again(fetched));
+            }
+            if let Err((total, pages)) = self
+                .guard
+                .forward_page(announced, paging.limit - paging.overlap)
+            {
+                return Err(FetchError::PagingLoop(format!(
+                    "{name} announced {total} records, yet paging went on for {pages} pages of {}: the \
+                     listing would never end",
+                    paging.limit
+                )));
+            }
         }
-        self.state.position = Position::Search { skip };
-        Ok(())
+        let placed = || ids.iter().map(|id| (*id).to_owned()).collect();
+        let next = match step.next {
+            OffsetNext::Done => Position::Done,
+            OffsetNext::Forward { offset } => Position::Offset {
+                offset,
+                previous: placed(),
+                step_backs: 0,
+            },
+            OffsetNext::StepBack { offset } => Position::Offset {
+                offset,
+                previous,
+                step_backs: step_backs + 1,
+            },
+            OffsetNext::Lost => {
+                return Err(FetchError::ListChanged(format!(
+                    "the {name} list changed too much while it was paged: none of the {} records of the \
+                     previous page could be found again near offset {offset}; rather than skip records, \
+                     the data type stops here and can be fetched again",
+                    previous.len()
+                )))
+            }
+        };
+        Ok(Step { next, keep })
     }
 
-    /// Drops records an incremental run already fetched, moves the watermark, and tags records.
-    fn keep(&mut self, records: Vec<Value>, tag: Option<(&str, &str)>) -> Vec<Value> {
-        let Some(inc) = self.spec.incremental else {
-            return records.into_iter().map(|r| tagged(r, tag)).collect();
+    fn same_page_again(&self, fetched: &[Fetched]) -> FetchError {
+        let (first, last) = (
+            fetched.first().map_or("", Fetched::identity),
+            fetched.last().map_or("", Fetched::identity),
+        );
+        FetchError::PagingLoop(format!(
+            "{} answered the same page of {} records (`{first}` to `{last}`) a second time: the listing \
+             would never end",
+            self.platform.name,
+            fetched.len()
+        ))
+    }
+
+    /// The records of the page to hand over: new to this fetch and not held by the previous backup; moves
+    /// the watermark; makes each record one NDJSON line.
+    fn keep(
+        &mut self,
+        fetched: Vec<Fetched>,
+        keep: Vec<bool>,
+        tag: Option<(&str, &str)>,
+    ) -> Vec<Box<RawValue>> {
+        let inc = self.spec.incremental;
+        let start = match (&self.state.lower, inc) {
+            (Some(lower), Some(inc)) => Some(window_start(lower, inc)),
+            _ => None,
         };
-        let mut kept = Vec::with_capacity(records.len());
-        for record in records {
-            let (Some(time), Some(id)) = (change_time(inc, &record), record_id(&record)) else {
-                // Without a change time it cannot be placed; keeping it is the safe side.
-                kept.push(tagged(record, tag));
-                continue;
-            };
-            if self
-                .state
-                .lower
-                .as_ref()
-                .is_some_and(|lower| lower.covers(time, &id))
-            {
+        let mut kept = Vec::with_capacity(fetched.len());
+        for (record, new) in fetched.into_iter().zip(keep) {
+            if !new {
                 continue;
             }
-            IncrementalCursor::observe(&mut self.state.watermark, inc.field(), time, id);
-            kept.push(tagged(record, tag));
+            // Without an id or a change time a record cannot be placed; keeping it is the safe side.
+            if let (Some(inc), Some(time), Some(id)) = (inc, record.time, record.id.as_deref()) {
+                if let (Some(lower), Some(start)) = (&self.state.lower, start) {
+                    if lower.holds(time, id, start) {
+                        continue;
+                    }
+                }
+                SeenWindow::observe(
+                    &mut self.state.watermark,
+                    inc.filter.field(),
+                    time,
+                    id,
+                    inc.lookback,
+                );
+            }
+            kept.push(record.into_line(tag));
         }
         kept
     }
 }
 
-fn tagged(mut record: Value, tag: Option<(&str, &str)>) -> Value {
-    if let (Some((field, value)), Value::Object(map)) = (tag, &mut record) {
-        map.entry(field.to_owned())
-            .or_insert_with(|| Value::String(value.to_owned()));
-    }
-    record
+/// The paging fields of an answer, apart from its records.
+struct ListMeta {
+    has_more: Option<bool>,
+    next_after: Option<String>,
+    count: Option<u64>,
 }
 
-/// A record's `id`, string or number.
-fn record_id(record: &Value) -> Option<String> {
-    match record.get("id")? {
-        Value::String(id) => Some(id.clone()),
-        Value::Number(id) => Some(id.to_string()),
-        _ => None,
+/// Where a listing starts: the first page, or for an incremental HubSpot run the first search query.
+fn first_position(spec: &DataTypeSpec, lower: Option<&SeenWindow>) -> Position {
+    match (spec.incremental, lower) {
+        (
+            Some(
+                inc @ IncrementalFetch {
+                    filter: Incremental::HubSpotSearch { .. },
+                    ..
+                },
+            ),
+            Some(lower),
+        ) => Position::Search(SearchPosition::start(
+            window_start(lower, inc).timestamp_millis(),
+        )),
+        _ => Position::Start,
     }
 }
 
-/// When a record last changed, by the data type's field.
-fn change_time(inc: Incremental, record: &Value) -> Option<DateTime<Utc>> {
-    let value = record.get(inc.record_field())?;
-    match inc {
-        Incremental::StripeCreated => DateTime::from_timestamp(value.as_i64()?, 0),
-        Incremental::HubSpotSearch { .. } | Incremental::KeapSince => parse_time(value.as_str()?),
-    }
-}
-
-/// RFC 3339, or Keap's `2024-01-02T03:04:05.000+0000` (offset without a colon).
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+/// Where an incremental run's requests start: the lookback window before the previous run's newest change.
+fn window_start(lower: &SeenWindow, inc: IncrementalFetch) -> DateTime<Utc> {
+    TimeDelta::from_std(inc.lookback)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .and_then(|lookback| lower.since().checked_sub_signed(lookback))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Whether a data type of a platform can be fetched incrementally.
@@ -682,50 +815,40 @@ pub fn supports_incremental(platform_id: &str, data_type: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(secs, 0).unwrap()
-    }
-
     #[test]
-    fn cursor_moves_to_the_latest_change_and_remembers_ties() {
-        let mut cursor = None;
-        IncrementalCursor::observe(&mut cursor, "created", at(10), "a".into());
-        IncrementalCursor::observe(&mut cursor, "created", at(12), "b".into());
-        IncrementalCursor::observe(&mut cursor, "created", at(12), "c".into());
-        IncrementalCursor::observe(&mut cursor, "created", at(11), "d".into());
-        let cursor = cursor.unwrap();
-        assert_eq!(cursor.since, at(12));
-        assert_eq!(cursor.seen_ids, ["b", "c"]);
-        assert!(cursor.covers(at(12), "b"));
-        assert!(cursor.covers(at(11), "x"));
-        assert!(!cursor.covers(at(12), "e"));
-        assert!(!cursor.covers(at(13), "b"));
-    }
-
-    #[test]
-    fn parses_keap_and_rfc3339_times() {
-        let expected = DateTime::parse_from_rfc3339("2024-01-02T03:04:05.123Z").unwrap();
-        assert_eq!(
-            parse_time("2024-01-02T03:04:05.123+0000").unwrap(),
-            expected
-        );
-        assert_eq!(parse_time("2024-01-02T03:04:05.123Z").unwrap(), expected);
-        assert!(parse_time("yesterday").is_none());
-    }
-
-    #[test]
-    fn cursors_serialize_for_events() {
-        let cursor = IncrementalCursor {
-            field: "lastmodifieddate".into(),
-            since: at(1_700_000_000),
-            seen_ids: vec!["51".into()],
-        };
-        let json = serde_json::to_value(&cursor).unwrap();
-        assert_eq!(json["seenIds"], json!(["51"]));
-        assert_eq!(
-            serde_json::from_value::<IncrementalCursor>(json).unwrap(),
-            cursor
-        );
+    fn every_variant_says_whether_a_later_run_may_succeed() {
+        let retryable = [
+            FetchError::RateLimited { retry_after: None },
+            FetchError::Network("x".into()),
+            FetchError::UnreadableBody("x".into()),
+            FetchError::ListChanged("x".into()),
+            FetchError::Platform {
+                status: 503,
+                message: String::new(),
+                retryable: true,
+            },
+        ];
+        for err in &retryable {
+            assert!(err.retryable(), "{err:?}");
+        }
+        let permanent = [
+            FetchError::Unauthorized,
+            FetchError::Forbidden {
+                message: String::new(),
+            },
+            FetchError::InvalidResponse("x".into()),
+            FetchError::PagingLoop("x".into()),
+        ];
+        for err in &permanent {
+            assert!(!err.retryable(), "{err:?}");
+        }
+        for err in [
+            FetchError::UnreadableBody("x".into()),
+            FetchError::PagingLoop("x".into()),
+            FetchError::ListChanged("x".into()),
+        ] {
+            assert_eq!(err.code(), "PLATFORM_ERROR");
+        }
     }
 
     #[test]

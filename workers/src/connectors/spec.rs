@@ -4,7 +4,12 @@
 //! Paths are relative to the platform's API base (the catalog's `api_base_url`, or its
 //! `LISTBACKUP_PLATFORM_<ID>_API_URL` override): Stripe `…/v1`, Keap `…/crm/rest/v1`, HubSpot the host root.
 
-/// How a list endpoint pages.
+use std::time::Duration;
+
+use super::body::{TimeField, TimeFormat};
+
+/// How a list endpoint pages. Every strategy ends: a cursor, id or page that comes back a second time, or
+/// far more pages than the list announced, fails the data type (see `paging::LoopGuard`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pagination {
     /// Stripe: `limit` + `starting_after=<id of the last record>`, while the body says `has_more`.
@@ -12,10 +17,17 @@ pub enum Pagination {
     StartingAfter,
     /// HubSpot CRM v3: `limit` + `after=<paging.next.after>`; the last page has no `paging.next`.
     NextAfter,
-    /// Keap REST v1: `limit` + `offset`. Keap always sends a `next` URL, even past the end, so a page shorter
-    /// than `limit` is what ends the list (the `next` URL is not followed: it names Keap's host, and the
-    /// credentials must not go wherever a response body points).
-    Offset,
+    /// `limit` + `offset`, each page requested `overlap` records before the end of the previous one: the
+    /// previous page's last records are found again in it and everything up to them is dropped, so records
+    /// deleted or added before the position meanwhile neither skip nor repeat a record. When none of the
+    /// previous page's records are found (more than `overlap` deletions shifted the list), the pager steps
+    /// back a bounded number of pages; if it still cannot find its place, the data type fails as retryable
+    /// rather than skip records (see `paging::OffsetWithOverlap`).
+    ///
+    /// Keap REST v1 today (Mailchimp and ActiveCampaign next). Keap always sends a `next` URL, even past the
+    /// end, so a page shorter than `limit` is what ends the list (the `next` URL is not followed: it names
+    /// Keap's host, and the credentials must not go wherever a response body points).
+    OffsetWithOverlap { overlap: u32 },
     /// One request returns the whole list.
     Single,
 }
@@ -27,12 +39,38 @@ pub enum Incremental {
     /// Stripe objects that never change once created (the event log, balance transactions):
     /// `created[gte]=<unix seconds>` on the list, the record's `created`.
     StripeCreated,
-    /// HubSpot CRM objects: `POST <path>/search` filtering `<property> GTE <epoch ms>`, sorted ascending by it;
-    /// the record's `updatedAt` (the same instant as the property).
+    /// HubSpot CRM objects: `POST <path>/search` filtering `<property> GTE <epoch ms>` sorted ascending by
+    /// it, each request starting at the newest change of the page before (keyset paging, so the search API's
+    /// 10,000-result cap never applies), and records sharing one instant paged by `hs_object_id` (see
+    /// `search`); the record's `properties.<property>`, or its `updatedAt` (the same instant) without it.
     HubSpotSearch { property: &'static str },
     /// Keap: `since=<ISO 8601>` filters on the last update; the record's `last_updated`.
     KeapSince,
 }
+
+/// An incremental data type: the filter, and how far before the cursor its requests start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncrementalFetch {
+    pub filter: Incremental,
+    /// Requests start this long before the previous run's newest change, so that records which become
+    /// visible after their change time are still fetched; what the previous backup holds is dropped by
+    /// `(id, change time)`. The records changed in this window are what the cursor remembers, so a longer
+    /// window costs cursor size (see `IncrementalCursor`).
+    pub lookback: Duration,
+}
+
+/// Stripe's event log and balance transactions become visible with a delay after their `created` time.
+const STRIPE_LOOKBACK: Duration = Duration::from_secs(5 * 60);
+/// HubSpot's search API reads an index updated asynchronously: "It may take a few moments for newly created
+/// or updated CRM objects to appear in search results" (CRM search guide, Limitations). Imports and workflows
+/// updating thousands of records take longer than "moments" to index, so the window is generous; what it
+/// costs is one id per record changed within it.
+const HUBSPOT_LOOKBACK: Duration = Duration::from_secs(10 * 60);
+/// Keap documents no delay for `since`, which reads the records themselves rather than an index. What
+/// remains is a write stamped with `last_updated` before it commits (a long transaction, a retried write)
+/// and clock differences between Keap's servers; two minutes covers those at a small cost, as contacts
+/// change slowly.
+const KEAP_LOOKBACK: Duration = Duration::from_secs(2 * 60);
 
 impl Incremental {
     /// The name stored in the cursor, so a cursor is never applied to a data type it was not made for.
@@ -44,12 +82,22 @@ impl Incremental {
         }
     }
 
-    /// The record field holding the change time.
-    pub(crate) fn record_field(&self) -> &'static str {
-        match self {
-            Incremental::StripeCreated => "created",
-            Incremental::HubSpotSearch { .. } => "updatedAt",
-            Incremental::KeapSince => "last_updated",
+    /// Where a record holds its change time, and how it is written.
+    pub(crate) fn record_field(&self) -> TimeField {
+        let (field, nested, format) = match self {
+            Incremental::StripeCreated => ("created", None, TimeFormat::UnixSeconds),
+            // The property itself where the answer has it: the value the search filters and sorts on.
+            Incremental::HubSpotSearch { property } => (
+                "updatedAt",
+                Some(("properties", *property)),
+                TimeFormat::Text,
+            ),
+            Incremental::KeapSince => ("last_updated", None, TimeFormat::Text),
+        };
+        TimeField {
+            field,
+            nested,
+            format,
         }
     }
 }
@@ -77,7 +125,7 @@ pub struct DataTypeSpec {
     pub page_size: u32,
     /// Fixed query parameters, e.g. Stripe subscriptions' `status=all` (the default hides cancelled ones).
     pub query: &'static [(&'static str, &'static str)],
-    pub incremental: Option<Incremental>,
+    pub incremental: Option<IncrementalFetch>,
 }
 
 /// One or more untagged endpoints (a macro: a `const fn` cannot return a slice of its arguments).
@@ -99,7 +147,13 @@ const fn stripe(
         pagination: Pagination::StartingAfter,
         page_size: 100,
         query,
-        incremental,
+        incremental: match incremental {
+            Some(filter) => Some(IncrementalFetch {
+                filter,
+                lookback: STRIPE_LOOKBACK,
+            }),
+            None => None,
+        },
     }
 }
 
@@ -117,11 +171,19 @@ const fn hubspot_object(
         pagination: Pagination::NextAfter,
         page_size: 100,
         query: &[("archived", "false")],
-        incremental: Some(Incremental::HubSpotSearch {
-            property: modified_property,
+        incremental: Some(IncrementalFetch {
+            filter: Incremental::HubSpotSearch {
+                property: modified_property,
+            },
+            lookback: HUBSPOT_LOOKBACK,
         }),
     }
 }
+
+/// Keap pages overlap by this many records: up to `KEAP_OVERLAP - 1` records deleted before the position
+/// between two requests cost nothing; more cost one re-read of a page per `page_size - KEAP_OVERLAP` of them.
+/// 5% more records read, and about 5% more requests.
+const KEAP_OVERLAP: u32 = 10;
 
 /// A Keap REST v1 list: `{"<data type>": [...], "count": n, "next": url, "previous": url}`.
 const fn keap(
@@ -134,10 +196,18 @@ const fn keap(
         data_type,
         endpoints,
         records_field: data_type,
-        pagination: Pagination::Offset,
+        pagination: Pagination::OffsetWithOverlap {
+            overlap: KEAP_OVERLAP,
+        },
         page_size: 200,
         query: &[],
-        incremental,
+        incremental: match incremental {
+            Some(filter) => Some(IncrementalFetch {
+                filter,
+                lookback: KEAP_LOOKBACK,
+            }),
+            None => None,
+        },
     }
 }
 
@@ -306,6 +376,13 @@ mod tests {
             }
             if spec.pagination != Pagination::Single {
                 assert!(spec.page_size > 0);
+            }
+            if let Pagination::OffsetWithOverlap { overlap } = spec.pagination {
+                // Each page must move forward.
+                assert!(overlap >= 1 && overlap < spec.page_size, "{spec:?}");
+            }
+            if let Some(inc) = spec.incremental {
+                assert!(inc.lookback > Duration::ZERO, "{spec:?}");
             }
         }
     }

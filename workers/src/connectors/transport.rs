@@ -1,13 +1,15 @@
-//! Sending one platform request: the connection's rate budget, `Retry-After` on 429, exponential backoff with
-//! jitter on 5xx and network errors, and the mapping of failures to [`FetchError`].
+//! Sending one platform request: the connection's rate budget, `Retry-After` on 429 and 503, exponential
+//! backoff with jitter on 5xx, network errors and unreadable 2xx bodies, and the mapping of failures to
+//! [`FetchError`].
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use listbackup_commands::platform_client::scrub;
 use listbackup_domain::platform::Platform;
 use rand::Rng;
-use reqwest::header::RETRY_AFTER;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -17,14 +19,15 @@ use super::FetchError;
 /// How hard to try before giving up on a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts per request for 5xx answers and network errors, the first included.
+    /// Attempts per request for 5xx answers, network errors and unreadable bodies, the first included.
     pub max_attempts: u32,
     /// The first backoff; each further attempt doubles it, up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
     /// 429 answers waited out per request before giving up.
     pub max_rate_limited: u32,
-    /// A `Retry-After` longer than this is not waited out: the fetch fails as rate limited (retryable later).
+    /// A `Retry-After` longer than this is not waited out: a 429 fails as rate limited (retryable later), a
+    /// 503 falls back to the backoff.
     pub max_retry_after: Duration,
 }
 
@@ -61,6 +64,59 @@ pub(crate) struct Counters {
     pub rate_limited: u64,
 }
 
+/// A 2xx answer, read whole: a page is bounded by the page size. The headers are kept for pagination that
+/// travels in them (a `Link` header).
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    /// The media type the answer declares (`Content-Type` without parameters), if any.
+    pub fn content_type(&self) -> Option<&str> {
+        let value = self
+            .headers
+            .get(reqwest::header::CONTENT_TYPE)?
+            .to_str()
+            .ok()?;
+        Some(value.split(';').next().unwrap_or_default().trim())
+    }
+}
+
+/// Why a 2xx answer could not be used.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Cut off or not JSON at all (a proxy's HTML page, a connection closed early by a middlebox that still
+    /// sent a complete-looking HTTP message): sent again like a dropped connection.
+    Unreadable(String),
+    /// Well-formed but not what the platform documents: asking again would get the same answer.
+    Invalid(FetchError),
+}
+
+impl BodyError {
+    /// Classifies a `serde_json` error reading `response`: syntax errors and a premature end are a damaged
+    /// body, anything else (a missing or mistyped field) is the answer's shape.
+    pub fn from_json(err: serde_json::Error, response: &Response) -> Self {
+        use serde_json::error::Category;
+        match err.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                let declared = response
+                    .content_type()
+                    .map(|media| format!(" ({media}, {} bytes)", response.body.len()))
+                    .unwrap_or_default();
+                BodyError::Unreadable(format!(
+                    "the platform's answer{declared} is not complete JSON: {err}"
+                ))
+            }
+            Category::Data => BodyError::Invalid(FetchError::InvalidResponse(format!(
+                "the platform's answer is not in the documented shape: {err}"
+            ))),
+        }
+    }
+}
+
 /// What a request needs besides itself.
 pub(crate) struct Call<'a> {
     pub http: &'a reqwest::Client,
@@ -71,12 +127,14 @@ pub(crate) struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Sends the request `build` makes (again for each retry) and returns the JSON body of a 2xx answer.
-    pub async fn send(
+    /// Sends the request `build` makes (again for each retry) and hands a 2xx answer to `decode`; an
+    /// unreadable body is retried like a network error, within the same bound of attempts.
+    pub async fn send<T>(
         &self,
         counters: &mut Counters,
         build: impl Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, FetchError>,
-    ) -> Result<Value, FetchError> {
+        decode: impl Fn(Response) -> Result<T, BodyError>,
+    ) -> Result<T, FetchError> {
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
         loop {
@@ -84,11 +142,19 @@ impl Call<'_> {
             self.budget.acquire().await;
             counters.requests += 1;
             let outcome = match request.send().await {
-                Ok(response) => self.classify(response).await,
+                Ok(response) => match self.classify(response).await {
+                    Ok(response) => match decode(response) {
+                        Ok(value) => return Ok(value),
+                        Err(BodyError::Invalid(err)) => Outcome::Fatal(err),
+                        Err(BodyError::Unreadable(reason)) => {
+                            Outcome::Transient(FetchError::UnreadableBody(reason), None)
+                        }
+                    },
+                    Err(outcome) => outcome,
+                },
                 Err(err) => Outcome::Transient(network_error(&err), None),
             };
             let wait = match outcome {
-                Outcome::Done(body) => return Ok(body),
                 Outcome::Fatal(err) => return Err(err),
                 Outcome::RateLimited(retry_after) => {
                     rate_limited += 1;
@@ -118,25 +184,25 @@ impl Call<'_> {
         }
     }
 
-    async fn classify(&self, response: reqwest::Response) -> Outcome {
+    /// A 2xx answer read whole, or what to do about any other.
+    async fn classify(&self, response: reqwest::Response) -> Result<Response, Outcome> {
         let status = response.status();
         if status.is_success() {
+            let headers = response.headers().clone();
             return match response.bytes().await {
-                // Parsed from one buffer: a page is bounded by the page size.
-                Ok(bytes) => match serde_json::from_slice(&bytes) {
-                    Ok(body) => Outcome::Done(body),
-                    Err(err) => Outcome::Fatal(FetchError::InvalidResponse(format!(
-                        "the platform's answer is not JSON: {err}"
-                    ))),
-                },
+                Ok(body) => Ok(Response {
+                    status,
+                    headers,
+                    body,
+                }),
                 // The connection broke mid-body.
-                Err(err) => Outcome::Transient(network_error(&err), None),
+                Err(err) => Err(Outcome::Transient(network_error(&err), None)),
             };
         }
+        let retry_after = retry_after(response.headers(), SystemTime::now());
         if status == StatusCode::TOO_MANY_REQUESTS {
-            return Outcome::RateLimited(retry_after(&response));
+            return Err(Outcome::RateLimited(retry_after));
         }
-        let retry_after = retry_after(&response);
         // The platform's own message helps with a 400 (an unknown parameter, a missing scope) but is not
         // trusted: Stripe echoes part of a rejected key, so 401 bodies are dropped and others are scrubbed.
         let message = if status == StatusCode::UNAUTHORIZED {
@@ -145,10 +211,12 @@ impl Call<'_> {
             let body = response.bytes().await.unwrap_or_default();
             scrub(&error_message(&body), self.platform, self.credentials)
         };
-        match status {
+        Err(match status {
             StatusCode::UNAUTHORIZED => Outcome::Fatal(FetchError::Unauthorized),
             StatusCode::FORBIDDEN => Outcome::Fatal(FetchError::Forbidden { message }),
-            s if s.is_server_error() => {
+            // 408 (RFC 9110 §15.5.9): the server gave up waiting for the request; sending it again is the
+            // documented remedy.
+            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
                 let err = FetchError::Platform {
                     status: s.as_u16(),
                     message,
@@ -162,12 +230,12 @@ impl Call<'_> {
                 message,
                 retryable: false,
             }),
-        }
+        })
     }
 }
 
+/// A failed attempt: give up, or wait and send again.
 enum Outcome {
-    Done(Value),
     Fatal(FetchError),
     RateLimited(Option<Duration>),
     /// Worth another attempt, after at least the server's `Retry-After` if it sent one.
@@ -187,17 +255,18 @@ fn network_error(err: &reqwest::Error) -> FetchError {
     FetchError::Network(what.to_owned())
 }
 
-/// `Retry-After` in delta-seconds; an HTTP date or garbage counts as absent.
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+/// `Retry-After` (RFC 9110 §10.2.3) as a wait from `now`: delta-seconds, also with a fraction as Shopify
+/// sends it (`2.0`), or an HTTP-date in any of the three formats a recipient must accept (a date already past
+/// means no wait). Anything else counts as absent.
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let seconds = text.parse::<f64>().ok().filter(|s| s.is_finite())?;
+        // Far beyond any cap; keeps `from_secs_f64` from panicking on an absurd value.
+        return Some(Duration::from_secs_f64(seconds.min(1e9)));
+    }
+    let date = httpdate::parse_http_date(text).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 const MAX_MESSAGE_LEN: usize = 300;
@@ -242,6 +311,52 @@ mod tests {
             let capped = policy.backoff(30);
             assert!(capped >= Duration::from_millis(400) && capped <= Duration::from_millis(800));
         }
+    }
+
+    fn header(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn retry_after_reads_delta_seconds_with_or_without_a_fraction() {
+        let now = SystemTime::now();
+        assert_eq!(retry_after(&header("3"), now), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(&header("2.0"), now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_after(&header(" 0.25 "), now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(retry_after(&header("-1"), now), None);
+        assert_eq!(retry_after(&header("soon"), now), None);
+        assert_eq!(retry_after(&header("1.2.3"), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn retry_after_reads_each_http_date_format() {
+        // RFC 9110 §5.6.7: IMF-fixdate, and the obsolete RFC 850 and asctime formats.
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:30 GMT").unwrap();
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                retry_after(&header(date), now),
+                Some(Duration::from_secs(7)),
+                "{date}"
+            );
+        }
+        // A date already past: retry at once.
+        assert_eq!(
+            retry_after(&header("Sun, 06 Nov 1994 08:49:00 GMT"), now),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]
