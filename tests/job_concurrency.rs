@@ -242,10 +242,14 @@ async fn a_busy_account_does_not_starve_another_account() {
     .await;
     let mut spans = spans(&backup.app, &all).await;
     spans.sort_by_key(|s| s.started);
+    // The first two jobs end together, freeing both slots at once: the other account's job takes one of
+    // them (third or fourth to start), ahead of the busy account's four waiting jobs but one. In order of
+    // arrival it would start last.
     let position = spans.iter().position(|s| s.job_id == other_job).unwrap();
-    assert_eq!(
-        position, 2,
-        "the other account's job takes the first slot that frees up, before the busy account's four others: {spans:?}"
+    assert!(
+        position == 2 || position == 3,
+        "the other account's job takes one of the first slots that free up, not the {}th: {spans:?}",
+        position + 1
     );
     backup.stop().await;
 }

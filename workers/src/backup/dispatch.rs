@@ -52,6 +52,9 @@ impl Default for DispatchSettings {
 /// ending wake the loop sooner).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How long the first pull from a partition's freshly created consumer may wait for a message.
+const FIRST_PULL_WAIT: Duration = Duration::from_millis(500);
+
 /// A run whose connection another process took in the meantime asks again this often.
 const CLAIM_RETRY: Duration = Duration::from_millis(500);
 
@@ -213,17 +216,28 @@ impl BackupWorker {
         };
         candidates.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, partition) in candidates {
-            let consumer = match consumers.get(&partition.subject) {
-                Some(consumer) => consumer.clone(),
+            let (consumer, created) = match consumers.get(&partition.subject) {
+                Some(consumer) => (consumer.clone(), false),
                 None => {
                     let consumer = self.partition_consumer(queue, &partition).await?;
                     consumers.insert(partition.subject.clone(), consumer.clone());
-                    consumer
+                    (consumer, true)
                 }
             };
             // `fetch` does not wait: a partition whose only messages are running elsewhere, or waiting for
-            // their redelivery, answers nothing at once.
-            let next = match consumer.fetch().max_messages(1).messages().await {
+            // their redelivery, answers nothing at once. A consumer just created may not have taken stock of
+            // its subject's messages yet, so its first pull waits a moment for them.
+            let pull = if created {
+                consumer
+                    .batch()
+                    .max_messages(1)
+                    .expires(FIRST_PULL_WAIT)
+                    .messages()
+                    .await
+            } else {
+                consumer.fetch().max_messages(1).messages().await
+            };
+            let next = match pull {
                 Ok(mut batch) => batch.next().await,
                 Err(err) => {
                     // Removed by JetStream after a day unused: created again next time.
