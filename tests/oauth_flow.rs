@@ -520,13 +520,13 @@ async fn each_platform_connects_with_its_specifics() {
                     scope.split(' ').any(|s| s == "crm.objects.contacts.read"),
                     "{scope}"
                 );
-                assert_eq!(external, &json!({"id": "62515", "name": "app.hubspot.com"}));
+                assert_eq!(external, &json!({"id": "62515", "name": "62515"}));
             }
             "keap" => {
                 assert_eq!(scope, "full");
                 assert_eq!(
                     external,
-                    &json!({"id": "424242", "name": "owner@keap.example"})
+                    &json!({"id": "owner@keap.example", "name": "Emulated Keap App"})
                 );
             }
             "gohighlevel" => {

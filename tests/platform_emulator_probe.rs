@@ -120,11 +120,11 @@ async fn the_message_names_the_account() {
     let emulator = PlatformEmulator::start().await;
     let client = client_for(&emulator);
     let expectations = [
-        ("stripe", "authenticated as acct_1Nv0FGQ9RKHgCVdK"),
-        ("hubspot", "authenticated as portal 62515"),
+        ("stripe", "authenticated as Acme Test"),
+        ("hubspot", "authenticated as 62515"),
         ("zendesk", "authenticated as agent@acme.test"),
-        ("shopify", "authenticated as acme-test.myshopify.com"),
-        ("mailchimp", "the platform accepted the credentials"),
+        ("shopify", "authenticated as Acme Test Store"),
+        ("mailchimp", "authenticated as Acme Newsletters"),
     ];
     for (id, expected) in expectations {
         let (_, credentials, _) = good_credentials().into_iter().find(|c| c.0 == id).unwrap();
@@ -188,7 +188,7 @@ async fn one_rate_limit_is_waited_out() {
                 "hubspot" => "/account-info/v3/details",
                 "shopify" => "/shop.json",
                 "gohighlevel" => "/locations/ve9EPM428h8vShlRW1KT",
-                "mailchimp" => "/ping",
+                "mailchimp" => "/",
                 "activecampaign" => "/users/me",
                 "zendesk" => "/users/me.json",
                 _ => unreachable!(),

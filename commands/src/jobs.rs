@@ -1,5 +1,10 @@
 //! Job use cases for the backup workers: each is one command on the Job aggregate, fenced by the worker
 //! running the current attempt, plus the connection's credentials for the run.
+//!
+//! A run's reports are decided again when they lose a race on the stream (`execute_with_retry`): another
+//! writer's event, a cancellation request most often, is no reason to fail a backup, and fencing makes the
+//! second decision safe. Starting and restarting are not retried: their conflicts are how a duplicated or
+//! raced message is recognised.
 
 use std::collections::BTreeMap;
 
@@ -145,7 +150,7 @@ impl JobCommands {
             sha256: resource.sha256,
             object: resource.object,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
     }
 
     /// ResourceBackupFailed: one data type could not be backed up; the run goes on with the next one.
@@ -164,7 +169,7 @@ impl JobCommands {
             message: failure.message,
             retryable: failure.retryable,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
     }
 
     /// JobPartiallySucceeded: every data type is either stored or failed, at least one of each, and the
@@ -186,7 +191,7 @@ impl JobCommands {
             bytes: outcome.bytes,
             cursors: outcome.cursors,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
     }
 
     /// JobSucceeded: every data type is stored and the manifest written.
@@ -206,7 +211,7 @@ impl JobCommands {
             bytes: outcome.bytes,
             cursors: outcome.cursors,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
     }
 
     /// JobProgressed: coarse progress, persisted (the worker sends it at most once a second and at every data
@@ -227,7 +232,7 @@ impl JobCommands {
             records: progress.records,
             bytes: progress.bytes,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
     }
 
     pub async fn fail(
@@ -247,7 +252,7 @@ impl JobCommands {
             retryable,
             queued: None,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
     }
 
     /// JobFailed recorded by the system, not by a worker: nobody is running the job any more (its message
@@ -304,7 +309,7 @@ impl JobCommands {
         let command = JobCommand::ConfirmCancelled {
             account_id: account(metadata)?,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
     }
 
     /// The connection's decrypted credentials for a backup run; `None` when the connection is gone.

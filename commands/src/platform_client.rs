@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use listbackup_domain::platform::{
-    url_placeholders, ApiAuth, AuthType, BasicPart, CredentialFieldType, HttpMethod, Platform,
-    UrlParam, CATALOG, OAUTH_ACCESS_TOKEN,
+    url_placeholders, ApiAuth, AuthType, BasicPart, CredentialFieldType, HttpMethod, Identity,
+    Platform, UrlParam, CATALOG, OAUTH_ACCESS_TOKEN,
 };
 use reqwest::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -86,7 +86,7 @@ impl PlatformEndpoints {
 
 /// Fills `{placeholders}` from credential fields or derived URL parameters. Values are checked so that
 /// they cannot move the request to another host or path than the template intends.
-fn fill_template(
+pub fn fill_template(
     platform: &Platform,
     template: &str,
     credentials: &BTreeMap<String, String>,
@@ -219,6 +219,31 @@ impl PlatformClient {
         }
     }
 
+    /// Calls the platform's identity endpoint ([`Identity`]) and reads who the credentials belong to. `Err`
+    /// holds a message safe to show (statuses and reasons, never a credential).
+    pub async fn identify(
+        &self,
+        platform: &Platform,
+        credentials: &BTreeMap<String, String>,
+    ) -> Result<Identified, String> {
+        let request = self
+            .build_request(platform, credentials)
+            .map_err(|e| e.to_string())?;
+        let response = request
+            .send()
+            .await
+            .map_err(|err| unreachable_message(&err))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("the platform's identity call answered {status}"));
+        }
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|_| "the platform's identity answer is not JSON".to_owned())?;
+        Ok(identified(&platform.identity, &body))
+    }
+
     fn build_request(
         &self,
         platform: &Platform,
@@ -236,9 +261,9 @@ impl PlatformClient {
             }
         }
         let base = self.endpoints.api_base(platform, credentials)?;
-        let path = fill_template(platform, platform.test_endpoint.path, credentials)?;
+        let path = fill_template(platform, platform.identity.path, credentials)?;
         let url = format!("{base}{path}");
-        let mut request = match platform.test_endpoint.method {
+        let mut request = match platform.identity.method {
             HttpMethod::Get => self.http.get(&url),
             HttpMethod::Post => self.http.post(&url),
         };
@@ -435,76 +460,72 @@ async fn outcome_of(
         return failed(format!("the platform answered {status}"));
     }
     let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
-    match identity(platform.id, &body) {
-        Identity::Anonymous => failed(
+    match identified(&platform.identity, &body) {
+        Identified::Anonymous => failed(
             "the platform treated the request as anonymous: the credentials were not accepted"
                 .to_owned(),
         ),
-        Identity::Named(name) => ProbeOutcome {
-            ok: true,
-            latency_ms,
-            message: format!("authenticated as {name}"),
-            http_status,
-        },
-        Identity::Unknown => ProbeOutcome {
-            ok: true,
-            latency_ms,
-            message: "the platform accepted the credentials".to_owned(),
-            http_status,
+        Identified::Account { id, name } => match name.or(id) {
+            Some(name) => ProbeOutcome {
+                ok: true,
+                latency_ms,
+                message: format!("authenticated as {name}"),
+                http_status,
+            },
+            None => ProbeOutcome {
+                ok: true,
+                latency_ms,
+                message: "the platform accepted the credentials".to_owned(),
+                http_status,
+            },
         },
     }
 }
 
-enum Identity {
-    Named(String),
-    Unknown,
-    /// Zendesk answers `/users/me` for an unauthenticated caller with 200 and an anonymous user.
+/// Who the credentials belong to, as the platform's identity call ([`Identity`]) answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identified {
+    /// The account's id and a human-readable name, where the answer holds them (control characters removed,
+    /// at most [`MAX_IDENTITY_LEN`] characters).
+    Account {
+        id: Option<String>,
+        name: Option<String>,
+    },
+    /// The answer names nobody: every id it names is `null`. Zendesk answers `/users/me` for an
+    /// unauthenticated caller with 200 and an anonymous user.
     Anonymous,
 }
 
-/// Who the credentials belong to, from the test endpoint's body (JSON pointers, first match wins).
-fn identity(platform_id: &str, body: &serde_json::Value) -> Identity {
-    let pointers: &[&str] = match platform_id {
-        "stripe" => &["/id"],
-        "keap" => &["/email", "/name"],
-        "hubspot" => &["/portalId"],
-        "shopify" => &["/shop/myshopify_domain", "/shop/name"],
-        "gohighlevel" => &["/location/name", "/location/id"],
-        "mailchimp" => &["/account_name"],
-        "activecampaign" => &["/user/email", "/user/username"],
-        "zendesk" => {
-            if body.pointer("/user").is_some()
-                && body.pointer("/user/id").is_none_or(|v| v.is_null())
-            {
-                return Identity::Anonymous;
-            }
-            &["/user/email", "/user/name"]
-        }
-        "google" => &["/email"],
-        "dropbox" => &["/email"],
-        "box" => &["/login"],
-        "quickbooks" => &["/CompanyInfo/CompanyName"],
-        _ => &[],
-    };
-    let name = pointers.iter().find_map(|p| match body.pointer(p)? {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
-    match name {
-        Some(name) => {
-            let name: String = name
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_IDENTITY_LEN)
-                .collect();
-            match platform_id {
-                "hubspot" => Identity::Named(format!("portal {name}")),
-                _ => Identity::Named(name),
-            }
-        }
-        None => Identity::Unknown,
+/// Reads the identity call's answer with the platform's pointers (first match wins).
+pub fn identified(identity: &Identity, body: &serde_json::Value) -> Identified {
+    let present = |pointer: &&str| body.pointer(pointer).is_some();
+    if !identity.id.is_empty()
+        && identity.id.iter().any(present)
+        && identity
+            .id
+            .iter()
+            .all(|p| body.pointer(p).is_none_or(serde_json::Value::is_null))
+    {
+        return Identified::Anonymous;
     }
+    let text = |pointers: &[&str]| {
+        pointers.iter().find_map(|p| match body.pointer(p)? {
+            serde_json::Value::String(s) if !s.trim().is_empty() => Some(clean(s.trim())),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    Identified::Account {
+        id: text(identity.id),
+        name: text(identity.name),
+    }
+}
+
+fn clean(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_IDENTITY_LEN)
+        .collect()
 }
 
 /// Error text of a failed connection. `without_url` because a URL is not ours to show in full.
@@ -677,15 +698,22 @@ mod tests {
 
     #[test]
     fn zendesk_anonymous_user_is_not_a_success() {
+        let zendesk = &platform("zendesk").identity;
         let anonymous = serde_json::json!({"user": {"id": null, "name": "Anonymous user"}});
-        assert!(matches!(
-            identity("zendesk", &anonymous),
-            Identity::Anonymous
-        ));
+        assert_eq!(identified(zendesk, &anonymous), Identified::Anonymous);
         let agent = serde_json::json!({"user": {"id": 1, "email": "agent@acme.test"}});
-        assert!(
-            matches!(identity("zendesk", &agent), Identity::Named(n) if n == "agent@acme.test")
+        assert_eq!(
+            identified(zendesk, &agent),
+            Identified::Account {
+                id: Some("1".into()),
+                name: Some("agent@acme.test".into())
+            }
         );
+        // An answer without the id at all (another shape) is not taken for an anonymous one.
+        assert!(matches!(
+            identified(zendesk, &serde_json::json!({"other": 1})),
+            Identified::Account { id: None, .. }
+        ));
     }
 
     #[test]

@@ -129,7 +129,7 @@ async fn handle(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpRespons
         "/keap/crm/rest/v1/account/profile" if get => keap(&req, &creds("keap")),
         "/hubspot/account-info/v3/details" if get => hubspot(&req, &creds("hubspot")),
         "/shopify/admin/api/2024-10/shop.json" if get => shopify(&req, &creds("shopify")),
-        "/mailchimp/3.0/ping" if get => mailchimp(&req, &creds("mailchimp")),
+        "/mailchimp/3.0/ping" | "/mailchimp/3.0/" if get => mailchimp(&req, &creds("mailchimp")),
         "/activecampaign/api/3/users/me" if get => activecampaign(&req, &creds("activecampaign")),
         "/zendesk/api/v2/users/me.json" if get => zendesk(&req, &creds("zendesk")),
         p if get && p.starts_with("/gohighlevel/locations/") => {
@@ -393,9 +393,15 @@ fn mailchimp(req: &HttpRequest, accepted: &[Value]) -> HttpResponse {
         );
     };
     match find_creds(accepted, |c| field(c, "apiKey") == key) {
-        Some(_) => json_response(
+        // The API root names the account; `/ping` only says the key works.
+        Some(_) if req.path().ends_with("/ping") => json_response(
             StatusCode::OK,
             json!({"health_status": "Everything's Chimpy!"}),
+        ),
+        Some(_) => json_response(
+            StatusCode::OK,
+            json!({"account_id": "8d3a3db4d97663a9074efcc16", "login_id": "1234567",
+                   "account_name": "Acme Newsletters", "email": "owner@acme.test"}),
         ),
         None => problem(
             "API Key Invalid",

@@ -20,6 +20,8 @@ pub struct PlatformView {
     pub credential_fields: Vec<CredentialFieldView>,
     pub data_types: Vec<DataTypeView>,
     pub oauth_scopes: Vec<&'static str>,
+    /// Whether ListBackup can back up any of its data types.
+    pub can_back_up: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -35,9 +37,17 @@ pub struct CredentialFieldView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct DataTypeView {
     pub name: &'static str,
     pub description: &'static str,
+    /// Whether ListBackup can back it up; a source cannot select one it cannot (400).
+    pub can_back_up: bool,
+    /// Whether an incremental source fetches only what changed since its last backup (otherwise everything,
+    /// every time).
+    pub incremental: bool,
+    /// OAuth scopes it needs beyond the platform's `oauthScopes`.
+    pub oauth_scopes: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -83,9 +93,13 @@ impl From<&'static Platform> for PlatformView {
                 .map(|d| DataTypeView {
                     name: d.name,
                     description: d.description,
+                    can_back_up: d.can_back_up(),
+                    incremental: d.listing.is_some_and(|l| l.incremental.is_some()),
+                    oauth_scopes: d.scopes.to_vec(),
                 })
                 .collect(),
             oauth_scopes: p.oauth_scopes.to_vec(),
+            can_back_up: p.data_types.iter().any(|d| d.can_back_up()),
         }
     }
 }

@@ -6,19 +6,16 @@ use chrono::{DateTime, Utc};
 use listbackup_domain::connection::{
     ConnectionAuth, ConnectionCommand, ExternalAccount, OauthGrant,
 };
-use listbackup_domain::platform::{
-    url_placeholders, AuthType, HttpMethod, Platform, PlatformId, OAUTH_ACCESS_TOKEN,
-};
+use listbackup_domain::platform::{AuthType, Oauth, Platform, PlatformId, OAUTH_ACCESS_TOKEN};
 use listbackup_domain::values::{AccountId, DisplayName};
-use reqwest::header::{HeaderName, HeaderValue};
 use zeroize::Zeroizing;
 
-use super::providers::{self, Provider};
 use super::state::{self, PendingAuthorization};
 use super::tokens::{self, IssuedTokens};
 use super::{OauthError, OauthService};
 use crate::bus::CommandError;
 use crate::metadata::EventMetadata;
+use crate::platform_client::Identified;
 use crate::vault::SecretCredentials;
 
 /// Vault field names of an OAuth connection, next to `accessToken`.
@@ -145,8 +142,10 @@ impl OauthService {
         request: StartRequest,
         connection_id: Option<String>,
     ) -> Result<Started, OauthError> {
-        let provider =
-            providers::find(platform.id).ok_or(OauthError::NotConfigured(platform.name))?;
+        let provider = platform
+            .oauth
+            .as_ref()
+            .ok_or(OauthError::NotConfigured(platform.name))?;
         if let Some(url) = &request.return_url {
             if !self.settings.return_url_allowed(url) {
                 return Err(invalid(
@@ -156,12 +155,14 @@ impl OauthService {
             }
         }
         let shop = match (&request.shop, provider.needs_shop) {
-            (Some(raw), true) => Some(providers::validate_shop(raw).ok_or_else(|| {
-                invalid(
-                    "shop",
-                    "must be a shop domain such as `your-store.myshopify.com`",
-                )
-            })?),
+            (Some(raw), true) => Some(listbackup_domain::platform::validate_shop(raw).ok_or_else(
+                || {
+                    invalid(
+                        "shop",
+                        "must be a shop domain such as `your-store.myshopify.com`",
+                    )
+                },
+            )?),
             (None, true) => return Err(invalid("shop", "is required for this platform")),
             (Some(_), false) => return Err(invalid("shop", "applies to Shopify only")),
             (None, false) => None,
@@ -238,8 +239,10 @@ impl OauthService {
         let platform = PlatformId::parse(&pending.platform_id)
             .ok_or_else(|| OauthError::Store("state names an unknown platform".into()))?
             .platform();
-        let provider =
-            providers::find(platform.id).ok_or(OauthError::NotConfigured(platform.name))?;
+        let provider = platform
+            .oauth
+            .as_ref()
+            .ok_or(OauthError::NotConfigured(platform.name))?;
         if let (Some(expected), Some(got)) = (&pending.shop, params.extra.get("shop")) {
             if !got.eq_ignore_ascii_case(expected) {
                 return Err(invalid(
@@ -258,7 +261,7 @@ impl OauthService {
 
         let settings = settings_of(provider, pending, &params, &issued)?;
         let secret = secret_of(&settings, &issued, None);
-        let external = self.user_info(platform, provider, &secret).await?;
+        let external = self.user_info(platform, &secret).await?;
 
         let metadata = EventMetadata::for_request(
             &pending.account_id,
@@ -429,92 +432,38 @@ impl OauthService {
         }
     }
 
-    /// Asks the platform which account the access token belongs to.
+    /// Asks the platform which account the access token belongs to: its identity call, the same one the
+    /// connection test makes. Without an id in the answer, the account is the platform's setting that names
+    /// it (QuickBooks' realm), or else its name.
     async fn user_info(
         &self,
         platform: &'static Platform,
-        provider: &Provider,
         secret: &SecretCredentials,
     ) -> Result<ExternalAccount, OauthError> {
-        let info = provider.user_info;
-        let fail = |m: &str| OauthError::UserInfo(m.to_owned());
-        let base = self
-            .endpoints
-            .api_base(platform, secret.expose())
-            .map_err(|e| OauthError::UserInfo(e.to_string()))?;
-        let mut path = info.path.to_owned();
-        for name in url_placeholders(info.path) {
-            let value = secret.get(name).filter(|v| is_segment(v)).ok_or_else(|| {
-                OauthError::UserInfo(format!("the platform did not send `{name}`"))
-            })?;
-            path = path.replace(&format!("{{{name}}}"), value);
-        }
-        let url = format!("{base}{path}");
-        let mut request = match info.method {
-            HttpMethod::Get => self.http.get(&url),
-            HttpMethod::Post => self.http.post(&url),
-        }
-        .header(reqwest::header::ACCEPT, "application/json");
-        for (name, value) in platform.api_headers {
-            request = request.header(*name, *value);
-        }
-        let token = secret.get(OAUTH_ACCESS_TOKEN).unwrap_or_default();
-        let mut token_value = HeaderValue::from_str(token)
-            .map_err(|_| fail("the access token is not a valid header value"))?;
-        token_value.set_sensitive(true);
-        let api_auth = platform.oauth.map(|o| o.api_auth);
-        request = match api_auth {
-            Some(listbackup_domain::platform::ApiAuth::Header { header, .. }) => {
-                let name =
-                    HeaderName::from_bytes(header.as_bytes()).map_err(|_| fail("bad header"))?;
-                request.header(name, token_value)
+        let identity = &platform.identity;
+        match self.identity.identify(platform, secret.expose()).await {
+            Ok(Identified::Account { id, name }) => {
+                let id = id
+                    .or_else(|| {
+                        identity
+                            .id_setting
+                            .and_then(|s| secret.get(s))
+                            .map(str::to_owned)
+                    })
+                    .or_else(|| name.clone())
+                    .ok_or_else(|| {
+                        OauthError::UserInfo("no account id in the user-info answer".into())
+                    })?;
+                Ok(ExternalAccount {
+                    name: name.unwrap_or_else(|| id.clone()),
+                    id,
+                })
             }
-            _ => {
-                let mut bearer = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| fail("the access token is not a valid header value"))?;
-                bearer.set_sensitive(true);
-                request.header(reqwest::header::AUTHORIZATION, bearer)
-            }
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|_| fail("the user-info endpoint could not be reached"))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(OauthError::UserInfo(format!(
-                "the user-info endpoint answered {status}"
-            )));
+            Ok(Identified::Anonymous) => Err(OauthError::UserInfo(
+                "the platform treated the access token as anonymous".into(),
+            )),
+            Err(message) => Err(OauthError::UserInfo(message)),
         }
-        let body: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|_| fail("the user-info endpoint's answer is not JSON"))?;
-        let text = |pointers: &[&str]| {
-            pointers.iter().find_map(|p| match body.pointer(p)? {
-                serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-        };
-        let id = text(info.id)
-            .or_else(|| {
-                info.id_setting
-                    .and_then(|s| secret.get(s))
-                    .map(str::to_owned)
-            })
-            .ok_or_else(|| fail("no account id in the user-info answer"))?;
-        let name = text(info.name).unwrap_or_else(|| id.clone());
-        let clean = |s: String| {
-            s.chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect::<String>()
-        };
-        Ok(ExternalAccount {
-            id: clean(id),
-            name: clean(name),
-        })
     }
 }
 
@@ -530,7 +479,7 @@ pub(super) fn is_segment(value: &str) -> bool {
 
 /// The non-secret values the connection keeps: the shop, callback parameters, token response fields.
 fn settings_of(
-    provider: &Provider,
+    provider: &Oauth,
     pending: &PendingAuthorization,
     params: &CallbackParams,
     issued: &IssuedTokens,

@@ -7,7 +7,6 @@
 //! the state only as a hash.
 
 mod flow;
-pub mod providers;
 mod refresher;
 mod state;
 mod tokens;
@@ -195,7 +194,8 @@ pub struct OauthService {
     db: deadpool_postgres::Pool,
     http: reqwest::Client,
     settings: OauthSettings,
-    endpoints: PlatformEndpoints,
+    /// The platforms' identity calls (the account an authorization is for).
+    identity: crate::platform_client::PlatformClient,
 }
 
 impl OauthService {
@@ -220,7 +220,7 @@ impl OauthService {
             db,
             http,
             settings,
-            endpoints,
+            identity: crate::platform_client::PlatformClient::new(endpoints),
         }
     }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::flow::{secret_of, EXPIRES_AT, REFRESH_TOKEN};
 use super::tokens::{self, IssuedTokens, TokenError};
-use super::{providers, OauthError, OauthService};
+use super::{OauthError, OauthService};
 use crate::metadata::EventMetadata;
 use crate::vault::SecretCredentials;
 
@@ -211,8 +211,10 @@ impl OauthService {
         let platform = PlatformId::parse(connection.platform_id())
             .ok_or_else(|| OauthError::Store("connection names an unknown platform".into()))?
             .platform();
-        let provider =
-            providers::find(platform.id).ok_or(OauthError::NotConfigured(platform.name))?;
+        let provider = platform
+            .oauth
+            .as_ref()
+            .ok_or(OauthError::NotConfigured(platform.name))?;
         let client = tokens::client(&self.settings, platform, provider, secret.get("shop"))?;
         let account = AccountId::parse(account_id).map_err(OauthError::Store)?;
         match tokens::refresh(&self.http, &client, refresh_token).await {

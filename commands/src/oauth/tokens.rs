@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use listbackup_domain::platform::Platform;
+use listbackup_domain::platform::{ClientAuth, Oauth, Platform};
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse,
@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::providers::{ClientAuth, Provider};
 use super::{OauthError, OauthSettings};
 
 /// Any `token_type` (case as sent); Shopify sends none, which means Bearer.
@@ -177,7 +176,7 @@ fn endpoint(template: &str, shop: Option<&str>) -> Result<String, OauthError> {
 pub fn client(
     settings: &OauthSettings,
     platform: &'static Platform,
-    provider: &Provider,
+    provider: &Oauth,
     shop: Option<&str>,
 ) -> Result<ProviderClient, OauthError> {
     let endpoints = platform
@@ -220,7 +219,7 @@ pub fn client(
 pub fn authorization_url(
     client: &ProviderClient,
     platform: &Platform,
-    provider: &Provider,
+    provider: &Oauth,
     state: &str,
 ) -> (url::Url, Zeroizing<String>) {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();

@@ -1,11 +1,86 @@
 //! The platform catalog: which SaaS platforms ListBackup can back up, how a customer authenticates to each,
-//! and which data types each offers. Pure data; the HTTP edges read it to validate input and to call platforms.
+//! which data types each offers and how each is listed. Pure data plus pure functions; the HTTP edges
+//! (`commands`, `workers`) read it to validate input and to call the platforms.
+//!
+//! **Everything about one platform lives in its module** (`stripe.rs`, `hubspot.rs`, …): its catalog entry and
+//! credential fields, how requests authenticate, the one "who am I" call (used by the connection test and by
+//! OAuth), its OAuth quirks, its default rate, where its error bodies hold a message, and its data types with
+//! their listings ([`listing`]). [`CATALOG`] is the registry: one line per platform.
 
-mod catalog;
 mod credentials;
+pub mod listing;
 
-pub use catalog::CATALOG;
+mod activecampaign;
+mod box_;
+mod dropbox;
+mod gohighlevel;
+mod google;
+mod hubspot;
+mod keap;
+mod mailchimp;
+mod quickbooks;
+mod shopify;
+mod stripe;
+mod zendesk;
+
+#[cfg(test)]
+mod tests;
+
 pub use credentials::{CredentialProblem, Credentials};
+pub use listing::{
+    Endpoint, IncrementalFetch, Listing, OffsetParam, PageSize, Pagination, TimeField, TimeFilter,
+    TimeFormat,
+};
+pub use shopify::validate_shop;
+
+// Building blocks of the platform modules.
+const OAUTH: &[AuthType] = &[AuthType::Oauth2];
+const API_KEY: &[AuthType] = &[AuthType::ApiKey];
+const BOTH: &[AuthType] = &[AuthType::Oauth2, AuthType::ApiKey];
+
+/// A required secret field (encrypted in the vault, never shown again).
+const fn secret(name: &'static str, label: &'static str) -> CredentialField {
+    CredentialField {
+        name,
+        label,
+        field_type: CredentialFieldType::String,
+        required: true,
+        secret: true,
+    }
+}
+
+/// A required non-secret field (an account URL, a subdomain, a login e-mail).
+const fn plain(
+    name: &'static str,
+    label: &'static str,
+    field_type: CredentialFieldType,
+) -> CredentialField {
+    CredentialField {
+        name,
+        label,
+        field_type,
+        required: true,
+        secret: false,
+    }
+}
+
+/// The registry: every platform ListBackup knows, one line each. A platform's module holds all of it.
+pub static CATALOG: &[Platform] = &[
+    keap::PLATFORM,
+    stripe::PLATFORM,
+    hubspot::PLATFORM,
+    shopify::PLATFORM,
+    quickbooks::PLATFORM,
+    google::PLATFORM,
+    dropbox::PLATFORM,
+    box_::PLATFORM,
+    gohighlevel::PLATFORM,
+    mailchimp::PLATFORM,
+    activecampaign::PLATFORM,
+    zendesk::PLATFORM,
+];
+
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -39,10 +114,50 @@ pub struct CredentialField {
     pub secret: bool,
 }
 
+/// One kind of record a platform holds, and how ListBackup lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DataType {
     pub name: &'static str,
     pub description: &'static str,
+    /// How it is listed; `None` while ListBackup cannot back it up (the catalog says so, and a source cannot
+    /// select it).
+    #[serde(skip)]
+    pub listing: Option<Listing>,
+    /// The OAuth scopes listing it needs, beyond the platform's base scopes (`Platform::oauth_scopes`).
+    #[serde(skip)]
+    pub scopes: &'static [&'static str],
+}
+
+impl DataType {
+    /// A data type listed by `listing` with the platform's base scopes.
+    pub const fn new(name: &'static str, description: &'static str, listing: Listing) -> Self {
+        Self {
+            name,
+            description,
+            listing: Some(listing),
+            scopes: &[],
+        }
+    }
+
+    /// A data type ListBackup cannot back up yet.
+    pub const fn not_listed(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            description,
+            listing: None,
+            scopes: &[],
+        }
+    }
+
+    /// The same data type needing these OAuth scopes beyond the base ones.
+    pub const fn scopes(self, scopes: &'static [&'static str]) -> Self {
+        Self { scopes, ..self }
+    }
+
+    /// Whether ListBackup can back it up.
+    pub fn can_back_up(&self) -> bool {
+        self.listing.is_some()
+    }
 }
 
 /// How an API request proves who it is, built from the stored credentials.
@@ -79,23 +194,104 @@ pub enum HttpMethod {
     Post,
 }
 
-/// The platform's "who am I" endpoint, used by `POST /connections/{id}/test`.
+/// The platform's "who am I" call: what `POST /connections/{id}/test` checks the credentials with, and what
+/// names the authorized account at the end of an OAuth flow. Declared once per platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TestEndpoint {
+pub struct Identity {
     pub method: HttpMethod,
     /// Path appended to the API base URL, e.g. `/account`. May hold the same `{placeholders}` as the base URL.
     pub path: &'static str,
+    /// JSON pointers to the account's id in the answer, first match wins.
+    pub id: &'static [&'static str],
+    /// JSON pointers to a human-readable account name, first match wins.
+    pub name: &'static [&'static str],
+    /// A connection setting that is the account id when the answer does not name one (QuickBooks' realm).
+    pub id_setting: Option<&'static str>,
 }
 
-/// OAuth2 endpoints of a platform (issue 3 wires the flow).
+impl Identity {
+    pub const fn get(
+        path: &'static str,
+        id: &'static [&'static str],
+        name: &'static [&'static str],
+    ) -> Self {
+        Self {
+            method: HttpMethod::Get,
+            path,
+            id,
+            name,
+            id_setting: None,
+        }
+    }
+}
+
+/// How the client proves itself to the token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OauthEndpoints {
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` as form fields of the request body.
+    RequestBody,
+    /// `Authorization: Basic base64(client_id:client_secret)` (Intuit requires it).
+    Basic,
+}
+
+/// A platform's OAuth 2.0 authorization server and what differs from one platform to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oauth {
     /// May contain `{shop}` (Shopify: each store is its own authorization server).
     pub authorize_url: &'static str,
     pub token_url: &'static str,
     /// How API calls carry the OAuth access token, stored as the credential `accessToken`
     /// (Bearer everywhere except Shopify, which wants `X-Shopify-Access-Token`).
     pub api_auth: ApiAuth,
+    pub client_auth: ClientAuth,
+    /// Added to the authorization URL as they are.
+    pub authorize_params: &'static [(&'static str, &'static str)],
+    /// Scopes are joined with this (Shopify wants commas; everyone else follows RFC 6749's spaces).
+    pub scope_separator: &'static str,
+    /// Each store is its own authorization server: the flow needs a validated `<name>.myshopify.com`.
+    pub needs_shop: bool,
+    /// Query parameters of the callback kept as connection settings (QuickBooks' company id).
+    pub callback_settings: &'static [&'static str],
+    /// Fields of the token response kept as settings: (field in the response, setting name).
+    pub token_settings: &'static [(&'static str, &'static str)],
+}
+
+impl Oauth {
+    /// An authorization server with RFC 6749's defaults: client credentials in the body, scopes joined
+    /// with spaces, the access token as a Bearer token, nothing kept from the callback or the token answer.
+    pub const fn new(authorize_url: &'static str, token_url: &'static str) -> Self {
+        Self {
+            authorize_url,
+            token_url,
+            api_auth: ApiAuth::Bearer {
+                token_field: OAUTH_ACCESS_TOKEN,
+            },
+            client_auth: ClientAuth::RequestBody,
+            authorize_params: &[],
+            scope_separator: " ",
+            needs_shop: false,
+            callback_settings: &[],
+            token_settings: &[],
+        }
+    }
+}
+
+/// A platform's default outbound rate per connection (`LISTBACKUP_PLATFORM_<ID>_RATE_LIMIT` overrides it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DefaultRate {
+    /// Requests per second.
+    pub per_second: f64,
+    /// Requests that may go out back to back from an idle budget (at least 1).
+    pub burst: u32,
+}
+
+impl DefaultRate {
+    pub const fn per_second(per_second: f64) -> Self {
+        Self {
+            per_second,
+            burst: 1,
+        }
+    }
 }
 
 /// The credential name under which an OAuth connection keeps its access token.
@@ -142,6 +338,7 @@ pub struct Platform {
     /// Fields of an API-key connection; empty for OAuth-only platforms.
     pub credential_fields: &'static [CredentialField],
     pub data_types: &'static [DataType],
+    /// The scopes every OAuth authorization asks for; each data type may add its own ([`DataType::scopes`]).
     pub oauth_scopes: &'static [&'static str],
     /// Base URL of the REST API. May contain `{field}` placeholders filled from non-secret or secret
     /// credential fields (Mailchimp's data centre, Zendesk's subdomain, ActiveCampaign's account URL,
@@ -153,8 +350,13 @@ pub struct Platform {
     pub api_headers: &'static [(&'static str, &'static str)],
     /// URL placeholders that are not credential fields.
     pub url_params: &'static [UrlParam],
-    pub test_endpoint: TestEndpoint,
-    pub oauth: Option<OauthEndpoints>,
+    /// The "who am I" call (connection test, OAuth account).
+    pub identity: Identity,
+    pub oauth: Option<Oauth>,
+    /// Outbound requests per second per connection, from the platform's documented limits.
+    pub rate: DefaultRate,
+    /// JSON pointers to the human-readable message of the platform's error bodies, first match wins.
+    pub error_messages: &'static [&'static str],
 }
 
 impl Platform {
@@ -172,6 +374,28 @@ impl Platform {
 
     pub fn url_param(&self, name: &str) -> Option<&UrlParam> {
         self.url_params.iter().find(|p| p.name() == name)
+    }
+
+    /// How a data type of this platform is listed; `None` for an unknown data type or one ListBackup cannot
+    /// back up.
+    pub fn listing(&self, data_type: &str) -> Option<&Listing> {
+        self.data_type(data_type)?.listing.as_ref()
+    }
+
+    /// The OAuth scopes needed to back up `data_types` (the base scopes first, then each data type's, once
+    /// each); all data types when `None`.
+    pub fn scopes_for(&self, data_types: Option<&[&str]>) -> Vec<&'static str> {
+        let mut scopes: Vec<&'static str> = self.oauth_scopes.to_vec();
+        let wanted = self
+            .data_types
+            .iter()
+            .filter(|d| data_types.is_none_or(|names| names.contains(&d.name)));
+        for scope in wanted.flat_map(|d| d.scopes) {
+            if !scopes.contains(scope) {
+                scopes.push(scope);
+            }
+        }
+        scopes
     }
 }
 

@@ -51,10 +51,18 @@ impl From<RetentionDays> for u32 {
 pub struct DataTypes(Vec<String>);
 
 impl DataTypes {
-    /// `None` selects every data type of the platform.
+    /// `None` selects every data type of the platform that ListBackup can back up. A data type the catalog
+    /// lists but ListBackup cannot back up yet is refused by name, rather than accepted and failed at sync.
     pub fn parse(platform: &Platform, selected: Option<&[String]>) -> Result<Self, String> {
         let Some(selected) = selected else {
-            return Ok(Self::all_of(platform));
+            let all = Self::all_of(platform);
+            if all.0.is_empty() {
+                return Err(format!(
+                    "no data type of {} can be backed up yet (see GET /platforms/{})",
+                    platform.name, platform.id
+                ));
+            }
+            return Ok(all);
         };
         if selected.is_empty() {
             return Err("must name at least one data type (omit it to back up all of them)".into());
@@ -62,6 +70,15 @@ impl DataTypes {
         if let Some(unknown) = selected.iter().find(|n| platform.data_type(n).is_none()) {
             return Err(format!(
                 "`{unknown}` is not a data type of {} (see GET /platforms/{})",
+                platform.name, platform.id
+            ));
+        }
+        if let Some(unlisted) = selected
+            .iter()
+            .find(|n| platform.data_type(n).is_some_and(|d| !d.can_back_up()))
+        {
+            return Err(format!(
+                "`{unlisted}` of {} cannot be backed up yet (see GET /platforms/{})",
                 platform.name, platform.id
             ));
         }
@@ -75,11 +92,13 @@ impl DataTypes {
         ))
     }
 
+    /// Every data type of the platform that ListBackup can back up.
     pub fn all_of(platform: &Platform) -> Self {
         Self(
             platform
                 .data_types
                 .iter()
+                .filter(|d| d.can_back_up())
                 .map(|d| d.name.to_owned())
                 .collect(),
         )

@@ -12,82 +12,130 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// The parts of one list answer the pager uses.
+pub(crate) use listbackup_domain::platform::{TimeField, TimeFormat};
+
+/// The parts of one list answer the pager uses: the records, as sent, and everything else of the answer
+/// (its envelope: paging fields, totals), in which the listing's pointers find the next cursor.
 #[derive(Debug, Default)]
 pub(crate) struct ListBody {
-    /// The records, as sent.
     pub records: Vec<Box<RawValue>>,
-    /// Stripe: `has_more`.
-    pub has_more: Option<bool>,
-    /// HubSpot: `paging.next.after` (a string, or a number in some APIs).
-    pub next_after: Option<String>,
-    /// Keap: `count`, the total the list announces.
-    pub count: Option<u64>,
+    pub envelope: Envelope,
 }
 
+/// An answer without its records array (`Value::Null` when the answer is the array itself): where the
+/// listing's pointers find the next cursor, whether there is more, and the announced total.
+#[derive(Debug, Default)]
+pub(crate) struct Envelope(pub Value);
+
 impl ListBody {
-    /// Parses an answer whose records are the array under `records_field`. A syntax error or a premature end
-    /// is a damaged body; a missing or non-array records field is the answer's shape (see
-    /// `BodyError::from_json`).
-    pub fn parse(body: &[u8], records_field: &str) -> Result<Self, serde_json::Error> {
+    /// Parses an answer whose records are the array at the JSON pointer `records` (`""`: the answer is the
+    /// array). A syntax error or a premature end is a damaged body; a missing records array is the answer's
+    /// shape, unless `absent_is_empty` says such an answer holds no records (see `BodyError::from_json`).
+    pub fn parse(
+        body: &[u8],
+        records: &str,
+        absent_is_empty: bool,
+    ) -> Result<Self, serde_json::Error> {
+        let path: Vec<String> = records
+            .split('/')
+            .skip(1)
+            .map(|segment| segment.replace("~1", "/").replace("~0", "~"))
+            .collect();
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let list = ListSeed { records_field }.deserialize(&mut deserializer)?;
+        let list = if path.is_empty() {
+            ListBody {
+                records: Deserialize::deserialize(&mut deserializer)?,
+                envelope: Envelope(Value::Null),
+            }
+        } else {
+            let (found, envelope) = ObjectSeed { path: &path }.deserialize(&mut deserializer)?;
+            let records = match found {
+                Some(records) => records,
+                None if absent_is_empty => Vec::new(),
+                None => {
+                    return Err(de::Error::custom(format_args!(
+                        "the answer has no records list at `{records}`"
+                    )))
+                }
+            };
+            ListBody {
+                records,
+                envelope: Envelope(envelope),
+            }
+        };
         deserializer.end()?;
         Ok(list)
     }
 }
 
-struct ListSeed<'a> {
-    records_field: &'a str,
+impl Envelope {
+    /// The value at `pointer`, as a cursor: a non-empty string, or a number.
+    pub fn text(&self, pointer: &str) -> Option<String> {
+        match self.0.pointer(pointer)? {
+            Value::String(text) if !text.is_empty() => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The boolean at `pointer` (`None` when absent or not a boolean).
+    pub fn flag(&self, pointer: &str) -> Option<bool> {
+        self.0.pointer(pointer)?.as_bool()
+    }
+
+    /// The count at `pointer`: a number, or a numeric string (ActiveCampaign sends `"meta":{"total":"42"}`).
+    pub fn count(&self, pointer: &str) -> Option<u64> {
+        match self.0.pointer(pointer)? {
+            Value::Number(number) => number.as_u64(),
+            Value::String(text) => text.trim().parse().ok(),
+            _ => None,
+        }
+    }
 }
 
-impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
-    type Value = ListBody;
+/// Walks down `path` through objects to the records array, keeping every other member as a value.
+struct ObjectSeed<'a> {
+    path: &'a [String],
+}
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<ListBody, D::Error> {
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
+    type Value = (Option<Vec<Box<RawValue>>>, Value);
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ListSeed<'_> {
-    type Value = ListBody;
+impl<'de> Visitor<'de> for ObjectSeed<'_> {
+    type Value = (Option<Vec<Box<RawValue>>>, Value);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object with a `{}` list", self.records_field)
+        write!(f, "an object holding `{}`", self.path.join("/"))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ListBody, A::Error> {
-        let mut list = ListBody::default();
-        let mut found = false;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut records = None;
+        let mut envelope = serde_json::Map::new();
         while let Some(Key(key)) = map.next_key::<Key>()? {
-            if key == self.records_field {
-                list.records = map.next_value()?;
-                found = true;
+            if key == self.path[0] {
+                if self.path.len() == 1 {
+                    // `null` where the array would be: no records (as an absent one).
+                    records = map.next_value::<Option<Vec<Box<RawValue>>>>()?;
+                } else {
+                    let (found, inner) = map.next_value_seed(ObjectSeed {
+                        path: &self.path[1..],
+                    })?;
+                    records = found;
+                    envelope.insert(key.into_owned(), inner);
+                }
                 continue;
             }
-            match key.as_ref() {
-                "has_more" => list.has_more = map.next_value::<Value>()?.as_bool(),
-                "count" => list.count = map.next_value::<Value>()?.as_u64(),
-                "paging" => {
-                    let paging: Value = map.next_value()?;
-                    list.next_after = match paging.pointer("/next/after") {
-                        Some(Value::String(after)) => Some(after.clone()),
-                        Some(Value::Number(after)) => Some(after.to_string()),
-                        _ => None,
-                    };
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+            envelope.insert(key.into_owned(), map.next_value::<Value>()?);
         }
-        if !found {
-            return Err(de::Error::custom(format_args!(
-                "the answer has no `{}` list",
-                self.records_field
-            )));
-        }
-        Ok(list)
+        Ok((records, Value::Object(envelope)))
     }
 }
 
@@ -113,26 +161,6 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// Where a record says when it last changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TimeField {
-    /// A top-level field.
-    pub field: &'static str,
-    /// `(object, field)`: a field inside a top-level object, read in preference to `field` when present
-    /// (HubSpot's `properties.<property>`: exactly the value the search API filters and sorts on).
-    pub nested: Option<(&'static str, &'static str)>,
-    pub format: TimeFormat,
-}
-
-/// How a record's change time is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TimeFormat {
-    /// Unix seconds (Stripe's `created`).
-    UnixSeconds,
-    /// RFC 3339, or Keap's `2024-01-02T03:04:05.000+0000` (an offset without a colon).
-    Text,
-}
-
 /// One record of a page: its text and what paging and incremental runs read from it.
 #[derive(Debug)]
 pub(crate) struct Fetched {
@@ -146,9 +174,16 @@ pub(crate) struct Fetched {
 }
 
 impl Fetched {
-    /// Reads `id`, the change time (if asked) and whether `tag_field` is present, skipping the rest.
-    pub fn read(raw: Box<RawValue>, time: Option<TimeField>, tag_field: Option<&str>) -> Self {
+    /// Reads the record's id (the top-level `id_field`), its change time (if asked) and whether `tag_field`
+    /// is present, skipping the rest.
+    pub fn read(
+        raw: Box<RawValue>,
+        id_field: &str,
+        time: Option<TimeField>,
+        tag_field: Option<&str>,
+    ) -> Self {
         let mut seed = KeysSeed {
+            id_field,
             time_field: time.map(|t| t.field),
             nested: time.and_then(|t| t.nested),
             tag_field,
@@ -164,7 +199,10 @@ impl Fetched {
             (Some(Value::Number(n)), Some(TimeFormat::UnixSeconds)) => {
                 n.as_i64().and_then(|s| DateTime::from_timestamp(s, 0))
             }
-            (Some(Value::String(s)), Some(TimeFormat::Text)) => parse_time(&s),
+            (Some(Value::Number(n)), Some(TimeFormat::UnixMillis)) => {
+                n.as_i64().and_then(DateTime::from_timestamp_millis)
+            }
+            (Some(Value::String(s)), Some(TimeFormat::Rfc3339)) => parse_time(&s),
             _ => None,
         };
         let time = read(seed.nested_time).or_else(|| read(seed.time));
@@ -237,6 +275,7 @@ fn compact(text: &str) -> String {
 }
 
 struct KeysSeed<'a> {
+    id_field: &'a str,
     time_field: Option<&'a str>,
     nested: Option<(&'a str, &'a str)>,
     tag_field: Option<&'a str>,
@@ -263,7 +302,7 @@ impl<'de> Visitor<'de> for &mut KeysSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key::<Key>()? {
-            if key == "id" {
+            if key == self.id_field {
                 self.id = match map.next_value::<Value>()? {
                     Value::String(id) => Some(id),
                     Value::Number(id) => Some(id.to_string()),
@@ -361,6 +400,10 @@ pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
 
+    fn read(raw: Box<RawValue>, time: Option<TimeField>, tag: Option<&str>) -> Fetched {
+        Fetched::read(raw, "id", time, tag)
+    }
+
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_owned()).unwrap()
     }
@@ -369,38 +412,89 @@ mod tests {
     fn a_list_keeps_its_records_as_sent_and_reads_the_paging_fields() {
         let body = br#"{"object":"list","data":[{"id":"cus_1", "n":1.50},{"id":"cus_2"}],
             "has_more":true,"paging":{"next":{"after":"101","link":"x"}},"count":7,"url":"/v1/customers"}"#;
-        let list = ListBody::parse(body, "data").unwrap();
+        let list = ListBody::parse(body, "/data", false).unwrap();
         let texts: Vec<&str> = list.records.iter().map(|r| r.get()).collect();
         assert_eq!(texts, [r#"{"id":"cus_1", "n":1.50}"#, r#"{"id":"cus_2"}"#]);
-        assert_eq!(list.has_more, Some(true));
-        assert_eq!(list.next_after.as_deref(), Some("101"));
-        assert_eq!(list.count, Some(7));
+        assert_eq!(list.envelope.flag("/has_more"), Some(true));
+        assert_eq!(
+            list.envelope.text("/paging/next/after").as_deref(),
+            Some("101")
+        );
+        assert_eq!(list.envelope.count("/count"), Some(7));
+        assert_eq!(
+            list.envelope.0.pointer("/data"),
+            None,
+            "the records are not kept twice"
+        );
         let numeric = ListBody::parse(
             br#"{"results":[],"paging":{"next":{"after":5}}}"#,
-            "results",
+            "/results",
+            false,
         );
-        assert_eq!(numeric.unwrap().next_after.as_deref(), Some("5"));
+        assert_eq!(
+            numeric
+                .unwrap()
+                .envelope
+                .text("/paging/next/after")
+                .as_deref(),
+            Some("5")
+        );
+    }
+
+    #[test]
+    fn records_are_found_down_a_pointer_or_as_the_whole_answer() {
+        let quickbooks = ListBody::parse(
+            br#"{"QueryResponse":{"Customer":[{"Id":"1"}],"startPosition":1,"maxResults":1},"time":"t"}"#,
+            "/QueryResponse/Customer",
+            true,
+        )
+        .unwrap();
+        assert_eq!(quickbooks.records.len(), 1);
+        assert_eq!(
+            quickbooks.envelope.count("/QueryResponse/maxResults"),
+            Some(1)
+        );
+        assert_eq!(quickbooks.envelope.text("/time").as_deref(), Some("t"));
+        let empty =
+            ListBody::parse(br#"{"QueryResponse":{}}"#, "/QueryResponse/Customer", true).unwrap();
+        assert!(empty.records.is_empty());
+        assert!(
+            ListBody::parse(br#"{"QueryResponse":{}}"#, "/QueryResponse/Customer", false).is_err()
+        );
+        let array = ListBody::parse(br#"[{"id":1},{"id":2}]"#, "", false).unwrap();
+        assert_eq!(array.records.len(), 2);
+        let total = ListBody::parse(
+            br#"{"contacts":[],"meta":{"total":"42"}}"#,
+            "/contacts",
+            false,
+        )
+        .unwrap();
+        assert_eq!(total.envelope.count("/meta/total"), Some(42));
     }
 
     #[test]
     fn a_cut_off_body_is_a_syntax_error_and_a_missing_list_is_a_shape_error() {
         use serde_json::error::Category;
-        let cut = ListBody::parse(br#"{"data":[{"id":"cus_1"},{"id":"cu"#, "data").unwrap_err();
+        let cut =
+            ListBody::parse(br#"{"data":[{"id":"cus_1"},{"id":"cu"#, "/data", false).unwrap_err();
         assert_eq!(cut.classify(), Category::Eof);
-        let html = ListBody::parse(b"<html>Bad gateway</html>", "data").unwrap_err();
+        let html = ListBody::parse(b"<html>Bad gateway</html>", "/data", false).unwrap_err();
         assert_eq!(html.classify(), Category::Syntax);
-        let trailing = ListBody::parse(br#"{"data":[]} x"#, "data").unwrap_err();
+        let trailing = ListBody::parse(br#"{"data":[]} x"#, "/data", false).unwrap_err();
         assert_eq!(trailing.classify(), Category::Syntax);
-        let missing = ListBody::parse(br#"{"results":[]}"#, "data").unwrap_err();
+        let missing = ListBody::parse(br#"{"results":[]}"#, "/data", false).unwrap_err();
         assert_eq!(missing.classify(), Category::Data);
-        assert!(missing.to_string().contains("no `data` list"), "{missing}");
-        let not_a_list = ListBody::parse(br#"{"data":{"id":1}}"#, "data").unwrap_err();
+        assert!(
+            missing.to_string().contains("no records list at `/data`"),
+            "{missing}"
+        );
+        let not_a_list = ListBody::parse(br#"{"data":{"id":1}}"#, "/data", false).unwrap_err();
         assert_eq!(not_a_list.classify(), Category::Data);
     }
 
     #[test]
     fn records_give_their_id_and_change_time_and_nothing_else_is_read() {
-        let stripe = Fetched::read(
+        let stripe = read(
             raw(
                 r#"{"object":"event","data":{"id":"inner","created":1},"id":"evt_1","created":1704067205}"#,
             ),
@@ -413,12 +507,12 @@ mod tests {
         );
         assert_eq!(stripe.id.as_deref(), Some("evt_1"));
         assert_eq!(stripe.time, DateTime::from_timestamp(1_704_067_205, 0));
-        let keap = Fetched::read(
+        let keap = read(
             raw(r#"{"id":42,"last_updated":"2024-01-02T03:04:05.123+0000"}"#),
             Some(TimeField {
                 field: "last_updated",
                 nested: None,
-                format: TimeFormat::Text,
+                format: TimeFormat::Rfc3339,
             }),
             None,
         );
@@ -432,9 +526,9 @@ mod tests {
         let hubspot = TimeField {
             field: "updatedAt",
             nested: Some(("properties", "lastmodifieddate")),
-            format: TimeFormat::Text,
+            format: TimeFormat::Rfc3339,
         };
-        let contact = Fetched::read(
+        let contact = read(
             raw(
                 r#"{"id":"7","properties":{"email":"a@b","lastmodifieddate":"2024-01-02T03:04:05.123Z"},
                 "updatedAt":"2024-01-02T03:04:05.200Z"}"#,
@@ -447,7 +541,7 @@ mod tests {
             contact.time.map(|t| t.timestamp_millis()),
             Some(1_704_164_645_123)
         );
-        let without = Fetched::read(
+        let without = read(
             raw(
                 r#"{"id":"8","properties":{"email":"a@b"},"updatedAt":"2024-01-02T03:04:05.200Z"}"#,
             ),
@@ -458,24 +552,24 @@ mod tests {
             without.time.map(|t| t.timestamp_millis()),
             Some(1_704_164_645_200)
         );
-        let odd_properties = Fetched::read(
+        let odd_properties = read(
             raw(r#"{"id":"9","properties":[1,{"x":2}],"updatedAt":"2024-01-02T03:04:05.200Z"}"#),
             Some(hubspot),
             None,
         );
         assert_eq!(odd_properties.id.as_deref(), Some("9"));
         assert!(odd_properties.time.is_some());
-        let odd = Fetched::read(raw(r#"[1,2]"#), None, None);
+        let odd = read(raw(r#"[1,2]"#), None, None);
         assert_eq!((odd.id, odd.time), (None, None));
         assert_eq!(
-            Fetched::read(raw(r#"{"name":"x"}"#), None, None).identity(),
+            read(raw(r#"{"name":"x"}"#), None, None).identity(),
             r#"{"name":"x"}"#
         );
     }
 
     #[test]
     fn a_record_spanning_lines_becomes_one_line_and_tags_are_added_once() {
-        let pretty = Fetched::read(
+        let pretty = read(
             raw("{\n  \"id\": \"a b\",\n  \"n\": 12345678901234567890123\n}"),
             None,
             None,
@@ -485,16 +579,16 @@ mod tests {
             r#"{"id":"a b","n":12345678901234567890123}"#
         );
         let tag = Some(("objectType", "deals"));
-        let plain = Fetched::read(raw(r#"{"id":"default"}"#), None, tag.map(|t| t.0));
+        let plain = read(raw(r#"{"id":"default"}"#), None, tag.map(|t| t.0));
         assert_eq!(
             plain.into_line(tag).get(),
             r#"{"objectType":"deals","id":"default"}"#
         );
-        let tagged = Fetched::read(raw(r#"{"objectType":"tickets"}"#), None, tag.map(|t| t.0));
+        let tagged = read(raw(r#"{"objectType":"tickets"}"#), None, tag.map(|t| t.0));
         assert_eq!(tagged.into_line(tag).get(), r#"{"objectType":"tickets"}"#);
-        let empty = Fetched::read(raw(r#"{ }"#), None, tag.map(|t| t.0));
+        let empty = read(raw(r#"{ }"#), None, tag.map(|t| t.0));
         assert_eq!(empty.into_line(tag).get(), r#"{"objectType":"deals" }"#);
-        let unchanged = Fetched::read(raw(r#"{"id":1,  "x":"y"}"#), None, None);
+        let unchanged = read(raw(r#"{"id":1,  "x":"y"}"#), None, None);
         assert_eq!(unchanged.into_line(None).get(), r#"{"id":1,  "x":"y"}"#);
     }
 

@@ -1,6 +1,6 @@
 //! Where an incremental run starts, and which records the previous backup already holds.
 //!
-//! A data type's requests start at its cursor minus a lookback window ([`super::spec::IncrementalFetch`]):
+//! A data type's requests start at its cursor minus a lookback window ([`listbackup_domain::platform::IncrementalFetch`]):
 //! platforms make some records visible only after their change time (Stripe's event log and balance
 //! transactions; HubSpot's search index), and a run that asked from the cursor exactly would never see those.
 //! Records the window brings back a second time are dropped by `(id, change time)`: the cursor remembers every
@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IncrementalCursor {
-    /// What `since` is about ([`super::Incremental::field`]); a cursor for another field is ignored.
+    /// What `since` is about ([`listbackup_domain::platform::IncrementalFetch::cursor_field`]); a cursor for another field is ignored.
     pub field: String,
     /// The latest change the backup holds.
     pub since: DateTime<Utc>,

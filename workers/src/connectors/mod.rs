@@ -1,11 +1,12 @@
 //! Platform connectors: fetch every record of one data type of one connection, page by page.
 //!
-//! One generic loop, driven by [`spec`] (endpoint, records field, pagination strategy, incremental filter per
-//! data type), covers Stripe (`starting_after` + `has_more`), HubSpot CRM v3 (`after` cursor, keyset search
-//! for incremental runs) and Keap REST v1 (`limit` + `offset`, pages overlapping). Requests carry the
-//! platform's real authentication (built by `listbackup_commands::platform_client`, shared with the
-//! connection test), go through the connection's [`RateBudget`], wait out `Retry-After`, and back off on 5xx,
-//! network errors and damaged bodies.
+//! One generic loop, driven by each data type's [`Listing`] in the platform's module of the catalog
+//! (`listbackup_domain::platform`): its requests, where the records are, its paging mechanism (keyset by the
+//! last id, a cursor from the body, several cursors, a `Link` header, a next URL, an RPC continuation, offsets
+//! with overlap) and its incremental filter (a time query parameter, or a CRM search paged by keyset).
+//! Requests carry the platform's real authentication (built by `listbackup_commands::platform_client`, shared
+//! with the connection test), go through the connection's [`RateBudget`], wait out `Retry-After`, and back
+//! off on 5xx, network errors and damaged bodies.
 //!
 //! Records are kept as the platform sent them ([`Page::records`] holds each record's JSON text): only the
 //! fields paging and incremental runs need (the id, the change time) are read.
@@ -33,7 +34,6 @@ mod paging;
 pub mod rate;
 mod sampler;
 mod search;
-pub mod spec;
 mod transport;
 
 use std::collections::{BTreeMap, HashSet};
@@ -43,21 +43,23 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use listbackup_commands::platform_client::{
-    apply_auth, choose_auth, PlatformEndpoints, ProbeError,
+    apply_auth, choose_auth, fill_template, PlatformEndpoints, ProbeError,
 };
-use listbackup_domain::platform::{ApiAuth, Platform};
+use listbackup_domain::platform::{
+    ApiAuth, Endpoint, HttpMethod, IncrementalFetch, Listing, OffsetParam, Pagination, Platform,
+    TimeFilter, TimeFormat,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 pub use incremental::{IncrementalCursor, SeenAt};
 pub use rate::{RateBudget, RateBudgets, RateLimit, RateLimits, RateStats};
-pub use spec::{DataTypeSpec, Incremental, IncrementalFetch, Pagination};
 pub use transport::RetryPolicy;
 
-use body::{Fetched, ListBody};
+use body::{Envelope, Fetched, ListBody};
 use incremental::SeenWindow;
 use paging::{LoopGuard, OffsetNext, OffsetWithOverlap};
-use search::SearchPosition;
+use search::{SearchPosition, MORE as SEARCH_MORE};
 use transport::{BodyError, Call, Counters};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -241,13 +243,24 @@ pub struct PageCursor {
 #[serde(rename_all = "camelCase", tag = "kind")]
 enum Position {
     Start,
-    StartingAfter {
+    /// [`Pagination::AfterLastId`]: the id of the last record of the page before.
+    AfterId {
         id: String,
     },
-    After {
-        after: String,
+    /// [`Pagination::CursorParam`] and [`Pagination::CursorParams`]: the values read from the page before,
+    /// one per parameter, in the listing's order.
+    Cursors {
+        values: Vec<String>,
     },
-    /// The next request of an [`OffsetWithOverlap`] listing.
+    /// [`Pagination::LinkHeader`] and [`Pagination::NextUrl`]: the next page's URL, as the platform gave it.
+    Url {
+        url: String,
+    },
+    /// [`Pagination::ContinueWithCursor`]: the cursor to continue with.
+    Continue {
+        cursor: String,
+    },
+    /// The next request of an offset listing ([`OffsetWithOverlap`]).
     Offset {
         offset: u64,
         /// Identities of the records of the last page placed (the anchor of the next one).
@@ -255,7 +268,7 @@ enum Position {
         /// Pages stepped back since the last page placed.
         step_backs: u32,
     },
-    /// The next query of a HubSpot keyset search.
+    /// The next query of a keyset search ([`TimeFilter::Search`]).
     Search(SearchPosition),
     Done,
 }
@@ -342,24 +355,32 @@ impl Connector {
             data_type: request.data_type.to_owned(),
             reason,
         };
-        if platform.data_type(request.data_type).is_none() {
-            return Err(unsupported("it is not a data type of this platform"));
-        }
-        let spec = spec::find(platform.id, request.data_type)
-            .ok_or_else(|| unsupported("no connector maps it to the platform's API yet"))?;
+        let data_type = platform
+            .data_type(request.data_type)
+            .ok_or_else(|| unsupported("it is not a data type of this platform"))?;
+        let listing = data_type
+            .listing
+            .as_ref()
+            .ok_or_else(|| unsupported("ListBackup cannot list it yet"))?;
         let auth = choose_auth(platform, request.credentials)?.api_auth();
         let base = self.endpoints.api_base(platform, request.credentials)?;
+        // Every endpoint's path is filled now: a missing placeholder value is the credentials' problem.
+        let paths = listing
+            .endpoints
+            .iter()
+            .map(|endpoint| fill_template(platform, endpoint.path, request.credentials))
+            .collect::<Result<Vec<_>, _>>()?;
         let state = match request.resume {
             Some(cursor) => cursor,
             None => {
                 // A cursor only applies to the data type (and field) it was made for.
-                let lower = match (spec.incremental, request.since) {
-                    (Some(inc), Some(since)) if since.field == inc.filter.field() => {
+                let lower = match (listing.incremental, request.since) {
+                    (Some(inc), Some(since)) if since.field == inc.cursor_field => {
                         Some(Arc::new(SeenWindow::from(since)))
                     }
                     _ => None,
                 };
-                let position = first_position(spec, lower.as_deref());
+                let position = first_position(listing, lower.as_deref());
                 PageCursor {
                     endpoint: 0,
                     position,
@@ -373,7 +394,8 @@ impl Connector {
             guard: LoopGuard::default(),
             budget: self.rate_budget(request.connection_id, platform.id),
             connector: self,
-            spec,
+            listing,
+            paths,
             platform,
             credentials: request.credentials,
             auth,
@@ -409,7 +431,9 @@ impl Connector {
 /// A fetch in progress: pull pages with [`next_page`](Self::next_page).
 pub struct Pager<'a> {
     connector: &'a Connector,
-    spec: &'static DataTypeSpec,
+    listing: &'static Listing,
+    /// Each endpoint's path with its placeholders filled.
+    paths: Vec<String>,
     platform: &'static Platform,
     credentials: &'a BTreeMap<String, String>,
     auth: ApiAuth,
@@ -435,30 +459,24 @@ impl Pager<'_> {
     /// The next page with at least one record, or `None` when the data type is exhausted.
     pub async fn next_page(&mut self) -> Result<Option<Page>, FetchError> {
         loop {
-            let Some(endpoint) = self.spec.endpoints.get(self.state.endpoint) else {
+            let Some(endpoint) = self.listing.endpoints.get(self.state.endpoint) else {
                 return Ok(None);
             };
             if self.state.position == Position::Done {
                 self.state.endpoint += 1;
-                self.state.position = first_position(self.spec, self.state.lower.as_deref());
+                self.state.position = first_position(self.listing, self.state.lower.as_deref());
                 self.guard = LoopGuard::default();
                 continue;
             }
-            let url = format!("{}{}", self.base, endpoint.path);
-            let list = self.request(&url).await?;
-            let time_field = self.spec.incremental.map(|inc| inc.filter.record_field());
+            let (ListBody { records, envelope }, link) = self.request(endpoint).await?;
+            let time_field = self.listing.incremental.map(|inc| inc.record_time);
             let tag_field = endpoint.tag.map(|(field, _)| field);
-            let meta = ListMeta {
-                has_more: list.has_more,
-                next_after: list.next_after,
-                count: list.count,
-            };
-            let fetched: Vec<Fetched> = list
-                .records
+            let id_field = self.listing.id_field;
+            let fetched: Vec<Fetched> = records
                 .into_iter()
-                .map(|raw| Fetched::read(raw, time_field, tag_field))
+                .map(|raw| Fetched::read(raw, id_field, time_field, tag_field))
                 .collect();
-            let step = self.advance(&fetched, meta)?;
+            let step = self.advance(&fetched, &envelope, link)?;
             self.state.position = step.next;
             let records = self.keep(fetched, step.keep, endpoint.tag);
             if records.is_empty() {
@@ -484,14 +502,19 @@ impl Pager<'_> {
             rate_limited: self.counters.rate_limited,
             incremental: self.incremental,
             next_cursor: self
-                .spec
+                .listing
                 .incremental
                 .and(self.state.watermark.as_deref())
                 .map(|window| IncrementalCursor::from(window.clone())),
         }
     }
 
-    async fn request(&mut self, url: &str) -> Result<ListBody, FetchError> {
+    /// Sends the request the listing's position calls for on `endpoint`; the answer's records and envelope,
+    /// and the `Link` header's next URL when the listing pages by it.
+    async fn request(
+        &mut self,
+        endpoint: &Endpoint,
+    ) -> Result<(ListBody, Option<String>), FetchError> {
         let call = Call {
             http: &self.connector.http,
             budget: &self.budget,
@@ -507,16 +530,39 @@ impl Pager<'_> {
             }
             apply_auth(request, auth, credentials).map_err(FetchError::from)
         };
-        let records_field = self.spec.records_field;
+        let listing = self.listing;
+        let link_paging = listing.pagination == Pagination::LinkHeader;
         let decode = |response: transport::Response| {
             tracing::trace!(status = %response.status, bytes = response.body.len(), "list page");
-            ListBody::parse(&response.body, records_field)
-                .map_err(|err| BodyError::from_json(err, &response))
+            let list = ListBody::parse(&response.body, listing.records, listing.absent_is_empty)
+                .map_err(|err| BodyError::from_json(err, &response))?;
+            let link = link_paging.then(|| next_link(&response.headers)).flatten();
+            Ok((list, link))
+        };
+        let path = &self.paths[self.state.endpoint];
+        let url = format!("{}{path}", self.base);
+        let json = |body: String| {
+            move |request: reqwest::RequestBuilder| {
+                request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            }
         };
         match &self.state.position {
             Position::Search(position) => {
-                let property = self.spec.incremental.map_or("", |inc| inc.filter.field());
-                let body = position.body(property);
+                let Some(IncrementalFetch {
+                    filter:
+                        TimeFilter::Search {
+                            property,
+                            id_property,
+                            page_size,
+                        },
+                    ..
+                }) = listing.incremental
+                else {
+                    unreachable!("a search position comes from a search filter")
+                };
+                let body = position.body(property, id_property, page_size);
                 let url = format!("{url}/search");
                 call.send(
                     &mut self.counters,
@@ -525,44 +571,134 @@ impl Pager<'_> {
                 )
                 .await
             }
-            position => {
-                let query = self.query(position);
+            Position::Url { url: next } => {
+                let next = self.same_origin(next)?;
                 call.send(
                     &mut self.counters,
-                    |http| authorize(http.get(url).query(&query)),
+                    |http| authorize(http.get(next.clone())),
                     decode,
                 )
                 .await
             }
+            Position::Continue { cursor } => {
+                let Pagination::ContinueWithCursor { path, .. } = listing.pagination else {
+                    unreachable!("a continue position comes from a continuation listing")
+                };
+                let url = format!("{}{path}", self.base);
+                let body = json(serde_json::json!({ "cursor": cursor }).to_string());
+                call.send(
+                    &mut self.counters,
+                    |http| authorize(body(http.post(&url))),
+                    decode,
+                )
+                .await
+            }
+            position => {
+                let query = self.query(position);
+                match (endpoint.method, endpoint.body) {
+                    (HttpMethod::Post, body) => {
+                        let body = json(body.unwrap_or("{}").to_owned());
+                        call.send(
+                            &mut self.counters,
+                            |http| authorize(body(http.post(&url).query(&query))),
+                            decode,
+                        )
+                        .await
+                    }
+                    (HttpMethod::Get, _) => {
+                        call.send(
+                            &mut self.counters,
+                            |http| authorize(http.get(&url).query(&query)),
+                            decode,
+                        )
+                        .await
+                    }
+                }
+            }
         }
     }
 
+    /// A next-page URL the platform gave (a `Link` header, a `links.next`), resolved against the API base and
+    /// accepted only on the API's own origin: the credentials go along, and must not go wherever an answer
+    /// points.
+    fn same_origin(&self, next: &str) -> Result<url::Url, FetchError> {
+        let base = url::Url::parse(&self.base)
+            .map_err(|_| FetchError::InvalidResponse("the API base URL is not a URL".into()))?;
+        let url = base.join(next).map_err(|_| {
+            FetchError::InvalidResponse(format!(
+                "{} gave a next page URL that is not a URL",
+                self.platform.name
+            ))
+        })?;
+        if url.origin() != base.origin() {
+            return Err(FetchError::InvalidResponse(format!(
+                "{} gave a next page URL on another host ({}); it is not followed",
+                self.platform.name,
+                url.host_str().unwrap_or_default()
+            )));
+        }
+        Ok(url)
+    }
+
     fn query(&self, position: &Position) -> Vec<(&'static str, String)> {
-        let spec = self.spec;
-        let mut query: Vec<(&'static str, String)> = spec
+        let listing = self.listing;
+        let mut query: Vec<(&'static str, String)> = listing
             .query
             .iter()
             .map(|(k, v)| (*k, (*v).to_owned()))
             .collect();
-        if spec.pagination != Pagination::Single {
-            query.push(("limit", spec.page_size.to_string()));
+        if let Some(param) = listing.page_size.param {
+            query.push((param, listing.page_size.size.to_string()));
         }
-        match position {
-            Position::StartingAfter { id } => query.push(("starting_after", id.clone())),
-            Position::After { after } => query.push(("after", after.clone())),
-            Position::Offset { offset, .. } => query.push(("offset", offset.to_string())),
-            Position::Start | Position::Search(_) | Position::Done => {}
+        match (position, listing.pagination) {
+            (Position::AfterId { id }, Pagination::AfterLastId { param, .. }) => {
+                query.push((param, id.clone()))
+            }
+            (Position::Cursors { values }, Pagination::CursorParam { param, .. }) => {
+                query.extend(values.first().map(|value| (param, value.clone())));
+            }
+            (Position::Cursors { values }, Pagination::CursorParams { params }) => {
+                query.extend(
+                    params
+                        .iter()
+                        .zip(values)
+                        .map(|((param, _), value)| (*param, value.clone())),
+                );
+            }
+            (Position::Offset { offset, .. }, Pagination::Offset { offset: param, .. }) => {
+                match param {
+                    OffsetParam::Param(name) => query.push((name, offset.to_string())),
+                    OffsetParam::Statement { param, template } => query.push((
+                        param,
+                        template
+                            .replace("{start}", &(offset + 1).to_string())
+                            .replace("{max}", &listing.page_size.size.to_string()),
+                    )),
+                }
+            }
+            (
+                Position::Start,
+                Pagination::Offset {
+                    offset: OffsetParam::Statement { param, template },
+                    ..
+                },
+            ) => query.push((
+                param,
+                template
+                    .replace("{start}", "1")
+                    .replace("{max}", &listing.page_size.size.to_string()),
+            )),
+            _ => {}
         }
-        if let (Some(lower), Some(inc)) = (&self.state.lower, spec.incremental) {
+        if let (Some(lower), Some(inc)) = (&self.state.lower, listing.incremental) {
             let start = window_start(lower, inc);
-            match inc.filter {
-                Incremental::StripeCreated => {
-                    query.push(("created[gte]", start.timestamp().to_string()));
-                }
-                Incremental::KeapSince => {
-                    query.push(("since", start.to_rfc3339_opts(SecondsFormat::Millis, true)))
-                }
-                Incremental::HubSpotSearch { .. } => {}
+            if let TimeFilter::QueryParam { param, format } = inc.filter {
+                let value = match format {
+                    TimeFormat::UnixSeconds => start.timestamp().to_string(),
+                    TimeFormat::UnixMillis => start.timestamp_millis().to_string(),
+                    TimeFormat::Rfc3339 => start.to_rfc3339_opts(SecondsFormat::Millis, true),
+                };
+                query.push((param, value));
             }
         }
         query
@@ -570,15 +706,31 @@ impl Pager<'_> {
 
     /// Where the listing goes after this answer, and which of its records are new; fails when the listing
     /// would never end.
-    fn advance(&mut self, fetched: &[Fetched], meta: ListMeta) -> Result<Step, FetchError> {
+    fn advance(
+        &mut self,
+        fetched: &[Fetched],
+        envelope: &Envelope,
+        link: Option<String>,
+    ) -> Result<Step, FetchError> {
         let name = self.platform.name;
         let position = std::mem::replace(&mut self.state.position, Position::Done);
         if let Position::Search(search) = &position {
-            let property = self.spec.incremental.map_or("", |inc| inc.filter.field());
+            let Some(IncrementalFetch {
+                filter:
+                    TimeFilter::Search {
+                        property,
+                        id_property,
+                        ..
+                    },
+                ..
+            }) = self.listing.incremental
+            else {
+                unreachable!("a search position comes from a search filter")
+            };
             // The query just answered counts as asked (the first one included).
             self.guard.first_cursor(&search.key());
             let step = search
-                .advance(fetched, meta.next_after.is_some())
+                .advance(fetched, envelope.text(SEARCH_MORE).is_some())
                 .map_err(|reason| FetchError::InvalidResponse(format!("{name}: {reason}")))?;
             let next = match step.next {
                 Some(next) => {
@@ -586,7 +738,7 @@ impl Pager<'_> {
                         return Err(FetchError::PagingLoop(format!(
                             "{name}'s search answered the query {} a second time: the listing would \
                              never end",
-                            next.describe(property)
+                            next.describe(property, id_property)
                         )));
                     }
                     Position::Search(next)
@@ -598,20 +750,24 @@ impl Pager<'_> {
                 keep: step.keep,
             });
         }
-        let pagination = self.spec.pagination;
-        let next = match pagination {
+        let repeated = |what: String| {
+            FetchError::PagingLoop(format!(
+                "{name} answered {what} a second time: the listing would never end"
+            ))
+        };
+        let next = match self.listing.pagination {
             Pagination::Single => Position::Done,
-            Pagination::StartingAfter => {
+            Pagination::AfterLastId { param, more } => {
                 let last = fetched.last().and_then(|record| record.id.clone());
-                match (meta.has_more.unwrap_or(false), last) {
+                match (envelope.flag(more).unwrap_or(false), last) {
                     (true, Some(id)) => {
-                        if !self.guard.first_cursor(&("starting_after", &id)) {
+                        if !self.guard.first_cursor(&(param, &id)) {
                             return Err(FetchError::PagingLoop(format!(
-                                "{name} answered a page ending with `{id}` again, the `starting_after` \
-                                 id already used: the listing would never end"
+                                "{name} answered a page ending with `{id}` again, the `{param}` id \
+                                 already used: the listing would never end"
                             )));
                         }
-                        Position::StartingAfter { id }
+                        Position::AfterId { id }
                     }
                     (true, None) => {
                         return Err(FetchError::InvalidResponse(
@@ -622,20 +778,79 @@ impl Pager<'_> {
                     (false, _) => Position::Done,
                 }
             }
-            Pagination::NextAfter => match meta.next_after {
-                Some(after) => {
-                    if !self.guard.first_cursor(&("after", &after)) {
-                        return Err(FetchError::PagingLoop(format!(
-                            "{name} answered the paging cursor after={after} a second time: the \
-                             listing would never end"
-                        )));
+            Pagination::CursorParam { param, cursor } => match envelope.text(cursor) {
+                Some(value) => {
+                    if !self.guard.first_cursor(&(param, &value)) {
+                        return Err(repeated(format!("the paging cursor {param}={value}")));
                     }
-                    Position::After { after }
+                    Position::Cursors {
+                        values: vec![value],
+                    }
                 }
                 None => Position::Done,
             },
-            Pagination::OffsetWithOverlap { overlap } => {
-                return self.advance_offset(position, fetched, meta.count, overlap);
+            Pagination::CursorParams { params } => {
+                let values: Vec<Option<String>> = params
+                    .iter()
+                    .map(|(_, pointer)| envelope.text(pointer))
+                    .collect();
+                match values.first() {
+                    Some(Some(_)) => {
+                        let values: Vec<String> =
+                            values.into_iter().map(Option::unwrap_or_default).collect();
+                        if !self.guard.first_cursor(&values) {
+                            let shown: Vec<String> = params
+                                .iter()
+                                .zip(&values)
+                                .map(|((param, _), value)| format!("{param}={value}"))
+                                .collect();
+                            return Err(repeated(format!("the paging cursor {}", shown.join("&"))));
+                        }
+                        Position::Cursors { values }
+                    }
+                    _ => Position::Done,
+                }
+            }
+            Pagination::LinkHeader => match link {
+                Some(url) => {
+                    if !self.guard.first_cursor(&url) {
+                        return Err(repeated(format!("the next page link {url}")));
+                    }
+                    Position::Url { url }
+                }
+                None => Position::Done,
+            },
+            Pagination::NextUrl { url, more } => {
+                let more = more.is_none_or(|more| envelope.flag(more).unwrap_or(false));
+                match envelope.text(url).filter(|_| more) {
+                    Some(url) => {
+                        if !self.guard.first_cursor(&url) {
+                            return Err(repeated(format!("the next page URL {url}")));
+                        }
+                        Position::Url { url }
+                    }
+                    None => Position::Done,
+                }
+            }
+            Pagination::ContinueWithCursor { cursor, more, .. } => {
+                if envelope.flag(more).unwrap_or(false) {
+                    let cursor = envelope.text(cursor).ok_or_else(|| {
+                        FetchError::InvalidResponse(
+                            "the platform says there is more but sent no cursor to continue with"
+                                .to_owned(),
+                        )
+                    })?;
+                    if !self.guard.first_cursor(&cursor) {
+                        return Err(repeated("the same continuation cursor".to_owned()));
+                    }
+                    Position::Continue { cursor }
+                } else {
+                    Position::Done
+                }
+            }
+            Pagination::Offset { overlap, total, .. } => {
+                let announced = total.and_then(|total| envelope.count(total));
+                return self.advance_offset(position, fetched, announced, overlap);
             }
         };
         // A cursor that moves on over the records of an earlier page goes in circles just the same.
@@ -666,7 +881,7 @@ impl Pager<'_> {
             _ => (0, Vec::new(), 0),
         };
         let paging = OffsetWithOverlap {
-            limit: u64::from(self.spec.page_size),
+            limit: u64::from(self.listing.page_size.size),
             overlap: u64::from(overlap),
         };
         let ids: Vec<&str> = fetched.iter().map(Fetched::identity).collect();
@@ -742,7 +957,7 @@ impl Pager<'_> {
         keep: Vec<bool>,
         tag: Option<(&str, &str)>,
     ) -> Vec<Box<RawValue>> {
-        let inc = self.spec.incremental;
+        let inc = self.listing.incremental;
         let start = match (&self.state.lower, inc) {
             (Some(lower), Some(inc)) => Some(window_start(lower, inc)),
             _ => None,
@@ -761,7 +976,7 @@ impl Pager<'_> {
                 }
                 SeenWindow::observe(
                     &mut self.state.watermark,
-                    inc.filter.field(),
+                    inc.cursor_field,
                     time,
                     id,
                     inc.lookback,
@@ -773,20 +988,13 @@ impl Pager<'_> {
     }
 }
 
-/// The paging fields of an answer, apart from its records.
-struct ListMeta {
-    has_more: Option<bool>,
-    next_after: Option<String>,
-    count: Option<u64>,
-}
-
-/// Where a listing starts: the first page, or for an incremental HubSpot run the first search query.
-fn first_position(spec: &DataTypeSpec, lower: Option<&SeenWindow>) -> Position {
-    match (spec.incremental, lower) {
+/// Where a listing starts: the first page, or for an incremental search run the first search query.
+fn first_position(listing: &Listing, lower: Option<&SeenWindow>) -> Position {
+    match (listing.incremental, lower) {
         (
             Some(
                 inc @ IncrementalFetch {
-                    filter: Incremental::HubSpotSearch { .. },
+                    filter: TimeFilter::Search { .. },
                     ..
                 },
             ),
@@ -796,6 +1004,16 @@ fn first_position(spec: &DataTypeSpec, lower: Option<&SeenWindow>) -> Position {
         )),
         _ => Position::Start,
     }
+}
+
+/// The next page's URL in a `Link` header (`rel="next"`, RFC 8288), if any.
+fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| parse_link_header::parse_with_rel(value).ok())
+        .find_map(|links| links.get("next").map(|link| link.raw_uri.clone()))
 }
 
 /// Where an incremental run's requests start: the lookback window before the previous run's newest change.
@@ -808,7 +1026,9 @@ fn window_start(lower: &SeenWindow, inc: IncrementalFetch) -> DateTime<Utc> {
 
 /// Whether a data type of a platform can be fetched incrementally.
 pub fn supports_incremental(platform_id: &str, data_type: &str) -> bool {
-    spec::find(platform_id, data_type).is_some_and(|s| s.incremental.is_some())
+    listbackup_domain::platform::find(platform_id)
+        .and_then(|platform| platform.listing(data_type))
+        .is_some_and(|listing| listing.incremental.is_some())
 }
 
 #[cfg(test)]

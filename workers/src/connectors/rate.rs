@@ -61,7 +61,8 @@ impl RateLimit {
     }
 }
 
-/// Per-platform rates: what the platforms document for one app or key, kept a little under where it helps.
+/// Per-platform rates: each platform's default (`DefaultRate` in its catalog module, from what the platform
+/// documents for one app or key), overridden by configuration.
 #[derive(Debug, Clone)]
 pub struct RateLimits {
     per_platform: HashMap<String, RateLimit>,
@@ -70,18 +71,16 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        let defaults = [
-            // Stripe allows 100 read requests/s in live mode and 25/s in test mode.
-            ("stripe", RateLimit::per_second(25.0)),
-            // Private apps: 100 requests per 10 s (Professional); 10/s stays inside it.
-            ("hubspot", RateLimit::per_second(10.0)),
-            ("keap", RateLimit::per_second(25.0)),
-        ];
         Self {
-            per_platform: defaults
-                .into_iter()
-                .map(|(id, limit)| (id.to_owned(), limit))
+            per_platform: listbackup_domain::platform::CATALOG
+                .iter()
+                .map(|platform| {
+                    let rate = RateLimit::per_second(platform.rate.per_second)
+                        .with_burst(platform.rate.burst);
+                    (platform.id.to_owned(), rate)
+                })
                 .collect(),
+            // Only for an id outside the catalog: unreachable through a PlatformId.
             fallback: RateLimit::per_second(5.0),
         }
     }
@@ -314,6 +313,10 @@ mod tests {
         });
         assert_eq!(limits.for_platform("stripe").per_second, 100.0);
         assert_eq!(limits.for_platform("hubspot").per_second, 10.0);
-        assert_eq!(limits.for_platform("zendesk").per_second, 5.0);
+        let zendesk = listbackup_domain::platform::find("zendesk").unwrap().rate;
+        assert_eq!(
+            limits.for_platform("zendesk").per_second,
+            zendesk.per_second
+        );
     }
 }

@@ -18,11 +18,8 @@ use serde_json::{json, Value};
 
 use super::body::Fetched;
 
-/// Results per search request: the documented maximum.
-pub(crate) const SEARCH_LIMIT: u32 = 200;
-
-/// The record id property every CRM object has.
-const ID_PROPERTY: &str = "hs_object_id";
+/// Where a search answer says more results follow (the CRM search API's `paging.next`).
+pub(crate) const MORE: &str = "/paging/next/after";
 
 /// Where a search listing stands: the next request's query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +54,7 @@ impl SearchPosition {
     }
 
     /// The request body (`POST /crm/v3/objects/<type>/search`).
-    pub fn body(&self, property: &str) -> Value {
+    pub fn body(&self, property: &str, id_property: &str, limit: u32) -> Value {
         let filter = |name: &str, operator: &str, value: String| json!({"propertyName": name, "operator": operator, "value": value});
         let sort = |name: &str| json!([{"propertyName": name, "direction": "ASCENDING"}]);
         let (filters, sorts) = match self {
@@ -70,12 +67,12 @@ impl SearchPosition {
             } => (
                 vec![
                     filter(property, "EQ", at_ms.to_string()),
-                    filter(ID_PROPERTY, "GT", after_id.to_string()),
+                    filter(id_property, "GT", after_id.to_string()),
                 ],
-                sort(ID_PROPERTY),
+                sort(id_property),
             ),
         };
-        json!({"filterGroups": [{"filters": filters}], "sorts": sorts, "limit": SEARCH_LIMIT})
+        json!({"filterGroups": [{"filters": filters}], "sorts": sorts, "limit": limit})
     }
 
     /// What identifies the query (not what was seen): a query asked twice means the listing goes in circles.
@@ -89,12 +86,12 @@ impl SearchPosition {
     }
 
     /// The query in words, for error messages.
-    pub fn describe(&self, property: &str) -> String {
+    pub fn describe(&self, property: &str, id_property: &str) -> String {
         match self {
             SearchPosition::Range { from_ms, .. } => format!("{property} >= {from_ms}"),
             SearchPosition::Tie {
                 at_ms, after_id, ..
-            } => format!("{property} = {at_ms} and {ID_PROPERTY} > {after_id}"),
+            } => format!("{property} = {at_ms} and {id_property} > {after_id}"),
         }
     }
 
@@ -206,7 +203,7 @@ mod tests {
                 seen: vec!["3".into(), "9".into()]
             }
         );
-        let body = next.body("lastmodifieddate");
+        let body = next.body("lastmodifieddate", "hs_object_id", 200);
         assert_eq!(body["filterGroups"][0]["filters"][0]["value"], "1005");
         assert_eq!(body["sorts"].as_array().unwrap().len(), 1);
         let step = next
@@ -223,7 +220,7 @@ mod tests {
             .unwrap();
         let tie = step.next.unwrap();
         assert_eq!(tie.key(), (true, 2000, 0));
-        let body = tie.body("hs_lastmodifieddate");
+        let body = tie.body("hs_lastmodifieddate", "hs_object_id", 200);
         assert_eq!(
             body["filterGroups"][0]["filters"],
             json!([{"propertyName": "hs_lastmodifieddate", "operator": "EQ", "value": "2000"},

@@ -209,7 +209,11 @@ impl Call<'_> {
             String::new()
         } else {
             let body = response.bytes().await.unwrap_or_default();
-            scrub(&error_message(&body), self.platform, self.credentials)
+            scrub(
+                &error_message(&body, self.platform.error_messages),
+                self.platform,
+                self.credentials,
+            )
         };
         Err(match status {
             StatusCode::UNAUTHORIZED => Outcome::Fatal(FetchError::Unauthorized),
@@ -271,20 +275,16 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
 
 const MAX_MESSAGE_LEN: usize = 300;
 
-/// The human message of an error body, from the shapes the platforms use.
-fn error_message(body: &[u8]) -> String {
+/// The human message of an error body, at the first of the platform's pointers that holds a string
+/// (`Platform::error_messages`: Stripe `/error/message`, HubSpot `/message`, …).
+fn error_message(body: &[u8], pointers: &[&str]) -> String {
     let Ok(json) = serde_json::from_slice::<Value>(body) else {
         return String::new();
     };
-    let message = [
-        "/error/message",     // Stripe
-        "/message",           // HubSpot, Keap
-        "/fault/faultstring", // Keap's gateway (Apigee)
-        "/error",             // plain
-    ]
-    .iter()
-    .find_map(|pointer| json.pointer(pointer)?.as_str())
-    .unwrap_or_default();
+    let message = pointers
+        .iter()
+        .find_map(|pointer| json.pointer(pointer)?.as_str())
+        .unwrap_or_default();
     message
         .chars()
         .filter(|c| !c.is_control())
@@ -361,22 +361,32 @@ mod tests {
 
     #[test]
     fn error_messages_are_read_from_each_platform_shape() {
+        let pointers = |id| {
+            listbackup_domain::platform::find(id)
+                .unwrap()
+                .error_messages
+        };
         assert_eq!(
             error_message(
-                br#"{"error":{"message":"No such customer","type":"invalid_request_error"}}"#
+                br#"{"error":{"message":"No such customer","type":"invalid_request_error"}}"#,
+                pointers("stripe"),
             ),
             "No such customer"
         );
         assert_eq!(
             error_message(
-                br#"{"status":"error","message":"Invalid input","category":"VALIDATION_ERROR"}"#
+                br#"{"status":"error","message":"Invalid input","category":"VALIDATION_ERROR"}"#,
+                pointers("hubspot"),
             ),
             "Invalid input"
         );
         assert_eq!(
-            error_message(br#"{"fault":{"faultstring":"Quota exceeded"}}"#),
+            error_message(
+                br#"{"fault":{"faultstring":"Quota exceeded"}}"#,
+                pointers("keap")
+            ),
             "Quota exceeded"
         );
-        assert_eq!(error_message(b"<html>"), "");
+        assert_eq!(error_message(b"<html>", pointers("keap")), "");
     }
 }

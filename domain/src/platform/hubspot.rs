@@ -1,0 +1,192 @@
+//! HubSpot CRM API v3 (https://developers.hubspot.com/docs/api/crm/understanding-the-crm).
+//!
+//! - Authentication: a private app's access token, or an OAuth access token, as `Authorization: Bearer`.
+//! - Objects: `GET /crm/v3/objects/<type>` in id order, `limit` ≤ 100, `after` ← `paging.next.after`;
+//!   `archived=false` lists live records. Changes: the CRM search API
+//!   (https://developers.hubspot.com/docs/api/crm/search), `POST /crm/v3/objects/<type>/search`: one sort,
+//!   at most 200 results a page, never past the 10,000th result of one query.
+//! - Errors: `{"status":"error","message":…,"category":…}`. Rate limits: private apps 100 requests per 10 s
+//!   (Professional) — 10/s stays inside it; search 5 requests/s per account.
+
+use super::*;
+
+pub(super) const PLATFORM: Platform = Platform {
+    id: "hubspot",
+    name: "HubSpot",
+    category: "crm",
+    auth_types: BOTH,
+    credential_fields: &[secret("accessToken", "Private app access token")],
+    data_types: &[
+        object(
+            "contacts",
+            "Contact records with all properties",
+            &[Endpoint::get("/crm/v3/objects/contacts")],
+            CONTACTS_MODIFIED,
+        ),
+        object(
+            "companies",
+            "Company records",
+            &[Endpoint::get("/crm/v3/objects/companies")],
+            MODIFIED,
+        ),
+        object(
+            "deals",
+            "Deals and their pipeline stage",
+            &[Endpoint::get("/crm/v3/objects/deals")],
+            MODIFIED,
+        ),
+        object(
+            "tickets",
+            "Service tickets",
+            &[Endpoint::get("/crm/v3/objects/tickets")],
+            MODIFIED,
+        ),
+        object(
+            "products",
+            "Product library",
+            &[Endpoint::get("/crm/v3/objects/products")],
+            MODIFIED,
+        ),
+        object(
+            "line_items",
+            "Line items of deals and quotes",
+            &[Endpoint::get("/crm/v3/objects/line_items")],
+            MODIFIED,
+        ),
+        object(
+            "quotes",
+            "Sales quotes",
+            &[Endpoint::get("/crm/v3/objects/quotes")],
+            MODIFIED,
+        ),
+        DataType::new(
+            "owners",
+            "Users who own CRM records",
+            Listing {
+                query: &[("archived", "false")],
+                ..paged(&[Endpoint::get("/crm/v3/owners")])
+            },
+        ),
+        DataType::new(
+            "pipelines",
+            "Deal and ticket pipelines with their stages",
+            // One answer per object type; the records do not say which, so each is tagged.
+            Listing::new(
+                &[
+                    Endpoint::get("/crm/v3/pipelines/deals").tagged("objectType", "deals"),
+                    Endpoint::get("/crm/v3/pipelines/tickets").tagged("objectType", "tickets"),
+                ],
+                "/results",
+                Pagination::Single,
+                PageSize::NONE,
+            ),
+        ),
+        object(
+            "notes",
+            "Notes logged on records",
+            &[Endpoint::get("/crm/v3/objects/notes")],
+            MODIFIED,
+        ),
+        object(
+            "calls",
+            "Logged calls",
+            &[Endpoint::get("/crm/v3/objects/calls")],
+            MODIFIED,
+        ),
+        object(
+            "emails",
+            "Logged e-mails",
+            &[Endpoint::get("/crm/v3/objects/emails")],
+            MODIFIED,
+        ),
+        object(
+            "meetings",
+            "Logged meetings",
+            &[Endpoint::get("/crm/v3/objects/meetings")],
+            MODIFIED,
+        ),
+        object(
+            "tasks",
+            "Tasks",
+            &[Endpoint::get("/crm/v3/objects/tasks")],
+            MODIFIED,
+        ),
+    ],
+    oauth_scopes: &[
+        "oauth",
+        "crm.objects.contacts.read",
+        "crm.objects.companies.read",
+        "crm.objects.deals.read",
+        "crm.objects.owners.read",
+        "crm.objects.quotes.read",
+        "crm.objects.line_items.read",
+        "e-commerce",
+        "tickets",
+        "sales-email-read",
+    ],
+    api_base_url: "https://api.hubapi.com",
+    api_key_auth: Some(ApiAuth::Bearer {
+        token_field: "accessToken",
+    }),
+    api_headers: &[],
+    url_params: &[],
+    identity: Identity::get("/account-info/v3/details", &["/portalId"], &["/portalId"]),
+    oauth: Some(Oauth::new(
+        "https://app.hubspot.com/oauth/authorize",
+        "https://api.hubapi.com/oauth/v1/token",
+    )),
+    rate: DefaultRate::per_second(10.0),
+    error_messages: &["/message"],
+};
+
+/// Contacts name their modification property differently from every other object.
+const CONTACTS_MODIFIED: &str = "lastmodifieddate";
+const MODIFIED: &str = "hs_lastmodifieddate";
+
+/// A CRM v3 list: `{"results":[…],"paging":{"next":{"after":…}}}`, 100 per page.
+const fn paged(endpoints: &'static [Endpoint]) -> Listing {
+    Listing::new(
+        endpoints,
+        "/results",
+        Pagination::CursorParam {
+            param: "after",
+            cursor: "/paging/next/after",
+        },
+        PageSize::param("limit", 100),
+    )
+}
+
+/// A CRM object, incremental through the search API by its modification property. HubSpot's search reads an
+/// index updated asynchronously ("it may take a few moments for newly created or updated CRM objects to
+/// appear in search results", CRM search guide, Limitations); imports and workflows updating thousands of
+/// records take longer than moments, so the lookback is 10 minutes.
+const fn object(
+    name: &'static str,
+    description: &'static str,
+    endpoints: &'static [Endpoint],
+    modified: &'static str,
+) -> DataType {
+    DataType::new(
+        name,
+        description,
+        Listing {
+            query: &[("archived", "false")],
+            incremental: Some(IncrementalFetch {
+                cursor_field: modified,
+                filter: TimeFilter::Search {
+                    property: modified,
+                    id_property: "hs_object_id",
+                    page_size: 200,
+                },
+                // The property itself where the answer has it: the value the search filters and sorts on.
+                record_time: TimeField {
+                    field: "updatedAt",
+                    nested: Some(("properties", modified)),
+                    format: TimeFormat::Rfc3339,
+                },
+                lookback: Duration::from_secs(10 * 60),
+            }),
+            ..paged(endpoints)
+        },
+    )
+}

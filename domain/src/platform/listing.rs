@@ -1,0 +1,250 @@
+//! How one data type of a platform is listed: which requests, where the records are in an answer, how the
+//! listing pages and how it fetches only what changed. Pure data, read by the fetch engine in
+//! `listbackup-workers` (`connectors`), which does the I/O.
+//!
+//! Paging and incremental strategies are named by mechanism and parameterised, as in Airbyte's declarative
+//! connectors: a platform whose API pages one of these ways is described, not programmed. Pointers are JSON
+//! Pointers (RFC 6901) into an answer's body, e.g. `/paging/next/after`.
+
+use std::time::Duration;
+
+use super::HttpMethod;
+
+/// How to list one data type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listing {
+    /// Requested in order, each listed to its end; most data types have one.
+    pub endpoints: &'static [Endpoint],
+    /// Where the records are in an answer: a pointer to an array (`/data`), or `""` when the answer is the
+    /// array itself.
+    pub records: &'static str,
+    /// Whether an answer without that array holds no records (QuickBooks answers an empty query with
+    /// `{"QueryResponse":{}}`) rather than being malformed.
+    pub absent_is_empty: bool,
+    /// The top-level field that identifies a record: `id` almost everywhere, QuickBooks `Id`.
+    pub id_field: &'static str,
+    pub pagination: Pagination,
+    /// Records per request (each platform's maximum, or its documented sweet spot).
+    pub page_size: PageSize,
+    /// Fixed query parameters of every request, e.g. Stripe subscriptions' `status=all` (without it
+    /// cancelled subscriptions are not listed).
+    pub query: &'static [(&'static str, &'static str)],
+    /// `None`: every run lists everything.
+    pub incremental: Option<IncrementalFetch>,
+}
+
+impl Listing {
+    /// A listing of `endpoints` whose answers keep their records under `records`, identified by `id`, with
+    /// no fixed query and no incremental fetch (the platform modules refine it with struct update syntax).
+    pub const fn new(
+        endpoints: &'static [Endpoint],
+        records: &'static str,
+        pagination: Pagination,
+        page_size: PageSize,
+    ) -> Self {
+        Self {
+            endpoints,
+            records,
+            absent_is_empty: false,
+            id_field: "id",
+            pagination,
+            page_size,
+            query: &[],
+            incremental: None,
+        }
+    }
+}
+
+/// How many records a request asks for, and how it says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize {
+    /// The query parameter (`limit`, `count`, `pageSize`, `page[size]`); `None` when the size goes elsewhere
+    /// (inside a query statement) or cannot be chosen.
+    pub param: Option<&'static str>,
+    pub size: u32,
+}
+
+impl PageSize {
+    pub const fn param(param: &'static str, size: u32) -> Self {
+        Self {
+            param: Some(param),
+            size,
+        }
+    }
+
+    /// The platform decides (a single answer, or an API without a size parameter).
+    pub const NONE: Self = Self {
+        param: None,
+        size: 0,
+    };
+}
+
+/// One request of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub method: HttpMethod,
+    /// Relative to the API base URL; may hold `{placeholders}` filled like the base URL's (GoHighLevel's
+    /// `{locationId}`).
+    pub path: &'static str,
+    /// The JSON body of a listing requested with POST (Dropbox's `{"path": "", "recursive": true}`).
+    pub body: Option<&'static str>,
+    /// A `(field, value)` added to every record that lacks the field, for data types read from several
+    /// endpoints whose records do not say which one they came from (HubSpot pipelines of deals and tickets).
+    pub tag: Option<(&'static str, &'static str)>,
+}
+
+impl Endpoint {
+    pub const fn get(path: &'static str) -> Self {
+        Self {
+            method: HttpMethod::Get,
+            path,
+            body: None,
+            tag: None,
+        }
+    }
+
+    /// A listing requested with `POST` and a JSON body.
+    pub const fn post(path: &'static str, body: &'static str) -> Self {
+        Self {
+            method: HttpMethod::Post,
+            path,
+            body: Some(body),
+            tag: None,
+        }
+    }
+
+    /// Records of this endpoint get `field: value` when they lack the field.
+    pub const fn tagged(self, field: &'static str, value: &'static str) -> Self {
+        Self {
+            tag: Some((field, value)),
+            ..self
+        }
+    }
+}
+
+/// How a listing goes from one page to the next. Every mechanism ends: a cursor, id or page that comes back
+/// a second time, or far more pages than the list announced, fails the data type (the engine's loop guard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pagination {
+    /// One request returns the whole list.
+    Single,
+    /// Keyset by id: `param=<id of the page's last record>` while the boolean at `more` is true. Records
+    /// created or deleted meanwhile never shift a page. Stripe: `starting_after`, `/has_more`.
+    AfterLastId {
+        param: &'static str,
+        more: &'static str,
+    },
+    /// An opaque cursor read from the answer and sent back as a query parameter, until an answer has none.
+    /// HubSpot: `after` ← `/paging/next/after`; Google Drive: `pageToken` ← `/nextPageToken`; Box:
+    /// `marker` ← `/next_marker`.
+    CursorParam {
+        param: &'static str,
+        cursor: &'static str,
+    },
+    /// Several values read from the answer, each sent back as a query parameter, until the first is absent.
+    /// GoHighLevel contacts: `startAfterId` ← `/meta/startAfterId` and `startAfter` ← `/meta/startAfter`.
+    CursorParams {
+        params: &'static [(&'static str, &'static str)],
+    },
+    /// The next page's URL in the `Link` header with `rel="next"` (RFC 8288). It carries every parameter
+    /// the next request needs and is requested as given, and only on the API's own origin. Shopify.
+    LinkHeader,
+    /// The next page's URL in the answer (`url`), while the boolean at `more` says so (or, without `more`,
+    /// while there is one). Requested as given, only on the API's own origin. Zendesk's cursor pagination:
+    /// `/links/next` while `/meta/has_more`.
+    NextUrl {
+        url: &'static str,
+        more: Option<&'static str>,
+    },
+    /// An RPC continuation: `POST <path>` with `{"cursor": <the value at cursor>}` while the boolean at
+    /// `more` is true. Dropbox: `/2/files/list_folder/continue`, `/cursor`, `/has_more`.
+    ContinueWithCursor {
+        path: &'static str,
+        cursor: &'static str,
+        more: &'static str,
+    },
+    /// Offset and count. Each page is requested `overlap` records before the end of the previous one, whose
+    /// last records are found again in it: records deleted or added before the position meanwhile neither
+    /// skip nor repeat a record (when they cannot be found, the engine steps back a bounded number of pages,
+    /// then fails the data type as retryable rather than skip). `total` points at the count the list
+    /// announces (a number or a numeric string), which bounds the pages. A page shorter than the page size
+    /// ends the list. Keap, Mailchimp, ActiveCampaign, QuickBooks.
+    Offset {
+        offset: OffsetParam,
+        overlap: u32,
+        total: Option<&'static str>,
+    },
+}
+
+/// Where an offset goes in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetParam {
+    /// A query parameter counting from 0 (`offset`).
+    Param(&'static str),
+    /// A query-language statement in a query parameter, counting from 1, with `{start}` and `{max}`
+    /// placeholders: QuickBooks' `query=select * from Customer ORDERBY Id STARTPOSITION {start} MAXRESULTS {max}`.
+    Statement {
+        param: &'static str,
+        template: &'static str,
+    },
+}
+
+/// How a data type is fetched incrementally: the filter on the request, where a record says when it last
+/// changed, and how far before the previous run's newest change requests start. Only offered where the
+/// filter catches every change, creations and updates alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncrementalFetch {
+    /// The name stored in the cursor, so that a cursor is never applied to a data type it was not made for
+    /// (`created`, `last_updated`, HubSpot's modification property).
+    pub cursor_field: &'static str,
+    pub filter: TimeFilter,
+    pub record_time: TimeField,
+    /// Requests start this long before the previous run's newest change, so records that become visible
+    /// after their change time are still fetched; what the previous backup holds is dropped by (id, change
+    /// time). The records changed in this window are what the cursor remembers, so a longer window costs
+    /// cursor size.
+    pub lookback: Duration,
+}
+
+/// How a request asks for what changed since a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFilter {
+    /// A query parameter holding the inclusive lower bound: Stripe `created[gte]` (Unix seconds), Keap
+    /// `since`, Shopify `updated_at_min`, Mailchimp `since_last_changed` (RFC 3339).
+    QueryParam {
+        param: &'static str,
+        format: TimeFormat,
+    },
+    /// A CRM search API (`POST <endpoint>/search`) filtering `<property> GTE <ms>` sorted by it, each
+    /// request starting at the newest change of the page before (keyset paging, so a result cap never
+    /// applies), and records sharing one instant paged by `id_property`. HubSpot.
+    Search {
+        property: &'static str,
+        id_property: &'static str,
+        /// Results per search request (HubSpot: 200).
+        page_size: u32,
+    },
+}
+
+/// Where a record holds its change time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeField {
+    /// A top-level field.
+    pub field: &'static str,
+    /// `(object, field)`: a field inside a top-level object, read in preference to `field` when present
+    /// (HubSpot's `properties.<property>`: exactly the value its search filters and sorts on).
+    pub nested: Option<(&'static str, &'static str)>,
+    pub format: TimeFormat,
+}
+
+/// How a time is written, in a record or in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// Unix seconds (Stripe's `created`).
+    UnixSeconds,
+    /// Unix milliseconds.
+    UnixMillis,
+    /// RFC 3339 (read leniently: Keap's `2024-01-02T03:04:05.000+0000` has no colon in its offset; written
+    /// with milliseconds and `Z`).
+    Rfc3339,
+}

@@ -1,0 +1,235 @@
+//! The catalog's own consistency: every platform's entry, checked against the rules of the types.
+
+use super::*;
+use std::collections::BTreeSet;
+
+fn auth_fields(auth: &ApiAuth) -> Vec<&'static str> {
+    let part = |p: &BasicPart| match *p {
+        BasicPart::Literal(_) => None,
+        BasicPart::Field(f) | BasicPart::FieldWithSuffix(f, _) => Some(f),
+    };
+    match auth {
+        ApiAuth::Bearer { token_field } | ApiAuth::Header { token_field, .. } => {
+            vec![token_field]
+        }
+        ApiAuth::Basic { user, password } => {
+            [part(user), part(password)].into_iter().flatten().collect()
+        }
+    }
+}
+
+#[test]
+fn twelve_unique_ids() {
+    let ids: BTreeSet<_> = CATALOG.iter().map(|p| p.id).collect();
+    assert_eq!(CATALOG.len(), 12);
+    assert_eq!(ids.len(), 12);
+    let expected = [
+        "keap",
+        "stripe",
+        "hubspot",
+        "shopify",
+        "quickbooks",
+        "google",
+        "dropbox",
+        "box",
+        "gohighlevel",
+        "mailchimp",
+        "activecampaign",
+        "zendesk",
+    ];
+    assert_eq!(ids, expected.into_iter().collect());
+    for id in expected {
+        assert_eq!(find(id).map(|p| p.id), Some(id));
+    }
+}
+
+#[test]
+fn categories_are_known() {
+    let known = [
+        "crm",
+        "payments",
+        "ecommerce",
+        "accounting",
+        "file_storage",
+        "marketing",
+        "support",
+    ];
+    for p in CATALOG {
+        assert!(known.contains(&p.category), "{}: {}", p.id, p.category);
+        assert!(!p.auth_types.is_empty(), "{}", p.id);
+    }
+}
+
+#[test]
+fn api_key_platforms_have_secret_fields_and_consistent_auth() {
+    for p in CATALOG.iter().filter(|p| p.supports(AuthType::ApiKey)) {
+        assert!(
+            p.credential_fields.iter().any(|f| f.secret),
+            "{} has no secret field",
+            p.id
+        );
+        let auth = p
+            .api_key_auth
+            .unwrap_or_else(|| panic!("{} has no api_key_auth", p.id));
+        for field in auth_fields(&auth) {
+            assert!(
+                p.credential_field(field).is_some(),
+                "{}: auth uses unknown field {field}",
+                p.id
+            );
+        }
+        let names: BTreeSet<_> = p.credential_fields.iter().map(|f| f.name).collect();
+        assert_eq!(
+            names.len(),
+            p.credential_fields.len(),
+            "{}: duplicate field",
+            p.id
+        );
+    }
+}
+
+#[test]
+fn oauth_only_platforms_have_no_credential_fields() {
+    for p in CATALOG.iter().filter(|p| !p.supports(AuthType::ApiKey)) {
+        assert!(p.credential_fields.is_empty(), "{}", p.id);
+        assert!(p.api_key_auth.is_none(), "{}", p.id);
+    }
+}
+
+#[test]
+fn every_url_placeholder_is_resolvable() {
+    for p in CATALOG {
+        let templates = [p.api_base_url, p.identity.path];
+        for name in templates.iter().flat_map(|t| url_placeholders(t)) {
+            let resolvable = p.credential_field(name).is_some()
+                || match p.url_param(name) {
+                    // A derived value must come from a real credential field.
+                    Some(UrlParam::SuffixOf { field, .. }) => p.credential_field(field).is_some(),
+                    Some(UrlParam::FromOauth { .. }) => p.supports(AuthType::Oauth2),
+                    None => false,
+                };
+            assert!(resolvable, "{}: unknown placeholder {{{name}}}", p.id);
+        }
+        for param in p.url_params {
+            assert!(
+                p.credential_field(param.name()).is_none(),
+                "{}: {} is both a field and a url param",
+                p.id,
+                param.name()
+            );
+        }
+        assert!(p.api_base_url.starts_with("https://") || p.api_base_url.starts_with('{'));
+        assert!(!p.api_base_url.ends_with('/'), "{}", p.id);
+        assert!(p.identity.path.starts_with('/'), "{}", p.id);
+    }
+}
+
+#[test]
+fn oauth_platforms_have_endpoints_and_scopes() {
+    for p in CATALOG {
+        if p.supports(AuthType::Oauth2) {
+            let oauth = p.oauth.unwrap_or_else(|| panic!("{} has no oauth", p.id));
+            assert!(!p.oauth_scopes.is_empty(), "{} has no scope", p.id);
+            assert!(oauth.authorize_url.starts_with("https://"), "{}", p.id);
+            assert!(oauth.token_url.starts_with("https://"), "{}", p.id);
+            assert_eq!(auth_fields(&oauth.api_auth), vec![OAUTH_ACCESS_TOKEN]);
+            // OAuth URLs may only use placeholders the flow knows (Shopify's shop).
+            for url in [oauth.authorize_url, oauth.token_url] {
+                for name in url_placeholders(url) {
+                    assert!(p.credential_field(name).is_some(), "{}: {name}", p.id);
+                }
+            }
+        } else {
+            assert!(p.oauth.is_none(), "{}", p.id);
+            assert!(p.oauth_scopes.is_empty(), "{}", p.id);
+        }
+    }
+}
+
+#[test]
+fn data_types_are_unique_snake_case_and_described() {
+    for p in CATALOG {
+        assert!(!p.data_types.is_empty(), "{}", p.id);
+        let names: BTreeSet<_> = p.data_types.iter().map(|d| d.name).collect();
+        assert_eq!(names.len(), p.data_types.len(), "{}: duplicate", p.id);
+        for d in p.data_types {
+            assert!(
+                d.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}: {}",
+                p.id,
+                d.name
+            );
+            assert!(!d.description.is_empty(), "{}: {}", p.id, d.name);
+        }
+    }
+}
+
+#[test]
+fn no_client_secrets_in_the_catalog() {
+    for p in CATALOG {
+        let text = format!("{p:?}").to_lowercase();
+        assert!(!text.contains("client_secret"), "{}", p.id);
+        assert!(!text.contains("client_id"), "{}", p.id);
+    }
+}
+
+#[test]
+fn placeholders_parse() {
+    let names: Vec<_> = url_placeholders("https://{a}.x/{b}/c").collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(url_placeholders("https://x/y").count(), 0);
+}
+
+#[test]
+fn every_listing_is_well_formed() {
+    for p in CATALOG {
+        for d in p.data_types {
+            let Some(listing) = &d.listing else { continue };
+            let at = format!("{}/{}", p.id, d.name);
+            assert!(!listing.endpoints.is_empty(), "{at}");
+            for endpoint in listing.endpoints {
+                assert!(endpoint.path.starts_with('/'), "{at}");
+                for name in url_placeholders(endpoint.path) {
+                    assert!(
+                        p.credential_field(name).is_some() || p.url_param(name).is_some(),
+                        "{at}: unknown placeholder {{{name}}}"
+                    );
+                }
+            }
+            assert!(
+                listing.records.is_empty() || listing.records.starts_with('/'),
+                "{at}"
+            );
+            match listing.pagination {
+                Pagination::Single => {}
+                Pagination::Offset { overlap, .. } => {
+                    // Each page must move forward.
+                    assert!(overlap >= 1 && overlap < listing.page_size.size, "{at}");
+                }
+                _ => assert!(listing.page_size.size > 0, "{at}"),
+            }
+            if let Some(inc) = listing.incremental {
+                assert!(inc.lookback > Duration::ZERO, "{at}");
+                assert!(!inc.cursor_field.is_empty(), "{at}");
+            }
+        }
+    }
+}
+
+#[test]
+fn scopes_follow_the_data_types() {
+    let hubspot = find("hubspot").unwrap();
+    assert_eq!(hubspot.scopes_for(None), hubspot.oauth_scopes);
+    assert_eq!(hubspot.scopes_for(Some(&[])), hubspot.oauth_scopes);
+}
+
+#[test]
+fn the_three_first_platforms_list_every_data_type() {
+    for id in ["stripe", "hubspot", "keap"] {
+        for d in find(id).unwrap().data_types {
+            assert!(d.can_back_up(), "{id}/{}", d.name);
+        }
+    }
+}
