@@ -1,12 +1,17 @@
-# What bench/sync-dispatch and bench/backup-throughput share (sourced, not run): a fresh database, a private
-# NATS prefix, a storage directory, the Stripe emulation, the service, and the clean-up of all of it.
+# What bench/sync-dispatch, bench/backup-throughput and bench/backup-burst share (sourced, not run): a fresh
+# database, a private NATS prefix, a storage directory, the Stripe emulation, the service, and the clean-up of
+# all of it.
 #
 # The sourcing script sets NAME (for messages) and COMMAND (echoed in the report) before sourcing, then calls
-# jobs_setup once its arguments are parsed. Everything the run creates is removed on exit, even on failure.
+# jobs_setup once its arguments are parsed. Everything the run creates is removed on exit, even on failure:
+# every database it created and every JetStream stream of its NATS prefixes (`<PREFIX>_*`: the events, the
+# backup queue, the delivery advisories).
 #
 # PROCESSES (the scripts' --processes) picks how the service runs: `split` is `listbackup api` (API, projector,
-# relay, sagas) beside `listbackup worker` (the backups), as deployed at scale; `serve` is everything in one
-# process; `auto` (the default) is `split` when the binary has both subcommands.
+# relay, sagas) beside WORKERS (default 1) `listbackup worker` processes (the backups), as deployed at scale;
+# `serve` is everything in one process; `auto` (the default) is `split` when the binary has both subcommands.
+# STRIPE_RATE_LIMIT (default `unlimited`) is the service's LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT; SERVICE_ENV
+# (an array of NAME=value) adds settings; EMULATOR_ARGS (an array) adds arguments to `stripe_emulator serve`.
 
 die() { echo "$NAME: $*" >&2; exit 1; }
 say() { echo "$NAME: $*" >&2; }
@@ -22,12 +27,12 @@ PGHOST=127.0.0.1
 PGPORT=5432
 PGUSER=root
 export PGHOST PGPORT PGUSER
-SUFFIX=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
-DB="lb_bench_$SUFFIX"
-DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
 NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
-NATS_PREFIX="lbbench_$SUFFIX"
-NATS_STREAM="$(echo "$NATS_PREFIX" | tr '[:lower:]-' '[:upper:]_')_EVENTS"
+DB=""            # the current run's database (fresh_namespace), lb_bench_<random>
+DATABASE_URL=""
+NATS_PREFIX=""   # the current run's NATS prefix, lbbench_<random>
+CREATED_DBS=()       # every database this run created, dropped on exit
+STREAM_PREFIXES=()   # `<PREFIX>_` of every NATS prefix this run used, its streams deleted on exit
 WORK=$(mktemp -d -t "$NAME.XXXXXX")
 STORAGE="$WORK/storage"
 BIN="$ROOT/target/release/listbackup"
@@ -38,11 +43,15 @@ MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
 LISTBACKUP_JWT_SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
 export LISTBACKUP_JWT_SECRET
 PROCESSES=${PROCESSES:-auto}
+WORKERS=${WORKERS:-1}
+STRIPE_RATE_LIMIT=${STRIPE_RATE_LIMIT:-unlimited}
+SERVICE_ENV=()
+EMULATOR_ARGS=()
 SERVER_PID=""   # the process serving the API (`serve` or `api`)
-WORKER_PID=""   # `listbackup worker`, in split mode
+WORKER_PIDS=()  # the `listbackup worker` processes, in split mode
+WORKER_PID=""   # the first of them
 BACKUP_PID=""   # the process that runs backups: WORKER_PID in split mode, else SERVER_PID
 EMULATOR_PID=""
-DB_CREATED=no
 
 stop_pid() {  # pid: SIGTERM, up to 10 s, then SIGKILL
   local pid=$1
@@ -59,25 +68,55 @@ stop_pid() {  # pid: SIGTERM, up to 10 s, then SIGKILL
 }
 
 stop_server() {
-  stop_pid "$WORKER_PID"
+  local pid
+  for pid in "${WORKER_PIDS[@]}"; do stop_pid "$pid"; done
   stop_pid "$SERVER_PID"
   SERVER_PID=""
+  WORKER_PIDS=()
   WORKER_PID=""
   BACKUP_PID=""
+}
+
+# A new database and NATS prefix for the next service processes (the previous ones stay until
+# release_namespaces or the exit).
+fresh_namespace() {
+  local suffix
+  suffix=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  DB="lb_bench_$suffix"
+  DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
+  NATS_PREFIX="lbbench_$suffix"
+  psql -qX -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $DB" >/dev/null
+  CREATED_DBS+=("$DB")
+  STREAM_PREFIXES+=("$(echo "$NATS_PREFIX" | tr '[:lower:]-' '[:upper:]_')_")
+  say "database $DB, NATS prefix $NATS_PREFIX"
+}
+
+# Deletes the JetStream streams of every prefix used so far and drops every database created so far (the
+# service processes must be stopped first).
+release_namespaces() {
+  local prefix db
+  for prefix in "${STREAM_PREFIXES[@]}"; do
+    # Absent if the service never got that far; the prefix is the run's alone (random), so nothing else matches.
+    if [ -x "$LOADJOBS" ]; then
+      "$LOADJOBS" delete-nats-streams "$prefix" --nats-url "$NATS_URL" >/dev/null 2>&1 \
+        || say "could not delete the NATS streams $prefix*: delete them by hand"
+    else
+      say "no $LOADJOBS to delete the NATS streams $prefix* with: delete them by hand"
+    fi
+  done
+  STREAM_PREFIXES=()
+  for db in "${CREATED_DBS[@]}"; do
+    psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 \
+      || say "could not drop database $db: drop it by hand"
+  done
+  CREATED_DBS=()
 }
 
 jobs_cleanup() {
   local status=$?
   stop_server
   stop_pid "$EMULATOR_PID"
-  if [ -x "$LOADJOBS" ]; then
-    # The run's private JetStream stream; absent if the service never got that far.
-    "$LOADJOBS" delete-nats-stream "$NATS_STREAM" --nats-url "$NATS_URL" >/dev/null 2>&1 || true
-  fi
-  if [ "$DB_CREATED" = yes ]; then
-    psql -qX -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 \
-      || say "could not drop database $DB: drop it by hand"
-  fi
+  release_namespaces
   rm -rf "$WORK"
   exit "$status"
 }
@@ -100,10 +139,9 @@ jobs_setup() {
     command -v "$tool" >/dev/null || die "$tool is required"
   done
   scripts/ensure-services
-  psql -qX -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $DB" >/dev/null
-  DB_CREATED=yes
+  fresh_namespace
   mkdir -p "$STORAGE"
-  say "database $DB, NATS prefix $NATS_PREFIX, storage $STORAGE"
+  say "storage $STORAGE"
   say "building (release)"
   cargo build --release --locked --bin listbackup --example stripe_emulator --example load_jobs
   local has_split=no
@@ -126,7 +164,7 @@ jobs_setup() {
 }
 
 start_emulator() {
-  "$EMULATOR" serve --port 0 >"$WORK/emulator.out" 2>"$WORK/emulator.log" &
+  "$EMULATOR" serve --port 0 "${EMULATOR_ARGS[@]}" >"$WORK/emulator.out" 2>"$WORK/emulator.log" &
   EMULATOR_PID=$!
   local port=""
   for _ in $(seq 1 100); do
@@ -136,18 +174,19 @@ start_emulator() {
     sleep 0.1
   done
   [ -n "$port" ] || die "the Stripe emulator did not say which port it listens on"
-  STRIPE_URL="http://127.0.0.1:$port/v1"
+  EMULATOR_URL="http://127.0.0.1:$port"
+  STRIPE_URL="$EMULATOR_URL/v1"
   say "Stripe emulator on $STRIPE_URL (pid $EMULATOR_PID)"
 }
 
 run_listbackup() {  # subcommand: starts it in the background with the run's settings
-  # LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT lifts the connector's Stripe budget (25 requests/s, Stripe's
-  # test-mode limit): the benchmark measures what the service costs, not the policy that paces it.
+  # STRIPE_RATE_LIMIT defaults to `unlimited`, lifting the connector's Stripe budget (25 requests/s, Stripe's
+  # test-mode limit): the throughput benchmarks measure what the service costs, not the policy that paces it.
   env DATABASE_URL="$DATABASE_URL" NATS_URL="$NATS_URL" LISTBACKUP_NATS_PREFIX="$NATS_PREFIX" \
     LISTBACKUP_BIND="127.0.0.1:$PORT" LISTBACKUP_MASTER_KEY="$MASTER_KEY" \
     LISTBACKUP_STORAGE_URL="file://$STORAGE" \
-    LISTBACKUP_PLATFORM_STRIPE_API_URL="$STRIPE_URL" LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT=unlimited \
-    RUST_LOG=warn \
+    LISTBACKUP_PLATFORM_STRIPE_API_URL="$STRIPE_URL" LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT="$STRIPE_RATE_LIMIT" \
+    RUST_LOG=warn "${SERVICE_ENV[@]}" \
     "$BIN" "$1" >>"$WORK/server.log" 2>&1 &
 }
 
@@ -165,14 +204,20 @@ start_server() {
   done
   [ "$ready" = yes ] || { tail -n 50 "$WORK/server.log" >&2; die "GET /health/ready did not answer 200 within 60 s"; }
   if [ "$PROCESSES" = split ]; then
-    run_listbackup worker
-    WORKER_PID=$!
+    local pid
+    for _ in $(seq 1 "$WORKERS"); do
+      run_listbackup worker
+      WORKER_PIDS+=("$!")
+    done
+    WORKER_PID=${WORKER_PIDS[0]}
     BACKUP_PID=$WORKER_PID
     # No endpoint says a worker is subscribed; its consumer starts from the stream's first message anyway,
     # so nothing queued meanwhile is lost. The pause lets its start-up settle before memory is read.
     sleep 2
-    kill -0 "$WORKER_PID" 2>/dev/null || { tail -n 50 "$WORK/server.log" >&2; die "listbackup worker exited during start-up"; }
-    say "listbackup api on $BASE_URL (pid $SERVER_PID), listbackup worker (pid $WORKER_PID)"
+    for pid in "${WORKER_PIDS[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { tail -n 50 "$WORK/server.log" >&2; die "listbackup worker exited during start-up"; }
+    done
+    say "listbackup api on $BASE_URL (pid $SERVER_PID), listbackup worker (pid ${WORKER_PIDS[*]})"
   else
     BACKUP_PID=$SERVER_PID
     say "listbackup serve on $BASE_URL (pid $SERVER_PID)"
@@ -204,7 +249,7 @@ cpu_seconds() {
 # CPU seconds of every service process (API and worker).
 service_cpu_seconds() {
   local total=0 pid
-  for pid in $SERVER_PID $WORKER_PID; do
+  for pid in $SERVER_PID "${WORKER_PIDS[@]}"; do
     total=$(awk -v a="$total" -v b="$(cpu_seconds "$pid")" 'BEGIN{printf "%.2f", a + b}')
   done
   echo "$total"

@@ -1,7 +1,7 @@
 //! A standalone emulation of Stripe's list API for the jobs benchmarks (run by a person, never by the tests),
 //! and the plain HTTP client that drains it for comparison.
 //!
-//!   stripe_emulator serve [--port 0] [--workers 1]
+//!   stripe_emulator serve [--port 0] [--workers 1] [--latency-ms 0]
 //!   stripe_emulator drain --url http://127.0.0.1:PORT/v1 --key sk_test_bench_1000000 [--data-type customers]
 //!
 //! `serve` prints `{"port": P}` on stdout once it listens, then answers until SIGTERM or SIGINT:
@@ -13,6 +13,11 @@
 //! - `GET /v1/account`: what `POST /connections/{id}/test` calls.
 //! - Authentication as Stripe's: `Authorization: Bearer <key>`, or Basic with the key as the user name; a
 //!   missing or refused key is a 401 with Stripe's error body. Other paths are Stripe's 404.
+//! - `--latency-ms`: every answer above is sent that many milliseconds after its request arrived, as a distant
+//!   platform's would be. The delay is an async timer, so a waiting answer holds no thread: one worker
+//!   thread keeps any number of requests waiting at once.
+//! - `GET /_emulator/stats` (not Stripe's; no key, no delay): `{"requests": N, "inFlightPeak": M}`, the
+//!   Stripe requests answered or under way so far and the most that were under way at once.
 //!
 //! The key names the data set, so one emulator serves every size a benchmark needs: `sk_test_bench_<N>` sees N
 //! customers. Records are computed from their index when a page asks for them (nothing is stored, so the
@@ -78,10 +83,13 @@ fn main() {
             let workers: usize = take(&mut flags, "--workers")
                 .map(|w| w.parse().unwrap_or_else(|_| usage("bad --workers")))
                 .unwrap_or(1);
+            let latency_ms: u64 = take(&mut flags, "--latency-ms")
+                .map(|l| l.parse().unwrap_or_else(|_| usage("bad --latency-ms")))
+                .unwrap_or(0);
             if let Some(flag) = flags.keys().next() {
                 usage(&format!("unknown argument {flag}"));
             }
-            serve(port, workers.max(1))
+            serve(port, workers.max(1), Duration::from_millis(latency_ms))
         }
         "drain" => {
             let url = take(&mut flags, "--url").unwrap_or_else(|| usage("--url is required"));
@@ -104,12 +112,37 @@ fn main() {
 
 /// Stripe's answers carry a `Request-Id`; a counter is enough to make them distinct.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// Stripe requests under way now (arrived, not answered yet), and the most there ever were.
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+static IN_FLIGHT_PEAK: AtomicU64 = AtomicU64::new(0);
 
-fn serve(port: u16, workers: usize) -> i32 {
+/// Counts a request as under way until dropped (answered, or abandoned by its client mid-delay).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        let now = IN_FLIGHT.fetch_add(1, Ordering::Relaxed) + 1;
+        IN_FLIGHT_PEAK.fetch_max(now, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn serve(port: u16, workers: usize, latency: Duration) -> i32 {
     actix_web::rt::System::new().block_on(async move {
-        let server = HttpServer::new(|| App::new().default_service(web::to(handle)))
-            .workers(workers)
-            .bind(("127.0.0.1", port));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(latency))
+                .route("/_emulator/stats", web::get().to(stats))
+                .default_service(web::to(handle))
+        })
+        .workers(workers)
+        .bind(("127.0.0.1", port));
         let server = match server {
             Ok(server) => server,
             Err(err) => {
@@ -129,8 +162,20 @@ fn serve(port: u16, workers: usize) -> i32 {
     })
 }
 
-async fn handle(req: HttpRequest) -> HttpResponse {
+async fn stats() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "requests": REQUESTS.load(Ordering::Relaxed),
+        "inFlightPeak": IN_FLIGHT_PEAK.load(Ordering::Relaxed),
+    }))
+}
+
+async fn handle(req: HttpRequest, latency: web::Data<Duration>) -> HttpResponse {
     let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight::enter();
+    if !latency.is_zero() {
+        // A timer on the worker's event loop: the thread serves other requests meanwhile.
+        actix_web::rt::time::sleep(**latency).await;
+    }
     let mut response = route(&req);
     if let Ok(value) = format!("req_bench{n:012}").parse() {
         response.headers_mut().insert(
