@@ -31,6 +31,23 @@ pub struct Listing {
     pub query: &'static [(&'static str, &'static str)],
     /// `None`: every run lists everything.
     pub incremental: Option<IncrementalFetch>,
+    /// Listed once per record of another data type (its parent): Mailchimp's members per audience, Zendesk's
+    /// comments per ticket. `None`: listed once.
+    pub per_parent: Option<PerParent>,
+}
+
+/// A listing partitioned by the records of another data type of the same platform (Airbyte's substream):
+/// the parent is listed page by page, and for each of its records this listing runs whole, with the parent's
+/// id in its paths and query values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerParent {
+    /// The platform's data type whose records are the parents (listed for their ids only, not stored here).
+    pub data_type: &'static str,
+    /// The `{placeholder}` of the endpoint paths and fixed query values that takes each parent's id.
+    pub placeholder: &'static str,
+    /// A field set to the parent's id on each record that lacks it (when the records do not say whose they
+    /// are); `None` when they do.
+    pub tag: Option<&'static str>,
 }
 
 impl Listing {
@@ -51,6 +68,7 @@ impl Listing {
             page_size,
             query: &[],
             incremental: None,
+            per_parent: None,
         }
     }
 }

@@ -28,8 +28,8 @@ mod tests;
 
 pub use credentials::{CredentialProblem, Credentials};
 pub use listing::{
-    Endpoint, IncrementalFetch, Listing, OffsetParam, PageSize, Pagination, TimeField, TimeFilter,
-    TimeFormat,
+    Endpoint, IncrementalFetch, Listing, OffsetParam, PageSize, Pagination, PerParent, TimeField,
+    TimeFilter, TimeFormat,
 };
 pub use shopify::validate_shop;
 

@@ -192,6 +192,12 @@ fn every_listing_is_well_formed() {
             for endpoint in listing.endpoints {
                 assert!(endpoint.path.starts_with('/'), "{at}");
                 for name in url_placeholders(endpoint.path) {
+                    if listing
+                        .per_parent
+                        .is_some_and(|parent| parent.placeholder == name)
+                    {
+                        continue;
+                    }
                     assert!(
                         p.credential_field(name).is_some() || p.url_param(name).is_some(),
                         "{at}: unknown placeholder {{{name}}}"
@@ -213,6 +219,31 @@ fn every_listing_is_well_formed() {
             if let Some(inc) = listing.incremental {
                 assert!(inc.lookback > Duration::ZERO, "{at}");
                 assert!(!inc.cursor_field.is_empty(), "{at}");
+            }
+            if let Some(parent) = listing.per_parent {
+                let parents = p.listing(parent.data_type);
+                assert!(
+                    parents.is_some(),
+                    "{at}: its parent {} is not listed",
+                    parent.data_type
+                );
+                assert!(
+                    parents.unwrap().per_parent.is_none(),
+                    "{at}: one level of parents"
+                );
+                let placeholder = format!("{{{}}}", parent.placeholder);
+                assert!(
+                    listing
+                        .endpoints
+                        .iter()
+                        .any(|e| e.path.contains(&placeholder))
+                        || listing.query.iter().any(|(_, v)| v.contains(&placeholder)),
+                    "{at}: no {placeholder} to fill"
+                );
+                assert!(
+                    listing.incremental.is_none(),
+                    "{at}: per-parent listings are whole"
+                );
             }
         }
     }

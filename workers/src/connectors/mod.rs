@@ -38,6 +38,8 @@ mod transport;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -237,6 +239,21 @@ pub struct PageCursor {
     lower: Option<Arc<SeenWindow>>,
     /// The latest change seen so far and the records of the window before it: the next run's cursor.
     watermark: Option<Arc<SeenWindow>>,
+    /// A per-parent listing's place among its parents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<Box<ParentCursor>>,
+}
+
+/// Where a per-parent listing ([`listbackup_domain::platform::PerParent`]) stands among its parents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ParentCursor {
+    /// The parents' listing, after the page the queue came from.
+    parents: PageCursor,
+    /// The parent being listed now.
+    current: Option<String>,
+    /// Parents of that page still to list, in order.
+    queue: std::collections::VecDeque<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,17 +381,18 @@ impl Connector {
             .ok_or_else(|| unsupported("ListBackup cannot list it yet"))?;
         let auth = choose_auth(platform, request.credentials)?.api_auth();
         let base = self.endpoints.api_base(platform, request.credentials)?;
-        // Every endpoint's path is filled now: a missing placeholder value is the credentials' problem.
-        let paths = listing
-            .endpoints
-            .iter()
-            .map(|endpoint| fill_template(platform, endpoint.path, request.credentials))
-            .collect::<Result<Vec<_>, _>>()?;
-        let state = match request.resume {
+        // Every endpoint's path is filled now (a missing placeholder value is the credentials' problem), but
+        // a per-parent listing's, which wait for their parent's id.
+        let paths = match listing.per_parent {
+            None => fill_paths(platform, listing, request.credentials, None)?,
+            Some(_) => Vec::new(),
+        };
+        let mut resumed_parent = None;
+        let state = match request.resume.clone() {
             Some(cursor) => cursor,
             None => {
                 // A cursor only applies to the data type (and field) it was made for.
-                let lower = match (listing.incremental, request.since) {
+                let lower = match (listing.incremental, request.since.clone()) {
                     (Some(inc), Some(since)) if since.field == inc.cursor_field => {
                         Some(Arc::new(SeenWindow::from(since)))
                     }
@@ -386,10 +404,33 @@ impl Connector {
                     position,
                     watermark: lower.clone(),
                     lower,
+                    parent: None,
                 }
             }
         };
-        Ok(Pager {
+        let parents = match listing.per_parent {
+            None => None,
+            Some(per_parent) => {
+                let resumed = state.parent.clone();
+                resumed_parent = resumed.as_ref().and_then(|p| p.current.clone());
+                let parents_request = FetchRequest {
+                    data_type: per_parent.data_type,
+                    since: None,
+                    resume: resumed.as_ref().map(|p| p.parents.clone()),
+                    ..request.clone()
+                };
+                let parent_listing = platform
+                    .listing(per_parent.data_type)
+                    .ok_or_else(|| unsupported("its parent data type cannot be listed"))?;
+                Some(Parents {
+                    pager: Box::new(self.pages(parents_request)?),
+                    id_field: parent_listing.id_field,
+                    queue: resumed.map(|p| p.queue).unwrap_or_default(),
+                    exhausted: false,
+                })
+            }
+        };
+        let mut pager = Pager {
             incremental: state.lower.is_some(),
             guard: LoopGuard::default(),
             budget: self.rate_budget(request.connection_id, platform.id),
@@ -404,7 +445,13 @@ impl Connector {
             counters: Counters::default(),
             records: 0,
             pages: 0,
-        })
+            parents,
+            current_parent: None,
+        };
+        if let Some(id) = resumed_parent {
+            pager.enter_parent(id)?;
+        }
+        Ok(pager)
     }
 
     /// Fetches every page, handing each to `on_page` before requesting the next.
@@ -432,8 +479,12 @@ impl Connector {
 pub struct Pager<'a> {
     connector: &'a Connector,
     listing: &'static Listing,
-    /// Each endpoint's path with its placeholders filled.
+    /// Each endpoint's path with its placeholders filled (a per-parent listing's: with the current parent's).
     paths: Vec<String>,
+    /// A per-parent listing's parents.
+    parents: Option<Parents<'a>>,
+    /// The parent being listed now.
+    current_parent: Option<String>,
     platform: &'static Platform,
     credentials: &'a BTreeMap<String, String>,
     auth: ApiAuth,
@@ -456,8 +507,64 @@ struct Step {
 }
 
 impl Pager<'_> {
-    /// The next page with at least one record, or `None` when the data type is exhausted.
-    pub async fn next_page(&mut self) -> Result<Option<Page>, FetchError> {
+    /// The next page with at least one record, or `None` when the data type is exhausted. (A boxed future:
+    /// a per-parent listing's parents are a pager too.)
+    pub fn next_page(&mut self) -> BoxFuture<'_, Result<Option<Page>, FetchError>> {
+        Box::pin(async move {
+            if self.parents.is_none() {
+                return self.next_page_of_listing().await;
+            }
+            loop {
+                if self.current_parent.is_some() {
+                    if let Some(page) = self.next_page_of_listing().await? {
+                        return Ok(Some(page));
+                    }
+                }
+                let Some(id) = self.next_parent().await? else {
+                    return Ok(None);
+                };
+                self.enter_parent(id)?;
+            }
+        })
+    }
+
+    /// The next parent's id: from the queue of the parents' page, or from their next page.
+    async fn next_parent(&mut self) -> Result<Option<String>, FetchError> {
+        let parents = self.parents.as_mut().expect("a per-parent listing");
+        loop {
+            if let Some(id) = parents.queue.pop_front() {
+                return Ok(Some(id));
+            }
+            if parents.exhausted {
+                return Ok(None);
+            }
+            match parents.pager.next_page().await? {
+                Some(page) => {
+                    parents.queue = page
+                        .records
+                        .into_iter()
+                        .filter_map(|raw| Fetched::read(raw, parents.id_field, None, None).id)
+                        .collect();
+                }
+                None => parents.exhausted = true,
+            }
+        }
+    }
+
+    /// Starts listing the children of parent `id`: its paths, a fresh position and loop guard.
+    fn enter_parent(&mut self, id: String) -> Result<(), FetchError> {
+        self.paths = fill_paths(self.platform, self.listing, self.credentials, Some(&id))?;
+        if self.current_parent.as_deref() != Some(id.as_str()) {
+            self.state.endpoint = 0;
+            self.state.position = first_position(self.listing, None);
+        }
+        self.guard = LoopGuard::default();
+        self.current_parent = Some(id);
+        Ok(())
+    }
+
+    /// The next page of the listing itself (of the current parent, for a per-parent listing).
+    async fn next_page_of_listing(&mut self) -> Result<Option<Page>, FetchError> {
         loop {
             let Some(endpoint) = self.listing.endpoints.get(self.state.endpoint) else {
                 return Ok(None);
@@ -470,7 +577,10 @@ impl Pager<'_> {
             }
             let (ListBody { records, envelope }, link) = self.request(endpoint).await?;
             let time_field = self.listing.incremental.map(|inc| inc.record_time);
-            let tag_field = endpoint.tag.map(|(field, _)| field);
+            let tag_field = endpoint
+                .tag
+                .map(|(field, _)| field)
+                .or(self.listing.per_parent.and_then(|parent| parent.tag));
             let id_field = self.listing.id_field;
             let fetched: Vec<Fetched> = records
                 .into_iter()
@@ -478,7 +588,15 @@ impl Pager<'_> {
                 .collect();
             let step = self.advance(&fetched, &envelope, link)?;
             self.state.position = step.next;
-            let records = self.keep(fetched, step.keep, endpoint.tag);
+            let parent_tag = self
+                .listing
+                .per_parent
+                .and_then(|parent| parent.tag)
+                .zip(self.current_parent.clone());
+            let tag = endpoint
+                .tag
+                .or(parent_tag.as_ref().map(|(field, id)| (*field, id.as_str())));
+            let records = self.keep(fetched, step.keep, tag);
             if records.is_empty() {
                 continue;
             }
@@ -486,10 +604,23 @@ impl Pager<'_> {
             self.records += records.len() as u64;
             return Ok(Some(Page {
                 records,
-                cursor: self.state.clone(),
+                cursor: self.cursor(),
                 number: self.pages,
             }));
         }
+    }
+
+    /// Where the fetch stands: resumes after the last page handed over.
+    fn cursor(&self) -> PageCursor {
+        let mut cursor = self.state.clone();
+        cursor.parent = self.parents.as_ref().map(|parents| {
+            Box::new(ParentCursor {
+                parents: parents.pager.cursor(),
+                current: self.current_parent.clone(),
+                queue: parents.queue.clone(),
+            })
+        });
+        cursor
     }
 
     /// Counts so far; the final summary once `next_page` returned `None`.
@@ -642,10 +773,17 @@ impl Pager<'_> {
 
     fn query(&self, position: &Position) -> Vec<(&'static str, String)> {
         let listing = self.listing;
+        let parent = listing
+            .per_parent
+            .map(|parent| format!("{{{}}}", parent.placeholder))
+            .zip(self.current_parent.as_deref());
         let mut query: Vec<(&'static str, String)> = listing
             .query
             .iter()
-            .map(|(k, v)| (*k, (*v).to_owned()))
+            .map(|(k, v)| match &parent {
+                Some((placeholder, id)) => (*k, v.replace(placeholder.as_str(), id)),
+                None => (*k, (*v).to_owned()),
+            })
             .collect();
         if let Some(param) = listing.page_size.param {
             query.push((param, listing.page_size.size.to_string()));
@@ -986,6 +1124,41 @@ impl Pager<'_> {
         }
         kept
     }
+}
+
+/// A per-parent listing's parents: their own pager, and the ids of their current page still to list.
+struct Parents<'a> {
+    pager: Box<Pager<'a>>,
+    id_field: &'static str,
+    queue: std::collections::VecDeque<String>,
+    exhausted: bool,
+}
+
+/// The listing's endpoint paths with their placeholders filled from the credentials, and the parent's
+/// placeholder from `parent` (percent-encoded as one path segment: an id never moves a request elsewhere).
+fn fill_paths(
+    platform: &Platform,
+    listing: &Listing,
+    credentials: &BTreeMap<String, String>,
+    parent: Option<&str>,
+) -> Result<Vec<String>, FetchError> {
+    listing
+        .endpoints
+        .iter()
+        .map(|endpoint| {
+            let path = match (listing.per_parent, parent) {
+                (Some(per_parent), Some(id)) => {
+                    let segment: String =
+                        url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+                    endpoint
+                        .path
+                        .replace(&format!("{{{}}}", per_parent.placeholder), &segment)
+                }
+                _ => endpoint.path.to_owned(),
+            };
+            Ok(fill_template(platform, &path, credentials)?)
+        })
+        .collect()
 }
 
 /// Where a listing starts: the first page, or for an incremental search run the first search query.
