@@ -6,8 +6,7 @@
 //!
 //! Every fetch here runs under a deadline: a listing that never ends fails its test instead of hanging it.
 
-#[path = "support/platform_api.rs"]
-mod platform_api;
+use listbackup_emulators as platform_api;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -2,8 +2,7 @@
 //! (`support/platform_api.rs`): full drains, incremental runs, resuming, authentication, 429s, 5xx, 4xx and
 //! the shared rate budget. No database or NATS needed.
 
-#[path = "support/platform_api.rs"]
-mod platform_api;
+use listbackup_emulators as platform_api;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

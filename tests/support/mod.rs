@@ -4,7 +4,8 @@
 
 pub mod backup;
 pub mod oauth_provider;
-pub mod platform_api;
+/// The platforms' data APIs, emulated (the `listbackup-emulators` crate).
+pub use listbackup_emulators as platform_api;
 pub mod platform_emulator;
 pub mod worker_process;
 

@@ -35,9 +35,9 @@
 //! ([`PagingFault`]), records deleted or made visible late ([`PlatformApi::delete`], [`PlatformApi::hide`],
 //! [`PlatformApi::reveal`]), many records changed at one instant ([`PlatformApi::touch_together`]).
 //!
-//! Include it with `#[path = "support/platform_api.rs"] mod platform_api;` (or through `support`).
-#![allow(dead_code)]
-// each test file uses a different part of it
+//! The crate is the one emulation of each platform, shared by the black-box tests (a dev-dependency), the
+//! benchmarks and the demo mode. Each platform's emulation is written from its public API reference, named in
+//! its header.
 // Handler steps return the error response itself as `Err`; its size does not matter in a test server.
 #![allow(clippy::result_large_err)]
 
