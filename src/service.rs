@@ -205,7 +205,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         PlatformClient::new(config.platforms.clone()),
     )
     // Source tests sample one page per data type through the workers' connectors.
-    .with_sampler(connector.clone());
+    .with_sampler(connector.clone())
+    // An OAuth connection's test refreshes a rejected token once, as a backup does.
+    .with_oauth(oauth.clone());
     let projector = Projector::new(db.clone(), committed);
     let projected = projector.watch();
 

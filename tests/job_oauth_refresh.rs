@@ -116,3 +116,77 @@ async fn a_refresh_refused_as_well_asks_for_reauthorization_and_fails_the_job() 
     assert!(!dir.join("manifest.json").exists());
     backup.stop().await;
 }
+
+/// `POST /connections/{id}/test` of an OAuth connection handles a 401 as a backup does (issue 10): one
+/// refresh and the test goes on. Before, it answered `ok: false` and left a working connection looking broken.
+#[tokio::test]
+async fn a_connection_test_refreshes_a_rejected_access_token_once() {
+    let provider = OauthProvider::start().await;
+    let backup = keap_backup(&provider).await;
+    let token = backup.app.owner("acme");
+    let (connection_id, _) = keap_source(&backup, &token).await;
+    provider.revoke_access_tokens("keap");
+
+    let response = backup
+        .app
+        .post(
+            &format!("/connections/{connection_id}/test"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let outcome: Value = response.json().await.unwrap();
+    assert_eq!(outcome["ok"], true, "{outcome}");
+    assert_eq!(provider.refreshes("keap"), 1);
+    let events = backup.app.event_types(&connection_id).await;
+    assert!(events.contains(&"TokenRefreshed".to_owned()), "{events:?}");
+    assert!(!events.contains(&"ConnectionReauthRequired".to_owned()));
+    backup.stop().await;
+}
+
+/// Refused again (the refresh token is revoked too): the connection needs the customer, shows `expired`, and
+/// the test says to reconnect.
+#[tokio::test]
+async fn a_connection_test_refused_after_a_refresh_asks_for_reauthorization() {
+    let provider = OauthProvider::start().await;
+    let backup = keap_backup(&provider).await;
+    let token = backup.app.owner("acme");
+    let (connection_id, _) = keap_source(&backup, &token).await;
+    provider.revoke_access_tokens("keap");
+    provider.revoke_refresh_tokens();
+
+    let response = backup
+        .app
+        .post(
+            &format!("/connections/{connection_id}/test"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let outcome: Value = response.json().await.unwrap();
+    assert_eq!(outcome["ok"], false, "{outcome}");
+    assert!(
+        outcome["message"].as_str().unwrap().contains("reconnect"),
+        "{outcome}"
+    );
+    let events = backup.app.event_types(&connection_id).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "ConnectionReauthRequired")
+            .count(),
+        1,
+        "{events:?}"
+    );
+    let connection: Value = backup
+        .app
+        .get(&format!("/connections/{connection_id}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(connection["status"], "expired");
+    backup.stop().await;
+}

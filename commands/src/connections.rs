@@ -5,14 +5,17 @@ use chrono::Utc;
 use listbackup_domain::connection::{
     Connection, ConnectionAuth, ConnectionCommand, CredentialsChange,
 };
-use listbackup_domain::platform::{AuthType, Credentials, Platform, PlatformId};
+use listbackup_domain::platform::{
+    AuthType, Credentials, Platform, PlatformId, OAUTH_ACCESS_TOKEN,
+};
 use listbackup_domain::values::{AccountId, CredentialRef, DisplayName};
 
 use std::sync::Arc;
 
 use crate::bus::{CommandBus, CommandError, Committed};
 use crate::metadata::EventMetadata;
-use crate::platform_client::PlatformClient;
+use crate::oauth::{OauthService, RefreshOutcome, USE_WINDOW};
+use crate::platform_client::{PlatformClient, ProbeOutcome};
 use crate::sampling::{DataTypeSample, DataTypeSampler, NoSampler};
 use crate::vault::{CredentialVault, SecretCredentials, VaultError};
 
@@ -39,6 +42,8 @@ pub struct ConnectionCommands {
     vault: CredentialVault,
     platforms: PlatformClient,
     sampler: Arc<dyn DataTypeSampler>,
+    /// Refreshes an OAuth connection's rejected token during a test, as a backup does.
+    oauth: Option<Arc<OauthService>>,
 }
 
 impl From<VaultError> for CommandError {
@@ -59,12 +64,22 @@ impl ConnectionCommands {
             vault,
             platforms,
             sampler: Arc::new(NoSampler),
+            oauth: None,
         }
     }
 
     /// Uses `sampler` to fetch sample pages of data types (the workers' connectors, in `serve`).
     pub fn with_sampler(self, sampler: Arc<dyn DataTypeSampler>) -> Self {
         Self { sampler, ..self }
+    }
+
+    /// Lets a test of an OAuth connection refresh its token first when it is about to expire, and once
+    /// more when the platform rejects it (without, a 401 is simply reported).
+    pub fn with_oauth(self, oauth: Arc<OauthService>) -> Self {
+        Self {
+            oauth: Some(oauth),
+            ..self
+        }
     }
 
     /// Fetches one page of each data type with the connection's stored credentials; nothing is stored and
@@ -201,17 +216,29 @@ impl ConnectionCommands {
         let platform: &Platform = PlatformId::parse(connection.platform_id())
             .ok_or_else(|| CommandError::Store("connection names an unknown platform".into()))?
             .platform();
-        let secret = self
-            .vault
-            .load(&metadata.account_id, connection_id)
-            .await?
-            .ok_or_else(|| {
-                CommandError::Store("the connection's credentials are missing".into())
-            })?;
-        let probe = self
+        let oauth = self
+            .oauth
+            .as_ref()
+            .filter(|_| connection.auth_type() == Some(ConnectionAuth::Oauth2));
+        if let Some(oauth) = oauth {
+            // As before a backup: a token about to expire is renewed first (a failure shows as the 401 below).
+            if let Err(err) = oauth
+                .ensure_fresh(metadata, connection_id, USE_WINDOW)
+                .await
+            {
+                tracing::debug!(%connection_id, error = %err, "token refresh before the connection test");
+            }
+        }
+        let secret = self.secret(metadata, connection_id).await?;
+        let mut probe = self
             .platforms
             .test_connection(platform, secret.expose())
             .await;
+        if let (Some(oauth), Some(401)) = (oauth, probe.http_status) {
+            probe = self
+                .test_after_rejection(oauth, metadata, connection_id, platform, &secret, probe)
+                .await?;
+        }
         let checked_at = Utc::now();
         let command = ConnectionCommand::RecordTest {
             account_id: account(metadata)?,
@@ -231,6 +258,84 @@ impl ConnectionCommands {
             checked_at,
             committed,
         })
+    }
+
+    async fn secret(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+    ) -> Result<SecretCredentials, CommandError> {
+        self.vault
+            .load(&metadata.account_id, connection_id)
+            .await?
+            .ok_or_else(|| CommandError::Store("the connection's credentials are missing".into()))
+    }
+
+    /// The platform rejected an OAuth connection's access token: one refresh and one more try, as a backup
+    /// does; refused again (or the refresh refused), the connection needs the customer to reconnect it and
+    /// shows `expired` (`ConnectionReauthRequired`).
+    async fn test_after_rejection(
+        &self,
+        oauth: &OauthService,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        platform: &Platform,
+        rejected: &SecretCredentials,
+        probe: ProbeOutcome,
+    ) -> Result<ProbeOutcome, CommandError> {
+        let token = rejected.get(OAUTH_ACCESS_TOKEN).unwrap_or_default();
+        let failed = probe.clone();
+        let reauth = |reason: &'static str| async move {
+            if let Err(err) = oauth.require_reauth(metadata, connection_id, reason).await {
+                tracing::warn!(%connection_id, error = %err, "recording that the connection needs reauthorization");
+            }
+            ProbeOutcome {
+                ok: false,
+                message:
+                    "the platform rejected the connection's access token, even after a refresh: \
+                          reconnect the connection"
+                        .to_owned(),
+                ..failed
+            }
+        };
+        match oauth.refresh_rejected(metadata, connection_id, token).await {
+            Ok(RefreshOutcome::Refreshed { .. } | RefreshOutcome::Fresh) => {
+                let renewed = self.secret(metadata, connection_id).await?;
+                let again = self
+                    .platforms
+                    .test_connection(platform, renewed.expose())
+                    .await;
+                if again.http_status == Some(401) {
+                    return Ok(
+                        reauth("the platform rejected the access token after a refresh").await,
+                    );
+                }
+                Ok(again)
+            }
+            Ok(RefreshOutcome::NotRefreshable) => Ok(reauth(
+                "the platform rejected the access token, which cannot be refreshed",
+            )
+            .await),
+            // The refresh itself was refused: already recorded as needing the customer.
+            Ok(RefreshOutcome::ReauthRequired) => Ok(ProbeOutcome {
+                message:
+                    "the platform refused to renew the connection's access token: reconnect the \
+                          connection"
+                        .to_owned(),
+                ..probe
+            }),
+            Ok(RefreshOutcome::Failed(reason)) => Ok(ProbeOutcome {
+                message: format!(
+                    "{}; renewing the access token failed: {reason}",
+                    probe.message
+                ),
+                ..probe
+            }),
+            Err(err) => Ok(ProbeOutcome {
+                message: format!("{}; renewing the access token failed: {err}", probe.message),
+                ..probe
+            }),
+        }
     }
 
     async fn live(
