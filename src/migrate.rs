@@ -30,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_backup_runs",
         include_str!("../migrations/0009_backup_runs.sql"),
     ),
+    (
+        "0015_oauth_scopes",
+        include_str!("../migrations/0015_oauth_scopes.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

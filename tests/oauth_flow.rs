@@ -110,7 +110,8 @@ async fn connecting_google_creates_an_active_connection_with_its_external_accoun
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(fields, ["accessToken", "refreshToken"]);
+    // The settings (the granted scopes here) are kept in the vault with the tokens.
+    assert_eq!(fields, ["accessToken", "grantedScopes", "refreshToken"]);
 
     // The same through GET and the list; and another account does not see it.
     let got: Value = app
@@ -496,7 +497,12 @@ async fn each_platform_connects_with_its_specifics() {
                     &json!({"id": "548380009", "name": "Emulated Store"})
                 );
                 // Offline tokens: no refresh token, no expiry.
-                assert_eq!(view["credentialFields"], json!(["accessToken", "shop"]));
+                assert_eq!(
+                    view["credentialFields"],
+                    json!(["accessToken", "grantedScopes", "shop"])
+                );
+                // What Shopify's token answer says it granted (comma-separated there).
+                assert_eq!(settings["grantedScopes"], "read_orders read_products");
             }
             "quickbooks" => {
                 assert_eq!(scope, "com.intuit.quickbooks.accounting");

@@ -94,6 +94,7 @@ impl SourceCommands {
                 field: Some("dataTypes"),
                 message,
             })?;
+        require_granted(&connection, &new.connection_id, data_types.names())?;
         let command = SourceCommand::Create {
             source_id: source_id.to_owned(),
             account_id,
@@ -116,6 +117,11 @@ impl SourceCommands {
         expected_version: Option<u64>,
         changes: SourceChanges,
     ) -> Result<Committed, CommandError> {
+        if let Some(data_types) = &changes.data_types {
+            let (source, _) = self.live(metadata, source_id).await?;
+            let (connection, _) = self.connections.load(source.connection_id()).await?;
+            require_granted(&connection, source.connection_id(), data_types)?;
+        }
         let command = SourceCommand::Update {
             account_id: account(metadata)?,
             changes,
@@ -215,6 +221,42 @@ impl SourceCommands {
         let (source, _) = self.bus.load(source_id).await?;
         Ok(source.active_job().map(str::to_owned))
     }
+}
+
+/// Data types an OAuth connection was not granted the scopes of are refused until the customer consents
+/// (connections that recorded no scopes are not checked).
+fn require_granted(
+    connection: &Connection,
+    connection_id: &str,
+    data_types: &[String],
+) -> Result<(), CommandError> {
+    let (Some(granted), Some(platform)) = (
+        connection.granted_scopes(),
+        PlatformId::parse(connection.platform_id()),
+    ) else {
+        return Ok(());
+    };
+    let ungranted = platform.platform().ungranted(granted, data_types);
+    if ungranted.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = ungranted.iter().map(|(name, _)| *name).collect();
+    let scopes: Vec<&str> = ungranted.iter().map(|(_, scope)| *scope).collect();
+    Err(CommandError::Domain {
+        kind: ErrorKind::Conflict,
+        field: Some("dataTypes"),
+        message: format!(
+            "the connection was not granted what {} need ({}): reconnect it with POST /connections/\
+             {connection_id}/reconnect {{\"dataTypes\": [{}]}} and consent again",
+            names.join(", "),
+            scopes.join(", "),
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
 }
 
 pub(crate) fn account(metadata: &EventMetadata) -> Result<AccountId, CommandError> {

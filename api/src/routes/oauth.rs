@@ -32,12 +32,17 @@ pub struct StartOauth {
     pub return_url: Option<String>,
     /// Shopify only: `<name>.myshopify.com`.
     pub shop: Option<String>,
+    /// The data types the customer means to back up: the authorization asks only for the scopes they need
+    /// (see each data type's `oauthScopes` in `GET /platforms/{platformId}`). Omitted: every data type's.
+    pub data_types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReconnectOauth {
     pub return_url: Option<String>,
+    /// Data types to add consent for: the authorization asks for the scopes already granted and theirs.
+    pub data_types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -104,6 +109,7 @@ pub async fn start(
         name: body.name,
         return_url: body.return_url,
         shop: body.shop,
+        data_types: body.data_types,
     };
     Ok(started(state.oauth.start(request).await?))
 }
@@ -136,6 +142,7 @@ pub async fn reconnect(
             &principal.user_id,
             &id,
             body.return_url,
+            body.data_types,
         )
         .await?;
     Ok(started(result))

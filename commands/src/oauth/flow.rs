@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use listbackup_domain::connection::{
-    ConnectionAuth, ConnectionCommand, ExternalAccount, OauthGrant,
+    ConnectionAuth, ConnectionCommand, ExternalAccount, OauthGrant, GRANTED_SCOPES,
 };
 use listbackup_domain::platform::{AuthType, Oauth, Platform, PlatformId, OAUTH_ACCESS_TOKEN};
 use listbackup_domain::values::{AccountId, DisplayName};
@@ -31,6 +31,9 @@ pub struct StartRequest {
     pub name: Option<String>,
     pub return_url: Option<String>,
     pub shop: Option<String>,
+    /// The data types the customer means to back up: the authorization asks for their scopes only (the
+    /// platform's base scopes, then each data type's). `None`: every data type's.
+    pub data_types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,7 +94,7 @@ impl OauthService {
         if let Some(name) = &request.name {
             DisplayName::parse(name).map_err(|m| invalid("name", m))?;
         }
-        self.begin(platform, request, None).await
+        self.begin(platform, request, None, None).await
     }
 
     /// Runs the flow again for an existing OAuth connection of the account; its tokens are replaced at the
@@ -102,6 +105,7 @@ impl OauthService {
         user_id: &str,
         connection_id: &str,
         return_url: Option<String>,
+        data_types: Option<Vec<String>>,
     ) -> Result<Started, OauthError> {
         let (connection, _) = self.bus.load(connection_id).await?;
         if !connection.is_live_for(account_id) {
@@ -131,8 +135,12 @@ impl OauthService {
             name: None,
             return_url,
             shop,
+            data_types,
         };
-        self.begin(platform, request, Some(connection_id.to_owned()))
+        // A reconnection keeps what was granted and asks for more where data types need it: the platforms
+        // grant the union (Google with `include_granted_scopes`), and nothing a source backs up is lost.
+        let granted = connection.granted_scopes().map(<[String]>::to_vec);
+        self.begin(platform, request, Some(connection_id.to_owned()), granted)
             .await
     }
 
@@ -141,11 +149,13 @@ impl OauthService {
         platform: &'static Platform,
         request: StartRequest,
         connection_id: Option<String>,
+        granted: Option<Vec<String>>,
     ) -> Result<Started, OauthError> {
         let provider = platform
             .oauth
             .as_ref()
             .ok_or(OauthError::NotConfigured(platform.name))?;
+        let scopes = requested_scopes(platform, request.data_types.as_deref(), granted)?;
         if let Some(url) = &request.return_url {
             if !self.settings.return_url_allowed(url) {
                 return Err(invalid(
@@ -169,7 +179,7 @@ impl OauthService {
         };
         let client = tokens::client(&self.settings, platform, provider, shop.as_deref())?;
         let state = state::new_state();
-        let (url, verifier) = tokens::authorization_url(&client, platform, provider, &state);
+        let (url, verifier) = tokens::authorization_url(&client, provider, &scopes, &state);
         let pending = PendingAuthorization {
             account_id: request.account_id,
             user_id: request.user_id,
@@ -178,6 +188,7 @@ impl OauthService {
             name: request.name,
             return_url: request.return_url,
             shop,
+            scopes,
         };
         let expires_at = state::save(&self.db, &state, &verifier, &pending).await?;
         Ok(Started {
@@ -477,6 +488,54 @@ pub(super) fn is_segment(value: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
+/// The scopes an authorization asks for: the platform's base scopes and those of `data_types` (every data
+/// type's when `None`), after those already `granted` when reconnecting. A name that is not a data type of the
+/// platform is refused.
+fn requested_scopes(
+    platform: &Platform,
+    data_types: Option<&[String]>,
+    granted: Option<Vec<String>>,
+) -> Result<Vec<String>, OauthError> {
+    let names: Option<Vec<&str>> = data_types.map(|d| d.iter().map(String::as_str).collect());
+    if let Some(unknown) = names
+        .iter()
+        .flatten()
+        .find(|name| platform.data_type(name).is_none())
+    {
+        return Err(invalid(
+            "dataTypes",
+            format!(
+                "`{unknown}` is not a data type of {} (see GET /platforms/{})",
+                platform.name, platform.id
+            ),
+        ));
+    }
+    let mut scopes = granted.unwrap_or_default();
+    for scope in platform.scopes_for(names.as_deref()) {
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    Ok(scopes)
+}
+
+/// The scopes the platform says it granted (`scope` of the token answer, RFC 6749 §5.1: space-separated;
+/// Shopify separates them with commas), or else the ones asked for.
+fn granted_scopes(issued: &IssuedTokens, asked: &[String]) -> String {
+    match issued
+        .extra
+        .get("scope")
+        .and_then(serde_json::Value::as_str)
+    {
+        Some(scope) if !scope.trim().is_empty() => scope
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => asked.join(" "),
+    }
+}
+
 /// The non-secret values the connection keeps: the shop, callback parameters, token response fields.
 fn settings_of(
     provider: &Oauth,
@@ -488,6 +547,10 @@ fn settings_of(
     if let Some(shop) = &pending.shop {
         settings.insert("shop".to_owned(), shop.clone());
     }
+    settings.insert(
+        GRANTED_SCOPES.to_owned(),
+        granted_scopes(issued, &pending.scopes),
+    );
     for name in provider.callback_settings {
         let value = params
             .extra

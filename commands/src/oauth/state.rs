@@ -28,6 +28,8 @@ pub struct PendingAuthorization {
     pub name: Option<String>,
     pub return_url: Option<String>,
     pub shop: Option<String>,
+    /// The scopes the authorization asks for.
+    pub scopes: Vec<String>,
 }
 
 /// A consumed state: what it was bound to and the PKCE verifier.
@@ -79,8 +81,8 @@ pub async fn save(
     client
         .execute(
             "INSERT INTO oauth_states (state_hash, account_id, user_id, platform_id, connection_id, name, \
-               return_url, shop, verifier_nonce, verifier_ciphertext, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+               return_url, shop, verifier_nonce, verifier_ciphertext, expires_at, scopes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &hash,
                 &pending.account_id,
@@ -93,6 +95,7 @@ pub async fn save(
                 &&nonce[..],
                 &ciphertext,
                 &expires_at,
+                &pending.scopes,
             ],
         )
         .await?;
@@ -118,7 +121,7 @@ pub async fn consume(db: &deadpool_postgres::Pool, state: &str) -> Result<Consum
             "UPDATE oauth_states SET used_at = now() \
              WHERE state_hash = $1 AND used_at IS NULL AND expires_at > now() \
              RETURNING account_id, user_id, platform_id, connection_id, name, return_url, shop, \
-               verifier_nonce, verifier_ciphertext",
+               verifier_nonce, verifier_ciphertext, scopes",
             &[&hash],
         )
         .await?
@@ -151,6 +154,7 @@ pub async fn consume(db: &deadpool_postgres::Pool, state: &str) -> Result<Consum
             name: row.try_get("name")?,
             return_url: row.try_get("return_url")?,
             shop: row.try_get("shop")?,
+            scopes: row.try_get("scopes")?,
         },
         verifier,
     })

@@ -218,8 +218,8 @@ pub fn client(
 /// The authorization URL for `state`, and the PKCE verifier to keep for the callback.
 pub fn authorization_url(
     client: &ProviderClient,
-    platform: &Platform,
     provider: &Oauth,
+    scopes: &[String],
     state: &str,
 ) -> (url::Url, Zeroizing<String>) {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -228,17 +228,9 @@ pub fn authorization_url(
         .authorize_url(move || CsrfToken::new(state))
         .set_pkce_challenge(challenge);
     if provider.scope_separator == " " {
-        request = request.add_scopes(
-            platform
-                .oauth_scopes
-                .iter()
-                .map(|s| Scope::new((*s).into())),
-        );
+        request = request.add_scopes(scopes.iter().map(|s| Scope::new(s.clone())));
     } else {
-        request = request.add_extra_param(
-            "scope",
-            platform.oauth_scopes.join(provider.scope_separator),
-        );
+        request = request.add_extra_param("scope", scopes.join(provider.scope_separator));
     }
     for (name, value) in provider.authorize_params {
         request = request.add_extra_param(*name, *value);

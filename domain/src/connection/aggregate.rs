@@ -35,6 +35,19 @@ pub struct Connection {
     auth_type: Option<ConnectionAuth>,
     #[serde(default)]
     external_account: Option<ExternalAccount>,
+    /// The OAuth scopes the platform granted (the `grantedScopes` setting), when recorded.
+    #[serde(default)]
+    granted_scopes: Option<Vec<String>>,
+}
+
+/// The setting of an OAuth connection naming the scopes it was granted, space-separated.
+pub const GRANTED_SCOPES: &str = "grantedScopes";
+
+/// The granted scopes recorded in a connection's settings.
+fn scopes_of(settings: &std::collections::BTreeMap<String, String>) -> Option<Vec<String>> {
+    settings
+        .get(GRANTED_SCOPES)
+        .map(|scopes| scopes.split_whitespace().map(str::to_owned).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +92,12 @@ impl Connection {
     /// `oauth2` or `api_key` (`None` before creation).
     pub fn auth_type(&self) -> Option<ConnectionAuth> {
         self.auth_type
+    }
+
+    /// The OAuth scopes the platform granted, when the connection recorded them (connections made before
+    /// they were recorded say nothing: `None`).
+    pub fn granted_scopes(&self) -> Option<&[String]> {
+        self.granted_scopes.as_deref()
     }
 
     pub fn external_account(&self) -> Option<&ExternalAccount> {
@@ -293,8 +312,10 @@ impl Aggregate for Connection {
                 credential,
                 auth_type,
                 external_account,
+                settings,
                 ..
             } => {
+                self.granted_scopes = scopes_of(&settings);
                 self.id = connection_id;
                 self.account_id = account_id;
                 self.platform_id = platform_id;
@@ -314,8 +335,12 @@ impl Aggregate for Connection {
             ConnectionEvent::ConnectionReauthorized {
                 credential,
                 external_account,
+                settings,
                 ..
             } => {
+                if let Some(scopes) = scopes_of(&settings) {
+                    self.granted_scopes = Some(scopes);
+                }
                 self.credential_fingerprint = credential.fingerprint;
                 if external_account.is_some() {
                     self.external_account = external_account;

@@ -7,7 +7,7 @@ mod events;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Connection, ConnectionError, ConnectionStatus};
+pub use aggregate::{Connection, ConnectionError, ConnectionStatus, GRANTED_SCOPES};
 pub use commands::{ConnectionCommand, CredentialsChange, OauthGrant};
 pub use events::{ConnectionEvent, ConnectionTestResult, ExternalAccount};
 

@@ -22,43 +22,50 @@ pub(super) const PLATFORM: Platform = Platform {
             "Contact records with all properties",
             &[Endpoint::get("/crm/v3/objects/contacts")],
             CONTACTS_MODIFIED,
-        ),
+        )
+        .scopes(&["crm.objects.contacts.read"]),
         object(
             "companies",
             "Company records",
             &[Endpoint::get("/crm/v3/objects/companies")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["crm.objects.companies.read"]),
         object(
             "deals",
             "Deals and their pipeline stage",
             &[Endpoint::get("/crm/v3/objects/deals")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["crm.objects.deals.read"]),
         object(
             "tickets",
             "Service tickets",
             &[Endpoint::get("/crm/v3/objects/tickets")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["tickets"]),
         object(
             "products",
             "Product library",
             &[Endpoint::get("/crm/v3/objects/products")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["e-commerce"]),
         object(
             "line_items",
             "Line items of deals and quotes",
             &[Endpoint::get("/crm/v3/objects/line_items")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["crm.objects.line_items.read"]),
         object(
             "quotes",
             "Sales quotes",
             &[Endpoint::get("/crm/v3/objects/quotes")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["crm.objects.quotes.read"]),
         DataType::new(
             "owners",
             "Users who own CRM records",
@@ -66,7 +73,8 @@ pub(super) const PLATFORM: Platform = Platform {
                 query: &[("archived", "false")],
                 ..paged(&[Endpoint::get("/crm/v3/owners")])
             },
-        ),
+        )
+        .scopes(&["crm.objects.owners.read"]),
         DataType::new(
             "pipelines",
             "Deal and ticket pipelines with their stages",
@@ -80,50 +88,48 @@ pub(super) const PLATFORM: Platform = Platform {
                 Pagination::Single,
                 PageSize::NONE,
             ),
-        ),
+        )
+        .scopes(&["crm.objects.deals.read", "tickets"]),
         object(
             "notes",
             "Notes logged on records",
             &[Endpoint::get("/crm/v3/objects/notes")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["crm.objects.contacts.read"]),
         object(
             "calls",
             "Logged calls",
             &[Endpoint::get("/crm/v3/objects/calls")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["crm.objects.contacts.read"]),
         object(
             "emails",
             "Logged e-mails",
             &[Endpoint::get("/crm/v3/objects/emails")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["sales-email-read"]),
         object(
             "meetings",
             "Logged meetings",
             &[Endpoint::get("/crm/v3/objects/meetings")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["crm.objects.contacts.read"]),
         object(
             "tasks",
             "Tasks",
             &[Endpoint::get("/crm/v3/objects/tasks")],
             MODIFIED,
-        ),
+        )
+        .scopes(&["crm.objects.contacts.read"]),
     ],
-    oauth_scopes: &[
-        "oauth",
-        "crm.objects.contacts.read",
-        "crm.objects.companies.read",
-        "crm.objects.deals.read",
-        "crm.objects.owners.read",
-        "crm.objects.quotes.read",
-        "crm.objects.line_items.read",
-        "e-commerce",
-        "tickets",
-        "sales-email-read",
-    ],
+    // Every app needs `oauth`; each data type asks for its own read scope (HubSpot's scope reference:
+    // https://developers.hubspot.com/docs/api/working-with-oauth#scopes), so an authorization asks only for
+    // what the customer means to back up.
+    oauth_scopes: &["oauth"],
     api_base_url: "https://api.hubapi.com",
     api_key_auth: Some(ApiAuth::Bearer {
         token_field: "accessToken",

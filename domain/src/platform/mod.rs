@@ -382,6 +382,26 @@ impl Platform {
         self.data_type(data_type)?.listing.as_ref()
     }
 
+    /// The data types among `data_types` whose scopes were not `granted`, each with the first scope it lacks:
+    /// backing them up needs the customer's consent again (`POST /connections/{id}/reconnect`).
+    pub fn ungranted<'a>(
+        &self,
+        granted: &[String],
+        data_types: &'a [String],
+    ) -> Vec<(&'a str, &'static str)> {
+        data_types
+            .iter()
+            .filter_map(|name| {
+                let data_type = self.data_type(name)?;
+                let lacking = data_type
+                    .scopes
+                    .iter()
+                    .find(|scope| !granted.iter().any(|g| g == *scope))?;
+                Some((name.as_str(), *lacking))
+            })
+            .collect()
+    }
+
     /// The OAuth scopes needed to back up `data_types` (the base scopes first, then each data type's, once
     /// each); all data types when `None`.
     pub fn scopes_for(&self, data_types: Option<&[&str]>) -> Vec<&'static str> {

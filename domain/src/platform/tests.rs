@@ -252,8 +252,31 @@ fn every_listing_is_well_formed() {
 #[test]
 fn scopes_follow_the_data_types() {
     let hubspot = find("hubspot").unwrap();
-    assert_eq!(hubspot.scopes_for(None), hubspot.oauth_scopes);
-    assert_eq!(hubspot.scopes_for(Some(&[])), hubspot.oauth_scopes);
+    assert_eq!(hubspot.scopes_for(Some(&[])), ["oauth"]);
+    assert_eq!(
+        hubspot.scopes_for(Some(&["contacts", "notes", "tickets"])),
+        ["oauth", "crm.objects.contacts.read", "tickets"],
+        "base first, each scope once"
+    );
+    let all = hubspot.scopes_for(None);
+    assert!(all.contains(&"sales-email-read") && all.contains(&"e-commerce"));
+    let granted = vec!["oauth".to_owned(), "crm.objects.contacts.read".to_owned()];
+    let wanted = vec!["contacts".to_owned(), "deals".to_owned()];
+    assert_eq!(
+        hubspot.ungranted(&granted, &wanted),
+        [("deals", "crm.objects.deals.read")]
+    );
+}
+
+#[test]
+fn every_oauth_data_type_scope_is_asked_for_somewhere() {
+    for p in CATALOG.iter().filter(|p| p.oauth.is_some()) {
+        for d in p.data_types {
+            for scope in d.scopes {
+                assert!(!scope.is_empty(), "{}/{}", p.id, d.name);
+            }
+        }
+    }
 }
 
 #[test]
