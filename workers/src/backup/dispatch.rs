@@ -1,11 +1,13 @@
 //! How a worker process chooses what to run next (issue 9): up to [`DispatchSettings::concurrency`] backups at
 //! once, a message taken only when a slot is free, fairly between accounts, within each connection's limits.
 //!
-//! The loop: wait for a free slot; list the partitions of the work queue holding messages (`queue`); keep
+//! The loop: wait for a free slot (and take every other one free); list the partitions of the work queue
+//! holding messages (`queue`) and the leases of the other processes, once for all of those slots; keep
 //! those this process may run (no other process holds the connection, fewer than
 //! [`DispatchSettings::per_connection`] of its backups run here, and some message of it is not already running
 //! here); order them by the account's backups running in every process (fewest first) and, among equals, in
-//! turn after the account served last (round-robin); pull one message from the first that has one ready. When
+//! turn after the account served last (round-robin); pull one message from the first that has one ready, and
+//! choose again for the next slot with it counted. When
 //! nothing is ready, wait for a message to arrive (a core NATS subscription on the queue's subjects), a run to
 //! end, or a second.
 //!
@@ -37,9 +39,12 @@ pub struct DispatchSettings {
 }
 
 impl Default for DispatchSettings {
-    /// 16 slots: a backup mostly waits on the platform, so slots are cheap (a run holds one page and one
-    /// upload part: `bench/backup-burst` and `docs/benchmarks.md` have the measurements behind the figure), and
-    /// two per connection, which shares the connection's rate budget between two sources.
+    /// 16 slots, chosen by `bench/backup-burst` (`docs/benchmarks.md`, "Backup burst"): a backup mostly waits
+    /// on its platform, so a slot costs about 1–2 MiB and little CPU; with 16 one worker process on the 2-core
+    /// development machine finished the 1,000-source burst within 1.3× of the ideal for its slots. 32 slots
+    /// finished the same burst about a quarter sooner for about 15 MiB more, with the machine's CPUs then
+    /// saturated: a deployment with more cores per worker should raise it. Two per connection share the
+    /// connection's rate budget between two of its sources.
     fn default() -> Self {
         Self {
             concurrency: 16,
@@ -141,19 +146,27 @@ impl BackupWorker {
         let mut runs = JoinSet::new();
         loop {
             while runs.try_join_next().is_some() {}
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 permit = slots.clone().acquire_owned() => permit.expect("the slots are never closed"),
             };
-            match self.pick(&queue, &mut consumers).await {
-                Ok(Some((message, partition))) => {
-                    self.local.lock().expect("local runs lock").add(&partition);
-                    runs.spawn(self.clone().run_message(message, partition, permit));
-                    continue;
+            // Every free slot is filled in one pass: one look at the queue and the leases for all of them.
+            let mut free = vec![first];
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                free.push(permit);
+            }
+            let wanted = free.len();
+            match self.pick(&queue, &mut consumers, wanted).await {
+                Ok(picked) => {
+                    let started = picked.len();
+                    for ((message, partition), permit) in picked.into_iter().zip(free) {
+                        runs.spawn(self.clone().run_message(message, partition, permit));
+                    }
+                    if started == wanted {
+                        continue;
+                    }
                 }
-                Ok(None) => drop(permit),
                 Err(err) => {
-                    drop(permit);
                     tracing::warn!(error = %err, "looking for a backup to run failed; trying again");
                 }
             }
@@ -166,95 +179,127 @@ impl BackupWorker {
         }
     }
 
-    /// One message pulled from the partition this process should serve next, if any is ready.
+    /// Up to `wanted` messages, each pulled from the partition this process should serve next (see the module
+    /// documentation), counted as running here as they are pulled so that each next choice sees the previous.
+    /// Fewer when fewer are ready.
     async fn pick(
         &self,
         queue: &stream::Stream,
         consumers: &mut HashMap<String, consumer::PullConsumer>,
-    ) -> Result<Option<(jetstream::Message, Partition)>, String> {
-        let mut waiting: Vec<(String, usize)> = queue
+        wanted: usize,
+    ) -> Result<Vec<(jetstream::Message, Partition)>, String> {
+        let mut waiting: HashMap<String, usize> = queue
             .info_with_subjects(self.names.backups_wildcard())
             .await
             .map_err(|e| e.to_string())?
             .try_collect()
             .await
             .map_err(|e| e.to_string())?;
-        waiting.retain(|(_, count)| *count > 0);
+        waiting.retain(|_, count| *count > 0);
+        let mut picked = Vec::new();
         if waiting.is_empty() {
-            return Ok(None);
+            return Ok(picked);
         }
         let elsewhere = self
             .leases
             .running_elsewhere(&self.process_id)
             .await
             .map_err(|e| e.to_string())?;
-        let mut candidates = {
-            let local = self.local.lock().expect("local runs lock");
-            let last = local.last_account.clone().unwrap_or_default();
-            let mut candidates = Vec::new();
-            for (subject, count) in waiting {
-                let Some(partition) = self.partition(&subject) else {
-                    continue;
-                };
-                // Every message of it is running here already (work-queue messages stay until acknowledged).
-                if count <= LocalRuns::count(&local.partitions, &subject) {
-                    continue;
+        // Partitions that answered nothing in this pass (their messages run elsewhere, or wait for redelivery).
+        let mut dry: std::collections::HashSet<String> = std::collections::HashSet::new();
+        'fill: while picked.len() < wanted {
+            let mut candidates = {
+                let local = self.local.lock().expect("local runs lock");
+                let last = local.last_account.clone().unwrap_or_default();
+                let mut candidates = Vec::new();
+                for (subject, count) in &waiting {
+                    if dry.contains(subject) {
+                        continue;
+                    }
+                    let Some(partition) = self.partition(subject) else {
+                        continue;
+                    };
+                    // Every message of it is running here already (work-queue messages stay until
+                    // acknowledged).
+                    if *count <= LocalRuns::count(&local.partitions, subject) {
+                        continue;
+                    }
+                    if elsewhere.connection(&partition.connection_key) > 0
+                        || LocalRuns::count(&local.connections, &partition.connection_key)
+                            >= self.dispatch.per_connection.max(1)
+                    {
+                        continue;
+                    }
+                    let served = elsewhere.account(&partition.account_key)
+                        + LocalRuns::count(&local.accounts, &partition.account_key);
+                    // Round-robin among equally served accounts: those after the last one served come first.
+                    let turn = partition.account_key.as_str() <= last.as_str();
+                    candidates.push(((served, turn, partition.account_key.clone()), partition));
                 }
-                if elsewhere.connection(&partition.connection_key) > 0
-                    || LocalRuns::count(&local.connections, &partition.connection_key)
-                        >= self.dispatch.per_connection.max(1)
-                {
-                    continue;
+                candidates
+            };
+            candidates.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, partition) in candidates {
+                match self.pull(queue, consumers, &partition).await? {
+                    Some(message) => {
+                        self.local.lock().expect("local runs lock").add(&partition);
+                        picked.push((message, partition));
+                        continue 'fill;
+                    }
+                    None => {
+                        dry.insert(partition.subject.clone());
+                    }
                 }
-                let served = elsewhere.account(&partition.account_key)
-                    + LocalRuns::count(&local.accounts, &partition.account_key);
-                // Round-robin among equally served accounts: those after the last one served come first.
-                let turn = partition.account_key.as_str() <= last.as_str();
-                candidates.push(((served, turn, partition.account_key.clone()), partition));
             }
-            candidates
-        };
-        candidates.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, partition) in candidates {
-            let (consumer, created) = match consumers.get(&partition.subject) {
-                Some(consumer) => (consumer.clone(), false),
-                None => {
-                    let consumer = self.partition_consumer(queue, &partition).await?;
-                    consumers.insert(partition.subject.clone(), consumer.clone());
-                    (consumer, true)
-                }
-            };
-            // `fetch` does not wait: a partition whose only messages are running elsewhere, or waiting for
-            // their redelivery, answers nothing at once. A consumer just created may not have taken stock of
-            // its subject's messages yet, so its first pull waits a moment for them.
-            let pull = if created {
-                consumer
-                    .batch()
-                    .max_messages(1)
-                    .expires(FIRST_PULL_WAIT)
-                    .messages()
-                    .await
-            } else {
-                consumer.fetch().max_messages(1).messages().await
-            };
-            let next = match pull {
-                Ok(mut batch) => batch.next().await,
-                Err(err) => {
-                    // Removed by JetStream after a day unused: created again next time.
-                    consumers.remove(&partition.subject);
-                    return Err(format!("pulling from {}: {err}", partition.subject));
-                }
-            };
-            match next {
-                Some(Ok(message)) => return Ok(Some((message, partition))),
-                Some(Err(err)) => {
-                    consumers.remove(&partition.subject);
-                    return Err(format!("pulling from {}: {err}", partition.subject));
-                }
-                None => continue,
-            }
+            break;
         }
-        Ok(None)
+        Ok(picked)
+    }
+
+    /// One message of `partition`, if one is ready.
+    async fn pull(
+        &self,
+        queue: &stream::Stream,
+        consumers: &mut HashMap<String, consumer::PullConsumer>,
+        partition: &Partition,
+    ) -> Result<Option<jetstream::Message>, String> {
+        let (consumer, created) = match consumers.get(&partition.subject) {
+            Some(consumer) => (consumer.clone(), false),
+            None => {
+                let consumer = self.partition_consumer(queue, partition).await?;
+                consumers.insert(partition.subject.clone(), consumer.clone());
+                (consumer, true)
+            }
+        };
+        // `fetch` does not wait: a partition whose only messages are running elsewhere, or waiting for
+        // their redelivery, answers nothing at once. A consumer just created may not have taken stock of
+        // its subject's messages yet, so its first pull waits a moment for them.
+        let pull = if created {
+            consumer
+                .batch()
+                .max_messages(1)
+                .expires(FIRST_PULL_WAIT)
+                .messages()
+                .await
+        } else {
+            consumer.fetch().max_messages(1).messages().await
+        };
+        let next = match pull {
+            Ok(mut batch) => batch.next().await,
+            Err(err) => {
+                // Removed by JetStream after a day unused: created again next time.
+                consumers.remove(&partition.subject);
+                return Err(format!("pulling from {}: {err}", partition.subject));
+            }
+        };
+        match next {
+            Some(Ok(message)) => Ok(Some(message)),
+            Some(Err(err)) => {
+                consumers.remove(&partition.subject);
+                Err(format!("pulling from {}: {err}", partition.subject))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Runs one pulled message in its slot; the slot and the local count are given back when it settles.
