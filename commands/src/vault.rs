@@ -20,6 +20,8 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
@@ -109,7 +111,8 @@ struct MasterKey {
     cipher: Aes256Gcm,
     /// The HMAC key for fingerprints, derived from the master key so a fingerprint cannot be recomputed (and a
     /// low-entropy secret brute-forced) by someone who reads events but does not hold the master key.
-    fingerprint_key: Zeroizing<[u8; 32]>,
+    /// HKDF (RFC 5869) over the master key, extracted once: each account's fingerprint key is expanded from it.
+    fingerprint_keys: Hkdf<Sha256>,
 }
 
 impl MasterKey {
@@ -128,21 +131,23 @@ impl MasterKey {
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
             VaultError::InvalidMasterKey(format!("{what} is not a valid AES-256 key"))
         })?;
-        // HKDF-like derivation: a domain-separated hash, so the fingerprint key is independent of the AES key.
-        let mut derive = Sha256::new();
-        derive.update(b"listbackup fingerprint");
-        derive.update(&bytes[..]);
-        let fingerprint_key = Zeroizing::new(derive.finalize().into());
+        // A key of its own per account, independent of the AES key, so a fingerprint says nothing across accounts.
+        let fingerprint_keys = Hkdf::<Sha256>::new(Some(FINGERPRINT_SALT), &bytes[..]);
         Ok(Self {
             id,
             cipher,
-            fingerprint_key,
+            fingerprint_keys,
         })
     }
 
-    /// HMAC-SHA256 of the canonical JSON of `secret`, first 8 bytes as 16 hex characters.
-    fn fingerprint(&self, canonical_json: &[u8]) -> String {
-        hex::encode(&hmac_sha256(&self.fingerprint_key[..], canonical_json)[..8])
+    /// HMAC-SHA256 of the canonical JSON of a secret under the account's fingerprint key, first 8 bytes as 16
+    /// hex characters: the same key held by two accounts has two unrelated fingerprints.
+    fn fingerprint(&self, account_id: &str, canonical_json: &[u8]) -> String {
+        let mut key = Zeroizing::new([0u8; 32]);
+        self.fingerprint_keys
+            .expand(account_id.as_bytes(), &mut key[..])
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        hex::encode(&hmac_sha256(&key[..], canonical_json)[..8])
     }
 }
 
@@ -308,18 +313,21 @@ impl CredentialVault {
         })
     }
 
-    /// Computes the fingerprint of `secret` under the current master key, without storing anything:
-    /// HMAC-SHA256 over the canonical JSON of the secret, keyed with a key derived from the master key, first 16
-    /// hex characters. Never a plain hash of the secret, which could be brute-forced for short API keys.
-    pub fn fingerprint(&self, secret: &SecretCredentials) -> String {
-        self.keys.current.fingerprint(&secret.to_canonical_json())
+    /// Computes the fingerprint of `secret` of `account_id` under the current master key, without storing
+    /// anything: HMAC-SHA256 over the canonical JSON of the secret, keyed with the account's key derived from the
+    /// master key (HKDF), first 16 hex characters. Never a plain hash of the secret, which could be brute-forced
+    /// for short API keys, and never comparable between accounts.
+    pub fn fingerprint(&self, account_id: &str, secret: &SecretCredentials) -> String {
+        self.keys
+            .current
+            .fingerprint(account_id, &secret.to_canonical_json())
     }
 
-    /// The [`CredentialRef`] of `secret` under the current key, without storing it.
-    pub fn credential_ref(&self, secret: &SecretCredentials) -> CredentialRef {
+    /// The [`CredentialRef`] of `secret` of `account_id` under the current key, without storing it.
+    pub fn credential_ref(&self, account_id: &str, secret: &SecretCredentials) -> CredentialRef {
         CredentialRef {
             key_id: self.keys.current.id.clone(),
-            fingerprint: self.fingerprint(secret),
+            fingerprint: self.fingerprint(account_id, secret),
         }
     }
 
@@ -489,7 +497,7 @@ fn seal(
     Ok(Sealed {
         nonce,
         ciphertext,
-        fingerprint: key.fingerprint(&json),
+        fingerprint: key.fingerprint(account_id, &json),
     })
 }
 
@@ -522,34 +530,15 @@ fn open(
     SecretCredentials::from_canonical_json(&plaintext)
 }
 
-/// HMAC-SHA256 (RFC 2104), written out over sha2 to avoid another dependency.
+/// The HKDF salt of the fingerprint keys (RFC 5869 §3.1: a fixed, application-specific salt).
+const FINGERPRINT_SALT: &[u8] = b"listbackup credential fingerprint";
+
+/// HMAC-SHA256 (RFC 2104).
 pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    // Keys longer than a block are hashed first; shorter ones are zero-padded.
-    let mut block_key = Zeroizing::new([0u8; BLOCK]);
-    if key.len() > BLOCK {
-        block_key[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block_key[..key.len()].copy_from_slice(key);
-    }
-    let mut pad = Zeroizing::new([0u8; BLOCK]);
-
-    for (p, k) in pad.iter_mut().zip(block_key.iter()) {
-        *p = k ^ 0x36;
-    }
-    let inner = Sha256::new()
-        .chain_update(&pad[..])
-        .chain_update(message)
-        .finalize();
-
-    for (p, k) in pad.iter_mut().zip(block_key.iter()) {
-        *p = k ^ 0x5c;
-    }
-    Sha256::new()
-        .chain_update(&pad[..])
-        .chain_update(inner)
-        .finalize()
-        .into()
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
@@ -673,8 +662,8 @@ mod tests {
 
         let reference = vault.store("acc1", "conn1", &stored).await.unwrap();
         assert_eq!(reference.key_id, vault.keys().current_key_id());
-        assert_eq!(reference.fingerprint, vault.fingerprint(&stored));
-        assert_eq!(reference, vault.credential_ref(&stored));
+        assert_eq!(reference.fingerprint, vault.fingerprint("acc1", &stored));
+        assert_eq!(reference, vault.credential_ref("acc1", &stored));
 
         let loaded = vault.load("acc1", "conn1").await.unwrap().expect("stored");
         assert_eq!(loaded.expose(), stored.expose());
@@ -859,30 +848,32 @@ mod tests {
         let vault = CredentialVault::new(pool(ADMIN_URL), keys(&key, &[]));
         let stored = secret(&[("api_key", API_KEY)]);
 
-        let fingerprint = vault.fingerprint(&stored);
+        let fingerprint = vault.fingerprint("acc1", &stored);
         assert_eq!(fingerprint.len(), 16);
         assert!(fingerprint.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(
             fingerprint,
-            vault.fingerprint(&secret(&[("api_key", API_KEY)]))
+            vault.fingerprint("acc1", &secret(&[("api_key", API_KEY)]))
         );
         assert_eq!(
             fingerprint,
-            CredentialVault::new(pool(ADMIN_URL), keys(&key, &[])).fingerprint(&stored)
+            CredentialVault::new(pool(ADMIN_URL), keys(&key, &[])).fingerprint("acc1", &stored)
         );
         assert_ne!(
             fingerprint,
-            vault.fingerprint(&secret(&[("api_key", "other")]))
+            vault.fingerprint("acc1", &secret(&[("api_key", "other")]))
         );
         assert_ne!(
             fingerprint,
-            vault.fingerprint(&secret(&[("token", API_KEY)]))
+            vault.fingerprint("acc1", &secret(&[("token", API_KEY)]))
         );
+        // Another account holding the very same key cannot be linked to this one by it.
+        assert_ne!(fingerprint, vault.fingerprint("acc2", &stored));
         assert!(!API_KEY.contains(&fingerprint) && !fingerprint.contains("sk_live"));
 
         // Not a plain hash: another master key gives another fingerprint for the same secret.
         let other = CredentialVault::new(pool(ADMIN_URL), keys(&random_key(), &[]));
-        assert_ne!(fingerprint, other.fingerprint(&stored));
+        assert_ne!(fingerprint, other.fingerprint("acc1", &stored));
         let plain = hex::encode(&Sha256::digest(stored.to_canonical_json().as_slice())[..8]);
         assert_ne!(fingerprint, plain);
     }

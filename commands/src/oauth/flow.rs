@@ -422,17 +422,15 @@ impl OauthService {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("&");
-        let expected = hex::encode(crate::vault::hmac_sha256(
-            secret.as_bytes(),
-            message.as_bytes(),
-        ));
-        // Compared without an early exit, so the time taken does not tell how much of a forgery was right.
-        let same = expected.len() == signed.len()
-            && expected
-                .bytes()
-                .zip(signed.to_ascii_lowercase().bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+        // `verify_slice` compares in constant time, so the time taken does not tell how much of a forgery
+        // was right.
+        let same = hex::decode(signed.trim()).is_ok_and(|signature| {
+            let mut mac =
+                <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret.as_bytes())
+                    .expect("HMAC takes a key of any length");
+            hmac::Mac::update(&mut mac, message.as_bytes());
+            hmac::Mac::verify_slice(mac, &signature).is_ok()
+        });
         if same {
             Ok(())
         } else {

@@ -51,11 +51,12 @@ fn state_hash(state: &str) -> Vec<u8> {
 
 /// The AES key that protects the verifier: derived from the state, which only the browser round trip carries.
 fn verifier_cipher(state: &str) -> Aes256Gcm {
-    let mut derive = Sha256::new();
-    derive.update(b"listbackup oauth pkce verifier");
-    derive.update(state.as_bytes());
-    let key: Zeroizing<[u8; 32]> = Zeroizing::new(derive.finalize().into());
-    Aes256Gcm::new_from_slice(&key[..]).expect("SHA-256 output is an AES-256 key")
+    // HKDF (RFC 5869) from the state, which only the client and the platform's redirect ever hold.
+    let mut key = Zeroizing::new([0u8; 32]);
+    hkdf::Hkdf::<Sha256>::new(Some(b"listbackup oauth pkce verifier"), state.as_bytes())
+        .expand(b"aes-256-gcm key", &mut key[..])
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    Aes256Gcm::new_from_slice(&key[..]).expect("32 bytes is an AES-256 key")
 }
 
 pub async fn save(
