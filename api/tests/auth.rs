@@ -323,6 +323,12 @@ async fn the_subject_and_account_must_be_non_empty_strings() {
         without(claims(), "account_id"),
         with(claims(), "account_id", json!("")),
         with(claims(), "account_id", json!(["account-1"])),
+        // Signed, yet not identifiers: a NUL cannot be stored, a line break must not reach a log line.
+        with(claims(), "account_id", json!("a\u{0}b")),
+        with(claims(), "account_id", json!("a\nb")),
+        with(claims(), "account_id", json!("x".repeat(129))),
+        with(claims(), "sub", json!("user\u{0}")),
+        with(claims(), "sub", json!("u".repeat(257))),
     ] {
         let token = sign_hs256(&bad, SECRET.as_bytes());
         assert_unauthorized(authenticate(hs256_config(), &token).await, &token);

@@ -8,9 +8,14 @@ use serde::{Deserialize, Serialize};
 pub struct AccountId(String);
 
 impl AccountId {
+    /// 1 to 128 bytes without control characters: it keys rows, event metadata, storage paths and NATS
+    /// subjects, none of which can hold a NUL (PostgreSQL text cannot) or should hold a line break.
     pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.is_empty() || raw.len() > 128 {
             return Err("an account id is 1 to 128 characters".into());
+        }
+        if raw.chars().any(char::is_control) {
+            return Err("an account id has no control characters".into());
         }
         Ok(Self(raw.to_owned()))
     }

@@ -287,6 +287,19 @@ fn principal_from_claims(
     };
     let user_id = non_empty_string("sub")?;
     let account_id = non_empty_string(&config.account_claim)?;
+    // Identifiers travel into rows, event metadata and logs: a NUL (which PostgreSQL text cannot hold) or a
+    // line break in a signed token is the token's problem, not a server error.
+    listbackup_domain::values::AccountId::parse(&account_id).map_err(|reason| {
+        ApiError::unauthorized(format!(
+            "the token's `{}` claim is not a valid account id: {reason}",
+            config.account_claim
+        ))
+    })?;
+    if user_id.len() > 256 || user_id.chars().any(char::is_control) {
+        return Err(ApiError::unauthorized(
+            "the token's `sub` claim must be at most 256 characters without control characters",
+        ));
+    }
 
     let roles = match claims.get(&config.roles_claim) {
         // No roles: authenticated, but every `require_*` check will answer 403.
