@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{CredentialFieldType, Platform};
+use super::{CredentialFieldType, FieldShape, Platform};
 
 /// Credentials that match the platform's fields: every value a non-empty string of the right shape.
 /// `settings` are the non-secret fields (safe to record and show); `all` is what the vault seals.
@@ -70,6 +70,26 @@ impl Platform {
                 problems.push(problem(name, "is too long"));
                 continue;
             }
+            // Values go into HTTP headers and URLs: a NUL, a line break or a tab would be refused by the HTTP
+            // client (or worse, split a header), so it is refused here, by name, not at first use.
+            if text.chars().any(char::is_control) {
+                problems.push(problem(
+                    name,
+                    "must not contain control characters (line breaks, tabs, NUL)",
+                ));
+                continue;
+            }
+            if field.secret && !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+                problems.push(problem(
+                    name,
+                    "must be printable ASCII, as the platform issues it",
+                ));
+                continue;
+            }
+            if let Err(expected) = field.shape.check(text) {
+                problems.push(problem(name, &expected));
+                continue;
+            }
             let shape_ok = match field.field_type {
                 CredentialFieldType::String => true,
                 CredentialFieldType::Url => is_http_url(text),
@@ -98,6 +118,48 @@ impl Platform {
         } else {
             Err(problems)
         }
+    }
+}
+
+impl FieldShape {
+    /// `Err` says what the value must look like.
+    fn check(self, text: &str) -> Result<(), String> {
+        let label = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 63
+                && !t.starts_with('-')
+                && !t.ends_with('-')
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let ok = match self {
+            FieldShape::Any => true,
+            FieldShape::Prefixed(prefixes) => prefixes.iter().any(|p| text.starts_with(p)),
+            FieldShape::HostLabel => label(text),
+            FieldShape::ShopDomain => super::validate_shop(text).is_some(),
+            FieldShape::DataCenterSuffix => text.rsplit_once('-').is_some_and(|(key, dc)| {
+                !key.is_empty() && !dc.is_empty() && dc.bytes().all(|b| b.is_ascii_alphanumeric())
+            }),
+            FieldShape::Identifier => text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match self {
+            FieldShape::Any => unreachable!("anything is fine"),
+            FieldShape::Prefixed(prefixes) => format!("must start with {}", prefixes.join(" or ")),
+            FieldShape::HostLabel => {
+                "must be one host name label: letters, digits and hyphens".to_owned()
+            }
+            FieldShape::ShopDomain => {
+                "must be a shop domain such as `your-store.myshopify.com`".to_owned()
+            }
+            FieldShape::DataCenterSuffix => {
+                "must end with its data centre, such as `-us21`".to_owned()
+            }
+            FieldShape::Identifier => "must be letters, digits, `-` and `_` only".to_owned(),
+        })
     }
 }
 
@@ -157,5 +219,56 @@ mod tests {
         assert!(parsed.settings.is_empty());
         assert_eq!(parsed.all[secret_field], "sk_test_DISTINCTIVE");
         assert!(!format!("{parsed:?}").contains("DISTINCTIVE"));
+    }
+
+    #[test]
+    fn values_that_cannot_be_sent_or_cannot_work_are_refused_by_name() {
+        let field_of = |platform: &str, value: serde_json::Value| {
+            let platform = find(platform).unwrap();
+            match platform.parse_credentials(&object(value)) {
+                Ok(_) => Vec::new(),
+                Err(problems) => problems.into_iter().map(|p| p.field).collect(),
+            }
+        };
+        for bad in [
+            "sk_test_a\u{0}b",
+            "sk_test_a\r\nX-Injected: 1",
+            "sk_test_\tx",
+            "pk_test_x",
+            "sk_tést",
+        ] {
+            assert_eq!(
+                field_of("stripe", json!({ "secretKey": bad })),
+                ["secretKey"],
+                "{bad:?}"
+            );
+        }
+        assert!(field_of("stripe", json!({"secretKey": "rk_live_ok"})).is_empty());
+        assert_eq!(
+            field_of("mailchimp", json!({"apiKey": "0123abcd"})),
+            ["apiKey"]
+        );
+        assert!(field_of("mailchimp", json!({"apiKey": "0123abcd-us21"})).is_empty());
+        assert_eq!(
+            field_of(
+                "zendesk",
+                json!({"subdomain": "acme.evil.com/x", "email": "a@b.co", "apiToken": "t"})
+            ),
+            ["subdomain"]
+        );
+        assert_eq!(
+            field_of(
+                "shopify",
+                json!({"shop": "acme.example.com", "adminApiAccessToken": "shpat_x"})
+            ),
+            ["shop"]
+        );
+        assert_eq!(
+            field_of(
+                "gohighlevel",
+                json!({"locationId": "../x", "privateIntegrationToken": "pit-x"})
+            ),
+            ["locationId"]
+        );
     }
 }

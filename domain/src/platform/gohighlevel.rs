@@ -18,7 +18,8 @@ pub(super) const PLATFORM: Platform = Platform {
             "locationId",
             "Sub-account (location) id",
             CredentialFieldType::String,
-        ),
+        )
+        .shaped(FieldShape::Identifier),
     ],
     data_types: &[
         DataType::not_listed("contacts", "Contacts with custom fields"),

@@ -9,10 +9,10 @@ pub(super) const PLATFORM: Platform = Platform {
     name: "Mailchimp",
     category: "marketing",
     auth_types: API_KEY,
-    credential_fields: &[secret(
-        "apiKey",
-        "API key (ends with the data centre, e.g. -us21)",
-    )],
+    credential_fields: &[
+        secret("apiKey", "API key (ends with the data centre, e.g. -us21)")
+            .shaped(FieldShape::DataCenterSuffix),
+    ],
     data_types: &[
         DataType::not_listed("audiences", "Audiences (lists) and their settings"),
         DataType::not_listed(

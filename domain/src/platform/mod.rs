@@ -46,6 +46,7 @@ const fn secret(name: &'static str, label: &'static str) -> CredentialField {
         field_type: CredentialFieldType::String,
         required: true,
         secret: true,
+        shape: FieldShape::Any,
     }
 }
 
@@ -61,6 +62,7 @@ const fn plain(
         field_type,
         required: true,
         secret: false,
+        shape: FieldShape::Any,
     }
 }
 
@@ -112,6 +114,34 @@ pub struct CredentialField {
     pub required: bool,
     /// Secret fields are encrypted in the vault and never shown again.
     pub secret: bool,
+    /// What a value must look like beyond its type, so a value that cannot work is refused when the connection
+    /// is created rather than at its first use.
+    #[serde(skip)]
+    pub shape: FieldShape,
+}
+
+/// The shape a credential value must have, from the platform's documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldShape {
+    /// Anything printable.
+    Any,
+    /// Starts with one of these (Stripe's secret `sk_` and restricted `rk_` keys).
+    Prefixed(&'static [&'static str]),
+    /// One DNS label: letters, digits and `-` (a Zendesk subdomain).
+    HostLabel,
+    /// `<name>.myshopify.com`.
+    ShopDomain,
+    /// Ends with `-<data centre>`, letters and digits (a Mailchimp API key: `…-us21`).
+    DataCenterSuffix,
+    /// Letters, digits, `-` and `_` (an id that goes into a URL path).
+    Identifier,
+}
+
+impl CredentialField {
+    /// The same field with a shape its values must have.
+    pub const fn shaped(self, shape: FieldShape) -> Self {
+        Self { shape, ..self }
+    }
 }
 
 /// One kind of record a platform holds, and how ListBackup lists it.

@@ -14,7 +14,8 @@ pub(super) const PLATFORM: Platform = Platform {
             "shop",
             "Shop domain (your-store.myshopify.com)",
             CredentialFieldType::String,
-        ),
+        )
+        .shaped(FieldShape::ShopDomain),
         secret("adminApiAccessToken", "Admin API access token (shpat_…)"),
     ],
     data_types: &[

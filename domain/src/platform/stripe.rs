@@ -14,10 +14,12 @@ pub(super) const PLATFORM: Platform = Platform {
     name: "Stripe",
     category: "payments",
     auth_types: BOTH,
-    credential_fields: &[secret(
-        "secretKey",
-        "Secret or restricted API key (sk_… / rk_…)",
-    )],
+    credential_fields: &[
+        secret("secretKey", "Secret or restricted API key (sk_… / rk_…)")
+            // Secret keys start `sk_`, restricted keys `rk_` (https://docs.stripe.com/keys); a publishable `pk_` key
+            // cannot read anything.
+            .shaped(FieldShape::Prefixed(&["sk_", "rk_"])),
+    ],
     data_types: &[
         list(
             "customers",

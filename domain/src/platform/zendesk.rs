@@ -14,7 +14,8 @@ pub(super) const PLATFORM: Platform = Platform {
             "subdomain",
             "Subdomain (<subdomain>.zendesk.com)",
             CredentialFieldType::String,
-        ),
+        )
+        .shaped(FieldShape::HostLabel),
         plain("email", "Agent e-mail", CredentialFieldType::Email),
         secret("apiToken", "API token"),
     ],
