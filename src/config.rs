@@ -43,6 +43,9 @@ pub struct Config {
     pub oauth: OauthSettings,
     /// Size of each database pool (the event store's and the read side's).
     pub db_pool_size: usize,
+    /// How long a request waits for a free database connection before answering 503
+    /// (`LISTBACKUP_DB_POOL_TIMEOUT_SECS`, default 10).
+    pub db_pool_timeout: std::time::Duration,
     /// Ack wait and max deliveries of the backup workers' consumer (`LISTBACKUP_WORKER_ACK_WAIT_SECS`,
     /// `LISTBACKUP_WORKER_MAX_DELIVER`).
     pub worker_deliveries: DeliverySettings,
@@ -73,6 +76,7 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_JWT_ACCOUNT_CLAIM",
     "LISTBACKUP_JWT_ROLES_CLAIM",
     "LISTBACKUP_DB_POOL_SIZE",
+    "LISTBACKUP_DB_POOL_TIMEOUT_SECS",
     "LISTBACKUP_ALLOWED_RETURN_ORIGINS",
     "LISTBACKUP_OAUTH_REFRESH_INTERVAL_SECS",
     "LISTBACKUP_WORKER_ACK_WAIT_SECS",
@@ -127,6 +131,12 @@ impl Config {
                     message: "must be a number from 1 to 1000".into(),
                 })?,
         };
+        let db_pool_timeout = std::time::Duration::from_secs(number(
+            values,
+            "LISTBACKUP_DB_POOL_TIMEOUT_SECS",
+            10,
+            1..=300,
+        )?);
         let defaults = DeliverySettings::default();
         let worker_deliveries = DeliverySettings {
             ack_wait: std::time::Duration::from_secs(number(
@@ -201,6 +211,7 @@ impl Config {
             rate_limits: rate_limits(&get)?,
             oauth,
             db_pool_size,
+            db_pool_timeout,
             worker_deliveries,
             worker_dispatch,
             serve_backup_worker,

@@ -61,7 +61,7 @@ pub fn read_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
     pool_config.pool = Some(deadpool_postgres::PoolConfig {
         max_size: config.db_pool_size,
         timeouts: deadpool_postgres::Timeouts {
-            wait: Some(Duration::from_secs(10)),
+            wait: Some(config.db_pool_timeout),
             create: Some(Duration::from_secs(5)),
             recycle: Some(Duration::from_secs(5)),
         },
@@ -93,7 +93,7 @@ pub(crate) async fn event_store_pool(config: &Config) -> anyhow::Result<sqlx::Pg
         // No ping before every use: a broken connection fails its statement, which surfaces as UNAVAILABLE
         // (retryable) and makes the pool drop it. The ping was one round trip on every command.
         .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(config.db_pool_timeout)
         .connect(&config.database_url)
         .await?)
 }

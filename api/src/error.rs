@@ -143,8 +143,12 @@ impl ApiError {
         )
     }
 
+    /// 503, with `Retry-After`: the database or another dependency cannot serve the request right now.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Unavailable, detail)
+        Self {
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            ..Self::new(ErrorCode::Unavailable, detail)
+        }
     }
 
     /// Logs an unexpected failure (without exposing it) and answers INTERNAL.
@@ -153,6 +157,10 @@ impl ApiError {
         Self::internal()
     }
 }
+
+/// How long a client is asked to wait after a 503 (`Retry-After`, RFC 9110 §10.2.3): long enough for a busy
+/// pool to free a connection or a restarted database to accept them again.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 /// The problem+json body.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -69,8 +69,9 @@ impl From<CommandError> for ApiError {
                 "the resource was changed by another request at the same time; read it and try again",
             ),
             CommandError::Unavailable(reason) => {
-                tracing::error!(%reason, "event store unavailable");
-                ApiError::unavailable("the event store is unavailable; try again shortly")
+                // The database's own reason goes to the log, not to the client.
+                tracing::error!(%reason, "database unavailable");
+                ApiError::unavailable("the database is unavailable; try again shortly")
             }
             CommandError::Store(reason) => ApiError::from_unexpected(reason),
         }

@@ -67,10 +67,35 @@ impl<E: DomainError> From<AggregateError<E>> for CommandError {
             },
             AggregateError::AggregateConflict => Self::Concurrency,
             AggregateError::DatabaseConnectionError(e) => Self::Unavailable(e.to_string()),
+            // postgres-es files a pool that timed out (every connection busy) among its unknown errors: it is
+            // the database being unavailable for now, not a bug.
+            AggregateError::UnexpectedError(e) if is_unavailable(e.as_ref()) => {
+                Self::Unavailable(e.to_string())
+            }
             AggregateError::DeserializationError(e) | AggregateError::UnexpectedError(e) => {
                 Self::Store(e.to_string())
             }
         }
+    }
+}
+
+/// Whether an error of the event store's driver means the database cannot be reached or used right now (the
+/// pool exhausted or closed, the connection broken): a 503 to retry, not a 500.
+fn is_unavailable(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    match err.downcast_ref::<sqlx::Error>() {
+        Some(
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed,
+        ) => true,
+        // SQLSTATE classes 08 (connection exception) and 53 (insufficient resources: "too many clients"),
+        // and 57P01–57P03 (the server shutting down or starting): PostgreSQL's own "not now".
+        Some(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0")
+        }),
+        _ => false,
     }
 }
 

@@ -48,8 +48,15 @@ pub struct ConnectionCommands {
 
 impl From<VaultError> for CommandError {
     fn from(err: VaultError) -> Self {
-        // VaultError's messages never contain secret values (see vault.rs), so they may be logged.
-        Self::Store(format!("credential vault: {err}"))
+        // VaultError's messages never contain secret values (see vault.rs), so they may be logged. A pool
+        // that cannot give a connection, or a connection that broke, is the database being unavailable.
+        match &err {
+            VaultError::Pool(_) => Self::Unavailable(format!("credential vault: {err}")),
+            VaultError::Database(db) if db.is_closed() => {
+                Self::Unavailable(format!("credential vault: {err}"))
+            }
+            _ => Self::Store(format!("credential vault: {err}")),
+        }
     }
 }
 
