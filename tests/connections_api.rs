@@ -545,3 +545,41 @@ async fn readiness_fails_while_nats_is_unreachable() {
         .await;
     app.stop().await;
 }
+
+/// A path the API has, asked with a method it does not answer there: 405 with `Allow` (RFC 9110 §15.5.6),
+/// not 404 (issue 11). A path it does not have stays a 404.
+#[tokio::test]
+async fn a_wrong_method_is_a_405_naming_the_allowed_ones() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    let connection = app
+        .create_stripe_connection(&token, "Stripe", "sk_test_1")
+        .await;
+    let id = connection["connectionId"].as_str().unwrap();
+    for (method, path, allowed) in [
+        (reqwest::Method::DELETE, "/platforms".to_owned(), "GET"),
+        (
+            reqwest::Method::PATCH,
+            format!("/connections/{id}"),
+            "GET, PUT, DELETE",
+        ),
+        (reqwest::Method::PUT, "/jobs".to_owned(), "GET, POST"),
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allowed, "{method} {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    let response = app.get("/no-such-thing", &token).await;
+    assert_eq!(response.status(), 404);
+    app.stop().await;
+}

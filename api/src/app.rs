@@ -110,9 +110,81 @@ impl Application {
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    // A known path with the wrong method is a 405, not a 404; actix's router only tells us "no match".
+    // A known path with the wrong method is a 405 with `Allow` (RFC 9110 §15.5.6), not a 404; actix's
+    // router only tells us "no match", so the routes are looked up in the OpenAPI document, which lists
+    // every route with its methods.
+    let allowed = allowed_methods(req.path());
+    if !allowed.is_empty() {
+        let detail = format!(
+            "{} is not allowed on {}; allowed: {}",
+            req.method(),
+            req.path(),
+            allowed.join(", ")
+        );
+        let problem = ApiError {
+            status: Some(actix_web::http::StatusCode::METHOD_NOT_ALLOWED),
+            ..ApiError::new(crate::error::ErrorCode::ValidationError, detail)
+        };
+        let mut response = actix_web::ResponseError::error_response(&problem);
+        response.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_str(&allowed.join(", "))
+                .expect("method names are header-safe"),
+        );
+        return Ok(response);
+    }
     Err(ApiError::new(
         crate::error::ErrorCode::NotFound,
         format!("no route for {} {}", req.method(), req.path()),
     ))
+}
+
+/// The methods the API answers on `path`, from the OpenAPI document's path templates (`{id}` matches one
+/// segment); empty for a path it does not have.
+fn allowed_methods(path: &str) -> Vec<&'static str> {
+    use std::sync::OnceLock;
+    use utoipa::OpenApi;
+    static ROUTES: OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        crate::openapi::ApiDoc::openapi()
+            .paths
+            .paths
+            .into_iter()
+            .map(|(template, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(method, present)| present.then_some(method))
+                .collect();
+                let segments = template
+                    .trim_matches('/')
+                    .split('/')
+                    .map(str::to_owned)
+                    .collect();
+                (segments, methods)
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut allowed: Vec<&'static str> = Vec::new();
+    for (template, methods) in routes {
+        let matches = template.len() == segments.len()
+            && template
+                .iter()
+                .zip(&segments)
+                .all(|(t, s)| (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s);
+        if matches {
+            for method in methods {
+                if !allowed.contains(method) {
+                    allowed.push(method);
+                }
+            }
+        }
+    }
+    allowed
 }
