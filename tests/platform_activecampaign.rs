@@ -224,10 +224,7 @@ async fn contacts_and_deals_are_fetched_incrementally_by_updated_after() {
         let query = api
             .last_query(&format!("/activecampaign/api/3/{data_type}"))
             .unwrap();
-        assert!(
-            query.contains("filters%5Bupdated_after%5D=20"),
-            "{query}"
-        );
+        assert!(query.contains("filters%5Bupdated_after%5D=20"), "{query}");
     }
     // Lists have no change filter: no cursor.
     api.seed("activecampaign", "lists", 3);
