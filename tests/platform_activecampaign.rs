@@ -454,3 +454,18 @@ async fn a_wrong_key_fails_the_connection_test_and_every_data_type_as_forbidden(
     assert!(!job.to_string().contains("revoked-key"));
     backup.stop().await;
 }
+
+#[tokio::test]
+async fn a_keyset_the_api_ignores_ends_as_a_paging_loop() {
+    let (api, connector) = fixture().await;
+    api.seed("activecampaign", "contacts", 250);
+    // `id_greater` ignored: every request answers the first page again.
+    api.paging_fault(
+        "/activecampaign/api/3/contacts",
+        support::platform_api::PagingFault::IgnoresCursor,
+    );
+    let err = drain(&connector, "contacts", KEY, None).await.unwrap_err();
+    assert!(matches!(err, FetchError::PagingLoop(_)), "{err}");
+    assert!(err.to_string().contains("id_greater"), "{err}");
+    assert_eq!(api.hits("/activecampaign/api/3/contacts"), 2);
+}

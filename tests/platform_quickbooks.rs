@@ -504,3 +504,20 @@ async fn a_damaged_body_fails_its_data_type_and_the_others_are_kept() {
     assert_eq!(vendors["error"]["retryable"], true);
     backup.stop().await;
 }
+
+#[tokio::test]
+async fn a_start_position_the_api_ignores_ends_as_a_paging_loop() {
+    let (api, connector) = fixture().await;
+    api.seed("quickbooks", "estimates", 2500);
+    // STARTPOSITION ignored: every query answers the first thousand again.
+    api.paging_fault(
+        &query_path(),
+        support::platform_api::PagingFault::IgnoresCursor,
+    );
+    let err = drain(&connector, "estimates", TOKEN, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::PagingLoop(_)), "{err}");
+    assert!(err.to_string().contains("same page"), "{err}");
+    assert_eq!(api.hits(&query_path()), 2);
+}

@@ -2,8 +2,10 @@
 //!
 //! One generic loop, driven by each data type's [`Listing`] in the platform's module of the catalog
 //! (`listbackup_domain::platform`): its requests, where the records are, its paging mechanism (keyset by the
-//! last id, a cursor from the body, several cursors, a `Link` header, a next URL, an RPC continuation, offsets
-//! with overlap) and its incremental filter (a time query parameter, or a CRM search paged by keyset).
+//! last id while a flag says more or until a short page, a cursor from the body, several cursors, a `Link`
+//! header, a next URL, an RPC continuation, offsets with overlap, in a parameter or a query-language
+//! statement), its incremental filter (a time query parameter, a time condition inside the statement, or a
+//! CRM search paged by keyset), and whether it runs once per record of a parent data type.
 //! Requests carry the platform's real authentication (built by `listbackup_commands::platform_client`, shared
 //! with the connection test), go through the connection's [`RateBudget`], wait out `Retry-After`, and back
 //! off on 5xx, network errors and damaged bodies.
