@@ -19,7 +19,7 @@ use listbackup_workers::connectors::{
 };
 use serde_json::{json, Value};
 use support::backup::{gunzip_lines, sync, BackupApp};
-use support::oauth_provider::{configure_service, connect_ok, OauthProvider, REALM_ID};
+use support::oauth_provider::{configure_service, connect, OauthProvider, REALM_ID};
 use support::platform_api::{quickbooks, PlatformApi, RetryAfter};
 
 const TOKEN: &str = "eyJlbmMiOiJBMTI4Q0JDLUhTMjU2IiwiYWxnIjoiZGlyIn0..emulated-access-token";
@@ -342,8 +342,7 @@ async fn service(provider: &OauthProvider) -> BackupApp {
 
 /// A QuickBooks connection by the OAuth flow, and a source of `data_types` (all when `None`).
 async fn source(backup: &BackupApp, token: &str, data_types: Option<&[&str]>) -> (String, String) {
-    let connection = connect_ok(&backup.app, token, "quickbooks", json!({})).await;
-    let connection_id = connection["connectionId"].as_str().unwrap().to_owned();
+    let connection_id = connect_quickbooks(backup, token).await;
     let mut body = json!({"connectionId": connection_id, "name": "Books"});
     if let Some(data_types) = data_types {
         body["dataTypes"] = json!(data_types);
@@ -355,6 +354,38 @@ async fn source(backup: &BackupApp, token: &str, data_types: Option<&[&str]>) ->
         connection_id,
         source["sourceId"].as_str().unwrap().to_owned(),
     )
+}
+
+/// Connects QuickBooks by the OAuth flow; the connection's id. A loaded machine may keep the callback from
+/// seeing its read model within the service's deadline: it then answers 503 "recorded, read it again
+/// shortly", and the connection is read again until it shows.
+async fn connect_quickbooks(backup: &BackupApp, token: &str) -> String {
+    let response = connect(&backup.app, token, "quickbooks", json!({})).await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    if status == 201 {
+        return body["connectionId"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "UNAVAILABLE", "{body}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page: Value = backup
+            .app
+            .get("/connections?platformId=quickbooks", token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(id) = page["connections"][0]["connectionId"].as_str() {
+            return id.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connection never showed: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn entry<'a>(job: &'a Value, name: &str) -> &'a Value {
