@@ -25,7 +25,22 @@ impl BackupApp {
 
     /// With more configuration (`values` are the service's environment).
     pub async fn spawn_with(customize: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
+        Self::spawn_for(&[], customize).await
+    }
+
+    /// With `platforms` pointed at the emulation as well as Stripe (their API URLs), and more configuration.
+    pub async fn spawn_for(
+        platforms: &[&str],
+        customize: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Self {
         let api = PlatformApi::start().await;
+        let urls: Vec<(String, String)> = platforms
+            .iter()
+            .map(|id| {
+                let key = format!("LISTBACKUP_PLATFORM_{}_API_URL", id.to_ascii_uppercase());
+                (key, api.api_url(id))
+            })
+            .collect();
         let storage =
             std::env::temp_dir().join(format!("listbackup-jobs-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&storage).unwrap();
@@ -34,6 +49,7 @@ impl BackupApp {
         let app = TestApp::spawn_with(|values| {
             values.insert("LISTBACKUP_PLATFORM_STRIPE_API_URL".into(), stripe_url);
             values.insert("LISTBACKUP_STORAGE_URL".into(), storage_url);
+            values.extend(urls);
             customize(values);
         })
         .await;

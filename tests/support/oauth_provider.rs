@@ -328,12 +328,12 @@ async fn forward(req: &HttpRequest, base: &str, path: &str, secret: &str) -> Htt
     } else {
         format!("{base}{path}?{query}")
     };
-    let answer = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(secret)
-        .send()
-        .await
-        .expect("the data emulation answers");
+    let mut request = reqwest::Client::new().get(url).bearer_auth(secret);
+    // The representation asked for (QuickBooks answers XML unless asked for JSON).
+    if let Some(accept) = req.headers().get("accept") {
+        request = request.header("accept", accept.as_bytes());
+    }
+    let answer = request.send().await.expect("the data emulation answers");
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
     let mut response = HttpResponse::build(status);
     for name in ["content-type", "retry-after", "link"] {

@@ -1,6 +1,21 @@
 //! ActiveCampaign API v3 (https://developers.activecampaign.com/reference/overview).
 //!
-//! Its data types are in the catalog but not listed yet: sources cannot select them.
+//! - Authentication (https://developers.activecampaign.com/reference/authentication): the user's API key in
+//!   the `Api-Token` header, against the account's own API URL shown in its Developer settings
+//!   (`https://<account>.api-us1.com`; ActiveCampaign warns not to build it from the account name, so the
+//!   customer gives it whole) with `/api/3` after it.
+//! - Collections (https://developers.activecampaign.com/reference/pagination): `limit` (default 20, at most
+//!   100) and a 0-based `offset`; the records under the collection's own name, the total in `meta.total`
+//!   (a numeric string). Ordering is `orders[<field>]=ASC|DESC`, filtering `filters[<field>]=…`. For
+//!   contacts the guide recommends `orders[id]=ASC` with `id_greater` over offsets on accounts with many
+//!   contacts, so contacts are listed by keyset.
+//! - Changes: contacts and deals take `filters[updated_after]` (List all contacts, List all deals) and say
+//!   when they changed in `udate` (contacts) and `mdate` (deals). Nothing else filters on its update time.
+//! - Errors (https://developers.activecampaign.com/reference/errors): 403 when the request "could not be
+//!   authenticated or the authenticated user is not authorized" (a wrong key included: ActiveCampaign sends
+//!   no 401), 404, 422 with `{"errors":[{"title","detail","code","source"}]}`, and `{"message"}` bodies.
+//! - Limits (https://developers.activecampaign.com/reference/rate-limits): 5 requests per second per
+//!   account, answered 429 with `Retry-After` in seconds.
 
 use super::*;
 
@@ -18,19 +33,72 @@ pub(super) const PLATFORM: Platform = Platform {
         secret("apiKey", "API key"),
     ],
     data_types: &[
-        DataType::not_listed("contacts", "Contacts with custom field values"),
-        DataType::not_listed("accounts", "Accounts (companies)"),
-        DataType::not_listed("deals", "Deals"),
-        DataType::not_listed("lists", "Lists"),
-        DataType::not_listed("tags", "Tags"),
-        DataType::not_listed("contact_tags", "Which contact carries which tag"),
-        DataType::not_listed("custom_fields", "Custom field definitions"),
-        DataType::not_listed("campaigns", "Campaigns"),
-        DataType::not_listed("messages", "Campaign messages"),
-        DataType::not_listed("automations", "Automations"),
-        DataType::not_listed("notes", "Notes"),
-        DataType::not_listed("tasks", "Deal and contact tasks"),
-        DataType::not_listed("users", "Users of the account"),
+        DataType::new(
+            "contacts",
+            "Contacts (their custom field values are contact_field_values)",
+            Listing {
+                incremental: Some(updated_after("udate")),
+                ..CONTACTS
+            },
+        ),
+        // `GET /contacts` does not carry the values of custom fields; `GET /fieldValues` lists them all.
+        DataType::new(
+            "contact_field_values",
+            "Custom field values of contacts",
+            list(&[Endpoint::get("/fieldValues")], "/fieldValues"),
+        ),
+        DataType::new(
+            "accounts",
+            "Accounts (companies)",
+            list(&[Endpoint::get("/accounts")], "/accounts"),
+        ),
+        DataType::new(
+            "deals",
+            "Deals",
+            Listing {
+                incremental: Some(updated_after("mdate")),
+                ..list(&[Endpoint::get("/deals")], "/deals")
+            },
+        ),
+        DataType::new("lists", "Lists", list(&[Endpoint::get("/lists")], "/lists")),
+        DataType::new("tags", "Tags", list(&[Endpoint::get("/tags")], "/tags")),
+        DataType::new(
+            "contact_tags",
+            "Which contact carries which tag",
+            list(&[Endpoint::get("/contactTags")], "/contactTags"),
+        ),
+        DataType::new(
+            "custom_fields",
+            "Custom field definitions",
+            list(&[Endpoint::get("/fields")], "/fields"),
+        ),
+        DataType::new(
+            "campaigns",
+            "Campaigns",
+            list(&[Endpoint::get("/campaigns")], "/campaigns"),
+        ),
+        DataType::new(
+            "messages",
+            "Campaign messages",
+            list(&[Endpoint::get("/messages")], "/messages"),
+        ),
+        DataType::new(
+            "automations",
+            "Automations",
+            list(&[Endpoint::get("/automations")], "/automations"),
+        ),
+        DataType::new("notes", "Notes", list(&[Endpoint::get("/notes")], "/notes")),
+        // Deal tasks are the tasks of deals and of contacts alike (their `reltype` says which).
+        DataType::new(
+            "tasks",
+            "Deal and contact tasks",
+            list(&[Endpoint::get("/dealTasks")], "/dealTasks"),
+        ),
+        DataType::new(
+            "users",
+            "Users of the account",
+            list(&[Endpoint::get("/users")], "/users"),
+        ),
     ],
     oauth_scopes: &[],
     api_base_url: "{apiUrl}/api/3",
@@ -46,6 +114,65 @@ pub(super) const PLATFORM: Platform = Platform {
         &["/user/email", "/user/username"],
     ),
     oauth: None,
+    // The documented limit, 5 requests per second. It is the account's, shared by every key and
+    // integration of the account: two connections to one account together exceed it, and their 429s are
+    // waited out (`Retry-After`).
     rate: DefaultRate::per_second(5.0),
-    error_messages: &["/message", "/errors/0/title"],
+    error_messages: &["/message", "/errors/0/title", "/errors/0/detail"],
 };
+
+/// 100 records per page, the maximum.
+const PAGE: u32 = 100;
+
+/// Pages overlap by this many records: up to 4 records deleted before the position between two requests
+/// cost nothing; 5% more records read.
+const OVERLAP: u32 = 5;
+
+/// An ActiveCampaign collection: 100 per page by offset, `meta.total` (a string) the total.
+const fn list(endpoints: &'static [Endpoint], records: &'static str) -> Listing {
+    Listing::new(
+        endpoints,
+        records,
+        Pagination::Offset {
+            offset: OffsetParam::Param("offset"),
+            overlap: OVERLAP,
+            total: Some("/meta/total"),
+        },
+        PageSize::param("limit", PAGE),
+    )
+}
+
+/// Contacts by keyset, as the pagination guide recommends for large accounts: in id order, each page after
+/// the last id of the one before (`id_greater`), until a short page. Contacts added or deleted meanwhile
+/// never shift a page.
+const CONTACTS: Listing = Listing {
+    query: &[("orders[id]", "ASC")],
+    ..Listing::new(
+        &[Endpoint::get("/contacts")],
+        "/contacts",
+        Pagination::AfterLastIdUntilShortPage {
+            param: "id_greater",
+        },
+        PageSize::param("limit", PAGE),
+    )
+};
+
+/// `filters[updated_after]` against the record's `field`. ActiveCampaign's times carry the account's
+/// offset (`2024-01-02T03:04:05-05:00`); the filter is "after", exclusive, and ActiveCampaign documents no
+/// delay: two minutes of lookback cover writes stamped before they commit and clock differences between
+/// its servers.
+const fn updated_after(field: &'static str) -> IncrementalFetch {
+    IncrementalFetch {
+        cursor_field: field,
+        filter: TimeFilter::QueryParam {
+            param: "filters[updated_after]",
+            format: TimeFormat::Rfc3339,
+        },
+        record_time: TimeField {
+            field,
+            nested: None,
+            format: TimeFormat::Rfc3339,
+        },
+        lookback: Duration::from_secs(2 * 60),
+    }
+}

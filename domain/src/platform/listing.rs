@@ -38,7 +38,9 @@ pub struct Listing {
 
 /// A listing partitioned by the records of another data type of the same platform (Airbyte's substream):
 /// the parent is listed page by page, and for each of its records this listing runs whole, with the parent's
-/// id in its paths and query values.
+/// id in its paths and query values. An incremental time filter ([`TimeFilter::QueryParam`]) asks every
+/// parent the same lower bound; the cursor knows each record as `<parent id>/<id>`, since ids may repeat
+/// from one parent to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PerParent {
     /// The platform's data type whose records are the parents (listed for their ids only, not stored here).
@@ -152,6 +154,11 @@ pub enum Pagination {
         param: &'static str,
         more: &'static str,
     },
+    /// Keyset by id for an API that says nothing about more: `param=<id of the page's last record>` (the
+    /// listing's fixed query orders by id, ascending) until a page holds fewer records than the page size.
+    /// ActiveCampaign contacts: `id_greater` with `orders[id]=ASC`, which its pagination guide recommends
+    /// over offsets for accounts with many contacts.
+    AfterLastIdUntilShortPage { param: &'static str },
     /// An opaque cursor read from the answer and sent back as a query parameter, until an answer has none.
     /// HubSpot: `after` ← `/paging/next/after`; Google Drive: `pageToken` ← `/nextPageToken`; Box:
     /// `marker` ← `/next_marker`.
@@ -231,6 +238,15 @@ pub enum TimeFilter {
     /// `since`, Shopify `updated_at_min`, Mailchimp `since_last_changed` (RFC 3339).
     QueryParam {
         param: &'static str,
+        format: TimeFormat,
+    },
+    /// A time condition inside a query-language statement: on an incremental run the listing's
+    /// [`OffsetParam::Statement`] is replaced by `template`, whose `{since}` is the inclusive lower bound in
+    /// `format` (and `{start}`, `{max}` as in the statement). QuickBooks: `select * from Invoice where
+    /// Metadata.LastUpdatedTime >= '{since}' orderby Metadata.LastUpdatedTime startposition {start}
+    /// maxresults {max}`.
+    InStatement {
+        template: &'static str,
         format: TimeFormat,
     },
     /// A CRM search API (`POST <endpoint>/search`) filtering `<property> GTE <ms>` sorted by it, each

@@ -219,6 +219,35 @@ fn every_listing_is_well_formed() {
             if let Some(inc) = listing.incremental {
                 assert!(inc.lookback > Duration::ZERO, "{at}");
                 assert!(!inc.cursor_field.is_empty(), "{at}");
+                if let TimeFilter::InStatement { template, .. } = inc.filter {
+                    // The incremental statement replaces the listing's, so it pages the same way.
+                    assert!(
+                        matches!(
+                            listing.pagination,
+                            Pagination::Offset {
+                                offset: OffsetParam::Statement { .. },
+                                ..
+                            }
+                        ),
+                        "{at}: a statement filter needs a statement listing"
+                    );
+                    for placeholder in ["{since}", "{start}", "{max}"] {
+                        assert!(template.contains(placeholder), "{at}: no {placeholder}");
+                    }
+                }
+            }
+            if let Pagination::Offset {
+                offset: OffsetParam::Statement { template, .. },
+                ..
+            } = listing.pagination
+            {
+                assert!(
+                    listing.page_size.param.is_none(),
+                    "{at}: the size is in the statement"
+                );
+                for placeholder in ["{start}", "{max}"] {
+                    assert!(template.contains(placeholder), "{at}: no {placeholder}");
+                }
             }
             if let Some(parent) = listing.per_parent {
                 let parents = p.listing(parent.data_type);
@@ -240,9 +269,12 @@ fn every_listing_is_well_formed() {
                         || listing.query.iter().any(|(_, v)| v.contains(&placeholder)),
                     "{at}: no {placeholder} to fill"
                 );
+                // A time filter applies to each parent's listing alike; a search's keyset does not.
                 assert!(
-                    listing.incremental.is_none(),
-                    "{at}: per-parent listings are whole"
+                    listing
+                        .incremental
+                        .is_none_or(|inc| matches!(inc.filter, TimeFilter::QueryParam { .. })),
+                    "{at}: per-parent listings filter by a query parameter or not at all"
                 );
             }
         }
@@ -280,8 +312,15 @@ fn every_oauth_data_type_scope_is_asked_for_somewhere() {
 }
 
 #[test]
-fn the_three_first_platforms_list_every_data_type() {
-    for id in ["stripe", "hubspot", "keap"] {
+fn the_platforms_made_real_list_every_data_type() {
+    for id in [
+        "stripe",
+        "hubspot",
+        "keap",
+        "mailchimp",
+        "activecampaign",
+        "quickbooks",
+    ] {
         for d in find(id).unwrap().data_types {
             assert!(d.can_back_up(), "{id}/{}", d.name);
         }

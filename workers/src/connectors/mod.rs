@@ -2,8 +2,10 @@
 //!
 //! One generic loop, driven by each data type's [`Listing`] in the platform's module of the catalog
 //! (`listbackup_domain::platform`): its requests, where the records are, its paging mechanism (keyset by the
-//! last id, a cursor from the body, several cursors, a `Link` header, a next URL, an RPC continuation, offsets
-//! with overlap) and its incremental filter (a time query parameter, or a CRM search paged by keyset).
+//! last id while a flag says more or until a short page, a cursor from the body, several cursors, a `Link`
+//! header, a next URL, an RPC continuation, offsets with overlap, in a parameter or a query-language
+//! statement), its incremental filter (a time query parameter, a time condition inside the statement, or a
+//! CRM search paged by keyset), and whether it runs once per record of a parent data type.
 //! Requests carry the platform's real authentication (built by `listbackup_commands::platform_client`, shared
 //! with the connection test), go through the connection's [`RateBudget`], wait out `Retry-After`, and back
 //! off on 5xx, network errors and damaged bodies.
@@ -260,7 +262,8 @@ struct ParentCursor {
 #[serde(rename_all = "camelCase", tag = "kind")]
 enum Position {
     Start,
-    /// [`Pagination::AfterLastId`]: the id of the last record of the page before.
+    /// [`Pagination::AfterLastId`] and [`Pagination::AfterLastIdUntilShortPage`]: the id of the last record
+    /// of the page before.
     AfterId {
         id: String,
     },
@@ -449,7 +452,8 @@ impl Connector {
             current_parent: None,
         };
         if let Some(id) = resumed_parent {
-            pager.enter_parent(id)?;
+            // Where the cursor left this parent: its position is the resumed state's.
+            pager.enter_parent(id, Entering::Resumed)?;
         }
         Ok(pager)
     }
@@ -523,7 +527,7 @@ impl Pager<'_> {
                 let Some(id) = self.next_parent().await? else {
                     return Ok(None);
                 };
-                self.enter_parent(id)?;
+                self.enter_parent(id, Entering::Fresh)?;
             }
         })
     }
@@ -551,12 +555,13 @@ impl Pager<'_> {
         }
     }
 
-    /// Starts listing the children of parent `id`: its paths, a fresh position and loop guard.
-    fn enter_parent(&mut self, id: String) -> Result<(), FetchError> {
+    /// Starts listing the children of parent `id`: its paths and a fresh loop guard, and its first page
+    /// unless the fetch resumes where a cursor left this parent.
+    fn enter_parent(&mut self, id: String, entering: Entering) -> Result<(), FetchError> {
         self.paths = fill_paths(self.platform, self.listing, self.credentials, Some(&id))?;
-        if self.current_parent.as_deref() != Some(id.as_str()) {
+        if entering == Entering::Fresh {
             self.state.endpoint = 0;
-            self.state.position = first_position(self.listing, None);
+            self.state.position = first_position(self.listing, self.state.lower.as_deref());
         }
         self.guard = LoopGuard::default();
         self.current_parent = Some(id);
@@ -625,12 +630,18 @@ impl Pager<'_> {
 
     /// Counts so far; the final summary once `next_page` returned `None`.
     pub fn summary(&self) -> FetchSummary {
+        // A per-parent listing's requests include those that listed its parents.
+        let parents = self
+            .parents
+            .as_ref()
+            .map(|parents| parents.pager.summary())
+            .unwrap_or_default();
         FetchSummary {
             records: self.records,
             pages: self.pages,
-            requests: self.counters.requests,
-            retries: self.counters.retries,
-            rate_limited: self.counters.rate_limited,
+            requests: self.counters.requests + parents.requests,
+            retries: self.counters.retries + parents.retries,
+            rate_limited: self.counters.rate_limited + parents.rate_limited,
             incremental: self.incremental,
             next_cursor: self
                 .listing
@@ -803,15 +814,15 @@ impl Pager<'_> {
                         .map(|((param, _), value)| (*param, value.clone())),
                 );
             }
+            (Position::AfterId { id }, Pagination::AfterLastIdUntilShortPage { param }) => {
+                query.push((param, id.clone()))
+            }
             (Position::Offset { offset, .. }, Pagination::Offset { offset: param, .. }) => {
                 match param {
                     OffsetParam::Param(name) => query.push((name, offset.to_string())),
-                    OffsetParam::Statement { param, template } => query.push((
-                        param,
-                        template
-                            .replace("{start}", &(offset + 1).to_string())
-                            .replace("{max}", &listing.page_size.size.to_string()),
-                    )),
+                    OffsetParam::Statement { param, template } => {
+                        query.push((param, self.statement(template, *offset)))
+                    }
                 }
             }
             (
@@ -820,26 +831,38 @@ impl Pager<'_> {
                     offset: OffsetParam::Statement { param, template },
                     ..
                 },
-            ) => query.push((
-                param,
-                template
-                    .replace("{start}", "1")
-                    .replace("{max}", &listing.page_size.size.to_string()),
-            )),
+            ) => query.push((param, self.statement(template, 0))),
             _ => {}
         }
         if let (Some(lower), Some(inc)) = (&self.state.lower, listing.incremental) {
-            let start = window_start(lower, inc);
             if let TimeFilter::QueryParam { param, format } = inc.filter {
-                let value = match format {
-                    TimeFormat::UnixSeconds => start.timestamp().to_string(),
-                    TimeFormat::UnixMillis => start.timestamp_millis().to_string(),
-                    TimeFormat::Rfc3339 => start.to_rfc3339_opts(SecondsFormat::Millis, true),
-                };
-                query.push((param, value));
+                query.push((param, time_text(window_start(lower, inc), format)));
             }
         }
         query
+    }
+
+    /// A query-language statement ([`OffsetParam::Statement`]) for the page at `offset` (0-based; the
+    /// statement counts from 1), or on an incremental run the filter's own ([`TimeFilter::InStatement`])
+    /// with its lower bound.
+    fn statement(&self, template: &str, offset: u64) -> String {
+        let max = self.listing.page_size.size.to_string();
+        let start = (offset + 1).to_string();
+        match (&self.state.lower, self.listing.incremental) {
+            (
+                Some(lower),
+                Some(
+                    inc @ IncrementalFetch {
+                        filter: TimeFilter::InStatement { template, format },
+                        ..
+                    },
+                ),
+            ) => template
+                .replace("{since}", &time_text(window_start(lower, inc), format))
+                .replace("{start}", &start)
+                .replace("{max}", &max),
+            _ => template.replace("{start}", &start).replace("{max}", &max),
+        }
     }
 
     /// Where the listing goes after this answer, and which of its records are new; fails when the listing
@@ -914,6 +937,27 @@ impl Pager<'_> {
                         ))
                     }
                     (false, _) => Position::Done,
+                }
+            }
+            Pagination::AfterLastIdUntilShortPage { param } => {
+                let full = fetched.len() as u64 >= u64::from(self.listing.page_size.size);
+                match fetched.last().and_then(|record| record.id.clone()) {
+                    Some(id) if full => {
+                        if !self.guard.first_cursor(&(param, &id)) {
+                            return Err(FetchError::PagingLoop(format!(
+                                "{name} answered a page ending with `{id}` again, the `{param}` id \
+                                 already used: the listing would never end"
+                            )));
+                        }
+                        Position::AfterId { id }
+                    }
+                    None if full => {
+                        return Err(FetchError::InvalidResponse(format!(
+                            "{name} answered a full page whose last record has no `{}` to continue after",
+                            self.listing.id_field
+                        )))
+                    }
+                    _ => Position::Done,
                 }
             }
             Pagination::CursorParam { param, cursor } => match envelope.text(cursor) {
@@ -1107,6 +1151,17 @@ impl Pager<'_> {
             }
             // Without an id or a change time a record cannot be placed; keeping it is the safe side.
             if let (Some(inc), Some(time), Some(id)) = (inc, record.time, record.id.as_deref()) {
+                // A per-parent listing's ids may repeat from one parent to the next (a Mailchimp member's
+                // id is the hash of its e-mail address, the same in every audience): the cursor knows
+                // each record as `<parent id>/<id>`.
+                let qualified;
+                let id = match &self.current_parent {
+                    Some(parent) => {
+                        qualified = format!("{parent}/{id}");
+                        qualified.as_str()
+                    }
+                    None => id,
+                };
                 if let (Some(lower), Some(start)) = (&self.state.lower, start) {
                     if lower.holds(time, id, start) {
                         continue;
@@ -1124,6 +1179,15 @@ impl Pager<'_> {
         }
         kept
     }
+}
+
+/// How a per-parent listing enters a parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entering {
+    /// From its first page.
+    Fresh,
+    /// Where a resumed cursor left it.
+    Resumed,
 }
 
 /// A per-parent listing's parents: their own pager, and the ids of their current page still to list.
@@ -1187,6 +1251,15 @@ fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
         .filter_map(|value| value.to_str().ok())
         .filter_map(|value| parse_link_header::parse_with_rel(value).ok())
         .find_map(|links| links.get("next").map(|link| link.raw_uri.clone()))
+}
+
+/// A time as a request writes it.
+fn time_text(time: DateTime<Utc>, format: TimeFormat) -> String {
+    match format {
+        TimeFormat::UnixSeconds => time.timestamp().to_string(),
+        TimeFormat::UnixMillis => time.timestamp_millis().to_string(),
+        TimeFormat::Rfc3339 => time.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
 }
 
 /// Where an incremental run's requests start: the lookback window before the previous run's newest change.
