@@ -51,6 +51,10 @@ use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+mod gohighlevel;
+mod shopify;
+mod zendesk;
+
 /// 2024-01-01T00:00:00Z: the emulator's clock starts here.
 const EPOCH_MS: i64 = 1_704_067_200_000;
 /// Records of one `seed`/`append` call are created this far apart: two per second, so Stripe's whole-second
@@ -281,6 +285,9 @@ impl PlatformApi {
             "stripe" => "/stripe/v1",
             "hubspot" => "/hubspot",
             "keap" => "/keap/crm/rest/v1",
+            "shopify" => shopify::BASE_PATH,
+            "zendesk" => "/zendesk/api/v2",
+            "gohighlevel" => "/gohighlevel",
             other => panic!("the platform API emulation does not emulate {other}"),
         };
         format!("{}{base_path}", self.base_url)
@@ -692,6 +699,9 @@ fn answer(req: &HttpRequest, body: &[u8], state: &Mutex<State>) -> (HttpResponse
                 fault,
             )
         }
+        "shopify" => shopify::answer(&mut state, req, &rest, &query, &base, fault),
+        "zendesk" => zendesk::answer(&mut state, req, &rest, &query, &base, fault),
+        "gohighlevel" => gohighlevel::answer(&mut state, req, &rest, &query, fault),
         _ => HttpResponse::NotFound().json(json!({"error": "not found", "path": path})),
     };
     (response, reshape)
@@ -755,6 +765,9 @@ fn rate_limited(platform: &str, retry_after: RetryAfter) -> HttpResponse {
         "hubspot" => json!({"status": "error", "message": "You have reached your secondly limit.",
             "errorType": "RATE_LIMIT", "correlationId": "7c1f5b0e-2f0a-4c4a-9d0c-1f3f7e0b2a11",
             "policyName": "SECONDLY"}),
+        "shopify" => shopify::rate_limited_body(),
+        "zendesk" => zendesk::rate_limited_body(),
+        "gohighlevel" => gohighlevel::rate_limited_body(),
         _ => json!({"fault": {"faultstring": "Rate limit quota violation. Quota limit exceeded.",
             "detail": {"errorcode": "policies.ratelimit.QuotaViolation"}}}),
     };
@@ -782,6 +795,9 @@ fn platform_error(
         "hubspot" => json!({"status": "error", "message": message,
             "correlationId": "2b9d1c77-0f7e-4b0e-8a54-5d6c0c1e9f20",
             "category": if status.is_server_error() { "INTERNAL_ERROR" } else { "VALIDATION_ERROR" }}),
+        "shopify" => shopify::error_body(status),
+        "zendesk" => zendesk::error_body(status),
+        "gohighlevel" => gohighlevel::error_body(status),
         _ if status == StatusCode::SERVICE_UNAVAILABLE => json!({"fault": {
             "faultstring": "The Service is temporarily unavailable",
             "detail": {"errorcode": "messaging.adaptors.http.flow.ServiceUnavailable"}}}),
@@ -1610,6 +1626,7 @@ fn record_id(platform: &str, data_type: &str, index: u64) -> String {
                 (1000 * index).to_string()
             }
         }
+        "gohighlevel" => gohighlevel::record_id(data_type, index),
         _ => (index + 1).to_string(),
     }
 }

@@ -311,7 +311,7 @@ async fn handle(
             match upstream {
                 // A valid token on a path that is not user info: the data API's answer.
                 Some((base, secret)) if answer.status() == StatusCode::NOT_FOUND => {
-                    forward(&req, &base, &api[4..], &secret).await
+                    forward(&req, &platform, &base, &api[4..], &secret).await
                 }
                 _ => answer,
             }
@@ -320,25 +320,46 @@ async fn handle(
     }
 }
 
-/// Sends a data request on to the data emulation with its own secret, and its answer back.
-async fn forward(req: &HttpRequest, base: &str, path: &str, secret: &str) -> HttpResponse {
+/// Sends a data request on to the data emulation with its own secret (in the platform's header: Shopify's
+/// `X-Shopify-Access-Token`, a Bearer token elsewhere) and the request's `Version` header (HighLevel), and its
+/// answer back, with next-page links pointing at this provider.
+async fn forward(
+    req: &HttpRequest,
+    platform: &str,
+    base: &str,
+    path: &str,
+    secret: &str,
+) -> HttpResponse {
     let query = req.query_string();
     let url = if query.is_empty() {
         format!("{base}{path}")
     } else {
         format!("{base}{path}?{query}")
     };
-    let answer = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(secret)
-        .send()
-        .await
-        .expect("the data emulation answers");
+    let mut request = reqwest::Client::new().get(url);
+    request = if platform == "shopify" {
+        request.header("X-Shopify-Access-Token", secret)
+    } else {
+        request.bearer_auth(secret)
+    };
+    if let Some(version) = req.headers().get("Version").and_then(|v| v.to_str().ok()) {
+        request = request.header("Version", version);
+    }
+    let answer = request.send().await.expect("the data emulation answers");
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
     let mut response = HttpResponse::build(status);
+    let own_base = {
+        let connection = req.connection_info();
+        format!(
+            "{}://{}/{platform}/api",
+            connection.scheme(),
+            connection.host()
+        )
+    };
     for name in ["content-type", "retry-after", "link"] {
         if let Some(value) = answer.headers().get(name) {
-            response.insert_header((name, value.to_str().unwrap_or_default().to_owned()));
+            let value = value.to_str().unwrap_or_default().replace(base, &own_base);
+            response.insert_header((name, value));
         }
     }
     response.body(answer.bytes().await.unwrap())
