@@ -850,6 +850,14 @@ impl Pager<'_> {
                     )),
                 }
             }
+            // The first page says its offset too: HighLevel's invoices require it.
+            (
+                Position::Start,
+                Pagination::Offset {
+                    offset: OffsetParam::Param(name),
+                    ..
+                },
+            ) => query.push((name, "0".to_owned())),
             (
                 Position::Start,
                 Pagination::Offset {
