@@ -346,3 +346,31 @@ const fn skip_paged(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_follow_the_data_types_and_children_need_their_parents() {
+        assert_eq!(PLATFORM.scopes_for(Some(&[])), ["locations.readonly"]);
+        assert_eq!(
+            PLATFORM.scopes_for(Some(&["messages"])),
+            [
+                "locations.readonly",
+                "conversations.readonly",
+                "conversations/message.readonly"
+            ]
+        );
+        assert_eq!(
+            PLATFORM.scopes_for(Some(&["pipelines", "opportunities"])),
+            ["locations.readonly", "opportunities.readonly"]
+        );
+        let all = PLATFORM.scopes_for(None);
+        assert!(all.contains(&"calendars/events.readonly"));
+        assert!(
+            all.iter().all(|s| s.ends_with(".readonly")),
+            "read-only: {all:?}"
+        );
+    }
+}

@@ -309,6 +309,24 @@ mod tests {
     }
 
     #[test]
+    fn scopes_follow_the_data_types_and_children_need_their_parents() {
+        assert_eq!(PLATFORM.scopes_for(Some(&["shop"])), ["read_locations"]);
+        assert_eq!(
+            PLATFORM.scopes_for(Some(&["discount_codes"])),
+            ["read_locations", "read_price_rules", "read_discounts"]
+        );
+        assert_eq!(
+            PLATFORM.scopes_for(Some(&["orders"])),
+            ["read_locations", "read_orders", "read_all_orders"]
+        );
+        let all = PLATFORM.scopes_for(None);
+        assert!(
+            all.iter().all(|s| s.starts_with("read_")),
+            "read-only: {all:?}"
+        );
+    }
+
+    #[test]
     fn one_api_version_everywhere() {
         assert!(PLATFORM
             .api_base_url
