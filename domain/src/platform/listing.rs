@@ -211,7 +211,8 @@ pub enum Pagination {
     /// skip nor repeat a record (when they cannot be found, the engine steps back a bounded number of pages,
     /// then fails the data type as retryable rather than skip). `total` points at the count the list
     /// announces (a number or a numeric string), which bounds the pages. A page shorter than the page size
-    /// ends the list. Keap, Mailchimp, ActiveCampaign, QuickBooks.
+    /// ends the list. Keap, Mailchimp, ActiveCampaign, QuickBooks, HighLevel's forms, surveys, invoices and
+    /// products.
     Offset {
         offset: OffsetParam,
         overlap: u32,
@@ -222,7 +223,8 @@ pub enum Pagination {
 /// Where an offset goes in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetParam {
-    /// A query parameter counting from 0 (`offset`).
+    /// A query parameter counting from 0 (`offset`, HighLevel's `skip`), sent on the first request too
+    /// (`offset=0`: HighLevel's invoices require it).
     Param(&'static str),
     /// A query-language statement in a query parameter, counting from 1, with `{start}` and `{max}`
     /// placeholders: QuickBooks' `query=select * from Customer ORDERBY Id STARTPOSITION {start} MAXRESULTS {max}`.
