@@ -334,6 +334,48 @@ async fn a_ticket_deleted_since_it_was_listed_has_no_comments_left_and_the_other
     );
 }
 
+#[tokio::test]
+async fn an_answer_without_has_more_fails_rather_than_end_the_list_early() {
+    use listbackup_domain::platform::{
+        DataType, Endpoint, Listing, PageSize, Pagination, Platform,
+    };
+    // An endpoint answering offset pagination (no `meta`), as one that ignored `page[size]` would: the same
+    // cursor listing, without the size parameter.
+    static GROUPS: &[DataType] = &[DataType::new(
+        "groups",
+        "Agent groups",
+        Listing::new(
+            &[Endpoint::get("/groups.json")],
+            "/groups",
+            Pagination::NextUrl {
+                url: "/links/next",
+                more: Some("/meta/has_more"),
+            },
+            PageSize::NONE,
+        ),
+    )];
+    let zendesk = find("zendesk").unwrap();
+    let platform: &'static Platform = Box::leak(Box::new(Platform {
+        data_types: GROUPS,
+        ..zendesk.clone()
+    }));
+    let api = emulation().await;
+    api.seed("zendesk", "groups", 150);
+    let credentials = credentials(API_TOKEN);
+    let connector = connector(&api);
+    let mut pager = connector
+        .pages(FetchRequest::new(
+            "conn-1",
+            platform,
+            "groups",
+            &credentials,
+        ))
+        .unwrap();
+    let err = pager.next_page().await.unwrap_err();
+    assert!(matches!(err, FetchError::InvalidResponse(_)), "{err}");
+    assert!(err.to_string().contains("/meta/has_more"), "{err}");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Through the service
 

@@ -1005,19 +1005,35 @@ impl Pager<'_> {
                 None => Position::Done,
             },
             Pagination::NextUrl { url, more } => {
-                let more = more.is_none_or(|more| envelope.flag(more).unwrap_or(false));
-                match envelope.text(url).filter(|_| more) {
-                    Some(url) => {
+                // An answer without the flag the listing pages by is not in the documented shape (an
+                // endpoint answering offset pagination, say): stopping there would drop records silently.
+                let flagged = more.is_some();
+                let more = match more {
+                    None => true,
+                    Some(pointer) => envelope
+                        .flag(pointer)
+                        .ok_or_else(|| missing_flag(name, pointer))?,
+                };
+                match (more, envelope.text(url)) {
+                    (false, _) => Position::Done,
+                    (true, Some(url)) => {
                         if !self.guard.first_cursor(&url) {
                             return Err(repeated(format!("the next page URL {url}")));
                         }
                         Position::Url { url }
                     }
-                    None => Position::Done,
+                    (true, None) if flagged => {
+                        return Err(FetchError::InvalidResponse(format!(
+                            "{name} says the list goes on but sent no next page URL"
+                        )))
+                    }
+                    // Without a flag, an answer without a next URL is the last page.
+                    (true, None) => Position::Done,
                 }
             }
             Pagination::NextUrlUntil { url, end } => {
-                if envelope.flag(end).unwrap_or(false) {
+                let ended = envelope.flag(end).ok_or_else(|| missing_flag(name, end))?;
+                if ended {
                     Position::Done
                 } else {
                     let url = envelope.text(url).ok_or_else(|| {
@@ -1242,6 +1258,14 @@ fn fill_paths(
             Ok(fill_template(platform, &path, credentials)?)
         })
         .collect()
+}
+
+/// An answer without the boolean the listing's paging reads.
+fn missing_flag(platform: &str, pointer: &str) -> FetchError {
+    FetchError::InvalidResponse(format!(
+        "{platform}'s answer has no `{pointer}` to say whether the list goes on: it is not in the \
+         documented shape"
+    ))
 }
 
 /// The listing's fixed query parameters with their `{placeholders}` filled from the credentials (checked like
