@@ -144,8 +144,8 @@ async fn an_empty_account_answers_one_empty_page_per_list() {
             audience(&api, 1)
         ))
         .unwrap();
-    // The first page of a list is the one without an offset.
-    assert_eq!(query, "count=1000");
+    // The first page of a list says its offset, 0.
+    assert_eq!(query, "count=1000&offset=0");
 }
 
 #[tokio::test]

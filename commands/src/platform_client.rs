@@ -600,7 +600,7 @@ mod tests {
         );
         assert_eq!(
             base("shopify", &[("shop", "acme.myshopify.com")]).unwrap(),
-            "https://acme.myshopify.com/admin/api/2024-10"
+            "https://acme.myshopify.com/admin/api/2026-10"
         );
         assert_eq!(base("stripe", &[]).unwrap(), "https://api.stripe.com/v1");
         assert_eq!(

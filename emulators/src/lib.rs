@@ -52,8 +52,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 mod activecampaign;
+mod gohighlevel;
 mod mailchimp;
 pub mod quickbooks;
+mod shopify;
+mod zendesk;
 
 /// 2024-01-01T00:00:00Z: the emulator's clock starts here.
 const EPOCH_MS: i64 = 1_704_067_200_000;
@@ -288,6 +291,9 @@ impl PlatformApi {
             "mailchimp" => "/mailchimp/3.0",
             "activecampaign" => "/activecampaign/api/3",
             "quickbooks" => &format!("/quickbooks/v3/company/{}", quickbooks::REALM_ID),
+            "shopify" => shopify::BASE_PATH,
+            "zendesk" => "/zendesk/api/v2",
+            "gohighlevel" => "/gohighlevel",
             other => panic!("the platform API emulation does not emulate {other}"),
         };
         format!("{}{base_path}", self.base_url)
@@ -702,6 +708,9 @@ fn answer(req: &HttpRequest, body: &[u8], state: &Mutex<State>) -> (HttpResponse
         "mailchimp" => mailchimp::answer(&mut state, req, &rest, &query, fault),
         "activecampaign" => activecampaign::answer(&mut state, req, &rest, &query, fault),
         "quickbooks" => quickbooks::answer(&mut state, req, &rest, &query, body, fault),
+        "shopify" => shopify::answer(&mut state, req, &rest, &query, &base, fault),
+        "zendesk" => zendesk::answer(&mut state, req, &rest, &query, &base, fault),
+        "gohighlevel" => gohighlevel::answer(&mut state, req, &rest, &query, fault),
         _ => HttpResponse::NotFound().json(json!({"error": "not found", "path": path})),
     };
     (response, reshape)
@@ -768,6 +777,9 @@ fn rate_limited(platform: &str, retry_after: RetryAfter) -> HttpResponse {
         "mailchimp" => mailchimp::error_body(StatusCode::TOO_MANY_REQUESTS),
         "activecampaign" => activecampaign::error_body(StatusCode::TOO_MANY_REQUESTS),
         "quickbooks" => quickbooks::error_body(StatusCode::TOO_MANY_REQUESTS),
+        "shopify" => shopify::rate_limited_body(),
+        "zendesk" => zendesk::rate_limited_body(),
+        "gohighlevel" => gohighlevel::rate_limited_body(),
         _ => json!({"fault": {"faultstring": "Rate limit quota violation. Quota limit exceeded.",
             "detail": {"errorcode": "policies.ratelimit.QuotaViolation"}}}),
     };
@@ -798,6 +810,9 @@ fn platform_error(
         "mailchimp" => mailchimp::error_body(status),
         "activecampaign" => activecampaign::error_body(status),
         "quickbooks" => quickbooks::error_body(status),
+        "shopify" => shopify::error_body(status),
+        "zendesk" => zendesk::error_body(status),
+        "gohighlevel" => gohighlevel::error_body(status),
         _ if status == StatusCode::SERVICE_UNAVAILABLE => json!({"fault": {
             "faultstring": "The Service is temporarily unavailable",
             "detail": {"errorcode": "messaging.adaptors.http.flow.ServiceUnavailable"}}}),
@@ -1627,6 +1642,7 @@ fn record_id(platform: &str, data_type: &str, index: u64) -> String {
             }
         }
         "mailchimp" => mailchimp::record_id(data_type, index),
+        "gohighlevel" => gohighlevel::record_id(data_type, index),
         _ => (index + 1).to_string(),
     }
 }

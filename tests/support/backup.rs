@@ -61,6 +61,51 @@ impl BackupApp {
         }
     }
 
+    /// With these platforms' APIs (besides Stripe's) pointed at the emulation; `customize` may add keys.
+    pub async fn spawn_emulating(
+        platforms: &[&str],
+        customize: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Self {
+        let api = PlatformApi::start().await;
+        let storage =
+            std::env::temp_dir().join(format!("listbackup-jobs-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&storage).unwrap();
+        let urls: Vec<(String, String)> = std::iter::once("stripe")
+            .chain(platforms.iter().copied())
+            .map(|id| {
+                let key = format!("LISTBACKUP_PLATFORM_{}_API_URL", id.to_ascii_uppercase());
+                (key, api.api_url(id))
+            })
+            .collect();
+        let storage_url = format!("file://{}", storage.display());
+        let app = TestApp::spawn_with(|values| {
+            values.extend(urls);
+            values.insert("LISTBACKUP_STORAGE_URL".into(), storage_url);
+            customize(values);
+        })
+        .await;
+        Self {
+            app,
+            api,
+            _cleanup: RemoveOnDrop(storage.clone()),
+            storage,
+        }
+    }
+
+    /// The records of a data type's artifact of a job.
+    pub fn stored(
+        &self,
+        account: &str,
+        source_id: &str,
+        job_id: &str,
+        data_type: &str,
+    ) -> Vec<Value> {
+        let dir = self.storage.join(format!(
+            "accounts/{account}/sources/{source_id}/jobs/{job_id}"
+        ));
+        gunzip_lines(&dir.join(format!("{data_type}.ndjson.gz")))
+    }
+
     pub async fn job(&self, token: &str, job_id: &str) -> Value {
         let response = self.app.get(&format!("/jobs/{job_id}"), token).await;
         assert_eq!(response.status(), 200);

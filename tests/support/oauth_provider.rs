@@ -63,6 +63,8 @@ struct Code {
     client_id: String,
     redirect_uri: String,
     challenge: String,
+    /// The scopes the authorization asked for.
+    scope: String,
 }
 
 struct State {
@@ -311,7 +313,7 @@ async fn handle(
             match upstream {
                 // A valid token on a path that is not user info: the data API's answer.
                 Some((base, secret)) if answer.status() == StatusCode::NOT_FOUND => {
-                    forward(&req, &base, &api[4..], &secret).await
+                    forward(&req, &platform, &base, &api[4..], &secret).await
                 }
                 _ => answer,
             }
@@ -320,15 +322,31 @@ async fn handle(
     }
 }
 
-/// Sends a data request on to the data emulation with its own secret, and its answer back.
-async fn forward(req: &HttpRequest, base: &str, path: &str, secret: &str) -> HttpResponse {
+/// Sends a data request on to the data emulation with its own secret (in the platform's header: Shopify's
+/// `X-Shopify-Access-Token`, a Bearer token elsewhere) and the request's `Version` header (HighLevel), and its
+/// answer back, with next-page links pointing at this provider.
+async fn forward(
+    req: &HttpRequest,
+    platform: &str,
+    base: &str,
+    path: &str,
+    secret: &str,
+) -> HttpResponse {
     let query = req.query_string();
     let url = if query.is_empty() {
         format!("{base}{path}")
     } else {
         format!("{base}{path}?{query}")
     };
-    let mut request = reqwest::Client::new().get(url).bearer_auth(secret);
+    let mut request = reqwest::Client::new().get(url);
+    request = if platform == "shopify" {
+        request.header("X-Shopify-Access-Token", secret)
+    } else {
+        request.bearer_auth(secret)
+    };
+    if let Some(version) = req.headers().get("Version").and_then(|v| v.to_str().ok()) {
+        request = request.header("Version", version);
+    }
     // The representation asked for (QuickBooks answers XML unless asked for JSON).
     if let Some(accept) = req.headers().get("accept") {
         request = request.header("accept", accept.as_bytes());
@@ -336,9 +354,18 @@ async fn forward(req: &HttpRequest, base: &str, path: &str, secret: &str) -> Htt
     let answer = request.send().await.expect("the data emulation answers");
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
     let mut response = HttpResponse::build(status);
+    let own_base = {
+        let connection = req.connection_info();
+        format!(
+            "{}://{}/{platform}/api",
+            connection.scheme(),
+            connection.host()
+        )
+    };
     for name in ["content-type", "retry-after", "link"] {
         if let Some(value) = answer.headers().get(name) {
-            response.insert_header((name, value.to_str().unwrap_or_default().to_owned()));
+            let value = value.to_str().unwrap_or_default().replace(base, &own_base);
+            response.insert_header((name, value));
         }
     }
     response.body(answer.bytes().await.unwrap())
@@ -400,6 +427,7 @@ fn authorize(
                 client_id: get("client_id"),
                 redirect_uri: redirect_uri.clone(),
                 challenge: get("code_challenge"),
+                scope: get("scope"),
             },
         );
         let mut pairs = location.query_pairs_mut();
@@ -567,7 +595,12 @@ fn token_answer(
                 );
             }
             let lifetime = st.lifetime;
-            (issue(st, platform, true, lifetime), StatusCode::OK)
+            let mut answer = issue(st, platform, true, lifetime);
+            if platform == "shopify" {
+                // Shopify's access token answer names the scopes granted: the ones asked for.
+                answer["scope"] = Value::String(code.scope.clone());
+            }
+            (answer, StatusCode::OK)
         }
         "refresh_token" => {
             let presented = form.get("refresh_token").cloned().unwrap_or_default();
@@ -610,7 +643,7 @@ fn issue(st: &mut State, platform: &str, with_refresh: bool, lifetime: u64) -> V
     st.access_tokens.insert(access.clone(), platform.to_owned());
     if platform == "shopify" {
         // Offline tokens: no expiry, no refresh token, no token_type.
-        return json!({"access_token": access, "scope": "read_orders,read_products"});
+        return json!({"access_token": access});
     }
     let mut answer =
         json!({"access_token": access, "token_type": "Bearer", "expires_in": lifetime});

@@ -21,13 +21,19 @@ pub struct Listing {
     /// Whether an answer without that array holds no records (QuickBooks answers an empty query with
     /// `{"QueryResponse":{}}`) rather than being malformed.
     pub absent_is_empty: bool,
+    /// Whether `records` points at one object, the data type's only record, rather than at an array: a
+    /// settings resource such as Shopify's `GET /shop.json` → `{"shop":{…}}`. An array there (or anything
+    /// but an object) is then not the documented shape.
+    pub single_object: bool,
     /// The top-level field that identifies a record: `id` almost everywhere, QuickBooks `Id`.
     pub id_field: &'static str,
     pub pagination: Pagination,
     /// Records per request (each platform's maximum, or its documented sweet spot).
     pub page_size: PageSize,
-    /// Fixed query parameters of every request, e.g. Stripe subscriptions' `status=all` (without it
-    /// cancelled subscriptions are not listed).
+    /// Fixed query parameters of every request the engine builds (a next-page URL the platform gives is
+    /// requested as given: it carries what it needs), e.g. Stripe subscriptions' `status=all` (without it cancelled subscriptions
+    /// are not listed). Values may hold `{placeholders}` filled like the paths', from the credentials
+    /// (GoHighLevel's `locationId={locationId}`) and from a per-parent listing's parent id.
     pub query: &'static [(&'static str, &'static str)],
     /// `None`: every run lists everything.
     pub incremental: Option<IncrementalFetch>,
@@ -65,6 +71,7 @@ impl Listing {
             endpoints,
             records,
             absent_is_empty: false,
+            single_object: false,
             id_field: "id",
             pagination,
             page_size,
@@ -181,6 +188,24 @@ pub enum Pagination {
         url: &'static str,
         more: Option<&'static str>,
     },
+    /// The next page's URL in the answer (`url`) until the boolean at `end` is true; the URL is present on
+    /// the last page too (it is where a later export resumes), so only `end` ends the listing. Requested as
+    /// given, only on the API's own origin. Zendesk's incremental exports (cursor-based): `/after_url` until
+    /// `/end_of_stream`.
+    NextUrlUntil {
+        url: &'static str,
+        end: &'static str,
+    },
+    /// Keyset by the sort value of the page's last record: `param=<value of the top-level field `field` of
+    /// the page's last record>`, until a page holds fewer records than the page size. For search APIs that
+    /// page like Elasticsearch's `search_after` without handing a cursor back: GoHighLevel conversations,
+    /// `startAfterDate` ← `lastMessageDate` ("should contain the sort value of the last document"). Records
+    /// sharing the boundary's sort value with the page's last one are the API's to page correctly; the
+    /// loop guard ends a listing whose value stops moving.
+    AfterLastValue {
+        param: &'static str,
+        field: &'static str,
+    },
     /// An RPC continuation: `POST <path>` with `{"cursor": <the value at cursor>}` while the boolean at
     /// `more` is true. Dropbox: `/2/files/list_folder/continue`, `/cursor`, `/has_more`.
     ContinueWithCursor {
@@ -193,7 +218,8 @@ pub enum Pagination {
     /// skip nor repeat a record (when they cannot be found, the engine steps back a bounded number of pages,
     /// then fails the data type as retryable rather than skip). `total` points at the count the list
     /// announces (a number or a numeric string), which bounds the pages. A page shorter than the page size
-    /// ends the list. Keap, Mailchimp, ActiveCampaign, QuickBooks.
+    /// ends the list. Keap, Mailchimp, ActiveCampaign, QuickBooks, HighLevel's forms, surveys, invoices and
+    /// products.
     Offset {
         offset: OffsetParam,
         overlap: u32,
@@ -204,7 +230,8 @@ pub enum Pagination {
 /// Where an offset goes in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetParam {
-    /// A query parameter counting from 0 (`offset`).
+    /// A query parameter counting from 0 (`offset`, HighLevel's `skip`), sent on the first request too
+    /// (`offset=0`: HighLevel's invoices require it).
     Param(&'static str),
     /// A query-language statement in a query parameter, counting from 1, with `{start}` and `{max}`
     /// placeholders: QuickBooks' `query=select * from Customer ORDERBY Id STARTPOSITION {start} MAXRESULTS {max}`.
@@ -235,7 +262,9 @@ pub struct IncrementalFetch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeFilter {
     /// A query parameter holding the inclusive lower bound: Stripe `created[gte]` (Unix seconds), Keap
-    /// `since`, Shopify `updated_at_min`, Mailchimp `since_last_changed` (RFC 3339).
+    /// `since`, Shopify `updated_at_min`, Mailchimp `since_last_changed` (RFC 3339). It replaces a fixed
+    /// query parameter of the same name ([`Listing::query`]): Zendesk's incremental exports require
+    /// `start_time`, so a full run sends `start_time=0` and an incremental one its lower bound.
     QueryParam {
         param: &'static str,
         format: TimeFormat,

@@ -31,7 +31,7 @@ pub use listing::{
     Endpoint, IncrementalFetch, Listing, OffsetParam, PageSize, Pagination, PerParent, TimeField,
     TimeFilter, TimeFormat,
 };
-pub use shopify::validate_shop;
+pub use shopify::{validate_shop, API_VERSION as SHOPIFY_API_VERSION};
 
 // Building blocks of the platform modules.
 const OAUTH: &[AuthType] = &[AuthType::Oauth2];

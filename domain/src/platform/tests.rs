@@ -204,10 +204,26 @@ fn every_listing_is_well_formed() {
                     );
                 }
             }
+            // Query values take the same placeholders as paths.
+            for (_, value) in listing.query {
+                for name in url_placeholders(value) {
+                    let parent = listing
+                        .per_parent
+                        .is_some_and(|parent| parent.placeholder == name);
+                    assert!(
+                        parent || p.credential_field(name).is_some() || p.url_param(name).is_some(),
+                        "{at}: unknown placeholder {{{name}}} in the query"
+                    );
+                }
+            }
             assert!(
                 listing.records.is_empty() || listing.records.starts_with('/'),
                 "{at}"
             );
+            if listing.single_object {
+                // One object is one record: nothing to page.
+                assert_eq!(listing.pagination, Pagination::Single, "{at}");
+            }
             match listing.pagination {
                 Pagination::Single => {}
                 Pagination::Offset { overlap, .. } => {
@@ -276,6 +292,14 @@ fn every_listing_is_well_formed() {
                         .is_none_or(|inc| matches!(inc.filter, TimeFilter::QueryParam { .. })),
                     "{at}: per-parent listings filter by a query parameter or not at all"
                 );
+                // Listing the children lists the parents: the OAuth consent must cover both.
+                let parent_type = p.data_type(parent.data_type).unwrap();
+                for scope in parent_type.scopes {
+                    assert!(
+                        d.scopes.contains(scope),
+                        "{at}: lacks its parent's scope {scope}"
+                    );
+                }
             }
         }
     }
@@ -320,6 +344,9 @@ fn the_platforms_made_real_list_every_data_type() {
         "mailchimp",
         "activecampaign",
         "quickbooks",
+        "shopify",
+        "zendesk",
+        "gohighlevel",
     ] {
         for d in find(id).unwrap().data_types {
             assert!(d.can_back_up(), "{id}/{}", d.name);

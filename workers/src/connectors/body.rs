@@ -36,6 +36,22 @@ impl ListBody {
         records: &str,
         absent_is_empty: bool,
     ) -> Result<Self, serde_json::Error> {
+        Self::parse_as(body, records, absent_is_empty, Shape::Array)
+    }
+
+    /// Parses an answer whose only record is the object at the JSON pointer `records` (`""`: the answer is
+    /// the record), as Shopify's `/shop.json` sends `{"shop":{…}}`. Anything but an object there is a
+    /// shape error.
+    pub fn parse_one(body: &[u8], records: &str) -> Result<Self, serde_json::Error> {
+        Self::parse_as(body, records, false, Shape::Object)
+    }
+
+    fn parse_as(
+        body: &[u8],
+        records: &str,
+        absent_is_empty: bool,
+        shape: Shape,
+    ) -> Result<Self, serde_json::Error> {
         let path: Vec<String> = records
             .split('/')
             .skip(1)
@@ -44,11 +60,15 @@ impl ListBody {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         let list = if path.is_empty() {
             ListBody {
-                records: Deserialize::deserialize(&mut deserializer)?,
+                records: match shape {
+                    Shape::Array => Deserialize::deserialize(&mut deserializer)?,
+                    Shape::Object => shape.read(&mut deserializer)?.unwrap_or_default(),
+                },
                 envelope: Envelope(Value::Null),
             }
         } else {
-            let (found, envelope) = ObjectSeed { path: &path }.deserialize(&mut deserializer)?;
+            let (found, envelope) =
+                ObjectSeed { path: &path, shape }.deserialize(&mut deserializer)?;
             let records = match found {
                 Some(records) => records,
                 None if absent_is_empty => Vec::new(),
@@ -93,9 +113,40 @@ impl Envelope {
     }
 }
 
-/// Walks down `path` through objects to the records array, keeping every other member as a value.
+/// What the records pointer points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// An array of records (`null`: none).
+    Array,
+    /// One object, the only record.
+    Object,
+}
+
+impl Shape {
+    /// The records at the deserializer's position, in this shape.
+    fn read<'de, D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<Vec<Box<RawValue>>>, D::Error> {
+        match self {
+            Shape::Array => Option::<Vec<Box<RawValue>>>::deserialize(deserializer),
+            Shape::Object => {
+                let raw = Box::<RawValue>::deserialize(deserializer)?;
+                if raw.get().trim_start().starts_with('{') {
+                    Ok(Some(vec![raw]))
+                } else {
+                    Err(de::Error::custom("the record is not an object"))
+                }
+            }
+        }
+    }
+}
+
+/// Walks down `path` through objects to the records array (or object), keeping every other member as a
+/// value.
 struct ObjectSeed<'a> {
     path: &'a [String],
+    shape: Shape,
 }
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
@@ -123,10 +174,11 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
             if key == self.path[0] {
                 if self.path.len() == 1 {
                     // `null` where the array would be: no records (as an absent one).
-                    records = map.next_value::<Option<Vec<Box<RawValue>>>>()?;
+                    records = map.next_value_seed(ShapeSeed(self.shape))?;
                 } else {
                     let (found, inner) = map.next_value_seed(ObjectSeed {
                         path: &self.path[1..],
+                        shape: self.shape,
                     })?;
                     records = found;
                     envelope.insert(key.into_owned(), inner);
@@ -136,6 +188,20 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
             envelope.insert(key.into_owned(), map.next_value::<Value>()?);
         }
         Ok((records, Value::Object(envelope)))
+    }
+}
+
+/// Reads the records in a [`Shape`].
+struct ShapeSeed(Shape);
+
+impl<'de> DeserializeSeed<'de> for ShapeSeed {
+    type Value = Option<Vec<Box<RawValue>>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        self.0.read(deserializer)
     }
 }
 
@@ -211,6 +277,19 @@ impl Fetched {
             id: seed.id,
             time,
             has_tag: seed.has_tag,
+        }
+    }
+
+    /// The top-level `field` of the record as a cursor value (a non-empty string, or a number's text); read
+    /// only for a page's last record ([`listbackup_domain::platform::Pagination::AfterLastValue`]).
+    pub fn field_text(&self, field: &str) -> Option<String> {
+        match serde_json::from_str::<Value>(self.raw.get())
+            .ok()?
+            .get(field)?
+        {
+            Value::String(text) if !text.is_empty() => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
         }
     }
 
@@ -470,6 +549,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(total.envelope.count("/meta/total"), Some(42));
+    }
+
+    #[test]
+    fn a_single_object_is_the_one_record_as_sent() {
+        let shop = ListBody::parse_one(
+            br#"{"shop":{"id":548380009,"name":"Acme","price":1.50},"extra":true}"#,
+            "/shop",
+        )
+        .unwrap();
+        assert_eq!(shop.records.len(), 1);
+        assert_eq!(
+            shop.records[0].get(),
+            r#"{"id":548380009,"name":"Acme","price":1.50}"#
+        );
+        assert_eq!(shop.envelope.flag("/extra"), Some(true));
+        let whole = ListBody::parse_one(br#"{"id":1}"#, "").unwrap();
+        assert_eq!(whole.records.len(), 1);
+        // Anything but an object where the record should be is the answer's shape, not a damaged body.
+        for body in [
+            &br#"{"shop":[{"id":1}]}"#[..],
+            br#"{"shop":"x"}"#,
+            br#"{"other":{}}"#,
+        ] {
+            let err = ListBody::parse_one(body, "/shop").err().unwrap();
+            assert_eq!(
+                err.classify(),
+                serde_json::error::Category::Data,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // An array listing still refuses an object.
+        assert!(ListBody::parse(br#"{"shop":{"id":1}}"#, "/shop", false).is_err());
     }
 
     #[test]

@@ -268,11 +268,13 @@ enum Position {
         id: String,
     },
     /// [`Pagination::CursorParam`] and [`Pagination::CursorParams`]: the values read from the page before,
-    /// one per parameter, in the listing's order.
+    /// one per parameter, in the listing's order; [`Pagination::AfterLastValue`]: the sort value of its last
+    /// record.
     Cursors {
         values: Vec<String>,
     },
-    /// [`Pagination::LinkHeader`] and [`Pagination::NextUrl`]: the next page's URL, as the platform gave it.
+    /// [`Pagination::LinkHeader`], [`Pagination::NextUrl`] and [`Pagination::NextUrlUntil`]: the next page's
+    /// URL, as the platform gave it.
     Url {
         url: String,
     },
@@ -319,6 +321,9 @@ pub struct FetchSummary {
     pub rate_limited: u64,
     /// Whether this run fetched only changes (a usable cursor was given and the data type supports it).
     pub incremental: bool,
+    /// A per-parent listing's parents that answered 404 when their records were listed: deleted after the
+    /// parents were listed, so they have none left to back up.
+    pub parents_gone: u64,
     /// Where the next incremental run starts; `None` when the data type does not support incremental runs.
     pub next_cursor: Option<IncrementalCursor>,
 }
@@ -386,9 +391,12 @@ impl Connector {
         let base = self.endpoints.api_base(platform, request.credentials)?;
         // Every endpoint's path is filled now (a missing placeholder value is the credentials' problem), but
         // a per-parent listing's, which wait for their parent's id.
-        let paths = match listing.per_parent {
-            None => fill_paths(platform, listing, request.credentials, None)?,
-            Some(_) => Vec::new(),
+        let (paths, query) = match listing.per_parent {
+            None => (
+                fill_paths(platform, listing, request.credentials, None)?,
+                fill_query(platform, listing, request.credentials, None)?,
+            ),
+            Some(_) => (Vec::new(), Vec::new()),
         };
         let mut resumed_parent = None;
         let state = match request.resume.clone() {
@@ -440,6 +448,7 @@ impl Connector {
             connector: self,
             listing,
             paths,
+            query,
             platform,
             credentials: request.credentials,
             auth,
@@ -450,10 +459,14 @@ impl Connector {
             pages: 0,
             parents,
             current_parent: None,
+            parent_gone: None,
+            parents_entered: 0,
+            parents_gone: 0,
         };
         if let Some(id) = resumed_parent {
             // Where the cursor left this parent: its position is the resumed state's.
             pager.enter_parent(id, Entering::Resumed)?;
+            pager.parents_entered += 1;
         }
         Ok(pager)
     }
@@ -485,10 +498,17 @@ pub struct Pager<'a> {
     listing: &'static Listing,
     /// Each endpoint's path with its placeholders filled (a per-parent listing's: with the current parent's).
     paths: Vec<String>,
+    /// The listing's fixed query parameters with their placeholders filled, likewise.
+    query: Vec<(&'static str, String)>,
     /// A per-parent listing's parents.
     parents: Option<Parents<'a>>,
     /// The parent being listed now.
     current_parent: Option<String>,
+    /// The 404 of the last parent found gone (see [`Pager::next_page`]).
+    parent_gone: Option<FetchError>,
+    /// Parents whose records were asked for, and how many of them were gone.
+    parents_entered: u64,
+    parents_gone: u64,
     platform: &'static Platform,
     credentials: &'a BTreeMap<String, String>,
     auth: ApiAuth,
@@ -520,14 +540,34 @@ impl Pager<'_> {
             }
             loop {
                 if self.current_parent.is_some() {
-                    if let Some(page) = self.next_page_of_listing().await? {
-                        return Ok(Some(page));
+                    match self.next_page_of_listing().await {
+                        Ok(Some(page)) => return Ok(Some(page)),
+                        Ok(None) => {}
+                        // The parent was deleted after the parents were listed: it has nothing left to
+                        // back up, and the others still do.
+                        Err(err @ FetchError::Platform { status: 404, .. }) => {
+                            tracing::info!(
+                                platform = self.platform.id,
+                                parent = ?self.current_parent,
+                                "a parent answered 404: deleted since it was listed, skipped"
+                            );
+                            self.parents_gone += 1;
+                            self.parent_gone = Some(err);
+                        }
+                        Err(err) => return Err(err),
                     }
                 }
                 let Some(id) = self.next_parent().await? else {
+                    // Every parent gone is not a race any more: the listing's requests are wrong.
+                    if self.parents_gone > 0 && self.parents_gone == self.parents_entered {
+                        if let Some(err) = self.parent_gone.take() {
+                            return Err(err);
+                        }
+                    }
                     return Ok(None);
                 };
                 self.enter_parent(id, Entering::Fresh)?;
+                self.parents_entered += 1;
             }
         })
     }
@@ -559,6 +599,7 @@ impl Pager<'_> {
     /// unless the fetch resumes where a cursor left this parent.
     fn enter_parent(&mut self, id: String, entering: Entering) -> Result<(), FetchError> {
         self.paths = fill_paths(self.platform, self.listing, self.credentials, Some(&id))?;
+        self.query = fill_query(self.platform, self.listing, self.credentials, Some(&id))?;
         if entering == Entering::Fresh {
             self.state.endpoint = 0;
             self.state.position = first_position(self.listing, self.state.lower.as_deref());
@@ -643,6 +684,7 @@ impl Pager<'_> {
             retries: self.counters.retries + parents.retries,
             rate_limited: self.counters.rate_limited + parents.rate_limited,
             incremental: self.incremental,
+            parents_gone: self.parents_gone,
             next_cursor: self
                 .listing
                 .incremental
@@ -676,8 +718,12 @@ impl Pager<'_> {
         let link_paging = listing.pagination == Pagination::LinkHeader;
         let decode = |response: transport::Response| {
             tracing::trace!(status = %response.status, bytes = response.body.len(), "list page");
-            let list = ListBody::parse(&response.body, listing.records, listing.absent_is_empty)
-                .map_err(|err| BodyError::from_json(err, &response))?;
+            let list = if listing.single_object {
+                ListBody::parse_one(&response.body, listing.records)
+            } else {
+                ListBody::parse(&response.body, listing.records, listing.absent_is_empty)
+            }
+            .map_err(|err| BodyError::from_json(err, &response))?;
             let link = link_paging.then(|| next_link(&response.headers)).flatten();
             Ok((list, link))
         };
@@ -784,18 +830,7 @@ impl Pager<'_> {
 
     fn query(&self, position: &Position) -> Vec<(&'static str, String)> {
         let listing = self.listing;
-        let parent = listing
-            .per_parent
-            .map(|parent| format!("{{{}}}", parent.placeholder))
-            .zip(self.current_parent.as_deref());
-        let mut query: Vec<(&'static str, String)> = listing
-            .query
-            .iter()
-            .map(|(k, v)| match &parent {
-                Some((placeholder, id)) => (*k, v.replace(placeholder.as_str(), id)),
-                None => (*k, (*v).to_owned()),
-            })
-            .collect();
+        let mut query = self.query.clone();
         if let Some(param) = listing.page_size.param {
             query.push((param, listing.page_size.size.to_string()));
         }
@@ -803,7 +838,8 @@ impl Pager<'_> {
             (Position::AfterId { id }, Pagination::AfterLastId { param, .. }) => {
                 query.push((param, id.clone()))
             }
-            (Position::Cursors { values }, Pagination::CursorParam { param, .. }) => {
+            (Position::Cursors { values }, Pagination::CursorParam { param, .. })
+            | (Position::Cursors { values }, Pagination::AfterLastValue { param, .. }) => {
                 query.extend(values.first().map(|value| (param, value.clone())));
             }
             (Position::Cursors { values }, Pagination::CursorParams { params }) => {
@@ -825,6 +861,14 @@ impl Pager<'_> {
                     }
                 }
             }
+            // The first page says its offset too: HighLevel's invoices require it.
+            (
+                Position::Start,
+                Pagination::Offset {
+                    offset: OffsetParam::Param(name),
+                    ..
+                },
+            ) => query.push((name, "0".to_owned())),
             (
                 Position::Start,
                 Pagination::Offset {
@@ -836,6 +880,8 @@ impl Pager<'_> {
         }
         if let (Some(lower), Some(inc)) = (&self.state.lower, listing.incremental) {
             if let TimeFilter::QueryParam { param, format } = inc.filter {
+                // The lower bound replaces a fixed value of the same parameter (`start_time=0`).
+                query.retain(|(name, _)| *name != param);
                 query.push((param, time_text(window_start(lower, inc), format)));
             }
         }
@@ -1003,15 +1049,68 @@ impl Pager<'_> {
                 None => Position::Done,
             },
             Pagination::NextUrl { url, more } => {
-                let more = more.is_none_or(|more| envelope.flag(more).unwrap_or(false));
-                match envelope.text(url).filter(|_| more) {
-                    Some(url) => {
+                // An answer without the flag the listing pages by is not in the documented shape (an
+                // endpoint answering offset pagination, say): stopping there would drop records silently.
+                let flagged = more.is_some();
+                let more = match more {
+                    None => true,
+                    Some(pointer) => envelope
+                        .flag(pointer)
+                        .ok_or_else(|| missing_flag(name, pointer))?,
+                };
+                match (more, envelope.text(url)) {
+                    (false, _) => Position::Done,
+                    (true, Some(url)) => {
                         if !self.guard.first_cursor(&url) {
                             return Err(repeated(format!("the next page URL {url}")));
                         }
                         Position::Url { url }
                     }
-                    None => Position::Done,
+                    (true, None) if flagged => {
+                        return Err(FetchError::InvalidResponse(format!(
+                            "{name} says the list goes on but sent no next page URL"
+                        )))
+                    }
+                    // Without a flag, an answer without a next URL is the last page.
+                    (true, None) => Position::Done,
+                }
+            }
+            Pagination::NextUrlUntil { url, end } => {
+                let ended = envelope.flag(end).ok_or_else(|| missing_flag(name, end))?;
+                if ended {
+                    Position::Done
+                } else {
+                    let url = envelope.text(url).ok_or_else(|| {
+                        FetchError::InvalidResponse(format!(
+                            "{name} says the list goes on (`{end}` is not true) but sent no next page URL"
+                        ))
+                    })?;
+                    if !self.guard.first_cursor(&url) {
+                        return Err(repeated(format!("the next page URL {url}")));
+                    }
+                    Position::Url { url }
+                }
+            }
+            Pagination::AfterLastValue { param, field } => {
+                let size = self.listing.page_size.size as usize;
+                if fetched.len() < size {
+                    Position::Done
+                } else {
+                    let value = fetched
+                        .last()
+                        .and_then(|record| record.field_text(field))
+                        .ok_or_else(|| {
+                            FetchError::InvalidResponse(format!(
+                                "{name} answered a full page whose last record has no `{field}` to \
+                                 continue after"
+                            ))
+                        })?;
+                    if !self.guard.first_cursor(&(param, &value)) {
+                        return Err(repeated(format!("a page ending at {param}={value}")));
+                    }
+                    Position::Cursors {
+                        values: vec![value],
+                    }
                 }
             }
             Pagination::ContinueWithCursor { cursor, more, .. } => {
@@ -1225,6 +1324,45 @@ fn fill_paths(
         .collect()
 }
 
+/// An answer without the boolean the listing's paging reads.
+fn missing_flag(platform: &str, pointer: &str) -> FetchError {
+    FetchError::InvalidResponse(format!(
+        "{platform}'s answer has no `{pointer}` to say whether the list goes on: it is not in the \
+         documented shape"
+    ))
+}
+
+/// The listing's fixed query parameters with their `{placeholders}` filled from the credentials (checked like
+/// the paths': they cannot carry anything but a plain identifier), and the parent's placeholder from `parent`
+/// (as it is: the query string encoding keeps it one value).
+fn fill_query(
+    platform: &Platform,
+    listing: &Listing,
+    credentials: &BTreeMap<String, String>,
+    parent: Option<&str>,
+) -> Result<Vec<(&'static str, String)>, FetchError> {
+    let placeholder = listing
+        .per_parent
+        .map(|per_parent| format!("{{{}}}", per_parent.placeholder));
+    listing
+        .query
+        .iter()
+        .map(|(name, template)| {
+            // The parent's id goes in after the credentials' placeholders are filled, so that an id
+            // holding braces is never read as a placeholder.
+            let segments: Vec<&str> = match &placeholder {
+                Some(placeholder) => template.split(placeholder.as_str()).collect(),
+                None => vec![template],
+            };
+            let filled = segments
+                .iter()
+                .map(|segment| fill_template(platform, segment, credentials))
+                .collect::<Result<Vec<String>, ProbeError>>()?;
+            Ok((*name, filled.join(parent.unwrap_or_default())))
+        })
+        .collect()
+}
+
 /// Where a listing starts: the first page, or for an incremental search run the first search query.
 fn first_position(listing: &Listing, lower: Option<&SeenWindow>) -> Position {
     match (listing.incremental, lower) {
@@ -1321,9 +1459,18 @@ mod tests {
     fn unsupported_data_types_are_refused_clearly() {
         let connector = Connector::new(PlatformEndpoints::default());
         let credentials = BTreeMap::from([("apiToken".to_owned(), "t".to_owned())]);
+        // A platform with a data type in its catalog entry that nothing lists yet.
         let zendesk = listbackup_domain::platform::find("zendesk").unwrap();
+        static UNLISTED: &[listbackup_domain::platform::DataType] =
+            &[listbackup_domain::platform::DataType::not_listed(
+                "tickets", "Tickets",
+            )];
+        let unlisted: &'static Platform = Box::leak(Box::new(Platform {
+            data_types: UNLISTED,
+            ..zendesk.clone()
+        }));
         let err = connector
-            .pages(FetchRequest::new("c", zendesk, "tickets", &credentials))
+            .pages(FetchRequest::new("c", unlisted, "tickets", &credentials))
             .err()
             .unwrap();
         assert!(matches!(err, FetchError::Unsupported { .. }), "{err}");
@@ -1334,6 +1481,36 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("not a data type"), "{err}");
         assert_eq!(err.code(), "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn query_values_are_filled_from_the_credentials_and_the_parent() {
+        let ghl = listbackup_domain::platform::find("gohighlevel").unwrap();
+        let credentials = BTreeMap::from([
+            ("privateIntegrationToken".to_owned(), "pit-1".to_owned()),
+            ("locationId".to_owned(), "loc_1".to_owned()),
+        ]);
+        let appointments = ghl.listing("appointments").unwrap();
+        let query = fill_query(ghl, appointments, &credentials, Some("cal{x}/1")).unwrap();
+        assert!(
+            query.contains(&("locationId", "loc_1".to_owned())),
+            "{query:?}"
+        );
+        // The parent's id goes in as it is, braces and all: never read as a placeholder.
+        assert!(
+            query.contains(&("calendarId", "cal{x}/1".to_owned())),
+            "{query:?}"
+        );
+        // A value that could move the request elsewhere is refused, like in a path.
+        let bad = BTreeMap::from([
+            ("privateIntegrationToken".to_owned(), "pit-1".to_owned()),
+            ("locationId".to_owned(), "loc&x=1".to_owned()),
+        ]);
+        let err = fill_query(ghl, appointments, &bad, Some("c")).unwrap_err();
+        assert!(matches!(err, FetchError::Credentials(_)), "{err}");
+        let missing = BTreeMap::from([("privateIntegrationToken".to_owned(), "pit-1".to_owned())]);
+        let contacts = ghl.listing("contacts").unwrap();
+        assert!(fill_query(ghl, contacts, &missing, None).is_err());
     }
 
     #[test]
