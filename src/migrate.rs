@@ -30,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_backup_runs",
         include_str!("../migrations/0009_backup_runs.sql"),
     ),
+    (
+        "0010_audit_hash_chain",
+        include_str!("../migrations/0010_audit_hash_chain.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

@@ -53,7 +53,7 @@ impl StoredEvent {
         })
     }
 
-    fn from_row(row: &Row) -> Result<Self, ReadError> {
+    pub(crate) fn from_row(row: &Row) -> Result<Self, ReadError> {
         let txid: String = row.get("txid");
         Ok(Self {
             position: LogPosition {
@@ -74,7 +74,7 @@ impl StoredEvent {
     }
 }
 
-const SELECT_COLUMNS: &str =
+pub(crate) const SELECT_COLUMNS: &str =
     "global_position, transaction_id::text AS txid, event_id, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 

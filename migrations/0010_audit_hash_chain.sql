@@ -1,0 +1,260 @@
+-- Tamper evidence for the event log (issue 12): every event carries
+--   hash = SHA-256(previous_hash ‖ UTF-8 of the event's canonical encoding)
+-- where previous_hash is the hash of the event before it in its stream (32 zero bytes for a stream's first
+-- event). The hash is computed by a BEFORE INSERT trigger, so every writer gets it in the transaction that
+-- appends the event, postgres-es included (it inserts the rows itself).
+--
+-- The canonical encoding of an event is the JSON Canonicalization Scheme (RFC 8785, "JCS") of the object
+--   {"aggregateId", "aggregateType", "eventId", "eventType", "eventVersion", "metadata", "payload",
+--    "position", "recordedAt", "sequence", "transactionId"}
+-- with position and sequence as numbers, transactionId as a decimal string, and recordedAt as
+-- "YYYY-MM-DDTHH:MM:SS.ffffffZ" (UTC, always six fractional digits). These are exactly the fields of an event
+-- in `GET /events` and in exports, so an auditor checks an event with any RFC 8785 library: drop `hash` and
+-- `previousHash`, canonicalize, prepend the previous hash's 32 bytes, SHA-256.
+--
+-- Why JCS: payload and metadata are stored as `json`, which keeps the text as its writer produced it (the
+-- metadata's keys in a HashMap's random order, say), and a verifier sees the value again only after it went
+-- through other JSON serializers. A canonical form of the JSON *value* is what survives that; RFC 8785 is the
+-- standard one, with implementations in many languages (the Rust verifier uses serde_json_canonicalizer).
+-- The PL/pgSQL below implements it for PostgreSQL; tests/audit_tamper.rs checks both against each other on
+-- payloads of many shapes (unicode, escapes, numbers of every form).
+--
+-- Limits of the SQL implementation, both outside what ListBackup's writers produce: numbers beyond the
+-- range of a double are refused (RFC 8785 has no representation for them either), and an object key holding
+-- U+0000 is not supported (PostgreSQL text cannot hold it; U+0000 inside string values is).
+
+-- A JSON number as RFC 8785 §3.2.2.3 writes it: the ECMAScript Number::toString of the nearest double.
+CREATE FUNCTION audit_jcs_number(literal text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+-- float8out prints the shortest digits that round-trip (Ryu) only with extra_float_digits > 0.
+SET extra_float_digits = 1
+AS $$
+DECLARE
+    value    float8;
+    shortest text;
+    mantissa text;
+    exponent int := 0;
+    digits   text;
+    point    int;
+    k        int;
+    result   text;
+BEGIN
+    -- Integers of up to 15 digits are exact doubles and print as themselves.
+    IF literal ~ '^-?(0|[1-9][0-9]{0,14})$' THEN
+        RETURN CASE WHEN literal = '-0' THEN '0' ELSE literal END;
+    END IF;
+    value := literal::float8;
+    IF value = 0 THEN
+        RETURN '0';
+    END IF;
+    shortest := abs(value)::text;
+    IF position('e' IN shortest) > 0 THEN
+        mantissa := split_part(shortest, 'e', 1);
+        exponent := split_part(shortest, 'e', 2)::int;
+    ELSE
+        mantissa := shortest;
+    END IF;
+    -- digits × 10^(point - k) is the value, with k = length(digits): ECMAScript's s, n and k.
+    digits := replace(mantissa, '.', '');
+    point := length(split_part(mantissa, '.', 1)) + exponent;
+    WHILE left(digits, 1) = '0' LOOP
+        digits := substr(digits, 2);
+        point := point - 1;
+    END LOOP;
+    digits := rtrim(digits, '0');
+    k := length(digits);
+    IF k <= point AND point <= 21 THEN
+        result := digits || repeat('0', point - k);
+    ELSIF 0 < point AND point <= 21 THEN
+        result := left(digits, point) || '.' || substr(digits, point + 1);
+    ELSIF -6 < point AND point <= 0 THEN
+        result := '0.' || repeat('0', -point) || digits;
+    ELSE
+        result := left(digits, 1)
+            || CASE WHEN k > 1 THEN '.' || substr(digits, 2) ELSE '' END
+            || 'e' || CASE WHEN point - 1 >= 0 THEN '+' ELSE '-' END || abs(point - 1)::text;
+    END IF;
+    RETURN CASE WHEN value < 0 THEN '-' || result ELSE result END;
+END;
+$$;
+
+-- The UTF-16 code units of a string, big-endian, as bytes: RFC 8785 §3.2.3 sorts object keys by them.
+CREATE FUNCTION audit_utf16_key(key text) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    units bytea := '';
+    code  int;
+    ch    text;
+BEGIN
+    FOREACH ch IN ARRAY regexp_split_to_array(key, '') LOOP
+        code := ascii(ch);
+        IF code >= 65536 THEN
+            code := code - 65536;
+            units := units || int4send(((55296 + (code >> 10)) << 16) | (56320 + (code & 1023)));
+        ELSE
+            units := units || substr(int4send(code), 3, 2);
+        END IF;
+    END LOOP;
+    RETURN units;
+END;
+$$;
+
+-- RFC 8785 of a jsonb value. jsonb has already kept the last of duplicate keys (as serde_json does).
+-- Strings: jsonb's text output escapes exactly what RFC 8785 §3.2.2.2 escapes (`"`, `\`, and control
+-- characters as \b \f \n \r \t or \u00xx in lower case) and nothing else. Keys: ordered by their UTF-16 code
+-- units, which for keys without characters at or above U+E000 is code point order, COLLATE "C" on UTF-8.
+CREATE FUNCTION audit_jcs_tree(value jsonb, utf16_keys boolean) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    result text;
+BEGIN
+    CASE jsonb_typeof(value)
+    WHEN 'object' THEN
+        SELECT '{' || coalesce(string_agg(to_json(e.key)::text || ':' ||
+                   CASE jsonb_typeof(e.value)
+                       WHEN 'string' THEN e.value::text
+                       WHEN 'number' THEN audit_jcs_number(e.value::text)
+                       WHEN 'boolean' THEN e.value::text
+                       WHEN 'null' THEN 'null'
+                       ELSE audit_jcs_tree(e.value, utf16_keys) END,
+                   ',' ORDER BY CASE WHEN utf16_keys THEN audit_utf16_key(e.key) END, e.key COLLATE "C"),
+                   '') || '}'
+          INTO result
+          FROM jsonb_each(value) e;
+        RETURN result;
+    WHEN 'array' THEN
+        SELECT '[' || coalesce(string_agg(
+                   CASE jsonb_typeof(e.v)
+                       WHEN 'string' THEN e.v::text
+                       WHEN 'number' THEN audit_jcs_number(e.v::text)
+                       WHEN 'boolean' THEN e.v::text
+                       WHEN 'null' THEN 'null'
+                       ELSE audit_jcs_tree(e.v, utf16_keys) END,
+                   ',' ORDER BY e.n), '') || ']'
+          INTO result
+          FROM jsonb_array_elements(value) WITH ORDINALITY AS e(v, n);
+        RETURN result;
+    WHEN 'number' THEN
+        RETURN audit_jcs_number(value::text);
+    ELSE
+        RETURN value::text;
+    END CASE;
+END;
+$$;
+
+-- RFC 8785 of a json value (as postgres-es stores payload and metadata).
+CREATE FUNCTION audit_jcs(value json) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    raw      text := value::text;
+    sentinel text;
+    tree     jsonb;
+    result   text;
+BEGIN
+    IF position('\u0000' IN raw) = 0 THEN
+        tree := raw::jsonb;
+        RETURN audit_jcs_tree(tree, tree::text ~ '[\uE000-\U0010FFFF]');
+    END IF;
+    -- jsonb cannot hold U+0000. Each real `\u0000` escape (not one whose backslash is itself escaped) is
+    -- replaced by a sentinel absent from the text, canonicalized, and put back as RFC 8785 writes U+0000.
+    sentinel := 'NUL' || md5(raw);
+    WHILE position(sentinel IN raw) > 0 LOOP
+        sentinel := sentinel || 'x';
+    END LOOP;
+    tree := regexp_replace(raw, '(?<![\\])((?:\\\\)*)\\u0000', '\1' || sentinel, 'g')::jsonb;
+    result := audit_jcs_tree(tree, tree::text ~ '[\uE000-\U0010FFFF]');
+    RETURN replace(result, sentinel, '\u0000');
+END;
+$$;
+
+-- The canonical encoding of one event (see the top of this file).
+CREATE FUNCTION audit_canonical_event(
+    aggregate_type text, aggregate_id text, event_id uuid, event_type text, event_version text,
+    metadata json, payload json, global_position bigint, recorded_at timestamptz, sequence bigint,
+    transaction_id xid8
+) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$
+    SELECT '{"aggregateId":' || to_json(aggregate_id)::text
+        || ',"aggregateType":' || to_json(aggregate_type)::text
+        || ',"eventId":"' || event_id::text || '"'
+        || ',"eventType":' || to_json(event_type)::text
+        || ',"eventVersion":' || to_json(event_version)::text
+        || ',"metadata":' || audit_jcs(metadata)
+        || ',"payload":' || audit_jcs(payload)
+        || ',"position":' || audit_jcs_number(global_position::text)
+        || ',"recordedAt":"' || to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'
+        || ',"sequence":' || audit_jcs_number(sequence::text)
+        || ',"transactionId":"' || transaction_id::text || '"}'
+$$;
+
+-- SHA-256(previous ‖ canonical encoding).
+CREATE FUNCTION audit_event_hash(previous bytea, e events) RETURNS bytea
+LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$
+    SELECT sha256(previous || convert_to(audit_canonical_event(
+        e.aggregate_type, e.aggregate_id, e.event_id, e.event_type, e.event_version, e.metadata, e.payload,
+        e.global_position, e.recorded_at, e.sequence, e.transaction_id), 'UTF8'))
+$$;
+
+ALTER TABLE events
+    ADD COLUMN previous_hash bytea,
+    ADD COLUMN hash          bytea;
+
+-- Chains every event appended from now on. Column defaults (global_position, transaction_id, event_id,
+-- recorded_at) are already filled in when a BEFORE trigger runs. Two appends to one stream cannot interleave:
+-- the second to insert a given sequence fails on the primary key, and sequence n + 1 is only ever inserted by
+-- a writer that has seen n committed (or inserted it itself, earlier in the same transaction).
+CREATE FUNCTION events_chain_hash() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT hash INTO NEW.previous_hash FROM events
+     WHERE aggregate_type = NEW.aggregate_type AND aggregate_id = NEW.aggregate_id
+       AND sequence = NEW.sequence - 1;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM events
+                    WHERE aggregate_type = NEW.aggregate_type AND aggregate_id = NEW.aggregate_id
+                      AND sequence < NEW.sequence) THEN
+            RAISE EXCEPTION 'event % of stream %/% does not follow the stream''s last event',
+                NEW.sequence, NEW.aggregate_type, NEW.aggregate_id
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        NEW.previous_hash := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    END IF;
+    NEW.hash := audit_event_hash(NEW.previous_hash, NEW);
+    RETURN NEW;
+END;
+$$;
+
+-- Old events get their chain here, stream by stream in sequence order. This is the one UPDATE the log ever
+-- sees: it adds the two columns and changes nothing else.
+ALTER TABLE events DISABLE TRIGGER events_append_only;
+DO $$
+DECLARE
+    e        events;
+    previous bytea;
+    stream   text := NULL;
+BEGIN
+    FOR e IN SELECT * FROM events ORDER BY aggregate_type, aggregate_id, sequence LOOP
+        IF stream IS DISTINCT FROM e.aggregate_type || '/' || e.aggregate_id THEN
+            stream := e.aggregate_type || '/' || e.aggregate_id;
+            previous := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+        END IF;
+        UPDATE events SET previous_hash = previous, hash = audit_event_hash(previous, e)
+         WHERE aggregate_type = e.aggregate_type AND aggregate_id = e.aggregate_id AND sequence = e.sequence
+        RETURNING hash INTO previous;
+    END LOOP;
+END;
+$$;
+ALTER TABLE events ENABLE TRIGGER events_append_only;
+
+ALTER TABLE events
+    ALTER COLUMN previous_hash SET NOT NULL,
+    ALTER COLUMN hash SET NOT NULL;
+
+CREATE TRIGGER events_hash_chain
+    BEFORE INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION events_chain_hash();
+
+-- The log of one account in log order (`GET /events`, exports): a deep page costs what the first does.
+CREATE INDEX events_account_log ON events ((metadata ->> 'accountId'), transaction_id, global_position);
+
+-- An event by its position (`?after=`, `?asOf=<position>`).
+CREATE UNIQUE INDEX events_global_position ON events (global_position);

@@ -1,0 +1,191 @@
+//! `listbackup projections rebuild` without a gap: fresh read-model tables are built beside the live ones,
+//! which keep serving (and the live projector keeps updating) until the new ones have caught up; then one
+//! short transaction swaps them in.
+//!
+//! 1. Shadow tables: `listbackup_rebuild.<table>` for each read-model table, `LIKE` the live one, with its
+//!    primary and unique keys under their own names (the projector's `ON CONFLICT`s need them).
+//! 2. Build: the log is folded into them batch by batch, committing each, by the projector's own code
+//!    ([`read_models::apply`]) on a connection of its own whose `search_path` starts with the shadow schema,
+//!    so the unqualified table names of the read models resolve to the shadow tables.
+//! 3. Indexes: the live tables' other indexes are created on the shadow tables once they are full (faster
+//!    than maintaining them row by row), under the same names.
+//! 4. Swap, in one transaction: lock the projector's checkpoint row (waiting for a live batch to commit),
+//!    then the live tables; apply the tail of the log that arrived meanwhile; move the live tables out to
+//!    `listbackup_retired` and the shadow tables in; set the checkpoint to where the fold got. Readers wait
+//!    for the lock at most as long as the tail takes, then see the new tables, complete: there is no moment
+//!    when a list is empty or behind. Prepared statements that named the old tables are re-planned by
+//!    PostgreSQL on their next use (moving a table invalidates plans that depend on it).
+//! 5. The retired tables are dropped.
+
+use deadpool_postgres::{ClientWrapper, Pool};
+
+use crate::event_log::{lock_checkpoint, read_after, save_checkpoint};
+use crate::projector::CHECKPOINT;
+use crate::read_models::{self, TABLES};
+use crate::{LogPosition, ReadError};
+
+/// The schema fresh read models are built in.
+pub const SHADOW_SCHEMA: &str = "listbackup_rebuild";
+/// Where replaced read models go until they are dropped.
+pub const RETIRED_SCHEMA: &str = "listbackup_retired";
+/// Names the rebuild among advisory locks: one rebuild at a time.
+const REBUILD_LOCK: i64 = 0x4c42_5245_4255; // "LBREBU"
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Events folded into the new tables (all of the log below the commit horizon at the swap).
+    pub events: usize,
+    /// Of which during the swap (the tail that arrived while building).
+    pub tail: usize,
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// Runs a rebuild on a connection taken out of `pool` for good (its session settings must not leak back).
+pub async fn rebuild(pool: &Pool, batch_size: i64) -> Result<Rebuilt, ReadError> {
+    let mut client: ClientWrapper = deadpool_postgres::Object::take(pool.get().await?);
+    client
+        .query_one("SELECT pg_advisory_lock($1)", &[&REBUILD_LOCK])
+        .await?;
+    let result = run(&mut client, batch_size).await;
+    // The session ends with the connection; the advisory lock with it.
+    result
+}
+
+async fn run(client: &mut ClientWrapper, batch_size: i64) -> Result<Rebuilt, ReadError> {
+    let live_schema: String = client
+        .query_one("SELECT current_schema()", &[])
+        .await?
+        .get(0);
+    let live = quote(&live_schema);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE; DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE; \
+             CREATE SCHEMA {SHADOW_SCHEMA}"
+        ))
+        .await?;
+    let mut deferred_indexes = Vec::new();
+    for table in TABLES {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {SHADOW_SCHEMA}.{table} (LIKE {live}.{table} INCLUDING ALL EXCLUDING INDEXES)"
+            ))
+            .await?;
+        let qualified = format!("{live}.{table}");
+        for row in client
+            .query(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint \
+                 WHERE conrelid = $1::text::regclass AND contype IN ('p', 'u', 'x') ORDER BY conname",
+                &[&qualified],
+            )
+            .await?
+        {
+            let (name, definition): (String, String) = (row.get(0), row.get(1));
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {SHADOW_SCHEMA}.{table} ADD CONSTRAINT {} {definition}",
+                    quote(&name)
+                ))
+                .await?;
+        }
+        for row in client
+            .query(
+                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i \
+                 WHERE i.indrelid = $1::text::regclass \
+                   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) \
+                 ORDER BY i.indexrelid",
+                &[&qualified],
+            )
+            .await?
+        {
+            let definition: String = row.get(0);
+            // `CREATE INDEX name ON schema.table USING …`: the same index on the shadow table.
+            let on_live = format!(" ON {live_schema}.{table} ");
+            let on_live_quoted = format!(" ON {live}.{table} ");
+            let on_shadow = format!(" ON {SHADOW_SCHEMA}.{table} ");
+            deferred_indexes.push(
+                definition
+                    .replacen(&on_live_quoted, &on_shadow, 1)
+                    .replacen(&on_live, &on_shadow, 1),
+            );
+        }
+    }
+
+    // The projector's statements name tables unqualified: on this connection they find the shadow ones.
+    client
+        .batch_execute(&format!(
+            "SET search_path = {SHADOW_SCHEMA}, {live}; SET synchronous_commit = off"
+        ))
+        .await?;
+    client.statement_cache.clear();
+
+    let mut at = LogPosition::default();
+    let mut events = 0;
+    loop {
+        let tx = client.transaction().await?;
+        let batch = read_after(&tx, at, batch_size).await?;
+        let Some(last) = batch.last().map(|e| e.position) else {
+            tx.rollback().await?;
+            break;
+        };
+        for event in &batch {
+            read_models::apply(&tx, event).await?;
+        }
+        tx.commit().await?;
+        events += batch.len();
+        at = last;
+    }
+    for index in &deferred_indexes {
+        client.batch_execute(index).await?;
+    }
+    for table in TABLES {
+        client
+            .batch_execute(&format!("ANALYZE {SHADOW_SCHEMA}.{table}"))
+            .await?;
+    }
+
+    // The swap. The checkpoint row first, as the live projector takes it first: no deadlock with it.
+    let tx = client.transaction().await?;
+    lock_checkpoint(&tx, CHECKPOINT).await?;
+    let live_tables: Vec<String> = TABLES.iter().map(|t| format!("{live}.{t}")).collect();
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        live_tables.join(", ")
+    ))
+    .await?;
+    let mut tail = 0;
+    loop {
+        let batch = read_after(&tx, at, batch_size).await?;
+        let Some(last) = batch.last().map(|e| e.position) else {
+            break;
+        };
+        for event in &batch {
+            read_models::apply(&tx, event).await?;
+        }
+        tail += batch.len();
+        at = last;
+    }
+    save_checkpoint(&tx, CHECKPOINT, at).await?;
+    tx.batch_execute(&format!("CREATE SCHEMA {RETIRED_SCHEMA}"))
+        .await?;
+    for table in TABLES {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {live}.{table} SET SCHEMA {RETIRED_SCHEMA}; \
+             ALTER TABLE {SHADOW_SCHEMA}.{table} SET SCHEMA {live}"
+        ))
+        .await?;
+    }
+    tx.commit().await?;
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA {RETIRED_SCHEMA} CASCADE; DROP SCHEMA {SHADOW_SCHEMA} CASCADE"
+        ))
+        .await?;
+    Ok(Rebuilt {
+        events: events + tail,
+        tail,
+    })
+}
