@@ -23,21 +23,42 @@
 -- range of a double are refused (RFC 8785 has no representation for them either), and an object key holding
 -- U+0000 is not supported (PostgreSQL text cannot hold it; U+0000 inside string values is).
 
--- A JSON number as RFC 8785 §3.2.2.3 writes it: the ECMAScript Number::toString of the nearest double.
+-- A decimal as a double, or NULL when it is beyond the range of doubles.
+CREATE FUNCTION audit_float8_or_null(literal text) RETURNS float8
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    RETURN literal::float8;
+EXCEPTION WHEN numeric_value_out_of_range THEN
+    RETURN NULL;
+END;
+$$;
+
+-- A JSON number as RFC 8785 §3.2.2.3 writes it: the ECMAScript Number::toString of the nearest double,
+-- i.e. the fewest significant digits that read back as the same double (the closest such, the even one on a
+-- tie), in ECMAScript's layout. PostgreSQL's own shortest output (float8out) is not used: on a rounding
+-- boundary it can print one or two digits more than the shortest (2.5874727037454397e+18 for a double whose
+-- shortest form is 2.58747270374544e+18).
 CREATE FUNCTION audit_jcs_number(literal text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
--- float8out prints the shortest digits that round-trip (Ryu) only with extra_float_digits > 0.
-SET extra_float_digits = 1
-AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
-    value    float8;
-    shortest text;
-    mantissa text;
-    exponent int := 0;
-    digits   text;
-    point    int;
-    k        int;
-    result   text;
+    value     float8;
+    bits      bigint;
+    exponent2 int;
+    mantissa  numeric;
+    exact     text;    -- the double's exact value is exact × 10^(-shift)
+    shift     int := 0;
+    len       int;
+    point     int;     -- ECMAScript's n: the value is 0.exact × 10^point
+    p         int;
+    lo        numeric;
+    hi        numeric;
+    rest      numeric;
+    half      numeric;
+    lo_ok     boolean;
+    hi_ok     boolean;
+    digits    text;
+    k         int;
+    result    text;
 BEGIN
     -- Integers of up to 15 digits are exact doubles and print as themselves.
     IF literal ~ '^-?(0|[1-9][0-9]{0,14})$' THEN
@@ -47,19 +68,55 @@ BEGIN
     IF value = 0 THEN
         RETURN '0';
     END IF;
-    shortest := abs(value)::text;
-    IF position('e' IN shortest) > 0 THEN
-        mantissa := split_part(shortest, 'e', 1);
-        exponent := split_part(shortest, 'e', 2)::int;
+    -- The exact decimal value of the double, from its bits: mantissa × 2^exponent2.
+    bits := ('x' || encode(float8send(abs(value)), 'hex'))::bit(64)::bigint;
+    exponent2 := ((bits >> 52) & 2047)::int;
+    mantissa := (bits & 4503599627370495)::numeric;
+    IF exponent2 = 0 THEN
+        exponent2 := -1074;
     ELSE
-        mantissa := shortest;
+        mantissa := mantissa + 4503599627370496;
+        exponent2 := exponent2 - 1075;
     END IF;
-    -- digits × 10^(point - k) is the value, with k = length(digits): ECMAScript's s, n and k.
-    digits := replace(mantissa, '.', '');
-    point := length(split_part(mantissa, '.', 1)) + exponent;
-    WHILE left(digits, 1) = '0' LOOP
-        digits := substr(digits, 2);
-        point := point - 1;
+    IF exponent2 >= 0 THEN
+        exact := trunc(mantissa * power(2::numeric, exponent2))::text;
+    ELSE
+        -- 2^-s = 5^s / 10^s
+        exact := trunc(mantissa * power(5::numeric, -exponent2))::text;
+        shift := -exponent2;
+    END IF;
+    len := length(exact);
+    point := len - shift;
+    -- The fewest significant digits p whose nearest p-digit decimals (below and above) read back as the
+    -- same double; the closer of the two, the even one on a tie (ECMAScript Number::toString, RFC 8785).
+    FOR p IN 1..17 LOOP
+        lo := left(exact, p)::numeric;
+        hi := lo + 1;
+        lo_ok := (lo::text || 'e' || (point - p)::text)::float8 = abs(value);
+        -- Near the top of the range the decimal above may not be a double at all.
+        IF point >= 308 THEN
+            hi_ok := audit_float8_or_null(hi::text || 'e' || (point - p)::text) = abs(value);
+        ELSE
+            hi_ok := (hi::text || 'e' || (point - p)::text)::float8 = abs(value);
+        END IF;
+        IF lo_ok OR hi_ok THEN
+            IF lo_ok AND hi_ok THEN
+                rest := coalesce(nullif(substr(exact, p + 1), '')::numeric, 0);
+                half := 5 * power(10::numeric, len - p - 1);
+                IF rest > half OR (rest = half AND lo % 2 = 1) THEN
+                    lo_ok := false;
+                END IF;
+            END IF;
+            IF lo_ok THEN
+                digits := lo::text;
+            ELSE
+                digits := hi::text;
+                IF length(digits) > p THEN
+                    point := point + 1;   -- 99 → 100
+                END IF;
+            END IF;
+            EXIT;
+        END IF;
     END LOOP;
     digits := rtrim(digits, '0');
     k := length(digits);
