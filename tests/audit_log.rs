@@ -496,3 +496,77 @@ async fn without_a_signing_key_exports_are_refused_and_nothing_is_signed() {
     assert!(listbackup::Config::from_values(&values).is_ok());
     app.stop().await;
 }
+
+/// Every `$ref` in the document, to check each one resolves.
+fn refs(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("$ref", Value::String(target)) => found.push(target.clone()),
+                    _ => refs(inner, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| refs(i, found)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_audit_routes() {
+    let app = TestApp::spawn().await;
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/events",
+        "/events/export",
+        "/audit/verify",
+        "/.well-known/listbackup-audit-key",
+        "/connections/{id}/history",
+        "/sources/{id}/history",
+        "/source-groups/{id}/history",
+        "/jobs/{id}/history",
+    ] {
+        assert!(
+            spec["paths"][path]["get"].is_object(),
+            "{path} is documented"
+        );
+    }
+    for path in [
+        "/connections/{id}",
+        "/sources/{id}",
+        "/source-groups/{id}",
+        "/jobs/{id}",
+    ] {
+        let params = spec["paths"][path]["get"]["parameters"].to_string();
+        assert!(
+            params.contains("\"asOf\""),
+            "{path} documents asOf: {params}"
+        );
+    }
+    let schemas = &spec["components"]["schemas"];
+    for schema in [
+        "LoggedEvent",
+        "EventList",
+        "ChainReport",
+        "ChainFinding",
+        "AuditKey",
+    ] {
+        assert!(schemas[schema].is_object(), "{schema} is a component");
+    }
+    let mut found = Vec::new();
+    refs(&spec, &mut found);
+    for target in found {
+        let name = target.trim_start_matches("#/components/schemas/");
+        assert!(schemas[name].is_object(), "{target} resolves");
+    }
+    app.stop().await;
+}
