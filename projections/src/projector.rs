@@ -172,7 +172,7 @@ impl Projector {
     /// Rebuilds every read model from the whole log into fresh tables while the live ones keep serving,
     /// then swaps them in one short transaction ([`crate::rebuild`]). Returns how many events it folded.
     pub async fn rebuild(&self) -> Result<usize, ReadError> {
-        let rebuilt = crate::rebuild::rebuild(&self.pool, self.batch_size).await?;
+        let rebuilt = crate::rebuild::rebuild(&self.pool).await?;
         self.projected.send_modify(|n| *n += 1);
         Ok(rebuilt.events)
     }
