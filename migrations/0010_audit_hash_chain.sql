@@ -200,17 +200,24 @@ END;
 $$;
 
 -- RFC 8785 of a json value (as postgres-es stores payload and metadata).
+-- plan_cache_mode: the queries of audit_jcs_tree run once per JSON object with new values each time; left to
+-- itself PostgreSQL keeps planning them afresh (custom plans), which cost more than the rest of the work.
+-- Their generic plans are the only sensible ones (a scan of jsonb_each), and the setting holds for the nested
+-- calls too.
 CREATE FUNCTION audit_jcs(value json) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     raw      text := value::text;
+    -- Keys need ordering by UTF-16 code units only when a character at or above U+E000 may occur, which it
+    -- cannot in ASCII text without \u escapes.
+    utf16    boolean := octet_length(raw) <> length(raw) OR position('\u' IN raw) > 0;
     sentinel text;
-    tree     jsonb;
     result   text;
 BEGIN
     IF position('\u0000' IN raw) = 0 THEN
-        tree := raw::jsonb;
-        RETURN audit_jcs_tree(tree, tree::text ~ '[\uE000-\U0010FFFF]');
+        RETURN audit_jcs_tree(raw::jsonb, utf16);
     END IF;
     -- jsonb cannot hold U+0000. Each real `\u0000` escape (not one whose backslash is itself escaped) is
     -- replaced by a sentinel absent from the text, canonicalized, and put back as RFC 8785 writes U+0000.
@@ -218,8 +225,8 @@ BEGIN
     WHILE position(sentinel IN raw) > 0 LOOP
         sentinel := sentinel || 'x';
     END LOOP;
-    tree := regexp_replace(raw, '(?<![\\])((?:\\\\)*)\\u0000', '\1' || sentinel, 'g')::jsonb;
-    result := audit_jcs_tree(tree, tree::text ~ '[\uE000-\U0010FFFF]');
+    result := audit_jcs_tree(
+        regexp_replace(raw, '(?<![\\])((?:\\\\)*)\\u0000', '\1' || sentinel, 'g')::jsonb, utf16);
     RETURN replace(result, sentinel, '\u0000');
 END;
 $$;
