@@ -34,8 +34,10 @@ use crate::projector::CHECKPOINT;
 use crate::read_models::{self, TABLES};
 use crate::{LogPosition, ReadError, StoredEvent};
 
-/// Events per batch of the fold (each batch one transaction).
+/// Events per batch of the fold (each batch one transaction per connection).
 const BATCH: i64 = 5000;
+/// Connections the fold runs on side by side (PostgreSQL runs each on a core of its own).
+const WORKERS: usize = 2;
 
 /// Which lane each event goes to: the jobs' sources, learnt from `SyncRequested` as the fold passes them.
 #[derive(Default)]
@@ -82,28 +84,49 @@ impl Lanes {
         }
     }
 
-    /// Applies a batch, lanes side by side, each in log order.
-    async fn apply(
+    /// Splits a batch into lanes (log order within each), the lanes dealt out to `workers` connections by
+    /// their key.
+    fn split<'a>(
         &mut self,
-        client: &impl GenericClient,
-        batch: &[StoredEvent],
-    ) -> Result<(), ReadError> {
+        batch: &'a [StoredEvent],
+        workers: usize,
+    ) -> Vec<Vec<Vec<&'a StoredEvent>>> {
         let mut lanes: HashMap<(String, String), Vec<&StoredEvent>> = HashMap::new();
         for event in batch {
             lanes.entry(self.key(event)).or_default().push(event);
         }
-        try_join_all(lanes.into_values().map(|lane| async move {
-            for event in lane {
-                read_models::apply(client, event).await?;
-            }
-            Ok::<_, ReadError>(())
-        }))
-        .await?;
+        let mut dealt: Vec<Vec<Vec<&StoredEvent>>> = (0..workers).map(|_| Vec::new()).collect();
+        for (key, lane) in lanes {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&key, &mut hasher);
+            let worker = (std::hash::Hasher::finish(&hasher) % workers as u64) as usize;
+            dealt[worker].push(lane);
+        }
+        dealt
+    }
+
+    /// Forgets the jobs that ended in the batch just applied.
+    fn batch_done(&mut self) {
         for job in self.ended.drain() {
             self.job_sources.remove(&job);
         }
-        Ok(())
     }
+}
+
+/// Applies lanes side by side on one connection (tokio-postgres pipelines their statements), each lane's
+/// events in order.
+async fn apply_lanes(
+    client: &impl GenericClient,
+    lanes: Vec<Vec<&StoredEvent>>,
+) -> Result<(), ReadError> {
+    try_join_all(lanes.into_iter().map(|lane| async move {
+        for event in lane {
+            read_models::apply(client, event).await?;
+        }
+        Ok::<_, ReadError>(())
+    }))
+    .await?;
+    Ok(())
 }
 
 /// The schema fresh read models are built in.
@@ -132,11 +155,29 @@ pub async fn rebuild(pool: &Pool) -> Result<Rebuilt, ReadError> {
     client
         .query_one("SELECT pg_advisory_lock($1)", &[&REBUILD_LOCK])
         .await?;
-    // The session ends with the connection, and the advisory lock with it.
-    run(&mut client).await
+    let mut helpers = Vec::new();
+    for _ in 1..WORKERS {
+        helpers.push(deadpool_postgres::Object::take(pool.get().await?));
+    }
+    // The sessions end with the connections, and the advisory lock with them.
+    run(&mut client, &mut helpers).await
 }
 
-async fn run(client: &mut ClientWrapper) -> Result<Rebuilt, ReadError> {
+/// Points a connection's unqualified table names at the shadow tables.
+async fn use_shadow(client: &mut ClientWrapper, live: &str) -> Result<(), ReadError> {
+    client
+        .batch_execute(&format!(
+            "SET search_path = {SHADOW_SCHEMA}, {live}; SET synchronous_commit = off"
+        ))
+        .await?;
+    client.statement_cache.clear();
+    Ok(())
+}
+
+async fn run(
+    client: &mut ClientWrapper,
+    helpers: &mut [ClientWrapper],
+) -> Result<Rebuilt, ReadError> {
     let live_schema: String = client
         .query_one("SELECT current_schema()", &[])
         .await?
@@ -152,7 +193,9 @@ async fn run(client: &mut ClientWrapper) -> Result<Rebuilt, ReadError> {
     for table in TABLES {
         client
             .batch_execute(&format!(
-                "CREATE TABLE {SHADOW_SCHEMA}.{table} (LIKE {live}.{table} INCLUDING ALL EXCLUDING INDEXES)"
+                // Unlogged while it is built (no WAL for every row written); logged before it is swapped in.
+                "CREATE UNLOGGED TABLE {SHADOW_SCHEMA}.{table} \
+                 (LIKE {live}.{table} INCLUDING ALL EXCLUDING INDEXES)"
             ))
             .await?;
         let qualified = format!("{live}.{table}");
@@ -195,28 +238,52 @@ async fn run(client: &mut ClientWrapper) -> Result<Rebuilt, ReadError> {
         }
     }
 
-    // The projector's statements name tables unqualified: on this connection they find the shadow ones.
-    client
-        .batch_execute(&format!(
-            "SET search_path = {SHADOW_SCHEMA}, {live}; SET synchronous_commit = off"
-        ))
-        .await?;
-    client.statement_cache.clear();
+    // The projector's statements name tables unqualified: on these connections they find the shadow ones.
+    use_shadow(client, &live).await?;
+    for helper in helpers.iter_mut() {
+        use_shadow(helper, &live).await?;
+    }
 
     let mut lanes = Lanes::default();
     let mut at = LogPosition::default();
     let mut events = 0;
     loop {
-        let tx = client.transaction().await?;
-        let batch = read_after(&tx, at, BATCH).await?;
+        let read = client.transaction().await?;
+        let batch = read_after(&read, at, BATCH).await?;
+        read.commit().await?;
         let Some(last) = batch.last().map(|e| e.position) else {
-            tx.rollback().await?;
             break;
         };
-        lanes.apply(&tx, &batch).await?;
-        tx.commit().await?;
+        // A batch's lanes on every connection at once, each in a transaction of its own: the shadow tables
+        // are nobody else's, and a failure anywhere fails the whole rebuild (the next one starts afresh).
+        let mut dealt = lanes.split(&batch, 1 + helpers.len()).into_iter();
+        let mine = dealt.next().unwrap_or_default();
+        let theirs = helpers
+            .iter_mut()
+            .zip(dealt)
+            .map(|(helper, lanes)| async move {
+                let tx = helper.transaction().await?;
+                apply_lanes(&tx, lanes).await?;
+                tx.commit().await?;
+                Ok::<_, ReadError>(())
+            });
+        let own = async {
+            let tx = client.transaction().await?;
+            apply_lanes(&tx, mine).await?;
+            tx.commit().await?;
+            Ok::<_, ReadError>(())
+        };
+        let (own, theirs) = futures::join!(own, try_join_all(theirs));
+        own?;
+        theirs?;
+        lanes.batch_done();
         events += batch.len();
         at = last;
+    }
+    for table in TABLES {
+        client
+            .batch_execute(&format!("ALTER TABLE {SHADOW_SCHEMA}.{table} SET LOGGED"))
+            .await?;
     }
     for index in &deferred_indexes {
         client.batch_execute(index).await?;
@@ -242,7 +309,9 @@ async fn run(client: &mut ClientWrapper) -> Result<Rebuilt, ReadError> {
         let Some(last) = batch.last().map(|e| e.position) else {
             break;
         };
-        lanes.apply(&tx, &batch).await?;
+        let all = lanes.split(&batch, 1).into_iter().flatten().collect();
+        apply_lanes(&tx, all).await?;
+        lanes.batch_done();
         tail += batch.len();
         at = last;
     }
