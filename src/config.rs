@@ -57,6 +57,10 @@ pub struct Config {
     pub serve_backup_worker: bool,
     /// gzip level of stored data files, 1 (fastest) to 9 (smallest) (`LISTBACKUP_BACKUP_GZIP_LEVEL`, default 6).
     pub backup_gzip_level: u32,
+    /// The Ed25519 key audit exports are signed with (`LISTBACKUP_AUDIT_SIGNING_KEY`, base64 of its 32-byte
+    /// secret). Unset: exports are refused with a clear error, never signed with a key made up on the spot
+    /// (a signature by a key nobody keeps proves nothing); every other audit route works without it.
+    pub audit_signer: Option<listbackup_projections::audit::export::AuditSigner>,
 }
 
 /// Keys read from the file and the environment.
@@ -85,6 +89,7 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_WORKER_CONNECTION_CONCURRENCY",
     "LISTBACKUP_SERVE_BACKUP_WORKER",
     "LISTBACKUP_BACKUP_GZIP_LEVEL",
+    "LISTBACKUP_AUDIT_SIGNING_KEY",
 ];
 
 impl Config {
@@ -183,6 +188,16 @@ impl Config {
                 })
             }
         };
+        let audit_signer = get("LISTBACKUP_AUDIT_SIGNING_KEY")
+            .map(|key| {
+                listbackup_projections::audit::export::AuditSigner::from_base64(&key).map_err(
+                    |message| ConfigError::Invalid {
+                        key: "LISTBACKUP_AUDIT_SIGNING_KEY",
+                        message: format!("{message} (`listbackup audit generate-key` makes one)"),
+                    },
+                )
+            })
+            .transpose()?;
         let public_url = get("LISTBACKUP_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
         let oauth = OauthSettings::from_lookup(&public_url, |key| get(key)).map_err(|message| {
             ConfigError::Invalid {
@@ -216,6 +231,7 @@ impl Config {
             worker_dispatch,
             serve_backup_worker,
             backup_gzip_level,
+            audit_signer,
         })
     }
 }

@@ -4,9 +4,15 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use listbackup::{service, telemetry, Config};
 use listbackup_api::auth::{mint_hs256_token, Role};
+use listbackup_projections::audit::export::{
+    parse_public_key, verify_export, AuditSigner, ExportStream,
+};
+use listbackup_projections::audit::verify::verify_chains;
+use std::io::Write;
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +57,56 @@ enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// The event log as evidence: signed exports and their offline check.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Tamper checks of the hash-chained log, and the signing key of exports.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Writes an account's event log to stdout as NDJSON, in log order, ending with a summary signed with
+    /// LISTBACKUP_AUDIT_SIGNING_KEY (refused when it is not set). Memory stays flat however long the log.
+    Export {
+        #[arg(long)]
+        account: String,
+        /// RFC 3339: events recorded at or after it.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339: events recorded before it.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Checks an export with nothing but the signer's public key (no database); names the first line that
+    /// does not verify. Exit status 0 when it verifies, 1 when it does not.
+    VerifyExport {
+        file: PathBuf,
+        /// Base64 (or hex) of the Ed25519 public key, as GET /.well-known/listbackup-audit-key shows it.
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recomputes every stream's hash chain and reports the modified, removed, inserted or reordered
+    /// events. Exit status 0 when the log verifies, 1 when it does not.
+    Verify {
+        /// Only this account's streams (default: the whole log).
+        #[arg(long)]
+        account: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints a new Ed25519 key for LISTBACKUP_AUDIT_SIGNING_KEY, and its public half.
+    GenerateKey,
 }
 
 #[derive(Subcommand)]
@@ -123,6 +179,123 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listbackup::migrate::run(&config.database_url).await?;
             let applied = service::projector(&config)?.rebuild().await?;
             println!("read models rebuilt from {applied} event(s)");
+        }
+        Command::Events { command } => events(command, config).await?,
+        Command::Audit { command } => audit(command, config).await?,
+    }
+    Ok(())
+}
+
+fn parse_time(name: &str, raw: Option<String>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    raw.map(|raw| {
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                anyhow::anyhow!("--{name} must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")
+            })
+    })
+    .transpose()
+}
+
+async fn events(
+    command: EventsCommand,
+    config: Result<Config, listbackup::config::ConfigError>,
+) -> anyhow::Result<()> {
+    match command {
+        EventsCommand::Export { account, from, to } => {
+            let (from, to) = (parse_time("from", from)?, parse_time("to", to)?);
+            let config = config?;
+            let signer = config.audit_signer.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "LISTBACKUP_AUDIT_SIGNING_KEY is not set: exports are signed, and there is no key to sign \
+                     with (`listbackup audit generate-key` makes one)"
+                )
+            })?;
+            let pool = service::read_pool(&config)?;
+            let mut export = ExportStream::start(pool, signer, &account, from, to).await?;
+            // A CLI writing to a pipe: blocking writes are what backpressure should be here.
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = export.next_chunk().await? {
+                out.write_all(&chunk)?;
+            }
+            out.flush()?;
+        }
+        EventsCommand::VerifyExport { file, public_key } => {
+            let key =
+                parse_public_key(&public_key).map_err(|e| anyhow::anyhow!("--public-key {e}"))?;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+            );
+            match verify_export(reader, &key) {
+                Ok(verified) => {
+                    let s = verified.summary;
+                    println!(
+                        "verified: {} event(s) of account {}, positions {} to {}, export hash {}",
+                        s.count,
+                        s.account_id,
+                        s.first_position.map_or("-".into(), |p| p.to_string()),
+                        s.last_position.map_or("-".into(), |p| p.to_string()),
+                        s.export_hash
+                    );
+                }
+                Err(failure) => {
+                    println!("{}: {failure}", file.display());
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn audit(
+    command: AuditCommand,
+    config: Result<Config, listbackup::config::ConfigError>,
+) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::GenerateKey => {
+            let signer = AuditSigner::generate();
+            println!("LISTBACKUP_AUDIT_SIGNING_KEY={}", signer.secret_base64());
+            println!(
+                "# public key (GET /.well-known/listbackup-audit-key): {}",
+                signer.public_key_base64()
+            );
+        }
+        AuditCommand::Verify { account, json } => {
+            let config = config?;
+            let pool = service::read_pool(&config)?;
+            let mut client = pool.get().await?;
+            let report = verify_chains(&mut client, account.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{} stream(s), {} event(s): {}",
+                    report.streams,
+                    report.events,
+                    if report.ok {
+                        "every hash chain verifies".to_owned()
+                    } else {
+                        format!("{} finding(s)", report.findings_total)
+                    }
+                );
+                for f in &report.findings {
+                    println!(
+                        "{:?}: {} {} event {} (position {}, id {}): {}",
+                        f.kind,
+                        f.aggregate_type,
+                        f.aggregate_id,
+                        f.sequence,
+                        f.position,
+                        f.event_id,
+                        f.detail
+                    );
+                }
+            }
+            if !report.ok {
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

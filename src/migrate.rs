@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0009_backup_runs.sql"),
     ),
     (
+        "0010_audit_hash_chain",
+        include_str!("../migrations/0010_audit_hash_chain.sql"),
+    ),
+    (
         "0015_oauth_scopes",
         include_str!("../migrations/0015_oauth_scopes.sql"),
     ),
@@ -41,6 +45,15 @@ const MIGRATION_LOCK: i64 = 0x4c42_4d49_4752; // "LBMIGR"
 
 /// Applies every migration not applied yet; returns the names applied now.
 pub async fn run(database_url: &str) -> Result<Vec<String>, tokio_postgres::Error> {
+    run_through(database_url, None).await
+}
+
+/// Applies the migrations not applied yet up to and including `last` (`None`: all), as a database that
+/// has not been upgraded since `last` would be (tests of a migration's effect on existing data).
+pub async fn run_through(
+    database_url: &str,
+    last: Option<&str>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let (mut client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
     let connection = tokio::spawn(connection);
     let result = async {
@@ -67,6 +80,9 @@ pub async fn run(database_url: &str) -> Result<Vec<String>, tokio_postgres::Erro
                 applied.push((*name).to_owned());
             }
             tx.commit().await?;
+            if Some(*name) == last {
+                break;
+            }
         }
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])

@@ -268,6 +268,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         jobs: api_jobs,
         closing_streams: closing_streams.clone(),
         job_files: store.map(|s| Arc::new(s) as Arc<dyn listbackup_commands::artifacts::JobFiles>),
+        audit_signer: config.audit_signer.clone(),
     };
     let app = Application::build(listener, state, authenticator)?;
     let port = app.port();

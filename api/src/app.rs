@@ -40,6 +40,15 @@ impl Application {
                 .wrap(middleware::from_fn(crate::request_id::middleware))
                 .service(health::live)
                 .service(health::ready)
+                // The event log for auditors (issue 12). `/events/export` before anything that could take it.
+                .service(crate::routes::audit::export)
+                .service(crate::routes::audit::list)
+                .service(crate::routes::audit::verify)
+                .service(crate::routes::audit::public_key)
+                .service(crate::routes::audit::connection_history)
+                .service(crate::routes::audit::source_history)
+                .service(crate::routes::audit::source_group_history)
+                .service(crate::routes::audit::job_history)
                 .service(platforms::list)
                 .service(platforms::get)
                 // Before `/connections/{id}…` so that `oauth` is never taken for an id.

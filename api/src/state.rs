@@ -28,6 +28,8 @@ pub struct AppState {
     pub closing_streams: tokio_util::sync::CancellationToken,
     /// Stored backups (`GET /jobs/{id}/files`), when `LISTBACKUP_STORAGE_URL` is configured.
     pub job_files: Option<std::sync::Arc<dyn listbackup_commands::artifacts::JobFiles>>,
+    /// Signs audit exports (`LISTBACKUP_AUDIT_SIGNING_KEY`); without it `GET /events/export` is refused.
+    pub audit_signer: Option<listbackup_projections::audit::export::AuditSigner>,
 }
 
 /// Maps a command error for a request that may carry `If-Match`: with it, losing an optimistic-concurrency

@@ -116,7 +116,9 @@ where
     pub fn new(pool: PgPool, services: A::Services, committed: Arc<Notify>) -> Self {
         let repo = PostgresEventRepository::new(pool);
         Self {
-            store: PersistedEventStore::new_event_store(repo),
+            // The same upcasters as every reader of the log (listbackup_domain::upcasting).
+            store: PersistedEventStore::new_event_store(repo)
+                .with_upcasters(listbackup_domain::upcasting::upcasters()),
             services,
             committed,
         }

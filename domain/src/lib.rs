@@ -8,6 +8,7 @@ pub mod job;
 pub mod platform;
 pub mod source;
 pub mod source_group;
+pub mod upcasting;
 pub mod values;
 
 pub use error::{DomainError, ErrorKind};

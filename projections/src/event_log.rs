@@ -6,7 +6,10 @@
 //! one still running (`pg_snapshot_xmin`): everything below that horizon is final, so nothing can appear
 //! behind the cursor later.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -53,7 +56,45 @@ impl StoredEvent {
         })
     }
 
-    fn from_row(row: &Row) -> Result<Self, ReadError> {
+    /// Reads a row of `SELECT_COLUMNS` through the domain's upcasters (an event stored at an older version
+    /// comes out in its current shape, as the command bus loads it).
+    pub(crate) fn from_row(row: &Row) -> Result<Self, ReadError> {
+        static UPCASTERS: LazyLock<Vec<Box<dyn EventUpcaster>>> =
+            LazyLock::new(listbackup_domain::upcasting::upcasters);
+        Ok(Self::from_row_as_stored(row)?.upcast_with(&UPCASTERS))
+    }
+
+    /// The event through `upcasters`: payload, type and version as the current code expects them.
+    pub fn upcast_with(self, upcasters: &[Box<dyn EventUpcaster>]) -> Self {
+        if !upcasters
+            .iter()
+            .any(|u| u.can_upcast(&self.event_type, &self.event_version))
+        {
+            return self;
+        }
+        let serialized = SerializedEvent {
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence as usize,
+            aggregate_type: self.aggregate_type,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload: self.payload,
+            metadata: self.metadata,
+        };
+        let upcasted = listbackup_domain::upcasting::upcast(upcasters, serialized);
+        Self {
+            aggregate_id: upcasted.aggregate_id,
+            sequence: upcasted.sequence as i64,
+            aggregate_type: upcasted.aggregate_type,
+            event_type: upcasted.event_type,
+            event_version: upcasted.event_version,
+            payload: upcasted.payload,
+            metadata: upcasted.metadata,
+            ..self
+        }
+    }
+
+    fn from_row_as_stored(row: &Row) -> Result<Self, ReadError> {
         let txid: String = row.get("txid");
         Ok(Self {
             position: LogPosition {
@@ -74,7 +115,7 @@ impl StoredEvent {
     }
 }
 
-const SELECT_COLUMNS: &str =
+pub(crate) const SELECT_COLUMNS: &str =
     "global_position, transaction_id::text AS txid, event_id, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
@@ -141,4 +182,64 @@ pub async fn save_checkpoint(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use listbackup_domain::connection::ConnectionEvent;
+    use serde_json::json;
+
+    /// ConnectionRenamed as a hypothetical 0.9 stored it: `title` instead of `name`.
+    struct TitleToName;
+
+    impl EventUpcaster for TitleToName {
+        fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+            event_type == "ConnectionRenamed" && event_version == "0.9"
+        }
+
+        fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
+            let title = event.payload["ConnectionRenamed"]["title"].take();
+            event.payload = json!({"ConnectionRenamed": {"name": title}});
+            event.event_version = "1.0".into();
+            event
+        }
+    }
+
+    fn stored(version: &str, payload: Value) -> StoredEvent {
+        StoredEvent {
+            position: LogPosition::default(),
+            event_id: Uuid::nil(),
+            aggregate_type: "connection".into(),
+            aggregate_id: "c1".into(),
+            sequence: 2,
+            event_type: "ConnectionRenamed".into(),
+            event_version: version.into(),
+            payload,
+            metadata: json!({}),
+            recorded_at: DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn an_event_stored_at_an_older_version_decodes_through_the_upcasters() {
+        let upcasters: Vec<Box<dyn EventUpcaster>> = vec![Box::new(TitleToName)];
+        let old = stored("0.9", json!({"ConnectionRenamed": {"title": "Stripe"}}));
+        assert!(
+            old.decode::<ConnectionEvent>().is_err(),
+            "the old shape alone does not decode"
+        );
+        let upcasted = old.upcast_with(&upcasters);
+        assert_eq!(upcasted.event_version, "1.0");
+        assert!(matches!(
+            upcasted.decode::<ConnectionEvent>().unwrap(),
+            ConnectionEvent::ConnectionRenamed { name } if name == "Stripe"
+        ));
+        // An event at the current version passes untouched.
+        let current = stored("1.0", json!({"ConnectionRenamed": {"name": "Kept"}}));
+        assert_eq!(
+            current.clone().upcast_with(&upcasters).payload,
+            current.payload
+        );
+    }
 }

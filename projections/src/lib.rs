@@ -1,10 +1,12 @@
 //! The read side: a catch-up projector that folds the event log into read-model tables, and the queries
 //! that list and get from them. Nothing here writes events.
 
+pub mod audit;
 pub mod event_log;
 pub mod pagination;
 pub mod projector;
 pub mod read_models;
+pub mod rebuild;
 pub mod statements;
 
 pub use event_log::{LogPosition, StoredEvent};

@@ -169,30 +169,12 @@ impl Projector {
         }
     }
 
-    /// Rebuilds every read model from the whole log, in one transaction: readers keep seeing the old
-    /// tables until the new ones are complete.
+    /// Rebuilds every read model from the whole log into fresh tables while the live ones keep serving,
+    /// then swaps them in one short transaction ([`crate::rebuild`]). Returns how many events it folded.
     pub async fn rebuild(&self) -> Result<usize, ReadError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        lock_checkpoint(&tx, CHECKPOINT).await?;
-        read_models::truncate_all(&tx).await?;
-        let mut at = crate::LogPosition::default();
-        let mut total = 0;
-        loop {
-            let events = read_after(&tx, at, self.batch_size).await?;
-            let Some(last) = events.last().map(|e| e.position) else {
-                break;
-            };
-            for event in &events {
-                read_models::apply(&tx, event).await?;
-            }
-            total += events.len();
-            at = last;
-        }
-        save_checkpoint(&tx, CHECKPOINT, at).await?;
-        tx.commit().await?;
+        let rebuilt = crate::rebuild::rebuild(&self.pool).await?;
         self.projected.send_modify(|n| *n += 1);
-        Ok(total)
+        Ok(rebuilt.events)
     }
 }
 

@@ -220,7 +220,7 @@ pub async fn list(
 
 /// One connection.
 #[utoipa::path(tag = "connections", security(("bearer" = [])),
-    params(("id" = String, Path)),
+    params(("id" = String, Path), crate::routes::audit::GetParams),
     responses((status = 200, body = ConnectionView, headers(("ETag" = String))),
               (status = 404, body = crate::error::Problem)))]
 #[get("/connections/{id}")]
@@ -228,10 +228,21 @@ pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<String>,
-    _: QueryParams<NoParams>,
+    QueryParams(params): QueryParams<crate::routes::audit::GetParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
+    let as_of = params.as_of(&principal)?;
     let id = resource_id(&path, "connection")?;
+    if let Some(point) = as_of {
+        return crate::routes::audit::resource_as_of(
+            &state,
+            &principal,
+            crate::routes::audit::Resource::Connection,
+            &id,
+            point,
+        )
+        .await;
+    }
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id)
         .await?

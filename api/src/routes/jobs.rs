@@ -238,17 +238,28 @@ pub async fn list(
 }
 
 /// One job.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path), crate::routes::audit::GetParams),
     responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem)))]
 #[get("/jobs/{id}")]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<String>,
-    _: QueryParams<NoParams>,
+    QueryParams(params): QueryParams<crate::routes::audit::GetParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
+    let as_of = params.as_of(&principal)?;
     let id = resource_id(&path, "job")?;
+    if let Some(point) = as_of {
+        return crate::routes::audit::resource_as_of(
+            &state,
+            &principal,
+            crate::routes::audit::Resource::Job,
+            &id,
+            point,
+        )
+        .await;
+    }
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id)
         .await?

@@ -1,5 +1,6 @@
 //! One module per resource. A route parses, authorizes, calls one command or one query, and maps the result.
 
+pub mod audit;
 pub mod connections;
 pub mod health;
 pub mod job_events;

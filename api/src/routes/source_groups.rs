@@ -160,7 +160,7 @@ pub async fn list(
 }
 
 /// One group, with its `sourceIds`.
-#[utoipa::path(tag = "source-groups", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])), params(("id" = String, Path), crate::routes::audit::GetParams),
     responses((status = 200, body = SourceGroupView, headers(("ETag" = String))),
               (status = 404, body = crate::error::Problem)))]
 #[get("/source-groups/{id}")]
@@ -168,10 +168,21 @@ pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<String>,
-    _: QueryParams<NoParams>,
+    QueryParams(params): QueryParams<crate::routes::audit::GetParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
+    let as_of = params.as_of(&principal)?;
     let id = resource_id(&path, "source group")?;
+    if let Some(point) = as_of {
+        return crate::routes::audit::resource_as_of(
+            &state,
+            &principal,
+            crate::routes::audit::Resource::SourceGroup,
+            &id,
+            point,
+        )
+        .await;
+    }
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id)
         .await?

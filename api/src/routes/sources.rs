@@ -289,7 +289,7 @@ pub async fn list(
 }
 
 /// One source.
-#[utoipa::path(tag = "sources", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "sources", security(("bearer" = [])), params(("id" = String, Path), crate::routes::audit::GetParams),
     responses((status = 200, body = SourceView, headers(("ETag" = String))),
               (status = 404, body = crate::error::Problem)))]
 #[get("/sources/{id}")]
@@ -297,10 +297,21 @@ pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<String>,
-    _: QueryParams<NoParams>,
+    QueryParams(params): QueryParams<crate::routes::audit::GetParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
+    let as_of = params.as_of(&principal)?;
     let id = resource_id(&path, "source")?;
+    if let Some(point) = as_of {
+        return crate::routes::audit::resource_as_of(
+            &state,
+            &principal,
+            crate::routes::audit::Resource::Source,
+            &id,
+            point,
+        )
+        .await;
+    }
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id, Utc::now())
         .await?

@@ -9,6 +9,16 @@ use deadpool_postgres::GenericClient;
 
 use crate::{ReadError, StoredEvent};
 
+/// Every read-model table, in the order a rebuild creates them: what a rebuild replaces and an as-of fold
+/// shadows. A new read model adds its tables here.
+pub const TABLES: &[&str] = &[
+    "read_connections",
+    "read_sources",
+    "read_source_groups",
+    "read_source_group_members",
+    "read_jobs",
+];
+
 /// Folds one event into whichever read model cares about it. Events of aggregates with no read model yet
 /// are passed over (the log keeps them; a later rebuild picks them up).
 pub async fn apply(client: &impl GenericClient, event: &StoredEvent) -> Result<(), ReadError> {
@@ -21,15 +31,4 @@ pub async fn apply(client: &impl GenericClient, event: &StoredEvent) -> Result<(
         listbackup_domain::job::AGGREGATE_TYPE => jobs::apply(client, event).await,
         _ => Ok(()),
     }
-}
-
-/// Empties every read model, for a rebuild.
-pub async fn truncate_all(client: &impl GenericClient) -> Result<(), ReadError> {
-    client.batch_execute("TRUNCATE read_connections").await?;
-    client
-        .batch_execute(
-            "TRUNCATE read_sources, read_source_groups, read_source_group_members, read_jobs",
-        )
-        .await?;
-    Ok(())
 }
