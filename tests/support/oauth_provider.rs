@@ -311,7 +311,7 @@ async fn handle(
             match upstream {
                 // A valid token on a path that is not user info: the data API's answer.
                 Some((base, secret)) if answer.status() == StatusCode::NOT_FOUND => {
-                    forward(&req, &base, &api[4..], &secret).await
+                    forward(&req, &body, &base, &api[4..], &secret).await
                 }
                 _ => answer,
             }
@@ -320,23 +320,43 @@ async fn handle(
     }
 }
 
-/// Sends a data request on to the data emulation with its own secret, and its answer back.
-async fn forward(req: &HttpRequest, base: &str, path: &str, secret: &str) -> HttpResponse {
+/// Sends a data request on to the data emulation with its own secret, and its answer back: the method, the
+/// body and the headers a platform reads (`Content-Type`, Dropbox's `Dropbox-API-Arg`), and the answer's
+/// status, body and the headers a client reads (a redirect's `Location` is passed on, not followed).
+async fn forward(
+    req: &HttpRequest,
+    body: &web::Bytes,
+    base: &str,
+    path: &str,
+    secret: &str,
+) -> HttpResponse {
     let query = req.query_string();
     let url = if query.is_empty() {
         format!("{base}{path}")
     } else {
         format!("{base}{path}?{query}")
     };
-    let answer = reqwest::Client::new()
-        .get(url)
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+    let mut request = no_redirects()
+        .request(method, url)
         .bearer_auth(secret)
-        .send()
-        .await
-        .expect("the data emulation answers");
+        .body(body.to_vec());
+    for name in ["content-type", "dropbox-api-arg"] {
+        if let Some(value) = req.headers().get(name) {
+            request = request.header(name, value.to_str().unwrap_or_default());
+        }
+    }
+    let answer = request.send().await.expect("the data emulation answers");
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
     let mut response = HttpResponse::build(status);
-    for name in ["content-type", "retry-after", "link"] {
+    for name in [
+        "content-type",
+        "retry-after",
+        "link",
+        "location",
+        "dropbox-api-result",
+        "www-authenticate",
+    ] {
         if let Some(value) = answer.headers().get(name) {
             response.insert_header((name, value.to_str().unwrap_or_default().to_owned()));
         }

@@ -729,14 +729,26 @@ impl Pager<'_> {
         cursor
     }
 
-    /// Counts so far; the final summary once `next_page` returned `None`.
+    /// Counts so far; the final summary once `next_page` returned `None`. A per-parent listing's requests
+    /// include its parents'.
     pub fn summary(&self) -> FetchSummary {
+        let mut counters = self.counters;
+        if let Some(Parents {
+            source: ParentSource::Listed { pager, .. },
+            ..
+        }) = &self.parents
+        {
+            let parents = pager.summary();
+            counters.requests += parents.requests;
+            counters.retries += parents.retries;
+            counters.rate_limited += parents.rate_limited;
+        }
         FetchSummary {
             records: self.records,
             pages: self.pages,
-            requests: self.counters.requests,
-            retries: self.counters.retries,
-            rate_limited: self.counters.rate_limited,
+            requests: counters.requests,
+            retries: counters.retries,
+            rate_limited: counters.rate_limited,
             incremental: self.incremental,
             gone_parents: self.gone_parents,
             next_cursor: self

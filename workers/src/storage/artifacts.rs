@@ -290,6 +290,25 @@ impl JobArtifacts {
         Ok(())
     }
 
+    /// Removes the file contents this job stored for `data_type` (a data type that failed after some of its
+    /// files were stored: nothing of it is kept).
+    pub async fn discard_contents(&self, data_type: &str) -> Result<(), StorageError> {
+        if !is_plain_name(data_type) {
+            return Err(StorageError::InvalidName(data_type.to_owned()));
+        }
+        let dir = self.dir.child(data_type);
+        let paths: Vec<ObjectPath> = self
+            .store
+            .list(Some(&dir))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        for path in paths {
+            self.delete_if_present(&path).await?;
+        }
+        Ok(())
+    }
+
     async fn remove_staged_uploads(&self) -> Result<(), StorageError> {
         let Some(local) = &self.local else {
             return Ok(());

@@ -160,6 +160,22 @@ impl Manifest {
         self.contents.push(content);
     }
 
+    /// Removes the file contents of a data type that is not backed up after all; the bytes this job had
+    /// stored for it (now out of the totals).
+    pub fn drop_contents(&mut self, data_type: &str) -> u64 {
+        let stored: u64 = self
+            .contents
+            .iter()
+            .filter(|c| c.data_type == data_type && c.job_id.is_none())
+            .map(|c| c.bytes)
+            .sum();
+        self.contents.retain(|c| c.data_type != data_type);
+        self.contents_not_stored
+            .retain(|c| c.data_type != data_type);
+        self.bytes -= stored;
+        stored
+    }
+
     /// Records a data type that could not be backed up (it has no file).
     pub fn add_failure(&mut self, failure: DataTypeFailure) {
         self.failed_data_types.push(failure);

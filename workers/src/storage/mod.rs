@@ -230,7 +230,20 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
     > {
         Box::pin(async move {
             use futures::TryStreamExt;
-            let artifacts = self.job(job.account_id, job.source_id, job.job_id);
+            let mut artifacts = self.job(job.account_id, job.source_id, job.job_id);
+            if name.contains('/') {
+                // A file's bytes: in this job's directory, or in the earlier job's its manifest names.
+                let manifest = artifacts.read_manifest().await.map_err(|e| e.to_string())?;
+                let Some(content) = manifest
+                    .as_ref()
+                    .and_then(|m| m.contents.iter().find(|c| c.name == name))
+                else {
+                    return Ok(None);
+                };
+                if let Some(job_id) = &content.job_id {
+                    artifacts = artifacts.job(job_id);
+                }
+            }
             match artifacts.open(name).await {
                 Ok(stream) => Ok(Some(Box::pin(stream.map_err(|e| e.to_string())) as _)),
                 Err(StorageError::NotFound(_)) => Ok(None),
