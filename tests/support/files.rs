@@ -17,7 +17,7 @@ use listbackup_workers::storage::{BackupStore, JobArtifacts, Manifest};
 use serde_json::{json, Value};
 
 use super::backup::{gunzip_lines, BackupApp};
-use super::oauth_provider::{configure_service, connect_ok, OauthProvider};
+use super::oauth_provider::{configure_service, connect, OauthProvider};
 use super::platform_api::PlatformApi;
 
 /// What the emulation accepts from the connector (directly) or from the OAuth provider (forwarding).
@@ -195,10 +195,38 @@ pub async fn service(platform: &'static str) -> Service {
 }
 
 impl Service {
-    /// Connects the platform by OAuth; the connection's id.
+    /// Connects the platform by OAuth; the connection's id. On a machine this busy the callback may answer
+    /// 503 ("recorded, but the read model has not caught up yet"): the connection exists, and is waited for.
     pub async fn connect(&self) -> String {
-        let connection = connect_ok(&self.backup.app, &self.token, self.platform, json!({})).await;
-        connection["connectionId"].as_str().unwrap().to_owned()
+        let app = &self.backup.app;
+        let response = connect(app, &self.token, self.platform, json!({})).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        if status == 201 {
+            return body["connectionId"].as_str().unwrap().to_owned();
+        }
+        assert_eq!(status, 503, "{body}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let list: Value = app
+                .get("/connections", &self.token)
+                .await
+                .json()
+                .await
+                .unwrap();
+            if let Some(id) = list["connections"]
+                .as_array()
+                .and_then(|c| c.first())
+                .and_then(|c| c["connectionId"].as_str())
+            {
+                return id.to_owned();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the new connection was never listed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A source of `data_types`; its id.
