@@ -280,3 +280,46 @@ async fn a_damaged_answer_fails_one_data_type_and_the_others_back_up() {
     );
     svc.backup.stop().await;
 }
+
+#[tokio::test]
+async fn a_walk_resumed_from_a_page_cursor_lists_the_rest_of_the_tree_once() {
+    let fx = direct("box").await;
+    // Folder 1 holds 1,200 items: its listing takes two pages, and the walk goes on to four more folders.
+    fx.api.seed_files("box", 4, 6000, 10);
+    let (all, _) = fx.drain_ok("files").await;
+    let mut pager = fx.connector.pages(fx.request("files")).unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor = None;
+    for _ in 0..3 {
+        let page = pager.next_page().await.unwrap().unwrap();
+        seen.extend(page.records.iter().map(|r| {
+            serde_json::from_str::<Value>(r.get()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }));
+        cursor = Some(page.cursor);
+    }
+    drop(pager);
+    // As a run continues after a token refresh: from the last page stored.
+    let mut resumed = fx
+        .connector
+        .pages(fx.request("files").resume(cursor))
+        .unwrap();
+    while let Some(page) = resumed.next_page().await.unwrap() {
+        seen.extend(page.records.iter().map(|r| {
+            serde_json::from_str::<Value>(r.get()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }));
+    }
+    let expected = ids(&all, "id");
+    let first_difference = seen.iter().zip(&expected).position(|(a, b)| a != b);
+    assert!(
+        seen == expected,
+        "every file once, in the same order: {} seen, {} expected, first difference at {first_difference:?}",
+        seen.len(),
+        expected.len()
+    );
+}

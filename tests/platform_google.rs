@@ -484,3 +484,51 @@ async fn a_damaged_answer_fails_one_data_type_and_the_others_back_up() {
     );
     svc.backup.stop().await;
 }
+
+#[tokio::test]
+async fn a_per_file_listing_resumed_from_a_page_cursor_goes_on_with_the_next_files() {
+    let fx = direct("google").await;
+    // 1,500 files: the parents take two pages, and each file has one or two permissions.
+    fx.api.seed_files("google", 0, 1500, 10);
+    let (all, _) = fx.drain_ok("permissions").await;
+    let key = |r: &Value| {
+        format!(
+            "{}/{}",
+            r["fileId"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        )
+    };
+    let mut pager = fx.connector.pages(fx.request("permissions")).unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    // Past the first page of parents.
+    for _ in 0..1200 {
+        let page = pager.next_page().await.unwrap().unwrap();
+        seen.extend(
+            page.records
+                .iter()
+                .map(|r| key(&serde_json::from_str(r.get()).unwrap())),
+        );
+        cursor = Some(page.cursor);
+    }
+    drop(pager);
+    let mut resumed = fx
+        .connector
+        .pages(fx.request("permissions").resume(cursor))
+        .unwrap();
+    while let Some(page) = resumed.next_page().await.unwrap() {
+        seen.extend(
+            page.records
+                .iter()
+                .map(|r| key(&serde_json::from_str(r.get()).unwrap())),
+        );
+    }
+    let expected: Vec<String> = all.iter().map(key).collect();
+    let first_difference = seen.iter().zip(&expected).position(|(a, b)| a != b);
+    assert!(
+        seen == expected,
+        "{} seen, {} expected, first difference at {first_difference:?}",
+        seen.len(),
+        expected.len()
+    );
+}

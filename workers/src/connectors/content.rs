@@ -242,7 +242,11 @@ impl Connector {
         let mut hops = 0;
         while response.status().is_redirection() {
             hops += 1;
-            let next = redirect_target(&response, platform)?;
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|value| value.to_str().ok());
+            let next = redirect_target(response.url(), location, platform)?;
             if hops > MAX_REDIRECTS {
                 return Err(FetchError::InvalidResponse(format!(
                     "{} redirected a download more than {MAX_REDIRECTS} times",
@@ -260,7 +264,8 @@ impl Connector {
 /// Where a redirect points: its `Location` resolved against the request's URL, `http` or `https` only, and
 /// never from `https` down to `http`.
 fn redirect_target(
-    response: &reqwest::Response,
+    from: &url::Url,
+    location: Option<&str>,
     platform: &Platform,
 ) -> Result<url::Url, FetchError> {
     let invalid = |why: &str| {
@@ -269,12 +274,7 @@ fn redirect_target(
             platform.name
         ))
     };
-    let location = response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|value| value.to_str().ok())
-        .ok_or_else(|| invalid("without a Location"))?;
-    let from = response.url();
+    let location = location.ok_or_else(|| invalid("without a Location"))?;
     let next = from
         .join(location)
         .map_err(|_| invalid("to something that is not a URL"))?;
@@ -356,6 +356,32 @@ mod tests {
             ascii_json(&serde_json::json!({"path": "/Café ☕ 𝄞"})),
             r#"{"path":"/Caf\u00e9 \u2615 \ud834\udd1e"}"#
         );
+    }
+
+    #[test]
+    fn redirects_go_to_http_urls_and_never_down_from_https() {
+        let platform = listbackup_domain::platform::find("box").unwrap();
+        let from = url::Url::parse("https://api.box.com/2.0/files/1/content").unwrap();
+        let next = redirect_target(
+            &from,
+            Some("https://dl.boxcloud.com/d/1/x/download"),
+            platform,
+        );
+        assert_eq!(next.unwrap().host_str(), Some("dl.boxcloud.com"));
+        // Relative to the request.
+        let next = redirect_target(&from, Some("/2.0/files/1/other"), platform).unwrap();
+        assert_eq!(next.as_str(), "https://api.box.com/2.0/files/1/other");
+        for refused in [
+            None,
+            Some("http://dl.boxcloud.com/x"),
+            Some("ftp://x/y"),
+            Some("file:///etc/passwd"),
+        ] {
+            let err = redirect_target(&from, refused, platform).unwrap_err();
+            assert!(matches!(err, FetchError::InvalidResponse(_)), "{refused:?}");
+        }
+        let local = url::Url::parse("http://127.0.0.1:1/box/2.0/files/1/content").unwrap();
+        assert!(redirect_target(&local, Some("http://localhost:1/box/dl/t"), platform).is_ok());
     }
 
     #[test]

@@ -498,6 +498,9 @@ impl Connector {
             gone_parents: 0,
         };
         if let Some(id) = resumed_parent {
+            // The parent the cursor was in (or a walk's root): its paths, and the position as the cursor left
+            // it (a fresh state starts it from its first page).
+            pager.current_parent = Some(id.clone());
             pager.enter_parent(id)?;
         }
         Ok(pager)
