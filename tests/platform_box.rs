@@ -323,3 +323,16 @@ async fn a_walk_resumed_from_a_page_cursor_lists_the_rest_of_the_tree_once() {
         expected.len()
     );
 }
+
+#[tokio::test]
+async fn all_files_answering_not_found_fails_the_walk_instead_of_backing_up_nothing() {
+    let fx = direct("box").await;
+    fx.api.seed_files("box", 2, 4, 10);
+    // A folder deleted mid-walk is passed over, but "All Files" not found means the requests are wrong.
+    fx.api.fail_path("/box/2.0/folders/0/items", 404);
+    let err = fx.drain("files").await.unwrap_err();
+    assert!(
+        matches!(err, FetchError::Platform { status: 404, .. }),
+        "{err}"
+    );
+}

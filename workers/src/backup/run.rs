@@ -168,42 +168,24 @@ impl BackupWorker {
                             // The files' bytes first: a page fetched again after a token refresh then holds
                             // no record stored twice, and its files already stored are not downloaded again.
                             let mut failed = None;
-                            let records_with_files: &[Box<serde_json::value::RawValue>] =
-                                if contents.is_some() {
-                                    &page.records
-                                } else {
-                                    &[]
-                                };
-                            for record in records_with_files {
-                                let Some(files) = contents.as_mut() else {
-                                    break;
-                                };
-                                match files
-                                    .store(
-                                        &self.connector,
+                            if let Some(files) = contents.as_mut() {
+                                let stored = self
+                                    .store_contents(
+                                        files,
                                         &request,
                                         artifacts,
-                                        record,
+                                        &page.records,
                                         &mut manifest,
+                                        &mut progress,
+                                        &mut last_check,
+                                        job_id,
                                     )
-                                    .await
-                                {
-                                    Ok(bytes) => progress.bytes += bytes,
-                                    Err(ContentFailure::Storage(err)) => {
+                                    .await;
+                                match stored {
+                                    Ok(outcome) => failed = outcome,
+                                    Err(failure) => {
                                         let _ = writer.abort().await;
-                                        return Err(err.into());
-                                    }
-                                    Err(ContentFailure::Fetch(err)) => {
-                                        failed = Some(err);
-                                        break;
-                                    }
-                                }
-                                // A file can take long: is the job to stop?
-                                if last_check.elapsed() >= CANCEL_CHECK {
-                                    last_check = tokio::time::Instant::now();
-                                    if self.cancel_requested(job_id).await? {
-                                        let _ = writer.abort().await;
-                                        return Err(cancelled());
+                                        return Err(failure);
                                     }
                                 }
                             }
@@ -385,6 +367,40 @@ impl BackupWorker {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Stores the bytes of a page's files (see `files`), looking for a cancellation between files (one can
+    /// take long). `Ok(Some(err))`: the data type fails with `err` (or, for a 401, refreshes the token and
+    /// goes on); `Err`: the run stops (storage, cancellation).
+    #[allow(clippy::too_many_arguments)]
+    async fn store_contents(
+        &self,
+        files: &mut FileContents,
+        request: &FetchRequest<'_>,
+        artifacts: &crate::storage::JobArtifacts,
+        records: &[Box<serde_json::value::RawValue>],
+        manifest: &mut crate::storage::Manifest,
+        progress: &mut Progress,
+        last_check: &mut tokio::time::Instant,
+        job_id: &str,
+    ) -> Result<Option<FetchError>, RunFailure> {
+        for record in records {
+            match files
+                .store(&self.connector, request, artifacts, record, manifest)
+                .await
+            {
+                Ok(bytes) => progress.bytes += bytes,
+                Err(ContentFailure::Storage(err)) => return Err(err.into()),
+                Err(ContentFailure::Fetch(err)) => return Ok(Some(err)),
+            }
+            if last_check.elapsed() >= CANCEL_CHECK {
+                *last_check = tokio::time::Instant::now();
+                if self.cancel_requested(job_id).await? {
+                    return Err(cancelled());
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The file contents of an incremental run, knowing the versions of the previous backup (the job its

@@ -574,6 +574,16 @@ impl Pager<'_> {
                     match self.next_page_of_listing().await {
                         Ok(Some(page)) => return Ok(Some(page)),
                         Ok(None) => {}
+                        // A walk's root is never deleted: not found there, the request itself is wrong.
+                        Err(FetchError::Gone { status, message })
+                            if self.listing.walk.is_some_and(|walk| walk.root == parent) =>
+                        {
+                            return Err(FetchError::Platform {
+                                status,
+                                message,
+                                retryable: false,
+                            });
+                        }
                         // Deleted since it was listed: it has no children to back up any more.
                         Err(FetchError::Gone { status, .. }) => {
                             self.gone_parents += 1;
