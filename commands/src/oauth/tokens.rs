@@ -227,18 +227,13 @@ pub fn authorization_url(
     let mut request = client
         .authorize_url(move || CsrfToken::new(state))
         .set_pkce_challenge(challenge);
+    // The base scopes and those of every data type (`Platform::scopes_for`): a platform whose data types
+    // bring their own scopes (Google Drive, Dropbox) asks for nothing beyond what they need.
+    let scopes = platform.scopes_for(None);
     if provider.scope_separator == " " {
-        request = request.add_scopes(
-            platform
-                .oauth_scopes
-                .iter()
-                .map(|s| Scope::new((*s).into())),
-        );
+        request = request.add_scopes(scopes.iter().map(|s| Scope::new((*s).into())));
     } else {
-        request = request.add_extra_param(
-            "scope",
-            platform.oauth_scopes.join(provider.scope_separator),
-        );
+        request = request.add_extra_param("scope", scopes.join(provider.scope_separator));
     }
     for (name, value) in provider.authorize_params {
         request = request.add_extra_param(*name, *value);
