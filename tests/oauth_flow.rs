@@ -476,6 +476,8 @@ async fn each_platform_connects_with_its_specifics() {
                 assert!(scope
                     .split(' ')
                     .any(|s| s == "https://www.googleapis.com/auth/drive.readonly"));
+                // A Drive connection never asks to read the user's e-mail (issue 10).
+                assert!(!scope.contains("gmail"), "{scope}");
                 assert_eq!(external["name"], "owner@example.com");
             }
             "dropbox" => {

@@ -369,7 +369,7 @@ async fn a_conversation_deleted_since_it_was_listed_is_skipped() {
     assert!(messages
         .iter()
         .all(|m| m["conversationId"] != gone.as_str()));
-    assert_eq!(summary.parents_gone, 1);
+    assert_eq!(summary.gone_parents, 1);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -319,7 +319,7 @@ async fn a_ticket_deleted_since_it_was_listed_has_no_comments_left_and_the_other
         .collect();
     assert_eq!(tickets, BTreeSet::from(["1".to_owned(), "3".to_owned()]));
     assert_eq!(comments.len(), 20);
-    assert_eq!(summary.parents_gone, 1);
+    assert_eq!(summary.gone_parents, 1);
 
     // Every ticket gone is not a race but a listing the platform does not know: the data type fails.
     for ticket in [1, 3] {

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use listbackup_domain::platform::{
-    url_placeholders, ApiAuth, AuthType, BasicPart, CredentialFieldType, HttpMethod, Identity,
-    Platform, UrlParam, CATALOG, OAUTH_ACCESS_TOKEN,
+    url_placeholders, ApiAuth, AuthType, BasicPart, ContentHost, CredentialFieldType, HttpMethod,
+    Identity, Platform, UrlParam, CATALOG, OAUTH_ACCESS_TOKEN,
 };
 use reqwest::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -36,10 +36,14 @@ pub enum ProbeError {
     NoAuthentication,
 }
 
-/// Per-platform API base URLs that replace the catalog's (`LISTBACKUP_PLATFORM_<ID>_API_URL`, DESIGN §7).
+/// Per-platform API base URLs that replace the catalog's (`LISTBACKUP_PLATFORM_<ID>_API_URL`, DESIGN §7), and
+/// the base URLs of a platform's other hosts (`LISTBACKUP_PLATFORM_<ID>_<NAME>_URL`, e.g. Dropbox's content
+/// host, `LISTBACKUP_PLATFORM_DROPBOX_CONTENT_URL`).
 #[derive(Debug, Clone, Default)]
 pub struct PlatformEndpoints {
     api_urls: BTreeMap<String, String>,
+    /// (platform id, host name) → base URL.
+    host_urls: BTreeMap<(String, String), String>,
 }
 
 impl PlatformEndpoints {
@@ -51,15 +55,48 @@ impl PlatformEndpoints {
     /// Like [`from_env`](Self::from_env) with any key/value source (a config file, a test map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         CATALOG.iter().fold(Self::default(), |endpoints, platform| {
-            let key = format!(
-                "LISTBACKUP_PLATFORM_{}_API_URL",
-                platform.id.to_ascii_uppercase()
-            );
-            match lookup(&key) {
+            let id = platform.id.to_ascii_uppercase();
+            let key = format!("LISTBACKUP_PLATFORM_{id}_API_URL");
+            let endpoints = match lookup(&key) {
                 Some(url) if !url.trim().is_empty() => endpoints.with_api_url(platform.id, &url),
                 _ => endpoints,
-            }
+            };
+            other_hosts(platform).fold(endpoints, |endpoints, name| {
+                match lookup(&format!("LISTBACKUP_PLATFORM_{id}_{name}_URL")) {
+                    Some(url) if !url.trim().is_empty() => {
+                        endpoints.with_host_url(platform.id, name, &url)
+                    }
+                    _ => endpoints,
+                }
+            })
         })
+    }
+
+    /// Replaces the base URL of the platform's host `name` (see [`ContentHost::Other`]).
+    pub fn with_host_url(mut self, platform_id: &str, name: &str, url: &str) -> Self {
+        self.host_urls.insert(
+            (platform_id.to_owned(), name.to_owned()),
+            url.trim().trim_end_matches('/').to_owned(),
+        );
+        self
+    }
+
+    /// The base URL of `host` for these credentials: the API's ([`api_base`](Self::api_base)), or another
+    /// host's (its override if one is set, otherwise the catalog's).
+    pub fn host_base(
+        &self,
+        platform: &Platform,
+        host: ContentHost,
+        credentials: &BTreeMap<String, String>,
+    ) -> Result<String, ProbeError> {
+        match host {
+            ContentHost::Api => self.api_base(platform, credentials),
+            ContentHost::Other { name, url } => Ok(self
+                .host_urls
+                .get(&(platform.id.to_owned(), name.to_owned()))
+                .cloned()
+                .unwrap_or_else(|| url.to_owned())),
+        }
     }
 
     pub fn with_api_url(mut self, platform_id: &str, url: &str) -> Self {
@@ -82,6 +119,23 @@ impl PlatformEndpoints {
             None => fill_template(platform, platform.api_base_url, credentials),
         }
     }
+}
+
+/// The names of the platform's hosts other than its API (`CONTENT` for Dropbox), once each.
+fn other_hosts(platform: &Platform) -> impl Iterator<Item = &'static str> {
+    let mut names: Vec<&'static str> = platform
+        .data_types
+        .iter()
+        .filter_map(|d| d.listing.as_ref()?.content)
+        .flat_map(|content| content.requests)
+        .filter_map(|request| match request.host {
+            ContentHost::Other { name, .. } => Some(name),
+            ContentHost::Api => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter()
 }
 
 /// Fills `{placeholders}` from credential fields or derived URL parameters. Values are checked so that
@@ -648,6 +702,33 @@ mod tests {
         assert!(endpoints
             .api_base(platform("zendesk"), &creds(&[]))
             .is_err());
+    }
+
+    #[test]
+    fn another_host_of_a_platform_has_its_own_override() {
+        let dropbox = platform("dropbox");
+        let download = dropbox.listing("files").unwrap().content.unwrap().requests[0].host;
+        assert_eq!(
+            PlatformEndpoints::default()
+                .host_base(dropbox, download, &creds(&[]))
+                .unwrap(),
+            "https://content.dropboxapi.com"
+        );
+        let endpoints = PlatformEndpoints::from_lookup(|key| match key {
+            "LISTBACKUP_PLATFORM_DROPBOX_CONTENT_URL" => Some("http://127.0.0.1:9/content/".into()),
+            "LISTBACKUP_PLATFORM_DROPBOX_API_URL" => Some("http://127.0.0.1:9/api".into()),
+            _ => None,
+        });
+        assert_eq!(
+            endpoints.host_base(dropbox, download, &creds(&[])).unwrap(),
+            "http://127.0.0.1:9/content"
+        );
+        assert_eq!(
+            endpoints
+                .host_base(dropbox, ContentHost::Api, &creds(&[]))
+                .unwrap(),
+            "http://127.0.0.1:9/api"
+        );
     }
 
     #[tokio::test]

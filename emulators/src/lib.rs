@@ -41,6 +41,12 @@
 // Handler steps return the error response itself as `Err`; its size does not matter in a test server.
 #![allow(clippy::result_large_err)]
 
+// The file platforms, one module each, and what they share.
+mod box_;
+mod dropbox;
+mod files;
+mod google;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -233,6 +239,8 @@ struct State {
     failing_paths: HashMap<String, u16>,
     /// When each request arrived, per platform, in arrival order.
     arrivals: HashMap<String, Vec<std::time::Instant>>,
+    /// Google Drive, Dropbox and Box: their file trees and faults.
+    files: files::FilesState,
 }
 
 impl State {
@@ -294,6 +302,9 @@ impl PlatformApi {
             "shopify" => shopify::BASE_PATH,
             "zendesk" => "/zendesk/api/v2",
             "gohighlevel" => "/gohighlevel",
+            "google" => "/google",
+            "dropbox" => "/dropbox",
+            "box" => "/box/2.0",
             other => panic!("the platform API emulation does not emulate {other}"),
         };
         format!("{}{base_path}", self.base_url)
@@ -711,6 +722,9 @@ fn answer(req: &HttpRequest, body: &[u8], state: &Mutex<State>) -> (HttpResponse
         "shopify" => shopify::answer(&mut state, req, &rest, &query, &base, fault),
         "zendesk" => zendesk::answer(&mut state, req, &rest, &query, &base, fault),
         "gohighlevel" => gohighlevel::answer(&mut state, req, &rest, &query, fault),
+        "google" => google::answer(&mut state, req, &rest, &query, &accepted),
+        "dropbox" => dropbox::answer(&mut state, req, &rest, &query, body, &accepted),
+        "box" => box_::answer(&mut state, req, &rest, &query, &accepted),
         _ => HttpResponse::NotFound().json(json!({"error": "not found", "path": path})),
     };
     (response, reshape)
@@ -771,6 +785,7 @@ fn rate_limited(platform: &str, retry_after: RetryAfter) -> HttpResponse {
     let body = match platform {
         "stripe" => json!({"error": {"code": "rate_limit", "type": "invalid_request_error",
             "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}}),
+        "google" | "dropbox" | "box" => files::rate_limited_body(platform),
         "hubspot" => json!({"status": "error", "message": "You have reached your secondly limit.",
             "errorType": "RATE_LIMIT", "correlationId": "7c1f5b0e-2f0a-4c4a-9d0c-1f3f7e0b2a11",
             "policyName": "SECONDLY"}),
@@ -804,6 +819,7 @@ fn platform_error(
             };
             json!({"error": {"type": kind, "message": message}})
         }
+        "google" | "dropbox" | "box" => files::error_body(platform, status.as_u16(), message),
         "hubspot" => json!({"status": "error", "message": message,
             "correlationId": "2b9d1c77-0f7e-4b0e-8a54-5d6c0c1e9f20",
             "category": if status.is_server_error() { "INTERNAL_ERROR" } else { "VALIDATION_ERROR" }}),

@@ -313,7 +313,7 @@ async fn handle(
             match upstream {
                 // A valid token on a path that is not user info: the data API's answer.
                 Some((base, secret)) if answer.status() == StatusCode::NOT_FOUND => {
-                    forward(&req, &platform, &base, &api[4..], &secret).await
+                    forward(&req, &platform, &body, &base, &api[4..], &secret).await
                 }
                 _ => answer,
             }
@@ -323,11 +323,14 @@ async fn handle(
 }
 
 /// Sends a data request on to the data emulation with its own secret (in the platform's header: Shopify's
-/// `X-Shopify-Access-Token`, a Bearer token elsewhere) and the request's `Version` header (HighLevel), and its
-/// answer back, with next-page links pointing at this provider.
+/// `X-Shopify-Access-Token`, a Bearer token elsewhere), and its answer back: the method, the body and the
+/// headers a platform reads (`Content-Type`, `Accept`, HighLevel's `Version`, Dropbox's `Dropbox-API-Arg`), and
+/// the answer's status, body and the headers a client reads, with next-page links pointing at this provider (a
+/// redirect's `Location` is passed on, not followed).
 async fn forward(
     req: &HttpRequest,
     platform: &str,
+    body: &web::Bytes,
     base: &str,
     path: &str,
     secret: &str,
@@ -338,18 +341,18 @@ async fn forward(
     } else {
         format!("{base}{path}?{query}")
     };
-    let mut request = reqwest::Client::new().get(url);
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+    let mut request = no_redirects().request(method, url).body(body.to_vec());
     request = if platform == "shopify" {
         request.header("X-Shopify-Access-Token", secret)
     } else {
         request.bearer_auth(secret)
     };
-    if let Some(version) = req.headers().get("Version").and_then(|v| v.to_str().ok()) {
-        request = request.header("Version", version);
-    }
-    // The representation asked for (QuickBooks answers XML unless asked for JSON).
-    if let Some(accept) = req.headers().get("accept") {
-        request = request.header("accept", accept.as_bytes());
+    // QuickBooks answers XML unless asked for JSON; HighLevel wants its version; Dropbox reads its argument.
+    for name in ["content-type", "accept", "version", "dropbox-api-arg"] {
+        if let Some(value) = req.headers().get(name) {
+            request = request.header(name, value.as_bytes());
+        }
     }
     let answer = request.send().await.expect("the data emulation answers");
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
@@ -362,9 +365,22 @@ async fn forward(
             connection.host()
         )
     };
-    for name in ["content-type", "retry-after", "link"] {
+    for name in [
+        "content-type",
+        "retry-after",
+        "link",
+        "location",
+        "dropbox-api-result",
+        "www-authenticate",
+    ] {
         if let Some(value) = answer.headers().get(name) {
-            let value = value.to_str().unwrap_or_default().replace(base, &own_base);
+            let value = value.to_str().unwrap_or_default();
+            // Next-page links name the data emulation: they are rewritten to come back here.
+            let value = if name == "link" {
+                value.replace(base, &own_base)
+            } else {
+                value.to_owned()
+            };
             response.insert_header((name, value));
         }
     }

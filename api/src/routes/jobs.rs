@@ -271,14 +271,19 @@ pub async fn get(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobFile {
-    /// `customers.ndjson.gz`, …, and `manifest.json`.
+    /// `customers.ndjson.gz`, …, `manifest.json`, and for a file platform each file's bytes as
+    /// `{dataType}/{id}`.
     pub name: String,
     /// The data type a data file holds; `null` for the manifest.
     pub data_type: Option<String>,
+    /// Records of a data file; `null` for the manifest and a file's bytes.
     pub records: Option<u64>,
-    /// Size as stored (gzipped for data files); `null` for the manifest.
+    /// Size as stored (gzipped for data files, as downloaded for a file's bytes); `null` for the manifest.
     pub bytes: Option<u64>,
     pub sha256: Option<String>,
+    /// A file's bytes: the file's id on the platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -322,8 +327,14 @@ async fn stored_files(
         .map_err(ApiError::from_unexpected)?;
     // A job whose manifest is gone (retention): no files.
     let mut stored: Vec<JobFile> = manifest
+        .as_ref()
         .and_then(|m| serde_json::from_value(m["files"].clone()).ok())
         .unwrap_or_default();
+    // A file platform's file contents (`{dataType}/{key}`), with their size and sha256.
+    let contents: Vec<JobFile> = manifest
+        .and_then(|m| serde_json::from_value(m["contents"].clone()).ok())
+        .unwrap_or_default();
+    stored.extend(contents);
     if !stored.is_empty() {
         stored.push(JobFile {
             name: MANIFEST.into(),
@@ -331,6 +342,7 @@ async fn stored_files(
             records: None,
             bytes: None,
             sha256: job.manifest_sha256.clone(),
+            id: None,
         });
     }
     Ok((job, stored))
@@ -356,7 +368,8 @@ pub async fn list_files(
     params(("id" = String, Path), ("name" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream"),
               (status = 404, body = crate::error::Problem)))]
-#[get("/jobs/{id}/files/{name}")]
+// `{name:.*}`: a file's bytes are named `{dataType}/{key}`.
+#[get("/jobs/{id}/files/{name:.*}")]
 pub async fn download(
     state: web::Data<AppState>,
     principal: Principal,
@@ -385,6 +398,9 @@ pub async fn download(
         .ok_or_else(|| ApiError::not_found("file"))?;
     let content_type = if name == MANIFEST {
         "application/json"
+    } else if name.contains('/') {
+        // A file's bytes, as the platform sent them.
+        "application/octet-stream"
     } else {
         "application/gzip"
     };
@@ -392,7 +408,10 @@ pub async fn download(
         .content_type(content_type)
         .insert_header((
             actix_web::http::header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{name}\""),
+            format!(
+                "attachment; filename=\"{}\"",
+                name.rsplit('/').next().unwrap_or(&name)
+            ),
         ))
         .streaming(futures::TryStreamExt::map_err(stream, |e| {
             actix_web::error::ErrorInternalServerError(e)

@@ -1,8 +1,48 @@
 //! Box API 2.0 (https://developer.box.com/reference/).
 //!
-//! Its data types are in the catalog but not listed yet: sources cannot select them.
+//! - Authentication: an OAuth 2.0 access token as `Authorization: Bearer`; the app's `root_readonly` scope
+//!   reads every file and folder of the user.
+//! - Folders are listed one at a time (`GET /folders/{id}/items`, "All Files" is folder `0`), so files,
+//!   folders and web links are found by walking the tree from `0` ([`FolderWalk`]); one answer mixes all
+//!   three, each data type keeps its own. Marker paging: `usemarker=true`, `limit` ≤ 1000, `marker` ←
+//!   `next_marker` until there is none. `fields` replaces the standard fields by the ones named ("only fields
+//!   for the mini representation are returned, additional to the fields requested"), so each data type names
+//!   what it keeps.
+//! - Content (https://developer.box.com/guides/downloads/file/): `GET /files/{id}/content` answers `302 Found`
+//!   with a `Location` on another host (`https://dl.boxcloud.com/d/1/…/download`), a pre-signed URL: it is
+//!   followed *without* the access token (credentials never follow a redirect). A file just uploaded may
+//!   answer `202` with `Retry-After` until it is ready. `sha1` changes exactly when the bytes do.
+//! - Per-file lists: versions and comments page by `offset`/`limit` (≤ 1000) with `total_count`; tasks come in
+//!   one answer; folder collaborations page by marker.
+//! - Errors: `{"type":"error","status":…,"code":…,"message":…,"request_id":…}`; 429 with `Retry-After`. Rate
+//!   limits (https://developer.box.com/guides/api-calls/permissions-and-errors/rate-limits/): 1,000 API
+//!   requests per minute per user; 10 requests/s per connection stays under it.
+//!
+//! Collaborations are listed per folder: a file's own collaborations (`GET /files/{id}/collaborations`) would
+//! need a second parent data type for one listing, which the engine's per-parent mechanism does not have, and
+//! files are most often shared through their folder.
 
 use super::*;
+
+/// Fields of files kept by the `files` data type (beyond the mini representation: id, type, name, etag,
+/// sequence_id).
+const FILE_FIELDS: &str = "id,type,name,etag,sequence_id,sha1,file_version,size,description,path_collection,\
+created_at,modified_at,trashed_at,content_created_at,content_modified_at,created_by,modified_by,owned_by,\
+shared_link,parent,item_status,extension,tags,lock,has_collaborations,is_externally_owned,version_number,\
+comment_count";
+const FOLDER_FIELDS: &str = "id,type,name,etag,sequence_id,description,size,path_collection,created_at,\
+modified_at,trashed_at,content_created_at,content_modified_at,created_by,modified_by,owned_by,shared_link,\
+folder_upload_email,parent,item_status,tags,has_collaborations,is_externally_owned,sync_state";
+const WEB_LINK_FIELDS: &str =
+    "id,type,name,etag,sequence_id,url,description,path_collection,created_at,\
+modified_at,trashed_at,created_by,modified_by,owned_by,shared_link,parent,item_status";
+
+/// Every folder is walked, from "All Files".
+const WALK: FolderWalk = FolderWalk {
+    placeholder: "folderId",
+    root: "0",
+    folder: Condition::is("/type", "folder"),
+};
 
 pub(super) const PLATFORM: Platform = Platform {
     id: "box",
@@ -11,13 +51,86 @@ pub(super) const PLATFORM: Platform = Platform {
     auth_types: OAUTH,
     credential_fields: &[],
     data_types: &[
-        DataType::not_listed("files", "Files with content"),
-        DataType::not_listed("folders", "Folder tree"),
-        DataType::not_listed("file_versions", "Previous versions of files"),
-        DataType::not_listed("collaborations", "Who has access to each folder or file"),
-        DataType::not_listed("comments", "Comments on files"),
-        DataType::not_listed("tasks", "Tasks on files"),
-        DataType::not_listed("web_links", "Bookmarks stored in folders"),
+        DataType::new(
+            "files",
+            "Files with content",
+            Listing {
+                query: &[("usemarker", "true"), ("fields", FILE_FIELDS)],
+                records_where: &[Condition::is("/type", "file")],
+                content: Some(FileContent {
+                    requests: &[ContentRequest::get("/files/{id}/content", "/sha1")],
+                }),
+                ..items()
+            },
+        ),
+        DataType::new(
+            "folders",
+            "Folder tree",
+            Listing {
+                query: &[("usemarker", "true"), ("fields", FOLDER_FIELDS)],
+                records_where: &[Condition::is("/type", "folder")],
+                ..items()
+            },
+        ),
+        DataType::new(
+            "file_versions",
+            "Previous versions of files",
+            // A version does not say whose it is.
+            per_file(&[Endpoint::get("/files/{fileId}/versions")], Some("fileId")),
+        ),
+        DataType::new(
+            "collaborations",
+            "Who has access to each folder",
+            Listing {
+                per_parent: Some(PerParent {
+                    data_type: "folders",
+                    placeholder: "folderId",
+                    tag: None,
+                }),
+                ..Listing::new(
+                    &[Endpoint::get("/folders/{folderId}/collaborations")],
+                    "/entries",
+                    Pagination::CursorParam {
+                        param: "marker",
+                        cursor: "/next_marker",
+                    },
+                    PageSize::param("limit", 1000),
+                )
+            },
+        ),
+        DataType::new(
+            "comments",
+            "Comments on files",
+            // Each comment names its file (`item`).
+            per_file(&[Endpoint::get("/files/{fileId}/comments")], None),
+        ),
+        DataType::new(
+            "tasks",
+            "Tasks on files",
+            Listing {
+                per_parent: Some(PerParent {
+                    data_type: "files",
+                    placeholder: "fileId",
+                    tag: None,
+                }),
+                // One answer, not paged: `{"total_count":…,"entries":[…]}`.
+                ..Listing::new(
+                    &[Endpoint::get("/files/{fileId}/tasks")],
+                    "/entries",
+                    Pagination::Single,
+                    PageSize::NONE,
+                )
+            },
+        ),
+        DataType::new(
+            "web_links",
+            "Bookmarks stored in folders",
+            Listing {
+                query: &[("usemarker", "true"), ("fields", WEB_LINK_FIELDS)],
+                records_where: &[Condition::is("/type", "web_link")],
+                ..items()
+            },
+        ),
     ],
     oauth_scopes: &["root_readonly"],
     api_base_url: "https://api.box.com/2.0",
@@ -32,3 +145,42 @@ pub(super) const PLATFORM: Platform = Platform {
     rate: DefaultRate::per_second(10.0),
     error_messages: &["/message"],
 };
+
+const ITEMS: &[Endpoint] = &[Endpoint::get("/folders/{folderId}/items")];
+
+/// The items of every folder, walked from "All Files", 1000 per page by marker.
+const fn items() -> Listing {
+    Listing {
+        walk: Some(WALK),
+        ..Listing::new(
+            ITEMS,
+            "/entries",
+            Pagination::CursorParam {
+                param: "marker",
+                cursor: "/next_marker",
+            },
+            PageSize::param("limit", 1000),
+        )
+    }
+}
+
+/// A per-file list paged by offset, `{"total_count":…,"entries":[…],"offset":…,"limit":…}`.
+const fn per_file(endpoints: &'static [Endpoint], tag: Option<&'static str>) -> Listing {
+    Listing {
+        per_parent: Some(PerParent {
+            data_type: "files",
+            placeholder: "fileId",
+            tag,
+        }),
+        ..Listing::new(
+            endpoints,
+            "/entries",
+            Pagination::Offset {
+                offset: OffsetParam::Param("offset"),
+                overlap: 1,
+                total: Some("/total_count"),
+            },
+            PageSize::param("limit", 1000),
+        )
+    }
+}

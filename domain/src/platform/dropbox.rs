@@ -1,8 +1,33 @@
 //! Dropbox API v2 (https://www.dropbox.com/developers/documentation/http/documentation).
 //!
-//! Its data types are in the catalog but not listed yet: sources cannot select them.
+//! - Authentication: an OAuth 2.0 access token as `Authorization: Bearer` (short-lived; refreshed with the
+//!   refresh token `token_access_type=offline` gets).
+//! - RPC endpoints (`api.dropboxapi.com`) take a JSON body by `POST` and answer JSON. Lists page by
+//!   continuation: `files/list_folder` (`limit` 1–2000, an approximate number) then
+//!   `files/list_folder/continue` with `{"cursor"}` while `has_more`; `sharing/list_folders/continue` while the
+//!   answer has a `cursor`; `sharing/list_shared_links` takes its `cursor` itself; `file_requests/list_v2`
+//!   then `file_requests/list/continue`.
+//! - Content-download endpoints (`content.dropboxapi.com`): "arguments are passed in the Dropbox-API-Arg
+//!   request header", the body of the answer is the file and its metadata comes back in `Dropbox-API-Result`.
+//!   `files/download` with `{"path":"id:…"}` (an id survives renames and moves between listing and download).
+//!   Files with `is_downloadable: false` (Paper, cloud docs) cannot be downloaded and are listed only.
+//! - `content_hash` (https://www.dropbox.com/developers/reference/content-hash) is Dropbox's hash of a file's
+//!   blocks: it changes exactly when the bytes do, so an incremental run downloads only files whose hash moved.
+//! - Errors: 400 as plain text (a malformed request), 401 `invalid_access_token`, 409 endpoint errors
+//!   `{"error_summary":"path/not_found/..","error":{".tag":"path",…}}` (a file deleted since it was listed),
+//!   429 `too_many_requests` with `Retry-After`. Dropbox publishes no rate figure; 10 requests/s per
+//!   connection stays well under what it answers without 429.
+//!
+//! Scopes are per data type: the base only reads the account (the identity call).
 
 use super::*;
+
+/// Dropbox's 409 for a path (or id) that no longer exists.
+const GONE: &[ErrorMatch] = &[ErrorMatch {
+    status: 409,
+    pointer: "/error_summary",
+    prefixes: &["path/not_found", "path_lookup/not_found"],
+}];
 
 pub(super) const PLATFORM: Platform = Platform {
     id: "dropbox",
@@ -11,19 +36,114 @@ pub(super) const PLATFORM: Platform = Platform {
     auth_types: OAUTH,
     credential_fields: &[],
     data_types: &[
-        DataType::not_listed("files", "Files and folders with content"),
-        DataType::not_listed("file_revisions", "Previous revisions of files"),
-        DataType::not_listed("shared_folders", "Shared folders and their members"),
-        DataType::not_listed("shared_links", "Shared links and their settings"),
-        DataType::not_listed("file_requests", "File requests"),
+        DataType::new(
+            "files",
+            "Files and folders with content",
+            Listing {
+                content: Some(FileContent {
+                    requests: &[ContentRequest {
+                        when: &[
+                            Condition::is("/.tag", "file"),
+                            Condition::is_not("/is_downloadable", "false"),
+                        ],
+                        method: HttpMethod::Post,
+                        host: ContentHost::Other {
+                            name: "CONTENT",
+                            url: "https://content.dropboxapi.com",
+                        },
+                        json_arg: Some(JsonArg {
+                            header: "Dropbox-API-Arg",
+                            fields: &[("path", "/id")],
+                        }),
+                        ..ContentRequest::get("/2/files/download", "/content_hash")
+                    }],
+                }),
+                gone: GONE,
+                ..continued(
+                    &[Endpoint::post(
+                        "/2/files/list_folder",
+                        r#"{"path":"","recursive":true,"include_deleted":false,"include_has_explicit_shared_members":true,"include_mounted_folders":true,"include_non_downloadable_files":true,"limit":2000}"#,
+                    )],
+                    "/entries",
+                    "/2/files/list_folder/continue",
+                    Some("/has_more"),
+                    2000,
+                )
+            },
+        )
+        .scopes(&["files.metadata.read", "files.content.read"]),
+        DataType::new(
+            "file_revisions",
+            "Previous revisions of files",
+            Listing {
+                // Each revision's `id` is its file's; `rev` names the revision.
+                id_field: "rev",
+                per_parent: Some(PerParent {
+                    data_type: "files",
+                    placeholder: "fileId",
+                    tag: None,
+                }),
+                // Folders have no revisions (`list_revisions` answers them 409 `path/not_file`).
+                parents_where: &[Condition::is("/.tag", "file")],
+                gone: GONE,
+                ..Listing::new(
+                    &[Endpoint::post(
+                        "/2/files/list_revisions",
+                        r#"{"path":"{fileId}","mode":"path","limit":100}"#,
+                    )],
+                    "/entries",
+                    Pagination::Single,
+                    PageSize::NONE,
+                )
+            },
+        )
+        .scopes(&["files.metadata.read"]),
+        DataType::new(
+            "shared_folders",
+            "Shared folders the user can access, with their sharing policies",
+            Listing {
+                id_field: "shared_folder_id",
+                ..continued(
+                    &[Endpoint::post("/2/sharing/list_folders", r#"{"limit":1000}"#)],
+                    "/entries",
+                    "/2/sharing/list_folders/continue",
+                    None,
+                    1000,
+                )
+            },
+        )
+        .scopes(&["sharing.read"]),
+        DataType::new(
+            "shared_links",
+            "Shared links and their settings",
+            Listing {
+                // A link has no id of its own; its URL names it.
+                id_field: "url",
+                ..continued(
+                    &[Endpoint::post("/2/sharing/list_shared_links", "{}")],
+                    "/links",
+                    "/2/sharing/list_shared_links",
+                    Some("/has_more"),
+                    0,
+                )
+            },
+        )
+        .scopes(&["sharing.read"]),
+        DataType::new(
+            "file_requests",
+            "File requests",
+            continued(
+                &[Endpoint::post("/2/file_requests/list_v2", r#"{"limit":1000}"#)],
+                "/file_requests",
+                "/2/file_requests/list/continue",
+                Some("/has_more"),
+                1000,
+            ),
+        )
+        .scopes(&["file_requests.read"]),
     ],
-    oauth_scopes: &[
-        "account_info.read",
-        "files.metadata.read",
-        "files.content.read",
-        "sharing.read",
-        "file_requests.read",
-    ],
+    // Who the user is (the identity call); each data type adds its own.
+    oauth_scopes: &["account_info.read"],
     api_base_url: "https://api.dropboxapi.com",
     api_key_auth: None,
     api_headers: &[],
@@ -48,3 +168,24 @@ pub(super) const PLATFORM: Platform = Platform {
     rate: DefaultRate::per_second(10.0),
     error_messages: &["/error_summary"],
 };
+
+/// An RPC list continued with its cursor at `continue_path`; `size` records a request, asked for in the
+/// body (Dropbox has no query parameters), 0 where the endpoint takes no limit.
+const fn continued(
+    endpoints: &'static [Endpoint],
+    records: &'static str,
+    continue_path: &'static str,
+    more: Option<&'static str>,
+    size: u32,
+) -> Listing {
+    Listing::new(
+        endpoints,
+        records,
+        Pagination::ContinueWithCursor {
+            path: continue_path,
+            cursor: "/cursor",
+            more,
+        },
+        PageSize { param: None, size },
+    )
+}

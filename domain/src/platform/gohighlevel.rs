@@ -262,6 +262,7 @@ pub(super) const PLATFORM: Platform = Platform {
     rate: DefaultRate {
         per_second: 8.0,
         burst: 10,
+        limited_when: &[],
     },
     error_messages: &["/message", "/message/0", "/error"],
 };

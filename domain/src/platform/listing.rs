@@ -40,6 +40,23 @@ pub struct Listing {
     /// Listed once per record of another data type (its parent): Mailchimp's members per audience, Zendesk's
     /// comments per ticket. `None`: listed once.
     pub per_parent: Option<PerParent>,
+    /// For a per-parent listing: only the parents meeting every condition have children to list (Dropbox
+    /// lists revisions of files, not of folders, and answers a folder with an error). Empty: every parent.
+    pub parents_where: &'static [Condition],
+    /// Listed once per folder of a tree walked from its root, each folder found in an answer listed in turn
+    /// (Box's folder items). `None`: no walk.
+    pub walk: Option<FolderWalk>,
+    /// Only the records meeting every condition are this data type's; the others of an answer are not
+    /// stored (a walk still descends into its folders). Box answers files, folders and web links together.
+    /// Empty: every record.
+    pub records_where: &'static [Condition],
+    /// The records are files whose bytes are backed up too, each as its own artifact next to the records.
+    /// `None`: records only.
+    pub content: Option<FileContent>,
+    /// Answers meaning that what a request is about no longer exists, besides 404 and 410 (Dropbox's 409
+    /// `path/not_found`): a file deleted between its listing and its download, or a parent deleted before
+    /// its children were listed. Such a file or parent is passed over, not a failure of the data type.
+    pub gone: &'static [ErrorMatch],
 }
 
 /// A listing partitioned by the records of another data type of the same platform (Airbyte's substream):
@@ -51,7 +68,8 @@ pub struct Listing {
 pub struct PerParent {
     /// The platform's data type whose records are the parents (listed for their ids only, not stored here).
     pub data_type: &'static str,
-    /// The `{placeholder}` of the endpoint paths and fixed query values that takes each parent's id.
+    /// The `{placeholder}` of the endpoint paths, fixed query values and POST bodies that takes each
+    /// parent's id (in a body, inside a JSON string: `{"path":"{fileId}"}`, the id escaped as JSON).
     pub placeholder: &'static str,
     /// A field set to the parent's id on each record that lacks it (when the records do not say whose they
     /// are); `None` when they do.
@@ -78,8 +96,198 @@ impl Listing {
             query: &[],
             incremental: None,
             per_parent: None,
+            parents_where: &[],
+            walk: None,
+            records_where: &[],
+            content: None,
+            gone: &[],
         }
     }
+}
+
+/// A test on one value of a record, read at a JSON pointer (`/mimeType`, `/.tag`, `/type`). Strings are
+/// compared as they are, other scalars as their JSON text (`false`, `12`); an absent value never equals or
+/// starts with anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Condition {
+    pub pointer: &'static str,
+    pub test: Test,
+}
+
+/// What a [`Condition`] asks of its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Test {
+    Is(&'static str),
+    IsNot(&'static str),
+    StartsWith(&'static str),
+    NotStartsWith(&'static str),
+}
+
+impl Condition {
+    pub const fn is(pointer: &'static str, value: &'static str) -> Self {
+        Self {
+            pointer,
+            test: Test::Is(value),
+        }
+    }
+
+    pub const fn is_not(pointer: &'static str, value: &'static str) -> Self {
+        Self {
+            pointer,
+            test: Test::IsNot(value),
+        }
+    }
+
+    pub const fn starts_with(pointer: &'static str, prefix: &'static str) -> Self {
+        Self {
+            pointer,
+            test: Test::StartsWith(prefix),
+        }
+    }
+
+    pub const fn not_starts_with(pointer: &'static str, prefix: &'static str) -> Self {
+        Self {
+            pointer,
+            test: Test::NotStartsWith(prefix),
+        }
+    }
+
+    /// Whether `record` meets the condition.
+    pub fn holds(&self, record: &serde_json::Value) -> bool {
+        let text = record.pointer(self.pointer).and_then(scalar_text);
+        let text = text.as_deref();
+        match self.test {
+            Test::Is(value) => text == Some(value),
+            Test::IsNot(value) => text != Some(value),
+            Test::StartsWith(prefix) => text.is_some_and(|t| t.starts_with(prefix)),
+            Test::NotStartsWith(prefix) => !text.is_some_and(|t| t.starts_with(prefix)),
+        }
+    }
+
+    /// Whether `record` meets every condition of `all` (an empty list: always).
+    pub fn all_hold(all: &[Condition], record: &serde_json::Value) -> bool {
+        all.iter().all(|condition| condition.holds(record))
+    }
+}
+
+/// A string as it is, a number or boolean as its JSON text; `None` for null, arrays and objects.
+pub fn scalar_text(value: &serde_json::Value) -> Option<std::borrow::Cow<'_, str>> {
+    match value {
+        serde_json::Value::String(text) => Some(std::borrow::Cow::Borrowed(text)),
+        serde_json::Value::Number(number) => Some(std::borrow::Cow::Owned(number.to_string())),
+        serde_json::Value::Bool(flag) => Some(std::borrow::Cow::Borrowed(if *flag {
+            "true"
+        } else {
+            "false"
+        })),
+        _ => None,
+    }
+}
+
+/// An error answer recognised by its status and a value of its body: Google's 403 whose
+/// `/error/errors/0/reason` is `userRateLimitExceeded`, Dropbox's 409 whose `/error_summary` starts with
+/// `path/not_found/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorMatch {
+    pub status: u16,
+    /// A JSON pointer into the error body.
+    pub pointer: &'static str,
+    /// The value there starts with one of these (a value is its own prefix).
+    pub prefixes: &'static [&'static str],
+}
+
+impl ErrorMatch {
+    /// Whether an answer with `status` and the (JSON) `body` is this error.
+    pub fn matches(&self, status: u16, body: &serde_json::Value) -> bool {
+        status == self.status
+            && body
+                .pointer(self.pointer)
+                .and_then(scalar_text)
+                .is_some_and(|text| self.prefixes.iter().any(|p| text.starts_with(p)))
+    }
+}
+
+/// A folder tree walked from its root (an escape hatch for APIs that list one folder at a time, Box's
+/// `GET /folders/{id}/items`): the listing runs once per folder, its `{placeholder}` filled with the folder's
+/// id, starting at `root`; every record meeting `folder` is a folder listed in turn (breadth first, each
+/// folder once). The folders waiting to be listed are held in memory, a few bytes per folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderWalk {
+    /// The `{placeholder}` of the endpoint paths and fixed query values that takes each folder's id.
+    pub placeholder: &'static str,
+    /// The root folder's id (Box: `0`, "All Files").
+    pub root: &'static str,
+    /// Which records are folders to descend into.
+    pub folder: Condition,
+}
+
+/// How the bytes of a listed file are fetched: the first request whose conditions the record meets; a
+/// record none applies to (a folder, a Google Form) has no content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileContent {
+    pub requests: &'static [ContentRequest],
+}
+
+/// One way of fetching a file's bytes, built from the file's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRequest {
+    /// The record meets every one of these (empty: any record).
+    pub when: &'static [Condition],
+    pub method: HttpMethod,
+    pub host: ContentHost,
+    /// Relative to the host's base URL; `{field}` placeholders take the record's top-level fields, each
+    /// percent-encoded as one path segment (`/files/{id}/content`).
+    pub path: &'static str,
+    /// Fixed query parameters; values may hold `{field}` placeholders too.
+    pub query: &'static [(&'static str, &'static str)],
+    /// A header carrying a JSON object built from record fields (Dropbox's `Dropbox-API-Arg`).
+    pub json_arg: Option<JsonArg>,
+    /// JSON pointer to the value that changes whenever the bytes do (Drive's `md5Checksum`, Dropbox's
+    /// `content_hash`, Box's `sha1`): a file whose value equals the previous backup's is not downloaded
+    /// again by an incremental run. A record without it is always downloaded.
+    pub version: &'static str,
+    /// The format the platform converts the file to, when the bytes are an export rather than the file
+    /// itself (Google Docs as `.docx`); recorded next to the stored bytes.
+    pub export_as: Option<&'static str>,
+}
+
+impl ContentRequest {
+    /// A GET on the API host.
+    pub const fn get(path: &'static str, version: &'static str) -> Self {
+        Self {
+            when: &[],
+            method: HttpMethod::Get,
+            host: ContentHost::Api,
+            path,
+            query: &[],
+            json_arg: None,
+            version,
+            export_as: None,
+        }
+    }
+}
+
+/// Where a content request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentHost {
+    /// The platform's API base URL.
+    Api,
+    /// Another host of the platform (Dropbox's `https://content.dropboxapi.com`);
+    /// `LISTBACKUP_PLATFORM_<ID>_<NAME>_URL` replaces it (e.g. `LISTBACKUP_PLATFORM_DROPBOX_CONTENT_URL`).
+    Other {
+        name: &'static str,
+        url: &'static str,
+    },
+}
+
+/// A request header holding a JSON object of record fields: `{"<key>": <the record's value at the
+/// pointer>, …}` (Dropbox-API-Arg `{"path":"id:…"}`), with every non-ASCII character escaped as HTTP headers
+/// require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonArg {
+    pub header: &'static str,
+    /// (key, JSON pointer into the record).
+    pub fields: &'static [(&'static str, &'static str)],
 }
 
 /// How many records a request asks for, and how it says so.
@@ -207,11 +415,12 @@ pub enum Pagination {
         field: &'static str,
     },
     /// An RPC continuation: `POST <path>` with `{"cursor": <the value at cursor>}` while the boolean at
-    /// `more` is true. Dropbox: `/2/files/list_folder/continue`, `/cursor`, `/has_more`.
+    /// `more` is true (without `more`: while the answer has a cursor). Dropbox: `/2/files/list_folder/continue`,
+    /// `/cursor`, `/has_more`; `/2/sharing/list_folders/continue` has no `has_more`.
     ContinueWithCursor {
         path: &'static str,
         cursor: &'static str,
-        more: &'static str,
+        more: Option<&'static str>,
     },
     /// Offset and count. Each page is requested `overlap` records before the end of the previous one, whose
     /// last records are found again in it: records deleted or added before the position meanwhile neither

@@ -28,8 +28,9 @@ mod tests;
 
 pub use credentials::{CredentialProblem, Credentials};
 pub use listing::{
-    Endpoint, IncrementalFetch, Listing, OffsetParam, PageSize, Pagination, PerParent, TimeField,
-    TimeFilter, TimeFormat,
+    scalar_text, Condition, ContentHost, ContentRequest, Endpoint, ErrorMatch, FileContent,
+    FolderWalk, IncrementalFetch, JsonArg, Listing, OffsetParam, PageSize, Pagination, PerParent,
+    Test, TimeField, TimeFilter, TimeFormat,
 };
 pub use shopify::{validate_shop, API_VERSION as SHOPIFY_API_VERSION};
 
@@ -306,13 +307,17 @@ impl Oauth {
     }
 }
 
-/// A platform's default outbound rate per connection (`LISTBACKUP_PLATFORM_<ID>_RATE_LIMIT` overrides it).
+/// A platform's default outbound rate per connection (`LISTBACKUP_PLATFORM_<ID>_RATE_LIMIT` overrides it),
+/// and how it says a request went over its limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DefaultRate {
     /// Requests per second.
     pub per_second: f64,
     /// Requests that may go out back to back from an idle budget (at least 1).
     pub burst: u32,
+    /// Answers other than 429 that mean "too many requests" and are waited out like one (Google's 403
+    /// `userRateLimitExceeded` and `rateLimitExceeded`).
+    pub limited_when: &'static [ErrorMatch],
 }
 
 impl DefaultRate {
@@ -320,6 +325,15 @@ impl DefaultRate {
         Self {
             per_second,
             burst: 1,
+            limited_when: &[],
+        }
+    }
+
+    /// The same rate, with these answers counting as rate limiting.
+    pub const fn limited_when(self, limited_when: &'static [ErrorMatch]) -> Self {
+        Self {
+            limited_when,
+            ..self
         }
     }
 }

@@ -220,6 +220,7 @@ pub(super) const PLATFORM: Platform = Platform {
     rate: DefaultRate {
         per_second: 2.0,
         burst: 35,
+        limited_when: &[],
     },
     error_messages: &["/errors"],
 };

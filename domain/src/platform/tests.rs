@@ -189,13 +189,21 @@ fn every_listing_is_well_formed() {
             let Some(listing) = &d.listing else { continue };
             let at = format!("{}/{}", p.id, d.name);
             assert!(!listing.endpoints.is_empty(), "{at}");
+            // The placeholder a parent's or a walked folder's id fills.
+            let parent_placeholder = listing
+                .per_parent
+                .map(|parent| parent.placeholder)
+                .or(listing.walk.map(|walk| walk.placeholder));
             for endpoint in listing.endpoints {
                 assert!(endpoint.path.starts_with('/'), "{at}");
+                if let Some(body) = endpoint.body {
+                    assert!(
+                        serde_json::from_str::<serde_json::Value>(body).is_ok(),
+                        "{at}: the body is JSON"
+                    );
+                }
                 for name in url_placeholders(endpoint.path) {
-                    if listing
-                        .per_parent
-                        .is_some_and(|parent| parent.placeholder == name)
-                    {
+                    if parent_placeholder == Some(name) {
                         continue;
                     }
                     assert!(
@@ -230,7 +238,21 @@ fn every_listing_is_well_formed() {
                     // Each page must move forward.
                     assert!(overlap >= 1 && overlap < listing.page_size.size, "{at}");
                 }
-                _ => assert!(listing.page_size.size > 0, "{at}"),
+                // A size sent as a parameter is a number of records.
+                _ => assert!(
+                    listing.page_size.param.is_none() || listing.page_size.size > 0,
+                    "{at}"
+                ),
+            }
+            if let Pagination::ContinueWithCursor { path, .. } = listing.pagination {
+                assert!(path.starts_with('/'), "{at}");
+                assert!(
+                    listing
+                        .endpoints
+                        .iter()
+                        .all(|e| e.method == HttpMethod::Post),
+                    "{at}: an RPC continuation continues a POST"
+                );
             }
             if let Some(inc) = listing.incremental {
                 assert!(inc.lookback > Duration::ZERO, "{at}");
@@ -281,10 +303,12 @@ fn every_listing_is_well_formed() {
                     listing
                         .endpoints
                         .iter()
-                        .any(|e| e.path.contains(&placeholder))
+                        .any(|e| e.path.contains(&placeholder)
+                            || e.body.is_some_and(|b| b.contains(&placeholder)))
                         || listing.query.iter().any(|(_, v)| v.contains(&placeholder)),
                     "{at}: no {placeholder} to fill"
                 );
+                assert!(listing.walk.is_none(), "{at}: a walk or parents, not both");
                 // A time filter applies to each parent's listing alike; a search's keyset does not.
                 assert!(
                     listing
@@ -295,14 +319,131 @@ fn every_listing_is_well_formed() {
                 // Listing the children lists the parents: the OAuth consent must cover both.
                 let parent_type = p.data_type(parent.data_type).unwrap();
                 for scope in parent_type.scopes {
-                    assert!(
-                        d.scopes.contains(scope),
-                        "{at}: lacks its parent's scope {scope}"
-                    );
+                    // A parent whose own scope is for more than listing it (file contents) is listed with
+                    // the lesser scope that suffices, or with none beyond the parent's other scopes.
+                    let lesser = LISTING_SCOPES
+                        .iter()
+                        .find(|(platform, full, _)| *platform == p.id && full == scope)
+                        .map(|(_, _, lesser)| *lesser);
+                    let covered = match lesser {
+                        None => d.scopes.contains(scope),
+                        Some(None) => true,
+                        Some(Some(lesser)) => {
+                            d.scopes.contains(scope) || d.scopes.contains(&lesser)
+                        }
+                    };
+                    assert!(covered, "{at}: lacks its parent's scope {scope}");
                 }
+            } else {
+                assert!(listing.parents_where.is_empty(), "{at}: no parents");
+            }
+            if let Some(walk) = listing.walk {
+                let placeholder = format!("{{{}}}", walk.placeholder);
+                assert!(
+                    listing
+                        .endpoints
+                        .iter()
+                        .all(|e| e.path.contains(&placeholder)),
+                    "{at}: every request of a walk is about one folder"
+                );
+                assert!(!walk.root.is_empty(), "{at}");
+                assert!(listing.incremental.is_none(), "{at}: walks are whole");
+            }
+            if let Some(content) = listing.content {
+                assert!(!content.requests.is_empty(), "{at}");
+                // An incremental run of a file listing skips unchanged files by their version; the records
+                // themselves are listed whole, so every run's manifest names every file.
+                assert!(listing.incremental.is_none(), "{at}");
+                for request in content.requests {
+                    assert!(request.path.starts_with('/'), "{at}");
+                    assert!(request.version.starts_with('/'), "{at}: a JSON pointer");
+                    assert!(
+                        url_placeholders(request.path).count() >= 1 || request.json_arg.is_some(),
+                        "{at}: a content request is about one record"
+                    );
+                    if let ContentHost::Other { name, url } = request.host {
+                        assert!(url.starts_with("https://") && !url.ends_with('/'), "{at}");
+                        assert!(
+                            name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                            "{at}: {name} names an environment variable"
+                        );
+                    }
+                }
+            }
+            for condition in listing.records_where.iter().chain(listing.parents_where) {
+                assert!(condition.pointer.starts_with('/'), "{at}");
             }
         }
     }
+}
+
+#[test]
+fn conditions_read_strings_and_scalars_and_absent_values() {
+    let record = serde_json::json!({".tag": "file", "is_downloadable": false, "size": 12,
+        "mimeType": "application/vnd.google-apps.folder"});
+    assert!(Condition::is("/.tag", "file").holds(&record));
+    assert!(!Condition::is("/.tag", "folder").holds(&record));
+    assert!(!Condition::is_not("/is_downloadable", "false").holds(&record));
+    assert!(Condition::is("/size", "12").holds(&record));
+    // Absent: never equal, never a prefix.
+    assert!(Condition::is_not("/missing", "x").holds(&record));
+    assert!(!Condition::starts_with("/missing", "").holds(&record));
+    assert!(Condition::not_starts_with("/missing", "x").holds(&record));
+    assert!(Condition::starts_with("/mimeType", "application/vnd.google-apps.").holds(&record));
+    assert!(
+        !Condition::not_starts_with("/mimeType", "application/vnd.google-apps.").holds(&record)
+    );
+    assert!(Condition::all_hold(&[], &record));
+}
+
+#[test]
+fn error_matches_read_the_status_and_a_prefix_of_the_body() {
+    let google = find("google").unwrap().rate.limited_when;
+    let body = |reason: &str| {
+        serde_json::json!({"error": {"code": 403, "message": "x",
+            "errors": [{"domain": "usageLimits", "reason": reason, "message": "x"}]}})
+    };
+    assert!(google
+        .iter()
+        .any(|m| m.matches(403, &body("userRateLimitExceeded"))));
+    assert!(google
+        .iter()
+        .any(|m| m.matches(403, &body("rateLimitExceeded"))));
+    assert!(!google
+        .iter()
+        .any(|m| m.matches(403, &body("insufficientFilePermissions"))));
+    assert!(!google
+        .iter()
+        .any(|m| m.matches(400, &body("rateLimitExceeded"))));
+    let dropbox = find("dropbox").unwrap().listing("files").unwrap().gone;
+    let gone =
+        serde_json::json!({"error_summary": "path/not_found/...", "error": {".tag": "path"}});
+    assert!(dropbox.iter().any(|m| m.matches(409, &gone)));
+    let other = serde_json::json!({"error_summary": "path/restricted_content/"});
+    assert!(!dropbox.iter().any(|m| m.matches(409, &other)));
+}
+
+#[test]
+fn a_drive_backup_never_asks_for_gmail() {
+    let google = find("google").unwrap();
+    for scope in google.scopes_for(None) {
+        assert!(!scope.contains("gmail"), "{scope}");
+    }
+    assert!(google
+        .data_types
+        .iter()
+        .all(|d| !d.name.starts_with("gmail")));
+    // Permissions and revisions need only the metadata scope, not the files' contents.
+    let metadata = google.scopes_for(Some(&["permissions", "revisions"]));
+    assert!(metadata.contains(&"https://www.googleapis.com/auth/drive.metadata.readonly"));
+    assert!(!metadata.contains(&"https://www.googleapis.com/auth/drive.readonly"));
+    let files = google.scopes_for(Some(&["files"]));
+    assert!(files.contains(&"https://www.googleapis.com/auth/drive.readonly"));
+    let dropbox = find("dropbox").unwrap();
+    assert_eq!(
+        dropbox.scopes_for(Some(&["shared_links"])),
+        ["account_info.read", "sharing.read"]
+    );
 }
 
 #[test]
@@ -353,3 +494,16 @@ fn the_platforms_made_real_list_every_data_type() {
         }
     }
 }
+
+/// (platform, a parent data type's scope for reading contents, the lesser scope that lists the parent all the
+/// same or `None` when its other scopes do).
+const LISTING_SCOPES: &[(&str, &str, Option<&str>)] = &[
+    // Drive API reference, `files.list`: `drive.metadata.readonly` is among the scopes it accepts.
+    (
+        "google",
+        "https://www.googleapis.com/auth/drive.readonly",
+        Some("https://www.googleapis.com/auth/drive.metadata.readonly"),
+    ),
+    // Dropbox HTTP API, `files/list_folder`: "Required scope: files.metadata.read".
+    ("dropbox", "files.content.read", None),
+];

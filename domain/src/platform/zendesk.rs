@@ -147,6 +147,7 @@ pub(super) const PLATFORM: Platform = Platform {
     rate: DefaultRate {
         per_second: 3.0,
         burst: 10,
+        limited_when: &[],
     },
     error_messages: &["/error/message", "/description", "/error/title", "/error"],
 };

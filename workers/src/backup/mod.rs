@@ -30,6 +30,8 @@ use crate::storage::{BackupStore, JobArtifacts, StorageError};
 mod progress;
 // One attempt of one job, data type by data type.
 mod run;
+// The bytes of a file platform's files, beside their records.
+pub mod files;
 // The work queue of backups waiting for a worker, partitioned by account and connection, and its feeder.
 mod queue;
 // Which backup a worker runs next, and how many at once.

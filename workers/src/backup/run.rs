@@ -14,7 +14,10 @@ use listbackup_commands::vault::SecretCredentials;
 use listbackup_commands::EventMetadata;
 use listbackup_domain::job::{summarise, DataTypeFailure};
 use listbackup_domain::platform::OAUTH_ACCESS_TOKEN;
+use listbackup_domain::source::Source;
+use serde_json::json;
 
+use super::files::{ContentFailure, FileContents, CONTENTS_OF};
 use super::progress::ProgressReporter;
 use super::{cancelled, reauth_failure, BackupWorker, Run, RunFailure, CANCEL_CHECK};
 use crate::connectors::{FetchError, FetchRequest, IncrementalCursor, PageCursor};
@@ -131,6 +134,21 @@ impl BackupWorker {
                 .then(|| source.cursors().get(data_type))
                 .flatten()
                 .and_then(|cursor| serde_json::from_value(cursor.clone()).ok());
+            // A file platform's data type stores its files' bytes too; an incremental run skips those whose
+            // version the previous backup's manifest already holds (`files`).
+            let mut contents = platform
+                .listing(data_type)
+                .and_then(|listing| FileContents::new(data_type, listing));
+            let mut contents_since = None;
+            if source.incremental() {
+                if let Some(files) = contents.take() {
+                    let (files, cursor) = self
+                        .previous_contents(files, artifacts, source, data_type)
+                        .await;
+                    contents = Some(files);
+                    contents_since = cursor;
+                }
+            }
             let mut writer = artifacts.data_type_writer(data_type).await?;
             let mut resume: Option<PageCursor> = None;
             let mut refreshed = false;
@@ -140,15 +158,71 @@ impl BackupWorker {
                     FetchRequest::new(connection_id, platform, data_type, credentials.expose())
                         .since(since.clone())
                         .resume(resume.clone());
-                let mut pager = match self.connector.pages(request) {
+                let mut pager = match self.connector.pages(request.clone()) {
                     Ok(pager) => pager,
                     Err(err) => break 'fetch Err(err.into()),
                 };
                 loop {
-                    let page = match pager.next_page().await {
-                        Ok(Some(page)) => page,
-                        Ok(None) => break 'fetch Ok(pager.summary()),
-                        Err(FetchError::Unauthorized) if !refreshed => {
+                    let err = match pager.next_page().await {
+                        Ok(Some(page)) => {
+                            // The files' bytes first: a page fetched again after a token refresh then holds
+                            // no record stored twice, and its files already stored are not downloaded again.
+                            let mut failed = None;
+                            if let Some(files) = contents.as_mut() {
+                                let stored = self
+                                    .store_contents(
+                                        files,
+                                        &request,
+                                        artifacts,
+                                        &page.records,
+                                        &mut manifest,
+                                        &mut progress,
+                                        &mut last_check,
+                                        job_id,
+                                    )
+                                    .await;
+                                match stored {
+                                    Ok(outcome) => failed = outcome,
+                                    Err(failure) => {
+                                        let _ = writer.abort().await;
+                                        return Err(failure);
+                                    }
+                                }
+                            }
+                            match failed {
+                                Some(err) => err,
+                                None => {
+                                    for record in &page.records {
+                                        writer.write_raw(record).await?;
+                                    }
+                                    resume = Some(page.cursor.clone());
+                                    progress.records += page.records.len() as u64;
+                                    let stored_before = progress.bytes;
+                                    progress.bytes = stored_before + writer.bytes_written();
+                                    reporter.page(&progress, page.number).await?;
+                                    progress.bytes = stored_before;
+                                    // Between pages, at most once per interval: has someone asked the job to
+                                    // stop?
+                                    if last_check.elapsed() >= CANCEL_CHECK {
+                                        last_check = tokio::time::Instant::now();
+                                        if self.cancel_requested(job_id).await? {
+                                            let _ = writer.abort().await;
+                                            return Err(cancelled());
+                                        }
+                                    }
+                                    continue;
+                                }
+                            }
+                        }
+                        Ok(None) => match contents.as_mut().and_then(FileContents::all_refused) {
+                            // Not one file could be downloaded: the refusal is the connection's.
+                            Some(err) => break 'fetch Err(err.into()),
+                            None => break 'fetch Ok(pager.summary()),
+                        },
+                        Err(err) => err,
+                    };
+                    match err {
+                        FetchError::Unauthorized if !refreshed => {
                             // An OAuth token can be revoked or rotated before its expiry: one refresh, then the
                             // same fetch continues after the last page stored.
                             refreshed = true;
@@ -169,37 +243,25 @@ impl BackupWorker {
                             }
                             break 'fetch Err(FetchError::Unauthorized.into());
                         }
-                        Err(FetchError::Unauthorized) => {
+                        FetchError::Unauthorized => {
                             // Refused again right after a refresh: only the customer can fix this.
                             let failure = self.reauth_required(metadata, connection_id).await;
                             break 'fetch Err(Unfetched::connection(failure));
                         }
-                        Err(err) => break 'fetch Err(err.into()),
-                    };
-                    for record in &page.records {
-                        writer.write_raw(record).await?;
-                    }
-                    resume = Some(page.cursor.clone());
-                    progress.records += page.records.len() as u64;
-                    let stored_before = progress.bytes;
-                    progress.bytes = stored_before + writer.bytes_written();
-                    reporter.page(&progress, page.number).await?;
-                    progress.bytes = stored_before;
-                    // Between pages, at most once per interval: has someone asked the job to stop?
-                    if last_check.elapsed() >= CANCEL_CHECK {
-                        last_check = tokio::time::Instant::now();
-                        if self.cancel_requested(job_id).await? {
-                            let _ = writer.abort().await;
-                            return Err(cancelled());
-                        }
+                        err => break 'fetch Err(err.into()),
                     }
                 }
             };
             let summary = match fetched {
                 Ok(summary) => summary,
                 Err(unfetched) => {
-                    // Nothing of the data type is stored; its previous cursor stays the source's.
+                    // Nothing of the data type is stored (its files' bytes neither); its previous cursor stays
+                    // the source's.
                     let _ = writer.abort().await;
+                    if contents.is_some() {
+                        progress.bytes -= manifest.drop_contents(data_type);
+                        artifacts.discard_contents(data_type).await?;
+                    }
                     let failure = failure_of(data_type, &unfetched.failure);
                     tracing::warn!(%job_id, %data_type, code = %failure.code, message = %failure.message,
                         connection_wide = unfetched.connection_wide, "data type not backed up");
@@ -221,8 +283,9 @@ impl BackupWorker {
             let since_json = summary
                 .incremental
                 .then(|| since.as_ref().and_then(|s| serde_json::to_value(s).ok()))
-                .flatten();
-            manifest.incremental |= summary.incremental;
+                .flatten()
+                .or(contents_since);
+            manifest.incremental |= summary.incremental || since_json.is_some();
             manifest.add_file(&file, since_json);
             if let Some(next) = summary
                 .next_cursor
@@ -230,6 +293,16 @@ impl BackupWorker {
                 .and_then(|c| serde_json::to_value(c).ok())
             {
                 manifest.cursors.insert(data_type.clone(), next);
+            }
+            if let Some(files) = &contents {
+                // The next incremental run skips the files this manifest lists unchanged.
+                manifest
+                    .cursors
+                    .insert(data_type.clone(), json!({ CONTENTS_OF: job_id }));
+                let counts = files.counts();
+                tracing::info!(%job_id, %data_type, downloaded = counts.downloaded,
+                    unchanged = counts.unchanged, gone = counts.gone, refused = counts.refused,
+                    bytes = counts.bytes, "file contents backed up");
             }
             self.jobs
                 .record_resource(
@@ -294,6 +367,75 @@ impl BackupWorker {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Stores the bytes of a page's files (see `files`), looking for a cancellation between files (one can
+    /// take long). `Ok(Some(err))`: the data type fails with `err` (or, for a 401, refreshes the token and
+    /// goes on); `Err`: the run stops (storage, cancellation).
+    #[allow(clippy::too_many_arguments)]
+    async fn store_contents(
+        &self,
+        files: &mut FileContents,
+        request: &FetchRequest<'_>,
+        artifacts: &crate::storage::JobArtifacts,
+        records: &[Box<serde_json::value::RawValue>],
+        manifest: &mut crate::storage::Manifest,
+        progress: &mut Progress,
+        last_check: &mut tokio::time::Instant,
+        job_id: &str,
+    ) -> Result<Option<FetchError>, RunFailure> {
+        for record in records {
+            match files
+                .store(&self.connector, request, artifacts, record, manifest)
+                .await
+            {
+                Ok(bytes) => progress.bytes += bytes,
+                Err(ContentFailure::Storage(err)) => return Err(err.into()),
+                Err(ContentFailure::Fetch(err)) => return Ok(Some(err)),
+            }
+            if last_check.elapsed() >= CANCEL_CHECK {
+                *last_check = tokio::time::Instant::now();
+                if self.cancel_requested(job_id).await? {
+                    return Err(cancelled());
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The file contents of an incremental run, knowing the versions of the previous backup (the job its
+    /// cursor names) and the cursor it ran from; without them (a first run, a manifest removed since), every
+    /// file is downloaded.
+    async fn previous_contents(
+        &self,
+        files: FileContents,
+        artifacts: &crate::storage::JobArtifacts,
+        source: &Source,
+        data_type: &str,
+    ) -> (FileContents, Option<serde_json::Value>) {
+        let Some(cursor) = source.cursors().get(data_type) else {
+            return (files, None);
+        };
+        let Some(previous_job) = cursor.get(CONTENTS_OF).and_then(|job| job.as_str()) else {
+            return (files, None);
+        };
+        match artifacts.job(previous_job).read_manifest().await {
+            Ok(Some(manifest)) => {
+                let files = files.with_previous(previous_job, &manifest);
+                let since = files.incremental().then(|| cursor.clone());
+                (files, since)
+            }
+            Ok(None) => {
+                tracing::warn!(%data_type, %previous_job,
+                    "the previous backup's manifest is gone: every file is downloaded");
+                (files, None)
+            }
+            Err(err) => {
+                tracing::warn!(%data_type, %previous_job, error = %err,
+                    "the previous backup's manifest cannot be read: every file is downloaded");
+                (files, None)
+            }
+        }
     }
 
     /// ResourceBackupFailed for one data type of the running attempt.

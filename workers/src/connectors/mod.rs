@@ -31,6 +31,7 @@
 //! ```
 
 mod body;
+mod content;
 mod incremental;
 mod paging;
 pub mod rate;
@@ -50,12 +51,13 @@ use listbackup_commands::platform_client::{
     apply_auth, choose_auth, fill_template, PlatformEndpoints, ProbeError,
 };
 use listbackup_domain::platform::{
-    ApiAuth, Endpoint, HttpMethod, IncrementalFetch, Listing, OffsetParam, Pagination, Platform,
-    TimeFilter, TimeFormat,
+    ApiAuth, Condition, Endpoint, HttpMethod, IncrementalFetch, Listing, OffsetParam, Pagination,
+    Platform, TimeFilter, TimeFormat,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use content::{ContentStream, FileRef, MAX_REDIRECTS};
 pub use incremental::{IncrementalCursor, SeenAt};
 pub use rate::{RateBudget, RateBudgets, RateLimit, RateLimits, RateStats};
 pub use transport::RetryPolicy;
@@ -69,6 +71,8 @@ use transport::{BodyError, Call, Counters};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per request; a page is at most a few hundred records.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// A download has no deadline as a whole (a file may be gigabytes), only between two reads of its body.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a fetch failed. Messages never contain credential values.
 ///
@@ -130,6 +134,12 @@ pub enum FetchError {
     /// silently. Retryable: a later run pages a list that has settled.
     #[error("{0}")]
     ListChanged(String),
+    /// What the request was about no longer exists (404, 410, or a platform's own answer for it, such as
+    /// Dropbox's 409 `path/not_found`): a file deleted between its listing and its download, a parent deleted
+    /// before its children were listed. Only requests about one listed thing fail this way; the pager passes
+    /// over such a parent, and a backup records such a file as gone. Not retryable: it stays gone.
+    #[error("it no longer exists on the platform ({status}){}", suffix(.message))]
+    Gone { status: u16, message: String },
     /// The page consumer of [`Connector::fetch_pages`] failed; its error is inside. Not retryable as far as
     /// the connector knows: whether it is, is the consumer's to say.
     #[error("storing a page failed: {0}")]
@@ -160,6 +170,7 @@ impl FetchError {
             | FetchError::Forbidden { .. }
             | FetchError::InvalidResponse(_)
             | FetchError::PagingLoop(_)
+            | FetchError::Gone { .. }
             | FetchError::Sink(_) => false,
         }
     }
@@ -182,6 +193,7 @@ impl FetchError {
             | FetchError::InvalidResponse(_)
             | FetchError::UnreadableBody(_)
             | FetchError::PagingLoop(_)
+            | FetchError::Gone { .. }
             | FetchError::ListChanged(_) => "PLATFORM_ERROR",
             FetchError::Network(_) => "UNAVAILABLE",
             FetchError::Sink(_) => "INTERNAL",
@@ -241,17 +253,19 @@ pub struct PageCursor {
     lower: Option<Arc<SeenWindow>>,
     /// The latest change seen so far and the records of the window before it: the next run's cursor.
     watermark: Option<Arc<SeenWindow>>,
-    /// A per-parent listing's place among its parents.
+    /// A per-parent listing's place among its parents, or a walk's among its folders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parent: Option<Box<ParentCursor>>,
 }
 
-/// Where a per-parent listing ([`listbackup_domain::platform::PerParent`]) stands among its parents.
+/// Where a per-parent listing ([`listbackup_domain::platform::PerParent`]) stands among its parents, or a
+/// folder walk ([`listbackup_domain::platform::FolderWalk`]) among its folders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ParentCursor {
-    /// The parents' listing, after the page the queue came from.
-    parents: PageCursor,
+    /// The parents' listing, after the page the queue came from (`None` for a walk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parents: Option<PageCursor>,
     /// The parent being listed now.
     current: Option<String>,
     /// Parents of that page still to list, in order.
@@ -321,9 +335,9 @@ pub struct FetchSummary {
     pub rate_limited: u64,
     /// Whether this run fetched only changes (a usable cursor was given and the data type supports it).
     pub incremental: bool,
-    /// A per-parent listing's parents that answered 404 when their records were listed: deleted after the
-    /// parents were listed, so they have none left to back up.
-    pub parents_gone: u64,
+    /// Parents of a per-parent listing (or folders of a walk) found deleted when their children were
+    /// requested: passed over, not a failure.
+    pub gone_parents: u64,
     /// Where the next incremental run starts; `None` when the data type does not support incremental runs.
     pub next_cursor: Option<IncrementalCursor>,
 }
@@ -331,6 +345,8 @@ pub struct FetchSummary {
 #[derive(Debug)]
 pub struct Connector {
     http: reqwest::Client,
+    /// File downloads: no total timeout, a read timeout instead.
+    content_http: reqwest::Client,
     endpoints: PlatformEndpoints,
     budgets: RateBudgets,
     retry: RetryPolicy,
@@ -347,8 +363,17 @@ impl Connector {
             .user_agent(concat!("listbackup/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a client with static settings always builds");
+        let content_http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            // Followed by hand, without the credentials (`content`).
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("listbackup/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a client with static settings always builds");
         Self {
             http,
+            content_http,
             endpoints,
             budgets: RateBudgets::default(),
             retry: RetryPolicy::default(),
@@ -365,6 +390,10 @@ impl Connector {
 
     pub fn with_retry_policy(self, retry: RetryPolicy) -> Self {
         Self { retry, ..self }
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     /// The budget requests of this connection draw from (held by every fetch in progress).
@@ -390,8 +419,8 @@ impl Connector {
         let auth = choose_auth(platform, request.credentials)?.api_auth();
         let base = self.endpoints.api_base(platform, request.credentials)?;
         // Every endpoint's path is filled now (a missing placeholder value is the credentials' problem), but
-        // a per-parent listing's, which wait for their parent's id.
-        let (paths, query) = match listing.per_parent {
+        // a per-parent listing's or a walk's, which wait for their parent's or folder's id.
+        let (paths, query) = match parent_placeholder(listing) {
             None => (
                 fill_paths(platform, listing, request.credentials, None)?,
                 fill_query(platform, listing, request.credentials, None)?,
@@ -419,25 +448,41 @@ impl Connector {
                 }
             }
         };
-        let parents = match listing.per_parent {
-            None => None,
-            Some(per_parent) => {
+        let parents = match (listing.per_parent, listing.walk) {
+            (None, None) => None,
+            (Some(per_parent), _) => {
                 let resumed = state.parent.clone();
                 resumed_parent = resumed.as_ref().and_then(|p| p.current.clone());
                 let parents_request = FetchRequest {
                     data_type: per_parent.data_type,
                     since: None,
-                    resume: resumed.as_ref().map(|p| p.parents.clone()),
+                    resume: resumed.as_ref().and_then(|p| p.parents.clone()),
                     ..request.clone()
                 };
                 let parent_listing = platform
                     .listing(per_parent.data_type)
                     .ok_or_else(|| unsupported("its parent data type cannot be listed"))?;
                 Some(Parents {
-                    pager: Box::new(self.pages(parents_request)?),
-                    id_field: parent_listing.id_field,
+                    source: ParentSource::Listed {
+                        pager: Box::new(self.pages(parents_request)?),
+                        id_field: parent_listing.id_field,
+                        exhausted: false,
+                    },
                     queue: resumed.map(|p| p.queue).unwrap_or_default(),
-                    exhausted: false,
+                })
+            }
+            (None, Some(walk)) => {
+                // A walk starts at its root; resumed, it goes on with the folder it was in and those waiting.
+                let resumed = state.parent.clone();
+                let (current, queue) = match resumed {
+                    Some(cursor) => (cursor.current, cursor.queue),
+                    None => (Some(walk.root.to_owned()), Default::default()),
+                };
+                let seen = queue.iter().chain(&current).cloned().collect();
+                resumed_parent = current;
+                Some(Parents {
+                    source: ParentSource::Walk { seen },
+                    queue,
                 })
             }
         };
@@ -461,10 +506,11 @@ impl Connector {
             current_parent: None,
             parent_gone: None,
             parents_entered: 0,
-            parents_gone: 0,
+            gone_parents: 0,
         };
         if let Some(id) = resumed_parent {
-            // Where the cursor left this parent: its position is the resumed state's.
+            // The parent the cursor was in (or a walk's root): its paths, and the position as the cursor left
+            // it (a fresh state is at its first page already).
             pager.enter_parent(id, Entering::Resumed)?;
             pager.parents_entered += 1;
         }
@@ -496,19 +542,20 @@ impl Connector {
 pub struct Pager<'a> {
     connector: &'a Connector,
     listing: &'static Listing,
-    /// Each endpoint's path with its placeholders filled (a per-parent listing's: with the current parent's).
-    paths: Vec<String>,
+    /// Each endpoint's path and body with their placeholders filled (a per-parent listing's: with the
+    /// current parent's; a walk's: with the current folder's).
+    paths: Vec<FilledEndpoint>,
     /// The listing's fixed query parameters with their placeholders filled, likewise.
     query: Vec<(&'static str, String)>,
-    /// A per-parent listing's parents.
+    /// A per-parent listing's parents, or a walk's folders.
     parents: Option<Parents<'a>>,
-    /// The parent being listed now.
+    /// The parent (or folder) being listed now.
     current_parent: Option<String>,
-    /// The 404 of the last parent found gone (see [`Pager::next_page`]).
+    /// The error of the last parent found gone (see [`Pager::next_page`]).
     parent_gone: Option<FetchError>,
-    /// Parents whose records were asked for, and how many of them were gone.
+    /// Parents whose children were asked for, and how many of them were found deleted.
     parents_entered: u64,
-    parents_gone: u64,
+    gone_parents: u64,
     platform: &'static Platform,
     credentials: &'a BTreeMap<String, String>,
     auth: ApiAuth,
@@ -539,27 +586,38 @@ impl Pager<'_> {
                 return self.next_page_of_listing().await;
             }
             loop {
-                if self.current_parent.is_some() {
+                if let Some(parent) = self.current_parent.clone() {
                     match self.next_page_of_listing().await {
                         Ok(Some(page)) => return Ok(Some(page)),
                         Ok(None) => {}
-                        // The parent was deleted after the parents were listed: it has nothing left to
-                        // back up, and the others still do.
-                        Err(err @ FetchError::Platform { status: 404, .. }) => {
-                            tracing::info!(
-                                platform = self.platform.id,
-                                parent = ?self.current_parent,
-                                "a parent answered 404: deleted since it was listed, skipped"
-                            );
-                            self.parents_gone += 1;
-                            self.parent_gone = Some(err);
+                        // A walk's root is never deleted: not found there, the request itself is wrong.
+                        Err(FetchError::Gone { status, message })
+                            if self.listing.walk.is_some_and(|walk| walk.root == parent) =>
+                        {
+                            return Err(FetchError::Platform {
+                                status,
+                                message,
+                                retryable: false,
+                            });
+                        }
+                        // Deleted since it was listed: it has no children to back up any more.
+                        Err(FetchError::Gone { status, message }) => {
+                            self.gone_parents += 1;
+                            tracing::warn!(platform = self.platform.id, %parent, status,
+                                "a parent no longer exists; its children are passed over");
+                            // Kept as a request that is wrong should every parent turn out gone.
+                            self.parent_gone = Some(FetchError::Platform {
+                                status,
+                                message,
+                                retryable: false,
+                            });
                         }
                         Err(err) => return Err(err),
                     }
                 }
                 let Some(id) = self.next_parent().await? else {
                     // Every parent gone is not a race any more: the listing's requests are wrong.
-                    if self.parents_gone > 0 && self.parents_gone == self.parents_entered {
+                    if self.gone_parents > 0 && self.gone_parents == self.parents_entered {
                         if let Some(err) = self.parent_gone.take() {
                             return Err(err);
                         }
@@ -572,25 +630,61 @@ impl Pager<'_> {
         })
     }
 
-    /// The next parent's id: from the queue of the parents' page, or from their next page.
+    /// The next parent's id: from the queue of the parents' page, or from their next page (only the parents
+    /// meeting the listing's `parents_where`); a walk's next folder waiting.
     async fn next_parent(&mut self) -> Result<Option<String>, FetchError> {
-        let parents = self.parents.as_mut().expect("a per-parent listing");
+        let only = self.listing.parents_where;
+        let parents = self
+            .parents
+            .as_mut()
+            .expect("a per-parent listing or a walk");
         loop {
             if let Some(id) = parents.queue.pop_front() {
                 return Ok(Some(id));
             }
-            if parents.exhausted {
+            let ParentSource::Listed {
+                pager,
+                id_field,
+                exhausted,
+            } = &mut parents.source
+            else {
+                // A walk whose folders are all listed.
+                return Ok(None);
+            };
+            if *exhausted {
                 return Ok(None);
             }
-            match parents.pager.next_page().await? {
+            match pager.next_page().await? {
                 Some(page) => {
                     parents.queue = page
                         .records
                         .into_iter()
-                        .filter_map(|raw| Fetched::read(raw, parents.id_field, None, None).id)
+                        .filter(|raw| only.is_empty() || meets(raw, only))
+                        .filter_map(|raw| Fetched::read(raw, id_field, None, None).id)
                         .collect();
                 }
-                None => parents.exhausted = true,
+                None => *exhausted = true,
+            }
+        }
+    }
+
+    /// A walk's folders among the records of an answer, each queued to be listed once.
+    fn descend(&mut self, fetched: &[Fetched]) {
+        let (
+            Some(walk),
+            Some(Parents {
+                source: ParentSource::Walk { seen },
+                queue,
+            }),
+        ) = (self.listing.walk, self.parents.as_mut())
+        else {
+            return;
+        };
+        for record in fetched {
+            if let Some(id) = &record.id {
+                if meets(&record.raw, &[walk.folder]) && seen.insert(id.clone()) {
+                    queue.push_back(id.clone());
+                }
             }
         }
     }
@@ -632,8 +726,15 @@ impl Pager<'_> {
                 .into_iter()
                 .map(|raw| Fetched::read(raw, id_field, time_field, tag_field))
                 .collect();
-            let step = self.advance(&fetched, &envelope, link)?;
-            self.state.position = step.next;
+            let mut step = self.advance(&fetched, &envelope, link)?;
+            self.state.position = step.next.clone();
+            self.descend(&fetched);
+            let only = self.listing.records_where;
+            if !only.is_empty() {
+                for (keep, record) in step.keep.iter_mut().zip(&fetched) {
+                    *keep = *keep && meets(&record.raw, only);
+                }
+            }
             let parent_tag = self
                 .listing
                 .per_parent
@@ -642,7 +743,7 @@ impl Pager<'_> {
             let tag = endpoint
                 .tag
                 .or(parent_tag.as_ref().map(|(field, id)| (*field, id.as_str())));
-            let records = self.keep(fetched, step.keep, tag);
+            let records = self.keep(fetched, std::mem::take(&mut step.keep), tag);
             if records.is_empty() {
                 continue;
             }
@@ -661,7 +762,10 @@ impl Pager<'_> {
         let mut cursor = self.state.clone();
         cursor.parent = self.parents.as_ref().map(|parents| {
             Box::new(ParentCursor {
-                parents: parents.pager.cursor(),
+                parents: match &parents.source {
+                    ParentSource::Listed { pager, .. } => Some(pager.cursor()),
+                    ParentSource::Walk { .. } => None,
+                },
                 current: self.current_parent.clone(),
                 queue: parents.queue.clone(),
             })
@@ -669,22 +773,28 @@ impl Pager<'_> {
         cursor
     }
 
-    /// Counts so far; the final summary once `next_page` returned `None`.
+    /// Counts so far; the final summary once `next_page` returned `None`. A per-parent listing's requests
+    /// include its parents'.
     pub fn summary(&self) -> FetchSummary {
-        // A per-parent listing's requests include those that listed its parents.
-        let parents = self
-            .parents
-            .as_ref()
-            .map(|parents| parents.pager.summary())
-            .unwrap_or_default();
+        let mut counters = self.counters;
+        if let Some(Parents {
+            source: ParentSource::Listed { pager, .. },
+            ..
+        }) = &self.parents
+        {
+            let parents = pager.summary();
+            counters.requests += parents.requests;
+            counters.retries += parents.retries;
+            counters.rate_limited += parents.rate_limited;
+        }
         FetchSummary {
             records: self.records,
             pages: self.pages,
-            requests: self.counters.requests + parents.requests,
-            retries: self.counters.retries + parents.retries,
-            rate_limited: self.counters.rate_limited + parents.rate_limited,
+            requests: counters.requests,
+            retries: counters.retries,
+            rate_limited: counters.rate_limited,
             incremental: self.incremental,
-            parents_gone: self.parents_gone,
+            gone_parents: self.gone_parents,
             next_cursor: self
                 .listing
                 .incremental
@@ -705,6 +815,8 @@ impl Pager<'_> {
             policy: &self.connector.retry,
             platform: self.platform,
             credentials: self.credentials,
+            // A parent's children, or a folder's items: the parent may have been deleted since it was listed.
+            gone: self.current_parent.as_ref().map(|_| self.listing.gone),
         };
         let (auth, credentials, platform) = (self.auth, self.credentials, self.platform);
         let authorize = move |request: reqwest::RequestBuilder| {
@@ -727,8 +839,8 @@ impl Pager<'_> {
             let link = link_paging.then(|| next_link(&response.headers)).flatten();
             Ok((list, link))
         };
-        let path = &self.paths[self.state.endpoint];
-        let url = format!("{}{path}", self.base);
+        let filled = &self.paths[self.state.endpoint];
+        let url = format!("{}{}", self.base, filled.path);
         let json = |body: String| {
             move |request: reqwest::RequestBuilder| {
                 request
@@ -783,7 +895,7 @@ impl Pager<'_> {
             }
             position => {
                 let query = self.query(position);
-                match (endpoint.method, endpoint.body) {
+                match (endpoint.method, filled.body.as_deref()) {
                     (HttpMethod::Post, body) => {
                         let body = json(body.unwrap_or("{}").to_owned());
                         call.send(
@@ -1114,7 +1226,12 @@ impl Pager<'_> {
                 }
             }
             Pagination::ContinueWithCursor { cursor, more, .. } => {
-                if envelope.flag(more).unwrap_or(false) {
+                // Without a `more` flag, the answer's cursor says whether there is more.
+                let more = match more {
+                    Some(more) => envelope.flag(more).unwrap_or(false),
+                    None => envelope.text(cursor).is_some(),
+                };
+                if more {
                     let cursor = envelope.text(cursor).ok_or_else(|| {
                         FetchError::InvalidResponse(
                             "the platform says there is more but sent no cursor to continue with"
@@ -1289,37 +1406,77 @@ enum Entering {
     Resumed,
 }
 
-/// A per-parent listing's parents: their own pager, and the ids of their current page still to list.
+/// A per-parent listing's parents, or a walk's folders: the ids still to list, and where more come from.
 struct Parents<'a> {
-    pager: Box<Pager<'a>>,
-    id_field: &'static str,
+    source: ParentSource<'a>,
     queue: std::collections::VecDeque<String>,
-    exhausted: bool,
+}
+
+enum ParentSource<'a> {
+    /// The parent data type's own pager; `queue` holds the rest of its current page.
+    Listed {
+        pager: Box<Pager<'a>>,
+        id_field: &'static str,
+        exhausted: bool,
+    },
+    /// The folders found so far (each listed once, whatever the answers say); `queue` holds those waiting.
+    Walk { seen: HashSet<String> },
+}
+
+/// One endpoint of a listing with its placeholders filled.
+struct FilledEndpoint {
+    path: String,
+    /// A POST's JSON body (a per-parent listing's with the parent's id in it).
+    body: Option<String>,
+}
+
+/// The `{placeholder}` a parent's or a walked folder's id fills, if the listing has one.
+fn parent_placeholder(listing: &Listing) -> Option<&'static str> {
+    listing
+        .per_parent
+        .map(|parent| parent.placeholder)
+        .or(listing.walk.map(|walk| walk.placeholder))
+}
+
+/// Whether a record (JSON text) meets every condition; a record that is not JSON meets none.
+fn meets(raw: &RawValue, conditions: &[Condition]) -> bool {
+    serde_json::from_str::<serde_json::Value>(raw.get())
+        .is_ok_and(|record| Condition::all_hold(conditions, &record))
 }
 
 /// The listing's endpoint paths with their placeholders filled from the credentials, and the parent's
-/// placeholder from `parent` (percent-encoded as one path segment: an id never moves a request elsewhere).
+/// placeholder from `parent`: percent-encoded as one path segment in a path (an id never moves a request
+/// elsewhere), escaped as JSON string content in a body.
 fn fill_paths(
     platform: &Platform,
     listing: &Listing,
     credentials: &BTreeMap<String, String>,
     parent: Option<&str>,
-) -> Result<Vec<String>, FetchError> {
+) -> Result<Vec<FilledEndpoint>, FetchError> {
     listing
         .endpoints
         .iter()
         .map(|endpoint| {
-            let path = match (listing.per_parent, parent) {
-                (Some(per_parent), Some(id)) => {
+            let (path, body) = match (parent_placeholder(listing), parent) {
+                (Some(placeholder), Some(id)) => {
+                    let placeholder = format!("{{{placeholder}}}");
                     let segment: String =
                         url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
-                    endpoint
-                        .path
-                        .replace(&format!("{{{}}}", per_parent.placeholder), &segment)
+                    let quoted = serde_json::Value::String(id.to_owned()).to_string();
+                    let escaped = &quoted[1..quoted.len() - 1];
+                    (
+                        endpoint.path.replace(&placeholder, &segment),
+                        endpoint
+                            .body
+                            .map(|body| body.replace(&placeholder, escaped)),
+                    )
                 }
-                _ => endpoint.path.to_owned(),
+                _ => (endpoint.path.to_owned(), endpoint.body.map(str::to_owned)),
             };
-            Ok(fill_template(platform, &path, credentials)?)
+            Ok(FilledEndpoint {
+                path: fill_template(platform, &path, credentials)?,
+                body,
+            })
         })
         .collect()
 }

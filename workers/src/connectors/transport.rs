@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use listbackup_commands::platform_client::scrub;
-use listbackup_domain::platform::Platform;
+use listbackup_domain::platform::{ErrorMatch, Platform};
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -124,6 +124,10 @@ pub(crate) struct Call<'a> {
     pub policy: &'a RetryPolicy,
     pub platform: &'a Platform,
     pub credentials: &'a BTreeMap<String, String>,
+    /// `Some`: the request is about one thing (a file to download, a parent's children) that may have been
+    /// deleted since it was listed; 404, 410 and these answers fail it with [`FetchError::Gone`]. `None`:
+    /// they are the platform's refusal like any other 4xx.
+    pub gone: Option<&'a [ErrorMatch]>,
 }
 
 impl Call<'_> {
@@ -135,6 +139,63 @@ impl Call<'_> {
         build: impl Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, FetchError>,
         decode: impl Fn(Response) -> Result<T, BodyError>,
     ) -> Result<T, FetchError> {
+        let decode = &decode;
+        self.attempts(counters, build, false, |response| async move {
+            let status = response.status();
+            let headers = response.headers().clone();
+            // The connection broke mid-body.
+            let body = response
+                .bytes()
+                .await
+                .map_err(|err| Outcome::Transient(network_error(&err), None))?;
+            match decode(Response {
+                status,
+                headers,
+                body,
+            }) {
+                Ok(value) => Ok(value),
+                Err(BodyError::Invalid(err)) => Err(Outcome::Fatal(err)),
+                Err(BodyError::Unreadable(reason)) => {
+                    Err(Outcome::Transient(FetchError::UnreadableBody(reason), None))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Sends the request `build` makes (again for each retry) and returns the answer with its body unread,
+    /// to be streamed: a 2xx, or a redirect (3xx) for the caller to follow. A `202 Accepted` (Box: "the file
+    /// is not ready to be downloaded yet") is waited out like a 429, by its `Retry-After`.
+    pub async fn open(
+        &self,
+        counters: &mut Counters,
+        build: impl Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, FetchError>,
+    ) -> Result<reqwest::Response, FetchError> {
+        self.attempts(counters, build, true, |response| async move {
+            if response.status() == StatusCode::ACCEPTED {
+                return Err(Outcome::RateLimited(retry_after(
+                    response.headers(),
+                    SystemTime::now(),
+                )));
+            }
+            Ok(response)
+        })
+        .await
+    }
+
+    /// The retry loop of [`send`](Self::send) and [`open`](Self::open): `accept` turns an answer the
+    /// status check let through into the result, or into another outcome.
+    async fn attempts<T, F, Fut>(
+        &self,
+        counters: &mut Counters,
+        build: impl Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, FetchError>,
+        redirects: bool,
+        accept: F,
+    ) -> Result<T, FetchError>
+    where
+        F: Fn(reqwest::Response) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Outcome>>,
+    {
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
         loop {
@@ -142,13 +203,10 @@ impl Call<'_> {
             self.budget.acquire().await;
             counters.requests += 1;
             let outcome = match request.send().await {
-                Ok(response) => match self.classify(response).await {
-                    Ok(response) => match decode(response) {
+                Ok(response) => match self.classify(response, redirects).await {
+                    Ok(response) => match accept(response).await {
                         Ok(value) => return Ok(value),
-                        Err(BodyError::Invalid(err)) => Outcome::Fatal(err),
-                        Err(BodyError::Unreadable(reason)) => {
-                            Outcome::Transient(FetchError::UnreadableBody(reason), None)
-                        }
+                        Err(outcome) => outcome,
                     },
                     Err(outcome) => outcome,
                 },
@@ -165,7 +223,7 @@ impl Call<'_> {
                     {
                         return Err(FetchError::RateLimited { retry_after });
                     }
-                    tracing::debug!(platform = self.platform.id, ?wait, "rate limited (429)");
+                    tracing::debug!(platform = self.platform.id, ?wait, "rate limited");
                     wait
                 }
                 Outcome::Transient(err, asked) => {
@@ -184,20 +242,15 @@ impl Call<'_> {
         }
     }
 
-    /// A 2xx answer read whole, or what to do about any other.
-    async fn classify(&self, response: reqwest::Response) -> Result<Response, Outcome> {
+    /// A 2xx answer (or, when `redirects`, a 3xx) with its body unread, or what to do about any other.
+    async fn classify(
+        &self,
+        response: reqwest::Response,
+        redirects: bool,
+    ) -> Result<reqwest::Response, Outcome> {
         let status = response.status();
-        if status.is_success() {
-            let headers = response.headers().clone();
-            return match response.bytes().await {
-                Ok(body) => Ok(Response {
-                    status,
-                    headers,
-                    body,
-                }),
-                // The connection broke mid-body.
-                Err(err) => Err(Outcome::Transient(network_error(&err), None)),
-            };
+        if status.is_success() || (redirects && status.is_redirection()) {
+            return Ok(response);
         }
         let retry_after = retry_after(response.headers(), SystemTime::now());
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -205,16 +258,38 @@ impl Call<'_> {
         }
         // The platform's own message helps with a 400 (an unknown parameter, a missing scope) but is not
         // trusted: Stripe echoes part of a rejected key, so 401 bodies are dropped and others are scrubbed.
-        let message = if status == StatusCode::UNAUTHORIZED {
-            String::new()
+        let (message, body) = if status == StatusCode::UNAUTHORIZED {
+            (String::new(), Value::Null)
         } else {
-            let body = response.bytes().await.unwrap_or_default();
-            scrub(
+            let bytes = response.bytes().await.unwrap_or_default();
+            let body = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+            let message = scrub(
                 &error_message(&body, self.platform.error_messages),
                 self.platform,
                 self.credentials,
-            )
+            );
+            (message, body)
         };
+        // Answers the platform documents as rate limiting although they are not 429 (Google's 403
+        // `userRateLimitExceeded`): waited out the same way.
+        let code = status.as_u16();
+        if self
+            .platform
+            .rate
+            .limited_when
+            .iter()
+            .any(|rule| rule.matches(code, &body))
+        {
+            return Err(Outcome::RateLimited(retry_after));
+        }
+        if let Some(gone) = self.gone {
+            if matches!(code, 404 | 410) || gone.iter().any(|rule| rule.matches(code, &body)) {
+                return Err(Outcome::Fatal(FetchError::Gone {
+                    status: code,
+                    message,
+                }));
+            }
+        }
         Err(match status {
             StatusCode::UNAUTHORIZED => Outcome::Fatal(FetchError::Unauthorized),
             StatusCode::FORBIDDEN => Outcome::Fatal(FetchError::Forbidden { message }),
@@ -239,14 +314,14 @@ impl Call<'_> {
 }
 
 /// A failed attempt: give up, or wait and send again.
-enum Outcome {
+pub(crate) enum Outcome {
     Fatal(FetchError),
     RateLimited(Option<Duration>),
     /// Worth another attempt, after at least the server's `Retry-After` if it sent one.
     Transient(FetchError, Option<Duration>),
 }
 
-fn network_error(err: &reqwest::Error) -> FetchError {
+pub(crate) fn network_error(err: &reqwest::Error) -> FetchError {
     let what = if err.is_timeout() {
         "the request timed out"
     } else if err.is_connect() {
@@ -277,10 +352,7 @@ const MAX_MESSAGE_LEN: usize = 300;
 
 /// The human message of an error body, at the first of the platform's pointers that holds a string
 /// (`Platform::error_messages`: Stripe `/error/message`, HubSpot `/message`, …).
-fn error_message(body: &[u8], pointers: &[&str]) -> String {
-    let Ok(json) = serde_json::from_slice::<Value>(body) else {
-        return String::new();
-    };
+fn error_message(json: &Value, pointers: &[&str]) -> String {
     let message = pointers
         .iter()
         .find_map(|pointer| json.pointer(pointer)?.as_str())
@@ -357,6 +429,13 @@ mod tests {
             retry_after(&header("Sun, 06 Nov 1994 08:49:00 GMT"), now),
             Some(Duration::ZERO)
         );
+    }
+
+    fn error_message(body: &[u8], pointers: &[&str]) -> String {
+        super::error_message(
+            &serde_json::from_slice(body).unwrap_or(Value::Null),
+            pointers,
+        )
     }
 
     #[test]

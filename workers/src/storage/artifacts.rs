@@ -7,7 +7,7 @@ use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
-use super::{Manifest, NdjsonWriter, ObjectPath, StorageError};
+use super::{content_key, ContentWriter, Manifest, NdjsonWriter, ObjectPath, StorageError};
 
 /// The manifest's file name in a job's directory.
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -81,12 +81,49 @@ impl JobArtifacts {
         &self.dir
     }
 
-    /// The path of a file of this job (validated: a plain file name).
+    /// The path of a file of this job (validated: a plain file name, or a file's bytes `{dataType}/{key}`).
     pub fn path_of(&self, name: &str) -> Result<ObjectPath, StorageError> {
-        if !is_plain_name(name) {
-            return Err(StorageError::InvalidName(name.to_owned()));
+        match name.split_once('/') {
+            None if is_plain_name(name) => Ok(self.dir.child(name)),
+            Some((data_type, key)) if is_plain_name(data_type) && is_key(key) => {
+                Ok(self.dir.child(data_type).child(key))
+            }
+            _ => Err(StorageError::InvalidName(name.to_owned())),
         }
-        Ok(self.dir.child(name))
+    }
+
+    /// The directory of another job of the same source (where an earlier job's file contents are).
+    pub fn job(&self, job_id: &str) -> JobArtifacts {
+        JobArtifacts::new(
+            Arc::clone(&self.store),
+            self.part_size,
+            &self.account_id,
+            &self.source_id,
+            job_id,
+        )
+        .with_local(self.local.clone())
+        .with_gzip_level(self.gzip_level)
+    }
+
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// Starts streaming the bytes of the file `id` of `data_type` into `{dataType}/{key}`. Writing it again
+    /// (a new attempt) replaces the earlier bytes when the new ones complete.
+    pub async fn content_writer(
+        &self,
+        data_type: &str,
+        id: &str,
+    ) -> Result<ContentWriter, StorageError> {
+        if !is_plain_name(data_type) {
+            return Err(StorageError::InvalidName(data_type.to_owned()));
+        }
+        let key = content_key(id);
+        let name = format!("{data_type}/{key}");
+        let path = self.dir.child(data_type).child(key.as_str());
+        let upload = self.store.put_multipart(&path).await?;
+        Ok(ContentWriter::new(upload, path, name, self.part_size))
     }
 
     /// The file name a data type is stored under.
@@ -192,13 +229,24 @@ impl JobArtifacts {
         }
     }
 
-    /// Every stored object of the job, by name. Uploads still in progress are not listed.
+    /// Every stored object of the job, by name (a file's bytes as `{dataType}/{key}`). Uploads still in
+    /// progress are not listed.
     pub async fn list(&self) -> Result<Vec<ArtifactInfo>, StorageError> {
+        let dir = self.dir.clone();
         let mut artifacts: Vec<ArtifactInfo> = self
             .store
             .list(Some(&self.dir))
             .map_ok(|meta| ArtifactInfo {
-                name: meta.location.filename().unwrap_or_default().to_owned(),
+                name: meta
+                    .location
+                    .prefix_match(&dir)
+                    .map(|parts| {
+                        parts
+                            .map(|p| p.as_ref().to_owned())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    })
+                    .unwrap_or_default(),
                 path: meta.location,
                 size: meta.size,
                 last_modified: meta.last_modified,
@@ -242,6 +290,25 @@ impl JobArtifacts {
         Ok(())
     }
 
+    /// Removes the file contents this job stored for `data_type` (a data type that failed after some of its
+    /// files were stored: nothing of it is kept).
+    pub async fn discard_contents(&self, data_type: &str) -> Result<(), StorageError> {
+        if !is_plain_name(data_type) {
+            return Err(StorageError::InvalidName(data_type.to_owned()));
+        }
+        let dir = self.dir.child(data_type);
+        let paths: Vec<ObjectPath> = self
+            .store
+            .list(Some(&dir))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        for path in paths {
+            self.delete_if_present(&path).await?;
+        }
+        Ok(())
+    }
+
     async fn remove_staged_uploads(&self) -> Result<(), StorageError> {
         let Some(local) = &self.local else {
             return Ok(());
@@ -250,30 +317,36 @@ impl JobArtifacts {
         let Some(dir) = manifest.parent().map(std::path::Path::to_path_buf) else {
             return Ok(());
         };
-        // A handful of directory entries, but blocking calls all the same: off the async threads.
+        // A handful of directory entries, but blocking calls all the same: off the async threads. The job's
+        // directory and its data types' directories of file contents (one level down).
         tokio::task::spawn_blocking(move || {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(err) => return Err(err),
-            };
-            let mut removed = false;
-            for entry in entries {
-                let entry = entry?;
-                if is_staged_upload(&entry.file_name().to_string_lossy()) {
-                    match std::fs::remove_file(entry.path()) {
-                        Ok(()) => removed = true,
-                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(err) => return Err(err),
+            fn remove_staged(dir: &std::path::Path, depth: u32) -> std::io::Result<()> {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(entries) => entries,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(err) => return Err(err),
+                };
+                let mut removed = false;
+                for entry in entries {
+                    let entry = entry?;
+                    if depth > 0 && entry.file_type()?.is_dir() {
+                        remove_staged(&entry.path(), depth - 1)?;
+                    } else if is_staged_upload(&entry.file_name().to_string_lossy()) {
+                        match std::fs::remove_file(entry.path()) {
+                            Ok(()) => removed = true,
+                            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(err) => return Err(err),
+                        }
                     }
                 }
+                if removed {
+                    // Left empty when nothing else was stored (the object deletions that follow remove it
+                    // otherwise): only an empty directory is removed.
+                    let _ = std::fs::remove_dir(dir);
+                }
+                Ok(())
             }
-            if removed {
-                // Left empty when nothing else was stored (the object deletions that follow remove it
-                // otherwise): only an empty directory is removed.
-                let _ = std::fs::remove_dir(&dir);
-            }
-            Ok(())
+            remove_staged(&dir, 1)
         })
         .await
         .map_err(std::io::Error::other)??;
@@ -292,6 +365,11 @@ impl JobArtifacts {
 fn is_staged_upload(file_name: &str) -> bool {
     matches!(file_name.rsplit_once('#'), Some((name, suffix))
         if !name.is_empty() && !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A file's key ([`content_key`]): a plain name that may also hold `:`.
+fn is_key(key: &str) -> bool {
+    content_key(key) == key
 }
 
 /// A single, unsurprising path segment: ASCII letters, digits, `_`, `-` and `.`, not starting with a dot,

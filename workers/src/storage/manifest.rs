@@ -32,10 +32,22 @@ pub struct Manifest {
     /// have no file. Absent when every data type was backed up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_data_types: Vec<DataTypeFailure>,
+    /// The bytes of the files a file platform's data types list (Google Drive, Dropbox, Box): one entry per
+    /// file with content, in the order listed, with the sha256 and size of its bytes. An incremental job
+    /// lists every file too: those unchanged since the previous backup name the earlier job whose directory
+    /// holds their bytes (`jobId`), so each manifest describes every file as it was at its job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contents: Vec<ManifestContent>,
+    /// Files listed whose bytes are not stored, with why: deleted between their listing and their download
+    /// (`GONE`), or refused by the platform (a Google Doc too large to export, a file flagged as abuse).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contents_not_stored: Vec<ContentNotStored>,
     /// Per data type, where the next incremental job resumes.
     pub cursors: BTreeMap<String, serde_json::Value>,
-    /// Totals over `files`.
+    /// Records over `files`.
     pub records: u64,
+    /// Bytes this job stored: its data files, and the file contents it downloaded (not those of `contents`
+    /// it refers to in an earlier job).
     pub bytes: u64,
     /// Always true in a stored manifest: it is written only once every file it lists is stored. Present so a
     /// reader of the file alone can tell. (Whether every data type of the job is among them is
@@ -57,6 +69,42 @@ pub struct ManifestFile {
     /// The cursor an incremental fetch started from (absent: everything was fetched).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<serde_json::Value>,
+}
+
+/// The stored bytes of one listed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestContent {
+    pub data_type: String,
+    /// The file's id on the platform (its record's id in `{dataType}.ndjson.gz`).
+    pub id: String,
+    /// Where the bytes are, relative to the directory of the job that stored them: `{dataType}/{key}`.
+    pub name: String,
+    /// The platform's value that changes with the bytes (Drive's `md5Checksum` or `version`, Dropbox's
+    /// `content_hash`, Box's `sha1`), when the record has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub bytes: u64,
+    /// Hex sha256 of the bytes.
+    pub sha256: String,
+    /// The format the platform exported the file to (Google Docs as `.docx`): the bytes are that export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_as: Option<String>,
+    /// The earlier job whose directory holds the bytes, for a file unchanged since it (absent: this job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+}
+
+/// A listed file whose bytes are not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentNotStored {
+    pub data_type: String,
+    pub id: String,
+    /// `GONE` (deleted since it was listed: nothing to back up), or the failure's code (`FORBIDDEN`,
+    /// `PLATFORM_ERROR`, `VALIDATION_ERROR`).
+    pub code: String,
+    pub message: String,
 }
 
 impl Manifest {
@@ -81,6 +129,8 @@ impl Manifest {
             incremental: false,
             files: Vec::new(),
             failed_data_types: Vec::new(),
+            contents: Vec::new(),
+            contents_not_stored: Vec::new(),
             cursors: BTreeMap::new(),
             records: 0,
             bytes: 0,
@@ -100,6 +150,30 @@ impl Manifest {
             sha256: file.sha256.clone(),
             since,
         });
+    }
+
+    /// Adds a file's stored bytes; those stored by this job (not `job_id`) count in the totals.
+    pub fn add_content(&mut self, content: ManifestContent) {
+        if content.job_id.is_none() {
+            self.bytes += content.bytes;
+        }
+        self.contents.push(content);
+    }
+
+    /// Removes the file contents of a data type that is not backed up after all; the bytes this job had
+    /// stored for it (now out of the totals).
+    pub fn drop_contents(&mut self, data_type: &str) -> u64 {
+        let stored: u64 = self
+            .contents
+            .iter()
+            .filter(|c| c.data_type == data_type && c.job_id.is_none())
+            .map(|c| c.bytes)
+            .sum();
+        self.contents.retain(|c| c.data_type != data_type);
+        self.contents_not_stored
+            .retain(|c| c.data_type != data_type);
+        self.bytes -= stored;
+        stored
     }
 
     /// Records a data type that could not be backed up (it has no file).

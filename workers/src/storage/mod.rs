@@ -4,8 +4,17 @@
 //!
 //! ```text
 //! accounts/{accountId}/sources/{sourceId}/jobs/{jobId}/{dataType}.ndjson.gz
+//! accounts/{accountId}/sources/{sourceId}/jobs/{jobId}/{dataType}/{key}
 //! accounts/{accountId}/sources/{sourceId}/jobs/{jobId}/manifest.json
 //! ```
+//!
+//! `{dataType}/{key}` holds the bytes of one file of a file platform (Google Drive, Dropbox, Box), as the
+//! platform sent them (not gzipped: see [`ContentWriter`]); `key` is the file's id ([`content_key`]). Its
+//! metadata is its record in `{dataType}.ndjson.gz`; the manifest lists every file's name, id, version,
+//! size and sha256 (`contents`). An incremental job downloads only the files whose version changed since the
+//! previous backup and lists the others with the job whose directory holds their bytes (`jobId`): a job's
+//! directory is then not self-contained, and removing an old job (retention) must keep the bytes later
+//! manifests refer to.
 //!
 //! A job's data files are written first, each as one multipart upload that becomes visible only when it
 //! completes; the manifest is written last, with a single atomic put. **The manifest's presence means the job's
@@ -16,6 +25,7 @@
 //! out, and uploaded part by part, so a worker's memory is bounded by the part size, not by the data set.
 
 mod artifacts;
+mod content;
 mod manifest;
 mod writer;
 
@@ -31,7 +41,8 @@ use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 
 pub use artifacts::{ArtifactInfo, JobArtifacts, MANIFEST_NAME};
-pub use manifest::{Manifest, ManifestFile, MANIFEST_VERSION};
+pub use content::{content_key, ContentWriter, StoredContent};
+pub use manifest::{ContentNotStored, Manifest, ManifestContent, ManifestFile, MANIFEST_VERSION};
 pub use object_store::path::Path as ObjectPath;
 pub use writer::{NdjsonWriter, WrittenFile};
 
@@ -219,7 +230,20 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
     > {
         Box::pin(async move {
             use futures::TryStreamExt;
-            let artifacts = self.job(job.account_id, job.source_id, job.job_id);
+            let mut artifacts = self.job(job.account_id, job.source_id, job.job_id);
+            if name.contains('/') {
+                // A file's bytes: in this job's directory, or in the earlier job's its manifest names.
+                let manifest = artifacts.read_manifest().await.map_err(|e| e.to_string())?;
+                let Some(content) = manifest
+                    .as_ref()
+                    .and_then(|m| m.contents.iter().find(|c| c.name == name))
+                else {
+                    return Ok(None);
+                };
+                if let Some(job_id) = &content.job_id {
+                    artifacts = artifacts.job(job_id);
+                }
+            }
             match artifacts.open(name).await {
                 Ok(stream) => Ok(Some(Box::pin(stream.map_err(|e| e.to_string())) as _)),
                 Err(StorageError::NotFound(_)) => Ok(None),

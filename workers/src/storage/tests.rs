@@ -259,7 +259,12 @@ async fn open_streams_a_stored_file_back() {
         artifacts.open("invoices.ndjson.gz").await,
         Err(StorageError::NotFound(_))
     ));
-    for bad in ["../../etc/passwd", ".hidden", "a/b", ""] {
+    // A file's bytes are `{dataType}/{key}`: one level down, plain names only.
+    assert!(matches!(
+        artifacts.open("files/a").await,
+        Err(StorageError::NotFound(_))
+    ));
+    for bad in ["../../etc/passwd", ".hidden", "a/b/c", "a/..", "../a", ""] {
         assert!(
             matches!(artifacts.open(bad).await, Err(StorageError::InvalidName(_))),
             "{bad}"
@@ -496,4 +501,111 @@ async fn the_gzip_level_trades_size_for_speed_and_the_records_stay_the_same() {
         sizes[0] > sizes[1],
         "level 1 stores more than level 9: {sizes:?}"
     );
+}
+
+#[tokio::test]
+async fn a_files_bytes_stream_through_one_part_of_memory_as_they_are() {
+    const PART: usize = 256 * 1024;
+    let dir = TempDir::new();
+    let artifacts = dir.store().with_part_size(PART).job("acme", "s1", "j1");
+    let mut writer = artifacts
+        .content_writer("files", "id:a4ayc_80_OEAAAAAAAAAXw")
+        .await
+        .unwrap();
+    // Twenty parts and a bit, in uneven chunks as a network hands them over.
+    let bytes: Vec<u8> = (0..20 * PART + 12_345)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    for chunk in bytes.chunks(16_411) {
+        writer.write(chunk).await.unwrap();
+        assert!(writer.peak_buffered_bytes() <= PART);
+    }
+    let peak = writer.peak_buffered_bytes();
+    assert_eq!(
+        writer.parts_uploaded(),
+        20,
+        "each full part is uploaded at once"
+    );
+    let stored = writer.finish().await.unwrap();
+    assert_eq!(peak, PART, "never more than one part held");
+    assert_eq!(stored.name, "files/id:a4ayc_80_OEAAAAAAAAAXw");
+    assert_eq!(stored.bytes, bytes.len() as u64);
+    assert_eq!(stored.sha256, hex::encode(Sha256::digest(&bytes)));
+    // Stored as they are (not gzipped), under the data type's directory.
+    let path = dir
+        .0
+        .join("accounts/acme/sources/s1/jobs/j1/files/id:a4ayc_80_OEAAAAAAAAAXw");
+    assert_eq!(std::fs::read(path).unwrap(), bytes);
+    let opened: Vec<u8> = artifacts
+        .open("files/id:a4ayc_80_OEAAAAAAAAAXw")
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .concat();
+    assert_eq!(opened, bytes);
+    let listed: Vec<String> = artifacts
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(listed, ["files/id:a4ayc_80_OEAAAAAAAAAXw"]);
+}
+
+#[tokio::test]
+async fn an_empty_file_and_an_unusual_id_are_stored_too() {
+    let dir = TempDir::new();
+    let artifacts = dir.store().job("acme", "s1", "j1");
+    let writer = artifacts
+        .content_writer("files", "../etc/passwd")
+        .await
+        .unwrap();
+    let stored = writer.finish().await.unwrap();
+    assert_eq!(stored.bytes, 0);
+    assert_eq!(stored.sha256, hex::encode(Sha256::digest(b"")));
+    // An id that is not a plain name is stored under its hash: it never reaches outside the directory.
+    assert!(stored.name.starts_with("files/sha256-"), "{}", stored.name);
+    assert_eq!(
+        dir.files(),
+        [format!("accounts/acme/sources/s1/jobs/j1/{}", stored.name)]
+    );
+    assert!(artifacts.path_of("files/../x").is_err());
+    assert!(artifacts.path_of("files/a/b").is_err());
+}
+
+#[tokio::test]
+async fn a_failed_data_types_file_contents_are_discarded_with_it() {
+    let dir = TempDir::new();
+    let artifacts = dir.store().job("acme", "s1", "j1");
+    for id in ["a", "b"] {
+        let mut writer = artifacts.content_writer("files", id).await.unwrap();
+        writer.write(b"bytes").await.unwrap();
+        writer.finish().await.unwrap();
+    }
+    let kept = write_records(&artifacts, "shared_drives", 3).await;
+    artifacts.discard_contents("files").await.unwrap();
+    assert_eq!(
+        dir.files(),
+        [format!("accounts/acme/sources/s1/jobs/j1/{}", kept.name)]
+    );
+}
+
+#[tokio::test]
+async fn a_killed_content_writers_staged_upload_is_discarded_with_its_job() {
+    let dir = TempDir::new();
+    let artifacts = dir.store().with_part_size(1024).job("acme", "s1", "j1");
+    let mut writer = artifacts.content_writer("files", "big").await.unwrap();
+    writer.write(&[7u8; 4096]).await.unwrap();
+    // A worker killed mid-download: nothing aborts the upload.
+    std::mem::forget(writer);
+    assert!(
+        dir.files().iter().any(|f| f.contains("files/big#")),
+        "{:?}",
+        dir.files()
+    );
+    artifacts.discard().await.unwrap();
+    assert!(dir.files().is_empty(), "{:?}", dir.files());
 }

@@ -1,0 +1,395 @@
+//! Box API 2.0, emulated from its reference (https://developer.box.com/reference/: list items in folder,
+//! download file, list file versions, list file comments, list tasks on file, list folder collaborations,
+//! get current user; errors: https://developer.box.com/guides/api-calls/permissions-and-errors/common-errors/).
+//! Under `/box/2.0`, the download host under `/box/dl` on **another host name** (`localhost` where the API is
+//! `127.0.0.1`):
+//!
+//! - `Authorization: Bearer <access token>`; otherwise 401 with an empty body and `WWW-Authenticate`.
+//! - `GET /folders/{id}/items` (`0` is "All Files"): the folders, web links and files directly in the folder
+//!   (`files.rs` tree), `limit` ≤ 1000 (default 100; more is a 400), with `usemarker=true` paged by `marker`
+//!   ← `next_marker` (`{"entries", "limit", "next_marker"}`, `next_marker` null on the last page), otherwise by
+//!   `offset` with `total_count`. `fields`: the mini representation (`type`, `id`, `etag`, `sequence_id`,
+//!   `name`) plus the fields named, as Box documents.
+//! - `GET /files/{id}/content`: `302 Found` to `http://localhost:<port>/box/dl/<token>`, a pre-signed URL (the
+//!   token is the credential). The download host refuses a request carrying `Authorization` (400, counted:
+//!   [`PlatformApi::box_authorized_downloads`](crate::PlatformApi::box_authorized_downloads)) and one that did
+//!   not come to it by its own host name. `202 Accepted` with `Retry-After: 1` when asked
+//!   ([`PlatformApi::box_not_ready_next`](crate::PlatformApi::box_not_ready_next)).
+//! - `GET /files/{id}/versions` and `/comments`: offset paged (`limit` ≤ 1000) with `total_count`;
+//!   `/tasks`: `{"total_count", "entries"}` in one answer; `GET /folders/{id}/collaborations`: marker paged.
+//! - `GET /users/me`.
+//! - Errors `{"type":"error","status":…,"code":…,"message":…,"request_id":…}`; 429 with `Retry-After`.
+
+use std::collections::HashSet;
+
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::files::{FileTree, FilesState};
+use crate::{bearer, header, iso_ms, param, Query, State, EPOCH_MS};
+
+const FILE_BASE: u64 = 1_000_000_000;
+const FOLDER_BASE: u64 = 5_000_000_000;
+const LINK_BASE: u64 = 8_000_000_000;
+
+/// The id of file `index`.
+pub(crate) fn file_id(index: u64) -> String {
+    (FILE_BASE + index).to_string()
+}
+
+fn folder_id(f: u64) -> String {
+    if f == 0 {
+        "0".to_owned()
+    } else {
+        (FOLDER_BASE + f).to_string()
+    }
+}
+
+/// Box's error body.
+pub(crate) fn error(status: u16, code: &str, message: &str) -> Value {
+    json!({"type": "error", "status": status, "code": code, "message": message,
+        "help_url": "http://developers.box.com/docs/#errors", "request_id": "abcdef123456"})
+}
+
+fn fail(status: u16, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .json(error(status, code, message))
+}
+
+fn not_found() -> HttpResponse {
+    fail(404, "not_found", "Not Found")
+}
+
+fn user() -> Value {
+    json!({"type": "user", "id": "11446498", "name": "Owner Box", "login": "owner@box.example"})
+}
+
+fn mini_folder(f: u64) -> Value {
+    json!({"type": "folder", "id": folder_id(f), "sequence_id": if f == 0 { Value::Null } else { json!("1") },
+        "etag": if f == 0 { Value::Null } else { json!("1") },
+        "name": if f == 0 { "All Files".to_owned() } else { format!("Folder {f}") }})
+}
+
+fn path_collection(f: u64) -> Value {
+    let mut chain = Vec::new();
+    let mut at = f;
+    loop {
+        chain.push(mini_folder(at));
+        if at == 0 {
+            break;
+        }
+        at = FileTree::parent_of_folder(at);
+    }
+    chain.reverse();
+    json!({"total_count": chain.len(), "entries": chain})
+}
+
+fn folder(f: u64) -> Value {
+    let at = iso_ms(EPOCH_MS + f as i64 * 1000);
+    json!({"type": "folder", "id": folder_id(f), "sequence_id": "1", "etag": "1",
+        "name": format!("Folder {f}"), "description": "", "size": 0,
+        "path_collection": path_collection(FileTree::parent_of_folder(f)), "created_at": at, "modified_at": at,
+        "trashed_at": null, "content_created_at": at, "content_modified_at": at, "created_by": user(),
+        "modified_by": user(), "owned_by": user(), "shared_link": null, "folder_upload_email": null,
+        "parent": mini_folder(FileTree::parent_of_folder(f)), "item_status": "active", "tags": [],
+        "has_collaborations": f % 2 == 1, "is_externally_owned": false, "sync_state": "not_synced"})
+}
+
+fn file(tree: &FileTree, i: u64) -> Value {
+    let generation = tree.generation_of(i);
+    let created = iso_ms(EPOCH_MS + i as i64 * 1000);
+    let modified = iso_ms(EPOCH_MS + i as i64 * 1000 + i64::from(generation) * 86_400_000);
+    let sha1 = tree.checksum(i, 40);
+    let folder = tree.folder_of_file(i);
+    json!({"type": "file", "id": file_id(i), "sequence_id": generation.to_string(),
+        "etag": generation.to_string(), "name": format!("file-{i:06}.bin"), "sha1": sha1,
+        "file_version": {"type": "file_version", "id": format!("{}{generation:03}", FILE_BASE + i), "sha1": sha1},
+        "size": tree.size_of(i), "description": "", "path_collection": path_collection(folder),
+        "created_at": created, "modified_at": modified, "trashed_at": null, "content_created_at": created,
+        "content_modified_at": modified, "created_by": user(), "modified_by": user(), "owned_by": user(),
+        "shared_link": null, "parent": mini_folder(folder), "item_status": "active", "extension": "bin",
+        "tags": [], "lock": null, "has_collaborations": false, "is_externally_owned": false,
+        "version_number": (generation + 1).to_string(), "comment_count": u64::from(i.is_multiple_of(3))})
+}
+
+fn web_link(folders: u64, w: u64) -> Value {
+    let f = w % (folders + 1);
+    let at = iso_ms(EPOCH_MS + w as i64 * 1000);
+    json!({"type": "web_link", "id": (LINK_BASE + w).to_string(), "sequence_id": "0", "etag": "0",
+        "name": format!("Link {w}"), "url": format!("https://example.com/{w}"), "description": "",
+        "path_collection": path_collection(f), "created_at": at, "modified_at": at, "trashed_at": null,
+        "created_by": user(), "modified_by": user(), "owned_by": user(), "shared_link": null,
+        "parent": mini_folder(f), "item_status": "active"})
+}
+
+/// The mini representation plus the fields named in `fields` (all of them without `fields`).
+fn select(query: &Query, item: Value) -> Value {
+    let Some(fields) = param(query, "fields") else {
+        return item;
+    };
+    let wanted: HashSet<&str> = fields
+        .split(',')
+        .map(str::trim)
+        .chain(["type", "id", "etag", "sequence_id", "name"])
+        .collect();
+    match item {
+        Value::Object(object) => Value::Object(
+            object
+                .into_iter()
+                .filter(|(k, _)| wanted.contains(k.as_str()))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn page_limit(query: &Query, default: u64) -> Result<u64, HttpResponse> {
+    match param(query, "limit").map(str::parse::<u64>) {
+        None => Ok(default),
+        Some(Ok(n)) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(HttpResponse::BadRequest().json(json!({"type": "error", "status": 400,
+            "code": "bad_request", "message": "Bad Request", "context_info": {"errors": [{
+                "reason": "invalid_parameter", "name": "limit", "message": "Invalid value for 'limit'."}]},
+            "request_id": "abcdef123456"}))),
+    }
+}
+
+fn marker(position: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("marker:{position}"))
+}
+
+fn read_marker(query: &Query) -> Result<u64, HttpResponse> {
+    let Some(text) = param(query, "marker") else {
+        return Ok(0);
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| t.strip_prefix("marker:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| fail(400, "bad_request", "Invalid marker"))
+}
+
+/// A marker-paged page of `items`: `{"entries", "limit", "next_marker"}`.
+fn marker_page(query: &Query, items: Vec<Value>, default_limit: u64) -> HttpResponse {
+    let (limit, start) = match (page_limit(query, default_limit), read_marker(query)) {
+        (Ok(l), Ok(s)) => (l, s as usize),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let end = (start + limit as usize).min(items.len());
+    let entries = items.get(start.min(end)..end).unwrap_or_default().to_vec();
+    let next = (end < items.len()).then(|| marker(end as u64));
+    HttpResponse::Ok().json(json!({"entries": entries, "limit": limit, "next_marker": next}))
+}
+
+/// An offset-paged page of `items`: `{"total_count", "entries", "offset", "limit"}`.
+fn offset_page(query: &Query, items: Vec<Value>, default_limit: u64) -> HttpResponse {
+    let limit = match page_limit(query, default_limit) {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    let offset = match param(query, "offset").map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return fail(400, "bad_request", "Invalid value for 'offset'."),
+    };
+    let start = (offset as usize).min(items.len());
+    let end = (start + limit as usize).min(items.len());
+    HttpResponse::Ok().json(
+        json!({"total_count": items.len(), "entries": items[start..end].to_vec(),
+        "offset": offset, "limit": limit, "order": [{"by": "type", "direction": "ASC"}]}),
+    )
+}
+
+fn file_index(tree: &FileTree, id: &str) -> Option<u64> {
+    let n = id.parse::<u64>().ok()?;
+    let i = n
+        .checked_sub(FILE_BASE)
+        .filter(|i| *i < FOLDER_BASE - FILE_BASE)?;
+    tree.exists(i).then_some(i)
+}
+
+fn folder_index(tree: &FileTree, id: &str) -> Option<u64> {
+    if id == "0" {
+        return Some(0);
+    }
+    let f = id.parse::<u64>().ok()?.checked_sub(FOLDER_BASE)?;
+    (f >= 1 && f <= tree.folders).then_some(f)
+}
+
+pub(crate) fn answer(
+    state: &mut State,
+    req: &HttpRequest,
+    rest: &str,
+    query: &Query,
+    accepted: &HashSet<String>,
+) -> HttpResponse {
+    if let Some(token) = rest.strip_prefix("/dl/") {
+        return download_host(state, req, token);
+    }
+    if !bearer(req).is_some_and(|token| accepted.contains(token)) {
+        return HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer realm=\"Service\", error=\"invalid_token\", error_description=\"The access token provided is invalid.\""))
+            .finish();
+    }
+    if req.method() != Method::GET {
+        return fail(405, "method_not_allowed", "Method Not Allowed");
+    }
+    let Some(path) = rest.strip_prefix("/2.0/") else {
+        return not_found();
+    };
+    let segments: Vec<&str> = path.split('/').collect();
+    let files = &mut state.files;
+    match segments.as_slice() {
+        ["users", "me"] => HttpResponse::Ok().json(user()),
+        ["folders", id, "items"] => {
+            let tree = files.tree("box");
+            let Some(f) = folder_index(tree, id) else {
+                return not_found();
+            };
+            let items: Vec<Value> = tree
+                .folders_in(f)
+                .map(folder)
+                .chain(
+                    (0..tree.web_links)
+                        .filter(|w| w % (tree.folders + 1) == f)
+                        .map(|w| web_link(tree.folders, w)),
+                )
+                .chain(tree.files_in(f).map(|i| file(tree, i)))
+                .map(|item| select(query, item))
+                .collect();
+            if param(query, "usemarker") == Some("true") {
+                marker_page(query, items, 100)
+            } else {
+                offset_page(query, items, 100)
+            }
+        }
+        ["folders", id, "collaborations"] => {
+            let tree = files.tree("box");
+            let Some(f) = folder_index(tree, id) else {
+                return not_found();
+            };
+            let collaborations = if f % 2 == 1 {
+                vec![json!({"type": "collaboration", "id": format!("7{f:010}"),
+                    "item": mini_folder(f), "role": "editor", "status": "accepted",
+                    "accessible_by": {"type": "user", "id": "22222", "name": "Collaborator", "login": "collab@example.com"},
+                    "created_by": user(), "created_at": iso_ms(EPOCH_MS), "modified_at": iso_ms(EPOCH_MS)})]
+            } else {
+                Vec::new()
+            };
+            marker_page(query, collaborations, 100)
+        }
+        ["files", id, "content"] => {
+            let FilesState {
+                trees,
+                box_not_ready,
+                download_tokens,
+                ..
+            } = files;
+            let tree = trees.entry("box".to_owned()).or_default();
+            let Some(i) = file_index(tree, id).filter(|i| !tree.vanished.contains(i)) else {
+                return not_found();
+            };
+            if *box_not_ready > 0 {
+                *box_not_ready -= 1;
+                return HttpResponse::Accepted()
+                    .insert_header(("Retry-After", "1"))
+                    .finish();
+            }
+            let token = format!("{:016x}{i}", rand::random::<u64>());
+            download_tokens.insert(token.clone(), i);
+            let port = req.app_config().local_addr().port();
+            HttpResponse::Found()
+                .insert_header((
+                    "Location",
+                    format!("http://localhost:{port}/box/dl/{token}"),
+                ))
+                .finish()
+        }
+        ["files", id, "versions"] => {
+            let tree = files.tree("box");
+            let Some(i) = file_index(tree, id).filter(|i| !tree.vanished.contains(i)) else {
+                return not_found();
+            };
+            let sha1 = tree.checksum(i, 40);
+            let versions = (0..tree.generation_of(i))
+                .rev()
+                .map(|g| json!({"type": "file_version", "id": format!("{}{g:03}", FILE_BASE + i),
+                    "sha1": format!("{g:02}{}", &sha1[2..]), "name": format!("file-{i:06}.bin"),
+                    "size": tree.size_of(i), "created_at": iso_ms(EPOCH_MS + i64::from(g) * 86_400_000),
+                    "modified_at": iso_ms(EPOCH_MS + i64::from(g) * 86_400_000), "modified_by": user(),
+                    "trashed_at": null, "purged_at": null}))
+                .collect();
+            offset_page(query, versions, 1000)
+        }
+        ["files", id, "comments"] => {
+            let tree = files.tree("box");
+            let Some(i) = file_index(tree, id).filter(|i| !tree.vanished.contains(i)) else {
+                return not_found();
+            };
+            let comments = if i % 3 == 0 {
+                vec![
+                    json!({"type": "comment", "id": format!("19{i:08}"), "is_reply_comment": false,
+                    "message": "Looks good", "created_by": user(), "created_at": iso_ms(EPOCH_MS),
+                    "modified_at": iso_ms(EPOCH_MS), "item": {"id": file_id(i), "type": "file"}}),
+                ]
+            } else {
+                Vec::new()
+            };
+            offset_page(query, comments, 100)
+        }
+        ["files", id, "tasks"] => {
+            let tree = files.tree("box");
+            let Some(i) = file_index(tree, id).filter(|i| !tree.vanished.contains(i)) else {
+                return not_found();
+            };
+            let tasks: Vec<Value> = if i % 4 == 0 {
+                vec![
+                    json!({"type": "task", "id": format!("11{i:08}"), "item": {"type": "file", "id": file_id(i)},
+                    "due_at": iso_ms(EPOCH_MS + 86_400_000), "action": "review", "message": "Please review",
+                    "is_completed": false, "created_by": user(), "created_at": iso_ms(EPOCH_MS),
+                    "task_assignment_collection": {"total_count": 0, "entries": []}}),
+                ]
+            } else {
+                Vec::new()
+            };
+            HttpResponse::Ok().json(json!({"total_count": tasks.len(), "entries": tasks}))
+        }
+        _ => not_found(),
+    }
+}
+
+/// The download host: a pre-signed URL needs no credentials, and it is refused with one (a client that
+/// sends the API token along would leak it to another host).
+fn download_host(state: &mut State, req: &HttpRequest, token: &str) -> HttpResponse {
+    let FilesState {
+        trees,
+        cut_next,
+        authorized_downloads,
+        download_tokens,
+        ..
+    } = &mut state.files;
+    if header(req, "Authorization").is_some() {
+        *authorized_downloads += 1;
+        return HttpResponse::BadRequest()
+            .content_type("text/plain")
+            .body("a pre-signed download URL takes no Authorization header");
+    }
+    if !header(req, "Host").is_some_and(|host| host.starts_with("localhost:")) {
+        return HttpResponse::BadRequest()
+            .content_type("text/plain")
+            .body("the download host is localhost");
+    }
+    let Some(i) = download_tokens.get(token).copied() else {
+        return HttpResponse::NotFound()
+            .content_type("text/plain")
+            .body("Not Found");
+    };
+    let tree = trees.entry("box".to_owned()).or_default();
+    tree.downloaded(i);
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(tree.bytes_of(i, cut_next.remove("box")))
+}

@@ -1,0 +1,435 @@
+//! Dropbox API v2, emulated from its HTTP documentation
+//! (https://www.dropbox.com/developers/documentation/http/documentation: request formats, errors, and the
+//! `files`, `sharing` and `file_requests` namespaces). Under `/dropbox` (the RPC host,
+//! `api.dropboxapi.com`) and `/dropbox/content` (the content host, `content.dropboxapi.com`):
+//!
+//! - `Authorization: Bearer <access token>`; otherwise 401 `invalid_access_token`.
+//! - RPC endpoints answer `POST` only, with `Content-Type: application/json` (another one is a 400 in plain
+//!   text, as Dropbox answers malformed requests) and a JSON body (unparseable: a 400 in plain text).
+//! - `files/list_folder` (`path` `""` is the root; `recursive`; `limit` 1–2000, default 2000;
+//!   `include_non_downloadable_files`) and `files/list_folder/continue` (`cursor`): entries `.tag` `folder` or
+//!   `file` (folders before what they hold), `cursor`, `has_more`. Files carry `id`, `rev`, `size`,
+//!   `content_hash` and `is_downloadable` (a Paper doc: `false`).
+//! - `files/download` on the content host: the argument in the `Dropbox-API-Arg` header (or the `arg` query
+//!   parameter), `{"path": "id:…"}` or a path; the body must be empty and a `Content-Type`, if any, one of
+//!   `text/plain` or `application/octet-stream` (a JSON one is a 400). The answer is the file's bytes with
+//!   its metadata in `Dropbox-API-Result`. A missing file: 409 `path/not_found`; a folder `path/not_file`; a
+//!   non-downloadable file `unsupported_file`.
+//! - `files/list_revisions` (`path`, `mode`, `limit` 1–100): `{"is_deleted", "entries"}`, newest first.
+//! - `sharing/list_folders` (`limit` 1–1000) + `/continue`: `entries` and a `cursor` only while there is more;
+//!   `sharing/list_shared_links` (`cursor` in the same endpoint): `links`, `has_more`, `cursor`;
+//!   `file_requests/list_v2` (`limit`) + `file_requests/list/continue`: `file_requests`, `has_more`, `cursor`.
+//!   Their records are the data sets `shared_folders`, `shared_links`, `file_requests`.
+//! - Errors of an endpoint: 409 `{"error_summary": "<tag>/<tag>/..", "error": {".tag": …}}`; 429
+//!   `too_many_requests` with `Retry-After`.
+
+use std::collections::HashSet;
+
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::files::{FileTree, FilesState};
+use crate::{bearer, header, param, Query, State, EPOCH_MS};
+
+/// The id of file `index`.
+pub(crate) fn file_id(index: u64) -> String {
+    format!("id:dRoPbOxFiLe{index:012}")
+}
+
+fn folder_id(f: u64) -> String {
+    format!("id:dRoPbOxFoLd{f:012}")
+}
+
+/// `2015-05-12T15:50:38Z`: Dropbox's timestamps have whole seconds.
+fn time(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn folder_path(f: u64) -> String {
+    if f == 0 {
+        String::new()
+    } else {
+        format!("{}/Folder {f}", folder_path(FileTree::parent_of_folder(f)))
+    }
+}
+
+fn folder_entry(f: u64) -> Value {
+    let path = folder_path(f);
+    json!({".tag": "folder", "name": format!("Folder {f}"), "path_lower": path.to_lowercase(),
+        "path_display": path, "id": folder_id(f)})
+}
+
+fn file_entry(tree: &FileTree, i: u64) -> Value {
+    let paper = tree.kinds.get(&i).is_some_and(|k| *k == "paper");
+    let name = if paper {
+        format!("file-{i:06}.paper")
+    } else {
+        format!("file-{i:06}.bin")
+    };
+    let path = format!("{}/{name}", folder_path(tree.folder_of_file(i)));
+    let generation = i64::from(tree.generation_of(i));
+    json!({".tag": "file", "name": name, "path_lower": path.to_lowercase(), "path_display": path,
+        "id": file_id(i), "client_modified": time(EPOCH_MS + i as i64 * 1000),
+        "server_modified": time(EPOCH_MS + i as i64 * 1000 + generation * 86_400_000),
+        "rev": format!("{:x}{:09x}", generation + 1, i), "size": tree.size_of(i),
+        "is_downloadable": !paper, "content_hash": tree.checksum(i, 64),
+        "has_explicit_shared_members": false})
+}
+
+/// A text 400, as Dropbox answers a malformed request.
+fn bad_request(function: &str, why: &str) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!(
+            "Error in call to API function \"{function}\": {why}"
+        ))
+}
+
+/// An endpoint's error (409): `tags` from the outermost, e.g. `["path", "not_found"]`.
+fn endpoint_error(tags: &[&str]) -> HttpResponse {
+    let mut error = json!({});
+    for tag in tags.iter().rev() {
+        error = if error.as_object().is_some_and(|o| o.is_empty()) {
+            json!({".tag": tag})
+        } else {
+            json!({".tag": tag, *tag: error})
+        };
+    }
+    HttpResponse::Conflict()
+        .json(json!({"error_summary": format!("{}/..", tags.join("/")), "error": error}))
+}
+
+/// A cursor for `kind` at `position` (`limit` a page), and back.
+fn cursor(kind: &str, position: u64, limit: u64) -> String {
+    format!(
+        "AAH{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{kind}:{position}:{limit}"))
+    )
+}
+
+fn read_cursor(kind: &str, text: &str) -> Option<(u64, u64)> {
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.strip_prefix("AAH")?)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let mut parts = decoded.split(':');
+    (parts.next()? == kind).then_some(())?;
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The JSON body of an RPC call, checked as Dropbox checks it.
+fn rpc_body(req: &HttpRequest, function: &str, body: &[u8]) -> Result<Value, HttpResponse> {
+    let content_type = header(req, "Content-Type").unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media != "application/json" && content_type != "text/plain; charset=dropbox-cors-hack" {
+        return Err(bad_request(function, &format!(
+            "Bad HTTP \"Content-Type\" header: \"{content_type}\".  Expecting one of \"application/json\", \"application/json; charset=utf-8\", \"text/plain; charset=dropbox-cors-hack\"."
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| bad_request(function, "request body: could not decode input as JSON"))
+}
+
+/// `limit` in a body: `min`..=`max`, `default` when absent.
+fn limit(body: &Value, function: &str, max: u64, default: u64) -> Result<u64, HttpResponse> {
+    match body.get("limit") {
+        None | Some(Value::Null) => Ok(default),
+        Some(value) => match value.as_u64() {
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(bad_request(
+                function,
+                &format!("request body: limit: {value} is not within the range [1, {max}]"),
+            )),
+        },
+    }
+}
+
+/// Which listed file a `path` argument names: `id:…` or a path (case-insensitively).
+fn file_named(tree: &FileTree, path: &str) -> Option<Result<u64, ()>> {
+    if let Some(i) = path
+        .strip_prefix("id:dRoPbOxFiLe")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        return tree.exists(i).then_some(Ok(i));
+    }
+    if path.starts_with("id:dRoPbOxFoLd") {
+        return Some(Err(()));
+    }
+    let lower = path.to_lowercase();
+    if (1..=tree.folders).any(|f| folder_path(f).to_lowercase() == lower) {
+        return Some(Err(()));
+    }
+    tree.listed()
+        .find(|i| file_entry(tree, *i)["path_lower"] == lower.as_str())
+        .map(Ok)
+}
+
+pub(crate) fn answer(
+    state: &mut State,
+    req: &HttpRequest,
+    rest: &str,
+    query: &Query,
+    body: &[u8],
+    accepted: &HashSet<String>,
+) -> HttpResponse {
+    if !bearer(req).is_some_and(|token| accepted.contains(token)) {
+        return HttpResponse::Unauthorized().json(json!({
+            "error_summary": "invalid_access_token/..", "error": {".tag": "invalid_access_token"}}));
+    }
+    if req.method() != Method::POST {
+        return bad_request(rest.trim_start_matches("/2/"), "Expected POST");
+    }
+    if let Some(function) = rest.strip_prefix("/content/2/") {
+        if function != "files/download" {
+            return HttpResponse::NotFound().body("Unknown API function");
+        }
+        return download(state, req, query, body);
+    }
+    let Some(function) = rest.strip_prefix("/2/") else {
+        return HttpResponse::NotFound().body("Unknown API function");
+    };
+    if function == "users/get_current_account" {
+        return HttpResponse::Ok().json(json!({
+            "account_id": "dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc", "email": "owner@dropbox.example",
+            "name": {"display_name": "Owner Dropbox", "given_name": "Owner", "surname": "Dropbox"},
+            "account_type": {".tag": "basic"}}));
+    }
+    let args = match rpc_body(req, function, body) {
+        Ok(args) => args,
+        Err(e) => return e,
+    };
+    let records = |state: &mut State, data_type: &str| state.dataset("dropbox", data_type).count;
+    match function {
+        "files/list_folder" | "files/list_folder/continue" => {
+            let tree = state.files.tree("dropbox");
+            let (position, size, recursive) = if function == "files/list_folder" {
+                if args.get("path").and_then(Value::as_str) != Some("") {
+                    return endpoint_error(&["path", "not_found"]);
+                }
+                let size = match limit(&args, function, 2000, 2000) {
+                    Ok(n) => n,
+                    Err(e) => return e,
+                };
+                let recursive = args
+                    .get("recursive")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                (0, size, recursive)
+            } else {
+                let cursor = args
+                    .get("cursor")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let Some((recursive, (position, size))) = read_cursor("list_folder_r", cursor)
+                    .map(|at| (true, at))
+                    .or_else(|| read_cursor("list_folder", cursor).map(|at| (false, at)))
+                else {
+                    return bad_request(function, "request body: cursor: invalid cursor");
+                };
+                (position, size, recursive)
+            };
+            let non_downloadable = args
+                .get("include_non_downloadable_files")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let entries: Vec<Value> = if recursive {
+                (1..=tree.folders)
+                    .map(folder_entry)
+                    .chain(tree.listed().map(|i| file_entry(tree, i)))
+                    .collect()
+            } else {
+                tree.folders_in(0)
+                    .map(folder_entry)
+                    .chain(tree.files_in(0).map(|i| file_entry(tree, i)))
+                    .collect()
+            };
+            let entries: Vec<Value> = entries
+                .into_iter()
+                .filter(|e| non_downloadable || e["is_downloadable"] != false)
+                .collect();
+            let end = (position + size).min(entries.len() as u64);
+            let page = entries[(position as usize).min(entries.len())..end as usize].to_vec();
+            let kind = if recursive {
+                "list_folder_r"
+            } else {
+                "list_folder"
+            };
+            HttpResponse::Ok().json(json!({"entries": page, "cursor": cursor(kind, end, size),
+                "has_more": end < entries.len() as u64}))
+        }
+        "files/list_revisions" => {
+            let size = match limit(&args, function, 100, 10) {
+                Ok(n) => n,
+                Err(e) => return e,
+            };
+            let tree = state.files.tree("dropbox");
+            let path = args.get("path").and_then(Value::as_str).unwrap_or_default();
+            match file_named(tree, path) {
+                None => endpoint_error(&["path", "not_found"]),
+                Some(Err(())) => endpoint_error(&["path", "not_file"]),
+                Some(Ok(i)) if tree.vanished.contains(&i) => endpoint_error(&["path", "not_found"]),
+                Some(Ok(i)) => {
+                    let generation = tree.generation_of(i);
+                    let entries: Vec<Value> = (0..=generation)
+                        .rev()
+                        .take(size as usize)
+                        .map(|g| {
+                            let mut entry = file_entry(tree, i);
+                            entry["rev"] = json!(format!("{:x}{:09x}", g + 1, i));
+                            entry
+                        })
+                        .collect();
+                    HttpResponse::Ok().json(json!({"is_deleted": false, "entries": entries}))
+                }
+            }
+        }
+        "sharing/list_folders" | "sharing/list_folders/continue" => {
+            let count = records(state, "shared_folders");
+            let (position, size) = if function == "sharing/list_folders" {
+                match limit(&args, function, 1000, 1000) {
+                    Ok(n) => (0, n),
+                    Err(e) => return e,
+                }
+            } else {
+                match args
+                    .get("cursor")
+                    .and_then(Value::as_str)
+                    .and_then(|c| read_cursor("shared_folders", c))
+                {
+                    Some(at) => at,
+                    None => return endpoint_error(&["invalid_cursor"]),
+                }
+            };
+            let end = (position + size).min(count);
+            let entries: Vec<Value> = (position..end)
+                .map(|i| json!({"access_type": {".tag": "owner"}, "is_inside_team_folder": false,
+                    "is_team_folder": false, "name": format!("Shared {i}"), "path_lower": format!("/shared {i}"),
+                    "policy": {"acl_update_policy": {".tag": "editors"}, "shared_link_policy": {".tag": "anyone"},
+                        "viewer_info_policy": {".tag": "enabled"}},
+                    "preview_url": format!("https://www.dropbox.com/scl/fo/sf{i}"),
+                    "shared_folder_id": format!("84528192{i:03}"), "time_invited": time(EPOCH_MS),
+                    "access_inheritance": {".tag": "inherit"}}))
+                .collect();
+            let mut answer = json!({"entries": entries});
+            // "Present if there are additional shared folders that have not been returned yet."
+            if end < count {
+                answer["cursor"] = json!(cursor("shared_folders", end, size));
+            }
+            HttpResponse::Ok().json(answer)
+        }
+        "sharing/list_shared_links" => {
+            const PAGE: u64 = 100;
+            let count = records(state, "shared_links");
+            let position = match args.get("cursor").and_then(Value::as_str) {
+                None => 0,
+                Some(c) => match read_cursor("shared_links", c) {
+                    Some((p, _)) => p,
+                    None => return endpoint_error(&["reset"]),
+                },
+            };
+            let end = (position + PAGE).min(count);
+            let links: Vec<Value> = (position..end)
+                .map(|i| json!({".tag": "file", "url": format!("https://www.dropbox.com/scl/fi/l{i:06}/file-{i:06}.bin?rlkey=k{i}&dl=0"),
+                    "name": format!("file-{i:06}.bin"), "path_lower": format!("/file-{i:06}.bin"),
+                    "id": file_id(i), "client_modified": time(EPOCH_MS), "server_modified": time(EPOCH_MS),
+                    "rev": format!("1{i:09x}"), "size": 1024,
+                    "link_permissions": {"can_revoke": true, "resolved_visibility": {".tag": "public"}}}))
+                .collect();
+            HttpResponse::Ok().json(json!({"links": links, "has_more": end < count,
+                "cursor": cursor("shared_links", end, PAGE)}))
+        }
+        "file_requests/list_v2" | "file_requests/list/continue" => {
+            let count = records(state, "file_requests");
+            let (position, size) = if function == "file_requests/list_v2" {
+                match limit(&args, function, 1000, 1000) {
+                    Ok(n) => (0, n),
+                    Err(e) => return e,
+                }
+            } else {
+                match args
+                    .get("cursor")
+                    .and_then(Value::as_str)
+                    .and_then(|c| read_cursor("file_requests", c))
+                {
+                    Some(at) => at,
+                    None => return endpoint_error(&["invalid_cursor"]),
+                }
+            };
+            let end = (position + size).min(count);
+            let requests: Vec<Value> = (position..end)
+                .map(|i| json!({"id": format!("oaCAVmEyrqYnkZX9955Y{i:06}"),
+                    "url": format!("https://www.dropbox.com/request/oaCAVmEyrqYnkZX9955Y{i:06}"),
+                    "title": format!("Request {i}"), "created": time(EPOCH_MS + i as i64 * 1000),
+                    "is_open": true, "file_count": i % 5, "destination": format!("/File requests/Request {i}")}))
+                .collect();
+            HttpResponse::Ok().json(json!({"file_requests": requests,
+                "cursor": cursor("file_requests", end, size), "has_more": end < count}))
+        }
+        _ => HttpResponse::NotFound().body("Unknown API function"),
+    }
+}
+
+/// `files/download` on the content host.
+fn download(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> HttpResponse {
+    const FUNCTION: &str = "files/download";
+    if let Some(content_type) = header(req, "Content-Type").filter(|t| !t.is_empty()) {
+        let allowed = [
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "application/octet-stream",
+            "application/octet-stream; charset=utf-8",
+        ];
+        if !allowed.contains(&content_type) {
+            return bad_request(FUNCTION, &format!(
+                "Bad HTTP \"Content-Type\" header: \"{content_type}\".  Expecting one of \"text/plain\", \"text/plain; charset=utf-8\", \"application/octet-stream\", \"application/octet-stream; charset=utf-8\"."
+            ));
+        }
+    }
+    if !body.is_empty() {
+        return bad_request(FUNCTION, "the request body must be empty");
+    }
+    let Some(arg) = header(req, "Dropbox-API-Arg").or_else(|| param(query, "arg")) else {
+        return bad_request(
+            FUNCTION,
+            "Must provide HTTP header \"Dropbox-API-Arg\" or URL parameter \"arg\".",
+        );
+    };
+    let Ok(arg) = serde_json::from_str::<Value>(arg) else {
+        return bad_request(
+            FUNCTION,
+            "HTTP header \"Dropbox-API-Arg\": could not decode input as JSON",
+        );
+    };
+    let Some(path) = arg.get("path").and_then(Value::as_str) else {
+        return bad_request(
+            FUNCTION,
+            "HTTP header \"Dropbox-API-Arg\": missing required field 'path'",
+        );
+    };
+    let FilesState {
+        trees, cut_next, ..
+    } = &mut state.files;
+    let tree = trees.entry("dropbox".to_owned()).or_default();
+    match file_named(tree, path) {
+        None => endpoint_error(&["path", "not_found"]),
+        Some(Err(())) => endpoint_error(&["path", "not_file"]),
+        Some(Ok(i)) if tree.vanished.contains(&i) => endpoint_error(&["path", "not_found"]),
+        Some(Ok(i)) if tree.kinds.get(&i).is_some_and(|k| *k == "paper") => {
+            endpoint_error(&["unsupported_file"])
+        }
+        Some(Ok(i)) => {
+            tree.downloaded(i);
+            let result = crate::files::ascii_json(&file_entry(tree, i));
+            HttpResponse::Ok()
+                .content_type("application/octet-stream")
+                .insert_header(("Dropbox-API-Result", result))
+                .body(tree.bytes_of(i, cut_next.remove("dropbox")))
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Google Drive API v3, emulated from its reference (https://developers.google.com/drive/api/reference/rest/v3)
+//! and guides (downloads and exports: https://developers.google.com/drive/api/guides/manage-downloads; partial
+//! responses: https://developers.google.com/drive/api/guides/fields-parameter; errors and limits:
+//! https://developers.google.com/drive/api/guides/handle-errors, …/limits). Under `/google`:
+//!
+//! - `Authorization: Bearer <access token>`; anything else is a 401 `authError`.
+//! - `GET /drive/v3/files`: the tree of `files.rs` as Drive files (folders first, then files, in index order),
+//!   `pageSize` 1–1000 (default 100), `pageToken` ← `nextPageToken` (opaque), `q` (only `trashed = false` is
+//!   understood; anything else is a 400, as an unsupported query is), `fields` applied as a partial response:
+//!   a `fields` without `nextPageToken` gets no `nextPageToken`. Default fields: `kind`, `nextPageToken`,
+//!   `incompleteSearch`, `files(kind,id,name,mimeType)`.
+//! - `GET /drive/v3/files/{id}?alt=media`: a blob's bytes; Google's own types answer 403 `fileNotDownloadable`.
+//!   `GET /drive/v3/files/{id}/export?mimeType=…`: Google types only (a blob answers 403 `fileNotExportable`),
+//!   to the formats Drive documents for each type (another answers 400 `badRequest`), at most 10 MB (403
+//!   `exportSizeLimitExceeded`). A deleted file answers 404 `notFound` ("File not found: <id>.").
+//! - `GET /drive/v3/files/{id}/permissions` (pageSize ≤ 100), `/revisions` (≤ 1000; a folder answers 403
+//!   `revisionsNotSupported`), `/comments` (≤ 100; without `fields` a 400 `required`, as Drive requires it
+//!   for comments), `GET /drive/v3/drives` (≤ 100; the data set `shared_drives`).
+//! - `GET /oauth2/v3/userinfo`: the user (`sub`, `email`).
+//! - Errors `{"error":{"code":…,"message":…,"errors":[{"domain":…,"reason":…,"message":…}]}}`; rate limiting
+//!   as 429 `rateLimitExceeded` (`rate_limit_next`) or 403 `userRateLimitExceeded`
+//!   ([`PlatformApi::google_rate_limit_next`](crate::PlatformApi::google_rate_limit_next)).
+
+use std::collections::HashSet;
+
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::files::{FileTree, FilesState, Selection};
+use crate::{bearer, iso_ms, param, Query, State, EPOCH_MS};
+
+const FOLDER: &str = "application/vnd.google-apps.folder";
+const GOOGLE_TYPES: &str = "application/vnd.google-apps.";
+const ROOT: &str = "0AExampleRootFolderUk9PVA";
+/// "The exported content is limited to 10MB."
+const EXPORT_LIMIT: u64 = 10 * 1024 * 1024;
+
+/// The id of file `index`.
+pub(crate) fn file_id(index: u64) -> String {
+    format!("1fiLE{index:012}AbCdEfGhIjKlMn")
+}
+
+fn folder_id(f: u64) -> String {
+    if f == 0 {
+        ROOT.to_owned()
+    } else {
+        format!("1foLD{f:012}AbCdEfGhIjKlMn")
+    }
+}
+
+/// Drive's error body.
+pub(crate) fn error(status: u16, reason: &str, message: &str) -> Value {
+    json!({"error": {"code": status, "message": message,
+        "errors": [{"domain": if reason == "userRateLimitExceeded" || reason == "rateLimitExceeded"
+            { "usageLimits" } else { "global" }, "reason": reason, "message": message}]}})
+}
+
+fn fail(status: u16, reason: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .json(error(status, reason, message))
+}
+
+fn not_found(id: &str) -> HttpResponse {
+    fail(404, "notFound", &format!("File not found: {id}."))
+}
+
+/// One listed item: a folder or a file.
+#[derive(Clone, Copy)]
+enum Item {
+    Folder(u64),
+    File(u64),
+}
+
+/// Which item an id names.
+fn item_of(tree: &FileTree, id: &str) -> Option<Item> {
+    let number = |prefix: &str| {
+        id.strip_prefix(prefix)?
+            .strip_suffix("AbCdEfGhIjKlMn")?
+            .parse::<u64>()
+            .ok()
+    };
+    if let Some(f) = number("1foLD").filter(|f| *f >= 1 && *f <= tree.folders) {
+        return Some(Item::Folder(f));
+    }
+    number("1fiLE").filter(|i| tree.exists(*i)).map(Item::File)
+}
+
+fn mime_of(tree: &FileTree, item: Item) -> &'static str {
+    match item {
+        Item::Folder(_) => FOLDER,
+        Item::File(i) => tree
+            .kinds
+            .get(&i)
+            .copied()
+            .unwrap_or("application/octet-stream"),
+    }
+}
+
+fn resource(tree: &FileTree, item: Item) -> Value {
+    let mime = mime_of(tree, item);
+    match item {
+        Item::Folder(f) => {
+            json!({"kind": "drive#file", "id": folder_id(f), "name": format!("Folder {f}"),
+            "mimeType": mime, "parents": [folder_id(FileTree::parent_of_folder(f))], "trashed": false,
+            "starred": false, "version": "1", "createdTime": iso_ms(EPOCH_MS + f as i64 * 1000),
+            "modifiedTime": iso_ms(EPOCH_MS + f as i64 * 1000), "ownedByMe": true,
+            "owners": [{"kind": "drive#user", "displayName": "Owner", "emailAddress": "owner@example.com", "me": true}],
+            "capabilities": {"canDownload": true, "canListChildren": true}})
+        }
+        Item::File(i) => {
+            let generation = i64::from(tree.generation_of(i));
+            let mut file = json!({"kind": "drive#file", "id": file_id(i),
+                "name": format!("file-{i:06}"), "mimeType": mime,
+                "parents": [folder_id(tree.folder_of_file(i))], "trashed": tree.trashed.contains(&i),
+                "starred": false, "version": (generation + 1).to_string(),
+                "createdTime": iso_ms(EPOCH_MS + i as i64 * 1000),
+                "modifiedTime": iso_ms(EPOCH_MS + i as i64 * 1000 + generation * 86_400_000),
+                "shared": i % 2 == 0, "ownedByMe": true,
+                "owners": [{"kind": "drive#user", "displayName": "Owner", "emailAddress": "owner@example.com", "me": true}],
+                "capabilities": {"canDownload": true}});
+            if !mime.starts_with(GOOGLE_TYPES) {
+                file["size"] = json!(tree.size_of(i).to_string());
+                file["md5Checksum"] = json!(tree.checksum(i, 32));
+                file["headRevisionId"] = json!(format!("0B{i:06}r{generation}"));
+                file["originalFilename"] = json!(format!("file-{i:06}.bin"));
+            }
+            file
+        }
+    }
+}
+
+/// Drive's page size parameter: 1 to `max`, `default` when absent.
+fn page_size(query: &Query, max: u64, default: u64) -> Result<u64, HttpResponse> {
+    match param(query, "pageSize").map(str::parse::<u64>) {
+        None => Ok(default),
+        Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(fail(400, "invalid", "Invalid value for pageSize")),
+    }
+}
+
+/// An opaque page token for a position, and back.
+fn token(position: u64) -> String {
+    format!(
+        "~!!~{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("p{position}"))
+    )
+}
+
+fn position(query: &Query) -> Result<u64, HttpResponse> {
+    let Some(raw) = param(query, "pageToken") else {
+        return Ok(0);
+    };
+    raw.strip_prefix("~!!~")
+        .and_then(|b| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(b)
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| t.strip_prefix('p').and_then(|n| n.parse().ok()))
+        .ok_or_else(|| fail(400, "invalid", "Invalid Value"))
+}
+
+/// A page of `items` as Drive answers a list: `{kind, nextPageToken?, <name>: […]}` with `fields` applied
+/// (or the default selection).
+fn list(
+    query: &Query,
+    kind: &str,
+    name: &str,
+    items: Vec<Value>,
+    size: u64,
+    default_fields: &str,
+) -> HttpResponse {
+    let start = match position(query) {
+        Ok(p) => p as usize,
+        Err(e) => return e,
+    };
+    let end = (start + size as usize).min(items.len());
+    let page: Vec<Value> = items
+        .get(start.min(items.len())..end)
+        .unwrap_or_default()
+        .to_vec();
+    let mut answer = json!({"kind": kind, "incompleteSearch": false, name: page});
+    if end < items.len() {
+        answer["nextPageToken"] = json!(token(end as u64));
+    }
+    let fields = param(query, "fields").unwrap_or(default_fields);
+    match Selection::parse(fields) {
+        Ok(selection) => HttpResponse::Ok().json(selection.apply(answer)),
+        Err(why) => fail(
+            400,
+            "invalidParameter",
+            &format!("Invalid field selection {fields}: {why}"),
+        ),
+    }
+}
+
+/// The formats Drive exports each Google type to
+/// (https://developers.google.com/drive/api/guides/ref-export-formats), a few of each.
+fn export_formats(mime: &str) -> &'static [&'static str] {
+    match mime {
+        "application/vnd.google-apps.document" => &[
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/pdf",
+            "text/plain",
+            "application/vnd.oasis.opendocument.text",
+        ],
+        "application/vnd.google-apps.spreadsheet" => &[
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "application/pdf",
+            "text/csv",
+        ],
+        "application/vnd.google-apps.presentation" => &[
+            "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            "application/pdf",
+        ],
+        "application/vnd.google-apps.drawing" => &["application/pdf", "image/png", "image/svg+xml"],
+        "application/vnd.google-apps.script" => &["application/vnd.google-apps.script+json"],
+        _ => &[],
+    }
+}
+
+pub(crate) fn answer(
+    state: &mut State,
+    req: &HttpRequest,
+    rest: &str,
+    query: &Query,
+    accepted: &HashSet<String>,
+) -> HttpResponse {
+    if !bearer(req).is_some_and(|token| accepted.contains(token)) {
+        return HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer realm=\"https://accounts.google.com/\""))
+            .json(json!({"error": {"code": 401,
+                "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+                "errors": [{"message": "Invalid Credentials", "domain": "global", "reason": "authError",
+                    "location": "Authorization", "locationType": "header"}],
+                "status": "UNAUTHENTICATED"}}));
+    }
+    if state.files.google_rate_limited > 0 {
+        state.files.google_rate_limited -= 1;
+        return fail(403, "userRateLimitExceeded", "User Rate Limit Exceeded");
+    }
+    if req.method() != Method::GET {
+        return fail(405, "httpMethodNotAllowed", "Method Not Allowed");
+    }
+    if rest == "/oauth2/v3/userinfo" {
+        return HttpResponse::Ok()
+            .json(json!({"sub": "109876543210987654321", "email": "owner@example.com", "email_verified": true}));
+    }
+    if rest == "/drive/v3/drives" {
+        let size = match page_size(query, 100, 10) {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
+        let count = state.dataset("google", "shared_drives").count;
+        let drives = (0..count)
+            .map(|i| json!({"kind": "drive#drive", "id": format!("0ADrive{i:06}Uk9PVA"),
+                "name": format!("Shared drive {i}"), "createdTime": iso_ms(EPOCH_MS + i as i64 * 1000),
+                "hidden": false, "restrictions": {"domainUsersOnly": false}}))
+            .collect();
+        return list(
+            query,
+            "drive#driveList",
+            "drives",
+            drives,
+            size,
+            "kind,nextPageToken,drives(kind,id,name)",
+        );
+    }
+    let FilesState {
+        trees, cut_next, ..
+    } = &mut state.files;
+    let tree = trees.entry("google".to_owned()).or_default();
+    let Some(path) = rest.strip_prefix("/drive/v3/files") else {
+        return fail(404, "notFound", "Not Found");
+    };
+    if path.is_empty() {
+        return files_list(tree, query);
+    }
+    let mut segments = path.trim_start_matches('/').splitn(2, '/');
+    let id = segments.next().unwrap_or_default();
+    let sub = segments.next();
+    let Some(item) = item_of(tree, id) else {
+        return not_found(id);
+    };
+    let mime = mime_of(tree, item);
+    // Deleted after it was listed: its own lists are gone too.
+    if let (Some(_), Item::File(i)) = (sub, item) {
+        if tree.vanished.contains(&i) {
+            return not_found(id);
+        }
+    }
+    match (sub, item) {
+        (None, Item::File(i)) if param(query, "alt") == Some("media") => {
+            if mime.starts_with(GOOGLE_TYPES) {
+                return fail(403, "fileNotDownloadable",
+                    "Only files with binary content can be downloaded. Use Export with Docs Editors files.");
+            }
+            if tree.vanished.contains(&i) {
+                return not_found(id);
+            }
+            tree.downloaded(i);
+            HttpResponse::Ok()
+                .content_type("application/octet-stream")
+                .body(tree.bytes_of(i, cut_next.remove("google")))
+        }
+        (None, Item::Folder(_)) if param(query, "alt") == Some("media") => fail(
+            403,
+            "fileNotDownloadable",
+            "Only files with binary content can be downloaded. Use Export with Docs Editors files.",
+        ),
+        (None, _) => {
+            let fields = param(query, "fields").unwrap_or("kind,id,name,mimeType");
+            match Selection::parse(fields) {
+                Ok(selection) => HttpResponse::Ok().json(selection.apply(resource(tree, item))),
+                Err(why) => fail(400, "invalidParameter", &why),
+            }
+        }
+        (Some("export"), Item::File(i)) => {
+            let Some(format) = param(query, "mimeType") else {
+                return fail(400, "required", "Required parameter: mimeType");
+            };
+            if !mime.starts_with(GOOGLE_TYPES) {
+                return fail(
+                    403,
+                    "fileNotExportable",
+                    "Export only supports Docs Editors files.",
+                );
+            }
+            if !export_formats(mime).contains(&format) {
+                return fail(
+                    400,
+                    "badRequest",
+                    "The requested conversion is not supported.",
+                );
+            }
+            if tree.vanished.contains(&i) {
+                return not_found(id);
+            }
+            if tree.size_of(i) > EXPORT_LIMIT {
+                return fail(
+                    403,
+                    "exportSizeLimitExceeded",
+                    "This file is too large to be exported.",
+                );
+            }
+            tree.downloaded(i);
+            HttpResponse::Ok()
+                .content_type(format.to_owned())
+                .body(tree.bytes_of(i, cut_next.remove("google")))
+        }
+        (Some("export"), Item::Folder(_)) => fail(
+            403,
+            "fileNotExportable",
+            "Export only supports Docs Editors files.",
+        ),
+        (Some("permissions"), item) => {
+            let size = match page_size(query, 100, 100) {
+                Ok(n) => n,
+                Err(e) => return e,
+            };
+            let mut permissions = vec![
+                json!({"kind": "drive#permission", "id": "01234567890123456789",
+                "type": "user", "role": "owner", "emailAddress": "owner@example.com",
+                "displayName": "Owner", "deleted": false, "pendingOwner": false}),
+            ];
+            if matches!(item, Item::File(i) if i % 2 == 0) {
+                permissions.push(json!({"kind": "drive#permission", "id": "anyoneWithLink",
+                    "type": "anyone", "role": "reader", "allowFileDiscovery": false}));
+            }
+            list(
+                query,
+                "drive#permissionList",
+                "permissions",
+                permissions,
+                size,
+                "kind,nextPageToken,permissions(kind,id,type,role)",
+            )
+        }
+        (Some("revisions"), Item::Folder(_)) => fail(
+            403,
+            "revisionsNotSupported",
+            "The file does not support revisions.",
+        ),
+        (Some("revisions"), Item::File(i)) => {
+            let size = match page_size(query, 1000, 200) {
+                Ok(n) => n,
+                Err(e) => return e,
+            };
+            let blob = !mime.starts_with(GOOGLE_TYPES);
+            let revisions = (0..=tree.generation_of(i))
+                .map(|r| {
+                    let mut revision = json!({"kind": "drive#revision", "id": format!("0B{i:06}r{r}"),
+                        "mimeType": mime, "modifiedTime": iso_ms(EPOCH_MS + i as i64 * 1000 + i64::from(r) * 86_400_000),
+                        "keepForever": false, "published": false});
+                    if blob {
+                        revision["size"] = json!(tree.size_of(i).to_string());
+                        revision["originalFilename"] = json!(format!("file-{i:06}.bin"));
+                    }
+                    revision
+                })
+                .collect();
+            list(
+                query,
+                "drive#revisionList",
+                "revisions",
+                revisions,
+                size,
+                "kind,nextPageToken,revisions(kind,id,mimeType,modifiedTime)",
+            )
+        }
+        (Some("comments"), item) => {
+            if param(query, "fields").is_none() {
+                return fail(
+                    400,
+                    "required",
+                    "The 'fields' parameter is required for this method.",
+                );
+            }
+            let size = match page_size(query, 100, 20) {
+                Ok(n) => n,
+                Err(e) => return e,
+            };
+            let comments = match item {
+                Item::File(i) if i % 3 == 0 => vec![json!({"kind": "drive#comment",
+                    "id": format!("AAAA{i:06}"), "content": "Looks good", "htmlContent": "Looks good",
+                    "author": {"kind": "drive#user", "displayName": "Reviewer", "me": false},
+                    "createdTime": iso_ms(EPOCH_MS + i as i64 * 1000), "modifiedTime": iso_ms(EPOCH_MS + i as i64 * 1000),
+                    "resolved": false, "deleted": false,
+                    "replies": [{"kind": "drive#reply", "id": format!("AAAB{i:06}"), "content": "Thanks",
+                        "createdTime": iso_ms(EPOCH_MS + i as i64 * 1000 + 60_000), "deleted": false}]})],
+                _ => Vec::new(),
+            };
+            list(
+                query,
+                "drive#commentList",
+                "comments",
+                comments,
+                size,
+                "kind,comments",
+            )
+        }
+        _ => fail(404, "notFound", "Not Found"),
+    }
+}
+
+fn files_list(tree: &FileTree, query: &Query) -> HttpResponse {
+    let size = match page_size(query, 1000, 100) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    // Only the bin's filter is understood: any other query is refused rather than misread.
+    let skip_trashed = match param(query, "q") {
+        None => false,
+        Some(q) if q.split_whitespace().collect::<String>() == "trashed=false" => true,
+        Some(_) => return fail(400, "invalid", "Invalid Value"),
+    };
+    let items: Vec<Value> = (1..=tree.folders)
+        .map(Item::Folder)
+        .chain(
+            tree.listed()
+                .filter(|i| !(skip_trashed && tree.trashed.contains(i)))
+                .map(Item::File),
+        )
+        .map(|item| resource(tree, item))
+        .collect();
+    list(
+        query,
+        "drive#fileList",
+        "files",
+        items,
+        size,
+        "kind,nextPageToken,incompleteSearch,files(kind,id,name,mimeType)",
+    )
+}
