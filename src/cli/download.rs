@@ -49,7 +49,7 @@ pub async fn download(
     if files.is_empty() {
         let job = client.get_json(&["jobs", job_id], &[]).await?;
         return Err(CliError::State(format!(
-            "job {job_id} is {} and has no stored files (only succeeded and partial jobs keep theirs)",
+            "job {job_id} has no stored files: it is {}, and only succeeded and partial jobs keep theirs",
             job["status"].as_str().unwrap_or("?")
         )));
     }

@@ -24,7 +24,8 @@ use super::output::{print_json_line, Output};
 pub struct FollowPolicy {
     /// Wait before opening the stream again (unless the server's `retry:` field says otherwise).
     pub reconnect_delay: Duration,
-    /// Openings in a row that bring no event before the stream is given up for polling.
+    /// Openings in a row that bring no event (refused, or closed at once) before the stream is given up for
+    /// polling.
     pub max_stream_failures: u32,
     /// How often the job is read while polling.
     pub poll_interval: Duration,
@@ -107,7 +108,7 @@ async fn follow_with(
         match stream_once(client, job_id, display, &mut delay).await {
             Ok(Streamed::Ended(job)) => return Ok(job),
             Ok(Streamed::Broke { events, reason }) => {
-                failures = if events > 0 { 1 } else { failures + 1 };
+                failures = if events > 0 { 0 } else { failures + 1 };
                 unreachable_since = None;
                 display.notice(&format!("the event stream broke ({reason}); reconnecting"));
             }
@@ -342,6 +343,9 @@ enum Display {
     },
     /// Every event as a JSON line on stdout: `{"event": "job"|"progress"|"end", "data": …}`.
     Json,
+    /// Every event and notice kept, for tests to look at.
+    #[cfg(test)]
+    Recorded(Vec<(String, Value)>),
 }
 
 /// A plain progress line at most this often between changes of status or data type.
@@ -383,6 +387,8 @@ impl Display {
     fn event(&mut self, kind: &str, data: &Value) {
         match self {
             Self::Json => print_json_line(&json!({"event": kind, "data": data})),
+            #[cfg(test)]
+            Self::Recorded(seen) => seen.push((kind.to_owned(), data.clone())),
             Self::Bar {
                 bar, now, meter, ..
             } => {
@@ -422,8 +428,10 @@ impl Display {
     }
 
     /// Something the user should know that is not the job's progress (a reconnection).
-    fn notice(&self, message: &str) {
+    fn notice(&mut self, message: &str) {
         match self {
+            #[cfg(test)]
+            Self::Recorded(seen) => seen.push(("notice".into(), message.into())),
             Self::Bar { bar, job_id, .. } => bar.println(format!("job {job_id}: {message}")),
             Self::Lines { job_id, .. } => eprintln!("job {job_id}: {message}"),
             // Scripts get events on stdout; a person reading along sees why it paused.
@@ -520,7 +528,110 @@ fn error_text(error: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use super::*;
+
+    /// Reads of the fake API's two routes.
+    #[derive(Default)]
+    struct Calls {
+        events: AtomicUsize,
+        job: AtomicUsize,
+    }
+
+    /// A fake of the API's two job routes: the first event stream sends one `job` event and closes without
+    /// its `end`; later ones answer 503. `GET /jobs/{id}` shows the job running for its first three reads,
+    /// then succeeded. Job `missing` is a 404 problem.
+    async fn fake_api() -> (String, Arc<Calls>, actix_web::dev::ServerHandle) {
+        use actix_web::{web, App, HttpResponse, HttpServer};
+        let calls = Arc::new(Calls::default());
+        let data = web::Data::from(calls.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route(
+                    "/jobs/{id}/events",
+                    web::get().to(|calls: web::Data<Calls>, id: web::Path<String>| async move {
+                        if id.as_str() == "missing" {
+                            return HttpResponse::NotFound()
+                                .content_type("application/problem+json")
+                                .body(r#"{"title":"Not found","status":404,"detail":"job not found"}"#);
+                        }
+                        if calls.events.fetch_add(1, Ordering::SeqCst) == 0 {
+                            HttpResponse::Ok().content_type("text/event-stream").body(
+                                "event: job\ndata: {\"jobId\":\"j\",\"status\":\"running\",\"attempt\":1}\n\n",
+                            )
+                        } else {
+                            HttpResponse::ServiceUnavailable().finish()
+                        }
+                    }),
+                )
+                .route(
+                    "/jobs/{id}",
+                    web::get().to(|calls: web::Data<Calls>| async move {
+                        let n = calls.job.fetch_add(1, Ordering::SeqCst);
+                        let status = if n < 3 { "running" } else { "succeeded" };
+                        HttpResponse::Ok().json(json!({"jobId": "j", "status": status, "attempt": 1}))
+                    }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let address = format!("http://{}", server.addrs()[0]);
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        (address, calls, handle)
+    }
+
+    fn quick() -> FollowPolicy {
+        FollowPolicy {
+            reconnect_delay: Duration::from_millis(10),
+            max_stream_failures: 2,
+            poll_interval: Duration::from_millis(10),
+            give_up_after: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_stream_is_reopened_then_the_job_polled_until_it_ends() {
+        let (address, calls, server) = fake_api().await;
+        let client = ApiClient::new(&address, "t").unwrap();
+        let mut display = Display::Recorded(Vec::new());
+        let job = follow_with(&client, "j", &quick(), &mut display)
+            .await
+            .unwrap();
+        assert_eq!(job["status"], "succeeded");
+        // One stream that broke after an event, then two refused in a row (503): then polling.
+        assert_eq!(calls.events.load(Ordering::SeqCst), 3);
+        assert_eq!(calls.job.load(Ordering::SeqCst), 4);
+        let Display::Recorded(seen) = display else {
+            unreachable!()
+        };
+        let kinds: Vec<&str> = seen.iter().map(|(kind, _)| kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["job", "notice", "job", "notice", "job", "notice", "job", "notice", "end"]
+        );
+        assert_eq!(seen.last().unwrap().1, job);
+        server.stop(false).await;
+    }
+
+    #[tokio::test]
+    async fn a_missing_job_is_an_error_at_once() {
+        let (address, calls, server) = fake_api().await;
+        let client = ApiClient::new(&address, "t").unwrap();
+        let mut display = Display::Recorded(Vec::new());
+        let err = follow_with(&client, "missing", &quick(), &mut display)
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_status(), ExitStatus::NotFound);
+        assert_eq!(calls.job.load(Ordering::SeqCst), 0);
+        server.stop(false).await;
+    }
 
     fn job(status: &str, attempt: u64, done: u64, records: u64) -> Value {
         json!({"jobId": "j", "status": status, "attempt": attempt,
