@@ -1,6 +1,7 @@
 //! The `listbackup` service: configuration, migrations, and the composition of the workspace crates into
 //! one process. The binary (`src/main.rs`) is a thin CLI over this library.
 
+pub mod cli;
 pub mod config;
 pub mod migrate;
 pub mod service;

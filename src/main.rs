@@ -67,6 +67,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The user CLI (`connections`, `sources`, `jobs`): a client of the REST API.
+    #[command(flatten)]
+    Client(listbackup::cli::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -117,8 +120,13 @@ enum ProjectionsCommand {
 
 #[tokio::main]
 async fn main() {
+    let cli = Cli::parse();
+    // A client prints results, not the service's JSON logs, on stdout.
+    if let Command::Client(command) = cli.command {
+        std::process::exit(listbackup::cli::run(command).await);
+    }
     telemetry::init();
-    if let Err(err) = run(Cli::parse()).await {
+    if let Err(err) = run(cli).await {
         eprintln!("listbackup: {err:#}");
         std::process::exit(1);
     }
@@ -182,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Events { command } => events(command, config).await?,
         Command::Audit { command } => audit(command, config).await?,
+        Command::Client(_) => unreachable!("client commands run before the service's setup"),
     }
     Ok(())
 }
