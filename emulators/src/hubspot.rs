@@ -127,6 +127,8 @@ pub(crate) fn answer(
         {
             search(state.dataset("hubspot", object), object, body)
         }
+        // The connection test's call: the account the token belongs to.
+        ["account-info", "v3", "details"] if get => account_details(),
         ["crm", "v3", "owners"] if get => {
             let limit = match limit_param(query, 500) {
                 Ok(limit) => limit,
@@ -410,4 +412,20 @@ pub(crate) fn search(dataset: &Dataset, object: &str, body: &[u8]) -> HttpRespon
         page["paging"] = json!({"next": {"after": (after + limit).to_string()}});
     }
     HttpResponse::Ok().json(page)
+}
+
+/// `GET /account-info/v3/details` (<https://developers.hubspot.com/docs/api/settings/account-information-api>):
+/// the portal (account) the token belongs to.
+pub(crate) fn account_details() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "portalId": 62515,
+        "accountType": "STANDARD",
+        "timeZone": "US/Eastern",
+        "companyCurrency": "USD",
+        "additionalCurrencies": [],
+        "utcOffset": "-05:00",
+        "utcOffsetMilliseconds": -18_000_000,
+        "uiDomain": "app.hubspot.com",
+        "dataHostingLocation": "na1"
+    }))
 }

@@ -187,3 +187,19 @@ pub(crate) fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
             "last_updated": updated}),
     }
 }
+
+/// `GET /account/profile` (<https://developer.keap.com/docs/rest/#tag/Account-Info>): the account the key
+/// belongs to, the connection test's call.
+pub(crate) fn profile() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "name": "Acme Test",
+        "email": "owner@acme.test",
+        "phone": "555-0100",
+        "website": "https://acme.test",
+        "time_zone": "America/New_York",
+        "currency_code": "USD",
+        "language_tag": "en-US",
+        "business_type": "Consulting",
+        "address": {"line1": "1 Main St", "locality": "Springfield", "country_code": "USA"}
+    }))
+}

@@ -1,18 +1,19 @@
-//! A local stand-in for the data APIs of Stripe, HubSpot and Keap: the list endpoints the backup connectors
-//! page through, with the real paths, query parameters, pagination, authentication headers, error shapes and
-//! rate limiting, for black-box tests and the backup benchmarks.
+//! A local stand-in for the platforms' APIs: the list endpoints the backup connectors page through and the
+//! calls a connection test makes, with the real paths, query parameters, pagination, authentication headers,
+//! error shapes and rate limiting, for black-box tests and the backup benchmarks.
 //!
 //! Records are never stored: a data set is a count plus a few timestamps, and each record is computed from
 //! its index when a page asks for it, so a million-record data set costs a few bytes (only records modified
 //! with [`PlatformApi::touch`] are remembered). Ids and timestamps are deterministic and grow with the index.
 //!
-//! Each platform lives under its own prefix, as in `platform_emulator.rs`: `/stripe/v1/customers`,
-//! `/hubspot/crm/v3/objects/contacts`, `/keap/crm/rest/v1/contacts`; [`PlatformApi::api_url`] gives the base
-//! URL to put in `LISTBACKUP_PLATFORM_<ID>_API_URL`. The behaviour is written from the platforms'
+//! Each platform lives under its own prefix: `/stripe/v1/customers`, `/hubspot/crm/v3/objects/contacts`,
+//! `/keap/crm/rest/v1/contacts`; [`PlatformApi::api_url`] gives the base URL to put in `LISTBACKUP_PLATFORM_<ID>_API_URL`. The behaviour is written from the platforms'
 //! documentation, not from ListBackup's connector tables, so a mistake in those fails the tests:
 //!
 //! - **Stripe** ([`stripe`]), **HubSpot** ([`hubspot`]), **Keap** ([`keap`]): the data APIs the connectors
-//!   page through, each module headed by the platform's API reference and what it emulates of it.
+//!   page through, and each one's "who am I" call (the connection test's), each module headed by the
+//!   platform's API reference and what it emulates of it.
+//! - The other API-key platforms' "who am I" calls ([`identity`]) until their data modules land.
 //!
 //! Misbehaviour on demand, each the way real platforms misbehave: errors and 429s with `Retry-After` in
 //! any of its forms ([`RetryAfter`]), a 200 whose body is cut off ([`PlatformApi::truncate_nth`]),
@@ -31,6 +32,7 @@
 pub mod dataset;
 pub mod faults;
 pub mod hubspot;
+pub mod identity;
 pub mod keap;
 pub mod request;
 pub mod server;
@@ -81,6 +83,10 @@ impl PlatformApi {
     /// The API base URL for `LISTBACKUP_PLATFORM_<ID>_API_URL`.
     pub fn api_url(&self, platform: &str) -> String {
         let base_path = match platform {
+            // Identity endpoints only (see `identity`): a platform leaves this line when its module lands.
+            "shopify" | "gohighlevel" | "mailchimp" | "activecampaign" | "zendesk" => {
+                identity::base_path(platform)
+            }
             "stripe" => "/stripe/v1",
             "hubspot" => "/hubspot",
             "keap" => "/keap/crm/rest/v1",
@@ -152,27 +158,20 @@ pub(crate) fn answer(
         req.connection_info().host()
     );
     let response = match platform.as_str() {
+        // Identity endpoints only (see `identity`): a platform leaves this arm when its module lands.
+        "shopify" | "gohighlevel" | "mailchimp" | "activecampaign" | "zendesk" => {
+            let sets = state
+                .credentials
+                .get(&platform)
+                .cloned()
+                .unwrap_or_default();
+            identity::answer(&platform, req, &rest, &accepted, &sets)
+        }
         "stripe" => {
             if let Err(denied) = stripe_auth(req, &accepted) {
                 return (denied, None);
             }
-            let Some(data_type) = rest.strip_prefix("/v1/").filter(|t| !t.contains('/')) else {
-                return (stripe_not_found(&rest), None);
-            };
-            // The account endpoint the connection test calls (`GET /v1/account`).
-            if data_type == "account" && req.method() == Method::GET {
-                return (
-                    HttpResponse::Ok().json(json!({
-                    "id": "acct_1EmulatedAcct01", "object": "account", "email": "owner@example.com",
-                    "charges_enabled": true, "country": "US", "default_currency": "usd"})),
-                    None,
-                );
-            }
-            if req.method() != Method::GET || !STRIPE_PREFIXES.iter().any(|(t, _)| *t == data_type)
-            {
-                return (stripe_not_found(&rest), None);
-            }
-            stripe_list(state.dataset("stripe", data_type), data_type, &query, fault)
+            stripe::answer(&mut state, req, &rest, &query, fault)
         }
         "hubspot" => {
             if let Err(denied) = hubspot_auth(req, &accepted) {
@@ -183,6 +182,9 @@ pub(crate) fn answer(
         "keap" => {
             if let Err(denied) = keap_auth(req, &accepted) {
                 return (denied, None);
+            }
+            if rest == "/crm/rest/v1/account/profile" && req.method() == Method::GET {
+                return (keap::profile(), reshape);
             }
             let Some(data_type) = rest
                 .strip_prefix("/crm/rest/v1/")

@@ -1,6 +1,7 @@
 //! Reading requests: query parameters, headers, credentials; and the timestamp format most APIs share.
 
 use actix_web::HttpRequest;
+use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// A request's query string as `(name, value)` pairs, in order, repeated names kept.
@@ -30,4 +31,19 @@ pub(crate) fn iso_ms(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap()
         .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// `(user, password)` of `Authorization: Basic …` (RFC 7617); the password may be empty, the user may not
+/// hold a colon.
+pub(crate) fn basic(req: &HttpRequest) -> Option<(String, String)> {
+    let (scheme, encoded) = header(req, "Authorization")?.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':').unwrap_or((&text, ""));
+    Some((user.to_owned(), password.to_owned()))
 }

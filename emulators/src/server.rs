@@ -18,6 +18,9 @@ use crate::{answer, platform_error, rate_limited};
 pub(crate) struct State {
     /// Accepted secrets (API keys, private app tokens, OAuth access tokens) per platform.
     pub(crate) accepted: HashMap<String, HashSet<String>>,
+    /// Accepted credential sets per platform, as a connection form holds them (see
+    /// [`PlatformApi::accept_credentials`]).
+    pub(crate) credentials: HashMap<String, Vec<Value>>,
     pub(crate) datasets: HashMap<(String, String), Dataset>,
     pub(crate) clock_ms: i64,
     /// The next `n` requests answer this status (with this `Retry-After`).
@@ -105,6 +108,28 @@ impl PlatformApi {
             .entry(platform.to_owned())
             .or_default()
             .insert(secret.to_owned());
+    }
+
+    /// Accepts this credential set, with ListBackup's field names (`{"secretKey": "sk_test_…"}`,
+    /// `{"subdomain": …, "email": …, "apiToken": …}`): every string in it is accepted as by
+    /// [`PlatformApi::accept`] (a module that checks one secret needs no mapping of field names), and the
+    /// identity endpoints that check more than a secret (Zendesk's email beside its token, the HighLevel
+    /// location a token may read) check the whole set.
+    pub fn accept_credentials(&self, platform: &str, credentials: Value) {
+        let secrets: Vec<String> = credentials
+            .as_object()
+            .into_iter()
+            .flat_map(|set| set.values())
+            .filter_map(|value| value.as_str().map(str::to_owned))
+            .collect();
+        let mut state = self.state();
+        state
+            .credentials
+            .entry(platform.to_owned())
+            .or_default()
+            .push(credentials);
+        let accepted = state.accepted.entry(platform.to_owned()).or_default();
+        accepted.extend(secrets);
     }
 
     /// Stops accepting this secret, as a platform does when a key is rolled or revoked.

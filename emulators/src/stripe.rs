@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 
+use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine;
 use serde_json::{json, Value};
@@ -17,6 +18,7 @@ use serde_json::{json, Value};
 use crate::dataset::Dataset;
 use crate::faults::PagingFault;
 use crate::request::{bearer, header, param, Query};
+use crate::server::State;
 
 /// Data types and their id prefixes.
 pub(crate) const PREFIXES: &[(&str, &str)] = &[
@@ -244,4 +246,45 @@ pub(crate) fn record(data_type: &str, index: u64, created: i64) -> Value {
         record.extend(extra);
     }
     record
+}
+
+/// Answers an authenticated request; `rest` is the path after `/stripe`.
+pub(crate) fn answer(
+    state: &mut State,
+    req: &HttpRequest,
+    rest: &str,
+    query: &Query,
+    fault: Option<PagingFault>,
+) -> HttpResponse {
+    let Some(data_type) = rest.strip_prefix("/v1/").filter(|t| !t.contains('/')) else {
+        return not_found(rest);
+    };
+    if req.method() != Method::GET {
+        return not_found(rest);
+    }
+    if data_type == "account" {
+        return account();
+    }
+    if !PREFIXES.iter().any(|(t, _)| *t == data_type) {
+        return not_found(rest);
+    }
+    list(state.dataset("stripe", data_type), data_type, query, fault)
+}
+
+/// `GET /v1/account`, the connection test's call (<https://docs.stripe.com/api/accounts/retrieve>): the
+/// account of the key, a standard account of API version 2024-06-20.
+pub(crate) fn account() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "id": "acct_1Nv0FGQ9RKHgCVdK",
+        "object": "account",
+        "business_profile": {"name": "Acme Test", "url": "https://acme.test"},
+        "charges_enabled": true,
+        "country": "US",
+        "default_currency": "usd",
+        "details_submitted": true,
+        "email": "billing@acme.test",
+        "payouts_enabled": true,
+        "settings": {"dashboard": {"display_name": "Acme Test", "timezone": "Etc/UTC"}},
+        "type": "standard"
+    }))
 }
