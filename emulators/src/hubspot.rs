@@ -1,5 +1,5 @@
-//! HubSpot's CRM API, as its API reference documents it: objects <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>,
-//! search <https://developers.hubspot.com/docs/api/crm/search>, owners
+//! HubSpot's CRM API, as its API reference documents it: objects
+//! <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>, search <https://developers.hubspot.com/docs/api/crm/search>, owners
 //! <https://developers.hubspot.com/docs/api/crm/owners>, pipelines
 //! <https://developers.hubspot.com/docs/api/crm/pipelines>, authentication
 //! <https://developers.hubspot.com/docs/api/private-apps>, errors
@@ -414,7 +414,8 @@ pub(crate) fn search(dataset: &Dataset, object: &str, body: &[u8]) -> HttpRespon
     HttpResponse::Ok().json(page)
 }
 
-/// `GET /account-info/v3/details` (<https://developers.hubspot.com/docs/api/settings/account-information-api>):
+/// `GET /account-info/v3/details`
+/// (<https://developers.hubspot.com/docs/api-reference/legacy/account/account-information/get-account-details>):
 /// the portal (account) the token belongs to.
 pub(crate) fn account_details() -> HttpResponse {
     HttpResponse::Ok().json(json!({

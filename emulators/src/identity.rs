@@ -1,7 +1,7 @@
 //! The "who am I" endpoints of the API-key platforms that have no data module in this crate yet, so that
 //! `POST /connections/{id}/test` can be tested against each of them. A platform's data module serves its
 //! identity call itself ([`crate::stripe`], [`crate::hubspot`], [`crate::keap`]); when one lands for a
-//! platform below, its name leaves [`PLATFORMS`] and the router's identity arm, and its function here goes.
+//! platform below, its name leaves the identity arms of `api_url` and of the router (`lib.rs`), and its function here goes.
 //!
 //! Each checks the authentication exactly as the platform documents it and answers wrong or missing
 //! credentials with that platform's status and error body:
@@ -40,15 +40,6 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use crate::request::{basic, bearer, header};
-
-/// The platforms served here: API-key platforms without a data module yet.
-pub const PLATFORMS: &[&str] = &[
-    "shopify",
-    "gohighlevel",
-    "mailchimp",
-    "activecampaign",
-    "zendesk",
-];
 
 /// The base path under the platform's prefix, as `LISTBACKUP_PLATFORM_<ID>_API_URL` ends.
 pub(crate) fn base_path(platform: &str) -> &'static str {

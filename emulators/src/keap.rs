@@ -1,6 +1,6 @@
-//! Keap's REST API v1, as its reference documents it: <https://developer.keap.com/docs/rest/> (authentication:
-//! <https://developer.keap.com/getting-started/#authentication>, personal access tokens and service account
-//! keys: <https://developer.keap.com/pat-and-sak/>).
+//! Keap's REST API v1, as its reference documents it: <https://developer.infusionsoft.com/docs/rest/>
+//! (authentication: <https://developer.infusionsoft.com/getting-started-oauth-keys/>, personal access tokens and
+//! service account keys: <https://developer.infusionsoft.com/pat-and-sak/>).
 //!
 //! - `X-Keap-API-Key` or an OAuth `Bearer` token. `GET /<type>?limit=&offset=` with `limit` ≤ 1000,
 //!   `{"<type>":[…],"count":total,"next":url,"previous":url}` — `next` is present even past the end, as Keap
@@ -188,8 +188,8 @@ pub(crate) fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
     }
 }
 
-/// `GET /account/profile` (<https://developer.keap.com/docs/rest/#tag/Account-Info>): the account the key
-/// belongs to, the connection test's call.
+/// `GET /account/profile` (<https://developer.infusionsoft.com/docs/rest/#tag/Account-Info>): the account the
+/// key belongs to, the connection test's call.
 pub(crate) fn profile() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "name": "Acme Test",

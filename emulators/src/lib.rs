@@ -7,8 +7,9 @@
 //! with [`PlatformApi::touch`] are remembered). Ids and timestamps are deterministic and grow with the index.
 //!
 //! Each platform lives under its own prefix: `/stripe/v1/customers`, `/hubspot/crm/v3/objects/contacts`,
-//! `/keap/crm/rest/v1/contacts`; [`PlatformApi::api_url`] gives the base URL to put in `LISTBACKUP_PLATFORM_<ID>_API_URL`. The behaviour is written from the platforms'
-//! documentation, not from ListBackup's connector tables, so a mistake in those fails the tests:
+//! `/keap/crm/rest/v1/contacts`; [`PlatformApi::api_url`] gives the base URL to put in
+//! `LISTBACKUP_PLATFORM_<ID>_API_URL`. The behaviour is written from the platforms' documentation, not from
+//! ListBackup's connector tables, so a mistake in those fails the tests:
 //!
 //! - **Stripe** ([`stripe`]), **HubSpot** ([`hubspot`]), **Keap** ([`keap`]): the data APIs the connectors
 //!   page through, and each one's "who am I" call (the connection test's), each module headed by the
@@ -45,7 +46,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 pub use faults::{PagingFault, RetryAfter};
-pub use server::PlatformApi;
+pub use server::{PlatformApi, ServeOptions};
 
 // Every name the crate root held before it was split into modules stays reachable here (`crate::Dataset`,
 // `super::param`, `crate::stripe_list`, …), so platform modules written against the single-file crate
@@ -263,13 +264,7 @@ pub(crate) fn platform_error(
 
 pub(crate) fn record_id(platform: &str, data_type: &str, index: u64) -> String {
     match platform {
-        "stripe" => {
-            let prefix = STRIPE_PREFIXES
-                .iter()
-                .find(|(t, _)| *t == data_type)
-                .map_or("obj", |(_, p)| p);
-            format!("{prefix}_LB{index:010}")
-        }
+        "stripe" => stripe::record_id(data_type, index),
         "hubspot" if data_type == "pipelines" => {
             if index == 0 {
                 "default".to_owned()

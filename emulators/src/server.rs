@@ -3,12 +3,13 @@
 //! platform's module answers it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::dataset::{Dataset, EPOCH_MS, STEP_MS};
 use crate::faults::{PagingFault, Reshape, RetryAfter};
@@ -57,6 +58,49 @@ impl State {
             .entry((platform.to_owned(), data_type.to_owned()))
             .or_default()
     }
+
+    /// See [`PlatformApi::accept`].
+    pub(crate) fn accept(&mut self, platform: &str, secret: &str) {
+        self.accepted
+            .entry(platform.to_owned())
+            .or_default()
+            .insert(secret.to_owned());
+    }
+
+    /// See [`PlatformApi::accept_credentials`].
+    pub(crate) fn accept_credentials(&mut self, platform: &str, credentials: Value) {
+        let secrets = credentials
+            .as_object()
+            .into_iter()
+            .flat_map(|set| set.values())
+            .filter_map(|value| value.as_str().map(str::to_owned));
+        self.accepted
+            .entry(platform.to_owned())
+            .or_default()
+            .extend(secrets);
+        self.credentials
+            .entry(platform.to_owned())
+            .or_default()
+            .push(credentials);
+    }
+
+    /// See [`PlatformApi::seed`].
+    pub(crate) fn seed(&mut self, platform: &str, data_type: &str, n: u64) {
+        self.datasets.insert(
+            (platform.to_owned(), data_type.to_owned()),
+            Dataset::default(),
+        );
+        self.append(platform, data_type, n);
+    }
+
+    /// See [`PlatformApi::append`].
+    pub(crate) fn append(&mut self, platform: &str, data_type: &str, n: u64) {
+        let now = self.clock_ms + STEP_MS;
+        let dataset = self.dataset(platform, data_type);
+        dataset.segments.push((dataset.count, now));
+        dataset.count += n;
+        self.clock_ms = now + n as i64 * STEP_MS;
+    }
 }
 
 /// The running emulation: its base URL, and the handle tests drive it through (credentials, data sets,
@@ -68,33 +112,104 @@ pub struct PlatformApi {
     handle: ServerHandle,
 }
 
+/// How [`PlatformApi::serve`] runs the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// The loopback port; 0 picks a free one.
+    pub port: u16,
+    /// Server threads. Waits ([`PlatformApi::set_latency`]) are timers, so one thread keeps any number of
+    /// requests waiting; more share the rendering of many answers falling due together.
+    pub workers: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            workers: 1,
+        }
+    }
+}
+
+/// Requests counted without the state's lock, for `GET /_emulator/stats`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Platform requests received (answered or under way).
+    requests: AtomicU64,
+    in_flight: AtomicU64,
+    in_flight_peak: AtomicU64,
+}
+
+/// Counts a request as under way until dropped (answered, or abandoned by its client mid-wait).
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a Counters) -> Self {
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let now = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        counters.in_flight_peak.fetch_max(now, Ordering::Relaxed);
+        Self(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl PlatformApi {
     /// Starts the emulation on a free loopback port, on the current Tokio runtime.
     pub async fn start() -> Self {
+        Self::serve(ServeOptions::default())
+            .await
+            .expect("bind the platform API emulation to a loopback port")
+    }
+
+    /// Starts the emulation on the current Tokio runtime as `options` say: every platform under its prefix,
+    /// and the emulation's own endpoints (not any platform's) under `/_emulator`, for a process that drives
+    /// it from outside (the benchmarks):
+    ///
+    /// - `GET /_emulator/stats`: `{"requests": N, "inFlightPeak": M}`, the platform requests received so far
+    ///   and the most under way at once;
+    /// - `POST /_emulator/accept` `{"platform": "stripe", "credentials": {"secretKey": "sk_test_…"}}` (as
+    ///   [`PlatformApi::accept_credentials`]) or `{"platform": …, "secret": …}` (as [`PlatformApi::accept`]);
+    /// - `POST /_emulator/seed` `{"platform": "stripe", "dataType": "customers", "records": 1000000}` (as
+    ///   [`PlatformApi::seed`]).
+    ///
+    /// Each answers 204, or 400 with `{"error": …}` for a body it cannot read.
+    pub async fn serve(options: ServeOptions) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(State {
             clock_ms: EPOCH_MS,
             ..State::default()
         }));
         let data = web::Data::from(state.clone());
+        let counters = web::Data::new(Counters::default());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(counters.clone())
                 .app_data(web::PayloadConfig::new(1 << 20))
+                .service(
+                    web::scope("/_emulator")
+                        .route("/stats", web::get().to(stats))
+                        .route("/accept", web::post().to(control_accept))
+                        .route("/seed", web::post().to(control_seed)),
+                )
                 .default_service(web::to(handle))
         })
-        .workers(1)
+        .workers(options.workers.max(1))
         .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .expect("bind the platform API emulation to a loopback port");
+        .bind(("127.0.0.1", options.port))?;
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
         tokio::spawn(server);
-        Self {
+        Ok(Self {
             base_url: format!("http://{addr}"),
             state,
             handle,
-        }
+        })
     }
 
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -103,11 +218,7 @@ impl PlatformApi {
 
     /// Accepts this secret: a Stripe key, a HubSpot token, a Keap API key, or an OAuth access token.
     pub fn accept(&self, platform: &str, secret: &str) {
-        self.state()
-            .accepted
-            .entry(platform.to_owned())
-            .or_default()
-            .insert(secret.to_owned());
+        self.state().accept(platform, secret);
     }
 
     /// Accepts this credential set, with ListBackup's field names (`{"secretKey": "sk_test_…"}`,
@@ -116,20 +227,7 @@ impl PlatformApi {
     /// identity endpoints that check more than a secret (Zendesk's email beside its token, the HighLevel
     /// location a token may read) check the whole set.
     pub fn accept_credentials(&self, platform: &str, credentials: Value) {
-        let secrets: Vec<String> = credentials
-            .as_object()
-            .into_iter()
-            .flat_map(|set| set.values())
-            .filter_map(|value| value.as_str().map(str::to_owned))
-            .collect();
-        let mut state = self.state();
-        state
-            .credentials
-            .entry(platform.to_owned())
-            .or_default()
-            .push(credentials);
-        let accepted = state.accepted.entry(platform.to_owned()).or_default();
-        accepted.extend(secrets);
+        self.state().accept_credentials(platform, credentials);
     }
 
     /// Stops accepting this secret, as a platform does when a key is rolled or revoked.
@@ -141,23 +239,12 @@ impl PlatformApi {
 
     /// Replaces the data set with `n` records created now, one every 500 ms.
     pub fn seed(&self, platform: &str, data_type: &str, n: u64) {
-        let mut state = self.state();
-        state.datasets.insert(
-            (platform.to_owned(), data_type.to_owned()),
-            Dataset::default(),
-        );
-        drop(state);
-        self.append(platform, data_type, n);
+        self.state().seed(platform, data_type, n);
     }
 
     /// Adds `n` records, created after everything that exists or changed so far.
     pub fn append(&self, platform: &str, data_type: &str, n: u64) {
-        let mut state = self.state();
-        let now = state.clock_ms + STEP_MS;
-        let dataset = state.dataset(platform, data_type);
-        dataset.segments.push((dataset.count, now));
-        dataset.count += n;
-        state.clock_ms = now + n as i64 * STEP_MS;
+        self.state().append(platform, data_type, n);
     }
 
     /// Modifies these records now (1 ms apart, in the order given): their update time moves past everything.
@@ -340,7 +427,9 @@ pub(crate) async fn handle(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<Mutex<State>>,
+    counters: web::Data<Counters>,
 ) -> HttpResponse {
+    let _in_flight = InFlight::enter(&counters);
     wait_while_held(&state).await;
     let latency = state.lock().unwrap().latency;
     if !latency.is_zero() {
@@ -461,4 +550,44 @@ pub(crate) fn apply_faults(
         }
     }
     Ok(reshape)
+}
+
+async fn stats(counters: web::Data<Counters>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "requests": counters.requests.load(Ordering::Relaxed),
+        "inFlightPeak": counters.in_flight_peak.load(Ordering::Relaxed),
+    }))
+}
+
+fn control_error(message: &str) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({ "error": message }))
+}
+
+/// `POST /_emulator/accept`: see [`PlatformApi::serve`].
+async fn control_accept(body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let Some(platform) = body["platform"].as_str() else {
+        return control_error("`platform` (a string) is required");
+    };
+    let mut state = state.lock().unwrap();
+    match (&body["credentials"], body["secret"].as_str()) {
+        (Value::Object(_), _) => state.accept_credentials(platform, body["credentials"].clone()),
+        (Value::Null, Some(secret)) => state.accept(platform, secret),
+        _ => return control_error("give `credentials` (an object) or `secret` (a string)"),
+    }
+    HttpResponse::NoContent().finish()
+}
+
+/// `POST /_emulator/seed`: see [`PlatformApi::serve`].
+async fn control_seed(body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let (Some(platform), Some(data_type), Some(records)) = (
+        body["platform"].as_str(),
+        body["dataType"].as_str(),
+        body["records"].as_u64(),
+    ) else {
+        return control_error(
+            "`platform` and `dataType` (strings) and `records` (a whole number) are required",
+        );
+    };
+    state.lock().unwrap().seed(platform, data_type, records);
+    HttpResponse::NoContent().finish()
 }
