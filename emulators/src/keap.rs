@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 
 use actix_web::{HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde_json::{json, Value};
 
 use crate::dataset::Dataset;
@@ -57,10 +57,11 @@ pub(crate) fn auth(req: &HttpRequest, accepted: &HashSet<String>) -> Result<(), 
 
 /// Keap's time format: milliseconds and an offset without a colon.
 pub(crate) fn time(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap()
-        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
-        .to_string()
+    // RFC 3339 with milliseconds, `+0000` for `Z` (cheaper than a strftime pattern: benchmarks list millions).
+    let mut text = crate::request::iso_ms(ms);
+    text.pop();
+    text.push_str("+0000");
+    text
 }
 
 pub(crate) fn list(
