@@ -1,6 +1,6 @@
 # What bench/sync-dispatch, bench/backup-throughput and bench/backup-burst share (sourced, not run): a fresh
-# database, a private NATS prefix, a storage directory, the Stripe emulation, the service, and the clean-up of
-# all of it.
+# database, a private NATS prefix, a storage directory, the platforms' emulation (the listbackup-emulators crate
+# as a process, bench/platform_emulator.rs), the service, and the clean-up of all of it.
 #
 # The sourcing script sets NAME (for messages) and COMMAND (echoed in the report) before sourcing, then calls
 # jobs_setup once its arguments are parsed. Everything the run creates is removed on exit, even on failure:
@@ -10,8 +10,11 @@
 # PROCESSES (the scripts' --processes) picks how the service runs: `split` is `listbackup api` (API, projector,
 # relay, sagas) beside WORKERS (default 1) `listbackup worker` processes (the backups), as deployed at scale;
 # `serve` is everything in one process; `auto` (the default) is `split` when the binary has both subcommands.
-# STRIPE_RATE_LIMIT (default `unlimited`) is the service's LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT; SERVICE_ENV
-# (an array of NAME=value) adds settings; EMULATOR_ARGS (an array) adds arguments to `stripe_emulator serve`.
+# PLATFORM (default `stripe`) is the platform the service is pointed at the emulation for
+# (LISTBACKUP_PLATFORM_<ID>_API_URL); RATE_LIMIT (default `unlimited`) is the service's
+# LISTBACKUP_PLATFORM_<ID>_RATE_LIMIT for it; SERVICE_ENV (an array of NAME=value) adds settings; EMULATOR_ARGS
+# (an array) adds arguments to `platform_emulator serve`; EMULATED (an array, default PLATFORM alone) lists the
+# platforms the emulation is started for (use_platform switches between them).
 
 die() { echo "$NAME: $*" >&2; exit 1; }
 say() { echo "$NAME: $*" >&2; }
@@ -36,7 +39,7 @@ STREAM_PREFIXES=()   # `<PREFIX>_` of every NATS prefix this run used, its strea
 WORK=$(mktemp -d -t "$NAME.XXXXXX")
 STORAGE="$WORK/storage"
 BIN="$ROOT/target/release/listbackup"
-EMULATOR="$ROOT/target/release/examples/stripe_emulator"
+EMULATOR="$ROOT/target/release/examples/platform_emulator"
 LOADJOBS="$ROOT/target/release/examples/load_jobs"
 # One master key for the whole run: a restarted service must still open the credentials sealed before.
 MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
@@ -44,14 +47,18 @@ LISTBACKUP_JWT_SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
 export LISTBACKUP_JWT_SECRET
 PROCESSES=${PROCESSES:-auto}
 WORKERS=${WORKERS:-1}
-STRIPE_RATE_LIMIT=${STRIPE_RATE_LIMIT:-unlimited}
+PLATFORM=${PLATFORM:-stripe}
+RATE_LIMIT=${RATE_LIMIT:-unlimited}
 SERVICE_ENV=()
 EMULATOR_ARGS=()
+EMULATED=()
 SERVER_PID=""   # the process serving the API (`serve` or `api`)
 WORKER_PIDS=()  # the `listbackup worker` processes, in split mode
 WORKER_PID=""   # the first of them
 BACKUP_PID=""   # the process that runs backups: WORKER_PID in split mode, else SERVER_PID
 EMULATOR_PID=""
+EMULATOR_URL=""  # the emulation's root: /_emulator/… and every platform's prefix below it
+API_URL=""       # PLATFORM's API base URL in the emulation
 
 stop_pid() {  # pid: SIGTERM, up to 10 s, then SIGKILL
   local pid=$1
@@ -143,7 +150,7 @@ jobs_setup() {
   mkdir -p "$STORAGE"
   say "storage $STORAGE"
   say "building (release)"
-  cargo build --release --locked --bin listbackup --example stripe_emulator --example load_jobs
+  cargo build --release --locked --bin listbackup --example platform_emulator --example load_jobs
   local has_split=no
   if "$BIN" api --help >/dev/null 2>&1 && "$BIN" worker --help >/dev/null 2>&1; then has_split=yes; fi
   case "$PROCESSES" in
@@ -164,28 +171,52 @@ jobs_setup() {
 }
 
 start_emulator() {
-  "$EMULATOR" serve --port 0 "${EMULATOR_ARGS[@]}" >"$WORK/emulator.out" 2>"$WORK/emulator.log" &
+  local platform args=()
+  for platform in "${EMULATED[@]:-$PLATFORM}"; do args+=(--platform "$platform"); done
+  "$EMULATOR" serve --port 0 "${args[@]}" "${EMULATOR_ARGS[@]}" >"$WORK/emulator.out" 2>"$WORK/emulator.log" &
   EMULATOR_PID=$!
   local port=""
   for _ in $(seq 1 100); do
-    kill -0 "$EMULATOR_PID" 2>/dev/null || { cat "$WORK/emulator.log" >&2; die "the Stripe emulator exited"; }
+    kill -0 "$EMULATOR_PID" 2>/dev/null || { cat "$WORK/emulator.log" >&2; die "the platform emulator exited"; }
     port=$(head -n 1 "$WORK/emulator.out" 2>/dev/null | jq -r '.port // empty' 2>/dev/null || true)
     [ -n "$port" ] && break
     sleep 0.1
   done
-  [ -n "$port" ] || die "the Stripe emulator did not say which port it listens on"
+  [ -n "$port" ] || die "the platform emulator did not say which port it listens on"
   EMULATOR_URL="http://127.0.0.1:$port"
-  STRIPE_URL="$EMULATOR_URL/v1"
-  say "Stripe emulator on $STRIPE_URL (pid $EMULATOR_PID)"
+  use_platform "$PLATFORM"
+  say "platform emulation on $EMULATOR_URL (pid $EMULATOR_PID)"
+}
+
+# Points what follows (connections, the service started next) at platform $1 of the running emulation.
+use_platform() {
+  PLATFORM=$1
+  API_URL=$(head -n 1 "$WORK/emulator.out" | jq -r --arg p "$PLATFORM" '.apiUrls[$p] // empty')
+  [ -n "$API_URL" ] || die "the emulation was not started for $PLATFORM"
+}
+
+# POST /_emulator/<what> with a JSON body: the emulation's own control endpoints (not a platform's).
+emulator_control() {
+  local what=$1 body=$2 status
+  status=$(curl -s -o "$WORK/control.out" -w '%{http_code}' -X POST "$EMULATOR_URL/_emulator/$what" \
+    -H 'content-type: application/json' -d "$body")
+  [ "$status" = 204 ] || die "the emulator refused /_emulator/$what ($status): $(cat "$WORK/control.out")"
+}
+
+# What a benchmark of PLATFORM with $1 records uses, from the catalog (`platform_emulator plan`): the data type
+# (DATA_TYPE if set, else the platform's first listed one) and credentials of the right shape.
+platform_plan() {
+  "$EMULATOR" plan --platform "$PLATFORM" --records "$1" ${DATA_TYPE:+--data-type "$DATA_TYPE"} \
+    || die "no benchmark plan for $PLATFORM"
 }
 
 run_listbackup() {  # subcommand: starts it in the background with the run's settings
-  # STRIPE_RATE_LIMIT defaults to `unlimited`, lifting the connector's Stripe budget (25 requests/s, Stripe's
-  # test-mode limit): the throughput benchmarks measure what the service costs, not the policy that paces it.
+  # RATE_LIMIT defaults to `unlimited`, lifting the connector's budget for the platform (Stripe's: 25 requests/s,
+  # its test-mode limit): the throughput benchmarks measure what the service costs, not the policy that paces it.
   env DATABASE_URL="$DATABASE_URL" NATS_URL="$NATS_URL" LISTBACKUP_NATS_PREFIX="$NATS_PREFIX" \
     LISTBACKUP_BIND="127.0.0.1:$PORT" LISTBACKUP_MASTER_KEY="$MASTER_KEY" \
     LISTBACKUP_STORAGE_URL="file://$STORAGE" \
-    LISTBACKUP_PLATFORM_STRIPE_API_URL="$STRIPE_URL" LISTBACKUP_PLATFORM_STRIPE_RATE_LIMIT="$STRIPE_RATE_LIMIT" \
+    "LISTBACKUP_PLATFORM_${PLATFORM^^}_API_URL=$API_URL" "LISTBACKUP_PLATFORM_${PLATFORM^^}_RATE_LIMIT=$RATE_LIMIT" \
     RUST_LOG=warn "${SERVICE_ENV[@]}" \
     "$BIN" "$1" >>"$WORK/server.log" 2>&1 &
 }
@@ -226,18 +257,30 @@ start_server() {
 
 token() { "$BIN" token --account bench --user bench --role owner; }
 
-# A Stripe connection whose key sees $1 customers in the emulation; checked with POST /connections/{id}/test.
-stripe_connection() {
-  local records=$1 token id test
+# A connection of PLATFORM whose data type (see platform_plan) holds $1 records in the emulation: its credentials
+# accepted and the data set seeded there first; checked with POST /connections/{id}/test. Prints its id.
+platform_connection() {
+  local records=$1 plan credentials token id test
+  plan=$(platform_plan "$records")
+  credentials=$(jq -c .credentials <<<"$plan")
+  emulator_control accept "$(jq -nc --arg p "$PLATFORM" --argjson c "$credentials" '{platform: $p, credentials: $c}')"
+  emulator_control seed "$(jq -nc --arg p "$PLATFORM" --arg t "$(jq -r .dataType <<<"$plan")" --argjson n "$records" \
+    '{platform: $p, dataType: $t, records: $n}')"
   token=$(token)
   id=$(curl -sf -X POST "$BASE_URL/connections" -H "authorization: Bearer $token" \
     -H 'content-type: application/json' \
-    -d "{\"platformId\":\"stripe\",\"name\":\"bench $records\",\"credentials\":{\"secretKey\":\"sk_test_bench_$records\"}}" \
-    | jq -r .connectionId) || die "could not create a Stripe connection"
-  [ -n "$id" ] && [ "$id" != null ] || die "could not create a Stripe connection"
+    -d "$(jq -nc --arg p "$PLATFORM" --arg n "bench $records" --argjson c "$credentials" \
+      '{platformId: $p, name: $n, credentials: $c}')" \
+    | jq -r .connectionId) || die "could not create a $PLATFORM connection"
+  [ -n "$id" ] && [ "$id" != null ] || die "could not create a $PLATFORM connection"
   test=$(curl -sf -X POST "$BASE_URL/connections/$id/test" -H "authorization: Bearer $token")
   [ "$(jq -r .ok <<<"$test")" = true ] || die "the connection test against the emulator failed: $test"
   echo "$id"
+}
+
+# A Stripe connection whose key (`sk_test_bench_<N>`) sees $1 customers in the emulation.
+stripe_connection() {
+  PLATFORM=stripe DATA_TYPE=customers platform_connection "$1"
 }
 
 # /proc/<pid>/status fields in MiB (VmRSS: now; VmHWM: the process's peak so far); empty once it has exited.

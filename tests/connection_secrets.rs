@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::platform_emulator::PlatformEmulator;
+use support::platform_api::PlatformApi;
 use support::{random_master_key, wait_until, TestDatabase};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -28,10 +28,10 @@ fn capture(
 #[tokio::test]
 async fn the_secret_is_nowhere_but_the_vault_and_dies_with_the_connection() {
     let db = TestDatabase::create().await;
-    let emulator = PlatformEmulator::start().await;
+    let emulator = PlatformApi::start().await;
     let secret = format!("sk_test_DISTINCTIVE{}", uuid::Uuid::new_v4().simple());
     let replacement = format!("sk_test_REPLACEMENT{}", uuid::Uuid::new_v4().simple());
-    emulator.accept("stripe", json!({ "secretKey": secret }));
+    emulator.accept_credentials("stripe", json!({ "secretKey": secret }));
     let jwt_secret = format!("jwt-{}", uuid::Uuid::new_v4());
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"))

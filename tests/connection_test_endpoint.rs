@@ -4,10 +4,10 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::platform_emulator::PlatformEmulator;
+use support::platform_api::PlatformApi;
 use support::TestApp;
 
-async fn app_with(emulator: &PlatformEmulator) -> TestApp {
+async fn app_with(emulator: &PlatformApi) -> TestApp {
     let urls: Vec<(String, String)> = ["stripe", "zendesk", "mailchimp"]
         .iter()
         .map(|p| {
@@ -22,8 +22,8 @@ async fn app_with(emulator: &PlatformEmulator) -> TestApp {
 
 #[tokio::test]
 async fn a_good_key_tests_ok_and_the_result_is_recorded() {
-    let emulator = PlatformEmulator::start().await;
-    emulator.accept("stripe", json!({"secretKey": "sk_test_good"}));
+    let emulator = PlatformApi::start().await;
+    emulator.accept_credentials("stripe", json!({"secretKey": "sk_test_good"}));
     let app = app_with(&emulator).await;
     let token = app.owner("acme");
     let created = app
@@ -66,8 +66,8 @@ async fn a_good_key_tests_ok_and_the_result_is_recorded() {
 
 #[tokio::test]
 async fn a_rejected_key_tests_not_ok_without_echoing_it() {
-    let emulator = PlatformEmulator::start().await;
-    emulator.accept("stripe", json!({"secretKey": "sk_test_the_right_one"}));
+    let emulator = PlatformApi::start().await;
+    emulator.accept_credentials("stripe", json!({"secretKey": "sk_test_the_right_one"}));
     let app = app_with(&emulator).await;
     let token = app.owner("acme");
     let created = app
@@ -98,8 +98,8 @@ async fn a_rejected_key_tests_not_ok_without_echoing_it() {
 
 #[tokio::test]
 async fn a_rate_limited_platform_is_retried_after_its_retry_after() {
-    let emulator = PlatformEmulator::start().await;
-    emulator.accept(
+    let emulator = PlatformApi::start().await;
+    emulator.accept_credentials(
         "zendesk",
         json!({"subdomain": "acme", "email": "ops@acme.test", "apiToken": "zd-token"}),
     );
@@ -116,7 +116,7 @@ async fn a_rate_limited_platform_is_retried_after_its_retry_after() {
         .await
         .unwrap();
     let id = created["connectionId"].as_str().unwrap();
-    emulator.rate_limit_next(1);
+    emulator.rate_limit_next(1, 1);
     let result: Value = app
         .post(&format!("/connections/{id}/test"), &token, &json!({}))
         .await

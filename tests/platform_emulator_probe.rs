@@ -1,13 +1,10 @@
 //! The connection prober against a local emulation of every API-key platform's test endpoint.
 
-#[path = "support/platform_emulator.rs"]
-mod platform_emulator;
-
 use std::collections::BTreeMap;
 
 use listbackup_commands::platform_client::{PlatformClient, PlatformEndpoints, ProbeOutcome};
 use listbackup_domain::platform::{find, AuthType, CATALOG};
-use platform_emulator::PlatformEmulator;
+use listbackup_emulators::PlatformApi;
 use serde_json::{json, Value};
 
 /// Good credentials per API-key platform, and the secret field of each.
@@ -65,7 +62,7 @@ fn as_map(credentials: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn client_for(emulator: &PlatformEmulator) -> PlatformClient {
+fn client_for(emulator: &PlatformApi) -> PlatformClient {
     let endpoints = good_credentials()
         .iter()
         .fold(PlatformEndpoints::default(), |endpoints, (id, _, _)| {
@@ -104,10 +101,10 @@ fn the_emulated_set_is_every_api_key_platform() {
 
 #[tokio::test]
 async fn good_credentials_are_accepted_by_every_platform() {
-    let emulator = PlatformEmulator::start().await;
+    let emulator = PlatformApi::start().await;
     let client = client_for(&emulator);
     for (id, credentials, secret_field) in good_credentials() {
-        emulator.accept(id, credentials.clone());
+        emulator.accept_credentials(id, credentials.clone());
         let outcome = probe(&client, id, &credentials).await;
         assert!(outcome.ok, "{id}: {outcome:?}");
         assert_eq!(outcome.http_status, Some(200), "{id}");
@@ -117,18 +114,18 @@ async fn good_credentials_are_accepted_by_every_platform() {
 
 #[tokio::test]
 async fn the_message_names_the_account() {
-    let emulator = PlatformEmulator::start().await;
+    let emulator = PlatformApi::start().await;
     let client = client_for(&emulator);
     let expectations = [
         ("stripe", "authenticated as Acme Test"),
         ("hubspot", "authenticated as 62515"),
         ("zendesk", "authenticated as agent@acme.test"),
-        ("shopify", "authenticated as Acme Test Store"),
-        ("mailchimp", "authenticated as Acme Newsletters"),
+        ("shopify", "authenticated as Emulated Store"),
+        ("mailchimp", "authenticated as Emulated Newsletters"),
     ];
     for (id, expected) in expectations {
         let (_, credentials, _) = good_credentials().into_iter().find(|c| c.0 == id).unwrap();
-        emulator.accept(id, credentials.clone());
+        emulator.accept_credentials(id, credentials.clone());
         let outcome = probe(&client, id, &credentials).await;
         assert_eq!(outcome.message, expected, "{id}");
     }
@@ -136,10 +133,10 @@ async fn the_message_names_the_account() {
 
 #[tokio::test]
 async fn wrong_credentials_are_rejected_without_echoing_them() {
-    let emulator = PlatformEmulator::start().await;
+    let emulator = PlatformApi::start().await;
     let client = client_for(&emulator);
     for (id, good, secret_field) in good_credentials() {
-        emulator.accept(id, good.clone());
+        emulator.accept_credentials(id, good.clone());
         let mut wrong = good.clone();
         let bad_secret = format!("{}x9y8z7", good[secret_field].as_str().unwrap());
         wrong[secret_field] = json!(bad_secret);
@@ -161,13 +158,13 @@ async fn wrong_credentials_are_rejected_without_echoing_them() {
 
 #[tokio::test]
 async fn a_highlevel_token_for_another_location_is_rejected() {
-    let emulator = PlatformEmulator::start().await;
+    let emulator = PlatformApi::start().await;
     let client = client_for(&emulator);
     let (_, good, _) = good_credentials()
         .into_iter()
         .find(|c| c.0 == "gohighlevel")
         .unwrap();
-    emulator.accept("gohighlevel", good.clone());
+    emulator.accept_credentials("gohighlevel", good.clone());
     let mut other = good;
     other["locationId"] = json!("someOtherLocation123");
     let outcome = probe(&client, "gohighlevel", &other).await;
@@ -177,10 +174,10 @@ async fn a_highlevel_token_for_another_location_is_rejected() {
 
 #[tokio::test]
 async fn one_rate_limit_is_waited_out() {
-    let emulator = PlatformEmulator::start().await;
+    let emulator = PlatformApi::start().await;
     let client = client_for(&emulator);
     for (id, credentials, _) in good_credentials() {
-        emulator.accept(id, credentials.clone());
+        emulator.accept_credentials(id, credentials.clone());
         let test_path = emulator.api_url(id)[emulator.base_url.len()..].to_owned()
             + match id {
                 "stripe" => "/account",
@@ -193,7 +190,7 @@ async fn one_rate_limit_is_waited_out() {
                 "zendesk" => "/users/me.json",
                 _ => unreachable!(),
             };
-        emulator.rate_limit_next(1);
+        emulator.rate_limit_next(1, 1);
         let outcome = probe(&client, id, &credentials).await;
         assert!(outcome.ok, "{id}: {outcome:?}");
         assert_eq!(emulator.hits(&test_path), 2, "{id}: {test_path}");
@@ -202,11 +199,11 @@ async fn one_rate_limit_is_waited_out() {
 
 #[tokio::test]
 async fn a_second_rate_limit_is_reported() {
-    let emulator = PlatformEmulator::start().await;
+    let emulator = PlatformApi::start().await;
     let client = client_for(&emulator);
     let (_, credentials, _) = good_credentials().into_iter().next().unwrap();
-    emulator.accept("stripe", credentials.clone());
-    emulator.rate_limit_next(2);
+    emulator.accept_credentials("stripe", credentials.clone());
+    emulator.rate_limit_next(2, 1);
     let outcome = probe(&client, "stripe", &credentials).await;
     assert!(!outcome.ok);
     assert_eq!(outcome.http_status, Some(429));
@@ -215,7 +212,7 @@ async fn a_second_rate_limit_is_reported() {
 
 #[tokio::test]
 async fn a_closed_port_is_unreachable() {
-    let emulator = PlatformEmulator::start().await;
+    let emulator = PlatformApi::start().await;
     let url = emulator.api_url("stripe");
     drop(emulator);
     // Give the server a moment to release the port.
@@ -235,7 +232,7 @@ async fn a_closed_port_is_unreachable() {
 /// The emulator itself speaks the platforms' error shapes.
 #[tokio::test]
 async fn emulator_answers_with_real_error_shapes() {
-    let emulator = PlatformEmulator::start().await;
+    let emulator = PlatformApi::start().await;
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{}{path}", emulator.base_url));
 
@@ -268,6 +265,18 @@ async fn emulator_answers_with_real_error_shapes() {
         zendesk.json::<Value>().await.unwrap(),
         json!({"error": "Couldn't authenticate you"})
     );
+    // A Zendesk API token works with the email of its account only.
+    emulator.accept_credentials(
+        "zendesk",
+        json!({"subdomain": "acme", "email": "agent@acme.test", "apiToken": "zdtok-right"}),
+    );
+    let as_owner = |email: &str| {
+        get("/zendesk/api/v2/users/me.json")
+            .basic_auth(format!("{email}/token"), Some("zdtok-right"))
+            .send()
+    };
+    assert_eq!(as_owner("agent@acme.test").await.unwrap().status(), 200);
+    assert_eq!(as_owner("someone@else.test").await.unwrap().status(), 401);
 
     // Zendesk's "me" without credentials is the anonymous user, which the prober must not take as success.
     let anonymous: Value = get("/zendesk/api/v2/users/me.json")

@@ -436,7 +436,7 @@ impl PlatformApi {
     }
 
     fn files(&self) -> FilesGuard<'_> {
-        FilesGuard(self.state.lock().unwrap())
+        FilesGuard(self.state())
     }
 }
 

@@ -59,14 +59,33 @@ pub(crate) fn answer(
         .get("gohighlevel")
         .cloned()
         .unwrap_or_default();
-    if !bearer(req).is_some_and(|token| accepted.contains(token)) {
-        return HttpResponse::Unauthorized()
-            .json(json!({"statusCode": 401, "message": "Invalid JWT"}));
-    }
+    // The gateway reads the mandatory `Version` header before the token.
     if header(req, "Version") != Some(VERSION) {
         return HttpResponse::BadRequest().json(
             json!({"statusCode": 400, "message": "version header was not found or is not supported"}),
         );
+    }
+    let Some(token) = bearer(req).filter(|token| accepted.contains(*token)) else {
+        return HttpResponse::Unauthorized()
+            .json(json!({"statusCode": 401, "message": "Invalid JWT"}));
+    };
+    // A private integration token belongs to one sub-account (location): another location's data is
+    // refused with 403 (Private Integrations guide). A token accepted alone is bound to no location.
+    let sets = state.sets_holding("gohighlevel", token);
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let location = match segments[..] {
+        ["locations", id, ..] => Some(id.to_owned()),
+        _ => param(query, "locationId").map(str::to_owned),
+    };
+    if let Some(location) = location {
+        if !sets.is_empty()
+            && !sets
+                .iter()
+                .any(|set| set["locationId"].as_str() == Some(location.as_str()))
+        {
+            return HttpResponse::Forbidden().json(json!({"statusCode": 403,
+                "message": "The token does not have access to this location."}));
+        }
     }
     let recent = state
         .arrivals

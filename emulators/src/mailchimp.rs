@@ -26,7 +26,6 @@
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -132,16 +131,7 @@ fn member_id(email: &str) -> String {
 
 /// The password of an HTTP Basic `Authorization` header (RFC 7617), the API key.
 fn basic_password(req: &HttpRequest) -> Option<String> {
-    let (scheme, encoded) = crate::header(req, "Authorization")?.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    text.split_once(':')
-        .map(|(_, password)| password.to_owned())
+    crate::request::basic(req).map(|(_, password)| password)
 }
 
 /// Mailchimp's time format: to the second, with an explicit `+00:00`.

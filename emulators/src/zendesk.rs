@@ -64,15 +64,21 @@ pub(crate) fn answer(
     base: &str,
     fault: Option<PagingFault>,
 ) -> HttpResponse {
-    let accepted = state.accepted.get("zendesk").cloned().unwrap_or_default();
-    let email = match authenticate(req, &accepted) {
+    let Some(path) = rest.strip_prefix("/api/v2/") else {
+        return not_found();
+    };
+    // Without credentials, "me" is the anonymous user (Users API, "Show Self": an unauthenticated request
+    // gets `id: null`), not an error: a connection test must not take it for success.
+    if path == "users/me.json" && header(req, "Authorization").is_none() {
+        return HttpResponse::Ok().json(json!({"user": {"id": null, "url": null,
+            "name": "Anonymous user", "email": "invalid@example.com", "role": "end-user",
+            "active": true}}));
+    }
+    let email = match authenticate(req, state) {
         Some(email) => email,
         None => {
             return HttpResponse::Unauthorized().json(json!({"error": "Couldn't authenticate you"}))
         }
-    };
-    let Some(path) = rest.strip_prefix("/api/v2/") else {
-        return not_found();
     };
     if path == "users/me.json" {
         return HttpResponse::Ok().json(json!({"user": {"id": 35436, "name": "Emulated Agent",
@@ -126,23 +132,20 @@ pub(crate) fn answer(
 }
 
 /// The e-mail of accepted credentials: Basic `{email}/token:{token}`, or a Bearer token (an OAuth client's).
-fn authenticate(req: &HttpRequest, accepted: &std::collections::HashSet<String>) -> Option<String> {
+/// An API token given in a credential set works with that set's `email` only (an API token acts as the
+/// agent whose e-mail goes with it).
+fn authenticate(req: &HttpRequest, state: &State) -> Option<String> {
+    let accepted = state.accepted.get("zendesk").cloned().unwrap_or_default();
     if let Some(token) = bearer(req) {
         return accepted
             .contains(token)
             .then(|| "oauth@example.test".to_owned());
     }
-    let (scheme, encoded) = header(req, "Authorization")?.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, token) = text.split_once(':')?;
+    let (user, token) = crate::request::basic(req)?;
     let email = user.strip_suffix("/token")?;
-    (!email.is_empty() && accepted.contains(token)).then(|| email.to_owned())
+    let sets = state.sets_holding("zendesk", &token);
+    let owner = sets.is_empty() || sets.iter().any(|set| set["email"].as_str() == Some(email));
+    (!email.is_empty() && accepted.contains(&token) && owner).then(|| email.to_owned())
 }
 
 fn not_found() -> HttpResponse {

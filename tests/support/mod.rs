@@ -7,7 +7,6 @@ pub mod files;
 pub mod oauth_provider;
 /// The platforms' data APIs, emulated (the `listbackup-emulators` crate).
 pub use listbackup_emulators as platform_api;
-pub mod platform_emulator;
 pub mod worker_process;
 
 use std::collections::BTreeMap;

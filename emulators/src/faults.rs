@@ -1,0 +1,47 @@
+//! Misbehaviour on demand, each the way real platforms misbehave: `Retry-After` in each of its forms, paging
+//! that never ends, answers reshaped on their way out.
+
+/// A `Retry-After` value in each form RFC 9110 §10.2.3 allows, and the decimal some platforms send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryAfter {
+    /// `Retry-After: 1`.
+    Seconds(u64),
+    /// `Retry-After: 0.75` or `2.0`, as Shopify sends it.
+    Decimal(f64),
+    /// `Retry-After: <HTTP-date>` this long after the answer is sent (whole seconds: the date has no more).
+    DateIn(std::time::Duration),
+}
+
+impl RetryAfter {
+    pub(crate) fn header_value(&self) -> String {
+        match self {
+            RetryAfter::Seconds(secs) => secs.to_string(),
+            // `{:?}` always writes a fraction: `2.0`, `0.75`.
+            RetryAfter::Decimal(secs) => format!("{secs:?}"),
+            RetryAfter::DateIn(wait) => {
+                actix_web::http::header::HttpDate::from(std::time::SystemTime::now() + *wait)
+                    .to_string()
+            }
+        }
+    }
+}
+
+/// Paging that never ends, as a platform with a bug (or a proxy caching the wrong thing) answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagingFault {
+    /// The cursor is ignored (`starting_after`, `after`, `offset`): every request answers the first page,
+    /// with the same continuation (HubSpot: `paging.next.after` always the same).
+    IgnoresCursor,
+    /// The continuation moves on (HubSpot's `after` grows) but every page holds the first page's records.
+    RepeatsRecords,
+    /// Keap: past its announced `count`, every page is full of records that were never counted.
+    Endless,
+}
+
+/// A change made to a 200 answer on its way out.
+pub(crate) enum Reshape {
+    /// The first half of the body only, with a matching `Content-Length`.
+    Truncate,
+    /// The same JSON, pretty-printed.
+    Pretty,
+}

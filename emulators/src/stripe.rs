@@ -1,0 +1,663 @@
+//! Stripe's list API, as its API reference documents it: <https://docs.stripe.com/api> (authentication:
+//! <https://docs.stripe.com/api/authentication>; pagination: <https://docs.stripe.com/api/pagination>; errors:
+//! <https://docs.stripe.com/api/errors>; each list endpoint, e.g. <https://docs.stripe.com/api/customers/list>).
+//!
+//! - `Authorization: Bearer sk_…` (or Basic with the key as user). Lists are newest first by `created` (a
+//!   record made visible late with [`crate::PlatformApi::reveal`] takes its place by `created`), `limit` 1–100
+//!   (default 10), `starting_after`/`ending_before`, `created[gt|gte|lt|lte]`; the body is
+//!   `{"object":"list","data":[…],"has_more":…,"url":…}`; an unknown parameter is a 400 `parameter_unknown`;
+//!   subscriptions hide cancelled ones unless `status=all`.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::http::header::HeaderName;
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse};
+use base64::Engine;
+use chrono::{DateTime, Datelike, Utc};
+use serde_json::{json, Value};
+
+use crate::dataset::Dataset;
+use crate::faults::PagingFault;
+use crate::request::{bearer, header, param, Query};
+use crate::server::State;
+
+/// Data types and their id prefixes.
+pub(crate) const PREFIXES: &[(&str, &str)] = &[
+    ("customers", "cus"),
+    ("charges", "ch"),
+    ("invoices", "in"),
+    ("subscriptions", "sub"),
+    ("products", "prod"),
+    ("prices", "price"),
+    ("payment_intents", "pi"),
+    ("refunds", "re"),
+    ("disputes", "dp"),
+    ("payouts", "po"),
+    ("balance_transactions", "txn"),
+    ("events", "evt"),
+    ("coupons", "co"),
+    ("credit_notes", "cn"),
+];
+
+pub(crate) fn auth(req: &HttpRequest, accepted: &HashSet<String>) -> Result<(), HttpResponse> {
+    let key = bearer(req).map(str::to_owned).or_else(|| {
+        let (scheme, encoded) = header(req, "Authorization")?.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        Some(
+            text.split_once(':')
+                .map_or(text.clone(), |(user, _)| user.to_owned()),
+        )
+    });
+    let error = |message: String| {
+        HttpResponse::Unauthorized()
+            .json(json!({"error": {"message": message, "type": "invalid_request_error"}}))
+    };
+    match key.filter(|k| !k.is_empty()) {
+        None => Err(error(
+            "You did not provide an API key. You need to provide your API key in the Authorization header, \
+             using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+                .to_owned(),
+        )),
+        Some(key) if accepted.contains(&key) => Ok(()),
+        Some(key) => {
+            let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+            let prefix = key.match_indices('_').nth(1).map_or("", |(i, _)| &key[..=i]);
+            Err(error(format!(
+                "Invalid API Key provided: {prefix}{}{tail}",
+                "*".repeat(20)
+            )))
+        }
+    }
+}
+
+pub(crate) fn not_found(rest: &str) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"error": {"type": "invalid_request_error",
+        "message": format!("Unrecognized request URL (GET: {rest}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.")}}))
+}
+
+pub(crate) fn invalid(param: &str, message: String) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({"error": {"type": "invalid_request_error",
+        "code": "parameter_invalid", "param": param, "message": message}}))
+}
+
+/// Subscriptions: every tenth one is cancelled, and the list hides those unless `status=all`.
+pub(crate) fn visible(data_type: &str, index: u64, all: bool) -> bool {
+    data_type != "subscriptions" || all || index % 10 != 9
+}
+
+pub(crate) fn list(
+    dataset: &Dataset,
+    data_type: &str,
+    query: &Query,
+    fault: Option<PagingFault>,
+) -> HttpResponse {
+    let allowed_extra: &[&str] = match data_type {
+        "subscriptions" => &["status", "customer", "price"],
+        "customers" => &["email"],
+        "charges" | "payment_intents" | "invoices" => &["customer"],
+        "events" => &["type", "types[]"],
+        "products" | "prices" => &["active"],
+        _ => &[],
+    };
+    let mut limit = 10u64;
+    let mut created_from = i64::MIN; // seconds, inclusive
+    let mut created_to = i64::MAX; // seconds, inclusive
+    let mut starting_after = None;
+    let mut ending_before = None;
+    for (name, value) in query {
+        let seconds = || {
+            value
+                .parse::<i64>()
+                .map_err(|_| invalid(name, format!("Invalid integer: {value}")))
+        };
+        match name.as_str() {
+            "limit" => match value.parse::<u64>() {
+                Ok(n) if (1..=100).contains(&n) => limit = n,
+                _ => {
+                    return invalid(
+                        "limit",
+                        "This value must be less than or equal to 100.".into(),
+                    )
+                }
+            },
+            "starting_after" => starting_after = Some(value.clone()),
+            "ending_before" => ending_before = Some(value.clone()),
+            "created" => match seconds() {
+                Ok(s) => (created_from, created_to) = (s, s),
+                Err(e) => return e,
+            },
+            "created[gt]" | "created[gte]" | "created[lt]" | "created[lte]" => {
+                let s = match seconds() {
+                    Ok(s) => s,
+                    Err(e) => return e,
+                };
+                match name.as_str() {
+                    "created[gt]" => created_from = created_from.max(s + 1),
+                    "created[gte]" => created_from = created_from.max(s),
+                    "created[lt]" => created_to = created_to.min(s - 1),
+                    _ => created_to = created_to.min(s),
+                }
+            }
+            other if allowed_extra.contains(&other) => {}
+            other => {
+                return HttpResponse::BadRequest().json(json!({"error": {
+                    "type": "invalid_request_error", "code": "parameter_unknown", "param": other,
+                    "message": format!("Received unknown parameter: {other}")}}))
+            }
+        }
+    }
+    if starting_after.is_some() && ending_before.is_some() {
+        return invalid(
+            "ending_before",
+            "You may only specify one of these parameters: ending_before, starting_after.".into(),
+        );
+    }
+    let all = data_type != "subscriptions" || param(query, "status") == Some("all");
+    // Records in [lo, hi) match the `created` filter (creation times grow with the index).
+    let lo = dataset.first_created_at_or_after(created_from.saturating_mul(1000));
+    let hi = if created_to == i64::MAX {
+        dataset.count
+    } else {
+        dataset.first_created_at_or_after((created_to + 1).saturating_mul(1000))
+    };
+    // A list with a paging fault answers its first page whatever the cursor.
+    let cursor = |id: Option<String>, param: &str| -> Result<Option<u64>, HttpResponse> {
+        let Some(id) = id.filter(|_| fault.is_none()) else {
+            return Ok(None);
+        };
+        match index_of(data_type, &id).filter(|i| *i < dataset.count && dataset.visible(*i)) {
+            Some(index) => Ok(Some(index)),
+            None => {
+                let object = data_type.trim_end_matches('s').replace('_', " ");
+                Err(HttpResponse::BadRequest().json(json!({"error": {
+                    "type": "invalid_request_error", "code": "resource_missing", "param": param,
+                    "message": format!("No such {object}: '{id}'")}})))
+            }
+        }
+    };
+    let (starting_after, ending_before) = match (
+        cursor(starting_after, "starting_after"),
+        cursor(ending_before, "ending_before"),
+    ) {
+        (Ok(after), Ok(before)) => (after, before),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let listed = |i: &u64| dataset.visible(*i) && visible(data_type, *i, all);
+    // Newest first: a page is a run of indices going down.
+    let (page, has_more) = match ending_before {
+        // The `limit` records just newer than the cursor, still listed newest first; `has_more` says whether
+        // newer ones remain.
+        Some(before) => {
+            let mut newer = (lo.max(before + 1)..hi.max(lo)).filter(listed);
+            let mut page: Vec<u64> = newer.by_ref().take(limit as usize).collect();
+            let has_more = newer.next().is_some();
+            page.reverse();
+            (page, has_more)
+        }
+        None => {
+            let below = starting_after.map_or(hi, |after| after.min(hi));
+            let mut older = (lo..below.max(lo)).rev().filter(listed);
+            let page: Vec<u64> = older.by_ref().take(limit as usize).collect();
+            (page, older.next().is_some())
+        }
+    };
+    let mut body = String::with_capacity(96 + page.len() * 1100);
+    body.push_str(r#"{"object":"list","data":["#);
+    for (n, index) in page.iter().enumerate() {
+        if n > 0 {
+            body.push(',');
+        }
+        write_record(
+            &mut body,
+            data_type,
+            *index,
+            dataset.created_ms(*index).div_euclid(1000),
+        );
+    }
+    let _ = write!(body, r#"],"has_more":{has_more},"url":"/v1/{data_type}"}}"#);
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Ids: the prefix of the object's kind and base62 characters, as Stripe's look (`cus_NffrFeUfNV2Hib`,
+// `ch_3MmlLrLkdIwHu7ix0snN0B15`), that decode back to the record's index.
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// The index is spread over 10 base62 digits with an affine map modulo 62^10 (a bijection: the multiplier
+/// is odd and not a multiple of 31), then check digits follow, so ids look random and still decode.
+const ID_MODULUS: u128 = 839_299_365_868_340_224; // 62^10
+const ID_MULTIPLIER: u128 = 0x5DEE_CE66_D1CE_4E5B % ID_MODULUS;
+const ID_OFFSET: u128 = 0x2545_F491_4F6C_DD1D % ID_MODULUS;
+
+/// Characters after the prefix: 14 for customers and products (`cus_NffrFeUfNV2Hib`), 24 for the rest.
+fn id_len(prefix: &str) -> usize {
+    match prefix {
+        "cus" | "prod" => 14,
+        _ => 24,
+    }
+}
+
+/// The id prefix of a data type's objects (`obj` for one this emulation does not know).
+fn prefix_of(data_type: &str) -> &'static str {
+    PREFIXES
+        .iter()
+        .find(|(t, _)| *t == data_type)
+        .map_or("obj", |(_, p)| p)
+}
+
+/// A 64-bit mix of the index (splitmix64's finalizer): the source of every per-record variation.
+fn mix(index: u64, salt: u64) -> u64 {
+    let mut z = index
+        .wrapping_add(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn push_base62(out: &mut String, mut value: u128, digits: usize) {
+    let mut buf = [0u8; 24];
+    for slot in buf[..digits].iter_mut().rev() {
+        *slot = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    out.push_str(std::str::from_utf8(&buf[..digits]).expect("base62 is ASCII"));
+}
+
+/// `prefix_` + 10 base62 characters carrying the index + check characters up to [`id_len`].
+fn write_id(out: &mut String, prefix: &str, index: u64) {
+    out.push_str(prefix);
+    out.push('_');
+    let spread = (index as u128 * ID_MULTIPLIER + ID_OFFSET) % ID_MODULUS;
+    push_base62(out, spread, 10);
+    let mut check = id_len(prefix) - 10;
+    let mut salt = 7;
+    while check > 0 {
+        let digits = check.min(7);
+        push_base62(
+            out,
+            (mix(index, salt) % 62u64.pow(digits as u32)) as u128,
+            digits,
+        );
+        check -= digits;
+        salt += 1;
+    }
+}
+
+/// The id of record `index` of a data type.
+pub(crate) fn record_id(data_type: &str, index: u64) -> String {
+    let mut id = String::with_capacity(32);
+    write_id(&mut id, prefix_of(data_type), index);
+    id
+}
+
+/// The index an id of this data type carries, if it is one of this emulation's.
+pub(crate) fn index_of(data_type: &str, id: &str) -> Option<u64> {
+    let prefix = prefix_of(data_type);
+    let body = id.strip_prefix(prefix)?.strip_prefix('_')?;
+    if body.len() != id_len(prefix) || !body.is_ascii() {
+        return None;
+    }
+    let mut spread: u128 = 0;
+    for byte in body[..10].bytes() {
+        let digit = BASE62.iter().position(|b| *b == byte)? as u128;
+        spread = spread * 62 + digit;
+    }
+    let inverse = modular_inverse(ID_MULTIPLIER, ID_MODULUS);
+    let index = ((spread + ID_MODULUS - ID_OFFSET) % ID_MODULUS * inverse) % ID_MODULUS;
+    let index = u64::try_from(index).ok()?;
+    (record_id(data_type, index) == id).then_some(index)
+}
+
+/// `a⁻¹ mod m` (extended Euclid; `a` and `m` coprime, both below 2^63 so no product overflows `i128`).
+fn modular_inverse(a: u128, m: u128) -> u128 {
+    let (mut old_r, mut r) = (a as i128, m as i128);
+    let (mut old_s, mut s) = (1i128, 0i128);
+    while r != 0 {
+        let q = old_r / r;
+        (old_r, r) = (r, old_r - q * r);
+        (old_s, s) = (s, old_s - q * s);
+    }
+    old_s.rem_euclid(m as i128) as u128
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Records
+
+/// Record `index` of a data type, created at `created` (Unix seconds), as a JSON value.
+// Reached as `crate::stripe_record` by modules written against the single-file crate.
+#[allow(dead_code)]
+pub(crate) fn record(data_type: &str, index: u64, created: i64) -> Value {
+    let mut text = String::with_capacity(1100);
+    write_record(&mut text, data_type, index, created);
+    serde_json::from_str(&text).expect("the emulation writes valid JSON")
+}
+
+/// Writes record `index` of a data type as compact JSON, as Stripe (API version 2024-06-20) serializes it.
+/// Customers are written straight to text (the benchmarks list millions of them); the rest go through a
+/// JSON value.
+pub(crate) fn write_record(out: &mut String, data_type: &str, index: u64, created: i64) {
+    if data_type == "customers" {
+        write_customer(out, index, created);
+        return;
+    }
+    let id = record_id(data_type, index);
+    let customer = record_id("customers", index / 3);
+    let amount = 1000 + (index % 97) * 25;
+    let mut record = json!({
+        "id": id,
+        "object": data_type.trim_end_matches('s'),
+        "created": created,
+        "livemode": false,
+        "metadata": {"listbackup_index": index.to_string()},
+    });
+    let extra = match data_type {
+        "subscriptions" => json!({
+            "object": "subscription", "customer": customer,
+            "status": if visible(data_type, index, false) { "active" } else { "canceled" },
+            "items": {"object": "list", "data": [], "has_more": false},
+            "current_period_start": created, "current_period_end": created + 2_592_000,
+        }),
+        "balance_transactions" => json!({
+            "object": "balance_transaction", "amount": amount, "fee": 59, "net": amount - 59,
+            "currency": "usd", "type": "charge", "status": "available", "available_on": created + 172_800,
+        }),
+        "events" => json!({
+            "object": "event", "api_version": "2024-06-20", "type": "customer.updated",
+            "data": {"object": {"id": customer, "object": "customer"}},
+            "pending_webhooks": 0, "request": {"id": null, "idempotency_key": null},
+        }),
+        "payment_intents" => {
+            json!({"object": "payment_intent", "amount": amount, "currency": "usd",
+            "status": "succeeded", "customer": customer})
+        }
+        "credit_notes" => json!({"object": "credit_note", "amount": amount, "currency": "usd",
+            "invoice": record_id("invoices", index), "status": "issued"}),
+        _ => {
+            json!({"amount": amount, "currency": "usd", "status": "succeeded", "customer": customer,
+            "description": format!("{data_type} {index}")})
+        }
+    };
+    if let (Value::Object(record), Value::Object(extra)) = (&mut record, extra) {
+        record.extend(extra);
+    }
+    let _ = write!(out, "{record}");
+}
+
+const FIRST_NAMES: &[&str] = &[
+    "Jenny", "Marcus", "Aiko", "Olusegun", "Priya", "Mateo", "Freya", "Dmitri", "Amara", "Lucas",
+    "Sofia", "Kwame", "Ingrid", "Rafael", "Mei", "Theo",
+];
+const LAST_NAMES: &[&str] = &[
+    "Rosen",
+    "Okafor",
+    "Tanaka",
+    "Lindqvist",
+    "Haddad",
+    "Moreau",
+    "Kowalski",
+    "Nguyen",
+    "Silva",
+    "Fitzgerald",
+    "Adeyemi",
+    "Castellano",
+    "Brennan",
+    "Varga",
+    "Ishikawa",
+    "Delacroix",
+];
+const STREETS: &[&str] = &[
+    "Main Street",
+    "Oak Avenue",
+    "Maple Drive",
+    "Cedar Lane",
+    "Elm Street",
+    "Park Boulevard",
+    "Lakeview Road",
+    "Sunset Terrace",
+];
+/// City, state, postal code prefix.
+const CITIES: &[(&str, &str, &str)] = &[
+    ("Springfield", "IL", "627"),
+    ("Austin", "TX", "787"),
+    ("Portland", "OR", "972"),
+    ("Madison", "WI", "537"),
+    ("Raleigh", "NC", "276"),
+    ("Boulder", "CO", "803"),
+    ("Savannah", "GA", "314"),
+    ("Burlington", "VT", "054"),
+];
+const TIERS: &[&str] = &["bronze", "silver", "gold", "platinum"];
+const SIGNUPS: &[&str] = &["web", "mobile", "partner", "sales", "import"];
+const LOCALES: &[&str] = &["en-US", "en-GB", "fr-FR", "de-DE", "es-ES", "ja-JP"];
+
+fn pick<T: Copy>(items: &[T], index: u64, salt: u64) -> T {
+    items[(mix(index, salt) % items.len() as u64) as usize]
+}
+
+/// One customer as Stripe (API version 2024-06-20) serializes it, compact, about 1 KB: the shape of
+/// <https://docs.stripe.com/api/customers/object> with an address, shipping, a default card and payment
+/// method, metadata, and a discount on one in five.
+fn write_customer(out: &mut String, index: u64, created: i64) {
+    let first = pick(FIRST_NAMES, index, 1);
+    let last = pick(LAST_NAMES, index, 2);
+    let street = pick(STREETS, index, 3);
+    let (city, state, zip) = pick(CITIES, index, 4);
+    let number = 10 + mix(index, 5) % 9_990;
+    let unit = 1 + mix(index, 6) % 400;
+    let phone = 2_000_000 + mix(index, 8) % 7_999_999;
+    let zip_tail = mix(index, 9) % 100;
+    let has_discount = mix(index, 10).is_multiple_of(5);
+    let delinquent = mix(index, 11).is_multiple_of(23);
+    let balance = if mix(index, 12).is_multiple_of(7) {
+        -((mix(index, 13) % 50_000) as i64)
+    } else {
+        0
+    };
+    let id = record_id("customers", index);
+    let mut card = String::with_capacity(32);
+    write_id(&mut card, "card", index ^ 0x5555);
+    let mut method = String::with_capacity(32);
+    write_id(&mut method, "pm", index ^ 0xAAAA);
+    let year = DateTime::<Utc>::from_timestamp(created, 0).map_or(2024, |t| t.year());
+    let address = |out: &mut String| {
+        let _ = write!(
+            out,
+            r#"{{"city":"{city}","country":"US","line1":"{number} {street}","line2":"Unit {unit}","postal_code":"{zip}{zip_tail:02}","state":"{state}"}}"#
+        );
+    };
+    let _ = write!(out, r#"{{"id":"{id}","object":"customer","address":"#);
+    address(out);
+    let _ = write!(
+        out,
+        r#","balance":{balance},"created":{created},"currency":"usd","default_source":"{card}","delinquent":{delinquent},"description":"Customer since {year} ({first} {last}, account {index})","#,
+    );
+    if has_discount {
+        let mut discount = String::with_capacity(32);
+        write_id(&mut discount, "di", index);
+        let _ = write!(
+            out,
+            r#""discount":{{"id":"{discount}","object":"discount","coupon":{{"id":"WELCOME20","object":"coupon","duration":"once","percent_off":20.0,"valid":true}},"customer":"{id}","start":{created}}},"#,
+        );
+    } else {
+        out.push_str(r#""discount":null,"#);
+    }
+    let _ = write!(
+        out,
+        r#""email":"{lower_first}.{lower_last}.{index}@example.com","invoice_prefix":"{prefix:08X}","invoice_settings":{{"custom_fields":null,"default_payment_method":"{method}","footer":null,"rendering_options":null}},"livemode":false,"metadata":{{"account_tier":"{tier}","crm_id":"CRM-{index:08}","signup_source":"{signup}"}},"name":"{first} {last}","next_invoice_sequence":{sequence},"phone":"+1555{phone:07}","preferred_locales":["{locale}"],"shipping":{{"address":"#,
+        lower_first = first.to_ascii_lowercase(),
+        lower_last = last.to_ascii_lowercase(),
+        prefix = mix(index, 14) as u32,
+        tier = pick(TIERS, index, 15),
+        signup = pick(SIGNUPS, index, 16),
+        sequence = 1 + mix(index, 17) % 60,
+        locale = pick(LOCALES, index, 18),
+    );
+    address(out);
+    let _ = write!(
+        out,
+        r#","name":"{first} {last}","phone":"+1555{phone:07}"}},"tax_exempt":"none","test_clock":null}}"#
+    );
+}
+
+/// Answers an authenticated request; `rest` is the path after `/stripe`.
+pub(crate) fn answer(
+    state: &mut State,
+    req: &HttpRequest,
+    rest: &str,
+    query: &Query,
+    fault: Option<PagingFault>,
+) -> HttpResponse {
+    with_request_id(route(state, req, rest, query, fault))
+}
+
+fn route(
+    state: &mut State,
+    req: &HttpRequest,
+    rest: &str,
+    query: &Query,
+    fault: Option<PagingFault>,
+) -> HttpResponse {
+    let Some(data_type) = rest.strip_prefix("/v1/").filter(|t| !t.contains('/')) else {
+        return not_found(rest);
+    };
+    if req.method() != Method::GET {
+        return not_found(rest);
+    }
+    if data_type == "account" {
+        return account();
+    }
+    if !PREFIXES.iter().any(|(t, _)| *t == data_type) {
+        return not_found(rest);
+    }
+    list(state.dataset("stripe", data_type), data_type, query, fault)
+}
+
+/// `GET /v1/account`, the connection test's call (<https://docs.stripe.com/api/accounts/retrieve>): the
+/// account of the key, a standard account of API version 2024-06-20.
+pub(crate) fn account() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "id": "acct_1Nv0FGQ9RKHgCVdK",
+        "object": "account",
+        "business_profile": {"name": "Acme Test", "url": "https://acme.test"},
+        "charges_enabled": true,
+        "country": "US",
+        "default_currency": "usd",
+        "details_submitted": true,
+        "email": "billing@acme.test",
+        "payouts_enabled": true,
+        "settings": {"dashboard": {"display_name": "Acme Test", "timezone": "Etc/UTC"}},
+        "type": "standard"
+    }))
+}
+
+/// The header Stripe puts on every answer (<https://docs.stripe.com/api/request_ids>): a distinct id per
+/// request.
+pub(crate) fn with_request_id(mut response: HttpResponse) -> HttpResponse {
+    static REQUESTS: AtomicU64 = AtomicU64::new(0);
+    let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
+    if let Ok(value) = format!("req_emu{n:012}").parse() {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("request-id"), value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_decode_to_their_index() {
+        for data_type in ["customers", "charges", "subscriptions", "products"] {
+            for index in [0, 1, 2, 99, 12_345, 999_999, 10_000_000] {
+                let id = record_id(data_type, index);
+                assert_eq!(index_of(data_type, &id), Some(index), "{id}");
+                assert_ne!(index_of("invoices", &id), Some(index), "{id}");
+            }
+        }
+        assert_eq!(record_id("customers", 7).len(), 18);
+        assert_eq!(record_id("charges", 7).len(), 27);
+        assert_eq!(index_of("customers", "cus_NffrFeUfNV2Hib"), None);
+    }
+
+    fn page(dataset: &Dataset, query: &[(&str, &str)]) -> (Vec<u64>, bool) {
+        use actix_web::body::MessageBody;
+        let query: Query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let response = list(dataset, "customers", &query, None);
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().try_into_bytes().unwrap();
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        let ids = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| index_of("customers", r["id"].as_str().unwrap()).unwrap())
+            .collect();
+        (ids, page["has_more"] == true)
+    }
+
+    #[test]
+    fn lists_page_newest_first_and_back_by_id() {
+        let dataset = Dataset {
+            segments: vec![(0, crate::dataset::EPOCH_MS)],
+            count: 25,
+            ..Dataset::default()
+        };
+        let (first, more) = page(&dataset, &[("limit", "10")]);
+        assert_eq!(first, (15..25).rev().collect::<Vec<_>>());
+        assert!(more);
+        let after = record_id("customers", 15);
+        let (second, more) = page(&dataset, &[("limit", "10"), ("starting_after", &after)]);
+        assert_eq!(second, (5..15).rev().collect::<Vec<_>>());
+        assert!(more);
+        let (last, more) = page(
+            &dataset,
+            &[
+                ("limit", "10"),
+                ("starting_after", &record_id("customers", 5)),
+            ],
+        );
+        assert_eq!(last, (0..5).rev().collect::<Vec<_>>());
+        assert!(!more);
+        // `ending_before` goes back: the records just newer than the cursor, still newest first.
+        let before = record_id("customers", 14);
+        let (back, more) = page(&dataset, &[("limit", "10"), ("ending_before", &before)]);
+        assert_eq!(back, first);
+        assert!(!more, "nothing is newer than the first page");
+        let (near, more) = page(&dataset, &[("limit", "3"), ("ending_before", &before)]);
+        assert_eq!(near, vec![17, 16, 15]);
+        assert!(more);
+    }
+
+    #[test]
+    fn a_customer_is_about_one_kilobyte_of_json() {
+        let mut total = 0;
+        for index in 0..1000 {
+            let mut text = String::new();
+            write_customer(&mut text, index, 1_704_067_200 + index as i64);
+            let value: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(value["object"], "customer");
+            assert_eq!(value["id"], record_id("customers", index));
+            total += text.len();
+        }
+        let average = total / 1000;
+        assert!((900..1200).contains(&average), "{average} bytes");
+    }
+}
