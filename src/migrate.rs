@@ -38,6 +38,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0015_oauth_scopes",
         include_str!("../migrations/0015_oauth_scopes.sql"),
     ),
+    (
+        "0020_log_notify",
+        include_str!("../migrations/0020_log_notify.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

@@ -208,17 +208,22 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     .with_sampler(connector.clone())
     // An OAuth connection's test refreshes a rejected token once, as a backup does.
     .with_oauth(oauth.clone());
-    let projector = Projector::new(db.clone(), committed);
+    let shutdown = CancellationToken::new();
+    // One listener per process wakes every reader of the log when events become readable (no polling).
+    let log =
+        listbackup_projections::log_signal::listen(config.database_url.clone(), shutdown.clone());
+    let projector = Projector::new(db.clone(), committed).woken_by_log(log.clone());
     let projected = projector.watch();
 
     let nats = connect_nats(config).await?;
     let store = backup_store(config)?;
 
-    let shutdown = CancellationToken::new();
     let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
     if let Some(nats) = &nats {
         let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
-        let relay = Relay::new(db.clone(), nats.clone(), names.clone()).woken_by(projected.clone());
+        let relay = Relay::new(db.clone(), nats.clone(), names.clone())
+            .woken_by(projected.clone())
+            .woken_by_log(log.clone());
         background.push(tokio::spawn(relay.run(shutdown.clone())));
         // Backups need somewhere to go: without storage this process queues jobs but runs none. With
         // LISTBACKUP_SERVE_BACKUP_WORKER=false (and in `listbackup api`) `listbackup worker` processes run them.
@@ -249,7 +254,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         saga_sources,
         api_jobs.clone(),
     )
-    .woken_by(projected.clone());
+    .woken_by(projected.clone())
+    .woken_by_log(log.clone());
     background.push(tokio::spawn(source_sagas.run(shutdown.clone())));
     // Schedule slots (issue 5): in every process, without a leader; the Source aggregate records each slot once.
     let scheduler = listbackup_workers::scheduler::Scheduler::new(db.clone(), scheduler_sources);

@@ -189,6 +189,82 @@ async fn an_event_committed_late_is_not_skipped() {
     .await;
 }
 
+/// Readers are woken by the log's notifications, not by polling: a commit wakes them well before their
+/// fallback poll, and only once its events are readable in log order (an older transaction still open
+/// holds them back).
+#[tokio::test]
+async fn a_commit_wakes_the_log_readers_once_its_events_are_readable() {
+    use listbackup_projections::event_log::read_after;
+    use listbackup_projections::log_signal::{self, FALLBACK};
+
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut wake = log_signal::listen(db.url.clone(), shutdown.clone());
+    let woken_within = FALLBACK / 3;
+    // The listener wakes everyone once it listens (anything may have been committed before).
+    tokio::time::timeout(woken_within, wake.next())
+        .await
+        .expect("woken when the listener connects");
+    wake.mark_seen();
+
+    let early_id = uuid::Uuid::now_v7().to_string();
+    let late_id = uuid::Uuid::now_v7().to_string();
+    let mut slow_writer = db.connect().await;
+    let slow = slow_writer.transaction().await.unwrap();
+    slow.execute(
+        INSERT_EVENT,
+        &[&early_id, &created_event(&early_id, "early")],
+    )
+    .await
+    .unwrap();
+    let fast_writer = db.connect().await;
+    fast_writer
+        .execute(INSERT_EVENT, &[&late_id, &created_event(&late_id, "late")])
+        .await
+        .unwrap();
+    slow.commit().await.unwrap();
+    let pool = deadpool_postgres::Config {
+        url: Some(db.url.clone()),
+        ..Default::default()
+    }
+    .create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )
+    .unwrap();
+    let reader = pool.get().await.unwrap();
+
+    // Each wake-up comes from a notification (well before the fallback poll) and finds events to read; the
+    // horizon is cluster-wide, so another test's open transaction may let them through one at a time.
+    let mut read = Vec::new();
+    while read.len() < 2 {
+        tokio::time::timeout(woken_within, wake.next())
+            .await
+            .unwrap_or_else(|_| panic!("not woken within {woken_within:?}; read so far: {read:?}"));
+        wake.mark_seen();
+        let after = read.last().copied().unwrap_or_default();
+        let events = read_after(&reader, after, 10).await.unwrap();
+        assert!(
+            !events.is_empty(),
+            "woken before anything new was readable (after {after:?})"
+        );
+        read.extend(events.iter().map(|e| e.position));
+    }
+    let ids: Vec<String> = read_after(&reader, Default::default(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.aggregate_id)
+        .collect();
+    assert_eq!(
+        ids,
+        [early_id, late_id],
+        "log order: the early writer's event first"
+    );
+    shutdown.cancel();
+}
+
 async fn projected_names(db: &tokio_postgres::Client) -> Vec<String> {
     db.query("SELECT name FROM read_connections ORDER BY name", &[])
         .await

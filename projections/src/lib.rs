@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod event_log;
+pub mod log_signal;
 pub mod pagination;
 pub mod projector;
 pub mod read_models;
@@ -10,6 +11,7 @@ pub mod rebuild;
 pub mod statements;
 
 pub use event_log::{LogPosition, StoredEvent};
+pub use log_signal::LogWake;
 pub use projector::{ProjectedWatch, Projector};
 
 /// Errors of the read side. Every one is a database problem: the read models have no business rules.

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{watch, Notify};
+
+use crate::log_signal::LogWake;
 use tokio_util::sync::CancellationToken;
 
 use crate::event_log::{lock_checkpoint, read_after, save_checkpoint};
@@ -80,8 +82,9 @@ pub struct Projector {
     projected: watch::Sender<u64>,
     applied: Arc<Mutex<RecentlyApplied>>,
     batch_size: i64,
-    /// How often to look for events written by other processes when nothing woke us.
-    poll_interval: Duration,
+    /// Wakes us when other processes' events (or ours held back by the commit horizon) become readable;
+    /// without a listener, a poll every 100 ms.
+    log: LogWake,
 }
 
 impl Projector {
@@ -92,8 +95,13 @@ impl Projector {
             projected: watch::channel(0).0,
             applied: Arc::default(),
             batch_size: 500,
-            poll_interval: Duration::from_millis(100),
+            log: LogWake::polling(Duration::from_millis(100)),
         }
+    }
+
+    /// Wakes on the event log's notifications ([`crate::log_signal::listen`]) instead of polling.
+    pub fn woken_by_log(self, log: LogWake) -> Self {
+        Self { log, ..self }
     }
 
     pub fn watch(&self) -> ProjectedWatch {
@@ -148,7 +156,10 @@ impl Projector {
     /// the read models cannot take must be fixed, not silently dropped.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        let mut log = self.log.clone();
         loop {
+            // Marked before reading: an event that becomes readable from now on wakes us again.
+            log.mark_seen();
             match self.catch_up().await {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(err) => {
@@ -164,7 +175,7 @@ impl Projector {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll_interval) => {}
+                _ = log.next() => {}
             }
         }
     }

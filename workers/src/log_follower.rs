@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use listbackup_projections::ProjectedWatch;
+use listbackup_projections::{LogWake, ProjectedWatch};
 use tokio_util::sync::CancellationToken;
 
 /// How a leader follows the log.
@@ -24,6 +24,9 @@ pub struct LogFollower {
     /// This process's projector ticks after each batch it applies: a commit made here wakes the follower at
     /// once instead of at its next poll.
     wake: Option<ProjectedWatch>,
+    /// The event log's notifications: events of other processes, or held back by the commit horizon, became
+    /// readable. Without it the follower polls every `poll_interval`.
+    log: Option<LogWake>,
 }
 
 impl LogFollower {
@@ -34,6 +37,16 @@ impl LogFollower {
             name,
             poll_interval: Duration::from_millis(100),
             wake: None,
+            log: None,
+        }
+    }
+
+    /// Wakes on the event log's notifications; polls only every few seconds as a fallback.
+    pub fn woken_by_log(self, log: LogWake) -> Self {
+        Self {
+            poll_interval: listbackup_projections::log_signal::FALLBACK,
+            log: Some(log),
+            ..self
         }
     }
 
@@ -112,16 +125,32 @@ impl LogFollower {
         let result = async {
             on_lead().await?;
             let mut wake = self.wake.clone();
+            let mut log = self.log.clone();
             loop {
                 // Marked before reading: a commit from now on ticks again, so none is slept through.
                 if let Some(wake) = wake.as_mut() {
                     wake.mark_seen();
                 }
+                if let Some(log) = log.as_mut() {
+                    log.mark_seen();
+                }
                 if batch().await? == 0 {
-                    let idle = async {
+                    let projected = async {
                         match wake.as_mut() {
                             Some(wake) => wake.next_commit(self.poll_interval).await,
                             None => tokio::time::sleep(self.poll_interval).await,
+                        }
+                    };
+                    let logged = async {
+                        match log.as_mut() {
+                            Some(log) => log.next().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let idle = async {
+                        tokio::select! {
+                            _ = projected => {}
+                            _ = logged => {}
                         }
                     };
                     tokio::select! {

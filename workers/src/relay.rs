@@ -77,6 +77,14 @@ impl Relay {
         }
     }
 
+    /// Wakes on the event log's notifications (other processes' commits) instead of polling.
+    pub fn woken_by_log(self, log: listbackup_projections::LogWake) -> Self {
+        Self {
+            follower: self.follower.clone().woken_by_log(log),
+            ..self
+        }
+    }
+
     /// Creates the events stream if it does not exist yet.
     pub async fn ensure_stream(&self) -> Result<(), RelayError> {
         self.jetstream

@@ -89,6 +89,14 @@ impl SourceSagas {
         }
     }
 
+    /// Wakes on the event log's notifications (other processes' commits) instead of polling.
+    pub fn woken_by_log(self, log: listbackup_projections::LogWake) -> Self {
+        Self {
+            follower: self.follower.clone().woken_by_log(log),
+            ..self
+        }
+    }
+
     /// Runs until `shutdown`: waits for the saga lock, then follows the log. Failures are retried with
     /// backoff from the last checkpoint; nothing is skipped.
     pub async fn run(self, shutdown: CancellationToken) {

@@ -34,12 +34,23 @@ pub const ACTOR: &str = "scheduler";
 pub struct Scheduler {
     pool: Pool,
     sources: Arc<SourceCommands>,
-    /// Slots are whole minutes; a second's delay is well within what a scheduled backup promises.
+    /// The longest wait between two passes. Slots are whole minutes, so an idle scheduler looks once at
+    /// each minute boundary (one query a minute); this caps that wait (tests shorten it).
     poll_interval: Duration,
     /// Due sources read per query.
     page_size: i64,
     /// Slots offered at once (each is a load and an append on one source's stream).
     concurrency: usize,
+}
+
+/// How soon a pass that failed, or left slots the read model does not show as handled yet, is tried again.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The time from `now` to the next whole minute (at least a millisecond): when the next slot can fall due.
+fn until_next_minute(now: DateTime<Utc>) -> Duration {
+    let into_minute = u64::from(now.timestamp().rem_euclid(60) as u32) * 1_000
+        + u64::from(now.timestamp_subsec_millis());
+    Duration::from_millis((60_000 - into_minute.min(59_999)).max(1))
 }
 
 /// What one pass over the due sources did.
@@ -59,7 +70,7 @@ impl Scheduler {
         Self {
             pool,
             sources,
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(60),
             page_size: 500,
             concurrency: 8,
         }
@@ -77,21 +88,33 @@ impl Scheduler {
         // offered again every tick until the projector catches up.
         let mut answered = HashMap::new();
         loop {
-            match self.tick(Utc::now(), &mut answered).await {
-                Ok(report) if report.recorded > 0 || report.failed > 0 => {
-                    tracing::info!(
-                        offered = report.offered,
-                        recorded = report.recorded,
-                        failed = report.failed,
-                        "schedule slots offered"
-                    );
+            let retry_soon = match self.tick(Utc::now(), &mut answered).await {
+                Ok(report) => {
+                    if report.recorded > 0 || report.failed > 0 {
+                        tracing::info!(
+                            offered = report.offered,
+                            recorded = report.recorded,
+                            failed = report.failed,
+                            "schedule slots offered"
+                        );
+                    }
+                    report.failed > 0 || !answered.is_empty()
                 }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "scheduler pass failed; retrying"),
-            }
+                Err(err) => {
+                    tracing::warn!(error = %err, "scheduler pass failed; retrying");
+                    true
+                }
+            };
+            // A failed offer (or one the read model does not show yet) is looked at again within a second;
+            // otherwise nothing can fall due before the next minute boundary.
+            let wait = if retry_soon {
+                RETRY_INTERVAL
+            } else {
+                until_next_minute(Utc::now())
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.poll_interval) => {}
+                _ = tokio::time::sleep(wait.min(self.poll_interval)) => {}
             }
         }
     }
@@ -182,5 +205,28 @@ impl Scheduler {
             tracing::debug!(source_id = %due.source_id, %slot, "schedule slot already handled");
         }
         Ok(committed.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_scheduler_waits_for_the_next_minute_boundary() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        assert_eq!(
+            until_next_minute(at("2026-11-30T03:00:00Z")),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            until_next_minute(at("2026-11-30T03:00:59.250Z")),
+            Duration::from_millis(750)
+        );
+        assert_eq!(
+            until_next_minute(at("2026-11-30T03:00:59.9999Z")),
+            Duration::from_millis(1),
+            "never a zero wait: a pass just before the boundary waits for it"
+        );
     }
 }
