@@ -107,6 +107,10 @@ async fn the_secret_is_nowhere_but_the_vault_and_dies_with_the_connection() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+    let request_id = created.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let created_text = created.text().await.unwrap();
     responses.push_str(&created_text);
     let id = serde_json::from_str::<Value>(&created_text).unwrap()["connectionId"]
@@ -148,6 +152,26 @@ async fn the_secret_is_nowhere_but_the_vault_and_dies_with_the_connection() {
         .unwrap();
     assert_eq!(replaced.status(), 200);
     responses.push_str(&replaced.text().await.unwrap());
+
+    // The lines written while that request was served (the store's, at debug) carry its id in their span,
+    // not only the one summary line of the request.
+    wait_until(
+        Duration::from_secs(10),
+        "log lines inside the request carrying its id",
+        || {
+            let logs = logs.clone();
+            let request_id = request_id.clone();
+            async move {
+                logs.lock()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                    .filter(|entry| entry["span"]["request_id"] == request_id.as_str())
+                    .any(|entry| entry["fields"]["message"] != "request")
+            }
+        },
+    )
+    .await;
 
     let client = db.connect().await;
     assert_eq!(

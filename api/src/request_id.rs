@@ -8,6 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
+use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
 
@@ -40,7 +41,9 @@ pub async fn middleware(
     // The path only: query strings may carry OAuth codes and states, which do not belong in logs.
     let path = req.path().to_owned();
 
-    let res = next.call(req).await?.map_into_boxed_body();
+    // Every log line written while the request is served (handlers, use cases, the store) carries its id.
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let res = next.call(req).instrument(span).await?.map_into_boxed_body();
     let status = res.status();
     let is_problem = res
         .headers()
