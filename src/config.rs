@@ -61,6 +61,11 @@ pub struct Config {
     /// secret). Unset: exports are refused with a clear error, never signed with a key made up on the spot
     /// (a signature by a key nobody keeps proves nothing); every other audit route works without it.
     pub audit_signer: Option<listbackup_projections::audit::export::AuditSigner>,
+    /// The scheduler's clock: the system's, or one a test sets by hand (not configurable from outside).
+    pub scheduler_clock: listbackup_workers::scheduler::Clock,
+    /// The longest the scheduler waits between two passes (60 s: it looks at each minute boundary anyway;
+    /// tests driving a hand-set clock shorten it).
+    pub scheduler_poll_interval: std::time::Duration,
 }
 
 /// Keys read from the file and the environment.
@@ -232,6 +237,8 @@ impl Config {
             serve_backup_worker,
             backup_gzip_level,
             audit_signer,
+            scheduler_clock: Default::default(),
+            scheduler_poll_interval: std::time::Duration::from_secs(60),
         })
     }
 }

@@ -258,7 +258,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     .woken_by_log(log.clone());
     background.push(tokio::spawn(source_sagas.run(shutdown.clone())));
     // Schedule slots (issue 5): in every process, without a leader; the Source aggregate records each slot once.
-    let scheduler = listbackup_workers::scheduler::Scheduler::new(db.clone(), scheduler_sources);
+    let scheduler = listbackup_workers::scheduler::Scheduler::new(db.clone(), scheduler_sources)
+        .with_clock(config.scheduler_clock.clone())
+        .with_poll_interval(config.scheduler_poll_interval);
     background.push(tokio::spawn(scheduler.run(shutdown.clone())));
 
     let closing_streams = CancellationToken::new();

@@ -3,8 +3,9 @@
 //! with an event that says so, and paused or manual sources get nothing.
 //!
 //! No backup worker runs here (no storage is configured), so a scheduled job stays `queued` and the next slot
-//! finds the source busy. Cron slots are whole minutes: the black-box test waits for two of them (up to two
-//! minutes); the race of several schedulers on one slot is also tested head-on, with no waiting.
+//! finds the source busy. Cron slots are whole minutes: the black-box test drives the schedulers' clock by
+//! hand (`Config::scheduler_clock`) from one slot to the next instead of waiting for the wall clock; the race
+//! of several schedulers on one slot is also tested head-on.
 
 mod support;
 
@@ -15,11 +16,12 @@ use chrono::{DateTime, Duration as Minutes, TimeZone, Utc};
 use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandBus, EventMetadata};
 use listbackup_domain::source::scheduled_job_id;
+use listbackup_workers::scheduler::Clock;
 use serde_json::{json, Value};
 use support::{wait_until, TestApp};
 
-/// One slot is at most a minute away, plus the scheduler's poll and the projector.
-const SLOT_WAIT: Duration = Duration::from_secs(75);
+/// Once the clock is set to a slot: the schedulers' next pass (every 100 ms here) and the projector.
+const SLOT_WAIT: Duration = Duration::from_secs(20);
 
 async fn scheduled_source(app: &TestApp, token: &str, name: &str, schedule: Value) -> String {
     let connection = app.create_stripe_connection(token, name, "sk_test_1").await;
@@ -89,7 +91,16 @@ async fn dump(db: &tokio_postgres::Client) -> Vec<String> {
 
 #[tokio::test]
 async fn two_instances_queue_one_job_per_slot_and_a_busy_source_skips_the_next_slot() {
-    let app = TestApp::spawn().await;
+    // Both instances read one hand-set clock (the configuration is shared), as two machines read one time.
+    let clock = Clock::manual(Utc::now());
+    let app = TestApp::spawn_configured(
+        |_| {},
+        |config| {
+            config.scheduler_clock = clock.clone();
+            config.scheduler_poll_interval = Duration::from_millis(100);
+        },
+    )
+    .await;
     let second = app.spawn_another_instance().await;
     let second_url = |path: &str| format!("http://127.0.0.1:{}{path}", second.port);
     let token = app.owner("acme");
@@ -107,7 +118,14 @@ async fn two_instances_queue_one_job_per_slot_and_a_busy_source_skips_the_next_s
     let manual = scheduled_source(&app, &token, "manual", json!({"frequency": "manual"})).await;
     let db = app.db.connect().await;
 
+    // The first slot the source announces: set the clock to it.
+    let source = get_json(&app.http, app.url(&format!("/sources/{busy}")), &token).await;
+    let first_due = time(&source["nextSyncAt"]);
+    assert_eq!(first_due.timestamp() % 60, 0, "slots are whole minutes");
+    assert!(jobs_of(&app, &token, &busy).await.is_empty());
+
     // The first slot: one job, whichever instance's scheduler got there first.
+    clock.set(first_due);
     wait_until(SLOT_WAIT, "the first scheduled job", || async {
         !jobs_of(&app, &token, &busy).await.is_empty()
     })
@@ -125,13 +143,14 @@ async fn two_instances_queue_one_job_per_slot_and_a_busy_source_skips_the_next_s
         first_slot > time(&source["createdAt"]),
         "no slot before the source existed"
     );
-    assert!(time(&job["queuedAt"]) >= first_slot);
+    assert_eq!(first_slot, first_due, "the slot the source announced");
     assert_eq!(source["lastSkippedSlot"], Value::Null);
     // Both instances name the slot's job alike: a UUID v7 stamped with the slot.
     assert_eq!(job_id, scheduled_job_id(&busy, first_slot));
 
     // The next slot comes while that job is still queued (no worker runs here): skipped, and said so.
     let next_slot = first_slot + Minutes::minutes(1);
+    clock.set(next_slot + Minutes::seconds(5));
     wait_until(SLOT_WAIT, "the next slot to be skipped", || async {
         let source = get_json(&app.http, second_url(&format!("/sources/{busy}")), &token).await;
         source["lastSkippedSlot"] != Value::Null

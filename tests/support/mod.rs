@@ -178,6 +178,15 @@ impl TestApp {
 
     /// Starts the service with the default test settings, adjusted by `customize` (keys as env variables).
     pub async fn spawn_with(customize: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
+        Self::spawn_configured(customize, |_| {}).await
+    }
+
+    /// As [`spawn_with`](Self::spawn_with), then `adjust` changes the parsed configuration (settings no
+    /// variable reaches, such as the scheduler's clock).
+    pub async fn spawn_configured(
+        customize: impl FnOnce(&mut BTreeMap<String, String>),
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let db = TestDatabase::create().await;
         let nats = NatsStreamsGuard::new();
         let mut values = BTreeMap::from([
@@ -192,7 +201,8 @@ impl TestApp {
             ("LISTBACKUP_DB_POOL_SIZE".to_owned(), "8".to_owned()),
         ]);
         customize(&mut values);
-        let config = Config::from_values(&values).expect("test configuration");
+        let mut config = Config::from_values(&values).expect("test configuration");
+        adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let service = service::start(&config, listener)
             .await

@@ -31,8 +31,40 @@ use tokio_util::sync::CancellationToken;
 /// The actor recorded on the scheduler's events (DESIGN §2).
 pub const ACTOR: &str = "scheduler";
 
+/// Where the scheduler reads the time: the system clock, or a clock a test sets by hand so that minute slots
+/// come when it says rather than as the wall clock passes.
+#[derive(Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    /// A time set by hand ([`Clock::set`]), shared by every clone.
+    Manual(Arc<std::sync::Mutex<DateTime<Utc>>>),
+}
+
+impl Clock {
+    /// A hand-set clock starting at `at`.
+    pub fn manual(at: DateTime<Utc>) -> Self {
+        Self::Manual(Arc::new(std::sync::Mutex::new(at)))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Self::System => Utc::now(),
+            Self::Manual(at) => *at.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Sets a hand-set clock to `at`; the system clock cannot be set (a no-op).
+    pub fn set(&self, at: DateTime<Utc>) {
+        if let Self::Manual(now) = self {
+            *now.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        }
+    }
+}
+
 pub struct Scheduler {
     pool: Pool,
+    clock: Clock,
     sources: Arc<SourceCommands>,
     /// The longest wait between two passes. Slots are whole minutes, so an idle scheduler looks once at
     /// each minute boundary (one query a minute); this caps that wait (tests shorten it).
@@ -69,6 +101,7 @@ impl Scheduler {
     pub fn new(pool: Pool, sources: Arc<SourceCommands>) -> Self {
         Self {
             pool,
+            clock: Clock::System,
             sources,
             poll_interval: Duration::from_secs(60),
             page_size: 500,
@@ -81,6 +114,12 @@ impl Scheduler {
         self
     }
 
+    /// Reads the time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Runs until `shutdown`. A failing pass is logged and the next one tries again: nothing is lost, since
     /// a slot stays due until its source has handled it.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -88,7 +127,7 @@ impl Scheduler {
         // offered again every tick until the projector catches up.
         let mut answered = HashMap::new();
         loop {
-            let retry_soon = match self.tick(Utc::now(), &mut answered).await {
+            let retry_soon = match self.tick(self.clock.now(), &mut answered).await {
                 Ok(report) => {
                     if report.recorded > 0 || report.failed > 0 {
                         tracing::info!(
@@ -110,7 +149,7 @@ impl Scheduler {
             let wait = if retry_soon {
                 RETRY_INTERVAL
             } else {
-                until_next_minute(Utc::now())
+                until_next_minute(self.clock.now())
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
