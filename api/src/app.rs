@@ -5,12 +5,12 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Authenticator;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::routes::{connections, health, platforms};
 use crate::state::AppState;
 
 pub struct Application {
@@ -28,64 +28,22 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(state);
         let authenticator = web::Data::new(authenticator);
-        let openapi = ApiDoc::openapi();
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
+            // The routes are registered once (`routes::configure`): actix serves them and the OpenAPI
+            // document is collected from the same calls.
+            let (app, openapi) = App::new()
+                .into_utoipa_app()
+                .openapi(ApiDoc::openapi())
+                .configure(crate::routes::configure)
+                .split_for_parts();
+            app.app_data(state.clone())
                 .app_data(authenticator.clone())
                 .app_data(
                     web::PathConfig::default()
                         .error_handler(|_, _| ApiError::not_found("resource").into()),
                 )
                 .wrap(middleware::from_fn(crate::request_id::middleware))
-                .service(health::live)
-                .service(health::ready)
-                // The event log for auditors (issue 12). `/events/export` before anything that could take it.
-                .service(crate::routes::audit::export)
-                .service(crate::routes::audit::list)
-                .service(crate::routes::audit::verify)
-                .service(crate::routes::audit::public_key)
-                .service(crate::routes::audit::connection_history)
-                .service(crate::routes::audit::source_history)
-                .service(crate::routes::audit::source_group_history)
-                .service(crate::routes::audit::job_history)
-                .service(platforms::list)
-                .service(platforms::get)
-                // Before `/connections/{id}…` so that `oauth` is never taken for an id.
-                .service(crate::routes::oauth::start)
-                .service(crate::routes::oauth::callback)
-                .service(crate::routes::oauth::reconnect)
-                .service(connections::create)
-                .service(connections::list)
-                .service(connections::get)
-                .service(connections::update)
-                .service(connections::remove)
-                .service(connections::test)
-                .service(crate::routes::sources::create)
-                .service(crate::routes::sources::list)
-                .service(crate::routes::sources::get)
-                .service(crate::routes::sources::update)
-                .service(crate::routes::sources::remove)
-                .service(crate::routes::sources::test)
-                .service(crate::routes::jobs::sync_source)
-                .service(crate::routes::jobs::sync_group)
-                .service(crate::routes::jobs::create)
-                .service(crate::routes::jobs::list)
-                .service(crate::routes::jobs::get)
-                .service(crate::routes::job_events::stream)
-                .service(crate::routes::jobs::list_files)
-                .service(crate::routes::jobs::download)
-                .service(crate::routes::jobs::retry)
-                .service(crate::routes::jobs::cancel)
-                .service(crate::routes::source_groups::create)
-                .service(crate::routes::source_groups::list)
-                .service(crate::routes::source_groups::get)
-                .service(crate::routes::source_groups::update)
-                .service(crate::routes::source_groups::remove)
-                .service(crate::routes::source_groups::add_source)
-                .service(crate::routes::source_groups::remove_source)
-                .service(crate::routes::source_groups::list_sources)
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
                 .route(
                     "/docs",
                     web::get().to(|| async {
@@ -152,10 +110,9 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError
 /// segment); empty for a path it does not have.
 fn allowed_methods(path: &str) -> Vec<&'static str> {
     use std::sync::OnceLock;
-    use utoipa::OpenApi;
     static ROUTES: OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> = OnceLock::new();
     let routes = ROUTES.get_or_init(|| {
-        crate::openapi::ApiDoc::openapi()
+        crate::openapi::document()
             .paths
             .paths
             .into_iter()

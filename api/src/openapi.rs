@@ -1,38 +1,48 @@
-//! The OpenAPI document, generated from the route annotations, and its UI (assets compiled into the binary).
+//! The OpenAPI document, generated from the route annotations of the routes `routes::configure` registers,
+//! and its UI (assets compiled into the binary). `docs/openapi.json` is its reviewed snapshot: a test fails
+//! when the document differs, so a change to the API shows as a diff of that file.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{connections, health, platforms};
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ListBackup API", description = "Back up your SaaS platforms' data. Errors are application/problem+json."),
-    paths(
-        health::live, health::ready,
-        platforms::list, platforms::get,
-        connections::create, connections::list, connections::get, connections::update,
-        connections::remove, connections::test,
-        crate::routes::sources::create, crate::routes::sources::list, crate::routes::sources::get,
-        crate::routes::sources::update, crate::routes::sources::remove, crate::routes::sources::test,
-        crate::routes::source_groups::create, crate::routes::source_groups::list,
-        crate::routes::source_groups::get, crate::routes::source_groups::update,
-        crate::routes::source_groups::remove, crate::routes::source_groups::add_source,
-        crate::routes::source_groups::remove_source, crate::routes::source_groups::list_sources,
-        crate::routes::jobs::sync_source, crate::routes::jobs::create, crate::routes::jobs::sync_group,
-        crate::routes::jobs::list, crate::routes::jobs::get, crate::routes::jobs::list_files,
-        crate::routes::jobs::download, crate::routes::jobs::retry,
-        crate::routes::jobs::cancel, crate::routes::job_events::stream,
-        crate::routes::oauth::start, crate::routes::oauth::callback, crate::routes::oauth::reconnect,
-        crate::routes::audit::list, crate::routes::audit::export, crate::routes::audit::verify,
-        crate::routes::audit::public_key, crate::routes::audit::connection_history,
-        crate::routes::audit::source_history, crate::routes::audit::source_group_history,
-        crate::routes::audit::job_history,
-    ),
     components(schemas(crate::error::Problem, crate::error::FieldError, crate::error::ErrorCode)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
+
+/// The whole document: [`ApiDoc`]'s info and components with every route `routes::configure` registers.
+pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa_actix_web::AppExt;
+    let (_, document) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(crate::routes::configure)
+        .split_for_parts();
+    document
+}
+
+#[cfg(test)]
+mod tests {
+    /// The document is the reviewed one. After an intended change, run with `UPDATE_OPENAPI_SNAPSHOT=1` and
+    /// review the diff of `docs/openapi.json`.
+    #[test]
+    fn the_openapi_document_is_the_reviewed_snapshot() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+        let current = super::document().to_pretty_json().unwrap() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI_SNAPSHOT").is_some() {
+            std::fs::write(path, &current).unwrap();
+        }
+        let reviewed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            current == reviewed,
+            "/openapi.json differs from docs/openapi.json: review the change and run \
+             `UPDATE_OPENAPI_SNAPSHOT=1 cargo test -p listbackup-api openapi` to accept it"
+        );
+    }
+}
 
 struct BearerAuth;
 
