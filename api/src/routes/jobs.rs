@@ -55,15 +55,6 @@ pub struct GroupSyncResponse {
     pub jobs: Vec<JobView>,
 }
 
-const STATUSES: [&str; 6] = [
-    "queued",
-    "running",
-    "succeeded",
-    "partial",
-    "failed",
-    "cancelled",
-];
-
 /// Records SyncRequested on the source and reads the queued job back once projected.
 async fn queue(
     state: &AppState,
@@ -201,14 +192,16 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let mut errors = Vec::new();
-    if let Some(s) = &params.status {
-        if !STATUSES.contains(&s.as_str()) {
-            errors.push(FieldError::new(
-                "status",
-                format!("must be one of {STATUSES:?}"),
-            ));
-        }
-    }
+    let status = params
+        .status
+        .as_deref()
+        .and_then(|s| match s.parse::<JobStatus>() {
+            Ok(status) => Some(status),
+            Err(unknown) => {
+                errors.push(FieldError::new("status", unknown.to_string()));
+                None
+            }
+        });
     let mut id_filter = |raw: Option<String>, field: &str| {
         raw.and_then(|r| match uuid::Uuid::parse_str(&r) {
             Ok(u) => Some(u.hyphenated().to_string()),
@@ -225,7 +218,7 @@ pub async fn list(
         return Err(ApiError::validation(errors));
     }
     let filter = JobFilter {
-        status: params.status,
+        status,
         source_id,
         group_id,
     };
@@ -313,7 +306,7 @@ async fn stored_files(
             "backup storage is not configured",
         ));
     };
-    if !matches!(job.status.as_str(), "succeeded" | "partial") {
+    if !matches!(job.status, JobStatus::Succeeded | JobStatus::Partial) {
         return Ok((job, Vec::new()));
     }
     let location = listbackup_commands::artifacts::JobLocation {
@@ -453,13 +446,12 @@ pub async fn retry(
             .and_then(|e| serde_json::from_value(e).ok());
         let failed_data_types = job.failed_data_types();
         let ended = EndedJob {
-            status: job_status(&job.status),
+            status: job.status,
             failure: failure.as_ref(),
             failed_data_types: &failed_data_types,
             data_type_count: job.data_types.len(),
         };
         plan_retry(ended, connection).map_err(|refused| match refused {
-            // Named as clients see it (`queued`, not the aggregate's `new`).
             RetryRefused::NotEnded(_) => ApiError::conflict(format!(
                 "only a failed, partial or cancelled job can be retried; this one is {}",
                 job.status
@@ -475,18 +467,6 @@ pub async fn retry(
     };
     let view = queue(&state, &metadata(&req, &principal), &job.source_id, sync).await?;
     Ok(HttpResponse::Accepted().json(view))
-}
-
-/// The job's status as the Job aggregate names it (`queued` is a job without a stream yet: `New`).
-fn job_status(status: &str) -> JobStatus {
-    match status {
-        "running" => JobStatus::Running,
-        "succeeded" => JobStatus::Succeeded,
-        "partial" => JobStatus::Partial,
-        "failed" => JobStatus::Failed,
-        "cancelled" => JobStatus::Cancelled,
-        _ => JobStatus::New,
-    }
 }
 
 /// What the retry rule needs of the job's connection: whether it is usable, and whether its credentials were

@@ -9,12 +9,14 @@ use super::{DataTypeFailure, JobCommand, JobEvent, JobTrigger, QueuedJob, AGGREG
 use crate::error::{DomainError, ErrorKind};
 use crate::AccountOwned;
 
-/// Where a job is in its life. A job with no stream yet is `New` here and `queued` in the read model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Where a job is in its life: the one status type of the domain, the read model (`read_jobs.status`, the
+/// `status` of `GET /jobs/{id}`) and the `?status=` filter. A job is `queued` from its source's
+/// `SyncRequested` until its own stream begins (an aggregate with no stream yet is `Queued` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     #[default]
-    New,
+    Queued,
     Running,
     Succeeded,
     /// Some data types backed up, the others failed (`JobPartiallySucceeded`).
@@ -26,7 +28,7 @@ pub enum JobStatus {
 impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::New => "new",
+            Self::Queued => "queued",
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Partial => "partial",
@@ -49,6 +51,34 @@ impl JobStatus {
             Self::Partial => "partially succeeded",
             other => other.as_str(),
         }
+    }
+}
+
+impl JobStatus {
+    /// Every status, in the order of a job's life.
+    pub const ALL: [JobStatus; 6] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Partial,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+}
+
+/// A status name that is none of [`JobStatus::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job status {0:?}; one of: queued, running, succeeded, partial, failed, cancelled")]
+pub struct UnknownJobStatus(pub String);
+
+impl std::str::FromStr for JobStatus {
+    type Err = UnknownJobStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownJobStatus(s.to_owned()))
     }
 }
 
@@ -202,7 +232,7 @@ impl Job {
 
     /// A started (or cancelled-while-queued) job of this account, or NotFound: others' look missing.
     fn require_owned(&self, account_id: &str) -> Result<(), JobError> {
-        if self.status != JobStatus::New && self.account_id == account_id {
+        if self.status != JobStatus::Queued && self.account_id == account_id {
             Ok(())
         } else {
             Err(JobError::NotFound)
@@ -232,7 +262,7 @@ impl Job {
 
 impl AccountOwned for Job {
     fn owner_account(&self) -> Option<&str> {
-        (self.status != JobStatus::New).then_some(self.account_id.as_str())
+        (self.status != JobStatus::Queued).then_some(self.account_id.as_str())
     }
 }
 
@@ -277,7 +307,7 @@ impl Aggregate for Job {
                 worker,
                 data_types,
             } => {
-                if self.status != JobStatus::New {
+                if self.status != JobStatus::Queued {
                     return Err(JobError::AlreadyStarted);
                 }
                 validate_data_types(&data_types)?;
@@ -301,7 +331,7 @@ impl Aggregate for Job {
             }
             JobCommand::RequestCancel {
                 job_id, source_id, ..
-            } if self.status == JobStatus::New => {
+            } if self.status == JobStatus::Queued => {
                 // Still queued: nothing runs, so nothing needs to confirm. Both events in one commit make the
                 // stream non-empty, so a worker receiving the job afterwards fails to start it and drops it.
                 let queued = QueuedJob {
@@ -326,7 +356,7 @@ impl Aggregate for Job {
                 retryable,
                 queued: Some(queued),
                 ..
-            } if self.status == JobStatus::New => {
+            } if self.status == JobStatus::Queued => {
                 // The system gives up on a job no worker ever started (every delivery of its message was lost
                 // before `JobStarted`): it still needs an end, and its stream an owner. A worker receiving the
                 // job afterwards cannot start it.

@@ -13,7 +13,7 @@ pub mod retry;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Job, JobError, JobStatus};
+pub use aggregate::{Job, JobError, JobStatus, UnknownJobStatus};
 pub use commands::JobCommand;
 pub use events::{DataTypeFailure, JobEvent, JobTrigger, QueuedJob};
 pub use outcome::{summarise, Failure};

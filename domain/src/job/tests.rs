@@ -1355,7 +1355,7 @@ fn a_cancelled_job_retries_the_source_and_a_job_that_has_not_ended_badly_is_not_
         plan_retry(ended(JobStatus::Cancelled, None, &[], 2), UNCHANGED),
         Ok(RetryPlan { data_types: None })
     );
-    for status in [JobStatus::New, JobStatus::Running, JobStatus::Succeeded] {
+    for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded] {
         assert_eq!(
             plan_retry(ended(status, None, &[], 2), FIXED),
             Err(RetryRefused::NotEnded(status.as_str().into()))

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use listbackup_domain::job::{summarise, DataTypeFailure, JobEvent};
+use listbackup_domain::job::{summarise, DataTypeFailure, JobEvent, JobStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::Row;
@@ -24,8 +24,7 @@ pub struct JobView {
     pub group_id: Option<String>,
     /// `queued`, `running`, `succeeded`, `partial` (some data types backed up, the others failed: their
     /// files and the manifest are kept, see `dataTypes`), `failed` or `cancelled`.
-    #[schema(example = "partial")]
-    pub status: String,
+    pub status: JobStatus,
     /// 0 while queued, then the attempt running or last run.
     pub attempt: i32,
     pub retry_of: Option<String>,
@@ -88,10 +87,7 @@ const COLUMNS: &str =
 impl JobView {
     /// Succeeded, partial, failed or cancelled: nothing more happens to the job.
     pub fn has_ended(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "succeeded" | "partial" | "failed" | "cancelled"
-        )
+        self.status.is_terminal()
     }
 
     /// The data types that failed, with why (a partial job's, or a failed job's when its data types failed).
@@ -113,9 +109,10 @@ impl JobView {
     fn from_row(row: &Row) -> Self {
         let mut progress: JobProgress =
             serde_json::from_value(row.get("progress")).unwrap_or_default();
-        let status: String = row.get("status");
+        // Written by this module only, from JobStatus::as_str.
+        let status: JobStatus = row.get::<_, &str>("status").parse().unwrap_or_default();
         // A partial job is done with every data type (some failed): its progress is complete.
-        progress.percent = if status == "succeeded" || status == "partial" {
+        progress.percent = if matches!(status, JobStatus::Succeeded | JobStatus::Partial) {
             100
         } else {
             (progress.data_types_done * 100)
@@ -378,7 +375,7 @@ pub(crate) async fn apply(
             ..
         } => {
             let error = json!({"code": code, "message": message, "retryable": retryable});
-            finish(client, id, seq, at, "failed", Some(error)).await?;
+            finish(client, id, seq, at, JobStatus::Failed, Some(error)).await?;
         }
         // A cancel request leaves a running job running until the worker confirms; a queued job's request
         // is followed by JobCancelled in the same commit.
@@ -390,7 +387,9 @@ pub(crate) async fn apply(
                 )
                 .await?;
         }
-        JobEvent::JobCancelled {} => finish(client, id, seq, at, "cancelled", None).await?,
+        JobEvent::JobCancelled {} => {
+            finish(client, id, seq, at, JobStatus::Cancelled, None).await?
+        }
     }
     Ok(())
 }
@@ -420,9 +419,10 @@ async fn finish(
     id: &str,
     seq: i64,
     at: DateTime<Utc>,
-    status: &str,
+    status: JobStatus,
     error: Option<Value>,
 ) -> Result<(), ReadError> {
+    let status = status.as_str();
     client
         .execute(
             "UPDATE read_jobs SET status = $4, error = $5, finished_at = $3, version = $2 \
@@ -436,7 +436,7 @@ async fn finish(
 /// Filters of `GET /jobs`, already validated.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
-    pub status: Option<String>,
+    pub status: Option<JobStatus>,
     pub source_id: Option<String>,
     pub group_id: Option<String>,
 }
@@ -486,7 +486,7 @@ pub async fn list(
             &sql,
             &[
                 &account_id,
-                &filter.status,
+                &filter.status.map(JobStatus::as_str),
                 &filter.source_id,
                 &filter.group_id,
                 &page.before_id,

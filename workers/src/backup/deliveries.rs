@@ -146,7 +146,7 @@ impl BackupWorker {
         match job.status() {
             // The outcome is recorded: nothing was lost.
             status if status.is_terminal() => return Ok(()),
-            JobStatus::New => {
+            JobStatus::Queued => {
                 // Never started. Only a job of a live source of this database is ended here: another
                 // database's message (shared NATS) is not ours, and a deleted source's job is cancelled by
                 // the deletion saga.
