@@ -33,10 +33,9 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(authenticator.clone())
-                .app_data(
-                    web::PathConfig::default()
-                        .error_handler(|_, _| ApiError::not_found("resource").into()),
-                )
+                .app_data(web::PathConfig::default().error_handler(|_, _| {
+                    ApiError::new(crate::error::ErrorCode::NotFound, "resource not found").into()
+                }))
                 .wrap(middleware::from_fn(crate::request_id::middleware))
                 .service(health::live)
                 .service(health::ready)

@@ -9,6 +9,7 @@ use listbackup_domain::platform::{
     AuthType, Credentials, Platform, PlatformId, OAUTH_ACCESS_TOKEN,
 };
 use listbackup_domain::values::{AccountId, CredentialRef, DisplayName};
+use listbackup_domain::ResourceKind;
 
 use std::sync::Arc;
 
@@ -170,7 +171,7 @@ impl ConnectionCommands {
                 if let Some(expected) = expected_version.filter(|e| *e != version) {
                     return Err(CommandError::VersionMismatch {
                         expected,
-                        actual: version,
+                        actual: Some(version),
                     });
                 }
                 let credential = self.seal(metadata, connection_id, &credentials).await?;
@@ -354,7 +355,7 @@ impl ConnectionCommands {
         if connection.is_live_for(&metadata.account_id) {
             Ok((connection, version))
         } else {
-            Err(CommandError::not_found())
+            Err(CommandError::not_found(ResourceKind::Connection))
         }
     }
 

@@ -20,6 +20,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
 use crate::state::AppState;
+use listbackup_domain::ResourceKind;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -90,7 +91,8 @@ async fn queue(
 
 /// Queues a backup of the source → 202 with the `queued` job; 409 while it has a queued or running job.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
+    responses((status = 202, body = JobView),
+              (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
 #[post("/sources/{id}/sync")]
 pub async fn sync_source(
@@ -101,7 +103,7 @@ pub async fn sync_source(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source")?;
+    let id = resource_id(&path, ResourceKind::Source)?;
     let view = queue(
         &state,
         &metadata(&req, &principal),
@@ -114,7 +116,8 @@ pub async fn sync_source(
 
 /// Same as `POST /sources/{id}/sync`.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
-    responses((status = 202, body = JobView), (status = 400, body = crate::error::Problem),
+    responses((status = 202, body = JobView),
+              (status = 400, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[post("/jobs")]
 pub async fn create(
@@ -153,13 +156,13 @@ pub async fn sync_group(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source group")?;
+    let id = resource_id(&path, ResourceKind::SourceGroup)?;
     let meta = metadata(&req, &principal);
     let members = {
         let client = state.db.get().await?;
         let group = read_groups::get(&client, &principal.account_id, &id)
             .await?
-            .ok_or_else(|| ApiError::not_found("source group"))?;
+            .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
         let mut active = Vec::new();
         for source_id in group.source_ids.unwrap_or_default() {
             let source =
@@ -249,7 +252,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let as_of = params.as_of(&principal)?;
-    let id = resource_id(&path, "job")?;
+    let id = resource_id(&path, ResourceKind::Job)?;
     if let Some(point) = as_of {
         return crate::routes::audit::resource_as_of(
             &state,
@@ -263,7 +266,7 @@ pub async fn get(
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("job"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -301,11 +304,11 @@ async fn stored_files(
     principal: &Principal,
     raw_id: &str,
 ) -> Result<(JobView, Vec<JobFile>), ApiError> {
-    let id = resource_id(raw_id, "job")?;
+    let id = resource_id(raw_id, ResourceKind::Job)?;
     let client = state.db.get().await?;
     let job = read::get(&client, &principal.account_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("job"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     drop(client);
     let Some(store) = &state.job_files else {
         return Err(ApiError::new(
@@ -381,10 +384,10 @@ pub async fn download(
     let (job, stored) = stored_files(&state, &principal, &id).await?;
     // Only names the manifest lists: never a path a client makes up.
     if !stored.iter().any(|f| f.name == name) {
-        return Err(ApiError::not_found("file"));
+        return Err(ApiError::not_found(ResourceKind::JobFile));
     }
     let Some(store) = &state.job_files else {
-        return Err(ApiError::not_found("file"));
+        return Err(ApiError::not_found(ResourceKind::JobFile));
     };
     let location = listbackup_commands::artifacts::JobLocation {
         account_id: &principal.account_id,
@@ -395,7 +398,7 @@ pub async fn download(
         .open(location, &name)
         .await
         .map_err(ApiError::from_unexpected)?
-        .ok_or_else(|| ApiError::not_found("file"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::JobFile))?;
     let content_type = if name == MANIFEST {
         "application/json"
     } else if name.contains('/') {
@@ -425,7 +428,8 @@ pub async fn download(
 /// `listbackup_domain::job::retry`, README "Retrying a job"; `detail` says why), failed data types all
 /// deselected since, or while the source has another job queued or running.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
+    responses((status = 202, body = JobView),
+              (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
 #[post("/jobs/{id}/retry")]
 pub async fn retry(
@@ -436,12 +440,12 @@ pub async fn retry(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "job")?;
+    let id = resource_id(&path, ResourceKind::Job)?;
     let job = {
         let client = state.db.get().await?;
         read::get(&client, &principal.account_id, &id)
             .await?
-            .ok_or_else(|| ApiError::not_found("job"))?
+            .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?
     };
     // The read model is enough here: an ended job's outcome is final, so a job seen so stays so.
     let plan = {
@@ -524,12 +528,12 @@ pub async fn cancel(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "job")?;
+    let id = resource_id(&path, ResourceKind::Job)?;
     let job = {
         let client = state.db.get().await?;
         read::get(&client, &principal.account_id, &id)
             .await?
-            .ok_or_else(|| ApiError::not_found("job"))?
+            .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?
     };
     // The aggregate refuses a job that has ended (it may have ended after the read above).
     let committed = state
@@ -544,6 +548,6 @@ pub async fn cancel(
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("job"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     Ok(HttpResponse::Accepted().json(view))
 }
