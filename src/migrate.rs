@@ -38,6 +38,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0015_oauth_scopes",
         include_str!("../migrations/0015_oauth_scopes.sql"),
     ),
+    (
+        "0016_source_last_job",
+        include_str!("../migrations/0016_source_last_job.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

@@ -89,9 +89,20 @@ async fn queue(
         .ok_or_else(|| ApiError::from_unexpected("a queued job is missing"))
 }
 
-/// Queues a backup of the source → 202 with the `queued` job; 409 while it has a queued or running job.
+/// 202 with a job just queued, and its address in `Location`.
+fn accepted(view: JobView) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/jobs/{}", view.job_id),
+        ))
+        .json(view)
+}
+
+/// Queues a backup of the source → 202 with the `queued` job (`Location: /jobs/{jobId}`); 409 while it has a
+/// queued or running job.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 202, body = JobView),
+    responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
               (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
 #[post("/sources/{id}/sync")]
@@ -111,12 +122,12 @@ pub async fn sync_source(
         SyncRequest::manual(),
     )
     .await?;
-    Ok(HttpResponse::Accepted().json(view))
+    Ok(accepted(view))
 }
 
-/// Same as `POST /sources/{id}/sync`.
+/// Same as `POST /sources/{id}/sync` (202, `Location: /jobs/{jobId}`).
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
-    responses((status = 202, body = JobView),
+    responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
               (status = 400, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[post("/jobs")]
@@ -140,7 +151,7 @@ pub async fn create(
         SyncRequest::manual(),
     )
     .await?;
-    Ok(HttpResponse::Accepted().json(view))
+    Ok(accepted(view))
 }
 
 /// Queues one job per active member of the group (trigger `group`). A member that already has a queued or
@@ -426,9 +437,10 @@ pub async fn download(
 /// types (those the source still selects; the new job's `dataTypes`); a cancelled job, or one that failed as a
 /// whole, runs the source's. 409 for a job that has not ended badly, a failure no retry can fix (the rule in
 /// `listbackup_domain::job::retry`, README "Retrying a job"; `detail` says why), failed data types all
-/// deselected since, or while the source has another job queued or running.
+/// deselected since, or while the source has another job queued or running. The new job's address is in
+/// `Location`.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 202, body = JobView),
+    responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
               (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
 #[post("/jobs/{id}/retry")]
@@ -478,7 +490,7 @@ pub async fn retry(
         data_types: plan.data_types,
     };
     let view = queue(&state, &metadata(&req, &principal), &job.source_id, sync).await?;
-    Ok(HttpResponse::Accepted().json(view))
+    Ok(accepted(view))
 }
 
 /// The job's status as the Job aggregate names it (`queued` is a job without a stream yet: `New`).
