@@ -629,6 +629,8 @@ async fn a_source_shows_its_last_job_and_a_queued_job_is_located() {
         .unwrap();
     assert_eq!(listed(&page), expected);
 
+    let first_ended = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+
     // POST /jobs is the same: 202 with Location, and the new job is now the source's last.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let (response, second) = loop {
@@ -661,6 +663,18 @@ async fn a_source_shows_its_last_job_and_a_queued_job_is_located() {
         .finished(&token, second["jobId"].as_str().unwrap())
         .await;
     assert_eq!(ended["status"], "succeeded", "{ended}");
+
+    // Looking back, the source's last job is the first one, as it stood then.
+    let then: Value = app
+        .get(
+            &format!("{path}?asOf={}", first_ended.replace('+', "%2B")),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(then["lastJob"], expected, "{then}");
 
     // The API document says so.
     let openapi: Value = app
