@@ -409,7 +409,16 @@ async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_rou
         "DELETE /source-groups/{id}",
         "DELETE /source-groups/{id}/sources/{sourceId}",
         "GET /jobs/{id}/files",
+        "GET /jobs/{id}/files/{name}",
+        "GET /jobs/{id}/events",
         "POST /jobs/{id}/cancel",
+        "POST /jobs/{id}/retry",
+        "POST /source-groups/{id}/sync",
+        "POST /source-groups/{id}/sources",
+        "POST /connections/{id}/test",
+        "POST /connections/{id}/reconnect",
+        "POST /sources/{id}/test",
+        "GET /sources/{id}/history",
     ] {
         assert!(templates.contains(named), "{named} was not walked");
     }
