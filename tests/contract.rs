@@ -562,3 +562,61 @@ async fn racing_writes_land_without_if_match_and_all_but_one_are_412_with_it() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_stale_if_match_deletes_nothing_even_with_cascade() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    let source = stripe_source(&app, &token, "cascade", &["customers"], false).await;
+    let view: Value = app
+        .get(&format!("/sources/{source}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let connection = format!("/connections/{}", view["connectionId"].as_str().unwrap());
+    let current: Value = app.get(&connection, &token).await.json().await.unwrap();
+    let stale = current["version"].as_i64().unwrap() + 1;
+    let delete = |query: &'static str, version: i64| {
+        app.http
+            .delete(app.url(&format!("{connection}{query}")))
+            .bearer_auth(&token)
+            .header("if-match", format!("\"{version}\""))
+            .send()
+    };
+
+    // The precondition is judged first: 412, not the 409 of a connection in use, and no source is deleted.
+    for query in ["", "?cascade=true"] {
+        let (status, problem) = problem_code(delete(query, stale).await.unwrap()).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (412, Some("VERSION_CONFLICT")),
+            "{query}: {problem}"
+        );
+        assert_eq!(
+            app.get(&format!("/sources/{source}"), &token)
+                .await
+                .status(),
+            200
+        );
+    }
+    // With the current version: the business rule (409), then the cascade.
+    let version = current["version"].as_i64().unwrap();
+    let (status, problem) = problem_code(delete("", version).await.unwrap()).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "{problem}"
+    );
+    assert_eq!(
+        delete("?cascade=true", version).await.unwrap().status(),
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/sources/{source}"), &token)
+            .await
+            .status(),
+        404
+    );
+    app.stop().await;
+}

@@ -329,6 +329,14 @@ pub async fn remove(
     principal.require_write()?;
     let id = resource_id(&path, ResourceKind::Connection)?;
     let expected = if_match(&req)?;
+    // The precondition first (RFC 9110 §13.2.2): a stale If-Match is a 412 that changes nothing, before the
+    // 409 of live sources and before a cascade deletes any of them.
+    if expected.is_some() {
+        state
+            .connections
+            .require_version(&metadata(&req, &principal), &id, expected)
+            .await?;
+    }
     // Issue 4: 409 while live sources use the connection; `?cascade=true` deletes them first.
     crate::routes::sources::before_connection_delete(
         &state,
