@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0015_oauth_scopes.sql"),
     ),
     (
+        "0016_source_last_job",
+        include_str!("../migrations/0016_source_last_job.sql"),
+    ),
+    (
         "0020_log_notify",
         include_str!("../migrations/0020_log_notify.sql"),
     ),

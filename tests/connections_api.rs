@@ -245,7 +245,7 @@ async fn if_match_guards_updates_and_deletes() {
         .unwrap();
     let (status, problem) = problem_code(stale).await;
     assert_eq!(status, 412);
-    assert_eq!(problem["code"], "PRECONDITION_FAILED");
+    assert_eq!(problem["code"], "VERSION_CONFLICT");
     let current: Value = app.get(&path, &token).await.json().await.unwrap();
     assert_eq!(current["name"], "Stripe EU");
 

@@ -408,7 +408,14 @@ async fn a_rejected_key_fails_the_job_and_frees_the_source() {
                 .post(&format!("/jobs/{job_ref}/retry"), token_ref, &json!({}))
                 .await;
             if response.status() == 202 {
-                *retried.borrow_mut() = response.json().await.unwrap();
+                let location = response.headers()["location"].to_str().unwrap().to_owned();
+                let job: Value = response.json().await.unwrap();
+                // The new job's address.
+                assert_eq!(
+                    location,
+                    format!("/jobs/{}", job["jobId"].as_str().unwrap())
+                );
+                *retried.borrow_mut() = job;
                 true
             } else {
                 assert_eq!(response.status(), 409);
@@ -485,7 +492,14 @@ async fn a_queued_job_is_cancelled_at_once_and_can_be_retried() {
                 .post(&format!("/jobs/{job_ref}/retry"), token_ref, &json!({}))
                 .await;
             if response.status() == 202 {
-                *retried.borrow_mut() = response.json().await.unwrap();
+                let location = response.headers()["location"].to_str().unwrap().to_owned();
+                let job: Value = response.json().await.unwrap();
+                // The new job's address.
+                assert_eq!(
+                    location,
+                    format!("/jobs/{}", job["jobId"].as_str().unwrap())
+                );
+                *retried.borrow_mut() = job;
                 true
             } else {
                 assert_eq!(response.status(), 409);
@@ -533,5 +547,160 @@ async fn a_running_job_is_cancelled_by_its_worker() {
         sync(app, &token, &source_id).await.status() == 202
     })
     .await;
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn a_source_shows_its_last_job_and_a_queued_job_is_located() {
+    let backup = BackupApp::spawn().await;
+    let app = &backup.app;
+    backup.api.accept("stripe", "sk_test_1");
+    backup.api.seed("stripe", "customers", 40);
+    backup.api.seed("stripe", "invoices", 5);
+    let token = app.owner("acme");
+    let source_id = source(app, &token, "Stripe").await;
+    let path = format!("/sources/{source_id}");
+    let listed = |page: &Value| {
+        page["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["sourceId"] == source_id.as_str())
+            .unwrap()["lastJob"]
+            .clone()
+    };
+
+    // Before any job: null, in the source and in lists.
+    let view: Value = app.get(&path, &token).await.json().await.unwrap();
+    assert_eq!(view["lastJob"], Value::Null, "{view}");
+    assert!(view.as_object().unwrap().contains_key("lastJob"));
+    let page: Value = app.get("/sources", &token).await.json().await.unwrap();
+    assert_eq!(listed(&page), Value::Null);
+
+    // A sync's 202 says where the job is, and the source shows it at once (read-your-writes).
+    let response = sync(app, &token, &source_id).await;
+    assert_eq!(response.status(), 202);
+    let headers = response.headers().clone();
+    let queued: Value = response.json().await.unwrap();
+    let job_id = queued["jobId"].as_str().unwrap().to_owned();
+    assert_eq!(headers["location"], format!("/jobs/{job_id}").as_str());
+    let located = app.get(&format!("/jobs/{job_id}"), &token).await;
+    assert_eq!(located.status(), 200);
+    let view: Value = app.get(&path, &token).await.json().await.unwrap();
+    assert_eq!(view["lastJob"]["jobId"], job_id.as_str(), "{view}");
+    assert!(
+        ["queued", "running", "succeeded"].contains(&view["lastJob"]["status"].as_str().unwrap()),
+        "{view}"
+    );
+
+    // Once it has ended, the source shows how, with the job's own totals.
+    let job = backup.finished(&token, &job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let expected = json!({
+        "jobId": job_id,
+        "status": "succeeded",
+        "finishedAt": job["finishedAt"],
+        "records": 45,
+        "bytes": job["progress"]["bytes"],
+    });
+    assert!(job["progress"]["bytes"].as_u64().unwrap() > 0, "{job}");
+    wait_until(
+        Duration::from_secs(10),
+        "the source to show the ended job",
+        || async {
+            let view: Value = app.get(&path, &token).await.json().await.unwrap();
+            view["lastJob"] == expected
+        },
+    )
+    .await;
+    let page: Value = app.get("/sources", &token).await.json().await.unwrap();
+    assert_eq!(listed(&page), expected);
+    let page: Value = app
+        .get(
+            &format!(
+                "/sources?connectionId={}",
+                job["connectionId"].as_str().unwrap()
+            ),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed(&page), expected);
+
+    let first_ended = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+
+    // POST /jobs is the same: 202 with Location, and the new job is now the source's last.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (response, second) = loop {
+        let response = app
+            .post("/jobs", &token, &json!({"sourceId": source_id}))
+            .await;
+        if response.status() == 202 {
+            let location = response.headers()["location"].to_str().unwrap().to_owned();
+            let job: Value = response.json().await.unwrap();
+            break (location, job);
+        }
+        assert_eq!(
+            response.status(),
+            409,
+            "only the previous job may hold the source"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the source was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        response,
+        format!("/jobs/{}", second["jobId"].as_str().unwrap())
+    );
+    let view: Value = app.get(&path, &token).await.json().await.unwrap();
+    assert_eq!(view["lastJob"]["jobId"], second["jobId"], "{view}");
+    let ended = backup
+        .finished(&token, second["jobId"].as_str().unwrap())
+        .await;
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+
+    // Looking back, the source's last job is the first one, as it stood then.
+    let then: Value = app
+        .get(
+            &format!("{path}?asOf={}", first_ended.replace('+', "%2B")),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(then["lastJob"], expected, "{then}");
+
+    // The API document says so.
+    let openapi: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (route, method) in [
+        ("/sources/{id}/sync", "post"),
+        ("/jobs", "post"),
+        ("/jobs/{id}/retry", "post"),
+    ] {
+        assert!(
+            openapi["paths"][route][method]["responses"]["202"]["headers"]["Location"].is_object(),
+            "{method} {route}"
+        );
+    }
+    let last_job = &openapi["components"]["schemas"]["SourceView"]["properties"]["lastJob"];
+    assert!(!last_job.is_null(), "SourceView.lastJob is documented");
+    let schema = &openapi["components"]["schemas"]["LastJob"]["properties"];
+    for field in ["jobId", "status", "finishedAt", "records", "bytes"] {
+        assert!(schema.get(field).is_some(), "LastJob.{field}");
+    }
     backup.stop().await;
 }

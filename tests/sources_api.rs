@@ -376,7 +376,7 @@ async fn updates_pause_and_resume_under_if_match() {
     let (status, problem) = problem_code(stale).await;
     assert_eq!(
         (status, problem["code"].as_str()),
-        (412, Some("PRECONDITION_FAILED"))
+        (412, Some("VERSION_CONFLICT"))
     );
 
     let resumed: Value = app

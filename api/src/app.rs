@@ -38,10 +38,9 @@ impl Application {
                 .split_for_parts();
             app.app_data(state.clone())
                 .app_data(authenticator.clone())
-                .app_data(
-                    web::PathConfig::default()
-                        .error_handler(|_, _| ApiError::not_found("resource").into()),
-                )
+                .app_data(web::PathConfig::default().error_handler(|_, _| {
+                    ApiError::new(crate::error::ErrorCode::NotFound, "resource not found").into()
+                }))
                 .wrap(middleware::from_fn(crate::request_id::middleware))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
                 .route(

@@ -2,6 +2,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use listbackup_domain::ResourceKind;
 use serde::Serialize;
 
 /// The machine-readable code of a problem, as listed in DESIGN §4.
@@ -11,9 +12,15 @@ pub enum ErrorCode {
     ValidationError,
     Unauthorized,
     Forbidden,
+    /// 404: missing, deleted, or another account's (indistinguishable).
     NotFound,
+    /// 409: the request contradicts the resource's state (a connection with live sources, a source with a
+    /// job queued or running).
     Conflict,
+    /// 412: `If-Match` names a version that is not (or, once another request committed first, no longer)
+    /// the resource's current one, on every resource.
     VersionConflict,
+    /// 412: a precondition other than the version.
     PreconditionFailed,
     RateLimited,
     PlatformError,
@@ -28,8 +35,8 @@ impl ErrorCode {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict | Self::VersionConflict => StatusCode::CONFLICT,
-            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::VersionConflict | Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::PlatformError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -128,8 +135,10 @@ impl ApiError {
         Self::new(ErrorCode::Forbidden, detail)
     }
 
-    pub fn not_found(what: &str) -> Self {
-        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    /// The one 404 of a resource kind, the same whichever layer found nothing and whether the resource is
+    /// missing, deleted or another account's (the write side's not-found carries the same detail).
+    pub fn not_found(kind: ResourceKind) -> Self {
+        Self::new(ErrorCode::NotFound, kind.not_found())
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {

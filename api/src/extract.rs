@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures::future::LocalBoxFuture;
 use futures::StreamExt;
+use listbackup_domain::ResourceKind;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -183,10 +184,10 @@ pub fn with_etag(view: &impl serde::Serialize, version: i64) -> actix_web::HttpR
 }
 
 /// Parses a path id as a UUID: anything else cannot name a resource, so it is simply not found.
-pub fn resource_id(raw: &str, what: &str) -> Result<String, ApiError> {
+pub fn resource_id(raw: &str, kind: ResourceKind) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map(|u| u.hyphenated().to_string())
-        .map_err(|_| ApiError::not_found(what))
+        .map_err(|_| ApiError::not_found(kind))
 }
 
 /// Parses `?limit` and `?cursor`, adding field errors.

@@ -32,21 +32,9 @@ pub struct AppState {
     pub audit_signer: Option<listbackup_projections::audit::export::AuditSigner>,
 }
 
-/// Maps a command error for a request that may carry `If-Match`: with it, losing an optimistic-concurrency
-/// race to a concurrent writer means the version the client named is no longer current, so 412, like any
-/// other version mismatch; without it, the usual 409 VERSION_CONFLICT.
-pub fn command_error(err: CommandError, if_match: Option<u64>) -> ApiError {
-    match (err, if_match) {
-        (CommandError::Concurrency, Some(expected)) => ApiError::new(
-            ErrorCode::PreconditionFailed,
-            format!(
-                "If-Match names version {expected}, but another request changed the resource first"
-            ),
-        ),
-        (err, _) => err.into(),
-    }
-}
-
+/// The command layer's errors as problems. The conflict policy is the command bus's (one for every
+/// aggregate): an `If-Match` that is not current is a [`CommandError::VersionMismatch`], whether it was seen
+/// before the decision or lost at commit, and answers 412 VERSION_CONFLICT; business conflicts are 409.
 impl From<CommandError> for ApiError {
     fn from(err: CommandError) -> Self {
         match err {
@@ -62,14 +50,29 @@ impl From<CommandError> for ApiError {
                     None => ApiError::bad_request(message),
                 },
             },
-            CommandError::VersionMismatch { expected, actual } => ApiError::new(
-                ErrorCode::PreconditionFailed,
+            CommandError::VersionMismatch {
+                expected,
+                actual: Some(actual),
+            } => ApiError::new(
+                ErrorCode::VersionConflict,
                 format!("If-Match names version {expected}, but the resource is at version {actual}"),
             ),
-            CommandError::Concurrency => ApiError::new(
+            CommandError::VersionMismatch {
+                expected,
+                actual: None,
+            } => ApiError::new(
                 ErrorCode::VersionConflict,
-                "the resource was changed by another request at the same time; read it and try again",
+                format!(
+                    "If-Match names version {expected}, but another request changed the resource first"
+                ),
             ),
+            // The bus already decided the command again many times: the resource is too busy right now.
+            CommandError::Concurrency => {
+                tracing::warn!("a command kept losing concurrency races");
+                ApiError::unavailable(
+                    "the resource is being changed by many requests at once; try again shortly",
+                )
+            }
             CommandError::Unavailable(reason) => {
                 // The database's own reason goes to the log, not to the client.
                 tracing::error!(%reason, "database unavailable");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
-use listbackup_domain::{AccountOwned, DomainError, ErrorKind};
+use listbackup_domain::{AccountOwned, DomainError, ErrorKind, ResourceKind};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -27,35 +27,71 @@ pub struct Committed {
 }
 
 /// Why a command was not accepted, whatever the aggregate.
+///
+/// The conflict policy, the same for every aggregate: a command without an expected version that loses an
+/// optimistic-concurrency race is decided again on the winner's state (up to [`MAX_ATTEMPTS`] times) and only
+/// then reported as [`CommandError::Concurrency`]; a command with an expected version (`If-Match`) is never
+/// retried, and any mismatch, seen before the decision or lost in the race, is [`CommandError::VersionMismatch`].
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
+    /// The aggregate refused the command, or it does not exist for the caller.
     #[error("{message}")]
     Domain {
         kind: ErrorKind,
         field: Option<&'static str>,
         message: String,
     },
-    /// `If-Match` named another version than the current one.
-    #[error("the resource is at version {actual}, not {expected}")]
-    VersionMismatch { expected: u64, actual: u64 },
-    /// Another command on the same aggregate committed first; the caller may retry.
+    /// `If-Match` named another version than the current one. `actual` is `None` when the mismatch was found
+    /// at commit time (another request committed first), so the version now current is not known here.
+    #[error("the resource is not at version {expected}")]
+    VersionMismatch { expected: u64, actual: Option<u64> },
+    /// Without an expected version, the command kept losing optimistic-concurrency races on a busy aggregate
+    /// ([`MAX_ATTEMPTS`] in a row), or a new stream's id was taken.
     #[error("the resource was changed concurrently; retry")]
     Concurrency,
+    /// The database cannot be used right now.
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
+    /// Anything else: a bug or a corrupt store.
     #[error("unexpected event store failure: {0}")]
     Store(String),
 }
 
 impl CommandError {
-    pub fn not_found() -> Self {
+    /// The one not-found of a resource kind: what a missing resource, a deleted one and another account's
+    /// all answer, with the same `detail` the read side gives (`ResourceKind::not_found`).
+    pub fn not_found(kind: ResourceKind) -> Self {
         Self::Domain {
             kind: ErrorKind::NotFound,
             field: None,
-            message: "not found".into(),
+            message: kind.not_found().into(),
         }
     }
+
+    /// The not-found of a resource named by a body field (`sourceId`), not by the path.
+    pub fn not_found_field(kind: ResourceKind, field: &'static str) -> Self {
+        Self::Domain {
+            kind: ErrorKind::NotFound,
+            field: Some(field),
+            message: kind.not_found().into(),
+        }
+    }
+
+    /// Whether this is a not-found (of any kind).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Self::Domain {
+                kind: ErrorKind::NotFound,
+                ..
+            }
+        )
+    }
 }
+
+/// How many times a command without an expected version is decided in all before a lost race is reported:
+/// enough for fifty writers landing on one aggregate at once (each attempt lets at least one of them win).
+pub const MAX_ATTEMPTS: u32 = 100;
 
 impl<E: DomainError> From<AggregateError<E>> for CommandError {
     fn from(err: AggregateError<E>) -> Self {
@@ -113,6 +149,7 @@ where
     A: Aggregate + AccountOwned,
     A::Error: DomainError,
 {
+    /// A bus over the event store in `pool`; `committed` is woken after every commit.
     pub fn new(pool: PgPool, services: A::Services, committed: Arc<Notify>) -> Self {
         let repo = PostgresEventRepository::new(pool);
         Self {
@@ -125,6 +162,7 @@ where
     }
 
     /// The aggregate's current state and version, for use cases that must look before they command.
+    /// Any account's: the caller checks that the caller may see it.
     pub async fn load(&self, id: &str) -> Result<(A, u64), CommandError> {
         let context = self.store.load_aggregate(id).await?;
         Ok((context.aggregate, context.current_sequence as u64))
@@ -148,12 +186,54 @@ where
         self.decide_and_commit(context, command, metadata).await
     }
 
-    /// Runs `command` on aggregate `id` on behalf of `metadata.account_id`.
+    /// Runs `command` on aggregate `id` on behalf of `metadata.account_id`, under the one conflict policy
+    /// (see [`CommandError`]).
     ///
     /// `expected_version` is the client's `If-Match`: the command is refused unless the aggregate is at
-    /// exactly that version. An aggregate of another account is reported as not found, before the version
-    /// is looked at, so a foreign id never reveals that it exists.
+    /// exactly that version, and is never retried. Without it, a command that loses a race with another
+    /// writer is decided again on fresh state, with a small random backoff. An aggregate of another account
+    /// is reported as not found, before the version is looked at, so a foreign id never reveals that it
+    /// exists.
     pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        expected_version: Option<u64>,
+    ) -> Result<Committed, CommandError>
+    where
+        A::Command: Clone,
+    {
+        let mut attempt = 1;
+        loop {
+            match self
+                .execute_once(id, command.clone(), metadata, expected_version)
+                .await
+            {
+                Err(CommandError::Concurrency) => match expected_version {
+                    Some(expected) => {
+                        return Err(CommandError::VersionMismatch {
+                            expected,
+                            actual: None,
+                        })
+                    }
+                    None if attempt < MAX_ATTEMPTS => {
+                        let ceiling_ms = 1u64 << attempt.min(5);
+                        let pause = rand::random::<u64>() % ceiling_ms + 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                        attempt += 1;
+                    }
+                    None => return Err(CommandError::Concurrency),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs `command` once, without the retry: a lost race is [`CommandError::Concurrency`] whether or not a
+    /// version is expected. For the few commands whose lost race is itself the answer (a job's start and
+    /// restart, where the loser is a duplicated or raced message that must stand down).
+    pub async fn execute_once(
         &self,
         id: &str,
         command: A::Command,
@@ -164,13 +244,13 @@ where
         let current = context.current_sequence as u64;
         if let Some(owner) = context.aggregate.owner_account() {
             if owner != metadata.account_id {
-                return Err(CommandError::not_found());
+                return Err(CommandError::not_found(A::KIND));
             }
             if let Some(expected) = expected_version {
                 if expected != current {
                     return Err(CommandError::VersionMismatch {
                         expected,
-                        actual: current,
+                        actual: Some(current),
                     });
                 }
             }

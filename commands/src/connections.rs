@@ -9,6 +9,7 @@ use listbackup_domain::platform::{
     AuthType, Credentials, Platform, PlatformId, OAUTH_ACCESS_TOKEN,
 };
 use listbackup_domain::values::{AccountId, CredentialRef, DisplayName};
+use listbackup_domain::ResourceKind;
 
 use std::sync::Arc;
 
@@ -166,13 +167,8 @@ impl ConnectionCommands {
                 // Check visibility and If-Match before touching the vault, so a refused update does not
                 // overwrite the stored secret. (A concurrent update slipping in between is caught by the
                 // event store's optimistic lock; the vault then holds the newer secret of the two writers.)
-                let (_, version) = self.live(metadata, connection_id).await?;
-                if let Some(expected) = expected_version.filter(|e| *e != version) {
-                    return Err(CommandError::VersionMismatch {
-                        expected,
-                        actual: version,
-                    });
-                }
+                self.require_version(metadata, connection_id, expected_version)
+                    .await?;
                 let credential = self.seal(metadata, connection_id, &credentials).await?;
                 Some(CredentialsChange {
                     settings: credentials.settings.clone(),
@@ -345,6 +341,25 @@ impl ConnectionCommands {
         }
     }
 
+    /// Refuses, before anything is changed, a request whose `If-Match` (`expected_version`) is not the live
+    /// connection's current version: the precondition is checked before the work it guards (replacing the
+    /// stored secret, deleting the sources of a cascade). Not found unless the connection is the caller's.
+    pub async fn require_version(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), CommandError> {
+        let (_, version) = self.live(metadata, connection_id).await?;
+        match expected_version {
+            Some(expected) if expected != version => Err(CommandError::VersionMismatch {
+                expected,
+                actual: Some(version),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     async fn live(
         &self,
         metadata: &EventMetadata,
@@ -354,7 +369,7 @@ impl ConnectionCommands {
         if connection.is_live_for(&metadata.account_id) {
             Ok((connection, version))
         } else {
-            Err(CommandError::not_found())
+            Err(CommandError::not_found(ResourceKind::Connection))
         }
     }
 

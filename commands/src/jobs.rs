@@ -1,7 +1,7 @@
 //! Job use cases for the backup workers: each is one command on the Job aggregate, fenced by the worker
 //! running the current attempt, plus the connection's credentials for the run.
 //!
-//! A run's reports are decided again when they lose a race on the stream (`execute_with_retry`): another
+//! A run's reports are decided again when they lose a race on the stream (the command bus's conflict policy): another
 //! writer's event, a cancellation request most often, is no reason to fail a backup, and fencing makes the
 //! second decision safe. Starting and restarting are not retried: their conflicts are how a duplicated or
 //! raced message is recognised.
@@ -116,7 +116,7 @@ impl JobCommands {
         };
         // The aggregate refuses a second Start (conflict); two racing first Starts collide on sequence 1.
         self.bus
-            .execute(&start.job_id, command, metadata, None)
+            .execute_once(&start.job_id, command, metadata, None)
             .await
     }
 
@@ -131,7 +131,7 @@ impl JobCommands {
             account_id: account(metadata)?,
             worker: worker.to_owned(),
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus.execute_once(job_id, command, metadata, None).await
     }
 
     pub async fn record_resource(
@@ -150,7 +150,7 @@ impl JobCommands {
             sha256: resource.sha256,
             object: resource.object,
         };
-        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     /// ResourceBackupFailed: one data type could not be backed up; the run goes on with the next one.
@@ -169,7 +169,7 @@ impl JobCommands {
             message: failure.message,
             retryable: failure.retryable,
         };
-        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     /// JobPartiallySucceeded: every data type is either stored or failed, at least one of each, and the
@@ -191,7 +191,7 @@ impl JobCommands {
             bytes: outcome.bytes,
             cursors: outcome.cursors,
         };
-        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     /// JobSucceeded: every data type is stored and the manifest written.
@@ -211,7 +211,7 @@ impl JobCommands {
             bytes: outcome.bytes,
             cursors: outcome.cursors,
         };
-        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     /// JobProgressed: coarse progress, persisted (the worker sends it at most once a second and at every data
@@ -232,7 +232,7 @@ impl JobCommands {
             records: progress.records,
             bytes: progress.bytes,
         };
-        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     pub async fn fail(
@@ -252,7 +252,7 @@ impl JobCommands {
             retryable,
             queued: None,
         };
-        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     /// JobFailed recorded by the system, not by a worker: nobody is running the job any more (its message
@@ -280,7 +280,7 @@ impl JobCommands {
                 source_id: source_id.to_owned(),
             }),
         };
-        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     /// Asks the job to stop: a queued job (no stream yet) is cancelled at once; a running one is cancelled by
@@ -297,7 +297,7 @@ impl JobCommands {
             job_id: job_id.to_owned(),
             source_id: source_id.to_owned(),
         };
-        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     /// The worker stopped a job whose cancellation was requested, and discarded what it had written.
@@ -309,7 +309,7 @@ impl JobCommands {
         let command = JobCommand::ConfirmCancelled {
             account_id: account(metadata)?,
         };
-        crate::retry::execute_with_retry(&self.bus, job_id, command, metadata, None).await
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     /// The connection's decrypted credentials for a backup run; `None` when the connection is gone.

@@ -8,11 +8,10 @@ pub mod jobs;
 pub mod metadata;
 pub mod oauth;
 pub mod platform_client;
-pub mod retry;
 pub mod sampling;
 pub mod source_groups;
 pub mod sources;
 pub mod vault;
 
-pub use bus::{CommandBus, CommandError, Committed};
+pub use bus::{CommandBus, CommandError, Committed, MAX_ATTEMPTS};
 pub use metadata::EventMetadata;

@@ -4,11 +4,10 @@
 use listbackup_domain::source::Source;
 use listbackup_domain::source_group::{Description, SourceGroup, SourceGroupCommand};
 use listbackup_domain::values::DisplayName;
-use listbackup_domain::ErrorKind;
+use listbackup_domain::ResourceKind;
 
 use crate::bus::{CommandBus, CommandError, Committed};
 use crate::metadata::EventMetadata;
-use crate::retry::execute_with_retry;
 use crate::sources::account;
 
 pub struct SourceGroupCommands {
@@ -50,7 +49,9 @@ impl SourceGroupCommands {
             name,
             description,
         };
-        execute_with_retry(&self.bus, group_id, command, metadata, expected_version).await
+        self.bus
+            .execute(group_id, command, metadata, expected_version)
+            .await
     }
 
     pub async fn delete(
@@ -62,7 +63,9 @@ impl SourceGroupCommands {
         let command = SourceGroupCommand::Delete {
             account_id: account(metadata)?,
         };
-        execute_with_retry(&self.bus, group_id, command, metadata, expected_version).await
+        self.bus
+            .execute(group_id, command, metadata, expected_version)
+            .await
     }
 
     /// Adds a live source of the caller's account; a deleted or foreign source is not found. Adding a
@@ -80,21 +83,22 @@ impl SourceGroupCommands {
     ) -> Result<Committed, CommandError> {
         let (group, _) = self.bus.load(group_id).await?;
         if !group.is_live_for(&metadata.account_id) {
-            return Err(CommandError::not_found());
+            return Err(CommandError::not_found(ResourceKind::SourceGroup));
         }
         let (source, _) = self.sources.load(source_id).await?;
         if !source.is_live_for(&metadata.account_id) {
-            return Err(CommandError::Domain {
-                kind: ErrorKind::NotFound,
-                field: Some("sourceId"),
-                message: "source not found".into(),
-            });
+            return Err(CommandError::not_found_field(
+                ResourceKind::Source,
+                "sourceId",
+            ));
         }
         let command = SourceGroupCommand::AddSource {
             account_id: account(metadata)?,
             source_id: source_id.to_owned(),
         };
-        execute_with_retry(&self.bus, group_id, command, metadata, expected_version).await
+        self.bus
+            .execute(group_id, command, metadata, expected_version)
+            .await
     }
 
     pub async fn remove_source(
@@ -108,6 +112,8 @@ impl SourceGroupCommands {
             account_id: account(metadata)?,
             source_id: source_id.to_owned(),
         };
-        execute_with_retry(&self.bus, group_id, command, metadata, expected_version).await
+        self.bus
+            .execute(group_id, command, metadata, expected_version)
+            .await
     }
 }

@@ -10,11 +10,10 @@ use listbackup_domain::source::{
     DataTypes, RetentionDays, Schedule, Source, SourceChanges, SourceCommand, SyncOutcome,
 };
 use listbackup_domain::values::{AccountId, DisplayName};
-use listbackup_domain::ErrorKind;
+use listbackup_domain::{ErrorKind, ResourceKind};
 
 use crate::bus::{CommandBus, CommandError, Committed};
 use crate::metadata::EventMetadata;
-use crate::retry::execute_with_retry;
 
 /// A new source, parsed by the caller; data types are checked here against the connection's platform.
 #[derive(Debug, Clone)]
@@ -73,11 +72,10 @@ impl SourceCommands {
         let account_id = account(metadata)?;
         let (connection, _) = self.connections.load(&new.connection_id).await?;
         if !connection.is_live_for(&metadata.account_id) {
-            return Err(CommandError::Domain {
-                kind: ErrorKind::NotFound,
-                field: Some("connectionId"),
-                message: "connection not found".into(),
-            });
+            return Err(CommandError::not_found_field(
+                ResourceKind::Connection,
+                "connectionId",
+            ));
         }
         if !connection.is_active_for(&metadata.account_id) {
             return Err(CommandError::Domain {
@@ -126,7 +124,9 @@ impl SourceCommands {
             account_id: account(metadata)?,
             changes,
         };
-        execute_with_retry(&self.bus, source_id, command, metadata, expected_version).await
+        self.bus
+            .execute(source_id, command, metadata, expected_version)
+            .await
     }
 
     /// Soft delete. Its groups let go of it through the membership saga, driven by SourceDeleted.
@@ -139,7 +139,9 @@ impl SourceCommands {
         let command = SourceCommand::Delete {
             account_id: account(metadata)?,
         };
-        execute_with_retry(&self.bus, source_id, command, metadata, expected_version).await
+        self.bus
+            .execute(source_id, command, metadata, expected_version)
+            .await
     }
 
     /// Records SyncRequested: the job `job_id` is queued. A conflict while an earlier job of the source is
@@ -160,7 +162,7 @@ impl SourceCommands {
             group_id: sync.group_id,
             data_types: sync.data_types,
         };
-        execute_with_retry(&self.bus, source_id, command, metadata, None).await
+        self.bus.execute(source_id, command, metadata, None).await
     }
 
     /// Offers schedule slot `slot` to the source (the scheduler's command): records SyncRequested for the
@@ -177,7 +179,7 @@ impl SourceCommands {
             account_id: account(metadata)?,
             slot,
         };
-        execute_with_retry(&self.bus, source_id, command, metadata, None).await
+        self.bus.execute(source_id, command, metadata, None).await
     }
 
     /// Records SyncFinished for `job_id` (the source's next sync is accepted again). A job that is not the
@@ -199,7 +201,7 @@ impl SourceCommands {
             cursors,
             backed_up,
         };
-        execute_with_retry(&self.bus, source_id, command, metadata, None).await
+        self.bus.execute(source_id, command, metadata, None).await
     }
 
     /// The source as the write side knows it, if it is a live source of the caller's account.
@@ -212,7 +214,7 @@ impl SourceCommands {
         if source.is_live_for(&metadata.account_id) {
             Ok((source, version))
         } else {
-            Err(CommandError::not_found())
+            Err(CommandError::not_found(ResourceKind::Source))
         }
     }
 

@@ -17,3 +17,63 @@ pub trait DomainError: std::error::Error {
         None
     }
 }
+
+/// The kinds of resource a client can be told were not found. One not-found per kind, whichever layer
+/// notices it (a read model that has no row, the write side that finds no stream or another account's),
+/// so a missing resource and another account's are told apart by nothing (DESIGN §4, issue 11 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Connection,
+    Source,
+    SourceGroup,
+    Job,
+    /// A stored file of a job (`GET /jobs/{id}/files/{name}`).
+    JobFile,
+    /// A platform of the catalog.
+    Platform,
+}
+
+impl ResourceKind {
+    /// How the API names the kind in prose: `source group`.
+    pub const fn noun(self) -> &'static str {
+        match self {
+            Self::Connection => "connection",
+            Self::Source => "source",
+            Self::SourceGroup => "source group",
+            Self::Job => "job",
+            Self::JobFile => "file",
+            Self::Platform => "platform",
+        }
+    }
+
+    /// The one `detail` of a not-found problem about this kind: `source group not found`.
+    pub const fn not_found(self) -> &'static str {
+        match self {
+            Self::Connection => "connection not found",
+            Self::Source => "source not found",
+            Self::SourceGroup => "source group not found",
+            Self::Job => "job not found",
+            Self::JobFile => "file not found",
+            Self::Platform => "platform not found",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ResourceKind;
+
+    #[test]
+    fn a_kind_is_not_found_by_its_noun() {
+        for kind in [
+            ResourceKind::Connection,
+            ResourceKind::Source,
+            ResourceKind::SourceGroup,
+            ResourceKind::Job,
+            ResourceKind::JobFile,
+            ResourceKind::Platform,
+        ] {
+            assert_eq!(kind.not_found(), format!("{} not found", kind.noun()));
+        }
+    }
+}

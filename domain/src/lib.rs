@@ -11,10 +11,12 @@ pub mod source_group;
 pub mod upcasting;
 pub mod values;
 
-pub use error::{DomainError, ErrorKind};
+pub use error::{DomainError, ErrorKind, ResourceKind};
 
 /// Every aggregate belongs to one account; the write side refuses commands from any other.
 pub trait AccountOwned {
+    /// What clients call a resource of this aggregate: the kind a not-found names.
+    const KIND: ResourceKind;
     /// `None` while the aggregate has no events yet.
     fn owner_account(&self) -> Option<&str>;
 }

@@ -22,6 +22,8 @@ use listbackup_projections::LogPosition;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use listbackup_domain::ResourceKind;
+
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::extract::{resource_id, with_etag, NoParams, QueryParams};
@@ -272,12 +274,12 @@ async fn history(
     req: &HttpRequest,
     principal: &Principal,
     aggregate_type: &str,
-    what: &str,
+    kind: ResourceKind,
     raw_id: &str,
     params: HistoryParams,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_audit()?;
-    let id = resource_id(raw_id, what)?;
+    let id = resource_id(raw_id, kind)?;
     let ndjson = wants_ndjson(req);
     let mut errors = Vec::new();
     let limit = limit(params.limit, ndjson, &mut errors);
@@ -297,7 +299,7 @@ async fn history(
             .map_err(listbackup_projections::ReadError::from)?
             .is_some();
         if !exists {
-            return Err(ApiError::not_found(what));
+            return Err(ApiError::not_found(kind));
         }
     }
     let filter = LogFilter {
@@ -326,7 +328,7 @@ pub async fn connection_history(
         &req,
         &principal,
         "connection",
-        "connection",
+        ResourceKind::Connection,
         &path,
         params,
     )
@@ -345,7 +347,16 @@ pub async fn source_history(
     path: web::Path<String>,
     QueryParams(params): QueryParams<HistoryParams>,
 ) -> Result<HttpResponse, ApiError> {
-    history(&state, &req, &principal, "source", "source", &path, params).await
+    history(
+        &state,
+        &req,
+        &principal,
+        "source",
+        ResourceKind::Source,
+        &path,
+        params,
+    )
+    .await
 }
 
 /// A source group's events, in log order.
@@ -365,7 +376,7 @@ pub async fn source_group_history(
         &req,
         &principal,
         "source_group",
-        "source group",
+        ResourceKind::SourceGroup,
         &path,
         params,
     )
@@ -384,7 +395,16 @@ pub async fn job_history(
     path: web::Path<String>,
     QueryParams(params): QueryParams<HistoryParams>,
 ) -> Result<HttpResponse, ApiError> {
-    history(&state, &req, &principal, "job", "job", &path, params).await
+    history(
+        &state,
+        &req,
+        &principal,
+        "job",
+        ResourceKind::Job,
+        &path,
+        params,
+    )
+    .await
 }
 
 /// The account's log as a signed NDJSON file, verifiable offline (`listbackup events verify-export`): one
@@ -554,11 +574,12 @@ pub async fn resource_as_of(
             .map(|t| (serde_json::to_value(&t.view), t.version)),
     };
     let what = match resource {
-        Resource::Connection => "connection",
-        Resource::Source => "source",
-        Resource::SourceGroup => "source group",
-        Resource::Job => "job",
-    };
+        Resource::Connection => ResourceKind::Connection,
+        Resource::Source => ResourceKind::Source,
+        Resource::SourceGroup => ResourceKind::SourceGroup,
+        Resource::Job => ResourceKind::Job,
+    }
+    .noun();
     match found {
         Some((Ok(view), version)) => Ok(with_etag(&view, version)),
         Some((Err(e), _)) => Err(ApiError::from_unexpected(e)),

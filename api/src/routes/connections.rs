@@ -20,6 +20,7 @@ use crate::extract::{
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::AppState;
+use listbackup_domain::ResourceKind;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -232,7 +233,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let as_of = params.as_of(&principal)?;
-    let id = resource_id(&path, "connection")?;
+    let id = resource_id(&path, ResourceKind::Connection)?;
     if let Some(point) = as_of {
         return crate::routes::audit::resource_as_of(
             &state,
@@ -246,7 +247,7 @@ pub async fn get(
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -264,7 +265,7 @@ pub async fn update(
     JsonBody(body): JsonBody<UpdateConnection>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "connection")?;
+    let id = resource_id(&path, ResourceKind::Connection)?;
     let expected = if_match(&req)?;
     if body.name.is_none() && body.credentials.is_none() {
         return Err(ApiError::bad_request("send `name`, `credentials`, or both"));
@@ -285,7 +286,7 @@ pub async fn update(
             let client = state.db.get().await?;
             let current = read::get(&client, &principal.account_id, &id)
                 .await?
-                .ok_or_else(|| ApiError::not_found("connection"))?;
+                .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
             let platform = platform::find(&current.platform_id)
                 .ok_or_else(|| ApiError::from_unexpected("connection with unknown platform"))?;
             platform
@@ -309,7 +310,7 @@ pub async fn update(
         .await?;
     let view = read_back(&state, &principal.account_id, &id, committed.version)
         .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -326,8 +327,16 @@ pub async fn remove(
     QueryParams(params): QueryParams<DeleteParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "connection")?;
+    let id = resource_id(&path, ResourceKind::Connection)?;
     let expected = if_match(&req)?;
+    // The precondition first (RFC 9110 §13.2.2): a stale If-Match is a 412 that changes nothing, before the
+    // 409 of live sources and before a cascade deletes any of them.
+    if expected.is_some() {
+        state
+            .connections
+            .require_version(&metadata(&req, &principal), &id, expected)
+            .await?;
+    }
     // Issue 4: 409 while live sources use the connection; `?cascade=true` deletes them first.
     crate::routes::sources::before_connection_delete(
         &state,
@@ -356,7 +365,7 @@ pub async fn test(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "connection")?;
+    let id = resource_id(&path, ResourceKind::Connection)?;
     // OAuth: an access token about to expire is refreshed before use (a no-op for API-key connections).
     if let Err(err) = state
         .oauth

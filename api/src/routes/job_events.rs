@@ -22,6 +22,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{resource_id, NoParams, QueryParams};
 use crate::state::AppState;
+use listbackup_domain::ResourceKind;
 
 /// How often the job's read model is looked at while the stream is open (DESIGN's progress interval).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -42,7 +43,7 @@ pub async fn stream(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let id = resource_id(&path, "job")?;
+    let id = resource_id(&path, ResourceKind::Job)?;
     // Subscribe before the first read: a message published in between is then not lost.
     let progress = match &state.nats {
         Some(nats) => nats
@@ -54,7 +55,7 @@ pub async fn stream(
     };
     let first = current(&state, &principal.account_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("job"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
     let body = futures::stream::unfold(receiver, |mut receiver| async move {
         let frame = receiver.recv().await?;

@@ -20,6 +20,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
 use crate::state::AppState;
+use listbackup_domain::ResourceKind;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -79,9 +80,21 @@ async fn queue(
         .ok_or_else(|| ApiError::from_unexpected("a queued job is missing"))
 }
 
-/// Queues a backup of the source → 202 with the `queued` job; 409 while it has a queued or running job.
+/// 202 with a job just queued, and its address in `Location`.
+fn accepted(view: JobView) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/jobs/{}", view.job_id),
+        ))
+        .json(view)
+}
+
+/// Queues a backup of the source → 202 with the `queued` job (`Location: /jobs/{jobId}`); 409 while it has a
+/// queued or running job.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
+    responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
+              (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
 #[post("/sources/{id}/sync")]
 pub async fn sync_source(
@@ -92,7 +105,7 @@ pub async fn sync_source(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source")?;
+    let id = resource_id(&path, ResourceKind::Source)?;
     let view = queue(
         &state,
         &metadata(&req, &principal),
@@ -100,12 +113,13 @@ pub async fn sync_source(
         SyncRequest::manual(),
     )
     .await?;
-    Ok(HttpResponse::Accepted().json(view))
+    Ok(accepted(view))
 }
 
-/// Same as `POST /sources/{id}/sync`.
+/// Same as `POST /sources/{id}/sync` (202, `Location: /jobs/{jobId}`).
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
-    responses((status = 202, body = JobView), (status = 400, body = crate::error::Problem),
+    responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
+              (status = 400, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[post("/jobs")]
 pub async fn create(
@@ -128,7 +142,7 @@ pub async fn create(
         SyncRequest::manual(),
     )
     .await?;
-    Ok(HttpResponse::Accepted().json(view))
+    Ok(accepted(view))
 }
 
 /// Queues one job per active member of the group (trigger `group`). A member that already has a queued or
@@ -144,13 +158,13 @@ pub async fn sync_group(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source group")?;
+    let id = resource_id(&path, ResourceKind::SourceGroup)?;
     let meta = metadata(&req, &principal);
     let members = {
         let client = state.db.get().await?;
         let group = read_groups::get(&client, &principal.account_id, &id)
             .await?
-            .ok_or_else(|| ApiError::not_found("source group"))?;
+            .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
         let mut active = Vec::new();
         for source_id in group.source_ids.unwrap_or_default() {
             let source =
@@ -242,7 +256,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let as_of = params.as_of(&principal)?;
-    let id = resource_id(&path, "job")?;
+    let id = resource_id(&path, ResourceKind::Job)?;
     if let Some(point) = as_of {
         return crate::routes::audit::resource_as_of(
             &state,
@@ -256,7 +270,7 @@ pub async fn get(
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("job"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -294,11 +308,11 @@ async fn stored_files(
     principal: &Principal,
     raw_id: &str,
 ) -> Result<(JobView, Vec<JobFile>), ApiError> {
-    let id = resource_id(raw_id, "job")?;
+    let id = resource_id(raw_id, ResourceKind::Job)?;
     let client = state.db.get().await?;
     let job = read::get(&client, &principal.account_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("job"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     drop(client);
     let Some(store) = &state.job_files else {
         return Err(ApiError::new(
@@ -374,10 +388,10 @@ pub async fn download(
     let (job, stored) = stored_files(&state, &principal, &id).await?;
     // Only names the manifest lists: never a path a client makes up.
     if !stored.iter().any(|f| f.name == name) {
-        return Err(ApiError::not_found("file"));
+        return Err(ApiError::not_found(ResourceKind::JobFile));
     }
     let Some(store) = &state.job_files else {
-        return Err(ApiError::not_found("file"));
+        return Err(ApiError::not_found(ResourceKind::JobFile));
     };
     let location = listbackup_commands::artifacts::JobLocation {
         account_id: &principal.account_id,
@@ -388,7 +402,7 @@ pub async fn download(
         .open(location, &name)
         .await
         .map_err(ApiError::from_unexpected)?
-        .ok_or_else(|| ApiError::not_found("file"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::JobFile))?;
     let content_type = if name == MANIFEST {
         "application/json"
     } else if name.contains('/') {
@@ -416,9 +430,11 @@ pub async fn download(
 /// types (those the source still selects; the new job's `dataTypes`); a cancelled job, or one that failed as a
 /// whole, runs the source's. 409 for a job that has not ended badly, a failure no retry can fix (the rule in
 /// `listbackup_domain::job::retry`, README "Retrying a job"; `detail` says why), failed data types all
-/// deselected since, or while the source has another job queued or running.
+/// deselected since, or while the source has another job queued or running. The new job's address is in
+/// `Location`.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
+    responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
+              (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
 #[post("/jobs/{id}/retry")]
 pub async fn retry(
@@ -429,12 +445,12 @@ pub async fn retry(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "job")?;
+    let id = resource_id(&path, ResourceKind::Job)?;
     let job = {
         let client = state.db.get().await?;
         read::get(&client, &principal.account_id, &id)
             .await?
-            .ok_or_else(|| ApiError::not_found("job"))?
+            .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?
     };
     // The read model is enough here: an ended job's outcome is final, so a job seen so stays so.
     let plan = {
@@ -466,7 +482,7 @@ pub async fn retry(
         data_types: plan.data_types,
     };
     let view = queue(&state, &metadata(&req, &principal), &job.source_id, sync).await?;
-    Ok(HttpResponse::Accepted().json(view))
+    Ok(accepted(view))
 }
 
 /// What the retry rule needs of the job's connection: whether it is usable, and whether its credentials were
@@ -504,12 +520,12 @@ pub async fn cancel(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "job")?;
+    let id = resource_id(&path, ResourceKind::Job)?;
     let job = {
         let client = state.db.get().await?;
         read::get(&client, &principal.account_id, &id)
             .await?
-            .ok_or_else(|| ApiError::not_found("job"))?
+            .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?
     };
     // The aggregate refuses a job that has ended (it may have ended after the read above).
     let committed = state
@@ -524,6 +540,6 @@ pub async fn cancel(
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("job"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     Ok(HttpResponse::Accepted().json(view))
 }

@@ -19,6 +19,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::extract::{etag, parse_json, resource_id, JsonBody, NoParams, QueryParams};
 use crate::request_id::RequestId;
 use crate::state::AppState;
+use listbackup_domain::ResourceKind;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -129,7 +130,7 @@ pub async fn reconnect(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "connection")?;
+    let id = resource_id(&path, ResourceKind::Connection)?;
     let body: ReconnectOauth = if body.iter().all(u8::is_ascii_whitespace) {
         ReconnectOauth::default()
     } else {

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{NoParams, QueryParams};
+use listbackup_domain::ResourceKind;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -131,7 +132,7 @@ pub async fn get(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let platform =
-        platform::find(&path.into_inner()).ok_or_else(|| ApiError::not_found("platform"))?;
+    let platform = platform::find(&path.into_inner())
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Platform))?;
     Ok(HttpResponse::Ok().json(PlatformView::from(platform)))
 }

@@ -16,7 +16,8 @@ use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, Query
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::routes::sources::{page_request, SourceList};
-use crate::state::{command_error, AppState};
+use crate::state::AppState;
+use listbackup_domain::ResourceKind;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -172,7 +173,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let as_of = params.as_of(&principal)?;
-    let id = resource_id(&path, "source group")?;
+    let id = resource_id(&path, ResourceKind::SourceGroup)?;
     if let Some(point) = as_of {
         return crate::routes::audit::resource_as_of(
             &state,
@@ -186,7 +187,7 @@ pub async fn get(
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("source group"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -205,7 +206,7 @@ pub async fn update(
     JsonBody(body): JsonBody<UpdateSourceGroup>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source group")?;
+    let id = resource_id(&path, ResourceKind::SourceGroup)?;
     let expected = if_match(&req)?;
     if body.name.is_none() && body.description.is_none() {
         return Err(ApiError::bad_request("send `name`, `description`, or both"));
@@ -227,11 +228,10 @@ pub async fn update(
             name,
             description,
         )
-        .await
-        .map_err(|e| command_error(e, expected))?;
+        .await?;
     let view = read_back(&state, &principal.account_id, &id, committed.version)
         .await?
-        .ok_or_else(|| ApiError::not_found("source group"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -248,13 +248,12 @@ pub async fn remove(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source group")?;
+    let id = resource_id(&path, ResourceKind::SourceGroup)?;
     let expected = if_match(&req)?;
     let committed = state
         .source_groups
         .delete(&metadata(&req, &principal), &id, expected)
-        .await
-        .map_err(|e| command_error(e, expected))?;
+        .await?;
     wait_for(&state, &id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -273,17 +272,16 @@ pub async fn add_source(
     JsonBody(body): JsonBody<AddMember>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source group")?;
+    let id = resource_id(&path, ResourceKind::SourceGroup)?;
     let expected = if_match(&req)?;
-    let source_id = resource_id(&body.source_id, "source")?;
+    let source_id = resource_id(&body.source_id, ResourceKind::Source)?;
     let committed = state
         .source_groups
         .add_source(&metadata(&req, &principal), &id, &source_id, expected)
-        .await
-        .map_err(|e| command_error(e, expected))?;
+        .await?;
     let view = read_back(&state, &principal.account_id, &id, committed.version)
         .await?
-        .ok_or_else(|| ApiError::not_found("source group"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -301,14 +299,13 @@ pub async fn remove_source(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let (group, source) = path.into_inner();
-    let id = resource_id(&group, "source group")?;
-    let source_id = resource_id(&source, "source")?;
+    let id = resource_id(&group, ResourceKind::SourceGroup)?;
+    let source_id = resource_id(&source, ResourceKind::Source)?;
     let expected = if_match(&req)?;
     let committed = state
         .source_groups
         .remove_source(&metadata(&req, &principal), &id, &source_id, expected)
-        .await
-        .map_err(|e| command_error(e, expected))?;
+        .await?;
     wait_for(&state, &id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -324,7 +321,7 @@ pub async fn list_sources(
     QueryParams(params): QueryParams<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let id = resource_id(&path, "source group")?;
+    let id = resource_id(&path, ResourceKind::SourceGroup)?;
     let mut errors = Vec::new();
     let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
@@ -332,7 +329,7 @@ pub async fn list_sources(
     }
     let client = state.db.get().await?;
     if !read::exists(&client, &principal.account_id, &id).await? {
-        return Err(ApiError::not_found("source group"));
+        return Err(ApiError::not_found(ResourceKind::SourceGroup));
     }
     let filter = SourceFilter {
         group_id: Some(id),

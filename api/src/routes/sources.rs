@@ -20,7 +20,8 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, QueryParams};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
-use crate::state::{command_error, AppState};
+use crate::state::AppState;
+use listbackup_domain::ResourceKind;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -301,7 +302,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let as_of = params.as_of(&principal)?;
-    let id = resource_id(&path, "source")?;
+    let id = resource_id(&path, ResourceKind::Source)?;
     if let Some(point) = as_of {
         return crate::routes::audit::resource_as_of(
             &state,
@@ -315,7 +316,7 @@ pub async fn get(
     let client = state.db.get().await?;
     let view = read::get(&client, &principal.account_id, &id, Utc::now())
         .await?
-        .ok_or_else(|| ApiError::not_found("source"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -334,17 +335,16 @@ pub async fn update(
     JsonBody(body): JsonBody<UpdateSource>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source")?;
+    let id = resource_id(&path, ResourceKind::Source)?;
     let expected = if_match(&req)?;
     let changes = parse_update(body)?;
     let committed = state
         .sources
         .update(&metadata(&req, &principal), &id, expected, changes)
-        .await
-        .map_err(|e| command_error(e, expected))?;
+        .await?;
     let view = read_back(&state, &principal.account_id, &id, committed.version)
         .await?
-        .ok_or_else(|| ApiError::not_found("source"))?;
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -361,13 +361,12 @@ pub async fn remove(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source")?;
+    let id = resource_id(&path, ResourceKind::Source)?;
     let expected = if_match(&req)?;
     let committed = state
         .sources
         .delete(&metadata(&req, &principal), &id, expected)
-        .await
-        .map_err(|e| command_error(e, expected))?;
+        .await?;
     wait_for_version(&state.projected, committed.version, || async {
         let client = state.db.get().await?;
         Ok(read::projected_version(&client, &id).await?)
@@ -390,7 +389,7 @@ pub async fn test(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, "source")?;
+    let id = resource_id(&path, ResourceKind::Source)?;
     let meta = metadata(&req, &principal);
     let (source, _) = state.sources.live(&meta, &id).await?;
     let connection_id = source.connection_id().to_owned();

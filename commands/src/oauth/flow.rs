@@ -109,7 +109,9 @@ impl OauthService {
     ) -> Result<Started, OauthError> {
         let (connection, _) = self.bus.load(connection_id).await?;
         if !connection.is_live_for(account_id) {
-            return Err(CommandError::not_found().into());
+            return Err(
+                CommandError::not_found(listbackup_domain::ResourceKind::Connection).into(),
+            );
         }
         if connection.auth_type() != Some(ConnectionAuth::Oauth2) {
             return Err(CommandError::Domain {
@@ -340,7 +342,10 @@ impl OauthService {
                 if !connection.is_live_for(&pending.account_id)
                     || connection.platform_id() != platform.id
                 {
-                    return Err(CommandError::not_found().into());
+                    return Err(CommandError::not_found(
+                        listbackup_domain::ResourceKind::Connection,
+                    )
+                    .into());
                 }
                 if let Some(known) = connection.external_account() {
                     if known.id != external.id {

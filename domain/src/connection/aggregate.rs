@@ -52,7 +52,7 @@ fn scopes_of(settings: &std::collections::BTreeMap<String, String>) -> Option<Ve
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectionError {
-    #[error("connection not found")]
+    #[error("{}", crate::ResourceKind::Connection.not_found())]
     NotFound,
     #[error("the connection already exists")]
     AlreadyExists,
@@ -137,6 +137,8 @@ impl Connection {
 }
 
 impl AccountOwned for Connection {
+    const KIND: crate::ResourceKind = crate::ResourceKind::Connection;
+
     fn owner_account(&self) -> Option<&str> {
         (self.status != ConnectionStatus::New).then_some(self.account_id.as_str())
     }

@@ -108,7 +108,7 @@ pub struct Job {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
-    #[error("job not found")]
+    #[error("{}", crate::ResourceKind::Job.not_found())]
     NotFound,
     #[error("the job was already started (or cancelled before it started)")]
     AlreadyStarted,
@@ -261,6 +261,8 @@ impl Job {
 }
 
 impl AccountOwned for Job {
+    const KIND: crate::ResourceKind = crate::ResourceKind::Job;
+
     fn owner_account(&self) -> Option<&str> {
         (self.status != JobStatus::Queued).then_some(self.account_id.as_str())
     }

@@ -61,7 +61,7 @@ pub struct Source {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
-    #[error("source not found")]
+    #[error("{}", crate::ResourceKind::Source.not_found())]
     NotFound,
     #[error("the source already exists")]
     AlreadyExists,
@@ -225,6 +225,8 @@ impl Source {
 }
 
 impl AccountOwned for Source {
+    const KIND: crate::ResourceKind = crate::ResourceKind::Source;
+
     fn owner_account(&self) -> Option<&str> {
         (self.status != SourceStatus::New).then_some(self.account_id.as_str())
     }

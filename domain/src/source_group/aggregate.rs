@@ -30,7 +30,7 @@ pub struct SourceGroup {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceGroupError {
-    #[error("source group not found")]
+    #[error("{}", crate::ResourceKind::SourceGroup.not_found())]
     NotFound,
     #[error("the source group already exists")]
     AlreadyExists,
@@ -58,6 +58,8 @@ impl SourceGroup {
 }
 
 impl AccountOwned for SourceGroup {
+    const KIND: crate::ResourceKind = crate::ResourceKind::SourceGroup;
+
     fn owner_account(&self) -> Option<&str> {
         (self.status != GroupStatus::New).then_some(self.account_id.as_str())
     }

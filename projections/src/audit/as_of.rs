@@ -173,7 +173,7 @@ pub async fn connection(
     }))
 }
 
-/// The source as of `as_of`.
+/// The source as of `as_of`, with its `lastJob` as that job stood then.
 pub async fn source(
     client: &mut Object,
     account_id: &str,
@@ -189,6 +189,23 @@ pub async fn source(
         &bound,
     )
     .await?;
+    // The source's last job then (born `queued` by the fold above), and what its own stream says of it.
+    let last_job: Option<String> = tx
+        .query_opt(
+            "SELECT last_job_id FROM read_sources WHERE source_id = $1",
+            &[&id],
+        )
+        .await?
+        .and_then(|row| row.get(0));
+    if let Some(job_id) = last_job {
+        fold(
+            &tx,
+            listbackup_domain::job::AGGREGATE_TYPE,
+            &[job_id],
+            &bound,
+        )
+        .await?;
+    }
     let view = read_models::sources::get(&tx, account_id, id, bound.now()).await?;
     tx.rollback().await?;
     Ok(view.map(|view| Then {

@@ -34,16 +34,40 @@ pub struct SourceView {
     /// The last schedule slot skipped because the source's previous job was still queued or running (the
     /// source's `SyncSkipped` event says which job).
     pub last_skipped_slot: Option<DateTime<Utc>>,
-    /// The source's event-stream sequence: send it back in `If-Match`.
+    /// The source's most recent job, `null` before its first; its full record is `GET /jobs/{jobId}`.
+    pub last_job: Option<LastJob>,
+    /// The source's event-stream sequence: send it back in `If-Match`. Only the source's own changes move
+    /// it: `lastJob` follows the job's events without changing the source's version.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// A source's most recent job: the one its latest sync request (manual, scheduled, group or retry) queued,
+/// whatever has become of it since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastJob {
+    pub job_id: String,
+    pub status: listbackup_domain::job::JobStatus,
+    /// When it ended; `null` while it is queued or running.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Records backed up: so far while it runs, in all once it has ended.
+    pub records: u64,
+    /// Bytes stored: so far while it runs, in all once it has ended.
+    pub bytes: u64,
+}
+
 const COLUMNS: &str =
     "s.source_id, s.connection_id, s.platform_id, s.name, s.status, s.data_types, \
     s.schedule, s.retention_days, s.incremental, s.version, s.created_at, s.updated_at, \
-    s.last_scheduled_slot, s.last_skipped_slot";
+    s.last_scheduled_slot, s.last_skipped_slot, \
+    j.job_id AS last_job_id, j.status AS last_job_status, j.finished_at AS last_job_finished_at, \
+    COALESCE((j.progress->>'records')::bigint, 0) AS last_job_records, \
+    COALESCE((j.progress->>'bytes')::bigint, 0) AS last_job_bytes";
+
+/// The sources with their last job (a primary-key lookup per row).
+const FROM: &str = "read_sources s LEFT JOIN read_jobs j ON j.job_id = s.last_job_id";
 
 impl SourceView {
     fn from_row(row: &Row, now: DateTime<Utc>) -> Self {
@@ -57,6 +81,19 @@ impl SourceView {
         } else {
             None
         };
+        let last_job = row
+            .get::<_, Option<String>>("last_job_id")
+            .map(|job_id| LastJob {
+                job_id,
+                // Written by the jobs model from JobStatus::as_str.
+                status: row
+                    .get::<_, &str>("last_job_status")
+                    .parse()
+                    .unwrap_or_default(),
+                finished_at: row.get("last_job_finished_at"),
+                records: row.get::<_, i64>("last_job_records").max(0) as u64,
+                bytes: row.get::<_, i64>("last_job_bytes").max(0) as u64,
+            });
         Self {
             source_id: row.get("source_id"),
             connection_id: row.get("connection_id"),
@@ -70,6 +107,7 @@ impl SourceView {
             next_sync_at,
             last_scheduled_slot: row.get("last_scheduled_slot"),
             last_skipped_slot: row.get("last_skipped_slot"),
+            last_job,
             version: row.get("version"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
@@ -231,6 +269,13 @@ pub(crate) async fn apply(
             slot,
             data_types,
         } => {
+            // The source's last job, before the version moves past this event (which the guard needs).
+            client
+                .execute(
+                    "UPDATE read_sources SET last_job_id = $3 WHERE source_id = $1 AND version < $2",
+                    &[id, &seq, &job_id],
+                )
+                .await?;
             match slot {
                 Some(slot) => slot_handled(client, id, seq, at, slot, false).await?,
                 None => bump_version(client, id, seq, at).await?,
@@ -308,7 +353,7 @@ pub async fn get(
     now: DateTime<Utc>,
 ) -> Result<Option<SourceView>, ReadError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM read_sources s \
+        "SELECT {COLUMNS} FROM {FROM} \
          WHERE s.account_id = $1 AND s.source_id = $2 AND s.status <> 'deleted'"
     );
     let row = client.query_opt(&sql, &[&account_id, &source_id]).await?;
@@ -332,8 +377,11 @@ pub async fn projected_version(
 /// The SQL of one page of `GET /sources` (also what the benchmark runs through pgbench).
 pub const LIST_SQL: &str = "SELECT s.source_id, s.connection_id, s.platform_id, s.name, s.status, \
     s.data_types, s.schedule, s.retention_days, s.incremental, s.version, s.created_at, s.updated_at, \
-    s.last_scheduled_slot, s.last_skipped_slot \
-    FROM read_sources s \
+    s.last_scheduled_slot, s.last_skipped_slot, \
+    j.job_id AS last_job_id, j.status AS last_job_status, j.finished_at AS last_job_finished_at, \
+    COALESCE((j.progress->>'records')::bigint, 0) AS last_job_records, \
+    COALESCE((j.progress->>'bytes')::bigint, 0) AS last_job_bytes \
+    FROM read_sources s LEFT JOIN read_jobs j ON j.job_id = s.last_job_id \
     WHERE s.account_id = $1 AND s.status <> 'deleted' \
       AND ($2::text IS NULL OR s.status = $2) \
       AND ($3::text IS NULL OR s.platform_id = $3) \
