@@ -522,6 +522,46 @@ async fn a_stale_if_match_is_412_version_conflict_for_every_resource() {
     app.stop().await;
 }
 
+/// A sync is a command on its source: with a stale `If-Match` it is 412 and queues nothing; with the current
+/// version it is queued.
+#[tokio::test]
+async fn a_sync_with_a_stale_if_match_is_412_and_queues_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    app.create_stripe_connection(&token, "sync versions", "sk_test_1")
+        .await;
+    let source = stripe_source(&app, &token, "sync versions", &["customers"], false).await;
+    let path = format!("/sources/{source}");
+    let version = app.get(&path, &token).await.json::<Value>().await.unwrap()["version"]
+        .as_i64()
+        .unwrap();
+    let renamed = put_if_match(&app, &token, &path, version, "renamed").await;
+    assert_eq!(renamed.status(), 200);
+    let sync = |version: i64| {
+        app.http
+            .post(app.url(&format!("{path}/sync")))
+            .bearer_auth(&token)
+            .header("if-match", format!("\"{version}\""))
+            .send()
+    };
+    let (status, problem) = problem_code(sync(version).await.unwrap()).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (412, Some("VERSION_CONFLICT")),
+        "{problem}"
+    );
+    let jobs: Value = app
+        .get(&format!("/jobs?sourceId={source}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
+    let queued = sync(version + 1).await.unwrap();
+    assert_eq!(queued.status(), 202);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn racing_writes_land_without_if_match_and_all_but_one_are_412_with_it() {
     let app = TestApp::spawn().await;

@@ -20,8 +20,6 @@ pub enum ErrorCode {
     /// 412: `If-Match` names a version that is not (or, once another request committed first, no longer)
     /// the resource's current one, on every resource.
     VersionConflict,
-    /// 412: a precondition other than the version.
-    PreconditionFailed,
     RateLimited,
     PlatformError,
     Unavailable,
@@ -36,7 +34,7 @@ impl ErrorCode {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict => StatusCode::CONFLICT,
-            Self::VersionConflict | Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::VersionConflict => StatusCode::PRECONDITION_FAILED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::PlatformError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -52,7 +50,6 @@ impl ErrorCode {
             Self::NotFound => "Not found",
             Self::Conflict => "Conflict with the current state",
             Self::VersionConflict => "The resource changed meanwhile",
-            Self::PreconditionFailed => "Precondition failed",
             Self::RateLimited => "Too many requests",
             Self::PlatformError => "The platform answered with an error",
             Self::Unavailable => "Service unavailable",

@@ -147,12 +147,15 @@ impl SourceCommands {
     /// Records SyncRequested: the job `job_id` is queued. A conflict while an earlier job of the source is
     /// queued or running (checked by the aggregate, so two concurrent requests cannot both queue one), or when
     /// `sync.data_types` are all deselected from the source since.
+    /// Queues a job of the source. `expected`: the source's version the caller saw (`If-Match`); another
+    /// version is [`CommandError::VersionMismatch`].
     pub async fn request_sync(
         &self,
         metadata: &EventMetadata,
         source_id: &str,
         job_id: &str,
         sync: SyncRequest,
+        expected: Option<u64>,
     ) -> Result<Committed, CommandError> {
         let command = SourceCommand::RequestSync {
             account_id: account(metadata)?,
@@ -162,7 +165,9 @@ impl SourceCommands {
             group_id: sync.group_id,
             data_types: sync.data_types,
         };
-        self.bus.execute(source_id, command, metadata, None).await
+        self.bus
+            .execute(source_id, command, metadata, expected)
+            .await
     }
 
     /// Offers schedule slot `slot` to the source (the scheduler's command): records SyncRequested for the

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::wait_for_version;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{page_request, resource_id, JsonBody, NoParams, QueryParams};
+use crate::extract::{if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
 use crate::state::AppState;
 use listbackup_domain::ResourceKind;
@@ -62,11 +62,12 @@ async fn queue(
     meta: &EventMetadata,
     source_id: &str,
     sync: SyncRequest,
+    expected: Option<u64>,
 ) -> Result<JobView, ApiError> {
     let job_id = uuid::Uuid::now_v7().to_string();
     let committed = state
         .sources
-        .request_sync(meta, source_id, &job_id, sync)
+        .request_sync(meta, source_id, &job_id, sync, expected)
         .await?;
     // The job's row is written in the same projection step as the source's new version.
     wait_for_version(&state.projected, committed.version, || async {
@@ -91,11 +92,13 @@ fn accepted(view: JobView) -> HttpResponse {
 }
 
 /// Queues a backup of the source → 202 with the `queued` job (`Location: /jobs/{jobId}`); 409 while it has a
-/// queued or running job.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+/// queued or running job; with `If-Match`, 412 unless the source is at that version.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])),
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
               (status = 404, body = crate::error::Problem),
-              (status = 409, body = crate::error::Problem)))]
+              (status = 409, body = crate::error::Problem),
+              (status = 412, body = crate::error::Problem)))]
 #[post("/sources/{id}/sync")]
 pub async fn sync_source(
     state: web::Data<AppState>,
@@ -106,11 +109,13 @@ pub async fn sync_source(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let id = resource_id(&path, ResourceKind::Source)?;
+    let expected = if_match(&req)?;
     let view = queue(
         &state,
         &metadata(&req, &principal),
         &id,
         SyncRequest::manual(),
+        expected,
     )
     .await?;
     Ok(accepted(view))
@@ -140,6 +145,7 @@ pub async fn create(
         &metadata(&req, &principal),
         &source_id,
         SyncRequest::manual(),
+        None,
     )
     .await?;
     Ok(accepted(view))
@@ -183,7 +189,7 @@ pub async fn sync_group(
             group_id: Some(id.clone()),
             data_types: None,
         };
-        match queue(&state, &meta, &source_id, sync).await {
+        match queue(&state, &meta, &source_id, sync, None).await {
             Ok(view) => jobs.push(view),
             // Busy, or deleted since the group was read: no job for this member.
             Err(err) if matches!(err.status_code().as_u16(), 404 | 409) => {
@@ -481,7 +487,14 @@ pub async fn retry(
         group_id: None,
         data_types: plan.data_types,
     };
-    let view = queue(&state, &metadata(&req, &principal), &job.source_id, sync).await?;
+    let view = queue(
+        &state,
+        &metadata(&req, &principal),
+        &job.source_id,
+        sync,
+        None,
+    )
+    .await?;
     Ok(accepted(view))
 }
 
