@@ -135,7 +135,14 @@ impl ConnectionCommands {
         new: NewApiKeyConnection,
     ) -> Result<Committed, CommandError> {
         let account_id = account(metadata)?;
-        let credential = self.seal(metadata, connection_id, &new.credentials).await?;
+        let credential = self
+            .seal(
+                metadata,
+                connection_id,
+                new.platform.platform(),
+                &new.credentials,
+            )
+            .await?;
         let command = ConnectionCommand::Create {
             connection_id: connection_id.to_owned(),
             account_id,
@@ -166,14 +173,21 @@ impl ConnectionCommands {
                 // Check visibility and If-Match before touching the vault, so a refused update does not
                 // overwrite the stored secret. (A concurrent update slipping in between is caught by the
                 // event store's optimistic lock; the vault then holds the newer secret of the two writers.)
-                let (_, version) = self.live(metadata, connection_id).await?;
+                let (connection, version) = self.live(metadata, connection_id).await?;
                 if let Some(expected) = expected_version.filter(|e| *e != version) {
                     return Err(CommandError::VersionMismatch {
                         expected,
                         actual: version,
                     });
                 }
-                let credential = self.seal(metadata, connection_id, &credentials).await?;
+                let platform = PlatformId::parse(connection.platform_id())
+                    .ok_or_else(|| {
+                        CommandError::Store("connection names an unknown platform".into())
+                    })?
+                    .platform();
+                let credential = self
+                    .seal(metadata, connection_id, platform, &credentials)
+                    .await?;
                 Some(CredentialsChange {
                     settings: credentials.settings.clone(),
                     credential_fields: credentials.field_names(),
@@ -358,13 +372,21 @@ impl ConnectionCommands {
         }
     }
 
+    /// Seals the credentials of a connect form, marked as a demo connection when they are the platform's
+    /// demo set while demo mode is on (see [`crate::platform_client::PlatformEndpoints::credentials_to_seal`]); replaced credentials
+    /// are decided afresh, so a demo connection given real credentials is a real connection from then on.
     async fn seal(
         &self,
         metadata: &EventMetadata,
         connection_id: &str,
+        platform: &Platform,
         credentials: &Credentials,
     ) -> Result<CredentialRef, CommandError> {
-        let secret = SecretCredentials::new(credentials.all.clone());
+        let secret = SecretCredentials::new(
+            self.platforms
+                .endpoints()
+                .credentials_to_seal(platform, &credentials.all),
+        );
         let sealed = self
             .vault
             .store(&metadata.account_id, connection_id, &secret)
