@@ -296,3 +296,79 @@ fn a_demo_data_set_is_hundreds_to_thousands_of_records_per_data_type() {
         "{sizes:?}"
     );
 }
+
+#[tokio::test]
+async fn every_api_key_platform_s_demo_backs_up_in_full() {
+    let storage = Storage::new();
+    // The platforms' rate limits hold in demo mode too; this test is about the data sets, so it lifts the
+    // ones ListBackup sets (Shopify's emulation still keeps its own leaky bucket, as Shopify does).
+    let unlimited: Vec<(String, &str)> = listbackup_domain::platform::CATALOG
+        .iter()
+        .map(|p| {
+            let key = format!(
+                "LISTBACKUP_PLATFORM_{}_RATE_LIMIT",
+                p.id.to_ascii_uppercase()
+            );
+            (key, "unlimited")
+        })
+        .collect();
+    let more: Vec<(&str, &str)> = unlimited.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let app = spawn(true, &storage, &more).await;
+    let token = app.owner("demo");
+    let catalog = json_of(app.get("/platforms", &token).await, 200, "catalog").await;
+    let mut jobs = Vec::new();
+    for platform in catalog["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["demo"].is_object())
+    {
+        let id = platform["platformId"].as_str().unwrap().to_owned();
+        let connection_id = connect(&app, &token, &id, &platform["demo"]["credentials"]).await;
+        let source = app
+            .post(
+                "/sources",
+                &token,
+                &json!({"connectionId": connection_id, "name": format!("{id} demo")}),
+            )
+            .await;
+        let source = json_of(source, 201, "create the source").await;
+        let sync = app
+            .post(
+                &format!("/sources/{}/sync", source["sourceId"].as_str().unwrap()),
+                &token,
+                &json!({}),
+            )
+            .await;
+        let job = json_of(sync, 202, "sync").await;
+        jobs.push((id, job["jobId"].as_str().unwrap().to_owned()));
+    }
+    for (platform, job_id) in jobs {
+        let path = format!("/jobs/{job_id}");
+        wait_until(
+            Duration::from_secs(120),
+            "the demo backups to end",
+            || async {
+                let job: Value = app.get(&path, &token).await.json().await.unwrap();
+                ["succeeded", "partial", "failed", "cancelled"]
+                    .contains(&job["status"].as_str().unwrap())
+            },
+        )
+        .await;
+        let job = json_of(app.get(&path, &token).await, 200, "job").await;
+        eprintln!(
+            "{platform}: {} {} records in {} data types, {} → {}",
+            job["status"],
+            job["progress"]["records"],
+            job["dataTypes"].as_array().map_or(0, Vec::len),
+            job["startedAt"],
+            job["finishedAt"]
+        );
+        assert_eq!(job["status"], "succeeded", "{platform}: {job}");
+        assert!(
+            job["progress"]["records"].as_u64().unwrap() >= 300,
+            "{platform}: {job}"
+        );
+    }
+    app.stop().await;
+}
