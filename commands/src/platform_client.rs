@@ -390,7 +390,6 @@ impl PlatformClient {
 
     /// Calls the platform's test endpoint with these credentials: the API-key fields of the platform, or
     /// `accessToken` (plus any OAuth URL parameter such as QuickBooks' `realmId`) for an OAuth connection.
-
     pub async fn test_connection(
         &self,
         platform: &Platform,
