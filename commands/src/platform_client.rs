@@ -159,11 +159,11 @@ impl PlatformEndpoints {
         }
     }
 
-    /// Replaces the platform's documented API base URL (`LISTBACKUP_PLATFORM_<ID>_API_URL`) with `url`:
-    /// the scheme, host and port of another server, with or without a path prefix of its own. The catalog's
-    /// API path ([`Platform::api_path`]: Stripe's `/v1`, Keap's `/crm/rest/v1`) is appended unless `url`
-    /// already holds it, so `http://127.0.0.1:12111` and `http://127.0.0.1:12111/v1` both mean Stripe's
-    /// `/v1` API on that server.
+    /// Replaces the platform's documented API base URL (`LISTBACKUP_PLATFORM_<ID>_API_URL`) with `url`.
+    /// An origin alone (`http://127.0.0.1:12111`: scheme, host and port) takes the place of the documented
+    /// base's origin and keeps its API path ([`Platform::api_path`]: Stripe's `/v1`, Keap's `/crm/rest/v1`),
+    /// so it and `http://127.0.0.1:12111/v1` both mean Stripe's `/v1` API on that server; a URL with a path
+    /// is the whole API base, used as given (an emulation under a prefix: `http://h/stripe/v1`).
     pub fn with_api_url(mut self, platform_id: &str, url: &str) -> Self {
         self.api_urls.insert(
             platform_id.to_owned(),
@@ -232,26 +232,23 @@ impl PlatformEndpoints {
     }
 }
 
-/// An override with the catalog's API path appended, unless it already holds it: the path's text before
-/// its first `{placeholder}` (QuickBooks' `/v3/company/`) is looked for, and a path without placeholders
-/// must end the override.
+/// An override that is an origin alone with the catalog's API path appended (its placeholders, such as
+/// QuickBooks' `{realmId}`, filled from the credentials); an override with a path, as given.
 fn with_api_path(
     platform: &Platform,
     url: &str,
     credentials: &BTreeMap<String, String>,
 ) -> Result<String, ProbeError> {
-    let path = platform.api_path();
-    let already = match path.split_once('{') {
-        None => url.ends_with(path),
-        Some((fixed, _)) => url.contains(fixed),
-    };
-    if already {
-        Ok(url.to_owned())
-    } else {
+    let origin_only = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.contains('/'));
+    if origin_only {
         Ok(format!(
             "{url}{}",
-            fill_template(platform, path, credentials)?
+            fill_template(platform, platform.api_path(), credentials)?
         ))
+    } else {
+        Ok(url.to_owned())
     }
 }
 
@@ -847,7 +844,7 @@ mod tests {
                 .api_base(platform("stripe"), &creds(&[]))
                 .unwrap()
         };
-        // Stripe's `/v1` is the catalog's: given or not, it is there once.
+        // An origin alone keeps Stripe's documented `/v1`; given, it is there once.
         assert_eq!(
             stripe("http://127.0.0.1:12111"),
             "http://127.0.0.1:12111/v1"
@@ -860,13 +857,15 @@ mod tests {
             stripe("http://127.0.0.1:12111/v1"),
             "http://127.0.0.1:12111/v1"
         );
-        assert_eq!(stripe("http://h/stripe"), "http://h/stripe/v1");
+        // A path is the whole base (an emulation under a prefix, a test double without the version).
+        assert_eq!(stripe("http://h/stripe/v1"), "http://h/stripe/v1");
+        assert_eq!(stripe("http://h/stripe/api"), "http://h/stripe/api");
         let keap = PlatformEndpoints::default()
             .with_api_url("keap", "http://h")
             .api_base(platform("keap"), &creds(&[]))
             .unwrap();
         assert_eq!(keap, "http://h/crm/rest/v1");
-        // A path with a placeholder is filled from the credentials, unless the override already holds it.
+        // A path with a placeholder is filled from the credentials.
         let quickbooks = |url: &str| {
             PlatformEndpoints::default()
                 .with_api_url("quickbooks", url)
