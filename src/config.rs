@@ -55,6 +55,11 @@ pub struct Config {
     /// Whether `listbackup serve` runs a backup worker (`LISTBACKUP_SERVE_BACKUP_WORKER`, default true), for
     /// deployments (and tests) whose backups run in separate `listbackup worker` processes.
     pub serve_backup_worker: bool,
+    /// Demo mode (`LISTBACKUP_DEMO`, `true` or `false`, default `false`; `scripts/serve` turns it on for
+    /// local runs): `serve` runs the platforms' emulations on loopback, `GET /platforms` shows each API-key
+    /// platform's demo credentials, and connections created with exactly those reach the emulation, never a
+    /// real platform (see [`crate::demo`]).
+    pub demo: bool,
     /// gzip level of stored data files, 1 (fastest) to 9 (smallest) (`LISTBACKUP_BACKUP_GZIP_LEVEL`, default 6).
     pub backup_gzip_level: u32,
     /// The Ed25519 key audit exports are signed with (`LISTBACKUP_AUDIT_SIGNING_KEY`, base64 of its 32-byte
@@ -93,6 +98,7 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_WORKER_CONCURRENCY",
     "LISTBACKUP_WORKER_CONNECTION_CONCURRENCY",
     "LISTBACKUP_SERVE_BACKUP_WORKER",
+    "LISTBACKUP_DEMO",
     "LISTBACKUP_BACKUP_GZIP_LEVEL",
     "LISTBACKUP_AUDIT_SIGNING_KEY",
 ];
@@ -193,6 +199,16 @@ impl Config {
                 })
             }
         };
+        let demo = match get("LISTBACKUP_DEMO").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_DEMO",
+                    message: "must be true or false".into(),
+                })
+            }
+        };
         let audit_signer = get("LISTBACKUP_AUDIT_SIGNING_KEY")
             .map(|key| {
                 listbackup_projections::audit::export::AuditSigner::from_base64(&key).map_err(
@@ -235,6 +251,7 @@ impl Config {
             worker_deliveries,
             worker_dispatch,
             serve_backup_worker,
+            demo,
             backup_gzip_level,
             audit_signer,
             scheduler_clock: Default::default(),
@@ -326,6 +343,20 @@ mod tests {
         assert_eq!(config.bind, "127.0.0.1:8080");
         assert_eq!(config.nats_prefix, "listbackup");
         assert_eq!(config.auth.account_claim, "account_id");
+    }
+
+    #[test]
+    fn demo_mode_is_off_unless_asked_for() {
+        let mut values = BTreeMap::from([("DATABASE_URL".to_owned(), "postgres://x".to_owned())]);
+        assert!(!Config::from_values(&values).unwrap().demo);
+        values.insert("LISTBACKUP_DEMO".into(), "true".into());
+        assert!(Config::from_values(&values).unwrap().demo);
+        values.insert("LISTBACKUP_DEMO".into(), "false".into());
+        assert!(!Config::from_values(&values).unwrap().demo);
+        values.insert("LISTBACKUP_DEMO".into(), "yes".into());
+        assert!(
+            Config::from_values(&values).is_err_and(|e| e.to_string().contains("LISTBACKUP_DEMO"))
+        );
     }
 
     #[test]

@@ -138,6 +138,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve | Command::Api => {
             let mut config = config?;
             if matches!(cli.command, Command::Api) {
+                // The emulations live in the serving process: a separate `listbackup worker` could not
+                // reach them, so demo backups need `serve`'s own worker.
+                anyhow::ensure!(
+                    !config.demo,
+                    "LISTBACKUP_DEMO=true needs `listbackup serve` (its backup worker reaches the demo's \
+                     emulations; `listbackup worker` processes cannot)"
+                );
                 config.serve_backup_worker = false;
             }
             let listener = TcpListener::bind(&config.bind)

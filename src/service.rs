@@ -29,6 +29,8 @@ pub struct RunningService {
     /// Ends the open event streams, which would otherwise hold a graceful stop until their jobs end.
     closing_streams: CancellationToken,
     background: Vec<JoinHandle<()>>,
+    /// Demo mode's emulations, served until the service is dropped.
+    demo: Option<crate::demo::Demo>,
 }
 
 impl RunningService {
@@ -42,6 +44,12 @@ impl RunningService {
         for task in self.background {
             let _ = task.await;
         }
+        drop(self.demo);
+    }
+
+    /// The base URL of demo mode's emulations, when demo mode is on.
+    pub fn demo_url(&self) -> Option<&str> {
+        self.demo.as_ref().map(crate::demo::Demo::base_url)
     }
 
     /// Waits until the API server ends on its own (it only does on a fatal error).
@@ -140,6 +148,23 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         tracing::info!(?applied, "migrations applied");
     }
     let keys = master_keys(config)?;
+    // Demo mode: the emulations first, so that every part below routes demo connections to them.
+    let demo = if config.demo {
+        let demo = crate::demo::Demo::start()
+            .await
+            .map_err(|e| anyhow::anyhow!("demo mode: starting the platforms' emulations: {e}"))?;
+        tracing::info!(
+            emulations = demo.base_url(),
+            "demo mode: connections made with a platform's demo credentials (GET /platforms) reach its emulation"
+        );
+        Some(demo)
+    } else {
+        None
+    };
+    let platforms = match &demo {
+        Some(demo) => config.platforms.clone().with_demo(demo.routing()),
+        None => config.platforms.clone(),
+    };
     let authenticator = Authenticator::new(config.auth.clone())
         .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
 
@@ -160,7 +185,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         vault.clone(),
         db.clone(),
         config.oauth.clone(),
-        config.platforms.clone(),
+        platforms.clone(),
     ));
     // Sources and source groups (issue 4); the membership saga gets its own handle on the same stores.
     macro_rules! bus {
@@ -178,9 +203,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let saga_groups =
         Arc::new(listbackup_commands::source_groups::SourceGroupCommands::new(bus!(), bus!()));
     // One connector per process: source tests and backups share its per-connection rate budgets.
-    let connector = Arc::new(
-        Connector::new(config.platforms.clone()).with_rate_limits(config.rate_limits.clone()),
-    );
+    let connector =
+        Arc::new(Connector::new(platforms.clone()).with_rate_limits(config.rate_limits.clone()));
     let job_commands = Arc::new(listbackup_commands::jobs::JobCommands::new(
         bus!(),
         bus!(),
@@ -202,7 +226,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let connections = ConnectionCommands::new(
         CommandBus::new(event_store, (), committed.clone()),
         vault,
-        PlatformClient::new(config.platforms.clone()),
+        PlatformClient::new(platforms.clone()),
     )
     // Source tests sample one page per data type through the workers' connectors.
     .with_sampler(connector.clone())
@@ -277,6 +301,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         closing_streams: closing_streams.clone(),
         job_files: store.map(|s| Arc::new(s) as Arc<dyn listbackup_commands::artifacts::JobFiles>),
         audit_signer: config.audit_signer.clone(),
+        demo: platforms.demo().cloned(),
     };
     let app = Application::build(listener, state, authenticator)?;
     let port = app.port();
@@ -290,5 +315,6 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         shutdown,
         closing_streams,
         background,
+        demo,
     })
 }

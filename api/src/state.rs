@@ -30,6 +30,9 @@ pub struct AppState {
     pub job_files: Option<std::sync::Arc<dyn listbackup_commands::artifacts::JobFiles>>,
     /// Signs audit exports (`LISTBACKUP_AUDIT_SIGNING_KEY`); without it `GET /events/export` is refused.
     pub audit_signer: Option<listbackup_projections::audit::export::AuditSigner>,
+    /// Demo mode's routing, when it is on: `GET /platforms` shows the demo credentials of the platforms it
+    /// emulates.
+    pub demo: Option<listbackup_commands::platform_client::DemoPlatforms>,
 }
 
 /// The command layer's errors as problems. The conflict policy is the command bus's (one for every

@@ -136,7 +136,14 @@ impl ConnectionCommands {
         new: NewApiKeyConnection,
     ) -> Result<Committed, CommandError> {
         let account_id = account(metadata)?;
-        let credential = self.seal(metadata, connection_id, &new.credentials).await?;
+        let credential = self
+            .seal(
+                metadata,
+                connection_id,
+                new.platform.platform(),
+                &new.credentials,
+            )
+            .await?;
         let command = ConnectionCommand::Create {
             connection_id: connection_id.to_owned(),
             account_id,
@@ -167,9 +174,17 @@ impl ConnectionCommands {
                 // Check visibility and If-Match before touching the vault, so a refused update does not
                 // overwrite the stored secret. (A concurrent update slipping in between is caught by the
                 // event store's optimistic lock; the vault then holds the newer secret of the two writers.)
-                self.require_version(metadata, connection_id, expected_version)
+                let connection = self
+                    .require_version(metadata, connection_id, expected_version)
                     .await?;
-                let credential = self.seal(metadata, connection_id, &credentials).await?;
+                let platform = PlatformId::parse(connection.platform_id())
+                    .ok_or_else(|| {
+                        CommandError::Store("connection names an unknown platform".into())
+                    })?
+                    .platform();
+                let credential = self
+                    .seal(metadata, connection_id, platform, &credentials)
+                    .await?;
                 Some(CredentialsChange {
                     settings: credentials.settings.clone(),
                     credential_fields: credentials.field_names(),
@@ -349,14 +364,14 @@ impl ConnectionCommands {
         metadata: &EventMetadata,
         connection_id: &str,
         expected_version: Option<u64>,
-    ) -> Result<(), CommandError> {
-        let (_, version) = self.live(metadata, connection_id).await?;
+    ) -> Result<Connection, CommandError> {
+        let (connection, version) = self.live(metadata, connection_id).await?;
         match expected_version {
             Some(expected) if expected != version => Err(CommandError::VersionMismatch {
                 expected,
                 actual: Some(version),
             }),
-            _ => Ok(()),
+            _ => Ok(connection),
         }
     }
 
@@ -373,13 +388,21 @@ impl ConnectionCommands {
         }
     }
 
+    /// Seals the credentials of a connect form, marked as a demo connection when they are the platform's
+    /// demo set while demo mode is on (see [`crate::platform_client::PlatformEndpoints::credentials_to_seal`]); replaced credentials
+    /// are decided afresh, so a demo connection given real credentials is a real connection from then on.
     async fn seal(
         &self,
         metadata: &EventMetadata,
         connection_id: &str,
+        platform: &Platform,
         credentials: &Credentials,
     ) -> Result<CredentialRef, CommandError> {
-        let secret = SecretCredentials::new(credentials.all.clone());
+        let secret = SecretCredentials::new(
+            self.platforms
+                .endpoints()
+                .credentials_to_seal(platform, &credentials.all),
+        );
         let sealed = self
             .vault
             .store(&metadata.account_id, connection_id, &secret)

@@ -34,6 +34,55 @@ pub enum ProbeError {
     UnknownPlaceholder(String),
     #[error("these credentials do not say how to authenticate to the platform")]
     NoAuthentication,
+    /// A demo connection ([`DEMO_CONNECTION`]) used where demo mode is not running: it is never sent to the
+    /// real platform.
+    #[error("this is a demo connection, and demo mode is not running (LISTBACKUP_DEMO=true, in `listbackup serve`)")]
+    DemoNotRunning,
+}
+
+/// The field a demo connection's sealed credentials carry beside the platform's own (never one of them: the
+/// connect form refuses any field the catalog does not name, so a client cannot set it). Only
+/// [`PlatformEndpoints::credentials_to_seal`] adds it, and only while demo mode is on and the credentials
+/// are the platform's documented demo set. A connection whose credentials carry it is routed to the demo's
+/// emulation and nowhere else; one without it never is.
+pub const DEMO_CONNECTION: &str = "listbackup.demo";
+
+/// Demo mode's routing: the base URLs of the platforms' emulations running in this process, and the
+/// credentials that make a demo connection (the catalog's [`Platform::demo_credentials`]).
+#[derive(Debug, Clone, Default)]
+pub struct DemoPlatforms {
+    api_urls: BTreeMap<String, String>,
+    host_urls: BTreeMap<(String, String), String>,
+}
+
+impl DemoPlatforms {
+    /// Routes demo connections of `platform_id` to `url` (the emulation's API base URL, used as given).
+    pub fn with_api_url(mut self, platform_id: &str, url: &str) -> Self {
+        self.api_urls.insert(
+            platform_id.to_owned(),
+            url.trim().trim_end_matches('/').to_owned(),
+        );
+        self
+    }
+
+    /// Routes demo connections' requests to the platform's host `name` (see [`ContentHost::Other`]) to `url`.
+    pub fn with_host_url(mut self, platform_id: &str, name: &str, url: &str) -> Self {
+        self.host_urls.insert(
+            (platform_id.to_owned(), name.to_owned()),
+            url.trim().trim_end_matches('/').to_owned(),
+        );
+        self
+    }
+
+    /// Whether the demo emulates this platform.
+    pub fn serves(&self, platform_id: &str) -> bool {
+        self.api_urls.contains_key(platform_id)
+    }
+
+    /// The platforms the demo emulates.
+    pub fn platforms(&self) -> impl Iterator<Item = &str> {
+        self.api_urls.keys().map(String::as_str)
+    }
 }
 
 /// Per-platform API base URLs that replace the catalog's (`LISTBACKUP_PLATFORM_<ID>_API_URL`, DESIGN §7), and
@@ -44,6 +93,8 @@ pub struct PlatformEndpoints {
     api_urls: BTreeMap<String, String>,
     /// (platform id, host name) → base URL.
     host_urls: BTreeMap<(String, String), String>,
+    /// Demo mode, when on: where demo connections go.
+    demo: Option<std::sync::Arc<DemoPlatforms>>,
 }
 
 impl PlatformEndpoints {
@@ -91,6 +142,15 @@ impl PlatformEndpoints {
     ) -> Result<String, ProbeError> {
         match host {
             ContentHost::Api => self.api_base(platform, credentials),
+            ContentHost::Other { name, .. } if credentials.contains_key(DEMO_CONNECTION) => self
+                .demo
+                .as_ref()
+                .and_then(|demo| {
+                    demo.host_urls
+                        .get(&(platform.id.to_owned(), name.to_owned()))
+                        .cloned()
+                })
+                .ok_or(ProbeError::DemoNotRunning),
             ContentHost::Other { name, url } => Ok(self
                 .host_urls
                 .get(&(platform.id.to_owned(), name.to_owned()))
@@ -99,6 +159,11 @@ impl PlatformEndpoints {
         }
     }
 
+    /// Replaces the platform's documented API base URL (`LISTBACKUP_PLATFORM_<ID>_API_URL`) with `url`.
+    /// An origin alone (`http://127.0.0.1:12111`: scheme, host and port) takes the place of the documented
+    /// base's origin and keeps its API path ([`Platform::api_path`]: Stripe's `/v1`, Keap's `/crm/rest/v1`),
+    /// so it and `http://127.0.0.1:12111/v1` both mean Stripe's `/v1` API on that server; a URL with a path
+    /// is the whole API base, used as given (an emulation under a prefix: `http://h/stripe/v1`).
     pub fn with_api_url(mut self, platform_id: &str, url: &str) -> Self {
         self.api_urls.insert(
             platform_id.to_owned(),
@@ -107,17 +172,83 @@ impl PlatformEndpoints {
         self
     }
 
-    /// The API base URL for these credentials: the override if one is set, otherwise the catalog template
-    /// with its `{placeholders}` filled from the credentials.
+    /// Turns demo mode on: connections sealed with [`DEMO_CONNECTION`] go to these emulations.
+    pub fn with_demo(self, demo: DemoPlatforms) -> Self {
+        Self {
+            demo: Some(std::sync::Arc::new(demo)),
+            ..self
+        }
+    }
+
+    /// Demo mode's routing, when it is on.
+    pub fn demo(&self) -> Option<&DemoPlatforms> {
+        self.demo.as_deref()
+    }
+
+    /// Whether these submitted credentials make a demo connection of the platform: demo mode is on, it
+    /// emulates the platform, and they are exactly the platform's documented demo set.
+    pub fn is_demo(&self, platform: &Platform, credentials: &BTreeMap<String, String>) -> bool {
+        self.demo
+            .as_ref()
+            .is_some_and(|demo| demo.serves(platform.id))
+            && platform.demo_credentials().as_ref() == Some(credentials)
+    }
+
+    /// What to seal in the vault for credentials submitted on a connect form: the credentials, marked with
+    /// [`DEMO_CONNECTION`] when they make a demo connection ([`is_demo`](Self::is_demo)), as they are
+    /// otherwise. The mark is decided here, once, when the credentials are set; every request later reads it.
+    pub fn credentials_to_seal(
+        &self,
+        platform: &Platform,
+        credentials: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let mut sealed = credentials.clone();
+        if self.is_demo(platform, credentials) {
+            sealed.insert(DEMO_CONNECTION.to_owned(), "true".to_owned());
+        }
+        sealed
+    }
+
+    /// The API base URL for these credentials: a demo connection's is the demo's emulation (or
+    /// [`ProbeError::DemoNotRunning`]); any other connection's is the override if one is set (with the
+    /// catalog's API path, see [`with_api_url`](Self::with_api_url)), otherwise the catalog template with its
+    /// `{placeholders}` filled from the credentials. Nothing but the mark sends a request to the demo.
     pub fn api_base(
         &self,
         platform: &Platform,
         credentials: &BTreeMap<String, String>,
     ) -> Result<String, ProbeError> {
+        if credentials.contains_key(DEMO_CONNECTION) {
+            return self
+                .demo
+                .as_ref()
+                .and_then(|demo| demo.api_urls.get(platform.id).cloned())
+                .ok_or(ProbeError::DemoNotRunning);
+        }
         match self.api_urls.get(platform.id) {
-            Some(url) => Ok(url.clone()),
+            Some(url) => with_api_path(platform, url, credentials),
             None => fill_template(platform, platform.api_base_url, credentials),
         }
+    }
+}
+
+/// An override that is an origin alone with the catalog's API path appended (its placeholders, such as
+/// QuickBooks' `{realmId}`, filled from the credentials); an override with a path, as given.
+fn with_api_path(
+    platform: &Platform,
+    url: &str,
+    credentials: &BTreeMap<String, String>,
+) -> Result<String, ProbeError> {
+    let origin_only = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.contains('/'));
+    if origin_only {
+        Ok(format!(
+            "{url}{}",
+            fill_template(platform, platform.api_path(), credentials)?
+        ))
+    } else {
+        Ok(url.to_owned())
     }
 }
 
@@ -249,6 +380,7 @@ impl PlatformClient {
         Self { http, endpoints }
     }
 
+    /// Where this client sends each connection's requests.
     pub fn endpoints(&self) -> &PlatformEndpoints {
         &self.endpoints
     }
@@ -702,6 +834,91 @@ mod tests {
         assert!(endpoints
             .api_base(platform("zendesk"), &creds(&[]))
             .is_err());
+    }
+
+    #[test]
+    fn an_override_takes_the_documented_base_and_keeps_the_api_path() {
+        let endpoints = |url: &str| PlatformEndpoints::default().with_api_url("stripe", url);
+        let stripe = |url: &str| {
+            endpoints(url)
+                .api_base(platform("stripe"), &creds(&[]))
+                .unwrap()
+        };
+        // An origin alone keeps Stripe's documented `/v1`; given, it is there once.
+        assert_eq!(
+            stripe("http://127.0.0.1:12111"),
+            "http://127.0.0.1:12111/v1"
+        );
+        assert_eq!(
+            stripe("http://127.0.0.1:12111/"),
+            "http://127.0.0.1:12111/v1"
+        );
+        assert_eq!(
+            stripe("http://127.0.0.1:12111/v1"),
+            "http://127.0.0.1:12111/v1"
+        );
+        // A path is the whole base (an emulation under a prefix, a test double without the version).
+        assert_eq!(stripe("http://h/stripe/v1"), "http://h/stripe/v1");
+        assert_eq!(stripe("http://h/stripe/api"), "http://h/stripe/api");
+        let keap = PlatformEndpoints::default()
+            .with_api_url("keap", "http://h")
+            .api_base(platform("keap"), &creds(&[]))
+            .unwrap();
+        assert_eq!(keap, "http://h/crm/rest/v1");
+        // A path with a placeholder is filled from the credentials.
+        let quickbooks = |url: &str| {
+            PlatformEndpoints::default()
+                .with_api_url("quickbooks", url)
+                .api_base(platform("quickbooks"), &creds(&[("realmId", "42")]))
+                .unwrap()
+        };
+        assert_eq!(quickbooks("http://h"), "http://h/v3/company/42");
+        assert_eq!(
+            quickbooks("http://h/q/v3/company/7"),
+            "http://h/q/v3/company/7"
+        );
+    }
+
+    #[test]
+    fn only_a_demo_connection_reaches_the_demo() {
+        let stripe = platform("stripe");
+        let demo_set = stripe.demo_credentials().unwrap();
+        let off = PlatformEndpoints::default().with_api_url("stripe", "http://real");
+        let on = off
+            .clone()
+            .with_demo(DemoPlatforms::default().with_api_url("stripe", "http://demo/stripe/v1"));
+        // Demo mode off: the demo set is only credentials.
+        assert!(!off.is_demo(stripe, &demo_set));
+        assert_eq!(off.credentials_to_seal(stripe, &demo_set), demo_set);
+        // On: exactly the demo set is marked, nothing else (a near miss, an extra field, another platform).
+        let sealed = on.credentials_to_seal(stripe, &demo_set);
+        assert_eq!(
+            sealed.get(DEMO_CONNECTION).map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            on.api_base(stripe, &sealed).unwrap(),
+            "http://demo/stripe/v1"
+        );
+        for real in [
+            creds(&[("secretKey", "sk_demo2")]),
+            creds(&[("secretKey", "sk_demo"), ("other", "x")]),
+            creds(&[("secretKey", "sk_live_1")]),
+        ] {
+            let sealed = on.credentials_to_seal(stripe, &real);
+            assert!(!sealed.contains_key(DEMO_CONNECTION), "{:?}", real.keys());
+            assert_eq!(on.api_base(stripe, &sealed).unwrap(), "http://real/v1");
+        }
+        let keap = platform("keap");
+        assert!(
+            !on.is_demo(keap, &keap.demo_credentials().unwrap()),
+            "keap is not emulated here"
+        );
+        // A marked connection where demo mode is off is refused, never sent to the real platform.
+        assert_eq!(
+            off.api_base(stripe, &sealed),
+            Err(ProbeError::DemoNotRunning)
+        );
     }
 
     #[test]

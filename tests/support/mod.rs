@@ -239,6 +239,13 @@ impl TestApp {
             .expect("another instance starts")
     }
 
+    /// The base URL of demo mode's emulations inside the service (`LISTBACKUP_DEMO=true`), if on.
+    pub fn demo_url(&self) -> Option<String> {
+        self.service
+            .as_ref()
+            .and_then(|s| s.demo_url().map(str::to_owned))
+    }
+
     pub fn token(&self, account: &str, roles: &[Role]) -> String {
         mint_hs256_token(
             &self.config.auth,

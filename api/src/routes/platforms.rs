@@ -5,9 +5,12 @@ use listbackup_domain::platform::{self, AuthType, CredentialFieldType, Platform}
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use listbackup_commands::platform_client::DemoPlatforms;
+
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{NoParams, QueryParams};
+use crate::state::AppState;
 use listbackup_domain::ResourceKind;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -23,6 +26,18 @@ pub struct PlatformView {
     pub oauth_scopes: Vec<&'static str>,
     /// Whether ListBackup can back up any of its data types.
     pub can_back_up: bool,
+    /// Set while the service runs in demo mode (`LISTBACKUP_DEMO=true`) and emulates this platform: a
+    /// connection created with exactly these credentials is a demo connection, served by the emulation on
+    /// the service's machine; any other credentials make a real connection. Null otherwise.
+    pub demo: Option<DemoView>,
+}
+
+/// How to connect to a platform's demo.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoView {
+    /// The credentials of a demo connection (`POST /connections` with `credentials` set to these).
+    pub credentials: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -55,6 +70,8 @@ pub struct DataTypeView {
 #[serde(rename_all = "camelCase")]
 pub struct PlatformList {
     pub platforms: Vec<PlatformView>,
+    /// Whether the service runs in demo mode (each emulated platform's `demo` holds its credentials).
+    pub demo: bool,
     /// Always null: the catalog fits in one page.
     pub next_cursor: Option<String>,
 }
@@ -101,6 +118,21 @@ impl From<&'static Platform> for PlatformView {
                 .collect(),
             oauth_scopes: p.oauth_scopes.to_vec(),
             can_back_up: p.data_types.iter().any(|d| d.can_back_up()),
+            demo: None,
+        }
+    }
+}
+
+impl PlatformView {
+    /// The platform as the catalog shows it, with its demo credentials when demo mode emulates it.
+    fn with_demo(p: &'static Platform, demo: Option<&DemoPlatforms>) -> Self {
+        let demo = demo
+            .filter(|demo| demo.serves(p.id))
+            .and_then(|_| p.demo_credentials())
+            .map(|credentials| DemoView { credentials });
+        Self {
+            demo,
+            ..Self::from(p)
         }
     }
 }
@@ -111,12 +143,18 @@ impl From<&'static Platform> for PlatformView {
 #[get("/platforms")]
 pub async fn list(
     principal: Principal,
+    state: web::Data<AppState>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let platforms = platform::CATALOG.iter().map(PlatformView::from).collect();
+    let demo = state.demo.as_ref();
+    let platforms = platform::CATALOG
+        .iter()
+        .map(|p| PlatformView::with_demo(p, demo))
+        .collect();
     Ok(HttpResponse::Ok().json(PlatformList {
         platforms,
+        demo: demo.is_some(),
         next_cursor: None,
     }))
 }
@@ -129,10 +167,11 @@ pub async fn list(
 pub async fn get(
     principal: Principal,
     path: web::Path<String>,
+    state: web::Data<AppState>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let platform = platform::find(&path.into_inner())
         .ok_or_else(|| ApiError::not_found(ResourceKind::Platform))?;
-    Ok(HttpResponse::Ok().json(PlatformView::from(platform)))
+    Ok(HttpResponse::Ok().json(PlatformView::with_demo(platform, state.demo.as_ref())))
 }

@@ -68,7 +68,7 @@ impl JobStatus {
 
 /// A status name that is none of [`JobStatus::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job status {0:?}; one of: queued, running, succeeded, partial, failed, cancelled")]
+#[error("must be one of queued, running, succeeded, partial, failed, cancelled (not {0:?})")]
 pub struct UnknownJobStatus(pub String);
 
 impl std::str::FromStr for JobStatus {

@@ -8,6 +8,7 @@
 //! their listings ([`listing`]). [`CATALOG`] is the registry: one line per platform.
 
 mod credentials;
+mod demo;
 pub mod listing;
 
 mod activecampaign;
@@ -27,6 +28,7 @@ mod zendesk;
 mod tests;
 
 pub use credentials::{CredentialProblem, Credentials};
+pub use demo::DEMO_WORD;
 pub use listing::{
     scalar_text, Condition, ContentHost, ContentRequest, Endpoint, ErrorMatch, FileContent,
     FolderWalk, IncrementalFetch, JsonArg, Listing, OffsetParam, PageSize, Pagination, PerParent,
