@@ -451,6 +451,16 @@ async fn platforms_catalog_lists_all_twelve_without_client_secrets() {
         assert!(ids.contains(&id), "{id} missing");
     }
     assert_eq!(ids.len(), 12);
+    // The catalog tells the truth: every platform, and every data type of each, can be backed up.
+    for platform in body["platforms"].as_array().unwrap() {
+        let id = &platform["platformId"];
+        assert_eq!(platform["canBackUp"], true, "{id}");
+        let data_types = platform["dataTypes"].as_array().unwrap();
+        assert!(!data_types.is_empty(), "{id}");
+        for data_type in data_types {
+            assert_eq!(data_type["canBackUp"], true, "{id}: {data_type}");
+        }
+    }
     let zendesk: Value = app
         .get("/platforms/zendesk", &token)
         .await

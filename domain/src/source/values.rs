@@ -113,6 +113,39 @@ impl DataTypes {
 mod tests {
     use super::*;
 
+    /// A catalog entry with a data type ListBackup cannot back up: naming it is refused by name, and "every
+    /// data type" leaves it out, so a source never holds a data type that would only fail at sync.
+    #[test]
+    fn a_data_type_that_cannot_be_backed_up_is_refused_by_name() {
+        use crate::platform::{find, DataType};
+        let stripe = find("stripe").unwrap();
+        let types: &'static [DataType] = Box::leak(
+            vec![
+                stripe.data_types[0].clone(),
+                DataType::not_listed("ledgers", "not listed yet"),
+            ]
+            .into_boxed_slice(),
+        );
+        let platform = Platform {
+            data_types: types,
+            ..stripe.clone()
+        };
+        let listed = stripe.data_types[0].name.to_owned();
+        let err = DataTypes::parse(&platform, Some(&["ledgers".to_owned()])).unwrap_err();
+        assert!(
+            err.contains("`ledgers`") && err.contains("cannot be backed up"),
+            "{err}"
+        );
+        let err =
+            DataTypes::parse(&platform, Some(&[listed.clone(), "ledgers".to_owned()])).unwrap_err();
+        assert!(err.contains("`ledgers`"), "{err}");
+        assert_eq!(
+            DataTypes::parse(&platform, None).unwrap().names(),
+            [listed.clone()]
+        );
+        assert_eq!(DataTypes::all_of(&platform).names(), [listed]);
+    }
+
     #[test]
     fn retention_is_bounded() {
         assert!(RetentionDays::parse(0).is_err());
