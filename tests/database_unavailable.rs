@@ -2,6 +2,11 @@
 //! (issue 11): 503 `UNAVAILABLE` with `Retry-After`, never a 500 after a long wait. Before, a sync answered 500
 //! after 10 s while reads answered 503.
 
+// Its own test binary, not a module of `tests/it`: it holds an ACCESS EXCLUSIVE lock for up to a minute, and
+// PostgreSQL gives such a transaction an id (the lock is WAL-logged), which holds back the commit horizon of the
+// whole server; tests running beside it in one binary would see their read models wait. Cargo runs test
+// binaries one after the other, so here it runs alone.
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::time::Duration;

@@ -1,0 +1,662 @@
+//! The REST contract across routes and resources (DESIGN §4, issue 11 §2 and §3):
+//! - another account's resource is byte-for-byte the same 404 as a missing one, on every route. The walk is
+//!   driven by the service's own OpenAPI document, so a route added later is walked too, or fails this test
+//!   until it is classified here;
+//! - one conflict policy for every resource: a stale `If-Match` is 412 `VERSION_CONFLICT`, whether seen before
+//!   the write or lost in a race; without `If-Match` concurrent writes all land.
+
+use crate::support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+use support::backup::{stripe_source, sync, BackupApp};
+use support::{problem_code, TestApp};
+
+/// What a path parameter or a body field of a route names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Connection,
+    Source,
+    SourceGroup,
+    Job,
+}
+
+/// One resource of each kind, by id.
+type Owned = BTreeMap<Kind, String>;
+
+/// Routes that name no resource of an account (lists, creations without ids, the catalog, operations, the
+/// OAuth flow's start and callback, the account-wide event log): nothing of another account to find. A new
+/// route must be listed here or be walked.
+const NAMES_NO_RESOURCE: &[&str] = &[
+    "GET /health/live",
+    "GET /health/ready",
+    "GET /platforms",
+    "GET /platforms/{platformId}",
+    "GET /connections",
+    "POST /connections",
+    "POST /connections/oauth/start",
+    "GET /connections/oauth/callback",
+    "GET /sources",
+    "GET /source-groups",
+    "POST /source-groups",
+    "GET /jobs",
+    "GET /events",
+    "GET /events/export",
+    "GET /audit/verify",
+    "GET /.well-known/listbackup-audit-key",
+];
+
+/// The body a route needs to get past its validation to the lookup; `{source}`, `{connection}`… stand for
+/// an id of that kind (a body field that names a resource is walked like a path parameter).
+fn body_for(route: &str) -> Option<Value> {
+    Some(match route {
+        "POST /sources" => json!({"connectionId": "{connection}", "name": "walk"}),
+        "PUT /connections/{id}" | "PUT /sources/{id}" | "PUT /source-groups/{id}" => {
+            json!({"name": "walk"})
+        }
+        "POST /source-groups/{id}/sources" | "POST /jobs" => json!({"sourceId": "{source}"}),
+        "POST /connections/{id}/reconnect" => json!({}),
+        _ => return None,
+    })
+}
+
+/// The kind a path parameter names: `{id}` after the collection, `{sourceId}`, `{jobId}`…; `None` for one
+/// that is not an account's resource id (a file name, a platform).
+fn path_kind(segments: &[&str], index: usize) -> Option<Kind> {
+    let name = segments[index]
+        .trim_start_matches('{')
+        .trim_end_matches('}');
+    let name = name.split(':').next().unwrap_or(name);
+    match name {
+        "sourceId" => Some(Kind::Source),
+        "jobId" => Some(Kind::Job),
+        "connectionId" => Some(Kind::Connection),
+        "groupId" => Some(Kind::SourceGroup),
+        "id" => match segments[index.checked_sub(1)?] {
+            "connections" => Some(Kind::Connection),
+            "sources" => Some(Kind::Source),
+            "source-groups" => Some(Kind::SourceGroup),
+            "jobs" => Some(Kind::Job),
+            other => panic!("`{{id}}` after `{other}`: say what kind of resource it names"),
+        },
+        _ => None,
+    }
+}
+
+fn placeholder_kind(text: &str) -> Option<Kind> {
+    match text {
+        "{connection}" => Some(Kind::Connection),
+        "{source}" => Some(Kind::Source),
+        "{sourceGroup}" => Some(Kind::SourceGroup),
+        "{job}" => Some(Kind::Job),
+        _ => None,
+    }
+}
+
+/// One route with its resource slots in order (path first, then body), filled in for one request.
+struct Route {
+    method: String,
+    template: String,
+    /// Per path segment: `Some(kind)` for an id slot, `None` with a fixed value otherwise.
+    segments: Vec<(String, Option<Kind>)>,
+    body: Option<Value>,
+    /// Whether the route takes `?asOf=`.
+    as_of: bool,
+    slots: usize,
+}
+
+impl Route {
+    /// The path and body with the slots filled from `ids` (in slot order).
+    fn fill(&self, ids: &[String]) -> (String, Option<Value>) {
+        let mut next = ids.iter();
+        let path = self
+            .segments
+            .iter()
+            .map(|(fixed, kind)| match kind {
+                Some(_) => next.next().unwrap().clone(),
+                None => fixed.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let body = self.body.as_ref().map(|body| {
+            let mut body = body.clone();
+            if let Some(object) = body.as_object_mut() {
+                for value in object.values_mut() {
+                    if value.as_str().and_then(placeholder_kind).is_some() {
+                        *value = Value::String(next.next().unwrap().clone());
+                    }
+                }
+            }
+            body
+        });
+        (format!("/{path}"), body)
+    }
+
+    /// The kinds of the slots, in order.
+    fn kinds(&self) -> Vec<Kind> {
+        let mut kinds: Vec<Kind> = self.segments.iter().filter_map(|(_, k)| *k).collect();
+        if let Some(object) = self.body.as_ref().and_then(Value::as_object) {
+            kinds.extend(
+                object
+                    .values()
+                    .filter_map(|v| v.as_str().and_then(placeholder_kind)),
+            );
+        }
+        kinds
+    }
+}
+
+/// Every operation of the OpenAPI document, as routes to walk; panics on one that is neither walkable nor
+/// listed in [`NAMES_NO_RESOURCE`].
+fn routes(openapi: &Value) -> Vec<Route> {
+    let mut routes = Vec::new();
+    let mut unclassified = Vec::new();
+    let mut not_walked = BTreeSet::new();
+    for (template, item) in openapi["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let method = method.to_ascii_uppercase();
+            let route = format!("{method} {template}");
+            let raw: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+            let segments: Vec<(String, Option<Kind>)> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, segment)| {
+                    if segment.starts_with('{') {
+                        let kind = path_kind(&raw, i);
+                        // A parameter that names no resource: a value that exists for the account's own
+                        // resource (the manifest every stored backup has).
+                        (
+                            if kind.is_none() {
+                                "manifest.json".to_owned()
+                            } else {
+                                String::new()
+                            },
+                            kind,
+                        )
+                    } else {
+                        ((*segment).to_owned(), None)
+                    }
+                })
+                .collect();
+            let body = body_for(&route);
+            if NAMES_NO_RESOURCE.contains(&route.as_str()) && body.is_none() {
+                not_walked.insert(route);
+                continue;
+            }
+            if operation.get("requestBody").is_some() && body.is_none() {
+                unclassified.push(format!("{route} (needs a body in body_for)"));
+                continue;
+            }
+            let as_of = operation["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "asOf" && p["in"] == "query"));
+            let mut route_ = Route {
+                method,
+                template: template.clone(),
+                segments,
+                body,
+                as_of,
+                slots: 0,
+            };
+            route_.slots = route_.kinds().len();
+            if route_.slots == 0 {
+                not_walked.insert(route);
+            } else {
+                routes.push(route_);
+            }
+        }
+    }
+    let listed: BTreeSet<String> = NAMES_NO_RESOURCE.iter().map(|s| s.to_string()).collect();
+    for route in not_walked.difference(&listed) {
+        unclassified.push(format!(
+            "{route} (names no resource: list it in NAMES_NO_RESOURCE, or give it a body)"
+        ));
+    }
+    for route in listed.difference(&not_walked) {
+        unclassified.push(format!(
+            "{route} is listed in NAMES_NO_RESOURCE but is not a route without ids"
+        ));
+    }
+    assert!(unclassified.is_empty(), "classify: {unclassified:#?}");
+    routes
+}
+
+/// Status, the headers a client can see (all but `date`) and the body bytes.
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    status: u16,
+    headers: BTreeMap<String, Vec<String>>,
+    body: String,
+}
+
+async fn ask(app: &TestApp, token: &str, method: &str, path: &str, body: Option<&Value>) -> Answer {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = app
+        .http
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        // The same request id for both requests compared: it is echoed in the header and the body.
+        .header("x-request-id", "contract-walk");
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in response.headers() {
+        if name.as_str() != "date" {
+            headers
+                .entry(name.as_str().to_owned())
+                .or_default()
+                .push(value.to_str().unwrap_or("<binary>").to_owned());
+        }
+    }
+    let body = response.text().await.unwrap();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A connection, a source, a group with the source in it, and a job of the source (`succeeded`, so its files
+/// exist when `finished`) for `account`.
+async fn resources(backup: &BackupApp, token: &str, finished: bool) -> Owned {
+    let app = &backup.app;
+    let source = stripe_source(app, token, "walked", &["customers"], false).await;
+    let view: Value = app
+        .get(&format!("/sources/{source}"), token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let connection = view["connectionId"].as_str().unwrap().to_owned();
+    let group: Value = app
+        .post("/source-groups", token, &json!({"name": "walked"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let group = group["groupId"].as_str().unwrap().to_owned();
+    let added = app
+        .post(
+            &format!("/source-groups/{group}/sources"),
+            token,
+            &json!({"sourceId": source}),
+        )
+        .await;
+    assert_eq!(added.status(), 200);
+    let job = sync(app, token, &source).await;
+    if finished {
+        let job = backup.finished(token, &job).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    BTreeMap::from([
+        (Kind::Connection, connection),
+        (Kind::Source, source),
+        (Kind::SourceGroup, group),
+        (Kind::Job, job),
+    ])
+}
+
+#[tokio::test]
+async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_route() {
+    let backup = BackupApp::spawn().await;
+    backup.api.accept("stripe", "sk_test_1");
+    backup.api.seed("stripe", "customers", 3);
+    let app = &backup.app;
+    let acme = app.owner("acme");
+    let globex = app.owner("globex");
+    let theirs = resources(&backup, &acme, true).await;
+    let ours = resources(&backup, &globex, false).await;
+
+    let openapi: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let routes = routes(&openapi);
+    let as_of = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+
+    let mut differences = Vec::new();
+    let mut walked = 0;
+    for route in &routes {
+        let kinds = route.kinds();
+        let missing: Vec<String> = kinds
+            .iter()
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect();
+        // Every slot another account's, and every slot missing; then, with several slots, the first one
+        // the caller's own (its group, with another account's source in it or not).
+        let foreign: Vec<String> = kinds.iter().map(|k| theirs[k].clone()).collect();
+        let mut cases = vec![(foreign.clone(), missing.clone(), "another account's ids")];
+        if kinds.len() > 1 {
+            let own_first = |rest: &[String]| {
+                std::iter::once(ours[&kinds[0]].clone())
+                    .chain(rest[1..].iter().cloned())
+                    .collect::<Vec<_>>()
+            };
+            cases.push((own_first(&foreign), own_first(&missing), "its own first id"));
+        }
+        for (foreign, missing, case) in cases {
+            let queries: &[&str] = if route.as_of { &["", "asOf"] } else { &[""] };
+            for query in queries {
+                let with_query = |path: String| match *query {
+                    "asOf" => format!("{path}?asOf={as_of}"),
+                    _ => path,
+                };
+                let (foreign_path, foreign_body) = route.fill(&foreign);
+                let (missing_path, missing_body) = route.fill(&missing);
+                let got_foreign = ask(
+                    app,
+                    &globex,
+                    &route.method,
+                    &with_query(foreign_path),
+                    foreign_body.as_ref(),
+                )
+                .await;
+                let got_missing = ask(
+                    app,
+                    &globex,
+                    &route.method,
+                    &with_query(missing_path),
+                    missing_body.as_ref(),
+                )
+                .await;
+                walked += 1;
+                let label = format!("{} {} ({case}{query})", route.method, route.template);
+                if got_foreign.status != 404 {
+                    differences.push(format!("{label}: {got_foreign:?}, not a 404"));
+                }
+                if got_foreign != got_missing {
+                    differences.push(format!(
+                        "{label}: another account's\n  {got_foreign:?}\nmissing\n  {got_missing:?}"
+                    ));
+                } else if got_foreign.status == 404 {
+                    let problem: Value = serde_json::from_str(&got_foreign.body).unwrap();
+                    assert_eq!(problem["code"], "NOT_FOUND", "{label}");
+                }
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {walked} requests differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    // The walk reached the routes issue 11 named, and more.
+    let templates: BTreeSet<String> = routes
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.template))
+        .collect();
+    for named in [
+        "PUT /connections/{id}",
+        "DELETE /connections/{id}",
+        "PUT /sources/{id}",
+        "DELETE /sources/{id}",
+        "POST /sources/{id}/sync",
+        "POST /jobs",
+        "PUT /source-groups/{id}",
+        "DELETE /source-groups/{id}",
+        "DELETE /source-groups/{id}/sources/{sourceId}",
+        "GET /jobs/{id}/files",
+        "GET /jobs/{id}/files/{name}",
+        "GET /jobs/{id}/events",
+        "POST /jobs/{id}/cancel",
+        "POST /jobs/{id}/retry",
+        "POST /source-groups/{id}/sync",
+        "POST /source-groups/{id}/sources",
+        "POST /connections/{id}/test",
+        "POST /connections/{id}/reconnect",
+        "POST /sources/{id}/test",
+        "GET /sources/{id}/history",
+    ] {
+        assert!(templates.contains(named), "{named} was not walked");
+    }
+
+    // Nothing of the other account's changed on the way.
+    let job: Value = backup.job(&acme, &theirs[&Kind::Job]).await;
+    assert_eq!(job["status"], "succeeded");
+    for (kind, path) in [
+        (Kind::Connection, "connections"),
+        (Kind::Source, "sources"),
+        (Kind::SourceGroup, "source-groups"),
+    ] {
+        let response = app.get(&format!("/{path}/{}", theirs[&kind]), &acme).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let view: Value = response.json().await.unwrap();
+        assert_eq!(view["name"], "walked", "{path}");
+    }
+    backup.stop().await;
+}
+
+/// A connection (no source uses it, so it may be deleted), a source and a group of `token`'s account: their
+/// paths.
+async fn one_of_each(app: &TestApp, token: &str) -> [String; 3] {
+    let connection = app
+        .create_stripe_connection(token, "versions", "sk_test_1")
+        .await;
+    let source = stripe_source(app, token, "versions", &["customers"], false).await;
+    let group: Value = app
+        .post("/source-groups", token, &json!({"name": "versions"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    [
+        format!(
+            "/connections/{}",
+            connection["connectionId"].as_str().unwrap()
+        ),
+        format!("/sources/{source}"),
+        format!("/source-groups/{}", group["groupId"].as_str().unwrap()),
+    ]
+}
+
+async fn put_if_match(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    version: i64,
+    name: &str,
+) -> reqwest::Response {
+    app.http
+        .put(app.url(path))
+        .bearer_auth(token)
+        .header("if-match", format!("\"{version}\""))
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_412_version_conflict_for_every_resource() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    for path in one_of_each(&app, &token).await {
+        let current: Value = app.get(&path, &token).await.json().await.unwrap();
+        let version = current["version"].as_i64().unwrap();
+        let renamed = put_if_match(&app, &token, &path, version, "renamed").await;
+        assert_eq!(renamed.status(), 200, "{path}");
+        assert_eq!(
+            renamed.headers()["etag"],
+            format!("\"{}\"", version + 1).as_str()
+        );
+
+        // The version the client read is no longer current: 412, and nothing changes.
+        let (status, problem) =
+            problem_code(put_if_match(&app, &token, &path, version, "lost update").await).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (412, Some("VERSION_CONFLICT")),
+            "{path}: {problem}"
+        );
+        let stale_delete = app
+            .http
+            .delete(app.url(&path))
+            .bearer_auth(&token)
+            .header("if-match", format!("\"{version}\""))
+            .send()
+            .await
+            .unwrap();
+        let (status, problem) = problem_code(stale_delete).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (412, Some("VERSION_CONFLICT")),
+            "{path}: {problem}"
+        );
+        let now: Value = app.get(&path, &token).await.json().await.unwrap();
+        assert_eq!(now["name"], "renamed", "{path}");
+        assert_eq!(now["version"], version + 1, "{path}");
+    }
+    app.stop().await;
+}
+
+/// A sync is a command on its source: with a stale `If-Match` it is 412 and queues nothing; with the current
+/// version it is queued.
+#[tokio::test]
+async fn a_sync_with_a_stale_if_match_is_412_and_queues_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    app.create_stripe_connection(&token, "sync versions", "sk_test_1")
+        .await;
+    let source = stripe_source(&app, &token, "sync versions", &["customers"], false).await;
+    let path = format!("/sources/{source}");
+    let version = app.get(&path, &token).await.json::<Value>().await.unwrap()["version"]
+        .as_i64()
+        .unwrap();
+    let renamed = put_if_match(&app, &token, &path, version, "renamed").await;
+    assert_eq!(renamed.status(), 200);
+    let sync = |version: i64| {
+        app.http
+            .post(app.url(&format!("{path}/sync")))
+            .bearer_auth(&token)
+            .header("if-match", format!("\"{version}\""))
+            .send()
+    };
+    let (status, problem) = problem_code(sync(version).await.unwrap()).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (412, Some("VERSION_CONFLICT")),
+        "{problem}"
+    );
+    let jobs: Value = app
+        .get(&format!("/jobs?sourceId={source}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
+    let queued = sync(version + 1).await.unwrap();
+    assert_eq!(queued.status(), 202);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn racing_writes_land_without_if_match_and_all_but_one_are_412_with_it() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    for path in one_of_each(&app, &token).await {
+        let start: Value = app.get(&path, &token).await.json().await.unwrap();
+        let version = start["version"].as_i64().unwrap();
+
+        // Without If-Match every writer lands: a lost race is decided again by the command layer.
+        let bodies: Vec<Value> = (0..10)
+            .map(|i| json!({"name": format!("writer {i}")}))
+            .collect();
+        let puts = bodies.iter().map(|body| app.put(&path, &token, body));
+        let statuses: Vec<u16> = futures::future::join_all(puts)
+            .await
+            .into_iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+        assert_eq!(statuses, vec![200; 10], "{path}");
+        let after: Value = app.get(&path, &token).await.json().await.unwrap();
+        assert_eq!(after["version"], version + 10, "{path}");
+
+        // With the same If-Match, one wins and every other is a 412, never a 409.
+        let version = version + 10;
+        let names: Vec<String> = (0..10).map(|i| format!("if-match {i}")).collect();
+        let puts = names
+            .iter()
+            .map(|name| put_if_match(&app, &token, &path, version, name));
+        let mut statuses: Vec<u16> = futures::future::join_all(puts)
+            .await
+            .into_iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+        statuses.sort();
+        let mut expected = vec![200];
+        expected.extend([412; 9]);
+        assert_eq!(statuses, expected, "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_if_match_deletes_nothing_even_with_cascade() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    let source = stripe_source(&app, &token, "cascade", &["customers"], false).await;
+    let view: Value = app
+        .get(&format!("/sources/{source}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let connection = format!("/connections/{}", view["connectionId"].as_str().unwrap());
+    let current: Value = app.get(&connection, &token).await.json().await.unwrap();
+    let stale = current["version"].as_i64().unwrap() + 1;
+    let delete = |query: &'static str, version: i64| {
+        app.http
+            .delete(app.url(&format!("{connection}{query}")))
+            .bearer_auth(&token)
+            .header("if-match", format!("\"{version}\""))
+            .send()
+    };
+
+    // The precondition is judged first: 412, not the 409 of a connection in use, and no source is deleted.
+    for query in ["", "?cascade=true"] {
+        let (status, problem) = problem_code(delete(query, stale).await.unwrap()).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (412, Some("VERSION_CONFLICT")),
+            "{query}: {problem}"
+        );
+        assert_eq!(
+            app.get(&format!("/sources/{source}"), &token)
+                .await
+                .status(),
+            200
+        );
+    }
+    // With the current version: the business rule (409), then the cascade.
+    let version = current["version"].as_i64().unwrap();
+    let (status, problem) = problem_code(delete("", version).await.unwrap()).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "{problem}"
+    );
+    assert_eq!(
+        delete("?cascade=true", version).await.unwrap().status(),
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/sources/{source}"), &token)
+            .await
+            .status(),
+        404
+    );
+    app.stop().await;
+}

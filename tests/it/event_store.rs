@@ -1,0 +1,386 @@
+//! The event store's guarantees (DESIGN §2): append-only, metadata on every event, gap-safe catch-up, and
+//! read models that a rebuild reproduces exactly.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use listbackup_domain::connection::{ConnectionAuth, ConnectionEvent};
+use listbackup_domain::values::CredentialRef;
+use listbackup_projections::Projector;
+use serde_json::{json, Value};
+use support::{TestApp, TestDatabase};
+
+#[tokio::test]
+async fn the_log_is_append_only() {
+    let app = TestApp::spawn().await;
+    app.create_stripe_connection(&app.owner("acme"), "Stripe", "sk_test_1")
+        .await;
+    let db = app.db.connect().await;
+    for statement in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
+        let err = db.batch_execute(statement).await.expect_err(statement);
+        assert!(
+            err.to_string().contains("append-only") || format!("{err:?}").contains("append-only"),
+            "{statement}: {err:?}"
+        );
+    }
+    let count: i64 = db
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_event_carries_its_metadata() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    let created = app
+        .http
+        .post(app.url("/connections"))
+        .bearer_auth(&token)
+        .header("x-request-id", "req-create-1")
+        .json(&json!({"platformId": "stripe", "name": "Stripe", "credentials": {"secretKey": "sk_test_1"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let path = format!("/connections/{}", created["connectionId"].as_str().unwrap());
+    assert_eq!(
+        app.put(&path, &token, &json!({"name": "Renamed"}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.delete(&path, &token).await.status(), 204);
+
+    let db = app.db.connect().await;
+    let rows = db
+        .query(
+            "SELECT event_type, event_version, metadata, event_id, transaction_id::text, global_position, recorded_at \
+             FROM events ORDER BY global_position",
+            &[],
+        )
+        .await
+        .unwrap();
+    let types: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        types,
+        [
+            "ConnectionCreated",
+            "ConnectionRenamed",
+            "ConnectionDeleted"
+        ]
+    );
+    for row in &rows {
+        let version: String = row.get(1);
+        assert_eq!(version, "1.0");
+        let metadata: Value = row.get(2);
+        for key in [
+            "accountId",
+            "actor",
+            "requestId",
+            "correlationId",
+            "causationId",
+        ] {
+            assert!(
+                metadata[key].as_str().is_some_and(|v| !v.is_empty()),
+                "{key} in {metadata}"
+            );
+        }
+        assert_eq!(metadata["accountId"], "acme");
+        assert_eq!(metadata["actor"], "user:test-user");
+    }
+    let first: Value = rows[0].get(2);
+    assert_eq!(first["requestId"], "req-create-1");
+    assert_eq!(first["causationId"], "req-create-1");
+    app.stop().await;
+}
+
+fn created_event(id: &str, name: &str) -> Value {
+    serde_json::to_value(ConnectionEvent::ConnectionCreated {
+        connection_id: id.to_owned(),
+        account_id: "acme".to_owned(),
+        platform_id: "stripe".to_owned(),
+        name: name.to_owned(),
+        auth_type: ConnectionAuth::ApiKey,
+        settings: BTreeMap::new(),
+        credential_fields: vec!["secretKey".to_owned()],
+        credential: CredentialRef {
+            key_id: "k".to_owned(),
+            fingerprint: "f".to_owned(),
+        },
+        external_account: None,
+    })
+    .unwrap()
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+     VALUES ('connection', $1, 1, 'ConnectionCreated', '1.0', $2, '{\"accountId\":\"acme\"}')";
+
+#[tokio::test]
+async fn an_event_committed_late_is_not_skipped() {
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let pool = deadpool_postgres::Config {
+        url: Some(db.url.clone()),
+        ..Default::default()
+    }
+    .create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )
+    .unwrap();
+    let projector = Projector::new(pool, Arc::new(tokio::sync::Notify::new()));
+
+    let early_id = uuid::Uuid::now_v7().to_string();
+    let late_id = uuid::Uuid::now_v7().to_string();
+    // The first writer takes the lower global_position but stays uncommitted...
+    let mut slow_writer = db.connect().await;
+    let slow = slow_writer.transaction().await.unwrap();
+    slow.execute(
+        INSERT_EVENT,
+        &[&early_id, &created_event(&early_id, "early")],
+    )
+    .await
+    .unwrap();
+    // ...while a second writer takes a higher position and commits first.
+    let fast_writer = db.connect().await;
+    fast_writer
+        .execute(INSERT_EVENT, &[&late_id, &created_event(&late_id, "late")])
+        .await
+        .unwrap();
+    let positions: Vec<i64> = fast_writer
+        .query("SELECT global_position FROM events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(positions.len(), 1, "only the committed event is visible");
+
+    // The projector runs while the first transaction is still open: it must not move past the open one.
+    projector.catch_up().await.unwrap();
+    assert!(
+        projected_names(&fast_writer).await.is_empty(),
+        "nothing after an open transaction is projected yet"
+    );
+    slow.commit().await.unwrap();
+
+    // The snapshot horizon is cluster-wide: another test's open transaction may hold it back for a moment,
+    // so catch up until both are in (a reader that had skipped "early" would never get it).
+    support::wait_until(
+        Duration::from_secs(20),
+        "both events to be projected",
+        || async {
+            projector.catch_up().await.unwrap();
+            projected_names(&fast_writer).await == ["early", "late"]
+        },
+    )
+    .await;
+}
+
+/// Readers are woken by the log's notifications, not by polling: a commit wakes them well before their
+/// fallback poll, and only once its events are readable in log order (an older transaction still open
+/// holds them back).
+#[tokio::test]
+async fn a_commit_wakes_the_log_readers_once_its_events_are_readable() {
+    use listbackup_projections::event_log::read_after;
+    use listbackup_projections::log_signal::{self, FALLBACK};
+
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut wake = log_signal::listen(db.url.clone(), shutdown.clone());
+    let woken_within = FALLBACK / 3;
+    // The listener wakes everyone once it listens (anything may have been committed before).
+    tokio::time::timeout(woken_within, wake.next())
+        .await
+        .expect("woken when the listener connects");
+    wake.mark_seen();
+
+    let early_id = uuid::Uuid::now_v7().to_string();
+    let late_id = uuid::Uuid::now_v7().to_string();
+    let mut slow_writer = db.connect().await;
+    let slow = slow_writer.transaction().await.unwrap();
+    slow.execute(
+        INSERT_EVENT,
+        &[&early_id, &created_event(&early_id, "early")],
+    )
+    .await
+    .unwrap();
+    let fast_writer = db.connect().await;
+    fast_writer
+        .execute(INSERT_EVENT, &[&late_id, &created_event(&late_id, "late")])
+        .await
+        .unwrap();
+    slow.commit().await.unwrap();
+    let pool = deadpool_postgres::Config {
+        url: Some(db.url.clone()),
+        ..Default::default()
+    }
+    .create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )
+    .unwrap();
+    let reader = pool.get().await.unwrap();
+
+    // Each wake-up comes from a notification (well before the fallback poll) and finds events to read; the
+    // horizon is cluster-wide, so another test's open transaction may let them through one at a time.
+    let mut read = Vec::new();
+    while read.len() < 2 {
+        tokio::time::timeout(woken_within, wake.next())
+            .await
+            .unwrap_or_else(|_| panic!("not woken within {woken_within:?}; read so far: {read:?}"));
+        wake.mark_seen();
+        let after = read.last().copied().unwrap_or_default();
+        let events = read_after(&reader, after, 10).await.unwrap();
+        assert!(
+            !events.is_empty(),
+            "woken before anything new was readable (after {after:?})"
+        );
+        read.extend(events.iter().map(|e| e.position));
+    }
+    let ids: Vec<String> = read_after(&reader, Default::default(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.aggregate_id)
+        .collect();
+    assert_eq!(
+        ids,
+        [early_id, late_id],
+        "log order: the early writer's event first"
+    );
+    shutdown.cancel();
+}
+
+async fn projected_names(db: &tokio_postgres::Client) -> Vec<String> {
+    db.query("SELECT name FROM read_connections ORDER BY name", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn dump_read_models(db: &tokio_postgres::Client) -> (Vec<String>, String) {
+    let rows = db
+        .query(
+            "SELECT row_to_json(r)::text FROM read_connections r ORDER BY connection_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let checkpoint: String = db
+        .query_one("SELECT transaction_id::text || '/' || position FROM checkpoints WHERE name = 'projector'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (rows.iter().map(|r| r.get(0)).collect(), checkpoint)
+}
+
+#[tokio::test]
+async fn a_rebuild_reproduces_the_live_read_models() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    let other = app.owner("globex");
+    let mut paths = Vec::new();
+    for i in 0..4 {
+        let c = app
+            .create_stripe_connection(&token, &format!("c{i}"), "sk_test_1")
+            .await;
+        paths.push(format!(
+            "/connections/{}",
+            c["connectionId"].as_str().unwrap()
+        ));
+    }
+    app.create_stripe_connection(&other, "theirs", "sk_test_2")
+        .await;
+    assert_eq!(
+        app.put(&paths[0], &token, &json!({"name": "renamed"}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.put(
+            &paths[1],
+            &token,
+            &json!({"credentials": {"secretKey": "sk_test_9"}})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(app.delete(&paths[2], &token).await.status(), 204);
+
+    let db = app.db.connect().await;
+    let live = dump_read_models(&db).await;
+    assert_eq!(live.0.len(), 5);
+
+    let printed = app.db.rebuild_projections().await;
+    assert!(printed.contains("from 8 event(s)"), "{printed}");
+
+    let rebuilt = dump_read_models(&db).await;
+    assert_eq!(rebuilt, live);
+    // The live service keeps working on the rebuilt tables.
+    assert_eq!(app.get(&paths[0], &token).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_create_on_an_existing_stream_conflicts_instead_of_overwriting() {
+    use listbackup_commands::{CommandBus, CommandError, EventMetadata};
+    use listbackup_domain::connection::{Connection, ConnectionCommand};
+    use listbackup_domain::platform::PlatformId;
+    use listbackup_domain::values::{AccountId, DisplayName};
+
+    let app = TestApp::spawn().await;
+    let created = app
+        .create_stripe_connection(&app.owner("acme"), "first", "sk_test_1")
+        .await;
+    let id = created["connectionId"].as_str().unwrap();
+
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let bus: CommandBus<Connection> =
+        CommandBus::new(pool, (), Arc::new(tokio::sync::Notify::new()));
+    let command = ConnectionCommand::Create {
+        connection_id: id.to_owned(),
+        account_id: AccountId::parse("acme").unwrap(),
+        platform_id: PlatformId::parse("stripe").unwrap(),
+        name: DisplayName::parse("second").unwrap(),
+        auth: ConnectionAuth::ApiKey,
+        settings: BTreeMap::new(),
+        credential_fields: vec![],
+        credential: CredentialRef {
+            key_id: "k".into(),
+            fingerprint: "f".into(),
+        },
+    };
+    let metadata = EventMetadata::for_request("acme", "user:test".into(), "req-1");
+    let err = bus.execute_new(id, command, &metadata).await.unwrap_err();
+    assert!(matches!(err, CommandError::Concurrency), "{err:?}");
+
+    let db = app.db.connect().await;
+    let events: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1, "the existing stream is untouched");
+    app.stop().await;
+}

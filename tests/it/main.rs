@@ -1,0 +1,45 @@
+//! The black-box tests: one binary, one module per area (a test binary per file would link the whole
+//! service dozens of times). Each test starts the real service on port 0 with a database of its own
+//! (`support::TestDatabase`, honouring `LISTBACKUP_TEST_DATABASE_URL`), local platform emulations, and
+//! waits on conditions with deadlines. Run one area with `cargo test --test it <module>::`. A test that
+//! disturbs the whole database server has a binary of its own (`tests/database_unavailable.rs`).
+
+mod support;
+
+mod audit_as_of;
+mod audit_log;
+mod audit_tamper;
+mod cli;
+mod connection_secrets;
+mod connection_test_endpoint;
+mod connections_api;
+mod connector_paging;
+mod connectors_platforms;
+mod contract;
+mod demo_mode;
+mod event_store;
+mod job_concurrency;
+mod job_faults;
+mod job_oauth_refresh;
+mod job_partial;
+mod job_progress;
+mod jobs_api;
+mod oauth_flow;
+mod oauth_scopes;
+mod oauth_tokens;
+mod platform_activecampaign;
+mod platform_box;
+mod platform_dropbox;
+mod platform_emulator_probe;
+mod platform_gohighlevel;
+mod platform_google;
+mod platform_mailchimp;
+mod platform_quickbooks;
+mod platform_shopify;
+mod platform_zendesk;
+mod projections_rebuild;
+mod relay;
+mod scheduler;
+mod scripts;
+mod source_groups_api;
+mod sources_api;
