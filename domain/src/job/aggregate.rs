@@ -110,6 +110,9 @@ pub struct Job {
     /// Whether retention expired the backup (its files are deleted).
     #[serde(default)]
     expired: bool,
+    /// The manifest's sha256 its outcome recorded (`JobSucceeded`, `JobPartiallySucceeded`).
+    #[serde(default)]
+    manifest_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -253,6 +256,21 @@ impl Job {
     /// Whether retention expired the backup.
     pub fn is_expired(&self) -> bool {
         self.expired
+    }
+
+    /// The sha256 of the backup's manifest as its outcome recorded it; `None` for a job without a backup.
+    pub fn manifest_sha256(&self) -> Option<&str> {
+        self.manifest_sha256.as_deref()
+    }
+
+    /// The account the job belongs to (empty while it is queued).
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// Whether the job holds a stored backup that has not expired (and what is wrong otherwise).
+    pub fn check_backup(&self) -> Result<(), JobError> {
+        self.require_backup()
     }
 
     /// A stored backup (succeeded or partial) that has not expired, or why not.
@@ -702,8 +720,18 @@ impl Aggregate for Job {
                 };
                 self.failed.insert(data_type, failure);
             }
-            JobEvent::JobSucceeded { .. } => self.status = JobStatus::Succeeded,
-            JobEvent::JobPartiallySucceeded { .. } => self.status = JobStatus::Partial,
+            JobEvent::JobSucceeded {
+                manifest_sha256, ..
+            } => {
+                self.status = JobStatus::Succeeded;
+                self.manifest_sha256 = Some(manifest_sha256);
+            }
+            JobEvent::JobPartiallySucceeded {
+                manifest_sha256, ..
+            } => {
+                self.status = JobStatus::Partial;
+                self.manifest_sha256 = Some(manifest_sha256);
+            }
             JobEvent::JobFailed { queued, .. } => {
                 if let Some(queued) = queued {
                     self.id = queued.job_id;
