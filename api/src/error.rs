@@ -22,6 +22,8 @@ pub enum ErrorCode {
     VersionConflict,
     /// 412: a precondition other than the version.
     PreconditionFailed,
+    /// 410: the resource existed and is gone for good (a backup's files once retention expired it).
+    Gone,
     RateLimited,
     PlatformError,
     Unavailable,
@@ -37,6 +39,7 @@ impl ErrorCode {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict => StatusCode::CONFLICT,
             Self::VersionConflict | Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::Gone => StatusCode::GONE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::PlatformError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -53,6 +56,7 @@ impl ErrorCode {
             Self::Conflict => "Conflict with the current state",
             Self::VersionConflict => "The resource changed meanwhile",
             Self::PreconditionFailed => "Precondition failed",
+            Self::Gone => "Gone",
             Self::RateLimited => "Too many requests",
             Self::PlatformError => "The platform answered with an error",
             Self::Unavailable => "Service unavailable",
