@@ -137,10 +137,13 @@ pub(crate) fn retention_tasks(
     store: &listbackup_workers::storage::BackupStore,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let sweeper =
-        listbackup_workers::retention::RetentionSweeper::new(db.clone(), jobs.clone(), store.clone())
-            .with_clock(config.scheduler_clock.clone())
-            .with_interval(config.retention_sweep_interval);
+    let sweeper = listbackup_workers::retention::RetentionSweeper::new(
+        db.clone(),
+        jobs.clone(),
+        store.clone(),
+    )
+    .with_clock(config.scheduler_clock.clone())
+    .with_interval(config.retention_sweep_interval);
     let files: Arc<dyn listbackup_commands::artifacts::JobFiles> = Arc::new(store.clone());
     let verifier = Arc::new(listbackup_commands::verification::BackupVerifier::new(
         jobs.clone(),

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::artifacts::{JobFiles, JobLocation};
-use crate::bus::CommandError;
+use crate::bus::{CommandError, Committed};
 use crate::jobs::JobCommands;
 use crate::metadata::EventMetadata;
 
@@ -48,20 +48,20 @@ impl BackupVerifier {
         Self { jobs, files }
     }
 
-    /// Verifies the backup of job `job_id` for `metadata.account_id` and records the outcome. Not found for a
-    /// job of another account (or none); a conflict for a job without a backup; gone once it has expired.
+    /// Verifies the backup of job `job_id` for `metadata.account_id` and records the outcome (returned with
+    /// the commit that recorded it). Not found for a job of another account (or none); a conflict for a job
+    /// without a backup; gone once it has expired.
     pub async fn verify(
         &self,
         metadata: &EventMetadata,
         job_id: &str,
-    ) -> Result<Verification, CommandError> {
+    ) -> Result<(Verification, Committed), CommandError> {
         let (job, _) = self.jobs.load(job_id).await?;
         if job.account_id() != metadata.account_id {
             return Err(CommandError::not_found(ResourceKind::Job));
         }
-        job.check_backup().map_err(|e| {
-            CommandError::from(cqrs_es::AggregateError::UserError(e))
-        })?;
+        job.check_backup()
+            .map_err(|e| CommandError::from(cqrs_es::AggregateError::UserError(e)))?;
         let expected = job.manifest_sha256().unwrap_or_default().to_owned();
         let location = JobLocation {
             account_id: &metadata.account_id,
@@ -69,10 +69,11 @@ impl BackupVerifier {
             job_id,
         };
         let outcome = self.check(location, &expected).await?;
-        self.jobs
+        let committed = self
+            .jobs
             .record_verification(metadata, job_id, outcome.clone())
             .await?;
-        Ok(outcome)
+        Ok((outcome, committed))
     }
 
     /// Reads every file back; the first mismatch is the outcome.

@@ -320,7 +320,10 @@ impl RetentionSweeper {
         for row in rows {
             let (account, source, job): (String, String, String) =
                 (row.get(0), row.get(1), row.get(2));
-            if self.purge(&self.store.job(&account, &source, &job), &job).await {
+            if self
+                .purge(&self.store.job(&account, &source, &job), &job)
+                .await
+            {
                 report.purged_late += 1;
             } else {
                 report.failed += 1;
@@ -340,7 +343,11 @@ impl RetentionSweeper {
             }
             *last = Some(now);
         }
-        match self.store.sweep_abandoned_uploads(now - ABANDONED_AFTER).await {
+        match self
+            .store
+            .sweep_abandoned_uploads(now - ABANDONED_AFTER)
+            .await
+        {
             Ok((files, bytes)) => {
                 report.abandoned_uploads = files;
                 report.abandoned_bytes = bytes;

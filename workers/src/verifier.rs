@@ -65,7 +65,7 @@ impl BackgroundVerifier {
             ACTOR.to_owned(),
             &uuid::Uuid::now_v7().to_string(),
         );
-        let outcome = self
+        let (outcome, _) = self
             .verifier
             .verify(&metadata, &job_id)
             .await

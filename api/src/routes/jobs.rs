@@ -699,7 +699,9 @@ pub async fn verify(
             "backup storage is not configured",
         ));
     };
-    let outcome = verifier.verify(&metadata(&req, &principal), &id).await?;
+    let (outcome, committed) = verifier.verify(&metadata(&req, &principal), &id).await?;
+    // Read-your-writes: the job's `verification` shows this outcome to a GET that follows.
+    job_at(&state, &principal, &id, committed.version).await?;
     let result = match outcome {
         listbackup_domain::job::Verification::Verified { files, bytes } => VerifyResult {
             job_id: id,

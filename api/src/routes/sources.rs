@@ -151,19 +151,21 @@ fn parse_create(body: CreateSource) -> Result<NewSource, ApiError> {
         Some(count) => keep_last(count, &mut errors).map(Some),
     };
     match (connection_id, name, schedule, retention_days, keep_last) {
-        (Some(connection_id), Some(name), Some(schedule), Some(retention_days), Some(keep_last))
-            if errors.is_empty() =>
-        {
-            Ok(NewSource {
-                connection_id,
-                name,
-                data_types: body.data_types,
-                schedule,
-                retention_days,
-                incremental: body.incremental.unwrap_or(true),
-                keep_last,
-            })
-        }
+        (
+            Some(connection_id),
+            Some(name),
+            Some(schedule),
+            Some(retention_days),
+            Some(keep_last),
+        ) if errors.is_empty() => Ok(NewSource {
+            connection_id,
+            name,
+            data_types: body.data_types,
+            schedule,
+            retention_days,
+            incremental: body.incremental.unwrap_or(true),
+            keep_last,
+        }),
         _ => Err(ApiError::validation(errors)),
     }
 }

@@ -473,7 +473,8 @@ pub(crate) async fn apply(
                 .await?;
         }
         JobEvent::BackupVerified { files, bytes } => {
-            let verification = json!({"status": "verified", "at": at, "files": files, "bytes": bytes});
+            let verification =
+                json!({"status": "verified", "at": at, "files": files, "bytes": bytes});
             set_verification(client, id, seq, at, &verification).await?;
         }
         JobEvent::BackupCorrupted {
@@ -638,7 +639,7 @@ pub async fn sources_past_retention(
                AND ($2::text IS NULL OR s.source_id > $2) \
              GROUP BY s.source_id, s.account_id, s.retention_days, s.keep_last \
              HAVING count(*) > 1 AND (count(*) > COALESCE(s.keep_last, 2147483647) \
-                 OR min(j.finished_at) < $1 - make_interval(days => s.retention_days)) \
+                 OR min(j.finished_at) < $1::timestamptz - make_interval(days => s.retention_days)) \
              ORDER BY s.source_id LIMIT $3",
             &[&now, &after, &limit],
         )
