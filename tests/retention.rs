@@ -359,3 +359,87 @@ async fn verify_reports_a_flipped_byte_by_file_name_and_an_intact_backup_as_veri
     assert_eq!(result["expected"], job["manifestSha256"]);
     backup.stop().await;
 }
+
+#[tokio::test]
+async fn a_backup_whose_file_contents_a_kept_backup_refers_to_stays_until_nothing_refers_to_it() {
+    let svc = support::files::service_with("google", |values| {
+        values.insert("LISTBACKUP_RETENTION_SWEEP_SECS".into(), "1".into());
+    })
+    .await;
+    let backup = &svc.backup;
+    let app = &backup.app;
+    let token = &svc.token;
+    backup.api.seed_files("google", 1, 6, 1000);
+    let connection = svc.connect().await;
+    let drive = svc.source(&connection, &["files"], true).await;
+    let response = app
+        .put(&format!("/sources/{drive}"), token, &json!({"keepLast": 1}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let first = svc.run(&drive).await;
+    let first = first["jobId"].as_str().unwrap().to_owned();
+    backup.api.change_file("google", 4);
+    let second = svc.run(&drive).await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    let second = second["jobId"].as_str().unwrap().to_owned();
+
+    // Another source's expiry, of backups run after these ended, proves a sweep has looked at this one.
+    let full = svc.source(&connection, &["files"], false).await;
+    let response = app
+        .put(&format!("/sources/{full}"), token, &json!({"keepLast": 1}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let full_first = svc.run(&full).await["jobId"].as_str().unwrap().to_owned();
+    svc.run(&full).await;
+    wait_expired(backup, token, &full_first).await;
+    // Past keepLast, but the kept backup takes five files' bytes from it: kept, whole.
+    let job = backup.job(token, &first).await;
+    assert_eq!(job["expiredAt"], Value::Null, "{job}");
+    let manifest = svc.manifest(&drive, &second);
+    let unchanged = manifest["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["jobId"] == first.as_str())
+        .unwrap()
+        .clone();
+    let download = app
+        .get(
+            &format!(
+                "/jobs/{second}/files/{}",
+                unchanged["name"].as_str().unwrap()
+            ),
+            token,
+        )
+        .await;
+    assert_eq!(download.status(), 200);
+
+    // A full backup no longer refers to either: both expire, the newer first.
+    let response = app
+        .put(
+            &format!("/sources/{drive}"),
+            token,
+            &json!({"incremental": false}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let third = svc.run(&drive).await;
+    assert_eq!(third["status"], "succeeded", "{third}");
+    let third = third["jobId"].as_str().unwrap().to_owned();
+    wait_expired(backup, token, &second).await;
+    wait_expired(backup, token, &first).await;
+    let listed: Value = app
+        .get(&format!("/jobs/{third}/files"), token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let files = listed["files"].as_array().unwrap();
+    assert!(files.len() > 6, "{listed}");
+    for file in files {
+        let name = file["name"].as_str().unwrap();
+        let response = app.get(&format!("/jobs/{third}/files/{name}"), token).await;
+        assert_eq!(response.status(), 200, "{name}");
+    }
+    svc.backup.stop().await;
+}
