@@ -16,6 +16,7 @@ ALTER TABLE read_jobs
 -- The retention sweep reads a source's stored, unexpired backups; the verifier the least recently verified.
 CREATE INDEX read_jobs_retention ON read_jobs (source_id, finished_at)
     WHERE status IN ('succeeded', 'partial') AND expired_at IS NULL;
+CREATE INDEX read_jobs_expired ON read_jobs (expired_at) WHERE expired_at IS NOT NULL;
 CREATE INDEX read_jobs_verification ON read_jobs (verified_at NULLS FIRST, finished_at)
     WHERE status IN ('succeeded', 'partial') AND expired_at IS NULL;
 

@@ -6,7 +6,7 @@
 //! wins, and the others record nothing (a lost race) or are refused (a hold placed meanwhile). Only the
 //! process whose event was recorded deletes the backup's objects, after the event: a backup is never deleted
 //! without its expiry on record, and never while held. Should that process die between the two, a later sweep
-//! (any process) finishes the deletion of every expired backup not yet noted in `backup_purges`.
+//! (any process) finishes the deletion of every backup expired in the last week and not yet noted in `backup_purges`.
 //!
 //! File platforms: a later job's manifest may name an earlier job's directory for a file's bytes
 //! (`contents[].jobId`). A backup whose own file contents a kept backup of its source still refers to is not
@@ -303,14 +303,15 @@ impl RetentionSweeper {
         true
     }
 
-    /// Finishes the deletion of expired backups whose sweeper died between the event and the deletion.
+    /// Finishes the deletion of expired backups whose sweeper died between the event and the deletion,
+    /// within a week of their expiry (the window keeps this query from reading every expired backup ever).
     async fn purge_unfinished(&self, report: &mut SweepReport) -> Result<(), ReadError> {
         let rows = {
             let client = self.pool.get().await?;
             client
                 .query(
                     "SELECT j.account_id, j.source_id, j.job_id FROM read_jobs j \
-                     WHERE j.expired_at IS NOT NULL \
+                     WHERE j.expired_at > now() - interval '7 days' \
                        AND NOT EXISTS (SELECT 1 FROM backup_purges p WHERE p.job_id = j.job_id) \
                      ORDER BY j.expired_at LIMIT 100",
                     &[],
