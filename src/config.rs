@@ -71,6 +71,13 @@ pub struct Config {
     /// The longest the scheduler waits between two passes (60 s: it looks at each minute boundary anyway;
     /// tests driving a hand-set clock shorten it).
     pub scheduler_poll_interval: std::time::Duration,
+    /// The wait between two retention sweeps (`LISTBACKUP_RETENTION_SWEEP_SECS`, default 30): a backup past
+    /// its source's policy expires within a minute of the backup that put it there. The sweep reads the time
+    /// from `scheduler_clock`.
+    pub retention_sweep_interval: std::time::Duration,
+    /// Backups the background verifier reads back per hour in each process (`LISTBACKUP_VERIFY_PER_HOUR`,
+    /// default 2; 0: off).
+    pub verify_per_hour: u32,
 }
 
 /// Keys read from the file and the environment.
@@ -101,6 +108,8 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_DEMO",
     "LISTBACKUP_BACKUP_GZIP_LEVEL",
     "LISTBACKUP_AUDIT_SIGNING_KEY",
+    "LISTBACKUP_RETENTION_SWEEP_SECS",
+    "LISTBACKUP_VERIFY_PER_HOUR",
 ];
 
 impl Config {
@@ -189,6 +198,13 @@ impl Config {
             u64::from(DEFAULT_GZIP_LEVEL),
             1..=9,
         )? as u32;
+        let retention_sweep_interval = std::time::Duration::from_secs(number(
+            values,
+            "LISTBACKUP_RETENTION_SWEEP_SECS",
+            30,
+            1..=3600,
+        )?);
+        let verify_per_hour = number(values, "LISTBACKUP_VERIFY_PER_HOUR", 2, 0..=36_000)? as u32;
         let serve_backup_worker = match get("LISTBACKUP_SERVE_BACKUP_WORKER").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -256,6 +272,8 @@ impl Config {
             audit_signer,
             scheduler_clock: Default::default(),
             scheduler_poll_interval: std::time::Duration::from_secs(60),
+            retention_sweep_interval,
+            verify_per_hour,
         })
     }
 }

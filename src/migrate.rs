@@ -46,6 +46,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0020_log_notify",
         include_str!("../migrations/0020_log_notify.sql"),
     ),
+    (
+        "0030_retention",
+        include_str!("../migrations/0030_retention.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

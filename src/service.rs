@@ -136,6 +136,38 @@ pub(crate) fn backup_store(
         .transpose()
 }
 
+/// The retention sweep and the background verifier over `store`, started (in `serve` and `listbackup
+/// worker`: every process that stores backups).
+pub(crate) fn retention_tasks(
+    config: &Config,
+    db: &deadpool_postgres::Pool,
+    jobs: &Arc<listbackup_commands::jobs::JobCommands>,
+    store: &listbackup_workers::storage::BackupStore,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let sweeper = listbackup_workers::retention::RetentionSweeper::new(
+        db.clone(),
+        jobs.clone(),
+        store.clone(),
+    )
+    .with_clock(config.scheduler_clock.clone())
+    .with_interval(config.retention_sweep_interval);
+    let files: Arc<dyn listbackup_commands::artifacts::JobFiles> = Arc::new(store.clone());
+    let verifier = Arc::new(listbackup_commands::verification::BackupVerifier::new(
+        jobs.clone(),
+        files,
+    ));
+    let background = listbackup_workers::verifier::BackgroundVerifier::new(
+        db.clone(),
+        verifier,
+        config.verify_per_hour,
+    );
+    vec![
+        tokio::spawn(sweeper.run(shutdown.clone())),
+        tokio::spawn(background.run(shutdown.clone())),
+    ]
+}
+
 /// The projector over the configured database (for `listbackup projections rebuild`).
 pub fn projector(config: &Config) -> anyhow::Result<Projector> {
     Ok(Projector::new(read_pool(config)?, Arc::new(Notify::new())))
@@ -243,6 +275,16 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let store = backup_store(config)?;
 
     let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
+    // Retention and verification (issue 13) in every process that has the backups' storage.
+    if let Some(store) = &store {
+        background.extend(retention_tasks(
+            config,
+            &db,
+            &job_commands,
+            store,
+            &shutdown,
+        ));
+    }
     if let Some(nats) = &nats {
         let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
         let relay = Relay::new(db.clone(), nats.clone(), names.clone())
@@ -288,6 +330,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     background.push(tokio::spawn(scheduler.run(shutdown.clone())));
 
     let closing_streams = CancellationToken::new();
+    let api_jobs_for_verify = api_jobs.clone();
     let state = AppState {
         db,
         connections,
@@ -299,6 +342,12 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         nats_prefix: config.nats_prefix.clone(),
         jobs: api_jobs,
         closing_streams: closing_streams.clone(),
+        verifier: store.as_ref().map(|s| {
+            Arc::new(listbackup_commands::verification::BackupVerifier::new(
+                api_jobs_for_verify.clone(),
+                Arc::new(s.clone()),
+            ))
+        }),
         job_files: store.map(|s| Arc::new(s) as Arc<dyn listbackup_commands::artifacts::JobFiles>),
         audit_signer: config.audit_signer.clone(),
         demo: platforms.demo().cloned(),

@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::service::{backup_store, connect_nats, event_store_pool, master_keys, read_pool};
+use crate::service::{
+    backup_store, connect_nats, event_store_pool, master_keys, read_pool, retention_tasks,
+};
 
 /// A started worker process. Dropping it does not stop it: call [`RunningWorker::stop`].
 pub struct RunningWorker {
@@ -79,22 +81,24 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         nats,
         names,
         relay,
-        jobs,
+        jobs.clone(),
         sources,
         oauth.clone(),
         connector,
-        store,
-        db,
+        store.clone(),
+        db.clone(),
     )
     .with_deliveries(config.worker_deliveries)
     .with_dispatch(config.worker_dispatch);
 
     let shutdown = CancellationToken::new();
-    let tasks = vec![
+    let retention = retention_tasks(config, &db, &jobs, &store, &shutdown);
+    let mut tasks = vec![
         tokio::spawn(worker.run(shutdown.clone())),
         // Renews OAuth access tokens expiring within 15 minutes (one refresh per connection across processes).
         tokio::spawn(oauth.run_refresher(shutdown.clone())),
     ];
+    tasks.extend(retention);
     tracing::info!(
         ack_wait_secs = config.worker_deliveries.ack_wait.as_secs(),
         max_deliver = config.worker_deliveries.max_deliver,

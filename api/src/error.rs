@@ -20,6 +20,8 @@ pub enum ErrorCode {
     /// 412: `If-Match` names a version that is not (or, once another request committed first, no longer)
     /// the resource's current one, on every resource.
     VersionConflict,
+    /// 410: the resource existed and is gone for good (a backup's files once retention expired it).
+    Gone,
     RateLimited,
     PlatformError,
     Unavailable,
@@ -35,6 +37,7 @@ impl ErrorCode {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict => StatusCode::CONFLICT,
             Self::VersionConflict => StatusCode::PRECONDITION_FAILED,
+            Self::Gone => StatusCode::GONE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::PlatformError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -50,6 +53,7 @@ impl ErrorCode {
             Self::NotFound => "Not found",
             Self::Conflict => "Conflict with the current state",
             Self::VersionConflict => "The resource changed meanwhile",
+            Self::Gone => "Gone",
             Self::RateLimited => "Too many requests",
             Self::PlatformError => "The platform answered with an error",
             Self::Unavailable => "Service unavailable",

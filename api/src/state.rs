@@ -28,6 +28,8 @@ pub struct AppState {
     pub closing_streams: tokio_util::sync::CancellationToken,
     /// Stored backups (`GET /jobs/{id}/files`), when `LISTBACKUP_STORAGE_URL` is configured.
     pub job_files: Option<std::sync::Arc<dyn listbackup_commands::artifacts::JobFiles>>,
+    /// Reads backups back for `POST /jobs/{id}/verify`; `None` without backup storage.
+    pub verifier: Option<std::sync::Arc<listbackup_commands::verification::BackupVerifier>>,
     /// Signs audit exports (`LISTBACKUP_AUDIT_SIGNING_KEY`); without it `GET /events/export` is refused.
     pub audit_signer: Option<listbackup_projections::audit::export::AuditSigner>,
     /// Demo mode's routing, when it is on: `GET /platforms` shows the demo credentials of the platforms it
@@ -48,6 +50,7 @@ impl From<CommandError> for ApiError {
             } => match kind {
                 ErrorKind::NotFound => ApiError::new(ErrorCode::NotFound, message),
                 ErrorKind::Conflict => ApiError::conflict(message),
+                ErrorKind::Gone => ApiError::new(ErrorCode::Gone, message),
                 ErrorKind::Invalid => match field {
                     Some(field) => ApiError::field(field, message),
                     None => ApiError::bad_request(message),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use listbackup_domain::connection::Connection;
-use listbackup_domain::job::{Job, JobCommand, JobTrigger, QueuedJob};
+use listbackup_domain::job::{Job, JobCommand, JobTrigger, QueuedJob, Verification};
 use listbackup_domain::platform::PlatformId;
 use serde::Serialize;
 
@@ -324,5 +324,66 @@ impl JobCommands {
             return Ok(None);
         }
         Ok(self.vault.load(&metadata.account_id, connection_id).await?)
+    }
+}
+
+/// Holds, expiry and verification records: the stored backup's side of a job.
+impl JobCommands {
+    /// BackupHeld: keeps the backup from expiring, for `reason`; who is the metadata's actor. Placing the
+    /// same hold again records nothing; another reason replaces it.
+    pub async fn place_hold(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        reason: &str,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::PlaceHold {
+            account_id: account(metadata)?,
+            reason: reason.to_owned(),
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    /// BackupHoldReleased: retention applies to the backup again (nothing recorded when it is not held).
+    pub async fn release_hold(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::ReleaseHold {
+            account_id: account(metadata)?,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    /// BackupExpired {files, bytes}: the Job aggregate decides, so whichever sweeper gets here first records
+    /// it and every other records nothing (`events == 0`); refused (conflict) while the backup is held.
+    pub async fn expire(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        files: u64,
+        bytes: u64,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::Expire {
+            account_id: account(metadata)?,
+            files,
+            bytes,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
+    }
+
+    /// BackupVerified or BackupCorrupted.
+    pub async fn record_verification(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        outcome: Verification,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::RecordVerification {
+            account_id: account(metadata)?,
+            outcome,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
     }
 }

@@ -12,6 +12,7 @@ pub mod sampling;
 pub mod source_groups;
 pub mod sources;
 pub mod vault;
+pub mod verification;
 
 pub use bus::{CommandBus, CommandError, Committed, MAX_ATTEMPTS};
 pub use metadata::EventMetadata;

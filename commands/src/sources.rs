@@ -25,6 +25,8 @@ pub struct NewSource {
     pub schedule: Schedule,
     pub retention_days: RetentionDays,
     pub incremental: bool,
+    /// Retention keeps at most this many newest backups; `None`: no limit by count.
+    pub keep_last: Option<listbackup_domain::source::KeepLast>,
 }
 
 /// Why a sync is requested, and what it relates to.
@@ -103,6 +105,7 @@ impl SourceCommands {
             schedule: new.schedule,
             retention_days: new.retention_days,
             incremental: new.incremental,
+            keep_last: new.keep_last,
         };
         self.bus.execute(source_id, command, metadata, None).await
     }

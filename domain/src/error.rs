@@ -7,6 +7,8 @@ pub enum ErrorKind {
     Conflict,
     /// The command's own data is invalid.
     Invalid,
+    /// What the command is about existed and is gone for good (a backup that retention expired).
+    Gone,
 }
 
 /// Implemented by each aggregate's error type so the edges can map it without knowing the aggregate.

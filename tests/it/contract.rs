@@ -57,6 +57,7 @@ fn body_for(route: &str) -> Option<Value> {
         }
         "POST /source-groups/{id}/sources" | "POST /jobs" => json!({"sourceId": "{source}"}),
         "POST /connections/{id}/reconnect" => json!({}),
+        "POST /jobs/{id}/hold" => json!({"reason": "walk"}),
         _ => return None,
     })
 }
@@ -419,6 +420,9 @@ async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_rou
         "POST /connections/{id}/reconnect",
         "POST /sources/{id}/test",
         "GET /sources/{id}/history",
+        "POST /jobs/{id}/hold",
+        "DELETE /jobs/{id}/hold",
+        "POST /jobs/{id}/verify",
     ] {
         assert!(templates.contains(named), "{named} was not walked");
     }

@@ -39,6 +39,7 @@ mod platform_shopify;
 mod platform_zendesk;
 mod projections_rebuild;
 mod relay;
+mod retention;
 mod scheduler;
 mod scripts;
 mod source_groups_api;

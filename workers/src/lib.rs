@@ -6,9 +6,11 @@ pub mod connectors;
 pub mod log_follower;
 pub mod names;
 pub mod relay;
+pub mod retention;
 pub mod sagas;
 pub mod scheduler;
 pub mod storage;
+pub mod verifier;
 
 pub use names::NatsNames;
 pub use relay::Relay;

@@ -1,7 +1,7 @@
 //! `/jobs` and the sync routes that queue them. A job is queued by its source's `SyncRequested`; workers take
 //! it from there (the Job aggregate), and the job read model follows both.
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse, ResponseError};
 use chrono::Utc;
 use listbackup_commands::sources::SyncRequest;
 use listbackup_commands::EventMetadata;
@@ -329,6 +329,9 @@ async fn stored_files(
     if !matches!(job.status, JobStatus::Succeeded | JobStatus::Partial) {
         return Ok((job, Vec::new()));
     }
+    if let Some(expired_at) = job.expired_at {
+        return Err(expired(expired_at));
+    }
     let location = listbackup_commands::artifacts::JobLocation {
         account_id: &principal.account_id,
         source_id: &job.source_id,
@@ -361,9 +364,22 @@ async fn stored_files(
     Ok((job, stored))
 }
 
-/// The job's stored files: one gzip NDJSON per data type, and the manifest.
+/// The 410 of a backup's files once retention has expired it.
+fn expired(at: chrono::DateTime<Utc>) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorCode::Gone,
+        format!(
+            "the backup expired at {} (retention): its files were deleted",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    )
+}
+
+/// The job's stored files: one gzip NDJSON per data type, and the manifest. 410 once retention has expired
+/// the backup.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = JobFileList), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = JobFileList), (status = 404, body = crate::error::Problem),
+              (status = 410, body = crate::error::Problem)))]
 #[get("/jobs/{id}/files")]
 pub async fn list_files(
     state: web::Data<AppState>,
@@ -380,7 +396,8 @@ pub async fn list_files(
 #[utoipa::path(tag = "jobs", security(("bearer" = [])),
     params(("id" = String, Path), ("name" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream"),
-              (status = 404, body = crate::error::Problem)))]
+              (status = 404, body = crate::error::Problem),
+              (status = 410, body = crate::error::Problem)))]
 // `{name:.*}`: a file's bytes are named `{dataType}/{key}`.
 #[get("/jobs/{id}/files/{name:.*}")]
 pub async fn download(
@@ -555,4 +572,172 @@ pub async fn cancel(
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     Ok(HttpResponse::Accepted().json(view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlaceHold {
+    /// Why the backup must be kept (1 to 500 characters), recorded with who placed the hold.
+    pub reason: String,
+}
+
+/// Reads the job back once the projection has reached `version` of its stream.
+async fn job_at(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    version: u64,
+) -> Result<JobView, ApiError> {
+    wait_for_version(&state.projected, version, || async {
+        let client = state.db.get().await?;
+        Ok(read::projected_version(&client, id).await?)
+    })
+    .await?;
+    let client = state.db.get().await?;
+    read::get(&client, &principal.account_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))
+}
+
+/// The job of this account that holds a backup, from the read model: another account's is the one 404, a
+/// job that is not succeeded or partial a 409 (a queued job has no stream for the aggregate to answer).
+async fn owned_job(state: &AppState, principal: &Principal, id: &str) -> Result<JobView, ApiError> {
+    let client = state.db.get().await?;
+    let job = read::get(&client, &principal.account_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
+    if !matches!(job.status, JobStatus::Succeeded | JobStatus::Partial) {
+        return Err(ApiError::conflict(format!(
+            "the job is {}: only a succeeded or partial job holds a backup",
+            job.status
+        )));
+    }
+    Ok(job)
+}
+
+/// Puts the backup under a hold: retention does not expire it until the hold is released. Recorded as
+/// `BackupHeld` with who (the caller) and why (`reason`) → 200 with the job (`hold`). 409 for a job that
+/// holds no backup (not succeeded or partial), 410 once it has expired.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)), request_body = PlaceHold,
+    responses((status = 200, body = JobView), (status = 400, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+              (status = 410, body = crate::error::Problem)))]
+#[post("/jobs/{id}/hold")]
+pub async fn place_hold(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+    JsonBody(body): JsonBody<PlaceHold>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, ResourceKind::Job)?;
+    owned_job(&state, &principal, &id).await?;
+    let committed = state
+        .jobs
+        .place_hold(&metadata(&req, &principal), &id, &body.reason)
+        .await?;
+    Ok(HttpResponse::Ok().json(job_at(&state, &principal, &id, committed.version).await?))
+}
+
+/// Releases the backup's hold (`BackupHoldReleased`, with who): retention applies to it again → 200 with
+/// the job. Releasing a backup that is not held changes nothing.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem), (status = 410, body = crate::error::Problem)))]
+#[delete("/jobs/{id}/hold")]
+pub async fn release_hold(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, ResourceKind::Job)?;
+    owned_job(&state, &principal, &id).await?;
+    let committed = state
+        .jobs
+        .release_hold(&metadata(&req, &principal), &id)
+        .await?;
+    Ok(HttpResponse::Ok().json(job_at(&state, &principal, &id, committed.version).await?))
+}
+
+/// What `POST /jobs/{id}/verify` found.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResult {
+    pub job_id: String,
+    /// `verified` (every file matches the manifest, and the manifest the job's `manifestSha256`) or
+    /// `corrupted`.
+    pub status: String,
+    /// Files read back and their bytes (verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// The first file that does not match (corrupted): a file's name as `GET /jobs/{id}/files` lists it,
+    /// or `manifest.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// Its sha256 as read now, or `missing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+}
+
+/// Re-reads the backup's stored files, checks each against the manifest's sha256 and the manifest against
+/// the hash its job recorded, and records `BackupVerified` or `BackupCorrupted` → 200 with the result (a
+/// corrupted backup is a finding, not an error). 409 for a job that holds no backup, 410 once expired.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = VerifyResult), (status = 404, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem), (status = 410, body = crate::error::Problem),
+              (status = 503, body = crate::error::Problem)))]
+#[post("/jobs/{id}/verify")]
+pub async fn verify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, ResourceKind::Job)?;
+    owned_job(&state, &principal, &id).await?;
+    let Some(verifier) = &state.verifier else {
+        return Err(ApiError::new(
+            crate::error::ErrorCode::Unavailable,
+            "backup storage is not configured",
+        ));
+    };
+    let (outcome, committed) = verifier.verify(&metadata(&req, &principal), &id).await?;
+    // Read-your-writes: the job's `verification` shows this outcome to a GET that follows.
+    job_at(&state, &principal, &id, committed.version).await?;
+    let result = match outcome {
+        listbackup_domain::job::Verification::Verified { files, bytes } => VerifyResult {
+            job_id: id,
+            status: "verified".into(),
+            files: Some(files),
+            bytes: Some(bytes),
+            file: None,
+            expected: None,
+            found: None,
+        },
+        listbackup_domain::job::Verification::Corrupted {
+            file,
+            expected,
+            found,
+        } => VerifyResult {
+            job_id: id,
+            status: "corrupted".into(),
+            files: None,
+            bytes: None,
+            file: Some(file),
+            expected: Some(expected),
+            found: Some(found),
+        },
+    };
+    Ok(HttpResponse::Ok().json(result))
 }

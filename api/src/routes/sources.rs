@@ -6,7 +6,7 @@ use listbackup_commands::sources::NewSource;
 use listbackup_commands::EventMetadata;
 use listbackup_domain::platform;
 use listbackup_domain::source::{
-    RetentionDays, Schedule, ScheduleSpec, SourceChanges, WantedStatus,
+    KeepLast, RetentionDays, Schedule, ScheduleSpec, SourceChanges, WantedStatus,
 };
 use listbackup_domain::values::DisplayName;
 use listbackup_projections::read_models::sources::{self as read, SourceFilter, SourceView};
@@ -37,6 +37,8 @@ pub struct CreateSource {
     pub schedule: Option<ScheduleSpec>,
     /// 1 to 3650, default 90.
     pub retention_days: Option<i64>,
+    /// Retention keeps at most this many newest backups (1 to 1000); default none: no limit by count.
+    pub keep_last: Option<i64>,
     /// Default true.
     pub incremental: Option<bool>,
 }
@@ -49,6 +51,10 @@ pub struct UpdateSource {
     #[schema(value_type = Option<Object>)]
     pub schedule: Option<ScheduleSpec>,
     pub retention_days: Option<i64>,
+    /// 1 to 1000, or `null` to remove the limit by count.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, nullable)]
+    pub keep_last: Option<Option<i64>>,
     pub incremental: Option<bool>,
     /// `active` (resume) or `paused`.
     pub status: Option<String>,
@@ -108,6 +114,17 @@ fn retention(days: i64, errors: &mut Vec<FieldError>) -> Option<RetentionDays> {
         .ok()
 }
 
+/// A field that may be sent as `null` (`Some(None)`), told apart from one not sent (`None`, by `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+fn keep_last(count: i64, errors: &mut Vec<FieldError>) -> Option<KeepLast> {
+    KeepLast::parse(count)
+        .map_err(|m| errors.push(FieldError::new("keepLast", m)))
+        .ok()
+}
+
 fn name(raw: &str, errors: &mut Vec<FieldError>) -> Option<DisplayName> {
     DisplayName::parse(raw)
         .map_err(|m| errors.push(FieldError::new("name", m)))
@@ -129,19 +146,26 @@ fn parse_create(body: CreateSource) -> Result<NewSource, ApiError> {
         None => Some(RetentionDays::DEFAULT),
         Some(days) => retention(days, &mut errors),
     };
-    match (connection_id, name, schedule, retention_days) {
-        (Some(connection_id), Some(name), Some(schedule), Some(retention_days))
-            if errors.is_empty() =>
-        {
-            Ok(NewSource {
-                connection_id,
-                name,
-                data_types: body.data_types,
-                schedule,
-                retention_days,
-                incremental: body.incremental.unwrap_or(true),
-            })
-        }
+    let keep_last = match body.keep_last {
+        None => Some(None),
+        Some(count) => keep_last(count, &mut errors).map(Some),
+    };
+    match (connection_id, name, schedule, retention_days, keep_last) {
+        (
+            Some(connection_id),
+            Some(name),
+            Some(schedule),
+            Some(retention_days),
+            Some(keep_last),
+        ) if errors.is_empty() => Ok(NewSource {
+            connection_id,
+            name,
+            data_types: body.data_types,
+            schedule,
+            retention_days,
+            incremental: body.incremental.unwrap_or(true),
+            keep_last,
+        }),
         _ => Err(ApiError::validation(errors)),
     }
 }
@@ -151,11 +175,12 @@ fn parse_update(body: UpdateSource) -> Result<SourceChanges, ApiError> {
         && body.data_types.is_none()
         && body.schedule.is_none()
         && body.retention_days.is_none()
+        && body.keep_last.is_none()
         && body.incremental.is_none()
         && body.status.is_none()
     {
         return Err(ApiError::bad_request(
-            "send at least one of `name`, `dataTypes`, `schedule`, `retentionDays`, `incremental`, `status`",
+            "send at least one of `name`, `dataTypes`, `schedule`, `retentionDays`, `keepLast`, `incremental`, `status`",
         ));
     }
     let mut errors = Vec::new();
@@ -168,6 +193,11 @@ fn parse_update(body: UpdateSource) -> Result<SourceChanges, ApiError> {
             .and_then(|s| schedule(s, &mut errors)),
         retention_days: body.retention_days.and_then(|d| retention(d, &mut errors)),
         incremental: body.incremental,
+        keep_last: match body.keep_last {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(count)) => keep_last(count, &mut errors).map(Some),
+        },
         status: match body.status.as_deref() {
             None => None,
             Some("active") => Some(WantedStatus::Active),

@@ -104,6 +104,15 @@ pub struct Job {
     #[serde(default)]
     failed: BTreeMap<String, DataTypeFailure>,
     cancel_requested: bool,
+    /// The reason of the hold the backup is under, if any.
+    #[serde(default)]
+    hold: Option<String>,
+    /// Whether retention expired the backup (its files are deleted).
+    #[serde(default)]
+    expired: bool,
+    /// The manifest's sha256 its outcome recorded (`JobSucceeded`, `JobPartiallySucceeded`).
+    #[serde(default)]
+    manifest_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +149,15 @@ pub enum JobError {
     NothingBackedUp,
     #[error("no data type failed: the job succeeded")]
     NothingFailed,
+    /// Holds, expiry and verification are about a stored backup: a succeeded or partial job.
+    #[error("the job is {0}: only a succeeded or partial job holds a backup")]
+    NotABackup(JobStatus),
+    #[error("the backup has expired: its files were deleted by retention")]
+    Expired,
+    #[error("the backup is under a hold ({0}): release it first")]
+    Held(String),
+    #[error("a hold needs a reason of 1 to 500 characters")]
+    InvalidHoldReason,
 }
 
 impl DomainError for JobError {
@@ -156,11 +174,15 @@ impl DomainError for JobError {
             | Self::Incomplete(_)
             | Self::DataTypesFailed(_)
             | Self::NothingBackedUp
-            | Self::NothingFailed => ErrorKind::Conflict,
+            | Self::NothingFailed
+            | Self::NotABackup(_)
+            | Self::Held(_) => ErrorKind::Conflict,
+            Self::Expired => ErrorKind::Gone,
             Self::InvalidDataTypes(_)
             | Self::RetryOfMismatch
             | Self::InvalidProgress
-            | Self::UnknownDataType(_) => ErrorKind::Invalid,
+            | Self::UnknownDataType(_)
+            | Self::InvalidHoldReason => ErrorKind::Invalid,
         }
     }
 
@@ -170,6 +192,7 @@ impl DomainError for JobError {
             Self::RetryOfMismatch => Some("retryOf"),
             Self::InvalidProgress => Some("dataTypesDone"),
             Self::UnknownDataType(_) => Some("dataType"),
+            Self::InvalidHoldReason => Some("reason"),
             _ => None,
         }
     }
@@ -223,6 +246,82 @@ impl Job {
     /// touch the job's files. A run presumed dead that comes back finds this false.
     pub fn is_run_by(&self, worker: &str) -> bool {
         self.status == JobStatus::Running && self.worker == worker
+    }
+
+    /// The reason of the hold the backup is under, if any.
+    pub fn hold(&self) -> Option<&str> {
+        self.hold.as_deref()
+    }
+
+    /// Whether retention expired the backup.
+    pub fn is_expired(&self) -> bool {
+        self.expired
+    }
+
+    /// The sha256 of the backup's manifest as its outcome recorded it; `None` for a job without a backup.
+    pub fn manifest_sha256(&self) -> Option<&str> {
+        self.manifest_sha256.as_deref()
+    }
+
+    /// The account the job belongs to (empty while it is queued).
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// Whether the job holds a stored backup that has not expired (and what is wrong otherwise).
+    pub fn check_backup(&self) -> Result<(), JobError> {
+        self.require_backup()
+    }
+
+    /// A stored backup (succeeded or partial) that has not expired, or why not.
+    fn require_backup(&self) -> Result<(), JobError> {
+        if !matches!(self.status, JobStatus::Succeeded | JobStatus::Partial) {
+            return Err(JobError::NotABackup(self.status));
+        }
+        if self.expired {
+            return Err(JobError::Expired);
+        }
+        Ok(())
+    }
+
+    /// Decides the commands about a stored backup (holds, expiry, verification); `None` for the others.
+    fn decide_on_backup(&self, command: &JobCommand) -> Option<Result<Option<JobEvent>, JobError>> {
+        let decided = match command {
+            JobCommand::PlaceHold { reason, .. } => {
+                let reason = reason.trim();
+                if reason.is_empty() || reason.chars().count() > 500 {
+                    return Some(Err(JobError::InvalidHoldReason));
+                }
+                self.require_backup().map(|()| {
+                    (self.hold.as_deref() != Some(reason)).then(|| JobEvent::BackupHeld {
+                        reason: reason.to_owned(),
+                    })
+                })
+            }
+            JobCommand::ReleaseHold { .. } => self.require_backup().map(|()| {
+                self.hold
+                    .is_some()
+                    .then_some(JobEvent::BackupHoldReleased {})
+            }),
+            JobCommand::Expire { files, bytes, .. } => {
+                if self.expired {
+                    // Another sweeper expired it first: nothing to record.
+                    return Some(Ok(None));
+                }
+                self.require_backup().and_then(|()| match &self.hold {
+                    Some(reason) => Err(JobError::Held(reason.clone())),
+                    None => Ok(Some(JobEvent::BackupExpired {
+                        files: *files,
+                        bytes: *bytes,
+                    })),
+                })
+            }
+            JobCommand::RecordVerification { outcome, .. } => self
+                .require_backup()
+                .map(|()| Some(outcome.clone().into_event())),
+            _ => return None,
+        };
+        Some(decided)
     }
 
     /// Whether the running job was asked to stop (the worker polls this between pages).
@@ -378,6 +477,12 @@ impl Aggregate for Job {
         }
 
         self.require_owned(&account)?;
+        if let Some(decided) = self.decide_on_backup(&command) {
+            if let Some(event) = decided? {
+                sink.write(event, self).await;
+            }
+            return Ok(());
+        }
         if self.status.is_terminal() {
             return Err(JobError::Finished(self.status));
         }
@@ -556,6 +661,10 @@ impl Aggregate for Job {
                 }
                 JobEvent::JobCancelRequested { queued: None }
             }
+            JobCommand::PlaceHold { .. }
+            | JobCommand::ReleaseHold { .. }
+            | JobCommand::Expire { .. }
+            | JobCommand::RecordVerification { .. } => unreachable!("decided above"),
             JobCommand::ConfirmCancelled { .. } => {
                 if !self.cancel_requested {
                     return Err(JobError::NoCancelRequested);
@@ -611,8 +720,18 @@ impl Aggregate for Job {
                 };
                 self.failed.insert(data_type, failure);
             }
-            JobEvent::JobSucceeded { .. } => self.status = JobStatus::Succeeded,
-            JobEvent::JobPartiallySucceeded { .. } => self.status = JobStatus::Partial,
+            JobEvent::JobSucceeded {
+                manifest_sha256, ..
+            } => {
+                self.status = JobStatus::Succeeded;
+                self.manifest_sha256 = Some(manifest_sha256);
+            }
+            JobEvent::JobPartiallySucceeded {
+                manifest_sha256, ..
+            } => {
+                self.status = JobStatus::Partial;
+                self.manifest_sha256 = Some(manifest_sha256);
+            }
             JobEvent::JobFailed { queued, .. } => {
                 if let Some(queued) = queued {
                     self.id = queued.job_id;
@@ -630,6 +749,10 @@ impl Aggregate for Job {
                 self.cancel_requested = true;
             }
             JobEvent::JobCancelled {} => self.status = JobStatus::Cancelled,
+            JobEvent::BackupHeld { reason } => self.hold = Some(reason),
+            JobEvent::BackupHoldReleased {} => self.hold = None,
+            JobEvent::BackupExpired { .. } => self.expired = true,
+            JobEvent::BackupVerified { .. } | JobEvent::BackupCorrupted { .. } => {}
         }
     }
 }

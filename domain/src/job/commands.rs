@@ -104,6 +104,26 @@ pub enum JobCommand {
     /// whoever confirms it, and the run receiving a redelivered message of such a job (which it must not run
     /// again) confirms on behalf of the dead one.
     ConfirmCancelled { account_id: AccountId },
+    /// Keeps a backup (a succeeded or partial job) from expiring; `reason` says why (1 to 500 characters).
+    /// Who holds it is the command's actor (event metadata).
+    PlaceHold {
+        account_id: AccountId,
+        reason: String,
+    },
+    /// Lets retention apply to the backup again. Releasing a backup that is not held records nothing.
+    ReleaseHold { account_id: AccountId },
+    /// Retention expires the backup: refused while it is held, and a backup already expired records nothing
+    /// (so any number of sweepers expire it once). `files` and `bytes` are what its directory holds.
+    Expire {
+        account_id: AccountId,
+        files: u64,
+        bytes: u64,
+    },
+    /// The outcome of reading the backup's files back (see [`super::Verification`]).
+    RecordVerification {
+        account_id: AccountId,
+        outcome: super::Verification,
+    },
 }
 
 impl JobCommand {
@@ -118,7 +138,11 @@ impl JobCommand {
             | Self::PartiallySucceed { account_id, .. }
             | Self::Fail { account_id, .. }
             | Self::RequestCancel { account_id, .. }
-            | Self::ConfirmCancelled { account_id } => account_id,
+            | Self::ConfirmCancelled { account_id }
+            | Self::PlaceHold { account_id, .. }
+            | Self::ReleaseHold { account_id }
+            | Self::Expire { account_id, .. }
+            | Self::RecordVerification { account_id, .. } => account_id,
         }
     }
 }

@@ -113,6 +113,30 @@ pub enum JobEvent {
     /// The job stopped on request; whatever it had written is discarded, not presented as a backup.
     #[serde(rename_all = "camelCase")]
     JobCancelled {},
+    /// Someone put the backup under a hold: retention does not expire it until the hold is released. Who is
+    /// the event metadata's `actor`; why is `reason`. Placing a hold again replaces the reason.
+    #[serde(rename_all = "camelCase")]
+    BackupHeld { reason: String },
+    /// The hold was released (who: the metadata's `actor`): retention applies to the backup again.
+    #[serde(rename_all = "camelCase")]
+    BackupHoldReleased {},
+    /// Retention expired the backup: its stored objects (`files` of them, `bytes` in all, as listed just
+    /// before) are deleted from storage after this event, and its files are gone for good (410). Recorded
+    /// once: a second expiry of the same backup records nothing.
+    #[serde(rename_all = "camelCase")]
+    BackupExpired { files: u64, bytes: u64 },
+    /// Every stored file of the backup was read back and matches the manifest's sha256, and the manifest
+    /// matches the `manifestSha256` its job recorded.
+    #[serde(rename_all = "camelCase")]
+    BackupVerified { files: u64, bytes: u64 },
+    /// A stored file (or the manifest itself, `manifest.json`) does not hash to what was recorded for it:
+    /// `found` is its sha256 now, or `missing` when it could not be found at all.
+    #[serde(rename_all = "camelCase")]
+    BackupCorrupted {
+        file: String,
+        expected: String,
+        found: String,
+    },
 }
 
 /// Why one data type of a job was not backed up: `ResourceBackupFailed`, and the manifest's and
@@ -169,6 +193,11 @@ impl DomainEvent for JobEvent {
             Self::JobFailed { .. } => "JobFailed",
             Self::JobCancelRequested { .. } => "JobCancelRequested",
             Self::JobCancelled {} => "JobCancelled",
+            Self::BackupHeld { .. } => "BackupHeld",
+            Self::BackupHoldReleased {} => "BackupHoldReleased",
+            Self::BackupExpired { .. } => "BackupExpired",
+            Self::BackupVerified { .. } => "BackupVerified",
+            Self::BackupCorrupted { .. } => "BackupCorrupted",
         }
         .to_string()
     }

@@ -8,7 +8,9 @@ mod aggregate;
 mod commands;
 mod events;
 mod outcome;
+pub mod retention;
 pub mod retry;
+mod verification;
 
 #[cfg(test)]
 mod tests;
@@ -17,6 +19,7 @@ pub use aggregate::{Job, JobError, JobStatus, UnknownJobStatus};
 pub use commands::JobCommand;
 pub use events::{DataTypeFailure, JobEvent, JobTrigger, QueuedJob};
 pub use outcome::{summarise, Failure};
+pub use verification::Verification;
 
 /// The aggregate type name in the event store and in NATS subjects.
 pub const AGGREGATE_TYPE: &str = "job";

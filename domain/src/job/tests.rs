@@ -1362,3 +1362,118 @@ fn a_cancelled_job_retries_the_source_and_a_job_that_has_not_ended_badly_is_not_
         );
     }
 }
+
+// Holds, expiry and verification (issue 13).
+
+fn a_backup() -> Vec<JobEvent> {
+    vec![
+        started(),
+        backed_up("customers"),
+        backed_up("invoices"),
+        succeeded(),
+    ]
+}
+
+fn expire() -> JobCommand {
+    JobCommand::Expire {
+        account_id: acme(),
+        files: 3,
+        bytes: 300,
+    }
+}
+
+fn hold(reason: &str) -> JobCommand {
+    JobCommand::PlaceHold {
+        account_id: acme(),
+        reason: reason.into(),
+    }
+}
+
+#[test]
+fn a_backup_expires_once_and_a_second_expiry_records_nothing() {
+    JobTest::with(())
+        .given(a_backup())
+        .when(expire())
+        .then_expect_events(vec![JobEvent::BackupExpired {
+            files: 3,
+            bytes: 300,
+        }]);
+    let mut given = a_backup();
+    given.push(JobEvent::BackupExpired {
+        files: 3,
+        bytes: 300,
+    });
+    JobTest::with(())
+        .given(given)
+        .when(expire())
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_held_backup_is_not_expired_until_released() {
+    let mut given = a_backup();
+    given.push(JobEvent::BackupHeld {
+        reason: "legal".into(),
+    });
+    JobTest::with(())
+        .given(given.clone())
+        .when(expire())
+        .then_expect_error(JobError::Held("legal".into()));
+    JobTest::with(())
+        .given(given.clone())
+        .when(hold("legal"))
+        .then_expect_events(vec![]);
+    JobTest::with(())
+        .given(given.clone())
+        .when(JobCommand::ReleaseHold { account_id: acme() })
+        .then_expect_events(vec![JobEvent::BackupHoldReleased {}]);
+    given.push(JobEvent::BackupHoldReleased {});
+    JobTest::with(())
+        .given(given)
+        .when(expire())
+        .then_expect_events(vec![JobEvent::BackupExpired {
+            files: 3,
+            bytes: 300,
+        }]);
+}
+
+#[test]
+fn holds_and_verification_need_a_backup_that_has_not_expired() {
+    JobTest::with(())
+        .given(vec![started()])
+        .when(hold("legal"))
+        .then_expect_error(JobError::NotABackup(JobStatus::Running));
+    JobTest::with(())
+        .given(a_backup())
+        .when(hold("  "))
+        .then_expect_error(JobError::InvalidHoldReason);
+    let mut expired = a_backup();
+    expired.push(JobEvent::BackupExpired { files: 1, bytes: 1 });
+    JobTest::with(())
+        .given(expired.clone())
+        .when(hold("legal"))
+        .then_expect_error(JobError::Expired);
+    assert_eq!(JobError::Expired.kind(), ErrorKind::Gone);
+    JobTest::with(())
+        .given(expired)
+        .when(JobCommand::RecordVerification {
+            account_id: acme(),
+            outcome: Verification::Verified { files: 1, bytes: 1 },
+        })
+        .then_expect_error(JobError::Expired);
+    JobTest::with(())
+        .given(a_backup())
+        .when(JobCommand::RecordVerification {
+            account_id: acme(),
+            outcome: Verification::Corrupted {
+                file: "customers.ndjson.gz".into(),
+                expected: "a".into(),
+                found: "b".into(),
+            },
+        })
+        .then_expect_events(vec![JobEvent::BackupCorrupted {
+            file: "customers.ndjson.gz".into(),
+            expected: "a".into(),
+            found: "b".into(),
+        }]);
+}

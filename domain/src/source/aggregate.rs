@@ -6,8 +6,8 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DataTypes, Schedule, SourceChanges, SourceCommand, SourceEvent, SyncOutcome, WantedStatus,
-    AGGREGATE_TYPE,
+    DataTypes, KeepLast, Schedule, SourceChanges, SourceCommand, SourceEvent, SyncOutcome,
+    WantedStatus, AGGREGATE_TYPE,
 };
 use crate::error::{DomainError, ErrorKind};
 use crate::platform::PlatformId;
@@ -48,6 +48,9 @@ pub struct Source {
     schedule: Option<Schedule>,
     retention_days: u32,
     incremental: bool,
+    /// Retention's limit by count (`keepLast`), if any.
+    #[serde(default)]
+    keep_last: Option<u32>,
     /// The job requested and not finished yet (queued or running): at most one per source.
     #[serde(default)]
     active_job: Option<String>,
@@ -196,8 +199,14 @@ impl Source {
             .map(|r| r.days())
             .filter(|r| *r != self.retention_days);
         let incremental = changes.incremental.filter(|i| *i != self.incremental);
+        let keep_last = changes
+            .keep_last
+            .map(|k| k.map(KeepLast::count))
+            .filter(|k| *k != self.keep_last)
+            .map(|k| k.unwrap_or(0));
         let mut events = Vec::new();
         if name.is_some()
+            || keep_last.is_some()
             || data_types.is_some()
             || schedule.is_some()
             || retention_days.is_some()
@@ -209,6 +218,7 @@ impl Source {
                 schedule,
                 retention_days,
                 incremental,
+                keep_last,
             });
         }
         match (changes.status, self.status) {
@@ -260,6 +270,7 @@ impl Aggregate for Source {
                 schedule,
                 retention_days,
                 incremental,
+                keep_last,
             } => {
                 if self.status != SourceStatus::New {
                     return Err(SourceError::AlreadyExists);
@@ -274,6 +285,7 @@ impl Aggregate for Source {
                     schedule,
                     retention_days: retention_days.days(),
                     incremental,
+                    keep_last: keep_last.map(KeepLast::count),
                 }]
             }
             SourceCommand::Update { changes, .. } => self.changes(changes)?,
@@ -337,7 +349,9 @@ impl Aggregate for Source {
                 schedule,
                 retention_days,
                 incremental,
+                keep_last,
             } => {
+                self.keep_last = keep_last;
                 self.id = source_id;
                 self.account_id = account_id;
                 self.connection_id = connection_id;
@@ -355,7 +369,11 @@ impl Aggregate for Source {
                 schedule,
                 retention_days,
                 incremental,
+                keep_last,
             } => {
+                if let Some(keep_last) = keep_last {
+                    self.keep_last = (keep_last > 0).then_some(keep_last);
+                }
                 if let Some(name) = name {
                     self.name = name;
                 }

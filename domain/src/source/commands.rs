@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{DataTypes, RetentionDays, Schedule, SyncOutcome};
+use super::{DataTypes, KeepLast, RetentionDays, Schedule, SyncOutcome};
 use crate::job::JobTrigger;
 use crate::platform::PlatformId;
 use crate::values::{AccountId, DisplayName};
@@ -22,6 +22,8 @@ pub enum SourceCommand {
         schedule: Schedule,
         retention_days: RetentionDays,
         incremental: bool,
+        /// Retention keeps at most this many newest backups; `None`: no limit by count.
+        keep_last: Option<KeepLast>,
     },
     /// Any subset of the settings, and pause/resume, as one commit (so one `If-Match` covers all).
     Update {
@@ -83,6 +85,8 @@ pub struct SourceChanges {
     pub schedule: Option<Schedule>,
     pub retention_days: Option<RetentionDays>,
     pub incremental: Option<bool>,
+    /// `Some(None)` removes the limit by count.
+    pub keep_last: Option<Option<KeepLast>>,
     pub status: Option<WantedStatus>,
 }
 

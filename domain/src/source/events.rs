@@ -22,6 +22,9 @@ pub enum SourceEvent {
         schedule: Schedule,
         retention_days: u32,
         incremental: bool,
+        /// Retention keeps at most this many newest backups (absent: no limit by count).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keep_last: Option<u32>,
     },
     /// Only the settings that changed are present.
     #[serde(rename_all = "camelCase")]
@@ -36,6 +39,9 @@ pub enum SourceEvent {
         retention_days: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         incremental: Option<bool>,
+        /// A new `keepLast`; `0` when the limit by count was removed (`keepLast: null`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keep_last: Option<u32>,
     },
     #[serde(rename_all = "camelCase")]
     SourcePaused {},

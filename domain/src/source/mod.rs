@@ -15,7 +15,7 @@ pub use commands::{SourceChanges, SourceCommand, WantedStatus};
 pub use events::{SourceEvent, SyncOutcome};
 pub use schedule::{Schedule, ScheduleProblem, ScheduleSpec};
 pub use scheduling::{scheduled_job_id, SkipReason};
-pub use values::{DataTypes, RetentionDays};
+pub use values::{DataTypes, KeepLast, RetentionDays};
 
 /// The aggregate type name in the event store and in NATS subjects.
 pub const AGGREGATE_TYPE: &str = "source";

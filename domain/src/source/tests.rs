@@ -35,6 +35,7 @@ fn created() -> SourceEvent {
         schedule: Schedule::default(),
         retention_days: 90,
         incremental: true,
+        keep_last: None,
     }
 }
 
@@ -59,6 +60,7 @@ fn creating_a_source_records_every_setting() {
             schedule: Schedule::default(),
             retention_days: RetentionDays::DEFAULT,
             incremental: true,
+            keep_last: None,
         })
         .then_expect_events(vec![created()]);
 }
@@ -77,6 +79,7 @@ fn a_source_cannot_be_created_twice() {
             schedule: Schedule::default(),
             retention_days: RetentionDays::DEFAULT,
             incremental: true,
+            keep_last: None,
         })
         .then_expect_error(SourceError::AlreadyExists);
 }
@@ -99,6 +102,7 @@ fn an_update_records_only_what_changes() {
             schedule: Some(hourly),
             retention_days: None,
             incremental: Some(false),
+            keep_last: None,
         }]);
 }
 
@@ -143,6 +147,7 @@ fn pausing_and_resuming() {
                 schedule: None,
                 retention_days: None,
                 incremental: None,
+                keep_last: None,
             },
             SourceEvent::SourcePaused {},
         ]);
@@ -314,6 +319,7 @@ fn created_every_minute() -> SourceEvent {
             schedule: every_minute(),
             retention_days,
             incremental,
+            keep_last: None,
         },
         other => other,
     }
@@ -441,6 +447,7 @@ fn paused_manual_and_rescheduled_sources_run_no_slot() {
         schedule: Some(schedule(serde_json::json!({"frequency": "manual"}))),
         retention_days: None,
         incremental: None,
+        keep_last: None,
     };
     SourceTest::with(())
         .given(vec![created_every_minute(), manual])
@@ -562,6 +569,7 @@ fn deselect_all_but(kept: &[&str]) -> SourceEvent {
         schedule: None,
         retention_days: None,
         incremental: None,
+        keep_last: None,
     }
 }
 

@@ -4,6 +4,45 @@ use serde::{Deserialize, Serialize};
 
 use crate::platform::Platform;
 
+/// How many of a source's newest backups retention keeps at most: 1 to 1000 (`keepLast`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct KeepLast(u16);
+
+impl KeepLast {
+    pub const MIN: u32 = 1;
+    pub const MAX: u32 = 1000;
+
+    pub fn parse(count: i64) -> Result<Self, String> {
+        if (i64::from(Self::MIN)..=i64::from(Self::MAX)).contains(&count) {
+            Ok(Self(count as u16))
+        } else {
+            Err(format!(
+                "must be between {} and {}, or null for no limit",
+                Self::MIN,
+                Self::MAX
+            ))
+        }
+    }
+
+    pub fn count(self) -> u32 {
+        u32::from(self.0)
+    }
+}
+
+impl TryFrom<u32> for KeepLast {
+    type Error = String;
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Self::parse(i64::from(value))
+    }
+}
+
+impl From<KeepLast> for u32 {
+    fn from(value: KeepLast) -> Self {
+        value.count()
+    }
+}
+
 /// How long a source's backups are kept: 1 to 3650 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]

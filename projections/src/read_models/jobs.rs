@@ -39,6 +39,47 @@ pub struct JobView {
     pub queued_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The hold keeping the backup from expiring, if any.
+    pub hold: Option<Hold>,
+    /// When retention expired the backup (its files are deleted: the files routes answer 410).
+    pub expired_at: Option<DateTime<Utc>>,
+    /// Objects and bytes the expiry deleted from storage (the storage freed).
+    pub freed_files: Option<u64>,
+    pub freed_bytes: Option<u64>,
+    /// The last time the backup was read back and checked (`POST /jobs/{id}/verify`, the background verifier).
+    pub verification: Option<VerificationView>,
+}
+
+/// A hold on a backup: who placed it (the event's actor), why and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    pub reason: String,
+    /// `user:<sub>` of who placed it.
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The outcome of a backup's last verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationView {
+    /// `verified` or `corrupted`.
+    pub status: String,
+    pub at: DateTime<Utc>,
+    /// Files read back (verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// The file that does not match (corrupted): a file name, or `manifest.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// Its sha256 now, or `missing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
 }
 
 // `default`: the stored JSON has no `percent` (computed at read time).
@@ -82,7 +123,8 @@ pub struct DataTypeError {
 
 const COLUMNS: &str =
     "job_id, source_id, connection_id, platform_id, trigger, group_id, status, attempt, \
-    retry_of, progress, data_types, error, manifest_sha256, queued_at, started_at, finished_at";
+    retry_of, progress, data_types, error, manifest_sha256, queued_at, started_at, finished_at, \
+    hold, expired_at, expired_files, expired_bytes, verification";
 
 impl JobView {
     /// Succeeded, partial, failed or cancelled: nothing more happens to the job.
@@ -136,6 +178,19 @@ impl JobView {
             queued_at: row.get("queued_at"),
             started_at: row.get("started_at"),
             finished_at: row.get("finished_at"),
+            hold: row
+                .get::<_, Option<Value>>("hold")
+                .and_then(|h| serde_json::from_value(h).ok()),
+            expired_at: row.get("expired_at"),
+            freed_files: row
+                .get::<_, Option<i64>>("expired_files")
+                .map(|n| n.max(0) as u64),
+            freed_bytes: row
+                .get::<_, Option<i64>>("expired_bytes")
+                .map(|n| n.max(0) as u64),
+            verification: row
+                .get::<_, Option<Value>>("verification")
+                .and_then(|v| serde_json::from_value(v).ok()),
         }
     }
 }
@@ -390,7 +445,65 @@ pub(crate) async fn apply(
         JobEvent::JobCancelled {} => {
             finish(client, id, seq, at, JobStatus::Cancelled, None).await?
         }
+        JobEvent::BackupHeld { reason } => {
+            let by = event.metadata["actor"].as_str().unwrap_or_default();
+            let hold = json!({"reason": reason, "by": by, "at": at});
+            client
+                .execute(
+                    "UPDATE read_jobs SET hold = $3, version = $2 WHERE job_id = $1 AND version < $2",
+                    &[id, &seq, &hold],
+                )
+                .await?;
+        }
+        JobEvent::BackupHoldReleased {} => {
+            client
+                .execute(
+                    "UPDATE read_jobs SET hold = NULL, version = $2 WHERE job_id = $1 AND version < $2",
+                    &[id, &seq],
+                )
+                .await?;
+        }
+        JobEvent::BackupExpired { files, bytes } => {
+            client
+                .execute(
+                    "UPDATE read_jobs SET expired_at = $3, expired_files = $4, expired_bytes = $5, \
+                       version = $2 WHERE job_id = $1 AND version < $2",
+                    &[id, &seq, &at, &(files as i64), &(bytes as i64)],
+                )
+                .await?;
+        }
+        JobEvent::BackupVerified { files, bytes } => {
+            let verification =
+                json!({"status": "verified", "at": at, "files": files, "bytes": bytes});
+            set_verification(client, id, seq, at, &verification).await?;
+        }
+        JobEvent::BackupCorrupted {
+            file,
+            expected,
+            found,
+        } => {
+            let verification = json!({"status": "corrupted", "at": at, "file": file,
+                                      "expected": expected, "found": found});
+            set_verification(client, id, seq, at, &verification).await?;
+        }
     }
+    Ok(())
+}
+
+async fn set_verification(
+    client: &impl GenericClient,
+    id: &str,
+    seq: i64,
+    at: DateTime<Utc>,
+    verification: &Value,
+) -> Result<(), ReadError> {
+    client
+        .execute(
+            "UPDATE read_jobs SET verification = $3, verified_at = $4, version = $2 \
+             WHERE job_id = $1 AND version < $2",
+            &[&id, &seq, verification, &at],
+        )
+        .await?;
     Ok(())
 }
 
@@ -498,4 +611,86 @@ pub async fn list(
     Ok(into_page(views, page.limit, |v: &JobView| {
         v.job_id.as_str()
     }))
+}
+
+/// A source whose stored backups its retention policy may expire some of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionSource {
+    pub source_id: String,
+    pub account_id: String,
+    pub retention_days: u32,
+    pub keep_last: Option<u32>,
+}
+
+/// Up to `limit` sources (after `after`, by id) holding more than one stored, unexpired backup and more
+/// than their `keepLast`, or one older than their `retentionDays` at `now`: the only sources where retention
+/// can expire anything (a source's latest backup is never expired, so one backup alone stays).
+pub async fn sources_past_retention(
+    client: &impl GenericClient,
+    now: DateTime<Utc>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RetentionSource>, ReadError> {
+    let rows = client
+        .query(
+            "SELECT s.source_id, s.account_id, s.retention_days, s.keep_last \
+             FROM read_sources s JOIN read_jobs j ON j.source_id = s.source_id \
+             WHERE j.status IN ('succeeded', 'partial') AND j.expired_at IS NULL \
+               AND ($2::text IS NULL OR s.source_id > $2) \
+             GROUP BY s.source_id, s.account_id, s.retention_days, s.keep_last \
+             HAVING count(*) > 1 AND (count(*) > COALESCE(s.keep_last, 2147483647) \
+                 OR min(j.finished_at) < $1::timestamptz - make_interval(days => s.retention_days)) \
+             ORDER BY s.source_id LIMIT $3",
+            &[&now, &after, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| RetentionSource {
+            source_id: row.get(0),
+            account_id: row.get(1),
+            retention_days: row.get::<_, i32>(2).max(0) as u32,
+            keep_last: row.get::<_, Option<i32>>(3).map(|k| k.max(0) as u32),
+        })
+        .collect())
+}
+
+/// The source's stored backups (succeeded or partial) that have not expired.
+pub async fn stored_backups(
+    client: &impl GenericClient,
+    source_id: &str,
+) -> Result<Vec<listbackup_domain::job::retention::StoredBackup>, ReadError> {
+    let rows = client
+        .query(
+            "SELECT job_id, status, finished_at, hold IS NOT NULL FROM read_jobs \
+             WHERE source_id = $1 AND status IN ('succeeded', 'partial') AND expired_at IS NULL \
+               AND finished_at IS NOT NULL",
+            &[&source_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| listbackup_domain::job::retention::StoredBackup {
+            job_id: row.get(0),
+            status: row.get::<_, &str>(1).parse().unwrap_or_default(),
+            finished_at: row.get(2),
+            held: row.get(3),
+        })
+        .collect())
+}
+
+/// A stored backup to read back: the least recently verified one that has not expired (never verified
+/// first, oldest first), with its account. `None` when there is none.
+pub async fn least_recently_verified(
+    client: &impl GenericClient,
+) -> Result<Option<(String, String)>, ReadError> {
+    let row = client
+        .query_opt(
+            "SELECT account_id, job_id FROM read_jobs \
+             WHERE status IN ('succeeded', 'partial') AND expired_at IS NULL \
+             ORDER BY verified_at NULLS FIRST, finished_at LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
 }

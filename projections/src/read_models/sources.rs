@@ -26,6 +26,8 @@ pub struct SourceView {
     #[schema(value_type = Object)]
     pub schedule: Value,
     pub retention_days: i32,
+    /// Retention keeps at most this many newest backups; `null`: no limit by count (see README "Retention").
+    pub keep_last: Option<i32>,
     pub incremental: bool,
     /// When the schedule next fires (computed at read time); `null` for paused or manual sources.
     pub next_sync_at: Option<DateTime<Utc>>,
@@ -60,7 +62,7 @@ pub struct LastJob {
 
 const COLUMNS: &str =
     "s.source_id, s.connection_id, s.platform_id, s.name, s.status, s.data_types, \
-    s.schedule, s.retention_days, s.incremental, s.version, s.created_at, s.updated_at, \
+    s.schedule, s.retention_days, s.keep_last, s.incremental, s.version, s.created_at, s.updated_at, \
     s.last_scheduled_slot, s.last_skipped_slot, \
     j.job_id AS last_job_id, j.status AS last_job_status, j.finished_at AS last_job_finished_at, \
     COALESCE((j.progress->>'records')::bigint, 0) AS last_job_records, \
@@ -103,6 +105,7 @@ impl SourceView {
             data_types: serde_json::from_value(data_types).unwrap_or_default(),
             schedule,
             retention_days: row.get("retention_days"),
+            keep_last: row.get("keep_last"),
             incremental: row.get("incremental"),
             next_sync_at,
             last_scheduled_slot: row.get("last_scheduled_slot"),
@@ -193,13 +196,14 @@ pub(crate) async fn apply(
             schedule,
             retention_days,
             incremental,
+            keep_last,
         } => {
             client
                 .execute(
                     "INSERT INTO read_sources (source_id, account_id, connection_id, platform_id, name, status, \
                        data_types, schedule, retention_days, incremental, version, created_at, updated_at, \
-                       next_scheduled_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $11, $12) \
+                       next_scheduled_at, keep_last) \
+                     VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $11, $12, $13) \
                      ON CONFLICT (source_id) DO NOTHING",
                     &[
                         &source_id,
@@ -215,6 +219,7 @@ pub(crate) async fn apply(
                         &at,
                         // Slots before the source existed are not its to catch up.
                         &schedule.next_after(at),
+                        &keep_last.map(|k| k as i32),
                     ],
                 )
                 .await?;
@@ -225,10 +230,13 @@ pub(crate) async fn apply(
             schedule,
             retention_days,
             incremental,
+            keep_last,
         } => {
             client
                 .execute(
                     "UPDATE read_sources SET name = COALESCE($4, name), \
+                       keep_last = CASE WHEN $10::integer IS NULL THEN keep_last \
+                                        ELSE NULLIF($10::integer, 0) END, \
                        data_types = COALESCE($5, data_types), schedule = COALESCE($6, schedule), \
                        retention_days = COALESCE($7, retention_days), \
                        incremental = COALESCE($8, incremental), version = $2, updated_at = $3, \
@@ -246,6 +254,8 @@ pub(crate) async fn apply(
                         &incremental,
                         // A new schedule starts from now: the old one's missed slots are not caught up.
                         &schedule.as_ref().and_then(|s| s.next_after(at)),
+                        // 0: the limit by count was removed.
+                        &keep_last.map(|k| k as i32),
                     ],
                 )
                 .await?;
@@ -376,7 +386,7 @@ pub async fn projected_version(
 
 /// The SQL of one page of `GET /sources` (also what the benchmark runs through pgbench).
 pub const LIST_SQL: &str = "SELECT s.source_id, s.connection_id, s.platform_id, s.name, s.status, \
-    s.data_types, s.schedule, s.retention_days, s.incremental, s.version, s.created_at, s.updated_at, \
+    s.data_types, s.schedule, s.retention_days, s.keep_last, s.incremental, s.version, s.created_at, s.updated_at, \
     s.last_scheduled_slot, s.last_skipped_slot, \
     j.job_id AS last_job_id, j.status AS last_job_status, j.finished_at AS last_job_finished_at, \
     COALESCE((j.progress->>'records')::bigint, 0) AS last_job_records, \

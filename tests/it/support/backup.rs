@@ -61,6 +61,35 @@ impl BackupApp {
         }
     }
 
+    /// With more configuration, and `adjust` changing the parsed configuration (settings no variable
+    /// reaches, such as the hand-set clock of the scheduler and the retention sweep).
+    pub async fn spawn_configured(
+        customize: impl FnOnce(&mut BTreeMap<String, String>),
+        adjust: impl FnOnce(&mut listbackup::Config),
+    ) -> Self {
+        let api = PlatformApi::start().await;
+        let storage =
+            std::env::temp_dir().join(format!("listbackup-jobs-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&storage).unwrap();
+        let stripe_url = api.api_url("stripe");
+        let storage_url = format!("file://{}", storage.display());
+        let app = TestApp::spawn_configured(
+            |values| {
+                values.insert("LISTBACKUP_PLATFORM_STRIPE_API_URL".into(), stripe_url);
+                values.insert("LISTBACKUP_STORAGE_URL".into(), storage_url);
+                customize(values);
+            },
+            adjust,
+        )
+        .await;
+        Self {
+            app,
+            api,
+            _cleanup: RemoveOnDrop(storage.clone()),
+            storage,
+        }
+    }
+
     /// With these platforms' APIs (besides Stripe's) pointed at the emulation; `customize` may add keys.
     pub async fn spawn_emulating(
         platforms: &[&str],

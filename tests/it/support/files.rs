@@ -167,6 +167,14 @@ pub struct Service {
 }
 
 pub async fn service(platform: &'static str) -> Service {
+    service_with(platform, |_| {}).await
+}
+
+/// As [`service`], with more configuration (`values` are the service's environment).
+pub async fn service_with(
+    platform: &'static str,
+    customize: impl FnOnce(&mut BTreeMap<String, String>),
+) -> Service {
     let provider = OauthProvider::start().await;
     let base = provider.base_url.clone();
     let backup = BackupApp::spawn_with(|values| {
@@ -181,6 +189,7 @@ pub async fn service(platform: &'static str) -> Service {
                 "unlimited".into(),
             );
         }
+        customize(values);
     })
     .await;
     provider.serve_data(platform, &backup.api.api_url(platform), SECRET);

@@ -290,6 +290,15 @@ impl JobArtifacts {
         Ok(())
     }
 
+    /// How many objects the job's directory holds, and their bytes (what expiring it frees).
+    pub async fn usage(&self) -> Result<(u64, u64), StorageError> {
+        let artifacts = self.list().await?;
+        Ok((
+            artifacts.len() as u64,
+            artifacts.iter().map(|a| a.size).sum(),
+        ))
+    }
+
     /// Removes the file contents this job stored for `data_type` (a data type that failed after some of its
     /// files were stored: nothing of it is kept).
     pub async fn discard_contents(&self, data_type: &str) -> Result<(), StorageError> {
@@ -362,7 +371,7 @@ impl JobArtifacts {
 }
 
 /// object_store's name for a multipart upload in progress in a local directory: `<file name>#<digits>`.
-fn is_staged_upload(file_name: &str) -> bool {
+pub(super) fn is_staged_upload(file_name: &str) -> bool {
     matches!(file_name.rsplit_once('#'), Some((name, suffix))
         if !name.is_empty() && !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
 }

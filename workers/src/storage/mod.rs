@@ -191,6 +191,60 @@ impl BackupStore {
         &self.store
     }
 
+    /// Removes the staged uploads (`customers.ndjson.gz#1`) of a local directory that were last written
+    /// before `older_than`: what a writer killed mid-upload leaves when no later attempt of its job discards
+    /// it (the job was given up, or its next attempt ran elsewhere). A live upload writes its staging file
+    /// at every part, so one untouched for a day is abandoned. Returns how many files and bytes it removed.
+    /// On S3 nothing is listed here: incomplete multipart uploads expire by the bucket's lifecycle rule.
+    pub async fn sweep_abandoned_uploads(
+        &self,
+        older_than: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(u64, u64), StorageError> {
+        let Some(local) = &self.local else {
+            return Ok((0, 0));
+        };
+        let root = local.path_to_filesystem(&ObjectPath::from("accounts"))?;
+        let older_than: std::time::SystemTime = older_than.into();
+        let swept = tokio::task::spawn_blocking(move || {
+            fn walk(
+                dir: &std::path::Path,
+                older_than: std::time::SystemTime,
+                swept: &mut (u64, u64),
+            ) -> std::io::Result<()> {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(entries) => entries,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(err) => return Err(err),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let kind = entry.file_type()?;
+                    if kind.is_dir() {
+                        walk(&entry.path(), older_than, swept)?;
+                    } else if artifacts::is_staged_upload(&entry.file_name().to_string_lossy()) {
+                        let meta = entry.metadata()?;
+                        if meta.modified()? < older_than {
+                            match std::fs::remove_file(entry.path()) {
+                                Ok(()) => {
+                                    swept.0 += 1;
+                                    swept.1 += meta.len();
+                                }
+                                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                                Err(err) => return Err(err),
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            let mut swept = (0, 0);
+            walk(&root, older_than, &mut swept).map(|()| swept)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(swept)
+    }
+
     /// The artifacts of one job. Ids are used as path segments; anything unsafe in them is percent-encoded.
     pub fn job(&self, account_id: &str, source_id: &str, job_id: &str) -> JobArtifacts {
         JobArtifacts::new(

@@ -1,0 +1,152 @@
+//! Verifying a stored backup (issue 13 §3): its files are read back from storage and hashed, each checked
+//! against the manifest's sha256, and the manifest itself against the `manifestSha256` its job recorded in
+//! the event log (`JobSucceeded` / `JobPartiallySucceeded`). The outcome is recorded on the job's stream
+//! (`BackupVerified` or `BackupCorrupted`). `POST /jobs/{id}/verify` and the background verifier both run
+//! [`BackupVerifier::verify`].
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use listbackup_domain::job::Verification;
+use listbackup_domain::ResourceKind;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::artifacts::{JobFiles, JobLocation};
+use crate::bus::{CommandError, Committed};
+use crate::jobs::JobCommands;
+use crate::metadata::EventMetadata;
+
+/// What `found` says of a file that could not be read at all.
+pub const MISSING: &str = "missing";
+
+const MANIFEST: &str = "manifest.json";
+
+/// Reads backups back and records what it found.
+pub struct BackupVerifier {
+    jobs: Arc<JobCommands>,
+    files: Arc<dyn JobFiles>,
+}
+
+/// The manifest fields verification reads (the manifest's whole shape is the workers' storage module's).
+#[derive(Deserialize)]
+struct ManifestEntries {
+    #[serde(default)]
+    files: Vec<Entry>,
+    #[serde(default)]
+    contents: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    name: String,
+    sha256: String,
+}
+
+impl BackupVerifier {
+    pub fn new(jobs: Arc<JobCommands>, files: Arc<dyn JobFiles>) -> Self {
+        Self { jobs, files }
+    }
+
+    /// Verifies the backup of job `job_id` for `metadata.account_id` and records the outcome (returned with
+    /// the commit that recorded it). Not found for a job of another account (or none); a conflict for a job
+    /// without a backup; gone once it has expired.
+    pub async fn verify(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+    ) -> Result<(Verification, Committed), CommandError> {
+        let (job, _) = self.jobs.load(job_id).await?;
+        if job.account_id() != metadata.account_id {
+            return Err(CommandError::not_found(ResourceKind::Job));
+        }
+        job.check_backup()
+            .map_err(|e| CommandError::from(cqrs_es::AggregateError::UserError(e)))?;
+        let expected = job.manifest_sha256().unwrap_or_default().to_owned();
+        let location = JobLocation {
+            account_id: &metadata.account_id,
+            source_id: job.source_id(),
+            job_id,
+        };
+        let outcome = self.check(location, &expected).await?;
+        let committed = self
+            .jobs
+            .record_verification(metadata, job_id, outcome.clone())
+            .await?;
+        Ok((outcome, committed))
+    }
+
+    /// Reads every file back; the first mismatch is the outcome.
+    async fn check(
+        &self,
+        location: JobLocation<'_>,
+        manifest_sha256: &str,
+    ) -> Result<Verification, CommandError> {
+        let corrupted = |file: &str, expected: &str, found: String| Verification::Corrupted {
+            file: file.to_owned(),
+            expected: expected.to_owned(),
+            found,
+        };
+        let Some(manifest) = self.read(location, MANIFEST, true).await? else {
+            return Ok(corrupted(MANIFEST, manifest_sha256, MISSING.into()));
+        };
+        if manifest.sha256 != manifest_sha256 {
+            return Ok(corrupted(MANIFEST, manifest_sha256, manifest.sha256));
+        }
+        let entries: ManifestEntries = serde_json::from_slice(&manifest.body)
+            .map_err(|e| CommandError::Store(format!("the manifest does not parse: {e}")))?;
+        let mut files = 1u64;
+        let mut bytes = manifest.size;
+        for entry in entries.files.iter().chain(&entries.contents) {
+            match self.read(location, &entry.name, false).await? {
+                None => return Ok(corrupted(&entry.name, &entry.sha256, MISSING.into())),
+                Some(read) if read.sha256 != entry.sha256 => {
+                    return Ok(corrupted(&entry.name, &entry.sha256, read.sha256))
+                }
+                Some(read) => {
+                    files += 1;
+                    bytes += read.size;
+                }
+            }
+        }
+        Ok(Verification::Verified { files, bytes })
+    }
+
+    /// Reads a stored file back, hashing it as it streams (flat memory); `keep` keeps its bytes (for the
+    /// manifest only). `None` when it is not stored.
+    async fn read(
+        &self,
+        location: JobLocation<'_>,
+        name: &str,
+        keep: bool,
+    ) -> Result<Option<ReadBack>, CommandError> {
+        let unavailable = |e: String| CommandError::Unavailable(format!("backup storage: {e}"));
+        let Some(mut stream) = self.files.open(location, name).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let mut hasher = Sha256::new();
+        let mut body = Vec::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(unavailable)?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            if keep {
+                body.extend_from_slice(&chunk);
+            }
+        }
+        Ok(Some(ReadBack {
+            sha256: hex::encode(hasher.finalize()),
+            size,
+            body,
+        }))
+    }
+}
+
+/// A file read back.
+struct ReadBack {
+    sha256: String,
+    size: u64,
+    /// Its bytes, when asked to keep them.
+    body: Vec<u8>,
+}
