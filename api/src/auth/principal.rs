@@ -2,7 +2,8 @@ use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 
 use super::Authenticator;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::rate_limit::RateLimiters;
 
 /// A role granted by the token's roles claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +94,8 @@ impl FromRequest for Principal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Everything the future needs is taken out of the request now, so that it can be `'static`.
         let authenticator = req.app_data::<web::Data<Authenticator>>().cloned();
+        let limiters = req.app_data::<web::Data<RateLimiters>>().cloned();
+        let peer = req.peer_addr().map(|a| a.ip());
         let token = bearer_token(req).map(str::to_owned);
         Box::pin(async move {
             let Some(authenticator) = authenticator else {
@@ -101,7 +104,28 @@ impl FromRequest for Principal {
                     "Principal extractor used without web::Data<Authenticator> in the app",
                 ));
             };
-            authenticator.authenticate(&token?).await
+            // An address that spent its failed authentications is refused before its token is looked at,
+            // so that guessing goes no faster than the limit.
+            if let (Some(limiters), Some(ip)) = (&limiters, peer) {
+                limiters.authentication_allowed(ip)?;
+            }
+            let verified = match token {
+                Ok(token) => authenticator.authenticate(&token).await,
+                Err(err) => Err(err),
+            };
+            match (verified, &limiters) {
+                (Ok(principal), Some(limiters)) => {
+                    limiters.account_request(&principal.account_id)?;
+                    Ok(principal)
+                }
+                (Err(err), Some(limiters)) if err.code == ErrorCode::Unauthorized => {
+                    match peer.and_then(|ip| limiters.authentication_failed(ip)) {
+                        Some(limited) => Err(limited),
+                        None => Err(err),
+                    }
+                }
+                (verified, _) => verified,
+            }
         })
     }
 }

@@ -1,0 +1,304 @@
+//! Request rate limits (issue 14), by the GCRA of the `governor` crate: per client address (every request
+//! but the health checks), per account (every authenticated request, keyed by the verified token's
+//! account), on failed authentication per client address, and on calls that reach a platform (connection
+//! and source tests) per account. Over a limit → 429 `RATE_LIMITED` with `Retry-After`.
+//!
+//! The client address is the TCP peer's: behind a reverse proxy every client shares the proxy's address,
+//! so raise or switch off the per-address limits there.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpRequest};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+/// A rate: `count` requests at once, replenished evenly over `per` (so `count` per `per` sustained).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// `count` per `per`.
+    pub fn new(count: u32, per: Duration) -> Self {
+        Self {
+            count: NonZeroU32::new(count.max(1)).expect("at least 1"),
+            per,
+        }
+    }
+
+    /// Parses `100/s`, `20/min`, `1000/h`, or `off` (no limit: `None`).
+    pub fn parse(raw: &str) -> Result<Option<Self>, String> {
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let bad = || {
+            format!("{raw:?} is not a rate: give N/s, N/min or N/h (N from 1 to 1000000), or off")
+        };
+        let (count, unit) = raw.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(bad)?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        Ok(Some(Self::new(count, per)))
+    }
+
+    fn quota(self) -> Quota {
+        let interval = (self.per / self.count.get()).max(Duration::from_nanos(1));
+        Quota::with_period(interval)
+            .expect("a positive period")
+            .allow_burst(self.count)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s".to_owned(),
+            60 => "min".to_owned(),
+            3600 => "h".to_owned(),
+            other => format!("{other}s"),
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// The configured limits; `None` switches one off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Requests per client address (`LISTBACKUP_RATE_LIMIT_IP`, default 200/s).
+    pub per_ip: Option<Rate>,
+    /// Requests per account (`LISTBACKUP_RATE_LIMIT_ACCOUNT`, default 100/s).
+    pub per_account: Option<Rate>,
+    /// Failed authentications per client address (`LISTBACKUP_RATE_LIMIT_AUTH_FAILURES`, default 20/min).
+    pub auth_failures: Option<Rate>,
+    /// Calls that reach a platform per account (`LISTBACKUP_RATE_LIMIT_PLATFORM_CALLS`, default 20/min).
+    pub platform_calls: Option<Rate>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_ip: Some(Rate::new(200, Duration::from_secs(1))),
+            per_account: Some(Rate::new(100, Duration::from_secs(1))),
+            auth_failures: Some(Rate::new(20, Duration::from_secs(60))),
+            platform_calls: Some(Rate::new(20, Duration::from_secs(60))),
+        }
+    }
+}
+
+/// Every N checks of a limiter, the keys that are back to a full budget are forgotten.
+const PRUNE_EVERY: u64 = 10_000;
+
+/// One keyed limiter, pruned now and then so that its memory follows the active keys.
+struct Keyed<K: Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
+    checks: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone> Keyed<K> {
+    fn new(rate: Rate) -> Self {
+        Self {
+            limiter: DefaultKeyedRateLimiter::keyed(rate.quota()),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes one request from `key`'s budget, or tells how long until one is available.
+    fn check(&self, key: &K) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+/// The limiters' state, shared by every worker of the server.
+pub struct RateLimiters {
+    per_ip: Option<Keyed<IpAddr>>,
+    per_account: Option<Keyed<String>>,
+    auth_failures: Option<Keyed<IpAddr>>,
+    /// Client addresses that ran out of failed authentications, until when: while there, their requests
+    /// are refused before their token is even looked at.
+    locked_out: Mutex<HashMap<IpAddr, Instant>>,
+    platform_calls: Option<Keyed<String>>,
+}
+
+impl RateLimiters {
+    /// Fresh limiters for `settings`.
+    pub fn new(settings: &RateLimitSettings) -> Self {
+        Self {
+            per_ip: settings.per_ip.map(Keyed::new),
+            per_account: settings.per_account.map(Keyed::new),
+            auth_failures: settings.auth_failures.map(Keyed::new),
+            locked_out: Mutex::new(HashMap::new()),
+            platform_calls: settings.platform_calls.map(Keyed::new),
+        }
+    }
+
+    /// One request from `ip`.
+    pub fn client_request(&self, ip: IpAddr) -> Result<(), ApiError> {
+        match &self.per_ip {
+            Some(limiter) => limiter.check(&ip).map_err(|wait| {
+                ApiError::rate_limited("too many requests from this address", wait)
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// One authenticated request of `account`.
+    pub fn account_request(&self, account: &str) -> Result<(), ApiError> {
+        match &self.per_account {
+            Some(limiter) => limiter
+                .check(&account.to_owned())
+                .map_err(|wait| ApiError::rate_limited("too many requests for this account", wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses `ip` while it is locked out for failed authentications.
+    pub fn authentication_allowed(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let mut locked = self.locked_out.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match locked.get(&ip) {
+            Some(until) if *until > now => Err(too_many_failures(*until - now)),
+            Some(_) => {
+                locked.remove(&ip);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failed authentication from `ip`; once its budget is spent, the 429 to answer instead of
+    /// the 401 (and the address is locked out until the budget has one again).
+    pub fn authentication_failed(&self, ip: IpAddr) -> Option<ApiError> {
+        let limiter = self.auth_failures.as_ref()?;
+        let wait = limiter.check(&ip).err()?;
+        let mut locked = self.locked_out.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if locked.len() > 10_000 {
+            locked.retain(|_, until| *until > now);
+        }
+        locked.insert(ip, now + wait);
+        Some(too_many_failures(wait))
+    }
+
+    /// One call that reaches a platform on behalf of `account`.
+    pub fn platform_call(&self, account: &str) -> Result<(), ApiError> {
+        match &self.platform_calls {
+            Some(limiter) => limiter.check(&account.to_owned()).map_err(|wait| {
+                ApiError::rate_limited("too many calls to platforms for this account", wait)
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn too_many_failures(wait: Duration) -> ApiError {
+    ApiError::rate_limited("too many failed authentications from this address", wait)
+}
+
+/// The per-address limit, on every request but the health checks (a load balancer probes from one address).
+pub async fn per_client_address(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let refused = match (req.app_data::<web::Data<RateLimiters>>(), req.peer_addr()) {
+        (Some(limiters), Some(peer)) if !req.path().starts_with("/health/") => {
+            limiters.client_request(peer.ip()).err()
+        }
+        _ => None,
+    };
+    match refused {
+        Some(problem) => Ok(req.error_response(problem).map_into_boxed_body()),
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
+    }
+}
+
+/// Charges a call that reaches a platform to the caller's account (connection and source tests).
+pub fn platform_call(req: &HttpRequest, principal: &Principal) -> Result<(), ApiError> {
+    match req.app_data::<web::Data<RateLimiters>>() {
+        Some(limiters) => limiters.platform_call(&principal.account_id),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_and_print() {
+        assert_eq!(
+            Rate::parse("100/s").unwrap(),
+            Some(Rate::new(100, Duration::from_secs(1)))
+        );
+        assert_eq!(
+            Rate::parse(" 20/min ").unwrap(),
+            Some(Rate::new(20, Duration::from_secs(60)))
+        );
+        assert_eq!(Rate::parse("off").unwrap(), None);
+        assert_eq!(Rate::new(5, Duration::from_secs(3600)).to_string(), "5/h");
+        for bad in ["", "100", "0/s", "fast/s", "10/day", "-1/s"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_limit_refuses_the_request_past_its_burst_and_says_when() {
+        let limiters = RateLimiters::new(&RateLimitSettings {
+            per_account: Some(Rate::new(3, Duration::from_secs(60))),
+            ..RateLimitSettings::default()
+        });
+        for _ in 0..3 {
+            limiters.account_request("a").unwrap();
+        }
+        let refused = limiters.account_request("a").unwrap_err();
+        assert_eq!(refused.code, crate::error::ErrorCode::RateLimited);
+        assert!((1..=20).contains(&refused.retry_after.unwrap()));
+        limiters.account_request("b").unwrap();
+    }
+
+    #[test]
+    fn failed_authentications_lock_the_address_out() {
+        let limiters = RateLimiters::new(&RateLimitSettings {
+            auth_failures: Some(Rate::new(2, Duration::from_secs(60))),
+            ..RateLimitSettings::default()
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(limiters.authentication_failed(ip).is_none());
+        assert!(limiters.authentication_failed(ip).is_none());
+        limiters.authentication_allowed(ip).unwrap();
+        assert!(limiters.authentication_failed(ip).is_some());
+        assert!(limiters.authentication_allowed(ip).is_err());
+        limiters
+            .authentication_allowed("192.0.2.2".parse().unwrap())
+            .unwrap();
+    }
+}
