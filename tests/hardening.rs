@@ -589,6 +589,22 @@ async fn calls_that_reach_a_platform_have_a_stricter_limit_per_account() {
 }
 
 #[tokio::test]
+async fn the_rate_limits_are_on_by_default() {
+    // The defaults (what TestApp switches off for other tests): 20 failed authentications a minute per address.
+    let app = TestApp::spawn_with(|values| {
+        for key in support::RATE_LIMIT_KEYS {
+            values.remove(key);
+        }
+    })
+    .await;
+    for n in 0..20 {
+        let response = app.get("/connections", &format!("bad-{n}")).await;
+        assert_eq!(response.status(), 401, "failure {n}");
+    }
+    assert_rate_limited(app.get("/connections", "bad-21").await, "21st failure").await;
+}
+
+#[tokio::test]
 async fn serve_refuses_a_short_jwt_secret_and_names_the_variable() {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"))
         .arg("serve")

@@ -38,11 +38,12 @@ impl Application {
         let server = HttpServer::new(move || {
             // The routes are registered once (`routes::configure`): actix serves them and the OpenAPI
             // document is collected from the same calls.
-            let (app, openapi) = App::new()
+            let (app, mut openapi) = App::new()
                 .into_utoipa_app()
                 .openapi(ApiDoc::openapi())
                 .configure(crate::routes::configure)
                 .split_for_parts();
+            crate::openapi::add_limit_responses(&mut openapi);
             app.app_data(state.clone())
                 .app_data(authenticator.clone())
                 .app_data(web::PathConfig::default().error_handler(|_, _| {
