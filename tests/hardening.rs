@@ -304,6 +304,27 @@ async fn a_body_sent_slowly_is_cut_off_with_a_408_and_its_socket_closed() {
     }
 }
 
+#[tokio::test]
+async fn a_request_head_sent_slowly_is_a_408_from_actix_http_and_closed() {
+    // actix-http's own client_request_timeout (5 s): a head that never ends does not hold its socket.
+    let app = TestApp::spawn().await;
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"GET /connections HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let response =
+        read_response(&mut stream, Duration::from_secs(15), Duration::from_secs(5)).await;
+    assert_eq!(response.status, 408);
+    assert!(response.closed, "the server closes the socket");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// The security headers every response carries.
 fn assert_security_headers(response: &reqwest::Response, what: &str) {
     let h = response.headers();

@@ -27,7 +27,9 @@ use crate::error::ApiError;
 /// A rate: `count` requests at once, replenished evenly over `per` (so `count` per `per` sustained).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
+    /// Requests allowed at once (the burst), and per `per` sustained.
     pub count: NonZeroU32,
+    /// The period over which `count` requests are refilled.
     pub per: Duration,
 }
 
