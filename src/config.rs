@@ -6,7 +6,7 @@ use std::path::Path;
 
 use listbackup_api::auth::{AuthConfig, MIN_HS256_SECRET_BYTES};
 use listbackup_api::hardening::{parse_cors_origins, MAX_HEADER_BYTES_LIMIT};
-use listbackup_api::rate_limit::{Rate, RateLimitSettings};
+use listbackup_api::rate_limit::{Rate, RateLimitSettings, TrustedProxies};
 use listbackup_api::HttpSettings;
 use listbackup_commands::oauth::OauthSettings;
 use listbackup_commands::platform_client::PlatformEndpoints;
@@ -116,6 +116,7 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_RATE_LIMIT_ACCOUNT",
     "LISTBACKUP_RATE_LIMIT_AUTH_FAILURES",
     "LISTBACKUP_RATE_LIMIT_PLATFORM_CALLS",
+    "LISTBACKUP_TRUSTED_PROXIES",
 ];
 
 impl Config {
@@ -353,7 +354,15 @@ fn http_settings(
         Some(raw) => Rate::parse(raw).map_err(|message| ConfigError::Invalid { key, message }),
     };
     let limits = RateLimitSettings::default();
+    let trusted_proxies = match values.get("LISTBACKUP_TRUSTED_PROXIES") {
+        None => TrustedProxies::default(),
+        Some(raw) => TrustedProxies::parse(raw).map_err(|message| ConfigError::Invalid {
+            key: "LISTBACKUP_TRUSTED_PROXIES",
+            message,
+        })?,
+    };
     let rate_limits = RateLimitSettings {
+        trusted_proxies,
         per_ip: rate("LISTBACKUP_RATE_LIMIT_IP", limits.per_ip)?,
         per_account: rate("LISTBACKUP_RATE_LIMIT_ACCOUNT", limits.per_account)?,
         auth_failures: rate("LISTBACKUP_RATE_LIMIT_AUTH_FAILURES", limits.auth_failures)?,
@@ -646,6 +655,7 @@ mod tests {
             ("LISTBACKUP_RATE_LIMIT_PLATFORM_CALLS", "3/day"),
             ("LISTBACKUP_HTTP_MAX_HEADER_BYTES", "200000"),
             ("LISTBACKUP_HTTP_BODY_TIMEOUT_SECS", "0"),
+            ("LISTBACKUP_TRUSTED_PROXIES", "10.0.0.0/99"),
         ] {
             let mut values = values.clone();
             values.insert(key.into(), bad.into());

@@ -572,8 +572,45 @@ async fn the_whole_address_is_limited_except_health_checks() {
         "any route",
     )
     .await;
+    // X-Forwarded-For is not believed from a peer that is not a configured proxy.
+    let spoofed = app
+        .http
+        .get(app.url("/platforms"))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", "198.51.100.77")
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(spoofed, "a made-up X-Forwarded-For").await;
     let health = app.http.get(app.url("/health/live")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let app = TestApp::spawn_with(|values| {
+        values.insert("LISTBACKUP_RATE_LIMIT_IP".into(), "3/min".into());
+        values.insert("LISTBACKUP_TRUSTED_PROXIES".into(), "127.0.0.1".into());
+    })
+    .await;
+    let token = app.owner("acct-proxied");
+    let from = |client: &'static str| {
+        app.http
+            .get(app.url("/platforms"))
+            .bearer_auth(&token)
+            // What a client wrote (left) is not believed; the proxy's own entry (right) is.
+            .header("x-forwarded-for", format!("6.6.6.6, {client}"))
+            .send()
+    };
+    for n in 1..=3 {
+        assert_eq!(
+            from("198.51.100.1").await.unwrap().status(),
+            200,
+            "request {n}"
+        );
+    }
+    assert_rate_limited(from("198.51.100.1").await.unwrap(), "4th from one client").await;
+    assert_eq!(from("198.51.100.2").await.unwrap().status(), 200);
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 //! account), on failed authentication per client address, and on calls that reach a platform (connection
 //! and source tests) per account. Over a limit → 429 `RATE_LIMITED` with `Retry-After`.
 //!
-//! The client address is the TCP peer's: behind a reverse proxy every client shares the proxy's address,
-//! so raise or switch off the per-address limits there.
+//! The client address is the TCP peer's, unless the peer is one of the configured trusted proxies
+//! ([`TrustedProxies`]): then it is the right-most address of `X-Forwarded-For` that is not a trusted proxy.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpRequest};
 use governor::clock::{Clock, DefaultClock};
@@ -87,9 +88,84 @@ impl std::fmt::Display for Rate {
     }
 }
 
+/// The reverse proxies in front of the service (`LISTBACKUP_TRUSTED_PROXIES`): addresses or CIDR ranges
+/// whose `X-Forwarded-For` is believed. None by default: the header is then ignored, since any client can
+/// send it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses comma-separated addresses (`10.0.0.7`) and ranges (`10.0.0.0/8`, `fd00::/8`).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut ranges = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let bad = || format!("{item:?} is not an IP address or CIDR range");
+            let (address, prefix) = match item.split_once('/') {
+                Some((address, prefix)) => (address, Some(prefix)),
+                None => (item, None),
+            };
+            let address: IpAddr = address.parse().map_err(|_| bad())?;
+            let max = if address.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            };
+            ranges.push((address, prefix));
+        }
+        Ok(Self(ranges))
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|(range, prefix)| match (range, ip) {
+            (IpAddr::V4(range), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                u32::from(*range) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(range), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*prefix)).unwrap_or(0);
+                u128::from(*range) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        })
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the right-most address of
+    /// `X-Forwarded-For` that is not one (what the first untrusted hop reported; what a client wrote
+    /// further left is not believed).
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let forwarded: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for hop in forwarded.iter().rev() {
+            let Some(hop) = parse_hop(hop) else { break };
+            client = hop;
+            if !self.contains(hop) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`203.0.113.9:4711`, `[2001:db8::1]:4711`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
 /// The configured limits; `None` switches one off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitSettings {
+    /// Whose `X-Forwarded-For` names the client (`LISTBACKUP_TRUSTED_PROXIES`, none by default).
+    pub trusted_proxies: TrustedProxies,
     /// Requests per client address (`LISTBACKUP_RATE_LIMIT_IP`, default 200/s).
     pub per_ip: Option<Rate>,
     /// Requests per account (`LISTBACKUP_RATE_LIMIT_ACCOUNT`, default 100/s).
@@ -103,6 +179,7 @@ pub struct RateLimitSettings {
 impl Default for RateLimitSettings {
     fn default() -> Self {
         Self {
+            trusted_proxies: TrustedProxies::default(),
             per_ip: Some(Rate::new(200, Duration::from_secs(1))),
             per_account: Some(Rate::new(100, Duration::from_secs(1))),
             auth_failures: Some(Rate::new(20, Duration::from_secs(60))),
@@ -142,6 +219,7 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
 
 /// The limiters' state, shared by every worker of the server.
 pub struct RateLimiters {
+    trusted_proxies: TrustedProxies,
     per_ip: Option<Keyed<IpAddr>>,
     per_account: Option<Keyed<String>>,
     auth_failures: Option<Keyed<IpAddr>>,
@@ -155,12 +233,22 @@ impl RateLimiters {
     /// Fresh limiters for `settings`.
     pub fn new(settings: &RateLimitSettings) -> Self {
         Self {
+            trusted_proxies: settings.trusted_proxies.clone(),
             per_ip: settings.per_ip.map(Keyed::new),
             per_account: settings.per_account.map(Keyed::new),
             auth_failures: settings.auth_failures.map(Keyed::new),
             locked_out: Mutex::new(HashMap::new()),
             platform_calls: settings.platform_calls.map(Keyed::new),
         }
+    }
+
+    /// The client's address of a request from `peer` with `headers` (see [`TrustedProxies::client_ip`]).
+    pub fn client_ip(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        headers: &HeaderMap,
+    ) -> Option<IpAddr> {
+        peer.map(|peer| self.trusted_proxies.client_ip(peer.ip(), headers))
     }
 
     /// One request from `ip`.
@@ -231,10 +319,10 @@ pub async fn per_client_address(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let refused = match (req.app_data::<web::Data<RateLimiters>>(), req.peer_addr()) {
-        (Some(limiters), Some(peer)) if !req.path().starts_with("/health/") => {
-            limiters.client_request(peer.ip()).err()
-        }
+    let refused = match req.app_data::<web::Data<RateLimiters>>() {
+        Some(limiters) if !req.path().starts_with("/health/") => limiters
+            .client_ip(req.peer_addr(), req.headers())
+            .and_then(|ip| limiters.client_request(ip).err()),
         _ => None,
     };
     match refused {
@@ -285,6 +373,45 @@ mod tests {
         assert_eq!(refused.code, crate::error::ErrorCode::RateLimited);
         assert!((1..=20).contains(&refused.retry_after.unwrap()));
         limiters.account_request("b").unwrap();
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8, 192.0.2.7, fd00::/8").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            actix_web::http::header::HeaderName::from_static("x-forwarded-for"),
+            "6.6.6.6, 203.0.113.9:4711, 10.1.2.3".parse().unwrap(),
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Through two trusted hops: the first untrusted one from the right; what the client wrote is ignored.
+        assert_eq!(
+            proxies.client_ip(ip("10.9.9.9"), &headers),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            proxies.client_ip(ip("192.0.2.7"), &headers),
+            ip("203.0.113.9")
+        );
+        // From anyone else the header is not believed.
+        assert_eq!(
+            proxies.client_ip(ip("198.51.100.1"), &headers),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            proxies.client_ip(ip("192.0.2.8"), &headers),
+            ip("192.0.2.8")
+        );
+        // A trusted proxy without the header is the client.
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.1"), &HeaderMap::new()),
+            ip("10.0.0.1")
+        );
+        assert!(proxies.contains(ip("fd12::1")));
+        assert!(!TrustedProxies::default().contains(ip("127.0.0.1")));
+        for bad in ["10.0.0.0/33", "proxy", "10.0.0.0/x"] {
+            assert!(TrustedProxies::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -95,7 +95,9 @@ impl FromRequest for Principal {
         // Everything the future needs is taken out of the request now, so that it can be `'static`.
         let authenticator = req.app_data::<web::Data<Authenticator>>().cloned();
         let limiters = req.app_data::<web::Data<RateLimiters>>().cloned();
-        let peer = req.peer_addr().map(|a| a.ip());
+        let peer = limiters
+            .as_ref()
+            .and_then(|l| l.client_ip(req.peer_addr(), req.headers()));
         let token = bearer_token(req).map(str::to_owned);
         Box::pin(async move {
             let Some(authenticator) = authenticator else {
