@@ -305,6 +305,46 @@ async fn a_body_sent_slowly_is_cut_off_with_a_408_and_its_socket_closed() {
 }
 
 #[tokio::test]
+async fn a_chunked_body_to_a_route_that_reads_none_does_not_hold_the_socket() {
+    // POST /connections/{id}/test takes no body: it answers at once, and the trickle is not drained.
+    let app = TestApp::spawn().await;
+    let token = app.owner("acct-trickle");
+    let mut stream = connect(&app).await;
+    let head = format!(
+        "POST /connections/{}/test HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{{\r\n",
+        uuid::Uuid::now_v7()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..30 {
+            if writer.write_all(b"1\r\n \r\n").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let closed = loop {
+        match tokio::time::timeout_at(deadline, reader.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => break false,
+        }
+    };
+    trickle.abort();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    assert!(
+        closed,
+        "the socket is closed, not held while the trickle is drained"
+    );
+}
+
+#[tokio::test]
 async fn a_request_head_sent_slowly_is_a_408_from_actix_http_and_closed() {
     // actix-http's own client_request_timeout (5 s): a head that never ends does not hold its socket.
     let app = TestApp::spawn().await;

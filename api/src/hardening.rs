@@ -229,8 +229,8 @@ pub async fn request_limits(
     Ok(res)
 }
 
-/// The rest of a body that was cut off (over the cap, or past its deadline), kept from being dropped
-/// until its response is sent. actix-http drains a dropped chunked body before it closes the connection
+/// The rest of a body that was cut off (over the cap, or past its deadline) or never read, kept from being
+/// dropped until its response is sent. actix-http drains a dropped chunked body before it closes the connection
 /// (however slowly it trickles in); a body still held when the response ends makes it close instead.
 struct UnreadBody(Option<Payload>);
 
@@ -312,6 +312,16 @@ struct LimitedPayload {
     cut_off: Rc<RefCell<Option<Payload>>>,
     read: usize,
     deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Drop for LimitedPayload {
+    /// A body the route never read to its end (a route that takes no body, or one cut off) is kept for its
+    /// response too, so that a chunked one is not drained for as long as its sender trickles.
+    fn drop(&mut self) {
+        if let Some(unread) = self.inner.take() {
+            *self.cut_off.borrow_mut() = Some(unread);
+        }
+    }
 }
 
 impl LimitedPayload {
