@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use listbackup_api::auth::AuthConfig;
+use listbackup_api::auth::{AuthConfig, MIN_HS256_SECRET_BYTES};
+use listbackup_api::hardening::{parse_cors_origins, MAX_HEADER_BYTES_LIMIT};
+use listbackup_api::rate_limit::{Rate, RateLimitSettings, TrustedProxies};
+use listbackup_api::HttpSettings;
 use listbackup_commands::oauth::OauthSettings;
 use listbackup_commands::platform_client::PlatformEndpoints;
 use listbackup_workers::backup::{DeliverySettings, DispatchSettings};
@@ -78,6 +81,10 @@ pub struct Config {
     /// Backups the background verifier reads back per hour in each process (`LISTBACKUP_VERIFY_PER_HOUR`,
     /// default 2; 0: off).
     pub verify_per_hour: u32,
+    /// `LISTBACKUP_ENV=production`: the settings a real deployment must have are enforced at start-up.
+    pub production: bool,
+    /// HTTP caps and timeouts, security headers, CORS origins and request rate limits (issue 14).
+    pub http: listbackup_api::HttpSettings,
 }
 
 /// Keys read from the file and the environment.
@@ -110,6 +117,15 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_AUDIT_SIGNING_KEY",
     "LISTBACKUP_RETENTION_SWEEP_SECS",
     "LISTBACKUP_VERIFY_PER_HOUR",
+    "LISTBACKUP_ENV",
+    "LISTBACKUP_CORS_ORIGINS",
+    "LISTBACKUP_HTTP_MAX_HEADER_BYTES",
+    "LISTBACKUP_HTTP_BODY_TIMEOUT_SECS",
+    "LISTBACKUP_RATE_LIMIT_IP",
+    "LISTBACKUP_RATE_LIMIT_ACCOUNT",
+    "LISTBACKUP_RATE_LIMIT_AUTH_FAILURES",
+    "LISTBACKUP_RATE_LIMIT_PLATFORM_CALLS",
+    "LISTBACKUP_TRUSTED_PROXIES",
 ];
 
 impl Config {
@@ -242,6 +258,51 @@ impl Config {
                 message,
             }
         })?;
+        if let Some(secret) = &auth.hs256_secret {
+            if secret.len() < MIN_HS256_SECRET_BYTES {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_JWT_SECRET",
+                    message: format!(
+                        "is {} bytes; HS256 needs at least {MIN_HS256_SECRET_BYTES} (RFC 7518 §3.2): generate one \
+                         with `head -c 32 /dev/urandom | base64`",
+                        secret.len()
+                    ),
+                });
+            }
+        }
+        let production = match get("LISTBACKUP_ENV").as_deref().map(str::trim) {
+            None | Some("development") => false,
+            Some("production") => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_ENV",
+                    message: "must be development or production".into(),
+                })
+            }
+        };
+        if production {
+            if get("LISTBACKUP_MASTER_KEY").is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_MASTER_KEY",
+                    message: "is required with LISTBACKUP_ENV=production".into(),
+                });
+            }
+            if demo {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_DEMO",
+                    message: "demo mode is refused with LISTBACKUP_ENV=production".into(),
+                });
+            }
+            if !public_url.starts_with("https://") {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_PUBLIC_URL",
+                    message: format!(
+                        "must be an https:// URL with LISTBACKUP_ENV=production (it is {public_url:?})"
+                    ),
+                });
+            }
+        }
+        let http = http_settings(values, &public_url)?;
         Ok(Self {
             database_url: get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
             nats_url: get("NATS_URL"),
@@ -274,8 +335,67 @@ impl Config {
             scheduler_poll_interval: std::time::Duration::from_secs(60),
             retention_sweep_interval,
             verify_per_hour,
+            production,
+            http,
         })
     }
+}
+
+/// The HTTP settings: header cap, body read timeout, CORS origins, HSTS (when the public URL is https)
+/// and the request rate limits.
+fn http_settings(
+    values: &BTreeMap<String, String>,
+    public_url: &str,
+) -> Result<HttpSettings, ConfigError> {
+    let defaults = HttpSettings::default();
+    let max_header_bytes = number(
+        values,
+        "LISTBACKUP_HTTP_MAX_HEADER_BYTES",
+        defaults.max_header_bytes as u64,
+        1024..=MAX_HEADER_BYTES_LIMIT as u64,
+    )? as usize;
+    let body_timeout = std::time::Duration::from_secs(number(
+        values,
+        "LISTBACKUP_HTTP_BODY_TIMEOUT_SECS",
+        defaults.body_timeout.as_secs(),
+        1..=600,
+    )?);
+    let cors_origins = match values.get("LISTBACKUP_CORS_ORIGINS") {
+        None => Vec::new(),
+        Some(raw) => parse_cors_origins(raw).map_err(|message| ConfigError::Invalid {
+            key: "LISTBACKUP_CORS_ORIGINS",
+            message,
+        })?,
+    };
+    let rate = |key: &'static str, default: Option<Rate>| match values.get(key) {
+        None => Ok(default),
+        Some(raw) => Rate::parse(raw).map_err(|message| ConfigError::Invalid { key, message }),
+    };
+    let limits = RateLimitSettings::default();
+    let trusted_proxies = match values.get("LISTBACKUP_TRUSTED_PROXIES") {
+        None => TrustedProxies::default(),
+        Some(raw) => TrustedProxies::parse(raw).map_err(|message| ConfigError::Invalid {
+            key: "LISTBACKUP_TRUSTED_PROXIES",
+            message,
+        })?,
+    };
+    let rate_limits = RateLimitSettings {
+        trusted_proxies,
+        per_ip: rate("LISTBACKUP_RATE_LIMIT_IP", limits.per_ip)?,
+        per_account: rate("LISTBACKUP_RATE_LIMIT_ACCOUNT", limits.per_account)?,
+        auth_failures: rate("LISTBACKUP_RATE_LIMIT_AUTH_FAILURES", limits.auth_failures)?,
+        platform_calls: rate(
+            "LISTBACKUP_RATE_LIMIT_PLATFORM_CALLS",
+            limits.platform_calls,
+        )?,
+    };
+    Ok(HttpSettings {
+        max_header_bytes,
+        body_timeout,
+        cors_origins,
+        hsts: public_url.starts_with("https://"),
+        rate_limits,
+    })
 }
 
 /// The platforms' rate limits, overridden per platform; a value that is not a rate is refused rather than
@@ -444,6 +564,122 @@ mod tests {
             err.contains("LISTBACKUP_PLATFORM_HUBSPOT_RATE_LIMIT"),
             "{err}"
         );
+    }
+
+    fn base() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("DATABASE_URL".to_owned(), "postgres://x".to_owned()),
+            (
+                "LISTBACKUP_JWT_SECRET".to_owned(),
+                "0123456789abcdef0123456789abcdef".to_owned(),
+            ),
+        ])
+    }
+
+    fn refusal(values: &BTreeMap<String, String>) -> String {
+        match Config::from_values(values) {
+            Ok(_) => panic!("accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_hs256_secret_shorter_than_32_bytes_is_refused() {
+        let mut values = base();
+        Config::from_values(&values).unwrap();
+        for short in ["a", "0123456789abcdef0123456789abcde"] {
+            values.insert("LISTBACKUP_JWT_SECRET".into(), short.into());
+            let err = refusal(&values);
+            assert!(err.starts_with("LISTBACKUP_JWT_SECRET: "), "{err}");
+            assert!(err.contains("at least 32"), "{err}");
+            if short.len() > 1 {
+                assert!(!err.contains(short), "the secret is not echoed: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn production_refuses_what_a_real_deployment_must_not_have() {
+        let mut values = base();
+        values.insert("LISTBACKUP_ENV".into(), "production".into());
+        values.insert("LISTBACKUP_MASTER_KEY".into(), "a2V5".into());
+        values.insert(
+            "LISTBACKUP_PUBLIC_URL".into(),
+            "https://api.example.com".into(),
+        );
+        let config = Config::from_values(&values).unwrap();
+        assert!(config.production);
+        assert!(config.http.hsts);
+
+        let mut no_key = values.clone();
+        no_key.remove("LISTBACKUP_MASTER_KEY");
+        assert!(refusal(&no_key).starts_with("LISTBACKUP_MASTER_KEY: "));
+
+        let mut demo = values.clone();
+        demo.insert("LISTBACKUP_DEMO".into(), "true".into());
+        assert!(refusal(&demo).starts_with("LISTBACKUP_DEMO: "));
+        demo.insert("LISTBACKUP_DEMO".into(), "false".into());
+        Config::from_values(&demo).unwrap();
+
+        let mut plain = values.clone();
+        plain.insert(
+            "LISTBACKUP_PUBLIC_URL".into(),
+            "http://api.example.com".into(),
+        );
+        assert!(refusal(&plain).starts_with("LISTBACKUP_PUBLIC_URL: "));
+        plain.remove("LISTBACKUP_PUBLIC_URL");
+        assert!(refusal(&plain).starts_with("LISTBACKUP_PUBLIC_URL: "));
+
+        let mut typo = values.clone();
+        typo.insert("LISTBACKUP_ENV".into(), "prod".into());
+        assert!(refusal(&typo).starts_with("LISTBACKUP_ENV: "));
+
+        // Outside production, all of that is allowed (a developer's machine).
+        let mut development = base();
+        development.insert("LISTBACKUP_DEMO".into(), "true".into());
+        let config = Config::from_values(&development).unwrap();
+        assert!(!config.production);
+        assert!(!config.http.hsts);
+    }
+
+    #[test]
+    fn http_settings_default_and_are_checked() {
+        let mut values = base();
+        let config = Config::from_values(&values).unwrap();
+        assert_eq!(config.http.max_header_bytes, 32 * 1024);
+        assert_eq!(config.http.body_timeout.as_secs(), 15);
+        assert!(config.http.cors_origins.is_empty());
+        assert_eq!(config.http.rate_limits, RateLimitSettings::default());
+        values.insert(
+            "LISTBACKUP_CORS_ORIGINS".into(),
+            "https://app.example.com,http://localhost:3000".into(),
+        );
+        values.insert("LISTBACKUP_RATE_LIMIT_ACCOUNT".into(), "5/min".into());
+        values.insert("LISTBACKUP_RATE_LIMIT_IP".into(), "off".into());
+        let config = Config::from_values(&values).unwrap();
+        assert_eq!(
+            config.http.cors_origins,
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(
+            config.http.rate_limits.per_account,
+            Some(Rate::new(5, std::time::Duration::from_secs(60)))
+        );
+        assert_eq!(config.http.rate_limits.per_ip, None);
+        for (key, bad) in [
+            ("LISTBACKUP_CORS_ORIGINS", "*"),
+            ("LISTBACKUP_RATE_LIMIT_ACCOUNT", "lots"),
+            ("LISTBACKUP_RATE_LIMIT_AUTH_FAILURES", "0/s"),
+            ("LISTBACKUP_RATE_LIMIT_PLATFORM_CALLS", "3/day"),
+            ("LISTBACKUP_HTTP_MAX_HEADER_BYTES", "200000"),
+            ("LISTBACKUP_HTTP_BODY_TIMEOUT_SECS", "0"),
+            ("LISTBACKUP_TRUSTED_PROXIES", "10.0.0.0/99"),
+        ] {
+            let mut values = values.clone();
+            values.insert(key.into(), bad.into());
+            let err = refusal(&values);
+            assert!(err.starts_with(&format!("{key}: ")), "{key}={bad}: {err}");
+        }
     }
 
     #[test]

@@ -352,7 +352,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         audit_signer: config.audit_signer.clone(),
         demo: platforms.demo().cloned(),
     };
-    let app = Application::build(listener, state, authenticator)?;
+    let app = Application::build(listener, state, authenticator, config.http.clone())?;
     let port = app.port();
     let api = app.handle();
     let api_task = tokio::spawn(app.run());

@@ -10,7 +10,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Authenticator;
 use crate::error::ApiError;
+use crate::hardening::HttpSettings;
 use crate::openapi::ApiDoc;
+use crate::rate_limit::RateLimiters;
 use crate::state::AppState;
 
 pub struct Application {
@@ -20,28 +22,46 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener's address and prepares the server; nothing is served until [`Self::run`].
+    /// `settings` are the HTTP limits, CORS origins and rate limits (issue 14); the rate limiters' state is
+    /// shared by all the server's workers.
     pub fn build(
         listener: TcpListener,
         state: AppState,
         authenticator: Authenticator,
+        settings: HttpSettings,
     ) -> std::io::Result<Self> {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(state);
         let authenticator = web::Data::new(authenticator);
+        let limiters = web::Data::new(RateLimiters::new(&settings.rate_limits));
+        let settings = web::Data::new(settings);
         let server = HttpServer::new(move || {
             // The routes are registered once (`routes::configure`): actix serves them and the OpenAPI
             // document is collected from the same calls.
-            let (app, openapi) = App::new()
+            let (app, mut openapi) = App::new()
                 .into_utoipa_app()
                 .openapi(ApiDoc::openapi())
                 .configure(crate::routes::configure)
                 .split_for_parts();
+            crate::openapi::add_limit_responses(&mut openapi);
             app.app_data(state.clone())
                 .app_data(authenticator.clone())
                 .app_data(web::PathConfig::default().error_handler(|_, _| {
                     ApiError::new(crate::error::ErrorCode::NotFound, "resource not found").into()
                 }))
+                .app_data(settings.clone())
+                .app_data(limiters.clone())
+                // Innermost first: the caps and the body deadline, the per-address rate limit, CORS (and
+                // its refusals as problems), the request id, and the security headers on everything.
+                .wrap(middleware::from_fn(crate::hardening::request_limits))
+                .wrap(middleware::from_fn(crate::rate_limit::per_client_address))
+                .wrap(crate::hardening::cors(&settings))
+                .wrap(middleware::from_fn(crate::hardening::cors_problems))
                 .wrap(middleware::from_fn(crate::request_id::middleware))
+                .wrap(middleware::from_fn(crate::hardening::security_headers))
+                .wrap(middleware::from_fn(
+                    crate::hardening::close_after_cut_off_body,
+                ))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
                 .route(
                     "/docs",

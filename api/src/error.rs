@@ -22,7 +22,15 @@ pub enum ErrorCode {
     VersionConflict,
     /// 410: the resource existed and is gone for good (a backup's files once retention expired it).
     Gone,
+    /// 429, with `Retry-After`: a rate limit of the account, the client's address, failed authentication or
+    /// calls that reach a platform (issue 14).
     RateLimited,
+    /// 408: the request's body did not arrive within the body read timeout; the connection is closed.
+    RequestTimeout,
+    /// 413: the request's body is larger than the cap (64 KiB); the connection is closed.
+    PayloadTooLarge,
+    /// 431: the request's line and headers together are larger than the cap; the connection is closed.
+    HeadersTooLarge,
     PlatformError,
     Unavailable,
     Internal,
@@ -39,6 +47,9 @@ impl ErrorCode {
             Self::VersionConflict => StatusCode::PRECONDITION_FAILED,
             Self::Gone => StatusCode::GONE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::PlatformError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,6 +66,9 @@ impl ErrorCode {
             Self::VersionConflict => "The resource changed meanwhile",
             Self::Gone => "Gone",
             Self::RateLimited => "Too many requests",
+            Self::RequestTimeout => "The request took too long to arrive",
+            Self::PayloadTooLarge => "The request body is too large",
+            Self::HeadersTooLarge => "The request headers are too large",
             Self::PlatformError => "The platform answered with an error",
             Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal error",
@@ -161,6 +175,15 @@ impl ApiError {
         }
     }
 
+    /// 429 RATE_LIMITED, with `Retry-After` (whole seconds, at least 1).
+    pub fn rate_limited(detail: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(seconds.max(1)),
+            ..Self::new(ErrorCode::RateLimited, detail)
+        }
+    }
+
     /// Logs an unexpected failure (without exposing it) and answers INTERNAL.
     pub fn from_unexpected(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "unexpected failure");
@@ -215,6 +238,14 @@ impl ResponseError for ApiError {
         }
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        // The request's body (or head) was not read to its end: the connection cannot carry another request,
+        // and a slow or oversized sender must not keep its socket.
+        if matches!(
+            self.code,
+            ErrorCode::RequestTimeout | ErrorCode::PayloadTooLarge | ErrorCode::HeadersTooLarge
+        ) {
+            response.force_close();
         }
         response.json(problem)
     }

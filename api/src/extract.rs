@@ -30,6 +30,26 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
+            // A declared body over the cap is a 413 whatever its type (the request-limits middleware has
+            // usually refused it already).
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+                return Err(crate::hardening::body_too_large());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| crate::hardening::body_read_error(&e))?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(crate::hardening::body_too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            // The type is judged once the body is in, so that a body over the cap is a 413 whatever its type
+            // (chunked ones included: their size is known only by reading them, at most the cap).
             let is_json = req
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -43,18 +63,6 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 return Err(ApiError::bad_request(
                     "the body must be JSON, sent with Content-Type: application/json",
                 ));
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|_| ApiError::bad_request("the body could not be read"))?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::bad_request(format!(
-                        "the body is larger than {} KiB",
-                        MAX_BODY_BYTES / 1024
-                    )));
-                }
-                body.extend_from_slice(&chunk);
             }
             req.extensions_mut()
                 .insert(BodyDigest(hex::encode(Sha256::digest(&body))));

@@ -16,12 +16,82 @@ pub struct ApiDoc;
 /// The whole document: [`ApiDoc`]'s info and components with every route `routes::configure` registers.
 pub fn document() -> utoipa::openapi::OpenApi {
     use utoipa_actix_web::AppExt;
-    let (_, document) = actix_web::App::new()
+    let (_, mut document) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(crate::routes::configure)
         .split_for_parts();
+    add_limit_responses(&mut document);
     document
+}
+
+/// The answers of the HTTP limits (issue 14), which any operation can give before its handler runs: 429
+/// with `Retry-After` (rate limits; the health checks are exempt), 431 (request head over the cap), and for
+/// operations with a body 413 (over 64 KiB) and 408 (body read timeout). Added once here, after the routes,
+/// rather than on each route's annotation.
+pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::content::ContentBuilder;
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+
+    let problem = |description: &str, retry_after: bool| {
+        let mut response = ResponseBuilder::new().description(description).content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        );
+        if retry_after {
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(1)),
+                    )
+                    .description(Some("seconds until a request may succeed"))
+                    .build(),
+            );
+        }
+        RefOr::T(response.build())
+    };
+    let components = document.components.get_or_insert_with(Default::default);
+    for (name, response) in [
+        ("TooManyRequests", problem("RATE_LIMITED: a rate limit of the account, the client's address, failed authentication or platform calls", true)),
+        ("HeadersTooLarge", problem("HEADERS_TOO_LARGE: the request line and headers are over the cap; the connection is closed", false)),
+        ("PayloadTooLarge", problem("PAYLOAD_TOO_LARGE: the body is over 64 KiB; the connection is closed", false)),
+        ("RequestTimeout", problem("REQUEST_TIMEOUT: the body did not arrive within the body read timeout; the connection is closed", false)),
+    ] {
+        components.responses.insert(name.to_owned(), response);
+    }
+    for (path, item) in document.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut add = |status: &str, name: &str| {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+            };
+            if !path.starts_with("/health/") {
+                add("429", "TooManyRequests");
+            }
+            add("431", "HeadersTooLarge");
+            if operation.request_body.is_some() {
+                add("413", "PayloadTooLarge");
+                add("408", "RequestTimeout");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

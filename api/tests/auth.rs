@@ -179,6 +179,26 @@ fn an_authenticator_needs_a_secret_or_a_jwks() {
         ..AuthConfig::default()
     };
     assert!(Authenticator::new(empty_secret).is_err());
+    // RFC 7518 §3.2: an HS256 key is at least 32 bytes; a shorter one is refused, not merely warned about.
+    for (secret, accepted) in [
+        ("a", false),
+        (&"k".repeat(31), false),
+        (&"k".repeat(32), true),
+    ] {
+        let config = AuthConfig {
+            hs256_secret: Some(secret.to_string()),
+            ..AuthConfig::default()
+        };
+        let result = Authenticator::new(config.clone());
+        assert_eq!(result.is_ok(), accepted, "{} bytes", secret.len());
+        if !accepted {
+            assert!(result.unwrap_err().contains("LISTBACKUP_JWT_SECRET"));
+            assert!(
+                mint_hs256_token(&config, "a", "u", &[], std::time::Duration::from_secs(60))
+                    .is_err()
+            );
+        }
+    }
     assert!(Authenticator::new(jwks_config("ftp://idp.example/jwks")).is_err());
     assert!(Authenticator::new(hs256_config()).is_ok());
     assert!(Authenticator::new(jwks_config("https://idp.example/.well-known/jwks.json")).is_ok());

@@ -18,6 +18,7 @@ mod connectors_platforms;
 mod contract;
 mod demo_mode;
 mod event_store;
+mod hardening;
 mod job_concurrency;
 mod job_faults;
 mod job_oauth_refresh;

@@ -22,6 +22,8 @@ pub const DEFAULT_ACCOUNT_CLAIM: &str = "account_id";
 /// Default name of the claim holding the roles.
 pub const DEFAULT_ROLES_CLAIM: &str = "roles";
 
+/// The shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the size of the SHA-256 output).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 15;
 /// Tokens longer than this are refused before any parsing (real ones are a few hundred bytes to a few KiB).
@@ -160,14 +162,15 @@ impl Authenticator {
         let hs256_key = match config.hs256_secret.as_deref() {
             None => None,
             Some("") => return Err("LISTBACKUP_JWT_SECRET is empty".into()),
-            Some(secret) => {
-                if secret.len() < 32 {
-                    tracing::warn!(
-                        "LISTBACKUP_JWT_SECRET is shorter than 32 bytes; HS256 tokens are only as strong as it"
-                    );
-                }
-                Some(DecodingKey::from_secret(secret.as_bytes()))
+            // RFC 7518 §3.2: an HS256 key must be at least as long as the hash's output, 32 bytes.
+            Some(secret) if secret.len() < MIN_HS256_SECRET_BYTES => {
+                return Err(format!(
+                    "LISTBACKUP_JWT_SECRET is {} bytes; HS256 needs at least {MIN_HS256_SECRET_BYTES} (RFC 7518 §3.2): \
+                     generate one with `head -c 32 /dev/urandom | base64`",
+                    secret.len()
+                ))
             }
+            Some(secret) => Some(DecodingKey::from_secret(secret.as_bytes())),
         };
         let jwks = config.jwks_url.as_deref().map(JwksCache::new).transpose()?;
         if hs256_key.is_none() && jwks.is_none() {
@@ -350,6 +353,11 @@ pub fn mint_hs256_token(
         Some(secret) if !secret.is_empty() => secret,
         _ => return Err("LISTBACKUP_JWT_SECRET is not configured".into()),
     };
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(format!(
+            "LISTBACKUP_JWT_SECRET is shorter than {MIN_HS256_SECRET_BYTES} bytes (RFC 7518 §3.2)"
+        ));
+    }
     if account.trim().is_empty() {
         return Err("the account must not be empty".into());
     }

@@ -6,5 +6,6 @@ mod principal;
 
 pub use jwt::{
     mint_hs256_token, AuthConfig, Authenticator, DEFAULT_ACCOUNT_CLAIM, DEFAULT_ROLES_CLAIM,
+    MIN_HS256_SECRET_BYTES,
 };
 pub use principal::{Principal, Role};

@@ -2,7 +2,8 @@ use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 
 use super::Authenticator;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::rate_limit::RateLimiters;
 
 /// A role granted by the token's roles claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +94,10 @@ impl FromRequest for Principal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Everything the future needs is taken out of the request now, so that it can be `'static`.
         let authenticator = req.app_data::<web::Data<Authenticator>>().cloned();
+        let limiters = req.app_data::<web::Data<RateLimiters>>().cloned();
+        let peer = limiters
+            .as_ref()
+            .and_then(|l| l.client_ip(req.peer_addr(), req.headers()));
         let token = bearer_token(req).map(str::to_owned);
         Box::pin(async move {
             let Some(authenticator) = authenticator else {
@@ -101,7 +106,23 @@ impl FromRequest for Principal {
                     "Principal extractor used without web::Data<Authenticator> in the app",
                 ));
             };
-            authenticator.authenticate(&token?).await
+            let verified = match token {
+                Ok(token) => authenticator.authenticate(&token).await,
+                Err(err) => Err(err),
+            };
+            match (verified, &limiters) {
+                (Ok(principal), Some(limiters)) => {
+                    limiters.account_request(&principal.account_id)?;
+                    Ok(principal)
+                }
+                (Err(err), Some(limiters)) if err.code == ErrorCode::Unauthorized => {
+                    match peer.and_then(|ip| limiters.authentication_failed(ip)) {
+                        Some(limited) => Err(limited),
+                        None => Err(err),
+                    }
+                }
+                (verified, _) => verified,
+            }
         })
     }
 }

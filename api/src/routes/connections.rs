@@ -365,6 +365,8 @@ pub async fn test(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
+    // This reaches the platform: charged to the account's platform-call budget.
+    crate::rate_limit::platform_call(&req, &principal)?;
     let id = resource_id(&path, ResourceKind::Connection)?;
     // OAuth: an access token about to expire is refreshed before use (a no-op for API-key connections).
     if let Err(err) = state

@@ -419,6 +419,8 @@ pub async fn test(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
+    // This reaches the platform: charged to the account's platform-call budget.
+    crate::rate_limit::platform_call(&req, &principal)?;
     let id = resource_id(&path, ResourceKind::Source)?;
     let meta = metadata(&req, &principal);
     let (source, _) = state.sources.live(&meta, &id).await?;
