@@ -107,32 +107,44 @@ pub fn listen(database_url: String, shutdown: CancellationToken) -> LogWake {
     }
 }
 
+/// Why a listening connection ended (the listener then reconnects).
+#[derive(Debug, thiserror::Error)]
+enum ListenerLost {
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+    #[error("the listening connection closed")]
+    Closed,
+}
+
 /// One connection's life: LISTEN, wake everyone once, then wake them whenever a notified transaction falls
-/// below the commit horizon. `Ok` only on shutdown.
+/// below the commit horizon. `Ok` only on shutdown; any end of the connection is an error, so the caller
+/// always reconnects.
 async fn listen_once(
     database_url: &str,
     readable: &watch::Sender<u64>,
     shutdown: &CancellationToken,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), ListenerLost> {
     let (client, mut connection) =
         tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    // The connection's messages: notifications go to `notified`, and the task ends (dropping the sender)
-    // when the connection does, which ends the loop below with an error.
-    let (notify_tx, mut notified) = mpsc::unbounded_channel::<Option<u64>>();
-    let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<tokio_postgres::Error>();
+    // The connection's messages: each notification's payload (a transaction id, or `None` for another
+    // payload), then its error if it fails; the channel closes when the connection ends.
+    let (notify_tx, mut notified) =
+        mpsc::unbounded_channel::<Result<Option<u64>, tokio_postgres::Error>>();
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         use futures::StreamExt;
         while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    let _ = notify_tx.send(n.payload().parse().ok());
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    let _ = closed_tx.send(err);
-                    return;
-                }
+            let failed = message.is_err();
+            let forwarded = match message {
+                Ok(AsyncMessage::Notification(n)) => Some(Ok(n.payload().parse().ok())),
+                Ok(_) => None,
+                Err(err) => Some(Err(err)),
+            };
+            if let Some(forwarded) = forwarded {
+                let _ = notify_tx.send(forwarded);
+            }
+            if failed {
+                return;
             }
         }
     });
@@ -151,9 +163,8 @@ async fn listen_once(
                 .await?
                 .get(0);
             let horizon: u64 = horizon.parse().unwrap_or(0);
-            // Wake as soon as any of them is readable: under a steady stream of commits the newest is
-            // always above the horizon, and readers must not wait for a quiet moment.
-            // Those at or above the horizon stay; the ones below it are readable now.
+            // Wake as soon as any of them is readable (those below the horizon): under a steady stream of
+            // commits the newest is always above it, and readers must not wait for a quiet moment.
             let still_pending = pending.split_off(&horizon);
             if !pending.is_empty() {
                 readable.send_modify(|n| *n += 1);
@@ -170,25 +181,17 @@ async fn listen_once(
         };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            err = &mut closed => {
-                if let Ok(err) = err {
-                    return Err(err);
-                }
-                // The connection task ended without an error: make the caller reconnect.
-                return client.batch_execute("SELECT 1").await;
-            }
             message = notified.recv() => match message {
                 // A payload that is not a transaction id (someone else's NOTIFY): wake the readers anyway.
-                Some(None) => readable.send_modify(|n| *n += 1),
-                Some(Some(txid)) => {
+                Some(Ok(None)) => readable.send_modify(|n| *n += 1),
+                Some(Ok(Some(txid))) => {
                     pending.insert(txid);
-                    while let Ok(more) = notified.try_recv() {
-                        if let Some(txid) = more {
-                            pending.insert(txid);
-                        }
+                    while let Ok(Ok(more)) = notified.try_recv() {
+                        pending.extend(more);
                     }
                 }
-                None => return client.batch_execute("SELECT 1").await,
+                Some(Err(err)) => return Err(err.into()),
+                None => return Err(ListenerLost::Closed),
             },
             _ = wait_horizon => {}
         }

@@ -265,6 +265,67 @@ async fn a_commit_wakes_the_log_readers_once_its_events_are_readable() {
     shutdown.cancel();
 }
 
+/// The listener survives losing its connection: it reconnects, wakes the readers at once (a commit may
+/// have gone unnoticed meanwhile), and later commits wake them again.
+#[tokio::test]
+async fn the_log_listener_reconnects_after_its_connection_is_killed() {
+    use listbackup_projections::log_signal::{self, FALLBACK};
+
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut wake = log_signal::listen(db.url.clone(), shutdown.clone());
+    let woken_within = FALLBACK / 3;
+    tokio::time::timeout(woken_within, wake.next())
+        .await
+        .expect("woken when the listener connects");
+    wake.mark_seen();
+
+    let admin = db.connect().await;
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "one listening connection");
+    tokio::time::timeout(woken_within, wake.next())
+        .await
+        .expect("woken when the listener has lost its connection and reconnects");
+
+    // Listening again: a commit wakes the readers, not the fallback poll.
+    support::wait_until(
+        Duration::from_secs(10),
+        "the listener to listen again",
+        || async {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 1
+        },
+    )
+    .await;
+    wake.mark_seen();
+    let id = uuid::Uuid::now_v7().to_string();
+    admin
+        .execute(INSERT_EVENT, &[&id, &created_event(&id, "after")])
+        .await
+        .unwrap();
+    tokio::time::timeout(woken_within, wake.next())
+        .await
+        .expect("a commit after the reconnection wakes the readers");
+    shutdown.cancel();
+}
+
 async fn projected_names(db: &tokio_postgres::Client) -> Vec<String> {
     db.query("SELECT name FROM read_connections ORDER BY name", &[])
         .await

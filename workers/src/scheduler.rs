@@ -80,9 +80,15 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The time from `now` to the next whole minute (at least a millisecond): when the next slot can fall due.
 fn until_next_minute(now: DateTime<Utc>) -> Duration {
-    let into_minute = u64::from(now.timestamp().rem_euclid(60) as u32) * 1_000
-        + u64::from(now.timestamp_subsec_millis());
-    Duration::from_millis((60_000 - into_minute.min(59_999)).max(1))
+    use chrono::DurationRound;
+    let minute = chrono::TimeDelta::minutes(1);
+    let next = now
+        .duration_trunc(minute)
+        .map_or(now + minute, |start| start + minute);
+    (next - now)
+        .to_std()
+        .unwrap_or_default()
+        .max(Duration::from_millis(1))
 }
 
 /// What one pass over the due sources did.
