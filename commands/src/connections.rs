@@ -34,6 +34,9 @@ pub struct ConnectionTestOutcome {
     pub ok: bool,
     pub latency_ms: u64,
     pub message: String,
+    /// Why it failed, an error code of DESIGN §4 (`UNAUTHORIZED`: the platform said the credentials are
+    /// not valid); `None` when it passed.
+    pub code: Option<&'static str>,
     pub checked_at: chrono::DateTime<Utc>,
     pub committed: Committed,
 }
@@ -252,7 +255,7 @@ impl ConnectionCommands {
             .platforms
             .test_connection(platform, secret.expose())
             .await;
-        if let (Some(oauth), Some(401)) = (oauth, probe.http_status) {
+        if let (Some(oauth), true) = (oauth, probe.credentials_rejected()) {
             probe = self
                 .test_after_rejection(oauth, metadata, connection_id, platform, &secret, probe)
                 .await?;
@@ -273,6 +276,7 @@ impl ConnectionCommands {
             ok: probe.ok,
             latency_ms: probe.latency_ms,
             message: probe.message,
+            code: probe.code,
             checked_at,
             committed,
         })
@@ -323,7 +327,7 @@ impl ConnectionCommands {
                     .platforms
                     .test_connection(platform, renewed.expose())
                     .await;
-                if again.http_status == Some(401) {
+                if again.credentials_rejected() {
                     return Ok(
                         reauth("the platform rejected the access token after a refresh").await,
                     );

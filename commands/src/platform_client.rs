@@ -348,16 +348,29 @@ pub struct ProbeOutcome {
     /// Human readable; never contains a credential value.
     pub message: String,
     pub http_status: Option<u16>,
+    /// Why the test failed, as an error code of DESIGN §4 (`None` when it passed): `UNAUTHORIZED` when the
+    /// platform said the credentials are not valid (`Platform::credentials_rejected`: a 401, ActiveCampaign's
+    /// 403, Zendesk's anonymous "me"), `FORBIDDEN` for valid credentials refused this call,
+    /// `RATE_LIMITED`, `PLATFORM_ERROR` for any other answer, `UNAVAILABLE` when the platform could not be
+    /// reached, `VALIDATION_ERROR` when the credentials cannot even make the request.
+    pub code: Option<&'static str>,
 }
 
 impl ProbeOutcome {
-    fn failed(message: impl Into<String>) -> Self {
+    fn failed(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             ok: false,
             latency_ms: 0,
             message: message.into(),
             http_status: None,
+            code: Some(code),
         }
+    }
+
+    /// Whether the platform said the credentials are not valid (an OAuth connection then refreshes its
+    /// token once, as a backup does).
+    pub fn credentials_rejected(&self) -> bool {
+        self.code == Some("UNAUTHORIZED")
     }
 }
 
@@ -394,7 +407,7 @@ impl PlatformClient {
     ) -> ProbeOutcome {
         let request = match self.build_request(platform, credentials) {
             Ok(request) => request,
-            Err(err) => return ProbeOutcome::failed(err.to_string()),
+            Err(err) => return ProbeOutcome::failed("VALIDATION_ERROR", err.to_string()),
         };
         let outcome = self.send_with_one_retry(platform, request).await;
         // Belt and braces: the message is built from statuses and the platform's account name, but an
@@ -480,6 +493,7 @@ impl PlatformClient {
                             wait.as_secs()
                         ),
                         http_status: Some(429),
+                        code: Some("RATE_LIMITED"),
                     };
                 }
                 tracing::debug!(platform = platform.id, ?wait, "rate limited, retrying once");
@@ -491,7 +505,7 @@ impl PlatformClient {
             Ok(response) => outcome_of(platform, response, latency).await,
             Err(err) => ProbeOutcome {
                 latency_ms: latency,
-                ..ProbeOutcome::failed(unreachable_message(&err))
+                ..ProbeOutcome::failed("UNAVAILABLE", unreachable_message(&err))
             },
         }
     }
@@ -627,43 +641,57 @@ async fn outcome_of(
 ) -> ProbeOutcome {
     let status = response.status();
     let http_status = Some(status.as_u16());
-    let failed = |message: String| ProbeOutcome {
+    let failed = |code: &'static str, message: String| ProbeOutcome {
         ok: false,
         latency_ms,
         message,
         http_status,
+        code: Some(code),
     };
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return failed(format!(
-            "the platform rejected the credentials ({})",
-            status.as_u16()
-        ));
-    }
+    let code = status.as_u16();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return failed("the platform is still rate limiting requests (429)".to_owned());
+        return failed(
+            "RATE_LIMITED",
+            "the platform is still rate limiting requests (429)".to_owned(),
+        );
     }
     if !status.is_success() {
-        return failed(format!("the platform answered {status}"));
+        // A 401's body is not read (Stripe echoes part of a rejected key); others may say what they mean.
+        let body = if status == StatusCode::UNAUTHORIZED {
+            serde_json::Value::Null
+        } else {
+            response.json().await.unwrap_or(serde_json::Value::Null)
+        };
+        if platform.rejects_credentials(code, &body) {
+            return failed(
+                "UNAUTHORIZED",
+                format!("the platform rejected the credentials ({code}): they are not valid"),
+            );
+        }
+        if status == StatusCode::FORBIDDEN {
+            return failed(
+                "FORBIDDEN",
+                "the platform refused the credentials access to the account (403)".to_owned(),
+            );
+        }
+        return failed("PLATFORM_ERROR", format!("the platform answered {status}"));
     }
     let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
     match identified(&platform.identity, &body) {
         Identified::Anonymous => failed(
+            "UNAUTHORIZED",
             "the platform treated the request as anonymous: the credentials were not accepted"
                 .to_owned(),
         ),
-        Identified::Account { id, name } => match name.or(id) {
-            Some(name) => ProbeOutcome {
-                ok: true,
-                latency_ms,
-                message: format!("authenticated as {name}"),
-                http_status,
+        Identified::Account { id, name } => ProbeOutcome {
+            ok: true,
+            latency_ms,
+            message: match name.or(id) {
+                Some(name) => format!("authenticated as {name}"),
+                None => "the platform accepted the credentials".to_owned(),
             },
-            None => ProbeOutcome {
-                ok: true,
-                latency_ms,
-                message: "the platform accepted the credentials".to_owned(),
-                http_status,
-            },
+            http_status,
+            code: None,
         },
     }
 }

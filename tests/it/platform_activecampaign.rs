@@ -1,7 +1,8 @@
 //! ActiveCampaign (issue 10): every data type backed up through API v3 as its emulation
 //! (`listbackup-emulators`, `activecampaign.rs`) answers it from the public reference: `limit`/`offset`
 //! with `meta.total` as a string, contacts by keyset (`id_greater`, `orders[id]=ASC`), `filters[updated_after]`
-//! for contacts and deals, a 403 for a wrong key (the API sends no 401), 429s with `Retry-After` and 5xx
+//! for contacts and deals, a 403 for a wrong key (the API sends no 401; read as `UNAUTHORIZED`), 429s with
+//! `Retry-After` and 5xx
 //! mid-run. Connector-level tests drive the fetch engine directly; the others go through the service.
 
 use crate::support;
@@ -233,17 +234,20 @@ async fn contacts_and_deals_are_fetched_incrementally_by_updated_after() {
 }
 
 #[tokio::test]
-async fn a_wrong_key_is_refused_with_the_403_activecampaign_sends() {
+async fn a_wrong_key_is_unauthorized_though_activecampaign_answers_403() {
     let (api, connector) = fixture().await;
     api.seed("activecampaign", "contacts", 5);
     let err = drain(&connector, "contacts", "not-the-key", None)
         .await
         .unwrap_err();
-    assert!(matches!(err, FetchError::Forbidden { .. }), "{err}");
-    assert_eq!(err.code(), "FORBIDDEN");
+    // ActiveCampaign's documented answer to a key that is not valid is a 403 (it sends no 401): the
+    // credentials' failure, the whole connection's.
+    assert!(matches!(err, FetchError::Unauthorized), "{err}");
+    assert_eq!(err.code(), "UNAUTHORIZED");
+    assert!(err.is_connection_wide());
     assert!(!err.retryable());
     assert!(
-        err.to_string().contains("403") && err.to_string().contains("Forbidden"),
+        err.to_string().contains("rejected the credentials"),
         "{err}"
     );
     assert!(!err.to_string().contains("not-the-key"));
@@ -418,7 +422,7 @@ async fn a_damaged_body_fails_its_data_type_and_the_others_are_kept() {
 }
 
 #[tokio::test]
-async fn a_wrong_key_fails_the_connection_test_and_every_data_type_as_forbidden() {
+async fn a_wrong_key_fails_the_connection_test_and_the_job_as_unauthorized() {
     let backup = service().await;
     backup.api.seed("activecampaign", "contacts", 3);
     let token = backup.app.owner("acme");
@@ -443,14 +447,15 @@ async fn a_wrong_key_fails_the_connection_test_and_every_data_type_as_forbidden(
             .contains("rejected the credentials (403)"),
         "{tested}"
     );
+    assert_eq!(tested["code"], "UNAUTHORIZED", "{tested}");
+    let before = backup.api.total_hits();
     let job_id = sync(&backup.app, &token, &source_id).await;
     let job = backup.finished(&token, &job_id).await;
     assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error"]["code"], "FORBIDDEN", "{job}");
+    assert_eq!(job["error"]["code"], "UNAUTHORIZED", "{job}");
     assert_eq!(job["error"]["retryable"], false);
-    for name in ["contacts", "tags"] {
-        assert_eq!(entry(&job, name)["error"]["code"], "FORBIDDEN");
-    }
+    // The connection's failure: the backup stops at the first 403 instead of asking for every data type.
+    assert_eq!(backup.api.total_hits() - before, 1, "{job}");
     assert!(!job.to_string().contains("revoked-key"));
     backup.stop().await;
 }

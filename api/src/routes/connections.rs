@@ -76,6 +76,12 @@ pub struct ConnectionTestResponse {
     pub checked_at: chrono::DateTime<chrono::Utc>,
     pub latency_ms: u64,
     pub message: String,
+    /// Why the test failed, an error code of DESIGN §4: `UNAUTHORIZED` when the platform said the credentials
+    /// are not valid (each platform's own answer for it, e.g. ActiveCampaign's 403), `FORBIDDEN`,
+    /// `RATE_LIMITED`, `PLATFORM_ERROR`, `UNAVAILABLE` or `VALIDATION_ERROR`. Absent when the test passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "UNAUTHORIZED")]
+    pub code: Option<&'static str>,
 }
 
 fn credential_errors(problems: Vec<platform::CredentialProblem>) -> Vec<FieldError> {
@@ -396,5 +402,6 @@ pub async fn test(
         checked_at: outcome.checked_at,
         latency_ms: outcome.latency_ms,
         message: outcome.message,
+        code: outcome.code,
     }))
 }

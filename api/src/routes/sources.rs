@@ -99,6 +99,11 @@ pub struct SourceTestResponse {
     pub checked_at: chrono::DateTime<Utc>,
     pub latency_ms: u64,
     pub message: String,
+    /// Why the connection test failed, as in `POST /connections/{id}/test` (`UNAUTHORIZED`: the platform said
+    /// the credentials are not valid). Absent when it passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "UNAUTHORIZED")]
+    pub code: Option<&'static str>,
     pub data_types: Vec<DataTypeCheck>,
 }
 
@@ -473,6 +478,7 @@ pub async fn test(
         checked_at: outcome.checked_at,
         latency_ms: outcome.latency_ms,
         message: outcome.message,
+        code: outcome.code,
         data_types,
     }))
 }

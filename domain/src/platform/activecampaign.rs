@@ -13,7 +13,8 @@
 //!   when they changed in `udate` (contacts) and `mdate` (deals). Nothing else filters on its update time.
 //! - Errors (https://developers.activecampaign.com/reference/errors): 403 when the request "could not be
 //!   authenticated or the authenticated user is not authorized" (a wrong key included: ActiveCampaign sends
-//!   no 401), 404, 422 with `{"errors":[{"title","detail","code","source"}]}`, and `{"message"}` bodies.
+//!   no 401, so its 403 is read as "these credentials are not valid", `UNAUTHORIZED`), 404, 422 with
+//!   `{"errors":[{"title","detail","code","source"}]}`, and `{"message"}` bodies.
 //! - Limits (https://developers.activecampaign.com/reference/rate-limits): 5 requests per second per
 //!   account, answered 429 with `Retry-After` in seconds.
 
@@ -119,6 +120,11 @@ pub(super) const PLATFORM: Platform = Platform {
     // waited out (`Retry-After`).
     rate: DefaultRate::per_second(5.0),
     error_messages: &["/message", "/errors/0/title", "/errors/0/detail"],
+    // ActiveCampaign sends no 401: a missing or wrong `Api-Token` is a 403 ("could not be authenticated or
+    // the authenticated user is not authorized", API reference, "Errors"), whatever its body. Its API keys
+    // are the user's own and carry the user's permissions, so a 403 is the key's answer and reconnecting
+    // with a valid key is the remedy.
+    credentials_rejected: &[ErrorMatch::status(403)],
 };
 
 /// 100 records per page, the maximum.

@@ -144,6 +144,8 @@ pub(super) const PLATFORM: Platform = Platform {
     )),
     rate: DefaultRate::per_second(10.0),
     error_messages: &["/message"],
+    // 401 with `WWW-Authenticate` for a token that is missing, expired or revoked (API reference, "Errors").
+    credentials_rejected: REJECTED_401,
 };
 
 const ITEMS: &[Endpoint] = &[Endpoint::get("/folders/{folderId}/items")];

@@ -167,6 +167,8 @@ pub(super) const PLATFORM: Platform = Platform {
     }),
     rate: DefaultRate::per_second(10.0),
     error_messages: &["/error_summary"],
+    // 401 `invalid_access_token` / `expired_access_token` (HTTP API, "Errors").
+    credentials_rejected: REJECTED_401,
 };
 
 /// An RPC list continued with its cursor at `continue_path`; `size` records a request, asked for in the

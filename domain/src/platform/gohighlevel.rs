@@ -265,6 +265,9 @@ pub(super) const PLATFORM: Platform = Platform {
         limited_when: &[],
     },
     error_messages: &["/message", "/message/0", "/error"],
+    // 401 `{"statusCode":401,"message":"Invalid JWT"}` for a token that is not valid; a 403 is a token not
+    // authorized for the location or scope, which the token's owner may still fix.
+    credentials_rejected: REJECTED_401,
 };
 
 /// Keyset by `startAfterId` + `startAfter` (the last record's id and sort time, from `meta`), 100 a page.

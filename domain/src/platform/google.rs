@@ -136,6 +136,8 @@ pub(super) const PLATFORM: Platform = Platform {
         prefixes: &["userRateLimitExceeded", "rateLimitExceeded"],
     }]),
     error_messages: &["/error/message"],
+    // 401 `authError` "Invalid Credentials" (Drive API, "Resolve errors"); 403s are permissions and limits.
+    credentials_rejected: REJECTED_401,
 };
 
 /// A Drive list: `{…,"<records>":[…],"nextPageToken":…}`, `pageSize` at most `max`.

@@ -143,6 +143,9 @@ pub(super) const PLATFORM: Platform = Platform {
     )),
     rate: DefaultRate::per_second(10.0),
     error_messages: &["/message"],
+    // A token that is not valid, expired or revoked: 401 with `category` `INVALID_AUTHENTICATION` or
+    // `EXPIRED_AUTHENTICATION` (API reference, "Error handling"); missing scopes are a 403 instead.
+    credentials_rejected: REJECTED_401,
 };
 
 /// Contacts name their modification property differently from every other object.

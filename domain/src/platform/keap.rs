@@ -128,6 +128,8 @@ pub(super) const PLATFORM: Platform = Platform {
     )),
     rate: DefaultRate::per_second(25.0),
     error_messages: &["/message", "/fault/faultstring"],
+    // A key that is not valid (or an expired OAuth token): 401 (REST v1 reference, "Authentication").
+    credentials_rejected: REJECTED_401,
 };
 
 /// Keap pages overlap by this many records: up to `OVERLAP - 1` records deleted before the position between

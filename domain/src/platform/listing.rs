@@ -192,18 +192,29 @@ pub struct ErrorMatch {
     pub status: u16,
     /// A JSON pointer into the error body.
     pub pointer: &'static str,
-    /// The value there starts with one of these (a value is its own prefix).
+    /// The value there starts with one of these (a value is its own prefix). Empty: any body, the status
+    /// alone decides ([`ErrorMatch::status`]).
     pub prefixes: &'static [&'static str],
 }
 
 impl ErrorMatch {
+    /// Every answer with this status, whatever its body (ActiveCampaign's 403 for a wrong key).
+    pub const fn status(status: u16) -> Self {
+        Self {
+            status,
+            pointer: "",
+            prefixes: &[],
+        }
+    }
+
     /// Whether an answer with `status` and the (JSON) `body` is this error.
     pub fn matches(&self, status: u16, body: &serde_json::Value) -> bool {
         status == self.status
-            && body
-                .pointer(self.pointer)
-                .and_then(scalar_text)
-                .is_some_and(|text| self.prefixes.iter().any(|p| text.starts_with(p)))
+            && (self.prefixes.is_empty()
+                || body
+                    .pointer(self.pointer)
+                    .and_then(scalar_text)
+                    .is_some_and(|text| self.prefixes.iter().any(|p| text.starts_with(p))))
     }
 }
 

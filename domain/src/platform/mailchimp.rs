@@ -120,6 +120,8 @@ pub(super) const PLATFORM: Platform = Platform {
     // than fail.
     rate: DefaultRate::per_second(10.0),
     error_messages: &["/detail", "/title"],
+    // 401 problem JSON `{"title":"API Key Invalid"}` (or "API Key Missing") (Marketing API, "Errors").
+    credentials_rejected: REJECTED_401,
 };
 
 /// Pages overlap by this many records: up to 19 records archived or deleted before the position between two

@@ -340,6 +340,9 @@ impl DefaultRate {
     }
 }
 
+/// The answer most platforms give credentials that are not valid: 401 Unauthorized, whatever the body.
+const REJECTED_401: &[ErrorMatch] = &[ErrorMatch::status(401)];
+
 /// The credential name under which an OAuth connection keeps its access token.
 pub const OAUTH_ACCESS_TOKEN: &str = "accessToken";
 
@@ -403,6 +406,12 @@ pub struct Platform {
     pub rate: DefaultRate,
     /// JSON pointers to the human-readable message of the platform's error bodies, first match wins.
     pub error_messages: &'static [&'static str],
+    /// How the platform says "these credentials are not valid" (a wrong, revoked or expired key or token),
+    /// from its API reference: a 401 almost everywhere, ActiveCampaign's 403. An answer matching one of them
+    /// fails a connection test (`POST /connections/{id}/test`) and a backup with `UNAUTHORIZED` (an OAuth
+    /// connection refreshes its token once first) rather than `FORBIDDEN`, which stays for valid
+    /// credentials that may not see some data. Any 401 counts as well (RFC 9110 §15.5.2).
+    pub credentials_rejected: &'static [ErrorMatch],
 }
 
 impl Platform {
@@ -416,6 +425,16 @@ impl Platform {
 
     pub fn data_type(&self, name: &str) -> Option<&DataType> {
         self.data_types.iter().find(|d| d.name == name)
+    }
+
+    /// Whether an answer with `status` and the (JSON, or `null`) `body` says the credentials are not valid:
+    /// any 401, or an answer the platform declares for it ([`Platform::credentials_rejected`]).
+    pub fn rejects_credentials(&self, status: u16, body: &serde_json::Value) -> bool {
+        status == 401
+            || self
+                .credentials_rejected
+                .iter()
+                .any(|rule| rule.matches(status, body))
     }
 
     pub fn url_param(&self, name: &str) -> Option<&UrlParam> {

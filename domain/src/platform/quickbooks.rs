@@ -229,4 +229,7 @@ pub(super) const PLATFORM: Platform = Platform {
         "/fault/error/0/detail",
         "/fault/error/0/message",
     ],
+    // A token expired or revoked: 401 `AuthenticationFailed` (code 3200); 403 `AuthorizationFault` is another
+    // company or a missing subscription.
+    credentials_rejected: REJECTED_401,
 };

@@ -223,6 +223,9 @@ pub(super) const PLATFORM: Platform = Platform {
         limited_when: &[],
     },
     error_messages: &["/errors"],
+    // 401 `{"errors":"[API] Invalid API key or access token (unrecognized login or wrong password)"}` (Admin
+    // REST reference, "Status and error codes"); 403 is a scope the app was not granted.
+    credentials_rejected: REJECTED_401,
 };
 
 // The default budget never overflows the standard plan's bucket (40, leaking 2/s): its burst fits in it, and

@@ -121,6 +121,9 @@ pub(super) const PLATFORM: Platform = Platform {
     }),
     rate: DefaultRate::per_second(25.0),
     error_messages: &["/error/message"],
+    // A wrong, revoked or expired key: 401 `{"error":{"type":"invalid_request_error","message":"Invalid API
+    // Key provided: …"}}` (API reference, "Errors"); a restricted key lacking a permission is a 403 instead.
+    credentials_rejected: REJECTED_401,
 };
 
 /// Every Stripe list: newest first, 100 per page, keyset by the last record's id.

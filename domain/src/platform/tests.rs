@@ -424,6 +424,50 @@ fn error_matches_read_the_status_and_a_prefix_of_the_body() {
 }
 
 #[test]
+fn every_platform_declares_how_it_rejects_credentials() {
+    let null = serde_json::Value::Null;
+    for platform in CATALOG {
+        assert!(
+            !platform.credentials_rejected.is_empty(),
+            "{}: how does it say the credentials are not valid?",
+            platform.id
+        );
+        // Any 401 is a rejection (RFC 9110 §15.5.2), with or without a body.
+        assert!(platform.rejects_credentials(401, &null), "{}", platform.id);
+        assert!(!platform.rejects_credentials(500, &null), "{}", platform.id);
+        assert!(!platform.rejects_credentials(404, &null), "{}", platform.id);
+    }
+    // ActiveCampaign sends no 401: its 403, whatever the body, is a wrong key.
+    let activecampaign = find("activecampaign").unwrap();
+    let forbidden = serde_json::json!({"message": "Forbidden"});
+    assert!(activecampaign.rejects_credentials(403, &forbidden));
+    assert!(activecampaign.rejects_credentials(403, &null));
+    // Elsewhere a 403 is valid credentials refused some data (scopes, permissions, another location).
+    for id in [
+        "stripe",
+        "hubspot",
+        "shopify",
+        "google",
+        "gohighlevel",
+        "quickbooks",
+        "zendesk",
+    ] {
+        assert!(
+            !find(id).unwrap().rejects_credentials(403, &forbidden),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn a_status_only_error_match_ignores_the_body() {
+    let any = ErrorMatch::status(403);
+    assert!(any.matches(403, &serde_json::Value::Null));
+    assert!(any.matches(403, &serde_json::json!({"message": "Forbidden"})));
+    assert!(!any.matches(401, &serde_json::Value::Null));
+}
+
+#[test]
 fn a_drive_backup_never_asks_for_gmail() {
     let google = find("google").unwrap();
     for scope in google.scopes_for(None) {

@@ -150,6 +150,10 @@ pub(super) const PLATFORM: Platform = Platform {
         limited_when: &[],
     },
     error_messages: &["/error/message", "/description", "/error/title", "/error"],
+    // 401 `{"error":"Couldn't authenticate you"}` for a wrong e-mail, token or OAuth token (API reference,
+    // "Security and authentication"). `/users/me` answers an anonymous caller 200 instead (the identity
+    // call's `Anonymous`).
+    credentials_rejected: REJECTED_401,
 };
 
 /// Cursor pagination: `links.next` while `meta.has_more` (`links.next` is sent on the last page too).

@@ -91,12 +91,14 @@ pub enum FetchError {
     /// customer has to fix the connection.
     #[error(transparent)]
     Credentials(#[from] ProbeError),
-    /// 401: the caller refreshes an OAuth token once and retries, or asks the customer to reconnect. Not
-    /// retryable as such: the same credentials get the same answer.
-    #[error("the platform rejected the credentials (401)")]
+    /// The platform said the credentials are not valid: a 401, or its own answer for it
+    /// (`Platform::credentials_rejected`, ActiveCampaign's 403). The caller refreshes an OAuth token once and
+    /// retries, or asks the customer to reconnect. Not retryable as such: the same credentials get the same
+    /// answer.
+    #[error("the platform rejected the credentials: they are not valid")]
     Unauthorized,
-    /// 403: the key or the granted scopes do not cover this data type. Not retryable: the customer has to
-    /// grant access.
+    /// Any other 403: valid credentials whose permissions or granted scopes do not cover this data type. Not
+    /// retryable: the customer has to grant access.
     #[error("the platform refused access to this data (403){}", suffix(.message))]
     Forbidden { message: String },
     /// 429 more often, or for longer, than the retry policy waits out. Retryable: limits reset.

@@ -282,6 +282,11 @@ impl Call<'_> {
         {
             return Err(Outcome::RateLimited(retry_after));
         }
+        // The platform's own way of saying the credentials are not valid (any 401; ActiveCampaign's 403):
+        // the connection's failure, not this data type's.
+        if self.platform.rejects_credentials(code, &body) {
+            return Err(Outcome::Fatal(FetchError::Unauthorized));
+        }
         if let Some(gone) = self.gone {
             if matches!(code, 404 | 410) || gone.iter().any(|rule| rule.matches(code, &body)) {
                 return Err(Outcome::Fatal(FetchError::Gone {
@@ -291,7 +296,6 @@ impl Call<'_> {
             }
         }
         Err(match status {
-            StatusCode::UNAUTHORIZED => Outcome::Fatal(FetchError::Unauthorized),
             StatusCode::FORBIDDEN => Outcome::Fatal(FetchError::Forbidden { message }),
             // 408 (RFC 9110 §15.5.9): the server gave up waiting for the request; sending it again is the
             // documented remedy.
