@@ -44,4 +44,6 @@ pub(crate) enum Reshape {
     Truncate,
     /// The same JSON, pretty-printed.
     Pretty,
+    /// The same JSON object without its arrays (no list of records).
+    WithoutLists,
 }

@@ -34,6 +34,8 @@ pub(crate) struct State {
     pub(crate) truncate_always: HashSet<String>,
     /// Paths whose 200 bodies are pretty-printed (records spanning lines).
     pub(crate) pretty: HashSet<String>,
+    /// Paths whose 200 bodies lose their arrays (well-formed JSON without the list of records).
+    pub(crate) without_lists: HashSet<String>,
     /// Paths whose paging misbehaves.
     pub(crate) paging_faults: HashMap<String, PagingFault>,
     pub(crate) hits: HashMap<String, usize>,
@@ -363,6 +365,13 @@ impl PlatformApi {
         self.state().pretty.insert(path.to_owned());
     }
 
+    /// Every later 200 on `path` is the same JSON without its lists: every array of the answer's top-level
+    /// object is removed (`{"object":"list","has_more":false,"url":…}` for Stripe, `{}` for a bare array),
+    /// as a platform answers when an API changes shape under a connector.
+    pub fn without_lists(&self, path: &str) {
+        self.state().without_lists.insert(path.to_owned());
+    }
+
     /// Paging on `path` misbehaves from now on.
     pub fn paging_fault(&self, path: &str, fault: PagingFault) {
         self.state().paging_faults.insert(path.to_owned(), fault);
@@ -471,6 +480,14 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
             Ok(json) => serde_json::to_vec_pretty(&json).unwrap(),
             Err(_) => body.to_vec(),
         },
+        Reshape::WithoutLists => match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(mut object)) => {
+                object.retain(|_, value| !value.is_array());
+                serde_json::to_vec(&object).unwrap()
+            }
+            Ok(_) => b"{}".to_vec(),
+            Err(_) => body.to_vec(),
+        },
     };
     HttpResponse::build(status)
         .content_type("application/json")
@@ -541,7 +558,13 @@ pub(crate) fn apply_faults(
             .contains(path)
             .then_some(Reshape::Truncate)
     })
-    .or_else(|| state.pretty.contains(path).then_some(Reshape::Pretty));
+    .or_else(|| state.pretty.contains(path).then_some(Reshape::Pretty))
+    .or_else(|| {
+        state
+            .without_lists
+            .contains(path)
+            .then_some(Reshape::WithoutLists)
+    });
     if let Some((n, retry_after)) = state.rate_limited.take() {
         if n > 1 {
             state.rate_limited = Some((n - 1, retry_after));

@@ -1,6 +1,10 @@
 //! The Stripe, HubSpot and Keap connectors against the local emulation of their list APIs
 //! (`support/platform_api.rs`): full drains, incremental runs, resuming, authentication, 429s, 5xx, 4xx and
-//! the shared rate budget. No database or NATS needed.
+//! the shared rate budget, with no database or NATS; then, through the service (a backup worker, the
+//! database and NATS): `POST /sources/{id}/test`, an empty data set, and a malformed answer for one data
+//! type.
+
+use crate::support;
 
 use listbackup_emulators as platform_api;
 
@@ -15,7 +19,7 @@ use listbackup_workers::connectors::{
 };
 use platform_api::PlatformApi;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const STRIPE_KEY: &str = "sk_test_4eC39HqLyjWDarjtT1zdp7dc";
 const HUBSPOT_TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
@@ -596,4 +600,219 @@ async fn stripe_drains_a_million_records() {
         .unwrap();
     assert_eq!((summary.records, summary.pages), (1_000_000, 10_000));
     assert_eq!(expected, 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Through the service
+
+/// The service with a backup worker, `platform` pointed at the emulation with its test secret accepted
+/// and no rate limit.
+async fn service(platform: &str) -> support::backup::BackupApp {
+    let limit = format!(
+        "LISTBACKUP_PLATFORM_{}_RATE_LIMIT",
+        platform.to_ascii_uppercase()
+    );
+    let backup = support::backup::BackupApp::spawn_for(&[platform], |values| {
+        values.insert(limit, "unlimited".into());
+    })
+    .await;
+    let secret = credentials(platform).into_values().next().unwrap();
+    backup.api.accept(platform, &secret);
+    backup
+}
+
+/// The connection's credentials as `POST /connections` takes them.
+fn credentials_json(platform: &str) -> Value {
+    serde_json::to_value(credentials(platform)).unwrap()
+}
+
+/// `POST /sources/{id}/test`: the connection test passes and names the account, each selected data type
+/// counts one page of records (`seeded`, each under one page), nothing is backed up.
+async fn source_test_counts_one_page_per_data_type(platform: &str, seeded: &[(&str, u64)]) {
+    let backup = service(platform).await;
+    for (data_type, n) in seeded {
+        backup.api.seed(platform, data_type, *n);
+    }
+    let token = backup.app.owner("acme");
+    let names: Vec<&str> = seeded.iter().map(|(name, _)| *name).collect();
+    let (_, source_id) = backup
+        .key_source(&token, platform, credentials_json(platform), Some(&names))
+        .await;
+    let response = backup
+        .app
+        .post(&format!("/sources/{source_id}/test"), &token, &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let tested: Value = response.json().await.unwrap();
+    assert_eq!(tested["ok"], true, "{tested}");
+    assert!(tested.get("code").is_none(), "{tested}");
+    assert!(
+        tested["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("authenticated as"),
+        "{tested}"
+    );
+    let samples = tested["dataTypes"].as_array().unwrap();
+    assert_eq!(samples.len(), seeded.len(), "{tested}");
+    for (data_type, n) in seeded {
+        let sample = support::backup::job_data_type(&tested, data_type);
+        assert_eq!(sample["ok"], true, "{sample}");
+        assert_eq!(sample["sampleCount"], *n, "{sample}");
+    }
+    // A test stores nothing.
+    assert!(
+        !backup.storage.join("accounts").exists(),
+        "a source test wrote a backup"
+    );
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn hubspot_source_test_counts_one_page_of_each_data_type() {
+    source_test_counts_one_page_per_data_type(
+        "hubspot",
+        &[("contacts", 42), ("companies", 0), ("deals", 7)],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn keap_source_test_counts_one_page_of_each_data_type() {
+    source_test_counts_one_page_per_data_type(
+        "keap",
+        &[("contacts", 150), ("companies", 0), ("tags", 9)],
+    )
+    .await;
+}
+
+/// A data set with no records backs up to an empty artifact, and the job succeeds.
+async fn an_empty_data_set_backs_up_to_an_empty_file(platform: &str, data_type: &str) {
+    let backup = service(platform).await;
+    backup.api.seed(platform, data_type, 0);
+    let token = backup.app.owner("acme");
+    let (_, source_id) = backup
+        .key_source(
+            &token,
+            platform,
+            credentials_json(platform),
+            Some(&[data_type]),
+        )
+        .await;
+    let job_id = support::backup::sync(&backup.app, &token, &source_id).await;
+    let job = backup.finished(&token, &job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let entry = support::backup::job_data_type(&job, data_type);
+    assert_eq!(entry["status"], "done", "{job}");
+    assert_eq!(entry["records"], 0, "{job}");
+    assert!(backup
+        .stored("acme", &source_id, &job_id, data_type)
+        .is_empty());
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn stripe_an_empty_data_set_backs_up_to_an_empty_file() {
+    an_empty_data_set_backs_up_to_an_empty_file("stripe", "customers").await;
+}
+
+#[tokio::test]
+async fn hubspot_an_empty_data_set_backs_up_to_an_empty_file() {
+    an_empty_data_set_backs_up_to_an_empty_file("hubspot", "contacts").await;
+}
+
+#[tokio::test]
+async fn keap_an_empty_data_set_backs_up_to_an_empty_file() {
+    an_empty_data_set_backs_up_to_an_empty_file("keap", "contacts").await;
+}
+
+/// How the answers of one data type are damaged.
+#[derive(Clone, Copy)]
+enum Damage {
+    /// Every answer cut in half: not JSON.
+    NotJson,
+    /// Well-formed JSON without the list of records.
+    NoList,
+}
+
+/// The answers of `broken` (at `path`) are damaged on every request: that data type fails, the two
+/// others are backed up whole, and the job is `partial` (the backup engine's per-data-type outcomes).
+async fn a_malformed_body_fails_only_its_data_type(
+    platform: &str,
+    good: [&str; 2],
+    broken: &str,
+    path: &str,
+    damage: Damage,
+) {
+    let backup = service(platform).await;
+    for data_type in good {
+        backup.api.seed(platform, data_type, 120);
+    }
+    backup.api.seed(platform, broken, 30);
+    match damage {
+        Damage::NotJson => backup.api.truncate_every(path),
+        Damage::NoList => backup.api.without_lists(path),
+    }
+    let token = backup.app.owner("acme");
+    let (_, source_id) = backup
+        .key_source(
+            &token,
+            platform,
+            credentials_json(platform),
+            Some(&[good[0], broken, good[1]]),
+        )
+        .await;
+    let job_id = support::backup::sync(&backup.app, &token, &source_id).await;
+    let job = backup.finished(&token, &job_id).await;
+    assert_eq!(job["status"], "partial", "{job}");
+    let failed = support::backup::job_data_type(&job, broken);
+    assert_eq!(failed["status"], "failed", "{job}");
+    assert_eq!(failed["error"]["code"], "PLATFORM_ERROR", "{job}");
+    // Cut-off bodies may arrive whole next time (a transport failure); a body without its list would not.
+    let retryable = matches!(damage, Damage::NotJson);
+    assert_eq!(failed["error"]["retryable"], retryable, "{job}");
+    for data_type in good {
+        let entry = support::backup::job_data_type(&job, data_type);
+        assert_eq!(entry["status"], "done", "{job}");
+        assert_eq!(entry["records"], 120, "{job}");
+        let stored = backup.stored("acme", &source_id, &job_id, data_type);
+        assert_eq!(stored.len(), 120, "{data_type}");
+    }
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn stripe_a_malformed_body_fails_only_its_data_type() {
+    a_malformed_body_fails_only_its_data_type(
+        "stripe",
+        ["customers", "products"],
+        "invoices",
+        "/stripe/v1/invoices",
+        Damage::NoList,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hubspot_a_malformed_body_fails_only_its_data_type() {
+    a_malformed_body_fails_only_its_data_type(
+        "hubspot",
+        ["contacts", "deals"],
+        "companies",
+        "/hubspot/crm/v3/objects/companies",
+        Damage::NotJson,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn keap_a_malformed_body_fails_only_its_data_type() {
+    a_malformed_body_fails_only_its_data_type(
+        "keap",
+        ["contacts", "tags"],
+        "companies",
+        "/keap/crm/rest/v1/companies",
+        Damage::NoList,
+    )
+    .await;
 }

@@ -152,9 +152,56 @@ impl BackupApp {
         self.job(token, job_id).await
     }
 
+    /// An API-key connection to `platform_id` with `credentials` (ListBackup's field names) and a source of
+    /// it backing up `data_types` (every data type when `None`): (connection id, source id).
+    pub async fn key_source(
+        &self,
+        token: &str,
+        platform_id: &str,
+        credentials: Value,
+        data_types: Option<&[&str]>,
+    ) -> (String, String) {
+        let response = self
+            .app
+            .post(
+                "/connections",
+                token,
+                &json!({"platformId": platform_id, "name": platform_id, "credentials": credentials}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            201,
+            "create the {platform_id} connection"
+        );
+        let connection: Value = response.json().await.unwrap();
+        let connection_id = connection["connectionId"].as_str().unwrap().to_owned();
+        let mut body = json!({"connectionId": connection_id, "name": platform_id});
+        if let Some(data_types) = data_types {
+            body["dataTypes"] = json!(data_types);
+        }
+        let response = self.app.post("/sources", token, &body).await;
+        assert_eq!(response.status(), 201, "create the {platform_id} source");
+        let source: Value = response.json().await.unwrap();
+        (
+            connection_id,
+            source["sourceId"].as_str().unwrap().to_owned(),
+        )
+    }
+
     pub async fn stop(self) {
         self.app.stop().await;
     }
+}
+
+/// A job's entry for the data type `name` (`{name, status, records, bytes, sha256, error?}`).
+pub fn job_data_type<'a>(job: &'a Value, name: &str) -> &'a Value {
+    job["dataTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("{name}: {job}"))
 }
 
 /// Removes the storage directory when the test ends, also when it fails half-way.
