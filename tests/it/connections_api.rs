@@ -472,7 +472,10 @@ async fn platforms_catalog_lists_all_twelve_without_client_secrets() {
         .json()
         .await
         .unwrap();
-    assert_eq!(zendesk["authTypes"], json!(["api_key"]));
+    // An API token, or OAuth against the account's own subdomain (which the start request names).
+    assert_eq!(zendesk["authTypes"], json!(["oauth2", "api_key"]));
+    assert_eq!(zendesk["oauthAccountField"], "subdomain");
+    assert_eq!(zendesk["oauthScopes"], json!(["read"]));
     assert!(zendesk["credentialFields"]
         .as_array()
         .unwrap()

@@ -390,6 +390,19 @@ async fn start_validates_its_input_and_the_caller() {
             json!({"platformId": "google", "shop": "acme.myshopify.com"}),
             "shop",
         ),
+        (json!({"platformId": "zendesk"}), "subdomain"),
+        (
+            json!({"platformId": "zendesk", "subdomain": "acme.evil.example"}),
+            "subdomain",
+        ),
+        (
+            json!({"platformId": "zendesk", "shop": "acme.myshopify.com"}),
+            "shop",
+        ),
+        (
+            json!({"platformId": "shopify", "subdomain": "acme"}),
+            "subdomain",
+        ),
         (json!({"platformId": "google", "name": "   "}), "name"),
         (json!({"platformId": "google", "bogus": 1}), "bogus"),
     ];
@@ -429,7 +442,7 @@ async fn start_validates_its_input_and_the_caller() {
     app.stop().await;
 }
 
-/// Each of the nine platforms connects, with its own specifics checked at the emulated platform, and the stored
+/// Each of the ten OAuth platforms connects, with its own specifics checked at the emulated platform, and the stored
 /// tokens then pass the platform's own connection test.
 #[tokio::test]
 async fn each_platform_connects_with_its_specifics() {
@@ -437,10 +450,10 @@ async fn each_platform_connects_with_its_specifics() {
     let app = spawn_app(&provider, |_| {}).await;
     let token = app.owner("acme");
     for platform in support::oauth_provider::PLATFORMS {
-        let extra = if platform == "shopify" {
-            json!({"shop": "Emulated-Store.myshopify.com"})
-        } else {
-            json!({})
+        let extra = match platform {
+            "shopify" => json!({"shop": "Emulated-Store.myshopify.com"}),
+            "zendesk" => json!({"subdomain": "Emulated"}),
+            _ => json!({}),
         };
         let view = connect_ok(&app, &token, platform, extra).await;
         let authorize = provider
@@ -554,6 +567,16 @@ async fn each_platform_connects_with_its_specifics() {
                 assert_eq!(
                     external,
                     &json!({"id": LOCATION_ID, "name": "Emulated Location"})
+                );
+            }
+            "zendesk" => {
+                // Each account is its own authorization server: the subdomain, lower-cased, chose it.
+                assert_eq!(authorize.shop.as_deref(), Some("emulated"));
+                assert_eq!(scope, "read");
+                assert_eq!(settings["subdomain"], "emulated");
+                assert_eq!(
+                    external,
+                    &json!({"id": "35436", "name": "owner@zendesk.example"})
                 );
             }
             "box" => {

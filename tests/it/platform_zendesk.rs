@@ -508,3 +508,64 @@ async fn a_malformed_list_fails_its_data_type_alone_and_a_revoked_token_fails_th
     assert!(!job.to_string().contains(API_TOKEN));
     backup.stop().await;
 }
+
+/// Zendesk OAuth (authorization code with PKCE at `https://{subdomain}.zendesk.com/oauth/...`, scope `read`):
+/// the flow runs against the OAuth provider emulation for the account's subdomain, and the backup then
+/// authenticates with `Authorization: Bearer <access token>` (the provider checks the token it issued before
+/// the data emulation answers).
+#[tokio::test]
+async fn an_oauth_connection_backs_up_with_its_bearer_token() {
+    use support::oauth_provider::{configure_service, connect_ok, OauthProvider};
+    const DATA_SECRET: &str = "zendesk-data-plane-secret";
+    let provider = OauthProvider::start().await;
+    let backup = BackupApp::spawn_with(|values| configure_service(&provider, values)).await;
+    provider.serve_data("zendesk", &backup.api.api_url("zendesk"), DATA_SECRET);
+    backup.api.accept("zendesk", DATA_SECRET);
+    backup.api.seed("zendesk", "groups", 20);
+    backup.api.seed("zendesk", "users", 35);
+    let token = backup.app.owner("acme");
+    let connection = connect_ok(&backup.app, &token, "zendesk", json!({"subdomain": "acme"})).await;
+    assert_eq!(connection["authType"], "oauth2", "{connection}");
+    assert_eq!(connection["settings"]["subdomain"], "acme", "{connection}");
+    // The authorization server was the account's own.
+    let authorize = provider
+        .authorize_requests()
+        .into_iter()
+        .rfind(|r| r.platform == "zendesk")
+        .unwrap();
+    assert_eq!(authorize.shop.as_deref(), Some("acme"));
+    assert_eq!(authorize.params["scope"], "read");
+    let connection_id = connection["connectionId"].as_str().unwrap();
+    let response = backup
+        .app
+        .post(
+            "/sources",
+            &token,
+            &json!({"connectionId": connection_id, "name": "Support",
+                    "dataTypes": ["groups", "users"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let source: Value = response.json().await.unwrap();
+    let source_id = source["sourceId"].as_str().unwrap();
+    let tested: Value = backup
+        .app
+        .post(&format!("/sources/{source_id}/test"), &token, &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tested["ok"], true, "{tested}");
+
+    let job_id = sync(&backup.app, &token, source_id).await;
+    let job = backup.finished(&token, &job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(data_type(&job, "groups")["records"], 20, "{job}");
+    assert_eq!(data_type(&job, "users")["records"], 35, "{job}");
+    let stored = backup.stored("acme", source_id, &job_id, "groups");
+    assert_eq!(stored.len(), 20);
+    // Every data request reached the platform through the provider, which let it through only with the
+    // Bearer access token it issued.
+    assert!(backup.api.hits(&format!("{API}/groups.json")) >= 1);
+    backup.stop().await;
+}

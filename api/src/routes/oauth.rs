@@ -33,6 +33,9 @@ pub struct StartOauth {
     pub return_url: Option<String>,
     /// Shopify only: `<name>.myshopify.com`.
     pub shop: Option<String>,
+    /// Zendesk only: the subdomain of `<subdomain>.zendesk.com` (each Zendesk account is its own OAuth
+    /// authorization server).
+    pub subdomain: Option<String>,
     /// The data types the customer means to back up: the authorization asks only for the scopes they need
     /// (see each data type's `oauthScopes` in `GET /platforms/{platformId}`). Omitted: every data type's.
     pub data_types: Option<Vec<String>>,
@@ -110,6 +113,7 @@ pub async fn start(
         name: body.name,
         return_url: body.return_url,
         shop: body.shop,
+        subdomain: body.subdomain,
         data_types: body.data_types,
     };
     Ok(started(state.oauth.start(request).await?))

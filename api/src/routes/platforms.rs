@@ -24,6 +24,10 @@ pub struct PlatformView {
     pub credential_fields: Vec<CredentialFieldView>,
     pub data_types: Vec<DataTypeView>,
     pub oauth_scopes: Vec<&'static str>,
+    /// The field `POST /connections/oauth/start` needs for this platform, whose every account is its own
+    /// OAuth authorization server: `shop` (Shopify), `subdomain` (Zendesk). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth_account_field: Option<&'static str>,
     /// Whether ListBackup can back up any of its data types.
     pub can_back_up: bool,
     /// Set while the service runs in demo mode (`LISTBACKUP_DEMO=true`) and emulates this platform: a
@@ -117,6 +121,7 @@ impl From<&'static Platform> for PlatformView {
                 })
                 .collect(),
             oauth_scopes: p.oauth_scopes.to_vec(),
+            oauth_account_field: p.oauth.and_then(|o| o.account_host).map(|h| h.field),
             can_back_up: p.data_types.iter().any(|d| d.can_back_up()),
             demo: None,
         }

@@ -30,7 +30,10 @@ pub struct StartRequest {
     pub platform_id: String,
     pub name: Option<String>,
     pub return_url: Option<String>,
+    /// Shopify's shop (`<name>.myshopify.com`): the platform's `Oauth::account_host`.
     pub shop: Option<String>,
+    /// Zendesk's subdomain (`<subdomain>.zendesk.com`): the platform's `Oauth::account_host`.
+    pub subdomain: Option<String>,
     /// The data types the customer means to back up: the authorization asks for their scopes only (the
     /// platform's base scopes, then each data type's). `None`: every data type's.
     pub data_types: Option<Vec<String>>,
@@ -70,6 +73,28 @@ pub struct Connected {
 pub struct CallbackFailure {
     pub error: OauthError,
     pub return_url: Option<String>,
+}
+
+/// The value naming the account's own authorization server ([`AccountHost`]), validated: required by a
+/// platform that has one, refused by the others.
+fn account_host(provider: &Oauth, request: &StartRequest) -> Result<Option<String>, OauthError> {
+    let given = [("shop", &request.shop), ("subdomain", &request.subdomain)];
+    for (field, value) in given {
+        if value.is_some() && provider.account_host.map(|h| h.field) != Some(field) {
+            return Err(invalid(field, "does not apply to this platform"));
+        }
+    }
+    let Some(host) = provider.account_host else {
+        return Ok(None);
+    };
+    let raw = given
+        .iter()
+        .find(|(field, _)| *field == host.field)
+        .and_then(|(_, value)| value.as_deref())
+        .ok_or_else(|| invalid(host.field, "is required for this platform"))?;
+    host.parse(raw)
+        .map(Some)
+        .ok_or_else(|| invalid(host.field, format!("must be {}", host.example)))
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> OauthError {
@@ -125,10 +150,15 @@ impl OauthService {
         let platform = PlatformId::parse(connection.platform_id())
             .ok_or_else(|| OauthError::Store("connection names an unknown platform".into()))?
             .platform();
-        // Shopify's shop is part of the connection: read it from the vault (it is a setting there too).
-        let shop = match self.vault.load(account_id, connection_id).await? {
-            Some(secret) => secret.get("shop").map(str::to_owned),
-            None => None,
+        // The account's own authorization server (Shopify's shop, Zendesk's subdomain) is part of the
+        // connection: read it from the vault (it is a setting there too).
+        let host_field = platform.oauth.and_then(|o| o.account_host).map(|h| h.field);
+        let host = match (
+            host_field,
+            self.vault.load(account_id, connection_id).await?,
+        ) {
+            (Some(field), Some(secret)) => secret.get(field).map(str::to_owned),
+            _ => None,
         };
         let request = StartRequest {
             account_id: account_id.to_owned(),
@@ -136,7 +166,8 @@ impl OauthService {
             platform_id: platform.id.to_owned(),
             name: None,
             return_url,
-            shop,
+            shop: host.clone().filter(|_| host_field == Some("shop")),
+            subdomain: host.filter(|_| host_field == Some("subdomain")),
             data_types,
         };
         // A reconnection keeps what was granted and asks for more where data types need it: the platforms
@@ -166,20 +197,8 @@ impl OauthService {
                 ));
             }
         }
-        let shop = match (&request.shop, provider.needs_shop) {
-            (Some(raw), true) => Some(listbackup_domain::platform::validate_shop(raw).ok_or_else(
-                || {
-                    invalid(
-                        "shop",
-                        "must be a shop domain such as `your-store.myshopify.com`",
-                    )
-                },
-            )?),
-            (None, true) => return Err(invalid("shop", "is required for this platform")),
-            (Some(_), false) => return Err(invalid("shop", "applies to Shopify only")),
-            (None, false) => None,
-        };
-        let client = tokens::client(&self.settings, platform, provider, shop.as_deref())?;
+        let host = account_host(provider, &request)?;
+        let client = tokens::client(&self.settings, platform, provider, host.as_deref())?;
         let state = state::new_state();
         let (url, verifier) = tokens::authorization_url(&client, provider, &scopes, &state);
         let pending = PendingAuthorization {
@@ -189,7 +208,7 @@ impl OauthService {
             connection_id,
             name: request.name,
             return_url: request.return_url,
-            shop,
+            account_host: host,
             scopes,
         };
         let expires_at = state::save(&self.db, &state, &verifier, &pending).await?;
@@ -256,18 +275,26 @@ impl OauthService {
             .oauth
             .as_ref()
             .ok_or(OauthError::NotConfigured(platform.name))?;
-        if let (Some(expected), Some(got)) = (&pending.shop, params.extra.get("shop")) {
-            if !got.eq_ignore_ascii_case(expected) {
-                return Err(invalid(
-                    "shop",
-                    "the callback names another shop than the one authorized",
-                ));
+        // A callback that names the account (Shopify's `shop`) must name the one authorized.
+        if let (Some(expected), Some(host)) = (&pending.account_host, provider.account_host) {
+            if let Some(got) = params.extra.get(host.field) {
+                if !got.eq_ignore_ascii_case(expected) {
+                    return Err(invalid(
+                        host.field,
+                        "the callback names another account than the one authorized",
+                    ));
+                }
             }
         }
-        if provider.needs_shop {
+        if provider.signed_callback {
             self.verify_shopify_hmac(platform.id, &params)?;
         }
-        let client = tokens::client(&self.settings, platform, provider, pending.shop.as_deref())?;
+        let client = tokens::client(
+            &self.settings,
+            platform,
+            provider,
+            pending.account_host.as_deref(),
+        )?;
         let issued = tokens::exchange_code(&self.http, &client, code, &consumed.verifier)
             .await
             .map_err(|e| OauthError::TokenExchange(e.message().to_owned()))?;
@@ -539,7 +566,8 @@ fn granted_scopes(issued: &IssuedTokens, asked: &[String]) -> String {
     }
 }
 
-/// The non-secret values the connection keeps: the shop, callback parameters, token response fields.
+/// The non-secret values the connection keeps: the account's host (Shopify's shop, Zendesk's subdomain),
+/// callback parameters, token response fields.
 fn settings_of(
     provider: &Oauth,
     pending: &PendingAuthorization,
@@ -547,8 +575,8 @@ fn settings_of(
     issued: &IssuedTokens,
 ) -> Result<BTreeMap<String, String>, OauthError> {
     let mut settings = BTreeMap::new();
-    if let Some(shop) = &pending.shop {
-        settings.insert("shop".to_owned(), shop.clone());
+    if let (Some(value), Some(host)) = (&pending.account_host, provider.account_host) {
+        settings.insert(host.field.to_owned(), value.clone());
     }
     settings.insert(
         GRANTED_SCOPES.to_owned(),

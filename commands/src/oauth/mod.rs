@@ -31,9 +31,9 @@ pub use state::STATE_TTL;
 pub struct OauthClientConfig {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
-    /// Replaces the catalog's authorization URL; may contain `{shop}`.
+    /// Replaces the catalog's authorization URL; may contain the account host's `{shop}` or `{subdomain}`.
     pub auth_url: Option<String>,
-    /// Replaces the catalog's token URL; may contain `{shop}`.
+    /// Replaces the catalog's token URL; may contain the account host's `{shop}` or `{subdomain}`.
     pub token_url: Option<String>,
 }
 

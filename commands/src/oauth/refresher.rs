@@ -215,7 +215,8 @@ impl OauthService {
             .oauth
             .as_ref()
             .ok_or(OauthError::NotConfigured(platform.name))?;
-        let client = tokens::client(&self.settings, platform, provider, secret.get("shop"))?;
+        let host = provider.account_host.and_then(|h| secret.get(h.field));
+        let client = tokens::client(&self.settings, platform, provider, host)?;
         let account = AccountId::parse(account_id).map_err(OauthError::Store)?;
         match tokens::refresh(&self.http, &client, refresh_token).await {
             Ok(issued) => {

@@ -27,7 +27,9 @@ pub struct PendingAuthorization {
     pub connection_id: Option<String>,
     pub name: Option<String>,
     pub return_url: Option<String>,
-    pub shop: Option<String>,
+    /// The value naming the account's own authorization server (`Oauth::account_host`: Shopify's shop,
+    /// Zendesk's subdomain), kept in the `shop` column, which predates Zendesk.
+    pub account_host: Option<String>,
     /// The scopes the authorization asks for.
     pub scopes: Vec<String>,
 }
@@ -92,7 +94,7 @@ pub async fn save(
                 &pending.connection_id,
                 &pending.name,
                 &pending.return_url,
-                &pending.shop,
+                &pending.account_host,
                 &&nonce[..],
                 &ciphertext,
                 &expires_at,
@@ -154,7 +156,7 @@ pub async fn consume(db: &deadpool_postgres::Pool, state: &str) -> Result<Consum
             connection_id: row.try_get("connection_id")?,
             name: row.try_get("name")?,
             return_url: row.try_get("return_url")?,
-            shop: row.try_get("shop")?,
+            account_host: row.try_get("shop")?,
             scopes: row.try_get("scopes")?,
         },
         verifier,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use listbackup_domain::platform::{ClientAuth, Oauth, Platform};
+use listbackup_domain::platform::{AccountHost, ClientAuth, Oauth, Platform};
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse,
@@ -159,14 +159,22 @@ impl TokenError {
     }
 }
 
-/// Fills `{shop}` in an endpoint template.
-fn endpoint(template: &str, shop: Option<&str>) -> Result<String, OauthError> {
-    if template.contains("{shop}") {
-        let shop = shop.ok_or(OauthError::Invalid {
-            field: "shop",
+/// Fills the account host's `{placeholder}` (`{shop}`, `{subdomain}`) in an endpoint template.
+fn endpoint(
+    template: &str,
+    account_host: Option<AccountHost>,
+    value: Option<&str>,
+) -> Result<String, OauthError> {
+    let Some(host) = account_host else {
+        return Ok(template.to_owned());
+    };
+    let placeholder = format!("{{{}}}", host.field);
+    if template.contains(&placeholder) {
+        let value = value.ok_or(OauthError::Invalid {
+            field: host.field,
             message: "is required for this platform".into(),
         })?;
-        Ok(template.replace("{shop}", shop))
+        Ok(template.replace(&placeholder, value))
     } else {
         Ok(template.to_owned())
     }
@@ -177,7 +185,7 @@ pub fn client(
     settings: &OauthSettings,
     platform: &'static Platform,
     provider: &Oauth,
-    shop: Option<&str>,
+    account_host: Option<&str>,
 ) -> Result<ProviderClient, OauthError> {
     let endpoints = platform
         .oauth
@@ -195,11 +203,13 @@ pub fn client(
             .auth_url
             .as_deref()
             .unwrap_or(endpoints.authorize_url),
-        shop,
+        provider.account_host,
+        account_host,
     )?;
     let token_url = endpoint(
         config.token_url.as_deref().unwrap_or(endpoints.token_url),
-        shop,
+        provider.account_host,
+        account_host,
     )?;
     let misconfigured = |what: &str| OauthError::Store(format!("{}: invalid {what}", platform.id));
     Ok(oauth2::Client::new(ClientId::new(client_id))

@@ -123,7 +123,7 @@ impl Platform {
 
 impl FieldShape {
     /// `Err` says what the value must look like.
-    fn check(self, text: &str) -> Result<(), String> {
+    pub(super) fn check(self, text: &str) -> Result<(), String> {
         let label = |t: &str| {
             !t.is_empty()
                 && t.len() <= 63

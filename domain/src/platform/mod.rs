@@ -281,8 +281,13 @@ pub struct Oauth {
     pub authorize_params: &'static [(&'static str, &'static str)],
     /// Scopes are joined with this (Shopify wants commas; everyone else follows RFC 6749's spaces).
     pub scope_separator: &'static str,
-    /// Each store is its own authorization server: the flow needs a validated `<name>.myshopify.com`.
-    pub needs_shop: bool,
+    /// Each customer's account is its own authorization server (Shopify's store, Zendesk's subdomain): the
+    /// flow needs this value before it starts, to fill the `{placeholder}` of the authorization and token
+    /// URLs. `None`: one authorization server for everyone.
+    pub account_host: Option<AccountHost>,
+    /// The callback is signed with the client secret (Shopify's `hmac` parameter), and refused unless the
+    /// signature holds.
+    pub signed_callback: bool,
     /// Query parameters of the callback kept as connection settings (QuickBooks' company id).
     pub callback_settings: &'static [&'static str],
     /// Fields of the token response kept as settings: (field in the response, setting name).
@@ -302,10 +307,33 @@ impl Oauth {
             client_auth: ClientAuth::RequestBody,
             authorize_params: &[],
             scope_separator: " ",
-            needs_shop: false,
+            account_host: None,
+            signed_callback: false,
             callback_settings: &[],
             token_settings: &[],
         }
+    }
+}
+
+/// The value that names a customer's own OAuth authorization server, given to `POST /connections/oauth/start`
+/// and kept as a connection setting (the API URLs read it too): Shopify's `shop`
+/// (`<name>.myshopify.com`), Zendesk's `subdomain` (`<subdomain>.zendesk.com`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountHost {
+    /// The field of the start request, the `{placeholder}` of the OAuth URLs and the connection setting.
+    pub field: &'static str,
+    /// What a value must look like: it becomes part of a host name.
+    pub shape: FieldShape,
+    /// An example, for the answer that refuses a value.
+    pub example: &'static str,
+}
+
+impl AccountHost {
+    /// The value trimmed and lower-cased (host names are case-insensitive), or `None` when it does not
+    /// have the shape.
+    pub fn parse(&self, raw: &str) -> Option<String> {
+        let value = raw.trim().to_ascii_lowercase();
+        self.shape.check(&value).ok().map(|()| value)
     }
 }
 

@@ -208,7 +208,13 @@ pub(super) const PLATFORM: Platform = Platform {
             token_field: OAUTH_ACCESS_TOKEN,
         },
         scope_separator: ",",
-        needs_shop: true,
+        // Each store is its own authorization server, and signs its callback.
+        account_host: Some(AccountHost {
+            field: "shop",
+            shape: FieldShape::ShopDomain,
+            example: "a shop domain such as `your-store.myshopify.com`",
+        }),
+        signed_callback: true,
         ..Oauth::new(
             "https://{shop}/admin/oauth/authorize",
             "https://{shop}/admin/oauth/access_token",

@@ -460,6 +460,46 @@ fn every_platform_declares_how_it_rejects_credentials() {
 }
 
 #[test]
+fn an_account_host_fills_every_placeholder_of_its_oauth_urls() {
+    for platform in CATALOG {
+        let Some(oauth) = platform.oauth else {
+            continue;
+        };
+        for url in [oauth.authorize_url, oauth.token_url] {
+            let placeholders: Vec<&str> = url_placeholders(url).collect();
+            let host = oauth.account_host.map(|h| h.field);
+            assert!(
+                placeholders.iter().all(|p| Some(*p) == host),
+                "{}: {url} needs {placeholders:?}, the flow knows {host:?}",
+                platform.id
+            );
+        }
+    }
+    let zendesk = find("zendesk").unwrap();
+    assert!(zendesk.supports(AuthType::Oauth2) && zendesk.supports(AuthType::ApiKey));
+    let host = zendesk.oauth.unwrap().account_host.unwrap();
+    assert_eq!(host.field, "subdomain");
+    assert_eq!(
+        host.parse(" Acme-Support ").as_deref(),
+        Some("acme-support")
+    );
+    for bad in ["", "acme.evil.example", "acme/x", "-acme", "acme:8080"] {
+        assert_eq!(host.parse(bad), None, "{bad}");
+    }
+    let shop = find("shopify")
+        .unwrap()
+        .oauth
+        .unwrap()
+        .account_host
+        .unwrap();
+    assert_eq!(
+        shop.parse("Acme.myshopify.com").as_deref(),
+        Some("acme.myshopify.com")
+    );
+    assert_eq!(shop.parse("acme.example"), None);
+}
+
+#[test]
 fn a_status_only_error_match_ignores_the_body() {
     let any = ErrorMatch::status(403);
     assert!(any.matches(403, &serde_json::Value::Null));

@@ -2,8 +2,14 @@
 //! Center API (https://developer.zendesk.com/api-reference/help_center/help-center-api/).
 //!
 //! - Authentication: HTTP Basic `{email}/token:{api_token}` on the account's own host
-//!   `https://{subdomain}.zendesk.com`. (Zendesk's OAuth clients belong to one subdomain, whose host the
-//!   flow would need before it starts, as Shopify's shop: not offered yet.)
+//!   `https://{subdomain}.zendesk.com`, or OAuth 2.0
+//!   (https://developer.zendesk.com/api-reference/ticketing/oauth/grant_type_tokens/, "Using OAuth
+//!   authentication with your application"): the authorization code grant with PKCE, authorized at
+//!   `https://{subdomain}.zendesk.com/oauth/authorizations/new`, exchanged at
+//!   `https://{subdomain}.zendesk.com/oauth/tokens` (client id and secret in the body), scope `read`, then
+//!   `Authorization: Bearer <access token>`; access tokens expire and are renewed with their refresh token.
+//!   Each account is its own authorization server: the flow needs the subdomain before it starts, as
+//!   Shopify's needs the shop.
 //! - Lists (https://developer.zendesk.com/api-reference/introduction/pagination/): cursor pagination with
 //!   `page[size]` ≤ 100 → `{"<resource>":[…],"meta":{"has_more":…,"after_cursor":…},"links":{"next":…}}`;
 //!   `links.next` is followed while `meta.has_more` is true.
@@ -24,7 +30,7 @@ pub(super) const PLATFORM: Platform = Platform {
     id: "zendesk",
     name: "Zendesk",
     category: "support",
-    auth_types: API_KEY,
+    auth_types: BOTH,
     credential_fields: &[
         plain(
             "subdomain",
@@ -128,7 +134,8 @@ pub(super) const PLATFORM: Platform = Platform {
             "/articles",
         ),
     ],
-    oauth_scopes: &[],
+    // `read`: every GET endpoint (a backup reads only).
+    oauth_scopes: &["read"],
     api_base_url: "https://{subdomain}.zendesk.com/api/v2",
     api_key_auth: Some(ApiAuth::Basic {
         user: BasicPart::FieldWithSuffix("email", "/token"),
@@ -141,7 +148,17 @@ pub(super) const PLATFORM: Platform = Platform {
         &["/user/id"],
         &["/user/email", "/user/name"],
     ),
-    oauth: None,
+    oauth: Some(Oauth {
+        account_host: Some(AccountHost {
+            field: "subdomain",
+            shape: FieldShape::HostLabel,
+            example: "the subdomain of `<subdomain>.zendesk.com`",
+        }),
+        ..Oauth::new(
+            "https://{subdomain}.zendesk.com/oauth/authorizations/new",
+            "https://{subdomain}.zendesk.com/oauth/tokens",
+        )
+    }),
     // Team, the smallest plan, allows 200 requests a minute: 3/s with a burst of 10 stays under it in any
     // minute. The incremental exports' own 10 a minute are waited out on their 429's `Retry-After`.
     rate: DefaultRate {

@@ -3,7 +3,8 @@
 //! verification, refresh grant with rotation, `invalid_grant`), and each platform's user-info endpoint.
 //!
 //! Each platform lives under its own prefix: `/<platform>/authorize`, `/<platform>/token`, `/<platform>/api/...`
-//! (Shopify: `/shopify/<shop>/admin/oauth/{authorize,access_token}`, each shop its own server). The expectations
+//! (Shopify: `/shopify/<shop>/admin/oauth/{authorize,access_token}`, each shop its own server; Zendesk:
+//! `/zendesk/<subdomain>/oauth/{authorizations/new,tokens}`, each account its own server). The expectations
 //! are written by hand from the platforms' documentation (client authentication by HTTP Basic for Intuit only,
 //! Shopify's token answer without `token_type` or refresh token, Stripe's `stripe_user_id`, HighLevel's
 //! `locationId`, which platforms rotate refresh tokens), not derived from ListBackup's code.
@@ -20,7 +21,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-pub const PLATFORMS: [&str; 9] = [
+pub const PLATFORMS: [&str; 10] = [
+    "zendesk",
     "google",
     "hubspot",
     "gohighlevel",
@@ -40,6 +42,7 @@ pub const STRIPE_ACCOUNT: &str = "acct_1EmuLATEDxyz";
 #[derive(Debug, Clone)]
 pub struct AuthorizeRequest {
     pub platform: String,
+    /// The account's own authorization server: Shopify's shop, Zendesk's subdomain.
     pub shop: Option<String>,
     pub params: BTreeMap<String, String>,
 }
@@ -152,6 +155,14 @@ impl OauthProvider {
                         "{}/shopify/{{shop}}/admin/oauth/access_token",
                         self.base_url
                     ),
+                )
+            } else if p == "zendesk" {
+                (
+                    format!(
+                        "{}/zendesk/{{subdomain}}/oauth/authorizations/new",
+                        self.base_url
+                    ),
+                    format!("{}/zendesk/{{subdomain}}/oauth/tokens", self.base_url),
                 )
             } else {
                 (
@@ -271,20 +282,23 @@ fn query(req: &HttpRequest) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Which platform and (Shopify) shop a path is for, and what is left of it.
+/// Which platform and account host (Shopify's shop, Zendesk's subdomain) a path is for, and what is left of
+/// it.
 fn route(path: &str) -> Option<(String, Option<String>, String)> {
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let platform = parts.next()?.to_owned();
     let rest = format!("/{}", parts.next().unwrap_or(""));
-    if platform == "shopify" && !rest.starts_with("/api/") {
+    if matches!(platform.as_str(), "shopify" | "zendesk") && !rest.starts_with("/api/") {
         let mut parts = rest.trim_start_matches('/').splitn(2, '/');
-        let shop = parts.next()?.to_owned();
-        let rest = match parts.next()? {
-            "admin/oauth/authorize" => "/authorize",
-            "admin/oauth/access_token" => "/token",
+        let host = parts.next()?.to_owned();
+        let rest = match (platform.as_str(), parts.next()?) {
+            ("shopify", "admin/oauth/authorize") | ("zendesk", "oauth/authorizations/new") => {
+                "/authorize"
+            }
+            ("shopify", "admin/oauth/access_token") | ("zendesk", "oauth/tokens") => "/token",
             _ => return None,
         };
-        return Some((platform, Some(shop), rest.to_owned()));
+        return Some((platform, Some(host), rest.to_owned()));
     }
     Some((platform, None, rest))
 }
@@ -687,6 +701,13 @@ fn issue(st: &mut State, platform: &str, with_refresh: bool, lifetime: u64) -> V
         "google" => {
             answer["id_token"] = json!("eyJhbGciOi.not-a-real.id-token");
         }
+        "zendesk" => {
+            // Zendesk's grant-type token answer: a lower-case `bearer`, the scope granted, and how long the
+            // refresh token lasts.
+            answer["token_type"] = json!("bearer");
+            answer["scope"] = json!("read");
+            answer["refresh_token_expires_in"] = json!(2_592_000);
+        }
         _ => {}
     }
     answer
@@ -744,6 +765,8 @@ fn user_info(req: &HttpRequest, platform: &str, path: &str, state: &Mutex<State>
             }
             json!({"CompanyInfo": {"CompanyName": "Emulated Books Inc", "Id": "1"}})
         }
+        ("zendesk", "/users/me.json") => json!({"user": {"id": 35436, "name": "Owner Zendesk",
+            "email": "owner@zendesk.example", "role": "admin", "active": true}}),
         ("shopify", "/shop.json") => json!({"shop": {"id": 548380009, "name": "Emulated Store",
             "myshopify_domain": "emulated-store.myshopify.com"}}),
         ("stripe", "/account") => json!({"id": STRIPE_ACCOUNT, "email": "owner@stripe.example",
