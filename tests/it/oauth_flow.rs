@@ -486,6 +486,7 @@ async fn each_platform_connects_with_its_specifics() {
             "google" => {
                 assert_eq!(q["access_type"], "offline");
                 assert_eq!(q["prompt"], "consent");
+                assert_eq!(q["include_granted_scopes"], "true");
                 assert!(scope
                     .split(' ')
                     .any(|s| s == "https://www.googleapis.com/auth/drive.readonly"));

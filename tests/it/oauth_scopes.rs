@@ -10,13 +10,16 @@ use serde_json::{json, Value};
 use support::oauth_provider::{consent, deliver, spawn_app, start, OauthProvider};
 use support::{problem_code, TestApp};
 
-fn scopes_of(authorization_url: &str) -> Vec<String> {
-    let params: BTreeMap<String, String> = url::Url::parse(authorization_url)
+fn params_of(authorization_url: &str) -> BTreeMap<String, String> {
+    url::Url::parse(authorization_url)
         .unwrap()
         .query_pairs()
         .into_owned()
-        .collect();
-    params["scope"]
+        .collect()
+}
+
+fn scopes_of(authorization_url: &str) -> Vec<String> {
+    params_of(authorization_url)["scope"]
         .split(' ')
         .map(str::to_owned)
         .collect::<Vec<_>>()
@@ -151,5 +154,61 @@ async fn a_data_type_not_granted_is_refused_until_a_reconnection_adds_its_consen
             .status(),
         201
     );
+    app.stop().await;
+}
+
+/// Google's incremental authorization ("Using OAuth 2.0 for Web Server Applications"): every authorization
+/// URL asks `include_granted_scopes=true`, so the consent that adds a data type later keeps the scopes
+/// granted before in the new token.
+#[tokio::test]
+async fn google_asks_to_keep_the_scopes_granted_before() {
+    let provider = OauthProvider::start().await;
+    let app = spawn_app(&provider, |_| {}).await;
+    let token = app.owner("acme");
+
+    let started = start(
+        &app,
+        &token,
+        json!({"platformId": "google", "dataTypes": ["permissions"]}),
+    )
+    .await;
+    let url = started["authorizationUrl"].as_str().unwrap();
+    let params = params_of(url);
+    assert_eq!(params["include_granted_scopes"], "true", "{url}");
+    assert_eq!(params["access_type"], "offline", "{url}");
+    assert_eq!(
+        scopes_of(url),
+        [
+            "openid",
+            "email",
+            "https://www.googleapis.com/auth/drive.metadata.readonly"
+        ]
+    );
+    let redirect = consent(url).await;
+    let response = deliver(&app, &redirect).await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["connectionId"].as_str().unwrap().to_owned();
+
+    // Adding file contents later: the reconnection asks for the new scope, and again for the granted ones
+    // to be kept.
+    let response = app
+        .post(
+            &format!("/connections/{id}/reconnect"),
+            &token,
+            &json!({"dataTypes": ["files"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let again: Value = response.json().await.unwrap();
+    let url = again["authorizationUrl"].as_str().unwrap();
+    assert_eq!(params_of(url)["include_granted_scopes"], "true", "{url}");
+    let scopes = scopes_of(url);
+    for scope in [
+        "https://www.googleapis.com/auth/drive.metadata.readonly",
+        "https://www.googleapis.com/auth/drive.readonly",
+    ] {
+        assert!(scopes.iter().any(|s| s == scope), "{scope}: {scopes:?}");
+    }
     app.stop().await;
 }

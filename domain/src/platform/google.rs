@@ -123,8 +123,15 @@ pub(super) const PLATFORM: Platform = Platform {
     url_params: &[],
     identity: Identity::get("/oauth2/v3/userinfo", &["/sub"], &["/email", "/name"]),
     oauth: Some(Oauth {
-        // Without both, Google issues no refresh token (or only on the very first consent).
-        authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
+        // Without `access_type=offline` and `prompt=consent`, Google issues no refresh token (or only on the
+        // very first consent). `include_granted_scopes=true` ("Using OAuth 2.0 for Web Server
+        // Applications", incremental authorization): the token of a later consent, when a data type is
+        // added, covers the scopes granted before as well as the new ones.
+        authorize_params: &[
+            ("access_type", "offline"),
+            ("prompt", "consent"),
+            ("include_granted_scopes", "true"),
+        ],
         ..Oauth::new(
             "https://accounts.google.com/o/oauth2/v2/auth",
             "https://oauth2.googleapis.com/token",
