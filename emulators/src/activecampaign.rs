@@ -218,6 +218,18 @@ fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
     }
 }
 
+/// activecampaign in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "activecampaign",
+    base_path: || "/activecampaign/api/3".to_owned(),
+    serve: |state, call| answer(state, call.req, call.rest, call.query, call.fault),
+    rate_limited_body: || error_body(StatusCode::TOO_MANY_REQUESTS),
+    error_body,
+    record_id: |_, index| (index + 1).to_string(),
+    newest_first: false,
+    listed: |_, _| true,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -393,3 +393,21 @@ fn download_host(state: &mut State, req: &HttpRequest, token: &str) -> HttpRespo
         .content_type("application/octet-stream")
         .body(tree.bytes_of(i, cut_next.remove("box")))
 }
+
+/// box in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "box",
+    base_path: || "/box/2.0".to_owned(),
+    serve: |state, call| answer(state, call.req, call.rest, call.query, call.accepted),
+    rate_limited_body: || crate::files::rate_limited_body("box"),
+    error_body: |status| {
+        crate::files::error_body(
+            "box",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error"),
+        )
+    },
+    record_id: |_, index| (index + 1).to_string(),
+    newest_first: false,
+    listed: |_, _| true,
+};

@@ -433,3 +433,30 @@ fn download(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) ->
         }
     }
 }
+
+/// dropbox in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "dropbox",
+    base_path: || "/dropbox".to_owned(),
+    serve: |state, call| {
+        answer(
+            state,
+            call.req,
+            call.rest,
+            call.query,
+            call.body,
+            call.accepted,
+        )
+    },
+    rate_limited_body: || crate::files::rate_limited_body("dropbox"),
+    error_body: |status| {
+        crate::files::error_body(
+            "dropbox",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error"),
+        )
+    },
+    record_id: |_, index| (index + 1).to_string(),
+    newest_first: false,
+    listed: |_, _| true,
+};

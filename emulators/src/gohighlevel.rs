@@ -635,3 +635,15 @@ fn record(dataset: &Dataset, data_type: &str, index: u64, location: &str) -> Val
 pub(crate) fn record_id(data_type: &str, index: u64) -> String {
     id(data_type, index)
 }
+
+/// gohighlevel in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "gohighlevel",
+    base_path: || "/gohighlevel".to_owned(),
+    serve: |state, call| answer(state, call.req, call.rest, call.query, call.fault),
+    rate_limited_body,
+    error_body,
+    record_id,
+    newest_first: false,
+    listed: |_, _| true,
+};

@@ -475,3 +475,21 @@ fn files_list(tree: &FileTree, query: &Query) -> HttpResponse {
         "kind,nextPageToken,incompleteSearch,files(kind,id,name,mimeType)",
     )
 }
+
+/// google in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "google",
+    base_path: || "/google".to_owned(),
+    serve: |state, call| answer(state, call.req, call.rest, call.query, call.accepted),
+    rate_limited_body: || crate::files::rate_limited_body("google"),
+    error_body: |status| {
+        crate::files::error_body(
+            "google",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error"),
+        )
+    },
+    record_id: |_, index| (index + 1).to_string(),
+    newest_first: false,
+    listed: |_, _| true,
+};

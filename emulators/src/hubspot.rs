@@ -430,3 +430,38 @@ pub(crate) fn account_details() -> HttpResponse {
         "dataHostingLocation": "na1"
     }))
 }
+
+/// HubSpot in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "hubspot",
+    base_path: || "/hubspot".to_owned(),
+    serve: |state, call| match auth(call.req, call.accepted) {
+        Err(denied) => denied,
+        Ok(()) => answer(
+            state, call.req, call.rest, call.query, call.body, call.base, call.fault,
+        ),
+    },
+    rate_limited_body: || {
+        json!({"status": "error", "message": "You have reached your secondly limit.",
+            "errorType": "RATE_LIMIT", "correlationId": "7c1f5b0e-2f0a-4c4a-9d0c-1f3f7e0b2a11",
+            "policyName": "SECONDLY"})
+    },
+    error_body: |status| {
+        json!({"status": "error", "message": status.canonical_reason().unwrap_or("Error"),
+            "correlationId": "2b9d1c77-0f7e-4b0e-8a54-5d6c0c1e9f20",
+            "category": if status.is_server_error() { "INTERNAL_ERROR" } else { "VALIDATION_ERROR" }})
+    },
+    record_id: |data_type, index| {
+        if data_type == "pipelines" {
+            if index == 0 {
+                "default".to_owned()
+            } else {
+                (1000 * index).to_string()
+            }
+        } else {
+            (index + 1).to_string()
+        }
+    },
+    newest_first: false,
+    listed: |_, _| true,
+};

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::DateTime;
 use serde_json::{json, Value};
@@ -204,3 +205,51 @@ pub(crate) fn profile() -> HttpResponse {
         "address": {"line1": "1 Main St", "locality": "Springfield", "country_code": "USA"}
     }))
 }
+
+/// Keap in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "keap",
+    base_path: || "/keap/crm/rest/v1".to_owned(),
+    serve: |state, call| {
+        if let Err(denied) = auth(call.req, call.accepted) {
+            return denied;
+        }
+        if call.rest == "/crm/rest/v1/account/profile" && call.req.method() == Method::GET {
+            return profile();
+        }
+        let Some(data_type) = call
+            .rest
+            .strip_prefix("/crm/rest/v1/")
+            .filter(|t| TYPES.contains(t))
+        else {
+            return HttpResponse::NotFound().json(json!({"message": "Not Found"}));
+        };
+        if call.req.method() != Method::GET {
+            return HttpResponse::MethodNotAllowed().json(json!({"message": "Method Not Allowed"}));
+        }
+        list(
+            state.dataset("keap", data_type),
+            data_type,
+            call.query,
+            call.base,
+            call.fault,
+        )
+    },
+    // Keap's gateway (Apigee) answers its own errors.
+    rate_limited_body: || {
+        json!({"fault": {"faultstring": "Rate limit quota violation. Quota limit exceeded.",
+            "detail": {"errorcode": "policies.ratelimit.QuotaViolation"}}})
+    },
+    error_body: |status| {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            json!({"fault": {
+                "faultstring": "The Service is temporarily unavailable",
+                "detail": {"errorcode": "messaging.adaptors.http.flow.ServiceUnavailable"}}})
+        } else {
+            json!({"message": status.canonical_reason().unwrap_or("Error")})
+        }
+    },
+    record_id: |_, index| (index + 1).to_string(),
+    newest_first: false,
+    listed: |_, _| true,
+};

@@ -53,7 +53,7 @@ mod files;
 
 use std::sync::Mutex;
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
@@ -95,22 +95,7 @@ use {
 impl PlatformApi {
     /// The API base URL for `LISTBACKUP_PLATFORM_<ID>_API_URL`.
     pub fn api_url(&self, platform: &str) -> String {
-        let base_path = match platform {
-            "stripe" => "/stripe/v1",
-            "hubspot" => "/hubspot",
-            "keap" => "/keap/crm/rest/v1",
-            "mailchimp" => "/mailchimp/3.0",
-            "activecampaign" => "/activecampaign/api/3",
-            "quickbooks" => &format!("/quickbooks/v3/company/{}", quickbooks::REALM_ID),
-            "shopify" => shopify::BASE_PATH,
-            "zendesk" => "/zendesk/api/v2",
-            "gohighlevel" => "/gohighlevel",
-            "google" => "/google",
-            "dropbox" => "/dropbox",
-            "box" => "/box/2.0",
-            other => panic!("the platform API emulation does not emulate {other}"),
-        };
-        format!("{}{base_path}", self.base_url)
+        format!("{}{}", self.base_url, (emulation(platform).base_path)())
     }
 
     /// The id of record `index` as the platform shows it.
@@ -120,20 +105,82 @@ impl PlatformApi {
 
     /// Every id in the order a full listing returns them (Stripe: newest first; the others: by id).
     pub fn listing_ids(&self, platform: &str, data_type: &str) -> Vec<String> {
+        let emulation = emulation(platform);
         let mut state = self.state();
         let dataset = state.dataset(platform, data_type);
-        let visible = |i: &u64| {
-            dataset.visible(*i) && (platform != "stripe" || stripe_visible(data_type, *i, true))
-        };
+        let visible = |i: &u64| dataset.visible(*i) && (emulation.listed)(data_type, *i);
         let ids = (0..dataset.count).filter(visible);
-        if platform == "stripe" {
-            ids.rev()
-                .map(|i| record_id(platform, data_type, i))
-                .collect()
+        let id = |i| (emulation.record_id)(data_type, i);
+        if emulation.newest_first {
+            ids.rev().map(id).collect()
         } else {
-            ids.map(|i| record_id(platform, data_type, i)).collect()
+            ids.map(id).collect()
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The registry: one line per platform
+
+/// Everything the router needs from one platform's emulation, declared by its module (`EMULATION`).
+/// Adding a platform to the emulation is its module and one line of [`EMULATIONS`].
+pub(crate) struct Emulation {
+    /// The platform id, also the first path segment of its requests (`/stripe/…`).
+    pub id: &'static str,
+    /// The path of its API base URL under the server (`/stripe/v1`).
+    pub base_path: fn() -> String,
+    /// Answers a request whose faults have been applied ([`apply_faults`]): authentication included.
+    pub serve: fn(&mut State, &Call) -> HttpResponse,
+    /// The body of its 429.
+    pub rate_limited_body: fn() -> Value,
+    /// The body of an error with this status, in the platform's shape (for `fail_next` and friends).
+    pub error_body: fn(StatusCode) -> Value,
+    /// The id of record `index` of a data type, as the platform shows it.
+    pub record_id: fn(&str, u64) -> String,
+    /// Whether full listings return the newest record first (Stripe).
+    pub newest_first: bool,
+    /// Whether record `index` of a data type is in a full listing (Stripe lists some only when asked).
+    pub listed: fn(&str, u64) -> bool,
+}
+
+/// One request as a platform module sees it.
+pub(crate) struct Call<'a> {
+    pub req: &'a HttpRequest,
+    /// The path after the platform's segment (`/v1/customers`).
+    pub rest: &'a str,
+    pub query: &'a Query,
+    pub body: &'a [u8],
+    /// `<scheme>://<host>/<platform>`: what next-page links start with.
+    pub base: &'a str,
+    pub fault: Option<PagingFault>,
+    /// The secrets this platform accepts ([`PlatformApi::accept`]).
+    pub accepted: &'a HashSet<String>,
+}
+
+/// Every emulated platform, one line each.
+pub(crate) static EMULATIONS: &[Emulation] = &[
+    stripe::EMULATION,
+    hubspot::EMULATION,
+    keap::EMULATION,
+    mailchimp::EMULATION,
+    activecampaign::EMULATION,
+    quickbooks::EMULATION,
+    shopify::EMULATION,
+    zendesk::EMULATION,
+    gohighlevel::EMULATION,
+    google::EMULATION,
+    dropbox::EMULATION,
+    box_::EMULATION,
+];
+
+/// The emulation of `platform`; panics for one that is not emulated (a test's mistake).
+fn emulation(platform: &str) -> &'static Emulation {
+    find_emulation(platform)
+        .unwrap_or_else(|| panic!("the platform API emulation does not emulate {platform}"))
+}
+
+fn find_emulation(platform: &str) -> Option<&'static Emulation> {
+    EMULATIONS.iter().find(|e| e.id == platform)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -175,80 +222,29 @@ pub(crate) fn answer(
         req.connection_info().scheme(),
         req.connection_info().host()
     );
-    let response = match platform.as_str() {
-        "stripe" => {
-            if let Err(denied) = stripe_auth(req, &accepted) {
-                return (denied, None);
-            }
-            stripe::answer(&mut state, req, &rest, &query, fault)
-        }
-        "hubspot" => {
-            if let Err(denied) = hubspot_auth(req, &accepted) {
-                return (denied, None);
-            }
-            hubspot(&mut state, req, &rest, &query, body, &base, fault)
-        }
-        "keap" => {
-            if let Err(denied) = keap_auth(req, &accepted) {
-                return (denied, None);
-            }
-            if rest == "/crm/rest/v1/account/profile" && req.method() == Method::GET {
-                return (keap::profile(), reshape);
-            }
-            let Some(data_type) = rest
-                .strip_prefix("/crm/rest/v1/")
-                .filter(|t| KEAP_TYPES.contains(t))
-            else {
-                return (
-                    HttpResponse::NotFound().json(json!({"message": "Not Found"})),
-                    None,
-                );
-            };
-            if req.method() != Method::GET {
-                return (
-                    HttpResponse::MethodNotAllowed().json(json!({"message": "Method Not Allowed"})),
-                    None,
-                );
-            }
-            let data_type = data_type.to_owned();
-            keap_list(
-                state.dataset("keap", &data_type),
-                &data_type,
-                &query,
-                &base,
-                fault,
-            )
-        }
-        "mailchimp" => mailchimp::answer(&mut state, req, &rest, &query, fault),
-        "activecampaign" => activecampaign::answer(&mut state, req, &rest, &query, fault),
-        "quickbooks" => quickbooks::answer(&mut state, req, &rest, &query, body, fault),
-        "shopify" => shopify::answer(&mut state, req, &rest, &query, &base, fault),
-        "zendesk" => zendesk::answer(&mut state, req, &rest, &query, &base, fault),
-        "gohighlevel" => gohighlevel::answer(&mut state, req, &rest, &query, fault),
-        "google" => google::answer(&mut state, req, &rest, &query, &accepted),
-        "dropbox" => dropbox::answer(&mut state, req, &rest, &query, body, &accepted),
-        "box" => box_::answer(&mut state, req, &rest, &query, &accepted),
-        _ => HttpResponse::NotFound().json(json!({"error": "not found", "path": path})),
+    let Some(emulation) = find_emulation(&platform) else {
+        return (
+            HttpResponse::NotFound().json(json!({"error": "not found", "path": path})),
+            None,
+        );
     };
+    let call = Call {
+        req,
+        rest: &rest,
+        query: &query,
+        body,
+        base: &base,
+        fault,
+        accepted: &accepted,
+    };
+    let response = (emulation.serve)(&mut state, &call);
     (response, reshape)
 }
 
 pub(crate) fn rate_limited(platform: &str, retry_after: RetryAfter) -> HttpResponse {
-    let body = match platform {
-        "stripe" => json!({"error": {"code": "rate_limit", "type": "invalid_request_error",
-            "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}}),
-        "google" | "dropbox" | "box" => files::rate_limited_body(platform),
-        "hubspot" => json!({"status": "error", "message": "You have reached your secondly limit.",
-            "errorType": "RATE_LIMIT", "correlationId": "7c1f5b0e-2f0a-4c4a-9d0c-1f3f7e0b2a11",
-            "policyName": "SECONDLY"}),
-        "mailchimp" => mailchimp::error_body(StatusCode::TOO_MANY_REQUESTS),
-        "activecampaign" => activecampaign::error_body(StatusCode::TOO_MANY_REQUESTS),
-        "quickbooks" => quickbooks::error_body(StatusCode::TOO_MANY_REQUESTS),
-        "shopify" => shopify::rate_limited_body(),
-        "zendesk" => zendesk::rate_limited_body(),
-        "gohighlevel" => gohighlevel::rate_limited_body(),
-        _ => json!({"fault": {"faultstring": "Rate limit quota violation. Quota limit exceeded.",
-            "detail": {"errorcode": "policies.ratelimit.QuotaViolation"}}}),
+    let body = match find_emulation(platform) {
+        Some(emulation) => (emulation.rate_limited_body)(),
+        None => json!({"message": "Too Many Requests"}),
     };
     HttpResponse::TooManyRequests()
         .insert_header(("Retry-After", retry_after.header_value()))
@@ -261,30 +257,9 @@ pub(crate) fn platform_error(
     status: StatusCode,
     retry_after: Option<RetryAfter>,
 ) -> HttpResponse {
-    let message = status.canonical_reason().unwrap_or("Error");
-    let body = match platform {
-        "stripe" => {
-            let kind = if status.is_server_error() {
-                "api_error"
-            } else {
-                "invalid_request_error"
-            };
-            json!({"error": {"type": kind, "message": message}})
-        }
-        "google" | "dropbox" | "box" => files::error_body(platform, status.as_u16(), message),
-        "hubspot" => json!({"status": "error", "message": message,
-            "correlationId": "2b9d1c77-0f7e-4b0e-8a54-5d6c0c1e9f20",
-            "category": if status.is_server_error() { "INTERNAL_ERROR" } else { "VALIDATION_ERROR" }}),
-        "mailchimp" => mailchimp::error_body(status),
-        "activecampaign" => activecampaign::error_body(status),
-        "quickbooks" => quickbooks::error_body(status),
-        "shopify" => shopify::error_body(status),
-        "zendesk" => zendesk::error_body(status),
-        "gohighlevel" => gohighlevel::error_body(status),
-        _ if status == StatusCode::SERVICE_UNAVAILABLE => json!({"fault": {
-            "faultstring": "The Service is temporarily unavailable",
-            "detail": {"errorcode": "messaging.adaptors.http.flow.ServiceUnavailable"}}}),
-        _ => json!({"message": message}),
+    let body = match find_emulation(platform) {
+        Some(emulation) => (emulation.error_body)(status),
+        None => json!({"message": status.canonical_reason().unwrap_or("Error")}),
     };
     let mut response = HttpResponse::build(status);
     if let Some(retry_after) = retry_after {
@@ -294,17 +269,8 @@ pub(crate) fn platform_error(
 }
 
 pub(crate) fn record_id(platform: &str, data_type: &str, index: u64) -> String {
-    match platform {
-        "stripe" => stripe::record_id(data_type, index),
-        "hubspot" if data_type == "pipelines" => {
-            if index == 0 {
-                "default".to_owned()
-            } else {
-                (1000 * index).to_string()
-            }
-        }
-        "mailchimp" => mailchimp::record_id(data_type, index),
-        "gohighlevel" => gohighlevel::record_id(data_type, index),
-        _ => (index + 1).to_string(),
+    match find_emulation(platform) {
+        Some(emulation) => (emulation.record_id)(data_type, index),
+        None => (index + 1).to_string(),
     }
 }

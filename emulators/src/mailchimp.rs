@@ -374,3 +374,15 @@ fn record(dataset: &Dataset, data_type: &str, list_id: Option<&str>, index: u64)
     record["_links"] = links;
     record
 }
+
+/// mailchimp in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "mailchimp",
+    base_path: || "/mailchimp/3.0".to_owned(),
+    serve: |state, call| answer(state, call.req, call.rest, call.query, call.fault),
+    rate_limited_body: || error_body(StatusCode::TOO_MANY_REQUESTS),
+    error_body,
+    record_id,
+    newest_first: false,
+    listed: |_, _| true,
+};

@@ -666,6 +666,22 @@ fn record(dataset: &Dataset, entity: &str, name_list: bool, index: u64) -> Value
     record
 }
 
+/// quickbooks in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "quickbooks",
+    base_path: || format!("/quickbooks/v3/company/{REALM_ID}"),
+    serve: |state, call| {
+        answer(
+            state, call.req, call.rest, call.query, call.body, call.fault,
+        )
+    },
+    rate_limited_body: || error_body(StatusCode::TOO_MANY_REQUESTS),
+    error_body,
+    record_id: |_, index| (index + 1).to_string(),
+    newest_first: false,
+    listed: |_, _| true,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

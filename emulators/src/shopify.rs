@@ -514,3 +514,19 @@ fn record(dataset: &Dataset, resource: &str, index: u64, parent: Option<(&str, u
     }
     record
 }
+
+/// shopify in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "shopify",
+    base_path: || BASE_PATH.to_owned(),
+    serve: |state, call| {
+        answer(
+            state, call.req, call.rest, call.query, call.base, call.fault,
+        )
+    },
+    rate_limited_body,
+    error_body,
+    record_id: |_, index| (index + 1).to_string(),
+    newest_first: false,
+    listed: |_, _| true,
+};

@@ -576,6 +576,32 @@ pub(crate) fn with_request_id(mut response: HttpResponse) -> HttpResponse {
     response
 }
 
+/// Stripe in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "stripe",
+    base_path: || "/stripe/v1".to_owned(),
+    serve: |state, call| match auth(call.req, call.accepted) {
+        Err(denied) => denied,
+        Ok(()) => answer(state, call.req, call.rest, call.query, call.fault),
+    },
+    rate_limited_body: || {
+        json!({"error": {"code": "rate_limit", "type": "invalid_request_error",
+            "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}})
+    },
+    error_body: |status| {
+        let kind = if status.is_server_error() {
+            "api_error"
+        } else {
+            "invalid_request_error"
+        };
+        json!({"error": {"type": kind, "message": status.canonical_reason().unwrap_or("Error")}})
+    },
+    record_id,
+    // Newest first; a few records of some lists are only listed when asked for (`visible`).
+    newest_first: true,
+    listed: |data_type, index| visible(data_type, index, true),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

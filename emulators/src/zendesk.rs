@@ -425,3 +425,19 @@ fn iso_s(ms: i64) -> String {
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+/// zendesk in the emulation's registry (`crate::EMULATIONS`).
+pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
+    id: "zendesk",
+    base_path: || "/zendesk/api/v2".to_owned(),
+    serve: |state, call| {
+        answer(
+            state, call.req, call.rest, call.query, call.base, call.fault,
+        )
+    },
+    rate_limited_body,
+    error_body,
+    record_id: |_, index| (index + 1).to_string(),
+    newest_first: false,
+    listed: |_, _| true,
+};
