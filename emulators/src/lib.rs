@@ -25,8 +25,9 @@
 //! The crate is the one emulation of each platform, shared by the black-box tests (a dev-dependency), the
 //! benchmarks and the demo mode. Layout: [`server`] (the actix server, [`PlatformApi`] and the faults applied
 //! before a platform answers), [`dataset`] (records computed from their index), [`faults`], [`request`]
-//! (reading queries and credentials), one module per platform, and here the router: which module answers
-//! which platform prefix, and each platform's base URL.
+//! (reading queries and credentials), one module per platform, each declaring its `EMULATION` (base path,
+//! how it serves and authenticates, its error and 429 bodies, record ids), and here the registry of those,
+//! one line per platform ([`EMULATIONS`]), and the router that picks one by the first path segment.
 // Handler steps return the error response itself as `Err`; its size does not matter in a test server.
 #![allow(clippy::result_large_err)]
 
