@@ -202,6 +202,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let event_store = event_store_pool(config).await?;
     let db = read_pool(config)?;
+    // Backups are encrypted with per-account data keys wrapped by the same master keys (issue 13 §2).
+    let data_keys = listbackup_commands::data_keys::DataKeys::new(db.clone(), keys.clone());
     let vault = CredentialVault::new(db.clone(), keys);
     let swept = vault.sweep_deleted().await?;
     if swept > 0 {
@@ -272,7 +274,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let projected = projector.watch();
 
     let nats = connect_nats(config).await?;
-    let store = backup_store(config)?;
+    let store = backup_store(config)?.map(|store| store.with_data_keys(data_keys));
 
     let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
     // Retention and verification (issue 13) in every process that has the backups' storage.
