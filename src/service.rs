@@ -82,7 +82,7 @@ pub fn read_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
 }
 
 /// The master key and the retired ones, which seal and open stored credentials.
-pub(crate) fn master_keys(config: &Config) -> anyhow::Result<Arc<MasterKeys>> {
+pub fn master_keys(config: &Config) -> anyhow::Result<Arc<MasterKeys>> {
     let master_key = config.master_key.as_deref().ok_or_else(|| {
         anyhow::anyhow!("LISTBACKUP_MASTER_KEY is required (base64 of 32 random bytes)")
     })?;
@@ -211,6 +211,16 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             swept,
             "destroyed credentials left behind by interrupted deletions"
         );
+    }
+    // Account erasure (issue 13 §2); finishes the destruction of erasures a stopped process left half-done.
+    let accounts = Arc::new(listbackup_commands::accounts::AccountCommands::new(
+        CommandBus::new(event_store.clone(), (), Arc::new(Notify::new())),
+        vault.clone(),
+        db.clone(),
+    ));
+    let finished = accounts.sweep_erased().await?;
+    if finished > 0 {
+        tracing::info!(finished, "finished destroying the keys of erased accounts");
     }
 
     let committed = Arc::new(Notify::new());
@@ -343,6 +353,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         nats,
         nats_prefix: config.nats_prefix.clone(),
         jobs: api_jobs,
+        accounts,
         closing_streams: closing_streams.clone(),
         verifier: store.as_ref().map(|s| {
             Arc::new(listbackup_commands::verification::BackupVerifier::new(

@@ -728,3 +728,32 @@ async fn a_followed_backup_that_fails_or_partly_fails_exits_non_zero() {
     assert_eq!(file_names(&dir.0), ["customers.ndjson.gz", "manifest.json"]);
     backup.stop().await;
 }
+
+#[tokio::test]
+async fn accounts_erase_takes_the_account_id_as_its_confirmation() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    app.create_stripe_connection(&token, "Stripe", "sk_test_1")
+        .await;
+    // Another account's id is no confirmation: the API's 400 names the field (exit status 2).
+    let run = cli(&app, &token, &["accounts", "erase", "globex"]).await;
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("confirm"), "{run}");
+    let run = cli(&app, &token, &["accounts", "erase", "acme"]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.starts_with("account acme erased at "), "{run}");
+    assert!(run.stdout.contains("by user:test-user"), "{run}");
+    let credentials: i64 = app
+        .db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM credential_vault WHERE account_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(credentials, 0);
+    app.stop().await;
+}

@@ -220,3 +220,164 @@ async fn a_file_platforms_bytes_are_stored_encrypted_and_a_flipped_byte_is_repor
     );
     svc.backup.stop().await;
 }
+
+#[tokio::test]
+async fn erasing_an_account_destroys_its_keys_and_credentials_and_leaves_every_chain_verifiable() {
+    let backup = BackupApp::spawn().await;
+    let app = &backup.app;
+    let token = app.owner("acme");
+    let (source_id, job_id) = stripe_backup(&backup, &token).await;
+    let listed: Value = app
+        .get(&format!("/jobs/{job_id}/files"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<String> = listed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{listed}");
+    // Another account, untouched by acme's erasure.
+    let other = app.owner("globex");
+    app.create_stripe_connection(&other, "Stripe", "sk_test_1")
+        .await;
+
+    // An explicit confirmation, from an owner.
+    for body in [
+        json!({}),
+        json!({"confirm": "globex"}),
+        json!({"confirm": ""}),
+    ] {
+        let (status, problem) = problem_code(app.post("/account/erase", &token, &body).await).await;
+        assert_eq!(status, 400, "{body}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "confirm", "{problem}");
+    }
+    let manager = app.token("acme", &[listbackup_api::auth::Role::Manager]);
+    let (status, _) = problem_code(
+        app.post("/account/erase", &manager, &json!({"confirm": "acme"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Nothing was erased by those.
+    assert!(!download(&backup, &token, &job_id, "customers.ndjson.gz")
+        .await
+        .is_empty());
+
+    let response = app
+        .post("/account/erase", &token, &json!({"confirm": "acme"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let erased: Value = response.json().await.unwrap();
+    assert_eq!(erased["accountId"], "acme");
+    assert_eq!(erased["erasedBy"], "user:test-user");
+    let erased_at = erased["erasedAt"].as_str().unwrap().to_owned();
+
+    // The key and the credentials are gone; the other account's are not.
+    let db = app.db.connect().await;
+    let row = db
+        .query_one(
+            "SELECT wrapped_key IS NULL, erased_at IS NOT NULL FROM account_data_keys \
+             WHERE account_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
+    let credentials = |account: &'static str| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "SELECT count(*) FROM credential_vault WHERE account_id = $1",
+                &[&account],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(credentials("acme").await, 0);
+    assert_eq!(credentials("globex").await, 1);
+    // Recorded once, through the event store, on the account's own stream, with who and when.
+    let events = db
+        .query(
+            "SELECT event_type, payload::jsonb, metadata->>'actor' FROM events \
+             WHERE aggregate_type = 'account' AND aggregate_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].get::<_, String>(0), "AccountErased");
+    let payload: Value = events[0].get(1);
+    assert_eq!(payload["AccountErased"]["by"], "user:test-user");
+    assert_eq!(events[0].get::<_, String>(2), "user:test-user");
+
+    // Every file of every backup: a clear 410, not a 500.
+    for name in &names {
+        let (status, problem) = problem_code(
+            app.get(&format!("/jobs/{job_id}/files/{name}"), &token)
+                .await,
+        )
+        .await;
+        assert_eq!(status, 410, "{name}: {problem}");
+        assert_eq!(problem["code"], "GONE");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("the account was erased"),
+            "{problem}"
+        );
+    }
+    // The stored ciphertext is still there and still checks out against its manifest (evidence), though
+    // nothing can decrypt it any more.
+    let result = verify(&backup, &token, &job_id).await;
+    assert_eq!(result["status"], "verified", "{result}");
+    assert!(job_dir(&backup, &source_id, &job_id)
+        .join("customers.ndjson.gz")
+        .exists());
+
+    // Its connection cannot be used: a backup of its source fails.
+    let job_id2 = sync_when_free(app, &token, &source_id).await;
+    let job = backup.finished(&token, &job_id2).await;
+    assert_eq!(job["status"], "failed", "{job}");
+
+    // Every stream of the account still verifies, the erasure's included.
+    let report: Value = app.get("/audit/verify", &token).await.json().await.unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["findingsTotal"], 0, "{report}");
+    assert!(report["streams"].as_u64().unwrap() >= 4, "{report}");
+    let logged: Value = app
+        .get("/events?aggregateType=account", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        logged["events"][0]["eventType"], "AccountErased",
+        "{logged}"
+    );
+
+    // Erasing again changes nothing and answers the first erasure.
+    let again: Value = app
+        .post("/account/erase", &token, &json!({"confirm": "acme"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["erasedAt"], erased_at.as_str());
+    let count: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'AccountErased'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+    backup.stop().await;
+}
