@@ -23,6 +23,11 @@
 //!
 //! Writing streams ([`NdjsonWriter`]): records are gzipped as they arrive, hashed as the compressed bytes go
 //! out, and uploaded part by part, so a worker's memory is bounded by the part size, not by the data set.
+//!
+//! Encrypted at rest (issue 13 §2, [`encryption`]): with data keys ([`BackupStore::with_data_keys`], every
+//! process that serves or stores backups), each data file and each file's bytes is encrypted on its way out
+//! with the account's data key, and its manifest entry records `encryption` (key id, ciphertext size and
+//! sha256) beside the plaintext's. The manifest itself is stored as it is (it holds no records).
 
 mod artifacts;
 mod content;
@@ -196,7 +201,10 @@ impl BackupStore {
     }
 
     /// Sets the multipart part size: what a writer buffers before uploading a part. S3 needs at least
-    /// [`MIN_S3_PART_SIZE`]; smaller sizes suit local directories and tests.
+    /// [`MIN_S3_PART_SIZE`]; smaller sizes suit local directories and tests. Encrypted (see
+    /// [`with_data_keys`](Self::with_data_keys)), a part uploads only whole 64 KiB chunks, so its ciphertext
+    /// may be up to one chunk shorter than the part (the rest goes with the next): on S3 keep parts at least
+    /// 64 KiB above the minimum (the default, 8 MiB, is).
     pub fn with_part_size(mut self, bytes: usize) -> Self {
         self.part_size = bytes.max(1);
         self
