@@ -67,6 +67,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Master key rotation: moves every stored credential and every account's data key onto the current
+    /// LISTBACKUP_MASTER_KEY (the old key listed in LISTBACKUP_MASTER_KEYS_PREVIOUS); afterwards the old key
+    /// can be retired. Safe to interrupt and run again.
+    RotateKeys,
     /// The user CLI (`connections`, `sources`, `jobs`): a client of the REST API.
     #[command(flatten)]
     Client(listbackup::cli::ClientCommand),
@@ -194,6 +198,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listbackup::migrate::run(&config.database_url).await?;
             let applied = service::projector(&config)?.rebuild().await?;
             println!("read models rebuilt from {applied} event(s)");
+        }
+        Command::RotateKeys => {
+            let config = config?;
+            listbackup::migrate::run(&config.database_url).await?;
+            let keys = service::master_keys(&config)?;
+            let pool = service::read_pool(&config)?;
+            let credentials =
+                listbackup_commands::vault::CredentialVault::new(pool.clone(), keys.clone())
+                    .rotate()
+                    .await?;
+            let data_keys = listbackup_commands::data_keys::DataKeys::new(pool, keys.clone())
+                .rewrap()
+                .await?;
+            println!(
+                "{credentials} credential(s) re-encrypted and {data_keys} data key(s) re-wrapped under master key {}",
+                keys.current_key_id()
+            );
         }
         Command::Events { command } => events(command, config).await?,
         Command::Audit { command } => audit(command, config).await?,

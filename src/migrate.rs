@@ -50,6 +50,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0030_retention",
         include_str!("../migrations/0030_retention.sql"),
     ),
+    (
+        "0080_account_data_keys",
+        include_str!("../migrations/0080_account_data_keys.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

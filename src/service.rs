@@ -82,7 +82,7 @@ pub fn read_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
 }
 
 /// The master key and the retired ones, which seal and open stored credentials.
-pub(crate) fn master_keys(config: &Config) -> anyhow::Result<Arc<MasterKeys>> {
+pub fn master_keys(config: &Config) -> anyhow::Result<Arc<MasterKeys>> {
     let master_key = config.master_key.as_deref().ok_or_else(|| {
         anyhow::anyhow!("LISTBACKUP_MASTER_KEY is required (base64 of 32 random bytes)")
     })?;
@@ -202,6 +202,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let event_store = event_store_pool(config).await?;
     let db = read_pool(config)?;
+    // Backups are encrypted with per-account data keys wrapped by the same master keys (issue 13 §2).
+    let data_keys = listbackup_commands::data_keys::DataKeys::new(db.clone(), keys.clone());
     let vault = CredentialVault::new(db.clone(), keys);
     let swept = vault.sweep_deleted().await?;
     if swept > 0 {
@@ -209,6 +211,16 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             swept,
             "destroyed credentials left behind by interrupted deletions"
         );
+    }
+    // Account erasure (issue 13 §2); finishes the destruction of erasures a stopped process left half-done.
+    let accounts = Arc::new(listbackup_commands::accounts::AccountCommands::new(
+        CommandBus::new(event_store.clone(), (), Arc::new(Notify::new())),
+        vault.clone(),
+        db.clone(),
+    ));
+    let finished = accounts.sweep_erased().await?;
+    if finished > 0 {
+        tracing::info!(finished, "finished destroying the keys of erased accounts");
     }
 
     let committed = Arc::new(Notify::new());
@@ -272,7 +284,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let projected = projector.watch();
 
     let nats = connect_nats(config).await?;
-    let store = backup_store(config)?;
+    let store = backup_store(config)?.map(|store| store.with_data_keys(data_keys));
 
     let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
     // Retention and verification (issue 13) in every process that has the backups' storage.
@@ -341,6 +353,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         nats,
         nats_prefix: config.nats_prefix.clone(),
         jobs: api_jobs,
+        accounts,
         closing_streams: closing_streams.clone(),
         verifier: store.as_ref().map(|s| {
             Arc::new(listbackup_commands::verification::BackupVerifier::new(

@@ -51,6 +51,11 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
     let keys = master_keys(config)?;
     let event_store = event_store_pool(config).await?;
     let db = read_pool(config)?;
+    // Backups are encrypted with per-account data keys wrapped by the same master keys (issue 13 §2).
+    let store = store.with_data_keys(listbackup_commands::data_keys::DataKeys::new(
+        db.clone(),
+        keys.clone(),
+    ));
     let vault = CredentialVault::new(db.clone(), keys);
     // Read-your-writes is the API's concern: nothing in this process waits on commits.
     let committed = Arc::new(Notify::new());

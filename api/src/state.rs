@@ -21,6 +21,8 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// `LISTBACKUP_NATS_PREFIX`: live job progress is on core NATS `<prefix>.progress.<jobId>`.
     pub nats_prefix: String,
+    /// Account erasure (issue 13 §2).
+    pub accounts: std::sync::Arc<listbackup_commands::accounts::AccountCommands>,
     /// Jobs (issue 5): cancellation.
     pub jobs: std::sync::Arc<listbackup_commands::jobs::JobCommands>,
     /// Cancelled when the service stops: live event streams (`GET /jobs/{id}/events`) end then, so that a

@@ -13,8 +13,21 @@ pub struct JobLocation<'a> {
     pub job_id: &'a str,
 }
 
-/// A stored file's bytes, streamed as stored (data files gzipped).
+/// A stored file's bytes as a download gives them: data files gzipped, decrypted when stored encrypted.
 pub type FileStream = BoxStream<'static, Result<Bytes, String>>;
+
+/// What reading one stored file back found (verification, issue 13 §2 and §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheck {
+    /// Hex sha256 of the bytes as stored: the ciphertext of an encrypted file.
+    pub stored_sha256: String,
+    /// Size of the bytes as stored.
+    pub stored_bytes: u64,
+    /// For an encrypted file whose key is available: `Ok` with the plaintext's hex sha256 and size when
+    /// every chunk authenticates, `Err` with why not. `None` for a file stored unencrypted, or when its key
+    /// is gone (an erased account: only the ciphertext can be checked).
+    pub plaintext: Option<Result<(String, u64), String>>,
+}
 
 pub trait JobFiles: Send + Sync {
     /// The stored `manifest.json`, parsed; `None` while the job's artifacts are not complete.
@@ -23,10 +36,18 @@ pub trait JobFiles: Send + Sync {
         job: JobLocation<'a>,
     ) -> BoxFuture<'a, Result<Option<serde_json::Value>, String>>;
 
-    /// One stored file of the job; `None` when it is not stored.
+    /// One stored file of the job, as a download gives it (decrypted); `None` when it is not stored.
     fn open<'a>(
         &'a self,
         job: JobLocation<'a>,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<FileStream>, String>>;
+
+    /// Reads one stored file back in one pass, hashing what is stored and, when it is encrypted and its key
+    /// is available, checking that it decrypts; `None` when it is not stored.
+    fn check<'a>(
+        &'a self,
+        job: JobLocation<'a>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredCheck>, String>>;
 }

@@ -1,9 +1,11 @@
 //! The write side: commands executed against event-sourced aggregates in Postgres, the credential vault,
 //! and the services commands need (platform calls).
 
+pub mod accounts;
 pub mod artifacts;
 pub mod bus;
 pub mod connections;
+pub mod data_keys;
 pub mod jobs;
 pub mod metadata;
 pub mod oauth;

@@ -194,6 +194,58 @@ impl MasterKeys {
         self.previous.iter().map(|k| k.id.as_str())
     }
 
+    /// Encrypts `plaintext` (a data key, see [`crate::data_keys`]) under the current master key with a fresh
+    /// random 96-bit nonce, bound to `aad`. Returns the master key's id, the nonce and the ciphertext (with
+    /// its 16-byte tag).
+    pub(crate) fn wrap(
+        &self,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<(String, [u8; NONCE_LEN], Vec<u8>), VaultError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let ciphertext = self
+            .current
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| VaultError::Serialization("a key could not be wrapped".to_owned()))?;
+        Ok((self.current.id.clone(), nonce, ciphertext))
+    }
+
+    /// Decrypts what [`wrap`](Self::wrap) produced under master key `key_id` (the current one or a retired
+    /// one still configured). [`VaultError::UnknownKey`] for a key this process does not hold,
+    /// [`VaultError::Decrypt`] when it does not authenticate.
+    pub(crate) fn unwrap_key(
+        &self,
+        key_id: &str,
+        aad: &[u8],
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let key = self
+            .find(key_id)
+            .ok_or_else(|| VaultError::UnknownKey(key_id.to_owned()))?;
+        if nonce.len() != NONCE_LEN {
+            return Err(VaultError::Decrypt);
+        }
+        key.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| VaultError::Decrypt)
+    }
+
     fn find(&self, key_id: &str) -> Option<&MasterKey> {
         std::iter::once(&self.current)
             .chain(&self.previous)
@@ -268,6 +320,11 @@ impl CredentialVault {
     }
 
     pub fn keys(&self) -> &MasterKeys {
+        &self.keys
+    }
+
+    /// The master keys, shared (the data keys are wrapped with them too: [`crate::data_keys`]).
+    pub fn keys_arc(&self) -> &Arc<MasterKeys> {
         &self.keys
     }
 
@@ -375,6 +432,25 @@ impl CredentialVault {
             .await?;
         tracing::debug!(account_id, connection_id, deleted, "credential destroyed");
         Ok(())
+    }
+
+    /// Destroys the stored secrets of every connection of `account_id` (account erasure, see
+    /// [`crate::data_keys`]): their rows are deleted, so the connections can no longer authenticate to their
+    /// platforms. Idempotent; returns how many it destroyed.
+    pub async fn destroy_account(&self, account_id: &str) -> Result<u64, VaultError> {
+        let client = self.pool.get().await?;
+        let deleted = client
+            .execute(
+                "DELETE FROM credential_vault WHERE account_id = $1",
+                &[&account_id],
+            )
+            .await?;
+        tracing::info!(
+            account_id,
+            deleted,
+            "credentials of an erased account destroyed"
+        );
+        Ok(deleted)
     }
 
     /// Destroys the secrets of every connection whose deletion is recorded in the event log. A deletion

@@ -3,6 +3,11 @@
 //! the event log (`JobSucceeded` / `JobPartiallySucceeded`). The outcome is recorded on the job's stream
 //! (`BackupVerified` or `BackupCorrupted`). `POST /jobs/{id}/verify` and the background verifier both run
 //! [`BackupVerifier::verify`].
+//!
+//! A file stored encrypted (issue 13 §2, its manifest entry's `encryption`) is checked twice in one read:
+//! the stored ciphertext against `encryption.ciphertextSha256`, then, when the account's data key is still
+//! there, its decryption (every chunk must authenticate) against the plaintext `sha256`. After an account's
+//! erasure only the ciphertext can be checked, and is.
 
 use std::sync::Arc;
 
@@ -19,6 +24,10 @@ use crate::metadata::EventMetadata;
 
 /// What `found` says of a file that could not be read at all.
 pub const MISSING: &str = "missing";
+
+/// What `found` says of an encrypted file whose stored bytes match their sha256 but do not decrypt (a
+/// chunk does not authenticate, or the file names another key).
+pub const UNDECRYPTABLE: &str = "undecryptable";
 
 const MANIFEST: &str = "manifest.json";
 
@@ -41,6 +50,15 @@ struct ManifestEntries {
 struct Entry {
     name: String,
     sha256: String,
+    /// Present for a file stored encrypted (issue 13 §2).
+    #[serde(default)]
+    encryption: Option<EntryEncryption>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryEncryption {
+    ciphertext_sha256: String,
 }
 
 impl BackupVerifier {
@@ -97,23 +115,42 @@ impl BackupVerifier {
             .map_err(|e| CommandError::Store(format!("the manifest does not parse: {e}")))?;
         let mut files = 1u64;
         let mut bytes = manifest.size;
+        let unavailable = |e: String| CommandError::Unavailable(format!("backup storage: {e}"));
         for entry in entries.files.iter().chain(&entries.contents) {
-            match self.read(location, &entry.name, false).await? {
-                None => return Ok(corrupted(&entry.name, &entry.sha256, MISSING.into())),
-                Some(read) if read.sha256 != entry.sha256 => {
-                    return Ok(corrupted(&entry.name, &entry.sha256, read.sha256))
-                }
-                Some(read) => {
-                    files += 1;
-                    bytes += read.size;
-                }
+            // What is stored: the ciphertext of an encrypted file, the file itself otherwise.
+            let stored_sha256 = entry
+                .encryption
+                .as_ref()
+                .map_or(&entry.sha256, |e| &e.ciphertext_sha256);
+            let check = self
+                .files
+                .check(location, &entry.name)
+                .await
+                .map_err(unavailable)?;
+            let Some(check) = check else {
+                return Ok(corrupted(&entry.name, stored_sha256, MISSING.into()));
+            };
+            if check.stored_sha256 != *stored_sha256 {
+                return Ok(corrupted(&entry.name, stored_sha256, check.stored_sha256));
             }
+            // An encrypted file whose key is still there must also decrypt to what the manifest says.
+            match check.plaintext {
+                Some(Ok((sha256, _))) if sha256 != entry.sha256 => {
+                    return Ok(corrupted(&entry.name, &entry.sha256, sha256))
+                }
+                Some(Err(_)) => {
+                    return Ok(corrupted(&entry.name, &entry.sha256, UNDECRYPTABLE.into()))
+                }
+                _ => {}
+            }
+            files += 1;
+            bytes += check.stored_bytes;
         }
         Ok(Verification::Verified { files, bytes })
     }
 
-    /// Reads a stored file back, hashing it as it streams (flat memory); `keep` keeps its bytes (for the
-    /// manifest only). `None` when it is not stored.
+    /// Reads the stored manifest back, hashing it as it streams; `keep` keeps its bytes. `None` when it is
+    /// not stored.
     async fn read(
         &self,
         location: JobLocation<'_>,

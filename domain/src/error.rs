@@ -33,6 +33,8 @@ pub enum ResourceKind {
     JobFile,
     /// A platform of the catalog.
     Platform,
+    /// The caller's account (its erasure, issue 13 §2).
+    Account,
 }
 
 impl ResourceKind {
@@ -45,6 +47,7 @@ impl ResourceKind {
             Self::Job => "job",
             Self::JobFile => "file",
             Self::Platform => "platform",
+            Self::Account => "account",
         }
     }
 
@@ -57,6 +60,7 @@ impl ResourceKind {
             Self::Job => "job not found",
             Self::JobFile => "file not found",
             Self::Platform => "platform not found",
+            Self::Account => "account not found",
         }
     }
 }
@@ -74,6 +78,7 @@ mod tests {
             ResourceKind::Job,
             ResourceKind::JobFile,
             ResourceKind::Platform,
+            ResourceKind::Account,
         ] {
             assert_eq!(kind.not_found(), format!("{} not found", kind.noun()));
         }

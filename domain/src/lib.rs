@@ -2,6 +2,7 @@
 //! Pure: no I/O. The write side (`listbackup-commands`) loads and stores these aggregates; the read side
 //! (`listbackup-projections`) folds their events into tables.
 
+pub mod account;
 pub mod connection;
 pub mod error;
 pub mod job;

@@ -121,12 +121,27 @@ impl ApiClient {
         accept: &str,
         timeout: Option<Duration>,
     ) -> Result<Response, CliError> {
+        self.send_with(method, url, accept, timeout, None).await
+    }
+
+    /// [`send`](Self::send) with a JSON body.
+    async fn send_with(
+        &self,
+        method: Method,
+        url: Url,
+        accept: &str,
+        timeout: Option<Duration>,
+        body: Option<&Value>,
+    ) -> Result<Response, CliError> {
         let what = format!("{method} {}", url.path());
         let mut request = self
             .http
             .request(method, url)
             .bearer_auth(&self.token)
             .header(ACCEPT, accept);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
@@ -172,6 +187,21 @@ impl ApiClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| url.join(v).ok());
         Ok((json_body(response).await?, location))
+    }
+
+    /// POST a JSON body; the answer's JSON.
+    pub async fn post_json(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
+        let url = self.url(segments, &[])?;
+        let response = self
+            .send_with(
+                Method::POST,
+                url,
+                "application/json",
+                Some(REQUEST_TIMEOUT),
+                Some(body),
+            )
+            .await?;
+        json_body(response).await
     }
 
     /// Opens a streamed GET (a file, an event stream): no overall timeout, only the read timeout.

@@ -70,6 +70,24 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// The token's account as a whole: its erasure (through the REST API).
+    Accounts {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Erases the account for good (owner role): its backups' data key and its connections' credentials
+    /// are destroyed, `AccountErased` is recorded; backups then cannot be downloaded. ACCOUNT must be the
+    /// token's account id, typed out as the confirmation.
+    Erase {
+        /// The account's id (the confirmation: it must be the token's account).
+        account: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +227,26 @@ async fn execute(command: ClientCommand) -> Result<ExitStatus, CliError> {
         ClientCommand::Jobs { api, command } => {
             let (client, output) = connect(&api)?;
             jobs(&client, output, command).await
+        }
+        ClientCommand::Accounts { api, command } => {
+            let (client, output) = connect(&api)?;
+            match command {
+                AccountsCommand::Erase { account } => {
+                    let erased = client
+                        .post_json(&["account", "erase"], &json!({ "confirm": account }))
+                        .await?;
+                    match output {
+                        Output::Json => print_json(&erased),
+                        Output::Text => println!(
+                            "account {} erased at {} by {}: its backups can no longer be decrypted",
+                            field(&erased, "/accountId"),
+                            field(&erased, "/erasedAt"),
+                            field(&erased, "/erasedBy")
+                        ),
+                    }
+                    Ok(ExitStatus::Success)
+                }
+            }
         }
     }
 }

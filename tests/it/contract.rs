@@ -45,6 +45,8 @@ const NAMES_NO_RESOURCE: &[&str] = &[
     "GET /events/export",
     "GET /audit/verify",
     "GET /.well-known/listbackup-audit-key",
+    // The caller's own account (never walked: it would erase it).
+    "POST /account/erase",
 ];
 
 /// The body a route needs to get past its validation to the lookup; `{source}`, `{connection}`… stand for

@@ -273,9 +273,9 @@ async fn a_stripe_source_is_backed_up_end_to_end() {
     assert_eq!(stored, seeded);
     let file_sha = {
         use sha2::Digest;
-        hex(&sha2::Sha256::digest(
-            std::fs::read(dir.join("customers.ndjson.gz")).unwrap(),
-        ))
+        hex(&sha2::Sha256::digest(support::backup::stored_plaintext(
+            &dir.join("customers.ndjson.gz"),
+        )))
     };
     assert_eq!(by_name("customers")["sha256"], file_sha.as_str());
     let manifest_bytes = std::fs::read(dir.join("manifest.json")).unwrap();

@@ -17,6 +17,7 @@ mod connector_paging;
 mod connectors_platforms;
 mod contract;
 mod demo_mode;
+mod encryption;
 mod event_store;
 mod hardening;
 mod job_concurrency;

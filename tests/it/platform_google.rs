@@ -368,11 +368,10 @@ async fn a_backup_stores_every_data_type_and_each_files_bytes() {
         let index: u64 = content["id"].as_str().unwrap()[5..17].parse().unwrap();
         let bytes = api.file_bytes("google", index);
         assert_eq!(content["sha256"], sha256(&bytes));
-        let stored = std::fs::read(
-            svc.job_dir(&source, job_id)
+        let stored = support::backup::stored_plaintext(
+            &svc.job_dir(&source, job_id)
                 .join(content["name"].as_str().unwrap()),
-        )
-        .unwrap();
+        );
         assert_eq!(stored, bytes);
     }
     assert_eq!(manifest["contentsNotStored"][0]["code"], "GONE");

@@ -328,7 +328,16 @@ async fn verify_reports_a_flipped_byte_by_file_name_and_an_intact_backup_as_veri
     assert_eq!(result["status"], "corrupted", "{result}");
     assert_eq!(result["file"], "customers.ndjson.gz");
     let job = backup.job(&token, &job_id).await;
-    let expected = job["dataTypes"][0]["sha256"].as_str().unwrap();
+    // What is stored is the file's ciphertext (issue 13 §2): its sha256 is the manifest's
+    // `encryption.ciphertextSha256` (the job's `sha256` is the plaintext's, what a download gives back).
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(job_dir(&backup, &source_id, &job_id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let file = &manifest["files"][0];
+    assert_eq!(file["name"], "customers.ndjson.gz");
+    assert_eq!(file["sha256"], job["dataTypes"][0]["sha256"]);
+    let expected = file["encryption"]["ciphertextSha256"].as_str().unwrap();
     assert_eq!(result["expected"], expected);
     assert_ne!(result["found"], expected);
     assert_eq!(job["verification"]["status"], "corrupted", "{job}");

@@ -74,6 +74,15 @@ impl Principal {
     }
 
     /// Reading the event log: auditor or owner.
+    /// The owner role: what only an account's owner may do (erasing the account).
+    pub fn require_owner(&self) -> Result<(), ApiError> {
+        if self.has_any(&[Role::Owner]) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this requires the owner role"))
+        }
+    }
+
     pub fn require_audit(&self) -> Result<(), ApiError> {
         if self.has_any(&[Role::Owner, Role::Auditor]) {
             Ok(())

@@ -32,13 +32,13 @@ use crate::state::AppState;
 /// The media type of streamed events (one JSON event per line).
 pub const NDJSON: &str = "application/x-ndjson";
 
-const AGGREGATE_TYPES: &[&str] = &["connection", "source", "source_group", "job"];
+const AGGREGATE_TYPES: &[&str] = &["connection", "source", "source_group", "job", "account"];
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct EventLogParams {
-    /// `connection`, `source`, `source_group` or `job`.
+    /// `connection`, `source`, `source_group`, `job` or `account` (its erasure).
     pub aggregate_type: Option<String>,
     pub aggregate_id: Option<String>,
     /// e.g. `SourceUpdated`.
@@ -239,7 +239,7 @@ pub async fn list(
         if !AGGREGATE_TYPES.contains(&t.as_str()) {
             errors.push(FieldError::new(
                 "aggregateType",
-                "must be connection, source, source_group or job",
+                "must be connection, source, source_group, job or account",
             ));
         }
     }

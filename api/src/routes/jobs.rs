@@ -291,8 +291,11 @@ pub struct JobFile {
     pub data_type: Option<String>,
     /// Records of a data file; `null` for the manifest and a file's bytes.
     pub records: Option<u64>,
-    /// Size as stored (gzipped for data files, as downloaded for a file's bytes); `null` for the manifest.
+    /// Size of what a download gives (gzipped for data files, as the platform sent them for a file's bytes);
+    /// `null` for the manifest. Files are stored encrypted (issue 13 §2): the stored object is the
+    /// ciphertext the manifest's `encryption` describes, a few bytes larger.
     pub bytes: Option<u64>,
+    /// Hex sha256 of what a download gives (the plaintext).
     pub sha256: Option<String>,
     /// A file's bytes: the file's id on the platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,6 +367,18 @@ async fn stored_files(
     Ok((job, stored))
 }
 
+/// The 410 of a backup's files once its account is erased.
+fn erased_account(at: chrono::DateTime<Utc>) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorCode::Gone,
+        format!(
+            "the account was erased at {}: its backups' data key is destroyed and their files cannot be \
+             decrypted",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    )
+}
+
 /// The 410 of a backup's files once retention has expired it.
 fn expired(at: chrono::DateTime<Utc>) -> ApiError {
     ApiError::new(
@@ -392,7 +407,9 @@ pub async fn list_files(
     Ok(HttpResponse::Ok().json(JobFileList { files: stored }))
 }
 
-/// Downloads one stored file, streamed as stored (data files are gzip NDJSON).
+/// Downloads one stored file (data files are gzip NDJSON), decrypted on the fly when it is stored encrypted
+/// (issue 13 §2): the bytes and sha256 are the ones `GET /jobs/{id}/files` lists. 410 once retention has
+/// expired the backup, or once the account is erased (its data key destroyed).
 #[utoipa::path(tag = "jobs", security(("bearer" = [])),
     params(("id" = String, Path), ("name" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream"),
@@ -421,11 +438,34 @@ pub async fn download(
         source_id: &job.source_id,
         job_id: &job.job_id,
     };
-    let stream = store
+    // An erased account's backups are ciphertext whose key is destroyed (issue 13 §2).
+    let client = state.db.get().await?;
+    let erased = listbackup_commands::data_keys::erased_at(&client, &principal.account_id).await;
+    drop(client);
+    if let Some(at) = erased.map_err(ApiError::from_unexpected)? {
+        return Err(erased_account(at));
+    }
+    let mut stream = store
         .open(location, &name)
         .await
         .map_err(ApiError::from_unexpected)?
         .ok_or_else(|| ApiError::not_found(ResourceKind::JobFile))?;
+    // The first piece before the answer's status: a stored file that does not decrypt from its start (every
+    // file smaller than one 64 KiB chunk fails here, whole) is a problem, not a 200 cut short. A later chunk
+    // that does not authenticate ends the body early instead: it is never sent.
+    let first = futures::StreamExt::next(&mut stream).await;
+    if let Some(Err(err)) = &first {
+        tracing::error!(job_id = %job.job_id, file = %name, error = %err, "a stored file cannot be read back");
+        return Err(ApiError::new(
+            crate::error::ErrorCode::Internal,
+            format!(
+                "the stored file {name} cannot be read back: it was damaged or altered since it was stored \
+                 (POST /jobs/{}/verify checks every file of the backup)",
+                job.job_id
+            ),
+        ));
+    }
+    let stream = futures::StreamExt::chain(futures::stream::iter(first), stream);
     let content_type = if name == MANIFEST {
         "application/json"
     } else if name.contains('/') {

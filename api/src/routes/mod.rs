@@ -1,5 +1,6 @@
 //! One module per resource. A route parses, authorizes, calls one command or one query, and maps the result.
 
+pub mod account;
 pub mod audit;
 pub mod connections;
 pub mod health;
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(audit::source_history)
         .service(audit::source_group_history)
         .service(audit::job_history)
+        .service(account::erase)
         .service(platforms::list)
         .service(platforms::get)
         // Before `/connections/{id}…` so that `oauth` is never taken for an id.

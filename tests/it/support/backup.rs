@@ -53,6 +53,7 @@ impl BackupApp {
             customize(values);
         })
         .await;
+        register_storage(&storage, &app.config);
         Self {
             app,
             api,
@@ -82,6 +83,7 @@ impl BackupApp {
             adjust,
         )
         .await;
+        register_storage(&storage, &app.config);
         Self {
             app,
             api,
@@ -113,6 +115,7 @@ impl BackupApp {
             customize(values);
         })
         .await;
+        register_storage(&storage, &app.config);
         Self {
             app,
             api,
@@ -209,18 +212,101 @@ struct RemoveOnDrop(std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
+        unregister_storage(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-/// The records of a gzip NDJSON artifact.
+/// The records of a gzip NDJSON artifact: a stored one (decrypted, see [`stored_plaintext`]) or a
+/// downloaded one.
 pub fn gunzip_lines(path: &std::path::Path) -> Vec<Value> {
     use std::io::BufRead;
-    let file = std::fs::File::open(path).unwrap();
-    std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file))
+    let plaintext = stored_plaintext(path);
+    std::io::BufReader::new(flate2::read::MultiGzDecoder::new(&plaintext[..]))
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
         .collect()
+}
+
+/// The storage directories of the running test services, with what reads their encrypted files: the
+/// service's database (its data keys) and master key.
+static STORAGES: std::sync::Mutex<Vec<(std::path::PathBuf, String, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Lets [`stored_plaintext`] decrypt the files stored under `storage` by the service of `config`.
+pub fn register_storage(storage: &std::path::Path, config: &listbackup::Config) {
+    STORAGES.lock().unwrap().push((
+        storage.to_owned(),
+        config.database_url.clone(),
+        config.master_key.clone().expect("a master key"),
+    ));
+}
+
+fn unregister_storage(storage: &std::path::Path) {
+    STORAGES
+        .lock()
+        .unwrap()
+        .retain(|(dir, _, _)| dir != storage);
+}
+
+/// A stored file's plaintext, as a download gives it: the file itself when it is not encrypted (a file
+/// written without data keys, a downloaded file), decrypted with its account's data key when it is (issue
+/// 13 §2). Blocking: the key is read from the service's database on a thread of its own.
+pub fn stored_plaintext(path: &std::path::Path) -> Vec<u8> {
+    use listbackup_workers::storage::encryption::{FileDecryptor, Header, MAGIC};
+    let stored = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if !stored.starts_with(MAGIC) {
+        return stored;
+    }
+    let (root, database_url, master_key) = STORAGES
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(dir, _, _)| path.starts_with(dir))
+        .cloned()
+        .unwrap_or_else(|| panic!("{} is encrypted, in no registered storage", path.display()));
+    // The object path (what the file key is bound to) and the account, from the layout
+    // `accounts/{accountId}/…`.
+    let relative: Vec<String> = path
+        .strip_prefix(&root)
+        .unwrap()
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let object_path = listbackup_workers::storage::ObjectPath::parse(relative.join("/")).unwrap();
+    let account_id = object_path.parts().nth(1).unwrap().as_ref().to_owned();
+    let (header, _) = Header::parse(&stored).unwrap().unwrap();
+    let key = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let pool = deadpool_postgres::Config {
+                    url: Some(database_url),
+                    pool: Some(deadpool_postgres::PoolConfig::new(1)),
+                    ..Default::default()
+                }
+                .create_pool(
+                    Some(deadpool_postgres::Runtime::Tokio1),
+                    tokio_postgres::NoTls,
+                )
+                .unwrap();
+                let keys =
+                    listbackup_commands::vault::MasterKeys::from_base64(&master_key, &[]).unwrap();
+                listbackup_commands::data_keys::DataKeys::new(pool, std::sync::Arc::new(keys))
+                    .for_reading(&account_id, &header.key_id)
+                    .await
+            })
+    })
+    .join()
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut decryptor = FileDecryptor::new(std::sync::Arc::new(key), object_path.as_ref());
+    let mut plaintext = Vec::new();
+    decryptor.update(&stored, &mut plaintext).unwrap();
+    decryptor.finish(&mut plaintext).unwrap();
+    plaintext
 }
 
 /// A Stripe source (key `sk_test_1`) of `data_types`; its id.

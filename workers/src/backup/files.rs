@@ -214,6 +214,7 @@ impl FileContents {
                         sha256: stored.sha256,
                         export_as: file.export_as.map(str::to_owned),
                         job_id: None,
+                        encryption: stored.encryption,
                     });
                     return Ok(stored.bytes);
                 }

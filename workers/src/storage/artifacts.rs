@@ -7,6 +7,9 @@ use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
+use listbackup_commands::data_keys::{DataKey, DataKeys};
+
+use super::encryption::{decrypting, FileEncryption, FileEncryptor};
 use super::{content_key, ContentWriter, Manifest, NdjsonWriter, ObjectPath, StorageError};
 
 /// The manifest's file name in a job's directory.
@@ -36,6 +39,10 @@ pub struct JobArtifacts {
     dir: ObjectPath,
     /// Set when the store is a local directory (see [`JobArtifacts::discard`]).
     local: Option<Arc<LocalFileSystem>>,
+    /// Set when files are encrypted (see [`super::BackupStore::with_data_keys`]).
+    data_keys: Option<DataKeys>,
+    /// The account's data key for writing, fetched once for all the job's files.
+    write_key: Arc<tokio::sync::OnceCell<Arc<DataKey>>>,
 }
 
 impl JobArtifacts {
@@ -63,7 +70,30 @@ impl JobArtifacts {
             job_id: job_id.to_owned(),
             dir,
             local: None,
+            data_keys: None,
+            write_key: Arc::default(),
         }
+    }
+
+    pub(super) fn with_data_keys(mut self, data_keys: Option<DataKeys>) -> Self {
+        self.data_keys = data_keys;
+        self
+    }
+
+    /// An encryptor for a new file at `path`, with the account's data key (made on the account's first
+    /// file); `None` when this store does not encrypt. Fails for an erased account: nothing is stored for
+    /// it any more.
+    async fn encryptor(&self, path: &ObjectPath) -> Result<Option<FileEncryptor>, StorageError> {
+        let Some(data_keys) = &self.data_keys else {
+            return Ok(None);
+        };
+        let key = self
+            .write_key
+            .get_or_try_init(|| async {
+                data_keys.for_writing(&self.account_id).await.map(Arc::new)
+            })
+            .await?;
+        Ok(Some(FileEncryptor::new(key, path.as_ref())?))
     }
 
     pub(super) fn with_gzip_level(mut self, level: u32) -> Self {
@@ -103,6 +133,13 @@ impl JobArtifacts {
         )
         .with_local(self.local.clone())
         .with_gzip_level(self.gzip_level)
+        .with_data_keys(self.data_keys.clone())
+        .sharing_write_key(&self.write_key)
+    }
+
+    fn sharing_write_key(mut self, key: &Arc<tokio::sync::OnceCell<Arc<DataKey>>>) -> Self {
+        self.write_key = Arc::clone(key);
+        self
     }
 
     pub fn job_id(&self) -> &str {
@@ -122,8 +159,9 @@ impl JobArtifacts {
         let key = content_key(id);
         let name = format!("{data_type}/{key}");
         let path = self.dir.child(data_type).child(key.as_str());
+        let encryptor = self.encryptor(&path).await?;
         let upload = self.store.put_multipart(&path).await?;
-        Ok(ContentWriter::new(upload, path, name, self.part_size))
+        Ok(ContentWriter::new(upload, path, name, self.part_size).with_encryption(encryptor))
     }
 
     /// The file name a data type is stored under.
@@ -139,6 +177,7 @@ impl JobArtifacts {
     pub async fn data_type_writer(&self, data_type: &str) -> Result<NdjsonWriter, StorageError> {
         let name = Self::data_file_name(data_type)?;
         let path = self.dir.child(name.as_str());
+        let encryptor = self.encryptor(&path).await?;
         let upload = self.store.put_multipart(&path).await?;
         Ok(NdjsonWriter::new(
             upload,
@@ -147,7 +186,8 @@ impl JobArtifacts {
             data_type.to_owned(),
             self.part_size,
             self.gzip_level,
-        ))
+        )
+        .with_encryption(encryptor))
     }
 
     /// An empty manifest for this job's attempt, to which the finished files are added.
@@ -203,10 +243,14 @@ impl JobArtifacts {
                         other => other,
                     }
                 })?;
-            if meta.size != file.bytes {
+            let stored = file
+                .encryption
+                .as_ref()
+                .map_or(file.bytes, |e| e.ciphertext_bytes);
+            if meta.size != stored {
                 return Err(StorageError::Incomplete(format!(
-                    "{path} holds {} bytes, the manifest says {}",
-                    meta.size, file.bytes
+                    "{path} holds {} bytes, the manifest says {stored}",
+                    meta.size
                 )));
             }
         }
@@ -257,7 +301,34 @@ impl JobArtifacts {
         Ok(artifacts)
     }
 
-    /// Streams one stored file back, as stored (the data files gzipped).
+    /// Streams one stored file's plaintext back, decrypting it on the fly (one chunk held at a time) when
+    /// `encryption` (its manifest entry's) says it is encrypted; as stored otherwise. Fails before streaming
+    /// when the key cannot be had ([`StorageError::DataKey`]: erased, or not the account's).
+    pub async fn open_plaintext(
+        &self,
+        name: &str,
+        encryption: Option<&FileEncryption>,
+    ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+        let stored = self.open(name).await?;
+        match encryption {
+            None => Ok(stored),
+            Some(encryption) => {
+                let key = self.read_key(&encryption.key_id).await?;
+                let path = self.path_of(name)?;
+                Ok(decrypting(stored, key, path.as_ref()))
+            }
+        }
+    }
+
+    /// The account's data key `key_id`, to decrypt a file with.
+    pub async fn read_key(&self, key_id: &str) -> Result<Arc<DataKey>, StorageError> {
+        let data_keys = self.data_keys.as_ref().ok_or(StorageError::NoDataKeys)?;
+        Ok(Arc::new(
+            data_keys.for_reading(&self.account_id, key_id).await?,
+        ))
+    }
+
+    /// Streams one stored file back, as stored (the data files gzipped, encrypted files as ciphertext).
     pub async fn open(
         &self,
         name: &str,

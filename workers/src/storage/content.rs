@@ -1,6 +1,7 @@
 use object_store::{MultipartUpload, PutPayload};
 use sha2::{Digest, Sha256};
 
+use super::encryption::{FileEncryption, FileEncryptor, CHUNK_SIZE};
 use super::{ObjectPath, StorageError};
 
 /// Streams one file's bytes, as the platform sent them, into `{dataType}/{key}` of the job's directory:
@@ -22,6 +23,8 @@ pub struct ContentWriter {
     bytes: u64,
     parts: u32,
     peak_buffered: usize,
+    /// Encrypts each part on its way to the store (issue 13 §2); `None`: stored as the platform sent them.
+    encryption: Option<FileEncryptor>,
 }
 
 /// A file's bytes stored completely.
@@ -31,8 +34,10 @@ pub struct StoredContent {
     pub name: String,
     pub path: ObjectPath,
     pub bytes: u64,
-    /// Hex sha256 of the bytes.
+    /// Hex sha256 of the bytes (the plaintext, as the platform sent them).
     pub sha256: String,
+    /// How the bytes are encrypted in the store, with the stored ciphertext's size and sha256.
+    pub encryption: Option<FileEncryption>,
 }
 
 impl ContentWriter {
@@ -52,7 +57,14 @@ impl ContentWriter {
             bytes: 0,
             parts: 0,
             peak_buffered: 0,
+            encryption: None,
         }
+    }
+
+    /// Encrypts the bytes with `encryptor` on their way to the store (before anything is written).
+    pub(super) fn with_encryption(mut self, encryptor: Option<FileEncryptor>) -> Self {
+        self.encryption = encryptor;
+        self
     }
 
     /// Appends bytes, uploading each part as soon as it is full: at most one part is held.
@@ -83,9 +95,10 @@ impl ContentWriter {
     /// Uploads the last part and completes the upload: only now do the bytes appear at their path.
     pub async fn finish(mut self) -> Result<StoredContent, StorageError> {
         let last = std::mem::take(&mut self.buffer);
-        // An empty file is one empty part: a multipart upload needs at least one.
-        if !last.is_empty() || self.parts == 0 {
-            self.upload_part(last).await?;
+        // An empty file is one empty part: a multipart upload needs at least one. Encrypted, the last part
+        // always holds the sealed last chunk.
+        if !last.is_empty() || self.parts == 0 || self.encryption.is_some() {
+            self.upload_part_of(last, true).await?;
         }
         let mut upload = self.upload.take().ok_or(StorageError::WriterClosed)?;
         if let Err(error) = upload.complete().await {
@@ -97,6 +110,7 @@ impl ContentWriter {
             path: std::mem::take(&mut self.path),
             bytes: self.bytes,
             sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+            encryption: self.encryption.as_ref().map(FileEncryptor::record),
         })
     }
 
@@ -109,6 +123,28 @@ impl ContentWriter {
     }
 
     async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), StorageError> {
+        self.upload_part_of(part, false).await
+    }
+
+    /// Uploads one part: as it is, or encrypted (`last` seals the last chunk).
+    async fn upload_part_of(&mut self, part: Vec<u8>, last: bool) -> Result<(), StorageError> {
+        let part = match &mut self.encryption {
+            Some(encryptor) => {
+                let mut sealed =
+                    Vec::with_capacity(part.len() + CHUNK_SIZE + part.len() / 1024 + 512);
+                encryptor.update(&part, &mut sealed)?;
+                if last {
+                    encryptor.finish(&mut sealed)?;
+                }
+                drop(part);
+                if sealed.is_empty() {
+                    // Less than a chunk so far: it goes with the next part.
+                    return Ok(());
+                }
+                sealed
+            }
+            None => part,
+        };
         let mut upload = self.upload.take().ok_or(StorageError::WriterClosed)?;
         // One part in flight at a time: that is what bounds memory.
         match upload.put_part(PutPayload::from(part)).await {

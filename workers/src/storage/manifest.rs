@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use listbackup_domain::job::DataTypeFailure;
 use serde::{Deserialize, Serialize};
 
+use super::encryption::FileEncryption;
 use super::WrittenFile;
 
 /// Bumped when the manifest's shape changes incompatibly (not for an added optional field, such as
@@ -62,13 +63,17 @@ pub struct ManifestFile {
     pub name: String,
     pub data_type: String,
     pub records: u64,
-    /// Size of the stored (compressed) file.
+    /// Size of the compressed file: what a download gives back (stored as it is, or encrypted).
     pub bytes: u64,
-    /// Hex sha256 of the stored (compressed) file.
+    /// Hex sha256 of the compressed file: what a download gives back.
     pub sha256: String,
     /// The cursor an incremental fetch started from (absent: everything was fetched).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<serde_json::Value>,
+    /// How the file is encrypted in the store (issue 13 §2), with the stored ciphertext's size and sha256.
+    /// Absent: stored as it is (a backup made before encryption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<FileEncryption>,
 }
 
 /// The stored bytes of one listed file.
@@ -93,6 +98,10 @@ pub struct ManifestContent {
     /// The earlier job whose directory holds the bytes, for a file unchanged since it (absent: this job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// How the bytes are encrypted in the store (issue 13 §2), with the stored ciphertext's size and
+    /// sha256. Absent: stored as the platform sent them (a backup made before encryption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<FileEncryption>,
 }
 
 /// A listed file whose bytes are not stored.
@@ -149,6 +158,7 @@ impl Manifest {
             bytes: file.bytes,
             sha256: file.sha256.clone(),
             since,
+            encryption: file.encryption.clone(),
         });
     }
 
@@ -183,6 +193,18 @@ impl Manifest {
 
     pub fn file(&self, name: &str) -> Option<&ManifestFile> {
         self.files.iter().find(|f| f.name == name)
+    }
+
+    /// How a listed file (`customers.ndjson.gz`, or a file's bytes `{dataType}/{key}`) is stored: `None`
+    /// when it is not listed, `Some(None)` when stored as it is, `Some(Some(_))` when encrypted.
+    pub fn encryption_of(&self, name: &str) -> Option<Option<&FileEncryption>> {
+        if let Some(file) = self.file(name) {
+            return Some(file.encryption.as_ref());
+        }
+        self.contents
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.encryption.as_ref())
     }
 }
 

@@ -23,9 +23,15 @@
 //!
 //! Writing streams ([`NdjsonWriter`]): records are gzipped as they arrive, hashed as the compressed bytes go
 //! out, and uploaded part by part, so a worker's memory is bounded by the part size, not by the data set.
+//!
+//! Encrypted at rest (issue 13 §2, [`encryption`]): with data keys ([`BackupStore::with_data_keys`], every
+//! process that serves or stores backups), each data file and each file's bytes is encrypted on its way out
+//! with the account's data key, and its manifest entry records `encryption` (key id, ciphertext size and
+//! sha256) beside the plaintext's. The manifest itself is stored as it is (it holds no records).
 
 mod artifacts;
 mod content;
+pub mod encryption;
 mod manifest;
 mod writer;
 
@@ -39,6 +45,8 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
+
+use listbackup_commands::data_keys::DataKeys;
 
 pub use artifacts::{ArtifactInfo, JobArtifacts, MANIFEST_NAME};
 pub use content::{content_key, ContentWriter, StoredContent};
@@ -82,6 +90,15 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     #[error("serialization: {0}")]
     Json(#[from] serde_json::Error),
+    /// A stored file does not decrypt (altered, truncated, moved), or is not in the encrypted format.
+    #[error("encryption: {0}")]
+    Encryption(#[from] encryption::EncryptionError),
+    /// The account's data key cannot be had: erased, or the key store unavailable.
+    #[error("data key: {0}")]
+    DataKey(#[from] listbackup_commands::data_keys::DataKeyError),
+    /// A file is encrypted but this store was given no data keys to read it with.
+    #[error("the file is encrypted and this process has no data keys")]
+    NoDataKeys,
 }
 
 impl StorageError {
@@ -104,6 +121,9 @@ pub struct BackupStore {
     /// The same store when it is a local directory: a discard also removes the staged uploads a killed
     /// writer left there, which object_store neither lists nor deletes.
     local: Option<Arc<LocalFileSystem>>,
+    /// The accounts' data keys: with them every file written is encrypted (issue 13 §2) and encrypted files
+    /// are read back decrypted; without them (tests of the storage alone) files are stored as they are.
+    data_keys: Option<DataKeys>,
 }
 
 impl BackupStore {
@@ -114,7 +134,20 @@ impl BackupStore {
             part_size: DEFAULT_PART_SIZE,
             gzip_level: DEFAULT_GZIP_LEVEL,
             local: None,
+            data_keys: None,
         }
+    }
+
+    /// Encrypts every file written from now on with its account's data key, and decrypts encrypted files
+    /// read back (issue 13 §2). Every process that serves or stores backups sets it.
+    pub fn with_data_keys(mut self, data_keys: DataKeys) -> Self {
+        self.data_keys = Some(data_keys);
+        self
+    }
+
+    /// Whether files written are encrypted.
+    pub fn encrypts(&self) -> bool {
+        self.data_keys.is_some()
     }
 
     /// Builds the store `LISTBACKUP_STORAGE_URL` names:
@@ -168,7 +201,10 @@ impl BackupStore {
     }
 
     /// Sets the multipart part size: what a writer buffers before uploading a part. S3 needs at least
-    /// [`MIN_S3_PART_SIZE`]; smaller sizes suit local directories and tests.
+    /// [`MIN_S3_PART_SIZE`]; smaller sizes suit local directories and tests. Encrypted (see
+    /// [`with_data_keys`](Self::with_data_keys)), a part uploads only whole 64 KiB chunks, so its ciphertext
+    /// may be up to one chunk shorter than the part (the rest goes with the next): on S3 keep parts at least
+    /// 64 KiB above the minimum (the default, 8 MiB, is).
     pub fn with_part_size(mut self, bytes: usize) -> Self {
         self.part_size = bytes.max(1);
         self
@@ -256,6 +292,7 @@ impl BackupStore {
         )
         .with_local(self.local.clone())
         .with_gzip_level(self.gzip_level)
+        .with_data_keys(self.data_keys.clone())
     }
 }
 
@@ -284,25 +321,129 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
     > {
         Box::pin(async move {
             use futures::TryStreamExt;
-            let mut artifacts = self.job(job.account_id, job.source_id, job.job_id);
-            if name.contains('/') {
-                // A file's bytes: in this job's directory, or in the earlier job's its manifest names.
-                let manifest = artifacts.read_manifest().await.map_err(|e| e.to_string())?;
-                let Some(content) = manifest
-                    .as_ref()
-                    .and_then(|m| m.contents.iter().find(|c| c.name == name))
-                else {
-                    return Ok(None);
-                };
-                if let Some(job_id) = &content.job_id {
-                    artifacts = artifacts.job(job_id);
-                }
-            }
-            match artifacts.open(name).await {
+            let Some((artifacts, encryption)) =
+                self.locate(job, name).await.map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            match artifacts.open_plaintext(name, encryption.as_ref()).await {
                 Ok(stream) => Ok(Some(Box::pin(stream.map_err(|e| e.to_string())) as _)),
                 Err(StorageError::NotFound(_)) => Ok(None),
                 Err(err) => Err(err.to_string()),
             }
         })
+    }
+
+    fn check<'a>(
+        &'a self,
+        job: listbackup_commands::artifacts::JobLocation<'a>,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Option<listbackup_commands::artifacts::StoredCheck>, String>,
+    > {
+        Box::pin(async move {
+            use futures::StreamExt;
+            use sha2::{Digest, Sha256};
+            let Some((artifacts, encryption)) =
+                self.locate(job, name).await.map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            let mut stored = match artifacts.open(name).await {
+                Ok(stream) => stream,
+                Err(StorageError::NotFound(_)) => return Ok(None),
+                Err(err) => return Err(err.to_string()),
+            };
+            // The decryptor of an encrypted file whose key is to be had; an erased account's is not: its
+            // ciphertext alone is checked.
+            let mut decryptor: Option<Result<encryption::FileDecryptor, String>> = match &encryption
+            {
+                None => None,
+                Some(e) => match artifacts.read_key(&e.key_id).await {
+                    Ok(key) => {
+                        let path = artifacts.path_of(name).map_err(|e| e.to_string())?;
+                        Some(Ok(encryption::FileDecryptor::new(key, path.as_ref())))
+                    }
+                    Err(StorageError::DataKey(
+                        listbackup_commands::data_keys::DataKeyError::Erased(_),
+                    )) => None,
+                    Err(StorageError::DataKey(
+                        err @ listbackup_commands::data_keys::DataKeyError::UnknownKey(_),
+                    )) => Some(Err(err.to_string())),
+                    Err(err) => return Err(err.to_string()),
+                },
+            };
+            let (mut stored_hash, mut stored_bytes) = (Sha256::new(), 0u64);
+            let (mut plain_hash, mut plain_bytes) = (Sha256::new(), 0u64);
+            let mut plain = Vec::new();
+            while let Some(chunk) = stored.next().await {
+                let chunk = chunk.map_err(|e| e.to_string())?;
+                stored_hash.update(&chunk);
+                stored_bytes += chunk.len() as u64;
+                if let Some(Ok(d)) = &mut decryptor {
+                    plain.clear();
+                    match d.update(&chunk, &mut plain) {
+                        Ok(()) => {
+                            plain_hash.update(&plain);
+                            plain_bytes += plain.len() as u64;
+                        }
+                        Err(err) => decryptor = Some(Err(err.to_string())),
+                    }
+                }
+            }
+            if let Some(Ok(d)) = &mut decryptor {
+                plain.clear();
+                match d.finish(&mut plain) {
+                    Ok(()) => {
+                        plain_hash.update(&plain);
+                        plain_bytes += plain.len() as u64;
+                    }
+                    Err(err) => decryptor = Some(Err(err.to_string())),
+                }
+            }
+            Ok(Some(listbackup_commands::artifacts::StoredCheck {
+                stored_sha256: hex::encode(stored_hash.finalize()),
+                stored_bytes,
+                plaintext: decryptor
+                    .map(|d| d.map(|_| (hex::encode(plain_hash.finalize()), plain_bytes))),
+            }))
+        })
+    }
+}
+
+impl BackupStore {
+    /// Where one file of a job is, and how it is stored, from the job's manifest: a file's bytes may be in an
+    /// earlier job's directory (its manifest entry's `jobId`). `None` for a file's bytes the manifest does not
+    /// list; a plain name it does not list (the manifest itself) is read as stored.
+    async fn locate(
+        &self,
+        job: listbackup_commands::artifacts::JobLocation<'_>,
+        name: &str,
+    ) -> Result<Option<(JobArtifacts, Option<encryption::FileEncryption>)>, StorageError> {
+        let artifacts = self.job(job.account_id, job.source_id, job.job_id);
+        if name == MANIFEST_NAME {
+            return Ok(Some((artifacts, None)));
+        }
+        let manifest = artifacts.read_manifest().await?;
+        if name.contains('/') {
+            let Some(content) = manifest
+                .as_ref()
+                .and_then(|m| m.contents.iter().find(|c| c.name == name))
+            else {
+                return Ok(None);
+            };
+            let artifacts = match &content.job_id {
+                Some(job_id) => artifacts.job(job_id),
+                None => artifacts,
+            };
+            return Ok(Some((artifacts, content.encryption.clone())));
+        }
+        let encryption = manifest
+            .as_ref()
+            .and_then(|m| m.encryption_of(name))
+            .flatten()
+            .cloned();
+        Ok(Some((artifacts, encryption)))
     }
 }

@@ -609,3 +609,121 @@ async fn a_killed_content_writers_staged_upload_is_discarded_with_its_job() {
     artifacts.discard().await.unwrap();
     assert!(dir.files().is_empty(), "{:?}", dir.files());
 }
+
+/// The store of `dir` with data keys whose database is never reached (a bogus address: the pool connects
+/// lazily), for reading files that need no key.
+fn keyed_store_without_database(dir: &TempDir) -> BackupStore {
+    let pool = deadpool_postgres::Config {
+        url: Some("postgres://nobody@127.0.0.1:1/none".into()),
+        ..Default::default()
+    }
+    .create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )
+    .unwrap();
+    let keys = listbackup_commands::vault::MasterKeys::from_base64(
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        &[],
+    )
+    .unwrap();
+    dir.store()
+        .with_data_keys(listbackup_commands::data_keys::DataKeys::new(
+            pool,
+            std::sync::Arc::new(keys),
+        ))
+}
+
+#[tokio::test]
+async fn a_backup_stored_before_encryption_still_downloads_and_checks_as_stored() {
+    use listbackup_commands::artifacts::{JobFiles, JobLocation};
+    let dir = TempDir::new();
+    let plain = dir.store();
+    let artifacts = plain.job("acme", "s1", "j1");
+    let file = write_records(&artifacts, "customers", 500).await;
+    assert_eq!(file.encryption, None);
+    let mut manifest = artifacts.new_manifest("stripe", 1, started_at());
+    manifest.add_file(&file, None);
+    artifacts.write_manifest(&manifest).await.unwrap();
+    let json = serde_json::to_value(&manifest).unwrap();
+    assert!(json["files"][0].get("encryption").is_none(), "{json}");
+
+    // Read by a process that encrypts: the manifest has no encryption fields, so the file is as stored.
+    let keyed = keyed_store_without_database(&dir);
+    assert!(keyed.encrypts());
+    let location = JobLocation {
+        account_id: "acme",
+        source_id: "s1",
+        job_id: "j1",
+    };
+    let stream = keyed
+        .open(location, "customers.ndjson.gz")
+        .await
+        .unwrap()
+        .unwrap();
+    let bytes: Vec<u8> = stream.map_ok(|b| b.to_vec()).try_concat().await.unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), file.sha256);
+    assert_eq!(gunzip_lines(&bytes).len(), 500);
+    let check = keyed
+        .check(location, "customers.ndjson.gz")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(check.stored_sha256, file.sha256);
+    assert_eq!(check.stored_bytes, file.bytes);
+    assert_eq!(check.plaintext, None, "nothing to decrypt");
+}
+
+#[tokio::test]
+async fn an_encrypted_writer_streams_many_parts_and_records_both_hashes() {
+    use listbackup_commands::data_keys::DataKey;
+    use object_store::memory::InMemory;
+    use object_store::ObjectStore;
+
+    let store = InMemory::new();
+    let path = ObjectPath::from("accounts/acme/sources/s1/jobs/j1/customers.ndjson.gz");
+    let key = std::sync::Arc::new(DataKey::from_bytes("dk_test", [9; 32]));
+    // Parts smaller than a chunk and larger: chunks straddle parts either way.
+    for part_size in [20 * 1024, 200 * 1024] {
+        let upload = store.put_multipart(&path).await.unwrap();
+        let mut writer = NdjsonWriter::new(
+            upload,
+            path.clone(),
+            "customers.ndjson.gz".into(),
+            "customers".into(),
+            part_size,
+            1,
+        )
+        .with_encryption(Some(
+            encryption::FileEncryptor::new(&key, path.as_ref()).unwrap(),
+        ));
+        for i in 0..5_000 {
+            writer.write_record(&record(i)).await.unwrap();
+        }
+        assert!(
+            writer.peak_buffered_bytes() < part_size + 64 * 1024,
+            "{}",
+            writer.peak_buffered_bytes()
+        );
+        let file = writer.finish().await.unwrap();
+        let stored = store.get(&path).await.unwrap().bytes().await.unwrap();
+        let encryption = file.encryption.clone().unwrap();
+        assert_eq!(encryption.key_id, "dk_test");
+        assert_eq!(encryption.ciphertext_bytes, stored.len() as u64);
+        assert_eq!(
+            encryption.ciphertext_sha256,
+            hex::encode(Sha256::digest(&stored))
+        );
+        // Decrypted, it is the gzip file whose sha256 and size the manifest gives as the file's.
+        let mut decryptor = encryption::FileDecryptor::new(key.clone(), path.as_ref());
+        let mut plain = Vec::new();
+        for piece in stored.chunks(10_000) {
+            decryptor.update(piece, &mut plain).unwrap();
+        }
+        decryptor.finish(&mut plain).unwrap();
+        assert_eq!(plain.len() as u64, file.bytes);
+        assert_eq!(hex::encode(Sha256::digest(&plain)), file.sha256);
+        assert_eq!(gunzip_lines(&plain).len(), 5_000);
+        assert_eq!(gunzip_lines(&plain)[4_999], record(4_999));
+    }
+}

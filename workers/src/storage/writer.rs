@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::encryption::{FileEncryption, FileEncryptor, CHUNK_SIZE};
 use super::{ObjectPath, StorageError};
 
 /// Streams one data type's records into `{dataType}.ndjson.gz`: one JSON document per line, gzipped as it
@@ -35,6 +36,8 @@ pub struct NdjsonWriter {
     bytes: u64,
     parts: u32,
     peak_buffered: usize,
+    /// Encrypts each part on its way to the store (issue 13 §2); `None`: stored as compressed.
+    encryption: Option<FileEncryptor>,
 }
 
 /// A data file stored completely.
@@ -46,12 +49,14 @@ pub struct WrittenFile {
     /// The full object path (`accounts/…/customers.ndjson.gz`), as recorded in `ResourceBackedUp.object`.
     pub path: ObjectPath,
     pub records: u64,
-    /// Size of the stored gzip file.
+    /// Size of the gzip file (what a download gives back; stored encrypted when `encryption` says so).
     pub bytes: u64,
     /// Size of the NDJSON before compression.
     pub uncompressed_bytes: u64,
-    /// Hex sha256 of the stored gzip file.
+    /// Hex sha256 of the gzip file.
     pub sha256: String,
+    /// How the gzip file is encrypted in the store, with the stored ciphertext's size and sha256.
+    pub encryption: Option<FileEncryption>,
 }
 
 impl NdjsonWriter {
@@ -83,7 +88,14 @@ impl NdjsonWriter {
             bytes: 0,
             parts: 0,
             peak_buffered: 0,
+            encryption: None,
         }
+    }
+
+    /// Encrypts the file with `encryptor` on its way to the store (before anything is written).
+    pub(super) fn with_encryption(mut self, encryptor: Option<FileEncryptor>) -> Self {
+        self.encryption = encryptor;
+        self
     }
 
     /// Appends one record as a line. The compact JSON serializer never emits a raw newline, so one line is
@@ -154,7 +166,7 @@ impl NdjsonWriter {
         let encoder = self.encoder.take().ok_or(StorageError::WriterClosed)?;
         let last = encoder.finish()?;
         self.peak_buffered = self.peak_buffered.max(last.len());
-        self.upload_part(last).await?;
+        self.upload_part_of(last, true).await?;
         let mut upload = self.upload.take().ok_or(StorageError::WriterClosed)?;
         if let Err(error) = upload.complete().await {
             let _ = upload.abort().await;
@@ -169,6 +181,7 @@ impl NdjsonWriter {
             bytes: self.bytes,
             uncompressed_bytes: self.uncompressed_bytes,
             sha256: hex::encode(hasher.finalize()),
+            encryption: self.encryption.as_ref().map(FileEncryptor::record),
         })
     }
 
@@ -183,12 +196,39 @@ impl NdjsonWriter {
     }
 
     async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), StorageError> {
+        self.upload_part_of(part, false).await
+    }
+
+    /// Uploads one part of the compressed file: as it is, or encrypted (`last` seals the last chunk, so
+    /// even an empty last part uploads the ciphertext's end).
+    async fn upload_part_of(&mut self, part: Vec<u8>, last: bool) -> Result<(), StorageError> {
+        if part.is_empty() && !(last && self.encryption.is_some()) {
+            return Ok(());
+        }
+        self.hasher.update(&part);
+        let len = part.len() as u64;
+        let part = match &mut self.encryption {
+            Some(encryptor) => {
+                // The chunk pending from the last part, this part, a tag per chunk and the header.
+                let mut sealed =
+                    Vec::with_capacity(part.len() + CHUNK_SIZE + part.len() / 1024 + 512);
+                encryptor.update(&part, &mut sealed)?;
+                if last {
+                    encryptor.finish(&mut sealed)?;
+                }
+                // The plaintext part goes before the ciphertext is uploaded: two parts are held only while
+                // one is being encrypted.
+                drop(part);
+                sealed
+            }
+            None => part,
+        };
         if part.is_empty() {
+            // Less than a chunk so far: it goes with the next part.
+            self.bytes += len;
             return Ok(());
         }
         let mut upload = self.upload.take().ok_or(StorageError::WriterClosed)?;
-        self.hasher.update(&part);
-        let len = part.len() as u64;
         // One part in flight at a time: that is what bounds memory. The gzip encoder is the slower side for
         // local directories; for S3 a second part in flight would buy throughput at the cost of one more
         // part of memory.

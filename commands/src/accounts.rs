@@ -1,0 +1,133 @@
+//! Account use cases: erasure (issue 13 §2).
+//!
+//! Erasing an account records `AccountErased {by, at}` on the account's own stream (`account/{accountId}`)
+//! first, then destroys what makes the account's data readable: its data key ([`DataKeys::erase`], so its
+//! backups become ciphertext nobody can read) and its connections' stored credentials
+//! ([`CredentialVault::destroy_account`], so the connections cannot authenticate to their platforms).
+//! Nothing else is touched: every event stays where it is and every stream's hash chain still verifies,
+//! so the history remains evidence of what happened, including the erasure.
+//!
+//! The event comes first, as for a connection's deletion: should the process stop between the two steps,
+//! [`AccountCommands::sweep_erased`] (run at start-up) finishes the destruction for every erasure in the log.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use listbackup_domain::account::{Account, AccountCommand};
+
+use crate::bus::{CommandBus, CommandError};
+use crate::data_keys::{DataKeyError, DataKeys};
+use crate::metadata::EventMetadata;
+use crate::sources::account;
+use crate::vault::CredentialVault;
+
+/// What an erasure did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// The actor of the (first) erasure.
+    pub by: String,
+    /// When the account was (first) erased.
+    pub at: DateTime<Utc>,
+    /// Whether this call recorded the erasure (false: the account was already erased).
+    pub recorded: bool,
+    /// The aggregate's version after the command.
+    pub version: u64,
+}
+
+pub struct AccountCommands {
+    bus: CommandBus<Account>,
+    data_keys: DataKeys,
+    vault: CredentialVault,
+    pool: deadpool_postgres::Pool,
+}
+
+impl AccountCommands {
+    pub fn new(
+        bus: CommandBus<Account>,
+        vault: CredentialVault,
+        pool: deadpool_postgres::Pool,
+    ) -> Self {
+        let data_keys = DataKeys::new(pool.clone(), Arc::clone(vault.keys_arc()));
+        Self {
+            bus,
+            data_keys,
+            vault,
+            pool,
+        }
+    }
+
+    /// Erases `metadata.account_id` on behalf of `metadata.actor`: records `AccountErased`, then destroys
+    /// the account's data key and credentials. Idempotent: erasing again records nothing and destroys
+    /// whatever is left (a credential stored since).
+    pub async fn erase(&self, metadata: &EventMetadata) -> Result<Erasure, CommandError> {
+        let command = AccountCommand::Erase {
+            account_id: account(metadata)?,
+            by: metadata.actor.clone(),
+            at: Utc::now(),
+        };
+        let committed = self
+            .bus
+            .execute(&metadata.account_id, command, metadata, None)
+            .await?;
+        let (state, version) = self.bus.load(&metadata.account_id).await?;
+        let (by, at) = state
+            .erased()
+            .map(|(by, at)| (by.to_owned(), at))
+            .ok_or_else(|| CommandError::Store("the erasure was not recorded".into()))?;
+        self.destroy(&metadata.account_id, at).await?;
+        Ok(Erasure {
+            by,
+            at,
+            recorded: committed.events > 0,
+            version,
+        })
+    }
+
+    /// When the account was erased; `None` while it is not.
+    pub async fn erased_at(&self, account_id: &str) -> Result<Option<DateTime<Utc>>, CommandError> {
+        self.data_keys
+            .erased_at(account_id)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Finishes the destruction of every account whose erasure is in the log (a process that stopped
+    /// between the event and the destruction). Run at start-up; returns how many accounts it finished.
+    pub async fn sweep_erased(&self) -> Result<u64, CommandError> {
+        let client = self.pool.get().await.map_err(|e| unavailable(e.into()))?;
+        let rows = client
+            .query(
+                "SELECT e.aggregate_id, (e.payload->'AccountErased'->>'at')::timestamptz FROM events e
+                 WHERE e.aggregate_type = 'account' AND e.event_type = 'AccountErased'
+                   AND (NOT EXISTS (SELECT 1 FROM account_data_keys k
+                                    WHERE k.account_id = e.aggregate_id AND k.erased_at IS NOT NULL)
+                        OR EXISTS (SELECT 1 FROM credential_vault v WHERE v.account_id = e.aggregate_id))",
+                &[],
+            )
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        drop(client);
+        for row in &rows {
+            let account_id: String = row.get(0);
+            let at: DateTime<Utc> = row.get(1);
+            self.destroy(&account_id, at).await?;
+        }
+        Ok(rows.len() as u64)
+    }
+
+    async fn destroy(&self, account_id: &str, at: DateTime<Utc>) -> Result<(), CommandError> {
+        self.data_keys
+            .erase(account_id, at)
+            .await
+            .map_err(unavailable)?;
+        self.vault
+            .destroy_account(account_id)
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        Ok(())
+    }
+}
+
+fn unavailable(err: DataKeyError) -> CommandError {
+    CommandError::Unavailable(err.to_string())
+}

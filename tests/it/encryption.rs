@@ -1,0 +1,383 @@
+//! Encryption at rest (issue 13 §2): every backup file is stored encrypted with its account's data key,
+//! whatever it holds (records, a file platform's bytes); a download gives back exactly the plaintext the
+//! manifest's `sha256` names; verification checks the stored ciphertext and its decryption; erasing an
+//! account destroys its keys and credentials, its downloads then answer 410, and the audit chain of every
+//! stream still verifies.
+
+use crate::support;
+
+use std::io::Read;
+
+use serde_json::{json, Value};
+use sha2::Digest;
+use support::backup::{stripe_source, sync_when_free, BackupApp};
+use support::problem_code;
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn job_dir(backup: &BackupApp, source_id: &str, job_id: &str) -> std::path::PathBuf {
+    backup
+        .storage
+        .join(format!("accounts/acme/sources/{source_id}/jobs/{job_id}"))
+}
+
+fn manifest(dir: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// A Stripe backup of 40 customers and 12 invoices, succeeded; `(source id, job id)`.
+async fn stripe_backup(backup: &BackupApp, token: &str) -> (String, String) {
+    backup.api.accept("stripe", "sk_test_1");
+    backup.api.seed("stripe", "customers", 40);
+    backup.api.seed("stripe", "invoices", 12);
+    let source_id = stripe_source(
+        &backup.app,
+        token,
+        "Stripe",
+        &["customers", "invoices"],
+        false,
+    )
+    .await;
+    let job_id = sync_when_free(&backup.app, token, &source_id).await;
+    let job = backup.finished(token, &job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    (source_id, job_id)
+}
+
+async fn download(backup: &BackupApp, token: &str, job_id: &str, name: &str) -> Vec<u8> {
+    let response = backup
+        .app
+        .get(&format!("/jobs/{job_id}/files/{name}"), token)
+        .await;
+    assert_eq!(response.status(), 200, "{name}");
+    response.bytes().await.unwrap().to_vec()
+}
+
+async fn verify(backup: &BackupApp, token: &str, job_id: &str) -> Value {
+    let response = backup
+        .app
+        .post(&format!("/jobs/{job_id}/verify"), token, &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_backup_is_stored_encrypted_and_downloads_give_the_plaintext_back() {
+    let backup = BackupApp::spawn().await;
+    let token = backup.app.owner("acme");
+    let (source_id, job_id) = stripe_backup(&backup, &token).await;
+    let dir = job_dir(&backup, &source_id, &job_id);
+    let manifest = manifest(&dir);
+    let key_id: String = backup
+        .app
+        .db
+        .connect()
+        .await
+        .query_one(
+            "SELECT key_id FROM account_data_keys WHERE account_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let listed: Value = backup
+        .app
+        .get(&format!("/jobs/{job_id}/files"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for (data_type, records) in [("customers", 40), ("invoices", 12)] {
+        let name = format!("{data_type}.ndjson.gz");
+        let stored = std::fs::read(dir.join(&name)).unwrap();
+        let entry = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name.as_str())
+            .unwrap();
+        // The manifest records the ciphertext as stored, and the key that encrypted it.
+        let encryption = &entry["encryption"];
+        assert_eq!(encryption["scheme"], "aes256gcm-stream-v1", "{entry}");
+        assert_eq!(encryption["keyId"], key_id.as_str());
+        assert_eq!(encryption["ciphertextSha256"], sha256(&stored));
+        assert_eq!(encryption["ciphertextBytes"], stored.len() as u64);
+        // Stored: the format's header, and no gzip stream, nothing of the records readable.
+        assert!(stored.starts_with(b"LBEF"), "{name}");
+        let mut text = String::new();
+        assert!(
+            flate2::read::MultiGzDecoder::new(&stored[..])
+                .read_to_string(&mut text)
+                .is_err(),
+            "{name} is not a gzip stream as stored"
+        );
+
+        // A download gives the plaintext back: the sha256 and size the manifest and the listing name.
+        let downloaded = download(&backup, &token, &job_id, &name).await;
+        assert_eq!(entry["sha256"], sha256(&downloaded));
+        assert_eq!(entry["bytes"], downloaded.len() as u64);
+        let listing = listed["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(listing["sha256"], entry["sha256"]);
+        let mut ndjson = String::new();
+        flate2::read::MultiGzDecoder::new(&downloaded[..])
+            .read_to_string(&mut ndjson)
+            .unwrap();
+        let lines: Vec<Value> = ndjson
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), records, "{name}");
+        // A known record value: in the plaintext, absent from the stored bytes.
+        let id = lines[0]["id"].as_str().unwrap();
+        assert!(ndjson.contains(id));
+        assert!(
+            !stored.windows(id.len()).any(|w| w == id.as_bytes()),
+            "{id} is readable in the stored {name}"
+        );
+    }
+    // The manifest is stored as it is (it holds no record): still the file whose sha256 the job recorded.
+    let job = backup.job(&token, &job_id).await;
+    assert_eq!(
+        sha256(&download(&backup, &token, &job_id, "manifest.json").await),
+        job["manifestSha256"].as_str().unwrap()
+    );
+    // Verification reads the ciphertext and decrypts it: intact.
+    let result = verify(&backup, &token, &job_id).await;
+    assert_eq!(result["status"], "verified", "{result}");
+    assert_eq!(result["files"], 3, "{result}");
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_platforms_bytes_are_stored_encrypted_and_a_flipped_byte_is_reported_by_verify() {
+    let svc = support::files::service("google").await;
+    let backup = &svc.backup;
+    let token = &svc.token;
+    backup.api.seed_files("google", 1, 4, 3000);
+    let connection = svc.connect().await;
+    let drive = svc.source(&connection, &["files"], false).await;
+    let job = svc.run(&drive).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let job_id = job["jobId"].as_str().unwrap();
+    let manifest = svc.manifest(&drive, job_id);
+    let contents = manifest["contents"].as_array().unwrap();
+    assert_eq!(contents.len(), 4, "{manifest}");
+    for content in contents {
+        let name = content["name"].as_str().unwrap();
+        let index: u64 = content["id"].as_str().unwrap()[5..17].parse().unwrap();
+        let bytes = backup.api.file_bytes("google", index);
+        let stored = std::fs::read(svc.job_dir(&drive, job_id).join(name)).unwrap();
+        assert_eq!(content["encryption"]["ciphertextSha256"], sha256(&stored));
+        // None of the file's bytes are stored as they are: no 32-byte run of them is in the stored file.
+        assert!(
+            bytes
+                .chunks(32)
+                .filter(|c| c.len() == 32)
+                .all(|c| !stored.windows(32).any(|w| w == c)),
+            "{name}"
+        );
+        assert_eq!(download(backup, token, job_id, name).await, bytes, "{name}");
+        assert_eq!(content["sha256"], sha256(&bytes));
+    }
+
+    // One byte flipped in one stored file's ciphertext: verify names it, with its ciphertext's sha256.
+    let victim = contents[2]["name"].as_str().unwrap();
+    let path = svc.job_dir(&drive, job_id).join(victim);
+    let mut stored = std::fs::read(&path).unwrap();
+    let middle = stored.len() / 2;
+    stored[middle] ^= 0x01;
+    std::fs::write(&path, &stored).unwrap();
+    let result = verify(backup, token, job_id).await;
+    assert_eq!(result["status"], "corrupted", "{result}");
+    assert_eq!(result["file"], victim);
+    assert_eq!(
+        result["expected"],
+        contents[2]["encryption"]["ciphertextSha256"]
+    );
+    assert_eq!(result["found"], sha256(&stored));
+    // Its download is refused (it does not authenticate), never served altered.
+    let response = backup
+        .app
+        .get(&format!("/jobs/{job_id}/files/{victim}"), token)
+        .await;
+    let (status, problem) = problem_code(response).await;
+    assert_eq!(status, 500, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read back"),
+        "{problem}"
+    );
+    svc.backup.stop().await;
+}
+
+#[tokio::test]
+async fn erasing_an_account_destroys_its_keys_and_credentials_and_leaves_every_chain_verifiable() {
+    let backup = BackupApp::spawn().await;
+    let app = &backup.app;
+    let token = app.owner("acme");
+    let (source_id, job_id) = stripe_backup(&backup, &token).await;
+    let listed: Value = app
+        .get(&format!("/jobs/{job_id}/files"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<String> = listed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{listed}");
+    // Another account, untouched by acme's erasure.
+    let other = app.owner("globex");
+    app.create_stripe_connection(&other, "Stripe", "sk_test_1")
+        .await;
+
+    // An explicit confirmation, from an owner.
+    for body in [
+        json!({}),
+        json!({"confirm": "globex"}),
+        json!({"confirm": ""}),
+    ] {
+        let (status, problem) = problem_code(app.post("/account/erase", &token, &body).await).await;
+        assert_eq!(status, 400, "{body}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "confirm", "{problem}");
+    }
+    let manager = app.token("acme", &[listbackup_api::auth::Role::Manager]);
+    let (status, _) = problem_code(
+        app.post("/account/erase", &manager, &json!({"confirm": "acme"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Nothing was erased by those.
+    assert!(!download(&backup, &token, &job_id, "customers.ndjson.gz")
+        .await
+        .is_empty());
+
+    let response = app
+        .post("/account/erase", &token, &json!({"confirm": "acme"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let erased: Value = response.json().await.unwrap();
+    assert_eq!(erased["accountId"], "acme");
+    assert_eq!(erased["erasedBy"], "user:test-user");
+    let erased_at = erased["erasedAt"].as_str().unwrap().to_owned();
+
+    // The key and the credentials are gone; the other account's are not.
+    let db = app.db.connect().await;
+    let row = db
+        .query_one(
+            "SELECT wrapped_key IS NULL, erased_at IS NOT NULL FROM account_data_keys \
+             WHERE account_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
+    let credentials = |account: &'static str| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "SELECT count(*) FROM credential_vault WHERE account_id = $1",
+                &[&account],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(credentials("acme").await, 0);
+    assert_eq!(credentials("globex").await, 1);
+    // Recorded once, through the event store, on the account's own stream, with who and when.
+    let events = db
+        .query(
+            "SELECT event_type, payload::jsonb, metadata->>'actor' FROM events \
+             WHERE aggregate_type = 'account' AND aggregate_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].get::<_, String>(0), "AccountErased");
+    let payload: Value = events[0].get(1);
+    assert_eq!(payload["AccountErased"]["by"], "user:test-user");
+    assert_eq!(events[0].get::<_, String>(2), "user:test-user");
+
+    // Every file of every backup: a clear 410, not a 500.
+    for name in &names {
+        let (status, problem) = problem_code(
+            app.get(&format!("/jobs/{job_id}/files/{name}"), &token)
+                .await,
+        )
+        .await;
+        assert_eq!(status, 410, "{name}: {problem}");
+        assert_eq!(problem["code"], "GONE");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("the account was erased"),
+            "{problem}"
+        );
+    }
+    // The stored ciphertext is still there and still checks out against its manifest (evidence), though
+    // nothing can decrypt it any more.
+    let result = verify(&backup, &token, &job_id).await;
+    assert_eq!(result["status"], "verified", "{result}");
+    assert!(job_dir(&backup, &source_id, &job_id)
+        .join("customers.ndjson.gz")
+        .exists());
+
+    // Its connection cannot be used: a backup of its source fails.
+    let job_id2 = sync_when_free(app, &token, &source_id).await;
+    let job = backup.finished(&token, &job_id2).await;
+    assert_eq!(job["status"], "failed", "{job}");
+
+    // Every stream of the account still verifies, the erasure's included.
+    let report: Value = app.get("/audit/verify", &token).await.json().await.unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["findingsTotal"], 0, "{report}");
+    assert!(report["streams"].as_u64().unwrap() >= 4, "{report}");
+    let logged: Value = app
+        .get("/events?aggregateType=account", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        logged["events"][0]["eventType"], "AccountErased",
+        "{logged}"
+    );
+
+    // Erasing again changes nothing and answers the first erasure.
+    let again: Value = app
+        .post("/account/erase", &token, &json!({"confirm": "acme"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["erasedAt"], erased_at.as_str());
+    let count: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'AccountErased'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+    backup.stop().await;
+}
