@@ -240,7 +240,7 @@ async fn a_wrong_key_is_refused_with_the_403_activecampaign_sends() {
         .await
         .unwrap_err();
     assert!(matches!(err, FetchError::Forbidden { .. }), "{err}");
-    assert_eq!(err.code(), "FORBIDDEN");
+    assert_eq!(err.code().as_str(), "FORBIDDEN");
     assert!(!err.retryable());
     assert!(
         err.to_string().contains("403") && err.to_string().contains("Forbidden"),

@@ -6,7 +6,7 @@ use chrono::Utc;
 use listbackup_commands::sources::SyncRequest;
 use listbackup_commands::EventMetadata;
 use listbackup_domain::job::retry::{plan_retry, ConnectionEvidence, EndedJob, RetryRefused};
-use listbackup_domain::job::{Failure, JobStatus, JobTrigger};
+use listbackup_domain::job::{JobStatus, JobTrigger};
 use listbackup_projections::read_models::connections as read_connections;
 use listbackup_projections::read_models::jobs::{self as read, JobFilter, JobView};
 use listbackup_projections::read_models::source_groups as read_groups;
@@ -479,14 +479,10 @@ pub async fn retry(
     let plan = {
         let client = state.db.get().await?;
         let connection = connection_evidence(&client, &principal.account_id, &job).await?;
-        let failure: Option<Failure> = job
-            .error
-            .clone()
-            .and_then(|e| serde_json::from_value(e).ok());
         let failed_data_types = job.failed_data_types();
         let ended = EndedJob {
             status: job.status,
-            failure: failure.as_ref(),
+            failure: job.error.as_ref(),
             failed_data_types: &failed_data_types,
             data_type_count: job.data_types.len(),
         };

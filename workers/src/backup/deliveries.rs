@@ -29,15 +29,12 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures::StreamExt;
 use listbackup_commands::{CommandError, EventMetadata};
-use listbackup_domain::job::JobStatus;
+use listbackup_domain::job::{JobErrorCode, JobStatus};
 use listbackup_domain::ErrorKind;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{BackupWorker, EventMessage};
-
-/// The error code of a job whose message exhausted its deliveries.
-pub const DELIVERY_EXHAUSTED: &str = "DELIVERY_EXHAUSTED";
 
 /// The longest a redelivery waits, however many deliveries came before.
 const MAX_REDELIVERY_WAIT: Duration = Duration::from_secs(10 * 60);
@@ -125,7 +122,7 @@ impl BackupWorker {
 
     /// Ends the job of a `SyncRequested` whose deliveries ran out without a recorded outcome: every worker
     /// that took it stopped (killed, cut off) or failed to record how it went. A job whose cancellation was
-    /// pending is cancelled; any other unfinished job fails with [`DELIVERY_EXHAUSTED`], its dead attempt's
+    /// pending is cancelled; any other unfinished job fails with [`JobErrorCode::DeliveryExhausted`], its dead attempt's
     /// artifacts discarded first. `Err` when it could not be recorded (to be tried again).
     pub(super) async fn give_up(&self, body: &[u8], deliveries: i64) -> Result<(), CommandError> {
         let event: EventMessage = match serde_json::from_slice(body) {
@@ -178,7 +175,13 @@ impl BackupWorker {
         }
         match self
             .jobs
-            .give_up(&metadata, job_id, source_id, DELIVERY_EXHAUSTED, &message)
+            .give_up(
+                &metadata,
+                job_id,
+                source_id,
+                JobErrorCode::DeliveryExhausted,
+                &message,
+            )
             .await
         {
             Ok(_) => {

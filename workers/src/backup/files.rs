@@ -21,6 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use listbackup_domain::job::JobErrorCode;
 use listbackup_domain::platform::Listing;
 use serde_json::value::RawValue;
 
@@ -168,7 +169,7 @@ impl FileContents {
                     manifest.contents_not_stored.push(ContentNotStored {
                         data_type: self.data_type.clone(),
                         id: file.id.clone(),
-                        code: "GONE".into(),
+                        code: JobErrorCode::Gone,
                         message: format!(
                             "deleted since it was listed ({status}){}",
                             if message.is_empty() {
@@ -234,12 +235,12 @@ impl FileContents {
 
     fn refuse(&mut self, manifest: &mut Manifest, id: &str, err: FetchError) {
         self.counts.refused += 1;
-        tracing::warn!(data_type = %self.data_type, %id, code = err.code(), error = %err,
+        tracing::warn!(data_type = %self.data_type, %id, code = %err.code(), error = %err,
             "a file's bytes are not stored");
         manifest.contents_not_stored.push(ContentNotStored {
             data_type: self.data_type.clone(),
             id: id.to_owned(),
-            code: err.code().to_owned(),
+            code: err.code(),
             message: err.to_string(),
         });
         self.first_refusal.get_or_insert(err);

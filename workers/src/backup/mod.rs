@@ -14,7 +14,7 @@ use listbackup_commands::jobs::{JobCommands, JobStart};
 use listbackup_commands::oauth::OauthService;
 use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
-use listbackup_domain::job::{JobStatus, JobTrigger};
+use listbackup_domain::job::{JobErrorCode, JobStatus, JobTrigger};
 use listbackup_domain::platform::PlatformId;
 use listbackup_domain::source::Source;
 use listbackup_domain::ErrorKind;
@@ -49,7 +49,7 @@ pub use progress::{ProgressMessage, PERSIST_INTERVAL};
 // Ack wait, keep-alive, max_deliver with backoff, and what happens when a message's deliveries run out.
 mod deliveries;
 
-pub use deliveries::{DeliverySettings, DELIVERY_EXHAUSTED};
+pub use deliveries::DeliverySettings;
 
 /// The relay's message body, as far as the worker reads it.
 #[derive(Debug, Deserialize)]
@@ -76,13 +76,11 @@ struct SyncRequested {
 /// Why a run failed, as recorded in JobFailed.
 #[derive(Debug)]
 struct RunFailure {
-    code: &'static str,
+    code: JobErrorCode,
     message: String,
     retryable: bool,
 }
 
-/// The code of a run stopped because its cancellation was requested (confirmed, not recorded as a failure).
-const CANCELLED: &str = "CANCELLED";
 /// How often a running backup looks for a cancellation request (one progress interval).
 const CANCEL_CHECK: Duration = Duration::from_secs(1);
 
@@ -100,7 +98,7 @@ impl From<FetchError> for RunFailure {
 impl From<StorageError> for RunFailure {
     fn from(err: StorageError) -> Self {
         Self {
-            code: "STORAGE_ERROR",
+            code: JobErrorCode::StorageError,
             message: err.to_string(),
             retryable: true,
         }
@@ -110,7 +108,7 @@ impl From<StorageError> for RunFailure {
 impl From<CommandError> for RunFailure {
     fn from(err: CommandError) -> Self {
         Self {
-            code: "INTERNAL",
+            code: JobErrorCode::Internal,
             message: err.to_string(),
             retryable: true,
         }
@@ -130,7 +128,7 @@ struct Run<'a> {
 
 fn cancelled() -> RunFailure {
     RunFailure {
-        code: CANCELLED,
+        code: JobErrorCode::Cancelled,
         message: "cancelled on request".into(),
         retryable: false,
     }
@@ -139,7 +137,7 @@ fn cancelled() -> RunFailure {
 /// The platform refuses the connection until the customer reconnects it.
 fn reauth_failure() -> RunFailure {
     RunFailure {
-        code: "REAUTH_REQUIRED",
+        code: JobErrorCode::ReauthRequired,
         message: "the platform rejected the connection's credentials even after a token refresh; \
                   reconnect the connection"
             .into(),
@@ -438,7 +436,7 @@ impl BackupWorker {
                 tracing::info!(%job_id, "backup succeeded");
                 Ok(())
             }
-            Err(failure) if failure.code == CANCELLED => {
+            Err(failure) if failure.code == JobErrorCode::Cancelled => {
                 tracing::info!(%job_id, "backup cancelled");
                 // Nothing of a cancelled run may look like a backup.
                 if let Err(err) = artifacts.discard().await {
@@ -450,7 +448,7 @@ impl BackupWorker {
                 }
             }
             Err(failure) => {
-                tracing::warn!(%job_id, code = failure.code, message = %failure.message, "backup failed");
+                tracing::warn!(%job_id, code = %failure.code, message = %failure.message, "backup failed");
                 // Nothing of a failed attempt may look like a backup.
                 if let Err(err) = artifacts.discard().await {
                     tracing::warn!(%job_id, error = %err, "discarding a failed attempt's artifacts");

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use listbackup_domain::job::DataTypeFailure;
+use listbackup_domain::job::{DataTypeFailure, JobErrorCode};
 use serde::{Deserialize, Serialize};
 
 use super::WrittenFile;
@@ -103,7 +103,7 @@ pub struct ContentNotStored {
     pub id: String,
     /// `GONE` (deleted since it was listed: nothing to back up), or the failure's code (`FORBIDDEN`,
     /// `PLATFORM_ERROR`, `VALIDATION_ERROR`).
-    pub code: String,
+    pub code: JobErrorCode,
     pub message: String,
 }
 
@@ -203,7 +203,7 @@ mod tests {
         let mut manifest = manifest();
         manifest.add_failure(DataTypeFailure {
             data_type: "disputes".into(),
-            code: "PLATFORM_ERROR".into(),
+            code: JobErrorCode::PlatformError,
             message: "the platform answered 404".into(),
             retryable: false,
         });
