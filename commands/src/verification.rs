@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+use listbackup_domain::job::manifest::{Manifest, MANIFEST_FILE as MANIFEST};
 use listbackup_domain::job::Verification;
 use listbackup_domain::ResourceKind;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::artifacts::{JobFiles, JobLocation};
@@ -20,27 +20,10 @@ use crate::metadata::EventMetadata;
 /// What `found` says of a file that could not be read at all.
 pub const MISSING: &str = "missing";
 
-const MANIFEST: &str = "manifest.json";
-
 /// Reads backups back and records what it found.
 pub struct BackupVerifier {
     jobs: Arc<JobCommands>,
     files: Arc<dyn JobFiles>,
-}
-
-/// The manifest fields verification reads (the manifest's whole shape is the workers' storage module's).
-#[derive(Deserialize)]
-struct ManifestEntries {
-    #[serde(default)]
-    files: Vec<Entry>,
-    #[serde(default)]
-    contents: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    name: String,
-    sha256: String,
 }
 
 impl BackupVerifier {
@@ -93,15 +76,18 @@ impl BackupVerifier {
         if manifest.sha256 != manifest_sha256 {
             return Ok(corrupted(MANIFEST, manifest_sha256, manifest.sha256));
         }
-        let entries: ManifestEntries = serde_json::from_slice(&manifest.body)
+        let stored: Manifest = serde_json::from_slice(&manifest.body)
             .map_err(|e| CommandError::Store(format!("the manifest does not parse: {e}")))?;
         let mut files = 1u64;
         let mut bytes = manifest.size;
-        for entry in entries.files.iter().chain(&entries.contents) {
-            match self.read(location, &entry.name, false).await? {
-                None => return Ok(corrupted(&entry.name, &entry.sha256, MISSING.into())),
-                Some(read) if read.sha256 != entry.sha256 => {
-                    return Ok(corrupted(&entry.name, &entry.sha256, read.sha256))
+        // Each data file, and each file's bytes (in this job's directory or the earlier one's it names).
+        let entries = (stored.files.iter().map(|f| (&f.name, &f.sha256)))
+            .chain(stored.contents.iter().map(|c| (&c.name, &c.sha256)));
+        for (name, sha256) in entries {
+            match self.read(location, name, false).await? {
+                None => return Ok(corrupted(name, sha256, MISSING.into())),
+                Some(read) if read.sha256 != *sha256 => {
+                    return Ok(corrupted(name, sha256, read.sha256))
                 }
                 Some(read) => {
                     files += 1;

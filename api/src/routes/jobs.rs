@@ -5,6 +5,7 @@ use actix_web::{delete, get, post, web, HttpRequest, HttpResponse, ResponseError
 use chrono::Utc;
 use listbackup_commands::sources::SyncRequest;
 use listbackup_commands::EventMetadata;
+use listbackup_domain::job::manifest::MANIFEST_FILE as MANIFEST;
 use listbackup_domain::job::retry::{plan_retry, ConnectionEvidence, EndedJob, RetryRefused};
 use listbackup_domain::job::{JobStatus, JobTrigger};
 use listbackup_projections::read_models::connections as read_connections;
@@ -305,8 +306,6 @@ pub struct JobFileList {
     pub files: Vec<JobFile>,
 }
 
-const MANIFEST: &str = "manifest.json";
-
 /// The job's stored files, as its manifest lists them: a succeeded job's, or a partial job's (the data types
 /// that were backed up; the manifest lists the others as failed). Other jobs have none.
 async fn stored_files(
@@ -342,15 +341,27 @@ async fn stored_files(
         .await
         .map_err(ApiError::from_unexpected)?;
     // A job whose manifest is gone (retention): no files.
-    let mut stored: Vec<JobFile> = manifest
-        .as_ref()
-        .and_then(|m| serde_json::from_value(m["files"].clone()).ok())
-        .unwrap_or_default();
+    let Some(manifest) = manifest else {
+        return Ok((job, Vec::new()));
+    };
+    let files = manifest.files.into_iter().map(|f| JobFile {
+        name: f.name,
+        data_type: Some(f.data_type),
+        records: Some(f.records),
+        bytes: Some(f.bytes),
+        sha256: Some(f.sha256),
+        id: None,
+    });
     // A file platform's file contents (`{dataType}/{key}`), with their size and sha256.
-    let contents: Vec<JobFile> = manifest
-        .and_then(|m| serde_json::from_value(m["contents"].clone()).ok())
-        .unwrap_or_default();
-    stored.extend(contents);
+    let contents = manifest.contents.into_iter().map(|c| JobFile {
+        name: c.name,
+        data_type: Some(c.data_type),
+        records: None,
+        bytes: Some(c.bytes),
+        sha256: Some(c.sha256),
+        id: Some(c.id),
+    });
+    let mut stored: Vec<JobFile> = files.chain(contents).collect();
     if !stored.is_empty() {
         stored.push(JobFile {
             name: MANIFEST.into(),

@@ -8,6 +8,7 @@ mod aggregate;
 mod code;
 mod commands;
 mod events;
+pub mod manifest;
 mod outcome;
 pub mod retention;
 pub mod retry;

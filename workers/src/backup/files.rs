@@ -284,7 +284,7 @@ pub async fn back_up_data_type(
         return Err(ContentFailure::Fetch(err));
     }
     let file = writer.finish().await?;
-    manifest.add_file(&file, None);
+    manifest.add_file(file.manifest_file(None));
     let counts = contents.map(|c| c.counts()).unwrap_or_default();
     Ok((file, pager.summary(), counts))
 }

@@ -286,7 +286,7 @@ impl BackupWorker {
                 .flatten()
                 .or(contents_since);
             manifest.incremental |= summary.incremental || since_json.is_some();
-            manifest.add_file(&file, since_json);
+            manifest.add_file(file.manifest_file(since_json));
             if let Some(next) = summary
                 .next_cursor
                 .as_ref()

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::{content_key, ContentWriter, Manifest, NdjsonWriter, ObjectPath, StorageError};
 
 /// The manifest's file name in a job's directory.
-pub const MANIFEST_NAME: &str = "manifest.json";
+pub use listbackup_domain::job::manifest::MANIFEST_FILE as MANIFEST_NAME;
 
 const DATA_SUFFIX: &str = ".ndjson.gz";
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use super::{ObjectPath, StorageError};
+use super::{ManifestFile, ObjectPath, StorageError};
 
 /// Streams one data type's records into `{dataType}.ndjson.gz`: one JSON document per line, gzipped as it
 /// goes, uploaded in parts of the store's part size. Nothing is visible at the file's path until
@@ -52,6 +52,20 @@ pub struct WrittenFile {
     pub uncompressed_bytes: u64,
     /// Hex sha256 of the stored gzip file.
     pub sha256: String,
+}
+
+impl WrittenFile {
+    /// The manifest's entry for this file, fetched from `since` (an incremental fetch's cursor) or in full.
+    pub fn manifest_file(&self, since: Option<serde_json::Value>) -> ManifestFile {
+        ManifestFile {
+            name: self.name.clone(),
+            data_type: self.data_type.clone(),
+            records: self.records,
+            bytes: self.bytes,
+            sha256: self.sha256.clone(),
+            since,
+        }
+    }
 }
 
 impl NdjsonWriter {

@@ -1,10 +1,15 @@
+//! `manifest.json`, the last file of a job's backup: the one type the workers write it as and the API and
+//! the verifier read it back as.
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use listbackup_domain::job::{DataTypeFailure, JobErrorCode};
 use serde::{Deserialize, Serialize};
 
-use super::WrittenFile;
+use super::{DataTypeFailure, JobErrorCode};
+
+/// The manifest's file name in a job's directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// Bumped when the manifest's shape changes incompatibly (not for an added optional field, such as
 /// `failedDataTypes`: readers of version 1 ignore it, and manifests without it still read).
@@ -108,7 +113,7 @@ pub struct ContentNotStored {
 }
 
 impl Manifest {
-    /// An empty manifest for a job's attempt; see [`super::JobArtifacts::new_manifest`].
+    /// An empty manifest for a job's attempt.
     pub fn new(
         job_id: &str,
         account_id: &str,
@@ -138,18 +143,11 @@ impl Manifest {
         }
     }
 
-    /// Adds a finished file (and its incremental starting point) and updates the totals.
-    pub fn add_file(&mut self, file: &WrittenFile, since: Option<serde_json::Value>) {
+    /// Adds a finished file and updates the totals.
+    pub fn add_file(&mut self, file: ManifestFile) {
         self.records += file.records;
         self.bytes += file.bytes;
-        self.files.push(ManifestFile {
-            name: file.name.clone(),
-            data_type: file.data_type.clone(),
-            records: file.records,
-            bytes: file.bytes,
-            sha256: file.sha256.clone(),
-            since,
-        });
+        self.files.push(file);
     }
 
     /// Adds a file's stored bytes; those stored by this job (not `job_id`) count in the totals.
