@@ -14,5 +14,5 @@ pub mod sources;
 pub mod vault;
 pub mod verification;
 
-pub use bus::{CommandBus, CommandError, Committed, MAX_ATTEMPTS};
+pub use bus::{error_chain, BoxError, CommandBus, CommandError, Committed, MAX_ATTEMPTS};
 pub use metadata::EventMetadata;

@@ -77,7 +77,7 @@ impl BackupVerifier {
             return Ok(corrupted(MANIFEST, manifest_sha256, manifest.sha256));
         }
         let stored: Manifest = serde_json::from_slice(&manifest.body)
-            .map_err(|e| CommandError::Store(format!("the manifest does not parse: {e}")))?;
+            .map_err(|e| CommandError::store("the manifest does not parse", e))?;
         let mut files = 1u64;
         let mut bytes = manifest.size;
         // Each data file, and each file's bytes (in this job's directory or the earlier one's it names).
@@ -106,7 +106,7 @@ impl BackupVerifier {
         name: &str,
         keep: bool,
     ) -> Result<Option<ReadBack>, CommandError> {
-        let unavailable = |e: String| CommandError::Unavailable(format!("backup storage: {e}"));
+        let unavailable = |e: String| CommandError::unavailable("backup storage is unavailable", e);
         let Some(mut stream) = self.files.open(location, name).await.map_err(unavailable)? else {
             return Ok(None);
         };

@@ -434,7 +434,7 @@ pub async fn test(
         )
         .await
     {
-        tracing::warn!(%connection_id, error = %err, "token refresh before the source test failed");
+        tracing::warn!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the source test failed");
     }
     let outcome = state.connections.test(&meta, &connection_id).await?;
     // Read-your-writes: the connection's next GET shows this test.

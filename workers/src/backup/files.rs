@@ -225,7 +225,7 @@ impl FileContents {
                         return Err(ContentFailure::Fetch(err));
                     }
                     let wait = policy.backoff(attempt);
-                    tracing::debug!(data_type = %self.data_type, id = %file.id, ?wait, error = %err,
+                    tracing::debug!(data_type = %self.data_type, id = %file.id, ?wait, error = &err as &dyn std::error::Error,
                         "a download was cut off; starting it again");
                     tokio::time::sleep(wait).await;
                 }
@@ -235,7 +235,7 @@ impl FileContents {
 
     fn refuse(&mut self, manifest: &mut Manifest, id: &str, err: FetchError) {
         self.counts.refused += 1;
-        tracing::warn!(data_type = %self.data_type, %id, code = %err.code(), error = %err,
+        tracing::warn!(data_type = %self.data_type, %id, code = %err.code(), error = &err as &dyn std::error::Error,
             "a file's bytes are not stored");
         manifest.contents_not_stored.push(ContentNotStored {
             data_type: self.data_type.clone(),

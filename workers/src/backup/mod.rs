@@ -109,7 +109,7 @@ impl From<CommandError> for RunFailure {
     fn from(err: CommandError) -> Self {
         Self {
             code: JobErrorCode::Internal,
-            message: err.to_string(),
+            message: listbackup_commands::error_chain(&err),
             retryable: true,
         }
     }
@@ -259,7 +259,7 @@ impl BackupWorker {
                 settled = &mut run => break settled,
                 _ = keep_alive.tick() => {
                     if let Err(err) = message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(error = %err, "in-progress ack failed");
+                        tracing::warn!(error = &*err as &dyn std::error::Error, "in-progress ack failed");
                     }
                 }
             }
@@ -267,25 +267,41 @@ impl BackupWorker {
         match settled {
             Ok(()) => {
                 if let Err(err) = message.ack().await {
-                    tracing::warn!(error = %err, "ack failed; the job's message will be redelivered");
+                    tracing::warn!(
+                        error = &*err as &dyn std::error::Error,
+                        "ack failed; the job's message will be redelivered"
+                    );
                 }
             }
             // The last delivery: JetStream will not redeliver it, so this worker ends the job itself (and if
             // even that fails, JetStream's advisory has it ended; see `deliveries`).
             Err(err) if delivered >= self.deliveries.max_deliver => {
-                tracing::warn!(error = %err, delivered, "the job's last delivery failed; giving up on the job");
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    delivered,
+                    "the job's last delivery failed; giving up on the job"
+                );
                 match self.give_up(&message.payload, delivered).await {
                     Ok(()) => {
                         if let Err(err) = message.ack().await {
-                            tracing::warn!(error = %err, "ack of a given-up job's message failed");
+                            tracing::warn!(
+                                error = &*err as &dyn std::error::Error,
+                                "ack of a given-up job's message failed"
+                            );
                         }
                     }
                     Err(err) => {
-                        tracing::warn!(error = %err, "giving up failed; left to the max-deliveries advisory")
+                        tracing::warn!(
+                            error = &err as &dyn std::error::Error,
+                            "giving up failed; left to the max-deliveries advisory"
+                        )
                     }
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "job message left for redelivery"),
+            Err(err) => tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "job message left for redelivery"
+            ),
         }
     }
 
@@ -299,7 +315,10 @@ impl BackupWorker {
         let event: EventMessage = match serde_json::from_slice(body) {
             Ok(event) => event,
             Err(err) => {
-                tracing::warn!(error = %err, "unreadable SyncRequested message dropped");
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "unreadable SyncRequested message dropped"
+                );
                 return Ok(());
             }
         };
@@ -354,7 +373,7 @@ impl BackupWorker {
         // The connection's lease first (see `leases`): its platform's rate budget is this process's alone.
         self.claim_connection(&job_id, partition)
             .await
-            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+            .map_err(|e| CommandError::unavailable("claiming the connection's lease failed", e))?;
         let settled = self
             .start_and_run(&metadata, &worker, start, &artifacts, delivered, &source)
             .await;
@@ -390,7 +409,7 @@ impl BackupWorker {
                 if delivered > 1 && job.status() == JobStatus::Running && job.cancel_requested() {
                     // The dead run was asked to stop: nothing is run again, this run confirms for it.
                     if let Err(err) = artifacts.discard().await {
-                        tracing::warn!(%job_id, error = %err, "discarding a cancelled attempt");
+                        tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt");
                     }
                     return match self.jobs.confirm_cancelled(metadata, &job_id).await {
                         Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
@@ -399,7 +418,7 @@ impl BackupWorker {
                 }
                 if delivered > 1 && job.status() == JobStatus::Running {
                     artifacts.discard().await.map_err(|e| {
-                        CommandError::Unavailable(format!("discarding a dead attempt: {e}"))
+                        CommandError::unavailable("discarding a dead attempt's files failed", e)
                     })?;
                     match self.jobs.restart(metadata, &job_id, worker).await {
                         Ok(_) => job.attempt() + 1,
@@ -440,7 +459,7 @@ impl BackupWorker {
                 tracing::info!(%job_id, "backup cancelled");
                 // Nothing of a cancelled run may look like a backup.
                 if let Err(err) = artifacts.discard().await {
-                    tracing::warn!(%job_id, error = %err, "discarding a cancelled attempt's artifacts");
+                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt's artifacts");
                 }
                 match self.jobs.confirm_cancelled(metadata, &job_id).await {
                     Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
@@ -451,7 +470,7 @@ impl BackupWorker {
                 tracing::warn!(%job_id, code = %failure.code, message = %failure.message, "backup failed");
                 // Nothing of a failed attempt may look like a backup.
                 if let Err(err) = artifacts.discard().await {
-                    tracing::warn!(%job_id, error = %err, "discarding a failed attempt's artifacts");
+                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a failed attempt's artifacts");
                 }
                 match self
                     .jobs

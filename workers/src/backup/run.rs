@@ -85,7 +85,7 @@ impl BackupWorker {
             .await
         {
             // An API-key connection has nothing to refresh; a failed refresh shows as the platform's 401.
-            tracing::debug!(%connection_id, error = %err, "token refresh before the backup");
+            tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the backup");
         }
         let mut credentials = self.credentials(metadata, connection_id).await?;
         let platform = platform_id.platform();
@@ -431,7 +431,7 @@ impl BackupWorker {
                 (files, None)
             }
             Err(err) => {
-                tracing::warn!(%data_type, %previous_job, error = %err,
+                tracing::warn!(%data_type, %previous_job, error = &err as &dyn std::error::Error,
                     "the previous backup's manifest cannot be read: every file is downloaded");
                 (files, None)
             }
@@ -526,7 +526,7 @@ impl BackupWorker {
             )
             .await
         {
-            tracing::warn!(%connection_id, error = %err, "recording that the connection needs reauthorization");
+            tracing::warn!(%connection_id, error = &err as &dyn std::error::Error, "recording that the connection needs reauthorization");
         }
         reauth_failure()
     }
