@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod platform_client;
 pub mod sampling;
 pub mod source_groups;
+pub mod source_test;
 pub mod sources;
 pub mod vault;
 pub mod verification;

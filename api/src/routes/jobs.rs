@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_version;
+use crate::consistency::wait_for_aggregate;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
@@ -71,7 +71,7 @@ async fn queue(
         .request_sync(meta, source_id, &job_id, sync, expected)
         .await?;
     // The job's row is written in the same projection step as the source's new version.
-    wait_for_version(&state.projected, committed.version, || async {
+    wait_for_aggregate(&state.projected, source_id, committed.version, || async {
         let client = state.db.get().await?;
         Ok(read_sources::projected_version(&client, source_id).await?)
     })
@@ -569,7 +569,7 @@ pub async fn cancel(
         .jobs
         .request_cancel(&metadata(&req, &principal), &id, &job.source_id)
         .await?;
-    wait_for_version(&state.projected, committed.version, || async {
+    wait_for_aggregate(&state.projected, &id, committed.version, || async {
         let client = state.db.get().await?;
         Ok(read::projected_version(&client, &id).await?)
     })
@@ -595,7 +595,7 @@ async fn job_at(
     id: &str,
     version: u64,
 ) -> Result<JobView, ApiError> {
-    wait_for_version(&state.projected, version, || async {
+    wait_for_aggregate(&state.projected, id, version, || async {
         let client = state.db.get().await?;
         Ok(read::projected_version(&client, id).await?)
     })
