@@ -184,9 +184,16 @@ impl ApiError {
         }
     }
 
-    /// Logs an unexpected failure (without exposing it) and answers INTERNAL.
-    pub fn from_unexpected(err: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "unexpected failure");
+    /// Logs an unexpected failure with its chain of sources (without exposing it) and answers INTERNAL.
+    pub fn from_unexpected<E>(err: E) -> Self
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let err = err.into();
+        tracing::error!(
+            error = &*err as &dyn std::error::Error,
+            "unexpected failure"
+        );
         Self::internal()
     }
 }

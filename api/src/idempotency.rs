@@ -190,7 +190,10 @@ impl Claim {
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         };
         if let Err(err) = outcome.await {
-            tracing::error!(error = %err, "could not record the idempotency outcome");
+            tracing::error!(
+                error = &*err as &dyn std::error::Error,
+                "could not record the idempotency outcome"
+            );
         }
     }
 }

@@ -94,6 +94,23 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The document is the reviewed one. After an intended change, run with `UPDATE_OPENAPI_SNAPSHOT=1` and
@@ -110,23 +127,6 @@ mod tests {
             current == reviewed,
             "/openapi.json differs from docs/openapi.json: review the change and run \
              `UPDATE_OPENAPI_SNAPSHOT=1 cargo test -p listbackup-api openapi` to accept it"
-        );
-    }
-}
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
         );
     }
 }

@@ -81,12 +81,12 @@ impl From<CommandError> for ApiError {
                     "the resource is being changed by many requests at once; try again shortly",
                 )
             }
-            CommandError::Unavailable(reason) => {
-                // The database's own reason goes to the log, not to the client.
-                tracing::error!(%reason, "database unavailable");
+            err @ CommandError::Unavailable { .. } => {
+                // The database's own reason goes to the log (with its chain), not to the client.
+                tracing::error!(error = &err as &dyn std::error::Error, "database unavailable");
                 ApiError::unavailable("the database is unavailable; try again shortly")
             }
-            CommandError::Store(reason) => ApiError::from_unexpected(reason),
+            err @ CommandError::Store { .. } => ApiError::from_unexpected(err),
         }
     }
 }
@@ -95,7 +95,10 @@ impl From<ReadError> for ApiError {
     fn from(err: ReadError) -> Self {
         match err {
             ReadError::Pool(e) => {
-                tracing::error!(error = %e, "read model database unavailable");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "read model database unavailable"
+                );
                 ApiError::unavailable("the database is unavailable; try again shortly")
             }
             other => ApiError::from_unexpected(other),

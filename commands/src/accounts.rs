@@ -73,7 +73,7 @@ impl AccountCommands {
         let (by, at) = state
             .erased()
             .map(|(by, at)| (by.to_owned(), at))
-            .ok_or_else(|| CommandError::Store("the erasure was not recorded".into()))?;
+            .ok_or_else(|| CommandError::corrupt("the erasure was not recorded"))?;
         self.destroy(&metadata.account_id, at).await?;
         Ok(Erasure {
             by,
@@ -129,5 +129,5 @@ impl AccountCommands {
 }
 
 fn unavailable(err: DataKeyError) -> CommandError {
-    CommandError::Unavailable(err.to_string())
+    CommandError::unavailable("the account's keys are unavailable", err)
 }

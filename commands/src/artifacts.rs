@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use listbackup_domain::job::manifest::Manifest;
 
 /// Where one job's artifacts live.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +35,7 @@ pub trait JobFiles: Send + Sync {
     fn manifest<'a>(
         &'a self,
         job: JobLocation<'a>,
-    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, String>>;
+    ) -> BoxFuture<'a, Result<Option<Manifest>, String>>;
 
     /// One stored file of the job, as a download gives it (decrypted); `None` when it is not stored.
     fn open<'a>(

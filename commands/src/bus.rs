@@ -5,6 +5,7 @@
 //! read-your-writes waits for), and `If-Match` must be checked against the very state the command is
 //! decided on. Projections are not cqrs-es queries: they are catch-up readers of the log (DESIGN §2).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use cqrs_es::event_sink::EventSink;
@@ -49,12 +50,38 @@ pub enum CommandError {
     /// ([`MAX_ATTEMPTS`] in a row), or a new stream's id was taken.
     #[error("the resource was changed concurrently; retry")]
     Concurrency,
-    /// The database cannot be used right now.
-    #[error("the event store is unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else: a bug or a corrupt store.
-    #[error("unexpected event store failure: {0}")]
-    Store(String),
+    /// A store the command needs (the event store, the credential vault, backup storage) cannot be used
+    /// right now: a 503 to retry. `context` says what was being done; `source` is the driver's error, kept
+    /// whole so a log prints its chain (never shown to a client).
+    #[error("{context}")]
+    Unavailable {
+        context: Cow<'static, str>,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Anything else: a bug or a corrupt store (a 500 whose details stay in the log).
+    #[error("{context}")]
+    Store {
+        context: Cow<'static, str>,
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// Any error, as the source of a [`CommandError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `err` and each of its sources, joined by ": " (as `anyhow` prints `{:#}`): for a job's failure message
+/// and other places that keep an error as text.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl CommandError {
@@ -74,6 +101,30 @@ impl CommandError {
             kind: ErrorKind::NotFound,
             field: Some(field),
             message: kind.not_found().into(),
+        }
+    }
+
+    /// `context` (what was being done) is unavailable right now because of `source`.
+    pub fn unavailable(context: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `context` failed unexpectedly because of `source`.
+    pub fn store(context: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Self::Store {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A stored state that cannot be (a bug or a corrupt store), found without any underlying error.
+    pub fn corrupt(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Store {
+            context: context.into(),
+            source: None,
         }
     }
 
@@ -102,15 +153,18 @@ impl<E: DomainError> From<AggregateError<E>> for CommandError {
                 message: e.to_string(),
             },
             AggregateError::AggregateConflict => Self::Concurrency,
-            AggregateError::DatabaseConnectionError(e) => Self::Unavailable(e.to_string()),
+            AggregateError::DatabaseConnectionError(e) => {
+                Self::unavailable("the event store is unavailable", e)
+            }
             // postgres-es files a pool that timed out (every connection busy) among its unknown errors: it is
             // the database being unavailable for now, not a bug.
             AggregateError::UnexpectedError(e) if is_unavailable(e.as_ref()) => {
-                Self::Unavailable(e.to_string())
+                Self::unavailable("the event store is unavailable", e)
             }
-            AggregateError::DeserializationError(e) | AggregateError::UnexpectedError(e) => {
-                Self::Store(e.to_string())
+            AggregateError::DeserializationError(e) => {
+                Self::store("an event of the store does not deserialize", e)
             }
+            AggregateError::UnexpectedError(e) => Self::store("unexpected event store failure", e),
         }
     }
 }

@@ -55,11 +55,11 @@ impl From<VaultError> for CommandError {
         // VaultError's messages never contain secret values (see vault.rs), so they may be logged. A pool
         // that cannot give a connection, or a connection that broke, is the database being unavailable.
         match &err {
-            VaultError::Pool(_) => Self::Unavailable(format!("credential vault: {err}")),
+            VaultError::Pool(_) => Self::unavailable("the credential vault is unavailable", err),
             VaultError::Database(db) if db.is_closed() => {
-                Self::Unavailable(format!("credential vault: {err}"))
+                Self::unavailable("the credential vault is unavailable", err)
             }
-            _ => Self::Store(format!("credential vault: {err}")),
+            _ => Self::store("the credential vault failed", err),
         }
     }
 }
@@ -103,15 +103,13 @@ impl ConnectionCommands {
     ) -> Result<Vec<DataTypeSample>, CommandError> {
         let (connection, _) = self.live(metadata, connection_id).await?;
         let platform: &'static Platform = PlatformId::parse(connection.platform_id())
-            .ok_or_else(|| CommandError::Store("connection names an unknown platform".into()))?
+            .ok_or_else(|| CommandError::corrupt("connection names an unknown platform"))?
             .platform();
         let secret = self
             .vault
             .load(&metadata.account_id, connection_id)
             .await?
-            .ok_or_else(|| {
-                CommandError::Store("the connection's credentials are missing".into())
-            })?;
+            .ok_or_else(|| CommandError::corrupt("the connection's credentials are missing"))?;
         let mut samples = Vec::with_capacity(data_types.len());
         for data_type in data_types {
             samples.push(
@@ -181,9 +179,7 @@ impl ConnectionCommands {
                     .require_version(metadata, connection_id, expected_version)
                     .await?;
                 let platform = PlatformId::parse(connection.platform_id())
-                    .ok_or_else(|| {
-                        CommandError::Store("connection names an unknown platform".into())
-                    })?
+                    .ok_or_else(|| CommandError::corrupt("connection names an unknown platform"))?
                     .platform();
                 let credential = self
                     .seal(metadata, connection_id, platform, &credentials)
@@ -235,7 +231,7 @@ impl ConnectionCommands {
     ) -> Result<ConnectionTestOutcome, CommandError> {
         let (connection, _) = self.live(metadata, connection_id).await?;
         let platform: &Platform = PlatformId::parse(connection.platform_id())
-            .ok_or_else(|| CommandError::Store("connection names an unknown platform".into()))?
+            .ok_or_else(|| CommandError::corrupt("connection names an unknown platform"))?
             .platform();
         let oauth = self
             .oauth
@@ -247,7 +243,7 @@ impl ConnectionCommands {
                 .ensure_fresh(metadata, connection_id, USE_WINDOW)
                 .await
             {
-                tracing::debug!(%connection_id, error = %err, "token refresh before the connection test");
+                tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the connection test");
             }
         }
         let secret = self.secret(metadata, connection_id).await?;
@@ -290,7 +286,7 @@ impl ConnectionCommands {
         self.vault
             .load(&metadata.account_id, connection_id)
             .await?
-            .ok_or_else(|| CommandError::Store("the connection's credentials are missing".into()))
+            .ok_or_else(|| CommandError::corrupt("the connection's credentials are missing"))
     }
 
     /// The platform rejected an OAuth connection's access token: one refresh and one more try, as a backup
@@ -309,7 +305,7 @@ impl ConnectionCommands {
         let failed = probe.clone();
         let reauth = |reason: &'static str| async move {
             if let Err(err) = oauth.require_reauth(metadata, connection_id, reason).await {
-                tracing::warn!(%connection_id, error = %err, "recording that the connection needs reauthorization");
+                tracing::warn!(%connection_id, error = &err as &dyn std::error::Error, "recording that the connection needs reauthorization");
             }
             ProbeOutcome {
                 ok: false,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use listbackup_domain::connection::Connection;
-use listbackup_domain::job::{Job, JobCommand, JobTrigger, QueuedJob, Verification};
+use listbackup_domain::job::{Job, JobCommand, JobErrorCode, JobTrigger, QueuedJob, Verification};
 use listbackup_domain::platform::PlatformId;
 use serde::Serialize;
 
@@ -44,7 +44,7 @@ pub struct BackedUp {
 #[derive(Debug, Clone)]
 pub struct NotBackedUp {
     pub data_type: String,
-    pub code: String,
+    pub code: JobErrorCode,
     pub message: String,
     pub retryable: bool,
 }
@@ -240,14 +240,14 @@ impl JobCommands {
         metadata: &EventMetadata,
         job_id: &str,
         worker: Option<&str>,
-        code: &str,
+        code: JobErrorCode,
         message: &str,
         retryable: bool,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::Fail {
             account_id: account(metadata)?,
             worker: worker.map(str::to_owned),
-            code: code.to_owned(),
+            code,
             message: message.to_owned(),
             retryable,
             queued: None,
@@ -264,13 +264,13 @@ impl JobCommands {
         metadata: &EventMetadata,
         job_id: &str,
         source_id: &str,
-        code: &str,
+        code: JobErrorCode,
         message: &str,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::Fail {
             account_id: account(metadata)?,
             worker: None,
-            code: code.to_owned(),
+            code,
             message: message.to_owned(),
             // Nothing about the job itself failed: running it again may well succeed.
             retryable: true,

@@ -12,9 +12,10 @@ pub mod oauth;
 pub mod platform_client;
 pub mod sampling;
 pub mod source_groups;
+pub mod source_test;
 pub mod sources;
 pub mod vault;
 pub mod verification;
 
-pub use bus::{CommandBus, CommandError, Committed, MAX_ATTEMPTS};
+pub use bus::{error_chain, BoxError, CommandBus, CommandError, Committed, MAX_ATTEMPTS};
 pub use metadata::EventMetadata;

@@ -87,7 +87,7 @@ impl SourceCommands {
             });
         }
         let platform_id = PlatformId::parse(connection.platform_id())
-            .ok_or_else(|| CommandError::Store("connection names an unknown platform".into()))?;
+            .ok_or_else(|| CommandError::corrupt("connection names an unknown platform"))?;
         let data_types = DataTypes::parse(platform_id.platform(), new.data_types.as_deref())
             .map_err(|message| CommandError::Domain {
                 kind: ErrorKind::Invalid,

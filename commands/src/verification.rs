@@ -12,9 +12,9 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+use listbackup_domain::job::manifest::{Manifest, MANIFEST_FILE as MANIFEST};
 use listbackup_domain::job::Verification;
 use listbackup_domain::ResourceKind;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::artifacts::{JobFiles, JobLocation};
@@ -29,36 +29,10 @@ pub const MISSING: &str = "missing";
 /// chunk does not authenticate, or the file names another key).
 pub const UNDECRYPTABLE: &str = "undecryptable";
 
-const MANIFEST: &str = "manifest.json";
-
 /// Reads backups back and records what it found.
 pub struct BackupVerifier {
     jobs: Arc<JobCommands>,
     files: Arc<dyn JobFiles>,
-}
-
-/// The manifest fields verification reads (the manifest's whole shape is the workers' storage module's).
-#[derive(Deserialize)]
-struct ManifestEntries {
-    #[serde(default)]
-    files: Vec<Entry>,
-    #[serde(default)]
-    contents: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    name: String,
-    sha256: String,
-    /// Present for a file stored encrypted (issue 13 §2).
-    #[serde(default)]
-    encryption: Option<EntryEncryption>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EntryEncryption {
-    ciphertext_sha256: String,
 }
 
 impl BackupVerifier {
@@ -111,36 +85,42 @@ impl BackupVerifier {
         if manifest.sha256 != manifest_sha256 {
             return Ok(corrupted(MANIFEST, manifest_sha256, manifest.sha256));
         }
-        let entries: ManifestEntries = serde_json::from_slice(&manifest.body)
-            .map_err(|e| CommandError::Store(format!("the manifest does not parse: {e}")))?;
+        let stored: Manifest = serde_json::from_slice(&manifest.body)
+            .map_err(|e| CommandError::store("the manifest does not parse", e))?;
         let mut files = 1u64;
         let mut bytes = manifest.size;
-        let unavailable = |e: String| CommandError::Unavailable(format!("backup storage: {e}"));
-        for entry in entries.files.iter().chain(&entries.contents) {
+        let unavailable = |e: String| CommandError::unavailable("backup storage is unavailable", e);
+        // Each data file, and each file's bytes (in this job's directory or the earlier one's it names).
+        let entries = (stored
+            .files
+            .iter()
+            .map(|f| (&f.name, &f.sha256, &f.encryption)))
+        .chain(
+            stored
+                .contents
+                .iter()
+                .map(|c| (&c.name, &c.sha256, &c.encryption)),
+        );
+        for (name, sha256, encryption) in entries {
             // What is stored: the ciphertext of an encrypted file, the file itself otherwise.
-            let stored_sha256 = entry
-                .encryption
-                .as_ref()
-                .map_or(&entry.sha256, |e| &e.ciphertext_sha256);
+            let stored_sha256 = encryption.as_ref().map_or(sha256, |e| &e.ciphertext_sha256);
             let check = self
                 .files
-                .check(location, &entry.name)
+                .check(location, name)
                 .await
                 .map_err(unavailable)?;
             let Some(check) = check else {
-                return Ok(corrupted(&entry.name, stored_sha256, MISSING.into()));
+                return Ok(corrupted(name, stored_sha256, MISSING.into()));
             };
             if check.stored_sha256 != *stored_sha256 {
-                return Ok(corrupted(&entry.name, stored_sha256, check.stored_sha256));
+                return Ok(corrupted(name, stored_sha256, check.stored_sha256));
             }
             // An encrypted file whose key is still there must also decrypt to what the manifest says.
             match check.plaintext {
-                Some(Ok((sha256, _))) if sha256 != entry.sha256 => {
-                    return Ok(corrupted(&entry.name, &entry.sha256, sha256))
+                Some(Ok((plaintext_sha256, _))) if plaintext_sha256 != *sha256 => {
+                    return Ok(corrupted(name, sha256, plaintext_sha256))
                 }
-                Some(Err(_)) => {
-                    return Ok(corrupted(&entry.name, &entry.sha256, UNDECRYPTABLE.into()))
-                }
+                Some(Err(_)) => return Ok(corrupted(name, sha256, UNDECRYPTABLE.into())),
                 _ => {}
             }
             files += 1;
@@ -157,7 +137,7 @@ impl BackupVerifier {
         name: &str,
         keep: bool,
     ) -> Result<Option<ReadBack>, CommandError> {
-        let unavailable = |e: String| CommandError::Unavailable(format!("backup storage: {e}"));
+        let unavailable = |e: String| CommandError::unavailable("backup storage is unavailable", e);
         let Some(mut stream) = self.files.open(location, name).await.map_err(unavailable)? else {
             return Ok(None);
         };

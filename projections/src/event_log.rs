@@ -52,7 +52,7 @@ impl StoredEvent {
         serde_json::from_value(self.payload.clone()).map_err(|e| ReadError::BadEvent {
             event_id: self.event_id,
             event_type: self.event_type.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })
     }
 

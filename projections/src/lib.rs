@@ -21,10 +21,12 @@ pub enum ReadError {
     Database(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("event {event_id} ({event_type}) could not be read: {reason}")]
+    /// A stored event that cannot be decoded or encoded; `source` says why (kept whole for the log's chain).
+    #[error("event {event_id} ({event_type}) could not be read")]
     BadEvent {
         event_id: uuid::Uuid,
         event_type: String,
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }

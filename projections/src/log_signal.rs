@@ -89,7 +89,10 @@ pub fn listen(database_url: String, shutdown: CancellationToken) -> LogWake {
             match listen_once(&database_url, &sender, &shutdown).await {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %err, "event log listener lost its connection; reconnecting");
+                    tracing::warn!(
+                        error = &err as &dyn std::error::Error,
+                        "event log listener lost its connection; reconnecting"
+                    );
                     // Readers look again now: something may have been committed while we were not listening.
                     sender.send_modify(|n| *n += 1);
                     tokio::select! {

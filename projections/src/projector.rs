@@ -163,7 +163,10 @@ impl Projector {
             match self.catch_up().await {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(err) => {
-                    tracing::error!(error = %err, "projector batch failed; retrying");
+                    tracing::error!(
+                        error = &err as &dyn std::error::Error,
+                        "projector batch failed; retrying"
+                    );
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}

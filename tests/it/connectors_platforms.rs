@@ -173,7 +173,7 @@ async fn stripe_wrong_key_is_unauthorized_without_retry() {
         .await
         .unwrap_err();
     assert!(matches!(err, FetchError::Unauthorized), "{err}");
-    assert_eq!(err.code(), "UNAUTHORIZED");
+    assert_eq!(err.code().as_str(), "UNAUTHORIZED");
     assert!(!err.to_string().contains("wrong"));
     assert_eq!(fx.api.hits("/stripe/v1/charges"), 1);
 }

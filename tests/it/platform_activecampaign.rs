@@ -243,7 +243,7 @@ async fn a_wrong_key_is_unauthorized_though_activecampaign_answers_403() {
     // ActiveCampaign's documented answer to a key that is not valid is a 403 (it sends no 401): the
     // credentials' failure, the whole connection's.
     assert!(matches!(err, FetchError::Unauthorized), "{err}");
-    assert_eq!(err.code(), "UNAUTHORIZED");
+    assert_eq!(err.code().as_str(), "UNAUTHORIZED");
     assert!(err.is_connection_wide());
     assert!(!err.retryable());
     assert!(

@@ -138,7 +138,7 @@ async fn files_come_from_the_content_host_and_paper_docs_are_listed_only() {
         // Stored under the Dropbox id itself.
         assert_eq!(content.name, format!("files/{}", content.id));
     }
-    assert_eq!(manifest.contents_not_stored[0].code, "GONE");
+    assert_eq!(manifest.contents_not_stored[0].code.as_str(), "GONE");
     assert_eq!(
         manifest.contents_not_stored[0].id,
         fx.api.file_id("dropbox", 3)

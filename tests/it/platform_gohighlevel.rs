@@ -353,7 +353,7 @@ async fn a_wrong_token_is_unauthorized_at_once() {
         .await
         .unwrap_err();
     assert!(matches!(err, FetchError::Unauthorized), "{err}");
-    assert_eq!(err.code(), "UNAUTHORIZED");
+    assert_eq!(err.code().as_str(), "UNAUTHORIZED");
     assert_eq!(api.hits(&format!("{API}/contacts/")), 1);
 }
 

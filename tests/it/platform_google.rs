@@ -176,7 +176,7 @@ async fn blobs_are_downloaded_google_docs_exported_and_the_bin_left_out() {
     }
     assert_eq!(manifest.contents_not_stored.len(), 1);
     assert_eq!(manifest.contents_not_stored[0].id, id(5));
-    assert_eq!(manifest.contents_not_stored[0].code, "FORBIDDEN");
+    assert_eq!(manifest.contents_not_stored[0].code.as_str(), "FORBIDDEN");
     assert!(manifest.contents_not_stored[0]
         .message
         .contains("too large"));
@@ -238,7 +238,7 @@ async fn a_file_deleted_between_listing_and_download_does_not_fail_the_data_type
     fx.api.vanish_file("google", 1);
     let (manifest, counts) = fx.back_up("j1", "files", None).await.unwrap();
     assert_eq!((counts.downloaded, counts.gone), (3, 1));
-    assert_eq!(manifest.contents_not_stored[0].code, "GONE");
+    assert_eq!(manifest.contents_not_stored[0].code.as_str(), "GONE");
     assert_eq!(
         manifest.contents_not_stored[0].id,
         fx.api.file_id("google", 1)

@@ -381,7 +381,7 @@ async fn a_wrong_key_is_unauthorized_at_the_first_request() {
     .await
     .unwrap_err();
     assert!(matches!(err, FetchError::Unauthorized), "{err}");
-    assert_eq!(err.code(), "UNAUTHORIZED");
+    assert_eq!(err.code().as_str(), "UNAUTHORIZED");
     assert!(err.is_connection_wide());
     assert!(!err.to_string().contains("ffffffff"));
     assert_eq!(api.hits("/mailchimp/3.0/campaigns"), 1);
@@ -451,7 +451,7 @@ async fn a_transient_500_mid_run_is_retried_and_a_404_names_the_problem() {
     let err = drain(&connector, "automations", KEY, None)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "PLATFORM_ERROR");
+    assert_eq!(err.code().as_str(), "PLATFORM_ERROR");
     assert!(!err.retryable());
     assert!(
         err.to_string().contains("404") && err.to_string().contains("could not be found"),

@@ -283,7 +283,7 @@ async fn a_rejected_token_is_unauthorized_and_faults_give_their_detail() {
     // A Fault's Detail is the message.
     api.fail_path(&query_path(), 400);
     let err = drain(&connector, "items", TOKEN, None).await.unwrap_err();
-    assert_eq!(err.code(), "PLATFORM_ERROR");
+    assert_eq!(err.code().as_str(), "PLATFORM_ERROR");
     assert!(
         err.to_string()
             .contains("The request could not be processed."),

@@ -41,12 +41,13 @@ pub enum RelayError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("event log: {0}")]
     Log(#[from] listbackup_projections::ReadError),
-    #[error("NATS: {0}")]
-    Nats(String),
+    /// NATS refused or failed a publish (the client's error, kept whole for the log's chain).
+    #[error("NATS")]
+    Nats(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-fn nats_err(err: impl std::fmt::Display) -> RelayError {
-    RelayError::Nats(err.to_string())
+fn nats_err(err: impl std::error::Error + Send + Sync + 'static) -> RelayError {
+    RelayError::Nats(Box::new(err))
 }
 
 pub struct Relay {

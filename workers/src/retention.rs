@@ -124,7 +124,10 @@ impl RetentionSweeper {
                         );
                     }
                 }
-                Err(err) => tracing::warn!(error = %err, "retention sweep failed; retrying"),
+                Err(err) => tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "retention sweep failed; retrying"
+                ),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -204,7 +207,7 @@ impl RetentionSweeper {
                 }
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = %err, "retention: the backup's manifests could not be read");
+                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the backup's manifests could not be read");
                     kept.insert(job_id);
                     continue;
                 }
@@ -213,7 +216,7 @@ impl RetentionSweeper {
                 Ok(usage) => usage,
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = %err, "retention: the backup's storage could not be listed");
+                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the backup's storage could not be listed");
                     kept.insert(job_id);
                     continue;
                 }
@@ -239,7 +242,7 @@ impl RetentionSweeper {
                 }
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = %err, "retention: the expiry was not recorded; retrying");
+                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the expiry was not recorded; retrying");
                     kept.insert(job_id);
                 }
             }
@@ -283,7 +286,7 @@ impl RetentionSweeper {
     /// Deletes an expired backup's objects and notes it; false when that failed (a later sweep retries).
     async fn purge(&self, artifacts: &JobArtifacts, job_id: &str) -> bool {
         if let Err(err) = artifacts.discard().await {
-            tracing::warn!(%job_id, error = %err, "retention: the expired backup's objects could not all be deleted; retrying");
+            tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the expired backup's objects could not all be deleted; retrying");
             return false;
         }
         let noted = async {
@@ -298,7 +301,7 @@ impl RetentionSweeper {
         }
         .await;
         if let Err(err) = noted {
-            tracing::warn!(%job_id, error = %err, "retention: the deletion could not be noted; a later sweep deletes again");
+            tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the deletion could not be noted; a later sweep deletes again");
         }
         true
     }
@@ -355,7 +358,10 @@ impl RetentionSweeper {
             }
             Err(err) => {
                 report.failed += 1;
-                tracing::warn!(error = %err, "retention: abandoned uploads could not be swept");
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "retention: abandoned uploads could not be swept"
+                );
             }
         }
     }

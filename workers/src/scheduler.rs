@@ -146,7 +146,10 @@ impl Scheduler {
                     report.failed > 0 || !answered.is_empty()
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "scheduler pass failed; retrying");
+                    tracing::warn!(
+                        error = &err as &dyn std::error::Error,
+                        "scheduler pass failed; retrying"
+                    );
                     true
                 }
             };
@@ -218,7 +221,7 @@ impl Scheduler {
                     }
                     Err(err) => {
                         report.failed += 1;
-                        tracing::warn!(%source_id, %slot, error = %err, "schedule slot not recorded; retrying");
+                        tracing::warn!(%source_id, %slot, error = &err as &dyn std::error::Error, "schedule slot not recorded; retrying");
                     }
                 }
             }

@@ -264,7 +264,10 @@ fn rejection(err: JwtError) -> ApiError {
         | JwtErrorKind::InvalidEcdsaKey
         | JwtErrorKind::InvalidKeyFormat => {
             // A key from the JWKS that the crypto backend cannot use: our side (or the IdP's), worth a log.
-            tracing::warn!(error = %err, "a configured JWT verification key is unusable");
+            tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "a configured JWT verification key is unusable"
+            );
             "the token could not be verified".to_string()
         }
         _ => "the bearer token is malformed".to_string(),

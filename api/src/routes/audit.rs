@@ -199,7 +199,10 @@ fn ndjson_events(
                 return Ok(None);
             }
             let mut events = reader.next_batch().await.map_err(|e| {
-                tracing::error!(error = %e, "event log stream failed");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "event log stream failed"
+                );
                 actix_web::error::ErrorInternalServerError("the event log could not be read")
             })?;
             if events.is_empty() {
@@ -443,7 +446,7 @@ pub async fn export(
             Ok(Some(chunk)) => Ok(Some((Bytes::from(chunk), export))),
             Ok(None) => Ok(None),
             Err(e) => {
-                tracing::error!(error = %e, "audit export failed");
+                tracing::error!(error = &e as &dyn std::error::Error, "audit export failed");
                 Err(actix_web::error::ErrorInternalServerError(
                     "the export could not be completed",
                 ))

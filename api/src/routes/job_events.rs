@@ -49,7 +49,12 @@ pub async fn stream(
         Some(nats) => nats
             .subscribe(format!("{}.progress.{id}", state.nats_prefix))
             .await
-            .map_err(|err| tracing::warn!(error = %err, "progress subscription failed"))
+            .map_err(|err| {
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "progress subscription failed"
+                )
+            })
             .ok(),
         None => None,
     };

@@ -5,8 +5,9 @@ use actix_web::{delete, get, post, web, HttpRequest, HttpResponse, ResponseError
 use chrono::Utc;
 use listbackup_commands::sources::SyncRequest;
 use listbackup_commands::EventMetadata;
+use listbackup_domain::job::manifest::MANIFEST_FILE as MANIFEST;
 use listbackup_domain::job::retry::{plan_retry, ConnectionEvidence, EndedJob, RetryRefused};
-use listbackup_domain::job::{Failure, JobStatus, JobTrigger};
+use listbackup_domain::job::{JobStatus, JobTrigger};
 use listbackup_projections::read_models::connections as read_connections;
 use listbackup_projections::read_models::jobs::{self as read, JobFilter, JobView};
 use listbackup_projections::read_models::source_groups as read_groups;
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_version;
+use crate::consistency::wait_for_aggregate;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
@@ -70,7 +71,7 @@ async fn queue(
         .request_sync(meta, source_id, &job_id, sync, expected)
         .await?;
     // The job's row is written in the same projection step as the source's new version.
-    wait_for_version(&state.projected, committed.version, || async {
+    wait_for_aggregate(&state.projected, source_id, committed.version, || async {
         let client = state.db.get().await?;
         Ok(read_sources::projected_version(&client, source_id).await?)
     })
@@ -308,8 +309,6 @@ pub struct JobFileList {
     pub files: Vec<JobFile>,
 }
 
-const MANIFEST: &str = "manifest.json";
-
 /// The job's stored files, as its manifest lists them: a succeeded job's, or a partial job's (the data types
 /// that were backed up; the manifest lists the others as failed). Other jobs have none.
 async fn stored_files(
@@ -345,15 +344,27 @@ async fn stored_files(
         .await
         .map_err(ApiError::from_unexpected)?;
     // A job whose manifest is gone (retention): no files.
-    let mut stored: Vec<JobFile> = manifest
-        .as_ref()
-        .and_then(|m| serde_json::from_value(m["files"].clone()).ok())
-        .unwrap_or_default();
+    let Some(manifest) = manifest else {
+        return Ok((job, Vec::new()));
+    };
+    let files = manifest.files.into_iter().map(|f| JobFile {
+        name: f.name,
+        data_type: Some(f.data_type),
+        records: Some(f.records),
+        bytes: Some(f.bytes),
+        sha256: Some(f.sha256),
+        id: None,
+    });
     // A file platform's file contents (`{dataType}/{key}`), with their size and sha256.
-    let contents: Vec<JobFile> = manifest
-        .and_then(|m| serde_json::from_value(m["contents"].clone()).ok())
-        .unwrap_or_default();
-    stored.extend(contents);
+    let contents = manifest.contents.into_iter().map(|c| JobFile {
+        name: c.name,
+        data_type: Some(c.data_type),
+        records: None,
+        bytes: Some(c.bytes),
+        sha256: Some(c.sha256),
+        id: Some(c.id),
+    });
+    let mut stored: Vec<JobFile> = files.chain(contents).collect();
     if !stored.is_empty() {
         stored.push(JobFile {
             name: MANIFEST.into(),
@@ -519,14 +530,10 @@ pub async fn retry(
     let plan = {
         let client = state.db.get().await?;
         let connection = connection_evidence(&client, &principal.account_id, &job).await?;
-        let failure: Option<Failure> = job
-            .error
-            .clone()
-            .and_then(|e| serde_json::from_value(e).ok());
         let failed_data_types = job.failed_data_types();
         let ended = EndedJob {
             status: job.status,
-            failure: failure.as_ref(),
+            failure: job.error.as_ref(),
             failed_data_types: &failed_data_types,
             data_type_count: job.data_types.len(),
         };
@@ -602,7 +609,7 @@ pub async fn cancel(
         .jobs
         .request_cancel(&metadata(&req, &principal), &id, &job.source_id)
         .await?;
-    wait_for_version(&state.projected, committed.version, || async {
+    wait_for_aggregate(&state.projected, &id, committed.version, || async {
         let client = state.db.get().await?;
         Ok(read::projected_version(&client, &id).await?)
     })
@@ -628,7 +635,7 @@ async fn job_at(
     id: &str,
     version: u64,
 ) -> Result<JobView, ApiError> {
-    wait_for_version(&state.projected, version, || async {
+    wait_for_aggregate(&state.projected, id, version, || async {
         let client = state.db.get().await?;
         Ok(read::projected_version(&client, id).await?)
     })

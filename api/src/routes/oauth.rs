@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_version;
+use crate::consistency::wait_for_aggregate;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{etag, parse_json, resource_id, JsonBody, NoParams, QueryParams};
 use crate::request_id::RequestId;
@@ -235,10 +235,15 @@ pub async fn callback(
 }
 
 async fn read_back(state: &AppState, connected: &Connected) -> Result<ConnectionView, ApiError> {
-    wait_for_version(&state.projected, connected.version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, &connected.connection_id).await?)
-    })
+    wait_for_aggregate(
+        &state.projected,
+        &connected.connection_id,
+        connected.version,
+        || async {
+            let client = state.db.get().await?;
+            Ok(read::projected_version(&client, &connected.connection_id).await?)
+        },
+    )
     .await?;
     let client = state.db.get().await?;
     read::get(&client, &connected.account_id, &connected.connection_id)

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_version;
+use crate::consistency::wait_for_aggregate;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, QueryParams};
 use crate::idempotency::{self, Created};
@@ -88,7 +88,7 @@ async fn read_back(
 }
 
 async fn wait_for(state: &AppState, group_id: &str, version: u64) -> Result<(), ApiError> {
-    wait_for_version(&state.projected, version, || async {
+    wait_for_aggregate(&state.projected, group_id, version, || async {
         let client = state.db.get().await?;
         Ok(read::projected_version(&client, group_id).await?)
     })

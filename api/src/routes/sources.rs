@@ -15,7 +15,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
 use crate::consistency::wait_for_aggregate;
-use crate::consistency::wait_for_version;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, QueryParams};
 use crate::idempotency::{self, Created};
@@ -239,7 +238,7 @@ async fn read_back(
     source_id: &str,
     version: u64,
 ) -> Result<Option<SourceView>, ApiError> {
-    wait_for_version(&state.projected, version, || async {
+    wait_for_aggregate(&state.projected, source_id, version, || async {
         let client = state.db.get().await?;
         Ok(read::projected_version(&client, source_id).await?)
     })
@@ -402,7 +401,7 @@ pub async fn remove(
         .sources
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for_version(&state.projected, committed.version, || async {
+    wait_for_aggregate(&state.projected, &id, committed.version, || async {
         let client = state.db.get().await?;
         Ok(read::projected_version(&client, &id).await?)
     })
@@ -428,43 +427,34 @@ pub async fn test(
     crate::rate_limit::platform_call(&req, &principal)?;
     let id = resource_id(&path, ResourceKind::Source)?;
     let meta = metadata(&req, &principal);
-    let (source, _) = state.sources.live(&meta, &id).await?;
-    let connection_id = source.connection_id().to_owned();
-    if let Err(err) = state
-        .oauth
-        .ensure_fresh(
-            &meta,
-            &connection_id,
-            listbackup_commands::oauth::USE_WINDOW,
-        )
-        .await
-    {
-        tracing::warn!(%connection_id, error = %err, "token refresh before the source test failed");
-    }
-    let outcome = state.connections.test(&meta, &connection_id).await?;
+    let outcome = listbackup_commands::source_test::test_source(
+        &state.sources,
+        &state.connections,
+        &state.oauth,
+        &meta,
+        &id,
+    )
+    .await?;
     // Read-your-writes: the connection's next GET shows this test.
+    let connection_id = &outcome.connection_id;
     wait_for_aggregate(
         &state.projected,
-        &connection_id,
-        outcome.committed.version,
+        connection_id,
+        outcome.connection.committed.version,
         || async {
             let client = state.db.get().await?;
             Ok(
                 listbackup_projections::read_models::connections::projected_version(
                     &client,
-                    &connection_id,
+                    connection_id,
                 )
                 .await?,
             )
         },
     )
     .await?;
-    let samples = state
-        .connections
-        .sample(&meta, &connection_id, source.data_types())
-        .await?;
-    let all_sampled_ok = samples.iter().all(|s| s.ok != Some(false));
-    let data_types = samples
+    let data_types = outcome
+        .data_types
         .into_iter()
         .map(|s| DataTypeCheck {
             name: s.data_type,
@@ -474,11 +464,11 @@ pub async fn test(
         })
         .collect();
     Ok(HttpResponse::Ok().json(SourceTestResponse {
-        ok: outcome.ok && all_sampled_ok,
-        checked_at: outcome.checked_at,
-        latency_ms: outcome.latency_ms,
-        message: outcome.message,
-        code: outcome.code,
+        ok: outcome.ok,
+        checked_at: outcome.connection.checked_at,
+        latency_ms: outcome.connection.latency_ms,
+        message: outcome.connection.message,
+        code: outcome.connection.code,
         data_types,
     }))
 }

@@ -168,7 +168,10 @@ impl From<tokio_postgres::Error> for OauthError {
 
 impl From<deadpool_postgres::PoolError> for OauthError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
-        Self::Command(CommandError::Unavailable(err.to_string()))
+        Self::Command(CommandError::unavailable(
+            "the database is unavailable",
+            err,
+        ))
     }
 }
 

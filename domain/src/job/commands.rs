@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use super::{JobTrigger, QueuedJob};
+use super::{JobErrorCode, JobTrigger, QueuedJob};
 use crate::platform::PlatformId;
 use crate::values::AccountId;
 
@@ -53,7 +53,7 @@ pub enum JobCommand {
         account_id: AccountId,
         worker: String,
         data_type: String,
-        code: String,
+        code: JobErrorCode,
         message: String,
         retryable: bool,
     },
@@ -84,7 +84,7 @@ pub enum JobCommand {
         /// The current attempt's worker, or `None` when the system fails the job on its behalf (its message
         /// exhausted its deliveries, its source was deleted).
         worker: Option<String>,
-        code: String,
+        code: JobErrorCode,
         message: String,
         retryable: bool,
         /// The job's identity, given by the system when it fails a job that may never have started (its message

@@ -1,6 +1,7 @@
 use cqrs_es::DomainEvent;
 use std::collections::BTreeMap;
 
+use super::JobErrorCode;
 use serde::{Deserialize, Serialize};
 
 /// What happened to a job.
@@ -54,8 +55,8 @@ pub enum JobEvent {
     #[serde(rename_all = "camelCase")]
     ResourceBackupFailed {
         data_type: String,
-        /// An error code of DESIGN §4 (`PLATFORM_ERROR`, `FORBIDDEN`, `UNAUTHORIZED`…) or `REAUTH_REQUIRED`.
-        code: String,
+        /// Why the data type failed.
+        code: JobErrorCode,
         /// Why, for people; never carries a credential.
         message: String,
         /// Whether running the data type again later may succeed without anyone changing anything.
@@ -95,7 +96,7 @@ pub enum JobEvent {
     /// event and carries the job's identity in `queued`, as `JobCancelRequested` does.
     #[serde(rename_all = "camelCase")]
     JobFailed {
-        code: String,
+        code: JobErrorCode,
         message: String,
         retryable: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +146,7 @@ pub enum JobEvent {
 #[serde(rename_all = "camelCase")]
 pub struct DataTypeFailure {
     pub data_type: String,
-    pub code: String,
+    pub code: JobErrorCode,
     pub message: String,
     pub retryable: bool,
 }

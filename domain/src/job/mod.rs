@@ -5,8 +5,10 @@
 //! handed the same message cannot both run it: the loser's append conflicts and it drops the message.
 
 mod aggregate;
+mod code;
 mod commands;
 mod events;
+pub mod manifest;
 mod outcome;
 pub mod retention;
 pub mod retry;
@@ -16,6 +18,7 @@ mod verification;
 mod tests;
 
 pub use aggregate::{Job, JobError, JobStatus, UnknownJobStatus};
+pub use code::{JobErrorCode, UnknownJobErrorCode};
 pub use commands::JobCommand;
 pub use events::{DataTypeFailure, JobEvent, JobTrigger, QueuedJob};
 pub use outcome::{summarise, Failure};

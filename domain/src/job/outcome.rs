@@ -3,13 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::DataTypeFailure;
+use super::{DataTypeFailure, JobErrorCode};
 
 /// A failure as `JobFailed` and the job's `error` state it: `{code, message, retryable}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
-    pub code: String,
+    pub code: JobErrorCode,
     pub message: String,
     pub retryable: bool,
 }
@@ -17,7 +17,7 @@ pub struct Failure {
 impl From<&DataTypeFailure> for Failure {
     fn from(failure: &DataTypeFailure) -> Self {
         Self {
-            code: failure.code.clone(),
+            code: failure.code,
             message: failure.message.clone(),
             retryable: failure.retryable,
         }
@@ -35,7 +35,7 @@ impl From<&DataTypeFailure> for Failure {
 pub fn summarise(failed: &[DataTypeFailure], total: usize) -> Option<Failure> {
     let first = failed.first()?;
     // The first failure names the code: the shared one when they share it.
-    let code = first.code.clone();
+    let code = first.code;
     let retryable = failed.iter().any(|f| f.retryable);
     let count = if failed.len() >= total {
         "every data type failed".to_owned()

@@ -25,7 +25,7 @@
 //! failed data types the rule allows, and is refused when the rule allows none of them.
 
 use super::outcome::Failure;
-use super::{DataTypeFailure, JobStatus};
+use super::{DataTypeFailure, JobErrorCode, JobStatus};
 use crate::error::{DomainError, ErrorKind};
 
 /// What a retry knows about the job's connection (from the read side: the rule itself is pure).
@@ -73,13 +73,14 @@ impl DomainError for RetryRefused {
 }
 
 /// Codes a user fixes outside ListBackup, with nothing ListBackup can observe.
-const FIXED_BY_USER: [&str; 2] = ["FORBIDDEN", "VALIDATION_ERROR"];
+const FIXED_BY_USER: [JobErrorCode; 2] = [JobErrorCode::Forbidden, JobErrorCode::ValidationError];
 /// Codes of the connection's credentials: fixed on the connection, which shows it.
-const FIXED_ON_CONNECTION: [&str; 2] = ["UNAUTHORIZED", "REAUTH_REQUIRED"];
+const FIXED_ON_CONNECTION: [JobErrorCode; 2] =
+    [JobErrorCode::Unauthorized, JobErrorCode::ReauthRequired];
 
 /// The rule for one failure: `None` when it may be retried, else why not (for a problem+json `detail`).
 pub fn why_not_retryable(
-    code: &str,
+    code: JobErrorCode,
     retryable: bool,
     connection: ConnectionEvidence,
 ) -> Option<String> {
@@ -124,7 +125,7 @@ pub fn plan_retry(
             // Failed as a whole: before any data type ran, or by our infrastructure (its files discarded).
             let refusal = job
                 .failure
-                .and_then(|f| why_not_retryable(&f.code, f.retryable, connection));
+                .and_then(|f| why_not_retryable(f.code, f.retryable, connection));
             match refusal {
                 None => Ok(RetryPlan { data_types: None }),
                 Some(why) => Err(RetryRefused::NothingToFix(why)),
@@ -143,7 +144,7 @@ fn retry_failed_data_types(
     // Each reason once, with the data types it refuses (a connection-wide failure refuses them all alike).
     let mut refused: Vec<(String, Vec<&str>)> = Vec::new();
     for failure in failed {
-        match why_not_retryable(&failure.code, failure.retryable, connection) {
+        match why_not_retryable(failure.code, failure.retryable, connection) {
             None => allowed.push(failure.data_type.clone()),
             Some(why) => match refused.iter_mut().find(|(reason, _)| *reason == why) {
                 Some((_, names)) => names.push(&failure.data_type),

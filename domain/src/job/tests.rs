@@ -113,7 +113,7 @@ fn fail() -> JobCommand {
     JobCommand::Fail {
         account_id: acme(),
         worker: Some("w1".into()),
-        code: "PLATFORM_ERROR".into(),
+        code: JobErrorCode::PlatformError,
         message: "stripe answered 500 five times".into(),
         retryable: true,
         queued: None,
@@ -122,7 +122,7 @@ fn fail() -> JobCommand {
 
 fn failed() -> JobEvent {
     JobEvent::JobFailed {
-        code: "PLATFORM_ERROR".into(),
+        code: JobErrorCode::PlatformError,
         message: "stripe answered 500 five times".into(),
         retryable: true,
         queued: None,
@@ -142,7 +142,7 @@ fn give_up(account_id: &str) -> JobCommand {
     JobCommand::Fail {
         account_id: account(account_id),
         worker: None,
-        code: "DELIVERY_EXHAUSTED".into(),
+        code: JobErrorCode::DeliveryExhausted,
         message: "the job's message was delivered 5 times without an outcome".into(),
         retryable: true,
         queued: Some(queued_job(account_id)),
@@ -151,7 +151,7 @@ fn give_up(account_id: &str) -> JobCommand {
 
 fn given_up(queued: Option<QueuedJob>) -> JobEvent {
     JobEvent::JobFailed {
-        code: "DELIVERY_EXHAUSTED".into(),
+        code: JobErrorCode::DeliveryExhausted,
         message: "the job's message was delivered 5 times without an outcome".into(),
         retryable: true,
         queued,
@@ -209,7 +209,7 @@ fn record_failure_by(worker: &str, data_type: &str) -> JobCommand {
         account_id: acme(),
         worker: worker.into(),
         data_type: data_type.into(),
-        code: "PLATFORM_ERROR".into(),
+        code: JobErrorCode::PlatformError,
         message: "the platform answered 404".into(),
         retryable: false,
     }
@@ -218,7 +218,7 @@ fn record_failure_by(worker: &str, data_type: &str) -> JobCommand {
 fn backup_failed(data_type: &str) -> JobEvent {
     JobEvent::ResourceBackupFailed {
         data_type: data_type.into(),
-        code: "PLATFORM_ERROR".into(),
+        code: JobErrorCode::PlatformError,
         message: "the platform answered 404".into(),
         retryable: false,
     }
@@ -227,7 +227,7 @@ fn backup_failed(data_type: &str) -> JobEvent {
 fn failure_of(data_type: &str) -> DataTypeFailure {
     DataTypeFailure {
         data_type: data_type.into(),
-        code: "PLATFORM_ERROR".into(),
+        code: JobErrorCode::PlatformError,
         message: "the platform answered 404".into(),
         retryable: false,
     }
@@ -468,13 +468,13 @@ fn the_system_fails_a_job_on_its_workers_behalf() {
         .when(JobCommand::Fail {
             account_id: acme(),
             worker: None,
-            code: "DELIVERIES_EXHAUSTED".into(),
+            code: JobErrorCode::DeliveryExhausted,
             message: "the job's message was delivered 5 times".into(),
             retryable: true,
             queued: None,
         })
         .then_expect_events(vec![JobEvent::JobFailed {
-            code: "DELIVERIES_EXHAUSTED".into(),
+            code: JobErrorCode::DeliveryExhausted,
             message: "the job's message was delivered 5 times".into(),
             retryable: true,
             queued: None,
@@ -809,7 +809,7 @@ fn another_account_cannot_tell_the_job_exists() {
         JobCommand::Fail {
             account_id: account("intruder"),
             worker: None,
-            code: "X".into(),
+            code: JobErrorCode::PlatformError,
             message: "x".into(),
             retryable: false,
             queued: None,
@@ -1098,7 +1098,7 @@ fn a_job_whose_data_types_all_failed_fails() {
 fn failure(data_type: &str, code: &str, message: &str, retryable: bool) -> DataTypeFailure {
     DataTypeFailure {
         data_type: data_type.into(),
-        code: code.into(),
+        code: code.parse().unwrap(),
         message: message.into(),
         retryable,
     }
@@ -1116,7 +1116,7 @@ fn failures_are_summed_up_by_their_code_and_message() {
     assert_eq!(
         summarise(&all, 2),
         Some(Failure {
-            code: "UNAUTHORIZED".into(),
+            code: JobErrorCode::Unauthorized,
             message: format!("every data type failed: {unauthorized}"),
             retryable: false,
         })
@@ -1137,7 +1137,7 @@ fn failures_are_summed_up_by_their_code_and_message() {
         ),
     ];
     let summary = summarise(&some, 14).unwrap();
-    assert_eq!(summary.code, "PLATFORM_ERROR");
+    assert_eq!(summary.code, JobErrorCode::PlatformError);
     assert_eq!(
         summary.message,
         "2 of 14 data types failed (disputes, payouts): the platform answered 404"
@@ -1159,7 +1159,7 @@ fn failures_are_summed_up_by_their_code_and_message() {
         ),
     ];
     let summary = summarise(&mixed, 14).unwrap();
-    assert_eq!(summary.code, "PLATFORM_ERROR", "the first one's");
+    assert_eq!(summary.code, JobErrorCode::PlatformError, "the first one's");
     assert_eq!(
         summary.message,
         "2 of 14 data types failed: disputes: the platform answered 404; payouts: could not reach the platform"
@@ -1206,32 +1206,44 @@ fn a_retryable_failure_may_always_be_retried() {
         "RATE_LIMITED",
         "STORAGE_ERROR",
     ] {
-        assert_eq!(why_not_retryable(code, true, UNCHANGED), None, "{code}");
+        assert_eq!(
+            why_not_retryable(code.parse().unwrap(), true, UNCHANGED),
+            None,
+            "{code}"
+        );
     }
 }
 
 #[test]
 fn a_failure_a_user_fixes_outside_listbackup_may_be_retried() {
     for code in ["FORBIDDEN", "VALIDATION_ERROR"] {
-        assert_eq!(why_not_retryable(code, false, UNCHANGED), None, "{code}");
+        assert_eq!(
+            why_not_retryable(code.parse().unwrap(), false, UNCHANGED),
+            None,
+            "{code}"
+        );
     }
 }
 
 #[test]
 fn rejected_credentials_may_be_retried_once_the_connection_shows_the_fix() {
     for code in ["UNAUTHORIZED", "REAUTH_REQUIRED"] {
-        let why = why_not_retryable(code, false, UNCHANGED).unwrap();
+        let why = why_not_retryable(code.parse().unwrap(), false, UNCHANGED).unwrap();
         assert!(why.contains("PUT /connections/{id}"), "{why}");
-        let why = why_not_retryable(code, false, EXPIRED).unwrap();
+        let why = why_not_retryable(code.parse().unwrap(), false, EXPIRED).unwrap();
         assert!(why.contains("reconnected"), "{why}");
-        assert_eq!(why_not_retryable(code, false, FIXED), None, "{code}");
+        assert_eq!(
+            why_not_retryable(code.parse().unwrap(), false, FIXED),
+            None,
+            "{code}"
+        );
     }
 }
 
 #[test]
 fn a_permanent_platform_refusal_is_not_retried() {
     for code in ["PLATFORM_ERROR", "CONNECTION_MISSING"] {
-        let why = why_not_retryable(code, false, FIXED).unwrap();
+        let why = why_not_retryable(code.parse().unwrap(), false, FIXED).unwrap();
         assert!(
             why.starts_with(&format!("{code} is not retryable")),
             "{why}"
@@ -1321,7 +1333,7 @@ fn a_failed_job_whose_data_types_all_failed_retries_them() {
 fn a_job_that_failed_as_a_whole_retries_the_source_if_its_failure_allows() {
     // Before any data type ran, or by our own infrastructure (a data type had failed before that).
     let storage = Failure {
-        code: "STORAGE_ERROR".into(),
+        code: JobErrorCode::StorageError,
         message: "object store: disk full".into(),
         retryable: true,
     };
@@ -1339,7 +1351,7 @@ fn a_job_that_failed_as_a_whole_retries_the_source_if_its_failure_allows() {
         Ok(RetryPlan { data_types: None })
     );
     let missing = Failure {
-        code: "CONNECTION_MISSING".into(),
+        code: JobErrorCode::ConnectionMissing,
         message: "the source's connection or its credentials are gone".into(),
         retryable: false,
     };

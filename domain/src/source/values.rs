@@ -180,7 +180,7 @@ mod tests {
         assert!(err.contains("`ledgers`"), "{err}");
         assert_eq!(
             DataTypes::parse(&platform, None).unwrap().names(),
-            [listed.clone()]
+            std::slice::from_ref(&listed)
         );
         assert_eq!(DataTypes::all_of(&platform).names(), [listed]);
     }

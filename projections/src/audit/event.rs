@@ -115,7 +115,7 @@ impl LoggedEvent {
         serde_json_canonicalizer::to_vec(&envelope).map_err(|e| ReadError::BadEvent {
             event_id: self.event_id,
             event_type: self.event_type.clone(),
-            reason: format!("cannot be canonicalized: {e}"),
+            source: format!("cannot be canonicalized: {e}").into(),
         })
     }
 
@@ -132,7 +132,7 @@ impl LoggedEvent {
         let previous = parse_hash(&self.previous_hash).ok_or_else(|| ReadError::BadEvent {
             event_id: self.event_id,
             event_type: self.event_type.clone(),
-            reason: "previousHash is not 64 hex digits".into(),
+            source: "previousHash is not 64 hex digits".into(),
         })?;
         self.hash_after(&previous)
     }

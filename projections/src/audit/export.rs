@@ -208,7 +208,7 @@ impl ExportStream {
             serde_json::to_writer(&mut chunk, event).map_err(|e| ReadError::BadEvent {
                 event_id: event.event_id,
                 event_type: event.event_type.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             chunk.push(b'\n');
         }

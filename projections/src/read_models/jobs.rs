@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use listbackup_domain::job::{summarise, DataTypeFailure, JobEvent, JobStatus};
+use listbackup_domain::job::{
+    summarise, DataTypeFailure, Failure, JobErrorCode, JobEvent, JobStatus,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::Row;
@@ -32,8 +34,7 @@ pub struct JobView {
     pub data_types: Vec<JobDataType>,
     /// `{code, message, retryable}` of a failed job, or of a partial job's failed data types summed up (the
     /// first one's code, `retryable` if any of them is, a message naming each).
-    #[schema(value_type = Option<Object>)]
-    pub error: Option<Value>,
+    pub error: Option<Failure>,
     /// The manifest's sha256 once the job succeeded or partially succeeded.
     pub manifest_sha256: Option<String>,
     pub queued_at: DateTime<Utc>,
@@ -113,9 +114,8 @@ pub struct JobDataType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DataTypeError {
-    /// An error code of the API's problem codes (`PLATFORM_ERROR`, `FORBIDDEN`, `UNAUTHORIZED`…) or
-    /// `REAUTH_REQUIRED`.
-    pub code: String,
+    /// Why the data type failed.
+    pub code: JobErrorCode,
     pub message: String,
     /// Whether running it again later may succeed without anyone changing anything.
     pub retryable: bool,
@@ -140,7 +140,7 @@ impl JobView {
             .filter_map(|d| {
                 d.error.as_ref().map(|e| DataTypeFailure {
                     data_type: d.name.clone(),
-                    code: e.code.clone(),
+                    code: e.code,
                     message: e.message.clone(),
                     retryable: e.retryable,
                 })
@@ -173,7 +173,10 @@ impl JobView {
             retry_of: row.get("retry_of"),
             progress,
             data_types: serde_json::from_value(row.get("data_types")).unwrap_or_default(),
-            error: row.get("error"),
+            // Written by this module only, from a `Failure`.
+            error: row
+                .get::<_, Option<Value>>("error")
+                .and_then(|e| serde_json::from_value(e).ok()),
             manifest_sha256: row.get("manifest_sha256"),
             queued_at: row.get("queued_at"),
             started_at: row.get("started_at"),

@@ -29,15 +29,12 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures::StreamExt;
 use listbackup_commands::{CommandError, EventMetadata};
-use listbackup_domain::job::JobStatus;
+use listbackup_domain::job::{JobErrorCode, JobStatus};
 use listbackup_domain::ErrorKind;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{BackupWorker, EventMessage};
-
-/// The error code of a job whose message exhausted its deliveries.
-pub const DELIVERY_EXHAUSTED: &str = "DELIVERY_EXHAUSTED";
 
 /// The longest a redelivery waits, however many deliveries came before.
 const MAX_REDELIVERY_WAIT: Duration = Duration::from_secs(10 * 60);
@@ -125,13 +122,16 @@ impl BackupWorker {
 
     /// Ends the job of a `SyncRequested` whose deliveries ran out without a recorded outcome: every worker
     /// that took it stopped (killed, cut off) or failed to record how it went. A job whose cancellation was
-    /// pending is cancelled; any other unfinished job fails with [`DELIVERY_EXHAUSTED`], its dead attempt's
+    /// pending is cancelled; any other unfinished job fails with [`JobErrorCode::DeliveryExhausted`], its dead attempt's
     /// artifacts discarded first. `Err` when it could not be recorded (to be tried again).
     pub(super) async fn give_up(&self, body: &[u8], deliveries: i64) -> Result<(), CommandError> {
         let event: EventMessage = match serde_json::from_slice(body) {
             Ok(event) => event,
             Err(err) => {
-                tracing::warn!(error = %err, "unreadable SyncRequested message: no job to end");
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "unreadable SyncRequested message: no job to end"
+                );
                 return Ok(());
             }
         };
@@ -166,7 +166,7 @@ impl BackupWorker {
                 // Nothing of the dead attempt may look like a backup.
                 let artifacts = self.store.job(&metadata.account_id, source_id, job_id);
                 artifacts.discard().await.map_err(|e| {
-                    CommandError::Unavailable(format!("discarding a dead attempt: {e}"))
+                    CommandError::unavailable("discarding a dead attempt's files failed", e)
                 })?;
                 if job.cancel_requested() {
                     return match self.jobs.confirm_cancelled(&metadata, job_id).await {
@@ -178,7 +178,13 @@ impl BackupWorker {
         }
         match self
             .jobs
-            .give_up(&metadata, job_id, source_id, DELIVERY_EXHAUSTED, &message)
+            .give_up(
+                &metadata,
+                job_id,
+                source_id,
+                JobErrorCode::DeliveryExhausted,
+                &message,
+            )
             .await
         {
             Ok(_) => {
@@ -209,13 +215,15 @@ impl BackupWorker {
             return Ok(());
         }
         if !job.cancel_requested() {
-            return Err(CommandError::Unavailable(
-                "the job's source is deleted; waiting for the deletion to cancel the job".into(),
-            ));
+            return Err(CommandError::Unavailable {
+                context: "the job's source is deleted; waiting for the deletion to cancel the job"
+                    .into(),
+                source: None,
+            });
         }
         let artifacts = self.store.job(&metadata.account_id, source_id, job_id);
         if let Err(err) = artifacts.discard().await {
-            tracing::warn!(%job_id, error = %err, "discarding a cancelled attempt");
+            tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt");
         }
         match self.jobs.confirm_cancelled(metadata, job_id).await {
             Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
@@ -280,11 +288,17 @@ impl BackupWorker {
             match self.on_advisory(&events, &message.payload).await {
                 Ok(()) => {
                     if let Err(err) = message.ack().await {
-                        tracing::warn!(error = %err, "advisory ack failed; it will be handled again");
+                        tracing::warn!(
+                            error = &*err as &dyn std::error::Error,
+                            "advisory ack failed; it will be handled again"
+                        );
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "exhausted deliveries not recorded yet; retrying later");
+                    tracing::warn!(
+                        error = &err as &dyn std::error::Error,
+                        "exhausted deliveries not recorded yet; retrying later"
+                    );
                     // Sooner than the ack wait: the job should not stay `running` longer than needed.
                     let _ = message
                         .ack_with(AckKind::Nak(Some(self.deliveries.keep_alive())))
@@ -302,7 +316,10 @@ impl BackupWorker {
         let advisory: MaxDeliveriesAdvisory = match serde_json::from_slice(body) {
             Ok(advisory) => advisory,
             Err(err) => {
-                tracing::warn!(error = %err, "unreadable max-deliveries advisory dropped");
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "unreadable max-deliveries advisory dropped"
+                );
                 return Ok(());
             }
         };
@@ -324,18 +341,24 @@ impl BackupWorker {
                     );
                     return Ok(());
                 }
-                return Err(CommandError::Unavailable(format!(
-                    "reading message {} of the backups work queue: {err}",
-                    advisory.stream_seq
-                )));
+                return Err(CommandError::unavailable(
+                    format!(
+                        "reading message {} of the backups work queue failed",
+                        advisory.stream_seq
+                    ),
+                    err,
+                ));
             }
         };
         self.give_up(&message.payload, advisory.deliveries).await?;
         // JetStream will not deliver it again, and a work queue keeps what nobody acknowledged: without this it
         // would stay listed as waiting for ever.
         if let Err(err) = events.delete_message(advisory.stream_seq).await {
-            tracing::warn!(stream_seq = advisory.stream_seq, error = %err,
-                "removing an exhausted message from the work queue failed");
+            tracing::warn!(
+                stream_seq = advisory.stream_seq,
+                error = &err as &dyn std::error::Error,
+                "removing an exhausted message from the work queue failed"
+            );
         }
         Ok(())
     }

@@ -353,7 +353,7 @@ impl BackupWorker {
     /// Ends this process's lease of the job (best effort: it expires anyway).
     pub(super) async fn release_connection(&self, job_id: &str) {
         if let Err(err) = self.leases.release(job_id, &self.process_id).await {
-            tracing::warn!(%job_id, error = %err, "releasing the backup's lease failed; it will expire");
+            tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "releasing the backup's lease failed; it will expire");
         }
     }
 
@@ -365,14 +365,17 @@ impl BackupWorker {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
                     if let Err(err) = self.leases.renew(&self.process_id, self.deliveries.ack_wait).await {
-                        tracing::warn!(error = %err, "renewing the backup leases failed");
+                        tracing::warn!(error = &err as &dyn std::error::Error, "renewing the backup leases failed");
                     }
                 }
             }
         }
         // The runs were dropped with the dispatcher: what they held is left to redelivery, now.
         if let Err(err) = self.leases.release_all(&self.process_id).await {
-            tracing::warn!(error = %err, "releasing the backup leases at shutdown failed; they will expire");
+            tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "releasing the backup leases at shutdown failed; they will expire"
+            );
         }
     }
 

@@ -21,6 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use listbackup_domain::job::JobErrorCode;
 use listbackup_domain::platform::Listing;
 use serde_json::value::RawValue;
 
@@ -168,7 +169,7 @@ impl FileContents {
                     manifest.contents_not_stored.push(ContentNotStored {
                         data_type: self.data_type.clone(),
                         id: file.id.clone(),
-                        code: "GONE".into(),
+                        code: JobErrorCode::Gone,
                         message: format!(
                             "deleted since it was listed ({status}){}",
                             if message.is_empty() {
@@ -225,7 +226,7 @@ impl FileContents {
                         return Err(ContentFailure::Fetch(err));
                     }
                     let wait = policy.backoff(attempt);
-                    tracing::debug!(data_type = %self.data_type, id = %file.id, ?wait, error = %err,
+                    tracing::debug!(data_type = %self.data_type, id = %file.id, ?wait, error = &err as &dyn std::error::Error,
                         "a download was cut off; starting it again");
                     tokio::time::sleep(wait).await;
                 }
@@ -235,12 +236,12 @@ impl FileContents {
 
     fn refuse(&mut self, manifest: &mut Manifest, id: &str, err: FetchError) {
         self.counts.refused += 1;
-        tracing::warn!(data_type = %self.data_type, %id, code = err.code(), error = %err,
+        tracing::warn!(data_type = %self.data_type, %id, code = %err.code(), error = &err as &dyn std::error::Error,
             "a file's bytes are not stored");
         manifest.contents_not_stored.push(ContentNotStored {
             data_type: self.data_type.clone(),
             id: id.to_owned(),
-            code: err.code().to_owned(),
+            code: err.code(),
             message: err.to_string(),
         });
         self.first_refusal.get_or_insert(err);
@@ -284,7 +285,7 @@ pub async fn back_up_data_type(
         return Err(ContentFailure::Fetch(err));
     }
     let file = writer.finish().await?;
-    manifest.add_file(&file, None);
+    manifest.add_file(file.manifest_file(None));
     let counts = contents.map(|c| c.counts()).unwrap_or_default();
     Ok((file, pager.summary(), counts))
 }

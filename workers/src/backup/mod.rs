@@ -14,7 +14,7 @@ use listbackup_commands::jobs::{JobCommands, JobStart};
 use listbackup_commands::oauth::OauthService;
 use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
-use listbackup_domain::job::{JobStatus, JobTrigger};
+use listbackup_domain::job::{JobErrorCode, JobStatus, JobTrigger};
 use listbackup_domain::platform::PlatformId;
 use listbackup_domain::source::Source;
 use listbackup_domain::ErrorKind;
@@ -49,7 +49,7 @@ pub use progress::{ProgressMessage, PERSIST_INTERVAL};
 // Ack wait, keep-alive, max_deliver with backoff, and what happens when a message's deliveries run out.
 mod deliveries;
 
-pub use deliveries::{DeliverySettings, DELIVERY_EXHAUSTED};
+pub use deliveries::DeliverySettings;
 
 /// The relay's message body, as far as the worker reads it.
 #[derive(Debug, Deserialize)]
@@ -76,13 +76,11 @@ struct SyncRequested {
 /// Why a run failed, as recorded in JobFailed.
 #[derive(Debug)]
 struct RunFailure {
-    code: &'static str,
+    code: JobErrorCode,
     message: String,
     retryable: bool,
 }
 
-/// The code of a run stopped because its cancellation was requested (confirmed, not recorded as a failure).
-const CANCELLED: &str = "CANCELLED";
 /// How often a running backup looks for a cancellation request (one progress interval).
 const CANCEL_CHECK: Duration = Duration::from_secs(1);
 
@@ -100,7 +98,7 @@ impl From<FetchError> for RunFailure {
 impl From<StorageError> for RunFailure {
     fn from(err: StorageError) -> Self {
         Self {
-            code: "STORAGE_ERROR",
+            code: JobErrorCode::StorageError,
             message: err.to_string(),
             retryable: true,
         }
@@ -110,8 +108,8 @@ impl From<StorageError> for RunFailure {
 impl From<CommandError> for RunFailure {
     fn from(err: CommandError) -> Self {
         Self {
-            code: "INTERNAL",
-            message: err.to_string(),
+            code: JobErrorCode::Internal,
+            message: listbackup_commands::error_chain(&err),
             retryable: true,
         }
     }
@@ -130,7 +128,7 @@ struct Run<'a> {
 
 fn cancelled() -> RunFailure {
     RunFailure {
-        code: CANCELLED,
+        code: JobErrorCode::Cancelled,
         message: "cancelled on request".into(),
         retryable: false,
     }
@@ -139,7 +137,7 @@ fn cancelled() -> RunFailure {
 /// The platform refuses the connection until the customer reconnects it.
 fn reauth_failure() -> RunFailure {
     RunFailure {
-        code: "REAUTH_REQUIRED",
+        code: JobErrorCode::ReauthRequired,
         message: "the platform rejected the connection's credentials even after a token refresh; \
                   reconnect the connection"
             .into(),
@@ -261,7 +259,7 @@ impl BackupWorker {
                 settled = &mut run => break settled,
                 _ = keep_alive.tick() => {
                     if let Err(err) = message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(error = %err, "in-progress ack failed");
+                        tracing::warn!(error = &*err as &dyn std::error::Error, "in-progress ack failed");
                     }
                 }
             }
@@ -269,25 +267,41 @@ impl BackupWorker {
         match settled {
             Ok(()) => {
                 if let Err(err) = message.ack().await {
-                    tracing::warn!(error = %err, "ack failed; the job's message will be redelivered");
+                    tracing::warn!(
+                        error = &*err as &dyn std::error::Error,
+                        "ack failed; the job's message will be redelivered"
+                    );
                 }
             }
             // The last delivery: JetStream will not redeliver it, so this worker ends the job itself (and if
             // even that fails, JetStream's advisory has it ended; see `deliveries`).
             Err(err) if delivered >= self.deliveries.max_deliver => {
-                tracing::warn!(error = %err, delivered, "the job's last delivery failed; giving up on the job");
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    delivered,
+                    "the job's last delivery failed; giving up on the job"
+                );
                 match self.give_up(&message.payload, delivered).await {
                     Ok(()) => {
                         if let Err(err) = message.ack().await {
-                            tracing::warn!(error = %err, "ack of a given-up job's message failed");
+                            tracing::warn!(
+                                error = &*err as &dyn std::error::Error,
+                                "ack of a given-up job's message failed"
+                            );
                         }
                     }
                     Err(err) => {
-                        tracing::warn!(error = %err, "giving up failed; left to the max-deliveries advisory")
+                        tracing::warn!(
+                            error = &err as &dyn std::error::Error,
+                            "giving up failed; left to the max-deliveries advisory"
+                        )
                     }
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "job message left for redelivery"),
+            Err(err) => tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "job message left for redelivery"
+            ),
         }
     }
 
@@ -301,7 +315,10 @@ impl BackupWorker {
         let event: EventMessage = match serde_json::from_slice(body) {
             Ok(event) => event,
             Err(err) => {
-                tracing::warn!(error = %err, "unreadable SyncRequested message dropped");
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "unreadable SyncRequested message dropped"
+                );
                 return Ok(());
             }
         };
@@ -356,7 +373,7 @@ impl BackupWorker {
         // The connection's lease first (see `leases`): its platform's rate budget is this process's alone.
         self.claim_connection(&job_id, partition)
             .await
-            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+            .map_err(|e| CommandError::unavailable("claiming the connection's lease failed", e))?;
         let settled = self
             .start_and_run(&metadata, &worker, start, &artifacts, delivered, &source)
             .await;
@@ -392,7 +409,7 @@ impl BackupWorker {
                 if delivered > 1 && job.status() == JobStatus::Running && job.cancel_requested() {
                     // The dead run was asked to stop: nothing is run again, this run confirms for it.
                     if let Err(err) = artifacts.discard().await {
-                        tracing::warn!(%job_id, error = %err, "discarding a cancelled attempt");
+                        tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt");
                     }
                     return match self.jobs.confirm_cancelled(metadata, &job_id).await {
                         Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
@@ -401,7 +418,7 @@ impl BackupWorker {
                 }
                 if delivered > 1 && job.status() == JobStatus::Running {
                     artifacts.discard().await.map_err(|e| {
-                        CommandError::Unavailable(format!("discarding a dead attempt: {e}"))
+                        CommandError::unavailable("discarding a dead attempt's files failed", e)
                     })?;
                     match self.jobs.restart(metadata, &job_id, worker).await {
                         Ok(_) => job.attempt() + 1,
@@ -438,11 +455,11 @@ impl BackupWorker {
                 tracing::info!(%job_id, "backup succeeded");
                 Ok(())
             }
-            Err(failure) if failure.code == CANCELLED => {
+            Err(failure) if failure.code == JobErrorCode::Cancelled => {
                 tracing::info!(%job_id, "backup cancelled");
                 // Nothing of a cancelled run may look like a backup.
                 if let Err(err) = artifacts.discard().await {
-                    tracing::warn!(%job_id, error = %err, "discarding a cancelled attempt's artifacts");
+                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt's artifacts");
                 }
                 match self.jobs.confirm_cancelled(metadata, &job_id).await {
                     Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
@@ -450,10 +467,10 @@ impl BackupWorker {
                 }
             }
             Err(failure) => {
-                tracing::warn!(%job_id, code = failure.code, message = %failure.message, "backup failed");
+                tracing::warn!(%job_id, code = %failure.code, message = %failure.message, "backup failed");
                 // Nothing of a failed attempt may look like a backup.
                 if let Err(err) = artifacts.discard().await {
-                    tracing::warn!(%job_id, error = %err, "discarding a failed attempt's artifacts");
+                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a failed attempt's artifacts");
                 }
                 match self
                     .jobs

@@ -101,12 +101,19 @@ impl<'a> ProgressReporter<'a> {
         let body = match serde_json::to_vec(&message) {
             Ok(body) => body,
             Err(err) => {
-                tracing::warn!(error = %err, "progress message not encoded");
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "progress message not encoded"
+                );
                 return;
             }
         };
         if let Err(err) = self.nats.publish(self.subject.clone(), body.into()).await {
-            tracing::debug!(error = %err, job_id = self.job_id, "progress not published");
+            tracing::debug!(
+                error = &err as &dyn std::error::Error,
+                job_id = self.job_id,
+                "progress not published"
+            );
         }
     }
 }

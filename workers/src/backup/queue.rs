@@ -171,7 +171,10 @@ impl BackupWorker {
             match self.enqueue(&js, &message.payload).await {
                 Ok(()) => {
                     if let Err(err) = message.ack().await {
-                        tracing::warn!(error = %err, "feeder ack failed; the copy will be deduplicated");
+                        tracing::warn!(
+                            error = &*err as &dyn std::error::Error,
+                            "feeder ack failed; the copy will be deduplicated"
+                        );
                     }
                 }
                 Err(err) => {
@@ -190,7 +193,10 @@ impl BackupWorker {
             Ok(queued) => queued,
             Err(err) => {
                 // Nothing could run it: the worker would drop it too.
-                tracing::warn!(error = %err, "unreadable SyncRequested message dropped");
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "unreadable SyncRequested message dropped"
+                );
                 return Ok(());
             }
         };

@@ -12,7 +12,7 @@ use listbackup_commands::jobs::{BackedUp, NotBackedUp, Progress, Succeeded};
 use listbackup_commands::oauth::{RefreshOutcome, USE_WINDOW};
 use listbackup_commands::vault::SecretCredentials;
 use listbackup_commands::EventMetadata;
-use listbackup_domain::job::{summarise, DataTypeFailure};
+use listbackup_domain::job::{summarise, DataTypeFailure, JobErrorCode};
 use listbackup_domain::platform::OAUTH_ACCESS_TOKEN;
 use listbackup_domain::source::Source;
 use serde_json::json;
@@ -51,7 +51,7 @@ impl Unfetched {
 fn failure_of(data_type: &str, failure: &RunFailure) -> DataTypeFailure {
     DataTypeFailure {
         data_type: data_type.to_owned(),
-        code: failure.code.to_owned(),
+        code: failure.code,
         message: failure.message.clone(),
         retryable: failure.retryable,
     }
@@ -60,7 +60,7 @@ fn failure_of(data_type: &str, failure: &RunFailure) -> DataTypeFailure {
 /// Failures of our own infrastructure (the event store, storage; see the `From` impls of [`RunFailure`]):
 /// they end the attempt, whatever data type was running.
 fn is_infrastructure(failure: &RunFailure) -> bool {
-    matches!(failure.code, "INTERNAL" | "STORAGE_ERROR")
+    failure.code.is_infrastructure()
 }
 
 impl BackupWorker {
@@ -85,7 +85,7 @@ impl BackupWorker {
             .await
         {
             // An API-key connection has nothing to refresh; a failed refresh shows as the platform's 401.
-            tracing::debug!(%connection_id, error = %err, "token refresh before the backup");
+            tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the backup");
         }
         let mut credentials = self.credentials(metadata, connection_id).await?;
         let platform = platform_id.platform();
@@ -111,7 +111,7 @@ impl BackupWorker {
         let mut last_check = tokio::time::Instant::now();
         let mut failed: Vec<DataTypeFailure> = Vec::new();
         // The first failure's code, which a job whose data types all failed fails with (`summarise`).
-        let mut first_code: Option<&'static str> = None;
+        let mut first_code: Option<JobErrorCode> = None;
         // Set once the connection itself failed: every later data type fails with it, unasked.
         let mut connection_failure: Option<Unfetched> = None;
         for data_type in &data_types {
@@ -286,7 +286,7 @@ impl BackupWorker {
                 .flatten()
                 .or(contents_since);
             manifest.incremental |= summary.incremental || since_json.is_some();
-            manifest.add_file(&file, since_json);
+            manifest.add_file(file.manifest_file(since_json));
             if let Some(next) = summary
                 .next_cursor
                 .as_ref()
@@ -328,7 +328,7 @@ impl BackupWorker {
                 unreachable!("a job has at least one data type, and every one failed")
             });
             return Err(RunFailure {
-                code: first_code.unwrap_or("PLATFORM_ERROR"),
+                code: first_code.unwrap_or(JobErrorCode::PlatformError),
                 message: summary.message,
                 retryable: summary.retryable,
             });
@@ -339,7 +339,7 @@ impl BackupWorker {
         let (job, _) = self.jobs.load(job_id).await?;
         if !job.is_run_by(worker) {
             return Err(RunFailure {
-                code: "SUPERSEDED",
+                code: JobErrorCode::Superseded,
                 message: "another run owns the job now".into(),
                 retryable: false,
             });
@@ -431,7 +431,7 @@ impl BackupWorker {
                 (files, None)
             }
             Err(err) => {
-                tracing::warn!(%data_type, %previous_job, error = %err,
+                tracing::warn!(%data_type, %previous_job, error = &err as &dyn std::error::Error,
                     "the previous backup's manifest cannot be read: every file is downloaded");
                 (files, None)
             }
@@ -453,7 +453,7 @@ impl BackupWorker {
                 worker,
                 NotBackedUp {
                     data_type: failure.data_type.clone(),
-                    code: failure.code.clone(),
+                    code: failure.code,
                     message: failure.message.clone(),
                     retryable: failure.retryable,
                 },
@@ -472,7 +472,7 @@ impl BackupWorker {
             .credentials(metadata, connection_id)
             .await?
             .ok_or_else(|| RunFailure {
-                code: "CONNECTION_MISSING",
+                code: JobErrorCode::ConnectionMissing,
                 message: "the source's connection or its credentials are gone".into(),
                 retryable: false,
             })
@@ -494,7 +494,7 @@ impl BackupWorker {
             .refresh_rejected(metadata, connection_id, token)
             .await
             .map_err(|err| RunFailure {
-                code: "UNAVAILABLE",
+                code: JobErrorCode::Unavailable,
                 message: format!("refreshing the access token failed: {err}"),
                 retryable: true,
             })?;
@@ -508,7 +508,7 @@ impl BackupWorker {
                 Err(self.reauth_required(metadata, connection_id).await)
             }
             RefreshOutcome::Failed(reason) => Err(RunFailure {
-                code: "UNAVAILABLE",
+                code: JobErrorCode::Unavailable,
                 message: format!("refreshing the access token failed: {reason}"),
                 retryable: true,
             }),
@@ -526,7 +526,7 @@ impl BackupWorker {
             )
             .await
         {
-            tracing::warn!(%connection_id, error = %err, "recording that the connection needs reauthorization");
+            tracing::warn!(%connection_id, error = &err as &dyn std::error::Error, "recording that the connection needs reauthorization");
         }
         reauth_failure()
     }

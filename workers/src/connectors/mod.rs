@@ -50,6 +50,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use listbackup_commands::platform_client::{
     apply_auth, choose_auth, fill_template, PlatformEndpoints, ProbeError,
 };
+use listbackup_domain::job::JobErrorCode;
 use listbackup_domain::platform::{
     ApiAuth, Condition, Endpoint, HttpMethod, IncrementalFetch, Listing, OffsetParam, Pagination,
     Platform, TimeFilter, TimeFormat,
@@ -184,21 +185,23 @@ impl FetchError {
         matches!(self, FetchError::Unauthorized | FetchError::Credentials(_))
     }
 
-    /// The error code of DESIGN §4, for `JobFailed {code, message, retryable}`.
-    pub fn code(&self) -> &'static str {
+    /// The error code for `JobFailed {code, message, retryable}` and `ResourceBackupFailed`.
+    pub fn code(&self) -> JobErrorCode {
         match self {
-            FetchError::Unsupported { .. } | FetchError::Credentials(_) => "VALIDATION_ERROR",
-            FetchError::Unauthorized => "UNAUTHORIZED",
-            FetchError::Forbidden { .. } => "FORBIDDEN",
-            FetchError::RateLimited { .. } => "RATE_LIMITED",
+            FetchError::Unsupported { .. } | FetchError::Credentials(_) => {
+                JobErrorCode::ValidationError
+            }
+            FetchError::Unauthorized => JobErrorCode::Unauthorized,
+            FetchError::Forbidden { .. } => JobErrorCode::Forbidden,
+            FetchError::RateLimited { .. } => JobErrorCode::RateLimited,
             FetchError::Platform { .. }
             | FetchError::InvalidResponse(_)
             | FetchError::UnreadableBody(_)
             | FetchError::PagingLoop(_)
             | FetchError::Gone { .. }
-            | FetchError::ListChanged(_) => "PLATFORM_ERROR",
-            FetchError::Network(_) => "UNAVAILABLE",
-            FetchError::Sink(_) => "INTERNAL",
+            | FetchError::ListChanged(_) => JobErrorCode::PlatformError,
+            FetchError::Network(_) => JobErrorCode::Unavailable,
+            FetchError::Sink(_) => JobErrorCode::Internal,
         }
     }
 }
@@ -1610,7 +1613,7 @@ mod tests {
             FetchError::PagingLoop("x".into()),
             FetchError::ListChanged("x".into()),
         ] {
-            assert_eq!(err.code(), "PLATFORM_ERROR");
+            assert_eq!(err.code(), JobErrorCode::PlatformError);
         }
     }
 
@@ -1639,7 +1642,7 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("not a data type"), "{err}");
-        assert_eq!(err.code(), "VALIDATION_ERROR");
+        assert_eq!(err.code(), JobErrorCode::ValidationError);
     }
 
     #[test]

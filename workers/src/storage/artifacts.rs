@@ -13,7 +13,7 @@ use super::encryption::{decrypting, FileEncryption, FileEncryptor};
 use super::{content_key, ContentWriter, Manifest, NdjsonWriter, ObjectPath, StorageError};
 
 /// The manifest's file name in a job's directory.
-pub const MANIFEST_NAME: &str = "manifest.json";
+pub use listbackup_domain::job::manifest::MANIFEST_FILE as MANIFEST_NAME;
 
 const DATA_SUFFIX: &str = ".ndjson.gz";
 

@@ -32,7 +32,6 @@ use hkdf::Hkdf;
 use listbackup_commands::data_keys::DataKey;
 use rand::rngs::OsRng;
 use rand::RngCore as _;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -54,20 +53,7 @@ const NONCE_PREFIX_LEN: usize = 7;
 /// The HKDF `info` prefix of a file key; the file's object path follows it.
 const FILE_KEY_INFO: &[u8] = b"listbackup backup file v1 ";
 
-/// How a stored file is encrypted, as its manifest entry records it (`encryption`): absent for files stored
-/// before encryption, which are read as they are.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FileEncryption {
-    /// The construction: `aes256gcm-stream-v1` (this module's format, version 1).
-    pub scheme: String,
-    /// The account's data key that encrypted it (`dk_…`), also in the file's header.
-    pub key_id: String,
-    /// Size of the stored ciphertext, header and tags included.
-    pub ciphertext_bytes: u64,
-    /// Hex sha256 of the stored ciphertext: what verification compares the stored object with.
-    pub ciphertext_sha256: String,
-}
+pub use listbackup_domain::job::manifest::FileEncryption;
 
 /// The `scheme` of this module's format.
 pub const SCHEME: &str = "aes256gcm-stream-v1";

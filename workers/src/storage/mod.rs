@@ -32,7 +32,6 @@
 mod artifacts;
 mod content;
 pub mod encryption;
-mod manifest;
 mod writer;
 
 #[cfg(test)]
@@ -50,7 +49,9 @@ use listbackup_commands::data_keys::DataKeys;
 
 pub use artifacts::{ArtifactInfo, JobArtifacts, MANIFEST_NAME};
 pub use content::{content_key, ContentWriter, StoredContent};
-pub use manifest::{ContentNotStored, Manifest, ManifestContent, ManifestFile, MANIFEST_VERSION};
+pub use listbackup_domain::job::manifest::{
+    ContentNotStored, Manifest, ManifestContent, ManifestFile, MANIFEST_FILE, MANIFEST_VERSION,
+};
 pub use object_store::path::Path as ObjectPath;
 pub use writer::{NdjsonWriter, WrittenFile};
 
@@ -301,13 +302,10 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
     fn manifest<'a>(
         &'a self,
         job: listbackup_commands::artifacts::JobLocation<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<Option<serde_json::Value>, String>> {
+    ) -> futures::future::BoxFuture<'a, Result<Option<Manifest>, String>> {
         Box::pin(async move {
             let artifacts = self.job(job.account_id, job.source_id, job.job_id);
-            let manifest = artifacts.read_manifest().await.map_err(|e| e.to_string())?;
-            manifest
-                .map(|m| serde_json::to_value(m).map_err(|e| e.to_string()))
-                .transpose()
+            artifacts.read_manifest().await.map_err(|e| e.to_string())
         })
     }
 

@@ -148,12 +148,12 @@ async fn the_manifest_lists_every_file_and_is_written_last() {
     manifest.incremental = true;
 
     let customers = write_records(&artifacts, "customers", 1_500).await;
-    manifest.add_file(&customers, Some(json!({"created": 1700000000})));
+    manifest.add_file(customers.manifest_file(Some(json!({"created": 1700000000}))));
     manifest
         .cursors
         .insert("customers".into(), json!({"created": 1700000500}));
     let empty = write_records(&artifacts, "payouts", 0).await;
-    manifest.add_file(&empty, None);
+    manifest.add_file(empty.manifest_file(None));
     assert!(
         artifacts.read_manifest().await.unwrap().is_none(),
         "no manifest before it is written"
@@ -220,8 +220,8 @@ async fn a_manifest_naming_a_file_that_is_not_stored_is_refused() {
     let file = write_records(&artifacts, "customers", 10).await;
     let mut forged = file.clone();
     forged.name = "invoices.ndjson.gz".into();
-    manifest.add_file(&file, None);
-    manifest.add_file(&forged, None);
+    manifest.add_file(file.manifest_file(None));
+    manifest.add_file(forged.manifest_file(None));
     assert!(matches!(
         artifacts.write_manifest(&manifest).await,
         Err(StorageError::Incomplete(_))
@@ -230,7 +230,7 @@ async fn a_manifest_naming_a_file_that_is_not_stored_is_refused() {
 
     let other = dir.store().job("acme", "s1", "j2");
     let mut manifest = other.new_manifest("stripe", 1, started_at());
-    manifest.add_file(&file, None);
+    manifest.add_file(file.manifest_file(None));
     assert!(matches!(
         artifacts.write_manifest(&manifest).await,
         Err(StorageError::Incomplete(_))
@@ -283,7 +283,7 @@ async fn discard_leaves_nothing_behind() {
     let mut manifest = artifacts.new_manifest("stripe", 1, started_at());
     for data_type in ["customers", "invoices"] {
         let file = write_records(&artifacts, data_type, 100).await;
-        manifest.add_file(&file, None);
+        manifest.add_file(file.manifest_file(None));
     }
     artifacts.write_manifest(&manifest).await.unwrap();
     assert_eq!(artifacts.list().await.unwrap().len(), 3);
@@ -446,7 +446,7 @@ async fn the_memory_store_works_the_same() {
     let artifacts = store.job("acme", "s1", "j1");
     let file = write_records(&artifacts, "customers", 100).await;
     let mut manifest = artifacts.new_manifest("stripe", 2, started_at());
-    manifest.add_file(&file, None);
+    manifest.add_file(file.manifest_file(None));
     artifacts.write_manifest(&manifest).await.unwrap();
     assert_eq!(artifacts.read_manifest().await.unwrap().unwrap().attempt, 2);
     artifacts.discard().await.unwrap();
@@ -643,7 +643,7 @@ async fn a_backup_stored_before_encryption_still_downloads_and_checks_as_stored(
     let file = write_records(&artifacts, "customers", 500).await;
     assert_eq!(file.encryption, None);
     let mut manifest = artifacts.new_manifest("stripe", 1, started_at());
-    manifest.add_file(&file, None);
+    manifest.add_file(file.manifest_file(None));
     artifacts.write_manifest(&manifest).await.unwrap();
     let json = serde_json::to_value(&manifest).unwrap();
     assert!(json["files"][0].get("encryption").is_none(), "{json}");

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::encryption::{FileEncryption, FileEncryptor, CHUNK_SIZE};
-use super::{ObjectPath, StorageError};
+use super::{ManifestFile, ObjectPath, StorageError};
 
 /// Streams one data type's records into `{dataType}.ndjson.gz`: one JSON document per line, gzipped as it
 /// goes, uploaded in parts of the store's part size. Nothing is visible at the file's path until
@@ -57,6 +57,21 @@ pub struct WrittenFile {
     pub sha256: String,
     /// How the gzip file is encrypted in the store, with the stored ciphertext's size and sha256.
     pub encryption: Option<FileEncryption>,
+}
+
+impl WrittenFile {
+    /// The manifest's entry for this file, fetched from `since` (an incremental fetch's cursor) or in full.
+    pub fn manifest_file(&self, since: Option<serde_json::Value>) -> ManifestFile {
+        ManifestFile {
+            name: self.name.clone(),
+            data_type: self.data_type.clone(),
+            records: self.records,
+            bytes: self.bytes,
+            sha256: self.sha256.clone(),
+            since,
+            encryption: self.encryption.clone(),
+        }
+    }
 }
 
 impl NdjsonWriter {

@@ -1,11 +1,30 @@
+//! `manifest.json`, the last file of a job's backup: the one type the workers write it as and the API and
+//! the verifier read it back as.
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use listbackup_domain::job::DataTypeFailure;
 use serde::{Deserialize, Serialize};
 
-use super::encryption::FileEncryption;
-use super::WrittenFile;
+use super::{DataTypeFailure, JobErrorCode};
+
+/// The manifest's file name in a job's directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// How a stored file is encrypted, as its manifest entry records it (`encryption`): absent for files stored
+/// before encryption, which are read as they are. The format itself is the workers' (`storage::encryption`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEncryption {
+    /// The construction: `aes256gcm-stream-v1` (the workers' format, version 1).
+    pub scheme: String,
+    /// The account's data key that encrypted it (`dk_…`), also in the file's header.
+    pub key_id: String,
+    /// Size of the stored ciphertext, header and tags included.
+    pub ciphertext_bytes: u64,
+    /// Hex sha256 of the stored ciphertext: what verification compares the stored object with.
+    pub ciphertext_sha256: String,
+}
 
 /// Bumped when the manifest's shape changes incompatibly (not for an added optional field, such as
 /// `failedDataTypes`: readers of version 1 ignore it, and manifests without it still read).
@@ -112,12 +131,12 @@ pub struct ContentNotStored {
     pub id: String,
     /// `GONE` (deleted since it was listed: nothing to back up), or the failure's code (`FORBIDDEN`,
     /// `PLATFORM_ERROR`, `VALIDATION_ERROR`).
-    pub code: String,
+    pub code: JobErrorCode,
     pub message: String,
 }
 
 impl Manifest {
-    /// An empty manifest for a job's attempt; see [`super::JobArtifacts::new_manifest`].
+    /// An empty manifest for a job's attempt.
     pub fn new(
         job_id: &str,
         account_id: &str,
@@ -147,19 +166,11 @@ impl Manifest {
         }
     }
 
-    /// Adds a finished file (and its incremental starting point) and updates the totals.
-    pub fn add_file(&mut self, file: &WrittenFile, since: Option<serde_json::Value>) {
+    /// Adds a finished file and updates the totals.
+    pub fn add_file(&mut self, file: ManifestFile) {
         self.records += file.records;
         self.bytes += file.bytes;
-        self.files.push(ManifestFile {
-            name: file.name.clone(),
-            data_type: file.data_type.clone(),
-            records: file.records,
-            bytes: file.bytes,
-            sha256: file.sha256.clone(),
-            since,
-            encryption: file.encryption.clone(),
-        });
+        self.files.push(file);
     }
 
     /// Adds a file's stored bytes; those stored by this job (not `job_id`) count in the totals.
@@ -225,7 +236,7 @@ mod tests {
         let mut manifest = manifest();
         manifest.add_failure(DataTypeFailure {
             data_type: "disputes".into(),
-            code: "PLATFORM_ERROR".into(),
+            code: JobErrorCode::PlatformError,
             message: "the platform answered 404".into(),
             retryable: false,
         });
