@@ -25,6 +25,13 @@ pub struct LogPosition {
     pub global_position: i64,
 }
 
+/// The event store's upcasters (the domain's), which every reader of the log applies.
+pub(crate) fn upcasters() -> &'static [Box<dyn EventUpcaster>] {
+    static UPCASTERS: LazyLock<Vec<Box<dyn EventUpcaster>>> =
+        LazyLock::new(listbackup_domain::upcasting::upcasters);
+    &UPCASTERS
+}
+
 /// One event as stored, with its place in the log.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -59,9 +66,7 @@ impl StoredEvent {
     /// Reads a row of `SELECT_COLUMNS` through the domain's upcasters (an event stored at an older version
     /// comes out in its current shape, as the command bus loads it).
     pub(crate) fn from_row(row: &Row) -> Result<Self, ReadError> {
-        static UPCASTERS: LazyLock<Vec<Box<dyn EventUpcaster>>> =
-            LazyLock::new(listbackup_domain::upcasting::upcasters);
-        Ok(Self::from_row_as_stored(row)?.upcast_with(&UPCASTERS))
+        Ok(Self::from_row_as_stored(row)?.upcast_with(upcasters()))
     }
 
     /// The event through `upcasters`: payload, type and version as the current code expects them.

@@ -1,4 +1,5 @@
-//! The catch-up projector: reads the log after its checkpoint and applies each event to the read models,
+//! The catch-up projector: reads the log after its checkpoint and applies each batch of events to the read
+//! models ([`read_models::apply_batch`]: the rows it touches are loaded, folded in memory, written back),
 //! committing the read-model writes and the new checkpoint in one transaction, so a crash can neither skip
 //! an event nor apply one twice.
 
@@ -125,9 +126,7 @@ impl Projector {
             tx.rollback().await?;
             return Ok(0);
         };
-        for event in &events {
-            read_models::apply(&tx, event).await?;
-        }
+        read_models::apply_batch(&tx, &events).await?;
         save_checkpoint(&tx, CHECKPOINT, last).await?;
         tx.commit().await?;
         // Only once committed: a waiter told "applied" must find it in the tables.

@@ -3,131 +3,37 @@
 //! short transaction swaps them in.
 //!
 //! 1. Shadow tables: `listbackup_rebuild.<table>` for each read-model table, `LIKE` the live one, with its
-//!    primary and unique keys under their own names (the projector's `ON CONFLICT`s need them).
-//! 2. Build: the log is folded into them batch by batch, committing each, by the projector's own code
-//!    ([`read_models::apply`]) on a connection of its own whose `search_path` starts with the shadow schema,
-//!    so the unqualified table names of the read models resolve to the shadow tables.
-//! 3. Indexes: the live tables' other indexes are created on the shadow tables once they are full (faster
+//!    primary and unique keys under their own names (the projector's upserts need them).
+//! 2. Fold, in memory: the log below the commit horizon is read in log order as one `COPY … TO STDOUT (FORMAT
+//!    binary)` stream and folded by the read models' own fold ([`Rows::fold`], the one the live projector
+//!    uses) into one row per aggregate held in memory — connections, sources, groups with their members,
+//!    jobs — never the log itself: memory grows with the number of aggregates, not of events. Each event
+//!    goes through the event store's upcasters (only those an upcaster claims are parsed into a JSON tree
+//!    first; the others are decoded straight from the stream's bytes).
+//! 3. Write: the final rows go into the shadow tables in bulk (thousands of rows per statement), once.
+//! 4. Indexes: the live tables' other indexes are created on the shadow tables once they are full (faster
 //!    than maintaining them row by row), under the same names.
-//! 4. Swap, in one transaction: lock the projector's checkpoint row (waiting for a live batch to commit),
-//!    then the live tables; apply the tail of the log that arrived meanwhile; move the live tables out to
+//! 5. Swap, in one transaction: lock the projector's checkpoint row (waiting for a live batch to commit),
+//!    then the live tables; apply the tail of the log that arrived meanwhile to the shadow tables (as the
+//!    live projector applies a batch, [`read_models::apply_batch`]); move the live tables out to
 //!    `listbackup_retired` and the shadow tables in; set the checkpoint to where the fold got. Readers wait
 //!    for the lock at most as long as the tail takes, then see the new tables, complete: there is no moment
 //!    when a list is empty or behind. Prepared statements that named the old tables are re-planned by
 //!    PostgreSQL on their next use (moving a table invalidates plans that depend on it).
-//! 5. The retired tables are dropped.
-//!
-//! Speed: applying one event is one or two statements, each a round trip. The fold therefore runs the events
-//! of a batch in **lanes**, one per independent group of rows, all at once on the one connection, so that
-//! tokio-postgres pipelines their statements; within a lane, events are applied in log order. Events touch
-//! the rows of their own aggregate, except a source's `SyncRequested`, which creates its job's row (reading
-//! the source's row): a job's events therefore share its source's lane (the `SyncRequested` names the job),
-//! and everything else has a lane per aggregate. The result is the one a sequential fold gives.
+//! 6. The retired tables are dropped.
 
-use std::collections::{HashMap, HashSet};
+use deadpool_postgres::{ClientWrapper, Pool};
+use futures::TryStreamExt;
+use tokio_postgres::binary_copy::BinaryCopyOutStream;
+use tokio_postgres::types::{FromSql, Type};
 
-use deadpool_postgres::{ClientWrapper, GenericClient, Pool};
-use futures::future::try_join_all;
-
-use crate::event_log::{lock_checkpoint, read_after, save_checkpoint};
+use crate::event_log::{lock_checkpoint, read_after, save_checkpoint, upcasters};
 use crate::projector::CHECKPOINT;
-use crate::read_models::{self, TABLES};
+use crate::read_models::{self, Decoded, Header, Metadata, Rows, TABLES};
 use crate::{LogPosition, ReadError, StoredEvent};
 
-/// Events per batch of the fold (each batch one transaction per connection).
+/// Events per batch of the tail applied during the swap.
 const BATCH: i64 = 5000;
-/// Connections the fold runs on side by side (PostgreSQL runs each on a core of its own).
-const WORKERS: usize = 2;
-
-/// Which lane each event goes to: the jobs' sources, learnt from `SyncRequested` as the fold passes them.
-#[derive(Default)]
-struct Lanes {
-    job_sources: HashMap<String, String>,
-    /// Jobs that ended in the current batch: forgotten once it is applied, so memory follows the running
-    /// jobs, not the whole log.
-    ended: HashSet<String>,
-}
-
-impl Lanes {
-    fn key(&mut self, event: &StoredEvent) -> (String, String) {
-        let body = event.body();
-        match event.aggregate_type.as_str() {
-            listbackup_domain::source::AGGREGATE_TYPE => {
-                if let Some(job) = body.get("jobId").and_then(|v| v.as_str()) {
-                    self.job_sources
-                        .insert(job.to_owned(), event.aggregate_id.clone());
-                }
-                (event.aggregate_type.clone(), event.aggregate_id.clone())
-            }
-            listbackup_domain::job::AGGREGATE_TYPE => {
-                if matches!(
-                    event.event_type.as_str(),
-                    "JobSucceeded" | "JobPartiallySucceeded" | "JobFailed" | "JobCancelled"
-                ) {
-                    self.ended.insert(event.aggregate_id.clone());
-                }
-                let source = self
-                    .job_sources
-                    .get(&event.aggregate_id)
-                    .cloned()
-                    .or_else(|| {
-                        body.get("sourceId")
-                            .and_then(|v| v.as_str())
-                            .map(str::to_owned)
-                    });
-                match source {
-                    Some(source) => (listbackup_domain::source::AGGREGATE_TYPE.to_owned(), source),
-                    None => (event.aggregate_type.clone(), event.aggregate_id.clone()),
-                }
-            }
-            _ => (event.aggregate_type.clone(), event.aggregate_id.clone()),
-        }
-    }
-
-    /// Splits a batch into lanes (log order within each), the lanes dealt out to `workers` connections by
-    /// their key.
-    fn split<'a>(
-        &mut self,
-        batch: &'a [StoredEvent],
-        workers: usize,
-    ) -> Vec<Vec<Vec<&'a StoredEvent>>> {
-        let mut lanes: HashMap<(String, String), Vec<&StoredEvent>> = HashMap::new();
-        for event in batch {
-            lanes.entry(self.key(event)).or_default().push(event);
-        }
-        let mut dealt: Vec<Vec<Vec<&StoredEvent>>> = (0..workers).map(|_| Vec::new()).collect();
-        for (key, lane) in lanes {
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            std::hash::Hash::hash(&key, &mut hasher);
-            let worker = (std::hash::Hasher::finish(&hasher) % workers as u64) as usize;
-            dealt[worker].push(lane);
-        }
-        dealt
-    }
-
-    /// Forgets the jobs that ended in the batch just applied.
-    fn batch_done(&mut self) {
-        for job in self.ended.drain() {
-            self.job_sources.remove(&job);
-        }
-    }
-}
-
-/// Applies lanes side by side on one connection (tokio-postgres pipelines their statements), each lane's
-/// events in order.
-async fn apply_lanes(
-    client: &impl GenericClient,
-    lanes: Vec<Vec<&StoredEvent>>,
-) -> Result<(), ReadError> {
-    try_join_all(lanes.into_iter().map(|lane| async move {
-        for event in lane {
-            read_models::apply(client, event).await?;
-        }
-        Ok::<_, ReadError>(())
-    }))
-    .await?;
-    Ok(())
-}
 
 /// The schema fresh read models are built in.
 pub const SHADOW_SCHEMA: &str = "listbackup_rebuild";
@@ -155,12 +61,8 @@ pub async fn rebuild(pool: &Pool) -> Result<Rebuilt, ReadError> {
     client
         .query_one("SELECT pg_advisory_lock($1)", &[&REBUILD_LOCK])
         .await?;
-    let mut helpers = Vec::new();
-    for _ in 1..WORKERS {
-        helpers.push(deadpool_postgres::Object::take(pool.get().await?));
-    }
-    // The sessions end with the connections, and the advisory lock with them.
-    run(&mut client, &mut helpers).await
+    // The session ends with the connection, and the advisory lock with it.
+    run(&mut client).await
 }
 
 /// Points a connection's unqualified table names at the shadow tables.
@@ -174,10 +76,7 @@ async fn use_shadow(client: &mut ClientWrapper, live: &str) -> Result<(), ReadEr
     Ok(())
 }
 
-async fn run(
-    client: &mut ClientWrapper,
-    helpers: &mut [ClientWrapper],
-) -> Result<Rebuilt, ReadError> {
+async fn run(client: &mut ClientWrapper) -> Result<Rebuilt, ReadError> {
     let live_schema: String = client
         .query_one("SELECT current_schema()", &[])
         .await?
@@ -238,48 +137,15 @@ async fn run(
         }
     }
 
-    // The projector's statements name tables unqualified: on these connections they find the shadow ones.
-    use_shadow(client, &live).await?;
-    for helper in helpers.iter_mut() {
-        use_shadow(helper, &live).await?;
-    }
+    let mut rows = Rows::default();
+    let (mut at, events) = fold_log(client, &mut rows).await?;
 
-    let mut lanes = Lanes::default();
-    let mut at = LogPosition::default();
-    let mut events = 0;
-    loop {
-        let read = client.transaction().await?;
-        let batch = read_after(&read, at, BATCH).await?;
-        read.commit().await?;
-        let Some(last) = batch.last().map(|e| e.position) else {
-            break;
-        };
-        // A batch's lanes on every connection at once, each in a transaction of its own: the shadow tables
-        // are nobody else's, and a failure anywhere fails the whole rebuild (the next one starts afresh).
-        let mut dealt = lanes.split(&batch, 1 + helpers.len()).into_iter();
-        let mine = dealt.next().unwrap_or_default();
-        let theirs = helpers
-            .iter_mut()
-            .zip(dealt)
-            .map(|(helper, lanes)| async move {
-                let tx = helper.transaction().await?;
-                apply_lanes(&tx, lanes).await?;
-                tx.commit().await?;
-                Ok::<_, ReadError>(())
-            });
-        let own = async {
-            let tx = client.transaction().await?;
-            apply_lanes(&tx, mine).await?;
-            tx.commit().await?;
-            Ok::<_, ReadError>(())
-        };
-        let (own, theirs) = futures::join!(own, try_join_all(theirs));
-        own?;
-        theirs?;
-        lanes.batch_done();
-        events += batch.len();
-        at = last;
-    }
+    // The read models' statements name tables unqualified: on this connection they find the shadow ones.
+    use_shadow(client, &live).await?;
+    let tx = client.transaction().await?;
+    read_models::write_all(&tx, &rows).await?;
+    tx.commit().await?;
+    drop(rows);
     for table in TABLES {
         client
             .batch_execute(&format!("ALTER TABLE {SHADOW_SCHEMA}.{table} SET LOGGED"))
@@ -309,9 +175,7 @@ async fn run(
         let Some(last) = batch.last().map(|e| e.position) else {
             break;
         };
-        let all = lanes.split(&batch, 1).into_iter().flatten().collect();
-        apply_lanes(&tx, all).await?;
-        lanes.batch_done();
+        read_models::apply_batch(&tx, &batch).await?;
         tail += batch.len();
         at = last;
     }
@@ -335,4 +199,119 @@ async fn run(
         events: events + tail,
         tail,
     })
+}
+
+/// A `json` (or `jsonb`) value as it comes off the wire: its JSON text, not parsed yet.
+struct JsonText<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for JsonText<'a> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSON {
+            return Ok(Self(raw));
+        }
+        // jsonb's binary format: a version byte (1), then the JSON text.
+        match raw.split_first() {
+            Some((1, text)) => Ok(Self(text)),
+            _ => Err("unsupported jsonb binary format version".into()),
+        }
+    }
+
+    tokio_postgres::types::accepts!(JSON, JSONB);
+}
+
+/// The columns [`fold_log`] reads, in order.
+const LOG_COLUMNS: &[Type] = &[
+    Type::INT8,
+    Type::TEXT,
+    Type::UUID,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    // `events.payload` and `metadata` are `json` (postgres-es's columns).
+    Type::JSON,
+    Type::JSON,
+    Type::TIMESTAMPTZ,
+];
+
+/// Folds the whole log below the commit horizon into `rows`, in log order, read as one binary `COPY`
+/// stream. Returns where it got and how many events it folded.
+async fn fold_log(
+    client: &ClientWrapper,
+    rows: &mut Rows,
+) -> Result<(LogPosition, usize), ReadError> {
+    let stream = client
+        .copy_out(
+            "COPY (SELECT global_position, transaction_id::text, event_id, aggregate_type, aggregate_id, \
+               sequence, event_type, event_version, payload, metadata, recorded_at FROM events \
+             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, global_position) TO STDOUT (FORMAT binary)",
+        )
+        .await?;
+    let stream = BinaryCopyOutStream::new(stream, LOG_COLUMNS);
+    futures::pin_mut!(stream);
+    let upcasters = upcasters();
+    let mut at = LogPosition::default();
+    let mut events = 0;
+    while let Some(row) = stream.try_next().await? {
+        let txid: &str = row.try_get(1)?;
+        at = LogPosition {
+            transaction_id: txid.parse().unwrap_or_default(),
+            global_position: row.try_get(0)?,
+        };
+        events += 1;
+        let aggregate_type: &str = row.try_get(3)?;
+        let event_type: &str = row.try_get(6)?;
+        let event_version: &str = row.try_get(7)?;
+        let payload: JsonText<'_> = row.try_get(8)?;
+        let metadata: JsonText<'_> = row.try_get(9)?;
+        let bad = |reason: String| ReadError::BadEvent {
+            event_id: row.try_get(2).unwrap_or_default(),
+            event_type: event_type.to_owned(),
+            reason,
+        };
+        if upcasters
+            .iter()
+            .any(|u| u.can_upcast(event_type, event_version))
+        {
+            // Stored at an older version: the event as the current code expects it, as the projector reads it.
+            let stored = StoredEvent {
+                position: at,
+                event_id: row.try_get(2)?,
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id: row.try_get::<&str>(4)?.to_owned(),
+                sequence: row.try_get(5)?,
+                event_type: event_type.to_owned(),
+                event_version: event_version.to_owned(),
+                payload: serde_json::from_slice(payload.0).map_err(|e| bad(e.to_string()))?,
+                metadata: serde_json::from_slice(metadata.0).map_err(|e| bad(e.to_string()))?,
+                recorded_at: row.try_get(10)?,
+            }
+            .upcast_with(upcasters);
+            rows.fold_stored(&stored)?;
+            continue;
+        }
+        let decoded = Decoded::from_json(
+            aggregate_type,
+            &mut serde_json::Deserializer::from_slice(payload.0),
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        if matches!(decoded, Decoded::Other) {
+            continue;
+        }
+        rows.fold(
+            &Header {
+                aggregate_id: row.try_get(4)?,
+                sequence: row.try_get(5)?,
+                recorded_at: row.try_get(10)?,
+                metadata: Metadata::Text(metadata.0),
+            },
+            decoded,
+        );
+    }
+    Ok((at, events))
 }

@@ -39,6 +39,7 @@ mod platform_mailchimp;
 mod platform_quickbooks;
 mod platform_shopify;
 mod platform_zendesk;
+mod projections_fold;
 mod projections_rebuild;
 mod relay;
 mod retention;

@@ -3,7 +3,7 @@
 //!
 //! The state is folded by the projector's own code, not a second projection: inside a transaction that is
 //! always rolled back, temporary tables named like the read models (and so found first on the search path)
-//! take the resource's events up to that point through [`read_models::apply`], and the read model's own
+//! take the resource's events up to that point through [`read_models::apply_batch`], and the read model's own
 //! `get` reads the result. `DISCARD PLANS` first makes the connection's prepared statements resolve the
 //! table names again (to the temporary tables); when the transaction ends the temporary tables are dropped,
 //! which invalidates those plans once more, so the pooled connection goes back to the real tables.
@@ -136,10 +136,13 @@ async fn fold(
         (_, _, Some(time)) => params.push(time),
         _ => {}
     }
-    for row in tx.query(&sql, &params).await? {
-        read_models::apply(tx, &StoredEvent::from_row(&row)?).await?;
-    }
-    Ok(())
+    let events = tx
+        .query(&sql, &params)
+        .await?
+        .iter()
+        .map(StoredEvent::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    read_models::apply_batch(tx, &events).await
 }
 
 /// A folded resource and the version it had then.

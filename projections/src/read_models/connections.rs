@@ -10,9 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
 
+use super::{Header, Rows, Table};
 use crate::pagination::{into_page, Page, PageRequest};
 use crate::statements;
-use crate::{ReadError, StoredEvent};
+use crate::ReadError;
 
 /// The last result of `POST /connections/{id}/test`.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -86,152 +87,137 @@ impl ConnectionView {
     }
 }
 
-pub(crate) async fn apply(
-    client: &impl GenericClient,
-    event: &StoredEvent,
-) -> Result<(), ReadError> {
-    let id = &event.aggregate_id;
-    let at = event.recorded_at;
-    let seq = event.sequence;
-    // Every UPDATE is guarded by `version < seq`, so applying an event twice changes nothing.
-    match event.decode::<ConnectionEvent>()? {
-        ConnectionEvent::ConnectionCreated {
-            connection_id,
-            account_id,
-            platform_id,
-            name,
-            auth_type,
-            settings,
-            credential_fields,
-            credential,
-            external_account,
-        } => {
-            let external_account = external_account.and_then(|a| serde_json::to_value(a).ok());
-            statements::execute(client,
-                    "INSERT INTO read_connections (connection_id, account_id, platform_id, name, auth_type, \
-                       status, settings, credential_fields, credential_fingerprint, version, created_at, updated_at, \
-                       external_account) \
-                     VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10, $11) \
-                     ON CONFLICT (connection_id) DO NOTHING",
-                    &[
-                        &connection_id,
-                        &account_id,
-                        &platform_id,
-                        &name,
-                        &auth_type.as_str(),
-                        &serde_json::to_value(settings).unwrap_or_default(),
-                        &serde_json::to_value(credential_fields).unwrap_or_default(),
-                        &credential.fingerprint,
-                        &seq,
-                        &at,
-                        &external_account,
-                    ],
-                )
-                .await?;
-        }
-        ConnectionEvent::ConnectionRenamed { name } => {
-            update(client, id, seq, at, "name = $4", &name).await?;
-        }
+/// A row of `read_connections`, column for column.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub(crate) struct ConnectionRow {
+    pub connection_id: String,
+    pub account_id: String,
+    pub platform_id: String,
+    pub name: String,
+    pub auth_type: String,
+    pub status: String,
+    pub settings: Value,
+    pub credential_fields: Value,
+    pub credential_fingerprint: Option<String>,
+    pub last_test: Option<Value>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub external_account: Option<Value>,
+}
+
+impl Table for ConnectionRow {
+    const NAME: &'static str = "read_connections";
+    const KEY: &'static str = "connection_id";
+    const COLUMNS: &'static [&'static str] = &[
+        "account_id",
+        "platform_id",
+        "name",
+        "auth_type",
+        "status",
+        "settings",
+        "credential_fields",
+        "credential_fingerprint",
+        "last_test",
+        "version",
+        "created_at",
+        "updated_at",
+        "external_account",
+    ];
+    fn key(&self) -> &str {
+        &self.connection_id
+    }
+}
+
+/// What `read_connections` does with a connection's event. Every change but the creation is guarded by
+/// `version < sequence`, so folding an event twice changes nothing.
+pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: ConnectionEvent) {
+    let (seq, at) = (header.sequence, header.recorded_at);
+    if let ConnectionEvent::ConnectionCreated {
+        connection_id,
+        account_id,
+        platform_id,
+        name,
+        auth_type,
+        settings,
+        credential_fields,
+        credential,
+        external_account,
+    } = event
+    {
+        rows.connections
+            .entry(connection_id.clone())
+            .or_insert_with(|| ConnectionRow {
+                connection_id,
+                account_id,
+                platform_id,
+                name,
+                auth_type: auth_type.as_str().to_owned(),
+                status: "active".into(),
+                settings: serde_json::to_value(settings).unwrap_or_default(),
+                credential_fields: serde_json::to_value(credential_fields).unwrap_or_default(),
+                credential_fingerprint: Some(credential.fingerprint),
+                last_test: None,
+                version: seq,
+                created_at: at,
+                updated_at: at,
+                external_account: external_account.and_then(|a| serde_json::to_value(a).ok()),
+            });
+        return;
+    }
+    let Some(row) = rows.connections.get_mut(header.aggregate_id) else {
+        return;
+    };
+    if row.version >= seq {
+        return;
+    }
+    row.version = seq;
+    row.updated_at = at;
+    match event {
+        ConnectionEvent::ConnectionCreated { .. } => {}
+        ConnectionEvent::ConnectionRenamed { name } => row.name = name,
         ConnectionEvent::CredentialsReplaced {
             settings,
             credential_fields,
             credential,
         } => {
-            statements::execute(
-                client,
-                "UPDATE read_connections SET settings = $4, credential_fields = $5, \
-                       credential_fingerprint = $6, version = $2, updated_at = $3 \
-                     WHERE connection_id = $1 AND version < $2",
-                &[
-                    id,
-                    &seq,
-                    &at,
-                    &serde_json::to_value(settings).unwrap_or_default(),
-                    &serde_json::to_value(credential_fields).unwrap_or_default(),
-                    &credential.fingerprint,
-                ],
-            )
-            .await?;
+            row.settings = serde_json::to_value(settings).unwrap_or_default();
+            row.credential_fields = serde_json::to_value(credential_fields).unwrap_or_default();
+            row.credential_fingerprint = Some(credential.fingerprint);
         }
         ConnectionEvent::ConnectionTested(result) => {
-            let last_test = serde_json::to_value(LastTest {
-                ok: result.ok,
-                checked_at: result.checked_at,
-                latency_ms: result.latency_ms,
-                message: result.message,
-            })
-            .unwrap_or_default();
-            update(client, id, seq, at, "last_test = $4", &last_test).await?;
+            row.last_test = Some(
+                serde_json::to_value(LastTest {
+                    ok: result.ok,
+                    checked_at: result.checked_at,
+                    latency_ms: result.latency_ms,
+                    message: result.message,
+                })
+                .unwrap_or_default(),
+            );
         }
         ConnectionEvent::TokenRefreshed { credential, .. } => {
-            update(
-                client,
-                id,
-                seq,
-                at,
-                "credential_fingerprint = $4",
-                &credential.fingerprint,
-            )
-            .await?;
+            row.credential_fingerprint = Some(credential.fingerprint);
         }
-        ConnectionEvent::TokenRefreshFailed { .. } => {
-            // Shown only through the event history; the version still moves.
-            statements::execute(
-                client,
-                "UPDATE read_connections SET version = $2, updated_at = $3 \
-                     WHERE connection_id = $1 AND version < $2",
-                &[id, &seq, &at],
-            )
-            .await?;
-        }
-        ConnectionEvent::ConnectionReauthRequired { .. } => {
-            update(client, id, seq, at, "status = $4", &"expired").await?;
-        }
+        // Shown only through the event history; the version still moves.
+        ConnectionEvent::TokenRefreshFailed { .. } => {}
+        ConnectionEvent::ConnectionReauthRequired { .. } => row.status = "expired".into(),
         ConnectionEvent::ConnectionReauthorized {
             settings,
             credential_fields,
             credential,
             external_account,
         } => {
-            let external_account = external_account.and_then(|a| serde_json::to_value(a).ok());
-            statements::execute(client,
-                    "UPDATE read_connections SET status = 'active', settings = $4, credential_fields = $5, \
-                       credential_fingerprint = $6, external_account = COALESCE($7, external_account), \
-                       version = $2, updated_at = $3 \
-                     WHERE connection_id = $1 AND version < $2",
-                    &[
-                        id,
-                        &seq,
-                        &at,
-                        &serde_json::to_value(settings).unwrap_or_default(),
-                        &serde_json::to_value(credential_fields).unwrap_or_default(),
-                        &credential.fingerprint,
-                        &external_account,
-                    ],
-                )
-                .await?;
+            row.status = "active".into();
+            row.settings = serde_json::to_value(settings).unwrap_or_default();
+            row.credential_fields = serde_json::to_value(credential_fields).unwrap_or_default();
+            row.credential_fingerprint = Some(credential.fingerprint);
+            if let Some(account) = external_account.and_then(|a| serde_json::to_value(a).ok()) {
+                row.external_account = Some(account);
+            }
         }
-        ConnectionEvent::ConnectionDeleted {} => {
-            update(client, id, seq, at, "status = $4", &"deleted").await?;
-        }
+        ConnectionEvent::ConnectionDeleted {} => row.status = "deleted".into(),
     }
-    Ok(())
-}
-
-async fn update(
-    client: &impl GenericClient,
-    id: &str,
-    seq: i64,
-    at: DateTime<Utc>,
-    set: &str,
-    value: &(dyn tokio_postgres::types::ToSql + Sync),
-) -> Result<(), ReadError> {
-    let sql = format!(
-        "UPDATE read_connections SET {set}, version = $2, updated_at = $3 \
-         WHERE connection_id = $1 AND version < $2"
-    );
-    statements::execute(client, &sql, &[&id, &seq, &at, value]).await?;
-    Ok(())
 }
 
 /// Filters of `GET /connections`, already validated.

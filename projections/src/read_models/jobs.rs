@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::Row;
 
+use super::{Header, Rows, Table};
 use crate::pagination::{into_page, Page, PageRequest};
-use crate::{ReadError, StoredEvent};
+use crate::ReadError;
 
 /// A job as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -198,52 +199,128 @@ impl JobView {
     }
 }
 
+/// A row of `read_jobs`, column for column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct JobRow {
+    pub job_id: String,
+    pub account_id: String,
+    pub source_id: String,
+    pub connection_id: String,
+    pub platform_id: String,
+    pub group_id: Option<String>,
+    pub trigger: String,
+    pub status: String,
+    pub attempt: i32,
+    pub retry_of: Option<String>,
+    pub progress: Value,
+    pub data_types: Value,
+    pub error: Option<Value>,
+    pub manifest: Option<String>,
+    pub manifest_sha256: Option<String>,
+    /// The Job stream's sequence folded so far (0 while queued: the row is born from the source's stream).
+    pub version: i64,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub hold: Option<Value>,
+    pub expired_at: Option<DateTime<Utc>>,
+    pub expired_files: Option<i64>,
+    pub expired_bytes: Option<i64>,
+    pub verification: Option<Value>,
+    pub verified_at: Option<DateTime<Utc>>,
+}
+
+impl Table for JobRow {
+    const NAME: &'static str = "read_jobs";
+    const KEY: &'static str = "job_id";
+    const COLUMNS: &'static [&'static str] = &[
+        "account_id",
+        "source_id",
+        "connection_id",
+        "platform_id",
+        "group_id",
+        "trigger",
+        "status",
+        "attempt",
+        "retry_of",
+        "progress",
+        "data_types",
+        "error",
+        "manifest",
+        "manifest_sha256",
+        "version",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "hold",
+        "expired_at",
+        "expired_files",
+        "expired_bytes",
+        "verification",
+        "verified_at",
+    ];
+    fn key(&self) -> &str {
+        &self.job_id
+    }
+}
+
 /// A `SyncRequested`, as the jobs model needs it.
 pub(crate) struct QueuedSync<'a> {
-    pub job_id: &'a str,
+    pub job_id: String,
     pub source_id: &'a str,
     pub trigger: &'a str,
-    pub retry_of: Option<&'a str>,
-    pub group_id: Option<&'a str>,
+    pub retry_of: Option<String>,
+    pub group_id: Option<String>,
     /// Only these data types (a retry of failed ones); `None`: the source's, known once the job starts.
-    pub data_types: Option<&'a [String]>,
+    pub data_types: Option<Vec<String>>,
     pub at: DateTime<Utc>,
 }
 
-/// The job's row, `queued`; its account, connection and platform are the source's (projected before it, in
-/// the same log order). A job of chosen data types shows them, pending, from the start.
-pub(crate) async fn queue(
-    client: &impl GenericClient,
-    sync: &QueuedSync<'_>,
-) -> Result<(), ReadError> {
-    let (progress, data_types) = match sync.data_types {
+/// The job's row, `queued`, unless it exists; its account, connection and platform are the source's (folded
+/// before it, in log order; no row without the source's). A job of chosen data types shows them, pending,
+/// from the start.
+pub(crate) fn queue(rows: &mut Rows, sync: QueuedSync<'_>) {
+    let Some(source) = rows.sources.get(sync.source_id) else {
+        return;
+    };
+    if rows.jobs.contains_key(&sync.job_id) {
+        return;
+    }
+    let (progress, data_types) = match &sync.data_types {
         Some(data_types) => (
             json!({"dataTypesTotal": data_types.len(), "dataTypesDone": 0, "records": 0, "bytes": 0}),
             pending(data_types),
         ),
         None => (json!({}), json!([])),
     };
-    client
-        .execute(
-            "INSERT INTO read_jobs (job_id, account_id, source_id, connection_id, platform_id, group_id, \
-               trigger, status, retry_of, queued_at, progress, data_types) \
-             SELECT $1, s.account_id, s.source_id, s.connection_id, s.platform_id, $3, $4, 'queued', $5, $6, \
-               $7, $8 \
-             FROM read_sources s WHERE s.source_id = $2 \
-             ON CONFLICT (job_id) DO NOTHING",
-            &[
-                &sync.job_id,
-                &sync.source_id,
-                &sync.group_id,
-                &sync.trigger,
-                &sync.retry_of,
-                &sync.at,
-                &progress,
-                &data_types,
-            ],
-        )
-        .await?;
-    Ok(())
+    let row = JobRow {
+        job_id: sync.job_id.clone(),
+        account_id: source.account_id.clone(),
+        source_id: source.source_id.clone(),
+        connection_id: source.connection_id.clone(),
+        platform_id: source.platform_id.clone(),
+        group_id: sync.group_id,
+        trigger: sync.trigger.to_owned(),
+        status: "queued".into(),
+        attempt: 0,
+        retry_of: sync.retry_of,
+        progress,
+        data_types,
+        error: None,
+        manifest: None,
+        manifest_sha256: None,
+        version: 0,
+        queued_at: sync.at,
+        started_at: None,
+        finished_at: None,
+        hold: None,
+        expired_at: None,
+        expired_files: None,
+        expired_bytes: None,
+        verification: None,
+        verified_at: None,
+    };
+    rows.jobs.insert(sync.job_id, row);
 }
 
 fn pending(data_types: &[String]) -> Value {
@@ -258,68 +335,127 @@ fn pending(data_types: &[String]) -> Value {
     )
 }
 
-pub(crate) async fn apply(
-    client: &impl GenericClient,
-    event: &StoredEvent,
-) -> Result<(), ReadError> {
-    let id = &event.aggregate_id;
-    let at = event.recorded_at;
-    let seq = event.sequence;
-    match event.decode::<JobEvent>()? {
-        JobEvent::JobStarted {
-            job_id,
-            account_id,
-            source_id,
-            connection_id,
-            platform_id,
-            trigger,
-            retry_of,
-            attempt,
-            data_types,
-            ..
-        } => {
-            let progress = json!({"dataTypesTotal": data_types.len(), "dataTypesDone": 0,
-                                  "records": 0, "bytes": 0});
-            // Normally the queued row exists; the upsert keeps a job visible even if it does not.
-            client
-                .execute(
-                    "INSERT INTO read_jobs (job_id, account_id, source_id, connection_id, platform_id, \
-                       trigger, status, attempt, retry_of, progress, data_types, version, queued_at, started_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10, $11, $12, $12) \
-                     ON CONFLICT (job_id) DO UPDATE SET status = 'running', attempt = $7, progress = $9, \
-                       data_types = $10, version = $11, started_at = $12 \
-                     WHERE read_jobs.version < $11",
-                    &[
-                        &job_id,
-                        &account_id,
-                        &source_id,
-                        &connection_id,
-                        &platform_id,
-                        &trigger.as_str(),
-                        &(attempt as i32),
-                        &retry_of,
-                        &progress,
-                        &pending(&data_types),
-                        &seq,
-                        &at,
-                    ],
-                )
-                .await?;
+/// `object || patch` of jsonb: the patch's keys replace the object's.
+fn merge(object: &mut Value, patch: Value) {
+    if let (Value::Object(object), Value::Object(patch)) = (object, patch) {
+        object.extend(patch);
+    }
+}
+
+/// The totals of an ended job's progress: every data type done, the outcome's records and bytes.
+fn complete(progress: &mut Value, records: u64, bytes: u64) {
+    let total = progress
+        .get("dataTypesTotal")
+        .cloned()
+        .unwrap_or(Value::Null);
+    merge(
+        progress,
+        json!({"dataTypesDone": total, "records": records, "bytes": bytes}),
+    );
+}
+
+/// Replaces the entry of `data_type` in the job's `data_types`.
+fn set_data_type(data_types: &mut Value, data_type: &str, entry: Value) {
+    if let Value::Array(entries) = data_types {
+        for d in entries.iter_mut() {
+            if d.get("name").and_then(Value::as_str) == Some(data_type) {
+                *d = entry.clone();
+            }
         }
+    }
+}
+
+/// What `read_jobs` does with a job's event. The row is born `queued` from the source's `SyncRequested`
+/// ([`queue`]); every change is guarded by `version < sequence`, so folding an event twice changes nothing.
+pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
+    let (id, seq, at) = (header.aggregate_id, header.sequence, header.recorded_at);
+    if let JobEvent::JobStarted {
+        job_id,
+        account_id,
+        source_id,
+        connection_id,
+        platform_id,
+        trigger,
+        retry_of,
+        attempt,
+        data_types,
+        ..
+    } = event
+    {
+        let progress = json!({"dataTypesTotal": data_types.len(), "dataTypesDone": 0,
+                              "records": 0, "bytes": 0});
+        match rows.jobs.get_mut(&job_id) {
+            Some(row) => {
+                if row.version < seq {
+                    row.status = "running".into();
+                    row.attempt = attempt as i32;
+                    row.progress = progress;
+                    row.data_types = pending(&data_types);
+                    row.version = seq;
+                    row.started_at = Some(at);
+                }
+            }
+            // Normally the queued row exists; this keeps a job visible even if it does not.
+            None => {
+                let row = JobRow {
+                    job_id: job_id.clone(),
+                    account_id,
+                    source_id,
+                    connection_id,
+                    platform_id,
+                    group_id: None,
+                    trigger: trigger.as_str().to_owned(),
+                    status: "running".into(),
+                    attempt: attempt as i32,
+                    retry_of,
+                    progress,
+                    data_types: pending(&data_types),
+                    error: None,
+                    manifest: None,
+                    manifest_sha256: None,
+                    version: seq,
+                    queued_at: at,
+                    started_at: Some(at),
+                    finished_at: None,
+                    hold: None,
+                    expired_at: None,
+                    expired_files: None,
+                    expired_bytes: None,
+                    verification: None,
+                    verified_at: None,
+                };
+                rows.jobs.insert(job_id, row);
+            }
+        }
+        return;
+    }
+    let Some(row) = rows.jobs.get_mut(id) else {
+        return;
+    };
+    if row.version >= seq {
+        return;
+    }
+    row.version = seq;
+    match event {
+        JobEvent::JobStarted { .. } => {}
         JobEvent::JobAttemptStarted { attempt, .. } => {
             // Earlier attempts' progress no longer counts: every data type is pending again.
-            client
-                .execute(
-                    "UPDATE read_jobs SET status = 'running', attempt = $3, started_at = $4, \
-                       progress = progress || '{\"dataTypesDone\": 0, \"records\": 0, \"bytes\": 0}', \
-                       data_types = COALESCE((SELECT jsonb_agg(d || '{\"status\": \"pending\", \"records\": 0, \
-                         \"bytes\": 0, \"sha256\": null, \"error\": null}') \
-                         FROM jsonb_array_elements(data_types) d), '[]'), \
-                       version = $2 \
-                     WHERE job_id = $1 AND version < $2",
-                    &[id, &seq, &(attempt as i32), &at],
-                )
-                .await?;
+            row.status = "running".into();
+            row.attempt = attempt as i32;
+            row.started_at = Some(at);
+            merge(
+                &mut row.progress,
+                json!({"dataTypesDone": 0, "records": 0, "bytes": 0}),
+            );
+            if let Value::Array(entries) = &mut row.data_types {
+                for d in entries.iter_mut() {
+                    merge(
+                        d,
+                        json!({"status": "pending", "records": 0, "bytes": 0, "sha256": null,
+                               "error": null}),
+                    );
+                }
+            }
         }
         JobEvent::JobProgressed {
             data_types_done,
@@ -328,14 +464,8 @@ pub(crate) async fn apply(
             records,
             bytes,
         } => {
-            let progress = json!({"dataTypesTotal": data_types_total, "dataTypesDone": data_types_done,
+            row.progress = json!({"dataTypesTotal": data_types_total, "dataTypesDone": data_types_done,
                                   "currentDataType": current_data_type, "records": records, "bytes": bytes});
-            client
-                .execute(
-                    "UPDATE read_jobs SET progress = $3, version = $2 WHERE job_id = $1 AND version < $2",
-                    &[id, &seq, &progress],
-                )
-                .await?;
         }
         JobEvent::ResourceBackedUp {
             data_type,
@@ -346,7 +476,7 @@ pub(crate) async fn apply(
         } => {
             let done = json!({"name": data_type, "status": "done", "records": records, "bytes": bytes,
                               "sha256": sha256, "error": null});
-            set_data_type(client, id, seq, &data_type, &done).await?;
+            set_data_type(&mut row.data_types, &data_type, done);
         }
         JobEvent::ResourceBackupFailed {
             data_type,
@@ -357,7 +487,7 @@ pub(crate) async fn apply(
             let failed = json!({"name": data_type, "status": "failed", "records": 0, "bytes": 0,
                                 "sha256": null,
                                 "error": {"code": code, "message": message, "retryable": retryable}});
-            set_data_type(client, id, seq, &data_type, &failed).await?;
+            set_data_type(&mut row.data_types, &data_type, failed);
         }
         JobEvent::JobSucceeded {
             manifest,
@@ -366,24 +496,11 @@ pub(crate) async fn apply(
             bytes,
             ..
         } => {
-            client
-                .execute(
-                    "UPDATE read_jobs SET status = 'succeeded', manifest = $4, manifest_sha256 = $5, \
-                       progress = progress || jsonb_build_object('dataTypesDone', \
-                         progress->'dataTypesTotal', 'records', $6::bigint, 'bytes', $7::bigint), \
-                       finished_at = $3, version = $2 \
-                     WHERE job_id = $1 AND version < $2",
-                    &[
-                        id,
-                        &seq,
-                        &at,
-                        &manifest,
-                        &manifest_sha256,
-                        &(records as i64),
-                        &(bytes as i64),
-                    ],
-                )
-                .await?;
+            row.status = JobStatus::Succeeded.as_str().into();
+            row.manifest = Some(manifest);
+            row.manifest_sha256 = Some(manifest_sha256);
+            complete(&mut row.progress, records, bytes);
+            row.finished_at = Some(at);
         }
         // Like a success for the stored files and the manifest; `error` sums up what failed.
         JobEvent::JobPartiallySucceeded {
@@ -394,35 +511,15 @@ pub(crate) async fn apply(
             failed_data_types,
             ..
         } => {
-            let total: Option<i64> = client
-                .query_opt(
-                    "SELECT jsonb_array_length(data_types)::bigint FROM read_jobs WHERE job_id = $1",
-                    &[id],
-                )
-                .await?
-                .map(|row| row.get(0));
-            let total = (total.unwrap_or(0) as usize).max(failed_data_types.len());
-            let error = summarise(&failed_data_types, total)
+            let total = row.data_types.as_array().map_or(0, Vec::len);
+            let total = total.max(failed_data_types.len());
+            row.status = JobStatus::Partial.as_str().into();
+            row.manifest = Some(manifest);
+            row.manifest_sha256 = Some(manifest_sha256);
+            complete(&mut row.progress, records, bytes);
+            row.error = summarise(&failed_data_types, total)
                 .map(|summary| serde_json::to_value(summary).unwrap_or(Value::Null));
-            client
-                .execute(
-                    "UPDATE read_jobs SET status = 'partial', manifest = $4, manifest_sha256 = $5, \
-                       progress = progress || jsonb_build_object('dataTypesDone', \
-                         progress->'dataTypesTotal', 'records', $6::bigint, 'bytes', $7::bigint), \
-                       error = $8, finished_at = $3, version = $2 \
-                     WHERE job_id = $1 AND version < $2",
-                    &[
-                        id,
-                        &seq,
-                        &at,
-                        &manifest,
-                        &manifest_sha256,
-                        &(records as i64),
-                        &(bytes as i64),
-                        &error,
-                    ],
-                )
-                .await?;
+            row.finished_at = Some(at);
         }
         // A job given up before it started fails its `queued` row like any other: the row exists since
         // SyncRequested.
@@ -432,121 +529,43 @@ pub(crate) async fn apply(
             retryable,
             ..
         } => {
-            let error = json!({"code": code, "message": message, "retryable": retryable});
-            finish(client, id, seq, at, JobStatus::Failed, Some(error)).await?;
+            row.status = JobStatus::Failed.as_str().into();
+            row.error = Some(json!({"code": code, "message": message, "retryable": retryable}));
+            row.finished_at = Some(at);
         }
         // A cancel request leaves a running job running until the worker confirms; a queued job's request
         // is followed by JobCancelled in the same commit.
-        JobEvent::JobCancelRequested { .. } => {
-            client
-                .execute(
-                    "UPDATE read_jobs SET version = $2 WHERE job_id = $1 AND version < $2",
-                    &[id, &seq],
-                )
-                .await?;
-        }
+        JobEvent::JobCancelRequested { .. } => {}
         JobEvent::JobCancelled {} => {
-            finish(client, id, seq, at, JobStatus::Cancelled, None).await?
+            row.status = JobStatus::Cancelled.as_str().into();
+            row.error = None;
+            row.finished_at = Some(at);
         }
         JobEvent::BackupHeld { reason } => {
-            let by = event.metadata["actor"].as_str().unwrap_or_default();
-            let hold = json!({"reason": reason, "by": by, "at": at});
-            client
-                .execute(
-                    "UPDATE read_jobs SET hold = $3, version = $2 WHERE job_id = $1 AND version < $2",
-                    &[id, &seq, &hold],
-                )
-                .await?;
+            let by = header.metadata.actor();
+            row.hold = Some(json!({"reason": reason, "by": by, "at": at}));
         }
-        JobEvent::BackupHoldReleased {} => {
-            client
-                .execute(
-                    "UPDATE read_jobs SET hold = NULL, version = $2 WHERE job_id = $1 AND version < $2",
-                    &[id, &seq],
-                )
-                .await?;
-        }
+        JobEvent::BackupHoldReleased {} => row.hold = None,
         JobEvent::BackupExpired { files, bytes } => {
-            client
-                .execute(
-                    "UPDATE read_jobs SET expired_at = $3, expired_files = $4, expired_bytes = $5, \
-                       version = $2 WHERE job_id = $1 AND version < $2",
-                    &[id, &seq, &at, &(files as i64), &(bytes as i64)],
-                )
-                .await?;
+            row.expired_at = Some(at);
+            row.expired_files = Some(files as i64);
+            row.expired_bytes = Some(bytes as i64);
         }
         JobEvent::BackupVerified { files, bytes } => {
-            let verification =
-                json!({"status": "verified", "at": at, "files": files, "bytes": bytes});
-            set_verification(client, id, seq, at, &verification).await?;
+            row.verification =
+                Some(json!({"status": "verified", "at": at, "files": files, "bytes": bytes}));
+            row.verified_at = Some(at);
         }
         JobEvent::BackupCorrupted {
             file,
             expected,
             found,
         } => {
-            let verification = json!({"status": "corrupted", "at": at, "file": file,
-                                      "expected": expected, "found": found});
-            set_verification(client, id, seq, at, &verification).await?;
+            row.verification = Some(json!({"status": "corrupted", "at": at, "file": file,
+                                           "expected": expected, "found": found}));
+            row.verified_at = Some(at);
         }
     }
-    Ok(())
-}
-
-async fn set_verification(
-    client: &impl GenericClient,
-    id: &str,
-    seq: i64,
-    at: DateTime<Utc>,
-    verification: &Value,
-) -> Result<(), ReadError> {
-    client
-        .execute(
-            "UPDATE read_jobs SET verification = $3, verified_at = $4, version = $2 \
-             WHERE job_id = $1 AND version < $2",
-            &[&id, &seq, verification, &at],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Replaces the entry of `data_type` in the job's `data_types`.
-async fn set_data_type(
-    client: &impl GenericClient,
-    id: &str,
-    seq: i64,
-    data_type: &str,
-    entry: &Value,
-) -> Result<(), ReadError> {
-    client
-        .execute(
-            "UPDATE read_jobs SET data_types = COALESCE((SELECT jsonb_agg( \
-                 CASE WHEN d->>'name' = $3 THEN $4::jsonb ELSE d END) \
-               FROM jsonb_array_elements(data_types) d), '[]'), version = $2 \
-             WHERE job_id = $1 AND version < $2",
-            &[&id, &seq, &data_type, entry],
-        )
-        .await?;
-    Ok(())
-}
-
-async fn finish(
-    client: &impl GenericClient,
-    id: &str,
-    seq: i64,
-    at: DateTime<Utc>,
-    status: JobStatus,
-    error: Option<Value>,
-) -> Result<(), ReadError> {
-    let status = status.as_str();
-    client
-        .execute(
-            "UPDATE read_jobs SET status = $4, error = $5, finished_at = $3, version = $2 \
-             WHERE job_id = $1 AND version < $2",
-            &[&id, &seq, &at, &status, &error],
-        )
-        .await?;
-    Ok(())
 }
 
 /// Filters of `GET /jobs`, already validated.

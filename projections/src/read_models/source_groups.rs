@@ -8,8 +8,9 @@ use listbackup_domain::source_group::SourceGroupEvent;
 use serde::Serialize;
 use tokio_postgres::Row;
 
+use super::{Header, Rows, Table};
 use crate::pagination::{into_page, Page, PageRequest};
-use crate::{ReadError, StoredEvent};
+use crate::ReadError;
 
 /// A source group as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -49,89 +50,100 @@ impl SourceGroupView {
     }
 }
 
-pub(crate) async fn apply(
-    client: &impl GenericClient,
-    event: &StoredEvent,
-) -> Result<(), ReadError> {
-    let id = &event.aggregate_id;
-    let at = event.recorded_at;
-    let seq = event.sequence;
-    let event = event.decode::<SourceGroupEvent>()?;
+/// A row of `read_source_groups`, column for column (members are [`Rows::members`]).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub(crate) struct GroupRow {
+    pub group_id: String,
+    pub account_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub status: String,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Table for GroupRow {
+    const NAME: &'static str = "read_source_groups";
+    const KEY: &'static str = "group_id";
+    const COLUMNS: &'static [&'static str] = &[
+        "account_id",
+        "name",
+        "description",
+        "status",
+        "version",
+        "created_at",
+        "updated_at",
+    ];
+    fn key(&self) -> &str {
+        &self.group_id
+    }
+}
+
+/// What `read_source_groups` and `read_source_group_members` do with a group's event. Every event but the
+/// creation first moves the group's version; if it had already moved past (an event folded twice), nothing
+/// else is touched either.
+pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceGroupEvent) {
+    let (id, seq, at) = (header.aggregate_id, header.sequence, header.recorded_at);
     if let SourceGroupEvent::SourceGroupCreated {
         group_id,
         account_id,
         name,
         description,
-    } = &event
+    } = event
     {
-        client
-            .execute(
-                "INSERT INTO read_source_groups (group_id, account_id, name, description, status, version, \
-                   created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'active', $5, $6, $6) ON CONFLICT (group_id) DO NOTHING",
-                &[group_id, account_id, name, description, &seq, &at],
-            )
-            .await?;
-        return Ok(());
+        rows.groups
+            .entry(group_id.clone())
+            .or_insert_with(|| GroupRow {
+                group_id,
+                account_id,
+                name,
+                description,
+                status: "active".into(),
+                version: seq,
+                created_at: at,
+                updated_at: at,
+            });
+        return;
     }
-    // Every other event first moves the group's version; if it had already moved past (an event applied
-    // twice), nothing else is touched either.
-    let moved = client
-        .execute(
-            "UPDATE read_source_groups SET version = $2, updated_at = $3 \
-             WHERE group_id = $1 AND version < $2",
-            &[id, &seq, &at],
-        )
-        .await?;
-    if moved == 0 {
-        return Ok(());
+    let Some(row) = rows.groups.get_mut(id) else {
+        return;
+    };
+    if row.version >= seq {
+        return;
     }
+    row.version = seq;
+    row.updated_at = at;
     match event {
         SourceGroupEvent::SourceGroupCreated { .. } => {}
         SourceGroupEvent::SourceGroupUpdated { name, description } => {
-            let clear = matches!(description, Some(None));
-            client
-                .execute(
-                    "UPDATE read_source_groups SET name = COALESCE($2, name), \
-                       description = CASE WHEN $4 THEN NULL ELSE COALESCE($3, description) END \
-                     WHERE group_id = $1",
-                    &[id, &name, &description.flatten(), &clear],
-                )
-                .await?;
+            if let Some(name) = name {
+                row.name = name;
+            }
+            // `Some(None)` clears the description; `None` keeps it.
+            if let Some(description) = description {
+                row.description = description;
+            }
         }
         SourceGroupEvent::SourceAddedToGroup { source_id } => {
-            client
-                .execute(
-                    "INSERT INTO read_source_group_members (group_id, source_id, added_at) \
-                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    &[id, &source_id, &at],
-                )
-                .await?;
+            rows.members
+                .entry(id.to_owned())
+                .or_default()
+                .entry(source_id)
+                .or_insert(at);
         }
         SourceGroupEvent::SourceRemovedFromGroup { source_id } => {
-            client
-                .execute(
-                    "DELETE FROM read_source_group_members WHERE group_id = $1 AND source_id = $2",
-                    &[id, &source_id],
-                )
-                .await?;
+            if let Some(members) = rows.members.get_mut(id) {
+                members.remove(&source_id);
+            }
         }
         SourceGroupEvent::SourceGroupDeleted { .. } => {
-            client
-                .execute(
-                    "UPDATE read_source_groups SET status = 'deleted' WHERE group_id = $1",
-                    &[id],
-                )
-                .await?;
-            client
-                .execute(
-                    "DELETE FROM read_source_group_members WHERE group_id = $1",
-                    &[id],
-                )
-                .await?;
+            row.status = "deleted".into();
+            if let Some(members) = rows.members.get_mut(id) {
+                members.clear();
+            }
         }
     }
-    Ok(())
 }
 
 /// One live group of the account, with its members.

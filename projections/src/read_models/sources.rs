@@ -8,8 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
 
+use super::{Header, Rows, Table};
 use crate::pagination::{into_page, Page, PageRequest};
-use crate::{ReadError, StoredEvent};
+use crate::ReadError;
 
 /// A source as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -129,63 +130,77 @@ fn first_slot_after(schedule: &Value, after: DateTime<Utc>) -> Option<DateTime<U
         .and_then(|s| s.next_after(after))
 }
 
-/// The stored schedule of a source whose row has not seen event `seq` yet (`None`: seen already, or no row).
-async fn schedule_before(
-    client: &impl GenericClient,
-    id: &str,
-    seq: i64,
-) -> Result<Option<Value>, ReadError> {
-    let row = client
-        .query_opt(
-            "SELECT schedule FROM read_sources WHERE source_id = $1 AND version < $2",
-            &[&id, &seq],
-        )
-        .await?;
-    Ok(row.map(|r| r.get(0)))
+/// A row of `read_sources`, column for column.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub(crate) struct SourceRow {
+    pub source_id: String,
+    pub account_id: String,
+    pub connection_id: String,
+    pub platform_id: String,
+    pub name: String,
+    pub status: String,
+    pub data_types: Value,
+    pub schedule: Value,
+    pub retention_days: i32,
+    pub incremental: bool,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The first slot nobody has handled yet (`None`: paused, deleted or manual).
+    pub next_scheduled_at: Option<DateTime<Utc>>,
+    pub last_scheduled_slot: Option<DateTime<Utc>>,
+    pub last_skipped_slot: Option<DateTime<Utc>>,
+    pub last_job_id: Option<String>,
+    pub keep_last: Option<i32>,
+}
+
+impl Table for SourceRow {
+    const NAME: &'static str = "read_sources";
+    const KEY: &'static str = "source_id";
+    const COLUMNS: &'static [&'static str] = &[
+        "account_id",
+        "connection_id",
+        "platform_id",
+        "name",
+        "status",
+        "data_types",
+        "schedule",
+        "retention_days",
+        "incremental",
+        "version",
+        "created_at",
+        "updated_at",
+        "next_scheduled_at",
+        "last_scheduled_slot",
+        "last_skipped_slot",
+        "last_job_id",
+        "keep_last",
+    ];
+    fn key(&self) -> &str {
+        &self.source_id
+    }
 }
 
 /// A handled slot (queued or skipped): the scheduler looks for the next one after it. Slots offered while
 /// paused are never handled, so the source is active here unless a pause is still being projected.
-async fn slot_handled(
-    client: &impl GenericClient,
-    id: &str,
-    seq: i64,
-    at: DateTime<Utc>,
-    slot: DateTime<Utc>,
-    skipped: bool,
-) -> Result<(), ReadError> {
-    let Some(schedule) = schedule_before(client, id, seq).await? else {
-        return Ok(());
+fn slot_handled(row: &mut SourceRow, slot: DateTime<Utc>, skipped: bool) {
+    row.last_scheduled_slot = Some(slot);
+    if skipped {
+        row.last_skipped_slot = Some(slot);
+    }
+    row.next_scheduled_at = if row.status == "active" {
+        first_slot_after(&row.schedule, slot)
+    } else {
+        None
     };
-    client
-        .execute(
-            "UPDATE read_sources SET last_scheduled_slot = $4, \
-               last_skipped_slot = CASE WHEN $5::boolean THEN $4 ELSE last_skipped_slot END, \
-               next_scheduled_at = CASE WHEN status = 'active' THEN $6::timestamptz END, \
-               version = $2, updated_at = $3 \
-             WHERE source_id = $1 AND version < $2",
-            &[
-                &id,
-                &seq,
-                &at,
-                &slot,
-                &skipped,
-                &first_slot_after(&schedule, slot),
-            ],
-        )
-        .await?;
-    Ok(())
 }
 
-pub(crate) async fn apply(
-    client: &impl GenericClient,
-    event: &StoredEvent,
-) -> Result<(), ReadError> {
-    let id = &event.aggregate_id;
-    let at = event.recorded_at;
-    let seq = event.sequence;
-    // Every UPDATE is guarded by `version < seq`, so applying an event twice changes nothing.
-    match event.decode::<SourceEvent>()? {
+/// What `read_sources` does with a source's event (and `read_jobs`, whose rows a `SyncRequested` creates).
+/// Every change but the creations is guarded by `version < sequence`, so folding an event twice changes
+/// nothing.
+pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceEvent) {
+    let (id, seq, at) = (header.aggregate_id, header.sequence, header.recorded_at);
+    let event = match event {
         SourceEvent::SourceCreated {
             source_id,
             account_id,
@@ -198,79 +213,33 @@ pub(crate) async fn apply(
             incremental,
             keep_last,
         } => {
-            client
-                .execute(
-                    "INSERT INTO read_sources (source_id, account_id, connection_id, platform_id, name, status, \
-                       data_types, schedule, retention_days, incremental, version, created_at, updated_at, \
-                       next_scheduled_at, keep_last) \
-                     VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $11, $12, $13) \
-                     ON CONFLICT (source_id) DO NOTHING",
-                    &[
-                        &source_id,
-                        &account_id,
-                        &connection_id,
-                        &platform_id,
-                        &name,
-                        &json(&data_types),
-                        &json(&schedule),
-                        &(retention_days as i32),
-                        &incremental,
-                        &seq,
-                        &at,
-                        // Slots before the source existed are not its to catch up.
-                        &schedule.next_after(at),
-                        &keep_last.map(|k| k as i32),
-                    ],
-                )
-                .await?;
+            rows.sources
+                .entry(source_id.clone())
+                .or_insert_with(|| SourceRow {
+                    source_id,
+                    account_id,
+                    connection_id,
+                    platform_id,
+                    name,
+                    status: "active".into(),
+                    data_types: json(&data_types),
+                    schedule: json(&schedule),
+                    retention_days: retention_days as i32,
+                    incremental,
+                    version: seq,
+                    created_at: at,
+                    updated_at: at,
+                    // Slots before the source existed are not its to catch up.
+                    next_scheduled_at: schedule.next_after(at),
+                    last_scheduled_slot: None,
+                    last_skipped_slot: None,
+                    last_job_id: None,
+                    keep_last: keep_last.map(|k| k as i32),
+                });
+            return;
         }
-        SourceEvent::SourceUpdated {
-            name,
-            data_types,
-            schedule,
-            retention_days,
-            incremental,
-            keep_last,
-        } => {
-            client
-                .execute(
-                    "UPDATE read_sources SET name = COALESCE($4, name), \
-                       keep_last = CASE WHEN $10::integer IS NULL THEN keep_last \
-                                        ELSE NULLIF($10::integer, 0) END, \
-                       data_types = COALESCE($5, data_types), schedule = COALESCE($6, schedule), \
-                       retention_days = COALESCE($7, retention_days), \
-                       incremental = COALESCE($8, incremental), version = $2, updated_at = $3, \
-                       next_scheduled_at = CASE WHEN $6::jsonb IS NULL THEN next_scheduled_at \
-                                                WHEN status = 'active' THEN $9::timestamptz END \
-                     WHERE source_id = $1 AND version < $2",
-                    &[
-                        id,
-                        &seq,
-                        &at,
-                        &name,
-                        &data_types.as_ref().map(json),
-                        &schedule.as_ref().map(json),
-                        &retention_days.map(|r| r as i32),
-                        &incremental,
-                        // A new schedule starts from now: the old one's missed slots are not caught up.
-                        &schedule.as_ref().and_then(|s| s.next_after(at)),
-                        // 0: the limit by count was removed.
-                        &keep_last.map(|k| k as i32),
-                    ],
-                )
-                .await?;
-        }
-        SourceEvent::SourcePaused {} => set_status(client, id, seq, at, "paused", None).await?,
-        // Slots that passed while paused are not caught up: the owner asked for no backups then.
-        SourceEvent::SourceResumed {} => {
-            if let Some(schedule) = schedule_before(client, id, seq).await? {
-                let next = first_slot_after(&schedule, at);
-                set_status(client, id, seq, at, "active", next).await?;
-            }
-        }
-        SourceEvent::SourceDeleted {} => set_status(client, id, seq, at, "deleted", None).await?,
-        // The source's own row only moves its version (what read-your-writes waits for); the job is a row of
-        // `read_jobs`, born here as `queued`.
+        // The job is a row of `read_jobs`, born here as `queued` (if the source's row exists, and whether
+        // or not this event was folded already: a job's row is created once).
         SourceEvent::SyncRequested {
             job_id,
             trigger,
@@ -279,71 +248,92 @@ pub(crate) async fn apply(
             slot,
             data_types,
         } => {
-            // The source's last job, before the version moves past this event (which the guard needs).
-            client
-                .execute(
-                    "UPDATE read_sources SET last_job_id = $3 WHERE source_id = $1 AND version < $2",
-                    &[id, &seq, &job_id],
-                )
-                .await?;
-            match slot {
-                Some(slot) => slot_handled(client, id, seq, at, slot, false).await?,
-                None => bump_version(client, id, seq, at).await?,
+            if let Some(row) = rows.sources.get_mut(id).filter(|row| row.version < seq) {
+                row.version = seq;
+                row.updated_at = at;
+                // The source's own row only moves its version (what read-your-writes waits for), its last
+                // job and its slot.
+                row.last_job_id = Some(job_id.clone());
+                if let Some(slot) = slot {
+                    slot_handled(row, slot, false);
+                }
             }
             super::jobs::queue(
-                client,
-                &super::jobs::QueuedSync {
-                    job_id: &job_id,
+                rows,
+                super::jobs::QueuedSync {
+                    job_id,
                     source_id: id,
                     trigger: trigger.as_str(),
-                    retry_of: retry_of.as_deref(),
-                    group_id: group_id.as_deref(),
-                    data_types: data_types.as_deref(),
+                    retry_of,
+                    group_id,
+                    data_types,
                     at,
                 },
-            )
-            .await?;
+            );
+            return;
         }
-        SourceEvent::SyncSkipped { slot, .. } => {
-            slot_handled(client, id, seq, at, slot, true).await?
-        }
-        SourceEvent::SyncFinished { .. } => bump_version(client, id, seq, at).await?,
+        other => other,
+    };
+    let Some(row) = rows.sources.get_mut(id) else {
+        return;
+    };
+    if row.version >= seq {
+        return;
     }
-    Ok(())
-}
-
-async fn set_status(
-    client: &impl GenericClient,
-    id: &str,
-    seq: i64,
-    at: DateTime<Utc>,
-    status: &str,
-    next_scheduled_at: Option<DateTime<Utc>>,
-) -> Result<(), ReadError> {
-    client
-        .execute(
-            "UPDATE read_sources SET status = $4, next_scheduled_at = $5, version = $2, updated_at = $3 \
-             WHERE source_id = $1 AND version < $2",
-            &[&id, &seq, &at, &status, &next_scheduled_at],
-        )
-        .await?;
-    Ok(())
-}
-
-async fn bump_version(
-    client: &impl GenericClient,
-    id: &str,
-    seq: i64,
-    at: DateTime<Utc>,
-) -> Result<(), ReadError> {
-    client
-        .execute(
-            "UPDATE read_sources SET version = $2, updated_at = $3 \
-             WHERE source_id = $1 AND version < $2",
-            &[&id, &seq, &at],
-        )
-        .await?;
-    Ok(())
+    row.version = seq;
+    row.updated_at = at;
+    match event {
+        SourceEvent::SourceCreated { .. } | SourceEvent::SyncRequested { .. } => {}
+        SourceEvent::SourceUpdated {
+            name,
+            data_types,
+            schedule,
+            retention_days,
+            incremental,
+            keep_last,
+        } => {
+            if let Some(name) = name {
+                row.name = name;
+            }
+            // 0: the limit by count was removed.
+            if let Some(keep_last) = keep_last {
+                row.keep_last = (keep_last != 0).then_some(keep_last as i32);
+            }
+            if let Some(data_types) = data_types {
+                row.data_types = json(&data_types);
+            }
+            if let Some(retention_days) = retention_days {
+                row.retention_days = retention_days as i32;
+            }
+            if let Some(incremental) = incremental {
+                row.incremental = incremental;
+            }
+            if let Some(schedule) = schedule {
+                // A new schedule starts from now: the old one's missed slots are not caught up.
+                row.next_scheduled_at = if row.status == "active" {
+                    schedule.next_after(at)
+                } else {
+                    None
+                };
+                row.schedule = json(&schedule);
+            }
+        }
+        SourceEvent::SourcePaused {} => {
+            row.status = "paused".into();
+            row.next_scheduled_at = None;
+        }
+        // Slots that passed while paused are not caught up: the owner asked for no backups then.
+        SourceEvent::SourceResumed {} => {
+            row.status = "active".into();
+            row.next_scheduled_at = first_slot_after(&row.schedule, at);
+        }
+        SourceEvent::SourceDeleted {} => {
+            row.status = "deleted".into();
+            row.next_scheduled_at = None;
+        }
+        SourceEvent::SyncSkipped { slot, .. } => slot_handled(row, slot, true),
+        SourceEvent::SyncFinished { .. } => {}
+    }
 }
 
 /// Filters of `GET /sources`, already validated.
