@@ -272,7 +272,7 @@ async fn fold_log(
         let bad = |reason: String| ReadError::BadEvent {
             event_id: row.try_get(2).unwrap_or_default(),
             event_type: event_type.to_owned(),
-            reason,
+            source: reason.into(),
         };
         if upcasters
             .iter()

@@ -111,7 +111,7 @@ impl Decoded {
         Self::from_json(&event.aggregate_type, &event.payload).map_err(|e| ReadError::BadEvent {
             event_id: event.event_id,
             event_type: event.event_type.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })
     }
 }
@@ -174,7 +174,7 @@ async fn load<T: Table>(client: &impl GenericClient, ids: &[&str]) -> Result<Vec
             serde_json::from_value(row.get(0)).map_err(|e| ReadError::BadEvent {
                 event_id: uuid::Uuid::nil(),
                 event_type: format!("row of {}", T::NAME),
-                reason: e.to_string(),
+                source: e.into(),
             })
         })
         .collect()
