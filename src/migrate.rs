@@ -50,6 +50,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0030_retention",
         include_str!("../migrations/0030_retention.sql"),
     ),
+    (
+        "0070_log_notify_after_commit",
+        include_str!("../migrations/0070_log_notify_after_commit.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.
