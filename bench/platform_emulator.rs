@@ -29,7 +29,7 @@
 //!
 //! `plan` prints what a benchmark of one platform needs, from ListBackup's catalog:
 //! `{"platform", "dataType", "credentials", "records"}`: the data type (default: the platform's first that
-//! can be backed up and is listed on its own, not per parent record) and credentials of the right shape for
+//! can be backed up and is listed on its own, not per parent record nor as one object or one page) and credentials of the right shape for
 //! every field of the platform's API-key connection form, each of the shape the form requires (a shop
 //! domain, a key prefix, a data-centre suffix). For an OAuth-only platform of [`OAUTH_PLATFORMS`] it adds
 //! `"oauth": true` and lists what the OAuth flow will yield (the access token the authorization server
@@ -286,8 +286,14 @@ fn data_type_of<'a>(
             .data_types
             .iter()
             .find_map(|t| {
+                // A list of its own, of any size: not per parent record, not one object or one page
+                // (Shopify's shop, QuickBooks' company info).
                 t.listing
-                    .filter(|l| l.per_parent.is_none())
+                    .filter(|l| {
+                        l.per_parent.is_none()
+                            && !l.single_object
+                            && !matches!(l.pagination, Pagination::Single)
+                    })
                     .map(|l| (t.name, l))
             })
             .ok_or_else(|| format!("{} has no data type that can be backed up", platform.id)),
