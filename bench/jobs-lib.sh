@@ -14,7 +14,9 @@
 # (LISTBACKUP_PLATFORM_<ID>_API_URL); RATE_LIMIT (default `unlimited`) is the service's
 # LISTBACKUP_PLATFORM_<ID>_RATE_LIMIT for it; SERVICE_ENV (an array of NAME=value) adds settings; EMULATOR_ARGS
 # (an array) adds arguments to `platform_emulator serve`; EMULATED (an array, default PLATFORM alone) lists the
-# platforms the emulation is started for (use_platform switches between them).
+# platforms the emulation is started for (use_platform switches between them). An OAuth-only platform the
+# emulation's authorization server serves (QuickBooks) gets the service's OAuth client settings pointed at it,
+# and its connection is made through the service's own OAuth flow (platform_connection).
 
 die() { echo "$NAME: $*" >&2; exit 1; }
 say() { echo "$NAME: $*" >&2; }
@@ -210,14 +212,29 @@ platform_plan() {
     || die "no benchmark plan for $PLATFORM"
 }
 
+# The service's OAuth client settings for PLATFORM when the emulation's authorization server serves it (one
+# NAME=value a line; nothing otherwise). The public URL is the service's own: the browser's redirect lands there.
+oauth_env() {
+  local oauth id=${PLATFORM^^}
+  oauth=$(head -n 1 "$WORK/emulator.out" | jq -c --arg p "$PLATFORM" '.oauth[$p] // empty')
+  [ -n "$oauth" ] || return 0
+  echo "LISTBACKUP_PLATFORM_${id}_AUTH_URL=$(jq -r .authUrl <<<"$oauth")"
+  echo "LISTBACKUP_PLATFORM_${id}_TOKEN_URL=$(jq -r .tokenUrl <<<"$oauth")"
+  echo "LISTBACKUP_PLATFORM_${id}_CLIENT_ID=$(jq -r .clientId <<<"$oauth")"
+  echo "LISTBACKUP_PLATFORM_${id}_CLIENT_SECRET=$(jq -r .clientSecret <<<"$oauth")"
+  echo "LISTBACKUP_PUBLIC_URL=$BASE_URL"
+}
+
 run_listbackup() {  # subcommand: starts it in the background with the run's settings
   # RATE_LIMIT defaults to `unlimited`, lifting the connector's budget for the platform (Stripe's: 25 requests/s,
   # its test-mode limit): the throughput benchmarks measure what the service costs, not the policy that paces it.
+  local oauth=()
+  mapfile -t oauth < <(oauth_env)
   env DATABASE_URL="$DATABASE_URL" NATS_URL="$NATS_URL" LISTBACKUP_NATS_PREFIX="$NATS_PREFIX" \
     LISTBACKUP_BIND="127.0.0.1:$PORT" LISTBACKUP_MASTER_KEY="$MASTER_KEY" \
     LISTBACKUP_STORAGE_URL="file://$STORAGE" \
     "LISTBACKUP_PLATFORM_${PLATFORM^^}_API_URL=$API_URL" "LISTBACKUP_PLATFORM_${PLATFORM^^}_RATE_LIMIT=$RATE_LIMIT" \
-    RUST_LOG=warn "${SERVICE_ENV[@]}" \
+    "${oauth[@]}" RUST_LOG=warn "${SERVICE_ENV[@]}" \
     "$BIN" "$1" >>"$WORK/server.log" 2>&1 &
 }
 
@@ -259,6 +276,10 @@ token() { "$BIN" token --account bench --user bench --role owner; }
 
 # A connection of PLATFORM whose data type (see platform_plan) holds $1 records in the emulation: its credentials
 # accepted and the data set seeded there first; checked with POST /connections/{id}/test. Prints its id.
+# An OAuth-only platform (the plan says `"oauth": true`; its credentials are what the flow will yield) is
+# connected through the service's OAuth flow, as a user's browser would: POST /connections/oauth/start, the
+# authorization URL (the emulation's authorization server consents and redirects), then the redirect delivered
+# to GET /connections/oauth/callback, whose 201 names the connection.
 platform_connection() {
   local records=$1 plan credentials token id test
   plan=$(platform_plan "$records")
@@ -267,15 +288,38 @@ platform_connection() {
   emulator_control seed "$(jq -nc --arg p "$PLATFORM" --arg t "$(jq -r .dataType <<<"$plan")" --argjson n "$records" \
     '{platform: $p, dataType: $t, records: $n}')"
   token=$(token)
-  id=$(curl -sf -X POST "$BASE_URL/connections" -H "authorization: Bearer $token" \
-    -H 'content-type: application/json' \
-    -d "$(jq -nc --arg p "$PLATFORM" --arg n "bench $records" --argjson c "$credentials" \
-      '{platformId: $p, name: $n, credentials: $c}')" \
-    | jq -r .connectionId) || die "could not create a $PLATFORM connection"
+  if [ "$(jq -r '.oauth // false' <<<"$plan")" = true ]; then
+    id=$(oauth_connection "$token" "bench $records")
+  else
+    id=$(curl -sf -X POST "$BASE_URL/connections" -H "authorization: Bearer $token" \
+      -H 'content-type: application/json' \
+      -d "$(jq -nc --arg p "$PLATFORM" --arg n "bench $records" --argjson c "$credentials" \
+        '{platformId: $p, name: $n, credentials: $c}')" \
+      | jq -r .connectionId) || die "could not create a $PLATFORM connection"
+  fi
   [ -n "$id" ] && [ "$id" != null ] || die "could not create a $PLATFORM connection"
   test=$(curl -sf -X POST "$BASE_URL/connections/$id/test" -H "authorization: Bearer $token")
   [ "$(jq -r .ok <<<"$test")" = true ] || die "the connection test against the emulator failed: $test"
   echo "$id"
+}
+
+# oauth_connection TOKEN NAME: the OAuth flow of PLATFORM through the service; prints the connection's id.
+oauth_connection() {
+  local token=$1 name=$2 started authorization redirect status
+  started=$(curl -s -X POST "$BASE_URL/connections/oauth/start" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' \
+    -d "$(jq -nc --arg p "$PLATFORM" --arg n "$name" '{platformId: $p, name: $n}')")
+  authorization=$(jq -r '.authorizationUrl // empty' <<<"$started")
+  [ -n "$authorization" ] || die "POST /connections/oauth/start for $PLATFORM: $started"
+  # The authorization server consents at once: its 302 names the service's callback.
+  redirect=$(curl -s -o /dev/null -w '%{redirect_url}' "$authorization")
+  case "$redirect" in
+    "$BASE_URL"/connections/oauth/callback\?*) ;;
+    *) die "the $PLATFORM authorization server did not redirect to the callback: '$redirect'" ;;
+  esac
+  status=$(curl -s -o "$WORK/callback.out" -w '%{http_code}' "$redirect")
+  [ "$status" = 201 ] || die "GET /connections/oauth/callback for $PLATFORM answered $status: $(cat "$WORK/callback.out")"
+  jq -r .connectionId "$WORK/callback.out"
 }
 
 # A Stripe connection whose key (`sk_test_bench_<N>`) sees $1 customers in the emulation.

@@ -9,7 +9,13 @@
 //!
 //!   load_post_connections --url http://127.0.0.1:8080 --token <jwt> [--clients 32] [--duration 20]
 //!                         [--warmup 3] [--threads 1]
+//!   load_post_connections --target cqrs-demo --url http://127.0.0.1:3030 [--clients 32] …
 //!   load_post_connections --delete-nats-stream <NAME> [--nats-url nats://127.0.0.1:4222]
+//!
+//! `--target cqrs-demo` drives the postgres-es reference demo (serverlesstechnology/cqrs-demo) instead, with
+//! the same clients, loop and counting: each request is `POST /account/{id}` with
+//! `{"OpenAccount":{"account_id":"{id}"}}` for a fresh id, the demo's command that creates an aggregate (one
+//! `AccountOpened` event on a new stream), and only its success answer, 204, counts.
 //!
 //! The second form is the benchmark's clean-up: it deletes the JetStream stream the relay created for the
 //! run's private NATS prefix.
@@ -24,7 +30,17 @@ use serde_json::json;
 mod load_report;
 use load_report::{summarize, ClientResult, RunShape};
 
+/// Which service the clients drive.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    /// ListBackup's `POST /connections` (answer 201).
+    Listbackup,
+    /// The cqrs-demo's `POST /account/{id}` with `OpenAccount` (answer 204).
+    CqrsDemo,
+}
+
 struct Args {
+    target: Target,
     url: String,
     token: String,
     clients: usize,
@@ -38,13 +54,14 @@ struct Args {
 fn usage(message: &str) -> ! {
     eprintln!("load_post_connections: {message}");
     eprintln!(
-        "usage: load_post_connections --url URL --token JWT [--clients N] [--duration SECS] [--warmup SECS] [--threads N]\n       load_post_connections --delete-nats-stream NAME [--nats-url URL]"
+        "usage: load_post_connections [--target listbackup|cqrs-demo] --url URL [--token JWT] [--clients N] [--duration SECS] [--warmup SECS] [--threads N]\n       load_post_connections --delete-nats-stream NAME [--nats-url URL]"
     );
     std::process::exit(2);
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
+        target: Target::Listbackup,
         url: String::new(),
         token: String::new(),
         clients: 32,
@@ -63,6 +80,13 @@ fn parse_args() -> Args {
         match flag.as_str() {
             "--url" => args.url = value().trim_end_matches('/').to_owned(),
             "--token" => args.token = value(),
+            "--target" => {
+                args.target = match value().as_str() {
+                    "listbackup" => Target::Listbackup,
+                    "cqrs-demo" => Target::CqrsDemo,
+                    _ => usage("--target is listbackup or cqrs-demo"),
+                }
+            }
             "--clients" => {
                 args.clients = value().parse().unwrap_or_else(|_| usage("bad --clients"))
             }
@@ -80,8 +104,8 @@ fn parse_args() -> Args {
         }
     }
     if args.delete_stream.is_none() {
-        if args.url.is_empty() || args.token.is_empty() {
-            usage("--url and --token are required");
+        if args.url.is_empty() || (args.token.is_empty() && args.target == Target::Listbackup) {
+            usage("--url and --token are required (--token only for listbackup)");
         }
         if args.clients == 0 || args.duration <= 0.0 || args.warmup < 0.0 || args.threads == 0 {
             usage("--clients, --duration and --threads must be positive, --warmup not negative");
@@ -91,8 +115,11 @@ fn parse_args() -> Args {
 }
 
 /// What one client saw.
+#[allow(clippy::too_many_arguments)]
 async fn client_loop(
     http: reqwest::Client,
+    target: Target,
+    run: Arc<String>,
     url: Arc<String>,
     token: Arc<String>,
     counter: Arc<AtomicU64>,
@@ -102,19 +129,30 @@ async fn client_loop(
     let mut result = ClientResult::default();
     while Instant::now() < window_end {
         let n = counter.fetch_add(1, Ordering::Relaxed);
-        let body = json!({
-            "platformId": "stripe",
-            "name": format!("bench {n}"),
-            "credentials": { "secretKey": format!("sk_test_{n}") },
-        });
+        let (request, expected) = match target {
+            Target::Listbackup => (
+                http.post(url.as_str())
+                    .bearer_auth(token.as_str())
+                    .json(&json!({
+                        "platformId": "stripe",
+                        "name": format!("bench {n}"),
+                        "credentials": { "secretKey": format!("sk_test_{n}") },
+                    })),
+                201,
+            ),
+            Target::CqrsDemo => {
+                // A new stream per request, unique across runs against the same database.
+                let id = format!("bench-{run}-{n}");
+                (
+                    http.post(format!("{url}/{id}"))
+                        .json(&json!({ "OpenAccount": { "account_id": id } })),
+                    204,
+                )
+            }
+        };
         let started = Instant::now();
         let outcome = async {
-            let response = http
-                .post(url.as_str())
-                .bearer_auth(token.as_str())
-                .json(&body)
-                .send()
-                .await?;
+            let response = request.send().await?;
             let status = response.status();
             let text = response.text().await?;
             Ok::<_, reqwest::Error>((status, text))
@@ -122,7 +160,7 @@ async fn client_loop(
         .await;
         let finished = Instant::now();
         let ok = match outcome {
-            Ok((status, _)) if status.as_u16() == 201 => true,
+            Ok((status, _)) if status.as_u16() == expected => true,
             Ok((status, text)) => {
                 if result.samples.len() < 3 {
                     result
@@ -160,7 +198,12 @@ fn truncate(text: &str, max: usize) -> &str {
 }
 
 async fn run_load(args: Args) -> i32 {
-    let url = Arc::new(format!("{}/connections", args.url));
+    let (path, success) = match args.target {
+        Target::Listbackup => ("/connections", "did not answer 201"),
+        Target::CqrsDemo => ("/account", "did not answer 204"),
+    };
+    let url = Arc::new(format!("{}{path}", args.url));
+    let run = Arc::new(uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
     let token = Arc::new(args.token.clone());
     let counter = Arc::new(AtomicU64::new(1));
     let start = Instant::now();
@@ -176,6 +219,8 @@ async fn run_load(args: Args) -> i32 {
             .expect("building the HTTP client");
         tasks.push(tokio::spawn(client_loop(
             http,
+            args.target,
+            run.clone(),
             url.clone(),
             token.clone(),
             counter.clone(),
@@ -193,7 +238,7 @@ async fn run_load(args: Args) -> i32 {
         warmup_seconds: args.warmup,
         seconds: args.duration,
     };
-    summarize(&shape, results, "did not answer 201")
+    summarize(&shape, results, success)
 }
 
 async fn delete_stream(nats_url: &str, stream: &str) -> i32 {

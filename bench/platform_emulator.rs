@@ -16,11 +16,25 @@
 //! `--latency-ms` every platform answer is sent that long after its request arrived (a timer: a waiting
 //! answer holds no thread).
 //!
+//! For the OAuth-only platforms it benchmarks ([`OAUTH_PLATFORMS`]: QuickBooks), `serve` also runs a minimal
+//! authorization server on a port of its own, so that a benchmark connects them the way a user does, through
+//! the service's `POST /connections/oauth/start` and `GET /connections/oauth/callback` (RFC 6749 §4.1 with
+//! PKCE, RFC 7636): `GET /<platform>/authorize` consents at once and redirects to `redirect_uri` with a
+//! code, the `state` and (QuickBooks) the `realmId`; `POST /<platform>/token` checks the client (HTTP Basic
+//! for Intuit), the code, its `redirect_uri` and the PKCE S256 verifier, and answers with [`OAUTH_ACCESS`]
+//! (which `plan` lists as the connection's `accessToken`, so the script makes the emulation accept it) and a
+//! refresh token; the refresh grant answers the same access token. The first line then also holds
+//! `"oauth": {"<platform>": {"authUrl", "tokenUrl", "clientId", "clientSecret"}}` for the service's
+//! `LISTBACKUP_PLATFORM_<ID>_{AUTH_URL,TOKEN_URL,CLIENT_ID,CLIENT_SECRET}`.
+//!
 //! `plan` prints what a benchmark of one platform needs, from ListBackup's catalog:
 //! `{"platform", "dataType", "credentials", "records"}`: the data type (default: the platform's first that
-//! can be backed up and is listed on its own, not per parent record) and credentials of the right shape for
-//! every field of the platform's API-key connection form. It fails for a platform without API-key
-//! connections (an OAuth-only platform needs an authorization server, which the benchmarks do not run).
+//! can be backed up and is listed on its own, not per parent record nor as one object or one page) and credentials of the right shape for
+//! every field of the platform's API-key connection form, each of the shape the form requires (a shop
+//! domain, a key prefix, a data-centre suffix). For an OAuth-only platform of [`OAUTH_PLATFORMS`] it adds
+//! `"oauth": true` and lists what the OAuth flow will yield (the access token the authorization server
+//! issues and the settings it names, such as QuickBooks' `realmId`); any other platform without API-key
+//! connections fails.
 //!
 //! `platforms` prints the ids of the catalog's platforms whose records this emulation lists, as a JSON array:
 //! each API-key platform the crate emulates whose `plan` data type, seeded with 3 records, is drained whole by
@@ -33,13 +47,14 @@
 //! prints one JSON summary with its own CPU time. It stores nothing, checks nothing, and pages offsets without
 //! the connector's overlap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use listbackup_commands::platform_client::{apply_auth, fill_template};
 use listbackup_domain::platform::{
-    find, AuthType, CredentialFieldType, HttpMethod, Listing, OffsetParam, Pagination, Platform,
-    UrlParam, CATALOG,
+    find, AuthType, CredentialFieldType, FieldShape, HttpMethod, Listing, OffsetParam, Pagination,
+    Platform, UrlParam, CATALOG, OAUTH_ACCESS_TOKEN,
 };
 use listbackup_emulators::{PlatformApi, ServeOptions};
 use serde_json::{json, Value};
@@ -198,6 +213,27 @@ fn serve(options: ServeOptions, latency: Duration, platforms: &[String]) -> i32 
             }
         };
         api.set_latency(latency);
+        let oauth: serde_json::Map<String, Value> = match start_authorization_server() {
+            Ok(base) => platforms
+                .iter()
+                .filter(|p| OAUTH_PLATFORMS.contains(&p.as_str()))
+                .map(|p| {
+                    (
+                        p.clone(),
+                        json!({
+                            "authUrl": format!("{base}/{p}/authorize"),
+                            "tokenUrl": format!("{base}/{p}/token"),
+                            "clientId": OAUTH_CLIENT_ID,
+                            "clientSecret": OAUTH_CLIENT_SECRET,
+                        }),
+                    )
+                })
+                .collect(),
+            Err(err) => {
+                eprintln!("platform_emulator: cannot start the authorization server: {err}");
+                return 1;
+            }
+        };
         let port = api
             .base_url
             .rsplit(':')
@@ -211,7 +247,7 @@ fn serve(options: ServeOptions, latency: Duration, platforms: &[String]) -> i32 
             .collect();
         println!(
             "{}",
-            json!({"port": port.parse::<u16>().unwrap_or(0), "apiUrls": urls})
+            json!({"port": port.parse::<u16>().unwrap_or(0), "apiUrls": urls, "oauth": oauth})
         );
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -250,8 +286,14 @@ fn data_type_of<'a>(
             .data_types
             .iter()
             .find_map(|t| {
+                // A list of its own, of any size: not per parent record, not one object or one page
+                // (Shopify's shop, QuickBooks' company info).
                 t.listing
-                    .filter(|l| l.per_parent.is_none())
+                    .filter(|l| {
+                        l.per_parent.is_none()
+                            && !l.single_object
+                            && !matches!(l.pagination, Pagination::Single)
+                    })
                     .map(|l| (t.name, l))
             })
             .ok_or_else(|| format!("{} has no data type that can be backed up", platform.id)),
@@ -261,9 +303,27 @@ fn data_type_of<'a>(
 fn plan(platform_id: &str, data_type: Option<&str>, records: u64) -> Result<Value, String> {
     let platform = find(platform_id).ok_or_else(|| format!("no platform {platform_id}"))?;
     if !platform.supports(AuthType::ApiKey) {
-        return Err(format!(
-            "{platform_id} has no API-key connections: an OAuth-only platform is not benchmarked"
-        ));
+        if !OAUTH_PLATFORMS.contains(&platform_id) {
+            return Err(format!(
+                "{platform_id} has no API-key connections, and the benchmarks' authorization server does not serve it"
+            ));
+        }
+        let (data_type, _) = data_type_of(platform, data_type)?;
+        // What the OAuth flow yields: the access token issued, and the settings named in the callback.
+        let mut credentials = serde_json::Map::new();
+        credentials.insert(OAUTH_ACCESS_TOKEN.to_owned(), json!(OAUTH_ACCESS));
+        for param in platform.url_params {
+            if let UrlParam::FromOauth { name } = param {
+                credentials.insert((*name).to_owned(), json!(oauth_setting(platform_id, name)?));
+            }
+        }
+        return Ok(json!({
+            "platform": platform_id,
+            "dataType": data_type,
+            "credentials": credentials,
+            "records": records,
+            "oauth": true,
+        }));
     }
     let (data_type, _) = data_type_of(platform, data_type)?;
     // Fields whose text ends in a value the API URL is built from (Mailchimp's data centre after the `-`).
@@ -279,16 +339,25 @@ fn plan(platform_id: &str, data_type: Option<&str>, records: u64) -> Result<Valu
         .credential_fields
         .iter()
         .map(|field| {
-            let value = match field.field_type {
-                CredentialFieldType::Email => "bench@example.com".to_owned(),
-                CredentialFieldType::Url => "https://bench.example.com".to_owned(),
-                CredentialFieldType::String if platform_id == "stripe" && field.secret => {
+            let value = match (field.field_type, field.shape) {
+                (CredentialFieldType::Email, _) => "bench@example.com".to_owned(),
+                (CredentialFieldType::Url, _) => "https://bench.example.com".to_owned(),
+                (CredentialFieldType::String, _) if platform_id == "stripe" && field.secret => {
                     format!("sk_test_bench_{records}")
                 }
-                CredentialFieldType::String if field.secret => {
+                // The form refuses any other shape at create (issue 11 §2).
+                (CredentialFieldType::String, FieldShape::ShopDomain) => {
+                    "bench.myshopify.com".to_owned()
+                }
+                (CredentialFieldType::String, FieldShape::Prefixed(prefixes)) => format!(
+                    "{}bench_{records}_{}",
+                    prefixes.first().copied().unwrap_or(""),
+                    field.name
+                ),
+                (CredentialFieldType::String, _) if field.secret => {
                     format!("bench_{records}_{}", field.name)
                 }
-                CredentialFieldType::String => format!("bench-{}", field.name.to_lowercase()),
+                (CredentialFieldType::String, _) => format!("bench-{}", field.name.to_lowercase()),
             };
             let value = if suffixed.contains(&field.name) {
                 format!("{value}-bench1")
@@ -420,9 +489,11 @@ async fn drain_listing(
             "the plain client does not list per parent record: pick another --data-type".into(),
         );
     }
+    // An OAuth-only platform: its access token, as the connector sends it.
     let auth = platform
         .api_key_auth
-        .ok_or("the platform has no API-key authentication")?;
+        .or(platform.oauth.as_ref().map(|o| o.api_auth))
+        .ok_or("the platform has neither API-key nor OAuth authentication")?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
@@ -637,4 +708,159 @@ fn next_link(value: &str) -> Option<String> {
                 .to_owned()
         })
     })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the authorization server of the OAuth-only platforms
+
+/// The OAuth-only platforms the benchmarks connect through the service's OAuth flow.
+pub const OAUTH_PLATFORMS: &[&str] = &["quickbooks"];
+/// The client the service is configured with (`LISTBACKUP_PLATFORM_<ID>_CLIENT_ID` / `_CLIENT_SECRET`).
+const OAUTH_CLIENT_ID: &str = "bench-client";
+const OAUTH_CLIENT_SECRET: &str = "bench-client-secret";
+/// The access token every grant answers (the script makes the emulation accept it before connecting).
+const OAUTH_ACCESS: &str = "bench-oauth-access-token";
+const OAUTH_REFRESH: &str = "bench-oauth-refresh-token";
+
+/// A setting the platform names in its OAuth callback (QuickBooks' `realmId`: the emulation's one company).
+fn oauth_setting(platform_id: &str, name: &str) -> Result<&'static str, String> {
+    match (platform_id, name) {
+        ("quickbooks", "realmId") => Ok(listbackup_emulators::quickbooks::REALM_ID),
+        _ => Err(format!(
+            "no bench value for {platform_id}'s OAuth setting {name}"
+        )),
+    }
+}
+
+/// A code handed out and not yet exchanged: (platform, redirect_uri, PKCE challenge).
+type Codes = Arc<Mutex<HashMap<String, (String, String, String)>>>;
+
+/// Starts the authorization server on its own thread (an actix system of its own); returns its base URL.
+fn start_authorization_server() -> std::io::Result<String> {
+    use actix_web::{web, App, HttpServer};
+    let (bound, port) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let codes: Codes = Arc::default();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(web::Data::new(codes.clone()))
+                    .route("/{platform}/authorize", web::get().to(authorize))
+                    .route("/{platform}/token", web::post().to(token))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(("127.0.0.1", 0));
+            match server {
+                Ok(server) => {
+                    let _ = bound.send(Ok(server.addrs().first().map_or(0, |a| a.port())));
+                    let _ = server.run().await;
+                }
+                Err(err) => {
+                    let _ = bound.send(Err(err));
+                }
+            }
+        })
+    });
+    let port = port
+        .recv()
+        .map_err(|_| std::io::Error::other("the authorization server's thread ended"))??;
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
+fn oauth_error(status: u16, error: &str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .json(json!({"error": error}))
+}
+
+/// RFC 6749 §4.1.1–4.1.2: consents at once and redirects back with a code.
+async fn authorize(
+    platform: actix_web::web::Path<String>,
+    query: actix_web::web::Query<HashMap<String, String>>,
+    codes: actix_web::web::Data<Codes>,
+) -> actix_web::HttpResponse {
+    let platform = platform.into_inner();
+    let get = |k: &str| query.get(k).cloned().unwrap_or_default();
+    if !OAUTH_PLATFORMS.contains(&platform.as_str()) {
+        return oauth_error(404, "unknown_platform");
+    }
+    if get("client_id") != OAUTH_CLIENT_ID || get("response_type") != "code" {
+        return oauth_error(400, "invalid_request");
+    }
+    if get("code_challenge_method") != "S256" || get("code_challenge").is_empty() {
+        return oauth_error(400, "invalid_request");
+    }
+    let Ok(mut location) = url::Url::parse(&get("redirect_uri")) else {
+        return oauth_error(400, "invalid_request");
+    };
+    let code = format!("bench-code-{}", uuid::Uuid::new_v4().simple());
+    codes.lock().unwrap().insert(
+        code.clone(),
+        (platform.clone(), get("redirect_uri"), get("code_challenge")),
+    );
+    {
+        let mut pairs = location.query_pairs_mut();
+        pairs
+            .append_pair("code", &code)
+            .append_pair("state", &get("state"));
+        if platform == "quickbooks" {
+            pairs.append_pair("realmId", listbackup_emulators::quickbooks::REALM_ID);
+        }
+    }
+    actix_web::HttpResponse::Found()
+        .insert_header(("location", location.as_str()))
+        .finish()
+}
+
+/// RFC 6749 §4.1.3 and §6, with the PKCE check of RFC 7636 §4.6; Intuit authenticates clients with HTTP
+/// Basic only.
+async fn token(
+    platform: actix_web::web::Path<String>,
+    req: actix_web::HttpRequest,
+    form: actix_web::web::Form<HashMap<String, String>>,
+    codes: actix_web::web::Data<Codes>,
+) -> actix_web::HttpResponse {
+    use base64::Engine;
+    use sha2::Digest;
+    let platform = platform.into_inner();
+    let expected_basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{OAUTH_CLIENT_ID}:{OAUTH_CLIENT_SECRET}"))
+    );
+    let basic = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if basic != Some(expected_basic.as_str()) || form.contains_key("client_secret") {
+        return oauth_error(401, "invalid_client");
+    }
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    match get("grant_type").as_str() {
+        "authorization_code" => {
+            let Some((issued_for, redirect_uri, challenge)) =
+                codes.lock().unwrap().remove(&get("code"))
+            else {
+                return oauth_error(400, "invalid_grant");
+            };
+            let verified = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(get("code_verifier").as_bytes()));
+            if issued_for != platform
+                || redirect_uri != get("redirect_uri")
+                || verified != challenge
+            {
+                return oauth_error(400, "invalid_grant");
+            }
+        }
+        "refresh_token" if get("refresh_token") == OAUTH_REFRESH => {}
+        "refresh_token" => return oauth_error(400, "invalid_grant"),
+        _ => return oauth_error(400, "unsupported_grant_type"),
+    }
+    actix_web::HttpResponse::Ok().json(json!({
+        "access_token": OAUTH_ACCESS,
+        "token_type": "bearer",
+        "expires_in": 3600,
+        "refresh_token": OAUTH_REFRESH,
+        "x_refresh_token_expires_in": 8_726_400,
+    }))
 }

@@ -51,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0030_retention.sql"),
     ),
     (
+        "0070_log_notify_after_commit",
+        include_str!("../migrations/0070_log_notify_after_commit.sql"),
+    ),
+    (
         "0080_account_data_keys",
         include_str!("../migrations/0080_account_data_keys.sql"),
     ),

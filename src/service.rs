@@ -94,15 +94,19 @@ pub fn master_keys(config: &Config) -> anyhow::Result<Arc<MasterKeys>> {
     Ok(Arc::new(MasterKeys::from_base64(master_key, &previous)?))
 }
 
-/// The sqlx pool postgres-es appends events through.
+/// The sqlx pool postgres-es appends events through. Its sessions leave the log's notification to the
+/// process (`log_signal::NOTIFY_AFTER_COMMIT`): whoever starts the buses over it must run
+/// `log_signal::announce` on their `committed` signal.
 pub(crate) async fn event_store_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    let options: sqlx::postgres::PgConnectOptions = config.database_url.parse()?;
+    let options = options.options([listbackup_projections::log_signal::NOTIFY_AFTER_COMMIT]);
     Ok(sqlx::postgres::PgPoolOptions::new()
         .max_connections(config.db_pool_size as u32)
         // No ping before every use: a broken connection fails its statement, which surfaces as UNAVAILABLE
         // (retryable) and makes the pool drop it. The ping was one round trip on every command.
         .test_before_acquire(false)
         .acquire_timeout(config.db_pool_timeout)
-        .connect(&config.database_url)
+        .connect_with(options)
         .await?)
 }
 
@@ -280,7 +284,30 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     // One listener per process wakes every reader of the log when events become readable (no polling).
     let log =
         listbackup_projections::log_signal::listen(config.database_url.clone(), shutdown.clone());
-    let projector = Projector::new(db.clone(), committed).woken_by_log(log.clone());
+    // Every commit of this process wakes its projector at once and is announced to every process's listener
+    // (this one's included) after the fact: the event store's sessions do not notify in their transactions.
+    let projector_wake = Arc::new(Notify::new());
+    let announced = Arc::new(Notify::new());
+    listbackup_projections::log_signal::announce(
+        config.database_url.clone(),
+        announced.clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn({
+        let (projector_wake, shutdown) = (projector_wake.clone(), shutdown.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    _ = committed.notified() => {
+                        projector_wake.notify_one();
+                        announced.notify_one();
+                    }
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    });
+    let projector = Projector::new(db.clone(), projector_wake).woken_by_log(log.clone());
     let projected = projector.watch();
 
     let nats = connect_nats(config).await?;

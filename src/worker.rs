@@ -57,7 +57,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         keys.clone(),
     ));
     let vault = CredentialVault::new(db.clone(), keys);
-    // Read-your-writes is the API's concern: nothing in this process waits on commits.
+    // Read-your-writes is the API's concern: nothing in this process waits on commits, but every commit is
+    // announced to the API processes' log listeners (the event store's sessions do not notify themselves).
     let committed = Arc::new(Notify::new());
     macro_rules! bus {
         () => {
@@ -97,6 +98,11 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
     .with_dispatch(config.worker_dispatch);
 
     let shutdown = CancellationToken::new();
+    listbackup_projections::log_signal::announce(
+        config.database_url.clone(),
+        committed,
+        shutdown.clone(),
+    );
     let retention = retention_tasks(config, &db, &jobs, &store, &shutdown);
     let mut tasks = vec![
         tokio::spawn(worker.run(shutdown.clone())),

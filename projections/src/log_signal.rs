@@ -13,6 +13,14 @@
 //! A notification can be missed only while the listening connection is down: every (re)connection wakes the
 //! readers once, and readers still look on their own every few seconds ([`LogWake::next`]'s fallback) in case
 //! the listener cannot connect at all.
+//!
+//! The service's own appends do not notify inside their transaction: PostgreSQL serializes the commits of
+//! notifying transactions cluster-wide (WAL flush included), which capped commands at one commit per flush.
+//! Its event store sessions set [`NOTIFY_AFTER_COMMIT`] (the trigger then skips the NOTIFY,
+//! `migrations/0070_log_notify_after_commit.sql`) and the process runs [`announce`], which notifies once
+//! after one or more of its commits, in a transaction of its own whose id is newer than theirs. A process
+//! that dies between a commit and its announcement leaves other processes' readers to their next wake-up or
+//! their fallback poll.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -29,6 +37,11 @@ pub const HORIZON_POLL: Duration = Duration::from_millis(25);
 
 /// How long a reader waits without any wake-up before it looks at the log anyway.
 pub const FALLBACK: Duration = Duration::from_secs(30);
+
+/// The session setting (a startup option of the event store's connections) by which a writer says that its
+/// process announces its commits itself with [`announce`], so the `events_notify` trigger does not notify
+/// inside the appending transaction.
+pub const NOTIFY_AFTER_COMMIT: (&str, &str) = ("listbackup.notify_after_commit", "on");
 
 /// A reader's handle on the signal: cheap to clone, one per reader.
 #[derive(Clone, Debug)]
@@ -108,6 +121,65 @@ pub fn listen(database_url: String, shutdown: CancellationToken) -> LogWake {
         readable: Some(readable),
         fallback: FALLBACK,
     }
+}
+
+/// Announces this process's commits on [`CHANNEL`] until `shutdown`: each time `committed` is notified (after
+/// one or more appends through sessions with [`NOTIFY_AFTER_COMMIT`] have committed), one `NOTIFY` whose
+/// payload is its own transaction's id. That id is newer than the appending transactions', so a listener
+/// that waits for the commit horizon to pass it waits for theirs too. Commits arriving while a notification
+/// is being sent are covered by the next one (a [`Notify`](tokio::sync::Notify) keeps one permit). Its own
+/// connection to `database_url`, reconnecting with backoff; announces once on every (re)connection, in case
+/// a commit went unannounced meanwhile.
+pub fn announce(
+    database_url: String,
+    committed: std::sync::Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match announce_once(&database_url, &committed, &shutdown).await {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, "commit announcer lost its connection; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    });
+}
+
+async fn announce_once(
+    database_url: &str,
+    committed: &tokio::sync::Notify,
+    shutdown: &CancellationToken,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    // The notification's commit need not wait for the disk: the commits it announces have been flushed, and
+    // a notification is never replayed after a crash anyway. Holding PostgreSQL's notify lock for a flush
+    // is what the announcer exists to avoid.
+    client.batch_execute("SET synchronous_commit = off").await?;
+    let notify = client
+        .prepare("SELECT pg_notify($1, pg_current_xact_id()::text)")
+        .await?;
+    let result = async {
+        loop {
+            client.execute(&notify, &[&CHANNEL]).await?;
+            tokio::select! {
+                biased;
+                _ = committed.notified() => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+    .await;
+    connection.abort();
+    result
 }
 
 /// Why a listening connection ended (the listener then reconnects).

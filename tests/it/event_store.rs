@@ -326,6 +326,128 @@ async fn the_log_listener_reconnects_after_its_connection_is_killed() {
     shutdown.cancel();
 }
 
+/// The service's event store sessions (`NOTIFY_AFTER_COMMIT`) do not notify inside the appending transaction,
+/// whose commit PostgreSQL would then serialize with every other notifying commit; their process announces
+/// the commit afterwards (`log_signal::announce`), and that wakes the readers, who find the event.
+#[tokio::test]
+async fn appends_of_the_service_are_announced_after_their_commit() {
+    use listbackup_projections::event_log::read_after;
+    use listbackup_projections::log_signal::{self, CHANNEL, FALLBACK, NOTIFY_AFTER_COMMIT};
+
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let mut service_session: tokio_postgres::Config = db.url.parse().unwrap();
+    service_session.options(format!(
+        "-c {}={}",
+        NOTIFY_AFTER_COMMIT.0, NOTIFY_AFTER_COMMIT.1
+    ));
+    let (writer, connection) = service_session
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+
+    // No notification from the append itself: notifications arrive in commit order, so had the append
+    // notified, a listener would get its notification before the marker sent after it.
+    let (listener, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_owned());
+            }
+        }
+    });
+    listener
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    writer
+        .execute(INSERT_EVENT, &[&id, &created_event(&id, "quiet")])
+        .await
+        .unwrap();
+    db.connect()
+        .await
+        .batch_execute(&format!("NOTIFY {CHANNEL}, 'marker'"))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), notifications.recv())
+        .await
+        .expect("the marker arrives")
+        .unwrap();
+    assert_eq!(
+        first, "marker",
+        "the service session's append notified by itself"
+    );
+
+    // The announcer notifies after the commit, with a transaction id newer than the append's...
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut wake = log_signal::listen(db.url.clone(), shutdown.clone());
+    let committed = Arc::new(tokio::sync::Notify::new());
+    log_signal::announce(db.url.clone(), committed.clone(), shutdown.clone());
+    let within = Duration::from_secs(10);
+    let on_connect = tokio::time::timeout(within, notifications.recv())
+        .await
+        .expect("the announcer announces once when it connects")
+        .unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    let appended: u64 = writer
+        .query_one(
+            &format!("{INSERT_EVENT} RETURNING transaction_id::text"),
+            &[&id, &created_event(&id, "announced")],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+        .parse()
+        .unwrap();
+    committed.notify_one();
+    let announced: u64 = tokio::time::timeout(within, notifications.recv())
+        .await
+        .expect("the commit is announced")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        announced > appended,
+        "announced {announced} (on connect: {on_connect}), appended in {appended}"
+    );
+
+    // ...which wakes the readers (well before their fallback poll) until the event is readable.
+    let pool = deadpool_postgres::Config {
+        url: Some(db.url.clone()),
+        ..Default::default()
+    }
+    .create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )
+    .unwrap();
+    let reader = pool.get().await.unwrap();
+    let woken_within = FALLBACK / 3;
+    loop {
+        wake.mark_seen();
+        let ids: Vec<String> = read_after(&reader, Default::default(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.aggregate_id)
+            .collect();
+        if ids.contains(&id) {
+            break;
+        }
+        tokio::time::timeout(woken_within, wake.next())
+            .await
+            .expect("woken by the announcement before the fallback poll");
+    }
+    shutdown.cancel();
+}
+
 async fn projected_names(db: &tokio_postgres::Client) -> Vec<String> {
     db.query("SELECT name FROM read_connections ORDER BY name", &[])
         .await
