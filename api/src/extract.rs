@@ -71,8 +71,18 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// Deserializes JSON, turning serde's message into a field error with a dotted path.
+/// Deserializes JSON, turning serde's message into a field error with a dotted path. A string holding a NUL
+/// (`\u0000`) is refused wherever it is, naming its field: PostgreSQL can store it neither in text nor in
+/// jsonb (which the event store uses), so it could only fail later, as a 500.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Only a body spelling the escape can hold a NUL (a raw NUL byte is not valid JSON).
+    if body.windows(6).any(|w| w == br"\u0000") {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+            if let Some(field) = nul_path(&value, "") {
+                return Err(ApiError::field(field, NUL_MESSAGE));
+            }
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     // Trailing bytes after the JSON value make the whole body invalid, not just ignored.
@@ -88,6 +98,41 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         field_error(&path, &inner.to_string())
     })
+}
+
+const NUL_MESSAGE: &str = "must not contain a NUL character";
+
+/// The dotted path of the first string (or object key) holding a NUL, if any (`body` for the whole body).
+fn nul_path(value: &serde_json::Value, path: &str) -> Option<String> {
+    let here = || {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    let join = |child: &str| {
+        if path.is_empty() {
+            child.to_owned()
+        } else {
+            format!("{path}.{child}")
+        }
+    };
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then(here),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, &format!("{}[{i}]", here()))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(here())
+            } else {
+                nul_path(item, &join(key))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// serde reports an unknown field at its parent's path; name the field itself instead.
@@ -138,6 +183,17 @@ impl<T: DeserializeOwned> FromRequest for QueryParams<T> {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // PostgreSQL text cannot hold a NUL: a parameter holding one could only fail later, as a 500.
+        if let Some((name, _)) = form_urlencoded_parse(req.query_string())
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            let name = if name.contains('\0') {
+                "query".to_owned()
+            } else {
+                name.into_owned()
+            };
+            return std::future::ready(Err(ApiError::field(name, NUL_MESSAGE)));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(req.query_string()));
         let parsed = serde_path_to_error::deserialize(de)
             .map(QueryParams)

@@ -574,3 +574,49 @@ async fn the_openapi_document_describes_the_audit_routes() {
     }
     app.stop().await;
 }
+
+/// A NUL in any text parameter or body string is a 400 naming the field, on a page and on a stream alike:
+/// PostgreSQL text cannot hold one, and before it reached the database as a 500 (a stream was cut off).
+#[tokio::test]
+async fn a_nul_in_a_filter_or_a_body_is_a_400_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let auditor = app.token("acme", &[Role::Auditor]);
+    let owner = app.token("acme", &[Role::Owner]);
+    for name in ["eventType", "aggregateId", "actor", "correlationId"] {
+        for accept in ["application/json", "application/x-ndjson"] {
+            let response = app
+                .http
+                .get(app.url(&format!("/events?{name}=a%00b")))
+                .bearer_auth(&auditor)
+                .header("Accept", accept)
+                .send()
+                .await
+                .unwrap();
+            let (status, problem) = problem_code(response).await;
+            assert_eq!(status, 400, "{name} ({accept}): {problem}");
+            assert_eq!(problem["code"], "VALIDATION_ERROR", "{problem}");
+            assert_eq!(problem["errors"][0]["field"], name, "{problem}");
+        }
+    }
+    let response = app
+        .post(
+            "/connections",
+            &owner,
+            &json!({"platformId": "stripe", "name": "ok",
+                    "credentials": {"secretKey": "sk_test_a\u{0}b"}}),
+        )
+        .await;
+    let (status, problem) = problem_code(response).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["field"], "credentials.secretKey",
+        "{problem}"
+    );
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NUL character"),
+        "{problem}"
+    );
+}
