@@ -54,6 +54,9 @@ pub(crate) struct State {
     pub(crate) arrivals: HashMap<String, Vec<std::time::Instant>>,
     /// Google Drive, Dropbox and Box: their file trees and faults.
     pub(crate) files: crate::files::FilesState,
+    /// The platforms' own rate limits (Shopify's leaky bucket) are not enforced: see
+    /// [`PlatformApi::lift_rate_limits`].
+    pub(crate) unmetered: bool,
 }
 
 impl State {
@@ -398,6 +401,13 @@ impl PlatformApi {
     }
 
     /// Answers every later request only after `latency` (the wait is asynchronous: requests still overlap).
+    /// Stops enforcing the platforms' own documented rate limits (Shopify's bucket of 40 requests leaking 2
+    /// a second): for benchmarks, which compare the work of a backup with a plain client's, not pacing. The
+    /// faults asked for (`rate_limit_next`, …) still apply.
+    pub fn lift_rate_limits(&self) {
+        self.state().unmetered = true;
+    }
+
     pub fn set_latency(&self, latency: std::time::Duration) {
         self.state().latency = latency;
     }

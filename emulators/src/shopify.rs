@@ -73,7 +73,11 @@ pub(crate) fn answer(
     fault: Option<PagingFault>,
 ) -> HttpResponse {
     let accepted = state.accepted.get("shopify").cloned().unwrap_or_default();
-    let used = bucket_level(state);
+    let used = if state.unmetered {
+        Some(1)
+    } else {
+        bucket_level(state)
+    };
     let token = req
         .headers()
         .get("X-Shopify-Access-Token")
