@@ -6,6 +6,7 @@ pub mod artifacts;
 pub mod bus;
 pub mod connections;
 pub mod data_keys;
+pub mod group_sync;
 pub mod jobs;
 pub mod metadata;
 pub mod oauth;
