@@ -1,6 +1,7 @@
 //! `/connections`: API-key connections (OAuth ones arrive with issue 3).
 
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use listbackup_commands::connection_deletion;
 use listbackup_commands::connections::NewApiKeyConnection;
 use listbackup_domain::platform::{self, AuthType, Credentials, PlatformId};
 use listbackup_domain::values::DisplayName;
@@ -18,6 +19,7 @@ use crate::extract::{
     if_match, page_request, resource_id, with_etag, JsonBody, NoParams, QueryParams,
 };
 use crate::idempotency::{self, Created};
+use crate::ports::ReadModels;
 use crate::routes::metadata;
 use crate::state::AppState;
 use listbackup_domain::ResourceKind;
@@ -335,26 +337,17 @@ pub async fn remove(
     principal.require_write()?;
     let id = resource_id(&path, ResourceKind::Connection)?;
     let expected = if_match(&req)?;
-    // The precondition first (RFC 9110 §13.2.2): a stale If-Match is a 412 that changes nothing, before the
-    // 409 of live sources and before a cascade deletes any of them.
-    if expected.is_some() {
-        state
-            .connections
-            .require_version(&metadata(&req, &principal), &id, expected)
-            .await?;
-    }
     // Issue 4: 409 while live sources use the connection; `?cascade=true` deletes them first.
-    crate::routes::sources::before_connection_delete(
-        &state,
+    let committed = connection_deletion::delete_connection(
+        &state.connections,
+        &state.sources,
+        &ReadModels(&state.db),
         &metadata(&req, &principal),
         &id,
+        expected,
         params.cascade.unwrap_or(false),
     )
     .await?;
-    let committed = state
-        .connections
-        .delete(&metadata(&req, &principal), &id, expected)
-        .await?;
     read_back(&state, &principal.account_id, &id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }

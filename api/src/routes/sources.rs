@@ -3,7 +3,6 @@
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use listbackup_commands::sources::NewSource;
-use listbackup_commands::EventMetadata;
 use listbackup_domain::platform;
 use listbackup_domain::source::{
     KeepLast, RetentionDays, Schedule, ScheduleSpec, SourceChanges, WantedStatus,
@@ -471,38 +470,4 @@ pub async fn test(
         code: outcome.connection.code,
         data_types,
     }))
-}
-
-/// `DELETE /connections/{id}`: refused (409) while live sources use the connection; with `cascade`, those
-/// sources are deleted first (each SourceDeleted then lets go of its groups through the saga).
-pub(crate) async fn before_connection_delete(
-    state: &AppState,
-    meta: &EventMetadata,
-    connection_id: &str,
-    cascade: bool,
-) -> Result<(), ApiError> {
-    let client = state.db.get().await?;
-    let live = read::live_ids_for_connection(&client, &meta.account_id, connection_id).await?;
-    drop(client);
-    if live.is_empty() {
-        return Ok(());
-    }
-    if !cascade {
-        return Err(ApiError::conflict(format!(
-            "{} source(s) use this connection: delete them first, or delete with ?cascade=true",
-            live.len()
-        )));
-    }
-    for source_id in live {
-        match state.sources.delete(meta, &source_id, None).await {
-            Ok(_) => {}
-            // Deleted meanwhile by someone else: just as good.
-            Err(listbackup_commands::CommandError::Domain {
-                kind: listbackup_domain::ErrorKind::NotFound,
-                ..
-            }) => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(())
 }
