@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_aggregate;
+use crate::consistency::read_back;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{
     if_match, page_request, resource_id, with_etag, JsonBody, NoParams, QueryParams,
@@ -133,22 +133,6 @@ fn parse_create(body: CreateConnection) -> Result<NewApiKeyConnection, ApiError>
     }
 }
 
-/// Reads the connection once the projection has reached `version`.
-async fn read_back(
-    state: &AppState,
-    account_id: &str,
-    connection_id: &str,
-    version: u64,
-) -> Result<Option<ConnectionView>, ApiError> {
-    wait_for_aggregate(&state.projected, connection_id, version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, connection_id).await?)
-    })
-    .await?;
-    let client = state.db.get().await?;
-    Ok(read::get(&client, account_id, connection_id).await?)
-}
-
 /// Connects an API-key platform. The credentials are sealed in the vault; events and responses only ever
 /// carry a fingerprint.
 #[utoipa::path(tag = "connections", security(("bearer" = [])), request_body = CreateConnection,
@@ -176,7 +160,7 @@ pub async fn create(
                 .connections
                 .create_api_key(&metadata(&req, &principal), &connection_id, new)
                 .await?;
-            let view = read_back(
+            let view = read_back::<ConnectionView>(
                 &state,
                 &principal.account_id,
                 &connection_id,
@@ -316,7 +300,7 @@ pub async fn update(
             credentials,
         )
         .await?;
-    let view = read_back(&state, &principal.account_id, &id, committed.version)
+    let view = read_back::<ConnectionView>(&state, &principal.account_id, &id, committed.version)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
@@ -348,7 +332,7 @@ pub async fn remove(
         params.cascade.unwrap_or(false),
     )
     .await?;
-    read_back(&state, &principal.account_id, &id, committed.version).await?;
+    read_back::<ConnectionView>(&state, &principal.account_id, &id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -383,7 +367,7 @@ pub async fn test(
         .connections
         .test(&metadata(&req, &principal), &id)
         .await?;
-    read_back(
+    read_back::<ConnectionView>(
         &state,
         &principal.account_id,
         &id,

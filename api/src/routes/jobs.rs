@@ -12,12 +12,12 @@ use listbackup_domain::job::retry::{plan_retry, ConnectionEvidence, EndedJob, Re
 use listbackup_domain::job::{JobStatus, JobTrigger};
 use listbackup_projections::read_models::connections as read_connections;
 use listbackup_projections::read_models::jobs::{self as read, JobFilter, JobView};
-use listbackup_projections::read_models::sources as read_sources;
+use listbackup_projections::read_models::sources::SourceView;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_aggregate;
+use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
@@ -83,11 +83,7 @@ async fn read_back_job(
     version: u64,
 ) -> Result<JobView, ApiError> {
     // The job's row is written in the same projection step as the source's new version.
-    wait_for_aggregate(&state.projected, source_id, version, || async {
-        let client = state.db.get().await?;
-        Ok(read_sources::projected_version(&client, source_id).await?)
-    })
-    .await?;
+    wait_for::<SourceView>(state, source_id, version).await?;
     let client = state.db.get().await?;
     read::get(&client, &meta.account_id, job_id)
         .await?
@@ -603,15 +599,7 @@ pub async fn cancel(
         .jobs
         .request_cancel(&metadata(&req, &principal), &id, &job.source_id)
         .await?;
-    wait_for_aggregate(&state.projected, &id, committed.version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, &id).await?)
-    })
-    .await?;
-    let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
+    let view = job_at(&state, &principal, &id, committed.version).await?;
     Ok(HttpResponse::Accepted().json(view))
 }
 
@@ -629,13 +617,7 @@ async fn job_at(
     id: &str,
     version: u64,
 ) -> Result<JobView, ApiError> {
-    wait_for_aggregate(&state.projected, id, version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, id).await?)
-    })
-    .await?;
-    let client = state.db.get().await?;
-    read::get(&client, &principal.account_id, id)
+    read_back::<JobView>(state, &principal.account_id, id, version)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))
 }
