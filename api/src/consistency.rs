@@ -1,14 +1,20 @@
 //! Read-your-writes: after a command commits version N, the route waits (bounded) until the read model has
 //! projected version N, so the response and the client's next GET show the write. One helper,
-//! [`wait_for_aggregate`], for every route.
+//! [`wait_for_aggregate`], for every route, and one read-back of the written resource, [`read_back`].
 
 use std::future::Future;
 use std::time::Duration;
 
-use listbackup_projections::ProjectedWatch;
+use chrono::Utc;
+use listbackup_projections::read_models::connections::{self as read_connections, ConnectionView};
+use listbackup_projections::read_models::jobs::{self as read_jobs, JobView};
+use listbackup_projections::read_models::source_groups::{self as read_groups, SourceGroupView};
+use listbackup_projections::read_models::sources::{self as read_sources, SourceView};
+use listbackup_projections::{ProjectedWatch, ReadError};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// How long a write waits for its projection before answering 503 (the write itself is safe in the log).
 pub const READ_YOUR_WRITES_DEADLINE: Duration = Duration::from_secs(10);
@@ -63,4 +69,115 @@ where
             .next_commit(Duration::from_millis(25).min(deadline - now))
             .await;
     }
+}
+
+/// A read model view that a route reads back after its own write: how far the read model has projected an
+/// aggregate, and the aggregate's view for an account.
+pub trait ReadBack: Sized {
+    /// The aggregate's version in the read model (`None` before its first event is projected).
+    fn projected_version(
+        client: &deadpool_postgres::Object,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<i64>, ReadError>>;
+
+    /// The view of aggregate `id` if it is a live one of `account_id`.
+    fn get(
+        client: &deadpool_postgres::Object,
+        account_id: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Self>, ReadError>>;
+}
+
+impl ReadBack for SourceView {
+    async fn projected_version(
+        client: &deadpool_postgres::Object,
+        id: &str,
+    ) -> Result<Option<i64>, ReadError> {
+        read_sources::projected_version(client, id).await
+    }
+
+    async fn get(
+        client: &deadpool_postgres::Object,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<Self>, ReadError> {
+        read_sources::get(client, account_id, id, Utc::now()).await
+    }
+}
+
+impl ReadBack for ConnectionView {
+    async fn projected_version(
+        client: &deadpool_postgres::Object,
+        id: &str,
+    ) -> Result<Option<i64>, ReadError> {
+        read_connections::projected_version(client, id).await
+    }
+
+    async fn get(
+        client: &deadpool_postgres::Object,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<Self>, ReadError> {
+        read_connections::get(client, account_id, id).await
+    }
+}
+
+impl ReadBack for SourceGroupView {
+    async fn projected_version(
+        client: &deadpool_postgres::Object,
+        id: &str,
+    ) -> Result<Option<i64>, ReadError> {
+        read_groups::projected_version(client, id).await
+    }
+
+    async fn get(
+        client: &deadpool_postgres::Object,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<Self>, ReadError> {
+        read_groups::get(client, account_id, id).await
+    }
+}
+
+impl ReadBack for JobView {
+    async fn projected_version(
+        client: &deadpool_postgres::Object,
+        id: &str,
+    ) -> Result<Option<i64>, ReadError> {
+        read_jobs::projected_version(client, id).await
+    }
+
+    async fn get(
+        client: &deadpool_postgres::Object,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<Self>, ReadError> {
+        read_jobs::get(client, account_id, id).await
+    }
+}
+
+/// Waits until `V`'s read model has projected aggregate `id` at `version` ([`wait_for_aggregate`]).
+pub async fn wait_for<V: ReadBack>(
+    state: &AppState,
+    id: &str,
+    version: u64,
+) -> Result<(), ApiError> {
+    wait_for_aggregate(&state.projected, id, version, || async {
+        let client = state.db.get().await?;
+        Ok(V::projected_version(&client, id).await?)
+    })
+    .await
+}
+
+/// The one read-back of a write: waits for aggregate `id` at `version` ([`wait_for`]), then reads its view
+/// for `account_id` (`None` when it is no longer live for the account, as after a delete).
+pub async fn read_back<V: ReadBack>(
+    state: &AppState,
+    account_id: &str,
+    id: &str,
+    version: u64,
+) -> Result<Option<V>, ApiError> {
+    wait_for::<V>(state, id, version).await?;
+    let client = state.db.get().await?;
+    Ok(V::get(&client, account_id, id).await?)
 }

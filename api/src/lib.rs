@@ -8,6 +8,7 @@ pub mod extract;
 pub mod hardening;
 pub mod idempotency;
 pub mod openapi;
+pub mod ports;
 pub mod rate_limit;
 pub mod request_id;
 pub mod routes;

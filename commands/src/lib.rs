@@ -4,8 +4,10 @@
 pub mod accounts;
 pub mod artifacts;
 pub mod bus;
+pub mod connection_deletion;
 pub mod connections;
 pub mod data_keys;
+pub mod group_sync;
 pub mod jobs;
 pub mod metadata;
 pub mod oauth;

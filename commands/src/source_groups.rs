@@ -68,6 +68,21 @@ impl SourceGroupCommands {
             .await
     }
 
+    /// The group as the write side knows it, if it is a live group of the caller's account; otherwise not
+    /// found.
+    pub async fn live(
+        &self,
+        metadata: &EventMetadata,
+        group_id: &str,
+    ) -> Result<(SourceGroup, u64), CommandError> {
+        let (group, version) = self.bus.load(group_id).await?;
+        if group.is_live_for(&metadata.account_id) {
+            Ok((group, version))
+        } else {
+            Err(CommandError::not_found(ResourceKind::SourceGroup))
+        }
+    }
+
     /// Adds a live source of the caller's account; a deleted or foreign source is not found. Adding a
     /// member again records nothing.
     ///

@@ -1,6 +1,7 @@
 //! `/connections`: API-key connections (OAuth ones arrive with issue 3).
 
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use listbackup_commands::connection_deletion;
 use listbackup_commands::connections::NewApiKeyConnection;
 use listbackup_domain::platform::{self, AuthType, Credentials, PlatformId};
 use listbackup_domain::values::DisplayName;
@@ -12,12 +13,13 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_aggregate;
+use crate::consistency::read_back;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{
     if_match, page_request, resource_id, with_etag, JsonBody, NoParams, QueryParams,
 };
 use crate::idempotency::{self, Created};
+use crate::ports::ReadModels;
 use crate::routes::metadata;
 use crate::state::AppState;
 use listbackup_domain::ResourceKind;
@@ -131,22 +133,6 @@ fn parse_create(body: CreateConnection) -> Result<NewApiKeyConnection, ApiError>
     }
 }
 
-/// Reads the connection once the projection has reached `version`.
-async fn read_back(
-    state: &AppState,
-    account_id: &str,
-    connection_id: &str,
-    version: u64,
-) -> Result<Option<ConnectionView>, ApiError> {
-    wait_for_aggregate(&state.projected, connection_id, version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, connection_id).await?)
-    })
-    .await?;
-    let client = state.db.get().await?;
-    Ok(read::get(&client, account_id, connection_id).await?)
-}
-
 /// Connects an API-key platform. The credentials are sealed in the vault; events and responses only ever
 /// carry a fingerprint.
 #[utoipa::path(tag = "connections", security(("bearer" = [])), request_body = CreateConnection,
@@ -174,7 +160,7 @@ pub async fn create(
                 .connections
                 .create_api_key(&metadata(&req, &principal), &connection_id, new)
                 .await?;
-            let view = read_back(
+            let view = read_back::<ConnectionView>(
                 &state,
                 &principal.account_id,
                 &connection_id,
@@ -314,7 +300,7 @@ pub async fn update(
             credentials,
         )
         .await?;
-    let view = read_back(&state, &principal.account_id, &id, committed.version)
+    let view = read_back::<ConnectionView>(&state, &principal.account_id, &id, committed.version)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
@@ -335,27 +321,18 @@ pub async fn remove(
     principal.require_write()?;
     let id = resource_id(&path, ResourceKind::Connection)?;
     let expected = if_match(&req)?;
-    // The precondition first (RFC 9110 §13.2.2): a stale If-Match is a 412 that changes nothing, before the
-    // 409 of live sources and before a cascade deletes any of them.
-    if expected.is_some() {
-        state
-            .connections
-            .require_version(&metadata(&req, &principal), &id, expected)
-            .await?;
-    }
     // Issue 4: 409 while live sources use the connection; `?cascade=true` deletes them first.
-    crate::routes::sources::before_connection_delete(
-        &state,
+    let committed = connection_deletion::delete_connection(
+        &state.connections,
+        &state.sources,
+        &ReadModels(&state.db),
         &metadata(&req, &principal),
         &id,
+        expected,
         params.cascade.unwrap_or(false),
     )
     .await?;
-    let committed = state
-        .connections
-        .delete(&metadata(&req, &principal), &id, expected)
-        .await?;
-    read_back(&state, &principal.account_id, &id, committed.version).await?;
+    read_back::<ConnectionView>(&state, &principal.account_id, &id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -390,7 +367,7 @@ pub async fn test(
         .connections
         .test(&metadata(&req, &principal), &id)
         .await?;
-    read_back(
+    read_back::<ConnectionView>(
         &state,
         &principal.account_id,
         &id,

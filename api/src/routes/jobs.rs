@@ -1,8 +1,10 @@
 //! `/jobs` and the sync routes that queue them. A job is queued by its source's `SyncRequested`; workers take
 //! it from there (the Job aggregate), and the job read model follows both.
 
-use actix_web::{delete, get, post, web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
+
+use listbackup_commands::group_sync;
 use listbackup_commands::sources::SyncRequest;
 use listbackup_commands::EventMetadata;
 use listbackup_domain::job::manifest::MANIFEST_FILE as MANIFEST;
@@ -10,13 +12,12 @@ use listbackup_domain::job::retry::{plan_retry, ConnectionEvidence, EndedJob, Re
 use listbackup_domain::job::{JobStatus, JobTrigger};
 use listbackup_projections::read_models::connections as read_connections;
 use listbackup_projections::read_models::jobs::{self as read, JobFilter, JobView};
-use listbackup_projections::read_models::source_groups as read_groups;
-use listbackup_projections::read_models::sources as read_sources;
+use listbackup_projections::read_models::sources::SourceView;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_aggregate;
+use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
@@ -70,14 +71,21 @@ async fn queue(
         .sources
         .request_sync(meta, source_id, &job_id, sync, expected)
         .await?;
+    read_back_job(state, meta, source_id, &job_id, committed.version).await
+}
+
+/// Reads job `job_id`, queued by source `source_id` at `version`, once projected.
+async fn read_back_job(
+    state: &AppState,
+    meta: &EventMetadata,
+    source_id: &str,
+    job_id: &str,
+    version: u64,
+) -> Result<JobView, ApiError> {
     // The job's row is written in the same projection step as the source's new version.
-    wait_for_aggregate(&state.projected, source_id, committed.version, || async {
-        let client = state.db.get().await?;
-        Ok(read_sources::projected_version(&client, source_id).await?)
-    })
-    .await?;
+    wait_for::<SourceView>(state, source_id, version).await?;
     let client = state.db.get().await?;
-    read::get(&client, &meta.account_id, &job_id)
+    read::get(&client, &meta.account_id, job_id)
         .await?
         .ok_or_else(|| ApiError::from_unexpected("a queued job is missing"))
 }
@@ -167,37 +175,19 @@ pub async fn sync_group(
     principal.require_write()?;
     let id = resource_id(&path, ResourceKind::SourceGroup)?;
     let meta = metadata(&req, &principal);
-    let members = {
-        let client = state.db.get().await?;
-        let group = read_groups::get(&client, &principal.account_id, &id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
-        let mut active = Vec::new();
-        for source_id in group.source_ids.unwrap_or_default() {
-            let source =
-                read_sources::get(&client, &principal.account_id, &source_id, Utc::now()).await?;
-            if source.is_some_and(|s| s.status == "active") {
-                active.push(source_id);
-            }
-        }
-        active
-    };
-    let mut jobs = Vec::new();
-    for source_id in members {
-        let sync = SyncRequest {
-            trigger: JobTrigger::Group,
-            retry_of: None,
-            group_id: Some(id.clone()),
-            data_types: None,
-        };
-        match queue(&state, &meta, &source_id, sync, None).await {
-            Ok(view) => jobs.push(view),
-            // Busy, or deleted since the group was read: no job for this member.
-            Err(err) if matches!(err.status_code().as_u16(), 404 | 409) => {
-                tracing::info!(%source_id, group_id = %id, "group sync skipped a member");
-            }
-            Err(err) => return Err(err),
-        }
+    let queued = group_sync::sync_group(&state.source_groups, &state.sources, &meta, &id).await?;
+    let mut jobs = Vec::with_capacity(queued.len());
+    for job in queued {
+        jobs.push(
+            read_back_job(
+                &state,
+                &meta,
+                &job.source_id,
+                &job.job_id,
+                job.committed.version,
+            )
+            .await?,
+        );
     }
     Ok(HttpResponse::Accepted().json(GroupSyncResponse { jobs }))
 }
@@ -609,15 +599,7 @@ pub async fn cancel(
         .jobs
         .request_cancel(&metadata(&req, &principal), &id, &job.source_id)
         .await?;
-    wait_for_aggregate(&state.projected, &id, committed.version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, &id).await?)
-    })
-    .await?;
-    let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
+    let view = job_at(&state, &principal, &id, committed.version).await?;
     Ok(HttpResponse::Accepted().json(view))
 }
 
@@ -635,13 +617,7 @@ async fn job_at(
     id: &str,
     version: u64,
 ) -> Result<JobView, ApiError> {
-    wait_for_aggregate(&state.projected, id, version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, id).await?)
-    })
-    .await?;
-    let client = state.db.get().await?;
-    read::get(&client, &principal.account_id, id)
+    read_back::<JobView>(state, &principal.account_id, id, version)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))
 }

@@ -9,12 +9,12 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use listbackup_commands::oauth::{CallbackParams, Connected, OauthError, StartRequest};
-use listbackup_projections::read_models::connections::{self as read, ConnectionView};
+use listbackup_projections::read_models::connections::ConnectionView;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_aggregate;
+use crate::consistency::read_back;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{etag, parse_json, resource_id, JsonBody, NoParams, QueryParams};
 use crate::request_id::RequestId;
@@ -213,7 +213,14 @@ pub async fn callback(
         }
     };
     // Read-your-writes holds for the redirect too: the page at the return URL reads the connection next.
-    let view = read_back(&state, &connected).await?;
+    let view: ConnectionView = read_back(
+        &state,
+        &connected.account_id,
+        &connected.connection_id,
+        connected.version,
+    )
+    .await?
+    .ok_or_else(|| ApiError::from_unexpected("an authorized connection is missing"))?;
     if let Some(url) = &connected.return_url {
         return Ok(see_other(with_query(
             url,
@@ -232,21 +239,4 @@ pub async fn callback(
             format!("/connections/{}", view.connection_id),
         ))
         .json(view))
-}
-
-async fn read_back(state: &AppState, connected: &Connected) -> Result<ConnectionView, ApiError> {
-    wait_for_aggregate(
-        &state.projected,
-        &connected.connection_id,
-        connected.version,
-        || async {
-            let client = state.db.get().await?;
-            Ok(read::projected_version(&client, &connected.connection_id).await?)
-        },
-    )
-    .await?;
-    let client = state.db.get().await?;
-    read::get(&client, &connected.account_id, &connected.connection_id)
-        .await?
-        .ok_or_else(|| ApiError::from_unexpected("an authorized connection is missing"))
 }

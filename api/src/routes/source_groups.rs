@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_aggregate;
+use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, QueryParams};
 use crate::idempotency::{self, Created};
@@ -75,26 +75,6 @@ fn name(raw: &str, errors: &mut Vec<FieldError>) -> Option<DisplayName> {
         .ok()
 }
 
-/// Reads the group once the projection has reached `version`.
-async fn read_back(
-    state: &AppState,
-    account_id: &str,
-    group_id: &str,
-    version: u64,
-) -> Result<Option<SourceGroupView>, ApiError> {
-    wait_for(state, group_id, version).await?;
-    let client = state.db.get().await?;
-    Ok(read::get(&client, account_id, group_id).await?)
-}
-
-async fn wait_for(state: &AppState, group_id: &str, version: u64) -> Result<(), ApiError> {
-    wait_for_aggregate(&state.projected, group_id, version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, group_id).await?)
-    })
-    .await
-}
-
 /// Creates a group.
 #[utoipa::path(tag = "source-groups", security(("bearer" = [])), request_body = CreateSourceGroup,
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response")),
@@ -128,9 +108,14 @@ pub async fn create(
                 .source_groups
                 .create(&metadata(&req, &principal), &group_id, name, description)
                 .await?;
-            let view = read_back(&state, &principal.account_id, &group_id, committed.version)
-                .await?
-                .ok_or_else(|| ApiError::from_unexpected("a created group is missing"))?;
+            let view = read_back::<SourceGroupView>(
+                &state,
+                &principal.account_id,
+                &group_id,
+                committed.version,
+            )
+            .await?
+            .ok_or_else(|| ApiError::from_unexpected("a created group is missing"))?;
             Created::new(&group_id, view.version, &view)
         },
     )
@@ -229,7 +214,7 @@ pub async fn update(
             description,
         )
         .await?;
-    let view = read_back(&state, &principal.account_id, &id, committed.version)
+    let view = read_back::<SourceGroupView>(&state, &principal.account_id, &id, committed.version)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
@@ -254,7 +239,7 @@ pub async fn remove(
         .source_groups
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for(&state, &id, committed.version).await?;
+    wait_for::<SourceGroupView>(&state, &id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -279,7 +264,7 @@ pub async fn add_source(
         .source_groups
         .add_source(&metadata(&req, &principal), &id, &source_id, expected)
         .await?;
-    let view = read_back(&state, &principal.account_id, &id, committed.version)
+    let view = read_back::<SourceGroupView>(&state, &principal.account_id, &id, committed.version)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
@@ -306,7 +291,7 @@ pub async fn remove_source(
         .source_groups
         .remove_source(&metadata(&req, &principal), &id, &source_id, expected)
         .await?;
-    wait_for(&state, &id, committed.version).await?;
+    wait_for::<SourceGroupView>(&state, &id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

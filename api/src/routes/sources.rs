@@ -3,7 +3,6 @@
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use listbackup_commands::sources::NewSource;
-use listbackup_commands::EventMetadata;
 use listbackup_domain::platform;
 use listbackup_domain::source::{
     KeepLast, RetentionDays, Schedule, ScheduleSpec, SourceChanges, WantedStatus,
@@ -14,13 +13,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::consistency::wait_for_aggregate;
+use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, QueryParams};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::AppState;
 use listbackup_domain::ResourceKind;
+use listbackup_projections::read_models::connections::ConnectionView;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -231,22 +231,6 @@ fn uuid_filter(raw: Option<String>, field: &str, errors: &mut Vec<FieldError>) -
     })
 }
 
-/// Reads the source once the projection has reached `version`.
-async fn read_back(
-    state: &AppState,
-    account_id: &str,
-    source_id: &str,
-    version: u64,
-) -> Result<Option<SourceView>, ApiError> {
-    wait_for_aggregate(&state.projected, source_id, version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, source_id).await?)
-    })
-    .await?;
-    let client = state.db.get().await?;
-    Ok(read::get(&client, account_id, source_id, Utc::now()).await?)
-}
-
 /// Defines a source on an active connection of the account.
 #[utoipa::path(tag = "sources", security(("bearer" = [])), request_body = CreateSource,
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response")),
@@ -273,9 +257,14 @@ pub async fn create(
                 .sources
                 .create(&metadata(&req, &principal), &source_id, new)
                 .await?;
-            let view = read_back(&state, &principal.account_id, &source_id, committed.version)
-                .await?
-                .ok_or_else(|| ApiError::from_unexpected("a created source is missing"))?;
+            let view = read_back::<SourceView>(
+                &state,
+                &principal.account_id,
+                &source_id,
+                committed.version,
+            )
+            .await?
+            .ok_or_else(|| ApiError::from_unexpected("a created source is missing"))?;
             Created::new(&source_id, view.version, &view)
         },
     )
@@ -376,7 +365,7 @@ pub async fn update(
         .sources
         .update(&metadata(&req, &principal), &id, expected, changes)
         .await?;
-    let view = read_back(&state, &principal.account_id, &id, committed.version)
+    let view = read_back::<SourceView>(&state, &principal.account_id, &id, committed.version)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
     Ok(with_etag(&view, view.version))
@@ -401,11 +390,7 @@ pub async fn remove(
         .sources
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for_aggregate(&state.projected, &id, committed.version, || async {
-        let client = state.db.get().await?;
-        Ok(read::projected_version(&client, &id).await?)
-    })
-    .await?;
+    wait_for::<SourceView>(&state, &id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -437,22 +422,7 @@ pub async fn test(
     .await?;
     // Read-your-writes: the connection's next GET shows this test.
     let connection_id = &outcome.connection_id;
-    wait_for_aggregate(
-        &state.projected,
-        connection_id,
-        outcome.connection.committed.version,
-        || async {
-            let client = state.db.get().await?;
-            Ok(
-                listbackup_projections::read_models::connections::projected_version(
-                    &client,
-                    connection_id,
-                )
-                .await?,
-            )
-        },
-    )
-    .await?;
+    wait_for::<ConnectionView>(&state, connection_id, outcome.connection.committed.version).await?;
     let data_types = outcome
         .data_types
         .into_iter()
@@ -471,38 +441,4 @@ pub async fn test(
         code: outcome.connection.code,
         data_types,
     }))
-}
-
-/// `DELETE /connections/{id}`: refused (409) while live sources use the connection; with `cascade`, those
-/// sources are deleted first (each SourceDeleted then lets go of its groups through the saga).
-pub(crate) async fn before_connection_delete(
-    state: &AppState,
-    meta: &EventMetadata,
-    connection_id: &str,
-    cascade: bool,
-) -> Result<(), ApiError> {
-    let client = state.db.get().await?;
-    let live = read::live_ids_for_connection(&client, &meta.account_id, connection_id).await?;
-    drop(client);
-    if live.is_empty() {
-        return Ok(());
-    }
-    if !cascade {
-        return Err(ApiError::conflict(format!(
-            "{} source(s) use this connection: delete them first, or delete with ?cascade=true",
-            live.len()
-        )));
-    }
-    for source_id in live {
-        match state.sources.delete(meta, &source_id, None).await {
-            Ok(_) => {}
-            // Deleted meanwhile by someone else: just as good.
-            Err(listbackup_commands::CommandError::Domain {
-                kind: listbackup_domain::ErrorKind::NotFound,
-                ..
-            }) => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(())
 }
