@@ -171,11 +171,19 @@ pub(crate) fn answer(
             "role": "owner", "pricing_plan_type": "monthly", "total_subscribers": 0,
             "_links": []})),
         ["ping"] => HttpResponse::Ok().json(json!({"health_status": "Everything's Chimpy!"})),
-        ["ecommerce", "stores"] => {
-            collection(state, "ecommerce_stores", "stores", None, query, fault)
-        }
+        ["ecommerce", "stores"] => collection(
+            state,
+            "ecommerce_stores",
+            "stores",
+            None,
+            None,
+            query,
+            fault,
+        ),
         [segment] => match ROOT_COLLECTIONS.iter().find(|(s, _, _)| s == segment) {
-            Some((_, data_type, field)) => collection(state, data_type, field, None, query, fault),
+            Some((_, data_type, field)) => {
+                collection(state, data_type, field, None, None, query, fault)
+            }
             None => not_found(),
         },
         ["lists", list_id, segment] => {
@@ -190,8 +198,26 @@ pub(crate) fn answer(
             if !exists {
                 return not_found();
             }
-            let data_type = format!("{prefix}/{list_id}");
-            collection(state, &data_type, field, Some(list_id), query, fault)
+            // An audience's own data set (`audience_members/<list_id>`, what tests seed), or else one seeded
+            // for every audience at once (`audience_members`, as demo mode seeds every data type): audience
+            // `k` then holds its records `i` with `i mod <audiences> = k`, as Shopify's children are shared.
+            let own = format!("{prefix}/{list_id}");
+            let shared = !state
+                .datasets
+                .contains_key(&("mailchimp".to_owned(), own.clone()))
+                && state
+                    .datasets
+                    .contains_key(&("mailchimp".to_owned(), (*prefix).to_owned()));
+            if shared {
+                let audiences = state.dataset("mailchimp", "audiences").count;
+                let index = (0..audiences)
+                    .find(|i| record_id("audiences", *i) == *list_id)
+                    .unwrap_or_default();
+                let share = Some((index, audiences.max(1)));
+                collection(state, prefix, field, Some(list_id), share, query, fault)
+            } else {
+                collection(state, &own, field, Some(list_id), None, query, fault)
+            }
         }
         _ => not_found(),
     }
@@ -243,6 +269,8 @@ fn collection(
     data_type: &str,
     field: &str,
     list_id: Option<&str>,
+    // `(k, n)`: only the records `i` with `i mod n = k` (one audience's share of a shared data set).
+    share: Option<(u64, u64)>,
     query: &Query,
     fault: Option<PagingFault>,
 ) -> HttpResponse {
@@ -261,7 +289,7 @@ fn collection(
     } else {
         offset
     };
-    let members = data_type.starts_with("audience_members/");
+    let members = data_type.split('/').next() == Some("audience_members");
     let bound = |name: &str| -> Result<Option<i64>, HttpResponse> {
         match param(query, name).filter(|_| members) {
             None => Ok(None),
@@ -281,6 +309,7 @@ fn collection(
     let changed = |i: u64| dataset.updated_ms(i).div_euclid(1000) * 1000;
     let matching: Vec<u64> = (0..dataset.count)
         .filter(|i| dataset.visible(*i))
+        .filter(|i| share.is_none_or(|(k, n)| i % n == k))
         .filter(|i| since.is_none_or(|s| changed(*i) > s))
         .filter(|i| before.is_none_or(|b| changed(*i) < b))
         .filter(|i| status.is_none_or(|s| s == member_status(*i)))

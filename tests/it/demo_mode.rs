@@ -369,6 +369,14 @@ async fn every_api_key_platform_s_demo_backs_up_in_full() {
             job["progress"]["records"].as_u64().unwrap() >= 300,
             "{platform}: {job}"
         );
+        // Every data type has records, per parent ones included (Mailchimp's audience members once came
+        // back empty: the demo seeded a set the emulation never read).
+        for data_type in job["dataTypes"].as_array().unwrap() {
+            assert!(
+                data_type["records"].as_u64().unwrap() > 0,
+                "{platform}: {data_type}"
+            );
+        }
     }
     app.stop().await;
 }
