@@ -61,12 +61,7 @@ async fn drain(
     let credentials = credentials(key);
     let platform = find("activecampaign").unwrap();
     let request = FetchRequest::new("conn-ac", platform, data_type, &credentials).since(since);
-    let mut pager = connector.pages(request)?;
-    let mut records = Vec::new();
-    while let Some(page) = pager.next_page().await? {
-        records.extend(parse(&page.records));
-    }
-    Ok((records, pager.summary()))
+    support::connectors::drain_request(connector, request).await
 }
 
 async fn drain_ok(connector: &Connector, data_type: &str) -> (Vec<Value>, FetchSummary) {

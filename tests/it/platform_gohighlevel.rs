@@ -98,18 +98,7 @@ async fn drain(
         data_type,
         &credentials,
     );
-    tokio::time::timeout(Duration::from_secs(60), async {
-        let mut pager = connector.pages(request)?;
-        let mut records = Vec::new();
-        while let Some(page) = pager.next_page().await? {
-            for record in page.records {
-                records.push(serde_json::from_str(record.get()).unwrap());
-            }
-        }
-        Ok((records, pager.summary()))
-    })
-    .await
-    .expect("the listing ends within a minute")
+    support::connectors::drain_request(connector, request).await
 }
 
 async fn drain_ok(connector: &Connector, data_type: &str) -> (Vec<Value>, FetchSummary) {

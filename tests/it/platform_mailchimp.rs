@@ -58,16 +58,7 @@ async fn drain(
         &credentials,
     )
     .since(since);
-    let mut pager = connector.pages(request)?;
-    let mut records = Vec::new();
-    while let Some(page) = pager.next_page().await? {
-        records.extend(
-            page.records
-                .iter()
-                .map(|r| serde_json::from_str::<Value>(r.get()).unwrap()),
-        );
-    }
-    Ok((records, pager.summary()))
+    support::connectors::drain_request(connector, request).await
 }
 
 async fn drain_ok(connector: &Connector, data_type: &str) -> (Vec<Value>, FetchSummary) {

@@ -95,18 +95,7 @@ async fn drain(
     let credentials = credentials(token);
     let request =
         FetchRequest::new("conn-1", find("shopify").unwrap(), data_type, &credentials).since(since);
-    tokio::time::timeout(Duration::from_secs(60), async {
-        let mut pager = connector.pages(request)?;
-        let mut records = Vec::new();
-        while let Some(page) = pager.next_page().await? {
-            for record in page.records {
-                records.push(serde_json::from_str(record.get()).unwrap());
-            }
-        }
-        Ok((records, pager.summary()))
-    })
-    .await
-    .expect("the listing ends within a minute")
+    support::connectors::drain_request(connector, request).await
 }
 
 async fn drain_ids(connector: &Connector, data_type: &str) -> (Vec<String>, FetchSummary) {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod backup;
+pub mod connectors;
 pub mod files;
 pub mod oauth_provider;
 /// The platforms' data APIs, emulated (the `listbackup-emulators` crate).
