@@ -10,7 +10,9 @@
 //! The event comes first, as for a connection's deletion: should the process stop between the two steps,
 //! [`AccountCommands::sweep_erased`] (run at start-up) finishes the destruction for every erasure in the log.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use listbackup_domain::account::{Account, AccountCommand};
@@ -39,6 +41,21 @@ pub struct AccountCommands {
     data_keys: DataKeys,
     vault: CredentialVault,
     pool: deadpool_postgres::Pool,
+    known: Mutex<HashMap<String, KnownErasure>>,
+}
+
+/// How long this process trusts a "not erased" answer before asking the database again: the longest an
+/// erasure made by another process takes to refuse this one's changes (the erasing process refuses them at
+/// once). An erasure is never forgotten.
+pub const ERASURE_RECHECK: Duration = Duration::from_secs(5);
+
+/// Entries kept before the stale "not erased" ones are dropped (one per account that changed something).
+const KNOWN_ACCOUNTS_CAP: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+enum KnownErasure {
+    Erased(DateTime<Utc>),
+    NotErasedAsOf(Instant),
 }
 
 impl AccountCommands {
@@ -53,6 +70,7 @@ impl AccountCommands {
             data_keys,
             vault,
             pool,
+            known: Mutex::new(HashMap::new()),
         }
     }
 
@@ -74,6 +92,7 @@ impl AccountCommands {
             .erased()
             .map(|(by, at)| (by.to_owned(), at))
             .ok_or_else(|| CommandError::corrupt("the erasure was not recorded"))?;
+        self.remember(&metadata.account_id, KnownErasure::Erased(at));
         self.destroy(&metadata.account_id, at).await?;
         Ok(Erasure {
             by,
@@ -89,6 +108,51 @@ impl AccountCommands {
             .erased_at(account_id)
             .await
             .map_err(unavailable)
+    }
+
+    /// When the account was erased, as asked before every change the account makes: an erased account
+    /// records nothing more (its history stays readable). Answered from memory where it can be: an erasure
+    /// is remembered for good, a "not erased" for [`ERASURE_RECHECK`].
+    ///
+    /// # Errors
+    /// [`CommandError::Unavailable`] when the database cannot be asked.
+    pub async fn erased_before_change(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<DateTime<Utc>>, CommandError> {
+        let known = self.lock_known().get(account_id).copied();
+        match known {
+            Some(KnownErasure::Erased(at)) => return Ok(Some(at)),
+            Some(KnownErasure::NotErasedAsOf(asked)) if asked.elapsed() < ERASURE_RECHECK => {
+                return Ok(None)
+            }
+            _ => {}
+        }
+        let erased = self.erased_at(account_id).await?;
+        self.remember(
+            account_id,
+            match erased {
+                Some(at) => KnownErasure::Erased(at),
+                None => KnownErasure::NotErasedAsOf(Instant::now()),
+            },
+        );
+        Ok(erased)
+    }
+
+    fn remember(&self, account_id: &str, erasure: KnownErasure) {
+        let mut known = self.lock_known();
+        if known.len() >= KNOWN_ACCOUNTS_CAP {
+            known.retain(|_, k| match k {
+                KnownErasure::Erased(_) => true,
+                KnownErasure::NotErasedAsOf(asked) => asked.elapsed() < ERASURE_RECHECK,
+            });
+        }
+        known.insert(account_id.to_owned(), erasure);
+    }
+
+    fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownErasure>> {
+        // The map holds no invariant a panicking holder could break half-way.
+        self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Finishes the destruction of every account whose erasure is in the log (a process that stopped

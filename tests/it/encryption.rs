@@ -240,6 +240,27 @@ async fn erasing_an_account_destroys_its_keys_and_credentials_and_leaves_every_c
         .map(|f| f["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names.len(), 3, "{listed}");
+    // A schedule: the scheduler offers its slots until the erasure, none after.
+    let scheduled = app
+        .put(
+            &format!("/sources/{source_id}"),
+            &token,
+            &json!({"schedule": {"cron": "0 3 * * *"}}),
+        )
+        .await;
+    assert_eq!(scheduled.status(), 200);
+    let pool = app.db.pool();
+    let due_sources = || async {
+        let db = pool.get().await.unwrap();
+        let far = chrono::Utc::now() + chrono::Duration::days(3);
+        listbackup_projections::read_models::sources::due_for_schedule(&db, far, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|due| due.source_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(due_sources().await, vec![source_id.clone()]);
     // Another account, untouched by acme's erasure.
     let other = app.owner("globex");
     app.create_stripe_connection(&other, "Stripe", "sk_test_1")
@@ -341,10 +362,40 @@ async fn erasing_an_account_destroys_its_keys_and_credentials_and_leaves_every_c
         .join("customers.ndjson.gz")
         .exists());
 
-    // Its connection cannot be used: a backup of its source fails.
-    let job_id2 = sync_when_free(app, &token, &source_id).await;
-    let job = backup.finished(&token, &job_id2).await;
-    assert_eq!(job["status"], "failed", "{job}");
+    // The account records nothing more: every change is a 410 naming the erasure (a backup, a new
+    // connection, an edit, a deletion), while its history stays readable. The other account is untouched.
+    for (method, path, body) in [
+        ("POST", format!("/sources/{source_id}/sync"), json!({})),
+        (
+            "POST",
+            "/connections".to_owned(),
+            json!({"platformId": "stripe", "name": "again", "credentials": {"secretKey": "sk_test_2"}}),
+        ),
+        ("PUT", format!("/sources/{source_id}"), json!({"name": "renamed"})),
+        ("DELETE", format!("/sources/{source_id}"), json!({})),
+        ("POST", format!("/jobs/{job_id}/hold"), json!({"reason": "audit"})),
+    ] {
+        let response = match method {
+            "POST" => app.post(&path, &token, &body).await,
+            "PUT" => app.put(&path, &token, &body).await,
+            _ => app.delete(&path, &token).await,
+        };
+        let (status, problem) = problem_code(response).await;
+        assert_eq!(status, 410, "{method} {path}: {problem}");
+        assert_eq!(problem["code"], "GONE", "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("erased at"),
+            "{problem}"
+        );
+    }
+    let source = app.get(&format!("/sources/{source_id}"), &token).await;
+    assert_eq!(source.status(), 200, "reads stay open after an erasure");
+    assert!(
+        due_sources().await.is_empty(),
+        "an erased account's schedules are not offered"
+    );
+    app.create_stripe_connection(&other, "Stripe 2", "sk_test_3")
+        .await;
 
     // Every stream of the account still verifies, the erasure's included.
     let report: Value = app.get("/audit/verify", &token).await.json().await.unwrap();

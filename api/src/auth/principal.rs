@@ -4,6 +4,7 @@ use futures::future::LocalBoxFuture;
 use super::Authenticator;
 use crate::error::{ApiError, ErrorCode};
 use crate::rate_limit::RateLimiters;
+use crate::state::AppState;
 
 /// A role granted by the token's roles claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +109,9 @@ impl FromRequest for Principal {
             .as_ref()
             .and_then(|l| l.client_ip(req.peer_addr(), req.headers()));
         let token = bearer_token(req).map(str::to_owned);
+        let erasure_check = changes_the_account(req)
+            .then(|| req.app_data::<web::Data<AppState>>().cloned())
+            .flatten();
         Box::pin(async move {
             let Some(authenticator) = authenticator else {
                 // A wiring mistake, not the caller's: answer 500 and log it.
@@ -119,7 +123,7 @@ impl FromRequest for Principal {
                 Ok(token) => authenticator.authenticate(&token).await,
                 Err(err) => Err(err),
             };
-            match (verified, &limiters) {
+            let verified = match (verified, &limiters) {
                 (Ok(principal), Some(limiters)) => {
                     limiters.account_request(&principal.account_id)?;
                     Ok(principal)
@@ -131,9 +135,40 @@ impl FromRequest for Principal {
                     }
                 }
                 (verified, _) => verified,
+            }?;
+            if let Some(state) = erasure_check {
+                if let Some(at) = state.accounts.erased_before_change(&verified.account_id).await? {
+                    return Err(ApiError::new(
+                        ErrorCode::Gone,
+                        format!(
+                            "the account was erased at {}: it records no more changes (its history stays \
+                             readable)",
+                            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ),
+                    ));
+                }
             }
+            Ok(verified)
         })
     }
+}
+
+/// Routes that change nothing of the account's data and stay open after its erasure: erasing again
+/// (idempotent: it answers the first erasure) and verifying a backup (the ciphertext is evidence, and checking
+/// it against its manifest needs no key).
+const OPEN_AFTER_ERASURE: [&str; 2] = ["/account/erase", "/jobs/{id}/verify"];
+
+/// Whether the request asks to change something (any method but GET, HEAD and OPTIONS): an erased account
+/// may still read its history, but changes nothing more (issue 13 §2).
+fn changes_the_account(req: &HttpRequest) -> bool {
+    let method = req.method();
+    let reads = method == actix_web::http::Method::GET
+        || method == actix_web::http::Method::HEAD
+        || method == actix_web::http::Method::OPTIONS;
+    !reads
+        && !req
+            .match_pattern()
+            .is_some_and(|pattern| OPEN_AFTER_ERASURE.contains(&pattern.as_str()))
 }
 
 /// The token of the request's one `Authorization: Bearer <token>` header.

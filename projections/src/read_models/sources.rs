@@ -450,7 +450,8 @@ pub struct DueSource {
 pub type DueCursor = (DateTime<Utc>, String);
 
 /// Up to `limit` active sources whose first unhandled slot is at or before `now`, after `after`, in slot order
-/// (all accounts: the scheduler's query). The source itself decides what the slot becomes.
+/// (all accounts but erased ones, which record nothing more: the scheduler's query). The source itself decides
+/// what the slot becomes.
 pub async fn due_for_schedule(
     client: &impl GenericClient,
     now: DateTime<Utc>,
@@ -465,6 +466,8 @@ pub async fn due_for_schedule(
         client,
         "SELECT source_id, account_id, schedule, next_scheduled_at FROM read_sources \
          WHERE next_scheduled_at <= $1 AND status = 'active' \
+           AND NOT EXISTS (SELECT 1 FROM account_data_keys k \
+                           WHERE k.account_id = read_sources.account_id AND k.erased_at IS NOT NULL) \
            AND ($2::timestamptz IS NULL OR (next_scheduled_at, source_id) > ($2, $3::text)) \
          ORDER BY next_scheduled_at, source_id LIMIT $4",
         &[&now, &after_at, &after_id, &limit],

@@ -80,6 +80,19 @@ impl TestDatabase {
         tokio::spawn(connection);
         client
     }
+
+    /// A pool of at most two connections to this database, for calling the crates' queries directly (the
+    /// server's `max_connections` is shared by every test running at once).
+    pub fn pool(&self) -> deadpool_postgres::Pool {
+        let mut config = deadpool_postgres::Config {
+            url: Some(self.url.clone()),
+            ..Default::default()
+        };
+        config.pool = Some(deadpool_postgres::PoolConfig::new(2));
+        config
+            .create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)
+            .expect("a pool for the test database")
+    }
 }
 
 impl Drop for TestDatabase {
