@@ -152,7 +152,9 @@ impl AccountCommands {
 
     fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownErasure>> {
         // The map holds no invariant a panicking holder could break half-way.
-        self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Finishes the destruction of every account whose erasure is in the log (a process that stopped

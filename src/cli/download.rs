@@ -62,9 +62,10 @@ pub async fn download(
     let mut plan = Vec::with_capacity(wanted.len());
     for file in wanted {
         let name = file["name"].as_str().unwrap_or_default();
-        if !is_plain_file_name(name) {
+        if local_path(name).is_none() {
             return Err(CliError::Unexpected(format!(
-                "the job lists a file named {name:?}, which is not a plain file name: not written"
+                "the job lists a file named {name:?}, which is not a relative path of plain names: not \
+                 written"
             )));
         }
         let expected = file["sha256"]
@@ -79,8 +80,8 @@ pub async fn download(
     }
     std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
     if !force {
-        if let Some((name, _)) = plan.iter().find(|(name, _)| dir.join(name).exists()) {
-            return Err(CliError::Exists(dir.join(name)));
+        if let Some((name, _)) = plan.iter().find(|(name, _)| target(dir, name).exists()) {
+            return Err(CliError::Exists(target(dir, name)));
         }
     }
     let mut downloaded = Vec::with_capacity(plan.len());
@@ -98,7 +99,11 @@ async fn download_one(
     dir: &Path,
 ) -> Result<Downloaded, CliError> {
     let response = client.open(&["jobs", job_id, "files", name], "*/*").await?;
-    let part = PartFile::create(dir, name)?;
+    let path = target(dir, name);
+    // A file platform's file is `{dataType}/{key}`: it goes to that sub-directory.
+    let parent = path.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent).map_err(|e| CliError::io(parent, e))?;
+    let part = PartFile::create(parent, name.rsplit('/').next().unwrap_or(name))?;
     let mut writer = std::io::BufWriter::with_capacity(256 * 1024, &part.file);
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
@@ -126,7 +131,6 @@ async fn download_one(
     part.file
         .sync_all()
         .map_err(|e| CliError::io(&part.path, e))?;
-    let path = dir.join(name);
     part.keep_as(&path)?;
     Ok(Downloaded {
         name: name.to_owned(),
@@ -134,6 +138,20 @@ async fn download_one(
         bytes,
         sha256: actual,
     })
+}
+
+/// Where a listed file goes under `dir` (its name was checked by [`local_path`] first).
+fn target(dir: &Path, name: &str) -> PathBuf {
+    dir.join(local_path(name).unwrap_or_default())
+}
+
+/// The relative path a listed name is written to: the name's `/`-separated parts (a file platform's file is
+/// listed as `{dataType}/{key}`), each a plain file name; `None` for anything else, which could leave the
+/// directory.
+fn local_path(name: &str) -> Option<PathBuf> {
+    name.split('/')
+        .all(is_plain_file_name)
+        .then(|| name.split('/').collect())
 }
 
 /// A name that stays inside the directory: no separator, not `.` or `..`, not hidden, no NUL.
@@ -185,6 +203,30 @@ impl Drop for PartFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listed_name_is_written_below_the_directory_only() {
+        assert_eq!(
+            local_path("files/1fiLE0001"),
+            Some(PathBuf::from("files").join("1fiLE0001"))
+        );
+        assert_eq!(
+            local_path("customers.ndjson.gz"),
+            Some(PathBuf::from("customers.ndjson.gz"))
+        );
+        for bad in [
+            "",
+            "/files/x",
+            "files/../x",
+            "files//x",
+            "files/",
+            "a\\b/c",
+            "./x",
+            "files/.x",
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn only_plain_names_are_written() {

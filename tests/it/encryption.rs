@@ -221,6 +221,133 @@ async fn a_file_platforms_bytes_are_stored_encrypted_and_a_flipped_byte_is_repor
     svc.backup.stop().await;
 }
 
+/// `listbackup jobs download JOB NAME -o DIR`, as a user runs it.
+async fn cli_download(
+    backup: &BackupApp,
+    token: &str,
+    job_id: &str,
+    name: &str,
+    dir: &std::path::Path,
+) -> std::process::Output {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"))
+            .args(["jobs", "download", job_id, name, "-o"])
+            .arg(dir)
+            .env_remove("LISTBACKUP_CONFIG")
+            .env("LISTBACKUP_URL", backup.app.address.as_str())
+            .env("LISTBACKUP_TOKEN", token)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the CLI exits within two minutes")
+    .unwrap()
+}
+
+/// Every file below `dir` (none when it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+/// A stored file spans chunks of 64 KiB; one that fails to authenticate after the first has been sent cannot
+/// change the answer's status any more: the body is broken off (no final chunk), so every HTTP client sees
+/// an incomplete transfer rather than a short file, and nothing altered is ever sent.
+#[tokio::test]
+async fn a_damaged_later_chunk_breaks_the_download_off_and_sends_nothing_altered() {
+    let svc = support::files::service("google").await;
+    let backup = &svc.backup;
+    let token = &svc.token;
+    let size = 300_000;
+    backup.api.seed_files("google", 1, 1, size);
+    let connection = svc.connect().await;
+    let drive = svc.source(&connection, &["files"], false).await;
+    let job = svc.run(&drive).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let job_id = job["jobId"].as_str().unwrap();
+    let manifest = svc.manifest(&drive, job_id);
+    let content = &manifest["contents"][0];
+    let name = content["name"].as_str().unwrap();
+    let index: u64 = content["id"].as_str().unwrap()[5..17].parse().unwrap();
+    let bytes = backup.api.file_bytes("google", index);
+    assert_eq!(bytes.len() as u64, size);
+
+    // One byte flipped near the end: in the last of the file's five chunks.
+    let path = svc.job_dir(&drive, job_id).join(name);
+    let mut stored = std::fs::read(&path).unwrap();
+    let last = stored.len() - 100;
+    stored[last] ^= 0x01;
+    std::fs::write(&path, &stored).unwrap();
+
+    let response = backup
+        .app
+        .get(&format!("/jobs/{job_id}/files/{name}"), token)
+        .await;
+    // The first chunk authenticated, so the answer had begun.
+    assert_eq!(response.status(), 200);
+    let mut received = Vec::new();
+    let mut body = response.bytes_stream();
+    let mut broken_off = false;
+    while let Some(piece) = futures::StreamExt::next(&mut body).await {
+        match piece {
+            Ok(piece) => received.extend_from_slice(&piece),
+            Err(_) => {
+                broken_off = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        broken_off,
+        "the body ended as if complete ({} bytes)",
+        received.len()
+    );
+    assert!(received.len() < bytes.len(), "{} bytes", received.len());
+    assert!(
+        received.len() >= 64 * 1024,
+        "the chunks before it were sent"
+    );
+    assert_eq!(
+        received,
+        bytes[..received.len()],
+        "only authenticated bytes were sent"
+    );
+
+    // The CLI reports it and leaves no partial file behind.
+    let dir = std::env::temp_dir().join(format!("lb-download-{}", uuid::Uuid::new_v4().simple()));
+    let output = cli_download(backup, token, job_id, name, &dir).await;
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("broke off"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let left = walk(&dir);
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    // Intact again, the CLI writes the file platform's file below the directory, as `files/{key}`.
+    stored[last] ^= 0x01;
+    std::fs::write(&path, &stored).unwrap();
+    let output = cli_download(backup, token, job_id, name, &dir).await;
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(std::fs::read(dir.join(name)).unwrap(), bytes);
+    let _ = std::fs::remove_dir_all(&dir);
+    svc.backup.stop().await;
+}
+
 #[tokio::test]
 async fn erasing_an_account_destroys_its_keys_and_credentials_and_leaves_every_chain_verifiable() {
     let backup = BackupApp::spawn().await;
@@ -371,9 +498,17 @@ async fn erasing_an_account_destroys_its_keys_and_credentials_and_leaves_every_c
             "/connections".to_owned(),
             json!({"platformId": "stripe", "name": "again", "credentials": {"secretKey": "sk_test_2"}}),
         ),
-        ("PUT", format!("/sources/{source_id}"), json!({"name": "renamed"})),
+        (
+            "PUT",
+            format!("/sources/{source_id}"),
+            json!({"name": "renamed"}),
+        ),
         ("DELETE", format!("/sources/{source_id}"), json!({})),
-        ("POST", format!("/jobs/{job_id}/hold"), json!({"reason": "audit"})),
+        (
+            "POST",
+            format!("/jobs/{job_id}/hold"),
+            json!({"reason": "audit"}),
+        ),
     ] {
         let response = match method {
             "POST" => app.post(&path, &token, &body).await,

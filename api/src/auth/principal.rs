@@ -137,7 +137,11 @@ impl FromRequest for Principal {
                 (verified, _) => verified,
             }?;
             if let Some(state) = erasure_check {
-                if let Some(at) = state.accounts.erased_before_change(&verified.account_id).await? {
+                if let Some(at) = state
+                    .accounts
+                    .erased_before_change(&verified.account_id)
+                    .await?
+                {
                     return Err(ApiError::new(
                         ErrorCode::Gone,
                         format!(
