@@ -83,6 +83,10 @@ pub struct Config {
     pub verify_per_hour: u32,
     /// `LISTBACKUP_ENV=production`: the settings a real deployment must have are enforced at start-up.
     pub production: bool,
+    /// `LISTBACKUP_STORAGE_ENCRYPTION` (`on`, the default, or `off`): `off` writes new backup files in
+    /// plaintext, for measuring what encryption costs (`bench/backup-throughput --encryption both`) and
+    /// nothing else; refused with `LISTBACKUP_ENV=production`.
+    pub storage_encryption: bool,
     /// HTTP caps and timeouts, security headers, CORS origins and request rate limits (issue 14).
     pub http: listbackup_api::HttpSettings,
 }
@@ -231,6 +235,16 @@ impl Config {
                 })
             }
         };
+        let storage_encryption = match get("LISTBACKUP_STORAGE_ENCRYPTION").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_STORAGE_ENCRYPTION",
+                    message: "must be on or off".into(),
+                })
+            }
+        };
         let demo = match get("LISTBACKUP_DEMO").as_deref() {
             None | Some("false") => false,
             Some("true") => true,
@@ -293,6 +307,14 @@ impl Config {
                     message: "demo mode is refused with LISTBACKUP_ENV=production".into(),
                 });
             }
+            if !storage_encryption {
+                return Err(ConfigError::Invalid {
+                    key: "LISTBACKUP_STORAGE_ENCRYPTION",
+                    message: "off (plaintext backups, for benchmarks) is refused with \
+                              LISTBACKUP_ENV=production"
+                        .into(),
+                });
+            }
             if !public_url.starts_with("https://") {
                 return Err(ConfigError::Invalid {
                     key: "LISTBACKUP_PUBLIC_URL",
@@ -336,6 +358,7 @@ impl Config {
             retention_sweep_interval,
             verify_per_hour,
             production,
+            storage_encryption,
             http,
         })
     }
@@ -618,6 +641,9 @@ mod tests {
         let mut demo = values.clone();
         demo.insert("LISTBACKUP_DEMO".into(), "true".into());
         assert!(refusal(&demo).starts_with("LISTBACKUP_DEMO: "));
+        let mut plaintext = values.clone();
+        plaintext.insert("LISTBACKUP_STORAGE_ENCRYPTION".into(), "off".into());
+        assert!(refusal(&plaintext).starts_with("LISTBACKUP_STORAGE_ENCRYPTION: "));
         demo.insert("LISTBACKUP_DEMO".into(), "false".into());
         Config::from_values(&demo).unwrap();
 

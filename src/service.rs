@@ -133,9 +133,18 @@ pub(crate) fn backup_store(
         .storage_url
         .as_deref()
         .map(|url| {
-            listbackup_workers::storage::BackupStore::from_url(url)
+            let store = listbackup_workers::storage::BackupStore::from_url(url)
                 .map(|store| store.with_gzip_level(config.backup_gzip_level))
-                .map_err(|e| anyhow::anyhow!("LISTBACKUP_STORAGE_URL: {e}"))
+                .map_err(|e| anyhow::anyhow!("LISTBACKUP_STORAGE_URL: {e}"))?;
+            if config.storage_encryption {
+                Ok(store)
+            } else {
+                tracing::warn!(
+                    "LISTBACKUP_STORAGE_ENCRYPTION=off: new backup files are written in PLAINTEXT \
+                     (for benchmarks only)"
+                );
+                Ok(store.writing_plaintext())
+            }
         })
         .transpose()
 }

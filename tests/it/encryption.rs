@@ -221,6 +221,35 @@ async fn a_file_platforms_bytes_are_stored_encrypted_and_a_flipped_byte_is_repor
     svc.backup.stop().await;
 }
 
+/// `LISTBACKUP_STORAGE_ENCRYPTION=off` (benchmarks only) writes new files in plaintext: plain gzip stored, no
+/// `encryption` in the manifest, and the download and verification the same as for encrypted files.
+#[tokio::test]
+async fn with_storage_encryption_off_files_are_written_in_plaintext() {
+    let backup = BackupApp::spawn_with(|values| {
+        values.insert("LISTBACKUP_STORAGE_ENCRYPTION".into(), "off".into());
+    })
+    .await;
+    let token = backup.app.owner("acme");
+    let (source_id, job_id) = stripe_backup(&backup, &token).await;
+    let dir = job_dir(&backup, &source_id, &job_id);
+    let manifest = manifest(&dir);
+    for file in manifest["files"].as_array().unwrap() {
+        assert!(file.get("encryption").is_none(), "{file}");
+    }
+    let stored = std::fs::read(dir.join("customers.ndjson.gz")).unwrap();
+    let mut ndjson = String::new();
+    flate2::read::MultiGzDecoder::new(&stored[..])
+        .read_to_string(&mut ndjson)
+        .unwrap();
+    assert_eq!(ndjson.lines().count(), 40);
+    assert_eq!(
+        download(&backup, &token, &job_id, "customers.ndjson.gz").await,
+        stored
+    );
+    assert_eq!(verify(&backup, &token, &job_id).await["status"], "verified");
+    backup.stop().await;
+}
+
 /// `listbackup jobs download JOB NAME -o DIR`, as a user runs it.
 async fn cli_download(
     backup: &BackupApp,

@@ -43,6 +43,8 @@ pub struct JobArtifacts {
     data_keys: Option<DataKeys>,
     /// The account's data key for writing, fetched once for all the job's files.
     write_key: Arc<tokio::sync::OnceCell<Arc<DataKey>>>,
+    /// False only for benchmarks (see [`super::BackupStore::writing_plaintext`]).
+    encrypt_writes: bool,
 }
 
 impl JobArtifacts {
@@ -72,6 +74,7 @@ impl JobArtifacts {
             local: None,
             data_keys: None,
             write_key: Arc::default(),
+            encrypt_writes: true,
         }
     }
 
@@ -80,11 +83,16 @@ impl JobArtifacts {
         self
     }
 
+    pub(super) fn encrypting_writes(mut self, encrypt: bool) -> Self {
+        self.encrypt_writes = encrypt;
+        self
+    }
+
     /// An encryptor for a new file at `path`, with the account's data key (made on the account's first
     /// file); `None` when this store does not encrypt. Fails for an erased account: nothing is stored for
     /// it any more.
     async fn encryptor(&self, path: &ObjectPath) -> Result<Option<FileEncryptor>, StorageError> {
-        let Some(data_keys) = &self.data_keys else {
+        let Some(data_keys) = self.data_keys.as_ref().filter(|_| self.encrypt_writes) else {
             return Ok(None);
         };
         let key = self
@@ -134,6 +142,7 @@ impl JobArtifacts {
         .with_local(self.local.clone())
         .with_gzip_level(self.gzip_level)
         .with_data_keys(self.data_keys.clone())
+        .encrypting_writes(self.encrypt_writes)
         .sharing_write_key(&self.write_key)
     }
 

@@ -125,6 +125,8 @@ pub struct BackupStore {
     /// The accounts' data keys: with them every file written is encrypted (issue 13 §2) and encrypted files
     /// are read back decrypted; without them (tests of the storage alone) files are stored as they are.
     data_keys: Option<DataKeys>,
+    /// False only for benchmarks: see [`Self::writing_plaintext`].
+    encrypt_writes: bool,
 }
 
 impl BackupStore {
@@ -136,6 +138,7 @@ impl BackupStore {
             gzip_level: DEFAULT_GZIP_LEVEL,
             local: None,
             data_keys: None,
+            encrypt_writes: true,
         }
     }
 
@@ -146,9 +149,18 @@ impl BackupStore {
         self
     }
 
+    /// Writes every new file in plaintext although the store has data keys (encrypted files still read
+    /// back decrypted). For measuring what encryption costs (`LISTBACKUP_STORAGE_ENCRYPTION=off`,
+    /// `bench/backup-throughput --encryption both`), never for a deployment: the configuration refuses it
+    /// with `LISTBACKUP_ENV=production`.
+    pub fn writing_plaintext(mut self) -> Self {
+        self.encrypt_writes = false;
+        self
+    }
+
     /// Whether files written are encrypted.
     pub fn encrypts(&self) -> bool {
-        self.data_keys.is_some()
+        self.data_keys.is_some() && self.encrypt_writes
     }
 
     /// Builds the store `LISTBACKUP_STORAGE_URL` names:
@@ -294,6 +306,7 @@ impl BackupStore {
         .with_local(self.local.clone())
         .with_gzip_level(self.gzip_level)
         .with_data_keys(self.data_keys.clone())
+        .encrypting_writes(self.encrypt_writes)
     }
 }
 
