@@ -10,6 +10,9 @@
 //!                      [--records 500] [--rate 10] [--latency-ms 100] [--workers 1] [--concurrency 16]
 //!                      [--clients 16] [--emulator-url URL] [--watch name=pid,…] [--clock-ticks 100]
 //!                      [--timeout SECS]
+//!   load_jobs expiry   --url URL --token JWT --database-url URL --connection ID [--sources 100]
+//!                      [--backups 101] [--clients 16] [--data-type customers] [--timeout 3600]
+//!                      [--handshake PATH]
 //!   load_jobs delete-nats-streams PREFIX [--nats-url nats://127.0.0.1:4222]
 //!
 //! `dispatch` creates `warmup-jobs + jobs` sources on the connection (one job each: a source has at most one
@@ -48,6 +51,16 @@
 //! `--emulator-url`, the requests the emulator answered during the burst. With `--watch`, the CPU seconds each
 //! named process used from the slot to the end (`/proc/<pid>/stat`, `--clock-ticks` per second) and its peak
 //! resident memory (`VmHWM`).
+//!
+//! `expiry` (of `bench/retention-expiry`) creates `sources` sources of `data-type` on the connection, backs each
+//! up `backups` times (the sources in parallel, `clients` at a time, each source's backups one after the other:
+//! every one must succeed), then sets `keepLast: 1` on every source (`PUT /sources/{id}`) and waits until the
+//! retention sweep has recorded `BackupExpired` for every backup but each source's latest:
+//! `sources × (backups − 1)`. It reports, from the event log's `recorded_at`: the first policy change → the
+//! last `BackupExpired` (the figure), the last policy change → the last expiry, expiries per second, and the
+//! files and bytes the expiries freed (the sum of `BackupExpired {files, bytes}`). With `--handshake PATH` it
+//! creates `PATH.seeded` once every backup has succeeded and waits for `PATH` to exist before it changes a
+//! policy (the script measures the storage at its fullest meanwhile).
 //!
 //! `delete-nats-streams` deletes every JetStream stream whose name starts with PREFIX (a run's clean-up).
 //!
@@ -145,6 +158,20 @@ impl Service {
         self.post_as(&self.token, path, body).await
     }
 
+    async fn put(&self, path: &str, body: &Value) -> Result<(u16, Value), String> {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("PUT {path}: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
     async fn post_as(&self, token: &str, path: &str, body: &Value) -> Result<(u16, Value), String> {
         let response = self
             .http
@@ -188,6 +215,28 @@ impl Service {
             _ => Err(format!(
                 "POST /sources/{source_id}/sync answered {status}: {body}"
             )),
+        }
+    }
+
+    /// Queues a job once the source's previous one is seen to have ended (the source learns of a job's end
+    /// from its events, a moment after the job's own stream: until then a sync is a 409); returns its id.
+    async fn sync_when_free(&self, source_id: &str, timeout: Duration) -> Result<String, String> {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self
+                .post(&format!("/sources/{source_id}/sync"), &json!({}))
+                .await?;
+            match body["jobId"].as_str() {
+                Some(id) if status == 202 => return Ok(id.to_owned()),
+                _ if status == 409 && started.elapsed() < timeout => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                _ => {
+                    return Err(format!(
+                        "POST /sources/{source_id}/sync answered {status}: {body}"
+                    ))
+                }
+            }
         }
     }
 
@@ -1083,6 +1132,159 @@ async fn burst(mut flags: Flags) -> Result<(Value, bool), String> {
 
 // ---------------------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------------------
+// expiry
+
+async fn expiry(mut flags: Flags) -> Result<(Value, bool), String> {
+    let service = Service::connect(&mut flags).await?;
+    let connection = flags.text("--connection");
+    let sources: usize = flags.number("--sources", 100);
+    let backups: usize = flags.number("--backups", 101);
+    let clients: usize = flags.number("--clients", 16);
+    let data_type = flags
+        .0
+        .remove("--data-type")
+        .unwrap_or_else(|| "customers".to_owned());
+    let timeout = Duration::from_secs(flags.number("--timeout", 3600));
+    let handshake = flags.0.remove("--handshake");
+    flags.done();
+    if backups < 2 || sources == 0 {
+        usage("expiry needs at least one source and two backups a source");
+    }
+
+    let mut ids = Vec::with_capacity(sources);
+    for n in 0..sources {
+        ids.push(
+            service
+                .create_source(&connection, &format!("expiry {n}"), &data_type)
+                .await?,
+        );
+    }
+    eprintln!("load_jobs: {sources} sources created; backing each up {backups} times");
+    let started = Instant::now();
+    let service = &service;
+    let outcomes: Vec<Result<(), String>> = futures::stream::iter(ids.iter())
+        .map(|source| async move {
+            for _ in 0..backups {
+                let job_id = service.sync_when_free(source, timeout).await?;
+                let outcome = service
+                    .wait_for_end(&job_id, Duration::from_millis(50), timeout, |_| {})
+                    .await?;
+                if outcome != "JobSucceeded" {
+                    return Err(format!(
+                        "job {job_id} ended {outcome}: {}",
+                        service.failure(&job_id).await
+                    ));
+                }
+            }
+            Ok(())
+        })
+        .buffer_unordered(clients)
+        .collect()
+        .await;
+    outcomes.into_iter().collect::<Result<Vec<()>, String>>()?;
+    let seeded_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "load_jobs: {} backups succeeded in {seeded_seconds:.0} s; setting keepLast 1",
+        sources * backups
+    );
+
+    if let Some(path) = &handshake {
+        std::fs::write(format!("{path}.seeded"), b"").map_err(|e| format!("{path}.seeded: {e}"))?;
+        let waiting = Instant::now();
+        while !std::path::Path::new(path).exists() {
+            if waiting.elapsed() > timeout {
+                return Err(format!(
+                    "{path} did not appear within {} s",
+                    timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The database's clock, as the events' `recorded_at`.
+    let clock = || async {
+        service
+            .db
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .map(|row| row.get::<_, chrono::DateTime<chrono::Utc>>(0))
+            .map_err(|e| format!("database: {e}"))
+    };
+    let first_change = clock().await?;
+    for source in &ids {
+        let (status, body) = service
+            .put(&format!("/sources/{source}"), &json!({"keepLast": 1}))
+            .await?;
+        if status != 200 {
+            return Err(format!("PUT /sources/{source} answered {status}: {body}"));
+        }
+    }
+    let last_change = clock().await?;
+    let expected = (sources * (backups - 1)) as i64;
+    let count = || async {
+        service
+            .db
+            .query_one(
+                "SELECT count(*) FROM events WHERE aggregate_type = 'job' AND event_type = 'BackupExpired'",
+                &[],
+            )
+            .await
+            .map(|row| row.get::<_, i64>(0))
+            .map_err(|e| format!("database: {e}"))
+    };
+    let waiting = Instant::now();
+    let mut reported = 0;
+    loop {
+        let expired = count().await?;
+        if expired >= expected {
+            break;
+        }
+        if waiting.elapsed() > timeout {
+            return Err(format!(
+                "{expired} of {expected} backups expired within {} s",
+                timeout.as_secs()
+            ));
+        }
+        if waiting.elapsed().as_secs() >= reported + 10 {
+            reported = waiting.elapsed().as_secs();
+            eprintln!("load_jobs: {expired} of {expected} expired after {reported} s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let row = service
+        .db
+        .query_one(
+            "SELECT count(*), extract(epoch FROM max(recorded_at) - $1)::float8,
+                    extract(epoch FROM max(recorded_at) - $2)::float8,
+                    sum((payload -> 'BackupExpired' ->> 'files')::bigint)::bigint,
+                    sum((payload -> 'BackupExpired' ->> 'bytes')::bigint)::bigint
+             FROM events WHERE aggregate_type = 'job' AND event_type = 'BackupExpired'",
+            &[&first_change, &last_change],
+        )
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let expired: i64 = row.get(0);
+    let from_first: f64 = row.get(1);
+    let from_last: f64 = row.get(2);
+    let files: i64 = row.get(3);
+    let bytes: i64 = row.get(4);
+    Ok((
+        json!({
+            "sources": sources,
+            "backups": sources * backups,
+            "expired": expired,
+            "seconds_from_first_policy_change": round_to(from_first, 2),
+            "seconds_from_last_policy_change": round_to(from_last, 2),
+            "expiries_per_second": round_to(expired as f64 / from_first.max(1e-9), 1),
+            "freed_files": files,
+            "freed_bytes": bytes,
+            "seeding_seconds": round_to(seeded_seconds, 1),
+        }),
+        expired == expected,
+    ))
+}
+
 /// Deletes every JetStream stream whose name starts with `prefix` (a run's `<PREFIX>_`: its events, its
 /// backup queue, its delivery advisories, and whatever a later version adds), so no run leaves streams behind
 /// on a shared NATS server.
@@ -1132,6 +1334,7 @@ fn main() {
             "dispatch" => dispatch(Flags::parse(args)).await,
             "backup" => backup(Flags::parse(args)).await,
             "burst" => burst(Flags::parse(args)).await,
+            "expiry" => expiry(Flags::parse(args)).await,
             "delete-nats-streams" => delete_streams(args).await,
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown mode {other}")),
