@@ -118,6 +118,7 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_SERVE_BACKUP_WORKER",
     "LISTBACKUP_DEMO",
     "LISTBACKUP_BACKUP_GZIP_LEVEL",
+    "LISTBACKUP_STORAGE_ENCRYPTION",
     "LISTBACKUP_AUDIT_SIGNING_KEY",
     "LISTBACKUP_RETENTION_SWEEP_SECS",
     "LISTBACKUP_VERIFY_PER_HOUR",
@@ -715,5 +716,26 @@ mod tests {
             ("LISTBACKUP_DB_POOL_SIZE".to_owned(), "lots".to_owned()),
         ]);
         assert!(Config::from_values(&values).is_err());
+    }
+
+    /// A setting parsed but missing from `KEYS` would be silently ignored when it comes from the environment
+    /// or the file: every `get("…")` of this file names a key of `KEYS` (or a platform's, read by prefix).
+    #[test]
+    fn every_setting_read_is_a_known_key() {
+        let source = include_str!("config.rs");
+        let mut read = 0;
+        for piece in source.split("get(\"").skip(1) {
+            let Some(key) = piece.split('"').next() else {
+                continue;
+            };
+            if key.starts_with("LISTBACKUP_PLATFORM_")
+                || !key.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            {
+                continue;
+            }
+            read += 1;
+            assert!(KEYS.contains(&key), "{key} is read but not in KEYS");
+        }
+        assert!(read > 20, "the scan found {read} settings");
     }
 }
