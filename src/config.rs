@@ -28,6 +28,10 @@ pub enum ConfigError {
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
+    /// `LISTBACKUP_MIGRATION_DATABASE_URL`: the database's owner, who applies the migrations (and rebuilds the
+    /// read models), after which the role of `DATABASE_URL` is granted only what the service needs (see
+    /// [`crate::migrate::grant_service_role`]). Unset: `DATABASE_URL` does both, one role for everything.
+    pub migration_database_url: Option<String>,
     pub nats_url: Option<String>,
     pub nats_prefix: String,
     pub bind: String,
@@ -94,6 +98,7 @@ pub struct Config {
 /// Keys read from the file and the environment.
 const KEYS: &[&str] = &[
     "DATABASE_URL",
+    "LISTBACKUP_MIGRATION_DATABASE_URL",
     "NATS_URL",
     "LISTBACKUP_NATS_PREFIX",
     "LISTBACKUP_BIND",
@@ -151,6 +156,14 @@ impl Config {
         }
         values.retain(|_, v| !v.trim().is_empty());
         Self::from_values(&values)
+    }
+
+    /// The database's owner: `LISTBACKUP_MIGRATION_DATABASE_URL`, or `DATABASE_URL` without it. Migrations
+    /// and read-model rebuilds (which create tables) connect with it.
+    pub fn owner_database_url(&self) -> &str {
+        self.migration_database_url
+            .as_deref()
+            .unwrap_or(&self.database_url)
     }
 
     /// Builds the configuration from key/value pairs named like the environment variables.
@@ -328,6 +341,7 @@ impl Config {
         let http = http_settings(values, &public_url)?;
         Ok(Self {
             database_url: get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
+            migration_database_url: get("LISTBACKUP_MIGRATION_DATABASE_URL"),
             nats_url: get("NATS_URL"),
             nats_prefix: get("LISTBACKUP_NATS_PREFIX").unwrap_or_else(|| "listbackup".into()),
             public_url,

@@ -169,7 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             worker.stop().await;
         }
         Command::Migrate => {
-            let applied = listbackup::migrate::run(&config?.database_url).await?;
+            let applied = listbackup::migrate::prepare(&config?).await?;
             println!("{} migration(s) applied", applied.len());
         }
         Command::Token {
@@ -195,13 +195,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ProjectionsCommand::Rebuild,
         } => {
             let config = config?;
-            listbackup::migrate::run(&config.database_url).await?;
-            let applied = service::projector(&config)?.rebuild().await?;
+            listbackup::migrate::prepare(&config).await?;
+            // The rebuild creates the new read-model tables, so it runs as the database's owner; the service's
+            // role is granted its privileges on them afterwards.
+            let mut as_owner = config.clone();
+            as_owner.database_url = config.owner_database_url().to_owned();
+            let applied = service::projector(&as_owner)?.rebuild().await?;
+            listbackup::migrate::prepare(&config).await?;
             println!("read models rebuilt from {applied} event(s)");
         }
         Command::RotateKeys => {
             let config = config?;
-            listbackup::migrate::run(&config.database_url).await?;
+            listbackup::migrate::prepare(&config).await?;
             let keys = service::master_keys(&config)?;
             let pool = service::read_pool(&config)?;
             let credentials =

@@ -63,6 +63,84 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// An arbitrary constant that names the migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x4c42_4d49_4752; // "LBMIGR"
 
+/// Prepares the database for `config`: applies the migrations as its owner
+/// ([`Config::owner_database_url`](crate::Config::owner_database_url)) and, when the service connects as
+/// another role, grants that role what the service needs and nothing more ([`grant_service_role`]). Returns
+/// the names of the migrations applied now.
+pub async fn prepare(config: &crate::Config) -> anyhow::Result<Vec<String>> {
+    let owner_url = config.owner_database_url();
+    let applied = run(owner_url).await.map_err(|e| {
+        anyhow::anyhow!(
+            "applying the migrations: {}",
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+        )
+    })?;
+    if let Some(role) = service_role(config)? {
+        grant_service_role(owner_url, &role).await.map_err(|e| {
+            anyhow::anyhow!(
+                "granting the service's role {role:?} its privileges: {}",
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+            )
+        })?;
+    }
+    Ok(applied)
+}
+
+/// The role `DATABASE_URL` connects as, when it is not the owner's of `LISTBACKUP_MIGRATION_DATABASE_URL`.
+fn service_role(config: &crate::Config) -> anyhow::Result<Option<String>> {
+    let Some(owner_url) = &config.migration_database_url else {
+        return Ok(None);
+    };
+    let user = |url: &str, name: &str| -> anyhow::Result<Option<String>> {
+        let parsed: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name} is not a PostgreSQL URL: {e}"))?;
+        Ok(parsed.get_user().map(str::to_owned))
+    };
+    let service = user(&config.database_url, "DATABASE_URL")?;
+    let owner = user(owner_url, "LISTBACKUP_MIGRATION_DATABASE_URL")?;
+    match service {
+        Some(service) if Some(&service) != owner.as_ref() => Ok(Some(service)),
+        Some(_) => Ok(None),
+        None => anyhow::bail!(
+            "DATABASE_URL names no user: with LISTBACKUP_MIGRATION_DATABASE_URL, it must name the service's role"
+        ),
+    }
+}
+
+/// Grants `role` (the service's) what the service needs on the owner's tables, and nothing that could
+/// rewrite history: SELECT and INSERT on `events` only (no UPDATE, DELETE or TRUNCATE; not being the owner,
+/// it can neither drop the table nor disable the triggers that keep it append-only and hash-chained),
+/// SELECT on `schema_migrations`, SELECT/INSERT/UPDATE/DELETE on the other tables (read models,
+/// checkpoints, the vault, leases), and the sequences. Idempotent; run after every migration and rebuild,
+/// since a table they create starts with no grants.
+pub async fn grant_service_role(owner_url: &str, role: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(owner_url, NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let role = quote_identifier(role);
+    let result = client
+        .batch_execute(&format!(
+            "BEGIN;
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+             REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON events FROM {role};
+             REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON schema_migrations FROM {role};
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
+             COMMIT;"
+        ))
+        .await;
+    drop(client);
+    let _ = connection.await;
+    result
+}
+
+/// A PostgreSQL identifier in double quotes, its own quotes doubled (the SQL standard's quoting).
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Applies every migration not applied yet; returns the names applied now.
 pub async fn run(database_url: &str) -> Result<Vec<String>, tokio_postgres::Error> {
     run_through(database_url, None).await
@@ -80,12 +158,20 @@ pub async fn run_through(
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await?;
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
-                    name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-            )
-            .await?;
+        // Created only when missing: a role without CREATE on the schema (the service's, with migrations
+        // applied by the owner) may still run this and find nothing to do.
+        let exists = client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .await?
+            .get::<_, bool>(0);
+        if !exists {
+            client
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (
+                        name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                )
+                .await?;
+        }
         let mut applied = Vec::new();
         for (name, sql) in MIGRATIONS {
             let tx = client.transaction().await?;

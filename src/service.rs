@@ -188,7 +188,7 @@ pub fn projector(config: &Config) -> anyhow::Result<Projector> {
 
 /// Migrates, then starts the API on `listener` with the projector beside it.
 pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<RunningService> {
-    let applied = crate::migrate::run(&config.database_url).await?;
+    let applied = crate::migrate::prepare(config).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }

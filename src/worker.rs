@@ -44,7 +44,7 @@ impl RunningWorker {
 pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
     let store = backup_store(config)?
         .ok_or_else(|| anyhow::anyhow!("LISTBACKUP_STORAGE_URL is required by the worker"))?;
-    let applied = crate::migrate::run(&config.database_url).await?;
+    let applied = crate::migrate::prepare(config).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }

@@ -26,6 +26,7 @@ mod job_oauth_refresh;
 mod job_partial;
 mod job_progress;
 mod jobs_api;
+mod least_privilege;
 mod oauth_flow;
 mod oauth_scopes;
 mod oauth_tokens;
