@@ -85,3 +85,55 @@ fn a_url_without_a_usable_database_name_is_refused_with_the_reason() {
         assert!(said.contains(reason), "{url}: {said}");
     }
 }
+
+/// `scripts/ensure-service-role` (what `scripts/serve` runs for least privilege) creates the service's login
+/// role once and prints the URL the service connects with: the owner's, with the role as its user.
+#[tokio::test]
+async fn the_service_role_is_created_once_and_named_in_the_url() {
+    let admin_url = support::admin_database_url();
+    let (admin, connection) = tokio_postgres::connect(&admin_url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let role = format!("lb_script_{}", uuid::Uuid::new_v4().simple());
+    struct DroppedRole(String);
+    impl Drop for DroppedRole {
+        fn drop(&mut self) {
+            let _ = Command::new("psql")
+                .arg(support::admin_database_url())
+                .args(["-qc", &format!("DROP ROLE IF EXISTS \"{}\"", self.0)])
+                .output();
+        }
+    }
+    let _dropped = DroppedRole(role.clone());
+    let (server, _) = admin_url.rsplit_once('/').unwrap();
+    let owner_url = format!("{server}/listbackup_example?application_name=x");
+    let run = |role: &str| {
+        Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/ensure-service-role"
+        ))
+        .arg(role)
+        .env("DATABASE_URL", &owner_url)
+        .output()
+        .expect("run scripts/ensure-service-role")
+    };
+    let host = server.split_once("://").unwrap().1;
+    let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+    let expected = format!("postgres://{role}@{host}/listbackup_example?application_name=x\n");
+    for _ in 0..2 {
+        let output = run(&role);
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+    }
+    let login: bool = admin
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(login);
+    let refused = run("Robert'); DROP TABLE x;--");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("must be lower-case letters"));
+}
