@@ -2,6 +2,8 @@
 //! and its UI (assets compiled into the binary). `docs/openapi.json` is its reviewed snapshot: a test fails
 //! when the document differs, so a change to the API shows as a diff of that file.
 
+use listbackup_projections::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -25,10 +27,21 @@ pub fn document() -> utoipa::openapi::OpenApi {
     document
 }
 
-/// The answers of the HTTP limits (issue 14), which any operation can give before its handler runs: 429
-/// with `Retry-After` (rate limits; the health checks are exempt), 431 (request head over the cap), and for
-/// operations with a body 413 (over 64 KiB) and 408 (body read timeout). Added once here, after the routes,
-/// rather than on each route's annotation.
+/// The answers every operation of a kind can give, added once here, after the routes, rather than on each
+/// route's annotation (so that `schemathesis --checks all` finds every status and content type documented):
+///
+/// - the HTTP limits (issue 14), given before a handler runs: 429 with `Retry-After` (rate limits; the health
+///   checks are exempt), 431 (request head over the cap), and for operations with a body 413 (over 64 KiB)
+///   and 408 (body read timeout);
+/// - 400 (a query parameter, path or body that does not parse: every operation refuses unknown parameters),
+///   401 and 403 (operations that need a token: none, a bad one, or one without the role), 404 (operations
+///   with an id in their path: missing, or another account's), 412 (operations taking `If-Match`), 422
+///   (operations taking `Idempotency-Key`: the key reused with another body), and 503 with `Retry-After` (the
+///   database or NATS unavailable, or a write still colliding after its retries);
+/// - every problem is `application/problem+json` (RFC 9457), also where a route's annotation says only
+///   `body = Problem`;
+/// - the rules of the fields the API parses the same way wherever they appear ([`field_rule`]: paging,
+///   dates, ids, names, policies), on query and header parameters and on the properties of request bodies.
 pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::content::ContentBuilder;
     use utoipa::openapi::header::HeaderBuilder;
@@ -59,6 +72,13 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
     };
     let components = document.components.get_or_insert_with(Default::default);
     for (name, response) in [
+        ("BadRequest", problem("VALIDATION_ERROR: a parameter, the path or the body does not parse or is not valid; `errors` names each field", false)),
+        ("Unauthorized", problem("UNAUTHORIZED: no bearer token, or one that does not verify", false)),
+        ("Forbidden", problem("FORBIDDEN: the token's roles do not allow this", false)),
+        ("NotFound", problem("NOT_FOUND: no such resource in the token's account (another account's is answered the same)", false)),
+        ("PreconditionFailed", problem("VERSION_CONFLICT: `If-Match` names another version than the current one", false)),
+        ("UnprocessableContent", problem("VALIDATION_ERROR: the Idempotency-Key was used with another request", false)),
+        ("Unavailable", problem("UNAVAILABLE: the database or NATS cannot be reached, or a write still collides after its retries; try again after Retry-After", true)),
         ("TooManyRequests", problem("RATE_LIMITED: a rate limit of the account, the client's address, failed authentication or platform calls", true)),
         ("HeadersTooLarge", problem("HEADERS_TOO_LARGE: the request line and headers are over the cap; the connection is closed", false)),
         ("PayloadTooLarge", problem("PAYLOAD_TOO_LARGE: the body is over 64 KiB; the connection is closed", false)),
@@ -82,6 +102,13 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
                     .entry(status.to_owned())
                     .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
             };
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let header = |name: &str| {
+                operation.parameters.iter().flatten().any(|p| {
+                    p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case(name)
+                })
+            };
+            let (if_match, idempotency_key) = (header("If-Match"), header("Idempotency-Key"));
             if !path.starts_with("/health/") {
                 add("429", "TooManyRequests");
             }
@@ -90,6 +117,220 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
                 add("413", "PayloadTooLarge");
                 add("408", "RequestTimeout");
             }
+            add("400", "BadRequest");
+            if secured {
+                add("401", "Unauthorized");
+                add("403", "Forbidden");
+            }
+            if path.contains('{') {
+                add("404", "NotFound");
+            }
+            if if_match {
+                add("412", "PreconditionFailed");
+            }
+            if idempotency_key {
+                add("422", "UnprocessableContent");
+            }
+            add("503", "Unavailable");
+            problems_as_problem_json(operation);
+            bound_parameters(operation);
+        }
+    }
+    bound_request_bodies(document);
+}
+
+/// The most characters of a `cursor` the API issues (`v1:` and a UUID, base64url): 56; a little room.
+pub const MAX_CURSOR_CHARS: usize = 64;
+
+/// Every inline response whose body is a `Problem` is served as `application/problem+json`: its content is
+/// moved there from `application/json`.
+fn problems_as_problem_json(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::RefOr;
+    for response in operation.responses.responses.values_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let is_problem = response.content.get("application/json").is_some_and(
+            |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem")),
+        );
+        if is_problem {
+            if let Some(content) = response.content.shift_remove("application/json") {
+                response
+                    .content
+                    .insert("application/problem+json".to_owned(), content);
+            }
+        }
+    }
+}
+
+/// The schema of a field the API parses the same way wherever it appears, by its name (the one list of
+/// them): `None` for a field with no shared rule. The bounds are the parsers' own constants.
+fn field_rule(name: &str) -> Option<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>> {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    match name {
+        // `AsOf::parse`: a time or a position.
+        "asOf" => Some(
+            AnyOfBuilder::new()
+                .item(
+                    string()
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                        .description(Some("an RFC 3339 date-time")),
+                )
+                .item(
+                    string()
+                        .pattern(Some("^[0-9]{1,18}$"))
+                        .description(Some("an event's `position`")),
+                )
+                .into(),
+        ),
+        _ => object_rule(name).map(|rule| rule.build().into()),
+    }
+}
+
+/// [`field_rule`]'s rules that are one object schema.
+fn object_rule(name: &str) -> Option<utoipa::openapi::schema::ObjectBuilder> {
+    use listbackup_domain::platform::AuthType;
+    use listbackup_domain::source::{KeepLast, RetentionDays};
+    use listbackup_domain::values::DisplayName;
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let integer = |min: u32, max: u32| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    let one_of = |values: Vec<&str>| string().enum_values(Some(values));
+    Some(match name {
+        "limit" => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT as f64))
+            .default(Some(DEFAULT_LIMIT.into()))
+            .description(Some("items a page holds at most")),
+        "cursor" => string()
+            .max_length(Some(MAX_CURSOR_CHARS))
+            .description(Some(
+                "`nextCursor` of the previous page, as issued (opaque: any other value is a 400)",
+            )),
+        "from" | "to" => string()
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("an RFC 3339 date-time")),
+        "connectionId" | "sourceId" | "groupId" | "jobId" => {
+            string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+        }
+        "platformId" => one_of(platform_ids(None)),
+        // What `POST /connections` and `POST /connections/oauth/start` take: the platforms of that kind.
+        "platformId/CreateConnection" => one_of(platform_ids(Some(AuthType::ApiKey))),
+        "platformId/StartOauth" => one_of(platform_ids(Some(AuthType::Oauth2))),
+        // `"3"`, `W/"3"` or `3` (`extract::if_match`).
+        "If-Match" => string().pattern(Some("^(W/)?(\"[0-9]{1,18}\"|[0-9]{1,18})$")),
+        "after" => string()
+            .pattern(Some("^[0-9]{1,18}$"))
+            .description(Some("an event's `position`, as a page of this log gave it")),
+        "aggregateType" => one_of(crate::routes::audit::AGGREGATE_TYPES.to_vec()),
+        // Trimmed, 1 to 200 characters, none a control character (`DisplayName::parse`).
+        "name" => string()
+            .min_length(Some(1))
+            .max_length(Some(DisplayName::MAX_CHARS))
+            .pattern(Some(NAME_PATTERN)),
+        "description" => string()
+            .max_length(Some(
+                listbackup_domain::source_group::Description::MAX_CHARS,
+            ))
+            .pattern(Some(NO_CONTROL_PATTERN)),
+        "retentionDays" => integer(RetentionDays::MIN, RetentionDays::MAX),
+        "keepLast" => integer(KeepLast::MIN, KeepLast::MAX),
+        // 1 to 255 visible ASCII characters (`idempotency::key`).
+        "Idempotency-Key" => string()
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .pattern(Some("^[!-~]+$")),
+        _ => return None,
+    })
+}
+
+/// No control character (C0, DEL, C1).
+const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// The platforms of the catalog, those that connect with `auth` where it is given.
+fn platform_ids(auth: Option<listbackup_domain::platform::AuthType>) -> Vec<&'static str> {
+    listbackup_domain::platform::CATALOG
+        .iter()
+        .filter(|p| auth.is_none_or(|auth| p.supports(auth)))
+        .map(|p| p.id)
+        .collect()
+}
+
+/// A display name: at least one character that is not white space, and no control character (C0, DEL, C1).
+const NAME_PATTERN: &str =
+    "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// Query and header parameters with a shared rule ([`field_rule`]) get its schema; a parameter that may be
+/// absent keeps its `null` (a header's `Option` shows as `["string", "null"]`).
+fn bound_parameters(operation: &mut utoipa::openapi::path::Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if !matches!(
+            parameter.parameter_in,
+            ParameterIn::Query | ParameterIn::Header
+        ) {
+            continue;
+        }
+        if let Some(rule) = field_rule(&parameter.name) {
+            parameter.schema = Some(rule);
+        }
+    }
+}
+
+/// The properties of every request body's schema (components named by the operations' `requestBody`) with
+/// a shared rule get it, keeping their `null` where the field may be null. Response schemas are left as
+/// they are: the rules say what the API accepts.
+fn bound_request_bodies(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::RefOr;
+    let mut bodies = std::collections::BTreeSet::new();
+    for item in document.paths.paths.values() {
+        for operation in [&item.put, &item.post, &item.patch].into_iter().flatten() {
+            let content = operation
+                .request_body
+                .iter()
+                .flat_map(|b| b.content.values());
+            for content in content {
+                if let Some(RefOr::Ref(r)) = &content.schema {
+                    bodies.insert(
+                        r.ref_location
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+    }
+    let Some(components) = document.components.as_mut() else {
+        return;
+    };
+    for name in bodies {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(&name) else {
+            continue;
+        };
+        for (field, property) in object.properties.iter_mut() {
+            // A rule of this body's own (`platformId/CreateConnection`) before the field's everywhere.
+            let Some(rule) = object_rule(&format!("{field}/{name}")).or_else(|| object_rule(field))
+            else {
+                continue;
+            };
+            let nullable = matches!(property, RefOr::T(Schema::Object(o))
+                if matches!(&o.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)));
+            let mut rule = rule.build();
+            if nullable {
+                if let SchemaType::Type(t) = rule.schema_type.clone() {
+                    rule.schema_type = SchemaType::from_iter([t, Type::Null]);
+                }
+            }
+            *property = RefOr::T(Schema::Object(rule));
         }
     }
 }

@@ -32,7 +32,8 @@ use crate::state::AppState;
 /// The media type of streamed events (one JSON event per line).
 pub const NDJSON: &str = "application/x-ndjson";
 
-const AGGREGATE_TYPES: &[&str] = &["connection", "source", "source_group", "job", "account"];
+pub(crate) const AGGREGATE_TYPES: &[&str] =
+    &["connection", "source", "source_group", "job", "account"];
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
