@@ -3,8 +3,8 @@
 //! `global_position` is handed out when a row is inserted, not when its transaction commits, so a writer
 //! that commits late can make position 41 appear after a reader has already moved past 42. Readers
 //! therefore order by `(transaction_id, global_position)` and only read transactions older than the oldest
-//! one still running (`pg_snapshot_xmin`): everything below that horizon is final, so nothing can appear
-//! behind the cursor later.
+//! one still running that could append here (`events_commit_horizon()`, migration 0130): everything below
+//! that horizon is final, so nothing can appear behind the cursor later.
 
 use std::sync::LazyLock;
 
@@ -133,7 +133,7 @@ pub async fn read_after(
     let sql = format!(
         "SELECT {SELECT_COLUMNS} FROM events \
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND transaction_id < (SELECT events_commit_horizon()) \
          ORDER BY transaction_id, global_position \
          LIMIT $3"
     );

@@ -4,7 +4,7 @@
 //! Every append notifies channel [`CHANNEL`] with the appending transaction's id (trigger `events_notify`,
 //! `migrations/0020_log_notify.sql`); PostgreSQL delivers a notification only once its transaction has
 //! committed. Committed is not yet readable: readers take events in `(transaction_id, global_position)`
-//! order below the commit horizon `pg_snapshot_xmin(pg_current_snapshot())` ([`crate::event_log`]), and an
+//! order below the commit horizon `events_commit_horizon()` (migration 0130) ([`crate::event_log`]), and an
 //! older transaction still open holds that horizon back. So the listener remembers the newest transaction it
 //! was told about and, while the horizon has not passed it, asks for the horizon every
 //! [`HORIZON_POLL`] (one statement, no transaction); once it has, it wakes the readers. Idle, the listener
@@ -234,7 +234,7 @@ async fn listen_once(
         if !pending.is_empty() && asked.elapsed() >= HORIZON_POLL {
             asked = Instant::now();
             let horizon: String = client
-                .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+                .query_one("SELECT events_commit_horizon()::text", &[])
                 .await?
                 .get(0);
             let horizon: u64 = horizon.parse().unwrap_or(0);

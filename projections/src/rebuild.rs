@@ -248,7 +248,7 @@ async fn fold_log(
         .copy_out(
             "COPY (SELECT global_position, transaction_id::text, event_id, aggregate_type, aggregate_id, \
                sequence, event_type, event_version, payload, metadata, recorded_at FROM events \
-             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             WHERE transaction_id < (SELECT events_commit_horizon()) \
              ORDER BY transaction_id, global_position) TO STDOUT (FORMAT binary)",
         )
         .await?;

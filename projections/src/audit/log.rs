@@ -2,7 +2,7 @@
 //! NDJSON streams and exports.
 //!
 //! Everything is in log order, the gap-safe order every reader of the log uses (DESIGN §2):
-//! `(transaction_id, global_position)`, below the commit horizon `pg_snapshot_xmin(pg_current_snapshot())`,
+//! `(transaction_id, global_position)`, below the commit horizon `events_commit_horizon()` (migration 0130),
 //! so an event never appears behind a position a reader has already passed. Paging is a keyset on that
 //! order over the index `events_account_log ((metadata ->> 'accountId'), transaction_id, global_position)`:
 //! a page deep in the log costs what the first does (no OFFSET).
@@ -31,7 +31,7 @@ pub struct LogFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// The upper bound of a read: transactions below `horizon` (a `pg_snapshot_xmin`) have all finished.
+/// The upper bound of a read: transactions below `horizon` (`events_commit_horizon()`) have all finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Horizon {
     /// The horizon at the moment of each query (pages: the log as it is now).
@@ -43,7 +43,7 @@ pub enum Horizon {
 /// The current commit horizon, to pin a long read to.
 pub async fn current_horizon(client: &impl GenericClient) -> Result<u64, ReadError> {
     let row = client
-        .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+        .query_one("SELECT events_commit_horizon()::text", &[])
         .await?;
     let text: String = row.get(0);
     Ok(text.parse().unwrap_or_default())
@@ -78,7 +78,7 @@ pub async fn read(
     limit: i64,
 ) -> Result<Vec<LoggedEvent>, ReadError> {
     let horizon_sql = match horizon {
-        Horizon::Current => "pg_snapshot_xmin(pg_current_snapshot())",
+        Horizon::Current => "(SELECT events_commit_horizon())",
         Horizon::Fixed(_) => "$12::text::xid8",
     };
     // Not a cached statement: with the optional filters as parameters a generic plan could not pick the
