@@ -29,8 +29,9 @@ pub struct RunningWorker {
 }
 
 impl RunningWorker {
-    /// Stops taking messages. A backup in flight is abandoned unacknowledged: JetStream redelivers its
-    /// message after the ack wait, and the worker that receives it runs the job again as the next attempt.
+    /// Stops gracefully (SIGTERM): takes no further message, lets the running backups finish within the
+    /// shutdown grace, hands those still running then back to JetStream (NAK, their leases released) so
+    /// another worker runs them again at once as their next attempt, and returns once all has settled.
     pub async fn stop(self) {
         self.shutdown.cancel();
         for task in self.tasks {
@@ -95,7 +96,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         db.clone(),
     )
     .with_deliveries(config.worker_deliveries)
-    .with_dispatch(config.worker_dispatch);
+    .with_dispatch(config.worker_dispatch)
+    .with_shutdown_grace(config.shutdown_grace);
 
     let shutdown = CancellationToken::new();
     listbackup_projections::log_signal::announce(

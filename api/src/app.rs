@@ -34,6 +34,7 @@ impl Application {
         let state = web::Data::new(state);
         let authenticator = web::Data::new(authenticator);
         let limiters = web::Data::new(RateLimiters::new(&settings.rate_limits));
+        let shutdown_timeout = settings.shutdown_timeout.as_secs();
         let settings = web::Data::new(settings);
         let server = HttpServer::new(move || {
             // The routes are registered once (`routes::configure`): actix serves them and the OpenAPI
@@ -73,8 +74,9 @@ impl Application {
                 )
                 .default_service(web::to(not_found))
         })
-        // Graceful shutdown: finish in-flight requests, up to 30 s, when the process is told to stop.
-        .shutdown_timeout(30)
+        // Graceful shutdown: in-flight requests may finish within the shutdown grace when the process is told to
+        // stop (the live event streams are ended first: see `AppState::closing_streams`).
+        .shutdown_timeout(shutdown_timeout)
         .disable_signals()
         .listen(listener)?
         .run();

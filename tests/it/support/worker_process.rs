@@ -76,20 +76,30 @@ impl WorkerProcess {
         assert!(sent.success(), "kill {signal} {pid}");
     }
 
-    /// SIGTERM: the worker stops promptly and cleanly, leaving the backup it was running unacknowledged.
+    /// SIGTERM, and waits for a clean exit: with a shutdown grace of 0 the backup it was running is handed
+    /// back for redelivery at once.
     pub async fn terminate(&mut self) {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
+        self.signal("-TERM").await;
+        self.exits_cleanly(Duration::from_secs(15)).await;
+    }
+
+    /// Waits for the process to end, failing the test unless it exits with success within `timeout`.
+    pub async fn exits_cleanly(&mut self, timeout: Duration) {
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
-            .unwrap();
-        assert!(sent.success());
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("the worker stops within 15 s of SIGTERM")
+            .unwrap_or_else(|_| panic!("the worker did not stop within {timeout:?}"))
             .unwrap();
         assert!(status.success(), "a clean exit: {status}");
+    }
+
+    /// Whether the process has ended (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    /// Whether a line of its output so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.logs.lock().unwrap().iter().any(|l| l.contains(text))
     }
 }
 
