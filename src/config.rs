@@ -97,6 +97,10 @@ pub struct Config {
     /// hands the unfinished backups back for redelivery (`LISTBACKUP_SHUTDOWN_GRACE_SECS`, default 25: the
     /// drain and the exit then fit in the 30 s orchestrators wait before SIGKILL; 0 hands them back at once).
     pub shutdown_grace: std::time::Duration,
+    /// Where `GET /metrics` is served (`LISTBACKUP_METRICS_BIND`, `IP:port`, e.g. `127.0.0.1:9464`): a
+    /// listener of its own, without authentication, for a private address only (see [`crate::metrics`]).
+    /// Unset (the default): no metrics.
+    pub metrics_bind: Option<String>,
 }
 
 /// Keys read from the file and the environment.
@@ -141,6 +145,7 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_RATE_LIMIT_PLATFORM_CALLS",
     "LISTBACKUP_TRUSTED_PROXIES",
     "LISTBACKUP_SHUTDOWN_GRACE_SECS",
+    "LISTBACKUP_METRICS_BIND",
 ];
 
 impl Config {
@@ -349,6 +354,20 @@ impl Config {
             listbackup_workers::backup::DEFAULT_SHUTDOWN_GRACE.as_secs(),
             0..=3600,
         )?);
+        let metrics_bind = get("LISTBACKUP_METRICS_BIND")
+            .map(|bind| {
+                bind.trim()
+                    .parse::<std::net::SocketAddr>()
+                    .map(|_| bind.trim().to_owned())
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "LISTBACKUP_METRICS_BIND",
+                        message: format!(
+                            "{bind:?} is not an IP:port address (e.g. 127.0.0.1:9464, or 0.0.0.0:9464 on a private \
+                             network)"
+                        ),
+                    })
+            })
+            .transpose()?;
         let mut http = http_settings(values, &public_url)?;
         http.shutdown_timeout = shutdown_grace;
         Ok(Self {
@@ -388,6 +407,7 @@ impl Config {
             storage_encryption,
             http,
             shutdown_grace,
+            metrics_bind,
         })
     }
 }
@@ -706,6 +726,7 @@ mod tests {
         assert!(config.http.cors_origins.is_empty());
         assert_eq!(config.http.rate_limits, RateLimitSettings::default());
         assert_eq!(config.shutdown_grace.as_secs(), 25);
+        assert_eq!(config.metrics_bind, None);
         assert_eq!(config.http.shutdown_timeout.as_secs(), 25);
         values.insert(
             "LISTBACKUP_CORS_ORIGINS".into(),
@@ -733,6 +754,7 @@ mod tests {
             ("LISTBACKUP_TRUSTED_PROXIES", "10.0.0.0/99"),
             ("LISTBACKUP_SHUTDOWN_GRACE_SECS", "soon"),
             ("LISTBACKUP_SHUTDOWN_GRACE_SECS", "3601"),
+            ("LISTBACKUP_METRICS_BIND", "metrics.internal"),
         ] {
             let mut values = values.clone();
             values.insert(key.into(), bad.into());

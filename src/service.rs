@@ -33,6 +33,8 @@ pub struct RunningService {
     backup_worker: Option<(CancellationToken, JoinHandle<()>)>,
     /// Demo mode's emulations, served until the service is dropped.
     demo: Option<crate::demo::Demo>,
+    /// `GET /metrics` on `LISTBACKUP_METRICS_BIND`, when set; stopped last.
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl RunningService {
@@ -57,7 +59,15 @@ impl RunningService {
         for task in self.background {
             let _ = task.await;
         }
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
+        }
         drop(self.demo);
+    }
+
+    /// The port `GET /metrics` is served on, when `LISTBACKUP_METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|m| m.port)
     }
 
     /// The base URL of demo mode's emulations, when demo mode is on.
@@ -228,6 +238,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let event_store = event_store_pool(config).await?;
     let db = read_pool(config)?;
+    let metrics_pools = (db.clone(), event_store.clone());
     // Backups are encrypted with per-account data keys wrapped by the same master keys (issue 13 §2).
     let data_keys = listbackup_commands::data_keys::DataKeys::new(db.clone(), keys.clone());
     let vault = CredentialVault::new(db.clone(), keys);
@@ -334,6 +345,19 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let nats = connect_nats(config).await?;
     let store = backup_store(config)?.map(|store| store.with_data_keys(data_keys));
+    // Before any request or backup: the recorder is installed with the listener, and nothing recorded before
+    // it would count.
+    let metrics = config
+        .metrics_bind
+        .as_deref()
+        .map(|bind| {
+            let (db, event_store) = metrics_pools;
+            crate::metrics::MetricsServer::start(
+                bind,
+                crate::metrics::Probes::new(db, event_store, nats.clone(), true),
+            )
+        })
+        .transpose()?;
 
     let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
     let mut backup_worker = None;
@@ -431,5 +455,6 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         background,
         backup_worker,
         demo,
+        metrics,
     })
 }

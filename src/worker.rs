@@ -26,6 +26,8 @@ use crate::service::{
 pub struct RunningWorker {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// `GET /metrics` on `LISTBACKUP_METRICS_BIND`, when set; stopped last.
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl RunningWorker {
@@ -36,6 +38,9 @@ impl RunningWorker {
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
         }
     }
 }
@@ -82,6 +87,22 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("NATS_URL is required by the worker"))?;
     let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
+    // Its pools, its NATS connection and its slots; the log's readers (and their lag) are the API's.
+    let metrics = config
+        .metrics_bind
+        .as_deref()
+        .map(|bind| {
+            crate::metrics::MetricsServer::start(
+                bind,
+                crate::metrics::Probes::new(
+                    db.clone(),
+                    event_store.clone(),
+                    Some(nats.clone()),
+                    false,
+                ),
+            )
+        })
+        .transpose()?;
     // The relay handle only makes sure the events stream exists; this process publishes nothing.
     let relay = Relay::new(db.clone(), nats.clone(), names.clone());
     let worker = BackupWorker::new(
@@ -119,5 +140,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         per_connection = config.worker_dispatch.per_connection,
         "listbackup worker is running"
     );
-    Ok(RunningWorker { shutdown, tasks })
+    Ok(RunningWorker {
+        shutdown,
+        tasks,
+        metrics,
+    })
 }

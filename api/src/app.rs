@@ -53,7 +53,8 @@ impl Application {
                 .app_data(settings.clone())
                 .app_data(limiters.clone())
                 // Innermost first: the caps and the body deadline, the per-address rate limit, CORS (and
-                // its refusals as problems), the request id, and the security headers on everything.
+                // its refusals as problems), the request id, the security headers on everything, and the
+                // HTTP metrics around it all.
                 .wrap(middleware::from_fn(crate::hardening::request_limits))
                 .wrap(middleware::from_fn(crate::rate_limit::per_client_address))
                 .wrap(crate::hardening::cors(&settings))
@@ -63,6 +64,8 @@ impl Application {
                 .wrap(middleware::from_fn(
                     crate::hardening::close_after_cut_off_body,
                 ))
+                // Outermost: every answer, the other middlewares' refusals included, is measured.
+                .wrap(middleware::from_fn(crate::metrics::record))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
                 .route(
                     "/docs",

@@ -27,6 +27,7 @@ mod job_partial;
 mod job_progress;
 mod jobs_api;
 mod least_privilege;
+mod metrics;
 mod oauth_flow;
 mod oauth_scopes;
 mod oauth_tokens;

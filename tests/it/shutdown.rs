@@ -70,7 +70,10 @@ async fn every_record_once(backup: &BackupApp, token: &str, job_id: &str, attemp
     for data_type in ["customers", "invoices"] {
         let response = backup
             .app
-            .get(&format!("/jobs/{job_id}/files/{data_type}.ndjson.gz"), token)
+            .get(
+                &format!("/jobs/{job_id}/files/{data_type}.ndjson.gz"),
+                token,
+            )
             .await;
         assert_eq!(response.status(), 200, "{data_type}");
         let gzip = response.bytes().await.unwrap();
@@ -113,9 +116,22 @@ async fn leases_of(backup: &BackupApp, job_id: &str) -> i64 {
 async fn sigterm_lets_a_running_backup_finish_within_the_grace_and_takes_nothing_new() {
     let backup = service().await;
     let token = backup.app.owner("acme");
-    let source_id = stripe_source(&backup.app, &token, "Stripe", &["customers", "invoices"], false).await;
-    let other_source =
-        stripe_source(&backup.app, &token, "Other", &["customers", "invoices"], false).await;
+    let source_id = stripe_source(
+        &backup.app,
+        &token,
+        "Stripe",
+        &["customers", "invoices"],
+        false,
+    )
+    .await;
+    let other_source = stripe_source(
+        &backup.app,
+        &token,
+        "Other",
+        &["customers", "invoices"],
+        false,
+    )
+    .await;
     // The first page is answered, the next requests are held: the backup is caught half-way.
     backup.api.hold_after(1);
     let job_id = sync(&backup.app, &token, &source_id).await;
@@ -151,7 +167,14 @@ async fn sigterm_lets_a_running_backup_finish_within_the_grace_and_takes_nothing
 async fn sigterm_hands_a_backup_that_outlasts_the_grace_to_another_worker_at_once() {
     let backup = service().await;
     let token = backup.app.owner("acme");
-    let source_id = stripe_source(&backup.app, &token, "Stripe", &["customers", "invoices"], false).await;
+    let source_id = stripe_source(
+        &backup.app,
+        &token,
+        "Stripe",
+        &["customers", "invoices"],
+        false,
+    )
+    .await;
     backup.api.hold_after(1);
     let job_id = sync(&backup.app, &token, &source_id).await;
     let mut first = worker(&backup, 1);

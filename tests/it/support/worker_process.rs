@@ -1,5 +1,7 @@
 //! `listbackup worker` child processes beside a [`BackupApp`]: the real binary, on the service's database,
-//! NATS prefix, master key, storage and platform emulation, killed when the test ends.
+//! NATS prefix, master key, storage and platform emulation, killed when the test ends. Also a whole
+//! `listbackup serve` as a child process ([`WorkerProcess::serve`]), for what only a process of its own
+//! shows (its own metrics, its exit).
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -50,7 +52,37 @@ impl WorkerProcess {
     }
 }
 
-/// A `listbackup worker` child process; its output is printed if the test fails.
+impl WorkerProcess {
+    /// Starts `listbackup serve` with exactly these variables.
+    pub fn serve(env: &[(String, String)]) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"));
+        command.arg("serve").env_clear().env("RUST_LOG", "info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start listbackup serve");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        capture(child.stdout.take().unwrap(), logs.clone());
+        capture(child.stderr.take().unwrap(), logs.clone());
+        WorkerProcess { child, logs }
+    }
+}
+
+/// A free port on the loopback interface (bound, then released) for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `listbackup worker` (or `serve`) child process; its output is printed if the test fails.
 pub struct WorkerProcess {
     child: tokio::process::Child,
     pub logs: Arc<Mutex<Vec<String>>>,

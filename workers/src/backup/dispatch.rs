@@ -122,6 +122,7 @@ impl Drop for LocalRun {
             .lock()
             .expect("local runs lock")
             .remove(&self.partition);
+        self.worker.report_slots();
         self.worker.run_ended.notify_one();
     }
 }
@@ -151,6 +152,9 @@ impl BackupWorker {
     /// Lets the runs in progress finish within the shutdown grace, then interrupts the others (each hands its
     /// message back and releases its lease: see `handle`) and waits for them to settle.
     async fn drain(&self, mut runs: JoinSet<()>) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.report_slots();
         while runs.try_join_next().is_some() {}
         if runs.is_empty() {
             return;
@@ -200,6 +204,7 @@ impl BackupWorker {
             ready = setup => ready?,
         };
         let slots = Arc::new(Semaphore::new(self.dispatch.concurrency.max(1)));
+        self.report_slots();
         let mut consumers: HashMap<String, consumer::PullConsumer> = HashMap::new();
         loop {
             while runs.try_join_next().is_some() {}
@@ -300,6 +305,7 @@ impl BackupWorker {
                 match self.pull(queue, consumers, &partition).await? {
                     Some(message) => {
                         self.local.lock().expect("local runs lock").add(&partition);
+                        self.report_slots();
                         picked.push((message, partition));
                         continue 'fill;
                     }
@@ -435,6 +441,15 @@ impl BackupWorker {
                 "releasing the backup leases at shutdown failed; they will expire"
             );
         }
+    }
+
+    /// Sets the running-backups and free-slots gauges (`metrics`) from this process's runs.
+    fn report_slots(&self) {
+        crate::metrics::worker_slots(
+            self.running(),
+            self.dispatch.concurrency.max(1),
+            self.draining.load(std::sync::atomic::Ordering::Relaxed),
+        );
     }
 
     /// Backups running in this process right now.

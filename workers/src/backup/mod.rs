@@ -189,6 +189,8 @@ pub struct BackupWorker {
     shutdown_grace: Duration,
     /// Cancelled when the shutdown grace has run out: every run still going stops and hands its message back.
     interrupt: CancellationToken,
+    /// Set once the process stops taking messages (shutdown): it has no free slot any more.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl BackupWorker {
@@ -221,6 +223,7 @@ impl BackupWorker {
             run_ended: Notify::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             interrupt: CancellationToken::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -319,14 +322,12 @@ impl BackupWorker {
             // The last delivery: JetStream will not redeliver it, so this worker ends the job itself (and if
             // even that fails, JetStream's advisory has it ended; see `deliveries`).
             Err(Unsettled::Interrupted) => {
+                crate::metrics::handed_back();
                 tracing::info!(
                     delivered,
                     "shutdown grace over: the backup is handed back for redelivery"
                 );
-                if let Err(err) = message
-                    .ack_with(AckKind::Nak(Some(HAND_BACK_DELAY)))
-                    .await
-                {
+                if let Err(err) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
                     tracing::warn!(
                         error = &*err as &dyn std::error::Error,
                         "handing the job's message back failed; it is redelivered after its ack wait"
@@ -498,6 +499,7 @@ impl BackupWorker {
             Err(err) => return Err(err),
         };
         tracing::info!(%job_id, %source_id, attempt, %worker, "backup started");
+        let started = std::time::Instant::now();
         let run = Run {
             metadata,
             worker,
@@ -527,7 +529,16 @@ impl BackupWorker {
                     tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt's artifacts");
                 }
                 match self.jobs.confirm_cancelled(metadata, &job_id).await {
-                    Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
+                    Ok(_) => {
+                        crate::metrics::job_finished(
+                            platform_id.as_str(),
+                            crate::metrics::Outcome::Cancelled,
+                            started.elapsed(),
+                            None,
+                        );
+                        Ok(())
+                    }
+                    Err(CommandError::Domain { .. }) => Ok(()),
                     Err(err) => Err(err),
                 }
             }
@@ -549,7 +560,15 @@ impl BackupWorker {
                     )
                     .await
                 {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {
+                        crate::metrics::job_finished(
+                            platform_id.as_str(),
+                            crate::metrics::Outcome::Failed,
+                            started.elapsed(),
+                            None,
+                        );
+                        Ok(())
+                    }
                     // Another attempt took over, or the job ended meanwhile: this run's word no longer counts.
                     Err(CommandError::Domain { .. }) => Ok(()),
                     Err(err) => Err(err),
