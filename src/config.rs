@@ -93,6 +93,14 @@ pub struct Config {
     pub storage_encryption: bool,
     /// HTTP caps and timeouts, security headers, CORS origins and request rate limits (issue 14).
     pub http: listbackup_api::HttpSettings,
+    /// How long a stopping process (SIGTERM) lets in-flight requests and running backups finish before it
+    /// hands the unfinished backups back for redelivery (`LISTBACKUP_SHUTDOWN_GRACE_SECS`, default 25: the
+    /// drain and the exit then fit in the 30 s orchestrators wait before SIGKILL; 0 hands them back at once).
+    pub shutdown_grace: std::time::Duration,
+    /// Where `GET /metrics` is served (`LISTBACKUP_METRICS_BIND`, `IP:port`, e.g. `127.0.0.1:9464`): a
+    /// listener of its own, without authentication, for a private address only (see [`crate::metrics`]).
+    /// Unset (the default): no metrics.
+    pub metrics_bind: Option<String>,
 }
 
 /// Keys read from the file and the environment.
@@ -136,6 +144,8 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_RATE_LIMIT_AUTH_FAILURES",
     "LISTBACKUP_RATE_LIMIT_PLATFORM_CALLS",
     "LISTBACKUP_TRUSTED_PROXIES",
+    "LISTBACKUP_SHUTDOWN_GRACE_SECS",
+    "LISTBACKUP_METRICS_BIND",
 ];
 
 impl Config {
@@ -338,7 +348,28 @@ impl Config {
                 });
             }
         }
-        let http = http_settings(values, &public_url)?;
+        let shutdown_grace = std::time::Duration::from_secs(number(
+            values,
+            "LISTBACKUP_SHUTDOWN_GRACE_SECS",
+            listbackup_workers::backup::DEFAULT_SHUTDOWN_GRACE.as_secs(),
+            0..=3600,
+        )?);
+        let metrics_bind = get("LISTBACKUP_METRICS_BIND")
+            .map(|bind| {
+                bind.trim()
+                    .parse::<std::net::SocketAddr>()
+                    .map(|_| bind.trim().to_owned())
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "LISTBACKUP_METRICS_BIND",
+                        message: format!(
+                            "{bind:?} is not an IP:port address (e.g. 127.0.0.1:9464, or 0.0.0.0:9464 on a private \
+                             network)"
+                        ),
+                    })
+            })
+            .transpose()?;
+        let mut http = http_settings(values, &public_url)?;
+        http.shutdown_timeout = shutdown_grace;
         Ok(Self {
             database_url: get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
             migration_database_url: get("LISTBACKUP_MIGRATION_DATABASE_URL"),
@@ -375,6 +406,8 @@ impl Config {
             production,
             storage_encryption,
             http,
+            shutdown_grace,
+            metrics_bind,
         })
     }
 }
@@ -433,6 +466,7 @@ fn http_settings(
         cors_origins,
         hsts: public_url.starts_with("https://"),
         rate_limits,
+        shutdown_timeout: defaults.shutdown_timeout,
     })
 }
 
@@ -691,6 +725,9 @@ mod tests {
         assert_eq!(config.http.body_timeout.as_secs(), 15);
         assert!(config.http.cors_origins.is_empty());
         assert_eq!(config.http.rate_limits, RateLimitSettings::default());
+        assert_eq!(config.shutdown_grace.as_secs(), 25);
+        assert_eq!(config.metrics_bind, None);
+        assert_eq!(config.http.shutdown_timeout.as_secs(), 25);
         values.insert(
             "LISTBACKUP_CORS_ORIGINS".into(),
             "https://app.example.com,http://localhost:3000".into(),
@@ -715,6 +752,9 @@ mod tests {
             ("LISTBACKUP_HTTP_MAX_HEADER_BYTES", "200000"),
             ("LISTBACKUP_HTTP_BODY_TIMEOUT_SECS", "0"),
             ("LISTBACKUP_TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("LISTBACKUP_SHUTDOWN_GRACE_SECS", "soon"),
+            ("LISTBACKUP_SHUTDOWN_GRACE_SECS", "3601"),
+            ("LISTBACKUP_METRICS_BIND", "metrics.internal"),
         ] {
             let mut values = values.clone();
             values.insert(key.into(), bad.into());

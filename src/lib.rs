@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod migrate;
 pub mod service;
 pub mod telemetry;

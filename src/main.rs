@@ -34,8 +34,9 @@ enum Command {
     Serve,
     /// Runs the API with the projector, relay and sagas, but no backup worker (`listbackup worker` runs them).
     Api,
-    /// Runs backups only: the backup worker and the token refresher, no HTTP API. On SIGTERM a backup in
-    /// flight is left unacknowledged, so another worker runs it again after the ack wait.
+    /// Runs backups only: the backup worker and the token refresher, no HTTP API. On SIGTERM the running
+    /// backups may finish within LISTBACKUP_SHUTDOWN_GRACE_SECS; those still running then are handed back for
+    /// another worker to run at once.
     Worker,
     /// Applies the database migrations and exits.
     Migrate,
@@ -157,16 +158,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::select! {
                 result = running.wait() => result?,
                 _ = shutdown_signal() => {
-                    tracing::info!("shutting down: finishing in-flight requests");
+                    tracing::info!(
+                        grace_secs = config.shutdown_grace.as_secs(),
+                        "shutting down: finishing in-flight requests and running backups within the grace"
+                    );
                     running.stop().await;
+                    tracing::info!("stopped");
                 }
             }
         }
         Command::Worker => {
-            let worker = listbackup::worker::start(&config?).await?;
+            let config = config?;
+            let worker = listbackup::worker::start(&config).await?;
             shutdown_signal().await;
-            tracing::info!("shutting down: in-flight backups are left for redelivery");
+            tracing::info!(
+                grace_secs = config.shutdown_grace.as_secs(),
+                "shutting down: running backups may finish within the grace, the others are handed back"
+            );
             worker.stop().await;
+            tracing::info!("stopped");
         }
         Command::Migrate => {
             let applied = listbackup::migrate::prepare(&config?).await?;

@@ -59,6 +59,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0080_account_data_keys.sql"),
     ),
     (
+        "0110_active_jobs_index",
+        include_str!("../migrations/0110_active_jobs_index.sql"),
+    ),
+    (
         "0130_database_commit_horizon",
         include_str!("../migrations/0130_database_commit_horizon.sql"),
     ),

@@ -29,22 +29,45 @@ pub struct RunningService {
     /// Ends the open event streams, which would otherwise hold a graceful stop until their jobs end.
     closing_streams: CancellationToken,
     background: Vec<JoinHandle<()>>,
+    /// The backup worker (when this process runs one) and what tells it to drain; it stops before the rest.
+    backup_worker: Option<(CancellationToken, JoinHandle<()>)>,
     /// Demo mode's emulations, served until the service is dropped.
     demo: Option<crate::demo::Demo>,
+    /// `GET /metrics` on `LISTBACKUP_METRICS_BIND`, when set; stopped last.
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl RunningService {
-    /// Stops accepting requests, ends the live event streams, lets in-flight requests finish, then stops the
-    /// background tasks.
+    /// Stops gracefully (SIGTERM): stops accepting connections, ends the live event streams, and at the same
+    /// time lets in-flight requests and running backups finish within the shutdown grace (backups still
+    /// running then are handed back for redelivery: see `BackupWorker::run`); then stops the projector, relay,
+    /// sagas and the rest, each after the batch in hand (its checkpoint saved).
     pub async fn stop(self) {
         self.closing_streams.cancel();
-        self.api.stop(true).await;
-        let _ = self.api_task.await;
+        let api = async {
+            self.api.stop(true).await;
+            let _ = self.api_task.await;
+        };
+        let backups = async {
+            if let Some((drain, worker)) = self.backup_worker {
+                drain.cancel();
+                let _ = worker.await;
+            }
+        };
+        tokio::join!(api, backups);
         self.shutdown.cancel();
         for task in self.background {
             let _ = task.await;
         }
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
+        }
         drop(self.demo);
+    }
+
+    /// The port `GET /metrics` is served on, when `LISTBACKUP_METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|m| m.port)
     }
 
     /// The base URL of demo mode's emulations, when demo mode is on.
@@ -215,6 +238,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let event_store = event_store_pool(config).await?;
     let db = read_pool(config)?;
+    let metrics_pools = (db.clone(), event_store.clone());
     // Backups are encrypted with per-account data keys wrapped by the same master keys (issue 13 §2).
     let data_keys = listbackup_commands::data_keys::DataKeys::new(db.clone(), keys.clone());
     let vault = CredentialVault::new(db.clone(), keys);
@@ -321,8 +345,22 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let nats = connect_nats(config).await?;
     let store = backup_store(config)?.map(|store| store.with_data_keys(data_keys));
+    // Before any request or backup: the recorder is installed with the listener, and nothing recorded before
+    // it would count.
+    let metrics = config
+        .metrics_bind
+        .as_deref()
+        .map(|bind| {
+            let (db, event_store) = metrics_pools;
+            crate::metrics::MetricsServer::start(
+                bind,
+                crate::metrics::Probes::new(db, event_store, nats.clone(), true),
+            )
+        })
+        .transpose()?;
 
     let mut background = vec![tokio::spawn(projector.run(shutdown.clone()))];
+    let mut backup_worker = None;
     // Retention and verification (issue 13) in every process that has the backups' storage.
     if let Some(store) = &store {
         background.extend(retention_tasks(
@@ -355,8 +393,10 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
                 db.clone(),
             )
             .with_deliveries(config.worker_deliveries)
-            .with_dispatch(config.worker_dispatch);
-            background.push(tokio::spawn(worker.run(shutdown.clone())));
+            .with_dispatch(config.worker_dispatch)
+            .with_shutdown_grace(config.shutdown_grace);
+            let drain = CancellationToken::new();
+            backup_worker = Some((drain.clone(), tokio::spawn(worker.run(drain))));
         }
     }
     // Renews OAuth access tokens expiring within 15 minutes (one refresh per connection across processes).
@@ -413,6 +453,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         shutdown,
         closing_streams,
         background,
+        backup_worker,
         demo,
+        metrics,
     })
 }

@@ -26,15 +26,21 @@ use crate::service::{
 pub struct RunningWorker {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// `GET /metrics` on `LISTBACKUP_METRICS_BIND`, when set; stopped last.
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl RunningWorker {
-    /// Stops taking messages. A backup in flight is abandoned unacknowledged: JetStream redelivers its
-    /// message after the ack wait, and the worker that receives it runs the job again as the next attempt.
+    /// Stops gracefully (SIGTERM): takes no further message, lets the running backups finish within the
+    /// shutdown grace, hands those still running then back to JetStream (NAK, their leases released) so
+    /// another worker runs them again at once as their next attempt, and returns once all has settled.
     pub async fn stop(self) {
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
         }
     }
 }
@@ -81,6 +87,22 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("NATS_URL is required by the worker"))?;
     let names = NatsNames::new(&config.nats_prefix).map_err(|e| anyhow::anyhow!(e))?;
+    // Its pools, its NATS connection and its slots; the log's readers (and their lag) are the API's.
+    let metrics = config
+        .metrics_bind
+        .as_deref()
+        .map(|bind| {
+            crate::metrics::MetricsServer::start(
+                bind,
+                crate::metrics::Probes::new(
+                    db.clone(),
+                    event_store.clone(),
+                    Some(nats.clone()),
+                    false,
+                ),
+            )
+        })
+        .transpose()?;
     // The relay handle only makes sure the events stream exists; this process publishes nothing.
     let relay = Relay::new(db.clone(), nats.clone(), names.clone());
     let worker = BackupWorker::new(
@@ -95,7 +117,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         db.clone(),
     )
     .with_deliveries(config.worker_deliveries)
-    .with_dispatch(config.worker_dispatch);
+    .with_dispatch(config.worker_dispatch)
+    .with_shutdown_grace(config.shutdown_grace);
 
     let shutdown = CancellationToken::new();
     listbackup_projections::log_signal::announce(
@@ -117,5 +140,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         per_connection = config.worker_dispatch.per_connection,
         "listbackup worker is running"
     );
-    Ok(RunningWorker { shutdown, tasks })
+    Ok(RunningWorker {
+        shutdown,
+        tasks,
+        metrics,
+    })
 }

@@ -34,6 +34,7 @@ impl Application {
         let state = web::Data::new(state);
         let authenticator = web::Data::new(authenticator);
         let limiters = web::Data::new(RateLimiters::new(&settings.rate_limits));
+        let shutdown_timeout = settings.shutdown_timeout.as_secs();
         let settings = web::Data::new(settings);
         let server = HttpServer::new(move || {
             // The routes are registered once (`routes::configure`): actix serves them and the OpenAPI
@@ -52,7 +53,8 @@ impl Application {
                 .app_data(settings.clone())
                 .app_data(limiters.clone())
                 // Innermost first: the caps and the body deadline, the per-address rate limit, CORS (and
-                // its refusals as problems), the request id, and the security headers on everything.
+                // its refusals as problems), the request id, the security headers on everything, and the
+                // HTTP metrics around it all.
                 .wrap(middleware::from_fn(crate::hardening::request_limits))
                 .wrap(middleware::from_fn(crate::rate_limit::per_client_address))
                 .wrap(crate::hardening::cors(&settings))
@@ -62,6 +64,8 @@ impl Application {
                 .wrap(middleware::from_fn(
                     crate::hardening::close_after_cut_off_body,
                 ))
+                // Outermost: every answer, the other middlewares' refusals included, is measured.
+                .wrap(middleware::from_fn(crate::metrics::record))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
                 .route(
                     "/docs",
@@ -73,8 +77,9 @@ impl Application {
                 )
                 .default_service(web::to(not_found))
         })
-        // Graceful shutdown: finish in-flight requests, up to 30 s, when the process is told to stop.
-        .shutdown_timeout(30)
+        // Graceful shutdown: in-flight requests may finish within the shutdown grace when the process is told to
+        // stop (the live event streams are ended first: see `AppState::closing_streams`).
+        .shutdown_timeout(shutdown_timeout)
         .disable_signals()
         .listen(listener)?
         .run();

@@ -44,6 +44,9 @@ pub struct HttpSettings {
     pub hsts: bool,
     /// Request rates per account, per client address, of failed authentication and of platform calls.
     pub rate_limits: RateLimitSettings,
+    /// How long a stopping server lets in-flight requests finish before closing their connections
+    /// (`LISTBACKUP_SHUTDOWN_GRACE_SECS`, the same grace the backups get).
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for HttpSettings {
@@ -54,6 +57,7 @@ impl Default for HttpSettings {
             cors_origins: Vec::new(),
             hsts: false,
             rate_limits: RateLimitSettings::default(),
+            shutdown_timeout: Duration::from_secs(25),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod hardening;
 pub mod idempotency;
+pub mod metrics;
 pub mod openapi;
 pub mod ports;
 pub mod rate_limit;

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod metadata;
 pub mod oauth;
 pub mod platform_client;
+pub mod platform_metrics;
 pub mod sampling;
 pub mod source_groups;
 pub mod source_test;

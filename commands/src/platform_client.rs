@@ -480,7 +480,7 @@ impl PlatformClient {
     ) -> ProbeOutcome {
         // Requests without a streaming body can always be cloned.
         let retry = request.try_clone();
-        let (mut response, mut latency) = timed(request).await;
+        let (mut response, mut latency) = timed(platform, request).await;
         if let (Ok(first), Some(retry)) = (&response, retry) {
             if first.status() == StatusCode::TOO_MANY_REQUESTS {
                 let wait = retry_after(first).unwrap_or(DEFAULT_RETRY_AFTER);
@@ -497,8 +497,12 @@ impl PlatformClient {
                     };
                 }
                 tracing::debug!(platform = platform.id, ?wait, "rate limited, retrying once");
+                crate::platform_metrics::platform_retry(
+                    platform.id,
+                    crate::platform_metrics::RetryReason::RateLimited,
+                );
                 tokio::time::sleep(wait).await;
-                (response, latency) = timed(retry).await;
+                (response, latency) = timed(platform, retry).await;
             }
         }
         match response {
@@ -614,9 +618,17 @@ pub fn apply_auth(
     })
 }
 
-async fn timed(request: reqwest::RequestBuilder) -> (reqwest::Result<reqwest::Response>, u64) {
+async fn timed(
+    platform: &Platform,
+    request: reqwest::RequestBuilder,
+) -> (reqwest::Result<reqwest::Response>, u64) {
     let started = Instant::now();
     let response = request.send().await;
+    crate::platform_metrics::platform_request(
+        platform.id,
+        response.as_ref().ok().map(|r| r.status().as_u16()),
+        started.elapsed(),
+    );
     let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     (response, latency)
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod event_log;
 pub mod log_signal;
+pub mod operations;
 pub mod pagination;
 pub mod projector;
 pub mod read_models;

@@ -58,6 +58,9 @@ impl FaultApp {
             &[
                 ("LISTBACKUP_WORKER_ACK_WAIT_SECS", ACK_WAIT_SECS.to_string()),
                 ("LISTBACKUP_WORKER_MAX_DELIVER", max_deliver.to_string()),
+                // No grace: a stopped worker hands its backup back at once (tests/it/shutdown.rs has the
+                // grace itself).
+                ("LISTBACKUP_SHUTDOWN_GRACE_SECS", "0".to_owned()),
             ],
         )
     }
@@ -363,7 +366,8 @@ async fn a_message_that_exhausts_its_deliveries_fails_the_job_and_frees_the_sour
         faults.api.held() >= 1
     })
     .await;
-    // A graceful stop (a deploy) abandons the backup in flight without acknowledging it: it is redelivered.
+    // A stop whose grace runs out (here none) hands the backup in flight back: it is redelivered, a delivery
+    // spent.
     first.terminate().await;
     // (Its output is read asynchronously: it may trail the exit a little.)
     wait_until(
@@ -375,7 +379,7 @@ async fn a_message_that_exhausts_its_deliveries_fails_the_job_and_frees_the_sour
                 .lock()
                 .unwrap()
                 .iter()
-                .any(|l| l.contains("in-flight backups are left for redelivery"))
+                .any(|l| l.contains("handed back for redelivery"))
         },
     )
     .await;

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod connectors;
 pub mod log_follower;
+pub mod metrics;
 pub mod names;
 pub mod relay;
 pub mod retention;

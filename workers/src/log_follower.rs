@@ -59,7 +59,8 @@ impl LogFollower {
 
     /// Runs until `shutdown`: waits to be the leader, calls `on_lead` once it is, then `batch` (which returns
     /// how many events it handled) until shutdown. An error from either pauses the follower, releases the lock
-    /// and starts over after a backoff (200 ms doubling to 5 s).
+    /// and starts over after a backoff (200 ms doubling to 5 s). Shutdown is seen between batches, never in
+    /// one: the batch in hand finishes and saves its checkpoint, so a restart does not handle it again.
     pub async fn run<E, Lead, LeadFut, Batch, BatchFut>(
         &self,
         shutdown: CancellationToken,
@@ -74,11 +75,10 @@ impl LogFollower {
     {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                outcome = self.lead(&shutdown, &mut on_lead, &mut batch) => outcome,
-            };
-            match outcome {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match self.lead(&shutdown, &mut on_lead, &mut batch).await {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(error = %err, follower = self.name, "paused; retrying");
@@ -123,7 +123,10 @@ impl LogFollower {
             }
         }
         let result = async {
-            on_lead().await?;
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                led = on_lead() => led?,
+            }
             let mut wake = self.wake.clone();
             let mut log = self.log.clone();
             loop {
@@ -134,7 +137,11 @@ impl LogFollower {
                 if let Some(log) = log.as_mut() {
                     log.mark_seen();
                 }
-                if batch().await? == 0 {
+                let handled = batch().await?;
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                if handled == 0 {
                     let projected = async {
                         match wake.as_mut() {
                             Some(wake) => wake.next_commit(self.poll_interval).await,

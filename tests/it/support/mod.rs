@@ -248,6 +248,9 @@ impl TestApp {
         for key in RATE_LIMIT_KEYS {
             values.insert(key.to_owned(), "off".to_owned());
         }
+        // A test that stops its service with a backup still held (the emulation holding its requests) waits
+        // this long for it, not the production 25 s; tests/it/shutdown.rs sets its own grace.
+        values.insert("LISTBACKUP_SHUTDOWN_GRACE_SECS".to_owned(), "2".to_owned());
         customize(&mut values);
         let mut config = Config::from_values(&values).expect("test configuration");
         adjust(&mut config);

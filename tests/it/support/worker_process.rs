@@ -1,5 +1,7 @@
 //! `listbackup worker` child processes beside a [`BackupApp`]: the real binary, on the service's database,
-//! NATS prefix, master key, storage and platform emulation, killed when the test ends.
+//! NATS prefix, master key, storage and platform emulation, killed when the test ends. Also a whole
+//! `listbackup serve` as a child process ([`WorkerProcess::serve`]), for what only a process of its own
+//! shows (its own metrics, its exit).
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -50,7 +52,37 @@ impl WorkerProcess {
     }
 }
 
-/// A `listbackup worker` child process; its output is printed if the test fails.
+impl WorkerProcess {
+    /// Starts `listbackup serve` with exactly these variables.
+    pub fn serve(env: &[(String, String)]) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_listbackup"));
+        command.arg("serve").env_clear().env("RUST_LOG", "info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start listbackup serve");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        capture(child.stdout.take().unwrap(), logs.clone());
+        capture(child.stderr.take().unwrap(), logs.clone());
+        WorkerProcess { child, logs }
+    }
+}
+
+/// A free port on the loopback interface (bound, then released) for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `listbackup worker` (or `serve`) child process; its output is printed if the test fails.
 pub struct WorkerProcess {
     child: tokio::process::Child,
     pub logs: Arc<Mutex<Vec<String>>>,
@@ -76,20 +108,30 @@ impl WorkerProcess {
         assert!(sent.success(), "kill {signal} {pid}");
     }
 
-    /// SIGTERM: the worker stops promptly and cleanly, leaving the backup it was running unacknowledged.
+    /// SIGTERM, and waits for a clean exit: with a shutdown grace of 0 the backup it was running is handed
+    /// back for redelivery at once.
     pub async fn terminate(&mut self) {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
+        self.signal("-TERM").await;
+        self.exits_cleanly(Duration::from_secs(15)).await;
+    }
+
+    /// Waits for the process to end, failing the test unless it exits with success within `timeout`.
+    pub async fn exits_cleanly(&mut self, timeout: Duration) {
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
-            .unwrap();
-        assert!(sent.success());
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("the worker stops within 15 s of SIGTERM")
+            .unwrap_or_else(|_| panic!("the worker did not stop within {timeout:?}"))
             .unwrap();
         assert!(status.success(), "a clean exit: {status}");
+    }
+
+    /// Whether the process has ended (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    /// Whether a line of its output so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.logs.lock().unwrap().iter().any(|l| l.contains(text))
     }
 }
 

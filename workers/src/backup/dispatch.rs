@@ -122,28 +122,90 @@ impl Drop for LocalRun {
             .lock()
             .expect("local runs lock")
             .remove(&self.partition);
+        self.worker.report_slots();
         self.worker.run_ended.notify_one();
     }
 }
 
 impl BackupWorker {
-    /// Runs until `shutdown`. Runs in progress then are dropped unacknowledged, so JetStream redelivers their
-    /// messages after the ack wait (and another worker runs them again as the next attempt).
-    pub(super) async fn dispatch(
+    /// Dispatches until `shutdown`, then drains the runs in progress (see [`BackupWorker::run`]). A failure
+    /// setting up the queue is retried with backoff (200 ms doubling to 5 s).
+    pub(super) async fn dispatch_until_drained(self: &Arc<Self>, shutdown: &CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        let mut runs = JoinSet::new();
+        loop {
+            match self.dispatch(shutdown, &mut runs).await {
+                Ok(()) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "backup dispatcher paused; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.drain(runs).await;
+    }
+
+    /// Lets the runs in progress finish within the shutdown grace, then interrupts the others (each hands its
+    /// message back and releases its lease: see `handle`) and waits for them to settle.
+    async fn drain(&self, mut runs: JoinSet<()>) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.report_slots();
+        while runs.try_join_next().is_some() {}
+        if runs.is_empty() {
+            return;
+        }
+        tracing::info!(
+            running = runs.len(),
+            grace_secs = self.shutdown_grace.as_secs_f64(),
+            "draining: no new backups are taken; the running ones may finish within the shutdown grace"
+        );
+        let grace = tokio::time::sleep(self.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = runs.join_next() => if next.is_none() {
+                    tracing::info!("drained: every running backup finished");
+                    return;
+                },
+                _ = &mut grace => break,
+            }
+        }
+        tracing::info!(
+            interrupted = runs.len(),
+            "shutdown grace over: stopping the backups still running and handing them back"
+        );
+        self.interrupt.cancel();
+        while runs.join_next().await.is_some() {}
+    }
+
+    /// Takes messages into free slots until `shutdown`; the runs it starts go into `runs`, which outlive it.
+    async fn dispatch(
         self: &Arc<Self>,
         shutdown: &CancellationToken,
+        runs: &mut JoinSet<()>,
     ) -> Result<(), String> {
         let js = jetstream::new(self.nats.clone());
-        let queue = self.backups_stream(&js).await?;
-        let mut arrivals = self
-            .nats
-            .subscribe(self.names.backups_wildcard())
-            .await
-            .map_err(|e| e.to_string())?;
+        let setup = async {
+            let queue = self.backups_stream(&js).await?;
+            let arrivals = self
+                .nats
+                .subscribe(self.names.backups_wildcard())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((queue, arrivals))
+        };
+        let (queue, mut arrivals) = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            ready = setup => ready?,
+        };
         let slots = Arc::new(Semaphore::new(self.dispatch.concurrency.max(1)));
+        self.report_slots();
         let mut consumers: HashMap<String, consumer::PullConsumer> = HashMap::new();
-        // Dropping the set (at shutdown) aborts the runs in progress.
-        let mut runs = JoinSet::new();
         loop {
             while runs.try_join_next().is_some() {}
             let first = tokio::select! {
@@ -243,6 +305,7 @@ impl BackupWorker {
                 match self.pull(queue, consumers, &partition).await? {
                     Some(message) => {
                         self.local.lock().expect("local runs lock").add(&partition);
+                        self.report_slots();
                         picked.push((message, partition));
                         continue 'fill;
                     }
@@ -357,12 +420,13 @@ impl BackupWorker {
         }
     }
 
-    /// Renews this process's leases every keep-alive interval until `shutdown`, then gives them all up.
-    pub(super) async fn renew_leases(&self, shutdown: &CancellationToken) {
+    /// Renews this process's leases every keep-alive interval until `settled` (every run of this process has
+    /// ended or been handed back), then gives up whatever is left.
+    pub(super) async fn renew_leases(&self, settled: &CancellationToken) {
         let mut tick = tokio::time::interval(self.deliveries.keep_alive());
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = settled.cancelled() => break,
                 _ = tick.tick() => {
                     if let Err(err) = self.leases.renew(&self.process_id, self.deliveries.ack_wait).await {
                         tracing::warn!(error = &err as &dyn std::error::Error, "renewing the backup leases failed");
@@ -370,13 +434,22 @@ impl BackupWorker {
                 }
             }
         }
-        // The runs were dropped with the dispatcher: what they held is left to redelivery, now.
+        // Each run releases its own lease; this catches any a failed release left behind.
         if let Err(err) = self.leases.release_all(&self.process_id).await {
             tracing::warn!(
                 error = &err as &dyn std::error::Error,
                 "releasing the backup leases at shutdown failed; they will expire"
             );
         }
+    }
+
+    /// Sets the running-backups and free-slots gauges (`metrics`) from this process's runs.
+    fn report_slots(&self) {
+        crate::metrics::worker_slots(
+            self.running(),
+            self.dispatch.concurrency.max(1),
+            self.draining.load(std::sync::atomic::Ordering::Relaxed),
+        );
     }
 
     /// Backups running in this process right now.

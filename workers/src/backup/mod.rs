@@ -84,6 +84,28 @@ struct RunFailure {
 /// How often a running backup looks for a cancellation request (one progress interval).
 const CANCEL_CHECK: Duration = Duration::from_secs(1);
 
+/// How long a stopping worker lets its running backups finish (`LISTBACKUP_SHUTDOWN_GRACE_SECS`): 25 s, so
+/// that the drain, the hand-back of what did not finish and the process's exit fit in the 30 s an orchestrator
+/// waits between SIGTERM and SIGKILL by default (Kubernetes' `terminationGracePeriodSeconds`).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// The redelivery delay of a message handed back at shutdown: at once (an explicit delay, since a NAK
+/// without one waits out the consumer's backoff).
+const HAND_BACK_DELAY: Duration = Duration::from_millis(1);
+
+/// Why a message was not settled: it is left for redelivery after its ack wait, or handed back at once.
+#[derive(Debug, thiserror::Error)]
+enum Unsettled {
+    /// Running it failed (an error recording its outcome, a lease that could not be taken): redelivered after
+    /// the ack wait, with the consumer's backoff.
+    #[error(transparent)]
+    Failed(#[from] CommandError),
+    /// The process is stopping and the shutdown grace ran out before the backup finished: the run was
+    /// stopped, its lease released, and the message handed back (NAK) for another worker to take at once.
+    #[error("interrupted by shutdown after the grace period")]
+    Interrupted,
+}
+
 impl From<FetchError> for RunFailure {
     fn from(err: FetchError) -> Self {
         Self {
@@ -163,6 +185,12 @@ pub struct BackupWorker {
     local: Mutex<dispatch::LocalRuns>,
     /// A run settled: the dispatcher looks at the queue again.
     run_ended: Notify,
+    /// How long a stopping worker lets its running backups finish before handing them back.
+    shutdown_grace: Duration,
+    /// Cancelled when the shutdown grace has run out: every run still going stops and hands its message back.
+    interrupt: CancellationToken,
+    /// Set once the process stops taking messages (shutdown): it has no free slot any more.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl BackupWorker {
@@ -193,7 +221,16 @@ impl BackupWorker {
             process_id: format!("process:{}", uuid::Uuid::now_v7()),
             local: Mutex::default(),
             run_ended: Notify::new(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            interrupt: CancellationToken::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Sets how long a stopping worker lets its running backups finish (default: [`DEFAULT_SHUTDOWN_GRACE`]).
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
     }
 
     /// Sets how many backups run at once (default: [`DispatchSettings::default`]).
@@ -202,20 +239,29 @@ impl BackupWorker {
         self
     }
 
-    /// Runs until `shutdown`: the feeder of the work queue, the dispatcher of its messages, and beside them the
-    /// advisories of messages whose deliveries ran out (see [`deliveries`]) and the renewal of this process's
-    /// leases. NATS failures are retried with backoff. A backup interrupted by shutdown is not acknowledged, so
-    /// it is redelivered after its ack wait (and run again as the next attempt).
+    /// Runs until `shutdown`, then drains: the feeder of the work queue, the dispatcher of its messages, and
+    /// beside them the advisories of messages whose deliveries ran out (see [`deliveries`]) and the renewal of
+    /// this process's leases. NATS failures are retried with backoff.
+    ///
+    /// At `shutdown` no further message is taken; the backups running then get the shutdown grace to finish
+    /// (their leases renewed and their deliveries kept alive meanwhile). Those still running when it runs out
+    /// are stopped, their leases released and their messages handed back to JetStream (NAK) for another worker
+    /// to take at once; that worker runs the job again as its next attempt, from a clean directory. Returns
+    /// once every run has settled one way or the other.
     pub async fn run(self, shutdown: CancellationToken) {
         let worker = Arc::new(self);
+        // Leases live as long as runs do, past `shutdown` while the drain lasts.
+        let settled = CancellationToken::new();
         tokio::join!(
             worker.keep_running("backup queue feeder", &shutdown, || worker.feed(&shutdown)),
-            worker.keep_running("backup dispatcher", &shutdown, || worker
-                .dispatch(&shutdown)),
+            async {
+                worker.dispatch_until_drained(&shutdown).await;
+                settled.cancel();
+            },
             worker.keep_running("exhausted-deliveries watcher", &shutdown, || {
                 worker.watch_exhausted(&shutdown)
             }),
-            worker.renew_leases(&shutdown),
+            worker.renew_leases(&settled),
         );
     }
 
@@ -275,7 +321,20 @@ impl BackupWorker {
             }
             // The last delivery: JetStream will not redeliver it, so this worker ends the job itself (and if
             // even that fails, JetStream's advisory has it ended; see `deliveries`).
-            Err(err) if delivered >= self.deliveries.max_deliver => {
+            Err(Unsettled::Interrupted) => {
+                crate::metrics::handed_back();
+                tracing::info!(
+                    delivered,
+                    "shutdown grace over: the backup is handed back for redelivery"
+                );
+                if let Err(err) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
+                    tracing::warn!(
+                        error = &*err as &dyn std::error::Error,
+                        "handing the job's message back failed; it is redelivered after its ack wait"
+                    );
+                }
+            }
+            Err(Unsettled::Failed(err)) if delivered >= self.deliveries.max_deliver => {
                 tracing::warn!(
                     error = &err as &dyn std::error::Error,
                     delivered,
@@ -298,20 +357,21 @@ impl BackupWorker {
                     }
                 }
             }
-            Err(err) => tracing::warn!(
+            Err(Unsettled::Failed(err)) => tracing::warn!(
                 error = &err as &dyn std::error::Error,
                 "job message left for redelivery"
             ),
         }
     }
 
-    /// `Ok` when the message is settled (job ended, or nothing to do); `Err` to have it redelivered.
+    /// `Ok` when the message is settled (job ended, or nothing to do); `Err` to have it redelivered (see
+    /// [`Unsettled`]).
     async fn process(
         &self,
         body: &[u8],
         delivered: i64,
         partition: &Partition,
-    ) -> Result<(), CommandError> {
+    ) -> Result<(), Unsettled> {
         let event: EventMessage = match serde_json::from_slice(body) {
             Ok(event) => event,
             Err(err) => {
@@ -346,11 +406,11 @@ impl BackupWorker {
                 ..
             }) => {
                 // Another database's message (shared NATS), or a source deleted since: nothing to run.
-                return self
+                return Ok(self
                     .source_gone(&metadata, &job_id, &source_id, delivered)
-                    .await;
+                    .await?);
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.into()),
         };
         let Some(platform_id) = PlatformId::parse(source.platform_id()) else {
             tracing::warn!(%job_id, %source_id, "source names an unknown platform");
@@ -371,12 +431,18 @@ impl BackupWorker {
         };
         let artifacts = self.store.job(&metadata.account_id, &source_id, &job_id);
         // The connection's lease first (see `leases`): its platform's rate budget is this process's alone.
-        self.claim_connection(&job_id, partition)
-            .await
-            .map_err(|e| CommandError::unavailable("claiming the connection's lease failed", e))?;
-        let settled = self
-            .start_and_run(&metadata, &worker, start, &artifacts, delivered, &source)
-            .await;
+        // Interrupted at the end of the shutdown grace: what the run left is the next attempt's to discard
+        // (as after a crash), and its lease is released at once rather than left to expire.
+        let settled = tokio::select! {
+            settled = async {
+                self.claim_connection(&job_id, partition).await.map_err(|e| {
+                    CommandError::unavailable("claiming the connection's lease failed", e)
+                })?;
+                self.start_and_run(&metadata, &worker, start, &artifacts, delivered, &source)
+                    .await
+            } => settled.map_err(Unsettled::from),
+            _ = self.interrupt.cancelled() => Err(Unsettled::Interrupted),
+        };
         self.release_connection(&job_id).await;
         settled
     }
@@ -433,6 +499,7 @@ impl BackupWorker {
             Err(err) => return Err(err),
         };
         tracing::info!(%job_id, %source_id, attempt, %worker, "backup started");
+        let started = std::time::Instant::now();
         let run = Run {
             metadata,
             worker,
@@ -462,7 +529,16 @@ impl BackupWorker {
                     tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt's artifacts");
                 }
                 match self.jobs.confirm_cancelled(metadata, &job_id).await {
-                    Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
+                    Ok(_) => {
+                        crate::metrics::job_finished(
+                            platform_id.as_str(),
+                            crate::metrics::Outcome::Cancelled,
+                            started.elapsed(),
+                            None,
+                        );
+                        Ok(())
+                    }
+                    Err(CommandError::Domain { .. }) => Ok(()),
                     Err(err) => Err(err),
                 }
             }
@@ -484,7 +560,15 @@ impl BackupWorker {
                     )
                     .await
                 {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {
+                        crate::metrics::job_finished(
+                            platform_id.as_str(),
+                            crate::metrics::Outcome::Failed,
+                            started.elapsed(),
+                            None,
+                        );
+                        Ok(())
+                    }
                     // Another attempt took over, or the job ended meanwhile: this run's word no longer counts.
                     Err(CommandError::Domain { .. }) => Ok(()),
                     Err(err) => Err(err),

@@ -21,6 +21,7 @@ use super::files::{ContentFailure, FileContents, CONTENTS_OF};
 use super::progress::ProgressReporter;
 use super::{cancelled, reauth_failure, BackupWorker, Run, RunFailure, CANCEL_CHECK};
 use crate::connectors::{FetchError, FetchRequest, IncrementalCursor, PageCursor};
+use crate::metrics;
 
 /// Why one data type was not backed up: its own failure, or the connection's (`connection_wide`: every
 /// data type still to come would fail the same way, so they fail with it and the run stops asking).
@@ -79,6 +80,7 @@ impl BackupWorker {
         } = run;
         let connection_id = source.connection_id();
         let started_at = Utc::now();
+        let started = std::time::Instant::now();
         if let Err(err) = self
             .oauth
             .ensure_fresh(metadata, connection_id, USE_WINDOW)
@@ -357,14 +359,27 @@ impl BackupWorker {
             // Only the backed-up data types have a cursor here: a failed one keeps its previous one.
             cursors: manifest.cursors.clone(),
         };
+        let stored = Some((manifest.records, manifest.bytes));
         if failed.is_empty() {
             self.jobs.succeed(metadata, job_id, worker, outcome).await?;
+            metrics::job_finished(
+                platform_id.as_str(),
+                metrics::Outcome::Succeeded,
+                started.elapsed(),
+                stored,
+            );
         } else {
             tracing::warn!(%job_id, failed = failed.len(), of = data_types.len(),
                 "backup partially succeeded: some data types failed");
             self.jobs
                 .partially_succeed(metadata, job_id, worker, outcome)
                 .await?;
+            metrics::job_finished(
+                platform_id.as_str(),
+                metrics::Outcome::Partial,
+                started.elapsed(),
+                stored,
+            );
         }
         Ok(())
     }

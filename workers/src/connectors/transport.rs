@@ -202,7 +202,14 @@ impl Call<'_> {
             let request = build(self.http)?;
             self.budget.acquire().await;
             counters.requests += 1;
-            let outcome = match request.send().await {
+            let sent = std::time::Instant::now();
+            let answer = request.send().await;
+            crate::metrics::platform_request(
+                self.platform.id,
+                answer.as_ref().ok().map(|r| r.status().as_u16()),
+                sent.elapsed(),
+            );
+            let outcome = match answer {
                 Ok(response) => match self.classify(response, redirects).await {
                     Ok(response) => match accept(response).await {
                         Ok(value) => return Ok(value),
@@ -224,6 +231,10 @@ impl Call<'_> {
                         return Err(FetchError::RateLimited { retry_after });
                     }
                     tracing::debug!(platform = self.platform.id, ?wait, "rate limited");
+                    crate::metrics::platform_retry(
+                        self.platform.id,
+                        crate::metrics::RetryReason::RateLimited,
+                    );
                     wait
                 }
                 Outcome::Transient(err, asked) => {
@@ -234,6 +245,10 @@ impl Call<'_> {
                     // A 503's `Retry-After` is a floor; the attempt still counts against the bound.
                     let wait = self.policy.backoff(failures).max(asked.unwrap_or_default());
                     tracing::debug!(platform = self.platform.id, ?wait, error = %err, "retrying");
+                    crate::metrics::platform_retry(
+                        self.platform.id,
+                        crate::metrics::RetryReason::Transient,
+                    );
                     wait
                 }
             };
