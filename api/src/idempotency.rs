@@ -40,7 +40,10 @@ pub async fn begin(
     let key = value
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .filter(|k| {
+            // Visible ASCII, as the message says (and the OpenAPI pattern): no spaces.
+            !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic())
+        })
         .ok_or_else(|| ApiError::field("Idempotency-Key", "must be 1 to 255 visible characters"))?
         .to_owned();
     let body = req

@@ -184,8 +184,92 @@ fn field_rule(name: &str) -> Option<utoipa::openapi::RefOr<utoipa::openapi::sche
                 )
                 .into(),
         ),
+        "schedule" => Some(schedule_schema()),
         _ => object_rule(name).map(|rule| rule.build().into()),
     }
+}
+
+/// `TimeZone`: the IANA names a schedule's `timezone` takes (the tz database chrono-tz carries).
+fn time_zone_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(
+            listbackup_domain::source::schedule::time_zone_names().collect::<Vec<_>>(),
+        ))
+        .description(Some("an IANA time zone, e.g. `Europe/Paris`"))
+        .into()
+}
+
+/// A source's `schedule` as `Schedule::parse` takes it: one frequency with the fields that apply to it, or a
+/// 5-field cron expression; `time` is `HH:MM`, `timezone` an IANA name (default UTC). Whether a cron
+/// expression ever fires is not a schema's to say (a 400 naming `schedule.cron`).
+fn schedule_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use listbackup_domain::source::schedule::weekday_names;
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let time = || string().pattern(Some("^([01][0-9]|2[0-3]):[0-5][0-9]$"));
+    // One list of ~600 names, referenced (see [`time_zone_schema`]).
+    let timezone = || utoipa::openapi::Ref::from_schema_name("TimeZone");
+    let kind = |frequencies: &[&str], with: Vec<(&str, ObjectBuilder)>| {
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "frequency",
+                string().enum_values(Some(frequencies.to_vec())),
+            )
+            .required("frequency")
+            .property("timezone", timezone())
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for (name, schema) in with {
+            object = object.property(name, schema);
+        }
+        object
+    };
+    OneOfBuilder::new()
+        .description(Some(
+            "`{frequency: manual|hourly|daily|weekly|monthly, time?: \"HH:MM\", dayOfWeek?, dayOfMonth?, \
+             timezone?}` or `{cron, timezone?}`; default daily at 02:00 UTC",
+        ))
+        .item(kind(&["manual"], vec![]))
+        .item(kind(&["hourly", "daily"], vec![("time", time())]))
+        .item(kind(
+            &["weekly"],
+            vec![
+                ("time", time()),
+                (
+                    "dayOfWeek",
+                    string().enum_values(Some(weekday_names().collect::<Vec<_>>())),
+                ),
+            ],
+        ))
+        .item(kind(
+            &["monthly"],
+            vec![
+                ("time", time()),
+                (
+                    "dayOfMonth",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .maximum(Some(31)),
+                ),
+            ],
+        ))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    "cron",
+                    string()
+                        .pattern(Some("^\\s*[0-9*/,A-Za-z-]+(\\s+[0-9*/,A-Za-z-]+){4}\\s*$"))
+                        .description(Some("minute hour day-of-month month day-of-week")),
+                )
+                .required("cron")
+                .property("timezone", timezone())
+                .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+        )
+        .into()
 }
 
 /// [`field_rule`]'s rules that are one object schema.
@@ -211,6 +295,7 @@ fn object_rule(name: &str) -> Option<utoipa::openapi::schema::ObjectBuilder> {
             .description(Some("items a page holds at most")),
         "cursor" => string()
             .max_length(Some(MAX_CURSOR_CHARS))
+            .pattern(Some("^[A-Za-z0-9_-]+$"))
             .description(Some(
                 "`nextCursor` of the previous page, as issued (opaque: any other value is a 400)",
             )),
@@ -312,26 +397,48 @@ fn bound_request_bodies(document: &mut utoipa::openapi::OpenApi) {
     let Some(components) = document.components.as_mut() else {
         return;
     };
+    components
+        .schemas
+        .insert("TimeZone".to_owned(), RefOr::T(time_zone_schema()));
     for name in bodies {
         let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(&name) else {
             continue;
         };
         for (field, property) in object.properties.iter_mut() {
             // A rule of this body's own (`platformId/CreateConnection`) before the field's everywhere.
-            let Some(rule) = object_rule(&format!("{field}/{name}")).or_else(|| object_rule(field))
+            let Some(rule) = object_rule(&format!("{field}/{name}"))
+                .map(|rule| RefOr::T(Schema::Object(rule.build())))
+                .or_else(|| field_rule(field))
             else {
                 continue;
             };
             let nullable = matches!(property, RefOr::T(Schema::Object(o))
                 if matches!(&o.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)));
-            let mut rule = rule.build();
-            if nullable {
-                if let SchemaType::Type(t) = rule.schema_type.clone() {
-                    rule.schema_type = SchemaType::from_iter([t, Type::Null]);
-                }
-            }
-            *property = RefOr::T(Schema::Object(rule));
+            *property = if nullable { or_null(rule) } else { rule };
         }
+    }
+}
+
+/// `rule`, or `null` (a field the body may send as null, as an absent one).
+fn or_null(
+    rule: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+    use utoipa::openapi::RefOr;
+    match rule {
+        RefOr::T(Schema::Object(mut object)) => {
+            if let SchemaType::Type(t) = object.schema_type.clone() {
+                object.schema_type = SchemaType::from_iter([t, Type::Null]);
+            }
+            RefOr::T(Schema::Object(object))
+        }
+        RefOr::T(Schema::OneOf(mut one_of)) => {
+            one_of
+                .items
+                .push(ObjectBuilder::new().schema_type(Type::Null).into());
+            RefOr::T(Schema::OneOf(one_of))
+        }
+        other => other,
     }
 }
 

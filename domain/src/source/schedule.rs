@@ -116,6 +116,16 @@ fn weekday_name(day: Weekday) -> &'static str {
         .unwrap_or("monday")
 }
 
+/// The day names `dayOfWeek` takes (matched without regard to case), `monday` first.
+pub fn weekday_names() -> impl Iterator<Item = &'static str> {
+    WEEKDAYS.iter().map(|(name, _)| *name)
+}
+
+/// Every time zone `timezone` takes: the IANA tz database as chrono-tz carries it.
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
 fn parse_time(raw: &str) -> Result<NaiveTime, ScheduleProblem> {
     let bad = || problem("time", "must be HH:MM (24-hour), e.g. \"02:30\"");
     let (h, m) = raw.split_once(':').ok_or_else(bad)?;
