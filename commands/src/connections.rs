@@ -263,6 +263,7 @@ impl ConnectionCommands {
             latency_ms: probe.latency_ms,
             message: probe.message.clone(),
             checked_at,
+            code: probe.code.map(str::to_owned),
         };
         let committed = self
             .bus

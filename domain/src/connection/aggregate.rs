@@ -291,12 +291,14 @@ impl Aggregate for Connection {
                 latency_ms,
                 message,
                 checked_at,
+                code,
                 ..
             } => ConnectionEvent::ConnectionTested(ConnectionTestResult {
                 ok,
                 latency_ms,
                 message,
                 checked_at,
+                code,
             }),
             ConnectionCommand::Delete { .. } => ConnectionEvent::ConnectionDeleted {},
         };
