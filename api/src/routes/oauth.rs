@@ -71,7 +71,7 @@ impl From<OauthError> for ApiError {
                 ApiError::new(ErrorCode::PlatformError, err.to_string())
             }
             OauthError::Command(e) => e.into(),
-            OauthError::Store(reason) => ApiError::from_unexpected(reason),
+            err @ OauthError::Store { .. } => ApiError::from_unexpected(err),
         }
     }
 }

@@ -148,7 +148,7 @@ impl OauthService {
             .into());
         }
         let platform = PlatformId::parse(connection.platform_id())
-            .ok_or_else(|| OauthError::Store("connection names an unknown platform".into()))?
+            .ok_or_else(|| OauthError::corrupt("connection names an unknown platform"))?
             .platform();
         // The account's own authorization server (Shopify's shop, Zendesk's subdomain) is part of the
         // connection: read it from the vault (it is a setting there too).
@@ -269,7 +269,7 @@ impl OauthService {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| invalid("code", "is missing from the callback"))?;
         let platform = PlatformId::parse(&pending.platform_id)
-            .ok_or_else(|| OauthError::Store("state names an unknown platform".into()))?
+            .ok_or_else(|| OauthError::corrupt("state names an unknown platform"))?
             .platform();
         let provider = platform
             .oauth

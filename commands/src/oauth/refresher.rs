@@ -165,7 +165,7 @@ impl OauthService {
         connection_id: &str,
         reason: &str,
     ) -> Result<(), OauthError> {
-        let account = AccountId::parse(&metadata.account_id).map_err(OauthError::Store)?;
+        let account = AccountId::parse(&metadata.account_id).map_err(OauthError::corrupt)?;
         self.mark_tokens(connection_id, "needs_reauth = true")
             .await?;
         let command = ConnectionCommand::RecordTokenRefreshFailure {
@@ -209,7 +209,7 @@ impl OauthService {
             return Ok(RefreshOutcome::NotRefreshable);
         };
         let platform = PlatformId::parse(connection.platform_id())
-            .ok_or_else(|| OauthError::Store("connection names an unknown platform".into()))?
+            .ok_or_else(|| OauthError::corrupt("connection names an unknown platform"))?
             .platform();
         let provider = platform
             .oauth
@@ -217,7 +217,7 @@ impl OauthService {
             .ok_or(OauthError::NotConfigured(platform.name))?;
         let host = provider.account_host.and_then(|h| secret.get(h.field));
         let client = tokens::client(&self.settings, platform, provider, host)?;
-        let account = AccountId::parse(account_id).map_err(OauthError::Store)?;
+        let account = AccountId::parse(account_id).map_err(OauthError::corrupt)?;
         match tokens::refresh(&self.http, &client, refresh_token).await {
             Ok(issued) => {
                 // Everything but the tokens stays (realmId, shop, locationId…); a rotated refresh token replaces
