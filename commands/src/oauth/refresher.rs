@@ -174,7 +174,12 @@ impl OauthService {
             permanent: true,
         };
         self.bus
-            .execute(connection_id, command, metadata, None)
+            .execute(
+                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                command,
+                metadata,
+                None,
+            )
             .await?;
         Ok(())
     }
@@ -195,7 +200,12 @@ impl OauthService {
         if within.is_some_and(|within| !due(&secret, within)) {
             return Ok(RefreshOutcome::Fresh);
         }
-        let (connection, _) = self.bus.load(connection_id).await?;
+        let (connection, _) = self
+            .bus
+            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
+                connection_id,
+            )?)
+            .await?;
         if !connection.is_live_for(account_id) {
             self.forget_tokens(account_id, connection_id).await?;
             return Ok(RefreshOutcome::NotRefreshable);
@@ -251,7 +261,12 @@ impl OauthService {
                     },
                 };
                 self.bus
-                    .execute(connection_id, command, metadata, None)
+                    .execute(
+                        &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                        command,
+                        metadata,
+                        None,
+                    )
                     .await?;
                 tracing::info!(connection_id, platform = platform.id, expires_at = ?issued.expires_at,
                     "access token refreshed");
@@ -283,7 +298,12 @@ impl OauthService {
                     permanent,
                 };
                 self.bus
-                    .execute(connection_id, command, metadata, None)
+                    .execute(
+                        &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                        command,
+                        metadata,
+                        None,
+                    )
                     .await?;
                 Ok(if permanent {
                     RefreshOutcome::ReauthRequired

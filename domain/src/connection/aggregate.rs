@@ -138,6 +138,7 @@ impl Connection {
 
 impl AccountOwned for Connection {
     const KIND: crate::ResourceKind = crate::ResourceKind::Connection;
+    type Id = crate::ConnectionId;
 
     fn owner_account(&self) -> Option<&str> {
         (self.status != ConnectionStatus::New).then_some(self.account_id.as_str())

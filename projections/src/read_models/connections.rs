@@ -43,6 +43,7 @@ pub struct ExternalAccountView {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionView {
+    #[schema(value_type = String, format = Uuid)]
     pub connection_id: String,
     pub platform_id: String,
     pub name: String,
