@@ -78,16 +78,17 @@ impl AccountCommands {
     /// the account's data key and credentials. Idempotent: erasing again records nothing and destroys
     /// whatever is left (a credential stored since).
     pub async fn erase(&self, metadata: &EventMetadata) -> Result<Erasure, CommandError> {
+        let account_id = account(metadata)?;
         let command = AccountCommand::Erase {
-            account_id: account(metadata)?,
+            account_id: account_id.clone(),
             by: metadata.actor.clone(),
             at: Utc::now(),
         };
         let committed = self
             .bus
-            .execute(&metadata.account_id, command, metadata, None)
+            .execute(&account_id, command, metadata, None)
             .await?;
-        let (state, version) = self.bus.load(&metadata.account_id).await?;
+        let (state, version) = self.bus.load(&account_id).await?;
         let (by, at) = state
             .erased()
             .map(|(by, at)| (by.to_owned(), at))

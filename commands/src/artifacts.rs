@@ -6,6 +6,8 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use listbackup_domain::job::manifest::Manifest;
 
+use crate::bus::BoxError;
+
 /// Where one job's artifacts live.
 #[derive(Debug, Clone, Copy)]
 pub struct JobLocation<'a> {
@@ -15,10 +17,12 @@ pub struct JobLocation<'a> {
 }
 
 /// A stored file's bytes as a download gives them: data files gzipped, decrypted when stored encrypted.
-pub type FileStream = BoxStream<'static, Result<Bytes, String>>;
+///
+/// A stream's error, like every error of [`JobFiles`], is the store's own, kept whole (a log prints its chain).
+pub type FileStream = BoxStream<'static, Result<Bytes, BoxError>>;
 
 /// What reading one stored file back found (verification, issue 13 §2 and §3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct StoredCheck {
     /// Hex sha256 of the bytes as stored: the ciphertext of an encrypted file.
     pub stored_sha256: String,
@@ -27,7 +31,7 @@ pub struct StoredCheck {
     /// For an encrypted file whose key is available: `Ok` with the plaintext's hex sha256 and size when
     /// every chunk authenticates, `Err` with why not. `None` for a file stored unencrypted, or when its key
     /// is gone (an erased account: only the ciphertext can be checked).
-    pub plaintext: Option<Result<(String, u64), String>>,
+    pub plaintext: Option<Result<(String, u64), BoxError>>,
 }
 
 pub trait JobFiles: Send + Sync {
@@ -35,14 +39,14 @@ pub trait JobFiles: Send + Sync {
     fn manifest<'a>(
         &'a self,
         job: JobLocation<'a>,
-    ) -> BoxFuture<'a, Result<Option<Manifest>, String>>;
+    ) -> BoxFuture<'a, Result<Option<Manifest>, BoxError>>;
 
     /// One stored file of the job, as a download gives it (decrypted); `None` when it is not stored.
     fn open<'a>(
         &'a self,
         job: JobLocation<'a>,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<FileStream>, String>>;
+    ) -> BoxFuture<'a, Result<Option<FileStream>, BoxError>>;
 
     /// Reads one stored file back in one pass, hashing what is stored and, when it is encrypted and its key
     /// is available, checking that it decrypts; `None` when it is not stored.
@@ -50,5 +54,5 @@ pub trait JobFiles: Send + Sync {
         &'a self,
         job: JobLocation<'a>,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<StoredCheck>, String>>;
+    ) -> BoxFuture<'a, Result<Option<StoredCheck>, BoxError>>;
 }

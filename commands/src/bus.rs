@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
-use listbackup_domain::{AccountOwned, DomainError, ErrorKind, ResourceKind};
+use listbackup_domain::{AccountOwned, DomainError, ErrorKind, ResourceKind, StreamId};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -217,8 +217,8 @@ where
 
     /// The aggregate's current state and version, for use cases that must look before they command.
     /// Any account's: the caller checks that the caller may see it.
-    pub async fn load(&self, id: &str) -> Result<(A, u64), CommandError> {
-        let context = self.store.load_aggregate(id).await?;
+    pub async fn load(&self, id: &A::Id) -> Result<(A, u64), CommandError> {
+        let context = self.store.load_aggregate(&id.stream_id()).await?;
         Ok((context.aggregate, context.current_sequence as u64))
     }
 
@@ -227,12 +227,12 @@ where
     /// violates the events' primary key and the command fails as a concurrency conflict, never overwriting.
     pub async fn execute_new(
         &self,
-        id: &str,
+        id: &A::Id,
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<Committed, CommandError> {
         let context = EventStoreAggregateContext {
-            aggregate_id: id.to_owned(),
+            aggregate_id: id.stream_id(),
             aggregate: A::default(),
             current_sequence: 0,
             current_snapshot: None,
@@ -250,7 +250,7 @@ where
     /// exists.
     pub async fn execute(
         &self,
-        id: &str,
+        id: &A::Id,
         command: A::Command,
         metadata: &EventMetadata,
         expected_version: Option<u64>,
@@ -289,12 +289,12 @@ where
     /// restart, where the loser is a duplicated or raced message that must stand down).
     pub async fn execute_once(
         &self,
-        id: &str,
+        id: &A::Id,
         command: A::Command,
         metadata: &EventMetadata,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
-        let context = self.store.load_aggregate(id).await?;
+        let context = self.store.load_aggregate(&id.stream_id()).await?;
         let current = context.current_sequence as u64;
         if let Some(owner) = context.aggregate.owner_account() {
             if owner != metadata.account_id {

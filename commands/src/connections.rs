@@ -156,7 +156,13 @@ impl ConnectionCommands {
             credential,
         };
         // The id was minted for this request: no stream to load.
-        self.bus.execute_new(connection_id, command, metadata).await
+        self.bus
+            .execute_new(
+                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                command,
+                metadata,
+            )
+            .await
     }
 
     /// Renames and/or replaces the credentials, as one commit.
@@ -197,7 +203,12 @@ impl ConnectionCommands {
             credentials,
         };
         self.bus
-            .execute(connection_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await
     }
 
@@ -213,7 +224,12 @@ impl ConnectionCommands {
         };
         let committed = self
             .bus
-            .execute(connection_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await?;
         // If we crash right here the deletion is recorded but the ciphertext remains; `sweep_deleted`,
         // run at every start-up, destroys the secrets of every deleted connection.
@@ -263,10 +279,16 @@ impl ConnectionCommands {
             latency_ms: probe.latency_ms,
             message: probe.message.clone(),
             checked_at,
+            code: probe.code.map(str::to_owned),
         };
         let committed = self
             .bus
-            .execute(connection_id, command, metadata, None)
+            .execute(
+                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                command,
+                metadata,
+                None,
+            )
             .await?;
         Ok(ConnectionTestOutcome {
             ok: probe.ok,
@@ -380,7 +402,12 @@ impl ConnectionCommands {
         metadata: &EventMetadata,
         connection_id: &str,
     ) -> Result<(Connection, u64), CommandError> {
-        let (connection, version) = self.bus.load(connection_id).await?;
+        let (connection, version) = self
+            .bus
+            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
+                connection_id,
+            )?)
+            .await?;
         if connection.is_live_for(&metadata.account_id) {
             Ok((connection, version))
         } else {

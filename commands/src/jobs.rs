@@ -93,7 +93,9 @@ impl JobCommands {
 
     /// The job as the write side knows it.
     pub async fn load(&self, job_id: &str) -> Result<(Job, u64), CommandError> {
-        self.bus.load(job_id).await
+        self.bus
+            .load(&crate::typed_id::<listbackup_domain::JobId>(job_id)?)
+            .await
     }
 
     /// JobStarted, attempt 1: only valid on an empty stream, so a duplicated message conflicts here.
@@ -116,7 +118,12 @@ impl JobCommands {
         };
         // The aggregate refuses a second Start (conflict); two racing first Starts collide on sequence 1.
         self.bus
-            .execute_once(&start.job_id, command, metadata, None)
+            .execute_once(
+                &crate::typed_id::<listbackup_domain::JobId>(&start.job_id)?,
+                command,
+                metadata,
+                None,
+            )
             .await
     }
 
@@ -131,7 +138,14 @@ impl JobCommands {
             account_id: account(metadata)?,
             worker: worker.to_owned(),
         };
-        self.bus.execute_once(job_id, command, metadata, None).await
+        self.bus
+            .execute_once(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     pub async fn record_resource(
@@ -150,7 +164,14 @@ impl JobCommands {
             sha256: resource.sha256,
             object: resource.object,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// ResourceBackupFailed: one data type could not be backed up; the run goes on with the next one.
@@ -169,7 +190,14 @@ impl JobCommands {
             message: failure.message,
             retryable: failure.retryable,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// JobPartiallySucceeded: every data type is either stored or failed, at least one of each, and the
@@ -191,7 +219,14 @@ impl JobCommands {
             bytes: outcome.bytes,
             cursors: outcome.cursors,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// JobSucceeded: every data type is stored and the manifest written.
@@ -211,7 +246,14 @@ impl JobCommands {
             bytes: outcome.bytes,
             cursors: outcome.cursors,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// JobProgressed: coarse progress, persisted (the worker sends it at most once a second and at every data
@@ -232,7 +274,14 @@ impl JobCommands {
             records: progress.records,
             bytes: progress.bytes,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     pub async fn fail(
@@ -252,7 +301,14 @@ impl JobCommands {
             retryable,
             queued: None,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// JobFailed recorded by the system, not by a worker: nobody is running the job any more (its message
@@ -280,7 +336,14 @@ impl JobCommands {
                 source_id: source_id.to_owned(),
             }),
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// Asks the job to stop: a queued job (no stream yet) is cancelled at once; a running one is cancelled by
@@ -297,7 +360,14 @@ impl JobCommands {
             job_id: job_id.to_owned(),
             source_id: source_id.to_owned(),
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// The worker stopped a job whose cancellation was requested, and discarded what it had written.
@@ -309,7 +379,14 @@ impl JobCommands {
         let command = JobCommand::ConfirmCancelled {
             account_id: account(metadata)?,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// The connection's decrypted credentials for a backup run; `None` when the connection is gone.
@@ -319,7 +396,12 @@ impl JobCommands {
         metadata: &EventMetadata,
         connection_id: &str,
     ) -> Result<Option<SecretCredentials>, CommandError> {
-        let (connection, _) = self.connections.load(connection_id).await?;
+        let (connection, _) = self
+            .connections
+            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
+                connection_id,
+            )?)
+            .await?;
         if !connection.is_live_for(&metadata.account_id) {
             return Ok(None);
         }
@@ -341,7 +423,14 @@ impl JobCommands {
             account_id: account(metadata)?,
             reason: reason.to_owned(),
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// BackupHoldReleased: retention applies to the backup again (nothing recorded when it is not held).
@@ -353,7 +442,14 @@ impl JobCommands {
         let command = JobCommand::ReleaseHold {
             account_id: account(metadata)?,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// BackupExpired {files, bytes}: the Job aggregate decides, so whichever sweeper gets here first records
@@ -370,7 +466,14 @@ impl JobCommands {
             files,
             bytes,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// BackupVerified or BackupCorrupted.
@@ -384,6 +487,13 @@ impl JobCommands {
             account_id: account(metadata)?,
             outcome,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 }

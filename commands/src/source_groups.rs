@@ -33,7 +33,14 @@ impl SourceGroupCommands {
             name,
             description,
         };
-        self.bus.execute(group_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     pub async fn update(
@@ -50,7 +57,12 @@ impl SourceGroupCommands {
             description,
         };
         self.bus
-            .execute(group_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await
     }
 
@@ -64,7 +76,12 @@ impl SourceGroupCommands {
             account_id: account(metadata)?,
         };
         self.bus
-            .execute(group_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await
     }
 
@@ -75,7 +92,12 @@ impl SourceGroupCommands {
         metadata: &EventMetadata,
         group_id: &str,
     ) -> Result<(SourceGroup, u64), CommandError> {
-        let (group, version) = self.bus.load(group_id).await?;
+        let (group, version) = self
+            .bus
+            .load(&crate::typed_id::<listbackup_domain::SourceGroupId>(
+                group_id,
+            )?)
+            .await?;
         if group.is_live_for(&metadata.account_id) {
             Ok((group, version))
         } else {
@@ -96,11 +118,19 @@ impl SourceGroupCommands {
         source_id: &str,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
-        let (group, _) = self.bus.load(group_id).await?;
+        let (group, _) = self
+            .bus
+            .load(&crate::typed_id::<listbackup_domain::SourceGroupId>(
+                group_id,
+            )?)
+            .await?;
         if !group.is_live_for(&metadata.account_id) {
             return Err(CommandError::not_found(ResourceKind::SourceGroup));
         }
-        let (source, _) = self.sources.load(source_id).await?;
+        let (source, _) = self
+            .sources
+            .load(&crate::typed_id::<listbackup_domain::SourceId>(source_id)?)
+            .await?;
         if !source.is_live_for(&metadata.account_id) {
             return Err(CommandError::not_found_field(
                 ResourceKind::Source,
@@ -112,7 +142,12 @@ impl SourceGroupCommands {
             source_id: source_id.to_owned(),
         };
         self.bus
-            .execute(group_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await
     }
 
@@ -128,7 +163,12 @@ impl SourceGroupCommands {
             source_id: source_id.to_owned(),
         };
         self.bus
-            .execute(group_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await
     }
 }

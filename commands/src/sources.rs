@@ -72,7 +72,12 @@ impl SourceCommands {
         new: NewSource,
     ) -> Result<Committed, CommandError> {
         let account_id = account(metadata)?;
-        let (connection, _) = self.connections.load(&new.connection_id).await?;
+        let (connection, _) = self
+            .connections
+            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
+                &new.connection_id,
+            )?)
+            .await?;
         if !connection.is_live_for(&metadata.account_id) {
             return Err(CommandError::not_found_field(
                 ResourceKind::Connection,
@@ -107,7 +112,14 @@ impl SourceCommands {
             incremental: new.incremental,
             keep_last: new.keep_last,
         };
-        self.bus.execute(source_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// Changes settings and/or pauses or resumes, as one commit.
@@ -120,7 +132,12 @@ impl SourceCommands {
     ) -> Result<Committed, CommandError> {
         if let Some(data_types) = &changes.data_types {
             let (source, _) = self.live(metadata, source_id).await?;
-            let (connection, _) = self.connections.load(source.connection_id()).await?;
+            let (connection, _) = self
+                .connections
+                .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
+                    source.connection_id(),
+                )?)
+                .await?;
             require_granted(&connection, source.connection_id(), data_types)?;
         }
         let command = SourceCommand::Update {
@@ -128,7 +145,12 @@ impl SourceCommands {
             changes,
         };
         self.bus
-            .execute(source_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await
     }
 
@@ -143,7 +165,12 @@ impl SourceCommands {
             account_id: account(metadata)?,
         };
         self.bus
-            .execute(source_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await
     }
 
@@ -169,7 +196,12 @@ impl SourceCommands {
             data_types: sync.data_types,
         };
         self.bus
-            .execute(source_id, command, metadata, expected)
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
+                command,
+                metadata,
+                expected,
+            )
             .await
     }
 
@@ -187,7 +219,14 @@ impl SourceCommands {
             account_id: account(metadata)?,
             slot,
         };
-        self.bus.execute(source_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// Records SyncFinished for `job_id` (the source's next sync is accepted again). A job that is not the
@@ -209,7 +248,14 @@ impl SourceCommands {
             cursors,
             backed_up,
         };
-        self.bus.execute(source_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// The source as the write side knows it, if it is a live source of the caller's account.
@@ -218,7 +264,10 @@ impl SourceCommands {
         metadata: &EventMetadata,
         source_id: &str,
     ) -> Result<(Source, u64), CommandError> {
-        let (source, version) = self.bus.load(source_id).await?;
+        let (source, version) = self
+            .bus
+            .load(&crate::typed_id::<listbackup_domain::SourceId>(source_id)?)
+            .await?;
         if source.is_live_for(&metadata.account_id) {
             Ok((source, version))
         } else {
@@ -228,7 +277,10 @@ impl SourceCommands {
 
     /// The job queued or running on the source, deleted or not: what the deletion saga cancels.
     pub async fn active_job(&self, source_id: &str) -> Result<Option<String>, CommandError> {
-        let (source, _) = self.bus.load(source_id).await?;
+        let (source, _) = self
+            .bus
+            .load(&crate::typed_id::<listbackup_domain::SourceId>(source_id)?)
+            .await?;
         Ok(source.active_job().map(str::to_owned))
     }
 }

@@ -74,12 +74,11 @@ impl SecretCredentials {
         serde_json::from_slice(json).map(Self).map_err(|e| {
             // serde_json's message may quote the offending value ("invalid type: string \"...\""), which would be
             // (part of) a secret: report only the error class and position.
-            VaultError::Serialization(format!(
-                "decrypted credentials are not a JSON object of strings ({:?} error at line {}, column {})",
-                e.classify(),
-                e.line(),
-                e.column()
-            ))
+            VaultError::NotCredentials {
+                category: e.classify(),
+                line: e.line(),
+                column: e.column(),
+            }
         })
     }
 }
@@ -214,7 +213,8 @@ impl MasterKeys {
                     aad,
                 },
             )
-            .map_err(|_| VaultError::Serialization("a key could not be wrapped".to_owned()))?;
+            // aead's error is opaque by design (it says nothing to an attacker): there is no detail to keep.
+            .map_err(|_| VaultError::Encrypt("a key could not be wrapped"))?;
         Ok((self.current.id.clone(), nonce, ciphertext))
     }
 
@@ -287,9 +287,21 @@ pub enum VaultError {
     Database(#[from] tokio_postgres::Error),
     #[error("credential vault connection pool error: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    /// Encoding or decoding the secret's JSON failed. The message never contains secret values.
-    #[error("credential serialization error: {0}")]
-    Serialization(String),
+    /// Decrypted credentials are not a JSON object of strings. Only serde_json's error class and position are
+    /// kept, not the error itself: its message may quote the offending value, which would be (part of) a
+    /// secret.
+    #[error(
+        "decrypted credentials are not a JSON object of strings ({category:?} error at line {line}, column {column})"
+    )]
+    NotCredentials {
+        category: serde_json::error::Category,
+        line: usize,
+        column: usize,
+    },
+    /// AES-GCM refused to encrypt (only for absurdly long inputs). What was being encrypted; the AEAD error
+    /// itself is opaque by design, so there is no source to keep.
+    #[error("{0}")]
+    Encrypt(&'static str),
 }
 
 /// One encryption's output, as stored in a row.
@@ -569,7 +581,7 @@ fn seal(
             },
         )
         // Only fails for absurdly long inputs; the error type carries no detail.
-        .map_err(|_| VaultError::Serialization("credentials could not be encrypted".to_owned()))?;
+        .map_err(|_| VaultError::Encrypt("credentials could not be encrypted"))?;
     Ok(Sealed {
         nonce,
         ciphertext,

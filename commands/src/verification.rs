@@ -18,7 +18,7 @@ use listbackup_domain::ResourceKind;
 use sha2::{Digest, Sha256};
 
 use crate::artifacts::{JobFiles, JobLocation};
-use crate::bus::{CommandError, Committed};
+use crate::bus::{BoxError, CommandError, Committed};
 use crate::jobs::JobCommands;
 use crate::metadata::EventMetadata;
 
@@ -89,7 +89,8 @@ impl BackupVerifier {
             .map_err(|e| CommandError::store("the manifest does not parse", e))?;
         let mut files = 1u64;
         let mut bytes = manifest.size;
-        let unavailable = |e: String| CommandError::unavailable("backup storage is unavailable", e);
+        let unavailable =
+            |e: BoxError| CommandError::unavailable("backup storage is unavailable", e);
         // Each data file, and each file's bytes (in this job's directory or the earlier one's it names).
         let entries = (stored
             .files
@@ -137,7 +138,8 @@ impl BackupVerifier {
         name: &str,
         keep: bool,
     ) -> Result<Option<ReadBack>, CommandError> {
-        let unavailable = |e: String| CommandError::unavailable("backup storage is unavailable", e);
+        let unavailable =
+            |e: BoxError| CommandError::unavailable("backup storage is unavailable", e);
         let Some(mut stream) = self.files.open(location, name).await.map_err(unavailable)? else {
             return Ok(None);
         };

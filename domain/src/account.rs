@@ -84,6 +84,7 @@ impl DomainError for AccountError {
 
 impl AccountOwned for Account {
     const KIND: crate::ResourceKind = crate::ResourceKind::Account;
+    type Id = crate::values::AccountId;
 
     fn owner_account(&self) -> Option<&str> {
         self.account_id.as_deref()

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod connection;
 pub mod error;
+pub mod ids;
 pub mod job;
 pub mod platform;
 pub mod source;
@@ -13,11 +14,15 @@ pub mod upcasting;
 pub mod values;
 
 pub use error::{DomainError, ErrorKind, ResourceKind};
+pub use ids::{ConnectionId, JobId, ResourceId, SourceGroupId, SourceId, StreamId};
 
 /// Every aggregate belongs to one account; the write side refuses commands from any other.
 pub trait AccountOwned {
     /// What clients call a resource of this aggregate: the kind a not-found names.
     const KIND: ResourceKind;
+    /// The id of the aggregate's event stream ([`ConnectionId`], [`SourceId`]…): what the write side loads
+    /// and commands it by.
+    type Id: StreamId + Send + Sync;
     /// `None` while the aggregate has no events yet.
     fn owner_account(&self) -> Option<&str>;
 }

@@ -25,6 +25,13 @@ impl AccountId {
     }
 }
 
+/// An account's own stream (its erasure) is named by the account id itself.
+impl crate::StreamId for AccountId {
+    fn stream_id(&self) -> String {
+        self.0.clone()
+    }
+}
+
 /// A human-chosen display name: trimmed, 1 to 200 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]

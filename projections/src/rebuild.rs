@@ -269,10 +269,10 @@ async fn fold_log(
         let event_version: &str = row.try_get(7)?;
         let payload: JsonText<'_> = row.try_get(8)?;
         let metadata: JsonText<'_> = row.try_get(9)?;
-        let bad = |reason: String| ReadError::BadEvent {
+        let bad = |err: serde_json::Error| ReadError::BadEvent {
             event_id: row.try_get(2).unwrap_or_default(),
             event_type: event_type.to_owned(),
-            source: reason.into(),
+            source: err.into(),
         };
         if upcasters
             .iter()
@@ -287,8 +287,8 @@ async fn fold_log(
                 sequence: row.try_get(5)?,
                 event_type: event_type.to_owned(),
                 event_version: event_version.to_owned(),
-                payload: serde_json::from_slice(payload.0).map_err(|e| bad(e.to_string()))?,
-                metadata: serde_json::from_slice(metadata.0).map_err(|e| bad(e.to_string()))?,
+                payload: serde_json::from_slice(payload.0).map_err(bad)?,
+                metadata: serde_json::from_slice(metadata.0).map_err(bad)?,
                 recorded_at: row.try_get(10)?,
             }
             .upcast_with(upcasters);
@@ -299,7 +299,7 @@ async fn fold_log(
             aggregate_type,
             &mut serde_json::Deserializer::from_slice(payload.0),
         )
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(bad)?;
         if matches!(decoded, Decoded::Other) {
             continue;
         }

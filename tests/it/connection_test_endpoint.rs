@@ -49,6 +49,8 @@ async fn a_good_key_tests_ok_and_the_result_is_recorded() {
         .unwrap();
     assert_eq!(view["lastTest"]["ok"], true);
     assert_eq!(view["lastTest"]["checkedAt"], result["checkedAt"]);
+    // A passed test has no code, in its answer and on the connection alike.
+    assert!(view["lastTest"].get("code").is_none(), "{view}");
     assert_eq!(view["version"], 2);
 
     let db = app.db.connect().await;
@@ -93,6 +95,11 @@ async fn a_rejected_key_tests_not_ok_without_echoing_it() {
         .await
         .unwrap();
     assert_eq!(view["lastTest"]["ok"], false);
+    // The connection shows the failed test's code as the test's own answer gave it, in the list too.
+    assert_eq!(result["code"], "UNAUTHORIZED", "{result}");
+    assert_eq!(view["lastTest"]["code"], result["code"]);
+    let list: Value = app.get("/connections", &token).await.json().await.unwrap();
+    assert_eq!(list["connections"][0]["lastTest"]["code"], result["code"]);
     app.stop().await;
 }
 

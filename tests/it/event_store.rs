@@ -601,7 +601,10 @@ async fn a_create_on_an_existing_stream_conflicts_instead_of_overwriting() {
         },
     };
     let metadata = EventMetadata::for_request("acme", "user:test".into(), "req-1");
-    let err = bus.execute_new(id, command, &metadata).await.unwrap_err();
+    let err = bus
+        .execute_new(&id.parse().unwrap(), command, &metadata)
+        .await
+        .unwrap_err();
     assert!(matches!(err, CommandError::Concurrency), "{err:?}");
 
     let db = app.db.connect().await;

@@ -316,7 +316,7 @@ async fn history(
 }
 
 /// A connection's events, in log order (deleted connections included).
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("id" = String, Path), HistoryParams),
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("id" = uuid::Uuid, Path), HistoryParams),
     responses((status = 200, body = EventList), (status = 403, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem)))]
 #[get("/connections/{id}/history")]
@@ -340,7 +340,7 @@ pub async fn connection_history(
 }
 
 /// A source's events, in log order (its `SyncRequested` events name its jobs).
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("id" = String, Path), HistoryParams),
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("id" = uuid::Uuid, Path), HistoryParams),
     responses((status = 200, body = EventList), (status = 403, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem)))]
 #[get("/sources/{id}/history")]
@@ -364,7 +364,7 @@ pub async fn source_history(
 }
 
 /// A source group's events, in log order.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("id" = String, Path), HistoryParams),
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("id" = uuid::Uuid, Path), HistoryParams),
     responses((status = 200, body = EventList), (status = 403, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem)))]
 #[get("/source-groups/{id}/history")]
@@ -388,7 +388,7 @@ pub async fn source_group_history(
 }
 
 /// A job's events, in log order (the `SyncRequested` that queued it is its source's).
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("id" = String, Path), HistoryParams),
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("id" = uuid::Uuid, Path), HistoryParams),
     responses((status = 200, body = EventList), (status = 403, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem)))]
 #[get("/jobs/{id}/history")]

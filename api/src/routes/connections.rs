@@ -213,7 +213,7 @@ pub async fn list(
 
 /// One connection.
 #[utoipa::path(tag = "connections", security(("bearer" = [])),
-    params(("id" = String, Path), crate::routes::audit::GetParams),
+    params(("id" = uuid::Uuid, Path), crate::routes::audit::GetParams),
     responses((status = 200, body = ConnectionView, headers(("ETag" = String))),
               (status = 404, body = crate::error::Problem)))]
 #[get("/connections/{id}")]
@@ -245,7 +245,7 @@ pub async fn get(
 
 /// Renames the connection and/or replaces its credentials. `If-Match` makes it conditional.
 #[utoipa::path(tag = "connections", security(("bearer" = [])), request_body = UpdateConnection,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = ConnectionView), (status = 412, body = crate::error::Problem)))]
 #[put("/connections/{id}")]
 pub async fn update(
@@ -308,7 +308,7 @@ pub async fn update(
 
 /// Deletes the connection and destroys its stored secret.
 #[utoipa::path(tag = "connections", security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header), DeleteParams),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header), DeleteParams),
     responses((status = 204), (status = 404, body = crate::error::Problem), (status = 412, body = crate::error::Problem)))]
 #[delete("/connections/{id}")]
 pub async fn remove(
@@ -337,7 +337,7 @@ pub async fn remove(
 }
 
 /// Calls the platform's test endpoint with the stored credentials; the outcome is recorded as ConnectionTested.
-#[utoipa::path(tag = "connections", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "connections", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = ConnectionTestResponse), (status = 404, body = crate::error::Problem)))]
 #[post("/connections/{id}/test")]
 pub async fn test(

@@ -31,7 +31,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Live progress of a job as `text/event-stream`, ending with an `end` event once the job succeeded, failed
 /// or was cancelled (at once for a job already ended).
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, content_type = "text/event-stream",
                description = "events `job`, `progress` and a last `end`"),
               (status = 404, body = crate::error::Problem)))]

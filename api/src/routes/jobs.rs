@@ -22,12 +22,13 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
 use crate::state::AppState;
-use listbackup_domain::ResourceKind;
+use listbackup_domain::{ResourceKind, SourceId};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateJob {
     /// A live source of the account.
+    #[schema(value_type = String, format = Uuid)]
     pub source_id: String,
 }
 
@@ -103,7 +104,7 @@ fn accepted(view: JobView) -> HttpResponse {
 /// Queues a backup of the source → 202 with the `queued` job (`Location: /jobs/{jobId}`); 409 while it has a
 /// queued or running job; with `If-Match`, 412 unless the source is at that version.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
               (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem),
@@ -144,8 +145,10 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateJob>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let source_id = uuid::Uuid::parse_str(&body.source_id)
-        .map(|u| u.hyphenated().to_string())
+    let source_id = body
+        .source_id
+        .parse::<SourceId>()
+        .map(|id| id.to_string())
         .map_err(|_| {
             ApiError::validation(vec![FieldError::new("sourceId", "is not a source id")])
         })?;
@@ -162,7 +165,7 @@ pub async fn create(
 
 /// Queues one job per active member of the group (trigger `group`). A member that already has a queued or
 /// running job is left alone: that job is its backup.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 202, body = GroupSyncResponse), (status = 404, body = crate::error::Problem)))]
 #[post("/source-groups/{id}/sync")]
 pub async fn sync_group(
@@ -242,7 +245,7 @@ pub async fn list(
 }
 
 /// One job.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path), crate::routes::audit::GetParams),
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = uuid::Uuid, Path), crate::routes::audit::GetParams),
     responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem)))]
 #[get("/jobs/{id}")]
 pub async fn get(
@@ -393,7 +396,7 @@ fn expired(at: chrono::DateTime<Utc>) -> ApiError {
 
 /// The job's stored files: one gzip NDJSON per data type, and the manifest. 410 once retention has expired
 /// the backup.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = JobFileList), (status = 404, body = crate::error::Problem),
               (status = 410, body = crate::error::Problem)))]
 #[get("/jobs/{id}/files")]
@@ -412,7 +415,7 @@ pub async fn list_files(
 /// (issue 13 §2): the bytes and sha256 are the ones `GET /jobs/{id}/files` lists. 410 once retention has
 /// expired the backup, or once the account is erased (its data key destroyed).
 #[utoipa::path(tag = "jobs", security(("bearer" = [])),
-    params(("id" = String, Path), ("name" = String, Path)),
+    params(("id" = uuid::Uuid, Path), ("name" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream"),
               (status = 404, body = crate::error::Problem),
               (status = 410, body = crate::error::Problem)))]
@@ -496,7 +499,7 @@ pub async fn download(
 /// `listbackup_domain::job::retry`, README "Retrying a job"; `detail` says why), failed data types all
 /// deselected since, or while the source has another job queued or running. The new job's address is in
 /// `Location`.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
               (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
@@ -575,7 +578,7 @@ async fn connection_evidence(
 
 /// Cancels a job: a queued one at once (it never starts), a running one within one progress interval (its
 /// worker stops, discards what it wrote, and confirms) → 202 with the job; 409 for a job that has ended.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
 #[post("/jobs/{id}/cancel")]
@@ -641,7 +644,7 @@ async fn owned_job(state: &AppState, principal: &Principal, id: &str) -> Result<
 /// Puts the backup under a hold: retention does not expire it until the hold is released. Recorded as
 /// `BackupHeld` with who (the caller) and why (`reason`) → 200 with the job (`hold`). 409 for a job that
 /// holds no backup (not succeeded or partial), 410 once it has expired.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)), request_body = PlaceHold,
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = PlaceHold,
     responses((status = 200, body = JobView), (status = 400, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
               (status = 410, body = crate::error::Problem)))]
@@ -666,7 +669,7 @@ pub async fn place_hold(
 
 /// Releases the backup's hold (`BackupHoldReleased`, with who): retention applies to it again → 200 with
 /// the job. Releasing a backup that is not held changes nothing.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem), (status = 410, body = crate::error::Problem)))]
 #[delete("/jobs/{id}/hold")]
@@ -691,6 +694,7 @@ pub async fn release_hold(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyResult {
+    #[schema(value_type = String, format = Uuid)]
     pub job_id: String,
     /// `verified` (every file matches the manifest, and the manifest the job's `manifestSha256`) or
     /// `corrupted`.
@@ -714,7 +718,7 @@ pub struct VerifyResult {
 /// Re-reads the backup's stored files, checks each against the manifest's sha256 and the manifest against
 /// the hash its job recorded, and records `BackupVerified` or `BackupCorrupted` → 200 with the result (a
 /// corrupted backup is a finding, not an error). 409 for a job that holds no backup, 410 once expired.
-#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = VerifyResult), (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem), (status = 410, body = crate::error::Problem),
               (status = 503, body = crate::error::Problem)))]

@@ -71,7 +71,7 @@ impl From<OauthError> for ApiError {
                 ApiError::new(ErrorCode::PlatformError, err.to_string())
             }
             OauthError::Command(e) => e.into(),
-            OauthError::Store(reason) => ApiError::from_unexpected(reason),
+            err @ OauthError::Store { .. } => ApiError::from_unexpected(err),
         }
     }
 }
@@ -122,7 +122,7 @@ pub async fn start(
 /// Authorizes an existing OAuth connection again (e.g. once it is `expired`); its tokens are replaced at the
 /// callback.
 #[utoipa::path(tag = "connections", security(("bearer" = [])), request_body = Option<ReconnectOauth>,
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = OauthStarted), (status = 404, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem)))]
 #[post("/connections/{id}/reconnect")]

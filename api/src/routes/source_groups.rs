@@ -44,6 +44,7 @@ pub struct UpdateSourceGroup {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AddMember {
+    #[schema(value_type = String, format = Uuid)]
     pub source_id: String,
 }
 
@@ -146,7 +147,7 @@ pub async fn list(
 }
 
 /// One group, with its `sourceIds`.
-#[utoipa::path(tag = "source-groups", security(("bearer" = [])), params(("id" = String, Path), crate::routes::audit::GetParams),
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])), params(("id" = uuid::Uuid, Path), crate::routes::audit::GetParams),
     responses((status = 200, body = SourceGroupView, headers(("ETag" = String))),
               (status = 404, body = crate::error::Problem)))]
 #[get("/source-groups/{id}")]
@@ -178,7 +179,7 @@ pub async fn get(
 
 /// Renames the group and/or changes its description. `If-Match` makes it conditional.
 #[utoipa::path(tag = "source-groups", security(("bearer" = [])), request_body = UpdateSourceGroup,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = SourceGroupView), (status = 404, body = crate::error::Problem),
               (status = 412, body = crate::error::Problem)))]
 #[put("/source-groups/{id}")]
@@ -222,7 +223,7 @@ pub async fn update(
 
 /// Deletes the group; its sources stay, only the memberships go.
 #[utoipa::path(tag = "source-groups", security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 204), (status = 404, body = crate::error::Problem), (status = 412, body = crate::error::Problem)))]
 #[delete("/source-groups/{id}")]
 pub async fn remove(
@@ -245,7 +246,7 @@ pub async fn remove(
 
 /// Adds a source to the group (adding it again changes nothing). A deleted or unknown source is a 404.
 #[utoipa::path(tag = "source-groups", security(("bearer" = [])), request_body = AddMember,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = SourceGroupView), (status = 404, body = crate::error::Problem)))]
 #[post("/source-groups/{id}/sources")]
 pub async fn add_source(
@@ -272,7 +273,7 @@ pub async fn add_source(
 
 /// Takes a source out of the group (the source itself stays).
 #[utoipa::path(tag = "source-groups", security(("bearer" = [])),
-    params(("id" = String, Path), ("sourceId" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("sourceId" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 204), (status = 404, body = crate::error::Problem)))]
 #[delete("/source-groups/{id}/sources/{sourceId}")]
 pub async fn remove_source(
@@ -296,7 +297,7 @@ pub async fn remove_source(
 }
 
 /// The group's live sources, newest first.
-#[utoipa::path(tag = "source-groups", security(("bearer" = [])), params(("id" = String, Path), PageParams),
+#[utoipa::path(tag = "source-groups", security(("bearer" = [])), params(("id" = uuid::Uuid, Path), PageParams),
     responses((status = 200, body = crate::routes::sources::SourceList), (status = 404, body = crate::error::Problem)))]
 #[get("/source-groups/{id}/sources")]
 pub async fn list_sources(

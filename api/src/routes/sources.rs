@@ -19,13 +19,14 @@ use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, Query
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::AppState;
-use listbackup_domain::ResourceKind;
+use listbackup_domain::{ConnectionId, ResourceKind};
 use listbackup_projections::read_models::connections::ConnectionView;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateSource {
     /// An active connection of the account.
+    #[schema(value_type = String, format = Uuid)]
     pub connection_id: String,
     pub name: String,
     /// A subset of the platform's data types; default all of them.
@@ -137,8 +138,10 @@ fn name(raw: &str, errors: &mut Vec<FieldError>) -> Option<DisplayName> {
 
 fn parse_create(body: CreateSource) -> Result<NewSource, ApiError> {
     let mut errors = Vec::new();
-    let connection_id = uuid::Uuid::parse_str(&body.connection_id)
-        .map(|u| u.hyphenated().to_string())
+    let connection_id = body
+        .connection_id
+        .parse::<ConnectionId>()
+        .map(|id| id.to_string())
         .map_err(|_| errors.push(FieldError::new("connectionId", "is not a connection id")))
         .ok();
     let name = name(&body.name, &mut errors);
@@ -313,7 +316,7 @@ pub async fn list(
 }
 
 /// One source.
-#[utoipa::path(tag = "sources", security(("bearer" = [])), params(("id" = String, Path), crate::routes::audit::GetParams),
+#[utoipa::path(tag = "sources", security(("bearer" = [])), params(("id" = uuid::Uuid, Path), crate::routes::audit::GetParams),
     responses((status = 200, body = SourceView, headers(("ETag" = String))),
               (status = 404, body = crate::error::Problem)))]
 #[get("/sources/{id}")]
@@ -345,7 +348,7 @@ pub async fn get(
 
 /// Changes settings, pauses (`status: paused`) or resumes (`status: active`). `If-Match` makes it conditional.
 #[utoipa::path(tag = "sources", security(("bearer" = [])), request_body = UpdateSource,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = SourceView), (status = 404, body = crate::error::Problem),
               (status = 412, body = crate::error::Problem)))]
 #[put("/sources/{id}")]
@@ -373,7 +376,7 @@ pub async fn update(
 
 /// Soft delete: gone from lists and gets, kept in the history; its groups let go of it.
 #[utoipa::path(tag = "sources", security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 204), (status = 404, body = crate::error::Problem), (status = 412, body = crate::error::Problem)))]
 #[delete("/sources/{id}")]
 pub async fn remove(
@@ -397,7 +400,7 @@ pub async fn remove(
 /// Tests the source: its connection's test endpoint with the stored credentials (recorded on the connection
 /// as ConnectionTested), then one page of each selected data type, counted and not stored. A data type with
 /// no connector yet reports `ok: null`.
-#[utoipa::path(tag = "sources", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(tag = "sources", security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = SourceTestResponse), (status = 404, body = crate::error::Problem)))]
 #[post("/sources/{id}/test")]
 pub async fn test(

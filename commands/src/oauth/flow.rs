@@ -132,7 +132,12 @@ impl OauthService {
         return_url: Option<String>,
         data_types: Option<Vec<String>>,
     ) -> Result<Started, OauthError> {
-        let (connection, _) = self.bus.load(connection_id).await?;
+        let (connection, _) = self
+            .bus
+            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
+                connection_id,
+            )?)
+            .await?;
         if !connection.is_live_for(account_id) {
             return Err(
                 CommandError::not_found(listbackup_domain::ResourceKind::Connection).into(),
@@ -148,7 +153,7 @@ impl OauthService {
             .into());
         }
         let platform = PlatformId::parse(connection.platform_id())
-            .ok_or_else(|| OauthError::Store("connection names an unknown platform".into()))?
+            .ok_or_else(|| OauthError::corrupt("connection names an unknown platform"))?
             .platform();
         // The account's own authorization server (Shopify's shop, Zendesk's subdomain) is part of the
         // connection: read it from the vault (it is a setting there too).
@@ -269,7 +274,7 @@ impl OauthService {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| invalid("code", "is missing from the callback"))?;
         let platform = PlatformId::parse(&pending.platform_id)
-            .ok_or_else(|| OauthError::Store("state names an unknown platform".into()))?
+            .ok_or_else(|| OauthError::corrupt("state names an unknown platform"))?
             .platform();
         let provider = platform
             .oauth
@@ -340,7 +345,12 @@ impl OauthService {
                 };
                 let committed = match self
                     .bus
-                    .execute(&connection_id, command, &metadata, None)
+                    .execute(
+                        &crate::typed_id::<listbackup_domain::ConnectionId>(&connection_id)?,
+                        command,
+                        &metadata,
+                        None,
+                    )
                     .await
                 {
                     Ok(committed) => committed,
@@ -365,7 +375,12 @@ impl OauthService {
             }
             Some(connection_id) => {
                 // Check before the vault is touched: a refused reconnect must not replace working tokens.
-                let (connection, _) = self.bus.load(connection_id).await?;
+                let (connection, _) = self
+                    .bus
+                    .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
+                        connection_id,
+                    )?)
+                    .await?;
                 if !connection.is_live_for(&pending.account_id)
                     || connection.platform_id() != platform.id
                 {
@@ -406,7 +421,12 @@ impl OauthService {
                 };
                 let committed = self
                     .bus
-                    .execute(connection_id, command, &metadata, None)
+                    .execute(
+                        &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                        command,
+                        &metadata,
+                        None,
+                    )
                     .await?;
                 self.track_tokens(&pending.account_id, connection_id, platform.id, &issued)
                     .await?;

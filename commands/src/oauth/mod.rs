@@ -11,13 +11,14 @@ mod refresher;
 mod state;
 mod tokens;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use listbackup_domain::connection::Connection;
 use listbackup_domain::platform::CATALOG;
 
-use crate::bus::{CommandBus, CommandError};
+use crate::bus::{BoxError, CommandBus, CommandError};
 use crate::platform_client::PlatformEndpoints;
 use crate::vault::{CredentialVault, VaultError};
 
@@ -150,8 +151,15 @@ pub enum OauthError {
     UserInfo(String),
     #[error(transparent)]
     Command(#[from] CommandError),
-    #[error("OAuth storage failure: {0}")]
-    Store(String),
+    /// The OAuth state store or the server's own OAuth configuration failed (a 500 whose details stay in the
+    /// log). `context` says what was being done; `source` is the underlying error when there is one, kept
+    /// whole so a log prints its chain.
+    #[error("OAuth storage failure: {context}")]
+    Store {
+        context: Cow<'static, str>,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl From<VaultError> for OauthError {
@@ -162,7 +170,7 @@ impl From<VaultError> for OauthError {
 
 impl From<tokio_postgres::Error> for OauthError {
     fn from(err: tokio_postgres::Error) -> Self {
-        Self::Store(err.to_string())
+        Self::store("a query of the OAuth state store failed", err)
     }
 }
 
@@ -176,6 +184,22 @@ impl From<deadpool_postgres::PoolError> for OauthError {
 }
 
 impl OauthError {
+    /// `context` failed because of `source`.
+    pub fn store(context: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Self::Store {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A stored or configured state that cannot be, found without any underlying error.
+    pub fn corrupt(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Store {
+            context: context.into(),
+            source: None,
+        }
+    }
+
     /// A short machine-readable reason for `returnUrl?error=…`.
     pub fn slug(&self) -> String {
         match self {
@@ -185,7 +209,7 @@ impl OauthError {
             Self::Denied { error } => error.clone(),
             Self::TokenExchange(_) => "token_exchange_failed".into(),
             Self::UserInfo(_) => "user_info_failed".into(),
-            Self::Command(_) | Self::Store(_) => "server_error".into(),
+            Self::Command(_) | Self::Store { .. } => "server_error".into(),
         }
     }
 }

@@ -165,7 +165,7 @@ impl OauthService {
         connection_id: &str,
         reason: &str,
     ) -> Result<(), OauthError> {
-        let account = AccountId::parse(&metadata.account_id).map_err(OauthError::Store)?;
+        let account = AccountId::parse(&metadata.account_id).map_err(OauthError::corrupt)?;
         self.mark_tokens(connection_id, "needs_reauth = true")
             .await?;
         let command = ConnectionCommand::RecordTokenRefreshFailure {
@@ -174,7 +174,12 @@ impl OauthService {
             permanent: true,
         };
         self.bus
-            .execute(connection_id, command, metadata, None)
+            .execute(
+                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                command,
+                metadata,
+                None,
+            )
             .await?;
         Ok(())
     }
@@ -195,7 +200,12 @@ impl OauthService {
         if within.is_some_and(|within| !due(&secret, within)) {
             return Ok(RefreshOutcome::Fresh);
         }
-        let (connection, _) = self.bus.load(connection_id).await?;
+        let (connection, _) = self
+            .bus
+            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
+                connection_id,
+            )?)
+            .await?;
         if !connection.is_live_for(account_id) {
             self.forget_tokens(account_id, connection_id).await?;
             return Ok(RefreshOutcome::NotRefreshable);
@@ -209,7 +219,7 @@ impl OauthService {
             return Ok(RefreshOutcome::NotRefreshable);
         };
         let platform = PlatformId::parse(connection.platform_id())
-            .ok_or_else(|| OauthError::Store("connection names an unknown platform".into()))?
+            .ok_or_else(|| OauthError::corrupt("connection names an unknown platform"))?
             .platform();
         let provider = platform
             .oauth
@@ -217,7 +227,7 @@ impl OauthService {
             .ok_or(OauthError::NotConfigured(platform.name))?;
         let host = provider.account_host.and_then(|h| secret.get(h.field));
         let client = tokens::client(&self.settings, platform, provider, host)?;
-        let account = AccountId::parse(account_id).map_err(OauthError::Store)?;
+        let account = AccountId::parse(account_id).map_err(OauthError::corrupt)?;
         match tokens::refresh(&self.http, &client, refresh_token).await {
             Ok(issued) => {
                 // Everything but the tokens stays (realmId, shop, locationId…); a rotated refresh token replaces
@@ -251,7 +261,12 @@ impl OauthService {
                     },
                 };
                 self.bus
-                    .execute(connection_id, command, metadata, None)
+                    .execute(
+                        &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                        command,
+                        metadata,
+                        None,
+                    )
                     .await?;
                 tracing::info!(connection_id, platform = platform.id, expires_at = ?issued.expires_at,
                     "access token refreshed");
@@ -283,7 +298,12 @@ impl OauthService {
                     permanent,
                 };
                 self.bus
-                    .execute(connection_id, command, metadata, None)
+                    .execute(
+                        &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                        command,
+                        metadata,
+                        None,
+                    )
                     .await?;
                 Ok(if permanent {
                     RefreshOutcome::ReauthRequired

@@ -78,7 +78,8 @@ pub async fn save(
                 aad: &hash,
             },
         )
-        .map_err(|_| OauthError::Store("the PKCE verifier could not be encrypted".into()))?;
+        // aead's error is opaque by design: there is no detail to keep.
+        .map_err(|_| OauthError::corrupt("the PKCE verifier could not be encrypted"))?;
     let expires_at = Utc::now() + STATE_TTL;
     let client = db.get().await?;
     client

@@ -211,13 +211,16 @@ pub fn client(
         provider.account_host,
         account_host,
     )?;
-    let misconfigured = |what: &str| OauthError::Store(format!("{}: invalid {what}", platform.id));
+    let misconfigured = |what: &str, err: oauth2::url::ParseError| {
+        OauthError::store(format!("{}: invalid {what}", platform.id), err)
+    };
     Ok(oauth2::Client::new(ClientId::new(client_id))
         .set_client_secret(ClientSecret::new(client_secret))
-        .set_auth_uri(AuthUrl::new(auth_url).map_err(|_| misconfigured("authorization URL"))?)
-        .set_token_uri(TokenUrl::new(token_url).map_err(|_| misconfigured("token URL"))?)
+        .set_auth_uri(AuthUrl::new(auth_url).map_err(|e| misconfigured("authorization URL", e))?)
+        .set_token_uri(TokenUrl::new(token_url).map_err(|e| misconfigured("token URL", e))?)
         .set_redirect_uri(
-            RedirectUrl::new(settings.redirect_uri()).map_err(|_| misconfigured("public URL"))?,
+            RedirectUrl::new(settings.redirect_uri())
+                .map_err(|e| misconfigured("public URL", e))?,
         )
         .set_auth_type(match provider.client_auth {
             ClientAuth::Basic => AuthType::BasicAuth,

@@ -138,6 +138,7 @@ impl Connection {
 
 impl AccountOwned for Connection {
     const KIND: crate::ResourceKind = crate::ResourceKind::Connection;
+    type Id = crate::ConnectionId;
 
     fn owner_account(&self) -> Option<&str> {
         (self.status != ConnectionStatus::New).then_some(self.account_id.as_str())
@@ -291,12 +292,14 @@ impl Aggregate for Connection {
                 latency_ms,
                 message,
                 checked_at,
+                code,
                 ..
             } => ConnectionEvent::ConnectionTested(ConnectionTestResult {
                 ok,
                 latency_ms,
                 message,
                 checked_at,
+                code,
             }),
             ConnectionCommand::Delete { .. } => ConnectionEvent::ConnectionDeleted {},
         };

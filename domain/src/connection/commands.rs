@@ -59,6 +59,8 @@ pub enum ConnectionCommand {
         latency_ms: u64,
         message: String,
         checked_at: DateTime<Utc>,
+        /// Why the test failed (`None` when it passed): see [`super::ConnectionTestResult::code`].
+        code: Option<String>,
     },
     Delete {
         account_id: AccountId,

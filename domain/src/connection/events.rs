@@ -82,6 +82,11 @@ pub struct ConnectionTestResult {
     pub latency_ms: u64,
     pub message: String,
     pub checked_at: DateTime<Utc>,
+    /// Why the test failed, an error code of DESIGN §4 (`UNAUTHORIZED`, `FORBIDDEN`, `RATE_LIMITED`,
+    /// `PLATFORM_ERROR`, `UNAVAILABLE`, `VALIDATION_ERROR`); `None` when it passed, and in events recorded
+    /// before the field existed (which read unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl DomainEvent for ConnectionEvent {

@@ -362,6 +362,7 @@ fn a_test_result_is_recorded() {
             latency_ms: 12,
             message: "credentials rejected (401)".into(),
             checked_at,
+            code: Some("UNAUTHORIZED".into()),
         })
         .then_expect_events(vec![ConnectionEvent::ConnectionTested(
             ConnectionTestResult {
@@ -369,8 +370,22 @@ fn a_test_result_is_recorded() {
                 latency_ms: 12,
                 message: "credentials rejected (401)".into(),
                 checked_at,
+                code: Some("UNAUTHORIZED".into()),
             },
         )]);
+}
+
+#[test]
+fn a_test_result_recorded_before_its_code_reads_unchanged() {
+    let stored = serde_json::json!({"ConnectionTested": {
+        "ok": false, "latencyMs": 12, "message": "credentials rejected (401)",
+        "checkedAt": "2026-11-24T12:00:00Z"}});
+    let event: ConnectionEvent = serde_json::from_value(stored.clone()).unwrap();
+    let ConnectionEvent::ConnectionTested(result) = &event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(result.code, None);
+    assert_eq!(serde_json::to_value(&event).unwrap(), stored);
 }
 
 #[test]

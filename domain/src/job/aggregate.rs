@@ -361,6 +361,7 @@ impl Job {
 
 impl AccountOwned for Job {
     const KIND: crate::ResourceKind = crate::ResourceKind::Job;
+    type Id = crate::JobId;
 
     fn owner_account(&self) -> Option<&str> {
         (self.status != JobStatus::Queued).then_some(self.account_id.as_str())

@@ -236,6 +236,7 @@ impl Source {
 
 impl AccountOwned for Source {
     const KIND: crate::ResourceKind = crate::ResourceKind::Source;
+    type Id = crate::SourceId;
 
     fn owner_account(&self) -> Option<&str> {
         (self.status != SourceStatus::New).then_some(self.account_id.as_str())

@@ -59,6 +59,7 @@ impl SourceGroup {
 
 impl AccountOwned for SourceGroup {
     const KIND: crate::ResourceKind = crate::ResourceKind::SourceGroup;
+    type Id = crate::SourceGroupId;
 
     fn owner_account(&self) -> Option<&str> {
         (self.status != GroupStatus::New).then_some(self.account_id.as_str())

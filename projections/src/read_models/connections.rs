@@ -23,6 +23,12 @@ pub struct LastTest {
     pub checked_at: DateTime<Utc>,
     pub latency_ms: u64,
     pub message: String,
+    /// Why the test failed, as the test's own answer says it (`UNAUTHORIZED`, `FORBIDDEN`, `RATE_LIMITED`,
+    /// `PLATFORM_ERROR`, `UNAVAILABLE`, `VALIDATION_ERROR`). Absent when it passed, or when the test was
+    /// recorded before the code was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "UNAUTHORIZED")]
+    pub code: Option<String>,
 }
 
 /// The platform account an OAuth connection is authorized for.
@@ -37,6 +43,7 @@ pub struct ExternalAccountView {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionView {
+    #[schema(value_type = String, format = Uuid)]
     pub connection_id: String,
     pub platform_id: String,
     pub name: String,
@@ -192,6 +199,7 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: ConnectionEvent)
                     checked_at: result.checked_at,
                     latency_ms: result.latency_ms,
                     message: result.message,
+                    code: result.code,
                 })
                 .unwrap_or_default(),
             );

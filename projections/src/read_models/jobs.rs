@@ -18,18 +18,23 @@ use crate::ReadError;
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
+    #[schema(value_type = String, format = Uuid)]
     pub job_id: String,
+    #[schema(value_type = String, format = Uuid)]
     pub source_id: String,
+    #[schema(value_type = String, format = Uuid)]
     pub connection_id: String,
     pub platform_id: String,
     /// `manual`, `schedule`, `group` or `retry`.
     pub trigger: String,
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub group_id: Option<String>,
     /// `queued`, `running`, `succeeded`, `partial` (some data types backed up, the others failed: their
     /// files and the manifest are kept, see `dataTypes`), `failed` or `cancelled`.
     pub status: JobStatus,
     /// 0 while queued, then the attempt running or last run.
     pub attempt: i32,
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub retry_of: Option<String>,
     pub progress: JobProgress,
     pub data_types: Vec<JobDataType>,

@@ -16,6 +16,7 @@ use crate::ReadError;
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceGroupView {
+    #[schema(value_type = String, format = Uuid)]
     pub group_id: String,
     pub name: String,
     pub description: Option<String>,

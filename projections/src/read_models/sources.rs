@@ -16,7 +16,9 @@ use crate::ReadError;
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceView {
+    #[schema(value_type = String, format = Uuid)]
     pub source_id: String,
+    #[schema(value_type = String, format = Uuid)]
     pub connection_id: String,
     pub platform_id: String,
     pub name: String,
@@ -51,6 +53,7 @@ pub struct SourceView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastJob {
+    #[schema(value_type = String, format = Uuid)]
     pub job_id: String,
     pub status: listbackup_domain::job::JobStatus,
     /// When it ended; `null` while it is queued or running.

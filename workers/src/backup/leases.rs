@@ -20,21 +20,14 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
-/// An error of the lease table (the database is down, or refused a statement).
+/// An error of the lease table: the database refused a statement, or no connection could be had. The
+/// driver's error is kept whole as the source, so a log prints its chain.
 #[derive(Debug, thiserror::Error)]
-#[error("backup leases: {0}")]
-pub struct LeaseError(String);
-
-impl From<tokio_postgres::Error> for LeaseError {
-    fn from(err: tokio_postgres::Error) -> Self {
-        Self(err.to_string())
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for LeaseError {
-    fn from(err: deadpool_postgres::PoolError) -> Self {
-        Self(err.to_string())
-    }
+pub enum LeaseError {
+    #[error("backup leases: a statement failed")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("backup leases: the database is unavailable")]
+    Pool(#[from] deadpool_postgres::PoolError),
 }
 
 /// What one run asks for: its job, the queue partition it came from, and the process running it.

@@ -232,23 +232,26 @@ impl JobArtifacts {
             self.source_id.as_str(),
             self.job_id.as_str(),
         ) {
-            return Err(StorageError::Incomplete(
-                "the manifest is another job's".into(),
-            ));
+            return Err(StorageError::Incomplete {
+                reason: "the manifest is another job's".into(),
+                source: None,
+            });
         }
         if !manifest.complete {
-            return Err(StorageError::Incomplete(
-                "a stored manifest always describes a complete job".into(),
-            ));
+            return Err(StorageError::Incomplete {
+                reason: "a stored manifest always describes a complete job".into(),
+                source: None,
+            });
         }
         for file in &manifest.files {
             let path = self.path_of(&file.name)?;
             let meta =
                 self.store.head(&path).await.map_err(|e| {
                     match StorageError::from_store(e, &path) {
-                        StorageError::NotFound(path) => {
-                            StorageError::Incomplete(format!("{path} is not stored"))
-                        }
+                        not_found @ StorageError::NotFound { .. } => StorageError::Incomplete {
+                            reason: format!("{path} is not stored"),
+                            source: Some(Box::new(not_found)),
+                        },
                         other => other,
                     }
                 })?;
@@ -257,10 +260,13 @@ impl JobArtifacts {
                 .as_ref()
                 .map_or(file.bytes, |e| e.ciphertext_bytes);
             if meta.size != stored {
-                return Err(StorageError::Incomplete(format!(
-                    "{path} holds {} bytes, the manifest says {stored}",
-                    meta.size
-                )));
+                return Err(StorageError::Incomplete {
+                    reason: format!(
+                        "{path} holds {} bytes, the manifest says {stored}",
+                        meta.size
+                    ),
+                    source: None,
+                });
             }
         }
         let mut body = serde_json::to_vec_pretty(manifest)?;

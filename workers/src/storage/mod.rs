@@ -71,17 +71,33 @@ pub const LOCAL_PART_SIZE: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The storage URL is not one this store can use; `source` is the parser's reason when it gave one.
     #[error(
-        "unsupported storage URL {0:?}: expected file:///path, s3://bucket/prefix or memory://"
+        "unsupported storage URL {url:?}: expected file:///path, s3://bucket/prefix or memory://"
     )]
-    InvalidUrl(String),
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A data type or file name that cannot name an artifact (the name as given).
     #[error("invalid artifact name {0:?}")]
     InvalidName(String),
-    #[error("artifact not found: {0}")]
-    NotFound(String),
-    /// The manifest would describe artifacts that are not all stored as it says.
-    #[error("the job's artifacts are incomplete: {0}")]
-    Incomplete(String),
+    /// The object store has no object at `path`.
+    #[error("artifact not found: {path}")]
+    NotFound {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The manifest would describe artifacts that are not all stored as it says: `reason` says how, `source`
+    /// is the store's own answer when one showed it.
+    #[error("the job's artifacts are incomplete: {reason}")]
+    Incomplete {
+        reason: String,
+        #[source]
+        source: Option<Box<StorageError>>,
+    },
     /// A previous write of this writer failed; its upload was aborted.
     #[error("the writer was closed after an earlier error")]
     WriterClosed,
@@ -106,7 +122,10 @@ impl StorageError {
     /// Maps object_store's not-found to ours, naming the object.
     fn from_store(error: object_store::Error, path: &ObjectPath) -> Self {
         match error {
-            object_store::Error::NotFound { .. } => Self::NotFound(path.to_string()),
+            source @ object_store::Error::NotFound { .. } => Self::NotFound {
+                path: path.to_string(),
+                source,
+            },
             other => Self::ObjectStore(other),
         }
     }
@@ -174,31 +193,35 @@ impl BackupStore {
     /// On S3, configure a lifecycle rule aborting incomplete multipart uploads: a worker killed mid-upload
     /// cannot abort its own.
     pub fn from_url(url: &str) -> Result<Self, StorageError> {
-        let invalid = || StorageError::InvalidUrl(url.to_owned());
+        let invalid =
+            |source: Option<Box<dyn std::error::Error + Send + Sync>>| StorageError::InvalidUrl {
+                url: url.to_owned(),
+                source,
+            };
         if url.starts_with('/') {
             return Self::local(std::path::Path::new(url));
         }
-        let parsed = url::Url::parse(url).map_err(|_| invalid())?;
+        let parsed = url::Url::parse(url).map_err(|e| invalid(Some(e.into())))?;
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
             "file" => {
-                let dir = parsed.to_file_path().map_err(|()| invalid())?;
+                let dir = parsed.to_file_path().map_err(|()| invalid(None))?;
                 return Self::local(&dir);
             }
             "s3" | "s3a" => {
                 if parsed.host_str().unwrap_or_default().is_empty() {
-                    return Err(invalid());
+                    return Err(invalid(None));
                 }
                 let s3 = AmazonS3Builder::from_env().with_url(url).build()?;
                 let prefix = parsed.path().trim_matches('/');
                 if prefix.is_empty() {
                     Arc::new(s3)
                 } else {
-                    let prefix = ObjectPath::parse(prefix).map_err(|_| invalid())?;
+                    let prefix = ObjectPath::parse(prefix).map_err(|e| invalid(Some(e.into())))?;
                     Arc::new(PrefixStore::new(s3, prefix))
                 }
             }
             "memory" => Arc::new(InMemory::new()),
-            _ => return Err(invalid()),
+            _ => return Err(invalid(None)),
         };
         Ok(Self::new(store))
     }
@@ -315,10 +338,14 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
     fn manifest<'a>(
         &'a self,
         job: listbackup_commands::artifacts::JobLocation<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<Option<Manifest>, String>> {
+    ) -> futures::future::BoxFuture<'a, Result<Option<Manifest>, listbackup_commands::BoxError>>
+    {
         Box::pin(async move {
             let artifacts = self.job(job.account_id, job.source_id, job.job_id);
-            artifacts.read_manifest().await.map_err(|e| e.to_string())
+            artifacts
+                .read_manifest()
+                .await
+                .map_err(listbackup_commands::BoxError::from)
         })
     }
 
@@ -328,19 +355,23 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
         name: &'a str,
     ) -> futures::future::BoxFuture<
         'a,
-        Result<Option<listbackup_commands::artifacts::FileStream>, String>,
+        Result<Option<listbackup_commands::artifacts::FileStream>, listbackup_commands::BoxError>,
     > {
         Box::pin(async move {
             use futures::TryStreamExt;
-            let Some((artifacts, encryption)) =
-                self.locate(job, name).await.map_err(|e| e.to_string())?
+            let Some((artifacts, encryption)) = self
+                .locate(job, name)
+                .await
+                .map_err(listbackup_commands::BoxError::from)?
             else {
                 return Ok(None);
             };
             match artifacts.open_plaintext(name, encryption.as_ref()).await {
-                Ok(stream) => Ok(Some(Box::pin(stream.map_err(|e| e.to_string())) as _)),
-                Err(StorageError::NotFound(_)) => Ok(None),
-                Err(err) => Err(err.to_string()),
+                Ok(stream) => Ok(Some(
+                    Box::pin(stream.map_err(listbackup_commands::BoxError::from)) as _,
+                )),
+                Err(StorageError::NotFound { .. }) => Ok(None),
+                Err(err) => Err(err.into()),
             }
         })
     }
@@ -351,29 +382,34 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
         name: &'a str,
     ) -> futures::future::BoxFuture<
         'a,
-        Result<Option<listbackup_commands::artifacts::StoredCheck>, String>,
+        Result<Option<listbackup_commands::artifacts::StoredCheck>, listbackup_commands::BoxError>,
     > {
         Box::pin(async move {
             use futures::StreamExt;
             use sha2::{Digest, Sha256};
-            let Some((artifacts, encryption)) =
-                self.locate(job, name).await.map_err(|e| e.to_string())?
+            let Some((artifacts, encryption)) = self
+                .locate(job, name)
+                .await
+                .map_err(listbackup_commands::BoxError::from)?
             else {
                 return Ok(None);
             };
             let mut stored = match artifacts.open(name).await {
                 Ok(stream) => stream,
-                Err(StorageError::NotFound(_)) => return Ok(None),
-                Err(err) => return Err(err.to_string()),
+                Err(StorageError::NotFound { .. }) => return Ok(None),
+                Err(err) => return Err(err.into()),
             };
             // The decryptor of an encrypted file whose key is to be had; an erased account's is not: its
             // ciphertext alone is checked.
-            let mut decryptor: Option<Result<encryption::FileDecryptor, String>> = match &encryption
-            {
+            let mut decryptor: Option<
+                Result<encryption::FileDecryptor, listbackup_commands::BoxError>,
+            > = match &encryption {
                 None => None,
                 Some(e) => match artifacts.read_key(&e.key_id).await {
                     Ok(key) => {
-                        let path = artifacts.path_of(name).map_err(|e| e.to_string())?;
+                        let path = artifacts
+                            .path_of(name)
+                            .map_err(listbackup_commands::BoxError::from)?;
                         Some(Ok(encryption::FileDecryptor::new(key, path.as_ref())))
                     }
                     Err(StorageError::DataKey(
@@ -381,15 +417,15 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
                     )) => None,
                     Err(StorageError::DataKey(
                         err @ listbackup_commands::data_keys::DataKeyError::UnknownKey(_),
-                    )) => Some(Err(err.to_string())),
-                    Err(err) => return Err(err.to_string()),
+                    )) => Some(Err(err.into())),
+                    Err(err) => return Err(err.into()),
                 },
             };
             let (mut stored_hash, mut stored_bytes) = (Sha256::new(), 0u64);
             let (mut plain_hash, mut plain_bytes) = (Sha256::new(), 0u64);
             let mut plain = Vec::new();
             while let Some(chunk) = stored.next().await {
-                let chunk = chunk.map_err(|e| e.to_string())?;
+                let chunk = chunk.map_err(listbackup_commands::BoxError::from)?;
                 stored_hash.update(&chunk);
                 stored_bytes += chunk.len() as u64;
                 if let Some(Ok(d)) = &mut decryptor {
@@ -399,7 +435,7 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
                             plain_hash.update(&plain);
                             plain_bytes += plain.len() as u64;
                         }
-                        Err(err) => decryptor = Some(Err(err.to_string())),
+                        Err(err) => decryptor = Some(Err(err.into())),
                     }
                 }
             }
@@ -410,7 +446,7 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
                         plain_hash.update(&plain);
                         plain_bytes += plain.len() as u64;
                     }
-                    Err(err) => decryptor = Some(Err(err.to_string())),
+                    Err(err) => decryptor = Some(Err(err.into())),
                 }
             }
             Ok(Some(listbackup_commands::artifacts::StoredCheck {

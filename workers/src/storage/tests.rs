@@ -224,7 +224,7 @@ async fn a_manifest_naming_a_file_that_is_not_stored_is_refused() {
     manifest.add_file(forged.manifest_file(None));
     assert!(matches!(
         artifacts.write_manifest(&manifest).await,
-        Err(StorageError::Incomplete(_))
+        Err(StorageError::Incomplete { .. })
     ));
     assert!(artifacts.read_manifest().await.unwrap().is_none());
 
@@ -233,7 +233,7 @@ async fn a_manifest_naming_a_file_that_is_not_stored_is_refused() {
     manifest.add_file(file.manifest_file(None));
     assert!(matches!(
         artifacts.write_manifest(&manifest).await,
-        Err(StorageError::Incomplete(_))
+        Err(StorageError::Incomplete { .. })
     ));
 }
 
@@ -257,12 +257,12 @@ async fn open_streams_a_stored_file_back() {
 
     assert!(matches!(
         artifacts.open("invoices.ndjson.gz").await,
-        Err(StorageError::NotFound(_))
+        Err(StorageError::NotFound { .. })
     ));
     // A file's bytes are `{dataType}/{key}`: one level down, plain names only.
     assert!(matches!(
         artifacts.open("files/a").await,
-        Err(StorageError::NotFound(_))
+        Err(StorageError::NotFound { .. })
     ));
     for bad in ["../../etc/passwd", ".hidden", "a/b/c", "a/..", "../a", ""] {
         assert!(
@@ -350,7 +350,7 @@ async fn a_writer_dropped_before_finishing_leaves_nothing_that_looks_complete() 
     assert!(artifacts.read_manifest().await.unwrap().is_none());
     assert!(matches!(
         artifacts.open("customers.ndjson.gz").await,
-        Err(StorageError::NotFound(_))
+        Err(StorageError::NotFound { .. })
     ));
 }
 
@@ -420,7 +420,10 @@ fn storage_urls() {
     BackupStore::from_url("s3://listbackup-backups/prod/eu").unwrap();
     for bad in ["ftp://host/x", "s3://", "relative/dir", ""] {
         assert!(
-            matches!(BackupStore::from_url(bad), Err(StorageError::InvalidUrl(_))),
+            matches!(
+                BackupStore::from_url(bad),
+                Err(StorageError::InvalidUrl { .. })
+            ),
             "{bad}"
         );
     }
@@ -671,7 +674,7 @@ async fn a_backup_stored_before_encryption_still_downloads_and_checks_as_stored(
         .unwrap();
     assert_eq!(check.stored_sha256, file.sha256);
     assert_eq!(check.stored_bytes, file.bytes);
-    assert_eq!(check.plaintext, None, "nothing to decrypt");
+    assert!(check.plaintext.is_none(), "nothing to decrypt");
 }
 
 #[tokio::test]

@@ -1,0 +1,149 @@
+//! The ids of the resources clients name: UUIDs (v7 when this service makes them), one type per resource so a
+//! source id can never be passed where a connection id is meant. Each is the id of its aggregate's event
+//! stream (the event store's `aggregate_id`) and reads and writes as the UUID's hyphenated lower-case string,
+//! exactly the form every stored event and read-model row already holds (`#[serde(transparent)]`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ResourceKind;
+
+/// The id of one event stream: what the event store's `aggregate_id` holds for it. The one place each id type
+/// says how its stream is named.
+pub trait StreamId {
+    /// The `aggregate_id` of the stream.
+    fn stream_id(&self) -> String;
+}
+
+/// An id a client can name in a path or a body: parsed from its text form, refused as its kind's not-found
+/// when it is not one (a path id that is not a UUID names nothing).
+pub trait ResourceId: Copy + FromStr<Err = uuid::Error> + fmt::Display + StreamId {
+    /// What clients call the resource this id names.
+    const KIND: ResourceKind;
+    /// The aggregate type of the resource's stream (the event store's `aggregate_type`).
+    const AGGREGATE_TYPE: &'static str;
+}
+
+macro_rules! resource_id {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $aggregate_type:expr) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            utoipa::ToSchema,
+        )]
+        #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A fresh id: UUID v7 (time-ordered, RFC 9562 §5.7), as every resource this service creates.
+            #[allow(clippy::new_without_default)]
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// The id holding `uuid` (of any version: a scheduled job's id is derived, not drawn).
+            pub const fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            /// The UUID itself.
+            pub const fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            /// The hyphenated lower-case form (`0190f5c2-…`), the only form ids are stored and shown in.
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+
+            /// Any text form of a UUID `uuid` accepts (hyphenated, simple, braced, URN), in either case.
+            fn from_str(raw: &str) -> Result<Self, uuid::Error> {
+                Uuid::parse_str(raw).map(Self)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+        }
+
+        impl StreamId for $name {
+            fn stream_id(&self) -> String {
+                self.to_string()
+            }
+        }
+
+        impl ResourceId for $name {
+            const KIND: ResourceKind = $kind;
+            const AGGREGATE_TYPE: &'static str = $aggregate_type;
+        }
+    };
+}
+
+resource_id!(
+    /// A connection's id (`connectionId`): the stream of a [`crate::connection::Connection`].
+    ConnectionId,
+    ResourceKind::Connection,
+    crate::connection::AGGREGATE_TYPE
+);
+resource_id!(
+    /// A source's id (`sourceId`): the stream of a [`crate::source::Source`].
+    SourceId,
+    ResourceKind::Source,
+    crate::source::AGGREGATE_TYPE
+);
+resource_id!(
+    /// A source group's id (`groupId`): the stream of a [`crate::source_group::SourceGroup`].
+    SourceGroupId,
+    ResourceKind::SourceGroup,
+    crate::source_group::AGGREGATE_TYPE
+);
+resource_id!(
+    /// A job's id (`jobId`): the stream of a [`crate::job::Job`].
+    JobId,
+    ResourceKind::Job,
+    crate::job::AGGREGATE_TYPE
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_read_and_write_the_stored_form_unchanged() {
+        let stored = "0190f5c2-7d3e-7a11-8b2c-0123456789ab";
+        let id: SourceId = serde_json::from_value(serde_json::json!(stored)).unwrap();
+        assert_eq!(id.to_string(), stored);
+        assert_eq!(serde_json::to_value(id).unwrap(), serde_json::json!(stored));
+        assert_eq!(id.stream_id(), stored);
+        // Upper case or the simple form parse to the same id, shown in the one stored form.
+        let upper: SourceId = stored.to_uppercase().parse().unwrap();
+        assert_eq!(upper, id);
+        assert_eq!(upper.to_string(), stored);
+    }
+
+    #[test]
+    fn anything_but_a_uuid_is_refused() {
+        assert!("s1".parse::<ConnectionId>().is_err());
+        assert!("".parse::<JobId>().is_err());
+        assert!(serde_json::from_value::<SourceGroupId>(serde_json::json!("nope")).is_err());
+        assert!(serde_json::from_value::<SourceGroupId>(serde_json::json!(7)).is_err());
+    }
+
+    #[test]
+    fn new_ids_are_v7() {
+        assert_eq!(JobId::new().as_uuid().get_version_num(), 7);
+        assert_ne!(JobId::new(), JobId::new());
+    }
+}
