@@ -11,6 +11,7 @@ pub mod source;
 pub mod source_group;
 pub mod upcasting;
 pub mod values;
+pub mod webhook;
 
 pub use error::{DomainError, ErrorKind, ResourceKind};
 
