@@ -499,7 +499,6 @@ fn notification_settings(
             1..=60,
         )?),
         smtp,
-        ..defaults
     })
 }
 
