@@ -130,6 +130,50 @@ impl WebhookSecrets {
         Ok(Some(WebhookSecret(Zeroizing::new(text))))
     }
 
+    /// Re-encrypts every secret not under the current master key (`listbackup rotate-keys`, beside the
+    /// credential vault's and the data keys' rotation); returns how many. A row rewritten meanwhile (a
+    /// rotation of the webhook's secret) is left as it is. [`VaultError::UnknownKey`] for a row under a key
+    /// this process does not hold.
+    pub async fn rotate(&self) -> Result<u64, VaultError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT account_id, webhook_id, key_id, nonce, ciphertext FROM webhook_secrets WHERE key_id <> $1",
+                &[&self.keys.current_key_id()],
+            )
+            .await?;
+        let mut rotated = 0;
+        for row in &rows {
+            let account_id: &str = row.try_get(0)?;
+            let webhook_id: &str = row.try_get(1)?;
+            let key_id: &str = row.try_get(2)?;
+            let nonce: &[u8] = row.try_get(3)?;
+            let ciphertext: &[u8] = row.try_get(4)?;
+            let aad = aad(account_id, webhook_id);
+            let plaintext = self
+                .keys
+                .unwrap_key(key_id, aad.as_bytes(), nonce, ciphertext)?;
+            let (new_key, new_nonce, new_ciphertext) =
+                self.keys.wrap(aad.as_bytes(), &plaintext)?;
+            rotated += client
+                .execute(
+                    "UPDATE webhook_secrets SET key_id = $3, nonce = $4, ciphertext = $5, updated_at = now()
+                     WHERE account_id = $1 AND webhook_id = $2 AND key_id = $6 AND nonce = $7",
+                    &[
+                        &account_id,
+                        &webhook_id,
+                        &new_key,
+                        &&new_nonce[..],
+                        &new_ciphertext,
+                        &key_id,
+                        &nonce,
+                    ],
+                )
+                .await?;
+        }
+        Ok(rotated)
+    }
+
     /// Destroys the webhook's secret (idempotent).
     pub async fn destroy(&self, account_id: &str, webhook_id: &str) -> Result<(), VaultError> {
         let client = self.pool.get().await?;

@@ -519,3 +519,51 @@ async fn a_failed_backup_is_mailed_through_the_smtp_server() {
     .await;
     backup.stop().await;
 }
+
+#[tokio::test]
+async fn webhook_secrets_move_to_a_new_master_key_with_the_rotation() {
+    use listbackup_commands::vault::MasterKeys;
+    use listbackup_commands::webhooks::{WebhookSecret, WebhookSecrets};
+    use std::sync::Arc;
+    let db = support::TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let pool = deadpool_postgres::Config {
+        url: Some(db.url.clone()),
+        pool: Some(deadpool_postgres::PoolConfig::new(2)),
+        ..Default::default()
+    }
+    .create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )
+    .unwrap();
+    let (old, new) = (support::random_master_key(), support::random_master_key());
+    let before = WebhookSecrets::new(
+        pool.clone(),
+        Arc::new(MasterKeys::from_base64(&old, &[]).unwrap()),
+    );
+    let secret = WebhookSecret::generate();
+    before.store("acme", "w1", &secret).await.unwrap();
+    let rotating = WebhookSecrets::new(
+        pool.clone(),
+        Arc::new(MasterKeys::from_base64(&new, &[&old]).unwrap()),
+    );
+    assert_eq!(rotating.rotate().await.unwrap(), 1);
+    assert_eq!(rotating.rotate().await.unwrap(), 0, "nothing left to move");
+    // The old key retired: the secret still opens, under the new key alone.
+    let after = WebhookSecrets::new(pool, Arc::new(MasterKeys::from_base64(&new, &[]).unwrap()));
+    let loaded = after.load("acme", "w1").await.unwrap().unwrap();
+    assert_eq!(loaded.expose(), secret.expose());
+    assert!(after.load("acme", "w2").await.unwrap().is_none());
+    // A ciphertext moved to another webhook's row does not open.
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO webhook_secrets (account_id, webhook_id, key_id, nonce, ciphertext) \
+             SELECT account_id, 'w2', key_id, nonce, ciphertext FROM webhook_secrets WHERE webhook_id = 'w1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(after.load("acme", "w2").await.is_err());
+}
