@@ -101,6 +101,8 @@ pub struct Config {
     /// listener of its own, without authentication, for a private address only (see [`crate::metrics`]).
     /// Unset (the default): no metrics.
     pub metrics_bind: Option<String>,
+    /// Webhook and e-mail notifications (issue 14 §5): which targets are allowed, retries, timeout, SMTP.
+    pub notifications: listbackup_workers::notifications::NotificationSettings,
 }
 
 /// Keys read from the file and the environment.
@@ -146,6 +148,13 @@ const KEYS: &[&str] = &[
     "LISTBACKUP_TRUSTED_PROXIES",
     "LISTBACKUP_SHUTDOWN_GRACE_SECS",
     "LISTBACKUP_METRICS_BIND",
+    "LISTBACKUP_WEBHOOK_ALLOW_HTTP",
+    "LISTBACKUP_WEBHOOK_RETRY_BASE_MS",
+    "LISTBACKUP_WEBHOOK_RETRY_MAX_MS",
+    "LISTBACKUP_WEBHOOK_RETRY_FOR_SECS",
+    "LISTBACKUP_WEBHOOK_TIMEOUT_SECS",
+    "LISTBACKUP_SMTP_URL",
+    "LISTBACKUP_SMTP_FROM",
 ];
 
 impl Config {
@@ -370,6 +379,7 @@ impl Config {
             .transpose()?;
         let mut http = http_settings(values, &public_url)?;
         http.shutdown_timeout = shutdown_grace;
+        let notifications = notification_settings(values, production)?;
         Ok(Self {
             database_url: get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
             migration_database_url: get("LISTBACKUP_MIGRATION_DATABASE_URL"),
@@ -408,8 +418,88 @@ impl Config {
             http,
             shutdown_grace,
             metrics_bind,
+            notifications,
         })
     }
+}
+
+/// Webhook and e-mail notification settings (issue 14 §5).
+fn notification_settings(
+    values: &BTreeMap<String, String>,
+    production: bool,
+) -> Result<listbackup_workers::notifications::NotificationSettings, ConfigError> {
+    use listbackup_workers::notifications::email::SmtpSettings;
+    use listbackup_workers::notifications::NotificationSettings;
+    let defaults = NotificationSettings::default();
+    let allow_private = match values
+        .get("LISTBACKUP_WEBHOOK_ALLOW_HTTP")
+        .map(|v| v.trim())
+    {
+        None | Some("false") => false,
+        Some("true") if production => return Err(ConfigError::Invalid {
+            key: "LISTBACKUP_WEBHOOK_ALLOW_HTTP",
+            message:
+                "plain-HTTP and private-network webhooks are refused with LISTBACKUP_ENV=production"
+                    .into(),
+        }),
+        Some("true") => true,
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                key: "LISTBACKUP_WEBHOOK_ALLOW_HTTP",
+                message: "must be true or false".into(),
+            })
+        }
+    };
+    let smtp = match (
+        values.get("LISTBACKUP_SMTP_URL"),
+        values.get("LISTBACKUP_SMTP_FROM"),
+    ) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::Missing(
+                "LISTBACKUP_SMTP_FROM (with LISTBACKUP_SMTP_URL)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Missing(
+                "LISTBACKUP_SMTP_URL (with LISTBACKUP_SMTP_FROM)",
+            ))
+        }
+        (Some(url), Some(from)) => Some(SmtpSettings::parse(url.trim(), from.trim()).map_err(
+            |message| ConfigError::Invalid {
+                key: "LISTBACKUP_SMTP_URL / LISTBACKUP_SMTP_FROM",
+                message,
+            },
+        )?),
+    };
+    Ok(NotificationSettings {
+        allow_private,
+        retry_base: std::time::Duration::from_millis(number(
+            values,
+            "LISTBACKUP_WEBHOOK_RETRY_BASE_MS",
+            defaults.retry_base.as_millis() as u64,
+            100..=3_600_000,
+        )?),
+        retry_max_delay: std::time::Duration::from_millis(number(
+            values,
+            "LISTBACKUP_WEBHOOK_RETRY_MAX_MS",
+            defaults.retry_max_delay.as_millis() as u64,
+            100..=86_400_000,
+        )?),
+        retry_for: std::time::Duration::from_secs(number(
+            values,
+            "LISTBACKUP_WEBHOOK_RETRY_FOR_SECS",
+            defaults.retry_for.as_secs(),
+            1..=7 * 86_400,
+        )?),
+        timeout: std::time::Duration::from_secs(number(
+            values,
+            "LISTBACKUP_WEBHOOK_TIMEOUT_SECS",
+            defaults.timeout.as_secs(),
+            1..=60,
+        )?),
+        smtp,
+    })
 }
 
 /// The HTTP settings: header cap, body read timeout, CORS origins, HSTS (when the public URL is https)

@@ -223,11 +223,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 listbackup_commands::vault::CredentialVault::new(pool.clone(), keys.clone())
                     .rotate()
                     .await?;
-            let data_keys = listbackup_commands::data_keys::DataKeys::new(pool, keys.clone())
-                .rewrap()
-                .await?;
+            let data_keys =
+                listbackup_commands::data_keys::DataKeys::new(pool.clone(), keys.clone())
+                    .rewrap()
+                    .await?;
+            let webhook_secrets =
+                listbackup_commands::webhooks::WebhookSecrets::new(pool, keys.clone())
+                    .rotate()
+                    .await?;
             println!(
-                "{credentials} credential(s) re-encrypted and {data_keys} data key(s) re-wrapped under master key {}",
+                "{credentials} credential(s) re-encrypted, {data_keys} data key(s) re-wrapped and \
+                 {webhook_secrets} webhook secret(s) re-encrypted under master key {}",
                 keys.current_key_id()
             );
         }

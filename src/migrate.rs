@@ -63,6 +63,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0110_active_jobs_index.sql"),
     ),
     (
+        "0120_webhooks",
+        include_str!("../migrations/0120_webhooks.sql"),
+    ),
+    (
         "0130_database_commit_horizon",
         include_str!("../migrations/0130_database_commit_horizon.sql"),
     ),

@@ -241,6 +241,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let metrics_pools = (db.clone(), event_store.clone());
     // Backups are encrypted with per-account data keys wrapped by the same master keys (issue 13 §2).
     let data_keys = listbackup_commands::data_keys::DataKeys::new(db.clone(), keys.clone());
+    // Webhook signing secrets are sealed under the same master keys (issue 14 §5).
+    let webhook_secrets =
+        listbackup_commands::webhooks::WebhookSecrets::new(db.clone(), keys.clone());
     let vault = CredentialVault::new(db.clone(), keys);
     let swept = vault.sweep_deleted().await?;
     if swept > 0 {
@@ -304,6 +307,15 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         bus!(),
         bus!(),
     ));
+    // Webhooks (issue 14 §5).
+    let webhooks = listbackup_commands::webhooks::WebhookCommands::new(
+        bus!(),
+        webhook_secrets.clone(),
+        listbackup_domain::webhook::TargetPolicy {
+            allow_private: config.notifications.allow_private,
+            allow_email: config.notifications.smtp.is_some(),
+        },
+    );
     let connections = ConnectionCommands::new(
         CommandBus::new(event_store, (), committed.clone()),
         vault,
@@ -411,6 +423,21 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     .woken_by(projected.clone())
     .woken_by_log(log.clone());
     background.push(tokio::spawn(source_sagas.run(shutdown.clone())));
+    // Notifications (issue 14 §5): the dispatcher queues deliveries from the event log, the sender sends them.
+    let queued = Arc::new(Notify::new());
+    let dispatcher =
+        listbackup_workers::notifications::NotificationDispatcher::new(db.clone(), queued.clone())
+            .woken_by(projected.clone())
+            .woken_by_log(log.clone());
+    background.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+    let sender = listbackup_workers::notifications::DeliverySender::new(
+        db.clone(),
+        webhook_secrets,
+        config.notifications.clone(),
+        queued,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    background.push(tokio::spawn(sender.run(shutdown.clone())));
     // Schedule slots (issue 5): in every process, without a leader; the Source aggregate records each slot once.
     let scheduler = listbackup_workers::scheduler::Scheduler::new(db.clone(), scheduler_sources)
         .with_clock(config.scheduler_clock.clone())
@@ -440,6 +467,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         job_files: store.map(|s| Arc::new(s) as Arc<dyn listbackup_commands::artifacts::JobFiles>),
         audit_signer: config.audit_signer.clone(),
         demo: platforms.demo().cloned(),
+        webhooks,
     };
     let app = Application::build(listener, state, authenticator, config.http.clone())?;
     let port = app.port();

@@ -10,6 +10,7 @@ use listbackup_projections::read_models::connections::{self as read_connections,
 use listbackup_projections::read_models::jobs::{self as read_jobs, JobView};
 use listbackup_projections::read_models::source_groups::{self as read_groups, SourceGroupView};
 use listbackup_projections::read_models::sources::{self as read_sources, SourceView};
+use listbackup_projections::read_models::webhooks::{self as read_webhooks, WebhookView};
 use listbackup_projections::{ProjectedWatch, ReadError};
 use tokio::time::Instant;
 
@@ -153,6 +154,23 @@ impl ReadBack for JobView {
         id: &str,
     ) -> Result<Option<Self>, ReadError> {
         read_jobs::get(client, account_id, id).await
+    }
+}
+
+impl ReadBack for WebhookView {
+    async fn projected_version(
+        client: &deadpool_postgres::Object,
+        id: &str,
+    ) -> Result<Option<i64>, ReadError> {
+        read_webhooks::projected_version(client, id).await
+    }
+
+    async fn get(
+        client: &deadpool_postgres::Object,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<Self>, ReadError> {
+        read_webhooks::get(client, account_id, id).await
     }
 }
 

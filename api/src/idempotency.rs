@@ -102,6 +102,9 @@ pub struct Created {
     pub id: String,
     pub version: i64,
     pub body: Value,
+    /// A field of the first response only (a webhook's signing secret): never stored for replays, so a
+    /// repeat of the request answers without it.
+    pub shown_once: Option<(&'static str, String)>,
 }
 
 impl Created {
@@ -110,7 +113,16 @@ impl Created {
             id: id.to_owned(),
             version,
             body: serde_json::to_value(view).map_err(ApiError::from_unexpected)?,
+            shown_once: None,
         })
+    }
+
+    /// Adds `field` with `value` to the first response only.
+    pub fn with_shown_once(self, field: &'static str, value: String) -> Self {
+        Self {
+            shown_once: Some((field, value)),
+            ..self
+        }
     }
 }
 
@@ -132,16 +144,24 @@ where
         Idempotency::Run(claim) => Some(claim),
         Idempotency::None => None,
     };
-    let result = create().await.map(|created| Answer {
-        status: StatusCode::CREATED,
-        etag: Some(crate::extract::etag(created.version)),
-        location: Some(format!("{collection}/{}", created.id)),
-        body: created.body,
+    let mut shown_once = None;
+    let result = create().await.map(|created| {
+        shown_once = created.shown_once;
+        Answer {
+            status: StatusCode::CREATED,
+            etag: Some(crate::extract::etag(created.version)),
+            location: Some(format!("{collection}/{}", created.id)),
+            body: created.body,
+        }
     });
     if let Some(claim) = claim {
         claim.finish(pool, &result).await;
     }
-    Ok(result?.respond())
+    let mut answer = result?;
+    if let Some((field, value)) = shown_once {
+        answer.body[field] = Value::String(value);
+    }
+    Ok(answer.respond())
 }
 
 /// A response worth replaying.

@@ -37,6 +37,8 @@ pub struct AppState {
     /// Demo mode's routing, when it is on: `GET /platforms` shows the demo credentials of the platforms it
     /// emulates.
     pub demo: Option<listbackup_commands::platform_client::DemoPlatforms>,
+    /// Webhooks and e-mail notification targets (issue 14 §5).
+    pub webhooks: listbackup_commands::webhooks::WebhookCommands,
 }
 
 /// The command layer's errors as problems. The conflict policy is the command bus's (one for every

@@ -19,6 +19,7 @@ pub mod source_test;
 pub mod sources;
 pub mod vault;
 pub mod verification;
+pub mod webhooks;
 
 pub use bus::{error_chain, BoxError, CommandBus, CommandError, Committed, MAX_ATTEMPTS};
 pub use metadata::EventMetadata;

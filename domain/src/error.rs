@@ -35,6 +35,8 @@ pub enum ResourceKind {
     Platform,
     /// The caller's account (its erasure, issue 13 §2).
     Account,
+    /// A webhook or e-mail notification target (issue 14 §5).
+    Webhook,
 }
 
 impl ResourceKind {
@@ -48,6 +50,7 @@ impl ResourceKind {
             Self::JobFile => "file",
             Self::Platform => "platform",
             Self::Account => "account",
+            Self::Webhook => "webhook",
         }
     }
 
@@ -61,6 +64,7 @@ impl ResourceKind {
             Self::JobFile => "file not found",
             Self::Platform => "platform not found",
             Self::Account => "account not found",
+            Self::Webhook => "webhook not found",
         }
     }
 }
@@ -79,6 +83,7 @@ mod tests {
             ResourceKind::JobFile,
             ResourceKind::Platform,
             ResourceKind::Account,
+            ResourceKind::Webhook,
         ] {
             assert_eq!(kind.not_found(), format!("{} not found", kind.noun()));
         }

@@ -12,6 +12,7 @@ pub mod source;
 pub mod source_group;
 pub mod upcasting;
 pub mod values;
+pub mod webhook;
 
 pub use error::{DomainError, ErrorKind, ResourceKind};
 pub use ids::{ConnectionId, JobId, ResourceId, SourceGroupId, SourceId, StreamId};

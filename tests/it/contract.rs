@@ -20,6 +20,7 @@ enum Kind {
     Source,
     SourceGroup,
     Job,
+    Webhook,
 }
 
 /// One resource of each kind, by id.
@@ -44,6 +45,8 @@ const NAMES_NO_RESOURCE: &[&str] = &[
     "GET /events",
     "GET /events/export",
     "GET /audit/verify",
+    "GET /webhooks",
+    "POST /webhooks",
     "GET /.well-known/listbackup-audit-key",
     // The caller's own account (never walked: it would erase it).
     "POST /account/erase",
@@ -57,6 +60,7 @@ fn body_for(route: &str) -> Option<Value> {
         "PUT /connections/{id}" | "PUT /sources/{id}" | "PUT /source-groups/{id}" => {
             json!({"name": "walk"})
         }
+        "PUT /webhooks/{id}" => json!({"description": "walk"}),
         "POST /source-groups/{id}/sources" | "POST /jobs" => json!({"sourceId": "{source}"}),
         "POST /connections/{id}/reconnect" => json!({}),
         "POST /jobs/{id}/hold" => json!({"reason": "walk"}),
@@ -81,6 +85,7 @@ fn path_kind(segments: &[&str], index: usize) -> Option<Kind> {
             "sources" => Some(Kind::Source),
             "source-groups" => Some(Kind::SourceGroup),
             "jobs" => Some(Kind::Job),
+            "webhooks" => Some(Kind::Webhook),
             other => panic!("`{{id}}` after `{other}`: say what kind of resource it names"),
         },
         _ => None,
@@ -293,6 +298,18 @@ async fn resources(backup: &BackupApp, token: &str, finished: bool) -> Owned {
         )
         .await;
     assert_eq!(added.status(), 200);
+    let webhook: Value = app
+        .post(
+            "/webhooks",
+            token,
+            &json!({"url": "https://hooks.example.com/walk", "events": ["backup.corrupted"],
+                    "description": "walked"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let webhook = webhook["webhookId"].as_str().unwrap().to_owned();
     let job = sync(app, token, &source).await;
     if finished {
         let job = backup.finished(token, &job).await;
@@ -303,6 +320,7 @@ async fn resources(backup: &BackupApp, token: &str, finished: bool) -> Owned {
         (Kind::Source, source),
         (Kind::SourceGroup, group),
         (Kind::Job, job),
+        (Kind::Webhook, webhook),
     ])
 }
 
@@ -425,6 +443,11 @@ async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_rou
         "POST /jobs/{id}/hold",
         "DELETE /jobs/{id}/hold",
         "POST /jobs/{id}/verify",
+        "PUT /webhooks/{id}",
+        "DELETE /webhooks/{id}",
+        "POST /webhooks/{id}/test",
+        "POST /webhooks/{id}/rotate-secret",
+        "GET /webhooks/{id}/deliveries",
     ] {
         assert!(templates.contains(named), "{named} was not walked");
     }
@@ -442,6 +465,12 @@ async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_rou
         let view: Value = response.json().await.unwrap();
         assert_eq!(view["name"], "walked", "{path}");
     }
+    let response = app
+        .get(&format!("/webhooks/{}", theirs[&Kind::Webhook]), &acme)
+        .await;
+    assert_eq!(response.status(), 200);
+    let view: Value = response.json().await.unwrap();
+    assert_eq!(view["description"], "walked");
     backup.stop().await;
 }
 

@@ -50,3 +50,4 @@ mod scripts;
 mod shutdown;
 mod source_groups_api;
 mod sources_api;
+mod webhooks;

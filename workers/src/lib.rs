@@ -6,6 +6,7 @@ pub mod connectors;
 pub mod log_follower;
 pub mod metrics;
 pub mod names;
+pub mod notifications;
 pub mod relay;
 pub mod retention;
 pub mod sagas;

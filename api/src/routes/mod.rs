@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod platforms;
 pub mod source_groups;
 pub mod sources;
+pub mod webhooks;
 
 use actix_web::{HttpMessage, HttpRequest};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -72,7 +73,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(source_groups::remove)
         .service(source_groups::add_source)
         .service(source_groups::remove_source)
-        .service(source_groups::list_sources);
+        .service(source_groups::list_sources)
+        .service(webhooks::create)
+        .service(webhooks::list)
+        .service(webhooks::get)
+        .service(webhooks::update)
+        .service(webhooks::remove)
+        .service(webhooks::rotate_secret)
+        .service(webhooks::test)
+        .service(webhooks::deliveries);
 }
 
 /// The event metadata of a command issued by this request.

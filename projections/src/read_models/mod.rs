@@ -14,6 +14,7 @@ pub mod connections;
 pub mod jobs;
 pub mod source_groups;
 pub mod sources;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -33,6 +34,7 @@ pub const TABLES: &[&str] = &[
     "read_source_groups",
     "read_source_group_members",
     "read_jobs",
+    "read_webhooks",
 ];
 
 /// A row of a read-model table, (de)serialized with the table's column names as keys: how rows are loaded
@@ -80,6 +82,7 @@ pub(crate) enum Decoded {
     Source(listbackup_domain::source::SourceEvent),
     SourceGroup(listbackup_domain::source_group::SourceGroupEvent),
     Job(listbackup_domain::job::JobEvent),
+    Webhook(listbackup_domain::webhook::WebhookEvent),
     /// An aggregate with no read model (yet): the log keeps its events, a later rebuild picks them up.
     Other,
 }
@@ -103,6 +106,9 @@ impl Decoded {
                 Self::SourceGroup(Deserialize::deserialize(payload)?)
             }
             listbackup_domain::job::AGGREGATE_TYPE => Self::Job(Deserialize::deserialize(payload)?),
+            listbackup_domain::webhook::AGGREGATE_TYPE => {
+                Self::Webhook(Deserialize::deserialize(payload)?)
+            }
             _ => Self::Other,
         })
     }
@@ -126,6 +132,7 @@ pub(crate) struct Rows {
     /// Group id → its members (source id → when it was added).
     pub members: HashMap<String, BTreeMap<String, DateTime<Utc>>>,
     pub jobs: HashMap<String, jobs::JobRow>,
+    pub webhooks: HashMap<String, webhooks::WebhookRow>,
 }
 
 impl Rows {
@@ -136,6 +143,7 @@ impl Rows {
             Decoded::Source(event) => sources::fold(self, header, event),
             Decoded::SourceGroup(event) => source_groups::fold(self, header, event),
             Decoded::Job(event) => jobs::fold(self, header, event),
+            Decoded::Webhook(event) => webhooks::fold(self, header, event),
             Decoded::Other => {}
         }
     }
@@ -267,6 +275,7 @@ pub(crate) async fn write_all(client: &impl GenericClient, rows: &Rows) -> Resul
     )
     .await?;
     write(client, rows.jobs.values(), false).await?;
+    write(client, rows.webhooks.values(), false).await?;
     Ok(())
 }
 
@@ -277,7 +286,7 @@ pub async fn apply_batch(
     client: &impl GenericClient,
     events: &[StoredEvent],
 ) -> Result<(), ReadError> {
-    use listbackup_domain::{connection, job, source, source_group};
+    use listbackup_domain::{connection, job, source, source_group, webhook};
     // Every row the batch may read or write.
     let mut ids: HashMap<&str, HashSet<&str>> = HashMap::new();
     for event in events {
@@ -287,6 +296,7 @@ pub async fn apply_batch(
             source::AGGREGATE_TYPE,
             source_group::AGGREGATE_TYPE,
             job::AGGREGATE_TYPE,
+            webhook::AGGREGATE_TYPE,
         ]
         .contains(&kind)
         {
@@ -311,11 +321,12 @@ pub async fn apply_batch(
         v.sort_unstable();
         v
     };
-    let (connection_ids, source_ids, group_ids, job_ids) = (
+    let (connection_ids, source_ids, group_ids, job_ids, webhook_ids) = (
         of(connection::AGGREGATE_TYPE),
         of(source::AGGREGATE_TYPE),
         of(source_group::AGGREGATE_TYPE),
         of(job::AGGREGATE_TYPE),
+        of(webhook::AGGREGATE_TYPE),
     );
     let mut rows = Rows::default();
     for row in load::<connections::ConnectionRow>(client, &connection_ids).await? {
@@ -329,6 +340,9 @@ pub async fn apply_batch(
     }
     for row in load::<jobs::JobRow>(client, &job_ids).await? {
         rows.jobs.insert(row.key().to_owned(), row);
+    }
+    for row in load::<webhooks::WebhookRow>(client, &webhook_ids).await? {
+        rows.webhooks.insert(row.key().to_owned(), row);
     }
     if !group_ids.is_empty() {
         for row in client
@@ -402,6 +416,10 @@ pub async fn apply_batch(
     let jobs: Vec<_> = changed(&rows.jobs, &before.jobs).collect();
     if !jobs.is_empty() {
         write(client, jobs, true).await?;
+    }
+    let webhooks: Vec<_> = changed(&rows.webhooks, &before.webhooks).collect();
+    if !webhooks.is_empty() {
+        write(client, webhooks, true).await?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod connectors;
 pub mod files;
+pub mod notifications;
 pub mod oauth_provider;
 /// The platforms' data APIs, emulated (the `listbackup-emulators` crate).
 pub use listbackup_emulators as platform_api;
@@ -279,6 +280,13 @@ impl TestApp {
             .expect("service restarts");
         self.address = format!("http://127.0.0.1:{}", service.port);
         self.service = Some(service);
+    }
+
+    /// Stops the service and keeps its database; [`TestApp::restart`] starts it again.
+    pub async fn stop_service(&mut self) {
+        if let Some(service) = self.service.take() {
+            service.stop().await;
+        }
     }
 
     /// Another service on the same database and NATS prefix, as a second `listbackup serve` behind the same
