@@ -207,7 +207,7 @@ pub async fn read_after_checkpoint(
              FROM checkpoints c CROSS JOIN LATERAL ( \
                SELECT {SELECT_COLUMNS} FROM events \
                WHERE (transaction_id, global_position) > (c.transaction_id, c.position) \
-                 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 AND transaction_id < (SELECT events_commit_horizon()) \
                ORDER BY transaction_id, global_position \
                LIMIT $2) e \
              WHERE c.name = $1"
