@@ -129,7 +129,8 @@ impl ConnectionCommands {
     ///
     /// The vault write comes first: a crash between the two leaves an unreferenced ciphertext (harmless, and
     /// swept by [`CredentialVault::sweep_deleted`] only once a deletion is recorded), never a connection
-    /// whose credentials are missing.
+    /// whose credentials are missing. The vault's commit skips its own WAL flush; the event's synchronous
+    /// commit, later in the same log, flushes both ([`CredentialVault::store_new`]).
     pub async fn create_api_key(
         &self,
         metadata: &EventMetadata,
@@ -143,6 +144,7 @@ impl ConnectionCommands {
                 connection_id,
                 new.platform.platform(),
                 &new.credentials,
+                Sealing::New,
             )
             .await?;
         let command = ConnectionCommand::Create {
@@ -188,7 +190,13 @@ impl ConnectionCommands {
                     .ok_or_else(|| CommandError::corrupt("connection names an unknown platform"))?
                     .platform();
                 let credential = self
-                    .seal(metadata, connection_id, platform, &credentials)
+                    .seal(
+                        metadata,
+                        connection_id,
+                        platform,
+                        &credentials,
+                        Sealing::Replacement,
+                    )
                     .await?;
                 Some(CredentialsChange {
                     settings: credentials.settings.clone(),
@@ -418,27 +426,47 @@ impl ConnectionCommands {
     /// Seals the credentials of a connect form, marked as a demo connection when they are the platform's
     /// demo set while demo mode is on (see [`crate::platform_client::PlatformEndpoints::credentials_to_seal`]); replaced credentials
     /// are decided afresh, so a demo connection given real credentials is a real connection from then on.
+    /// For a connection being created ([`Sealing::New`]) the vault's write does not wait for its own WAL
+    /// flush: the creating event's commit, next, flushes it ([`CredentialVault::store_new`]).
     async fn seal(
         &self,
         metadata: &EventMetadata,
         connection_id: &str,
         platform: &Platform,
         credentials: &Credentials,
+        sealing: Sealing,
     ) -> Result<CredentialRef, CommandError> {
         let secret = SecretCredentials::new(
             self.platforms
                 .endpoints()
                 .credentials_to_seal(platform, &credentials.all),
         );
-        let sealed = self
-            .vault
-            .store(&metadata.account_id, connection_id, &secret)
-            .await?;
+        let sealed = match sealing {
+            Sealing::New => {
+                self.vault
+                    .store_new(&metadata.account_id, connection_id, &secret)
+                    .await?
+            }
+            Sealing::Replacement => {
+                self.vault
+                    .store(&metadata.account_id, connection_id, &secret)
+                    .await?
+            }
+        };
         Ok(CredentialRef {
             key_id: sealed.key_id,
             fingerprint: sealed.fingerprint,
         })
     }
+}
+
+/// Whose credentials [`ConnectionCommands::seal`] seals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sealing {
+    /// A connection being created: its ConnectionCreated is committed next.
+    New,
+    /// An existing connection's replacement credentials.
+    Replacement,
 }
 
 fn account(metadata: &EventMetadata) -> Result<AccountId, CommandError> {

@@ -311,6 +311,25 @@ struct Sealed {
     fingerprint: String,
 }
 
+/// The upsert of [`CredentialVault::store`].
+const STORE: &str =
+    "INSERT INTO credential_vault (account_id, connection_id, key_id, nonce, ciphertext, fingerprint) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (account_id, connection_id) DO UPDATE SET \
+         key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, \
+         fingerprint = EXCLUDED.fingerprint, updated_at = now()";
+
+/// The upsert of [`CredentialVault::store_new`]: [`STORE`], with `set_config(…, true)` (PostgreSQL's
+/// `SET LOCAL` as a function) turning `synchronous_commit` off for the statement's own transaction, in the
+/// same statement rather than in a transaction block of three more.
+const STORE_NEW: &str =
+    "INSERT INTO credential_vault (account_id, connection_id, key_id, nonce, ciphertext, fingerprint) \
+     SELECT $1, $2, $3, $4, $5, $6 \
+     FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit \
+     ON CONFLICT (account_id, connection_id) DO UPDATE SET \
+         key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, \
+         fingerprint = EXCLUDED.fingerprint, updated_at = now()";
+
 /// Stores, loads, destroys and re-keys connection secrets in the `credential_vault` table.
 #[derive(Clone)]
 pub struct CredentialVault {
@@ -342,25 +361,44 @@ impl CredentialVault {
 
     /// Encrypts and upserts the secret of one connection under the current master key. The AAD binds the
     /// ciphertext to `listbackup:v1:{account_id}:{connection_id}`, so a ciphertext copied to another row does not
-    /// decrypt.
+    /// decrypt. On disk when it returns.
     pub async fn store(
         &self,
         account_id: &str,
         connection_id: &str,
         secret: &SecretCredentials,
     ) -> Result<CredentialRef, VaultError> {
+        self.upsert(account_id, connection_id, secret, STORE).await
+    }
+
+    /// [`store`](Self::store) for a connection being created, whose creating event is committed next: the
+    /// row's commit does not wait for its own WAL flush (`synchronous_commit` off for this statement's
+    /// transaction only). The event's commit, synchronous and later in the same write-ahead log, flushes the
+    /// log up to itself and so this commit with it: a connection that exists after a crash has its secret,
+    /// and a crash before the event loses at most a row no event references. Never for a secret that no
+    /// event follows (a refreshed OAuth token), which must be on disk when the call returns.
+    pub async fn store_new(
+        &self,
+        account_id: &str,
+        connection_id: &str,
+        secret: &SecretCredentials,
+    ) -> Result<CredentialRef, VaultError> {
+        self.upsert(account_id, connection_id, secret, STORE_NEW)
+            .await
+    }
+
+    async fn upsert(
+        &self,
+        account_id: &str,
+        connection_id: &str,
+        secret: &SecretCredentials,
+        sql: &str,
+    ) -> Result<CredentialRef, VaultError> {
         let key = &self.keys.current;
         let sealed = seal(key, account_id, connection_id, secret)?;
         let client = self.pool.get().await?;
         // Prepared once per pooled connection: this runs on every connection create and credential change.
-        let insert = client.prepare_cached(
-            "INSERT INTO credential_vault (account_id, connection_id, key_id, nonce, ciphertext, fingerprint)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (account_id, connection_id) DO UPDATE SET
-                     key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
-                     fingerprint = EXCLUDED.fingerprint, updated_at = now()",
-        )
-        .await?;
+        let insert = client.prepare_cached(sql).await?;
         client
             .execute(
                 &insert,
@@ -766,6 +804,41 @@ mod tests {
             .unwrap();
         let loaded = vault.load("acc1", "conn1").await.unwrap().unwrap();
         assert_eq!(loaded.get("api_key"), Some("new"));
+    }
+
+    /// `store_new` turns the WAL flush off for its own statement's transaction only: the pooled session it
+    /// ran on (which a token refresh may use next) still commits synchronously, and the row is what `store`
+    /// would have written.
+    #[tokio::test]
+    async fn store_new_stores_the_secret_and_leaves_its_session_synchronous() {
+        let db = TestDb::create().await;
+        let pool = db.pool();
+        pool.resize(1);
+        let vault = CredentialVault::new(pool.clone(), keys(&random_key(), &[]));
+        let stored = secret(&[("api_key", API_KEY)]);
+
+        let reference = vault.store_new("acc1", "conn1", &stored).await.unwrap();
+        assert_eq!(reference, vault.credential_ref("acc1", &stored));
+        let loaded = vault.load("acc1", "conn1").await.unwrap().expect("stored");
+        assert_eq!(loaded.get("api_key"), Some(API_KEY));
+        // An upsert, like `store`.
+        vault
+            .store_new("acc1", "conn1", &secret(&[("api_key", "new")]))
+            .await
+            .unwrap();
+        let loaded = vault.load("acc1", "conn1").await.unwrap().unwrap();
+        assert_eq!(loaded.get("api_key"), Some("new"));
+
+        let session = pool.get().await.unwrap();
+        let setting: String = session
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            setting, "on",
+            "the session after store_new commits synchronously"
+        );
     }
 
     #[tokio::test]

@@ -150,6 +150,27 @@ pub async fn read_after(
     rows.iter().map(StoredEvent::from_row).collect()
 }
 
+/// Makes sure the checkpoint row `name` exists (at the start of the log when new) and returns where it
+/// stands. A reader calls it once when it starts (or takes the lead), not before every read.
+pub async fn ensure_checkpoint(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<LogPosition, ReadError> {
+    statements::execute(
+        client,
+        "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        &[&name],
+    )
+    .await?;
+    let row = statements::query_one(
+        client,
+        "SELECT transaction_id::text AS txid, position FROM checkpoints WHERE name = $1",
+        &[&name],
+    )
+    .await?;
+    Ok(checkpoint_position(&row, "txid", "position"))
+}
+
 /// Reads a named checkpoint, locking its row for the rest of the transaction so two processes never
 /// advance the same reader at once. Creates the row at the start of the log on first use.
 pub async fn lock_checkpoint(
@@ -168,13 +189,92 @@ pub async fn lock_checkpoint(
         &[&name],
     )
     .await?;
-    let txid: String = row.get("txid");
-    Ok(LogPosition {
-        transaction_id: txid.parse().unwrap_or_default(),
-        global_position: row.get("position"),
-    })
+    Ok(checkpoint_position(&row, "txid", "position"))
 }
 
+/// The events after checkpoint `name` (as [`read_after`]), read with the checkpoint in one statement, and
+/// the checkpoint they follow (`None` when there are none). Takes no lock: a reader that several processes
+/// run moves the checkpoint with [`advance_checkpoint`], which refuses if another one moved it meanwhile.
+/// The row must exist ([`ensure_checkpoint`]).
+pub async fn read_after_checkpoint(
+    client: &impl GenericClient,
+    name: &str,
+    limit: i64,
+) -> Result<(Option<LogPosition>, Vec<StoredEvent>), ReadError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT c.transaction_id::text AS from_txid, c.position AS from_position, e.* \
+             FROM checkpoints c CROSS JOIN LATERAL ( \
+               SELECT {SELECT_COLUMNS} FROM events \
+               WHERE (transaction_id, global_position) > (c.transaction_id, c.position) \
+                 AND transaction_id < (SELECT events_commit_horizon()) \
+               ORDER BY transaction_id, global_position \
+               LIMIT $2) e \
+             WHERE c.name = $1"
+        )
+    });
+    let rows = statements::query(client, &SQL, &[&name, &limit]).await?;
+    let from = rows
+        .first()
+        .map(|row| checkpoint_position(row, "from_txid", "from_position"));
+    let events = rows
+        .iter()
+        .map(StoredEvent::from_row)
+        .collect::<Result<_, _>>()?;
+    Ok((from, events))
+}
+
+/// Moves checkpoint `name` from `from` to `to`, only if it still stands at `from` (compare and set: the
+/// row lock it takes is held to the end of the caller's transaction). `false` when another reader of the
+/// same name moved it first: the caller's batch is someone else's work and must not be applied.
+///
+/// With [`Commit::Asynchronous`] the statement also makes the enclosing transaction's commit skip its WAL
+/// flush (`set_config('synchronous_commit', 'off', true)`, PostgreSQL's `SET LOCAL` as a function): for a
+/// reader whose work is derived from the log and simply redone if a crash loses it.
+pub async fn advance_checkpoint(
+    client: &impl GenericClient,
+    name: &str,
+    from: LogPosition,
+    to: LogPosition,
+    commit: Commit,
+) -> Result<bool, ReadError> {
+    let sql = match commit {
+        Commit::Synchronous => {
+            "UPDATE checkpoints SET transaction_id = $4::text::xid8, position = $5 \
+             WHERE name = $1 AND transaction_id = $2::text::xid8 AND position = $3"
+        }
+        Commit::Asynchronous => {
+            "UPDATE checkpoints SET transaction_id = $4::text::xid8, position = $5 \
+             FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit \
+             WHERE name = $1 AND transaction_id = $2::text::xid8 AND position = $3"
+        }
+    };
+    let moved = statements::execute(
+        client,
+        sql,
+        &[
+            &name,
+            &from.transaction_id.to_string(),
+            &from.global_position,
+            &to.transaction_id.to_string(),
+            &to.global_position,
+        ],
+    )
+    .await?;
+    Ok(moved == 1)
+}
+
+/// Whether a transaction's commit waits for its WAL flush (PostgreSQL's `synchronous_commit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// The server's setting (on): the commit is on disk when it returns.
+    Synchronous,
+    /// `synchronous_commit = off` for this transaction only: a crash may lose the last few hundred
+    /// milliseconds of such commits, never corrupt anything.
+    Asynchronous,
+}
+
+/// Sets a checkpoint unconditionally (the caller holds its row lock: [`lock_checkpoint`]).
 pub async fn save_checkpoint(
     client: &impl GenericClient,
     name: &str,
@@ -187,6 +287,15 @@ pub async fn save_checkpoint(
     )
     .await?;
     Ok(())
+}
+
+fn checkpoint_position(row: &Row, transaction_id: &str, position: &str) -> LogPosition {
+    let txid: String = row.get(transaction_id);
+    LogPosition {
+        // xid8 has no binary mapping in tokio-postgres; it travels as text.
+        transaction_id: txid.parse().unwrap_or_default(),
+        global_position: row.get(position),
+    }
 }
 
 #[cfg(test)]

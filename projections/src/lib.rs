@@ -30,4 +30,8 @@ pub enum ReadError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A reader that follows the log alone (under its advisory lock) found its checkpoint moved by another
+    /// reader of the same name: it lost the lead, and starts over from the stored checkpoint.
+    #[error("checkpoint {name} was moved by another reader")]
+    CheckpointMoved { name: String },
 }

@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 use crate::log_signal::LogWake;
 use tokio_util::sync::CancellationToken;
 
-use crate::event_log::{lock_checkpoint, read_after, save_checkpoint};
+use crate::event_log::{advance_checkpoint, ensure_checkpoint, read_after_checkpoint, Commit};
 use crate::read_models;
 use crate::ReadError;
 
@@ -86,6 +86,8 @@ pub struct Projector {
     /// Wakes us when other processes' events (or ours held back by the commit horizon) become readable;
     /// without a listener, a poll every 100 ms.
     log: LogWake,
+    /// Set once the checkpoint row is known to exist: it is made once, not before every read.
+    checkpoint_ensured: tokio::sync::OnceCell<()>,
 }
 
 impl Projector {
@@ -97,6 +99,7 @@ impl Projector {
             applied: Arc::default(),
             batch_size: 500,
             log: LogWake::polling(Duration::from_millis(100)),
+            checkpoint_ensured: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -112,42 +115,58 @@ impl Projector {
         }
     }
 
-    /// Applies one batch; returns how many events it applied (0 when caught up).
+    /// Applies one batch of at most `batch_size` events; returns how many it applied (0 when caught up).
+    ///
+    /// Several processes may run a projector over the same read models. The batch is read with the
+    /// checkpoint in one statement, outside any transaction (an empty batch costs that one statement); then
+    /// one transaction moves the checkpoint from where the batch starts to its last event (compare and set,
+    /// first, so the row lock orders this projector against the others and against a rebuild's swap),
+    /// applies the batch, and commits both together, so a crash can neither skip an event nor apply one
+    /// twice. If another projector moved the checkpoint meanwhile, nothing is applied and the batch is read
+    /// again.
     pub async fn catch_up_batch(&self) -> Result<usize, ReadError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // Read models are derived data: if a crash loses this commit, it loses the checkpoint with it, and the
-        // events are simply applied again from the log. So the commit need not wait for its WAL flush.
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
+        self.checkpoint_ensured
+            .get_or_try_init(|| async { ensure_checkpoint(&client, CHECKPOINT).await.map(|_| ()) })
             .await?;
-        let from = lock_checkpoint(&tx, CHECKPOINT).await?;
-        let events = read_after(&tx, from, self.batch_size).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
-            tx.rollback().await?;
-            return Ok(0);
-        };
-        read_models::apply_batch(&tx, &events).await?;
-        save_checkpoint(&tx, CHECKPOINT, last).await?;
-        tx.commit().await?;
-        // Only once committed: a waiter told "applied" must find it in the tables.
-        if let Ok(mut applied) = self.applied.lock() {
-            for event in &events {
-                applied.record(&event.aggregate_id, event.sequence);
+        loop {
+            let (from, events) =
+                read_after_checkpoint(&client, CHECKPOINT, self.batch_size).await?;
+            let (Some(from), Some(last)) = (from, events.last().map(|e| e.position)) else {
+                return Ok(0);
+            };
+            let tx = client.transaction().await?;
+            // Read models are derived data: if a crash loses this commit, it loses the checkpoint with it, and
+            // the events are simply applied again from the log. So the commit need not wait for its WAL flush.
+            if !advance_checkpoint(&tx, CHECKPOINT, from, last, Commit::Asynchronous).await? {
+                // Another process's projector applied (some of) these events first.
+                tx.rollback().await?;
+                continue;
             }
+            read_models::apply_batch(&tx, &events).await?;
+            tx.commit().await?;
+            // Only once committed: a waiter told "applied" must find it in the tables.
+            if let Ok(mut applied) = self.applied.lock() {
+                for event in &events {
+                    applied.record(&event.aggregate_id, event.sequence);
+                }
+            }
+            self.projected.send_modify(|n| *n += 1);
+            return Ok(events.len());
         }
-        self.projected.send_modify(|n| *n += 1);
-        Ok(events.len())
     }
 
-    /// Applies batches until nothing is left below the commit horizon.
+    /// Applies batches until nothing is left below the commit horizon: a batch shorter than a full one
+    /// took everything readable when it was read, so no further read is made for it (a commit after that
+    /// read wakes [`run`](Self::run) again).
     pub async fn catch_up(&self) -> Result<usize, ReadError> {
         let mut total = 0;
         loop {
             let applied = self.catch_up_batch().await?;
-            if applied == 0 {
+            total += applied;
+            if (applied as i64) < self.batch_size {
                 return Ok(total);
             }
-            total += applied;
         }
     }
 

@@ -16,6 +16,7 @@ mod connections_api;
 mod connector_paging;
 mod connectors_platforms;
 mod contract;
+mod crash_safety;
 mod demo_mode;
 mod encryption;
 mod event_store;

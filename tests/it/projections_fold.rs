@@ -610,3 +610,61 @@ async fn the_live_projector_a_replay_and_a_rebuild_fold_the_same_rows() {
     assert_eq!(rebuilt.events, events);
     assert_eq!(snapshot(&client).await, live, "the rebuild differs");
 }
+
+/// Two projectors on one database (as two `listbackup serve` processes run them), catching up at the same
+/// moments: the checkpoint moves by compare and set, so each event is applied by exactly one of them (their
+/// counts add up to the log), and the rows are what a rebuild folds.
+#[tokio::test]
+async fn two_projectors_racing_apply_each_event_once() {
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let pool = || {
+        let pool = deadpool_postgres::Config {
+            url: Some(db.url.clone()),
+            ..Default::default()
+        }
+        .create_pool(
+            Some(deadpool_postgres::Runtime::Tokio1),
+            tokio_postgres::NoTls,
+        )
+        .unwrap();
+        pool.resize(2);
+        pool
+    };
+    let (pool_a, pool_b) = (pool(), pool());
+    let a = Projector::new(pool_a.clone(), Arc::new(tokio::sync::Notify::new()));
+    let b = Projector::new(pool_b, Arc::new(tokio::sync::Notify::new()));
+    let client = db.connect().await;
+    let base = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let log = varied_log(base);
+    let events: usize = log.transactions.iter().map(Vec::len).sum();
+
+    let mut appender = Appender::default();
+    let mut folded = 0;
+    for transaction in &log.transactions {
+        appender.append(&client, transaction, base).await;
+        let (by_a, by_b) = tokio::join!(a.catch_up(), b.catch_up());
+        folded += by_a.unwrap() + by_b.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while folded < events && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (by_a, by_b) = tokio::join!(a.catch_up(), b.catch_up());
+        folded += by_a.unwrap() + by_b.unwrap();
+    }
+    assert_eq!(folded, events, "every event applied once, by one of them");
+    let live = snapshot(&client).await;
+    assert_eq!(
+        row(&live, "read_jobs", "job_id", "j6")["status"],
+        "queued",
+        "the last transaction is in"
+    );
+    listbackup_projections::rebuild::rebuild(&pool_a)
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot(&client).await,
+        live,
+        "a rebuild folds the same rows"
+    );
+}

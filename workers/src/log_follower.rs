@@ -1,14 +1,18 @@
 //! The loop shared by the readers of the event log that must run in one process at a time (the relay, the
-//! sagas): take a Postgres advisory lock, then handle batch after batch from the reader's checkpoint, idling
-//! between empty batches until this process's projector sees a commit (or the poll interval passes, for
-//! commits of other processes). Failures are retried from the checkpoint with backoff, so nothing is skipped.
+//! sagas): take a Postgres advisory lock, make sure the reader's checkpoint row exists and read it (once per
+//! lead), then handle batch after batch from the position kept in memory, idling after a batch that was not
+//! full until this process's projector sees a commit (or the log's listener or the poll interval wakes it,
+//! for commits of other processes). Each batch moves the stored checkpoint from where it started (compare
+//! and set: a leader that lost its lock without noticing fails there and starts over). Failures are retried
+//! from the stored checkpoint with backoff, so nothing is skipped.
 
 use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use listbackup_projections::{LogWake, ProjectedWatch};
+use listbackup_projections::event_log::ensure_checkpoint;
+use listbackup_projections::{LogPosition, LogWake, ProjectedWatch, ReadError, StoredEvent};
 use tokio_util::sync::CancellationToken;
 
 /// How a leader follows the log.
@@ -19,6 +23,8 @@ pub struct LogFollower {
     lock: i64,
     /// What the logs call it ("relay", "source sagas").
     name: &'static str,
+    /// The name of its row in `checkpoints`.
+    checkpoint: &'static str,
     /// How long an idle follower waits before looking again when nothing woke it.
     poll_interval: Duration,
     /// This process's projector ticks after each batch it applies: a commit made here wakes the follower at
@@ -30,11 +36,12 @@ pub struct LogFollower {
 }
 
 impl LogFollower {
-    pub fn new(pool: Pool, lock: i64, name: &'static str) -> Self {
+    pub fn new(pool: Pool, lock: i64, name: &'static str, checkpoint: &'static str) -> Self {
         Self {
             pool,
             lock,
             name,
+            checkpoint,
             poll_interval: Duration::from_millis(100),
             wake: None,
             log: None,
@@ -57,21 +64,26 @@ impl LogFollower {
         }
     }
 
-    /// Runs until `shutdown`: waits to be the leader, calls `on_lead` once it is, then `batch` (which returns
-    /// how many events it handled) until shutdown. An error from either pauses the follower, releases the lock
-    /// and starts over after a backoff (200 ms doubling to 5 s). Shutdown is seen between batches, never in
-    /// one: the batch in hand finishes and saves its checkpoint, so a restart does not handle it again.
+    /// Runs until `shutdown`: waits to be the leader, calls `on_lead` once it is, reads the checkpoint, then
+    /// calls `batch` with the position to read after until shutdown (it handles the events after it and moves
+    /// the stored checkpoint: [`Handled`] says how far). An error from either pauses the follower, releases
+    /// the lock and starts over after a backoff (200 ms doubling to 5 s). Shutdown is seen between batches,
+    /// never in one: the batch in hand finishes and saves its checkpoint, so a restart does not handle it
+    /// again.
     pub async fn run<E, Lead, LeadFut, Batch, BatchFut>(
         &self,
         shutdown: CancellationToken,
         mut on_lead: Lead,
         mut batch: Batch,
     ) where
-        E: Display + From<deadpool_postgres::PoolError> + From<tokio_postgres::Error>,
+        E: Display
+            + From<deadpool_postgres::PoolError>
+            + From<tokio_postgres::Error>
+            + From<ReadError>,
         Lead: FnMut() -> LeadFut,
         LeadFut: Future<Output = Result<(), E>>,
-        Batch: FnMut() -> BatchFut,
-        BatchFut: Future<Output = Result<usize, E>>,
+        Batch: FnMut(LogPosition) -> BatchFut,
+        BatchFut: Future<Output = Result<Handled, E>>,
     {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -99,11 +111,11 @@ impl LogFollower {
         batch: &mut Batch,
     ) -> Result<(), E>
     where
-        E: From<deadpool_postgres::PoolError> + From<tokio_postgres::Error>,
+        E: From<deadpool_postgres::PoolError> + From<tokio_postgres::Error> + From<ReadError>,
         Lead: FnMut() -> LeadFut,
         LeadFut: Future<Output = Result<(), E>>,
-        Batch: FnMut() -> BatchFut,
-        BatchFut: Future<Output = Result<usize, E>>,
+        Batch: FnMut(LogPosition) -> BatchFut,
+        BatchFut: Future<Output = Result<Handled, E>>,
     {
         // A session-level lock held by this pooled connection, rather than a row lock in a transaction: a
         // long-lived transaction would hold back the commit horizon every log reader waits for. If the
@@ -127,6 +139,8 @@ impl LogFollower {
                 _ = shutdown.cancelled() => return Ok(()),
                 led = on_lead() => led?,
             }
+            // Only the leader moves this checkpoint: read once, then kept here.
+            let mut at = ensure_checkpoint(&session, self.checkpoint).await?;
             let mut wake = self.wake.clone();
             let mut log = self.log.clone();
             loop {
@@ -137,11 +151,14 @@ impl LogFollower {
                 if let Some(log) = log.as_mut() {
                     log.mark_seen();
                 }
-                let handled = batch().await?;
+                let handled = batch(at).await?;
+                if let Some(last) = handled.last {
+                    at = last;
+                }
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                if handled == 0 {
+                if !handled.full {
                     let projected = async {
                         match wake.as_mut() {
                             Some(wake) => wake.next_commit(self.poll_interval).await,
@@ -172,5 +189,25 @@ impl LogFollower {
             .execute("SELECT pg_advisory_unlock($1)", &[&self.lock])
             .await;
         result
+    }
+}
+
+/// What one batch of a follower did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    /// The last event handled, where the stored checkpoint now stands; `None` when there was none.
+    pub last: Option<LogPosition>,
+    /// The batch was full: more events may be readable already, so the next one is read at once. Otherwise
+    /// the batch took everything readable when it was read, and the follower waits to be woken.
+    pub full: bool,
+}
+
+impl Handled {
+    /// The outcome of a batch read with `limit` that returned `events`.
+    pub fn of(events: &[StoredEvent], limit: i64) -> Self {
+        Self {
+            last: events.last().map(|e| e.position),
+            full: events.len() as i64 >= limit,
+        }
     }
 }

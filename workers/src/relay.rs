@@ -15,10 +15,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use deadpool_postgres::Pool;
-use listbackup_projections::event_log::{read_after, save_checkpoint};
-use listbackup_projections::{LogPosition, ProjectedWatch, StoredEvent};
+use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit};
+use listbackup_projections::{LogPosition, ProjectedWatch, ReadError, StoredEvent};
 
-use crate::log_follower::LogFollower;
+use crate::log_follower::{Handled, LogFollower};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -62,7 +62,7 @@ pub struct Relay {
 impl Relay {
     pub fn new(pool: Pool, nats: async_nats::Client, names: NatsNames) -> Self {
         Self {
-            follower: LogFollower::new(pool.clone(), RELAY_LOCK, "relay"),
+            follower: LogFollower::new(pool.clone(), RELAY_LOCK, "relay", CHECKPOINT),
             pool,
             jetstream: jetstream::new(nats),
             names,
@@ -105,17 +105,23 @@ impl Relay {
     /// down) are retried with backoff; nothing is skipped.
     pub async fn run(self, shutdown: CancellationToken) {
         self.follower
-            .run(shutdown, || self.ensure_stream(), || self.publish_batch())
+            .run(
+                shutdown,
+                || self.ensure_stream(),
+                |from| self.publish_batch(from),
+            )
             .await
     }
 
-    /// Publishes the next batch after the checkpoint; returns how many events it published.
-    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+    /// Publishes the next batch after `from` (where the relay's checkpoint stands), then moves the checkpoint
+    /// to its last event. Fails, having published (duplicates JetStream drops), if the checkpoint no longer
+    /// stands at `from`: another relay took the lead.
+    pub async fn publish_batch(&self, from: LogPosition) -> Result<Handled, RelayError> {
         let client = self.pool.get().await?;
-        let from = read_checkpoint(&client).await?;
         let events = read_after(&client, from, self.batch_size).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(0);
+        let handled = Handled::of(&events, self.batch_size);
+        let Some(last) = handled.last else {
+            return Ok(handled);
         };
         // Publish the whole batch, then wait for every ack: JetStream keeps one connection's publishes in order.
         let mut acks = Vec::with_capacity(events.len());
@@ -133,29 +139,14 @@ impl Relay {
         for ack in acks {
             ack.await.map_err(nats_err)?;
         }
-        save_checkpoint(&client, CHECKPOINT, last).await?;
-        Ok(events.len())
+        if !advance_checkpoint(&client, CHECKPOINT, from, last, Commit::Synchronous).await? {
+            return Err(ReadError::CheckpointMoved {
+                name: CHECKPOINT.to_owned(),
+            }
+            .into());
+        }
+        Ok(handled)
     }
-}
-
-async fn read_checkpoint(client: &deadpool_postgres::Client) -> Result<LogPosition, RelayError> {
-    client
-        .execute(
-            "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-            &[&CHECKPOINT],
-        )
-        .await?;
-    let row = client
-        .query_one(
-            "SELECT transaction_id::text, position FROM checkpoints WHERE name = $1",
-            &[&CHECKPOINT],
-        )
-        .await?;
-    let txid: String = row.get(0);
-    Ok(LogPosition {
-        transaction_id: txid.parse().unwrap_or_default(),
-        global_position: row.get(1),
-    })
 }
 
 fn headers(event: &StoredEvent) -> HeaderMap {

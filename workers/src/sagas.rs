@@ -29,10 +29,10 @@ use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::source::SyncOutcome;
 use listbackup_domain::ErrorKind;
-use listbackup_projections::event_log::{lock_checkpoint, read_after, save_checkpoint};
-use listbackup_projections::{ProjectedWatch, StoredEvent};
+use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit};
+use listbackup_projections::{LogPosition, ProjectedWatch, ReadError, StoredEvent};
 
-use crate::log_follower::LogFollower;
+use crate::log_follower::{Handled, LogFollower};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +72,7 @@ impl SourceSagas {
         jobs: Arc<JobCommands>,
     ) -> Self {
         Self {
-            follower: LogFollower::new(pool.clone(), SAGA_LOCK, "source sagas"),
+            follower: LogFollower::new(pool.clone(), SAGA_LOCK, "source sagas", CHECKPOINT),
             pool,
             groups,
             sources,
@@ -104,24 +104,31 @@ impl SourceSagas {
             .run(
                 shutdown,
                 || async { Ok::<(), SagaError>(()) },
-                || self.run_batch(),
+                |from| self.run_batch(from),
             )
             .await
     }
 
-    /// Handles the next batch after the checkpoint; returns how many events it read.
-    pub async fn run_batch(&self) -> Result<usize, SagaError> {
+    /// Handles the next batch after `from` (where the saga's checkpoint stands), then moves the checkpoint to
+    /// its last event. Fails, having followed up (harmless: follow-ups are idempotent), if the checkpoint no
+    /// longer stands at `from`: another process took the lead.
+    pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, SagaError> {
         let client = self.pool.get().await?;
-        let from = lock_checkpoint(&client, CHECKPOINT).await?;
         let events = read_after(&client, from, self.batch_size).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(0);
+        let handled = Handled::of(&events, self.batch_size);
+        let Some(last) = handled.last else {
+            return Ok(handled);
         };
         for event in &events {
             self.handle(&client, event).await?;
         }
-        save_checkpoint(&client, CHECKPOINT, last).await?;
-        Ok(events.len())
+        if !advance_checkpoint(&client, CHECKPOINT, from, last, Commit::Synchronous).await? {
+            return Err(ReadError::CheckpointMoved {
+                name: CHECKPOINT.to_owned(),
+            }
+            .into());
+        }
+        Ok(handled)
     }
 
     async fn handle(

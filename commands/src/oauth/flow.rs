@@ -324,9 +324,10 @@ impl OauthService {
             None => {
                 let connection_id = uuid::Uuid::now_v7().to_string();
                 let name = default_name(pending.name.as_deref(), platform, &external);
+                // ConnectionCreated follows at once and its commit flushes this one.
                 let credential = self
                     .vault
-                    .store(&pending.account_id, &connection_id, &secret)
+                    .store_new(&pending.account_id, &connection_id, &secret)
                     .await?;
                 let command = ConnectionCommand::CreateOauth {
                     connection_id: connection_id.clone(),
