@@ -146,7 +146,11 @@ impl BackupWorker {
         let feeder: consumer::PullConsumer = events
             .create_consumer(consumer::pull::Config {
                 durable_name: Some(name),
-                filter_subject: self.names.event_subject("source", "SyncRequested"),
+                // Backups and restores wait in the same queue and are run by the same workers.
+                filter_subjects: vec![
+                    self.names.event_subject("source", "SyncRequested"),
+                    self.names.event_subject("source", "RestoreRequested"),
+                ],
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 ..Default::default()
