@@ -41,7 +41,9 @@ pub async fn request_restore(
     let not_a_backup = |why: &str| CommandError::Domain {
         kind: ErrorKind::Invalid,
         field: Some("snapshot"),
-        message: format!("{why}: the snapshot must be a succeeded or partial backup of this source"),
+        message: format!(
+            "{why}: the snapshot must be a succeeded or partial backup of this source"
+        ),
     };
     if snapshot.status() == JobStatus::Queued
         || snapshot.account_id() != metadata.account_id

@@ -26,7 +26,9 @@ pub enum SnapshotError {
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("reading a backup's files failed")]
     Storage(#[from] StorageError),
-    #[error("the snapshot {0} is not a stored backup of this source (expired, or never completed)")]
+    #[error(
+        "the snapshot {0} is not a stored backup of this source (expired, or never completed)"
+    )]
     NotABackup(String),
     #[error("a backed-up file of {data_type} is not gzip NDJSON")]
     Unreadable {
@@ -141,8 +143,9 @@ impl Snapshot {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let record: Value = serde_json::from_str(&line)
-                    .map_err(|e| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+                let record: Value = serde_json::from_str(&line).map_err(|e| {
+                    unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                })?;
                 match record_id(&record, id_field) {
                     Some(id) => match positions.get(&id) {
                         Some(&at) => merged.records[at] = record,

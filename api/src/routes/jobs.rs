@@ -4,9 +4,9 @@
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
-use listbackup_commands::{group_sync, restores};
 use listbackup_commands::sources::SyncRequest;
-use listbackup_commands::EventMetadata;
+use listbackup_commands::{group_sync, restores};
+use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::manifest::MANIFEST_FILE as MANIFEST;
 use listbackup_domain::job::retry::{plan_retry, ConnectionEvidence, EndedJob, RetryRefused};
 use listbackup_domain::job::{JobKind, JobStatus, JobTrigger, RestoreMode, RestoreRequest};
@@ -22,7 +22,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
 use crate::state::AppState;
-use listbackup_domain::ResourceKind;
+use listbackup_domain::{ErrorKind, ResourceKind};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -175,9 +175,7 @@ pub async fn create_restore(
     let id = resource_id(&path, ResourceKind::Source)?;
     let snapshot = uuid::Uuid::parse_str(&body.snapshot)
         .map(|u| u.hyphenated().to_string())
-        .map_err(|_| {
-            ApiError::validation(vec![FieldError::new("snapshot", "is not a job id")])
-        })?;
+        .map_err(|_| ApiError::validation(vec![FieldError::new("snapshot", "is not a job id")]))?;
     let meta = metadata(&req, &principal);
     let request = RestoreRequest {
         snapshot,
@@ -186,8 +184,17 @@ pub async fn create_restore(
         mode: body.mode,
         dry_run: body.dry_run,
     };
-    let queued =
-        restores::request_restore(&state.sources, &state.jobs, &meta, &id, request).await?;
+    // A snapshot that is not a readable backup of the source, or a data type the platform cannot write: the
+    // request is well-formed but cannot be carried out (422, naming the field).
+    let queued = restores::request_restore(&state.sources, &state.jobs, &meta, &id, request)
+        .await
+        .map_err(|err| match err {
+            CommandError::Domain {
+                kind: ErrorKind::Invalid,
+                ..
+            } => ApiError::from(err).with_status_422(),
+            err => ApiError::from(err),
+        })?;
     let view = read_back_job(&state, &meta, &id, &queued.job_id, queued.committed.version).await?;
     Ok(accepted(view))
 }

@@ -132,7 +132,9 @@ pub fn plan(
     if writes.update.is_none() {
         return PlannedRecord {
             action: RestoreAction::CannotRestore,
-            reason: Some("changed since the snapshot, and the platform cannot update it once created"),
+            reason: Some(
+                "changed since the snapshot, and the platform cannot update it once created",
+            ),
             fields: Map::new(),
         };
     }

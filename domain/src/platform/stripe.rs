@@ -7,8 +7,8 @@
 //! - Errors: `{"error":{"message":…,"type":…}}`. Rate limits: 100 read requests/s in live mode, 25/s in test
 //!   mode (https://docs.stripe.com/rate-limits); we keep to the lower.
 
-use super::*;
 use super::writes::{RecordWrites, WriteBody};
+use super::*;
 
 /// The customer fields a restore sends: those of the customer object
 /// (<https://docs.stripe.com/api/customers/object>) that both create (<https://docs.stripe.com/api/customers/create>)

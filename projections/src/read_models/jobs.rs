@@ -567,7 +567,10 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
             }
             let batch = created + updated + skipped + failed;
             if let Value::Array(entries) = &mut row.data_types {
-                for d in entries.iter_mut().filter(|d| d["name"] == data_type.as_str()) {
+                for d in entries
+                    .iter_mut()
+                    .filter(|d| d["name"] == data_type.as_str())
+                {
                     let records = d["records"].as_u64().unwrap_or(0) + batch;
                     merge(d, json!({"records": records}));
                 }

@@ -284,7 +284,10 @@ impl BackupWorker {
         // Leases live as long as runs do, past `shutdown` while the drain lasts.
         let settled = CancellationToken::new();
         tokio::join!(
-            worker.keep_running("backup queue feeder", &shutdown, || worker.feed(&shutdown)),
+            worker.keep_running("backup queue feeder", &shutdown, || worker
+                .feed(&shutdown, queue::FEEDS[0])),
+            worker.keep_running("restore queue feeder", &shutdown, || worker
+                .feed(&shutdown, queue::FEEDS[1])),
             async {
                 worker.dispatch_until_drained(&shutdown).await;
                 settled.cancel();

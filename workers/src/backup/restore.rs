@@ -41,7 +41,9 @@ impl From<SnapshotError> for RunFailure {
             SnapshotError::NotABackup(_) | SnapshotError::Unreadable { .. } => {
                 (JobErrorCode::ValidationError, false)
             }
-            SnapshotError::Store(_) | SnapshotError::Storage(_) => (JobErrorCode::StorageError, true),
+            SnapshotError::Store(_) | SnapshotError::Storage(_) => {
+                (JobErrorCode::StorageError, true)
+            }
         };
         Self {
             code,
@@ -120,7 +122,13 @@ impl BackupWorker {
             let id_field = platform.listing(data_type).map_or("id", |l| l.id_field);
             let records = snapshot.records(data_type, id_field).await?;
             let current = match self
-                .current_records(connection_id, platform, data_type, credentials.expose(), id_field)
+                .current_records(
+                    connection_id,
+                    platform,
+                    data_type,
+                    credentials.expose(),
+                    id_field,
+                )
                 .await
             {
                 Ok(current) => current,
@@ -166,7 +174,11 @@ impl BackupWorker {
                         match self.connector.write_record(write).await {
                             Ok(new_id) => line["newId"] = json!(new_id),
                             // The platform refused this record (validation): reported, and the run goes on.
-                            Err(err @ FetchError::Platform { retryable: false, .. }) => {
+                            Err(
+                                err @ FetchError::Platform {
+                                    retryable: false, ..
+                                },
+                            ) => {
                                 action = RestoreAction::CannotRestore;
                                 line["action"] = json!(action);
                                 line["error"] = json!(err.to_string());
@@ -186,24 +198,30 @@ impl BackupWorker {
                     RestoreAction::Skip => batch.skipped += 1,
                     RestoreAction::CannotRestore => batch.failed += 1,
                 }
-                report.write_raw(&serde_json::value::to_raw_value(&line).map_err(
-                    |err| RunFailure {
-                        code: JobErrorCode::Internal,
-                        message: format!("a report line could not be written: {err}"),
-                        retryable: false,
-                    },
-                )?)
-                .await?;
+                report
+                    .write_raw(&serde_json::value::to_raw_value(&line).map_err(|err| {
+                        RunFailure {
+                            code: JobErrorCode::Internal,
+                            message: format!("a report line could not be written: {err}"),
+                            retryable: false,
+                        }
+                    })?)
+                    .await?;
                 progress.records += 1;
                 if batch.created + batch.updated + batch.skipped + batch.failed >= BATCH {
                     self.jobs
-                        .record_restored(metadata, job_id, worker, std::mem::replace(
-                            &mut batch,
-                            RestoredBatch {
-                                data_type: data_type.clone(),
-                                ..RestoredBatch::default()
-                            },
-                        ))
+                        .record_restored(
+                            metadata,
+                            job_id,
+                            worker,
+                            std::mem::replace(
+                                &mut batch,
+                                RestoredBatch {
+                                    data_type: data_type.clone(),
+                                    ..RestoredBatch::default()
+                                },
+                            ),
+                        )
                         .await?;
                     batches += 1;
                     reporter.page(&progress, batches).await?;
@@ -235,6 +253,10 @@ impl BackupWorker {
                 retryable: false,
             });
         }
+        // A cancellation that came in during the last data type still wins, as for a backup.
+        if job.cancel_requested() {
+            return Err(cancelled());
+        }
         let mut manifest = artifacts.new_manifest(platform_id.as_str(), attempt, started_at);
         manifest.add_file(file.manifest_file(None));
         manifest.finished_at = Utc::now();
@@ -260,9 +282,12 @@ impl BackupWorker {
         id_field: &str,
     ) -> Result<HashMap<String, Value>, FetchError> {
         let mut current = HashMap::new();
-        let mut pager = self
-            .connector
-            .pages(FetchRequest::new(connection_id, platform, data_type, credentials))?;
+        let mut pager = self.connector.pages(FetchRequest::new(
+            connection_id,
+            platform,
+            data_type,
+            credentials,
+        ))?;
         while let Some(page) = pager.next_page().await? {
             for raw in page.records {
                 let record: Value = serde_json::from_str(raw.get())

@@ -41,11 +41,14 @@ impl Connector {
         let base = self.endpoints.api_base(platform, write.credentials)?;
         let path = match write.update {
             None => write.writes.create.to_owned(),
-            Some(id) => write.writes.update_path(id).ok_or_else(|| FetchError::Unsupported {
-                platform: platform.id.to_owned(),
-                data_type: write.writes.create.to_owned(),
-                reason: "the platform does not let a record change once created",
-            })?,
+            Some(id) => write
+                .writes
+                .update_path(id)
+                .ok_or_else(|| FetchError::Unsupported {
+                    platform: platform.id.to_owned(),
+                    data_type: write.writes.create.to_owned(),
+                    reason: "the platform does not let a record change once created",
+                })?,
         };
         let url = format!("{base}{path}");
         let body = match write.writes.body {
@@ -147,13 +150,22 @@ mod tests {
             .into_owned()
             .collect();
         assert!(decoded.contains(&("name".into(), "Ada".into())), "{create}");
-        assert!(decoded.contains(&("metadata[tier]".into(), "gold".into())), "{create}");
-        assert!(decoded.contains(&("preferred_locales[0]".into(), "en-US".into())), "{create}");
+        assert!(
+            decoded.contains(&("metadata[tier]".into(), "gold".into())),
+            "{create}"
+        );
+        assert!(
+            decoded.contains(&("preferred_locales[0]".into(), "en-US".into())),
+            "{create}"
+        );
         assert!(!decoded.iter().any(|(k, _)| k == "phone"), "{create}");
         let update = bracketed_form(&fields, true).unwrap();
         let decoded: Vec<(String, String)> = url::form_urlencoded::parse(update.as_bytes())
             .into_owned()
             .collect();
-        assert!(decoded.contains(&("phone".into(), String::new())), "{update}");
+        assert!(
+            decoded.contains(&("phone".into(), String::new())),
+            "{update}"
+        );
     }
 }
