@@ -70,6 +70,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0130_database_commit_horizon",
         include_str!("../migrations/0130_database_commit_horizon.sql"),
     ),
+    (
+        "0140_restore_jobs",
+        include_str!("../migrations/0140_restore_jobs.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

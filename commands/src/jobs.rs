@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 
 use listbackup_domain::connection::Connection;
-use listbackup_domain::job::{Job, JobCommand, JobErrorCode, JobTrigger, QueuedJob, Verification};
+use listbackup_domain::job::{
+    Job, JobCommand, JobErrorCode, JobKind, JobTrigger, QueuedJob, Verification,
+};
 use listbackup_domain::platform::PlatformId;
 use serde::Serialize;
 
@@ -28,6 +30,18 @@ pub struct JobStart {
     pub trigger: JobTrigger,
     pub retry_of: Option<String>,
     pub data_types: Vec<String>,
+    /// A backup, or a restore (from the source's `RestoreRequested`).
+    pub kind: JobKind,
+}
+
+/// One batch of a restore's records of one data type, counted by what happened to them (`RecordsRestored`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoredBatch {
+    pub data_type: String,
+    pub created: u64,
+    pub updated: u64,
+    pub skipped: u64,
+    pub failed: u64,
 }
 
 /// One data type stored completely.
@@ -115,6 +129,7 @@ impl JobCommands {
             retry_of: start.retry_of,
             worker: worker.to_owned(),
             data_types: start.data_types,
+            kind: start.kind,
         };
         // The aggregate refuses a second Start (conflict); two racing first Starts collide on sequence 1.
         self.bus
@@ -172,6 +187,26 @@ impl JobCommands {
                 None,
             )
             .await
+    }
+
+    /// RecordsRestored: one batch of a restore's records is written (or planned, dry).
+    pub async fn record_restored(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        worker: &str,
+        batch: RestoredBatch,
+    ) -> Result<Committed, CommandError> {
+        let command = JobCommand::RecordRestored {
+            account_id: account(metadata)?,
+            worker: worker.to_owned(),
+            data_type: batch.data_type,
+            created: batch.created,
+            updated: batch.updated,
+            skipped: batch.skipped,
+            failed: batch.failed,
+        };
+        self.bus.execute(job_id, command, metadata, None).await
     }
 
     /// ResourceBackupFailed: one data type could not be backed up; the run goes on with the next one.

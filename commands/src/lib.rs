@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod oauth;
 pub mod platform_client;
 pub mod platform_metrics;
+pub mod restores;
 pub mod sampling;
 pub mod source_groups;
 pub mod source_test;

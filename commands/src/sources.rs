@@ -205,6 +205,24 @@ impl SourceCommands {
             .await
     }
 
+    /// Records RestoreRequested: the restore job `job_id` is queued (see [`crate::restores`], which checks
+    /// the snapshot first). A conflict while another job of the source is queued or running; invalid when a
+    /// data type is not writable.
+    pub(crate) async fn request_restore(
+        &self,
+        metadata: &EventMetadata,
+        source_id: &str,
+        job_id: &str,
+        restore: listbackup_domain::job::RestoreRequest,
+    ) -> Result<Committed, CommandError> {
+        let command = SourceCommand::RequestRestore {
+            account_id: account(metadata)?,
+            job_id: job_id.to_owned(),
+            restore,
+        };
+        self.bus.execute(source_id, command, metadata, None).await
+    }
+
     /// Offers schedule slot `slot` to the source (the scheduler's command): records SyncRequested for the
     /// slot's job, or SyncSkipped while a job is unfinished, or nothing when the slot was handled already,
     /// the source is paused, or its schedule no longer fires then. Losing a race with another scheduler is

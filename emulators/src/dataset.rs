@@ -20,6 +20,17 @@ pub(crate) struct Dataset {
     pub(crate) touched: BTreeMap<u64, i64>,
     /// Records in no listing, search or count: deleted, or not visible yet.
     pub(crate) hidden: BTreeSet<u64>,
+    /// Records written through the platform's API (Stripe's writes): the fields set on them, over the
+    /// generated record, or (`created`) the whole record apart from its id and creation time.
+    pub(crate) written: BTreeMap<u64, Written>,
+}
+
+/// What the API's writes made of one record.
+#[derive(Default, Clone)]
+pub(crate) struct Written {
+    /// Created through the API: the record is these fields only, not a generated one.
+    pub(crate) created: bool,
+    pub(crate) fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Dataset {

@@ -57,6 +57,8 @@ pub(crate) struct State {
     /// The platforms' own rate limits (Shopify's leaky bucket) are not enforced: see
     /// [`PlatformApi::lift_rate_limits`].
     pub(crate) unmetered: bool,
+    /// Answers to writes by `Idempotency-Key` (Stripe): a repeated key gets the first answer again.
+    pub(crate) idempotent: HashMap<String, (u16, Value)>,
 }
 
 impl State {

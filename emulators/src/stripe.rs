@@ -217,12 +217,17 @@ pub(crate) fn list(
         if n > 0 {
             body.push(',');
         }
-        write_record(
-            &mut body,
-            data_type,
-            *index,
-            dataset.created_ms(*index).div_euclid(1000),
-        );
+        let created = dataset.created_ms(*index).div_euclid(1000);
+        match dataset.written.get(index) {
+            None => write_record(&mut body, data_type, *index, created),
+            Some(written) => {
+                let _ = write!(
+                    body,
+                    "{}",
+                    written_record(data_type, *index, created, written)
+                );
+            }
+        }
     }
     let _ = write!(body, r#"],"has_more":{has_more},"url":"/v1/{data_type}"}}"#);
     HttpResponse::Ok()
@@ -518,9 +523,34 @@ pub(crate) fn answer(
     req: &HttpRequest,
     rest: &str,
     query: &Query,
+    body: &[u8],
     fault: Option<PagingFault>,
 ) -> HttpResponse {
-    with_request_id(route(state, req, rest, query, fault))
+    with_request_id(route(state, req, rest, query, body, fault))
+}
+
+/// A record as the API's writes left it: a created one is its id, creation time and the fields written; a
+/// generated one written to has those fields over its own.
+fn written_record(
+    data_type: &str,
+    index: u64,
+    created: i64,
+    written: &crate::dataset::Written,
+) -> Value {
+    let mut record = if written.created {
+        json!({"id": record_id(data_type, index), "object": data_type.trim_end_matches('s'),
+               "created": created, "livemode": false, "metadata": {}})
+    } else {
+        let mut text = String::new();
+        write_record(&mut text, data_type, index, created);
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    };
+    if let Value::Object(record) = &mut record {
+        for (field, value) in &written.fields {
+            record.insert(field.clone(), value.clone());
+        }
+    }
+    record
 }
 
 fn route(
@@ -528,14 +558,15 @@ fn route(
     req: &HttpRequest,
     rest: &str,
     query: &Query,
+    body: &[u8],
     fault: Option<PagingFault>,
 ) -> HttpResponse {
+    if req.method() != Method::GET {
+        return writes::answer(state, req, rest, body);
+    }
     let Some(data_type) = rest.strip_prefix("/v1/").filter(|t| !t.contains('/')) else {
         return not_found(rest);
     };
-    if req.method() != Method::GET {
-        return not_found(rest);
-    }
     if data_type == "account" {
         return account();
     }
@@ -582,7 +613,9 @@ pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     base_path: || "/stripe/v1".to_owned(),
     serve: |state, call| match auth(call.req, call.accepted) {
         Err(denied) => denied,
-        Ok(()) => answer(state, call.req, call.rest, call.query, call.fault),
+        Ok(()) => answer(
+            state, call.req, call.rest, call.query, call.body, call.fault,
+        ),
     },
     rate_limited_body: || {
         json!({"error": {"code": "rate_limit", "type": "invalid_request_error",
@@ -601,6 +634,222 @@ pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     newest_first: true,
     listed: |data_type, index| visible(data_type, index, true),
 };
+
+/// Stripe's writes of customers, as its API reference documents them: create
+/// (<https://docs.stripe.com/api/customers/create>, `POST /v1/customers`), update
+/// (<https://docs.stripe.com/api/customers/update>, `POST /v1/customers/{id}`: only the fields sent change, an
+/// empty value unsets one) and delete (<https://docs.stripe.com/api/customers/delete>, `DELETE
+/// /v1/customers/{id}`); form-encoded bodies with nested fields in brackets; an unknown parameter is a 400
+/// `parameter_unknown`, a malformed email a 400 `email_invalid`, an unknown id a 404 `resource_missing`;
+/// `Idempotency-Key` (<https://docs.stripe.com/api/idempotent_requests>) answers a repeated key with the first
+/// answer.
+mod writes {
+    use super::*;
+    use crate::dataset::Written;
+
+    /// The parameters create and update accept (those of the customer object a restore sends).
+    const CUSTOMER_PARAMS: &[&str] = &[
+        "name",
+        "email",
+        "description",
+        "phone",
+        "address",
+        "shipping",
+        "metadata",
+        "preferred_locales",
+        "tax_exempt",
+        "balance",
+        "invoice_prefix",
+    ];
+
+    fn error(status: u16, code: &str, param: Option<&str>, message: String) -> (u16, Value) {
+        let mut error = json!({"type": "invalid_request_error", "code": code, "message": message});
+        if let Some(param) = param {
+            error["param"] = json!(param);
+        }
+        (status, json!({ "error": error }))
+    }
+
+    pub(super) fn answer(
+        state: &mut State,
+        req: &HttpRequest,
+        rest: &str,
+        body: &[u8],
+    ) -> HttpResponse {
+        let key = header(req, "Idempotency-Key").map(|k| format!("{} {k}", req.method()));
+        if let Some((status, body)) = key.as_ref().and_then(|k| state.idempotent.get(k)) {
+            return respond(*status, body.clone());
+        }
+        let (status, answer) = write(state, req, rest, body);
+        if let Some(key) = key {
+            state.idempotent.insert(key, (status, answer.clone()));
+        }
+        respond(status, answer)
+    }
+
+    fn respond(status: u16, body: Value) -> HttpResponse {
+        HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+        )
+        .json(body)
+    }
+
+    fn write(state: &mut State, req: &HttpRequest, rest: &str, body: &[u8]) -> (u16, Value) {
+        let missing = || {
+            error(
+                404,
+                "resource_missing",
+                Some("id"),
+                format!("Unrecognized request URL ({}: {rest})", req.method()),
+            )
+        };
+        let Some(path) = rest.strip_prefix("/v1/customers") else {
+            return missing();
+        };
+        let id = path
+            .strip_prefix('/')
+            .filter(|id| !id.is_empty() && !id.contains('/'));
+        let index = match id {
+            None => None,
+            Some(id) => {
+                let dataset = state.dataset("stripe", "customers");
+                match index_of("customers", id)
+                    .filter(|i| *i < dataset.count && dataset.visible(*i))
+                {
+                    Some(index) => Some(index),
+                    None => {
+                        return error(
+                            404,
+                            "resource_missing",
+                            Some("id"),
+                            format!("No such customer: '{id}'"),
+                        )
+                    }
+                }
+            }
+        };
+        match (req.method().as_str(), index) {
+            ("DELETE", Some(index)) => {
+                state.dataset("stripe", "customers").hidden.insert(index);
+                let id = record_id("customers", index);
+                (
+                    200,
+                    json!({"id": id, "object": "customer", "deleted": true}),
+                )
+            }
+            ("POST", index) => {
+                let fields = match form(body) {
+                    Ok(fields) => fields,
+                    Err(answer) => return answer,
+                };
+                let index = match index {
+                    Some(index) => index,
+                    None => {
+                        state.append("stripe", "customers", 1);
+                        let dataset = state.dataset("stripe", "customers");
+                        let index = dataset.count - 1;
+                        dataset.written.insert(
+                            index,
+                            Written {
+                                created: true,
+                                fields: Default::default(),
+                            },
+                        );
+                        index
+                    }
+                };
+                let dataset = state.dataset("stripe", "customers");
+                let written = dataset.written.entry(index).or_default();
+                for (field, value) in fields {
+                    written.fields.insert(field, value);
+                }
+                let written = written.clone();
+                let created = dataset.created_ms(index).div_euclid(1000);
+                (200, written_record("customers", index, created, &written))
+            }
+            _ => missing(),
+        }
+    }
+
+    /// The form's fields as the customer object holds them: nested brackets as objects, indexed ones as
+    /// lists, `balance` as an integer, an empty value as `null` (unset).
+    fn form(body: &[u8]) -> Result<serde_json::Map<String, Value>, (u16, Value)> {
+        let parsed: serde_json::Map<String, Value> = serde_qs::Config::new(5, false)
+            .deserialize_bytes(body)
+            .map_err(|e| {
+                error(
+                    400,
+                    "parameter_invalid",
+                    None,
+                    format!("Invalid request body: {e}"),
+                )
+            })?;
+        let mut fields = serde_json::Map::new();
+        for (name, value) in parsed {
+            if !CUSTOMER_PARAMS.contains(&name.as_str()) {
+                return Err(error(
+                    400,
+                    "parameter_unknown",
+                    Some(&name),
+                    format!("Received unknown parameter: {name}"),
+                ));
+            }
+            let mut value = typed(value);
+            if name == "balance" {
+                value = match &value {
+                    Value::String(text) => match text.parse::<i64>() {
+                        Ok(n) => json!(n),
+                        Err(_) => {
+                            return Err(error(
+                                400,
+                                "parameter_invalid_integer",
+                                Some("balance"),
+                                format!("Invalid integer: {text}"),
+                            ))
+                        }
+                    },
+                    other => other.clone(),
+                };
+            }
+            if name == "email" {
+                if let Value::String(email) = &value {
+                    if !email.contains('@') {
+                        return Err(error(
+                            400,
+                            "email_invalid",
+                            Some("email"),
+                            format!("Invalid email address: {email}"),
+                        ));
+                    }
+                }
+            }
+            fields.insert(name, value);
+        }
+        Ok(fields)
+    }
+
+    /// Objects keyed 0, 1, … become lists; empty strings become `null`.
+    fn typed(value: Value) -> Value {
+        match value {
+            Value::String(text) if text.is_empty() => Value::Null,
+            Value::Object(map) => {
+                let indexed = !map.is_empty() && map.keys().all(|k| k.parse::<usize>().is_ok());
+                if indexed {
+                    let mut items: Vec<(usize, Value)> = map
+                        .into_iter()
+                        .map(|(k, v)| (k.parse().unwrap_or(0), typed(v)))
+                        .collect();
+                    items.sort_by_key(|(i, _)| *i);
+                    Value::Array(items.into_iter().map(|(_, v)| v).collect())
+                } else {
+                    Value::Object(map.into_iter().map(|(k, v)| (k, typed(v))).collect())
+                }
+            }
+            other => other,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -64,6 +64,9 @@ fn body_for(route: &str) -> Option<Value> {
         "POST /source-groups/{id}/sources" | "POST /jobs" => json!({"sourceId": "{source}"}),
         "POST /connections/{id}/reconnect" => json!({}),
         "POST /jobs/{id}/hold" => json!({"reason": "walk"}),
+        // The source is walked; the snapshot is checked against it only once it is found.
+        "POST /sources/{id}/restores" => json!({"snapshot": "01a00000-0000-7000-8000-000000000000",
+            "dataTypes": ["customers"], "mode": "missing", "dryRun": true}),
         _ => return None,
     })
 }
@@ -448,6 +451,7 @@ async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_rou
         "POST /webhooks/{id}/test",
         "POST /webhooks/{id}/rotate-secret",
         "GET /webhooks/{id}/deliveries",
+        "POST /sources/{id}/restores",
     ] {
         assert!(templates.contains(named), "{named} was not walked");
     }

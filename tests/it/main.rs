@@ -45,6 +45,7 @@ mod platform_zendesk;
 mod projections_fold;
 mod projections_rebuild;
 mod relay;
+mod restore;
 mod retention;
 mod scheduler;
 mod scripts;

@@ -11,6 +11,7 @@ pub mod relay;
 pub mod retention;
 pub mod sagas;
 pub mod scheduler;
+pub mod snapshot;
 pub mod storage;
 pub mod verifier;
 

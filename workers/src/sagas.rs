@@ -27,6 +27,7 @@ use listbackup_commands::jobs::JobCommands;
 use listbackup_commands::source_groups::SourceGroupCommands;
 use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
+use listbackup_domain::job::JobKind;
 use listbackup_domain::source::SyncOutcome;
 use listbackup_domain::ErrorKind;
 use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit};
@@ -244,15 +245,19 @@ impl SourceSagas {
                 "SELECT COALESCE(payload -> 'JobStarted' ->> 'sourceId', \
                                  payload -> 'JobCancelRequested' -> 'queued' ->> 'sourceId', \
                                  payload -> 'JobFailed' -> 'queued' ->> 'sourceId'), \
-                        payload -> 'JobStarted' -> 'dataTypes' \
+                        payload -> 'JobStarted' -> 'dataTypes', \
+                        payload -> 'JobStarted' ->> 'kind' \
                  FROM events WHERE aggregate_type = 'job' AND aggregate_id = $1 AND sequence = 1",
                 &[job_id],
             )
             .await?;
         let Some((source_id, data_types)) = first.and_then(|row| {
             let source_id = row.get::<_, Option<String>>(0)?;
+            // A restore backed nothing up: the source's cursors stay as they are.
+            let restore = row.get::<_, Option<&str>>(2) == Some(JobKind::Restore.as_str());
             let data_types: Vec<String> = row
                 .get::<_, Option<Value>>(1)
+                .filter(|_| !restore)
                 .and_then(|d| serde_json::from_value(d).ok())
                 .unwrap_or_default();
             Some((source_id, data_types))

@@ -4,12 +4,12 @@
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
-use listbackup_commands::group_sync;
 use listbackup_commands::sources::SyncRequest;
-use listbackup_commands::EventMetadata;
+use listbackup_commands::{group_sync, restores};
+use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::manifest::MANIFEST_FILE as MANIFEST;
 use listbackup_domain::job::retry::{plan_retry, ConnectionEvidence, EndedJob, RetryRefused};
-use listbackup_domain::job::{JobStatus, JobTrigger};
+use listbackup_domain::job::{JobKind, JobStatus, JobTrigger, RestoreMode, RestoreRequest};
 use listbackup_projections::read_models::connections as read_connections;
 use listbackup_projections::read_models::jobs::{self as read, JobFilter, JobView};
 use listbackup_projections::read_models::sources::SourceView;
@@ -22,7 +22,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
 use crate::routes::metadata;
 use crate::state::AppState;
-use listbackup_domain::{ResourceKind, SourceId};
+use listbackup_domain::{ErrorKind, ResourceKind, SourceId};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -40,6 +40,8 @@ pub struct ListParams {
     pub status: Option<String>,
     pub source_id: Option<String>,
     pub group_id: Option<String>,
+    /// `backup` or `restore`.
+    pub kind: Option<String>,
     /// 1 to 200, default 50.
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -128,6 +130,73 @@ pub async fn sync_source(
         expected,
     )
     .await?;
+    Ok(accepted(view))
+}
+
+/// `POST /sources/{id}/restores`: what to restore.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateRestore {
+    /// The job id of a succeeded or partial backup of this source (not expired).
+    pub snapshot: String,
+    /// Writable data types of the source's platform (`GET /platforms`: `writable`), at least one.
+    pub data_types: Vec<String>,
+    /// Only these records (their ids as backed up); absent: every record of the data types.
+    pub record_ids: Option<Vec<String>>,
+    /// `missing`: re-create what was deleted; `overwrite`: also put back what changed.
+    pub mode: RestoreMode,
+    /// Plan only: the report says per record what a real run would do; nothing is written. Default false.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Queues a restore of a backup into the source's platform → 202 with the restore job (`kind: restore`,
+/// `queued`; `Location: /jobs/{jobId}`). The workers run it like a backup (progress, `POST /jobs/{id}/cancel`,
+/// `GET /jobs/{id}/events`); its report (one NDJSON line per record: old id → new id, action, reason or
+/// error) is its file `report.ndjson.gz` (`GET /jobs/{id}/files`). 422 naming `snapshot` when it is not a
+/// readable backup of this source, naming `dataTypes` when one is not writable; 409 while the source has a
+/// queued or running job. Owners and managers.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = CreateRestore,
+    responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),
+              (status = 400, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem)))]
+#[post("/sources/{id}/restores")]
+pub async fn create_restore(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<String>,
+    _: QueryParams<NoParams>,
+    JsonBody(body): JsonBody<CreateRestore>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_write()?;
+    let id = resource_id(&path, ResourceKind::Source)?;
+    let snapshot = uuid::Uuid::parse_str(&body.snapshot)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::validation(vec![FieldError::new("snapshot", "is not a job id")]))?;
+    let meta = metadata(&req, &principal);
+    let request = RestoreRequest {
+        snapshot,
+        data_types: body.data_types,
+        record_ids: body.record_ids,
+        mode: body.mode,
+        dry_run: body.dry_run,
+    };
+    // A snapshot that is not a readable backup of the source, or a data type the platform cannot write: the
+    // request is well-formed but cannot be carried out (422, naming the field).
+    let queued = restores::request_restore(&state.sources, &state.jobs, &meta, &id, request)
+        .await
+        .map_err(|err| match err {
+            CommandError::Domain {
+                kind: ErrorKind::Invalid,
+                ..
+            } => ApiError::from(err).with_status_422(),
+            err => ApiError::from(err),
+        })?;
+    let view = read_back_job(&state, &meta, &id, &queued.job_id, queued.committed.version).await?;
     Ok(accepted(view))
 }
 
@@ -227,6 +296,14 @@ pub async fn list(
     };
     let source_id = id_filter(params.source_id, "sourceId");
     let group_id = id_filter(params.group_id, "groupId");
+    let kind = params.kind.as_deref().and_then(|k| match k {
+        "backup" => Some(JobKind::Backup),
+        "restore" => Some(JobKind::Restore),
+        _ => {
+            errors.push(FieldError::new("kind", "must be backup or restore"));
+            None
+        }
+    });
     let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
@@ -235,6 +312,7 @@ pub async fn list(
         status,
         source_id,
         group_id,
+        kind,
     };
     let client = state.db.get().await?;
     let page = read::list(&client, &principal.account_id, &filter, &page).await?;

@@ -55,6 +55,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(sources::test)
         .service(jobs::sync_source)
         .service(jobs::sync_group)
+        .service(jobs::create_restore)
         .service(jobs::create)
         .service(jobs::list)
         .service(jobs::get)

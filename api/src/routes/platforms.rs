@@ -68,6 +68,9 @@ pub struct DataTypeView {
     pub incremental: bool,
     /// OAuth scopes it needs beyond the platform's `oauthScopes`.
     pub oauth_scopes: Vec<&'static str>,
+    /// Whether a restore (`POST /sources/{id}/restores`) can write its records back to the platform; a
+    /// restore naming one that is not is refused (422).
+    pub writable: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -118,6 +121,7 @@ impl From<&'static Platform> for PlatformView {
                     can_back_up: d.can_back_up(),
                     incremental: d.listing.is_some_and(|l| l.incremental.is_some()),
                     oauth_scopes: d.scopes.to_vec(),
+                    writable: d.is_writable(),
                 })
                 .collect(),
             oauth_scopes: p.oauth_scopes.to_vec(),

@@ -5,7 +5,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::{DataTypeFailure, JobCommand, JobEvent, JobTrigger, QueuedJob, AGGREGATE_TYPE};
+use super::{
+    DataTypeFailure, JobCommand, JobEvent, JobKind, JobTrigger, QueuedJob, AGGREGATE_TYPE,
+};
 use crate::error::{DomainError, ErrorKind};
 use crate::AccountOwned;
 
@@ -113,6 +115,9 @@ pub struct Job {
     /// The manifest's sha256 its outcome recorded (`JobSucceeded`, `JobPartiallySucceeded`).
     #[serde(default)]
     manifest_sha256: Option<String>,
+    /// A backup or a restore.
+    #[serde(default)]
+    kind: JobKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -158,6 +163,12 @@ pub enum JobError {
     Held(String),
     #[error("a hold needs a reason of 1 to 500 characters")]
     InvalidHoldReason,
+    /// Holds, expiry, verification and being restored from are about backups, not restores.
+    #[error("the job is a restore: it holds a report, not a backup")]
+    NotABackupJob,
+    /// `RecordsRestored` belongs to restore jobs only.
+    #[error("the job is a backup: it restores nothing")]
+    NotARestore,
 }
 
 impl DomainError for JobError {
@@ -176,6 +187,8 @@ impl DomainError for JobError {
             | Self::NothingBackedUp
             | Self::NothingFailed
             | Self::NotABackup(_)
+            | Self::NotABackupJob
+            | Self::NotARestore
             | Self::Held(_) => ErrorKind::Conflict,
             Self::Expired => ErrorKind::Gone,
             Self::InvalidDataTypes(_)
@@ -263,6 +276,11 @@ impl Job {
         self.manifest_sha256.as_deref()
     }
 
+    /// A backup or a restore (a job with no stream yet reads as a backup).
+    pub fn kind(&self) -> JobKind {
+        self.kind
+    }
+
     /// The account the job belongs to (empty while it is queued).
     pub fn account_id(&self) -> &str {
         &self.account_id
@@ -275,6 +293,9 @@ impl Job {
 
     /// A stored backup (succeeded or partial) that has not expired, or why not.
     fn require_backup(&self) -> Result<(), JobError> {
+        if self.kind == JobKind::Restore {
+            return Err(JobError::NotABackupJob);
+        }
         if !matches!(self.status, JobStatus::Succeeded | JobStatus::Partial) {
             return Err(JobError::NotABackup(self.status));
         }
@@ -408,6 +429,7 @@ impl Aggregate for Job {
                 retry_of,
                 worker,
                 data_types,
+                kind,
             } => {
                 if self.status != JobStatus::Queued {
                     return Err(JobError::AlreadyStarted);
@@ -427,6 +449,7 @@ impl Aggregate for Job {
                     attempt: 1,
                     worker,
                     data_types,
+                    kind,
                 };
                 sink.write(event, self).await;
                 return Ok(());
@@ -576,6 +599,48 @@ impl Aggregate for Job {
                     retryable,
                 }
             }
+            JobCommand::RecordRestored {
+                worker,
+                data_type,
+                created,
+                updated,
+                skipped,
+                failed,
+                ..
+            } => {
+                self.require_current_worker(&worker)?;
+                self.require_known_data_type(&data_type)?;
+                if self.kind != JobKind::Restore {
+                    return Err(JobError::NotARestore);
+                }
+                JobEvent::RecordsRestored {
+                    data_type,
+                    created,
+                    updated,
+                    skipped,
+                    failed,
+                }
+            }
+            // A restore succeeds once its report is written: records the platform refused are counted and
+            // reported, not a failure of the job.
+            JobCommand::Succeed {
+                worker,
+                manifest,
+                manifest_sha256,
+                records,
+                bytes,
+                cursors,
+                ..
+            } if self.kind == JobKind::Restore => {
+                self.require_current_worker(&worker)?;
+                JobEvent::JobSucceeded {
+                    manifest,
+                    manifest_sha256,
+                    records,
+                    bytes,
+                    cursors,
+                }
+            }
             // A job that finishes while its cancellation is pending may still succeed or fail: the outcome is
             // true, and the worker simply had not seen the request yet.
             JobCommand::Succeed {
@@ -686,8 +751,10 @@ impl Aggregate for Job {
                 attempt,
                 worker,
                 data_types,
+                kind,
                 ..
             } => {
+                self.kind = kind;
                 self.id = job_id;
                 self.account_id = account_id;
                 self.source_id = source_id;
@@ -703,7 +770,7 @@ impl Aggregate for Job {
                 self.backed_up.clear();
                 self.failed.clear();
             }
-            JobEvent::JobProgressed { .. } => {}
+            JobEvent::JobProgressed { .. } | JobEvent::RecordsRestored { .. } => {}
             JobEvent::ResourceBackedUp { data_type, .. } => {
                 self.backed_up.insert(data_type);
             }

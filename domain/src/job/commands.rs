@@ -21,6 +21,8 @@ pub enum JobCommand {
         retry_of: Option<String>,
         worker: String,
         data_types: Vec<String>,
+        /// A backup, or a restore (whose request the worker read from the source's `RestoreRequested`).
+        kind: super::JobKind,
     },
     /// A worker runs a started job again because its message was redelivered: the worker of the previous
     /// attempt stopped acknowledging it (killed, partitioned). The attempt number is the aggregate's to count.
@@ -57,7 +59,18 @@ pub enum JobCommand {
         message: String,
         retryable: bool,
     },
-    /// Every data type is backed up and the manifest is written.
+    /// A restore's batch of records of one data type is written (or planned, dry): see `RecordsRestored`.
+    RecordRestored {
+        account_id: AccountId,
+        worker: String,
+        data_type: String,
+        created: u64,
+        updated: u64,
+        skipped: u64,
+        failed: u64,
+    },
+    /// Every data type is backed up and the manifest is written. For a restore: every data type was
+    /// restored and its report (the "manifest") is written.
     Succeed {
         account_id: AccountId,
         worker: String,
@@ -134,6 +147,7 @@ impl JobCommand {
             | Self::RecordProgress { account_id, .. }
             | Self::RecordResource { account_id, .. }
             | Self::RecordResourceFailure { account_id, .. }
+            | Self::RecordRestored { account_id, .. }
             | Self::Succeed { account_id, .. }
             | Self::PartiallySucceed { account_id, .. }
             | Self::Fail { account_id, .. }

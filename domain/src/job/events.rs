@@ -1,7 +1,7 @@
 use cqrs_es::DomainEvent;
 use std::collections::BTreeMap;
 
-use super::JobErrorCode;
+use super::{JobErrorCode, JobKind};
 use serde::{Deserialize, Serialize};
 
 /// What happened to a job.
@@ -24,6 +24,10 @@ pub enum JobEvent {
         /// The worker running this attempt (`worker:<id>` in the event metadata's actor as well).
         worker: String,
         data_types: Vec<String>,
+        /// A backup (absent from backups' events) or a restore (its request is the source's
+        /// `RestoreRequested`).
+        #[serde(default, skip_serializing_if = "JobKind::is_backup")]
+        kind: JobKind,
     },
     /// The job's message was redelivered because the worker running the previous attempt died; another worker
     /// runs it again from the start. Progress and backed-up resources of earlier attempts no longer count.
@@ -61,6 +65,17 @@ pub enum JobEvent {
         message: String,
         /// Whether running the data type again later may succeed without anyone changing anything.
         retryable: bool,
+    },
+    /// A restore wrote (or, dry, planned) one batch of a data type's records: how many were created again,
+    /// updated back to the snapshot, skipped (unchanged, or left alone by mode `missing`) and failed (the
+    /// platform refused the write, or cannot take it). The per-record detail is in the restore's report.
+    #[serde(rename_all = "camelCase")]
+    RecordsRestored {
+        data_type: String,
+        created: u64,
+        updated: u64,
+        skipped: u64,
+        failed: u64,
     },
     /// Every data type is stored and the manifest written last; `manifest_sha256` proves which manifest.
     #[serde(rename_all = "camelCase")]
@@ -189,6 +204,7 @@ impl DomainEvent for JobEvent {
             Self::JobProgressed { .. } => "JobProgressed",
             Self::ResourceBackedUp { .. } => "ResourceBackedUp",
             Self::ResourceBackupFailed { .. } => "ResourceBackupFailed",
+            Self::RecordsRestored { .. } => "RecordsRestored",
             Self::JobSucceeded { .. } => "JobSucceeded",
             Self::JobPartiallySucceeded { .. } => "JobPartiallySucceeded",
             Self::JobFailed { .. } => "JobFailed",

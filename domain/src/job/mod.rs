@@ -10,6 +10,7 @@ mod commands;
 mod events;
 pub mod manifest;
 mod outcome;
+pub mod restore;
 pub mod retention;
 pub mod retry;
 mod verification;
@@ -22,6 +23,7 @@ pub use code::{JobErrorCode, UnknownJobErrorCode};
 pub use commands::JobCommand;
 pub use events::{DataTypeFailure, JobEvent, JobTrigger, QueuedJob};
 pub use outcome::{summarise, Failure};
+pub use restore::{JobKind, RestoreAction, RestoreMode, RestoreRequest};
 pub use verification::Verification;
 
 /// The aggregate type name in the event store and in NATS subjects.

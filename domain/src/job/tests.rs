@@ -39,6 +39,7 @@ fn start_with(
         retry_of: retry_of.map(str::to_owned),
         worker: worker.into(),
         data_types: data_types.iter().map(|d| d.to_string()).collect(),
+        kind: JobKind::Backup,
     }
 }
 
@@ -54,6 +55,7 @@ fn started() -> JobEvent {
         attempt: 1,
         worker: "w1".into(),
         data_types: vec!["customers".into(), "invoices".into()],
+        kind: JobKind::Backup,
     }
 }
 
@@ -349,6 +351,7 @@ fn a_retry_job_records_what_it_retries() {
             attempt,
             worker,
             data_types,
+            kind: JobKind::Backup,
         }]);
 }
 

@@ -10,6 +10,7 @@
 mod credentials;
 mod demo;
 pub mod listing;
+pub mod writes;
 
 mod activecampaign;
 mod box_;
@@ -159,6 +160,9 @@ pub struct DataType {
     /// The OAuth scopes listing it needs, beyond the platform's base scopes (`Platform::oauth_scopes`).
     #[serde(skip)]
     pub scopes: &'static [&'static str],
+    /// How a restore writes its records back; `None`: not writable (the catalog's `writable: false`).
+    #[serde(skip)]
+    pub writes: Option<writes::RecordWrites>,
 }
 
 impl DataType {
@@ -169,6 +173,7 @@ impl DataType {
             description,
             listing: Some(listing),
             scopes: &[],
+            writes: None,
         }
     }
 
@@ -179,6 +184,7 @@ impl DataType {
             description,
             listing: None,
             scopes: &[],
+            writes: None,
         }
     }
 
@@ -190,6 +196,19 @@ impl DataType {
     /// Whether ListBackup can back it up.
     pub fn can_back_up(&self) -> bool {
         self.listing.is_some()
+    }
+
+    /// The same data type, writable back to the platform by a restore.
+    pub const fn writes(self, writes: writes::RecordWrites) -> Self {
+        Self {
+            writes: Some(writes),
+            ..self
+        }
+    }
+
+    /// Whether a restore can write its records back.
+    pub fn is_writable(&self) -> bool {
+        self.writes.is_some()
     }
 }
 

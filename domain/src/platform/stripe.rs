@@ -7,7 +7,36 @@
 //! - Errors: `{"error":{"message":…,"type":…}}`. Rate limits: 100 read requests/s in live mode, 25/s in test
 //!   mode (https://docs.stripe.com/rate-limits); we keep to the lower.
 
+use super::writes::{RecordWrites, WriteBody};
 use super::*;
+
+/// The customer fields a restore sends: those of the customer object
+/// (<https://docs.stripe.com/api/customers/object>) that both create (<https://docs.stripe.com/api/customers/create>)
+/// and update (<https://docs.stripe.com/api/customers/update>) accept. The id, `created`, `currency`,
+/// `delinquent`, `discount`, `default_source` and `invoice_settings` (payment methods cannot be copied back)
+/// are Stripe's to set: a re-created customer gets a new id (`cus_…`); the report maps the old one to it.
+const CUSTOMER_FIELDS: &[&str] = &[
+    "name",
+    "email",
+    "description",
+    "phone",
+    "address",
+    "shipping",
+    "metadata",
+    "preferred_locales",
+    "tax_exempt",
+    "balance",
+    "invoice_prefix",
+];
+
+/// Customers: `POST /v1/customers` creates, `POST /v1/customers/{id}` updates, form-encoded.
+const CUSTOMER_WRITES: RecordWrites = RecordWrites {
+    create: "/customers",
+    update: Some("/customers/{id}"),
+    create_fields: CUSTOMER_FIELDS,
+    update_fields: CUSTOMER_FIELDS,
+    body: WriteBody::BracketedForm,
+};
 
 pub(super) const PLATFORM: Platform = Platform {
     id: "stripe",
@@ -25,7 +54,8 @@ pub(super) const PLATFORM: Platform = Platform {
             "customers",
             "Customers and their default payment settings",
             &[Endpoint::get("/customers")],
-        ),
+        )
+        .writes(CUSTOMER_WRITES),
         list(
             "charges",
             "Charges made against payment sources",

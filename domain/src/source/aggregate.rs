@@ -76,6 +76,9 @@ pub enum SourceError {
     DataTypesNoLongerSelected(Vec<String>),
     #[error("data types to run must name at least one data type, without repeats")]
     InvalidRequestedDataTypes,
+    /// A restore named a data type the platform's API cannot write (the catalog's `writable: false`).
+    #[error("{} cannot be restored: the platform does not let ListBackup write them back (see the catalog's writable)", .0.join(", "))]
+    NotWritable(Vec<String>),
 }
 
 impl DomainError for SourceError {
@@ -83,14 +86,18 @@ impl DomainError for SourceError {
         match self {
             Self::NotFound => ErrorKind::NotFound,
             Self::AlreadyExists => ErrorKind::Conflict,
-            Self::InvalidDataTypes(_) | Self::InvalidRequestedDataTypes => ErrorKind::Invalid,
+            Self::InvalidDataTypes(_) | Self::InvalidRequestedDataTypes | Self::NotWritable(_) => {
+                ErrorKind::Invalid
+            }
             Self::SyncInProgress(_) | Self::DataTypesNoLongerSelected(_) => ErrorKind::Conflict,
         }
     }
 
     fn field(&self) -> Option<&'static str> {
         match self {
-            Self::InvalidDataTypes(_) | Self::InvalidRequestedDataTypes => Some("dataTypes"),
+            Self::InvalidDataTypes(_) | Self::InvalidRequestedDataTypes | Self::NotWritable(_) => {
+                Some("dataTypes")
+            }
             _ => None,
         }
     }
@@ -150,6 +157,26 @@ impl Source {
 
     /// The data types a sync runs: every selected one, or those of `requested` the source still selects, in
     /// the source's order.
+    /// A restore's data types: at least one, no repeats, each a writable data type of the source's platform.
+    fn require_writable(&self, requested: &[String]) -> Result<(), SourceError> {
+        let distinct: std::collections::BTreeSet<&String> = requested.iter().collect();
+        if requested.is_empty() || distinct.len() != requested.len() {
+            return Err(SourceError::InvalidRequestedDataTypes);
+        }
+        let platform = PlatformId::parse(&self.platform_id)
+            .ok_or(SourceError::NotFound)?
+            .platform();
+        let not_writable: Vec<String> = requested
+            .iter()
+            .filter(|d| !platform.data_type(d).is_some_and(|d| d.is_writable()))
+            .cloned()
+            .collect();
+        if !not_writable.is_empty() {
+            return Err(SourceError::NotWritable(not_writable));
+        }
+        Ok(())
+    }
+
     fn data_types_to_run(
         &self,
         requested: Option<Vec<String>>,
@@ -312,6 +339,15 @@ impl Aggregate for Source {
                     data_types,
                 }]
             }
+            SourceCommand::RequestRestore {
+                job_id, restore, ..
+            } => {
+                if let Some(active) = &self.active_job {
+                    return Err(SourceError::SyncInProgress(active.clone()));
+                }
+                self.require_writable(&restore.data_types)?;
+                vec![SourceEvent::RestoreRequested { job_id, restore }]
+            }
             SourceCommand::RunScheduledSlot { slot, .. } => self.on_slot(slot),
             SourceCommand::FinishSync {
                 job_id,
@@ -403,6 +439,7 @@ impl Aggregate for Source {
                     self.last_scheduled_slot = slot;
                 }
             }
+            SourceEvent::RestoreRequested { job_id, .. } => self.active_job = Some(job_id),
             SourceEvent::SyncSkipped { slot, .. } => self.last_scheduled_slot = Some(slot),
             SourceEvent::SyncFinished {
                 outcome,

@@ -32,6 +32,15 @@ pub enum SourceCommand {
     },
     /// Soft delete: the stream stays, the source is gone from every view.
     Delete { account_id: AccountId },
+    /// Queue a restore (a job of kind restore) of `restore.snapshot`, which the caller checked is a backup of
+    /// this source. Refused (conflict) while another job of the source has not finished, and (invalid) when a
+    /// data type is not a writable data type of the source's platform.
+    RequestRestore {
+        account_id: AccountId,
+        /// Chosen by the caller (UUID v7); becomes the Job aggregate's id.
+        job_id: String,
+        restore: crate::job::RestoreRequest,
+    },
     /// Queue a backup. Refused (conflict) while an earlier job of this source has not finished.
     RequestSync {
         account_id: AccountId,
@@ -70,6 +79,7 @@ impl SourceCommand {
             | Self::Update { account_id, .. }
             | Self::Delete { account_id }
             | Self::RequestSync { account_id, .. }
+            | Self::RequestRestore { account_id, .. }
             | Self::RunScheduledSlot { account_id, .. }
             | Self::FinishSync { account_id, .. } => account_id,
         }

@@ -67,6 +67,14 @@ pub enum SourceEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data_types: Option<Vec<String>>,
     },
+    /// A restore was asked for (issue 13 §5): the job `jobId`, of kind restore, is `queued` from here until a
+    /// worker records `JobStarted`. While it is queued or running the source takes no other job.
+    #[serde(rename_all = "camelCase")]
+    RestoreRequested {
+        job_id: String,
+        #[serde(flatten)]
+        restore: crate::job::RestoreRequest,
+    },
     /// A schedule slot came while the source's previous job was still queued or running: no job for it.
     #[serde(rename_all = "camelCase")]
     SyncSkipped {
@@ -110,6 +118,7 @@ impl DomainEvent for SourceEvent {
             Self::SourceResumed {} => "SourceResumed",
             Self::SourceDeleted {} => "SourceDeleted",
             Self::SyncRequested { .. } => "SyncRequested",
+            Self::RestoreRequested { .. } => "RestoreRequested",
             Self::SyncSkipped { .. } => "SyncSkipped",
             Self::SyncFinished { .. } => "SyncFinished",
         }

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use listbackup_domain::job::{
-    summarise, DataTypeFailure, Failure, JobErrorCode, JobEvent, JobStatus,
+    summarise, DataTypeFailure, Failure, JobErrorCode, JobEvent, JobKind, JobStatus, RestoreMode,
+    RestoreRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -55,6 +56,37 @@ pub struct JobView {
     pub freed_bytes: Option<u64>,
     /// The last time the backup was read back and checked (`POST /jobs/{id}/verify`, the background verifier).
     pub verification: Option<VerificationView>,
+    /// `backup`, or `restore` (`POST /sources/{id}/restores`): a restore writes a backup's records back to
+    /// the platform; its report is its one file (`GET /jobs/{id}/files`).
+    pub kind: JobKind,
+    /// A restore's request and its counts so far; `null` for a backup.
+    pub restore: Option<RestoreView>,
+}
+
+/// A restore job's request and what it did so far (summed over its `RecordsRestored` batches of the current
+/// attempt). In a dry run the counts are the plan: nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreView {
+    /// The backup restored from (its job id).
+    pub snapshot: String,
+    pub mode: RestoreMode,
+    pub dry_run: bool,
+    /// Only these record ids, if given.
+    #[serde(default)]
+    pub record_ids: Option<Vec<String>>,
+    /// Records created again (missing from the platform).
+    #[serde(default)]
+    pub created: u64,
+    /// Records put back as backed up (mode `overwrite`).
+    #[serde(default)]
+    pub updated: u64,
+    /// Records left alone: unchanged, or existing while the mode is `missing`.
+    #[serde(default)]
+    pub skipped: u64,
+    /// Records the platform refused or cannot take (see the report for why).
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// A hold on a backup: who placed it (the event's actor), why and when.
@@ -130,7 +162,7 @@ pub struct DataTypeError {
 const COLUMNS: &str =
     "job_id, source_id, connection_id, platform_id, trigger, group_id, status, attempt, \
     retry_of, progress, data_types, error, manifest_sha256, queued_at, started_at, finished_at, \
-    hold, expired_at, expired_files, expired_bytes, verification";
+    hold, expired_at, expired_files, expired_bytes, verification, kind, restore";
 
 impl JobView {
     /// Succeeded, partial, failed or cancelled: nothing more happens to the job.
@@ -200,6 +232,15 @@ impl JobView {
             verification: row
                 .get::<_, Option<Value>>("verification")
                 .and_then(|v| serde_json::from_value(v).ok()),
+            // Written by this module only, from JobKind::as_str.
+            kind: if row.get::<_, &str>("kind") == JobKind::Restore.as_str() {
+                JobKind::Restore
+            } else {
+                JobKind::Backup
+            },
+            restore: row
+                .get::<_, Option<Value>>("restore")
+                .and_then(|v| serde_json::from_value(v).ok()),
         }
     }
 }
@@ -233,6 +274,16 @@ pub(crate) struct JobRow {
     pub expired_bytes: Option<i64>,
     pub verification: Option<Value>,
     pub verified_at: Option<DateTime<Utc>>,
+    /// `backup` or `restore`.
+    #[serde(default = "backup")]
+    pub kind: String,
+    /// A restore's [`RestoreView`].
+    #[serde(default)]
+    pub restore: Option<Value>,
+}
+
+fn backup() -> String {
+    JobKind::Backup.as_str().to_owned()
 }
 
 impl Table for JobRow {
@@ -263,6 +314,8 @@ impl Table for JobRow {
         "expired_bytes",
         "verification",
         "verified_at",
+        "kind",
+        "restore",
     ];
     fn key(&self) -> &str {
         &self.job_id
@@ -279,6 +332,8 @@ pub(crate) struct QueuedSync<'a> {
     /// Only these data types (a retry of failed ones); `None`: the source's, known once the job starts.
     pub data_types: Option<Vec<String>>,
     pub at: DateTime<Utc>,
+    /// A restore's request (`RestoreRequested`); `None`: a backup.
+    pub restore: Option<RestoreRequest>,
 }
 
 /// The job's row, `queued`, unless it exists; its account, connection and platform are the source's (folded
@@ -324,6 +379,14 @@ pub(crate) fn queue(rows: &mut Rows, sync: QueuedSync<'_>) {
         expired_bytes: None,
         verification: None,
         verified_at: None,
+        kind: match sync.restore {
+            Some(_) => JobKind::Restore.as_str().to_owned(),
+            None => backup(),
+        },
+        restore: sync.restore.map(|r| {
+            json!({"snapshot": r.snapshot, "mode": r.mode, "dryRun": r.dry_run,
+                   "recordIds": r.record_ids, "created": 0, "updated": 0, "skipped": 0, "failed": 0})
+        }),
     };
     rows.jobs.insert(sync.job_id, row);
 }
@@ -384,6 +447,7 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
         retry_of,
         attempt,
         data_types,
+        kind,
         ..
     } = event
     {
@@ -428,6 +492,8 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
                     expired_bytes: None,
                     verification: None,
                     verified_at: None,
+                    kind: kind.as_str().to_owned(),
+                    restore: None,
                 };
                 rows.jobs.insert(job_id, row);
             }
@@ -452,6 +518,12 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
                 &mut row.progress,
                 json!({"dataTypesDone": 0, "records": 0, "bytes": 0}),
             );
+            if let Some(restore) = &mut row.restore {
+                merge(
+                    restore,
+                    json!({"created": 0, "updated": 0, "skipped": 0, "failed": 0}),
+                );
+            }
             if let Value::Array(entries) = &mut row.data_types {
                 for d in entries.iter_mut() {
                     merge(
@@ -482,6 +554,32 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
             let done = json!({"name": data_type, "status": "done", "records": records, "bytes": bytes,
                               "sha256": sha256, "error": null});
             set_data_type(&mut row.data_types, &data_type, done);
+        }
+        JobEvent::RecordsRestored {
+            data_type,
+            created,
+            updated,
+            skipped,
+            failed,
+        } => {
+            if let Some(restore) = &mut row.restore {
+                let sum = |field: &str, n: u64| {
+                    json!(restore.get(field).and_then(Value::as_u64).unwrap_or(0) + n)
+                };
+                let patch = json!({"created": sum("created", created), "updated": sum("updated", updated),
+                                   "skipped": sum("skipped", skipped), "failed": sum("failed", failed)});
+                merge(restore, patch);
+            }
+            let batch = created + updated + skipped + failed;
+            if let Value::Array(entries) = &mut row.data_types {
+                for d in entries
+                    .iter_mut()
+                    .filter(|d| d["name"] == data_type.as_str())
+                {
+                    let records = d["records"].as_u64().unwrap_or(0) + batch;
+                    merge(d, json!({"records": records}));
+                }
+            }
         }
         JobEvent::ResourceBackupFailed {
             data_type,
@@ -579,6 +677,8 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub source_id: Option<String>,
     pub group_id: Option<String>,
+    /// Backups or restores only.
+    pub kind: Option<JobKind>,
 }
 
 /// One job of the account.
@@ -619,6 +719,7 @@ pub async fn list(
            AND ($3::text IS NULL OR source_id = $3) \
            AND ($4::text IS NULL OR group_id = $4) \
            AND ($5::text IS NULL OR job_id < $5) \
+           AND ($7::text IS NULL OR kind = $7) \
          ORDER BY job_id DESC LIMIT $6"
     );
     let rows = client
@@ -631,6 +732,7 @@ pub async fn list(
                 &filter.group_id,
                 &page.before_id,
                 &(page.limit + 1),
+                &filter.kind.map(JobKind::as_str),
             ],
         )
         .await?;
@@ -662,7 +764,7 @@ pub async fn sources_past_retention(
         .query(
             "SELECT s.source_id, s.account_id, s.retention_days, s.keep_last \
              FROM read_sources s JOIN read_jobs j ON j.source_id = s.source_id \
-             WHERE j.status IN ('succeeded', 'partial') AND j.expired_at IS NULL \
+             WHERE j.status IN ('succeeded', 'partial') AND j.expired_at IS NULL AND j.kind = 'backup' \
                AND ($2::text IS NULL OR s.source_id > $2) \
              GROUP BY s.source_id, s.account_id, s.retention_days, s.keep_last \
              HAVING count(*) > 1 AND (count(*) > COALESCE(s.keep_last, 2147483647) \
@@ -691,7 +793,7 @@ pub async fn stored_backups(
         .query(
             "SELECT job_id, status, finished_at, hold IS NOT NULL FROM read_jobs \
              WHERE source_id = $1 AND status IN ('succeeded', 'partial') AND expired_at IS NULL \
-               AND finished_at IS NOT NULL",
+               AND finished_at IS NOT NULL AND kind = 'backup'",
             &[&source_id],
         )
         .await?;
@@ -714,7 +816,7 @@ pub async fn least_recently_verified(
     let row = client
         .query_opt(
             "SELECT account_id, job_id FROM read_jobs \
-             WHERE status IN ('succeeded', 'partial') AND expired_at IS NULL \
+             WHERE status IN ('succeeded', 'partial') AND expired_at IS NULL AND kind = 'backup' \
              ORDER BY verified_at NULLS FIRST, finished_at LIMIT 1",
             &[],
         )

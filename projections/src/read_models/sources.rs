@@ -271,6 +271,29 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceEvent) {
                     group_id,
                     data_types,
                     at,
+                    restore: None,
+                },
+            );
+            return;
+        }
+        // A restore is a job too, born `queued` here like a backup's.
+        SourceEvent::RestoreRequested { job_id, restore } => {
+            if let Some(row) = rows.sources.get_mut(id).filter(|row| row.version < seq) {
+                row.version = seq;
+                row.updated_at = at;
+                row.last_job_id = Some(job_id.clone());
+            }
+            super::jobs::queue(
+                rows,
+                super::jobs::QueuedSync {
+                    job_id,
+                    source_id: id,
+                    trigger: listbackup_domain::job::JobTrigger::Manual.as_str(),
+                    retry_of: None,
+                    group_id: None,
+                    data_types: Some(restore.data_types.clone()),
+                    at,
+                    restore: Some(restore),
                 },
             );
             return;
@@ -286,7 +309,9 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceEvent) {
     row.version = seq;
     row.updated_at = at;
     match event {
-        SourceEvent::SourceCreated { .. } | SourceEvent::SyncRequested { .. } => {}
+        SourceEvent::SourceCreated { .. }
+        | SourceEvent::SyncRequested { .. }
+        | SourceEvent::RestoreRequested { .. } => {}
         SourceEvent::SourceUpdated {
             name,
             data_types,

@@ -136,7 +136,7 @@ impl BackupWorker {
             }
         };
         let metadata = system_metadata(&event);
-        let job_id = event.payload.job_id.as_str();
+        let job_id = event.payload.job_id();
         let source_id = event.aggregate_id.as_str();
         let (job, _) = self.jobs.load(job_id).await?;
         let message = format!(

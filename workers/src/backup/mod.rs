@@ -14,7 +14,7 @@ use listbackup_commands::jobs::{JobCommands, JobStart};
 use listbackup_commands::oauth::OauthService;
 use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
-use listbackup_domain::job::{JobErrorCode, JobStatus, JobTrigger};
+use listbackup_domain::job::{JobErrorCode, JobKind, JobStatus, JobTrigger, RestoreRequest};
 use listbackup_domain::platform::PlatformId;
 use listbackup_domain::source::Source;
 use listbackup_domain::ErrorKind;
@@ -30,6 +30,8 @@ use crate::storage::{BackupStore, JobArtifacts, StorageError};
 mod progress;
 // One attempt of one job, data type by data type.
 mod run;
+// One attempt of a restore job: the snapshot's records written back, data type by data type.
+mod restore;
 // The bytes of a file platform's files, beside their records.
 pub mod files;
 // The work queue of backups waiting for a worker, partitioned by account and connection, and its feeder.
@@ -57,8 +59,34 @@ pub use deliveries::DeliverySettings;
 struct EventMessage {
     event_id: String,
     aggregate_id: String,
-    payload: SyncRequested,
+    payload: QueuedJobMessage,
     metadata: serde_json::Value,
+}
+
+/// A queued job: a backup (`SyncRequested`) or a restore (`RestoreRequested`), told apart by their fields.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum QueuedJobMessage {
+    Restore(RestoreRequested),
+    Sync(SyncRequested),
+}
+
+impl QueuedJobMessage {
+    fn job_id(&self) -> &str {
+        match self {
+            Self::Restore(restore) => &restore.job_id,
+            Self::Sync(sync) => &sync.job_id,
+        }
+    }
+}
+
+/// A source's `RestoreRequested`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestoreRequested {
+    job_id: String,
+    #[serde(flatten)]
+    restore: RestoreRequest,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +207,8 @@ pub struct BackupWorker {
     deliveries: DeliverySettings,
     dispatch: DispatchSettings,
     leases: Leases,
+    /// The event store, where a restore reads which backups make its snapshot.
+    db: deadpool_postgres::Pool,
     /// This worker process, as its rows of `backup_runs` name it (each run has its own `worker:<id>`).
     process_id: String,
     /// The runs of this process.
@@ -217,7 +247,8 @@ impl BackupWorker {
             store,
             deliveries: DeliverySettings::default(),
             dispatch: DispatchSettings::default(),
-            leases: Leases::new(db),
+            leases: Leases::new(db.clone()),
+            db,
             process_id: format!("process:{}", uuid::Uuid::now_v7()),
             local: Mutex::default(),
             run_ended: Notify::new(),
@@ -253,7 +284,10 @@ impl BackupWorker {
         // Leases live as long as runs do, past `shutdown` while the drain lasts.
         let settled = CancellationToken::new();
         tokio::join!(
-            worker.keep_running("backup queue feeder", &shutdown, || worker.feed(&shutdown)),
+            worker.keep_running("backup queue feeder", &shutdown, || worker
+                .feed(&shutdown, queue::FEEDS[0])),
+            worker.keep_running("restore queue feeder", &shutdown, || worker
+                .feed(&shutdown, queue::FEEDS[1])),
             async {
                 worker.dispatch_until_drained(&shutdown).await;
                 settled.cancel();
@@ -397,7 +431,7 @@ impl BackupWorker {
             correlation_id: text("correlationId").unwrap_or_else(|| event.event_id.clone()),
             causation_id: event.event_id.clone(),
         };
-        let job_id = event.payload.job_id.clone();
+        let job_id = event.payload.job_id().to_owned();
         let source_id = event.aggregate_id.clone();
         let source = match self.sources.live(&metadata, &source_id).await {
             Ok((source, _)) => source,
@@ -416,18 +450,33 @@ impl BackupWorker {
             tracing::warn!(%job_id, %source_id, "source names an unknown platform");
             return Ok(());
         };
+        let (trigger, retry_of, data_types, kind, restore) = match &event.payload {
+            QueuedJobMessage::Sync(sync) => (
+                sync.trigger,
+                sync.retry_of.clone(),
+                sync.data_types
+                    .clone()
+                    .unwrap_or_else(|| source.data_types().to_vec()),
+                JobKind::Backup,
+                None,
+            ),
+            QueuedJobMessage::Restore(restore) => (
+                JobTrigger::Manual,
+                None,
+                restore.restore.data_types.clone(),
+                JobKind::Restore,
+                Some(&restore.restore),
+            ),
+        };
         let start = JobStart {
             job_id: job_id.clone(),
             source_id: source_id.clone(),
             connection_id: source.connection_id().to_owned(),
             platform_id,
-            trigger: event.payload.trigger,
-            retry_of: event.payload.retry_of.clone(),
-            data_types: event
-                .payload
-                .data_types
-                .clone()
-                .unwrap_or_else(|| source.data_types().to_vec()),
+            trigger,
+            retry_of,
+            data_types,
+            kind,
         };
         let artifacts = self.store.job(&metadata.account_id, &source_id, &job_id);
         // The connection's lease first (see `leases`): its platform's rate budget is this process's alone.
@@ -438,8 +487,10 @@ impl BackupWorker {
                 self.claim_connection(&job_id, partition).await.map_err(|e| {
                     CommandError::unavailable("claiming the connection's lease failed", e)
                 })?;
-                self.start_and_run(&metadata, &worker, start, &artifacts, delivered, &source)
-                    .await
+                self.start_and_run(
+                    &metadata, &worker, start, &artifacts, delivered, &source, restore,
+                )
+                .await
             } => settled.map_err(Unsettled::from),
             _ = self.interrupt.cancelled() => Err(Unsettled::Interrupted),
         };
@@ -447,7 +498,9 @@ impl BackupWorker {
         settled
     }
 
-    /// Starts the job (attempt 1, or the next attempt of a job whose run died) and runs it to its outcome.
+    /// Starts the job (attempt 1, or the next attempt of a job whose run died) and runs it to its outcome: a
+    /// backup, or with `restore` a restore.
+    #[allow(clippy::too_many_arguments)]
     async fn start_and_run(
         &self,
         metadata: &EventMetadata,
@@ -456,6 +509,7 @@ impl BackupWorker {
         artifacts: &JobArtifacts,
         delivered: i64,
         source: &Source,
+        restore: Option<&RestoreRequest>,
     ) -> Result<(), CommandError> {
         let (job_id, source_id, platform_id) = (
             start.job_id.clone(),
@@ -509,7 +563,10 @@ impl BackupWorker {
             source,
             artifacts,
         };
-        let outcome = self.backup(run).await;
+        let outcome = match restore {
+            Some(request) => self.restore(run, request).await,
+            None => self.backup(run).await,
+        };
         if outcome.is_err() && self.superseded(&job_id, worker).await? {
             // Another run took the job over (this one was presumed dead: paused, partitioned) or the job ended
             // meanwhile. The job's directory is that run's now: discarding it here would delete the files of a

@@ -33,6 +33,14 @@ use super::BackupWorker;
 /// The durable consumer that moves `SyncRequested` events into the work queue.
 const FEEDER_CONSUMER: &str = "backup-feeder";
 
+/// The queued jobs the feeders move into the work queue: `(source event type, feeder consumer)`. Backups and
+/// restores wait in the same queue and are run by the same workers; one feeder per subject, as a consumer
+/// with several filter subjects needs NATS 2.10.
+pub(super) const FEEDS: [(&str, &str); 2] = [
+    ("SyncRequested", FEEDER_CONSUMER),
+    ("RestoreRequested", "restore-feeder"),
+];
+
 /// The consumers of the partitions are named `<prefix>-backups-<hash>`.
 pub(super) const PARTITION_CONSUMER: &str = "backups-";
 
@@ -129,9 +137,14 @@ impl BackupWorker {
             .map_err(|e| format!("the consumer of {}: {e}", partition.subject))
     }
 
-    /// Runs until `shutdown`: moves every `SyncRequested` of the events stream into its partition of the work
-    /// queue. A message is acknowledged only once JetStream has stored its copy.
-    pub(super) async fn feed(&self, shutdown: &CancellationToken) -> Result<(), String> {
+    /// Runs until `shutdown`: moves every `event_type` (`SyncRequested`, `RestoreRequested`) of the events
+    /// stream into its partition of the work queue through the durable consumer `feeder`. A message is
+    /// acknowledged only once JetStream has stored its copy.
+    pub(super) async fn feed(
+        &self,
+        shutdown: &CancellationToken,
+        (event_type, feeder): (&str, &str),
+    ) -> Result<(), String> {
         self.relay
             .ensure_stream()
             .await
@@ -142,11 +155,11 @@ impl BackupWorker {
             .get_stream(self.names.events_stream())
             .await
             .map_err(|e| e.to_string())?;
-        let name = self.names.consumer(FEEDER_CONSUMER);
+        let name = self.names.consumer(feeder);
         let feeder: consumer::PullConsumer = events
             .create_consumer(consumer::pull::Config {
                 durable_name: Some(name),
-                filter_subject: self.names.event_subject("source", "SyncRequested"),
+                filter_subject: self.names.event_subject("source", event_type),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 ..Default::default()

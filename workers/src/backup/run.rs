@@ -478,7 +478,7 @@ impl BackupWorker {
     }
 
     /// The connection's decrypted credentials, or a non-retryable failure when the connection is gone.
-    async fn credentials(
+    pub(super) async fn credentials(
         &self,
         metadata: &EventMetadata,
         connection_id: &str,

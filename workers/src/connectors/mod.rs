@@ -58,6 +58,10 @@ use listbackup_domain::platform::{
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+// Writing records back (restore).
+mod writes;
+pub use writes::RecordWrite;
+
 pub use content::{ContentStream, FileRef, MAX_REDIRECTS};
 pub use incremental::{IncrementalCursor, SeenAt};
 pub use rate::{RateBudget, RateBudgets, RateLimit, RateLimits, RateStats};

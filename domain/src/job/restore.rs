@@ -1,0 +1,209 @@
+//! Restore jobs (issue 13 §5): what a restore asks for, and the plan of one record — pure, so the dry run and
+//! the real run decide alike.
+//!
+//! A restore is a job of kind [`JobKind::Restore`]: queued by the source's `RestoreRequested`, run by the
+//! backup workers through the same queue, attempts, progress, cancellation and outcome events as a backup,
+//! recording `RecordsRestored` per batch instead of `ResourceBackedUp`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::platform::writes::RecordWrites;
+
+/// What a job does: back a source up (every job before restores), or write a backup's records back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    #[default]
+    Backup,
+    Restore,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Backup => "backup",
+            Self::Restore => "restore",
+        }
+    }
+
+    /// Serde's `skip_serializing_if`: a backup's events stay as they were before restores.
+    pub fn is_backup(&self) -> bool {
+        *self == Self::Backup
+    }
+}
+
+/// Which records of the snapshot a restore writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    /// Only records missing from the platform are created again; existing ones are left as they are.
+    Missing,
+    /// Missing records are created again and existing ones that differ from the snapshot are put back.
+    Overwrite,
+}
+
+/// A restore as requested (`POST /sources/{id}/restores`), recorded in `RestoreRequested`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreRequest {
+    /// The backup to restore from: the job id of a succeeded or partial backup of the same source. Its
+    /// records are the merged state as of that backup (the full backup before it and the incrementals up to
+    /// it, the last version of each record winning).
+    pub snapshot: String,
+    /// Writable data types of the source's platform (see the catalog's `writable`), in the order restored.
+    pub data_types: Vec<String>,
+    /// Only these record ids (as backed up); absent: every record of the snapshot's data types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_ids: Option<Vec<String>>,
+    pub mode: RestoreMode,
+    /// Plan only: compare the platform with the snapshot and report, write nothing.
+    pub dry_run: bool,
+}
+
+/// What a restore does (or, dry, would do) with one record of the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreAction {
+    /// Missing from the platform: created again (under a new id, the platform's to choose).
+    Create,
+    /// Present but different (mode `overwrite`): its fields are put back as backed up.
+    Update,
+    /// Nothing to write: unchanged, or present while the mode is `missing`.
+    Skip,
+    /// The platform cannot take the write (the record is immutable, or it refused it).
+    CannotRestore,
+}
+
+/// The plan of one record: its action, why, and the fields to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRecord {
+    pub action: RestoreAction,
+    /// Why a record is skipped or cannot be restored.
+    pub reason: Option<&'static str>,
+    /// The fields the write sends (empty for skip and cannot-restore). On update, a field the backup holds
+    /// as `null` or lacks is sent as `null`: the writer unsets it.
+    pub fields: Map<String, Value>,
+}
+
+/// Decides what to do with `backed_up` (a record of the snapshot) given `current`, the same record on the
+/// platform now (`None`: missing, deleted since).
+pub fn plan(
+    writes: &RecordWrites,
+    backed_up: &Value,
+    current: Option<&Value>,
+    mode: RestoreMode,
+) -> PlannedRecord {
+    let skip = |reason| PlannedRecord {
+        action: RestoreAction::Skip,
+        reason: Some(reason),
+        fields: Map::new(),
+    };
+    let Some(current) = current else {
+        let fields = writes
+            .create_fields
+            .iter()
+            .filter_map(|f| {
+                let value = backed_up.get(*f).filter(|v| !v.is_null())?;
+                Some(((*f).to_owned(), value.clone()))
+            })
+            .collect();
+        return PlannedRecord {
+            action: RestoreAction::Create,
+            reason: None,
+            fields,
+        };
+    };
+    let changed: Map<String, Value> = writes
+        .update_fields
+        .iter()
+        .filter(|f| backed_up.get(**f) != current.get(**f))
+        .map(|f| {
+            let value = backed_up.get(*f).cloned().unwrap_or(Value::Null);
+            ((*f).to_owned(), value)
+        })
+        .collect();
+    if changed.is_empty() {
+        return skip("unchanged since the snapshot");
+    }
+    if mode == RestoreMode::Missing {
+        return skip("changed since the snapshot, but mode missing leaves existing records alone");
+    }
+    if writes.update.is_none() {
+        return PlannedRecord {
+            action: RestoreAction::CannotRestore,
+            reason: Some(
+                "changed since the snapshot, and the platform cannot update it once created",
+            ),
+            fields: Map::new(),
+        };
+    }
+    PlannedRecord {
+        action: RestoreAction::Update,
+        reason: None,
+        fields: changed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::writes::WriteBody;
+    use serde_json::json;
+
+    const WRITES: RecordWrites = RecordWrites {
+        create: "/customers",
+        update: Some("/customers/{id}"),
+        create_fields: &["name", "email", "metadata"],
+        update_fields: &["name", "email", "metadata"],
+        body: WriteBody::BracketedForm,
+    };
+
+    #[test]
+    fn a_missing_record_is_created_from_its_writable_fields() {
+        let backed_up = json!({"id": "cus_1", "name": "Ada", "email": null, "created": 1});
+        let planned = plan(&WRITES, &backed_up, None, RestoreMode::Missing);
+        assert_eq!(planned.action, RestoreAction::Create);
+        assert_eq!(Value::Object(planned.fields), json!({"name": "Ada"}));
+    }
+
+    #[test]
+    fn an_unchanged_record_is_skipped_in_either_mode() {
+        let record = json!({"id": "cus_1", "name": "Ada", "created": 1});
+        let current = json!({"id": "cus_1", "name": "Ada", "created": 2});
+        for mode in [RestoreMode::Missing, RestoreMode::Overwrite] {
+            let planned = plan(&WRITES, &record, Some(&current), mode);
+            assert_eq!(planned.action, RestoreAction::Skip);
+        }
+    }
+
+    #[test]
+    fn a_changed_record_is_updated_only_in_overwrite_mode_with_the_changed_fields() {
+        let backed_up = json!({"id": "cus_1", "name": "Ada", "email": "a@x"});
+        let current = json!({"id": "cus_1", "name": "Bob", "email": "a@x", "metadata": {"k": "v"}});
+        let missing = plan(&WRITES, &backed_up, Some(&current), RestoreMode::Missing);
+        assert_eq!(missing.action, RestoreAction::Skip);
+        let overwrite = plan(&WRITES, &backed_up, Some(&current), RestoreMode::Overwrite);
+        assert_eq!(overwrite.action, RestoreAction::Update);
+        assert_eq!(
+            Value::Object(overwrite.fields),
+            json!({"name": "Ada", "metadata": null})
+        );
+    }
+
+    #[test]
+    fn an_immutable_record_that_changed_cannot_be_restored() {
+        let writes = RecordWrites {
+            update: None,
+            ..WRITES
+        };
+        let planned = plan(
+            &writes,
+            &json!({"name": "A"}),
+            Some(&json!({"name": "B"})),
+            RestoreMode::Overwrite,
+        );
+        assert_eq!(planned.action, RestoreAction::CannotRestore);
+        assert!(planned.reason.is_some());
+    }
+}
