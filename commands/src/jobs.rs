@@ -206,7 +206,14 @@ impl JobCommands {
             skipped: batch.skipped,
             failed: batch.failed,
         };
-        self.bus.execute(job_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// ResourceBackupFailed: one data type could not be backed up; the run goes on with the next one.

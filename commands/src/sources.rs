@@ -220,7 +220,14 @@ impl SourceCommands {
             job_id: job_id.to_owned(),
             restore,
         };
-        self.bus.execute(source_id, command, metadata, None).await
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
     }
 
     /// Offers schedule slot `slot` to the source (the scheduler's command): records SyncRequested for the

@@ -298,6 +298,9 @@ pub enum VaultError {
         line: usize,
         column: usize,
     },
+    /// A decrypted secret that must be text (what is named) is not UTF-8. Nothing of it is kept.
+    #[error("a decrypted {0} is not UTF-8")]
+    NotText(&'static str),
     /// AES-GCM refused to encrypt (only for absurdly long inputs). What was being encrypted; the AEAD error
     /// itself is opaque by design, so there is no source to keep.
     #[error("{0}")]

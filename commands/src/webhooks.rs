@@ -126,7 +126,7 @@ impl WebhookSecrets {
             ciphertext,
         )?;
         let text = String::from_utf8(plaintext.to_vec())
-            .map_err(|_| VaultError::Serialization("a webhook secret is not UTF-8".into()))?;
+            .map_err(|_| VaultError::NotText("webhook secret"))?;
         Ok(Some(WebhookSecret(Zeroizing::new(text))))
     }
 
@@ -291,7 +291,14 @@ impl WebhookCommands {
             events,
             description,
         };
-        let committed = self.bus.execute_new(webhook_id, command, metadata).await?;
+        let committed = self
+            .bus
+            .execute_new(
+                &crate::typed_id::<listbackup_domain::WebhookId>(webhook_id)?,
+                command,
+                metadata,
+            )
+            .await?;
         Ok(WithSecret { committed, secret })
     }
 
@@ -312,7 +319,12 @@ impl WebhookCommands {
             description,
         };
         self.bus
-            .execute(webhook_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::WebhookId>(webhook_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await
     }
 
@@ -335,7 +347,12 @@ impl WebhookCommands {
         };
         let committed = self
             .bus
-            .execute(webhook_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::WebhookId>(webhook_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await?;
         Ok(WithSecret { committed, secret })
     }
@@ -352,7 +369,12 @@ impl WebhookCommands {
         };
         let committed = self
             .bus
-            .execute(webhook_id, command, metadata, expected_version)
+            .execute(
+                &crate::typed_id::<listbackup_domain::WebhookId>(webhook_id)?,
+                command,
+                metadata,
+                expected_version,
+            )
             .await?;
         self.secrets
             .destroy(&metadata.account_id, webhook_id)
@@ -401,7 +423,12 @@ impl WebhookCommands {
     }
 
     async fn live(&self, metadata: &EventMetadata, webhook_id: &str) -> Result<(), CommandError> {
-        let (webhook, _) = self.bus.load(webhook_id).await?;
+        let (webhook, _) = self
+            .bus
+            .load(&crate::typed_id::<listbackup_domain::WebhookId>(
+                webhook_id,
+            )?)
+            .await?;
         if webhook.is_live_for(&metadata.account_id) {
             Ok(())
         } else {

@@ -116,6 +116,13 @@ resource_id!(
     crate::job::AGGREGATE_TYPE
 );
 
+resource_id!(
+    /// A webhook's id (`webhookId`): the stream of a [`crate::webhook::Webhook`].
+    WebhookId,
+    ResourceKind::Webhook,
+    crate::webhook::AGGREGATE_TYPE
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

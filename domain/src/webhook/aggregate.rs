@@ -51,6 +51,7 @@ impl Webhook {
 
 impl AccountOwned for Webhook {
     const KIND: crate::ResourceKind = crate::ResourceKind::Webhook;
+    type Id = crate::WebhookId;
 
     fn owner_account(&self) -> Option<&str> {
         (self.status != WebhookStatus::New).then_some(self.account_id.as_str())

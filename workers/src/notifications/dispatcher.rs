@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use listbackup_commands::webhooks::{enqueue, NewDelivery};
-use listbackup_projections::event_log::{lock_checkpoint, read_after, save_checkpoint};
+use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit, LogPosition};
 use listbackup_projections::read_models::webhooks::subscribed;
+use listbackup_projections::ReadError;
 use listbackup_projections::{LogWake, ProjectedWatch, StoredEvent};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::payload::{identity, notification, notification_type};
-use crate::log_follower::LogFollower;
+use crate::log_follower::{Handled, LogFollower};
 
 /// The dispatcher's checkpoint name.
 pub const CHECKPOINT: &str = "notifications";
@@ -48,7 +49,12 @@ impl NotificationDispatcher {
     /// `queued` is notified whenever deliveries were queued.
     pub fn new(pool: Pool, queued: Arc<Notify>) -> Self {
         Self {
-            follower: LogFollower::new(pool.clone(), DISPATCHER_LOCK, "notification dispatcher"),
+            follower: LogFollower::new(
+                pool.clone(),
+                DISPATCHER_LOCK,
+                "notification dispatcher",
+                CHECKPOINT,
+            ),
             pool,
             batch_size: 200,
             queued,
@@ -77,30 +83,37 @@ impl NotificationDispatcher {
             .run(
                 shutdown,
                 || async { Ok::<(), DispatchError>(()) },
-                || self.run_batch(),
+                |from| self.run_batch(from),
             )
             .await
     }
 
-    /// Dispatches the next batch after the checkpoint; returns how many events it read.
-    pub async fn run_batch(&self) -> Result<usize, DispatchError> {
+    /// Dispatches the batch after `from` (where the checkpoint stands): queues its deliveries and moves the
+    /// checkpoint in one transaction, so a restart neither loses nor repeats a notification.
+    pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, DispatchError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let from = lock_checkpoint(&tx, CHECKPOINT).await?;
-        let events = read_after(&tx, from, self.batch_size).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(0);
+        let events = read_after(&client, from, self.batch_size).await?;
+        let handled = Handled::of(&events, self.batch_size);
+        let Some(last) = handled.last else {
+            return Ok(handled);
         };
+        let tx = client.transaction().await?;
+        // Compare and set first: another dispatcher that moved it meanwhile owns this batch.
+        if !advance_checkpoint(&tx, CHECKPOINT, from, last, Commit::Synchronous).await? {
+            return Err(ReadError::CheckpointMoved {
+                name: CHECKPOINT.to_owned(),
+            }
+            .into());
+        }
         let mut queued = 0;
         for event in &events {
             queued += self.dispatch(&tx, event).await?;
         }
-        save_checkpoint(&tx, CHECKPOINT, last).await?;
         tx.commit().await?;
         if queued > 0 {
             self.queued.notify_one();
         }
-        Ok(events.len())
+        Ok(handled)
     }
 
     /// Queues the event's notification for every subscribed webhook; returns how many were queued.
