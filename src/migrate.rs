@@ -58,6 +58,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0080_account_data_keys",
         include_str!("../migrations/0080_account_data_keys.sql"),
     ),
+    (
+        "0100_record_versions",
+        include_str!("../migrations/0100_record_versions.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

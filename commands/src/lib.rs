@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod oauth;
 pub mod platform_client;
 pub mod sampling;
+pub mod snapshots;
 pub mod source_groups;
 pub mod source_test;
 pub mod sources;

@@ -35,6 +35,10 @@ pub enum ResourceKind {
     Platform,
     /// The caller's account (its erasure, issue 13 §2).
     Account,
+    /// A source's backup as a point in time (`GET /sources/{id}/snapshots/{jobId}/…`, issue 13 §4).
+    Snapshot,
+    /// A record of a source's backups (`GET /sources/{id}/records/{dataType}/{recordId}/versions`).
+    Record,
 }
 
 impl ResourceKind {
@@ -48,6 +52,8 @@ impl ResourceKind {
             Self::JobFile => "file",
             Self::Platform => "platform",
             Self::Account => "account",
+            Self::Snapshot => "snapshot",
+            Self::Record => "record",
         }
     }
 
@@ -61,6 +67,8 @@ impl ResourceKind {
             Self::JobFile => "file not found",
             Self::Platform => "platform not found",
             Self::Account => "account not found",
+            Self::Snapshot => "snapshot not found",
+            Self::Record => "record not found",
         }
     }
 }
@@ -77,6 +85,8 @@ mod tests {
             ResourceKind::SourceGroup,
             ResourceKind::Job,
             ResourceKind::JobFile,
+            ResourceKind::Snapshot,
+            ResourceKind::Record,
             ResourceKind::Platform,
             ResourceKind::Account,
         ] {

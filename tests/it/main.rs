@@ -46,5 +46,6 @@ mod relay;
 mod retention;
 mod scheduler;
 mod scripts;
+mod snapshots;
 mod source_groups_api;
 mod sources_api;

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod connectors;
 pub mod log_follower;
 pub mod names;
+pub mod record_index;
 pub mod relay;
 pub mod retention;
 pub mod sagas;

@@ -105,6 +105,16 @@ impl From<StorageError> for RunFailure {
     }
 }
 
+impl From<crate::record_index::RecordIndexError> for RunFailure {
+    fn from(err: crate::record_index::RecordIndexError) -> Self {
+        Self {
+            code: JobErrorCode::Internal,
+            message: listbackup_commands::error_chain(&err),
+            retryable: true,
+        }
+    }
+}
+
 impl From<CommandError> for RunFailure {
     fn from(err: CommandError) -> Self {
         Self {
@@ -157,6 +167,8 @@ pub struct BackupWorker {
     deliveries: DeliverySettings,
     dispatch: DispatchSettings,
     leases: Leases,
+    /// Where the record version index is staged (issue 13 §4, [`crate::record_index`]).
+    db: deadpool_postgres::Pool,
     /// This worker process, as its rows of `backup_runs` name it (each run has its own `worker:<id>`).
     process_id: String,
     /// The runs of this process.
@@ -189,7 +201,8 @@ impl BackupWorker {
             store,
             deliveries: DeliverySettings::default(),
             dispatch: DispatchSettings::default(),
-            leases: Leases::new(db),
+            leases: Leases::new(db.clone()),
+            db,
             process_id: format!("process:{}", uuid::Uuid::now_v7()),
             local: Mutex::default(),
             run_ended: Notify::new(),
