@@ -425,6 +425,10 @@ async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_rou
         "POST /jobs/{id}/hold",
         "DELETE /jobs/{id}/hold",
         "POST /jobs/{id}/verify",
+        "GET /sources/{id}/snapshots",
+        "GET /sources/{id}/snapshots/{jobId}/records",
+        "GET /sources/{id}/snapshots/{jobId}/export",
+        "GET /sources/{id}/records/{dataType}/{recordId}/versions",
     ] {
         assert!(templates.contains(named), "{named} was not walked");
     }

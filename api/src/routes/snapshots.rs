@@ -225,12 +225,12 @@ pub async fn list(
     QueryParams(params): QueryParams<SnapshotListParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
+    let source_id = owned_source(&state, &principal, &path).await?;
     let mut errors = Vec::new();
     let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let source_id = owned_source(&state, &principal, &path).await?;
     let (points, more) = snapshots(&state)?
         .list(
             &principal.account_id,
@@ -266,13 +266,27 @@ pub async fn records(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let (raw_source, raw_job) = path.into_inner();
+    // The snapshot first: another account's is the one 404 whatever the query.
+    let source_id = owned_source(&state, &principal, &raw_source).await?;
+    let job_id = resource_id(&raw_job, ResourceKind::Snapshot)?;
+    let snapshots = snapshots(&state)?;
+    let snapshot = snapshots
+        .readable(&principal.account_id, &source_id, &job_id)
+        .await?;
     let mut errors = Vec::new();
     // Validated as a page request's limit; the cursor is the snapshot's own (checked by the use case).
     let limit = page_request(params.limit, None, &mut errors).limit;
     match params.data_type.as_deref() {
         None => errors.push(FieldError::new("dataType", "is required")),
-        Some(d) if d.is_empty() || d.len() > 200 => {
-            errors.push(FieldError::new("dataType", "must be 1 to 200 characters"))
+        Some(d) if !snapshot.counts.contains_key(d) => {
+            let known: Vec<&str> = snapshot.counts.keys().map(String::as_str).collect();
+            errors.push(FieldError::new(
+                "dataType",
+                format!(
+                    "is not a data type of this snapshot (it holds: {})",
+                    known.join(", ")
+                ),
+            ))
         }
         Some(_) => {}
     }
@@ -284,23 +298,7 @@ pub async fn records(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let source_id = owned_source(&state, &principal, &raw_source).await?;
-    let job_id = resource_id(&raw_job, ResourceKind::Snapshot)?;
-    let snapshots = snapshots(&state)?;
     let data_type = params.data_type.as_deref().unwrap_or_default();
-    let snapshot = snapshots
-        .readable(&principal.account_id, &source_id, &job_id)
-        .await?;
-    if !snapshot.counts.contains_key(data_type) {
-        let known: Vec<&str> = snapshot.counts.keys().map(String::as_str).collect();
-        return Err(ApiError::field(
-            "dataType",
-            format!(
-                "is not a data type of this snapshot (it holds: {})",
-                known.join(", ")
-            ),
-        ));
-    }
     let page = snapshots
         .records(
             &principal.account_id,
@@ -339,9 +337,9 @@ pub async fn versions(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let (raw_source, data_type, record_id) = path.into_inner();
+    let source_id = owned_source(&state, &principal, &raw_source).await?;
     text_segment("dataType", &data_type)?;
     text_segment("recordId", &record_id)?;
-    let source_id = owned_source(&state, &principal, &raw_source).await?;
     let versions = snapshots(&state)?
         .versions(&principal.account_id, &source_id, &data_type, &record_id)
         .await?;
@@ -368,12 +366,12 @@ pub async fn export(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let (raw_source, raw_job) = path.into_inner();
+    let source_id = owned_source(&state, &principal, &raw_source).await?;
     let format = match params.format.as_deref() {
         None | Some("ndjson") => ExportFormat::Ndjson,
         Some("csv") => ExportFormat::Csv,
         Some(_) => return Err(ApiError::field("format", "must be ndjson or csv")),
     };
-    let source_id = owned_source(&state, &principal, &raw_source).await?;
     let job_id = resource_id(&raw_job, ResourceKind::Snapshot)?;
     let stream = snapshots(&state)?
         .export(&principal.account_id, &source_id, &job_id, format)
