@@ -33,7 +33,7 @@ use crate::log_follower::LogFollower;
 pub const CHECKPOINT: &str = "record-index";
 
 /// Names the indexer's advisory lock ("LBRIDX"): one process merges at a time.
-const INDEX_LOCK: i64 = 0x004c_4252_4944_58;
+const INDEX_LOCK: i64 = 0x0000_4c42_5249_4458;
 
 /// Staged rows sent to Postgres in one statement.
 const STAGE_BATCH: usize = 1000;
