@@ -347,7 +347,8 @@ async fn merge(
     // The staged rows were written moments ago, unseen by autovacuum: without statistics the planner joins
     // them to the index row by row (a full backup of 20,000 records took a minute to merge, bench/record-index);
     // the versions just written by the previous merge likewise.
-    tx.batch_execute("ANALYZE record_index_staged, record_versions").await?;
+    tx.batch_execute("ANALYZE record_index_staged, record_versions")
+        .await?;
     let mut changes = serde_json::Map::new();
     let mut incremental = false;
     for file in &files {
