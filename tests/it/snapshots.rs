@@ -54,7 +54,7 @@ async fn backup_once(backup: &BackupApp, token: &str, source_id: &str) -> String
     let job = backup.finished(token, &job_id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         "the backup to be indexed",
         || async {
             snapshots(&backup.app, token, source_id)
@@ -503,7 +503,7 @@ async fn a_failed_backup_leaves_no_index_rows_and_a_replay_merges_nothing_twice(
     .await
     .unwrap();
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         "the indexer to read the log again",
         || async {
             db.query_one(
@@ -531,7 +531,7 @@ async fn a_failed_backup_leaves_no_index_rows_and_a_replay_merges_nothing_twice(
     let job = backup.finished(&owner, &job_id).await;
     assert_eq!(job["status"], "failed", "{job}");
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         "the failed job's staged rows to go",
         || async {
             count("record_index_staged").await == 0 && count("record_index_staged_files").await == 0
