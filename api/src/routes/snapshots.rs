@@ -187,7 +187,7 @@ fn snapshots(state: &AppState) -> Result<&Snapshots, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "backup storage is not configured"))
 }
 
-/// The account's source (deleted ones too: their backups stay until retention expires them), or the 404.
+/// The account's live source, or the 404 (a deleted source's snapshots are not served, as the source is not).
 async fn owned_source(
     state: &AppState,
     principal: &Principal,
