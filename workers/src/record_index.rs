@@ -139,8 +139,34 @@ impl StagedRecords {
         if self.ids.is_empty() {
             return Ok(());
         }
+        // A record listed twice in one fetch (a page boundary shifting under an insert, a per-parent listing
+        // whose children share ids) keeps its last line: once per batch here (one INSERT cannot update a row
+        // twice), across batches by the upsert.
+        let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, id) in self.ids.iter().enumerate() {
+            last.insert(id.as_str(), i);
+        }
+        if last.len() < self.ids.len() {
+            let keep: std::collections::HashSet<usize> = last.into_values().collect();
+            let mut i = 0;
+            self.ids.retain(|_| {
+                i += 1;
+                keep.contains(&(i - 1))
+            });
+            let mut i = 0;
+            self.hashes.retain(|_| {
+                i += 1;
+                keep.contains(&(i - 1))
+            });
+            let mut i = 0;
+            self.ordinals.retain(|_| {
+                i += 1;
+                keep.contains(&(i - 1))
+            });
+        } else {
+            drop(last);
+        }
         let client = self.pool.get().await?;
-        // A record listed twice in one fetch (a page boundary shifting under an insert) keeps its last line.
         client
             .execute(
                 "INSERT INTO record_index_staged \
