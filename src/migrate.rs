@@ -59,6 +59,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0080_account_data_keys.sql"),
     ),
     (
+        "0100_record_versions",
+        include_str!("../migrations/0100_record_versions.sql"),
+    ),
+    (
         "0110_active_jobs_index",
         include_str!("../migrations/0110_active_jobs_index.sql"),
     ),

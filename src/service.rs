@@ -438,6 +438,11 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     background.push(tokio::spawn(sender.run(shutdown.clone())));
+    // Succeeded and partial backups merged into the record version index (issue 13 §4), once each.
+    let record_indexer = listbackup_workers::record_index::RecordIndexer::new(db.clone())
+        .woken_by(projected.clone())
+        .woken_by_log(log.clone());
+    background.push(tokio::spawn(record_indexer.run(shutdown.clone())));
     // Schedule slots (issue 5): in every process, without a leader; the Source aggregate records each slot once.
     let scheduler = listbackup_workers::scheduler::Scheduler::new(db.clone(), scheduler_sources)
         .with_clock(config.scheduler_clock.clone())
@@ -446,6 +451,12 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let closing_streams = CancellationToken::new();
     let api_jobs_for_verify = api_jobs.clone();
+    let snapshots = store.as_ref().map(|s| {
+        Arc::new(listbackup_commands::snapshots::Snapshots::new(
+            db.clone(),
+            Arc::new(s.clone()),
+        ))
+    });
     let state = AppState {
         db,
         connections,
@@ -464,6 +475,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
                 Arc::new(s.clone()),
             ))
         }),
+        snapshots,
         job_files: store.map(|s| Arc::new(s) as Arc<dyn listbackup_commands::artifacts::JobFiles>),
         audit_signer: config.audit_signer.clone(),
         demo: platforms.demo().cloned(),

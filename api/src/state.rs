@@ -30,6 +30,8 @@ pub struct AppState {
     pub closing_streams: tokio_util::sync::CancellationToken,
     /// Stored backups (`GET /jobs/{id}/files`), when `LISTBACKUP_STORAGE_URL` is configured.
     pub job_files: Option<std::sync::Arc<dyn listbackup_commands::artifacts::JobFiles>>,
+    /// Snapshots, record history and exports (issue 13 §4, §6); `None` without backup storage.
+    pub snapshots: Option<std::sync::Arc<listbackup_commands::snapshots::Snapshots>>,
     /// Reads backups back for `POST /jobs/{id}/verify`; `None` without backup storage.
     pub verifier: Option<std::sync::Arc<listbackup_commands::verification::BackupVerifier>>,
     /// Signs audit exports (`LISTBACKUP_AUDIT_SIGNING_KEY`); without it `GET /events/export` is refused.
@@ -89,6 +91,25 @@ impl From<CommandError> for ApiError {
                 ApiError::unavailable("the database is unavailable; try again shortly")
             }
             err @ CommandError::Store { .. } => ApiError::from_unexpected(err),
+        }
+    }
+}
+
+/// The snapshot use cases' errors as problems: a snapshot or record that is not the account's is the one
+/// 404; an expired backup, a chain reading from one, or an erased account's data is 410 GONE, as downloads.
+impl From<listbackup_commands::snapshots::SnapshotError> for ApiError {
+    fn from(err: listbackup_commands::snapshots::SnapshotError) -> Self {
+        use listbackup_commands::snapshots::SnapshotError as E;
+        use listbackup_domain::ResourceKind;
+        match err {
+            E::SnapshotNotFound => ApiError::not_found(ResourceKind::Snapshot),
+            E::RecordNotFound => ApiError::not_found(ResourceKind::Record),
+            err @ (E::Expired { .. } | E::ChainExpired { .. } | E::Erased { .. }) => {
+                ApiError::new(ErrorCode::Gone, err.to_string())
+            }
+            E::BadCursor => ApiError::field("cursor", "is not a cursor this API issued"),
+            E::Pool(e) => e.into(),
+            other => ApiError::from_unexpected(other),
         }
     }
 }

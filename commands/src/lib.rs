@@ -15,6 +15,7 @@ pub mod platform_client;
 pub mod platform_metrics;
 pub mod restores;
 pub mod sampling;
+pub mod snapshots;
 pub mod source_groups;
 pub mod source_test;
 pub mod sources;

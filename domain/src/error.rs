@@ -37,6 +37,10 @@ pub enum ResourceKind {
     Account,
     /// A webhook or e-mail notification target (issue 14 §5).
     Webhook,
+    /// A source's backup as a point in time (`GET /sources/{id}/snapshots/{jobId}/…`, issue 13 §4).
+    Snapshot,
+    /// A record of a source's backups (`GET /sources/{id}/records/{dataType}/{recordId}/versions`).
+    Record,
 }
 
 impl ResourceKind {
@@ -51,6 +55,8 @@ impl ResourceKind {
             Self::Platform => "platform",
             Self::Account => "account",
             Self::Webhook => "webhook",
+            Self::Snapshot => "snapshot",
+            Self::Record => "record",
         }
     }
 
@@ -65,6 +71,8 @@ impl ResourceKind {
             Self::Platform => "platform not found",
             Self::Account => "account not found",
             Self::Webhook => "webhook not found",
+            Self::Snapshot => "snapshot not found",
+            Self::Record => "record not found",
         }
     }
 }
@@ -81,6 +89,8 @@ mod tests {
             ResourceKind::SourceGroup,
             ResourceKind::Job,
             ResourceKind::JobFile,
+            ResourceKind::Snapshot,
+            ResourceKind::Record,
             ResourceKind::Platform,
             ResourceKind::Account,
             ResourceKind::Webhook,

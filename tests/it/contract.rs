@@ -452,6 +452,10 @@ async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_rou
         "POST /webhooks/{id}/rotate-secret",
         "GET /webhooks/{id}/deliveries",
         "POST /sources/{id}/restores",
+        "GET /sources/{id}/snapshots",
+        "GET /sources/{id}/snapshots/{jobId}/records",
+        "GET /sources/{id}/snapshots/{jobId}/export",
+        "GET /sources/{id}/records/{dataType}/{recordId}/versions",
     ] {
         assert!(templates.contains(named), "{named} was not walked");
     }

@@ -50,6 +50,7 @@ mod retention;
 mod scheduler;
 mod scripts;
 mod shutdown;
+mod snapshots;
 mod source_groups_api;
 mod sources_api;
 mod webhooks;

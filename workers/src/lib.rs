@@ -7,6 +7,7 @@ pub mod log_follower;
 pub mod metrics;
 pub mod names;
 pub mod notifications;
+pub mod record_index;
 pub mod relay;
 pub mod retention;
 pub mod sagas;

@@ -8,6 +8,7 @@ pub mod job_events;
 pub mod jobs;
 pub mod oauth;
 pub mod platforms;
+pub mod snapshots;
 pub mod source_groups;
 pub mod sources;
 pub mod webhooks;
@@ -53,6 +54,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(sources::update)
         .service(sources::remove)
         .service(sources::test)
+        // Snapshots and record history (issue 13 §4, §6).
+        .service(snapshots::list)
+        .service(snapshots::records)
+        .service(snapshots::export)
+        .service(snapshots::versions)
         .service(jobs::sync_source)
         .service(jobs::sync_group)
         .service(jobs::create_restore)

@@ -155,6 +155,16 @@ impl From<StorageError> for RunFailure {
     }
 }
 
+impl From<crate::record_index::RecordIndexError> for RunFailure {
+    fn from(err: crate::record_index::RecordIndexError) -> Self {
+        Self {
+            code: JobErrorCode::Internal,
+            message: listbackup_commands::error_chain(&err),
+            retryable: true,
+        }
+    }
+}
+
 impl From<CommandError> for RunFailure {
     fn from(err: CommandError) -> Self {
         Self {
@@ -207,7 +217,8 @@ pub struct BackupWorker {
     deliveries: DeliverySettings,
     dispatch: DispatchSettings,
     leases: Leases,
-    /// The event store, where a restore reads which backups make its snapshot.
+    /// The event store (where a restore reads which backups make its snapshot) and where the record version
+    /// index is staged (issue 13 §4, [`crate::record_index`]).
     db: deadpool_postgres::Pool,
     /// This worker process, as its rows of `backup_runs` name it (each run has its own `worker:<id>`).
     process_id: String,

@@ -20,8 +20,9 @@ use serde_json::json;
 use super::files::{ContentFailure, FileContents, CONTENTS_OF};
 use super::progress::ProgressReporter;
 use super::{cancelled, reauth_failure, BackupWorker, Run, RunFailure, CANCEL_CHECK};
-use crate::connectors::{FetchError, FetchRequest, IncrementalCursor, PageCursor};
+use crate::connectors::{record_id, FetchError, FetchRequest, IncrementalCursor, PageCursor};
 use crate::metrics;
+use crate::record_index::StagedRecords;
 
 /// Why one data type was not backed up: its own failure, or the connection's (`connection_wide`: every
 /// data type still to come would fail the same way, so they fail with it and the run stops asking).
@@ -94,6 +95,8 @@ impl BackupWorker {
         // The job's data types (JobStarted): the source's, or the failed ones a retry runs again.
         let data_types = self.jobs.load(job_id).await?.0.data_types().to_vec();
         let mut manifest = artifacts.new_manifest(platform_id.as_str(), attempt, started_at);
+        // The record version index of this attempt, staged as records are stored (issue 13 §4).
+        let mut staged = StagedRecords::clear(&self.db, job_id, attempt).await?;
         let mut progress = Progress {
             data_types_done: 0,
             data_types_total: data_types.len() as u32,
@@ -152,6 +155,8 @@ impl BackupWorker {
                 }
             }
             let mut writer = artifacts.data_type_writer(data_type).await?;
+            staged.start(data_type).await?;
+            let id_field = platform.listing(data_type).map(|l| l.id_field);
             let mut resume: Option<PageCursor> = None;
             let mut refreshed = false;
             // `Err`: this data type is not backed up, and why; the attempt goes on.
@@ -195,7 +200,10 @@ impl BackupWorker {
                                 Some(err) => err,
                                 None => {
                                     for record in &page.records {
+                                        let ordinal = writer.records();
                                         writer.write_raw(record).await?;
+                                        let id = id_field.and_then(|f| record_id(record, f));
+                                        staged.add(id, record.get(), ordinal).await?;
                                     }
                                     resume = Some(page.cursor.clone());
                                     progress.records += page.records.len() as u64;
@@ -280,6 +288,7 @@ impl BackupWorker {
                 }
             };
             let file = writer.finish().await?;
+            staged.finish(!summary.incremental, file.records).await?;
             progress.bytes += file.bytes;
             progress.data_types_done += 1;
             let since_json = summary

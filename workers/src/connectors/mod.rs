@@ -67,6 +67,12 @@ pub use incremental::{IncrementalCursor, SeenAt};
 pub use rate::{RateBudget, RateBudgets, RateLimit, RateLimits, RateStats};
 pub use transport::RetryPolicy;
 
+/// A record's id: its top-level `id_field`, a string or a number (as text); `None` when absent or when the
+/// record is not an object.
+pub fn record_id(record: &serde_json::value::RawValue, id_field: &str) -> Option<String> {
+    body::Fetched::read(record.to_owned(), id_field, None, None).id
+}
+
 use body::{Envelope, Fetched, ListBody};
 use incremental::SeenWindow;
 use paging::{LoopGuard, OffsetNext, OffsetWithOverlap};

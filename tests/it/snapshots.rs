@@ -1,0 +1,547 @@
+//! Snapshots, record history and export (issue 13 §4, §6): HubSpot contacts backed up in full, then changed,
+//! added and deleted in the emulation and backed up incrementally and in full again; each backup is a point
+//! in time whose records, versions and export match what the platform held then. A failed backup leaves no
+//! index rows, and replaying the log merges nothing twice.
+
+use crate::support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::time::Duration;
+
+use listbackup_api::auth::Role;
+use listbackup_emulators::PagingFault;
+use serde_json::{json, Value};
+use support::backup::{sync_when_free, BackupApp};
+use support::{problem_code, wait_until, TestApp};
+
+const TOKEN: &str = "pat-na1-snapshots";
+
+async fn spawn() -> BackupApp {
+    let backup = BackupApp::spawn_emulating(&["hubspot"], |_| {}).await;
+    backup.api.accept("hubspot", TOKEN);
+    backup.api.lift_rate_limits();
+    backup
+}
+
+/// A HubSpot source of contacts; its id.
+async fn hubspot_source(app: &TestApp, token: &str, incremental: bool) -> String {
+    let response = app
+        .post(
+            "/connections",
+            token,
+            &json!({"platformId": "hubspot", "name": "HubSpot", "credentials": {"accessToken": TOKEN}}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let connection: Value = response.json().await.unwrap();
+    let response = app
+        .post(
+            "/sources",
+            token,
+            &json!({"connectionId": connection["connectionId"], "name": "Contacts",
+                    "dataTypes": ["contacts"], "incremental": incremental}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let view: Value = response.json().await.unwrap();
+    view["sourceId"].as_str().unwrap().to_owned()
+}
+
+/// Runs one backup to success and waits for it to show as a snapshot; its job id.
+async fn backup_once(backup: &BackupApp, token: &str, source_id: &str) -> String {
+    let job_id = sync_when_free(&backup.app, token, source_id).await;
+    let job = backup.finished(token, &job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    wait_until(
+        Duration::from_secs(45),
+        "the backup to be indexed",
+        || async {
+            snapshots(&backup.app, token, source_id)
+                .await
+                .iter()
+                .any(|s| s["jobId"] == job_id.as_str())
+        },
+    )
+    .await;
+    job_id
+}
+
+async fn get_json(app: &TestApp, token: &str, path: &str) -> Value {
+    let response = app.get(path, token).await;
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.json().await.unwrap()
+}
+
+async fn snapshots(app: &TestApp, token: &str, source_id: &str) -> Vec<Value> {
+    get_json(app, token, &format!("/sources/{source_id}/snapshots")).await["snapshots"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Every record of the snapshot, page by page (`limit` each), by record id.
+async fn browse(
+    app: &TestApp,
+    token: &str,
+    source_id: &str,
+    job_id: &str,
+    limit: u32,
+) -> BTreeMap<String, Value> {
+    let mut records = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = format!(
+            "/sources/{source_id}/snapshots/{job_id}/records?dataType=contacts&limit={limit}"
+        );
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = get_json(app, token, &path).await;
+        pages += 1;
+        for r in page["records"].as_array().unwrap() {
+            let previous = records.insert(
+                r["recordId"].as_str().unwrap().to_owned(),
+                r["record"].clone(),
+            );
+            assert!(previous.is_none(), "a record listed twice: {r}");
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(pages < 100, "paging does not end");
+    }
+    records
+}
+
+/// The files of an exported zip, by name.
+async fn export(
+    app: &TestApp,
+    token: &str,
+    source_id: &str,
+    job_id: &str,
+    format: &str,
+) -> BTreeMap<String, String> {
+    let response = app
+        .get(
+            &format!("/sources/{source_id}/snapshots/{job_id}/export?format={format}"),
+            token,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    let bytes = response.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut files = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut file = zip.by_index(i).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        files.insert(file.name().to_owned(), text);
+    }
+    files
+}
+
+/// The platform's contacts now, by id.
+async fn platform_contacts(backup: &BackupApp) -> BTreeMap<String, Value> {
+    let url = format!(
+        "{}/crm/v3/objects/contacts?limit=100",
+        backup.api.api_url("hubspot")
+    );
+    let client = reqwest::Client::new();
+    let mut contacts = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            Some(a) => format!("{url}&after={a}"),
+            None => url.clone(),
+        };
+        let page: Value = client
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for c in page["results"].as_array().unwrap() {
+            contacts.insert(c["id"].as_str().unwrap().to_owned(), c.clone());
+        }
+        match page["paging"]["next"]["after"].as_str() {
+            Some(a) => after = Some(a.to_owned()),
+            None => break,
+        }
+    }
+    contacts
+}
+
+#[tokio::test]
+async fn snapshots_merge_incremental_chains_and_show_each_records_history() {
+    let backup = spawn().await;
+    let app = &backup.app;
+    let owner = app.owner("acme");
+    let viewer = app.token("acme", &[Role::Viewer]);
+    backup.api.seed("hubspot", "contacts", 30);
+    let source_id = hubspot_source(app, &owner, true).await;
+
+    // 1: full. 2: incremental, two changed and three added. 3: full again (incremental off), one deleted.
+    let first = backup_once(&backup, &owner, &source_id).await;
+    let at_first = platform_contacts(&backup).await;
+    backup.api.touch("hubspot", "contacts", [2, 5]);
+    backup.api.append("hubspot", "contacts", 3);
+    let second = backup_once(&backup, &owner, &source_id).await;
+    let at_second = platform_contacts(&backup).await;
+    assert_eq!(at_second.len(), 33);
+    let response = app
+        .put(
+            &format!("/sources/{source_id}"),
+            &owner,
+            &json!({"incremental": false}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    backup.api.delete("hubspot", "contacts", [7]);
+    let third = backup_once(&backup, &owner, &source_id).await;
+    let at_third = platform_contacts(&backup).await;
+    assert_eq!(at_third.len(), 32);
+
+    // Newest first, each with the merged state's counts and what it changed; a viewer may read.
+    let list = snapshots(app, &viewer, &source_id).await;
+    let ids: Vec<&str> = list.iter().map(|s| s["jobId"].as_str().unwrap()).collect();
+    assert_eq!(ids, [third.as_str(), second.as_str(), first.as_str()]);
+    assert_eq!(list[2]["records"], json!({"contacts": 30}));
+    assert_eq!(list[2]["incremental"], false);
+    assert_eq!(list[1]["records"], json!({"contacts": 33}));
+    assert_eq!(list[1]["incremental"], true);
+    assert_eq!(
+        list[1]["changes"]["contacts"],
+        json!({"added": 3, "changed": 2, "deleted": 0})
+    );
+    assert_eq!(list[0]["records"], json!({"contacts": 32}));
+    assert_eq!(
+        list[0]["changes"]["contacts"],
+        json!({"added": 0, "changed": 0, "deleted": 1})
+    );
+    // Cursor pagination as other lists.
+    let page = get_json(
+        app,
+        &viewer,
+        &format!("/sources/{source_id}/snapshots?limit=2"),
+    )
+    .await;
+    assert_eq!(page["snapshots"].as_array().unwrap().len(), 2);
+    let next = page["nextCursor"].as_str().unwrap();
+    let rest = get_json(
+        app,
+        &viewer,
+        &format!("/sources/{source_id}/snapshots?limit=2&cursor={next}"),
+    )
+    .await;
+    assert_eq!(rest["snapshots"][0]["jobId"], first.as_str());
+    assert!(rest["nextCursor"].is_null());
+
+    // Each snapshot's records are the platform's as of that backup: the incremental one merged with the full
+    // one before it (27 of its 33 records were stored by the first backup).
+    assert_eq!(browse(app, &viewer, &source_id, &first, 7).await, at_first);
+    let merged = browse(app, &viewer, &source_id, &second, 10).await;
+    assert_eq!(merged, at_second);
+    assert_eq!(browse(app, &viewer, &source_id, &third, 50).await, at_third);
+    let page = get_json(
+        app,
+        &viewer,
+        &format!("/sources/{source_id}/snapshots/{second}/records?dataType=contacts&limit=200"),
+    )
+    .await;
+    let stored_by_first = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["storedByJobId"] == first.as_str())
+        .count();
+    assert_eq!(
+        stored_by_first, 28,
+        "untouched records come from the full backup"
+    );
+
+    // Search: a substring of the record's JSON text, case-insensitive.
+    let id5 = backup.api.id_of("hubspot", "contacts", 5);
+    let found = get_json(
+        app,
+        &viewer,
+        &format!("/sources/{source_id}/snapshots/{second}/records?dataType=contacts&q=CONTACT5%40EXAMPLE"),
+    )
+    .await;
+    let found = found["records"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["recordId"], id5.as_str());
+    assert_eq!(found[0]["record"], at_second[&id5]);
+
+    // Versions: contact 5 changed once (a JSON Patch names what), contact 7 was deleted by the third backup.
+    let history = get_json(
+        app,
+        &viewer,
+        &format!("/sources/{source_id}/records/contacts/{id5}/versions"),
+    )
+    .await;
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{history}");
+    assert_eq!(versions[0]["firstJobId"], first.as_str());
+    assert_eq!(versions[0]["lastJobId"], first.as_str());
+    assert!(versions[0]["changes"].is_null());
+    assert_eq!(versions[0]["record"], at_first[&id5]);
+    assert_eq!(versions[1]["firstJobId"], second.as_str());
+    assert_eq!(versions[1]["lastJobId"], third.as_str());
+    assert_eq!(versions[1]["current"], true);
+    assert_eq!(versions[1]["record"], at_second[&id5]);
+    let patch: json_patch::Patch = serde_json::from_value(versions[1]["changes"].clone()).unwrap();
+    assert!(!patch.0.is_empty());
+    let mut patched = at_first[&id5].clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    assert_eq!(
+        patched, at_second[&id5],
+        "the patch turns the first version into the second"
+    );
+    let id7 = backup.api.id_of("hubspot", "contacts", 7);
+    let history = get_json(
+        app,
+        &viewer,
+        &format!("/sources/{source_id}/records/contacts/{id7}/versions"),
+    )
+    .await;
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0]["lastJobId"], second.as_str());
+    assert_eq!(versions[0]["deletedByJobId"], third.as_str());
+    assert_eq!(versions[0]["current"], false);
+
+    // Export: the merged state as NDJSON and as CSV.
+    let files = export(app, &viewer, &source_id, &second, "ndjson").await;
+    assert_eq!(files.keys().collect::<Vec<_>>(), ["contacts.ndjson"]);
+    let exported: BTreeMap<String, Value> = files["contacts.ndjson"]
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["id"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    assert_eq!(exported, at_second);
+    let files = export(app, &viewer, &source_id, &second, "csv").await;
+    let mut csv = csv::Reader::from_reader(files["contacts.csv"].as_bytes());
+    let header: Vec<String> = csv.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(header[0], "id");
+    let keys: BTreeSet<String> = at_second
+        .values()
+        .flat_map(|c| c.as_object().unwrap().keys().cloned())
+        .collect();
+    assert_eq!(header.iter().cloned().collect::<BTreeSet<_>>(), keys);
+    let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 33);
+    for row in &rows {
+        let contact = &at_second[&row[0]];
+        for (column, cell) in header.iter().zip(row.iter()) {
+            let expected = match &contact[column] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            assert_eq!(cell, expected, "{column} of {}", &row[0]);
+        }
+    }
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn snapshots_follow_the_rules_of_source_routes() {
+    let backup = spawn().await;
+    let app = &backup.app;
+    let owner = app.owner("acme");
+    backup.api.seed("hubspot", "contacts", 5);
+    let source_id = hubspot_source(app, &owner, false).await;
+    let job = backup_once(&backup, &owner, &source_id).await;
+    let id = backup.api.id_of("hubspot", "contacts", 1);
+
+    // Another account's source, snapshot and record are byte for byte the missing ones.
+    let other = app.owner("globex");
+    let missing_source = uuid::Uuid::now_v7();
+    let missing_job = uuid::Uuid::now_v7();
+    for (theirs, missing) in [
+        (
+            format!("/sources/{source_id}/snapshots"),
+            format!("/sources/{missing_source}/snapshots"),
+        ),
+        (
+            format!("/sources/{source_id}/snapshots/{job}/records?dataType=contacts"),
+            format!("/sources/{missing_source}/snapshots/{job}/records?dataType=contacts"),
+        ),
+        (
+            format!("/sources/{source_id}/snapshots/{job}/export"),
+            format!("/sources/{missing_source}/snapshots/{job}/export"),
+        ),
+        (
+            format!("/sources/{source_id}/records/contacts/{id}/versions"),
+            format!("/sources/{missing_source}/records/contacts/{id}/versions"),
+        ),
+    ] {
+        let (status, theirs) = problem_code(app.get(&theirs, &other).await).await;
+        let (_, missing) = problem_code(app.get(&missing, &other).await).await;
+        assert_eq!(status, 404);
+        assert_eq!(theirs["detail"], missing["detail"]);
+        assert_eq!(theirs["code"], "NOT_FOUND");
+    }
+    let (status, body) = problem_code(
+        app.get(
+            &format!("/sources/{source_id}/snapshots/{missing_job}/records?dataType=contacts"),
+            &owner,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (404, Some("snapshot not found"))
+    );
+    let (status, _) = problem_code(
+        app.get(
+            &format!("/sources/{source_id}/records/contacts/nope/versions"),
+            &owner,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Bad input names the field.
+    for (path, field) in [
+        (
+            format!("/sources/{source_id}/snapshots/{job}/records"),
+            "dataType",
+        ),
+        (
+            format!("/sources/{source_id}/snapshots/{job}/records?dataType=deals"),
+            "dataType",
+        ),
+        (
+            format!("/sources/{source_id}/snapshots/{job}/records?dataType=contacts&cursor=x"),
+            "cursor",
+        ),
+        (
+            format!("/sources/{source_id}/snapshots/{job}/records?dataType=contacts&limit=0"),
+            "limit",
+        ),
+        (
+            format!("/sources/{source_id}/snapshots/{job}/records?dataType=contacts&sort=id"),
+            "sort",
+        ),
+        (
+            format!("/sources/{source_id}/snapshots/{job}/export?format=xml"),
+            "format",
+        ),
+        (
+            format!("/sources/{source_id}/records/contacts/a%00b/versions"),
+            "recordId",
+        ),
+    ] {
+        let (status, body) = problem_code(app.get(&path, &owner).await).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["errors"][0]["field"], field, "{path}: {body}");
+    }
+
+    // Expired by retention: 410, as its files.
+    app.db
+        .connect()
+        .await
+        .execute(
+            "UPDATE read_jobs SET expired_at = now() WHERE job_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    for path in [
+        format!("/sources/{source_id}/snapshots/{job}/records?dataType=contacts"),
+        format!("/sources/{source_id}/snapshots/{job}/export"),
+    ] {
+        let (status, body) = problem_code(app.get(&path, &owner).await).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (410, Some("GONE")),
+            "{path}"
+        );
+    }
+    let list = snapshots(app, &owner, &source_id).await;
+    assert!(list[0]["expiredAt"].is_string());
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_backup_leaves_no_index_rows_and_a_replay_merges_nothing_twice() {
+    let backup = spawn().await;
+    let app = &backup.app;
+    let owner = app.owner("acme");
+    backup.api.seed("hubspot", "contacts", 250);
+    let source_id = hubspot_source(app, &owner, false).await;
+    backup_once(&backup, &owner, &source_id).await;
+    let db = app.db.connect().await;
+    let count = |table: &'static str| {
+        let db = &db;
+        async move {
+            db.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(count("record_versions").await, 250);
+
+    // The indexer reads the log again from its start: every merge is done already.
+    db.execute(
+        "UPDATE checkpoints SET position = 0, transaction_id = '0' WHERE name = 'record-index'",
+        &[],
+    )
+    .await
+    .unwrap();
+    wait_until(
+        Duration::from_secs(45),
+        "the indexer to read the log again",
+        || async {
+            db.query_one(
+                "SELECT (SELECT position FROM checkpoints WHERE name = 'record-index') \
+                    >= (SELECT max(global_position) FROM events)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+        },
+    )
+    .await;
+    assert_eq!(count("record_versions").await, 250);
+    assert_eq!(count("source_snapshots").await, 1);
+
+    // A backup that fails after its first page (the listing repeats its cursor): what it staged never
+    // reaches the index, and is dropped.
+    backup.api.append("hubspot", "contacts", 10);
+    backup.api.paging_fault(
+        "/hubspot/crm/v3/objects/contacts",
+        PagingFault::IgnoresCursor,
+    );
+    let job_id = sync_when_free(app, &owner, &source_id).await;
+    let job = backup.finished(&owner, &job_id).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    wait_until(
+        Duration::from_secs(45),
+        "the failed job's staged rows to go",
+        || async {
+            count("record_index_staged").await == 0 && count("record_index_staged_files").await == 0
+        },
+    )
+    .await;
+    assert_eq!(count("record_versions").await, 250);
+    assert_eq!(count("source_snapshots").await, 1);
+    let list = snapshots(app, &owner, &source_id).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["records"], json!({"contacts": 250}));
+    backup.stop().await;
+}
