@@ -56,12 +56,13 @@ pub enum SnapshotError {
     Database(#[from] tokio_postgres::Error),
     #[error("record index: database pool")]
     Pool(#[from] deadpool_postgres::PoolError),
-    /// Reading a stored file failed (the store's message: [`JobFiles`] answers with text).
-    #[error("reading {name} of backup {job_id}: {message}")]
+    /// Reading a stored file failed.
+    #[error("reading {name} of backup {job_id}")]
     Storage {
         job_id: String,
         name: String,
-        message: String,
+        #[source]
+        source: crate::bus::BoxError,
     },
     /// A line the index points at is not a JSON record: the file and the index disagree.
     #[error("line {ordinal} of {name} of backup {job_id} is not a JSON record")]
@@ -605,10 +606,10 @@ impl Snapshots {
             .files
             .open(location, &name)
             .await
-            .map_err(|message| SnapshotError::Storage {
+            .map_err(|source| SnapshotError::Storage {
                 job_id: location.job_id.to_owned(),
                 name: name.clone(),
-                message,
+                source,
             })?
             .ok_or_else(|| SnapshotError::ChainExpired {
                 job_id: location.job_id.to_owned(),
@@ -639,11 +640,11 @@ struct Lines {
 }
 
 impl Lines {
-    fn storage(&self, message: String) -> SnapshotError {
+    fn storage(&self, source: crate::bus::BoxError) -> SnapshotError {
         SnapshotError::Storage {
             job_id: self.job_id.clone(),
             name: self.name.clone(),
-            message,
+            source,
         }
     }
 
@@ -678,12 +679,12 @@ impl Lines {
                     let chunk = chunk.map_err(|e| self.storage(e))?;
                     self.decoder
                         .write_all(&chunk)
-                        .map_err(|e| self.storage(e.to_string()))?;
+                        .map_err(|e| self.storage(e.into()))?;
                 }
                 None => {
                     self.decoder
                         .try_finish()
-                        .map_err(|e| self.storage(e.to_string()))?;
+                        .map_err(|e| self.storage(e.into()))?;
                     self.ended = true;
                 }
             }

@@ -21,13 +21,14 @@
 use std::collections::BTreeMap;
 
 use deadpool_postgres::Pool;
-use listbackup_projections::event_log::{lock_checkpoint, read_after, save_checkpoint};
+use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit, LogPosition};
+use listbackup_projections::ReadError;
 use listbackup_projections::{ProjectedWatch, StoredEvent};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::log_follower::LogFollower;
+use crate::log_follower::{Handled, LogFollower};
 
 /// The indexer's checkpoint name.
 pub const CHECKPOINT: &str = "record-index";
@@ -232,7 +233,7 @@ pub struct RecordIndexer {
 impl RecordIndexer {
     pub fn new(pool: Pool) -> Self {
         Self {
-            follower: LogFollower::new(pool.clone(), INDEX_LOCK, "record indexer"),
+            follower: LogFollower::new(pool.clone(), INDEX_LOCK, "record indexer", CHECKPOINT),
             pool,
             batch_size: 100,
         }
@@ -260,20 +261,28 @@ impl RecordIndexer {
             .run(
                 shutdown,
                 || async { Ok::<(), RecordIndexError>(()) },
-                || self.run_batch(),
+                |from| self.run_batch(from),
             )
             .await
     }
 
-    /// Handles the next events after the checkpoint, in one transaction with it; returns how many it read.
-    pub async fn run_batch(&self) -> Result<usize, RecordIndexError> {
+    /// Handles the events after `from` (where the checkpoint stands) in one transaction with the checkpoint's
+    /// move, so each backup is merged once.
+    pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, RecordIndexError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let from = lock_checkpoint(&tx, CHECKPOINT).await?;
-        let events = read_after(&tx, from, self.batch_size).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(0);
+        let events = read_after(&client, from, self.batch_size).await?;
+        let handled = Handled::of(&events, self.batch_size);
+        let Some(last) = handled.last else {
+            return Ok(handled);
         };
+        let tx = client.transaction().await?;
+        // Compare and set first: another indexer that moved it meanwhile owns this batch.
+        if !advance_checkpoint(&tx, CHECKPOINT, from, last, Commit::Synchronous).await? {
+            return Err(ReadError::CheckpointMoved {
+                name: CHECKPOINT.to_owned(),
+            }
+            .into());
+        }
         for event in &events {
             if event.aggregate_type != listbackup_domain::job::AGGREGATE_TYPE {
                 continue;
@@ -295,9 +304,8 @@ impl RecordIndexer {
                 _ => {}
             }
         }
-        save_checkpoint(&tx, CHECKPOINT, last).await?;
         tx.commit().await?;
-        Ok(events.len())
+        Ok(handled)
     }
 }
 
