@@ -105,6 +105,10 @@ pub struct Config {
     pub notifications: listbackup_workers::notifications::NotificationSettings,
 }
 
+/// The smallest `LISTBACKUP_DB_POOL_SIZE`: five log readers may each hold a pooled connection while they lead
+/// (its session holds their advisory lock), and requests and the projector need three more.
+pub const MIN_DB_POOL_SIZE: usize = 8;
+
 /// Keys read from the file and the environment.
 const KEYS: &[&str] = &[
     "DATABASE_URL",
@@ -203,10 +207,14 @@ impl Config {
             Some(raw) => raw
                 .parse()
                 .ok()
-                .filter(|n| (1..=1000).contains(n))
+                .filter(|n| (MIN_DB_POOL_SIZE..=1000).contains(n))
                 .ok_or_else(|| ConfigError::Invalid {
                     key: "LISTBACKUP_DB_POOL_SIZE",
-                    message: "must be a number from 1 to 1000".into(),
+                    message: format!(
+                        "must be a number from {MIN_DB_POOL_SIZE} to 1000 (each of the log readers that \
+                         leads holds one connection: the relay, the sagas, the record indexer, the \
+                         notification dispatcher and sender; requests need the rest)"
+                    ),
                 })?,
         };
         let db_pool_timeout = std::time::Duration::from_secs(number(
@@ -860,6 +868,15 @@ mod tests {
             ("LISTBACKUP_DB_POOL_SIZE".to_owned(), "lots".to_owned()),
         ]);
         assert!(Config::from_values(&values).is_err());
+        // Too small for the log readers that hold a connection while they lead.
+        let mut small = values.clone();
+        small.insert("LISTBACKUP_DB_POOL_SIZE".to_owned(), "3".to_owned());
+        assert!(Config::from_values(&small).is_err());
+        small.insert(
+            "LISTBACKUP_DB_POOL_SIZE".to_owned(),
+            MIN_DB_POOL_SIZE.to_string(),
+        );
+        assert!(Config::from_values(&small).is_ok());
     }
 
     /// A setting parsed but missing from `KEYS` would be silently ignored when it comes from the environment

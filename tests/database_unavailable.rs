@@ -18,7 +18,7 @@ use support::TestApp;
 async fn an_exhausted_pool_is_a_503_with_retry_after_on_commands_and_reads() {
     // Small pools, and a short wait for a connection.
     let app = TestApp::spawn_with(|values| {
-        values.insert("LISTBACKUP_DB_POOL_SIZE".into(), "3".into());
+        values.insert("LISTBACKUP_DB_POOL_SIZE".into(), "8".into());
         values.insert("LISTBACKUP_DB_POOL_TIMEOUT_SECS".into(), "2".into());
     })
     .await;

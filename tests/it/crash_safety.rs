@@ -25,7 +25,7 @@ async fn spawn_serve(env: &[(String, String)]) -> (tokio::process::Child, String
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("LISTBACKUP_BIND", "127.0.0.1:0")
-        .env("LISTBACKUP_DB_POOL_SIZE", "4")
+        .env("LISTBACKUP_DB_POOL_SIZE", "8")
         .env("LISTBACKUP_DEMO", "false")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())

@@ -144,7 +144,7 @@ async fn metrics_count_requests_by_route_template_and_a_backup_by_platform_witho
             format!("file://{}", storage.display()),
         ),
         ("LISTBACKUP_PLATFORM_STRIPE_API_URL", api.api_url("stripe")),
-        ("LISTBACKUP_DB_POOL_SIZE", "4".to_owned()),
+        ("LISTBACKUP_DB_POOL_SIZE", "8".to_owned()),
         ("LISTBACKUP_WORKER_CONCURRENCY", "3".to_owned()),
         ("LISTBACKUP_SHUTDOWN_GRACE_SECS", "5".to_owned()),
     ]

@@ -34,7 +34,7 @@ impl WorkerProcess {
                 "LISTBACKUP_PLATFORM_STRIPE_API_URL",
                 backup.api.api_url("stripe"),
             )
-            .env("LISTBACKUP_DB_POOL_SIZE", "4")
+            .env("LISTBACKUP_DB_POOL_SIZE", "8")
             .env("RUST_LOG", "info");
         for (key, value) in extra {
             command.env(key, value);
