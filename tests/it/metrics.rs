@@ -360,7 +360,7 @@ async fn metrics_count_requests_by_route_template_and_a_backup_by_platform_witho
     assert_eq!(scrape.value("listbackup_db_up", &[]), 1.0);
     assert_eq!(
         scrape.value("listbackup_db_pool_max_connections", &[("pool", "read")]),
-        4.0
+        8.0
     );
     assert!(scrape
         .get("listbackup_db_pool_waiting", &[("pool", "read")])

@@ -502,6 +502,12 @@ async fn a_failed_backup_leaves_no_index_rows_and_a_replay_merges_nothing_twice(
     )
     .await
     .unwrap();
+    // A leading reader keeps its position in memory and finds the row moved at its next batch (its
+    // compare-and-set fails, and it starts over from the row): the next event brings that batch.
+    let nudge = app
+        .post("/source-groups", &owner, &json!({"name": "nudge"}))
+        .await;
+    assert_eq!(nudge.status(), 201);
     wait_until(
         Duration::from_secs(45),
         "the indexer to read the log again",
