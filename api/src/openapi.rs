@@ -185,6 +185,16 @@ fn field_rule(name: &str) -> Option<utoipa::openapi::RefOr<utoipa::openapi::sche
                 .into(),
         ),
         "schedule" => Some(schedule_schema()),
+        // Data type names: the catalog's, never empty, no control character.
+        "dataTypes" => Some(
+            utoipa::openapi::schema::ArrayBuilder::new()
+                .items(
+                    string()
+                        .min_length(Some(1))
+                        .pattern(Some(NO_CONTROL_PATTERN)),
+                )
+                .into(),
+        ),
         _ => object_rule(name).map(|rule| rule.build().into()),
     }
 }
@@ -302,7 +312,7 @@ fn object_rule(name: &str) -> Option<utoipa::openapi::schema::ObjectBuilder> {
         "from" | "to" => string()
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
             .description(Some("an RFC 3339 date-time")),
-        "connectionId" | "sourceId" | "groupId" | "jobId" => {
+        "connectionId" | "sourceId" | "groupId" | "jobId" | "snapshot" => {
             string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
         }
         "platformId" => one_of(platform_ids(None)),
@@ -325,6 +335,9 @@ fn object_rule(name: &str) -> Option<utoipa::openapi::schema::ObjectBuilder> {
                 listbackup_domain::source_group::Description::MAX_CHARS,
             ))
             .pattern(Some(NO_CONTROL_PATTERN)),
+        // A snapshot export's format; a search text and a data type name (no NUL: PostgreSQL text holds none).
+        "format" => one_of(vec!["ndjson", "csv"]),
+        "q" | "dataType" => string().pattern(Some(NO_CONTROL_PATTERN)),
         "retentionDays" => integer(RetentionDays::MIN, RetentionDays::MAX),
         "keepLast" => integer(KeepLast::MIN, KeepLast::MAX),
         // 1 to 255 visible ASCII characters (`idempotency::key`).
@@ -364,6 +377,8 @@ fn bound_parameters(operation: &mut utoipa::openapi::path::Operation) {
         }
         if let Some(rule) = field_rule(&parameter.name) {
             parameter.schema = Some(rule);
+        } else if let Some(schema) = parameter.schema.as_mut() {
+            refuse_nul(schema);
         }
     }
 }
@@ -410,12 +425,35 @@ fn bound_request_bodies(document: &mut utoipa::openapi::OpenApi) {
                 .map(|rule| RefOr::T(Schema::Object(rule.build())))
                 .or_else(|| field_rule(field))
             else {
+                refuse_nul(property);
                 continue;
             };
             let nullable = matches!(property, RefOr::T(Schema::Object(o))
                 if matches!(&o.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)));
             *property = if nullable { or_null(rule) } else { rule };
         }
+    }
+}
+
+/// No string the API reads may hold a NUL (PostgreSQL text cannot; `extract` answers 400 naming the field): a
+/// string schema with no pattern of its own says so.
+fn refuse_nul(schema: &mut utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>) {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::RefOr;
+    let RefOr::T(Schema::Object(object)) = schema else {
+        return;
+    };
+    let is_string = match &object.schema_type {
+        SchemaType::Type(t) => *t == Type::String,
+        SchemaType::Array(types) => types.contains(&Type::String),
+        _ => false,
+    };
+    if is_string
+        && object.pattern.is_none()
+        && object.enum_values.is_none()
+        && object.format.is_none()
+    {
+        object.pattern = Some("^[^\\u0000]*$".to_owned());
     }
 }
 

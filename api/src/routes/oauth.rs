@@ -135,10 +135,11 @@ pub async fn reconnect(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let id = resource_id(&path, ResourceKind::Connection)?;
+    // No body, or `null` (the document says the body is optional), is no options.
     let body: ReconnectOauth = if body.iter().all(u8::is_ascii_whitespace) {
         ReconnectOauth::default()
     } else {
-        parse_json(&body)?
+        parse_json::<Option<ReconnectOauth>>(&body)?.unwrap_or_default()
     };
     let result = state
         .oauth
