@@ -93,6 +93,24 @@ pub struct JobCommands {
 }
 
 impl JobCommands {
+    /// Runs `command` on the job `job_id` names, without `If-Match` (the job's own worker and sweeps record its
+    /// events; a lost race is retried by the bus). An id that is not a job's is the job's not-found.
+    async fn record(
+        &self,
+        metadata: &EventMetadata,
+        job_id: &str,
+        command: JobCommand,
+    ) -> Result<Committed, CommandError> {
+        self.bus
+            .execute(
+                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
+                command,
+                metadata,
+                None,
+            )
+            .await
+    }
+
     pub fn new(
         bus: CommandBus<Job>,
         connections: CommandBus<Connection>,
@@ -179,14 +197,7 @@ impl JobCommands {
             sha256: resource.sha256,
             object: resource.object,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// RecordsRestored: one batch of a restore's records is written (or planned, dry).
@@ -206,14 +217,7 @@ impl JobCommands {
             skipped: batch.skipped,
             failed: batch.failed,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// ResourceBackupFailed: one data type could not be backed up; the run goes on with the next one.
@@ -232,14 +236,7 @@ impl JobCommands {
             message: failure.message,
             retryable: failure.retryable,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// JobPartiallySucceeded: every data type is either stored or failed, at least one of each, and the
@@ -261,14 +258,7 @@ impl JobCommands {
             bytes: outcome.bytes,
             cursors: outcome.cursors,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// JobSucceeded: every data type is stored and the manifest written.
@@ -288,14 +278,7 @@ impl JobCommands {
             bytes: outcome.bytes,
             cursors: outcome.cursors,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// JobProgressed: coarse progress, persisted (the worker sends it at most once a second and at every data
@@ -316,14 +299,7 @@ impl JobCommands {
             records: progress.records,
             bytes: progress.bytes,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     pub async fn fail(
@@ -343,14 +319,7 @@ impl JobCommands {
             retryable,
             queued: None,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// JobFailed recorded by the system, not by a worker: nobody is running the job any more (its message
@@ -378,14 +347,7 @@ impl JobCommands {
                 source_id: source_id.to_owned(),
             }),
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// Asks the job to stop: a queued job (no stream yet) is cancelled at once; a running one is cancelled by
@@ -402,14 +364,7 @@ impl JobCommands {
             job_id: job_id.to_owned(),
             source_id: source_id.to_owned(),
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// The worker stopped a job whose cancellation was requested, and discarded what it had written.
@@ -421,14 +376,7 @@ impl JobCommands {
         let command = JobCommand::ConfirmCancelled {
             account_id: account(metadata)?,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// The connection's decrypted credentials for a backup run; `None` when the connection is gone.
@@ -465,14 +413,7 @@ impl JobCommands {
             account_id: account(metadata)?,
             reason: reason.to_owned(),
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// BackupHoldReleased: retention applies to the backup again (nothing recorded when it is not held).
@@ -484,14 +425,7 @@ impl JobCommands {
         let command = JobCommand::ReleaseHold {
             account_id: account(metadata)?,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// BackupExpired {files, bytes}: the Job aggregate decides, so whichever sweeper gets here first records
@@ -508,14 +442,7 @@ impl JobCommands {
             files,
             bytes,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 
     /// BackupVerified or BackupCorrupted.
@@ -529,13 +456,6 @@ impl JobCommands {
             account_id: account(metadata)?,
             outcome,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.record(metadata, job_id, command).await
     }
 }
