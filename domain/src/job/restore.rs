@@ -87,7 +87,8 @@ pub struct PlannedRecord {
 }
 
 /// Decides what to do with `backed_up` (a record of the snapshot) given `current`, the same record on the
-/// platform now (`None`: missing, deleted since).
+/// platform now (`None`: missing, deleted since). Both are whole records as listed; their writable fields are
+/// read under [`RecordWrites::fields_at`].
 pub fn plan(
     writes: &RecordWrites,
     backed_up: &Value,
@@ -99,14 +100,17 @@ pub fn plan(
         reason: Some(reason),
         fields: Map::new(),
     };
+    let empty = Map::new();
+    let backed_up = writes.fields_of(backed_up).unwrap_or(&empty);
+    // A `null` and an absent field are the same: no value.
+    let value = |record: &Map<String, Value>, field: &str| {
+        record.get(field).filter(|v| !v.is_null()).cloned()
+    };
     let Some(current) = current else {
         let fields = writes
             .create_fields
             .iter()
-            .filter_map(|f| {
-                let value = backed_up.get(*f).filter(|v| !v.is_null())?;
-                Some(((*f).to_owned(), value.clone()))
-            })
+            .filter_map(|f| Some(((*f).to_owned(), value(backed_up, f)?)))
             .collect();
         return PlannedRecord {
             action: RestoreAction::Create,
@@ -114,14 +118,12 @@ pub fn plan(
             fields,
         };
     };
+    let current = writes.fields_of(current).unwrap_or(&empty);
     let changed: Map<String, Value> = writes
         .update_fields
         .iter()
-        .filter(|f| backed_up.get(**f) != current.get(**f))
-        .map(|f| {
-            let value = backed_up.get(*f).cloned().unwrap_or(Value::Null);
-            ((*f).to_owned(), value)
-        })
+        .filter(|f| value(backed_up, f) != value(current, f))
+        .map(|f| ((*f).to_owned(), value(backed_up, f).unwrap_or(Value::Null)))
         .collect();
     if changed.is_empty() {
         return skip("unchanged since the snapshot");
@@ -157,6 +159,7 @@ mod tests {
         create_fields: &["name", "email", "metadata"],
         update_fields: &["name", "email", "metadata"],
         body: WriteBody::BracketedForm,
+        ..RecordWrites::BASE
     };
 
     #[test]
@@ -205,5 +208,36 @@ mod tests {
         );
         assert_eq!(planned.action, RestoreAction::CannotRestore);
         assert!(planned.reason.is_some());
+    }
+
+    #[test]
+    fn nested_fields_are_planned_where_the_record_keeps_them() {
+        let writes = RecordWrites {
+            create: "/crm/v3/objects/contacts",
+            update: Some("/crm/v3/objects/contacts/{id}"),
+            create_fields: &["email", "firstname", "phone"],
+            update_fields: &["email", "firstname", "phone"],
+            fields_at: "/properties",
+            ..RecordWrites::BASE
+        };
+        let backed_up = json!({"id": "1", "properties": {"email": "a@x", "firstname": "Ada",
+                                                         "phone": null, "hs_object_id": "1"}});
+        let created = plan(&writes, &backed_up, None, RestoreMode::Missing);
+        assert_eq!(
+            Value::Object(created.fields),
+            json!({"email": "a@x", "firstname": "Ada"})
+        );
+        // A null there and an absent field are the same; a property set since is cleared.
+        let current = json!({"id": "1", "properties": {"email": "a@x", "firstname": "Bob",
+                                                       "phone": "555"}});
+        let updated = plan(&writes, &backed_up, Some(&current), RestoreMode::Overwrite);
+        assert_eq!(updated.action, RestoreAction::Update);
+        assert_eq!(
+            Value::Object(updated.fields),
+            json!({"firstname": "Ada", "phone": null})
+        );
+        let same = json!({"id": "1", "properties": {"email": "a@x", "firstname": "Ada"}});
+        let skipped = plan(&writes, &backed_up, Some(&same), RestoreMode::Overwrite);
+        assert_eq!(skipped.action, RestoreAction::Skip);
     }
 }

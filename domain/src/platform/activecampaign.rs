@@ -18,7 +18,32 @@
 //! - Limits (https://developers.activecampaign.com/reference/rate-limits): 5 requests per second per
 //!   account, answered 429 with `Retry-After` in seconds.
 
+use super::writes::{MatchBy, RecordWrites, Unset, WriteBody, WriteMethod};
 use super::*;
+
+/// Contacts' writes (<https://developers.activecampaign.com/reference/create-a-new-contact>,
+/// <https://developers.activecampaign.com/reference/update-a-contact-new>): `POST /contacts` creates (201),
+/// `PUT /contacts/{id}` updates the fields sent (200), both `{"contact": {…}}` and answered with
+/// `{"contact": {…, "id": "<numeric string>"}}`. The e-mail address is unique in an account (a second one is
+/// a 422 `duplicate`) and recognises a contact re-created; ActiveCampaign has no idempotency key. Custom
+/// field values are their own data type (`contact_field_values`), not written back.
+const CONTACT_FIELDS: &[&str] = &["email", "firstName", "lastName", "phone"];
+
+const CONTACT_WRITES: RecordWrites = RecordWrites {
+    create: "/contacts",
+    update: Some("/contacts/{id}"),
+    create_fields: CONTACT_FIELDS,
+    update_fields: CONTACT_FIELDS,
+    body: WriteBody::Json {
+        envelope: Some("contact"),
+        unset: Unset::Null,
+    },
+    update_method: WriteMethod::Put,
+    new_id: "/contact/id",
+    matched_by: MatchBy::Key("/email"),
+    idempotency_key: false,
+    ..RecordWrites::BASE
+};
 
 pub(super) const PLATFORM: Platform = Platform {
     id: "activecampaign",
@@ -41,7 +66,8 @@ pub(super) const PLATFORM: Platform = Platform {
                 incremental: Some(updated_after("udate")),
                 ..CONTACTS
             },
-        ),
+        )
+        .writes(CONTACT_WRITES),
         // `GET /contacts` does not carry the values of custom fields; `GET /fieldValues` lists them all.
         DataType::new(
             "contact_field_values",

@@ -8,7 +8,85 @@
 //! - Errors: `{"status":"error","message":…,"category":…}`. Rate limits: private apps 100 requests per 10 s
 //!   (Professional) — 10/s stays inside it; search 5 requests/s per account.
 
+use super::writes::{MatchBy, RecordWrites, Unset, WriteBody, WriteMethod};
 use super::*;
+
+/// A CRM object's writes (CRM objects API: <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>,
+/// e.g. contacts <https://developers.hubspot.com/docs/api/crm/contacts>): `POST /crm/v3/objects/<type>` creates
+/// (201), `PATCH /crm/v3/objects/<type>/{id}` updates (200) only the properties sent, both with
+/// `{"properties": {…}}`; "to clear a property value, set it to an empty string". A record is
+/// `{id, properties: {…}}`: its writable properties are sent, never `hs_object_id`, `createdate` or the
+/// modification dates (HubSpot's to set). HubSpot honours no idempotency key: a contact is recognised by its
+/// e-mail address (HubSpot keeps it unique: creating a second one is a 409 `CONFLICT`), companies and deals by
+/// all their writable properties.
+const fn crm_writes(
+    create: &'static str,
+    update: &'static str,
+    fields: &'static [&'static str],
+    matched_by: MatchBy,
+) -> RecordWrites {
+    RecordWrites {
+        create,
+        update: Some(update),
+        create_fields: fields,
+        update_fields: fields,
+        body: WriteBody::Json {
+            envelope: Some("properties"),
+            unset: Unset::EmptyString,
+        },
+        update_method: WriteMethod::Patch,
+        fields_at: "/properties",
+        matched_by,
+        idempotency_key: false,
+        ..RecordWrites::BASE
+    }
+}
+
+/// Default contact properties a user sets (the contacts guide's list of default properties); the rest are
+/// HubSpot's (`hs_…`, dates, counts).
+const CONTACT_PROPERTIES: &[&str] = &[
+    "email",
+    "firstname",
+    "lastname",
+    "phone",
+    "mobilephone",
+    "company",
+    "website",
+    "jobtitle",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "lifecyclestage",
+];
+
+/// Default company properties a user sets (companies guide).
+const COMPANY_PROPERTIES: &[&str] = &[
+    "name",
+    "domain",
+    "phone",
+    "website",
+    "industry",
+    "description",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "country",
+];
+
+/// Default deal properties a user sets (deals guide: `dealname`, `dealstage` and, with several pipelines,
+/// `pipeline` are what a create needs).
+const DEAL_PROPERTIES: &[&str] = &[
+    "dealname",
+    "amount",
+    "dealstage",
+    "pipeline",
+    "closedate",
+    "dealtype",
+    "description",
+];
 
 pub(super) const PLATFORM: Platform = Platform {
     id: "hubspot",
@@ -23,21 +101,39 @@ pub(super) const PLATFORM: Platform = Platform {
             &[Endpoint::get("/crm/v3/objects/contacts")],
             CONTACTS_MODIFIED,
         )
-        .scopes(&["crm.objects.contacts.read"]),
+        .scopes(&["crm.objects.contacts.read"])
+        .writes(crm_writes(
+            "/crm/v3/objects/contacts",
+            "/crm/v3/objects/contacts/{id}",
+            CONTACT_PROPERTIES,
+            MatchBy::Key("/properties/email"),
+        )),
         object(
             "companies",
             "Company records",
             &[Endpoint::get("/crm/v3/objects/companies")],
             MODIFIED,
         )
-        .scopes(&["crm.objects.companies.read"]),
+        .scopes(&["crm.objects.companies.read"])
+        .writes(crm_writes(
+            "/crm/v3/objects/companies",
+            "/crm/v3/objects/companies/{id}",
+            COMPANY_PROPERTIES,
+            MatchBy::Content,
+        )),
         object(
             "deals",
             "Deals and their pipeline stage",
             &[Endpoint::get("/crm/v3/objects/deals")],
             MODIFIED,
         )
-        .scopes(&["crm.objects.deals.read"]),
+        .scopes(&["crm.objects.deals.read"])
+        .writes(crm_writes(
+            "/crm/v3/objects/deals",
+            "/crm/v3/objects/deals/{id}",
+            DEAL_PROPERTIES,
+            MatchBy::Content,
+        )),
         object(
             "tickets",
             "Service tickets",

@@ -8,7 +8,46 @@
 //! - Errors: `{"message":…}`, and Apigee's `{"fault":{"faultstring":…}}` from the gateway. Rate limit: 25
 //!   requests/s per key.
 
+use super::writes::{MatchBy, RecordWrites, Unset, WriteBody, WriteMethod};
 use super::*;
+
+/// Contacts' writes (REST v1 reference, <https://developer.infusionsoft.com/docs/rest/#tag/Contact>):
+/// `POST /contacts` creates (201, the contact with its numeric `id`; at least an e-mail address or a phone
+/// number), `PATCH /contacts/{id}` updates the fields sent (200); plain JSON bodies in the contact's own
+/// shape. Keap documents no idempotency key: a contact is recognised by its first e-mail address.
+/// `tag_ids`, `owner_id`, `email_status` and the dates are not a contact's own fields to send (tags are
+/// applied through their own calls; opt-in status is the recipient's).
+const CONTACT_FIELDS: &[&str] = &[
+    "given_name",
+    "middle_name",
+    "family_name",
+    "email_addresses",
+    "phone_numbers",
+    "addresses",
+    "job_title",
+    "website",
+    "birthday",
+    "spouse_name",
+    "preferred_name",
+    "prefix",
+    "suffix",
+    "contact_type",
+];
+
+const CONTACT_WRITES: RecordWrites = RecordWrites {
+    create: "/contacts",
+    update: Some("/contacts/{id}"),
+    create_fields: CONTACT_FIELDS,
+    update_fields: CONTACT_FIELDS,
+    body: WriteBody::Json {
+        envelope: None,
+        unset: Unset::Null,
+    },
+    update_method: WriteMethod::Patch,
+    matched_by: MatchBy::Key("/email_addresses/0/email"),
+    idempotency_key: false,
+    ..RecordWrites::BASE
+};
 
 pub(super) const PLATFORM: Platform = Platform {
     id: "keap",
@@ -27,7 +66,8 @@ pub(super) const PLATFORM: Platform = Platform {
                 incremental: Some(SINCE),
                 ..listing(&[Endpoint::get("/contacts")], "/contacts")
             },
-        ),
+        )
+        .writes(CONTACT_WRITES),
         list(
             "companies",
             "Companies contacts belong to",

@@ -15,7 +15,78 @@
 //!   requests leaking 2/s on standard plans (4/s Advanced, 20/s Plus), reported in
 //!   `X-Shopify-Shop-Api-Call-Limit: <used>/40`; past it, 429 with `Retry-After: 2.0`.
 
+use super::writes::{MatchBy, RecordWrites, Unset, WriteBody, WriteMethod};
 use super::*;
+
+/// Customers' writes (Admin REST customer resource,
+/// <https://shopify.dev/docs/api/admin-rest/latest/resources/customer>): `POST /customers.json` creates (201),
+/// `PUT /customers/{id}.json` updates the fields sent (200), both `{"customer": {…}}` answered the same way.
+/// A customer's e-mail address is unique in a shop ("has already been taken", 422): it recognises one
+/// re-created; Shopify has no idempotency key. Addresses go with a create only (an update's addresses
+/// without their ids would add more); order counts, totals, `state` and `currency` are the shop's.
+const CUSTOMER_WRITES: RecordWrites = RecordWrites {
+    create: "/customers.json",
+    update: Some("/customers/{id}.json"),
+    create_fields: &[
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "note",
+        "tags",
+        "tax_exempt",
+        "verified_email",
+        "addresses",
+    ],
+    update_fields: &[
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "note",
+        "tags",
+        "tax_exempt",
+    ],
+    body: WriteBody::Json {
+        envelope: Some("customer"),
+        unset: Unset::Null,
+    },
+    update_method: WriteMethod::Put,
+    new_id: "/customer/id",
+    matched_by: MatchBy::Key("/email"),
+    idempotency_key: false,
+    ..RecordWrites::BASE
+};
+
+/// Products' writes (Admin REST product resource,
+/// <https://shopify.dev/docs/api/admin-rest/latest/resources/product>): `POST /products.json` (201, a `title`
+/// is required), `PUT /products/{id}.json` (200), both `{"product": {…}}`. The `handle` is unique in a shop
+/// and recognises a product re-created. Variants, options and images keep ids of their own that a new
+/// product cannot take: a re-created product gets Shopify's default variant.
+const PRODUCT_FIELDS: &[&str] = &[
+    "title",
+    "body_html",
+    "vendor",
+    "product_type",
+    "handle",
+    "tags",
+    "status",
+    "template_suffix",
+];
+
+const PRODUCT_WRITES: RecordWrites = RecordWrites {
+    create: "/products.json",
+    update: Some("/products/{id}.json"),
+    create_fields: PRODUCT_FIELDS,
+    update_fields: PRODUCT_FIELDS,
+    new_id: "/product/id",
+    body: WriteBody::Json {
+        envelope: Some("product"),
+        unset: Unset::Null,
+    },
+    matched_by: MatchBy::Key("/handle"),
+    ..CUSTOMER_WRITES
+};
 
 /// The Admin API version of every path (and of the emulation, which states it on its own).
 pub const API_VERSION: &str = "2026-10";
@@ -55,7 +126,8 @@ pub(super) const PLATFORM: Platform = Platform {
             &[Endpoint::get("/customers.json")],
             "/customers",
         )
-        .scopes(&["read_customers"]),
+        .scopes(&["read_customers"])
+        .writes(CUSTOMER_WRITES),
         DataType::new(
             "orders",
             "Orders with line items, fulfillments and refunds",
@@ -81,7 +153,8 @@ pub(super) const PLATFORM: Platform = Platform {
             &[Endpoint::get("/products.json")],
             "/products",
         )
-        .scopes(&["read_products"]),
+        .scopes(&["read_products"])
+        .writes(PRODUCT_WRITES),
         changed(
             "custom_collections",
             "Manually curated collections",

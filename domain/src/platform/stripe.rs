@@ -36,6 +36,7 @@ const CUSTOMER_WRITES: RecordWrites = RecordWrites {
     create_fields: CUSTOMER_FIELDS,
     update_fields: CUSTOMER_FIELDS,
     body: WriteBody::BracketedForm,
+    ..RecordWrites::BASE
 };
 
 pub(super) const PLATFORM: Platform = Platform {

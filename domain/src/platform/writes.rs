@@ -1,23 +1,80 @@
 //! How ListBackup writes a data type's records back to its platform (restore, issue 13 §5): declared per data
 //! type by the platform's module, read by the restore's plan (which fields to compare and send) and by the
 //! worker's writer (which calls, in which body format).
+//!
+//! A write strategy is named by mechanism and parameterised, as the listings are (Airbyte's declarative
+//! connectors): the HTTP method of a create and of an update, the body's encoding (a bracketed form, or JSON
+//! with or without an envelope such as Shopify's `{"customer": {…}}`), where the answer names the record's id,
+//! where the writable fields sit in a backed-up record (HubSpot's `{id, properties: {…}}`), fields that are
+//! sent under another name (Zendesk's `description` is a new ticket's first `comment.body`) and how a record
+//! re-created under a new id is recognised again (its e-mail address, its handle, or all it holds).
+//!
+//! At most once per job: a write is either keyed by an `Idempotency-Key` the platform honours (Stripe), or
+//! the plan recognises a record an earlier attempt (or an earlier restore) already created, by
+//! [`RecordWrites::matched_by`], before creating it again; an update only puts fields back, so doing it twice
+//! changes nothing.
 
 /// The writes a platform accepts for one data type. A data type without one is not writable: the catalog says
 /// so (`writable: false`) and a restore naming it is refused at request time.
+///
+/// Build one with struct update syntax from [`RecordWrites::BASE`] (Stripe's conventions: `POST` for both,
+/// form-encoded, `Idempotency-Key`, the id at `/id`, fields at the top level, matched by id only) and change
+/// what the platform does differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordWrites {
-    /// The path a new record is created with (`POST`), relative to the API base URL (`/customers`).
+    /// The path a new record is created with, relative to the API base URL (`/customers`). May hold
+    /// `{placeholders}` of the connection's settings as the listing paths do.
     pub create: &'static str,
-    /// The path an existing record is updated with (`POST`, Stripe's convention), `{id}` standing for its
-    /// id (`/customers/{id}`); `None` when the platform never lets a record change once created.
+    /// The path an existing record is updated with, `{id}` standing for its id (`/customers/{id}`); `None`
+    /// when the platform never lets a record change once created (a Zendesk ticket is restored as a new one).
     pub update: Option<&'static str>,
     /// The fields of a backed-up record that a create sends, as they were backed up (absent or `null` ones are
-    /// left out). Everything else (the id, `created`, derived fields) is the platform's to set.
+    /// left out), read under [`RecordWrites::fields_at`]. Everything else (the id, `created`, derived fields)
+    /// is the platform's to set.
     pub create_fields: &'static [&'static str],
-    /// The fields an update may change; a record whose fields here equal the backup's needs no write.
+    /// The fields an update may change; a record whose fields here equal the backup's needs no write (a
+    /// `null` and an absent field are equal).
     pub update_fields: &'static [&'static str],
     /// How the request body is encoded.
     pub body: WriteBody,
+    /// The HTTP method of a create.
+    pub create_method: WriteMethod,
+    /// The HTTP method of an update (Stripe `POST`, HubSpot and Keap `PATCH`, Shopify and ActiveCampaign
+    /// `PUT`).
+    pub update_method: WriteMethod,
+    /// JSON pointer (RFC 6901) to the record's id in the answer to a write: `/id`, Shopify's
+    /// `/customer/id`. A number there is read as its decimal text.
+    pub new_id: &'static str,
+    /// JSON pointer to the object holding the writable fields in a backed-up (and a listed) record: `""` for
+    /// the record itself, HubSpot's `/properties`.
+    pub fields_at: &'static str,
+    /// Fields sent under another name: each moves a field's value to a path of the body (applied after the
+    /// fields are chosen, so the plan compares the platform's own names).
+    pub renames: &'static [FieldRename],
+    /// How a snapshot record missing under its own id is recognised on the platform under another one.
+    pub matched_by: MatchBy,
+    /// Whether each write carries an `Idempotency-Key` header the platform honours (Stripe:
+    /// <https://docs.stripe.com/api/idempotent_requests>). Platforms that document none get no header: the
+    /// plan's [`RecordWrites::matched_by`] keeps their creates at most once per job.
+    pub idempotency_key: bool,
+}
+
+/// An HTTP method a write is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMethod {
+    Post,
+    Put,
+    Patch,
+}
+
+impl WriteMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+        }
+    }
 }
 
 /// The encoding of a write's body.
@@ -27,11 +84,139 @@ pub enum WriteBody {
     /// `preferred_locales[0]=en-US`), as Stripe's API reference documents it
     /// (<https://docs.stripe.com/api/metadata>); an empty value unsets a field on update.
     BracketedForm,
+    /// `application/json`: the fields as an object, inside `{"<envelope>": {…}}` when the platform wants
+    /// one (HubSpot `properties`, Shopify `customer`/`product`, ActiveCampaign `contact`, Zendesk
+    /// `ticket`). `unset` is how an update clears a field.
+    Json {
+        envelope: Option<&'static str>,
+        unset: Unset,
+    },
+}
+
+/// How an update clears a field the backup did not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unset {
+    /// JSON `null` (Shopify, Keap, ActiveCampaign).
+    Null,
+    /// An empty string: HubSpot clears a property set to `""` ("To clear a property value, set it to an
+    /// empty string", CRM objects guide).
+    EmptyString,
+}
+
+/// A field sent at another path of the body: Zendesk's backed-up `description` is a new ticket's
+/// `comment.body` (a ticket's description is its first comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldRename {
+    pub field: &'static str,
+    /// The keys leading to it in the body (inside the envelope), e.g. `["comment", "body"]`.
+    pub to: &'static [&'static str],
+}
+
+/// How a record of the snapshot that is missing under its id is found again on the platform, created by an
+/// earlier attempt of the same job, an earlier restore or by hand under a new id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchBy {
+    /// By its id only (Stripe, whose `Idempotency-Key` keeps a job's creates single).
+    Id,
+    /// By a natural key the platform keeps unique, a JSON pointer into the record (an e-mail address,
+    /// compared without case; Shopify's product `handle`).
+    Key(&'static str),
+    /// By everything a create sends: a platform record (not itself in the snapshot) whose create fields all
+    /// equal the backed-up record's is that record re-created (HubSpot deals, Zendesk tickets).
+    Content,
 }
 
 impl RecordWrites {
+    /// Stripe's conventions, the base of every declaration: `POST` creates and updates a form-encoded body
+    /// with an `Idempotency-Key`, the answer's `/id` is the record's, the fields are the record's own.
+    pub const BASE: RecordWrites = RecordWrites {
+        create: "",
+        update: None,
+        create_fields: &[],
+        update_fields: &[],
+        body: WriteBody::BracketedForm,
+        create_method: WriteMethod::Post,
+        update_method: WriteMethod::Post,
+        new_id: "/id",
+        fields_at: "",
+        renames: &[],
+        matched_by: MatchBy::Id,
+        idempotency_key: true,
+    };
+
     /// The update path of record `id`, if the platform allows updates.
     pub fn update_path(&self, id: &str) -> Option<String> {
         self.update.map(|path| path.replace("{id}", id))
+    }
+
+    /// The object of a record that holds its writable fields ([`RecordWrites::fields_at`]); `None` when the
+    /// record has no object there.
+    pub fn fields_of<'a>(
+        &self,
+        record: &'a serde_json::Value,
+    ) -> Option<&'a serde_json::Map<String, serde_json::Value>> {
+        record.pointer(self.fields_at)?.as_object()
+    }
+
+    /// What recognises `record` again under another id ([`RecordWrites::matched_by`]): a key text, `None`
+    /// when matched by id only or when the record lacks the key.
+    pub fn match_key(&self, record: &serde_json::Value) -> Option<String> {
+        match self.matched_by {
+            MatchBy::Id => None,
+            MatchBy::Key(pointer) => {
+                let text = super::listing::scalar_text(record.pointer(pointer)?)?;
+                let text = text.trim().to_lowercase();
+                (!text.is_empty()).then_some(text)
+            }
+            MatchBy::Content => {
+                let fields = self.fields_of(record)?;
+                let values: Vec<&serde_json::Value> = self
+                    .create_fields
+                    .iter()
+                    .map(|f| fields.get(*f).unwrap_or(&serde_json::Value::Null))
+                    .collect();
+                if values.iter().all(|v| v.is_null()) {
+                    return None;
+                }
+                serde_json::to_string(&values).ok()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_record_is_matched_by_its_key_without_case_or_by_all_it_holds() {
+        let by_email = RecordWrites {
+            fields_at: "/properties",
+            matched_by: MatchBy::Key("/properties/email"),
+            ..RecordWrites::BASE
+        };
+        let record = json!({"id": "1", "properties": {"email": " Ada@Example.test", "firstname": "Ada"}});
+        assert_eq!(
+            by_email.match_key(&record).as_deref(),
+            Some("ada@example.test")
+        );
+        assert_eq!(by_email.match_key(&json!({"id": "2"})), None);
+        let by_content = RecordWrites {
+            create_fields: &["dealname", "amount"],
+            matched_by: MatchBy::Content,
+            ..by_email
+        };
+        let deal = |amount: &str| json!({"id": "9", "properties": {"dealname": "D", "amount": amount}});
+        assert_eq!(
+            by_content.match_key(&deal("10")),
+            by_content.match_key(&json!({"id": "10", "properties": {"dealname": "D", "amount": "10",
+                                                                   "hs_object_id": "10"}}))
+        );
+        assert_ne!(
+            by_content.match_key(&deal("10")),
+            by_content.match_key(&deal("11"))
+        );
+        assert_eq!(RecordWrites::BASE.match_key(&record), None);
     }
 }

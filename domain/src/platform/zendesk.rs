@@ -24,7 +24,42 @@
 //!   requests (Team), 400 (Growth, Professional), 700 (Enterprise), 2,500 (Enterprise Plus or the High Volume
 //!   add-on); the Help Center API has its own; 429 with `Retry-After` (seconds) past them.
 
+use super::writes::{FieldRename, MatchBy, RecordWrites, Unset, WriteBody};
 use super::*;
+
+/// Tickets are restored as new tickets (Tickets API, "Create Ticket",
+/// <https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#create-ticket>): `POST
+/// /tickets.json` with `{"ticket": {…}}`, answered 201 `{"ticket": {…, "id": <number>}}`. A ticket's
+/// `description` is its first comment, so it is sent as `comment.body` (a ticket without one is a 422
+/// `RecordInvalid`). Never updated: a ticket's history is its comments and audits, which an update cannot
+/// put back, so an existing ticket that changed cannot be restored (the plan says why). The status is not
+/// sent (a new ticket cannot be created closed); the requester stays the backed-up one. Zendesk has no
+/// idempotency key: a ticket re-created is recognised by everything a create sends.
+const TICKET_WRITES: RecordWrites = RecordWrites {
+    create: "/tickets.json",
+    update: None,
+    create_fields: &[
+        "subject",
+        "description",
+        "priority",
+        "type",
+        "tags",
+        "requester_id",
+    ],
+    update_fields: &["subject", "description", "priority", "type", "tags"],
+    body: WriteBody::Json {
+        envelope: Some("ticket"),
+        unset: Unset::Null,
+    },
+    new_id: "/ticket/id",
+    renames: &[FieldRename {
+        field: "description",
+        to: &["comment", "body"],
+    }],
+    matched_by: MatchBy::Content,
+    idempotency_key: false,
+    ..RecordWrites::BASE
+};
 
 pub(super) const PLATFORM: Platform = Platform {
     id: "zendesk",
@@ -56,7 +91,8 @@ pub(super) const PLATFORM: Platform = Platform {
                     "/tickets",
                 )
             },
-        ),
+        )
+        .writes(TICKET_WRITES),
         DataType::new(
             "ticket_comments",
             "Public and private comments of tickets",

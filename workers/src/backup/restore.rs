@@ -11,16 +11,22 @@
 //! 5. the report's manifest is written and the job succeeds. A record the platform refuses is counted as
 //!    failed and reported; a failure of the connection or of our own infrastructure fails the job.
 //!
-//! Every write carries an idempotency key made of the job, the data type and the record's old id, so the next
-//! attempt of a job whose worker died does not create a record twice.
+//! Every write carries an idempotency key made of the job, the data type and the record's old id, sent where
+//! the platform honours one (Stripe), so the next attempt of a job whose worker died does not create a record
+//! twice. Where it does not, a snapshot record missing under its id is first looked for under another one by
+//! its data type's [`MatchBy`](listbackup_domain::platform::writes::MatchBy) (an e-mail address, a handle, or
+//! everything a create sends) among the platform's records that are not themselves in the snapshot: found,
+//! it is that record re-created (by an earlier attempt, an earlier restore or by hand), compared and updated
+//! like any present record, and the report maps the old id to it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use listbackup_commands::jobs::{Progress, RestoredBatch, Succeeded};
 use listbackup_commands::oauth::USE_WINDOW;
 use listbackup_domain::job::restore::{plan, RestoreAction};
 use listbackup_domain::job::{JobErrorCode, RestoreRequest};
+use listbackup_domain::platform::writes::MatchBy;
 use listbackup_domain::platform::Platform;
 use serde_json::{json, Value};
 
@@ -137,6 +143,30 @@ impl BackupWorker {
                     return Err(err.into());
                 }
             };
+            // The platform's records that no snapshot record names, by what recognises them: each may be a
+            // snapshot record re-created under a new id, claimed by at most one.
+            let mut unclaimed: HashMap<String, Vec<String>> = HashMap::new();
+            if writes.matched_by != MatchBy::Id {
+                let in_snapshot: HashSet<String> = records
+                    .records
+                    .iter()
+                    .filter_map(|r| record_id(r, id_field))
+                    .collect();
+                let mut ids: Vec<&String> = current
+                    .keys()
+                    .filter(|id| !in_snapshot.contains(*id))
+                    .collect();
+                ids.sort();
+                for id in ids {
+                    if let Some(key) = writes.match_key(&current[id]) {
+                        unclaimed.entry(key).or_default().push(id.clone());
+                    }
+                }
+                // Claimed from the front: the oldest id first, whatever the listing's order.
+                for ids in unclaimed.values_mut() {
+                    ids.reverse();
+                }
+            }
             let mut batch = RestoredBatch {
                 data_type: data_type.clone(),
                 ..RestoredBatch::default()
@@ -151,11 +181,32 @@ impl BackupWorker {
                         continue;
                     }
                 }
-                let planned = plan(&writes, record, current.get(&old_id), request.mode);
+                // The record as it is on the platform now: under its own id, or re-created under another.
+                let target = if current.contains_key(&old_id) {
+                    Some(old_id.clone())
+                } else {
+                    writes
+                        .match_key(record)
+                        .and_then(|key| unclaimed.get_mut(&key)?.pop())
+                };
+                let planned = plan(
+                    &writes,
+                    record,
+                    target.as_ref().and_then(|id| current.get(id)),
+                    request.mode,
+                );
                 let mut line = json!({"dataType": data_type, "oldId": old_id, "newId": null,
                                       "action": planned.action, "dryRun": request.dry_run});
                 if let Some(reason) = planned.reason {
                     line["reason"] = json!(reason);
+                }
+                let target = target.unwrap_or_else(|| old_id.clone());
+                if target != old_id {
+                    line["newId"] = json!(target);
+                    line["matchedBy"] = json!(match writes.matched_by {
+                        MatchBy::Key(pointer) => pointer,
+                        _ => "content",
+                    });
                 }
                 let mut action = planned.action;
                 match planned.action {
@@ -167,7 +218,7 @@ impl BackupWorker {
                             writes: &writes,
                             credentials: credentials.expose(),
                             update: (planned.action == RestoreAction::Update)
-                                .then_some(old_id.as_str()),
+                                .then_some(target.as_str()),
                             fields: &planned.fields,
                             idempotency_key: &key,
                         };
@@ -189,7 +240,7 @@ impl BackupWorker {
                             }
                         }
                     }
-                    RestoreAction::Update => line["newId"] = json!(old_id),
+                    RestoreAction::Update => line["newId"] = json!(target),
                     _ => {}
                 }
                 match action {

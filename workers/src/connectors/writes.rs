@@ -2,13 +2,15 @@
 //! the connection's rate budget, `Retry-After` on 429, backoff on 5xx. The calls and their body format are the
 //! data type's [`RecordWrites`] in the catalog; nothing here is about one platform.
 //!
-//! Every write carries an `Idempotency-Key` (Stripe: <https://docs.stripe.com/api/idempotent_requests>) chosen
-//! by the caller, so a write retried after a lost answer, or by the next attempt of the same restore job, is
-//! applied once.
+//! On a platform that honours one ([`RecordWrites::idempotency_key`]), every write carries an `Idempotency-Key`
+//! (Stripe: <https://docs.stripe.com/api/idempotent_requests>) chosen by the caller, so a write retried after a
+//! lost answer, or by the next attempt of the same restore job, is applied once. Elsewhere the restore's plan
+//! recognises a record already created ([`RecordWrites::matched_by`]) before creating it.
 
 use std::collections::BTreeMap;
 
-use listbackup_domain::platform::writes::{RecordWrites, WriteBody};
+use listbackup_domain::platform::listing::scalar_text;
+use listbackup_domain::platform::writes::{RecordWrites, Unset, WriteBody, WriteMethod};
 use listbackup_domain::platform::Platform;
 use serde_json::{Map, Value};
 
@@ -27,7 +29,7 @@ pub struct RecordWrite<'a> {
     pub update: Option<&'a str>,
     /// The fields to send; a `null` on update unsets the field.
     pub fields: &'a Map<String, Value>,
-    /// Sent as `Idempotency-Key`: the same key applies the write once.
+    /// Sent as `Idempotency-Key` where the platform honours one: the same key applies the write once.
     pub idempotency_key: &'a str,
 }
 
@@ -51,8 +53,26 @@ impl Connector {
                 })?,
         };
         let url = format!("{base}{path}");
-        let body = match write.writes.body {
-            WriteBody::BracketedForm => bracketed_form(write.fields, write.update.is_some())?,
+        let writes = write.writes;
+        let update = write.update.is_some();
+        let (content_type, body) = match writes.body {
+            WriteBody::BracketedForm => (
+                "application/x-www-form-urlencoded",
+                bracketed_form(&renamed(writes, write.fields), update)?,
+            ),
+            WriteBody::Json { envelope, unset } => (
+                "application/json",
+                json_body(&renamed(writes, write.fields), envelope, unset, update),
+            ),
+        };
+        let method = match if update {
+            writes.update_method
+        } else {
+            writes.create_method
+        } {
+            WriteMethod::Post => reqwest::Method::POST,
+            WriteMethod::Put => reqwest::Method::PUT,
+            WriteMethod::Patch => reqwest::Method::PATCH,
         };
         let budget = self.rate_budget(write.connection_id, platform.id);
         let call = Call {
@@ -64,20 +84,20 @@ impl Connector {
             gone: None,
         };
         let credentials = write.credentials;
-        let idempotency_key = write.idempotency_key;
+        let idempotency_key = writes.idempotency_key.then_some(write.idempotency_key);
+        let updated = write.update;
         let mut counters = Counters::default();
         call.send(
             &mut counters,
             |http| {
-                let request = http
-                    .post(&url)
+                let mut request = http
+                    .request(method.clone(), &url)
                     .header(reqwest::header::ACCEPT, "application/json")
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .header("Idempotency-Key", idempotency_key)
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
                     .body(body.clone());
+                if let Some(key) = idempotency_key {
+                    request = request.header("Idempotency-Key", key);
+                }
                 let request = platform
                     .api_headers
                     .iter()
@@ -87,19 +107,80 @@ impl Connector {
             |response| {
                 let record: Value = serde_json::from_slice(&response.body)
                     .map_err(|err| BodyError::from_json(err, &response))?;
-                record
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        BodyError::Invalid(FetchError::InvalidResponse(
-                            "the platform's answer to a write names no record id".into(),
-                        ))
-                    })
+                match (
+                    record.pointer(writes.new_id).and_then(scalar_text),
+                    updated,
+                ) {
+                    (Some(id), _) => Ok(id.into_owned()),
+                    // An update's answer that does not name the record still updated the one asked for.
+                    (None, Some(id)) => Ok(id.to_owned()),
+                    (None, None) => Err(BodyError::Invalid(FetchError::InvalidResponse(format!(
+                        "the platform's answer to a create names no record id at {}",
+                        writes.new_id
+                    )))),
+                }
             },
         )
         .await
     }
+}
+
+/// `fields` with each of [`RecordWrites::renames`] moved to its path (Zendesk's `description` to
+/// `comment.body`).
+fn renamed(writes: &RecordWrites, fields: &Map<String, Value>) -> Map<String, Value> {
+    let mut body = fields.clone();
+    for rename in writes.renames {
+        let Some(value) = body.remove(rename.field) else {
+            continue;
+        };
+        let Some((last, path)) = rename.to.split_last() else {
+            continue;
+        };
+        let mut at = &mut body;
+        for key in path {
+            let entry = at
+                .entry((*key).to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            let Value::Object(next) = entry else {
+                unreachable!("made an object above")
+            };
+            at = next;
+        }
+        at.insert((*last).to_owned(), value);
+    }
+    body
+}
+
+/// `fields` as a JSON object, inside `{"<envelope>": …}` when there is one. On update a `null` (a field the
+/// backup did not hold) is sent as the platform clears a field ([`Unset`]); on create nulls are left out.
+fn json_body(
+    fields: &Map<String, Value>,
+    envelope: Option<&str>,
+    unset: Unset,
+    update: bool,
+) -> String {
+    let object: Map<String, Value> = fields
+        .iter()
+        .filter_map(|(name, value)| match value {
+            Value::Null if !update => None,
+            Value::Null => Some((
+                name.clone(),
+                match unset {
+                    Unset::Null => Value::Null,
+                    Unset::EmptyString => Value::String(String::new()),
+                },
+            )),
+            value => Some((name.clone(), value.clone())),
+        })
+        .collect();
+    let body = match envelope {
+        Some(envelope) => serde_json::json!({ envelope: object }),
+        None => Value::Object(object),
+    };
+    body.to_string()
 }
 
 /// `fields` as a form with nested objects and lists in brackets (`address[city]=…`, `preferred_locales[0]=…`),
@@ -166,6 +247,73 @@ mod tests {
         assert!(
             decoded.contains(&("phone".into(), String::new())),
             "{update}"
+        );
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        let Value::Object(map) = value else {
+            unreachable!()
+        };
+        map
+    }
+
+    #[test]
+    fn json_bodies_are_enveloped_and_clear_fields_the_platform_way() {
+        let fields = object(json!({"firstname": "Ada", "phone": null}));
+        let parse = |text: String| serde_json::from_str::<Value>(&text).unwrap();
+        // HubSpot: `{"properties": {…}}`, a property cleared with an empty string.
+        let create = parse(json_body(
+            &fields,
+            Some("properties"),
+            Unset::EmptyString,
+            false,
+        ));
+        assert_eq!(create, json!({"properties": {"firstname": "Ada"}}));
+        let update = parse(json_body(
+            &fields,
+            Some("properties"),
+            Unset::EmptyString,
+            true,
+        ));
+        assert_eq!(
+            update,
+            json!({"properties": {"firstname": "Ada", "phone": ""}})
+        );
+        // Shopify/ActiveCampaign: an envelope, `null` clears; Keap: no envelope.
+        let update = parse(json_body(&fields, Some("customer"), Unset::Null, true));
+        assert_eq!(
+            update,
+            json!({"customer": {"firstname": "Ada", "phone": null}})
+        );
+        let create = parse(json_body(&fields, None, Unset::Null, false));
+        assert_eq!(create, json!({"firstname": "Ada"}));
+    }
+
+    #[test]
+    fn a_renamed_field_moves_to_its_path_in_the_body() {
+        use listbackup_domain::platform::writes::FieldRename;
+        let writes = RecordWrites {
+            renames: &[FieldRename {
+                field: "description",
+                to: &["comment", "body"],
+            }],
+            body: WriteBody::Json {
+                envelope: Some("ticket"),
+                unset: Unset::Null,
+            },
+            ..RecordWrites::BASE
+        };
+        let fields = object(json!({"subject": "Help", "description": "It broke"}));
+        let body: Value = serde_json::from_str(&json_body(
+            &renamed(&writes, &fields),
+            Some("ticket"),
+            Unset::Null,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({"ticket": {"subject": "Help", "comment": {"body": "It broke"}}})
         );
     }
 }
