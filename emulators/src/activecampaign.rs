@@ -17,6 +17,13 @@
 //!   `-05:00` here.
 //! - Errors: `{"message": …}`, and 422 `{"errors":[{"title","detail","code","source"}]}` for a filter
 //!   that is not a date. 429 carries `Retry-After` in seconds.
+//! - Contacts' writes (…/reference/create-a-new-contact, …/reference/update-a-contact-new, …/reference/
+//!   delete-contact): `POST /contacts` `{"contact": {"email", "firstName", "lastName", "phone", …}}` creates
+//!   (201 `{"fieldValues": [], "contact": {…, "id": "<n>"}}`), `PUT /contacts/{id}` changes the fields sent
+//!   (200 `{"contact": {…}}`), `DELETE /contacts/{id}` deletes (200 `{}`). An e-mail address already in use
+//!   is a 422 `{"errors":[{"title":"Email address already exists in the system.","detail":"","code":
+//!   "duplicate","source":{"pointer":"/data/attributes/email"}}]}`, a missing or malformed one a 422
+//!   `email_invalid`; an unknown id a 404 `{"message":"No Result found for Subscriber with id <id>"}`.
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
@@ -93,6 +100,7 @@ pub(crate) fn answer(
     req: &HttpRequest,
     rest: &str,
     query: &Query,
+    body: &[u8],
     fault: Option<PagingFault>,
 ) -> HttpResponse {
     let token = crate::header(req, "Api-Token").unwrap_or_default();
@@ -106,6 +114,29 @@ pub(crate) fn answer(
     let Some(path) = rest.strip_prefix("/api/3/") else {
         return HttpResponse::NotFound().json(json!({"message": "No Result found"}));
     };
+    if path == "contacts" && req.method() == Method::POST {
+        return write_contact(state, None, body);
+    }
+    if let Some(id) = path.strip_prefix("contacts/") {
+        let dataset = state.dataset("activecampaign", "contacts");
+        let Some(index) = id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| id.checked_sub(1))
+            .filter(|i| dataset.exists(*i))
+        else {
+            return HttpResponse::NotFound()
+                .json(json!({"message": format!("No Result found for Subscriber with id {id}")}));
+        };
+        return match *req.method() {
+            Method::PUT => write_contact(state, Some(index), body),
+            Method::DELETE => {
+                dataset.hidden.insert(index);
+                HttpResponse::Ok().json(json!({}))
+            }
+            _ => HttpResponse::MethodNotAllowed().json(json!({"message": "Method Not Allowed"})),
+        };
+    }
     if req.method() != Method::GET {
         return HttpResponse::MethodNotAllowed().json(json!({"message": "Method Not Allowed"}));
     }
@@ -192,15 +223,90 @@ fn collection(
     HttpResponse::Ok().json(body)
 }
 
+/// The contact fields a create or an update sets.
+const CONTACT_FIELDS: &[&str] = &["email", "firstName", "lastName", "phone", "orgid"];
+
+/// A contact created (`index` `None`) or changed (see the module).
+fn write_contact(state: &mut State, index: Option<u64>, body: &[u8]) -> HttpResponse {
+    let invalid = |code: &str, title: &str| {
+        HttpResponse::UnprocessableEntity().json(json!({"errors": [{"title": title, "detail": "",
+            "code": code, "source": {"pointer": "/data/attributes/email"}}]}))
+    };
+    let fields = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut body)) => match body.remove("contact") {
+            Some(Value::Object(fields)) => fields,
+            _ => return HttpResponse::BadRequest().json(json!({"message": "contact is required"})),
+        },
+        _ => return HttpResponse::BadRequest().json(json!({"message": "Invalid JSON"})),
+    };
+    // Values are strings; a field the API does not know is ignored.
+    let fields: serde_json::Map<String, Value> = fields
+        .into_iter()
+        .filter(|(name, _)| CONTACT_FIELDS.contains(&name.as_str()))
+        .map(|(name, value)| match value {
+            Value::Null => (name, Value::String(String::new())),
+            Value::String(text) => (name, Value::String(text)),
+            other => (name, Value::String(other.to_string())),
+        })
+        .collect();
+    match fields.get("email").and_then(Value::as_str) {
+        Some(email) if !email.contains('@') => {
+            return invalid("email_invalid", "Contact Email Address is not valid.")
+        }
+        None if index.is_none() => {
+            return invalid("email_invalid", "Contact Email Address is not valid.")
+        }
+        Some(email) => {
+            let dataset = state.dataset("activecampaign", "contacts");
+            let taken = (0..dataset.count).any(|i| {
+                Some(i) != index
+                    && dataset.exists(i)
+                    && record(dataset, "contacts", i)["email"]
+                        .as_str()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(email))
+            });
+            if taken {
+                return invalid("duplicate", "Email address already exists in the system.");
+            }
+        }
+        None => {}
+    }
+    match index {
+        Some(index) => {
+            state.update_record("activecampaign", "contacts", index, fields);
+            let contact = record(state.dataset("activecampaign", "contacts"), "contacts", index);
+            HttpResponse::Ok().json(json!({"fieldValues": [], "contact": contact}))
+        }
+        None => {
+            let index = state.create_record("activecampaign", "contacts", fields);
+            let contact = record(state.dataset("activecampaign", "contacts"), "contacts", index);
+            HttpResponse::Created().json(json!({"fieldValues": [], "contact": contact}))
+        }
+    }
+}
+
 fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
     let id = (index + 1).to_string();
     let created = time(dataset.created_ms(index));
     let updated = time(dataset.updated_ms(index));
     let links = json!({"self": format!("/api/3/{data_type}/{id}")});
     match data_type {
-        "contacts" => json!({"id": id, "email": format!("contact{index}@example.test"),
-            "firstName": "Contact", "lastName": index.to_string(), "phone": "", "orgid": "0",
-            "cdate": created, "udate": updated, "deleted": "0", "links": links}),
+        "contacts" => {
+            let mut contact = json!({"id": id, "email": "", "firstName": "", "lastName": "",
+                "phone": "", "orgid": "0"});
+            let fields = dataset.fields(index, || {
+                json!({"email": format!("contact{index}@example.test"), "firstName": "Contact",
+                    "lastName": index.to_string(), "phone": "", "orgid": "0"})
+            });
+            if let Some(contact) = contact.as_object_mut() {
+                contact.extend(fields);
+                contact.insert("cdate".into(), json!(created));
+                contact.insert("udate".into(), json!(updated));
+                contact.insert("deleted".into(), json!("0"));
+                contact.insert("links".into(), links);
+            }
+            contact
+        }
         "deals" => json!({"id": id, "title": format!("Deal {index}"), "value": "10000",
             "currency": "usd", "stage": "1", "group": "1", "status": "0", "owner": "1",
             "contact": ((index % 50) + 1).to_string(), "cdate": created, "mdate": updated,
@@ -222,7 +328,7 @@ fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
 pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     id: "activecampaign",
     base_path: || "/activecampaign/api/3".to_owned(),
-    serve: |state, call| answer(state, call.req, call.rest, call.query, call.fault),
+    serve: |state, call| answer(state, call.req, call.rest, call.query, call.body, call.fault),
     rate_limited_body: || error_body(StatusCode::TOO_MANY_REQUESTS),
     error_body,
     record_id: |_, index| (index + 1).to_string(),

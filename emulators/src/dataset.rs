@@ -73,6 +73,35 @@ impl Dataset {
         merge_by(untouched, touched, |i| *i)
     }
 
+    /// The user-set fields of record `index` as the platform's writes left them: a record created through the
+    /// API is the fields written; a generated one (`generated`, an object) has the fields written over its
+    /// own. A field written as `null` has no value and is left out.
+    pub(crate) fn fields(
+        &self,
+        index: u64,
+        generated: impl FnOnce() -> serde_json::Value,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = match self.written.get(&index) {
+            Some(written) if written.created => serde_json::Map::new(),
+            _ => match generated() {
+                serde_json::Value::Object(fields) => fields,
+                _ => serde_json::Map::new(),
+            },
+        };
+        if let Some(written) = self.written.get(&index) {
+            for (field, value) in &written.fields {
+                fields.insert(field.clone(), value.clone());
+            }
+        }
+        fields.retain(|_, value| !value.is_null());
+        fields
+    }
+
+    /// Whether record `index` exists and is listed (not deleted).
+    pub(crate) fn exists(&self, index: u64) -> bool {
+        index < self.count && self.visible(index)
+    }
+
     pub(crate) fn visible(&self, index: u64) -> bool {
         !self.hidden.contains(&index)
     }

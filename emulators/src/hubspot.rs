@@ -14,6 +14,14 @@
 //!   any search" (records tied on the sort come back in no particular order; no sort: oldest created
 //!   first); `limit` ≤ 200; `after` an integer, and no paging past 10,000 results (a 400);
 //!   `GET /crm/v3/owners`, `GET /crm/v3/pipelines/{deals,tickets}`.
+//! - Writes of contacts, companies and deals as the objects guides document them
+//!   (<https://developers.hubspot.com/docs/api/crm/contacts>, …/companies, …/deals): `POST
+//!   /crm/v3/objects/<type>` with `{"properties": {…}}` creates (201, the record), `PATCH …/<id>` changes only
+//!   the properties sent (200), an empty string clearing one, `DELETE …/<id>` archives (204). Values are
+//!   strings (numbers and booleans are taken as their text); an unknown property is a 400
+//!   `VALIDATION_ERROR` ("Property values were not valid", `PROPERTY_DOESNT_EXIST`), a read-only one too
+//!   (`READ_ONLY_VALUE`), a contact e-mail address already in use a 409 `CONFLICT` ("Contact already exists.
+//!   Existing ID: <id>"), an unknown id a 404 with HubSpot's error body.
 
 use std::collections::HashSet;
 
@@ -127,6 +135,32 @@ pub(crate) fn answer(
         {
             search(state.dataset("hubspot", object), object, body)
         }
+        ["crm", "v3", "objects", object]
+            if req.method() == Method::POST && WRITABLE.iter().any(|(o, _)| o == object) =>
+        {
+            write(state, object, None, body)
+        }
+        ["crm", "v3", "objects", object, id]
+            if (req.method() == Method::PATCH || req.method() == Method::DELETE)
+                && WRITABLE.iter().any(|(o, _)| o == object) =>
+        {
+            let dataset = state.dataset("hubspot", object);
+            let Some(index) = id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| id.checked_sub(1))
+                .filter(|i| dataset.exists(*i))
+            else {
+                return HttpResponse::NotFound().json(json!({"status": "error",
+                    "message": "resource not found", "correlationId": "1f0c5d2e-7a4b-4c1d-9e8f-0a1b2c3d4e5f",
+                    "category": "OBJECT_NOT_FOUND"}));
+            };
+            if req.method() == Method::DELETE {
+                dataset.hidden.insert(index);
+                return HttpResponse::NoContent().finish();
+            }
+            write(state, object, Some(index), body)
+        }
         // The connection test's call: the account the token belongs to.
         ["account-info", "v3", "details"] if get => account_details(),
         ["crm", "v3", "owners"] if get => {
@@ -174,6 +208,129 @@ pub(crate) fn answer(
     }
 }
 
+/// The objects the emulation writes, and the properties a user may set on each (the guides' default
+/// properties; anything HubSpot sets itself, `hs_object_id`, `createdate` and the modification dates, is
+/// read-only).
+const WRITABLE: &[(&str, &[&str])] = &[
+    (
+        "contacts",
+        &[
+            "email",
+            "firstname",
+            "lastname",
+            "phone",
+            "mobilephone",
+            "company",
+            "website",
+            "jobtitle",
+            "address",
+            "city",
+            "state",
+            "zip",
+            "country",
+            "lifecyclestage",
+        ],
+    ),
+    (
+        "companies",
+        &[
+            "name",
+            "domain",
+            "phone",
+            "website",
+            "industry",
+            "description",
+            "address",
+            "city",
+            "state",
+            "zip",
+            "country",
+        ],
+    ),
+    (
+        "deals",
+        &[
+            "dealname",
+            "amount",
+            "dealstage",
+            "pipeline",
+            "closedate",
+            "dealtype",
+            "description",
+        ],
+    ),
+];
+
+/// A create (`index` `None`) or an update of one record of `object` (see the module).
+fn write(state: &mut State, object: &str, index: Option<u64>, body: &[u8]) -> HttpResponse {
+    let writable = WRITABLE
+        .iter()
+        .find(|(o, _)| *o == object)
+        .map_or(&[][..], |(_, p)| *p);
+    let properties = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut body)) => match body.remove("properties") {
+            Some(Value::Object(properties)) => properties,
+            _ => return invalid("Invalid input JSON: properties is required".into()),
+        },
+        _ => return invalid("Invalid input JSON on line 1".into()),
+    };
+    let mut fields = serde_json::Map::new();
+    for (name, value) in properties {
+        let error = if writable.contains(&name.as_str()) {
+            None
+        } else if ["hs_object_id", "createdate", modified_property(object)].contains(&name.as_str())
+        {
+            Some(("READ_ONLY_VALUE", format!("{name} is a read only property; its value cannot be set.")))
+        } else {
+            Some(("PROPERTY_DOESNT_EXIST", format!("Property \"{name}\" does not exist")))
+        };
+        if let Some((code, message)) = error {
+            let detail = json!([{"isValid": false, "message": message, "error": code, "name": name}]);
+            return invalid(format!("Property values were not valid: {detail}"));
+        }
+        let value = match value {
+            Value::String(text) if text.is_empty() => Value::Null,
+            Value::String(text) => Value::String(text),
+            Value::Number(n) => Value::String(n.to_string()),
+            Value::Bool(b) => Value::String(b.to_string()),
+            Value::Null => Value::Null,
+            _ => return invalid(format!("Property values were not valid: {name} must be a string")),
+        };
+        fields.insert(name, value);
+    }
+    if object == "contacts" {
+        if let Some(Value::String(email)) = fields.get("email") {
+            let dataset = state.dataset("hubspot", object);
+            let taken = (0..dataset.count).find(|i| {
+                Some(*i) != index
+                    && dataset.exists(*i)
+                    && record(dataset, object, *i)["properties"]["email"]
+                        .as_str()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(email))
+            });
+            if let Some(existing) = taken {
+                return HttpResponse::Conflict().json(json!({"status": "error",
+                    "message": format!("Contact already exists. Existing ID: {}", existing + 1),
+                    "correlationId": "3d2c1b0a-9f8e-4d7c-6b5a-4f3e2d1c0b9a", "category": "CONFLICT"}));
+            }
+        }
+    }
+    let (status, index) = match index {
+        Some(index) => {
+            state.update_record("hubspot", object, index, fields);
+            (actix_web::http::StatusCode::OK, index)
+        }
+        None => {
+            if fields.values().all(Value::is_null) {
+                return invalid("Property values were not valid: no properties to set".into());
+            }
+            let index = state.create_record("hubspot", object, fields);
+            (actix_web::http::StatusCode::CREATED, index)
+        }
+    };
+    HttpResponse::build(status).json(record(state.dataset("hubspot", object), object, index))
+}
+
 pub(crate) fn limit_param(query: &Query, max: u64) -> Result<u64, HttpResponse> {
     match param(query, "limit").map(str::parse::<u64>) {
         None => Ok(10),
@@ -207,8 +364,8 @@ pub(crate) fn record(dataset: &Dataset, object: &str, index: u64) -> Value {
             "hs_pipeline_stage": "1"}),
         _ => json!({"hs_timestamp": created, "hs_body_preview": format!("{object} {index}")}),
     };
-    if let (Value::Object(properties), Value::Object(extra)) = (&mut properties, extra) {
-        properties.extend(extra);
+    if let Value::Object(properties) = &mut properties {
+        properties.extend(dataset.fields(index, || extra));
     }
     json!({"id": id, "properties": properties, "createdAt": created, "updatedAt": updated, "archived": false})
 }

@@ -6,6 +6,11 @@
 //!   `{"<type>":[…],"count":total,"next":url,"previous":url}` — `next` is present even past the end, as Keap
 //!   does; contacts take `since`/`until` on their last update. Errors from its gateway (Apigee) are
 //!   `{"fault":{"faultstring":…,"detail":{"errorcode":…}}}`.
+//! - Contacts' writes (<https://developer.infusionsoft.com/docs/rest/#tag/Contact>): `POST /contacts` creates
+//!   (201, the contact; at least one e-mail address or phone number, else a 400), `PATCH /contacts/{id}`
+//!   changes the fields sent (200), `DELETE /contacts/{id}` deletes (204); plain JSON in the contact's shape.
+//!   A field the contact model does not have is a 400 `{"message": "Input could not be converted to a valid
+//!   request"}`-style refusal; an unknown id a 404 `{"message": "Contact not found"}`.
 
 use std::collections::HashSet;
 
@@ -158,25 +163,59 @@ pub(crate) fn list(
     }))
 }
 
+/// The contact fields a create or an update may send (the reference's contact model, less what Keap sets).
+const CONTACT_FIELDS: &[&str] = &[
+    "given_name",
+    "middle_name",
+    "family_name",
+    "email_addresses",
+    "phone_numbers",
+    "addresses",
+    "job_title",
+    "website",
+    "birthday",
+    "spouse_name",
+    "preferred_name",
+    "prefix",
+    "suffix",
+    "contact_type",
+    "company",
+    "owner_id",
+    "opt_in_reason",
+    "source_type",
+    "lead_source_id",
+    "custom_fields",
+];
+
 pub(crate) fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
     let id = index + 1;
     let created = time(dataset.created_ms(index));
     let updated = time(dataset.updated_ms(index));
     match data_type {
-        "contacts" => json!({
-            "id": id,
-            "given_name": "Contact",
-            "family_name": index.to_string(),
-            "email_addresses": [{"email": format!("contact{index}@example.test"), "field": "EMAIL1"}],
-            "phone_numbers": [{"number": format!("555-{:04}", index % 10_000), "field": "PHONE1"}],
-            "addresses": [],
-            "tag_ids": [index % 7 + 1],
-            "owner_id": null,
-            "email_status": "SingleOptIn",
-            "email_opted_in": true,
-            "date_created": created,
-            "last_updated": updated,
-        }),
+        "contacts" => {
+            let mut contact = json!({
+                "id": id,
+                "tag_ids": [index % 7 + 1],
+                "owner_id": null,
+                "email_status": "SingleOptIn",
+                "email_opted_in": true,
+                "date_created": created,
+                "last_updated": updated,
+            });
+            let fields = dataset.fields(index, || {
+                json!({
+                    "given_name": "Contact",
+                    "family_name": index.to_string(),
+                    "email_addresses": [{"email": format!("contact{index}@example.test"), "field": "EMAIL1"}],
+                    "phone_numbers": [{"number": format!("555-{:04}", index % 10_000), "field": "PHONE1"}],
+                    "addresses": [],
+                })
+            });
+            if let Some(contact) = contact.as_object_mut() {
+                contact.extend(fields);
+            }
+            contact
+        }
         "companies" => json!({"id": id, "company_name": format!("Company {index}"),
             "email_address": format!("company{index}@example.test"), "date_created": created,
             "last_updated": updated}),
@@ -206,6 +245,37 @@ pub(crate) fn profile() -> HttpResponse {
     }))
 }
 
+/// A contact created (`index` `None`) or changed (see the module).
+fn write_contact(state: &mut crate::State, index: Option<u64>, body: &[u8]) -> HttpResponse {
+    let bad = |message: String| HttpResponse::BadRequest().json(json!({"message": message}));
+    let fields = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => fields,
+        _ => return bad("Input could not be converted to a valid request".into()),
+    };
+    if let Some(name) = fields.keys().find(|f| !CONTACT_FIELDS.contains(&f.as_str())) {
+        return bad(format!("Input could not be converted to a valid request: unknown field {name}"));
+    }
+    for list in ["email_addresses", "phone_numbers", "addresses"] {
+        if !matches!(fields.get(list), None | Some(Value::Null | Value::Array(_))) {
+            return bad(format!("{list} must be a list"));
+        }
+    }
+    let index = match index {
+        Some(index) => {
+            state.update_record("keap", "contacts", index, fields);
+            return HttpResponse::Ok().json(record(state.dataset("keap", "contacts"), "contacts", index));
+        }
+        None => {
+            let has = |list: &str| fields.get(list).and_then(Value::as_array).is_some_and(|l| !l.is_empty());
+            if !has("email_addresses") && !has("phone_numbers") {
+                return bad("At least one of email_addresses or phone_numbers is required".into());
+            }
+            state.create_record("keap", "contacts", fields)
+        }
+    };
+    HttpResponse::Created().json(record(state.dataset("keap", "contacts"), "contacts", index))
+}
+
 /// Keap in the emulation's registry (`crate::EMULATIONS`).
 pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     id: "keap",
@@ -217,6 +287,25 @@ pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
         if call.rest == "/crm/rest/v1/account/profile" && call.req.method() == Method::GET {
             return profile();
         }
+        if let Some(id) = call.rest.strip_prefix("/crm/rest/v1/contacts/") {
+            let dataset = state.dataset("keap", "contacts");
+            let Some(index) = id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| id.checked_sub(1))
+                .filter(|i| dataset.exists(*i))
+            else {
+                return HttpResponse::NotFound().json(json!({"message": "Contact not found"}));
+            };
+            return match *call.req.method() {
+                Method::PATCH => write_contact(state, Some(index), call.body),
+                Method::DELETE => {
+                    dataset.hidden.insert(index);
+                    HttpResponse::NoContent().finish()
+                }
+                _ => HttpResponse::MethodNotAllowed().json(json!({"message": "Method Not Allowed"})),
+            };
+        }
         let Some(data_type) = call
             .rest
             .strip_prefix("/crm/rest/v1/")
@@ -224,6 +313,9 @@ pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
         else {
             return HttpResponse::NotFound().json(json!({"message": "Not Found"}));
         };
+        if data_type == "contacts" && call.req.method() == Method::POST {
+            return write_contact(state, None, call.body);
+        }
         if call.req.method() != Method::GET {
             return HttpResponse::MethodNotAllowed().json(json!({"message": "Method Not Allowed"}));
         }

@@ -117,6 +117,44 @@ impl State {
         self.append(platform, data_type, n);
     }
 
+    /// A record created through the platform's API now: appended (its creation time is now), its fields
+    /// those written ([`Dataset::fields`]); its index.
+    pub(crate) fn create_record(
+        &mut self,
+        platform: &str,
+        data_type: &str,
+        fields: serde_json::Map<String, Value>,
+    ) -> u64 {
+        self.append(platform, data_type, 1);
+        let dataset = self.dataset(platform, data_type);
+        let index = dataset.count - 1;
+        dataset.written.insert(
+            index,
+            crate::dataset::Written {
+                created: true,
+                fields,
+            },
+        );
+        index
+    }
+
+    /// Record `index` changed through the platform's API now: `fields` over its own (a `null` clears one),
+    /// its update time moved past everything.
+    pub(crate) fn update_record(
+        &mut self,
+        platform: &str,
+        data_type: &str,
+        index: u64,
+        fields: serde_json::Map<String, Value>,
+    ) {
+        let now = self.clock_ms + 1;
+        let dataset = self.dataset(platform, data_type);
+        dataset.touched.insert(index, now);
+        let written = dataset.written.entry(index).or_default();
+        written.fields.extend(fields);
+        self.clock_ms = now + STEP_MS;
+    }
+
     /// See [`PlatformApi::append`].
     pub(crate) fn append(&mut self, platform: &str, data_type: &str, n: u64) {
         let now = self.clock_ms + STEP_MS;
@@ -300,6 +338,21 @@ impl PlatformApi {
             dataset.touched.insert(index, now);
         }
         state.clock_ms = now + STEP_MS;
+    }
+
+    /// Changes record `index` as the platform's own API would (a user editing it): `fields` (an object of
+    /// the record's user-set fields, e.g. HubSpot properties) over its own, a `null` clearing one; its update
+    /// time moves past everything.
+    pub fn alter(&self, platform: &str, data_type: &str, index: u64, fields: Value) {
+        let Value::Object(fields) = fields else {
+            panic!("alter: fields must be an object");
+        };
+        let mut state = self.state();
+        assert!(
+            state.dataset(platform, data_type).exists(index),
+            "alter: no record {index}"
+        );
+        state.update_record(platform, data_type, index, fields);
     }
 
     /// Deletes these records: from now on they are in no listing, search or count (ids are not reused).

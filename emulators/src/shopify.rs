@@ -24,6 +24,13 @@
 //! - The leaky bucket of a standard plan: 40 requests leaking 2 per second, reported in
 //!   `X-Shopify-Shop-Api-Call-Limit: <used>/40`; a request that finds it full is a 429 with
 //!   `Retry-After: 2.0` and `{"errors":"Exceeded 2 calls per second for api client. …"}` and does not fill it.
+//! - Writes of customers and products (resources customer and product): `POST /customers.json` and
+//!   `POST /products.json` create (201, `{"customer": {…}}` / `{"product": {…}}`), `PUT
+//!   /customers/{id}.json` and `PUT /products/{id}.json` change the fields sent (200), `DELETE` deletes (200
+//!   `{}`). A body without its envelope is a 400 `{"errors":{"customer":"Required parameter missing or
+//!   invalid"}}`; a customer e-mail address already in use a 422 `{"errors":{"email":["has already been
+//!   taken"]}}`, a product without a title a 422 `{"errors":{"title":["can't be blank"]}}`, an unknown id a
+//!   404. Fields Shopify sets itself (ids, dates, counts, totals) are ignored, as the API does.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
@@ -69,6 +76,7 @@ pub(crate) fn answer(
     req: &HttpRequest,
     rest: &str,
     query: &Query,
+    body: &[u8],
     base: &str,
     fault: Option<PagingFault>,
 ) -> HttpResponse {
@@ -107,7 +115,28 @@ pub(crate) fn answer(
     let Some(resource) = resource.strip_suffix(".json") else {
         return not_found(used);
     };
+    let method = req.method().as_str();
     let mut response = match resource.split('/').collect::<Vec<_>>()[..] {
+        [resource @ ("customers" | "products")] if method == "POST" => {
+            write(state, resource, None, body, used)
+        }
+        [resource @ ("customers" | "products"), id] if method == "PUT" || method == "DELETE" => {
+            let dataset = state.dataset("shopify", resource);
+            match id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| id.checked_sub(1))
+                .filter(|i| dataset.exists(*i))
+            {
+                None => not_found(used),
+                Some(index) if method == "DELETE" => {
+                    dataset.hidden.insert(index);
+                    reply(StatusCode::OK, used).json(json!({}))
+                }
+                Some(index) => write(state, resource, Some(index), body, used),
+            }
+        }
+        _ if method != "GET" => not_found(used),
         ["shop"] => reply(StatusCode::OK, used).json(json!({"shop": shop()})),
         ["locations"] => {
             let dataset = state.dataset("shopify", "locations");
@@ -164,6 +193,122 @@ pub(crate) fn answer(
         actix_web::http::header::HeaderValue::from_static(version_static(version)),
     );
     response
+}
+
+/// The fields of a customer and of a product a create or an update sets (the resources' properties that are
+/// not Shopify's own); others in a body are ignored.
+const WRITABLE: &[(&str, &str, &[&str])] = &[
+    (
+        "customers",
+        "customer",
+        &[
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "note",
+            "tags",
+            "tax_exempt",
+            "verified_email",
+            "addresses",
+            "accepts_marketing",
+        ],
+    ),
+    (
+        "products",
+        "product",
+        &[
+            "title",
+            "body_html",
+            "vendor",
+            "product_type",
+            "handle",
+            "tags",
+            "status",
+            "template_suffix",
+            "published_scope",
+        ],
+    ),
+];
+
+/// A customer or a product created (`index` `None`) or changed (see the module).
+fn write(
+    state: &mut State,
+    resource: &str,
+    index: Option<u64>,
+    body: &[u8],
+    used: Option<u32>,
+) -> HttpResponse {
+    let Some((_, envelope, writable)) = WRITABLE.iter().find(|(r, _, _)| *r == resource) else {
+        return not_found(used);
+    };
+    let fields = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut body)) => match body.remove(*envelope) {
+            Some(Value::Object(fields)) => fields,
+            _ => {
+                return bad_request(
+                    used,
+                    envelope,
+                    "Required parameter missing or invalid".into(),
+                )
+            }
+        },
+        _ => return bad_request(used, envelope, "Required parameter missing or invalid".into()),
+    };
+    let fields: serde_json::Map<String, Value> = fields
+        .into_iter()
+        .filter(|(name, _)| writable.contains(&name.as_str()))
+        .collect();
+    let unprocessable =
+        |field: &str, message: &str| reply(StatusCode::UNPROCESSABLE_ENTITY, used).json(json!({"errors": {field: [message]}}));
+    let dataset = state.dataset("shopify", resource);
+    let current = |i: u64| record(dataset, resource, i, None);
+    match resource {
+        "customers" => {
+            if let Some(Value::String(email)) = fields.get("email") {
+                let taken = (0..dataset.count).any(|i| {
+                    Some(i) != index
+                        && dataset.exists(i)
+                        && current(i)["email"]
+                            .as_str()
+                            .is_some_and(|e| e.eq_ignore_ascii_case(email))
+                });
+                if taken {
+                    return unprocessable("email", "has already been taken");
+                }
+            }
+        }
+        _ => {
+            let title = match (fields.get("title"), index) {
+                (Some(title), _) => title.as_str().unwrap_or_default().to_owned(),
+                (None, None) => String::new(),
+                (None, Some(_)) => "unchanged".to_owned(),
+            };
+            if title.trim().is_empty() {
+                return unprocessable("title", "can't be blank");
+            }
+            if let Some(Value::String(handle)) = fields.get("handle") {
+                let taken = (0..dataset.count).any(|i| {
+                    Some(i) != index && dataset.exists(i) && current(i)["handle"] == handle.as_str()
+                });
+                if taken {
+                    return unprocessable("handle", "has already been taken");
+                }
+            }
+        }
+    }
+    let (status, index) = match index {
+        Some(index) => {
+            state.update_record("shopify", resource, index, fields);
+            (StatusCode::OK, index)
+        }
+        None => (
+            StatusCode::CREATED,
+            state.create_record("shopify", resource, fields),
+        ),
+    };
+    let written = record(state.dataset("shopify", resource), resource, index, None);
+    reply(status, used).json(json!({ *envelope: written }))
 }
 
 fn version_static(version: &str) -> &'static str {
@@ -507,6 +652,10 @@ fn record(dataset: &Dataset, resource: &str, index: u64, parent: Option<(&str, u
             json!({"title": format!("{resource} {index}"), "handle": format!("{resource}-{index}")})
         }
     };
+    // Customers and products as the API's writes left them.
+    if matches!(resource, "customers" | "products") {
+        record = Value::Object(dataset.fields(index, || record));
+    }
     let object = record.as_object_mut().unwrap();
     if resource != "inventory_levels" {
         object.insert("id".into(), json!(id(index)));
@@ -525,7 +674,7 @@ pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     base_path: || BASE_PATH.to_owned(),
     serve: |state, call| {
         answer(
-            state, call.req, call.rest, call.query, call.base, call.fault,
+            state, call.req, call.rest, call.query, call.body, call.base, call.fault,
         )
     },
     rate_limited_body,

@@ -23,6 +23,13 @@
 //! - Per ticket: `/tickets/{id}/comments.json` (comment `i` belongs to ticket `i mod <tickets>`, and does not
 //!   say so); an unknown ticket is a 404 `{"error":"RecordNotFound","description":"Not found"}`.
 //! - Errors `{"error":…,"description":…}` (403: `{"error":{"title":…,"message":…}}`).
+//! - Creating a ticket (Tickets API, "Create Ticket"): `POST /tickets.json` `{"ticket": {"subject",
+//!   "comment": {"body"}, "priority", "type", "tags", "requester_id", "status", …}}` → 201 `{"ticket": {…}}`,
+//!   the comment's body becoming the ticket's `description`, the status `new` unless one is given (`closed`
+//!   cannot be set that way: a 422). No comment body is a 422 `{"error":"RecordInvalid","description":
+//!   "Record validation errors","details":{"base":[{"description":"Description: cannot be blank",
+//!   "error":"BlankValue"}]}}`; a body without `ticket` a 400 `{"error":"ParameterMissing","description":
+//!   "Parameter ticket is required"}`. `DELETE /tickets/{id}.json` deletes (204).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -61,6 +68,7 @@ pub(crate) fn answer(
     req: &HttpRequest,
     rest: &str,
     query: &Query,
+    body: &[u8],
     base: &str,
     fault: Option<PagingFault>,
 ) -> HttpResponse {
@@ -83,6 +91,31 @@ pub(crate) fn answer(
     if path == "users/me.json" {
         return HttpResponse::Ok().json(json!({"user": {"id": 35436, "name": "Emulated Agent",
             "email": email, "role": "admin", "active": true}}));
+    }
+    if path == "tickets.json" && req.method() == actix_web::http::Method::POST {
+        return create_ticket(state, body);
+    }
+    if let Some(id) = path
+        .strip_prefix("tickets/")
+        .and_then(|p| p.strip_suffix(".json"))
+        .filter(|_| req.method() == actix_web::http::Method::DELETE)
+    {
+        let tickets = state.dataset("zendesk", "tickets");
+        return match id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| id.checked_sub(1))
+            .filter(|i| tickets.exists(*i))
+        {
+            Some(index) => {
+                tickets.hidden.insert(index);
+                HttpResponse::NoContent().finish()
+            }
+            None => not_found(),
+        };
+    }
+    if req.method() != actix_web::http::Method::GET {
+        return not_found();
     }
     let api = format!("{base}/api/v2");
     if let Some((_, data_type, key)) = LISTS.iter().find(|(p, _, _)| *p == path) {
@@ -388,6 +421,57 @@ fn decode_export_cursor(text: &str) -> Option<(i64, u64)> {
     Some((second.parse().ok()?, index.parse().ok()?))
 }
 
+/// A new ticket (see the module).
+fn create_ticket(state: &mut State, body: &[u8]) -> HttpResponse {
+    let mut ticket = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut body)) => match body.remove("ticket") {
+            Some(Value::Object(ticket)) => ticket,
+            _ => {
+                return HttpResponse::BadRequest().json(json!({"error": "ParameterMissing",
+                    "description": "Parameter ticket is required"}))
+            }
+        },
+        _ => {
+            return HttpResponse::BadRequest().json(json!({"error": "InvalidJSON",
+                "description": "The request body is not valid JSON"}))
+        }
+    };
+    let invalid = |field: &str, description: &str, error: &str| {
+        HttpResponse::UnprocessableEntity().json(json!({"error": "RecordInvalid",
+            "description": "Record validation errors",
+            "details": {field: [{"description": description, "error": error}]}}))
+    };
+    let comment = ticket
+        .remove("comment")
+        .and_then(|c| c.get("body").and_then(Value::as_str).map(str::to_owned))
+        .filter(|body| !body.trim().is_empty());
+    let Some(description) = comment else {
+        return invalid("base", "Description: cannot be blank", "BlankValue");
+    };
+    let status = match ticket.remove("status") {
+        None | Some(Value::Null) => "new".to_owned(),
+        Some(Value::String(status)) if status == "closed" => {
+            return invalid("status", "Status: closed is not valid for a new ticket", "InvalidValue")
+        }
+        Some(Value::String(status)) if TICKET_STATUSES.contains(&status.as_str()) => status,
+        Some(_) => return invalid("status", "Status: is not valid", "InvalidValue"),
+    };
+    let mut fields = serde_json::Map::new();
+    for field in ["subject", "priority", "type", "tags", "requester_id"] {
+        if let Some(value) = ticket.remove(field) {
+            fields.insert(field.to_owned(), value);
+        }
+    }
+    fields.insert("description".into(), json!(description));
+    fields.insert("status".into(), json!(status));
+    if !fields.contains_key("tags") {
+        fields.insert("tags".into(), json!([]));
+    }
+    let index = state.create_record("zendesk", "tickets", fields);
+    let ticket = record(state.dataset("zendesk", "tickets"), "tickets", index);
+    HttpResponse::Created().json(json!({ "ticket": ticket }))
+}
+
 const TICKET_STATUSES: [&str; 5] = ["new", "open", "pending", "solved", "closed"];
 
 fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
@@ -395,11 +479,21 @@ fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
     let created = iso_s(dataset.created_ms(index));
     let updated = iso_s(dataset.updated_ms(index));
     match data_type {
-        "tickets" => json!({"id": id, "subject": format!("Ticket {index}"),
-            "description": "Emulated ticket", "status": TICKET_STATUSES[index as usize % 5],
-            "priority": "normal", "requester_id": 1000 + index % 50, "tags": [],
-            "created_at": created, "updated_at": updated,
-            "generated_timestamp": changed_s(dataset, index)}),
+        "tickets" => {
+            let mut ticket = json!({"id": id});
+            let fields = dataset.fields(index, || {
+                json!({"subject": format!("Ticket {index}"), "description": "Emulated ticket",
+                    "status": TICKET_STATUSES[index as usize % 5], "priority": "normal",
+                    "requester_id": 1000 + index % 50, "tags": []})
+            });
+            if let Some(ticket) = ticket.as_object_mut() {
+                ticket.extend(fields);
+                ticket.insert("created_at".into(), json!(created));
+                ticket.insert("updated_at".into(), json!(updated));
+                ticket.insert("generated_timestamp".into(), json!(changed_s(dataset, index)));
+            }
+            ticket
+        }
         "ticket_comments" => json!({"id": id, "type": "Comment", "author_id": 1000 + index % 50,
             "body": format!("Comment {index}"), "html_body": format!("<p>Comment {index}</p>"),
             "plain_body": format!("Comment {index}"), "public": index % 4 != 3, "attachments": [],
@@ -432,7 +526,7 @@ pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     base_path: || "/zendesk/api/v2".to_owned(),
     serve: |state, call| {
         answer(
-            state, call.req, call.rest, call.query, call.base, call.fault,
+            state, call.req, call.rest, call.query, call.body, call.base, call.fault,
         )
     },
     rate_limited_body,
