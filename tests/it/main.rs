@@ -46,6 +46,7 @@ mod projections_fold;
 mod projections_rebuild;
 mod relay;
 mod restore;
+mod restore_platforms;
 mod retention;
 mod scheduler;
 mod scripts;
