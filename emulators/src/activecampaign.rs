@@ -274,12 +274,20 @@ fn write_contact(state: &mut State, index: Option<u64>, body: &[u8]) -> HttpResp
     match index {
         Some(index) => {
             state.update_record("activecampaign", "contacts", index, fields);
-            let contact = record(state.dataset("activecampaign", "contacts"), "contacts", index);
+            let contact = record(
+                state.dataset("activecampaign", "contacts"),
+                "contacts",
+                index,
+            );
             HttpResponse::Ok().json(json!({"fieldValues": [], "contact": contact}))
         }
         None => {
             let index = state.create_record("activecampaign", "contacts", fields);
-            let contact = record(state.dataset("activecampaign", "contacts"), "contacts", index);
+            let contact = record(
+                state.dataset("activecampaign", "contacts"),
+                "contacts",
+                index,
+            );
             HttpResponse::Created().json(json!({"fieldValues": [], "contact": contact}))
         }
     }
@@ -328,7 +336,11 @@ fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
 pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     id: "activecampaign",
     base_path: || "/activecampaign/api/3".to_owned(),
-    serve: |state, call| answer(state, call.req, call.rest, call.query, call.body, call.fault),
+    serve: |state, call| {
+        answer(
+            state, call.req, call.rest, call.query, call.body, call.fault,
+        )
+    },
     rate_limited_body: || error_body(StatusCode::TOO_MANY_REQUESTS),
     error_body,
     record_id: |_, index| (index + 1).to_string(),

@@ -280,12 +280,19 @@ fn write(state: &mut State, object: &str, index: Option<u64>, body: &[u8]) -> Ht
             None
         } else if ["hs_object_id", "createdate", modified_property(object)].contains(&name.as_str())
         {
-            Some(("READ_ONLY_VALUE", format!("{name} is a read only property; its value cannot be set.")))
+            Some((
+                "READ_ONLY_VALUE",
+                format!("{name} is a read only property; its value cannot be set."),
+            ))
         } else {
-            Some(("PROPERTY_DOESNT_EXIST", format!("Property \"{name}\" does not exist")))
+            Some((
+                "PROPERTY_DOESNT_EXIST",
+                format!("Property \"{name}\" does not exist"),
+            ))
         };
         if let Some((code, message)) = error {
-            let detail = json!([{"isValid": false, "message": message, "error": code, "name": name}]);
+            let detail =
+                json!([{"isValid": false, "message": message, "error": code, "name": name}]);
             return invalid(format!("Property values were not valid: {detail}"));
         }
         let value = match value {
@@ -294,7 +301,11 @@ fn write(state: &mut State, object: &str, index: Option<u64>, body: &[u8]) -> Ht
             Value::Number(n) => Value::String(n.to_string()),
             Value::Bool(b) => Value::String(b.to_string()),
             Value::Null => Value::Null,
-            _ => return invalid(format!("Property values were not valid: {name} must be a string")),
+            _ => {
+                return invalid(format!(
+                    "Property values were not valid: {name} must be a string"
+                ))
+            }
         };
         fields.insert(name, value);
     }

@@ -252,8 +252,13 @@ fn write_contact(state: &mut crate::State, index: Option<u64>, body: &[u8]) -> H
         Ok(Value::Object(fields)) => fields,
         _ => return bad("Input could not be converted to a valid request".into()),
     };
-    if let Some(name) = fields.keys().find(|f| !CONTACT_FIELDS.contains(&f.as_str())) {
-        return bad(format!("Input could not be converted to a valid request: unknown field {name}"));
+    if let Some(name) = fields
+        .keys()
+        .find(|f| !CONTACT_FIELDS.contains(&f.as_str()))
+    {
+        return bad(format!(
+            "Input could not be converted to a valid request: unknown field {name}"
+        ));
     }
     for list in ["email_addresses", "phone_numbers", "addresses"] {
         if !matches!(fields.get(list), None | Some(Value::Null | Value::Array(_))) {
@@ -263,10 +268,19 @@ fn write_contact(state: &mut crate::State, index: Option<u64>, body: &[u8]) -> H
     let index = match index {
         Some(index) => {
             state.update_record("keap", "contacts", index, fields);
-            return HttpResponse::Ok().json(record(state.dataset("keap", "contacts"), "contacts", index));
+            return HttpResponse::Ok().json(record(
+                state.dataset("keap", "contacts"),
+                "contacts",
+                index,
+            ));
         }
         None => {
-            let has = |list: &str| fields.get(list).and_then(Value::as_array).is_some_and(|l| !l.is_empty());
+            let has = |list: &str| {
+                fields
+                    .get(list)
+                    .and_then(Value::as_array)
+                    .is_some_and(|l| !l.is_empty())
+            };
             if !has("email_addresses") && !has("phone_numbers") {
                 return bad("At least one of email_addresses or phone_numbers is required".into());
             }
@@ -303,7 +317,9 @@ pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
                     dataset.hidden.insert(index);
                     HttpResponse::NoContent().finish()
                 }
-                _ => HttpResponse::MethodNotAllowed().json(json!({"message": "Method Not Allowed"})),
+                _ => {
+                    HttpResponse::MethodNotAllowed().json(json!({"message": "Method Not Allowed"}))
+                }
             };
         }
         let Some(data_type) = call

@@ -253,14 +253,21 @@ fn write(
                 )
             }
         },
-        _ => return bad_request(used, envelope, "Required parameter missing or invalid".into()),
+        _ => {
+            return bad_request(
+                used,
+                envelope,
+                "Required parameter missing or invalid".into(),
+            )
+        }
     };
     let fields: serde_json::Map<String, Value> = fields
         .into_iter()
         .filter(|(name, _)| writable.contains(&name.as_str()))
         .collect();
-    let unprocessable =
-        |field: &str, message: &str| reply(StatusCode::UNPROCESSABLE_ENTITY, used).json(json!({"errors": {field: [message]}}));
+    let unprocessable = |field: &str, message: &str| {
+        reply(StatusCode::UNPROCESSABLE_ENTITY, used).json(json!({"errors": {field: [message]}}))
+    };
     let dataset = state.dataset("shopify", resource);
     let current = |i: u64| record(dataset, resource, i, None);
     match resource {

@@ -451,7 +451,11 @@ fn create_ticket(state: &mut State, body: &[u8]) -> HttpResponse {
     let status = match ticket.remove("status") {
         None | Some(Value::Null) => "new".to_owned(),
         Some(Value::String(status)) if status == "closed" => {
-            return invalid("status", "Status: closed is not valid for a new ticket", "InvalidValue")
+            return invalid(
+                "status",
+                "Status: closed is not valid for a new ticket",
+                "InvalidValue",
+            )
         }
         Some(Value::String(status)) if TICKET_STATUSES.contains(&status.as_str()) => status,
         Some(_) => return invalid("status", "Status: is not valid", "InvalidValue"),
@@ -490,7 +494,10 @@ fn record(dataset: &Dataset, data_type: &str, index: u64) -> Value {
                 ticket.extend(fields);
                 ticket.insert("created_at".into(), json!(created));
                 ticket.insert("updated_at".into(), json!(updated));
-                ticket.insert("generated_timestamp".into(), json!(changed_s(dataset, index)));
+                ticket.insert(
+                    "generated_timestamp".into(),
+                    json!(changed_s(dataset, index)),
+                );
             }
             ticket
         }

@@ -196,7 +196,8 @@ mod tests {
             matched_by: MatchBy::Key("/properties/email"),
             ..RecordWrites::BASE
         };
-        let record = json!({"id": "1", "properties": {"email": " Ada@Example.test", "firstname": "Ada"}});
+        let record =
+            json!({"id": "1", "properties": {"email": " Ada@Example.test", "firstname": "Ada"}});
         assert_eq!(
             by_email.match_key(&record).as_deref(),
             Some("ada@example.test")
@@ -207,11 +208,14 @@ mod tests {
             matched_by: MatchBy::Content,
             ..by_email
         };
-        let deal = |amount: &str| json!({"id": "9", "properties": {"dealname": "D", "amount": amount}});
+        let deal =
+            |amount: &str| json!({"id": "9", "properties": {"dealname": "D", "amount": amount}});
         assert_eq!(
             by_content.match_key(&deal("10")),
-            by_content.match_key(&json!({"id": "10", "properties": {"dealname": "D", "amount": "10",
-                                                                   "hs_object_id": "10"}}))
+            by_content.match_key(
+                &json!({"id": "10", "properties": {"dealname": "D", "amount": "10",
+                                                                   "hs_object_id": "10"}})
+            )
         );
         assert_ne!(
             by_content.match_key(&deal("10")),

@@ -107,10 +107,7 @@ impl Connector {
             |response| {
                 let record: Value = serde_json::from_slice(&response.body)
                     .map_err(|err| BodyError::from_json(err, &response))?;
-                match (
-                    record.pointer(writes.new_id).and_then(scalar_text),
-                    updated,
-                ) {
+                match (record.pointer(writes.new_id).and_then(scalar_text), updated) {
                     (Some(id), _) => Ok(id.into_owned()),
                     // An update's answer that does not name the record still updated the one asked for.
                     (None, Some(id)) => Ok(id.to_owned()),
