@@ -450,3 +450,60 @@ async fn activecampaign_contacts_round_trip() {
 async fn zendesk_tickets_come_back_as_new_tickets() {
     round_trip(cases().remove(7)).await;
 }
+
+#[tokio::test]
+async fn a_record_the_platform_refuses_is_reported_and_the_restore_goes_on() {
+    let case = cases().remove(7);
+    let backup = spawn("zendesk").await;
+    backup.api.accept_credentials(
+        "zendesk",
+        json!({"email": ZENDESK_EMAIL, "apiToken": case.secret}),
+    );
+    backup.api.seed("zendesk", "tickets", 4);
+    // A ticket whose description is empty when backed up: Zendesk refuses a new ticket without one (422).
+    backup
+        .api
+        .alter("zendesk", "tickets", 0, json!({"description": ""}));
+    let token = backup.app.owner("acme");
+    let source_id = source(&backup, &token, &case).await;
+    let snapshot = back_up(&backup, &token, &source_id).await;
+    assert_eq!(
+        backup
+            .stored("acme", &source_id, &snapshot, "tickets")
+            .len(),
+        4
+    );
+    let ids: Vec<String> = (0..2)
+        .map(|i| backup.api.id_of("zendesk", "tickets", i))
+        .collect();
+    backup.api.delete("zendesk", "tickets", [0, 1]);
+
+    let done = restore(
+        &backup,
+        &token,
+        &source_id,
+        json!({"snapshot": snapshot, "dataTypes": ["tickets"], "mode": "missing", "dryRun": false}),
+    )
+    .await;
+    assert_eq!(counts(&done), (1, 0, 2, 1), "{done}");
+    let lines = report(&backup, &token, done["jobId"].as_str().unwrap()).await;
+    let refused = lines
+        .iter()
+        .find(|l| l["oldId"] == ids[0].as_str())
+        .unwrap();
+    assert_eq!(refused["action"], "cannot_restore", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("422") || e.contains("Description")),
+        "the platform's refusal is in the report: {refused}"
+    );
+    assert!(refused["newId"].is_null(), "{refused}");
+    let created = lines
+        .iter()
+        .find(|l| l["oldId"] == ids[1].as_str())
+        .unwrap();
+    assert_eq!(created["action"], "create", "{created}");
+    assert_eq!(backup.api.listing_ids("zendesk", "tickets").len(), 3);
+    backup.stop().await;
+}
