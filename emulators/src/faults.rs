@@ -46,4 +46,6 @@ pub(crate) enum Reshape {
     Pretty,
     /// The same JSON object without its arrays (no list of records).
     WithoutLists,
+    /// The same JSON, its records without this top-level field.
+    WithoutField(String),
 }

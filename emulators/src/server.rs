@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub(crate) pretty: HashSet<String>,
     /// Paths whose 200 bodies lose their arrays (well-formed JSON without the list of records).
     pub(crate) without_lists: HashSet<String>,
+    /// Paths whose 200 bodies' records lack a field: path → field.
+    pub(crate) without_field: HashMap<String, String>,
     /// Paths whose paging misbehaves.
     pub(crate) paging_faults: HashMap<String, PagingFault>,
     pub(crate) hits: HashMap<String, usize>,
@@ -430,6 +432,15 @@ impl PlatformApi {
         self.state().without_lists.insert(path.to_owned());
     }
 
+    /// Every later 200 on `path` answers its records without their top-level `field` (each object in an
+    /// array of the answer's top-level object, or of the answer itself), as a platform whose records carry
+    /// no id.
+    pub fn without_field(&self, path: &str, field: &str) {
+        self.state()
+            .without_field
+            .insert(path.to_owned(), field.to_owned());
+    }
+
     /// Paging on `path` misbehaves from now on.
     pub fn paging_fault(&self, path: &str, fault: PagingFault) {
         self.state().paging_faults.insert(path.to_owned(), fault);
@@ -545,6 +556,25 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
             Ok(json) => serde_json::to_vec_pretty(&json).unwrap(),
             Err(_) => body.to_vec(),
         },
+        Reshape::WithoutField(field) => match serde_json::from_slice::<Value>(&body) {
+            Ok(mut json) => {
+                let lists: Vec<&mut Value> = match &mut json {
+                    Value::Object(object) => object.values_mut().collect(),
+                    other => vec![other],
+                };
+                for list in lists {
+                    if let Value::Array(records) = list {
+                        for record in records {
+                            if let Value::Object(record) = record {
+                                record.remove(&field);
+                            }
+                        }
+                    }
+                }
+                serde_json::to_vec(&json).unwrap()
+            }
+            Err(_) => body.to_vec(),
+        },
         Reshape::WithoutLists => match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(mut object)) => {
                 object.retain(|_, value| !value.is_array());
@@ -629,6 +659,12 @@ pub(crate) fn apply_faults(
             .without_lists
             .contains(path)
             .then_some(Reshape::WithoutLists)
+    })
+    .or_else(|| {
+        state
+            .without_field
+            .get(path)
+            .map(|field| Reshape::WithoutField(field.clone()))
     });
     if let Some((n, retry_after)) = state.rate_limited.take() {
         if n > 1 {

@@ -551,3 +551,175 @@ async fn a_failed_backup_leaves_no_index_rows_and_a_replay_merges_nothing_twice(
     assert_eq!(list[0]["records"], json!({"contacts": 250}));
     backup.stop().await;
 }
+
+/// Every record of one data type of a snapshot, page by page, as `(recordId, record)` in listing order.
+async fn browse_all(
+    app: &TestApp,
+    token: &str,
+    source_id: &str,
+    job_id: &str,
+    data_type: &str,
+) -> Vec<(String, Value)> {
+    let mut records = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let mut path =
+            format!("/sources/{source_id}/snapshots/{job_id}/records?dataType={data_type}&limit=4");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = get_json(app, token, &path).await;
+        for r in page["records"].as_array().unwrap() {
+            records.push((
+                r["recordId"].as_str().unwrap().to_owned(),
+                r["record"].clone(),
+            ));
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return records,
+        }
+    }
+    panic!("paging does not end");
+}
+
+#[tokio::test]
+async fn records_without_an_id_are_indexed_by_their_content() {
+    let backup = spawn().await;
+    let app = &backup.app;
+    let owner = app.owner("acme");
+    backup.api.seed("hubspot", "contacts", 5);
+    // The platform's records carry no id at all.
+    backup
+        .api
+        .without_field("/hubspot/crm/v3/objects/contacts", "id");
+    let source_id = hubspot_source(app, &owner, false).await;
+    let first = backup_once(&backup, &owner, &source_id).await;
+    let second = backup_once(&backup, &owner, &source_id).await;
+
+    // Browsable: each record under the hex of its content hash, none lost.
+    let records = browse_all(app, &owner, &source_id, &second, "contacts").await;
+    assert_eq!(records.len(), 5, "{records:?}");
+    let keys: BTreeSet<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys.len(), 5);
+    for (key, record) in &records {
+        let hex = key
+            .strip_prefix("sha256:")
+            .unwrap_or_else(|| panic!("{key}"));
+        assert_eq!(hex.len(), 32, "{key}");
+        assert!(record.get("id").is_none(), "{record}");
+        assert!(record["properties"]["email"].is_string(), "{record}");
+    }
+    // Stable from backup to backup: the unchanged records keep their one version.
+    let list = snapshots(app, &owner, &source_id).await;
+    assert_eq!(list[0]["records"], json!({"contacts": 5}));
+    assert_eq!(
+        list[0]["changes"]["contacts"],
+        json!({"added": 0, "changed": 0, "deleted": 0})
+    );
+    let history = get_json(
+        app,
+        &owner,
+        &format!(
+            "/sources/{source_id}/records/contacts/{}/versions",
+            records[0].0
+        ),
+    )
+    .await;
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{history}");
+    assert_eq!(versions[0]["firstJobId"], first.as_str());
+    assert_eq!(versions[0]["current"], true);
+    assert_eq!(versions[0]["record"], records[0].1);
+
+    // Exported.
+    let files = export(app, &owner, &source_id, &second, "ndjson").await;
+    let exported: BTreeSet<String> = files["contacts.ndjson"]
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap().to_string())
+        .collect();
+    let browsed: BTreeSet<String> = records.iter().map(|(_, r)| r.to_string()).collect();
+    assert_eq!(exported, browsed);
+}
+
+#[tokio::test]
+async fn per_parent_records_sharing_an_id_are_kept_apart_by_their_parent() {
+    const KEY: &str = "5f1b2c3d4e5f60718293a4b5c6d7e8f9-us21";
+    let backup = BackupApp::spawn_emulating(&["mailchimp"], |_| {}).await;
+    backup.api.accept("mailchimp", KEY);
+    backup.api.lift_rate_limits();
+    let app = &backup.app;
+    let owner = app.owner("acme");
+    // Two audiences with the same three members (a member's id is the hash of the e-mail address, the same
+    // in every audience) and merge fields numbered 1, 2 in each.
+    backup.api.seed("mailchimp", "audiences", 2);
+    let lists: Vec<String> = (0..2)
+        .map(|i| backup.api.id_of("mailchimp", "audiences", i))
+        .collect();
+    for list in &lists {
+        backup
+            .api
+            .seed("mailchimp", &format!("audience_members/{list}"), 3);
+        backup
+            .api
+            .seed("mailchimp", &format!("merge_fields/{list}"), 2);
+    }
+    let response = app
+        .post(
+            "/connections",
+            &owner,
+            &json!({"platformId": "mailchimp", "name": "Newsletters", "credentials": {"apiKey": KEY}}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let connection: Value = response.json().await.unwrap();
+    let response = app
+        .post(
+            "/sources",
+            &owner,
+            &json!({"connectionId": connection["connectionId"], "name": "Audiences",
+                    "dataTypes": ["audience_members", "merge_fields"], "incremental": false}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let source_id = response.json::<Value>().await.unwrap()["sourceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job_id = backup_once(&backup, &owner, &source_id).await;
+
+    let members = browse_all(app, &owner, &source_id, &job_id, "audience_members").await;
+    assert_eq!(members.len(), 6, "{members:?}");
+    for (key, record) in &members {
+        let list = record["list_id"].as_str().unwrap();
+        assert_eq!(*key, format!("{list}/{}", record["id"].as_str().unwrap()));
+    }
+    let member = backup
+        .api
+        .id_of("mailchimp", &format!("audience_members/{}", lists[1]), 0);
+    assert!(members
+        .iter()
+        .any(|(k, _)| *k == format!("{}/{member}", lists[0])));
+    let fields = browse_all(app, &owner, &source_id, &job_id, "merge_fields").await;
+    assert_eq!(fields.len(), 4, "{fields:?}");
+    let list = snapshots(app, &owner, &source_id).await;
+    assert_eq!(
+        list[0]["records"],
+        json!({"audience_members": 6, "merge_fields": 4})
+    );
+    // One member's history in one audience, its key's `/` escaped in the path.
+    let history = get_json(
+        app,
+        &owner,
+        &format!(
+            "/sources/{source_id}/records/audience_members/{}%2F{member}/versions",
+            lists[1]
+        ),
+    )
+    .await;
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{history}");
+    assert_eq!(versions[0]["record"]["list_id"], lists[1].as_str());
+    let files = export(app, &owner, &source_id, &job_id, "ndjson").await;
+    assert_eq!(files["audience_members.ndjson"].lines().count(), 6);
+}

@@ -1,7 +1,7 @@
 //! The record version index (issue 13 §4), written in two steps so that only committed backups show:
 //!
-//! 1. [`StagedRecords`]: as a worker stores a data type's records, it stages one row per record (id,
-//!    content hash, line in the file) in `record_index_staged`, keyed by job and attempt, and one row per
+//! 1. [`StagedRecords`]: as a worker stores a data type's records, it stages one row per record (its
+//!    [`index_key`], content hash, line in the file) in `record_index_staged`, keyed by job and attempt, and one row per
 //!    finished data file in `record_index_staged_files`. Nothing reads these but step 2.
 //! 2. [`RecordIndexer`]: a catch-up reader of the event log (checkpoint `record-index`). On `JobSucceeded` or
 //!    `JobPartiallySucceeded` it merges the staged rows of the job's last attempt into `record_versions` and
@@ -62,6 +62,33 @@ pub fn content_hash(text: &str) -> Vec<u8> {
     Sha256::digest(text.as_bytes())[..CONTENT_HASH_BYTES].to_vec()
 }
 
+/// Prefix of the key of a record without an id: `sha256:` and the hex of its [`content_hash`].
+pub const CONTENT_KEY_PREFIX: &str = "sha256:";
+
+/// The key a record is indexed under within its source and data type (`record_versions.record_id`, the
+/// `recordId` of the snapshot and version routes):
+///
+/// - its id (`id_field` of the data type's listing, as text), as the platform gives it;
+/// - for a per-parent listing's record, `<parent id>/<id>`: ids are unique only under their parent
+///   (Mailchimp's member id is the hash of the e-mail address, the same in every audience; merge fields are
+///   numbered per audience), as the incremental cursor already knows them;
+/// - without an id (a data type whose records carry none, or a record missing its field), `sha256:<hex>`, its
+///   [`content_hash`] (behind `<parent id>/` likewise). The catalog names no natural key for any data type,
+///   and the content is what such a record is: an unchanged one keeps its one version from backup to backup,
+///   a changed one shows as the old deleted and the new added (its history cannot be followed across a
+///   change, there being nothing that says the two are one record). Identical records in one listing are
+///   told apart by their place among the copies: the second is `sha256:<hex>.2` ([`StagedRecords::add`]).
+pub fn index_key(parent: Option<&str>, record_id: Option<&str>, hash: &[u8]) -> String {
+    let own = match record_id {
+        Some(id) => id.to_owned(),
+        None => format!("{CONTENT_KEY_PREFIX}{}", hex::encode(hash)),
+    };
+    match parent {
+        Some(parent) => format!("{parent}/{own}"),
+        None => own,
+    }
+}
+
 /// Stages the index rows of one attempt of one job, data type by data type, as its records are stored.
 pub struct StagedRecords {
     pool: Pool,
@@ -71,6 +98,8 @@ pub struct StagedRecords {
     ids: Vec<String>,
     hashes: Vec<Vec<u8>>,
     ordinals: Vec<i32>,
+    /// Records without an id staged so far in this data type, by content key: how many.
+    repeats: std::collections::HashMap<String, u32>,
 }
 
 impl StagedRecords {
@@ -96,6 +125,7 @@ impl StagedRecords {
             ids: Vec::new(),
             hashes: Vec::new(),
             ordinals: Vec::new(),
+            repeats: std::collections::HashMap::new(),
         })
     }
 
@@ -106,6 +136,7 @@ impl StagedRecords {
         self.ids.clear();
         self.hashes.clear();
         self.ordinals.clear();
+        self.repeats.clear();
         let client = self.pool.get().await?;
         client
             .execute(
@@ -116,19 +147,28 @@ impl StagedRecords {
         Ok(())
     }
 
-    /// Stages the record stored at line `ordinal` of the data type's file. A record without an id (not an
-    /// object, or no id field) is not indexed: it cannot be told from another version of itself.
+    /// Stages the record stored at line `ordinal` of the data type's file, under its [`index_key`]: its id
+    /// (qualified by `parent` for a per-parent listing's records), or, without one (not an object, or no
+    /// id field), its content.
     pub async fn add(
         &mut self,
-        record_id: Option<String>,
+        parent: Option<&str>,
+        record_id: Option<&str>,
         text: &str,
         ordinal: u64,
     ) -> Result<(), RecordIndexError> {
-        let Some(id) = record_id else {
-            return Ok(());
-        };
-        self.ids.push(id);
-        self.hashes.push(content_hash(text));
+        let hash = content_hash(text);
+        let mut key = index_key(parent, record_id, &hash);
+        if record_id.is_none() {
+            // Identical records without an id in one listing are as many records: the second is `….2`.
+            let seen = self.repeats.entry(key.clone()).or_default();
+            *seen += 1;
+            if *seen > 1 {
+                key = format!("{key}.{seen}");
+            }
+        }
+        self.ids.push(key);
+        self.hashes.push(hash);
         self.ordinals.push(ordinal as i32);
         if self.ids.len() >= STAGE_BATCH {
             self.flush().await?;
@@ -140,8 +180,7 @@ impl StagedRecords {
         if self.ids.is_empty() {
             return Ok(());
         }
-        // A record listed twice in one fetch (a page boundary shifting under an insert, a per-parent listing
-        // whose children share ids) keeps its last line: once per batch here (one INSERT cannot update a row
+        // A record listed twice in one fetch (a page boundary shifting under an insert) keeps its last line: once per batch here (one INSERT cannot update a row
         // twice), across batches by the upsert.
         let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for (i, id) in self.ids.iter().enumerate() {

@@ -203,7 +203,14 @@ impl BackupWorker {
                                         let ordinal = writer.records();
                                         writer.write_raw(record).await?;
                                         let id = id_field.and_then(|f| record_id(record, f));
-                                        staged.add(id, record.get(), ordinal).await?;
+                                        staged
+                                            .add(
+                                                page.parent.as_deref(),
+                                                id.as_deref(),
+                                                record.get(),
+                                                ordinal,
+                                            )
+                                            .await?;
                                     }
                                     resume = Some(page.cursor.clone());
                                     progress.records += page.records.len() as u64;

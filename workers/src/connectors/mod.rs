@@ -335,6 +335,10 @@ pub struct Page {
     pub cursor: PageCursor,
     /// 1-based.
     pub number: u64,
+    /// A per-parent listing's ([`listbackup_domain::platform::PerParent`]) parent whose children these
+    /// records are: their ids are unique only under it (Mailchimp's member ids repeat across audiences).
+    /// `None` for every other listing (a walk's folders included: its records' ids are unique).
+    pub parent: Option<String>,
 }
 
 /// How a fetch went.
@@ -768,6 +772,7 @@ impl Pager<'_> {
                 records,
                 cursor: self.cursor(),
                 number: self.pages,
+                parent: self.listing.per_parent.and(self.current_parent.clone()),
             }));
         }
     }
