@@ -78,6 +78,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0140_restore_jobs",
         include_str!("../migrations/0140_restore_jobs.sql"),
     ),
+    (
+        "0190_record_index_analyze",
+        include_str!("../migrations/0190_record_index_analyze.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.
@@ -134,8 +138,9 @@ fn service_role(config: &crate::Config) -> anyhow::Result<Option<String>> {
 /// rewrite history: SELECT and INSERT on `events` only (no UPDATE, DELETE or TRUNCATE; not being the owner,
 /// it can neither drop the table nor disable the triggers that keep it append-only and hash-chained),
 /// SELECT on `schema_migrations`, SELECT/INSERT/UPDATE/DELETE on the other tables (read models,
-/// checkpoints, the vault, leases), and the sequences. Idempotent; run after every migration and rebuild,
-/// since a table they create starts with no grants.
+/// checkpoints, the vault, leases), the sequences, and EXECUTE on `record_index_analyze()` (the record
+/// index's statistics, which only the owner may take; migration 0190). Idempotent; run after every
+/// migration and rebuild, since a table they create starts with no grants.
 pub async fn grant_service_role(owner_url: &str, role: &str) -> Result<(), tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(owner_url, NoTls).await?;
     let connection = tokio::spawn(connection);
@@ -148,6 +153,7 @@ pub async fn grant_service_role(owner_url: &str, role: &str) -> Result<(), tokio
              REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON events FROM {role};
              REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON schema_migrations FROM {role};
              GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
+             GRANT EXECUTE ON FUNCTION record_index_analyze() TO {role};
              COMMIT;"
         ))
         .await;

@@ -5,8 +5,11 @@
 
 use crate::support;
 
+use std::time::Duration;
+
 use serde_json::Value;
 use support::backup::{stripe_source, sync_when_free, BackupApp};
+use support::wait_until;
 use tokio_postgres::NoTls;
 
 /// A login role of its own for one test, dropped (with its grants) when the test ends, even when it fails.
@@ -113,6 +116,42 @@ async fn the_service_runs_as_a_role_that_cannot_rewrite_the_history() {
     assert!(!file.bytes().await.unwrap().is_empty());
     let report: Value = app.get("/audit/verify", &token).await.json().await.unwrap();
     assert_eq!(report["ok"], true, "{report}");
+
+    // The record indexer merges the backup as that role, and takes the index tables' planner statistics
+    // (ANALYZE, which only their owner may run; migration 0190): nothing errors, nothing is skipped.
+    wait_until(
+        Duration::from_secs(45),
+        "the backup to be indexed",
+        || async {
+            let list: Value = app
+                .get(&format!("/sources/{source_id}/snapshots"), &token)
+                .await
+                .json()
+                .await
+                .unwrap();
+            list["snapshots"][0]["jobId"] == job_id.as_str()
+        },
+    )
+    .await;
+    let (owner, connection) = tokio_postgres::connect(&app.db.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    wait_until(
+        Duration::from_secs(10),
+        "the index tables' statistics to be taken",
+        || async {
+            let analyzed: i64 = owner
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL \
+                       AND relname IN ('record_index_staged', 'record_versions')",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            analyzed == 2
+        },
+    )
+    .await;
 
     // What the role can and cannot do to the history.
     let (client, connection) = tokio_postgres::connect(&service_url, NoTls).await.unwrap();
