@@ -452,3 +452,139 @@ async fn a_backup_whose_file_contents_a_kept_backup_refers_to_stays_until_nothin
     }
     svc.backup.stop().await;
 }
+
+/// Every record of one data type of the snapshot of `job_id`, as `(recordId, storedByJobId)`; the status when
+/// it cannot be read.
+async fn snapshot_records(
+    app: &TestApp,
+    token: &str,
+    source_id: &str,
+    job_id: &str,
+    data_type: &str,
+) -> Result<Vec<(String, String)>, u16> {
+    let response = app
+        .get(
+            &format!(
+                "/sources/{source_id}/snapshots/{job_id}/records?dataType={data_type}&limit=200"
+            ),
+            token,
+        )
+        .await;
+    if response.status() != 200 {
+        return Err(response.status().as_u16());
+    }
+    let page: Value = response.json().await.unwrap();
+    assert!(page["nextCursor"].is_null(), "{page}");
+    Ok(page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["recordId"].as_str().unwrap().to_owned(),
+                r["storedByJobId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect())
+}
+
+async fn wait_indexed(app: &TestApp, token: &str, source_id: &str, job_id: &str) {
+    wait_until(
+        Duration::from_secs(45),
+        "the backup to be indexed",
+        || async {
+            let list: Value = app
+                .get(&format!("/sources/{source_id}/snapshots"), token)
+                .await
+                .json()
+                .await
+                .unwrap();
+            list["snapshots"][0]["jobId"] == job_id
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_full_backup_a_kept_incremental_reads_from_stays_until_nothing_kept_needs_it() {
+    let clock = Clock::manual(Utc::now());
+    let backup = spawn(&clock).await;
+    let app = &backup.app;
+    let token = app.owner("acme");
+    backup.api.seed("stripe", "events", 10);
+    // Stripe's events are fetched incrementally (by `created`).
+    let connection = app
+        .create_stripe_connection(&token, "Stripe", "sk_test_1")
+        .await;
+    let response = app
+        .post(
+            "/sources",
+            &token,
+            &json!({"connectionId": connection["connectionId"], "name": "Events",
+                    "dataTypes": ["events"], "schedule": {"frequency": "manual"},
+                    "incremental": true, "retentionDays": 30}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let source_id = response.json::<Value>().await.unwrap()["sourceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // 1: full, 10 events. 2: incremental, the 3 new ones; its snapshot reads the other 10 from backup 1.
+    let first = backup_once(&backup, &token, &source_id).await;
+    backup.api.append("stripe", "events", 3);
+    let second = backup_once(&backup, &token, &source_id).await;
+    wait_indexed(app, &token, &source_id, &second).await;
+    let chain = snapshot_records(app, &token, &source_id, &second, "events")
+        .await
+        .unwrap();
+    assert_eq!(chain.len(), 13);
+    assert_eq!(chain.iter().filter(|(_, by)| *by == first).count(), 10);
+
+    // Both past retentionDays; the second is the latest (kept), and it needs the first.
+    clock.set(Utc::now() + chrono::Duration::days(31));
+    // A sweep has run since (it expired the first backup of another source, whose second is a full one).
+    let other = source(app, &token, json!({"keepLast": 1})).await;
+    let other_first = backup_once(&backup, &token, &other).await;
+    let other_second = backup_once(&backup, &token, &other).await;
+    wait_expired(&backup, &token, &other_first).await;
+    assert_eq!(
+        snapshot_records(app, &token, &other, &other_second, "customers")
+            .await
+            .map(|r| r.len()),
+        Ok(40),
+        "the kept full backup's snapshot stays complete"
+    );
+    let kept = backup.job(&token, &first).await;
+    assert_eq!(kept["expiredAt"], Value::Null, "{kept}");
+    assert_eq!(
+        snapshot_records(app, &token, &source_id, &second, "events").await,
+        Ok(chain.clone()),
+        "the kept incremental's snapshot stays complete"
+    );
+
+    // 3: full again (incremental off): nothing kept needs 1 and 2 any more, and they expire.
+    let response = app
+        .put(
+            &format!("/sources/{source_id}"),
+            &token,
+            &json!({"incremental": false}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    clock.set(Utc::now());
+    let third = backup_once(&backup, &token, &source_id).await;
+    clock.set(Utc::now() + chrono::Duration::days(31));
+    wait_expired(&backup, &token, &first).await;
+    wait_expired(&backup, &token, &second).await;
+    let full = snapshot_records(app, &token, &source_id, &third, "events")
+        .await
+        .unwrap();
+    assert_eq!(full.len(), 13);
+    assert!(full.iter().all(|(_, by)| *by == third), "{full:?}");
+    let ids = |records: &[(String, String)]| -> std::collections::BTreeSet<String> {
+        records.iter().map(|(id, _)| id.clone()).collect()
+    };
+    assert_eq!(ids(&full), ids(&chain));
+}

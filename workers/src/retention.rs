@@ -12,6 +12,11 @@
 //! (`contents[].jobId`). A backup whose own file contents a kept backup of its source still refers to is not
 //! expired: it stays, and expires on the first sweep after no kept backup refers to it.
 //!
+//! Snapshots (issue 13 §4): a backup whose files a kept backup's snapshot reads (an incremental chain's full
+//! backup and earlier incrementals; the first store of records unchanged since) is not expired either, unless
+//! a later kept backup stored the same records, to which the record index then moves them before the files
+//! go ([`index`]).
+//!
 //! The sweep also removes staged uploads untouched for a day (see
 //! [`BackupStore::sweep_abandoned_uploads`]), at most once an hour.
 
@@ -32,6 +37,8 @@ use listbackup_projections::ReadError;
 use tokio_util::sync::CancellationToken;
 
 use crate::scheduler::Clock;
+
+pub mod index;
 use crate::storage::{BackupStore, JobArtifacts};
 
 /// The actor recorded on expiries (DESIGN §2).
@@ -55,6 +62,10 @@ pub struct SweepReport {
     pub lost_races: usize,
     /// Backups kept because a kept backup's manifest still refers to their file contents.
     pub kept_referenced: usize,
+    /// Backups kept because a kept backup's snapshot reads records only their files hold.
+    pub kept_for_snapshots: usize,
+    /// Sources passed over because the record index has not merged all their backups yet.
+    pub waiting_for_index: usize,
     /// Backups put under a hold between the read and the expiry (refused by the aggregate).
     pub held: usize,
     /// Expired backups whose deletion an earlier sweeper left unfinished, finished now.
@@ -115,6 +126,8 @@ impl RetentionSweeper {
                             freed_bytes = report.freed_bytes,
                             lost_races = report.lost_races,
                             kept_referenced = report.kept_referenced,
+                            kept_for_snapshots = report.kept_for_snapshots,
+                            waiting_for_index = report.waiting_for_index,
                             held = report.held,
                             purged_late = report.purged_late,
                             abandoned_uploads = report.abandoned_uploads,
@@ -178,6 +191,19 @@ impl RetentionSweeper {
         if candidates.is_empty() {
             return Ok(());
         }
+        // What the kept snapshots need is known once the index has merged every backup.
+        match index::caught_up(&self.pool, &source.source_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                report.waiting_for_index += 1;
+                return Ok(());
+            }
+            Err(err) => {
+                report.failed += 1;
+                tracing::warn!(source_id = %source.source_id, error = &err as &dyn std::error::Error, "retention: the record index could not be read");
+                return Ok(());
+            }
+        }
         let mut kept: HashSet<String> = backups
             .iter()
             .map(|b| b.job_id.clone())
@@ -212,6 +238,29 @@ impl RetentionSweeper {
                     continue;
                 }
             }
+            let relocation = match index::plan(
+                &self.pool,
+                &self.store,
+                &source.account_id,
+                &source.source_id,
+                &job_id,
+                &kept,
+            )
+            .await
+            {
+                Ok(Some(relocation)) => relocation,
+                Ok(None) => {
+                    report.kept_for_snapshots += 1;
+                    kept.insert(job_id);
+                    continue;
+                }
+                Err(err) => {
+                    report.failed += 1;
+                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: what the kept snapshots need could not be read");
+                    kept.insert(job_id);
+                    continue;
+                }
+            };
             let (files, bytes) = match artifacts.usage().await {
                 Ok(usage) => usage,
                 Err(err) => {
@@ -223,6 +272,13 @@ impl RetentionSweeper {
             };
             match self.jobs.expire(&metadata, &job_id, files, bytes).await {
                 Ok(committed) if committed.events > 0 => {
+                    // The kept snapshots read the moved versions elsewhere before the files go; should this
+                    // fail, the files stay and a later sweep (`purge_unfinished`) plans again.
+                    if let Err(err) = index::apply(&self.pool, &relocation).await {
+                        report.failed += 1;
+                        tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the record index could not be moved off the expired backup; its files stay for now");
+                        continue;
+                    }
                     if self.purge(&artifacts, &job_id).await {
                         report.expired += 1;
                         report.freed_files += files;
@@ -324,6 +380,10 @@ impl RetentionSweeper {
         for row in rows {
             let (account, source, job): (String, String, String) =
                 (row.get(0), row.get(1), row.get(2));
+            if !self.relocate_unfinished(&account, &source, &job).await {
+                report.failed += 1;
+                continue;
+            }
             if self
                 .purge(&self.store.job(&account, &source, &job), &job)
                 .await
@@ -334,6 +394,37 @@ impl RetentionSweeper {
             }
         }
         Ok(())
+    }
+
+    /// Moves the record index off an expired backup whose files are still there, its source's stored
+    /// backups kept; false when a kept snapshot still reads them (they stay) or that failed.
+    async fn relocate_unfinished(&self, account: &str, source: &str, job: &str) -> bool {
+        let done = async {
+            let kept: HashSet<String> = {
+                let client = self.pool.get().await.map_err(ReadError::from)?;
+                stored_backups(&client, source)
+                    .await?
+                    .into_iter()
+                    .map(|b| b.job_id)
+                    .collect()
+            };
+            match index::plan(&self.pool, &self.store, account, source, job, &kept).await? {
+                Some(relocation) => index::apply(&self.pool, &relocation).await.map(|()| true),
+                None => Ok(false),
+            }
+        }
+        .await;
+        match done {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(%job, "retention: an expired backup's files are still read by a kept snapshot; they stay");
+                false
+            }
+            Err(err) => {
+                tracing::warn!(%job, error = &err as &dyn std::error::Error, "retention: the record index could not be moved off an expired backup; retrying");
+                false
+            }
+        }
     }
 
     async fn sweep_abandoned(&self, now: DateTime<Utc>, report: &mut SweepReport) {
