@@ -515,6 +515,49 @@ impl Snapshots {
         Ok(bytes.chain(failure).boxed())
     }
 
+    /// Every record of one data type of the snapshot, each as parsed from its stored JSON text, in the order
+    /// of the records route and the export (file by file, line by line; each file read once): the one
+    /// definition of "the merged state as of a backup", which restores read too (issue 13 §5). Memory: the
+    /// data type's records. The errors of [`Snapshots::readable`] and of reading the files.
+    pub async fn all_records(
+        &self,
+        account_id: &str,
+        source_id: &str,
+        job_id: &str,
+        data_type: &str,
+    ) -> Result<Vec<Value>, SnapshotError> {
+        let snapshot = self.readable(account_id, source_id, job_id).await?;
+        let source = uuid(source_id).ok_or(SnapshotError::SnapshotNotFound)?;
+        let jobs = self.jobs_of(source).await?;
+        let export = Export {
+            snapshots: self,
+            account_id,
+            source_id,
+            source,
+            seq: snapshot.seq,
+            jobs: &jobs,
+        };
+        let mut records = Vec::new();
+        export
+            .each_record(
+                data_type,
+                &mut futures::io::sink(),
+                |text, _, (stored_by, ordinal)| {
+                    let record =
+                        serde_json::from_slice(text).map_err(|source| SnapshotError::Damaged {
+                            job_id: stored_by.to_owned(),
+                            name: data_file(data_type),
+                            ordinal,
+                            source,
+                        })?;
+                    records.push(record);
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(records)
+    }
+
     /// The source's backups by place: seq → job id.
     async fn jobs_of(&self, source: uuid::Uuid) -> Result<HashMap<i32, String>, SnapshotError> {
         let client = self.db.get().await?;
@@ -750,7 +793,7 @@ impl Export<'_> {
             let mut file = zip.write_entry_stream(entry).await?;
             match format {
                 ExportFormat::Ndjson => {
-                    self.each_record(data_type, &mut file, |text, buffer| {
+                    self.each_record(data_type, &mut file, |text, buffer, _| {
                         buffer.extend_from_slice(text);
                         buffer.push(b'\n');
                         Ok(())
@@ -761,7 +804,7 @@ impl Export<'_> {
                     // A first pass for the columns: the union of the records' top-level keys.
                     let mut columns: Vec<String> = vec!["id".to_owned()];
                     let mut seen: HashSet<String> = columns.iter().cloned().collect();
-                    self.each_record(data_type, &mut futures::io::sink(), |text, _| {
+                    self.each_record(data_type, &mut futures::io::sink(), |text, _, _| {
                         if let Ok(map) =
                             serde_json::from_slice::<serde_json::Map<String, Value>>(text)
                         {
@@ -778,7 +821,7 @@ impl Export<'_> {
                     header.write_record(&columns)?;
                     let header = header.into_inner().map_err(|e| e.into_error())?;
                     futures::io::AsyncWriteExt::write_all(&mut file, &header).await?;
-                    self.each_record(data_type, &mut file, |text, buffer| {
+                    self.each_record(data_type, &mut file, |text, buffer, _| {
                         let map: serde_json::Map<String, Value> =
                             serde_json::from_slice(text).unwrap_or_default();
                         let mut row = csv::Writer::from_writer(std::mem::take(buffer));
@@ -796,7 +839,8 @@ impl Export<'_> {
         Ok(())
     }
 
-    /// Calls `record` with the JSON text of every record of the data type in the snapshot, file by file in
+    /// Calls `record` with the JSON text of every record of the data type in the snapshot (and the backup and
+    /// line it is read from), file by file in
     /// the order stored, and writes what it leaves in its buffer to `out` every 64 KiB: each file read once,
     /// the index's rows for it fetched in batches as the file is read.
     async fn each_record<F, W>(
@@ -806,7 +850,7 @@ impl Export<'_> {
         mut record: F,
     ) -> Result<(), SnapshotError>
     where
-        F: FnMut(&[u8], &mut Vec<u8>) -> Result<(), SnapshotError>,
+        F: FnMut(&[u8], &mut Vec<u8>, (&str, i32)) -> Result<(), SnapshotError>,
         W: futures::io::AsyncWrite + Unpin,
     {
         use futures::io::AsyncWriteExt;
@@ -874,7 +918,7 @@ impl Export<'_> {
                 };
                 if wanted.front() == Some(&ordinal) {
                     wanted.pop_front();
-                    record(line, &mut buffer)?;
+                    record(line, &mut buffer, (&job_id, ordinal))?;
                     if buffer.len() >= 64 * 1024 {
                         out.write_all(&buffer).await?;
                         buffer.clear();

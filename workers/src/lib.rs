@@ -12,7 +12,6 @@ pub mod relay;
 pub mod retention;
 pub mod sagas;
 pub mod scheduler;
-pub mod snapshot;
 pub mod storage;
 pub mod verifier;
 

@@ -217,8 +217,8 @@ pub struct BackupWorker {
     deliveries: DeliverySettings,
     dispatch: DispatchSettings,
     leases: Leases,
-    /// The event store (where a restore reads which backups make its snapshot) and where the record version
-    /// index is staged (issue 13 §4, [`crate::record_index`]).
+    /// The event store, where the record version index is staged (issue 13 §4, [`crate::record_index`]) and
+    /// through which a restore reads its snapshot.
     db: deadpool_postgres::Pool,
     /// This worker process, as its rows of `backup_runs` name it (each run has its own `worker:<id>`).
     process_id: String,

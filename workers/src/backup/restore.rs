@@ -1,7 +1,9 @@
 //! One attempt of a restore job (issue 13 §5), run by the backup worker through the same queue, attempts,
 //! progress, cancellation and outcome as a backup ([`BackupWorker::start_and_run`](super::BackupWorker)):
 //!
-//! 1. the snapshot's merged records of each data type are read from storage ([`crate::snapshot`]);
+//! 1. the snapshot's merged records of each data type are read through the record version index, as the
+//!    snapshot routes and the export read them ([`Snapshots::all_records`]: one definition of the merged
+//!    state as of a backup), once the index has merged the backup;
 //! 2. the platform's current records of that data type are listed (the backup's connector and rate budget);
 //! 3. each snapshot record is planned ([`plan`]: create, update, skip, cannot restore) and, unless the run
 //!    is dry, written ([`Connector::write_record`](crate::connectors::Connector::write_record));
@@ -33,7 +35,7 @@ use serde_json::{json, Value};
 use super::progress::ProgressReporter;
 use super::{cancelled, BackupWorker, Run, RunFailure, CANCEL_CHECK};
 use crate::connectors::{FetchError, FetchRequest, RecordWrite};
-use crate::snapshot::{record_id, Snapshot, SnapshotError};
+use listbackup_commands::snapshots::{SnapshotError, Snapshots};
 
 /// Records per `RecordsRestored`.
 pub const BATCH: u64 = 100;
@@ -41,15 +43,30 @@ pub const BATCH: u64 = 100;
 /// The report's name in the job's directory (`report.ndjson.gz`).
 pub const REPORT: &str = "report";
 
+/// How long a restore waits for the record indexer to merge its snapshot's backup (it does so moments after
+/// the backup's end; a restore asked for at once may get there first).
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl From<SnapshotError> for RunFailure {
     fn from(err: SnapshotError) -> Self {
         let (code, retryable) = match &err {
-            SnapshotError::NotABackup(_) | SnapshotError::Unreadable { .. } => {
-                (JobErrorCode::ValidationError, false)
-            }
-            SnapshotError::Store(_) | SnapshotError::Storage(_) => {
-                (JobErrorCode::StorageError, true)
-            }
+            // Our own database or storage: another attempt may succeed.
+            SnapshotError::Database(_)
+            | SnapshotError::Pool(_)
+            | SnapshotError::Storage { .. }
+            | SnapshotError::Io(_) => (JobErrorCode::StorageError, true),
+            // Not indexed in time: the next attempt waits again.
+            SnapshotError::SnapshotNotFound => (JobErrorCode::StorageError, true),
+            // Expired, erased, damaged: no attempt can read it.
+            SnapshotError::RecordNotFound
+            | SnapshotError::Expired { .. }
+            | SnapshotError::ChainExpired { .. }
+            | SnapshotError::Erased { .. }
+            | SnapshotError::BadCursor
+            | SnapshotError::Damaged { .. }
+            | SnapshotError::MissingLine { .. }
+            | SnapshotError::Zip(_)
+            | SnapshotError::Csv(_) => (JobErrorCode::ValidationError, false),
         };
         Self {
             code,
@@ -87,14 +104,22 @@ impl BackupWorker {
         }
         let credentials = self.credentials(metadata, connection_id).await?;
         let platform = platform_id.platform();
-        let snapshot = Snapshot::open(
-            &self.db,
-            &self.store,
-            &metadata.account_id,
-            source.id(),
-            &request.snapshot,
-        )
-        .await?;
+        let snapshots = Snapshots::new(self.db.clone(), std::sync::Arc::new(self.store.clone()));
+        // The source aggregate accepted the snapshot as one of the source's stored backups: until the index
+        // has merged it, it is not found there.
+        let deadline = tokio::time::Instant::now() + INDEX_WAIT;
+        loop {
+            match snapshots
+                .readable(&metadata.account_id, source.id(), &request.snapshot)
+                .await
+            {
+                Err(SnapshotError::SnapshotNotFound) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(err) => return Err(err.into()),
+                Ok(_) => break,
+            }
+        }
         let mut report = artifacts.data_type_writer(REPORT).await?;
         let mut progress = Progress {
             data_types_done: 0,
@@ -126,7 +151,14 @@ impl BackupWorker {
                 });
             };
             let id_field = platform.listing(data_type).map_or("id", |l| l.id_field);
-            let records = snapshot.records(data_type, id_field).await?;
+            let records = snapshots
+                .all_records(
+                    &metadata.account_id,
+                    source.id(),
+                    &request.snapshot,
+                    data_type,
+                )
+                .await?;
             let current = match self
                 .current_records(
                     connection_id,
@@ -148,7 +180,6 @@ impl BackupWorker {
             let mut unclaimed: HashMap<String, Vec<String>> = HashMap::new();
             if writes.matched_by != MatchBy::Id {
                 let in_snapshot: HashSet<String> = records
-                    .records
                     .iter()
                     .filter_map(|r| record_id(r, id_field))
                     .collect();
@@ -172,7 +203,7 @@ impl BackupWorker {
                 ..RestoredBatch::default()
             };
             let mut batches = 0u64;
-            for record in &records.records {
+            for record in &records {
                 let Some(old_id) = record_id(record, id_field) else {
                     continue;
                 };
@@ -349,5 +380,14 @@ impl BackupWorker {
             }
         }
         Ok(current)
+    }
+}
+
+/// A record's id as text (`"cus_…"`, or a number's digits): what the platform knows it by.
+fn record_id(record: &Value, id_field: &str) -> Option<String> {
+    match record.get(id_field)? {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        _ => None,
     }
 }
