@@ -503,3 +503,20 @@ async fn merge(
     tracing::info!(%job_id, %source_id, seq, "backup merged into the record index");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_keyed_by_its_id_under_its_parent_or_by_its_content() {
+        let hash = content_hash(r#"{"name":"x"}"#);
+        assert_eq!(index_key(None, Some("cus_1"), &hash), "cus_1");
+        assert_eq!(index_key(Some("list1"), Some("m1"), &hash), "list1/m1");
+        let key = index_key(None, None, &hash);
+        assert_eq!(key, format!("sha256:{}", hex::encode(&hash)));
+        assert_eq!(key.len(), "sha256:".len() + 2 * CONTENT_HASH_BYTES);
+        assert_eq!(index_key(Some("t9"), None, &hash), format!("t9/{key}"));
+        assert_ne!(index_key(None, None, &content_hash(r#"{"name":"y"}"#)), key);
+    }
+}
