@@ -79,6 +79,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0140_restore_jobs.sql"),
     ),
     (
+        "0160_restore_id_map",
+        include_str!("../migrations/0160_restore_id_map.sql"),
+    ),
+    (
         "0190_record_index_analyze",
         include_str!("../migrations/0190_record_index_analyze.sql"),
     ),

@@ -390,6 +390,49 @@ pub(crate) fn write_record(out: &mut String, data_type: &str, index: u64, create
         }
         "credit_notes" => json!({"object": "credit_note", "amount": amount, "currency": "usd",
             "invoice": record_id("invoices", index), "status": "issued"}),
+        // <https://docs.stripe.com/api/products/object>
+        "products" => json!({
+            "object": "product", "active": index % 11 != 10, "default_price": null,
+            "description": format!("Plan {index}: everything a team of {} needs", 2 + index % 20),
+            "images": [], "marketing_features": [], "name": format!("Plan {index}"),
+            "package_dimensions": null, "shippable": null, "statement_descriptor": null,
+            "tax_code": null, "unit_label": if index % 2 == 0 { json!("seat") } else { Value::Null },
+            "updated": created, "url": null,
+        }),
+        // <https://docs.stripe.com/api/prices/object>: two prices per product (`products` record index / 2),
+        // a monthly recurring one and a one-off one.
+        "prices" => {
+            let recurring = index % 2 == 0;
+            json!({
+                "object": "price", "active": true, "billing_scheme": "per_unit", "currency": "usd",
+                "custom_unit_amount": null,
+                "lookup_key": if index % 4 == 0 { json!(format!("plan_{}_monthly", index / 2)) } else { Value::Null },
+                "nickname": if recurring { json!("Monthly") } else { json!("One-off") },
+                "product": record_id("products", index / 2),
+                "recurring": if recurring {
+                    json!({"aggregate_usage": null, "interval": "month", "interval_count": 1,
+                           "meter": null, "trial_period_days": null, "usage_type": "licensed"})
+                } else { Value::Null },
+                "tax_behavior": "unspecified", "tiers_mode": null, "transform_quantity": null,
+                "type": if recurring { "recurring" } else { "one_time" },
+                "unit_amount": amount, "unit_amount_decimal": amount.to_string(),
+            })
+        }
+        // <https://docs.stripe.com/api/coupons/object>: percent-off ones and amount-off ones.
+        "coupons" => {
+            let percent = index % 2 == 0;
+            json!({
+                "object": "coupon",
+                "amount_off": if percent { Value::Null } else { json!(500 + (index % 10) * 100) },
+                "currency": if percent { Value::Null } else { json!("usd") },
+                "duration": if index % 3 == 0 { "repeating" } else { "once" },
+                "duration_in_months": if index % 3 == 0 { json!(3) } else { Value::Null },
+                "max_redemptions": null,
+                "name": format!("Offer {index}"),
+                "percent_off": if percent { json!(5.0 + (index % 8) as f64 * 5.0) } else { Value::Null },
+                "redeem_by": null, "times_redeemed": index % 7, "valid": true,
+            })
+        }
         _ => {
             json!({"amount": amount, "currency": "usd", "status": "succeeded", "customer": customer,
             "description": format!("{data_type} {index}")})
@@ -546,11 +589,53 @@ fn written_record(
         serde_json::from_str(&text).unwrap_or(Value::Null)
     };
     if let Value::Object(record) = &mut record {
+        if written.created {
+            if let Value::Object(defaults) = defaults(data_type) {
+                record.extend(defaults);
+            }
+        }
         for (field, value) in &written.fields {
             record.insert(field.clone(), value.clone());
         }
+        if written.created && data_type == "prices" {
+            // Derived as Stripe derives them: the type from the recurrence, the decimal from the amount, and
+            // a recurrence's unset fields as nulls and defaults.
+            let recurring = record.get("recurring").cloned().unwrap_or(Value::Null);
+            if let Value::Object(given) = recurring {
+                let mut full = json!({"aggregate_usage": null, "interval": null, "interval_count": 1,
+                                      "meter": null, "trial_period_days": null, "usage_type": "licensed"});
+                if let Value::Object(full) = &mut full {
+                    full.extend(given);
+                }
+                record.insert("recurring".into(), full);
+                record.insert("type".into(), json!("recurring"));
+            }
+            if let Some(amount) = record.get("unit_amount").and_then(Value::as_i64) {
+                record.insert("unit_amount_decimal".into(), json!(amount.to_string()));
+            }
+        }
     }
     record
+}
+
+/// The fields a created object has before the create's parameters are applied, as the object's reference
+/// documents their defaults (every field present, `null` when unset).
+fn defaults(data_type: &str) -> Value {
+    match data_type {
+        "products" => {
+            json!({"active": true, "default_price": null, "description": null, "images": [],
+            "marketing_features": [], "name": null, "package_dimensions": null, "shippable": null,
+            "statement_descriptor": null, "tax_code": null, "unit_label": null, "url": null})
+        }
+        "prices" => json!({"active": true, "billing_scheme": "per_unit", "currency": null,
+            "custom_unit_amount": null, "lookup_key": null, "nickname": null, "product": null,
+            "recurring": null, "tax_behavior": "unspecified", "tiers_mode": null,
+            "transform_quantity": null, "type": "one_time", "unit_amount": null, "unit_amount_decimal": null}),
+        "coupons" => json!({"amount_off": null, "currency": null, "duration": "once",
+            "duration_in_months": null, "max_redemptions": null, "name": null, "percent_off": null,
+            "redeem_by": null, "times_redeemed": 0, "valid": true}),
+        _ => json!({}),
+    }
 }
 
 fn route(
@@ -635,19 +720,35 @@ pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     listed: |data_type, index| visible(data_type, index, true),
 };
 
-/// Stripe's writes of customers, as its API reference documents them: create
-/// (<https://docs.stripe.com/api/customers/create>, `POST /v1/customers`), update
-/// (<https://docs.stripe.com/api/customers/update>, `POST /v1/customers/{id}`: only the fields sent change, an
-/// empty value unsets one) and delete (<https://docs.stripe.com/api/customers/delete>, `DELETE
-/// /v1/customers/{id}`); form-encoded bodies with nested fields in brackets; an unknown parameter is a 400
-/// `parameter_unknown`, a malformed email a 400 `email_invalid`, an unknown id a 404 `resource_missing`;
-/// `Idempotency-Key` (<https://docs.stripe.com/api/idempotent_requests>) answers a repeated key with the first
-/// answer.
+/// Stripe's writes, as its API reference documents them, of customers (create
+/// <https://docs.stripe.com/api/customers/create>, update <https://docs.stripe.com/api/customers/update>, delete
+/// <https://docs.stripe.com/api/customers/delete>), products (create, update, delete:
+/// <https://docs.stripe.com/api/products>), prices (create and update, <https://docs.stripe.com/api/prices>:
+/// a price is never deleted, and its update takes only `active`, `lookup_key`, `metadata`, `nickname`,
+/// `tax_behavior`; an amount, currency, product or recurrence sent to it is an unknown parameter) and coupons
+/// (create, update of `name` and `metadata` only, delete: <https://docs.stripe.com/api/coupons>).
+/// `POST /v1/<type>` creates, `POST /v1/<type>/{id}` updates (only the fields sent change, an empty value
+/// unsets one); form-encoded bodies with nested fields in brackets; an unknown parameter is a 400
+/// `parameter_unknown`, a missing required one a 400 `parameter_missing`, a price naming a product that does
+/// not exist a 400 `resource_missing`, a malformed email a 400 `email_invalid`, an unknown id a 404
+/// `resource_missing`; `Idempotency-Key` (<https://docs.stripe.com/api/idempotent_requests>) answers a
+/// repeated key with the first answer.
 mod writes {
     use super::*;
     use crate::dataset::Written;
 
-    /// The parameters create and update accept (those of the customer object a restore sends).
+    /// What the API accepts for one data type.
+    struct Writable {
+        data_type: &'static str,
+        /// What a message calls one (`No such product: …`).
+        object: &'static str,
+        create: &'static [&'static str],
+        /// Parameters a create cannot go without.
+        required: &'static [&'static str],
+        update: &'static [&'static str],
+        deletable: bool,
+    }
+
     const CUSTOMER_PARAMS: &[&str] = &[
         "name",
         "email",
@@ -660,6 +761,88 @@ mod writes {
         "tax_exempt",
         "balance",
         "invoice_prefix",
+    ];
+    const PRODUCT_PARAMS: &[&str] = &[
+        "name",
+        "active",
+        "description",
+        "metadata",
+        "images",
+        "marketing_features",
+        "package_dimensions",
+        "shippable",
+        "statement_descriptor",
+        "tax_code",
+        "unit_label",
+        "url",
+    ];
+
+    const WRITABLE: &[Writable] = &[
+        Writable {
+            data_type: "customers",
+            object: "customer",
+            create: CUSTOMER_PARAMS,
+            required: &[],
+            update: CUSTOMER_PARAMS,
+            deletable: true,
+        },
+        Writable {
+            data_type: "products",
+            object: "product",
+            create: PRODUCT_PARAMS,
+            required: &["name"],
+            update: PRODUCT_PARAMS,
+            deletable: true,
+        },
+        Writable {
+            data_type: "prices",
+            object: "price",
+            create: &[
+                "currency",
+                "product",
+                "unit_amount",
+                "unit_amount_decimal",
+                "active",
+                "nickname",
+                "lookup_key",
+                "metadata",
+                "recurring",
+                "tax_behavior",
+                "billing_scheme",
+                "tiers",
+                "tiers_mode",
+                "transform_quantity",
+                "custom_unit_amount",
+            ],
+            required: &["currency"],
+            update: &[
+                "active",
+                "lookup_key",
+                "metadata",
+                "nickname",
+                "tax_behavior",
+            ],
+            deletable: false,
+        },
+        Writable {
+            data_type: "coupons",
+            object: "coupon",
+            create: &[
+                "amount_off",
+                "currency",
+                "duration",
+                "duration_in_months",
+                "max_redemptions",
+                "metadata",
+                "name",
+                "percent_off",
+                "redeem_by",
+                "applies_to",
+            ],
+            required: &[],
+            update: &["name", "metadata"],
+            deletable: true,
+        },
     ];
 
     fn error(status: u16, code: &str, param: Option<&str>, message: String) -> (u16, Value) {
@@ -695,6 +878,12 @@ mod writes {
         .json(body)
     }
 
+    /// The index of a visible record `id` of `data_type`.
+    fn existing(state: &mut State, data_type: &str, id: &str) -> Option<u64> {
+        let dataset = state.dataset("stripe", data_type);
+        index_of(data_type, id).filter(|i| *i < dataset.count && dataset.visible(*i))
+    }
+
     fn write(state: &mut State, req: &HttpRequest, rest: &str, body: &[u8]) -> (u16, Value) {
         let missing = || {
             error(
@@ -704,50 +893,79 @@ mod writes {
                 format!("Unrecognized request URL ({}: {rest})", req.method()),
             )
         };
-        let Some(path) = rest.strip_prefix("/v1/customers") else {
+        let Some(path) = rest.strip_prefix("/v1/") else {
             return missing();
         };
-        let id = path
-            .strip_prefix('/')
-            .filter(|id| !id.is_empty() && !id.contains('/'));
+        let (data_type, id) = match path.split_once('/') {
+            Some((data_type, id)) if !id.is_empty() && !id.contains('/') => (data_type, Some(id)),
+            Some(_) => return missing(),
+            None => (path, None),
+        };
+        let Some(writable) = WRITABLE.iter().find(|w| w.data_type == data_type) else {
+            return missing();
+        };
         let index = match id {
             None => None,
-            Some(id) => {
-                let dataset = state.dataset("stripe", "customers");
-                match index_of("customers", id)
-                    .filter(|i| *i < dataset.count && dataset.visible(*i))
-                {
-                    Some(index) => Some(index),
-                    None => {
-                        return error(
-                            404,
-                            "resource_missing",
-                            Some("id"),
-                            format!("No such customer: '{id}'"),
-                        )
-                    }
+            Some(id) => match existing(state, data_type, id) {
+                Some(index) => Some(index),
+                None => {
+                    return error(
+                        404,
+                        "resource_missing",
+                        Some("id"),
+                        format!("No such {}: '{id}'", writable.object),
+                    )
                 }
-            }
+            },
         };
         match (req.method().as_str(), index) {
-            ("DELETE", Some(index)) => {
-                state.dataset("stripe", "customers").hidden.insert(index);
-                let id = record_id("customers", index);
+            ("DELETE", Some(index)) if writable.deletable => {
+                state.dataset("stripe", data_type).hidden.insert(index);
+                let id = record_id(data_type, index);
                 (
                     200,
-                    json!({"id": id, "object": "customer", "deleted": true}),
+                    json!({"id": id, "object": writable.object, "deleted": true}),
                 )
             }
             ("POST", index) => {
-                let fields = match form(body) {
+                let accepted = if index.is_some() {
+                    writable.update
+                } else {
+                    writable.create
+                };
+                let fields = match form(body, accepted) {
                     Ok(fields) => fields,
                     Err(answer) => return answer,
                 };
+                if index.is_none() {
+                    if let Some(absent) = writable
+                        .required
+                        .iter()
+                        .find(|p| fields.get(**p).is_none_or(Value::is_null))
+                    {
+                        return error(
+                            400,
+                            "parameter_missing",
+                            Some(absent),
+                            format!("Missing required param: {absent}."),
+                        );
+                    }
+                }
+                if let Some(Value::String(product)) = fields.get("product") {
+                    if existing(state, "products", product).is_none() {
+                        return error(
+                            400,
+                            "resource_missing",
+                            Some("product"),
+                            format!("No such product: '{product}'"),
+                        );
+                    }
+                }
                 let index = match index {
                     Some(index) => index,
                     None => {
-                        state.append("stripe", "customers", 1);
-                        let dataset = state.dataset("stripe", "customers");
+                        state.append("stripe", data_type, 1);
+                        let dataset = state.dataset("stripe", data_type);
                         let index = dataset.count - 1;
                         dataset.written.insert(
                             index,
@@ -759,22 +977,26 @@ mod writes {
                         index
                     }
                 };
-                let dataset = state.dataset("stripe", "customers");
+                let dataset = state.dataset("stripe", data_type);
                 let written = dataset.written.entry(index).or_default();
                 for (field, value) in fields {
                     written.fields.insert(field, value);
                 }
                 let written = written.clone();
                 let created = dataset.created_ms(index).div_euclid(1000);
-                (200, written_record("customers", index, created, &written))
+                (200, written_record(data_type, index, created, &written))
             }
             _ => missing(),
         }
     }
 
-    /// The form's fields as the customer object holds them: nested brackets as objects, indexed ones as
-    /// lists, `balance` as an integer, an empty value as `null` (unset).
-    fn form(body: &[u8]) -> Result<serde_json::Map<String, Value>, (u16, Value)> {
+    /// The form's fields as the object holds them: nested brackets as objects, indexed ones as lists,
+    /// integers, numbers and booleans typed by their parameter's name, an empty value as `null` (unset).
+    /// A parameter outside `accepted` is Stripe's 400 `parameter_unknown`.
+    fn form(
+        body: &[u8],
+        accepted: &[&str],
+    ) -> Result<serde_json::Map<String, Value>, (u16, Value)> {
         let parsed: serde_json::Map<String, Value> = serde_qs::Config::new(5, false)
             .deserialize_bytes(body)
             .map_err(|e| {
@@ -787,7 +1009,7 @@ mod writes {
             })?;
         let mut fields = serde_json::Map::new();
         for (name, value) in parsed {
-            if !CUSTOMER_PARAMS.contains(&name.as_str()) {
+            if !accepted.contains(&name.as_str()) {
                 return Err(error(
                     400,
                     "parameter_unknown",
@@ -795,23 +1017,7 @@ mod writes {
                     format!("Received unknown parameter: {name}"),
                 ));
             }
-            let mut value = typed(value);
-            if name == "balance" {
-                value = match &value {
-                    Value::String(text) => match text.parse::<i64>() {
-                        Ok(n) => json!(n),
-                        Err(_) => {
-                            return Err(error(
-                                400,
-                                "parameter_invalid_integer",
-                                Some("balance"),
-                                format!("Invalid integer: {text}"),
-                            ))
-                        }
-                    },
-                    other => other.clone(),
-                };
-            }
+            let value = typed(&name, value)?;
             if name == "email" {
                 if let Value::String(email) = &value {
                     if !email.contains('@') {
@@ -829,25 +1035,70 @@ mod writes {
         Ok(fields)
     }
 
-    /// Objects keyed 0, 1, … become lists; empty strings become `null`.
-    fn typed(value: Value) -> Value {
-        match value {
+    /// Parameters Stripe reads as integers, numbers and booleans (a form carries only text).
+    const INTEGERS: &[&str] = &[
+        "balance",
+        "unit_amount",
+        "interval_count",
+        "trial_period_days",
+        "amount_off",
+        "duration_in_months",
+        "max_redemptions",
+        "redeem_by",
+    ];
+    const NUMBERS: &[&str] = &["percent_off"];
+    const BOOLEANS: &[&str] = &["active", "shippable"];
+
+    /// `value` of parameter `name`: objects keyed 0, 1, … become lists; empty strings become `null`;
+    /// integers, numbers and booleans are parsed (Stripe's 400 `parameter_invalid_integer` and the like).
+    fn typed(name: &str, value: Value) -> Result<Value, (u16, Value)> {
+        let invalid = |code: &str, kind: &str, text: &str| {
+            error(400, code, Some(name), format!("Invalid {kind}: {text}"))
+        };
+        Ok(match value {
             Value::String(text) if text.is_empty() => Value::Null,
+            // Metadata values are text whatever their keys.
+            Value::Object(map) if name == "metadata" => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| match v {
+                        Value::String(text) if text.is_empty() => (k, Value::Null),
+                        v => (k, v),
+                    })
+                    .collect(),
+            ),
+            Value::String(text) if INTEGERS.contains(&name) => match text.parse::<i64>() {
+                Ok(n) => json!(n),
+                Err(_) => return Err(invalid("parameter_invalid_integer", "integer", &text)),
+            },
+            Value::String(text) if NUMBERS.contains(&name) => match text.parse::<f64>() {
+                Ok(n) => json!(n),
+                Err(_) => return Err(invalid("parameter_invalid_float", "decimal", &text)),
+            },
+            Value::String(text) if BOOLEANS.contains(&name) => match text.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => return Err(invalid("parameter_invalid_boolean", "boolean", &text)),
+            },
             Value::Object(map) => {
                 let indexed = !map.is_empty() && map.keys().all(|k| k.parse::<usize>().is_ok());
                 if indexed {
-                    let mut items: Vec<(usize, Value)> = map
-                        .into_iter()
-                        .map(|(k, v)| (k.parse().unwrap_or(0), typed(v)))
-                        .collect();
+                    let mut items = Vec::with_capacity(map.len());
+                    for (k, v) in map {
+                        items.push((k.parse::<usize>().unwrap_or(0), typed(name, v)?));
+                    }
                     items.sort_by_key(|(i, _)| *i);
                     Value::Array(items.into_iter().map(|(_, v)| v).collect())
                 } else {
-                    Value::Object(map.into_iter().map(|(k, v)| (k, typed(v))).collect())
+                    let mut object = serde_json::Map::new();
+                    for (k, v) in map {
+                        let v = typed(&k, v)?;
+                        object.insert(k, v);
+                    }
+                    Value::Object(object)
                 }
             }
             other => other,
-        }
+        })
     }
 }
 

@@ -379,3 +379,196 @@ async fn a_restore_in_flight_is_cancelled() {
     );
     backup.stop().await;
 }
+
+/// Products, prices and coupons come back with their references: a price whose product was created again
+/// names the new product; the platform's immutable fields are respected; and restoring the same snapshot
+/// again (`missing`, twice) finds what the first restore created under its new ids and creates nothing more.
+#[tokio::test]
+async fn stripe_products_prices_and_coupons_are_restored_once_with_prices_naming_the_new_products()
+{
+    let backup = BackupApp::spawn().await;
+    backup.api.accept("stripe", "sk_test_1");
+    // Two prices per product: prices 2p and 2p+1 belong to product p.
+    backup.api.seed("stripe", "products", 4);
+    backup.api.seed("stripe", "prices", 8);
+    backup.api.seed("stripe", "coupons", 4);
+    let token = backup.app.owner("acme");
+    let data_types = ["products", "prices", "coupons"];
+    let source_id = stripe_source(&backup.app, &token, "Catalog", &data_types, false).await;
+    let snapshot = sync(&backup.app, &token, &source_id).await;
+    assert_eq!(
+        backup.finished(&token, &snapshot).await["status"],
+        "succeeded"
+    );
+    let then: HashMap<&str, Vec<Value>> = data_types
+        .iter()
+        .map(|d| (*d, backup.stored("acme", &source_id, &snapshot, d)))
+        .collect();
+    let id_of = |d: &str, at: usize| backup.api.listing_ids("stripe", d)[at].clone();
+    // Listings are newest first: the oldest product is the last id; its prices are the last two.
+    let lost_product = id_of("products", 3);
+    let lost_prices = [id_of("prices", 6), id_of("prices", 7)];
+    let altered_price = id_of("prices", 0);
+    let lost_coupon = id_of("coupons", 1);
+    let renamed_coupon = id_of("coupons", 0);
+    // Product 0 and its prices gone (a cleared test account: Stripe's API never deletes a price), a coupon
+    // deleted, a price archived and renamed, a coupon renamed.
+    backup.api.delete("stripe", "products", [0]);
+    backup.api.delete("stripe", "prices", [0, 1]);
+    stripe(
+        &backup,
+        reqwest::Method::DELETE,
+        &format!("/coupons/{lost_coupon}"),
+        &[],
+    )
+    .await;
+    stripe(
+        &backup,
+        reqwest::Method::POST,
+        &format!("/prices/{altered_price}"),
+        &[("active", "false"), ("nickname", "Old")],
+    )
+    .await;
+    stripe(
+        &backup,
+        reqwest::Method::POST,
+        &format!("/coupons/{renamed_coupon}"),
+        &[("name", "Renamed")],
+    )
+    .await;
+
+    // Asked in any order, prices are restored after products.
+    let restored = restore_when_free(&backup, &token, &source_id,
+        json!({"snapshot": snapshot, "dataTypes": ["prices", "coupons", "products"], "mode": "overwrite",
+               "dryRun": false})).await;
+    let restored_id = restored["jobId"].as_str().unwrap();
+    let done = backup.finished(&token, restored_id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["restore"]["created"], 4,
+        "1 product, 2 prices, 1 coupon: {done}"
+    );
+    assert_eq!(done["restore"]["updated"], 2, "{done}");
+    assert_eq!(done["restore"]["failed"], 0, "{done}");
+    let lines = report(&backup, &token, restored_id).await;
+    let new_id = |old: &str| {
+        lines
+            .iter()
+            .find(|l| l["oldId"] == old)
+            .unwrap_or_else(|| panic!("{old} in {lines:?}"))["newId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let new_product = new_id(&lost_product);
+    assert_ne!(new_product, lost_product);
+    assert!(new_product.starts_with("prod_"), "{new_product}");
+    let first_price_line = lines
+        .iter()
+        .position(|l| l["dataType"] == "prices")
+        .unwrap();
+    let last_product_line = lines
+        .iter()
+        .rposition(|l| l["dataType"] == "products")
+        .unwrap();
+    assert!(
+        last_product_line < first_price_line,
+        "products before prices"
+    );
+
+    // Backed up again: every record equals the snapshot's but for ids, and the new prices name the new product.
+    let again = sync_when_free(&backup.app, &token, &source_id).await;
+    assert_eq!(backup.finished(&token, &again).await["status"], "succeeded");
+    let compared: &[(&str, &[&str])] = &[
+        (
+            "products",
+            &["name", "active", "description", "metadata", "unit_label"],
+        ),
+        (
+            "prices",
+            &[
+                "active",
+                "currency",
+                "unit_amount",
+                "recurring",
+                "nickname",
+                "lookup_key",
+                "metadata",
+            ],
+        ),
+        (
+            "coupons",
+            &[
+                "name",
+                "metadata",
+                "percent_off",
+                "amount_off",
+                "currency",
+                "duration",
+                "duration_in_months",
+            ],
+        ),
+    ];
+    let mut moved: HashMap<String, String> = HashMap::new();
+    for old in [
+        &lost_product,
+        &lost_prices[0],
+        &lost_prices[1],
+        &lost_coupon,
+    ] {
+        moved.insert(old.clone(), new_id(old));
+    }
+    for (data_type, fields) in compared {
+        let now = backup.stored("acme", &source_id, &again, data_type);
+        assert_eq!(now.len(), then[data_type].len(), "{data_type}");
+        for record in &then[*data_type] {
+            let id = record["id"].as_str().unwrap();
+            let current_id = moved.get(id).map_or(id, String::as_str);
+            let current = now
+                .iter()
+                .find(|r| r["id"] == current_id)
+                .unwrap_or_else(|| panic!("{data_type} {id} (now {current_id})"));
+            for field in *fields {
+                assert_eq!(
+                    current.get(*field),
+                    record.get(*field),
+                    "{data_type} {id} {field}"
+                );
+            }
+            if *data_type == "prices" {
+                let product = record["product"].as_str().unwrap();
+                let expected = moved.get(product).map_or(product, String::as_str);
+                assert_eq!(
+                    current["product"], expected,
+                    "price {id} names its product as restored"
+                );
+            }
+        }
+    }
+
+    // The same snapshot restored twice more in `missing` mode: what the first restore created is found under
+    // its new ids, so nothing is created and the platform holds one copy of each.
+    for round in 0..2 {
+        let job = restore_when_free(&backup, &token, &source_id,
+            json!({"snapshot": snapshot, "dataTypes": data_types, "mode": "missing", "dryRun": false})).await;
+        let job_id = job["jobId"].as_str().unwrap();
+        let done = backup.finished(&token, job_id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["restore"]["created"], 0, "round {round}: {done}");
+        assert_eq!(done["restore"]["skipped"], 16, "round {round}: {done}");
+        let lines = report(&backup, &token, job_id).await;
+        let line = lines
+            .iter()
+            .find(|l| l["oldId"] == lost_product.as_str())
+            .unwrap();
+        assert_eq!(line["newId"], new_product.as_str(), "{line}");
+        for data_type in data_types {
+            assert_eq!(
+                backup.api.listing_ids("stripe", data_type).len(),
+                then[data_type].len(),
+                "{data_type}: one copy"
+            );
+        }
+    }
+    backup.stop().await;
+}

@@ -125,11 +125,26 @@ pub fn plan(
         .filter(|f| value(backed_up, f) != value(current, f))
         .map(|f| ((*f).to_owned(), value(backed_up, f).unwrap_or(Value::Null)))
         .collect();
-    if changed.is_empty() {
+    let immutable_changed = writes
+        .immutable_fields
+        .iter()
+        .any(|f| value(backed_up, f) != value(current, f));
+    if changed.is_empty() && !immutable_changed {
         return skip("unchanged since the snapshot");
     }
     if mode == RestoreMode::Missing {
         return skip("changed since the snapshot, but mode missing leaves existing records alone");
+    }
+    if immutable_changed {
+        return PlannedRecord {
+            action: RestoreAction::CannotRestore,
+            reason: Some(
+                "changed since the snapshot in a field the platform does not let change once created \
+                 (for a Stripe price: its amount, currency, product or recurrence); a new record would \
+                 not be the one other records refer to, so it is left for a person to decide",
+            ),
+            fields: Map::new(),
+        };
     }
     if writes.update.is_none() {
         return PlannedRecord {
@@ -239,5 +254,30 @@ mod tests {
         let same = json!({"id": "1", "properties": {"email": "a@x", "firstname": "Ada"}});
         let skipped = plan(&writes, &backed_up, Some(&same), RestoreMode::Overwrite);
         assert_eq!(skipped.action, RestoreAction::Skip);
+    }
+
+    #[test]
+    fn a_changed_immutable_field_cannot_be_restored_in_place_and_is_left_alone_in_missing_mode() {
+        let writes = RecordWrites {
+            immutable_fields: &["unit_amount"],
+            ..WRITES
+        };
+        let backed_up = json!({"name": "A", "unit_amount": 1000});
+        let current = json!({"name": "B", "unit_amount": 1500});
+        let overwrite = plan(&writes, &backed_up, Some(&current), RestoreMode::Overwrite);
+        assert_eq!(overwrite.action, RestoreAction::CannotRestore);
+        assert!(overwrite.reason.unwrap().contains("once created"));
+        assert!(overwrite.fields.is_empty());
+        let missing = plan(&writes, &backed_up, Some(&current), RestoreMode::Missing);
+        assert_eq!(missing.action, RestoreAction::Skip);
+        // Only the immutable field differs: still not an update.
+        let same_name = json!({"name": "A", "unit_amount": 1500});
+        let overwrite = plan(
+            &writes,
+            &backed_up,
+            Some(&same_name),
+            RestoreMode::Overwrite,
+        );
+        assert_eq!(overwrite.action, RestoreAction::CannotRestore);
     }
 }

@@ -7,7 +7,7 @@
 //! - Errors: `{"error":{"message":…,"type":…}}`. Rate limits: 100 read requests/s in live mode, 25/s in test
 //!   mode (https://docs.stripe.com/rate-limits); we keep to the lower.
 
-use super::writes::{RecordWrites, WriteBody};
+use super::writes::{RecordWrites, Reference, WriteBody};
 use super::*;
 
 /// The customer fields a restore sends: those of the customer object
@@ -36,6 +36,99 @@ const CUSTOMER_WRITES: RecordWrites = RecordWrites {
     create_fields: CUSTOMER_FIELDS,
     update_fields: CUSTOMER_FIELDS,
     body: WriteBody::BracketedForm,
+    ..RecordWrites::BASE
+};
+
+/// The product fields a restore sends: those of the product object
+/// (<https://docs.stripe.com/api/products/object>) that both create
+/// (<https://docs.stripe.com/api/products/create>) and update (<https://docs.stripe.com/api/products/update>)
+/// accept. `default_price` is left out: it names a price, restored after the product (a price's `product` names
+/// the product, and a reference cannot go both ways), so a re-created product has none until one is set.
+const PRODUCT_FIELDS: &[&str] = &[
+    "name",
+    "active",
+    "description",
+    "metadata",
+    "images",
+    "marketing_features",
+    "package_dimensions",
+    "shippable",
+    "statement_descriptor",
+    "tax_code",
+    "unit_label",
+    "url",
+];
+
+/// Products: `POST /v1/products` creates, `POST /v1/products/{id}` updates.
+const PRODUCT_WRITES: RecordWrites = RecordWrites {
+    create: "/products",
+    update: Some("/products/{id}"),
+    create_fields: PRODUCT_FIELDS,
+    update_fields: PRODUCT_FIELDS,
+    ..RecordWrites::BASE
+};
+
+/// Prices: `POST /v1/prices` creates (<https://docs.stripe.com/api/prices/create>) with the price's product,
+/// amount, currency and recurrence; `POST /v1/prices/{id}` (<https://docs.stripe.com/api/prices/update>)
+/// changes only `active`, `lookup_key`, `metadata` and `nickname` (and `tax_behavior` once, from
+/// `unspecified`, which a restore does not try). Stripe documents no way to change a price's amount, currency,
+/// product or recurrence ("create a new price and archive the old one"), so a price whose platform copy
+/// differs there is reported as cannot-restore rather than re-created: a second price would not be the one the
+/// subscriptions and invoices refer to. `unit_amount` alone is sent (Stripe refuses it beside
+/// `unit_amount_decimal`); a tiered price (no `unit_amount`) is refused by Stripe and reported so. `product`
+/// names the product as restored: a product created again by this restore or an earlier one is named by its
+/// new id.
+const PRICE_WRITES: RecordWrites = RecordWrites {
+    create: "/prices",
+    update: Some("/prices/{id}"),
+    create_fields: &[
+        "currency",
+        "product",
+        "unit_amount",
+        "recurring",
+        "tax_behavior",
+        "active",
+        "nickname",
+        "lookup_key",
+        "metadata",
+    ],
+    update_fields: &["active", "nickname", "lookup_key", "metadata"],
+    immutable_fields: &["currency", "product", "unit_amount", "recurring"],
+    references: &[Reference {
+        field: "product",
+        data_type: "products",
+    }],
+    ..RecordWrites::BASE
+};
+
+/// Coupons: `POST /v1/coupons` creates (<https://docs.stripe.com/api/coupons/create>); an update
+/// (<https://docs.stripe.com/api/coupons/update>) changes only `name` and `metadata` ("other coupon details
+/// (currency, duration, amount_off) are, by design, not editable"). A re-created coupon gets an id Stripe
+/// chooses, mapped in the report. `redeem_by` in the past is refused by Stripe and reported so.
+const COUPON_WRITES: RecordWrites = RecordWrites {
+    create: "/coupons",
+    update: Some("/coupons/{id}"),
+    create_fields: &[
+        "name",
+        "metadata",
+        "percent_off",
+        "amount_off",
+        "currency",
+        "duration",
+        "duration_in_months",
+        "max_redemptions",
+        "redeem_by",
+    ],
+    update_fields: &["name", "metadata"],
+    immutable_fields: &[
+        "percent_off",
+        "amount_off",
+        "currency",
+        "duration",
+        "duration_in_months",
+        "max_redemptions",
+        "redeem_by",
+    ],
     ..RecordWrites::BASE
 };
 
@@ -76,12 +169,13 @@ pub(super) const PLATFORM: Platform = Platform {
                 ..listing(&[Endpoint::get("/subscriptions")])
             },
         ),
-        list("products", "Products sold", &[Endpoint::get("/products")]),
+        list("products", "Products sold", &[Endpoint::get("/products")]).writes(PRODUCT_WRITES),
         list(
             "prices",
             "Prices of products, one-off and recurring",
             &[Endpoint::get("/prices")],
-        ),
+        )
+        .writes(PRICE_WRITES),
         list(
             "payment_intents",
             "Payment intents and their status",
@@ -118,7 +212,7 @@ pub(super) const PLATFORM: Platform = Platform {
                 ..listing(&[Endpoint::get("/events")])
             },
         ),
-        list("coupons", "Discount coupons", &[Endpoint::get("/coupons")]),
+        list("coupons", "Discount coupons", &[Endpoint::get("/coupons")]).writes(COUPON_WRITES),
         list(
             "credit_notes",
             "Credit notes issued against invoices",

@@ -57,6 +57,56 @@ pub struct RecordWrites {
     /// <https://docs.stripe.com/api/idempotent_requests>). Platforms that document none get no header: the
     /// plan's [`RecordWrites::matched_by`] keeps their creates at most once per job.
     pub idempotency_key: bool,
+    /// Fields a create sends that no update can change (a Stripe price's amount, currency, product and
+    /// recurrence): a record present on the platform whose value here differs from the backup's cannot be
+    /// restored in place, and is reported so rather than duplicated.
+    pub immutable_fields: &'static [&'static str],
+    /// Fields holding the id of a record of another data type of the same platform (a price's `product`).
+    /// When that record was created again under a new id (by this restore or an earlier one), the write sends
+    /// the new id; the restore orders data types so that the referred ones come first
+    /// ([`restore_order`]).
+    pub references: &'static [Reference],
+}
+
+/// A field of a record that names a record of another data type (`prices.product` → `products`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reference {
+    /// A top-level field of the record holding the other record's id as text.
+    pub field: &'static str,
+    /// The data type of the record it names.
+    pub data_type: &'static str,
+}
+
+/// `data_types` in the order a restore writes them: each after the data types its records refer to (see
+/// [`RecordWrites::references`]), otherwise as given. References between data types are declared acyclic; a
+/// data type not in `writes_of` keeps its place among those without references.
+pub fn restore_order(
+    data_types: &[String],
+    writes_of: impl Fn(&str) -> Option<RecordWrites>,
+) -> Vec<&String> {
+    // Depth: 0 for a data type referring to none, else one more than the deepest it refers to.
+    fn depth(
+        data_type: &str,
+        writes_of: &dyn Fn(&str) -> Option<RecordWrites>,
+        guard: usize,
+    ) -> usize {
+        match writes_of(data_type) {
+            Some(writes) if guard > 0 => writes
+                .references
+                .iter()
+                .map(|r| 1 + depth(r.data_type, writes_of, guard - 1))
+                .max()
+                .unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let mut ordered: Vec<(usize, usize, &String)> = data_types
+        .iter()
+        .enumerate()
+        .map(|(at, d)| (depth(d, &writes_of, 8), at, d))
+        .collect();
+    ordered.sort();
+    ordered.into_iter().map(|(_, _, d)| d).collect()
 }
 
 /// An HTTP method a write is sent with.
@@ -142,6 +192,8 @@ impl RecordWrites {
         renames: &[],
         matched_by: MatchBy::Id,
         idempotency_key: true,
+        immutable_fields: &[],
+        references: &[],
     };
 
     /// The update path of record `id`, if the platform allows updates.
@@ -222,5 +274,29 @@ mod tests {
             by_content.match_key(&deal("11"))
         );
         assert_eq!(RecordWrites::BASE.match_key(&record), None);
+    }
+
+    #[test]
+    fn referred_data_types_are_restored_first_and_the_rest_keep_their_order() {
+        const PRODUCTS: RecordWrites = RecordWrites {
+            create: "/products",
+            ..RecordWrites::BASE
+        };
+        const PRICES: RecordWrites = RecordWrites {
+            references: &[Reference {
+                field: "product",
+                data_type: "products",
+            }],
+            ..PRODUCTS
+        };
+        let asked: Vec<String> = ["prices", "customers", "products", "coupons"]
+            .map(String::from)
+            .to_vec();
+        let order = restore_order(&asked, |d| match d {
+            "prices" => Some(PRICES),
+            "products" | "customers" | "coupons" => Some(PRODUCTS),
+            _ => None,
+        });
+        assert_eq!(order, ["customers", "products", "coupons", "prices"]);
     }
 }

@@ -20,6 +20,15 @@
 //! everything a create sends) among the platform's records that are not themselves in the snapshot: found,
 //! it is that record re-created (by an earlier attempt, an earlier restore or by hand), compared and updated
 //! like any present record, and the report maps the old id to it.
+//!
+//! **Records created by an earlier restore are recognised by id too.** Each create's old → new id is written
+//! to `restore_id_map` (migration 0160) as soon as the platform answers it; a later restore of the same source
+//! that does not find a record under its backed-up id follows that map (old → new, and onwards when the new
+//! one was itself re-created) and takes the first id the platform holds now as the record (`matchedBy:
+//! "restoreIdMap"` in the report), before any [`MatchBy`](listbackup_domain::platform::writes::MatchBy) match;
+//! so restoring a Stripe snapshot twice in `missing` mode leaves one copy. **References follow re-created
+//! records**: data types are restored in [`restore_order`] (a Stripe price after products), and a field naming
+//! another record (a price's `product`) is sent, and compared, with the id that record has now.
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,7 +37,7 @@ use listbackup_commands::jobs::{Progress, RestoredBatch, Succeeded};
 use listbackup_commands::oauth::USE_WINDOW;
 use listbackup_domain::job::restore::{plan, RestoreAction};
 use listbackup_domain::job::{JobErrorCode, RestoreRequest};
-use listbackup_domain::platform::writes::MatchBy;
+use listbackup_domain::platform::writes::{restore_order, MatchBy, RecordWrites};
 use listbackup_domain::platform::Platform;
 use serde_json::{json, Value};
 
@@ -138,7 +147,11 @@ impl BackupWorker {
             attempt,
         );
         let mut last_check = tokio::time::Instant::now();
-        for data_type in &request.data_types {
+        let mut ids = IdMap::load(&self.db, source.id()).await?;
+        let order = restore_order(&request.data_types, |d| {
+            platform.data_type(d).and_then(|d| d.writes)
+        });
+        for data_type in order {
             progress.current_data_type = Some(data_type.clone());
             reporter.boundary(&progress).await?;
             // The source aggregate let only writable data types in.
@@ -212,14 +225,18 @@ impl BackupWorker {
                         continue;
                     }
                 }
-                // The record as it is on the platform now: under its own id, or re-created under another.
-                let target = if current.contains_key(&old_id) {
-                    Some(old_id.clone())
-                } else {
+                let record = &ids.with_references(&writes, record);
+                // The record as it is on the platform now: under its own id, under the id an earlier restore
+                // gave it, or re-created under another that its data type's match recognises.
+                let by_id = ids.current_id(data_type, &old_id, |id| current.contains_key(id));
+                let target = by_id.clone().or_else(|| {
                     writes
                         .match_key(record)
                         .and_then(|key| unclaimed.get_mut(&key)?.pop())
-                };
+                });
+                if let Some(target) = &target {
+                    ids.resolve(data_type, &old_id, target);
+                }
                 let planned = plan(
                     &writes,
                     record,
@@ -235,6 +252,7 @@ impl BackupWorker {
                 if target != old_id {
                     line["newId"] = json!(target);
                     line["matchedBy"] = json!(match writes.matched_by {
+                        _ if by_id.is_some() => "restoreIdMap",
                         MatchBy::Key(pointer) => pointer,
                         _ => "content",
                     });
@@ -254,7 +272,24 @@ impl BackupWorker {
                             idempotency_key: &key,
                         };
                         match self.connector.write_record(write).await {
-                            Ok(new_id) => line["newId"] = json!(new_id),
+                            Ok(new_id) => {
+                                if planned.action == RestoreAction::Create {
+                                    if let Err(err) = ids
+                                        .record_created(
+                                            &self.db,
+                                            (&metadata.account_id, source.id(), job_id),
+                                            data_type,
+                                            &old_id,
+                                            &new_id,
+                                        )
+                                        .await
+                                    {
+                                        let _ = report.abort().await;
+                                        return Err(err);
+                                    }
+                                }
+                                line["newId"] = json!(new_id);
+                            }
                             // The platform refused this record (validation): reported, and the run goes on.
                             Err(
                                 err @ FetchError::Platform {
@@ -389,5 +424,199 @@ fn record_id(record: &Value, id_field: &str) -> Option<String> {
         Value::String(id) => Some(id.clone()),
         Value::Number(id) => Some(id.to_string()),
         _ => None,
+    }
+}
+
+/// The old → new ids of the records restores created for one source (`restore_id_map`), and where each
+/// record of this restore is now.
+struct IdMap {
+    /// `(data type, old id)` → the id a restore created the record under, as stored.
+    created: HashMap<(String, String), String>,
+    /// `(data type, backed-up id)` → the id the record has on the platform now, for the records this restore
+    /// found or created: what a reference to it is rewritten to.
+    resolved: HashMap<(String, String), String>,
+}
+
+/// Hops an old → new chain is followed at most (a record re-created this many times over is created again).
+const MAX_HOPS: usize = 32;
+
+impl IdMap {
+    /// The source's map as earlier restores left it.
+    async fn load(db: &deadpool_postgres::Pool, source_id: &str) -> Result<Self, RunFailure> {
+        let client = db.get().await.map_err(id_map_failure)?;
+        let rows = client
+            .query(
+                "SELECT data_type, old_id, new_id FROM restore_id_map WHERE source_id = $1::text::uuid",
+                &[&source_id],
+            )
+            .await
+            .map_err(id_map_failure)?;
+        Ok(Self {
+            created: rows
+                .into_iter()
+                .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+                .collect(),
+            resolved: HashMap::new(),
+        })
+    }
+
+    /// The id under which the platform holds record `old_id` of `data_type` now (`exists` says whether it
+    /// holds an id): its own, else the first of the ids earlier restores created for it, in turn, that
+    /// exists. `None`: missing.
+    fn current_id(
+        &self,
+        data_type: &str,
+        old_id: &str,
+        exists: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let mut id = old_id.to_owned();
+        for _ in 0..=MAX_HOPS {
+            if exists(&id) {
+                return Some(id);
+            }
+            id = self.created.get(&(data_type.to_owned(), id))?.clone();
+        }
+        None
+    }
+
+    /// Record `old_id` of `data_type` is `now` on the platform.
+    fn resolve(&mut self, data_type: &str, old_id: &str, now: &str) {
+        self.resolved
+            .insert((data_type.to_owned(), old_id.to_owned()), now.to_owned());
+    }
+
+    /// The id a reference to record `id` of `data_type` is sent as: where this restore found or created
+    /// it, else the last id earlier restores created for it, else `id` itself.
+    fn referred(&self, data_type: &str, id: &str) -> String {
+        if let Some(now) = self.resolved.get(&(data_type.to_owned(), id.to_owned())) {
+            return now.clone();
+        }
+        let mut id = id.to_owned();
+        for _ in 0..MAX_HOPS {
+            match self.created.get(&(data_type.to_owned(), id.clone())) {
+                Some(next) => id = next.clone(),
+                None => break,
+            }
+        }
+        id
+    }
+
+    /// `record` with each reference of `writes` naming the referred record as it is now.
+    fn with_references(&self, writes: &RecordWrites, record: &Value) -> Value {
+        let mut record = record.clone();
+        for reference in writes.references {
+            if let Some(Value::String(id)) = record.get(reference.field) {
+                let now = self.referred(reference.data_type, id);
+                record[reference.field] = Value::String(now);
+            }
+        }
+        record
+    }
+
+    /// Records that the platform created `new_id` for backed-up record `old_id`, durably (see the module).
+    async fn record_created(
+        &mut self,
+        db: &deadpool_postgres::Pool,
+        (account_id, source_id, job_id): (&str, &str, &str),
+        data_type: &str,
+        old_id: &str,
+        new_id: &str,
+    ) -> Result<(), RunFailure> {
+        let client = db.get().await.map_err(id_map_failure)?;
+        client
+            .execute(
+                "INSERT INTO restore_id_map (source_id, data_type, old_id, new_id, account_id, job_id) \
+                 VALUES ($1::text::uuid, $2, $3, $4, $5, $6::text::uuid) \
+                 ON CONFLICT (source_id, data_type, old_id) DO UPDATE \
+                 SET new_id = EXCLUDED.new_id, job_id = EXCLUDED.job_id, created_at = now()",
+                &[&source_id, &data_type, &old_id, &new_id, &account_id, &job_id],
+            )
+            .await
+            .map_err(id_map_failure)?;
+        self.created
+            .insert((data_type.to_owned(), old_id.to_owned()), new_id.to_owned());
+        self.resolve(data_type, old_id, new_id);
+        Ok(())
+    }
+}
+
+/// The map's database could not be read or written: the attempt fails and is retried (the writes it made
+/// are repeated under the same idempotency keys).
+fn id_map_failure(err: impl std::error::Error) -> RunFailure {
+    RunFailure {
+        code: JobErrorCode::StorageError,
+        message: format!("the restore's id map could not be read or written: {err}"),
+        retryable: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use listbackup_domain::platform::writes::Reference;
+
+    fn map(pairs: &[(&str, &str, &str)]) -> IdMap {
+        IdMap {
+            created: pairs
+                .iter()
+                .map(|(d, o, n)| (((*d).to_owned(), (*o).to_owned()), (*n).to_owned()))
+                .collect(),
+            resolved: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_record_is_found_under_its_own_id_or_along_the_chain_of_ids_restores_gave_it() {
+        let ids = map(&[
+            ("customers", "cus_a", "cus_b"),
+            ("customers", "cus_b", "cus_c"),
+        ]);
+        let only = |present: &'static [&'static str]| move |id: &str| present.contains(&id);
+        assert_eq!(
+            ids.current_id("customers", "cus_a", only(&["cus_a", "cus_c"])),
+            Some("cus_a".into())
+        );
+        assert_eq!(
+            ids.current_id("customers", "cus_a", only(&["cus_b"])),
+            Some("cus_b".into())
+        );
+        assert_eq!(
+            ids.current_id("customers", "cus_a", only(&["cus_c"])),
+            Some("cus_c".into())
+        );
+        assert_eq!(ids.current_id("customers", "cus_a", only(&[])), None);
+        assert_eq!(ids.current_id("products", "cus_a", only(&["cus_b"])), None);
+        // A loop in the map (a record re-created under an id it once had) ends.
+        let looped = map(&[("customers", "x", "y"), ("customers", "y", "x")]);
+        assert_eq!(looped.current_id("customers", "x", only(&[])), None);
+    }
+
+    #[test]
+    fn a_reference_names_the_record_as_it_is_now() {
+        const PRICES: RecordWrites = RecordWrites {
+            create: "/prices",
+            create_fields: &["product"],
+            references: &[Reference {
+                field: "product",
+                data_type: "products",
+            }],
+            ..RecordWrites::BASE
+        };
+        let mut ids = map(&[("products", "prod_old", "prod_mid")]);
+        let price = json!({"id": "price_1", "product": "prod_old", "unit_amount": 100});
+        assert_eq!(
+            ids.with_references(&PRICES, &price)["product"],
+            "prod_mid",
+            "the last id an earlier restore gave it"
+        );
+        ids.resolve("products", "prod_old", "prod_new");
+        let sent = ids.with_references(&PRICES, &price);
+        assert_eq!(sent["product"], "prod_new", "where this restore put it");
+        assert_eq!(sent["unit_amount"], 100);
+        let unrelated = json!({"id": "price_2", "product": "prod_other"});
+        assert_eq!(
+            ids.with_references(&PRICES, &unrelated)["product"],
+            "prod_other"
+        );
     }
 }

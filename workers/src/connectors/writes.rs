@@ -182,14 +182,16 @@ fn json_body(
 
 /// `fields` as a form with nested objects and lists in brackets (`address[city]=…`, `preferred_locales[0]=…`),
 /// encoded by `serde_qs`. On update a `null` is sent as an empty value, which unsets the field; on create
-/// nulls are left out.
+/// nulls are left out, nested ones too: Stripe refuses an empty value for a parameter that cannot be unset
+/// ("You passed an empty string for 'recurring[meter]'…"), and a create has nothing to unset.
 fn bracketed_form(fields: &Map<String, Value>, update: bool) -> Result<String, FetchError> {
     let form: Map<String, Value> = fields
         .iter()
         .filter_map(|(name, value)| match value {
             Value::Null if update => Some((name.clone(), Value::String(String::new()))),
             Value::Null => None,
-            value => Some((name.clone(), without_nulls(value))),
+            value if update => Some((name.clone(), without_nulls(value))),
+            value => Some((name.clone(), dropping_nulls(value))),
         })
         .collect();
     serde_qs::to_string(&form).map_err(|err| {
@@ -207,6 +209,26 @@ fn without_nulls(value: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `value` without its nested `null`s (a create's form leaves them out).
+fn dropping_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), dropping_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .filter(|v| !v.is_null())
+                .map(dropping_nulls)
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -237,6 +259,23 @@ mod tests {
             "{create}"
         );
         assert!(!decoded.iter().any(|(k, _)| k == "phone"), "{create}");
+        let nested = json!({"recurring": {"interval": "month", "meter": null}});
+        let Value::Object(nested) = nested else {
+            unreachable!()
+        };
+        let create = bracketed_form(&nested, false).unwrap();
+        assert_eq!(
+            url::form_urlencoded::parse(create.as_bytes())
+                .into_owned()
+                .collect::<Vec<_>>(),
+            [("recurring[interval]".to_owned(), "month".to_owned())],
+            "a nested null is left out of a create: {create}"
+        );
+        let update = bracketed_form(&nested, true).unwrap();
+        assert!(
+            update.contains("recurring%5Bmeter%5D=") || update.contains("recurring[meter]="),
+            "{update}"
+        );
         let update = bracketed_form(&fields, true).unwrap();
         let decoded: Vec<(String, String)> = url::form_urlencoded::parse(update.as_bytes())
             .into_owned()
