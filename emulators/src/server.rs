@@ -239,7 +239,9 @@ impl PlatformApi {
     /// - `POST /_emulator/accept` `{"platform": "stripe", "credentials": {"secretKey": "sk_test_…"}}` (as
     ///   [`PlatformApi::accept_credentials`]) or `{"platform": …, "secret": …}` (as [`PlatformApi::accept`]);
     /// - `POST /_emulator/seed` `{"platform": "stripe", "dataType": "customers", "records": 1000000}` (as
-    ///   [`PlatformApi::seed`]).
+    ///   [`PlatformApi::seed`]);
+    /// - `POST /_emulator/delete` `{"platform": "stripe", "dataType": "customers"}`: every record of the data
+    ///   set deleted, as though the account were emptied (bench/restore-throughput restores into it).
     ///
     /// Each answers 204, or 400 with `{"error": …}` for a body it cannot read.
     pub async fn serve(options: ServeOptions) -> std::io::Result<Self> {
@@ -258,7 +260,8 @@ impl PlatformApi {
                     web::scope("/_emulator")
                         .route("/stats", web::get().to(stats))
                         .route("/accept", web::post().to(control_accept))
-                        .route("/seed", web::post().to(control_seed)),
+                        .route("/seed", web::post().to(control_seed))
+                        .route("/delete", web::post().to(control_delete)),
                 )
                 .default_service(web::to(handle))
         })
@@ -730,5 +733,18 @@ async fn control_seed(body: web::Json<Value>, state: web::Data<Mutex<State>>) ->
         );
     };
     state.lock().unwrap().seed(platform, data_type, records);
+    HttpResponse::NoContent().finish()
+}
+
+/// `POST /_emulator/delete`: see [`PlatformApi::serve`].
+async fn control_delete(body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let (Some(platform), Some(data_type)) = (body["platform"].as_str(), body["dataType"].as_str())
+    else {
+        return control_error("`platform` and `dataType` (strings) are required");
+    };
+    let mut state = state.lock().unwrap();
+    let dataset = state.dataset(platform, data_type);
+    let count = dataset.count;
+    dataset.hidden.extend(0..count);
     HttpResponse::NoContent().finish()
 }
