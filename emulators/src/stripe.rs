@@ -396,17 +396,17 @@ pub(crate) fn write_record(out: &mut String, data_type: &str, index: u64, create
             "description": format!("Plan {index}: everything a team of {} needs", 2 + index % 20),
             "images": [], "marketing_features": [], "name": format!("Plan {index}"),
             "package_dimensions": null, "shippable": null, "statement_descriptor": null,
-            "tax_code": null, "unit_label": if index % 2 == 0 { json!("seat") } else { Value::Null },
+            "tax_code": null, "unit_label": if index.is_multiple_of(2) { json!("seat") } else { Value::Null },
             "updated": created, "url": null,
         }),
         // <https://docs.stripe.com/api/prices/object>: two prices per product (`products` record index / 2),
         // a monthly recurring one and a one-off one.
         "prices" => {
-            let recurring = index % 2 == 0;
+            let recurring = index.is_multiple_of(2);
             json!({
                 "object": "price", "active": true, "billing_scheme": "per_unit", "currency": "usd",
                 "custom_unit_amount": null,
-                "lookup_key": if index % 4 == 0 { json!(format!("plan_{}_monthly", index / 2)) } else { Value::Null },
+                "lookup_key": if index.is_multiple_of(4) { json!(format!("plan_{}_monthly", index / 2)) } else { Value::Null },
                 "nickname": if recurring { json!("Monthly") } else { json!("One-off") },
                 "product": record_id("products", index / 2),
                 "recurring": if recurring {
@@ -420,13 +420,13 @@ pub(crate) fn write_record(out: &mut String, data_type: &str, index: u64, create
         }
         // <https://docs.stripe.com/api/coupons/object>: percent-off ones and amount-off ones.
         "coupons" => {
-            let percent = index % 2 == 0;
+            let percent = index.is_multiple_of(2);
             json!({
                 "object": "coupon",
                 "amount_off": if percent { Value::Null } else { json!(500 + (index % 10) * 100) },
                 "currency": if percent { Value::Null } else { json!("usd") },
-                "duration": if index % 3 == 0 { "repeating" } else { "once" },
-                "duration_in_months": if index % 3 == 0 { json!(3) } else { Value::Null },
+                "duration": if index.is_multiple_of(3) { "repeating" } else { "once" },
+                "duration_in_months": if index.is_multiple_of(3) { json!(3) } else { Value::Null },
                 "max_redemptions": null,
                 "name": format!("Offer {index}"),
                 "percent_off": if percent { json!(5.0 + (index % 8) as f64 * 5.0) } else { Value::Null },
