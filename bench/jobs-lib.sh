@@ -40,9 +40,13 @@ CREATED_DBS=()       # every database this run created, dropped on exit
 STREAM_PREFIXES=()   # `<PREFIX>_` of every NATS prefix this run used, its streams deleted on exit
 WORK=$(mktemp -d -t "$NAME.XXXXXX")
 STORAGE="$WORK/storage"
-BIN="$ROOT/target/release/listbackup"
-EMULATOR="$ROOT/target/release/examples/platform_emulator"
-LOADJOBS="$ROOT/target/release/examples/load_jobs"
+# BENCH_PROFILE=debug runs unoptimised binaries (a machine where a release build cannot be afforded); every
+# report says which profile ran. Default: release.
+BENCH_PROFILE=${BENCH_PROFILE:-release}
+case "$BENCH_PROFILE" in release|debug) ;; *) echo "BENCH_PROFILE is release or debug" >&2; exit 2 ;; esac
+BIN="$ROOT/target/$BENCH_PROFILE/listbackup"
+EMULATOR="$ROOT/target/$BENCH_PROFILE/examples/platform_emulator"
+LOADJOBS="$ROOT/target/$BENCH_PROFILE/examples/load_jobs"
 # One master key for the whole run: a restarted service must still open the credentials sealed before.
 MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
 LISTBACKUP_JWT_SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
@@ -151,8 +155,10 @@ jobs_setup() {
   fresh_namespace
   mkdir -p "$STORAGE"
   say "storage $STORAGE"
-  say "building (release)"
-  cargo build --release --locked --bin listbackup --example platform_emulator --example load_jobs
+  say "building ($BENCH_PROFILE)"
+  local profile=()
+  [ "$BENCH_PROFILE" = release ] && profile=(--release)
+  cargo build "${profile[@]}" --locked --bin listbackup --example platform_emulator --example load_jobs
   local has_split=no
   if "$BIN" api --help >/dev/null 2>&1 && "$BIN" worker --help >/dev/null 2>&1; then has_split=yes; fi
   case "$PROCESSES" in
@@ -162,10 +168,10 @@ jobs_setup() {
     *) die "--processes is auto, split or serve, not '$PROCESSES'" ;;
   esac
   if [ "$PROCESSES" = split ]; then
-    SERVICE_DESCRIPTION="release \`listbackup api\` (API, projector, relay to JetStream, sagas) and \`listbackup worker\` (backups), two processes"
+    SERVICE_DESCRIPTION="$BENCH_PROFILE \`listbackup api\` (API, projector, relay to JetStream, sagas) and \`listbackup worker\` (backups), two processes"
     BACKUP_PROCESS="\`listbackup worker\`"
   else
-    SERVICE_DESCRIPTION="release \`listbackup serve\` (API, projector, relay to JetStream, sagas and the backup worker in one process)"
+    SERVICE_DESCRIPTION="$BENCH_PROFILE \`listbackup serve\` (API, projector, relay to JetStream, sagas and the backup worker in one process)"
     BACKUP_PROCESS="\`listbackup serve\`"
   fi
   say "service: $PROCESSES"
