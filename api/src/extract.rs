@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures::future::LocalBoxFuture;
 use futures::StreamExt;
-use listbackup_domain::ResourceKind;
+use listbackup_domain::{ResourceId, ResourceKind};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -247,11 +247,46 @@ pub fn with_etag(view: &impl serde::Serialize, version: i64) -> actix_web::HttpR
         .json(view)
 }
 
-/// Parses a path id as a UUID: anything else cannot name a resource, so it is simply not found.
-pub fn resource_id(raw: &str, kind: ResourceKind) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|_| ApiError::not_found(kind))
+/// Parses an id a client sent (a path segment other than `{id}`, a body field) as the typed id `I`: anything
+/// but a UUID cannot name a resource, so it is simply `kind`'s not-found, the same 404 as a missing one.
+/// `kind` is usually `I::KIND`; a snapshot is named by its backup job's id, and its 404 says "snapshot".
+pub fn resource_id<I: ResourceId>(raw: &str, kind: ResourceKind) -> Result<I, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found(kind))
+}
+
+/// The `{id}` segment of a route's path, parsed by the extractor into the typed id of the resource it names
+/// (`PathId<SourceId>` on `/sources/{id}`); [`PathId::get`] gives it to the handler. Anything but a UUID names
+/// nothing: `get` is then the 404 problem of `I::KIND` (`"source not found"`), byte-for-byte the answer for a
+/// missing or another account's resource.
+///
+/// The extraction itself never fails: the handler asks for the id where it parsed it before, after its
+/// authorization check, so the order of the answers is unchanged (401, the query's and body's 400, 403, then
+/// this 404), and a request whose id is refused has had its body read like any other (actix polls a
+/// handler's extractors together, and one failing at once would leave the body unread and the connection
+/// closed).
+#[derive(Debug)]
+pub struct PathId<I>(Result<I, ApiError>);
+
+impl<I> PathId<I> {
+    /// The typed id, or its kind's 404 problem when the segment is not a UUID.
+    pub fn get(self) -> Result<I, ApiError> {
+        self.0
+    }
+}
+
+impl<I: ResourceId + 'static> FromRequest for PathId<I> {
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let id = match req.match_info().get("id") {
+            Some(raw) => resource_id(raw, I::KIND),
+            None => Err(ApiError::from_unexpected(
+                "a PathId route without an {id} segment",
+            )),
+        };
+        std::future::ready(Ok(PathId(id)))
+    }
 }
 
 /// Parses `?limit` and `?cursor`, adding field errors.

@@ -22,16 +22,26 @@ impl LiveSources for ReadModels<'_> {
     async fn of_connection(
         &self,
         account_id: &str,
-        connection_id: &str,
-    ) -> Result<Vec<String>, CommandError> {
+        connection_id: &listbackup_domain::ConnectionId,
+    ) -> Result<Vec<listbackup_domain::SourceId>, CommandError> {
         const CONTEXT: &str = "reading the live sources of a connection";
         let client = self
             .0
             .get()
             .await
             .map_err(|e| command_error(CONTEXT, ReadError::Pool(e)))?;
-        read_sources::live_ids_for_connection(&client, account_id, connection_id)
-            .await
-            .map_err(|e| command_error(CONTEXT, e))
+        let ids =
+            read_sources::live_ids_for_connection(&client, account_id, &connection_id.to_string())
+                .await
+                .map_err(|e| command_error(CONTEXT, e))?;
+        // The read model's ids are text (issue 11 §3: typed read-model rows are next); one that is not a UUID
+        // is a corrupt row, not a missing source.
+        ids.iter()
+            .map(|id| {
+                id.parse().map_err(|_| {
+                    CommandError::corrupt("a source id in the read model is not a UUID")
+                })
+            })
+            .collect()
     }
 }

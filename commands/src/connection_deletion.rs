@@ -29,8 +29,8 @@ pub trait LiveSources {
     fn of_connection(
         &self,
         account_id: &str,
-        connection_id: &str,
-    ) -> impl Future<Output = Result<Vec<String>, CommandError>> + Send;
+        connection_id: &listbackup_domain::ConnectionId,
+    ) -> impl Future<Output = Result<Vec<listbackup_domain::SourceId>, CommandError>> + Send;
 }
 
 /// Deletes connection `connection_id` of `metadata.account_id` (see the module's rules). `expected`: the
@@ -40,7 +40,7 @@ pub async fn delete_connection(
     sources: &SourceCommands,
     live_sources: &impl LiveSources,
     metadata: &EventMetadata,
-    connection_id: &str,
+    connection_id: &listbackup_domain::ConnectionId,
     expected: Option<u64>,
     cascade: bool,
 ) -> Result<Committed, CommandError> {

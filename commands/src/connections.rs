@@ -98,7 +98,7 @@ impl ConnectionCommands {
     pub async fn sample(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
         data_types: &[String],
     ) -> Result<Vec<DataTypeSample>, CommandError> {
         let (connection, _) = self.live(metadata, connection_id).await?;
@@ -107,14 +107,19 @@ impl ConnectionCommands {
             .platform();
         let secret = self
             .vault
-            .load(&metadata.account_id, connection_id)
+            .load(&metadata.account_id, &connection_id.to_string())
             .await?
             .ok_or_else(|| CommandError::corrupt("the connection's credentials are missing"))?;
         let mut samples = Vec::with_capacity(data_types.len());
         for data_type in data_types {
             samples.push(
                 self.sampler
-                    .sample(platform, connection_id, secret.expose(), data_type)
+                    .sample(
+                        platform,
+                        &connection_id.to_string(),
+                        secret.expose(),
+                        data_type,
+                    )
                     .await,
             );
         }
@@ -134,7 +139,7 @@ impl ConnectionCommands {
     pub async fn create_api_key(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
         new: NewApiKeyConnection,
     ) -> Result<Committed, CommandError> {
         let account_id = account(metadata)?;
@@ -148,7 +153,7 @@ impl ConnectionCommands {
             )
             .await?;
         let command = ConnectionCommand::Create {
-            connection_id: connection_id.to_owned(),
+            connection_id: connection_id.to_string(),
             account_id,
             platform_id: new.platform,
             name: new.name,
@@ -158,20 +163,14 @@ impl ConnectionCommands {
             credential,
         };
         // The id was minted for this request: no stream to load.
-        self.bus
-            .execute_new(
-                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
-                command,
-                metadata,
-            )
-            .await
+        self.bus.execute_new(connection_id, command, metadata).await
     }
 
     /// Renames and/or replaces the credentials, as one commit.
     pub async fn update(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
         expected_version: Option<u64>,
         name: Option<DisplayName>,
         credentials: Option<Credentials>,
@@ -211,12 +210,7 @@ impl ConnectionCommands {
             credentials,
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(connection_id, command, metadata, expected_version)
             .await
     }
 
@@ -224,7 +218,7 @@ impl ConnectionCommands {
     pub async fn delete(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
         let command = ConnectionCommand::Delete {
@@ -232,17 +226,12 @@ impl ConnectionCommands {
         };
         let committed = self
             .bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(connection_id, command, metadata, expected_version)
             .await?;
         // If we crash right here the deletion is recorded but the ciphertext remains; `sweep_deleted`,
         // run at every start-up, destroys the secrets of every deleted connection.
         self.vault
-            .destroy(&metadata.account_id, connection_id)
+            .destroy(&metadata.account_id, &connection_id.to_string())
             .await?;
         Ok(committed)
     }
@@ -251,7 +240,7 @@ impl ConnectionCommands {
     pub async fn test(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
     ) -> Result<ConnectionTestOutcome, CommandError> {
         let (connection, _) = self.live(metadata, connection_id).await?;
         let platform: &Platform = PlatformId::parse(connection.platform_id())
@@ -264,7 +253,7 @@ impl ConnectionCommands {
         if let Some(oauth) = oauth {
             // As before a backup: a token about to expire is renewed first (a failure shows as the 401 below).
             if let Err(err) = oauth
-                .ensure_fresh(metadata, connection_id, USE_WINDOW)
+                .ensure_fresh(metadata, &connection_id.to_string(), USE_WINDOW)
                 .await
             {
                 tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the connection test");
@@ -291,12 +280,7 @@ impl ConnectionCommands {
         };
         let committed = self
             .bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
-                command,
-                metadata,
-                None,
-            )
+            .execute(connection_id, command, metadata, None)
             .await?;
         Ok(ConnectionTestOutcome {
             ok: probe.ok,
@@ -311,10 +295,10 @@ impl ConnectionCommands {
     async fn secret(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
     ) -> Result<SecretCredentials, CommandError> {
         self.vault
-            .load(&metadata.account_id, connection_id)
+            .load(&metadata.account_id, &connection_id.to_string())
             .await?
             .ok_or_else(|| CommandError::corrupt("the connection's credentials are missing"))
     }
@@ -326,7 +310,7 @@ impl ConnectionCommands {
         &self,
         oauth: &OauthService,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
         platform: &Platform,
         rejected: &SecretCredentials,
         probe: ProbeOutcome,
@@ -334,7 +318,10 @@ impl ConnectionCommands {
         let token = rejected.get(OAUTH_ACCESS_TOKEN).unwrap_or_default();
         let failed = probe.clone();
         let reauth = |reason: &'static str| async move {
-            if let Err(err) = oauth.require_reauth(metadata, connection_id, reason).await {
+            if let Err(err) = oauth
+                .require_reauth(metadata, &connection_id.to_string(), reason)
+                .await
+            {
                 tracing::warn!(%connection_id, error = &err as &dyn std::error::Error, "recording that the connection needs reauthorization");
             }
             ProbeOutcome {
@@ -346,7 +333,10 @@ impl ConnectionCommands {
                 ..failed
             }
         };
-        match oauth.refresh_rejected(metadata, connection_id, token).await {
+        match oauth
+            .refresh_rejected(metadata, &connection_id.to_string(), token)
+            .await
+        {
             Ok(RefreshOutcome::Refreshed { .. } | RefreshOutcome::Fresh) => {
                 let renewed = self.secret(metadata, connection_id).await?;
                 let again = self
@@ -392,7 +382,7 @@ impl ConnectionCommands {
     pub async fn require_version(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
         expected_version: Option<u64>,
     ) -> Result<Connection, CommandError> {
         let (connection, version) = self.live(metadata, connection_id).await?;
@@ -408,14 +398,9 @@ impl ConnectionCommands {
     async fn live(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
     ) -> Result<(Connection, u64), CommandError> {
-        let (connection, version) = self
-            .bus
-            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
-                connection_id,
-            )?)
-            .await?;
+        let (connection, version) = self.bus.load(connection_id).await?;
         if connection.is_live_for(&metadata.account_id) {
             Ok((connection, version))
         } else {
@@ -431,7 +416,7 @@ impl ConnectionCommands {
     async fn seal(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
         platform: &Platform,
         credentials: &Credentials,
         sealing: Sealing,
@@ -444,12 +429,12 @@ impl ConnectionCommands {
         let sealed = match sealing {
             Sealing::New => {
                 self.vault
-                    .store_new(&metadata.account_id, connection_id, &secret)
+                    .store_new(&metadata.account_id, &connection_id.to_string(), &secret)
                     .await?
             }
             Sealing::Replacement => {
                 self.vault
-                    .store(&metadata.account_id, connection_id, &secret)
+                    .store(&metadata.account_id, &connection_id.to_string(), &secret)
                     .await?
             }
         };

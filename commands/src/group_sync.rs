@@ -29,9 +29,9 @@ use crate::sources::{SourceCommands, SyncRequest};
 pub struct QueuedJob {
     /// The member whose `SyncRequested` queued the job: the caller's read-your-writes waits for
     /// `committed.version` on it.
-    pub source_id: String,
+    pub source_id: listbackup_domain::SourceId,
     /// The new job's id (UUIDv7).
-    pub job_id: String,
+    pub job_id: listbackup_domain::JobId,
     /// The source's command result.
     pub committed: Committed,
 }
@@ -42,11 +42,12 @@ pub async fn sync_group(
     groups: &SourceGroupCommands,
     sources: &SourceCommands,
     metadata: &EventMetadata,
-    group_id: &str,
+    group_id: &listbackup_domain::SourceGroupId,
 ) -> Result<Vec<QueuedJob>, CommandError> {
     let (group, _) = groups.live(metadata, group_id).await?;
     let mut queued = Vec::new();
-    for source_id in group.members().iter().rev() {
+    for member in group.members().iter().rev() {
+        let source_id: &listbackup_domain::SourceId = &crate::typed_id(member)?;
         match sources.live(metadata, source_id).await {
             Ok((source, _)) if source.status() == SourceStatus::Active => {}
             // Paused, or deleted since it was added (rule 3).
@@ -54,19 +55,19 @@ pub async fn sync_group(
             Err(err) if err.is_not_found() => continue,
             Err(err) => return Err(err),
         }
-        let job_id = uuid::Uuid::now_v7().to_string();
+        let job_id = listbackup_domain::JobId::new();
         let sync = SyncRequest {
             trigger: JobTrigger::Group,
             retry_of: None,
-            group_id: Some(group_id.to_owned()),
+            group_id: Some(group_id.to_string()),
             data_types: None,
         };
         match sources
-            .request_sync(metadata, source_id, &job_id, sync, None)
+            .request_sync(metadata, source_id, &job_id.to_string(), sync, None)
             .await
         {
             Ok(committed) => queued.push(QueuedJob {
-                source_id: source_id.clone(),
+                source_id: *source_id,
                 job_id,
                 committed,
             }),

@@ -23,7 +23,7 @@ use crate::sources::SourceCommands;
 #[derive(Debug, Clone)]
 pub struct QueuedRestore {
     /// The new job's id (UUID v7).
-    pub job_id: String,
+    pub job_id: listbackup_domain::JobId,
     /// The source's command result (`RestoreRequested`): read-your-writes waits for its version.
     pub committed: Committed,
 }
@@ -33,7 +33,7 @@ pub async fn request_restore(
     sources: &SourceCommands,
     jobs: &JobCommands,
     metadata: &EventMetadata,
-    source_id: &str,
+    source_id: &listbackup_domain::SourceId,
     request: RestoreRequest,
 ) -> Result<QueuedRestore, CommandError> {
     sources.live(metadata, source_id).await?;
@@ -47,7 +47,7 @@ pub async fn request_restore(
     };
     if snapshot.status() == JobStatus::Queued
         || snapshot.account_id() != metadata.account_id
-        || snapshot.source_id() != source_id
+        || snapshot.source_id() != source_id.to_string()
     {
         return Err(not_a_backup("no backup of this source has this id"));
     }
@@ -57,9 +57,9 @@ pub async fn request_restore(
     if let Err(err) = snapshot.check_backup() {
         return Err(not_a_backup(&err.to_string()));
     }
-    let job_id = uuid::Uuid::now_v7().to_string();
+    let job_id = listbackup_domain::JobId::new();
     let committed = sources
-        .request_restore(metadata, source_id, &job_id, request)
+        .request_restore(metadata, source_id, &job_id.to_string(), request)
         .await?;
     Ok(QueuedRestore { job_id, committed })
 }

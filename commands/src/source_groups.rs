@@ -23,30 +23,23 @@ impl SourceGroupCommands {
     pub async fn create(
         &self,
         metadata: &EventMetadata,
-        group_id: &str,
+        group_id: &listbackup_domain::SourceGroupId,
         name: DisplayName,
         description: Option<Description>,
     ) -> Result<Committed, CommandError> {
         let command = SourceGroupCommand::Create {
-            group_id: group_id.to_owned(),
+            group_id: group_id.to_string(),
             account_id: account(metadata)?,
             name,
             description,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.bus.execute(group_id, command, metadata, None).await
     }
 
     pub async fn update(
         &self,
         metadata: &EventMetadata,
-        group_id: &str,
+        group_id: &listbackup_domain::SourceGroupId,
         expected_version: Option<u64>,
         name: Option<DisplayName>,
         description: Option<Option<Description>>,
@@ -57,31 +50,21 @@ impl SourceGroupCommands {
             description,
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(group_id, command, metadata, expected_version)
             .await
     }
 
     pub async fn delete(
         &self,
         metadata: &EventMetadata,
-        group_id: &str,
+        group_id: &listbackup_domain::SourceGroupId,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
         let command = SourceGroupCommand::Delete {
             account_id: account(metadata)?,
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(group_id, command, metadata, expected_version)
             .await
     }
 
@@ -90,14 +73,9 @@ impl SourceGroupCommands {
     pub async fn live(
         &self,
         metadata: &EventMetadata,
-        group_id: &str,
+        group_id: &listbackup_domain::SourceGroupId,
     ) -> Result<(SourceGroup, u64), CommandError> {
-        let (group, version) = self
-            .bus
-            .load(&crate::typed_id::<listbackup_domain::SourceGroupId>(
-                group_id,
-            )?)
-            .await?;
+        let (group, version) = self.bus.load(group_id).await?;
         if group.is_live_for(&metadata.account_id) {
             Ok((group, version))
         } else {
@@ -114,23 +92,15 @@ impl SourceGroupCommands {
     pub async fn add_source(
         &self,
         metadata: &EventMetadata,
-        group_id: &str,
-        source_id: &str,
+        group_id: &listbackup_domain::SourceGroupId,
+        source_id: &listbackup_domain::SourceId,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
-        let (group, _) = self
-            .bus
-            .load(&crate::typed_id::<listbackup_domain::SourceGroupId>(
-                group_id,
-            )?)
-            .await?;
+        let (group, _) = self.bus.load(group_id).await?;
         if !group.is_live_for(&metadata.account_id) {
             return Err(CommandError::not_found(ResourceKind::SourceGroup));
         }
-        let (source, _) = self
-            .sources
-            .load(&crate::typed_id::<listbackup_domain::SourceId>(source_id)?)
-            .await?;
+        let (source, _) = self.sources.load(source_id).await?;
         if !source.is_live_for(&metadata.account_id) {
             return Err(CommandError::not_found_field(
                 ResourceKind::Source,
@@ -139,36 +109,27 @@ impl SourceGroupCommands {
         }
         let command = SourceGroupCommand::AddSource {
             account_id: account(metadata)?,
-            source_id: source_id.to_owned(),
+            source_id: source_id.to_string(),
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(group_id, command, metadata, expected_version)
             .await
     }
 
     pub async fn remove_source(
         &self,
         metadata: &EventMetadata,
-        group_id: &str,
-        source_id: &str,
+        group_id: &(impl crate::IdArg<listbackup_domain::SourceGroupId> + ?Sized),
+        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
+        let (group_id, source_id) = (&group_id.to_id()?, &source_id.to_id()?);
         let command = SourceGroupCommand::RemoveSource {
             account_id: account(metadata)?,
-            source_id: source_id.to_owned(),
+            source_id: source_id.to_string(),
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceGroupId>(group_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(group_id, command, metadata, expected_version)
             .await
     }
 }

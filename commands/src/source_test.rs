@@ -22,7 +22,7 @@ use crate::sources::SourceCommands;
 #[derive(Debug, Clone)]
 pub struct SourceTestOutcome {
     /// The source's connection: the caller's read-your-writes waits for `connection.committed` on it.
-    pub connection_id: String,
+    pub connection_id: listbackup_domain::ConnectionId,
     /// The connection test (rule 3), as recorded on the connection.
     pub connection: ConnectionTestOutcome,
     /// One sample per data type of the source, in its order (rule 4).
@@ -38,12 +38,16 @@ pub async fn test_source(
     connections: &ConnectionCommands,
     oauth: &OauthService,
     metadata: &EventMetadata,
-    source_id: &str,
+    source_id: &listbackup_domain::SourceId,
 ) -> Result<SourceTestOutcome, CommandError> {
     let (source, _) = sources.live(metadata, source_id).await?;
-    let connection_id = source.connection_id().to_owned();
+    let connection_id: listbackup_domain::ConnectionId = crate::typed_id(source.connection_id())?;
     if let Err(err) = oauth
-        .ensure_fresh(metadata, &connection_id, crate::oauth::USE_WINDOW)
+        .ensure_fresh(
+            metadata,
+            &connection_id.to_string(),
+            crate::oauth::USE_WINDOW,
+        )
         .await
     {
         tracing::warn!(%connection_id, error = &err as &dyn std::error::Error,

@@ -68,16 +68,12 @@ impl SourceCommands {
     pub async fn create(
         &self,
         metadata: &EventMetadata,
-        source_id: &str,
+        source_id: &listbackup_domain::SourceId,
         new: NewSource,
     ) -> Result<Committed, CommandError> {
         let account_id = account(metadata)?;
-        let (connection, _) = self
-            .connections
-            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
-                &new.connection_id,
-            )?)
-            .await?;
+        let connection_id: listbackup_domain::ConnectionId = crate::typed_id(&new.connection_id)?;
+        let (connection, _) = self.connections.load(&connection_id).await?;
         if !connection.is_live_for(&metadata.account_id) {
             return Err(CommandError::not_found_field(
                 ResourceKind::Connection,
@@ -99,9 +95,9 @@ impl SourceCommands {
                 field: Some("dataTypes"),
                 message,
             })?;
-        require_granted(&connection, &new.connection_id, data_types.names())?;
+        require_granted(&connection, &connection_id, data_types.names())?;
         let command = SourceCommand::Create {
-            source_id: source_id.to_owned(),
+            source_id: source_id.to_string(),
             account_id,
             connection_id: new.connection_id,
             platform_id,
@@ -112,45 +108,29 @@ impl SourceCommands {
             incremental: new.incremental,
             keep_last: new.keep_last,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.bus.execute(source_id, command, metadata, None).await
     }
 
     /// Changes settings and/or pauses or resumes, as one commit.
     pub async fn update(
         &self,
         metadata: &EventMetadata,
-        source_id: &str,
+        source_id: &listbackup_domain::SourceId,
         expected_version: Option<u64>,
         changes: SourceChanges,
     ) -> Result<Committed, CommandError> {
         if let Some(data_types) = &changes.data_types {
             let (source, _) = self.live(metadata, source_id).await?;
-            let (connection, _) = self
-                .connections
-                .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
-                    source.connection_id(),
-                )?)
-                .await?;
-            require_granted(&connection, source.connection_id(), data_types)?;
+            let connection_id = crate::typed_id(source.connection_id())?;
+            let (connection, _) = self.connections.load(&connection_id).await?;
+            require_granted(&connection, &connection_id, data_types)?;
         }
         let command = SourceCommand::Update {
             account_id: account(metadata)?,
             changes,
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(source_id, command, metadata, expected_version)
             .await
     }
 
@@ -158,19 +138,15 @@ impl SourceCommands {
     pub async fn delete(
         &self,
         metadata: &EventMetadata,
-        source_id: &str,
+        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
+        let source_id = &source_id.to_id()?;
         let command = SourceCommand::Delete {
             account_id: account(metadata)?,
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(source_id, command, metadata, expected_version)
             .await
     }
 
@@ -182,7 +158,7 @@ impl SourceCommands {
     pub async fn request_sync(
         &self,
         metadata: &EventMetadata,
-        source_id: &str,
+        source_id: &listbackup_domain::SourceId,
         job_id: &str,
         sync: SyncRequest,
         expected: Option<u64>,
@@ -196,12 +172,7 @@ impl SourceCommands {
             data_types: sync.data_types,
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
-                command,
-                metadata,
-                expected,
-            )
+            .execute(source_id, command, metadata, expected)
             .await
     }
 
@@ -211,7 +182,7 @@ impl SourceCommands {
     pub(crate) async fn request_restore(
         &self,
         metadata: &EventMetadata,
-        source_id: &str,
+        source_id: &listbackup_domain::SourceId,
         job_id: &str,
         restore: listbackup_domain::job::RestoreRequest,
     ) -> Result<Committed, CommandError> {
@@ -220,14 +191,7 @@ impl SourceCommands {
             job_id: job_id.to_owned(),
             restore,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.bus.execute(source_id, command, metadata, None).await
     }
 
     /// Offers schedule slot `slot` to the source (the scheduler's command): records SyncRequested for the
@@ -237,21 +201,15 @@ impl SourceCommands {
     pub async fn run_scheduled_slot(
         &self,
         metadata: &EventMetadata,
-        source_id: &str,
+        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
         slot: DateTime<Utc>,
     ) -> Result<Committed, CommandError> {
+        let source_id = &source_id.to_id()?;
         let command = SourceCommand::RunScheduledSlot {
             account_id: account(metadata)?,
             slot,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.bus.execute(source_id, command, metadata, None).await
     }
 
     /// Records SyncFinished for `job_id` (the source's next sync is accepted again). A job that is not the
@@ -260,12 +218,13 @@ impl SourceCommands {
     pub async fn finish_sync(
         &self,
         metadata: &EventMetadata,
-        source_id: &str,
+        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
         job_id: &str,
         outcome: SyncOutcome,
         cursors: BTreeMap<String, serde_json::Value>,
         backed_up: Option<Vec<String>>,
     ) -> Result<Committed, CommandError> {
+        let source_id = &source_id.to_id()?;
         let command = SourceCommand::FinishSync {
             account_id: account(metadata)?,
             job_id: job_id.to_owned(),
@@ -273,26 +232,17 @@ impl SourceCommands {
             cursors,
             backed_up,
         };
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::SourceId>(source_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.bus.execute(source_id, command, metadata, None).await
     }
 
     /// The source as the write side knows it, if it is a live source of the caller's account.
     pub async fn live(
         &self,
         metadata: &EventMetadata,
-        source_id: &str,
+        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
     ) -> Result<(Source, u64), CommandError> {
-        let (source, version) = self
-            .bus
-            .load(&crate::typed_id::<listbackup_domain::SourceId>(source_id)?)
-            .await?;
+        let source_id = &source_id.to_id()?;
+        let (source, version) = self.bus.load(source_id).await?;
         if source.is_live_for(&metadata.account_id) {
             Ok((source, version))
         } else {
@@ -301,11 +251,12 @@ impl SourceCommands {
     }
 
     /// The job queued or running on the source, deleted or not: what the deletion saga cancels.
-    pub async fn active_job(&self, source_id: &str) -> Result<Option<String>, CommandError> {
-        let (source, _) = self
-            .bus
-            .load(&crate::typed_id::<listbackup_domain::SourceId>(source_id)?)
-            .await?;
+    pub async fn active_job(
+        &self,
+        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
+    ) -> Result<Option<String>, CommandError> {
+        let source_id = &source_id.to_id()?;
+        let (source, _) = self.bus.load(source_id).await?;
         Ok(source.active_job().map(str::to_owned))
     }
 }
@@ -314,7 +265,7 @@ impl SourceCommands {
 /// (connections that recorded no scopes are not checked).
 fn require_granted(
     connection: &Connection,
-    connection_id: &str,
+    connection_id: &listbackup_domain::ConnectionId,
     data_types: &[String],
 ) -> Result<(), CommandError> {
     let (Some(granted), Some(platform)) = (

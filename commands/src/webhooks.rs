@@ -273,7 +273,7 @@ impl WebhookCommands {
     pub async fn create(
         &self,
         metadata: &EventMetadata,
-        webhook_id: &str,
+        webhook_id: &listbackup_domain::WebhookId,
         target: WebhookTarget,
         events: Subscriptions,
         description: Option<Description>,
@@ -281,24 +281,17 @@ impl WebhookCommands {
         let account_id = account(metadata)?;
         let secret = WebhookSecret::generate();
         self.secrets
-            .store(account_id.as_str(), webhook_id, &secret)
+            .store(account_id.as_str(), &webhook_id.to_string(), &secret)
             .await
             .map_err(vault_error)?;
         let command = WebhookCommand::Create {
-            webhook_id: webhook_id.to_owned(),
+            webhook_id: webhook_id.to_string(),
             account_id,
             target,
             events,
             description,
         };
-        let committed = self
-            .bus
-            .execute_new(
-                &crate::typed_id::<listbackup_domain::WebhookId>(webhook_id)?,
-                command,
-                metadata,
-            )
-            .await?;
+        let committed = self.bus.execute_new(webhook_id, command, metadata).await?;
         Ok(WithSecret { committed, secret })
     }
 
@@ -306,7 +299,7 @@ impl WebhookCommands {
     pub async fn update(
         &self,
         metadata: &EventMetadata,
-        webhook_id: &str,
+        webhook_id: &listbackup_domain::WebhookId,
         expected_version: Option<u64>,
         target: Option<WebhookTarget>,
         events: Option<Subscriptions>,
@@ -319,12 +312,7 @@ impl WebhookCommands {
             description,
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::WebhookId>(webhook_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(webhook_id, command, metadata, expected_version)
             .await
     }
 
@@ -333,13 +321,13 @@ impl WebhookCommands {
     pub async fn rotate_secret(
         &self,
         metadata: &EventMetadata,
-        webhook_id: &str,
+        webhook_id: &listbackup_domain::WebhookId,
         expected_version: Option<u64>,
     ) -> Result<WithSecret, CommandError> {
         self.live(metadata, webhook_id).await?;
         let secret = WebhookSecret::generate();
         self.secrets
-            .store(&metadata.account_id, webhook_id, &secret)
+            .store(&metadata.account_id, &webhook_id.to_string(), &secret)
             .await
             .map_err(vault_error)?;
         let command = WebhookCommand::RotateSecret {
@@ -347,12 +335,7 @@ impl WebhookCommands {
         };
         let committed = self
             .bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::WebhookId>(webhook_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(webhook_id, command, metadata, expected_version)
             .await?;
         Ok(WithSecret { committed, secret })
     }
@@ -361,7 +344,7 @@ impl WebhookCommands {
     pub async fn delete(
         &self,
         metadata: &EventMetadata,
-        webhook_id: &str,
+        webhook_id: &listbackup_domain::WebhookId,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
         let command = WebhookCommand::Delete {
@@ -369,15 +352,10 @@ impl WebhookCommands {
         };
         let committed = self
             .bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::WebhookId>(webhook_id)?,
-                command,
-                metadata,
-                expected_version,
-            )
+            .execute(webhook_id, command, metadata, expected_version)
             .await?;
         self.secrets
-            .destroy(&metadata.account_id, webhook_id)
+            .destroy(&metadata.account_id, &webhook_id.to_string())
             .await
             .map_err(vault_error)?;
         Ok(committed)
@@ -387,7 +365,7 @@ impl WebhookCommands {
     pub async fn send_test(
         &self,
         metadata: &EventMetadata,
-        webhook_id: &str,
+        webhook_id: &listbackup_domain::WebhookId,
         db: &deadpool_postgres::Pool,
         now: DateTime<Utc>,
     ) -> Result<Uuid, CommandError> {
@@ -405,10 +383,11 @@ impl WebhookCommands {
             .await
             .map_err(|e| CommandError::unavailable("the delivery queue is unavailable", e))?;
         let ordering_key = format!("ping:{webhook_id}");
+        let webhook_id = webhook_id.to_string();
         enqueue(
             &client,
             &NewDelivery {
-                webhook_id,
+                webhook_id: &webhook_id,
                 account_id: &metadata.account_id,
                 ordering_key: &ordering_key,
                 notification_id,
@@ -422,13 +401,12 @@ impl WebhookCommands {
         .ok_or_else(|| CommandError::corrupt("a fresh ping was queued before"))
     }
 
-    async fn live(&self, metadata: &EventMetadata, webhook_id: &str) -> Result<(), CommandError> {
-        let (webhook, _) = self
-            .bus
-            .load(&crate::typed_id::<listbackup_domain::WebhookId>(
-                webhook_id,
-            )?)
-            .await?;
+    async fn live(
+        &self,
+        metadata: &EventMetadata,
+        webhook_id: &listbackup_domain::WebhookId,
+    ) -> Result<(), CommandError> {
+        let (webhook, _) = self.bus.load(webhook_id).await?;
         if webhook.is_live_for(&metadata.account_id) {
             Ok(())
         } else {

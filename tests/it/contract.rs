@@ -482,6 +482,93 @@ async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_rou
     backup.stop().await;
 }
 
+/// Issue 11 §3: path ids are parsed into typed ids by the extractor, before the handler runs. Text that is not
+/// a UUID names nothing: on every route, ids that are not UUIDs in every path slot get byte-for-byte the
+/// answer missing ids get (the 404 problem naming the kind of the first slot), never a 400 or a 500.
+#[tokio::test]
+async fn a_path_id_that_is_not_a_uuid_is_the_same_404_as_a_missing_one_on_every_route() {
+    let backup = BackupApp::spawn().await;
+    let app = &backup.app;
+    let token = app.owner("initech");
+    let openapi: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let routes = routes(&openapi);
+    let mut differences = Vec::new();
+    let mut walked = 0;
+    for route in &routes {
+        let path_slots = route.segments.iter().filter(|(_, k)| k.is_some()).count();
+        if path_slots == 0 {
+            continue;
+        }
+        let missing: Vec<String> = route
+            .kinds()
+            .iter()
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect();
+        // Path slots malformed (a NUL-free word, a UUID cut short, one with a letter past `f`); body slots
+        // as missing ones, so that only the path differs.
+        for bad in [
+            "not-a-uuid",
+            "0190f5c2-7d3e-7a11-8b2c",
+            "0190f5c2-7d3e-7a11-8b2c-0123456789ag",
+        ] {
+            let malformed: Vec<String> = missing
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    if i < path_slots {
+                        bad.to_owned()
+                    } else {
+                        id.clone()
+                    }
+                })
+                .collect();
+            let (malformed_path, malformed_body) = route.fill(&malformed);
+            let (missing_path, missing_body) = route.fill(&missing);
+            let got_malformed = ask(
+                app,
+                &token,
+                &route.method,
+                &malformed_path,
+                malformed_body.as_ref(),
+            )
+            .await;
+            let got_missing = ask(
+                app,
+                &token,
+                &route.method,
+                &missing_path,
+                missing_body.as_ref(),
+            )
+            .await;
+            walked += 1;
+            let label = format!("{} {} ({bad})", route.method, route.template);
+            if got_malformed.status != 404 {
+                differences.push(format!("{label}: {got_malformed:?}, not a 404"));
+            } else if got_malformed != got_missing {
+                differences.push(format!(
+                    "{label}: malformed\n  {got_malformed:?}\nmissing\n  {got_missing:?}"
+                ));
+            }
+        }
+    }
+    assert!(walked >= 3 * 30, "only {walked} requests walked");
+    assert!(
+        differences.is_empty(),
+        "{} of {walked} requests differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    backup.stop().await;
+}
+
 /// A connection (no source uses it, so it may be deleted), a source and a group of `token`'s account: their
 /// paths.
 async fn one_of_each(app: &TestApp, token: &str) -> [String; 3] {

@@ -26,7 +26,7 @@ use listbackup_domain::ResourceKind;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode, FieldError};
-use crate::extract::{resource_id, with_etag, NoParams, QueryParams};
+use crate::extract::{with_etag, NoParams, QueryParams};
 use crate::state::AppState;
 
 /// The media type of streamed events (one JSON event per line).
@@ -283,7 +283,11 @@ async fn history(
     params: HistoryParams,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_audit()?;
-    let id = resource_id(raw_id, kind)?;
+    // The kind is the caller's (one handler serves every resource's history): parsed as a UUID, shown as
+    // the stream's `aggregate_id` text.
+    let id = uuid::Uuid::parse_str(raw_id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::not_found(kind))?;
     let ndjson = wants_ndjson(req);
     let mut errors = Vec::new();
     let limit = limit(params.limit, ndjson, &mut errors);

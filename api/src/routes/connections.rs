@@ -15,13 +15,12 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::read_back;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{
-    if_match, page_request, resource_id, with_etag, JsonBody, NoParams, QueryParams,
-};
+use crate::extract::{if_match, page_request, with_etag, JsonBody, NoParams, PathId, QueryParams};
 use crate::idempotency::{self, Created};
 use crate::ports::ReadModels;
 use crate::routes::metadata;
 use crate::state::AppState;
+use listbackup_domain::ConnectionId;
 use listbackup_domain::ResourceKind;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -155,7 +154,7 @@ pub async fn create(
         &principal.account_id,
         "/connections",
         || async {
-            let connection_id = uuid::Uuid::now_v7().to_string();
+            let connection_id = ConnectionId::new();
             let committed = state
                 .connections
                 .create_api_key(&metadata(&req, &principal), &connection_id, new)
@@ -163,12 +162,12 @@ pub async fn create(
             let view = read_back::<ConnectionView>(
                 &state,
                 &principal.account_id,
-                &connection_id,
+                &connection_id.to_string(),
                 committed.version,
             )
             .await?
             .ok_or_else(|| ApiError::from_unexpected("a created connection is missing"))?;
-            Created::new(&connection_id, view.version, &view)
+            Created::new(&connection_id.to_string(), view.version, &view)
         },
     )
     .await
@@ -220,24 +219,24 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<ConnectionId>,
     QueryParams(params): QueryParams<crate::routes::audit::GetParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let as_of = params.as_of(&principal)?;
-    let id = resource_id(&path, ResourceKind::Connection)?;
+    let id = path.get()?;
     if let Some(point) = as_of {
         return crate::routes::audit::resource_as_of(
             &state,
             &principal,
             crate::routes::audit::Resource::Connection,
-            &id,
+            &id.to_string(),
             point,
         )
         .await;
     }
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id)
+    let view = read::get(&client, &principal.account_id, &id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
@@ -252,12 +251,12 @@ pub async fn update(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<ConnectionId>,
     _: QueryParams<NoParams>,
     JsonBody(body): JsonBody<UpdateConnection>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Connection)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     if body.name.is_none() && body.credentials.is_none() {
         return Err(ApiError::bad_request("send `name`, `credentials`, or both"));
@@ -276,7 +275,7 @@ pub async fn update(
         Some(submitted) => {
             // The platform is needed to check the fields: look it up in what this account can see.
             let client = state.db.get().await?;
-            let current = read::get(&client, &principal.account_id, &id)
+            let current = read::get(&client, &principal.account_id, &id.to_string())
                 .await?
                 .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
             let platform = platform::find(&current.platform_id)
@@ -300,9 +299,14 @@ pub async fn update(
             credentials,
         )
         .await?;
-    let view = read_back::<ConnectionView>(&state, &principal.account_id, &id, committed.version)
-        .await?
-        .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
+    let view = read_back::<ConnectionView>(
+        &state,
+        &principal.account_id,
+        &id.to_string(),
+        committed.version,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -315,11 +319,11 @@ pub async fn remove(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<ConnectionId>,
     QueryParams(params): QueryParams<DeleteParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Connection)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     // Issue 4: 409 while live sources use the connection; `?cascade=true` deletes them first.
     let committed = connection_deletion::delete_connection(
@@ -332,7 +336,13 @@ pub async fn remove(
         params.cascade.unwrap_or(false),
     )
     .await?;
-    read_back::<ConnectionView>(&state, &principal.account_id, &id, committed.version).await?;
+    read_back::<ConnectionView>(
+        &state,
+        &principal.account_id,
+        &id.to_string(),
+        committed.version,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -344,19 +354,19 @@ pub async fn test(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<ConnectionId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     // This reaches the platform: charged to the account's platform-call budget.
     crate::rate_limit::platform_call(&req, &principal)?;
-    let id = resource_id(&path, ResourceKind::Connection)?;
+    let id = path.get()?;
     // OAuth: an access token about to expire is refreshed before use (a no-op for API-key connections).
     if let Err(err) = state
         .oauth
         .ensure_fresh(
             &metadata(&req, &principal),
-            &id,
+            &id.to_string(),
             listbackup_commands::oauth::USE_WINDOW,
         )
         .await
@@ -370,7 +380,7 @@ pub async fn test(
     read_back::<ConnectionView>(
         &state,
         &principal.account_id,
-        &id,
+        &id.to_string(),
         outcome.committed.version,
     )
     .await?;

@@ -20,8 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::extract::{resource_id, NoParams, QueryParams};
+use crate::extract::{NoParams, PathId, QueryParams};
 use crate::state::AppState;
+use listbackup_domain::JobId;
 use listbackup_domain::ResourceKind;
 
 /// How often the job's read model is looked at while the stream is open (DESIGN's progress interval).
@@ -39,11 +40,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub async fn stream(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<JobId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let id = resource_id(&path, ResourceKind::Job)?;
+    let id = path.get()?;
     // Subscribe before the first read: a message published in between is then not lost.
     let progress = match &state.nats {
         Some(nats) => nats
@@ -58,7 +59,7 @@ pub async fn stream(
             .ok(),
         None => None,
     };
-    let first = current(&state, &principal.account_id, &id)
+    let first = current(&state, &principal.account_id, &id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
@@ -67,7 +68,14 @@ pub async fn stream(
         Some((Ok::<_, actix_web::Error>(frame), receiver))
     });
     let account_id = principal.account_id.clone();
-    actix_web::rt::spawn(follow(state, account_id, id, first, progress, sender));
+    actix_web::rt::spawn(follow(
+        state,
+        account_id,
+        id.to_string(),
+        first,
+        progress,
+        sender,
+    ));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         // Intermediaries must neither cache nor buffer a live stream.

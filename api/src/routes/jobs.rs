@@ -19,10 +19,13 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
-use crate::extract::{if_match, page_request, resource_id, JsonBody, NoParams, QueryParams};
+use crate::extract::{
+    if_match, page_request, resource_id, JsonBody, NoParams, PathId, QueryParams,
+};
 use crate::routes::metadata;
 use crate::state::AppState;
-use listbackup_domain::{ErrorKind, ResourceKind, SourceId};
+use listbackup_domain::{ErrorKind, ResourceKind};
+use listbackup_domain::{JobId, SourceGroupId, SourceId};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -65,14 +68,14 @@ pub struct GroupSyncResponse {
 async fn queue(
     state: &AppState,
     meta: &EventMetadata,
-    source_id: &str,
+    source_id: &SourceId,
     sync: SyncRequest,
     expected: Option<u64>,
 ) -> Result<JobView, ApiError> {
-    let job_id = uuid::Uuid::now_v7().to_string();
+    let job_id = JobId::new();
     let committed = state
         .sources
-        .request_sync(meta, source_id, &job_id, sync, expected)
+        .request_sync(meta, source_id, &job_id.to_string(), sync, expected)
         .await?;
     read_back_job(state, meta, source_id, &job_id, committed.version).await
 }
@@ -81,14 +84,14 @@ async fn queue(
 async fn read_back_job(
     state: &AppState,
     meta: &EventMetadata,
-    source_id: &str,
-    job_id: &str,
+    source_id: &SourceId,
+    job_id: &JobId,
     version: u64,
 ) -> Result<JobView, ApiError> {
     // The job's row is written in the same projection step as the source's new version.
-    wait_for::<SourceView>(state, source_id, version).await?;
+    wait_for::<SourceView>(state, &source_id.to_string(), version).await?;
     let client = state.db.get().await?;
-    read::get(&client, &meta.account_id, job_id)
+    read::get(&client, &meta.account_id, &job_id.to_string())
         .await?
         .ok_or_else(|| ApiError::from_unexpected("a queued job is missing"))
 }
@@ -116,11 +119,11 @@ pub async fn sync_source(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Source)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     let view = queue(
         &state,
@@ -168,12 +171,12 @@ pub async fn create_restore(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceId>,
     _: QueryParams<NoParams>,
     JsonBody(body): JsonBody<CreateRestore>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Source)?;
+    let id = path.get()?;
     let snapshot = uuid::Uuid::parse_str(&body.snapshot)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| ApiError::validation(vec![FieldError::new("snapshot", "is not a job id")]))?;
@@ -214,13 +217,9 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateJob>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let source_id = body
-        .source_id
-        .parse::<SourceId>()
-        .map(|id| id.to_string())
-        .map_err(|_| {
-            ApiError::validation(vec![FieldError::new("sourceId", "is not a source id")])
-        })?;
+    let source_id = body.source_id.parse::<SourceId>().map_err(|_| {
+        ApiError::validation(vec![FieldError::new("sourceId", "is not a source id")])
+    })?;
     let view = queue(
         &state,
         &metadata(&req, &principal),
@@ -241,11 +240,11 @@ pub async fn sync_group(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceGroupId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::SourceGroup)?;
+    let id = path.get()?;
     let meta = metadata(&req, &principal);
     let queued = group_sync::sync_group(&state.source_groups, &state.sources, &meta, &id).await?;
     let mut jobs = Vec::with_capacity(queued.len());
@@ -329,24 +328,24 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<JobId>,
     QueryParams(params): QueryParams<crate::routes::audit::GetParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let as_of = params.as_of(&principal)?;
-    let id = resource_id(&path, ResourceKind::Job)?;
+    let id = path.get()?;
     if let Some(point) = as_of {
         return crate::routes::audit::resource_as_of(
             &state,
             &principal,
             crate::routes::audit::Resource::Job,
-            &id,
+            &id.to_string(),
             point,
         )
         .await;
     }
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id)
+    let view = read::get(&client, &principal.account_id, &id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     Ok(HttpResponse::Ok().json(view))
@@ -385,11 +384,10 @@ pub struct JobFileList {
 async fn stored_files(
     state: &AppState,
     principal: &Principal,
-    raw_id: &str,
+    id: &JobId,
 ) -> Result<(JobView, Vec<JobFile>), ApiError> {
-    let id = resource_id(raw_id, ResourceKind::Job)?;
     let client = state.db.get().await?;
-    let job = read::get(&client, &principal.account_id, &id)
+    let job = read::get(&client, &principal.account_id, &id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     drop(client);
@@ -481,11 +479,11 @@ fn expired(at: chrono::DateTime<Utc>) -> ApiError {
 pub async fn list_files(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<JobId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let (_, stored) = stored_files(&state, &principal, &path).await?;
+    let (_, stored) = stored_files(&state, &principal, &path.get()?).await?;
     Ok(HttpResponse::Ok().json(JobFileList { files: stored }))
 }
 
@@ -506,7 +504,8 @@ pub async fn download(
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let (id, name) = path.into_inner();
+    let (raw_id, name) = path.into_inner();
+    let id: JobId = resource_id(&raw_id, ResourceKind::Job)?;
     let (job, stored) = stored_files(&state, &principal, &id).await?;
     // Only names the manifest lists: never a path a client makes up.
     if !stored.iter().any(|f| f.name == name) {
@@ -586,14 +585,14 @@ pub async fn retry(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<JobId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Job)?;
+    let id = path.get()?;
     let job = {
         let client = state.db.get().await?;
-        read::get(&client, &principal.account_id, &id)
+        read::get(&client, &principal.account_id, &id.to_string())
             .await?
             .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?
     };
@@ -618,18 +617,13 @@ pub async fn retry(
     };
     let sync = SyncRequest {
         trigger: JobTrigger::Retry,
-        retry_of: Some(id),
+        retry_of: Some(id.to_string()),
         group_id: None,
         data_types: plan.data_types,
     };
-    let view = queue(
-        &state,
-        &metadata(&req, &principal),
-        &job.source_id,
-        sync,
-        None,
-    )
-    .await?;
+    // The read model's ids are text (issue 11 §3: typed read-model rows are next).
+    let source_id: SourceId = job.source_id.parse().map_err(ApiError::from_unexpected)?;
+    let view = queue(&state, &metadata(&req, &principal), &source_id, sync, None).await?;
     Ok(accepted(view))
 }
 
@@ -664,23 +658,23 @@ pub async fn cancel(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<JobId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Job)?;
+    let id = path.get()?;
     let job = {
         let client = state.db.get().await?;
-        read::get(&client, &principal.account_id, &id)
+        read::get(&client, &principal.account_id, &id.to_string())
             .await?
             .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?
     };
     // The aggregate refuses a job that has ended (it may have ended after the read above).
     let committed = state
         .jobs
-        .request_cancel(&metadata(&req, &principal), &id, &job.source_id)
+        .request_cancel(&metadata(&req, &principal), &id.to_string(), &job.source_id)
         .await?;
-    let view = job_at(&state, &principal, &id, committed.version).await?;
+    let view = job_at(&state, &principal, &id.to_string(), committed.version).await?;
     Ok(HttpResponse::Accepted().json(view))
 }
 
@@ -731,18 +725,19 @@ pub async fn place_hold(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<JobId>,
     _: QueryParams<NoParams>,
     JsonBody(body): JsonBody<PlaceHold>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Job)?;
-    owned_job(&state, &principal, &id).await?;
+    let id = path.get()?;
+    owned_job(&state, &principal, &id.to_string()).await?;
     let committed = state
         .jobs
-        .place_hold(&metadata(&req, &principal), &id, &body.reason)
+        .place_hold(&metadata(&req, &principal), &id.to_string(), &body.reason)
         .await?;
-    Ok(HttpResponse::Ok().json(job_at(&state, &principal, &id, committed.version).await?))
+    Ok(HttpResponse::Ok()
+        .json(job_at(&state, &principal, &id.to_string(), committed.version).await?))
 }
 
 /// Releases the backup's hold (`BackupHoldReleased`, with who): retention applies to it again → 200 with
@@ -755,17 +750,18 @@ pub async fn release_hold(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<JobId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Job)?;
-    owned_job(&state, &principal, &id).await?;
+    let id = path.get()?;
+    owned_job(&state, &principal, &id.to_string()).await?;
     let committed = state
         .jobs
-        .release_hold(&metadata(&req, &principal), &id)
+        .release_hold(&metadata(&req, &principal), &id.to_string())
         .await?;
-    Ok(HttpResponse::Ok().json(job_at(&state, &principal, &id, committed.version).await?))
+    Ok(HttpResponse::Ok()
+        .json(job_at(&state, &principal, &id.to_string(), committed.version).await?))
 }
 
 /// What `POST /jobs/{id}/verify` found.
@@ -805,24 +801,26 @@ pub async fn verify(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<JobId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Job)?;
-    owned_job(&state, &principal, &id).await?;
+    let id = path.get()?;
+    owned_job(&state, &principal, &id.to_string()).await?;
     let Some(verifier) = &state.verifier else {
         return Err(ApiError::new(
             crate::error::ErrorCode::Unavailable,
             "backup storage is not configured",
         ));
     };
-    let (outcome, committed) = verifier.verify(&metadata(&req, &principal), &id).await?;
+    let (outcome, committed) = verifier
+        .verify(&metadata(&req, &principal), &id.to_string())
+        .await?;
     // Read-your-writes: the job's `verification` shows this outcome to a GET that follows.
-    job_at(&state, &principal, &id, committed.version).await?;
+    job_at(&state, &principal, &id.to_string(), committed.version).await?;
     let result = match outcome {
         listbackup_domain::job::Verification::Verified { files, bytes } => VerifyResult {
-            job_id: id,
+            job_id: id.to_string(),
             status: "verified".into(),
             files: Some(files),
             bytes: Some(bytes),
@@ -835,7 +833,7 @@ pub async fn verify(
             expected,
             found,
         } => VerifyResult {
-            job_id: id,
+            job_id: id.to_string(),
             status: "corrupted".into(),
             files: None,
             bytes: None,

@@ -16,10 +16,10 @@ use utoipa::ToSchema;
 use crate::auth::Principal;
 use crate::consistency::read_back;
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{etag, parse_json, resource_id, JsonBody, NoParams, QueryParams};
+use crate::extract::{etag, parse_json, JsonBody, NoParams, PathId, QueryParams};
 use crate::request_id::RequestId;
 use crate::state::AppState;
-use listbackup_domain::ResourceKind;
+use listbackup_domain::ConnectionId;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -129,12 +129,12 @@ pub async fn start(
 pub async fn reconnect(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<ConnectionId>,
     _: QueryParams<NoParams>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Connection)?;
+    let id = path.get()?;
     // No body, or `null` (the document says the body is optional), is no options.
     let body: ReconnectOauth = if body.iter().all(u8::is_ascii_whitespace) {
         ReconnectOauth::default()
@@ -146,7 +146,7 @@ pub async fn reconnect(
         .reconnect(
             &principal.account_id,
             &principal.user_id,
-            &id,
+            &id.to_string(),
             body.return_url,
             body.data_types,
         )

@@ -18,8 +18,9 @@ use listbackup_projections::read_models::sources as read_sources;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode, FieldError};
-use crate::extract::{page_request, resource_id, QueryParams};
+use crate::extract::{page_request, resource_id, PathId, QueryParams};
 use crate::state::AppState;
+use listbackup_domain::{JobId, SourceId};
 
 /// One backup of the source as a point in time: an incremental backup's chain merged into the full state as
 /// of that backup.
@@ -191,9 +192,10 @@ fn snapshots(state: &AppState) -> Result<&Snapshots, ApiError> {
 async fn owned_source(
     state: &AppState,
     principal: &Principal,
-    raw_id: &str,
+    id: &SourceId,
 ) -> Result<String, ApiError> {
-    let id = resource_id(raw_id, ResourceKind::Source)?;
+    // The snapshot use cases and read models hold ids as text (issue 11 §3: they are next).
+    let id = id.to_string();
     let client = state.db.get().await?;
     read_sources::get(&client, &principal.account_id, &id, Utc::now())
         .await?
@@ -221,11 +223,11 @@ fn text_segment(field: &str, value: &str) -> Result<(), ApiError> {
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceId>,
     QueryParams(params): QueryParams<SnapshotListParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let source_id = owned_source(&state, &principal, &path).await?;
+    let source_id = owned_source(&state, &principal, &path.get()?).await?;
     let mut errors = Vec::new();
     let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
@@ -267,8 +269,13 @@ pub async fn records(
     principal.require_read()?;
     let (raw_source, raw_job) = path.into_inner();
     // The snapshot first: another account's is the one 404 whatever the query.
-    let source_id = owned_source(&state, &principal, &raw_source).await?;
-    let job_id = resource_id(&raw_job, ResourceKind::Snapshot)?;
+    let source_id = owned_source(
+        &state,
+        &principal,
+        &resource_id(&raw_source, ResourceKind::Source)?,
+    )
+    .await?;
+    let job_id = resource_id::<JobId>(&raw_job, ResourceKind::Snapshot)?.to_string();
     let snapshots = snapshots(&state)?;
     let snapshot = snapshots
         .readable(&principal.account_id, &source_id, &job_id)
@@ -337,7 +344,12 @@ pub async fn versions(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let (raw_source, data_type, record_id) = path.into_inner();
-    let source_id = owned_source(&state, &principal, &raw_source).await?;
+    let source_id = owned_source(
+        &state,
+        &principal,
+        &resource_id(&raw_source, ResourceKind::Source)?,
+    )
+    .await?;
     text_segment("dataType", &data_type)?;
     text_segment("recordId", &record_id)?;
     let versions = snapshots(&state)?
@@ -366,13 +378,18 @@ pub async fn export(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let (raw_source, raw_job) = path.into_inner();
-    let source_id = owned_source(&state, &principal, &raw_source).await?;
+    let source_id = owned_source(
+        &state,
+        &principal,
+        &resource_id(&raw_source, ResourceKind::Source)?,
+    )
+    .await?;
     let format = match params.format.as_deref() {
         None | Some("ndjson") => ExportFormat::Ndjson,
         Some("csv") => ExportFormat::Csv,
         Some(_) => return Err(ApiError::field("format", "must be ndjson or csv")),
     };
-    let job_id = resource_id(&raw_job, ResourceKind::Snapshot)?;
+    let job_id = resource_id::<JobId>(&raw_job, ResourceKind::Snapshot)?.to_string();
     let stream = snapshots(&state)?
         .export(&principal.account_id, &source_id, &job_id, format)
         .await?;

@@ -12,12 +12,13 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
-use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, QueryParams};
+use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, PathId, QueryParams};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::routes::sources::{page_request, SourceList};
 use crate::state::AppState;
 use listbackup_domain::ResourceKind;
+use listbackup_domain::{SourceGroupId, SourceId};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -104,7 +105,7 @@ pub async fn create(
         &principal.account_id,
         "/source-groups",
         || async {
-            let group_id = uuid::Uuid::now_v7().to_string();
+            let group_id = SourceGroupId::new();
             let committed = state
                 .source_groups
                 .create(&metadata(&req, &principal), &group_id, name, description)
@@ -112,12 +113,12 @@ pub async fn create(
             let view = read_back::<SourceGroupView>(
                 &state,
                 &principal.account_id,
-                &group_id,
+                &group_id.to_string(),
                 committed.version,
             )
             .await?
             .ok_or_else(|| ApiError::from_unexpected("a created group is missing"))?;
-            Created::new(&group_id, view.version, &view)
+            Created::new(&group_id.to_string(), view.version, &view)
         },
     )
     .await
@@ -154,24 +155,24 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceGroupId>,
     QueryParams(params): QueryParams<crate::routes::audit::GetParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let as_of = params.as_of(&principal)?;
-    let id = resource_id(&path, ResourceKind::SourceGroup)?;
+    let id = path.get()?;
     if let Some(point) = as_of {
         return crate::routes::audit::resource_as_of(
             &state,
             &principal,
             crate::routes::audit::Resource::SourceGroup,
-            &id,
+            &id.to_string(),
             point,
         )
         .await;
     }
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id)
+    let view = read::get(&client, &principal.account_id, &id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
@@ -187,12 +188,12 @@ pub async fn update(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceGroupId>,
     _: QueryParams<NoParams>,
     JsonBody(body): JsonBody<UpdateSourceGroup>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::SourceGroup)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     if body.name.is_none() && body.description.is_none() {
         return Err(ApiError::bad_request("send `name`, `description`, or both"));
@@ -215,9 +216,14 @@ pub async fn update(
             description,
         )
         .await?;
-    let view = read_back::<SourceGroupView>(&state, &principal.account_id, &id, committed.version)
-        .await?
-        .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
+    let view = read_back::<SourceGroupView>(
+        &state,
+        &principal.account_id,
+        &id.to_string(),
+        committed.version,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -230,17 +236,17 @@ pub async fn remove(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceGroupId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::SourceGroup)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     let committed = state
         .source_groups
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for::<SourceGroupView>(&state, &id, committed.version).await?;
+    wait_for::<SourceGroupView>(&state, &id.to_string(), committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -253,21 +259,26 @@ pub async fn add_source(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceGroupId>,
     _: QueryParams<NoParams>,
     JsonBody(body): JsonBody<AddMember>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::SourceGroup)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     let source_id = resource_id(&body.source_id, ResourceKind::Source)?;
     let committed = state
         .source_groups
         .add_source(&metadata(&req, &principal), &id, &source_id, expected)
         .await?;
-    let view = read_back::<SourceGroupView>(&state, &principal.account_id, &id, committed.version)
-        .await?
-        .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
+    let view = read_back::<SourceGroupView>(
+        &state,
+        &principal.account_id,
+        &id.to_string(),
+        committed.version,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -285,14 +296,14 @@ pub async fn remove_source(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let (group, source) = path.into_inner();
-    let id = resource_id(&group, ResourceKind::SourceGroup)?;
-    let source_id = resource_id(&source, ResourceKind::Source)?;
+    let id: SourceGroupId = resource_id(&group, ResourceKind::SourceGroup)?;
+    let source_id: SourceId = resource_id(&source, ResourceKind::Source)?;
     let expected = if_match(&req)?;
     let committed = state
         .source_groups
         .remove_source(&metadata(&req, &principal), &id, &source_id, expected)
         .await?;
-    wait_for::<SourceGroupView>(&state, &id, committed.version).await?;
+    wait_for::<SourceGroupView>(&state, &id.to_string(), committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -303,22 +314,22 @@ pub async fn remove_source(
 pub async fn list_sources(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceGroupId>,
     QueryParams(params): QueryParams<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let id = resource_id(&path, ResourceKind::SourceGroup)?;
+    let id = path.get()?;
     let mut errors = Vec::new();
     let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     let client = state.db.get().await?;
-    if !read::exists(&client, &principal.account_id, &id).await? {
+    if !read::exists(&client, &principal.account_id, &id.to_string()).await? {
         return Err(ApiError::not_found(ResourceKind::SourceGroup));
     }
     let filter = SourceFilter {
-        group_id: Some(id),
+        group_id: Some(id.to_string()),
         ..SourceFilter::default()
     };
     let page =

@@ -15,10 +15,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
-use crate::extract::{if_match, resource_id, with_etag, JsonBody, NoParams, QueryParams};
+use crate::extract::{if_match, with_etag, JsonBody, NoParams, PathId, QueryParams};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::AppState;
+use listbackup_domain::SourceId;
 use listbackup_domain::{ConnectionId, ResourceKind};
 use listbackup_projections::read_models::connections::ConnectionView;
 
@@ -255,7 +256,7 @@ pub async fn create(
         &principal.account_id,
         "/sources",
         || async {
-            let source_id = uuid::Uuid::now_v7().to_string();
+            let source_id = SourceId::new();
             let committed = state
                 .sources
                 .create(&metadata(&req, &principal), &source_id, new)
@@ -263,12 +264,12 @@ pub async fn create(
             let view = read_back::<SourceView>(
                 &state,
                 &principal.account_id,
-                &source_id,
+                &source_id.to_string(),
                 committed.version,
             )
             .await?
             .ok_or_else(|| ApiError::from_unexpected("a created source is missing"))?;
-            Created::new(&source_id, view.version, &view)
+            Created::new(&source_id.to_string(), view.version, &view)
         },
     )
     .await
@@ -323,24 +324,24 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceId>,
     QueryParams(params): QueryParams<crate::routes::audit::GetParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
     let as_of = params.as_of(&principal)?;
-    let id = resource_id(&path, ResourceKind::Source)?;
+    let id = path.get()?;
     if let Some(point) = as_of {
         return crate::routes::audit::resource_as_of(
             &state,
             &principal,
             crate::routes::audit::Resource::Source,
-            &id,
+            &id.to_string(),
             point,
         )
         .await;
     }
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id, Utc::now())
+    let view = read::get(&client, &principal.account_id, &id.to_string(), Utc::now())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
     Ok(with_etag(&view, view.version))
@@ -356,21 +357,26 @@ pub async fn update(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceId>,
     _: QueryParams<NoParams>,
     JsonBody(body): JsonBody<UpdateSource>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Source)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     let changes = parse_update(body)?;
     let committed = state
         .sources
         .update(&metadata(&req, &principal), &id, expected, changes)
         .await?;
-    let view = read_back::<SourceView>(&state, &principal.account_id, &id, committed.version)
-        .await?
-        .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
+    let view = read_back::<SourceView>(
+        &state,
+        &principal.account_id,
+        &id.to_string(),
+        committed.version,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -383,17 +389,17 @@ pub async fn remove(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Source)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     let committed = state
         .sources
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for::<SourceView>(&state, &id, committed.version).await?;
+    wait_for::<SourceView>(&state, &id.to_string(), committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -407,13 +413,13 @@ pub async fn test(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<SourceId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     // This reaches the platform: charged to the account's platform-call budget.
     crate::rate_limit::platform_call(&req, &principal)?;
-    let id = resource_id(&path, ResourceKind::Source)?;
+    let id = path.get()?;
     let meta = metadata(&req, &principal);
     let outcome = listbackup_commands::source_test::test_source(
         &state.sources,
@@ -425,7 +431,12 @@ pub async fn test(
     .await?;
     // Read-your-writes: the connection's next GET shows this test.
     let connection_id = &outcome.connection_id;
-    wait_for::<ConnectionView>(&state, connection_id, outcome.connection.committed.version).await?;
+    wait_for::<ConnectionView>(
+        &state,
+        &connection_id.to_string(),
+        outcome.connection.committed.version,
+    )
+    .await?;
     let data_types = outcome
         .data_types
         .into_iter()

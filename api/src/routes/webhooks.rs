@@ -13,12 +13,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
-use crate::extract::{
-    if_match, page_request, resource_id, with_etag, JsonBody, NoParams, QueryParams,
-};
+use crate::extract::{if_match, page_request, with_etag, JsonBody, NoParams, PathId, QueryParams};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::AppState;
+use listbackup_domain::WebhookId;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -153,7 +152,7 @@ pub async fn create(
         &principal.account_id,
         "/webhooks",
         || async {
-            let webhook_id = uuid::Uuid::now_v7().to_string();
+            let webhook_id = WebhookId::new();
             let created = state
                 .webhooks
                 .create(
@@ -167,12 +166,12 @@ pub async fn create(
             let view = read_back::<WebhookView>(
                 &state,
                 &principal.account_id,
-                &webhook_id,
+                &webhook_id.to_string(),
                 created.committed.version,
             )
             .await?
             .ok_or_else(|| ApiError::from_unexpected("a created webhook is missing"))?;
-            Ok(Created::new(&webhook_id, view.version, &view)?
+            Ok(Created::new(&webhook_id.to_string(), view.version, &view)?
                 .with_shown_once("secret", created.secret.expose().to_owned()))
         },
     )
@@ -210,13 +209,13 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<WebhookId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let id = resource_id(&path, ResourceKind::Webhook)?;
+    let id = path.get()?;
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id)
+    let view = read::get(&client, &principal.account_id, &id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     Ok(with_etag(&view, view.version))
@@ -232,12 +231,12 @@ pub async fn update(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<WebhookId>,
     _: QueryParams<NoParams>,
     JsonBody(body): JsonBody<UpdateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Webhook)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     if body.url.is_none() && body.events.is_none() && body.description.is_none() {
         return Err(ApiError::bad_request(
@@ -270,9 +269,14 @@ pub async fn update(
             description,
         )
         .await?;
-    let view = read_back::<WebhookView>(&state, &principal.account_id, &id, committed.version)
-        .await?
-        .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
+    let view = read_back::<WebhookView>(
+        &state,
+        &principal.account_id,
+        &id.to_string(),
+        committed.version,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -285,17 +289,17 @@ pub async fn remove(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<WebhookId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Webhook)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     let committed = state
         .webhooks
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for::<WebhookView>(&state, &id, committed.version).await?;
+    wait_for::<WebhookView>(&state, &id.to_string(), committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -309,11 +313,11 @@ pub async fn rotate_secret(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<WebhookId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Webhook)?;
+    let id = path.get()?;
     let expected = if_match(&req)?;
     let rotated = state
         .webhooks
@@ -322,7 +326,7 @@ pub async fn rotate_secret(
     let webhook = read_back::<WebhookView>(
         &state,
         &principal.account_id,
-        &id,
+        &id.to_string(),
         rotated.committed.version,
     )
     .await?
@@ -345,11 +349,11 @@ pub async fn test(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<WebhookId>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
-    let id = resource_id(&path, ResourceKind::Webhook)?;
+    let id = path.get()?;
     let delivery_id = state
         .webhooks
         .send_test(&metadata(&req, &principal), &id, &state.db, Utc::now())
@@ -368,18 +372,18 @@ pub async fn test(
 pub async fn deliveries(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: PathId<WebhookId>,
     QueryParams(params): QueryParams<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_read()?;
-    let id = resource_id(&path, ResourceKind::Webhook)?;
+    let id = path.get()?;
     let mut errors = Vec::new();
     let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     let client = state.db.get().await?;
-    let page = read::deliveries(&client, &principal.account_id, &id, &page)
+    let page = read::deliveries(&client, &principal.account_id, &id.to_string(), &page)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     Ok(HttpResponse::Ok().json(DeliveryList {
