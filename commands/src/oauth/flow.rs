@@ -302,7 +302,7 @@ impl OauthService {
         )?;
         let issued = tokens::exchange_code(&self.http, &client, code, &consumed.verifier)
             .await
-            .map_err(|e| OauthError::TokenExchange(e.message().to_owned()))?;
+            .map_err(OauthError::TokenExchange)?;
 
         let settings = settings_of(provider, pending, &params, &issued)?;
         let secret = secret_of(&settings, &issued, None);

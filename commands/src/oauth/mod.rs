@@ -25,6 +25,7 @@ use crate::vault::{CredentialVault, VaultError};
 pub use flow::{CallbackParams, Connected, StartRequest, Started};
 pub use refresher::{RefreshOutcome, BACKGROUND_WINDOW, USE_WINDOW};
 pub use state::STATE_TTL;
+pub use tokens::TokenError;
 
 /// One platform's OAuth client registration and endpoint overrides
 /// (`LISTBACKUP_PLATFORM_<ID>_{CLIENT_ID,CLIENT_SECRET,AUTH_URL,TOKEN_URL}`).
@@ -146,7 +147,7 @@ pub enum OauthError {
     #[error("the platform did not authorize the connection: {error}")]
     Denied { error: String },
     #[error("the platform's token endpoint refused the authorization: {0}")]
-    TokenExchange(String),
+    TokenExchange(#[source] tokens::TokenError),
     #[error("the platform did not say which account was authorized: {0}")]
     UserInfo(String),
     #[error(transparent)]

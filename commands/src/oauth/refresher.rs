@@ -280,7 +280,7 @@ impl OauthService {
                     connection_id,
                     platform = platform.id,
                     permanent,
-                    reason = err.message(),
+                    error = &err as &dyn std::error::Error,
                     "access token refresh failed"
                 );
                 self.mark_tokens(

@@ -142,19 +142,40 @@ impl From<ProviderTokenResponse> for IssuedTokens {
     }
 }
 
-/// Why the token endpoint did not issue tokens.
-#[derive(Debug)]
+/// Why the token endpoint did not issue tokens. The messages never hold a secret: an error code and the
+/// platform's description, or what went wrong with the request; the transport's own error is kept as the
+/// source (for the log's chain), the answer's body and its parse error are not (both may hold a token).
+#[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    /// The grant was refused for good (`invalid_grant`): the customer must authorize again.
+    /// The grant was refused for good (`invalid_grant`, RFC 6749 §5.2): the customer must authorize again.
+    #[error("{0}")]
     InvalidGrant(String),
-    /// Anything else (network, 5xx, a malformed answer, a misconfigured client): may work later.
+    /// Another error code of RFC 6749 §5.2 (`invalid_client`, `temporarily_unavailable`…), with the platform's
+    /// description: may work later.
+    #[error("{0}")]
+    Refused(String),
+    /// The request got no answer (a timeout, a refused connection, TLS): may work later.
+    #[error("{message}")]
+    Unreachable {
+        message: &'static str,
+        #[source]
+        source: oauth2::HttpClientError<reqwest::Error>,
+    },
+    /// The answer is not a token response.
+    #[error("the token endpoint's answer is not a token response")]
+    Malformed,
+    /// Anything else the `oauth2` crate refused (its own message, cut to 200 characters).
+    #[error("{0}")]
     Other(String),
 }
 
 impl TokenError {
+    /// What went wrong, without the source: recorded in events (`TokenRefreshFailed`'s reason) and shown.
     pub fn message(&self) -> &str {
         match self {
-            Self::InvalidGrant(m) | Self::Other(m) => m,
+            Self::InvalidGrant(m) | Self::Refused(m) | Self::Other(m) => m,
+            Self::Unreachable { message, .. } => message,
+            Self::Malformed => "the token endpoint's answer is not a token response",
         }
     }
 }
@@ -267,20 +288,21 @@ fn token_error(
             if *response.error() == BasicErrorResponseType::InvalidGrant {
                 TokenError::InvalidGrant(message)
             } else {
-                TokenError::Other(message)
+                TokenError::Refused(message)
             }
         }
-        RequestTokenError::Request(e) => TokenError::Other(match e {
-            oauth2::HttpClientError::Reqwest(e) if e.is_timeout() => "the request timed out".into(),
-            oauth2::HttpClientError::Reqwest(e) if e.is_connect() => {
-                "the token endpoint could not be reached".into()
-            }
-            _ => "the request failed".into(),
-        }),
-        // Neither the parse error nor the body is shown: both may contain a token.
-        RequestTokenError::Parse(_, _) => {
-            TokenError::Other("the token endpoint's answer is not a token response".into())
-        }
+        RequestTokenError::Request(source) => TokenError::Unreachable {
+            message: match &source {
+                oauth2::HttpClientError::Reqwest(e) if e.is_timeout() => "the request timed out",
+                oauth2::HttpClientError::Reqwest(e) if e.is_connect() => {
+                    "the token endpoint could not be reached"
+                }
+                _ => "the request failed",
+            },
+            source,
+        },
+        // Neither the parse error nor the body is kept: both may contain a token.
+        RequestTokenError::Parse(_, _) => TokenError::Malformed,
         RequestTokenError::Other(message) => TokenError::Other(message.chars().take(200).collect()),
     }
 }
@@ -311,4 +333,51 @@ pub async fn refresh(
         .await
         .map(IssuedTokens::from)
         .map_err(token_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_got_no_answer_keeps_the_transport_error_as_its_source() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let refused = reqwest::Client::new()
+            .get("http://127.0.0.1:1/token")
+            .send()
+            .await
+            .unwrap_err();
+        let err = token_error(RequestTokenError::Request(
+            oauth2::HttpClientError::Reqwest(Box::new(refused)),
+        ));
+        assert!(matches!(err, TokenError::Unreachable { .. }), "{err:?}");
+        assert_eq!(err.message(), "the token endpoint could not be reached");
+        assert_eq!(err.to_string(), err.message());
+        // The chain goes down to reqwest's own error (which names the URL, never a body).
+        let transport = err.source().expect("the transport error is kept");
+        let reqwest = transport.source().expect("oauth2 keeps reqwest's error");
+        assert!(reqwest.to_string().contains("127.0.0.1:1"), "{reqwest}");
+        // Wrapped as the callback's error, the message clients see is unchanged and the chain continues.
+        let oauth = OauthError::TokenExchange(err);
+        assert_eq!(
+            oauth.to_string(),
+            "the platform's token endpoint refused the authorization: the token endpoint could not be reached"
+        );
+        assert!(oauth.source().and_then(|s| s.source()).is_some());
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_token_response_keeps_neither_body_nor_parse_error() {
+        let body = br#"{"access_token": 7, "token_type": "secret-looking"}"#.to_vec();
+        let parse = serde_path_to_error::deserialize::<_, serde_json::Value>(
+            &mut serde_json::Deserializer::from_slice(b"{"),
+        )
+        .unwrap_err();
+        let err = token_error(RequestTokenError::Parse(parse, body));
+        assert!(matches!(err, TokenError::Malformed));
+        assert!(err.source().is_none());
+        assert!(!format!("{err:?}").contains("secret-looking"));
+    }
 }
