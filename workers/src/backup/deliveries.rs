@@ -34,6 +34,7 @@ use listbackup_domain::ErrorKind;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::queue::QueueError;
 use super::{BackupWorker, EventMessage};
 
 /// The longest a redelivery waits, however many deliveries came before.
@@ -233,13 +234,16 @@ impl BackupWorker {
 
     /// Follows the captured max-deliveries advisories of the work queue's consumers until `shutdown`, giving up on
     /// each one's job (path 2 in the module documentation).
-    pub(super) async fn watch_exhausted(&self, shutdown: &CancellationToken) -> Result<(), String> {
+    pub(super) async fn watch_exhausted(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<(), QueueError> {
         let js = jetstream::new(self.nats.clone());
         let setup = async {
             self.relay
                 .ensure_stream()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(QueueError::by("setting up the events stream"))?;
             let events = self.backups_stream(&js).await?;
             // Created, or updated from an earlier version's subjects (the advisories of the events stream's
             // single backup consumer, before the work queue).
@@ -251,11 +255,11 @@ impl BackupWorker {
                 ..Default::default()
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(QueueError::by("creating the delivery advisories stream"))?;
             let advisories = js
                 .get_stream(self.names.delivery_advisories_stream())
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(QueueError::by("opening the delivery advisories stream"))?;
             let name = self.names.consumer(ADVISORY_CONSUMER);
             // No delivery limit: an advisory is acknowledged once its job has ended, and retried until then.
             let consumer: consumer::PullConsumer = advisories
@@ -269,9 +273,12 @@ impl BackupWorker {
                     },
                 )
                 .await
-                .map_err(|e| e.to_string())?;
-            let messages = consumer.messages().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((events, messages))
+                .map_err(QueueError::by("creating the advisories' consumer"))?;
+            let messages = consumer
+                .messages()
+                .await
+                .map_err(QueueError::by("reading the advisories"))?;
+            Ok::<_, QueueError>((events, messages))
         };
         let (events, mut messages) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -281,8 +288,12 @@ impl BackupWorker {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 next = messages.next() => match next {
-                    Some(message) => message.map_err(|e| e.to_string())?,
-                    None => return Err("the advisory consumer's message stream ended".into()),
+                    Some(message) => message.map_err(QueueError::by("reading the advisories"))?,
+                    None => {
+                        return Err(QueueError::ended(
+                            "the advisory consumer's message stream ended",
+                        ))
+                    }
                 },
             };
             match self.on_advisory(&events, &message.payload).await {

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::leases::{Claim, LeaseError};
-use super::queue::Partition;
+use super::queue::{Partition, QueueError};
 use super::BackupWorker;
 
 /// How much a worker process runs at once (`LISTBACKUP_WORKER_CONCURRENCY`,
@@ -188,7 +188,7 @@ impl BackupWorker {
         self: &Arc<Self>,
         shutdown: &CancellationToken,
         runs: &mut JoinSet<()>,
-    ) -> Result<(), String> {
+    ) -> Result<(), QueueError> {
         let js = jetstream::new(self.nats.clone());
         let setup = async {
             let queue = self.backups_stream(&js).await?;
@@ -196,8 +196,8 @@ impl BackupWorker {
                 .nats
                 .subscribe(self.names.backups_wildcard())
                 .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((queue, arrivals))
+                .map_err(QueueError::by("subscribing to the arrivals of queued jobs"))?;
+            Ok::<_, QueueError>((queue, arrivals))
         };
         let (queue, mut arrivals) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -249,14 +249,14 @@ impl BackupWorker {
         queue: &stream::Stream,
         consumers: &mut HashMap<String, consumer::PullConsumer>,
         wanted: usize,
-    ) -> Result<Vec<(jetstream::Message, Partition)>, String> {
+    ) -> Result<Vec<(jetstream::Message, Partition)>, QueueError> {
         let mut waiting: HashMap<String, usize> = queue
             .info_with_subjects(self.names.backups_wildcard())
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(QueueError::by("reading the partitions of the work queue"))?
             .try_collect()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(QueueError::by("reading the partitions of the work queue"))?;
         waiting.retain(|_, count| *count > 0);
         let mut picked = Vec::new();
         if waiting.is_empty() {
@@ -266,7 +266,7 @@ impl BackupWorker {
             .leases
             .running_elsewhere(&self.process_id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(QueueError::by("reading the leases of running jobs"))?;
         // Partitions that answered nothing in this pass (their messages run elsewhere, or wait for redelivery).
         let mut dry: std::collections::HashSet<String> = std::collections::HashSet::new();
         'fill: while picked.len() < wanted {
@@ -325,7 +325,7 @@ impl BackupWorker {
         queue: &stream::Stream,
         consumers: &mut HashMap<String, consumer::PullConsumer>,
         partition: &Partition,
-    ) -> Result<Option<jetstream::Message>, String> {
+    ) -> Result<Option<jetstream::Message>, QueueError> {
         let (consumer, created) = match consumers.get(&partition.subject) {
             Some(consumer) => (consumer.clone(), false),
             None => {
@@ -352,14 +352,20 @@ impl BackupWorker {
             Err(err) => {
                 // Removed by JetStream after a day unused: created again next time.
                 consumers.remove(&partition.subject);
-                return Err(format!("pulling from {}: {err}", partition.subject));
+                return Err(QueueError::new(
+                    format!("pulling from {}", partition.subject),
+                    err,
+                ));
             }
         };
         match next {
             Some(Ok(message)) => Ok(Some(message)),
             Some(Err(err)) => {
                 consumers.remove(&partition.subject);
-                Err(format!("pulling from {}: {err}", partition.subject))
+                Err(QueueError::new(
+                    format!("pulling from {}", partition.subject),
+                    err,
+                ))
             }
             None => Ok(None),
         }

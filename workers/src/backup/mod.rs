@@ -314,7 +314,7 @@ impl BackupWorker {
     async fn keep_running<F, Fut>(&self, what: &str, shutdown: &CancellationToken, task: F)
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
+        Fut: std::future::Future<Output = Result<(), queue::QueueError>>,
     {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -325,7 +325,10 @@ impl BackupWorker {
             match outcome {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %err, "{what} paused; retrying");
+                    tracing::warn!(
+                        error = &err as &dyn std::error::Error,
+                        "{what} paused; retrying"
+                    );
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}

@@ -17,18 +17,53 @@
 //! any other (an account id from an identity provider may hold dots or spaces) is `x` followed by 32 hex digits
 //! of its SHA-256.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use futures::StreamExt;
-use listbackup_commands::{CommandError, EventMetadata};
+use listbackup_commands::{BoxError, CommandError, EventMetadata};
 use listbackup_domain::ErrorKind;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::BackupWorker;
+
+/// Why a work-queue task (the feeders, the dispatcher, the exhausted-deliveries watcher) stopped: what it was
+/// doing, and the NATS, JetStream or command error that stopped it, kept whole so the log prints its chain.
+/// The task is started again with backoff (`keep_running`).
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+pub(super) struct QueueError {
+    context: Cow<'static, str>,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl QueueError {
+    /// `context` failed because of `source`.
+    pub(super) fn new(context: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Self {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A stream of messages that ended (its consumer was removed): no underlying error.
+    pub(super) fn ended(context: &'static str) -> Self {
+        Self {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// For `map_err`: `context` failed because of the error given.
+    pub(super) fn by<E: Into<BoxError>>(context: &'static str) -> impl FnOnce(E) -> Self {
+        move |source| Self::new(context, source)
+    }
+}
 
 /// The durable consumer that moves `SyncRequested` events into the work queue.
 const FEEDER_CONSUMER: &str = "backup-feeder";
@@ -102,7 +137,7 @@ impl BackupWorker {
     pub(super) async fn backups_stream(
         &self,
         js: &jetstream::Context,
-    ) -> Result<stream::Stream, String> {
+    ) -> Result<stream::Stream, QueueError> {
         js.get_or_create_stream(stream::Config {
             name: self.names.backups_stream(),
             subjects: vec![self.names.backups_wildcard()],
@@ -112,7 +147,7 @@ impl BackupWorker {
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("creating the backups work queue: {e}"))
+        .map_err(QueueError::by("creating the backups work queue"))
     }
 
     /// The pull consumer of one partition, created (or brought to this worker's delivery settings).
@@ -120,7 +155,7 @@ impl BackupWorker {
         &self,
         queue: &stream::Stream,
         partition: &Partition,
-    ) -> Result<consumer::PullConsumer, String> {
+    ) -> Result<consumer::PullConsumer, QueueError> {
         let hash = hex::encode(Sha256::digest(partition.subject.as_bytes()));
         let name = self
             .names
@@ -134,7 +169,7 @@ impl BackupWorker {
         queue
             .create_consumer(config)
             .await
-            .map_err(|e| format!("the consumer of {}: {e}", partition.subject))
+            .map_err(|e| QueueError::new(format!("the consumer of {}", partition.subject), e))
     }
 
     /// Runs until `shutdown`: moves every `event_type` (`SyncRequested`, `RestoreRequested`) of the events
@@ -144,17 +179,17 @@ impl BackupWorker {
         &self,
         shutdown: &CancellationToken,
         (event_type, feeder): (&str, &str),
-    ) -> Result<(), String> {
+    ) -> Result<(), QueueError> {
         self.relay
             .ensure_stream()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(QueueError::by("setting up the events stream"))?;
         let js = jetstream::new(self.nats.clone());
         self.backups_stream(&js).await?;
         let events = js
             .get_stream(self.names.events_stream())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(QueueError::by("opening the events stream"))?;
         let name = self.names.consumer(feeder);
         let feeder: consumer::PullConsumer = events
             .create_consumer(consumer::pull::Config {
@@ -165,20 +200,20 @@ impl BackupWorker {
                 ..Default::default()
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(QueueError::by("creating the feeder's consumer"))?;
         // Copying a message takes a few milliseconds, so a small batch waits in this buffer only briefly.
         let mut messages = feeder
             .stream()
             .max_messages_per_batch(32)
             .messages()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(QueueError::by("reading the feeder's messages"))?;
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 next = messages.next() => match next {
-                    Some(message) => message.map_err(|e| e.to_string())?,
-                    None => return Err("the feeder's message stream ended".into()),
+                    Some(message) => message.map_err(QueueError::by("reading the feeder's messages"))?,
+                    None => return Err(QueueError::ended("the feeder's message stream ended")),
                 },
             };
             match self.enqueue(&js, &message.payload).await {
@@ -191,7 +226,10 @@ impl BackupWorker {
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "a queued backup was not moved yet; retrying");
+                    tracing::warn!(
+                        error = &err as &dyn std::error::Error,
+                        "a queued backup was not moved yet; retrying"
+                    );
                     let _ = message
                         .ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(1))))
                         .await;
@@ -201,7 +239,7 @@ impl BackupWorker {
     }
 
     /// Publishes one `SyncRequested` (its bytes unchanged) under its partition's subject.
-    async fn enqueue(&self, js: &jetstream::Context, body: &[u8]) -> Result<(), String> {
+    async fn enqueue(&self, js: &jetstream::Context, body: &[u8]) -> Result<(), QueueError> {
         let queued: Queued = match serde_json::from_slice(body) {
             Ok(queued) => queued,
             Err(err) => {
@@ -232,7 +270,7 @@ impl BackupWorker {
                 kind: ErrorKind::NotFound,
                 ..
             }) => NO_CONNECTION.to_owned(),
-            Err(err) => return Err(err.to_string()),
+            Err(err) => return Err(QueueError::new("reading the queued job's source", err)),
         };
         let account_key = if account_id.is_empty() {
             NO_CONNECTION.to_owned()
@@ -244,9 +282,9 @@ impl BackupWorker {
         headers.insert("Nats-Msg-Id", queued.payload.job_id.as_str());
         js.publish_with_headers(subject, headers, body.to_vec().into())
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(QueueError::by("publishing a queued job to its partition"))?
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(QueueError::by("storing a queued job in its partition"))?;
         Ok(())
     }
 }
