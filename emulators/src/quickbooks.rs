@@ -23,6 +23,18 @@
 //!   `MetaData.{CreateTime,LastUpdatedTime}` to the second in the company's offset (`-08:00` here).
 //! - `GET /companyinfo/{realmId}`: `{"CompanyInfo":{…},"time":…}`, also `SELECT * FROM CompanyInfo`.
 //! - Errors: `{"Fault":{"Error":[{"Message","Detail","code"}],"type"},"time"}`; 429 `ThrottleExceeded`.
+//! - Writes of customers and items (Customer and Item entity references): `POST /customer` (`/item`) with
+//!   the entity as a JSON object creates it, answered 200 `{"Customer": {…}, "time": …}` with `Id` and
+//!   `SyncToken` `"0"`; with an `Id` it updates that record: `"sparse": true` changes the fields sent
+//!   (a `null` clears one), without it the fields not sent are cleared. An update must carry the record's
+//!   current `SyncToken` (missing: 400 code 2020; older: 400 "Stale Object Error" code 5010) and answers the
+//!   record with the next one. Refused with a `ValidationFault`: a property the entity does not have (2010),
+//!   an unknown `Id` (610), a customer without any name or an item without `Name` (2020), a
+//!   `DisplayName` in use by another customer, vendor or employee or an item `Name` in use (6240
+//!   "Duplicate Name Exists Error", without case), an inventory item without its three accounts,
+//!   `QtyOnHand`, `InvStartDate` and `TrackQtyOnHand`, a service or non-inventory item without an
+//!   `IncomeAccountRef` (6000). Read-only properties sent back (`MetaData`, `FullyQualifiedName`, …) are
+//!   ignored. There is no delete: `Active: false` is how a name-list record goes.
 //!
 //! Every entity is queried on the one `/query` path; [`crate::PlatformApi::truncate_every`] with
 //! `<query path>#<Entity>` (e.g. `…/query#Vendor`) cuts the answers about that entity only.
@@ -194,6 +206,8 @@ pub(crate) fn answer(
             Ok(statement) => run(state, statement, fault_kind),
             Err(_) => return parser_error("the statement is not text"),
         },
+        (&Method::POST, "customer") => return write(state, "Customer", body),
+        (&Method::POST, "item") => return write(state, "Item", body),
         (&Method::GET, r) if r == format!("companyinfo/{REALM_ID}") => Ok((
             "CompanyInfo",
             json!({"CompanyInfo": company_info(), "time": now()}),
@@ -558,7 +572,7 @@ fn run(
     // Times are written to the second; conditions compare what is written.
     let seconds = |ms: i64| ms.div_euclid(1000) * 1000;
     let matches = |i: u64| {
-        let is_active = !name_list || i % 10 != 9;
+        let is_active = !name_list || is_active(dataset, i);
         (!name_list || active.contains(&is_active))
             && statement
                 .conditions
@@ -617,10 +631,330 @@ fn run(
     Ok((entity, json!({"QueryResponse": response, "time": now()})))
 }
 
+/// Whether name-list record `index` is active: as written last, else generated (every tenth inactive).
+fn is_active(dataset: &Dataset, index: u64) -> bool {
+    match dataset.written.get(&index) {
+        Some(written) => written
+            .fields
+            .get("Active")
+            .and_then(Value::as_bool)
+            .unwrap_or(!written.created && index % 10 != 9),
+        None => index % 10 != 9,
+    }
+}
+
+/// Properties a write may send, per entity: the writable ones, then the read-only ones it ignores.
+fn properties(entity: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match entity {
+        "Customer" => (
+            &[
+                "DisplayName",
+                "Title",
+                "GivenName",
+                "MiddleName",
+                "FamilyName",
+                "Suffix",
+                "CompanyName",
+                "PrintOnCheckName",
+                "PrimaryEmailAddr",
+                "PrimaryPhone",
+                "Mobile",
+                "Fax",
+                "AlternatePhone",
+                "WebAddr",
+                "BillAddr",
+                "ShipAddr",
+                "Notes",
+                "Taxable",
+                "Active",
+                "Job",
+                "BillWithParent",
+                "ParentRef",
+                "PreferredDeliveryMethod",
+                "ResaleNum",
+                "SalesTermRef",
+                "PaymentMethodRef",
+                "DefaultTaxCodeRef",
+                "CurrencyRef",
+                "Balance",
+                "OpenBalanceDate",
+            ],
+            &[
+                "MetaData",
+                "FullyQualifiedName",
+                "Level",
+                "BalanceWithJobs",
+                "domain",
+            ],
+        ),
+        _ => (
+            &[
+                "Name",
+                "Type",
+                "Description",
+                "Active",
+                "SubItem",
+                "ParentRef",
+                "Taxable",
+                "UnitPrice",
+                "PurchaseDesc",
+                "PurchaseCost",
+                "IncomeAccountRef",
+                "ExpenseAccountRef",
+                "AssetAccountRef",
+                "TrackQtyOnHand",
+                "QtyOnHand",
+                "InvStartDate",
+                "Sku",
+                "SalesTaxCodeRef",
+                "PurchaseTaxCodeRef",
+                "ReorderPoint",
+                "PrefVendorRef",
+                "ItemGroupDetail",
+                "ClassRef",
+            ],
+            &["MetaData", "FullyQualifiedName", "Level", "domain"],
+        ),
+    }
+}
+
+/// The unique name of a name-list record as it is now (`DisplayName` of people, `Name` of the rest).
+fn name_of(dataset: &Dataset, entity: &str, index: u64) -> Option<String> {
+    let field = if entity == "Item" {
+        "Name"
+    } else {
+        "DisplayName"
+    };
+    match dataset.written.get(&index) {
+        Some(written) => match written.fields.get(field) {
+            Some(Value::String(name)) => Some(name.clone()),
+            Some(_) => None,
+            None => (!written.created).then(|| format!("{entity} {index}")),
+        },
+        None => Some(format!("{entity} {index}")),
+    }
+}
+
+/// A create or an update of a customer or an item (see the module).
+fn write(state: &mut State, entity: &'static str, body: &[u8]) -> HttpResponse {
+    let refuse = |code: &str, message: &str, detail: &str| {
+        fault(
+            StatusCode::BAD_REQUEST,
+            "ValidationFault",
+            message,
+            detail,
+            code,
+        )
+    };
+    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(body) else {
+        return refuse(
+            "2010",
+            "Request has invalid or unsupported property",
+            "The request body is not a JSON object.",
+        );
+    };
+    let (writable, ignored) = properties(entity);
+    if let Some(unknown) = fields.keys().find(|k| {
+        !writable.contains(&k.as_str())
+            && !ignored.contains(&k.as_str())
+            && !["Id", "SyncToken", "sparse"].contains(&k.as_str())
+    }) {
+        return refuse(
+            "2010",
+            "Request has invalid or unsupported property",
+            &format!("Property Name:{unknown} specified is unsupported or invalid"),
+        );
+    }
+    fields.retain(|k, _| !ignored.contains(&k.as_str()));
+    let data_type = if entity == "Item" {
+        "items"
+    } else {
+        "customers"
+    };
+    let id = fields.remove("Id");
+    let token = fields.remove("SyncToken");
+    let sparse = fields.remove("sparse").and_then(|v| v.as_bool()) == Some(true);
+    let index = match &id {
+        None => None,
+        Some(id) => {
+            let dataset = state.dataset("quickbooks", data_type);
+            let found = text(id)
+                .and_then(|id| id.parse::<u64>().ok())
+                .and_then(|id| id.checked_sub(1))
+                .filter(|i| dataset.exists(*i));
+            let Some(index) = found else {
+                return refuse(
+                    "610",
+                    "Object Not Found",
+                    "Object Not Found : Something you're trying to use has been made inactive. \
+                     Check the fields with accounts, customers, items, vendors or employees.",
+                );
+            };
+            let current = sync_token(dataset, index);
+            match token.as_ref().and_then(text) {
+                None => {
+                    return refuse(
+                        "2020",
+                        "Required param missing, need to supply the required value for the API",
+                        "Required parameter SyncToken is missing in the request",
+                    )
+                }
+                Some(sent) if sent.parse::<u64>().ok() != Some(current) => return refuse(
+                    "5010",
+                    "Stale Object Error",
+                    "Stale Object Error : You and Emulated User were working on this at the same \
+                         time. Emulated User finished before you did, so your work was not saved.",
+                ),
+                Some(_) => Some((index, current)),
+            }
+        }
+    };
+    // The unique name: a person's DisplayName (made of the name's parts when not given), an item's Name.
+    let name_field = if entity == "Item" {
+        "Name"
+    } else {
+        "DisplayName"
+    };
+    if index.is_none() && entity == "Customer" && !fields.contains_key("DisplayName") {
+        let parts: Vec<&str> = ["Title", "GivenName", "MiddleName", "FamilyName", "Suffix"]
+            .iter()
+            .filter_map(|f| fields.get(*f).and_then(Value::as_str))
+            .filter(|p| !p.is_empty())
+            .collect();
+        let name = if parts.is_empty() {
+            fields
+                .get("CompanyName")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        } else {
+            Some(parts.join(" "))
+        };
+        if let Some(name) = name {
+            fields.insert("DisplayName".into(), Value::String(name));
+        }
+    }
+    if index.is_none()
+        && !fields
+            .get(name_field)
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.trim().is_empty())
+    {
+        return refuse(
+            "2020",
+            "Required param missing, need to supply the required value for the API",
+            &format!("Required parameter {name_field} is missing in the request"),
+        );
+    }
+    if let Some(Value::String(name)) = fields.get(name_field) {
+        let wanted = name.trim().to_lowercase();
+        let others: &[(&str, &str)] = if entity == "Item" {
+            &[("Item", "items")]
+        } else {
+            &[
+                ("Customer", "customers"),
+                ("Vendor", "vendors"),
+                ("Employee", "employees"),
+            ]
+        };
+        for (other, data_type) in others {
+            let dataset = state.dataset("quickbooks", data_type);
+            let taken = (0..dataset.count).any(|i| {
+                dataset.visible(i)
+                    && !(*other == entity && index.is_some_and(|(at, _)| at == i))
+                    && name_of(dataset, other, i).is_some_and(|n| n.trim().to_lowercase() == wanted)
+            });
+            if taken {
+                let what = if entity == "Item" {
+                    "Another product or service is already using this name."
+                } else {
+                    "Another customer, vendor or employee is already using this name."
+                };
+                return refuse(
+                    "6240",
+                    "Duplicate Name Exists Error",
+                    &format!(
+                        "The name supplied already exists. : {what} Please use a different name."
+                    ),
+                );
+            }
+        }
+    }
+    if entity == "Item" && index.is_none() {
+        let has = |f: &str| fields.get(f).is_some_and(|v| !v.is_null());
+        let kind = fields
+            .get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or("NonInventory");
+        let required: &[&str] = match kind {
+            "Inventory" => &[
+                "IncomeAccountRef",
+                "ExpenseAccountRef",
+                "AssetAccountRef",
+                "QtyOnHand",
+                "InvStartDate",
+                "TrackQtyOnHand",
+            ],
+            "Service" | "NonInventory" => &["IncomeAccountRef"],
+            _ => &[],
+        };
+        if let Some(missing) = required.iter().find(|f| !has(f)) {
+            return refuse(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                &format!(
+                    "Business Validation Error: {missing} is required for an item of type {kind}."
+                ),
+            );
+        }
+    }
+    let index = match index {
+        Some((index, current)) => {
+            fields.insert("SyncToken".into(), json!((current + 1).to_string()));
+            if !sparse {
+                // A full update: the writable properties not sent are cleared.
+                for field in writable {
+                    fields.entry(*field).or_insert(Value::Null);
+                }
+            }
+            state.update_record("quickbooks", data_type, index, fields);
+            index
+        }
+        None => {
+            fields.insert("SyncToken".into(), json!("0"));
+            fields.entry("Active").or_insert(json!(true));
+            state.create_record("quickbooks", data_type, fields)
+        }
+    };
+    let dataset = state.dataset("quickbooks", data_type);
+    HttpResponse::Ok().json(json!({entity: record(dataset, entity, true, index), "time": now()}))
+}
+
+/// A string's text or a number's decimal text (QuickBooks sends ids and tokens as strings; numbers are
+/// taken as well).
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A record's current `SyncToken`: as the last write through the API left it, else 0 for a record never
+/// changed and 1 for one changed since.
+fn sync_token(dataset: &Dataset, index: u64) -> u64 {
+    dataset
+        .written
+        .get(&index)
+        .and_then(|w| w.fields.get("SyncToken"))
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| u64::from(dataset.updated_ms(index) != dataset.created_ms(index)))
+}
+
 fn record(dataset: &Dataset, entity: &str, name_list: bool, index: u64) -> Value {
     let mut record = json!({
         "Id": (index + 1).to_string(),
-        "SyncToken": u8::from(dataset.updated_ms(index) != dataset.created_ms(index)).to_string(),
+        "SyncToken": sync_token(dataset, index).to_string(),
         "domain": "QBO",
         "sparse": false,
         "MetaData": {"CreateTime": time(dataset.created_ms(index)),
@@ -643,10 +977,13 @@ fn record(dataset: &Dataset, entity: &str, name_list: bool, index: u64) -> Value
             "Item" => {
                 fields["Type"] = json!("Service");
                 fields["UnitPrice"] = json!(100 + index % 50);
+                fields["IncomeAccountRef"] =
+                    json!({"value": "79", "name": "Sales of Product Income"});
             }
             _ => {}
         }
-        fields
+        // As the API's writes left it.
+        Value::Object(dataset.fields(index, || fields))
     } else {
         let date = DateTime::<Utc>::from_timestamp_millis(dataset.created_ms(index))
             .unwrap()
@@ -710,6 +1047,124 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn answered(response: HttpResponse) -> (u16, Value) {
+        let status = response.status().as_u16();
+        let body = actix_web::body::to_bytes(response.into_body());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let body = runtime.block_on(body).ok().unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn writes_create_update_sparsely_and_refuse_as_intuit_documents() {
+        let mut state = State::default();
+        state.seed("quickbooks", "customers", 3);
+        let post = |state: &mut State, entity, body: Value| {
+            answered(write(state, entity, body.to_string().as_bytes()))
+        };
+        // A create: 200 with the new record, SyncToken 0.
+        let (status, created) = post(
+            &mut state,
+            "Customer",
+            json!({"DisplayName": "Ada Lovelace", "GivenName": "Ada"}),
+        );
+        assert_eq!(status, 200, "{created}");
+        assert_eq!(created["Customer"]["Id"], "4");
+        assert_eq!(created["Customer"]["SyncToken"], "0");
+        assert_eq!(created["Customer"]["Active"], true);
+        // A name in use, without case: 6240.
+        let (status, refused) = post(&mut state, "Customer", json!({"DisplayName": "customer 1"}));
+        assert_eq!(
+            (status, refused["Fault"]["Error"][0]["code"].clone()),
+            (400, json!("6240"))
+        );
+        // A sparse update with the current SyncToken changes the fields sent and moves the token on.
+        let (status, updated) = post(
+            &mut state,
+            "Customer",
+            json!({"Id": "4", "SyncToken": "0", "sparse": true, "FamilyName": "Lovelace"}),
+        );
+        assert_eq!(status, 200, "{updated}");
+        assert_eq!(updated["Customer"]["SyncToken"], "1");
+        assert_eq!(updated["Customer"]["GivenName"], "Ada");
+        assert_eq!(updated["Customer"]["FamilyName"], "Lovelace");
+        // The token it had is stale now: 5010; none at all: 2020.
+        let (status, stale) = post(
+            &mut state,
+            "Customer",
+            json!({"Id": "4", "SyncToken": "0", "sparse": true, "GivenName": "Bob"}),
+        );
+        assert_eq!(
+            (status, stale["Fault"]["Error"][0]["code"].clone()),
+            (400, json!("5010"))
+        );
+        assert_eq!(stale["Fault"]["Error"][0]["Message"], "Stale Object Error");
+        let (status, _) = post(&mut state, "Customer", json!({"Id": "4", "sparse": true}));
+        assert_eq!(status, 400);
+        // A full update clears what it does not send.
+        let (status, full) = post(
+            &mut state,
+            "Customer",
+            json!({"Id": "4", "SyncToken": "1", "DisplayName": "Ada Lovelace"}),
+        );
+        assert_eq!(status, 200, "{full}");
+        assert!(full["Customer"].get("GivenName").is_none(), "{full}");
+        // Deactivated, it leaves the active list and comes back when made active again.
+        let (status, _) = post(
+            &mut state,
+            "Customer",
+            json!({"Id": "2", "SyncToken": "0", "sparse": true, "Active": false}),
+        );
+        assert_eq!(status, 200);
+        assert!(!is_active(state.dataset("quickbooks", "customers"), 1));
+        // Unknown properties and ids are refused.
+        let (status, refused) = post(
+            &mut state,
+            "Customer",
+            json!({"DisplayName": "X", "Nope": 1}),
+        );
+        assert_eq!(
+            (status, refused["Fault"]["Error"][0]["code"].clone()),
+            (400, json!("2010"))
+        );
+        let (status, refused) = post(
+            &mut state,
+            "Customer",
+            json!({"Id": "99", "SyncToken": "0", "sparse": true}),
+        );
+        assert_eq!(
+            (status, refused["Fault"]["Error"][0]["code"].clone()),
+            (400, json!("610"))
+        );
+        // An inventory item needs its accounts, quantity and start date; a service item an income account.
+        let (status, refused) = post(
+            &mut state,
+            "Item",
+            json!({"Name": "Widget", "Type": "Inventory", "IncomeAccountRef": {"value": "79"}}),
+        );
+        assert_eq!(
+            (status, refused["Fault"]["Error"][0]["code"].clone()),
+            (400, json!("6000"))
+        );
+        let (status, item) = post(
+            &mut state,
+            "Item",
+            json!({"Name": "Widget", "Type": "Inventory", "TrackQtyOnHand": true, "QtyOnHand": 10,
+                   "InvStartDate": "2024-01-01", "IncomeAccountRef": {"value": "79"},
+                   "ExpenseAccountRef": {"value": "80"}, "AssetAccountRef": {"value": "81"}}),
+        );
+        assert_eq!(status, 200, "{item}");
+        assert_eq!(item["Item"]["Id"], "1");
+        let (status, _) = post(
+            &mut state,
+            "Item",
+            json!({"Name": "Hours", "Type": "Service"}),
+        );
+        assert_eq!(status, 400);
     }
 
     #[test]

@@ -82,7 +82,8 @@ pub struct PlannedRecord {
     /// Why a record is skipped or cannot be restored.
     pub reason: Option<&'static str>,
     /// The fields the write sends (empty for skip and cannot-restore). On update, a field the backup holds
-    /// as `null` or lacks is sent as `null`: the writer unsets it.
+    /// as `null` or lacks is sent as `null`: the writer unsets it; the fields of
+    /// [`RecordWrites::update_current`] are added as the platform's record holds them now.
     pub fields: Map<String, Value>,
 }
 
@@ -118,8 +119,9 @@ pub fn plan(
             fields,
         };
     };
+    let record = current;
     let current = writes.fields_of(current).unwrap_or(&empty);
-    let changed: Map<String, Value> = writes
+    let mut changed: Map<String, Value> = writes
         .update_fields
         .iter()
         .filter(|f| value(backed_up, f) != value(current, f))
@@ -154,6 +156,12 @@ pub fn plan(
             ),
             fields: Map::new(),
         };
+    }
+    // The record's version as it is now (QuickBooks' `Id` and `SyncToken`), sent along as listed.
+    for field in writes.update_current {
+        if let Some(value) = record.get(*field).filter(|v| !v.is_null()) {
+            changed.insert((*field).to_owned(), value.clone());
+        }
     }
     PlannedRecord {
         action: RestoreAction::Update,
@@ -207,6 +215,29 @@ mod tests {
             Value::Object(overwrite.fields),
             json!({"name": "Ada", "metadata": null})
         );
+    }
+
+    #[test]
+    fn an_update_carries_the_records_current_version_and_a_create_does_not() {
+        // QuickBooks: `Id` and `SyncToken` as listed now, whatever the backup held.
+        let writes = RecordWrites {
+            update_current: &["Id", "SyncToken"],
+            ..WRITES
+        };
+        let backed_up = json!({"Id": "7", "SyncToken": "2", "name": "Ada"});
+        let current = json!({"Id": "7", "SyncToken": "5", "name": "Bob"});
+        let updated = plan(&writes, &backed_up, Some(&current), RestoreMode::Overwrite);
+        assert_eq!(updated.action, RestoreAction::Update);
+        assert_eq!(
+            Value::Object(updated.fields),
+            json!({"name": "Ada", "Id": "7", "SyncToken": "5"})
+        );
+        let created = plan(&writes, &backed_up, None, RestoreMode::Overwrite);
+        assert_eq!(Value::Object(created.fields), json!({"name": "Ada"}));
+        // Only the version differing is no change.
+        let same = json!({"Id": "7", "SyncToken": "9", "name": "Ada"});
+        let skipped = plan(&writes, &backed_up, Some(&same), RestoreMode::Overwrite);
+        assert_eq!(skipped.action, RestoreAction::Skip);
     }
 
     #[test]

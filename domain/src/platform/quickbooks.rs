@@ -25,15 +25,177 @@
 //!   a bad query; 401 for a token expired or revoked, whose body is spelled in lower case
 //!   (`{"fault":{"error":[{"message","detail","code":"3200"}],"type":"AUTHENTICATION"}}`); 403
 //!   (`AuthorizationFault`) for a user without the permission.
+//! - Writes (restore; Customer and Item entity references,
+//!   https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer and
+//!   .../all-entities/item): `POST /<entity>?minorversion=75` with the entity's fields as a JSON object (no
+//!   envelope) creates, answered `{"<Entity>": {…, "Id": …}, "time": …}`; the same POST with `"sparse": true`,
+//!   the record's `Id` and its current `SyncToken` updates the fields sent only. A `SyncToken` older than the
+//!   record's is refused 400 "Stale Object Error" (code 5010): another change came in between, and the
+//!   restore reports that record. QuickBooks has no delete for name lists: a record "deleted" in the UI is
+//!   inactive (`Active: false`) and is put back by an update. A name in use is refused 400 "Duplicate Name
+//!   Exists Error" (code 6240): customers' `DisplayName` is unique across customers, vendors and employees,
+//!   items' `Name` among items, and they recognise a record re-created under a new id.
 //! - Limits (https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles):
 //!   500 requests per minute per company (realm), 10 concurrent requests per company and app (Intuit's
 //!   2016 announcement), answered 429, after which Intuit advises waiting 60 s; a request taking over
 //!   120 s times out.
 
+use super::writes::{MatchBy, RecordWrites, Unset, WriteBody};
 use super::*;
 
 /// The schema's minor version every request names.
 const MINOR_VERSION: &str = "75";
+
+/// What QuickBooks' writes have in common (see the module): a JSON object without envelope, a sparse update
+/// on the create's path naming the record's current version, no idempotency key honoured by
+/// `Idempotency-Key` (records re-created are recognised by their unique name instead). A field the backup
+/// lacks is sent as `null` on update.
+const WRITES: RecordWrites = RecordWrites {
+    body: WriteBody::Json {
+        envelope: None,
+        unset: Unset::Null,
+    },
+    update_current: &["Id", "SyncToken"],
+    update_flags: &["sparse"],
+    idempotency_key: false,
+    ..RecordWrites::BASE
+};
+
+/// A customer's writable fields (Customer entity reference). Left out: `Balance`/`OpenBalanceDate` (an
+/// opening balance is a transaction of its own; the balance since is the invoices' and payments', which a
+/// restore of customers does not write), and what QuickBooks derives (`FullyQualifiedName`, `Level`,
+/// `BalanceWithJobs`). `CurrencyRef` goes with a create only: a customer's currency cannot change once set.
+/// `ParentRef` names the parent customer by its id, which must exist (a sub-customer whose parent was
+/// re-created under a new id is refused and reported).
+const CUSTOMER_FIELDS: &[&str] = &[
+    "DisplayName",
+    "Title",
+    "GivenName",
+    "MiddleName",
+    "FamilyName",
+    "Suffix",
+    "CompanyName",
+    "PrintOnCheckName",
+    "PrimaryEmailAddr",
+    "PrimaryPhone",
+    "Mobile",
+    "Fax",
+    "AlternatePhone",
+    "WebAddr",
+    "BillAddr",
+    "ShipAddr",
+    "Notes",
+    "Taxable",
+    "Active",
+    "Job",
+    "BillWithParent",
+    "ParentRef",
+    "PreferredDeliveryMethod",
+    "ResaleNum",
+    "SalesTermRef",
+    "PaymentMethodRef",
+    "DefaultTaxCodeRef",
+];
+
+const CUSTOMER_WRITES: RecordWrites = RecordWrites {
+    create: "/customer?minorversion=75",
+    update: Some("/customer?minorversion=75"),
+    create_fields: &[
+        "DisplayName",
+        "Title",
+        "GivenName",
+        "MiddleName",
+        "FamilyName",
+        "Suffix",
+        "CompanyName",
+        "PrintOnCheckName",
+        "PrimaryEmailAddr",
+        "PrimaryPhone",
+        "Mobile",
+        "Fax",
+        "AlternatePhone",
+        "WebAddr",
+        "BillAddr",
+        "ShipAddr",
+        "Notes",
+        "Taxable",
+        "Active",
+        "Job",
+        "BillWithParent",
+        "ParentRef",
+        "PreferredDeliveryMethod",
+        "ResaleNum",
+        "SalesTermRef",
+        "PaymentMethodRef",
+        "DefaultTaxCodeRef",
+        "CurrencyRef",
+    ],
+    update_fields: CUSTOMER_FIELDS,
+    new_id: "/Customer/Id",
+    matched_by: MatchBy::Key("/DisplayName"),
+    ..WRITES
+};
+
+/// An item's writable fields on update (Item entity reference). A create also sends what can only be set
+/// then: `Type` (an inventory item cannot become another type), `TrackQtyOnHand`, and an inventory item's
+/// opening `QtyOnHand` as of `InvStartDate` with its three accounts (`IncomeAccountRef`, `ExpenseAccountRef`,
+/// `AssetAccountRef`, required for `Type: Inventory`; a service or non-inventory item needs an
+/// `IncomeAccountRef`). The accounts are referred to by id: QuickBooks never deletes an account, but one made
+/// inactive since is refused and the item reported. `QtyOnHand` is not updated: the stock has moved with
+/// the sales and purchases since, and QuickBooks records a change of it as an inventory adjustment, which
+/// a restore must not invent. A bundle (`Type: Group`) is sent without its components
+/// (`ItemGroupDetail`): they are not restored, and a refusal of such an item is reported per record.
+const ITEM_FIELDS: &[&str] = &[
+    "Name",
+    "Description",
+    "Active",
+    "SubItem",
+    "ParentRef",
+    "Taxable",
+    "UnitPrice",
+    "PurchaseDesc",
+    "PurchaseCost",
+    "IncomeAccountRef",
+    "ExpenseAccountRef",
+    "AssetAccountRef",
+    "Sku",
+    "SalesTaxCodeRef",
+    "PurchaseTaxCodeRef",
+    "ReorderPoint",
+    "PrefVendorRef",
+];
+
+const ITEM_WRITES: RecordWrites = RecordWrites {
+    create: "/item?minorversion=75",
+    update: Some("/item?minorversion=75"),
+    create_fields: &[
+        "Name",
+        "Type",
+        "Description",
+        "Active",
+        "SubItem",
+        "ParentRef",
+        "Taxable",
+        "UnitPrice",
+        "PurchaseDesc",
+        "PurchaseCost",
+        "IncomeAccountRef",
+        "ExpenseAccountRef",
+        "AssetAccountRef",
+        "TrackQtyOnHand",
+        "QtyOnHand",
+        "InvStartDate",
+        "Sku",
+        "SalesTaxCodeRef",
+        "PurchaseTaxCodeRef",
+        "ReorderPoint",
+        "PrefVendorRef",
+    ],
+    update_fields: ITEM_FIELDS,
+    new_id: "/Item/Id",
+    matched_by: MatchBy::Key("/Name"),
+    ..WRITES
+};
 
 /// The query API's one endpoint.
 const QUERY: &[Endpoint] = &[Endpoint::get("/query")];
@@ -166,10 +328,10 @@ pub(super) const PLATFORM: Platform = Platform {
             },
         ),
         name_list!("accounts", "Chart of accounts", "Account"),
-        name_list!("customers", "Customers", "Customer"),
+        name_list!("customers", "Customers", "Customer").writes(CUSTOMER_WRITES),
         name_list!("vendors", "Vendors", "Vendor"),
         name_list!("employees", "Employees", "Employee"),
-        name_list!("items", "Products and services", "Item"),
+        name_list!("items", "Products and services", "Item").writes(ITEM_WRITES),
         transactions!("invoices", "Invoices", "Invoice"),
         transactions!("estimates", "Estimates", "Estimate"),
         transactions!("sales_receipts", "Sales receipts", "SalesReceipt"),

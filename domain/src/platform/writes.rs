@@ -53,6 +53,13 @@ pub struct RecordWrites {
     pub renames: &'static [FieldRename],
     /// How a snapshot record missing under its own id is recognised on the platform under another one.
     pub matched_by: MatchBy,
+    /// Fields of the platform's current record (its top level) that every update carries as they are now:
+    /// QuickBooks Online's `Id` and `SyncToken`, the record's version, which an update must name and which a
+    /// stale one makes fail ("Stale Object Error", code 5010). Taken from the listing the restore just read.
+    pub update_current: &'static [&'static str],
+    /// Fields sent as `true` with every update (JSON bodies only): QuickBooks Online's `sparse`, which makes
+    /// an update change the fields sent only, where a full update would clear every other writable field.
+    pub update_flags: &'static [&'static str],
     /// Whether each write carries an `Idempotency-Key` header the platform honours (Stripe:
     /// <https://docs.stripe.com/api/idempotent_requests>). Platforms that document none get no header: the
     /// plan's [`RecordWrites::matched_by`] keeps their creates at most once per job.
@@ -191,6 +198,8 @@ impl RecordWrites {
         fields_at: "",
         renames: &[],
         matched_by: MatchBy::Id,
+        update_current: &[],
+        update_flags: &[],
         idempotency_key: true,
         immutable_fields: &[],
         references: &[],

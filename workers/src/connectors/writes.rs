@@ -62,7 +62,13 @@ impl Connector {
             ),
             WriteBody::Json { envelope, unset } => (
                 "application/json",
-                json_body(&renamed(writes, write.fields), envelope, unset, update),
+                json_body(
+                    &renamed(writes, write.fields),
+                    envelope,
+                    unset,
+                    if update { writes.update_flags } else { &[] },
+                    update,
+                ),
             ),
         };
         let method = match if update {
@@ -151,15 +157,17 @@ fn renamed(writes: &RecordWrites, fields: &Map<String, Value>) -> Map<String, Va
     body
 }
 
-/// `fields` as a JSON object, inside `{"<envelope>": …}` when there is one. On update a `null` (a field the
-/// backup did not hold) is sent as the platform clears a field ([`Unset`]); on create nulls are left out.
+/// `fields` as a JSON object, inside `{"<envelope>": …}` when there is one, with each of `flags` set to
+/// `true` (QuickBooks' `sparse` on update). On update a `null` (a field the backup did not hold) is sent as
+/// the platform clears a field ([`Unset`]); on create nulls are left out.
 fn json_body(
     fields: &Map<String, Value>,
     envelope: Option<&str>,
     unset: Unset,
+    flags: &[&str],
     update: bool,
 ) -> String {
-    let object: Map<String, Value> = fields
+    let mut object: Map<String, Value> = fields
         .iter()
         .filter_map(|(name, value)| match value {
             Value::Null if !update => None,
@@ -173,6 +181,9 @@ fn json_body(
             value => Some((name.clone(), value.clone())),
         })
         .collect();
+    for flag in flags {
+        object.insert((*flag).to_owned(), Value::Bool(true));
+    }
     let body = match envelope {
         Some(envelope) => serde_json::json!({ envelope: object }),
         None => Value::Object(object),
@@ -302,6 +313,7 @@ mod tests {
             &fields,
             Some("properties"),
             Unset::EmptyString,
+            &[],
             false,
         ));
         assert_eq!(create, json!({"properties": {"firstname": "Ada"}}));
@@ -309,6 +321,7 @@ mod tests {
             &fields,
             Some("properties"),
             Unset::EmptyString,
+            &[],
             true,
         ));
         assert_eq!(
@@ -316,13 +329,21 @@ mod tests {
             json!({"properties": {"firstname": "Ada", "phone": ""}})
         );
         // Shopify/ActiveCampaign: an envelope, `null` clears; Keap: no envelope.
-        let update = parse(json_body(&fields, Some("customer"), Unset::Null, true));
+        let update = parse(json_body(&fields, Some("customer"), Unset::Null, &[], true));
         assert_eq!(
             update,
             json!({"customer": {"firstname": "Ada", "phone": null}})
         );
-        let create = parse(json_body(&fields, None, Unset::Null, false));
+        let create = parse(json_body(&fields, None, Unset::Null, &[], false));
         assert_eq!(create, json!({"firstname": "Ada"}));
+        // QuickBooks: no envelope, `sparse: true` on an update, the version (`Id`, `SyncToken`) in the
+        // fields the plan chose.
+        let versioned = object(json!({"GivenName": "Ada", "Id": "7", "SyncToken": "3"}));
+        let update = parse(json_body(&versioned, None, Unset::Null, &["sparse"], true));
+        assert_eq!(
+            update,
+            json!({"GivenName": "Ada", "Id": "7", "SyncToken": "3", "sparse": true})
+        );
     }
 
     #[test]
@@ -344,6 +365,7 @@ mod tests {
             &renamed(&writes, &fields),
             Some("ticket"),
             Unset::Null,
+            &[],
             false,
         ))
         .unwrap();
