@@ -4,6 +4,9 @@
 //! maps them); then the same restore once more writes nothing: the records created the first time are
 //! recognised by their natural key or content, which is how a platform without an idempotency key stays
 //! at most once per job. Zendesk tickets come back as new tickets, and a changed one cannot be restored.
+//! QuickBooks Online (OAuth only) runs through the OAuth provider emulation: there, "deleting" a customer or an
+//! item is deactivating it, so the altered records are also made inactive, and their sparse updates carry
+//! the `SyncToken` listed.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -12,6 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::backup::{sync_when_free, BackupApp};
+use crate::support::oauth_provider::{configure_service, connect_ok, OauthProvider};
 
 /// One platform's data type under test.
 struct Case {
@@ -29,6 +33,9 @@ struct Case {
     alter: Value,
     /// Whether an existing record that changed is put back (Zendesk tickets: never).
     updates: bool,
+    /// Connected through the OAuth flow (the provider emulation forwards the data calls with `secret`)
+    /// rather than with `credentials`.
+    oauth: bool,
 }
 
 const ZENDESK_EMAIL: &str = "ops@acme.test";
@@ -44,6 +51,7 @@ fn cases() -> Vec<Case> {
             compared: &["email", "firstname", "lastname", "phone"],
             alter: json!({"firstname": "Someone", "phone": "555-0199"}),
             updates: true,
+            oauth: false,
         },
         Case {
             platform: "hubspot",
@@ -54,6 +62,7 @@ fn cases() -> Vec<Case> {
             compared: &["name", "domain", "industry"],
             alter: json!({"name": "Renamed Inc", "industry": "COMPUTER_SOFTWARE"}),
             updates: true,
+            oauth: false,
         },
         Case {
             platform: "hubspot",
@@ -64,6 +73,7 @@ fn cases() -> Vec<Case> {
             compared: &["dealname", "amount", "dealstage", "pipeline"],
             alter: json!({"amount": "999999", "dealstage": "closedlost"}),
             updates: true,
+            oauth: false,
         },
         Case {
             platform: "keap",
@@ -80,6 +90,7 @@ fn cases() -> Vec<Case> {
             ],
             alter: json!({"given_name": "Someone", "job_title": "Boss"}),
             updates: true,
+            oauth: false,
         },
         Case {
             platform: "shopify",
@@ -91,6 +102,7 @@ fn cases() -> Vec<Case> {
             compared: &["first_name", "last_name", "email", "tags", "note"],
             alter: json!({"last_name": "Changed", "note": "VIP"}),
             updates: true,
+            oauth: false,
         },
         Case {
             platform: "shopify",
@@ -102,6 +114,7 @@ fn cases() -> Vec<Case> {
             compared: &["title", "handle", "vendor"],
             alter: json!({"title": "Renamed product", "vendor": "Someone"}),
             updates: true,
+            oauth: false,
         },
         Case {
             platform: "activecampaign",
@@ -113,6 +126,7 @@ fn cases() -> Vec<Case> {
             compared: &["email", "firstName", "lastName", "phone"],
             alter: json!({"firstName": "Someone", "phone": "555-0100"}),
             updates: true,
+            oauth: false,
         },
         Case {
             platform: "zendesk",
@@ -124,36 +138,89 @@ fn cases() -> Vec<Case> {
             compared: &["subject", "description", "priority", "tags", "requester_id"],
             alter: json!({"subject": "Changed since", "priority": "urgent"}),
             updates: false,
+            oauth: false,
+        },
+        Case {
+            platform: "quickbooks",
+            data_type: "customers",
+            credentials: json!({}),
+            secret: QUICKBOOKS_SECRET,
+            fields_at: "",
+            compared: &[
+                "DisplayName",
+                "GivenName",
+                "FamilyName",
+                "PrimaryEmailAddr",
+                "Active",
+            ],
+            alter: json!({"GivenName": "Someone", "Active": false}),
+            updates: true,
+            oauth: true,
+        },
+        Case {
+            platform: "quickbooks",
+            data_type: "items",
+            credentials: json!({}),
+            secret: QUICKBOOKS_SECRET,
+            fields_at: "",
+            compared: &["Name", "Type", "UnitPrice", "IncomeAccountRef", "Active"],
+            alter: json!({"UnitPrice": 1, "Active": false}),
+            updates: true,
+            oauth: true,
         },
     ]
 }
 
-async fn spawn(platform: &str) -> BackupApp {
+const QUICKBOOKS_SECRET: &str = "quickbooks-data-plane-secret";
+
+/// The service and the emulation for `case`, and the OAuth provider emulation its connection goes through
+/// (kept alive as long as the test).
+async fn spawn(case: &Case) -> (BackupApp, Option<OauthProvider>) {
     let key = format!(
         "LISTBACKUP_PLATFORM_{}_RATE_LIMIT",
-        platform.to_ascii_uppercase()
+        case.platform.to_ascii_uppercase()
     );
-    let backup = BackupApp::spawn_emulating(&[platform], |values| {
-        values.insert(key, "unlimited".into());
-    })
-    .await;
+    let (backup, provider) = if case.oauth {
+        let provider = OauthProvider::start().await;
+        let backup = BackupApp::spawn_with(|values| {
+            configure_service(&provider, values);
+            values.insert(key, "unlimited".into());
+        })
+        .await;
+        provider.serve_data(
+            case.platform,
+            &backup.api.api_url(case.platform),
+            case.secret,
+        );
+        (backup, Some(provider))
+    } else {
+        let backup = BackupApp::spawn_emulating(&[case.platform], |values| {
+            values.insert(key, "unlimited".into());
+        })
+        .await;
+        (backup, None)
+    };
     backup.api.lift_rate_limits();
-    backup
+    (backup, provider)
 }
 
 /// A connection and a source backing `case.data_type` up in full each time; the source's id.
 async fn source(backup: &BackupApp, token: &str, case: &Case) -> String {
     let app = &backup.app;
-    let response = app
-        .post(
-            "/connections",
-            token,
-            &json!({"platformId": case.platform, "name": case.platform,
-                    "credentials": case.credentials}),
-        )
-        .await;
-    assert_eq!(response.status(), 201, "{}", case.platform);
-    let connection: Value = response.json().await.unwrap();
+    let connection = if case.oauth {
+        connect_ok(app, token, case.platform, json!({})).await
+    } else {
+        let response = app
+            .post(
+                "/connections",
+                token,
+                &json!({"platformId": case.platform, "name": case.platform,
+                        "credentials": case.credentials}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", case.platform);
+        response.json().await.unwrap()
+    };
     let response = app
         .post(
             "/sources",
@@ -217,8 +284,10 @@ async fn report(backup: &BackupApp, token: &str, job_id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A record's id: `id`, or QuickBooks' `Id`.
 fn id_of(record: &Value) -> String {
-    match &record["id"] {
+    let id = record.get("id").unwrap_or(&record["Id"]);
+    match id {
         Value::String(id) => id.clone(),
         Value::Number(id) => id.to_string(),
         other => panic!("no id: {other}"),
@@ -252,7 +321,7 @@ fn counts(done: &Value) -> (u64, u64, u64, u64) {
 
 async fn round_trip(case: Case) {
     const SEEDED: u64 = 12;
-    let backup = spawn(case.platform).await;
+    let (backup, _provider) = spawn(&case).await;
     if case.platform == "zendesk" {
         backup.api.accept_credentials(
             "zendesk",
@@ -294,6 +363,7 @@ async fn round_trip(case: Case) {
         "hubspot" => &["contacts", "companies", "deals"],
         "shopify" => &["customers", "products"],
         "zendesk" => &["tickets"],
+        "quickbooks" => &["customers", "items"],
         _ => &["contacts"],
     };
     assert_eq!(writable, expected, "{what}");
@@ -452,9 +522,19 @@ async fn zendesk_tickets_come_back_as_new_tickets() {
 }
 
 #[tokio::test]
+async fn quickbooks_customers_round_trip() {
+    round_trip(cases().remove(8)).await;
+}
+
+#[tokio::test]
+async fn quickbooks_items_round_trip() {
+    round_trip(cases().remove(9)).await;
+}
+
+#[tokio::test]
 async fn a_record_the_platform_refuses_is_reported_and_the_restore_goes_on() {
     let case = cases().remove(7);
-    let backup = spawn("zendesk").await;
+    let (backup, _) = spawn(&case).await;
     backup.api.accept_credentials(
         "zendesk",
         json!({"email": ZENDESK_EMAIL, "apiToken": case.secret}),
