@@ -186,6 +186,16 @@ impl SourceCommands {
         job_id: &str,
         restore: listbackup_domain::job::RestoreRequest,
     ) -> Result<Committed, CommandError> {
+        let (source, _) = self.live(metadata, source_id).await?;
+        let (connection, _) = self
+            .connections
+            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
+                source.connection_id(),
+            )?)
+            .await?;
+        if !restore.dry_run {
+            require_write_access(&connection, source.connection_id(), &restore.data_types)?;
+        }
         let command = SourceCommand::RequestRestore {
             account_id: account(metadata)?,
             job_id: job_id.to_owned(),
@@ -293,6 +303,41 @@ fn require_granted(
                 .map(|n| format!("\"{n}\""))
                 .collect::<Vec<_>>()
                 .join(", ")
+        ),
+    })
+}
+
+/// A restore through an OAuth connection not granted its data types' write scopes
+/// ([`RecordWrites::scopes`](listbackup_domain::platform::writes::RecordWrites::scopes)) is refused before
+/// it is queued, naming the scopes and the way to consent to them (the platform would refuse every write).
+/// A dry run only reads, and is let through.
+/// Connections that recorded no scopes (API keys) are not checked; unknown or unwritable data types are
+/// the aggregate's to refuse.
+fn require_write_access(
+    connection: &Connection,
+    connection_id: &str,
+    data_types: &[String],
+) -> Result<(), CommandError> {
+    let (Some(granted), Some(platform)) = (
+        connection.granted_scopes(),
+        PlatformId::parse(connection.platform_id()),
+    ) else {
+        return Ok(());
+    };
+    let missing = platform.platform().ungranted_writes(granted, data_types);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(CommandError::Domain {
+        kind: ErrorKind::Invalid,
+        field: Some("dataTypes"),
+        message: format!(
+            "the connection was granted read access only: restoring {} needs the scope{} {}, which it was \
+             not granted. Reconnect it with write access (POST /connections/{connection_id}/reconnect \
+             {{\"writeAccess\": true}}) and consent again, or use API credentials that may write",
+            data_types.join(", "),
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", "),
         ),
     })
 }

@@ -587,3 +587,129 @@ async fn a_record_the_platform_refuses_is_reported_and_the_restore_goes_on() {
     assert_eq!(backup.api.listing_ids("zendesk", "tickets").len(), 3);
     backup.stop().await;
 }
+
+/// An OAuth connection asks for read scopes only unless told otherwise: a restore through one that was not
+/// granted its data types' write scopes (the catalog's `writeScopes`) is refused at request time, naming them
+/// and the way out; a dry run, which only reads, goes through. Reconnected with `writeAccess`, the
+/// authorization asks for them and the restore runs.
+#[tokio::test]
+async fn a_restore_through_a_read_only_oauth_connection_is_refused_until_write_access_is_granted() {
+    const SECRET: &str = "hubspot-data-plane-secret";
+    let provider = OauthProvider::start().await;
+    let backup = BackupApp::spawn_with(|values| {
+        configure_service(&provider, values);
+        values.insert(
+            "LISTBACKUP_PLATFORM_HUBSPOT_RATE_LIMIT".into(),
+            "unlimited".into(),
+        );
+    })
+    .await;
+    provider.serve_data("hubspot", &backup.api.api_url("hubspot"), SECRET);
+    backup.api.accept("hubspot", SECRET);
+    backup.api.lift_rate_limits();
+    backup.api.seed("hubspot", "contacts", 3);
+    let token = backup.app.owner("acme");
+
+    // The catalog says what a restore of contacts needs.
+    let catalog: Value = backup
+        .app
+        .get("/platforms/hubspot", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let contacts = catalog["dataTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "contacts")
+        .unwrap();
+    assert_eq!(
+        contacts["writeScopes"],
+        json!(["crm.objects.contacts.write"]),
+        "{contacts}"
+    );
+
+    let connection = connect_ok(
+        &backup.app,
+        &token,
+        "hubspot",
+        json!({"dataTypes": ["contacts"]}),
+    )
+    .await;
+    let connection_id = connection["connectionId"].as_str().unwrap().to_owned();
+    let response = backup
+        .app
+        .post(
+            "/sources",
+            &token,
+            &json!({"connectionId": connection_id, "name": "CRM", "dataTypes": ["contacts"],
+                    "incremental": false}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let source: Value = response.json().await.unwrap();
+    let source_id = source["sourceId"].as_str().unwrap().to_owned();
+    let snapshot = back_up(&backup, &token, &source_id).await;
+    backup.api.delete("hubspot", "contacts", [0]);
+    let body = |dry_run: bool| json!({"snapshot": snapshot, "dataTypes": ["contacts"], "mode": "missing", "dryRun": dry_run});
+
+    // Refused at request time: 422 naming the scope and how to get it; nothing is queued.
+    let response = backup
+        .app
+        .post(
+            &format!("/sources/{source_id}/restores"),
+            &token,
+            &body(false),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "dataTypes", "{problem}");
+    let message = problem["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("crm.objects.contacts.write")
+            && message.contains(&format!("/connections/{connection_id}/reconnect"))
+            && message.contains("writeAccess"),
+        "{problem}"
+    );
+    // A dry run only reads: it plans the missing contact.
+    let dry = restore(&backup, &token, &source_id, body(true)).await;
+    assert_eq!(counts(&dry), (1, 0, 2, 0), "{dry}");
+    assert_eq!(backup.api.listing_ids("hubspot", "contacts").len(), 2);
+
+    // Reconnected with write access: the authorization asks for the write scope too, and it is granted.
+    let response = backup
+        .app
+        .post(
+            &format!("/connections/{connection_id}/reconnect"),
+            &token,
+            &json!({"writeAccess": true}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let again: Value = response.json().await.unwrap();
+    let url = again["authorizationUrl"].as_str().unwrap();
+    let asked: String = url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert!(
+        asked.split(' ').any(|s| s == "crm.objects.contacts.write"),
+        "{asked}"
+    );
+    assert!(
+        asked.split(' ').any(|s| s == "crm.objects.contacts.read"),
+        "what was granted is kept: {asked}"
+    );
+    let redirect = crate::support::oauth_provider::consent(url).await;
+    let response = crate::support::oauth_provider::deliver(&backup.app, &redirect).await;
+    assert!(response.status().is_success(), "{}", response.status());
+
+    let done = restore(&backup, &token, &source_id, body(false)).await;
+    assert_eq!(counts(&done), (1, 0, 2, 0), "{done}");
+    assert_eq!(backup.api.listing_ids("hubspot", "contacts").len(), 3);
+    backup.stop().await;
+}

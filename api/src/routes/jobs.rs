@@ -157,8 +157,10 @@ pub struct CreateRestore {
 /// `queued`; `Location: /jobs/{jobId}`). The workers run it like a backup (progress, `POST /jobs/{id}/cancel`,
 /// `GET /jobs/{id}/events`); its report (one NDJSON line per record: old id → new id, action, reason or
 /// error) is its file `report.ndjson.gz` (`GET /jobs/{id}/files`). 422 naming `snapshot` when it is not a
-/// readable backup of this source, naming `dataTypes` when one is not writable; 409 while the source has a
-/// queued or running job. Owners and managers.
+/// readable backup of this source, naming `dataTypes` when one is not writable or, unless the run is dry,
+/// when the source's OAuth connection was not granted their `writeScopes` (`GET /platforms`; the problem
+/// names the scopes: reconnect with `{"writeAccess": true}`); 409 while the source has a queued or running
+/// job. Owners and managers.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = CreateRestore,
     responses((status = 202, body = JobView, headers(("Location" = String, description = "/jobs/{jobId}"))),

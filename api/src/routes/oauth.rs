@@ -39,6 +39,10 @@ pub struct StartOauth {
     /// The data types the customer means to back up: the authorization asks only for the scopes they need
     /// (see each data type's `oauthScopes` in `GET /platforms/{platformId}`). Omitted: every data type's.
     pub data_types: Option<Vec<String>>,
+    /// Ask for write access as well: the `writeScopes` of these data types (of every writable one when
+    /// `dataTypes` is omitted), which a restore through the connection needs. Default false: read only.
+    #[serde(default)]
+    pub write_access: bool,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -47,6 +51,10 @@ pub struct ReconnectOauth {
     pub return_url: Option<String>,
     /// Data types to add consent for: the authorization asks for the scopes already granted and theirs.
     pub data_types: Option<Vec<String>>,
+    /// Ask for write access as well, as a restore needs (see `StartOauth.writeAccess`): the `writeScopes`
+    /// of `dataTypes`, or of every writable data type when omitted.
+    #[serde(default)]
+    pub write_access: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -115,6 +123,7 @@ pub async fn start(
         shop: body.shop,
         subdomain: body.subdomain,
         data_types: body.data_types,
+        write_access: body.write_access,
     };
     Ok(started(state.oauth.start(request).await?))
 }
@@ -149,6 +158,7 @@ pub async fn reconnect(
             &id.to_string(),
             body.return_url,
             body.data_types,
+            body.write_access,
         )
         .await?;
     Ok(started(result))

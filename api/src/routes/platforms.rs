@@ -71,6 +71,11 @@ pub struct DataTypeView {
     /// Whether a restore (`POST /sources/{id}/restores`) can write its records back to the platform; a
     /// restore naming one that is not is refused (422).
     pub writable: bool,
+    /// OAuth scopes a restore's writes need beyond those of backing it up (empty when not writable, or when
+    /// the platform's scopes already cover writes). A restore through an OAuth connection not granted them is
+    /// refused (422); `writeAccess: true` on `POST /connections/oauth/start` or
+    /// `/connections/{id}/reconnect` asks for them.
+    pub write_scopes: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -122,6 +127,7 @@ impl From<&'static Platform> for PlatformView {
                     incremental: d.listing.is_some_and(|l| l.incremental.is_some()),
                     oauth_scopes: d.scopes.to_vec(),
                     writable: d.is_writable(),
+                    write_scopes: d.writes.map(|w| w.scopes.to_vec()).unwrap_or_default(),
                 })
                 .collect(),
             oauth_scopes: p.oauth_scopes.to_vec(),

@@ -37,6 +37,9 @@ pub struct StartRequest {
     /// The data types the customer means to back up: the authorization asks for their scopes only (the
     /// platform's base scopes, then each data type's). `None`: every data type's.
     pub data_types: Option<Vec<String>>,
+    /// Ask for the write scopes of those data types as well (of every writable one when `None`), which a
+    /// restore through the connection needs ([`RecordWrites::scopes`](listbackup_domain::platform::writes::RecordWrites::scopes)).
+    pub write_access: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +134,7 @@ impl OauthService {
         connection_id: &str,
         return_url: Option<String>,
         data_types: Option<Vec<String>>,
+        write_access: bool,
     ) -> Result<Started, OauthError> {
         let (connection, _) = self
             .bus
@@ -174,6 +178,7 @@ impl OauthService {
             shop: host.clone().filter(|_| host_field == Some("shop")),
             subdomain: host.filter(|_| host_field == Some("subdomain")),
             data_types,
+            write_access,
         };
         // A reconnection keeps what was granted and asks for more where data types need it: the platforms
         // grant the union (Google with `include_granted_scopes`), and nothing a source backs up is lost.
@@ -193,7 +198,12 @@ impl OauthService {
             .oauth
             .as_ref()
             .ok_or(OauthError::NotConfigured(platform.name))?;
-        let scopes = requested_scopes(platform, request.data_types.as_deref(), granted)?;
+        let scopes = requested_scopes(
+            platform,
+            request.data_types.as_deref(),
+            granted,
+            request.write_access,
+        )?;
         if let Some(url) = &request.return_url {
             if !self.settings.return_url_allowed(url) {
                 return Err(invalid(
@@ -540,12 +550,15 @@ pub(super) fn is_segment(value: &str) -> bool {
 }
 
 /// The scopes an authorization asks for: the platform's base scopes and those of `data_types` (every data
-/// type's when `None`), after those already `granted` when reconnecting. A name that is not a data type of the
-/// platform is refused.
+/// type's when `None`), then their write scopes with `write_access`, after those already `granted` when
+/// reconnecting. A name that is not a data type of the platform is refused. A platform that takes one scope
+/// ([`Oauth::single_scope`](listbackup_domain::platform::Oauth::single_scope)) gets the broadest: a write
+/// scope if any, else the last.
 fn requested_scopes(
     platform: &Platform,
     data_types: Option<&[String]>,
     granted: Option<Vec<String>>,
+    write_access: bool,
 ) -> Result<Vec<String>, OauthError> {
     let names: Option<Vec<&str>> = data_types.map(|d| d.iter().map(String::as_str).collect());
     if let Some(unknown) = names
@@ -562,10 +575,24 @@ fn requested_scopes(
         ));
     }
     let mut scopes = granted.unwrap_or_default();
-    for scope in platform.scopes_for(names.as_deref()) {
+    let mut wanted = platform.scopes_for(names.as_deref());
+    if write_access {
+        wanted.extend(platform.write_scopes_for(names.as_deref()));
+    }
+    for scope in wanted {
         if !scopes.iter().any(|s| s == scope) {
             scopes.push(scope.to_owned());
         }
+    }
+    if platform.oauth.is_some_and(|o| o.single_scope) && scopes.len() > 1 {
+        // A write scope granted or wanted wins (it reads as well), so a reconnection never loses it.
+        let writes = platform.write_scopes_for(None);
+        let broadest = scopes
+            .iter()
+            .find(|s| writes.contains(&s.as_str()))
+            .or(scopes.last())
+            .cloned();
+        scopes = broadest.into_iter().collect();
     }
     Ok(scopes)
 }
@@ -664,4 +691,61 @@ fn default_name(
         .and_then(|n| DisplayName::parse(n).ok())
         .or_else(|| DisplayName::parse(&format!("{} ({})", platform.name, external.name)).ok())
         .unwrap_or_else(|| DisplayName::parse(platform.name).expect("catalog names are valid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use listbackup_domain::platform::find;
+
+    fn asked(
+        platform: &str,
+        data_types: Option<&[&str]>,
+        granted: &[&str],
+        write: bool,
+    ) -> Vec<String> {
+        let names: Option<Vec<String>> =
+            data_types.map(|d| d.iter().map(|s| (*s).to_owned()).collect());
+        let granted =
+            (!granted.is_empty()).then(|| granted.iter().map(|s| (*s).to_owned()).collect());
+        requested_scopes(find(platform).unwrap(), names.as_deref(), granted, write)
+            .ok()
+            .unwrap()
+    }
+
+    #[test]
+    fn write_access_adds_the_write_scopes_of_the_data_types_asked_for() {
+        assert_eq!(
+            asked("hubspot", Some(&["contacts"]), &[], false),
+            ["oauth", "crm.objects.contacts.read"]
+        );
+        assert_eq!(
+            asked("hubspot", Some(&["contacts", "notes"]), &[], true),
+            [
+                "oauth",
+                "crm.objects.contacts.read",
+                "crm.objects.contacts.write"
+            ]
+        );
+        // Every writable data type's when none are named.
+        let all = asked("hubspot", None, &[], true);
+        for scope in ["crm.objects.companies.write", "crm.objects.deals.write"] {
+            assert!(all.iter().any(|s| s == scope), "{all:?}");
+        }
+        // A platform whose one scope covers writes asks for nothing more.
+        assert_eq!(
+            asked("quickbooks", None, &[], true),
+            ["com.intuit.quickbooks.accounting"]
+        );
+    }
+
+    #[test]
+    fn a_single_scope_platform_gets_the_broadest_and_keeps_it_on_reconnection() {
+        assert_eq!(asked("stripe", None, &[], false), ["read_only"]);
+        assert_eq!(asked("stripe", None, &[], true), ["read_write"]);
+        assert_eq!(
+            asked("stripe", None, &["read_write"], false),
+            ["read_write"]
+        );
+    }
 }

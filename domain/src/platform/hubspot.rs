@@ -18,12 +18,14 @@ use super::*;
 /// `{id, properties: {…}}`: its writable properties are sent, never `hs_object_id`, `createdate` or the
 /// modification dates (HubSpot's to set). HubSpot honours no idempotency key: a contact is recognised by its
 /// e-mail address (HubSpot keeps it unique: creating a second one is a 409 `CONFLICT`), companies and deals by
-/// all their writable properties.
+/// all their writable properties. Through OAuth the writes need the object's `crm.objects.<type>.write` scope
+/// (<https://developers.hubspot.com/docs/api/scopes>).
 const fn crm_writes(
     create: &'static str,
     update: &'static str,
     fields: &'static [&'static str],
     matched_by: MatchBy,
+    scopes: &'static [&'static str],
 ) -> RecordWrites {
     RecordWrites {
         create,
@@ -37,6 +39,7 @@ const fn crm_writes(
         update_method: WriteMethod::Patch,
         fields_at: "/properties",
         matched_by,
+        scopes,
         idempotency_key: false,
         ..RecordWrites::BASE
     }
@@ -107,6 +110,7 @@ pub(super) const PLATFORM: Platform = Platform {
             "/crm/v3/objects/contacts/{id}",
             CONTACT_PROPERTIES,
             MatchBy::Key("/properties/email"),
+            &["crm.objects.contacts.write"],
         )),
         object(
             "companies",
@@ -120,6 +124,7 @@ pub(super) const PLATFORM: Platform = Platform {
             "/crm/v3/objects/companies/{id}",
             COMPANY_PROPERTIES,
             MatchBy::Content,
+            &["crm.objects.companies.write"],
         )),
         object(
             "deals",
@@ -133,6 +138,7 @@ pub(super) const PLATFORM: Platform = Platform {
             "/crm/v3/objects/deals/{id}",
             DEAL_PROPERTIES,
             MatchBy::Content,
+            &["crm.objects.deals.write"],
         )),
         object(
             "tickets",

@@ -311,6 +311,10 @@ pub struct Oauth {
     pub callback_settings: &'static [&'static str],
     /// Fields of the token response kept as settings: (field in the response, setting name).
     pub token_settings: &'static [(&'static str, &'static str)],
+    /// The authorization takes one scope, the broadest of those wanted (the last): Stripe Connect's `scope`
+    /// is `read_only` or `read_write` (<https://docs.stripe.com/connect/oauth-reference>), the latter
+    /// reading as well.
+    pub single_scope: bool,
 }
 
 impl Oauth {
@@ -330,6 +334,7 @@ impl Oauth {
             signed_callback: false,
             callback_settings: &[],
             token_settings: &[],
+            single_scope: false,
         }
     }
 }
@@ -511,6 +516,31 @@ impl Platform {
                     .find(|scope| !granted.iter().any(|g| g == *scope))?;
                 Some((name.as_str(), *lacking))
             })
+            .collect()
+    }
+
+    /// The OAuth scopes a restore's writes of `data_types` need ([`writes::RecordWrites::scopes`]), once
+    /// each, in catalog order; those of every writable data type when `None`.
+    pub fn write_scopes_for(&self, data_types: Option<&[&str]>) -> Vec<&'static str> {
+        let mut scopes: Vec<&'static str> = Vec::new();
+        let wanted = self
+            .data_types
+            .iter()
+            .filter(|d| data_types.is_none_or(|names| names.contains(&d.name)));
+        for scope in wanted.filter_map(|d| d.writes).flat_map(|w| w.scopes) {
+            if !scopes.contains(scope) {
+                scopes.push(scope);
+            }
+        }
+        scopes
+    }
+
+    /// The write scopes a restore of `data_types` needs that were not `granted` (empty: it may go on).
+    pub fn ungranted_writes(&self, granted: &[String], data_types: &[String]) -> Vec<&'static str> {
+        let names: Vec<&str> = data_types.iter().map(String::as_str).collect();
+        self.write_scopes_for(Some(&names))
+            .into_iter()
+            .filter(|scope| !granted.iter().any(|g| g == scope))
             .collect()
     }
 

@@ -54,6 +54,8 @@ const CUSTOMER_WRITES: RecordWrites = RecordWrites {
     update_method: WriteMethod::Put,
     new_id: "/customer/id",
     matched_by: MatchBy::Key("/email"),
+    // OAuth access scopes (https://shopify.dev/docs/api/usage/access-scopes): `write_customers`.
+    scopes: &["write_customers"],
     idempotency_key: false,
     ..RecordWrites::BASE
 };
@@ -85,6 +87,7 @@ const PRODUCT_WRITES: RecordWrites = RecordWrites {
         unset: Unset::Null,
     },
     matched_by: MatchBy::Key("/handle"),
+    scopes: &["write_products"],
     ..CUSTOMER_WRITES
 };
 

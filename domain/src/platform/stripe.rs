@@ -29,8 +29,10 @@ const CUSTOMER_FIELDS: &[&str] = &[
     "invoice_prefix",
 ];
 
-/// Customers: `POST /v1/customers` creates, `POST /v1/customers/{id}` updates, form-encoded.
+/// Customers: `POST /v1/customers` creates, `POST /v1/customers/{id}` updates, form-encoded. Through Stripe
+/// Connect OAuth the writes need the `read_write` scope (a `read_only` connection may not write).
 const CUSTOMER_WRITES: RecordWrites = RecordWrites {
+    scopes: &["read_write"],
     create: "/customers",
     update: Some("/customers/{id}"),
     create_fields: CUSTOMER_FIELDS,
@@ -239,6 +241,8 @@ pub(super) const PLATFORM: Platform = Platform {
     oauth: Some(Oauth {
         // Stripe Connect: the token response names the connected account.
         token_settings: &[("stripe_user_id", "stripeUserId")],
+        // `read_only`, or `read_write` for a restore's writes.
+        single_scope: true,
         ..Oauth::new(
             "https://connect.stripe.com/oauth/authorize",
             "https://connect.stripe.com/oauth/token",

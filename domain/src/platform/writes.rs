@@ -60,6 +60,11 @@ pub struct RecordWrites {
     /// Fields sent as `true` with every update (JSON bodies only): QuickBooks Online's `sparse`, which makes
     /// an update change the fields sent only, where a full update would clear every other writable field.
     pub update_flags: &'static [&'static str],
+    /// The OAuth scopes the writes need beyond what backing the data type up needs (HubSpot's
+    /// `crm.objects.contacts.write`, Shopify's `write_customers`): a restore through an OAuth connection not
+    /// granted them is refused at request time, naming them. Empty where the platform's one scope covers
+    /// writes (QuickBooks' `com.intuit.quickbooks.accounting`, Keap's `full`) or it has no OAuth.
+    pub scopes: &'static [&'static str],
     /// Whether each write carries an `Idempotency-Key` header the platform honours (Stripe:
     /// <https://docs.stripe.com/api/idempotent_requests>). Platforms that document none get no header: the
     /// plan's [`RecordWrites::matched_by`] keeps their creates at most once per job.
@@ -200,6 +205,7 @@ impl RecordWrites {
         matched_by: MatchBy::Id,
         update_current: &[],
         update_flags: &[],
+        scopes: &[],
         idempotency_key: true,
         immutable_fields: &[],
         references: &[],

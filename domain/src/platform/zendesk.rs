@@ -57,6 +57,9 @@ const TICKET_WRITES: RecordWrites = RecordWrites {
         to: &["comment", "body"],
     }],
     matched_by: MatchBy::Content,
+    // OAuth scopes (https://developer.zendesk.com/api-reference/ticketing/oauth/oauth_tokens/, "Scopes"): a
+    // resource's own `tickets:write` rather than the account-wide `write`.
+    scopes: &["tickets:write"],
     idempotency_key: false,
     ..RecordWrites::BASE
 };
