@@ -833,12 +833,11 @@ fn write(state: &mut State, entity: &'static str, body: &[u8]) -> HttpResponse {
             fields.insert("DisplayName".into(), Value::String(name));
         }
     }
-    if index.is_none()
-        && !fields
-            .get(name_field)
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.trim().is_empty())
-    {
+    let named = fields
+        .get(name_field)
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.trim().is_empty());
+    if index.is_none() && !named {
         return refuse(
             "2020",
             "Required param missing, need to supply the required value for the API",
