@@ -25,7 +25,7 @@ pub struct RunShape {
 }
 
 /// Nearest-rank percentile of sorted values: the smallest value with at least `p`% of values at or below it.
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -33,7 +33,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1] as f64
 }
 
-fn ms(us: f64) -> f64 {
+/// Microseconds as milliseconds with two decimals.
+pub fn ms(us: f64) -> f64 {
     (us / 1000.0 * 100.0).round() / 100.0
 }
 
