@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::notifications::WebhookReceiver;
 use support::platform_api::PlatformApi;
 use support::worker_process::{free_port, WorkerProcess};
 use support::{
@@ -147,6 +148,10 @@ async fn metrics_count_requests_by_route_template_and_a_backup_by_platform_witho
         ("LISTBACKUP_DB_POOL_SIZE", "8".to_owned()),
         ("LISTBACKUP_WORKER_CONCURRENCY", "3".to_owned()),
         ("LISTBACKUP_SHUTDOWN_GRACE_SECS", "5".to_owned()),
+        // A loopback webhook receiver, retried after 200 ms.
+        ("LISTBACKUP_WEBHOOK_ALLOW_HTTP", "true".to_owned()),
+        ("LISTBACKUP_WEBHOOK_RETRY_BASE_MS", "200".to_owned()),
+        ("LISTBACKUP_WEBHOOK_RETRY_MAX_MS", "1000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -199,6 +204,17 @@ async fn metrics_count_requests_by_route_template_and_a_backup_by_platform_witho
     assert_eq!(response.status(), 201);
     let source: Value = response.json().await.unwrap();
     let source_id = source["sourceId"].as_str().unwrap().to_owned();
+    // The backup's success is notified to a webhook whose first attempt fails.
+    let receiver = WebhookReceiver::start().await;
+    receiver.fail_next(1);
+    let response = service
+        .call(
+            reqwest::Method::POST,
+            "/webhooks",
+            Some(json!({"url": receiver.url, "events": ["job.succeeded"]})),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
     let missing = uuid::Uuid::now_v7().to_string();
     for _ in 0..2 {
         let response = service
@@ -251,7 +267,51 @@ async fn metrics_count_requests_by_route_template_and_a_backup_by_platform_witho
         service.job(&job_id).await["status"] == "succeeded"
     })
     .await;
+    wait_until(
+        Duration::from_secs(30),
+        "the notification delivered",
+        || async { receiver.received().iter().any(|r| r.answered == 200) },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "an empty webhook queue",
+        || async {
+            let scrape = service.scrape().await;
+            scrape.get("listbackup_webhook_queue_pending", &[]) == Some(0.0)
+                && scrape.get(
+                    "listbackup_webhook_deliveries_total",
+                    &[("event", "job.succeeded"), ("outcome", "delivered")],
+                ) == Some(1.0)
+        },
+    )
+    .await;
     let scrape = service.scrape().await;
+    for (outcome, attempts) in [("failed", 1.0), ("delivered", 1.0)] {
+        assert_eq!(
+            scrape.value(
+                "listbackup_webhook_attempts_total",
+                &[("event", "job.succeeded"), ("outcome", outcome)]
+            ),
+            attempts
+        );
+    }
+    assert_eq!(
+        scrape.value("listbackup_webhook_queue_oldest_seconds", &[]),
+        0.0
+    );
+    assert_eq!(
+        scrape.value("listbackup_webhook_queue_overdue_seconds", &[]),
+        0.0
+    );
+    assert_eq!(
+        scrape.get(
+            "listbackup_webhook_deliveries_total",
+            &[("event", "job.succeeded"), ("outcome", "given_up")]
+        ),
+        None
+    );
+    receiver.stop().await;
     let http = "http_server_request_duration_seconds_count";
     assert_eq!(
         scrape.value(

@@ -567,3 +567,205 @@ async fn webhook_secrets_move_to_a_new_master_key_with_the_rotation() {
         .unwrap();
     assert!(after.load("acme", "w2").await.is_err());
 }
+
+/// A delivery's status and attempt count in the queue, and its recorded attempts (straight from the database:
+/// the service may be stopped, or the account erased).
+async fn queued(app: &TestApp, delivery_id: &str) -> (String, i32, i64) {
+    let row = app
+        .db
+        .connect()
+        .await
+        .query_one(
+            "SELECT d.status, d.attempts, \
+                    (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.delivery_id) \
+             FROM webhook_deliveries d WHERE d.delivery_id = $1::text::uuid",
+            &[&delivery_id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test]
+async fn a_delivery_in_flight_at_shutdown_is_handed_back_and_sent_after_the_restart() {
+    // Attempts may take a minute: a shutdown that waited for one would take that long.
+    let mut app = TestApp::spawn_with(|values| {
+        fast_retries(values);
+        values.insert("LISTBACKUP_WEBHOOK_TIMEOUT_SECS".into(), "60".into());
+    })
+    .await;
+    let receiver = WebhookReceiver::start().await;
+    let token = app.owner("acme");
+    let webhook = create_webhook(&app, &token, &receiver.url, &["job.failed"]).await;
+    let webhook_id = webhook["webhookId"].as_str().unwrap().to_owned();
+
+    // The receiver takes the request and does not answer: the attempt is in flight.
+    receiver.hold_all();
+    let response = app
+        .post(&format!("/webhooks/{webhook_id}/test"), &token, &json!({}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let delivery_id = json_of(response).await["deliveryId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until(
+        Duration::from_secs(30),
+        "the attempt to reach the receiver",
+        || async { receiver.received().len() == 1 },
+    )
+    .await;
+
+    let stopping = std::time::Instant::now();
+    app.stop_service().await;
+    let stopped_in = stopping.elapsed();
+    assert!(
+        stopped_in < Duration::from_secs(30),
+        "the shutdown waited for the attempt ({stopped_in:?})"
+    );
+    // Handed back: still pending, no attempt counted or recorded, so it is first in line.
+    assert_eq!(
+        queued(&app, &delivery_id).await,
+        ("pending".to_owned(), 0, 0)
+    );
+    let held = receiver.received();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].answered, 0);
+
+    receiver.release();
+    app.restart().await;
+    wait_until(
+        Duration::from_secs(30),
+        "the delivery after the restart",
+        || async { queued(&app, &delivery_id).await.0 == "delivered" },
+    )
+    .await;
+    assert_eq!(
+        queued(&app, &delivery_id).await,
+        ("delivered".to_owned(), 1, 1)
+    );
+    let received = receiver.received();
+    let answered: Vec<_> = received.iter().filter(|r| r.answered == 200).collect();
+    assert_eq!(answered.len(), 1, "{received:?}");
+    // The same notification: receivers drop the repeat by its Webhook-Id.
+    assert_eq!(
+        answered[0].header("Webhook-Id"),
+        held[0].header("Webhook-Id")
+    );
+    assert_eq!(answered[0].body, held[0].body);
+    receiver.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_erased_accounts_webhooks_stop() {
+    let app = TestApp::spawn_with(fast_retries).await;
+    let receiver = WebhookReceiver::start().await;
+    let token = app.owner("acme");
+    let connection = app.create_stripe_connection(&token, "Stripe", "sk_1").await;
+    let connection_id = connection["connectionId"].as_str().unwrap().to_owned();
+    let webhook =
+        create_webhook(&app, &token, &receiver.url, &["connection.reauth_required"]).await;
+    let webhook_id = webhook["webhookId"].as_str().unwrap().to_owned();
+
+    // A delivery being retried when the account is erased.
+    receiver.fail_all(500);
+    let response = app
+        .post(&format!("/webhooks/{webhook_id}/test"), &token, &json!({}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let ping_id = json_of(response).await["deliveryId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until(Duration::from_secs(30), "a failed attempt", || async {
+        queued(&app, &ping_id).await.2 >= 1
+    })
+    .await;
+    let erased = app
+        .post("/account/erase", &token, &json!({"confirm": "acme"}))
+        .await;
+    assert_eq!(erased.status(), 200);
+
+    // The pending delivery is given up without another request.
+    wait_until(
+        Duration::from_secs(30),
+        "the delivery to be given up",
+        || async { queued(&app, &ping_id).await.0 == "failed" },
+    )
+    .await;
+    let db = app.db.connect().await;
+    let last_error: Option<String> = db
+        .query_one(
+            "SELECT error FROM webhook_delivery_attempts WHERE delivery_id = $1::text::uuid \
+             ORDER BY attempt DESC LIMIT 1",
+            &[&ping_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(last_error.as_deref(), Some("the account was erased"));
+    let requests_before = receiver.received().len();
+    let (_, attempts, recorded) = queued(&app, &ping_id).await;
+    assert_eq!(
+        requests_before as i64,
+        recorded - 1,
+        "every attempt but the last one made a request"
+    );
+    assert_eq!(attempts as i64, recorded);
+
+    // The receiver would now accept anything; the account's streams go on recording (a process that had
+    // not heard of the erasure), and the dispatcher reads past it.
+    receiver.recover();
+    let sequence: i64 = db
+        .query_one(
+            "SELECT max(sequence) + 1 FROM events WHERE aggregate_id = $1",
+            &[&connection_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let position: i64 = db
+        .query_one(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ('connection', $1, $2, 'ConnectionReauthRequired', '1.0', $3, $4) RETURNING global_position",
+            &[
+                &connection_id,
+                &sequence,
+                &json!({"ConnectionReauthRequired": {"reason": "the refresh token was revoked"}}),
+                &json!({"accountId": "acme", "actor": "system", "requestId": "r", "correlationId": "r", "causationId": "r"}),
+            ],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    wait_until(
+        Duration::from_secs(30),
+        "the dispatcher to read past the event",
+        || async {
+            let at: i64 = db
+                .query_one(
+                    "SELECT position FROM checkpoints WHERE name = 'notifications'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            at >= position
+        },
+    )
+    .await;
+    let queued_for_webhook: i64 = db
+        .query_one(
+            "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1",
+            &[&webhook_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued_for_webhook, 1, "nothing queued after the erasure");
+    assert_eq!(receiver.received().len(), requests_before);
+    assert!(receiver.received().iter().all(|r| r.answered != 200));
+    receiver.stop().await;
+    app.stop().await;
+}

@@ -77,3 +77,56 @@ pub(crate) fn worker_slots(running: usize, slots: usize, draining: bool) {
 pub(crate) fn handed_back() {
     metrics::counter!(WORKER_HANDED_BACK).increment(1);
 }
+
+/// Counter: webhook and e-mail deliveries that ended, by `event` (the notification's type: `job.failed`,
+/// `job.partial`, `job.succeeded`, `connection.reauth_required`, `backup.corrupted`, `ping`) and `outcome`
+/// (`delivered`, or `given_up` after the last retry, a deleted webhook or an erased account).
+pub const WEBHOOK_DELIVERIES: &str = "listbackup_webhook_deliveries_total";
+/// Counter: delivery attempts, by `event` and `outcome` (`delivered` or `failed`; a failed one is retried
+/// unless its delivery was given up).
+pub const WEBHOOK_ATTEMPTS: &str = "listbackup_webhook_attempts_total";
+/// Counter: attempts in flight at the sender's shutdown, abandoned and left pending for the next sender.
+pub const WEBHOOK_HANDED_BACK: &str = "listbackup_webhook_deliveries_handed_back_total";
+/// Gauge: deliveries pending (queued or waiting for a retry), as the sending process last counted them
+/// (at most every second; only the process holding the sender lock reports it).
+pub const WEBHOOK_QUEUE_PENDING: &str = "listbackup_webhook_queue_pending";
+/// Gauge, seconds: age of the oldest pending delivery (since its notification's event), 0 when none is
+/// pending; same reporter and pace as [`WEBHOOK_QUEUE_PENDING`].
+pub const WEBHOOK_QUEUE_OLDEST: &str = "listbackup_webhook_queue_oldest_seconds";
+/// Gauge, seconds: how long ago the most overdue delivery fell due that is first in line for its webhook and
+/// resource (so nothing holds it back but the sender), 0 when none is due. A working sender keeps it near 0
+/// whatever the receivers do; it grows when the sender is stuck or has no leader.
+pub const WEBHOOK_QUEUE_OVERDUE: &str = "listbackup_webhook_queue_overdue_seconds";
+
+/// An attempt of an `event` delivery was recorded; `status` is the delivery's status after it (`pending`,
+/// `delivered` or `failed`).
+pub(crate) fn webhook_attempt(event: &str, delivered: bool, status: &str) {
+    let event = event.to_owned();
+    let outcome = if delivered { "delivered" } else { "failed" };
+    metrics::counter!(WEBHOOK_ATTEMPTS, "event" => event.clone(), "outcome" => outcome)
+        .increment(1);
+    let ended = match status {
+        "delivered" => Some("delivered"),
+        "failed" => Some("given_up"),
+        _ => None,
+    };
+    if let Some(outcome) = ended {
+        metrics::counter!(WEBHOOK_DELIVERIES, "event" => event, "outcome" => outcome).increment(1);
+    }
+}
+
+pub(crate) fn webhook_handed_back(deliveries: usize) {
+    metrics::counter!(WEBHOOK_HANDED_BACK).increment(deliveries as u64);
+}
+
+/// `pending` deliveries, the oldest created `oldest_seconds` ago, the most overdue one due `overdue_seconds`
+/// ago (`None`: none pending, none due).
+pub(crate) fn webhook_queue(
+    pending: i64,
+    oldest_seconds: Option<f64>,
+    overdue_seconds: Option<f64>,
+) {
+    metrics::gauge!(WEBHOOK_QUEUE_PENDING).set(pending as f64);
+    metrics::gauge!(WEBHOOK_QUEUE_OLDEST).set(oldest_seconds.unwrap_or(0.0).max(0.0));
+    metrics::gauge!(WEBHOOK_QUEUE_OVERDUE).set(overdue_seconds.unwrap_or(0.0).max(0.0));
+}

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 pub struct Received {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The status answered; 0 for a request held (see [`WebhookReceiver::hold_all`]).
     pub answered: u16,
 }
 
@@ -40,14 +41,31 @@ struct ReceiverState {
 pub struct WebhookReceiver {
     pub url: String,
     state: Arc<Mutex<ReceiverState>>,
+    /// While true, requests are recorded and left unanswered until it turns false.
+    held: Arc<tokio::sync::watch::Sender<bool>>,
     handle: actix_web::dev::ServerHandle,
 }
 
 async fn receive(
     state: web::Data<Mutex<ReceiverState>>,
+    held: web::Data<tokio::sync::watch::Sender<bool>>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
+    let mut release = held.subscribe();
+    if *release.borrow_and_update() {
+        state.lock().unwrap().received.push(Received {
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect(),
+            body: body.to_vec(),
+            answered: 0,
+        });
+        let _ = release.wait_for(|held| !*held).await;
+        return HttpResponse::Ok().body("released");
+    }
     let mut state = state.lock().unwrap();
     let answered = if let Some(status) = state.failing {
         status
@@ -79,9 +97,12 @@ impl WebhookReceiver {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(ReceiverState::default()));
         let data = web::Data::from(state.clone());
+        let held = Arc::new(tokio::sync::watch::Sender::new(false));
+        let held_data = web::Data::from(held.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(held_data.clone())
                 .default_service(web::to(receive))
         })
         .workers(1)
@@ -95,6 +116,7 @@ impl WebhookReceiver {
         Self {
             url: format!("http://{addr}/hooks"),
             state,
+            held,
             handle,
         }
     }
@@ -109,6 +131,16 @@ impl WebhookReceiver {
         self.state.lock().unwrap().failing = Some(status);
     }
 
+    /// Leaves every request unanswered (recorded with `answered: 0`) until [`WebhookReceiver::release`].
+    pub fn hold_all(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Answers the held requests (200) and stops holding.
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+
     pub fn recover(&self) {
         self.state.lock().unwrap().failing = None;
     }
@@ -119,6 +151,7 @@ impl WebhookReceiver {
     }
 
     pub async fn stop(self) {
+        self.release();
         self.handle.stop(false).await;
     }
 }

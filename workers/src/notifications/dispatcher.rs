@@ -2,7 +2,8 @@
 //! by one process at a time (an advisory lock, as the sagas and the relay). Each batch, in one transaction:
 //! read the events after the checkpoint, queue a delivery of each notification to every webhook of its
 //! account subscribed to its type (and created before the event), move the checkpoint. A crash before the
-//! commit queues the batch again, and nothing twice (deliveries are unique per webhook and event).
+//! commit queues the batch again, and nothing twice (deliveries are unique per webhook and event). Nothing is
+//! queued for an account whose erasure (`AccountErased`) is in the log.
 
 use std::sync::Arc;
 
@@ -131,6 +132,20 @@ impl NotificationDispatcher {
         };
         let webhooks = subscribed(tx, account_id, kind, event.recorded_at).await?;
         if webhooks.is_empty() {
+            return Ok(0);
+        }
+        // An erased account (issue 13 §2) is told nothing more, whatever its streams record afterwards (a
+        // backup that was running ends, say). Looked up in the log itself, on its primary key's prefix, so an
+        // erasure counts even before this reader's checkpoint reaches it.
+        let erased = tx
+            .query_opt(
+                "SELECT 1 FROM events WHERE aggregate_type = 'account' AND aggregate_id = $1 \
+                   AND event_type = 'AccountErased' LIMIT 1",
+                &[&account_id],
+            )
+            .await?
+            .is_some();
+        if erased {
             return Ok(0);
         }
         // The stream's first event names what the notification is about (the job's source, the platform).

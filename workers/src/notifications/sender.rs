@@ -13,8 +13,19 @@
 //!   redirects are not followed (a 3xx is a failed attempt); only the first 256 characters of the response
 //!   body are kept. Unless private targets are allowed, a host name that resolves to a loopback, private or
 //!   link-local address is refused at connection time (DNS rebinding).
+//! - **Erased accounts.** Once `AccountErased` is in the log (issue 13 §2), the account's pending deliveries
+//!   are given up without a request (the attempt says why) and the dispatcher queues no new ones: a customer
+//!   who erased their account hears nothing more from ListBackup.
+//! - **Shutdown.** On shutdown the attempts in flight are abandoned, not waited for: their deliveries stay
+//!   `pending`, their attempt count unchanged and already due, so the next sender (after the restart, or in
+//!   another process) sends them first. A receiver may have got an abandoned request: at least once, the same
+//!   `Webhook-Id` again. Recording an attempt is one transaction, so an abandoned one leaves no half record.
+//! - **Metrics** ([`crate::metrics`]): deliveries ended by event type and outcome, attempts by event type and
+//!   outcome, deliveries handed back at shutdown, and the pending queue's size, oldest age and how overdue
+//!   its most overdue due delivery is.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +70,8 @@ pub struct DeliverySender {
     http: reqwest::Client,
     mailer: Option<Mailer>,
     queued: Arc<Notify>,
+    /// Attempts started and not yet recorded: what a shutdown hands back.
+    in_flight: AtomicUsize,
 }
 
 /// A delivery due now, with its webhook's current target.
@@ -67,11 +80,15 @@ struct Due {
     webhook_id: String,
     account_id: String,
     notification_id: String,
+    /// `job.failed`, `ping`…: the metrics' `event` label.
+    event_type: String,
     payload: Value,
     attempts: i32,
     created_at: DateTime<Utc>,
     /// `None` when the webhook is gone.
     url: Option<String>,
+    /// The account was erased (`AccountErased` is in the log): no more requests.
+    erased: bool,
 }
 
 /// How one attempt went.
@@ -126,6 +143,7 @@ impl DeliverySender {
             http,
             mailer,
             queued,
+            in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -134,11 +152,8 @@ impl DeliverySender {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                outcome = self.lead(&shutdown) => outcome,
-            };
-            match outcome {
+            // `lead` itself watches `shutdown`, so that it releases the sender lock on its way out.
+            match self.lead(&shutdown).await {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(
@@ -173,7 +188,20 @@ impl DeliverySender {
         let poll = self.settings.retry_base.min(Duration::from_secs(1));
         let result = async {
             loop {
-                if self.send_due().await? == 0 {
+                let sent = tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        // The attempts in flight are dropped here, unrecorded: handed back (module docs).
+                        let handed_back = self.in_flight.swap(0, Ordering::SeqCst);
+                        if handed_back > 0 {
+                            crate::metrics::webhook_handed_back(handed_back);
+                            tracing::info!(handed_back,
+                                "shutdown: webhook deliveries in flight handed back for a later attempt");
+                        }
+                        return Ok(());
+                    }
+                    sent = self.send_due() => sent?,
+                };
+                if sent == 0 {
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = self.queued.notified() => {}
@@ -192,10 +220,25 @@ impl DeliverySender {
     /// Attempts every delivery due now that is first in line for its webhook and resource; returns how many.
     pub async fn send_due(&self) -> Result<usize, SendError> {
         let client = self.pool.get().await?;
+        let queue = client
+            .query_one(
+                // Overdue: first in line and due, yet not attempted (the same rule as the query below).
+                "SELECT count(*), EXTRACT(EPOCH FROM $1 - min(d.created_at))::float8, \
+                        EXTRACT(EPOCH FROM $1 - min(d.next_attempt_at) FILTER (WHERE d.next_attempt_at <= $1 \
+                          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
+                                          WHERE e.status = 'pending' AND e.webhook_id = d.webhook_id \
+                                            AND e.ordering_key = d.ordering_key AND e.seq < d.seq)))::float8 \
+                 FROM webhook_deliveries d WHERE d.status = 'pending'",
+                &[&Utc::now()],
+            )
+            .await?;
+        crate::metrics::webhook_queue(queue.get(0), queue.get(1), queue.get(2));
         let rows = client
             .query(
                 "SELECT d.delivery_id, d.webhook_id, d.account_id, d.notification_id::text, d.payload, \
-                        d.attempts, d.created_at, w.url \
+                        d.attempts, d.created_at, w.url, d.event_type, \
+                        EXISTS (SELECT 1 FROM events a WHERE a.aggregate_type = 'account' \
+                                  AND a.aggregate_id = d.account_id AND a.event_type = 'AccountErased') \
                  FROM webhook_deliveries d \
                  LEFT JOIN read_webhooks w ON w.webhook_id = d.webhook_id AND w.status <> 'deleted' \
                  WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
@@ -218,13 +261,18 @@ impl DeliverySender {
                 attempts: row.get(5),
                 created_at: row.get(6),
                 url: row.get(7),
+                event_type: row.get(8),
+                erased: row.get(9),
             })
             .collect();
         let count = due.len();
         let results: Vec<Result<(), SendError>> = futures::stream::iter(due)
             .map(|due| async move {
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
                 let attempt = self.attempt(&due).await;
-                self.record(&due, attempt).await
+                let recorded = self.record(&due, attempt).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                recorded
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -234,6 +282,9 @@ impl DeliverySender {
     }
 
     async fn attempt(&self, due: &Due) -> Attempt {
+        if due.erased {
+            return Attempt::refused("the account was erased");
+        }
         let Some(url) = &due.url else {
             return Attempt::refused("the webhook was deleted");
         };
@@ -343,7 +394,7 @@ impl DeliverySender {
     async fn record(&self, due: &Due, attempt: Attempt) -> Result<(), SendError> {
         let now = Utc::now();
         let attempts = due.attempts + 1;
-        let gone = due.url.is_none();
+        let gone = due.url.is_none() || due.erased;
         let next = (!attempt.delivered && !gone)
             .then(|| now + self.settings.retry_delay(attempts as u32))
             .filter(|next| *next <= due.created_at + self.settings.retry_for);
@@ -379,6 +430,7 @@ impl DeliverySender {
         )
         .await?;
         tx.commit().await?;
+        crate::metrics::webhook_attempt(&due.event_type, attempt.delivered, status);
         match status {
             "failed" => {
                 tracing::warn!(delivery_id = %due.delivery_id, webhook_id = %due.webhook_id,
