@@ -136,7 +136,10 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--url" => args.url = value().trim_end_matches('/').to_owned(),
             "--tokens" => {
@@ -344,10 +347,10 @@ impl Client {
         {
             match answer.body["connectionId"].as_str() {
                 Some(id) => self.connections.push(id.to_owned()),
-                None => self
-                    .tally
-                    .errors
-                    .push(format!("POST /connections: no connectionId in {}", answer.body)),
+                None => self.tally.errors.push(format!(
+                    "POST /connections: no connectionId in {}",
+                    answer.body
+                )),
             }
         }
     }
@@ -365,7 +368,13 @@ impl Client {
             "schedule": {"frequency": "manual"},
         });
         if let Some(answer) = self
-            .call(Route::CreateSource, Method::POST, "/sources", Some(body), &[201])
+            .call(
+                Route::CreateSource,
+                Method::POST,
+                "/sources",
+                Some(body),
+                &[201],
+            )
             .await
         {
             match answer.body["sourceId"].as_str() {
@@ -384,7 +393,13 @@ impl Client {
             return;
         };
         if let Some(answer) = self
-            .call(Route::GetJob, Method::GET, &format!("/jobs/{job}"), None, &[200])
+            .call(
+                Route::GetJob,
+                Method::GET,
+                &format!("/jobs/{job}"),
+                None,
+                &[200],
+            )
             .await
         {
             if ended(&answer.body) {
@@ -417,10 +432,10 @@ impl Client {
                     self.jobs.push(id.to_owned());
                     self.active = Some(id.to_owned());
                 }
-                None => self
-                    .tally
-                    .errors
-                    .push(format!("POST /sources/{{id}}/sync: no jobId in {}", answer.body)),
+                None => self.tally.errors.push(format!(
+                    "POST /sources/{{id}}/sync: no jobId in {}",
+                    answer.body
+                )),
             }
         }
     }
@@ -447,7 +462,13 @@ impl Client {
         }
         // A 409 is right only for a job that has ended: the worker finished it before the cancel arrived.
         let seen = self
-            .call(Route::GetJob, Method::GET, &format!("/jobs/{job}"), None, &[200])
+            .call(
+                Route::GetJob,
+                Method::GET,
+                &format!("/jobs/{job}"),
+                None,
+                &[200],
+            )
             .await;
         match seen {
             Some(job_view) if ended(&job_view.body) => {
@@ -471,8 +492,14 @@ impl Client {
             }
             Route::GetConnection => match pick(&mut self.draw, &self.connections) {
                 Some(id) => {
-                    self.call(route, Method::GET, &format!("/connections/{id}"), None, &[200])
-                        .await;
+                    self.call(
+                        route,
+                        Method::GET,
+                        &format!("/connections/{id}"),
+                        None,
+                        &[200],
+                    )
+                    .await;
                 }
                 None => self.create_connection().await,
             },
