@@ -83,6 +83,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0160_restore_id_map.sql"),
     ),
     (
+        "0180_record_index_staged_copy",
+        include_str!("../migrations/0180_record_index_staged_copy.sql"),
+    ),
+    (
         "0190_record_index_analyze",
         include_str!("../migrations/0190_record_index_analyze.sql"),
     ),

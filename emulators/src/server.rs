@@ -240,6 +240,8 @@ impl PlatformApi {
     ///   [`PlatformApi::accept_credentials`]) or `{"platform": …, "secret": …}` (as [`PlatformApi::accept`]);
     /// - `POST /_emulator/seed` `{"platform": "stripe", "dataType": "customers", "records": 1000000}` (as
     ///   [`PlatformApi::seed`]);
+    /// - `POST /_emulator/append`, the same body (as [`PlatformApi::append`]: `records` more, created after
+    ///   everything so far);
     /// - `POST /_emulator/delete` `{"platform": "stripe", "dataType": "customers"}`: every record of the data
     ///   set deleted, as though the account were emptied (bench/restore-throughput restores into it).
     ///
@@ -261,6 +263,7 @@ impl PlatformApi {
                         .route("/stats", web::get().to(stats))
                         .route("/accept", web::post().to(control_accept))
                         .route("/seed", web::post().to(control_seed))
+                        .route("/append", web::post().to(control_append))
                         .route("/delete", web::post().to(control_delete)),
                 )
                 .default_service(web::to(handle))
@@ -723,6 +726,20 @@ async fn control_accept(body: web::Json<Value>, state: web::Data<Mutex<State>>) 
 
 /// `POST /_emulator/seed`: see [`PlatformApi::serve`].
 async fn control_seed(body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    control_records(body, state, State::seed)
+}
+
+/// `POST /_emulator/append`: see [`PlatformApi::serve`].
+async fn control_append(body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    control_records(body, state, State::append)
+}
+
+/// A control whose body names a platform's data type and a number of records.
+fn control_records(
+    body: web::Json<Value>,
+    state: web::Data<Mutex<State>>,
+    apply: fn(&mut State, &str, &str, u64),
+) -> HttpResponse {
     let (Some(platform), Some(data_type), Some(records)) = (
         body["platform"].as_str(),
         body["dataType"].as_str(),
@@ -732,7 +749,7 @@ async fn control_seed(body: web::Json<Value>, state: web::Data<Mutex<State>>) ->
             "`platform` and `dataType` (strings) and `records` (a whole number) are required",
         );
     };
-    state.lock().unwrap().seed(platform, data_type, records);
+    apply(&mut state.lock().unwrap(), platform, data_type, records);
     HttpResponse::NoContent().finish()
 }
 

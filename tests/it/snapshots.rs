@@ -723,3 +723,121 @@ async fn per_parent_records_sharing_an_id_are_kept_apart_by_their_parent() {
     let files = export(app, &owner, &source_id, &job_id, "ndjson").await;
     assert_eq!(files["audience_members.ndjson"].lines().count(), 6);
 }
+
+/// The worker stages its rows with COPY, beside the fetch and without a unique key: a record listed twice in
+/// one fetch is staged twice under one key, and the merge keeps it once with its last line; keys from
+/// `index_key` stay apart (a per-parent listing's record under its parent, identical records without an id
+/// as `sha256:<hex>` and `….2`). Every row of a finished data
+/// type is written when `finish` returns (the backup's end is recorded after it); a data type that failed
+/// after staging rows has no file and nothing of it is merged.
+#[tokio::test]
+async fn the_merge_keeps_a_record_staged_twice_once_with_its_last_line() {
+    use listbackup_workers::record_index::{
+        content_hash, index_key, merge_backup, EndedBackup, StagedRecords,
+    };
+
+    let db = support::TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let pool = db.pool();
+    let job_id = uuid::Uuid::now_v7();
+    let source_id = uuid::Uuid::now_v7();
+    let line = |i: u64| format!("{{\"id\":\"r{i}\",\"n\":{i}}}");
+    let again = "{\"id\":\"r7\",\"n\":\"changed within the fetch\"}";
+
+    let mut staged = StagedRecords::clear(&pool, &job_id.to_string(), 1)
+        .await
+        .unwrap();
+    staged.start("contacts").await.unwrap();
+    // More than one batch, then record 7 again (a page boundary shifted under an insert), a record 7 of a
+    // per-parent listing (another record), and two identical records without an id (two records).
+    for i in 0..4500 {
+        staged
+            .add(None, Some(&format!("r{i}")), &line(i), i)
+            .await
+            .unwrap();
+    }
+    staged.add(None, Some("r7"), again, 4500).await.unwrap();
+    staged
+        .add(Some("p1"), Some("r7"), &line(7), 4501)
+        .await
+        .unwrap();
+    staged.add(None, None, "[1]", 4502).await.unwrap();
+    staged.add(None, None, "[1]", 4503).await.unwrap();
+    staged.finish(true, 4504).await.unwrap();
+    let client = pool.get().await.unwrap();
+    let staged_rows: i64 = client
+        .query_one(
+            "SELECT count(*) FROM record_index_staged WHERE job_id = $1 AND data_type = 'contacts'",
+            &[&job_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        staged_rows, 4504,
+        "every row is written once finish returns"
+    );
+    drop(client);
+    // A data type that fails after staging rows: no file row.
+    staged.start("companies").await.unwrap();
+    staged
+        .add(None, Some("c1"), "{\"id\":\"c1\"}", 0)
+        .await
+        .unwrap();
+    drop(staged);
+
+    let mut client = pool.get().await.unwrap();
+    for _ in 0..2 {
+        // The second time: merged already, nothing changes.
+        let tx = client.transaction().await.unwrap();
+        merge_backup(
+            &tx,
+            EndedBackup {
+                job_id,
+                source_id,
+                account_id: "acme",
+                finished_at: chrono::Utc::now(),
+                partial: true,
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let versions = client
+        .query(
+            "SELECT data_type, record_id, ordinal, content_hash FROM record_versions \
+             WHERE source_id = $1 ORDER BY ordinal",
+            &[&source_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 4503);
+    assert!(versions.iter().all(|v| v.get::<_, String>(0) == "contacts"));
+    let r7: Vec<_> = versions
+        .iter()
+        .filter(|v| v.get::<_, String>(1) == "r7")
+        .collect();
+    assert_eq!(r7.len(), 1);
+    assert_eq!(r7[0].get::<_, i32>(2), 4500);
+    assert_eq!(r7[0].get::<_, Vec<u8>>(3), content_hash(again).to_vec());
+    let r8 = versions
+        .iter()
+        .find(|v| v.get::<_, String>(1) == "r8")
+        .unwrap();
+    assert_eq!(r8.get::<_, Vec<u8>>(3), content_hash(&line(8)).to_vec());
+    let key = |v: &tokio_postgres::Row| (v.get::<_, String>(1), v.get::<_, i32>(2));
+    assert_eq!(key(&versions[4500]), ("p1/r7".to_owned(), 4501));
+    let content = index_key(None, None, &content_hash("[1]"));
+    assert_eq!(key(&versions[4501]), (content.clone(), 4502));
+    assert_eq!(key(&versions[4502]), (format!("{content}.2"), 4503));
+    let counts: Value = client
+        .query_one(
+            "SELECT counts FROM source_snapshots WHERE job_id = $1",
+            &[&job_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(counts, json!({"contacts": 4503}));
+}

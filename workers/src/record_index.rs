@@ -1,8 +1,10 @@
 //! The record version index (issue 13 §4), written in two steps so that only committed backups show:
 //!
 //! 1. [`StagedRecords`]: as a worker stores a data type's records, it stages one row per record (its
-//!    [`index_key`], content hash, line in the file) in `record_index_staged`, keyed by job and attempt, and one row per
-//!    finished data file in `record_index_staged_files`. Nothing reads these but step 2.
+//!    [`index_key`], content hash, line in the file) in `record_index_staged`, keyed by job and attempt
+//!    (batches `COPY`d by a task beside the fetch; a record listed twice in one fetch is staged twice), and
+//!    one row per finished data file in `record_index_staged_files` once all its rows are written. Nothing
+//!    reads these but step 2.
 //! 2. [`RecordIndexer`]: a catch-up reader of the event log (checkpoint `record-index`). On `JobSucceeded` or
 //!    `JobPartiallySucceeded` it merges the staged rows of the job's last attempt into `record_versions` and
 //!    adds the backup to `source_snapshots`, in one transaction with its checkpoint; the snapshot's primary
@@ -10,7 +12,8 @@
 //!    staged rows. A failed or cancelled backup therefore never shows in the index, and a redelivered one
 //!    (a new attempt) replaces its staged rows before it writes (`clear`).
 //!
-//! The merge, per data type of the backup (`seq` its place among the source's backups):
+//! The merge, per data type of the backup (`seq` its place among the source's backups; a record staged twice
+//! counts with its last line):
 //! - a staged record whose current version has another content hash closes that version at `seq - 1`, and a
 //!   staged record with no current version (new, changed, or back after a deletion) opens one at `seq`;
 //! - a data type fetched whole (not incrementally) closes at `seq - 1` the current versions of records it no
@@ -26,6 +29,10 @@ use listbackup_projections::ReadError;
 use listbackup_projections::{ProjectedWatch, StoredEvent};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 use tokio_util::sync::CancellationToken;
 
 use crate::log_follower::{Handled, LogFollower};
@@ -36,8 +43,12 @@ pub const CHECKPOINT: &str = "record-index";
 /// Names the indexer's advisory lock ("LBRIDX"): one process merges at a time.
 const INDEX_LOCK: i64 = 0x0000_4c42_5249_4458;
 
-/// Staged rows sent to Postgres in one statement.
-const STAGE_BATCH: usize = 1000;
+/// Staged rows sent to Postgres in one `COPY`.
+const STAGE_BATCH: usize = 2000;
+
+/// Batches of a data type on their way to Postgres at once: the fetch runs this far ahead of the staging
+/// (at most `STAGE_IN_FLIGHT × STAGE_BATCH` rows of ~60 bytes held) before it waits for it.
+const STAGE_IN_FLIGHT: usize = 4;
 
 /// Bytes of a record's SHA-256 kept as its content hash: 128 bits tell versions of one record apart (a
 /// collision between two versions of the same record is ~2^-64 likely after 2^32 versions) at half the size.
@@ -51,6 +62,9 @@ pub enum RecordIndexError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("record index: event log")]
     Log(#[from] listbackup_projections::ReadError),
+    /// The task writing staged rows stopped without a database error (it panicked or was cancelled).
+    #[error("record index: staging: {0}")]
+    Stager(String),
     /// An event of the Job stream that does not have the shape this code reads.
     #[error("record index: job {job_id} has no JobStarted naming its source")]
     UnknownJob { job_id: String },
@@ -58,8 +72,19 @@ pub enum RecordIndexError {
 
 /// The content hash of one stored record: the first [`CONTENT_HASH_BYTES`] of the SHA-256 of its JSON text
 /// exactly as stored (one NDJSON line, without the newline).
-pub fn content_hash(text: &str) -> Vec<u8> {
-    Sha256::digest(text.as_bytes())[..CONTENT_HASH_BYTES].to_vec()
+pub fn content_hash(text: &str) -> [u8; CONTENT_HASH_BYTES] {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hash = [0; CONTENT_HASH_BYTES];
+    hash.copy_from_slice(&digest[..CONTENT_HASH_BYTES]);
+    hash
+}
+
+/// One staged row of the data type being written: the record's [`index_key`], its content hash, its line in
+/// the file.
+struct StagedRow {
+    key: String,
+    hash: [u8; CONTENT_HASH_BYTES],
+    ordinal: i32,
 }
 
 /// Prefix of the key of a record without an id: `sha256:` and the hex of its [`content_hash`].
@@ -90,16 +115,40 @@ pub fn index_key(parent: Option<&str>, record_id: Option<&str>, hash: &[u8]) -> 
 }
 
 /// Stages the index rows of one attempt of one job, data type by data type, as its records are stored.
+///
+/// The rows go to Postgres off the fetch loop: [`add`](Self::add) fills a batch, a full batch goes over a
+/// bounded channel to a task of the data type that `COPY`s it into `record_index_staged`, and
+/// [`finish`](Self::finish) waits for every batch to be written before it records the data type's file. A
+/// backup's end (`JobSucceeded`, `JobPartiallySucceeded`) is recorded only after every finished data type's
+/// rows are committed, so the merge always finds them whole; a data type that failed has no file row and its
+/// rows are never merged. A record listed twice in one fetch (a page boundary shifting under an insert) is
+/// staged twice under one key: the merge keeps its last line.
 pub struct StagedRecords {
     pool: Pool,
     job_id: uuid::Uuid,
     attempt: i32,
     data_type: String,
-    ids: Vec<String>,
-    hashes: Vec<Vec<u8>>,
-    ordinals: Vec<i32>,
+    batch: Vec<StagedRow>,
+    writer: Option<BatchWriter>,
     /// Records without an id staged so far in this data type, by content key: how many.
     repeats: std::collections::HashMap<String, u32>,
+}
+
+/// The task writing the current data type's batches, and the way to it.
+struct BatchWriter {
+    batches: mpsc::Sender<Vec<StagedRow>>,
+    task: JoinHandle<Result<(), RecordIndexError>>,
+}
+
+impl BatchWriter {
+    /// Waits for every batch sent to be written; the first failure if one was not.
+    async fn join(self) -> Result<(), RecordIndexError> {
+        drop(self.batches);
+        match self.task.await {
+            Ok(written) => written,
+            Err(err) => Err(RecordIndexError::Stager(err.to_string())),
+        }
+    }
 }
 
 impl StagedRecords {
@@ -122,20 +171,21 @@ impl StagedRecords {
             job_id: job,
             attempt: attempt as i32,
             data_type: String::new(),
-            ids: Vec::new(),
-            hashes: Vec::new(),
-            ordinals: Vec::new(),
+            batch: Vec::new(),
+            writer: None,
             repeats: std::collections::HashMap::new(),
         })
     }
 
     /// Starts a data type: rows staged before for it in this attempt are dropped (it is written again from
-    /// its first record).
+    /// its first record), and a task to write its batches is started.
     pub async fn start(&mut self, data_type: &str) -> Result<(), RecordIndexError> {
+        if let Some(previous) = self.writer.take() {
+            // A data type that failed: its writes stop (its rows are never merged, having no file row).
+            previous.task.abort();
+        }
         self.data_type = data_type.to_owned();
-        self.ids.clear();
-        self.hashes.clear();
-        self.ordinals.clear();
+        self.batch = Vec::with_capacity(STAGE_BATCH);
         self.repeats.clear();
         let client = self.pool.get().await?;
         client
@@ -144,12 +194,22 @@ impl StagedRecords {
                 &[&self.job_id, &self.attempt, &self.data_type],
             )
             .await?;
+        let (batches, received) = mpsc::channel(STAGE_IN_FLIGHT);
+        let task = tokio::spawn(write_batches(
+            self.pool.clone(),
+            self.job_id,
+            self.attempt,
+            self.data_type.clone(),
+            received,
+        ));
+        self.writer = Some(BatchWriter { batches, task });
         Ok(())
     }
 
-    /// Stages the record stored at line `ordinal` of the data type's file, under its [`index_key`]: its id
-    /// (qualified by `parent` for a per-parent listing's records), or, without one (not an object, or no
-    /// id field), its content.
+    /// Stages the record stored at line `ordinal` of the data type's file (`text`: its line without the
+    /// newline) under its [`index_key`]: its id (qualified by `parent` for a per-parent listing's records),
+    /// or, without one (not an object, or no id field), its content. Waits only when [`STAGE_IN_FLIGHT`]
+    /// batches are still being written.
     pub async fn add(
         &mut self,
         parent: Option<&str>,
@@ -167,74 +227,45 @@ impl StagedRecords {
                 key = format!("{key}.{seen}");
             }
         }
-        self.ids.push(key);
-        self.hashes.push(hash);
-        self.ordinals.push(ordinal as i32);
-        if self.ids.len() >= STAGE_BATCH {
-            self.flush().await?;
+        self.batch.push(StagedRow {
+            key,
+            hash,
+            ordinal: ordinal as i32,
+        });
+        if self.batch.len() >= STAGE_BATCH {
+            self.send().await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), RecordIndexError> {
-        if self.ids.is_empty() {
+    /// Hands the batch to the data type's writer.
+    async fn send(&mut self) -> Result<(), RecordIndexError> {
+        if self.batch.is_empty() {
             return Ok(());
         }
-        // A record listed twice in one fetch (a page boundary shifting under an insert) keeps its last line: once per batch here (one INSERT cannot update a row
-        // twice), across batches by the upsert.
-        let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        for (i, id) in self.ids.iter().enumerate() {
-            last.insert(id.as_str(), i);
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(STAGE_BATCH));
+        let writer = self
+            .writer
+            .as_ref()
+            .expect("records are staged between start and finish");
+        if writer.batches.send(batch).await.is_err() {
+            // The writer stopped: it failed, and says why.
+            let writer = self.writer.take().expect("checked above");
+            writer.join().await?;
+            return Err(RecordIndexError::Stager(
+                "the staging task ended early".into(),
+            ));
         }
-        if last.len() < self.ids.len() {
-            let keep: std::collections::HashSet<usize> = last.into_values().collect();
-            let mut i = 0;
-            self.ids.retain(|_| {
-                i += 1;
-                keep.contains(&(i - 1))
-            });
-            let mut i = 0;
-            self.hashes.retain(|_| {
-                i += 1;
-                keep.contains(&(i - 1))
-            });
-            let mut i = 0;
-            self.ordinals.retain(|_| {
-                i += 1;
-                keep.contains(&(i - 1))
-            });
-        } else {
-            drop(last);
-        }
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO record_index_staged \
-                   (job_id, attempt, data_type, record_id, content_hash, ordinal) \
-                 SELECT $1, $2, $3, r.id, r.hash, r.ordinal \
-                 FROM unnest($4::text[], $5::bytea[], $6::int[]) AS r(id, hash, ordinal) \
-                 ON CONFLICT (job_id, attempt, data_type, record_id) \
-                 DO UPDATE SET content_hash = EXCLUDED.content_hash, ordinal = EXCLUDED.ordinal",
-                &[
-                    &self.job_id,
-                    &self.attempt,
-                    &self.data_type,
-                    &self.ids,
-                    &self.hashes,
-                    &self.ordinals,
-                ],
-            )
-            .await?;
-        self.ids.clear();
-        self.hashes.clear();
-        self.ordinals.clear();
         Ok(())
     }
 
-    /// The data type's file is stored: its last rows are staged, with whether it holds the whole data type
-    /// (`complete`) or only changes.
+    /// The data type's file is stored: its last rows are staged and every batch is written, then the file
+    /// is recorded, with whether it holds the whole data type (`complete`) or only changes.
     pub async fn finish(&mut self, complete: bool, records: u64) -> Result<(), RecordIndexError> {
-        self.flush().await?;
+        self.send().await?;
+        if let Some(writer) = self.writer.take() {
+            writer.join().await?;
+        }
         let client = self.pool.get().await?;
         client
             .execute(
@@ -253,6 +284,64 @@ impl StagedRecords {
             .await?;
         Ok(())
     }
+}
+
+impl Drop for StagedRecords {
+    /// An attempt that ends early (a failure, a cancellation) stops writing what it staged: its rows are
+    /// dropped by the next attempt or by the job's end.
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.task.abort();
+        }
+    }
+}
+
+/// Writes the batches of one data type as they come, one `COPY … FROM STDIN (FORMAT binary)` each (a
+/// statement of its own: no transaction stays open across the fetch), until the sender is dropped.
+async fn write_batches(
+    pool: Pool,
+    job_id: uuid::Uuid,
+    attempt: i32,
+    data_type: String,
+    mut batches: mpsc::Receiver<Vec<StagedRow>>,
+) -> Result<(), RecordIndexError> {
+    while let Some(batch) = batches.recv().await {
+        let client = pool.get().await?;
+        let sink = client
+            .copy_in(
+                "COPY record_index_staged \
+                   (job_id, attempt, data_type, record_id, content_hash, ordinal) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let writer = BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::UUID,
+                Type::INT4,
+                Type::TEXT,
+                Type::TEXT,
+                Type::BYTEA,
+                Type::INT4,
+            ],
+        );
+        let mut writer = std::pin::pin!(writer);
+        for row in &batch {
+            writer
+                .as_mut()
+                .write(&[
+                    &job_id,
+                    &attempt,
+                    &data_type,
+                    &row.key,
+                    &&row.hash[..],
+                    &row.ordinal,
+                ])
+                .await?;
+        }
+        writer.finish().await?;
+    }
+    Ok(())
 }
 
 fn parse_job(job_id: &str) -> Result<uuid::Uuid, RecordIndexError> {
@@ -375,6 +464,44 @@ async fn merge(
         });
     };
     let source_id = parse_job(&source)?;
+    merge_backup(
+        tx,
+        EndedBackup {
+            job_id,
+            source_id,
+            account_id: &account_id,
+            finished_at: event.recorded_at,
+            partial,
+        },
+    )
+    .await
+}
+
+/// A backup that ended succeeded or partial, as the merge needs it.
+pub struct EndedBackup<'a> {
+    pub job_id: uuid::Uuid,
+    pub source_id: uuid::Uuid,
+    pub account_id: &'a str,
+    /// When its end was recorded: the snapshot's point in time.
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// Whether some of its data types failed (`JobPartiallySucceeded`).
+    pub partial: bool,
+}
+
+/// Merges the staged rows of `backup`'s last attempt into the index and records its snapshot, inside `tx`
+/// (see the module's documentation); nothing when it is merged already. Public for the tests, which stage
+/// rows with [`StagedRecords`] and merge them without an event log.
+pub async fn merge_backup(
+    tx: &tokio_postgres::Transaction<'_>,
+    backup: EndedBackup<'_>,
+) -> Result<(), RecordIndexError> {
+    let EndedBackup {
+        job_id,
+        source_id,
+        account_id,
+        finished_at,
+        partial,
+    } = backup;
     // The source's backups end one at a time (one job queued or running per source), and this reader is
     // alone: the next place is the last plus one. Merged already (a replayed batch): nothing to do.
     if tx
@@ -417,36 +544,53 @@ async fn merge(
         )
         .await?
         .get(0);
-    // The staged rows were written moments ago, unseen by autovacuum: without statistics the planner joins
-    // them to the index row by row (a full backup of 20,000 records took a minute to merge, bench/record-index);
-    // the versions just written by the previous merge likewise. Taken as the tables' owner whatever role
-    // this runs as (a non-owner's ANALYZE only warns and skips; migration 0190).
-    tx.batch_execute("SELECT record_index_analyze()").await?;
+    // The attempt's rows, a key staged twice (a record listed twice in one fetch) once with its last line, in
+    // a table of this transaction.
+    tx.batch_execute(
+        "DROP TABLE IF EXISTS pg_temp.merge_staged; \
+         CREATE TEMP TABLE merge_staged \
+           (data_type text, record_id text, content_hash bytea, ordinal integer) ON COMMIT DROP",
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO merge_staged (data_type, record_id, content_hash, ordinal) \
+         SELECT DISTINCT ON (data_type, record_id) data_type, record_id, content_hash, ordinal \
+         FROM record_index_staged WHERE job_id = $1 AND attempt = $2 \
+         ORDER BY data_type, record_id, ordinal DESC",
+        &[&job_id, &attempt],
+    )
+    .await?;
+    // Just written, unseen by autovacuum: without statistics the planner joins them to the index row by row
+    // (a full backup of 20,000 records took a minute to merge, bench/record-index); the versions just written
+    // by the previous merge likewise. The versions' statistics are taken as their owner whatever role this
+    // runs as (a non-owner's ANALYZE only warns and skips; migration 0190); the temporary table is this
+    // session's own, so any role may analyze it.
+    tx.batch_execute("SELECT record_index_analyze(); ANALYZE merge_staged")
+        .await?;
     let mut changes = serde_json::Map::new();
     let mut incremental = false;
     for file in &files {
         let data_type: String = file.get(0);
         let complete: bool = file.get(1);
         incremental |= !complete;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&job_id, &attempt, &data_type, &source_id, &seq];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&data_type, &source_id, &seq];
         let changed = tx
             .execute(
-                "UPDATE record_versions v SET last_seq = $5 - 1 \
-                 FROM record_index_staged s \
-                 WHERE s.job_id = $1 AND s.attempt = $2 AND s.data_type = $3 \
-                   AND v.source_id = $4 AND v.data_type = $3 AND v.record_id = s.record_id \
+                "UPDATE record_versions v SET last_seq = $3 - 1 \
+                 FROM merge_staged s \
+                 WHERE s.data_type = $1 \
+                   AND v.source_id = $2 AND v.data_type = $1 AND v.record_id = s.record_id \
                    AND v.last_seq IS NULL AND v.content_hash <> s.content_hash",
                 &params,
             )
             .await?;
         let deleted = if complete {
             tx.execute(
-                "UPDATE record_versions v SET last_seq = $5 - 1 \
-                 WHERE v.source_id = $4 AND v.data_type = $3 AND v.last_seq IS NULL \
-                   AND NOT EXISTS (SELECT 1 FROM record_index_staged s \
-                     WHERE s.job_id = $1 AND s.attempt = $2 AND s.data_type = $3 \
-                       AND s.record_id = v.record_id)",
+                "UPDATE record_versions v SET last_seq = $3 - 1 \
+                 WHERE v.source_id = $2 AND v.data_type = $1 AND v.last_seq IS NULL \
+                   AND NOT EXISTS (SELECT 1 FROM merge_staged s \
+                     WHERE s.data_type = $1 AND s.record_id = v.record_id)",
                 &params,
             )
             .await?
@@ -457,11 +601,11 @@ async fn merge(
             .execute(
                 "INSERT INTO record_versions \
                    (source_id, data_type, record_id, first_seq, last_seq, content_hash, ordinal) \
-                 SELECT $4, $3, s.record_id, $5, NULL, s.content_hash, s.ordinal \
-                 FROM record_index_staged s \
-                 WHERE s.job_id = $1 AND s.attempt = $2 AND s.data_type = $3 \
+                 SELECT $2, $1, s.record_id, $3, NULL, s.content_hash, s.ordinal \
+                 FROM merge_staged s \
+                 WHERE s.data_type = $1 \
                    AND NOT EXISTS (SELECT 1 FROM record_versions v \
-                     WHERE v.source_id = $4 AND v.data_type = $3 AND v.record_id = s.record_id \
+                     WHERE v.source_id = $2 AND v.data_type = $1 AND v.record_id = s.record_id \
                        AND v.last_seq IS NULL)",
                 &params,
             )
@@ -482,7 +626,7 @@ async fn merge(
             &seq,
             &job_id,
             &account_id,
-            &event.recorded_at,
+            &finished_at,
             &incremental,
             &partial,
             &json!(counts),

@@ -20,7 +20,7 @@ use serde_json::json;
 use super::files::{ContentFailure, FileContents, CONTENTS_OF};
 use super::progress::ProgressReporter;
 use super::{cancelled, reauth_failure, BackupWorker, Run, RunFailure, CANCEL_CHECK};
-use crate::connectors::{record_id, FetchError, FetchRequest, IncrementalCursor, PageCursor};
+use crate::connectors::{FetchError, FetchRequest, IncrementalCursor, PageCursor};
 use crate::metrics;
 use crate::record_index::StagedRecords;
 
@@ -156,7 +156,6 @@ impl BackupWorker {
             }
             let mut writer = artifacts.data_type_writer(data_type).await?;
             staged.start(data_type).await?;
-            let id_field = platform.listing(data_type).map(|l| l.id_field);
             let mut resume: Option<PageCursor> = None;
             let mut refreshed = false;
             // `Err`: this data type is not backed up, and why; the attempt goes on.
@@ -171,7 +170,7 @@ impl BackupWorker {
                 };
                 loop {
                     let err = match pager.next_page().await {
-                        Ok(Some(page)) => {
+                        Ok(Some(mut page)) => {
                             // The files' bytes first: a page fetched again after a token refresh then holds
                             // no record stored twice, and its files already stored are not downloaded again.
                             let mut failed = None;
@@ -199,10 +198,11 @@ impl BackupWorker {
                             match failed {
                                 Some(err) => err,
                                 None => {
-                                    for record in &page.records {
+                                    // Each record's id as the pager read it (the listing's id field).
+                                    let ids = std::mem::take(&mut page.ids);
+                                    for (record, id) in page.records.iter().zip(ids) {
                                         let ordinal = writer.records();
                                         writer.write_raw(record).await?;
-                                        let id = id_field.and_then(|f| record_id(record, f));
                                         staged
                                             .add(
                                                 page.parent.as_deref(),

@@ -331,6 +331,10 @@ pub struct Page {
     /// lines is compacted, and a tagged endpoint's records carry the tag field (HubSpot pipelines'
     /// `objectType`).
     pub records: Vec<Box<RawValue>>,
+    /// Each record's id (the listing's top-level `id_field`, a string or a number's text), in the order of
+    /// `records`, as the pager read it while paging: `None` for a record without one. Readers use it instead
+    /// of parsing each record again ([`record_id`] reads the same field the same way).
+    pub ids: Vec<Option<String>>,
     /// Resumes the fetch after this page.
     pub cursor: PageCursor,
     /// 1-based.
@@ -762,7 +766,7 @@ impl Pager<'_> {
             let tag = endpoint
                 .tag
                 .or(parent_tag.as_ref().map(|(field, id)| (*field, id.as_str())));
-            let records = self.keep(fetched, std::mem::take(&mut step.keep), tag);
+            let (records, ids) = self.keep(fetched, std::mem::take(&mut step.keep), tag);
             if records.is_empty() {
                 continue;
             }
@@ -770,6 +774,7 @@ impl Pager<'_> {
             self.records += records.len() as u64;
             return Ok(Some(Page {
                 records,
+                ids,
                 cursor: self.cursor(),
                 number: self.pages,
                 parent: self.listing.per_parent.and(self.current_parent.clone()),
@@ -1367,21 +1372,22 @@ impl Pager<'_> {
         ))
     }
 
-    /// The records of the page to hand over: new to this fetch and not held by the previous backup; moves
-    /// the watermark; makes each record one NDJSON line.
+    /// The records of the page to hand over, with their ids: new to this fetch and not held by the previous
+    /// backup; moves the watermark; makes each record one NDJSON line.
     fn keep(
         &mut self,
         fetched: Vec<Fetched>,
         keep: Vec<bool>,
         tag: Option<(&str, &str)>,
-    ) -> Vec<Box<RawValue>> {
+    ) -> (Vec<Box<RawValue>>, Vec<Option<String>>) {
         let inc = self.listing.incremental;
         let start = match (&self.state.lower, inc) {
             (Some(lower), Some(inc)) => Some(window_start(lower, inc)),
             _ => None,
         };
         let mut kept = Vec::with_capacity(fetched.len());
-        for (record, new) in fetched.into_iter().zip(keep) {
+        let mut ids = Vec::with_capacity(fetched.len());
+        for (mut record, new) in fetched.into_iter().zip(keep) {
             if !new {
                 continue;
             }
@@ -1411,9 +1417,11 @@ impl Pager<'_> {
                     inc.lookback,
                 );
             }
+            // The tag is another field than the id: the line keeps the id read here.
+            ids.push(record.id.take());
             kept.push(record.into_line(tag));
         }
-        kept
+        (kept, ids)
     }
 }
 

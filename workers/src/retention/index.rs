@@ -229,7 +229,7 @@ async fn lines_by_hash(
         let text = String::from_utf8_lossy(&line);
         let hash = content_hash(&text);
         if wanted.contains(hash.as_slice()) {
-            found.entry(hash).or_default().push_back(ordinal);
+            found.entry(hash.to_vec()).or_default().push_back(ordinal);
         }
     }
     Ok(found)
