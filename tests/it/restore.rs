@@ -4,7 +4,6 @@
 //! account's source is not found.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -87,20 +86,6 @@ async fn restore_when_free(backup: &BackupApp, token: &str, source_id: &str, bod
     job
 }
 
-/// The restore's report, downloaded: one line per record.
-async fn report(backup: &BackupApp, token: &str, job_id: &str) -> Vec<Value> {
-    let response = backup
-        .app
-        .get(&format!("/jobs/{job_id}/files/report.ndjson.gz"), token)
-        .await;
-    assert_eq!(response.status(), 200);
-    let gzip = response.bytes().await.unwrap();
-    std::io::BufReader::new(flate2::read::MultiGzDecoder::new(&gzip[..]))
-        .lines()
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect()
-}
-
 /// Each record's restored fields, by id.
 fn by_id(records: &[Value]) -> HashMap<String, Value> {
     records
@@ -165,7 +150,7 @@ async fn a_stripe_backup_is_planned_restored_and_backed_up_again_equal() {
     assert_eq!(done["restore"]["updated"], 2, "{done}");
     assert_eq!(done["restore"]["skipped"], 25, "{done}");
     assert_eq!(done["restore"]["failed"], 0, "{done}");
-    let plan = report(&backup, &token, dry_id).await;
+    let plan = backup.restore_report(&token, dry_id).await;
     assert_eq!(plan.len(), 30);
     let action = |lines: &[Value], id: &str| {
         lines
@@ -209,7 +194,7 @@ async fn a_stripe_backup_is_planned_restored_and_backed_up_again_equal() {
         (Some(3), Some(2)),
         "{done}"
     );
-    let lines = report(&backup, &token, overwrite_id).await;
+    let lines = backup.restore_report(&token, overwrite_id).await;
     let mut new_ids = HashMap::new();
     for id in &ids[..3] {
         let line = lines.iter().find(|l| l["oldId"] == id.as_str()).unwrap();
@@ -450,7 +435,7 @@ async fn stripe_products_prices_and_coupons_are_restored_once_with_prices_naming
     );
     assert_eq!(done["restore"]["updated"], 2, "{done}");
     assert_eq!(done["restore"]["failed"], 0, "{done}");
-    let lines = report(&backup, &token, restored_id).await;
+    let lines = backup.restore_report(&token, restored_id).await;
     let new_id = |old: &str| {
         lines
             .iter()
@@ -556,7 +541,7 @@ async fn stripe_products_prices_and_coupons_are_restored_once_with_prices_naming
         assert_eq!(done["status"], "succeeded", "{done}");
         assert_eq!(done["restore"]["created"], 0, "round {round}: {done}");
         assert_eq!(done["restore"]["skipped"], 16, "round {round}: {done}");
-        let lines = report(&backup, &token, job_id).await;
+        let lines = backup.restore_report(&token, job_id).await;
         let line = lines
             .iter()
             .find(|l| l["oldId"] == lost_product.as_str())

@@ -9,7 +9,6 @@
 //! the `SyncToken` listed.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -270,20 +269,6 @@ async fn restore(backup: &BackupApp, token: &str, source_id: &str, body: Value) 
     done
 }
 
-/// The restore's report, one line per record.
-async fn report(backup: &BackupApp, token: &str, job_id: &str) -> Vec<Value> {
-    let response = backup
-        .app
-        .get(&format!("/jobs/{job_id}/files/report.ndjson.gz"), token)
-        .await;
-    assert_eq!(response.status(), 200);
-    let gzip = response.bytes().await.unwrap();
-    std::io::BufReader::new(flate2::read::MultiGzDecoder::new(&gzip[..]))
-        .lines()
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect()
-}
-
 /// A record's id: `id`, or QuickBooks' `Id`.
 fn id_of(record: &Value) -> String {
     let id = record.get("id").unwrap_or(&record["Id"]);
@@ -401,7 +386,9 @@ async fn round_trip(case: Case) {
         SEEDED as usize - 2,
         "{what}: the dry run wrote"
     );
-    let plan = report(&backup, &token, dry["jobId"].as_str().unwrap()).await;
+    let plan = backup
+        .restore_report(&token, dry["jobId"].as_str().unwrap())
+        .await;
     let line = |lines: &[Value], id: &str| {
         lines
             .iter()
@@ -425,7 +412,9 @@ async fn round_trip(case: Case) {
         (2, expected_changed.0, SEEDED - 4, expected_changed.1),
         "{what}: {done}"
     );
-    let lines = report(&backup, &token, done["jobId"].as_str().unwrap()).await;
+    let lines = backup
+        .restore_report(&token, done["jobId"].as_str().unwrap())
+        .await;
     let mut new_ids = HashMap::new();
     for id in &ids[..2] {
         let new_id = line(&lines, id)["newId"]
@@ -465,7 +454,9 @@ async fn round_trip(case: Case) {
         (0, 0, SEEDED - expected_changed.1, expected_changed.1),
         "{what}: {repeat}"
     );
-    let lines = report(&backup, &token, repeat["jobId"].as_str().unwrap()).await;
+    let lines = backup
+        .restore_report(&token, repeat["jobId"].as_str().unwrap())
+        .await;
     for id in &ids[..2] {
         assert_eq!(
             line(&lines, id)["newId"].as_str(),
@@ -566,7 +557,9 @@ async fn a_record_the_platform_refuses_is_reported_and_the_restore_goes_on() {
     )
     .await;
     assert_eq!(counts(&done), (1, 0, 2, 1), "{done}");
-    let lines = report(&backup, &token, done["jobId"].as_str().unwrap()).await;
+    let lines = backup
+        .restore_report(&token, done["jobId"].as_str().unwrap())
+        .await;
     let refused = lines
         .iter()
         .find(|l| l["oldId"] == ids[0].as_str())

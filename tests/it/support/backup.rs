@@ -192,6 +192,22 @@ impl BackupApp {
         )
     }
 
+    /// A restore job's report (`report.ndjson.gz`), downloaded through the API: one JSON value per record
+    /// (`{dataType, oldId, newId, action, reason?, error?}`).
+    pub async fn restore_report(&self, token: &str, job_id: &str) -> Vec<Value> {
+        use std::io::BufRead;
+        let response = self
+            .app
+            .get(&format!("/jobs/{job_id}/files/report.ndjson.gz"), token)
+            .await;
+        assert_eq!(response.status(), 200);
+        let gzip = response.bytes().await.unwrap();
+        std::io::BufReader::new(flate2::read::MultiGzDecoder::new(&gzip[..]))
+            .lines()
+            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+            .collect()
+    }
+
     pub async fn stop(self) {
         self.app.stop().await;
     }
