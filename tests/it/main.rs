@@ -27,6 +27,7 @@ mod job_oauth_refresh;
 mod job_partial;
 mod job_progress;
 mod jobs_api;
+mod jobs_read_model;
 mod least_privilege;
 mod metrics;
 mod oauth_flow;
