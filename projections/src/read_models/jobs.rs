@@ -339,13 +339,27 @@ pub(crate) struct QueuedSync<'a> {
 /// The job's row, `queued`, unless it exists; its account, connection and platform are the source's (folded
 /// before it, in log order; no row without the source's). A job of chosen data types shows them, pending,
 /// from the start.
+///
+/// If the row exists, the job's own stream was folded first (`JobStarted` makes the row when no queued one
+/// is there): the request still gives what only it knows — when the job was queued, its group, a restore's
+/// request — so the row is the same whichever of the two streams a reader folds first. The live projector
+/// and a rebuild can meet them in different orders, and a row must not depend on it (load run of
+/// 2026-11-30: rebuilt rows had `queuedAt` = `startedAt`). Idempotent: folding the request again sets the
+/// same values.
 pub(crate) fn queue(rows: &mut Rows, sync: QueuedSync<'_>) {
+    if let Some(row) = rows.jobs.get_mut(&sync.job_id) {
+        row.queued_at = sync.at;
+        if sync.group_id.is_some() {
+            row.group_id = sync.group_id;
+        }
+        if row.restore.is_none() {
+            row.restore = sync.restore.map(restore_view);
+        }
+        return;
+    }
     let Some(source) = rows.sources.get(sync.source_id) else {
         return;
     };
-    if rows.jobs.contains_key(&sync.job_id) {
-        return;
-    }
     let (progress, data_types) = match &sync.data_types {
         Some(data_types) => (
             json!({"dataTypesTotal": data_types.len(), "dataTypesDone": 0, "records": 0, "bytes": 0}),
@@ -383,12 +397,15 @@ pub(crate) fn queue(rows: &mut Rows, sync: QueuedSync<'_>) {
             Some(_) => JobKind::Restore.as_str().to_owned(),
             None => backup(),
         },
-        restore: sync.restore.map(|r| {
-            json!({"snapshot": r.snapshot, "mode": r.mode, "dryRun": r.dry_run,
-                   "recordIds": r.record_ids, "created": 0, "updated": 0, "skipped": 0, "failed": 0})
-        }),
+        restore: sync.restore.map(restore_view),
     };
     rows.jobs.insert(sync.job_id, row);
+}
+
+/// A restore's [`RestoreView`] before any record was restored.
+fn restore_view(r: RestoreRequest) -> Value {
+    json!({"snapshot": r.snapshot, "mode": r.mode, "dryRun": r.dry_run,
+           "recordIds": r.record_ids, "created": 0, "updated": 0, "skipped": 0, "failed": 0})
 }
 
 fn pending(data_types: &[String]) -> Value {

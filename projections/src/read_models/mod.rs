@@ -526,6 +526,33 @@ mod tests {
         );
     }
 
+    /// The live projector and a rebuild may meet a job's `JobStarted` before its source's `SyncRequested`
+    /// (load run of 2026-11-30: rebuilt rows had `queuedAt` = `startedAt`, the live ones the request's time):
+    /// the rows must not depend on how the two streams interleave.
+    #[test]
+    fn a_job_started_before_its_request_is_folded_gives_the_same_rows() {
+        let log = log();
+        let mut request_first = Rows::default();
+        for e in &log {
+            request_first.fold_stored(e).unwrap();
+        }
+        // The same streams, each in its own order, the request met after the job's events.
+        let mut started_first = Rows::default();
+        for i in [0, 2, 3, 4, 5, 1, 6] {
+            started_first.fold_stored(&log[i]).unwrap();
+        }
+        assert_eq!(
+            started_first.jobs["j1"].queued_at,
+            log[1].recorded_at,
+            "queued when requested"
+        );
+        assert_eq!(started_first, request_first);
+        // And folding the request again changes nothing.
+        let mut again = started_first.clone();
+        again.fold_stored(&log[1]).unwrap();
+        assert_eq!(again, started_first);
+    }
+
     #[test]
     fn a_job_is_not_queued_without_its_source_row() {
         let mut rows = Rows::default();
