@@ -73,18 +73,22 @@ async fn the_live_job_rows_are_what_a_rebuild_folds_after_syncs_cancels_and_retr
     let retried = {
         let cell = std::cell::RefCell::new(String::new());
         let (cell_ref, token_ref, queued_ref) = (&cell, &token, &queued);
-        wait_until(Duration::from_secs(10), "the retry to queue", || async move {
-            let response = app
-                .post(&format!("/jobs/{queued_ref}/retry"), token_ref, &json!({}))
-                .await;
-            if response.status() == 202 {
-                let job: Value = response.json().await.unwrap();
-                *cell_ref.borrow_mut() = job["jobId"].as_str().unwrap().to_owned();
-                true
-            } else {
-                false
-            }
-        })
+        wait_until(
+            Duration::from_secs(10),
+            "the retry to queue",
+            || async move {
+                let response = app
+                    .post(&format!("/jobs/{queued_ref}/retry"), token_ref, &json!({}))
+                    .await;
+                if response.status() == 202 {
+                    let job: Value = response.json().await.unwrap();
+                    *cell_ref.borrow_mut() = job["jobId"].as_str().unwrap().to_owned();
+                    true
+                } else {
+                    false
+                }
+            },
+        )
         .await;
         cell.into_inner()
     };
@@ -186,11 +190,19 @@ async fn concurrent_syncs_and_racing_cancels_under_two_projectors_fold_like_a_re
         job_ids.extend(round_jobs);
     }
     let client = app.db.connect().await;
-    let behind = "SELECT count(*) FROM read_jobs j WHERE j.version <> (SELECT coalesce(max(sequence), 0) \
+    let behind =
+        "SELECT count(*) FROM read_jobs j WHERE j.version <> (SELECT coalesce(max(sequence), 0) \
                   FROM events e WHERE e.aggregate_type = 'job' AND e.aggregate_id = j.job_id)";
     wait_until(Duration::from_secs(20), "every job row to catch up", || {
         let client = &client;
-        async move { client.query_one(behind, &[]).await.unwrap().get::<_, i64>(0) == 0 }
+        async move {
+            client
+                .query_one(behind, &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 0
+        }
     })
     .await;
     let live = jobs(&client).await;

@@ -542,8 +542,7 @@ mod tests {
             started_first.fold_stored(&log[i]).unwrap();
         }
         assert_eq!(
-            started_first.jobs["j1"].queued_at,
-            log[1].recorded_at,
+            started_first.jobs["j1"].queued_at, log[1].recorded_at,
             "queued when requested"
         );
         assert_eq!(started_first, request_first);
