@@ -1,5 +1,7 @@
 //! `read_jobs`: one row per job, what `GET /jobs` shows. The row is born `queued` from the source's
 //! `SyncRequested` and then follows the Job stream (guarded by `version < seq`, so replays change nothing).
+//! Should the Job stream's `JobStarted` be folded before the request, it makes the row and the request later
+//! adds what only it knows ([`queue`]): the row never depends on how the two streams interleave.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
