@@ -16,7 +16,7 @@
 //! run never queues more backups than there are clients.
 //!
 //! Expected answers: 200 for reads and updates, 201 for creations, 202 for syncs and cancels, and a 409 for a
-//! cancel only when `GET /jobs/{id}` then shows the job had already ended (the race every dashboard has; counted
+//! cancel only when `GET /jobs/{id}` shows the job ended within 10 s (the read model follows the log) (the race every dashboard has; counted
 //! apart as `cancelTooLate`). Anything else, a transport error or a timeout (30 s) is an error, listed in the
 //! report (route, status, body excerpt); the process exits 1 when there was any.
 //!
@@ -37,6 +37,9 @@ use serde_json::{json, Value};
 #[path = "load_report.rs"]
 mod load_report;
 use load_report::{ms, percentile};
+
+/// How long the job read model may take to show what the event log already says (a cancel's 409 after the end).
+const READ_MODEL_CATCH_UP: Duration = Duration::from_secs(10);
 
 /// The request mix: route template and weight per thousand draws. A dashboard mostly reads (lists, a
 /// resource, a running job's progress, the platform catalog); about one request in eight is a command.
@@ -460,26 +463,38 @@ impl Client {
             self.tally.cancels += 1;
             return;
         }
-        // A 409 is right only for a job that has ended: the worker finished it before the cancel arrived.
-        let seen = self
-            .call(
-                Route::GetJob,
-                Method::GET,
-                &format!("/jobs/{job}"),
-                None,
-                &[200],
-            )
-            .await;
-        match seen {
-            Some(job_view) if ended(&job_view.body) => {
+        // A 409 is right only for a job that has ended: the worker finished it before the cancel arrived. The
+        // 409 comes from the job's events; `GET /jobs/{id}` reads the read model, which follows the log a moment
+        // later, so the job must show as ended within READ_MODEL_CATCH_UP, not at once.
+        let deadline = tokio::time::Instant::now() + READ_MODEL_CATCH_UP;
+        loop {
+            let Some(job_view) = self
+                .call(
+                    Route::GetJob,
+                    Method::GET,
+                    &format!("/jobs/{job}"),
+                    None,
+                    &[200],
+                )
+                .await
+            else {
+                return;
+            };
+            if ended(&job_view.body) {
                 self.tally.cancel_too_late += 1;
                 self.active = None;
+                return;
             }
-            Some(job_view) => self.tally.errors.push(format!(
-                "POST /jobs/{{id}}/cancel: 409 for a job that has not ended: {} ({})",
-                job_view.body["status"], answer.body
-            )),
-            None => {}
+            if tokio::time::Instant::now() >= deadline {
+                self.tally.errors.push(format!(
+                    "POST /jobs/{{id}}/cancel: 409, but the job still shows {} {} s later ({})",
+                    job_view.body["status"],
+                    READ_MODEL_CATCH_UP.as_secs(),
+                    answer.body
+                ));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
