@@ -67,7 +67,9 @@ const WRITES: RecordWrites = RecordWrites {
 /// `BalanceWithJobs`). `CurrencyRef` goes with a create only: a customer's currency cannot change once set.
 /// `ParentRef` names the parent customer by its id, which must exist (a sub-customer whose parent was
 /// re-created under a new id is refused and reported).
-const CUSTOMER_FIELDS: &[&str] = &[
+///
+/// The fields a create sends: every updatable one, then those only a create may set.
+const CUSTOMER_CREATE_FIELDS: &[&str] = &[
     "DisplayName",
     "Title",
     "GivenName",
@@ -95,41 +97,19 @@ const CUSTOMER_FIELDS: &[&str] = &[
     "SalesTermRef",
     "PaymentMethodRef",
     "DefaultTaxCodeRef",
+    // Create only (see above).
+    "CurrencyRef",
 ];
+
+/// A customer's updatable fields: all but the create-only tail of [`CUSTOMER_CREATE_FIELDS`].
+const CUSTOMER_FIELDS: &[&str] = CUSTOMER_CREATE_FIELDS
+    .split_at(CUSTOMER_CREATE_FIELDS.len() - 1)
+    .0;
 
 const CUSTOMER_WRITES: RecordWrites = RecordWrites {
     create: "/customer?minorversion=75",
     update: Some("/customer?minorversion=75"),
-    create_fields: &[
-        "DisplayName",
-        "Title",
-        "GivenName",
-        "MiddleName",
-        "FamilyName",
-        "Suffix",
-        "CompanyName",
-        "PrintOnCheckName",
-        "PrimaryEmailAddr",
-        "PrimaryPhone",
-        "Mobile",
-        "Fax",
-        "AlternatePhone",
-        "WebAddr",
-        "BillAddr",
-        "ShipAddr",
-        "Notes",
-        "Taxable",
-        "Active",
-        "Job",
-        "BillWithParent",
-        "ParentRef",
-        "PreferredDeliveryMethod",
-        "ResaleNum",
-        "SalesTermRef",
-        "PaymentMethodRef",
-        "DefaultTaxCodeRef",
-        "CurrencyRef",
-    ],
+    create_fields: CUSTOMER_CREATE_FIELDS,
     update_fields: CUSTOMER_FIELDS,
     new_id: "/Customer/Id",
     matched_by: MatchBy::Key("/DisplayName"),
@@ -145,7 +125,10 @@ const CUSTOMER_WRITES: RecordWrites = RecordWrites {
 /// the sales and purchases since, and QuickBooks records a change of it as an inventory adjustment, which
 /// a restore must not invent. A bundle (`Type: Group`) is sent without its components
 /// (`ItemGroupDetail`): they are not restored, and a refusal of such an item is reported per record.
-const ITEM_FIELDS: &[&str] = &[
+///
+/// The fields a create sends: every updatable one, then those only a create may set (the item's type and
+/// its starting quantity on hand).
+const ITEM_CREATE_FIELDS: &[&str] = &[
     "Name",
     "Description",
     "Active",
@@ -163,34 +146,20 @@ const ITEM_FIELDS: &[&str] = &[
     "PurchaseTaxCodeRef",
     "ReorderPoint",
     "PrefVendorRef",
+    // Create only (see above).
+    "Type",
+    "TrackQtyOnHand",
+    "QtyOnHand",
+    "InvStartDate",
 ];
+
+/// An item's updatable fields: all but the four create-only ones at the end of [`ITEM_CREATE_FIELDS`].
+const ITEM_FIELDS: &[&str] = ITEM_CREATE_FIELDS.split_at(ITEM_CREATE_FIELDS.len() - 4).0;
 
 const ITEM_WRITES: RecordWrites = RecordWrites {
     create: "/item?minorversion=75",
     update: Some("/item?minorversion=75"),
-    create_fields: &[
-        "Name",
-        "Type",
-        "Description",
-        "Active",
-        "SubItem",
-        "ParentRef",
-        "Taxable",
-        "UnitPrice",
-        "PurchaseDesc",
-        "PurchaseCost",
-        "IncomeAccountRef",
-        "ExpenseAccountRef",
-        "AssetAccountRef",
-        "TrackQtyOnHand",
-        "QtyOnHand",
-        "InvStartDate",
-        "Sku",
-        "SalesTaxCodeRef",
-        "PurchaseTaxCodeRef",
-        "ReorderPoint",
-        "PrefVendorRef",
-    ],
+    create_fields: ITEM_CREATE_FIELDS,
     update_fields: ITEM_FIELDS,
     new_id: "/Item/Id",
     matched_by: MatchBy::Key("/Name"),
@@ -395,3 +364,22 @@ pub(super) const PLATFORM: Platform = Platform {
     // company or a missing subscription.
     credentials_rejected: REJECTED_401,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_only_fields_are_never_sent_by_an_update() {
+        for field in ["CurrencyRef"] {
+            assert!(CUSTOMER_CREATE_FIELDS.contains(&field));
+            assert!(!CUSTOMER_FIELDS.contains(&field), "{field}");
+        }
+        for field in ["Type", "TrackQtyOnHand", "QtyOnHand", "InvStartDate"] {
+            assert!(ITEM_CREATE_FIELDS.contains(&field));
+            assert!(!ITEM_FIELDS.contains(&field), "{field}");
+        }
+        assert!(CUSTOMER_FIELDS.contains(&"DefaultTaxCodeRef"));
+        assert!(ITEM_FIELDS.contains(&"PrefVendorRef"));
+    }
+}
