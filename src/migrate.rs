@@ -90,6 +90,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0190_record_index_analyze",
         include_str!("../migrations/0190_record_index_analyze.sql"),
     ),
+    (
+        "0200_commit_horizon_of_appenders",
+        include_str!("../migrations/0200_commit_horizon_of_appenders.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

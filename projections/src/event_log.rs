@@ -3,8 +3,14 @@
 //! `global_position` is handed out when a row is inserted, not when its transaction commits, so a writer
 //! that commits late can make position 41 appear after a reader has already moved past 42. Readers
 //! therefore order by `(transaction_id, global_position)` and only read transactions older than the oldest
-//! one still running that could append here (`events_commit_horizon()`, migration 0130): everything below
-//! that horizon is final, so nothing can appear behind the cursor later.
+//! one still running that could append here (`events_commit_horizon()`, migrations 0130 and 0200):
+//! everything below that horizon is final, so nothing can appear behind the cursor later.
+//!
+//! "Could append" is narrow on purpose. A transaction appends to `events` before it writes anything else
+//! (the `events_append_first` trigger refuses the append otherwise), so one that holds a transaction id and
+//! not the log's append lock can never append: a long transaction of this database that only writes other
+//! tables (the record index merging a backup, a retention sweep) does not hold the readers, and the commands
+//! waiting on them for read-your-writes, back. Transactions of other databases of the server never hold it.
 
 use std::sync::LazyLock;
 

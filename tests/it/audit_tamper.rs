@@ -324,6 +324,7 @@ async fn modified_removed_inserted_and_reordered_events_are_all_found() {
     db.batch_execute(&format!(
         "ALTER TABLE events DISABLE TRIGGER events_append_only;
          ALTER TABLE events DISABLE TRIGGER events_hash_chain;
+         ALTER TABLE events DISABLE TRIGGER events_append_first;
          UPDATE events SET payload = '{{\"ConnectionRenamed\": {{\"name\": \"forged\"}}}}'
           WHERE aggregate_id = '{modified}' AND sequence = 3;
          DELETE FROM events WHERE aggregate_id = '{removed}' AND sequence = 2;
@@ -337,6 +338,7 @@ async fn modified_removed_inserted_and_reordered_events_are_all_found() {
            SELECT 'connection', '{inserted}', 3, 'ConnectionRenamed', '1.0',
                   '{{\"ConnectionRenamed\": {{\"name\": \"planted\"}}}}', metadata, hash, sha256(hash)
              FROM events WHERE aggregate_id = '{inserted}' AND sequence = 2;
+         ALTER TABLE events ENABLE TRIGGER events_append_first;
          ALTER TABLE events ENABLE TRIGGER events_hash_chain;
          ALTER TABLE events ENABLE TRIGGER events_append_only;"
     ))

@@ -176,6 +176,95 @@ async fn a_transaction_open_in_another_database_does_not_hold_back_the_log_reade
     open.rollback().await.unwrap();
 }
 
+/// Only a transaction that can still append holds the readers back (migration 0200): one of this database
+/// that wrote elsewhere first (the record index merging a backup, a retention sweep) and is still open, older
+/// than the event, does not; and such a transaction cannot append afterwards, which is what makes leaving it
+/// out safe.
+#[tokio::test]
+async fn a_transaction_that_writes_elsewhere_does_not_hold_back_the_log_readers_and_cannot_append()
+{
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let projector = Projector::new(db.pool(), Arc::new(tokio::sync::Notify::new()));
+    let mut busy = db.connect().await;
+    let open = busy.transaction().await.unwrap();
+    open.batch_execute("CREATE TEMP TABLE scratch (n int); INSERT INTO scratch VALUES (1)")
+        .await
+        .unwrap();
+    let busy_xid: u64 = open
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+        .parse()
+        .unwrap();
+
+    let id = uuid::Uuid::now_v7().to_string();
+    let writer = db.connect().await;
+    writer
+        .execute(INSERT_EVENT, &[&id, &created_event(&id, "here")])
+        .await
+        .unwrap();
+    let row = writer
+        .query_one(
+            "SELECT transaction_id::text, events_commit_horizon()::text FROM events",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ours: u64 = row.get::<_, String>(0).parse().unwrap();
+    let horizon: u64 = row.get::<_, String>(1).parse().unwrap();
+    assert!(busy_xid < ours, "the busy transaction is the older");
+    assert!(
+        horizon > ours,
+        "horizon {horizon} is past our commit {ours}"
+    );
+    // One catch-up, no waiting: the event is readable while the busy transaction is still open.
+    projector.catch_up().await.unwrap();
+    assert_eq!(projected_names(&writer).await, ["here"]);
+
+    // It already holds a transaction id, so an append now could land behind a reader: refused.
+    let late = uuid::Uuid::now_v7().to_string();
+    let refused = open
+        .execute(INSERT_EVENT, &[&late, &created_event(&late, "late")])
+        .await
+        .expect_err("an append after another write in the same transaction is refused");
+    let message = refused.as_db_error().map(|e| e.message().to_owned());
+    assert_eq!(
+        message.as_deref(),
+        Some("a transaction that wrote elsewhere first cannot append to the event log"),
+        "{refused:?}"
+    );
+    open.rollback().await.unwrap();
+
+    // A transaction that appends first may write elsewhere and append again.
+    let mut appender = db.connect().await;
+    let tx = appender.transaction().await.unwrap();
+    let (first, second) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    tx.execute(INSERT_EVENT, &[&first, &created_event(&first, "first")])
+        .await
+        .unwrap();
+    tx.batch_execute("CREATE TEMP TABLE scratch2 (n int); INSERT INTO scratch2 VALUES (1)")
+        .await
+        .unwrap();
+    tx.execute(INSERT_EVENT, &[&second, &created_event(&second, "second")])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    support::wait_until(
+        Duration::from_secs(20),
+        "the appender's events to be projected",
+        || async {
+            projector.catch_up().await.unwrap();
+            projected_names(&writer).await.len() == 3
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn an_event_committed_late_is_not_skipped() {
     let db = TestDatabase::create().await;
