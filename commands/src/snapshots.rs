@@ -519,13 +519,17 @@ impl Snapshots {
     /// of the records route and the export (file by file, line by line; each file read once): the one
     /// definition of "the merged state as of a backup", which restores read too (issue 13 §5). Memory: the
     /// data type's records. The errors of [`Snapshots::readable`] and of reading the files.
+    ///
+    /// Each record comes with its key in the index, the `recordId` of the snapshot and version routes: its
+    /// id, `<parent id>/<id>` for a per-parent listing's records (a Mailchimp member's `<list_id>/<id>`),
+    /// `sha256:<hex>` for a record without an id.
     pub async fn all_records(
         &self,
         account_id: &str,
         source_id: &str,
         job_id: &str,
         data_type: &str,
-    ) -> Result<Vec<Value>, SnapshotError> {
+    ) -> Result<Vec<(String, Value)>, SnapshotError> {
         let snapshot = self.readable(account_id, source_id, job_id).await?;
         let source = uuid(source_id).ok_or(SnapshotError::SnapshotNotFound)?;
         let jobs = self.jobs_of(source).await?;
@@ -542,7 +546,7 @@ impl Snapshots {
             .each_record(
                 data_type,
                 &mut futures::io::sink(),
-                |text, _, (stored_by, ordinal)| {
+                |text, _, (stored_by, ordinal, key)| {
                     let record =
                         serde_json::from_slice(text).map_err(|source| SnapshotError::Damaged {
                             job_id: stored_by.to_owned(),
@@ -550,7 +554,7 @@ impl Snapshots {
                             ordinal,
                             source,
                         })?;
-                    records.push(record);
+                    records.push((key.to_owned(), record));
                     Ok(())
                 },
             )
@@ -840,7 +844,7 @@ impl Export<'_> {
     }
 
     /// Calls `record` with the JSON text of every record of the data type in the snapshot (and the backup and
-    /// line it is read from), file by file in
+    /// line it is read from, and its key in the index), file by file in
     /// the order stored, and writes what it leaves in its buffer to `out` every 64 KiB: each file read once,
     /// the index's rows for it fetched in batches as the file is read.
     async fn each_record<F, W>(
@@ -850,7 +854,7 @@ impl Export<'_> {
         mut record: F,
     ) -> Result<(), SnapshotError>
     where
-        F: FnMut(&[u8], &mut Vec<u8>, (&str, i32)) -> Result<(), SnapshotError>,
+        F: FnMut(&[u8], &mut Vec<u8>, (&str, i32, &str)) -> Result<(), SnapshotError>,
         W: futures::io::AsyncWrite + Unpin,
     {
         use futures::io::AsyncWriteExt;
@@ -876,7 +880,7 @@ impl Export<'_> {
                 job_id: &job_id,
             };
             let mut lines = self.snapshots.lines(location, data_type).await?;
-            let mut wanted: VecDeque<i32> = VecDeque::new();
+            let mut wanted: VecDeque<(i32, String)> = VecDeque::new();
             let mut after = -1i32;
             let mut index_done = false;
             loop {
@@ -888,7 +892,7 @@ impl Export<'_> {
                     let client = self.snapshots.db.get().await?;
                     let rows = client
                         .query(
-                            "SELECT ordinal FROM record_versions \
+                            "SELECT ordinal, record_id FROM record_versions \
                              WHERE source_id = $1 AND data_type = $2 AND first_seq = $3 \
                                AND (last_seq IS NULL OR last_seq >= $4) AND ordinal > $5 \
                              ORDER BY ordinal LIMIT $6",
@@ -903,9 +907,12 @@ impl Export<'_> {
                         )
                         .await?;
                     index_done = (rows.len() as i64) < EXPORT_BATCH;
-                    wanted.extend(rows.iter().map(|r| r.get::<_, i32>(0)));
+                    wanted.extend(
+                        rows.iter()
+                            .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1))),
+                    );
                     match wanted.back() {
-                        Some(last) => after = *last,
+                        Some((last, _)) => after = *last,
                         None => break,
                     }
                 }
@@ -913,12 +920,12 @@ impl Export<'_> {
                     return Err(SnapshotError::MissingLine {
                         job_id: job_id.clone(),
                         name: data_file(data_type),
-                        ordinal: wanted[0],
+                        ordinal: wanted[0].0,
                     });
                 };
-                if wanted.front() == Some(&ordinal) {
-                    wanted.pop_front();
-                    record(line, &mut buffer, (&job_id, ordinal))?;
+                if wanted.front().is_some_and(|(o, _)| *o == ordinal) {
+                    let (_, key) = wanted.pop_front().expect("checked above");
+                    record(line, &mut buffer, (&job_id, ordinal, &key))?;
                     if buffer.len() >= 64 * 1024 {
                         out.write_all(&buffer).await?;
                         buffer.clear();

@@ -101,6 +101,12 @@ pub fn plan(
         reason: Some(reason),
         fields: Map::new(),
     };
+    // Removed on the platform at the time of the snapshot (an archived Mailchimp member): nothing to put
+    // back. Removed now although still listed: missing.
+    if writes.is_removed(backed_up) {
+        return skip("removed from the platform at the time of the snapshot (an archived member)");
+    }
+    let current = current.filter(|c| !writes.is_removed(c));
     let empty = Map::new();
     let backed_up = writes.fields_of(backed_up).unwrap_or(&empty);
     // A `null` and an absent field are the same: no value.
@@ -132,6 +138,16 @@ pub fn plan(
         .iter()
         .any(|f| value(backed_up, f) != value(current, f));
     if changed.is_empty() && !immutable_changed {
+        if writes
+            .kept_fields
+            .iter()
+            .any(|f| value(backed_up, f) != value(current, f))
+        {
+            return skip(
+                "changed since the snapshot only in what a restore leaves as it is now (a Mailchimp \
+                 member's status: a restore never subscribes or unsubscribes anyone)",
+            );
+        }
         return skip("unchanged since the snapshot");
     }
     if mode == RestoreMode::Missing {
@@ -238,6 +254,46 @@ mod tests {
         let same = json!({"Id": "7", "SyncToken": "9", "name": "Ada"});
         let skipped = plan(&writes, &backed_up, Some(&same), RestoreMode::Overwrite);
         assert_eq!(skipped.action, RestoreAction::Skip);
+    }
+
+    #[test]
+    fn a_kept_field_is_never_written_and_a_removed_record_is_missing() {
+        use crate::platform::writes::FieldIs;
+        let writes = RecordWrites {
+            create_fields: &["email_address", "status", "merge_fields"],
+            update_fields: &["merge_fields"],
+            kept_fields: &["status"],
+            removed_when: &[FieldIs {
+                field: "/status",
+                value: "archived",
+            }],
+            ..WRITES
+        };
+        let backed_up = json!({"id": "h", "email_address": "a@x", "status": "subscribed",
+                               "merge_fields": {"FNAME": "Ada"}});
+        // Unsubscribed since: left so, and the report says why.
+        let unsubscribed = json!({"id": "h", "email_address": "a@x", "status": "unsubscribed",
+                                  "merge_fields": {"FNAME": "Ada"}});
+        let planned = plan(&writes, &backed_up, Some(&unsubscribed), RestoreMode::Overwrite);
+        assert_eq!(planned.action, RestoreAction::Skip);
+        assert!(planned.reason.unwrap().contains("status"), "{planned:?}");
+        // Renamed too: the merge fields go back, the status does not.
+        let renamed = json!({"id": "h", "email_address": "a@x", "status": "unsubscribed",
+                             "merge_fields": {"FNAME": "Bob"}});
+        let planned = plan(&writes, &backed_up, Some(&renamed), RestoreMode::Overwrite);
+        assert_eq!(planned.action, RestoreAction::Update);
+        assert_eq!(
+            Value::Object(planned.fields),
+            json!({"merge_fields": {"FNAME": "Ada"}})
+        );
+        // Archived since: created again, with every create field.
+        let archived = json!({"id": "h", "email_address": "a@x", "status": "archived"});
+        let planned = plan(&writes, &backed_up, Some(&archived), RestoreMode::Missing);
+        assert_eq!(planned.action, RestoreAction::Create);
+        assert_eq!(planned.fields["status"], "subscribed");
+        // Archived in the snapshot: nothing to restore.
+        let planned = plan(&writes, &archived, None, RestoreMode::Overwrite);
+        assert_eq!(planned.action, RestoreAction::Skip);
     }
 
     #[test]

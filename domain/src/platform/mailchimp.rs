@@ -16,8 +16,89 @@
 //! - Limits (https://mailchimp.com/developer/marketing/docs/fundamentals/#api-limits): at most 10
 //!   simultaneous connections per API key, answered 429 beyond; no per-second limit, and requests time out
 //!   after 120 s.
+//! - Writes (restore, issue 13 §5): audience members only, see [`MEMBER_WRITES`].
 
+use super::writes::{
+    FieldIs, FieldRename, ParamValue, RecordParam, RecordWrites, Unset, WriteBody, WriteMethod,
+};
 use super::*;
+
+/// How a restore writes an audience member back (Marketing API 3.0, List Members:
+/// <https://mailchimp.com/developer/marketing/api/list-members/>).
+///
+/// - **Create** (a member missing from its audience, or archived since the snapshot): `PUT
+///   /lists/{list_id}/members/{subscriber_hash}` "Add or update list member", an upsert keyed by the
+///   subscriber hash (the MD5 of the lower-case e-mail address, computed from the backed-up
+///   `email_address`), so doing it twice adds one member. The body is `email_address`, `status_if_new`,
+///   `email_type`, `merge_fields`, `interests`, `language`, `vip` and `marketing_permissions` as backed up;
+///   `?skip_merge_validation=true` takes the merge fields as they were even where a field has become required
+///   since. `list_id` is the member's own field (a member is a child of its audience, which is why its key
+///   in the index and the report is `<list_id>/<id>`). Tags are not part of this call (Mailchimp sets them
+///   through `/members/{hash}/tags`) and are not restored; nor are the opt-in IP addresses and times, which
+///   are Mailchimp's to record.
+/// - **Update** (a member present but changed, mode `overwrite`): `PATCH
+///   /lists/{list_id}/members/{id}` "Update list member" with the changed ones of `email_type`,
+///   `merge_fields`, `interests`, `language` and `vip` (Mailchimp merges `merge_fields` by key).
+/// - **Status: a restore never subscribes anyone, nor unsubscribes them.** The backed-up `status` is sent
+///   only as `status_if_new`, which Mailchimp applies only "if the email address is not already present on
+///   the list"; `status` itself is never sent, and a member whose status alone differs from the snapshot is
+///   skipped, saying so. So a member who unsubscribed (or bounced, `cleaned`) since the backup stays so, as
+///   consent law and Mailchimp's compliance states require (Mailchimp itself refuses to subscribe such a
+///   member: 400 "Member In Compliance State", https://mailchimp.com/developer/marketing/docs/errors/), and
+///   a member re-added after being archived comes back with the status the backup held, `unsubscribed`
+///   and `cleaned` included: never as `subscribed` unless they were. (A `pending` member re-added is sent
+///   Mailchimp's confirmation e-mail again, as any re-added pending member is.)
+/// - **Archived and forgotten members.** `DELETE` archives a member: the listing may still show it with
+///   status `archived`, which counts as missing, and the create's `PUT` brings it back. A member deleted
+///   permanently (`…/actions/delete-permanent`, "forgotten") cannot be added again through the API:
+///   Mailchimp answers 400 "Forgotten Email Not Subscribed", and the restore reports that member as
+///   `cannot_restore` with Mailchimp's reason and goes on.
+/// - API key connections only: no write scopes.
+pub const MEMBER_WRITES: RecordWrites = RecordWrites {
+    create: "/lists/{list_id}/members/{subscriber_hash}?skip_merge_validation=true",
+    update: Some("/lists/{list_id}/members/{id}?skip_merge_validation=true"),
+    create_fields: &[
+        "email_address",
+        "status",
+        "email_type",
+        "merge_fields",
+        "interests",
+        "language",
+        "vip",
+        "marketing_permissions",
+    ],
+    update_fields: &["email_type", "merge_fields", "interests", "language", "vip"],
+    body: WriteBody::Json {
+        envelope: None,
+        unset: Unset::Null,
+    },
+    create_method: WriteMethod::Put,
+    update_method: WriteMethod::Patch,
+    renames: &[FieldRename {
+        field: "status",
+        to: &["status_if_new"],
+    }],
+    // The subscriber hash is the member's id in every audience it is in; the upsert keeps a create single.
+    idempotency_key: false,
+    record_params: &[
+        RecordParam {
+            placeholder: "list_id",
+            field: "/list_id",
+            value: ParamValue::AsIs,
+        },
+        RecordParam {
+            placeholder: "subscriber_hash",
+            field: "/email_address",
+            value: ParamValue::Md5OfLowercase,
+        },
+    ],
+    removed_when: &[FieldIs {
+        field: "/status",
+        value: "archived",
+    }],
+    kept_fields: &["status"],
+    ..RecordWrites::BASE
+};
 
 pub(super) const PLATFORM: Platform = Platform {
     id: "mailchimp",
@@ -41,7 +122,8 @@ pub(super) const PLATFORM: Platform = Platform {
                 incremental: Some(LAST_CHANGED),
                 ..per_audience(&[Endpoint::get("/lists/{list_id}/members")], "/members")
             },
-        ),
+        )
+        .writes(MEMBER_WRITES),
         DataType::new(
             "segments",
             "Segments and tags of audiences",

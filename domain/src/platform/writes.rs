@@ -78,6 +78,57 @@ pub struct RecordWrites {
     /// the new id; the restore orders data types so that the referred ones come first
     /// ([`restore_order`]).
     pub references: &'static [Reference],
+    /// Placeholders of [`RecordWrites::create`] and [`RecordWrites::update`] filled from the record written
+    /// rather than from the connection: a child record's parent (a Mailchimp member's `{list_id}`, its own
+    /// field), or a value derived from one of its fields (its `{subscriber_hash}`, the MD5 of its lower-case
+    /// e-mail address). A create takes them from the backed-up record, an update from the platform's record
+    /// as listed now. A record lacking one cannot be written and is reported so.
+    pub record_params: &'static [RecordParam],
+    /// A platform record whose field holds one of these values is not there any more although the listing
+    /// still shows it (a Mailchimp member with status `archived`): the plan treats it as missing (and a
+    /// backed-up record in that state as nothing to restore).
+    pub removed_when: &'static [FieldIs],
+    /// Fields the plan compares but a restore never writes back: a record that differs from the snapshot in
+    /// these only is skipped, saying so (a Mailchimp member's `status`: whether someone wants mail is theirs
+    /// to say, not a backup's).
+    pub kept_fields: &'static [&'static str],
+}
+
+/// A path placeholder filled from the record written ([`RecordWrites::record_params`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordParam {
+    /// The placeholder's name, written `{name}` in the path.
+    pub placeholder: &'static str,
+    /// JSON pointer (RFC 6901) to the record's field holding the value (text or a number).
+    pub field: &'static str,
+    /// How the value goes into the path (percent-encoded as a path segment either way).
+    pub value: ParamValue,
+}
+
+/// How a [`RecordParam`]'s field becomes the placeholder's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamValue {
+    /// The field's text as it is.
+    AsIs,
+    /// The lower-case hex MD5 of the field's text trimmed and in lower case: Mailchimp's subscriber hash
+    /// ("The MD5 hash of the lowercase version of the list member's email address",
+    /// <https://mailchimp.com/developer/marketing/api/list-members/add-or-update-list-member/>).
+    Md5OfLowercase,
+}
+
+/// A field holding a value: `field` a JSON pointer, `value` the text it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldIs {
+    pub field: &'static str,
+    pub value: &'static str,
+}
+
+/// A write's path could not be made from its record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the record has no {field} for the path's {{{placeholder}}}")]
+pub struct MissingParam {
+    pub placeholder: &'static str,
+    pub field: &'static str,
 }
 
 /// A field of a record that names a record of another data type (`prices.product` → `products`).
@@ -209,11 +260,60 @@ impl RecordWrites {
         idempotency_key: true,
         immutable_fields: &[],
         references: &[],
+        record_params: &[],
+        removed_when: &[],
+        kept_fields: &[],
     };
 
-    /// The update path of record `id`, if the platform allows updates.
+    /// The update path of record `id`, if the platform allows updates (without [`RecordWrites::record_params`]:
+    /// see [`RecordWrites::path`]).
     pub fn update_path(&self, id: &str) -> Option<String> {
         self.update.map(|path| path.replace("{id}", id))
+    }
+
+    /// `template` (the create or the update path) with `{id}` as `id` and each of
+    /// [`RecordWrites::record_params`] taken from `record`, every value percent-encoded as a path segment.
+    pub fn path(
+        &self,
+        template: &str,
+        id: Option<&str>,
+        record: &serde_json::Value,
+    ) -> Result<String, MissingParam> {
+        let mut path = template.to_owned();
+        if let Some(id) = id {
+            path = path.replace("{id}", &segment(id));
+        }
+        for param in self.record_params {
+            let needle = format!("{{{}}}", param.placeholder);
+            if !path.contains(&needle) {
+                continue;
+            }
+            let missing = MissingParam {
+                placeholder: param.placeholder,
+                field: param.field,
+            };
+            let text = record
+                .pointer(param.field)
+                .and_then(super::listing::scalar_text)
+                .filter(|t| !t.trim().is_empty())
+                .ok_or(missing)?;
+            let value = match param.value {
+                ParamValue::AsIs => text.into_owned(),
+                ParamValue::Md5OfLowercase => subscriber_hash(&text),
+            };
+            path = path.replace(&needle, &segment(&value));
+        }
+        Ok(path)
+    }
+
+    /// Whether the platform's `record` counts as removed although listed ([`RecordWrites::removed_when`]).
+    pub fn is_removed(&self, record: &serde_json::Value) -> bool {
+        self.removed_when.iter().any(|is| {
+            record
+                .pointer(is.field)
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|v| v == is.value)
+        })
     }
 
     /// The object of a record that holds its writable fields ([`RecordWrites::fields_at`]); `None` when the
@@ -251,10 +351,80 @@ impl RecordWrites {
     }
 }
 
+/// The lower-case hex MD5 of `text` trimmed and in lower case (Mailchimp's subscriber hash, see
+/// [`ParamValue::Md5OfLowercase`]).
+pub fn subscriber_hash(text: &str) -> String {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(text.trim().to_lowercase().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `value` percent-encoded as one path segment (RFC 3986 unreserved characters as they are).
+fn segment(value: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_path_takes_its_parent_and_a_hash_from_the_record() {
+        let members = RecordWrites {
+            create: "/lists/{list_id}/members/{subscriber_hash}?skip_merge_validation=true",
+            update: Some("/lists/{list_id}/members/{id}"),
+            record_params: &[
+                RecordParam {
+                    placeholder: "list_id",
+                    field: "/list_id",
+                    value: ParamValue::AsIs,
+                },
+                RecordParam {
+                    placeholder: "subscriber_hash",
+                    field: "/email_address",
+                    value: ParamValue::Md5OfLowercase,
+                },
+            ],
+            ..RecordWrites::BASE
+        };
+        let member = json!({"id": "x", "list_id": "a1b2 c3", "email_address": " Urist.McVankab@freddiesjokes.com"});
+        // Mailchimp's own example: the hash of urist.mcvankab@freddiesjokes.com.
+        assert_eq!(
+            members.path(members.create, None, &member).unwrap(),
+            "/lists/a1b2%20c3/members/62eeb292278cc15f5817cb78f7790b08?skip_merge_validation=true"
+        );
+        assert_eq!(
+            members
+                .path(members.update.unwrap(), Some("ab/c"), &member)
+                .unwrap(),
+            "/lists/a1b2%20c3/members/ab%2Fc"
+        );
+        let err = members
+            .path(members.create, None, &json!({"list_id": "l"}))
+            .unwrap_err();
+        assert_eq!(err.placeholder, "subscriber_hash");
+        assert!(err.to_string().contains("/email_address"), "{err}");
+    }
+
+    #[test]
+    fn a_record_in_a_removed_state_counts_as_removed() {
+        let writes = RecordWrites {
+            removed_when: &[FieldIs {
+                field: "/status",
+                value: "archived",
+            }],
+            ..RecordWrites::BASE
+        };
+        assert!(writes.is_removed(&json!({"status": "archived"})));
+        assert!(!writes.is_removed(&json!({"status": "unsubscribed"})));
+        assert!(!writes.is_removed(&json!({})));
+    }
 
     #[test]
     fn a_record_is_matched_by_its_key_without_case_or_by_all_it_holds() {

@@ -44,6 +44,8 @@ use serde_json::{json, Value};
 use super::progress::ProgressReporter;
 use super::{cancelled, BackupWorker, Run, RunFailure, CANCEL_CHECK};
 use crate::connectors::{FetchError, FetchRequest, RecordWrite};
+use crate::record_index::{content_hash, index_key};
+use crate::storage::NdjsonWriter;
 use listbackup_commands::snapshots::{SnapshotError, Snapshots};
 
 /// Records per `RecordsRestored`.
@@ -151,7 +153,11 @@ impl BackupWorker {
         let order = restore_order(&request.data_types, |d| {
             platform.data_type(d).and_then(|d| d.writes)
         });
-        for data_type in order {
+        // The requested ids (`recordIds`) some data type's snapshot holds, or that named several of its
+        // records: the others are reported at the end.
+        let mut named: HashSet<String> = HashSet::new();
+        let data_types = order.len();
+        for (position, data_type) in order.into_iter().enumerate() {
             progress.current_data_type = Some(data_type.clone());
             reporter.boundary(&progress).await?;
             // The source aggregate let only writable data types in.
@@ -164,6 +170,7 @@ impl BackupWorker {
                 });
             };
             let id_field = platform.listing(data_type).map_or("id", |l| l.id_field);
+            // Each record under its key in the index (`<list_id>/<id>` for a Mailchimp member).
             let records = snapshots
                 .all_records(
                     &metadata.account_id,
@@ -178,7 +185,6 @@ impl BackupWorker {
                     platform,
                     data_type,
                     credentials.expose(),
-                    id_field,
                 )
                 .await
             {
@@ -188,68 +194,133 @@ impl BackupWorker {
                     return Err(err.into());
                 }
             };
-            // The platform's records that no snapshot record names, by what recognises them: each may be a
-            // snapshot record re-created under a new id, claimed by at most one.
-            let mut unclaimed: HashMap<String, Vec<String>> = HashMap::new();
-            if writes.matched_by != MatchBy::Id {
-                let in_snapshot: HashSet<String> = records
-                    .iter()
-                    .filter_map(|r| record_id(r, id_field))
-                    .collect();
-                let mut ids: Vec<&String> = current
-                    .keys()
-                    .filter(|id| !in_snapshot.contains(*id))
-                    .collect();
-                ids.sort();
-                for id in ids {
-                    if let Some(key) = writes.match_key(&current[id]) {
-                        unclaimed.entry(key).or_default().push(id.clone());
-                    }
-                }
-                // Claimed from the front: the oldest id first, whatever the listing's order.
-                for ids in unclaimed.values_mut() {
-                    ids.reverse();
-                }
-            }
             let mut batch = RestoredBatch {
                 data_type: data_type.clone(),
                 ..RestoredBatch::default()
             };
-            let mut batches = 0u64;
-            for record in &records {
-                let Some(old_id) = record_id(record, id_field) else {
-                    continue;
-                };
-                if let Some(only) = &request.record_ids {
-                    if !only.contains(&old_id) {
-                        continue;
+            // The records `recordIds` names, by key: each requested id is a key, or a plain id that one
+            // record of the snapshot has (a member's id alone names it in each audience it is in: the key
+            // says which); an id naming several is reported so rather than guessed.
+            let selected: Option<HashSet<&str>> = match &request.record_ids {
+                None => None,
+                Some(requested) => {
+                    let mut by_plain_id: HashMap<String, Vec<&str>> = HashMap::new();
+                    let keys: HashSet<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
+                    for (key, record) in &records {
+                        if let Some(id) = record_id(record, id_field) {
+                            if id != *key {
+                                by_plain_id.entry(id).or_default().push(key);
+                            }
+                        }
+                    }
+                    let mut selected = HashSet::new();
+                    for asked in requested {
+                        if keys.contains(asked.as_str()) {
+                            selected.insert(asked.as_str());
+                            named.insert(asked.clone());
+                            continue;
+                        }
+                        match by_plain_id.get(asked).map(Vec::as_slice) {
+                            Some([key]) => {
+                                selected.insert(*key);
+                                named.insert(asked.clone());
+                            }
+                            Some(several) if several.len() > 1 => {
+                                named.insert(asked.clone());
+                                let line = json!({"dataType": data_type, "oldId": asked, "newId": null,
+                                    "action": RestoreAction::CannotRestore, "dryRun": request.dry_run,
+                                    "reason": format!(
+                                        "the id names {} records of the snapshot ({}): name one by its key",
+                                        several.len(), several.join(", "))});
+                                write_line(&mut report, &line).await?;
+                                batch.failed += 1;
+                                progress.records += 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(selected)
+                }
+            };
+            // The platform's records that no snapshot record names, by what recognises them: each may be a
+            // snapshot record re-created under a new id, claimed by at most one.
+            let mut unclaimed: HashMap<String, Vec<String>> = HashMap::new();
+            if writes.matched_by != MatchBy::Id {
+                let in_snapshot: HashSet<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
+                let mut keys: Vec<&String> = current
+                    .keys()
+                    .filter(|key| !in_snapshot.contains(key.as_str()))
+                    .collect();
+                keys.sort();
+                for key in keys {
+                    if let Some(matched) = writes.match_key(&current[key].record) {
+                        unclaimed.entry(matched).or_default().push(key.clone());
                     }
                 }
+                // Claimed from the front: the oldest id first, whatever the listing's order.
+                for keys in unclaimed.values_mut() {
+                    keys.reverse();
+                }
+            }
+            let mut batches = 0u64;
+            for (old_id, record) in &records {
+                if selected
+                    .as_ref()
+                    .is_some_and(|only| !only.contains(old_id.as_str()))
+                {
+                    continue;
+                }
+                // A record stored without an id (its key is its content's hash) cannot be told apart from
+                // the platform's records, nor written back as itself: reported, not guessed.
+                let Some(own_id) = record_id(record, id_field) else {
+                    let line = json!({"dataType": data_type, "oldId": old_id, "newId": null,
+                        "action": RestoreAction::CannotRestore, "dryRun": request.dry_run,
+                        "reason": format!("the snapshot holds the record without its id ({id_field}), \
+                                           so it cannot be matched with the platform's records")});
+                    write_line(&mut report, &line).await?;
+                    batch.failed += 1;
+                    progress.records += 1;
+                    continue;
+                };
+                // A per-parent listing's record is `<parent>/<id>`: a record created again under a new id
+                // is keyed under the same parent.
+                let parent = parent_of(old_id, &own_id);
                 let record = &ids.with_references(&writes, record);
-                // The record as it is on the platform now: under its own id, under the id an earlier restore
-                // gave it, or re-created under another that its data type's match recognises.
-                let by_id = ids.current_id(data_type, &old_id, |id| current.contains_key(id));
+                // The record as it is on the platform now: under its own key, under the one an earlier
+                // restore gave it, or re-created under another that its data type's match recognises.
+                let by_id = ids.current_id(data_type, old_id, |key| current.contains_key(key));
                 let target = by_id.clone().or_else(|| {
                     writes
                         .match_key(record)
                         .and_then(|key| unclaimed.get_mut(&key)?.pop())
                 });
                 if let Some(target) = &target {
-                    ids.resolve(data_type, &old_id, target);
+                    ids.resolve(data_type, old_id, target);
                 }
-                let planned = plan(
-                    &writes,
-                    record,
-                    target.as_ref().and_then(|id| current.get(id)),
-                    request.mode,
-                );
+                let now = target.as_ref().and_then(|key| current.get(key));
+                let mut planned = plan(&writes, record, now.map(|c| &c.record), request.mode);
+                let mut reason = planned.reason.map(str::to_owned);
+                // The write's path, from the record it is made of: a record lacking a field of it cannot be
+                // written (a Mailchimp member without its `list_id`).
+                let path = match planned.action {
+                    RestoreAction::Create => Some(writes.path(writes.create, None, record)),
+                    RestoreAction::Update => now.and_then(|now| {
+                        let template = writes.update?;
+                        Some(writes.path(template, now.id.as_deref(), &now.record))
+                    }),
+                    _ => None,
+                };
+                if let Some(Err(err)) = path {
+                    planned.action = RestoreAction::CannotRestore;
+                    reason = Some(format!("{err}: it cannot be written"));
+                }
                 let mut line = json!({"dataType": data_type, "oldId": old_id, "newId": null,
                                       "action": planned.action, "dryRun": request.dry_run});
-                if let Some(reason) = planned.reason {
+                if let Some(reason) = reason {
                     line["reason"] = json!(reason);
                 }
                 let target = target.unwrap_or_else(|| old_id.clone());
-                if target != old_id {
+                if target != *old_id {
                     line["newId"] = json!(target);
                     line["matchedBy"] = json!(match writes.matched_by {
                         _ if by_id.is_some() => "restoreIdMap",
@@ -261,36 +332,52 @@ impl BackupWorker {
                 match planned.action {
                     RestoreAction::Create | RestoreAction::Update if !request.dry_run => {
                         let key = format!("listbackup-restore-{job_id}-{data_type}-{old_id}");
+                        let update = planned.action == RestoreAction::Update;
                         let write = RecordWrite {
                             connection_id,
                             platform,
                             writes: &writes,
                             credentials: credentials.expose(),
-                            update: (planned.action == RestoreAction::Update)
-                                .then_some(target.as_str()),
+                            update: if update {
+                                now.and_then(|now| now.id.as_deref())
+                            } else {
+                                None
+                            },
+                            record: match now {
+                                Some(now) if update => &now.record,
+                                _ => record,
+                            },
                             fields: &planned.fields,
                             idempotency_key: &key,
                         };
                         match self.connector.write_record(write).await {
+                            Ok(_) if update => line["newId"] = json!(target),
                             Ok(new_id) => {
-                                if planned.action == RestoreAction::Create {
-                                    if let Err(err) = ids
-                                        .record_created(
-                                            &self.db,
-                                            (&metadata.account_id, source.id(), job_id),
-                                            data_type,
-                                            &old_id,
-                                            &new_id,
-                                        )
-                                        .await
-                                    {
-                                        let _ = report.abort().await;
-                                        return Err(err);
-                                    }
+                                let new_key = match parent {
+                                    Some(parent) => format!("{parent}/{new_id}"),
+                                    None => new_id,
+                                };
+                                // An upsert keyed by the record's own id (a Mailchimp member brought
+                                // back from the archive) keeps its key: nothing to map.
+                                if new_key == *old_id {
+                                    ids.resolve(data_type, old_id, &new_key);
+                                } else if let Err(err) = ids
+                                    .record_created(
+                                        &self.db,
+                                        (&metadata.account_id, source.id(), job_id),
+                                        data_type,
+                                        old_id,
+                                        &new_key,
+                                    )
+                                    .await
+                                {
+                                    let _ = report.abort().await;
+                                    return Err(err);
                                 }
-                                line["newId"] = json!(new_id);
+                                line["newId"] = json!(new_key);
                             }
-                            // The platform refused this record (validation): reported, and the run goes on.
+                            // The platform refused this record (validation, a forgotten Mailchimp
+                            // member): reported with the platform's reason, and the run goes on.
                             Err(
                                 err @ FetchError::Platform {
                                     retryable: false, ..
@@ -315,15 +402,7 @@ impl BackupWorker {
                     RestoreAction::Skip => batch.skipped += 1,
                     RestoreAction::CannotRestore => batch.failed += 1,
                 }
-                report
-                    .write_raw(&serde_json::value::to_raw_value(&line).map_err(|err| {
-                        RunFailure {
-                            code: JobErrorCode::Internal,
-                            message: format!("a report line could not be written: {err}"),
-                            retryable: false,
-                        }
-                    })?)
-                    .await?;
+                write_line(&mut report, &line).await?;
                 progress.records += 1;
                 if batch.created + batch.updated + batch.skipped + batch.failed >= BATCH {
                     self.jobs
@@ -348,6 +427,26 @@ impl BackupWorker {
                     if self.cancel_requested(job_id).await? {
                         let _ = report.abort().await;
                         return Err(cancelled());
+                    }
+                }
+            }
+            // After the last data type: each requested id that no data type's snapshot holds is reported
+            // (counted with the last data type, whose batch is the job's last).
+            if position + 1 == data_types {
+                if let Some(requested) = &request.record_ids {
+                    let mut unknown: Vec<&String> =
+                        requested.iter().filter(|id| !named.contains(*id)).collect();
+                    unknown.sort();
+                    unknown.dedup();
+                    let asked = request.data_types.join(", ");
+                    for id in unknown {
+                        let line = json!({"dataType": (request.data_types.len() == 1).then_some(data_type),
+                            "oldId": id, "newId": null, "action": RestoreAction::CannotRestore,
+                            "dryRun": request.dry_run,
+                            "reason": format!("not in the snapshot: no record of {asked} has this key or id")});
+                        write_line(&mut report, &line).await?;
+                        batch.failed += 1;
+                        progress.records += 1;
                     }
                 }
             }
@@ -389,15 +488,16 @@ impl BackupWorker {
         Ok(())
     }
 
-    /// The platform's records of `data_type` now, by id, listed as a backup lists them.
+    /// The platform's records of `data_type` now, listed as a backup lists them, by their key in the index
+    /// ([`index_key`]: the id, `<parent>/<id>` for a per-parent listing's records, the content's hash for
+    /// a record without an id), as the snapshot's records are keyed.
     async fn current_records(
         &self,
         connection_id: &str,
         platform: &'static Platform,
         data_type: &str,
         credentials: &std::collections::BTreeMap<String, String>,
-        id_field: &str,
-    ) -> Result<HashMap<String, Value>, FetchError> {
+    ) -> Result<HashMap<String, Current>, FetchError> {
         let mut current = HashMap::new();
         let mut pager = self.connector.pages(FetchRequest::new(
             connection_id,
@@ -406,16 +506,48 @@ impl BackupWorker {
             credentials,
         ))?;
         while let Some(page) = pager.next_page().await? {
-            for raw in page.records {
+            for (raw, id) in page.records.into_iter().zip(page.ids) {
                 let record: Value = serde_json::from_str(raw.get())
                     .map_err(|err| FetchError::InvalidResponse(err.to_string()))?;
-                if let Some(id) = record_id(&record, id_field) {
-                    current.insert(id, record);
-                }
+                let key = index_key(
+                    page.parent.as_deref(),
+                    id.as_deref(),
+                    &content_hash(raw.get()),
+                );
+                current.insert(key, Current { id, record });
             }
         }
         Ok(current)
     }
+}
+
+/// One record of the platform as listed now.
+struct Current {
+    /// Its own id (what an update's path names), `None` for a record without one.
+    id: Option<String>,
+    record: Value,
+}
+
+/// The parent part of a per-parent listing's key `<parent>/<id>` (`own_id` the record's id), `None` for a
+/// key that is the id alone.
+fn parent_of<'a>(key: &'a str, own_id: &str) -> Option<&'a str> {
+    key.strip_suffix(own_id)?
+        .strip_suffix('/')
+        .filter(|parent| !parent.is_empty())
+}
+
+/// Adds one line to the restore's report.
+async fn write_line(
+    report: &mut NdjsonWriter,
+    line: &Value,
+) -> Result<(), RunFailure> {
+    let raw = serde_json::value::to_raw_value(line).map_err(|err| RunFailure {
+        code: JobErrorCode::Internal,
+        message: format!("a report line could not be written: {err}"),
+        retryable: false,
+    })?;
+    report.write_raw(&raw).await?;
+    Ok(())
 }
 
 /// A record's id as text (`"cus_…"`, or a number's digits): what the platform knows it by.

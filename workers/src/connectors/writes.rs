@@ -25,8 +25,13 @@ pub struct RecordWrite<'a> {
     pub platform: &'static Platform,
     pub writes: &'a RecordWrites,
     pub credentials: &'a BTreeMap<String, String>,
-    /// `None`: create a new record; `Some(id)`: update record `id`.
+    /// `None`: create a new record; `Some(id)`: update record `id` (the platform's own id, not the
+    /// parent-qualified key of the index).
     pub update: Option<&'a str>,
+    /// The record whose fields fill the path's [`RecordWrites::record_params`] (a Mailchimp member's
+    /// `{list_id}` and `{subscriber_hash}`): the backed-up record for a create, the platform's record as
+    /// listed now for an update.
+    pub record: &'a Value,
     /// The fields to send; a `null` on update unsets the field.
     pub fields: &'a Map<String, Value>,
     /// Sent as `Idempotency-Key` where the platform honours one: the same key applies the write once.
@@ -41,17 +46,22 @@ impl Connector {
         let platform = write.platform;
         let auth = choose_auth(platform, write.credentials)?.api_auth();
         let base = self.endpoints.api_base(platform, write.credentials)?;
-        let path = match write.update {
-            None => write.writes.create.to_owned(),
-            Some(id) => write
+        let template = match write.update {
+            None => write.writes.create,
+            Some(_) => write
                 .writes
-                .update_path(id)
+                .update
                 .ok_or_else(|| FetchError::Unsupported {
                     platform: platform.id.to_owned(),
                     data_type: write.writes.create.to_owned(),
                     reason: "the platform does not let a record change once created",
                 })?,
         };
+        // The restore checks the path before it writes (a record lacking a field of it is reported there).
+        let path = write
+            .writes
+            .path(template, write.update, write.record)
+            .map_err(|err| FetchError::InvalidResponse(err.to_string()))?;
         let url = format!("{base}{path}");
         let writes = write.writes;
         let update = write.update.is_some();
