@@ -15,10 +15,27 @@
 //!   `list_id`). Records come in creation order.
 //! - Members filter on `since_last_changed` / `before_last_changed` ("changed after / before the set
 //!   timeframe": strictly, at the second, since `last_changed` is written to the second) and `status`.
-//!   Member ids are the MD5-like hash of the lower-case e-mail address, so the same member has the same id in
+//!   Member ids are the MD5 hash of the lower-case e-mail address, so the same member has the same id in
 //!   every audience it belongs to.
 //! - Errors: RFC 7807 problem details as `application/problem+json`: `{"type", "title", "status",
 //!   "detail", "instance"}`. A 429 says "You have exceeded the limit of 10 simultaneous connections."
+//! - Members' writes (https://mailchimp.com/developer/marketing/api/list-members/): a member is addressed
+//!   as `/lists/{list_id}/members/{subscriber_hash}`, the MD5 of the lower-case e-mail address (the
+//!   address itself is taken too). `GET` answers it. `PUT` "Add or update list member" upserts: a new
+//!   address needs `email_address` (hashing to the path's hash) and `status_if_new`, and is added with
+//!   `status` if given, else `status_if_new`; a member present is updated (`status_if_new` ignored); an
+//!   archived member is added back the same way as a new one. `PATCH` "Update list member" updates a
+//!   member present (404 otherwise). Both answer 200 with the member and take `email_type`, `status`,
+//!   `merge_fields` (merged by key), `interests`, `language`, `vip`, `location`, `marketing_permissions`,
+//!   `ip_signup`, `timestamp_signup`, `ip_opt`, `timestamp_opt`; other fields are ignored; a field of the
+//!   wrong type (`null` included) is a 400 "Invalid Resource" with an `errors` array
+//!   (`[{"field", "message"}]`); `skip_merge_validation` is taken and ignored (no merge field is required
+//!   here). Subscribing (`subscribed`, `pending`) a member who is `unsubscribed` or `cleaned`, or was when
+//!   archived, is a 400 "Member In Compliance State". `DELETE` archives a member (204): it leaves the
+//!   listing, which shows it again only when asked `status=archived`. `POST
+//!   …/members/{hash}/actions/delete-permanent` deletes it permanently (204): it is listed no more and an
+//!   upsert of its address is a 400 "Forgotten Email Not Subscribed". An unknown audience is a 404, an
+//!   unknown member (`PATCH`, `DELETE`, `delete-permanent`) a 404 "Resource Not Found"; other methods 405.
 //!
 //! Data sets: `audiences`, `campaigns`, `campaign_reports`, `templates`, `automations`, `landing_pages`,
 //! `ecommerce_stores`; the per-audience ones are named `<data type>/<list_id>`, e.g.
@@ -115,18 +132,14 @@ fn email(index: u64) -> String {
     format!("member{index}@example.test")
 }
 
-/// A stand-in for the MD5 of the lower-case address Mailchimp uses: 32 hex digits, the same for one
+/// A member's id, its subscriber hash: the hex MD5 of the lower-case e-mail address, the same for one
 /// address wherever it is.
 fn member_id(email: &str) -> String {
-    let mut high: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut low: u64 = 0x8422_2325_cbf2_9ce4;
-    for byte in email.to_ascii_lowercase().bytes() {
-        high = (high ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        low = (low ^ u64::from(byte))
-            .wrapping_mul(0x0000_0100_0000_01b3)
-            .rotate_left(17);
-    }
-    format!("{high:016x}{low:016x}")
+    use md5::{Digest, Md5};
+    Md5::digest(email.trim().to_lowercase().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The password of an HTTP Basic `Authorization` header (RFC 7617), the API key.
@@ -148,6 +161,7 @@ pub(crate) fn answer(
     req: &HttpRequest,
     rest: &str,
     query: &Query,
+    body: &[u8],
     fault: Option<PagingFault>,
 ) -> HttpResponse {
     if let Err(denied) = authenticate(req, state) {
@@ -156,6 +170,16 @@ pub(crate) fn answer(
     let Some(path) = rest.strip_prefix("/3.0") else {
         return not_found();
     };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method().clone(), segments.as_slice()) {
+        (method, ["lists", list_id, "members", hash]) => {
+            return member_call(state, &method, list_id, hash, body);
+        }
+        (Method::POST, ["lists", list_id, "members", hash, "actions", "delete-permanent"]) => {
+            return forget(state, list_id, hash);
+        }
+        _ => {}
+    }
     if req.method() != Method::GET {
         return problem(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -163,7 +187,6 @@ pub(crate) fn answer(
             "The requested method and resource are not compatible. See the Allow header for this resource's available methods.",
         );
     }
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         [""] => HttpResponse::Ok().json(json!({
             "account_id": "8d3a3db4d97663a9074efcc16", "login_id": "1234567",
@@ -192,35 +215,409 @@ pub(crate) fn answer(
             else {
                 return not_found();
             };
-            let audiences = state.dataset("mailchimp", "audiences");
-            let exists = (0..audiences.count)
-                .any(|i| audiences.visible(i) && record_id("audiences", i) == *list_id);
-            if !exists {
+            let Some(set) = audience_set(state, prefix, list_id) else {
                 return not_found();
-            }
-            // An audience's own data set (`audience_members/<list_id>`, what tests seed), or else one seeded
-            // for every audience at once (`audience_members`, as demo mode seeds every data type): audience
-            // `k` then holds its records `i` with `i mod <audiences> = k`, as Shopify's children are shared.
-            let own = format!("{prefix}/{list_id}");
-            let shared = !state
-                .datasets
-                .contains_key(&("mailchimp".to_owned(), own.clone()))
-                && state
-                    .datasets
-                    .contains_key(&("mailchimp".to_owned(), (*prefix).to_owned()));
-            if shared {
-                let audiences = state.dataset("mailchimp", "audiences").count;
-                let index = (0..audiences)
-                    .find(|i| record_id("audiences", *i) == *list_id)
-                    .unwrap_or_default();
-                let share = Some((index, audiences.max(1)));
-                collection(state, prefix, field, Some(list_id), share, query, fault)
-            } else {
-                collection(state, &own, field, Some(list_id), None, query, fault)
-            }
+            };
+            collection(state, &set.name, field, Some(list_id), set.share, query, fault)
         }
         _ => not_found(),
     }
+}
+
+/// Where one audience's records of a collection live.
+struct AudienceSet {
+    /// The data set's name.
+    name: String,
+    /// `(k, n)`: the audience holds the records `i` of a shared data set with `i mod n = k` (or written to
+    /// it, [`LIST_FIELD`]); `None`: the data set is the audience's own.
+    share: Option<(u64, u64)>,
+}
+
+/// The data set holding audience `list_id`'s records of `prefix` (`audience_members`): its own
+/// (`audience_members/<list_id>`, what tests seed), or else one seeded for every audience at once
+/// (`audience_members`, as demo mode seeds every data type), which audience `k` shares as Shopify's
+/// children are shared. `None`: no such audience.
+fn audience_set(state: &mut State, prefix: &str, list_id: &str) -> Option<AudienceSet> {
+    let audiences = state.dataset("mailchimp", "audiences");
+    let index =
+        (0..audiences.count).find(|i| audiences.visible(*i) && record_id("audiences", *i) == list_id)?;
+    let count = audiences.count;
+    let own = format!("{prefix}/{list_id}");
+    let shared = !state
+        .datasets
+        .contains_key(&("mailchimp".to_owned(), own.clone()))
+        && state
+            .datasets
+            .contains_key(&("mailchimp".to_owned(), prefix.to_owned()));
+    Some(if shared {
+        AudienceSet {
+            name: prefix.to_owned(),
+            share: Some((index, count.max(1))),
+        }
+    } else {
+        AudienceSet {
+            name: own,
+            share: None,
+        }
+    })
+}
+
+/// Written on a member added to a shared data set: the audience it belongs to (internal, never shown).
+const LIST_FIELD: &str = "_list_id";
+/// Written on an archived member: its status before (internal).
+const BEFORE_ARCHIVE: &str = "_status_before_archive";
+/// Written on a member deleted permanently (internal).
+const FORGOTTEN: &str = "_forgotten";
+
+/// Whether record `index` of a data set belongs to the audience of `share`.
+fn in_share(dataset: &Dataset, index: u64, share: Option<(u64, u64)>, list_id: &str) -> bool {
+    let Some((k, n)) = share else {
+        return true;
+    };
+    match dataset
+        .written
+        .get(&index)
+        .and_then(|w| w.fields.get(LIST_FIELD))
+    {
+        Some(owner) => owner.as_str() == Some(list_id),
+        None => index % n == k,
+    }
+}
+
+/// Member `index`'s fields as written over the generated ones (internal ones included).
+fn member_fields(dataset: &Dataset, index: u64) -> serde_json::Map<String, Value> {
+    dataset.fields(index, || {
+        json!({"email_address": email(index), "status": member_status(index), "email_type": "html",
+               "merge_fields": {"FNAME": "Member", "LNAME": index.to_string()}, "language": "en",
+               "vip": false, "location": {"latitude": 0, "longitude": 0}, "ip_signup": "",
+               "ip_opt": "198.51.100.7"})
+    })
+}
+
+/// A member's status as the listing shows it.
+fn status_of(dataset: &Dataset, index: u64) -> String {
+    member_fields(dataset, index)
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("subscribed")
+        .to_owned()
+}
+
+/// The statuses a write may set (`archived` is `DELETE`'s).
+const STATUSES: &[&str] = &[
+    "subscribed",
+    "unsubscribed",
+    "cleaned",
+    "pending",
+    "transactional",
+];
+
+/// What a member's write may hold, and the JSON type of each.
+const MEMBER_FIELDS: &[(&str, &str)] = &[
+    ("email_address", "string"),
+    ("status_if_new", "string"),
+    ("status", "string"),
+    ("email_type", "string"),
+    ("merge_fields", "object"),
+    ("interests", "object"),
+    ("language", "string"),
+    ("vip", "boolean"),
+    ("location", "object"),
+    ("marketing_permissions", "array"),
+    ("ip_signup", "string"),
+    ("timestamp_signup", "string"),
+    ("ip_opt", "string"),
+    ("timestamp_opt", "string"),
+];
+
+/// A 400 "Invalid Resource" naming the fields that failed, as Mailchimp's `errors` array does.
+fn invalid_fields(errors: Vec<(String, String)>) -> HttpResponse {
+    let mut body = problem_body(
+        StatusCode::BAD_REQUEST,
+        "Invalid Resource",
+        "The resource submitted could not be validated. For field-specific details, see the 'errors' array.",
+    );
+    body["errors"] = errors
+        .into_iter()
+        .map(|(field, message)| json!({"field": field, "message": message}))
+        .collect();
+    HttpResponse::BadRequest()
+        .content_type("application/problem+json; charset=utf-8")
+        .body(body.to_string())
+}
+
+/// The body of a member's write, its fields checked against [`MEMBER_FIELDS`] (others dropped).
+fn member_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, HttpResponse> {
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "JSON Parse Exception",
+            "We encountered an unspecified JSON parsing error.",
+        ));
+    };
+    let mut errors = Vec::new();
+    let mut kept = serde_json::Map::new();
+    for (name, value) in fields {
+        let Some((_, kind)) = MEMBER_FIELDS.iter().find(|(f, _)| *f == name) else {
+            continue;
+        };
+        let found = match &value {
+            Value::Null => "NULL",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        if found != *kind {
+            errors.push((name, format!("Schema describes {kind}, {found} found instead")));
+            continue;
+        }
+        if (name == "status" || name == "status_if_new")
+            && !STATUSES.contains(&value.as_str().unwrap_or_default())
+        {
+            errors.push((
+                name,
+                "Schema describes enum, but the value is not one of subscribed, unsubscribed, cleaned, pending, transactional".into(),
+            ));
+            continue;
+        }
+        if name == "email_type" && !["html", "text"].contains(&value.as_str().unwrap_or_default())
+        {
+            errors.push((name, "Value must be one of: html, text".into()));
+            continue;
+        }
+        kept.insert(name, value);
+    }
+    if errors.is_empty() {
+        Ok(kept)
+    } else {
+        Err(invalid_fields(errors))
+    }
+}
+
+/// The subscriber hash a path names: the hash itself, or an e-mail address hashed.
+fn hash_of(segment: &str) -> String {
+    let segment = segment.replace("%40", "@");
+    if segment.contains('@') {
+        member_id(&segment)
+    } else {
+        segment.to_ascii_lowercase()
+    }
+}
+
+/// The member of the audience whose subscriber hash is `hash`, archived and forgotten ones included.
+fn find_member(dataset: &Dataset, set: &AudienceSet, list_id: &str, hash: &str) -> Option<u64> {
+    (0..dataset.count)
+        .filter(|i| in_share(dataset, *i, set.share, list_id))
+        .find(|i| {
+            member_fields(dataset, *i)
+                .get("email_address")
+                .and_then(Value::as_str)
+                .is_some_and(|email| member_id(email) == hash)
+        })
+}
+
+/// Whether a write may take a member from `from` to `to`: nobody unsubscribed or cleaned is subscribed
+/// again through the API.
+fn compliance(from: &str, to: Option<&str>, email: &str) -> Result<(), HttpResponse> {
+    let subscribing = matches!(to, Some("subscribed" | "pending"));
+    if subscribing && matches!(from, "unsubscribed" | "cleaned") {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Member In Compliance State",
+            &format!(
+                "{email} is already a list member in compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET`, `PUT`, `PATCH` or `DELETE` of `/lists/{list_id}/members/{hash}` (see the module).
+fn member_call(
+    state: &mut State,
+    method: &Method,
+    list_id: &str,
+    hash: &str,
+    body: &[u8],
+) -> HttpResponse {
+    let Some(set) = audience_set(state, "audience_members", list_id) else {
+        return not_found();
+    };
+    let hash = hash_of(hash);
+    let dataset = state.dataset("mailchimp", &set.name);
+    let found = find_member(dataset, &set, list_id, &hash);
+    let fields = found.map(|i| member_fields(dataset, i));
+    let forgotten = fields.as_ref().is_some_and(|f| f.contains_key(FORGOTTEN));
+    let archived = !forgotten
+        && fields
+            .as_ref()
+            .is_some_and(|f| f.get("status").and_then(Value::as_str) == Some("archived"));
+    let present = found.filter(|_| !forgotten && !archived);
+    match *method {
+        Method::GET => match found.filter(|_| !forgotten) {
+            Some(index) => {
+                HttpResponse::Ok().json(record(dataset, &set.name, Some(list_id), index))
+            }
+            None => not_found(),
+        },
+        Method::DELETE => {
+            let Some(index) = present else {
+                return not_found();
+            };
+            let before = status_of(dataset, index);
+            dataset.hidden.insert(index);
+            let mut archive = serde_json::Map::new();
+            archive.insert("status".into(), json!("archived"));
+            archive.insert(BEFORE_ARCHIVE.into(), json!(before));
+            state.update_record("mailchimp", &set.name, index, archive);
+            HttpResponse::NoContent().finish()
+        }
+        Method::PATCH => {
+            let Some(index) = present else {
+                return not_found();
+            };
+            let fields = match member_body(body) {
+                Ok(fields) => fields,
+                Err(refused) => return refused,
+            };
+            update_member(state, &set, list_id, index, fields, false)
+        }
+        Method::PUT => {
+            let mut fields = match member_body(body) {
+                Ok(fields) => fields,
+                Err(refused) => return refused,
+            };
+            let email = fields
+                .get("email_address")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if forgotten {
+                let email = email.unwrap_or_default();
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "Forgotten Email Not Subscribed",
+                    &format!(
+                        "{email} was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list."
+                    ),
+                );
+            }
+            if let Some(index) = present {
+                fields.remove("status_if_new");
+                return update_member(state, &set, list_id, index, fields, false);
+            }
+            // New to the audience, or archived: added with `status`, else `status_if_new`.
+            let mut errors = Vec::new();
+            match &email {
+                None => errors.push((
+                    "email_address".to_owned(),
+                    "This value should not be blank.".to_owned(),
+                )),
+                Some(email) if member_id(email) != hash => errors.push((
+                    "email_address".to_owned(),
+                    "The email address does not match the subscriber hash of the request's path."
+                        .to_owned(),
+                )),
+                Some(_) => {}
+            }
+            let status_if_new = fields.remove("status_if_new");
+            if !fields.contains_key("status") {
+                match status_if_new {
+                    Some(status) => {
+                        fields.insert("status".into(), status);
+                    }
+                    None => errors.push((
+                        "status_if_new".to_owned(),
+                        "This value should not be blank.".to_owned(),
+                    )),
+                }
+            }
+            if !errors.is_empty() {
+                return invalid_fields(errors);
+            }
+            match found {
+                Some(index) => update_member(state, &set, list_id, index, fields, true),
+                None => {
+                    if set.share.is_some() {
+                        fields.insert(LIST_FIELD.into(), json!(list_id));
+                    }
+                    let index = state.create_record("mailchimp", &set.name, fields);
+                    let dataset = state.dataset("mailchimp", &set.name);
+                    HttpResponse::Ok().json(record(dataset, &set.name, Some(list_id), index))
+                }
+            }
+        }
+        _ => problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed",
+            "The requested method and resource are not compatible. See the Allow header for this resource's available methods.",
+        ),
+    }
+}
+
+/// Writes `fields` over member `index` (present, or archived and `unarchive`): `merge_fields` merged by key;
+/// refused if it would subscribe someone in a compliance state. 200 with the member.
+fn update_member(
+    state: &mut State,
+    set: &AudienceSet,
+    list_id: &str,
+    index: u64,
+    mut fields: serde_json::Map<String, Value>,
+    unarchive: bool,
+) -> HttpResponse {
+    let dataset = state.dataset("mailchimp", &set.name);
+    let now = member_fields(dataset, index);
+    let from = if unarchive {
+        now.get(BEFORE_ARCHIVE).and_then(Value::as_str)
+    } else {
+        now.get("status").and_then(Value::as_str)
+    }
+    .unwrap_or("subscribed");
+    let email = now
+        .get("email_address")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Err(refused) = compliance(
+        from,
+        fields.get("status").and_then(Value::as_str),
+        email,
+    ) {
+        return refused;
+    }
+    if let (Some(Value::Object(old)), Some(Value::Object(new))) =
+        (now.get("merge_fields"), fields.get("merge_fields"))
+    {
+        let mut merged = old.clone();
+        merged.extend(new.clone());
+        fields.insert("merge_fields".into(), Value::Object(merged));
+    }
+    if unarchive {
+        dataset.hidden.remove(&index);
+        fields.insert(BEFORE_ARCHIVE.into(), Value::Null);
+    }
+    state.update_record("mailchimp", &set.name, index, fields);
+    let dataset = state.dataset("mailchimp", &set.name);
+    HttpResponse::Ok().json(record(dataset, &set.name, Some(list_id), index))
+}
+
+/// `POST /lists/{list_id}/members/{hash}/actions/delete-permanent`: the member is forgotten (204).
+fn forget(state: &mut State, list_id: &str, hash: &str) -> HttpResponse {
+    let Some(set) = audience_set(state, "audience_members", list_id) else {
+        return not_found();
+    };
+    let hash = hash_of(hash);
+    let dataset = state.dataset("mailchimp", &set.name);
+    let Some(index) = find_member(dataset, &set, list_id, &hash)
+        .filter(|i| !member_fields(dataset, *i).contains_key(FORGOTTEN))
+    else {
+        return not_found();
+    };
+    dataset.hidden.insert(index);
+    let mut forgotten = serde_json::Map::new();
+    forgotten.insert(FORGOTTEN.into(), json!(true));
+    state.update_record("mailchimp", &set.name, index, forgotten);
+    HttpResponse::NoContent().finish()
 }
 
 fn not_found() -> HttpResponse {
@@ -307,12 +704,21 @@ fn collection(
     let dataset = state.dataset("mailchimp", data_type);
     // `last_changed` is written to the second; the filters compare what is written.
     let changed = |i: u64| dataset.updated_ms(i).div_euclid(1000) * 1000;
+    // Archived members are listed only when asked for; forgotten ones never.
+    let listed = |i: u64| match status {
+        Some("archived") => {
+            let fields = member_fields(dataset, i);
+            !fields.contains_key(FORGOTTEN)
+                && fields.get("status").and_then(Value::as_str) == Some("archived")
+        }
+        _ => dataset.visible(i),
+    };
     let matching: Vec<u64> = (0..dataset.count)
-        .filter(|i| dataset.visible(*i))
-        .filter(|i| share.is_none_or(|(k, n)| i % n == k))
+        .filter(|i| listed(*i))
+        .filter(|i| in_share(dataset, *i, share, list_id.unwrap_or_default()))
         .filter(|i| since.is_none_or(|s| changed(*i) > s))
         .filter(|i| before.is_none_or(|b| changed(*i) < b))
-        .filter(|i| status.is_none_or(|s| s == member_status(*i)))
+        .filter(|i| status.is_none_or(|s| !members || s == status_of(dataset, *i)))
         .collect();
     let records: Vec<Value> = matching
         .iter()
@@ -350,16 +756,37 @@ fn record(dataset: &Dataset, data_type: &str, list_id: Option<&str>, index: u64)
             "list_rating": 3, "email_type_option": false, "visibility": "pub",
             "stats": {"member_count": 0, "unsubscribe_count": 0, "last_sub_date": changed}}),
         "audience_members" => {
-            let email = email(index);
-            json!({"id": id, "email_address": email, "unique_email_id": format!("u{:09x}", index),
-                "contact_id": format!("c{id}"), "full_name": format!("Member {index}"),
-                "web_id": 5000 + index, "email_type": "html", "status": member_status(index),
-                "merge_fields": {"FNAME": "Member", "LNAME": index.to_string()},
-                "stats": {"avg_open_rate": 0.5, "avg_click_rate": 0.1}, "ip_signup": "",
-                "timestamp_signup": created, "ip_opt": "198.51.100.7", "timestamp_opt": created,
-                "member_rating": 2, "last_changed": changed, "language": "en", "vip": false,
-                "email_client": "", "location": {"latitude": 0, "longitude": 0}, "source": "API - Generic",
-                "tags_count": 0, "tags": []})
+            // The fields written through the API over the generated ones; the id follows the address.
+            let fields = member_fields(dataset, index);
+            let email = fields
+                .get("email_address")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let id = member_id(&email);
+            let name = |tag: &str| {
+                fields
+                    .get("merge_fields")
+                    .and_then(|m| m.get(tag))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let mut member = json!({"id": id, "email_address": email,
+                "unique_email_id": format!("u{:09x}", index), "contact_id": format!("c{id}"),
+                "full_name": format!("{} {}", name("FNAME"), name("LNAME")).trim().to_owned(),
+                "web_id": 5000 + index, "email_type": "html", "status": "subscribed",
+                "merge_fields": {}, "stats": {"avg_open_rate": 0.5, "avg_click_rate": 0.1},
+                "ip_signup": "", "timestamp_signup": created, "ip_opt": "", "timestamp_opt": created,
+                "member_rating": 2, "last_changed": changed, "language": "", "vip": false,
+                "email_client": "", "location": {"latitude": 0, "longitude": 0},
+                "source": "API - Generic", "tags_count": 0, "tags": []});
+            for (field, value) in fields {
+                if !field.starts_with('_') {
+                    member[field] = value;
+                }
+            }
+            member
         }
         "segments" => {
             json!({"id": index + 1, "name": format!("Segment {index}"), "member_count": 0,
@@ -408,7 +835,11 @@ fn record(dataset: &Dataset, data_type: &str, list_id: Option<&str>, index: u64)
 pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     id: "mailchimp",
     base_path: || "/mailchimp/3.0".to_owned(),
-    serve: |state, call| answer(state, call.req, call.rest, call.query, call.fault),
+    serve: |state, call| {
+        answer(
+            state, call.req, call.rest, call.query, call.body, call.fault,
+        )
+    },
     rate_limited_body: || error_body(StatusCode::TOO_MANY_REQUESTS),
     error_body,
     record_id,

@@ -706,3 +706,424 @@ async fn a_restore_through_a_read_only_oauth_connection_is_refused_until_write_a
     assert_eq!(backup.api.listing_ids("hubspot", "contacts").len(), 3);
     backup.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Mailchimp audience members: children of their audience, keyed `<list_id>/<id>` (a member's id is the MD5
+// of its e-mail address, the same in every audience), written with an upsert that never changes a status.
+
+const MAILCHIMP_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0-us21";
+
+/// The fields of a member a restore puts back, and its status (which it never changes).
+const MEMBER_FIELDS: &[&str] = &[
+    "email_address",
+    "status",
+    "email_type",
+    "merge_fields",
+    "language",
+    "vip",
+];
+
+/// The service and the Mailchimp emulation with audiences holding `members[k]` members each (the same
+/// addresses `member0@…`, `member1@…` in every audience); a source backing members up in full each time;
+/// the first backup. (backup, owner token, source id, audience ids, snapshot job id)
+async fn mailchimp(members: &[u64]) -> (BackupApp, String, String, Vec<String>, String) {
+    let backup = BackupApp::spawn_emulating(&["mailchimp"], |values| {
+        values.insert(
+            "LISTBACKUP_PLATFORM_MAILCHIMP_RATE_LIMIT".into(),
+            "unlimited".into(),
+        );
+    })
+    .await;
+    backup.api.lift_rate_limits();
+    backup.api.accept("mailchimp", MAILCHIMP_KEY);
+    backup
+        .api
+        .seed("mailchimp", "audiences", members.len() as u64);
+    let lists: Vec<String> = (0..members.len() as u64)
+        .map(|i| backup.api.id_of("mailchimp", "audiences", i))
+        .collect();
+    for (list, n) in lists.iter().zip(members) {
+        backup
+            .api
+            .seed("mailchimp", &format!("audience_members/{list}"), *n);
+    }
+    let token = backup.app.owner("acme");
+    let response = backup
+        .app
+        .post(
+            "/connections",
+            &token,
+            &json!({"platformId": "mailchimp", "name": "Newsletters",
+                    "credentials": {"apiKey": MAILCHIMP_KEY}}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let connection: Value = response.json().await.unwrap();
+    let response = backup
+        .app
+        .post(
+            "/sources",
+            &token,
+            &json!({"connectionId": connection["connectionId"], "name": "Members",
+                    "dataTypes": ["audience_members"], "incremental": false}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let source_id = response.json::<Value>().await.unwrap()["sourceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let snapshot = back_up(&backup, &token, &source_id).await;
+    (backup, token, source_id, lists, snapshot)
+}
+
+/// Member `index`'s id (its subscriber hash): the same in every audience.
+fn member_id(backup: &BackupApp, list: &str, index: u64) -> String {
+    backup
+        .api
+        .id_of("mailchimp", &format!("audience_members/{list}"), index)
+}
+
+/// A call to the Mailchimp emulation as a user's own tools would make it: (status, body or null).
+async fn mailchimp_call(
+    backup: &BackupApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(
+            method,
+            format!("{}{path}", backup.api.api_url("mailchimp")),
+        )
+        .basic_auth("anystring", Some(MAILCHIMP_KEY));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The members of a backup by key `<list_id>/<id>`, their restored fields only.
+fn members_by_key(records: &[Value]) -> HashMap<String, Value> {
+    records
+        .iter()
+        .map(|r| {
+            let key = format!(
+                "{}/{}",
+                r["list_id"].as_str().unwrap(),
+                r["id"].as_str().unwrap()
+            );
+            let fields: serde_json::Map<String, Value> = MEMBER_FIELDS
+                .iter()
+                .filter_map(|f| Some(((*f).to_owned(), r.get(*f)?.clone())))
+                .collect();
+            (key, Value::Object(fields))
+        })
+        .collect()
+}
+
+fn line_of(lines: &[Value], old_id: &str) -> Value {
+    lines
+        .iter()
+        .find(|l| l["oldId"] == old_id)
+        .unwrap_or_else(|| panic!("no report line for {old_id}: {lines:?}"))
+        .clone()
+}
+
+#[tokio::test]
+async fn mailchimp_audience_members_round_trip() {
+    let (backup, token, source_id, lists, snapshot) = mailchimp(&[4, 4]).await;
+    let (a, b) = (&lists[0], &lists[1]);
+    let then = members_by_key(&backup.stored("acme", &source_id, &snapshot, "audience_members"));
+    assert_eq!(then.len(), 8, "the same four addresses in two audiences");
+
+    // The catalog says members are writable, and nothing else of Mailchimp is.
+    let catalog: Value = backup
+        .app
+        .get("/platforms/mailchimp", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let writable: Vec<&str> = catalog["dataTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["writable"] == true)
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(writable, ["audience_members"]);
+
+    // Member 0 archived in audience A only (it stays in B); member 1 of B renamed (A's is untouched).
+    let id0 = member_id(&backup, a, 0);
+    let id1 = member_id(&backup, b, 1);
+    assert_eq!(id0, member_id(&backup, b, 0), "one id in both audiences");
+    let (status, _) = mailchimp_call(
+        &backup,
+        reqwest::Method::DELETE,
+        &format!("/lists/{a}/members/{id0}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, changed) = mailchimp_call(
+        &backup,
+        reqwest::Method::PATCH,
+        &format!("/lists/{b}/members/{id1}"),
+        Some(json!({"merge_fields": {"FNAME": "Renamed"}, "vip": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    let listed = |list: &str| {
+        backup
+            .api
+            .listing_ids("mailchimp", &format!("audience_members/{list}"))
+            .len()
+    };
+    assert_eq!((listed(a), listed(b)), (3, 4));
+
+    let body = |dry_run: bool| {
+        json!({"snapshot": snapshot, "dataTypes": ["audience_members"], "mode": "overwrite",
+               "dryRun": dry_run})
+    };
+    let dry = restore(&backup, &token, &source_id, body(true)).await;
+    assert_eq!(counts(&dry), (1, 1, 6, 0), "{dry}");
+    assert_eq!((listed(a), listed(b)), (3, 4), "the dry run wrote");
+    let plan = backup
+        .restore_report(&token, dry["jobId"].as_str().unwrap())
+        .await;
+    assert_eq!(line_of(&plan, &format!("{a}/{id0}"))["action"], "create");
+    assert_eq!(line_of(&plan, &format!("{b}/{id0}"))["action"], "skip");
+    assert_eq!(line_of(&plan, &format!("{b}/{id1}"))["action"], "update");
+    assert_eq!(line_of(&plan, &format!("{a}/{id1}"))["action"], "skip");
+
+    let done = restore(&backup, &token, &source_id, body(false)).await;
+    assert_eq!(counts(&done), (1, 1, 6, 0), "{done}");
+    let lines = backup
+        .restore_report(&token, done["jobId"].as_str().unwrap())
+        .await;
+    let created = line_of(&lines, &format!("{a}/{id0}"));
+    assert_eq!(created["action"], "create", "{created}");
+    assert_eq!(
+        created["newId"],
+        format!("{a}/{id0}"),
+        "the upsert brings the archived member back under its own key: {created}"
+    );
+    assert_eq!(line_of(&lines, &format!("{b}/{id1}"))["newId"], format!("{b}/{id1}"));
+    assert_eq!((listed(a), listed(b)), (4, 4));
+
+    // Backed up again, every member of both audiences is as in the snapshot.
+    let again = back_up(&backup, &token, &source_id).await;
+    let now = members_by_key(&backup.stored("acme", &source_id, &again, "audience_members"));
+    assert_eq!(now, then);
+
+    // The same restore again changes nothing.
+    let repeat = restore(&backup, &token, &source_id, body(false)).await;
+    assert_eq!(counts(&repeat), (0, 0, 8, 0), "{repeat}");
+    assert_eq!((listed(a), listed(b)), (4, 4));
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn a_mailchimp_member_unsubscribed_since_the_backup_stays_unsubscribed() {
+    let (backup, token, source_id, lists, snapshot) = mailchimp(&[3]).await;
+    let list = &lists[0];
+    let ids: Vec<String> = (0..3).map(|i| member_id(&backup, list, i)).collect();
+    let call = |method, index: usize, body: Option<Value>| {
+        let path = format!("/lists/{list}/members/{}", ids[index]);
+        let backup = &backup;
+        async move { mailchimp_call(backup, method, &path, body).await }
+    };
+    // Member 0 unsubscribed and renamed; member 1 unsubscribed, then archived; member 2 unsubscribed only.
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        0,
+        Some(json!({"status": "unsubscribed", "merge_fields": {"LNAME": "Gone"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        1,
+        Some(json!({"status": "unsubscribed"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(call(reqwest::Method::DELETE, 1, None).await.0, 204);
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        2,
+        Some(json!({"status": "unsubscribed"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let done = restore(
+        &backup,
+        &token,
+        &source_id,
+        json!({"snapshot": snapshot, "dataTypes": ["audience_members"], "mode": "overwrite",
+               "dryRun": false}),
+    )
+    .await;
+    let lines = backup
+        .restore_report(&token, done["jobId"].as_str().unwrap())
+        .await;
+    let key = |i: usize| format!("{list}/{}", ids[i]);
+    // Member 0: its merge fields back, its status left unsubscribed.
+    assert_eq!(line_of(&lines, &key(0))["action"], "update");
+    let (_, member) = call(reqwest::Method::GET, 0, None).await;
+    assert_eq!(member["status"], "unsubscribed", "{member}");
+    assert_eq!(member["merge_fields"]["LNAME"], "0", "{member}");
+    // Member 1: re-adding it as backed up (subscribed) is refused by Mailchimp's compliance rules, and
+    // the restore reports it rather than forcing it: it stays archived and unsubscribed.
+    let refused = line_of(&lines, &key(1));
+    assert_eq!(refused["action"], "cannot_restore", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("compliance state")),
+        "{refused}"
+    );
+    let (_, member) = call(reqwest::Method::GET, 1, None).await;
+    assert_eq!(member["status"], "archived", "{member}");
+    // Member 2: only its status changed: skipped, saying why.
+    let kept = line_of(&lines, &key(2));
+    assert_eq!(kept["action"], "skip", "{kept}");
+    assert!(
+        kept["reason"].as_str().is_some_and(|r| r.contains("status")),
+        "{kept}"
+    );
+    let (_, member) = call(reqwest::Method::GET, 2, None).await;
+    assert_eq!(member["status"], "unsubscribed", "{member}");
+    assert_eq!(counts(&done), (0, 1, 1, 1), "{done}");
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn a_forgotten_mailchimp_member_is_reported_as_cannot_restore() {
+    let (backup, token, source_id, lists, snapshot) = mailchimp(&[3]).await;
+    let list = &lists[0];
+    let ids: Vec<String> = (0..3).map(|i| member_id(&backup, list, i)).collect();
+    // Member 0 deleted permanently, member 1 archived.
+    let (status, _) = mailchimp_call(
+        &backup,
+        reqwest::Method::POST,
+        &format!("/lists/{list}/members/{}/actions/delete-permanent", ids[0]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = mailchimp_call(
+        &backup,
+        reqwest::Method::DELETE,
+        &format!("/lists/{list}/members/{}", ids[1]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    let done = restore(
+        &backup,
+        &token,
+        &source_id,
+        json!({"snapshot": snapshot, "dataTypes": ["audience_members"], "mode": "missing",
+               "dryRun": false}),
+    )
+    .await;
+    assert_eq!(counts(&done), (1, 0, 1, 1), "{done}");
+    let lines = backup
+        .restore_report(&token, done["jobId"].as_str().unwrap())
+        .await;
+    let forgotten = line_of(&lines, &format!("{list}/{}", ids[0]));
+    assert_eq!(forgotten["action"], "cannot_restore", "{forgotten}");
+    assert!(
+        forgotten["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("permanently deleted")),
+        "Mailchimp's reason is in the report: {forgotten}"
+    );
+    assert!(forgotten["newId"].is_null(), "{forgotten}");
+    assert_eq!(
+        line_of(&lines, &format!("{list}/{}", ids[1]))["action"],
+        "create"
+    );
+    let listed = backup
+        .api
+        .listing_ids("mailchimp", &format!("audience_members/{list}"));
+    assert_eq!(listed.len(), 2, "member 1 is back, member 0 is not");
+    backup.stop().await;
+}
+
+#[tokio::test]
+async fn a_restore_by_record_ids_takes_parent_qualified_keys_and_reports_unknown_ids() {
+    // Audience A holds members 0, 1, 2; audience B members 0, 1 (the same addresses).
+    let (backup, token, source_id, lists, snapshot) = mailchimp(&[3, 2]).await;
+    let (a, b) = (&lists[0], &lists[1]);
+    let id0 = member_id(&backup, a, 0);
+    let id2 = member_id(&backup, a, 2);
+    // Every member archived.
+    for (list, n) in [(a, 3), (b, 2)] {
+        for i in 0..n {
+            let id = member_id(&backup, list, i);
+            let (status, _) = mailchimp_call(
+                &backup,
+                reqwest::Method::DELETE,
+                &format!("/lists/{list}/members/{id}"),
+                None,
+            )
+            .await;
+            assert_eq!(status, 204);
+        }
+    }
+    // A's member 0 by its key; member 2 by its plain id (in A only); member 0's plain id, which names a
+    // member of A and one of B; an id the snapshot does not hold.
+    let asked = [
+        format!("{a}/{id0}"),
+        id2.clone(),
+        id0.clone(),
+        "0123456789abcdef0123456789abcdef".to_owned(),
+    ];
+    let done = restore(
+        &backup,
+        &token,
+        &source_id,
+        json!({"snapshot": snapshot, "dataTypes": ["audience_members"], "mode": "missing",
+               "dryRun": false, "recordIds": asked}),
+    )
+    .await;
+    assert_eq!(counts(&done), (2, 0, 0, 2), "{done}");
+    let lines = backup
+        .restore_report(&token, done["jobId"].as_str().unwrap())
+        .await;
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(line_of(&lines, &format!("{a}/{id0}"))["action"], "create");
+    assert_eq!(line_of(&lines, &format!("{a}/{id2}"))["action"], "create");
+    let ambiguous = line_of(&lines, &id0);
+    assert_eq!(ambiguous["action"], "cannot_restore", "{ambiguous}");
+    assert!(
+        ambiguous["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("{b}/{id0}")) && r.contains("key")),
+        "{ambiguous}"
+    );
+    let unknown = line_of(&lines, "0123456789abcdef0123456789abcdef");
+    assert_eq!(unknown["action"], "cannot_restore", "{unknown}");
+    assert!(
+        unknown["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not in the snapshot")),
+        "{unknown}"
+    );
+    let listed = |list: &str| {
+        backup
+            .api
+            .listing_ids("mailchimp", &format!("audience_members/{list}"))
+            .len()
+    };
+    assert_eq!((listed(a), listed(b)), (2, 0), "only the two named members came back");
+    backup.stop().await;
+}

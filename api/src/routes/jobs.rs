@@ -144,7 +144,10 @@ pub struct CreateRestore {
     pub snapshot: String,
     /// Writable data types of the source's platform (`GET /platforms`: `writable`), at least one.
     pub data_types: Vec<String>,
-    /// Only these records (their ids as backed up); absent: every record of the data types.
+    /// Only these records, each named by its key in the snapshot (the `recordId` of the snapshot and version
+    /// routes: `<list_id>/<id>` for a Mailchimp member, `sha256:<hex>` for a record without an id) or by its
+    /// id where one record of the data type has it; absent: every record of the data types. An id naming
+    /// several records, or none, is reported in the report as `cannot_restore` with the reason.
     pub record_ids: Option<Vec<String>>,
     /// `missing`: re-create what was deleted; `overwrite`: also put back what changed.
     pub mode: RestoreMode,

@@ -53,7 +53,10 @@ pub struct RestoreRequest {
     pub snapshot: String,
     /// Writable data types of the source's platform (see the catalog's `writable`), in the order restored.
     pub data_types: Vec<String>,
-    /// Only these record ids (as backed up); absent: every record of the snapshot's data types.
+    /// Only these records: each a record's key in the snapshot's index (its id, `<parent id>/<id>` for a
+    /// per-parent listing's record, `sha256:<hex>` for one without an id), or a plain id that one record of
+    /// a data type has; absent: every record of the snapshot's data types. The worker reports an id that
+    /// names several records, or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_ids: Option<Vec<String>>,
     pub mode: RestoreMode,
