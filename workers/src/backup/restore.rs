@@ -724,6 +724,14 @@ mod tests {
     }
 
     #[test]
+    fn a_per_parent_key_gives_its_parent_and_a_plain_key_none() {
+        assert_eq!(parent_of("a1b2c3d4e5/9f86d0", "9f86d0"), Some("a1b2c3d4e5"));
+        assert_eq!(parent_of("cus_1", "cus_1"), None);
+        assert_eq!(parent_of("/x", "x"), None);
+        assert_eq!(parent_of("sha256:ab", "cus_1"), None);
+    }
+
+    #[test]
     fn a_reference_names_the_record_as_it_is_now() {
         const PRICES: RecordWrites = RecordWrites {
             create: "/prices",
