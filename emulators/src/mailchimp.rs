@@ -218,7 +218,15 @@ pub(crate) fn answer(
             let Some(set) = audience_set(state, prefix, list_id) else {
                 return not_found();
             };
-            collection(state, &set.name, field, Some(list_id), set.share, query, fault)
+            collection(
+                state,
+                &set.name,
+                field,
+                Some(list_id),
+                set.share,
+                query,
+                fault,
+            )
         }
         _ => not_found(),
     }
@@ -239,8 +247,8 @@ struct AudienceSet {
 /// children are shared. `None`: no such audience.
 fn audience_set(state: &mut State, prefix: &str, list_id: &str) -> Option<AudienceSet> {
     let audiences = state.dataset("mailchimp", "audiences");
-    let index =
-        (0..audiences.count).find(|i| audiences.visible(*i) && record_id("audiences", *i) == list_id)?;
+    let index = (0..audiences.count)
+        .find(|i| audiences.visible(*i) && record_id("audiences", *i) == list_id)?;
     let count = audiences.count;
     let own = format!("{prefix}/{list_id}");
     let shared = !state
@@ -370,7 +378,10 @@ fn member_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, HttpRespon
             Value::Object(_) => "object",
         };
         if found != *kind {
-            errors.push((name, format!("Schema describes {kind}, {found} found instead")));
+            errors.push((
+                name,
+                format!("Schema describes {kind}, {found} found instead"),
+            ));
             continue;
         }
         if (name == "status" || name == "status_if_new")
@@ -382,8 +393,7 @@ fn member_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, HttpRespon
             ));
             continue;
         }
-        if name == "email_type" && !["html", "text"].contains(&value.as_str().unwrap_or_default())
-        {
+        if name == "email_type" && !["html", "text"].contains(&value.as_str().unwrap_or_default()) {
             errors.push((name, "Value must be one of: html, text".into()));
             continue;
         }
@@ -578,11 +588,7 @@ fn update_member(
         .get("email_address")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if let Err(refused) = compliance(
-        from,
-        fields.get("status").and_then(Value::as_str),
-        email,
-    ) {
+    if let Err(refused) = compliance(from, fields.get("status").and_then(Value::as_str), email) {
         return refused;
     }
     if let (Some(Value::Object(old)), Some(Value::Object(new))) =

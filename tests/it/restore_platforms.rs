@@ -792,10 +792,7 @@ async fn mailchimp_call(
     body: Option<Value>,
 ) -> (u16, Value) {
     let mut request = reqwest::Client::new()
-        .request(
-            method,
-            format!("{}{path}", backup.api.api_url("mailchimp")),
-        )
+        .request(method, format!("{}{path}", backup.api.api_url("mailchimp")))
         .basic_auth("anystring", Some(MAILCHIMP_KEY));
     if let Some(body) = body {
         request = request.json(&body);
@@ -912,7 +909,10 @@ async fn mailchimp_audience_members_round_trip() {
         format!("{a}/{id0}"),
         "the upsert brings the archived member back under its own key: {created}"
     );
-    assert_eq!(line_of(&lines, &format!("{b}/{id1}"))["newId"], format!("{b}/{id1}"));
+    assert_eq!(
+        line_of(&lines, &format!("{b}/{id1}"))["newId"],
+        format!("{b}/{id1}")
+    );
     assert_eq!((listed(a), listed(b)), (4, 4));
 
     // Backed up again, every member of both audiences is as in the snapshot.
@@ -994,7 +994,9 @@ async fn a_mailchimp_member_unsubscribed_since_the_backup_stays_unsubscribed() {
     let kept = line_of(&lines, &key(2));
     assert_eq!(kept["action"], "skip", "{kept}");
     assert!(
-        kept["reason"].as_str().is_some_and(|r| r.contains("status")),
+        kept["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("status")),
         "{kept}"
     );
     let (_, member) = call(reqwest::Method::GET, 2, None).await;
@@ -1124,6 +1126,10 @@ async fn a_restore_by_record_ids_takes_parent_qualified_keys_and_reports_unknown
             .listing_ids("mailchimp", &format!("audience_members/{list}"))
             .len()
     };
-    assert_eq!((listed(a), listed(b)), (2, 0), "only the two named members came back");
+    assert_eq!(
+        (listed(a), listed(b)),
+        (2, 0),
+        "only the two named members came back"
+    );
     backup.stop().await;
 }

@@ -277,7 +277,12 @@ mod tests {
         // Unsubscribed since: left so, and the report says why.
         let unsubscribed = json!({"id": "h", "email_address": "a@x", "status": "unsubscribed",
                                   "merge_fields": {"FNAME": "Ada"}});
-        let planned = plan(&writes, &backed_up, Some(&unsubscribed), RestoreMode::Overwrite);
+        let planned = plan(
+            &writes,
+            &backed_up,
+            Some(&unsubscribed),
+            RestoreMode::Overwrite,
+        );
         assert_eq!(planned.action, RestoreAction::Skip);
         assert!(planned.reason.unwrap().contains("status"), "{planned:?}");
         // Renamed too: the merge fields go back, the status does not.

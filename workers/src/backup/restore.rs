@@ -180,12 +180,7 @@ impl BackupWorker {
                 )
                 .await?;
             let current = match self
-                .current_records(
-                    connection_id,
-                    platform,
-                    data_type,
-                    credentials.expose(),
-                )
+                .current_records(connection_id, platform, data_type, credentials.expose())
                 .await
             {
                 Ok(current) => current,
@@ -537,10 +532,7 @@ fn parent_of<'a>(key: &'a str, own_id: &str) -> Option<&'a str> {
 }
 
 /// Adds one line to the restore's report.
-async fn write_line(
-    report: &mut NdjsonWriter,
-    line: &Value,
-) -> Result<(), RunFailure> {
+async fn write_line(report: &mut NdjsonWriter, line: &Value) -> Result<(), RunFailure> {
     let raw = serde_json::value::to_raw_value(line).map_err(|err| RunFailure {
         code: JobErrorCode::Internal,
         message: format!("a report line could not be written: {err}"),

@@ -48,14 +48,11 @@ impl Connector {
         let base = self.endpoints.api_base(platform, write.credentials)?;
         let template = match write.update {
             None => write.writes.create,
-            Some(_) => write
-                .writes
-                .update
-                .ok_or_else(|| FetchError::Unsupported {
-                    platform: platform.id.to_owned(),
-                    data_type: write.writes.create.to_owned(),
-                    reason: "the platform does not let a record change once created",
-                })?,
+            Some(_) => write.writes.update.ok_or_else(|| FetchError::Unsupported {
+                platform: platform.id.to_owned(),
+                data_type: write.writes.create.to_owned(),
+                reason: "the platform does not let a record change once created",
+            })?,
         };
         // The restore checks the path before it writes (a record lacking a field of it is reported there).
         let path = write
