@@ -252,14 +252,23 @@ fn with_api_path(
     }
 }
 
-/// The names of the platform's hosts other than its API (`CONTENT` for Dropbox), once each.
+/// The names of the platform's hosts other than its API (`CONTENT` for Dropbox, `UPLOAD` for Box), once each.
 fn other_hosts(platform: &Platform) -> impl Iterator<Item = &'static str> {
     let mut names: Vec<&'static str> = platform
         .data_types
         .iter()
         .filter_map(|d| d.listing.as_ref()?.content)
         .flat_map(|content| content.requests)
-        .filter_map(|request| match request.host {
+        .map(|request| request.host)
+        // The hosts a restore uploads files to (Box's upload host).
+        .chain(
+            platform
+                .data_types
+                .iter()
+                .filter_map(|d| d.file_writes)
+                .flat_map(|w| [w.create_folder.host, w.upload.host]),
+        )
+        .filter_map(|host| match host {
             ContentHost::Other { name, .. } => Some(name),
             ContentHost::Api => None,
         })

@@ -20,6 +20,13 @@
 //!   `sharing/list_shared_links` (`cursor` in the same endpoint): `links`, `has_more`, `cursor`;
 //!   `file_requests/list_v2` (`limit`) + `file_requests/list/continue`: `file_requests`, `has_more`, `cursor`.
 //!   Their records are the data sets `shared_folders`, `shared_links`, `file_requests`.
+//! - Writes (a restore's): `files/create_folder_v2` (`{"path", "autorename"}`; missing parents are created;
+//!   a path in use is 409 `path/conflict/folder` unless `autorename`; answer `{"metadata": …}`) and
+//!   `files/upload` on the content host (the bytes as an `application/octet-stream` body, the argument in
+//!   `Dropbox-API-Arg`: `path`, `mode` `add` (the default; a path in use is 409 `path/conflict/file` unless
+//!   `autorename`, which gives `name (1).ext`) or `overwrite`; at most 150 MiB, else 409 `payload_too_large`;
+//!   answer: the file's metadata). What is created is listed and downloaded like the rest, its
+//!   `content_hash` computed as Dropbox documents it (sha256 of the 4 MiB blocks' sha256s).
 //! - Errors of an endpoint: 409 `{"error_summary": "<tag>/<tag>/..", "error": {".tag": …}}`; 429
 //!   `too_many_requests` with `Retry-After`.
 
@@ -48,6 +55,146 @@ fn time(ms: i64) -> String {
         .unwrap()
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
+}
+
+/// The id of the `n`th item created through the API.
+fn created_id(n: usize) -> String {
+    format!("id:cReAtEd{n:012}")
+}
+
+/// Dropbox's content hash (https://www.dropbox.com/developers/reference/content-hash): the sha256 of the
+/// concatenated sha256s of each 4 MiB block.
+fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let mut whole = sha2::Sha256::new();
+    for block in bytes.chunks(4 * 1024 * 1024) {
+        whole.update(sha2::Sha256::digest(block));
+    }
+    whole
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The display path of folder `id` (`""` for the root), generated or created; `None` when there is none.
+fn path_of_folder(tree: &FileTree, id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some(String::new());
+    }
+    if let Some(f) = id
+        .strip_prefix("id:dRoPbOxFoLd")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        return (1..=tree.folders).contains(&f).then(|| folder_path(f));
+    }
+    let created = tree.created(id).filter(|c| c.is_folder())?;
+    Some(format!(
+        "{}/{}",
+        path_of_folder(tree, &created.parent)?,
+        created.name
+    ))
+}
+
+/// The display path of a created item.
+fn path_of_created(tree: &FileTree, created: &crate::files::Created) -> String {
+    format!(
+        "{}/{}",
+        path_of_folder(tree, &created.parent).unwrap_or_default(),
+        created.name
+    )
+}
+
+/// A created item's listing entry.
+fn created_entry(tree: &FileTree, created: &crate::files::Created) -> Value {
+    let path = path_of_created(tree, created);
+    match &created.bytes {
+        None => json!({".tag": "folder", "name": created.name, "path_lower": path.to_lowercase(),
+            "path_display": path, "id": created.id}),
+        Some(bytes) => {
+            json!({".tag": "file", "name": created.name, "path_lower": path.to_lowercase(),
+            "path_display": path, "id": created.id, "client_modified": time(EPOCH_MS),
+            "server_modified": time(EPOCH_MS), "rev": format!("c{:09x}", created.id.len()),
+            "size": bytes.len(), "is_downloadable": true, "content_hash": content_hash(bytes),
+            "has_explicit_shared_members": false})
+        }
+    }
+}
+
+/// What holds `path` (any case), if anything: a generated folder (`Err(folder id)`), a generated file, or
+/// a created item.
+enum AtPath {
+    Nothing,
+    Folder(String),
+    File,
+}
+
+fn at_path(tree: &FileTree, path: &str) -> AtPath {
+    let lower = path.to_lowercase();
+    if lower.is_empty() {
+        return AtPath::Folder(String::new());
+    }
+    if let Some(f) = (1..=tree.folders).find(|f| folder_path(*f).to_lowercase() == lower) {
+        return AtPath::Folder(folder_id(f));
+    }
+    if tree
+        .listed()
+        .any(|i| file_entry(tree, i)["path_lower"] == lower.as_str())
+    {
+        return AtPath::File;
+    }
+    match tree
+        .created
+        .iter()
+        .find(|c| path_of_created(tree, c).to_lowercase() == lower)
+    {
+        Some(c) if c.is_folder() => AtPath::Folder(c.id.clone()),
+        Some(_) => AtPath::File,
+        None => AtPath::Nothing,
+    }
+}
+
+/// A path argument checked as Dropbox checks it: absolute, no empty segment, no trailing slash.
+fn valid_path(path: &str) -> bool {
+    path.starts_with('/') && !path.ends_with('/') && !path.contains("//")
+}
+
+/// The folder `path` is, created with every missing folder above it; `Err` when a file is in the way.
+fn ensure_folder(tree: &mut FileTree, path: &str) -> Result<String, ()> {
+    match at_path(tree, path) {
+        AtPath::Folder(id) => return Ok(id),
+        AtPath::File => return Err(()),
+        AtPath::Nothing => {}
+    }
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let parent = ensure_folder(tree, parent)?;
+    let id = created_id(tree.created.len());
+    tree.created.push(crate::files::Created {
+        id: id.clone(),
+        name: name.to_owned(),
+        parent,
+        bytes: None,
+        mime_type: None,
+    });
+    Ok(id)
+}
+
+/// `path` itself when free, else (with `autorename`) the first `name (n)` free: Dropbox's renaming.
+fn free_path(tree: &FileTree, path: &str, autorename: bool) -> Option<String> {
+    if matches!(at_path(tree, path), AtPath::Nothing) {
+        return Some(path.to_owned());
+    }
+    if !autorename {
+        return None;
+    }
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let (stem, ext) = match name.rfind('.') {
+        Some(at) if at > 0 => (&name[..at], &name[at..]),
+        _ => (name, ""),
+    };
+    (1..)
+        .map(|n| format!("{parent}/{stem} ({n}){ext}"))
+        .find(|candidate| matches!(at_path(tree, candidate), AtPath::Nothing))
 }
 
 fn folder_path(f: u64) -> String {
@@ -186,10 +333,11 @@ pub(crate) fn answer(
         return bad_request(rest.trim_start_matches("/2/"), "Expected POST");
     }
     if let Some(function) = rest.strip_prefix("/content/2/") {
-        if function != "files/download" {
-            return HttpResponse::NotFound().body("Unknown API function");
-        }
-        return download(state, req, query, body);
+        return match function {
+            "files/download" => download(state, req, query, body),
+            "files/upload" => upload(state, req, query, body),
+            _ => HttpResponse::NotFound().body("Unknown API function"),
+        };
     }
     let Some(function) = rest.strip_prefix("/2/") else {
         return HttpResponse::NotFound().body("Unknown API function");
@@ -242,11 +390,13 @@ pub(crate) fn answer(
                 (1..=tree.folders)
                     .map(folder_entry)
                     .chain(tree.listed().map(|i| file_entry(tree, i)))
+                    .chain(tree.created.iter().map(|c| created_entry(tree, c)))
                     .collect()
             } else {
                 tree.folders_in(0)
                     .map(folder_entry)
                     .chain(tree.files_in(0).map(|i| file_entry(tree, i)))
+                    .chain(tree.created_in("").map(|c| created_entry(tree, c)))
                     .collect()
             };
             let entries: Vec<Value> = entries
@@ -262,6 +412,29 @@ pub(crate) fn answer(
             };
             HttpResponse::Ok().json(json!({"entries": page, "cursor": cursor(kind, end, size),
                 "has_more": end < entries.len() as u64}))
+        }
+        "files/create_folder_v2" => {
+            let Some(path) = args.get("path").and_then(Value::as_str) else {
+                return bad_request(function, "request body: missing required field 'path'");
+            };
+            if !valid_path(path) {
+                return endpoint_error(&["path", "malformed_path"]);
+            }
+            let autorename = args
+                .get("autorename")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let tree = state.files.tree("dropbox");
+            let Some(path) = free_path(tree, path, autorename) else {
+                return endpoint_error(&["path", "conflict", "folder"]);
+            };
+            match ensure_folder(tree, &path) {
+                Ok(id) => {
+                    let created = tree.created(&id).cloned().expect("just created");
+                    HttpResponse::Ok().json(json!({"metadata": created_entry(tree, &created)}))
+                }
+                Err(()) => endpoint_error(&["path", "conflict", "file"]),
+            }
         }
         "files/list_revisions" => {
             let size = match limit(&args, function, 100, 10) {
@@ -416,6 +589,21 @@ fn download(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) ->
         trees, cut_next, ..
     } = &mut state.files;
     let tree = trees.entry("dropbox".to_owned()).or_default();
+    let created = tree
+        .created
+        .iter()
+        .find(|c| {
+            !c.is_folder()
+                && (c.id == path || path_of_created(tree, c).to_lowercase() == path.to_lowercase())
+        })
+        .cloned();
+    if let Some(created) = created {
+        let result = crate::files::ascii_json(&created_entry(tree, &created));
+        return HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .insert_header(("Dropbox-API-Result", result))
+            .body(created.bytes.unwrap_or_default());
+    }
     match file_named(tree, path) {
         None => endpoint_error(&["path", "not_found"]),
         Some(Err(())) => endpoint_error(&["path", "not_file"]),
@@ -432,6 +620,92 @@ fn download(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) ->
                 .body(tree.bytes_of(i, cut_next.remove("dropbox")))
         }
     }
+}
+
+/// `files/upload` on the content host.
+fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> HttpResponse {
+    const FUNCTION: &str = "files/upload";
+    const LIMIT: u64 = 150 * 1024 * 1024;
+    let content_type = header(req, "Content-Type").unwrap_or_default();
+    if ![
+        "application/octet-stream",
+        "text/plain; charset=dropbox-cors-hack",
+    ]
+    .contains(&content_type)
+    {
+        return bad_request(FUNCTION, &format!(
+            "Bad HTTP \"Content-Type\" header: \"{content_type}\".  Expecting one of \"application/octet-stream\", \"text/plain; charset=dropbox-cors-hack\"."
+        ));
+    }
+    let Some(arg) = header(req, "Dropbox-API-Arg").or_else(|| param(query, "arg")) else {
+        return bad_request(
+            FUNCTION,
+            "Must provide HTTP header \"Dropbox-API-Arg\" or URL parameter \"arg\".",
+        );
+    };
+    let Ok(arg) = serde_json::from_str::<Value>(arg) else {
+        return bad_request(
+            FUNCTION,
+            "HTTP header \"Dropbox-API-Arg\": could not decode input as JSON",
+        );
+    };
+    let Some(path) = arg.get("path").and_then(Value::as_str) else {
+        return bad_request(
+            FUNCTION,
+            "HTTP header \"Dropbox-API-Arg\": missing required field 'path'",
+        );
+    };
+    if !valid_path(path) {
+        return endpoint_error(&["path", "malformed_path"]);
+    }
+    let mode = match arg.get("mode") {
+        None => "add",
+        Some(Value::String(mode)) => mode.as_str(),
+        Some(mode) => mode.get(".tag").and_then(Value::as_str).unwrap_or_default(),
+    };
+    if !["add", "overwrite"].contains(&mode) {
+        return bad_request(
+            FUNCTION,
+            &format!("HTTP header \"Dropbox-API-Arg\": mode: unknown tag '{mode}'"),
+        );
+    }
+    let autorename = arg
+        .get("autorename")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let limit = state.files.dropbox_upload_limit.unwrap_or(LIMIT);
+    if body.len() as u64 > limit {
+        return endpoint_error(&["payload_too_large"]);
+    }
+    let tree = state.files.tree("dropbox");
+    let existing = tree.created.iter().position(|c| {
+        !c.is_folder() && path_of_created(tree, c).to_lowercase() == path.to_lowercase()
+    });
+    let path = match (mode, existing) {
+        ("overwrite", Some(at)) => {
+            tree.created[at].bytes = Some(body.to_vec());
+            let created = tree.created[at].clone();
+            return HttpResponse::Ok().json(created_entry(tree, &created));
+        }
+        _ => match free_path(tree, path, autorename) {
+            Some(path) => path,
+            None => return endpoint_error(&["path", "conflict", "file"]),
+        },
+    };
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", &path));
+    let name = name.to_owned();
+    let Ok(parent) = ensure_folder(tree, parent) else {
+        return endpoint_error(&["path", "conflict", "folder"]);
+    };
+    let created = crate::files::Created {
+        id: created_id(tree.created.len()),
+        name,
+        parent,
+        bytes: Some(body.to_vec()),
+        mime_type: None,
+    };
+    tree.created.push(created.clone());
+    HttpResponse::Ok().json(created_entry(tree, &created))
 }
 
 /// dropbox in the emulation's registry (`crate::EMULATIONS`).

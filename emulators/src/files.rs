@@ -41,6 +41,38 @@ pub(crate) struct FileTree {
     pub web_links: u64,
     /// Successful content answers, per file.
     pub downloads: BTreeMap<u64, u32>,
+    /// Folders and files created through the API (a restore's uploads), in the order created.
+    pub created: Vec<Created>,
+}
+
+/// A folder or a file created through the API, kept with its bytes so that listings show it and downloads
+/// send it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// Its id as the platform shows it.
+    pub id: String,
+    pub name: String,
+    /// The id of the folder it is in (the platform's root: Dropbox `""`, Box `"0"`, Drive the root's id).
+    pub parent: String,
+    /// `None` for a folder.
+    pub bytes: Option<Vec<u8>>,
+    /// The media type it was uploaded with (Drive).
+    pub mime_type: Option<String>,
+}
+
+impl Created {
+    pub fn is_folder(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    /// Hex sha256 of its bytes (of nothing for a folder): what an emulation derives its version from.
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.bytes.as_deref().unwrap_or_default())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 /// The file platforms' state, kept in the emulation's shared state.
@@ -57,6 +89,8 @@ pub(crate) struct FilesState {
     pub authorized_downloads: usize,
     /// Box download host: pre-signed tokens handed out → file index.
     pub download_tokens: HashMap<String, u64>,
+    /// Dropbox: `files/upload`'s limit when lowered for a test (documented: 150 MiB).
+    pub dropbox_upload_limit: Option<u64>,
 }
 
 impl FilesState {
@@ -122,6 +156,16 @@ impl FileTree {
         }
         out.truncate(len);
         out
+    }
+
+    /// The created item `id`.
+    pub fn created(&self, id: &str) -> Option<&Created> {
+        self.created.iter().find(|c| c.id == id)
+    }
+
+    /// The created items directly in folder `parent`.
+    pub fn created_in<'a>(&'a self, parent: &'a str) -> impl Iterator<Item = &'a Created> + 'a {
+        self.created.iter().filter(move |c| c.parent == parent)
     }
 
     /// Counts a successful content answer.
@@ -405,6 +449,16 @@ impl PlatformApi {
             .values()
             .map(|n| u64::from(*n))
             .sum()
+    }
+
+    /// The folders and files created through `platform`'s API (a restore's), in the order created.
+    pub fn created_items(&self, platform: &str) -> Vec<Created> {
+        self.files().tree(platform).created.clone()
+    }
+
+    /// Dropbox: the most bytes one `files/upload` takes (150 MiB, as documented, unless lowered here).
+    pub fn set_dropbox_upload_limit(&self, bytes: u64) {
+        self.files().dropbox_upload_limit = Some(bytes);
     }
 
     /// The next content answer of `platform` is cut off after `bytes` bytes.

@@ -59,6 +59,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 pub use faults::{PagingFault, RetryAfter};
+pub use files::Created;
 pub use server::{PlatformApi, ServeOptions};
 
 // Every name the crate root held before it was split into modules stays reachable here (`crate::Dataset`,

@@ -47,6 +47,7 @@ mod projections_fold;
 mod projections_rebuild;
 mod relay;
 mod restore;
+mod restore_files;
 mod restore_platforms;
 mod retention;
 mod scheduler;

@@ -127,7 +127,7 @@ impl From<&'static Platform> for PlatformView {
                     incremental: d.listing.is_some_and(|l| l.incremental.is_some()),
                     oauth_scopes: d.scopes.to_vec(),
                     writable: d.is_writable(),
-                    write_scopes: d.writes.map(|w| w.scopes.to_vec()).unwrap_or_default(),
+                    write_scopes: d.write_scopes().to_vec(),
                 })
                 .collect(),
             oauth_scopes: p.oauth_scopes.to_vec(),

@@ -19,7 +19,20 @@
 //!   connection stays well under what it answers without 429.
 //!
 //! Scopes are per data type: the base only reads the account (the identity call).
+//!
+//! **Restore of files** ([`FILE_WRITES`]): a new folder `POST /2/files/create_folder_v2`
+//! (https://www.dropbox.com/developers/documentation/http/documentation#files-create_folder) with
+//! `{"path", "autorename": false}` (answer `{"metadata": {…, "path_display"}}`; a name in use is 409
+//! `path/conflict/folder`), and each file `POST https://content.dropboxapi.com/2/files/upload` (#files-upload),
+//! the bytes as the body (`application/octet-stream`), the argument in `Dropbox-API-Arg`:
+//! `{"path", "mode": "add", "autorename": true, "mute": true}`: `add` never overwrites, `autorename` gives a
+//! name in use another one. "Do not use this to upload a file larger than 150 MB": a larger file would need an
+//! upload session (`upload_session/start`, `append_v2`, `finish`), which ListBackup does not do yet, so it is
+//! reported `cannot_restore`. Dropbox addresses folders by path, so a folder's reference is its
+//! `path_display`; the backed-up folders come from each file's `path_display`. Writes need
+//! `files.content.write`.
 
+use super::writes::{FileWrites, FolderRequest, Placement, UploadBody, UploadRequest};
 use super::*;
 
 /// Dropbox's 409 for a path (or id) that no longer exists.
@@ -47,10 +60,7 @@ pub(super) const PLATFORM: Platform = Platform {
                             Condition::is_not("/is_downloadable", "false"),
                         ],
                         method: HttpMethod::Post,
-                        host: ContentHost::Other {
-                            name: "CONTENT",
-                            url: "https://content.dropboxapi.com",
-                        },
+                        host: CONTENT_HOST,
                         json_arg: Some(JsonArg {
                             header: "Dropbox-API-Arg",
                             fields: &[("path", "/id")],
@@ -71,7 +81,8 @@ pub(super) const PLATFORM: Platform = Platform {
                 )
             },
         )
-        .scopes(&["files.metadata.read", "files.content.read"]),
+        .scopes(&["files.metadata.read", "files.content.read"])
+        .file_writes(FILE_WRITES),
         DataType::new(
             "file_revisions",
             "Previous revisions of files",
@@ -169,6 +180,39 @@ pub(super) const PLATFORM: Platform = Platform {
     error_messages: &["/error_summary"],
     // 401 `invalid_access_token` / `expired_access_token` (HTTP API, "Errors").
     credentials_rejected: REJECTED_401,
+};
+
+/// The content host (`https://content.dropboxapi.com`), `LISTBACKUP_PLATFORM_DROPBOX_CONTENT_URL` elsewhere.
+const CONTENT_HOST: ContentHost = ContentHost::Other {
+    name: "CONTENT",
+    url: "https://content.dropboxapi.com",
+};
+
+/// Files restored into a new folder (see the module).
+pub(super) const FILE_WRITES: FileWrites = FileWrites {
+    root: "",
+    create_folder: FolderRequest {
+        host: ContentHost::Api,
+        path: "/2/files/create_folder_v2",
+        query: &[],
+        body: r#"{"path":"{parent}/{name}","autorename":false}"#,
+        new_ref: "/metadata/path_display",
+    },
+    upload: UploadRequest {
+        host: CONTENT_HOST,
+        path: "/2/files/upload",
+        query: &[],
+        body: UploadBody::ArgHeader("Dropbox-API-Arg"),
+        metadata: r#"{"path":"{parent}/{name}","mode":"add","autorename":true,"mute":true}"#,
+        new_id: "/id",
+        // "Do not use this to upload a file larger than 150 MB."
+        max_bytes: 150 * 1024 * 1024,
+        large: None,
+    },
+    placement: Placement::Path("/path_display"),
+    name: "/name",
+    folder: &[Condition::is("/.tag", "folder")],
+    scopes: &["files.content.write"],
 };
 
 /// An RPC list continued with its cursor at `continue_path`; `size` records a request, asked for in the

@@ -163,6 +163,10 @@ pub struct DataType {
     /// How a restore writes its records back; `None`: not writable (the catalog's `writable: false`).
     #[serde(skip)]
     pub writes: Option<writes::RecordWrites>,
+    /// How a restore puts a file platform's files back (uploaded into a new folder); `None` for every
+    /// data type whose records are not files.
+    #[serde(skip)]
+    pub file_writes: Option<writes::FileWrites>,
 }
 
 impl DataType {
@@ -174,6 +178,7 @@ impl DataType {
             listing: Some(listing),
             scopes: &[],
             writes: None,
+            file_writes: None,
         }
     }
 
@@ -185,6 +190,7 @@ impl DataType {
             listing: None,
             scopes: &[],
             writes: None,
+            file_writes: None,
         }
     }
 
@@ -206,9 +212,27 @@ impl DataType {
         }
     }
 
+    /// The same data type, its files restorable by uploading them into a new folder.
+    pub const fn file_writes(self, file_writes: writes::FileWrites) -> Self {
+        Self {
+            file_writes: Some(file_writes),
+            ..self
+        }
+    }
+
     /// Whether a restore can write its records back.
     pub fn is_writable(&self) -> bool {
-        self.writes.is_some()
+        self.writes.is_some() || self.file_writes.is_some()
+    }
+
+    /// The OAuth scopes a restore's writes need beyond a backup's ([`writes::RecordWrites::scopes`],
+    /// [`writes::FileWrites::scopes`]); empty when not writable.
+    pub fn write_scopes(&self) -> &'static [&'static str] {
+        match (self.writes, self.file_writes) {
+            (Some(writes), _) => writes.scopes,
+            (None, Some(files)) => files.scopes,
+            (None, None) => &[],
+        }
     }
 }
 
@@ -527,7 +551,7 @@ impl Platform {
             .data_types
             .iter()
             .filter(|d| data_types.is_none_or(|names| names.contains(&d.name)));
-        for scope in wanted.filter_map(|d| d.writes).flat_map(|w| w.scopes) {
+        for scope in wanted.flat_map(|d| d.write_scopes()) {
             if !scopes.contains(scope) {
                 scopes.push(scope);
             }

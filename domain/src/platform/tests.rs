@@ -583,3 +583,50 @@ const LISTING_SCOPES: &[(&str, &str, Option<&str>)] = &[
     // Dropbox HTTP API, `files/list_folder`: "Required scope: files.metadata.read".
     ("dropbox", "files.content.read", None),
 ];
+
+#[test]
+fn every_file_write_is_well_formed() {
+    use super::writes::fill_template;
+    let mut declared = 0;
+    for platform in CATALOG {
+        for data_type in platform.data_types {
+            let Some(files) = data_type.file_writes else {
+                continue;
+            };
+            declared += 1;
+            let at = format!("{}.{}", platform.id, data_type.name);
+            // A data type whose files are restored is one whose bytes are backed up.
+            assert!(
+                data_type.listing.is_some_and(|l| l.content.is_some()),
+                "{at}: files are restored from their backed-up bytes"
+            );
+            assert!(data_type.writes.is_none(), "{at}: one write strategy");
+            assert!(!files.scopes.is_empty(), "{at}: writes need a scope");
+            let values = [("name", "n"), ("parent", "p"), ("mimeType", "m")];
+            for template in [files.create_folder.body, files.upload.metadata] {
+                let filled = fill_template(template, &values)
+                    .unwrap_or_else(|err| panic!("{at}: {template}: {err}"));
+                assert!(filled.to_string().contains('n'), "{at}: {template}");
+            }
+            for (path, host) in [
+                (files.create_folder.path, files.create_folder.host),
+                (files.upload.path, files.upload.host),
+            ] {
+                assert!(path.starts_with('/'), "{at}: {path}");
+                if let ContentHost::Other { name, url } = host {
+                    assert!(url.starts_with("https://") && !url.ends_with('/'), "{at}");
+                    assert!(
+                        name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                        "{at}: {name} names an environment variable"
+                    );
+                }
+            }
+            assert!(files.upload.max_bytes > 0, "{at}");
+            assert!(
+                files.name.starts_with('/') && !files.folder.is_empty(),
+                "{at}"
+            );
+        }
+    }
+    assert!(declared >= 1);
+}

@@ -369,6 +369,229 @@ fn segment(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
 }
 
+/// How a restore puts a file platform's files back (Google Drive, Dropbox, Box): the second write strategy
+/// beside [`RecordWrites`], named by mechanism. A restore never overwrites or deletes anything on the
+/// platform: it creates one **new folder** (`ListBackup restore <snapshot time> <job>`) under
+/// [`FileWrites::root`], re-creates beneath it the folders the backed-up files were in (as far as each
+/// file's record says, [`Placement`]), and uploads each file's bytes from the backup into its folder. The
+/// report maps each backed-up file's id to the id of its uploaded copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileWrites {
+    /// Where every restore folder is created: Dropbox's root (the path `""`), Box's "All Files" (`0`),
+    /// Drive's "My Drive" (the alias `root`).
+    pub root: &'static str,
+    /// The request that creates one folder.
+    pub create_folder: FolderRequest,
+    /// The request that uploads one file.
+    pub upload: UploadRequest,
+    /// Where a backed-up file's record says which folder it was in.
+    pub placement: Placement,
+    /// JSON pointer to a record's name (`/name` on all three).
+    pub name: &'static str,
+    /// The records of the data type that are folders (re-created as their files need them; reported as
+    /// skipped).
+    pub folder: &'static [super::Condition],
+    /// The OAuth scopes the writes need beyond a backup's (Drive `drive.file`, Dropbox
+    /// `files.content.write`, Box `root_readwrite`): a restore through an OAuth connection not granted them
+    /// is refused at request time.
+    pub scopes: &'static [&'static str],
+}
+
+/// A JSON request that creates a folder. Its body is a JSON template whose string values have `{name}` and
+/// `{parent}` replaced (JSON-escaped) by the folder's name and its parent's reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderRequest {
+    pub host: super::ContentHost,
+    /// Relative to the host's base URL (`/2/files/create_folder_v2`, `/folders`).
+    pub path: &'static str,
+    pub query: &'static [(&'static str, &'static str)],
+    /// The JSON body template (`{"name":"{name}","parent":{"id":"{parent}"}}`).
+    pub body: &'static str,
+    /// JSON pointer to what names the new folder as the parent of what goes in it: its id (`/id`), or on
+    /// Dropbox, which addresses by path, its path (`/metadata/path_display`).
+    pub new_ref: &'static str,
+}
+
+/// The request that uploads one file's bytes with its metadata: a JSON template whose string values have
+/// `{name}`, `{parent}` and `{mimeType}` replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadRequest {
+    pub host: super::ContentHost,
+    pub path: &'static str,
+    pub query: &'static [(&'static str, &'static str)],
+    pub body: UploadBody,
+    /// The metadata template.
+    pub metadata: &'static str,
+    /// JSON pointer to the uploaded file's id in the answer (`/id`, Box's `/entries/0/id`).
+    pub new_id: &'static str,
+    /// The most bytes the platform documents for one such request (Dropbox 150 MB, Box 50 MB, Drive's
+    /// multipart upload 5 MB); a bigger file goes through [`UploadRequest::large`], or, without one, is
+    /// reported `cannot_restore` naming the limit.
+    pub max_bytes: u64,
+    /// How a file over `max_bytes` is uploaded, if ListBackup can.
+    pub large: Option<LargeUpload>,
+}
+
+/// How an upload's request carries the bytes and the metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadBody {
+    /// The bytes are the body (`application/octet-stream`), the metadata is JSON in this header, non-ASCII
+    /// escaped (Dropbox's `Dropbox-API-Arg`,
+    /// <https://www.dropbox.com/developers/documentation/http/documentation#formats>).
+    ArgHeader(&'static str),
+    /// `multipart/form-data`: the metadata as the form field `metadata`, then the bytes as the file field
+    /// `file` (Box: "the `attributes` part of the body must come before the `file` part",
+    /// <https://developer.box.com/reference/post-files-content/>).
+    FormData {
+        metadata: &'static str,
+        file: &'static str,
+    },
+    /// `multipart/related`: the metadata part (`application/json; charset=UTF-8`), then the media part
+    /// (Drive's `uploadType=multipart`,
+    /// <https://developers.google.com/drive/api/guides/manage-uploads#multipart>).
+    Related,
+}
+
+/// How a file over the single-request limit is uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LargeUpload {
+    /// Drive's resumable upload (<https://developers.google.com/drive/api/guides/manage-uploads#resumable>):
+    /// `POST` the metadata to `path?uploadType=resumable` with `X-Upload-Content-Type` and
+    /// `X-Upload-Content-Length`; the answer's `Location` is the session URI; one `PUT` of every byte there
+    /// answers the file.
+    Resumable {
+        path: &'static str,
+        query: &'static [(&'static str, &'static str)],
+    },
+}
+
+/// Where a backed-up file's record says which folder it was in, as folder names from the top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A display path (Dropbox's `path_display`, `/A/B/file.txt`): the folders are its segments but the last.
+    Path(&'static str),
+    /// The record lists its ancestors from the top, each an object with a `name` (Box's
+    /// `path_collection.entries`); the entry whose `id` is `skip_id` is the root itself ("All Files", `0`).
+    Ancestors {
+        entries: &'static str,
+        skip_id: &'static str,
+    },
+    /// The record names its parent folder's id (Drive's `parents`, a list of one); folders are records of
+    /// the same data type, named and placed the same way. A parent the backup does not hold (the root of
+    /// "My Drive") is the top.
+    Parents(&'static str),
+}
+
+impl FileWrites {
+    /// The names of the folders `record` was in, from the top, given every record of the data type by id
+    /// (for [`Placement::Parents`]). Empty: at the top (or the record does not say).
+    pub fn folders_of(
+        &self,
+        record: &serde_json::Value,
+        by_id: &std::collections::HashMap<String, serde_json::Value>,
+    ) -> Vec<String> {
+        match self.placement {
+            Placement::Path(pointer) => {
+                let Some(path) = record.pointer(pointer).and_then(|v| v.as_str()) else {
+                    return Vec::new();
+                };
+                let mut segments: Vec<String> = path
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                segments.pop();
+                segments
+            }
+            Placement::Ancestors { entries, skip_id } => record
+                .pointer(entries)
+                .and_then(|v| v.as_array())
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .filter(|e| {
+                            e.get("id").and_then(super::listing::scalar_text).as_deref()
+                                != Some(skip_id)
+                        })
+                        .filter_map(|e| e.pointer(self.name)?.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Placement::Parents(pointer) => {
+                let parent_of = |r: &serde_json::Value| {
+                    r.pointer(pointer)
+                        .and_then(|v| v.as_array())
+                        .and_then(|parents| parents.first())
+                        .and_then(|p| p.as_str())
+                        .map(str::to_owned)
+                };
+                let mut names = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                let mut at = parent_of(record);
+                while let Some(id) = at {
+                    // A loop (never from a real Drive) ends the walk.
+                    if !seen.insert(id.clone()) {
+                        break;
+                    }
+                    let Some(folder) = by_id.get(&id) else { break };
+                    let Some(name) = folder.pointer(self.name).and_then(|v| v.as_str()) else {
+                        break;
+                    };
+                    names.push(name.to_owned());
+                    at = parent_of(folder);
+                }
+                names.reverse();
+                names
+            }
+        }
+    }
+
+    /// Whether `record` is a folder of the data type.
+    pub fn is_folder(&self, record: &serde_json::Value) -> bool {
+        !self.folder.is_empty() && super::Condition::all_hold(self.folder, record)
+    }
+}
+
+/// The file name extension of an export format (a Google Doc exported as `.docx`): a restored export is
+/// uploaded under its name with this extension, as the Office (or PDF, JSON) file it is.
+pub fn export_extension(mime_type: &str) -> Option<&'static str> {
+    Some(match mime_type {
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation" => "pptx",
+        "application/pdf" => "pdf",
+        "application/vnd.google-apps.script+json" => "json",
+        _ => return None,
+    })
+}
+
+/// A JSON template (a declaration's constant) with every `{key}` in its string values replaced by `values`'
+/// value, as JSON text escapes it. `Err` when the template is not JSON (a declaration's mistake; the catalog
+/// test parses every template).
+pub fn fill_template(
+    template: &str,
+    values: &[(&str, &str)],
+) -> Result<serde_json::Value, serde_json::Error> {
+    fn fill(value: &mut serde_json::Value, values: &[(&str, &str)]) {
+        match value {
+            serde_json::Value::String(text) => {
+                for (key, with) in values {
+                    let placeholder = format!("{{{key}}}");
+                    if text.contains(&placeholder) {
+                        *text = text.replace(&placeholder, with);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| fill(v, values)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| fill(v, values)),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_str(template)?;
+    fill(&mut value, values);
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,5 +706,89 @@ mod tests {
             _ => None,
         });
         assert_eq!(order, ["customers", "products", "coupons", "prices"]);
+    }
+
+    #[test]
+    fn a_files_folders_come_from_its_path_its_ancestors_or_its_parents() {
+        use std::collections::HashMap;
+        const BASE: FileWrites = FileWrites {
+            root: "",
+            create_folder: FolderRequest {
+                host: crate::platform::ContentHost::Api,
+                path: "/f",
+                query: &[],
+                body: "{}",
+                new_ref: "/id",
+            },
+            upload: UploadRequest {
+                host: crate::platform::ContentHost::Api,
+                path: "/u",
+                query: &[],
+                body: UploadBody::Related,
+                metadata: "{}",
+                new_id: "/id",
+                max_bytes: 1,
+                large: None,
+            },
+            placement: Placement::Path("/path_display"),
+            name: "/name",
+            folder: &[],
+            scopes: &[],
+        };
+        let none = HashMap::new();
+        assert_eq!(
+            BASE.folders_of(&json!({"path_display": "/A/B c/f.txt"}), &none),
+            ["A", "B c"]
+        );
+        assert!(BASE
+            .folders_of(&json!({"path_display": "/f.txt"}), &none)
+            .is_empty());
+        let boxed = FileWrites {
+            placement: Placement::Ancestors {
+                entries: "/path_collection/entries",
+                skip_id: "0",
+            },
+            ..BASE
+        };
+        let record = json!({"path_collection": {"total_count": 3, "entries": [
+            {"type": "folder", "id": "0", "name": "All Files"},
+            {"type": "folder", "id": "11", "name": "A"}, {"type": "folder", "id": "12", "name": "B"}]}});
+        assert_eq!(boxed.folders_of(&record, &none), ["A", "B"]);
+        let drive = FileWrites {
+            placement: Placement::Parents("/parents"),
+            ..BASE
+        };
+        let by_id: HashMap<String, serde_json::Value> = [
+            (
+                "fa".to_owned(),
+                json!({"id": "fa", "name": "A", "parents": ["root-id"]}),
+            ),
+            (
+                "fb".to_owned(),
+                json!({"id": "fb", "name": "B", "parents": ["fa"]}),
+            ),
+        ]
+        .into();
+        assert_eq!(
+            drive.folders_of(&json!({"name": "x", "parents": ["fb"]}), &by_id),
+            ["A", "B"]
+        );
+        assert!(drive
+            .folders_of(&json!({"name": "x", "parents": ["root-id"]}), &by_id)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_template_takes_its_values_escaped_in_its_strings_only() {
+        let filled = fill_template(
+            r#"{"path":"{parent}/{name}","mode":"add","parents":["{parent}"],"n":1}"#,
+            &[("parent", "/R \"q\""), ("name", "a\\b.txt")],
+        )
+        .unwrap();
+        assert_eq!(
+            filled,
+            json!({"path": "/R \"q\"/a\\b.txt", "mode": "add", "parents": ["/R \"q\""], "n": 1})
+        );
+        assert!(fill_template("{", &[]).is_err());
     }
 }

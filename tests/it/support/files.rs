@@ -183,6 +183,11 @@ pub async fn service_with(
             "LISTBACKUP_PLATFORM_DROPBOX_CONTENT_URL".into(),
             format!("{base}/dropbox/api/content"),
         );
+        // Box's upload host (`https://upload.box.com/api/2.0`), under the same forwarding.
+        values.insert(
+            "LISTBACKUP_PLATFORM_BOX_UPLOAD_URL".into(),
+            format!("{base}/box/api/upload"),
+        );
         for id in ["GOOGLE", "DROPBOX", "BOX"] {
             values.insert(
                 format!("LISTBACKUP_PLATFORM_{id}_RATE_LIMIT"),
@@ -207,8 +212,14 @@ impl Service {
     /// Connects the platform by OAuth; the connection's id. On a machine this busy the callback may answer
     /// 503 ("recorded, but the read model has not caught up yet"): the connection exists, and is waited for.
     pub async fn connect(&self) -> String {
+        self.connect_with(json!({})).await
+    }
+
+    /// As [`connect`](Self::connect), with more fields for `POST /connections/oauth/start`
+    /// (`{"writeAccess": true}`).
+    pub async fn connect_with(&self, extra: Value) -> String {
         let app = &self.backup.app;
-        let response = connect(app, &self.token, self.platform, json!({})).await;
+        let response = connect(app, &self.token, self.platform, extra).await;
         let status = response.status();
         let body: Value = response.json().await.unwrap();
         if status == 201 {

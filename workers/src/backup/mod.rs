@@ -32,6 +32,8 @@ mod progress;
 mod run;
 // One attempt of a restore job: the snapshot's records written back, data type by data type.
 mod restore;
+// A restore of a file platform's files: uploaded into a new folder.
+mod restore_files;
 // The bytes of a file platform's files, beside their records.
 pub mod files;
 // The work queue of backups waiting for a worker, partitioned by account and connection, and its feeder.

@@ -160,6 +160,35 @@ impl BackupWorker {
         for (position, data_type) in order.into_iter().enumerate() {
             progress.current_data_type = Some(data_type.clone());
             reporter.boundary(&progress).await?;
+            // A file platform's files: uploaded into a new folder (`restore_files`).
+            if let Some(files) = platform.data_type(data_type).and_then(|d| d.file_writes) {
+                let restored = self
+                    .restore_files(super::restore_files::FilesRun {
+                        metadata,
+                        worker,
+                        job_id,
+                        attempt,
+                        source_id: source.id(),
+                        connection_id,
+                        platform,
+                        data_type,
+                        writes: &files,
+                        credentials: credentials.expose(),
+                        request,
+                        snapshots: &snapshots,
+                        report: &mut report,
+                        progress: &mut progress,
+                        reporter: &mut reporter,
+                        last_check: &mut last_check,
+                    })
+                    .await;
+                if let Err(err) = restored {
+                    let _ = report.abort().await;
+                    return Err(err);
+                }
+                progress.data_types_done += 1;
+                continue;
+            }
             // The source aggregate let only writable data types in.
             let Some(writes) = platform.data_type(data_type).and_then(|d| d.writes) else {
                 let _ = report.abort().await;

@@ -59,7 +59,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 // Writing records back (restore).
+mod uploads;
 mod writes;
+pub use uploads::{FileTarget, FileUpload, UploadStream};
 pub use writes::RecordWrite;
 
 pub use content::{ContentStream, FileRef, MAX_REDIRECTS};

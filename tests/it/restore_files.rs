@@ -1,0 +1,243 @@
+//! Restores of a file platform's files (issue 13 §5), round-tripped through each emulation (Dropbox, Box,
+//! Google Drive) with an OAuth connection granted write access: back up, delete a file and change another on
+//! the platform, plan a dry run (nothing written), restore, then check on the platform and in a second backup
+//! that a new restore folder holds every backed-up file with the bytes of the backup (sha256), in the folders
+//! it was in; that nothing existing was overwritten (the changed file keeps its new bytes, the deleted one
+//! stays deleted); and that a second restore makes a second folder.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use listbackup_domain::platform::find;
+use serde_json::{json, Value};
+
+use crate::support::files::{service, sha256, Service};
+
+/// Runs a restore to its end (requested once the source is free); the finished job.
+async fn restore(svc: &Service, source_id: &str, body: Value) -> Value {
+    let app = &svc.backup.app;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let response = app
+            .post(&format!("/sources/{source_id}/restores"), &svc.token, &body)
+            .await;
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap();
+        if status == 202 {
+            break answer;
+        }
+        assert_eq!(
+            status, 409,
+            "only a job in progress may refuse it: {answer}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the source stayed busy: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let done = svc
+        .backup
+        .finished(&svc.token, job["jobId"].as_str().unwrap())
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    done
+}
+
+fn counts(done: &Value) -> (u64, u64, u64, u64) {
+    let restore = &done["restore"];
+    let n = |k: &str| restore[k].as_u64().unwrap_or_else(|| panic!("{k}: {done}"));
+    (n("created"), n("updated"), n("skipped"), n("failed"))
+}
+
+/// The record's id as text.
+fn id_of(record: &Value) -> String {
+    match &record["id"] {
+        Value::String(id) => id.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The names of the folders holding created item `id` on the platform, from the top, as the emulation
+/// keeps them.
+fn created_path(items: &[listbackup_emulators::Created], id: &str) -> Vec<String> {
+    let by_id: HashMap<&str, &listbackup_emulators::Created> =
+        items.iter().map(|c| (c.id.as_str(), c)).collect();
+    let mut names = Vec::new();
+    let mut at = by_id[id].parent.as_str();
+    while let Some(folder) = by_id.get(at) {
+        names.push(folder.name.clone());
+        at = folder.parent.as_str();
+    }
+    names.reverse();
+    names
+}
+
+/// The files of a job's manifest: id → sha256.
+fn contents(manifest: &Value) -> HashMap<String, String> {
+    manifest["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn round_trip(platform: &'static str, write_scope: &str) {
+    const FILES: u64 = 8;
+    const FOLDERS: u64 = 3;
+    let svc = service(platform).await;
+    let api = &svc.backup.api;
+    api.seed_files(platform, FOLDERS, FILES, 3000);
+    api.set_file_size(platform, 5, 70_000);
+    let app = &svc.backup.app;
+
+    // The catalog says files are writable, and with which scope.
+    let catalog: Value = app
+        .get(&format!("/platforms/{platform}"), &svc.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let files = catalog["dataTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "files")
+        .unwrap()
+        .clone();
+    assert_eq!(files["writable"], true, "{files}");
+    assert_eq!(files["writeScopes"], json!([write_scope]), "{files}");
+
+    let connection = svc.connect_with(json!({"writeAccess": true})).await;
+    let source = svc.source(&connection, &["files"], false).await;
+    let first = svc.run(&source).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let snapshot = first["jobId"].as_str().unwrap().to_owned();
+    let backed_up = contents(&svc.manifest(&source, &snapshot));
+    assert_eq!(backed_up.len() as u64, FILES);
+    let records = svc.records(&source, &snapshot, "files");
+    let folder_records = records.len() as u64 - FILES;
+    let by_id: HashMap<String, Value> = records.iter().map(|r| (id_of(r), r.clone())).collect();
+    let writes = find(platform)
+        .unwrap()
+        .data_type("files")
+        .unwrap()
+        .file_writes
+        .unwrap();
+
+    // On the platform since: a file deleted, another changed.
+    let deleted = api.file_id(platform, 1);
+    let changed = api.file_id(platform, 2);
+    api.delete_file(platform, 1);
+    api.change_file(platform, 2);
+    let changed_now = sha256(&api.file_bytes(platform, 2));
+    assert_ne!(backed_up[&changed], changed_now);
+
+    // A dry run plans each file as a create and writes nothing.
+    let body = |dry_run: bool| json!({"snapshot": snapshot, "dataTypes": ["files"], "mode": "missing", "dryRun": dry_run});
+    let dry = restore(&svc, &source, body(true)).await;
+    assert_eq!(counts(&dry), (FILES, 0, folder_records, 0), "{dry}");
+    assert!(api.created_items(platform).is_empty(), "the dry run wrote");
+    let plan = svc
+        .backup
+        .restore_report(&svc.token, dry["jobId"].as_str().unwrap())
+        .await;
+    for id in backed_up.keys() {
+        let line = plan.iter().find(|l| l["oldId"] == id.as_str()).unwrap();
+        assert_eq!(line["action"], "create", "{line}");
+        assert_eq!(line["newId"], Value::Null, "{line}");
+    }
+
+    // The restore: a new folder in the root, every file beneath it in its folders.
+    let done = restore(&svc, &source, body(false)).await;
+    assert_eq!(counts(&done), (FILES, 0, folder_records, 0), "{done}");
+    let report = svc
+        .backup
+        .restore_report(&svc.token, done["jobId"].as_str().unwrap())
+        .await;
+    let created = api.created_items(platform);
+    let tops: Vec<&listbackup_emulators::Created> = created
+        .iter()
+        .filter(|c| !created.iter().any(|p| p.id == c.parent))
+        .collect();
+    assert_eq!(tops.len(), 1, "one restore folder: {created:?}");
+    let restore_folder = tops[0].name.clone();
+    assert!(tops[0].is_folder());
+    assert!(
+        restore_folder.starts_with("ListBackup restore "),
+        "{restore_folder}"
+    );
+    let mut new_ids = HashMap::new();
+    for (old_id, sha) in &backed_up {
+        let line = report
+            .iter()
+            .find(|l| l["oldId"] == old_id.as_str())
+            .unwrap_or_else(|| panic!("{old_id} is not reported"));
+        assert_eq!(line["action"], "create", "{line}");
+        let new_id = line["newId"].as_str().unwrap().to_owned();
+        assert_ne!(&new_id, old_id);
+        let item = created.iter().find(|c| c.id == new_id).unwrap();
+        assert_eq!(
+            &sha256(item.bytes.as_deref().unwrap()),
+            sha,
+            "{old_id}: the bytes uploaded are the backup's"
+        );
+        let old = &by_id[old_id];
+        assert_eq!(item.name, old["name"], "{old_id}");
+        let mut expected = vec![restore_folder.clone()];
+        expected.extend(writes.folders_of(old, &by_id));
+        assert_eq!(created_path(&created, &new_id), expected, "{old_id}");
+        assert_eq!(line["restoredInto"], expected.join("/"), "{line}");
+        new_ids.insert(old_id.clone(), new_id);
+    }
+    // Each folder was created once.
+    let folders: Vec<(String, Vec<String>)> = created
+        .iter()
+        .filter(|c| c.is_folder())
+        .map(|c| (c.name.clone(), created_path(&created, &c.id)))
+        .collect();
+    let mut unique = folders.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), folders.len(), "{folders:?}");
+
+    // Backed up again: the platform lists and sends the restored files with the backup's bytes; the changed
+    // file keeps its new bytes and the deleted one stays deleted (nothing existing was touched).
+    let again = svc.run(&source).await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+    let now = contents(&svc.manifest(&source, again["jobId"].as_str().unwrap()));
+    for (old_id, new_id) in &new_ids {
+        assert_eq!(
+            now.get(new_id),
+            backed_up.get(old_id),
+            "{old_id} → {new_id}"
+        );
+    }
+    assert_eq!(now.get(&changed), Some(&changed_now));
+    assert!(!now.contains_key(&deleted));
+    assert_eq!(now.len() as u64, 2 * FILES - 1);
+
+    // A second restore makes a second folder, and leaves the first alone.
+    let second = restore(&svc, &source, body(false)).await;
+    assert_eq!(counts(&second), (FILES, 0, folder_records, 0), "{second}");
+    let after = api.created_items(platform);
+    let tops: Vec<&listbackup_emulators::Created> = after
+        .iter()
+        .filter(|c| !after.iter().any(|p| p.id == c.parent))
+        .collect();
+    assert_eq!(tops.len(), 2, "{tops:?}");
+    assert_ne!(tops[0].name, tops[1].name);
+    assert_eq!(&after[..created.len()], &created[..]);
+    svc.backup.stop().await;
+}
+
+#[tokio::test]
+async fn dropbox_files_are_restored_into_a_new_folder() {
+    round_trip("dropbox", "files.content.write").await;
+}

@@ -1,0 +1,494 @@
+//! Putting a file platform's files back (restore, issue 13 §5): creating a folder and uploading one file's
+//! bytes, as the data type's [`FileWrites`] declares them (`listbackup_domain::platform::writes`); nothing
+//! here is about one platform. Requests go through the connection's rate budget with its auth, like every
+//! other request of the connector.
+//!
+//! **Streamed.** An upload's body is the file's bytes as the backup store hands them over (decrypted chunk by
+//! chunk), wrapped between the multipart framing when the platform wants one; its `Content-Length` is known
+//! beforehand (the framing plus the file's size in the manifest), so memory stays flat whatever the size.
+//! Because a body that was sent cannot be sent again, an upload retries by opening the stored file again:
+//! 429 (`Retry-After`), 5xx and dropped connections are retried up to the policy's bounds, each time from the
+//! first byte. A retry after an answer that was lost may leave a second copy on the platform (Dropbox names it
+//! `name (1)`); never an overwrite.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use listbackup_domain::platform::listing::scalar_text;
+use listbackup_domain::platform::writes::{
+    fill_template, FileWrites, LargeUpload, UploadBody, UploadRequest,
+};
+use listbackup_domain::platform::{ContentHost, Platform};
+use serde_json::Value;
+
+use super::transport::{BodyError, Call, Counters};
+use super::{apply_auth, choose_auth, Connector, FetchError, RetryPolicy};
+
+/// A stored file's bytes, as the backup store streams them back (decrypted).
+pub type UploadStream = BoxStream<'static, Result<Bytes, listbackup_commands::BoxError>>;
+
+/// Where files go: the connection and the data type's declaration.
+#[derive(Debug, Clone, Copy)]
+pub struct FileTarget<'a> {
+    /// Keys the rate budget, shared with the connection's fetches.
+    pub connection_id: &'a str,
+    pub platform: &'static Platform,
+    pub writes: &'a FileWrites,
+    pub credentials: &'a BTreeMap<String, String>,
+}
+
+/// One file to upload.
+#[derive(Debug, Clone, Copy)]
+pub struct FileUpload<'a> {
+    /// The folder it goes in, as [`FolderRequest::new_ref`](listbackup_domain::platform::writes::FolderRequest)
+    /// names it (an id; Dropbox: a path).
+    pub parent: &'a str,
+    pub name: &'a str,
+    /// Its media type (Drive's metadata takes it; the others ignore it).
+    pub mime_type: &'a str,
+    /// Its size in bytes: what the stored file streams back, exactly.
+    pub size: u64,
+}
+
+/// A multipart body's framing around the file's bytes.
+struct Framing {
+    content_type: String,
+    before: Bytes,
+    after: Bytes,
+}
+
+impl Connector {
+    /// Creates folder `name` in folder `parent` (a reference as [`FileWrites::root`] or an earlier answer
+    /// names it) and returns the new folder's reference. A name in use is the platform's 4xx
+    /// ([`FetchError::Platform`], not retryable): nothing existing is touched.
+    pub async fn create_folder(
+        &self,
+        target: FileTarget<'_>,
+        parent: &str,
+        name: &str,
+    ) -> Result<String, FetchError> {
+        let request = target.writes.create_folder;
+        let body = fill_template(request.body, &[("name", name), ("parent", parent)])
+            .map_err(|err| template_error("create_folder.body", err))?
+            .to_string();
+        let url = self.host_url(target, request.host, request.path)?;
+        let auth = choose_auth(target.platform, target.credentials)?.api_auth();
+        let budget = self.rate_budget(target.connection_id, target.platform.id);
+        let call = Call {
+            http: &self.http,
+            budget: &budget,
+            policy: &self.retry,
+            platform: target.platform,
+            credentials: target.credentials,
+            gone: None,
+        };
+        let mut counters = Counters::default();
+        let credentials = target.credentials;
+        let platform = target.platform;
+        call.send(
+            &mut counters,
+            |http| {
+                let builder = http
+                    .post(&url)
+                    .query(request.query)
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+                let builder = platform
+                    .api_headers
+                    .iter()
+                    .fold(builder, |b, (name, value)| b.header(*name, *value));
+                apply_auth(builder, auth, credentials).map_err(FetchError::from)
+            },
+            |response| {
+                let answer: Value = serde_json::from_slice(&response.body)
+                    .map_err(|err| BodyError::from_json(err, &response))?;
+                answer
+                    .pointer(request.new_ref)
+                    .and_then(scalar_text)
+                    .map(|text| text.into_owned())
+                    .ok_or_else(|| {
+                        BodyError::Invalid(FetchError::InvalidResponse(format!(
+                            "the platform's answer to a folder's creation names no folder at {}",
+                            request.new_ref
+                        )))
+                    })
+            },
+        )
+        .await
+    }
+
+    /// Uploads one file's bytes (`open` streams them, again for each attempt) and returns the new file's id.
+    /// A file over the declared single-request limit without a declared large-file mechanism is refused
+    /// before any request ([`FetchError::Unsupported`]); a file the platform refuses is
+    /// [`FetchError::Platform`] with `retryable: false`.
+    pub async fn upload_file<F, Fut>(
+        &self,
+        target: FileTarget<'_>,
+        file: FileUpload<'_>,
+        open: F,
+    ) -> Result<String, FetchError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<UploadStream, FetchError>>,
+    {
+        let upload = target.writes.upload;
+        let values = [
+            ("name", file.name),
+            ("parent", file.parent),
+            ("mimeType", file.mime_type),
+        ];
+        let metadata = fill_template(upload.metadata, &values)
+            .map_err(|err| template_error("upload.metadata", err))?;
+        if file.size > upload.max_bytes {
+            return match upload.large {
+                Some(LargeUpload::Resumable { path, query }) => {
+                    self.upload_resumable(target, (path, query), &metadata, file, &open)
+                        .await
+                }
+                None => Err(too_large(target.platform, &upload)),
+            };
+        }
+        let url = self.host_url(target, upload.host, upload.path)?;
+        let (framing, arg) = match upload.body {
+            UploadBody::ArgHeader(header) => (None, Some((header, ascii_json(&metadata)))),
+            UploadBody::FormData {
+                metadata: field,
+                file: file_field,
+            } => {
+                let boundary = boundary();
+                let before = format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\
+                     Content-Type: application/json\r\n\r\n{metadata}\r\n--{boundary}\r\n\
+                     Content-Disposition: form-data; name=\"{file_field}\"; filename=\"{}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n",
+                    form_filename(file.name)
+                );
+                (
+                    Some(Framing {
+                        content_type: format!("multipart/form-data; boundary={boundary}"),
+                        before: Bytes::from(before),
+                        after: Bytes::from(format!("\r\n--{boundary}--\r\n")),
+                    }),
+                    None,
+                )
+            }
+            UploadBody::Related => {
+                let boundary = boundary();
+                let before = format!(
+                    "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n\
+                     --{boundary}\r\nContent-Type: {}\r\n\r\n",
+                    header_safe(file.mime_type)
+                );
+                (
+                    Some(Framing {
+                        content_type: format!("multipart/related; boundary={boundary}"),
+                        before: Bytes::from(before),
+                        after: Bytes::from(format!("\r\n--{boundary}--\r\n")),
+                    }),
+                    None,
+                )
+            }
+        };
+        let length = file.size
+            + framing
+                .as_ref()
+                .map_or(0, |f| (f.before.len() + f.after.len()) as u64);
+        let content_type = framing.as_ref().map_or_else(
+            || "application/octet-stream".to_owned(),
+            |f| f.content_type.clone(),
+        );
+        let new_id = upload.new_id;
+        self.send_streamed(
+            target,
+            &open,
+            |http, stream| {
+                let body = match &framing {
+                    None => reqwest::Body::wrap_stream(stream),
+                    Some(framing) => reqwest::Body::wrap_stream(
+                        futures::stream::iter([Ok(framing.before.clone())])
+                            .chain(stream)
+                            .chain(futures::stream::iter([Ok(framing.after.clone())])),
+                    ),
+                };
+                let mut builder = http
+                    .post(&url)
+                    .query(upload.query)
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
+                    .header(reqwest::header::CONTENT_LENGTH, length)
+                    .body(body);
+                if let Some((header, value)) = &arg {
+                    builder = builder.header(*header, value.as_str());
+                }
+                builder
+            },
+            move |answer| id_at(&answer, new_id),
+        )
+        .await
+    }
+
+    /// A resumable upload (Drive): the session first, then every byte in one `PUT` to its URI.
+    async fn upload_resumable<F, Fut>(
+        &self,
+        target: FileTarget<'_>,
+        (path, query): (&'static str, &'static [(&'static str, &'static str)]),
+        metadata: &Value,
+        file: FileUpload<'_>,
+        open: &F,
+    ) -> Result<String, FetchError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<UploadStream, FetchError>>,
+    {
+        let upload = target.writes.upload;
+        let url = self.host_url(target, upload.host, path)?;
+        let auth = choose_auth(target.platform, target.credentials)?.api_auth();
+        let budget = self.rate_budget(target.connection_id, target.platform.id);
+        let credentials = target.credentials;
+        let mime_type = header_safe(file.mime_type);
+        let body = metadata.to_string();
+        let size = file.size;
+        let new_id = upload.new_id;
+        // Each upload opens its own session; a broken transfer is sent again whole, in a new `PUT`.
+        let call = Call {
+            http: &self.http,
+            budget: &budget,
+            policy: &self.retry,
+            platform: target.platform,
+            credentials,
+            gone: None,
+        };
+        let mut counters = Counters::default();
+        let location = call
+            .send(
+                &mut counters,
+                |http| {
+                    let builder = http
+                        .post(&url)
+                        .query(query)
+                        .header(
+                            reqwest::header::CONTENT_TYPE,
+                            "application/json; charset=UTF-8",
+                        )
+                        .header("X-Upload-Content-Type", mime_type.as_str())
+                        .header("X-Upload-Content-Length", size)
+                        .body(body.clone());
+                    apply_auth(builder, auth, credentials).map_err(FetchError::from)
+                },
+                |response| {
+                    response
+                        .headers
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            BodyError::Invalid(FetchError::InvalidResponse(
+                                "the platform opened an upload session without a Location".into(),
+                            ))
+                        })
+                },
+            )
+            .await?;
+        let location = url::Url::parse(&location)
+            .or_else(|_| url::Url::parse(&url).and_then(|base| base.join(&location)))
+            .map_err(|_| {
+                FetchError::InvalidResponse("the upload session's Location is not a URL".into())
+            })?;
+        self.send_streamed(
+            target,
+            open,
+            |http, stream| {
+                http.put(location.clone())
+                    .header(reqwest::header::CONTENT_TYPE, mime_type.as_str())
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(stream))
+            },
+            move |answer| id_at(&answer, new_id),
+        )
+        .await
+    }
+
+    /// Sends a request whose body is the stored file (`open` streams it), once per attempt: the transport's
+    /// retries cannot send a streamed body twice, so each retry opens the file again here.
+    async fn send_streamed<F, Fut>(
+        &self,
+        target: FileTarget<'_>,
+        open: &F,
+        build: impl Fn(&reqwest::Client, UploadStream) -> reqwest::RequestBuilder,
+        decode: impl Fn(Value) -> Result<String, FetchError>,
+    ) -> Result<String, FetchError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<UploadStream, FetchError>>,
+    {
+        let auth = choose_auth(target.platform, target.credentials)?.api_auth();
+        let budget = self.rate_budget(target.connection_id, target.platform.id);
+        // One request per attempt of the transport; the attempts are counted here.
+        let once = RetryPolicy {
+            max_attempts: 1,
+            max_rate_limited: 0,
+            ..self.retry
+        };
+        let call = Call {
+            http: &self.content_http,
+            budget: &budget,
+            policy: &once,
+            platform: target.platform,
+            credentials: target.credentials,
+            gone: None,
+        };
+        let mut failures = 0u32;
+        let mut rate_limited = 0u32;
+        loop {
+            let stream = open().await?;
+            let slot = std::sync::Mutex::new(Some(stream));
+            let mut counters = Counters::default();
+            let sent = call
+                .send(
+                    &mut counters,
+                    |http| {
+                        let stream =
+                            slot.lock().expect("not poisoned").take().ok_or_else(|| {
+                                FetchError::Network("an upload's body was sent".into())
+                            })?;
+                        let builder = build(http, stream);
+                        let builder = target
+                            .platform
+                            .api_headers
+                            .iter()
+                            .fold(builder, |b, (name, value)| b.header(*name, *value));
+                        apply_auth(builder, auth, target.credentials).map_err(FetchError::from)
+                    },
+                    |response| {
+                        let answer: Value = serde_json::from_slice(&response.body)
+                            .map_err(|err| BodyError::from_json(err, &response))?;
+                        decode(answer).map_err(BodyError::Invalid)
+                    },
+                )
+                .await;
+            let wait = match sent {
+                Ok(id) => return Ok(id),
+                Err(FetchError::RateLimited { retry_after }) => {
+                    rate_limited += 1;
+                    let wait = retry_after.unwrap_or_else(|| self.retry.backoff(rate_limited));
+                    if rate_limited > self.retry.max_rate_limited
+                        || wait > self.retry.max_retry_after
+                    {
+                        return Err(FetchError::RateLimited { retry_after });
+                    }
+                    wait
+                }
+                Err(err) if err.retryable() => {
+                    failures += 1;
+                    if failures >= self.retry.max_attempts {
+                        return Err(err);
+                    }
+                    self.retry.backoff(failures)
+                }
+                Err(err) => return Err(err),
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn host_url(
+        &self,
+        target: FileTarget<'_>,
+        host: ContentHost,
+        path: &str,
+    ) -> Result<String, FetchError> {
+        let base = self
+            .endpoints
+            .host_base(target.platform, host, target.credentials)?;
+        Ok(format!("{base}{path}"))
+    }
+}
+
+/// The new file's id at `pointer` of an upload's answer.
+fn id_at(answer: &Value, pointer: &str) -> Result<String, FetchError> {
+    answer
+        .pointer(pointer)
+        .and_then(scalar_text)
+        .map(|text| text.into_owned())
+        .ok_or_else(|| {
+            FetchError::InvalidResponse(format!(
+                "the platform's answer to an upload names no file at {pointer}"
+            ))
+        })
+}
+
+/// A file over the single-request limit, on a platform whose large-file mechanism ListBackup lacks.
+fn too_large(platform: &Platform, upload: &UploadRequest) -> FetchError {
+    FetchError::Unsupported {
+        platform: platform.id.to_owned(),
+        data_type: "files".to_owned(),
+        reason: match upload.max_bytes {
+            b if b >= 150 * 1024 * 1024 => {
+                "the file is over the 150 MB one upload request may carry, and ListBackup does not \
+                 use upload sessions yet"
+            }
+            _ => {
+                "the file is over the size one upload request may carry, and ListBackup does not use \
+                 chunked uploads yet"
+            }
+        },
+    }
+}
+
+fn template_error(what: &str, err: serde_json::Error) -> FetchError {
+    FetchError::InvalidResponse(format!("the catalog's {what} template is not JSON: {err}"))
+}
+
+/// A multipart boundary no file's framing holds: random.
+fn boundary() -> String {
+    format!("listbackup-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A value fit for a header or a multipart header line: no control characters.
+fn header_safe(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// A file name in a `Content-Disposition` `filename="…"`, escaped as the HTML form encoding does (`"` as
+/// `%22`, CR and LF as `%0D` and `%0A`).
+fn form_filename(name: &str) -> String {
+    name.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// JSON text with every non-ASCII character escaped (`\uXXXX`), as an HTTP header must carry it (Dropbox
+/// documents this for `Dropbox-API-Arg`, <https://www.dropbox.com/developers/reference/json-encoding>).
+fn ascii_json(value: &Value) -> String {
+    let mut out = String::new();
+    for c in value.to_string().chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_filename_cannot_break_its_header() {
+        assert_eq!(form_filename("a\"b\r\nc.txt"), "a%22b%0D%0Ac.txt");
+        assert_eq!(header_safe("text/plain\r\nX: y"), "text/plainX: y");
+        assert_eq!(
+            ascii_json(&serde_json::json!({"path": "/Café/☕"})),
+            r#"{"path":"/Caf\u00e9/\u2615"}"#
+        );
+    }
+}
