@@ -18,6 +18,14 @@
 //! - `GET /files/{id}/versions` and `/comments`: offset paged (`limit` ≤ 1000) with `total_count`;
 //!   `/tasks`: `{"total_count", "entries"}` in one answer; `GET /folders/{id}/collaborations`: marker paged.
 //! - `GET /users/me`.
+//! - Writes (a restore's): `POST /folders` `{"name", "parent": {"id"}}` → 201 with the folder; and, on the
+//!   upload host (`upload.box.com/api/2.0`, here `/box/upload/api/2.0`), `POST /files/content`, a
+//!   `multipart/form-data` body whose `attributes` part (`{"name", "parent": {"id"}}`) comes before the
+//!   `file` part (the other way round is 400 `metadata_after_file_contents`) → 201 `{"total_count": 1, "entries": [file]}`. A name in use
+//!   in the folder (any case) is 409 `item_name_in_use` with the item in `context_info.conflicts`; a parent
+//!   that does not exist 404; a name that is empty, over 255 characters, `.`/`..` or holds `/` or `\\` 400
+//!   `bad_request`. What is created is listed, walked and downloaded like the rest (its `sha1` is the hex
+//!   sha256 of its bytes cut to 40 digits, not a SHA-1: the connectors compare it, never recompute it).
 //! - Errors `{"type":"error","status":…,"code":…,"message":…,"request_id":…}`; 429 with `Retry-After`.
 
 use std::collections::HashSet;
@@ -33,6 +41,223 @@ use crate::{bearer, header, iso_ms, param, Query, State, EPOCH_MS};
 const FILE_BASE: u64 = 1_000_000_000;
 const FOLDER_BASE: u64 = 5_000_000_000;
 const LINK_BASE: u64 = 8_000_000_000;
+/// Items created through the API: `CREATED_BASE + n`.
+const CREATED_BASE: u64 = 9_000_000_000;
+
+fn created_id(n: usize) -> String {
+    (CREATED_BASE + n as u64).to_string()
+}
+
+/// The mini representation of folder `id`, generated or created.
+fn mini_folder_of(tree: &FileTree, id: &str) -> Value {
+    match folder_index(tree, id) {
+        Some(f) => mini_folder(f),
+        None => {
+            let name = tree.created(id).map(|c| c.name.clone()).unwrap_or_default();
+            json!({"type": "folder", "id": id, "sequence_id": "0", "etag": "0", "name": name})
+        }
+    }
+}
+
+/// The path collection of folder `id` (it included), generated or created.
+fn path_collection_of(tree: &FileTree, id: &str) -> Value {
+    if let Some(f) = folder_index(tree, id) {
+        return path_collection(f);
+    }
+    let mut chain = Vec::new();
+    let mut at = id.to_owned();
+    while let Some(created) = tree.created(&at).filter(|c| c.is_folder()) {
+        chain.push(mini_folder_of(tree, &at));
+        at = created.parent.clone();
+    }
+    chain.reverse();
+    let mut entries = path_collection_of(tree, &at)["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    entries.extend(chain);
+    json!({"total_count": entries.len(), "entries": entries})
+}
+
+/// A created folder or file, in the same shape as the generated ones.
+fn created_item(tree: &FileTree, created: &crate::files::Created) -> Value {
+    let at = iso_ms(EPOCH_MS);
+    let common = json!({"id": created.id, "sequence_id": "0", "etag": "0", "name": created.name,
+        "description": "", "path_collection": path_collection_of(tree, &created.parent), "created_at": at,
+        "modified_at": at, "trashed_at": null, "content_created_at": at, "content_modified_at": at,
+        "created_by": user(), "modified_by": user(), "owned_by": user(), "shared_link": null,
+        "parent": mini_folder_of(tree, &created.parent), "item_status": "active", "tags": [],
+        "has_collaborations": false, "is_externally_owned": false});
+    let Value::Object(mut item) = common else {
+        unreachable!()
+    };
+    match &created.bytes {
+        None => {
+            item.insert("type".into(), json!("folder"));
+            item.insert("size".into(), json!(0));
+            item.insert("folder_upload_email".into(), Value::Null);
+            item.insert("sync_state".into(), json!("not_synced"));
+        }
+        Some(bytes) => {
+            let sha1 = &created.sha256()[..40];
+            item.insert("type".into(), json!("file"));
+            item.insert("sha1".into(), json!(sha1));
+            item.insert(
+                "file_version".into(),
+                json!({"type": "file_version", "id": format!("{}000", created.id), "sha1": sha1}),
+            );
+            item.insert("size".into(), json!(bytes.len()));
+            let extension = created.name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+            item.insert("extension".into(), json!(extension));
+            item.insert("lock".into(), Value::Null);
+            item.insert("version_number".into(), json!("1"));
+            item.insert("comment_count".into(), json!(0));
+        }
+    }
+    Value::Object(item)
+}
+
+/// Whether folder `id` exists, generated or created.
+fn folder_exists(tree: &FileTree, id: &str) -> bool {
+    folder_index(tree, id).is_some() || tree.created(id).is_some_and(|c| c.is_folder())
+}
+
+/// What already holds `name` (any case) in folder `parent`, as its mini representation.
+fn name_in_use(tree: &FileTree, parent: &str, name: &str) -> Option<Value> {
+    let lower = name.to_lowercase();
+    if let Some(f) = folder_index(tree, parent) {
+        if let Some(sub) = tree
+            .folders_in(f)
+            .find(|s| format!("Folder {s}").to_lowercase() == lower)
+        {
+            return Some(mini_folder(sub));
+        }
+        if let Some(i) = tree
+            .files_in(f)
+            .find(|i| format!("file-{i:06}.bin").to_lowercase() == lower)
+        {
+            return Some(
+                json!({"type": "file", "id": file_id(i), "name": format!("file-{i:06}.bin")}),
+            );
+        }
+    }
+    tree.created_in(parent)
+        .find(|c| c.name.to_lowercase() == lower)
+        .map(|c| {
+            json!({"type": if c.is_folder() { "folder" } else { "file" }, "id": c.id, "name": c.name,
+                   "sequence_id": "0", "etag": "0"})
+        })
+}
+
+/// Box's checks of a new item's name and parent; `Err` with the answer.
+fn check_new_item(tree: &FileTree, name: &str, parent: &str) -> Result<(), HttpResponse> {
+    if name.is_empty()
+        || name.chars().count() > 255
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\\')
+        || name.trim() != name
+    {
+        return Err(fail(400, "bad_request", "Bad Request"));
+    }
+    if !folder_exists(tree, parent) {
+        return Err(fail(404, "not_found", "Not Found"));
+    }
+    if let Some(conflict) = name_in_use(tree, parent, name) {
+        let mut body = error(
+            409,
+            "item_name_in_use",
+            "Item with the same name already exists",
+        );
+        body["context_info"] = json!({"conflicts": conflict});
+        return Err(HttpResponse::Conflict().json(body));
+    }
+    Ok(())
+}
+
+/// The parts of a `multipart/form-data` body: (field name, content), in order; `None` when it is not one.
+fn form_parts(content_type: &str, body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let (media, params) = content_type.split_once(';')?;
+    if media.trim() != "multipart/form-data" {
+        return None;
+    }
+    let boundary = params
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()?
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}");
+    let find = |from: usize, needle: &[u8]| {
+        body[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|at| at + from)
+    };
+    let mut parts = Vec::new();
+    let mut at = find(0, delimiter.as_bytes())? + delimiter.len();
+    loop {
+        if body[at..].starts_with(b"--") {
+            return Some(parts);
+        }
+        at += 2; // CRLF after the delimiter
+        let headers_end = find(at, b"\r\n\r\n")?;
+        let headers = std::str::from_utf8(&body[at..headers_end]).ok()?;
+        let name = headers
+            .split("\r\n")
+            .find(|h| h.to_ascii_lowercase().starts_with("content-disposition:"))?
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix("name="))
+            .next()?
+            .trim_matches('"')
+            .to_owned();
+        let content_start = headers_end + 4;
+        let next = find(content_start, format!("\r\n{delimiter}").as_bytes())?;
+        parts.push((name, body[content_start..next].to_vec()));
+        at = next + 2 + delimiter.len();
+    }
+}
+
+/// `POST /files/content` on the upload host.
+fn upload(state: &mut State, req: &HttpRequest, body: &[u8]) -> HttpResponse {
+    let content_type = header(req, "Content-Type").unwrap_or_default();
+    let Some(parts) = form_parts(content_type, body) else {
+        return fail(400, "bad_request", "Bad Request");
+    };
+    let (Some(attributes), Some(file)) = (
+        parts.iter().position(|(n, _)| n == "attributes"),
+        parts.iter().position(|(n, _)| n == "file"),
+    ) else {
+        return fail(400, "bad_request", "Bad Request");
+    };
+    // "The `attributes` part of the body must come before the `file` part."
+    if attributes > file {
+        return fail(
+            400,
+            "metadata_after_file_contents",
+            "The attributes part must come before the file part",
+        );
+    }
+    let Ok(attributes) = serde_json::from_slice::<Value>(&parts[attributes].1) else {
+        return fail(400, "bad_request", "Bad Request");
+    };
+    let name = attributes["name"].as_str().unwrap_or_default();
+    let parent = attributes["parent"]["id"].as_str().unwrap_or_default();
+    let tree = state.files.tree("box");
+    if let Err(refused) = check_new_item(tree, name, parent) {
+        return refused;
+    }
+    let created = crate::files::Created {
+        id: created_id(tree.created.len()),
+        name: name.to_owned(),
+        parent: parent.to_owned(),
+        bytes: Some(parts[file].1.clone()),
+        mime_type: None,
+    };
+    tree.created.push(created.clone());
+    HttpResponse::Created()
+        .json(json!({"total_count": 1, "entries": [created_item(tree, &created)]}))
+}
 
 /// The id of file `index`.
 pub(crate) fn file_id(index: u64) -> String {
@@ -219,11 +444,17 @@ fn folder_index(tree: &FileTree, id: &str) -> Option<u64> {
     (f >= 1 && f <= tree.folders).then_some(f)
 }
 
+/// Whether `id` is a folder created through the API.
+fn tree_has_created_folder(files: &mut FilesState, id: &str) -> bool {
+    files.tree("box").created(id).is_some_and(|c| c.is_folder())
+}
+
 pub(crate) fn answer(
     state: &mut State,
     req: &HttpRequest,
     rest: &str,
     query: &Query,
+    body: &[u8],
     accepted: &HashSet<String>,
 ) -> HttpResponse {
     if let Some(token) = rest.strip_prefix("/dl/") {
@@ -233,6 +464,29 @@ pub(crate) fn answer(
         return HttpResponse::Unauthorized()
             .insert_header(("WWW-Authenticate", "Bearer realm=\"Service\", error=\"invalid_token\", error_description=\"The access token provided is invalid.\""))
             .finish();
+    }
+    if rest == "/upload/api/2.0/files/content" && req.method() == Method::POST {
+        return upload(state, req, body);
+    }
+    if rest == "/2.0/folders" && req.method() == Method::POST {
+        let Ok(args) = serde_json::from_slice::<Value>(body) else {
+            return fail(400, "bad_request", "Bad Request");
+        };
+        let name = args["name"].as_str().unwrap_or_default();
+        let parent = args["parent"]["id"].as_str().unwrap_or_default();
+        let tree = state.files.tree("box");
+        if let Err(refused) = check_new_item(tree, name, parent) {
+            return refused;
+        }
+        let created = crate::files::Created {
+            id: created_id(tree.created.len()),
+            name: name.to_owned(),
+            parent: parent.to_owned(),
+            bytes: None,
+            mime_type: None,
+        };
+        tree.created.push(created.clone());
+        return HttpResponse::Created().json(created_item(tree, &created));
     }
     if req.method() != Method::GET {
         return fail(405, "method_not_allowed", "Method Not Allowed");
@@ -244,6 +498,18 @@ pub(crate) fn answer(
     let files = &mut state.files;
     match segments.as_slice() {
         ["users", "me"] => HttpResponse::Ok().json(user()),
+        ["folders", id, "items"] if tree_has_created_folder(files, id) => {
+            let tree = files.tree("box");
+            let items: Vec<Value> = tree
+                .created_in(id)
+                .map(|c| select(query, created_item(tree, c)))
+                .collect();
+            if param(query, "usemarker") == Some("true") {
+                marker_page(query, items, 100)
+            } else {
+                offset_page(query, items, 100)
+            }
+        }
         ["folders", id, "items"] => {
             let tree = files.tree("box");
             let Some(f) = folder_index(tree, id) else {
@@ -258,6 +524,7 @@ pub(crate) fn answer(
                         .map(|w| web_link(tree.folders, w)),
                 )
                 .chain(tree.files_in(f).map(|i| file(tree, i)))
+                .chain(tree.created_in(id).map(|c| created_item(tree, c)))
                 .map(|item| select(query, item))
                 .collect();
             if param(query, "usemarker") == Some("true") {
@@ -265,6 +532,9 @@ pub(crate) fn answer(
             } else {
                 offset_page(query, items, 100)
             }
+        }
+        ["folders", id, "collaborations"] if tree_has_created_folder(files, id) => {
+            marker_page(query, Vec::new(), 100)
         }
         ["folders", id, "collaborations"] => {
             let tree = files.tree("box");
@@ -286,9 +556,21 @@ pub(crate) fn answer(
                 trees,
                 box_not_ready,
                 download_tokens,
+                box_created_tokens: created_tokens,
                 ..
             } = files;
             let tree = trees.entry("box".to_owned()).or_default();
+            if tree.created(id).is_some_and(|c| !c.is_folder()) {
+                let token = format!("{:016x}c{id}", rand::random::<u64>());
+                created_tokens.insert(token.clone(), (*id).to_owned());
+                let port = req.app_config().local_addr().port();
+                return HttpResponse::Found()
+                    .insert_header((
+                        "Location",
+                        format!("http://localhost:{port}/box/dl/{token}"),
+                    ))
+                    .finish();
+            }
             let Some(i) = file_index(tree, id).filter(|i| !tree.vanished.contains(i)) else {
                 return not_found();
             };
@@ -308,6 +590,9 @@ pub(crate) fn answer(
                 ))
                 .finish()
         }
+        ["files", id, "versions"] if files.tree("box").created(id).is_some() => {
+            offset_page(query, Vec::new(), 1000)
+        }
         ["files", id, "versions"] => {
             let tree = files.tree("box");
             let Some(i) = file_index(tree, id).filter(|i| !tree.vanished.contains(i)) else {
@@ -324,6 +609,9 @@ pub(crate) fn answer(
                 .collect();
             offset_page(query, versions, 1000)
         }
+        ["files", id, "comments"] if files.tree("box").created(id).is_some() => {
+            offset_page(query, Vec::new(), 1000)
+        }
         ["files", id, "comments"] => {
             let tree = files.tree("box");
             let Some(i) = file_index(tree, id).filter(|i| !tree.vanished.contains(i)) else {
@@ -339,6 +627,9 @@ pub(crate) fn answer(
                 Vec::new()
             };
             offset_page(query, comments, 100)
+        }
+        ["files", id, "tasks"] if files.tree("box").created(id).is_some() => {
+            HttpResponse::Ok().json(json!({"total_count": 0, "entries": []}))
         }
         ["files", id, "tasks"] => {
             let tree = files.tree("box");
@@ -369,6 +660,7 @@ fn download_host(state: &mut State, req: &HttpRequest, token: &str) -> HttpRespo
         cut_next,
         authorized_downloads,
         download_tokens,
+        box_created_tokens,
         ..
     } = &mut state.files;
     if header(req, "Authorization").is_some() {
@@ -382,12 +674,21 @@ fn download_host(state: &mut State, req: &HttpRequest, token: &str) -> HttpRespo
             .content_type("text/plain")
             .body("the download host is localhost");
     }
+    let tree = trees.entry("box".to_owned()).or_default();
+    if let Some(id) = box_created_tokens.get(token) {
+        let bytes = tree
+            .created(id)
+            .and_then(|c| c.bytes.clone())
+            .unwrap_or_default();
+        return HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(bytes);
+    }
     let Some(i) = download_tokens.get(token).copied() else {
         return HttpResponse::NotFound()
             .content_type("text/plain")
             .body("Not Found");
     };
-    let tree = trees.entry("box".to_owned()).or_default();
     tree.downloaded(i);
     HttpResponse::Ok()
         .content_type("application/octet-stream")
@@ -398,7 +699,16 @@ fn download_host(state: &mut State, req: &HttpRequest, token: &str) -> HttpRespo
 pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     id: "box",
     base_path: || "/box/2.0".to_owned(),
-    serve: |state, call| answer(state, call.req, call.rest, call.query, call.accepted),
+    serve: |state, call| {
+        answer(
+            state,
+            call.req,
+            call.rest,
+            call.query,
+            call.body,
+            call.accepted,
+        )
+    },
     rate_limited_body: || crate::files::rate_limited_body("box"),
     error_body: |status| {
         crate::files::error_body(

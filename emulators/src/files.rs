@@ -89,6 +89,8 @@ pub(crate) struct FilesState {
     pub authorized_downloads: usize,
     /// Box download host: pre-signed tokens handed out → file index.
     pub download_tokens: HashMap<String, u64>,
+    /// Box download host: pre-signed tokens handed out → created file id.
+    pub box_created_tokens: HashMap<String, String>,
     /// Dropbox: `files/upload`'s limit when lowered for a test (documented: 150 MiB).
     pub dropbox_upload_limit: Option<u64>,
 }

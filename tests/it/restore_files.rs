@@ -241,3 +241,8 @@ async fn round_trip(platform: &'static str, write_scope: &str) {
 async fn dropbox_files_are_restored_into_a_new_folder() {
     round_trip("dropbox", "files.content.write").await;
 }
+
+#[tokio::test]
+async fn box_files_are_restored_into_a_new_folder() {
+    round_trip("box", "root_readwrite").await;
+}

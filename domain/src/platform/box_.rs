@@ -18,10 +18,23 @@
 //!   limits (https://developer.box.com/guides/api-calls/permissions-and-errors/rate-limits/): 1,000 API
 //!   requests per minute per user; 10 requests/s per connection stays under it.
 //!
+//! **Restore of files** ([`FILE_WRITES`]): a new folder `POST /folders` `{"name", "parent": {"id"}}`
+//! (https://developer.box.com/reference/post-folders/), and each file a direct upload
+//! `POST https://upload.box.com/api/2.0/files/content` (https://developer.box.com/reference/post-files-content/,
+//! https://developer.box.com/guides/uploads/direct/file/): `multipart/form-data` with the `attributes` part
+//! (`{"name", "parent": {"id"}}`) before the `file` part, answered `{"entries": [file]}`. A name in use in the
+//! folder is 409 `item_name_in_use`: reported for that file, never overwritten (a restore writes into folders
+//! it has just created, so only a name the backup held twice meets it). "The direct file upload API supports
+//! files up to 50MB in size" (https://developer.box.com/guides/uploads/): larger files need the chunked upload
+//! sessions (`POST /files/upload_sessions`), which ListBackup does not use yet, and are reported
+//! `cannot_restore`. Each file goes in the folders of its `path_collection` (without "All Files"). Writes
+//! need the `root_readwrite` scope.
+//!
 //! Collaborations are listed per folder: a file's own collaborations (`GET /files/{id}/collaborations`) would
 //! need a second parent data type for one listing, which the engine's per-parent mechanism does not have, and
 //! files are most often shared through their folder.
 
+use super::writes::{FileWrites, FolderRequest, Placement, UploadBody, UploadRequest};
 use super::*;
 
 /// Fields of files kept by the `files` data type (beyond the mini representation: id, type, name, etag,
@@ -62,7 +75,8 @@ pub(super) const PLATFORM: Platform = Platform {
                 }),
                 ..items()
             },
-        ),
+        )
+        .file_writes(FILE_WRITES),
         DataType::new(
             "folders",
             "Folder tree",
@@ -146,6 +160,42 @@ pub(super) const PLATFORM: Platform = Platform {
     error_messages: &["/message"],
     // 401 with `WWW-Authenticate` for a token that is missing, expired or revoked (API reference, "Errors").
     credentials_rejected: REJECTED_401,
+};
+
+/// Files restored into a new folder (see the module).
+pub(super) const FILE_WRITES: FileWrites = FileWrites {
+    root: "0",
+    create_folder: FolderRequest {
+        host: ContentHost::Api,
+        path: "/folders",
+        query: &[],
+        body: r#"{"name":"{name}","parent":{"id":"{parent}"}}"#,
+        new_ref: "/id",
+    },
+    upload: UploadRequest {
+        // Uploads go to their own host; `LISTBACKUP_PLATFORM_BOX_UPLOAD_URL` replaces it.
+        host: ContentHost::Other {
+            name: "UPLOAD",
+            url: "https://upload.box.com/api/2.0",
+        },
+        path: "/files/content",
+        query: &[],
+        body: UploadBody::FormData {
+            metadata: "attributes",
+            file: "file",
+        },
+        metadata: r#"{"name":"{name}","parent":{"id":"{parent}"}}"#,
+        new_id: "/entries/0/id",
+        max_bytes: 50 * 1024 * 1024,
+        large: None,
+    },
+    placement: Placement::Ancestors {
+        entries: "/path_collection/entries",
+        skip_id: "0",
+    },
+    name: "/name",
+    folder: &[Condition::is("/type", "folder")],
+    scopes: &["root_readwrite"],
 };
 
 const ITEMS: &[Endpoint] = &[Endpoint::get("/folders/{folderId}/items")];

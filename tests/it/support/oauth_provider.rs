@@ -350,6 +350,16 @@ async fn forward(
     secret: &str,
 ) -> HttpResponse {
     let query = req.query_string();
+    // Box's upload host (`https://upload.box.com/api/2.0`, configured as `…/box/api/upload`) is served by
+    // the emulation beside its API (`/box/upload/api/2.0` next to `/box/2.0`).
+    let (base, path) = match (platform, path.strip_prefix("/upload/")) {
+        ("box", Some(rest)) => (
+            base.trim_end_matches("/2.0").to_owned(),
+            format!("/upload/api/2.0/{rest}"),
+        ),
+        _ => (base.to_owned(), path.to_owned()),
+    };
+    let (base, path) = (base.as_str(), path.as_str());
     let url = if query.is_empty() {
         format!("{base}{path}")
     } else {
@@ -363,7 +373,14 @@ async fn forward(
         request.bearer_auth(secret)
     };
     // QuickBooks answers XML unless asked for JSON; HighLevel wants its version; Dropbox reads its argument.
-    for name in ["content-type", "accept", "version", "dropbox-api-arg"] {
+    for name in [
+        "content-type",
+        "accept",
+        "version",
+        "dropbox-api-arg",
+        "x-upload-content-type",
+        "x-upload-content-length",
+    ] {
         if let Some(value) = req.headers().get(name) {
             request = request.header(name, value.as_bytes());
         }
@@ -390,7 +407,8 @@ async fn forward(
         if let Some(value) = answer.headers().get(name) {
             let value = value.to_str().unwrap_or_default();
             // Next-page links name the data emulation: they are rewritten to come back here.
-            let value = if name == "link" {
+            // So do the session URIs of Drive's resumable uploads (`Location` on the API's own host).
+            let value = if name == "link" || name == "location" {
                 value.replace(base, &own_base)
             } else {
                 value.to_owned()
