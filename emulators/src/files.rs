@@ -91,6 +91,9 @@ pub(crate) struct FilesState {
     pub download_tokens: HashMap<String, u64>,
     /// Box download host: pre-signed tokens handed out → created file id.
     pub box_created_tokens: HashMap<String, String>,
+    /// Drive: resumable upload sessions opened and not finished, by `upload_id`: (metadata, announced
+    /// size).
+    pub google_sessions: HashMap<String, (Value, Option<u64>)>,
     /// Dropbox: `files/upload`'s limit when lowered for a test (documented: 150 MiB).
     pub dropbox_upload_limit: Option<u64>,
 }

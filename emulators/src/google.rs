@@ -17,6 +17,15 @@
 //!   `revisionsNotSupported`), `/comments` (≤ 100; without `fields` a 400 `required`, as Drive requires it
 //!   for comments), `GET /drive/v3/drives` (≤ 100; the data set `shared_drives`).
 //! - `GET /oauth2/v3/userinfo`: the user (`sub`, `email`).
+//! - Writes (a restore's, https://developers.google.com/drive/api/guides/manage-uploads and
+//!   …/folder): `POST /drive/v3/files` with JSON metadata creates a folder (`mimeType`
+//!   `application/vnd.google-apps.folder`) or an empty file; `POST /upload/drive/v3/files?uploadType=multipart`
+//!   takes a `multipart/related` body (the JSON metadata part, then the media part); `uploadType=resumable`
+//!   takes the metadata (with `X-Upload-Content-Length`) and answers `200` with the session URI in
+//!   `Location`, where one `PUT` of every byte answers the file (a size other than the announced one is a
+//!   400). `parents` names one folder (`root` is My Drive's alias; missing: My Drive); a parent that does not
+//!   exist is 404 `notFound`. Drive lets names repeat: nothing is ever overwritten. Created items are listed
+//!   and downloaded like the rest (`md5Checksum`: the first 32 hex digits of their sha256, a version only).
 //! - Errors `{"error":{"code":…,"message":…,"errors":[{"domain":…,"reason":…,"message":…}]}}`; rate limiting
 //!   as 429 `rateLimitExceeded` (`rate_limit_next`) or 403 `userRateLimitExceeded`
 //!   ([`PlatformApi::google_rate_limit_next`](crate::PlatformApi::google_rate_limit_next)).
@@ -85,6 +94,212 @@ fn item_of(tree: &FileTree, id: &str) -> Option<Item> {
         return Some(Item::Folder(f));
     }
     number("1fiLE").filter(|i| tree.exists(*i)).map(Item::File)
+}
+
+/// A created folder or file as a Drive resource.
+fn created_resource(created: &crate::files::Created) -> Value {
+    let mime = created
+        .mime_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let mut file = json!({"kind": "drive#file", "id": created.id, "name": created.name, "mimeType": mime,
+        "parents": [created.parent], "trashed": false, "starred": false, "version": "1",
+        "createdTime": iso_ms(EPOCH_MS), "modifiedTime": iso_ms(EPOCH_MS), "shared": false, "ownedByMe": true,
+        "owners": [{"kind": "drive#user", "displayName": "Owner", "emailAddress": "owner@example.com", "me": true}],
+        "capabilities": {"canDownload": true, "canListChildren": created.is_folder()}});
+    if let Some(bytes) = &created.bytes {
+        if !mime.starts_with(GOOGLE_TYPES) {
+            file["size"] = json!(bytes.len().to_string());
+            file["md5Checksum"] = json!(created.sha256()[..32]);
+            file["headRevisionId"] = json!(format!("0B{}r0", created.id));
+            file["originalFilename"] = json!(created.name);
+        }
+    }
+    file
+}
+
+/// The created item's id for the `n`th creation.
+fn created_id(n: usize) -> String {
+    format!("1cReAtEd{n:012}AbCdEfGhIj")
+}
+
+/// Applies the `fields` of a write's answer (default `kind,id,name,mimeType`).
+fn answer_fields(query: &Query, resource: Value) -> HttpResponse {
+    let fields = param(query, "fields").unwrap_or("kind,id,name,mimeType");
+    match Selection::parse(fields) {
+        Ok(selection) => HttpResponse::Ok().json(selection.apply(resource)),
+        Err(why) => fail(400, "invalidParameter", &why),
+    }
+}
+
+/// Creates an item from `metadata` (and `bytes` for a file with content): the checks Drive makes first.
+fn create(
+    tree: &mut FileTree,
+    query: &Query,
+    metadata: &Value,
+    bytes: Option<Vec<u8>>,
+) -> HttpResponse {
+    let Some(metadata) = metadata.as_object() else {
+        return fail(400, "badRequest", "Invalid JSON payload received.");
+    };
+    let name = metadata
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("Untitled")
+        .to_owned();
+    let mime = metadata
+        .get("mimeType")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let parent = match metadata.get("parents") {
+        None => ROOT.to_owned(),
+        Some(Value::Array(parents)) if parents.len() == 1 => {
+            match parents[0].as_str().unwrap_or_default() {
+                "root" => ROOT.to_owned(),
+                id => id.to_owned(),
+            }
+        }
+        Some(_) => {
+            return fail(
+                403,
+                "cannotAddParent",
+                "Increasing the number of parents is not allowed.",
+            )
+        }
+    };
+    let parent_is_folder = parent == ROOT
+        || matches!(item_of(tree, &parent), Some(Item::Folder(_)))
+        || tree.created(&parent).is_some_and(|c| c.is_folder());
+    if !parent_is_folder {
+        return not_found(&parent);
+    }
+    let folder = mime.as_deref() == Some(FOLDER);
+    if folder && bytes.is_some() {
+        return fail(400, "badRequest", "A folder has no content.");
+    }
+    let created = crate::files::Created {
+        id: created_id(tree.created.len()),
+        name,
+        parent,
+        bytes: if folder {
+            None
+        } else {
+            Some(bytes.unwrap_or_default())
+        },
+        mime_type: Some(mime.unwrap_or_else(|| "application/octet-stream".to_owned())),
+    };
+    tree.created.push(created.clone());
+    answer_fields(query, created_resource(&created))
+}
+
+/// The parts of a `multipart/related` body, each (its headers, its content); `None` when it is not one.
+fn related_parts(content_type: &str, body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let (media, params) = content_type.split_once(';')?;
+    if media.trim() != "multipart/related" {
+        return None;
+    }
+    let boundary = params
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()?
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}");
+    let find = |from: usize, needle: &[u8]| {
+        body[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|at| at + from)
+    };
+    let mut parts = Vec::new();
+    let mut at = find(0, delimiter.as_bytes())? + delimiter.len();
+    loop {
+        if body[at..].starts_with(b"--") {
+            return Some(parts);
+        }
+        at += 2;
+        let headers_end = find(at, b"\r\n\r\n")?;
+        let headers = String::from_utf8(body[at..headers_end].to_vec()).ok()?;
+        let content_start = headers_end + 4;
+        let next = find(content_start, format!("\r\n{delimiter}").as_bytes())?;
+        parts.push((headers, body[content_start..next].to_vec()));
+        at = next + 2 + delimiter.len();
+    }
+}
+
+/// `POST /upload/drive/v3/files` and the `PUT` of a resumable session.
+fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> HttpResponse {
+    let FilesState {
+        trees,
+        google_sessions,
+        ..
+    } = &mut state.files;
+    let tree = trees.entry("google".to_owned()).or_default();
+    if req.method() == Method::PUT {
+        let Some((metadata, size)) =
+            param(query, "upload_id").and_then(|id| google_sessions.remove(id))
+        else {
+            return fail(404, "notFound", "No such upload session.");
+        };
+        if size.is_some_and(|size| size != body.len() as u64) {
+            return fail(
+                400,
+                "badRequest",
+                "The uploaded size differs from the announced one.",
+            );
+        }
+        return create(tree, query, &metadata, Some(body.to_vec()));
+    }
+    if req.method() != Method::POST {
+        return fail(405, "httpMethodNotAllowed", "Method Not Allowed");
+    }
+    match param(query, "uploadType") {
+        Some("multipart") => {
+            let content_type = crate::header(req, "Content-Type").unwrap_or_default();
+            let Some(parts) = related_parts(content_type, body) else {
+                return fail(400, "badContent", "Invalid multipart request.");
+            };
+            let [(meta_headers, metadata), (_, media)] = parts.as_slice() else {
+                return fail(
+                    400,
+                    "badContent",
+                    "Invalid multipart request with 0 mime parts.",
+                );
+            };
+            if !meta_headers
+                .to_ascii_lowercase()
+                .contains("application/json")
+            {
+                return fail(400, "badContent", "The metadata part must be JSON.");
+            }
+            let Ok(metadata) = serde_json::from_slice::<Value>(metadata) else {
+                return fail(400, "parseError", "Parse Error");
+            };
+            create(tree, query, &metadata, Some(media.clone()))
+        }
+        Some("resumable") => {
+            let metadata = if body.is_empty() {
+                json!({})
+            } else {
+                match serde_json::from_slice::<Value>(body) {
+                    Ok(metadata) => metadata,
+                    Err(_) => return fail(400, "parseError", "Parse Error"),
+                }
+            };
+            let size = crate::header(req, "X-Upload-Content-Length").and_then(|v| v.parse().ok());
+            let id = format!("ADPycdv{:016x}", rand::random::<u64>());
+            google_sessions.insert(id.clone(), (metadata, size));
+            let location = format!(
+                "{}://{}/google/upload/drive/v3/files?uploadType=resumable&upload_id={id}",
+                req.connection_info().scheme(),
+                req.connection_info().host()
+            );
+            HttpResponse::Ok()
+                .insert_header(("Location", location))
+                .finish()
+        }
+        Some("media") => create(tree, query, &json!({}), Some(body.to_vec())),
+        _ => fail(400, "invalid", "Invalid value for uploadType"),
+    }
 }
 
 fn mime_of(tree: &FileTree, item: Item) -> &'static str {
@@ -227,6 +442,7 @@ pub(crate) fn answer(
     req: &HttpRequest,
     rest: &str,
     query: &Query,
+    body: &[u8],
     accepted: &HashSet<String>,
 ) -> HttpResponse {
     if !bearer(req).is_some_and(|token| accepted.contains(token)) {
@@ -241,6 +457,15 @@ pub(crate) fn answer(
     if state.files.google_rate_limited > 0 {
         state.files.google_rate_limited -= 1;
         return fail(403, "userRateLimitExceeded", "User Rate Limit Exceeded");
+    }
+    if rest == "/upload/drive/v3/files" {
+        return upload(state, req, query, body);
+    }
+    if rest == "/drive/v3/files" && req.method() == Method::POST {
+        let Ok(metadata) = serde_json::from_slice::<Value>(body) else {
+            return fail(400, "parseError", "Parse Error");
+        };
+        return create(state.files.tree("google"), query, &metadata, None);
     }
     if req.method() != Method::GET {
         return fail(405, "httpMethodNotAllowed", "Method Not Allowed");
@@ -282,6 +507,40 @@ pub(crate) fn answer(
     let mut segments = path.trim_start_matches('/').splitn(2, '/');
     let id = segments.next().unwrap_or_default();
     let sub = segments.next();
+    if let Some(created) = tree.created(id).cloned() {
+        return match sub {
+            None if param(query, "alt") == Some("media") => match created.bytes {
+                Some(bytes) => HttpResponse::Ok()
+                    .content_type("application/octet-stream")
+                    .body(bytes),
+                None => fail(
+                    403,
+                    "fileNotDownloadable",
+                    "Only files with binary content can be downloaded. Use Export with Docs Editors files.",
+                ),
+            },
+            None => answer_fields(query, created_resource(&created)),
+            Some("permissions" | "revisions" | "comments") => {
+                let name = sub.unwrap_or_default();
+                if name == "comments" && param(query, "fields").is_none() {
+                    return fail(
+                        400,
+                        "required",
+                        "The 'fields' parameter is required for this method.",
+                    );
+                }
+                list(
+                    query,
+                    &format!("drive#{}List", name.trim_end_matches('s')),
+                    name,
+                    Vec::new(),
+                    100,
+                    "kind,nextPageToken",
+                )
+            }
+            _ => fail(404, "notFound", "Not Found"),
+        };
+    }
     let Some(item) = item_of(tree, id) else {
         return not_found(id);
     };
@@ -465,6 +724,7 @@ fn files_list(tree: &FileTree, query: &Query) -> HttpResponse {
                 .map(Item::File),
         )
         .map(|item| resource(tree, item))
+        .chain(tree.created.iter().map(created_resource))
         .collect();
     list(
         query,
@@ -480,7 +740,16 @@ fn files_list(tree: &FileTree, query: &Query) -> HttpResponse {
 pub(crate) const EMULATION: crate::Emulation = crate::Emulation {
     id: "google",
     base_path: || "/google".to_owned(),
-    serve: |state, call| answer(state, call.req, call.rest, call.query, call.accepted),
+    serve: |state, call| {
+        answer(
+            state,
+            call.req,
+            call.rest,
+            call.query,
+            call.body,
+            call.accepted,
+        )
+    },
     rate_limited_body: || crate::files::rate_limited_body("google"),
     error_body: |status| {
         crate::files::error_body(

@@ -257,7 +257,7 @@ impl PlatformApi {
             App::new()
                 .app_data(data.clone())
                 .app_data(counters.clone())
-                .app_data(web::PayloadConfig::new(1 << 20))
+                .app_data(web::PayloadConfig::new(16 << 20))
                 .service(
                     web::scope("/_emulator")
                         .route("/stats", web::get().to(stats))

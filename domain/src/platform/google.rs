@@ -25,10 +25,24 @@
 //! per user per second). It belongs in a platform of its own (`gmail`), with its own connection, so it was
 //! removed here rather than kept behind a per-data-type scope.
 //!
+//! **Restore of files** ([`FILE_WRITES`], https://developers.google.com/drive/api/guides/folder and
+//! …/manage-uploads): a new folder `POST /drive/v3/files` with `mimeType: application/vnd.google-apps.folder`
+//! and `parents`; each file `POST /upload/drive/v3/files?uploadType=multipart` (a `multipart/related` body:
+//! the JSON metadata `{name, parents, mimeType}`, then the bytes), which Drive documents for files of 5 MB or
+//! less; a larger file goes through a resumable upload (`uploadType=resumable`: the metadata with
+//! `X-Upload-Content-Type` and `X-Upload-Content-Length`, then every byte in one `PUT` to the session URI the
+//! answer's `Location` gives). A Google Doc, Sheet or Slides backed up as its Office export is uploaded as
+//! that Office file (`name.docx`, its Office `mimeType`): not converted back into a Google Doc, which would
+//! change it (Drive's import is lossy the other way too). Drive lets names repeat, so nothing is ever
+//! overwritten. The folders come from each file's `parents` and the folder records of the same backup
+//! (`My Drive` itself, not a record, is the top). Writes need `drive.file` ("files created or opened by the
+//! app"), the narrowest scope that can create the restore folder and write into it.
+//!
 //! Scopes: the base asks only who the user is; each data type adds what it needs. `drive.readonly` for file
 //! contents, shared drives and comments; `drive.metadata.readonly` is enough for permissions and revisions
 //! (both lists accept it), so a backup of those alone never asks to read file contents.
 
+use super::writes::{FileWrites, FolderRequest, LargeUpload, Placement, UploadBody, UploadRequest};
 use super::*;
 
 const DRIVE_READONLY: &str = "https://www.googleapis.com/auth/drive.readonly";
@@ -58,7 +72,8 @@ pub(super) const PLATFORM: Platform = Platform {
                 ..paged(&[Endpoint::get("/drive/v3/files")], "/files", 1000)
             },
         )
-        .scopes(&[DRIVE_READONLY]),
+        .scopes(&[DRIVE_READONLY])
+        .file_writes(FILE_WRITES),
         DataType::new(
             "shared_drives",
             "Shared drives the user belongs to",
@@ -145,6 +160,37 @@ pub(super) const PLATFORM: Platform = Platform {
     error_messages: &["/error/message"],
     // 401 `authError` "Invalid Credentials" (Drive API, "Resolve errors"); 403s are permissions and limits.
     credentials_rejected: REJECTED_401,
+};
+
+/// Files restored into a new folder (see the module).
+pub(super) const FILE_WRITES: FileWrites = FileWrites {
+    // "My Drive"'s alias.
+    root: "root",
+    create_folder: FolderRequest {
+        host: ContentHost::Api,
+        path: "/drive/v3/files",
+        query: &[("fields", "id")],
+        body: r#"{"name":"{name}","mimeType":"application/vnd.google-apps.folder","parents":["{parent}"]}"#,
+        new_ref: "/id",
+    },
+    upload: UploadRequest {
+        host: ContentHost::Api,
+        path: "/upload/drive/v3/files",
+        query: &[("uploadType", "multipart"), ("fields", "id")],
+        body: UploadBody::Related,
+        metadata: r#"{"name":"{name}","parents":["{parent}"],"mimeType":"{mimeType}"}"#,
+        new_id: "/id",
+        // "Use this upload type to quickly transfer a small file (5 MB or less)."
+        max_bytes: 5 * 1024 * 1024,
+        large: Some(LargeUpload::Resumable {
+            path: "/upload/drive/v3/files",
+            query: &[("uploadType", "resumable"), ("fields", "id")],
+        }),
+    },
+    placement: Placement::Parents("/parents"),
+    name: "/name",
+    folder: &[Condition::is("/mimeType", FOLDER)],
+    scopes: &["https://www.googleapis.com/auth/drive.file"],
 };
 
 /// A Drive list: `{…,"<records>":[…],"nextPageToken":…}`, `pageSize` at most `max`.

@@ -127,6 +127,8 @@ impl OauthProvider {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                // Uploads forwarded to the file platforms (a restore's, up to a few MiB).
+                .app_data(web::PayloadConfig::new(16 << 20))
                 .default_service(web::to(handle))
         })
         .workers(2)
