@@ -271,3 +271,85 @@ async fn box_files_are_restored_into_a_new_folder() {
 async fn google_drive_files_are_restored_into_a_new_folder() {
     round_trip("google", "https://www.googleapis.com/auth/drive.file").await;
 }
+
+#[tokio::test]
+async fn a_read_only_connection_is_refused_and_a_file_the_platform_refuses_is_reported() {
+    use crate::support::oauth_provider::{consent, deliver};
+    let svc = service("dropbox").await;
+    let api = &svc.backup.api;
+    api.seed_files("dropbox", 0, 3, 1000);
+    api.set_file_size("dropbox", 2, 5000);
+    // The emulation takes at most 4 KiB per upload here (Dropbox: 150 MB): file 2 is refused, 409
+    // `payload_too_large`.
+    api.set_dropbox_upload_limit(4096);
+    let connection = svc.connect().await;
+    let source = svc.source(&connection, &["files"], false).await;
+    let snapshot = svc.run(&source).await["jobId"].as_str().unwrap().to_owned();
+    let body = |dry_run: bool| json!({"snapshot": snapshot, "dataTypes": ["files"], "mode": "missing", "dryRun": dry_run});
+
+    // Read-only: the restore is refused at request time, naming the write scope; a dry run only reads.
+    let response = svc
+        .backup
+        .app
+        .post(
+            &format!("/sources/{source}/restores"),
+            &svc.token,
+            &body(false),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "dataTypes", "{problem}");
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("files.content.write"),
+        "{problem}"
+    );
+    let dry = restore(&svc, &source, body(true)).await;
+    assert_eq!(counts(&dry), (3, 0, 0, 0), "{dry}");
+    assert!(api.created_items("dropbox").is_empty());
+
+    // Reconnected with write access: two files uploaded, the refused one reported with the platform's error.
+    let response = svc
+        .backup
+        .app
+        .post(
+            &format!("/connections/{connection}/reconnect"),
+            &svc.token,
+            &json!({"writeAccess": true}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let again: Value = response.json().await.unwrap();
+    let redirect = consent(again["authorizationUrl"].as_str().unwrap()).await;
+    let response = deliver(&svc.backup.app, &redirect).await;
+    assert!(response.status().is_success(), "{}", response.status());
+    let done = restore(&svc, &source, body(false)).await;
+    assert_eq!(counts(&done), (2, 0, 0, 1), "{done}");
+    let report = svc
+        .backup
+        .restore_report(&svc.token, done["jobId"].as_str().unwrap())
+        .await;
+    let refused = report
+        .iter()
+        .find(|l| l["oldId"] == api.file_id("dropbox", 2).as_str())
+        .unwrap();
+    assert_eq!(refused["action"], "cannot_restore", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("payload_too_large"),
+        "{refused}"
+    );
+    assert_eq!(refused["newId"], Value::Null);
+    let uploaded: Vec<_> = api
+        .created_items("dropbox")
+        .into_iter()
+        .filter(|c| !c.is_folder())
+        .collect();
+    assert_eq!(uploaded.len(), 2);
+    svc.backup.stop().await;
+}
