@@ -25,7 +25,10 @@
 //!   `files/upload` on the content host (the bytes as an `application/octet-stream` body, the argument in
 //!   `Dropbox-API-Arg`: `path`, `mode` `add` (the default; a path in use is 409 `path/conflict/file` unless
 //!   `autorename`, which gives `name (1).ext`) or `overwrite`; at most 150 MiB, else 409 `payload_too_large`;
-//!   answer: the file's metadata). What is created is listed and downloaded like the rest, its
+//!   answer: the file's metadata); larger files through `files/upload_session/start` (`{"session_id"}`),
+//!   `append_v2` (`{"cursor": {"session_id", "offset"}}`; an offset other than the bytes received is 409
+//!   `incorrect_offset` with `correct_offset`; an unknown session 409 `lookup_failed/not_found`) and
+//!   `finish` (`cursor` and `commit`, which is `files/upload`'s argument). What is created is listed and downloaded like the rest, its
 //!   `content_hash` computed as Dropbox documents it (sha256 of the 4 MiB blocks' sha256s).
 //! - Errors of an endpoint: 409 `{"error_summary": "<tag>/<tag>/..", "error": {".tag": …}}`; 429
 //!   `too_many_requests` with `Retry-After`.
@@ -336,6 +339,9 @@ pub(crate) fn answer(
         return match function {
             "files/download" => download(state, req, query, body),
             "files/upload" => upload(state, req, query, body),
+            "files/upload_session/start"
+            | "files/upload_session/append_v2"
+            | "files/upload_session/finish" => upload_session(state, req, query, function, body),
             _ => HttpResponse::NotFound().body("Unknown API function"),
         };
     }
@@ -625,7 +631,32 @@ fn download(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) ->
 /// `files/upload` on the content host.
 fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> HttpResponse {
     const FUNCTION: &str = "files/upload";
-    const LIMIT: u64 = 150 * 1024 * 1024;
+    let arg = match upload_arg(req, query, FUNCTION) {
+        Ok(arg) => arg,
+        Err(refused) => return refused,
+    };
+    if body.len() as u64 > upload_limit(state) {
+        return endpoint_error(&["payload_too_large"]);
+    }
+    let Some(path) = arg.get("path").and_then(Value::as_str).map(str::to_owned) else {
+        return bad_request(
+            FUNCTION,
+            "HTTP header \"Dropbox-API-Arg\": missing required field 'path'",
+        );
+    };
+    commit(state, FUNCTION, &path, &arg, body.to_vec())
+}
+
+/// The most bytes one upload request carries: 150 MiB, or a test's lower figure.
+fn upload_limit(state: &State) -> u64 {
+    state
+        .files
+        .dropbox_upload_limit
+        .unwrap_or(150 * 1024 * 1024)
+}
+
+/// Checks an upload request's content type and reads its argument (the header or `arg`).
+fn upload_arg(req: &HttpRequest, query: &Query, function: &str) -> Result<Value, HttpResponse> {
     let content_type = header(req, "Content-Type").unwrap_or_default();
     if ![
         "application/octet-stream",
@@ -633,28 +664,93 @@ fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> H
     ]
     .contains(&content_type)
     {
-        return bad_request(FUNCTION, &format!(
+        return Err(bad_request(function, &format!(
             "Bad HTTP \"Content-Type\" header: \"{content_type}\".  Expecting one of \"application/octet-stream\", \"text/plain; charset=dropbox-cors-hack\"."
-        ));
+        )));
     }
     let Some(arg) = header(req, "Dropbox-API-Arg").or_else(|| param(query, "arg")) else {
-        return bad_request(
-            FUNCTION,
+        return Err(bad_request(
+            function,
             "Must provide HTTP header \"Dropbox-API-Arg\" or URL parameter \"arg\".",
-        );
+        ));
     };
-    let Ok(arg) = serde_json::from_str::<Value>(arg) else {
-        return bad_request(
-            FUNCTION,
+    serde_json::from_str::<Value>(arg).map_err(|_| {
+        bad_request(
+            function,
             "HTTP header \"Dropbox-API-Arg\": could not decode input as JSON",
-        );
+        )
+    })
+}
+
+/// `files/upload_session/start`, `append_v2` and `finish`.
+fn upload_session(
+    state: &mut State,
+    req: &HttpRequest,
+    query: &Query,
+    function: &str,
+    body: &[u8],
+) -> HttpResponse {
+    let arg = match upload_arg(req, query, function) {
+        Ok(arg) => arg,
+        Err(refused) => return refused,
     };
-    let Some(path) = arg.get("path").and_then(Value::as_str) else {
+    if body.len() as u64 > upload_limit(state) {
+        return endpoint_error(&["payload_too_large"]);
+    }
+    if function == "files/upload_session/start" {
+        let id = format!("AAAAAAAAA{:016x}", rand::random::<u64>());
+        state
+            .files
+            .dropbox_sessions
+            .insert(id.clone(), body.to_vec());
+        return HttpResponse::Ok().json(json!({"session_id": id}));
+    }
+    let cursor = &arg["cursor"];
+    let (Some(id), Some(offset)) = (cursor["session_id"].as_str(), cursor["offset"].as_u64())
+    else {
         return bad_request(
-            FUNCTION,
-            "HTTP header \"Dropbox-API-Arg\": missing required field 'path'",
+            function,
+            "HTTP header \"Dropbox-API-Arg\": missing required field 'cursor'",
         );
     };
+    let Some(received) = state.files.dropbox_sessions.get_mut(id) else {
+        return endpoint_error(&["lookup_failed", "not_found"]);
+    };
+    if offset != received.len() as u64 {
+        let correct = received.len();
+        return HttpResponse::Conflict().json(json!({
+            "error_summary": "lookup_failed/incorrect_offset/..",
+            "error": {".tag": "lookup_failed", "lookup_failed": {".tag": "incorrect_offset",
+                "correct_offset": correct}}}));
+    }
+    received.extend_from_slice(body);
+    if function == "files/upload_session/append_v2" {
+        return HttpResponse::Ok().json(Value::Null);
+    }
+    let bytes = state.files.dropbox_sessions.remove(id).unwrap_or_default();
+    let commit_arg = arg["commit"].clone();
+    let Some(path) = commit_arg
+        .get("path")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return bad_request(
+            function,
+            "HTTP header \"Dropbox-API-Arg\": commit: missing required field 'path'",
+        );
+    };
+    commit(state, function, &path, &commit_arg, bytes)
+}
+
+/// Stores an uploaded file at `path` as `arg` says (`mode` `add` or `overwrite`, `autorename`):
+/// `files/upload` and an upload session's `finish`.
+fn commit(
+    state: &mut State,
+    function: &str,
+    path: &str,
+    arg: &Value,
+    bytes: Vec<u8>,
+) -> HttpResponse {
     if !valid_path(path) {
         return endpoint_error(&["path", "malformed_path"]);
     }
@@ -665,7 +761,7 @@ fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> H
     };
     if !["add", "overwrite"].contains(&mode) {
         return bad_request(
-            FUNCTION,
+            function,
             &format!("HTTP header \"Dropbox-API-Arg\": mode: unknown tag '{mode}'"),
         );
     }
@@ -673,17 +769,13 @@ fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> H
         .get("autorename")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let limit = state.files.dropbox_upload_limit.unwrap_or(LIMIT);
-    if body.len() as u64 > limit {
-        return endpoint_error(&["payload_too_large"]);
-    }
     let tree = state.files.tree("dropbox");
     let existing = tree.created.iter().position(|c| {
         !c.is_folder() && path_of_created(tree, c).to_lowercase() == path.to_lowercase()
     });
     let path = match (mode, existing) {
         ("overwrite", Some(at)) => {
-            tree.created[at].bytes = Some(body.to_vec());
+            tree.created[at].bytes = Some(bytes);
             let created = tree.created[at].clone();
             return HttpResponse::Ok().json(created_entry(tree, &created));
         }
@@ -701,7 +793,7 @@ fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> H
         id: created_id(tree.created.len()),
         name,
         parent,
-        bytes: Some(body.to_vec()),
+        bytes: Some(bytes),
         mime_type: None,
     };
     tree.created.push(created.clone());

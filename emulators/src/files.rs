@@ -94,6 +94,8 @@ pub(crate) struct FilesState {
     /// Drive: resumable upload sessions opened and not finished, by `upload_id`: (metadata, announced
     /// size).
     pub google_sessions: HashMap<String, (Value, Option<u64>)>,
+    /// Dropbox: upload sessions open, by id: the bytes so far.
+    pub dropbox_sessions: HashMap<String, Vec<u8>>,
     /// Dropbox: `files/upload`'s limit when lowered for a test (documented: 150 MiB).
     pub dropbox_upload_limit: Option<u64>,
 }

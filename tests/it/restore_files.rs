@@ -353,3 +353,79 @@ async fn a_read_only_connection_is_refused_and_a_file_the_platform_refuses_is_re
     assert_eq!(uploaded.len(), 2);
     svc.backup.stop().await;
 }
+
+#[tokio::test]
+async fn a_dropbox_file_over_one_requests_limit_goes_through_an_upload_session() {
+    use futures::StreamExt;
+    use listbackup_commands::platform_client::PlatformEndpoints;
+    use listbackup_workers::connectors::{
+        Connector, FetchError, FileTarget, FileUpload, RateLimit, RateLimits, UploadStream,
+    };
+    let fx = crate::support::files::direct("dropbox").await;
+    // 4 KiB per request on both sides here (Dropbox and the client: 150 MB).
+    fx.api.set_dropbox_upload_limit(4096);
+    let endpoints = PlatformEndpoints::default()
+        .with_api_url("dropbox", &fx.api.api_url("dropbox"))
+        .with_host_url("dropbox", "CONTENT", &fx.api.content_url("dropbox"));
+    let connector = Connector::new(endpoints)
+        .with_rate_limits(RateLimits::default().with("dropbox", RateLimit::unlimited()))
+        .with_upload_request_max(4096);
+    let writes = fx.platform.data_type("files").unwrap().file_writes.unwrap();
+    let target = FileTarget {
+        connection_id: "conn-1",
+        platform: fx.platform,
+        writes: &writes,
+        credentials: &fx.credentials,
+    };
+    let folder = connector
+        .create_folder(target, writes.root, "Restore")
+        .await
+        .unwrap();
+    assert_eq!(folder, "/Restore");
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let open = || {
+        let pieces: Vec<Result<actix_web::web::Bytes, listbackup_commands::BoxError>> = bytes
+            .chunks(1000)
+            .map(|c| Ok(actix_web::web::Bytes::copy_from_slice(c)))
+            .collect();
+        async move { Ok::<UploadStream, FetchError>(futures::stream::iter(pieces).boxed()) }
+    };
+    let file = |name| FileUpload {
+        parent: "/Restore",
+        name,
+        mime_type: "application/octet-stream",
+        size: 10_000,
+    };
+    let id = connector
+        .upload_file(target, file("big.bin"), open)
+        .await
+        .unwrap();
+    let hits = |f: &str| fx.api.hits(&format!("/dropbox/content/2/files/{f}"));
+    // 4096 + 4096 + 1808 bytes: a start, two appends, a finish with no bytes; no single upload.
+    assert_eq!(
+        [
+            hits("upload_session/start"),
+            hits("upload_session/append_v2"),
+            hits("upload_session/finish"),
+            hits("upload")
+        ],
+        [1, 2, 1, 0]
+    );
+    let created = fx.api.created_items("dropbox");
+    let item = created.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(item.name, "big.bin");
+    assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
+
+    // By default the client keeps to Dropbox's 150 MB: the same file is one `files/upload`.
+    fx.api.set_dropbox_upload_limit(150 * 1024 * 1024);
+    let id = fx
+        .connector
+        .upload_file(target, file("small.bin"), open)
+        .await
+        .unwrap();
+    assert_eq!(hits("upload"), 1);
+    assert_eq!(hits("upload_session/start"), 1);
+    let created = fx.api.created_items("dropbox");
+    let item = created.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
+}

@@ -26,13 +26,13 @@
 //! `path/conflict/folder`), and each file `POST https://content.dropboxapi.com/2/files/upload` (#files-upload),
 //! the bytes as the body (`application/octet-stream`), the argument in `Dropbox-API-Arg`:
 //! `{"path", "mode": "add", "autorename": true, "mute": true}`: `add` never overwrites, `autorename` gives a
-//! name in use another one. "Do not use this to upload a file larger than 150 MB": a larger file would need an
-//! upload session (`upload_session/start`, `append_v2`, `finish`), which ListBackup does not do yet, so it is
-//! reported `cannot_restore`. Dropbox addresses folders by path, so a folder's reference is its
+//! name in use another one. "Do not use this to upload a file larger than 150 MB": a larger file goes through
+//! an upload session (`files/upload_session/start`, `append_v2`, `finish`, on the content host), in chunks of
+//! 8 MiB ("a multiple of 4 MiB" except the last, as `upload_session/append_v2` asks). Dropbox addresses folders by path, so a folder's reference is its
 //! `path_display`; the backed-up folders come from each file's `path_display`. Writes need
 //! `files.content.write`.
 
-use super::writes::{FileWrites, FolderRequest, Placement, UploadBody, UploadRequest};
+use super::writes::{FileWrites, FolderRequest, LargeUpload, Placement, UploadBody, UploadRequest};
 use super::*;
 
 /// Dropbox's 409 for a path (or id) that no longer exists.
@@ -207,7 +207,12 @@ pub(super) const FILE_WRITES: FileWrites = FileWrites {
         new_id: "/id",
         // "Do not use this to upload a file larger than 150 MB."
         max_bytes: 150 * 1024 * 1024,
-        large: None,
+        large: Some(LargeUpload::Session {
+            start: "/2/files/upload_session/start",
+            append: "/2/files/upload_session/append_v2",
+            finish: "/2/files/upload_session/finish",
+            chunk_bytes: 8 * 1024 * 1024,
+        }),
     },
     placement: Placement::Path("/path_display"),
     name: "/name",

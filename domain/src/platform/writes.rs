@@ -463,6 +463,20 @@ pub enum LargeUpload {
         path: &'static str,
         query: &'static [(&'static str, &'static str)],
     },
+    /// An upload session fed in chunks, its arguments as JSON in the upload's argument header
+    /// ([`UploadBody::ArgHeader`]), Dropbox's (<https://www.dropbox.com/developers/documentation/http/documentation#files-upload_session-start>):
+    /// `start` with the first chunk and `{"close": false}` answers `{"session_id"}`; `append` takes each
+    /// next chunk with `{"cursor": {"session_id", "offset"}, "close": false}`; `finish` takes
+    /// `{"cursor": {…, "offset": <every byte>}, "commit": <the upload's metadata>}` and an empty body, and
+    /// answers the file. A chunk is held in memory while it is sent (and sent again on a retry): memory is
+    /// one chunk, whatever the file's size.
+    Session {
+        start: &'static str,
+        append: &'static str,
+        finish: &'static str,
+        /// Bytes per request: at most the upload's `max_bytes` (Dropbox asks for multiples of 4 MiB).
+        chunk_bytes: u64,
+    },
 }
 
 /// Where a backed-up file's record says which folder it was in, as folder names from the top.

@@ -375,6 +375,11 @@ pub struct Connector {
     endpoints: PlatformEndpoints,
     budgets: RateBudgets,
     retry: RetryPolicy,
+    /// A lower bound than the platforms document on the bytes one upload request carries (tests: a large
+    /// file's path without a large file); `None`: each platform's own ([`UploadRequest::max_bytes`]).
+    ///
+    /// [`UploadRequest::max_bytes`]: listbackup_domain::platform::writes::UploadRequest::max_bytes
+    upload_request_max: Option<u64>,
 }
 
 impl Connector {
@@ -402,6 +407,16 @@ impl Connector {
             endpoints,
             budgets: RateBudgets::default(),
             retry: RetryPolicy::default(),
+            upload_request_max: None,
+        }
+    }
+
+    /// Uploads carry at most `bytes` per request (when fewer than the platform documents): a larger file goes
+    /// through the platform's large-file upload, in chunks of at most `bytes`.
+    pub fn with_upload_request_max(self, bytes: u64) -> Self {
+        Self {
+            upload_request_max: Some(bytes),
+            ..self
         }
     }
 

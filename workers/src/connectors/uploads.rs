@@ -18,9 +18,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use listbackup_domain::platform::listing::scalar_text;
-use listbackup_domain::platform::writes::{
-    fill_template, FileWrites, LargeUpload, UploadBody, UploadRequest,
-};
+use listbackup_domain::platform::writes::{fill_template, FileWrites, LargeUpload, UploadBody};
 use listbackup_domain::platform::{ContentHost, Platform};
 use serde_json::Value;
 
@@ -51,6 +49,14 @@ pub struct FileUpload<'a> {
     pub mime_type: &'a str,
     /// Its size in bytes: what the stored file streams back, exactly.
     pub size: u64,
+}
+
+/// An upload session's requests (see [`LargeUpload::Session`]).
+struct Session {
+    header: &'static str,
+    /// start, append, finish.
+    paths: [&'static str; 3],
+    chunk: usize,
 }
 
 /// A multipart body's framing around the file's bytes.
@@ -143,13 +149,35 @@ impl Connector {
         ];
         let metadata = fill_template(upload.metadata, &values)
             .map_err(|err| template_error("upload.metadata", err))?;
-        if file.size > upload.max_bytes {
+        let max_bytes = self
+            .upload_request_max
+            .map_or(upload.max_bytes, |max| max.min(upload.max_bytes));
+        if file.size > max_bytes {
             return match upload.large {
                 Some(LargeUpload::Resumable { path, query }) => {
                     self.upload_resumable(target, (path, query), &metadata, file, &open)
                         .await
                 }
-                None => Err(too_large(target.platform, &upload)),
+                Some(LargeUpload::Session {
+                    start,
+                    append,
+                    finish,
+                    chunk_bytes,
+                }) => {
+                    let UploadBody::ArgHeader(header) = upload.body else {
+                        return Err(FetchError::InvalidResponse(
+                            "the catalog declares an upload session without an argument header"
+                                .into(),
+                        ));
+                    };
+                    let session = Session {
+                        header,
+                        paths: [start, append, finish],
+                        chunk: chunk_bytes.min(max_bytes).max(1) as usize,
+                    };
+                    self.upload_session(target, session, &metadata, &open).await
+                }
+                None => Err(too_large(target.platform)),
             };
         }
         let url = self.host_url(target, upload.host, upload.path)?;
@@ -312,6 +340,135 @@ impl Connector {
         .await
     }
 
+    /// An upload session (Dropbox): the stored file read once, chunk by chunk, each chunk one request
+    /// (retried by the transport like any small request: it is held in memory).
+    async fn upload_session<F, Fut>(
+        &self,
+        target: FileTarget<'_>,
+        session: Session,
+        commit: &Value,
+        open: &F,
+    ) -> Result<String, FetchError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<UploadStream, FetchError>>,
+    {
+        let upload = target.writes.upload;
+        let [start, append, finish] = session.paths;
+        let mut stream = open().await?;
+        let mut pending = bytes::BytesMut::new();
+        let mut offset = 0u64;
+        let mut session_id: Option<String> = None;
+        let mut ended = false;
+        loop {
+            // The next chunk: `session.chunk` bytes, or what is left.
+            while !ended && pending.len() < session.chunk {
+                match stream.next().await {
+                    Some(Ok(bytes)) => pending.extend_from_slice(&bytes),
+                    Some(Err(err)) => return Err(FetchError::Sink(err)),
+                    None => ended = true,
+                }
+            }
+            let take = pending.len().min(session.chunk);
+            let chunk = pending.split_to(take).freeze();
+            if chunk.is_empty() && session_id.is_some() {
+                break;
+            }
+            let (path, arg) = match &session_id {
+                None => (start, serde_json::json!({"close": false})),
+                Some(id) => (
+                    append,
+                    serde_json::json!({"cursor": {"session_id": id, "offset": offset}, "close": false}),
+                ),
+            };
+            let answer = self
+                .send_chunk(
+                    target,
+                    upload.host,
+                    path,
+                    (session.header, &arg),
+                    chunk.clone(),
+                )
+                .await?;
+            if session_id.is_none() {
+                session_id = Some(
+                    answer
+                        .get("session_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            FetchError::InvalidResponse(
+                                "the platform opened an upload session without a session_id".into(),
+                            )
+                        })?,
+                );
+            }
+            offset += chunk.len() as u64;
+            if ended && pending.is_empty() {
+                break;
+            }
+        }
+        let arg = serde_json::json!({
+            "cursor": {"session_id": session_id, "offset": offset},
+            "commit": commit,
+        });
+        let answer = self
+            .send_chunk(
+                target,
+                upload.host,
+                finish,
+                (session.header, &arg),
+                Bytes::new(),
+            )
+            .await?;
+        id_at(&answer, upload.new_id)
+    }
+
+    /// One request of an upload session: `chunk` as the body, `arg` in the argument header.
+    async fn send_chunk(
+        &self,
+        target: FileTarget<'_>,
+        host: ContentHost,
+        path: &str,
+        (header, arg): (&str, &Value),
+        chunk: Bytes,
+    ) -> Result<Value, FetchError> {
+        let url = self.host_url(target, host, path)?;
+        let auth = choose_auth(target.platform, target.credentials)?.api_auth();
+        let budget = self.rate_budget(target.connection_id, target.platform.id);
+        let call = Call {
+            http: &self.content_http,
+            budget: &budget,
+            policy: &self.retry,
+            platform: target.platform,
+            credentials: target.credentials,
+            gone: None,
+        };
+        let arg = ascii_json(arg);
+        let mut counters = Counters::default();
+        call.send(
+            &mut counters,
+            |http| {
+                let builder = http
+                    .post(&url)
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(header, arg.as_str())
+                    .body(chunk.clone());
+                apply_auth(builder, auth, target.credentials).map_err(FetchError::from)
+            },
+            |response| {
+                // `append_v2` answers `null`.
+                if response.body.is_empty() {
+                    return Ok(Value::Null);
+                }
+                serde_json::from_slice(&response.body)
+                    .map_err(|err| BodyError::from_json(err, &response))
+            },
+        )
+        .await
+    }
+
     /// Sends a request whose body is the stored file (`open` streams it), once per attempt: the transport's
     /// retries cannot send a streamed body twice, so each retry opens the file again here.
     async fn send_streamed<F, Fut>(
@@ -421,21 +578,15 @@ fn id_at(answer: &Value, pointer: &str) -> Result<String, FetchError> {
         })
 }
 
-/// A file over the single-request limit, on a platform whose large-file mechanism ListBackup lacks.
-fn too_large(platform: &Platform, upload: &UploadRequest) -> FetchError {
+/// A file over the single-request limit, on a platform whose large-file mechanism ListBackup lacks (Box's
+/// chunked upload sessions).
+fn too_large(platform: &Platform) -> FetchError {
     FetchError::Unsupported {
         platform: platform.id.to_owned(),
         data_type: "files".to_owned(),
-        reason: match upload.max_bytes {
-            b if b >= 150 * 1024 * 1024 => {
-                "the file is over the 150 MB one upload request may carry, and ListBackup does not \
-                 use upload sessions yet"
-            }
-            _ => {
-                "the file is over the size one upload request may carry, and ListBackup does not use \
-                 chunked uploads yet"
-            }
-        },
+        reason:
+            "the file is over the size one upload request may carry, and ListBackup does not use \
+                 this platform's chunked uploads yet",
     }
 }
 
