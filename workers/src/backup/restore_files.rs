@@ -101,6 +101,16 @@ fn the_files_own(err: &FetchError) -> bool {
     )
 }
 
+async fn write_report_line(report: &mut NdjsonWriter, line: &Value) -> Result<(), RunFailure> {
+    let raw = serde_json::value::to_raw_value(line).map_err(|err| RunFailure {
+        code: JobErrorCode::Internal,
+        message: format!("a report line could not be written: {err}"),
+        retryable: false,
+    })?;
+    report.write_raw(&raw).await?;
+    Ok(())
+}
+
 impl BackupWorker {
     /// Restores the files of one data type (see the module).
     pub(super) async fn restore_files(&self, run: FilesRun<'_, '_>) -> Result<(), RunFailure> {
@@ -151,17 +161,8 @@ impl BackupWorker {
             .filter(|c| c.data_type == data_type)
             .map(|c| (c.id.as_str(), c))
             .collect();
-        let id_field = platform.listing(data_type).map_or("id", |l| l.id_field);
-        let id_of = |record: &Value| {
-            record
-                .get(id_field)
-                .and_then(listbackup_domain::platform::scalar_text)
-                .map(|t| t.into_owned())
-        };
-        let by_id: HashMap<String, Value> = records
-            .iter()
-            .filter_map(|r| Some((id_of(r)?, r.clone())))
-            .collect();
+        // Each record with its key in the index: a file's id (the files listings are not per parent).
+        let by_id: HashMap<String, Value> = records.iter().cloned().collect();
         let target = FileTarget {
             connection_id,
             platform,
@@ -176,10 +177,25 @@ impl BackupWorker {
             ..RestoredBatch::default()
         };
         let mut batches = 0u64;
-        for record in &records {
-            let Some(old_id) = id_of(record) else {
-                continue;
-            };
+        // `recordIds` naming no file of the snapshot are reported, as for records.
+        if let Some(requested) = &request.record_ids {
+            let mut unknown: Vec<&String> = requested
+                .iter()
+                .filter(|id| !by_id.contains_key(*id))
+                .collect();
+            unknown.sort();
+            unknown.dedup();
+            for id in unknown {
+                let line = json!({"dataType": data_type, "oldId": id, "newId": null,
+                    "action": RestoreAction::CannotRestore, "dryRun": request.dry_run,
+                    "reason": format!("not in the snapshot: no record of {data_type} has this id")});
+                write_report_line(report, &line).await?;
+                batch.failed += 1;
+                progress.records += 1;
+            }
+        }
+        for (old_id, record) in &records {
+            let old_id = old_id.clone();
             if let Some(only) = &request.record_ids {
                 if !only.contains(&old_id) {
                     continue;
@@ -297,12 +313,7 @@ impl BackupWorker {
                 RestoreAction::Skip => batch.skipped += 1,
                 RestoreAction::CannotRestore => batch.failed += 1,
             }
-            let raw = serde_json::value::to_raw_value(&line).map_err(|err| RunFailure {
-                code: JobErrorCode::Internal,
-                message: format!("a report line could not be written: {err}"),
-                retryable: false,
-            })?;
-            report.write_raw(&raw).await?;
+            write_report_line(report, &line).await?;
             progress.records += 1;
             if batch.created + batch.updated + batch.skipped + batch.failed >= BATCH {
                 let full = std::mem::replace(
