@@ -310,6 +310,20 @@ async fn a_read_only_connection_is_refused_and_a_file_the_platform_refuses_is_re
     let dry = restore(&svc, &source, body(true)).await;
     assert_eq!(counts(&dry), (3, 0, 0, 0), "{dry}");
     assert!(api.created_items("dropbox").is_empty());
+    // `recordIds` choose files; one the snapshot does not hold is reported.
+    let mut chosen = body(true);
+    chosen["recordIds"] = json!([api.file_id("dropbox", 0), "id:not-in-the-snapshot"]);
+    let dry = restore(&svc, &source, chosen).await;
+    assert_eq!(counts(&dry), (1, 0, 0, 1), "{dry}");
+    let plan = svc
+        .backup
+        .restore_report(&svc.token, dry["jobId"].as_str().unwrap())
+        .await;
+    let unknown = plan
+        .iter()
+        .find(|l| l["oldId"] == "id:not-in-the-snapshot")
+        .unwrap();
+    assert_eq!(unknown["action"], "cannot_restore", "{unknown}");
 
     // Reconnected with write access: two files uploaded, the refused one reported with the platform's error.
     let response = svc
