@@ -65,22 +65,7 @@ async fn restore(backup: &BackupApp, token: &str, source_id: &str, body: Value) 
 
 /// A restore requested once the source is free (the previous job's end frees it through a saga); the job.
 async fn restore_when_free(backup: &BackupApp, token: &str, source_id: &str, body: Value) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let job = loop {
-        let (status, answer) = restore(backup, token, source_id, body.clone()).await;
-        if status == 202 {
-            break answer;
-        }
-        assert_eq!(
-            status, 409,
-            "only a job in progress may refuse it: {answer}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the source stayed busy: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job = backup.request_restore(token, source_id, &body).await;
     assert_eq!(job["kind"], "restore");
     assert_eq!(job["status"], "queued");
     job

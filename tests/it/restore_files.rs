@@ -6,7 +6,6 @@
 //! stays deleted); and that a second restore makes a second folder.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use listbackup_domain::platform::find;
 use serde_json::{json, Value};
@@ -15,33 +14,9 @@ use crate::support::files::{service, sha256, Service};
 
 /// Runs a restore to its end (requested once the source is free); the finished job.
 async fn restore(svc: &Service, source_id: &str, body: Value) -> Value {
-    let app = &svc.backup.app;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let job = loop {
-        let response = app
-            .post(&format!("/sources/{source_id}/restores"), &svc.token, &body)
-            .await;
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap();
-        if status == 202 {
-            break answer;
-        }
-        assert_eq!(
-            status, 409,
-            "only a job in progress may refuse it: {answer}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the source stayed busy: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let done = svc
-        .backup
-        .finished(&svc.token, job["jobId"].as_str().unwrap())
-        .await;
-    assert_eq!(done["status"], "succeeded", "{done}");
-    done
+    svc.backup
+        .restore_to_end(&svc.token, source_id, &body)
+        .await
 }
 
 fn counts(done: &Value) -> (u64, u64, u64, u64) {

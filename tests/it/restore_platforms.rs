@@ -9,7 +9,6 @@
 //! the `SyncToken` listed.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -243,30 +242,7 @@ async fn back_up(backup: &BackupApp, token: &str, source_id: &str) -> String {
 
 /// Runs a restore to its end (requested once the source is free); the finished job.
 async fn restore(backup: &BackupApp, token: &str, source_id: &str, body: Value) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let job = loop {
-        let response = backup
-            .app
-            .post(&format!("/sources/{source_id}/restores"), token, &body)
-            .await;
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap();
-        if status == 202 {
-            break answer;
-        }
-        assert_eq!(
-            status, 409,
-            "only a job in progress may refuse it: {answer}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the source stayed busy: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let done = backup.finished(token, job["jobId"].as_str().unwrap()).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
-    done
+    backup.restore_to_end(token, source_id, &body).await
 }
 
 /// A record's id: `id`, or QuickBooks' `Id`.

@@ -192,6 +192,41 @@ impl BackupApp {
         )
     }
 
+    /// `POST /sources/{source_id}/restores` with `body` once the source is free (the previous job's end frees
+    /// it through a saga; until then the request is refused 409, the one refusal allowed here): the queued
+    /// restore job.
+    pub async fn request_restore(&self, token: &str, source_id: &str, body: &Value) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let response = self
+                .app
+                .post(&format!("/sources/{source_id}/restores"), token, body)
+                .await;
+            let status = response.status().as_u16();
+            let answer: Value = response.json().await.unwrap();
+            if status == 202 {
+                return answer;
+            }
+            assert_eq!(
+                status, 409,
+                "only a job in progress may refuse it: {answer}"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the source stayed busy: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// [`Self::request_restore`], then waits for the job's end: the finished job, which must have succeeded.
+    pub async fn restore_to_end(&self, token: &str, source_id: &str, body: &Value) -> Value {
+        let job = self.request_restore(token, source_id, body).await;
+        let done = self.finished(token, job["jobId"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        done
+    }
+
     /// A restore job's report (`report.ndjson.gz`), downloaded through the API: one JSON value per record
     /// (`{dataType, oldId, newId, action, reason?, error?}`).
     pub async fn restore_report(&self, token: &str, job_id: &str) -> Vec<Value> {
