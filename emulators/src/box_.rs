@@ -176,46 +176,23 @@ fn check_new_item(tree: &FileTree, name: &str, parent: &str) -> Result<(), HttpR
     Ok(())
 }
 
-/// The parts of a `multipart/form-data` body: (field name, content), in order; `None` when it is not one.
+/// The parts of a `multipart/form-data` body: (field name, content), in order; `None` when it is not one or a
+/// part has no name.
 fn form_parts(content_type: &str, body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    let (media, params) = content_type.split_once(';')?;
-    if media.trim() != "multipart/form-data" {
-        return None;
-    }
-    let boundary = params
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("boundary="))
-        .next()?
-        .trim_matches('"');
-    let delimiter = format!("--{boundary}");
-    let find = |from: usize, needle: &[u8]| {
-        body[from..]
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|at| at + from)
-    };
-    let mut parts = Vec::new();
-    let mut at = find(0, delimiter.as_bytes())? + delimiter.len();
-    loop {
-        if body[at..].starts_with(b"--") {
-            return Some(parts);
-        }
-        at += 2; // CRLF after the delimiter
-        let headers_end = find(at, b"\r\n\r\n")?;
-        let headers = std::str::from_utf8(&body[at..headers_end]).ok()?;
-        let name = headers
-            .split("\r\n")
-            .find(|h| h.to_ascii_lowercase().starts_with("content-disposition:"))?
-            .split(';')
-            .filter_map(|p| p.trim().strip_prefix("name="))
-            .next()?
-            .trim_matches('"')
-            .to_owned();
-        let content_start = headers_end + 4;
-        let next = find(content_start, format!("\r\n{delimiter}").as_bytes())?;
-        parts.push((name, body[content_start..next].to_vec()));
-        at = next + 2 + delimiter.len();
-    }
+    crate::files::multipart_parts("multipart/form-data", content_type, body)?
+        .into_iter()
+        .map(|(headers, content)| {
+            let name = headers
+                .split("\r\n")
+                .find(|h| h.to_ascii_lowercase().starts_with("content-disposition:"))?
+                .split(';')
+                .filter_map(|p| p.trim().strip_prefix("name="))
+                .next()?
+                .trim_matches('"')
+                .to_owned();
+            Some((name, content))
+        })
+        .collect()
 }
 
 /// `POST /files/content` on the upload host.

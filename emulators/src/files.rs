@@ -517,6 +517,46 @@ impl std::ops::DerefMut for FilesGuard<'_> {
     }
 }
 
+/// The parts of a multipart body of media type `media` (`multipart/related` for Google Drive's multipart
+/// upload, `multipart/form-data` for Box's), each (its headers, its content), with the boundary its
+/// `content_type` names (RFC 2046 §5.1.1); `None` when it is not one.
+pub(crate) fn multipart_parts(
+    media: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Option<Vec<(String, Vec<u8>)>> {
+    let (given, params) = content_type.split_once(';')?;
+    if !given.trim().eq_ignore_ascii_case(media) {
+        return None;
+    }
+    let boundary = params
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()?
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}");
+    let find = |from: usize, needle: &[u8]| {
+        body[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|at| at + from)
+    };
+    let mut parts = Vec::new();
+    let mut at = find(0, delimiter.as_bytes())? + delimiter.len();
+    loop {
+        if body[at..].starts_with(b"--") {
+            return Some(parts);
+        }
+        at += 2;
+        let headers_end = find(at, b"\r\n\r\n")?;
+        let headers = String::from_utf8(body[at..headers_end].to_vec()).ok()?;
+        let content_start = headers_end + 4;
+        let next = find(content_start, format!("\r\n{delimiter}").as_bytes())?;
+        parts.push((headers, body[content_start..next].to_vec()));
+        at = next + 2 + delimiter.len();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,40 +192,6 @@ fn create(
     answer_fields(query, created_resource(&created))
 }
 
-/// The parts of a `multipart/related` body, each (its headers, its content); `None` when it is not one.
-fn related_parts(content_type: &str, body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    let (media, params) = content_type.split_once(';')?;
-    if media.trim() != "multipart/related" {
-        return None;
-    }
-    let boundary = params
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("boundary="))
-        .next()?
-        .trim_matches('"');
-    let delimiter = format!("--{boundary}");
-    let find = |from: usize, needle: &[u8]| {
-        body[from..]
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|at| at + from)
-    };
-    let mut parts = Vec::new();
-    let mut at = find(0, delimiter.as_bytes())? + delimiter.len();
-    loop {
-        if body[at..].starts_with(b"--") {
-            return Some(parts);
-        }
-        at += 2;
-        let headers_end = find(at, b"\r\n\r\n")?;
-        let headers = String::from_utf8(body[at..headers_end].to_vec()).ok()?;
-        let content_start = headers_end + 4;
-        let next = find(content_start, format!("\r\n{delimiter}").as_bytes())?;
-        parts.push((headers, body[content_start..next].to_vec()));
-        at = next + 2 + delimiter.len();
-    }
-}
-
 /// `POST /upload/drive/v3/files` and the `PUT` of a resumable session.
 fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> HttpResponse {
     let FilesState {
@@ -255,7 +221,9 @@ fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> H
     match param(query, "uploadType") {
         Some("multipart") => {
             let content_type = crate::header(req, "Content-Type").unwrap_or_default();
-            let Some(parts) = related_parts(content_type, body) else {
+            let Some(parts) =
+                crate::files::multipart_parts("multipart/related", content_type, body)
+            else {
                 return fail(400, "badContent", "Invalid multipart request.");
             };
             let [(meta_headers, metadata), (_, media)] = parts.as_slice() else {
