@@ -658,7 +658,7 @@ mod tests {
         assert_eq!(index_key(None, Some("cus_1"), &hash), "cus_1");
         assert_eq!(index_key(Some("list1"), Some("m1"), &hash), "list1/m1");
         let key = index_key(None, None, &hash);
-        assert_eq!(key, format!("sha256:{}", hex::encode(&hash)));
+        assert_eq!(key, format!("sha256:{}", hex::encode(hash)));
         assert_eq!(key.len(), "sha256:".len() + 2 * CONTENT_HASH_BYTES);
         assert_eq!(index_key(Some("t9"), None, &hash), format!("t9/{key}"));
         assert_ne!(index_key(None, None, &content_hash(r#"{"name":"y"}"#)), key);

@@ -121,8 +121,8 @@ impl FileRef {
 
 /// JSON text with every non-ASCII character escaped (`\uXXXX`, surrogate pairs beyond the BMP): an HTTP
 /// header value must be ASCII, and Dropbox documents this encoding for `Dropbox-API-Arg`
-/// (https://www.dropbox.com/developers/reference/json-encoding).
-fn ascii_json(value: &Value) -> String {
+/// (https://www.dropbox.com/developers/reference/json-encoding). Downloads and uploads both send it.
+pub(super) fn ascii_json(value: &Value) -> String {
     let text = value.to_string();
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

@@ -22,6 +22,7 @@ use listbackup_domain::platform::writes::{fill_template, FileWrites, LargeUpload
 use listbackup_domain::platform::{ContentHost, Platform};
 use serde_json::Value;
 
+use super::content::ascii_json;
 use super::transport::{BodyError, Call, Counters};
 use super::{apply_auth, choose_auth, Connector, FetchError, RetryPolicy};
 
@@ -610,23 +611,6 @@ fn form_filename(name: &str) -> String {
     name.replace('"', "%22")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
-}
-
-/// JSON text with every non-ASCII character escaped (`\uXXXX`), as an HTTP header must carry it (Dropbox
-/// documents this for `Dropbox-API-Arg`, <https://www.dropbox.com/developers/reference/json-encoding>).
-fn ascii_json(value: &Value) -> String {
-    let mut out = String::new();
-    for c in value.to_string().chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
