@@ -677,7 +677,11 @@ pub async fn cancel(
     // The aggregate refuses a job that has ended (it may have ended after the read above).
     let committed = state
         .jobs
-        .request_cancel(&metadata(&req, &principal), &id.to_string(), &job.source_id)
+        .request_cancel(
+            &metadata(&req, &principal),
+            id,
+            job.source_id.parse().map_err(ApiError::from_unexpected)?,
+        )
         .await?;
     let view = job_at(&state, &principal, &id.to_string(), committed.version).await?;
     Ok(HttpResponse::Accepted().json(view))
@@ -739,7 +743,7 @@ pub async fn place_hold(
     owned_job(&state, &principal, &id.to_string()).await?;
     let committed = state
         .jobs
-        .place_hold(&metadata(&req, &principal), &id.to_string(), &body.reason)
+        .place_hold(&metadata(&req, &principal), id, &body.reason)
         .await?;
     Ok(HttpResponse::Ok()
         .json(job_at(&state, &principal, &id.to_string(), committed.version).await?))
@@ -763,7 +767,7 @@ pub async fn release_hold(
     owned_job(&state, &principal, &id.to_string()).await?;
     let committed = state
         .jobs
-        .release_hold(&metadata(&req, &principal), &id.to_string())
+        .release_hold(&metadata(&req, &principal), id)
         .await?;
     Ok(HttpResponse::Ok()
         .json(job_at(&state, &principal, &id.to_string(), committed.version).await?))
@@ -819,7 +823,7 @@ pub async fn verify(
         ));
     };
     let (outcome, committed) = verifier
-        .verify(&metadata(&req, &principal), &id.to_string())
+        .verify(&metadata(&req, &principal), id)
         .await?;
     // Read-your-writes: the job's `verification` shows this outcome to a GET that follows.
     job_at(&state, &principal, &id.to_string(), committed.version).await?;

@@ -831,7 +831,7 @@ pub async fn stored_backups(
 /// first, oldest first), with its account. `None` when there is none.
 pub async fn least_recently_verified(
     client: &impl GenericClient,
-) -> Result<Option<(String, String)>, ReadError> {
+) -> Result<Option<(String, listbackup_domain::JobId)>, ReadError> {
     let row = client
         .query_opt(
             "SELECT account_id, job_id FROM read_jobs \
@@ -840,5 +840,5 @@ pub async fn least_recently_verified(
             &[],
         )
         .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }

@@ -388,7 +388,7 @@ impl BackupWorker {
                                 } else if let Err(err) = ids
                                     .record_created(
                                         &self.db,
-                                        (&metadata.account_id, source.id(), job_id),
+                                        (&metadata.account_id, source.id(), &job_id.to_string()),
                                         data_type,
                                         old_id,
                                         &new_key,
