@@ -162,7 +162,7 @@ pub async fn create(
             let view = read_back::<ConnectionView>(
                 &state,
                 &principal.account_id,
-                &connection_id.to_string(),
+                connection_id,
                 committed.version,
             )
             .await?
@@ -229,14 +229,13 @@ pub async fn get(
         return crate::routes::audit::resource_as_of(
             &state,
             &principal,
-            crate::routes::audit::Resource::Connection,
-            &id.to_string(),
+            crate::routes::audit::Resource::Connection(id),
             point,
         )
         .await;
     }
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id.to_string())
+    let view = read::get(&client, &principal.account_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
@@ -275,7 +274,7 @@ pub async fn update(
         Some(submitted) => {
             // The platform is needed to check the fields: look it up in what this account can see.
             let client = state.db.get().await?;
-            let current = read::get(&client, &principal.account_id, &id.to_string())
+            let current = read::get(&client, &principal.account_id, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
             let platform = platform::find(&current.platform_id)
@@ -302,7 +301,7 @@ pub async fn update(
     let view = read_back::<ConnectionView>(
         &state,
         &principal.account_id,
-        &id.to_string(),
+        id,
         committed.version,
     )
     .await?
@@ -339,7 +338,7 @@ pub async fn remove(
     read_back::<ConnectionView>(
         &state,
         &principal.account_id,
-        &id.to_string(),
+        id,
         committed.version,
     )
     .await?;
@@ -380,7 +379,7 @@ pub async fn test(
     read_back::<ConnectionView>(
         &state,
         &principal.account_id,
-        &id.to_string(),
+        id,
         outcome.committed.version,
     )
     .await?;

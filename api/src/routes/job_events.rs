@@ -59,7 +59,7 @@ pub async fn stream(
             .ok(),
         None => None,
     };
-    let first = current(&state, &principal.account_id, &id.to_string())
+    let first = current(&state, &principal.account_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
@@ -71,7 +71,7 @@ pub async fn stream(
     actix_web::rt::spawn(follow(
         state,
         account_id,
-        id.to_string(),
+        id,
         first,
         progress,
         sender,
@@ -87,7 +87,7 @@ pub async fn stream(
 async fn current(
     state: &AppState,
     account_id: &str,
-    job_id: &str,
+    job_id: JobId,
 ) -> Result<Option<JobView>, ApiError> {
     let client = state.db.get().await?;
     Ok(read::get(&client, account_id, job_id).await?)
@@ -112,7 +112,7 @@ fn job_frame(event: &str, job: &JobView) -> Bytes {
 async fn follow(
     state: web::Data<AppState>,
     account_id: String,
-    job_id: String,
+    job_id: JobId,
     first: JobView,
     mut progress: Option<async_nats::Subscriber>,
     client: mpsc::Sender<Bytes>,
@@ -139,7 +139,7 @@ async fn follow(
                 }
             },
             _ = poll.tick() => {
-                match current(&state, &account_id, &job_id).await {
+                match current(&state, &account_id, job_id).await {
                     Ok(Some(job)) if job.has_ended() => {
                         let _ = client.send(job_frame("end", &job)).await;
                         return;

@@ -194,13 +194,12 @@ async fn owned_source(
     principal: &Principal,
     id: &SourceId,
 ) -> Result<String, ApiError> {
-    // The snapshot use cases and read models hold ids as text (issue 11 §3: they are next).
-    let id = id.to_string();
+    // The snapshot use cases hold ids as text (issue 11 §3: they are next).
     let client = state.db.get().await?;
-    read_sources::get(&client, &principal.account_id, &id, Utc::now())
+    read_sources::get(&client, &principal.account_id, *id, Utc::now())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
-    Ok(id)
+    Ok(id.to_string())
 }
 
 /// A path segment that PostgreSQL text can hold, or a 400 naming it.

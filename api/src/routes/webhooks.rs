@@ -166,7 +166,7 @@ pub async fn create(
             let view = read_back::<WebhookView>(
                 &state,
                 &principal.account_id,
-                &webhook_id.to_string(),
+                webhook_id,
                 created.committed.version,
             )
             .await?
@@ -215,7 +215,7 @@ pub async fn get(
     principal.require_read()?;
     let id = path.get()?;
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id.to_string())
+    let view = read::get(&client, &principal.account_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     Ok(with_etag(&view, view.version))
@@ -272,7 +272,7 @@ pub async fn update(
     let view = read_back::<WebhookView>(
         &state,
         &principal.account_id,
-        &id.to_string(),
+        id,
         committed.version,
     )
     .await?
@@ -299,7 +299,7 @@ pub async fn remove(
         .webhooks
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for::<WebhookView>(&state, &id.to_string(), committed.version).await?;
+    wait_for::<WebhookView>(&state, id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -326,7 +326,7 @@ pub async fn rotate_secret(
     let webhook = read_back::<WebhookView>(
         &state,
         &principal.account_id,
-        &id.to_string(),
+        id,
         rotated.committed.version,
     )
     .await?
@@ -383,7 +383,7 @@ pub async fn deliveries(
         return Err(ApiError::validation(errors));
     }
     let client = state.db.get().await?;
-    let page = read::deliveries(&client, &principal.account_id, &id.to_string(), &page)
+    let page = read::deliveries(&client, &principal.account_id, id, &page)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     Ok(HttpResponse::Ok().json(DeliveryList {

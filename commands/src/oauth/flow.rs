@@ -63,7 +63,7 @@ pub struct CallbackParams {
 /// A completed authorization.
 #[derive(Debug, Clone)]
 pub struct Connected {
-    pub connection_id: String,
+    pub connection_id: listbackup_domain::ConnectionId,
     pub account_id: String,
     pub version: u64,
     pub return_url: Option<String>,
@@ -332,7 +332,8 @@ impl OauthService {
             .collect();
         match &pending.connection_id {
             None => {
-                let connection_id = uuid::Uuid::now_v7().to_string();
+                let id = listbackup_domain::ConnectionId::new();
+                let connection_id = id.to_string();
                 let name = default_name(pending.name.as_deref(), platform, &external);
                 // ConnectionCreated follows at once and its commit flushes this one.
                 let credential = self
@@ -357,7 +358,7 @@ impl OauthService {
                 let committed = match self
                     .bus
                     .execute(
-                        &crate::typed_id::<listbackup_domain::ConnectionId>(&connection_id)?,
+                        &id,
                         command,
                         &metadata,
                         None,
@@ -377,7 +378,7 @@ impl OauthService {
                 self.track_tokens(&pending.account_id, &connection_id, platform.id, &issued)
                     .await?;
                 Ok(Connected {
-                    connection_id,
+                    connection_id: id,
                     account_id: pending.account_id.clone(),
                     version: committed.version,
                     return_url: pending.return_url.clone(),
@@ -386,12 +387,8 @@ impl OauthService {
             }
             Some(connection_id) => {
                 // Check before the vault is touched: a refused reconnect must not replace working tokens.
-                let (connection, _) = self
-                    .bus
-                    .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
-                        connection_id,
-                    )?)
-                    .await?;
+                let id: listbackup_domain::ConnectionId = crate::typed_id(connection_id)?;
+                let (connection, _) = self.bus.load(&id).await?;
                 if !connection.is_live_for(&pending.account_id)
                     || connection.platform_id() != platform.id
                 {
@@ -433,7 +430,7 @@ impl OauthService {
                 let committed = self
                     .bus
                     .execute(
-                        &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
+                        &id,
                         command,
                         &metadata,
                         None,
@@ -443,7 +440,7 @@ impl OauthService {
                     .await?;
                 lock.release().await;
                 Ok(Connected {
-                    connection_id: connection_id.clone(),
+                    connection_id: id,
                     account_id: pending.account_id.clone(),
                     version: committed.version,
                     return_url: pending.return_url.clone(),

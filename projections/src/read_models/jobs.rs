@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::Row;
 
+use listbackup_domain::{ConnectionId, JobId, SourceGroupId, SourceId};
+
 use super::{Header, Rows, Table};
 use crate::pagination::{into_page, Page, PageRequest};
 use crate::ReadError;
@@ -22,23 +24,23 @@ use crate::ReadError;
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
     #[schema(value_type = String, format = Uuid)]
-    pub job_id: String,
+    pub job_id: JobId,
     #[schema(value_type = String, format = Uuid)]
-    pub source_id: String,
+    pub source_id: SourceId,
     #[schema(value_type = String, format = Uuid)]
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub platform_id: String,
     /// `manual`, `schedule`, `group` or `retry`.
     pub trigger: String,
     #[schema(value_type = Option<String>, format = Uuid)]
-    pub group_id: Option<String>,
+    pub group_id: Option<SourceGroupId>,
     /// `queued`, `running`, `succeeded`, `partial` (some data types backed up, the others failed: their
     /// files and the manifest are kept, see `dataTypes`), `failed` or `cancelled`.
     pub status: JobStatus,
     /// 0 while queued, then the attempt running or last run.
     pub attempt: i32,
     #[schema(value_type = Option<String>, format = Uuid)]
-    pub retry_of: Option<String>,
+    pub retry_of: Option<JobId>,
     pub progress: JobProgress,
     pub data_types: Vec<JobDataType>,
     /// `{code, message, retryable}` of a failed job, or of a partial job's failed data types summed up (the
@@ -704,7 +706,7 @@ pub struct JobFilter {
 pub async fn get(
     client: &impl GenericClient,
     account_id: &str,
-    job_id: &str,
+    job_id: listbackup_domain::JobId,
 ) -> Result<Option<JobView>, ReadError> {
     let sql = format!("SELECT {COLUMNS} FROM read_jobs WHERE account_id = $1 AND job_id = $2");
     let row = client.query_opt(&sql, &[&account_id, &job_id]).await?;
@@ -714,7 +716,7 @@ pub async fn get(
 /// The Job stream's version the read model has reached (0 while queued; for read-your-writes).
 pub async fn projected_version(
     client: &impl GenericClient,
-    job_id: &str,
+    job_id: listbackup_domain::JobId,
 ) -> Result<Option<i64>, ReadError> {
     let row = client
         .query_opt(
@@ -756,9 +758,7 @@ pub async fn list(
         )
         .await?;
     let views = rows.iter().map(JobView::from_row).collect();
-    Ok(into_page(views, page.limit, |v: &JobView| {
-        v.job_id.as_str()
-    }))
+    Ok(into_page(views, page.limit, |v: &JobView| v.job_id))
 }
 
 /// A source whose stored backups its retention policy may expire some of.
