@@ -68,10 +68,10 @@ mod tests {
 
     #[test]
     fn a_full_page_points_to_the_next() {
-        let page = into_page(vec!["c", "b", "a"], 2, |s| s);
+        let page = into_page(vec!["c", "b", "a"], 2, |s| *s);
         assert_eq!(page.items, vec!["c", "b"]);
         assert!(page.next_cursor.is_some());
-        let last = into_page(vec!["a"], 2, |s| s);
+        let last = into_page(vec!["a"], 2, |s| *s);
         assert_eq!(last.next_cursor, None);
     }
 }
