@@ -15,7 +15,7 @@ use super::tokens::{self, IssuedTokens};
 use super::{OauthError, OauthService};
 use crate::bus::CommandError;
 use crate::metadata::EventMetadata;
-use crate::platform_client::Identified;
+use crate::platform_client::{IdentifyError, Identified};
 use crate::vault::SecretCredentials;
 
 /// Vault field names of an OAuth connection, next to `accessToken`.
@@ -520,18 +520,14 @@ impl OauthService {
                             .map(str::to_owned)
                     })
                     .or_else(|| name.clone())
-                    .ok_or_else(|| {
-                        OauthError::UserInfo("no account id in the user-info answer".into())
-                    })?;
+                    .ok_or(OauthError::UserInfo(IdentifyError::NoAccountId))?;
                 Ok(ExternalAccount {
                     name: name.unwrap_or_else(|| id.clone()),
                     id,
                 })
             }
-            Ok(Identified::Anonymous) => Err(OauthError::UserInfo(
-                "the platform treated the access token as anonymous".into(),
-            )),
-            Err(message) => Err(OauthError::UserInfo(message)),
+            Ok(Identified::Anonymous) => Err(OauthError::UserInfo(IdentifyError::Anonymous)),
+            Err(err) => Err(OauthError::UserInfo(err)),
         }
     }
 }
