@@ -131,13 +131,13 @@ impl JobCommands {
         start: JobStart,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::Start {
-            job_id: start.job_id.to_string(),
+            job_id: start.job_id,
             account_id: account(metadata)?,
-            source_id: start.source_id.to_string(),
-            connection_id: start.connection_id.to_string(),
+            source_id: start.source_id,
+            connection_id: start.connection_id,
             platform_id: start.platform_id,
             trigger: start.trigger,
-            retry_of: start.retry_of.map(|id| id.to_string()),
+            retry_of: start.retry_of,
             worker: worker.to_owned(),
             data_types: start.data_types,
             kind: start.kind,
@@ -325,9 +325,9 @@ impl JobCommands {
             // Nothing about the job itself failed: running it again may well succeed.
             retryable: true,
             queued: Some(QueuedJob {
-                job_id: job_id.to_string(),
+                job_id,
                 account_id: metadata.account_id.clone(),
-                source_id: source_id.to_string(),
+                source_id,
             }),
         };
         self.record(metadata, job_id, command).await
@@ -344,8 +344,8 @@ impl JobCommands {
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::RequestCancel {
             account_id: account(metadata)?,
-            job_id: job_id.to_string(),
-            source_id: source_id.to_string(),
+            job_id,
+            source_id,
         };
         self.record(metadata, job_id, command).await
     }

@@ -49,7 +49,7 @@ pub async fn request_restore(
     };
     if snapshot.status() == JobStatus::Queued
         || snapshot.account_id() != metadata.account_id
-        || snapshot.source_id() != source_id.to_string()
+        || snapshot.source_id() != Some(*source_id)
     {
         return Err(not_a_backup("no backup of this source has this id"));
     }

@@ -55,11 +55,10 @@ impl BackupVerifier {
         job.check_backup()
             .map_err(|e| CommandError::from(cqrs_es::AggregateError::UserError(e)))?;
         let expected = job.manifest_sha256().unwrap_or_default().to_owned();
-        let job_text = job_id.to_string();
         let location = JobLocation {
             account_id: &metadata.account_id,
-            source_id: job.source_id(),
-            job_id: &job_text,
+            source_id: &job.source_id().map(|id| id.to_string()).unwrap_or_default(),
+            job_id: &job_id.to_string(),
         };
         let outcome = self.check(location, &expected).await?;
         let committed = self

@@ -474,6 +474,8 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
     {
         let progress = json!({"dataTypesTotal": data_types.len(), "dataTypesDone": 0,
                               "records": 0, "bytes": 0});
+        // The rows are keyed and held by the ids' stored text, as the events' headers name them.
+        let job_id = job_id.to_string();
         match rows.jobs.get_mut(&job_id) {
             Some(row) => {
                 if row.version < seq {
@@ -490,14 +492,14 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
                 let row = JobRow {
                     job_id: job_id.clone(),
                     account_id,
-                    source_id,
-                    connection_id,
+                    source_id: source_id.to_string(),
+                    connection_id: connection_id.to_string(),
                     platform_id,
                     group_id: None,
                     trigger: trigger.as_str().to_owned(),
                     status: "running".into(),
                     attempt: attempt as i32,
-                    retry_of,
+                    retry_of: retry_of.map(|id| id.to_string()),
                     progress,
                     data_types: pending(&data_types),
                     error: None,
