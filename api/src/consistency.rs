@@ -6,14 +6,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
+use listbackup_domain::{
+    ConnectionId, JobId, ResourceId, SourceGroupId, SourceId, StreamId, WebhookId,
+};
 use listbackup_projections::read_models::connections::{self as read_connections, ConnectionView};
 use listbackup_projections::read_models::jobs::{self as read_jobs, JobView};
 use listbackup_projections::read_models::source_groups::{self as read_groups, SourceGroupView};
 use listbackup_projections::read_models::sources::{self as read_sources, SourceView};
 use listbackup_projections::read_models::webhooks::{self as read_webhooks, WebhookView};
-use listbackup_domain::{
-    ConnectionId, JobId, ResourceId, SourceGroupId, SourceId, StreamId, WebhookId,
-};
 use listbackup_projections::{ProjectedWatch, ReadError};
 use tokio::time::Instant;
 

@@ -30,10 +30,9 @@ impl LiveSources for ReadModels<'_> {
             .get()
             .await
             .map_err(|e| command_error(CONTEXT, ReadError::Pool(e)))?;
-        let ids =
-            read_sources::live_ids_for_connection(&client, account_id, *connection_id)
-                .await
-                .map_err(|e| command_error(CONTEXT, e))?;
+        let ids = read_sources::live_ids_for_connection(&client, account_id, *connection_id)
+            .await
+            .map_err(|e| command_error(CONTEXT, e))?;
         // The read model's ids are text (issue 11 §3: typed read-model rows are next); one that is not a UUID
         // is a corrupt row, not a missing source.
         ids.iter()

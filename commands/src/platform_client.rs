@@ -1077,7 +1077,10 @@ mod tests {
             .expect("the HTTP client's error is kept");
         assert!(cause.downcast_ref::<reqwest::Error>().is_some());
         let chain = crate::error_chain(&shown);
-        assert!(!chain.contains("127.0.0.1") && !chain.contains("sk_test"), "{chain}");
+        assert!(
+            !chain.contains("127.0.0.1") && !chain.contains("sk_test"),
+            "{chain}"
+        );
     }
 
     #[test]

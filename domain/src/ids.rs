@@ -145,7 +145,11 @@ mod sql {
         }
     }
 
-    pub(super) fn to_sql(id: &Uuid, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
+    pub(super) fn to_sql(
+        id: &Uuid,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, BoxError> {
         if *ty == Type::UUID {
             out.extend_from_slice(id.as_bytes());
             Ok(IsNull::No)

@@ -44,7 +44,8 @@ pub fn into_page<T, I: std::fmt::Display>(
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if has_more {
-        rows.last().map(|last| encode_cursor(&id_of(last).to_string()))
+        rows.last()
+            .map(|last| encode_cursor(&id_of(last).to_string()))
     } else {
         None
     };

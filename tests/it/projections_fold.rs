@@ -153,7 +153,11 @@ fn varied_log(base: DateTime<Utc>) -> Log {
             "0190f5c2-7d3e-7a11-8b2c-00000000c002",
             json!({"ConnectionReauthRequired": {"reason": "revoked"}}),
         ),
-        ("connection", "0190f5c2-7d3e-7a11-8b2c-00000000c003", json!({"ConnectionDeleted": {}})),
+        (
+            "connection",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c003",
+            json!({"ConnectionDeleted": {}}),
+        ),
     ]);
     log.tx(vec![(
         "connection",
@@ -268,11 +272,19 @@ fn varied_log(base: DateTime<Utc>) -> Log {
         ("source", "0190f5c2-7d3e-7a11-8b2c-00000000b001", json!({"SyncFinished": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a001", "outcome": "partial"}})),
     ]);
     log.tx_by(
-        vec![("job", "0190f5c2-7d3e-7a11-8b2c-00000000a001", json!({"BackupHeld": {"reason": "litigation"}}))],
+        vec![(
+            "job",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a001",
+            json!({"BackupHeld": {"reason": "litigation"}}),
+        )],
         "user:bob",
     );
     log.tx(vec![
-        ("job", "0190f5c2-7d3e-7a11-8b2c-00000000a001", json!({"BackupHoldReleased": {}})),
+        (
+            "job",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a001",
+            json!({"BackupHoldReleased": {}}),
+        ),
         (
             "job",
             "0190f5c2-7d3e-7a11-8b2c-00000000a001",
@@ -500,7 +512,12 @@ async fn the_live_projector_a_replay_and_a_rebuild_fold_the_same_rows() {
     let live = snapshot(&client).await;
 
     // What the fold must give, checked on the live tables (so the comparisons below compare real work).
-    let j1 = row(&live, "read_jobs", "job_id", "0190f5c2-7d3e-7a11-8b2c-00000000a001");
+    let j1 = row(
+        &live,
+        "read_jobs",
+        "job_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000a001",
+    );
     assert_eq!(j1["status"], "partial");
     assert_eq!(j1["error"]["code"], "FORBIDDEN");
     assert_eq!(j1["hold"], Value::Null, "released");
@@ -509,7 +526,12 @@ async fn the_live_projector_a_replay_and_a_rebuild_fold_the_same_rows() {
     assert_eq!(j1["data_types"][0]["status"], "done");
     assert_eq!(j1["data_types"][1]["status"], "failed");
     assert_eq!(j1["progress"]["dataTypesDone"], 2);
-    let j2 = row(&live, "read_jobs", "job_id", "0190f5c2-7d3e-7a11-8b2c-00000000a002");
+    let j2 = row(
+        &live,
+        "read_jobs",
+        "job_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000a002",
+    );
     assert_eq!(
         (j2["status"].as_str(), j2["attempt"].as_i64()),
         (Some("succeeded"), Some(2))
@@ -521,61 +543,127 @@ async fn the_live_projector_a_replay_and_a_rebuild_fold_the_same_rows() {
         "earlier attempt's"
     );
     assert_eq!(j2["data_types"][1]["records"], 6);
-    let j3 = row(&live, "read_jobs", "job_id", "0190f5c2-7d3e-7a11-8b2c-00000000a003");
+    let j3 = row(
+        &live,
+        "read_jobs",
+        "job_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000a003",
+    );
     assert_eq!(
         (j3["status"].as_str(), j3["retry_of"].as_str()),
         (Some("failed"), Some("0190f5c2-7d3e-7a11-8b2c-00000000a000"))
     );
     assert_eq!(j3["data_types"][0]["name"], "customers");
-    let j4 = row(&live, "read_jobs", "job_id", "0190f5c2-7d3e-7a11-8b2c-00000000a004");
+    let j4 = row(
+        &live,
+        "read_jobs",
+        "job_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000a004",
+    );
     assert_eq!(
         (j4["status"].as_str(), j4["group_id"].as_str()),
-        (Some("cancelled"), Some("0190f5c2-7d3e-7a11-8b2c-00000000d001"))
+        (
+            Some("cancelled"),
+            Some("0190f5c2-7d3e-7a11-8b2c-00000000d001")
+        )
     );
     assert_eq!(
-        row(&live, "read_jobs", "job_id", "0190f5c2-7d3e-7a11-8b2c-00000000a005")["progress"]["records"],
+        row(
+            &live,
+            "read_jobs",
+            "job_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a005"
+        )["progress"]["records"],
         3
     );
-    assert_eq!(row(&live, "read_jobs", "job_id", "0190f5c2-7d3e-7a11-8b2c-00000000a006")["status"], "queued");
-    let s1 = row(&live, "read_sources", "source_id", "0190f5c2-7d3e-7a11-8b2c-00000000b001");
+    assert_eq!(
+        row(
+            &live,
+            "read_jobs",
+            "job_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a006"
+        )["status"],
+        "queued"
+    );
+    let s1 = row(
+        &live,
+        "read_sources",
+        "source_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+    );
     assert_eq!(s1["last_job_id"], "0190f5c2-7d3e-7a11-8b2c-00000000a006");
     assert_eq!(s1["keep_last"], Value::Null, "keepLast 0 removes the limit");
     assert_eq!(s1["retention_days"], 60);
     assert_eq!(s1["last_skipped_slot"], s1["last_scheduled_slot"]);
     assert!(s1["next_scheduled_at"].is_string());
-    let s2 = row(&live, "read_sources", "source_id", "0190f5c2-7d3e-7a11-8b2c-00000000b002");
+    let s2 = row(
+        &live,
+        "read_sources",
+        "source_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000b002",
+    );
     assert_eq!(
         (s2["status"].as_str(), s2["keep_last"].as_i64()),
         (Some("active"), Some(5))
     );
     assert!(s2["next_scheduled_at"].is_string(), "resumed: {s2}");
     assert_eq!(
-        row(&live, "read_sources", "source_id", "0190f5c2-7d3e-7a11-8b2c-00000000b003")["status"],
+        row(
+            &live,
+            "read_sources",
+            "source_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000b003"
+        )["status"],
         "deleted"
     );
-    let c1 = row(&live, "read_connections", "connection_id", "0190f5c2-7d3e-7a11-8b2c-00000000c001");
+    let c1 = row(
+        &live,
+        "read_connections",
+        "connection_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000c001",
+    );
     assert_eq!(
         (c1["name"].as_str(), c1["credential_fingerprint"].as_str()),
         (Some("Zendesk"), Some("f4"))
     );
     assert_eq!(c1["last_test"]["ok"], false);
-    let c2 = row(&live, "read_connections", "connection_id", "0190f5c2-7d3e-7a11-8b2c-00000000c002");
+    let c2 = row(
+        &live,
+        "read_connections",
+        "connection_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000c002",
+    );
     assert_eq!(c2["status"], "active");
     assert_eq!(
         c2["external_account"]["id"], "shop-1",
         "kept by a reauthorization that names none"
     );
     assert_eq!(
-        row(&live, "read_connections", "connection_id", "0190f5c2-7d3e-7a11-8b2c-00000000c003")["status"],
+        row(
+            &live,
+            "read_connections",
+            "connection_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c003"
+        )["status"],
         "deleted"
     );
-    let g1 = row(&live, "read_source_groups", "group_id", "0190f5c2-7d3e-7a11-8b2c-00000000d001");
+    let g1 = row(
+        &live,
+        "read_source_groups",
+        "group_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000d001",
+    );
     assert_eq!(
         (g1["name"].as_str(), &g1["description"]),
         (Some("Most"), &Value::Null)
     );
     assert_eq!(
-        row(&live, "read_source_groups", "group_id", "0190f5c2-7d3e-7a11-8b2c-00000000d002")["status"],
+        row(
+            &live,
+            "read_source_groups",
+            "group_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000d002"
+        )["status"],
         "deleted"
     );
     let members: Vec<(String, String)> = live
@@ -590,7 +678,16 @@ async fn the_live_projector_a_replay_and_a_rebuild_fold_the_same_rows() {
         .collect();
     assert_eq!(
         members,
-        [("0190f5c2-7d3e-7a11-8b2c-00000000d001".into(), "0190f5c2-7d3e-7a11-8b2c-00000000b001".into()), ("0190f5c2-7d3e-7a11-8b2c-00000000d001".into(), "0190f5c2-7d3e-7a11-8b2c-00000000b002".into())]
+        [
+            (
+                "0190f5c2-7d3e-7a11-8b2c-00000000d001".into(),
+                "0190f5c2-7d3e-7a11-8b2c-00000000b001".into()
+            ),
+            (
+                "0190f5c2-7d3e-7a11-8b2c-00000000d001".into(),
+                "0190f5c2-7d3e-7a11-8b2c-00000000b002".into()
+            )
+        ]
     );
 
     // Replay: the whole log applied again from its start changes nothing.
@@ -655,7 +752,12 @@ async fn two_projectors_racing_apply_each_event_once() {
     assert_eq!(folded, events, "every event applied once, by one of them");
     let live = snapshot(&client).await;
     assert_eq!(
-        row(&live, "read_jobs", "job_id", "0190f5c2-7d3e-7a11-8b2c-00000000a006")["status"],
+        row(
+            &live,
+            "read_jobs",
+            "job_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a006"
+        )["status"],
         "queued",
         "the last transaction is in"
     );

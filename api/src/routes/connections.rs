@@ -298,14 +298,9 @@ pub async fn update(
             credentials,
         )
         .await?;
-    let view = read_back::<ConnectionView>(
-        &state,
-        &principal.account_id,
-        id,
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
+    let view = read_back::<ConnectionView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -335,13 +330,7 @@ pub async fn remove(
         params.cascade.unwrap_or(false),
     )
     .await?;
-    read_back::<ConnectionView>(
-        &state,
-        &principal.account_id,
-        id,
-        committed.version,
-    )
-    .await?;
+    read_back::<ConnectionView>(&state, &principal.account_id, id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -376,13 +365,8 @@ pub async fn test(
         .connections
         .test(&metadata(&req, &principal), &id)
         .await?;
-    read_back::<ConnectionView>(
-        &state,
-        &principal.account_id,
-        id,
-        outcome.committed.version,
-    )
-    .await?;
+    read_back::<ConnectionView>(&state, &principal.account_id, id, outcome.committed.version)
+        .await?;
     Ok(HttpResponse::Ok().json(ConnectionTestResponse {
         ok: outcome.ok,
         checked_at: outcome.checked_at,

@@ -68,14 +68,7 @@ pub async fn stream(
         Some((Ok::<_, actix_web::Error>(frame), receiver))
     });
     let account_id = principal.account_id.clone();
-    actix_web::rt::spawn(follow(
-        state,
-        account_id,
-        id,
-        first,
-        progress,
-        sender,
-    ));
+    actix_web::rt::spawn(follow(state, account_id, id, first, progress, sender));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         // Intermediaries must neither cache nor buffer a live stream.

@@ -625,7 +625,14 @@ pub async fn retry(
         group_id: None,
         data_types: plan.data_types,
     };
-    let view = queue(&state, &metadata(&req, &principal), &job.source_id, sync, None).await?;
+    let view = queue(
+        &state,
+        &metadata(&req, &principal),
+        &job.source_id,
+        sync,
+        None,
+    )
+    .await?;
     Ok(accepted(view))
 }
 
@@ -674,11 +681,7 @@ pub async fn cancel(
     // The aggregate refuses a job that has ended (it may have ended after the read above).
     let committed = state
         .jobs
-        .request_cancel(
-            &metadata(&req, &principal),
-            id,
-            job.source_id,
-        )
+        .request_cancel(&metadata(&req, &principal), id, job.source_id)
         .await?;
     let view = job_at(&state, &principal, id, committed.version).await?;
     Ok(HttpResponse::Accepted().json(view))
@@ -705,7 +708,11 @@ async fn job_at(
 
 /// The job of this account that holds a backup, from the read model: another account's is the one 404, a
 /// job that is not succeeded or partial a 409 (a queued job has no stream for the aggregate to answer).
-async fn owned_job(state: &AppState, principal: &Principal, id: JobId) -> Result<JobView, ApiError> {
+async fn owned_job(
+    state: &AppState,
+    principal: &Principal,
+    id: JobId,
+) -> Result<JobView, ApiError> {
     let client = state.db.get().await?;
     let job = read::get(&client, &principal.account_id, id)
         .await?
@@ -742,8 +749,7 @@ pub async fn place_hold(
         .jobs
         .place_hold(&metadata(&req, &principal), id, &body.reason)
         .await?;
-    Ok(HttpResponse::Ok()
-        .json(job_at(&state, &principal, id, committed.version).await?))
+    Ok(HttpResponse::Ok().json(job_at(&state, &principal, id, committed.version).await?))
 }
 
 /// Releases the backup's hold (`BackupHoldReleased`, with who): retention applies to it again → 200 with
@@ -766,8 +772,7 @@ pub async fn release_hold(
         .jobs
         .release_hold(&metadata(&req, &principal), id)
         .await?;
-    Ok(HttpResponse::Ok()
-        .json(job_at(&state, &principal, id, committed.version).await?))
+    Ok(HttpResponse::Ok().json(job_at(&state, &principal, id, committed.version).await?))
 }
 
 /// What `POST /jobs/{id}/verify` found.
@@ -819,9 +824,7 @@ pub async fn verify(
             "backup storage is not configured",
         ));
     };
-    let (outcome, committed) = verifier
-        .verify(&metadata(&req, &principal), id)
-        .await?;
+    let (outcome, committed) = verifier.verify(&metadata(&req, &principal), id).await?;
     // Read-your-writes: the job's `verification` shows this outcome to a GET that follows.
     job_at(&state, &principal, id, committed.version).await?;
     let result = match outcome {

@@ -215,14 +215,9 @@ pub async fn update(
             description,
         )
         .await?;
-    let view = read_back::<SourceGroupView>(
-        &state,
-        &principal.account_id,
-        id,
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
+    let view = read_back::<SourceGroupView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -270,14 +265,9 @@ pub async fn add_source(
         .source_groups
         .add_source(&metadata(&req, &principal), &id, &source_id, expected)
         .await?;
-    let view = read_back::<SourceGroupView>(
-        &state,
-        &principal.account_id,
-        id,
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
+    let view = read_back::<SourceGroupView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
 }
 

@@ -368,14 +368,9 @@ pub async fn update(
         .sources
         .update(&metadata(&req, &principal), &id, expected, changes)
         .await?;
-    let view = read_back::<SourceView>(
-        &state,
-        &principal.account_id,
-        id,
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
+    let view = read_back::<SourceView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -430,12 +425,8 @@ pub async fn test(
     .await?;
     // Read-your-writes: the connection's next GET shows this test.
     let connection_id = &outcome.connection_id;
-    wait_for::<ConnectionView>(
-        &state,
-        *connection_id,
-        outcome.connection.committed.version,
-    )
-    .await?;
+    wait_for::<ConnectionView>(&state, *connection_id, outcome.connection.committed.version)
+        .await?;
     let data_types = outcome
         .data_types
         .into_iter()

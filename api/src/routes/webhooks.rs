@@ -269,14 +269,9 @@ pub async fn update(
             description,
         )
         .await?;
-    let view = read_back::<WebhookView>(
-        &state,
-        &principal.account_id,
-        id,
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
+    let view = read_back::<WebhookView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -323,14 +318,10 @@ pub async fn rotate_secret(
         .webhooks
         .rotate_secret(&metadata(&req, &principal), &id, expected)
         .await?;
-    let webhook = read_back::<WebhookView>(
-        &state,
-        &principal.account_id,
-        id,
-        rotated.committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
+    let webhook =
+        read_back::<WebhookView>(&state, &principal.account_id, id, rotated.committed.version)
+            .await?
+            .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     let version = webhook.version;
     Ok(with_etag(
         &WebhookWithSecret {

@@ -15,7 +15,7 @@ use super::tokens::{self, IssuedTokens};
 use super::{OauthError, OauthService};
 use crate::bus::CommandError;
 use crate::metadata::EventMetadata;
-use crate::platform_client::{IdentifyError, Identified};
+use crate::platform_client::{Identified, IdentifyError};
 use crate::vault::SecretCredentials;
 
 /// Vault field names of an OAuth connection, next to `accessToken`.
@@ -355,16 +355,7 @@ impl OauthService {
                         external_account: Some(external),
                     },
                 };
-                let committed = match self
-                    .bus
-                    .execute(
-                        &id,
-                        command,
-                        &metadata,
-                        None,
-                    )
-                    .await
-                {
+                let committed = match self.bus.execute(&id, command, &metadata, None).await {
                     Ok(committed) => committed,
                     Err(err) => {
                         // Nothing may be left behind: the fresh connection id is referenced by no event.
@@ -427,15 +418,7 @@ impl OauthService {
                         external_account: Some(external),
                     },
                 };
-                let committed = self
-                    .bus
-                    .execute(
-                        &id,
-                        command,
-                        &metadata,
-                        None,
-                    )
-                    .await?;
+                let committed = self.bus.execute(&id, command, &metadata, None).await?;
                 self.track_tokens(&pending.account_id, connection_id, platform.id, &issued)
                     .await?;
                 lock.release().await;

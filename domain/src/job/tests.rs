@@ -15,11 +15,18 @@ type JobTest = TestFramework<Job>;
 const J1_TEXT: &str = "0190f5c2-7d3e-7a11-8b2c-00000000a001";
 const S1_TEXT: &str = "0190f5c2-7d3e-7a11-8b2c-00000000b001";
 const C1_TEXT: &str = "0190f5c2-7d3e-7a11-8b2c-00000000c001";
-const J1: JobId = JobId::from_uuid(uuid::Uuid::from_u128(0x0190f5c2_7d3e_7a11_8b2c_00000000a001));
-const J0: JobId = JobId::from_uuid(uuid::Uuid::from_u128(0x0190f5c2_7d3e_7a11_8b2c_00000000a000));
-const S1: SourceId = SourceId::from_uuid(uuid::Uuid::from_u128(0x0190f5c2_7d3e_7a11_8b2c_00000000b001));
-const C1: ConnectionId =
-    ConnectionId::from_uuid(uuid::Uuid::from_u128(0x0190f5c2_7d3e_7a11_8b2c_00000000c001));
+const J1: JobId = JobId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000a001,
+));
+const J0: JobId = JobId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000a000,
+));
+const S1: SourceId = SourceId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000b001,
+));
+const C1: ConnectionId = ConnectionId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000c001,
+));
 
 fn account(raw: &str) -> AccountId {
     AccountId::parse(raw).unwrap()

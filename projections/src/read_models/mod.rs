@@ -485,8 +485,18 @@ mod tests {
                 3,
                 json!({"JobAttemptStarted": {"attempt": 2, "worker": "w2"}}),
             ),
-            event("job", "0190f5c2-7d3e-7a11-8b2c-00000000a001", 4, json!({"BackupHeld": {"reason": "keep"}})),
-            event("source", "0190f5c2-7d3e-7a11-8b2c-00000000b001", 3, json!({"SourceUpdated": {"keepLast": 0}})),
+            event(
+                "job",
+                "0190f5c2-7d3e-7a11-8b2c-00000000a001",
+                4,
+                json!({"BackupHeld": {"reason": "keep"}}),
+            ),
+            event(
+                "source",
+                "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+                3,
+                json!({"SourceUpdated": {"keepLast": 0}}),
+            ),
         ]
     }
 
@@ -542,7 +552,8 @@ mod tests {
             started_first.fold_stored(&log[i]).unwrap();
         }
         assert_eq!(
-            started_first.jobs["0190f5c2-7d3e-7a11-8b2c-00000000a001"].queued_at, log[1].recorded_at,
+            started_first.jobs["0190f5c2-7d3e-7a11-8b2c-00000000a001"].queued_at,
+            log[1].recorded_at,
             "queued when requested"
         );
         assert_eq!(started_first, request_first);

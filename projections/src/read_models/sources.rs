@@ -442,9 +442,7 @@ pub async fn list(
         )
         .await?;
     let views = rows.iter().map(|r| SourceView::from_row(r, now)).collect();
-    Ok(into_page(views, page.limit, |v: &SourceView| {
-        v.source_id
-    }))
+    Ok(into_page(views, page.limit, |v: &SourceView| v.source_id))
 }
 
 /// Ids of the account's live sources that use `connection_id` (for `DELETE /connections/{id}`).

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::{StreamExt, TryStreamExt};
+use listbackup_domain::JobId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use listbackup_domain::JobId;
 use tokio_util::sync::CancellationToken;
 
 use super::leases::{Claim, LeaseError};
@@ -424,7 +424,11 @@ impl BackupWorker {
 
     /// Ends this process's lease of the job (best effort: it expires anyway).
     pub(super) async fn release_connection(&self, job_id: JobId) {
-        if let Err(err) = self.leases.release(&job_id.to_string(), &self.process_id).await {
+        if let Err(err) = self
+            .leases
+            .release(&job_id.to_string(), &self.process_id)
+            .await
+        {
             tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "releasing the backup's lease failed; it will expire");
         }
     }

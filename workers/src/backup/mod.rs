@@ -470,7 +470,7 @@ impl BackupWorker {
         let (trigger, retry_of, data_types, kind, restore) = match &event.payload {
             QueuedJobMessage::Sync(sync) => (
                 sync.trigger,
-                sync.retry_of.clone(),
+                sync.retry_of,
                 sync.data_types
                     .clone()
                     .unwrap_or_else(|| source.data_types().to_vec()),
