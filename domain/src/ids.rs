@@ -234,6 +234,31 @@ mod tests {
         assert!(!<JobId as ToSql>::accepts(&Type::INT8));
     }
 
+    /// One stored event per aggregate, as `events.payload` holds it, reads and writes back byte for byte: the
+    /// ids typed in the events (issue 11 §3) keep the stored text (the Job's: `job/tests.rs`).
+    #[test]
+    fn one_stored_event_per_aggregate_writes_back_byte_for_byte() {
+        fn same<E: serde::de::DeserializeOwned + Serialize>(stored: &str) {
+            let event: E = serde_json::from_str(stored).unwrap();
+            assert_eq!(serde_json::to_string(&event).unwrap(), stored);
+        }
+        same::<crate::connection::ConnectionEvent>(
+            r#"{"ConnectionCreated":{"connectionId":"0190f5c2-7d3e-7a11-8b2c-00000000c001","accountId":"acme","platformId":"stripe","name":"Payments","authType":"api_key","settings":{},"credentialFields":["secretKey"],"credential":{"keyId":"k1","fingerprint":"f1"}}}"#,
+        );
+        same::<crate::source::SourceEvent>(
+            r#"{"SyncRequested":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a001","trigger":"manual"}}"#,
+        );
+        same::<crate::source_group::SourceGroupEvent>(
+            r#"{"SourceAddedToGroup":{"sourceId":"0190f5c2-7d3e-7a11-8b2c-00000000b001"}}"#,
+        );
+        same::<crate::job::JobEvent>(
+            r#"{"JobCancelRequested":{"queued":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a001","accountId":"acme","sourceId":"0190f5c2-7d3e-7a11-8b2c-00000000b001"}}}"#,
+        );
+        same::<crate::webhook::WebhookEvent>(
+            r#"{"WebhookCreated":{"webhookId":"0190f5c2-7d3e-7a11-8b2c-00000000e001","accountId":"acme","url":"https://hooks.example.com/lb","events":["job.failed"],"description":null}}"#,
+        );
+    }
+
     #[test]
     fn new_ids_are_v7() {
         assert_eq!(JobId::new().as_uuid().get_version_num(), 7);
