@@ -121,7 +121,11 @@ impl BackupWorker {
         let deadline = tokio::time::Instant::now() + INDEX_WAIT;
         loop {
             match snapshots
-                .readable(&metadata.account_id, source.id(), &request.snapshot)
+                .readable(
+                    &metadata.account_id,
+                    listbackup_commands::IdArg::to_id(source.id())?,
+                    listbackup_commands::IdArg::to_id(request.snapshot.as_str())?,
+                )
                 .await
             {
                 Err(SnapshotError::SnapshotNotFound) if tokio::time::Instant::now() < deadline => {
