@@ -450,7 +450,7 @@ pub async fn live_ids_for_connection(
     client: &impl GenericClient,
     account_id: &str,
     connection_id: listbackup_domain::ConnectionId,
-) -> Result<Vec<String>, ReadError> {
+) -> Result<Vec<listbackup_domain::SourceId>, ReadError> {
     let rows = client
         .query(
             "SELECT source_id FROM read_sources \
@@ -459,7 +459,11 @@ pub async fn live_ids_for_connection(
             &[&connection_id, &account_id],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    // A row whose id is not a UUID is an error (a corrupt read model), not a source.
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
 }
 
 /// A source with a schedule slot due, as the scheduler reads it.
