@@ -6,6 +6,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
+use listbackup_domain::{
+    ConnectionId, JobId, ResourceId, SourceGroupId, SourceId, StreamId, WebhookId,
+};
 use listbackup_projections::read_models::connections::{self as read_connections, ConnectionView};
 use listbackup_projections::read_models::jobs::{self as read_jobs, JobView};
 use listbackup_projections::read_models::source_groups::{self as read_groups, SourceGroupView};
@@ -75,24 +78,29 @@ where
 /// A read model view that a route reads back after its own write: how far the read model has projected an
 /// aggregate, and the aggregate's view for an account.
 pub trait ReadBack: Sized {
+    /// The id of the aggregate the view shows.
+    type Id: ResourceId;
+
     /// The aggregate's version in the read model (`None` before its first event is projected).
     fn projected_version(
         client: &deadpool_postgres::Object,
-        id: &str,
+        id: Self::Id,
     ) -> impl Future<Output = Result<Option<i64>, ReadError>>;
 
     /// The view of aggregate `id` if it is a live one of `account_id`.
     fn get(
         client: &deadpool_postgres::Object,
         account_id: &str,
-        id: &str,
+        id: Self::Id,
     ) -> impl Future<Output = Result<Option<Self>, ReadError>>;
 }
 
 impl ReadBack for SourceView {
+    type Id = SourceId;
+
     async fn projected_version(
         client: &deadpool_postgres::Object,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<i64>, ReadError> {
         read_sources::projected_version(client, id).await
     }
@@ -100,16 +108,18 @@ impl ReadBack for SourceView {
     async fn get(
         client: &deadpool_postgres::Object,
         account_id: &str,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<Self>, ReadError> {
         read_sources::get(client, account_id, id, Utc::now()).await
     }
 }
 
 impl ReadBack for ConnectionView {
+    type Id = ConnectionId;
+
     async fn projected_version(
         client: &deadpool_postgres::Object,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<i64>, ReadError> {
         read_connections::projected_version(client, id).await
     }
@@ -117,16 +127,18 @@ impl ReadBack for ConnectionView {
     async fn get(
         client: &deadpool_postgres::Object,
         account_id: &str,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<Self>, ReadError> {
         read_connections::get(client, account_id, id).await
     }
 }
 
 impl ReadBack for SourceGroupView {
+    type Id = SourceGroupId;
+
     async fn projected_version(
         client: &deadpool_postgres::Object,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<i64>, ReadError> {
         read_groups::projected_version(client, id).await
     }
@@ -134,16 +146,18 @@ impl ReadBack for SourceGroupView {
     async fn get(
         client: &deadpool_postgres::Object,
         account_id: &str,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<Self>, ReadError> {
         read_groups::get(client, account_id, id).await
     }
 }
 
 impl ReadBack for JobView {
+    type Id = JobId;
+
     async fn projected_version(
         client: &deadpool_postgres::Object,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<i64>, ReadError> {
         read_jobs::projected_version(client, id).await
     }
@@ -151,16 +165,18 @@ impl ReadBack for JobView {
     async fn get(
         client: &deadpool_postgres::Object,
         account_id: &str,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<Self>, ReadError> {
         read_jobs::get(client, account_id, id).await
     }
 }
 
 impl ReadBack for WebhookView {
+    type Id = WebhookId;
+
     async fn projected_version(
         client: &deadpool_postgres::Object,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<i64>, ReadError> {
         read_webhooks::projected_version(client, id).await
     }
@@ -168,7 +184,7 @@ impl ReadBack for WebhookView {
     async fn get(
         client: &deadpool_postgres::Object,
         account_id: &str,
-        id: &str,
+        id: Self::Id,
     ) -> Result<Option<Self>, ReadError> {
         read_webhooks::get(client, account_id, id).await
     }
@@ -177,10 +193,10 @@ impl ReadBack for WebhookView {
 /// Waits until `V`'s read model has projected aggregate `id` at `version` ([`wait_for_aggregate`]).
 pub async fn wait_for<V: ReadBack>(
     state: &AppState,
-    id: &str,
+    id: V::Id,
     version: u64,
 ) -> Result<(), ApiError> {
-    wait_for_aggregate(&state.projected, id, version, || async {
+    wait_for_aggregate(&state.projected, &id.stream_id(), version, || async {
         let client = state.db.get().await?;
         Ok(V::projected_version(&client, id).await?)
     })
@@ -192,7 +208,7 @@ pub async fn wait_for<V: ReadBack>(
 pub async fn read_back<V: ReadBack>(
     state: &AppState,
     account_id: &str,
-    id: &str,
+    id: V::Id,
     version: u64,
 ) -> Result<Option<V>, ApiError> {
     wait_for::<V>(state, id, version).await?;

@@ -30,18 +30,9 @@ impl LiveSources for ReadModels<'_> {
             .get()
             .await
             .map_err(|e| command_error(CONTEXT, ReadError::Pool(e)))?;
-        let ids =
-            read_sources::live_ids_for_connection(&client, account_id, &connection_id.to_string())
-                .await
-                .map_err(|e| command_error(CONTEXT, e))?;
-        // The read model's ids are text (issue 11 §3: typed read-model rows are next); one that is not a UUID
-        // is a corrupt row, not a missing source.
-        ids.iter()
-            .map(|id| {
-                id.parse().map_err(|_| {
-                    CommandError::corrupt("a source id in the read model is not a UUID")
-                })
-            })
-            .collect()
+        // A row whose id is not a UUID is a corrupt read model (a store error), not a missing source.
+        read_sources::live_ids_for_connection(&client, account_id, *connection_id)
+            .await
+            .map_err(|e| command_error(CONTEXT, e))
     }
 }

@@ -13,6 +13,7 @@ use listbackup_domain::job::{
     Job, JobCommand, JobErrorCode, JobKind, JobTrigger, QueuedJob, Verification,
 };
 use listbackup_domain::platform::PlatformId;
+use listbackup_domain::{ConnectionId, JobId, SourceId};
 use serde::Serialize;
 
 use crate::bus::{CommandBus, CommandError, Committed};
@@ -23,12 +24,13 @@ use crate::vault::{CredentialVault, SecretCredentials};
 /// What a worker needs to start a queued job (from the source's `SyncRequested` and the source itself).
 #[derive(Debug, Clone)]
 pub struct JobStart {
-    pub job_id: String,
-    pub source_id: String,
-    pub connection_id: String,
+    pub job_id: JobId,
+    pub source_id: SourceId,
+    pub connection_id: ConnectionId,
     pub platform_id: PlatformId,
     pub trigger: JobTrigger,
-    pub retry_of: Option<String>,
+    /// The job this one retries (required with `trigger: Retry`).
+    pub retry_of: Option<JobId>,
     pub data_types: Vec<String>,
     /// A backup, or a restore (from the source's `RestoreRequested`).
     pub kind: JobKind,
@@ -98,17 +100,10 @@ impl JobCommands {
     async fn record(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         command: JobCommand,
     ) -> Result<Committed, CommandError> {
-        self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
-            .await
+        self.bus.execute(&job_id, command, metadata, None).await
     }
 
     pub fn new(
@@ -124,10 +119,8 @@ impl JobCommands {
     }
 
     /// The job as the write side knows it.
-    pub async fn load(&self, job_id: &str) -> Result<(Job, u64), CommandError> {
-        self.bus
-            .load(&crate::typed_id::<listbackup_domain::JobId>(job_id)?)
-            .await
+    pub async fn load(&self, job_id: JobId) -> Result<(Job, u64), CommandError> {
+        self.bus.load(&job_id).await
     }
 
     /// JobStarted, attempt 1: only valid on an empty stream, so a duplicated message conflicts here.
@@ -138,7 +131,7 @@ impl JobCommands {
         start: JobStart,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::Start {
-            job_id: start.job_id.clone(),
+            job_id: start.job_id,
             account_id: account(metadata)?,
             source_id: start.source_id,
             connection_id: start.connection_id,
@@ -151,12 +144,7 @@ impl JobCommands {
         };
         // The aggregate refuses a second Start (conflict); two racing first Starts collide on sequence 1.
         self.bus
-            .execute_once(
-                &crate::typed_id::<listbackup_domain::JobId>(&start.job_id)?,
-                command,
-                metadata,
-                None,
-            )
+            .execute_once(&start.job_id, command, metadata, None)
             .await
     }
 
@@ -164,7 +152,7 @@ impl JobCommands {
     pub async fn restart(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         worker: &str,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::Restart {
@@ -172,19 +160,14 @@ impl JobCommands {
             worker: worker.to_owned(),
         };
         self.bus
-            .execute_once(
-                &crate::typed_id::<listbackup_domain::JobId>(job_id)?,
-                command,
-                metadata,
-                None,
-            )
+            .execute_once(&job_id, command, metadata, None)
             .await
     }
 
     pub async fn record_resource(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         worker: &str,
         resource: BackedUp,
     ) -> Result<Committed, CommandError> {
@@ -204,7 +187,7 @@ impl JobCommands {
     pub async fn record_restored(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         worker: &str,
         batch: RestoredBatch,
     ) -> Result<Committed, CommandError> {
@@ -224,7 +207,7 @@ impl JobCommands {
     pub async fn record_failure(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         worker: &str,
         failure: NotBackedUp,
     ) -> Result<Committed, CommandError> {
@@ -245,7 +228,7 @@ impl JobCommands {
     pub async fn partially_succeed(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         worker: &str,
         outcome: Succeeded,
     ) -> Result<Committed, CommandError> {
@@ -265,7 +248,7 @@ impl JobCommands {
     pub async fn succeed(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         worker: &str,
         outcome: Succeeded,
     ) -> Result<Committed, CommandError> {
@@ -286,7 +269,7 @@ impl JobCommands {
     pub async fn record_progress(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         worker: &str,
         progress: Progress,
     ) -> Result<Committed, CommandError> {
@@ -305,7 +288,7 @@ impl JobCommands {
     pub async fn fail(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         worker: Option<&str>,
         code: JobErrorCode,
         message: &str,
@@ -329,8 +312,8 @@ impl JobCommands {
     pub async fn give_up(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
-        source_id: &str,
+        job_id: JobId,
+        source_id: SourceId,
         code: JobErrorCode,
         message: &str,
     ) -> Result<Committed, CommandError> {
@@ -342,9 +325,9 @@ impl JobCommands {
             // Nothing about the job itself failed: running it again may well succeed.
             retryable: true,
             queued: Some(QueuedJob {
-                job_id: job_id.to_owned(),
+                job_id,
                 account_id: metadata.account_id.clone(),
-                source_id: source_id.to_owned(),
+                source_id,
             }),
         };
         self.record(metadata, job_id, command).await
@@ -356,13 +339,13 @@ impl JobCommands {
     pub async fn request_cancel(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
-        source_id: &str,
+        job_id: JobId,
+        source_id: SourceId,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::RequestCancel {
             account_id: account(metadata)?,
-            job_id: job_id.to_owned(),
-            source_id: source_id.to_owned(),
+            job_id,
+            source_id,
         };
         self.record(metadata, job_id, command).await
     }
@@ -371,7 +354,7 @@ impl JobCommands {
     pub async fn confirm_cancelled(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::ConfirmCancelled {
             account_id: account(metadata)?,
@@ -384,18 +367,16 @@ impl JobCommands {
     pub async fn credentials(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: ConnectionId,
     ) -> Result<Option<SecretCredentials>, CommandError> {
-        let (connection, _) = self
-            .connections
-            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
-                connection_id,
-            )?)
-            .await?;
+        let (connection, _) = self.connections.load(&connection_id).await?;
         if !connection.is_live_for(&metadata.account_id) {
             return Ok(None);
         }
-        Ok(self.vault.load(&metadata.account_id, connection_id).await?)
+        Ok(self
+            .vault
+            .load(&metadata.account_id, &connection_id.to_string())
+            .await?)
     }
 }
 
@@ -406,7 +387,7 @@ impl JobCommands {
     pub async fn place_hold(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         reason: &str,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::PlaceHold {
@@ -420,7 +401,7 @@ impl JobCommands {
     pub async fn release_hold(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::ReleaseHold {
             account_id: account(metadata)?,
@@ -433,7 +414,7 @@ impl JobCommands {
     pub async fn expire(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         files: u64,
         bytes: u64,
     ) -> Result<Committed, CommandError> {
@@ -449,7 +430,7 @@ impl JobCommands {
     pub async fn record_verification(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         outcome: Verification,
     ) -> Result<Committed, CommandError> {
         let command = JobCommand::RecordVerification {

@@ -23,6 +23,30 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_IDENTITY_LEN: usize = 120;
 
+/// Why the platform's identity call ([`PlatformClient::identify`]) told nobody. The message is safe to show;
+/// the source (the HTTP client's error, its URL removed) stays for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentifyError {
+    /// The request could not be built from the credentials.
+    #[error(transparent)]
+    Request(#[from] ProbeError),
+    /// The platform could not be reached (or the request not sent).
+    #[error("{}", unreachable_message(.0))]
+    Unreachable(#[source] reqwest::Error),
+    /// The identity call answered a status other than 2xx.
+    #[error("the platform's identity call answered {0}")]
+    Status(reqwest::StatusCode),
+    /// The identity call's 2xx body is not JSON.
+    #[error("the platform's identity answer is not JSON")]
+    NotJson(#[source] reqwest::Error),
+    /// The answer names no account, and nothing else does (OAuth: no setting names it, no name either).
+    #[error("no account id in the user-info answer")]
+    NoAccountId,
+    /// The platform answered as for no user at all.
+    #[error("the platform treated the access token as anonymous")]
+    Anonymous,
+}
+
 /// Why a request to a platform could not even be built. Messages name fields, never values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
@@ -427,28 +451,26 @@ impl PlatformClient {
         }
     }
 
-    /// Calls the platform's identity endpoint ([`Identity`]) and reads who the credentials belong to. `Err`
-    /// holds a message safe to show (statuses and reasons, never a credential).
+    /// Calls the platform's identity endpoint ([`Identity`]) and reads who the credentials belong to. An
+    /// [`IdentifyError`]'s message is safe to show (statuses and reasons, never a credential).
     pub async fn identify(
         &self,
         platform: &Platform,
         credentials: &BTreeMap<String, String>,
-    ) -> Result<Identified, String> {
-        let request = self
-            .build_request(platform, credentials)
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Identified, IdentifyError> {
+        let request = self.build_request(platform, credentials)?;
         let response = request
             .send()
             .await
-            .map_err(|err| unreachable_message(&err))?;
+            .map_err(|err| IdentifyError::Unreachable(err.without_url()))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("the platform's identity call answered {status}"));
+            return Err(IdentifyError::Status(status));
         }
         let body: serde_json::Value = response
             .json()
             .await
-            .map_err(|_| "the platform's identity answer is not JSON".to_owned())?;
+            .map_err(|err| IdentifyError::NotJson(err.without_url()))?;
         Ok(identified(&platform.identity, &body))
     }
 
@@ -1030,6 +1052,35 @@ mod tests {
             outcome.message
         );
         assert!(!outcome.message.contains("sk_test_supersecret"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_identity_call_keeps_its_cause_without_the_url() {
+        let endpoints =
+            PlatformEndpoints::default().with_api_url("stripe", "http://127.0.0.1:9/v1");
+        let err = PlatformClient::new(endpoints)
+            .identify(
+                platform("stripe"),
+                &creds(&[("secretKey", "sk_test_supersecret")]),
+            )
+            .await
+            .unwrap_err();
+        // What a client is shown is unchanged; the HTTP client's error stays underneath for the log.
+        let shown = crate::oauth::OauthError::UserInfo(err);
+        assert_eq!(
+            shown.to_string(),
+            "the platform did not say which account was authorized: could not reach the platform: \
+             the connection failed"
+        );
+        let cause = std::error::Error::source(&shown)
+            .and_then(std::error::Error::source)
+            .expect("the HTTP client's error is kept");
+        assert!(cause.downcast_ref::<reqwest::Error>().is_some());
+        let chain = crate::error_chain(&shown);
+        assert!(
+            !chain.contains("127.0.0.1") && !chain.contains("sk_test"),
+            "{chain}"
+        );
     }
 
     #[test]

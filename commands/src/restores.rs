@@ -37,7 +37,9 @@ pub async fn request_restore(
     request: RestoreRequest,
 ) -> Result<QueuedRestore, CommandError> {
     sources.live(metadata, source_id).await?;
-    let (snapshot, _) = jobs.load(&request.snapshot).await?;
+    // A snapshot that is not a UUID names no job: the job's not-found, as for a missing one.
+    let snapshot_id: listbackup_domain::JobId = crate::typed_id(&request.snapshot)?;
+    let (snapshot, _) = jobs.load(snapshot_id).await?;
     let not_a_backup = |why: &str| CommandError::Domain {
         kind: ErrorKind::Invalid,
         field: Some("snapshot"),
@@ -47,7 +49,7 @@ pub async fn request_restore(
     };
     if snapshot.status() == JobStatus::Queued
         || snapshot.account_id() != metadata.account_id
-        || snapshot.source_id() != source_id.to_string()
+        || snapshot.source_id() != Some(*source_id)
     {
         return Err(not_a_backup("no backup of this source has this id"));
     }

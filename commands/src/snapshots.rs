@@ -21,6 +21,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures::stream::{BoxStream, StreamExt};
+use listbackup_domain::{JobId, SourceId};
 use serde_json::Value;
 
 use crate::artifacts::{JobFiles, JobLocation};
@@ -192,10 +193,6 @@ fn parse_cursor(cursor: &str) -> Result<(i32, i32), SnapshotError> {
     ))
 }
 
-fn uuid(id: &str) -> Option<uuid::Uuid> {
-    uuid::Uuid::parse_str(id).ok()
-}
-
 /// A data file's name in its job's directory.
 fn data_file(data_type: &str) -> String {
     format!("{data_type}.ndjson.gz")
@@ -211,14 +208,12 @@ impl Snapshots {
     pub async fn list(
         &self,
         account_id: &str,
-        source_id: &str,
-        before_job_id: Option<&str>,
+        source_id: SourceId,
+        before_job_id: Option<JobId>,
         limit: i64,
     ) -> Result<(Vec<SnapshotPoint>, bool), SnapshotError> {
-        let Some(source) = uuid(source_id) else {
-            return Ok((Vec::new(), false));
-        };
-        let before = before_job_id.and_then(uuid);
+        let source = *source_id.as_uuid();
+        let before = before_job_id.map(|id| *id.as_uuid());
         let client = self.db.get().await?;
         let rows = client
             .query(
@@ -242,12 +237,10 @@ impl Snapshots {
     pub async fn readable(
         &self,
         account_id: &str,
-        source_id: &str,
-        job_id: &str,
+        source_id: SourceId,
+        job_id: JobId,
     ) -> Result<SnapshotPoint, SnapshotError> {
-        let (Some(source), Some(job)) = (uuid(source_id), uuid(job_id)) else {
-            return Err(SnapshotError::SnapshotNotFound);
-        };
+        let (source, job) = (*source_id.as_uuid(), *job_id.as_uuid());
         let client = self.db.get().await?;
         let row = client
             .query_opt(
@@ -275,12 +268,13 @@ impl Snapshots {
     pub async fn records(
         &self,
         account_id: &str,
-        source_id: &str,
-        job_id: &str,
+        source_id: SourceId,
+        job_id: JobId,
         query: RecordQuery<'_>,
     ) -> Result<RecordPage, SnapshotError> {
         let snapshot = self.readable(account_id, source_id, job_id).await?;
-        let source = uuid(source_id).ok_or(SnapshotError::SnapshotNotFound)?;
+        let source = *source_id.as_uuid();
+        let source_id = &source_id.to_string();
         let (mut after_seq, mut after_ordinal) = match query.cursor {
             Some(cursor) => parse_cursor(cursor)?,
             None => (0, -1),
@@ -370,11 +364,12 @@ impl Snapshots {
     pub async fn versions(
         &self,
         account_id: &str,
-        source_id: &str,
+        source_id: SourceId,
         data_type: &str,
         record_id: &str,
     ) -> Result<Vec<RecordVersion>, SnapshotError> {
-        let source = uuid(source_id).ok_or(SnapshotError::RecordNotFound)?;
+        let source = *source_id.as_uuid();
+        let source_id = &source_id.to_string();
         let client = self.db.get().await?;
         if let Some(at) = crate::data_keys::erased_at(&client, account_id).await? {
             return Err(SnapshotError::Erased { at });
@@ -477,18 +472,18 @@ impl Snapshots {
     pub async fn export(
         &self,
         account_id: &str,
-        source_id: &str,
-        job_id: &str,
+        source_id: SourceId,
+        job_id: JobId,
         format: ExportFormat,
     ) -> Result<BoxStream<'static, Result<Bytes, SnapshotError>>, SnapshotError> {
         let snapshot = self.readable(account_id, source_id, job_id).await?;
-        let source = uuid(source_id).ok_or(SnapshotError::SnapshotNotFound)?;
+        let source = *source_id.as_uuid();
         let jobs = self.jobs_of(source).await?;
         let (writer, reader) = tokio::io::duplex(64 * 1024);
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotError>(1);
         let this = self.clone();
         let account_id = account_id.to_owned();
-        let source_id = source_id.to_owned();
+        let source_id = source_id.to_string();
         tokio::spawn(async move {
             let export = Export {
                 snapshots: &this,
@@ -530,8 +525,12 @@ impl Snapshots {
         job_id: &str,
         data_type: &str,
     ) -> Result<Vec<(String, Value)>, SnapshotError> {
-        let snapshot = self.readable(account_id, source_id, job_id).await?;
-        let source = uuid(source_id).ok_or(SnapshotError::SnapshotNotFound)?;
+        // The restore worker names them by the text its request and its source hold.
+        let (Ok(typed_source), Ok(typed_job)) = (source_id.parse(), job_id.parse()) else {
+            return Err(SnapshotError::SnapshotNotFound);
+        };
+        let snapshot = self.readable(account_id, typed_source, typed_job).await?;
+        let source = *typed_source.as_uuid();
         let jobs = self.jobs_of(source).await?;
         let export = Export {
             snapshots: self,

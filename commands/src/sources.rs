@@ -264,10 +264,10 @@ impl SourceCommands {
     pub async fn active_job(
         &self,
         source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
-    ) -> Result<Option<String>, CommandError> {
+    ) -> Result<Option<listbackup_domain::JobId>, CommandError> {
         let source_id = &source_id.to_id()?;
         let (source, _) = self.bus.load(source_id).await?;
-        Ok(source.active_job().map(str::to_owned))
+        source.active_job().map(crate::typed_id).transpose()
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use listbackup_domain::job::manifest::{Manifest, MANIFEST_FILE as MANIFEST};
 use listbackup_domain::job::Verification;
-use listbackup_domain::ResourceKind;
+use listbackup_domain::{JobId, ResourceKind};
 use sha2::{Digest, Sha256};
 
 use crate::artifacts::{JobFiles, JobLocation};
@@ -46,7 +46,7 @@ impl BackupVerifier {
     pub async fn verify(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
     ) -> Result<(Verification, Committed), CommandError> {
         let (job, _) = self.jobs.load(job_id).await?;
         if job.account_id() != metadata.account_id {
@@ -57,8 +57,8 @@ impl BackupVerifier {
         let expected = job.manifest_sha256().unwrap_or_default().to_owned();
         let location = JobLocation {
             account_id: &metadata.account_id,
-            source_id: job.source_id(),
-            job_id,
+            source_id: &job.source_id().map(|id| id.to_string()).unwrap_or_default(),
+            job_id: &job_id.to_string(),
         };
         let outcome = self.check(location, &expected).await?;
         let committed = self

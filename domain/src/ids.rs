@@ -84,11 +84,80 @@ macro_rules! resource_id {
             }
         }
 
+        impl<'a> postgres_types::FromSql<'a> for $name {
+            /// A `uuid` column, or a text one holding a UUID's text form (the read models' ids); text that is
+            /// not a UUID is an error.
+            fn from_sql(
+                ty: &postgres_types::Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                sql::from_sql(ty, raw).map(Self)
+            }
+
+            fn accepts(ty: &postgres_types::Type) -> bool {
+                sql::accepts(ty)
+            }
+        }
+
+        impl postgres_types::ToSql for $name {
+            /// To a `uuid` parameter as the UUID, to a text one as its hyphenated lower-case form.
+            fn to_sql(
+                &self,
+                ty: &postgres_types::Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                sql::to_sql(&self.0, ty, out)
+            }
+
+            fn accepts(ty: &postgres_types::Type) -> bool {
+                sql::accepts(ty)
+            }
+
+            postgres_types::to_sql_checked!();
+        }
+
         impl ResourceId for $name {
             const KIND: ResourceKind = $kind;
             const AGGREGATE_TYPE: &'static str = $aggregate_type;
         }
     };
+}
+
+/// How every id type reads from and binds to Postgres: a `uuid` (binary, 16 bytes) or a text type
+/// (`text`, `varchar`, … holding the hyphenated form).
+mod sql {
+    use std::error::Error;
+
+    use postgres_types::{FromSql, IsNull, ToSql, Type};
+    use uuid::Uuid;
+
+    type BoxError = Box<dyn Error + Sync + Send>;
+
+    pub(super) fn accepts(ty: &Type) -> bool {
+        *ty == Type::UUID || <&str as FromSql>::accepts(ty)
+    }
+
+    pub(super) fn from_sql(ty: &Type, raw: &[u8]) -> Result<Uuid, BoxError> {
+        if *ty == Type::UUID {
+            Ok(Uuid::from_slice(raw)?)
+        } else {
+            Ok(Uuid::parse_str(<&str as FromSql>::from_sql(ty, raw)?)?)
+        }
+    }
+
+    pub(super) fn to_sql(
+        id: &Uuid,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, BoxError> {
+        if *ty == Type::UUID {
+            out.extend_from_slice(id.as_bytes());
+            Ok(IsNull::No)
+        } else {
+            let mut text = Uuid::encode_buffer();
+            <&str as ToSql>::to_sql(&&*id.hyphenated().encode_lower(&mut text), ty, out)
+        }
+    }
 }
 
 resource_id!(
@@ -146,6 +215,48 @@ mod tests {
         assert!("".parse::<JobId>().is_err());
         assert!(serde_json::from_value::<SourceGroupId>(serde_json::json!("nope")).is_err());
         assert!(serde_json::from_value::<SourceGroupId>(serde_json::json!(7)).is_err());
+    }
+
+    #[test]
+    fn ids_bind_and_read_as_uuid_or_text_columns() {
+        use postgres_types::{FromSql, ToSql, Type};
+        let id: JobId = "0190f5c2-7d3e-7a11-8b2c-0123456789ab".parse().unwrap();
+        let mut out = bytes::BytesMut::new();
+        id.to_sql_checked(&Type::UUID, &mut out).unwrap();
+        assert_eq!(&out[..], id.as_uuid().as_bytes());
+        assert_eq!(JobId::from_sql(&Type::UUID, &out).unwrap(), id);
+        let mut out = bytes::BytesMut::new();
+        id.to_sql_checked(&Type::TEXT, &mut out).unwrap();
+        assert_eq!(&out[..], b"0190f5c2-7d3e-7a11-8b2c-0123456789ab");
+        assert_eq!(JobId::from_sql(&Type::TEXT, &out).unwrap(), id);
+        // A text column holding something else is an error, not an id; other column types are refused.
+        assert!(JobId::from_sql(&Type::TEXT, b"j1").is_err());
+        assert!(!<JobId as ToSql>::accepts(&Type::INT8));
+    }
+
+    /// One stored event per aggregate, as `events.payload` holds it, reads and writes back byte for byte: the
+    /// ids typed in the events (issue 11 §3) keep the stored text (the Job's: `job/tests.rs`).
+    #[test]
+    fn one_stored_event_per_aggregate_writes_back_byte_for_byte() {
+        fn same<E: serde::de::DeserializeOwned + Serialize>(stored: &str) {
+            let event: E = serde_json::from_str(stored).unwrap();
+            assert_eq!(serde_json::to_string(&event).unwrap(), stored);
+        }
+        same::<crate::connection::ConnectionEvent>(
+            r#"{"ConnectionCreated":{"connectionId":"0190f5c2-7d3e-7a11-8b2c-00000000c001","accountId":"acme","platformId":"stripe","name":"Payments","authType":"api_key","settings":{},"credentialFields":["secretKey"],"credential":{"keyId":"k1","fingerprint":"f1"}}}"#,
+        );
+        same::<crate::source::SourceEvent>(
+            r#"{"SyncRequested":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a001","trigger":"manual"}}"#,
+        );
+        same::<crate::source_group::SourceGroupEvent>(
+            r#"{"SourceAddedToGroup":{"sourceId":"0190f5c2-7d3e-7a11-8b2c-00000000b001"}}"#,
+        );
+        same::<crate::job::JobEvent>(
+            r#"{"JobCancelRequested":{"queued":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a001","accountId":"acme","sourceId":"0190f5c2-7d3e-7a11-8b2c-00000000b001"}}}"#,
+        );
+        same::<crate::webhook::WebhookEvent>(
+            r#"{"WebhookCreated":{"webhookId":"0190f5c2-7d3e-7a11-8b2c-00000000e001","accountId":"acme","url":"https://hooks.example.com/lb","events":["job.failed"],"description":null}}"#,
+        );
     }
 
     #[test]

@@ -36,11 +36,16 @@ pub fn decode_cursor(cursor: &str) -> Option<String> {
 }
 
 /// Splits `limit + 1` fetched rows into a page and the cursor to the next one.
-pub fn into_page<T>(mut rows: Vec<T>, limit: i64, id_of: impl Fn(&T) -> &str) -> Page<T> {
+pub fn into_page<T, I: std::fmt::Display>(
+    mut rows: Vec<T>,
+    limit: i64,
+    id_of: impl Fn(&T) -> I,
+) -> Page<T> {
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if has_more {
-        rows.last().map(|last| encode_cursor(id_of(last)))
+        rows.last()
+            .map(|last| encode_cursor(&id_of(last).to_string()))
     } else {
         None
     };
@@ -64,10 +69,10 @@ mod tests {
 
     #[test]
     fn a_full_page_points_to_the_next() {
-        let page = into_page(vec!["c", "b", "a"], 2, |s| s);
+        let page = into_page(vec!["c", "b", "a"], 2, |s| *s);
         assert_eq!(page.items, vec!["c", "b"]);
         assert!(page.next_cursor.is_some());
-        let last = into_page(vec!["a"], 2, |s| s);
+        let last = into_page(vec!["a"], 2, |s| *s);
         assert_eq!(last.next_cursor, None);
     }
 }

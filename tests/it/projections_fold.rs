@@ -88,16 +88,16 @@ fn varied_log(base: DateTime<Utc>) -> Log {
     log.tx(vec![
         (
             "connection",
-            "c1",
-            json!({"ConnectionCreated": {"connectionId": "c1", "accountId": "acme",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c001",
+            json!({"ConnectionCreated": {"connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c001", "accountId": "acme",
             "platformId": "zendesk", "name": "Support", "authType": "api_key",
             "settings": {"subdomain": "acme"}, "credentialFields": ["apiToken", "email"],
             "credential": credential("f1")}}),
         ),
         (
             "connection",
-            "c2",
-            json!({"ConnectionCreated": {"connectionId": "c2", "accountId": "acme",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c002",
+            json!({"ConnectionCreated": {"connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c002", "accountId": "acme",
             "platformId": "shopify", "name": "Shop", "authType": "oauth2", "settings": {},
             "credentialFields": ["accessToken"], "credential": credential("f2"),
             "externalAccount": {"id": "shop-1", "name": "Acme Shop"}}}),
@@ -106,19 +106,19 @@ fn varied_log(base: DateTime<Utc>) -> Log {
     log.tx(vec![
         (
             "connection",
-            "c1",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c001",
             json!({"ConnectionRenamed": {"name": "Zendesk"}}),
         ),
         (
             "connection",
-            "c1",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c001",
             json!({"ConnectionTested": {"ok": true, "latencyMs": 42,
             "message": "ok", "checkedAt": slot(1)}}),
         ),
         (
             "connection",
-            "c3",
-            json!({"ConnectionCreated": {"connectionId": "c3", "accountId": "globex",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c003",
+            json!({"ConnectionCreated": {"connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c003", "accountId": "globex",
             "platformId": "stripe", "name": "Payments", "authType": "api_key", "settings": {},
             "credentialFields": ["secretKey"], "credential": credential("f3")}}),
         ),
@@ -126,118 +126,122 @@ fn varied_log(base: DateTime<Utc>) -> Log {
     log.tx(vec![
         (
             "connection",
-            "c1",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c001",
             json!({"CredentialsReplaced": {"settings": {"subdomain": "acme2"},
             "credentialFields": ["apiToken"], "credential": credential("f4")}}),
         ),
         (
             "connection",
-            "c1",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c001",
             json!({"ConnectionTested": {"ok": false, "latencyMs": 7,
             "message": "401", "checkedAt": slot(2)}}),
         ),
         (
             "connection",
-            "c2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c002",
             json!({"TokenRefreshed": {"expiresAt": slot(3), "credential": credential("f5")}}),
         ),
         (
             "connection",
-            "c2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c002",
             json!({"TokenRefreshFailed": {"reason": "timeout", "permanent": false}}),
         ),
     ]);
     log.tx(vec![
         (
             "connection",
-            "c2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c002",
             json!({"ConnectionReauthRequired": {"reason": "revoked"}}),
         ),
-        ("connection", "c3", json!({"ConnectionDeleted": {}})),
+        (
+            "connection",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c003",
+            json!({"ConnectionDeleted": {}}),
+        ),
     ]);
     log.tx(vec![(
         "connection",
-        "c2",
+        "0190f5c2-7d3e-7a11-8b2c-00000000c002",
         json!({"ConnectionReauthorized": {"settings": {"shop": "acme"}, "credentialFields": ["accessToken"],
             "credential": credential("f6")}}),
     )]);
     // Sources, with schedules, limits, pauses and slots.
     log.tx(vec![
-        ("source", "s1", json!({"SourceCreated": {"sourceId": "s1", "accountId": "acme",
-            "connectionId": "c1", "platformId": "zendesk", "name": "Tickets",
+        ("source", "0190f5c2-7d3e-7a11-8b2c-00000000b001", json!({"SourceCreated": {"sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b001", "accountId": "acme",
+            "connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c001", "platformId": "zendesk", "name": "Tickets",
             "dataTypes": ["tickets", "users"], "schedule": daily, "retentionDays": 30,
             "incremental": true, "keepLast": 3}})),
-        ("source", "s2", json!({"SourceCreated": {"sourceId": "s2", "accountId": "acme",
-            "connectionId": "c2", "platformId": "shopify", "name": "Orders",
+        ("source", "0190f5c2-7d3e-7a11-8b2c-00000000b002", json!({"SourceCreated": {"sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b002", "accountId": "acme",
+            "connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c002", "platformId": "shopify", "name": "Orders",
             "dataTypes": ["orders", "customers"], "schedule": hourly, "retentionDays": 7,
             "incremental": false}})),
-        ("source", "s3", json!({"SourceCreated": {"sourceId": "s3", "accountId": "acme",
-            "connectionId": "c1", "platformId": "zendesk", "name": "Gone",
+        ("source", "0190f5c2-7d3e-7a11-8b2c-00000000b003", json!({"SourceCreated": {"sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b003", "accountId": "acme",
+            "connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c001", "platformId": "zendesk", "name": "Gone",
             "dataTypes": ["tickets"], "schedule": {"frequency": "manual"}, "retentionDays": 1, "incremental": false}})),
     ]);
     log.tx(vec![
         (
             "source",
-            "s1",
+            "0190f5c2-7d3e-7a11-8b2c-00000000b001",
             json!({"SourceUpdated": {"name": "Tickets!", "keepLast": 0, "retentionDays": 60}}),
         ),
         (
             "source",
-            "s1",
-            json!({"SyncRequested": {"jobId": "j1", "trigger": "manual"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+            json!({"SyncRequested": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a001", "trigger": "manual"}}),
         ),
-        ("source", "s3", json!({"SourceDeleted": {}})),
+        ("source", "0190f5c2-7d3e-7a11-8b2c-00000000b003", json!({"SourceDeleted": {}})),
     ]);
     // Groups: members added, removed, a description cleared, a group deleted with its members.
     log.tx(vec![
         (
             "source_group",
-            "g1",
-            json!({"SourceGroupCreated": {"groupId": "g1", "accountId": "acme",
+            "0190f5c2-7d3e-7a11-8b2c-00000000d001",
+            json!({"SourceGroupCreated": {"groupId": "0190f5c2-7d3e-7a11-8b2c-00000000d001", "accountId": "acme",
             "name": "All", "description": "everything"}}),
         ),
         (
             "source_group",
-            "g1",
-            json!({"SourceAddedToGroup": {"sourceId": "s1"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000d001",
+            json!({"SourceAddedToGroup": {"sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b001"}}),
         ),
         (
             "source_group",
-            "g1",
-            json!({"SourceAddedToGroup": {"sourceId": "s2"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000d001",
+            json!({"SourceAddedToGroup": {"sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b002"}}),
         ),
         (
             "source_group",
-            "g1",
-            json!({"SourceAddedToGroup": {"sourceId": "s3"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000d001",
+            json!({"SourceAddedToGroup": {"sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b003"}}),
         ),
         (
             "source_group",
-            "g2",
-            json!({"SourceGroupCreated": {"groupId": "g2", "accountId": "acme",
+            "0190f5c2-7d3e-7a11-8b2c-00000000d002",
+            json!({"SourceGroupCreated": {"groupId": "0190f5c2-7d3e-7a11-8b2c-00000000d002", "accountId": "acme",
             "name": "Temp"}}),
         ),
         (
             "source_group",
-            "g2",
-            json!({"SourceAddedToGroup": {"sourceId": "s1"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000d002",
+            json!({"SourceAddedToGroup": {"sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b001"}}),
         ),
     ]);
     log.tx(vec![
         (
             "source_group",
-            "g1",
-            json!({"SourceRemovedFromGroup": {"sourceId": "s3"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000d001",
+            json!({"SourceRemovedFromGroup": {"sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b003"}}),
         ),
         (
             "source_group",
-            "g1",
+            "0190f5c2-7d3e-7a11-8b2c-00000000d001",
             json!({"SourceGroupUpdated": {"name": "Most", "description": null}}),
         ),
         (
             "source_group",
-            "g2",
-            json!({"SourceGroupDeleted": {"sourceIds": ["s1"]}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000d002",
+            json!({"SourceGroupDeleted": {"sourceIds": ["0190f5c2-7d3e-7a11-8b2c-00000000b001"]}}),
         ),
     ]);
     // Job j1: started, progress, one data type backed up and one failed: partial; then held, released,
@@ -245,42 +249,50 @@ fn varied_log(base: DateTime<Utc>) -> Log {
     log.tx(vec![
         (
             "job",
-            "j1",
-            json!({"JobStarted": {"jobId": "j1", "accountId": "acme", "sourceId": "s1",
-            "connectionId": "c1", "platformId": "zendesk", "trigger": "manual", "attempt": 1,
+            "0190f5c2-7d3e-7a11-8b2c-00000000a001",
+            json!({"JobStarted": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a001", "accountId": "acme", "sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+            "connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c001", "platformId": "zendesk", "trigger": "manual", "attempt": 1,
             "worker": "worker:a", "dataTypes": ["tickets", "users"]}}),
         ),
         (
             "job",
-            "j1",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a001",
             json!({"JobProgressed": {"dataTypesDone": 0, "dataTypesTotal": 2,
             "currentDataType": "tickets", "records": 10, "bytes": 1000}}),
         ),
     ]);
     log.tx(vec![
-        ("job", "j1", json!({"ResourceBackedUp": {"dataType": "tickets", "records": 20, "bytes": 2000,
+        ("job", "0190f5c2-7d3e-7a11-8b2c-00000000a001", json!({"ResourceBackedUp": {"dataType": "tickets", "records": 20, "bytes": 2000,
             "sha256": "aa", "object": "tickets.jsonl.gz"}})),
-        ("job", "j1", json!({"ResourceBackupFailed": {"dataType": "users", "code": "FORBIDDEN",
+        ("job", "0190f5c2-7d3e-7a11-8b2c-00000000a001", json!({"ResourceBackupFailed": {"dataType": "users", "code": "FORBIDDEN",
             "message": "no scope", "retryable": false}})),
-        ("job", "j1", json!({"JobPartiallySucceeded": {"manifest": "m1", "manifestSha256": "mm1",
+        ("job", "0190f5c2-7d3e-7a11-8b2c-00000000a001", json!({"JobPartiallySucceeded": {"manifest": "m1", "manifestSha256": "mm1",
             "records": 20, "bytes": 2000, "failedDataTypes": [{"dataType": "users", "code": "FORBIDDEN",
             "message": "no scope", "retryable": false}]}})),
-        ("source", "s1", json!({"SyncFinished": {"jobId": "j1", "outcome": "partial"}})),
+        ("source", "0190f5c2-7d3e-7a11-8b2c-00000000b001", json!({"SyncFinished": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a001", "outcome": "partial"}})),
     ]);
     log.tx_by(
-        vec![("job", "j1", json!({"BackupHeld": {"reason": "litigation"}}))],
+        vec![(
+            "job",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a001",
+            json!({"BackupHeld": {"reason": "litigation"}}),
+        )],
         "user:bob",
     );
     log.tx(vec![
-        ("job", "j1", json!({"BackupHoldReleased": {}})),
         (
             "job",
-            "j1",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a001",
+            json!({"BackupHoldReleased": {}}),
+        ),
+        (
+            "job",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a001",
             json!({"BackupExpired": {"files": 3, "bytes": 2100}}),
         ),
         (
             "job",
-            "j1",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a001",
             json!({"BackupVerified": {"files": 3, "bytes": 2100}}),
         ),
     ]);
@@ -288,25 +300,25 @@ fn varied_log(base: DateTime<Utc>) -> Log {
     log.tx(vec![
         (
             "source",
-            "s1",
-            json!({"SyncRequested": {"jobId": "j2", "trigger": "schedule", "slot": slot(26)}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+            json!({"SyncRequested": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a002", "trigger": "schedule", "slot": slot(26)}}),
         ),
         (
             "source",
-            "s1",
-            json!({"SyncSkipped": {"slot": slot(50), "activeJobId": "j2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+            json!({"SyncSkipped": {"slot": slot(50), "activeJobId": "0190f5c2-7d3e-7a11-8b2c-00000000a002",
             "reason": "job_in_progress"}}),
         ),
         (
             "job",
-            "j2",
-            json!({"JobStarted": {"jobId": "j2", "accountId": "acme", "sourceId": "s1",
-            "connectionId": "c1", "platformId": "zendesk", "trigger": "schedule", "attempt": 1,
+            "0190f5c2-7d3e-7a11-8b2c-00000000a002",
+            json!({"JobStarted": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a002", "accountId": "acme", "sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+            "connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c001", "platformId": "zendesk", "trigger": "schedule", "attempt": 1,
             "worker": "worker:a", "dataTypes": ["tickets", "users"]}}),
         ),
         (
             "job",
-            "j2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a002",
             json!({"ResourceBackedUp": {"dataType": "tickets", "records": 5, "bytes": 50,
             "sha256": "bb", "object": "t"}}),
         ),
@@ -314,31 +326,31 @@ fn varied_log(base: DateTime<Utc>) -> Log {
     log.tx(vec![
         (
             "job",
-            "j2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a002",
             json!({"JobAttemptStarted": {"attempt": 2, "worker": "worker:b"}}),
         ),
         (
             "job",
-            "j2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a002",
             json!({"ResourceBackedUp": {"dataType": "users", "records": 6, "bytes": 60,
             "sha256": "cc", "object": "u"}}),
         ),
         (
             "job",
-            "j2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a002",
             json!({"JobSucceeded": {"manifest": "m2", "manifestSha256": "mm2", "records": 11,
             "bytes": 110, "cursors": {"tickets": "x"}}}),
         ),
         (
             "job",
-            "j2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a002",
             json!({"BackupCorrupted": {"file": "u", "expected": "cc", "found": "missing"}}),
         ),
-        ("job", "j2", json!({"BackupHeld": {"reason": "audit"}})),
+        ("job", "0190f5c2-7d3e-7a11-8b2c-00000000a002", json!({"BackupHeld": {"reason": "audit"}})),
         (
             "source",
-            "s1",
-            json!({"SyncFinished": {"jobId": "j2", "outcome": "succeeded"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+            json!({"SyncFinished": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a002", "outcome": "succeeded"}}),
         ),
     ]);
     // s2: a retry of chosen data types that fails while queued; a group sync that is cancelled; a paused,
@@ -346,69 +358,69 @@ fn varied_log(base: DateTime<Utc>) -> Log {
     log.tx(vec![
         (
             "source",
-            "s2",
-            json!({"SyncRequested": {"jobId": "j3", "trigger": "retry", "retryOf": "j0",
+            "0190f5c2-7d3e-7a11-8b2c-00000000b002",
+            json!({"SyncRequested": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a003", "trigger": "retry", "retryOf": "0190f5c2-7d3e-7a11-8b2c-00000000a000",
             "dataTypes": ["customers"]}}),
         ),
         (
             "job",
-            "j3",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a003",
             json!({"JobFailed": {"code": "PLATFORM_ERROR", "message": "down", "retryable": true}}),
         ),
         (
             "source",
-            "s2",
-            json!({"SyncFinished": {"jobId": "j3", "outcome": "failed"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000b002",
+            json!({"SyncFinished": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a003", "outcome": "failed"}}),
         ),
         (
             "source",
-            "s2",
-            json!({"SyncRequested": {"jobId": "j4", "trigger": "group", "groupId": "g1"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000b002",
+            json!({"SyncRequested": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a004", "trigger": "group", "groupId": "0190f5c2-7d3e-7a11-8b2c-00000000d001"}}),
         ),
         (
             "job",
-            "j4",
-            json!({"JobStarted": {"jobId": "j4", "accountId": "acme", "sourceId": "s2",
-            "connectionId": "c2", "platformId": "shopify", "trigger": "group", "attempt": 1,
+            "0190f5c2-7d3e-7a11-8b2c-00000000a004",
+            json!({"JobStarted": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a004", "accountId": "acme", "sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b002",
+            "connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c002", "platformId": "shopify", "trigger": "group", "attempt": 1,
             "worker": "worker:a", "dataTypes": ["orders"]}}),
         ),
     ]);
     log.tx(vec![
-        ("job", "j4", json!({"JobCancelRequested": {}})),
-        ("job", "j4", json!({"JobCancelled": {}})),
+        ("job", "0190f5c2-7d3e-7a11-8b2c-00000000a004", json!({"JobCancelRequested": {}})),
+        ("job", "0190f5c2-7d3e-7a11-8b2c-00000000a004", json!({"JobCancelled": {}})),
         (
             "source",
-            "s2",
-            json!({"SyncFinished": {"jobId": "j4", "outcome": "cancelled"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000b002",
+            json!({"SyncFinished": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a004", "outcome": "cancelled"}}),
         ),
-        ("source", "s2", json!({"SourcePaused": {}})),
+        ("source", "0190f5c2-7d3e-7a11-8b2c-00000000b002", json!({"SourcePaused": {}})),
         (
             "source",
-            "s2",
+            "0190f5c2-7d3e-7a11-8b2c-00000000b002",
             json!({"SourceUpdated": {"schedule": {"frequency": "weekly", "time": "03:00",
             "dayOfWeek": "monday"}, "incremental": true, "keepLast": 5}}),
         ),
     ]);
     log.tx(vec![
-        ("source", "s2", json!({"SourceResumed": {}})),
+        ("source", "0190f5c2-7d3e-7a11-8b2c-00000000b002", json!({"SourceResumed": {}})),
         // A job whose queued row never was (no SyncRequested): kept visible by its JobStarted.
         (
             "job",
-            "j5",
-            json!({"JobStarted": {"jobId": "j5", "accountId": "acme", "sourceId": "s2",
-            "connectionId": "c2", "platformId": "shopify", "trigger": "manual", "attempt": 1,
+            "0190f5c2-7d3e-7a11-8b2c-00000000a005",
+            json!({"JobStarted": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a005", "accountId": "acme", "sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b002",
+            "connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c002", "platformId": "shopify", "trigger": "manual", "attempt": 1,
             "worker": "worker:c", "dataTypes": ["orders", "customers"]}}),
         ),
         (
             "job",
-            "j5",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a005",
             json!({"JobProgressed": {"dataTypesDone": 1, "dataTypesTotal": 2,
             "records": 3, "bytes": 30}}),
         ),
         (
             "source",
-            "s1",
-            json!({"SyncRequested": {"jobId": "j6", "trigger": "manual"}}),
+            "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+            json!({"SyncRequested": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a006", "trigger": "manual"}}),
         ),
     ]);
     log
@@ -500,7 +512,12 @@ async fn the_live_projector_a_replay_and_a_rebuild_fold_the_same_rows() {
     let live = snapshot(&client).await;
 
     // What the fold must give, checked on the live tables (so the comparisons below compare real work).
-    let j1 = row(&live, "read_jobs", "job_id", "j1");
+    let j1 = row(
+        &live,
+        "read_jobs",
+        "job_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000a001",
+    );
     assert_eq!(j1["status"], "partial");
     assert_eq!(j1["error"]["code"], "FORBIDDEN");
     assert_eq!(j1["hold"], Value::Null, "released");
@@ -509,7 +526,12 @@ async fn the_live_projector_a_replay_and_a_rebuild_fold_the_same_rows() {
     assert_eq!(j1["data_types"][0]["status"], "done");
     assert_eq!(j1["data_types"][1]["status"], "failed");
     assert_eq!(j1["progress"]["dataTypesDone"], 2);
-    let j2 = row(&live, "read_jobs", "job_id", "j2");
+    let j2 = row(
+        &live,
+        "read_jobs",
+        "job_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000a002",
+    );
     assert_eq!(
         (j2["status"].as_str(), j2["attempt"].as_i64()),
         (Some("succeeded"), Some(2))
@@ -521,61 +543,127 @@ async fn the_live_projector_a_replay_and_a_rebuild_fold_the_same_rows() {
         "earlier attempt's"
     );
     assert_eq!(j2["data_types"][1]["records"], 6);
-    let j3 = row(&live, "read_jobs", "job_id", "j3");
+    let j3 = row(
+        &live,
+        "read_jobs",
+        "job_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000a003",
+    );
     assert_eq!(
         (j3["status"].as_str(), j3["retry_of"].as_str()),
-        (Some("failed"), Some("j0"))
+        (Some("failed"), Some("0190f5c2-7d3e-7a11-8b2c-00000000a000"))
     );
     assert_eq!(j3["data_types"][0]["name"], "customers");
-    let j4 = row(&live, "read_jobs", "job_id", "j4");
+    let j4 = row(
+        &live,
+        "read_jobs",
+        "job_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000a004",
+    );
     assert_eq!(
         (j4["status"].as_str(), j4["group_id"].as_str()),
-        (Some("cancelled"), Some("g1"))
+        (
+            Some("cancelled"),
+            Some("0190f5c2-7d3e-7a11-8b2c-00000000d001")
+        )
     );
     assert_eq!(
-        row(&live, "read_jobs", "job_id", "j5")["progress"]["records"],
+        row(
+            &live,
+            "read_jobs",
+            "job_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a005"
+        )["progress"]["records"],
         3
     );
-    assert_eq!(row(&live, "read_jobs", "job_id", "j6")["status"], "queued");
-    let s1 = row(&live, "read_sources", "source_id", "s1");
-    assert_eq!(s1["last_job_id"], "j6");
+    assert_eq!(
+        row(
+            &live,
+            "read_jobs",
+            "job_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a006"
+        )["status"],
+        "queued"
+    );
+    let s1 = row(
+        &live,
+        "read_sources",
+        "source_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+    );
+    assert_eq!(s1["last_job_id"], "0190f5c2-7d3e-7a11-8b2c-00000000a006");
     assert_eq!(s1["keep_last"], Value::Null, "keepLast 0 removes the limit");
     assert_eq!(s1["retention_days"], 60);
     assert_eq!(s1["last_skipped_slot"], s1["last_scheduled_slot"]);
     assert!(s1["next_scheduled_at"].is_string());
-    let s2 = row(&live, "read_sources", "source_id", "s2");
+    let s2 = row(
+        &live,
+        "read_sources",
+        "source_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000b002",
+    );
     assert_eq!(
         (s2["status"].as_str(), s2["keep_last"].as_i64()),
         (Some("active"), Some(5))
     );
     assert!(s2["next_scheduled_at"].is_string(), "resumed: {s2}");
     assert_eq!(
-        row(&live, "read_sources", "source_id", "s3")["status"],
+        row(
+            &live,
+            "read_sources",
+            "source_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000b003"
+        )["status"],
         "deleted"
     );
-    let c1 = row(&live, "read_connections", "connection_id", "c1");
+    let c1 = row(
+        &live,
+        "read_connections",
+        "connection_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000c001",
+    );
     assert_eq!(
         (c1["name"].as_str(), c1["credential_fingerprint"].as_str()),
         (Some("Zendesk"), Some("f4"))
     );
     assert_eq!(c1["last_test"]["ok"], false);
-    let c2 = row(&live, "read_connections", "connection_id", "c2");
+    let c2 = row(
+        &live,
+        "read_connections",
+        "connection_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000c002",
+    );
     assert_eq!(c2["status"], "active");
     assert_eq!(
         c2["external_account"]["id"], "shop-1",
         "kept by a reauthorization that names none"
     );
     assert_eq!(
-        row(&live, "read_connections", "connection_id", "c3")["status"],
+        row(
+            &live,
+            "read_connections",
+            "connection_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000c003"
+        )["status"],
         "deleted"
     );
-    let g1 = row(&live, "read_source_groups", "group_id", "g1");
+    let g1 = row(
+        &live,
+        "read_source_groups",
+        "group_id",
+        "0190f5c2-7d3e-7a11-8b2c-00000000d001",
+    );
     assert_eq!(
         (g1["name"].as_str(), &g1["description"]),
         (Some("Most"), &Value::Null)
     );
     assert_eq!(
-        row(&live, "read_source_groups", "group_id", "g2")["status"],
+        row(
+            &live,
+            "read_source_groups",
+            "group_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000d002"
+        )["status"],
         "deleted"
     );
     let members: Vec<(String, String)> = live
@@ -590,7 +678,16 @@ async fn the_live_projector_a_replay_and_a_rebuild_fold_the_same_rows() {
         .collect();
     assert_eq!(
         members,
-        [("g1".into(), "s1".into()), ("g1".into(), "s2".into())]
+        [
+            (
+                "0190f5c2-7d3e-7a11-8b2c-00000000d001".into(),
+                "0190f5c2-7d3e-7a11-8b2c-00000000b001".into()
+            ),
+            (
+                "0190f5c2-7d3e-7a11-8b2c-00000000d001".into(),
+                "0190f5c2-7d3e-7a11-8b2c-00000000b002".into()
+            )
+        ]
     );
 
     // Replay: the whole log applied again from its start changes nothing.
@@ -655,7 +752,12 @@ async fn two_projectors_racing_apply_each_event_once() {
     assert_eq!(folded, events, "every event applied once, by one of them");
     let live = snapshot(&client).await;
     assert_eq!(
-        row(&live, "read_jobs", "job_id", "j6")["status"],
+        row(
+            &live,
+            "read_jobs",
+            "job_id",
+            "0190f5c2-7d3e-7a11-8b2c-00000000a006"
+        )["status"],
         "queued",
         "the last transaction is in"
     );

@@ -47,7 +47,7 @@ impl NatsNames {
     }
 
     /// `<prefix>.progress.<jobId>`: fine-grained job progress on core NATS.
-    pub fn progress_subject(&self, job_id: &str) -> String {
+    pub fn progress_subject(&self, job_id: listbackup_domain::JobId) -> String {
         format!("{}.progress.{job_id}", self.prefix)
     }
 

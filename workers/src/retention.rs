@@ -270,7 +270,11 @@ impl RetentionSweeper {
                     continue;
                 }
             };
-            match self.jobs.expire(&metadata, &job_id, files, bytes).await {
+            let expired = async {
+                let id = listbackup_commands::IdArg::to_id(job_id.as_str())?;
+                self.jobs.expire(&metadata, id, files, bytes).await
+            };
+            match expired.await {
                 Ok(committed) if committed.events > 0 => {
                     // The kept snapshots read the moved versions elsewhere before the files go; should this
                     // fail, the files stay and a later sweep (`purge_unfinished`) plans again.

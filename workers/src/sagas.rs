@@ -330,7 +330,8 @@ impl SourceSagas {
         let Some(job_id) = self.sources.active_job(source_id).await? else {
             return Ok(());
         };
-        match self.jobs.request_cancel(metadata, &job_id, source_id).await {
+        let source = listbackup_commands::IdArg::to_id(source_id)?;
+        match self.jobs.request_cancel(metadata, job_id, source).await {
             Ok(committed) => {
                 if committed.events > 0 {
                     tracing::info!(%source_id, %job_id, "the deleted source's job was asked to stop");

@@ -67,7 +67,7 @@ impl BackgroundVerifier {
         );
         let (outcome, _) = self
             .verifier
-            .verify(&metadata, &job_id)
+            .verify(&metadata, job_id)
             .await
             .map_err(|e| e.to_string())?;
         match &outcome {

@@ -544,13 +544,13 @@ fn as_of_error(err: AsOfError) -> ApiError {
     }
 }
 
-/// Which resource an as-of GET folds.
+/// Which resource an as-of GET folds, by its id.
 #[derive(Debug, Clone, Copy)]
 pub enum Resource {
-    Connection,
-    Source,
-    SourceGroup,
-    Job,
+    Connection(listbackup_domain::ConnectionId),
+    Source(listbackup_domain::SourceId),
+    SourceGroup(listbackup_domain::SourceGroupId),
+    Job(listbackup_domain::JobId),
 }
 
 /// The resource as it stood at `point`, with its version then as `ETag`.
@@ -558,34 +558,33 @@ pub async fn resource_as_of(
     state: &AppState,
     principal: &Principal,
     resource: Resource,
-    id: &str,
     point: AsOf,
 ) -> Result<HttpResponse, ApiError> {
     let mut client = state.db.get().await?;
     let account = principal.account_id.as_str();
     let found = match resource {
-        Resource::Connection => as_of::connection(&mut client, account, id, point)
+        Resource::Connection(id) => as_of::connection(&mut client, account, id, point)
             .await
             .map_err(as_of_error)?
             .map(|t| (serde_json::to_value(&t.view), t.version)),
-        Resource::Source => as_of::source(&mut client, account, id, point)
+        Resource::Source(id) => as_of::source(&mut client, account, id, point)
             .await
             .map_err(as_of_error)?
             .map(|t| (serde_json::to_value(&t.view), t.version)),
-        Resource::SourceGroup => as_of::source_group(&mut client, account, id, point)
+        Resource::SourceGroup(id) => as_of::source_group(&mut client, account, id, point)
             .await
             .map_err(as_of_error)?
             .map(|t| (serde_json::to_value(&t.view), t.version)),
-        Resource::Job => as_of::job(&mut client, account, id, point)
+        Resource::Job(id) => as_of::job(&mut client, account, id, point)
             .await
             .map_err(as_of_error)?
             .map(|t| (serde_json::to_value(&t.view), t.version)),
     };
     let what = match resource {
-        Resource::Connection => ResourceKind::Connection,
-        Resource::Source => ResourceKind::Source,
-        Resource::SourceGroup => ResourceKind::SourceGroup,
-        Resource::Job => ResourceKind::Job,
+        Resource::Connection(_) => ResourceKind::Connection,
+        Resource::Source(_) => ResourceKind::Source,
+        Resource::SourceGroup(_) => ResourceKind::SourceGroup,
+        Resource::Job(_) => ResourceKind::Job,
     }
     .noun();
     match found {

@@ -162,7 +162,7 @@ pub async fn create(
             let view = read_back::<ConnectionView>(
                 &state,
                 &principal.account_id,
-                &connection_id.to_string(),
+                connection_id,
                 committed.version,
             )
             .await?
@@ -229,14 +229,13 @@ pub async fn get(
         return crate::routes::audit::resource_as_of(
             &state,
             &principal,
-            crate::routes::audit::Resource::Connection,
-            &id.to_string(),
+            crate::routes::audit::Resource::Connection(id),
             point,
         )
         .await;
     }
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id.to_string())
+    let view = read::get(&client, &principal.account_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
@@ -275,7 +274,7 @@ pub async fn update(
         Some(submitted) => {
             // The platform is needed to check the fields: look it up in what this account can see.
             let client = state.db.get().await?;
-            let current = read::get(&client, &principal.account_id, &id.to_string())
+            let current = read::get(&client, &principal.account_id, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
             let platform = platform::find(&current.platform_id)
@@ -299,14 +298,9 @@ pub async fn update(
             credentials,
         )
         .await?;
-    let view = read_back::<ConnectionView>(
-        &state,
-        &principal.account_id,
-        &id.to_string(),
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
+    let view = read_back::<ConnectionView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Connection))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -336,13 +330,7 @@ pub async fn remove(
         params.cascade.unwrap_or(false),
     )
     .await?;
-    read_back::<ConnectionView>(
-        &state,
-        &principal.account_id,
-        &id.to_string(),
-        committed.version,
-    )
-    .await?;
+    read_back::<ConnectionView>(&state, &principal.account_id, id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -377,13 +365,8 @@ pub async fn test(
         .connections
         .test(&metadata(&req, &principal), &id)
         .await?;
-    read_back::<ConnectionView>(
-        &state,
-        &principal.account_id,
-        &id.to_string(),
-        outcome.committed.version,
-    )
-    .await?;
+    read_back::<ConnectionView>(&state, &principal.account_id, id, outcome.committed.version)
+        .await?;
     Ok(HttpResponse::Ok().json(ConnectionTestResponse {
         ok: outcome.ok,
         checked_at: outcome.checked_at,

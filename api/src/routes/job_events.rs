@@ -59,7 +59,7 @@ pub async fn stream(
             .ok(),
         None => None,
     };
-    let first = current(&state, &principal.account_id, &id.to_string())
+    let first = current(&state, &principal.account_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
@@ -68,14 +68,7 @@ pub async fn stream(
         Some((Ok::<_, actix_web::Error>(frame), receiver))
     });
     let account_id = principal.account_id.clone();
-    actix_web::rt::spawn(follow(
-        state,
-        account_id,
-        id.to_string(),
-        first,
-        progress,
-        sender,
-    ));
+    actix_web::rt::spawn(follow(state, account_id, id, first, progress, sender));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         // Intermediaries must neither cache nor buffer a live stream.
@@ -87,7 +80,7 @@ pub async fn stream(
 async fn current(
     state: &AppState,
     account_id: &str,
-    job_id: &str,
+    job_id: JobId,
 ) -> Result<Option<JobView>, ApiError> {
     let client = state.db.get().await?;
     Ok(read::get(&client, account_id, job_id).await?)
@@ -112,7 +105,7 @@ fn job_frame(event: &str, job: &JobView) -> Bytes {
 async fn follow(
     state: web::Data<AppState>,
     account_id: String,
-    job_id: String,
+    job_id: JobId,
     first: JobView,
     mut progress: Option<async_nats::Subscriber>,
     client: mpsc::Sender<Bytes>,
@@ -139,7 +132,7 @@ async fn follow(
                 }
             },
             _ = poll.tick() => {
-                match current(&state, &account_id, &job_id).await {
+                match current(&state, &account_id, job_id).await {
                     Ok(Some(job)) if job.has_ended() => {
                         let _ = client.send(job_frame("end", &job)).await;
                         return;

@@ -89,9 +89,9 @@ async fn read_back_job(
     version: u64,
 ) -> Result<JobView, ApiError> {
     // The job's row is written in the same projection step as the source's new version.
-    wait_for::<SourceView>(state, &source_id.to_string(), version).await?;
+    wait_for::<SourceView>(state, *source_id, version).await?;
     let client = state.db.get().await?;
-    read::get(&client, &meta.account_id, &job_id.to_string())
+    read::get(&client, &meta.account_id, *job_id)
         .await?
         .ok_or_else(|| ApiError::from_unexpected("a queued job is missing"))
 }
@@ -343,14 +343,13 @@ pub async fn get(
         return crate::routes::audit::resource_as_of(
             &state,
             &principal,
-            crate::routes::audit::Resource::Job,
-            &id.to_string(),
+            crate::routes::audit::Resource::Job(id),
             point,
         )
         .await;
     }
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id.to_string())
+    let view = read::get(&client, &principal.account_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     Ok(HttpResponse::Ok().json(view))
@@ -392,7 +391,7 @@ async fn stored_files(
     id: &JobId,
 ) -> Result<(JobView, Vec<JobFile>), ApiError> {
     let client = state.db.get().await?;
-    let job = read::get(&client, &principal.account_id, &id.to_string())
+    let job = read::get(&client, &principal.account_id, *id)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?;
     drop(client);
@@ -410,8 +409,8 @@ async fn stored_files(
     }
     let location = listbackup_commands::artifacts::JobLocation {
         account_id: &principal.account_id,
-        source_id: &job.source_id,
-        job_id: &job.job_id,
+        source_id: &job.source_id.to_string(),
+        job_id: &job.job_id.to_string(),
     };
     let manifest = store
         .manifest(location)
@@ -521,8 +520,8 @@ pub async fn download(
     };
     let location = listbackup_commands::artifacts::JobLocation {
         account_id: &principal.account_id,
-        source_id: &job.source_id,
-        job_id: &job.job_id,
+        source_id: &job.source_id.to_string(),
+        job_id: &job.job_id.to_string(),
     };
     // An erased account's backups are ciphertext whose key is destroyed (issue 13 §2).
     let client = state.db.get().await?;
@@ -597,7 +596,7 @@ pub async fn retry(
     let id = path.get()?;
     let job = {
         let client = state.db.get().await?;
-        read::get(&client, &principal.account_id, &id.to_string())
+        read::get(&client, &principal.account_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?
     };
@@ -626,9 +625,14 @@ pub async fn retry(
         group_id: None,
         data_types: plan.data_types,
     };
-    // The read model's ids are text (issue 11 §3: typed read-model rows are next).
-    let source_id: SourceId = job.source_id.parse().map_err(ApiError::from_unexpected)?;
-    let view = queue(&state, &metadata(&req, &principal), &source_id, sync, None).await?;
+    let view = queue(
+        &state,
+        &metadata(&req, &principal),
+        &job.source_id,
+        sync,
+        None,
+    )
+    .await?;
     Ok(accepted(view))
 }
 
@@ -639,11 +643,11 @@ async fn connection_evidence(
     account_id: &str,
     job: &JobView,
 ) -> Result<ConnectionEvidence, ApiError> {
-    let Some(connection) = read_connections::get(client, account_id, &job.connection_id).await?
+    let Some(connection) = read_connections::get(client, account_id, job.connection_id).await?
     else {
         return Ok(ConnectionEvidence::default());
     };
-    let fixed_at = read_connections::credentials_fixed_at(client, &job.connection_id).await?;
+    let fixed_at = read_connections::credentials_fixed_at(client, job.connection_id).await?;
     Ok(ConnectionEvidence {
         active: connection.status == "active",
         fixed_since_job_ended: match (fixed_at, job.finished_at) {
@@ -670,16 +674,16 @@ pub async fn cancel(
     let id = path.get()?;
     let job = {
         let client = state.db.get().await?;
-        read::get(&client, &principal.account_id, &id.to_string())
+        read::get(&client, &principal.account_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found(ResourceKind::Job))?
     };
     // The aggregate refuses a job that has ended (it may have ended after the read above).
     let committed = state
         .jobs
-        .request_cancel(&metadata(&req, &principal), &id.to_string(), &job.source_id)
+        .request_cancel(&metadata(&req, &principal), id, job.source_id)
         .await?;
-    let view = job_at(&state, &principal, &id.to_string(), committed.version).await?;
+    let view = job_at(&state, &principal, id, committed.version).await?;
     Ok(HttpResponse::Accepted().json(view))
 }
 
@@ -694,7 +698,7 @@ pub struct PlaceHold {
 async fn job_at(
     state: &AppState,
     principal: &Principal,
-    id: &str,
+    id: JobId,
     version: u64,
 ) -> Result<JobView, ApiError> {
     read_back::<JobView>(state, &principal.account_id, id, version)
@@ -704,7 +708,11 @@ async fn job_at(
 
 /// The job of this account that holds a backup, from the read model: another account's is the one 404, a
 /// job that is not succeeded or partial a 409 (a queued job has no stream for the aggregate to answer).
-async fn owned_job(state: &AppState, principal: &Principal, id: &str) -> Result<JobView, ApiError> {
+async fn owned_job(
+    state: &AppState,
+    principal: &Principal,
+    id: JobId,
+) -> Result<JobView, ApiError> {
     let client = state.db.get().await?;
     let job = read::get(&client, &principal.account_id, id)
         .await?
@@ -736,13 +744,12 @@ pub async fn place_hold(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let id = path.get()?;
-    owned_job(&state, &principal, &id.to_string()).await?;
+    owned_job(&state, &principal, id).await?;
     let committed = state
         .jobs
-        .place_hold(&metadata(&req, &principal), &id.to_string(), &body.reason)
+        .place_hold(&metadata(&req, &principal), id, &body.reason)
         .await?;
-    Ok(HttpResponse::Ok()
-        .json(job_at(&state, &principal, &id.to_string(), committed.version).await?))
+    Ok(HttpResponse::Ok().json(job_at(&state, &principal, id, committed.version).await?))
 }
 
 /// Releases the backup's hold (`BackupHoldReleased`, with who): retention applies to it again → 200 with
@@ -760,13 +767,12 @@ pub async fn release_hold(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let id = path.get()?;
-    owned_job(&state, &principal, &id.to_string()).await?;
+    owned_job(&state, &principal, id).await?;
     let committed = state
         .jobs
-        .release_hold(&metadata(&req, &principal), &id.to_string())
+        .release_hold(&metadata(&req, &principal), id)
         .await?;
-    Ok(HttpResponse::Ok()
-        .json(job_at(&state, &principal, &id.to_string(), committed.version).await?))
+    Ok(HttpResponse::Ok().json(job_at(&state, &principal, id, committed.version).await?))
 }
 
 /// What `POST /jobs/{id}/verify` found.
@@ -811,18 +817,16 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let id = path.get()?;
-    owned_job(&state, &principal, &id.to_string()).await?;
+    owned_job(&state, &principal, id).await?;
     let Some(verifier) = &state.verifier else {
         return Err(ApiError::new(
             crate::error::ErrorCode::Unavailable,
             "backup storage is not configured",
         ));
     };
-    let (outcome, committed) = verifier
-        .verify(&metadata(&req, &principal), &id.to_string())
-        .await?;
+    let (outcome, committed) = verifier.verify(&metadata(&req, &principal), id).await?;
     // Read-your-writes: the job's `verification` shows this outcome to a GET that follows.
-    job_at(&state, &principal, &id.to_string(), committed.version).await?;
+    job_at(&state, &principal, id, committed.version).await?;
     let result = match outcome {
         listbackup_domain::job::Verification::Verified { files, bytes } => VerifyResult {
             job_id: id.to_string(),

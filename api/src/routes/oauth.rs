@@ -227,7 +227,7 @@ pub async fn callback(
     let view: ConnectionView = read_back(
         &state,
         &connected.account_id,
-        &connected.connection_id,
+        connected.connection_id,
         connected.version,
     )
     .await?
@@ -235,7 +235,7 @@ pub async fn callback(
     if let Some(url) = &connected.return_url {
         return Ok(see_other(with_query(
             url,
-            &[("connectionId", connected.connection_id.as_str())],
+            &[("connectionId", connected.connection_id.to_string().as_str())],
         )));
     }
     let status = if connected.reconnected {

@@ -193,14 +193,12 @@ async fn owned_source(
     state: &AppState,
     principal: &Principal,
     id: &SourceId,
-) -> Result<String, ApiError> {
-    // The snapshot use cases and read models hold ids as text (issue 11 §3: they are next).
-    let id = id.to_string();
+) -> Result<SourceId, ApiError> {
     let client = state.db.get().await?;
-    read_sources::get(&client, &principal.account_id, &id, Utc::now())
+    read_sources::get(&client, &principal.account_id, *id, Utc::now())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
-    Ok(id)
+    Ok(*id)
 }
 
 /// A path segment that PostgreSQL text can hold, or a 400 naming it.
@@ -236,8 +234,9 @@ pub async fn list(
     let (points, more) = snapshots(&state)?
         .list(
             &principal.account_id,
-            &source_id,
-            page.before_id.as_deref(),
+            source_id,
+            // A cursor naming no job (not a UUID) starts from the newest, as before.
+            page.before_id.as_deref().and_then(|id| id.parse().ok()),
             page.limit,
         )
         .await?;
@@ -275,10 +274,10 @@ pub async fn records(
         &resource_id(&raw_source, ResourceKind::Source)?,
     )
     .await?;
-    let job_id = resource_id::<JobId>(&raw_job, ResourceKind::Snapshot)?.to_string();
+    let job_id = resource_id::<JobId>(&raw_job, ResourceKind::Snapshot)?;
     let snapshots = snapshots(&state)?;
     let snapshot = snapshots
-        .readable(&principal.account_id, &source_id, &job_id)
+        .readable(&principal.account_id, source_id, job_id)
         .await?;
     let mut errors = Vec::new();
     // Validated as a page request's limit; the cursor is the snapshot's own (checked by the use case).
@@ -309,8 +308,8 @@ pub async fn records(
     let page = snapshots
         .records(
             &principal.account_id,
-            &source_id,
-            &job_id,
+            source_id,
+            job_id,
             RecordQuery {
                 data_type,
                 q: params.q.as_deref(),
@@ -353,7 +352,7 @@ pub async fn versions(
     text_segment("dataType", &data_type)?;
     text_segment("recordId", &record_id)?;
     let versions = snapshots(&state)?
-        .versions(&principal.account_id, &source_id, &data_type, &record_id)
+        .versions(&principal.account_id, source_id, &data_type, &record_id)
         .await?;
     Ok(HttpResponse::Ok().json(RecordVersionList {
         record_id,
@@ -389,9 +388,9 @@ pub async fn export(
         Some("csv") => ExportFormat::Csv,
         Some(_) => return Err(ApiError::field("format", "must be ndjson or csv")),
     };
-    let job_id = resource_id::<JobId>(&raw_job, ResourceKind::Snapshot)?.to_string();
+    let job_id = resource_id::<JobId>(&raw_job, ResourceKind::Snapshot)?;
     let stream = snapshots(&state)?
-        .export(&principal.account_id, &source_id, &job_id, format)
+        .export(&principal.account_id, source_id, job_id, format)
         .await?;
     let name = match format {
         ExportFormat::Ndjson => "ndjson",

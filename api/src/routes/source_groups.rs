@@ -113,7 +113,7 @@ pub async fn create(
             let view = read_back::<SourceGroupView>(
                 &state,
                 &principal.account_id,
-                &group_id.to_string(),
+                group_id,
                 committed.version,
             )
             .await?
@@ -165,14 +165,13 @@ pub async fn get(
         return crate::routes::audit::resource_as_of(
             &state,
             &principal,
-            crate::routes::audit::Resource::SourceGroup,
-            &id.to_string(),
+            crate::routes::audit::Resource::SourceGroup(id),
             point,
         )
         .await;
     }
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id.to_string())
+    let view = read::get(&client, &principal.account_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
@@ -216,14 +215,9 @@ pub async fn update(
             description,
         )
         .await?;
-    let view = read_back::<SourceGroupView>(
-        &state,
-        &principal.account_id,
-        &id.to_string(),
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
+    let view = read_back::<SourceGroupView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -246,7 +240,7 @@ pub async fn remove(
         .source_groups
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for::<SourceGroupView>(&state, &id.to_string(), committed.version).await?;
+    wait_for::<SourceGroupView>(&state, id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -271,14 +265,9 @@ pub async fn add_source(
         .source_groups
         .add_source(&metadata(&req, &principal), &id, &source_id, expected)
         .await?;
-    let view = read_back::<SourceGroupView>(
-        &state,
-        &principal.account_id,
-        &id.to_string(),
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
+    let view = read_back::<SourceGroupView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::SourceGroup))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -303,7 +292,7 @@ pub async fn remove_source(
         .source_groups
         .remove_source(&metadata(&req, &principal), &id, &source_id, expected)
         .await?;
-    wait_for::<SourceGroupView>(&state, &id.to_string(), committed.version).await?;
+    wait_for::<SourceGroupView>(&state, id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -325,7 +314,7 @@ pub async fn list_sources(
         return Err(ApiError::validation(errors));
     }
     let client = state.db.get().await?;
-    if !read::exists(&client, &principal.account_id, &id.to_string()).await? {
+    if !read::exists(&client, &principal.account_id, id).await? {
         return Err(ApiError::not_found(ResourceKind::SourceGroup));
     }
     let filter = SourceFilter {

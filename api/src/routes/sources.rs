@@ -264,7 +264,7 @@ pub async fn create(
             let view = read_back::<SourceView>(
                 &state,
                 &principal.account_id,
-                &source_id.to_string(),
+                source_id,
                 committed.version,
             )
             .await?
@@ -334,14 +334,13 @@ pub async fn get(
         return crate::routes::audit::resource_as_of(
             &state,
             &principal,
-            crate::routes::audit::Resource::Source,
-            &id.to_string(),
+            crate::routes::audit::Resource::Source(id),
             point,
         )
         .await;
     }
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id.to_string(), Utc::now())
+    let view = read::get(&client, &principal.account_id, id, Utc::now())
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
     Ok(with_etag(&view, view.version))
@@ -369,14 +368,9 @@ pub async fn update(
         .sources
         .update(&metadata(&req, &principal), &id, expected, changes)
         .await?;
-    let view = read_back::<SourceView>(
-        &state,
-        &principal.account_id,
-        &id.to_string(),
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
+    let view = read_back::<SourceView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Source))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -399,7 +393,7 @@ pub async fn remove(
         .sources
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for::<SourceView>(&state, &id.to_string(), committed.version).await?;
+    wait_for::<SourceView>(&state, id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -431,12 +425,8 @@ pub async fn test(
     .await?;
     // Read-your-writes: the connection's next GET shows this test.
     let connection_id = &outcome.connection_id;
-    wait_for::<ConnectionView>(
-        &state,
-        &connection_id.to_string(),
-        outcome.connection.committed.version,
-    )
-    .await?;
+    wait_for::<ConnectionView>(&state, *connection_id, outcome.connection.committed.version)
+        .await?;
     let data_types = outcome
         .data_types
         .into_iter()

@@ -166,7 +166,7 @@ pub async fn create(
             let view = read_back::<WebhookView>(
                 &state,
                 &principal.account_id,
-                &webhook_id.to_string(),
+                webhook_id,
                 created.committed.version,
             )
             .await?
@@ -215,7 +215,7 @@ pub async fn get(
     principal.require_read()?;
     let id = path.get()?;
     let client = state.db.get().await?;
-    let view = read::get(&client, &principal.account_id, &id.to_string())
+    let view = read::get(&client, &principal.account_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     Ok(with_etag(&view, view.version))
@@ -269,14 +269,9 @@ pub async fn update(
             description,
         )
         .await?;
-    let view = read_back::<WebhookView>(
-        &state,
-        &principal.account_id,
-        &id.to_string(),
-        committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
+    let view = read_back::<WebhookView>(&state, &principal.account_id, id, committed.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     Ok(with_etag(&view, view.version))
 }
 
@@ -299,7 +294,7 @@ pub async fn remove(
         .webhooks
         .delete(&metadata(&req, &principal), &id, expected)
         .await?;
-    wait_for::<WebhookView>(&state, &id.to_string(), committed.version).await?;
+    wait_for::<WebhookView>(&state, id, committed.version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -323,14 +318,10 @@ pub async fn rotate_secret(
         .webhooks
         .rotate_secret(&metadata(&req, &principal), &id, expected)
         .await?;
-    let webhook = read_back::<WebhookView>(
-        &state,
-        &principal.account_id,
-        &id.to_string(),
-        rotated.committed.version,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
+    let webhook =
+        read_back::<WebhookView>(&state, &principal.account_id, id, rotated.committed.version)
+            .await?
+            .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     let version = webhook.version;
     Ok(with_etag(
         &WebhookWithSecret {
@@ -383,7 +374,7 @@ pub async fn deliveries(
         return Err(ApiError::validation(errors));
     }
     let client = state.db.get().await?;
-    let page = read::deliveries(&client, &principal.account_id, &id.to_string(), &page)
+    let page = read::deliveries(&client, &principal.account_id, id, &page)
         .await?
         .ok_or_else(|| ApiError::not_found(ResourceKind::Webhook))?;
     Ok(HttpResponse::Ok().json(DeliveryList {

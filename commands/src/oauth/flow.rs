@@ -15,7 +15,7 @@ use super::tokens::{self, IssuedTokens};
 use super::{OauthError, OauthService};
 use crate::bus::CommandError;
 use crate::metadata::EventMetadata;
-use crate::platform_client::Identified;
+use crate::platform_client::{Identified, IdentifyError};
 use crate::vault::SecretCredentials;
 
 /// Vault field names of an OAuth connection, next to `accessToken`.
@@ -63,7 +63,7 @@ pub struct CallbackParams {
 /// A completed authorization.
 #[derive(Debug, Clone)]
 pub struct Connected {
-    pub connection_id: String,
+    pub connection_id: listbackup_domain::ConnectionId,
     pub account_id: String,
     pub version: u64,
     pub return_url: Option<String>,
@@ -332,7 +332,8 @@ impl OauthService {
             .collect();
         match &pending.connection_id {
             None => {
-                let connection_id = uuid::Uuid::now_v7().to_string();
+                let id = listbackup_domain::ConnectionId::new();
+                let connection_id = id.to_string();
                 let name = default_name(pending.name.as_deref(), platform, &external);
                 // ConnectionCreated follows at once and its commit flushes this one.
                 let credential = self
@@ -354,16 +355,7 @@ impl OauthService {
                         external_account: Some(external),
                     },
                 };
-                let committed = match self
-                    .bus
-                    .execute(
-                        &crate::typed_id::<listbackup_domain::ConnectionId>(&connection_id)?,
-                        command,
-                        &metadata,
-                        None,
-                    )
-                    .await
-                {
+                let committed = match self.bus.execute(&id, command, &metadata, None).await {
                     Ok(committed) => committed,
                     Err(err) => {
                         // Nothing may be left behind: the fresh connection id is referenced by no event.
@@ -377,7 +369,7 @@ impl OauthService {
                 self.track_tokens(&pending.account_id, &connection_id, platform.id, &issued)
                     .await?;
                 Ok(Connected {
-                    connection_id,
+                    connection_id: id,
                     account_id: pending.account_id.clone(),
                     version: committed.version,
                     return_url: pending.return_url.clone(),
@@ -386,12 +378,8 @@ impl OauthService {
             }
             Some(connection_id) => {
                 // Check before the vault is touched: a refused reconnect must not replace working tokens.
-                let (connection, _) = self
-                    .bus
-                    .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
-                        connection_id,
-                    )?)
-                    .await?;
+                let id: listbackup_domain::ConnectionId = crate::typed_id(connection_id)?;
+                let (connection, _) = self.bus.load(&id).await?;
                 if !connection.is_live_for(&pending.account_id)
                     || connection.platform_id() != platform.id
                 {
@@ -430,20 +418,12 @@ impl OauthService {
                         external_account: Some(external),
                     },
                 };
-                let committed = self
-                    .bus
-                    .execute(
-                        &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
-                        command,
-                        &metadata,
-                        None,
-                    )
-                    .await?;
+                let committed = self.bus.execute(&id, command, &metadata, None).await?;
                 self.track_tokens(&pending.account_id, connection_id, platform.id, &issued)
                     .await?;
                 lock.release().await;
                 Ok(Connected {
-                    connection_id: connection_id.clone(),
+                    connection_id: id,
                     account_id: pending.account_id.clone(),
                     version: committed.version,
                     return_url: pending.return_url.clone(),
@@ -523,18 +503,14 @@ impl OauthService {
                             .map(str::to_owned)
                     })
                     .or_else(|| name.clone())
-                    .ok_or_else(|| {
-                        OauthError::UserInfo("no account id in the user-info answer".into())
-                    })?;
+                    .ok_or(OauthError::UserInfo(IdentifyError::NoAccountId))?;
                 Ok(ExternalAccount {
                     name: name.unwrap_or_else(|| id.clone()),
                     id,
                 })
             }
-            Ok(Identified::Anonymous) => Err(OauthError::UserInfo(
-                "the platform treated the access token as anonymous".into(),
-            )),
-            Err(message) => Err(OauthError::UserInfo(message)),
+            Ok(Identified::Anonymous) => Err(OauthError::UserInfo(IdentifyError::Anonymous)),
+            Err(err) => Err(OauthError::UserInfo(err)),
         }
     }
 }

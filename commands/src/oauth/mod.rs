@@ -149,7 +149,7 @@ pub enum OauthError {
     #[error("the platform's token endpoint refused the authorization: {0}")]
     TokenExchange(#[source] tokens::TokenError),
     #[error("the platform did not say which account was authorized: {0}")]
-    UserInfo(String),
+    UserInfo(#[source] crate::platform_client::IdentifyError),
     #[error(transparent)]
     Command(#[from] CommandError),
     /// The OAuth state store or the server's own OAuth configuration failed (a 500 whose details stay in the

@@ -9,7 +9,7 @@ use super::{
     DataTypeFailure, JobCommand, JobEvent, JobKind, JobTrigger, QueuedJob, AGGREGATE_TYPE,
 };
 use crate::error::{DomainError, ErrorKind};
-use crate::AccountOwned;
+use crate::{AccountOwned, JobId, SourceId};
 
 /// Where a job is in its life: the one status type of the domain, the read model (`read_jobs.status`, the
 /// `status` of `GET /jobs/{id}`) and the `?status=` filter. A job is `queued` from its source's
@@ -93,9 +93,10 @@ impl fmt::Display for JobStatus {
 /// The state a job needs to decide on commands; the read model holds what is shown.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Job {
-    id: String,
+    /// `None` until the stream names its job (its first event).
+    id: Option<JobId>,
     account_id: String,
-    source_id: String,
+    source_id: Option<SourceId>,
     status: JobStatus,
     attempt: u32,
     worker: String,
@@ -212,16 +213,18 @@ impl DomainError for JobError {
 }
 
 impl Job {
-    pub fn id(&self) -> &str {
-        &self.id
+    /// The job's id; `None` for an empty stream (a job still queued, or none at all).
+    pub fn id(&self) -> Option<JobId> {
+        self.id
     }
 
     pub fn status(&self) -> JobStatus {
         self.status
     }
 
-    pub fn source_id(&self) -> &str {
-        &self.source_id
+    /// The job's source; `None` for an empty stream.
+    pub fn source_id(&self) -> Option<SourceId> {
+        self.source_id
     }
 
     /// 1 for the first run, incremented by every redelivery that runs the job again; 0 before it started.
@@ -755,9 +758,9 @@ impl Aggregate for Job {
                 ..
             } => {
                 self.kind = kind;
-                self.id = job_id;
+                self.id = Some(job_id);
                 self.account_id = account_id;
-                self.source_id = source_id;
+                self.source_id = Some(source_id);
                 self.attempt = attempt;
                 self.worker = worker;
                 self.data_types = data_types;
@@ -802,17 +805,17 @@ impl Aggregate for Job {
             }
             JobEvent::JobFailed { queued, .. } => {
                 if let Some(queued) = queued {
-                    self.id = queued.job_id;
+                    self.id = Some(queued.job_id);
                     self.account_id = queued.account_id;
-                    self.source_id = queued.source_id;
+                    self.source_id = Some(queued.source_id);
                 }
                 self.status = JobStatus::Failed;
             }
             JobEvent::JobCancelRequested { queued } => {
                 if let Some(queued) = queued {
-                    self.id = queued.job_id;
+                    self.id = Some(queued.job_id);
                     self.account_id = queued.account_id;
-                    self.source_id = queued.source_id;
+                    self.source_id = Some(queued.source_id);
                 }
                 self.cancel_requested = true;
             }

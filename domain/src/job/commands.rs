@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use super::{JobErrorCode, JobTrigger, QueuedJob};
 use crate::platform::PlatformId;
 use crate::values::AccountId;
+use crate::{ConnectionId, JobId, SourceId};
 
 /// What may be asked of a job. Each carries the caller's account: a job answers only to its own.
 #[derive(Debug, Clone)]
@@ -11,14 +12,14 @@ pub enum JobCommand {
     /// same or another worker, conflicts, which is how a duplicated or redelivered message is recognised.
     Start {
         /// The id `SyncRequested` chose for the job (UUID v7); also the aggregate id.
-        job_id: String,
+        job_id: JobId,
         account_id: AccountId,
-        source_id: String,
-        connection_id: String,
+        source_id: SourceId,
+        connection_id: ConnectionId,
         platform_id: PlatformId,
         trigger: JobTrigger,
         /// Required with `trigger: Retry`, refused with any other trigger.
-        retry_of: Option<String>,
+        retry_of: Option<JobId>,
         worker: String,
         data_types: Vec<String>,
         /// A backup, or a restore (whose request the worker read from the source's `RestoreRequested`).
@@ -110,8 +111,8 @@ pub enum JobCommand {
         account_id: AccountId,
         /// The job's id and source: recorded only when the job is still queued (its stream is empty), so the
         /// stream knows whose it is. The caller checked that the queued job is this account's (read model).
-        job_id: String,
-        source_id: String,
+        job_id: JobId,
+        source_id: SourceId,
     },
     /// A job whose cancellation was requested has stopped. Not fenced by worker: the outcome is the same
     /// whoever confirms it, and the run receiving a redelivered message of such a job (which it must not run

@@ -2,6 +2,7 @@ use cqrs_es::DomainEvent;
 use std::collections::BTreeMap;
 
 use super::{JobErrorCode, JobKind};
+use crate::{ConnectionId, JobId, SourceId};
 use serde::{Deserialize, Serialize};
 
 /// What happened to a job.
@@ -11,15 +12,15 @@ pub enum JobEvent {
     /// same job are [`JobEvent::JobAttemptStarted`].
     #[serde(rename_all = "camelCase")]
     JobStarted {
-        job_id: String,
+        job_id: JobId,
         account_id: String,
-        source_id: String,
-        connection_id: String,
+        source_id: SourceId,
+        connection_id: ConnectionId,
         platform_id: String,
         trigger: JobTrigger,
         /// The failed or cancelled job this one retries (`trigger: retry` only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        retry_of: Option<String>,
+        retry_of: Option<JobId>,
         attempt: u32,
         /// The worker running this attempt (`worker:<id>` in the event metadata's actor as well).
         worker: String,
@@ -191,9 +192,9 @@ impl JobTrigger {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueuedJob {
-    pub job_id: String,
+    pub job_id: JobId,
     pub account_id: String,
-    pub source_id: String,
+    pub source_id: SourceId,
 }
 
 impl DomainEvent for JobEvent {

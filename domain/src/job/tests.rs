@@ -8,8 +8,25 @@ use crate::error::{DomainError, ErrorKind};
 use crate::platform::PlatformId;
 use crate::values::AccountId;
 use crate::AccountOwned;
+use crate::{ConnectionId, JobId, SourceId};
 
 type JobTest = TestFramework<Job>;
+
+const J1_TEXT: &str = "0190f5c2-7d3e-7a11-8b2c-00000000a001";
+const S1_TEXT: &str = "0190f5c2-7d3e-7a11-8b2c-00000000b001";
+const C1_TEXT: &str = "0190f5c2-7d3e-7a11-8b2c-00000000c001";
+const J1: JobId = JobId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000a001,
+));
+const J0: JobId = JobId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000a000,
+));
+const S1: SourceId = SourceId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000b001,
+));
+const C1: ConnectionId = ConnectionId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000c001,
+));
 
 fn account(raw: &str) -> AccountId {
     AccountId::parse(raw).unwrap()
@@ -26,17 +43,17 @@ fn start(worker: &str) -> JobCommand {
 fn start_with(
     worker: &str,
     trigger: JobTrigger,
-    retry_of: Option<&str>,
+    retry_of: Option<JobId>,
     data_types: &[&str],
 ) -> JobCommand {
     JobCommand::Start {
-        job_id: "j1".into(),
+        job_id: J1,
         account_id: acme(),
-        source_id: "s1".into(),
-        connection_id: "c1".into(),
+        source_id: S1,
+        connection_id: C1,
         platform_id: PlatformId::parse("stripe").unwrap(),
         trigger,
-        retry_of: retry_of.map(str::to_owned),
+        retry_of,
         worker: worker.into(),
         data_types: data_types.iter().map(|d| d.to_string()).collect(),
         kind: JobKind::Backup,
@@ -45,10 +62,10 @@ fn start_with(
 
 fn started() -> JobEvent {
     JobEvent::JobStarted {
-        job_id: "j1".into(),
+        job_id: J1,
         account_id: "acme".into(),
-        source_id: "s1".into(),
-        connection_id: "c1".into(),
+        source_id: S1,
+        connection_id: C1,
         platform_id: "stripe".into(),
         trigger: JobTrigger::Manual,
         retry_of: None,
@@ -133,9 +150,9 @@ fn failed() -> JobEvent {
 
 fn queued_job(account_id: &str) -> QueuedJob {
     QueuedJob {
-        job_id: "j1".into(),
+        job_id: J1,
         account_id: account_id.into(),
-        source_id: "s1".into(),
+        source_id: S1,
     }
 }
 
@@ -163,8 +180,8 @@ fn given_up(queued: Option<QueuedJob>) -> JobEvent {
 fn request_cancel() -> JobCommand {
     JobCommand::RequestCancel {
         account_id: acme(),
-        job_id: "j1".into(),
-        source_id: "s1".into(),
+        job_id: J1,
+        source_id: S1,
     }
 }
 
@@ -337,7 +354,7 @@ fn a_retry_job_records_what_it_retries() {
         .when(start_with(
             "w1",
             JobTrigger::Retry,
-            Some("j0"),
+            Some(J0),
             &["customers", "invoices"],
         ))
         .then_expect_events(vec![JobEvent::JobStarted {
@@ -347,7 +364,7 @@ fn a_retry_job_records_what_it_retries() {
             connection_id,
             platform_id,
             trigger: JobTrigger::Retry,
-            retry_of: Some("j0".into()),
+            retry_of: Some(J0),
             attempt,
             worker,
             data_types,
@@ -366,7 +383,7 @@ fn retry_of_goes_with_the_retry_trigger_only() {
         .when(start_with(
             "w1",
             JobTrigger::Schedule,
-            Some("j0"),
+            Some(J0),
             &["customers"],
         ))
         .then_expect_error(JobError::RetryOfMismatch);
@@ -513,8 +530,8 @@ fn the_system_gives_up_on_a_job_that_never_started_and_it_never_starts() {
     job.apply(given_up(Some(queued_job("acme"))));
     assert_eq!(job.status(), JobStatus::Failed);
     assert_eq!(job.owner_account(), Some("acme"));
-    assert_eq!(job.id(), "j1");
-    assert_eq!(job.source_id(), "s1");
+    assert_eq!(job.id(), Some(J1));
+    assert_eq!(job.source_id(), Some(S1));
     assert_eq!(job.attempt(), 0, "no attempt ever ran");
     JobTest::with(())
         .given(vec![given_up(Some(queued_job("acme")))])
@@ -740,9 +757,9 @@ fn a_job_is_not_cancelled_without_a_request() {
 fn cancelling_a_queued_job_cancels_it_at_once_and_it_never_starts() {
     let queued = JobEvent::JobCancelRequested {
         queued: Some(QueuedJob {
-            job_id: "j1".into(),
+            job_id: J1,
             account_id: "acme".into(),
-            source_id: "s1".into(),
+            source_id: S1,
         }),
     };
     JobTest::with(())
@@ -760,7 +777,7 @@ fn cancelling_a_queued_job_cancels_it_at_once_and_it_never_starts() {
     job.apply(JobEvent::JobCancelled {});
     assert_eq!(job.status(), JobStatus::Cancelled);
     assert_eq!(job.owner_account(), Some("acme"));
-    assert_eq!(job.source_id(), "s1");
+    assert_eq!(job.source_id(), Some(S1));
 }
 
 #[test]
@@ -819,8 +836,8 @@ fn another_account_cannot_tell_the_job_exists() {
         },
         JobCommand::RequestCancel {
             account_id: account("intruder"),
-            job_id: "j1".into(),
-            source_id: "s1".into(),
+            job_id: J1,
+            source_id: S1,
         },
         JobCommand::Restart {
             account_id: account("intruder"),
@@ -842,7 +859,7 @@ fn the_state_follows_the_events() {
     job.apply(started());
     assert_eq!(job.status(), JobStatus::Running);
     assert_eq!(job.owner_account(), Some("acme"));
-    assert_eq!(job.id(), "j1");
+    assert_eq!(job.id(), Some(J1));
     assert_eq!(job.attempt(), 1);
     assert_eq!(job.worker(), "w1");
     assert_eq!(job.data_types(), ["customers", "invoices"]);
@@ -864,13 +881,30 @@ fn the_state_follows_the_events() {
 
 // ---- the wire format --------------------------------------------------------------------------------------
 
+/// The ids typed in the events (issue 11 §3) read and write exactly the text stored before: the payload of a
+/// stored `JobStarted` and a system-failed `JobFailed`, as `events.payload` holds them, read and written
+/// back byte for byte.
+#[test]
+fn typed_ids_keep_the_stored_events_byte_for_byte() {
+    let stored = [
+        r#"{"JobStarted":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a001","accountId":"acme","sourceId":"0190f5c2-7d3e-7a11-8b2c-00000000b001","connectionId":"0190f5c2-7d3e-7a11-8b2c-00000000c001","platformId":"stripe","trigger":"retry","retryOf":"0190f5c2-7d3e-7a11-8b2c-00000000a000","attempt":1,"worker":"w1","dataTypes":["customers"]}}"#,
+        r#"{"JobFailed":{"code":"DELIVERY_EXHAUSTED","message":"gone","retryable":true,"queued":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a001","accountId":"acme","sourceId":"0190f5c2-7d3e-7a11-8b2c-00000000b001"}}}"#,
+    ];
+    for text in stored {
+        let event: JobEvent = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&event).unwrap(), text);
+    }
+    // A stored id that is not a UUID names no job: the event does not read (no such event was ever written).
+    assert!(serde_json::from_str::<JobEvent>(&stored[1].replace(J1_TEXT, "j1")).is_err());
+}
+
 #[test]
 fn events_are_camel_case_and_externally_tagged() {
     let json = serde_json::to_value(started()).unwrap();
     assert_eq!(
         json,
         serde_json::json!({"JobStarted": {
-            "jobId": "j1", "accountId": "acme", "sourceId": "s1", "connectionId": "c1",
+            "jobId": J1_TEXT, "accountId": "acme", "sourceId": S1_TEXT, "connectionId": C1_TEXT,
             "platformId": "stripe", "trigger": "manual", "attempt": 1, "worker": "w1",
             "dataTypes": ["customers", "invoices"]
         }})
@@ -888,7 +922,7 @@ fn events_are_camel_case_and_externally_tagged() {
     );
     assert_eq!(
         serde_json::to_value(given_up(Some(queued_job("acme")))).unwrap()["JobFailed"]["queued"],
-        serde_json::json!({"jobId": "j1", "accountId": "acme", "sourceId": "s1"})
+        serde_json::json!({"jobId": J1_TEXT, "accountId": "acme", "sourceId": S1_TEXT})
     );
     assert_eq!(
         serde_json::to_value(JobEvent::JobCancelled {}).unwrap(),

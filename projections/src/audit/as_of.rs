@@ -156,7 +156,7 @@ pub struct Then<T> {
 pub async fn connection(
     client: &mut Object,
     account_id: &str,
-    id: &str,
+    id: listbackup_domain::ConnectionId,
     as_of: AsOf,
 ) -> Result<Option<Then<ConnectionView>>, AsOfError> {
     let bound = resolve(&**client as &tokio_postgres::Client, as_of).await?;
@@ -164,7 +164,7 @@ pub async fn connection(
     fold(
         &tx,
         listbackup_domain::connection::AGGREGATE_TYPE,
-        &[id.to_owned()],
+        &[id.to_string()],
         &bound,
     )
     .await?;
@@ -180,7 +180,7 @@ pub async fn connection(
 pub async fn source(
     client: &mut Object,
     account_id: &str,
-    id: &str,
+    id: listbackup_domain::SourceId,
     as_of: AsOf,
 ) -> Result<Option<Then<SourceView>>, AsOfError> {
     let bound = resolve(&**client as &tokio_postgres::Client, as_of).await?;
@@ -188,7 +188,7 @@ pub async fn source(
     fold(
         &tx,
         listbackup_domain::source::AGGREGATE_TYPE,
-        &[id.to_owned()],
+        &[id.to_string()],
         &bound,
     )
     .await?;
@@ -221,7 +221,7 @@ pub async fn source(
 pub async fn source_group(
     client: &mut Object,
     account_id: &str,
-    id: &str,
+    id: listbackup_domain::SourceGroupId,
     as_of: AsOf,
 ) -> Result<Option<Then<SourceGroupView>>, AsOfError> {
     let bound = resolve(&**client as &tokio_postgres::Client, as_of).await?;
@@ -229,7 +229,7 @@ pub async fn source_group(
     fold(
         &tx,
         listbackup_domain::source_group::AGGREGATE_TYPE,
-        &[id.to_owned()],
+        &[id.to_string()],
         &bound,
     )
     .await?;
@@ -262,7 +262,7 @@ pub async fn source_group(
 pub async fn job(
     client: &mut Object,
     account_id: &str,
-    id: &str,
+    id: listbackup_domain::JobId,
     as_of: AsOf,
 ) -> Result<Option<Then<JobView>>, AsOfError> {
     // Which source the job belongs to, from the real read model (before the temporary tables hide it).
@@ -288,7 +288,7 @@ pub async fn job(
     fold(
         &tx,
         listbackup_domain::job::AGGREGATE_TYPE,
-        &[id.to_owned()],
+        &[id.to_string()],
         &bound,
     )
     .await?;

@@ -44,7 +44,7 @@ pub struct ExternalAccountView {
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionView {
     #[schema(value_type = String, format = Uuid)]
-    pub connection_id: String,
+    pub connection_id: listbackup_domain::ConnectionId,
     pub platform_id: String,
     pub name: String,
     /// `oauth2` or `api_key`.
@@ -239,7 +239,7 @@ pub struct ConnectionFilter {
 pub async fn get(
     client: &impl GenericClient,
     account_id: &str,
-    connection_id: &str,
+    connection_id: listbackup_domain::ConnectionId,
 ) -> Result<Option<ConnectionView>, ReadError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM read_connections \
@@ -256,7 +256,7 @@ pub async fn get(
 /// `PUT /connections/{id}` sees it.
 pub async fn credentials_fixed_at(
     client: &impl GenericClient,
-    connection_id: &str,
+    connection_id: listbackup_domain::ConnectionId,
 ) -> Result<Option<DateTime<Utc>>, ReadError> {
     let row = statements::query_one(
         client,
@@ -273,7 +273,7 @@ pub async fn credentials_fixed_at(
 
 pub async fn projected_version(
     client: &impl GenericClient,
-    connection_id: &str,
+    connection_id: listbackup_domain::ConnectionId,
 ) -> Result<Option<i64>, ReadError> {
     let row = statements::query_opt(
         client,
@@ -313,6 +313,6 @@ pub async fn list(
     .await?;
     let views = rows.iter().map(ConnectionView::from_row).collect();
     Ok(into_page(views, page.limit, |v: &ConnectionView| {
-        v.connection_id.as_str()
+        v.connection_id
     }))
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::Row;
 
+use listbackup_domain::{ConnectionId, JobId, SourceGroupId, SourceId};
+
 use super::{Header, Rows, Table};
 use crate::pagination::{into_page, Page, PageRequest};
 use crate::ReadError;
@@ -22,23 +24,23 @@ use crate::ReadError;
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
     #[schema(value_type = String, format = Uuid)]
-    pub job_id: String,
+    pub job_id: JobId,
     #[schema(value_type = String, format = Uuid)]
-    pub source_id: String,
+    pub source_id: SourceId,
     #[schema(value_type = String, format = Uuid)]
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub platform_id: String,
     /// `manual`, `schedule`, `group` or `retry`.
     pub trigger: String,
     #[schema(value_type = Option<String>, format = Uuid)]
-    pub group_id: Option<String>,
+    pub group_id: Option<SourceGroupId>,
     /// `queued`, `running`, `succeeded`, `partial` (some data types backed up, the others failed: their
     /// files and the manifest are kept, see `dataTypes`), `failed` or `cancelled`.
     pub status: JobStatus,
     /// 0 while queued, then the attempt running or last run.
     pub attempt: i32,
     #[schema(value_type = Option<String>, format = Uuid)]
-    pub retry_of: Option<String>,
+    pub retry_of: Option<JobId>,
     pub progress: JobProgress,
     pub data_types: Vec<JobDataType>,
     /// `{code, message, retryable}` of a failed job, or of a partial job's failed data types summed up (the
@@ -472,6 +474,8 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
     {
         let progress = json!({"dataTypesTotal": data_types.len(), "dataTypesDone": 0,
                               "records": 0, "bytes": 0});
+        // The rows are keyed and held by the ids' stored text, as the events' headers name them.
+        let job_id = job_id.to_string();
         match rows.jobs.get_mut(&job_id) {
             Some(row) => {
                 if row.version < seq {
@@ -488,14 +492,14 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
                 let row = JobRow {
                     job_id: job_id.clone(),
                     account_id,
-                    source_id,
-                    connection_id,
+                    source_id: source_id.to_string(),
+                    connection_id: connection_id.to_string(),
                     platform_id,
                     group_id: None,
                     trigger: trigger.as_str().to_owned(),
                     status: "running".into(),
                     attempt: attempt as i32,
-                    retry_of,
+                    retry_of: retry_of.map(|id| id.to_string()),
                     progress,
                     data_types: pending(&data_types),
                     error: None,
@@ -704,7 +708,7 @@ pub struct JobFilter {
 pub async fn get(
     client: &impl GenericClient,
     account_id: &str,
-    job_id: &str,
+    job_id: listbackup_domain::JobId,
 ) -> Result<Option<JobView>, ReadError> {
     let sql = format!("SELECT {COLUMNS} FROM read_jobs WHERE account_id = $1 AND job_id = $2");
     let row = client.query_opt(&sql, &[&account_id, &job_id]).await?;
@@ -714,7 +718,7 @@ pub async fn get(
 /// The Job stream's version the read model has reached (0 while queued; for read-your-writes).
 pub async fn projected_version(
     client: &impl GenericClient,
-    job_id: &str,
+    job_id: listbackup_domain::JobId,
 ) -> Result<Option<i64>, ReadError> {
     let row = client
         .query_opt(
@@ -756,9 +760,7 @@ pub async fn list(
         )
         .await?;
     let views = rows.iter().map(JobView::from_row).collect();
-    Ok(into_page(views, page.limit, |v: &JobView| {
-        v.job_id.as_str()
-    }))
+    Ok(into_page(views, page.limit, |v: &JobView| v.job_id))
 }
 
 /// A source whose stored backups its retention policy may expire some of.
@@ -831,7 +833,7 @@ pub async fn stored_backups(
 /// first, oldest first), with its account. `None` when there is none.
 pub async fn least_recently_verified(
     client: &impl GenericClient,
-) -> Result<Option<(String, String)>, ReadError> {
+) -> Result<Option<(String, listbackup_domain::JobId)>, ReadError> {
     let row = client
         .query_opt(
             "SELECT account_id, job_id FROM read_jobs \
@@ -840,5 +842,5 @@ pub async fn least_recently_verified(
             &[],
         )
         .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }

@@ -452,41 +452,51 @@ mod tests {
         vec![
             event(
                 "source",
-                "s1",
+                "0190f5c2-7d3e-7a11-8b2c-00000000b001",
                 1,
-                json!({"SourceCreated": {"sourceId": "s1", "accountId": "a", "connectionId": "c1",
+                json!({"SourceCreated": {"sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b001", "accountId": "a", "connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c001",
                     "platformId": "stripe", "name": "S", "dataTypes": ["charges"], "schedule": {"frequency": "manual"},
                     "retentionDays": 30, "incremental": false, "keepLast": 2}}),
             ),
             event(
                 "source",
-                "s1",
+                "0190f5c2-7d3e-7a11-8b2c-00000000b001",
                 2,
-                json!({"SyncRequested": {"jobId": "j1", "trigger": "manual"}}),
+                json!({"SyncRequested": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a001", "trigger": "manual"}}),
             ),
             event(
                 "job",
-                "j1",
+                "0190f5c2-7d3e-7a11-8b2c-00000000a001",
                 1,
-                json!({"JobStarted": {"jobId": "j1", "accountId": "a", "sourceId": "s1",
-                    "connectionId": "c1", "platformId": "stripe", "trigger": "manual", "attempt": 1,
+                json!({"JobStarted": {"jobId": "0190f5c2-7d3e-7a11-8b2c-00000000a001", "accountId": "a", "sourceId": "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+                    "connectionId": "0190f5c2-7d3e-7a11-8b2c-00000000c001", "platformId": "stripe", "trigger": "manual", "attempt": 1,
                     "worker": "w", "dataTypes": ["charges", "refunds"]}}),
             ),
             event(
                 "job",
-                "j1",
+                "0190f5c2-7d3e-7a11-8b2c-00000000a001",
                 2,
                 json!({"ResourceBackedUp": {"dataType": "charges", "records": 4, "bytes": 40,
                     "sha256": "x", "object": "o"}}),
             ),
             event(
                 "job",
-                "j1",
+                "0190f5c2-7d3e-7a11-8b2c-00000000a001",
                 3,
                 json!({"JobAttemptStarted": {"attempt": 2, "worker": "w2"}}),
             ),
-            event("job", "j1", 4, json!({"BackupHeld": {"reason": "keep"}})),
-            event("source", "s1", 3, json!({"SourceUpdated": {"keepLast": 0}})),
+            event(
+                "job",
+                "0190f5c2-7d3e-7a11-8b2c-00000000a001",
+                4,
+                json!({"BackupHeld": {"reason": "keep"}}),
+            ),
+            event(
+                "source",
+                "0190f5c2-7d3e-7a11-8b2c-00000000b001",
+                3,
+                json!({"SourceUpdated": {"keepLast": 0}}),
+            ),
         ]
     }
 
@@ -502,16 +512,16 @@ mod tests {
         }
         assert_eq!(once, twice);
 
-        let source = &once.sources["s1"];
+        let source = &once.sources["0190f5c2-7d3e-7a11-8b2c-00000000b001"];
         assert_eq!(
             (
                 source.version,
                 source.keep_last,
                 source.last_job_id.as_deref()
             ),
-            (3, None, Some("j1"))
+            (3, None, Some("0190f5c2-7d3e-7a11-8b2c-00000000a001"))
         );
-        let job = &once.jobs["j1"];
+        let job = &once.jobs["0190f5c2-7d3e-7a11-8b2c-00000000a001"];
         assert_eq!(
             (job.status.as_str(), job.attempt, job.version),
             ("running", 2, 4)
@@ -542,7 +552,8 @@ mod tests {
             started_first.fold_stored(&log[i]).unwrap();
         }
         assert_eq!(
-            started_first.jobs["j1"].queued_at, log[1].recorded_at,
+            started_first.jobs["0190f5c2-7d3e-7a11-8b2c-00000000a001"].queued_at,
+            log[1].recorded_at,
             "queued when requested"
         );
         assert_eq!(started_first, request_first);

@@ -17,7 +17,7 @@ use crate::ReadError;
 #[serde(rename_all = "camelCase")]
 pub struct SourceGroupView {
     #[schema(value_type = String, format = Uuid)]
-    pub group_id: String,
+    pub group_id: listbackup_domain::SourceGroupId,
     pub name: String,
     pub description: Option<String>,
     /// How many live sources the group holds.
@@ -151,7 +151,7 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceGroupEvent
 pub async fn get(
     client: &impl GenericClient,
     account_id: &str,
-    group_id: &str,
+    group_id: listbackup_domain::SourceGroupId,
 ) -> Result<Option<SourceGroupView>, ReadError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM read_source_groups g \
@@ -177,7 +177,7 @@ pub async fn get(
 pub async fn exists(
     client: &impl GenericClient,
     account_id: &str,
-    group_id: &str,
+    group_id: listbackup_domain::SourceGroupId,
 ) -> Result<bool, ReadError> {
     let row = client
         .query_opt(
@@ -192,7 +192,7 @@ pub async fn exists(
 /// The version the read model has reached for a group, deleted or not (for read-your-writes).
 pub async fn projected_version(
     client: &impl GenericClient,
-    group_id: &str,
+    group_id: listbackup_domain::SourceGroupId,
 ) -> Result<Option<i64>, ReadError> {
     let row = client
         .query_opt(
@@ -220,6 +220,6 @@ pub async fn list(
         .await?;
     let views = rows.iter().map(SourceGroupView::from_row).collect();
     Ok(into_page(views, page.limit, |v: &SourceGroupView| {
-        v.group_id.as_str()
+        v.group_id
     }))
 }

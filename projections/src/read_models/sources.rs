@@ -17,9 +17,9 @@ use crate::ReadError;
 #[serde(rename_all = "camelCase")]
 pub struct SourceView {
     #[schema(value_type = String, format = Uuid)]
-    pub source_id: String,
+    pub source_id: listbackup_domain::SourceId,
     #[schema(value_type = String, format = Uuid)]
-    pub connection_id: String,
+    pub connection_id: listbackup_domain::ConnectionId,
     pub platform_id: String,
     pub name: String,
     /// `active` or `paused`.
@@ -54,7 +54,7 @@ pub struct SourceView {
 #[serde(rename_all = "camelCase")]
 pub struct LastJob {
     #[schema(value_type = String, format = Uuid)]
-    pub job_id: String,
+    pub job_id: listbackup_domain::JobId,
     pub status: listbackup_domain::job::JobStatus,
     /// When it ended; `null` while it is queued or running.
     pub finished_at: Option<DateTime<Utc>>,
@@ -88,7 +88,7 @@ impl SourceView {
             None
         };
         let last_job = row
-            .get::<_, Option<String>>("last_job_id")
+            .get::<_, Option<listbackup_domain::JobId>>("last_job_id")
             .map(|job_id| LastJob {
                 job_id,
                 // Written by the jobs model from JobStatus::as_str.
@@ -377,7 +377,7 @@ pub struct SourceFilter {
 pub async fn get(
     client: &impl GenericClient,
     account_id: &str,
-    source_id: &str,
+    source_id: listbackup_domain::SourceId,
     now: DateTime<Utc>,
 ) -> Result<Option<SourceView>, ReadError> {
     let sql = format!(
@@ -391,7 +391,7 @@ pub async fn get(
 /// The version the read model has reached for a source, deleted or not (for read-your-writes).
 pub async fn projected_version(
     client: &impl GenericClient,
-    source_id: &str,
+    source_id: listbackup_domain::SourceId,
 ) -> Result<Option<i64>, ReadError> {
     let row = client
         .query_opt(
@@ -442,17 +442,15 @@ pub async fn list(
         )
         .await?;
     let views = rows.iter().map(|r| SourceView::from_row(r, now)).collect();
-    Ok(into_page(views, page.limit, |v: &SourceView| {
-        v.source_id.as_str()
-    }))
+    Ok(into_page(views, page.limit, |v: &SourceView| v.source_id))
 }
 
 /// Ids of the account's live sources that use `connection_id` (for `DELETE /connections/{id}`).
 pub async fn live_ids_for_connection(
     client: &impl GenericClient,
     account_id: &str,
-    connection_id: &str,
-) -> Result<Vec<String>, ReadError> {
+    connection_id: listbackup_domain::ConnectionId,
+) -> Result<Vec<listbackup_domain::SourceId>, ReadError> {
     let rows = client
         .query(
             "SELECT source_id FROM read_sources \
@@ -461,7 +459,11 @@ pub async fn live_ids_for_connection(
             &[&connection_id, &account_id],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    // A row whose id is not a UUID is an error (a corrupt read model), not a source.
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
 }
 
 /// A source with a schedule slot due, as the scheduler reads it.

@@ -141,7 +141,7 @@ const COLUMNS: &str = "webhook_id, url, events, description, version, created_at
 pub async fn get(
     client: &impl GenericClient,
     account_id: &str,
-    webhook_id: &str,
+    webhook_id: listbackup_domain::WebhookId,
 ) -> Result<Option<WebhookView>, ReadError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM read_webhooks \
@@ -157,7 +157,7 @@ pub async fn get(
 /// The version the read model has reached for a webhook, deleted or not (for read-your-writes).
 pub async fn projected_version(
     client: &impl GenericClient,
-    webhook_id: &str,
+    webhook_id: listbackup_domain::WebhookId,
 ) -> Result<Option<i64>, ReadError> {
     let row = client
         .query_opt(
@@ -187,7 +187,7 @@ pub async fn list(
         .map(WebhookView::from_row)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(into_page(views, page.limit, |v: &WebhookView| {
-        v.webhook_id.as_str()
+        v.webhook_id.clone()
     }))
 }
 
@@ -254,7 +254,7 @@ pub struct DeliveryView {
 pub async fn deliveries(
     client: &impl GenericClient,
     account_id: &str,
-    webhook_id: &str,
+    webhook_id: listbackup_domain::WebhookId,
     page: &PageRequest,
 ) -> Result<Option<Page<DeliveryView>>, ReadError> {
     if get(client, account_id, webhook_id).await?.is_none() {
@@ -298,6 +298,6 @@ pub async fn deliveries(
         });
     }
     Ok(Some(into_page(views, page.limit, |v: &DeliveryView| {
-        v.delivery_id.as_str()
+        v.delivery_id.clone()
     })))
 }

@@ -30,7 +30,7 @@ use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures::StreamExt;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::{JobErrorCode, JobStatus};
-use listbackup_domain::ErrorKind;
+use listbackup_domain::{ErrorKind, JobId, SourceId};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -138,7 +138,7 @@ impl BackupWorker {
         };
         let metadata = system_metadata(&event);
         let job_id = event.payload.job_id();
-        let source_id = event.aggregate_id.as_str();
+        let source_id = event.aggregate_id;
         let (job, _) = self.jobs.load(job_id).await?;
         let message = format!(
             "the job's message was delivered {deliveries} time(s) and no worker recorded an outcome \
@@ -151,7 +151,7 @@ impl BackupWorker {
                 // Never started. Only a job of a live source of this database is ended here: another
                 // database's message (shared NATS) is not ours, and a deleted source's job is cancelled by
                 // the deletion saga.
-                match self.sources.live(&metadata, source_id).await {
+                match self.sources.live(&metadata, &source_id).await {
                     Ok(_) => {}
                     Err(CommandError::Domain {
                         kind: ErrorKind::NotFound,
@@ -165,7 +165,11 @@ impl BackupWorker {
             }
             _ => {
                 // Nothing of the dead attempt may look like a backup.
-                let artifacts = self.store.job(&metadata.account_id, source_id, job_id);
+                let artifacts = self.store.job(
+                    &metadata.account_id,
+                    &source_id.to_string(),
+                    &job_id.to_string(),
+                );
                 artifacts.discard().await.map_err(|e| {
                     CommandError::unavailable("discarding a dead attempt's files failed", e)
                 })?;
@@ -205,8 +209,8 @@ impl BackupWorker {
     pub(super) async fn source_gone(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
-        source_id: &str,
+        job_id: JobId,
+        source_id: SourceId,
         delivered: i64,
     ) -> Result<(), CommandError> {
         let (job, _) = self.jobs.load(job_id).await?;
@@ -222,7 +226,11 @@ impl BackupWorker {
                 source: None,
             });
         }
-        let artifacts = self.store.job(&metadata.account_id, source_id, job_id);
+        let artifacts = self.store.job(
+            &metadata.account_id,
+            &source_id.to_string(),
+            &job_id.to_string(),
+        );
         if let Err(err) = artifacts.discard().await {
             tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt");
         }

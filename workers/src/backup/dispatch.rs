@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::{StreamExt, TryStreamExt};
+use listbackup_domain::JobId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -391,9 +392,11 @@ impl BackupWorker {
     /// message is kept alive meanwhile by the caller's in-progress acks.
     pub(super) async fn claim_connection(
         &self,
-        job_id: &str,
+        job_id: JobId,
         partition: &Partition,
     ) -> Result<(), LeaseError> {
+        let job_id = job_id.to_string();
+        let job_id = job_id.as_str();
         let mut waited = false;
         loop {
             let claimed = self
@@ -420,8 +423,12 @@ impl BackupWorker {
     }
 
     /// Ends this process's lease of the job (best effort: it expires anyway).
-    pub(super) async fn release_connection(&self, job_id: &str) {
-        if let Err(err) = self.leases.release(job_id, &self.process_id).await {
+    pub(super) async fn release_connection(&self, job_id: JobId) {
+        if let Err(err) = self
+            .leases
+            .release(&job_id.to_string(), &self.process_id)
+            .await
+        {
             tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "releasing the backup's lease failed; it will expire");
         }
     }

@@ -17,7 +17,7 @@ use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::{JobErrorCode, JobKind, JobStatus, JobTrigger, RestoreRequest};
 use listbackup_domain::platform::PlatformId;
 use listbackup_domain::source::Source;
-use listbackup_domain::ErrorKind;
+use listbackup_domain::{ErrorKind, JobId, SourceId};
 use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -60,7 +60,8 @@ pub use deliveries::DeliverySettings;
 #[serde(rename_all = "camelCase")]
 struct EventMessage {
     event_id: String,
-    aggregate_id: String,
+    /// The source's id (the stream the request is an event of).
+    aggregate_id: SourceId,
     payload: QueuedJobMessage,
     metadata: serde_json::Value,
 }
@@ -74,10 +75,10 @@ enum QueuedJobMessage {
 }
 
 impl QueuedJobMessage {
-    fn job_id(&self) -> &str {
+    fn job_id(&self) -> JobId {
         match self {
-            Self::Restore(restore) => &restore.job_id,
-            Self::Sync(sync) => &sync.job_id,
+            Self::Restore(restore) => restore.job_id,
+            Self::Sync(sync) => sync.job_id,
         }
     }
 }
@@ -86,7 +87,7 @@ impl QueuedJobMessage {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RestoreRequested {
-    job_id: String,
+    job_id: JobId,
     #[serde(flatten)]
     restore: RestoreRequest,
 }
@@ -94,10 +95,10 @@ struct RestoreRequested {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SyncRequested {
-    job_id: String,
+    job_id: JobId,
     trigger: JobTrigger,
     #[serde(default)]
-    retry_of: Option<String>,
+    retry_of: Option<JobId>,
     /// Only these data types (a retry of the failed ones); absent: the source's.
     #[serde(default)]
     data_types: Option<Vec<String>>,
@@ -181,7 +182,7 @@ impl From<CommandError> for RunFailure {
 struct Run<'a> {
     metadata: &'a EventMetadata,
     worker: &'a str,
-    job_id: &'a str,
+    job_id: JobId,
     attempt: u32,
     platform_id: &'a PlatformId,
     source: &'a Source,
@@ -447,8 +448,8 @@ impl BackupWorker {
             correlation_id: text("correlationId").unwrap_or_else(|| event.event_id.clone()),
             causation_id: event.event_id.clone(),
         };
-        let job_id = event.payload.job_id().to_owned();
-        let source_id = event.aggregate_id.clone();
+        let job_id = event.payload.job_id();
+        let source_id = event.aggregate_id;
         let source = match self.sources.live(&metadata, &source_id).await {
             Ok((source, _)) => source,
             Err(CommandError::Domain {
@@ -457,7 +458,7 @@ impl BackupWorker {
             }) => {
                 // Another database's message (shared NATS), or a source deleted since: nothing to run.
                 return Ok(self
-                    .source_gone(&metadata, &job_id, &source_id, delivered)
+                    .source_gone(&metadata, job_id, source_id, delivered)
                     .await?);
             }
             Err(err) => return Err(err.into()),
@@ -469,7 +470,7 @@ impl BackupWorker {
         let (trigger, retry_of, data_types, kind, restore) = match &event.payload {
             QueuedJobMessage::Sync(sync) => (
                 sync.trigger,
-                sync.retry_of.clone(),
+                sync.retry_of,
                 sync.data_types
                     .clone()
                     .unwrap_or_else(|| source.data_types().to_vec()),
@@ -485,22 +486,26 @@ impl BackupWorker {
             ),
         };
         let start = JobStart {
-            job_id: job_id.clone(),
-            source_id: source_id.clone(),
-            connection_id: source.connection_id().to_owned(),
+            job_id,
+            source_id,
+            connection_id: listbackup_commands::IdArg::to_id(source.connection_id())?,
             platform_id,
             trigger,
             retry_of,
             data_types,
             kind,
         };
-        let artifacts = self.store.job(&metadata.account_id, &source_id, &job_id);
+        let artifacts = self.store.job(
+            &metadata.account_id,
+            &source_id.to_string(),
+            &job_id.to_string(),
+        );
         // The connection's lease first (see `leases`): its platform's rate budget is this process's alone.
         // Interrupted at the end of the shutdown grace: what the run left is the next attempt's to discard
         // (as after a crash), and its lease is released at once rather than left to expire.
         let settled = tokio::select! {
             settled = async {
-                self.claim_connection(&job_id, partition).await.map_err(|e| {
+                self.claim_connection(job_id, partition).await.map_err(|e| {
                     CommandError::unavailable("claiming the connection's lease failed", e)
                 })?;
                 self.start_and_run(
@@ -510,7 +515,7 @@ impl BackupWorker {
             } => settled.map_err(Unsettled::from),
             _ = self.interrupt.cancelled() => Err(Unsettled::Interrupted),
         };
-        self.release_connection(&job_id).await;
+        self.release_connection(job_id).await;
         settled
     }
 
@@ -527,11 +532,7 @@ impl BackupWorker {
         source: &Source,
         restore: Option<&RestoreRequest>,
     ) -> Result<(), CommandError> {
-        let (job_id, source_id, platform_id) = (
-            start.job_id.clone(),
-            start.source_id.clone(),
-            start.platform_id,
-        );
+        let (job_id, source_id, platform_id) = (start.job_id, start.source_id, start.platform_id);
         let attempt = match self.jobs.start(metadata, worker, start).await {
             Ok(_) => 1,
             Err(CommandError::Domain {
@@ -539,7 +540,7 @@ impl BackupWorker {
                 ..
             })
             | Err(CommandError::Concurrency) => {
-                let (job, _) = self.jobs.load(&job_id).await?;
+                let (job, _) = self.jobs.load(job_id).await?;
                 // A redelivery of a job left running: its worker stopped acknowledging, so it is dead or cut
                 // off. Run it again as the next attempt, from a clean directory.
                 if delivered > 1 && job.status() == JobStatus::Running && job.cancel_requested() {
@@ -547,7 +548,7 @@ impl BackupWorker {
                     if let Err(err) = artifacts.discard().await {
                         tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt");
                     }
-                    return match self.jobs.confirm_cancelled(metadata, &job_id).await {
+                    return match self.jobs.confirm_cancelled(metadata, job_id).await {
                         Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
                         Err(err) => Err(err),
                     };
@@ -556,7 +557,7 @@ impl BackupWorker {
                     artifacts.discard().await.map_err(|e| {
                         CommandError::unavailable("discarding a dead attempt's files failed", e)
                     })?;
-                    match self.jobs.restart(metadata, &job_id, worker).await {
+                    match self.jobs.restart(metadata, job_id, worker).await {
                         Ok(_) => job.attempt() + 1,
                         Err(CommandError::Domain { .. }) => return Ok(()),
                         Err(err) => return Err(err),
@@ -573,7 +574,7 @@ impl BackupWorker {
         let run = Run {
             metadata,
             worker,
-            job_id: &job_id,
+            job_id,
             attempt,
             platform_id: &platform_id,
             source,
@@ -583,7 +584,7 @@ impl BackupWorker {
             Some(request) => self.restore(run, request).await,
             None => self.backup(run).await,
         };
-        if outcome.is_err() && self.superseded(&job_id, worker).await? {
+        if outcome.is_err() && self.superseded(job_id, worker).await? {
             // Another run took the job over (this one was presumed dead: paused, partitioned) or the job ended
             // meanwhile. The job's directory is that run's now: discarding it here would delete the files of a
             // backup in progress, so nothing is touched and nothing recorded.
@@ -601,7 +602,7 @@ impl BackupWorker {
                 if let Err(err) = artifacts.discard().await {
                     tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt's artifacts");
                 }
-                match self.jobs.confirm_cancelled(metadata, &job_id).await {
+                match self.jobs.confirm_cancelled(metadata, job_id).await {
                     Ok(_) => {
                         crate::metrics::job_finished(
                             platform_id.as_str(),
@@ -625,7 +626,7 @@ impl BackupWorker {
                     .jobs
                     .fail(
                         metadata,
-                        &job_id,
+                        job_id,
                         Some(worker),
                         failure.code,
                         &failure.message,
@@ -651,12 +652,12 @@ impl BackupWorker {
     }
 
     /// Whether the job is no longer this run's: another attempt's worker runs it, or it has ended.
-    async fn superseded(&self, job_id: &str, worker: &str) -> Result<bool, CommandError> {
+    async fn superseded(&self, job_id: JobId, worker: &str) -> Result<bool, CommandError> {
         let (job, _) = self.jobs.load(job_id).await?;
         Ok(!job.is_run_by(worker))
     }
 
-    async fn cancel_requested(&self, job_id: &str) -> Result<bool, CommandError> {
+    async fn cancel_requested(&self, job_id: JobId) -> Result<bool, CommandError> {
         Ok(self.jobs.load(job_id).await?.0.cancel_requested())
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use listbackup_commands::jobs::{JobCommands, Progress};
 use listbackup_commands::{CommandError, EventMetadata};
+use listbackup_domain::JobId;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -19,7 +20,7 @@ pub const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgressMessage<'a> {
-    pub job_id: &'a str,
+    pub job_id: JobId,
     pub attempt: u32,
     #[serde(flatten)]
     pub progress: &'a Progress,
@@ -34,7 +35,7 @@ pub struct ProgressReporter<'a> {
     subject: String,
     jobs: &'a JobCommands,
     metadata: &'a EventMetadata,
-    job_id: &'a str,
+    job_id: JobId,
     worker: &'a str,
     attempt: u32,
     last_persisted: Option<Instant>,
@@ -47,7 +48,7 @@ impl<'a> ProgressReporter<'a> {
         subject: String,
         jobs: &'a JobCommands,
         metadata: &'a EventMetadata,
-        job_id: &'a str,
+        job_id: JobId,
         worker: &'a str,
         attempt: u32,
     ) -> Self {
@@ -111,7 +112,7 @@ impl<'a> ProgressReporter<'a> {
         if let Err(err) = self.nats.publish(self.subject.clone(), body.into()).await {
             tracing::debug!(
                 error = &err as &dyn std::error::Error,
-                job_id = self.job_id,
+                job_id = %self.job_id,
                 "progress not published"
             );
         }

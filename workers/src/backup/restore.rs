@@ -121,7 +121,11 @@ impl BackupWorker {
         let deadline = tokio::time::Instant::now() + INDEX_WAIT;
         loop {
             match snapshots
-                .readable(&metadata.account_id, source.id(), &request.snapshot)
+                .readable(
+                    &metadata.account_id,
+                    listbackup_commands::IdArg::to_id(source.id())?,
+                    listbackup_commands::IdArg::to_id(request.snapshot.as_str())?,
+                )
                 .await
             {
                 Err(SnapshotError::SnapshotNotFound) if tokio::time::Instant::now() < deadline => {
@@ -388,7 +392,7 @@ impl BackupWorker {
                                 } else if let Err(err) = ids
                                     .record_created(
                                         &self.db,
-                                        (&metadata.account_id, source.id(), job_id),
+                                        (&metadata.account_id, source.id(), &job_id.to_string()),
                                         data_type,
                                         old_id,
                                         &new_key,

@@ -42,7 +42,7 @@ use crate::storage::NdjsonWriter;
 pub(super) struct FilesRun<'a, 'r> {
     pub metadata: &'a EventMetadata,
     pub worker: &'a str,
-    pub job_id: &'a str,
+    pub job_id: listbackup_domain::JobId,
     pub attempt: u32,
     pub source_id: &'a str,
     pub connection_id: &'a str,
@@ -134,7 +134,11 @@ impl BackupWorker {
         } = run;
         let account_id = metadata.account_id.as_str();
         let point = snapshots
-            .readable(account_id, source_id, &request.snapshot)
+            .readable(
+                account_id,
+                listbackup_commands::IdArg::to_id(source_id)?,
+                listbackup_commands::IdArg::to_id(request.snapshot.as_str())?,
+            )
             .await?;
         let records = snapshots
             .all_records(account_id, source_id, &request.snapshot, data_type)
@@ -169,7 +173,7 @@ impl BackupWorker {
             writes,
             credentials,
         };
-        let restore_folder = restore_folder_name(point.finished_at, job_id, attempt);
+        let restore_folder = restore_folder_name(point.finished_at, &job_id.to_string(), attempt);
         // Folder path beneath the restore folder (empty: the restore folder itself) → its reference.
         let mut folders: HashMap<Vec<String>, String> = HashMap::new();
         let mut batch = RestoredBatch {

@@ -15,6 +15,7 @@ use listbackup_commands::EventMetadata;
 use listbackup_domain::job::{summarise, DataTypeFailure, JobErrorCode};
 use listbackup_domain::platform::OAUTH_ACCESS_TOKEN;
 use listbackup_domain::source::Source;
+use listbackup_domain::{ConnectionId, JobId};
 use serde_json::json;
 
 use super::files::{ContentFailure, FileContents, CONTENTS_OF};
@@ -96,7 +97,7 @@ impl BackupWorker {
         let data_types = self.jobs.load(job_id).await?.0.data_types().to_vec();
         let mut manifest = artifacts.new_manifest(platform_id.as_str(), attempt, started_at);
         // The record version index of this attempt, staged as records are stored (issue 13 §4).
-        let mut staged = StagedRecords::clear(&self.db, job_id, attempt).await?;
+        let mut staged = StagedRecords::clear(&self.db, &job_id.to_string(), attempt).await?;
         let mut progress = Progress {
             data_types_done: 0,
             data_types_total: data_types.len() as u32,
@@ -413,7 +414,7 @@ impl BackupWorker {
         manifest: &mut crate::storage::Manifest,
         progress: &mut Progress,
         last_check: &mut tokio::time::Instant,
-        job_id: &str,
+        job_id: JobId,
     ) -> Result<Option<FetchError>, RunFailure> {
         for record in records {
             match files
@@ -473,7 +474,7 @@ impl BackupWorker {
     async fn record_failure(
         &self,
         metadata: &EventMetadata,
-        job_id: &str,
+        job_id: JobId,
         worker: &str,
         failure: &DataTypeFailure,
     ) -> Result<(), RunFailure> {
@@ -499,6 +500,7 @@ impl BackupWorker {
         metadata: &EventMetadata,
         connection_id: &str,
     ) -> Result<SecretCredentials, RunFailure> {
+        let connection_id: ConnectionId = listbackup_commands::IdArg::to_id(connection_id)?;
         self.jobs
             .credentials(metadata, connection_id)
             .await?
