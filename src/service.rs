@@ -38,23 +38,25 @@ pub struct RunningService {
 }
 
 impl RunningService {
-    /// Stops gracefully (SIGTERM): stops accepting connections, ends the live event streams, and at the same
-    /// time lets in-flight requests and running backups finish within the shutdown grace (backups still
-    /// running then are handed back for redelivery: see `BackupWorker::run`); then stops the projector, relay,
-    /// sagas and the rest, each after the batch in hand (its checkpoint saved).
+    /// Stops gracefully (SIGTERM): stops accepting connections, ends the live event streams, lets running
+    /// backups finish within the shutdown grace (backups still running then are handed back for redelivery:
+    /// see `BackupWorker::run`), then lets in-flight requests finish and stops the HTTP server; then stops the
+    /// projector, relay, sagas and the rest, each after the batch in hand (its checkpoint saved).
+    ///
+    /// The HTTP server stops after the backups, not beside them: each of its worker threads runs a runtime of
+    /// its own, and a pooled database connection opened while serving a request is that runtime's. A backup
+    /// that used such a connection after its runtime ended failed ("A Tokio 1.x context was found, but it is
+    /// being shutdown") and was recorded failed instead of finishing. Paused, the server accepts no new
+    /// connection while its threads live on.
     pub async fn stop(self) {
         self.closing_streams.cancel();
-        let api = async {
-            self.api.stop(true).await;
-            let _ = self.api_task.await;
-        };
-        let backups = async {
-            if let Some((drain, worker)) = self.backup_worker {
-                drain.cancel();
-                let _ = worker.await;
-            }
-        };
-        tokio::join!(api, backups);
+        self.api.pause().await;
+        if let Some((drain, worker)) = self.backup_worker {
+            drain.cancel();
+            let _ = worker.await;
+        }
+        self.api.stop(true).await;
+        let _ = self.api_task.await;
         self.shutdown.cancel();
         for task in self.background {
             let _ = task.await;
