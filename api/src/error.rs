@@ -60,7 +60,7 @@ impl ErrorCode {
         match self {
             Self::ValidationError => "The request is not valid",
             Self::Unauthorized => "Authentication is required",
-            Self::Forbidden => "This role may not do that",
+            Self::Forbidden => "Not allowed",
             Self::NotFound => "Not found",
             Self::Conflict => "Conflict with the current state",
             Self::VersionConflict => "The resource changed meanwhile",

@@ -375,10 +375,7 @@ async fn problems_are_printed_and_mapped_to_exit_statuses() {
     let viewer = app.token("acme", &[Role::Viewer]);
     let run = cli(&app, &viewer, &["sources", "sync", &source]).await;
     assert_eq!(run.code, 5, "{run}");
-    assert!(
-        run.stderr.starts_with("error: This role may not do that"),
-        "{run}"
-    );
+    assert!(run.stderr.starts_with("error: Not allowed"), "{run}");
     let run = cli(&app, "not-a-token", &["sources", "list"]).await;
     assert_eq!(run.code, 5, "{run}");
     assert!(
