@@ -280,7 +280,9 @@ fn digest_matches(req: &HttpRequest, bytes: &[u8]) -> bool {
 
 /// `bytes <first>-<last>/<size>`.
 fn content_range(req: &HttpRequest) -> Option<(u64, u64, u64)> {
-    let range = header(req, "Content-Range")?.trim().strip_prefix("bytes ")?;
+    let range = header(req, "Content-Range")?
+        .trim()
+        .strip_prefix("bytes ")?;
     let (span, size) = range.split_once('/')?;
     let (first, last) = span.split_once('-')?;
     Some((first.parse().ok()?, last.parse().ok()?, size.parse().ok()?))
@@ -288,7 +290,11 @@ fn content_range(req: &HttpRequest) -> Option<(u64, u64, u64)> {
 
 fn session_json(req: &HttpRequest, id: &str, session: &UploadSession) -> Value {
     let info = req.connection_info();
-    let base = format!("{}://{}/box/upload/api/2.0/files/upload_sessions/{id}", info.scheme(), info.host());
+    let base = format!(
+        "{}://{}/box/upload/api/2.0/files/upload_sessions/{id}",
+        info.scheme(),
+        info.host()
+    );
     let total_parts = session.file_size.div_ceil(session.part_size);
     json!({"id": id, "type": "upload_session", "session_expires_at": iso_ms(EPOCH_MS + 7 * 86_400_000),
         "part_size": session.part_size, "total_parts": total_parts,
@@ -321,7 +327,10 @@ fn upload_session(state: &mut State, req: &HttpRequest, rest: &str, body: &[u8])
             return refused;
         }
         files.box_sessions_opened += 1;
-        let id = format!("{:032X}", 0xF971_9647_45A5_CD0C_u128 + u128::from(files.box_sessions_opened));
+        let id = format!(
+            "{:032X}",
+            0xF971_9647_45A5_CD0C_u128 + u128::from(files.box_sessions_opened)
+        );
         let session = UploadSession {
             folder_id: parent.to_owned(),
             file_name: name.to_owned(),
@@ -355,7 +364,11 @@ fn upload_session(state: &mut State, req: &HttpRequest, rest: &str, body: &[u8])
             // "The lower bound of each part's byte range must be a multiple of the part size"; every part is
             // exactly the part size but the last.
             let Some((first, last, size)) = content_range(req) else {
-                return fail(416, "requested_range_not_satisfiable", "Requested Range Not Satisfiable");
+                return fail(
+                    416,
+                    "requested_range_not_satisfiable",
+                    "Requested Range Not Satisfiable",
+                );
             };
             let length = body.len() as u64;
             if size != session.file_size
@@ -366,28 +379,43 @@ fn upload_session(state: &mut State, req: &HttpRequest, rest: &str, body: &[u8])
                 || (length != session.part_size && last + 1 != size)
                 || length > session.part_size
             {
-                return fail(416, "requested_range_not_satisfiable", "Requested Range Not Satisfiable");
+                return fail(
+                    416,
+                    "requested_range_not_satisfiable",
+                    "Requested Range Not Satisfiable",
+                );
             }
             if !digest_matches(req, body) {
                 return fail(412, "sha1_mismatch", "The digest does not match the part");
             }
             if let Some((part_id, bytes)) = session.parts.get(&first) {
                 if bytes != body {
-                    return fail(409, "range_overlaps_existing_part", "The range overlaps a part already uploaded");
+                    return fail(
+                        409,
+                        "range_overlaps_existing_part",
+                        "The range overlaps a part already uploaded",
+                    );
                 }
                 // The same part again (a retry): the same answer.
-                return HttpResponse::Ok().json(json!({"part": {"part_id": part_id, "offset": first,
+                return HttpResponse::Ok()
+                    .json(json!({"part": {"part_id": part_id, "offset": first,
                     "size": length, "sha1": sha1_hex(body)}}));
             }
             let part_id = format!("{:08X}", 0x6F2D_3486_u64 + first / session.part_size);
-            session.parts.insert(first, (part_id.clone(), body.to_vec()));
-            HttpResponse::Ok().json(json!({"part": {"part_id": part_id, "offset": first, "size": length,
-                "sha1": sha1_hex(body)}}))
+            session
+                .parts
+                .insert(first, (part_id.clone(), body.to_vec()));
+            HttpResponse::Ok().json(
+                json!({"part": {"part_id": part_id, "offset": first, "size": length,
+                "sha1": sha1_hex(body)}}),
+            )
         }
         (Method::POST, true) => {
             if files.box_pending_commits > 0 {
                 files.box_pending_commits -= 1;
-                return HttpResponse::Accepted().insert_header(("Retry-After", "1")).finish();
+                return HttpResponse::Accepted()
+                    .insert_header(("Retry-After", "1"))
+                    .finish();
             }
             let Ok(args) = serde_json::from_slice::<Value>(body) else {
                 return fail(400, "bad_request", "Bad Request");
@@ -399,10 +427,16 @@ fn upload_session(state: &mut State, req: &HttpRequest, rest: &str, body: &[u8])
             let expected: Vec<Value> = session
                 .parts
                 .iter()
-                .map(|(offset, (part_id, bytes))| json!({"part_id": part_id, "offset": offset,
-                    "size": bytes.len(), "sha1": sha1_hex(bytes)}))
+                .map(|(offset, (part_id, bytes))| {
+                    json!({"part_id": part_id, "offset": offset,
+                    "size": bytes.len(), "sha1": sha1_hex(bytes)})
+                })
                 .collect();
-            let bytes: Vec<u8> = session.parts.values().flat_map(|(_, b)| b.iter().copied()).collect();
+            let bytes: Vec<u8> = session
+                .parts
+                .values()
+                .flat_map(|(_, b)| b.iter().copied())
+                .collect();
             if listed != &expected || bytes.len() as u64 != session.file_size {
                 return fail(412, "precondition_failed", "The parts do not make the file");
             }

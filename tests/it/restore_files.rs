@@ -436,10 +436,10 @@ async fn a_box_file_over_the_direct_upload_limit_goes_through_a_chunked_upload_s
     };
     let connector = || {
         listbackup_workers::connectors::Connector::new(endpoints.clone())
-            .with_rate_limits(
-                listbackup_workers::connectors::RateLimits::default()
-                    .with("box", listbackup_workers::connectors::RateLimit::unlimited()),
-            )
+            .with_rate_limits(listbackup_workers::connectors::RateLimits::default().with(
+                "box",
+                listbackup_workers::connectors::RateLimit::unlimited(),
+            ))
             .with_retry_policy(retry)
     };
     let direct = connector();
@@ -503,7 +503,11 @@ async fn a_box_file_over_the_direct_upload_limit_goes_through_a_chunked_upload_s
         .unwrap_err();
     assert!(err.retryable(), "{err:?}");
     fx.api.box_reject_parts_next(0);
-    assert_eq!(fx.api.box_open_sessions(), 0, "the failed session was aborted");
+    assert_eq!(
+        fx.api.box_open_sessions(),
+        0,
+        "the failed session was aborted"
+    );
     assert!(!fx
         .api
         .created_items("box")

@@ -463,7 +463,12 @@ impl Connector {
             .get("id")
             .and_then(scalar_text)
             .map(|text| text.into_owned())
-            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .filter(|id| {
+                !id.is_empty()
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
             .ok_or_else(|| {
                 FetchError::InvalidResponse(
                     "the platform opened an upload session without a usable id".into(),
@@ -496,7 +501,13 @@ impl Connector {
             Err(err) => {
                 // The parts sent are of no use any more; the platform drops the session when it expires anyway.
                 let _ = self
-                    .upload_request(target, reqwest::Method::DELETE, &part_path, &[], String::new())
+                    .upload_request(
+                        target,
+                        reqwest::Method::DELETE,
+                        &part_path,
+                        &[],
+                        String::new(),
+                    )
                     .await;
                 Err(err)
             }
@@ -540,17 +551,27 @@ impl Connector {
                 return Err(stored_size_mismatch(size));
             }
             whole.update(&chunk);
-            let digest = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(&chunk));
+            let digest =
+                base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(&chunk));
             let headers = [
-                ("Content-Range", format!("bytes {offset}-{}/{size}", last - 1)),
+                (
+                    "Content-Range",
+                    format!("bytes {offset}-{}/{size}", last - 1),
+                ),
                 ("Digest", format!("sha={digest}")),
             ];
             let answer = self
                 .upload_bytes(target, reqwest::Method::PUT, part_path, &headers, chunk)
                 .await?;
-            let part = answer.get("part").cloned().filter(Value::is_object).ok_or_else(|| {
-                FetchError::InvalidResponse("the platform's answer to a part names no part".into())
-            })?;
+            let part = answer
+                .get("part")
+                .cloned()
+                .filter(Value::is_object)
+                .ok_or_else(|| {
+                    FetchError::InvalidResponse(
+                        "the platform's answer to a part names no part".into(),
+                    )
+                })?;
             parts.push(part);
             offset = last;
         }
@@ -573,7 +594,14 @@ impl Connector {
         let mut waits = 0u32;
         loop {
             let answer = self
-                .upload_call(target, reqwest::Method::POST, path, headers, Bytes::from(body.clone()), true)
+                .upload_call(
+                    target,
+                    reqwest::Method::POST,
+                    path,
+                    headers,
+                    Bytes::from(body.clone()),
+                    true,
+                )
                 .await?;
             let retry_after = match answer {
                 Pending::Done(answer) => return Ok(answer),
@@ -667,7 +695,9 @@ impl Connector {
                     .platform
                     .api_headers
                     .iter()
-                    .fold(builder.body(body.clone()), |b, (name, value)| b.header(*name, *value));
+                    .fold(builder.body(body.clone()), |b, (name, value)| {
+                        b.header(*name, *value)
+                    });
                 apply_auth(builder, auth, target.credentials).map_err(FetchError::from)
             },
             |response| {
