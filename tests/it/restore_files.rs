@@ -514,13 +514,50 @@ async fn a_box_file_over_the_direct_upload_limit_goes_through_a_chunked_upload_s
         .iter()
         .any(|c| c.name == "refused.bin"));
 
+    // The emulation checks parts as Box documents: a digest that does not match is 412, a range that is not
+    // the session's 416.
+    let http = reqwest::Client::new();
+    let token = crate::support::files::SECRET;
+    let session: Value = http
+        .post(format!("{upload_url}/files/upload_sessions"))
+        .bearer_auth(token)
+        .json(&json!({"folder_id": folder, "file_size": 10_000, "file_name": "checked.bin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["part_size"], 4096, "{session}");
+    assert_eq!(session["total_parts"], 3, "{session}");
+    let part_url = format!(
+        "{upload_url}/files/upload_sessions/{}",
+        session["id"].as_str().unwrap()
+    );
+    let put = |range: &'static str, digest: &'static str| {
+        http.put(&part_url)
+            .bearer_auth(token)
+            .header("Content-Range", range)
+            .header("Digest", digest)
+            .body(bytes[..4096].to_vec())
+            .send()
+    };
+    let wrong_digest = put("bytes 0-4095/10000", "sha=fpRyg5eVQletdZqEKaFlqwBXJzM=")
+        .await
+        .unwrap();
+    assert_eq!(wrong_digest.status(), 412);
+    let wrong_range = put("bytes 1-4096/10000", "sha=fpRyg5eVQletdZqEKaFlqwBXJzM=")
+        .await
+        .unwrap();
+    assert_eq!(wrong_range.status(), 416);
+
     // By default the client keeps to Box's 50 MB: the same file is one direct upload.
     let id = direct
         .upload_file(target, file("small.bin"), open)
         .await
         .unwrap();
     assert_eq!(fx.api.hits("/box/upload/api/2.0/files/content"), 1);
-    assert_eq!(fx.api.hits("/box/upload/api/2.0/files/upload_sessions"), 2);
+    assert_eq!(fx.api.hits("/box/upload/api/2.0/files/upload_sessions"), 3);
     let created = fx.api.created_items("box");
     let item = created.iter().find(|c| c.id == id).unwrap();
     assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
