@@ -26,6 +26,20 @@
 //!   that does not exist 404; a name that is empty, over 255 characters, `.`/`..` or holds `/` or `\\` 400
 //!   `bad_request`. What is created is listed, walked and downloaded like the rest (its `sha1` is the hex
 //!   sha256 of its bytes cut to 40 digits, not a SHA-1: the connectors compare it, never recompute it).
+//! - Chunked uploads on the upload host (https://developer.box.com/guides/uploads/chunked/):
+//!   `POST /files/upload_sessions` `{"folder_id", "file_size", "file_name"}` (the preflight checks above)
+//!   → 201 `{"id", "part_size", "total_parts", "session_endpoints", …}`, `part_size` 8 MiB unless a test sets
+//!   it ([`PlatformApi::set_box_part_size`](crate::PlatformApi::set_box_part_size)); `PUT
+//!   /files/upload_sessions/{id}` with `Content-Range: bytes a-b/size` (a multiple of the part size, every
+//!   part exactly the part size but the last; otherwise 416 `requested_range_not_satisfiable`) and
+//!   `Digest: sha=<base64 SHA-1>` (otherwise 412 `sha1_mismatch`) → `{"part": {"part_id", "offset", "size",
+//!   "sha1"}}`, the same part again answered the same, other bytes at its offset 409
+//!   `range_overlaps_existing_part`; `POST /files/upload_sessions/{id}/commit` with the whole file's
+//!   `Digest` and `{"parts": [...]}` exactly as answered (otherwise 412) → 201 `{"total_count": 1, "entries":
+//!   [file]}`, the file stored like a direct upload's; `DELETE` aborts. Faults: the next parts answered 503
+//!   ([`PlatformApi::box_reject_parts_next`](crate::PlatformApi::box_reject_parts_next)), the next commits
+//!   202 with `Retry-After: 1`
+//!   ([`PlatformApi::box_commit_pending_next`](crate::PlatformApi::box_commit_pending_next)).
 //! - Errors `{"type":"error","status":…,"code":…,"message":…,"request_id":…}`; 429 with `Retry-After`.
 
 use std::collections::HashSet;
@@ -236,6 +250,220 @@ fn upload(state: &mut State, req: &HttpRequest, body: &[u8]) -> HttpResponse {
         .json(json!({"total_count": 1, "entries": [created_item(tree, &created)]}))
 }
 
+/// A chunked upload session open (`POST /files/upload_sessions`).
+#[derive(Debug, Clone)]
+pub(crate) struct UploadSession {
+    folder_id: String,
+    file_name: String,
+    file_size: u64,
+    part_size: u64,
+    /// The parts uploaded, by offset: (part id, bytes).
+    parts: std::collections::BTreeMap<u64, (String, Vec<u8>)>,
+}
+
+/// Box's part size when no test set one: 8 MiB.
+const PART_SIZE: u64 = 8 * 1024 * 1024;
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    format!("{:x}", sha1::Sha1::digest(bytes))
+}
+
+/// Whether `Digest` is `sha=<base64 SHA-1 of bytes>`.
+fn digest_matches(req: &HttpRequest, bytes: &[u8]) -> bool {
+    use sha1::Digest;
+    let expected = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(bytes));
+    header(req, "Digest")
+        .and_then(|d| d.trim().strip_prefix("sha="))
+        .is_some_and(|d| d == expected)
+}
+
+/// `bytes <first>-<last>/<size>`.
+fn content_range(req: &HttpRequest) -> Option<(u64, u64, u64)> {
+    let range = header(req, "Content-Range")?
+        .trim()
+        .strip_prefix("bytes ")?;
+    let (span, size) = range.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?, size.parse().ok()?))
+}
+
+fn session_json(req: &HttpRequest, id: &str, session: &UploadSession) -> Value {
+    let info = req.connection_info();
+    let base = format!(
+        "{}://{}/box/upload/api/2.0/files/upload_sessions/{id}",
+        info.scheme(),
+        info.host()
+    );
+    let total_parts = session.file_size.div_ceil(session.part_size);
+    json!({"id": id, "type": "upload_session", "session_expires_at": iso_ms(EPOCH_MS + 7 * 86_400_000),
+        "part_size": session.part_size, "total_parts": total_parts,
+        "num_parts_processed": session.parts.len(),
+        "session_endpoints": {"upload_part": base, "commit": format!("{base}/commit"), "abort": base,
+            "list_parts": format!("{base}/parts"), "status": base, "log_event": format!("{base}/log")}})
+}
+
+/// The chunked upload API on the upload host (https://developer.box.com/guides/uploads/chunked/): `rest` is
+/// what follows `/files/upload_sessions`.
+fn upload_session(state: &mut State, req: &HttpRequest, rest: &str, body: &[u8]) -> HttpResponse {
+    let files = &mut state.files;
+    let method = req.method().clone();
+    if rest.is_empty() {
+        if method != Method::POST {
+            return fail(405, "method_not_allowed", "Method Not Allowed");
+        }
+        let Ok(args) = serde_json::from_slice::<Value>(body) else {
+            return fail(400, "bad_request", "Bad Request");
+        };
+        let (Some(name), Some(parent), Some(size)) = (
+            args["file_name"].as_str(),
+            args["folder_id"].as_str(),
+            args["file_size"].as_u64().filter(|s| *s > 0),
+        ) else {
+            return fail(400, "bad_request", "Bad Request");
+        };
+        // Creating a session is also the preflight check.
+        if let Err(refused) = check_new_item(files.tree("box"), name, parent) {
+            return refused;
+        }
+        files.box_sessions_opened += 1;
+        let id = format!(
+            "{:032X}",
+            0xF971_9647_45A5_CD0C_u128 + u128::from(files.box_sessions_opened)
+        );
+        let session = UploadSession {
+            folder_id: parent.to_owned(),
+            file_name: name.to_owned(),
+            file_size: size,
+            part_size: files.box_part_size.unwrap_or(PART_SIZE),
+            parts: Default::default(),
+        };
+        let answer = session_json(req, &id, &session);
+        files.box_sessions.insert(id, session);
+        return HttpResponse::Created().json(answer);
+    }
+    let (id, commit) = match rest.strip_prefix('/').map(|r| r.split_once('/')) {
+        Some(Some((id, "commit"))) => (id, true),
+        Some(None) => (&rest[1..], false),
+        _ => return not_found(),
+    };
+    let Some(session) = files.box_sessions.get_mut(id) else {
+        return not_found();
+    };
+    match (method, commit) {
+        (Method::DELETE, false) => {
+            files.box_sessions.remove(id);
+            HttpResponse::NoContent().finish()
+        }
+        (Method::GET, false) => HttpResponse::Ok().json(session_json(req, id, session)),
+        (Method::PUT, false) => {
+            if files.box_rejected_parts > 0 {
+                files.box_rejected_parts -= 1;
+                return fail(503, "unavailable", "Service Unavailable");
+            }
+            // "The lower bound of each part's byte range must be a multiple of the part size"; every part is
+            // exactly the part size but the last.
+            let Some((first, last, size)) = content_range(req) else {
+                return fail(
+                    416,
+                    "requested_range_not_satisfiable",
+                    "Requested Range Not Satisfiable",
+                );
+            };
+            let length = body.len() as u64;
+            if size != session.file_size
+                || last < first
+                || last >= size
+                || first % session.part_size != 0
+                || last - first + 1 != length
+                || (length != session.part_size && last + 1 != size)
+                || length > session.part_size
+            {
+                return fail(
+                    416,
+                    "requested_range_not_satisfiable",
+                    "Requested Range Not Satisfiable",
+                );
+            }
+            if !digest_matches(req, body) {
+                return fail(412, "sha1_mismatch", "The digest does not match the part");
+            }
+            if let Some((part_id, bytes)) = session.parts.get(&first) {
+                if bytes != body {
+                    return fail(
+                        409,
+                        "range_overlaps_existing_part",
+                        "The range overlaps a part already uploaded",
+                    );
+                }
+                // The same part again (a retry): the same answer.
+                return HttpResponse::Ok()
+                    .json(json!({"part": {"part_id": part_id, "offset": first,
+                    "size": length, "sha1": sha1_hex(body)}}));
+            }
+            let part_id = format!("{:08X}", 0x6F2D_3486_u64 + first / session.part_size);
+            session
+                .parts
+                .insert(first, (part_id.clone(), body.to_vec()));
+            HttpResponse::Ok().json(
+                json!({"part": {"part_id": part_id, "offset": first, "size": length,
+                "sha1": sha1_hex(body)}}),
+            )
+        }
+        (Method::POST, true) => {
+            if files.box_pending_commits > 0 {
+                files.box_pending_commits -= 1;
+                return HttpResponse::Accepted()
+                    .insert_header(("Retry-After", "1"))
+                    .finish();
+            }
+            let Ok(args) = serde_json::from_slice::<Value>(body) else {
+                return fail(400, "bad_request", "Bad Request");
+            };
+            let Some(listed) = args["parts"].as_array() else {
+                return fail(400, "bad_request", "Bad Request");
+            };
+            // The parts listed are the parts uploaded, in order, and they make the whole file.
+            let expected: Vec<Value> = session
+                .parts
+                .iter()
+                .map(|(offset, (part_id, bytes))| {
+                    json!({"part_id": part_id, "offset": offset,
+                    "size": bytes.len(), "sha1": sha1_hex(bytes)})
+                })
+                .collect();
+            let bytes: Vec<u8> = session
+                .parts
+                .values()
+                .flat_map(|(_, b)| b.iter().copied())
+                .collect();
+            if listed != &expected || bytes.len() as u64 != session.file_size {
+                return fail(412, "precondition_failed", "The parts do not make the file");
+            }
+            if !digest_matches(req, &bytes) {
+                return fail(412, "sha1_mismatch", "The digest does not match the file");
+            }
+            let (name, parent) = (session.file_name.clone(), session.folder_id.clone());
+            let tree = files.tree("box");
+            if let Err(refused) = check_new_item(tree, &name, &parent) {
+                return refused;
+            }
+            let created = crate::files::Created {
+                id: created_id(tree.created.len()),
+                name,
+                parent,
+                bytes: Some(bytes),
+                mime_type: None,
+            };
+            tree.created.push(created.clone());
+            let answer = json!({"total_count": 1, "entries": [created_item(tree, &created)]});
+            files.box_sessions.remove(id);
+            HttpResponse::Created().json(answer)
+        }
+        _ => fail(405, "method_not_allowed", "Method Not Allowed"),
+    }
+}
+
 /// The id of file `index`.
 pub(crate) fn file_id(index: u64) -> String {
     (FILE_BASE + index).to_string()
@@ -444,6 +672,9 @@ pub(crate) fn answer(
     }
     if rest == "/upload/api/2.0/files/content" && req.method() == Method::POST {
         return upload(state, req, body);
+    }
+    if let Some(session) = rest.strip_prefix("/upload/api/2.0/files/upload_sessions") {
+        return upload_session(state, req, session, body);
     }
     if rest == "/2.0/folders" && req.method() == Method::POST {
         let Ok(args) = serde_json::from_slice::<Value>(body) else {

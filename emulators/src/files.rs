@@ -98,6 +98,16 @@ pub(crate) struct FilesState {
     pub dropbox_sessions: HashMap<String, Vec<u8>>,
     /// Dropbox: `files/upload`'s limit when lowered for a test (documented: 150 MiB).
     pub dropbox_upload_limit: Option<u64>,
+    /// Box: chunked upload sessions open, by id.
+    pub box_sessions: HashMap<String, crate::box_::UploadSession>,
+    /// Box: sessions opened so far (their ids count).
+    pub box_sessions_opened: u64,
+    /// Box: the part size new sessions name, when set for a test (otherwise 8 MiB).
+    pub box_part_size: Option<u64>,
+    /// Box: the next `n` parts answer 503 (and are not kept).
+    pub box_rejected_parts: usize,
+    /// Box: the next `n` commits answer 202 with `Retry-After: 1`.
+    pub box_pending_commits: usize,
 }
 
 impl FilesState {
@@ -466,6 +476,28 @@ impl PlatformApi {
     /// Dropbox: the most bytes one `files/upload` takes (150 MiB, as documented, unless lowered here).
     pub fn set_dropbox_upload_limit(&self, bytes: u64) {
         self.files().dropbox_upload_limit = Some(bytes);
+    }
+
+    /// Box: the part size of the chunked upload sessions opened from now on (8 MiB unless set here).
+    pub fn set_box_part_size(&self, bytes: u64) {
+        self.files().box_part_size = Some(bytes);
+    }
+
+    /// Box: the next `n` parts uploaded to a session answer 503 (not kept), as a part the platform failed
+    /// to take.
+    pub fn box_reject_parts_next(&self, n: usize) {
+        self.files().box_rejected_parts = n;
+    }
+
+    /// Box: the next `n` commits of an upload session answer `202 Accepted` with `Retry-After: 1`, as while
+    /// the parts are still being processed.
+    pub fn box_commit_pending_next(&self, n: usize) {
+        self.files().box_pending_commits = n;
+    }
+
+    /// Box: chunked upload sessions opened and neither committed nor aborted.
+    pub fn box_open_sessions(&self) -> usize {
+        self.files().box_sessions.len()
     }
 
     /// The next content answer of `platform` is cut off after `bytes` bytes.

@@ -418,3 +418,147 @@ async fn a_dropbox_file_over_one_requests_limit_goes_through_an_upload_session()
     let item = created.iter().find(|c| c.id == id).unwrap();
     assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
 }
+
+#[tokio::test]
+async fn a_box_file_over_the_direct_upload_limit_goes_through_a_chunked_upload_session() {
+    use futures::StreamExt;
+    use listbackup_workers::connectors::{FetchError, FileTarget, FileUpload, UploadStream};
+    let fx = crate::support::files::direct("box").await;
+    let api_url = fx.api.api_url("box");
+    let upload_url = format!("{}/upload/api/2.0", api_url.trim_end_matches("/2.0"));
+    let endpoints = listbackup_commands::platform_client::PlatformEndpoints::default()
+        .with_api_url("box", &api_url)
+        .with_host_url("box", "UPLOAD", &upload_url);
+    let retry = listbackup_workers::connectors::RetryPolicy {
+        base_backoff: std::time::Duration::from_millis(20),
+        max_backoff: std::time::Duration::from_millis(100),
+        ..listbackup_workers::connectors::RetryPolicy::default()
+    };
+    let connector = || {
+        listbackup_workers::connectors::Connector::new(endpoints.clone())
+            .with_rate_limits(listbackup_workers::connectors::RateLimits::default().with(
+                "box",
+                listbackup_workers::connectors::RateLimit::unlimited(),
+            ))
+            .with_retry_policy(retry)
+    };
+    let direct = connector();
+    // 4 KiB per direct upload here (Box: 50 MB), parts of 4 KiB (Box: 8 MiB and up).
+    let chunked = connector().with_upload_request_max(4096);
+    fx.api.set_box_part_size(4096);
+    let writes = fx.platform.data_type("files").unwrap().file_writes.unwrap();
+    let target = FileTarget {
+        connection_id: "conn-1",
+        platform: fx.platform,
+        writes: &writes,
+        credentials: &fx.credentials,
+    };
+    let folder = chunked
+        .create_folder(target, writes.root, "Restore")
+        .await
+        .unwrap();
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let open = || {
+        let pieces: Vec<Result<actix_web::web::Bytes, listbackup_commands::BoxError>> = bytes
+            .chunks(1000)
+            .map(|c| Ok(actix_web::web::Bytes::copy_from_slice(c)))
+            .collect();
+        async move { Ok::<UploadStream, FetchError>(futures::stream::iter(pieces).boxed()) }
+    };
+    let file = |name| FileUpload {
+        parent: &folder,
+        name,
+        mime_type: "application/octet-stream",
+        size: 10_000,
+    };
+    // The second part fails once (503) and is sent again; the commit is answered 202 once (parts being
+    // processed) and asked again after its Retry-After.
+    fx.api.box_reject_parts_next(1);
+    fx.api.box_commit_pending_next(1);
+    let before = fx.api.total_hits();
+    let id = chunked
+        .upload_file(target, file("big.bin"), open)
+        .await
+        .unwrap();
+    // The session, 4096 + 4096 + 1808 bytes in three parts (one sent twice), two commits; no direct upload.
+    assert_eq!(fx.api.total_hits() - before, 1 + 4 + 2);
+    assert_eq!(fx.api.hits("/box/upload/api/2.0/files/upload_sessions"), 1);
+    assert_eq!(fx.api.hits("/box/upload/api/2.0/files/content"), 0);
+    assert_eq!(fx.api.box_open_sessions(), 0, "the session was committed");
+    let created = fx.api.created_items("box");
+    let item = created.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(item.name, "big.bin");
+    assert_eq!(item.parent, folder);
+    assert_eq!(
+        sha256(item.bytes.as_deref().unwrap()),
+        sha256(&bytes),
+        "the bytes committed are the backup's"
+    );
+
+    // A part the platform keeps refusing fails the upload, and the session is aborted.
+    fx.api.box_reject_parts_next(usize::MAX);
+    let err = chunked
+        .upload_file(target, file("refused.bin"), open)
+        .await
+        .unwrap_err();
+    assert!(err.retryable(), "{err:?}");
+    fx.api.box_reject_parts_next(0);
+    assert_eq!(
+        fx.api.box_open_sessions(),
+        0,
+        "the failed session was aborted"
+    );
+    assert!(!fx
+        .api
+        .created_items("box")
+        .iter()
+        .any(|c| c.name == "refused.bin"));
+
+    // The emulation checks parts as Box documents: a digest that does not match is 412, a range that is not
+    // the session's 416.
+    let http = reqwest::Client::new();
+    let token = crate::support::files::SECRET;
+    let session: Value = http
+        .post(format!("{upload_url}/files/upload_sessions"))
+        .bearer_auth(token)
+        .json(&json!({"folder_id": folder, "file_size": 10_000, "file_name": "checked.bin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["part_size"], 4096, "{session}");
+    assert_eq!(session["total_parts"], 3, "{session}");
+    let part_url = format!(
+        "{upload_url}/files/upload_sessions/{}",
+        session["id"].as_str().unwrap()
+    );
+    let put = |range: &'static str, digest: &'static str| {
+        http.put(&part_url)
+            .bearer_auth(token)
+            .header("Content-Range", range)
+            .header("Digest", digest)
+            .body(bytes[..4096].to_vec())
+            .send()
+    };
+    let wrong_digest = put("bytes 0-4095/10000", "sha=fpRyg5eVQletdZqEKaFlqwBXJzM=")
+        .await
+        .unwrap();
+    assert_eq!(wrong_digest.status(), 412);
+    let wrong_range = put("bytes 1-4096/10000", "sha=fpRyg5eVQletdZqEKaFlqwBXJzM=")
+        .await
+        .unwrap();
+    assert_eq!(wrong_range.status(), 416);
+
+    // By default the client keeps to Box's 50 MB: the same file is one direct upload.
+    let id = direct
+        .upload_file(target, file("small.bin"), open)
+        .await
+        .unwrap();
+    assert_eq!(fx.api.hits("/box/upload/api/2.0/files/content"), 1);
+    assert_eq!(fx.api.hits("/box/upload/api/2.0/files/upload_sessions"), 3);
+    let created = fx.api.created_items("box");
+    let item = created.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
+}

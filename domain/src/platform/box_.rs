@@ -25,16 +25,23 @@
 //! (`{"name", "parent": {"id"}}`) before the `file` part, answered `{"entries": [file]}`. A name in use in the
 //! folder is 409 `item_name_in_use`: reported for that file, never overwritten (a restore writes into folders
 //! it has just created, so only a name the backup held twice meets it). "The direct file upload API supports
-//! files up to 50MB in size" (https://developer.box.com/guides/uploads/): larger files need the chunked upload
-//! sessions (`POST /files/upload_sessions`), which ListBackup does not use yet, and are reported
-//! `cannot_restore`. Each file goes in the folders of its `path_collection` (without "All Files"). Writes
+//! files up to 50MB in size" and chunked uploads are for files over 20 MB
+//! (https://developer.box.com/guides/uploads/, https://developer.box.com/guides/uploads/chunked/): a file
+//! over [`DIRECT_UPLOAD_MAX`] goes through a chunked upload session ([`LargeUpload::Parts`]:
+//! `POST /files/upload_sessions`, each part `PUT /files/upload_sessions/{id}`, then
+//! `POST /files/upload_sessions/{id}/commit`), in parts of the size the session names. Each file goes in the folders of its `path_collection` (without "All Files"). Writes
 //! need the `root_readwrite` scope.
 //!
 //! Collaborations are listed per folder: a file's own collaborations (`GET /files/{id}/collaborations`) would
 //! need a second parent data type for one listing, which the engine's per-parent mechanism does not have, and
 //! files are most often shared through their folder.
 
-use super::writes::{FileWrites, FolderRequest, Placement, UploadBody, UploadRequest};
+use super::writes::{FileWrites, FolderRequest, LargeUpload, Placement, UploadBody, UploadRequest};
+
+/// The largest file sent in one direct upload, in bytes: "The direct file upload API supports files up to
+/// 50MB in size" (<https://developer.box.com/guides/uploads/>); a larger one goes through a chunked upload
+/// session.
+pub const DIRECT_UPLOAD_MAX: u64 = 50 * 1024 * 1024;
 use super::*;
 
 /// Fields of files kept by the `files` data type (beyond the mini representation: id, type, name, etag,
@@ -186,8 +193,13 @@ pub(super) const FILE_WRITES: FileWrites = FileWrites {
         },
         metadata: r#"{"name":"{name}","parent":{"id":"{parent}"}}"#,
         new_id: "/entries/0/id",
-        max_bytes: 50 * 1024 * 1024,
-        large: None,
+        max_bytes: DIRECT_UPLOAD_MAX,
+        large: Some(LargeUpload::Parts {
+            create: "/files/upload_sessions",
+            session: r#"{"folder_id":"{parent}","file_name":"{name}"}"#,
+            part: "/files/upload_sessions/{id}",
+            commit: "/files/upload_sessions/{id}/commit",
+        }),
     },
     placement: Placement::Ancestors {
         entries: "/path_collection/entries",

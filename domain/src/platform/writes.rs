@@ -477,6 +477,30 @@ pub enum LargeUpload {
         /// Bytes per request: at most the upload's `max_bytes` (Dropbox asks for multiples of 4 MiB).
         chunk_bytes: u64,
     },
+    /// Box's chunked upload session (<https://developer.box.com/guides/uploads/chunked/>), on the upload's
+    /// host:
+    /// - `POST create` with `session` filled (`{name}`, `{parent}`) plus `"file_size": <bytes>` answers
+    ///   201 `{"id", "part_size", "total_parts", "session_endpoints"}`
+    ///   (<https://developer.box.com/reference/post-files-upload-sessions/>);
+    /// - each part `PUT part` (`{id}` the session's) with `Content-Range: bytes <first>-<last>/<size>` and
+    ///   `Digest: sha=<base64 SHA-1 of the part>`, every part exactly `part_size` bytes but the last, answers
+    ///   `{"part": {"part_id", "offset", "size", "sha1"}}`; 409 a range that overlaps another part, 412 a
+    ///   digest that does not match, 416 a range that is not the session's
+    ///   (<https://developer.box.com/reference/put-files-upload-sessions-id/>);
+    /// - `POST commit` with `Digest: sha=<base64 SHA-1 of the whole file>` and `{"parts": [<each part as
+    ///   answered>]}` answers 201 with the file like a direct upload, or 202 with `Retry-After` while parts
+    ///   are still being processed (asked again after it)
+    ///   (<https://developer.box.com/reference/post-files-upload-sessions-id-commit/>).
+    ///
+    /// Parts are read from the stored file one at a time and held while sent (and sent again on a retry):
+    /// memory is one part, whatever the file's size.
+    Parts {
+        create: &'static str,
+        /// The session's arguments besides `file_size`, a template like the upload's `metadata`.
+        session: &'static str,
+        part: &'static str,
+        commit: &'static str,
+    },
 }
 
 /// Where a backed-up file's record says which folder it was in, as folder names from the top.

@@ -412,7 +412,8 @@ impl Connector {
     }
 
     /// Uploads carry at most `bytes` per request (when fewer than the platform documents): a larger file goes
-    /// through the platform's large-file upload, in chunks of at most `bytes`.
+    /// through the platform's large-file upload (Dropbox: in chunks of at most `bytes`; Box: in the parts its
+    /// upload session names).
     pub fn with_upload_request_max(self, bytes: u64) -> Self {
         Self {
             upload_request_max: Some(bytes),

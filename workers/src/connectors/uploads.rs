@@ -178,6 +178,17 @@ impl Connector {
                     };
                     self.upload_session(target, session, &metadata, &open).await
                 }
+                Some(LargeUpload::Parts {
+                    create,
+                    session,
+                    part,
+                    commit,
+                }) => {
+                    let args = fill_template(session, &values)
+                        .map_err(|err| template_error("upload.large.session", err))?;
+                    self.upload_parts(target, (create, part, commit), args, file, &open)
+                        .await
+                }
                 None => Err(too_large(target.platform)),
             };
         }
@@ -425,6 +436,288 @@ impl Connector {
         id_at(&answer, upload.new_id)
     }
 
+    /// A chunked upload session (Box, [`LargeUpload::Parts`]): the session, then the stored file read once,
+    /// part by part in the session's `part_size` (each part held while sent, retried by the transport like
+    /// any small request), then the commit (a `202 Accepted` waited out by its `Retry-After`). A session
+    /// that fails is aborted (`DELETE` on the part path), best effort.
+    async fn upload_parts<F, Fut>(
+        &self,
+        target: FileTarget<'_>,
+        (create, part, commit): (&'static str, &'static str, &'static str),
+        mut args: Value,
+        file: FileUpload<'_>,
+        open: &F,
+    ) -> Result<String, FetchError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<UploadStream, FetchError>>,
+    {
+        let upload = target.writes.upload;
+        if let Value::Object(map) = &mut args {
+            map.insert("file_size".into(), Value::from(file.size));
+        }
+        let session = self
+            .upload_request(target, reqwest::Method::POST, create, &[], args.to_string())
+            .await?;
+        let session_id = session
+            .get("id")
+            .and_then(scalar_text)
+            .map(|text| text.into_owned())
+            .filter(|id| {
+                !id.is_empty()
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
+            .ok_or_else(|| {
+                FetchError::InvalidResponse(
+                    "the platform opened an upload session without a usable id".into(),
+                )
+            })?;
+        let part_size = session
+            .get("part_size")
+            .and_then(Value::as_u64)
+            .filter(|size| (1..=PART_SIZE_MAX).contains(size))
+            .ok_or_else(|| {
+                FetchError::InvalidResponse(format!(
+                    "the platform's upload session names no part_size from 1 to {PART_SIZE_MAX} bytes"
+                ))
+            })? as usize;
+        let part_path = part.replace("{id}", &session_id);
+        let sent = self
+            .send_parts(target, &part_path, part_size, file.size, open)
+            .await;
+        let committed = match sent {
+            Ok((parts, whole)) => {
+                let commit_path = commit.replace("{id}", &session_id);
+                let body = serde_json::json!({ "parts": parts }).to_string();
+                let digest = [("Digest", format!("sha={whole}"))];
+                self.commit_parts(target, &commit_path, &digest, body).await
+            }
+            Err(err) => Err(err),
+        };
+        match committed {
+            Ok(answer) => id_at(&answer, upload.new_id),
+            Err(err) => {
+                // The parts sent are of no use any more; the platform drops the session when it expires anyway.
+                let _ = self
+                    .upload_request(
+                        target,
+                        reqwest::Method::DELETE,
+                        &part_path,
+                        &[],
+                        String::new(),
+                    )
+                    .await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Sends the stored file's parts and returns them as the platform answered them, with the base64 SHA-1
+    /// of the whole file.
+    async fn send_parts<F, Fut>(
+        &self,
+        target: FileTarget<'_>,
+        part_path: &str,
+        part_size: usize,
+        size: u64,
+        open: &F,
+    ) -> Result<(Vec<Value>, String), FetchError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<UploadStream, FetchError>>,
+    {
+        use base64::Engine;
+        use sha1::Digest;
+        let mut stream = open().await?;
+        let mut whole = sha1::Sha1::new();
+        let mut pending = bytes::BytesMut::new();
+        let mut offset = 0u64;
+        let mut parts = Vec::new();
+        let mut ended = false;
+        while offset < size {
+            while !ended && pending.len() < part_size {
+                match stream.next().await {
+                    Some(Ok(bytes)) => pending.extend_from_slice(&bytes),
+                    Some(Err(err)) => return Err(FetchError::Sink(err)),
+                    None => ended = true,
+                }
+            }
+            let take = pending.len().min(part_size);
+            let chunk = pending.split_to(take).freeze();
+            let last = offset + chunk.len() as u64;
+            if chunk.is_empty() || last > size || (chunk.len() < part_size && last != size) {
+                return Err(stored_size_mismatch(size));
+            }
+            whole.update(&chunk);
+            let digest =
+                base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(&chunk));
+            let headers = [
+                (
+                    "Content-Range",
+                    format!("bytes {offset}-{}/{size}", last - 1),
+                ),
+                ("Digest", format!("sha={digest}")),
+            ];
+            let answer = self
+                .upload_bytes(target, reqwest::Method::PUT, part_path, &headers, chunk)
+                .await?;
+            let part = answer
+                .get("part")
+                .cloned()
+                .filter(Value::is_object)
+                .ok_or_else(|| {
+                    FetchError::InvalidResponse(
+                        "the platform's answer to a part names no part".into(),
+                    )
+                })?;
+            parts.push(part);
+            offset = last;
+        }
+        if !pending.is_empty() || (!ended && stream.next().await.is_some()) {
+            return Err(stored_size_mismatch(size));
+        }
+        let whole = base64::engine::general_purpose::STANDARD.encode(whole.finalize());
+        Ok((parts, whole))
+    }
+
+    /// Commits a chunked upload session: a `202 Accepted` (parts still being processed) is asked again after
+    /// its `Retry-After`, within the policy's bounds for rate limits.
+    async fn commit_parts(
+        &self,
+        target: FileTarget<'_>,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: String,
+    ) -> Result<Value, FetchError> {
+        let mut waits = 0u32;
+        loop {
+            let answer = self
+                .upload_call(
+                    target,
+                    reqwest::Method::POST,
+                    path,
+                    headers,
+                    Bytes::from(body.clone()),
+                    true,
+                )
+                .await?;
+            let retry_after = match answer {
+                Pending::Done(answer) => return Ok(answer),
+                Pending::Wait(retry_after) => retry_after,
+            };
+            waits += 1;
+            let wait = retry_after.unwrap_or_else(|| self.retry.backoff(waits));
+            if waits > self.retry.max_rate_limited || wait > self.retry.max_retry_after {
+                return Err(FetchError::RateLimited { retry_after });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// A JSON request (`body`, may be empty) to the upload's host, answered JSON (an empty answer is `null`).
+    async fn upload_request(
+        &self,
+        target: FileTarget<'_>,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: String,
+    ) -> Result<Value, FetchError> {
+        match self
+            .upload_call(target, method, path, headers, Bytes::from(body), false)
+            .await?
+        {
+            Pending::Done(answer) => Ok(answer),
+            Pending::Wait(_) => unreachable!("only a commit waits"),
+        }
+    }
+
+    /// Bytes (`application/octet-stream`) to the upload's host, answered JSON.
+    async fn upload_bytes(
+        &self,
+        target: FileTarget<'_>,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&'static str, String)],
+        bytes: Bytes,
+    ) -> Result<Value, FetchError> {
+        let mut headers = headers.to_vec();
+        headers.push(("Content-Type", "application/octet-stream".to_owned()));
+        match self
+            .upload_call(target, method, path, &headers, bytes, false)
+            .await?
+        {
+            Pending::Done(answer) => Ok(answer),
+            Pending::Wait(_) => unreachable!("only a commit waits"),
+        }
+    }
+
+    /// One request to the upload's host, retried by the transport (the body is held); `accepted`: a 202 is
+    /// [`Pending::Wait`] rather than an answer.
+    async fn upload_call(
+        &self,
+        target: FileTarget<'_>,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+        accepted: bool,
+    ) -> Result<Pending, FetchError> {
+        let upload = target.writes.upload;
+        let url = self.host_url(target, upload.host, path)?;
+        let auth = choose_auth(target.platform, target.credentials)?.api_auth();
+        let budget = self.rate_budget(target.connection_id, target.platform.id);
+        let call = Call {
+            http: &self.content_http,
+            budget: &budget,
+            policy: &self.retry,
+            platform: target.platform,
+            credentials: target.credentials,
+            gone: None,
+        };
+        let json_body = !headers.iter().any(|(name, _)| *name == "Content-Type");
+        let mut counters = Counters::default();
+        call.send(
+            &mut counters,
+            |http| {
+                let mut builder = http
+                    .request(method.clone(), &url)
+                    .header(reqwest::header::ACCEPT, "application/json");
+                if json_body && !body.is_empty() {
+                    builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json");
+                }
+                for (name, value) in headers {
+                    builder = builder.header(*name, value.as_str());
+                }
+                let builder = target
+                    .platform
+                    .api_headers
+                    .iter()
+                    .fold(builder.body(body.clone()), |b, (name, value)| {
+                        b.header(*name, *value)
+                    });
+                apply_auth(builder, auth, target.credentials).map_err(FetchError::from)
+            },
+            |response| {
+                if accepted && response.status == reqwest::StatusCode::ACCEPTED {
+                    return Ok(Pending::Wait(super::transport::retry_after(
+                        &response.headers,
+                        std::time::SystemTime::now(),
+                    )));
+                }
+                if response.body.is_empty() {
+                    return Ok(Pending::Done(Value::Null));
+                }
+                serde_json::from_slice(&response.body)
+                    .map(Pending::Done)
+                    .map_err(|err| BodyError::from_json(err, &response))
+            },
+        )
+        .await
+    }
+
     /// One request of an upload session: `chunk` as the body, `arg` in the argument header.
     async fn send_chunk(
         &self,
@@ -566,6 +859,23 @@ impl Connector {
     }
 }
 
+/// The largest part a chunked upload session may ask for (Box's are 8 to 128 MiB by the file's size): the
+/// memory one upload holds.
+const PART_SIZE_MAX: u64 = 256 * 1024 * 1024;
+
+/// A commit's answer: the file, or wait (`Retry-After`, if given) and ask again.
+enum Pending {
+    Done(Value),
+    Wait(Option<std::time::Duration>),
+}
+
+/// The stored file streamed back more or fewer bytes than its manifest says.
+fn stored_size_mismatch(size: u64) -> FetchError {
+    FetchError::Sink(
+        format!("the stored file does not hold the {size} bytes its manifest names").into(),
+    )
+}
+
 /// The new file's id at `pointer` of an upload's answer.
 fn id_at(answer: &Value, pointer: &str) -> Result<String, FetchError> {
     answer
@@ -579,8 +889,7 @@ fn id_at(answer: &Value, pointer: &str) -> Result<String, FetchError> {
         })
 }
 
-/// A file over the single-request limit, on a platform whose large-file mechanism ListBackup lacks (Box's
-/// chunked upload sessions).
+/// A file over the single-request limit, on a platform whose large-file mechanism ListBackup lacks.
 fn too_large(platform: &Platform) -> FetchError {
     FetchError::Unsupported {
         platform: platform.id.to_owned(),
