@@ -86,24 +86,70 @@ impl RunningService {
 }
 
 /// A deadpool pool for the read side, the vault and the idempotency keys.
+///
+/// Its connections are opened on the runtime that calls this (the process's main one), whoever asks for one:
+/// see [`HomeRuntimeConnect`].
 pub fn read_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
-    let mut pool_config = deadpool_postgres::Config {
-        url: Some(config.database_url.clone()),
-        ..Default::default()
-    };
-    pool_config.pool = Some(deadpool_postgres::PoolConfig {
-        max_size: config.db_pool_size,
-        timeouts: deadpool_postgres::Timeouts {
-            wait: Some(config.db_pool_timeout),
-            create: Some(Duration::from_secs(5)),
-            recycle: Some(Duration::from_secs(5)),
+    let pg_config: tokio_postgres::Config = config.database_url.parse()?;
+    let manager = deadpool_postgres::Manager::from_connect(
+        pg_config,
+        HomeRuntimeConnect {
+            runtime: tokio::runtime::Handle::try_current()
+                .map_err(|_| anyhow::anyhow!("the read pool is made inside a Tokio runtime"))?,
         },
-        ..Default::default()
-    });
-    Ok(pool_config.create_pool(
-        Some(deadpool_postgres::Runtime::Tokio1),
-        tokio_postgres::NoTls,
-    )?)
+        deadpool_postgres::ManagerConfig::default(),
+    );
+    Ok(deadpool_postgres::Pool::builder(manager)
+        .max_size(config.db_pool_size)
+        .wait_timeout(Some(config.db_pool_timeout))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()?)
+}
+
+/// Opens a pool's connections on one runtime, the process's main one, whichever task asks.
+///
+/// A `tokio_postgres` connection is a task and a socket of the runtime it was opened on. The HTTP server's
+/// worker threads each run a runtime of their own, which ends when the server stops: a connection opened
+/// while serving a request would die with it, and whoever drew it from the pool next (a backup finishing
+/// during the shutdown grace, the projector's last batch, a late request) would fail with "A Tokio 1.x
+/// context was found, but it is being shutdown". The `Client` itself only talks to its connection task
+/// through a channel, so it serves any runtime.
+struct HomeRuntimeConnect {
+    runtime: tokio::runtime::Handle,
+}
+
+impl deadpool_postgres::Connect for HomeRuntimeConnect {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        async fn open(
+            pg_config: tokio_postgres::Config,
+        ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
+        {
+            let (client, connection) = pg_config.connect(tokio_postgres::NoTls).await?;
+            let task = tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, "a pooled database connection ended");
+                }
+            });
+            Ok((client, task))
+        }
+        let pg_config = pg_config.clone();
+        let runtime = self.runtime.clone();
+        Box::pin(async move {
+            match runtime.spawn(open(pg_config.clone())).await {
+                Ok(result) => result,
+                // The main runtime is shutting down and took the task: open it here, as a last resort.
+                Err(_) => open(pg_config).await,
+            }
+        })
+    }
 }
 
 /// The master key and the retired ones, which seal and open stored credentials.

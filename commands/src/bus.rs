@@ -6,6 +6,7 @@
 //! decided on. Projections are not cqrs-es queries: they are catch-up readers of the log (DESIGN §2).
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
 
 use cqrs_es::event_sink::EventSink;
@@ -191,7 +192,13 @@ fn is_unavailable(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool
 
 /// Loads, decides and appends for one aggregate type.
 pub struct CommandBus<A: Aggregate> {
-    store: PersistedEventStore<PostgresEventRepository, A>,
+    store: Arc<PersistedEventStore<PostgresEventRepository, A>>,
+    /// The runtime the bus was made on (the process's main one), where every use of the event store's pool
+    /// runs: an sqlx connection is a socket of the runtime that opened it, and the HTTP server's worker
+    /// threads run runtimes of their own that end when it stops. A connection one of them opened would fail
+    /// whoever drew it next ("A Tokio 1.x context was found, but it is being shutdown"): a backup finishing
+    /// during the shutdown grace, a late request.
+    home: tokio::runtime::Handle,
     services: A::Services,
     /// Woken after every commit so an in-process projector picks the events up at once instead of at its
     /// next poll. Other processes' projectors still find them by polling.
@@ -200,7 +207,7 @@ pub struct CommandBus<A: Aggregate> {
 
 impl<A> CommandBus<A>
 where
-    A: Aggregate + AccountOwned,
+    A: Aggregate + AccountOwned + 'static,
     A::Error: DomainError,
 {
     /// A bus over the event store in `pool`; `committed` is woken after every commit.
@@ -208,17 +215,45 @@ where
         let repo = PostgresEventRepository::new(pool);
         Self {
             // The same upcasters as every reader of the log (listbackup_domain::upcasting).
-            store: PersistedEventStore::new_event_store(repo)
-                .with_upcasters(listbackup_domain::upcasting::upcasters()),
+            store: Arc::new(
+                PersistedEventStore::new_event_store(repo)
+                    .with_upcasters(listbackup_domain::upcasting::upcasters()),
+            ),
+            home: tokio::runtime::Handle::current(),
             services,
             committed,
         }
     }
 
+    /// Runs `work` on the event store on the bus's home runtime (see [`CommandBus::home`]); a runtime that
+    /// is shutting down and drops it makes the store unavailable.
+    async fn at_home<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, CommandError>> + Send + 'static,
+    ) -> Result<T, CommandError> {
+        match self.home.spawn(work).await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => Err(CommandError::unavailable(
+                "the event store is unavailable: the process is stopping",
+                err,
+            )),
+        }
+    }
+
+    async fn load_context(
+        &self,
+        id: &A::Id,
+    ) -> Result<EventStoreAggregateContext<A>, CommandError> {
+        let (store, stream) = (self.store.clone(), id.stream_id());
+        self.at_home(async move { Ok(store.load_aggregate(&stream).await?) })
+            .await
+    }
+
     /// The aggregate's current state and version, for use cases that must look before they command.
     /// Any account's: the caller checks that the caller may see it.
     pub async fn load(&self, id: &A::Id) -> Result<(A, u64), CommandError> {
-        let context = self.store.load_aggregate(&id.stream_id()).await?;
+        let context = self.load_context(id).await?;
         Ok((context.aggregate, context.current_sequence as u64))
     }
 
@@ -294,7 +329,7 @@ where
         metadata: &EventMetadata,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
-        let context = self.store.load_aggregate(&id.stream_id()).await?;
+        let context = self.load_context(id).await?;
         let current = context.current_sequence as u64;
         if let Some(owner) = context.aggregate.owner_account() {
             if owner != metadata.account_id {
@@ -332,9 +367,9 @@ where
                 events: 0,
             });
         }
+        let (store, metadata) = (self.store.clone(), metadata.to_map());
         let committed = self
-            .store
-            .commit(events, context, metadata.to_map())
+            .at_home(async move { Ok(store.commit(events, context, metadata).await?) })
             .await?;
         self.committed.notify_one();
         Ok(Committed {
