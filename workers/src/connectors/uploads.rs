@@ -625,13 +625,8 @@ impl Connector {
         headers: &[(&'static str, String)],
         body: String,
     ) -> Result<Value, FetchError> {
-        match self
-            .upload_call(target, method, path, headers, Bytes::from(body), false)
-            .await?
-        {
-            Pending::Done(answer) => Ok(answer),
-            Pending::Wait(_) => unreachable!("only a commit waits"),
-        }
+        self.upload_answer(target, method, path, headers, Bytes::from(body))
+            .await
     }
 
     /// Bytes (`application/octet-stream`) to the upload's host, answered JSON.
@@ -645,12 +640,25 @@ impl Connector {
     ) -> Result<Value, FetchError> {
         let mut headers = headers.to_vec();
         headers.push(("Content-Type", "application/octet-stream".to_owned()));
+        self.upload_answer(target, method, path, &headers, bytes)
+            .await
+    }
+
+    /// [`Self::upload_call`] for a request whose answer is final (a 202 is not waited for: only a commit is).
+    async fn upload_answer(
+        &self,
+        target: FileTarget<'_>,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+    ) -> Result<Value, FetchError> {
         match self
-            .upload_call(target, method, path, &headers, bytes, false)
+            .upload_call(target, method, path, headers, body, false)
             .await?
         {
             Pending::Done(answer) => Ok(answer),
-            Pending::Wait(_) => unreachable!("only a commit waits"),
+            Pending::Wait(_) => unreachable!("upload_call answers Wait only when asked to"),
         }
     }
 
