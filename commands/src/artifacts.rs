@@ -48,6 +48,17 @@ pub trait JobFiles: Send + Sync {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<FileStream>, BoxError>>;
 
+    /// One stored data file of the job from the gzip member that holds line `line` (0-based) on, as a
+    /// download gives it from that member's start: the line the stream begins with (`line` itself or one
+    /// before it; 0 for a file without seek points), and the stream. `None` when it is not stored. What
+    /// comes before that member is neither fetched nor decrypted (issue 13 §4: pages deep in large backups).
+    fn open_at_line<'a>(
+        &'a self,
+        job: JobLocation<'a>,
+        name: &'a str,
+        line: u64,
+    ) -> BoxFuture<'a, Result<Option<(u64, FileStream)>, BoxError>>;
+
     /// Reads one stored file back in one pass, hashing what is stored and, when it is encrypted and its key
     /// is available, checking that it decrypts; `None` when it is not stored.
     fn check<'a>(

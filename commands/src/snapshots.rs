@@ -30,6 +30,10 @@ use crate::artifacts::{JobFiles, JobLocation};
 /// `nextCursor` means the scan goes on from there.
 pub const SEARCH_SCAN_LIMIT: i64 = 10_000;
 
+/// Lines a read decompresses on its way to a later line before it seeks instead: about one seek
+/// interval of 1 KB records (the workers start a gzip member every 256 KiB of records).
+const READ_ON_AT_MOST: i32 = 256;
+
 /// Ordinals fetched from the index at once while an export reads a file.
 const EXPORT_BATCH: i64 = 10_000;
 
@@ -610,16 +614,25 @@ impl Snapshots {
             .collect())
     }
 
-    /// Lines `ordinals` (ascending, 0-based) of the data type's file of one backup, read up to the last one.
+    /// Lines `ordinals` (ascending, 0-based) of the data type's file of one backup: read from the gzip
+    /// member holding the first of them up to the last one (the file's seek points), or, for lines far
+    /// apart, from the member holding each.
     async fn read_lines(
         &self,
         location: JobLocation<'_>,
         data_type: &str,
         ordinals: &[i32],
     ) -> Result<Vec<String>, SnapshotError> {
-        let mut lines = self.lines(location, data_type).await?;
+        let Some(first) = ordinals.first() else {
+            return Ok(Vec::new());
+        };
+        let mut lines = self.lines_from(location, data_type, *first).await?;
         let mut found = Vec::with_capacity(ordinals.len());
         for wanted in ordinals {
+            if lines.next_ordinal.saturating_add(READ_ON_AT_MOST) < *wanted {
+                // Far ahead: seeking is cheaper than decompressing everything in between.
+                lines = self.lines_from(location, data_type, *wanted).await?;
+            }
             loop {
                 match lines.next_line().await? {
                     Some((ordinal, line)) if ordinal == *wanted => {
@@ -647,10 +660,22 @@ impl Snapshots {
         location: JobLocation<'_>,
         data_type: &str,
     ) -> Result<Lines, SnapshotError> {
+        self.lines_from(location, data_type, 0).await
+    }
+
+    /// Like [`lines`](Self::lines), from the gzip member holding line `ordinal` on (through
+    /// [`JobFiles::open_at_line`]): the first line given may come before `ordinal`, never after it.
+    async fn lines_from(
+        &self,
+        location: JobLocation<'_>,
+        data_type: &str,
+        ordinal: i32,
+    ) -> Result<Lines, SnapshotError> {
         let name = data_file(data_type);
-        let stream = self
+        let line = u64::try_from(ordinal).unwrap_or(0);
+        let (first_line, stream) = self
             .files
-            .open(location, &name)
+            .open_at_line(location, &name, line)
             .await
             .map_err(|source| SnapshotError::Storage {
                 job_id: location.job_id.to_owned(),
@@ -666,7 +691,11 @@ impl Snapshots {
             stream,
             decoder: flate2::write::MultiGzDecoder::new(Vec::new()),
             start: 0,
-            next_ordinal: 0,
+            next_ordinal: i32::try_from(first_line).map_err(|_| SnapshotError::MissingLine {
+                job_id: location.job_id.to_owned(),
+                name: data_file(data_type),
+                ordinal,
+            })?,
             ended: false,
         })
     }

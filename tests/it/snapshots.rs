@@ -841,3 +841,84 @@ async fn the_merge_keeps_a_record_staged_twice_once_with_its_last_line() {
         .get(0);
     assert_eq!(counts, json!({"contacts": 4503}));
 }
+
+/// The lines of a data file as a download gives them, decompressed (every gzip member).
+async fn downloaded_lines(app: &TestApp, token: &str, job_id: &str, name: &str) -> Vec<Value> {
+    let response = app
+        .get(&format!("/jobs/{job_id}/files/{name}"), token)
+        .await;
+    assert_eq!(response.status(), 200);
+    let gz = response.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn pages_and_versions_deep_in_a_large_backup_read_from_the_gzip_member_that_holds_them() {
+    let backup = spawn().await;
+    let app = &backup.app;
+    let owner = app.owner("acme");
+    backup.api.seed("hubspot", "contacts", 2_500);
+    let source_id = hubspot_source(app, &owner, false).await;
+    let job_id = backup_once(&backup, &owner, &source_id).await;
+
+    // The data file is several gzip members, each listed in the manifest as [first line, offset].
+    let manifest = get_json(app, &owner, &format!("/jobs/{job_id}/files/manifest.json")).await;
+    let points = manifest["files"][0]["seekPoints"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(points.len() >= 2, "{}", manifest["files"][0]);
+    let lines = downloaded_lines(app, &owner, &job_id, "contacts.ndjson.gz").await;
+    assert_eq!(lines.len(), 2_500);
+
+    // A page from a cursor just before, at and after each member's first line (and deep in the file)
+    // gives exactly the file's next lines: counting lines restarts right at each seek.
+    let mut positions: Vec<i64> = points
+        .iter()
+        .flat_map(|p| {
+            let line = p[0].as_i64().unwrap();
+            [line - 2, line - 1, line]
+        })
+        .collect();
+    positions.push(2_400);
+    for after in positions {
+        use base64::Engine as _;
+        let cursor =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("v1:r:1:{after}"));
+        let page = get_json(
+            app,
+            &owner,
+            &format!(
+                "/sources/{source_id}/snapshots/{job_id}/records?dataType=contacts&limit=7&cursor={cursor}"
+            ),
+        )
+        .await;
+        let got: Vec<&Value> = page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["record"])
+            .collect();
+        let start = (after + 1) as usize;
+        let want: Vec<&Value> = lines[start..start + 7].iter().collect();
+        assert_eq!(got, want, "a page after line {after}");
+    }
+
+    // One record's version, from the last member, and one from the first line of a later member.
+    for line in [2_499usize, points[1][0].as_u64().unwrap() as usize] {
+        let id = lines[line]["id"].as_str().unwrap();
+        let history = get_json(
+            app,
+            &owner,
+            &format!("/sources/{source_id}/records/contacts/{id}/versions"),
+        )
+        .await;
+        assert_eq!(history["versions"][0]["record"], lines[line], "line {line}");
+    }
+}

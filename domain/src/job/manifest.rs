@@ -93,6 +93,33 @@ pub struct ManifestFile {
     /// Absent: stored as it is (a backup made before encryption).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<FileEncryption>,
+    /// Where a reader can start in the compressed file without decompressing what comes before: each a
+    /// line and the byte offset of the gzip member that begins with it, ascending (the file's start, line 0
+    /// at offset 0, is implied). Absent for a file of a single member (small, or stored before seek points).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seek_points: Vec<SeekPoint>,
+}
+
+/// A gzip member's start in a data file, serialized `[line, offset]`: `line` (0-based) is the first record
+/// of the member, `offset` the byte of the compressed file (as a download gives it) where the member begins.
+///
+/// A gzip file is a series of members, each decompressing on its own (RFC 1952 §2.2), and the whole
+/// decompresses to their concatenation: so a data file cut into members every few hundred KiB of records is
+/// still one ordinary `.ndjson.gz` for a user, while the snapshot routes seek to the member that holds the
+/// record they want (issue 13 §4: a page deep in a million-record backup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeekPoint(pub u64, pub u64);
+
+impl SeekPoint {
+    /// The member's first line.
+    pub fn line(&self) -> u64 {
+        self.0
+    }
+
+    /// The member's start in the compressed file, in bytes.
+    pub fn offset(&self) -> u64 {
+        self.1
+    }
 }
 
 /// The stored bytes of one listed file.
@@ -133,6 +160,17 @@ pub struct ContentNotStored {
     /// `PLATFORM_ERROR`, `VALIDATION_ERROR`).
     pub code: JobErrorCode,
     pub message: String,
+}
+
+impl ManifestFile {
+    /// The last seek point at or before `line`: where reading must start to reach it (the file's start
+    /// when no member begins at or before it).
+    pub fn seek_point_before(&self, line: u64) -> SeekPoint {
+        let after = self.seek_points.partition_point(|p| p.line() <= line);
+        after
+            .checked_sub(1)
+            .map_or(SeekPoint(0, 0), |i| self.seek_points[i])
+    }
 }
 
 impl Manifest {
@@ -229,6 +267,39 @@ mod tests {
     fn manifest() -> Manifest {
         let at = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
         Manifest::new("j1", "acme", "s1", "stripe", 1, at)
+    }
+
+    #[test]
+    fn seek_points_are_pairs_and_the_one_before_a_line_is_where_reading_starts() {
+        let file: ManifestFile = serde_json::from_value(json!({
+            "name": "customers.ndjson.gz", "dataType": "customers", "records": 900, "bytes": 5000,
+            "sha256": "00", "seekPoints": [[300, 1200], [600, 2500]]
+        }))
+        .unwrap();
+        assert_eq!(
+            file.seek_points,
+            vec![SeekPoint(300, 1200), SeekPoint(600, 2500)]
+        );
+        assert_eq!(file.seek_point_before(0), SeekPoint(0, 0));
+        assert_eq!(file.seek_point_before(299), SeekPoint(0, 0));
+        assert_eq!(file.seek_point_before(300), SeekPoint(300, 1200));
+        assert_eq!(file.seek_point_before(599), SeekPoint(300, 1200));
+        assert_eq!(file.seek_point_before(10_000), SeekPoint(600, 2500));
+        assert_eq!(
+            serde_json::to_value(&file).unwrap()["seekPoints"],
+            json!([[300, 1200], [600, 2500]])
+        );
+        // A file without them (small, or stored before them) keeps its manifest entry as it was.
+        let old: ManifestFile = serde_json::from_value(json!({
+            "name": "customers.ndjson.gz", "dataType": "customers", "records": 1, "bytes": 50,
+            "sha256": "00"
+        }))
+        .unwrap();
+        assert!(serde_json::to_value(&old)
+            .unwrap()
+            .get("seekPoints")
+            .is_none());
+        assert_eq!(old.seek_point_before(5), SeekPoint(0, 0));
     }
 
     #[test]

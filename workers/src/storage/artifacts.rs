@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 
 use listbackup_commands::data_keys::{DataKey, DataKeys};
 
-use super::encryption::{decrypting, FileEncryption, FileEncryptor};
+use super::encryption::{
+    decrypting, decrypting_with, FileDecryptor, FileEncryption, FileEncryptor,
+};
 use super::{content_key, ContentWriter, Manifest, NdjsonWriter, ObjectPath, StorageError};
 
 /// The manifest's file name in a job's directory.
@@ -333,6 +335,54 @@ impl JobArtifacts {
                 Ok(decrypting(stored, key, path.as_ref()))
             }
         }
+    }
+
+    /// Like [`open_plaintext`](Self::open_plaintext), from byte `offset` of the plaintext on (a seek point's
+    /// offset, [`listbackup_domain::job::manifest::SeekPoint`]): ranged reads of the store, so nothing
+    /// before it is fetched, but for the header and the rest of the encryption chunk that holds `offset`.
+    pub async fn open_plaintext_from(
+        &self,
+        name: &str,
+        encryption: Option<&FileEncryption>,
+        offset: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+        if offset == 0 {
+            return self.open_plaintext(name, encryption).await;
+        }
+        let path = self.path_of(name)?;
+        let Some(encryption) = encryption else {
+            return self.open_range(&path, offset).await;
+        };
+        let key = self.read_key(&encryption.key_id).await?;
+        let mut decryptor = FileDecryptor::new(key, path.as_ref());
+        let header_len = super::encryption::header_len(&encryption.key_id);
+        let header = self
+            .store
+            .get_range(&path, 0..header_len)
+            .await
+            .map_err(|e| StorageError::from_store(e, &path))?;
+        decryptor.update(&header, &mut Vec::new())?;
+        let (at, skip) = decryptor.seek(offset)?;
+        let stored = self.open_range(&path, at).await?;
+        Ok(decrypting_with(stored, decryptor, skip))
+    }
+
+    /// The stored bytes of `path` from `offset` to its end.
+    async fn open_range(
+        &self,
+        path: &ObjectPath,
+        offset: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Offset(offset)),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(path, options)
+            .await
+            .map_err(|e| StorageError::from_store(e, path))?;
+        Ok(result.into_stream().map_err(StorageError::from).boxed())
     }
 
     /// The account's data key `key_id`, to decrypt a file with.

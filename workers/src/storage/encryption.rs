@@ -25,7 +25,7 @@
 //! changed either. The key id names which data key to unwrap; the manifest records it too, with the
 //! ciphertext's sha256 and size beside the plaintext's.
 
-use aes_gcm::aead::stream::{DecryptorBE32, EncryptorBE32};
+use aes_gcm::aead::stream::{EncryptorBE32, NewStream, StreamBE32, StreamPrimitive};
 use aes_gcm::aead::KeyInit;
 use aes_gcm::Aes256Gcm;
 use hkdf::Hkdf;
@@ -289,13 +289,17 @@ impl std::fmt::Debug for FileEncryptor {
 
 /// Decrypts one file as it is read: ciphertext in (in pieces of any size), plaintext out, one chunk held
 /// at most. Every chunk is authenticated before any of its plaintext is given out.
+///
+/// It reads a file from its start, or, after the header, from any chunk on ([`FileDecryptor::seek`]): each
+/// chunk's nonce is its position, so a chunk decrypts on its own, and still only at its own position.
 pub struct FileDecryptor {
     key: std::sync::Arc<DataKey>,
     object_path: String,
     /// Bytes before the header is complete; then the ciphertext of the chunk being gathered.
     buffer: Vec<u8>,
-    /// Set once the header is read.
-    state: Option<(Header, DecryptorBE32<Aes256Gcm>)>,
+    /// Set once the header is read, with its length.
+    state: Option<(Header, usize, StreamBE32<Aes256Gcm>)>,
+    /// The position of the chunk being gathered.
     chunks: u64,
     finished: bool,
 }
@@ -330,16 +334,16 @@ impl FileDecryptor {
                     found: header.key_id,
                 });
             }
-            let stream = DecryptorBE32::from_aead(
+            let stream = StreamBE32::from_aead(
                 header.cipher(&self.key, &self.object_path),
                 header.nonce_prefix.as_slice().into(),
             );
             let rest = self.buffer.split_off(len);
             self.buffer = Vec::with_capacity(header.chunk_size + TAG_LEN);
-            self.state = Some((header, stream));
+            self.state = Some((header, len, stream));
             return self.update(&rest, out);
         }
-        let (header, stream) = self.state.as_mut().expect("set above");
+        let (header, _, stream) = self.state.as_ref().expect("set above");
         let sealed = header.chunk_size + TAG_LEN;
         while !ciphertext.is_empty() {
             let room = sealed - self.buffer.len();
@@ -348,8 +352,9 @@ impl FileDecryptor {
             ciphertext = rest;
             // A full sealed chunk is never the last (the last holds less than a chunk of plaintext).
             if self.buffer.len() == sealed {
+                let position = u32::try_from(self.chunks).map_err(|_| EncryptionError::TooLarge)?;
                 stream
-                    .decrypt_next_in_place(&header.bytes, &mut self.buffer)
+                    .decrypt_in_place(position, false, &header.bytes, &mut self.buffer)
                     .map_err(|_| EncryptionError::Authentication(self.chunks))?;
                 self.chunks += 1;
                 out.extend_from_slice(&self.buffer);
@@ -365,17 +370,45 @@ impl FileDecryptor {
         if self.finished {
             return Ok(());
         }
-        let Some((header, stream)) = self.state.take() else {
+        let Some((header, _, stream)) = self.state.take() else {
             return Err(EncryptionError::Format("the header is cut short".into()));
         };
         self.finished = true;
+        let position = u32::try_from(self.chunks).map_err(|_| EncryptionError::TooLarge)?;
         stream
-            .decrypt_last_in_place(&header.bytes, &mut self.buffer)
+            .decrypt_in_place(position, true, &header.bytes, &mut self.buffer)
             .map_err(|_| EncryptionError::Authentication(self.chunks))?;
         out.extend_from_slice(&self.buffer);
         self.buffer.clear();
         Ok(())
     }
+
+    /// Once the header is read (given to [`update`](Self::update) alone), prepares to read the plaintext
+    /// from byte `offset` on: answers where in the stored file the ciphertext to give next starts (the
+    /// chunk holding `offset`), and how many plaintext bytes of that chunk come before `offset` (for the
+    /// caller to drop). A ciphertext cut there still fails to decrypt if it was truncated or reordered.
+    pub fn seek(&mut self, offset: u64) -> Result<(u64, usize), EncryptionError> {
+        let Some((header, len, _)) = &self.state else {
+            return Err(EncryptionError::Format("the header is cut short".into()));
+        };
+        if !self.buffer.is_empty() || self.chunks != 0 {
+            return Err(EncryptionError::Format(
+                "seek is only possible right after the header".into(),
+            ));
+        }
+        let chunk = header.chunk_size as u64;
+        let index = offset / chunk;
+        self.chunks = index;
+        Ok((
+            *len as u64 + index * (chunk + TAG_LEN as u64),
+            (offset - index * chunk) as usize,
+        ))
+    }
+}
+
+/// The length of a file's header when its data key is `key_id` (what a reader fetches before seeking).
+pub fn header_len(key_id: &str) -> u64 {
+    (6 + key_id.len() + SALT_LEN + NONCE_PREFIX_LEN + 4) as u64
 }
 
 /// Streams a stored file's plaintext out of its ciphertext `stored`, chunk by chunk (flat memory): what a
@@ -388,27 +421,44 @@ pub fn decrypting<E>(
 where
     E: From<EncryptionError> + Send + 'static,
 {
+    decrypting_with(stored, FileDecryptor::new(key, object_path), 0)
+}
+
+/// Streams the plaintext of `stored` through `decryptor` (which may have read the header and
+/// [sought](FileDecryptor::seek)), dropping the first `skip` bytes of plaintext.
+pub fn decrypting_with<E>(
+    stored: futures::stream::BoxStream<'static, Result<bytes::Bytes, E>>,
+    decryptor: FileDecryptor,
+    skip: usize,
+) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, E>>
+where
+    E: From<EncryptionError> + Send + 'static,
+{
     use futures::StreamExt;
-    let decryptor = FileDecryptor::new(key, object_path);
     futures::stream::try_unfold(
-        (stored, decryptor, false),
-        |(mut stored, mut decryptor, done)| async move {
+        (stored, decryptor, skip, false),
+        |(mut stored, mut decryptor, mut skip, done)| async move {
             if done {
                 return Ok(None);
             }
             loop {
                 let mut out = Vec::new();
-                match stored.next().await {
+                let ended = match stored.next().await {
                     Some(chunk) => {
                         decryptor.update(&chunk?, &mut out)?;
-                        if !out.is_empty() {
-                            return Ok(Some((out.into(), (stored, decryptor, false))));
-                        }
+                        false
                     }
                     None => {
                         decryptor.finish(&mut out)?;
-                        return Ok(Some((out.into(), (stored, decryptor, true))));
+                        true
                     }
+                };
+                let dropped = skip.min(out.len());
+                out.drain(..dropped);
+                skip -= dropped;
+                if !out.is_empty() || ended {
+                    let out = bytes::Bytes::from(out);
+                    return Ok(Some((out, (stored, decryptor, skip, ended))));
                 }
             }
         },
@@ -567,6 +617,51 @@ mod tests {
             decrypt(same(&key), "a/b", &ciphertext, 4096).unwrap(),
             plaintext
         );
+    }
+
+    #[test]
+    fn reading_from_any_offset_decrypts_from_there_and_still_only_at_its_position() {
+        let key = key("dk_1");
+        let plaintext: Vec<u8> = (0..3 * CHUNK_SIZE + 10).map(|i| (i % 241) as u8).collect();
+        let (ciphertext, _) = encrypt(&key, "a/b", &plaintext, 1 << 20);
+        let header = header_len("dk_1") as usize;
+        assert_eq!(Header::parse(&ciphertext).unwrap().unwrap().1, header);
+        let read_from = |offset: u64, stored: &[u8]| -> Result<Vec<u8>, EncryptionError> {
+            let mut decryptor = FileDecryptor::new(std::sync::Arc::new(same(&key)), "a/b");
+            let mut out = Vec::new();
+            decryptor.update(&stored[..header], &mut out)?;
+            let (at, skip) = decryptor.seek(offset)?;
+            for part in stored[at as usize..].chunks(5000) {
+                decryptor.update(part, &mut out)?;
+            }
+            decryptor.finish(&mut out)?;
+            Ok(out[skip..].to_vec())
+        };
+        for offset in [
+            0,
+            1,
+            CHUNK_SIZE - 1,
+            CHUNK_SIZE,
+            2 * CHUNK_SIZE + 7,
+            3 * CHUNK_SIZE + 9,
+        ] {
+            assert_eq!(
+                read_from(offset as u64, &ciphertext).unwrap(),
+                &plaintext[offset..],
+                "offset {offset}"
+            );
+        }
+        // A chunk moved to another position does not decrypt there.
+        let sealed = CHUNK_SIZE + TAG_LEN;
+        let mut moved = ciphertext.clone();
+        moved.copy_within(header..header + sealed, header + sealed);
+        assert!(matches!(
+            read_from(CHUNK_SIZE as u64, &moved),
+            Err(EncryptionError::Authentication(1))
+        ));
+        // Cut short: the last chunk is missing its mark.
+        let cut = &ciphertext[..header + 3 * sealed];
+        assert!(read_from(2 * CHUNK_SIZE as u64, cut).is_err());
     }
 
     #[test]

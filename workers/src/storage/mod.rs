@@ -46,6 +46,7 @@ use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 
 use listbackup_commands::data_keys::DataKeys;
+use listbackup_domain::job::manifest::SeekPoint;
 
 pub use artifacts::{ArtifactInfo, JobArtifacts, MANIFEST_NAME};
 pub use content::{content_key, ContentWriter, StoredContent};
@@ -359,7 +360,11 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
     > {
         Box::pin(async move {
             use futures::TryStreamExt;
-            let Some((artifacts, encryption)) = self
+            let Some(Located {
+                artifacts,
+                encryption,
+                ..
+            }) = self
                 .locate(job, name)
                 .await
                 .map_err(listbackup_commands::BoxError::from)?
@@ -370,6 +375,46 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
                 Ok(stream) => Ok(Some(
                     Box::pin(stream.map_err(listbackup_commands::BoxError::from)) as _,
                 )),
+                Err(StorageError::NotFound { .. }) => Ok(None),
+                Err(err) => Err(err.into()),
+            }
+        })
+    }
+
+    fn open_at_line<'a>(
+        &'a self,
+        job: listbackup_commands::artifacts::JobLocation<'a>,
+        name: &'a str,
+        line: u64,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<
+            Option<(u64, listbackup_commands::artifacts::FileStream)>,
+            listbackup_commands::BoxError,
+        >,
+    > {
+        Box::pin(async move {
+            use futures::TryStreamExt;
+            let Some(located) = self
+                .locate(job, name)
+                .await
+                .map_err(listbackup_commands::BoxError::from)?
+            else {
+                return Ok(None);
+            };
+            let point = located
+                .data_file
+                .as_ref()
+                .map_or(SeekPoint(0, 0), |file| file.seek_point_before(line));
+            match located
+                .artifacts
+                .open_plaintext_from(name, located.encryption.as_ref(), point.offset())
+                .await
+            {
+                Ok(stream) => Ok(Some((
+                    point.line(),
+                    Box::pin(stream.map_err(listbackup_commands::BoxError::from)) as _,
+                ))),
                 Err(StorageError::NotFound { .. }) => Ok(None),
                 Err(err) => Err(err.into()),
             }
@@ -387,7 +432,11 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
         Box::pin(async move {
             use futures::StreamExt;
             use sha2::{Digest, Sha256};
-            let Some((artifacts, encryption)) = self
+            let Some(Located {
+                artifacts,
+                encryption,
+                ..
+            }) = self
                 .locate(job, name)
                 .await
                 .map_err(listbackup_commands::BoxError::from)?
@@ -459,6 +508,15 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
     }
 }
 
+/// Where one file of a job is stored, and how ([`BackupStore::locate`]).
+struct Located {
+    /// The directory holding it: the job's, or an earlier job's for a file's unchanged bytes.
+    artifacts: JobArtifacts,
+    encryption: Option<encryption::FileEncryption>,
+    /// A data file's manifest entry (none for other files, or without a manifest).
+    data_file: Option<ManifestFile>,
+}
+
 impl BackupStore {
     /// Where one file of a job is, and how it is stored, from the job's manifest: a file's bytes may be in an
     /// earlier job's directory (its manifest entry's `jobId`). `None` for a file's bytes the manifest does not
@@ -467,10 +525,15 @@ impl BackupStore {
         &self,
         job: listbackup_commands::artifacts::JobLocation<'_>,
         name: &str,
-    ) -> Result<Option<(JobArtifacts, Option<encryption::FileEncryption>)>, StorageError> {
+    ) -> Result<Option<Located>, StorageError> {
         let artifacts = self.job(job.account_id, job.source_id, job.job_id);
+        let plain = |artifacts| Located {
+            artifacts,
+            encryption: None,
+            data_file: None,
+        };
         if name == MANIFEST_NAME {
-            return Ok(Some((artifacts, None)));
+            return Ok(Some(plain(artifacts)));
         }
         let manifest = artifacts.read_manifest().await?;
         if name.contains('/') {
@@ -484,13 +547,19 @@ impl BackupStore {
                 Some(job_id) => artifacts.job(job_id),
                 None => artifacts,
             };
-            return Ok(Some((artifacts, content.encryption.clone())));
+            return Ok(Some(Located {
+                encryption: content.encryption.clone(),
+                ..plain(artifacts)
+            }));
         }
-        let encryption = manifest
-            .as_ref()
-            .and_then(|m| m.encryption_of(name))
-            .flatten()
-            .cloned();
-        Ok(Some((artifacts, encryption)))
+        let Some(manifest) = manifest else {
+            return Ok(Some(plain(artifacts)));
+        };
+        let encryption = manifest.encryption_of(name).flatten().cloned();
+        Ok(Some(Located {
+            artifacts,
+            encryption,
+            data_file: manifest.file(name).cloned(),
+        }))
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{TimeZone, Utc};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder as GzDecoder;
 use futures::TryStreamExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -184,9 +184,12 @@ async fn the_manifest_lists_every_file_and_is_written_last() {
         files[0],
         json!({
             "name": "customers.ndjson.gz", "dataType": "customers", "records": 1_500,
-            "bytes": customers.bytes, "sha256": customers.sha256, "since": {"created": 1700000000}
+            "bytes": customers.bytes, "sha256": customers.sha256, "since": {"created": 1700000000},
+            "seekPoints": customers.seek_points.iter().map(|p| [p.line(), p.offset()]).collect::<Vec<_>>()
         })
     );
+    // 1,500 records of some 200 bytes: a second gzip member begins past 256 KiB.
+    assert_eq!(customers.seek_points.len(), 1);
     assert_eq!(files[1]["records"], 0);
     assert_eq!(files[1]["sha256"], empty.sha256);
 

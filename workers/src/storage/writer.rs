@@ -9,6 +9,14 @@ use sha2::{Digest, Sha256};
 
 use super::encryption::{FileEncryption, FileEncryptor, CHUNK_SIZE};
 use super::{ManifestFile, ObjectPath, StorageError};
+use listbackup_domain::job::manifest::SeekPoint;
+
+/// Uncompressed bytes of records after which the writer starts a new gzip member, and records a seek point
+/// (see [`SeekPoint`]): a reader looking for one record decompresses at most about this much (and decrypts
+/// at most one more encryption chunk) after seeking. 256 KiB costs a few hundredths of a percent of the
+/// compressed size (one 18-byte member header and trailer, and deflate's 32 KiB window starting empty)
+/// and gives a million-record file of 1 KB records about 4,000 points (some 80 KB of manifest).
+pub const SEEK_POINT_INTERVAL: u64 = 256 * 1024;
 
 /// Streams one data type's records into `{dataType}.ndjson.gz`: one JSON document per line, gzipped as it
 /// goes, uploaded in parts of the store's part size. Nothing is visible at the file's path until
@@ -38,6 +46,10 @@ pub struct NdjsonWriter {
     peak_buffered: usize,
     /// Encrypts each part on its way to the store (issue 13 §2); `None`: stored as compressed.
     encryption: Option<FileEncryptor>,
+    gzip_level: u32,
+    /// Uncompressed bytes in the current gzip member.
+    member_bytes: u64,
+    seek_points: Vec<SeekPoint>,
 }
 
 /// A data file stored completely.
@@ -57,6 +69,8 @@ pub struct WrittenFile {
     pub sha256: String,
     /// How the gzip file is encrypted in the store, with the stored ciphertext's size and sha256.
     pub encryption: Option<FileEncryption>,
+    /// Where the gzip members after the first begin.
+    pub seek_points: Vec<SeekPoint>,
 }
 
 impl WrittenFile {
@@ -70,6 +84,7 @@ impl WrittenFile {
             sha256: self.sha256.clone(),
             since,
             encryption: self.encryption.clone(),
+            seek_points: self.seek_points.clone(),
         }
     }
 }
@@ -104,6 +119,9 @@ impl NdjsonWriter {
             parts: 0,
             peak_buffered: 0,
             encryption: None,
+            gzip_level,
+            member_bytes: 0,
+            seek_points: Vec::new(),
         }
     }
 
@@ -156,12 +174,24 @@ impl NdjsonWriter {
         Ok(())
     }
 
-    /// Compresses one complete line (newline included) and uploads a part once enough is buffered.
+    /// Compresses one complete line (newline included) and uploads a part once enough is buffered. A line
+    /// after [`SEEK_POINT_INTERVAL`] bytes of the current member starts a new member (so no member is
+    /// ever empty, nor a line cut between two).
     async fn write_line(&mut self, line: &[u8]) -> Result<(), StorageError> {
+        if self.member_bytes >= SEEK_POINT_INTERVAL {
+            let member = self.encoder.take().ok_or(StorageError::WriterClosed)?;
+            let buffered = member.finish()?;
+            // Offsets count the compressed file: what was handed to the upload, then what is buffered.
+            let offset = self.bytes + buffered.len() as u64;
+            self.seek_points.push(SeekPoint(self.records, offset));
+            self.encoder = Some(GzEncoder::new(buffered, Compression::new(self.gzip_level)));
+            self.member_bytes = 0;
+        }
         let encoder = self.encoder.as_mut().ok_or(StorageError::WriterClosed)?;
         encoder.write_all(line)?;
         self.records += 1;
         self.uncompressed_bytes += line.len() as u64;
+        self.member_bytes += line.len() as u64;
 
         let buffered = encoder.get_ref().len();
         self.peak_buffered = self.peak_buffered.max(buffered);
@@ -197,6 +227,7 @@ impl NdjsonWriter {
             uncompressed_bytes: self.uncompressed_bytes,
             sha256: hex::encode(hasher.finalize()),
             encryption: self.encryption.as_ref().map(FileEncryptor::record),
+            seek_points: std::mem::take(&mut self.seek_points),
         })
     }
 
@@ -332,7 +363,7 @@ impl std::fmt::Debug for NdjsonWriter {
 mod raw_tests {
     use std::io::Read;
 
-    use flate2::read::GzDecoder;
+    use flate2::read::MultiGzDecoder as GzDecoder;
     use object_store::memory::InMemory;
     use object_store::ObjectStore;
 
@@ -361,6 +392,50 @@ mod raw_tests {
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_large_file_is_gzip_members_each_starting_at_a_recorded_line_and_offset() {
+        let store = InMemory::new();
+        // Parts smaller than a member, so offsets cross part boundaries.
+        let mut writer = writer(&store, 64 * 1024).await;
+        let records = 3_000u64;
+        for i in 0..records {
+            let pad = format!("{i:x}").repeat(40 + (i as usize % 50));
+            writer
+                .write_record(&serde_json::json!({"id": i, "pad": pad}))
+                .await
+                .unwrap();
+        }
+        let file = writer.finish().await.unwrap();
+        let per_member = SEEK_POINT_INTERVAL / (file.uncompressed_bytes / records) + 1;
+        assert!(
+            file.seek_points.len() as u64 >= records / per_member - 1,
+            "{} seek points for {} uncompressed bytes",
+            file.seek_points.len(),
+            file.uncompressed_bytes
+        );
+        let path = ObjectPath::from("job/customers.ndjson.gz");
+        let gz = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(gz.len() as u64, file.bytes);
+        // The whole file still reads as one gzip file of every line, in order.
+        let text = read_back(&store).await;
+        assert_eq!(text.lines().count() as u64, records);
+        let mut previous = SeekPoint(0, 0);
+        for point in &file.seek_points {
+            assert!(point.line() > previous.line() && point.offset() > previous.offset());
+            // One member alone, from its offset: it starts with its line and ends at a line's end.
+            let mut member = flate2::read::GzDecoder::new(&gz[point.offset() as usize..]);
+            let mut text = String::new();
+            member.read_to_string(&mut text).unwrap();
+            assert!(text.ends_with('\n'));
+            let first: serde_json::Value =
+                serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            assert_eq!(first["id"], point.line());
+            assert!(text.len() as u64 <= SEEK_POINT_INTERVAL + 1024);
+            previous = *point;
+        }
+        assert_eq!(file.manifest_file(None).seek_points, file.seek_points);
     }
 
     #[tokio::test]
