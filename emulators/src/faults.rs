@@ -1,5 +1,5 @@
 //! Misbehaviour on demand, each the way real platforms misbehave: `Retry-After` in each of its forms, paging
-//! that never ends, answers reshaped on their way out.
+//! that never ends, answers reshaped or lost on their way out.
 
 /// A `Retry-After` value in each form RFC 9110 §10.2.3 allows, and the decimal some platforms send.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,4 +48,35 @@ pub(crate) enum Reshape {
     WithoutLists,
     /// The same JSON, its records without this top-level field.
     WithoutField(String),
+    /// None: the request was served (whatever it changed stays changed) but the connection closes before
+    /// its answer arrives ([`lost_answer`]).
+    Lost,
+}
+
+/// An answer that never arrives: its body fails before its first byte, so the server closes the
+/// connection, as one that breaks after the platform took a request and before its answer got through.
+pub(crate) fn lost_answer() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(Lost)
+}
+
+/// The body of [`lost_answer`]: announced, never sent.
+struct Lost;
+
+impl actix_web::body::MessageBody for Lost {
+    type Error = std::io::Error;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Sized(2)
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<actix_web::web::Bytes, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::other(
+            "the answer was lost (emulated)",
+        ))))
+    }
 }

@@ -91,9 +91,15 @@ pub(crate) struct FilesState {
     pub download_tokens: HashMap<String, u64>,
     /// Box download host: pre-signed tokens handed out → created file id.
     pub box_created_tokens: HashMap<String, String>,
-    /// Drive: resumable upload sessions opened and not finished, by `upload_id`: (metadata, announced
-    /// size).
-    pub google_sessions: HashMap<String, (Value, Option<u64>)>,
+    /// Drive: resumable upload sessions, by `upload_id`.
+    pub google_sessions: HashMap<String, crate::google::ResumableSession>,
+    /// Drive: the next `PUT` to a resumable upload session keeps only this many of its bytes, and its
+    /// answer is lost (the connection closes).
+    pub google_cut_next_put: Option<u64>,
+    /// Drive: the next status query of a resumable upload session finds it expired (404).
+    pub google_expire_next_query: bool,
+    /// Drive: the bytes `PUT`s to resumable upload sessions carried (those that arrived).
+    pub google_bytes_received: u64,
     /// Dropbox: upload sessions open, by id: the bytes so far.
     pub dropbox_sessions: HashMap<String, Vec<u8>>,
     /// Dropbox: `files/upload`'s limit when lowered for a test (documented: 150 MiB).
@@ -503,6 +509,23 @@ impl PlatformApi {
     /// The next content answer of `platform` is cut off after `bytes` bytes.
     pub fn cut_next_download(&self, platform: &str, bytes: u64) {
         self.files().cut_next.insert(platform.to_owned(), bytes);
+    }
+
+    /// Drive: the next `PUT` of bytes to a resumable upload session breaks after `bytes` bytes: Drive keeps
+    /// those, and the connection closes before an answer.
+    pub fn google_cut_next_upload(&self, bytes: u64) {
+        self.files().google_cut_next_put = Some(bytes);
+    }
+
+    /// Drive: the next status query of a resumable upload session (`Content-Range: bytes */<size>`) finds
+    /// the session expired: 404, and the session is gone.
+    pub fn google_expire_next_status_query(&self) {
+        self.files().google_expire_next_query = true;
+    }
+
+    /// Drive: the bytes that arrived in `PUT`s to resumable upload sessions so far.
+    pub fn google_upload_bytes_received(&self) -> u64 {
+        self.files().google_bytes_received
     }
 
     /// Google: the next `n` requests answer 403 `userRateLimitExceeded`, Drive's "slow down".

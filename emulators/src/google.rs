@@ -22,8 +22,16 @@
 //!   `application/vnd.google-apps.folder`) or an empty file; `POST /upload/drive/v3/files?uploadType=multipart`
 //!   takes a `multipart/related` body (the JSON metadata part, then the media part); `uploadType=resumable`
 //!   takes the metadata (with `X-Upload-Content-Length`) and answers `200` with the session URI in
-//!   `Location`, where one `PUT` of every byte answers the file (a size other than the announced one is a
-//!   400). `parents` names one folder (`root` is My Drive's alias; missing: My Drive); a parent that does not
+//!   `Location`, where a `PUT` of every byte answers the file (a size other than the announced one is a
+//!   400); a `PUT` with `Content-Range: bytes <first>-<last>/<size>` sends bytes from `first` (at most the
+//!   bytes received: those received already are not taken twice), and an empty one with `bytes */<size>`
+//!   asks how far the upload got: `308` with `Range: bytes=0-<last>` (no `Range`: no byte yet) until every
+//!   byte arrived, then the file again (https://developers.google.com/drive/api/guides/manage-uploads#resumable).
+//!   An unknown (or expired) session is 404. Faults: a `PUT` that breaks after some bytes, keeping those
+//!   ([`PlatformApi::google_cut_next_upload`](crate::PlatformApi::google_cut_next_upload)), a session found
+//!   expired by a status query
+//!   ([`PlatformApi::google_expire_next_status_query`](crate::PlatformApi::google_expire_next_status_query)).
+//!   `parents` names one folder (`root` is My Drive's alias; missing: My Drive); a parent that does not
 //!   exist is 404 `notFound`. Drive lets names repeat: nothing is ever overwritten. Created items are listed
 //!   and downloaded like the rest (`md5Checksum`: the first 32 hex digits of their sha256, a version only).
 //! - Errors `{"error":{"code":…,"message":…,"errors":[{"domain":…,"reason":…,"message":…}]}}`; rate limiting
@@ -192,29 +200,168 @@ fn create(
     answer_fields(query, created_resource(&created))
 }
 
-/// `POST /upload/drive/v3/files` and the `PUT` of a resumable session.
+/// A resumable upload session (`uploadType=resumable`).
+#[derive(Debug, Clone)]
+pub(crate) struct ResumableSession {
+    metadata: Value,
+    /// `X-Upload-Content-Length`, if given.
+    size: Option<u64>,
+    /// The bytes received so far, from the first.
+    received: Vec<u8>,
+    /// The file made once every byte arrived: asked again, the session answers it.
+    created: Option<crate::files::Created>,
+}
+
+/// What a `PUT` to a resumable session's URI says in `Content-Range`.
+enum PutRange {
+    /// No `Content-Range`: every byte, from the first.
+    Whole,
+    /// `bytes */<size>`: how far has the upload got?
+    Status(u64),
+    /// `bytes <first>-<last>/<size>`.
+    Bytes(u64, u64, u64),
+}
+
+fn put_range(req: &HttpRequest) -> Result<PutRange, HttpResponse> {
+    let Some(range) = crate::header(req, "Content-Range") else {
+        return Ok(PutRange::Whole);
+    };
+    let refused = || fail(400, "badRequest", "Failed to parse Content-Range header.");
+    let (span, size) = range
+        .trim()
+        .strip_prefix("bytes ")
+        .and_then(|r| r.split_once('/'))
+        .ok_or_else(refused)?;
+    let size = size.parse::<u64>().map_err(|_| refused())?;
+    if span == "*" {
+        return Ok(PutRange::Status(size));
+    }
+    let (first, last) = span.split_once('-').ok_or_else(refused)?;
+    match (first.parse::<u64>(), last.parse::<u64>()) {
+        (Ok(first), Ok(last)) if first <= last && last < size => {
+            Ok(PutRange::Bytes(first, last, size))
+        }
+        _ => Err(refused()),
+    }
+}
+
+/// Where a resumable session stands: `308 Resume Incomplete` with `Range: bytes=0-<last>` (none before the
+/// first byte), or the file made.
+fn session_state(query: &Query, session: &ResumableSession) -> HttpResponse {
+    if let Some(created) = &session.created {
+        return answer_fields(query, created_resource(created));
+    }
+    let mut incomplete = HttpResponse::build(actix_web::http::StatusCode::PERMANENT_REDIRECT);
+    if !session.received.is_empty() {
+        incomplete.insert_header(("Range", format!("bytes=0-{}", session.received.len() - 1)));
+    }
+    incomplete.finish()
+}
+
+/// A `PUT` to a resumable session's URI
+/// (https://developers.google.com/drive/api/guides/manage-uploads#resume-upload): the bytes from the first
+/// (no `Content-Range`) or from where `Content-Range` says (at most the bytes received: bytes received
+/// already are not taken twice), or a status query (`bytes */<size>`, no body). The answer is the file once
+/// every byte arrived, else `308`; an unknown or expired session is 404.
+fn resumable_put(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> HttpResponse {
+    let FilesState {
+        trees,
+        google_sessions,
+        google_cut_next_put,
+        google_expire_next_query,
+        google_bytes_received,
+        ..
+    } = &mut state.files;
+    let tree = trees.entry("google".to_owned()).or_default();
+    let id = param(query, "upload_id").unwrap_or_default();
+    let range = match put_range(req) {
+        Ok(range) => range,
+        Err(refused) => return refused,
+    };
+    if matches!(range, PutRange::Status(_)) && std::mem::take(google_expire_next_query) {
+        google_sessions.remove(id);
+    }
+    let Some(session) = google_sessions.get_mut(id) else {
+        return fail(404, "notFound", "No such upload session.");
+    };
+    if session.created.is_some() {
+        return session_state(query, session);
+    }
+    let (first, size) = match range {
+        PutRange::Status(size) | PutRange::Bytes(_, _, size)
+            if session.size.is_some_and(|announced| announced != size) =>
+        {
+            return fail(
+                400,
+                "badRequest",
+                "The uploaded size differs from the announced one.",
+            )
+        }
+        PutRange::Status(_) if !body.is_empty() => {
+            return fail(400, "badRequest", "A status query has no body.")
+        }
+        PutRange::Status(_) => return session_state(query, session),
+        PutRange::Bytes(first, last, size) => {
+            if last - first + 1 != body.len() as u64 {
+                return fail(
+                    400,
+                    "badRequest",
+                    "The body's length differs from the Content-Range.",
+                );
+            }
+            (first, size)
+        }
+        PutRange::Whole => (0, session.size.unwrap_or(body.len() as u64)),
+    };
+    let held = session.received.len() as u64;
+    if first > held {
+        return fail(400, "badRequest", &format!(
+            "Invalid request. According to the Content-Range header, the upload offset is {first} byte(s), \
+             which exceeds already uploaded size of {held} byte(s)."));
+    }
+    // The connection breaks after `cut` bytes: those arrived.
+    let cut = google_cut_next_put.take();
+    let arrived = &body[..cut.map_or(body.len(), |cut| body.len().min(cut as usize))];
+    *google_bytes_received += arrived.len() as u64;
+    // Bytes Drive holds already are not taken twice.
+    let new = arrived.get((held - first) as usize..).unwrap_or_default();
+    if held + new.len() as u64 > size {
+        return fail(
+            400,
+            "badRequest",
+            "The uploaded size differs from the announced one.",
+        );
+    }
+    session.received.extend_from_slice(new);
+    if session.received.len() as u64 == size {
+        let metadata = session.metadata.clone();
+        let bytes = std::mem::take(&mut session.received);
+        let made = create(tree, query, &metadata, Some(bytes));
+        if made.status().is_success() {
+            session.created = tree.created.last().cloned();
+        }
+        if cut.is_some() {
+            return crate::faults::lost_answer();
+        }
+        return made;
+    }
+    if cut.is_some() {
+        return crate::faults::lost_answer();
+    }
+    session_state(query, session)
+}
+
+/// `POST /upload/drive/v3/files` and the `PUT`s of a resumable session.
 fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> HttpResponse {
+    if req.method() == Method::PUT {
+        return resumable_put(state, req, query, body);
+    }
     let FilesState {
         trees,
         google_sessions,
         ..
     } = &mut state.files;
     let tree = trees.entry("google".to_owned()).or_default();
-    if req.method() == Method::PUT {
-        let Some((metadata, size)) =
-            param(query, "upload_id").and_then(|id| google_sessions.remove(id))
-        else {
-            return fail(404, "notFound", "No such upload session.");
-        };
-        if size.is_some_and(|size| size != body.len() as u64) {
-            return fail(
-                400,
-                "badRequest",
-                "The uploaded size differs from the announced one.",
-            );
-        }
-        return create(tree, query, &metadata, Some(body.to_vec()));
-    }
     if req.method() != Method::POST {
         return fail(405, "httpMethodNotAllowed", "Method Not Allowed");
     }
@@ -255,7 +402,15 @@ fn upload(state: &mut State, req: &HttpRequest, query: &Query, body: &[u8]) -> H
             };
             let size = crate::header(req, "X-Upload-Content-Length").and_then(|v| v.parse().ok());
             let id = format!("ADPycdv{:016x}", rand::random::<u64>());
-            google_sessions.insert(id.clone(), (metadata, size));
+            google_sessions.insert(
+                id.clone(),
+                ResumableSession {
+                    metadata,
+                    size,
+                    received: Vec::new(),
+                    created: None,
+                },
+            );
             let location = format!(
                 "{}://{}/google/upload/drive/v3/files?uploadType=resumable&upload_id={id}",
                 req.connection_info().scheme(),

@@ -17,7 +17,8 @@
 //!   emulates of it; the file platforms share their file trees ([`files`]).
 //!
 //! Misbehaviour on demand, each the way real platforms misbehave: errors and 429s with `Retry-After` in
-//! any of its forms ([`RetryAfter`]), a 200 whose body is cut off ([`PlatformApi::truncate_nth`]),
+//! any of its forms ([`RetryAfter`]), a 200 whose body is cut off ([`PlatformApi::truncate_nth`]), a
+//! request served whose answer is lost ([`PlatformApi::lose_answer_nth`]),
 //! pretty-printed bodies ([`PlatformApi::pretty`]), paging that goes in circles or never ends
 //! ([`PagingFault`]), records deleted or made visible late ([`PlatformApi::delete`], [`PlatformApi::hide`],
 //! [`PlatformApi::reveal`]), many records changed at one instant ([`PlatformApi::touch_together`]).

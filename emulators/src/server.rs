@@ -30,6 +30,8 @@ pub(crate) struct State {
     pub(crate) rate_limited: Option<(usize, RetryAfter)>,
     /// Per path: the request (counting down to 1) whose 200 body is cut in half.
     pub(crate) truncate: HashMap<String, usize>,
+    /// Per path prefix: the request (counting down to 1) whose 200 answer is lost.
+    pub(crate) lose: Vec<(String, usize)>,
     /// Paths whose every 200 body is cut in half.
     pub(crate) truncate_always: HashSet<String>,
     /// Paths whose 200 bodies are pretty-printed (records spanning lines).
@@ -421,6 +423,15 @@ impl PlatformApi {
         self.state().truncate.insert(path.to_owned(), n);
     }
 
+    /// The `n`th request from now (1 = the next) to a path starting with `prefix` (with the platform prefix:
+    /// `/dropbox/content/2/files/upload_session/append_v2`) is served, and whatever it changes stays changed,
+    /// but its 200 answer is lost: the connection closes before it arrives. A client that sends it again
+    /// sends a request the platform has already applied.
+    pub fn lose_answer_nth(&self, prefix: &str, n: usize) {
+        assert!(n >= 1);
+        self.state().lose.push((prefix.to_owned(), n));
+    }
+
     /// Every later 200 on `path` answers only the first half of its body.
     pub fn truncate_every(&self, path: &str) {
         self.state().truncate_always.insert(path.to_owned());
@@ -581,6 +592,7 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
             }
             Err(_) => body.to_vec(),
         },
+        Reshape::Lost => return crate::faults::lost_answer(),
         Reshape::WithoutLists => match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(mut object)) => {
                 object.retain(|_, value| !value.is_array());
@@ -642,6 +654,17 @@ pub(crate) fn apply_faults(
     state
         .last_query
         .insert(path.to_owned(), req.query_string().to_owned());
+    let lost = state
+        .lose
+        .iter_mut()
+        .position(|(prefix, n)| {
+            if !path.starts_with(prefix.as_str()) {
+                return false;
+            }
+            *n -= 1;
+            *n == 0
+        })
+        .map(|at| state.lose.remove(at));
     let reshape = match state.truncate.get_mut(path) {
         Some(n) if *n > 1 => {
             *n -= 1;
@@ -672,6 +695,7 @@ pub(crate) fn apply_faults(
             .get(path)
             .map(|field| Reshape::WithoutField(field.clone()))
     });
+    let reshape = lost.map(|_| Reshape::Lost).or(reshape);
     if let Some((n, retry_after)) = state.rate_limited.take() {
         if n > 1 {
             state.rate_limited = Some((n - 1, retry_after));
