@@ -212,6 +212,13 @@ pub(super) const FILE_WRITES: FileWrites = FileWrites {
             append: "/2/files/upload_session/append_v2",
             finish: "/2/files/upload_session/finish",
             chunk_bytes: 8 * 1024 * 1024,
+            // An append retried after its answer was lost, which Dropbox had applied.
+            wrong_offset: ErrorMatch {
+                status: 409,
+                pointer: "/error_summary",
+                prefixes: &["lookup_failed/incorrect_offset/"],
+            },
+            correct_offset: "/error/lookup_failed/correct_offset",
         }),
     },
     placement: Placement::Path("/path_display"),

@@ -470,12 +470,21 @@ pub enum LargeUpload {
     /// `{"cursor": {…, "offset": <every byte>}, "commit": <the upload's metadata>}` and an empty body, and
     /// answers the file. A chunk is held in memory while it is sent (and sent again on a retry): memory is
     /// one chunk, whatever the file's size.
+    ///
+    /// A request sent again after its answer was lost, although the platform had applied it, is answered
+    /// `wrong_offset` (Dropbox: 409 `lookup_failed/incorrect_offset/`,
+    /// <https://www.dropbox.com/developers/documentation/http/documentation#files-upload_session-append>),
+    /// which names the bytes the session holds at `correct_offset`: the end of the chunk sent means it was
+    /// applied; a smaller offset, that the session continues from there.
     Session {
         start: &'static str,
         append: &'static str,
         finish: &'static str,
         /// Bytes per request: at most the upload's `max_bytes` (Dropbox asks for multiples of 4 MiB).
         chunk_bytes: u64,
+        wrong_offset: super::ErrorMatch,
+        /// A JSON pointer into the `wrong_offset` answer: the bytes the session holds (an integer).
+        correct_offset: &'static str,
     },
     /// Box's chunked upload session (<https://developer.box.com/guides/uploads/chunked/>), on the upload's
     /// host:

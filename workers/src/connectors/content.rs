@@ -193,6 +193,7 @@ impl Connector {
             platform,
             credentials,
             gone: Some(listing.gone),
+            answers: &[],
         };
         let method = file.request.method;
         let response = call
@@ -238,6 +239,7 @@ impl Connector {
             platform,
             credentials,
             gone: Some(&[]),
+            answers: &[],
         };
         let mut hops = 0;
         while response.status().is_redirection() {

@@ -860,6 +860,7 @@ impl Pager<'_> {
             credentials: self.credentials,
             // A parent's children, or a folder's items: the parent may have been deleted since it was listed.
             gone: self.current_parent.as_ref().map(|_| self.listing.gone),
+            answers: &[],
         };
         let (auth, credentials, platform) = (self.auth, self.credentials, self.platform);
         let authorize = move |request: reqwest::RequestBuilder| {

@@ -128,6 +128,18 @@ pub(crate) struct Call<'a> {
     /// deleted since it was listed; 404, 410 and these answers fail it with [`FetchError::Gone`]. `None`:
     /// they are the platform's refusal like any other 4xx.
     pub gone: Option<&'a [ErrorMatch]>,
+    /// Answers besides a 2xx that the request documents as its own (Drive's `308 Resume Incomplete`,
+    /// Dropbox's 409 `incorrect_offset`): handed to `decode` of [`send`](Self::send), status and body, rather
+    /// than failing. [`open`](Self::open) takes none.
+    pub answers: &'a [ErrorMatch],
+}
+
+/// An answer as an attempt brings it back.
+enum Arrived {
+    /// A 2xx (or a 3xx to be followed by hand), its body unread.
+    Open(reqwest::Response),
+    /// One of the request's [`Call::answers`], its body read.
+    Read(Response),
 }
 
 impl Call<'_> {
@@ -140,7 +152,11 @@ impl Call<'_> {
         decode: impl Fn(Response) -> Result<T, BodyError>,
     ) -> Result<T, FetchError> {
         let decode = &decode;
-        self.attempts(counters, build, false, |response| async move {
+        self.attempts(counters, build, false, |arrived| async move {
+            let response = match arrived {
+                Arrived::Open(response) => response,
+                Arrived::Read(response) => return read(decode(response)),
+            };
             let status = response.status();
             let headers = response.headers().clone();
             // The connection broke mid-body.
@@ -148,17 +164,11 @@ impl Call<'_> {
                 .bytes()
                 .await
                 .map_err(|err| Outcome::Transient(network_error(&err), None))?;
-            match decode(Response {
+            read(decode(Response {
                 status,
                 headers,
                 body,
-            }) {
-                Ok(value) => Ok(value),
-                Err(BodyError::Invalid(err)) => Err(Outcome::Fatal(err)),
-                Err(BodyError::Unreadable(reason)) => {
-                    Err(Outcome::Transient(FetchError::UnreadableBody(reason), None))
-                }
-            }
+            }))
         })
         .await
     }
@@ -171,7 +181,12 @@ impl Call<'_> {
         counters: &mut Counters,
         build: impl Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, FetchError>,
     ) -> Result<reqwest::Response, FetchError> {
-        self.attempts(counters, build, true, |response| async move {
+        self.attempts(counters, build, true, |arrived| async move {
+            let Arrived::Open(response) = arrived else {
+                return Err(Outcome::Fatal(FetchError::InvalidResponse(
+                    "a streamed request takes no answers besides a 2xx".into(),
+                )));
+            };
             if response.status() == StatusCode::ACCEPTED {
                 return Err(Outcome::RateLimited(retry_after(
                     response.headers(),
@@ -193,7 +208,7 @@ impl Call<'_> {
         accept: F,
     ) -> Result<T, FetchError>
     where
-        F: Fn(reqwest::Response) -> Fut,
+        F: Fn(Arrived) -> Fut,
         Fut: std::future::Future<Output = Result<T, Outcome>>,
     {
         let mut failures = 0u32;
@@ -257,33 +272,65 @@ impl Call<'_> {
         }
     }
 
-    /// A 2xx answer (or, when `redirects`, a 3xx) with its body unread, or what to do about any other.
+    /// A 2xx answer (or, when `redirects`, a 3xx) with its body unread, one of the request's
+    /// [`answers`](Call::answers) read, or what to do about any other.
     async fn classify(
         &self,
         response: reqwest::Response,
         redirects: bool,
-    ) -> Result<reqwest::Response, Outcome> {
+    ) -> Result<Arrived, Outcome> {
         let status = response.status();
         if status.is_success() || (redirects && status.is_redirection()) {
-            return Ok(response);
+            return Ok(Arrived::Open(response));
         }
-        let retry_after = retry_after(response.headers(), SystemTime::now());
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(Outcome::RateLimited(retry_after));
+        let code = status.as_u16();
+        if self.answers.iter().any(|rule| rule.status == code) {
+            let headers = response.headers().clone();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|err| Outcome::Transient(network_error(&err), None))?;
+            let body = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+            if self.answers.iter().any(|rule| rule.matches(code, &body)) {
+                return Ok(Arrived::Read(Response {
+                    status,
+                    headers,
+                    body: bytes,
+                }));
+            }
+            return Err(self.refusal(status, &headers, &body));
         }
+        let headers = response.headers().clone();
         // The platform's own message helps with a 400 (an unknown parameter, a missing scope) but is not
-        // trusted: Stripe echoes part of a rejected key, so 401 bodies are dropped and others are scrubbed.
-        let (message, body) = if status == StatusCode::UNAUTHORIZED {
-            (String::new(), Value::Null)
+        // trusted: Stripe echoes part of a rejected key, so 401 bodies are dropped (and a 429's is not needed).
+        let body = if matches!(
+            status,
+            StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            Value::Null
         } else {
             let bytes = response.bytes().await.unwrap_or_default();
-            let body = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
-            let message = scrub(
-                &error_message(&body, self.platform.error_messages),
+            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null)
+        };
+        Err(self.refusal(status, &headers, &body))
+    }
+
+    /// What to do about an answer that is neither a 2xx nor one of the request's own: its status, headers
+    /// and JSON body (`null` when it has none, or a 401's).
+    fn refusal(&self, status: StatusCode, headers: &HeaderMap, body: &Value) -> Outcome {
+        let retry_after = retry_after(headers, SystemTime::now());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Outcome::RateLimited(retry_after);
+        }
+        // Scrubbed: Stripe echoes part of a rejected key.
+        let message = if status == StatusCode::UNAUTHORIZED {
+            String::new()
+        } else {
+            scrub(
+                &error_message(body, self.platform.error_messages),
                 self.platform,
                 self.credentials,
-            );
-            (message, body)
+            )
         };
         // Answers the platform documents as rate limiting although they are not 429 (Google's 403
         // `userRateLimitExceeded`): waited out the same way.
@@ -293,24 +340,24 @@ impl Call<'_> {
             .rate
             .limited_when
             .iter()
-            .any(|rule| rule.matches(code, &body))
+            .any(|rule| rule.matches(code, body))
         {
-            return Err(Outcome::RateLimited(retry_after));
+            return Outcome::RateLimited(retry_after);
         }
         // The platform's own way of saying the credentials are not valid (any 401; ActiveCampaign's 403):
         // the connection's failure, not this data type's.
-        if self.platform.rejects_credentials(code, &body) {
-            return Err(Outcome::Fatal(FetchError::Unauthorized));
+        if self.platform.rejects_credentials(code, body) {
+            return Outcome::Fatal(FetchError::Unauthorized);
         }
         if let Some(gone) = self.gone {
-            if matches!(code, 404 | 410) || gone.iter().any(|rule| rule.matches(code, &body)) {
-                return Err(Outcome::Fatal(FetchError::Gone {
+            if matches!(code, 404 | 410) || gone.iter().any(|rule| rule.matches(code, body)) {
+                return Outcome::Fatal(FetchError::Gone {
                     status: code,
                     message,
-                }));
+                });
             }
         }
-        Err(match status {
+        match status {
             StatusCode::FORBIDDEN => Outcome::Fatal(FetchError::Forbidden { message }),
             // 408 (RFC 9110 §15.5.9): the server gave up waiting for the request; sending it again is the
             // documented remedy.
@@ -328,7 +375,19 @@ impl Call<'_> {
                 message,
                 retryable: false,
             }),
-        })
+        }
+    }
+}
+
+/// A 2xx answer's decoding, as an attempt's outcome: an unreadable body is sent again like a dropped
+/// connection.
+fn read<T>(decoded: Result<T, BodyError>) -> Result<T, Outcome> {
+    match decoded {
+        Ok(value) => Ok(value),
+        Err(BodyError::Invalid(err)) => Err(Outcome::Fatal(err)),
+        Err(BodyError::Unreadable(reason)) => {
+            Err(Outcome::Transient(FetchError::UnreadableBody(reason), None))
+        }
     }
 }
 

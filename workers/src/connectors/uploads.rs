@@ -7,9 +7,12 @@
 //! chunk), wrapped between the multipart framing when the platform wants one; its `Content-Length` is known
 //! beforehand (the framing plus the file's size in the manifest), so memory stays flat whatever the size.
 //! Because a body that was sent cannot be sent again, an upload retries by opening the stored file again:
-//! 429 (`Retry-After`), 5xx and dropped connections are retried up to the policy's bounds, each time from the
-//! first byte. A retry after an answer that was lost may leave a second copy on the platform (Dropbox names it
-//! `name (1)`); never an overwrite.
+//! 429 (`Retry-After`), 5xx and dropped connections are retried up to the policy's bounds. A single-request
+//! upload starts again from the first byte; a retry after an answer that was lost may leave a second copy on
+//! the platform (Dropbox names it `name (1)`), never an overwrite. Large files resume as each platform
+//! documents: Drive's resumable upload asks how far it got and sends the rest; a Dropbox session's chunk
+//! applied before its answer was lost is recognised by the offset the session answers; a Box part sent again
+//! is the same part, which Box takes again.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -19,7 +22,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use listbackup_domain::platform::listing::scalar_text;
 use listbackup_domain::platform::writes::{fill_template, FileWrites, LargeUpload, UploadBody};
-use listbackup_domain::platform::{ContentHost, Platform};
+use listbackup_domain::platform::{ContentHost, ErrorMatch, Platform};
 use serde_json::Value;
 
 use super::content::ascii_json;
@@ -58,6 +61,8 @@ struct Session {
     /// start, append, finish.
     paths: [&'static str; 3],
     chunk: usize,
+    /// A chunk sent at an offset the session is not at, and where its answer names the session's.
+    wrong_offset: (ErrorMatch, &'static str),
 }
 
 /// A multipart body's framing around the file's bytes.
@@ -91,6 +96,7 @@ impl Connector {
             platform: target.platform,
             credentials: target.credentials,
             gone: None,
+            answers: &[],
         };
         let mut counters = Counters::default();
         let credentials = target.credentials;
@@ -164,6 +170,8 @@ impl Connector {
                     append,
                     finish,
                     chunk_bytes,
+                    wrong_offset,
+                    correct_offset,
                 }) => {
                     let UploadBody::ArgHeader(header) = upload.body else {
                         return Err(FetchError::InvalidResponse(
@@ -175,6 +183,7 @@ impl Connector {
                         header,
                         paths: [start, append, finish],
                         chunk: chunk_bytes.min(max_bytes).max(1) as usize,
+                        wrong_offset: (wrong_offset, correct_offset),
                     };
                     self.upload_session(target, session, &metadata, &open).await
                 }
@@ -271,7 +280,16 @@ impl Connector {
         .await
     }
 
-    /// A resumable upload (Drive): the session first, then every byte in one `PUT` to its URI.
+    /// A resumable upload (Drive, <https://developers.google.com/drive/api/guides/manage-uploads#resumable>):
+    /// the session first, then every byte in one `PUT` to its URI.
+    ///
+    /// An interrupted `PUT` (a dropped connection, a 5xx, a rate limit) is not sent again whole: after the
+    /// policy's wait, an empty `PUT` with `Content-Range: bytes */<size>` asks how far it got: `308 Resume
+    /// Incomplete` with `Range: bytes=0-<last>` (without `Range`: nothing), or `200`/`201` with the file when
+    /// every byte had arrived. The next `PUT` sends the rest, `Content-Range: bytes <last+1>-<size-1>/<size>`,
+    /// from the stored file opened again, the bytes Drive holds dropped as they stream by. A `404` is a
+    /// session that expired: a new one, from the first byte. Interruptions and expired sessions together are
+    /// bounded by the policy's attempts, rate limits by its own bound.
     async fn upload_resumable<F, Fut>(
         &self,
         target: FileTarget<'_>,
@@ -284,16 +302,100 @@ impl Connector {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<UploadStream, FetchError>>,
     {
+        let size = file.size;
+        let mime_type = header_safe(file.mime_type);
+        let mut session = self
+            .resumable_session(target, (path, query), metadata, &mime_type, size)
+            .await?;
+        // The bytes Drive holds.
+        let mut held = 0u64;
+        let mut failures = 0u32;
+        let mut rate_limited = 0u32;
+        loop {
+            let put = self
+                .resumable_put(target, &session, &mime_type, size, held, open)
+                .await;
+            let interrupted = match put {
+                Ok(Resumed::Done(id)) => return Ok(id),
+                // Drive says itself how far it got.
+                Ok(Resumed::Holds(bytes)) => {
+                    held = bytes;
+                    None
+                }
+                Err(err) => Some(err),
+            };
+            let wait = match &interrupted {
+                Some(FetchError::RateLimited { retry_after }) => {
+                    rate_limited += 1;
+                    let wait = retry_after.unwrap_or_else(|| self.retry.backoff(rate_limited));
+                    if rate_limited > self.retry.max_rate_limited
+                        || wait > self.retry.max_retry_after
+                    {
+                        return Err(FetchError::RateLimited {
+                            retry_after: *retry_after,
+                        });
+                    }
+                    wait
+                }
+                Some(FetchError::Gone { .. }) | None => {
+                    failures += 1;
+                    if failures >= self.retry.max_attempts {
+                        return Err(interrupted.unwrap_or_else(|| {
+                            FetchError::InvalidResponse(format!(
+                                "Drive's upload session stays incomplete ({held} of {size} bytes)"
+                            ))
+                        }));
+                    }
+                    self.retry.backoff(failures)
+                }
+                Some(err) if err.retryable() => {
+                    failures += 1;
+                    if failures >= self.retry.max_attempts {
+                        return Err(interrupted.expect("an interruption"));
+                    }
+                    self.retry.backoff(failures)
+                }
+                Some(_) => return Err(interrupted.expect("an interruption")),
+            };
+            tokio::time::sleep(wait).await;
+            let expired = match interrupted {
+                Some(FetchError::Gone { .. }) => true,
+                None => false,
+                // How far did it get?
+                Some(_) => match self.resumable_status(target, &session, size).await {
+                    Ok(Resumed::Done(id)) => return Ok(id),
+                    Ok(Resumed::Holds(bytes)) => {
+                        held = bytes;
+                        false
+                    }
+                    Err(FetchError::Gone { .. }) => true,
+                    Err(err) => return Err(err),
+                },
+            };
+            if expired {
+                session = self
+                    .resumable_session(target, (path, query), metadata, &mime_type, size)
+                    .await?;
+                held = 0;
+            }
+        }
+    }
+
+    /// Opens a resumable upload session (the metadata `POST`ed to `path?query`) and returns its URI.
+    async fn resumable_session(
+        &self,
+        target: FileTarget<'_>,
+        (path, query): (&'static str, &'static [(&'static str, &'static str)]),
+        metadata: &Value,
+        mime_type: &str,
+        size: u64,
+    ) -> Result<url::Url, FetchError> {
         let upload = target.writes.upload;
         let url = self.host_url(target, upload.host, path)?;
         let auth = choose_auth(target.platform, target.credentials)?.api_auth();
         let budget = self.rate_budget(target.connection_id, target.platform.id);
         let credentials = target.credentials;
-        let mime_type = header_safe(file.mime_type);
         let body = metadata.to_string();
-        let size = file.size;
-        let new_id = upload.new_id;
-        // Each upload opens its own session; a broken transfer is sent again whole, in a new `PUT`.
         let call = Call {
             http: &self.http,
             budget: &budget,
@@ -301,6 +403,7 @@ impl Connector {
             platform: target.platform,
             credentials,
             gone: None,
+            answers: &[],
         };
         let mut counters = Counters::default();
         let location = call
@@ -314,7 +417,7 @@ impl Connector {
                             reqwest::header::CONTENT_TYPE,
                             "application/json; charset=UTF-8",
                         )
-                        .header("X-Upload-Content-Type", mime_type.as_str())
+                        .header("X-Upload-Content-Type", mime_type)
                         .header("X-Upload-Content-Length", size)
                         .body(body.clone());
                     apply_auth(builder, auth, credentials).map_err(FetchError::from)
@@ -333,27 +436,103 @@ impl Connector {
                 },
             )
             .await?;
-        let location = url::Url::parse(&location)
+        url::Url::parse(&location)
             .or_else(|_| url::Url::parse(&url).and_then(|base| base.join(&location)))
             .map_err(|_| {
                 FetchError::InvalidResponse("the upload session's Location is not a URL".into())
-            })?;
-        self.send_streamed(
+            })
+    }
+
+    /// One `PUT` of the bytes from `held` on to a resumable upload session, in one attempt: the file, how
+    /// far Drive got (a `308`), or why it failed (a `404`: [`FetchError::Gone`]).
+    async fn resumable_put<F, Fut>(
+        &self,
+        target: FileTarget<'_>,
+        session: &url::Url,
+        mime_type: &str,
+        size: u64,
+        held: u64,
+        open: &F,
+    ) -> Result<Resumed, FetchError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<UploadStream, FetchError>>,
+    {
+        let new_id = target.writes.upload.new_id;
+        let stream = skip_bytes(open().await?, held);
+        self.stream_once(
             target,
-            open,
+            stream,
+            (Some(&[]), &[INCOMPLETE]),
             |http, stream| {
-                http.put(location.clone())
-                    .header(reqwest::header::CONTENT_TYPE, mime_type.as_str())
-                    .header(reqwest::header::CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(stream))
+                let builder = http
+                    .put(session.clone())
+                    .header(reqwest::header::CONTENT_TYPE, mime_type)
+                    .header(reqwest::header::CONTENT_LENGTH, size - held)
+                    .body(reqwest::Body::wrap_stream(stream));
+                if held == 0 {
+                    builder
+                } else {
+                    builder.header(
+                        reqwest::header::CONTENT_RANGE,
+                        format!("bytes {held}-{}/{size}", size - 1),
+                    )
+                }
             },
-            move |answer| id_at(&answer, new_id),
+            |response| resumed(response, size, new_id),
+        )
+        .await
+    }
+
+    /// Asks a resumable upload session how far it got (an empty `PUT` with `Content-Range: bytes
+    /// */<size>`), retried by the transport.
+    async fn resumable_status(
+        &self,
+        target: FileTarget<'_>,
+        session: &url::Url,
+        size: u64,
+    ) -> Result<Resumed, FetchError> {
+        let new_id = target.writes.upload.new_id;
+        let auth = choose_auth(target.platform, target.credentials)?.api_auth();
+        let budget = self.rate_budget(target.connection_id, target.platform.id);
+        let call = Call {
+            http: &self.content_http,
+            budget: &budget,
+            policy: &self.retry,
+            platform: target.platform,
+            credentials: target.credentials,
+            gone: Some(&[]),
+            answers: &[INCOMPLETE],
+        };
+        let mut counters = Counters::default();
+        call.send(
+            &mut counters,
+            |http| {
+                let builder = http
+                    .put(session.clone())
+                    .header(reqwest::header::CONTENT_RANGE, format!("bytes */{size}"))
+                    .header(reqwest::header::CONTENT_LENGTH, 0)
+                    .body(Bytes::new());
+                let builder = target
+                    .platform
+                    .api_headers
+                    .iter()
+                    .fold(builder, |b, (name, value)| b.header(*name, *value));
+                apply_auth(builder, auth, target.credentials).map_err(FetchError::from)
+            },
+            |response| resumed(response, size, new_id),
         )
         .await
     }
 
     /// An upload session (Dropbox): the stored file read once, chunk by chunk, each chunk one request
-    /// (retried by the transport like any small request: it is held in memory).
+    /// (retried by the transport like any small request: it is held in memory), then the finish.
+    ///
+    /// A retried request the platform had applied before its answer was lost is answered with the offset
+    /// the session is at ([`LargeUpload::Session`]'s `wrong_offset`): at the end of the chunk, it was applied
+    /// and the upload carries on; before it, the upload goes on from there (the stored file is opened again
+    /// and read up to that offset); past it (bytes never sent), the upload fails rather than guess. Going
+    /// back is bounded by the policy's attempts.
     async fn upload_session<F, Fut>(
         &self,
         target: FileTarget<'_>,
@@ -369,9 +548,11 @@ impl Connector {
         let [start, append, finish] = session.paths;
         let mut stream = open().await?;
         let mut pending = bytes::BytesMut::new();
+        // The bytes the session holds.
         let mut offset = 0u64;
         let mut session_id: Option<String> = None;
         let mut ended = false;
+        let mut rewinds = 0u32;
         loop {
             // The next chunk: `session.chunk` bytes, or what is left.
             while !ended && pending.len() < session.chunk {
@@ -383,57 +564,71 @@ impl Connector {
             }
             let take = pending.len().min(session.chunk);
             let chunk = pending.split_to(take).freeze();
-            if chunk.is_empty() && session_id.is_some() {
-                break;
-            }
+            // Every byte is in the session: the finish, with no bytes.
+            let finishing = chunk.is_empty() && session_id.is_some();
             let (path, arg) = match &session_id {
                 None => (start, serde_json::json!({"close": false})),
+                Some(id) if finishing => (
+                    finish,
+                    serde_json::json!({"cursor": {"session_id": id, "offset": offset}, "commit": commit}),
+                ),
                 Some(id) => (
                     append,
                     serde_json::json!({"cursor": {"session_id": id, "offset": offset}, "close": false}),
                 ),
             };
-            let answer = self
+            let end = offset + chunk.len() as u64;
+            let sent = self
                 .send_chunk(
                     target,
                     upload.host,
                     path,
                     (session.header, &arg),
-                    chunk.clone(),
+                    chunk,
+                    session.wrong_offset,
                 )
                 .await?;
-            if session_id.is_none() {
-                session_id = Some(
-                    answer
-                        .get("session_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .ok_or_else(|| {
-                            FetchError::InvalidResponse(
-                                "the platform opened an upload session without a session_id".into(),
-                            )
-                        })?,
-                );
-            }
-            offset += chunk.len() as u64;
-            if ended && pending.is_empty() {
-                break;
+            match sent {
+                Chunk::Taken(answer) if finishing => return id_at(&answer, upload.new_id),
+                Chunk::Taken(answer) => {
+                    if session_id.is_none() {
+                        session_id = Some(
+                            answer
+                                .get("session_id")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                                .ok_or_else(|| {
+                                    FetchError::InvalidResponse(
+                                        "the platform opened an upload session without a session_id"
+                                            .into(),
+                                    )
+                                })?,
+                        );
+                    }
+                    offset = end;
+                }
+                // Applied by an attempt whose answer was lost.
+                Chunk::At(at) if at == end && !finishing => offset = end,
+                // The session holds less than was sent: on from there.
+                Chunk::At(at) if at < end => {
+                    rewinds += 1;
+                    if rewinds >= self.retry.max_attempts {
+                        return Err(FetchError::InvalidResponse(format!(
+                            "the upload session keeps going back (to {at} of {end} bytes sent)"
+                        )));
+                    }
+                    stream = skip_bytes(open().await?, at);
+                    pending.clear();
+                    ended = false;
+                    offset = at;
+                }
+                Chunk::At(at) => {
+                    return Err(FetchError::InvalidResponse(format!(
+                        "the upload session says it holds {at} bytes, but {end} were sent"
+                    )))
+                }
             }
         }
-        let arg = serde_json::json!({
-            "cursor": {"session_id": session_id, "offset": offset},
-            "commit": commit,
-        });
-        let answer = self
-            .send_chunk(
-                target,
-                upload.host,
-                finish,
-                (session.header, &arg),
-                Bytes::new(),
-            )
-            .await?;
-        id_at(&answer, upload.new_id)
     }
 
     /// A chunked upload session (Box, [`LargeUpload::Parts`]): the session, then the stored file read once,
@@ -684,6 +879,7 @@ impl Connector {
             platform: target.platform,
             credentials: target.credentials,
             gone: None,
+            answers: &[],
         };
         let json_body = !headers.iter().any(|(name, _)| *name == "Content-Type");
         let mut counters = Counters::default();
@@ -726,7 +922,9 @@ impl Connector {
         .await
     }
 
-    /// One request of an upload session: `chunk` as the body, `arg` in the argument header.
+    /// One request of an upload session: `chunk` as the body, `arg` in the argument header. The platform's
+    /// answer to a wrong offset (`wrong_offset`: the rule, the pointer to the session's offset) is the
+    /// offset it names.
     async fn send_chunk(
         &self,
         target: FileTarget<'_>,
@@ -734,10 +932,12 @@ impl Connector {
         path: &str,
         (header, arg): (&str, &Value),
         chunk: Bytes,
-    ) -> Result<Value, FetchError> {
+        (wrong_offset, correct_offset): (ErrorMatch, &'static str),
+    ) -> Result<Chunk, FetchError> {
         let url = self.host_url(target, host, path)?;
         let auth = choose_auth(target.platform, target.credentials)?.api_auth();
         let budget = self.rate_budget(target.connection_id, target.platform.id);
+        let answers = [wrong_offset];
         let call = Call {
             http: &self.content_http,
             budget: &budget,
@@ -745,6 +945,7 @@ impl Connector {
             platform: target.platform,
             credentials: target.credentials,
             gone: None,
+            answers: &answers,
         };
         let arg = ascii_json(arg);
         let mut counters = Counters::default();
@@ -760,11 +961,25 @@ impl Connector {
                 apply_auth(builder, auth, target.credentials).map_err(FetchError::from)
             },
             |response| {
+                if !response.status.is_success() {
+                    let answer: Value = serde_json::from_slice(&response.body)
+                        .map_err(|err| BodyError::from_json(err, &response))?;
+                    return answer
+                        .pointer(correct_offset)
+                        .and_then(Value::as_u64)
+                        .map(Chunk::At)
+                        .ok_or_else(|| {
+                            BodyError::Invalid(FetchError::InvalidResponse(format!(
+                                "the platform's answer to a wrong offset names none at {correct_offset}"
+                            )))
+                        });
+                }
                 // `append_v2` answers `null`.
                 if response.body.is_empty() {
-                    return Ok(Value::Null);
+                    return Ok(Chunk::Taken(Value::Null));
                 }
                 serde_json::from_slice(&response.body)
+                    .map(Chunk::Taken)
                     .map_err(|err| BodyError::from_json(err, &response))
             },
         )
@@ -784,50 +999,16 @@ impl Connector {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<UploadStream, FetchError>>,
     {
-        let auth = choose_auth(target.platform, target.credentials)?.api_auth();
-        let budget = self.rate_budget(target.connection_id, target.platform.id);
-        // One request per attempt of the transport; the attempts are counted here.
-        let once = RetryPolicy {
-            max_attempts: 1,
-            max_rate_limited: 0,
-            ..self.retry
-        };
-        let call = Call {
-            http: &self.content_http,
-            budget: &budget,
-            policy: &once,
-            platform: target.platform,
-            credentials: target.credentials,
-            gone: None,
-        };
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
         loop {
             let stream = open().await?;
-            let slot = std::sync::Mutex::new(Some(stream));
-            let mut counters = Counters::default();
-            let sent = call
-                .send(
-                    &mut counters,
-                    |http| {
-                        let stream =
-                            slot.lock().expect("not poisoned").take().ok_or_else(|| {
-                                FetchError::Network("an upload's body was sent".into())
-                            })?;
-                        let builder = build(http, stream);
-                        let builder = target
-                            .platform
-                            .api_headers
-                            .iter()
-                            .fold(builder, |b, (name, value)| b.header(*name, *value));
-                        apply_auth(builder, auth, target.credentials).map_err(FetchError::from)
-                    },
-                    |response| {
-                        let answer: Value = serde_json::from_slice(&response.body)
-                            .map_err(|err| BodyError::from_json(err, &response))?;
-                        decode(answer).map_err(BodyError::Invalid)
-                    },
-                )
+            let sent = self
+                .stream_once(target, stream, (None, &[]), &build, |response| {
+                    let answer: Value = serde_json::from_slice(&response.body)
+                        .map_err(|err| BodyError::from_json(err, &response))?;
+                    decode(answer).map_err(BodyError::Invalid)
+                })
                 .await;
             let wait = match sent {
                 Ok(id) => return Ok(id),
@@ -854,6 +1035,56 @@ impl Connector {
         }
     }
 
+    /// One attempt of a request whose body is `stream` (the caller retries, with the file opened again),
+    /// through the rate budget with the connection's auth; `(gone, answers)` as in [`Call`].
+    async fn stream_once<T>(
+        &self,
+        target: FileTarget<'_>,
+        stream: UploadStream,
+        (gone, answers): (Option<&[ErrorMatch]>, &[ErrorMatch]),
+        build: impl Fn(&reqwest::Client, UploadStream) -> reqwest::RequestBuilder,
+        decode: impl Fn(super::transport::Response) -> Result<T, BodyError>,
+    ) -> Result<T, FetchError> {
+        let auth = choose_auth(target.platform, target.credentials)?.api_auth();
+        let budget = self.rate_budget(target.connection_id, target.platform.id);
+        // One request: the transport cannot send a streamed body twice.
+        let once = RetryPolicy {
+            max_attempts: 1,
+            max_rate_limited: 0,
+            ..self.retry
+        };
+        let call = Call {
+            http: &self.content_http,
+            budget: &budget,
+            policy: &once,
+            platform: target.platform,
+            credentials: target.credentials,
+            gone,
+            answers,
+        };
+        let slot = std::sync::Mutex::new(Some(stream));
+        let mut counters = Counters::default();
+        call.send(
+            &mut counters,
+            |http| {
+                let stream = slot
+                    .lock()
+                    .expect("not poisoned")
+                    .take()
+                    .ok_or_else(|| FetchError::Network("an upload's body was sent".into()))?;
+                let builder = build(http, stream);
+                let builder = target
+                    .platform
+                    .api_headers
+                    .iter()
+                    .fold(builder, |b, (name, value)| b.header(*name, *value));
+                apply_auth(builder, auth, target.credentials).map_err(FetchError::from)
+            },
+            decode,
+        )
+        .await
+    }
+
     fn host_url(
         &self,
         target: FileTarget<'_>,
@@ -870,6 +1101,77 @@ impl Connector {
 /// The largest part a chunked upload session may ask for (Box's are 8 to 128 MiB by the file's size): the
 /// memory one upload holds.
 const PART_SIZE_MAX: u64 = 256 * 1024 * 1024;
+
+/// Drive's answer to a resumable upload that has not every byte yet: `308 Resume Incomplete`.
+const INCOMPLETE: ErrorMatch = ErrorMatch::status(308);
+
+/// Where a resumable upload stands.
+enum Resumed {
+    /// Every byte arrived: the new file's id.
+    Done(String),
+    /// Drive holds this many bytes, from the first.
+    Holds(u64),
+}
+
+/// Reads a resumable upload's answer to a `PUT`: `308` with `Range: bytes=0-<last>` (none: no byte yet), or
+/// the file (`200`, `201`) with its id at `new_id`.
+fn resumed(
+    response: super::transport::Response,
+    size: u64,
+    new_id: &str,
+) -> Result<Resumed, BodyError> {
+    if response.status.as_u16() == INCOMPLETE.status {
+        let Some(range) = response.headers.get(reqwest::header::RANGE) else {
+            return Ok(Resumed::Holds(0));
+        };
+        let last = range
+            .to_str()
+            .ok()
+            .and_then(|range| range.trim().strip_prefix("bytes=0-"))
+            .and_then(|last| last.parse::<u64>().ok())
+            // A `308` with every byte would be an upload that cannot finish.
+            .filter(|last| last.saturating_add(1) < size)
+            .ok_or_else(|| {
+                BodyError::Invalid(FetchError::InvalidResponse(format!(
+                    "Drive's upload session answered an incomplete upload with Range {range:?}, \
+                     not bytes=0-<last> short of {size} bytes"
+                )))
+            })?;
+        return Ok(Resumed::Holds(last + 1));
+    }
+    let answer: Value = serde_json::from_slice(&response.body)
+        .map_err(|err| BodyError::from_json(err, &response))?;
+    id_at(&answer, new_id)
+        .map(Resumed::Done)
+        .map_err(BodyError::Invalid)
+}
+
+/// An upload session's answer to a chunk.
+enum Chunk {
+    /// Taken: the platform's answer (`null` when empty).
+    Taken(Value),
+    /// Sent at an offset the session is not at: the session holds this many bytes.
+    At(u64),
+}
+
+/// `stream` without its first `skip` bytes, dropped as they stream by (memory stays one piece).
+fn skip_bytes(stream: UploadStream, skip: u64) -> UploadStream {
+    let mut left = skip;
+    stream
+        .filter_map(move |item| {
+            let item = match item {
+                Ok(mut bytes) if left > 0 => {
+                    let cut = left.min(bytes.len() as u64);
+                    left -= cut;
+                    let rest = bytes.split_off(cut as usize);
+                    (!rest.is_empty()).then_some(Ok(rest))
+                }
+                other => Some(other),
+            };
+            futures::future::ready(item)
+        })
+        .boxed()
+}
 
 /// A commit's answer: the file, or wait (`Retry-After`, if given) and ask again.
 enum Pending {
@@ -933,6 +1235,57 @@ fn form_filename(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn skipping_drops_the_first_bytes_across_pieces() {
+        let pieces: Vec<Result<Bytes, listbackup_commands::BoxError>> =
+            [&b"abc"[..], b"defg", b"hi"]
+                .into_iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect();
+        let skipped: Vec<Bytes> = skip_bytes(futures::stream::iter(pieces).boxed(), 5)
+            .map(|piece| piece.unwrap())
+            .collect()
+            .await;
+        assert_eq!(
+            skipped,
+            [Bytes::from_static(b"fg"), Bytes::from_static(b"hi")]
+        );
+    }
+
+    fn answer(
+        status: u16,
+        range: Option<&str>,
+        body: &'static str,
+    ) -> super::super::transport::Response {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(range) = range {
+            headers.insert(reqwest::header::RANGE, range.parse().unwrap());
+        }
+        super::super::transport::Response {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_resumable_uploads_answer_says_how_far_it_got() {
+        let holds = |status, range| match resumed(answer(status, range, ""), 100, "/id") {
+            Ok(Resumed::Holds(n)) => Some(n),
+            _ => None,
+        };
+        assert_eq!(holds(308, Some("bytes=0-41")), Some(42));
+        // No `Range`: no byte yet.
+        assert_eq!(holds(308, None), Some(0));
+        // Every byte (or more) is not an incomplete upload; nor is a range that does not start at 0.
+        assert_eq!(holds(308, Some("bytes=0-99")), None);
+        assert_eq!(holds(308, Some("bytes=5-41")), None);
+        assert!(matches!(
+            resumed(answer(200, None, r#"{"id":"f1"}"#), 100, "/id"),
+            Ok(Resumed::Done(id)) if id == "f1"
+        ));
+    }
 
     #[test]
     fn a_form_filename_cannot_break_its_header() {

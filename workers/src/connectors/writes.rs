@@ -95,6 +95,7 @@ impl Connector {
             platform,
             credentials: write.credentials,
             gone: None,
+            answers: &[],
         };
         let credentials = write.credentials;
         let idempotency_key = writes.idempotency_key.then_some(write.idempotency_key);
