@@ -562,3 +562,236 @@ async fn a_box_file_over_the_direct_upload_limit_goes_through_a_chunked_upload_s
     let item = created.iter().find(|c| c.id == id).unwrap();
     assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
 }
+
+/// A connector against `fx`'s emulation that uploads at most 4 KiB per request (the platforms: megabytes),
+/// with short backoffs.
+fn small_requests(
+    fx: &crate::support::files::Direct,
+    endpoints: listbackup_commands::platform_client::PlatformEndpoints,
+) -> listbackup_workers::connectors::Connector {
+    use listbackup_workers::connectors::{Connector, RateLimit, RateLimits, RetryPolicy};
+    Connector::new(endpoints)
+        .with_rate_limits(RateLimits::default().with(fx.platform.id, RateLimit::unlimited()))
+        .with_retry_policy(RetryPolicy {
+            base_backoff: std::time::Duration::from_millis(20),
+            max_backoff: std::time::Duration::from_millis(100),
+            ..RetryPolicy::default()
+        })
+        .with_upload_request_max(4096)
+}
+
+/// 10 000 bytes that differ from one offset to the next, and a way to stream them as a stored file does
+/// (1000-byte pieces), once per call.
+fn ten_thousand_bytes() -> Vec<u8> {
+    (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+fn stream_of(
+    bytes: &[u8],
+) -> impl std::future::Future<
+    Output = Result<
+        listbackup_workers::connectors::UploadStream,
+        listbackup_workers::connectors::FetchError,
+    >,
+> {
+    use futures::StreamExt;
+    let pieces: Vec<Result<actix_web::web::Bytes, listbackup_commands::BoxError>> = bytes
+        .chunks(1000)
+        .map(|c| Ok(actix_web::web::Bytes::copy_from_slice(c)))
+        .collect();
+    async move {
+        Ok::<listbackup_workers::connectors::UploadStream, _>(futures::stream::iter(pieces).boxed())
+    }
+}
+
+#[tokio::test]
+async fn a_google_drive_upload_broken_off_resumes_where_drive_stopped() {
+    use listbackup_workers::connectors::{FileTarget, FileUpload};
+    let fx = crate::support::files::direct("google").await;
+    let endpoints = listbackup_commands::platform_client::PlatformEndpoints::default()
+        .with_api_url("google", &fx.api.api_url("google"));
+    let connector = small_requests(&fx, endpoints);
+    let writes = fx.platform.data_type("files").unwrap().file_writes.unwrap();
+    let target = FileTarget {
+        connection_id: "conn-1",
+        platform: fx.platform,
+        writes: &writes,
+        credentials: &fx.credentials,
+    };
+    let folder = connector
+        .create_folder(target, writes.root, "Restore")
+        .await
+        .unwrap();
+    let bytes = ten_thousand_bytes();
+    let open = || stream_of(&bytes);
+    let file = |name| FileUpload {
+        parent: &folder,
+        name,
+        mime_type: "application/octet-stream",
+        size: 10_000,
+    };
+    let uploaded = |id: &str| {
+        let created = fx.api.created_items("google");
+        let item = created.iter().find(|c| c.id == id).unwrap().clone();
+        let named = created.iter().filter(|c| c.name == item.name).count();
+        (item, named)
+    };
+    let hits = || fx.api.hits("/google/upload/drive/v3/files");
+
+    // The `PUT` breaks after 4000 bytes, which Drive keeps: asked how far it got, Drive says 0-3999, and the
+    // rest goes in a second `PUT`. Every byte is sent once.
+    fx.api.google_cut_next_upload(4000);
+    let id = connector
+        .upload_file(target, file("resumed.bin"), open)
+        .await
+        .unwrap();
+    let (item, named) = uploaded(&id);
+    assert_eq!(
+        item.bytes.as_deref(),
+        Some(&bytes[..]),
+        "the bytes are the backup's"
+    );
+    assert_eq!(named, 1);
+    assert_eq!(
+        fx.api.google_upload_bytes_received(),
+        10_000,
+        "4000 bytes, then the other 6000: none sent twice"
+    );
+    // The session, the broken `PUT`, the status query, the rest.
+    assert_eq!(hits(), 4);
+
+    // The `PUT` breaks after every byte arrived (the file is made, its answer lost): the status query
+    // answers the file, which is not uploaded again.
+    let (received, before) = (fx.api.google_upload_bytes_received(), hits());
+    fx.api.google_cut_next_upload(10_000);
+    let id = connector
+        .upload_file(target, file("answer-lost.bin"), open)
+        .await
+        .unwrap();
+    let (item, named) = uploaded(&id);
+    assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
+    assert_eq!(named, 1, "one file");
+    assert_eq!(fx.api.google_upload_bytes_received() - received, 10_000);
+    assert_eq!(hits() - before, 3);
+
+    // The session expired meanwhile (the status query answers 404): a new session, from the first byte.
+    let (received, before) = (fx.api.google_upload_bytes_received(), hits());
+    fx.api.google_cut_next_upload(4000);
+    fx.api.google_expire_next_status_query();
+    let id = connector
+        .upload_file(target, file("expired.bin"), open)
+        .await
+        .unwrap();
+    let (item, named) = uploaded(&id);
+    assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
+    assert_eq!(named, 1, "one file");
+    assert_eq!(fx.api.google_upload_bytes_received() - received, 14_000);
+    // The session, the broken `PUT`, the status query (404), a new session, every byte.
+    assert_eq!(hits() - before, 5);
+}
+
+#[tokio::test]
+async fn a_dropbox_append_applied_before_its_answer_was_lost_is_not_applied_twice() {
+    use listbackup_workers::connectors::{FileTarget, FileUpload};
+    let fx = crate::support::files::direct("dropbox").await;
+    fx.api.set_dropbox_upload_limit(4096);
+    let endpoints = listbackup_commands::platform_client::PlatformEndpoints::default()
+        .with_api_url("dropbox", &fx.api.api_url("dropbox"))
+        .with_host_url("dropbox", "CONTENT", &fx.api.content_url("dropbox"));
+    let connector = small_requests(&fx, endpoints);
+    let writes = fx.platform.data_type("files").unwrap().file_writes.unwrap();
+    let target = FileTarget {
+        connection_id: "conn-1",
+        platform: fx.platform,
+        writes: &writes,
+        credentials: &fx.credentials,
+    };
+    let folder = connector
+        .create_folder(target, writes.root, "Restore")
+        .await
+        .unwrap();
+    let bytes = ten_thousand_bytes();
+    // The first append (bytes 4096-8191) is applied, but its answer is lost: sent again, it is answered
+    // 409 `incorrect_offset` with `correct_offset` 8192, the end of the chunk: the upload carries on.
+    fx.api
+        .lose_answer_nth("/dropbox/content/2/files/upload_session/append_v2", 1);
+    let id = connector
+        .upload_file(
+            target,
+            FileUpload {
+                parent: &folder,
+                name: "big.bin",
+                mime_type: "application/octet-stream",
+                size: 10_000,
+            },
+            || stream_of(&bytes),
+        )
+        .await
+        .unwrap();
+    let hits = |f: &str| fx.api.hits(&format!("/dropbox/content/2/files/{f}"));
+    assert_eq!(
+        [
+            hits("upload_session/start"),
+            hits("upload_session/append_v2"),
+            hits("upload_session/finish"),
+        ],
+        [1, 3, 1]
+    );
+    let created = fx.api.created_items("dropbox");
+    let item = created.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(item.name, "big.bin");
+    assert_eq!(
+        item.bytes.as_deref(),
+        Some(&bytes[..]),
+        "the bytes are the backup's, the chunk once"
+    );
+}
+
+#[tokio::test]
+async fn a_box_part_whose_answer_was_lost_is_sent_again_and_taken() {
+    use listbackup_workers::connectors::{FileTarget, FileUpload};
+    let fx = crate::support::files::direct("box").await;
+    let api_url = fx.api.api_url("box");
+    let upload_url = format!("{}/upload/api/2.0", api_url.trim_end_matches("/2.0"));
+    let endpoints = listbackup_commands::platform_client::PlatformEndpoints::default()
+        .with_api_url("box", &api_url)
+        .with_host_url("box", "UPLOAD", &upload_url);
+    let connector = small_requests(&fx, endpoints);
+    fx.api.set_box_part_size(4096);
+    let writes = fx.platform.data_type("files").unwrap().file_writes.unwrap();
+    let target = FileTarget {
+        connection_id: "conn-1",
+        platform: fx.platform,
+        writes: &writes,
+        credentials: &fx.credentials,
+    };
+    let folder = connector
+        .create_folder(target, writes.root, "Restore")
+        .await
+        .unwrap();
+    let bytes = ten_thousand_bytes();
+    // The second part is taken but its answer is lost: the same part again is answered the same (Box
+    // refuses only another part over its range).
+    fx.api
+        .lose_answer_nth("/box/upload/api/2.0/files/upload_sessions/", 2);
+    let before = fx.api.total_hits();
+    let id = connector
+        .upload_file(
+            target,
+            FileUpload {
+                parent: &folder,
+                name: "big.bin",
+                mime_type: "application/octet-stream",
+                size: 10_000,
+            },
+            || stream_of(&bytes),
+        )
+        .await
+        .unwrap();
+    // The session, three parts (the second twice), the commit.
+    assert_eq!(fx.api.total_hits() - before, 1 + 4 + 1);
+    assert_eq!(fx.api.box_open_sessions(), 0, "the session was committed");
+    let created = fx.api.created_items("box");
+    let item = created.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
+}
