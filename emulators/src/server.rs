@@ -654,17 +654,16 @@ pub(crate) fn apply_faults(
     state
         .last_query
         .insert(path.to_owned(), req.query_string().to_owned());
-    let lost = state
-        .lose
-        .iter_mut()
-        .position(|(prefix, n)| {
-            if !path.starts_with(prefix.as_str()) {
-                return false;
-            }
-            *n -= 1;
-            *n == 0
-        })
-        .map(|at| state.lose.remove(at));
+    // Every countdown whose prefix the path has moves on; those at their request are done.
+    let mut lost = false;
+    state.lose.retain_mut(|(prefix, n)| {
+        if !path.starts_with(prefix.as_str()) {
+            return true;
+        }
+        *n -= 1;
+        lost |= *n == 0;
+        *n > 0
+    });
     let reshape = match state.truncate.get_mut(path) {
         Some(n) if *n > 1 => {
             *n -= 1;
@@ -695,7 +694,7 @@ pub(crate) fn apply_faults(
             .get(path)
             .map(|field| Reshape::WithoutField(field.clone()))
     });
-    let reshape = lost.map(|_| Reshape::Lost).or(reshape);
+    let reshape = if lost { Some(Reshape::Lost) } else { reshape };
     if let Some((n, retry_after)) = state.rate_limited.take() {
         if n > 1 {
             state.rate_limited = Some((n - 1, retry_after));
