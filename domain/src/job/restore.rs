@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::platform::writes::RecordWrites;
+use crate::platform::writes::{RecordWrites, SetChange};
 
 /// What a job does: back a source up (every job before restores), or write a backup's records back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -86,8 +86,12 @@ pub struct PlannedRecord {
     pub reason: Option<&'static str>,
     /// The fields the write sends (empty for skip and cannot-restore). On update, a field the backup holds
     /// as `null` or lacks is sent as `null`: the writer unsets it; the fields of
-    /// [`RecordWrites::update_current`] are added as the platform's record holds them now.
+    /// [`RecordWrites::update_current`] are added as the platform's record holds them now. An update whose
+    /// fields are empty changes only [`PlannedRecord::sets`]: the record's own update call is not made.
     pub fields: Map<String, Value>,
+    /// The follow-up writes of [`RecordWrites::set_fields`] after the create or the update, one per set that
+    /// changes (empty for skip and cannot-restore).
+    pub sets: Vec<SetChange>,
 }
 
 /// Decides what to do with `backed_up` (a record of the snapshot) given `current`, the same record on the
@@ -103,29 +107,54 @@ pub fn plan(
         action: RestoreAction::Skip,
         reason: Some(reason),
         fields: Map::new(),
+        sets: Vec::new(),
     };
     // Removed on the platform at the time of the snapshot (an archived Mailchimp member): nothing to put
     // back. Removed now although still listed: missing.
     if writes.is_removed(backed_up) {
         return skip("removed from the platform at the time of the snapshot (an archived member)");
     }
-    let current = current.filter(|c| !writes.is_removed(c));
     let empty = Map::new();
     let backed_up = writes.fields_of(backed_up).unwrap_or(&empty);
     // A `null` and an absent field are the same: no value.
     let value = |record: &Map<String, Value>, field: &str| {
         record.get(field).filter(|v| !v.is_null()).cloned()
     };
-    let Some(current) = current else {
+    // Each set as the snapshot holds it, made the platform's: every element of the snapshot set, and each
+    // of `now`'s that the snapshot lacks unset. `None` where they already hold the same.
+    let set_changes = |now: Option<&Map<String, Value>>| -> Vec<SetChange> {
+        writes
+            .set_fields
+            .iter()
+            .filter_map(|set| {
+                let wanted = set.names(backed_up);
+                let held = now.map(|now| set.names(now)).unwrap_or_default();
+                let kept: Vec<String> = wanted.iter().map(|n| n.to_lowercase()).collect();
+                (wanted != held).then(|| SetChange {
+                    set: *set,
+                    inactive: held
+                        .into_iter()
+                        .filter(|n| !kept.contains(&n.to_lowercase()))
+                        .collect(),
+                    active: wanted,
+                })
+            })
+            .collect()
+    };
+    let Some(current) = current.filter(|c| !writes.is_removed(c)) else {
         let fields = writes
             .create_fields
             .iter()
             .filter_map(|f| Some(((*f).to_owned(), value(backed_up, f)?)))
             .collect();
+        // A record the platform still lists in a removed state (an archived member) comes back holding
+        // what it held then: the sets end as the snapshot's all the same.
+        let removed = current.and_then(|c| writes.fields_of(c));
         return PlannedRecord {
             action: RestoreAction::Create,
             reason: None,
             fields,
+            sets: set_changes(removed),
         };
     };
     let record = current;
@@ -136,11 +165,12 @@ pub fn plan(
         .filter(|f| value(backed_up, f) != value(current, f))
         .map(|f| ((*f).to_owned(), value(backed_up, f).unwrap_or(Value::Null)))
         .collect();
+    let sets = set_changes(Some(current));
     let immutable_changed = writes
         .immutable_fields
         .iter()
         .any(|f| value(backed_up, f) != value(current, f));
-    if changed.is_empty() && !immutable_changed {
+    if changed.is_empty() && sets.is_empty() && !immutable_changed {
         if writes
             .kept_fields
             .iter()
@@ -165,27 +195,33 @@ pub fn plan(
                  not be the one other records refer to, so it is left for a person to decide",
             ),
             fields: Map::new(),
+            sets: Vec::new(),
         };
     }
-    if writes.update.is_none() {
+    if writes.update.is_none() && !changed.is_empty() {
         return PlannedRecord {
             action: RestoreAction::CannotRestore,
             reason: Some(
                 "changed since the snapshot, and the platform cannot update it once created",
             ),
             fields: Map::new(),
+            sets: Vec::new(),
         };
     }
-    // The record's version as it is now (QuickBooks' `Id` and `SyncToken`), sent along as listed.
-    for field in writes.update_current {
-        if let Some(value) = record.get(*field).filter(|v| !v.is_null()) {
-            changed.insert((*field).to_owned(), value.clone());
+    // The record's version as it is now (QuickBooks' `Id` and `SyncToken`), sent along as listed with an
+    // update that is made (not with sets changed alone).
+    if !changed.is_empty() {
+        for field in writes.update_current {
+            if let Some(value) = record.get(*field).filter(|v| !v.is_null()) {
+                changed.insert((*field).to_owned(), value.clone());
+            }
         }
     }
     PlannedRecord {
         action: RestoreAction::Update,
         reason: None,
         fields: changed,
+        sets,
     }
 }
 
@@ -374,5 +410,135 @@ mod tests {
             RestoreMode::Overwrite,
         );
         assert_eq!(overwrite.action, RestoreAction::CannotRestore);
+    }
+
+    const TAGS: crate::platform::writes::SetField = crate::platform::writes::SetField {
+        field: "tags",
+        name: "/name",
+        path: "/lists/{list_id}/members/{subscriber_hash}/tags",
+        method: crate::platform::writes::WriteMethod::Post,
+        body: crate::platform::writes::SetBody::Statuses {
+            list: "tags",
+            name: "name",
+            status: "status",
+            active: "active",
+            inactive: "inactive",
+            flags: &["is_syncing"],
+        },
+    };
+
+    fn member(status: &str, tags: &[&str]) -> Value {
+        let tags: Vec<Value> = tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| json!({"id": i + 100, "name": t}))
+            .collect();
+        json!({"id": "h", "email_address": "a@x", "status": status, "vip": false, "tags": tags})
+    }
+
+    #[test]
+    fn a_set_field_is_planned_by_name_as_a_follow_up_of_the_create_or_the_update() {
+        use crate::platform::writes::FieldIs;
+        let writes = RecordWrites {
+            create_fields: &["email_address", "status", "vip"],
+            update_fields: &["vip"],
+            kept_fields: &["status"],
+            removed_when: &[FieldIs {
+                field: "/status",
+                value: "archived",
+            }],
+            set_fields: &[TAGS],
+            ..WRITES
+        };
+        let backed_up = member("subscribed", &["VIP", "early"]);
+        // Missing: created, every backed-up tag set.
+        let created = plan(&writes, &backed_up, None, RestoreMode::Missing);
+        assert_eq!(created.action, RestoreAction::Create);
+        assert_eq!(created.sets.len(), 1);
+        assert_eq!(created.sets[0].active, ["VIP", "early"]);
+        assert!(created.sets[0].inactive.is_empty());
+        assert_eq!(
+            created.sets[0].body(),
+            json!({"tags": [{"name": "VIP", "status": "active"},
+                            {"name": "early", "status": "active"}], "is_syncing": true})
+        );
+        assert!(!created.fields.contains_key("tags"), "not the create's");
+        // Archived and still listed with a tag added since: brought back with the snapshot's tags only.
+        let archived = member("archived", &["early", "spam"]);
+        let created = plan(&writes, &backed_up, Some(&archived), RestoreMode::Missing);
+        assert_eq!(created.action, RestoreAction::Create);
+        assert_eq!(created.sets[0].active, ["VIP", "early"]);
+        assert_eq!(created.sets[0].inactive, ["spam"]);
+        // A member without tags is created without a follow-up.
+        let plain = plan(
+            &writes,
+            &member("subscribed", &[]),
+            None,
+            RestoreMode::Missing,
+        );
+        assert!(plain.sets.is_empty(), "{plain:?}");
+        // Same tags in another order, under other ids: unchanged.
+        let same = json!({"id": "h", "email_address": "a@x", "status": "subscribed", "vip": false,
+                          "tags": [{"id": 7, "name": "early"}, {"id": 9, "name": "VIP"}]});
+        let skipped = plan(&writes, &backed_up, Some(&same), RestoreMode::Overwrite);
+        assert_eq!(skipped.action, RestoreAction::Skip, "{skipped:?}");
+        // Tags changed only: an update of the tags alone in mode overwrite, nothing in mode missing.
+        let retagged = member("subscribed", &["early", "spam"]);
+        let missing = plan(&writes, &backed_up, Some(&retagged), RestoreMode::Missing);
+        assert_eq!(missing.action, RestoreAction::Skip);
+        assert!(missing.sets.is_empty());
+        let updated = plan(&writes, &backed_up, Some(&retagged), RestoreMode::Overwrite);
+        assert_eq!(updated.action, RestoreAction::Update);
+        assert!(updated.fields.is_empty(), "no update call: {updated:?}");
+        assert_eq!(updated.sets[0].active, ["VIP", "early"]);
+        assert_eq!(updated.sets[0].inactive, ["spam"]);
+        assert_eq!(
+            updated.sets[0].body()["tags"][2],
+            json!({"name": "spam", "status": "inactive"})
+        );
+        // Every tag removed since the snapshot, and the status changed: the tags come back, the status
+        // stays.
+        let bare = member("unsubscribed", &[]);
+        let updated = plan(&writes, &backed_up, Some(&bare), RestoreMode::Overwrite);
+        assert_eq!(updated.action, RestoreAction::Update);
+        assert!(updated.fields.is_empty());
+        assert_eq!(updated.sets[0].active, ["VIP", "early"]);
+        // A snapshot member without tags: the ones added since are removed.
+        let untagged = plan(
+            &writes,
+            &member("subscribed", &[]),
+            Some(&retagged),
+            RestoreMode::Overwrite,
+        );
+        assert!(untagged.sets[0].active.is_empty());
+        assert_eq!(untagged.sets[0].inactive, ["early", "spam"]);
+        // A tag whose case changed since is set as backed up and never unset under its other case.
+        let recased = member("subscribed", &["vip", "early"]);
+        let updated = plan(&writes, &backed_up, Some(&recased), RestoreMode::Overwrite);
+        assert_eq!(updated.sets[0].active, ["VIP", "early"]);
+        assert!(updated.sets[0].inactive.is_empty(), "{updated:?}");
+    }
+
+    #[test]
+    fn a_change_of_sets_alone_does_not_carry_the_records_version() {
+        let writes = RecordWrites {
+            update_fields: &["name"],
+            update_current: &["SyncToken"],
+            set_fields: &[TAGS],
+            ..WRITES
+        };
+        let backed_up = json!({"name": "A", "SyncToken": "1", "tags": ["x"]});
+        let current = json!({"name": "A", "SyncToken": "4", "tags": []});
+        let planned = plan(&writes, &backed_up, Some(&current), RestoreMode::Overwrite);
+        assert_eq!(planned.action, RestoreAction::Update);
+        assert!(planned.fields.is_empty(), "{planned:?}");
+        assert_eq!(planned.sets[0].active, ["x"], "plain names are names");
+        let renamed = json!({"name": "B", "SyncToken": "4", "tags": ["x"]});
+        let planned = plan(&writes, &backed_up, Some(&renamed), RestoreMode::Overwrite);
+        assert_eq!(
+            Value::Object(planned.fields),
+            json!({"name": "A", "SyncToken": "4"})
+        );
+        assert!(planned.sets.is_empty());
     }
 }

@@ -92,6 +92,132 @@ pub struct RecordWrites {
     /// these only is skipped, saying so (a Mailchimp member's `status`: whether someone wants mail is theirs
     /// to say, not a backup's).
     pub kept_fields: &'static [&'static str],
+    /// Set-valued fields the create and the update do not carry, each put back by a follow-up write of its
+    /// own once the record's write has succeeded (a Mailchimp member's `tags`, set through `POST
+    /// …/members/{subscriber_hash}/tags`). The plan compares each as a set of names: a record present on the
+    /// platform whose set differs from the snapshot's is an update (in mode `overwrite`) even when its other
+    /// fields do not.
+    pub set_fields: &'static [SetField],
+}
+
+/// A set-valued field of a record written by a follow-up call of its own ([`RecordWrites::set_fields`]),
+/// the mechanism of Mailchimp's member tags ("Add or remove member tags",
+/// <https://mailchimp.com/developer/marketing/api/list-member-tags/add-or-remove-member-tags/>).
+///
+/// The set is an array under the record's writable fields ([`RecordWrites::fields_at`]) whose elements are
+/// objects named by [`SetField::name`] (a Mailchimp tag `{id, name}`) or plain names; elements are compared
+/// and sent by name only, since an element's id is the platform's (a tag re-created gets a new one). A `null`
+/// or absent set is an empty one.
+///
+/// - After a **create**, the follow-up sets every element of the snapshot's set (none: no follow-up); where
+///   the platform still lists the record in a removed state (an archived Mailchimp member, brought back by
+///   the create's upsert), the elements it holds that the snapshot lacks are unset too.
+/// - After an **update** (or instead of one, when only the set differs), it sets every element of the
+///   snapshot's set and unsets each element of the platform's set that the snapshot lacks, so the set ends
+///   as the snapshot's.
+///
+/// The follow-up's path takes the placeholders the create's and the update's take: `{id}` (the record's id
+/// on the platform, a created record's new one) and [`RecordWrites::record_params`], filled from the record
+/// the create or the update was made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetField {
+    /// The field's name among the record's writable fields (`tags`).
+    pub field: &'static str,
+    /// JSON pointer (RFC 6901) inside an element to its name (`/name`); an element that is text is its name.
+    pub name: &'static str,
+    /// The follow-up's path relative to the API base URL
+    /// (`/lists/{list_id}/members/{subscriber_hash}/tags`).
+    pub path: &'static str,
+    /// The follow-up's HTTP method.
+    pub method: WriteMethod,
+    /// What the follow-up's JSON body says.
+    pub body: SetBody,
+}
+
+/// The JSON body of a [`SetField`]'s follow-up write: how it says which elements to set and which to unset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetBody {
+    /// Each element named with a status, elements not named left as they are: `{"<list>": [{"<name>":
+    /// "<element>", "<status>": "<active>"}, …, {"<name>": "<element>", "<status>": "<inactive>"}, …]}`, the
+    /// ones to set first, with each of `flags` set to `true` beside the list. Mailchimp's member tags:
+    /// `{"tags": [{"name": "VIP", "status": "active"}], "is_syncing": true}`, a tag name the audience does
+    /// not have yet created when active.
+    Statuses {
+        list: &'static str,
+        name: &'static str,
+        status: &'static str,
+        active: &'static str,
+        inactive: &'static str,
+        flags: &'static [&'static str],
+    },
+}
+
+/// What a [`SetField`]'s follow-up write changes: the names it sets and the names it unsets, each sorted.
+/// A name is never unset that differs only in case from one set (a platform that matches names without
+/// case, as Mailchimp's tag names are in its app, would otherwise remove what it has just set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetChange {
+    pub set: SetField,
+    pub active: Vec<String>,
+    pub inactive: Vec<String>,
+}
+
+impl SetField {
+    /// The names of the set's elements in `fields` (a record's writable fields), sorted, without repeats;
+    /// empty for a `null` or absent set. Elements without a name are left out.
+    pub fn names(&self, fields: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+        let mut names: Vec<String> = fields
+            .get(self.field)
+            .and_then(serde_json::Value::as_array)
+            .map(|elements| {
+                elements
+                    .iter()
+                    .filter_map(|element| match element {
+                        serde_json::Value::String(name) => Some(name.clone()),
+                        element => element
+                            .pointer(self.name)
+                            .and_then(serde_json::Value::as_str)
+                            .map(str::to_owned),
+                    })
+                    .filter(|name| !name.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+impl SetChange {
+    /// The follow-up's JSON body ([`SetBody`]).
+    pub fn body(&self) -> serde_json::Value {
+        match self.set.body {
+            SetBody::Statuses {
+                list,
+                name,
+                status,
+                active,
+                inactive,
+                flags,
+            } => {
+                let element =
+                    |element: &String, to: &str| serde_json::json!({ name: element, status: to });
+                let elements: Vec<serde_json::Value> = self
+                    .active
+                    .iter()
+                    .map(|e| element(e, active))
+                    .chain(self.inactive.iter().map(|e| element(e, inactive)))
+                    .collect();
+                let mut body = serde_json::Map::new();
+                body.insert(list.to_owned(), serde_json::Value::Array(elements));
+                for flag in flags {
+                    body.insert((*flag).to_owned(), serde_json::Value::Bool(true));
+                }
+                serde_json::Value::Object(body)
+            }
+        }
+    }
 }
 
 /// A path placeholder filled from the record written ([`RecordWrites::record_params`]).
@@ -263,6 +389,7 @@ impl RecordWrites {
         record_params: &[],
         removed_when: &[],
         kept_fields: &[],
+        set_fields: &[],
     };
 
     /// The update path of record `id`, if the platform allows updates (without [`RecordWrites::record_params`]:
