@@ -16,10 +16,11 @@
 //! - Limits (https://mailchimp.com/developer/marketing/docs/fundamentals/#api-limits): at most 10
 //!   simultaneous connections per API key, answered 429 beyond; no per-second limit, and requests time out
 //!   after 120 s.
-//! - Writes (restore, issue 13 §5): audience members only, see [`MEMBER_WRITES`].
+//! - Writes (restore, issue 13 §5): audience members and their tags only, see [`MEMBER_WRITES`].
 
 use super::writes::{
-    FieldIs, FieldRename, ParamValue, RecordParam, RecordWrites, Unset, WriteBody, WriteMethod,
+    FieldIs, FieldRename, ParamValue, RecordParam, RecordWrites, SetBody, SetField, Unset,
+    WriteBody, WriteMethod,
 };
 use super::*;
 
@@ -33,12 +34,24 @@ use super::*;
 ///   `email_type`, `merge_fields`, `interests`, `language`, `vip` and `marketing_permissions` as backed up;
 ///   `?skip_merge_validation=true` takes the merge fields as they were even where a field has become required
 ///   since. `list_id` is the member's own field (a member is a child of its audience, which is why its key
-///   in the index and the report is `<list_id>/<id>`). Tags are not part of this call (Mailchimp sets them
-///   through `/members/{hash}/tags`) and are not restored; nor are the opt-in IP addresses and times, which
-///   are Mailchimp's to record.
+///   in the index and the report is `<list_id>/<id>`). Tags are not part of this call: see below. Nor are
+///   the opt-in IP addresses and times, which are Mailchimp's to record.
 /// - **Update** (a member present but changed, mode `overwrite`): `PATCH
 ///   /lists/{list_id}/members/{id}` "Update list member" with the changed ones of `email_type`,
 ///   `merge_fields`, `interests`, `language` and `vip` (Mailchimp merges `merge_fields` by key).
+/// - **Tags** ([`MEMBER_TAGS`], a follow-up write of the set-valued field `tags`): a backed-up member lists
+///   its tags as `tags: [{id, name}]`; they are put back by name after the create or the update with `POST
+///   /lists/{list_id}/members/{subscriber_hash}/tags` "Add or remove member tags"
+///   (<https://mailchimp.com/developer/marketing/api/list-member-tags/add-or-remove-member-tags/>), body
+///   `{"tags": [{"name", "status": "active" | "inactive"}]}`, answered 204 with no body; a tag name the
+///   audience does not have is created when active, and tags not named are left as they are. After a
+///   create every backed-up tag is sent active. A present member whose tags differ from the snapshot's is an
+///   update (mode `overwrite`; mode `missing` leaves it alone), made of the tags call alone when nothing else
+///   differs: the snapshot's tags active, the member's tags the snapshot lacks inactive. Tag ids are
+///   Mailchimp's (a tag is a static segment of the audience) and are not compared. The call carries
+///   `"is_syncing": true` ("automations based on the tags in the request will not fire"): a tag put back is
+///   what the member already had, not a new tagging, and a tag-triggered automation (a welcome series) must
+///   not e-mail people because of a restore.
 /// - **Status: a restore never subscribes anyone, nor unsubscribes them.** The backed-up `status` is sent
 ///   only as `status_if_new`, which Mailchimp applies only "if the email address is not already present on
 ///   the list"; `status` itself is never sent, and a member whose status alone differs from the snapshot is
@@ -97,7 +110,25 @@ pub const MEMBER_WRITES: RecordWrites = RecordWrites {
         value: "archived",
     }],
     kept_fields: &["status"],
+    set_fields: &[MEMBER_TAGS],
     ..RecordWrites::BASE
+};
+
+/// A member's tags, put back by name after its create or update (see [`MEMBER_WRITES`]; Marketing API 3.0,
+/// List Member Tags: <https://mailchimp.com/developer/marketing/api/list-member-tags/>).
+pub const MEMBER_TAGS: SetField = SetField {
+    field: "tags",
+    name: "/name",
+    path: "/lists/{list_id}/members/{subscriber_hash}/tags",
+    method: WriteMethod::Post,
+    body: SetBody::Statuses {
+        list: "tags",
+        name: "name",
+        status: "status",
+        active: "active",
+        inactive: "inactive",
+        flags: &["is_syncing"],
+    },
 };
 
 pub(super) const PLATFORM: Platform = Platform {
@@ -117,7 +148,7 @@ pub(super) const PLATFORM: Platform = Platform {
         ),
         DataType::new(
             "audience_members",
-            "Members of each audience with merge fields and status",
+            "Members of each audience with merge fields, tags and status",
             Listing {
                 incremental: Some(LAST_CHANGED),
                 ..per_audience(&[Endpoint::get("/lists/{list_id}/members")], "/members")

@@ -630,3 +630,50 @@ fn every_file_write_is_well_formed() {
     }
     assert!(declared >= 1);
 }
+
+#[test]
+fn every_set_field_is_well_formed() {
+    let mut declared = 0;
+    for platform in CATALOG {
+        for data_type in platform.data_types {
+            let Some(writes) = data_type.writes else {
+                continue;
+            };
+            for set in writes.set_fields {
+                declared += 1;
+                let at = format!("{}.{}.{}", platform.id, data_type.name, set.field);
+                assert!(
+                    !writes.create_fields.contains(&set.field)
+                        && !writes.update_fields.contains(&set.field),
+                    "{at}: the follow-up writes the set, not the record's own calls"
+                );
+                assert!(set.name.starts_with('/'), "{at}: a JSON pointer");
+                assert!(set.path.starts_with('/'), "{at}: {}", set.path);
+                // Every placeholder is the record's id or one of the record's own.
+                let mut rest = set.path;
+                while let Some(open) = rest.find('{') {
+                    let close = rest[open..].find('}').expect("a closed placeholder") + open;
+                    let name = &rest[open + 1..close];
+                    assert!(
+                        name == "id" || writes.record_params.iter().any(|p| p.placeholder == name),
+                        "{at}: {{{name}}} is filled from nothing"
+                    );
+                    rest = &rest[close + 1..];
+                }
+            }
+        }
+    }
+    assert!(declared >= 1);
+}
+
+#[test]
+fn a_mailchimp_members_tags_go_to_its_own_tags_path() {
+    use super::mailchimp::{MEMBER_TAGS, MEMBER_WRITES};
+    let member = serde_json::json!({"id": "62eeb292278cc15f5817cb78f7790b08", "list_id": "a1b2c3d4e5",
+        "email_address": "Urist.McVankab@freddiesjokes.com", "tags": [{"id": 1, "name": "VIP"}]});
+    assert_eq!(
+        MEMBER_WRITES.path(MEMBER_TAGS.path, None, &member).unwrap(),
+        "/lists/a1b2c3d4e5/members/62eeb292278cc15f5817cb78f7790b08/tags"
+    );
+    assert_eq!(MEMBER_TAGS.names(member.as_object().unwrap()), ["VIP"]);
+}
