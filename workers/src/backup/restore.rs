@@ -6,10 +6,15 @@
 //!    state as of a backup), once the index has merged the backup;
 //! 2. the platform's current records of that data type are listed (the backup's connector and rate budget);
 //! 3. each snapshot record is planned ([`plan`]: create, update, skip, cannot restore) and, unless the run
-//!    is dry, written ([`Connector::write_record`](crate::connectors::Connector::write_record));
+//!    is dry, written ([`Connector::write_record`](crate::connectors::Connector::write_record)), then each
+//!    of its data type's set-valued fields that the plan changes is written by its follow-up call
+//!    ([`Connector::write_set`](crate::connectors::Connector::write_set), a Mailchimp member's tags); an
+//!    update that changes sets only makes the follow-ups alone. A follow-up the platform refuses leaves the
+//!    record written and reports it `cannot_restore` with the error;
 //! 4. a `RecordsRestored` is recorded per batch of [`BATCH`] records, and each record's outcome goes into the
 //!    report, `report.ndjson.gz` (stored encrypted like a backup's files): one line per record,
-//!    `{dataType, oldId, newId, action, reason?, error?}`;
+//!    `{dataType, oldId, newId, action, reason?, error?, dryRun, sets?}`, `sets` naming per set-valued field
+//!    what the follow-up sets and unsets (`{"tags": {"active": [...], "inactive": [...]}}`), dry runs too;
 //! 5. the report's manifest is written and the job succeeds. A record the platform refuses is counted as
 //!    failed and reported; a failure of the connection or of our own infrastructure fails the job.
 //!
@@ -43,7 +48,7 @@ use serde_json::{json, Value};
 
 use super::progress::ProgressReporter;
 use super::{cancelled, BackupWorker, Run, RunFailure, CANCEL_CHECK};
-use crate::connectors::{FetchError, FetchRequest, RecordWrite};
+use crate::connectors::{FetchError, FetchRequest, RecordWrite, SetWrite};
 use crate::record_index::{content_hash, index_key};
 use crate::storage::NdjsonWriter;
 use listbackup_commands::snapshots::{SnapshotError, Snapshots};
@@ -328,24 +333,57 @@ impl BackupWorker {
                 let now = target.as_ref().and_then(|key| current.get(key));
                 let mut planned = plan(&writes, record, now.map(|c| &c.record), request.mode);
                 let mut reason = planned.reason.map(str::to_owned);
-                // The write's path, from the record it is made of: a record lacking a field of it cannot be
-                // written (a Mailchimp member without its `list_id`).
-                let path = match planned.action {
-                    RestoreAction::Create => Some(writes.path(writes.create, None, record)),
-                    RestoreAction::Update => now.and_then(|now| {
-                        let template = writes.update?;
-                        Some(writes.path(template, now.id.as_deref(), &now.record))
-                    }),
+                // An update whose fields are all the same changes sets only: no update call of its own.
+                let update_call =
+                    planned.action == RestoreAction::Update && !planned.fields.is_empty();
+                // The write's path, and its follow-ups', from the record they are made of: a record lacking a
+                // field of them cannot be written (a Mailchimp member without its `list_id`). A create's
+                // follow-ups name the record by the id it had (the new one is not known yet).
+                let made_of = match planned.action {
+                    RestoreAction::Create => Some((Some(own_id.as_str()), record)),
+                    RestoreAction::Update => now.map(|now| (now.id.as_deref(), &now.record)),
                     _ => None,
                 };
-                if let Some(Err(err)) = path {
+                let mut paths = Vec::new();
+                if let Some((id, made_of)) = made_of {
+                    match planned.action {
+                        RestoreAction::Create => {
+                            paths.push(writes.path(writes.create, None, made_of))
+                        }
+                        _ if update_call => {
+                            if let Some(template) = writes.update {
+                                paths.push(writes.path(template, id, made_of));
+                            }
+                        }
+                        _ => {}
+                    }
+                    for set in &planned.sets {
+                        paths.push(writes.path(set.set.path, id, made_of));
+                    }
+                }
+                if let Some(Err(err)) = paths.into_iter().find(Result::is_err) {
                     planned.action = RestoreAction::CannotRestore;
+                    planned.sets.clear();
                     reason = Some(format!("{err}: it cannot be written"));
                 }
                 let mut line = json!({"dataType": data_type, "oldId": old_id, "newId": null,
                                       "action": planned.action, "dryRun": request.dry_run});
                 if let Some(reason) = reason {
                     line["reason"] = json!(reason);
+                }
+                // What each follow-up sets and unsets, dry or not.
+                if !planned.sets.is_empty() {
+                    line["sets"] = planned
+                        .sets
+                        .iter()
+                        .map(|set| {
+                            (
+                                set.set.field.to_owned(),
+                                json!({"active": set.active, "inactive": set.inactive}),
+                            )
+                        })
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
                 }
                 let target = target.unwrap_or_else(|| old_id.clone());
                 if target != *old_id {
@@ -357,9 +395,15 @@ impl BackupWorker {
                     });
                 }
                 let mut action = planned.action;
+                let key = format!("listbackup-restore-{job_id}-{data_type}-{old_id}");
+                // The record's id on the platform once written, for its follow-ups.
+                let mut written: Option<String> = None;
                 match planned.action {
+                    RestoreAction::Update if !request.dry_run && !update_call => {
+                        line["newId"] = json!(target);
+                        written = now.and_then(|now| now.id.clone());
+                    }
                     RestoreAction::Create | RestoreAction::Update if !request.dry_run => {
-                        let key = format!("listbackup-restore-{job_id}-{data_type}-{old_id}");
                         let update = planned.action == RestoreAction::Update;
                         let write = RecordWrite {
                             connection_id,
@@ -379,8 +423,12 @@ impl BackupWorker {
                             idempotency_key: &key,
                         };
                         match self.connector.write_record(write).await {
-                            Ok(_) if update => line["newId"] = json!(target),
+                            Ok(id) if update => {
+                                line["newId"] = json!(target);
+                                written = Some(id);
+                            }
                             Ok(new_id) => {
+                                written = Some(new_id.clone());
                                 let new_key = match parent {
                                     Some(parent) => format!("{parent}/{new_id}"),
                                     None => new_id,
@@ -423,6 +471,50 @@ impl BackupWorker {
                     }
                     RestoreAction::Update => line["newId"] = json!(target),
                     _ => {}
+                }
+                // The follow-ups of the sets (a Mailchimp member's tags), once the record is written: from
+                // the record the write was made of, naming it by the id it has now.
+                if !request.dry_run
+                    && matches!(action, RestoreAction::Create | RestoreAction::Update)
+                {
+                    let made_of = match (action, now) {
+                        (RestoreAction::Update, Some(now)) => &now.record,
+                        _ => record,
+                    };
+                    for change in &planned.sets {
+                        let write = SetWrite {
+                            connection_id,
+                            platform,
+                            writes: &writes,
+                            credentials: credentials.expose(),
+                            id: written.as_deref(),
+                            record: made_of,
+                            change,
+                            idempotency_key: &format!("{key}-{}", change.set.field),
+                        };
+                        match self.connector.write_set(write).await {
+                            Ok(()) => {}
+                            // The record is written but this set is not: reported so, with the
+                            // platform's reason (the report's `newId` names where the record is).
+                            Err(
+                                err @ FetchError::Platform {
+                                    retryable: false, ..
+                                },
+                            ) => {
+                                action = RestoreAction::CannotRestore;
+                                line["action"] = json!(action);
+                                line["error"] = json!(format!(
+                                    "the record was written but its {} were not: {err}",
+                                    change.set.field
+                                ));
+                                break;
+                            }
+                            Err(err) => {
+                                let _ = report.abort().await;
+                                return Err(err.into());
+                            }
+                        }
+                    }
                 }
                 match action {
                     RestoreAction::Create => batch.created += 1,

@@ -62,7 +62,7 @@ use serde_json::value::RawValue;
 mod uploads;
 mod writes;
 pub use uploads::{FileTarget, FileUpload, UploadStream};
-pub use writes::RecordWrite;
+pub use writes::{RecordWrite, SetWrite};
 
 pub use content::{ContentStream, FileRef, MAX_REDIRECTS};
 pub use incremental::{IncrementalCursor, SeenAt};

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use listbackup_domain::platform::listing::scalar_text;
-use listbackup_domain::platform::writes::{RecordWrites, Unset, WriteBody, WriteMethod};
+use listbackup_domain::platform::writes::{RecordWrites, SetChange, Unset, WriteBody, WriteMethod};
 use listbackup_domain::platform::Platform;
 use serde_json::{Map, Value};
 
@@ -38,14 +38,58 @@ pub struct RecordWrite<'a> {
     pub idempotency_key: &'a str,
 }
 
+/// A record's set-valued field to write after the record ([`RecordWrites::set_fields`], a Mailchimp
+/// member's tags): the follow-up call of a create or an update.
+#[derive(Debug, Clone)]
+pub struct SetWrite<'a> {
+    pub connection_id: &'a str,
+    pub platform: &'static Platform,
+    pub writes: &'a RecordWrites,
+    pub credentials: &'a BTreeMap<String, String>,
+    /// The record's id on the platform now (a created record's new one), for an `{id}` of the path.
+    pub id: Option<&'a str>,
+    /// The record the create or the update was made of, whose fields fill the path's
+    /// [`RecordWrites::record_params`].
+    pub record: &'a Value,
+    /// What to set and unset.
+    pub change: &'a SetChange,
+    /// Sent as `Idempotency-Key` where the platform honours one.
+    pub idempotency_key: &'a str,
+}
+
 impl Connector {
+    /// Sends one follow-up write of a set-valued field ([`SetWrite`]): the path and body its
+    /// [`SetField`](listbackup_domain::platform::writes::SetField) declares, JSON, any 2xx answer (Mailchimp's
+    /// 204 without a body) a success. A refusal is [`FetchError::Platform`] as for [`Connector::write_record`].
+    pub async fn write_set(&self, write: SetWrite<'_>) -> Result<(), FetchError> {
+        let path = write
+            .writes
+            .path(write.change.set.path, write.id, write.record)
+            .map_err(|err| FetchError::InvalidResponse(err.to_string()))?;
+        self.send_write(
+            Outgoing {
+                connection_id: write.connection_id,
+                platform: write.platform,
+                credentials: write.credentials,
+                method: write.change.set.method,
+                path: &path,
+                content_type: "application/json",
+                body: write.change.body().to_string(),
+                idempotency_key: write
+                    .writes
+                    .idempotency_key
+                    .then_some(write.idempotency_key),
+            },
+            |_| Ok(()),
+        )
+        .await
+    }
+
     /// Sends one write and returns the record's id as the platform answers it (a created record's new id).
     /// A refusal of the record itself (a 4xx other than 401/403/429) is [`FetchError::Platform`] with
     /// `retryable: false`; the caller reports it for the record and goes on.
     pub async fn write_record(&self, write: RecordWrite<'_>) -> Result<String, FetchError> {
         let platform = write.platform;
-        let auth = choose_auth(platform, write.credentials)?.api_auth();
-        let base = self.endpoints.api_base(platform, write.credentials)?;
         let template = match write.update {
             None => write.writes.create,
             Some(_) => write.writes.update.ok_or_else(|| FetchError::Unsupported {
@@ -59,7 +103,6 @@ impl Connector {
             .writes
             .path(template, write.update, write.record)
             .map_err(|err| FetchError::InvalidResponse(err.to_string()))?;
-        let url = format!("{base}{path}");
         let writes = write.writes;
         let update = write.update.is_some();
         let (content_type, body) = match writes.body {
@@ -78,28 +121,74 @@ impl Connector {
                 ),
             ),
         };
-        let method = match if update {
-            writes.update_method
-        } else {
-            writes.create_method
-        } {
+        let updated = write.update;
+        self.send_write(
+            Outgoing {
+                connection_id: write.connection_id,
+                platform,
+                credentials: write.credentials,
+                method: if update {
+                    writes.update_method
+                } else {
+                    writes.create_method
+                },
+                path: &path,
+                content_type,
+                body,
+                idempotency_key: writes.idempotency_key.then_some(write.idempotency_key),
+            },
+            |response| {
+                let record: Value = serde_json::from_slice(&response.body)
+                    .map_err(|err| BodyError::from_json(err, &response))?;
+                match (record.pointer(writes.new_id).and_then(scalar_text), updated) {
+                    (Some(id), _) => Ok(id.into_owned()),
+                    // An update's answer that does not name the record still updated the one asked for.
+                    (None, Some(id)) => Ok(id.to_owned()),
+                    (None, None) => Err(BodyError::Invalid(FetchError::InvalidResponse(format!(
+                        "the platform's answer to a create names no record id at {}",
+                        writes.new_id
+                    )))),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Sends `outgoing` through the connection's rate budget and retries, authenticated as its fetches
+    /// are, and hands a 2xx answer to `decode`.
+    async fn send_write<T>(
+        &self,
+        outgoing: Outgoing<'_>,
+        decode: impl Fn(super::transport::Response) -> Result<T, BodyError>,
+    ) -> Result<T, FetchError> {
+        let Outgoing {
+            connection_id,
+            platform,
+            credentials,
+            method,
+            path,
+            content_type,
+            body,
+            idempotency_key,
+        } = outgoing;
+        let auth = choose_auth(platform, credentials)?.api_auth();
+        let base = self.endpoints.api_base(platform, credentials)?;
+        let url = format!("{base}{path}");
+        let method = match method {
             WriteMethod::Post => reqwest::Method::POST,
             WriteMethod::Put => reqwest::Method::PUT,
             WriteMethod::Patch => reqwest::Method::PATCH,
         };
-        let budget = self.rate_budget(write.connection_id, platform.id);
+        let budget = self.rate_budget(connection_id, platform.id);
         let call = Call {
             http: &self.http,
             budget: &budget,
             policy: &self.retry,
             platform,
-            credentials: write.credentials,
+            credentials,
             gone: None,
             answers: &[],
         };
-        let credentials = write.credentials;
-        let idempotency_key = writes.idempotency_key.then_some(write.idempotency_key);
-        let updated = write.update;
         let mut counters = Counters::default();
         call.send(
             &mut counters,
@@ -118,22 +207,23 @@ impl Connector {
                     .fold(request, |r, (name, value)| r.header(*name, *value));
                 apply_auth(request, auth, credentials).map_err(FetchError::from)
             },
-            |response| {
-                let record: Value = serde_json::from_slice(&response.body)
-                    .map_err(|err| BodyError::from_json(err, &response))?;
-                match (record.pointer(writes.new_id).and_then(scalar_text), updated) {
-                    (Some(id), _) => Ok(id.into_owned()),
-                    // An update's answer that does not name the record still updated the one asked for.
-                    (None, Some(id)) => Ok(id.to_owned()),
-                    (None, None) => Err(BodyError::Invalid(FetchError::InvalidResponse(format!(
-                        "the platform's answer to a create names no record id at {}",
-                        writes.new_id
-                    )))),
-                }
-            },
+            decode,
         )
         .await
     }
+}
+
+/// One write request, its body encoded.
+struct Outgoing<'a> {
+    connection_id: &'a str,
+    platform: &'static Platform,
+    credentials: &'a BTreeMap<String, String>,
+    method: WriteMethod,
+    /// Relative to the API base URL, placeholders filled.
+    path: &'a str,
+    content_type: &'static str,
+    body: String,
+    idempotency_key: Option<&'a str>,
 }
 
 /// `fields` with each of [`RecordWrites::renames`] moved to its path (Zendesk's `description` to
