@@ -36,6 +36,17 @@
 //!   …/members/{hash}/actions/delete-permanent` deletes it permanently (204): it is listed no more and an
 //!   upsert of its address is a 400 "Forgotten Email Not Subscribed". An unknown audience is a 404, an
 //!   unknown member (`PATCH`, `DELETE`, `delete-permanent`) a 404 "Resource Not Found"; other methods 405.
+//! - Member tags (https://mailchimp.com/developer/marketing/api/list-member-tags/): a member lists its tags
+//!   as `tags: [{id, name}]` with `tags_count`. `POST /lists/{list_id}/members/{hash}/tags` "Add or remove
+//!   member tags" takes `{"tags": [{"name", "status": "active" | "inactive"}], "is_syncing"?}` (`tags`,
+//!   `name` and `status` required, else a 400 "Invalid Resource" with `errors`): an active tag the member
+//!   lacks is added, created in the audience first when it has no tag of that name (a tag is a static
+//!   segment: it shows in `/lists/{list_id}/segments` with `type: static`, its id the segment's); an
+//!   inactive tag is removed from the member (a name it does not have is ignored, never created); tags
+//!   not named stay; 204 without a body. `GET …/members/{hash}/tags` "List member tags" answers `{tags:
+//!   [{id, name, date_added}], total_items}`. Names match exactly. An unknown audience or member (or a
+//!   forgotten one) is a 404; an archived member keeps its tags and takes tag changes, as `GET` answers
+//!   it. `is_syncing` (automations) is taken and has nothing to hold back here.
 //!
 //! Data sets: `audiences`, `campaigns`, `campaign_reports`, `templates`, `automations`, `landing_pages`,
 //! `ecommerce_stores`; the per-audience ones are named `<data type>/<list_id>`, e.g.
@@ -178,6 +189,12 @@ pub(crate) fn answer(
         (Method::POST, ["lists", list_id, "members", hash, "actions", "delete-permanent"]) => {
             return forget(state, list_id, hash);
         }
+        (Method::POST, ["lists", list_id, "members", hash, "tags"]) => {
+            return tag_member(state, list_id, hash, body);
+        }
+        (Method::GET, ["lists", list_id, "members", hash, "tags"]) => {
+            return member_tags(state, list_id, hash);
+        }
         _ => {}
     }
     if req.method() != Method::GET {
@@ -276,6 +293,9 @@ const LIST_FIELD: &str = "_list_id";
 const BEFORE_ARCHIVE: &str = "_status_before_archive";
 /// Written on a member deleted permanently (internal).
 const FORGOTTEN: &str = "_forgotten";
+/// Written on a tagged member: its tags, `[{id, name, date_added}]` in the order added (internal; the
+/// member shows `tags: [{id, name}]` and `tags_count`).
+const TAGS: &str = "_tags";
 
 /// Whether record `index` of a data set belongs to the audience of `share`.
 fn in_share(dataset: &Dataset, index: u64, share: Option<(u64, u64)>, list_id: &str) -> bool {
@@ -607,6 +627,162 @@ fn update_member(
     HttpResponse::Ok().json(record(dataset, &set.name, Some(list_id), index))
 }
 
+/// The member of `/lists/{list_id}/members/{hash}/…` that the tags endpoints act on: present or archived
+/// (as `GET` of the member answers it), not forgotten. `Err`: 404 for an unknown audience or member.
+fn tagged_member(
+    state: &mut State,
+    list_id: &str,
+    hash: &str,
+) -> Result<(AudienceSet, u64), HttpResponse> {
+    let set = audience_set(state, "audience_members", list_id).ok_or_else(not_found)?;
+    let hash = hash_of(hash);
+    let dataset = state.dataset("mailchimp", &set.name);
+    let index = find_member(dataset, &set, list_id, &hash)
+        .filter(|i| !member_fields(dataset, *i).contains_key(FORGOTTEN))
+        .ok_or_else(not_found)?;
+    Ok((set, index))
+}
+
+/// A member's tags as written (`[{id, name, date_added}]`).
+fn tags_of(dataset: &Dataset, index: u64) -> Vec<Value> {
+    match member_fields(dataset, index).get(TAGS) {
+        Some(Value::Array(tags)) => tags.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// The body of "Add or remove member tags": `tags` (required) an array of `{name, status}`, both required,
+/// `status` `active` or `inactive`; `is_syncing` an optional boolean. The tags as `(name, active)`.
+fn tags_body(body: &[u8]) -> Result<Vec<(String, bool)>, HttpResponse> {
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "JSON Parse Exception",
+            "We encountered an unspecified JSON parsing error.",
+        ));
+    };
+    let mut errors = Vec::new();
+    if fields.get("is_syncing").is_some_and(|v| !v.is_boolean()) {
+        errors.push((
+            "is_syncing".to_owned(),
+            "Schema describes boolean, another type found instead".to_owned(),
+        ));
+    }
+    let mut tags = Vec::new();
+    match fields.get("tags") {
+        Some(Value::Array(elements)) => {
+            for (at, element) in elements.iter().enumerate() {
+                let name = element.get("name").and_then(Value::as_str);
+                let status = element.get("status").and_then(Value::as_str);
+                match (name.filter(|n| !n.trim().is_empty()), status) {
+                    (Some(name), Some("active")) => tags.push((name.to_owned(), true)),
+                    (Some(name), Some("inactive")) => tags.push((name.to_owned(), false)),
+                    (None, _) => errors.push((
+                        format!("tags.{at}.name"),
+                        "This value should not be blank.".to_owned(),
+                    )),
+                    (Some(_), _) => errors.push((
+                        format!("tags.{at}.status"),
+                        "Schema describes enum, but the value is not one of active, inactive"
+                            .to_owned(),
+                    )),
+                }
+            }
+        }
+        Some(_) => errors.push((
+            "tags".to_owned(),
+            "Schema describes array, another type found instead".to_owned(),
+        )),
+        None => errors.push((
+            "tags".to_owned(),
+            "This value should not be blank.".to_owned(),
+        )),
+    }
+    if errors.is_empty() {
+        Ok(tags)
+    } else {
+        Err(invalid_fields(errors))
+    }
+}
+
+/// A segment's fields as written over the generated ones (internal ones included).
+fn segment_fields(dataset: &Dataset, index: u64) -> serde_json::Map<String, Value> {
+    dataset.fields(index, || {
+        json!({"name": format!("Segment {index}"),
+               "type": if index.is_multiple_of(2) { "saved" } else { "static" }})
+    })
+}
+
+/// The id of audience `list_id`'s tag `name`, created as a static segment of the audience when it has none
+/// (a tag is a static segment in Mailchimp: its id is the segment's).
+fn tag_id(state: &mut State, list_id: &str, name: &str) -> u64 {
+    let set = audience_set(state, "segments", list_id).expect("the member's audience exists");
+    let dataset = state.dataset("mailchimp", &set.name);
+    let existing = (0..dataset.count)
+        .filter(|i| dataset.visible(*i) && in_share(dataset, *i, set.share, list_id))
+        .find(|i| {
+            let fields = segment_fields(dataset, *i);
+            fields.get("type").and_then(Value::as_str) == Some("static")
+                && fields.get("name").and_then(Value::as_str) == Some(name)
+        });
+    let index = existing.unwrap_or_else(|| {
+        let mut fields = serde_json::Map::new();
+        fields.insert("name".into(), json!(name));
+        fields.insert("type".into(), json!("static"));
+        if set.share.is_some() {
+            fields.insert(LIST_FIELD.into(), json!(list_id));
+        }
+        state.create_record("mailchimp", &set.name, fields)
+    });
+    index + 1
+}
+
+/// `POST /lists/{list_id}/members/{hash}/tags` "Add or remove member tags": each `active` tag the member
+/// lacks is added (created in the audience first if it has no tag of that name), each `inactive` one it has
+/// is removed, others are left; 204 without a body.
+fn tag_member(state: &mut State, list_id: &str, hash: &str, body: &[u8]) -> HttpResponse {
+    let (set, index) = match tagged_member(state, list_id, hash) {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let asked = match tags_body(body) {
+        Ok(asked) => asked,
+        Err(refused) => return refused,
+    };
+    let mut tags = tags_of(state.dataset("mailchimp", &set.name), index);
+    let has = |tags: &[Value], name: &str| {
+        tags.iter()
+            .position(|t| t.get("name").and_then(Value::as_str) == Some(name))
+    };
+    for (name, active) in asked {
+        match (has(&tags, &name), active) {
+            (None, true) => {
+                let id = tag_id(state, list_id, &name);
+                tags.push(json!({"id": id, "name": name, "date_added": time(state.clock_ms + 1)}));
+            }
+            (Some(at), false) => {
+                tags.remove(at);
+            }
+            _ => {}
+        }
+    }
+    let mut fields = serde_json::Map::new();
+    fields.insert(TAGS.into(), Value::Array(tags));
+    state.update_record("mailchimp", &set.name, index, fields);
+    HttpResponse::NoContent().finish()
+}
+
+/// `GET /lists/{list_id}/members/{hash}/tags` "List member tags": `{tags: [{id, name, date_added}],
+/// total_items}`, every tag on one page.
+fn member_tags(state: &mut State, list_id: &str, hash: &str) -> HttpResponse {
+    let (set, index) = match tagged_member(state, list_id, hash) {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let tags = tags_of(state.dataset("mailchimp", &set.name), index);
+    HttpResponse::Ok().json(json!({"tags": tags, "total_items": tags.len(), "_links": []}))
+}
+
 /// `POST /lists/{list_id}/members/{hash}/actions/delete-permanent`: the member is forgotten (204).
 fn forget(state: &mut State, list_id: &str, hash: &str) -> HttpResponse {
     let Some(set) = audience_set(state, "audience_members", list_id) else {
@@ -787,17 +963,32 @@ fn record(dataset: &Dataset, data_type: &str, list_id: Option<&str>, index: u64)
                 "member_rating": 2, "last_changed": changed, "language": "", "vip": false,
                 "email_client": "", "location": {"latitude": 0, "longitude": 0},
                 "source": "API - Generic", "tags_count": 0, "tags": []});
+            let tags: Vec<Value> = match fields.get(TAGS) {
+                Some(Value::Array(tags)) => tags
+                    .iter()
+                    .map(|t| json!({"id": t["id"], "name": t["name"]}))
+                    .collect(),
+                _ => Vec::new(),
+            };
             for (field, value) in fields {
                 if !field.starts_with('_') {
                     member[field] = value;
                 }
             }
+            member["tags_count"] = json!(tags.len());
+            member["tags"] = Value::Array(tags);
             member
         }
         "segments" => {
-            json!({"id": index + 1, "name": format!("Segment {index}"), "member_count": 0,
-            "type": if index.is_multiple_of(2) { "saved" } else { "static" }, "created_at": created,
-            "updated_at": changed})
+            let fields = segment_fields(dataset, index);
+            let mut segment = json!({"id": index + 1, "member_count": 0, "created_at": created,
+                                     "updated_at": changed});
+            for (field, value) in fields {
+                if !field.starts_with('_') {
+                    segment[field] = value;
+                }
+            }
+            segment
         }
         "merge_fields" => json!({"merge_id": index + 1, "tag": format!("MMERGE{}", index + 1),
             "name": format!("Field {index}"), "type": "text", "required": false, "default_value": "",
