@@ -1109,3 +1109,196 @@ async fn a_restore_by_record_ids_takes_parent_qualified_keys_and_reports_unknown
     );
     backup.stop().await;
 }
+
+/// The tag names of member `<list>/<id>` among a backup's records, sorted (each tag checked to be `{id, name}`).
+fn tags_in(records: &[Value], list: &str, id: &str) -> Vec<String> {
+    let member = records
+        .iter()
+        .find(|r| r["list_id"] == list && r["id"] == id)
+        .unwrap_or_else(|| panic!("no member {list}/{id} in the backup"));
+    let mut names: Vec<String> = member["tags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tags: {member}"))
+        .iter()
+        .map(|t| {
+            assert!(t["id"].is_u64(), "a tag is {{id, name}}: {t}");
+            t["name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn mailchimp_member_tags_come_back_as_backed_up() {
+    let (backup, token, source_id, lists, _) = mailchimp(&[4]).await;
+    let list = &lists[0];
+    let ids: Vec<String> = (0..4).map(|i| member_id(&backup, list, i)).collect();
+    let tag = |index: usize, tags: Value| {
+        let path = format!("/lists/{list}/members/{}/tags", ids[index]);
+        let backup = &backup;
+        async move {
+            mailchimp_call(
+                backup,
+                reqwest::Method::POST,
+                &path,
+                Some(json!({ "tags": tags })),
+            )
+            .await
+        }
+    };
+    let active = |name: &str| json!({"name": name, "status": "active"});
+    let inactive = |name: &str| json!({"name": name, "status": "inactive"});
+    // Tagged as Mailchimp documents it: 204, the tags created in the audience as they are first used.
+    for (index, tags) in [
+        (0, json!([active("VIP"), active("early")])),
+        (1, json!([active("early")])),
+        (2, json!([active("churn-risk")])),
+    ] {
+        let (status, body) = tag(index, tags).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    // The endpoint as documented: an unknown member is a 404, a status other than active/inactive a 400.
+    let (status, _) = mailchimp_call(
+        &backup,
+        reqwest::Method::POST,
+        &format!("/lists/{list}/members/0123456789abcdef0123456789abcdef/tags"),
+        Some(json!({"tags": [active("VIP")]})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = tag(3, json!([{"name": "VIP", "status": "on"}])).await;
+    assert_eq!(status, 400, "{body}");
+    let snapshot = back_up(&backup, &token, &source_id).await;
+    let then = backup.stored("acme", &source_id, &snapshot, "audience_members");
+    assert_eq!(tags_in(&then, list, &ids[0]), ["VIP", "early"]);
+    assert_eq!(tags_in(&then, list, &ids[1]), ["early"]);
+    assert_eq!(tags_in(&then, list, &ids[3]), Vec::<String>::new());
+
+    // Since: member 0 lost VIP and gained "new"; member 1 lost its tag and was archived; member 2 lost its
+    // tag; member 3 was tagged "spam".
+    for (index, tags) in [
+        (0, json!([inactive("VIP"), active("new")])),
+        (1, json!([inactive("early")])),
+        (2, json!([inactive("churn-risk")])),
+        (3, json!([active("spam")])),
+    ] {
+        let (status, body) = tag(index, tags).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, _) = mailchimp_call(
+        &backup,
+        reqwest::Method::DELETE,
+        &format!("/lists/{list}/members/{}", ids[1]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    // The member's own tags list as the listing does.
+    let tags_now = |index: usize| {
+        let path = format!("/lists/{list}/members/{}/tags", ids[index]);
+        let backup = &backup;
+        async move {
+            let (status, body) = mailchimp_call(backup, reqwest::Method::GET, &path, None).await;
+            assert_eq!(status, 200, "{body}");
+            let mut names: Vec<String> = body["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(tags_now(0).await, ["early", "new"]);
+
+    let body = |mode: &str, dry_run: bool| {
+        json!({"snapshot": snapshot, "dataTypes": ["audience_members"], "mode": mode,
+               "dryRun": dry_run})
+    };
+    let key = |index: usize| format!("{list}/{}", ids[index]);
+    // Dry, in mode overwrite: member 1 created with its tag, the others' tags put back; nothing written.
+    let dry = restore(&backup, &token, &source_id, body("overwrite", true)).await;
+    assert_eq!(counts(&dry), (1, 3, 0, 0), "{dry}");
+    let plan = backup
+        .restore_report(&token, dry["jobId"].as_str().unwrap())
+        .await;
+    let planned = line_of(&plan, &key(0));
+    assert_eq!(planned["action"], "update", "{planned}");
+    assert_eq!(
+        planned["sets"]["tags"],
+        json!({"active": ["VIP", "early"], "inactive": ["new"]}),
+        "{planned}"
+    );
+    let planned = line_of(&plan, &key(1));
+    assert_eq!(planned["action"], "create", "{planned}");
+    assert_eq!(
+        planned["sets"]["tags"],
+        json!({"active": ["early"], "inactive": []})
+    );
+    assert_eq!(
+        line_of(&plan, &key(3))["sets"]["tags"],
+        json!({"active": [], "inactive": ["spam"]})
+    );
+    assert_eq!(tags_now(0).await, ["early", "new"], "the dry run wrote");
+    assert_eq!(tags_now(3).await, ["spam"], "the dry run wrote");
+
+    // Mode missing: member 1 comes back with its tag; the others are left as they are.
+    let missing = restore(&backup, &token, &source_id, body("missing", false)).await;
+    assert_eq!(counts(&missing), (1, 0, 3, 0), "{missing}");
+    let (_, member) = mailchimp_call(
+        &backup,
+        reqwest::Method::GET,
+        &format!("/lists/{list}/members/{}", ids[1]),
+        None,
+    )
+    .await;
+    assert_eq!(member["status"], "subscribed", "{member}");
+    assert_eq!(member["tags"][0]["name"], "early", "{member}");
+    assert_eq!(member["tags_count"], 1, "{member}");
+    assert_eq!(tags_now(0).await, ["early", "new"]);
+    assert_eq!(tags_now(3).await, ["spam"]);
+
+    // Mode overwrite: the other members' tags are put back (their tags the only difference). Mailchimp
+    // refuses member 3's tags call: reported with its error, the rest go on.
+    let refused = format!("/mailchimp/3.0/lists/{list}/members/{}/tags", ids[3]);
+    backup.api.fail_path(&refused, 400);
+    let done = restore(&backup, &token, &source_id, body("overwrite", false)).await;
+    assert_eq!(counts(&done), (0, 2, 1, 1), "{done}");
+    let lines = backup
+        .restore_report(&token, done["jobId"].as_str().unwrap())
+        .await;
+    for index in [0, 2] {
+        let line = line_of(&lines, &key(index));
+        assert_eq!(line["action"], "update", "{line}");
+        assert_eq!(line["newId"], key(index), "{line}");
+        assert!(line.get("error").is_none(), "{line}");
+    }
+    let failed = line_of(&lines, &key(3));
+    assert_eq!(failed["action"], "cannot_restore", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("its tags were not")),
+        "{failed}"
+    );
+    backup.api.recover_path(&refused);
+    assert_eq!(tags_now(0).await, ["VIP", "early"]);
+    assert_eq!(tags_now(3).await, ["spam"]);
+    let retried = restore(&backup, &token, &source_id, body("overwrite", false)).await;
+    assert_eq!(counts(&retried), (0, 1, 3, 0), "{retried}");
+
+    // Backed up again: every member's tags, and everything else restored, as in the snapshot.
+    let again = back_up(&backup, &token, &source_id).await;
+    let now = backup.stored("acme", &source_id, &again, "audience_members");
+    for id in &ids {
+        assert_eq!(tags_in(&now, list, id), tags_in(&then, list, id), "{id}");
+    }
+    assert_eq!(members_by_key(&now), members_by_key(&then));
+
+    // Once more: nothing to do.
+    let repeat = restore(&backup, &token, &source_id, body("overwrite", false)).await;
+    assert_eq!(counts(&repeat), (0, 0, 4, 0), "{repeat}");
+    backup.stop().await;
+}

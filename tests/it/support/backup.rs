@@ -228,7 +228,7 @@ impl BackupApp {
     }
 
     /// A restore job's report (`report.ndjson.gz`), downloaded through the API: one JSON value per record
-    /// (`{dataType, oldId, newId, action, reason?, error?}`).
+    /// (`{dataType, oldId, newId, action, reason?, error?, dryRun, sets?}`).
     pub async fn restore_report(&self, token: &str, job_id: &str) -> Vec<Value> {
         use std::io::BufRead;
         let response = self
