@@ -27,9 +27,15 @@
 //!   `autorename`, which gives `name (1).ext`) or `overwrite`; at most 150 MiB, else 409 `payload_too_large`;
 //!   answer: the file's metadata); larger files through `files/upload_session/start` (`{"session_id"}`),
 //!   `append_v2` (`{"cursor": {"session_id", "offset"}}`; an offset other than the bytes received is 409
-//!   `incorrect_offset` with `correct_offset`; an unknown session 409 `lookup_failed/not_found`) and
-//!   `finish` (`cursor` and `commit`, which is `files/upload`'s argument). What is created is listed and downloaded like the rest, its
-//!   `content_hash` computed as Dropbox documents it (sha256 of the 4 MiB blocks' sha256s).
+//!   `incorrect_offset` with `correct_offset`; an unknown session 409 `lookup_failed/not_found`, one already
+//!   finished 409 `lookup_failed/closed`) and `finish` (`cursor` and `commit`, which is `files/upload`'s
+//!   argument). What is created is listed and downloaded like the rest, its `content_hash` computed as Dropbox
+//!   documents it (sha256 of the 4 MiB blocks' sha256s; generated files carry a derived stand-in, see
+//!   `files.rs`).
+//! - `files/get_metadata` (`path`: a path, or an `id:`; `include_deleted`): the item's metadata as listed
+//!   (`.tag` `file` or `folder`; a deleted file with `include_deleted`: `.tag` `deleted`); nothing there 409
+//!   `path/not_found`, a malformed path `path/malformed_path`; the root (`""`) is not a valid argument (400),
+//!   as "metadata for the root folder is unsupported".
 //! - Errors of an endpoint: 409 `{"error_summary": "<tag>/<tag>/..", "error": {".tag": …}}`; 429
 //!   `too_many_requests` with `Retry-After`.
 
@@ -229,6 +235,44 @@ fn file_entry(tree: &FileTree, i: u64) -> Value {
         "rev": format!("{:x}{:09x}", generation + 1, i), "size": tree.size_of(i),
         "is_downloadable": !paper, "content_hash": tree.checksum(i, 64),
         "has_explicit_shared_members": false})
+}
+
+/// `files/get_metadata`'s answer for `path` (a path, any case, or an id): the item's entry as listed, a
+/// deleted file's (with `include_deleted`), or `None`.
+fn metadata_of(tree: &FileTree, path: &str, include_deleted: bool) -> Option<Value> {
+    let lower = path.to_lowercase();
+    if let Some(created) = tree
+        .created
+        .iter()
+        .find(|c| c.id == path || path_of_created(tree, c).to_lowercase() == lower)
+    {
+        return Some(created_entry(tree, created));
+    }
+    if let Some(f) = (1..=tree.folders)
+        .find(|f| folder_id(*f) == path || folder_path(*f).to_lowercase() == lower)
+    {
+        return Some(folder_entry(f));
+    }
+    let named = |i: u64| {
+        let entry = file_entry(tree, i);
+        (entry["id"] == path || entry["path_lower"] == lower.as_str()).then_some(entry)
+    };
+    if let Some(entry) = tree
+        .listed()
+        .filter(|i| !tree.vanished.contains(i))
+        .find_map(named)
+    {
+        return Some(entry);
+    }
+    let deleted = tree
+        .deleted
+        .iter()
+        .chain(&tree.vanished)
+        .find_map(|i| named(*i))?;
+    include_deleted.then(|| {
+        json!({".tag": "deleted", "name": deleted["name"], "path_lower": deleted["path_lower"],
+            "path_display": deleted["path_display"]})
+    })
 }
 
 /// A text 400, as Dropbox answers a malformed request.
@@ -440,6 +484,29 @@ pub(crate) fn answer(
                     HttpResponse::Ok().json(json!({"metadata": created_entry(tree, &created)}))
                 }
                 Err(()) => endpoint_error(&["path", "conflict", "file"]),
+            }
+        }
+        "files/get_metadata" => {
+            let Some(path) = args.get("path").and_then(Value::as_str) else {
+                return bad_request(function, "request body: missing required field 'path'");
+            };
+            if !(path.starts_with('/') || path.starts_with("id:") || path.starts_with("rev:")) {
+                return bad_request(
+                    function,
+                    &format!("request body: path: '{path}' did not match pattern '(/(.|[\\r\\n])*|id:.*)|(rev:[0-9a-f]{{9,}})|(ns:[0-9]+(/.*)?)'"),
+                );
+            }
+            if path.starts_with('/') && !valid_path(path) {
+                return endpoint_error(&["path", "malformed_path"]);
+            }
+            let include_deleted = args
+                .get("include_deleted")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let tree = state.files.tree("dropbox");
+            match metadata_of(tree, path, include_deleted) {
+                Some(entry) => HttpResponse::Ok().json(entry),
+                None => endpoint_error(&["path", "not_found"]),
             }
         }
         "files/list_revisions" => {
@@ -713,6 +780,9 @@ fn upload_session(
             "HTTP header \"Dropbox-API-Arg\": missing required field 'cursor'",
         );
     };
+    if state.files.dropbox_closed_sessions.contains(id) {
+        return endpoint_error(&["lookup_failed", "closed"]);
+    }
     let Some(received) = state.files.dropbox_sessions.get_mut(id) else {
         return endpoint_error(&["lookup_failed", "not_found"]);
     };
@@ -727,7 +797,8 @@ fn upload_session(
     if function == "files/upload_session/append_v2" {
         return HttpResponse::Ok().json(Value::Null);
     }
-    let bytes = state.files.dropbox_sessions.remove(id).unwrap_or_default();
+    let id = id.to_owned();
+    let bytes = state.files.dropbox_sessions.remove(&id).unwrap_or_default();
     let commit_arg = arg["commit"].clone();
     let Some(path) = commit_arg
         .get("path")
@@ -739,7 +810,11 @@ fn upload_session(
             "HTTP header \"Dropbox-API-Arg\": commit: missing required field 'path'",
         );
     };
-    commit(state, function, &path, &commit_arg, bytes)
+    let committed = commit(state, function, &path, &commit_arg, bytes);
+    if committed.status().is_success() {
+        state.files.dropbox_closed_sessions.insert(id);
+    }
+    committed
 }
 
 /// Stores an uploaded file at `path` as `arg` says (`mode` `add` or `overwrite`, `autorename`):

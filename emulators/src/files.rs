@@ -102,6 +102,8 @@ pub(crate) struct FilesState {
     pub google_bytes_received: u64,
     /// Dropbox: upload sessions open, by id: the bytes so far.
     pub dropbox_sessions: HashMap<String, Vec<u8>>,
+    /// Dropbox: upload sessions finished (committed): a request naming one is 409 `lookup_failed/closed`.
+    pub dropbox_closed_sessions: std::collections::HashSet<String>,
     /// Dropbox: `files/upload`'s limit when lowered for a test (documented: 150 MiB).
     pub dropbox_upload_limit: Option<u64>,
     /// Box: chunked upload sessions open, by id.
