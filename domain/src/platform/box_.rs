@@ -200,6 +200,7 @@ pub(super) const FILE_WRITES: FileWrites = FileWrites {
             part: "/files/upload_sessions/{id}",
             commit: "/files/upload_sessions/{id}/commit",
         }),
+        lost_answer: None,
     },
     placement: Placement::Ancestors {
         entries: "/path_collection/entries",

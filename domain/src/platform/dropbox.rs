@@ -31,8 +31,18 @@
 //! 8 MiB ("a multiple of 4 MiB" except the last, as `upload_session/append_v2` asks). Dropbox addresses folders by path, so a folder's reference is its
 //! `path_display`; the backed-up folders come from each file's `path_display`. Writes need
 //! `files.content.write`.
+//!
+//! An upload whose answer was lost may have been taken: sent again, a `files/upload` (`add`, `autorename`)
+//! would keep a second copy `name (1).ext`, and a session's `finish` is answered 409 `lookup_failed/closed`
+//! (or `not_found`) since the session is committed. So the file is first looked up at its path,
+//! `POST /2/files/get_metadata` (#files-get_metadata) with `{"path"}` (answer: its metadata, `.tag` `file`
+//! with `size` and `content_hash`; nothing there: 409 `path/not_found`), and taken as the upload when its
+//! size and `content_hash` are those of the bytes sent.
 
-use super::writes::{FileWrites, FolderRequest, LargeUpload, Placement, UploadBody, UploadRequest};
+use super::writes::{
+    ContentHash, FileWrites, FolderRequest, LargeUpload, Placement, UploadBody, UploadLookup,
+    UploadRequest,
+};
 use super::*;
 
 /// Dropbox's 409 for a path (or id) that no longer exists.
@@ -219,6 +229,29 @@ pub(super) const FILE_WRITES: FileWrites = FileWrites {
                 prefixes: &["lookup_failed/incorrect_offset/"],
             },
             correct_offset: "/error/lookup_failed/correct_offset",
+            // A finish retried after its answer was lost, which Dropbox had committed.
+            closed: ErrorMatch {
+                status: 409,
+                pointer: "/error_summary",
+                prefixes: &["lookup_failed/closed/", "lookup_failed/not_found/"],
+            },
+        }),
+        lost_answer: Some(UploadLookup {
+            host: ContentHost::Api,
+            path: "/2/files/get_metadata",
+            body: r#"{"path":"{parent}/{name}","include_deleted":false}"#,
+            not_found: ErrorMatch {
+                status: 409,
+                pointer: "/error_summary",
+                prefixes: &["path/not_found/"],
+            },
+            kind: Condition::is("/.tag", "file"),
+            size: "/size",
+            hash: "/content_hash",
+            new_id: "/id",
+            hash_kind: ContentHash::Sha256OfBlocks {
+                block_bytes: 4 * 1024 * 1024,
+            },
         }),
     },
     placement: Placement::Path("/path_display"),

@@ -186,6 +186,7 @@ pub(super) const FILE_WRITES: FileWrites = FileWrites {
             path: "/upload/drive/v3/files",
             query: &[("uploadType", "resumable"), ("fields", "id")],
         }),
+        lost_answer: None,
     },
     placement: Placement::Parents("/parents"),
     name: "/name",

@@ -557,6 +557,45 @@ pub struct UploadRequest {
     pub max_bytes: u64,
     /// How a file over `max_bytes` is uploaded, if ListBackup can.
     pub large: Option<LargeUpload>,
+    /// How an upload whose answer was lost is recognised on the platform, if it can be: without it, a single
+    /// request is sent again (a platform that renames may keep a second copy), and a session whose finish
+    /// was applied before its answer was lost fails.
+    pub lost_answer: Option<UploadLookup>,
+}
+
+/// Looking up what an upload left at its path, when its answer was lost after the platform may have taken
+/// it (Dropbox's `files/get_metadata`,
+/// <https://www.dropbox.com/developers/documentation/http/documentation#files-get_metadata>): the file found
+/// there is the upload's when its size and content hash are those of the bytes sent; nothing there (or
+/// another file) means it was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLookup {
+    /// A JSON `POST` of `body` to `path` on `host`, answered JSON: the file's metadata.
+    pub host: super::ContentHost,
+    pub path: &'static str,
+    /// A JSON template like the upload's `metadata` (`{name}`, `{parent}`), naming the path the upload
+    /// commits to (`{"path":"{parent}/{name}"}`).
+    pub body: &'static str,
+    /// The lookup's answer when nothing is at the path (Dropbox: 409 `path/not_found/`).
+    pub not_found: super::ErrorMatch,
+    /// What the answer meets when it is a file (Dropbox: `.tag` is `file`; a folder is not the upload).
+    pub kind: super::Condition,
+    /// JSON pointers into the answer: its size in bytes (an integer), its content hash (text, compared
+    /// without case) and its id.
+    pub size: &'static str,
+    pub hash: &'static str,
+    pub new_id: &'static str,
+    /// How the platform computes the content hash of a file's bytes.
+    pub hash_kind: ContentHash,
+}
+
+/// A platform's hash of a file's bytes, as it documents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentHash {
+    /// Lower-case hex SHA-256 of the concatenated SHA-256 digests of each `block_bytes` block of the file
+    /// (the last block may be shorter; no block for an empty file): Dropbox's `content_hash` with 4 MiB
+    /// blocks (<https://www.dropbox.com/developers/reference/content-hash>).
+    Sha256OfBlocks { block_bytes: u64 },
 }
 
 /// How an upload's request carries the bytes and the metadata.
@@ -612,6 +651,13 @@ pub enum LargeUpload {
         wrong_offset: super::ErrorMatch,
         /// A JSON pointer into the `wrong_offset` answer: the bytes the session holds (an integer).
         correct_offset: &'static str,
+        /// The answer to a `finish` whose session is no longer open (Dropbox: 409 `lookup_failed/closed/`
+        /// or `lookup_failed/not_found/`,
+        /// <https://www.dropbox.com/developers/documentation/http/documentation#files-upload_session-finish>):
+        /// a `finish` sent again after its answer was lost, the file committed. The upload's
+        /// [`UploadRequest::lost_answer`] looks for it; without one, or when the file there is not the one
+        /// sent, the upload fails.
+        closed: super::ErrorMatch,
     },
     /// Box's chunked upload session (<https://developer.box.com/guides/uploads/chunked/>), on the upload's
     /// host:
@@ -903,6 +949,7 @@ mod tests {
                 new_id: "/id",
                 max_bytes: 1,
                 large: None,
+                lost_answer: None,
             },
             placement: Placement::Path("/path_display"),
             name: "/name",

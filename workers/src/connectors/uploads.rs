@@ -8,11 +8,19 @@
 //! beforehand (the framing plus the file's size in the manifest), so memory stays flat whatever the size.
 //! Because a body that was sent cannot be sent again, an upload retries by opening the stored file again:
 //! 429 (`Retry-After`), 5xx and dropped connections are retried up to the policy's bounds. A single-request
-//! upload starts again from the first byte; a retry after an answer that was lost may leave a second copy on
-//! the platform (Dropbox names it `name (1)`), never an overwrite. Large files resume as each platform
-//! documents: Drive's resumable upload asks how far it got and sends the rest; a Dropbox session's chunk
-//! applied before its answer was lost is recognised by the offset the session answers; a Box part sent again
-//! is the same part, which Box takes again.
+//! upload starts again from the first byte. Large files resume as each platform documents: Drive's resumable
+//! upload asks how far it got and sends the rest; a Dropbox session's chunk applied before its answer was
+//! lost is recognised by the offset the session answers; a Box part sent again is the same part, which Box
+//! takes again.
+//!
+//! **Answers lost after the platform took the upload.** Where the platform declares how
+//! ([`UploadRequest::lost_answer`](listbackup_domain::platform::writes::UploadRequest::lost_answer),
+//! Dropbox's `files/get_metadata`), the file is looked up at its path before
+//! a single request is sent again, and when a session's finish finds the session closed (committed before
+//! its answer was lost): the file there is the upload when its size and content hash
+//! ([`ContentHash`], computed as the bytes stream out, memory flat) are those of the bytes sent. Otherwise a
+//! single request is sent again, which may leave a second copy (Dropbox names it `name (1)`), never an
+//! overwrite; a closed session fails.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -21,7 +29,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use listbackup_domain::platform::listing::scalar_text;
-use listbackup_domain::platform::writes::{fill_template, FileWrites, LargeUpload, UploadBody};
+use listbackup_domain::platform::writes::{
+    fill_template, ContentHash, FileWrites, LargeUpload, UploadBody, UploadLookup,
+};
 use listbackup_domain::platform::{ContentHost, ErrorMatch, Platform};
 use serde_json::Value;
 
@@ -63,6 +73,28 @@ struct Session {
     chunk: usize,
     /// A chunk sent at an offset the session is not at, and where its answer names the session's.
     wrong_offset: (ErrorMatch, &'static str),
+    /// A finish sent to a session no longer open.
+    closed: ErrorMatch,
+}
+
+/// How an upload whose answer was lost is recognised
+/// ([`UploadRequest::lost_answer`](listbackup_domain::platform::writes::UploadRequest::lost_answer)): the
+/// lookup, and the upload's template values (`{name}`, `{parent}`) that name its path.
+#[derive(Clone, Copy)]
+struct Recognise<'a> {
+    lookup: UploadLookup,
+    values: &'a [(&'a str, &'a str)],
+}
+
+/// What an upload's path holds, looked up after its answer was lost.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// The file sent: its id.
+    Ours(String),
+    /// Nothing.
+    Nothing,
+    /// Something else: what differs.
+    Other(String),
 }
 
 /// A multipart body's framing around the file's bytes.
@@ -172,6 +204,7 @@ impl Connector {
                     chunk_bytes,
                     wrong_offset,
                     correct_offset,
+                    closed,
                 }) => {
                     let UploadBody::ArgHeader(header) = upload.body else {
                         return Err(FetchError::InvalidResponse(
@@ -184,8 +217,14 @@ impl Connector {
                         paths: [start, append, finish],
                         chunk: chunk_bytes.min(max_bytes).max(1) as usize,
                         wrong_offset: (wrong_offset, correct_offset),
+                        closed,
                     };
-                    self.upload_session(target, session, &metadata, &open).await
+                    let recognise = upload.lost_answer.map(|lookup| Recognise {
+                        lookup,
+                        values: &values,
+                    });
+                    self.upload_session(target, session, (&metadata, file, recognise), &open)
+                        .await
                 }
                 Some(LargeUpload::Parts {
                     create,
@@ -251,9 +290,13 @@ impl Connector {
             |f| f.content_type.clone(),
         );
         let new_id = upload.new_id;
+        let recognise = upload.lost_answer.map(|lookup| Recognise {
+            lookup,
+            values: &values,
+        });
         self.send_streamed(
             target,
-            &open,
+            (&open, file.size, recognise),
             |http, stream| {
                 let body = match &framing {
                     None => reqwest::Body::wrap_stream(stream),
@@ -533,11 +576,15 @@ impl Connector {
     /// and the upload carries on; before it, the upload goes on from there (the stored file is opened again
     /// and read up to that offset); past it (bytes never sent), the upload fails rather than guess. Going
     /// back is bounded by the policy's attempts.
+    ///
+    /// A finish answered `closed` (sent again after its answer was lost: the session is committed) is the
+    /// file at the commit's path when `recognise` finds there the size and content hash of the bytes sent
+    /// (hashed as they are read); anything else fails the upload.
     async fn upload_session<F, Fut>(
         &self,
         target: FileTarget<'_>,
         session: Session,
-        commit: &Value,
+        (commit, file, recognise): (&Value, FileUpload<'_>, Option<Recognise<'_>>),
         open: &F,
     ) -> Result<String, FetchError>
     where
@@ -550,6 +597,9 @@ impl Connector {
         let mut pending = bytes::BytesMut::new();
         // The bytes the session holds.
         let mut offset = 0u64;
+        // Where the stored file is read, and the hash of every byte read so far.
+        let mut read_at = 0u64;
+        let mut hasher = recognise.map(|r| ContentHasher::new(r.lookup.hash_kind));
         let mut session_id: Option<String> = None;
         let mut ended = false;
         let mut rewinds = 0u32;
@@ -557,7 +607,13 @@ impl Connector {
             // The next chunk: `session.chunk` bytes, or what is left.
             while !ended && pending.len() < session.chunk {
                 match stream.next().await {
-                    Some(Ok(bytes)) => pending.extend_from_slice(&bytes),
+                    Some(Ok(bytes)) => {
+                        if let Some(hasher) = &mut hasher {
+                            hasher.saw(read_at, &bytes);
+                        }
+                        read_at += bytes.len() as u64;
+                        pending.extend_from_slice(&bytes);
+                    }
                     Some(Err(err)) => return Err(FetchError::Sink(err)),
                     None => ended = true,
                 }
@@ -585,11 +641,43 @@ impl Connector {
                     path,
                     (session.header, &arg),
                     chunk,
-                    session.wrong_offset,
+                    (session.wrong_offset, finishing.then_some(session.closed)),
                 )
                 .await?;
             match sent {
                 Chunk::Taken(answer) if finishing => return id_at(&answer, upload.new_id),
+                // Committed by a finish whose answer was lost, or gone: is the file there the one sent?
+                Chunk::Closed => {
+                    let (Some(recognise), Some(hasher)) = (recognise, &hasher) else {
+                        return Err(FetchError::InvalidResponse(
+                            "the upload session was closed before its finish was answered, and the \
+                             platform declares no way to look the file up"
+                                .into(),
+                        ));
+                    };
+                    let hash = hasher.hash(offset).ok_or_else(|| {
+                        FetchError::InvalidResponse(format!(
+                            "the upload session was closed before its finish was answered, and the \
+                             {offset} bytes sent were not all hashed to recognise the file"
+                        ))
+                    })?;
+                    return match self
+                        .look_up_upload(target, recognise, offset, &hash)
+                        .await?
+                    {
+                        Found::Ours(id) => Ok(id),
+                        Found::Nothing => Err(FetchError::InvalidResponse(format!(
+                            "the upload session was closed before its finish was answered, and no \
+                             file {} is in {}",
+                            file.name, file.parent
+                        ))),
+                        Found::Other(why) => Err(FetchError::InvalidResponse(format!(
+                            "the upload session was closed before its finish was answered, and the \
+                             file {} in {} is not the one sent: {why}",
+                            file.name, file.parent
+                        ))),
+                    };
+                }
                 Chunk::Taken(answer) => {
                     if session_id.is_none() {
                         session_id = Some(
@@ -621,6 +709,7 @@ impl Connector {
                     pending.clear();
                     ended = false;
                     offset = at;
+                    read_at = at;
                 }
                 Chunk::At(at) => {
                     return Err(FetchError::InvalidResponse(format!(
@@ -924,7 +1013,7 @@ impl Connector {
 
     /// One request of an upload session: `chunk` as the body, `arg` in the argument header. The platform's
     /// answer to a wrong offset (`wrong_offset`: the rule, the pointer to the session's offset) is the
-    /// offset it names.
+    /// offset it names; with `closed`, its answer to a session no longer open is [`Chunk::Closed`].
     async fn send_chunk(
         &self,
         target: FileTarget<'_>,
@@ -932,12 +1021,12 @@ impl Connector {
         path: &str,
         (header, arg): (&str, &Value),
         chunk: Bytes,
-        (wrong_offset, correct_offset): (ErrorMatch, &'static str),
+        ((wrong_offset, correct_offset), closed): ((ErrorMatch, &'static str), Option<ErrorMatch>),
     ) -> Result<Chunk, FetchError> {
         let url = self.host_url(target, host, path)?;
         let auth = choose_auth(target.platform, target.credentials)?.api_auth();
         let budget = self.rate_budget(target.connection_id, target.platform.id);
-        let answers = [wrong_offset];
+        let answers: Vec<ErrorMatch> = std::iter::once(wrong_offset).chain(closed).collect();
         let call = Call {
             http: &self.content_http,
             budget: &budget,
@@ -964,6 +1053,9 @@ impl Connector {
                 if !response.status.is_success() {
                     let answer: Value = serde_json::from_slice(&response.body)
                         .map_err(|err| BodyError::from_json(err, &response))?;
+                    if closed.is_some_and(|c| c.matches(response.status.as_u16(), &answer)) {
+                        return Ok(Chunk::Closed);
+                    }
                     return answer
                         .pointer(correct_offset)
                         .and_then(Value::as_u64)
@@ -986,12 +1078,17 @@ impl Connector {
         .await
     }
 
-    /// Sends a request whose body is the stored file (`open` streams it), once per attempt: the transport's
-    /// retries cannot send a streamed body twice, so each retry opens the file again here.
+    /// Sends a request whose body is the stored file (`open` streams it, `size` bytes), once per attempt:
+    /// the transport's retries cannot send a streamed body twice, so each retry opens the file again here.
+    ///
+    /// An attempt that failed after it may have been served (a dropped connection, a damaged answer, a
+    /// 5xx; not a 429 or another 4xx) is, with `recognise`, looked up after the wait: the file at its path
+    /// with the size and content hash of the bytes sent (hashed as they streamed out) is the upload, and is
+    /// not sent again. Nothing there, or another file: sent again.
     async fn send_streamed<F, Fut>(
         &self,
         target: FileTarget<'_>,
-        open: &F,
+        (open, size, recognise): (&F, u64, Option<Recognise<'_>>),
         build: impl Fn(&reqwest::Client, UploadStream) -> reqwest::RequestBuilder,
         decode: impl Fn(Value) -> Result<String, FetchError>,
     ) -> Result<String, FetchError>
@@ -999,10 +1096,19 @@ impl Connector {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<UploadStream, FetchError>>,
     {
+        let hasher = recognise.map(|r| {
+            std::sync::Arc::new(std::sync::Mutex::new(ContentHasher::new(
+                r.lookup.hash_kind,
+            )))
+        });
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
         loop {
             let stream = open().await?;
+            let stream = match &hasher {
+                Some(hasher) => hashed(stream, hasher.clone()),
+                None => stream,
+            };
             let sent = self
                 .stream_once(target, stream, (None, &[]), &build, |response| {
                     let answer: Value = serde_json::from_slice(&response.body)
@@ -1010,29 +1116,108 @@ impl Connector {
                     decode(answer).map_err(BodyError::Invalid)
                 })
                 .await;
-            let wait = match sent {
+            let err = match sent {
                 Ok(id) => return Ok(id),
-                Err(FetchError::RateLimited { retry_after }) => {
+                Err(err) => err,
+            };
+            // Whether the platform may have taken it, and whether this was the last attempt.
+            let (wait, served, last) = match &err {
+                FetchError::RateLimited { retry_after } => {
                     rate_limited += 1;
                     let wait = retry_after.unwrap_or_else(|| self.retry.backoff(rate_limited));
                     if rate_limited > self.retry.max_rate_limited
                         || wait > self.retry.max_retry_after
                     {
-                        return Err(FetchError::RateLimited { retry_after });
-                    }
-                    wait
-                }
-                Err(err) if err.retryable() => {
-                    failures += 1;
-                    if failures >= self.retry.max_attempts {
                         return Err(err);
                     }
-                    self.retry.backoff(failures)
+                    (wait, false, false)
                 }
-                Err(err) => return Err(err),
+                err if err.retryable() => {
+                    failures += 1;
+                    (
+                        self.retry.backoff(failures),
+                        true,
+                        failures >= self.retry.max_attempts,
+                    )
+                }
+                _ => return Err(err),
             };
+            let look = recognise.zip(hasher.as_ref()).filter(|_| served);
+            if last && look.is_none() {
+                return Err(err);
+            }
+            // Also before a last look: an upload being committed as its answer was lost has settled.
             tokio::time::sleep(wait).await;
+            if let Some((recognise, hasher)) = look {
+                // Every byte went out, or the platform cannot hold the file.
+                let hash = hasher.lock().expect("not poisoned").hash(size);
+                if let Some(hash) = hash {
+                    if let Found::Ours(id) =
+                        self.look_up_upload(target, recognise, size, &hash).await?
+                    {
+                        return Ok(id);
+                    }
+                }
+            }
+            if last {
+                return Err(err);
+            }
         }
+    }
+
+    /// What the path of an upload (`recognise`) holds: the file sent (its `size` and content `hash`), nothing,
+    /// or another file. The lookup is retried by the transport like any small request.
+    async fn look_up_upload(
+        &self,
+        target: FileTarget<'_>,
+        recognise: Recognise<'_>,
+        size: u64,
+        hash: &str,
+    ) -> Result<Found, FetchError> {
+        let lookup = recognise.lookup;
+        let body = fill_template(lookup.body, recognise.values)
+            .map_err(|err| template_error("upload.lost_answer.body", err))?
+            .to_string();
+        let url = self.host_url(target, lookup.host, lookup.path)?;
+        let auth = choose_auth(target.platform, target.credentials)?.api_auth();
+        let budget = self.rate_budget(target.connection_id, target.platform.id);
+        let answers = [lookup.not_found];
+        let call = Call {
+            http: &self.http,
+            budget: &budget,
+            policy: &self.retry,
+            platform: target.platform,
+            credentials: target.credentials,
+            gone: None,
+            answers: &answers,
+        };
+        let mut counters = Counters::default();
+        call.send(
+            &mut counters,
+            |http| {
+                let builder = http
+                    .post(&url)
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+                let builder = target
+                    .platform
+                    .api_headers
+                    .iter()
+                    .fold(builder, |b, (name, value)| b.header(*name, *value));
+                apply_auth(builder, auth, target.credentials).map_err(FetchError::from)
+            },
+            |response| {
+                // The one answer besides a 2xx: `not_found`.
+                if !response.status.is_success() {
+                    return Ok(Found::Nothing);
+                }
+                let answer: Value = serde_json::from_slice(&response.body)
+                    .map_err(|err| BodyError::from_json(err, &response))?;
+                Ok(judge(&answer, &lookup, size, hash))
+            },
+        )
+        .await
     }
 
     /// One attempt of a request whose body is `stream` (the caller retries, with the file opened again),
@@ -1152,6 +1337,113 @@ enum Chunk {
     Taken(Value),
     /// Sent at an offset the session is not at: the session holds this many bytes.
     At(u64),
+    /// The session is not open any more (a finish: committed, or expired).
+    Closed,
+}
+
+/// Whether `answer`, the lookup's answer for an upload's path, is the file sent (`size` bytes whose
+/// content hash is `hash`).
+fn judge(answer: &Value, lookup: &UploadLookup, size: u64, hash: &str) -> Found {
+    if !lookup.kind.holds(answer) {
+        return Found::Other("it is not a file".into());
+    }
+    match answer.pointer(lookup.size).and_then(Value::as_u64) {
+        Some(found) if found == size => {}
+        Some(found) => return Found::Other(format!("it holds {found} bytes, not {size}")),
+        None => return Found::Other(format!("its answer names no size at {}", lookup.size)),
+    }
+    match answer.pointer(lookup.hash).and_then(Value::as_str) {
+        Some(found) if found.eq_ignore_ascii_case(hash) => {}
+        Some(_) => return Found::Other("its content hash differs".into()),
+        None => return Found::Other(format!("its answer names no hash at {}", lookup.hash)),
+    }
+    match id_at(answer, lookup.new_id) {
+        Ok(id) => Found::Ours(id),
+        Err(err) => Found::Other(err.to_string()),
+    }
+}
+
+/// A file's content hash as its platform computes it ([`ContentHash`]), fed the bytes as they are read:
+/// each byte once, in order, however often it is read again (a retry opens the stored file from its first
+/// byte, a session going back reads from an offset). Memory: one block's digest state.
+#[derive(Clone)]
+struct ContentHasher {
+    block_bytes: u64,
+    /// The bytes hashed, from the first.
+    seen: u64,
+    /// Bytes past `seen` were read before those at `seen`: no hash.
+    gap: bool,
+    block: sha2::Sha256,
+    block_len: u64,
+    whole: sha2::Sha256,
+}
+
+impl ContentHasher {
+    fn new(kind: ContentHash) -> Self {
+        use sha2::Digest;
+        let ContentHash::Sha256OfBlocks { block_bytes } = kind;
+        Self {
+            block_bytes: block_bytes.max(1),
+            seen: 0,
+            gap: false,
+            block: sha2::Sha256::new(),
+            block_len: 0,
+            whole: sha2::Sha256::new(),
+        }
+    }
+
+    /// `bytes`, the file's from offset `at`: those not hashed yet are.
+    fn saw(&mut self, at: u64, bytes: &[u8]) {
+        use sha2::Digest;
+        if at > self.seen {
+            self.gap = true;
+            return;
+        }
+        let skip = (self.seen - at).min(bytes.len() as u64) as usize;
+        let mut rest = &bytes[skip..];
+        while !rest.is_empty() {
+            let room = (self.block_bytes - self.block_len).min(rest.len() as u64) as usize;
+            self.block.update(&rest[..room]);
+            self.block_len += room as u64;
+            self.seen += room as u64;
+            rest = &rest[room..];
+            if self.block_len == self.block_bytes {
+                let block = std::mem::replace(&mut self.block, sha2::Sha256::new());
+                self.whole.update(block.finalize());
+                self.block_len = 0;
+            }
+        }
+    }
+
+    /// The lower-case hex hash of the file, when exactly its `size` bytes were all seen.
+    fn hash(&self, size: u64) -> Option<String> {
+        use sha2::Digest;
+        if self.gap || self.seen != size {
+            return None;
+        }
+        let mut whole = self.whole.clone();
+        if self.block_len > 0 {
+            whole.update(self.block.clone().finalize());
+        }
+        Some(hex::encode(whole.finalize()))
+    }
+}
+
+/// `stream`, the stored file from its first byte, its bytes shown to `hasher` as they go by.
+fn hashed(
+    stream: UploadStream,
+    hasher: std::sync::Arc<std::sync::Mutex<ContentHasher>>,
+) -> UploadStream {
+    let mut at = 0u64;
+    stream
+        .map(move |item| {
+            if let Ok(bytes) = &item {
+                hasher.lock().expect("not poisoned").saw(at, bytes);
+                at += bytes.len() as u64;
+            }
+            item
+        })
+        .boxed()
 }
 
 /// `stream` without its first `skip` bytes, dropped as they stream by (memory stays one piece).
@@ -1284,6 +1576,90 @@ mod tests {
         assert!(matches!(
             resumed(answer(200, None, r#"{"id":"f1"}"#), 100, "/id"),
             Ok(Resumed::Done(id)) if id == "f1"
+        ));
+    }
+
+    /// Dropbox's content hash of `bytes` in blocks of `block` bytes, written out as its reference page does.
+    fn by_hand(bytes: &[u8], block: usize) -> String {
+        use sha2::Digest;
+        let digests: Vec<u8> = bytes
+            .chunks(block)
+            .flat_map(|b| sha2::Sha256::digest(b).to_vec())
+            .collect();
+        hex::encode(sha2::Sha256::digest(&digests))
+    }
+
+    #[test]
+    fn the_content_hash_is_dropboxs_whatever_pieces_the_bytes_come_in() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let kind = ContentHash::Sha256OfBlocks { block_bytes: 4096 };
+        // Pieces that straddle the blocks' ends.
+        let mut hasher = ContentHasher::new(kind);
+        let mut at = 0;
+        for piece in bytes.chunks(1000) {
+            hasher.saw(at, piece);
+            at += piece.len() as u64;
+        }
+        assert_eq!(hasher.hash(10_000), Some(by_hand(&bytes, 4096)));
+        // Not every byte, or more: no hash.
+        assert_eq!(hasher.hash(9_999), None);
+        // Read again from the start (a retry) or from an offset (a session going back): each byte once.
+        let mut again = ContentHasher::new(kind);
+        again.saw(0, &bytes[..6000]);
+        again.saw(0, &bytes[..3000]);
+        again.saw(4096, &bytes[4096..10_000]);
+        assert_eq!(again.hash(10_000), Some(by_hand(&bytes, 4096)));
+        // Bytes read past a gap are not hashed.
+        let mut gap = ContentHasher::new(kind);
+        gap.saw(0, &bytes[..1000]);
+        gap.saw(2000, &bytes[2000..]);
+        assert_eq!(gap.hash(10_000), None);
+        // An empty file: the SHA-256 of nothing (no block).
+        assert_eq!(
+            ContentHasher::new(kind).hash(0).as_deref(),
+            Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        );
+        // Dropbox's 4 MiB blocks: one block and one byte more is two digests.
+        let big = vec![7u8; 4 * 1024 * 1024 + 1];
+        let mut dropbox = ContentHasher::new(ContentHash::Sha256OfBlocks {
+            block_bytes: 4 * 1024 * 1024,
+        });
+        dropbox.saw(0, &big);
+        assert_eq!(
+            dropbox.hash(big.len() as u64),
+            Some(by_hand(&big, 4 * 1024 * 1024))
+        );
+        assert_ne!(by_hand(&big, 4 * 1024 * 1024), by_hand(&big, big.len()));
+    }
+
+    #[test]
+    fn a_file_found_after_a_lost_answer_is_ours_only_with_the_size_and_hash_sent() {
+        let lookup = listbackup_domain::platform::find("dropbox")
+            .unwrap()
+            .data_type("files")
+            .unwrap()
+            .file_writes
+            .unwrap()
+            .upload
+            .lost_answer
+            .unwrap();
+        let file = |size: u64, hash: &str| serde_json::json!({".tag": "file", "id": "id:a1", "size": size, "content_hash": hash});
+        assert_eq!(
+            judge(&file(10, "AB12"), &lookup, 10, "ab12"),
+            Found::Ours("id:a1".into())
+        );
+        assert!(matches!(
+            judge(&file(9, "ab12"), &lookup, 10, "ab12"),
+            Found::Other(why) if why.contains("9 bytes, not 10")
+        ));
+        assert!(matches!(
+            judge(&file(10, "ab13"), &lookup, 10, "ab12"),
+            Found::Other(why) if why.contains("content hash")
+        ));
+        let folder = serde_json::json!({".tag": "folder", "id": "id:f1"});
+        assert!(matches!(
+            judge(&folder, &lookup, 10, "ab12"),
+            Found::Other(_)
         ));
     }
 
