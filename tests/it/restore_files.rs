@@ -795,3 +795,203 @@ async fn a_box_part_whose_answer_was_lost_is_sent_again_and_taken() {
     let item = created.iter().find(|c| c.id == id).unwrap();
     assert_eq!(item.bytes.as_deref(), Some(&bytes[..]));
 }
+
+/// Dropbox's content hash of `bytes` (<https://www.dropbox.com/developers/reference/content-hash>): the
+/// SHA-256 of the SHA-256s of each 4 MiB block.
+fn dropbox_content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digests: Vec<u8> = bytes
+        .chunks(4 * 1024 * 1024)
+        .flat_map(|block| sha2::Sha256::digest(block).to_vec())
+        .collect();
+    hex::encode(sha2::Sha256::digest(&digests))
+}
+
+#[tokio::test]
+async fn a_dropbox_finish_committed_before_its_answer_was_lost_is_recognised_not_failed() {
+    use listbackup_workers::connectors::{FileTarget, FileUpload};
+    let fx = crate::support::files::direct("dropbox").await;
+    fx.api.set_dropbox_upload_limit(4096);
+    let endpoints = listbackup_commands::platform_client::PlatformEndpoints::default()
+        .with_api_url("dropbox", &fx.api.api_url("dropbox"))
+        .with_host_url("dropbox", "CONTENT", &fx.api.content_url("dropbox"));
+    let connector = small_requests(&fx, endpoints);
+    let writes = fx.platform.data_type("files").unwrap().file_writes.unwrap();
+    let target = FileTarget {
+        connection_id: "conn-1",
+        platform: fx.platform,
+        writes: &writes,
+        credentials: &fx.credentials,
+    };
+    let folder = connector
+        .create_folder(target, writes.root, "Restore")
+        .await
+        .unwrap();
+    let bytes = ten_thousand_bytes();
+    // The finish commits the file but its answer is lost: sent again, it is answered 409
+    // `lookup_failed/closed`; the file at the commit's path has the size and content hash sent: it is the
+    // upload's.
+    fx.api
+        .lose_answer_nth("/dropbox/content/2/files/upload_session/finish", 1);
+    let id = connector
+        .upload_file(
+            target,
+            FileUpload {
+                parent: &folder,
+                name: "big.bin",
+                mime_type: "application/octet-stream",
+                size: 10_000,
+            },
+            || stream_of(&bytes),
+        )
+        .await
+        .expect("the file committed is recognised");
+    let hits = |f: &str| fx.api.hits(&format!("/dropbox/content/2/files/{f}"));
+    assert_eq!(
+        [
+            hits("upload_session/start"),
+            hits("upload_session/append_v2"),
+            hits("upload_session/finish"),
+        ],
+        [1, 2, 2]
+    );
+    assert_eq!(fx.api.hits("/dropbox/2/files/get_metadata"), 1);
+    let files: Vec<_> = fx
+        .api
+        .created_items("dropbox")
+        .into_iter()
+        .filter(|c| !c.is_folder())
+        .collect();
+    assert_eq!(files.len(), 1, "one file: {files:?}");
+    assert_eq!(files[0].id, id);
+    assert_eq!(files[0].name, "big.bin");
+    assert_eq!(files[0].bytes.as_deref(), Some(&bytes[..]));
+
+    // The emulation answers `files/get_metadata` as Dropbox documents it: the file's metadata with its
+    // `content_hash` (SHA-256 of the 4 MiB blocks' SHA-256s), 409 `path/not_found` for nothing, 400 for the
+    // root.
+    let http = reqwest::Client::new();
+    let get_metadata = |path: &'static str| {
+        http.post(format!(
+            "{}/2/files/get_metadata",
+            fx.api.api_url("dropbox")
+        ))
+        .bearer_auth(crate::support::files::SECRET)
+        .json(&json!({"path": path}))
+        .send()
+    };
+    let found = get_metadata("/restore/BIG.bin").await.unwrap();
+    assert_eq!(found.status(), 200);
+    let found: Value = found.json().await.unwrap();
+    assert_eq!(found[".tag"], "file", "{found}");
+    assert_eq!(found["id"], id.as_str(), "{found}");
+    assert_eq!(found["path_display"], "/Restore/big.bin", "{found}");
+    assert_eq!(found["size"], 10_000, "{found}");
+    assert_eq!(
+        found["content_hash"],
+        dropbox_content_hash(&bytes),
+        "{found}"
+    );
+    let missing = get_metadata("/Restore/nothing.bin").await.unwrap();
+    assert_eq!(missing.status(), 409);
+    let missing: Value = missing.json().await.unwrap();
+    assert_eq!(missing["error_summary"], "path/not_found/..", "{missing}");
+    assert_eq!(get_metadata("").await.unwrap().status(), 400);
+}
+
+#[tokio::test]
+async fn a_small_dropbox_upload_not_taken_is_looked_up_then_sent_again() {
+    use listbackup_workers::connectors::{FileTarget, FileUpload};
+    let fx = crate::support::files::direct("dropbox").await;
+    let writes = fx.platform.data_type("files").unwrap().file_writes.unwrap();
+    let target = FileTarget {
+        connection_id: "conn-1",
+        platform: fx.platform,
+        writes: &writes,
+        credentials: &fx.credentials,
+    };
+    let folder = fx
+        .connector
+        .create_folder(target, writes.root, "Restore")
+        .await
+        .unwrap();
+    let bytes = ten_thousand_bytes();
+    // A 503 that did not take the file (it could have): nothing at its path, so it is sent again.
+    fx.api.fail_next(1, 503);
+    let id = fx
+        .connector
+        .upload_file(
+            target,
+            FileUpload {
+                parent: &folder,
+                name: "small.bin",
+                mime_type: "application/octet-stream",
+                size: 10_000,
+            },
+            || stream_of(&bytes),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fx.api.hits("/dropbox/content/2/files/upload"), 2);
+    assert_eq!(fx.api.hits("/dropbox/2/files/get_metadata"), 1);
+    let files: Vec<_> = fx
+        .api
+        .created_items("dropbox")
+        .into_iter()
+        .filter(|c| !c.is_folder())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].id, id);
+    assert_eq!(files[0].bytes.as_deref(), Some(&bytes[..]));
+}
+
+#[tokio::test]
+async fn a_dropbox_restore_whose_upload_answer_was_lost_keeps_one_copy_of_the_file() {
+    let svc = service("dropbox").await;
+    let api = &svc.backup.api;
+    api.seed_files("dropbox", 0, 3, 1000);
+    let connection = svc.connect_with(json!({"writeAccess": true})).await;
+    let source = svc.source(&connection, &["files"], false).await;
+    let backup = svc.run(&source).await;
+    assert_eq!(backup["status"], "succeeded", "{backup}");
+    let snapshot = backup["jobId"].as_str().unwrap().to_owned();
+    let backed_up = contents(&svc.manifest(&source, &snapshot));
+    // The first file's `files/upload` is taken, but its answer is lost. Sent again (`mode: add`,
+    // `autorename`), Dropbox would keep it a second time as `file-… (1).bin`; looked up first, it is found.
+    api.lose_answer_nth("/dropbox/content/2/files/upload", 1);
+    let done = restore(
+        &svc,
+        &source,
+        json!({"snapshot": snapshot, "dataTypes": ["files"], "mode": "missing", "dryRun": false}),
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(counts(&done), (3, 0, 0, 0), "{done}");
+    assert_eq!(api.hits("/dropbox/content/2/files/upload"), 3);
+    assert_eq!(api.hits("/dropbox/2/files/get_metadata"), 1);
+    let files: Vec<_> = api
+        .created_items("dropbox")
+        .into_iter()
+        .filter(|c| !c.is_folder())
+        .collect();
+    let mut names: Vec<&str> = files.iter().map(|c| c.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["file-000000.bin", "file-000001.bin", "file-000002.bin"],
+        "one copy each, no `(1)`"
+    );
+    let report = svc
+        .backup
+        .restore_report(&svc.token, done["jobId"].as_str().unwrap())
+        .await;
+    for (old_id, sha) in &backed_up {
+        let line = report
+            .iter()
+            .find(|l| l["oldId"] == old_id.as_str())
+            .unwrap();
+        let item = files.iter().find(|c| c.id == line["newId"]).unwrap();
+        assert_eq!(&sha256(item.bytes.as_deref().unwrap()), sha, "{old_id}");
+    }
+    svc.backup.stop().await;
+}

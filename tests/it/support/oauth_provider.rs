@@ -387,7 +387,10 @@ async fn forward(
             request = request.header(name, value.as_bytes());
         }
     }
-    let answer = request.send().await.expect("the data emulation answers");
+    // The data emulation's answer lost on its way (a fault asked for): so is this one.
+    let Ok(answer) = request.send().await else {
+        return lost();
+    };
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
     let mut response = HttpResponse::build(status);
     let own_base = {
@@ -418,7 +421,19 @@ async fn forward(
             response.insert_header((name, value));
         }
     }
-    response.body(answer.bytes().await.unwrap())
+    match answer.bytes().await {
+        Ok(body) => response.body(body),
+        Err(_) => lost(),
+    }
+}
+
+/// An answer whose body breaks before its first byte: the connection closes, as the data emulation's did.
+fn lost() -> HttpResponse {
+    HttpResponse::Ok().streaming(futures::stream::once(async {
+        Err::<web::Bytes, _>(std::io::Error::other(
+            "the data emulation's answer was lost",
+        ))
+    }))
 }
 
 fn authorize(
