@@ -284,13 +284,17 @@ fn other_hosts(platform: &Platform) -> impl Iterator<Item = &'static str> {
         .filter_map(|d| d.listing.as_ref()?.content)
         .flat_map(|content| content.requests)
         .map(|request| request.host)
-        // The hosts a restore uploads files to (Box's upload host).
+        // The hosts a restore uploads files to (Box's upload host), and looks an upload up on.
         .chain(
             platform
                 .data_types
                 .iter()
                 .filter_map(|d| d.file_writes)
-                .flat_map(|w| [w.create_folder.host, w.upload.host]),
+                .flat_map(|w| {
+                    [w.create_folder.host, w.upload.host]
+                        .into_iter()
+                        .chain(w.upload.lost_answer.map(|lookup| lookup.host))
+                }),
         )
         .filter_map(|host| match host {
             ContentHost::Other { name, .. } => Some(name),
