@@ -153,7 +153,7 @@ impl ConnectionCommands {
             )
             .await?;
         let command = ConnectionCommand::Create {
-            connection_id: connection_id.to_string(),
+            connection_id: *connection_id,
             account_id,
             platform_id: new.platform,
             name: new.name,

@@ -46,8 +46,7 @@ pub async fn sync_group(
 ) -> Result<Vec<QueuedJob>, CommandError> {
     let (group, _) = groups.live(metadata, group_id).await?;
     let mut queued = Vec::new();
-    for member in group.members().iter().rev() {
-        let source_id: &listbackup_domain::SourceId = &crate::typed_id(member)?;
+    for source_id in group.members().iter().rev() {
         match sources.live(metadata, source_id).await {
             Ok((source, _)) if source.status() == SourceStatus::Active => {}
             // Paused, or deleted since it was added (rule 3).

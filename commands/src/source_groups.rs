@@ -28,7 +28,7 @@ impl SourceGroupCommands {
         description: Option<Description>,
     ) -> Result<Committed, CommandError> {
         let command = SourceGroupCommand::Create {
-            group_id: group_id.to_string(),
+            group_id: *group_id,
             account_id: account(metadata)?,
             name,
             description,
@@ -109,7 +109,7 @@ impl SourceGroupCommands {
         }
         let command = SourceGroupCommand::AddSource {
             account_id: account(metadata)?,
-            source_id: source_id.to_string(),
+            source_id: *source_id,
         };
         self.bus
             .execute(group_id, command, metadata, expected_version)
@@ -119,14 +119,13 @@ impl SourceGroupCommands {
     pub async fn remove_source(
         &self,
         metadata: &EventMetadata,
-        group_id: &(impl crate::IdArg<listbackup_domain::SourceGroupId> + ?Sized),
-        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
+        group_id: &listbackup_domain::SourceGroupId,
+        source_id: &listbackup_domain::SourceId,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
-        let (group_id, source_id) = (&group_id.to_id()?, &source_id.to_id()?);
         let command = SourceGroupCommand::RemoveSource {
             account_id: account(metadata)?,
-            source_id: source_id.to_string(),
+            source_id: *source_id,
         };
         self.bus
             .execute(group_id, command, metadata, expected_version)

@@ -285,7 +285,7 @@ impl WebhookCommands {
             .await
             .map_err(vault_error)?;
         let command = WebhookCommand::Create {
-            webhook_id: webhook_id.to_string(),
+            webhook_id: *webhook_id,
             account_id,
             target,
             events,

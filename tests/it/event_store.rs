@@ -108,7 +108,7 @@ async fn every_event_carries_its_metadata() {
 
 fn created_event(id: &str, name: &str) -> Value {
     serde_json::to_value(ConnectionEvent::ConnectionCreated {
-        connection_id: id.to_owned(),
+        connection_id: id.parse().unwrap(),
         account_id: "acme".to_owned(),
         platform_id: "stripe".to_owned(),
         name: name.to_owned(),
@@ -676,8 +676,9 @@ async fn a_create_on_an_existing_stream_conflicts_instead_of_overwriting() {
     let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
     let bus: CommandBus<Connection> =
         CommandBus::new(pool, (), Arc::new(tokio::sync::Notify::new()));
+    let id: listbackup_domain::ConnectionId = id.parse().unwrap();
     let command = ConnectionCommand::Create {
-        connection_id: id.to_owned(),
+        connection_id: id,
         account_id: AccountId::parse("acme").unwrap(),
         platform_id: PlatformId::parse("stripe").unwrap(),
         name: DisplayName::parse("second").unwrap(),
@@ -690,10 +691,7 @@ async fn a_create_on_an_existing_stream_conflicts_instead_of_overwriting() {
         },
     };
     let metadata = EventMetadata::for_request("acme", "user:test".into(), "req-1");
-    let err = bus
-        .execute_new(&id.parse().unwrap(), command, &metadata)
-        .await
-        .unwrap_err();
+    let err = bus.execute_new(&id, command, &metadata).await.unwrap_err();
     assert!(matches!(err, CommandError::Concurrency), "{err:?}");
 
     let db = app.db.connect().await;

@@ -29,7 +29,7 @@ use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::JobKind;
 use listbackup_domain::source::SyncOutcome;
-use listbackup_domain::ErrorKind;
+use listbackup_domain::{ErrorKind, ResourceId, SourceGroupId, SourceId};
 use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit};
 use listbackup_projections::{LogPosition, ProjectedWatch, ReadError, StoredEvent};
 
@@ -148,10 +148,14 @@ impl SourceSagas {
                     )
                     .await?;
                 let metadata = follow_up(event);
+                let Some(source_id) = logged_id::<SourceId>(&event.aggregate_id) else {
+                    return Ok(());
+                };
                 for row in rows {
                     let group_id: String = row.get(0);
-                    self.remove(&metadata, &group_id, &event.aggregate_id)
-                        .await?;
+                    if let Some(group_id) = logged_id::<SourceGroupId>(&group_id) {
+                        self.remove(&metadata, group_id, source_id).await?;
+                    }
                 }
                 self.cancel_active_job(&metadata, &event.aggregate_id)
                     .await?;
@@ -206,8 +210,13 @@ impl SourceSagas {
                     )
                     .await?;
                 if deleted_before.is_some() {
-                    self.remove(&follow_up(event), &event.aggregate_id, source_id)
-                        .await?;
+                    let (Some(group_id), Some(source_id)) = (
+                        logged_id::<SourceGroupId>(&event.aggregate_id),
+                        logged_id::<SourceId>(source_id),
+                    ) else {
+                        return Ok(());
+                    };
+                    self.remove(&follow_up(event), group_id, source_id).await?;
                 }
             }
             (listbackup_domain::job::AGGREGATE_TYPE, "JobSucceeded") => {
@@ -349,12 +358,12 @@ impl SourceSagas {
     async fn remove(
         &self,
         metadata: &EventMetadata,
-        group_id: &str,
-        source_id: &str,
+        group_id: SourceGroupId,
+        source_id: SourceId,
     ) -> Result<(), SagaError> {
         match self
             .groups
-            .remove_source(metadata, group_id, source_id, None)
+            .remove_source(metadata, &group_id, &source_id, None)
             .await
         {
             Ok(committed) => {
@@ -376,6 +385,17 @@ impl SourceSagas {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// The typed id `raw` names, as the log holds it (an `aggregate_id`, or an id in a payload). The command bus
+/// names every stream by its typed id, so text that is not a UUID names nothing this saga can command: the
+/// follow-up is skipped, with a warning, rather than retried for ever.
+fn logged_id<I: ResourceId>(raw: &str) -> Option<I> {
+    let id = raw.parse().ok();
+    if id.is_none() {
+        tracing::warn!(id = raw, kind = ?I::KIND, "the log names a resource by an id that is not a UUID: no follow-up");
+    }
+    id
 }
 
 /// The metadata of a command that follows from `event`.

@@ -341,7 +341,7 @@ impl OauthService {
                     .store_new(&pending.account_id, &connection_id, &secret)
                     .await?;
                 let command = ConnectionCommand::CreateOauth {
-                    connection_id: connection_id.clone(),
+                    connection_id: id,
                     account_id,
                     platform_id: PlatformId::parse(platform.id).expect("catalog id"),
                     name,

@@ -7,7 +7,7 @@ use super::{
     AGGREGATE_TYPE,
 };
 use crate::error::{DomainError, ErrorKind};
-use crate::AccountOwned;
+use crate::{AccountOwned, ConnectionId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -24,7 +24,8 @@ pub enum ConnectionStatus {
 /// The state a connection needs to decide on commands; the read model holds what is shown.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Connection {
-    id: String,
+    /// `None` until the stream names its connection (`ConnectionCreated`).
+    id: Option<ConnectionId>,
     account_id: String,
     platform_id: String,
     status: ConnectionStatus,
@@ -321,7 +322,7 @@ impl Aggregate for Connection {
                 ..
             } => {
                 self.granted_scopes = scopes_of(&settings);
-                self.id = connection_id;
+                self.id = Some(connection_id);
                 self.account_id = account_id;
                 self.platform_id = platform_id;
                 self.name = name;

@@ -5,13 +5,14 @@ use chrono::{DateTime, Utc};
 use super::{ConnectionAuth, ExternalAccount};
 use crate::platform::PlatformId;
 use crate::values::{AccountId, CredentialRef, DisplayName};
+use crate::ConnectionId;
 
 /// What may be asked of a connection. Each carries the caller's account: a connection answers only to its own.
 #[derive(Debug, Clone)]
 pub enum ConnectionCommand {
     Create {
         /// Chosen by the caller (UUID v7), so the id is known before the event is stored.
-        connection_id: String,
+        connection_id: ConnectionId,
         account_id: AccountId,
         platform_id: PlatformId,
         name: DisplayName,
@@ -24,7 +25,7 @@ pub enum ConnectionCommand {
     },
     /// Creates a connection from a completed OAuth authorization (tokens already sealed in the vault).
     CreateOauth {
-        connection_id: String,
+        connection_id: ConnectionId,
         account_id: AccountId,
         platform_id: PlatformId,
         name: DisplayName,

@@ -6,13 +6,14 @@ use serde::{Deserialize, Serialize};
 
 use super::ConnectionAuth;
 use crate::values::CredentialRef;
+use crate::ConnectionId;
 
 /// What happened to a connection. No variant ever holds a secret: credentials appear as a [`CredentialRef`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ConnectionEvent {
     #[serde(rename_all = "camelCase")]
     ConnectionCreated {
-        connection_id: String,
+        connection_id: ConnectionId,
         account_id: String,
         platform_id: String,
         name: String,

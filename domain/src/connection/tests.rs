@@ -8,8 +8,16 @@ use cqrs_es::test::TestFramework;
 use super::*;
 use crate::platform::PlatformId;
 use crate::values::{AccountId, CredentialRef, DisplayName};
+use crate::ConnectionId;
 
 type ConnectionTest = TestFramework<Connection>;
+
+const C1: ConnectionId = ConnectionId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000c001,
+));
+const C2: ConnectionId = ConnectionId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000c002,
+));
 
 fn account(raw: &str) -> AccountId {
     AccountId::parse(raw).unwrap()
@@ -24,7 +32,7 @@ fn credential(fingerprint: &str) -> CredentialRef {
 
 fn created() -> ConnectionEvent {
     ConnectionEvent::ConnectionCreated {
-        connection_id: "c1".into(),
+        connection_id: C1,
         account_id: "acme".into(),
         platform_id: "stripe".into(),
         name: "Stripe live".into(),
@@ -54,7 +62,7 @@ fn oauth_grant(fingerprint: &str, external: Option<ExternalAccount>) -> OauthGra
 
 fn oauth_created() -> ConnectionEvent {
     ConnectionEvent::ConnectionCreated {
-        connection_id: "c2".into(),
+        connection_id: C2,
         account_id: "acme".into(),
         platform_id: "google".into(),
         name: "Drive".into(),
@@ -77,7 +85,7 @@ fn an_oauth_authorization_creates_a_connection_with_its_external_account() {
     ConnectionTest::with(())
         .given_no_previous_events()
         .when(ConnectionCommand::CreateOauth {
-            connection_id: "c2".into(),
+            connection_id: C2,
             account_id: account("acme"),
             platform_id: PlatformId::parse("google").unwrap(),
             name: DisplayName::parse("Drive").unwrap(),
@@ -264,7 +272,7 @@ fn creating_records_a_reference_to_the_credentials_not_the_secret() {
     ConnectionTest::with(())
         .given_no_previous_events()
         .when(ConnectionCommand::Create {
-            connection_id: "c1".into(),
+            connection_id: C1,
             account_id: account("acme"),
             platform_id: PlatformId::parse("stripe").unwrap(),
             name: DisplayName::parse(" Stripe live ").unwrap(),
@@ -281,7 +289,7 @@ fn creating_twice_conflicts() {
     ConnectionTest::with(())
         .given(vec![created()])
         .when(ConnectionCommand::Create {
-            connection_id: "c1".into(),
+            connection_id: C1,
             account_id: account("acme"),
             platform_id: PlatformId::parse("stripe").unwrap(),
             name: DisplayName::parse("again").unwrap(),

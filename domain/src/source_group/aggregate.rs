@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SourceGroupCommand, SourceGroupEvent, AGGREGATE_TYPE};
 use crate::error::{DomainError, ErrorKind};
-use crate::AccountOwned;
+use crate::{AccountOwned, SourceGroupId, SourceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -20,12 +20,13 @@ enum GroupStatus {
 /// The state a group needs to decide on commands: who it belongs to and who its members are.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SourceGroup {
-    id: String,
+    /// `None` until the stream names its group (`SourceGroupCreated`).
+    id: Option<SourceGroupId>,
     account_id: String,
     status: GroupStatus,
     name: String,
     description: Option<String>,
-    members: BTreeSet<String>,
+    members: BTreeSet<SourceId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,7 +53,7 @@ impl SourceGroup {
         self.status == GroupStatus::Active && self.account_id == account_id
     }
 
-    pub fn members(&self) -> &BTreeSet<String> {
+    pub fn members(&self) -> &BTreeSet<SourceId> {
         &self.members
     }
 }
@@ -142,7 +143,7 @@ impl Aggregate for SourceGroup {
                 name,
                 description,
             } => {
-                self.id = group_id;
+                self.id = Some(group_id);
                 self.account_id = account_id;
                 self.name = name;
                 self.description = description;

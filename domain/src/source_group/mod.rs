@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use aggregate::{SourceGroup, SourceGroupError};
 
 use crate::values::{AccountId, DisplayName};
+use crate::{SourceGroupId, SourceId};
 
 /// The aggregate type name in the event store and in NATS subjects.
 pub const AGGREGATE_TYPE: &str = "source_group";
@@ -48,7 +49,7 @@ impl Description {
 #[derive(Debug, Clone)]
 pub enum SourceGroupCommand {
     Create {
-        group_id: String,
+        group_id: SourceGroupId,
         account_id: AccountId,
         name: DisplayName,
         description: Option<Description>,
@@ -63,11 +64,11 @@ pub enum SourceGroupCommand {
     /// Adding a member twice records nothing.
     AddSource {
         account_id: AccountId,
-        source_id: String,
+        source_id: SourceId,
     },
     RemoveSource {
         account_id: AccountId,
-        source_id: String,
+        source_id: SourceId,
     },
     Delete {
         account_id: AccountId,
@@ -91,7 +92,7 @@ impl SourceGroupCommand {
 pub enum SourceGroupEvent {
     #[serde(rename_all = "camelCase")]
     SourceGroupCreated {
-        group_id: String,
+        group_id: SourceGroupId,
         account_id: String,
         name: String,
         #[serde(default)]
@@ -110,13 +111,13 @@ pub enum SourceGroupEvent {
         description: Option<Option<String>>,
     },
     #[serde(rename_all = "camelCase")]
-    SourceAddedToGroup { source_id: String },
+    SourceAddedToGroup { source_id: SourceId },
     #[serde(rename_all = "camelCase")]
-    SourceRemovedFromGroup { source_id: String },
+    SourceRemovedFromGroup { source_id: SourceId },
     #[serde(rename_all = "camelCase")]
     SourceGroupDeleted {
         /// The members at deletion, so readers need no other state to drop the memberships.
-        source_ids: BTreeSet<String>,
+        source_ids: BTreeSet<SourceId>,
     },
 }
 

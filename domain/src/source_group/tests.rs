@@ -6,8 +6,20 @@ use cqrs_es::test::TestFramework;
 
 use super::*;
 use crate::values::{AccountId, DisplayName};
+use crate::{SourceGroupId, SourceId};
 
 type GroupTest = TestFramework<SourceGroup>;
+
+const G1: SourceGroupId = SourceGroupId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000d001,
+));
+
+/// Source `n`'s id (`n` < 16), a UUID as the service mints them.
+fn source(n: u8) -> SourceId {
+    SourceId::from_uuid(uuid::Uuid::from_u128(
+        0x0190f5c2_7d3e_7a11_8b2c_00000000b000 + u128::from(n),
+    ))
+}
 
 fn acme() -> AccountId {
     AccountId::parse("acme").unwrap()
@@ -15,23 +27,21 @@ fn acme() -> AccountId {
 
 fn created() -> SourceGroupEvent {
     SourceGroupEvent::SourceGroupCreated {
-        group_id: "g1".into(),
+        group_id: G1,
         account_id: "acme".into(),
         name: "Finance".into(),
         description: None,
     }
 }
 
-fn added(source_id: &str) -> SourceGroupEvent {
-    SourceGroupEvent::SourceAddedToGroup {
-        source_id: source_id.into(),
-    }
+fn added(source_id: SourceId) -> SourceGroupEvent {
+    SourceGroupEvent::SourceAddedToGroup { source_id }
 }
 
-fn add(source_id: &str) -> SourceGroupCommand {
+fn add(source_id: SourceId) -> SourceGroupCommand {
     SourceGroupCommand::AddSource {
         account_id: acme(),
-        source_id: source_id.into(),
+        source_id,
     }
 }
 
@@ -40,7 +50,7 @@ fn creating_a_group() {
     GroupTest::with(())
         .given_no_previous_events()
         .when(SourceGroupCommand::Create {
-            group_id: "g1".into(),
+            group_id: G1,
             account_id: acme(),
             name: DisplayName::parse("Finance").unwrap(),
             description: None,
@@ -52,41 +62,41 @@ fn creating_a_group() {
 fn adding_a_source_twice_records_it_once() {
     GroupTest::with(())
         .given(vec![created()])
-        .when(add("s1"))
-        .then_expect_events(vec![added("s1")]);
+        .when(add(source(1)))
+        .then_expect_events(vec![added(source(1))]);
     GroupTest::with(())
-        .given(vec![created(), added("s1")])
-        .when(add("s1"))
+        .given(vec![created(), added(source(1))])
+        .when(add(source(1)))
         .then_expect_events(vec![]);
 }
 
 #[test]
 fn removing_a_non_member_is_not_found() {
     GroupTest::with(())
-        .given(vec![created(), added("s1")])
+        .given(vec![created(), added(source(1))])
         .when(SourceGroupCommand::RemoveSource {
             account_id: acme(),
-            source_id: "s2".into(),
+            source_id: source(2),
         })
         .then_expect_error(SourceGroupError::NotAMember);
     GroupTest::with(())
-        .given(vec![created(), added("s1")])
+        .given(vec![created(), added(source(1))])
         .when(SourceGroupCommand::RemoveSource {
             account_id: acme(),
-            source_id: "s1".into(),
+            source_id: source(1),
         })
         .then_expect_events(vec![SourceGroupEvent::SourceRemovedFromGroup {
-            source_id: "s1".into(),
+            source_id: source(1),
         }]);
 }
 
 #[test]
 fn deleting_a_group_names_its_last_members() {
     GroupTest::with(())
-        .given(vec![created(), added("s1"), added("s2")])
+        .given(vec![created(), added(source(1)), added(source(2))])
         .when(SourceGroupCommand::Delete { account_id: acme() })
         .then_expect_events(vec![SourceGroupEvent::SourceGroupDeleted {
-            source_ids: BTreeSet::from(["s1".to_owned(), "s2".to_owned()]),
+            source_ids: BTreeSet::from([source(1), source(2)]),
         }]);
     GroupTest::with(())
         .given(vec![
@@ -95,7 +105,7 @@ fn deleting_a_group_names_its_last_members() {
                 source_ids: BTreeSet::new(),
             },
         ])
-        .when(add("s3"))
+        .when(add(source(3)))
         .then_expect_error(SourceGroupError::NotFound);
 }
 
@@ -133,7 +143,7 @@ fn another_account_cannot_touch_the_group() {
         .given(vec![created()])
         .when(SourceGroupCommand::AddSource {
             account_id: AccountId::parse("globex").unwrap(),
-            source_id: "s1".into(),
+            source_id: source(1),
         })
         .then_expect_error(SourceGroupError::NotFound);
 }

@@ -21,6 +21,7 @@ pub use target::{is_public, TargetPolicy, WebhookTarget};
 
 use crate::source_group::Description;
 use crate::values::AccountId;
+use crate::WebhookId;
 
 /// The aggregate type name in the event store and in NATS subjects.
 pub const AGGREGATE_TYPE: &str = "webhook";
@@ -120,7 +121,7 @@ impl Subscriptions {
 #[derive(Debug, Clone)]
 pub enum WebhookCommand {
     Create {
-        webhook_id: String,
+        webhook_id: WebhookId,
         account_id: AccountId,
         target: WebhookTarget,
         events: Subscriptions,
@@ -158,7 +159,7 @@ impl WebhookCommand {
 pub enum WebhookEvent {
     #[serde(rename_all = "camelCase")]
     WebhookCreated {
-        webhook_id: String,
+        webhook_id: WebhookId,
         account_id: String,
         /// `https://…` (or `http://…` where allowed), or `mailto:address`.
         url: String,

@@ -86,7 +86,9 @@ fn account(id: &str) -> AccountId {
 
 fn created() -> WebhookEvent {
     WebhookEvent::WebhookCreated {
-        webhook_id: "w1".into(),
+        webhook_id: crate::WebhookId::from_uuid(uuid::Uuid::from_u128(
+            0x0190f5c2_7d3e_7a11_8b2c_00000000e001,
+        )),
         account_id: "acme".into(),
         url: "https://hooks.example.com/".into(),
         events: vec![NotificationType::JobFailed],

@@ -152,6 +152,7 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: ConnectionEvent)
         external_account,
     } = event
     {
+        let connection_id = connection_id.to_string();
         rows.connections
             .entry(connection_id.clone())
             .or_insert_with(|| ConnectionRow {

@@ -93,6 +93,7 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceGroupEvent
         description,
     } = event
     {
+        let group_id = group_id.to_string();
         rows.groups
             .entry(group_id.clone())
             .or_insert_with(|| GroupRow {
@@ -130,12 +131,12 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceGroupEvent
             rows.members
                 .entry(id.to_owned())
                 .or_default()
-                .entry(source_id)
+                .entry(source_id.to_string())
                 .or_insert(at);
         }
         SourceGroupEvent::SourceRemovedFromGroup { source_id } => {
             if let Some(members) = rows.members.get_mut(id) {
-                members.remove(&source_id);
+                members.remove(&source_id.to_string());
             }
         }
         SourceGroupEvent::SourceGroupDeleted { .. } => {

@@ -91,6 +91,7 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: WebhookEvent) {
         description,
     } = event
     {
+        let webhook_id = webhook_id.to_string();
         rows.webhooks
             .entry(webhook_id.clone())
             .or_insert_with(|| WebhookRow {
