@@ -108,9 +108,14 @@ pub struct Created {
 }
 
 impl Created {
-    pub fn new(id: &str, version: i64, view: &impl serde::Serialize) -> Result<Self, ApiError> {
+    /// The created resource `id` (a typed id, shown in its text form), at `version`, answered with `view`.
+    pub fn new(
+        id: impl std::fmt::Display,
+        version: i64,
+        view: &impl serde::Serialize,
+    ) -> Result<Self, ApiError> {
         Ok(Self {
-            id: id.to_owned(),
+            id: id.to_string(),
             version,
             body: serde_json::to_value(view).map_err(ApiError::from_unexpected)?,
             shown_once: None,

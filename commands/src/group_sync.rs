@@ -58,11 +58,11 @@ pub async fn sync_group(
         let sync = SyncRequest {
             trigger: JobTrigger::Group,
             retry_of: None,
-            group_id: Some(group_id.to_string()),
+            group_id: Some(*group_id),
             data_types: None,
         };
         match sources
-            .request_sync(metadata, source_id, &job_id.to_string(), sync, None)
+            .request_sync(metadata, source_id, job_id, sync, None)
             .await
         {
             Ok(committed) => queued.push(QueuedJob {

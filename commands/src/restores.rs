@@ -37,9 +37,7 @@ pub async fn request_restore(
     request: RestoreRequest,
 ) -> Result<QueuedRestore, CommandError> {
     sources.live(metadata, source_id).await?;
-    // A snapshot that is not a UUID names no job: the job's not-found, as for a missing one.
-    let snapshot_id: listbackup_domain::JobId = crate::typed_id(&request.snapshot)?;
-    let (snapshot, _) = jobs.load(snapshot_id).await?;
+    let (snapshot, _) = jobs.load(request.snapshot).await?;
     let not_a_backup = |why: &str| CommandError::Domain {
         kind: ErrorKind::Invalid,
         field: Some("snapshot"),
@@ -61,7 +59,7 @@ pub async fn request_restore(
     }
     let job_id = listbackup_domain::JobId::new();
     let committed = sources
-        .request_restore(metadata, source_id, &job_id.to_string(), request)
+        .request_restore(metadata, source_id, job_id, request)
         .await?;
     Ok(QueuedRestore { job_id, committed })
 }

@@ -525,21 +525,19 @@ impl Snapshots {
     pub async fn all_records(
         &self,
         account_id: &str,
-        source_id: &str,
-        job_id: &str,
+        source_id: SourceId,
+        job_id: JobId,
         data_type: &str,
     ) -> Result<Vec<(String, Value)>, SnapshotError> {
-        // The restore worker names them by the text its request and its source hold.
-        let (Ok(typed_source), Ok(typed_job)) = (source_id.parse(), job_id.parse()) else {
-            return Err(SnapshotError::SnapshotNotFound);
-        };
-        let snapshot = self.readable(account_id, typed_source, typed_job).await?;
-        let source = *typed_source.as_uuid();
+        let snapshot = self.readable(account_id, source_id, job_id).await?;
+        let source = *source_id.as_uuid();
         let jobs = self.jobs_of(source).await?;
+        // The stored files are named by the ids' text.
+        let source_text = source_id.to_string();
         let export = Export {
             snapshots: self,
             account_id,
-            source_id,
+            source_id: &source_text,
             source,
             seq: snapshot.seq,
             jobs: &jobs,

@@ -41,7 +41,7 @@ pub async fn test_source(
     source_id: &listbackup_domain::SourceId,
 ) -> Result<SourceTestOutcome, CommandError> {
     let (source, _) = sources.live(metadata, source_id).await?;
-    let connection_id: listbackup_domain::ConnectionId = crate::typed_id(source.connection_id())?;
+    let connection_id = crate::sources::connection_of(&source)?;
     if let Err(err) = oauth
         .ensure_fresh(
             metadata,

@@ -10,7 +10,7 @@ use listbackup_domain::source::{
     DataTypes, RetentionDays, Schedule, Source, SourceChanges, SourceCommand, SyncOutcome,
 };
 use listbackup_domain::values::{AccountId, DisplayName};
-use listbackup_domain::{ErrorKind, ResourceKind};
+use listbackup_domain::{ConnectionId, ErrorKind, JobId, ResourceKind, SourceGroupId, SourceId};
 
 use crate::bus::{CommandBus, CommandError, Committed};
 use crate::metadata::EventMetadata;
@@ -18,7 +18,7 @@ use crate::metadata::EventMetadata;
 /// A new source, parsed by the caller; data types are checked here against the connection's platform.
 #[derive(Debug, Clone)]
 pub struct NewSource {
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub name: DisplayName,
     /// `None`: every data type of the platform.
     pub data_types: Option<Vec<String>>,
@@ -34,9 +34,9 @@ pub struct NewSource {
 pub struct SyncRequest {
     pub trigger: JobTrigger,
     /// The failed or cancelled job a retry repeats.
-    pub retry_of: Option<String>,
+    pub retry_of: Option<JobId>,
     /// The group whose sync requested it.
-    pub group_id: Option<String>,
+    pub group_id: Option<SourceGroupId>,
     /// Only these data types (a retry of the ones that failed); `None`: every data type of the source.
     pub data_types: Option<Vec<String>>,
 }
@@ -68,11 +68,11 @@ impl SourceCommands {
     pub async fn create(
         &self,
         metadata: &EventMetadata,
-        source_id: &listbackup_domain::SourceId,
+        source_id: &SourceId,
         new: NewSource,
     ) -> Result<Committed, CommandError> {
         let account_id = account(metadata)?;
-        let connection_id: listbackup_domain::ConnectionId = crate::typed_id(&new.connection_id)?;
+        let connection_id = new.connection_id;
         let (connection, _) = self.connections.load(&connection_id).await?;
         if !connection.is_live_for(&metadata.account_id) {
             return Err(CommandError::not_found_field(
@@ -97,9 +97,9 @@ impl SourceCommands {
             })?;
         require_granted(&connection, &connection_id, data_types.names())?;
         let command = SourceCommand::Create {
-            source_id: source_id.to_string(),
+            source_id: *source_id,
             account_id,
-            connection_id: new.connection_id,
+            connection_id,
             platform_id,
             name: new.name,
             data_types,
@@ -115,13 +115,13 @@ impl SourceCommands {
     pub async fn update(
         &self,
         metadata: &EventMetadata,
-        source_id: &listbackup_domain::SourceId,
+        source_id: &SourceId,
         expected_version: Option<u64>,
         changes: SourceChanges,
     ) -> Result<Committed, CommandError> {
         if let Some(data_types) = &changes.data_types {
             let (source, _) = self.live(metadata, source_id).await?;
-            let connection_id = crate::typed_id(source.connection_id())?;
+            let connection_id = connection_of(&source)?;
             let (connection, _) = self.connections.load(&connection_id).await?;
             require_granted(&connection, &connection_id, data_types)?;
         }
@@ -138,10 +138,9 @@ impl SourceCommands {
     pub async fn delete(
         &self,
         metadata: &EventMetadata,
-        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
+        source_id: &SourceId,
         expected_version: Option<u64>,
     ) -> Result<Committed, CommandError> {
-        let source_id = &source_id.to_id()?;
         let command = SourceCommand::Delete {
             account_id: account(metadata)?,
         };
@@ -158,14 +157,14 @@ impl SourceCommands {
     pub async fn request_sync(
         &self,
         metadata: &EventMetadata,
-        source_id: &listbackup_domain::SourceId,
-        job_id: &str,
+        source_id: &SourceId,
+        job_id: JobId,
         sync: SyncRequest,
         expected: Option<u64>,
     ) -> Result<Committed, CommandError> {
         let command = SourceCommand::RequestSync {
             account_id: account(metadata)?,
-            job_id: job_id.to_owned(),
+            job_id,
             trigger: sync.trigger,
             retry_of: sync.retry_of,
             group_id: sync.group_id,
@@ -182,23 +181,19 @@ impl SourceCommands {
     pub(crate) async fn request_restore(
         &self,
         metadata: &EventMetadata,
-        source_id: &listbackup_domain::SourceId,
-        job_id: &str,
+        source_id: &SourceId,
+        job_id: JobId,
         restore: listbackup_domain::job::RestoreRequest,
     ) -> Result<Committed, CommandError> {
         let (source, _) = self.live(metadata, source_id).await?;
-        let (connection, _) = self
-            .connections
-            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
-                source.connection_id(),
-            )?)
-            .await?;
+        let connection_id = connection_of(&source)?;
+        let (connection, _) = self.connections.load(&connection_id).await?;
         if !restore.dry_run {
-            require_write_access(&connection, source.connection_id(), &restore.data_types)?;
+            require_write_access(&connection, &connection_id, &restore.data_types)?;
         }
         let command = SourceCommand::RequestRestore {
             account_id: account(metadata)?,
-            job_id: job_id.to_owned(),
+            job_id,
             restore,
         };
         self.bus.execute(source_id, command, metadata, None).await
@@ -211,10 +206,9 @@ impl SourceCommands {
     pub async fn run_scheduled_slot(
         &self,
         metadata: &EventMetadata,
-        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
+        source_id: &SourceId,
         slot: DateTime<Utc>,
     ) -> Result<Committed, CommandError> {
-        let source_id = &source_id.to_id()?;
         let command = SourceCommand::RunScheduledSlot {
             account_id: account(metadata)?,
             slot,
@@ -228,16 +222,15 @@ impl SourceCommands {
     pub async fn finish_sync(
         &self,
         metadata: &EventMetadata,
-        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
-        job_id: &str,
+        source_id: &SourceId,
+        job_id: JobId,
         outcome: SyncOutcome,
         cursors: BTreeMap<String, serde_json::Value>,
         backed_up: Option<Vec<String>>,
     ) -> Result<Committed, CommandError> {
-        let source_id = &source_id.to_id()?;
         let command = SourceCommand::FinishSync {
             account_id: account(metadata)?,
-            job_id: job_id.to_owned(),
+            job_id,
             outcome,
             cursors,
             backed_up,
@@ -249,9 +242,8 @@ impl SourceCommands {
     pub async fn live(
         &self,
         metadata: &EventMetadata,
-        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
+        source_id: &SourceId,
     ) -> Result<(Source, u64), CommandError> {
-        let source_id = &source_id.to_id()?;
         let (source, version) = self.bus.load(source_id).await?;
         if source.is_live_for(&metadata.account_id) {
             Ok((source, version))
@@ -261,21 +253,25 @@ impl SourceCommands {
     }
 
     /// The job queued or running on the source, deleted or not: what the deletion saga cancels.
-    pub async fn active_job(
-        &self,
-        source_id: &(impl crate::IdArg<listbackup_domain::SourceId> + ?Sized),
-    ) -> Result<Option<listbackup_domain::JobId>, CommandError> {
-        let source_id = &source_id.to_id()?;
+    pub async fn active_job(&self, source_id: &SourceId) -> Result<Option<JobId>, CommandError> {
         let (source, _) = self.bus.load(source_id).await?;
-        source.active_job().map(crate::typed_id).transpose()
+        Ok(source.active_job())
     }
+}
+
+/// The connection of `source`, a created source (its `SourceCreated` names it); a source that names none is
+/// not found.
+pub fn connection_of(source: &Source) -> Result<ConnectionId, CommandError> {
+    source
+        .connection_id()
+        .ok_or_else(|| CommandError::not_found(ResourceKind::Source))
 }
 
 /// Data types an OAuth connection was not granted the scopes of are refused until the customer consents
 /// (connections that recorded no scopes are not checked).
 fn require_granted(
     connection: &Connection,
-    connection_id: &listbackup_domain::ConnectionId,
+    connection_id: &ConnectionId,
     data_types: &[String],
 ) -> Result<(), CommandError> {
     let (Some(granted), Some(platform)) = (
@@ -315,7 +311,7 @@ fn require_granted(
 /// the aggregate's to refuse.
 fn require_write_access(
     connection: &Connection,
-    connection_id: &str,
+    connection_id: &ConnectionId,
     data_types: &[String],
 ) -> Result<(), CommandError> {
     let (Some(granted), Some(platform)) = (

@@ -251,6 +251,23 @@ mod tests {
         same::<crate::source_group::SourceGroupEvent>(
             r#"{"SourceAddedToGroup":{"sourceId":"0190f5c2-7d3e-7a11-8b2c-00000000b001"}}"#,
         );
+        // Every other id the Source and SourceGroup events hold.
+        for stored in [
+            r#"{"SourceCreated":{"sourceId":"0190f5c2-7d3e-7a11-8b2c-00000000b003","accountId":"acme","connectionId":"0190f5c2-7d3e-7a11-8b2c-00000000c001","platformId":"zendesk","name":"Gone","dataTypes":["tickets"],"schedule":{"frequency":"manual","timezone":"UTC"},"retentionDays":1,"incremental":false}}"#,
+            r#"{"SyncRequested":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a003","trigger":"retry","retryOf":"0190f5c2-7d3e-7a11-8b2c-00000000a000","groupId":"0190f5c2-7d3e-7a11-8b2c-00000000d001","dataTypes":["tickets"]}}"#,
+            r#"{"RestoreRequested":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a004","snapshot":"0190f5c2-7d3e-7a11-8b2c-00000000a001","dataTypes":["customers"],"mode":"missing","dryRun":false}}"#,
+            r#"{"SyncSkipped":{"slot":"2026-03-10T12:01:00Z","activeJobId":"0190f5c2-7d3e-7a11-8b2c-00000000a001","reason":"job_in_progress"}}"#,
+            r#"{"SyncFinished":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a001","outcome":"succeeded","cursors":{}}}"#,
+        ] {
+            same::<crate::source::SourceEvent>(stored);
+        }
+        for stored in [
+            r#"{"SourceGroupCreated":{"groupId":"0190f5c2-7d3e-7a11-8b2c-00000000d001","accountId":"acme","name":"Finance","description":null}}"#,
+            // Members in the stored (text) order, which is the ids' order too.
+            r#"{"SourceGroupDeleted":{"sourceIds":["0190f5c2-7d3e-7a11-8b2c-00000000b009","0190f5c2-7d3e-7a11-8b2c-00000000b00a"]}}"#,
+        ] {
+            same::<crate::source_group::SourceGroupEvent>(stored);
+        }
         same::<crate::job::JobEvent>(
             r#"{"JobCancelRequested":{"queued":{"jobId":"0190f5c2-7d3e-7a11-8b2c-00000000a001","accountId":"acme","sourceId":"0190f5c2-7d3e-7a11-8b2c-00000000b001"}}}"#,
         );

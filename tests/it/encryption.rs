@@ -413,7 +413,7 @@ async fn erasing_an_account_destroys_its_keys_and_credentials_and_leaves_every_c
             .await
             .unwrap()
             .into_iter()
-            .map(|due| due.source_id)
+            .map(|due| due.source_id.to_string())
             .collect::<Vec<_>>()
     };
     assert_eq!(due_sources().await, vec![source_id.clone()]);

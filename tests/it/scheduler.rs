@@ -146,7 +146,10 @@ async fn two_instances_queue_one_job_per_slot_and_a_busy_source_skips_the_next_s
     assert_eq!(first_slot, first_due, "the slot the source announced");
     assert_eq!(source["lastSkippedSlot"], Value::Null);
     // Both instances name the slot's job alike: a UUID v7 stamped with the slot.
-    assert_eq!(job_id, scheduled_job_id(&busy, first_slot));
+    assert_eq!(
+        job_id,
+        scheduled_job_id(busy.parse().unwrap(), first_slot).to_string()
+    );
 
     // The next slot comes while that job is still queued (no worker runs here): skipped, and said so.
     let next_slot = first_slot + Minutes::minutes(1);
@@ -231,7 +234,11 @@ async fn two_instances_queue_one_job_per_slot_and_a_busy_source_skips_the_next_s
 }
 
 /// Offers `slot` as a scheduler does; returns how many events it recorded.
-async fn offer_slot(scheduler: &SourceCommands, source_id: &str, slot: DateTime<Utc>) -> usize {
+async fn offer_slot(
+    scheduler: &SourceCommands,
+    source_id: &listbackup_domain::SourceId,
+    slot: DateTime<Utc>,
+) -> usize {
     let metadata = EventMetadata::for_request(
         "acme",
         "scheduler".into(),
@@ -264,7 +271,8 @@ async fn schedulers_racing_for_one_slot_record_it_once() {
             CommandBus::new(pool, (), notify),
         ));
     }
-    let offer = |scheduler, slot| offer_slot(scheduler, &source_id, slot);
+    let typed_id = source_id.parse().unwrap();
+    let offer = |scheduler, slot| offer_slot(scheduler, &typed_id, slot);
     let recorded: Vec<usize> =
         futures::future::join_all(schedulers.iter().map(|s| offer(s, slot))).await;
     assert_eq!(recorded.iter().sum::<usize>(), 1, "{recorded:?}");
@@ -274,7 +282,7 @@ async fn schedulers_racing_for_one_slot_record_it_once() {
     let db = app.db.connect().await;
     let requested = events_of(&db, &source_id, "SyncRequested").await;
     assert_eq!(requested.len(), 1);
-    let job_id = scheduled_job_id(&source_id, slot);
+    let job_id = scheduled_job_id(typed_id, slot).to_string();
     assert_eq!(requested[0].0["jobId"], job_id.as_str());
     wait_until(
         Duration::from_secs(10),

@@ -204,10 +204,12 @@ impl RetentionSweeper {
                 return Ok(());
             }
         }
+        // The storage and the record index name jobs by their text.
         let mut kept: HashSet<String> = backups
             .iter()
-            .map(|b| b.job_id.clone())
+            .map(|b| b.job_id)
             .filter(|id| !candidates.contains(id))
+            .map(|id| id.to_string())
             .collect();
         // Per kept backup, the earlier jobs its manifest takes file contents from (read once per sweep).
         let mut refers_to: HashMap<String, HashSet<String>> = HashMap::new();
@@ -217,7 +219,8 @@ impl RetentionSweeper {
             &uuid::Uuid::now_v7().to_string(),
         );
         // Newest first: a newer candidate that refers to an older one goes before it.
-        for job_id in candidates {
+        for id in candidates {
+            let job_id = id.to_string();
             let artifacts = self
                 .store
                 .job(&source.account_id, &source.source_id, &job_id);
@@ -270,11 +273,7 @@ impl RetentionSweeper {
                     continue;
                 }
             };
-            let expired = async {
-                let id = listbackup_commands::IdArg::to_id(job_id.as_str())?;
-                self.jobs.expire(&metadata, id, files, bytes).await
-            };
-            match expired.await {
+            match self.jobs.expire(&metadata, id, files, bytes).await {
                 Ok(committed) if committed.events > 0 => {
                     // The kept snapshots read the moved versions elsewhere before the files go; should this
                     // fail, the files stay and a later sweep (`purge_unfinished`) plans again.
@@ -409,7 +408,7 @@ impl RetentionSweeper {
                 stored_backups(&client, source)
                     .await?
                     .into_iter()
-                    .map(|b| b.job_id)
+                    .map(|b| b.job_id.to_string())
                     .collect()
             };
             match index::plan(&self.pool, &self.store, account, source, job, &kept).await? {

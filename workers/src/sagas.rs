@@ -29,7 +29,7 @@ use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::JobKind;
 use listbackup_domain::source::SyncOutcome;
-use listbackup_domain::{ErrorKind, ResourceId, SourceGroupId, SourceId};
+use listbackup_domain::{ErrorKind, JobId, ResourceId, SourceGroupId, SourceId};
 use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit};
 use listbackup_projections::{LogPosition, ProjectedWatch, ReadError, StoredEvent};
 
@@ -157,8 +157,7 @@ impl SourceSagas {
                         self.remove(&metadata, group_id, source_id).await?;
                     }
                 }
-                self.cancel_active_job(&metadata, &event.aggregate_id)
-                    .await?;
+                self.cancel_active_job(&metadata, source_id).await?;
             }
             (listbackup_domain::connection::AGGREGATE_TYPE, "ConnectionDeleted") => {
                 let rows = client
@@ -172,6 +171,9 @@ impl SourceSagas {
                 let metadata = follow_up(event);
                 for row in rows {
                     let source_id: String = row.get(0);
+                    let Some(source_id) = logged_id::<SourceId>(&source_id) else {
+                        continue;
+                    };
                     match self.sources.delete(&metadata, &source_id, None).await {
                         Ok(_) => tracing::info!(
                             %source_id,
@@ -246,7 +248,9 @@ impl SourceSagas {
         event: &StoredEvent,
         outcome: SyncOutcome,
     ) -> Result<(), SagaError> {
-        let job_id = &event.aggregate_id;
+        let Some(job_id) = logged_id::<JobId>(&event.aggregate_id) else {
+            return Ok(());
+        };
         // The first event names the source: JobStarted, or the JobCancelRequested / JobFailed of a job that
         // ended while queued (cancelled, or given up after its message exhausted its deliveries).
         let first = client
@@ -257,7 +261,7 @@ impl SourceSagas {
                         payload -> 'JobStarted' -> 'dataTypes', \
                         payload -> 'JobStarted' ->> 'kind' \
                  FROM events WHERE aggregate_type = 'job' AND aggregate_id = $1 AND sequence = 1",
-                &[job_id],
+                &[&event.aggregate_id],
             )
             .await?;
         let Some((source_id, data_types)) = first.and_then(|row| {
@@ -272,6 +276,9 @@ impl SourceSagas {
             Some((source_id, data_types))
         }) else {
             tracing::warn!(%job_id, "a job ended whose source is unknown");
+            return Ok(());
+        };
+        let Some(source_id) = logged_id::<SourceId>(&source_id) else {
             return Ok(());
         };
         // A succeeded or partial job hands the cursors of the data types it backed up to the source, where
@@ -334,13 +341,12 @@ impl SourceSagas {
     async fn cancel_active_job(
         &self,
         metadata: &EventMetadata,
-        source_id: &str,
+        source_id: SourceId,
     ) -> Result<(), SagaError> {
-        let Some(job_id) = self.sources.active_job(source_id).await? else {
+        let Some(job_id) = self.sources.active_job(&source_id).await? else {
             return Ok(());
         };
-        let source = listbackup_commands::IdArg::to_id(source_id)?;
-        match self.jobs.request_cancel(metadata, job_id, source).await {
+        match self.jobs.request_cancel(metadata, job_id, source_id).await {
             Ok(committed) => {
                 if committed.events > 0 {
                     tracing::info!(%source_id, %job_id, "the deleted source's job was asked to stop");

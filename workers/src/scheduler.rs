@@ -23,7 +23,7 @@ use futures::StreamExt;
 use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::source::scheduled_job_id;
-use listbackup_domain::ErrorKind;
+use listbackup_domain::{ErrorKind, SourceId};
 use listbackup_projections::read_models::sources::{due_for_schedule, DueCursor, DueSource};
 use listbackup_projections::ReadError;
 use tokio_util::sync::CancellationToken;
@@ -172,7 +172,7 @@ impl Scheduler {
     pub async fn tick(
         &self,
         now: DateTime<Utc>,
-        answered: &mut HashMap<String, DateTime<Utc>>,
+        answered: &mut HashMap<SourceId, DateTime<Utc>>,
     ) -> Result<TickReport, ReadError> {
         let mut report = TickReport::default();
         let mut still_due = HashMap::new();
@@ -183,7 +183,7 @@ impl Scheduler {
                 due_for_schedule(&client, now, cursor.as_ref(), self.page_size).await?
             };
             let Some(last) = page.last() else { break };
-            cursor = Some((last.first_unhandled, last.source_id.clone()));
+            cursor = Some((last.first_unhandled, last.source_id));
             let full = page.len() as i64 == self.page_size;
             let offers: Vec<(DueSource, DateTime<Utc>)> = page
                 .into_iter()
@@ -196,7 +196,7 @@ impl Scheduler {
                     Some((due, slot))
                 })
                 .collect();
-            let outcomes: Vec<(String, DateTime<Utc>, Result<usize, CommandError>)> =
+            let outcomes: Vec<(SourceId, DateTime<Utc>, Result<usize, CommandError>)> =
                 futures::stream::iter(offers)
                     .map(|(due, slot)| async move {
                         let outcome = self.offer(&due, slot).await;
@@ -246,7 +246,7 @@ impl Scheduler {
             tracing::info!(
                 source_id = %due.source_id,
                 %slot,
-                job_id = %scheduled_job_id(&due.source_id, slot),
+                job_id = %scheduled_job_id(due.source_id, slot),
                 "schedule slot recorded (its job queued, or skipped while the previous job is unfinished)"
             );
         } else {

@@ -167,7 +167,7 @@ pub async fn create(
             )
             .await?
             .ok_or_else(|| ApiError::from_unexpected("a created connection is missing"))?;
-            Created::new(&connection_id.to_string(), view.version, &view)
+            Created::new(connection_id, view.version, &view)
         },
     )
     .await

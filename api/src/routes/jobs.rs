@@ -75,7 +75,7 @@ async fn queue(
     let job_id = JobId::new();
     let committed = state
         .sources
-        .request_sync(meta, source_id, &job_id.to_string(), sync, expected)
+        .request_sync(meta, source_id, job_id, sync, expected)
         .await?;
     read_back_job(state, meta, source_id, &job_id, committed.version).await
 }
@@ -182,8 +182,9 @@ pub async fn create_restore(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let id = path.get()?;
-    let snapshot = uuid::Uuid::parse_str(&body.snapshot)
-        .map(|u| u.hyphenated().to_string())
+    let snapshot: JobId = body
+        .snapshot
+        .parse()
         .map_err(|_| ApiError::validation(vec![FieldError::new("snapshot", "is not a job id")]))?;
     let meta = metadata(&req, &principal);
     let request = RestoreRequest {
@@ -621,7 +622,7 @@ pub async fn retry(
     };
     let sync = SyncRequest {
         trigger: JobTrigger::Retry,
-        retry_of: Some(id.to_string()),
+        retry_of: Some(id),
         group_id: None,
         data_types: plan.data_types,
     };

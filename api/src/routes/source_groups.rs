@@ -118,7 +118,7 @@ pub async fn create(
             )
             .await?
             .ok_or_else(|| ApiError::from_unexpected("a created group is missing"))?;
-            Created::new(&group_id.to_string(), view.version, &view)
+            Created::new(group_id, view.version, &view)
         },
     )
     .await
@@ -318,7 +318,7 @@ pub async fn list_sources(
         return Err(ApiError::not_found(ResourceKind::SourceGroup));
     }
     let filter = SourceFilter {
-        group_id: Some(id.to_string()),
+        group_id: Some(id),
         ..SourceFilter::default()
     };
     let page =

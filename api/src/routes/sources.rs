@@ -142,7 +142,6 @@ fn parse_create(body: CreateSource) -> Result<NewSource, ApiError> {
     let connection_id = body
         .connection_id
         .parse::<ConnectionId>()
-        .map(|id| id.to_string())
         .map_err(|_| errors.push(FieldError::new("connectionId", "is not a connection id")))
         .ok();
     let name = name(&body.name, &mut errors);
@@ -225,9 +224,13 @@ fn parse_update(body: UpdateSource) -> Result<SourceChanges, ApiError> {
 
 pub(crate) use crate::extract::page_request;
 
-fn uuid_filter(raw: Option<String>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
-    raw.and_then(|r| match uuid::Uuid::parse_str(&r) {
-        Ok(u) => Some(u.hyphenated().to_string()),
+fn uuid_filter<I: std::str::FromStr>(
+    raw: Option<String>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<I> {
+    raw.and_then(|r| match r.parse() {
+        Ok(id) => Some(id),
         Err(_) => {
             errors.push(FieldError::new(field, "is not an id"));
             None
@@ -269,7 +272,7 @@ pub async fn create(
             )
             .await?
             .ok_or_else(|| ApiError::from_unexpected("a created source is missing"))?;
-            Created::new(&source_id.to_string(), view.version, &view)
+            Created::new(source_id, view.version, &view)
         },
     )
     .await

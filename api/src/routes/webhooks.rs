@@ -171,7 +171,7 @@ pub async fn create(
             )
             .await?
             .ok_or_else(|| ApiError::from_unexpected("a created webhook is missing"))?;
-            Ok(Created::new(&webhook_id.to_string(), view.version, &view)?
+            Ok(Created::new(webhook_id, view.version, &view)?
                 .with_shown_once("secret", created.secret.expose().to_owned()))
         },
     )

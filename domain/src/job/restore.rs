@@ -50,7 +50,7 @@ pub struct RestoreRequest {
     /// The backup to restore from: the job id of a succeeded or partial backup of the same source. Its
     /// records are the merged state as of that backup (the full backup before it and the incrementals up to
     /// it, the last version of each record winning).
-    pub snapshot: String,
+    pub snapshot: crate::JobId,
     /// Writable data types of the source's platform (see the catalog's `writable`), in the order restored.
     pub data_types: Vec<String>,
     /// Only these records: each a record's key in the snapshot's index (its id, `<parent id>/<id>` for a

@@ -11,6 +11,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::JobStatus;
+use crate::JobId;
 
 /// A source's retention settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +25,7 @@ pub struct RetentionPolicy {
 /// One stored backup of a source that has not expired: a succeeded or partial job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBackup {
-    pub job_id: String,
+    pub job_id: JobId,
     pub status: JobStatus,
     pub finished_at: DateTime<Utc>,
     /// Whether the backup is under a hold.
@@ -38,31 +39,31 @@ pub fn expirable(
     backups: &[StoredBackup],
     policy: &RetentionPolicy,
     now: DateTime<Utc>,
-) -> Vec<String> {
+) -> Vec<JobId> {
     let mut stored: Vec<&StoredBackup> = backups
         .iter()
         .filter(|b| matches!(b.status, JobStatus::Succeeded | JobStatus::Partial))
         .collect();
     // Newest first; the job id (UUID v7) breaks ties in time.
     stored.sort_by(|a, b| (b.finished_at, &b.job_id).cmp(&(a.finished_at, &a.job_id)));
-    let latest = stored.first().map(|b| b.job_id.as_str());
+    let latest = stored.first().map(|b| b.job_id);
     let latest_succeeded = stored
         .iter()
         .find(|b| b.status == JobStatus::Succeeded)
-        .map(|b| b.job_id.as_str());
+        .map(|b| b.job_id);
     let cutoff = now - Duration::days(i64::from(policy.retention_days));
     stored
         .iter()
         .enumerate()
         .filter(|(rank, backup)| {
-            let protected = Some(backup.job_id.as_str()) == latest
-                || Some(backup.job_id.as_str()) == latest_succeeded
+            let protected = Some(backup.job_id) == latest
+                || Some(backup.job_id) == latest_succeeded
                 || backup.held;
             let too_old = backup.finished_at < cutoff;
             let too_many = policy.keep_last.is_some_and(|n| *rank >= n as usize);
             !protected && (too_old || too_many)
         })
-        .map(|(_, backup)| backup.job_id.clone())
+        .map(|(_, backup)| backup.job_id)
         .collect()
 }
 
@@ -77,9 +78,16 @@ mod tests {
             + Duration::days(day)
     }
 
+    /// A job id named by a short text (`"a"`, `"old"`), the ids ordered as their names are.
+    fn job(name: &str) -> JobId {
+        let mut bytes = [0u8; 16];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        JobId::from_uuid(uuid::Uuid::from_bytes(bytes))
+    }
+
     fn backup(id: &str, status: JobStatus, day: i64) -> StoredBackup {
         StoredBackup {
-            job_id: id.into(),
+            job_id: job(id),
             status,
             finished_at: at(day),
             held: false,
@@ -103,7 +111,7 @@ mod tests {
             keep_last: Some(1),
             ..DAYS_30
         };
-        assert_eq!(expirable(&backups, &policy, at(3)), ["b", "a"]);
+        assert_eq!(expirable(&backups, &policy, at(3)), [job("b"), job("a")]);
     }
 
     #[test]
@@ -112,7 +120,7 @@ mod tests {
             backup("old", JobStatus::Succeeded, 0),
             backup("older", JobStatus::Succeeded, -1),
         ];
-        assert_eq!(expirable(&backups, &DAYS_30, at(400)), ["older"]);
+        assert_eq!(expirable(&backups, &DAYS_30, at(400)), [job("older")]);
     }
 
     #[test]
@@ -147,6 +155,6 @@ mod tests {
             backup("b", JobStatus::Succeeded, 10),
         ];
         assert!(expirable(&backups, &DAYS_30, at(29)).is_empty());
-        assert_eq!(expirable(&backups, &DAYS_30, at(31)), ["a"]);
+        assert_eq!(expirable(&backups, &DAYS_30, at(31)), [job("a")]);
     }
 }

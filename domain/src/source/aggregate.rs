@@ -11,7 +11,7 @@ use super::{
 };
 use crate::error::{DomainError, ErrorKind};
 use crate::platform::PlatformId;
-use crate::AccountOwned;
+use crate::{AccountOwned, ConnectionId, JobId, SourceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,9 +38,10 @@ impl SourceStatus {
 /// The state a source needs to decide on commands; the read model holds what is shown.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Source {
-    id: String,
+    /// `None` until the stream names its source (`SourceCreated`), as is `connection_id`.
+    id: Option<SourceId>,
     account_id: String,
-    connection_id: String,
+    connection_id: Option<ConnectionId>,
     platform_id: String,
     status: SourceStatus,
     name: String,
@@ -53,7 +54,7 @@ pub struct Source {
     keep_last: Option<u32>,
     /// The job requested and not finished yet (queued or running): at most one per source.
     #[serde(default)]
-    active_job: Option<String>,
+    active_job: Option<JobId>,
     /// The last schedule slot handled (a job queued for it, or skipped): an earlier or equal slot is not run.
     #[serde(default)]
     last_scheduled_slot: Option<DateTime<Utc>>,
@@ -71,7 +72,7 @@ pub enum SourceError {
     #[error("{0}")]
     InvalidDataTypes(String),
     #[error("the source already has a queued or running job ({0})")]
-    SyncInProgress(String),
+    SyncInProgress(JobId),
     #[error("{}: no longer selected on the source, so there is nothing to run again", .0.join(", "))]
     DataTypesNoLongerSelected(Vec<String>),
     #[error("data types to run must name at least one data type, without repeats")]
@@ -108,8 +109,9 @@ impl Source {
         self.status
     }
 
-    pub fn connection_id(&self) -> &str {
-        &self.connection_id
+    /// The connection the source backs up; `None` before the source is created.
+    pub fn connection_id(&self) -> Option<ConnectionId> {
+        self.connection_id
     }
 
     pub fn platform_id(&self) -> &str {
@@ -130,8 +132,9 @@ impl Source {
         &self.cursors
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
+    /// The source's id; `None` before the source is created.
+    pub fn id(&self) -> Option<SourceId> {
+        self.id
     }
 
     /// `None` before the source is created.
@@ -145,8 +148,8 @@ impl Source {
     }
 
     /// The job requested and not finished yet, if any.
-    pub fn active_job(&self) -> Option<&str> {
-        self.active_job.as_deref()
+    pub fn active_job(&self) -> Option<JobId> {
+        self.active_job
     }
 
     /// Exists, is not deleted, and belongs to `account_id` (deleted and foreign sources look the same).
@@ -326,8 +329,8 @@ impl Aggregate for Source {
                 data_types,
                 ..
             } => {
-                if let Some(active) = &self.active_job {
-                    return Err(SourceError::SyncInProgress(active.clone()));
+                if let Some(active) = self.active_job {
+                    return Err(SourceError::SyncInProgress(active));
                 }
                 let data_types = self.data_types_to_run(data_types)?;
                 vec![SourceEvent::SyncRequested {
@@ -342,8 +345,8 @@ impl Aggregate for Source {
             SourceCommand::RequestRestore {
                 job_id, restore, ..
             } => {
-                if let Some(active) = &self.active_job {
-                    return Err(SourceError::SyncInProgress(active.clone()));
+                if let Some(active) = self.active_job {
+                    return Err(SourceError::SyncInProgress(active));
                 }
                 self.require_writable(&restore.data_types)?;
                 vec![SourceEvent::RestoreRequested { job_id, restore }]
@@ -356,7 +359,7 @@ impl Aggregate for Source {
                 backed_up,
                 ..
             } => {
-                if self.active_job.as_deref() != Some(job_id.as_str()) {
+                if self.active_job != Some(job_id) {
                     vec![]
                 } else {
                     vec![SourceEvent::SyncFinished {
@@ -389,9 +392,9 @@ impl Aggregate for Source {
                 keep_last,
             } => {
                 self.keep_last = keep_last;
-                self.id = source_id;
+                self.id = Some(source_id);
                 self.account_id = account_id;
-                self.connection_id = connection_id;
+                self.connection_id = Some(connection_id);
                 self.platform_id = platform_id;
                 self.name = name;
                 self.data_types = data_types;

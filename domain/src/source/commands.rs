@@ -6,16 +6,17 @@ use super::{DataTypes, KeepLast, RetentionDays, Schedule, SyncOutcome};
 use crate::job::JobTrigger;
 use crate::platform::PlatformId;
 use crate::values::{AccountId, DisplayName};
+use crate::{ConnectionId, JobId, SourceGroupId, SourceId};
 
 /// What may be asked of a source. Each carries the caller's account: a source answers only to its own.
 #[derive(Debug, Clone)]
 pub enum SourceCommand {
     Create {
         /// Chosen by the caller (UUID v7).
-        source_id: String,
+        source_id: SourceId,
         account_id: AccountId,
         /// Checked by the caller: a live, active connection of the same account.
-        connection_id: String,
+        connection_id: ConnectionId,
         platform_id: PlatformId,
         name: DisplayName,
         data_types: DataTypes,
@@ -38,17 +39,17 @@ pub enum SourceCommand {
     RequestRestore {
         account_id: AccountId,
         /// Chosen by the caller (UUID v7); becomes the Job aggregate's id.
-        job_id: String,
+        job_id: JobId,
         restore: crate::job::RestoreRequest,
     },
     /// Queue a backup. Refused (conflict) while an earlier job of this source has not finished.
     RequestSync {
         account_id: AccountId,
         /// Chosen by the caller (UUID v7); becomes the Job aggregate's id.
-        job_id: String,
+        job_id: JobId,
         trigger: JobTrigger,
-        retry_of: Option<String>,
-        group_id: Option<String>,
+        retry_of: Option<JobId>,
+        group_id: Option<SourceGroupId>,
         /// Only these data types (a retry of the ones that failed): those the source no longer selects are
         /// left out, and a conflict when that leaves none. `None`: every data type of the source.
         data_types: Option<Vec<String>>,
@@ -64,7 +65,7 @@ pub enum SourceCommand {
     /// so a redelivered end event records nothing twice.
     FinishSync {
         account_id: AccountId,
-        job_id: String,
+        job_id: JobId,
         outcome: SyncOutcome,
         cursors: BTreeMap<String, serde_json::Value>,
         /// The data types the job backed up (see `SyncFinished.backed_up`).

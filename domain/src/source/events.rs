@@ -7,15 +7,16 @@ use chrono::{DateTime, Utc};
 
 use super::{Schedule, SkipReason};
 use crate::job::JobTrigger;
+use crate::{ConnectionId, JobId, SourceGroupId, SourceId};
 
 /// What happened to a source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SourceEvent {
     #[serde(rename_all = "camelCase")]
     SourceCreated {
-        source_id: String,
+        source_id: SourceId,
         account_id: String,
-        connection_id: String,
+        connection_id: ConnectionId,
         platform_id: String,
         name: String,
         data_types: Vec<String>,
@@ -52,12 +53,12 @@ pub enum SourceEvent {
     /// A backup was asked for: the job is `queued` from here until a worker records `JobStarted`.
     #[serde(rename_all = "camelCase")]
     SyncRequested {
-        job_id: String,
+        job_id: JobId,
         trigger: JobTrigger,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        retry_of: Option<String>,
+        retry_of: Option<JobId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        group_id: Option<String>,
+        group_id: Option<SourceGroupId>,
         /// The schedule slot this job runs for (trigger `schedule` only): the source remembers the last slot
         /// it handled, so no slot is run twice. Absent from events older than the scheduler.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,7 +72,7 @@ pub enum SourceEvent {
     /// worker records `JobStarted`. While it is queued or running the source takes no other job.
     #[serde(rename_all = "camelCase")]
     RestoreRequested {
-        job_id: String,
+        job_id: JobId,
         #[serde(flatten)]
         restore: crate::job::RestoreRequest,
     },
@@ -79,13 +80,13 @@ pub enum SourceEvent {
     #[serde(rename_all = "camelCase")]
     SyncSkipped {
         slot: DateTime<Utc>,
-        active_job_id: String,
+        active_job_id: JobId,
         reason: SkipReason,
     },
     /// The job ended (a saga records this from the job's last event); the source is free for its next sync.
     #[serde(rename_all = "camelCase")]
     SyncFinished {
-        job_id: String,
+        job_id: JobId,
         outcome: SyncOutcome,
         /// Incremental cursors per data type, for the next job.
         #[serde(default)]

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Source, SourceEvent, SourceStatus};
 use crate::job::JobTrigger;
+use crate::{JobId, SourceId};
 
 /// Why a slot passed without a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +26,7 @@ pub enum SkipReason {
 ///
 /// A UUID v7 like every other id (DESIGN §4), so job lists stay in time order: its timestamp is the slot's,
 /// and its 74 "random" bits are the SHA-256 of `<sourceId>/<slot RFC 3339>` instead of fresh randomness.
-pub fn scheduled_job_id(source_id: &str, slot: DateTime<Utc>) -> String {
+pub fn scheduled_job_id(source_id: SourceId, slot: DateTime<Utc>) -> JobId {
     let name = format!(
         "{source_id}/{}",
         slot.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -34,9 +35,7 @@ pub fn scheduled_job_id(source_id: &str, slot: DateTime<Utc>) -> String {
     let mut bits = [0u8; 10];
     bits.copy_from_slice(&digest[..10]);
     let millis = u64::try_from(slot.timestamp_millis()).unwrap_or(0);
-    uuid::Builder::from_unix_timestamp_millis(millis, &bits)
-        .into_uuid()
-        .to_string()
+    JobId::from_uuid(uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid())
 }
 
 impl Source {
@@ -56,14 +55,18 @@ impl Source {
         if self.last_scheduled_slot().is_some_and(|last| slot <= last) {
             return vec![];
         }
+        // Active, so created: the stream names its source.
+        let Some(source_id) = self.id() else {
+            return vec![];
+        };
         match self.active_job() {
             Some(active) => vec![SourceEvent::SyncSkipped {
                 slot,
-                active_job_id: active.to_owned(),
+                active_job_id: active,
                 reason: SkipReason::JobInProgress,
             }],
             None => vec![SourceEvent::SyncRequested {
-                job_id: scheduled_job_id(self.id(), slot),
+                job_id: scheduled_job_id(source_id, slot),
                 trigger: JobTrigger::Schedule,
                 retry_of: None,
                 group_id: None,

@@ -5,8 +5,28 @@ use cqrs_es::test::TestFramework;
 use super::*;
 use crate::platform::PlatformId;
 use crate::values::{AccountId, DisplayName};
+use crate::{ConnectionId, JobId, SourceId};
 
 type SourceTest = TestFramework<Source>;
+
+const S1: SourceId = SourceId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000b001,
+));
+const S2: SourceId = SourceId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000b002,
+));
+const C1: ConnectionId = ConnectionId::from_uuid(uuid::Uuid::from_u128(
+    0x0190f5c2_7d3e_7a11_8b2c_00000000c001,
+));
+/// `job(1)` as events store it.
+const J1_TEXT: &str = "0190f5c2-7d3e-7a11-8b2c-00000000a001";
+
+/// Job `n`'s id (`n` < 16), a UUID as the service mints them.
+fn job(n: u8) -> JobId {
+    JobId::from_uuid(uuid::Uuid::from_u128(
+        0x0190f5c2_7d3e_7a11_8b2c_00000000a000 + u128::from(n),
+    ))
+}
 
 fn account(raw: &str) -> AccountId {
     AccountId::parse(raw).unwrap()
@@ -26,9 +46,9 @@ fn all_stripe_types() -> Vec<String> {
 
 fn created() -> SourceEvent {
     SourceEvent::SourceCreated {
-        source_id: "s1".into(),
+        source_id: S1,
         account_id: "acme".into(),
-        connection_id: "c1".into(),
+        connection_id: C1,
         platform_id: "stripe".into(),
         name: "Stripe nightly".into(),
         data_types: all_stripe_types(),
@@ -51,9 +71,9 @@ fn creating_a_source_records_every_setting() {
     SourceTest::with(())
         .given_no_previous_events()
         .when(SourceCommand::Create {
-            source_id: "s1".into(),
+            source_id: S1,
             account_id: account("acme"),
-            connection_id: "c1".into(),
+            connection_id: C1,
             platform_id: stripe(),
             name: DisplayName::parse("Stripe nightly").unwrap(),
             data_types: DataTypes::all_of(stripe().platform()),
@@ -70,9 +90,9 @@ fn a_source_cannot_be_created_twice() {
     SourceTest::with(())
         .given(vec![created()])
         .when(SourceCommand::Create {
-            source_id: "s1".into(),
+            source_id: S1,
             account_id: account("acme"),
-            connection_id: "c1".into(),
+            connection_id: C1,
             platform_id: stripe(),
             name: DisplayName::parse("again").unwrap(),
             data_types: DataTypes::all_of(stripe().platform()),
@@ -196,10 +216,10 @@ fn events_round_trip_through_json() {
     assert_eq!(serde_json::from_value::<SourceEvent>(json).unwrap(), event);
 }
 
-fn request_sync(job_id: &str) -> SourceCommand {
+fn request_sync(job_id: JobId) -> SourceCommand {
     SourceCommand::RequestSync {
         account_id: account("acme"),
-        job_id: job_id.into(),
+        job_id,
         trigger: crate::job::JobTrigger::Manual,
         retry_of: None,
         group_id: None,
@@ -207,9 +227,9 @@ fn request_sync(job_id: &str) -> SourceCommand {
     }
 }
 
-fn sync_requested(job_id: &str) -> SourceEvent {
+fn sync_requested(job_id: JobId) -> SourceEvent {
     SourceEvent::SyncRequested {
-        job_id: job_id.into(),
+        job_id,
         trigger: crate::job::JobTrigger::Manual,
         retry_of: None,
         group_id: None,
@@ -218,10 +238,10 @@ fn sync_requested(job_id: &str) -> SourceEvent {
     }
 }
 
-fn finish_sync(job_id: &str) -> SourceCommand {
+fn finish_sync(job_id: JobId) -> SourceCommand {
     SourceCommand::FinishSync {
         account_id: account("acme"),
-        job_id: job_id.into(),
+        job_id,
         outcome: SyncOutcome::Failed,
         cursors: Default::default(),
         backed_up: None,
@@ -232,25 +252,25 @@ fn finish_sync(job_id: &str) -> SourceCommand {
 fn requesting_a_sync_queues_a_job() {
     SourceTest::with(())
         .given(vec![created()])
-        .when(request_sync("j1"))
-        .then_expect_events(vec![sync_requested("j1")]);
+        .when(request_sync(job(1)))
+        .then_expect_events(vec![sync_requested(job(1))]);
 }
 
 #[test]
 fn a_second_sync_while_one_is_queued_or_running_conflicts() {
     SourceTest::with(())
-        .given(vec![created(), sync_requested("j1")])
-        .when(request_sync("j2"))
-        .then_expect_error(SourceError::SyncInProgress("j1".into()));
+        .given(vec![created(), sync_requested(job(1))])
+        .when(request_sync(job(2)))
+        .then_expect_error(SourceError::SyncInProgress(job(1)));
 }
 
 #[test]
 fn a_finished_sync_frees_the_source() {
     SourceTest::with(())
-        .given(vec![created(), sync_requested("j1")])
-        .when(finish_sync("j1"))
+        .given(vec![created(), sync_requested(job(1))])
+        .when(finish_sync(job(1)))
         .then_expect_events(vec![SourceEvent::SyncFinished {
-            job_id: "j1".into(),
+            job_id: job(1),
             outcome: SyncOutcome::Failed,
             cursors: Default::default(),
             backed_up: None,
@@ -258,23 +278,23 @@ fn a_finished_sync_frees_the_source() {
     SourceTest::with(())
         .given(vec![
             created(),
-            sync_requested("j1"),
+            sync_requested(job(1)),
             SourceEvent::SyncFinished {
-                job_id: "j1".into(),
+                job_id: job(1),
                 outcome: SyncOutcome::Succeeded,
                 cursors: Default::default(),
                 backed_up: None,
             },
         ])
-        .when(request_sync("j2"))
-        .then_expect_events(vec![sync_requested("j2")]);
+        .when(request_sync(job(2)))
+        .then_expect_events(vec![sync_requested(job(2))]);
 }
 
 #[test]
 fn finishing_a_job_that_is_not_the_current_one_records_nothing() {
     SourceTest::with(())
-        .given(vec![created(), sync_requested("j2")])
-        .when(finish_sync("j1"))
+        .given(vec![created(), sync_requested(job(2))])
+        .when(finish_sync(job(1)))
         .then_expect_events(vec![]);
 }
 
@@ -284,7 +304,7 @@ fn another_account_cannot_sync_a_source() {
         .given(vec![created()])
         .when(SourceCommand::RequestSync {
             account_id: account("other"),
-            job_id: "j1".into(),
+            job_id: job(1),
             trigger: crate::job::JobTrigger::Manual,
             retry_of: None,
             group_id: None,
@@ -341,7 +361,7 @@ fn run_slot(slot: chrono::DateTime<chrono::Utc>) -> SourceCommand {
 
 fn scheduled(slot: chrono::DateTime<chrono::Utc>) -> SourceEvent {
     SourceEvent::SyncRequested {
-        job_id: scheduled_job_id("s1", slot),
+        job_id: scheduled_job_id(S1, slot),
         trigger: crate::job::JobTrigger::Schedule,
         retry_of: None,
         group_id: None,
@@ -356,21 +376,21 @@ fn a_slot_queues_a_job_named_by_the_source_and_the_slot() {
         .given(vec![created_every_minute()])
         .when(run_slot(at(12, 0)))
         .then_expect_events(vec![scheduled(at(12, 0))]);
-    let id = uuid::Uuid::parse_str(&scheduled_job_id("s1", at(12, 0))).unwrap();
+    let id = *scheduled_job_id(S1, at(12, 0)).as_uuid();
     assert_eq!(id.get_version_num(), 7, "a UUID v7 like every id");
     let (seconds, _) = id.get_timestamp().unwrap().to_unix();
     assert_eq!(seconds as i64, at(12, 0).timestamp(), "ordered by its slot");
     assert_eq!(
-        scheduled_job_id("s1", at(12, 0)),
-        scheduled_job_id("s1", at(12, 0))
+        scheduled_job_id(S1, at(12, 0)),
+        scheduled_job_id(S1, at(12, 0))
     );
     assert_ne!(
-        scheduled_job_id("s1", at(12, 0)),
-        scheduled_job_id("s1", at(12, 1))
+        scheduled_job_id(S1, at(12, 0)),
+        scheduled_job_id(S1, at(12, 1))
     );
     assert_ne!(
-        scheduled_job_id("s1", at(12, 0)),
-        scheduled_job_id("s2", at(12, 0))
+        scheduled_job_id(S1, at(12, 0)),
+        scheduled_job_id(S2, at(12, 0))
     );
 }
 
@@ -386,7 +406,7 @@ fn a_slot_already_handled_records_nothing() {
             created_every_minute(),
             scheduled(at(12, 1)),
             SourceEvent::SyncFinished {
-                job_id: scheduled_job_id("s1", at(12, 1)),
+                job_id: scheduled_job_id(S1, at(12, 1)),
                 outcome: SyncOutcome::Succeeded,
                 cursors: Default::default(),
                 backed_up: None,
@@ -400,15 +420,19 @@ fn a_slot_already_handled_records_nothing() {
 fn a_slot_while_a_job_is_unfinished_is_skipped_once() {
     let skipped = SourceEvent::SyncSkipped {
         slot: at(12, 1),
-        active_job_id: "j1".into(),
+        active_job_id: job(1),
         reason: SkipReason::JobInProgress,
     };
     SourceTest::with(())
-        .given(vec![created_every_minute(), sync_requested("j1")])
+        .given(vec![created_every_minute(), sync_requested(job(1))])
         .when(run_slot(at(12, 1)))
         .then_expect_events(vec![skipped.clone()]);
     SourceTest::with(())
-        .given(vec![created_every_minute(), sync_requested("j1"), skipped])
+        .given(vec![
+            created_every_minute(),
+            sync_requested(job(1)),
+            skipped,
+        ])
         .when(run_slot(at(12, 1)))
         .then_expect_events(vec![]);
 }
@@ -418,14 +442,14 @@ fn the_next_slot_after_a_skip_runs_once_the_job_has_finished() {
     SourceTest::with(())
         .given(vec![
             created_every_minute(),
-            sync_requested("j1"),
+            sync_requested(job(1)),
             SourceEvent::SyncSkipped {
                 slot: at(12, 1),
-                active_job_id: "j1".into(),
+                active_job_id: job(1),
                 reason: SkipReason::JobInProgress,
             },
             SourceEvent::SyncFinished {
-                job_id: "j1".into(),
+                job_id: job(1),
                 outcome: SyncOutcome::Succeeded,
                 cursors: Default::default(),
                 backed_up: None,
@@ -474,10 +498,10 @@ fn a_deleted_source_runs_no_slot() {
 
 #[test]
 fn scheduler_events_round_trip_and_old_sync_requests_still_decode() {
-    let old = serde_json::json!({"SyncRequested": {"jobId": "j1", "trigger": "manual"}});
+    let old = serde_json::json!({"SyncRequested": {"jobId": J1_TEXT, "trigger": "manual"}});
     assert_eq!(
         serde_json::from_value::<SourceEvent>(old).unwrap(),
-        sync_requested("j1")
+        sync_requested(job(1))
     );
     let event = scheduled(at(12, 0));
     let json = serde_json::to_value(&event).unwrap();
@@ -486,13 +510,13 @@ fn scheduler_events_round_trip_and_old_sync_requests_still_decode() {
     assert_eq!(serde_json::from_value::<SourceEvent>(json).unwrap(), event);
     let skipped = SourceEvent::SyncSkipped {
         slot: at(12, 1),
-        active_job_id: "j1".into(),
+        active_job_id: job(1),
         reason: SkipReason::JobInProgress,
     };
     let json = serde_json::to_value(&skipped).unwrap();
     assert_eq!(
         json,
-        serde_json::json!({"SyncSkipped": {"slot": "2026-03-10T12:01:00Z", "activeJobId": "j1", "reason": "job_in_progress"}})
+        serde_json::json!({"SyncSkipped": {"slot": "2026-03-10T12:01:00Z", "activeJobId": J1_TEXT, "reason": "job_in_progress"}})
     );
     assert_eq!(
         serde_json::from_value::<SourceEvent>(json).unwrap(),
@@ -504,8 +528,8 @@ fn scheduler_events_round_trip_and_old_sync_requests_still_decode() {
 fn the_last_successful_job_leaves_its_cursors_for_the_next_one() {
     use cqrs_es::Aggregate;
     let finished =
-        |job_id: &str, outcome, cursor: Option<serde_json::Value>| SourceEvent::SyncFinished {
-            job_id: job_id.into(),
+        |job_id: JobId, outcome, cursor: Option<serde_json::Value>| SourceEvent::SyncFinished {
+            job_id,
             outcome,
             cursors: cursor
                 .into_iter()
@@ -517,45 +541,45 @@ fn the_last_successful_job_leaves_its_cursors_for_the_next_one() {
     source.apply(created());
     assert!(source.incremental());
     assert!(source.cursors().is_empty());
-    source.apply(sync_requested("j1"));
+    source.apply(sync_requested(job(1)));
     source.apply(finished(
-        "j1",
+        job(1),
         SyncOutcome::Succeeded,
         Some(serde_json::json!({"since": 1})),
     ));
     assert_eq!(source.cursors()["events"], serde_json::json!({"since": 1}));
     // A failed job stored nothing to continue from: the next job still starts from j1's cursors.
-    source.apply(sync_requested("j2"));
+    source.apply(sync_requested(job(2)));
     source.apply(finished(
-        "j2",
+        job(2),
         SyncOutcome::Failed,
         Some(serde_json::json!({"since": 2})),
     ));
     assert_eq!(source.cursors()["events"], serde_json::json!({"since": 1}));
     // A successful job without a cursor for a data type (deselected since) drops the old one.
-    source.apply(sync_requested("j3"));
-    source.apply(finished("j3", SyncOutcome::Succeeded, None));
+    source.apply(sync_requested(job(3)));
+    source.apply(finished(job(3), SyncOutcome::Succeeded, None));
     assert!(source.cursors().is_empty());
 }
 
 // ---- retries of some data types, and partial jobs -----------------------------------------------------------
 
-fn request_data_types(job_id: &str, data_types: &[&str]) -> SourceCommand {
+fn request_data_types(job_id: JobId, data_types: &[&str]) -> SourceCommand {
     SourceCommand::RequestSync {
         account_id: account("acme"),
-        job_id: job_id.into(),
+        job_id,
         trigger: crate::job::JobTrigger::Retry,
-        retry_of: Some("j0".into()),
+        retry_of: Some(job(0)),
         group_id: None,
         data_types: Some(data_types.iter().map(|d| d.to_string()).collect()),
     }
 }
 
-fn retry_requested(job_id: &str, data_types: &[&str]) -> SourceEvent {
+fn retry_requested(job_id: JobId, data_types: &[&str]) -> SourceEvent {
     SourceEvent::SyncRequested {
-        job_id: job_id.into(),
+        job_id,
         trigger: crate::job::JobTrigger::Retry,
-        retry_of: Some("j0".into()),
+        retry_of: Some(job(0)),
         group_id: None,
         slot: None,
         data_types: Some(data_types.iter().map(|d| d.to_string()).collect()),
@@ -577,20 +601,20 @@ fn deselect_all_but(kept: &[&str]) -> SourceEvent {
 fn a_retry_runs_the_requested_data_types_the_source_still_selects_in_its_order() {
     SourceTest::with(())
         .given(vec![created()])
-        .when(request_data_types("j1", &["payouts", "disputes"]))
-        .then_expect_events(vec![retry_requested("j1", &["disputes", "payouts"])]);
+        .when(request_data_types(job(1), &["payouts", "disputes"]))
+        .then_expect_events(vec![retry_requested(job(1), &["disputes", "payouts"])]);
     // One of them deselected since: the other still runs.
     SourceTest::with(())
         .given(vec![created(), deselect_all_but(&["customers", "payouts"])])
-        .when(request_data_types("j1", &["disputes", "payouts"]))
-        .then_expect_events(vec![retry_requested("j1", &["payouts"])]);
+        .when(request_data_types(job(1), &["disputes", "payouts"]))
+        .then_expect_events(vec![retry_requested(job(1), &["payouts"])]);
 }
 
 #[test]
 fn a_retry_of_data_types_all_deselected_since_conflicts() {
     SourceTest::with(())
         .given(vec![created(), deselect_all_but(&["customers"])])
-        .when(request_data_types("j1", &["disputes", "payouts"]))
+        .when(request_data_types(job(1), &["disputes", "payouts"]))
         .then_expect_error(SourceError::DataTypesNoLongerSelected(vec![
             "disputes".into(),
             "payouts".into(),
@@ -607,7 +631,7 @@ fn requested_data_types_must_be_some_without_repeats() {
     for requested in [&[][..], &["disputes", "disputes"][..]] {
         SourceTest::with(())
             .given(vec![created()])
-            .when(request_data_types("j1", requested))
+            .when(request_data_types(job(1), requested))
             .then_expect_error(SourceError::InvalidRequestedDataTypes);
     }
     assert_eq!(
@@ -617,13 +641,13 @@ fn requested_data_types_must_be_some_without_repeats() {
 }
 
 fn finished_with(
-    job_id: &str,
+    job_id: JobId,
     outcome: SyncOutcome,
     cursors: &[(&str, i64)],
     backed_up: &[&str],
 ) -> SourceEvent {
     SourceEvent::SyncFinished {
-        job_id: job_id.into(),
+        job_id,
         outcome,
         cursors: cursors
             .iter()
@@ -638,17 +662,17 @@ fn a_partial_job_advances_only_the_cursors_of_the_data_types_it_backed_up() {
     use cqrs_es::Aggregate;
     let mut source = Source::default();
     source.apply(created());
-    source.apply(sync_requested("j1"));
+    source.apply(sync_requested(job(1)));
     source.apply(finished_with(
-        "j1",
+        job(1),
         SyncOutcome::Succeeded,
         &[("events", 1), ("balance_transactions", 1)],
         &["events", "balance_transactions"],
     ));
     // j2: events backed up, balance_transactions failed: its cursor stays where j1 left it.
-    source.apply(sync_requested("j2"));
+    source.apply(sync_requested(job(2)));
     source.apply(finished_with(
-        "j2",
+        job(2),
         SyncOutcome::Partial,
         &[("events", 2)],
         &["events"],
@@ -659,9 +683,9 @@ fn a_partial_job_advances_only_the_cursors_of_the_data_types_it_backed_up() {
         serde_json::json!({"since": 1})
     );
     // j3 retries balance_transactions only: events keeps j2's cursor.
-    source.apply(retry_requested("j3", &["balance_transactions"]));
+    source.apply(retry_requested(job(3), &["balance_transactions"]));
     source.apply(finished_with(
-        "j3",
+        job(3),
         SyncOutcome::Succeeded,
         &[("balance_transactions", 3)],
         &["balance_transactions"],
@@ -672,9 +696,9 @@ fn a_partial_job_advances_only_the_cursors_of_the_data_types_it_backed_up() {
         serde_json::json!({"since": 3})
     );
     // A data type backed up without a cursor (a full fetch) loses its old one; a deselected one too.
-    source.apply(sync_requested("j4"));
+    source.apply(sync_requested(job(4)));
     source.apply(finished_with(
-        "j4",
+        job(4),
         SyncOutcome::Succeeded,
         &[("balance_transactions", 4)],
         &["events", "balance_transactions"],
@@ -690,13 +714,13 @@ fn partial_outcomes_and_requested_data_types_are_on_the_wire_and_old_events_stil
         serde_json::to_value(SyncOutcome::Partial).unwrap(),
         serde_json::json!("partial")
     );
-    let json = serde_json::to_value(retry_requested("j1", &["disputes"])).unwrap();
+    let json = serde_json::to_value(retry_requested(job(1), &["disputes"])).unwrap();
     assert_eq!(
         json["SyncRequested"]["dataTypes"],
         serde_json::json!(["disputes"])
     );
     let json = serde_json::to_value(finished_with(
-        "j1",
+        job(1),
         SyncOutcome::Partial,
         &[],
         &["customers"],
@@ -709,11 +733,11 @@ fn partial_outcomes_and_requested_data_types_are_on_the_wire_and_old_events_stil
     );
     // Stored before partial jobs: no `dataTypes`, no `backedUp`.
     let old: SourceEvent = serde_json::from_value(serde_json::json!({"SyncRequested": {
-        "jobId": "j1", "trigger": "manual"}}))
+        "jobId": J1_TEXT, "trigger": "manual"}}))
     .unwrap();
-    assert_eq!(old, sync_requested("j1"));
+    assert_eq!(old, sync_requested(job(1)));
     let old: SourceEvent = serde_json::from_value(serde_json::json!({"SyncFinished": {
-        "jobId": "j1", "outcome": "succeeded", "cursors": {}}}))
+        "jobId": J1_TEXT, "outcome": "succeeded", "cursors": {}}}))
     .unwrap();
     assert!(matches!(
         old,

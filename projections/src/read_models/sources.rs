@@ -216,12 +216,13 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceEvent) {
             incremental,
             keep_last,
         } => {
+            let source_id = source_id.to_string();
             rows.sources
                 .entry(source_id.clone())
                 .or_insert_with(|| SourceRow {
                     source_id,
                     account_id,
-                    connection_id,
+                    connection_id: connection_id.to_string(),
                     platform_id,
                     name,
                     status: "active".into(),
@@ -256,7 +257,7 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceEvent) {
                 row.updated_at = at;
                 // The source's own row only moves its version (what read-your-writes waits for), its last
                 // job and its slot.
-                row.last_job_id = Some(job_id.clone());
+                row.last_job_id = Some(job_id.to_string());
                 if let Some(slot) = slot {
                     slot_handled(row, slot, false);
                 }
@@ -264,11 +265,11 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceEvent) {
             super::jobs::queue(
                 rows,
                 super::jobs::QueuedSync {
-                    job_id,
+                    job_id: job_id.to_string(),
                     source_id: id,
                     trigger: trigger.as_str(),
-                    retry_of,
-                    group_id,
+                    retry_of: retry_of.map(|id| id.to_string()),
+                    group_id: group_id.map(|id| id.to_string()),
                     data_types,
                     at,
                     restore: None,
@@ -281,12 +282,12 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceEvent) {
             if let Some(row) = rows.sources.get_mut(id).filter(|row| row.version < seq) {
                 row.version = seq;
                 row.updated_at = at;
-                row.last_job_id = Some(job_id.clone());
+                row.last_job_id = Some(job_id.to_string());
             }
             super::jobs::queue(
                 rows,
                 super::jobs::QueuedSync {
-                    job_id,
+                    job_id: job_id.to_string(),
                     source_id: id,
                     trigger: listbackup_domain::job::JobTrigger::Manual.as_str(),
                     retry_of: None,
@@ -369,8 +370,8 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: SourceEvent) {
 pub struct SourceFilter {
     pub status: Option<String>,
     pub platform_id: Option<String>,
-    pub connection_id: Option<String>,
-    pub group_id: Option<String>,
+    pub connection_id: Option<listbackup_domain::ConnectionId>,
+    pub group_id: Option<listbackup_domain::SourceGroupId>,
 }
 
 /// One live source of the account.
@@ -469,7 +470,7 @@ pub async fn live_ids_for_connection(
 /// A source with a schedule slot due, as the scheduler reads it.
 #[derive(Debug, Clone)]
 pub struct DueSource {
-    pub source_id: String,
+    pub source_id: listbackup_domain::SourceId,
     pub account_id: String,
     pub schedule: Schedule,
     /// The first slot nobody has handled yet (at or before the `now` asked about).
@@ -477,7 +478,7 @@ pub struct DueSource {
 }
 
 /// Where a walk through the due sources has got to: the last row returned.
-pub type DueCursor = (DateTime<Utc>, String);
+pub type DueCursor = (DateTime<Utc>, listbackup_domain::SourceId);
 
 /// Up to `limit` active sources whose first unhandled slot is at or before `now`, after `after`, in slot order
 /// (all accounts but erased ones, which record nothing more: the scheduler's query). The source itself decides
@@ -489,7 +490,7 @@ pub async fn due_for_schedule(
     limit: i64,
 ) -> Result<Vec<DueSource>, ReadError> {
     let (after_at, after_id) = match after {
-        Some((at, id)) => (Some(*at), Some(id.as_str())),
+        Some((at, id)) => (Some(*at), Some(*id)),
         None => (None, None),
     };
     let rows = crate::statements::query(

@@ -185,6 +185,7 @@ struct Run<'a> {
     job_id: JobId,
     attempt: u32,
     platform_id: &'a PlatformId,
+    source_id: SourceId,
     source: &'a Source,
     artifacts: &'a JobArtifacts,
 }
@@ -488,7 +489,7 @@ impl BackupWorker {
         let start = JobStart {
             job_id,
             source_id,
-            connection_id: listbackup_commands::IdArg::to_id(source.connection_id())?,
+            connection_id: listbackup_commands::sources::connection_of(&source)?,
             platform_id,
             trigger,
             retry_of,
@@ -577,6 +578,7 @@ impl BackupWorker {
             job_id,
             attempt,
             platform_id: &platform_id,
+            source_id,
             source,
             artifacts,
         };

@@ -111,7 +111,8 @@ pub struct Partition {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Queued {
-    aggregate_id: String,
+    /// The source's id: a message naming no source by a UUID is unreadable, as the worker finds it too.
+    aggregate_id: listbackup_domain::SourceId,
     payload: QueuedPayload,
     metadata: serde_json::Value,
 }
@@ -265,7 +266,10 @@ impl BackupWorker {
             causation_id: String::new(),
         };
         let connection_key = match self.sources.live(&metadata, &queued.aggregate_id).await {
-            Ok((source, _)) => partition_key(source.connection_id()),
+            Ok((source, _)) => source.connection_id().map_or_else(
+                || NO_CONNECTION.to_owned(),
+                |id| partition_key(&id.to_string()),
+            ),
             Err(CommandError::Domain {
                 kind: ErrorKind::NotFound,
                 ..

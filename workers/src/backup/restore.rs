@@ -106,10 +106,16 @@ impl BackupWorker {
             job_id,
             attempt,
             platform_id,
+            source_id,
             source,
             artifacts,
         } = run;
-        let connection_id = source.connection_id();
+        let connection = listbackup_commands::sources::connection_of(source)?;
+        // The OAuth service, the platform client and the restore's id map key the connection and the source
+        // by their text.
+        let connection_text = connection.to_string();
+        let connection_id = connection_text.as_str();
+        let source_text = source_id.to_string();
         let started_at = Utc::now();
         if let Err(err) = self
             .oauth
@@ -118,7 +124,7 @@ impl BackupWorker {
         {
             tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the restore");
         }
-        let credentials = self.credentials(metadata, connection_id).await?;
+        let credentials = self.credentials(metadata, connection).await?;
         let platform = platform_id.platform();
         let snapshots = Snapshots::new(self.db.clone(), std::sync::Arc::new(self.store.clone()));
         // The source aggregate accepted the snapshot as one of the source's stored backups: until the index
@@ -126,11 +132,7 @@ impl BackupWorker {
         let deadline = tokio::time::Instant::now() + INDEX_WAIT;
         loop {
             match snapshots
-                .readable(
-                    &metadata.account_id,
-                    listbackup_commands::IdArg::to_id(source.id())?,
-                    listbackup_commands::IdArg::to_id(request.snapshot.as_str())?,
-                )
+                .readable(&metadata.account_id, source_id, request.snapshot)
                 .await
             {
                 Err(SnapshotError::SnapshotNotFound) if tokio::time::Instant::now() < deadline => {
@@ -158,7 +160,7 @@ impl BackupWorker {
             attempt,
         );
         let mut last_check = tokio::time::Instant::now();
-        let mut ids = IdMap::load(&self.db, source.id()).await?;
+        let mut ids = IdMap::load(&self.db, &source_text).await?;
         let order = restore_order(&request.data_types, |d| {
             platform.data_type(d).and_then(|d| d.writes)
         });
@@ -177,7 +179,7 @@ impl BackupWorker {
                         worker,
                         job_id,
                         attempt,
-                        source_id: source.id(),
+                        source_id,
                         connection_id,
                         platform,
                         data_type,
@@ -210,12 +212,7 @@ impl BackupWorker {
             let id_field = platform.listing(data_type).map_or("id", |l| l.id_field);
             // Each record under its key in the index (`<list_id>/<id>` for a Mailchimp member).
             let records = snapshots
-                .all_records(
-                    &metadata.account_id,
-                    source.id(),
-                    &request.snapshot,
-                    data_type,
-                )
+                .all_records(&metadata.account_id, source_id, request.snapshot, data_type)
                 .await?;
             let current = match self
                 .current_records(connection_id, platform, data_type, credentials.expose())
@@ -440,7 +437,7 @@ impl BackupWorker {
                                 } else if let Err(err) = ids
                                     .record_created(
                                         &self.db,
-                                        (&metadata.account_id, source.id(), &job_id.to_string()),
+                                        (&metadata.account_id, &source_text, &job_id.to_string()),
                                         data_type,
                                         old_id,
                                         &new_key,

@@ -30,6 +30,7 @@ use listbackup_domain::job::restore::RestoreAction;
 use listbackup_domain::job::{JobErrorCode, RestoreRequest};
 use listbackup_domain::platform::writes::{export_extension, FileWrites};
 use listbackup_domain::platform::Platform;
+use listbackup_domain::SourceId;
 use serde_json::{json, Value};
 
 use super::progress::ProgressReporter;
@@ -44,7 +45,7 @@ pub(super) struct FilesRun<'a, 'r> {
     pub worker: &'a str,
     pub job_id: listbackup_domain::JobId,
     pub attempt: u32,
-    pub source_id: &'a str,
+    pub source_id: SourceId,
     pub connection_id: &'a str,
     pub platform: &'static Platform,
     pub data_type: &'a str,
@@ -134,18 +135,16 @@ impl BackupWorker {
         } = run;
         let account_id = metadata.account_id.as_str();
         let point = snapshots
-            .readable(
-                account_id,
-                listbackup_commands::IdArg::to_id(source_id)?,
-                listbackup_commands::IdArg::to_id(request.snapshot.as_str())?,
-            )
+            .readable(account_id, source_id, request.snapshot)
             .await?;
         let records = snapshots
-            .all_records(account_id, source_id, &request.snapshot, data_type)
+            .all_records(account_id, source_id, request.snapshot, data_type)
             .await?;
+        // The stored files are named by the ids' text.
+        let (source_text, snapshot_text) = (source_id.to_string(), request.snapshot.to_string());
         let manifest = self
             .store
-            .job(account_id, source_id, &request.snapshot)
+            .job(account_id, &source_text, &snapshot_text)
             .read_manifest()
             .await?
             .ok_or_else(|| RunFailure {
@@ -243,8 +242,8 @@ impl BackupWorker {
                                 .unwrap_or("application/octet-stream");
                             let location = JobLocation {
                                 account_id,
-                                source_id,
-                                job_id: &request.snapshot,
+                                source_id: &source_text,
+                                job_id: &snapshot_text,
                             };
                             let stored_name = content.name.as_str();
                             let open = || async move {

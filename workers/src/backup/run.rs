@@ -79,8 +79,12 @@ impl BackupWorker {
             platform_id,
             source,
             artifacts,
+            ..
         } = run;
-        let connection_id = source.connection_id();
+        let connection = listbackup_commands::sources::connection_of(source)?;
+        // The OAuth service and the platform client key the connection by its text.
+        let connection_text = connection.to_string();
+        let connection_id = connection_text.as_str();
         let started_at = Utc::now();
         let started = std::time::Instant::now();
         if let Err(err) = self
@@ -91,7 +95,7 @@ impl BackupWorker {
             // An API-key connection has nothing to refresh; a failed refresh shows as the platform's 401.
             tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the backup");
         }
-        let mut credentials = self.credentials(metadata, connection_id).await?;
+        let mut credentials = self.credentials(metadata, connection).await?;
         let platform = platform_id.platform();
         // The job's data types (JobStarted): the source's, or the failed ones a retry runs again.
         let data_types = self.jobs.load(job_id).await?.0.data_types().to_vec();
@@ -245,7 +249,7 @@ impl BackupWorker {
                             // same fetch continues after the last page stored.
                             refreshed = true;
                             match self
-                                .refresh_rejected(metadata, connection_id, &credentials)
+                                .refresh_rejected(metadata, connection, &credentials)
                                 .await
                             {
                                 Ok(Some(renewed)) => {
@@ -498,9 +502,8 @@ impl BackupWorker {
     pub(super) async fn credentials(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: ConnectionId,
     ) -> Result<SecretCredentials, RunFailure> {
-        let connection_id: ConnectionId = listbackup_commands::IdArg::to_id(connection_id)?;
         self.jobs
             .credentials(metadata, connection_id)
             .await?
@@ -516,7 +519,7 @@ impl BackupWorker {
     async fn refresh_rejected(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: ConnectionId,
         rejected: &SecretCredentials,
     ) -> Result<Option<SecretCredentials>, RunFailure> {
         let Some(token) = rejected.get(OAUTH_ACCESS_TOKEN) else {
@@ -524,7 +527,7 @@ impl BackupWorker {
         };
         let outcome = self
             .oauth
-            .refresh_rejected(metadata, connection_id, token)
+            .refresh_rejected(metadata, &connection_id.to_string(), token)
             .await
             .map_err(|err| RunFailure {
                 code: JobErrorCode::Unavailable,
@@ -538,7 +541,9 @@ impl BackupWorker {
             RefreshOutcome::ReauthRequired => Err(reauth_failure()),
             RefreshOutcome::NotRefreshable => {
                 // No refresh token: the rejected token cannot be replaced without the customer.
-                Err(self.reauth_required(metadata, connection_id).await)
+                Err(self
+                    .reauth_required(metadata, &connection_id.to_string())
+                    .await)
             }
             RefreshOutcome::Failed(reason) => Err(RunFailure {
                 code: JobErrorCode::Unavailable,
