@@ -253,7 +253,7 @@ impl ConnectionCommands {
         if let Some(oauth) = oauth {
             // As before a backup: a token about to expire is renewed first (a failure shows as the 401 below).
             if let Err(err) = oauth
-                .ensure_fresh(metadata, &connection_id.to_string(), USE_WINDOW)
+                .ensure_fresh(metadata, connection_id, USE_WINDOW)
                 .await
             {
                 tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the connection test");
@@ -318,10 +318,7 @@ impl ConnectionCommands {
         let token = rejected.get(OAUTH_ACCESS_TOKEN).unwrap_or_default();
         let failed = probe.clone();
         let reauth = |reason: &'static str| async move {
-            if let Err(err) = oauth
-                .require_reauth(metadata, &connection_id.to_string(), reason)
-                .await
-            {
+            if let Err(err) = oauth.require_reauth(metadata, connection_id, reason).await {
                 tracing::warn!(%connection_id, error = &err as &dyn std::error::Error, "recording that the connection needs reauthorization");
             }
             ProbeOutcome {
@@ -333,10 +330,7 @@ impl ConnectionCommands {
                 ..failed
             }
         };
-        match oauth
-            .refresh_rejected(metadata, &connection_id.to_string(), token)
-            .await
-        {
+        match oauth.refresh_rejected(metadata, connection_id, token).await {
             Ok(RefreshOutcome::Refreshed { .. } | RefreshOutcome::Fresh) => {
                 let renewed = self.secret(metadata, connection_id).await?;
                 let again = self

@@ -27,8 +27,7 @@ pub use bus::{error_chain, BoxError, CommandBus, CommandError, Committed, MAX_AT
 pub use metadata::EventMetadata;
 
 /// The typed id `raw` names, for ids the write side still holds as text (the OAuth flow's pending
-/// authorizations, the token refresher's rows): a string that is not a UUID names no resource, its kind's
-/// not-found.
+/// authorizations): a string that is not a UUID names no resource, its kind's not-found.
 pub(crate) fn typed_id<I: listbackup_domain::ResourceId>(raw: &str) -> Result<I, CommandError> {
     raw.parse().map_err(|_| CommandError::not_found(I::KIND))
 }

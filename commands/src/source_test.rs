@@ -43,11 +43,7 @@ pub async fn test_source(
     let (source, _) = sources.live(metadata, source_id).await?;
     let connection_id = crate::sources::connection_of(&source)?;
     if let Err(err) = oauth
-        .ensure_fresh(
-            metadata,
-            &connection_id.to_string(),
-            crate::oauth::USE_WINDOW,
-        )
+        .ensure_fresh(metadata, &connection_id, crate::oauth::USE_WINDOW)
         .await
     {
         tracing::warn!(%connection_id, error = &err as &dyn std::error::Error,

@@ -147,9 +147,10 @@ async fn two_refreshers_at_once_make_a_single_refresh() {
     let first = another_process(&app).await;
     let second = another_process(&app).await;
     let (one, two) = (system("acme"), system("acme"));
+    let typed_id = id.parse().unwrap();
     let (a, b) = tokio::join!(
-        first.ensure_fresh(&one, id, USE_WINDOW),
-        second.ensure_fresh(&two, id, USE_WINDOW),
+        first.ensure_fresh(&one, &typed_id, USE_WINDOW),
+        second.ensure_fresh(&two, &typed_id, USE_WINDOW),
     );
     let mut outcomes = [a.unwrap(), b.unwrap()];
     outcomes.sort_by_key(|o| format!("{o:?}"));
@@ -240,7 +241,7 @@ async fn invalid_grant_expires_the_connection_and_reconnect_brings_it_back() {
     provider.set_token_endpoint_down(true);
     let outcome = another_process(&app)
         .await
-        .ensure_fresh(&system("acme"), &id, USE_WINDOW)
+        .ensure_fresh(&system("acme"), &id.parse().unwrap(), USE_WINDOW)
         .await
         .unwrap();
     assert!(matches!(outcome, RefreshOutcome::Failed(_)), "{outcome:?}");
@@ -296,7 +297,7 @@ async fn invalid_grant_expires_the_connection_and_reconnect_brings_it_back() {
     let refused = provider.refused_refreshes("google");
     let outcome = another_process(&app)
         .await
-        .ensure_fresh(&system("acme"), &id, USE_WINDOW)
+        .ensure_fresh(&system("acme"), &id.parse().unwrap(), USE_WINDOW)
         .await
         .unwrap();
     assert_eq!(outcome, RefreshOutcome::ReauthRequired);

@@ -354,7 +354,7 @@ pub async fn test(
         .oauth
         .ensure_fresh(
             &metadata(&req, &principal),
-            &id.to_string(),
+            &id,
             listbackup_commands::oauth::USE_WINDOW,
         )
         .await

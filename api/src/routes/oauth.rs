@@ -155,7 +155,7 @@ pub async fn reconnect(
         .reconnect(
             &principal.account_id,
             &principal.user_id,
-            &id.to_string(),
+            &id,
             body.return_url,
             body.data_types,
             body.write_access,

@@ -131,17 +131,14 @@ impl OauthService {
         &self,
         account_id: &str,
         user_id: &str,
-        connection_id: &str,
+        connection_id: &listbackup_domain::ConnectionId,
         return_url: Option<String>,
         data_types: Option<Vec<String>>,
         write_access: bool,
     ) -> Result<Started, OauthError> {
-        let (connection, _) = self
-            .bus
-            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
-                connection_id,
-            )?)
-            .await?;
+        let (connection, _) = self.bus.load(connection_id).await?;
+        // The vault and the pending authorization name the connection by its text.
+        let connection_id = connection_id.to_string();
         if !connection.is_live_for(account_id) {
             return Err(
                 CommandError::not_found(listbackup_domain::ResourceKind::Connection).into(),
@@ -164,7 +161,7 @@ impl OauthService {
         let host_field = platform.oauth.and_then(|o| o.account_host).map(|h| h.field);
         let host = match (
             host_field,
-            self.vault.load(account_id, connection_id).await?,
+            self.vault.load(account_id, &connection_id).await?,
         ) {
             (Some(field), Some(secret)) => secret.get(field).map(str::to_owned),
             _ => None,
@@ -183,7 +180,7 @@ impl OauthService {
         // A reconnection keeps what was granted and asks for more where data types need it: the platforms
         // grant the union (Google with `include_granted_scopes`), and nothing a source backs up is lost.
         let granted = connection.granted_scopes().map(<[String]>::to_vec);
-        self.begin(platform, request, Some(connection_id.to_owned()), granted)
+        self.begin(platform, request, Some(connection_id), granted)
             .await
     }
 

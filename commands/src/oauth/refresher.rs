@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use listbackup_domain::connection::ConnectionCommand;
 use listbackup_domain::platform::{PlatformId, OAUTH_ACCESS_TOKEN};
 use listbackup_domain::values::{AccountId, CredentialRef};
+use listbackup_domain::ConnectionId;
 use tokio_util::sync::CancellationToken;
 
 use super::flow::{secret_of, EXPIRES_AT, REFRESH_TOKEN};
@@ -108,9 +109,13 @@ impl OauthService {
     pub async fn ensure_fresh(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         within: Duration,
     ) -> Result<RefreshOutcome, OauthError> {
+        let id = *connection_id;
+        // The vault, the token table and the lock name the connection by its text.
+        let connection_id = id.to_string();
+        let connection_id = connection_id.as_str();
         let account_id = metadata.account_id.as_str();
         // Cheap check first, without the lock: most calls find a valid token.
         match self.vault.load(account_id, connection_id).await? {
@@ -123,9 +128,7 @@ impl OauthService {
             Some(_) => {}
         }
         let lock = self.lock_connection(connection_id).await?;
-        let outcome = self
-            .refresh_locked(metadata, connection_id, Some(within))
-            .await;
+        let outcome = self.refresh_locked(metadata, id, Some(within)).await;
         lock.release().await;
         outcome
     }
@@ -137,9 +140,12 @@ impl OauthService {
     pub async fn refresh_rejected(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         rejected: &str,
     ) -> Result<RefreshOutcome, OauthError> {
+        let id = *connection_id;
+        let connection_id = id.to_string();
+        let connection_id = connection_id.as_str();
         let lock = self.lock_connection(connection_id).await?;
         let outcome = async {
             let account_id = metadata.account_id.as_str();
@@ -148,7 +154,7 @@ impl OauthService {
                 Some(secret) if secret.get(OAUTH_ACCESS_TOKEN) != Some(rejected) => {
                     Ok(RefreshOutcome::Fresh)
                 }
-                Some(_) => self.refresh_locked(metadata, connection_id, None).await,
+                Some(_) => self.refresh_locked(metadata, id, None).await,
             }
         }
         .await;
@@ -162,11 +168,11 @@ impl OauthService {
     pub async fn require_reauth(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         reason: &str,
     ) -> Result<(), OauthError> {
         let account = AccountId::parse(&metadata.account_id).map_err(OauthError::corrupt)?;
-        self.mark_tokens(connection_id, "needs_reauth = true")
+        self.mark_tokens(&connection_id.to_string(), "needs_reauth = true")
             .await?;
         let command = ConnectionCommand::RecordTokenRefreshFailure {
             account_id: account,
@@ -174,12 +180,7 @@ impl OauthService {
             permanent: true,
         };
         self.bus
-            .execute(
-                &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
-                command,
-                metadata,
-                None,
-            )
+            .execute(connection_id, command, metadata, None)
             .await?;
         Ok(())
     }
@@ -187,10 +188,12 @@ impl OauthService {
     async fn refresh_locked(
         &self,
         metadata: &EventMetadata,
-        connection_id: &str,
+        id: ConnectionId,
         // `None`: refresh whatever the token's expiry (the platform rejected it).
         within: Option<Duration>,
     ) -> Result<RefreshOutcome, OauthError> {
+        let connection_id = id.to_string();
+        let connection_id = connection_id.as_str();
         let account_id = metadata.account_id.as_str();
         // Read again under the lock: another process may have refreshed while we waited.
         let Some(secret) = self.vault.load(account_id, connection_id).await? else {
@@ -200,12 +203,7 @@ impl OauthService {
         if within.is_some_and(|within| !due(&secret, within)) {
             return Ok(RefreshOutcome::Fresh);
         }
-        let (connection, _) = self
-            .bus
-            .load(&crate::typed_id::<listbackup_domain::ConnectionId>(
-                connection_id,
-            )?)
-            .await?;
+        let (connection, _) = self.bus.load(&id).await?;
         if !connection.is_live_for(account_id) {
             self.forget_tokens(account_id, connection_id).await?;
             return Ok(RefreshOutcome::NotRefreshable);
@@ -260,14 +258,7 @@ impl OauthService {
                         fingerprint: stored.fingerprint,
                     },
                 };
-                self.bus
-                    .execute(
-                        &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
-                        command,
-                        metadata,
-                        None,
-                    )
-                    .await?;
+                self.bus.execute(&id, command, metadata, None).await?;
                 tracing::info!(connection_id, platform = platform.id, expires_at = ?issued.expires_at,
                     "access token refreshed");
                 Ok(RefreshOutcome::Refreshed {
@@ -297,14 +288,7 @@ impl OauthService {
                     reason: err.message().to_owned(),
                     permanent,
                 };
-                self.bus
-                    .execute(
-                        &crate::typed_id::<listbackup_domain::ConnectionId>(connection_id)?,
-                        command,
-                        metadata,
-                        None,
-                    )
-                    .await?;
+                self.bus.execute(&id, command, metadata, None).await?;
                 Ok(if permanent {
                     RefreshOutcome::ReauthRequired
                 } else {
@@ -388,6 +372,11 @@ impl OauthService {
         for row in rows {
             let account_id: String = row.try_get(0)?;
             let connection_id: String = row.try_get(1)?;
+            // The token table keeps the connection's text; one that is not a UUID names no connection.
+            let Ok(id) = connection_id.parse::<ConnectionId>() else {
+                tracing::warn!(connection_id, "a tracked token names no connection");
+                continue;
+            };
             let request_id = uuid::Uuid::now_v7().to_string();
             let metadata = EventMetadata {
                 account_id,
@@ -396,7 +385,7 @@ impl OauthService {
                 correlation_id: request_id.clone(),
                 causation_id: request_id,
             };
-            match self.ensure_fresh(&metadata, &connection_id, within).await {
+            match self.ensure_fresh(&metadata, &id, within).await {
                 Ok(RefreshOutcome::Refreshed { .. }) => refreshed += 1,
                 Ok(_) => {}
                 Err(err) => {

@@ -111,15 +111,14 @@ impl BackupWorker {
             artifacts,
         } = run;
         let connection = listbackup_commands::sources::connection_of(source)?;
-        // The OAuth service, the platform client and the restore's id map key the connection and the source
-        // by their text.
+        // The platform client and the restore's id map key the connection and the source by their text.
         let connection_text = connection.to_string();
         let connection_id = connection_text.as_str();
         let source_text = source_id.to_string();
         let started_at = Utc::now();
         if let Err(err) = self
             .oauth
-            .ensure_fresh(metadata, connection_id, USE_WINDOW)
+            .ensure_fresh(metadata, &connection, USE_WINDOW)
             .await
         {
             tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the restore");

@@ -82,14 +82,14 @@ impl BackupWorker {
             ..
         } = run;
         let connection = listbackup_commands::sources::connection_of(source)?;
-        // The OAuth service and the platform client key the connection by its text.
+        // The platform client keys the connection by its text.
         let connection_text = connection.to_string();
         let connection_id = connection_text.as_str();
         let started_at = Utc::now();
         let started = std::time::Instant::now();
         if let Err(err) = self
             .oauth
-            .ensure_fresh(metadata, connection_id, USE_WINDOW)
+            .ensure_fresh(metadata, &connection, USE_WINDOW)
             .await
         {
             // An API-key connection has nothing to refresh; a failed refresh shows as the platform's 401.
@@ -267,7 +267,7 @@ impl BackupWorker {
                         }
                         FetchError::Unauthorized => {
                             // Refused again right after a refresh: only the customer can fix this.
-                            let failure = self.reauth_required(metadata, connection_id).await;
+                            let failure = self.reauth_required(metadata, connection).await;
                             break 'fetch Err(Unfetched::connection(failure));
                         }
                         err => break 'fetch Err(err.into()),
@@ -527,7 +527,7 @@ impl BackupWorker {
         };
         let outcome = self
             .oauth
-            .refresh_rejected(metadata, &connection_id.to_string(), token)
+            .refresh_rejected(metadata, &connection_id, token)
             .await
             .map_err(|err| RunFailure {
                 code: JobErrorCode::Unavailable,
@@ -541,9 +541,7 @@ impl BackupWorker {
             RefreshOutcome::ReauthRequired => Err(reauth_failure()),
             RefreshOutcome::NotRefreshable => {
                 // No refresh token: the rejected token cannot be replaced without the customer.
-                Err(self
-                    .reauth_required(metadata, &connection_id.to_string())
-                    .await)
+                Err(self.reauth_required(metadata, connection_id).await)
             }
             RefreshOutcome::Failed(reason) => Err(RunFailure {
                 code: JobErrorCode::Unavailable,
@@ -554,12 +552,16 @@ impl BackupWorker {
     }
 
     /// Marks the connection as needing the customer to reconnect, and the failure the job ends with.
-    async fn reauth_required(&self, metadata: &EventMetadata, connection_id: &str) -> RunFailure {
+    async fn reauth_required(
+        &self,
+        metadata: &EventMetadata,
+        connection_id: ConnectionId,
+    ) -> RunFailure {
         if let Err(err) = self
             .oauth
             .require_reauth(
                 metadata,
-                connection_id,
+                &connection_id,
                 "the platform rejected the access token after a refresh",
             )
             .await
