@@ -23,6 +23,7 @@ use crate::extract::{
     if_match, page_request, resource_id, JsonBody, NoParams, PathId, QueryParams,
 };
 use crate::routes::metadata;
+use crate::routes::sources::id_filter;
 use crate::state::AppState;
 use listbackup_domain::{ErrorKind, ResourceKind};
 use listbackup_domain::{JobId, SourceGroupId, SourceId};
@@ -290,17 +291,8 @@ pub async fn list(
                 None
             }
         });
-    let mut id_filter = |raw: Option<String>, field: &str| {
-        raw.and_then(|r| match uuid::Uuid::parse_str(&r) {
-            Ok(u) => Some(u.hyphenated().to_string()),
-            Err(_) => {
-                errors.push(FieldError::new(field, "is not an id"));
-                None
-            }
-        })
-    };
-    let source_id = id_filter(params.source_id, "sourceId");
-    let group_id = id_filter(params.group_id, "groupId");
+    let source_id = id_filter(params.source_id, "sourceId", &mut errors);
+    let group_id = id_filter(params.group_id, "groupId", &mut errors);
     let kind = params.kind.as_deref().and_then(|k| match k {
         "backup" => Some(JobKind::Backup),
         "restore" => Some(JobKind::Restore),

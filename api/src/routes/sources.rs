@@ -224,7 +224,9 @@ fn parse_update(body: UpdateSource) -> Result<SourceChanges, ApiError> {
 
 pub(crate) use crate::extract::page_request;
 
-fn uuid_filter<I: std::str::FromStr>(
+/// A list's id filter (`?connectionId=`, `?groupId=`, `?sourceId=`) as its typed id; text that is not an id
+/// is a validation error on `field`.
+pub(crate) fn id_filter<I: std::str::FromStr>(
     raw: Option<String>,
     field: &str,
     errors: &mut Vec<FieldError>,
@@ -299,8 +301,8 @@ pub async fn list(
             errors.push(FieldError::new("status", "must be `active` or `paused`"));
         }
     }
-    let connection_id = uuid_filter(params.connection_id, "connectionId", &mut errors);
-    let group_id = uuid_filter(params.group_id, "groupId", &mut errors);
+    let connection_id = id_filter(params.connection_id, "connectionId", &mut errors);
+    let group_id = id_filter(params.group_id, "groupId", &mut errors);
     let page = page_request(params.limit, params.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));

@@ -698,8 +698,8 @@ pub(crate) fn fold(rows: &mut Rows, header: &Header<'_>, event: JobEvent) {
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub status: Option<JobStatus>,
-    pub source_id: Option<String>,
-    pub group_id: Option<String>,
+    pub source_id: Option<listbackup_domain::SourceId>,
+    pub group_id: Option<listbackup_domain::SourceGroupId>,
     /// Backups or restores only.
     pub kind: Option<JobKind>,
 }
