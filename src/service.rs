@@ -35,6 +35,8 @@ pub struct RunningService {
     demo: Option<crate::demo::Demo>,
     /// `GET /metrics` on `LISTBACKUP_METRICS_BIND`, when set; stopped last.
     metrics: Option<crate::metrics::MetricsServer>,
+    /// The most each step of [`RunningService::stop`] may take: the shutdown grace and a margin.
+    stop_bound: Duration,
 }
 
 impl RunningService {
@@ -48,18 +50,36 @@ impl RunningService {
     /// that used such a connection after its runtime ended failed ("A Tokio 1.x context was found, but it is
     /// being shutdown") and was recorded failed instead of finishing. Paused, the server accepts no new
     /// connection while its threads live on.
+    ///
+    /// No step waits for ever: one that outlasts the shutdown grace and a margin (`stop_bound`) is logged at
+    /// `error` and the stop goes on (a task still running is aborted), so that a stop always ends; what a
+    /// backup aborted so leaves behind is what a crash leaves, handled by its lease and redelivery.
     pub async fn stop(self) {
+        let bound = self.stop_bound;
         self.closing_streams.cancel();
-        self.api.pause().await;
+        if tokio::time::timeout(bound, self.api.pause()).await.is_err() {
+            tracing::error!(
+                seconds = bound.as_secs(),
+                "stop: the HTTP server did not pause in time"
+            );
+        }
         if let Some((drain, worker)) = self.backup_worker {
             drain.cancel();
-            let _ = worker.await;
+            bounded_join(worker, bound, "the backup worker").await;
         }
-        self.api.stop(true).await;
-        let _ = self.api_task.await;
+        if tokio::time::timeout(bound, self.api.stop(true))
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                seconds = bound.as_secs(),
+                "stop: the HTTP server did not stop in time"
+            );
+        }
+        bounded_join(self.api_task, bound, "the HTTP server").await;
         self.shutdown.cancel();
         for task in self.background {
-            let _ = task.await;
+            bounded_join(task, bound, "a background task").await;
         }
         if let Some(metrics) = self.metrics {
             metrics.stop().await;
@@ -82,6 +102,17 @@ impl RunningService {
         (&mut self.api_task)
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+/// Waits for `task` for at most `bound`; past it, logs at `error` and aborts it.
+async fn bounded_join<T>(mut task: JoinHandle<T>, bound: Duration, what: &str) {
+    if tokio::time::timeout(bound, &mut task).await.is_err() {
+        tracing::error!(
+            seconds = bound.as_secs(),
+            "stop: {what} did not end in time; aborted"
+        );
+        task.abort();
     }
 }
 
@@ -535,6 +566,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let api_task = tokio::spawn(app.run());
     tracing::info!(port, "listbackup is serving");
     Ok(RunningService {
+        stop_bound: config.shutdown_grace + Duration::from_secs(10),
         port,
         api,
         api_task,
