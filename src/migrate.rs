@@ -94,6 +94,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0200_commit_horizon_of_appenders",
         include_str!("../migrations/0200_commit_horizon_of_appenders.sql"),
     ),
+    (
+        "0210_commit_horizon_of_every_transaction",
+        include_str!("../migrations/0210_commit_horizon_of_every_transaction.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.
