@@ -11,7 +11,7 @@ use std::io::Read;
 use serde_json::{json, Value};
 use sha2::Digest;
 use support::backup::{stripe_source, sync_when_free, BackupApp};
-use support::problem_code;
+use support::{problem_code, wait_until};
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
@@ -396,6 +396,17 @@ async fn erasing_an_account_destroys_its_keys_and_credentials_and_leaves_every_c
         .map(|f| f["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names.len(), 3, "{listed}");
+    // The backup as a snapshot, and one record of it, readable before the erasure.
+    let records_path =
+        format!("/sources/{source_id}/snapshots/{job_id}/records?dataType=customers&limit=1");
+    wait_until(
+        std::time::Duration::from_secs(45),
+        "the backup to be indexed",
+        || async { app.get(&records_path, &token).await.status() == 200 },
+    )
+    .await;
+    let page: Value = app.get(&records_path, &token).await.json().await.unwrap();
+    let record_id = page["records"][0]["recordId"].as_str().unwrap().to_owned();
     // A schedule: the scheduler offers its slots until the erasure, none after.
     let scheduled = app
         .put(
@@ -509,6 +520,16 @@ async fn erasing_an_account_destroys_its_keys_and_credentials_and_leaves_every_c
                 .contains("the account was erased"),
             "{problem}"
         );
+    }
+    // Every route that reads an erased backup's records: the same 410.
+    for path in [
+        records_path.clone(),
+        format!("/sources/{source_id}/records/customers/{record_id}/versions"),
+        format!("/sources/{source_id}/snapshots/{job_id}/export?format=ndjson"),
+    ] {
+        let (status, problem) = problem_code(app.get(&path, &token).await).await;
+        assert_eq!(status, 410, "{path}: {problem}");
+        assert_eq!(problem["code"], "GONE", "{path}: {problem}");
     }
     // The stored ciphertext is still there and still checks out against its manifest (evidence), though
     // nothing can decrypt it any more.
