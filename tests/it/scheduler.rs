@@ -257,11 +257,18 @@ async fn offer_slot(
 async fn schedulers_racing_for_one_slot_record_it_once() {
     let app = TestApp::spawn().await;
     let token = app.owner("acme");
-    // 03:00 daily: the slot offered below is tomorrow's or later, never one the service's own scheduler
-    // reaches during the test.
-    let source_id = scheduled_source(&app, &token, "daily", json!({"cron": "0 3 * * *"})).await;
+    // Daily, twelve hours from now: the service's own scheduler reaches no slot of it during the test (a fixed
+    // 03:00 fired by itself in a run at 02:59), and the slot offered below is tomorrow's or later.
+    let hour = (Utc::now().hour() + 12) % 24;
+    let source_id = scheduled_source(
+        &app,
+        &token,
+        "daily",
+        json!({"cron": format!("0 {hour} * * *")}),
+    )
+    .await;
     let today = Utc::now().date_naive();
-    let slot = Utc.from_utc_datetime(&today.and_hms_opt(3, 0, 0).unwrap()) + Minutes::days(1);
+    let slot = Utc.from_utc_datetime(&today.and_hms_opt(hour, 0, 0).unwrap()) + Minutes::days(1);
 
     // Six schedulers, as in six processes: each with its own connections to the event store.
     let mut schedulers = Vec::new();
