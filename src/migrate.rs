@@ -98,6 +98,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0210_commit_horizon_of_every_transaction",
         include_str!("../migrations/0210_commit_horizon_of_every_transaction.sql"),
     ),
+    (
+        "0220_sessions_that_never_append",
+        include_str!("../migrations/0220_sessions_that_never_append.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.

@@ -121,7 +121,24 @@ async fn bounded_join<T>(mut task: JoinHandle<T>, bound: Duration, what: &str) {
 /// Its connections are opened on the runtime that calls this (the process's main one), whoever asks for one:
 /// see [`HomeRuntimeConnect`].
 pub fn read_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
-    let pg_config: tokio_postgres::Config = config.database_url.parse()?;
+    deadpool_over(config, config.database_url.parse()?, config.db_pool_size)
+}
+
+/// Connections the record index is written with (the workers' staging, the indexer's merge, the retention
+/// sweep's moves): sessions that never append to the event log (migration 0220), so that their transactions,
+/// long ones included (a million-record backup's merge), do not hold back the projections and the commands
+/// waiting on them. As many as the read pool (`LISTBACKUP_DB_POOL_SIZE`), opened when first used.
+pub fn never_appending_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
+    let pg_config =
+        listbackup_projections::event_log::never_appending(config.database_url.parse()?);
+    deadpool_over(config, pg_config, config.db_pool_size)
+}
+
+fn deadpool_over(
+    config: &Config,
+    pg_config: tokio_postgres::Config,
+    size: usize,
+) -> anyhow::Result<deadpool_postgres::Pool> {
     let manager = deadpool_postgres::Manager::from_connect(
         pg_config,
         HomeRuntimeConnect {
@@ -131,7 +148,7 @@ pub fn read_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
         deadpool_postgres::ManagerConfig::default(),
     );
     Ok(deadpool_postgres::Pool::builder(manager)
-        .max_size(config.db_pool_size)
+        .max_size(size)
         .wait_timeout(Some(config.db_pool_timeout))
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
@@ -257,6 +274,7 @@ pub(crate) fn retention_tasks(
     config: &Config,
     db: &deadpool_postgres::Pool,
     jobs: &Arc<listbackup_commands::jobs::JobCommands>,
+    index_db: &deadpool_postgres::Pool,
     store: &listbackup_workers::storage::BackupStore,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
@@ -265,6 +283,7 @@ pub(crate) fn retention_tasks(
         jobs.clone(),
         store.clone(),
     )
+    .with_index_pool(index_db.clone())
     .with_clock(config.scheduler_clock.clone())
     .with_interval(config.retention_sweep_interval);
     let files: Arc<dyn listbackup_commands::artifacts::JobFiles> = Arc::new(store.clone());
@@ -317,6 +336,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let event_store = event_store_pool(config).await?;
     let db = read_pool(config)?;
+    let index_db = never_appending_pool(config)?;
     let metrics_pools = (db.clone(), event_store.clone());
     // Backups are encrypted with per-account data keys wrapped by the same master keys (issue 13 §2).
     let data_keys = listbackup_commands::data_keys::DataKeys::new(db.clone(), keys.clone());
@@ -458,6 +478,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             config,
             &db,
             &job_commands,
+            &index_db,
             store,
             &shutdown,
         ));
@@ -485,7 +506,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             )
             .with_deliveries(config.worker_deliveries)
             .with_dispatch(config.worker_dispatch)
-            .with_shutdown_grace(config.shutdown_grace);
+            .with_shutdown_grace(config.shutdown_grace)
+            .with_index_pool(index_db.clone());
             let drain = CancellationToken::new();
             backup_worker = Some((drain.clone(), tokio::spawn(worker.run(drain))));
         }
@@ -518,7 +540,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     .map_err(|e| anyhow::anyhow!(e))?;
     background.push(tokio::spawn(sender.run(shutdown.clone())));
     // Succeeded and partial backups merged into the record version index (issue 13 §4), once each.
-    let record_indexer = listbackup_workers::record_index::RecordIndexer::new(db.clone())
+    let record_indexer = listbackup_workers::record_index::RecordIndexer::new(index_db)
         .woken_by(projected.clone())
         .woken_by_log(log.clone());
     background.push(tokio::spawn(record_indexer.run(shutdown.clone())));

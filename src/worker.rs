@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::service::{
-    backup_store, connect_nats, event_store_pool, master_keys, read_pool, retention_tasks,
+    backup_store, connect_nats, event_store_pool, master_keys, never_appending_pool, read_pool,
+    retention_tasks,
 };
 
 /// A started worker process. Dropping it does not stop it: call [`RunningWorker::stop`].
@@ -57,6 +58,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
     let keys = master_keys(config)?;
     let event_store = event_store_pool(config).await?;
     let db = read_pool(config)?;
+    let index_db = never_appending_pool(config)?;
     // Backups are encrypted with per-account data keys wrapped by the same master keys (issue 13 §2).
     let store = store.with_data_keys(listbackup_commands::data_keys::DataKeys::new(
         db.clone(),
@@ -118,7 +120,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
     )
     .with_deliveries(config.worker_deliveries)
     .with_dispatch(config.worker_dispatch)
-    .with_shutdown_grace(config.shutdown_grace);
+    .with_shutdown_grace(config.shutdown_grace)
+    .with_index_pool(index_db.clone());
 
     let shutdown = CancellationToken::new();
     listbackup_projections::log_signal::announce(
@@ -126,7 +129,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningWorker> {
         committed,
         shutdown.clone(),
     );
-    let retention = retention_tasks(config, &db, &jobs, &store, &shutdown);
+    let retention = retention_tasks(config, &db, &jobs, &index_db, &store, &shutdown);
     let mut tasks = vec![
         tokio::spawn(worker.run(shutdown.clone())),
         // Renews OAuth access tokens expiring within 15 minutes (one refresh per connection across processes).

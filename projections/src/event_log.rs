@@ -3,14 +3,26 @@
 //! `global_position` is handed out when a row is inserted, not when its transaction commits, so a writer
 //! that commits late can make position 41 appear after a reader has already moved past 42. Readers
 //! therefore order by `(transaction_id, global_position)` and only read transactions older than the oldest
-//! one still running that could append here (`events_commit_horizon()`, migrations 0130 and 0200):
+//! one still running that could append here (`events_commit_horizon()`, migrations 0130, 0210 and 0220):
 //! everything below that horizon is final, so nothing can appear behind the cursor later.
 //!
-//! "Could append" is narrow on purpose. A transaction appends to `events` before it writes anything else
-//! (the `events_append_first` trigger refuses the append otherwise), so one that holds a transaction id and
-//! not the log's append lock can never append: a long transaction of this database that only writes other
-//! tables (the record index merging a backup, a retention sweep) does not hold the readers, and the commands
-//! waiting on them for read-your-writes, back. Transactions of other databases of the server never hold it.
+//! "Could append" is every running transaction of this database (migration 0210: a guess from the locks it
+//! held let events be skipped under load, migration 0200), except those of sessions that never append
+//! (migration 0220): a session connected with the application name [`NEVER_APPENDS`] is refused every append
+//! by the database, so its long transactions (the record indexer merging a million-record backup, the
+//! retention sweep moving versions) do not hold the readers, and the commands waiting on them for
+//! read-your-writes, back. Transactions of other databases of the server never hold it.
+
+/// The `application_name` of sessions that never append to the event log (migration 0220): the database
+/// refuses their appends, and the log readers do not wait for their transactions. Open long-running work that
+/// writes other tables on such sessions ([`never_appending`]).
+pub const NEVER_APPENDS: &str = "listbackup-never-appends";
+
+/// `config` for sessions that never append: with the application name [`NEVER_APPENDS`].
+pub fn never_appending(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    config.application_name(NEVER_APPENDS);
+    config
+}
 
 use std::sync::LazyLock;
 

@@ -266,6 +266,84 @@ async fn a_running_transaction_holds_back_the_log_readers_until_it_ends_and_cann
     .await;
 }
 
+/// A session that never appends (migration 0220: the record indexer's and the retention sweep's) holds no
+/// reader back however long its transaction, and the database refuses its appends, first or late.
+#[tokio::test]
+async fn a_session_that_never_appends_holds_no_reader_back_and_cannot_append() {
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let projector = Projector::new(db.pool(), Arc::new(tokio::sync::Notify::new()));
+    let config = listbackup_projections::event_log::never_appending(db.url.parse().unwrap());
+    let (mut busy, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let open = busy.transaction().await.unwrap();
+    open.batch_execute("CREATE TEMP TABLE scratch (n int); INSERT INTO scratch VALUES (1)")
+        .await
+        .unwrap();
+    let busy_xid: u64 = open
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+        .parse()
+        .unwrap();
+
+    let id = uuid::Uuid::now_v7().to_string();
+    let writer = db.connect().await;
+    writer
+        .execute(INSERT_EVENT, &[&id, &created_event(&id, "here")])
+        .await
+        .unwrap();
+    let row = writer
+        .query_one(
+            "SELECT transaction_id::text, events_commit_horizon()::text FROM events",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ours: u64 = row.get::<_, String>(0).parse().unwrap();
+    let horizon: u64 = row.get::<_, String>(1).parse().unwrap();
+    assert!(busy_xid < ours, "the busy transaction is the older");
+    assert!(
+        horizon > ours,
+        "the horizon passes the session that never appends ({horizon} vs {busy_xid})"
+    );
+    projector.catch_up().await.unwrap();
+    assert_eq!(
+        projected_names(&writer).await,
+        ["here"],
+        "read while the other transaction runs"
+    );
+
+    let refused_message =
+        |err: tokio_postgres::Error| err.as_db_error().map(|e| e.message().to_owned());
+    let late = uuid::Uuid::now_v7().to_string();
+    let refused = open
+        .execute(INSERT_EVENT, &[&late, &created_event(&late, "late")])
+        .await
+        .expect_err("a session that never appends cannot append late");
+    assert_eq!(
+        refused_message(refused).as_deref(),
+        Some("a session that never appends cannot append to the event log")
+    );
+    open.rollback().await.unwrap();
+    let first = uuid::Uuid::now_v7().to_string();
+    let refused = busy
+        .execute(INSERT_EVENT, &[&first, &created_event(&first, "first")])
+        .await
+        .expect_err("nor first, in a transaction of its own");
+    assert_eq!(
+        refused_message(refused).as_deref(),
+        Some("a session that never appends cannot append to the event log")
+    );
+    let count: i64 = writer
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+}
+
 #[tokio::test]
 async fn an_event_committed_late_is_not_skipped() {
     let db = TestDatabase::create().await;
@@ -705,5 +783,36 @@ async fn a_create_on_an_existing_stream_conflicts_instead_of_overwriting() {
         .unwrap()
         .get(0);
     assert_eq!(events, 1, "the existing stream is untouched");
+    app.stop().await;
+}
+
+/// The service's record indexer (a long merge for a large backup) runs on sessions that never append
+/// (migration 0220): its leadership lock is held by one.
+#[tokio::test]
+async fn the_record_indexer_runs_on_sessions_that_never_append() {
+    let app = TestApp::spawn().await;
+    let db = app.db.connect().await;
+    support::wait_until(
+        Duration::from_secs(20),
+        "the record indexer's lock held by a session that never appends",
+        || async {
+            let held: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE l.locktype = 'advisory' AND l.granted \
+                       AND a.datname = current_database() AND a.application_name = $1 \
+                       AND ((l.classid::bigint << 32) | l.objid::bigint) = $2",
+                    &[
+                        &listbackup_projections::event_log::NEVER_APPENDS,
+                        &listbackup_workers::record_index::INDEX_LOCK,
+                    ],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            held == 1
+        },
+    )
+    .await;
     app.stop().await;
 }

@@ -41,7 +41,7 @@ use crate::log_follower::{Handled, LogFollower};
 pub const CHECKPOINT: &str = "record-index";
 
 /// Names the indexer's advisory lock ("LBRIDX"): one process merges at a time.
-const INDEX_LOCK: i64 = 0x0000_4c42_5249_4458;
+pub const INDEX_LOCK: i64 = 0x0000_4c42_5249_4458;
 
 /// Staged rows sent to Postgres in one `COPY`.
 const STAGE_BATCH: usize = 2000;

@@ -80,6 +80,9 @@ pub struct SweepReport {
 /// Applies the sources' retention policies.
 pub struct RetentionSweeper {
     pool: Pool,
+    /// Where the record index's versions are moved: by default `pool`; in the service, sessions that never
+    /// append (migration 0220), so a long move does not hold back the event log's readers.
+    index_pool: Pool,
     jobs: Arc<JobCommands>,
     store: BackupStore,
     clock: Clock,
@@ -91,6 +94,7 @@ pub struct RetentionSweeper {
 impl RetentionSweeper {
     pub fn new(pool: Pool, jobs: Arc<JobCommands>, store: BackupStore) -> Self {
         Self {
+            index_pool: pool.clone(),
             pool,
             jobs,
             store,
@@ -99,6 +103,12 @@ impl RetentionSweeper {
             page_size: 200,
             last_abandoned_sweep: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Moves the record index's versions over `pool`'s sessions (see [`RetentionSweeper::index_pool`]).
+    pub fn with_index_pool(mut self, pool: Pool) -> Self {
+        self.index_pool = pool;
+        self
     }
 
     /// Reads the time from `clock` (tests set it by hand so that `retentionDays` pass at once).
@@ -277,7 +287,7 @@ impl RetentionSweeper {
                 Ok(committed) if committed.events > 0 => {
                     // The kept snapshots read the moved versions elsewhere before the files go; should this
                     // fail, the files stay and a later sweep (`purge_unfinished`) plans again.
-                    if let Err(err) = index::apply(&self.pool, &relocation).await {
+                    if let Err(err) = index::apply(&self.index_pool, &relocation).await {
                         report.failed += 1;
                         tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the record index could not be moved off the expired backup; its files stay for now");
                         continue;
@@ -412,7 +422,9 @@ impl RetentionSweeper {
                     .collect()
             };
             match index::plan(&self.pool, &self.store, account, source, job, &kept).await? {
-                Some(relocation) => index::apply(&self.pool, &relocation).await.map(|()| true),
+                Some(relocation) => index::apply(&self.index_pool, &relocation)
+                    .await
+                    .map(|()| true),
                 None => Ok(false),
             }
         }

@@ -221,9 +221,11 @@ pub struct BackupWorker {
     deliveries: DeliverySettings,
     dispatch: DispatchSettings,
     leases: Leases,
-    /// The event store, where the record version index is staged (issue 13 §4, [`crate::record_index`]) and
-    /// through which a restore reads its snapshot.
+    /// The event store's database, through which a restore reads its snapshot.
     db: deadpool_postgres::Pool,
+    /// Where the record version index is staged (issue 13 §4, [`crate::record_index`]): by default `db`; in the service, sessions that never append (migration
+    /// 0220), so that staging does not hold back the event log's readers.
+    index_db: deadpool_postgres::Pool,
     /// This worker process, as its rows of `backup_runs` name it (each run has its own `worker:<id>`).
     process_id: String,
     /// The runs of this process.
@@ -263,6 +265,7 @@ impl BackupWorker {
             deliveries: DeliverySettings::default(),
             dispatch: DispatchSettings::default(),
             leases: Leases::new(db.clone()),
+            index_db: db.clone(),
             db,
             process_id: format!("process:{}", uuid::Uuid::now_v7()),
             local: Mutex::default(),
@@ -276,6 +279,12 @@ impl BackupWorker {
     /// Sets how long a stopping worker lets its running backups finish (default: [`DEFAULT_SHUTDOWN_GRACE`]).
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Stages the record index over `pool`'s sessions (see [`BackupWorker::index_db`]).
+    pub fn with_index_pool(mut self, pool: deadpool_postgres::Pool) -> Self {
+        self.index_db = pool;
         self
     }
 

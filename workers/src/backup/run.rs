@@ -101,7 +101,7 @@ impl BackupWorker {
         let data_types = self.jobs.load(job_id).await?.0.data_types().to_vec();
         let mut manifest = artifacts.new_manifest(platform_id.as_str(), attempt, started_at);
         // The record version index of this attempt, staged as records are stored (issue 13 §4).
-        let mut staged = StagedRecords::clear(&self.db, &job_id.to_string(), attempt).await?;
+        let mut staged = StagedRecords::clear(&self.index_db, &job_id.to_string(), attempt).await?;
         let mut progress = Progress {
             data_types_done: 0,
             data_types_total: data_types.len() as u32,
