@@ -412,20 +412,8 @@ mod tests {
         assert_eq!(overwrite.action, RestoreAction::CannotRestore);
     }
 
-    const TAGS: crate::platform::writes::SetField = crate::platform::writes::SetField {
-        field: "tags",
-        name: "/name",
-        path: "/lists/{list_id}/members/{subscriber_hash}/tags",
-        method: crate::platform::writes::WriteMethod::Post,
-        body: crate::platform::writes::SetBody::Statuses {
-            list: "tags",
-            name: "name",
-            status: "status",
-            active: "active",
-            inactive: "inactive",
-            flags: &["is_syncing"],
-        },
-    };
+    // Mailchimp's member tags: the set-valued field these tests plan.
+    use crate::platform::mailchimp::MEMBER_TAGS as TAGS;
 
     fn member(status: &str, tags: &[&str]) -> Value {
         let tags: Vec<Value> = tags

@@ -19,7 +19,7 @@ mod gohighlevel;
 mod google;
 mod hubspot;
 mod keap;
-mod mailchimp;
+pub(crate) mod mailchimp;
 mod quickbooks;
 mod shopify;
 mod stripe;
