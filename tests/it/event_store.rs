@@ -137,34 +137,10 @@ async fn a_transaction_open_in_another_database_does_not_hold_back_the_log_reade
     let projector = Projector::new(db.pool(), Arc::new(tokio::sync::Notify::new()));
     let elsewhere = TestDatabase::create().await;
     let mut other = elsewhere.connect().await;
-    let open = other.transaction().await.unwrap();
-    let other_xid: String = open
-        .query_one("SELECT pg_current_xact_id()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (open, other_xid) = busy_transaction(&mut other).await;
 
-    let id = uuid::Uuid::now_v7().to_string();
     let writer = db.connect().await;
-    writer
-        .execute(INSERT_EVENT, &[&id, &created_event(&id, "here")])
-        .await
-        .unwrap();
-    let (ours, horizon): (String, String) = {
-        let row = writer
-            .query_one(
-                "SELECT transaction_id::text, events_commit_horizon()::text FROM events",
-                &[],
-            )
-            .await
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
-    let (other_xid, ours, horizon): (u64, u64, u64) = (
-        other_xid.parse().unwrap(),
-        ours.parse().unwrap(),
-        horizon.parse().unwrap(),
-    );
+    let (ours, horizon) = append_and_read_horizon(&writer, "here").await;
     assert!(other_xid < ours, "the other transaction is the older");
     assert!(
         horizon > ours,
@@ -184,33 +160,10 @@ async fn a_running_transaction_holds_back_the_log_readers_until_it_ends_and_cann
     listbackup::migrate::run(&db.url).await.unwrap();
     let projector = Projector::new(db.pool(), Arc::new(tokio::sync::Notify::new()));
     let mut busy = db.connect().await;
-    let open = busy.transaction().await.unwrap();
-    open.batch_execute("CREATE TEMP TABLE scratch (n int); INSERT INTO scratch VALUES (1)")
-        .await
-        .unwrap();
-    let busy_xid: u64 = open
-        .query_one("SELECT pg_current_xact_id()::text", &[])
-        .await
-        .unwrap()
-        .get::<_, String>(0)
-        .parse()
-        .unwrap();
+    let (open, busy_xid) = busy_transaction(&mut busy).await;
 
-    let id = uuid::Uuid::now_v7().to_string();
     let writer = db.connect().await;
-    writer
-        .execute(INSERT_EVENT, &[&id, &created_event(&id, "here")])
-        .await
-        .unwrap();
-    let row = writer
-        .query_one(
-            "SELECT transaction_id::text, events_commit_horizon()::text FROM events",
-            &[],
-        )
-        .await
-        .unwrap();
-    let ours: u64 = row.get::<_, String>(0).parse().unwrap();
-    let horizon: u64 = row.get::<_, String>(1).parse().unwrap();
+    let (ours, horizon) = append_and_read_horizon(&writer, "here").await;
     assert!(busy_xid < ours, "the busy transaction is the older");
     // Every running transaction holds the readers back (migration 0210): whether it could still append is
     // not something a reader may guess (migration 0200's guess let events be skipped under load).
@@ -227,9 +180,8 @@ async fn a_running_transaction_holds_back_the_log_readers_until_it_ends_and_cann
         .execute(INSERT_EVENT, &[&late, &created_event(&late, "late")])
         .await
         .expect_err("an append after another write in the same transaction is refused");
-    let message = refused.as_db_error().map(|e| e.message().to_owned());
     assert_eq!(
-        message.as_deref(),
+        db_message(&refused).as_deref(),
         Some("a transaction that wrote elsewhere first cannot append to the event log"),
         "{refused:?}"
     );
@@ -276,33 +228,10 @@ async fn a_session_that_never_appends_holds_no_reader_back_and_cannot_append() {
     let config = listbackup_projections::event_log::never_appending(db.url.parse().unwrap());
     let (mut busy, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
-    let open = busy.transaction().await.unwrap();
-    open.batch_execute("CREATE TEMP TABLE scratch (n int); INSERT INTO scratch VALUES (1)")
-        .await
-        .unwrap();
-    let busy_xid: u64 = open
-        .query_one("SELECT pg_current_xact_id()::text", &[])
-        .await
-        .unwrap()
-        .get::<_, String>(0)
-        .parse()
-        .unwrap();
+    let (open, busy_xid) = busy_transaction(&mut busy).await;
 
-    let id = uuid::Uuid::now_v7().to_string();
     let writer = db.connect().await;
-    writer
-        .execute(INSERT_EVENT, &[&id, &created_event(&id, "here")])
-        .await
-        .unwrap();
-    let row = writer
-        .query_one(
-            "SELECT transaction_id::text, events_commit_horizon()::text FROM events",
-            &[],
-        )
-        .await
-        .unwrap();
-    let ours: u64 = row.get::<_, String>(0).parse().unwrap();
-    let horizon: u64 = row.get::<_, String>(1).parse().unwrap();
+    let (ours, horizon) = append_and_read_horizon(&writer, "here").await;
     assert!(busy_xid < ours, "the busy transaction is the older");
     assert!(
         horizon > ours,
@@ -315,15 +244,13 @@ async fn a_session_that_never_appends_holds_no_reader_back_and_cannot_append() {
         "read while the other transaction runs"
     );
 
-    let refused_message =
-        |err: tokio_postgres::Error| err.as_db_error().map(|e| e.message().to_owned());
     let late = uuid::Uuid::now_v7().to_string();
     let refused = open
         .execute(INSERT_EVENT, &[&late, &created_event(&late, "late")])
         .await
         .expect_err("a session that never appends cannot append late");
     assert_eq!(
-        refused_message(refused).as_deref(),
+        db_message(&refused).as_deref(),
         Some("a session that never appends cannot append to the event log")
     );
     open.rollback().await.unwrap();
@@ -333,7 +260,7 @@ async fn a_session_that_never_appends_holds_no_reader_back_and_cannot_append() {
         .await
         .expect_err("nor first, in a transaction of its own");
     assert_eq!(
-        refused_message(refused).as_deref(),
+        db_message(&refused).as_deref(),
         Some("a session that never appends cannot append to the event log")
     );
     let count: i64 = writer
@@ -342,6 +269,51 @@ async fn a_session_that_never_appends_holds_no_reader_back_and_cannot_append() {
         .unwrap()
         .get(0);
     assert_eq!(count, 1);
+}
+
+/// A transaction of `client` that has written a temporary table (so it holds a transaction id and stays
+/// running until ended), with its transaction id.
+async fn busy_transaction(
+    client: &mut tokio_postgres::Client,
+) -> (tokio_postgres::Transaction<'_>, u64) {
+    let open = client.transaction().await.unwrap();
+    open.batch_execute("CREATE TEMP TABLE scratch (n int); INSERT INTO scratch VALUES (1)")
+        .await
+        .unwrap();
+    let xid = open
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+        .parse()
+        .unwrap();
+    (open, xid)
+}
+
+/// Appends the first event of the log (a connection named `name`) through `writer`, in a transaction of its
+/// own; then its transaction id and the commit horizon as the log's readers see it.
+async fn append_and_read_horizon(writer: &tokio_postgres::Client, name: &str) -> (u64, u64) {
+    let id = uuid::Uuid::now_v7().to_string();
+    writer
+        .execute(INSERT_EVENT, &[&id, &created_event(&id, name)])
+        .await
+        .unwrap();
+    let row = writer
+        .query_one(
+            "SELECT transaction_id::text, events_commit_horizon()::text FROM events",
+            &[],
+        )
+        .await
+        .unwrap();
+    (
+        row.get::<_, String>(0).parse().unwrap(),
+        row.get::<_, String>(1).parse().unwrap(),
+    )
+}
+
+/// The message of the database's error that refused a statement.
+fn db_message(err: &tokio_postgres::Error) -> Option<String> {
+    err.as_db_error().map(|e| e.message().to_owned())
 }
 
 #[tokio::test]
