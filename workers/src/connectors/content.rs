@@ -187,13 +187,14 @@ impl Connector {
         let budget = self.rate_budget(request.connection_id, platform.id);
         let mut counters = Counters::default();
         let call = Call {
-            http: &self.content_http,
-            budget: &budget,
-            policy: &self.retry,
-            platform,
-            credentials,
             gone: Some(listing.gone),
-            answers: &[],
+            ..Call::new(
+                &self.content_http,
+                &budget,
+                &self.retry,
+                platform,
+                credentials,
+            )
         };
         let method = file.request.method;
         let response = call
@@ -233,13 +234,14 @@ impl Connector {
         // The download host is not the API: its requests do not draw on the API's rate budget.
         let unmetered = RateBudget::new(RateLimit::unlimited());
         let call = Call {
-            http: &self.content_http,
-            budget: &unmetered,
-            policy: &self.retry,
-            platform,
-            credentials,
             gone: Some(&[]),
-            answers: &[],
+            ..Call::new(
+                &self.content_http,
+                &unmetered,
+                &self.retry,
+                platform,
+                credentials,
+            )
         };
         let mut hops = 0;
         while response.status().is_redirection() {

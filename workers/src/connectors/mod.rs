@@ -853,14 +853,15 @@ impl Pager<'_> {
         endpoint: &Endpoint,
     ) -> Result<(ListBody, Option<String>), FetchError> {
         let call = Call {
-            http: &self.connector.http,
-            budget: &self.budget,
-            policy: &self.connector.retry,
-            platform: self.platform,
-            credentials: self.credentials,
             // A parent's children, or a folder's items: the parent may have been deleted since it was listed.
             gone: self.current_parent.as_ref().map(|_| self.listing.gone),
-            answers: &[],
+            ..Call::new(
+                &self.connector.http,
+                &self.budget,
+                &self.connector.retry,
+                self.platform,
+                self.credentials,
+            )
         };
         let (auth, credentials, platform) = (self.auth, self.credentials, self.platform);
         let authorize = move |request: reqwest::RequestBuilder| {

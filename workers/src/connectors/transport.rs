@@ -142,6 +142,28 @@ enum Arrived {
     Read(Response),
 }
 
+impl<'a> Call<'a> {
+    /// A request about nothing that may be gone, with no answer of its own besides a 2xx: set
+    /// [`gone`](Self::gone) and [`answers`](Self::answers) with `Call { gone, ..Call::new(…) }` otherwise.
+    pub fn new(
+        http: &'a reqwest::Client,
+        budget: &'a RateBudget,
+        policy: &'a RetryPolicy,
+        platform: &'a Platform,
+        credentials: &'a BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            http,
+            budget,
+            policy,
+            platform,
+            credentials,
+            gone: None,
+            answers: &[],
+        }
+    }
+}
+
 impl Call<'_> {
     /// Sends the request `build` makes (again for each retry) and hands a 2xx answer to `decode`; an
     /// unreadable body is retried like a network error, within the same bound of attempts.

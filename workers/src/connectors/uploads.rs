@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use super::content::ascii_json;
 use super::transport::{BodyError, Call, Counters};
-use super::{apply_auth, choose_auth, Connector, FetchError, RetryPolicy};
+use super::{apply_auth, choose_auth, Connector, FetchError, RateBudget, RetryPolicy};
 
 /// A stored file's bytes, as the backup store streams them back (decrypted).
 pub type UploadStream = BoxStream<'static, Result<Bytes, listbackup_commands::BoxError>>;
@@ -50,6 +50,22 @@ pub struct FileTarget<'a> {
     pub platform: &'static Platform,
     pub writes: &'a FileWrites,
     pub credentials: &'a BTreeMap<String, String>,
+}
+
+impl<'a> FileTarget<'a> {
+    /// A [`Call`] to this target's platform with its credentials, over `http`, paced by `budget` and retried
+    /// by `policy`.
+    fn call<'b>(
+        &self,
+        http: &'b reqwest::Client,
+        budget: &'b RateBudget,
+        policy: &'b RetryPolicy,
+    ) -> Call<'b>
+    where
+        'a: 'b,
+    {
+        Call::new(http, budget, policy, self.platform, self.credentials)
+    }
 }
 
 /// One file to upload.
@@ -121,15 +137,7 @@ impl Connector {
         let url = self.host_url(target, request.host, request.path)?;
         let auth = choose_auth(target.platform, target.credentials)?.api_auth();
         let budget = self.rate_budget(target.connection_id, target.platform.id);
-        let call = Call {
-            http: &self.http,
-            budget: &budget,
-            policy: &self.retry,
-            platform: target.platform,
-            credentials: target.credentials,
-            gone: None,
-            answers: &[],
-        };
+        let call = target.call(&self.http, &budget, &self.retry);
         let mut counters = Counters::default();
         let credentials = target.credentials;
         let platform = target.platform;
@@ -439,15 +447,13 @@ impl Connector {
         let budget = self.rate_budget(target.connection_id, target.platform.id);
         let credentials = target.credentials;
         let body = metadata.to_string();
-        let call = Call {
-            http: &self.http,
-            budget: &budget,
-            policy: &self.retry,
-            platform: target.platform,
+        let call = Call::new(
+            &self.http,
+            &budget,
+            &self.retry,
+            target.platform,
             credentials,
-            gone: None,
-            answers: &[],
-        };
+        );
         let mut counters = Counters::default();
         let location = call
             .send(
@@ -539,13 +545,9 @@ impl Connector {
         let auth = choose_auth(target.platform, target.credentials)?.api_auth();
         let budget = self.rate_budget(target.connection_id, target.platform.id);
         let call = Call {
-            http: &self.content_http,
-            budget: &budget,
-            policy: &self.retry,
-            platform: target.platform,
-            credentials: target.credentials,
             gone: Some(&[]),
             answers: &[INCOMPLETE],
+            ..target.call(&self.content_http, &budget, &self.retry)
         };
         let mut counters = Counters::default();
         call.send(
@@ -961,15 +963,7 @@ impl Connector {
         let url = self.host_url(target, upload.host, path)?;
         let auth = choose_auth(target.platform, target.credentials)?.api_auth();
         let budget = self.rate_budget(target.connection_id, target.platform.id);
-        let call = Call {
-            http: &self.content_http,
-            budget: &budget,
-            policy: &self.retry,
-            platform: target.platform,
-            credentials: target.credentials,
-            gone: None,
-            answers: &[],
-        };
+        let call = target.call(&self.content_http, &budget, &self.retry);
         let json_body = !headers.iter().any(|(name, _)| *name == "Content-Type");
         let mut counters = Counters::default();
         call.send(
@@ -1028,13 +1022,8 @@ impl Connector {
         let budget = self.rate_budget(target.connection_id, target.platform.id);
         let answers: Vec<ErrorMatch> = std::iter::once(wrong_offset).chain(closed).collect();
         let call = Call {
-            http: &self.content_http,
-            budget: &budget,
-            policy: &self.retry,
-            platform: target.platform,
-            credentials: target.credentials,
-            gone: None,
             answers: &answers,
+            ..target.call(&self.content_http, &budget, &self.retry)
         };
         let arg = ascii_json(arg);
         let mut counters = Counters::default();
@@ -1183,13 +1172,8 @@ impl Connector {
         let budget = self.rate_budget(target.connection_id, target.platform.id);
         let answers = [lookup.not_found];
         let call = Call {
-            http: &self.http,
-            budget: &budget,
-            policy: &self.retry,
-            platform: target.platform,
-            credentials: target.credentials,
-            gone: None,
             answers: &answers,
+            ..target.call(&self.http, &budget, &self.retry)
         };
         let mut counters = Counters::default();
         call.send(
@@ -1239,13 +1223,9 @@ impl Connector {
             ..self.retry
         };
         let call = Call {
-            http: &self.content_http,
-            budget: &budget,
-            policy: &once,
-            platform: target.platform,
-            credentials: target.credentials,
             gone,
             answers,
+            ..target.call(&self.content_http, &budget, &once)
         };
         let slot = std::sync::Mutex::new(Some(stream));
         let mut counters = Counters::default();

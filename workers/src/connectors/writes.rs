@@ -180,15 +180,7 @@ impl Connector {
             WriteMethod::Patch => reqwest::Method::PATCH,
         };
         let budget = self.rate_budget(connection_id, platform.id);
-        let call = Call {
-            http: &self.http,
-            budget: &budget,
-            policy: &self.retry,
-            platform,
-            credentials,
-            gone: None,
-            answers: &[],
-        };
+        let call = Call::new(&self.http, &budget, &self.retry, platform, credentials);
         let mut counters = Counters::default();
         call.send(
             &mut counters,
