@@ -1,5 +1,6 @@
 //! The shell scripts a newcomer runs first, at the shell level: `scripts/ensure-database` (what
-//! `scripts/serve` runs before the service) creates the database `DATABASE_URL` names, whatever it is called.
+//! `scripts/serve` runs before the service) creates the database `DATABASE_URL` names, whatever it is called;
+//! `scripts/serve` refuses an address another instance already answers on.
 
 use crate::support;
 
@@ -136,4 +137,27 @@ async fn the_service_role_is_created_once_and_named_in_the_url() {
     let refused = run("Robert'); DROP TABLE x;--");
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("must be lower-case letters"));
+}
+
+/// `scripts/serve` on an address something already answers on (another instance) stops at once with a clear
+/// message, before it builds, starts or writes anything: never "serving" on someone else's port, never a
+/// truncated log of the instance already there.
+#[test]
+fn serve_refuses_an_address_that_already_answers_before_touching_anything() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let log = std::path::Path::new(root).join(format!("data/serve-{port}.log"));
+    let output = Command::new(format!("{root}/scripts/serve"))
+        .env("LISTBACKUP_BIND", format!("127.0.0.1:{port}"))
+        .output()
+        .expect("run scripts/serve");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("something already answers on 127.0.0.1:{port}")),
+        "{said}"
+    );
+    assert!(!said.contains("serving on"), "{said}");
+    assert!(!log.exists(), "no log written: {}", log.display());
 }
