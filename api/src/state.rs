@@ -90,6 +90,7 @@ impl From<CommandError> for ApiError {
                 tracing::error!(error = &err as &dyn std::error::Error, "database unavailable");
                 ApiError::unavailable("the database is unavailable; try again shortly")
             }
+            CommandError::CatchingUp { context } => ApiError::unavailable(context),
             err @ CommandError::Store { .. } => ApiError::from_unexpected(err),
         }
     }

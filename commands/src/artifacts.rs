@@ -5,15 +5,17 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use listbackup_domain::job::manifest::Manifest;
+use listbackup_domain::{JobId, SourceId};
 
 use crate::bus::BoxError;
 
-/// Where one job's artifacts live.
+/// Where one job's artifacts live: under the account, the source and the job (the store spells the ids as
+/// their hyphenated text in its paths).
 #[derive(Debug, Clone, Copy)]
 pub struct JobLocation<'a> {
     pub account_id: &'a str,
-    pub source_id: &'a str,
-    pub job_id: &'a str,
+    pub source_id: SourceId,
+    pub job_id: JobId,
 }
 
 /// A stored file's bytes as a download gives them: data files gzipped, decrypted when stored encrypted.

@@ -60,6 +60,11 @@ pub enum CommandError {
         #[source]
         source: Option<BoxError>,
     },
+    /// The command waits on a follow-up of an earlier event that is not recorded yet (a source whose last job
+    /// has ended, before the sagas record that end on the source): a 503 to retry shortly. `context` says
+    /// what is awaited, for the client.
+    #[error("{context}")]
+    CatchingUp { context: Cow<'static, str> },
     /// Anything else: a bug or a corrupt store (a 500 whose details stay in the log).
     #[error("{context}")]
     Store {

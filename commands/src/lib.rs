@@ -17,6 +17,7 @@ pub mod restores;
 pub mod sampling;
 pub mod snapshots;
 pub mod source_groups;
+pub mod source_sync;
 pub mod source_test;
 pub mod sources;
 pub mod vault;

@@ -85,6 +85,9 @@ pub enum SnapshotError {
         name: String,
         ordinal: i32,
     },
+    /// The index names a place among the source's backups that it does not list.
+    #[error("the record index names backup #{seq} of the source, which it does not list")]
+    UnknownBackup { seq: i32 },
     #[error("export: zip")]
     Zip(#[from] async_zip::error::ZipError),
     #[error("export: csv")]
@@ -278,7 +281,6 @@ impl Snapshots {
     ) -> Result<RecordPage, SnapshotError> {
         let snapshot = self.readable(account_id, source_id, job_id).await?;
         let source = *source_id.as_uuid();
-        let source_id = &source_id.to_string();
         let (mut after_seq, mut after_ordinal) = match query.cursor {
             Some(cursor) => parse_cursor(cursor)?,
             None => (0, -1),
@@ -339,7 +341,7 @@ impl Snapshots {
                         continue;
                     }
                 }
-                let job_id = jobs.get(&seq).cloned().unwrap_or_default();
+                let job_id = job_of(&jobs, seq)?.to_string();
                 let record = parse_line(&text, &job_id, query.data_type, ordinal)?;
                 records.push(SnapshotRecord {
                     record_id,
@@ -373,7 +375,6 @@ impl Snapshots {
         record_id: &str,
     ) -> Result<Vec<RecordVersion>, SnapshotError> {
         let source = *source_id.as_uuid();
-        let source_id = &source_id.to_string();
         let client = self.db.get().await?;
         if let Some(at) = crate::data_keys::erased_at(&client, account_id).await? {
             return Err(SnapshotError::Erased { at });
@@ -400,12 +401,12 @@ impl Snapshots {
             )
             .await?;
         drop(client);
-        let by_seq: HashMap<i32, (String, DateTime<Utc>, bool)> = snapshots
+        let by_seq: HashMap<i32, (JobId, DateTime<Utc>, bool)> = snapshots
             .iter()
             .map(|r| {
-                let job: uuid::Uuid = r.get(1);
+                let job = JobId::from_uuid(r.get(1));
                 let expired: Option<DateTime<Utc>> = r.get(3);
-                (r.get(0), (job.to_string(), r.get(2), expired.is_some()))
+                (r.get(0), (job, r.get(2), expired.is_some()))
             })
             .collect();
         let latest = snapshots.last().map(|r| r.get::<_, i32>(0)).unwrap_or(0);
@@ -416,38 +417,44 @@ impl Snapshots {
             let last_seq: Option<i32> = row.get(1);
             let ordinal: i32 = row.get(2);
             let hash: Vec<u8> = row.get(3);
-            let (first_job, first_at, expired) = by_seq.get(&first_seq).cloned().unwrap_or((
-                String::new(),
-                DateTime::<Utc>::MIN_UTC,
-                true,
-            ));
+            // A version always starts at a backup the index lists; were it missing, the version shows
+            // without its record (as if expired) rather than failing the whole history.
+            let (first_job, first_at, expired) = match by_seq.get(&first_seq) {
+                Some(&(job, at, expired)) => (Some(job), at, expired),
+                None => (None, DateTime::<Utc>::MIN_UTC, true),
+            };
             let last = last_seq.unwrap_or(latest);
-            let (last_job, last_at, _) =
-                by_seq
-                    .get(&last)
-                    .cloned()
-                    .unwrap_or((first_job.clone(), first_at, expired));
+            let (last_job, last_at) = by_seq
+                .get(&last)
+                .map(|&(job, at, _)| (Some(job), at))
+                .unwrap_or((first_job, first_at));
             // Ended, and the next version (if any) does not start right after: the record was gone.
             let next_first: Option<i32> = rows.get(i + 1).map(|r| r.get(0));
             let deleted_by_job_id = match last_seq {
                 Some(last) if next_first != Some(last + 1) => {
-                    by_seq.get(&(last + 1)).map(|(job, _, _)| job.clone())
+                    by_seq.get(&(last + 1)).map(|(job, _, _)| job.to_string())
                 }
                 _ => None,
             };
-            let record = if expired {
-                None
-            } else {
-                let location = JobLocation {
-                    account_id,
-                    source_id,
-                    job_id: &first_job,
-                };
-                match self.read_lines(location, data_type, &[ordinal]).await {
-                    Ok(lines) => Some(parse_line(&lines[0], &first_job, data_type, ordinal)?),
-                    Err(SnapshotError::ChainExpired { .. }) => None,
-                    Err(err) => return Err(err),
+            let record = match first_job {
+                Some(job_id) if !expired => {
+                    let location = JobLocation {
+                        account_id,
+                        source_id,
+                        job_id,
+                    };
+                    match self.read_lines(location, data_type, &[ordinal]).await {
+                        Ok(lines) => Some(parse_line(
+                            &lines[0],
+                            &job_id.to_string(),
+                            data_type,
+                            ordinal,
+                        )?),
+                        Err(SnapshotError::ChainExpired { .. }) => None,
+                        Err(err) => return Err(err),
+                    }
                 }
+                _ => None,
             };
             let changes = match (&previous, &record) {
                 (Some(Some(before)), Some(after)) => Some(json_patch::diff(before, after)),
@@ -455,9 +462,9 @@ impl Snapshots {
             };
             previous = Some(record.clone());
             versions.push(RecordVersion {
-                first_job_id: first_job,
+                first_job_id: first_job.map(|j| j.to_string()).unwrap_or_default(),
                 first_backed_up_at: first_at,
-                last_job_id: last_job,
+                last_job_id: last_job.map(|j| j.to_string()).unwrap_or_default(),
                 last_backed_up_at: last_at,
                 current: last_seq.is_none(),
                 deleted_by_job_id,
@@ -487,12 +494,11 @@ impl Snapshots {
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotError>(1);
         let this = self.clone();
         let account_id = account_id.to_owned();
-        let source_id = source_id.to_string();
         tokio::spawn(async move {
             let export = Export {
                 snapshots: &this,
                 account_id: &account_id,
-                source_id: &source_id,
+                source_id,
                 source,
                 seq: snapshot.seq,
                 jobs: &jobs,
@@ -532,12 +538,10 @@ impl Snapshots {
         let snapshot = self.readable(account_id, source_id, job_id).await?;
         let source = *source_id.as_uuid();
         let jobs = self.jobs_of(source).await?;
-        // The stored files are named by the ids' text.
-        let source_text = source_id.to_string();
         let export = Export {
             snapshots: self,
             account_id,
-            source_id: &source_text,
+            source_id,
             source,
             seq: snapshot.seq,
             jobs: &jobs,
@@ -564,7 +568,7 @@ impl Snapshots {
     }
 
     /// The source's backups by place: seq → job id.
-    async fn jobs_of(&self, source: uuid::Uuid) -> Result<HashMap<i32, String>, SnapshotError> {
+    async fn jobs_of(&self, source: uuid::Uuid) -> Result<HashMap<i32, JobId>, SnapshotError> {
         let client = self.db.get().await?;
         let rows = client
             .query(
@@ -574,7 +578,7 @@ impl Snapshots {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| (r.get(0), r.get::<_, uuid::Uuid>(1).to_string()))
+            .map(|r| (r.get(0), JobId::from_uuid(r.get(1))))
             .collect())
     }
 
@@ -583,8 +587,8 @@ impl Snapshots {
     async fn read_located(
         &self,
         account_id: &str,
-        source_id: &str,
-        jobs: &HashMap<i32, String>,
+        source_id: SourceId,
+        jobs: &HashMap<i32, JobId>,
         data_type: &str,
         located: &[(String, i32, i32)],
     ) -> Result<Vec<String>, SnapshotError> {
@@ -595,11 +599,10 @@ impl Snapshots {
         let mut texts: HashMap<(i32, i32), String> = HashMap::new();
         for (seq, mut ordinals) in by_file {
             ordinals.sort_unstable();
-            let job_id = jobs.get(&seq).cloned().unwrap_or_default();
             let location = JobLocation {
                 account_id,
                 source_id,
-                job_id: &job_id,
+                job_id: job_of(jobs, seq)?,
             };
             let lines = self.read_lines(location, data_type, &ordinals).await?;
             for (ordinal, text) in ordinals.into_iter().zip(lines) {
@@ -640,7 +643,7 @@ impl Snapshots {
                     Some(_) => {}
                     None => {
                         return Err(SnapshotError::MissingLine {
-                            job_id: location.job_id.to_owned(),
+                            job_id: location.job_id.to_string(),
                             name: data_file(data_type),
                             ordinal: *wanted,
                         })
@@ -676,21 +679,21 @@ impl Snapshots {
             .open_at_line(location, &name, line)
             .await
             .map_err(|source| SnapshotError::Storage {
-                job_id: location.job_id.to_owned(),
+                job_id: location.job_id.to_string(),
                 name: name.clone(),
                 source,
             })?
             .ok_or_else(|| SnapshotError::ChainExpired {
-                job_id: location.job_id.to_owned(),
+                job_id: location.job_id.to_string(),
             })?;
         Ok(Lines {
-            job_id: location.job_id.to_owned(),
+            job_id: location.job_id.to_string(),
             name,
             stream,
             decoder: flate2::write::MultiGzDecoder::new(Vec::new()),
             start: 0,
             next_ordinal: i32::try_from(first_line).map_err(|_| SnapshotError::MissingLine {
-                job_id: location.job_id.to_owned(),
+                job_id: location.job_id.to_string(),
                 name: data_file(data_type),
                 ordinal,
             })?,
@@ -765,6 +768,14 @@ impl Lines {
     }
 }
 
+/// The backup at place `seq` of the source's backups (`jobs`, from [`Snapshots::jobs_of`]): the index only
+/// names places of backups it lists, so a missing one is an index that disagrees with itself.
+fn job_of(jobs: &HashMap<i32, JobId>, seq: i32) -> Result<JobId, SnapshotError> {
+    jobs.get(&seq)
+        .copied()
+        .ok_or(SnapshotError::UnknownBackup { seq })
+}
+
 fn point(row: &tokio_postgres::Row) -> SnapshotPoint {
     SnapshotPoint {
         job_id: row.get::<_, uuid::Uuid>(0).to_string(),
@@ -796,10 +807,10 @@ fn parse_line(
 struct Export<'a> {
     snapshots: &'a Snapshots,
     account_id: &'a str,
-    source_id: &'a str,
+    source_id: SourceId,
     source: uuid::Uuid,
     seq: i32,
-    jobs: &'a HashMap<i32, String>,
+    jobs: &'a HashMap<i32, JobId>,
 }
 
 impl Export<'_> {
@@ -899,12 +910,12 @@ impl Export<'_> {
         drop(client);
         let mut buffer = Vec::with_capacity(128 * 1024);
         for first_seq in files {
-            let job_id = self.jobs.get(&first_seq).cloned().unwrap_or_default();
             let location = JobLocation {
                 account_id: self.account_id,
                 source_id: self.source_id,
-                job_id: &job_id,
+                job_id: job_of(self.jobs, first_seq)?,
             };
+            let job_id = location.job_id.to_string();
             let mut lines = self.snapshots.lines(location, data_type).await?;
             let mut wanted: VecDeque<(i32, String)> = VecDeque::new();
             let mut after = -1i32;

@@ -151,9 +151,9 @@ impl SourceCommands {
 
     /// Records SyncRequested: the job `job_id` is queued. A conflict while an earlier job of the source is
     /// queued or running (checked by the aggregate, so two concurrent requests cannot both queue one), or when
-    /// `sync.data_types` are all deselected from the source since.
-    /// Queues a job of the source. `expected`: the source's version the caller saw (`If-Match`); another
-    /// version is [`CommandError::VersionMismatch`].
+    /// `sync.data_types` are all deselected from the source since. `expected`: the source's version the caller
+    /// saw (`If-Match`); another version is [`CommandError::VersionMismatch`]. Requests from clients go
+    /// through [`crate::source_sync::queue_sync`], which tells a job that has just ended from one still going.
     pub async fn request_sync(
         &self,
         metadata: &EventMetadata,

@@ -55,10 +55,14 @@ impl BackupVerifier {
         job.check_backup()
             .map_err(|e| CommandError::from(cqrs_es::AggregateError::UserError(e)))?;
         let expected = job.manifest_sha256().unwrap_or_default().to_owned();
+        // A stored backup always names its source; a job without one has no files to verify.
+        let Some(source_id) = job.source_id() else {
+            return Err(CommandError::not_found(ResourceKind::Job));
+        };
         let location = JobLocation {
             account_id: &metadata.account_id,
-            source_id: &job.source_id().map(|id| id.to_string()).unwrap_or_default(),
-            job_id: &job_id.to_string(),
+            source_id,
+            job_id,
         };
         let outcome = self.check(location, &expected).await?;
         let committed = self

@@ -704,3 +704,75 @@ async fn a_source_shows_its_last_job_and_a_queued_job_is_located() {
     }
     backup.stop().await;
 }
+
+/// A sync right after the source's last job ended, before the sagas record that end on the source (a client
+/// that saw its job end and syncs again at once) is not a 409 naming the ended job: it waits for the source
+/// to catch up, and answers 503 to retry if it does not in time. A job still queued is the 409 at once.
+#[tokio::test]
+async fn a_sync_right_after_the_last_job_ended_waits_for_the_source_instead_of_conflicting() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    let source_id = source(&app, &token, "Stripe").await;
+    let queued: Value = sync(&app, &token, &source_id).await.json().await.unwrap();
+    let job_id = queued["jobId"].as_str().unwrap().to_owned();
+    let (status, problem) = problem_code(sync(&app, &token, &source_id).await).await;
+    assert_eq!((status, &problem["code"]), (409, &json!("CONFLICT")));
+
+    // A running transaction holds back every reader of the log (the sagas too), not the commands.
+    let mut busy = app.db.connect().await;
+    let held = busy.transaction().await.unwrap();
+    held.batch_execute("CREATE TEMP TABLE scratch (n int); INSERT INTO scratch VALUES (1)")
+        .await
+        .unwrap();
+    // The cancel is recorded at once; its answer waits for its projection, which waits for the transaction.
+    let cancel = {
+        let (app, token, job_id) = (&app, token.clone(), job_id.clone());
+        let url = format!("{}/jobs/{job_id}/cancel", app.address);
+        let client = reqwest::Client::new();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+    };
+    let db = app.db.connect().await;
+    wait_until(
+        Duration::from_secs(10),
+        "JobCancelled in the log",
+        || async {
+            db.query_opt(
+                "SELECT 1 FROM events WHERE aggregate_id = $1 AND event_type = 'JobCancelled'",
+                &[&job_id],
+            )
+            .await
+            .unwrap()
+            .is_some()
+        },
+    )
+    .await;
+
+    // The job has ended; the source has not been told: a 503 to retry, not a 409 naming the ended job.
+    let response = sync(&app, &token, &source_id).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "UNAVAILABLE", "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&job_id) && detail.contains("has not recorded it yet"),
+        "{detail}"
+    );
+
+    // Once the sagas run again the source records the end, and a sync queues the next job.
+    held.rollback().await.unwrap();
+    assert!(cancel.await.unwrap().is_ok());
+    let response = sync(&app, &token, &source_id).await;
+    assert_eq!(response.status(), 202);
+    let next: Value = response.json().await.unwrap();
+    assert_ne!(next["jobId"], job_id.as_str());
+    app.stop().await;
+}

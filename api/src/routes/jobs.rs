@@ -65,7 +65,7 @@ pub struct GroupSyncResponse {
     pub jobs: Vec<JobView>,
 }
 
-/// Records SyncRequested on the source and reads the queued job back once projected.
+/// Queues a job of the source ([`listbackup_commands::source_sync`]) and reads it back once projected.
 async fn queue(
     state: &AppState,
     meta: &EventMetadata,
@@ -74,10 +74,16 @@ async fn queue(
     expected: Option<u64>,
 ) -> Result<JobView, ApiError> {
     let job_id = JobId::new();
-    let committed = state
-        .sources
-        .request_sync(meta, source_id, job_id, sync, expected)
-        .await?;
+    let committed = listbackup_commands::source_sync::queue_sync(
+        &state.sources,
+        &state.jobs,
+        meta,
+        source_id,
+        job_id,
+        sync,
+        expected,
+    )
+    .await?;
     read_back_job(state, meta, source_id, &job_id, committed.version).await
 }
 
@@ -402,8 +408,8 @@ async fn stored_files(
     }
     let location = listbackup_commands::artifacts::JobLocation {
         account_id: &principal.account_id,
-        source_id: &job.source_id.to_string(),
-        job_id: &job.job_id.to_string(),
+        source_id: job.source_id,
+        job_id: job.job_id,
     };
     let manifest = store
         .manifest(location)
@@ -513,8 +519,8 @@ pub async fn download(
     };
     let location = listbackup_commands::artifacts::JobLocation {
         account_id: &principal.account_id,
-        source_id: &job.source_id.to_string(),
-        job_id: &job.job_id.to_string(),
+        source_id: job.source_id,
+        job_id: job.job_id,
     };
     // An erased account's backups are ciphertext whose key is destroyed (issue 13 §2).
     let client = state.db.get().await?;

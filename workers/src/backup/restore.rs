@@ -81,6 +81,7 @@ impl From<SnapshotError> for RunFailure {
             | SnapshotError::BadCursor
             | SnapshotError::Damaged { .. }
             | SnapshotError::MissingLine { .. }
+            | SnapshotError::UnknownBackup { .. }
             | SnapshotError::Zip(_)
             | SnapshotError::Csv(_) => (JobErrorCode::ValidationError, false),
         };

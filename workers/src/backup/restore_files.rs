@@ -140,11 +140,14 @@ impl BackupWorker {
         let records = snapshots
             .all_records(account_id, source_id, request.snapshot, data_type)
             .await?;
-        // The stored files are named by the ids' text.
-        let (source_text, snapshot_text) = (source_id.to_string(), request.snapshot.to_string());
+        let location = JobLocation {
+            account_id,
+            source_id,
+            job_id: request.snapshot,
+        };
         let manifest = self
             .store
-            .job(account_id, &source_text, &snapshot_text)
+            .job_at(location)
             .read_manifest()
             .await?
             .ok_or_else(|| RunFailure {
@@ -240,11 +243,6 @@ impl BackupWorker {
                                 .as_deref()
                                 .or_else(|| record.get("mimeType").and_then(Value::as_str))
                                 .unwrap_or("application/octet-stream");
-                            let location = JobLocation {
-                                account_id,
-                                source_id: &source_text,
-                                job_id: &snapshot_text,
-                            };
                             let stored_name = content.name.as_str();
                             let open = || async move {
                                 match JobFiles::open(&self.store, location, stored_name).await {

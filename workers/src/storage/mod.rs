@@ -318,6 +318,18 @@ impl BackupStore {
         Ok(swept)
     }
 
+    /// The artifacts of the job `location` names (see [`BackupStore::job`]).
+    pub fn job_at(
+        &self,
+        location: listbackup_commands::artifacts::JobLocation<'_>,
+    ) -> JobArtifacts {
+        self.job(
+            location.account_id,
+            &location.source_id.to_string(),
+            &location.job_id.to_string(),
+        )
+    }
+
     /// The artifacts of one job. Ids are used as path segments; anything unsafe in them is percent-encoded.
     pub fn job(&self, account_id: &str, source_id: &str, job_id: &str) -> JobArtifacts {
         JobArtifacts::new(
@@ -342,7 +354,7 @@ impl listbackup_commands::artifacts::JobFiles for BackupStore {
     ) -> futures::future::BoxFuture<'a, Result<Option<Manifest>, listbackup_commands::BoxError>>
     {
         Box::pin(async move {
-            let artifacts = self.job(job.account_id, job.source_id, job.job_id);
+            let artifacts = self.job_at(job);
             artifacts
                 .read_manifest()
                 .await
@@ -526,7 +538,7 @@ impl BackupStore {
         job: listbackup_commands::artifacts::JobLocation<'_>,
         name: &str,
     ) -> Result<Option<Located>, StorageError> {
-        let artifacts = self.job(job.account_id, job.source_id, job.job_id);
+        let artifacts = self.job_at(job);
         let plain = |artifacts| Located {
             artifacts,
             encryption: None,

@@ -645,7 +645,12 @@ async fn a_backup_stored_before_encryption_still_downloads_and_checks_as_stored(
     use listbackup_commands::artifacts::{JobFiles, JobLocation};
     let dir = TempDir::new();
     let plain = dir.store();
-    let artifacts = plain.job("acme", "s1", "j1");
+    let location = JobLocation {
+        account_id: "acme",
+        source_id: listbackup_domain::SourceId::new(),
+        job_id: listbackup_domain::JobId::new(),
+    };
+    let artifacts = plain.job_at(location);
     let file = write_records(&artifacts, "customers", 500).await;
     assert_eq!(file.encryption, None);
     let mut manifest = artifacts.new_manifest("stripe", 1, started_at());
@@ -657,11 +662,6 @@ async fn a_backup_stored_before_encryption_still_downloads_and_checks_as_stored(
     // Read by a process that encrypts: the manifest has no encryption fields, so the file is as stored.
     let keyed = keyed_store_without_database(&dir);
     assert!(keyed.encrypts());
-    let location = JobLocation {
-        account_id: "acme",
-        source_id: "s1",
-        job_id: "j1",
-    };
     let stream = keyed
         .open(location, "customers.ndjson.gz")
         .await
