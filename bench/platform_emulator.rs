@@ -344,6 +344,11 @@ fn plan(platform_id: &str, data_type: Option<&str>, records: u64) -> Result<Valu
         .map(|field| {
             let value = match (field.field_type, field.shape) {
                 (CredentialFieldType::Email, _) => "bench@example.com".to_owned(),
+                // An account on the platform's first documented API domain (the form refuses any other
+                // host); the run's API URL override, not this value, says where requests go.
+                (CredentialFieldType::Url, FieldShape::AccountUrl(domains)) => {
+                    format!("https://bench.{}", domains.first().copied().unwrap_or(""))
+                }
                 (CredentialFieldType::Url, _) => "https://bench.example.com".to_owned(),
                 (CredentialFieldType::String, _) if platform_id == "stripe" && field.secret => {
                     format!("sk_test_bench_{records}")

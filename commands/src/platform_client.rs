@@ -338,15 +338,16 @@ fn placeholder_value(
         reason,
     };
     if let Some(field) = platform.credential_field(name) {
-        let value = required(name)?;
+        // The field's own rule (`CredentialField::parse_value`), as at the connect form: a value stored before
+        // a rule tightened never reaches a host the platform does not document.
+        let value = field
+            .parse_value(required(name)?)
+            .map_err(|_| invalid("does not have the shape the platform documents"))?;
         return if field.field_type == CredentialFieldType::Url {
-            // A whole base URL (ActiveCampaign's account URL).
-            let ok = (value.starts_with("https://") || value.starts_with("http://"))
-                && !value.contains(['?', '#', '@', ' ']);
-            ok.then(|| value.trim_end_matches('/').to_owned())
-                .ok_or_else(|| invalid("must be an http(s) URL"))
+            // A whole base URL (ActiveCampaign's account URL), parsed to `https://<host>`.
+            Ok(value)
         } else {
-            host_segment(value).ok_or_else(|| invalid("must be a plain host name part"))
+            host_segment(&value).ok_or_else(|| invalid("must be a plain host name part"))
         };
     }
     match platform.url_param(name) {
@@ -892,6 +893,42 @@ mod tests {
             .api_base(platform("activecampaign"), &creds(&[("apiUrl", "ftp://x")]))
             .unwrap_err();
         assert!(matches!(err, ProbeError::InvalidCredential { .. }));
+        // Credentials stored before the connect form held an API URL to its documented domains are held to
+        // them at every use: never a loopback emulation, a metadata service or a database port.
+        for stored in [
+            "http://127.0.0.1:41511/activecampaign",
+            "https://127.0.0.1:41511",
+            "http://169.254.169.254/latest",
+            "https://acme.api-us1.com:5432",
+            "https://user@acme.api-us1.com",
+            "https://acme.example.com",
+        ] {
+            let err = endpoints
+                .api_base(platform("activecampaign"), &creds(&[("apiUrl", stored)]))
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ProbeError::InvalidCredential {
+                    field: "apiUrl".into(),
+                    reason: "does not have the shape the platform documents"
+                },
+                "{stored}"
+            );
+        }
+        // A Shopify shop or a Zendesk subdomain is one documented host name, whatever was stored.
+        for (id, field, stored) in [
+            ("shopify", "shop", "evil.example"),
+            ("shopify", "shop", "127.0.0.1"),
+            ("zendesk", "subdomain", "evil.example"),
+        ] {
+            let err = endpoints
+                .api_base(platform(id), &creds(&[(field, stored)]))
+                .unwrap_err();
+            assert!(
+                matches!(err, ProbeError::InvalidCredential { .. }),
+                "{id}: {stored}"
+            );
+        }
     }
 
     #[test]

@@ -601,3 +601,117 @@ async fn a_wrong_method_is_a_405_naming_the_allowed_ones() {
     assert_eq!(response.status(), 404);
     app.stop().await;
 }
+
+/// The field names of a 400's errors.
+async fn refused_fields(response: reqwest::Response, what: &str) -> Vec<String> {
+    let (status, problem) = problem_code(response).await;
+    assert_eq!(status, 400, "{what}: {problem}");
+    assert_eq!(problem["code"], "VALIDATION_ERROR", "{what}: {problem}");
+    problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A credential that names a host (ActiveCampaign's API URL, Zendesk's subdomain, Shopify's shop,
+/// Mailchimp's data centre) is held to the shape the platform documents, at create and at every credential
+/// update: the fresh-clone audit's inputs (the demo's loopback emulation, a metadata service, a database
+/// port) and every other way out of the platform's domain are a 400 naming the field, never a connection
+/// the service would then connect to.
+#[tokio::test]
+async fn a_credential_that_names_a_host_is_held_to_the_documented_host() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    let activecampaign = |api_url: &str| {
+        json!({"platformId": "activecampaign", "name": "AC",
+               "credentials": {"apiUrl": api_url, "apiKey": "demo"}})
+    };
+    let refused_urls = [
+        "http://127.0.0.1:41511/activecampaign",
+        "https://127.0.0.1:41511/activecampaign",
+        "http://169.254.169.254/latest",
+        "https://169.254.169.254/latest",
+        "http://127.0.0.1:5432",
+        "http://127.0.0.1:8081",
+        "https://localhost",
+        "http://acme.api-us1.com",
+        "https://admin:pw@acme.api-us1.com",
+        "https://acme.api-us1.com@127.0.0.1",
+        "https://acme.api-us1.com:8443",
+        "https://acme.api-us1.com/api/3",
+        "https://acme.api-us1.com.evil.example",
+        "https://acme.example.com",
+    ];
+    for api_url in refused_urls {
+        let fields = refused_fields(
+            app.post("/connections", &token, &activecampaign(api_url))
+                .await,
+            api_url,
+        )
+        .await;
+        assert_eq!(fields, ["credentials.apiUrl"], "{api_url}");
+    }
+    let others = [
+        (
+            json!({"platformId": "zendesk", "name": "Z",
+                   "credentials": {"subdomain": "127.0.0.1", "email": "a@b.co", "apiToken": "t"}}),
+            "credentials.subdomain",
+        ),
+        (
+            json!({"platformId": "shopify", "name": "S",
+                   "credentials": {"shop": "127.0.0.1:8081", "adminApiAccessToken": "shpat_x"}}),
+            "credentials.shop",
+        ),
+        (
+            json!({"platformId": "mailchimp", "name": "M",
+                   "credentials": {"apiKey": "0123abcd-127.0.0.1:5432"}}),
+            "credentials.apiKey",
+        ),
+    ];
+    for (body, field) in others {
+        let fields = refused_fields(app.post("/connections", &token, &body).await, field).await;
+        assert_eq!(fields, [field], "{body}");
+    }
+    let listed: Value = app.get("/connections", &token).await.json().await.unwrap();
+    assert_eq!(listed["connections"], json!([]), "nothing was created");
+
+    // The documented form is accepted, and kept as its origin.
+    let created = app
+        .post(
+            "/connections",
+            &token,
+            &activecampaign("https://Acme.api-us1.com/"),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        created["settings"]["apiUrl"], "https://acme.api-us1.com",
+        "{created}"
+    );
+    let path = format!("/connections/{}", created["connectionId"].as_str().unwrap());
+
+    // Replacing the credentials is held to the same rule, and a refused update changes nothing.
+    for api_url in refused_urls {
+        let body = json!({"credentials": {"apiUrl": api_url, "apiKey": "demo"}});
+        let fields = refused_fields(app.put(&path, &token, &body).await, api_url).await;
+        assert_eq!(fields, ["credentials.apiUrl"], "{api_url}");
+    }
+    let current: Value = app.get(&path, &token).await.json().await.unwrap();
+    assert_eq!(current["version"], created["version"], "{current}");
+    assert_eq!(
+        current["credentialFingerprint"],
+        created["credentialFingerprint"]
+    );
+    let replaced = app
+        .put(
+            &path,
+            &token,
+            &json!({"credentials": {"apiUrl": "https://acme.activehosted.com", "apiKey": "k2"}}),
+        )
+        .await;
+    assert_eq!(replaced.status(), 200);
+    app.stop().await;
+}

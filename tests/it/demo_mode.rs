@@ -244,6 +244,98 @@ async fn real_credentials_are_never_routed_to_the_emulation() {
     app.stop().await;
 }
 
+/// The fresh-clone audit's finding: an ActiveCampaign connection whose API URL named the demo's emulation on
+/// loopback was created and answered as the emulation's admin. The API URL is a credential the customer
+/// types, so it may only name ActiveCampaign's documented domains: the emulation's URL (or any loopback, a
+/// metadata service, a database port) is refused when the connection is created or its credentials are
+/// replaced, and a connection on a documented domain that is not the demo set goes where the operator's
+/// configuration sends ActiveCampaign (here a refusing port), never to the emulation.
+#[tokio::test]
+async fn a_customer_api_url_never_reaches_the_emulation() {
+    let storage = Storage::new();
+    let app = spawn(
+        true,
+        &storage,
+        &[("LISTBACKUP_PLATFORM_ACTIVECAMPAIGN_API_URL", REFUSING)],
+    )
+    .await;
+    let token = app.owner("acct");
+    let demo_url = app.demo_url().expect("demo mode is on");
+    let catalog = json_of(
+        app.get("/platforms/activecampaign", &token).await,
+        200,
+        "catalog",
+    )
+    .await;
+    let demo_set = catalog["demo"]["credentials"].clone();
+    assert_eq!(
+        demo_set,
+        json!({"apiUrl": "https://demo.api-us1.com", "apiKey": "demo"}),
+        "{catalog}"
+    );
+    let demo = connect(&app, &token, "activecampaign", &demo_set).await;
+    let before = emulation_requests(&app).await;
+    let tested = test_connection(&app, &token, &demo).await;
+    assert_eq!(tested["ok"], true, "{tested}");
+    assert_eq!(emulation_requests(&app).await, before + 1);
+
+    // The audit's inputs: the emulation itself, and the internal targets a connection test would probe.
+    let aimed = [
+        format!("{demo_url}/activecampaign"),
+        demo_url.clone(),
+        "http://169.254.169.254/latest".to_owned(),
+        "http://127.0.0.1:5432".to_owned(),
+        "http://127.0.0.1:8081".to_owned(),
+    ];
+    for api_url in &aimed {
+        let body = json!({"platformId": "activecampaign", "name": "x",
+                          "credentials": {"apiUrl": api_url, "apiKey": "demo"}});
+        let (status, problem) =
+            support::problem_code(app.post("/connections", &token, &body).await).await;
+        assert_eq!(status, 400, "{api_url}: {problem}");
+        assert_eq!(
+            problem["errors"][0]["field"], "credentials.apiUrl",
+            "{problem}"
+        );
+        // Nor can a demo connection be turned into one.
+        let (status, problem) = support::problem_code(
+            app.put(
+                &format!("/connections/{demo}"),
+                &token,
+                &json!({"credentials": {"apiUrl": api_url, "apiKey": "demo"}}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400, "{api_url}: {problem}");
+        assert_eq!(
+            problem["errors"][0]["field"], "credentials.apiUrl",
+            "{problem}"
+        );
+    }
+
+    // Documented domains with the demo key, but not the demo set: real connections, sent to the operator's
+    // ActiveCampaign (refusing here), never to the emulation.
+    for api_url in ["https://acme.api-us1.com", "https://demo.activehosted.com"] {
+        let real = connect(
+            &app,
+            &token,
+            "activecampaign",
+            &json!({"apiUrl": api_url, "apiKey": "demo"}),
+        )
+        .await;
+        let tested = test_connection(&app, &token, &real).await;
+        assert_eq!(tested["ok"], false, "{api_url}: {tested}");
+        assert_eq!(tested["code"], "UNAVAILABLE", "{api_url}: {tested}");
+    }
+    assert_eq!(
+        emulation_requests(&app).await,
+        before + 1,
+        "no real connection reached the emulation"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn without_demo_mode_nothing_is_advertised_or_emulated() {
     let storage = Storage::new();

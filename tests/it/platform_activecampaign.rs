@@ -469,3 +469,50 @@ async fn a_keyset_the_api_ignores_ends_as_a_paging_loop() {
     assert!(err.to_string().contains("id_greater"), "{err}");
     assert_eq!(api.hits("/activecampaign/api/3/contacts"), 2);
 }
+
+/// The emulation is reached through the operator's `LISTBACKUP_PLATFORM_ACTIVECAMPAIGN_API_URL` only: a
+/// connection on a documented API URL is tested against it, while the same emulation named in the
+/// customer's `apiUrl` is refused at create (an API URL must be `https://<account>.api-us1.com` or
+/// `.activehosted.com`), so a customer can never point the service at loopback.
+#[tokio::test]
+async fn the_emulation_is_reached_through_the_operator_override_only() {
+    let backup = service().await;
+    let token = backup.app.owner("acme");
+    let emulation = backup.api.api_url("activecampaign");
+    let origin = emulation.trim_end_matches("/api/3").to_owned();
+    for api_url in [emulation.as_str(), origin.as_str()] {
+        let (status, problem) = support::problem_code(
+            backup
+                .app
+                .post(
+                    "/connections",
+                    &token,
+                    &json!({"platformId": "activecampaign", "name": "AC",
+                            "credentials": {"apiUrl": api_url, "apiKey": KEY}}),
+                )
+                .await,
+        )
+        .await;
+        assert_eq!(status, 400, "{api_url}: {problem}");
+        assert_eq!(
+            problem["errors"][0]["field"], "credentials.apiUrl",
+            "{problem}"
+        );
+    }
+    let before = backup.api.total_hits();
+    let (connection_id, _) = source(&backup, &token, KEY, Some(&["contacts"])).await;
+    let tested: Value = backup
+        .app
+        .post(
+            &format!("/connections/{connection_id}/test"),
+            &token,
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tested["ok"], true, "{tested}");
+    assert_eq!(backup.api.total_hits(), before + 1, "one identity call");
+    backup.stop().await;
+}

@@ -195,7 +195,13 @@ fn endpoint(
             field: host.field,
             message: "is required for this platform".into(),
         })?;
-        Ok(template.replace(&placeholder, value))
+        // Checked again at every use (a refresh reads it back from the vault): the value is part of the
+        // host the tokens are sent to.
+        let value = host.parse(value).ok_or_else(|| OauthError::Invalid {
+            field: host.field,
+            message: format!("must be {}", host.example),
+        })?;
+        Ok(template.replace(&placeholder, &value))
     } else {
         Ok(template.to_owned())
     }

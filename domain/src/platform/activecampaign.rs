@@ -3,7 +3,8 @@
 //! - Authentication (https://developers.activecampaign.com/reference/authentication): the user's API key in
 //!   the `Api-Token` header, against the account's own API URL shown in its Developer settings
 //!   (`https://<account>.api-us1.com`; ActiveCampaign warns not to build it from the account name, so the
-//!   customer gives it whole) with `/api/3` after it.
+//!   customer gives it whole, and it is accepted only on the documented domains, [`API_DOMAINS`]) with
+//!   `/api/3` after it.
 //! - Collections (https://developers.activecampaign.com/reference/pagination): `limit` (default 20, at most
 //!   100) and a 0-based `offset`; the records under the collection's own name, the total in `meta.total`
 //!   (a numeric string). Ordering is `orders[<field>]=ASC|DESC`, filtering `filters[<field>]=…`. For
@@ -45,6 +46,25 @@ const CONTACT_WRITES: RecordWrites = RecordWrites {
     ..RecordWrites::BASE
 };
 
+/// The domains of an account's API URL, `https://<account>.<domain>` ([`FieldShape::AccountUrl`]: https, no
+/// port, no user name, no path; anything else is refused when the connection is created or its credentials
+/// replaced, so no customer can point the service at a host of their choosing).
+///
+/// - `api-us1.com`: "Base URL" (<https://developers.activecampaign.com/reference/url>) gives the API URL as
+///   `https://<your-account>.api-us1.com/api/3/`, over HTTPS only, and "Authentication"
+///   (<https://developers.activecampaign.com/reference/authentication>) calls
+///   `https://123456demo.api-us1.com/api/3/users/me` for the account `123456demo.activehosted.com`.
+/// - `activehosted.com`: the account's own host (the same "Authentication" example), which the Developer
+///   tab shows as the API URL for some accounts (Nango's connection guide,
+///   <https://nango.dev/docs/integrations/all/active-campaign/connect>: "nango.activehosted.com").
+///
+/// "Base URL" warns that `api-us1.com` is not guaranteed for every account, "particularly users located
+/// outside of the United States", without naming another domain. Third-party guides mention other region
+/// numbers (`api-eu1.com`, StackOne's connection guide); none is ActiveCampaign's own documentation, so none is
+/// listed: a domain is added here, by name, once ActiveCampaign documents it. A pattern such as `api-<any>.com`
+/// would let anyone who registers a matching domain point its DNS at a loopback or private address.
+const API_DOMAINS: &[&str] = &["api-us1.com", "activehosted.com"];
+
 pub(super) const PLATFORM: Platform = Platform {
     id: "activecampaign",
     name: "ActiveCampaign",
@@ -55,7 +75,8 @@ pub(super) const PLATFORM: Platform = Platform {
             "apiUrl",
             "API URL (https://<account>.api-us1.com)",
             CredentialFieldType::Url,
-        ),
+        )
+        .shaped(FieldShape::AccountUrl(API_DOMAINS)),
         secret("apiKey", "API key"),
     ],
     data_types: &[

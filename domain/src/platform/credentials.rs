@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{CredentialFieldType, FieldShape, Platform};
+use super::{CredentialField, CredentialFieldType, FieldShape, Platform};
 
 /// Credentials that match the platform's fields: every value a non-empty string of the right shape.
 /// `settings` are the non-secret fields (safe to record and show); `all` is what the vault seals.
@@ -86,27 +86,17 @@ impl Platform {
                 ));
                 continue;
             }
-            if let Err(expected) = field.shape.check(text) {
-                problems.push(problem(name, &expected));
-                continue;
-            }
-            let shape_ok = match field.field_type {
-                CredentialFieldType::String => true,
-                CredentialFieldType::Url => is_http_url(text),
-                CredentialFieldType::Email => is_email(text),
+            let text = match field.parse_value(text) {
+                Ok(text) => text,
+                Err(expected) => {
+                    problems.push(problem(name, &expected));
+                    continue;
+                }
             };
-            if !shape_ok {
-                let expected = match field.field_type {
-                    CredentialFieldType::Url => "must be an http(s) URL",
-                    _ => "must be an email address",
-                };
-                problems.push(problem(name, expected));
-                continue;
-            }
             if !field.secret {
-                settings.insert(name.clone(), text.to_owned());
+                settings.insert(name.clone(), text.clone());
             }
-            all.insert(name.clone(), text.to_owned());
+            all.insert(name.clone(), text);
         }
         for field in self.credential_fields.iter().filter(|f| f.required) {
             if !submitted.contains_key(field.name) {
@@ -121,20 +111,42 @@ impl Platform {
     }
 }
 
+impl CredentialField {
+    /// A submitted value (trimmed, printable) checked against the field's type and shape: the value as it is
+    /// kept (an account URL normalised to its origin), or what it must look like. The connect form and the
+    /// credential update parse with it, and so does every request built from stored credentials, so a value
+    /// stored before a rule tightened is refused at its use too.
+    pub fn parse_value(&self, text: &str) -> Result<String, String> {
+        let value = self.shape.parse(text)?;
+        match self.field_type {
+            CredentialFieldType::String => Ok(value),
+            CredentialFieldType::Email if is_email(&value) => Ok(value),
+            CredentialFieldType::Email => Err("must be an email address".to_owned()),
+            // A URL names a host the service will connect to: only a host the platform documents, never one
+            // the customer picks (a loopback emulation, a metadata service, a database port).
+            CredentialFieldType::Url if matches!(self.shape, FieldShape::AccountUrl(_)) => {
+                Ok(value)
+            }
+            CredentialFieldType::Url => {
+                Err("cannot be checked: the platform documents no API host for it".to_owned())
+            }
+        }
+    }
+}
+
 impl FieldShape {
     /// `Err` says what the value must look like.
     pub(super) fn check(self, text: &str) -> Result<(), String> {
-        let label = |t: &str| {
-            !t.is_empty()
-                && t.len() <= 63
-                && !t.starts_with('-')
-                && !t.ends_with('-')
-                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        };
+        self.parse(text).map(drop)
+    }
+
+    /// The value as it is kept (only an [`FieldShape::AccountUrl`] changes: to its origin, lower-cased), or
+    /// what it must look like.
+    pub(super) fn parse(self, text: &str) -> Result<String, String> {
         let ok = match self {
             FieldShape::Any => true,
             FieldShape::Prefixed(prefixes) => prefixes.iter().any(|p| text.starts_with(p)),
-            FieldShape::HostLabel => label(text),
+            FieldShape::HostLabel => is_label(text),
             FieldShape::ShopDomain => super::validate_shop(text).is_some(),
             FieldShape::DataCenterSuffix => text.rsplit_once('-').is_some_and(|(key, dc)| {
                 !key.is_empty() && !dc.is_empty() && dc.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -142,12 +154,13 @@ impl FieldShape {
             FieldShape::Identifier => text
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            FieldShape::AccountUrl(domains) => return account_url(text, domains),
         };
         if ok {
-            return Ok(());
+            return Ok(text.to_owned());
         }
         Err(match self {
-            FieldShape::Any => unreachable!("anything is fine"),
+            FieldShape::Any | FieldShape::AccountUrl(_) => unreachable!("answered above"),
             FieldShape::Prefixed(prefixes) => format!("must start with {}", prefixes.join(" or ")),
             FieldShape::HostLabel => {
                 "must be one host name label: letters, digits and hyphens".to_owned()
@@ -163,11 +176,59 @@ impl FieldShape {
     }
 }
 
-fn is_http_url(text: &str) -> bool {
-    let rest = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"));
-    matches!(rest, Some(host) if !host.is_empty() && !host.starts_with('/') && !host.contains(char::is_whitespace))
+/// One DNS label: 1 to 63 letters, digits and hyphens, not starting or ending with a hyphen.
+fn is_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// `https://<account>.<domain>` with `domain` one of `domains` ([`FieldShape::AccountUrl`]), as
+/// `https://<host>` lower-cased; otherwise what is wrong with it.
+fn account_url(text: &str, domains: &[&str]) -> Result<String, String> {
+    let form = || {
+        let hosts: Vec<String> = domains
+            .iter()
+            .map(|domain| format!("`https://<account>.{domain}`"))
+            .collect();
+        format!("must be the account's API URL, {}", hosts.join(" or "))
+    };
+    let url = url::Url::parse(text).map_err(|_| form())?;
+    if url.scheme() != "https" {
+        return Err(format!("{}: https only", form()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{}: no user name or password", form()));
+    }
+    // `Url::port` hides a port that is the scheme's default (`:443`): any port written is refused.
+    let authority = text.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    let after_ip6 = authority.rsplit(']').next().unwrap_or("");
+    if url.port().is_some() || after_ip6.contains(':') {
+        return Err(format!("{}: no port", form()));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(host)) => host,
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => {
+            return Err(format!("{}: a host name, not an IP address", form()))
+        }
+        None => return Err(form()),
+    };
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{}: no path, query or fragment", form()));
+    }
+    let documented = domains.iter().any(|domain| {
+        host.strip_suffix(domain)
+            .and_then(|account| account.strip_suffix('.'))
+            .is_some_and(is_label)
+    });
+    if !documented {
+        return Err(form());
+    }
+    Ok(format!("https://{host}"))
 }
 
 fn is_email(text: &str) -> bool {
@@ -270,5 +331,104 @@ mod tests {
             ),
             ["locationId"]
         );
+    }
+
+    #[test]
+    fn an_account_url_is_an_https_origin_on_a_documented_domain() {
+        let activecampaign = find("activecampaign").unwrap();
+        let api_url = activecampaign.credential_field("apiUrl").unwrap();
+        for (given, kept) in [
+            ("https://acme.api-us1.com", "https://acme.api-us1.com"),
+            ("https://acme.api-us1.com/", "https://acme.api-us1.com"),
+            ("https://ACME-2.Api-US1.com", "https://acme-2.api-us1.com"),
+            (
+                "https://acme.activehosted.com",
+                "https://acme.activehosted.com",
+            ),
+        ] {
+            assert_eq!(api_url.parse_value(given).as_deref(), Ok(kept), "{given}");
+        }
+        for (bad, why) in [
+            // The audit's: the demo's emulation on loopback, a metadata service, a database port.
+            ("http://127.0.0.1:41511/activecampaign", "https only"),
+            ("https://127.0.0.1:41511/activecampaign", "no port"),
+            ("http://169.254.169.254/latest", "https only"),
+            ("https://169.254.169.254", "not an IP address"),
+            ("https://127.1", "not an IP address"),
+            ("https://[::1]", "not an IP address"),
+            ("http://127.0.0.1:5432", "https only"),
+            ("http://acme.api-us1.com", "https only"),
+            ("ftp://acme.api-us1.com", "https only"),
+            (
+                "https://user:pw@acme.api-us1.com",
+                "no user name or password",
+            ),
+            (
+                "https://acme.api-us1.com@evil.example",
+                "no user name or password",
+            ),
+            ("https://acme.api-us1.com:8443", "no port"),
+            ("https://acme.api-us1.com:443", "no port"),
+            ("https://acme.api-us1.com/api/3", "no path"),
+            ("https://acme.api-us1.com/?x=1", "no path, query"),
+            ("https://acme.api-us1.com#x", "no path, query or fragment"),
+            ("https://acme.api-us1.com\\@evil.example", "no path"),
+            // Hosts that are not `<account>.<documented domain>`.
+            ("https://api-us1.com", "API URL"),
+            ("https://a.b.api-us1.com", "API URL"),
+            ("https://acme.api-us1.com.evil.example", "API URL"),
+            ("https://acme.api-us1.com.", "API URL"),
+            ("https://acmeapi-us1.com", "API URL"),
+            ("https://acme.api-zz9.com", "API URL"),
+            ("https://localhost", "API URL"),
+            ("https://-acme.api-us1.com", "API URL"),
+            ("acme.api-us1.com", "API URL"),
+            ("https://", "API URL"),
+        ] {
+            let refused = api_url.parse_value(bad).expect_err(bad);
+            assert!(refused.contains(why), "{bad}: {refused}");
+            assert!(
+                refused.contains("`https://<account>.api-us1.com`"),
+                "{bad}: the answer shows the form: {refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn account_urls_are_refused_by_name_and_kept_normalised() {
+        let activecampaign = find("activecampaign").unwrap();
+        let problems = activecampaign
+            .parse_credentials(&object(
+                json!({"apiUrl": "http://127.0.0.1:41511/activecampaign", "apiKey": "demo"}),
+            ))
+            .unwrap_err();
+        assert_eq!(
+            problems
+                .iter()
+                .map(|p| p.field.as_str())
+                .collect::<Vec<_>>(),
+            ["apiUrl"]
+        );
+        let parsed = activecampaign
+            .parse_credentials(&object(
+                json!({"apiUrl": " https://Acme.api-us1.com/ ", "apiKey": "k"}),
+            ))
+            .unwrap();
+        assert_eq!(parsed.settings["apiUrl"], "https://acme.api-us1.com");
+        assert_eq!(parsed.all["apiUrl"], "https://acme.api-us1.com");
+    }
+
+    #[test]
+    fn a_url_field_without_documented_domains_is_refused() {
+        use crate::platform::{CredentialField, CredentialFieldType, FieldShape};
+        let unshaped = CredentialField {
+            name: "apiUrl",
+            label: "API URL",
+            field_type: CredentialFieldType::Url,
+            required: true,
+            secret: false,
+            shape: FieldShape::Any,
+        };
+        assert!(unshaped.parse_value("https://acme.api-us1.com").is_err());
     }
 }

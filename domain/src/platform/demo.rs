@@ -24,17 +24,27 @@ impl Platform {
         }
         let value = |shape: FieldShape, field_type: CredentialFieldType| match field_type {
             CredentialFieldType::Email => format!("{DEMO_WORD}@example.com"),
-            // `example.com` is reserved for documentation (RFC 2606): it never names a real account.
-            CredentialFieldType::Url => format!("https://{DEMO_WORD}.example.com"),
+            // The account `demo` on the platform's first documented domain: a URL must name one of them
+            // (`FieldShape::AccountUrl`), and only the demo mark, never the URL, routes to the emulation.
+            CredentialFieldType::Url => match shape {
+                FieldShape::AccountUrl(domains) => {
+                    format!(
+                        "https://{DEMO_WORD}.{}",
+                        domains.first().copied().unwrap_or("")
+                    )
+                }
+                _ => format!("https://{DEMO_WORD}"),
+            },
             CredentialFieldType::String => match shape {
                 FieldShape::Prefixed(prefixes) => {
                     format!("{}{DEMO_WORD}", prefixes.first().copied().unwrap_or(""))
                 }
                 FieldShape::ShopDomain => format!("{DEMO_WORD}.myshopify.com"),
                 FieldShape::DataCenterSuffix => format!("{DEMO_WORD}-us1"),
-                FieldShape::Any | FieldShape::HostLabel | FieldShape::Identifier => {
-                    DEMO_WORD.to_owned()
-                }
+                FieldShape::Any
+                | FieldShape::HostLabel
+                | FieldShape::Identifier
+                | FieldShape::AccountUrl(_) => DEMO_WORD.to_owned(),
             },
         };
         Some(

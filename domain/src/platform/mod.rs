@@ -139,6 +139,12 @@ pub enum FieldShape {
     DataCenterSuffix,
     /// Letters, digits, `-` and `_` (an id that goes into a URL path).
     Identifier,
+    /// The account's own API origin on one of the platform's documented domains: `https://<account>.<domain>`,
+    /// `<account>` one host name label (ActiveCampaign's `https://<account>.api-us1.com`). Parsed as a URL:
+    /// `https` only, no user name or password, no port, no IP address, no path but `/`, no query or fragment;
+    /// kept as `https://<host>`, lower-cased. The domains are a closed list, never a pattern: a customer who
+    /// could name the domain could register one that resolves to a loopback or private address.
+    AccountUrl(&'static [&'static str]),
 }
 
 impl CredentialField {

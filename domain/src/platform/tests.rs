@@ -124,6 +124,61 @@ fn every_url_placeholder_is_resolvable() {
     }
 }
 
+/// Every credential value that names a host, or a part of one, is held to a shape the platform documents:
+/// a whole URL to its documented domains, a placeholder of a host (`{subdomain}`, `{shop}`) to one that cannot
+/// leave the platform's domain. Nothing a customer types can point the service at a host of their choosing.
+#[test]
+fn every_credential_that_names_a_host_has_a_documented_shape() {
+    for p in CATALOG {
+        for field in p.credential_fields {
+            if field.field_type == CredentialFieldType::Url {
+                assert!(
+                    matches!(field.shape, FieldShape::AccountUrl(domains) if !domains.is_empty()),
+                    "{}.{}: a URL field names its documented domains",
+                    p.id,
+                    field.name
+                );
+            }
+        }
+        let mut templates = vec![p.api_base_url];
+        if let Some(oauth) = p.oauth {
+            templates.extend([oauth.authorize_url, oauth.token_url]);
+            // The OAuth start request's account host is held to the field's own shape, the one every
+            // request checks again.
+            if let Some(host) = oauth.account_host {
+                assert_eq!(
+                    p.credential_field(host.field).map(|f| f.shape),
+                    Some(host.shape),
+                    "{}: {}",
+                    p.id,
+                    host.field
+                );
+            }
+        }
+        for template in templates {
+            // The placeholders that are, or are in, the host: everything before the first `/` of the path.
+            let authority = template
+                .split_once("://")
+                .map_or(template, |(_, rest)| rest.split('/').next().unwrap_or(""));
+            let authority = if template.starts_with('{') {
+                &template[..=template.find('}').unwrap()]
+            } else {
+                authority
+            };
+            for name in url_placeholders(authority) {
+                let shaped = match (p.credential_field(name), p.url_param(name)) {
+                    (Some(field), _) => !matches!(field.shape, FieldShape::Any),
+                    (None, Some(UrlParam::SuffixOf { field, .. })) => p
+                        .credential_field(field)
+                        .is_some_and(|f| f.shape == FieldShape::DataCenterSuffix),
+                    _ => false,
+                };
+                assert!(shaped, "{}: {{{name}}} in the host of {template}", p.id);
+            }
+        }
+    }
+}
+
 #[test]
 fn oauth_platforms_have_endpoints_and_scopes() {
     for p in CATALOG {
