@@ -10,7 +10,9 @@
 //!    so the source aggregate decides, as for `POST /sources/{id}/sync`.
 //! 5. A member the source refuses, because it already has a queued or running job (that job is its backup)
 //!    or because it was deleted since the group was read, gets no job and does not fail the others; any
-//!    other error ends the sync with it.
+//!    other error ends the sync with it. A member whose last job has just ended, before the source recorded
+//!    that end, is queued once the source has ([`crate::source_sync`]); one whose source does not catch up
+//!    in time is skipped like a busy one.
 //!
 //! Group and sources are read from the event store, never from a read model, so a member added or paused a
 //! moment ago is seen as it is.
@@ -20,8 +22,10 @@ use listbackup_domain::source::SourceStatus;
 use listbackup_domain::ErrorKind;
 
 use crate::bus::{CommandError, Committed};
+use crate::jobs::JobCommands;
 use crate::metadata::EventMetadata;
 use crate::source_groups::SourceGroupCommands;
+use crate::source_sync::queue_sync;
 use crate::sources::{SourceCommands, SyncRequest};
 
 /// A job that a group sync queued.
@@ -41,6 +45,7 @@ pub struct QueuedJob {
 pub async fn sync_group(
     groups: &SourceGroupCommands,
     sources: &SourceCommands,
+    jobs: &JobCommands,
     metadata: &EventMetadata,
     group_id: &listbackup_domain::SourceGroupId,
 ) -> Result<Vec<QueuedJob>, CommandError> {
@@ -61,20 +66,20 @@ pub async fn sync_group(
             group_id: Some(*group_id),
             data_types: None,
         };
-        match sources
-            .request_sync(metadata, source_id, job_id, sync, None)
-            .await
-        {
+        match queue_sync(sources, jobs, metadata, source_id, job_id, sync, None).await {
             Ok(committed) => queued.push(QueuedJob {
                 source_id: *source_id,
                 job_id,
                 committed,
             }),
             // Busy, or deleted since it was read (rule 5).
-            Err(CommandError::Domain {
-                kind: ErrorKind::NotFound | ErrorKind::Conflict,
-                ..
-            }) => {
+            Err(
+                CommandError::Domain {
+                    kind: ErrorKind::NotFound | ErrorKind::Conflict,
+                    ..
+                }
+                | CommandError::CatchingUp { .. },
+            ) => {
                 tracing::info!(%source_id, %group_id, "group sync skipped a member");
             }
             Err(err) => return Err(err),

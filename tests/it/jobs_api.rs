@@ -707,7 +707,8 @@ async fn a_source_shows_its_last_job_and_a_queued_job_is_located() {
 
 /// A sync right after the source's last job ended, before the sagas record that end on the source (a client
 /// that saw its job end and syncs again at once) is not a 409 naming the ended job: it waits for the source
-/// to catch up, and answers 503 to retry if it does not in time. A job still queued is the 409 at once.
+/// to catch up, and answers 503 to retry if it does not in time (a group sync skips that member then). A job
+/// still queued is the 409 at once.
 #[tokio::test]
 async fn a_sync_right_after_the_last_job_ended_waits_for_the_source_instead_of_conflicting() {
     let app = TestApp::spawn().await;
@@ -717,6 +718,21 @@ async fn a_sync_right_after_the_last_job_ended_waits_for_the_source_instead_of_c
     let job_id = queued["jobId"].as_str().unwrap().to_owned();
     let (status, problem) = problem_code(sync(&app, &token, &source_id).await).await;
     assert_eq!((status, &problem["code"]), (409, &json!("CONFLICT")));
+    let group: Value = app
+        .post("/source-groups", &token, &json!({"name": "Stripe"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let group_id = group["groupId"].as_str().unwrap().to_owned();
+    let response = app
+        .post(
+            &format!("/source-groups/{group_id}/sources"),
+            &token,
+            &json!({"sourceId": source_id}),
+        )
+        .await;
+    assert!(response.status().is_success());
 
     // A running transaction holds back every reader of the log (the sagas too), not the commands.
     let mut busy = app.db.connect().await;
@@ -766,6 +782,18 @@ async fn a_sync_right_after_the_last_job_ended_waits_for_the_source_instead_of_c
         detail.contains(&job_id) && detail.contains("has not recorded it yet"),
         "{detail}"
     );
+
+    // A group sync waits for that member the same way, then skips it like a busy one.
+    let response = app
+        .post(
+            &format!("/source-groups/{group_id}/sync"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["jobs"], json!([]), "{body}");
 
     // Once the sagas run again the source records the end, and a sync queues the next job.
     held.rollback().await.unwrap();

@@ -259,7 +259,14 @@ pub async fn sync_group(
     principal.require_write()?;
     let id = path.get()?;
     let meta = metadata(&req, &principal);
-    let queued = group_sync::sync_group(&state.source_groups, &state.sources, &meta, &id).await?;
+    let queued = group_sync::sync_group(
+        &state.source_groups,
+        &state.sources,
+        &state.jobs,
+        &meta,
+        &id,
+    )
+    .await?;
     let mut jobs = Vec::with_capacity(queued.len());
     for job in queued {
         jobs.push(
