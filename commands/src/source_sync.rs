@@ -57,8 +57,9 @@ pub async fn queue_sync(
         };
         // Refused while a job is held: is that job still going, or has its end just not reached the source?
         let Some(held) = sources.active_job(source_id).await? else {
-            // Freed meanwhile: decided again at once.
-            continue;
+            // Refused for another reason (the connection needs fixing, every data type was deselected): that
+            // refusal stands.
+            return Err(refused);
         };
         let (job, _) = jobs.load(held).await?;
         if !job.status().is_terminal() {
