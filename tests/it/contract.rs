@@ -790,3 +790,146 @@ async fn a_stale_if_match_deletes_nothing_even_with_cascade() {
     );
     app.stop().await;
 }
+
+/// Issue 11 §3: an id has one text form, the hyphenated UUID. The other forms the `uuid` crate reads (braced,
+/// `urn:uuid:`, the 32 digits alone) name nothing: on every kind of resource, in the path of a read, a
+/// change and a deletion, in a history's path and in a body, they get byte-for-byte the answer a missing
+/// id gets, and change nothing. Upper case stays the same id (RFC 9562 §4: UUIDs are read in either case).
+#[tokio::test]
+async fn an_id_in_another_text_form_is_the_same_404_as_a_missing_one() {
+    use listbackup_api::auth::Role;
+    let app = TestApp::spawn().await;
+    let token = app.token("initech", &[Role::Owner, Role::Auditor]);
+    let connection = app
+        .create_stripe_connection(&token, "forms", "sk_test_1")
+        .await["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = |path: &'static str, body: Value, field: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            let response = app.post(path, token, &body).await;
+            assert_eq!(response.status(), 201, "{path}");
+            let view: Value = response.json().await.unwrap();
+            view[field].as_str().unwrap().to_owned()
+        }
+    };
+    let source = created(
+        "/sources",
+        json!({"connectionId": connection, "name": "forms", "dataTypes": ["customers"]}),
+        "sourceId",
+    )
+    .await;
+    let group = created("/source-groups", json!({"name": "forms"}), "groupId").await;
+    let webhook = created(
+        "/webhooks",
+        json!({"url": "https://hooks.example.com/forms", "events": ["backup.corrupted"], "description": "forms"}),
+        "webhookId",
+    )
+    .await;
+    let others = |id: &str| {
+        [
+            format!("{{{id}}}"),
+            format!("urn:uuid:{id}"),
+            id.replace('-', ""),
+            format!("{{{}}}", id.to_uppercase()),
+        ]
+    };
+    let missing = uuid::Uuid::now_v7().to_string();
+    let mut differences = Vec::new();
+    let mut walked = 0;
+    for (collection, id) in [
+        ("connections", &connection),
+        ("sources", &source),
+        ("source-groups", &group),
+        ("webhooks", &webhook),
+    ] {
+        let view = |id: String| {
+            let (app, token) = (&app, &token);
+            async move {
+                let response = app.get(&format!("/{collection}/{id}"), token).await;
+                assert_eq!(response.status(), 200, "{collection}/{id}");
+                response.json::<Value>().await.unwrap()
+            }
+        };
+        let before = view(id.clone()).await;
+        // Upper case is the same id.
+        assert_eq!(
+            view(id.to_uppercase()).await,
+            before,
+            "{collection} in upper case"
+        );
+        let body = if collection == "webhooks" {
+            json!({"description": "renamed"})
+        } else {
+            json!({"name": "renamed"})
+        };
+        for other in others(id) {
+            for (method, suffix, body) in [
+                ("GET", "", None),
+                ("GET", "/history", None),
+                ("PUT", "", Some(&body)),
+                ("DELETE", "", None),
+            ] {
+                if suffix == "/history" && collection == "webhooks" {
+                    continue;
+                }
+                let path = |id: &str| format!("/{collection}/{id}{suffix}");
+                let got_other = ask(&app, &token, method, &path(&other), body).await;
+                let got_missing = ask(&app, &token, method, &path(&missing), body).await;
+                walked += 1;
+                let label = format!("{method} {}", path(&other));
+                if got_other.status != 404 {
+                    differences.push(format!("{label}: {got_other:?}, not a 404"));
+                } else if got_other != got_missing {
+                    differences.push(format!(
+                        "{label}:\n  {got_other:?}\nmissing\n  {got_missing:?}"
+                    ));
+                }
+            }
+        }
+        // Nothing was changed or deleted through another form.
+        assert_eq!(view(id.clone()).await, before, "{collection}");
+    }
+    // In a body: adding the source to the group by another form of its id is the missing source's answer.
+    for other in others(&source) {
+        let path = format!("/source-groups/{group}/sources");
+        let got_other = ask(
+            &app,
+            &token,
+            "POST",
+            &path,
+            Some(&json!({"sourceId": other})),
+        )
+        .await;
+        let got_missing = ask(
+            &app,
+            &token,
+            "POST",
+            &path,
+            Some(&json!({"sourceId": missing})),
+        )
+        .await;
+        walked += 1;
+        if got_other.status != 404 || got_other != got_missing {
+            differences.push(format!(
+                "POST {path} {other}:\n  {got_other:?}\nmissing\n  {got_missing:?}"
+            ));
+        }
+    }
+    let members: Value = app
+        .get(&format!("/source-groups/{group}/sources"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["sources"], json!([]), "{members}");
+    assert!(
+        differences.is_empty(),
+        "{} of {walked} requests differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    app.stop().await;
+}
