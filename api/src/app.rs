@@ -58,7 +58,7 @@ impl Application {
                 .wrap(middleware::from_fn(crate::hardening::request_limits))
                 .wrap(middleware::from_fn(crate::rate_limit::per_client_address))
                 .wrap(crate::hardening::cors(&settings))
-                .wrap(middleware::from_fn(crate::hardening::cors_problems))
+                .wrap(middleware::from_fn(crate::hardening::cors_answers))
                 .wrap(middleware::from_fn(crate::request_id::middleware))
                 .wrap(middleware::from_fn(crate::hardening::security_headers))
                 .wrap(middleware::from_fn(

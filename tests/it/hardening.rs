@@ -722,6 +722,64 @@ async fn serve_refuses_a_short_jwt_secret_and_names_the_variable() {
     );
 }
 
+/// The lists actix-cors sends are kept in hash sets, one per HTTP worker with its own random order: the same
+/// request got `ETag, Location, …` on one connection and `X-Request-Id, ETag, …` on the next, so two answers
+/// meant to be the same (another account's resource and a missing one) were not byte for byte. On fresh
+/// connections (which the server spreads over its workers), each list is in one declared order.
+#[tokio::test]
+async fn cors_lists_are_in_one_order_on_every_connection() {
+    let app = TestApp::spawn_with(|values| {
+        values.insert(
+            "LISTBACKUP_CORS_ORIGINS".into(),
+            "https://app.example.com".into(),
+        );
+    })
+    .await;
+    let token = app.owner("acct-cors-order");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        // A client without idle connections: every request on a new connection.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let missing = http
+            .get(app.url(&format!("/connections/{}", uuid::Uuid::now_v7())))
+            .bearer_auth(&token)
+            .header("origin", "https://app.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        let preflight = http
+            .request(reqwest::Method::OPTIONS, app.url("/connections"))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), 200);
+        let value = |response: &reqwest::Response, name: &str| {
+            response.headers()[name].to_str().unwrap().to_owned()
+        };
+        seen.insert((
+            value(&missing, "access-control-expose-headers"),
+            value(&preflight, "access-control-allow-methods"),
+            value(&preflight, "access-control-allow-headers"),
+        ));
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [(
+            "etag, location, retry-after, x-request-id".to_owned(),
+            "GET, POST, PUT, PATCH, DELETE".to_owned(),
+            "authorization, content-type, if-match, idempotency-key, x-request-id".to_owned(),
+        )]
+    );
+    app.stop().await;
+}
+
 /// A token signed with the service's own secret, holding `claims` (`exp` an hour away unless given).
 fn signed(app: &TestApp, claims: Value) -> String {
     let mut claims = claims;
