@@ -79,8 +79,8 @@ pub fn parse_cors_origins(raw: &str) -> Result<Vec<String>, String> {
     Ok(origins)
 }
 
-/// The methods a preflight may ask for: every method the API answers.
-const CORS_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// The methods a preflight may ask for: every method the API answers (HEAD wherever GET is).
+const CORS_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
 /// The request headers a preflight may ask for.
 const CORS_REQUEST_HEADERS: [&str; 5] = [
     "authorization",

@@ -754,7 +754,7 @@ async fn cors_lists_are_in_one_order_on_every_connection() {
         let preflight = http
             .request(reqwest::Method::OPTIONS, app.url("/connections"))
             .header("origin", "https://app.example.com")
-            .header("access-control-request-method", "GET")
+            .header("access-control-request-method", "HEAD")
             .header("access-control-request-headers", "authorization")
             .send()
             .await
@@ -773,7 +773,7 @@ async fn cors_lists_are_in_one_order_on_every_connection() {
         seen.into_iter().collect::<Vec<_>>(),
         [(
             "etag, location, retry-after, x-request-id".to_owned(),
-            "GET, POST, PUT, PATCH, DELETE".to_owned(),
+            "GET, HEAD, POST, PUT, PATCH, DELETE".to_owned(),
             "authorization, content-type, if-match, idempotency-key, x-request-id".to_owned(),
         )]
     );
