@@ -90,6 +90,34 @@ async fn an_exhausted_pool_is_a_503_with_retry_after_on_commands_and_reads() {
         assert!(retry_after.is_some(), "{what}: a 503 says when to retry");
     }
 
+    // Postgres is up, only every connection is busy: readiness says so (still 503, so that a load balancer
+    // sends the traffic elsewhere meanwhile), and never that Postgres is unreachable.
+    let answers = std::cell::RefCell::new(Vec::new());
+    support::wait_until(
+        Duration::from_secs(30),
+        "readiness to say the pool is exhausted",
+        || {
+            let ready = app.http.get(app.url("/health/ready")).send();
+            let answers = &answers;
+            async move {
+                let response = ready.await.unwrap();
+                let status = response.status().as_u16();
+                let problem: serde_json::Value = response.json().await.unwrap();
+                let detail = problem["detail"].as_str().unwrap_or_default().to_owned();
+                answers.borrow_mut().push((status, detail.clone()));
+                status == 503 && detail.contains("pool is exhausted")
+            }
+        },
+    )
+    .await;
+    let answers = answers.into_inner();
+    assert!(
+        answers
+            .iter()
+            .all(|(status, detail)| *status == 503 && !detail.contains("unreachable")),
+        "{answers:?}"
+    );
+
     // Released, the service serves again (the held requests end one way or the other meanwhile).
     holder.batch_execute("ROLLBACK").await.unwrap();
     let after = app.get("/sources", &token).await;

@@ -2,7 +2,10 @@
 
 use std::net::TcpListener;
 
-use actix_web::dev::Server;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{ResourceDef, Server, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
@@ -58,17 +61,20 @@ impl Application {
                 .wrap(middleware::from_fn(crate::hardening::request_limits))
                 .wrap(middleware::from_fn(crate::rate_limit::per_client_address))
                 .wrap(crate::hardening::cors(&settings))
-                .wrap(middleware::from_fn(crate::hardening::cors_problems))
+                .wrap(middleware::from_fn(crate::hardening::cors_answers))
                 .wrap(middleware::from_fn(crate::request_id::middleware))
                 .wrap(middleware::from_fn(crate::hardening::security_headers))
+                // Outside the request id's (which reads problem bodies) and inside the metrics (which
+                // count a HEAD as a HEAD).
+                .wrap(middleware::from_fn(head_as_get))
                 .wrap(middleware::from_fn(
                     crate::hardening::close_after_cut_off_body,
                 ))
                 // Outermost: every answer, the other middlewares' refusals included, is measured.
                 .wrap(middleware::from_fn(crate::metrics::record))
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
+                .service(SwaggerUi::new(DOCS_ASSETS).url(OPENAPI_JSON, openapi))
                 .route(
-                    "/docs",
+                    DOCS,
                     web::get().to(|| async {
                         HttpResponse::PermanentRedirect()
                             .insert_header(("Location", "/docs/"))
@@ -100,29 +106,60 @@ impl Application {
     }
 }
 
+/// The OpenAPI document (JSON) and the Swagger UI: the routes the service serves besides the API's own,
+/// which the OpenAPI document lists. Each answers GET (and so HEAD) only.
+const OPENAPI_JSON: &str = "/openapi.json";
+const DOCS: &str = "/docs";
+const DOCS_ASSETS: &str = "/docs/{_:.*}";
+const SERVICE_ROUTES: [&str; 3] = [OPENAPI_JSON, DOCS, DOCS_ASSETS];
+
+/// HEAD wherever GET is served (RFC 9110 §9.3.2): the request is routed as a GET, so that it gets the GET's
+/// status and headers, and the body is dropped unsent (its size kept, so `Content-Length` is the GET's). A
+/// streamed body (an export, a download, a job's event stream) is never produced. actix-http itself sends
+/// no body after a HEAD's head either, on HTTP/1 and HTTP/2: it knows the method from the wire.
+async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.method() != Method::HEAD {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    req.head_mut().method = Method::GET;
+    let res = next.call(req).await?;
+    Ok(res.map_body(|_, body| BoxBody::new(HeadBody(body.size()))))
+}
+
+/// The body of a HEAD's answer: the GET's size, no bytes.
+struct HeadBody(BodySize);
+
+impl MessageBody for HeadBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        self.0
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
+        std::task::Poll::Ready(None)
+    }
+}
+
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     // A known path with the wrong method is a 405 with `Allow` (RFC 9110 §15.5.6), not a 404; actix's
     // router only tells us "no match", so the routes are looked up in the OpenAPI document, which lists
-    // every route with its methods.
+    // every route of the API with its methods, and in the service's own routes (the document and its UI).
     let allowed = allowed_methods(req.path());
-    if !allowed.is_empty() {
-        let detail = format!(
-            "{} is not allowed on {}; allowed: {}",
-            req.method(),
+    // A method the path allows that still reached here: the route refused the path itself (never, with the
+    // routes as registered), so the path is not one the API has.
+    if !allowed.is_empty() && !allowed.contains(&req.method().as_str()) {
+        return Err(ApiError::method_not_allowed(
+            req.method().as_str(),
             req.path(),
-            allowed.join(", ")
-        );
-        let problem = ApiError {
-            status: Some(actix_web::http::StatusCode::METHOD_NOT_ALLOWED),
-            ..ApiError::new(crate::error::ErrorCode::ValidationError, detail)
-        };
-        let mut response = actix_web::ResponseError::error_response(&problem);
-        response.headers_mut().insert(
-            actix_web::http::header::ALLOW,
-            actix_web::http::header::HeaderValue::from_str(&allowed.join(", "))
-                .expect("method names are header-safe"),
-        );
-        return Ok(response);
+            &allowed,
+        ));
     }
     Err(ApiError::new(
         crate::error::ErrorCode::NotFound,
@@ -130,45 +167,39 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError
     ))
 }
 
-/// The methods the API answers on `path`, from the OpenAPI document's path templates (`{id}` matches one
-/// segment); empty for a path it does not have.
+/// The methods the service answers on `path`: those of the OpenAPI document's path templates and of
+/// [`SERVICE_ROUTES`], matched as actix matches them, with HEAD wherever GET is; empty for a path it does
+/// not have.
 fn allowed_methods(path: &str) -> Vec<&'static str> {
     use std::sync::OnceLock;
-    static ROUTES: OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> = OnceLock::new();
+    static ROUTES: OnceLock<Vec<(ResourceDef, Vec<&'static str>)>> = OnceLock::new();
     let routes = ROUTES.get_or_init(|| {
-        crate::openapi::document()
-            .paths
-            .paths
-            .into_iter()
-            .map(|(template, item)| {
-                let methods = [
-                    ("GET", item.get.is_some()),
-                    ("POST", item.post.is_some()),
-                    ("PUT", item.put.is_some()),
-                    ("PATCH", item.patch.is_some()),
-                    ("DELETE", item.delete.is_some()),
-                ]
+        let documented =
+            crate::openapi::document()
+                .paths
+                .paths
                 .into_iter()
-                .filter_map(|(method, present)| present.then_some(method))
-                .collect();
-                let segments = template
-                    .trim_matches('/')
-                    .split('/')
-                    .map(str::to_owned)
+                .map(|(template, item)| {
+                    let methods = [
+                        ("GET", item.get.is_some()),
+                        ("POST", item.post.is_some()),
+                        ("PUT", item.put.is_some()),
+                        ("PATCH", item.patch.is_some()),
+                        ("DELETE", item.delete.is_some()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(method, present)| present.then_some(method))
                     .collect();
-                (segments, methods)
-            })
-            .collect()
+                    (ResourceDef::new(template), methods)
+                });
+        let service = SERVICE_ROUTES
+            .into_iter()
+            .map(|template| (ResourceDef::new(template), vec!["GET"]));
+        documented.chain(service).collect()
     });
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let mut allowed: Vec<&'static str> = Vec::new();
-    for (template, methods) in routes {
-        let matches = template.len() == segments.len()
-            && template
-                .iter()
-                .zip(&segments)
-                .all(|(t, s)| (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s);
-        if matches {
+    for (route, methods) in routes {
+        if route.is_match(path) {
             for method in methods {
                 if !allowed.contains(method) {
                     allowed.push(method);
@@ -176,5 +207,28 @@ fn allowed_methods(path: &str) -> Vec<&'static str> {
             }
         }
     }
+    if let Some(get) = allowed.iter().position(|m| *m == "GET") {
+        allowed.insert(get + 1, "HEAD");
+    }
     allowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_methods_follow_the_routes_with_head_beside_get() {
+        assert_eq!(allowed_methods("/platforms"), ["GET", "HEAD"]);
+        assert_eq!(
+            allowed_methods("/connections/0190f5c2-7d3e-7a11-8b2c-0123456789ab"),
+            ["GET", "HEAD", "PUT", "DELETE"]
+        );
+        assert_eq!(allowed_methods("/connections/x/test"), ["POST"]);
+        assert_eq!(allowed_methods("/openapi.json"), ["GET", "HEAD"]);
+        assert_eq!(allowed_methods("/docs"), ["GET", "HEAD"]);
+        assert_eq!(allowed_methods("/docs/index.html"), ["GET", "HEAD"]);
+        assert!(allowed_methods("/platforms/").is_empty());
+        assert!(allowed_methods("/nowhere").is_empty());
+    }
 }

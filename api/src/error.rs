@@ -22,6 +22,8 @@ pub enum ErrorCode {
     VersionConflict,
     /// 410: the resource existed and is gone for good (a backup's files once retention expired it).
     Gone,
+    /// 405, with `Allow`: the path exists but does not answer this method (RFC 9110 §15.5.6).
+    MethodNotAllowed,
     /// 429, with `Retry-After`: a rate limit of the account, the client's address, failed authentication or
     /// calls that reach a platform (issue 14).
     RateLimited,
@@ -46,6 +48,7 @@ impl ErrorCode {
             Self::Conflict => StatusCode::CONFLICT,
             Self::VersionConflict => StatusCode::PRECONDITION_FAILED,
             Self::Gone => StatusCode::GONE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -65,6 +68,7 @@ impl ErrorCode {
             Self::Conflict => "Conflict with the current state",
             Self::VersionConflict => "The resource changed meanwhile",
             Self::Gone => "Gone",
+            Self::MethodNotAllowed => "Method not allowed",
             Self::RateLimited => "Too many requests",
             Self::RequestTimeout => "The request took too long to arrive",
             Self::PayloadTooLarge => "The request body is too large",
@@ -103,6 +107,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Overrides the code's usual status (e.g. 422 for an Idempotency-Key reused with another body).
     pub status: Option<StatusCode>,
+    /// The methods the path answers (`Allow`), for METHOD_NOT_ALLOWED.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -113,6 +119,19 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             status: None,
+            allow: None,
+        }
+    }
+
+    /// 405 METHOD_NOT_ALLOWED with `Allow` (RFC 9110 §15.5.6): `path` exists, but not with `method`.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &[&str]) -> Self {
+        let allowed = allowed.join(", ");
+        Self {
+            allow: Some(allowed.clone()),
+            ..Self::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{method} is not allowed on {path}; allowed: {allowed}"),
+            )
         }
     }
 
@@ -242,6 +261,9 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let Some(allow) = &self.allow {
+            response.insert_header((header::ALLOW, allow.as_str()));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -248,15 +248,17 @@ pub fn with_etag(view: &impl serde::Serialize, version: i64) -> actix_web::HttpR
 }
 
 /// Parses an id a client sent (a path segment other than `{id}`, a body field) as the typed id `I`: anything
-/// but a UUID cannot name a resource, so it is simply `kind`'s not-found, the same 404 as a missing one.
+/// but a UUID in its hyphenated form ([`listbackup_domain::parse_hyphenated`]: not `{…}`, `urn:uuid:…` or
+/// the 32 digits alone) cannot name a resource, so it is simply `kind`'s not-found, the same 404 as a
+/// missing one.
 /// `kind` is usually `I::KIND`; a snapshot is named by its backup job's id, and its 404 says "snapshot".
 pub fn resource_id<I: ResourceId>(raw: &str, kind: ResourceKind) -> Result<I, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found(kind))
 }
 
 /// The `{id}` segment of a route's path, parsed by the extractor into the typed id of the resource it names
-/// (`PathId<SourceId>` on `/sources/{id}`); [`PathId::get`] gives it to the handler. Anything but a UUID names
-/// nothing: `get` is then the 404 problem of `I::KIND` (`"source not found"`), byte-for-byte the answer for a
+/// (`PathId<SourceId>` on `/sources/{id}`); [`PathId::get`] gives it to the handler. Anything but a hyphenated
+/// UUID names nothing: `get` is then the 404 problem of `I::KIND` (`"source not found"`), byte-for-byte the answer for a
 /// missing or another account's resource.
 ///
 /// The extraction itself never fails: the handler asks for the id where it parsed it before, after its

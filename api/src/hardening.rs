@@ -79,24 +79,27 @@ pub fn parse_cors_origins(raw: &str) -> Result<Vec<String>, String> {
     Ok(origins)
 }
 
+/// The methods a preflight may ask for: every method the API answers (HEAD wherever GET is).
+const CORS_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+/// The request headers a preflight may ask for.
+const CORS_REQUEST_HEADERS: [&str; 5] = [
+    "authorization",
+    "content-type",
+    "if-match",
+    "idempotency-key",
+    crate::request_id::HEADER,
+];
+/// The response headers a page may read.
+const CORS_EXPOSED_HEADERS: [&str; 4] =
+    ["etag", "location", "retry-after", crate::request_id::HEADER];
+
 /// CORS for the configured origins only (none by default). Requests from other origins are served as
 /// usual but without CORS headers, so browsers refuse them; their preflights are a 403 problem.
 pub fn cors(settings: &HttpSettings) -> actix_cors::Cors {
     let mut cors = actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
-        .allowed_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::IF_MATCH,
-            HeaderName::from_static("idempotency-key"),
-            HeaderName::from_static(crate::request_id::HEADER),
-        ])
-        .expose_headers([
-            header::ETAG,
-            header::LOCATION,
-            header::RETRY_AFTER,
-            HeaderName::from_static(crate::request_id::HEADER),
-        ])
+        .allowed_methods(CORS_METHODS)
+        .allowed_headers(CORS_REQUEST_HEADERS)
+        .expose_headers(CORS_EXPOSED_HEADERS)
         .max_age(600)
         .block_on_origin_mismatch(false);
     for origin in &settings.cors_origins {
@@ -105,28 +108,48 @@ pub fn cors(settings: &HttpSettings) -> actix_cors::Cors {
     cors
 }
 
-/// actix-cors answers a refused preflight with a plain-text 400; make it the API's problem (403).
-pub async fn cors_problems(
+/// What actix-cors answers, made the API's: a refused preflight is the API's problem (403) instead of a
+/// plain-text 400, and the lists it sends (`Access-Control-Allow-Methods`, `-Allow-Headers`,
+/// `-Expose-Headers`) are in the order declared above. actix-cors keeps them in hash sets, each HTTP worker
+/// its own with its own random order, so the same request would otherwise get differently ordered headers
+/// from one connection to the next (and an answer could not be compared byte for byte with another).
+pub async fn cors_answers(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let res = next.call(req).await?.map_into_boxed_body();
+    let mut res = next.call(req).await?.map_into_boxed_body();
     let refused = res
         .response()
         .error()
         .and_then(|e| e.as_error::<actix_cors::CorsError>())
         .map(ToString::to_string);
-    match refused {
-        Some(reason) => {
-            let (req, _) = res.into_parts();
-            let problem = ApiError::forbidden(format!("CORS: {reason}"));
-            Ok(ServiceResponse::new(
-                req,
-                actix_web::ResponseError::error_response(&problem),
-            ))
-        }
-        None => Ok(res),
+    if let Some(reason) = refused {
+        let (req, _) = res.into_parts();
+        let problem = ApiError::forbidden(format!("CORS: {reason}"));
+        return Ok(ServiceResponse::new(
+            req,
+            actix_web::ResponseError::error_response(&problem),
+        ));
     }
+    let headers = res.headers_mut();
+    for (name, values) in [
+        (header::ACCESS_CONTROL_ALLOW_METHODS, &CORS_METHODS[..]),
+        (
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            &CORS_REQUEST_HEADERS[..],
+        ),
+        (
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            &CORS_EXPOSED_HEADERS[..],
+        ),
+    ] {
+        if headers.contains_key(&name) {
+            let value =
+                HeaderValue::from_str(&values.join(", ")).expect("header names are header-safe");
+            headers.insert(name, value);
+        }
+    }
+    Ok(res)
 }
 
 /// Security headers on every response, problems and 404s included. The Swagger UI (`/docs/…`) keeps its

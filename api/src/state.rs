@@ -118,6 +118,15 @@ impl From<listbackup_commands::snapshots::SnapshotError> for ApiError {
 impl From<ReadError> for ApiError {
     fn from(err: ReadError) -> Self {
         match err {
+            // Every connection busy is not the database down: say which (both are worth a retry).
+            ReadError::Pool(deadpool_postgres::PoolError::Timeout(
+                deadpool_postgres::TimeoutType::Wait,
+            )) => {
+                tracing::warn!("no read pool connection came free in time");
+                ApiError::unavailable(
+                    "every database connection is busy (the pool is exhausted); try again shortly",
+                )
+            }
             ReadError::Pool(e) => {
                 tracing::error!(
                     error = &e as &dyn std::error::Error,

@@ -18,9 +18,25 @@ pub trait StreamId {
     fn stream_id(&self) -> String;
 }
 
+/// Text that is not an id: anything but a UUID in its hyphenated form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an id: ids are UUIDs in their hyphenated form (8-4-4-4-12 hexadecimal digits)")]
+pub struct InvalidId;
+
+/// Parses the one text form of an id: the UUID hyphenated (`0190f5c2-7d3e-7a11-8b2c-0123456789ab`, 36
+/// characters), in either case. The other forms `uuid` reads (simple, `{braced}`, `urn:uuid:`) are refused,
+/// so that one resource has one name: a client that sends another form names nothing, like any text that
+/// is not an id.
+pub fn parse_hyphenated(raw: &str) -> Result<Uuid, InvalidId> {
+    if raw.len() != 36 {
+        return Err(InvalidId);
+    }
+    Uuid::try_parse(raw).map_err(|_| InvalidId)
+}
+
 /// An id a client can name in a path or a body: parsed from its text form, refused as its kind's not-found
 /// when it is not one (a path id that is not a UUID names nothing).
-pub trait ResourceId: Copy + FromStr<Err = uuid::Error> + fmt::Display + StreamId {
+pub trait ResourceId: Copy + FromStr<Err = InvalidId> + fmt::Display + StreamId {
     /// What clients call the resource this id names.
     const KIND: ResourceKind;
     /// The aggregate type of the resource's stream (the event store's `aggregate_type`).
@@ -64,11 +80,11 @@ macro_rules! resource_id {
         }
 
         impl FromStr for $name {
-            type Err = uuid::Error;
+            type Err = InvalidId;
 
-            /// Any text form of a UUID `uuid` accepts (hyphenated, simple, braced, URN), in either case.
-            fn from_str(raw: &str) -> Result<Self, uuid::Error> {
-                Uuid::parse_str(raw).map(Self)
+            /// The hyphenated form only, in either case ([`parse_hyphenated`]).
+            fn from_str(raw: &str) -> Result<Self, InvalidId> {
+                parse_hyphenated(raw).map(Self)
             }
         }
 
@@ -203,7 +219,7 @@ mod tests {
         assert_eq!(id.to_string(), stored);
         assert_eq!(serde_json::to_value(id).unwrap(), serde_json::json!(stored));
         assert_eq!(id.stream_id(), stored);
-        // Upper case or the simple form parse to the same id, shown in the one stored form.
+        // Upper case parses to the same id, shown in the one stored form.
         let upper: SourceId = stored.to_uppercase().parse().unwrap();
         assert_eq!(upper, id);
         assert_eq!(upper.to_string(), stored);
@@ -211,6 +227,17 @@ mod tests {
 
     #[test]
     fn anything_but_a_uuid_is_refused() {
+        // The other text forms of a UUID are not the id's: one resource, one name.
+        let stored = "0190f5c2-7d3e-7a11-8b2c-0123456789ab";
+        for other in [
+            format!("{{{stored}}}"),
+            format!("urn:uuid:{stored}"),
+            stored.replace('-', ""),
+            format!(" {stored}"),
+            format!("{stored}\n"),
+        ] {
+            assert_eq!(other.parse::<SourceId>(), Err(InvalidId), "{other:?}");
+        }
         assert!("s1".parse::<ConnectionId>().is_err());
         assert!("".parse::<JobId>().is_err());
         assert!(serde_json::from_value::<SourceGroupId>(serde_json::json!("nope")).is_err());

@@ -15,7 +15,10 @@ pub mod values;
 pub mod webhook;
 
 pub use error::{DomainError, ErrorKind, ResourceKind};
-pub use ids::{ConnectionId, JobId, ResourceId, SourceGroupId, SourceId, StreamId, WebhookId};
+pub use ids::{
+    parse_hyphenated, ConnectionId, InvalidId, JobId, ResourceId, SourceGroupId, SourceId,
+    StreamId, WebhookId,
+};
 
 /// Every aggregate belongs to one account; the write side refuses commands from any other.
 pub trait AccountOwned {

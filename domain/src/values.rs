@@ -9,13 +9,18 @@ pub struct AccountId(String);
 
 impl AccountId {
     /// 1 to 128 bytes without control characters: it keys rows, event metadata, storage paths and NATS
-    /// subjects, none of which can hold a NUL (PostgreSQL text cannot) or should hold a line break.
+    /// subjects, none of which can hold a NUL (PostgreSQL text cannot) or should hold a line break. It is
+    /// taken as given, never trimmed, so one with whitespace around it is refused rather than becoming an
+    /// account of its own beside the one without (`" acme"` is not `acme`, and is not made it either).
     pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.is_empty() || raw.len() > 128 {
             return Err("an account id is 1 to 128 characters".into());
         }
         if raw.chars().any(char::is_control) {
             return Err("an account id has no control characters".into());
+        }
+        if raw.trim() != raw {
+            return Err("an account id has no leading or trailing whitespace".into());
         }
         Ok(Self(raw.to_owned()))
     }
@@ -85,6 +90,10 @@ mod tests {
     fn account_ids_are_bounded() {
         assert!(AccountId::parse("").is_err());
         assert!(AccountId::parse(&"a".repeat(129)).is_err());
+        for padded in [" acme", "acme ", "\u{a0}acme", "acme\u{3000}"] {
+            assert!(AccountId::parse(padded).is_err(), "{padded:?}");
+        }
+        assert!(AccountId::parse("acme corp").is_ok());
         assert_eq!(AccountId::parse("acme").unwrap().as_str(), "acme");
     }
 }

@@ -575,13 +575,17 @@ async fn a_wrong_method_is_a_405_naming_the_allowed_ones() {
         .await;
     let id = connection["connectionId"].as_str().unwrap();
     for (method, path, allowed) in [
-        (reqwest::Method::DELETE, "/platforms".to_owned(), "GET"),
+        (
+            reqwest::Method::DELETE,
+            "/platforms".to_owned(),
+            "GET, HEAD",
+        ),
         (
             reqwest::Method::PATCH,
             format!("/connections/{id}"),
-            "GET, PUT, DELETE",
+            "GET, HEAD, PUT, DELETE",
         ),
-        (reqwest::Method::PUT, "/jobs".to_owned(), "GET, POST"),
+        (reqwest::Method::PUT, "/jobs".to_owned(), "GET, HEAD, POST"),
     ] {
         let response = app
             .http

@@ -790,3 +790,345 @@ async fn a_stale_if_match_deletes_nothing_even_with_cascade() {
     );
     app.stop().await;
 }
+
+/// Issue 11 §3: an id has one text form, the hyphenated UUID. The other forms the `uuid` crate reads (braced,
+/// `urn:uuid:`, the 32 digits alone) name nothing: on every kind of resource, in the path of a read, a
+/// change and a deletion, in a history's path and in a body, they get byte-for-byte the answer a missing
+/// id gets, and change nothing. Upper case stays the same id (RFC 9562 §4: UUIDs are read in either case).
+#[tokio::test]
+async fn an_id_in_another_text_form_is_the_same_404_as_a_missing_one() {
+    use listbackup_api::auth::Role;
+    let app = TestApp::spawn().await;
+    let token = app.token("initech", &[Role::Owner, Role::Auditor]);
+    let connection = app
+        .create_stripe_connection(&token, "forms", "sk_test_1")
+        .await["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = |path: &'static str, body: Value, field: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            let response = app.post(path, token, &body).await;
+            assert_eq!(response.status(), 201, "{path}");
+            let view: Value = response.json().await.unwrap();
+            view[field].as_str().unwrap().to_owned()
+        }
+    };
+    let source = created(
+        "/sources",
+        json!({"connectionId": connection, "name": "forms", "dataTypes": ["customers"]}),
+        "sourceId",
+    )
+    .await;
+    let group = created("/source-groups", json!({"name": "forms"}), "groupId").await;
+    let webhook = created(
+        "/webhooks",
+        json!({"url": "https://hooks.example.com/forms", "events": ["backup.corrupted"], "description": "forms"}),
+        "webhookId",
+    )
+    .await;
+    let others = |id: &str| {
+        [
+            format!("{{{id}}}"),
+            format!("urn:uuid:{id}"),
+            id.replace('-', ""),
+            format!("{{{}}}", id.to_uppercase()),
+        ]
+    };
+    let missing = uuid::Uuid::now_v7().to_string();
+    let mut differences = Vec::new();
+    let mut walked = 0;
+    for (collection, id) in [
+        ("connections", &connection),
+        ("sources", &source),
+        ("source-groups", &group),
+        ("webhooks", &webhook),
+    ] {
+        let view = |id: String| {
+            let (app, token) = (&app, &token);
+            async move {
+                let response = app.get(&format!("/{collection}/{id}"), token).await;
+                assert_eq!(response.status(), 200, "{collection}/{id}");
+                response.json::<Value>().await.unwrap()
+            }
+        };
+        let before = view(id.clone()).await;
+        // Upper case is the same id.
+        assert_eq!(
+            view(id.to_uppercase()).await,
+            before,
+            "{collection} in upper case"
+        );
+        let body = if collection == "webhooks" {
+            json!({"description": "renamed"})
+        } else {
+            json!({"name": "renamed"})
+        };
+        for other in others(id) {
+            for (method, suffix, body) in [
+                ("GET", "", None),
+                ("GET", "/history", None),
+                ("PUT", "", Some(&body)),
+                ("DELETE", "", None),
+            ] {
+                if suffix == "/history" && collection == "webhooks" {
+                    continue;
+                }
+                let path = |id: &str| format!("/{collection}/{id}{suffix}");
+                let got_other = ask(&app, &token, method, &path(&other), body).await;
+                let got_missing = ask(&app, &token, method, &path(&missing), body).await;
+                walked += 1;
+                let label = format!("{method} {}", path(&other));
+                if got_other.status != 404 {
+                    differences.push(format!("{label}: {got_other:?}, not a 404"));
+                } else if got_other != got_missing {
+                    differences.push(format!(
+                        "{label}:\n  {got_other:?}\nmissing\n  {got_missing:?}"
+                    ));
+                }
+            }
+        }
+        // Nothing was changed or deleted through another form.
+        assert_eq!(view(id.clone()).await, before, "{collection}");
+    }
+    // In a body: adding the source to the group by another form of its id is the missing source's answer.
+    for other in others(&source) {
+        let path = format!("/source-groups/{group}/sources");
+        let got_other = ask(
+            &app,
+            &token,
+            "POST",
+            &path,
+            Some(&json!({"sourceId": other})),
+        )
+        .await;
+        let got_missing = ask(
+            &app,
+            &token,
+            "POST",
+            &path,
+            Some(&json!({"sourceId": missing})),
+        )
+        .await;
+        walked += 1;
+        if got_other.status != 404 || got_other != got_missing {
+            differences.push(format!(
+                "POST {path} {other}:\n  {got_other:?}\nmissing\n  {got_missing:?}"
+            ));
+        }
+    }
+    let members: Value = app
+        .get(&format!("/source-groups/{group}/sources"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["sources"], json!([]), "{members}");
+    assert!(
+        differences.is_empty(),
+        "{} of {walked} requests differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    app.stop().await;
+}
+
+/// The methods the OpenAPI document gives `template`, as `Allow` lists them: HEAD beside GET.
+fn allow_of(item: &Value) -> Vec<&'static str> {
+    let mut allow = Vec::new();
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+        if item.get(method.to_ascii_lowercase()).is_some() {
+            allow.push(method);
+            if method == "GET" {
+                allow.push("HEAD");
+            }
+        }
+    }
+    allow
+}
+
+/// RFC 9110 §15.5.6: every path the service has (each of the OpenAPI document, the document itself and its
+/// UI) answers a method it does not take with 405, `Allow` naming the ones it does (HEAD wherever GET is),
+/// and a problem of its own code, never a 404 or a VALIDATION_ERROR.
+#[tokio::test]
+async fn every_path_answers_a_method_it_does_not_take_with_405_method_not_allowed() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("initech");
+    let openapi: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut paths: Vec<(String, Vec<&'static str>)> = openapi["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(template, item)| {
+            let path = template
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        id.as_str()
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            (path, allow_of(item))
+        })
+        .collect();
+    for service_path in ["/openapi.json", "/docs", "/docs/", "/docs/index.html"] {
+        paths.push((service_path.to_owned(), vec!["GET", "HEAD"]));
+    }
+    let mut wrong = Vec::new();
+    let mut walked = 0;
+    for (path, allow) in &paths {
+        for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
+            if allow.contains(&method) {
+                continue;
+            }
+            let response = app
+                .http
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                    app.url(path),
+                )
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            walked += 1;
+            let status = response.status().as_u16();
+            let got_allow = response
+                .headers()
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let expected = allow.join(", ");
+            if status != 405 || got_allow.as_deref() != Some(expected.as_str()) {
+                wrong.push(format!(
+                    "{method} {path}: {status}, Allow {got_allow:?}, not 405 with {expected:?}"
+                ));
+                continue;
+            }
+            if method == "HEAD" {
+                continue;
+            }
+            let (_, problem) = problem_code(response).await;
+            if problem["code"] != "METHOD_NOT_ALLOWED"
+                || problem["title"] != "Method not allowed"
+                || problem["status"] != 405
+            {
+                wrong.push(format!("{method} {path}: {problem}"));
+            }
+        }
+    }
+    assert!(walked > 150, "only {walked} requests walked");
+    assert!(
+        wrong.is_empty(),
+        "{} of {walked}:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    // A path the service does not have stays a 404, whatever the method.
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::DELETE,
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), app.url("/platforms/"))
+            .send()
+            .await
+            .unwrap();
+        let (status, problem) = problem_code(response).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (404, Some("NOT_FOUND")),
+            "{method}"
+        );
+    }
+    app.stop().await;
+}
+
+/// A request's status and headers (all but `date`), and its body's length.
+async fn head_of(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, BTreeMap<String, Vec<String>>, usize) {
+    let mut request = app
+        .http
+        .request(method, app.url(path))
+        .header("x-request-id", "head-and-get");
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in response.headers() {
+        if name != "date" {
+            headers
+                .entry(name.as_str().to_owned())
+                .or_default()
+                .push(value.to_str().unwrap().to_owned());
+        }
+    }
+    let body = response.bytes().await.unwrap();
+    (status, headers, body.len())
+}
+
+/// RFC 9110 §9.3.2: HEAD wherever GET is, answered as the GET would be (status and headers, `Content-Length`
+/// included) without the body: a list, a health check, a resource, the document, and the GET's refusals
+/// (401 without a token, the 404 of a missing resource). A path that takes no GET refuses HEAD with 405
+/// (the walk above).
+#[tokio::test]
+async fn head_is_answered_as_get_would_be_without_a_body() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("initech");
+    let connection = app
+        .create_stripe_connection(&token, "head", "sk_test_1")
+        .await["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let missing = uuid::Uuid::now_v7();
+    for (path, token, status) in [
+        ("/health/live".to_owned(), None, 200),
+        ("/platforms".to_owned(), Some(token.as_str()), 200),
+        ("/openapi.json".to_owned(), None, 200),
+        ("/connections".to_owned(), Some(token.as_str()), 200),
+        (
+            format!("/connections/{connection}"),
+            Some(token.as_str()),
+            200,
+        ),
+        ("/connections".to_owned(), None, 401),
+        (format!("/connections/{missing}"), Some(token.as_str()), 404),
+    ] {
+        let (get_status, get_headers, get_length) =
+            head_of(&app, reqwest::Method::GET, &path, token).await;
+        let (head_status, head_headers, head_length) =
+            head_of(&app, reqwest::Method::HEAD, &path, token).await;
+        assert_eq!(get_status, status, "GET {path}");
+        assert!(get_length > 0, "GET {path} has a body");
+        assert_eq!(head_status, get_status, "HEAD {path}");
+        assert_eq!(head_headers, get_headers, "HEAD {path}");
+        assert_eq!(
+            head_headers.get("content-length"),
+            Some(&vec![get_length.to_string()]),
+            "HEAD {path}"
+        );
+        assert_eq!(head_length, 0, "HEAD {path} has no body");
+    }
+    app.stop().await;
+}

@@ -721,3 +721,145 @@ async fn serve_refuses_a_short_jwt_secret_and_names_the_variable() {
         "{stderr}"
     );
 }
+
+/// The lists actix-cors sends are kept in hash sets, one per HTTP worker with its own random order: the same
+/// request got `ETag, Location, …` on one connection and `X-Request-Id, ETag, …` on the next, so two answers
+/// meant to be the same (another account's resource and a missing one) were not byte for byte. On fresh
+/// connections (which the server spreads over its workers), each list is in one declared order.
+#[tokio::test]
+async fn cors_lists_are_in_one_order_on_every_connection() {
+    let app = TestApp::spawn_with(|values| {
+        values.insert(
+            "LISTBACKUP_CORS_ORIGINS".into(),
+            "https://app.example.com".into(),
+        );
+    })
+    .await;
+    let token = app.owner("acct-cors-order");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        // A client without idle connections: every request on a new connection.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let missing = http
+            .get(app.url(&format!("/connections/{}", uuid::Uuid::now_v7())))
+            .bearer_auth(&token)
+            .header("origin", "https://app.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        let preflight = http
+            .request(reqwest::Method::OPTIONS, app.url("/connections"))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "HEAD")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), 200);
+        let value = |response: &reqwest::Response, name: &str| {
+            response.headers()[name].to_str().unwrap().to_owned()
+        };
+        seen.insert((
+            value(&missing, "access-control-expose-headers"),
+            value(&preflight, "access-control-allow-methods"),
+            value(&preflight, "access-control-allow-headers"),
+        ));
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [(
+            "etag, location, retry-after, x-request-id".to_owned(),
+            "GET, HEAD, POST, PUT, PATCH, DELETE".to_owned(),
+            "authorization, content-type, if-match, idempotency-key, x-request-id".to_owned(),
+        )]
+    );
+    app.stop().await;
+}
+
+/// A token signed with the service's own secret, holding `claims` (`exp` an hour away unless given).
+fn signed(app: &TestApp, claims: Value) -> String {
+    let mut claims = claims;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let object = claims.as_object_mut().unwrap();
+    object.entry("exp").or_insert(json!(now + 3600));
+    object.entry("sub").or_insert(json!("test-user"));
+    object.entry("roles").or_insert(json!(["owner"]));
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(
+            app.config.auth.hs256_secret.as_deref().unwrap().as_bytes(),
+        ),
+    )
+    .unwrap()
+}
+
+/// A signed id is taken exactly as signed: `" acme"` is not another tenant beside `acme` (nor is it made
+/// `acme`), it is refused, like a NUL. A signed `exp` that is not a number of seconds is malformed, not
+/// missing. All 401s.
+#[tokio::test]
+async fn signed_claims_out_of_their_one_form_are_refused() {
+    let app = TestApp::spawn().await;
+    let acme = signed(&app, json!({"account_id": "acme"}));
+    app.create_stripe_connection(&acme, "acme's", "sk_test_1")
+        .await;
+    let listed = app.get("/connections", &acme).await;
+    assert_eq!(listed.status(), 200);
+    for (claims, reason) in [
+        (json!({"account_id": " acme"}), "whitespace"),
+        (json!({"account_id": "acme "}), "whitespace"),
+        (json!({"account_id": "acme\u{a0}"}), "whitespace"),
+        (json!({"account_id": "ac\u{0}me"}), "control"),
+        (
+            json!({"account_id": "acme", "sub": " test-user"}),
+            "whitespace",
+        ),
+        (
+            json!({"account_id": "acme", "exp": "soon"}),
+            "`exp` claim is malformed",
+        ),
+        (
+            json!({"account_id": "acme", "exp": 1e20}),
+            "`exp` claim is malformed",
+        ),
+        (
+            json!({"account_id": "acme", "exp": -5}),
+            "`exp` claim is malformed",
+        ),
+    ] {
+        let token = signed(&app, claims.clone());
+        let (status, problem) = problem_code(app.get("/connections", &token).await).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (401, Some("UNAUTHORIZED")),
+            "{claims}: {problem}"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(reason), "{claims}: {detail}");
+        assert!(!detail.contains("has no `"), "{claims}: {detail}");
+    }
+    // Still missing when it is missing.
+    let mut claims = json!({"account_id": "acme", "sub": "test-user", "roles": ["owner"]});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(
+            app.config.auth.hs256_secret.as_deref().unwrap().as_bytes(),
+        ),
+    )
+    .unwrap();
+    let (status, problem) = problem_code(app.get("/connections", &token).await).await;
+    assert_eq!(status, 401);
+    assert_eq!(problem["detail"], "the token has no `exp` claim");
+    claims["exp"] = Value::Null;
+    let (status, _) = problem_code(app.get("/connections", &signed(&app, claims)).await).await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}

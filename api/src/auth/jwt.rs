@@ -239,9 +239,33 @@ fn decode(
     key: &DecodingKey,
     validation: &Validation,
 ) -> Result<Map<String, Value>, ApiError> {
-    jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
-        .map(|data| data.claims)
-        .map_err(rejection)
+    match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
+        Ok(data) => Ok(data.claims),
+        // jsonwebtoken reports a required claim it cannot read as a number or a string (`"exp": "soon"`,
+        // `"exp": 1e20`) as missing. The signature has verified by then (it is checked before the claims):
+        // read the claims once more with no claim checks, only to say which it is. Refused either way.
+        Err(err) => match err.kind() {
+            JwtErrorKind::MissingRequiredClaim(claim) if present(token, key, validation, claim) => {
+                Err(ApiError::unauthorized(format!(
+                    "the token's `{claim}` claim is malformed"
+                )))
+            }
+            _ => Err(rejection(err)),
+        },
+    }
+}
+
+/// Whether the (signed) token holds `claim` with a value other than `null`.
+fn present(token: &str, key: &DecodingKey, validation: &Validation, claim: &str) -> bool {
+    let mut signature_only = validation.clone();
+    signature_only.required_spec_claims.clear();
+    signature_only.validate_exp = false;
+    signature_only.validate_nbf = false;
+    signature_only.validate_aud = false;
+    signature_only.iss = None;
+    signature_only.sub = None;
+    jsonwebtoken::decode::<Map<String, Value>>(token, key, &signature_only)
+        .is_ok_and(|data| data.claims.get(claim).is_some_and(|value| !value.is_null()))
 }
 
 /// A short, token-free reason for a failed verification.
@@ -294,18 +318,19 @@ fn principal_from_claims(
     let user_id = non_empty_string("sub")?;
     let account_id = non_empty_string(&config.account_claim)?;
     // Identifiers travel into rows, event metadata and logs: a NUL (which PostgreSQL text cannot hold) or a
-    // line break in a signed token is the token's problem, not a server error.
+    // line break in a signed token is the token's problem, not a server error. They are taken exactly as
+    // signed, in their one form: `" acme"` would otherwise be a tenant of its own beside `acme`.
     listbackup_domain::values::AccountId::parse(&account_id).map_err(|reason| {
         ApiError::unauthorized(format!(
             "the token's `{}` claim is not a valid account id: {reason}",
             config.account_claim
         ))
     })?;
-    if user_id.len() > 256 || user_id.chars().any(char::is_control) {
-        return Err(ApiError::unauthorized(
-            "the token's `sub` claim must be at most 256 characters without control characters",
-        ));
-    }
+    check_user_id(&user_id).map_err(|reason| {
+        ApiError::unauthorized(format!(
+            "the token's `sub` claim is not a valid user id: {reason}"
+        ))
+    })?;
 
     let roles = match claims.get(&config.roles_claim) {
         // No roles: authenticated, but every `require_*` check will answer 403.
@@ -343,6 +368,17 @@ fn principal_from_claims(
     })
 }
 
+/// A user id (`sub`) as signed: at most 256 characters, no control characters, no whitespace around it.
+fn check_user_id(user_id: &str) -> Result<(), &'static str> {
+    if user_id.len() > 256 || user_id.chars().any(char::is_control) {
+        return Err("a user id is at most 256 characters without control characters");
+    }
+    if user_id.trim() != user_id {
+        return Err("a user id has no leading or trailing whitespace");
+    }
+    Ok(())
+}
+
 /// Mints an HS256 token for `listbackup token --account A --user U --role owner`: `sub`, the account and
 /// roles claims (configured names), `iat`, `exp = now + ttl`, and `iss`/`aud` when configured.
 pub fn mint_hs256_token(
@@ -367,6 +403,10 @@ pub fn mint_hs256_token(
     if user.trim().is_empty() {
         return Err("the user must not be empty".into());
     }
+    // What `authenticate` would refuse is not minted.
+    listbackup_domain::values::AccountId::parse(account)
+        .map_err(|reason| format!("the account is not a valid account id: {reason}"))?;
+    check_user_id(user).map_err(|reason| format!("the user is not a valid user id: {reason}"))?;
     if ttl.is_zero() {
         return Err("the token lifetime must be positive".into());
     }

@@ -283,9 +283,9 @@ async fn history(
     params: HistoryParams,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_audit()?;
-    // The kind is the caller's (one handler serves every resource's history): parsed as a UUID, shown as
-    // the stream's `aggregate_id` text.
-    let id = uuid::Uuid::parse_str(raw_id)
+    // The kind is the caller's (one handler serves every resource's history): parsed as an id is (the
+    // hyphenated UUID only), shown as the stream's `aggregate_id` text.
+    let id = listbackup_domain::parse_hyphenated(raw_id)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| ApiError::not_found(kind))?;
     let ndjson = wants_ndjson(req);

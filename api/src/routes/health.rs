@@ -19,36 +19,86 @@ pub async fn live(_: QueryParams<NoParams>) -> HttpResponse {
 /// Postgres answers and NATS is connected.
 #[utoipa::path(tag = "operations", responses(
     (status = 200, description = "ready"),
-    (status = 503, description = "a dependency is down", body = crate::error::Problem)))]
+    (status = 503, description = "a dependency is down, or every database connection is busy", body = crate::error::Problem)))]
 #[get("/health/ready")]
 pub async fn ready(
     state: web::Data<AppState>,
     _: QueryParams<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let postgres = async {
-        let client = state.db.get().await.ok()?;
-        client.simple_query("SELECT 1").await.ok()
-    };
-    let postgres_ok = tokio::time::timeout(Duration::from_secs(2), postgres)
-        .await
-        .ok()
-        .flatten()
-        .is_some();
+    let postgres = postgres(&state.db).await;
     let nats_ok = state
         .nats
         .as_ref()
         .is_some_and(|nats| nats.connection_state() == async_nats::connection::State::Connected);
-    if postgres_ok && nats_ok {
-        Ok(HttpResponse::Ok().json(json!({ "status": "ready", "postgres": "up", "nats": "up" })))
-    } else {
-        let down: Vec<&str> = [("postgres", postgres_ok), ("nats", nats_ok)]
-            .into_iter()
-            .filter(|(_, ok)| !ok)
-            .map(|(name, _)| name)
-            .collect();
-        Err(ApiError::unavailable(format!(
-            "not ready: {} unreachable",
-            down.join(" and ")
-        )))
+    if postgres == Postgres::Up && nats_ok {
+        return Ok(
+            HttpResponse::Ok().json(json!({ "status": "ready", "postgres": "up", "nats": "up" }))
+        );
+    }
+    let mut reasons = Vec::new();
+    match postgres {
+        Postgres::Up => {}
+        Postgres::Unreachable => reasons.push("postgres unreachable".to_owned()),
+        Postgres::Slow => reasons.push(format!(
+            "postgres did not answer within {} s",
+            READY_DEADLINE.as_secs()
+        )),
+        Postgres::PoolExhausted => reasons.push(
+            "the database connection pool is exhausted (every connection is busy)".to_owned(),
+        ),
+    }
+    if !nats_ok {
+        reasons.push("nats unreachable".to_owned());
+    }
+    Err(ApiError::unavailable(format!(
+        "not ready: {}",
+        reasons.join("; ")
+    )))
+}
+
+/// How long readiness waits for Postgres, a free connection included.
+const READY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// What readiness found of Postgres, through the read pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Postgres {
+    Up,
+    /// No connection could be opened, or the query failed.
+    Unreachable,
+    /// A connection was had, but `SELECT 1` did not answer in time.
+    Slow,
+    /// Every connection of the pool is in use and none came free in time: Postgres may well be up.
+    PoolExhausted,
+}
+
+async fn postgres(pool: &deadpool_postgres::Pool) -> Postgres {
+    use deadpool_postgres::{PoolError, TimeoutType};
+    let had_connection = std::cell::Cell::new(false);
+    let check = async {
+        let client = match pool.get().await {
+            Ok(client) => client,
+            // deadpool's wait for a free connection ran out (`LISTBACKUP_DB_POOL_TIMEOUT_SECS`).
+            Err(PoolError::Timeout(TimeoutType::Wait)) => return Postgres::PoolExhausted,
+            Err(_) => return Postgres::Unreachable,
+        };
+        had_connection.set(true);
+        match client.simple_query("SELECT 1").await {
+            Ok(_) => Postgres::Up,
+            Err(_) => Postgres::Unreachable,
+        }
+    };
+    match tokio::time::timeout(READY_DEADLINE, check).await {
+        Ok(found) => found,
+        Err(_) if had_connection.get() => Postgres::Slow,
+        // Still waiting for a connection: for a free one when the pool is at its size with none available,
+        // otherwise for a new one to open.
+        Err(_) => {
+            let status = pool.status();
+            if status.size >= status.max_size && status.available == 0 {
+                Postgres::PoolExhausted
+            } else {
+                Postgres::Unreachable
+            }
+        }
     }
 }
