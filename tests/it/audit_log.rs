@@ -516,15 +516,7 @@ fn refs(value: &Value, found: &mut Vec<String>) {
 #[tokio::test]
 async fn the_openapi_document_describes_the_audit_routes() {
     let app = TestApp::spawn().await;
-    let spec: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.openapi().await;
     for path in [
         "/events",
         "/events/export",

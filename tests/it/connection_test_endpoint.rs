@@ -76,12 +76,7 @@ async fn a_rejected_key_tests_not_ok_without_echoing_it() {
         .create_stripe_connection(&token, "Stripe", "sk_test_WRONGKEY42")
         .await;
     let id = created["connectionId"].as_str().unwrap();
-    let result: Value = app
-        .post(&format!("/connections/{id}/test"), &token, &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let result: Value = app.test_connection(&token, id).await;
     assert_eq!(result["ok"], false);
     let message = result["message"].as_str().unwrap();
     assert!(
@@ -124,12 +119,7 @@ async fn a_rate_limited_platform_is_retried_after_its_retry_after() {
         .unwrap();
     let id = created["connectionId"].as_str().unwrap();
     emulator.rate_limit_next(1, 1);
-    let result: Value = app
-        .post(&format!("/connections/{id}/test"), &token, &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let result: Value = app.test_connection(&token, id).await;
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(emulator.hits("/zendesk/api/v2/users/me.json"), 2);
     app.stop().await;

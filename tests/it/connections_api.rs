@@ -505,15 +505,7 @@ async fn operations_endpoints_need_no_token() {
     assert_eq!(ready["postgres"], "up");
     assert_eq!(ready["nats"], "up");
 
-    let spec: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.openapi().await;
     assert!(spec["paths"]["/connections"]["post"].is_object());
     assert!(spec["paths"]["/connections/{id}"]["put"].is_object());
     assert!(spec["paths"]["/platforms"]["get"].is_object());

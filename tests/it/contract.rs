@@ -338,15 +338,7 @@ async fn another_accounts_resource_is_the_same_404_as_a_missing_one_on_every_rou
     let theirs = resources(&backup, &acme, true).await;
     let ours = resources(&backup, &globex, false).await;
 
-    let openapi: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openapi: Value = app.openapi().await;
     let routes = routes(&openapi);
     let as_of = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
 
@@ -490,15 +482,7 @@ async fn a_path_id_that_is_not_a_uuid_is_the_same_404_as_a_missing_one_on_every_
     let backup = BackupApp::spawn().await;
     let app = &backup.app;
     let token = app.owner("initech");
-    let openapi: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openapi: Value = app.openapi().await;
     let routes = routes(&openapi);
     let mut differences = Vec::new();
     let mut walked = 0;
@@ -955,15 +939,7 @@ fn allow_of(item: &Value) -> Vec<&'static str> {
 async fn every_path_answers_a_method_it_does_not_take_with_405_method_not_allowed() {
     let app = TestApp::spawn().await;
     let token = app.owner("initech");
-    let openapi: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openapi: Value = app.openapi().await;
     let id = uuid::Uuid::now_v7().to_string();
     let mut paths: Vec<(String, Vec<&'static str>)> = openapi["paths"]
         .as_object()

@@ -307,15 +307,7 @@ async fn two_endpoints_answering_404_leave_a_partial_job_with_its_twelve_good_da
     assert_eq!(read_models(app).await, live);
 
     // The OpenAPI document names the new status.
-    let spec: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.openapi().await;
     let status_doc = spec["components"]["schemas"]["JobView"]["properties"]["status"].to_string();
     assert!(status_doc.contains("partial"), "{status_doc}");
     let params = spec["paths"]["/jobs"]["get"]["parameters"].to_string();

@@ -21,6 +21,40 @@ async fn sync(app: &TestApp, token: &str, source_id: &str) -> reqwest::Response 
         .await
 }
 
+/// A source group named `name` holding `members`: its id.
+async fn group(app: &TestApp, token: &str, name: &str, members: &[&str]) -> String {
+    let group: Value = app
+        .post("/source-groups", token, &json!({"name": name}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let group_id = group["groupId"].as_str().unwrap().to_owned();
+    for member in members {
+        let response = app
+            .post(
+                &format!("/source-groups/{group_id}/sources"),
+                token,
+                &json!({"sourceId": member}),
+            )
+            .await;
+        assert!(response.status().is_success());
+    }
+    group_id
+}
+
+/// `POST /source-groups/{group_id}/sync` → (status, body).
+async fn sync_group(app: &TestApp, token: &str, group_id: &str) -> (u16, Value) {
+    let response = app
+        .post(
+            &format!("/source-groups/{group_id}/sync"),
+            token,
+            &json!({}),
+        )
+        .await;
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 fn job_ids(page: &Value) -> Vec<String> {
     page["jobs"]
         .as_array()
@@ -167,33 +201,9 @@ async fn a_group_sync_queues_one_job_per_active_member() {
     assert_eq!(response.status(), 200);
     let busy_job: Value = sync(&app, &token, &busy).await.json().await.unwrap();
 
-    let group: Value = app
-        .post("/source-groups", &token, &json!({"name": "All Stripe"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let group_id = group["groupId"].as_str().unwrap();
-    for member in [&active, &paused, &busy] {
-        let response = app
-            .post(
-                &format!("/source-groups/{group_id}/sources"),
-                &token,
-                &json!({"sourceId": member}),
-            )
-            .await;
-        assert!(response.status().is_success());
-    }
-
-    let response = app
-        .post(
-            &format!("/source-groups/{group_id}/sync"),
-            &token,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.unwrap();
+    let group_id = group(&app, &token, "All Stripe", &[&active, &paused, &busy]).await;
+    let (status, body) = sync_group(&app, &token, &group_id).await;
+    assert_eq!(status, 202);
     let jobs = body["jobs"].as_array().unwrap();
     // The paused member is skipped; the busy one keeps the job it has.
     assert_eq!(jobs.len(), 1, "{body}");
@@ -677,15 +687,7 @@ async fn a_source_shows_its_last_job_and_a_queued_job_is_located() {
     assert_eq!(then["lastJob"], expected, "{then}");
 
     // The API document says so.
-    let openapi: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openapi: Value = app.openapi().await;
     for (route, method) in [
         ("/sources/{id}/sync", "post"),
         ("/jobs", "post"),
@@ -718,21 +720,7 @@ async fn a_sync_right_after_the_last_job_ended_waits_for_the_source_instead_of_c
     let job_id = queued["jobId"].as_str().unwrap().to_owned();
     let (status, problem) = problem_code(sync(&app, &token, &source_id).await).await;
     assert_eq!((status, &problem["code"]), (409, &json!("CONFLICT")));
-    let group: Value = app
-        .post("/source-groups", &token, &json!({"name": "Stripe"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let group_id = group["groupId"].as_str().unwrap().to_owned();
-    let response = app
-        .post(
-            &format!("/source-groups/{group_id}/sources"),
-            &token,
-            &json!({"sourceId": source_id}),
-        )
-        .await;
-    assert!(response.status().is_success());
+    let group_id = group(&app, &token, "Stripe", &[&source_id]).await;
 
     // A running transaction holds back every reader of the log (the sagas too), not the commands.
     let mut busy = app.db.connect().await;
@@ -784,16 +772,8 @@ async fn a_sync_right_after_the_last_job_ended_waits_for_the_source_instead_of_c
     );
 
     // A group sync waits for that member the same way, then skips it like a busy one.
-    let response = app
-        .post(
-            &format!("/source-groups/{group_id}/sync"),
-            &token,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["jobs"], json!([]), "{body}");
+    let (status, body) = sync_group(&app, &token, &group_id).await;
+    assert_eq!((status, &body["jobs"]), (202, &json!([])), "{body}");
 
     // Once the sagas run again the source records the end, and a sync queues the next job.
     held.rollback().await.unwrap();

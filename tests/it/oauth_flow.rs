@@ -592,12 +592,7 @@ async fn each_platform_connects_with_its_specifics() {
         // The stored tokens work against the platform (Shopify's go in X-Shopify-Access-Token, QuickBooks'
         // realm and HighLevel's location fill the test endpoint's URL).
         let id = view["connectionId"].as_str().unwrap();
-        let tested: Value = app
-            .post(&format!("/connections/{id}/test"), &token, &json!({}))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let tested: Value = app.test_connection(&token, id).await;
         assert_eq!(tested["ok"], true, "{platform}: {tested}");
     }
     // Only the tokens are secret: no event holds one.

@@ -83,12 +83,7 @@ async fn a_token_about_to_expire_is_refreshed_before_use_and_a_rotated_refresh_t
     let (old_access, old_refresh) = vault_tokens(&app, "acme", id).await;
     provider.set_lifetime(3600);
 
-    let tested: Value = app
-        .post(&format!("/connections/{id}/test"), &token, &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = app.test_connection(&token, id).await;
     assert_eq!(tested["ok"], true, "{tested}");
     assert_eq!(provider.refreshes("keap"), 1);
     let (new_access, new_refresh) = vault_tokens(&app, "acme", id).await;
@@ -120,12 +115,7 @@ async fn a_token_about_to_expire_is_refreshed_before_use_and_a_rotated_refresh_t
     assert_ne!(got["credentialFingerprint"], view["credentialFingerprint"]);
 
     // Fresh now: using it again refreshes nothing.
-    let tested: Value = app
-        .post(&format!("/connections/{id}/test"), &token, &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = app.test_connection(&token, id).await;
     assert_eq!(tested["ok"], true);
     assert_eq!(provider.refreshes("keap"), 1);
     app.stop().await;
@@ -256,12 +246,7 @@ async fn invalid_grant_expires_the_connection_and_reconnect_brings_it_back() {
 
     // The customer revoked the app: invalid_grant.
     provider.revoke_refresh_tokens();
-    let tested: Value = app
-        .post(&format!("/connections/{id}/test"), &token, &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = app.test_connection(&token, &id).await;
     assert!(tested.get("ok").is_some(), "{tested}");
     let got: Value = app
         .get(&format!("/connections/{id}"), &token)
@@ -335,12 +320,7 @@ async fn invalid_grant_expires_the_connection_and_reconnect_brings_it_back() {
         .contains(&"ConnectionReauthorized".to_owned()));
     let (access, _) = vault_tokens(&app, "acme", &id).await;
     assert!(provider.is_valid_access_token(&access));
-    let tested: Value = app
-        .post(&format!("/connections/{id}/test"), &token, &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = app.test_connection(&token, &id).await;
     assert_eq!(tested["ok"], true, "{tested}");
     let list: Value = app
         .get("/connections?status=expired", &token)

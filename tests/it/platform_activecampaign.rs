@@ -338,17 +338,7 @@ async fn every_data_type_backs_up_through_the_service_and_the_tests_pass() {
     }
     let token = backup.app.owner("acme");
     let (connection_id, source_id) = source(&backup, &token, KEY, None).await;
-    let tested: Value = backup
-        .app
-        .post(
-            &format!("/connections/{connection_id}/test"),
-            &token,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = backup.app.test_connection(&token, &connection_id).await;
     assert_eq!(tested["ok"], true, "{tested}");
     assert!(
         tested["message"]
@@ -423,17 +413,7 @@ async fn a_wrong_key_fails_the_connection_test_and_the_job_as_unauthorized() {
     let token = backup.app.owner("acme");
     let (connection_id, source_id) =
         source(&backup, &token, "revoked-key", Some(&["contacts", "tags"])).await;
-    let tested: Value = backup
-        .app
-        .post(
-            &format!("/connections/{connection_id}/test"),
-            &token,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = backup.app.test_connection(&token, &connection_id).await;
     assert_eq!(tested["ok"], false, "{tested}");
     assert!(
         tested["message"]
@@ -501,17 +481,7 @@ async fn the_emulation_is_reached_through_the_operator_override_only() {
     }
     let before = backup.api.total_hits();
     let (connection_id, _) = source(&backup, &token, KEY, Some(&["contacts"])).await;
-    let tested: Value = backup
-        .app
-        .post(
-            &format!("/connections/{connection_id}/test"),
-            &token,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = backup.app.test_connection(&token, &connection_id).await;
     assert_eq!(tested["ok"], true, "{tested}");
     assert_eq!(backup.api.total_hits(), before + 1, "one identity call");
     backup.stop().await;

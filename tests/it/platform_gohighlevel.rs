@@ -416,17 +416,7 @@ async fn a_sub_account_is_tested_and_backed_up_whole() {
     let connection_id = key_connection(&backup, &token).await;
     let source_id = source(&backup, &token, &connection_id, &DATA_TYPES).await;
 
-    let tested: Value = backup
-        .app
-        .post(
-            &format!("/connections/{connection_id}/test"),
-            &token,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = backup.app.test_connection(&token, &connection_id).await;
     assert_eq!(tested["ok"], true, "{tested}");
     assert_eq!(backup.api.hits(&format!("{API}/locations/{LOCATION}")), 1);
     let tested: Value = backup

@@ -539,17 +539,7 @@ async fn every_data_type_backs_up_through_the_service_and_the_tests_pass() {
     let token = backup.app.owner("acme");
     let (connection_id, source_id) = source(&backup, &token, None, false).await;
 
-    let tested: Value = backup
-        .app
-        .post(
-            &format!("/connections/{connection_id}/test"),
-            &token,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = backup.app.test_connection(&token, &connection_id).await;
     assert_eq!(tested["ok"], true, "{tested}");
     assert!(
         tested["message"]
@@ -680,17 +670,7 @@ async fn a_revoked_key_fails_the_job_as_unauthorized_without_asking_for_the_rest
     let (connection_id, source_id) = source(&backup, &token, None, false).await;
     api.revoke("mailchimp", KEY);
 
-    let tested: Value = backup
-        .app
-        .post(
-            &format!("/connections/{connection_id}/test"),
-            &token,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = backup.app.test_connection(&token, &connection_id).await;
     assert_eq!(tested["ok"], false, "{tested}");
     assert!(
         tested["message"].as_str().unwrap().contains("401"),

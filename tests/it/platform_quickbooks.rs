@@ -407,17 +407,7 @@ async fn every_data_type_backs_up_through_the_service_and_the_tests_pass() {
     }
     let token = backup.app.owner("acme");
     let (connection_id, source_id) = source(&backup, &token, None).await;
-    let tested: Value = backup
-        .app
-        .post(
-            &format!("/connections/{connection_id}/test"),
-            &token,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = backup.app.test_connection(&token, &connection_id).await;
     assert_eq!(tested["ok"], true, "{tested}");
     assert!(
         tested["message"]

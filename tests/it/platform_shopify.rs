@@ -410,17 +410,7 @@ async fn a_store_is_tested_and_backed_up_whole() {
     let token = backup.app.owner("acme");
     let (connection_id, source_id) = key_source(&backup, &token, &DATA_TYPES).await;
 
-    let tested: Value = backup
-        .app
-        .post(
-            &format!("/connections/{connection_id}/test"),
-            &token,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = backup.app.test_connection(&token, &connection_id).await;
     assert_eq!(tested["ok"], true, "{tested}");
     let tested: Value = backup
         .app

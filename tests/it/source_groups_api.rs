@@ -406,15 +406,7 @@ async fn a_rebuild_reproduces_the_source_read_models() {
 #[tokio::test]
 async fn the_openapi_document_describes_sources_and_groups() {
     let app = TestApp::spawn().await;
-    let spec: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.openapi().await;
     for (path, method) in [
         ("/sources", "post"),
         ("/sources", "get"),

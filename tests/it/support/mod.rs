@@ -336,6 +336,31 @@ impl TestApp {
             .collect()
     }
 
+    /// `POST /connections/{connection_id}/test`'s answer (`{ok, message}`, or a problem).
+    pub async fn test_connection(&self, token: &str, connection_id: &str) -> Value {
+        self.post(
+            &format!("/connections/{connection_id}/test"),
+            token,
+            &serde_json::json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap()
+    }
+
+    /// The service's OpenAPI document (`GET /openapi.json`, which needs no token).
+    pub async fn openapi(&self) -> Value {
+        self.http
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
