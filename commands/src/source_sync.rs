@@ -42,6 +42,7 @@ pub async fn queue_sync(
     expected: Option<u64>,
 ) -> Result<Committed, CommandError> {
     let deadline = Instant::now() + FOLLOW_UP_WAIT;
+    let mut freed_once = false;
     loop {
         let refused = match sources
             .request_sync(metadata, source_id, job_id, sync.clone(), expected)
@@ -57,9 +58,14 @@ pub async fn queue_sync(
         };
         // Refused while a job is held: is that job still going, or has its end just not reached the source?
         let Some(held) = sources.active_job(source_id).await? else {
-            // Refused for another reason (the connection needs fixing, every data type was deselected): that
-            // refusal stands.
-            return Err(refused);
+            // No job held now: the one that was has been recorded ended since the refusal (decided again,
+            // once), or the refusal had another reason (a connection to fix, every data type deselected),
+            // which stands.
+            if freed_once {
+                return Err(refused);
+            }
+            freed_once = true;
+            continue;
         };
         let (job, _) = jobs.load(held).await?;
         if !job.status().is_terminal() {

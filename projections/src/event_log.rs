@@ -142,16 +142,19 @@ pub(crate) const SELECT_COLUMNS: &str =
     "global_position, transaction_id::text AS txid, event_id, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
-/// The next events after `after`, in log order, only from transactions that can no longer change.
+/// The next events after `after`, in log order, only from transactions that can no longer change: below
+/// the commit horizon, or below `floor` when that is higher (a horizon read earlier by this reader's log
+/// listener, [`crate::LogWake::horizon_floor`]; 0 for none).
 pub async fn read_after(
     client: &impl GenericClient,
     after: LogPosition,
     limit: i64,
+    floor: u64,
 ) -> Result<Vec<StoredEvent>, ReadError> {
     let sql = format!(
         "SELECT {SELECT_COLUMNS} FROM events \
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-           AND transaction_id < (SELECT events_commit_horizon()) \
+           AND transaction_id < (SELECT greatest($4::text::xid8, events_commit_horizon())) \
          ORDER BY transaction_id, global_position \
          LIMIT $3"
     );
@@ -162,6 +165,7 @@ pub async fn read_after(
             &after.transaction_id.to_string(),
             &after.global_position,
             &limit,
+            &floor.to_string(),
         ],
     )
     .await?;
@@ -210,7 +214,7 @@ pub async fn lock_checkpoint(
     Ok(checkpoint_position(&row, "txid", "position"))
 }
 
-/// The events after checkpoint `name` (as [`read_after`]), read with the checkpoint in one statement, and
+/// The events after checkpoint `name` (as [`read_after`], `floor` likewise), read with the checkpoint in one statement, and
 /// the checkpoint they follow (`None` when there are none). Takes no lock: a reader that several processes
 /// run moves the checkpoint with [`advance_checkpoint`], which refuses if another one moved it meanwhile.
 /// The row must exist ([`ensure_checkpoint`]).
@@ -218,6 +222,7 @@ pub async fn read_after_checkpoint(
     client: &impl GenericClient,
     name: &str,
     limit: i64,
+    floor: u64,
 ) -> Result<(Option<LogPosition>, Vec<StoredEvent>), ReadError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
@@ -225,13 +230,13 @@ pub async fn read_after_checkpoint(
              FROM checkpoints c CROSS JOIN LATERAL ( \
                SELECT {SELECT_COLUMNS} FROM events \
                WHERE (transaction_id, global_position) > (c.transaction_id, c.position) \
-                 AND transaction_id < (SELECT events_commit_horizon()) \
+                 AND transaction_id < (SELECT greatest($3::text::xid8, events_commit_horizon())) \
                ORDER BY transaction_id, global_position \
                LIMIT $2) e \
              WHERE c.name = $1"
         )
     });
-    let rows = statements::query(client, &SQL, &[&name, &limit]).await?;
+    let rows = statements::query(client, &SQL, &[&name, &limit, &floor.to_string()]).await?;
     let from = rows
         .first()
         .map(|row| checkpoint_position(row, "from_txid", "from_position"));

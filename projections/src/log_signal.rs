@@ -46,7 +46,8 @@ pub const NOTIFY_AFTER_COMMIT: (&str, &str) = ("listbackup.notify_after_commit",
 /// A reader's handle on the signal: cheap to clone, one per reader.
 #[derive(Clone, Debug)]
 pub struct LogWake {
-    /// Bumped whenever events may have become readable; `None`: nobody listens, the reader polls.
+    /// Changed whenever events may have become readable; `None`: nobody listens, the reader polls. Its value
+    /// is the highest commit horizon the listener has read ([`LogWake::horizon_floor`]).
     readable: Option<watch::Receiver<u64>>,
     fallback: Duration,
 }
@@ -59,6 +60,17 @@ impl LogWake {
             readable: None,
             fallback,
         }
+    }
+
+    /// The highest commit horizon this wake's listener has read (0 when none, or nobody listens). A reader
+    /// whose statement starts after the listener read it may read below it even when its own
+    /// `events_commit_horizon()` comes out lower ([`crate::event_log::read_after`]): every transaction below it
+    /// had ended, or could not append here, when the listener looked. The horizon is not monotonic: a short
+    /// transaction of another database, in the snapshot but ended by the time `pg_stat_activity` is read, holds
+    /// it back for that one statement; a reader woken by a higher horizon would otherwise find nothing and
+    /// sleep until the next commit or its fallback.
+    pub fn horizon_floor(&self) -> u64 {
+        self.readable.as_ref().map_or(0, |r| *r.borrow())
     }
 
     /// Forgets the wake-ups so far: call it before reading the log, so a commit from then on wakes the next
@@ -107,7 +119,7 @@ pub fn listen(database_url: String, shutdown: CancellationToken) -> LogWake {
                         "event log listener lost its connection; reconnecting"
                     );
                     // Readers look again now: something may have been committed while we were not listening.
-                    sender.send_modify(|n| *n += 1);
+                    sender.send_modify(|_| {});
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -224,7 +236,7 @@ async fn listen_once(
         }
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    readable.send_modify(|n| *n += 1);
+    readable.send_modify(|_| {});
 
     // Transactions we were told committed and whose events the readers cannot take yet.
     let mut pending = BTreeSet::<u64>::new();
@@ -239,10 +251,11 @@ async fn listen_once(
                 .get(0);
             let horizon: u64 = horizon.parse().unwrap_or(0);
             // Wake as soon as any of them is readable (those below the horizon): under a steady stream of
-            // commits the newest is always above it, and readers must not wait for a quiet moment.
+            // commits the newest is always above it, and readers must not wait for a quiet moment. The
+            // readers read below at least this horizon (LogWake::horizon_floor).
             let still_pending = pending.split_off(&horizon);
             if !pending.is_empty() {
-                readable.send_modify(|n| *n += 1);
+                readable.send_modify(|floor| *floor = (*floor).max(horizon));
             }
             pending = still_pending;
         }
@@ -258,7 +271,7 @@ async fn listen_once(
             _ = shutdown.cancelled() => return Ok(()),
             message = notified.recv() => match message {
                 // A payload that is not a transaction id (someone else's NOTIFY): wake the readers anyway.
-                Some(Ok(None)) => readable.send_modify(|n| *n += 1),
+                Some(Ok(None)) => readable.send_modify(|_| {}),
                 Some(Ok(Some(txid))) => {
                     pending.insert(txid);
                     while let Ok(Ok(more)) = notified.try_recv() {

@@ -130,8 +130,13 @@ impl Projector {
             .get_or_try_init(|| async { ensure_checkpoint(&client, CHECKPOINT).await.map(|_| ()) })
             .await?;
         loop {
-            let (from, events) =
-                read_after_checkpoint(&client, CHECKPOINT, self.batch_size).await?;
+            let (from, events) = read_after_checkpoint(
+                &client,
+                CHECKPOINT,
+                self.batch_size,
+                self.log.horizon_floor(),
+            )
+            .await?;
             let (Some(from), Some(last)) = (from, events.last().map(|e| e.position)) else {
                 return Ok(0);
             };

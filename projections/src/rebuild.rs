@@ -171,7 +171,7 @@ async fn run(client: &mut ClientWrapper) -> Result<Rebuilt, ReadError> {
     .await?;
     let mut tail = 0;
     loop {
-        let batch = read_after(&tx, at, BATCH).await?;
+        let batch = read_after(&tx, at, BATCH, 0).await?;
         let Some(last) = batch.last().map(|e| e.position) else {
             break;
         };

@@ -269,7 +269,7 @@ async fn a_log_follower_resumes_from_its_checkpoint_without_gaps_or_duplicates()
                         let (pool, handled) = (pool.clone(), handled.clone());
                         async move {
                             let client = pool.get().await?;
-                            let events = read_after(&client, from, LIMIT).await?;
+                            let events = read_after(&client, from, LIMIT, 0).await?;
                             let outcome = Handled::of(&events, LIMIT);
                             if let Some(last) = outcome.last {
                                 handled

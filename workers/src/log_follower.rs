@@ -48,6 +48,12 @@ impl LogFollower {
         }
     }
 
+    /// The horizon below which this follower's reads may take the log whatever their own commit horizon
+    /// says ([`LogWake::horizon_floor`]; 0 without a listener).
+    pub fn horizon_floor(&self) -> u64 {
+        self.log.as_ref().map_or(0, LogWake::horizon_floor)
+    }
+
     /// Wakes on the event log's notifications; polls only every few seconds as a fallback.
     pub fn woken_by_log(self, log: LogWake) -> Self {
         Self {

@@ -398,7 +398,13 @@ impl RecordIndexer {
     /// move, so each backup is merged once.
     pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, RecordIndexError> {
         let mut client = self.pool.get().await?;
-        let events = read_after(&client, from, self.batch_size).await?;
+        let events = read_after(
+            &client,
+            from,
+            self.batch_size,
+            self.follower.horizon_floor(),
+        )
+        .await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);

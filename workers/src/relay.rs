@@ -118,7 +118,13 @@ impl Relay {
     /// stands at `from`: another relay took the lead.
     pub async fn publish_batch(&self, from: LogPosition) -> Result<Handled, RelayError> {
         let client = self.pool.get().await?;
-        let events = read_after(&client, from, self.batch_size).await?;
+        let events = read_after(
+            &client,
+            from,
+            self.batch_size,
+            self.follower.horizon_floor(),
+        )
+        .await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);

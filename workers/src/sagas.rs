@@ -115,7 +115,13 @@ impl SourceSagas {
     /// longer stands at `from`: another process took the lead.
     pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, SagaError> {
         let client = self.pool.get().await?;
-        let events = read_after(&client, from, self.batch_size).await?;
+        let events = read_after(
+            &client,
+            from,
+            self.batch_size,
+            self.follower.horizon_floor(),
+        )
+        .await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);

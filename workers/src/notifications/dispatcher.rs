@@ -93,7 +93,13 @@ impl NotificationDispatcher {
     /// checkpoint in one transaction, so a restart neither loses nor repeats a notification.
     pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, DispatchError> {
         let mut client = self.pool.get().await?;
-        let events = read_after(&client, from, self.batch_size).await?;
+        let events = read_after(
+            &client,
+            from,
+            self.batch_size,
+            self.follower.horizon_floor(),
+        )
+        .await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);
