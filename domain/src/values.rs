@@ -22,12 +22,22 @@ impl AccountId {
         if raw.trim() != raw {
             return Err("an account id has no leading or trailing whitespace".into());
         }
+        if raw.chars().any(is_invisible) {
+            return Err("an account id has no invisible characters".into());
+        }
         Ok(Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters that show nothing yet make two ids differ (Unicode format characters an id could carry
+/// unseen): the soft hyphen, zero-width spaces and joiners, bidirectional marks and overrides, word joiners
+/// and invisible operators, and the byte order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// An account's own stream (its erasure) is named by the account id itself.
@@ -95,5 +105,16 @@ mod tests {
         }
         assert!(AccountId::parse("acme corp").is_ok());
         assert_eq!(AccountId::parse("acme").unwrap().as_str(), "acme");
+        // An id that looks like another is refused: invisible characters anywhere.
+        for hidden in [
+            "ac\u{200B}me",
+            "acme\u{FEFF}x",
+            "a\u{202E}cme",
+            "ac\u{00AD}me",
+            "a\u{2060}b",
+        ] {
+            assert!(AccountId::parse(hidden).is_err(), "{hidden:?}");
+        }
+        assert!(AccountId::parse("café").is_ok());
     }
 }

@@ -802,8 +802,8 @@ fn signed(app: &TestApp, claims: Value) -> String {
 }
 
 /// A signed id is taken exactly as signed: `" acme"` is not another tenant beside `acme` (nor is it made
-/// `acme`), it is refused, like a NUL. A signed `exp` that is not a number of seconds is malformed, not
-/// missing. All 401s.
+/// `acme`), it is refused, like a NUL or an invisible character. A signed `exp` or `iat` that is not a number
+/// of seconds is malformed, not missing. All 401s.
 #[tokio::test]
 async fn signed_claims_out_of_their_one_form_are_refused() {
     let app = TestApp::spawn().await;
@@ -817,6 +817,11 @@ async fn signed_claims_out_of_their_one_form_are_refused() {
         (json!({"account_id": "acme "}), "whitespace"),
         (json!({"account_id": "acme\u{a0}"}), "whitespace"),
         (json!({"account_id": "ac\u{0}me"}), "control"),
+        (json!({"account_id": "ac\u{200B}me"}), "invisible"),
+        (
+            json!({"account_id": "acme", "iat": "soon"}),
+            "`iat` claim is malformed",
+        ),
         (
             json!({"account_id": "acme", "sub": " test-user"}),
             "whitespace",

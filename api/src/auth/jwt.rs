@@ -240,6 +240,17 @@ fn decode(
     validation: &Validation,
 ) -> Result<Map<String, Value>, ApiError> {
     match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
+        // RFC 7519 §4.1.6: `iat`, when present, is a NumericDate; jsonwebtoken does not check it.
+        Ok(data)
+            if data
+                .claims
+                .get("iat")
+                .is_some_and(|iat| !iat.is_null() && !is_numeric_date(iat)) =>
+        {
+            Err(ApiError::unauthorized(
+                "the token's `iat` claim is malformed",
+            ))
+        }
         Ok(data) => Ok(data.claims),
         // jsonwebtoken reports a required claim it cannot read as a number or a string (`"exp": "soon"`,
         // `"exp": 1e20`) as missing. The signature has verified by then (it is checked before the claims):
@@ -253,6 +264,14 @@ fn decode(
             _ => Err(rejection(err)),
         },
     }
+}
+
+/// A NumericDate (RFC 7519 §2): a JSON number of seconds since the epoch, here one a `u64` holds.
+fn is_numeric_date(value: &Value) -> bool {
+    value.as_u64().is_some()
+        || value
+            .as_f64()
+            .is_some_and(|f| f.is_finite() && (0.0..1e12).contains(&f))
 }
 
 /// Whether the (signed) token holds `claim` with a value other than `null`.
