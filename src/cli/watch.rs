@@ -351,19 +351,29 @@ enum Display {
 /// A plain progress line at most this often between changes of status or data type.
 const LINE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The bar's line for a job of `total` data types: none yet (queued, not started) shows no bar, since
+/// indicatif draws an empty length as a full bar.
+fn bar_template(total: u64) -> &'static str {
+    if total == 0 {
+        "{spinner} {prefix:9} {msg}"
+    } else {
+        "{spinner} {prefix:9} [{bar:24}] {pos}/{len} data types  {msg}"
+    }
+}
+
+fn bar_style(total: u64) -> ProgressStyle {
+    ProgressStyle::with_template(bar_template(total))
+        .expect("a valid template")
+        .progress_chars("=> ")
+}
+
 impl Display {
     fn new(job_id: &str, output: Output) -> Self {
         match output {
             Output::Json => Self::Json,
             Output::Text if std::io::stderr().is_terminal() => {
                 let bar = ProgressBar::new(0);
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} {prefix:9} [{bar:24}] {pos}/{len} data types  {msg}",
-                    )
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-                );
+                bar.set_style(bar_style(0));
                 bar.set_prefix("queued");
                 bar.enable_steady_tick(Duration::from_millis(120));
                 Self::Bar {
@@ -395,6 +405,9 @@ impl Display {
                 now.update(kind, data);
                 let meter = measure(meter, now);
                 bar.set_prefix(now.status.clone());
+                if bar.length() == Some(0) && now.total > 0 {
+                    bar.set_style(bar_style(now.total));
+                }
                 bar.set_length(now.total);
                 bar.set_position(now.done);
                 bar.set_message(summary(now, meter));
@@ -532,6 +545,15 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn a_job_with_no_data_types_yet_shows_no_bar() {
+        assert!(!bar_template(0).contains("{bar"));
+        assert!(bar_template(3).contains("{bar:24}"));
+        // Both are templates indicatif takes.
+        bar_style(0);
+        bar_style(3);
+    }
 
     /// Reads of the fake API's two routes.
     #[derive(Default)]
