@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use listbackup_projections::event_log::ensure_checkpoint;
+use listbackup_projections::event_log::{ensure_checkpoint, read_after};
 use listbackup_projections::{LogPosition, LogWake, ProjectedWatch, ReadError, StoredEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -48,10 +48,16 @@ impl LogFollower {
         }
     }
 
-    /// The horizon below which this follower's reads may take the log whatever their own commit horizon
-    /// says ([`LogWake::horizon_floor`]; 0 without a listener).
-    pub fn horizon_floor(&self) -> u64 {
-        self.log.as_ref().map_or(0, LogWake::horizon_floor)
+    /// The next `limit` events after `from` ([`read_after`]), below the commit horizon or the horizon this
+    /// follower's log listener last saw ([`LogWake::horizon_floor`]), whichever is higher.
+    pub async fn read(
+        &self,
+        client: &deadpool_postgres::Object,
+        from: LogPosition,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, ReadError> {
+        let floor = self.log.as_ref().map_or(0, LogWake::horizon_floor);
+        read_after(client, from, limit, floor).await
     }
 
     /// Wakes on the event log's notifications; polls only every few seconds as a fallback.

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 
 use deadpool_postgres::Pool;
-use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit, LogPosition};
+use listbackup_projections::event_log::{advance_checkpoint, Commit, LogPosition};
 use listbackup_projections::ReadError;
 use listbackup_projections::{ProjectedWatch, StoredEvent};
 use serde_json::{json, Value};
@@ -398,13 +398,7 @@ impl RecordIndexer {
     /// move, so each backup is merged once.
     pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, RecordIndexError> {
         let mut client = self.pool.get().await?;
-        let events = read_after(
-            &client,
-            from,
-            self.batch_size,
-            self.follower.horizon_floor(),
-        )
-        .await?;
+        let events = self.follower.read(&client, from, self.batch_size).await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);

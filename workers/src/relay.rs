@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use deadpool_postgres::Pool;
-use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit};
+use listbackup_projections::event_log::{advance_checkpoint, Commit};
 use listbackup_projections::{LogPosition, ProjectedWatch, ReadError, StoredEvent};
 
 use crate::log_follower::{Handled, LogFollower};
@@ -118,13 +118,7 @@ impl Relay {
     /// stands at `from`: another relay took the lead.
     pub async fn publish_batch(&self, from: LogPosition) -> Result<Handled, RelayError> {
         let client = self.pool.get().await?;
-        let events = read_after(
-            &client,
-            from,
-            self.batch_size,
-            self.follower.horizon_floor(),
-        )
-        .await?;
+        let events = self.follower.read(&client, from, self.batch_size).await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);

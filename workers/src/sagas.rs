@@ -30,7 +30,7 @@ use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::JobKind;
 use listbackup_domain::source::SyncOutcome;
 use listbackup_domain::{ErrorKind, JobId, ResourceId, SourceGroupId, SourceId};
-use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit};
+use listbackup_projections::event_log::{advance_checkpoint, Commit};
 use listbackup_projections::{LogPosition, ProjectedWatch, ReadError, StoredEvent};
 
 use crate::log_follower::{Handled, LogFollower};
@@ -115,13 +115,7 @@ impl SourceSagas {
     /// longer stands at `from`: another process took the lead.
     pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, SagaError> {
         let client = self.pool.get().await?;
-        let events = read_after(
-            &client,
-            from,
-            self.batch_size,
-            self.follower.horizon_floor(),
-        )
-        .await?;
+        let events = self.follower.read(&client, from, self.batch_size).await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use listbackup_commands::webhooks::{enqueue, NewDelivery};
-use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit, LogPosition};
+use listbackup_projections::event_log::{advance_checkpoint, Commit, LogPosition};
 use listbackup_projections::read_models::webhooks::subscribed;
 use listbackup_projections::ReadError;
 use listbackup_projections::{LogWake, ProjectedWatch, StoredEvent};
@@ -93,13 +93,7 @@ impl NotificationDispatcher {
     /// checkpoint in one transaction, so a restart neither loses nor repeats a notification.
     pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, DispatchError> {
         let mut client = self.pool.get().await?;
-        let events = read_after(
-            &client,
-            from,
-            self.batch_size,
-            self.follower.horizon_floor(),
-        )
-        .await?;
+        let events = self.follower.read(&client, from, self.batch_size).await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);
