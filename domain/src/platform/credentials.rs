@@ -135,11 +135,6 @@ impl CredentialField {
 }
 
 impl FieldShape {
-    /// `Err` says what the value must look like.
-    pub(super) fn check(self, text: &str) -> Result<(), String> {
-        self.parse(text).map(drop)
-    }
-
     /// The value as it is kept (only an [`FieldShape::AccountUrl`] changes: to its origin, lower-cased), or
     /// what it must look like.
     pub(super) fn parse(self, text: &str) -> Result<String, String> {

@@ -387,7 +387,7 @@ impl AccountHost {
     /// have the shape.
     pub fn parse(&self, raw: &str) -> Option<String> {
         let value = raw.trim().to_ascii_lowercase();
-        self.shape.check(&value).ok().map(|()| value)
+        self.shape.parse(&value).ok()
     }
 }
 
