@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use listbackup_projections::event_log::{advance_checkpoint, read_after, Commit};
 use listbackup_projections::{LogPosition, ReadError};
-use listbackup_workers::log_follower::{Handled, LogFollower};
+use listbackup_workers::log_follower::{Checkpoint, Handled, LogFollower};
 use serde_json::{json, Value};
 use support::{wait_until, TestApp, TestDatabase};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -265,11 +265,11 @@ async fn a_log_follower_resumes_from_its_checkpoint_without_gaps_or_duplicates()
                 .run(
                     shutdown,
                     || async { Ok::<(), ReadError>(()) },
-                    |from| {
+                    |at: Checkpoint| {
                         let (pool, handled) = (pool.clone(), handled.clone());
                         async move {
                             let client = pool.get().await?;
-                            let events = read_after(&client, from, LIMIT, 0).await?;
+                            let events = read_after(&client, at.handled, LIMIT, 0).await?;
                             let outcome = Handled::of(&events, LIMIT);
                             if let Some(last) = outcome.last {
                                 handled
@@ -279,7 +279,7 @@ async fn a_log_follower_resumes_from_its_checkpoint_without_gaps_or_duplicates()
                                 if !advance_checkpoint(
                                     &client,
                                     NAME,
-                                    from,
+                                    at.stored,
                                     last,
                                     Commit::Synchronous,
                                 )
@@ -289,6 +289,7 @@ async fn a_log_follower_resumes_from_its_checkpoint_without_gaps_or_duplicates()
                                         name: NAME.to_owned(),
                                     });
                                 }
+                                return Ok(outcome.stored());
                             }
                             Ok(outcome)
                         }
@@ -360,6 +361,133 @@ async fn a_log_follower_resumes_from_its_checkpoint_without_gaps_or_duplicates()
         position, stored.global_position,
         "the checkpoint did not move back"
     );
+}
+
+/// A follower whose batches store nothing (the relay, the sagas, and the others on batches that do not
+/// concern them) has its position stored by the follower itself: not after every batch, but when it is due
+/// (also while idle) and when it stops. A crash between two stores makes it read again what it read since
+/// the last one: at least once, never a gap.
+#[tokio::test]
+async fn a_log_follower_stores_positions_its_batches_did_not_when_due_and_when_it_stops() {
+    const NAME: &str = "test-lazy-follower";
+    const LIMIT: i64 = 2;
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let pool = || {
+        let pool = deadpool_postgres::Config {
+            url: Some(db.url.clone()),
+            ..Default::default()
+        }
+        .create_pool(
+            Some(deadpool_postgres::Runtime::Tokio1),
+            tokio_postgres::NoTls,
+        )
+        .unwrap();
+        pool.resize(3);
+        pool
+    };
+    let client = db.connect().await;
+    let handled = Arc::new(Mutex::new(Vec::<String>::new()));
+    let lock = rand_lock();
+    let run = |shutdown: CancellationToken, every: Duration| {
+        let (pool, handled) = (pool(), handled.clone());
+        tokio::spawn(async move {
+            let follower =
+                LogFollower::new(pool.clone(), lock, "lazy follower", NAME).storing_every(every);
+            follower
+                .run(
+                    shutdown,
+                    || async { Ok::<(), ReadError>(()) },
+                    |at: Checkpoint| {
+                        let (pool, handled) = (pool.clone(), handled.clone());
+                        async move {
+                            let client = pool.get().await?;
+                            let events = read_after(&client, at.handled, LIMIT, 0).await?;
+                            handled
+                                .lock()
+                                .unwrap()
+                                .extend(events.iter().map(|e| e.aggregate_id.clone()));
+                            Ok(Handled::of(&events, LIMIT))
+                        }
+                    },
+                )
+                .await
+        })
+    };
+    let stored = || async {
+        client
+            .query_one("SELECT position FROM checkpoints WHERE name = $1", &[&NAME])
+            .await
+            .map(|row| row.get::<_, i64>(0))
+            .unwrap_or(0)
+    };
+    let last_position = || async {
+        client
+            .query_one("SELECT max(global_position) FROM events", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let handled_len = |n: usize| {
+        let handled = handled.clone();
+        async move {
+            wait_until(Duration::from_secs(30), "the events to be handled", || {
+                let handled = handled.clone();
+                async move { handled.lock().unwrap().len() >= n }
+            })
+            .await;
+        }
+    };
+    let hour = Duration::from_secs(3600);
+
+    // Not due: every event is handled, the checkpoint is not stored until the follower stops.
+    let mut logged = append(&client, 5).await;
+    let shutdown = CancellationToken::new();
+    let first = run(shutdown.clone(), hour);
+    handled_len(5).await;
+    assert_eq!(stored().await, 0, "nothing stored before it is due");
+    shutdown.cancel();
+    first.await.unwrap();
+    assert_eq!(
+        stored().await,
+        last_position().await,
+        "stored when it stopped"
+    );
+    assert_eq!(*handled.lock().unwrap(), logged);
+
+    // A crash (the task and its sessions dropped, nothing stored): the next leader reads those events again.
+    let crashed = append(&client, 3).await;
+    logged.extend(crashed.clone());
+    let second = run(CancellationToken::new(), hour);
+    handled_len(8).await;
+    second.abort();
+    let _ = second.await;
+    let shutdown = CancellationToken::new();
+    let third = run(shutdown.clone(), hour);
+    handled_len(11).await;
+    logged.extend(crashed);
+    assert_eq!(
+        *handled.lock().unwrap(),
+        logged,
+        "what was read since the last store is read again, in order; nothing skipped"
+    );
+
+    // Due often: stored while the follower idles, without stopping it.
+    shutdown.cancel();
+    third.await.unwrap();
+    let shutdown = CancellationToken::new();
+    let fourth = run(shutdown.clone(), Duration::from_millis(50));
+    append(&client, 3).await;
+    let target = last_position().await;
+    wait_until(
+        Duration::from_secs(30),
+        "the idle follower to store",
+        || async { stored().await >= target },
+    )
+    .await;
+    assert_eq!(handled.lock().unwrap().len(), 14);
+    shutdown.cancel();
+    fourth.await.unwrap();
 }
 
 fn rand_lock() -> i64 {

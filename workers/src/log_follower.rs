@@ -2,18 +2,30 @@
 //! sagas): take a Postgres advisory lock, make sure the reader's checkpoint row exists and read it (once per
 //! lead), then handle batch after batch from the position kept in memory, idling after a batch that was not
 //! full until this process's projector sees a commit (or the log's listener or the poll interval wakes it,
-//! for commits of other processes). Each batch moves the stored checkpoint from where it started (compare
-//! and set: a leader that lost its lock without noticing fails there and starts over). Failures are retried
-//! from the stored checkpoint with backoff, so nothing is skipped.
+//! for commits of other processes). A batch that changed something moves the stored checkpoint in the same
+//! transaction; a batch that only read (events that do not concern this reader, or work that is idempotent,
+//! like the relay's deduplicated publishes) leaves it to this loop, which stores the position it reached at
+//! most once every [`STORE_EVERY`] and when it stops: most of the log concerns few readers, and a checkpoint
+//! update per reader per batch was most of what a command cost Postgres (docs/benchmarks.md). Every store
+//! is a compare and set against the stored position: a leader that lost its lock without noticing fails
+//! there and starts over. Failures are retried from the stored checkpoint with backoff, so nothing is
+//! skipped; a crash replays at most what was read since the last store (about a second).
 
 use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use listbackup_projections::event_log::{ensure_checkpoint, read_after};
+use listbackup_projections::event_log::{
+    advance_checkpoint, ensure_checkpoint, read_after, Commit,
+};
 use listbackup_projections::{LogPosition, LogWake, ProjectedWatch, ReadError, StoredEvent};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// How often, at most, a follower stores a position that its batches did not store themselves: the most a
+/// crash makes it read (and, for idempotent work, handle) again.
+pub const STORE_EVERY: Duration = Duration::from_secs(1);
 
 /// How a leader follows the log.
 #[derive(Clone)]
@@ -33,6 +45,8 @@ pub struct LogFollower {
     /// The event log's notifications: events of other processes, or held back by the commit horizon, became
     /// readable. Without it the follower polls every `poll_interval`.
     log: Option<LogWake>,
+    /// How often, at most, positions the batches did not store are stored ([`STORE_EVERY`]).
+    store_every: Duration,
 }
 
 impl LogFollower {
@@ -45,6 +59,7 @@ impl LogFollower {
             poll_interval: Duration::from_millis(100),
             wake: None,
             log: None,
+            store_every: STORE_EVERY,
         }
     }
 
@@ -69,6 +84,14 @@ impl LogFollower {
         }
     }
 
+    /// Stores the positions its batches did not store every `every` at most, instead of [`STORE_EVERY`].
+    pub fn storing_every(self, every: Duration) -> Self {
+        Self {
+            store_every: every,
+            ..self
+        }
+    }
+
     pub fn woken_by(self, projected: ProjectedWatch) -> Self {
         Self {
             wake: Some(projected),
@@ -77,11 +100,13 @@ impl LogFollower {
     }
 
     /// Runs until `shutdown`: waits to be the leader, calls `on_lead` once it is, reads the checkpoint, then
-    /// calls `batch` with the position to read after until shutdown (it handles the events after it and moves
-    /// the stored checkpoint: [`Handled`] says how far). An error from either pauses the follower, releases
-    /// the lock and starts over after a backoff (200 ms doubling to 5 s). Shutdown is seen between batches,
-    /// never in one: the batch in hand finishes and saves its checkpoint, so a restart does not handle it
-    /// again.
+    /// calls `batch` with where it stands ([`Checkpoint`]) until shutdown: it handles the events after
+    /// `handled` and, when it changed something, moves the stored checkpoint from `stored` in the same
+    /// transaction ([`Handled`] says how far and whether it stored). Positions the batches did not store are
+    /// stored here every [`STORE_EVERY`] at most and at shutdown. An error from either pauses the follower,
+    /// releases the lock and starts over from the stored checkpoint after a backoff (200 ms doubling to 5 s).
+    /// Shutdown is seen between batches, never in one: the batch in hand finishes and its position is
+    /// stored, so a restart does not handle it again.
     pub async fn run<E, Lead, LeadFut, Batch, BatchFut>(
         &self,
         shutdown: CancellationToken,
@@ -94,7 +119,7 @@ impl LogFollower {
             + From<ReadError>,
         Lead: FnMut() -> LeadFut,
         LeadFut: Future<Output = Result<(), E>>,
-        Batch: FnMut(LogPosition) -> BatchFut,
+        Batch: FnMut(Checkpoint) -> BatchFut,
         BatchFut: Future<Output = Result<Handled, E>>,
     {
         let mut backoff = Duration::from_millis(200);
@@ -126,7 +151,7 @@ impl LogFollower {
         E: From<deadpool_postgres::PoolError> + From<tokio_postgres::Error> + From<ReadError>,
         Lead: FnMut() -> LeadFut,
         LeadFut: Future<Output = Result<(), E>>,
-        Batch: FnMut(LogPosition) -> BatchFut,
+        Batch: FnMut(Checkpoint) -> BatchFut,
         BatchFut: Future<Output = Result<Handled, E>>,
     {
         // A session-level lock held by this pooled connection, rather than a row lock in a transaction: a
@@ -152,7 +177,12 @@ impl LogFollower {
                 led = on_lead() => led?,
             }
             // Only the leader moves this checkpoint: read once, then kept here.
-            let mut at = ensure_checkpoint(&session, self.checkpoint).await?;
+            let stored = ensure_checkpoint(&session, self.checkpoint).await?;
+            let mut at = Checkpoint {
+                handled: stored,
+                stored,
+            };
+            let mut stored_at = Instant::now();
             let mut wake = self.wake.clone();
             let mut log = self.log.clone();
             loop {
@@ -165,10 +195,19 @@ impl LogFollower {
                 }
                 let handled = batch(at).await?;
                 if let Some(last) = handled.last {
-                    at = last;
+                    at.handled = last;
+                    if handled.stored {
+                        at.stored = last;
+                        stored_at = Instant::now();
+                    }
                 }
                 if shutdown.is_cancelled() {
+                    self.store(&session, &mut at).await?;
                     return Ok(());
+                }
+                if at.stored != at.handled && stored_at.elapsed() >= self.store_every {
+                    self.store(&session, &mut at).await?;
+                    stored_at = Instant::now();
                 }
                 if !handled.full {
                     let projected = async {
@@ -183,15 +222,27 @@ impl LogFollower {
                             None => std::future::pending().await,
                         }
                     };
+                    // A position read but not stored is stored when it is due even if nothing else comes.
+                    let store_due = async {
+                        if at.stored == at.handled {
+                            std::future::pending::<()>().await;
+                        }
+                        tokio::time::sleep_until(stored_at + self.store_every).await;
+                    };
                     let idle = async {
                         tokio::select! {
                             _ = projected => {}
                             _ = logged => {}
+                            _ = store_due => {}
                         }
                     };
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = idle => {}
+                    let stopping = tokio::select! {
+                        _ = shutdown.cancelled() => true,
+                        _ = idle => false,
+                    };
+                    if stopping {
+                        self.store(&session, &mut at).await?;
+                        return Ok(());
                     }
                 }
             }
@@ -204,22 +255,73 @@ impl LogFollower {
     }
 }
 
+impl LogFollower {
+    /// Stores the position read up to when the batches did not (compare and set against the stored one).
+    /// Without waiting for the WAL flush: a position lost in a crash is read again, no more.
+    async fn store(
+        &self,
+        session: &deadpool_postgres::Object,
+        at: &mut Checkpoint,
+    ) -> Result<(), ReadError> {
+        if at.stored == at.handled {
+            return Ok(());
+        }
+        if !advance_checkpoint(
+            session,
+            self.checkpoint,
+            at.stored,
+            at.handled,
+            Commit::Asynchronous,
+        )
+        .await?
+        {
+            return Err(ReadError::CheckpointMoved {
+                name: self.checkpoint.to_owned(),
+            });
+        }
+        at.stored = at.handled;
+        Ok(())
+    }
+}
+
+/// Where a leading follower stands in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last event handled (read past): the next batch reads after it.
+    pub handled: LogPosition,
+    /// Where the follower's row in `checkpoints` stands: a batch that stores moves it from here (compare and
+    /// set, [`advance_checkpoint`]). Behind `handled` by the batches that did not store, for a second at most.
+    pub stored: LogPosition,
+}
+
 /// What one batch of a follower did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handled {
-    /// The last event handled, where the stored checkpoint now stands; `None` when there was none.
+    /// The last event handled (read past); `None` when there was none.
     pub last: Option<LogPosition>,
+    /// The batch moved the stored checkpoint to `last` itself (in the transaction of what it changed).
+    /// Otherwise the follower stores it later ([`STORE_EVERY`]).
+    pub stored: bool,
     /// The batch was full: more events may be readable already, so the next one is read at once. Otherwise
     /// the batch took everything readable when it was read, and the follower waits to be woken.
     pub full: bool,
 }
 
 impl Handled {
-    /// The outcome of a batch read with `limit` that returned `events`.
+    /// The outcome of a batch read with `limit` that returned `events`, its position not stored.
     pub fn of(events: &[StoredEvent], limit: i64) -> Self {
         Self {
             last: events.last().map(|e| e.position),
             full: events.len() as i64 >= limit,
+            stored: false,
+        }
+    }
+
+    /// The same, the batch having moved the stored checkpoint to its last event.
+    pub fn stored(self) -> Self {
+        Self {
+            stored: true,
+            ..self
         }
     }
 }

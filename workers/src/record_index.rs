@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 
 use deadpool_postgres::Pool;
-use listbackup_projections::event_log::{advance_checkpoint, Commit, LogPosition};
+use listbackup_projections::event_log::{advance_checkpoint, Commit};
 use listbackup_projections::ReadError;
 use listbackup_projections::{ProjectedWatch, StoredEvent};
 use serde_json::{json, Value};
@@ -35,7 +35,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_util::sync::CancellationToken;
 
-use crate::log_follower::{Handled, LogFollower};
+use crate::log_follower::{Checkpoint, Handled, LogFollower};
 
 /// The indexer's checkpoint name.
 pub const CHECKPOINT: &str = "record-index";
@@ -396,25 +396,29 @@ impl RecordIndexer {
 
     /// Handles the events after `from` (where the checkpoint stands) in one transaction with the checkpoint's
     /// move, so each backup is merged once.
-    pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, RecordIndexError> {
+    pub async fn run_batch(&self, at: Checkpoint) -> Result<Handled, RecordIndexError> {
         let mut client = self.pool.get().await?;
-        let events = self.follower.read(&client, from, self.batch_size).await?;
+        let events = self
+            .follower
+            .read(&client, at.handled, self.batch_size)
+            .await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);
         };
+        // A batch without a backup's end changes nothing: its position is stored by the follower.
+        if !events.iter().any(ends_a_backup) {
+            return Ok(handled);
+        }
         let tx = client.transaction().await?;
         // Compare and set first: another indexer that moved it meanwhile owns this batch.
-        if !advance_checkpoint(&tx, CHECKPOINT, from, last, Commit::Synchronous).await? {
+        if !advance_checkpoint(&tx, CHECKPOINT, at.stored, last, Commit::Synchronous).await? {
             return Err(ReadError::CheckpointMoved {
                 name: CHECKPOINT.to_owned(),
             }
             .into());
         }
-        for event in &events {
-            if event.aggregate_type != listbackup_domain::job::AGGREGATE_TYPE {
-                continue;
-            }
+        for event in events.iter().filter(|event| ends_a_backup(event)) {
             match event.event_type.as_str() {
                 "JobSucceeded" => merge(&tx, event, false).await?,
                 "JobPartiallySucceeded" => merge(&tx, event, true).await?,
@@ -433,8 +437,18 @@ impl RecordIndexer {
             }
         }
         tx.commit().await?;
-        Ok(handled)
+        Ok(handled.stored())
     }
+}
+
+/// Whether `event` ends a backup (merged into the index or, failed or cancelled, its staging dropped): the
+/// only events the indexer acts on.
+fn ends_a_backup(event: &StoredEvent) -> bool {
+    event.aggregate_type == listbackup_domain::job::AGGREGATE_TYPE
+        && matches!(
+            event.event_type.as_str(),
+            "JobSucceeded" | "JobPartiallySucceeded" | "JobFailed" | "JobCancelled"
+        )
 }
 
 /// Merges the backup `event` ends into the index, once.

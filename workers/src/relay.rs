@@ -15,10 +15,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use deadpool_postgres::Pool;
-use listbackup_projections::event_log::{advance_checkpoint, Commit};
-use listbackup_projections::{LogPosition, ProjectedWatch, ReadError, StoredEvent};
+use listbackup_projections::{ProjectedWatch, StoredEvent};
 
-use crate::log_follower::{Handled, LogFollower};
+use crate::log_follower::{Checkpoint, Handled, LogFollower};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -113,16 +112,20 @@ impl Relay {
             .await
     }
 
-    /// Publishes the next batch after `from` (where the relay's checkpoint stands), then moves the checkpoint
-    /// to its last event. Fails, having published (duplicates JetStream drops), if the checkpoint no longer
-    /// stands at `from`: another relay took the lead.
-    pub async fn publish_batch(&self, from: LogPosition) -> Result<Handled, RelayError> {
+    /// Publishes the next batch after `at.handled` and waits for JetStream's acks. Leaves the checkpoint to
+    /// the follower, which stores it about once a second ([`crate::log_follower::STORE_EVERY`]): what a crash
+    /// makes it publish again carries the same `Nats-Msg-Id`s, which JetStream drops within its duplicate
+    /// window ([`DUPLICATE_WINDOW`], minutes, far longer than the second).
+    pub async fn publish_batch(&self, at: Checkpoint) -> Result<Handled, RelayError> {
         let client = self.pool.get().await?;
-        let events = self.follower.read(&client, from, self.batch_size).await?;
+        let events = self
+            .follower
+            .read(&client, at.handled, self.batch_size)
+            .await?;
         let handled = Handled::of(&events, self.batch_size);
-        let Some(last) = handled.last else {
+        if events.is_empty() {
             return Ok(handled);
-        };
+        }
         // Publish the whole batch, then wait for every ack: JetStream keeps one connection's publishes in order.
         let mut acks = Vec::with_capacity(events.len());
         for event in &events {
@@ -138,12 +141,6 @@ impl Relay {
         }
         for ack in acks {
             ack.await.map_err(nats_err)?;
-        }
-        if !advance_checkpoint(&client, CHECKPOINT, from, last, Commit::Synchronous).await? {
-            return Err(ReadError::CheckpointMoved {
-                name: CHECKPOINT.to_owned(),
-            }
-            .into());
         }
         Ok(handled)
     }

@@ -30,10 +30,9 @@ use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::JobKind;
 use listbackup_domain::source::SyncOutcome;
 use listbackup_domain::{ErrorKind, JobId, ResourceId, SourceGroupId, SourceId};
-use listbackup_projections::event_log::{advance_checkpoint, Commit};
-use listbackup_projections::{LogPosition, ProjectedWatch, ReadError, StoredEvent};
+use listbackup_projections::{ProjectedWatch, StoredEvent};
 
-use crate::log_follower::{Handled, LogFollower};
+use crate::log_follower::{Checkpoint, Handled, LogFollower};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -110,26 +109,20 @@ impl SourceSagas {
             .await
     }
 
-    /// Handles the next batch after `from` (where the saga's checkpoint stands), then moves the checkpoint to
-    /// its last event. Fails, having followed up (harmless: follow-ups are idempotent), if the checkpoint no
-    /// longer stands at `from`: another process took the lead.
-    pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, SagaError> {
+    /// Handles the next batch after `at.handled`. Leaves the checkpoint to the follower, which stores it
+    /// about once a second ([`crate::log_follower::STORE_EVERY`]): every follow-up is idempotent (a command
+    /// that finds its work done records nothing), so the events a crash makes it read again are harmless, and
+    /// most batches (connections, groups, most job events) hold nothing for the sagas at all.
+    pub async fn run_batch(&self, at: Checkpoint) -> Result<Handled, SagaError> {
         let client = self.pool.get().await?;
-        let events = self.follower.read(&client, from, self.batch_size).await?;
-        let handled = Handled::of(&events, self.batch_size);
-        let Some(last) = handled.last else {
-            return Ok(handled);
-        };
+        let events = self
+            .follower
+            .read(&client, at.handled, self.batch_size)
+            .await?;
         for event in &events {
             self.handle(&client, event).await?;
         }
-        if !advance_checkpoint(&client, CHECKPOINT, from, last, Commit::Synchronous).await? {
-            return Err(ReadError::CheckpointMoved {
-                name: CHECKPOINT.to_owned(),
-            }
-            .into());
-        }
-        Ok(handled)
+        Ok(Handled::of(&events, self.batch_size))
     }
 
     async fn handle(

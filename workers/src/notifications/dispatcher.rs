@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use listbackup_commands::webhooks::{enqueue, NewDelivery};
-use listbackup_projections::event_log::{advance_checkpoint, Commit, LogPosition};
+use listbackup_projections::event_log::{advance_checkpoint, Commit};
 use listbackup_projections::read_models::webhooks::subscribed;
 use listbackup_projections::ReadError;
 use listbackup_projections::{LogWake, ProjectedWatch, StoredEvent};
@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::payload::{identity, notification, notification_type};
-use crate::log_follower::{Handled, LogFollower};
+use crate::log_follower::{Checkpoint, Handled, LogFollower};
 
 /// The dispatcher's checkpoint name.
 pub const CHECKPOINT: &str = "notifications";
@@ -91,16 +91,26 @@ impl NotificationDispatcher {
 
     /// Dispatches the batch after `from` (where the checkpoint stands): queues its deliveries and moves the
     /// checkpoint in one transaction, so a restart neither loses nor repeats a notification.
-    pub async fn run_batch(&self, from: LogPosition) -> Result<Handled, DispatchError> {
+    pub async fn run_batch(&self, at: Checkpoint) -> Result<Handled, DispatchError> {
         let mut client = self.pool.get().await?;
-        let events = self.follower.read(&client, from, self.batch_size).await?;
+        let events = self
+            .follower
+            .read(&client, at.handled, self.batch_size)
+            .await?;
         let handled = Handled::of(&events, self.batch_size);
         let Some(last) = handled.last else {
             return Ok(handled);
         };
+        // A batch without a notifiable event changes nothing: its position is stored by the follower.
+        if !events
+            .iter()
+            .any(|event| notification_type(event).is_some())
+        {
+            return Ok(handled);
+        }
         let tx = client.transaction().await?;
         // Compare and set first: another dispatcher that moved it meanwhile owns this batch.
-        if !advance_checkpoint(&tx, CHECKPOINT, from, last, Commit::Synchronous).await? {
+        if !advance_checkpoint(&tx, CHECKPOINT, at.stored, last, Commit::Synchronous).await? {
             return Err(ReadError::CheckpointMoved {
                 name: CHECKPOINT.to_owned(),
             }
@@ -114,7 +124,7 @@ impl NotificationDispatcher {
         if queued > 0 {
             self.queued.notify_one();
         }
-        Ok(handled)
+        Ok(handled.stored())
     }
 
     /// Queues the event's notification for every subscribed webhook; returns how many were queued.
