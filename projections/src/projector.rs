@@ -13,7 +13,9 @@ use tokio::sync::{watch, Notify};
 use crate::log_signal::LogWake;
 use tokio_util::sync::CancellationToken;
 
-use crate::event_log::{advance_checkpoint, ensure_checkpoint, read_after_checkpoint, Commit};
+use crate::event_log::{
+    advance_checkpoint, ensure_checkpoint, read_after_checkpoint, Commit, LogPosition, StoredEvent,
+};
 use crate::read_models;
 use crate::ReadError;
 
@@ -48,12 +50,59 @@ impl RecentlyApplied {
     }
 }
 
+/// The batches the projector applied lately, in the order it applied them, for this process's other readers
+/// of the log ([`ProjectedWatch::applied_after`]). Bounded: the oldest make room.
+#[derive(Default)]
+struct RecentBatches {
+    batches: VecDeque<Arc<AppliedBatch>>,
+}
+
+/// One batch as the projector read it: the events after `from`, in log order, below the commit horizon.
+struct AppliedBatch {
+    from: LogPosition,
+    events: Vec<StoredEvent>,
+}
+
+impl RecentBatches {
+    const CAPACITY: usize = 32;
+
+    fn push(&mut self, batch: AppliedBatch) {
+        if self.batches.len() == Self::CAPACITY {
+            self.batches.pop_front();
+        }
+        self.batches.push_back(Arc::new(batch));
+    }
+
+    /// The batch that holds the events after `at` (`at` is where it starts or one of its events, not its
+    /// last), and the index of the first of them.
+    fn holding_after(&self, at: LogPosition) -> Option<(&AppliedBatch, usize)> {
+        self.batches.iter().rev().find_map(|batch| {
+            let last = batch.events.last()?.position;
+            if at == batch.from {
+                return Some((&**batch, 0));
+            }
+            if at <= batch.from || at >= last {
+                return None;
+            }
+            let index = batch
+                .events
+                .binary_search_by(|event| event.position.cmp(&at))
+                .ok()?;
+            Some((&**batch, index + 1))
+        })
+    }
+}
+
 /// Ticks every time the projector commits a batch, and tells which aggregate versions it applied, so API
 /// requests waiting to read their own write re-check at once, in memory, instead of polling the database.
+/// It also keeps the projector's last batches, so the process's other readers of the log (relay, sagas,
+/// notifications, record index), which are woken by the same ticks, take those events from memory instead
+/// of reading them again ([`ProjectedWatch::applied_after`]).
 #[derive(Clone)]
 pub struct ProjectedWatch {
     ticks: watch::Receiver<u64>,
     applied: Arc<Mutex<RecentlyApplied>>,
+    batches: Arc<Mutex<RecentBatches>>,
 }
 
 impl ProjectedWatch {
@@ -65,6 +114,27 @@ impl ProjectedWatch {
     /// Marks everything committed so far as seen, so `next_commit` waits for a later one.
     pub fn mark_seen(&mut self) {
         self.ticks.borrow_and_update();
+    }
+
+    /// The next events after `at`, at most `limit`, in log order, as this process's projector read them from
+    /// the log in its last batches (consecutive batches joined): exactly what reading the log after `at`
+    /// would return, or a prefix of it, since each batch is the log's events after its start below the commit
+    /// horizon, and no event can later appear before a position the horizon has passed
+    /// ([`crate::event_log::read_after`]). `None` when no recent batch holds the events after `at` (the
+    /// reader is behind them, or at or past the newest one's end): the reader reads the log itself.
+    pub fn applied_after(&self, at: LogPosition, limit: usize) -> Option<Vec<StoredEvent>> {
+        let batches = self.batches.lock().ok()?;
+        let mut events: Vec<StoredEvent> = Vec::new();
+        let mut at = at;
+        while events.len() < limit {
+            let Some((batch, start)) = batches.holding_after(at) else {
+                break;
+            };
+            let take = (limit - events.len()).min(batch.events.len() - start);
+            events.extend_from_slice(&batch.events[start..start + take]);
+            at = events.last().map_or(at, |event| event.position);
+        }
+        (!events.is_empty()).then_some(events)
     }
 
     /// The version of `aggregate_id` this process's projector has applied, if it applied any lately.
@@ -82,6 +152,7 @@ pub struct Projector {
     wake: Arc<Notify>,
     projected: watch::Sender<u64>,
     applied: Arc<Mutex<RecentlyApplied>>,
+    batches: Arc<Mutex<RecentBatches>>,
     batch_size: i64,
     /// Wakes us when other processes' events (or ours held back by the commit horizon) become readable;
     /// without a listener, a poll every 100 ms.
@@ -97,6 +168,7 @@ impl Projector {
             wake,
             projected: watch::channel(0).0,
             applied: Arc::default(),
+            batches: Arc::default(),
             batch_size: 500,
             log: LogWake::polling(Duration::from_millis(100)),
             checkpoint_ensured: tokio::sync::OnceCell::new(),
@@ -112,6 +184,7 @@ impl Projector {
         ProjectedWatch {
             ticks: self.projected.subscribe(),
             applied: self.applied.clone(),
+            batches: self.batches.clone(),
         }
     }
 
@@ -156,8 +229,12 @@ impl Projector {
                     applied.record(&event.aggregate_id, event.sequence);
                 }
             }
+            let count = events.len();
+            if let Ok(mut batches) = self.batches.lock() {
+                batches.push(AppliedBatch { from, events });
+            }
             self.projected.send_modify(|n| *n += 1);
-            return Ok(events.len());
+            return Ok(count);
         }
     }
 
@@ -217,7 +294,101 @@ impl Projector {
 
 #[cfg(test)]
 mod tests {
-    use super::RecentlyApplied;
+    use std::sync::{Arc, Mutex};
+
+    use tokio::sync::watch;
+
+    use super::{AppliedBatch, ProjectedWatch, RecentBatches, RecentlyApplied};
+    use crate::event_log::{LogPosition, StoredEvent};
+
+    fn at(transaction_id: u64, global_position: i64) -> LogPosition {
+        LogPosition {
+            transaction_id,
+            global_position,
+        }
+    }
+
+    fn event(position: LogPosition) -> StoredEvent {
+        StoredEvent {
+            position,
+            event_id: uuid::Uuid::now_v7(),
+            aggregate_type: "test".into(),
+            aggregate_id: format!("{}", position.global_position),
+            sequence: 1,
+            event_type: "Happened".into(),
+            event_version: "1.0".into(),
+            payload: serde_json::json!({"Happened": {}}),
+            metadata: serde_json::json!({}),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    fn watch_of(batches: Vec<(LogPosition, Vec<LogPosition>)>) -> ProjectedWatch {
+        let mut recent = RecentBatches::default();
+        for (from, events) in batches {
+            recent.push(AppliedBatch {
+                from,
+                events: events.into_iter().map(event).collect(),
+            });
+        }
+        ProjectedWatch {
+            ticks: watch::channel(0).1,
+            applied: Arc::default(),
+            batches: Arc::new(Mutex::new(recent)),
+        }
+    }
+
+    fn positions(events: Option<Vec<StoredEvent>>) -> Option<Vec<i64>> {
+        events.map(|events| events.iter().map(|e| e.position.global_position).collect())
+    }
+
+    #[test]
+    fn applied_batches_answer_reads_they_hold_and_only_those() {
+        // Two consecutive batches (positions 1..=3 after the start, then 4..=5), transaction ids rising.
+        let watch = watch_of(vec![
+            (at(0, 0), vec![at(10, 1), at(10, 2), at(11, 3)]),
+            (at(11, 3), vec![at(12, 4), at(13, 5)]),
+        ]);
+        // From a batch's start, across into the next one.
+        assert_eq!(
+            positions(watch.applied_after(at(0, 0), 10)),
+            Some(vec![1, 2, 3, 4, 5])
+        );
+        // From an event inside a batch, and limited.
+        assert_eq!(
+            positions(watch.applied_after(at(10, 1), 3)),
+            Some(vec![2, 3, 4])
+        );
+        // From a batch's last event: the next batch.
+        assert_eq!(
+            positions(watch.applied_after(at(11, 3), 10)),
+            Some(vec![4, 5])
+        );
+        // At the newest end, past it, behind every batch, or at a position no batch read: the log is read.
+        assert_eq!(positions(watch.applied_after(at(13, 5), 10)), None);
+        assert_eq!(positions(watch.applied_after(at(14, 6), 10)), None);
+        assert_eq!(positions(watch.applied_after(at(10, 2), 0)), None);
+        let later = watch_of(vec![(at(11, 3), vec![at(12, 4)])]);
+        assert_eq!(positions(later.applied_after(at(0, 0), 10)), None);
+        assert_eq!(positions(later.applied_after(at(10, 1), 10)), None);
+        assert_eq!(positions(watch.applied_after(at(10, 7), 10)), None);
+    }
+
+    #[test]
+    fn applied_batches_keep_the_newest() {
+        let mut recent = RecentBatches::default();
+        for i in 0..RecentBatches::CAPACITY as i64 + 1 {
+            recent.push(AppliedBatch {
+                from: at(1, i),
+                events: vec![event(at(1, i + 1))],
+            });
+        }
+        assert!(
+            recent.holding_after(at(1, 0)).is_none(),
+            "the oldest made room"
+        );
+        assert!(recent.holding_after(at(1, 1)).is_some());
+    }
 
     #[test]
     fn recent_versions_keep_the_highest_and_forget_the_oldest() {
