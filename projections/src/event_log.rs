@@ -214,37 +214,62 @@ pub async fn lock_checkpoint(
     Ok(checkpoint_position(&row, "txid", "position"))
 }
 
-/// The events after checkpoint `name` (as [`read_after`], `floor` likewise), read with the checkpoint in one statement, and
-/// the checkpoint they follow (`None` when there are none). Takes no lock: a reader that several processes
-/// run moves the checkpoint with [`advance_checkpoint`], which refuses if another one moved it meanwhile.
-/// The row must exist ([`ensure_checkpoint`]).
+/// A batch read after a checkpoint ([`read_after_checkpoint`]).
+#[derive(Debug)]
+pub struct CheckpointBatch {
+    /// Where the checkpoint stood: the batch is the events after it.
+    pub from: LogPosition,
+    /// The events after `from`, in log order, below `horizon`; at most the limit asked for.
+    pub events: Vec<StoredEvent>,
+    /// The commit horizon the batch was read below (a transaction id, [`read_after`]): when the batch is not
+    /// full, no other event after `from` below it exists or ever will.
+    pub horizon: u64,
+}
+
+/// The events after checkpoint `name` (as [`read_after`], `floor` likewise), read with the checkpoint and
+/// the horizon they were read below in one statement (`None` when the row does not exist). Takes no lock: a
+/// reader that several processes run moves the checkpoint with [`advance_checkpoint`], which refuses if
+/// another one moved it meanwhile. The row must exist ([`ensure_checkpoint`]).
 pub async fn read_after_checkpoint(
     client: &impl GenericClient,
     name: &str,
     limit: i64,
     floor: u64,
-) -> Result<(Option<LogPosition>, Vec<StoredEvent>), ReadError> {
+) -> Result<Option<CheckpointBatch>, ReadError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "SELECT c.transaction_id::text AS from_txid, c.position AS from_position, e.* \
-             FROM checkpoints c CROSS JOIN LATERAL ( \
+            "WITH h AS (SELECT greatest($3::text::xid8, events_commit_horizon()) AS horizon) \
+             SELECT h.horizon::text AS horizon, c.transaction_id::text AS from_txid, \
+                    c.position AS from_position, e.* \
+             FROM h CROSS JOIN checkpoints c LEFT JOIN LATERAL ( \
                SELECT {SELECT_COLUMNS} FROM events \
                WHERE (transaction_id, global_position) > (c.transaction_id, c.position) \
-                 AND transaction_id < (SELECT greatest($3::text::xid8, events_commit_horizon())) \
+                 AND transaction_id < h.horizon \
                ORDER BY transaction_id, global_position \
-               LIMIT $2) e \
+               LIMIT $2) e ON true \
              WHERE c.name = $1"
         )
     });
     let rows = statements::query(client, &SQL, &[&name, &limit, &floor.to_string()]).await?;
-    let from = rows
-        .first()
-        .map(|row| checkpoint_position(row, "from_txid", "from_position"));
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let from = checkpoint_position(first, "from_txid", "from_position");
+    let horizon = first
+        .get::<_, String>("horizon")
+        .parse()
+        .unwrap_or_default();
+    // With no event after the checkpoint, the one row carries the checkpoint and NULL event columns.
     let events = rows
         .iter()
+        .filter(|row| row.get::<_, Option<i64>>("global_position").is_some())
         .map(StoredEvent::from_row)
         .collect::<Result<_, _>>()?;
-    Ok((from, events))
+    Ok(Some(CheckpointBatch {
+        from,
+        events,
+        horizon,
+    }))
 }
 
 /// Moves checkpoint `name` from `from` to `to`, only if it still stands at `from` (compare and set: the

@@ -73,6 +73,11 @@ impl LogWake {
         self.readable.as_ref().map_or(0, |r| *r.borrow())
     }
 
+    /// [`horizon_floor`](Self::horizon_floor) when a listener wakes this reader, `None` when it polls.
+    pub fn known_horizon(&self) -> Option<u64> {
+        self.readable.as_ref().map(|r| *r.borrow())
+    }
+
     /// Forgets the wake-ups so far: call it before reading the log, so a commit from then on wakes the next
     /// [`next`](Self::next) and none is slept through.
     pub fn mark_seen(&mut self) {

@@ -14,7 +14,8 @@ use crate::log_signal::LogWake;
 use tokio_util::sync::CancellationToken;
 
 use crate::event_log::{
-    advance_checkpoint, ensure_checkpoint, read_after_checkpoint, Commit, LogPosition, StoredEvent,
+    advance_checkpoint, ensure_checkpoint, read_after_checkpoint, CheckpointBatch, Commit,
+    LogPosition, StoredEvent,
 };
 use crate::read_models;
 use crate::ReadError;
@@ -55,7 +56,22 @@ impl RecentlyApplied {
 #[derive(Default)]
 struct RecentBatches {
     batches: VecDeque<Arc<AppliedBatch>>,
+    /// The end of the newest read that took everything there was: no event after `position` below commit
+    /// horizon `horizon` exists or ever will.
+    end: Option<ReadEnd>,
 }
+
+#[derive(Clone, Copy)]
+struct ReadEnd {
+    position: LogPosition,
+    /// A transaction id ([`crate::event_log::CheckpointBatch::horizon`]).
+    horizon: u64,
+    read_at: std::time::Instant,
+}
+
+/// How long the end of the projector's newest read stands for the log's other readers: past it (a projector
+/// that stopped reading, say failing on an event) they read the log themselves when woken.
+const READ_END_FRESH: Duration = Duration::from_secs(1);
 
 /// One batch as the projector read it: the events after `from`, in log order, below the commit horizon.
 struct AppliedBatch {
@@ -71,6 +87,17 @@ impl RecentBatches {
             self.batches.pop_front();
         }
         self.batches.push_back(Arc::new(batch));
+    }
+
+    /// Records that a read after `at` below `horizon` found no more events than the projector took.
+    fn read_to_end(&mut self, at: LogPosition, horizon: u64) {
+        if self.end.is_none_or(|end| end.position <= at) {
+            self.end = Some(ReadEnd {
+                position: at,
+                horizon,
+                read_at: std::time::Instant::now(),
+            });
+        }
     }
 
     /// The batch that holds the events after `at` (`at` is where it starts or one of its events, not its
@@ -120,10 +147,30 @@ impl ProjectedWatch {
     /// the log in its last batches (consecutive batches joined): exactly what reading the log after `at`
     /// would return, or a prefix of it, since each batch is the log's events after its start below the commit
     /// horizon, and no event can later appear before a position the horizon has passed
-    /// ([`crate::event_log::read_after`]). `None` when no recent batch holds the events after `at` (the
-    /// reader is behind them, or at or past the newest one's end): the reader reads the log itself.
-    pub fn applied_after(&self, at: LogPosition, limit: usize) -> Option<Vec<StoredEvent>> {
+    /// ([`crate::event_log::read_after`]).
+    ///
+    /// Empty when `at` is where the projector's newest read (of the last second) ended having taken
+    /// everything below its horizon, and `known_horizon` (the highest commit horizon the reader's log listener has seen,
+    /// [`crate::LogWake::horizon_floor`]; `None` without a listener) is not past that horizon: whatever
+    /// became readable since is this process's own commits, which wake the projector, whose next batch wakes
+    /// the reader; another process's commit raises the listener's horizon first, and the reader then reads
+    /// the log.
+    ///
+    /// `None` when no recent batch holds the events after `at` (the reader is behind them, or past the
+    /// newest one's end) and the end does not apply: the reader reads the log itself.
+    pub fn applied_after(
+        &self,
+        at: LogPosition,
+        limit: usize,
+        known_horizon: Option<u64>,
+    ) -> Option<Vec<StoredEvent>> {
         let batches = self.batches.lock().ok()?;
+        if let (Some(end), Some(known)) = (batches.end, known_horizon) {
+            if at == end.position && known <= end.horizon && end.read_at.elapsed() < READ_END_FRESH
+            {
+                return Some(Vec::new());
+            }
+        }
         let mut events: Vec<StoredEvent> = Vec::new();
         let mut at = at;
         while events.len() < limit {
@@ -203,14 +250,25 @@ impl Projector {
             .get_or_try_init(|| async { ensure_checkpoint(&client, CHECKPOINT).await.map(|_| ()) })
             .await?;
         loop {
-            let (from, events) = read_after_checkpoint(
+            let Some(CheckpointBatch {
+                from,
+                events,
+                horizon,
+            }) = read_after_checkpoint(
                 &client,
                 CHECKPOINT,
                 self.batch_size,
                 self.log.horizon_floor(),
             )
-            .await?;
-            let (Some(from), Some(last)) = (from, events.last().map(|e| e.position)) else {
+            .await?
+            else {
+                return Ok(0);
+            };
+            let whole = (events.len() as i64) < self.batch_size;
+            let Some(last) = events.last().map(|e| e.position) else {
+                if let Ok(mut batches) = self.batches.lock() {
+                    batches.read_to_end(from, horizon);
+                }
                 return Ok(0);
             };
             let tx = client.transaction().await?;
@@ -232,6 +290,9 @@ impl Projector {
             let count = events.len();
             if let Ok(mut batches) = self.batches.lock() {
                 batches.push(AppliedBatch { from, events });
+                if whole {
+                    batches.read_to_end(last, horizon);
+                }
             }
             self.projected.send_modify(|n| *n += 1);
             return Ok(count);
@@ -351,27 +412,64 @@ mod tests {
         ]);
         // From a batch's start, across into the next one.
         assert_eq!(
-            positions(watch.applied_after(at(0, 0), 10)),
+            positions(watch.applied_after(at(0, 0), 10, None)),
             Some(vec![1, 2, 3, 4, 5])
         );
         // From an event inside a batch, and limited.
         assert_eq!(
-            positions(watch.applied_after(at(10, 1), 3)),
+            positions(watch.applied_after(at(10, 1), 3, None)),
             Some(vec![2, 3, 4])
         );
         // From a batch's last event: the next batch.
         assert_eq!(
-            positions(watch.applied_after(at(11, 3), 10)),
+            positions(watch.applied_after(at(11, 3), 10, None)),
             Some(vec![4, 5])
         );
         // At the newest end, past it, behind every batch, or at a position no batch read: the log is read.
-        assert_eq!(positions(watch.applied_after(at(13, 5), 10)), None);
-        assert_eq!(positions(watch.applied_after(at(14, 6), 10)), None);
-        assert_eq!(positions(watch.applied_after(at(10, 2), 0)), None);
+        assert_eq!(positions(watch.applied_after(at(13, 5), 10, None)), None);
+        assert_eq!(positions(watch.applied_after(at(14, 6), 10, None)), None);
+        assert_eq!(positions(watch.applied_after(at(10, 2), 0, None)), None);
         let later = watch_of(vec![(at(11, 3), vec![at(12, 4)])]);
-        assert_eq!(positions(later.applied_after(at(0, 0), 10)), None);
-        assert_eq!(positions(later.applied_after(at(10, 1), 10)), None);
-        assert_eq!(positions(watch.applied_after(at(10, 7), 10)), None);
+        assert_eq!(positions(later.applied_after(at(0, 0), 10, None)), None);
+        assert_eq!(positions(later.applied_after(at(10, 1), 10, None)), None);
+        assert_eq!(positions(watch.applied_after(at(10, 7), 10, None)), None);
+    }
+
+    #[test]
+    fn a_read_to_the_end_answers_nothing_more_until_the_listener_knows_a_later_horizon() {
+        let watch = watch_of(vec![(at(0, 0), vec![at(10, 1), at(11, 2)])]);
+        watch.batches.lock().unwrap().read_to_end(at(11, 2), 20);
+        // At the end, the listener knowing no later horizon: nothing to read.
+        assert_eq!(
+            positions(watch.applied_after(at(11, 2), 10, Some(20))),
+            Some(vec![])
+        );
+        assert_eq!(
+            positions(watch.applied_after(at(11, 2), 10, Some(0))),
+            Some(vec![])
+        );
+        // The listener saw a later horizon (another process's commit), or there is no listener: read.
+        assert_eq!(
+            positions(watch.applied_after(at(11, 2), 10, Some(21))),
+            None
+        );
+        assert_eq!(positions(watch.applied_after(at(11, 2), 10, None)), None);
+        // Events before the end still come from the batch.
+        assert_eq!(
+            positions(watch.applied_after(at(10, 1), 10, Some(20))),
+            Some(vec![2])
+        );
+        // An end never moves back; a stale one stands for nothing.
+        watch.batches.lock().unwrap().read_to_end(at(10, 1), 30);
+        assert_eq!(
+            positions(watch.applied_after(at(11, 2), 10, Some(20))),
+            Some(vec![])
+        );
+        watch.batches.lock().unwrap().end.as_mut().unwrap().read_at -= super::READ_END_FRESH;
+        assert_eq!(
+            positions(watch.applied_after(at(11, 2), 10, Some(20))),
+            None
+        );
     }
 
     #[test]

@@ -66,18 +66,19 @@ impl LogFollower {
     /// The next `limit` events after `from` ([`read_after`]), below the commit horizon or the horizon this
     /// follower's log listener last saw ([`LogWake::horizon_floor`]), whichever is higher. Taken from this
     /// process's projector's last batches when they hold them ([`ProjectedWatch::applied_after`]): the
-    /// projector has just read the same events, and a follower woken by its tick needs no second read.
+    /// projector has just read the same events, and a follower woken by its tick needs no second read; none
+    /// when the projector has just read to the end of what this follower's log listener knows to be
+    /// readable.
     pub async fn read(
         &self,
         client: &deadpool_postgres::Object,
         from: LogPosition,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, ReadError> {
-        if let Some(events) = self
-            .wake
-            .as_ref()
-            .and_then(|projected| projected.applied_after(from, usize::try_from(limit).ok()?))
-        {
+        let known_horizon = self.log.as_ref().and_then(LogWake::known_horizon);
+        if let Some(events) = self.wake.as_ref().and_then(|projected| {
+            projected.applied_after(from, usize::try_from(limit).ok()?, known_horizon)
+        }) {
             return Ok(events);
         }
         let floor = self.log.as_ref().map_or(0, LogWake::horizon_floor);
