@@ -77,17 +77,11 @@ pub enum CommandError {
 /// Any error, as the source of a [`CommandError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// `err` and each of its sources, joined by ": " (as `anyhow` prints `{:#}`): for a job's failure message
-/// and other places that keep an error as text.
+/// `err` and each of its sources, joined by ": " (as `anyhow` prints `{:#}`; a source the text already ends
+/// with is not repeated): for a job's failure message and other places that keep an error as text. See
+/// [`ErrorChain`](listbackup_domain::ErrorChain), its `Display` form for log fields.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    listbackup_domain::ErrorChain(err).to_string()
 }
 
 impl CommandError {

@@ -99,3 +99,66 @@ mod tests {
         }
     }
 }
+
+/// An error and each of its sources on one line, joined by ": " (as `anyhow` prints `{:#}`): what a job's
+/// failure message keeps of an error, and what a log line shows of one (`error = %ErrorChain(&err)`; the JSON
+/// log format prints only the top error of a `&dyn Error` field, not its sources).
+///
+/// A source whose text the line already ends with is not repeated: an error that shows its source in its own
+/// message (`#[error("database: {0}")]` over a `#[source]`) reads once.
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !text.is_empty() && !shown.ends_with(&text) {
+                shown.push_str(": ");
+                shown.push_str(&text);
+            }
+            source = cause.source();
+        }
+        f.write_str(&shown)
+    }
+}
+
+impl std::fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::ErrorChain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the file")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("database: {0}")]
+    struct Echoing(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("job failed")]
+    struct Top(#[source] Echoing);
+
+    #[test]
+    fn every_source_is_shown_once() {
+        let io = || std::io::Error::other("connection refused");
+        assert_eq!(
+            ErrorChain(&Outer(io())).to_string(),
+            "reading the file: connection refused"
+        );
+        // The echoing middle error already says its source: it is not said twice.
+        assert_eq!(
+            ErrorChain(&Top(Echoing(io()))).to_string(),
+            "job failed: database: connection refused"
+        );
+        assert_eq!(ErrorChain(&io()).to_string(), "connection refused");
+    }
+}

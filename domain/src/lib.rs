@@ -14,7 +14,7 @@ pub mod upcasting;
 pub mod values;
 pub mod webhook;
 
-pub use error::{DomainError, ErrorKind, ResourceKind};
+pub use error::{DomainError, ErrorChain, ErrorKind, ResourceKind};
 pub use ids::{
     parse_hyphenated, ConnectionId, InvalidId, JobId, ResourceId, SourceGroupId, SourceId,
     StreamId, WebhookId,
