@@ -226,7 +226,7 @@ impl FileContents {
                         return Err(ContentFailure::Fetch(err));
                     }
                     let wait = policy.backoff(attempt);
-                    tracing::debug!(data_type = %self.data_type, id = %file.id, ?wait, error = &err as &dyn std::error::Error,
+                    tracing::debug!(data_type = %self.data_type, id = %file.id, ?wait, error = %listbackup_domain::ErrorChain(&err),
                         "a download was cut off; starting it again");
                     tokio::time::sleep(wait).await;
                 }
@@ -236,13 +236,13 @@ impl FileContents {
 
     fn refuse(&mut self, manifest: &mut Manifest, id: &str, err: FetchError) {
         self.counts.refused += 1;
-        tracing::warn!(data_type = %self.data_type, %id, code = %err.code(), error = &err as &dyn std::error::Error,
+        tracing::warn!(data_type = %self.data_type, %id, code = %err.code(), error = %listbackup_domain::ErrorChain(&err),
             "a file's bytes are not stored");
         manifest.contents_not_stored.push(ContentNotStored {
             data_type: self.data_type.clone(),
             id: id.to_owned(),
             code: err.code(),
-            message: err.to_string(),
+            message: listbackup_commands::error_chain(&err),
         });
         self.first_refusal.get_or_insert(err);
     }
@@ -296,7 +296,10 @@ pub async fn back_up_data_type(
 fn is_the_files_own(err: &FetchError) -> bool {
     matches!(
         err,
-        FetchError::Forbidden { .. } | FetchError::Platform { .. } | FetchError::InvalidResponse(_)
+        FetchError::Forbidden { .. }
+            | FetchError::Platform { .. }
+            | FetchError::InvalidResponse(_)
+            | FetchError::Undecodable { .. }
     )
 }
 

@@ -142,8 +142,9 @@ impl From<FetchError> for RunFailure {
         Self {
             code: err.code(),
             retryable: err.retryable(),
-            // FetchError's messages never carry credential values.
-            message: err.to_string(),
+            // FetchError's messages never carry credential values; its sources (the HTTP client's error
+            // without its URL, the JSON parser's) say why.
+            message: listbackup_commands::error_chain(&err),
         }
     }
 }
@@ -152,7 +153,7 @@ impl From<StorageError> for RunFailure {
     fn from(err: StorageError) -> Self {
         Self {
             code: JobErrorCode::StorageError,
-            message: err.to_string(),
+            message: listbackup_commands::error_chain(&err),
             retryable: true,
         }
     }
@@ -339,7 +340,7 @@ impl BackupWorker {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(
-                        error = &err as &dyn std::error::Error,
+                        error = %listbackup_domain::ErrorChain(&err),
                         "{what} paused; retrying"
                     );
                     tokio::select! {
@@ -366,7 +367,7 @@ impl BackupWorker {
                 settled = &mut run => break settled,
                 _ = keep_alive.tick() => {
                     if let Err(err) = message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(error = &*err as &dyn std::error::Error, "in-progress ack failed");
+                        tracing::warn!(error = %listbackup_domain::ErrorChain(&*err), "in-progress ack failed");
                     }
                 }
             }
@@ -375,7 +376,7 @@ impl BackupWorker {
             Ok(()) => {
                 if let Err(err) = message.ack().await {
                     tracing::warn!(
-                        error = &*err as &dyn std::error::Error,
+                        error = %listbackup_domain::ErrorChain(&*err),
                         "ack failed; the job's message will be redelivered"
                     );
                 }
@@ -390,14 +391,14 @@ impl BackupWorker {
                 );
                 if let Err(err) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
                     tracing::warn!(
-                        error = &*err as &dyn std::error::Error,
+                        error = %listbackup_domain::ErrorChain(&*err),
                         "handing the job's message back failed; it is redelivered after its ack wait"
                     );
                 }
             }
             Err(Unsettled::Failed(err)) if delivered >= self.deliveries.max_deliver => {
                 tracing::warn!(
-                    error = &err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&err),
                     delivered,
                     "the job's last delivery failed; giving up on the job"
                 );
@@ -405,21 +406,21 @@ impl BackupWorker {
                     Ok(()) => {
                         if let Err(err) = message.ack().await {
                             tracing::warn!(
-                                error = &*err as &dyn std::error::Error,
+                                error = %listbackup_domain::ErrorChain(&*err),
                                 "ack of a given-up job's message failed"
                             );
                         }
                     }
                     Err(err) => {
                         tracing::warn!(
-                            error = &err as &dyn std::error::Error,
+                            error = %listbackup_domain::ErrorChain(&err),
                             "giving up failed; left to the max-deliveries advisory"
                         )
                     }
                 }
             }
             Err(Unsettled::Failed(err)) => tracing::warn!(
-                error = &err as &dyn std::error::Error,
+                error = %listbackup_domain::ErrorChain(&err),
                 "job message left for redelivery"
             ),
         }
@@ -437,7 +438,7 @@ impl BackupWorker {
             Ok(event) => event,
             Err(err) => {
                 tracing::warn!(
-                    error = &err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&err),
                     "unreadable SyncRequested message dropped"
                 );
                 return Ok(());
@@ -556,7 +557,7 @@ impl BackupWorker {
                 if delivered > 1 && job.status() == JobStatus::Running && job.cancel_requested() {
                     // The dead run was asked to stop: nothing is run again, this run confirms for it.
                     if let Err(err) = artifacts.discard().await {
-                        tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt");
+                        tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "discarding a cancelled attempt");
                     }
                     return match self.jobs.confirm_cancelled(metadata, job_id).await {
                         Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
@@ -611,7 +612,7 @@ impl BackupWorker {
                 tracing::info!(%job_id, "backup cancelled");
                 // Nothing of a cancelled run may look like a backup.
                 if let Err(err) = artifacts.discard().await {
-                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a cancelled attempt's artifacts");
+                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "discarding a cancelled attempt's artifacts");
                 }
                 match self.jobs.confirm_cancelled(metadata, job_id).await {
                     Ok(_) => {
@@ -631,7 +632,7 @@ impl BackupWorker {
                 tracing::warn!(%job_id, code = %failure.code, message = %failure.message, "backup failed");
                 // Nothing of a failed attempt may look like a backup.
                 if let Err(err) = artifacts.discard().await {
-                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "discarding a failed attempt's artifacts");
+                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "discarding a failed attempt's artifacts");
                 }
                 match self
                     .jobs
@@ -670,5 +671,38 @@ impl BackupWorker {
 
     async fn cancel_requested(&self, job_id: JobId) -> Result<bool, CommandError> {
         Ok(self.jobs.load(job_id).await?.0.cancel_requested())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_failure_is_recorded_with_its_reason() {
+        let source = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let reason = source.to_string();
+        let failure = RunFailure::from(FetchError::UnreadableBody {
+            what: "the platform's answer is not complete JSON".into(),
+            source,
+        });
+        assert_eq!(failure.code, JobErrorCode::PlatformError);
+        assert!(failure.retryable);
+        // The variant's message, then the parser's reason it keeps as its source.
+        assert_eq!(
+            failure.message,
+            format!(
+                "the platform's answers kept arriving damaged: the platform's answer is not complete \
+                 JSON: {reason}"
+            )
+        );
+    }
+
+    #[test]
+    fn a_storage_failure_is_recorded_with_its_reason_once() {
+        // `StorageError::Io` shows its source in its own message: the chain does not repeat it.
+        let err = StorageError::Io(std::io::Error::other("disk full"));
+        let failure = RunFailure::from(err);
+        assert_eq!(failure.message, "compression: disk full");
     }
 }

@@ -122,7 +122,7 @@ impl BackupWorker {
             .ensure_fresh(metadata, &connection, USE_WINDOW)
             .await
         {
-            tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the restore");
+            tracing::debug!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "token refresh before the restore");
         }
         let credentials = self.credentials(metadata, connection).await?;
         let platform = platform_id.platform();
@@ -458,7 +458,7 @@ impl BackupWorker {
                             ) => {
                                 action = RestoreAction::CannotRestore;
                                 line["action"] = json!(action);
-                                line["error"] = json!(err.to_string());
+                                line["error"] = json!(listbackup_commands::error_chain(&err));
                             }
                             Err(err) => {
                                 let _ = report.abort().await;
@@ -501,8 +501,9 @@ impl BackupWorker {
                                 action = RestoreAction::CannotRestore;
                                 line["action"] = json!(action);
                                 line["error"] = json!(format!(
-                                    "the record was written but its {} were not: {err}",
-                                    change.set.field
+                                    "the record was written but its {} were not: {}",
+                                    change.set.field,
+                                    listbackup_commands::error_chain(&err)
                                 ));
                                 break;
                             }
@@ -624,8 +625,11 @@ impl BackupWorker {
         ))?;
         while let Some(page) = pager.next_page().await? {
             for (raw, id) in page.records.into_iter().zip(page.ids) {
-                let record: Value = serde_json::from_str(raw.get())
-                    .map_err(|err| FetchError::InvalidResponse(err.to_string()))?;
+                let record: Value =
+                    serde_json::from_str(raw.get()).map_err(|err| FetchError::Undecodable {
+                        context: format!("a record of {data_type} on the platform is not JSON"),
+                        source: err.into(),
+                    })?;
                 let key = index_key(
                     page.parent.as_deref(),
                     id.as_deref(),
@@ -788,10 +792,13 @@ impl IdMap {
 
 /// The map's database could not be read or written: the attempt fails and is retried (the writes it made
 /// are repeated under the same idempotency keys).
-fn id_map_failure(err: impl std::error::Error) -> RunFailure {
+fn id_map_failure(err: impl std::error::Error + 'static) -> RunFailure {
     RunFailure {
         code: JobErrorCode::StorageError,
-        message: format!("the restore's id map could not be read or written: {err}"),
+        message: format!(
+            "the restore's id map could not be read or written: {}",
+            listbackup_commands::error_chain(&err)
+        ),
         retryable: true,
     }
 }

@@ -99,6 +99,7 @@ fn the_files_own(err: &FetchError) -> bool {
             ..
         } | FetchError::Unsupported { .. }
             | FetchError::InvalidResponse(_)
+            | FetchError::Undecodable { .. }
     )
 }
 
@@ -275,7 +276,7 @@ impl BackupWorker {
                             RestoreAction::Create
                         }
                         Err(err) if the_files_own(&err) => {
-                            line["error"] = json!(err.to_string());
+                            line["error"] = json!(listbackup_commands::error_chain(&err));
                             RestoreAction::CannotRestore
                         }
                         Err(FetchError::Sink(err)) => {

@@ -155,10 +155,7 @@ impl ContentStream {
     /// The next piece of the body; `None` at its end. A connection broken mid-body is
     /// [`FetchError::Network`].
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
-        self.response
-            .chunk()
-            .await
-            .map_err(|err| network_error(&err))
+        self.response.chunk().await.map_err(network_error)
     }
 }
 

@@ -126,18 +126,40 @@ pub enum FetchError {
         message: String,
         retryable: bool,
     },
-    /// No answer after the last attempt. Retryable: networks recover.
-    #[error("could not reach the platform: {0}")]
-    Network(String),
+    /// No answer after the last attempt. Retryable: networks recover. `what` says how it failed (timed out,
+    /// the connection failed, the answer was cut off); `source` is the HTTP client's error when there is one,
+    /// kept whole for the reason (a refused connection, a DNS failure) but without its URL
+    /// (`reqwest::Error::without_url`): a query string may hold a key.
+    #[error("could not reach the platform: {what}")]
+    Network {
+        what: &'static str,
+        #[source]
+        source: Option<reqwest::Error>,
+    },
     /// A 2xx answer cut off or not JSON, on every attempt. Retryable: a damaged body is a transport failure,
-    /// like a dropped connection.
-    #[error("the platform's answers kept arriving damaged: {0}")]
-    UnreadableBody(String),
+    /// like a dropped connection. `what` describes the last answer (its media type and size); `source` is the
+    /// JSON parser's error (where it stopped).
+    #[error("the platform's answers kept arriving damaged: {what}")]
+    UnreadableBody {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// A well-formed 2xx answer not in the shape the platform documents (no records list, a search result
     /// without an id). Not retryable: the platform would answer the same way until it, or the connector,
     /// changes.
     #[error("{0}")]
     InvalidResponse(String),
+    /// JSON, or a record to send, that a decoder or encoder refused: a well-formed 2xx answer whose fields
+    /// are not the documented ones, a record that cannot be encoded as a form. `context` says what was being
+    /// read or written; `source` is the decoder's (encoder's) error, which says where and why. Not retryable,
+    /// like [`InvalidResponse`](Self::InvalidResponse).
+    #[error("{context}")]
+    Undecodable {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Paging would never end: the platform answered a cursor, a last id or a whole page it had answered
     /// before, or far more pages than the total it announced. The message names what repeated. Not
     /// retryable: it is the platform's paging going in circles over a list, which a later run would walk into
@@ -157,8 +179,8 @@ pub enum FetchError {
     Gone { status: u16, message: String },
     /// The page consumer of [`Connector::fetch_pages`] failed; its error is inside. Not retryable as far as
     /// the connector knows: whether it is, is the consumer's to say.
-    #[error("storing a page failed: {0}")]
-    Sink(Box<dyn std::error::Error + Send + Sync>),
+    #[error("storing a page failed")]
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 fn suffix(message: &str) -> String {
@@ -175,8 +197,8 @@ impl FetchError {
     pub fn retryable(&self) -> bool {
         match self {
             FetchError::RateLimited { .. }
-            | FetchError::Network(_)
-            | FetchError::UnreadableBody(_)
+            | FetchError::Network { .. }
+            | FetchError::UnreadableBody { .. }
             | FetchError::ListChanged(_) => true,
             FetchError::Platform { retryable, .. } => *retryable,
             FetchError::Unsupported { .. }
@@ -184,6 +206,7 @@ impl FetchError {
             | FetchError::Unauthorized
             | FetchError::Forbidden { .. }
             | FetchError::InvalidResponse(_)
+            | FetchError::Undecodable { .. }
             | FetchError::PagingLoop(_)
             | FetchError::Gone { .. }
             | FetchError::Sink(_) => false,
@@ -208,11 +231,12 @@ impl FetchError {
             FetchError::RateLimited { .. } => JobErrorCode::RateLimited,
             FetchError::Platform { .. }
             | FetchError::InvalidResponse(_)
-            | FetchError::UnreadableBody(_)
+            | FetchError::Undecodable { .. }
+            | FetchError::UnreadableBody { .. }
             | FetchError::PagingLoop(_)
             | FetchError::Gone { .. }
             | FetchError::ListChanged(_) => JobErrorCode::PlatformError,
-            FetchError::Network(_) => JobErrorCode::Unavailable,
+            FetchError::Network { .. } => JobErrorCode::Unavailable,
             FetchError::Sink(_) => JobErrorCode::Internal,
         }
     }
@@ -1624,12 +1648,22 @@ pub fn supports_incremental(platform_id: &str, data_type: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn damaged() -> serde_json::Error {
+        serde_json::from_str::<serde_json::Value>("{").unwrap_err()
+    }
+
     #[test]
     fn every_variant_says_whether_a_later_run_may_succeed() {
         let retryable = [
             FetchError::RateLimited { retry_after: None },
-            FetchError::Network("x".into()),
-            FetchError::UnreadableBody("x".into()),
+            FetchError::Network {
+                what: "x",
+                source: None,
+            },
+            FetchError::UnreadableBody {
+                what: "x".into(),
+                source: damaged(),
+            },
             FetchError::ListChanged("x".into()),
             FetchError::Platform {
                 status: 503,
@@ -1646,18 +1680,113 @@ mod tests {
                 message: String::new(),
             },
             FetchError::InvalidResponse("x".into()),
+            FetchError::Undecodable {
+                context: "x".into(),
+                source: damaged().into(),
+            },
             FetchError::PagingLoop("x".into()),
         ];
         for err in &permanent {
             assert!(!err.retryable(), "{err:?}");
         }
         for err in [
-            FetchError::UnreadableBody("x".into()),
+            FetchError::UnreadableBody {
+                what: "x".into(),
+                source: damaged(),
+            },
+            FetchError::Undecodable {
+                context: "x".into(),
+                source: damaged().into(),
+            },
             FetchError::PagingLoop("x".into()),
             FetchError::ListChanged("x".into()),
         ] {
             assert_eq!(err.code(), JobErrorCode::PlatformError);
         }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_platform_keeps_the_http_error_as_the_source_without_the_url() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let endpoints =
+            PlatformEndpoints::default().with_api_url("stripe", "http://127.0.0.1:1/v1");
+        let connector = Connector::new(endpoints).with_retry_policy(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        });
+        let stripe = listbackup_domain::platform::find("stripe").unwrap();
+        let credentials =
+            BTreeMap::from([("secretKey".to_owned(), "sk_test_supersecret".to_owned())]);
+        let err = connector
+            .pages(FetchRequest::new("c", stripe, "customers", &credentials))
+            .unwrap()
+            .next_page()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Network { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "could not reach the platform: the connection failed"
+        );
+        let source = std::error::Error::source(&err).expect("the HTTP client's error is kept");
+        let reqwest = source
+            .downcast_ref::<reqwest::Error>()
+            .expect("a reqwest error");
+        assert!(reqwest.url().is_none(), "the URL is dropped: {reqwest:?}");
+        // What a job's failure records (`RunFailure`, a source test's sample): the chain, down to the reason.
+        let message = listbackup_commands::error_chain(&err);
+        assert!(
+            message.starts_with("could not reach the platform: the connection failed: "),
+            "{message}"
+        );
+        assert!(message.to_lowercase().contains("refused"), "{message}");
+        assert!(
+            !message.contains("127.0.0.1") && !message.contains("sk_test"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_or_undocumented_answer_keeps_the_parser_error_as_the_source() {
+        let response = |body: &'static str| transport::Response {
+            status: reqwest::StatusCode::OK,
+            headers: reqwest::header::HeaderMap::new(),
+            body: bytes::Bytes::from_static(body.as_bytes()),
+        };
+        // Cut off: retried like a dropped connection, the parser's position kept underneath.
+        let cut = response(r#"{"data": ["#);
+        let err = serde_json::from_slice::<serde_json::Value>(&cut.body).unwrap_err();
+        let BodyError::Unreadable(what, source) = BodyError::from_json(err, &cut) else {
+            panic!("a cut-off body is unreadable");
+        };
+        let err = FetchError::UnreadableBody { what, source };
+        assert!(err.retryable());
+        assert!(std::error::Error::source(&err).is_some());
+        let message = listbackup_commands::error_chain(&err);
+        assert!(
+            message.contains("is not complete JSON: EOF while parsing"),
+            "{message}"
+        );
+        // Well-formed but another shape: not retried, the field the parser refused named underneath.
+        let other = response(r#"{"data": 7}"#);
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct List {
+            data: Vec<u8>,
+        }
+        let err = serde_json::from_slice::<List>(&other.body).unwrap_err();
+        let BodyError::Invalid(err) = BodyError::from_json(err, &other) else {
+            panic!("a body of another shape is invalid");
+        };
+        assert!(matches!(err, FetchError::Undecodable { .. }), "{err:?}");
+        assert!(!err.retryable());
+        assert_eq!(err.code(), JobErrorCode::PlatformError);
+        let message = listbackup_commands::error_chain(&err);
+        assert!(
+            message
+                .starts_with("the platform's answer is not in the documented shape: invalid type"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -39,8 +39,9 @@ impl DataTypeSampler for Connector {
                 }
                 // No connector for it yet: not a failure of the customer's setup.
                 Err(err @ FetchError::Unsupported { .. }) => sample(None, None, err.to_string()),
-                // FetchError's messages never carry credential values (see connectors/mod.rs).
-                Err(err) => sample(Some(false), None, err.to_string()),
+                // FetchError's messages never carry credential values (see connectors/mod.rs); its
+                // sources (the HTTP client's error, without the URL) say why.
+                Err(err) => sample(Some(false), None, listbackup_commands::error_chain(&err)),
             }
         })
     }

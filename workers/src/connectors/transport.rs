@@ -89,8 +89,9 @@ impl Response {
 #[derive(Debug)]
 pub(crate) enum BodyError {
     /// Cut off or not JSON at all (a proxy's HTML page, a connection closed early by a middlebox that still
-    /// sent a complete-looking HTTP message): sent again like a dropped connection.
-    Unreadable(String),
+    /// sent a complete-looking HTTP message): sent again like a dropped connection. What the answer was (its
+    /// media type and size), and the parser's error.
+    Unreadable(String, serde_json::Error),
     /// Well-formed but not what the platform documents: asking again would get the same answer.
     Invalid(FetchError),
 }
@@ -106,13 +107,15 @@ impl BodyError {
                     .content_type()
                     .map(|media| format!(" ({media}, {} bytes)", response.body.len()))
                     .unwrap_or_default();
-                BodyError::Unreadable(format!(
-                    "the platform's answer{declared} is not complete JSON: {err}"
-                ))
+                BodyError::Unreadable(
+                    format!("the platform's answer{declared} is not complete JSON"),
+                    err,
+                )
             }
-            Category::Data => BodyError::Invalid(FetchError::InvalidResponse(format!(
-                "the platform's answer is not in the documented shape: {err}"
-            ))),
+            Category::Data => BodyError::Invalid(FetchError::Undecodable {
+                context: "the platform's answer is not in the documented shape".to_owned(),
+                source: err.into(),
+            }),
         }
     }
 }
@@ -185,7 +188,7 @@ impl Call<'_> {
             let body = response
                 .bytes()
                 .await
-                .map_err(|err| Outcome::Transient(network_error(&err), None))?;
+                .map_err(|err| Outcome::Transient(network_error(err), None))?;
             read(decode(Response {
                 status,
                 headers,
@@ -254,7 +257,7 @@ impl Call<'_> {
                     },
                     Err(outcome) => outcome,
                 },
-                Err(err) => Outcome::Transient(network_error(&err), None),
+                Err(err) => Outcome::Transient(network_error(err), None),
             };
             let wait = match outcome {
                 Outcome::Fatal(err) => return Err(err),
@@ -281,7 +284,7 @@ impl Call<'_> {
                     }
                     // A 503's `Retry-After` is a floor; the attempt still counts against the bound.
                     let wait = self.policy.backoff(failures).max(asked.unwrap_or_default());
-                    tracing::debug!(platform = self.platform.id, ?wait, error = %err, "retrying");
+                    tracing::debug!(platform = self.platform.id, ?wait, error = %listbackup_domain::ErrorChain(&err), "retrying");
                     crate::metrics::platform_retry(
                         self.platform.id,
                         crate::metrics::RetryReason::Transient,
@@ -311,7 +314,7 @@ impl Call<'_> {
             let bytes = response
                 .bytes()
                 .await
-                .map_err(|err| Outcome::Transient(network_error(&err), None))?;
+                .map_err(|err| Outcome::Transient(network_error(err), None))?;
             let body = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
             if self.answers.iter().any(|rule| rule.matches(code, &body)) {
                 return Ok(Arrived::Read(Response {
@@ -407,9 +410,10 @@ fn read<T>(decoded: Result<T, BodyError>) -> Result<T, Outcome> {
     match decoded {
         Ok(value) => Ok(value),
         Err(BodyError::Invalid(err)) => Err(Outcome::Fatal(err)),
-        Err(BodyError::Unreadable(reason)) => {
-            Err(Outcome::Transient(FetchError::UnreadableBody(reason), None))
-        }
+        Err(BodyError::Unreadable(what, source)) => Err(Outcome::Transient(
+            FetchError::UnreadableBody { what, source },
+            None,
+        )),
     }
 }
 
@@ -421,7 +425,9 @@ pub(crate) enum Outcome {
     Transient(FetchError, Option<Duration>),
 }
 
-pub(crate) fn network_error(err: &reqwest::Error) -> FetchError {
+/// A failed request or body read as [`FetchError::Network`]: what failed, and the client's error without its
+/// URL (a query string may hold a key), kept as the source for the reason.
+pub(crate) fn network_error(err: reqwest::Error) -> FetchError {
     let what = if err.is_timeout() {
         "the request timed out"
     } else if err.is_connect() {
@@ -431,7 +437,10 @@ pub(crate) fn network_error(err: &reqwest::Error) -> FetchError {
     } else {
         "the request failed"
     };
-    FetchError::Network(what.to_owned())
+    FetchError::Network {
+        what,
+        source: Some(err.without_url()),
+    }
 }
 
 /// `Retry-After` (RFC 9110 §10.2.3) as a wait from `now`: delta-seconds, also with a fraction as Shopify

@@ -1232,11 +1232,12 @@ impl Connector {
         call.send(
             &mut counters,
             |http| {
-                let stream = slot
-                    .lock()
-                    .expect("not poisoned")
-                    .take()
-                    .ok_or_else(|| FetchError::Network("an upload's body was sent".into()))?;
+                let stream = slot.lock().expect("not poisoned").take().ok_or_else(|| {
+                    FetchError::Network {
+                        what: "an upload's body was sent",
+                        source: None,
+                    }
+                })?;
                 let builder = build(http, stream);
                 let builder = target
                     .platform
@@ -1483,7 +1484,10 @@ fn too_large(platform: &Platform) -> FetchError {
 }
 
 fn template_error(what: &str, err: serde_json::Error) -> FetchError {
-    FetchError::InvalidResponse(format!("the catalog's {what} template is not JSON: {err}"))
+    FetchError::Undecodable {
+        context: format!("the catalog's {what} template is not JSON"),
+        source: err.into(),
+    }
 }
 
 /// A multipart boundary no file's framing holds: random.

@@ -295,8 +295,9 @@ fn bracketed_form(fields: &Map<String, Value>, update: bool) -> Result<String, F
             value => Some((name.clone(), dropping_nulls(value))),
         })
         .collect();
-    serde_qs::to_string(&form).map_err(|err| {
-        FetchError::InvalidResponse(format!("the record cannot be encoded as a form: {err}"))
+    serde_qs::to_string(&form).map_err(|err| FetchError::Undecodable {
+        context: "the record cannot be encoded as a form".to_owned(),
+        source: err.into(),
     })
 }
 
