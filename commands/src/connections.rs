@@ -256,7 +256,7 @@ impl ConnectionCommands {
                 .ensure_fresh(metadata, connection_id, USE_WINDOW)
                 .await
             {
-                tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the connection test");
+                tracing::debug!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "token refresh before the connection test");
             }
         }
         let secret = self.secret(metadata, connection_id).await?;
@@ -319,7 +319,7 @@ impl ConnectionCommands {
         let failed = probe.clone();
         let reauth = |reason: &'static str| async move {
             if let Err(err) = oauth.require_reauth(metadata, connection_id, reason).await {
-                tracing::warn!(%connection_id, error = &err as &dyn std::error::Error, "recording that the connection needs reauthorization");
+                tracing::warn!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "recording that the connection needs reauthorization");
             }
             ProbeOutcome {
                 ok: false,
@@ -356,10 +356,11 @@ impl ConnectionCommands {
                         .to_owned(),
                 ..probe
             }),
-            Ok(RefreshOutcome::Failed(reason)) => Ok(ProbeOutcome {
+            Ok(RefreshOutcome::Failed(err)) => Ok(ProbeOutcome {
                 message: format!(
-                    "{}; renewing the access token failed: {reason}",
-                    probe.message
+                    "{}; renewing the access token failed: {}",
+                    probe.message,
+                    crate::error_chain(&err)
                 ),
                 ..probe
             }),

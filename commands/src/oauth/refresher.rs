@@ -28,8 +28,9 @@ pub const BACKGROUND_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Connections looked at per background round.
 const BATCH: i64 = 100;
 
-/// What [`OauthService::ensure_fresh`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What [`OauthService::ensure_fresh`] did. Two outcomes are equal when they are the same outcome; two
+/// failures, when their messages ([`TokenError::message`]) are.
+#[derive(Debug)]
 pub enum RefreshOutcome {
     /// The access token is valid for longer than the window (perhaps because another process just renewed it).
     Fresh,
@@ -40,8 +41,23 @@ pub enum RefreshOutcome {
     NotRefreshable,
     /// The platform refused the grant (now or earlier): the connection is `expired` until reconnected.
     ReauthRequired,
-    /// The refresh failed for a reason that may pass (recorded as TokenRefreshFailed, not permanent).
-    Failed(String),
+    /// The refresh failed for a reason that may pass (recorded as TokenRefreshFailed, not permanent). The
+    /// token endpoint's error, its transport error (without the URL) as its source: a message made of it shows
+    /// the chain ([`error_chain`](crate::error_chain)), the reason why.
+    Failed(TokenError),
+}
+
+impl PartialEq for RefreshOutcome {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Fresh, Self::Fresh)
+            | (Self::NotRefreshable, Self::NotRefreshable)
+            | (Self::ReauthRequired, Self::ReauthRequired) => true,
+            (Self::Refreshed { expires_at: a }, Self::Refreshed { expires_at: b }) => a == b,
+            (Self::Failed(a), Self::Failed(b)) => a.message() == b.message(),
+            _ => false,
+        }
+    }
 }
 
 /// A per-connection advisory lock, held by an open transaction on a dedicated connection.
@@ -271,7 +287,7 @@ impl OauthService {
                     connection_id,
                     platform = platform.id,
                     permanent,
-                    error = &err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&err),
                     "access token refresh failed"
                 );
                 self.mark_tokens(
@@ -292,7 +308,7 @@ impl OauthService {
                 Ok(if permanent {
                     RefreshOutcome::ReauthRequired
                 } else {
-                    RefreshOutcome::Failed(err.message().to_owned())
+                    RefreshOutcome::Failed(err)
                 })
             }
         }
@@ -389,7 +405,7 @@ impl OauthService {
                 Ok(RefreshOutcome::Refreshed { .. }) => refreshed += 1,
                 Ok(_) => {}
                 Err(err) => {
-                    tracing::warn!(connection_id, error = %err, "background token refresh failed")
+                    tracing::warn!(connection_id, error = %listbackup_domain::ErrorChain(&err), "background token refresh failed")
                 }
             }
         }
@@ -402,7 +418,7 @@ impl OauthService {
         tracing::info!(?interval, "OAuth token refresher started");
         loop {
             if let Err(err) = self.refresh_due(BACKGROUND_WINDOW).await {
-                tracing::warn!(error = %err, "OAuth token refresher round failed");
+                tracing::warn!(error = %listbackup_domain::ErrorChain(&err), "OAuth token refresher round failed");
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

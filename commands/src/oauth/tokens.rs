@@ -164,7 +164,8 @@ pub enum TokenError {
     /// The answer is not a token response.
     #[error("the token endpoint's answer is not a token response")]
     Malformed,
-    /// Anything else the `oauth2` crate refused (its own message, cut to 200 characters).
+    /// Anything else the `oauth2` crate refused (its own message, cut to 200 characters: `oauth2`'s
+    /// `RequestTokenError::Other` carries only text, no error to keep as a source).
     #[error("{0}")]
     Other(String),
 }
@@ -305,7 +306,14 @@ fn token_error(
                 }
                 _ => "the request failed",
             },
-            source,
+            // Without its URL, as a platform request's error (`platform_client::unreachable_message`): the chain
+            // may end up in a job's failure message.
+            source: match source {
+                oauth2::HttpClientError::Reqwest(e) => {
+                    oauth2::HttpClientError::Reqwest(Box::new(e.without_url()))
+                }
+                other => other,
+            },
         },
         // Neither the parse error nor the body is kept: both may contain a token.
         RequestTokenError::Parse(_, _) => TokenError::Malformed,
@@ -361,10 +369,17 @@ mod tests {
         assert!(matches!(err, TokenError::Unreachable { .. }), "{err:?}");
         assert_eq!(err.message(), "the token endpoint could not be reached");
         assert_eq!(err.to_string(), err.message());
-        // The chain goes down to reqwest's own error (which names the URL, never a body).
+        // The chain goes down to reqwest's own error, without the URL (nor a body), to the refused connection.
         let transport = err.source().expect("the transport error is kept");
         let reqwest = transport.source().expect("oauth2 keeps reqwest's error");
-        assert!(reqwest.to_string().contains("127.0.0.1:1"), "{reqwest}");
+        // oauth2 boxes it (`HttpClientError::Reqwest(Box<reqwest::Error>)`).
+        let reqwest = reqwest
+            .downcast_ref::<Box<reqwest::Error>>()
+            .expect("reqwest's error");
+        assert!(reqwest.url().is_none(), "{reqwest:?}");
+        let chain = crate::error_chain(&err);
+        assert!(!chain.contains("127.0.0.1"), "{chain}");
+        assert!(chain.to_lowercase().contains("refused"), "{chain}");
         // Wrapped as the callback's error, the message clients see is unchanged and the chain continues.
         let oauth = OauthError::TokenExchange(err);
         assert_eq!(

@@ -93,7 +93,7 @@ impl BackupWorker {
             .await
         {
             // An API-key connection has nothing to refresh; a failed refresh shows as the platform's 401.
-            tracing::debug!(%connection_id, error = &err as &dyn std::error::Error, "token refresh before the backup");
+            tracing::debug!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "token refresh before the backup");
         }
         let mut credentials = self.credentials(metadata, connection).await?;
         let platform = platform_id.platform();
@@ -467,7 +467,7 @@ impl BackupWorker {
                 (files, None)
             }
             Err(err) => {
-                tracing::warn!(%data_type, %previous_job, error = &err as &dyn std::error::Error,
+                tracing::warn!(%data_type, %previous_job, error = %listbackup_domain::ErrorChain(&err),
                     "the previous backup's manifest cannot be read: every file is downloaded");
                 (files, None)
             }
@@ -543,9 +543,12 @@ impl BackupWorker {
                 // No refresh token: the rejected token cannot be replaced without the customer.
                 Err(self.reauth_required(metadata, connection_id).await)
             }
-            RefreshOutcome::Failed(reason) => Err(RunFailure {
+            RefreshOutcome::Failed(err) => Err(RunFailure {
                 code: JobErrorCode::Unavailable,
-                message: format!("refreshing the access token failed: {reason}"),
+                message: format!(
+                    "refreshing the access token failed: {}",
+                    listbackup_commands::error_chain(&err)
+                ),
                 retryable: true,
             }),
         }
@@ -566,7 +569,7 @@ impl BackupWorker {
             )
             .await
         {
-            tracing::warn!(%connection_id, error = &err as &dyn std::error::Error, "recording that the connection needs reauthorization");
+            tracing::warn!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "recording that the connection needs reauthorization");
         }
         reauth_failure()
     }
