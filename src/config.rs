@@ -20,8 +20,17 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    /// The file is not a TOML table of strings, numbers and booleans. `message` is the parser's message alone:
+    /// its full error quotes the offending line, which may hold a secret.
     #[error("config file {path}: {message}")]
     File { path: String, message: String },
+    /// The file could not be read (missing, not readable); `source` says why.
+    #[error("config file {path} cannot be read")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Every setting of the service. Secrets stay in here and are never logged: this type has no Debug.
@@ -618,7 +627,10 @@ fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
         path: path.display().to_string(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+        path: path.display().to_string(),
+        source,
+    })?;
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
@@ -636,6 +648,23 @@ fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_config_file_keeps_the_io_error_as_its_source() {
+        let path =
+            std::env::temp_dir().join(format!("listbackup-no-such-{}.toml", std::process::id()));
+        let err = read_toml(&path).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the i/o error is kept");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("an i/o error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        let reason = io.to_string();
+        // What `listbackup` prints (anyhow's `{:#}`) still names the file and the reason.
+        let shown = format!("{:#}", anyhow::Error::new(err));
+        assert!(shown.contains(&path.display().to_string()), "{shown}");
+        assert!(shown.ends_with(&reason), "{shown}");
+    }
 
     #[test]
     fn database_url_is_required_and_defaults_apply() {

@@ -274,7 +274,9 @@ pub struct CredentialRef {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    /// A master key could not be parsed. The message never contains key material.
+    /// A master key could not be parsed. The message never contains key material, so the decoder's error is
+    /// not kept as a source: base64's names the offending symbol (`InvalidByte`, `InvalidLastSymbol`), which
+    /// may be a character of the key, and AES's says nothing more than the length already does.
     #[error("invalid master key: {0}")]
     InvalidMasterKey(String),
     /// The stored secret was encrypted under a key this process does not hold (the key id is given).

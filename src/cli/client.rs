@@ -264,8 +264,10 @@ async fn json_body(response: Response) -> Result<Value, CliError> {
         .bytes()
         .await
         .map_err(|e| CliError::transport(format!("reading the answer to {path}"), e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| CliError::Unexpected(format!("the answer to {path} is not JSON: {e}")))
+    serde_json::from_slice(&bytes).map_err(|source| CliError::NotJson {
+        what: format!("the answer to {path}"),
+        source,
+    })
 }
 
 /// The problem a non-2xx answer carries; one made of the status when the body is not problem+json (a proxy's

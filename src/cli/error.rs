@@ -91,9 +91,16 @@ pub enum CliError {
         #[source]
         source: reqwest::Error,
     },
-    /// The API answered something it does not document (not JSON, a missing field).
+    /// The API answered something it does not document (a missing field).
     #[error("{0}")]
     Unexpected(String),
+    /// The API answered something that is not JSON: `what` names the answer, `source` is the parser's error.
+    #[error("{what} is not JSON")]
+    NotJson {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// Something the command needs does not exist (a file name the job does not list).
     #[error("{0}")]
     Missing(String),
@@ -133,7 +140,10 @@ impl CliError {
         match self {
             Self::Usage(_) => ExitStatus::Usage,
             Self::Api(problem) => ExitStatus::for_http_status(problem.status),
-            Self::Transport { .. } | Self::Unexpected(_) | Self::Io { .. } => ExitStatus::Failure,
+            Self::Transport { .. }
+            | Self::Unexpected(_)
+            | Self::NotJson { .. }
+            | Self::Io { .. } => ExitStatus::Failure,
             Self::Missing(_) => ExitStatus::NotFound,
             Self::Exists(_) | Self::State(_) => ExitStatus::Conflict,
             Self::ChecksumMismatch { .. } => ExitStatus::ChecksumMismatch,

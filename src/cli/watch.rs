@@ -218,7 +218,7 @@ async fn stream_once(
             Err(err) => {
                 return Ok(Streamed::Broke {
                     events: seen,
-                    reason: err.to_string(),
+                    reason: listbackup_domain::ErrorChain(&err).to_string(),
                 })
             }
         };
@@ -227,9 +227,12 @@ async fn stream_once(
             *retry = server_retry;
         }
         let data: Value = match event.event.as_str() {
-            "job" | "progress" | "end" => serde_json::from_str(&event.data).map_err(|e| {
-                CliError::Unexpected(format!("a {:?} event is not JSON: {e}", event.event))
-            })?,
+            "job" | "progress" | "end" => {
+                serde_json::from_str(&event.data).map_err(|source| CliError::NotJson {
+                    what: format!("a {:?} event", event.event),
+                    source,
+                })?
+            }
             // Events this version does not know are left for later versions.
             _ => continue,
         };

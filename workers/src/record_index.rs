@@ -62,9 +62,13 @@ pub enum RecordIndexError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("record index: event log")]
     Log(#[from] listbackup_projections::ReadError),
-    /// The task writing staged rows stopped without a database error (it panicked or was cancelled).
-    #[error("record index: staging: {0}")]
-    Stager(String),
+    /// The task writing staged rows stopped without a database error (it panicked or was cancelled); the
+    /// runtime's error says which.
+    #[error("record index: the staging task stopped")]
+    Stager(#[source] tokio::task::JoinError),
+    /// The task writing staged rows stopped taking batches, yet ended without an error.
+    #[error("record index: the staging task ended early")]
+    StagerEnded,
     /// An event of the Job stream that does not have the shape this code reads.
     #[error("record index: job {job_id} has no JobStarted naming its source")]
     UnknownJob { job_id: String },
@@ -146,7 +150,7 @@ impl BatchWriter {
         drop(self.batches);
         match self.task.await {
             Ok(written) => written,
-            Err(err) => Err(RecordIndexError::Stager(err.to_string())),
+            Err(err) => Err(RecordIndexError::Stager(err)),
         }
     }
 }
@@ -252,9 +256,7 @@ impl StagedRecords {
             // The writer stopped: it failed, and says why.
             let writer = self.writer.take().expect("checked above");
             writer.join().await?;
-            return Err(RecordIndexError::Stager(
-                "the staging task ended early".into(),
-            ));
+            return Err(RecordIndexError::StagerEnded);
         }
         Ok(())
     }

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use listbackup_commands::verification::BackupVerifier;
-use listbackup_commands::EventMetadata;
+use listbackup_commands::{BoxError, EventMetadata};
 use listbackup_domain::job::Verification;
+use listbackup_domain::ErrorChain;
 use listbackup_projections::read_models::jobs::least_recently_verified;
 use tokio_util::sync::CancellationToken;
 
@@ -44,18 +45,17 @@ impl BackgroundVerifier {
                 _ = tokio::time::sleep(every) => {}
             }
             if let Err(err) = self.verify_one().await {
-                tracing::warn!(error = %err, "background verification failed; trying the next one later");
+                tracing::warn!(error = %ErrorChain(&*err), "background verification failed; trying the next one later");
             }
         }
     }
 
-    /// Verifies the least recently verified backup, if any.
-    pub async fn verify_one(&self) -> Result<Option<Verification>, String> {
+    /// Verifies the least recently verified backup, if any. Fails with the database's error or the
+    /// verification's ([`CommandError`](listbackup_commands::CommandError)), kept whole for the log's chain.
+    pub async fn verify_one(&self) -> Result<Option<Verification>, BoxError> {
         let next = {
-            let client = self.pool.get().await.map_err(|e| e.to_string())?;
-            least_recently_verified(&client)
-                .await
-                .map_err(|e| e.to_string())?
+            let client = self.pool.get().await?;
+            least_recently_verified(&client).await?
         };
         let Some((account_id, job_id)) = next else {
             return Ok(None);
@@ -65,11 +65,7 @@ impl BackgroundVerifier {
             ACTOR.to_owned(),
             &uuid::Uuid::now_v7().to_string(),
         );
-        let (outcome, _) = self
-            .verifier
-            .verify(&metadata, job_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (outcome, _) = self.verifier.verify(&metadata, job_id).await?;
         match &outcome {
             Verification::Verified { files, bytes } => {
                 tracing::info!(%job_id, files, bytes, "backup verified")

@@ -308,7 +308,7 @@ fn rejection(err: JwtError) -> ApiError {
         | JwtErrorKind::InvalidKeyFormat => {
             // A key from the JWKS that the crypto backend cannot use: our side (or the IdP's), worth a log.
             tracing::warn!(
-                error = &err as &dyn std::error::Error,
+                error = %listbackup_domain::ErrorChain(&err),
                 "a configured JWT verification key is unusable"
             );
             "the token could not be verified".to_string()
@@ -608,35 +608,40 @@ impl JwksCache {
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&set));
                 Ok(set)
             }
-            Err(reason) => {
+            Err(err) => {
                 gate.last_failed = true;
-                tracing::warn!(url = %self.url, %reason, "fetching the JWKS failed");
+                tracing::warn!(url = %self.url, reason = %listbackup_domain::ErrorChain(&err),
+                    "fetching the JWKS failed");
                 Err(unavailable(Some(JWKS_REFETCH_INTERVAL)))
             }
         }
     }
 
-    async fn fetch(&self) -> Result<KeySet, String> {
+    async fn fetch(&self) -> Result<KeySet, JwksError> {
         let mut response = self
             .client
             .get(&self.url)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| JwksError::Request(err.without_url()))?;
         if !response.status().is_success() {
-            return Err(format!("HTTP status {}", response.status()));
+            return Err(JwksError::Status(response.status()));
         }
         if response
             .content_length()
             .is_some_and(|len| len > JWKS_MAX_BYTES as u64)
         {
-            return Err("the JWKS is too large".into());
+            return Err(JwksError::TooLarge);
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|err| err.to_string())? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| JwksError::Request(err.without_url()))?
+        {
             if body.len() + chunk.len() > JWKS_MAX_BYTES {
-                return Err("the JWKS is too large".into());
+                return Err(JwksError::TooLarge);
             }
             body.extend_from_slice(&chunk);
         }
@@ -649,6 +654,20 @@ impl JwksCache {
             keys,
         })
     }
+}
+
+/// Why the JWKS could not be had (logged with the JWKS URL beside it, so the HTTP client's error goes without
+/// it).
+#[derive(Debug, thiserror::Error)]
+enum JwksError {
+    #[error("the request failed")]
+    Request(#[source] reqwest::Error),
+    #[error("HTTP status {0}")]
+    Status(reqwest::StatusCode),
+    #[error("the JWKS is too large")]
+    TooLarge,
+    #[error("the JWKS is not valid JSON")]
+    NotJson(#[source] serde_json::Error),
 }
 
 fn unavailable(retry_after: Option<Duration>) -> ApiError {
@@ -664,13 +683,12 @@ fn unavailable(retry_after: Option<Duration>) -> ApiError {
 /// Keys are parsed one by one so that a single key of a type jsonwebtoken does not know does not make the
 /// whole set unusable. Kept: RSA keys (RS256) and EC P-256 keys (ES256) that have a `kid`, are not marked
 /// for encryption, and do not declare another algorithm. Symmetric (`oct`) keys are never taken from a JWKS.
-fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Vec<VerificationKey>>, String> {
+fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Vec<VerificationKey>>, JwksError> {
     #[derive(serde::Deserialize)]
     struct RawJwks {
         keys: Vec<Value>,
     }
-    let raw: RawJwks =
-        serde_json::from_slice(body).map_err(|err| format!("the JWKS is not valid JSON: {err}"))?;
+    let raw: RawJwks = serde_json::from_slice(body).map_err(JwksError::NotJson)?;
 
     let mut keys: HashMap<String, Vec<VerificationKey>> = HashMap::new();
     for value in raw.keys {
