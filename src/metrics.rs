@@ -142,7 +142,7 @@ impl Probes {
             let up = matches!(read, Ok(Ok(())));
             if let Ok(Err(err)) = &read {
                 tracing::warn!(
-                    error = err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(err),
                     "metrics: reading the readers' lag and the jobs failed"
                 );
             }

@@ -183,7 +183,7 @@ impl deadpool_postgres::Connect for HomeRuntimeConnect {
             let (client, connection) = pg_config.connect(tokio_postgres::NoTls).await?;
             let task = tokio::spawn(async move {
                 if let Err(err) = connection.await {
-                    tracing::debug!(error = %err, "a pooled database connection ended");
+                    tracing::debug!(error = %listbackup_domain::ErrorChain(&err), "a pooled database connection ended");
                 }
             });
             Ok((client, task))

@@ -210,7 +210,7 @@ impl ApiError {
     {
         let err = err.into();
         tracing::error!(
-            error = &*err as &dyn std::error::Error,
+            error = %listbackup_domain::ErrorChain(&*err),
             "unexpected failure"
         );
         Self::internal()

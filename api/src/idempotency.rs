@@ -219,7 +219,7 @@ impl Claim {
         };
         if let Err(err) = outcome.await {
             tracing::error!(
-                error = &*err as &dyn std::error::Error,
+                error = %listbackup_domain::ErrorChain(&*err),
                 "could not record the idempotency outcome"
             );
         }

@@ -87,7 +87,7 @@ impl From<CommandError> for ApiError {
             }
             err @ CommandError::Unavailable { .. } => {
                 // The database's own reason goes to the log (with its chain), not to the client.
-                tracing::error!(error = &err as &dyn std::error::Error, "database unavailable");
+                tracing::error!(error = %listbackup_domain::ErrorChain(&err), "database unavailable");
                 ApiError::unavailable("the database is unavailable; try again shortly")
             }
             CommandError::CatchingUp { context } => ApiError::unavailable(context),
@@ -129,7 +129,7 @@ impl From<ReadError> for ApiError {
             }
             ReadError::Pool(e) => {
                 tracing::error!(
-                    error = &e as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&e),
                     "read model database unavailable"
                 );
                 ApiError::unavailable("the database is unavailable; try again shortly")

@@ -505,7 +505,7 @@ impl Snapshots {
             };
             if let Err(err) = export.write_zip(writer, &snapshot.counts, format).await {
                 tracing::error!(
-                    error = &err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&err),
                     "snapshot export failed"
                 );
                 let _ = tx.send(err).await;

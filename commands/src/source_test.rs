@@ -46,7 +46,7 @@ pub async fn test_source(
         .ensure_fresh(metadata, &connection_id, crate::oauth::USE_WINDOW)
         .await
     {
-        tracing::warn!(%connection_id, error = &err as &dyn std::error::Error,
+        tracing::warn!(%connection_id, error = %listbackup_domain::ErrorChain(&err),
             "token refresh before the source test failed");
     }
     let connection = connections.test(metadata, &connection_id).await?;

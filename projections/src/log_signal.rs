@@ -120,7 +120,7 @@ pub fn listen(database_url: String, shutdown: CancellationToken) -> LogWake {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(
-                        error = &err as &dyn std::error::Error,
+                        error = %listbackup_domain::ErrorChain(&err),
                         "event log listener lost its connection; reconnecting"
                     );
                     // Readers look again now: something may have been committed while we were not listening.
@@ -158,7 +158,7 @@ pub fn announce(
             match announce_once(&database_url, &committed, &shutdown).await {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %err, "commit announcer lost its connection; reconnecting");
+                    tracing::warn!(error = %listbackup_domain::ErrorChain(&err), "commit announcer lost its connection; reconnecting");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}

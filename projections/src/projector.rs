@@ -325,7 +325,7 @@ impl Projector {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(err) => {
                     tracing::error!(
-                        error = &err as &dyn std::error::Error,
+                        error = %listbackup_domain::ErrorChain(&err),
                         "projector batch failed; retrying"
                     );
                     tokio::select! {

@@ -11,7 +11,6 @@
 //! there and starts over. Failures are retried from the stored checkpoint with backoff, so nothing is
 //! skipped; a crash replays at most what was read since the last store (about a second).
 
-use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
@@ -123,7 +122,8 @@ impl LogFollower {
         mut on_lead: Lead,
         mut batch: Batch,
     ) where
-        E: Display
+        E: std::error::Error
+            + 'static
             + From<deadpool_postgres::PoolError>
             + From<tokio_postgres::Error>
             + From<ReadError>,
@@ -140,7 +140,7 @@ impl LogFollower {
             match self.lead(&shutdown, &mut on_lead, &mut batch).await {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %err, follower = self.name, "paused; retrying");
+                    tracing::warn!(error = %listbackup_domain::ErrorChain(&err), follower = self.name, "paused; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}

@@ -148,7 +148,7 @@ impl RetentionSweeper {
                     }
                 }
                 Err(err) => tracing::warn!(
-                    error = &err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&err),
                     "retention sweep failed; retrying"
                 ),
             }
@@ -210,7 +210,7 @@ impl RetentionSweeper {
             }
             Err(err) => {
                 report.failed += 1;
-                tracing::warn!(source_id = %source.source_id, error = &err as &dyn std::error::Error, "retention: the record index could not be read");
+                tracing::warn!(source_id = %source.source_id, error = %listbackup_domain::ErrorChain(&err), "retention: the record index could not be read");
                 return Ok(());
             }
         }
@@ -246,7 +246,7 @@ impl RetentionSweeper {
                 }
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the backup's manifests could not be read");
+                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the backup's manifests could not be read");
                     kept.insert(job_id);
                     continue;
                 }
@@ -269,7 +269,7 @@ impl RetentionSweeper {
                 }
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: what the kept snapshots need could not be read");
+                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: what the kept snapshots need could not be read");
                     kept.insert(job_id);
                     continue;
                 }
@@ -278,7 +278,7 @@ impl RetentionSweeper {
                 Ok(usage) => usage,
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the backup's storage could not be listed");
+                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the backup's storage could not be listed");
                     kept.insert(job_id);
                     continue;
                 }
@@ -289,7 +289,7 @@ impl RetentionSweeper {
                     // fail, the files stay and a later sweep (`purge_unfinished`) plans again.
                     if let Err(err) = index::apply(&self.index_pool, &relocation).await {
                         report.failed += 1;
-                        tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the record index could not be moved off the expired backup; its files stay for now");
+                        tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the record index could not be moved off the expired backup; its files stay for now");
                         continue;
                     }
                     if self.purge(&artifacts, &job_id).await {
@@ -311,7 +311,7 @@ impl RetentionSweeper {
                 }
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the expiry was not recorded; retrying");
+                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the expiry was not recorded; retrying");
                     kept.insert(job_id);
                 }
             }
@@ -355,7 +355,7 @@ impl RetentionSweeper {
     /// Deletes an expired backup's objects and notes it; false when that failed (a later sweep retries).
     async fn purge(&self, artifacts: &JobArtifacts, job_id: &str) -> bool {
         if let Err(err) = artifacts.discard().await {
-            tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the expired backup's objects could not all be deleted; retrying");
+            tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the expired backup's objects could not all be deleted; retrying");
             return false;
         }
         let noted = async {
@@ -370,7 +370,7 @@ impl RetentionSweeper {
         }
         .await;
         if let Err(err) = noted {
-            tracing::warn!(%job_id, error = &err as &dyn std::error::Error, "retention: the deletion could not be noted; a later sweep deletes again");
+            tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the deletion could not be noted; a later sweep deletes again");
         }
         true
     }
@@ -436,7 +436,7 @@ impl RetentionSweeper {
                 false
             }
             Err(err) => {
-                tracing::warn!(%job, error = &err as &dyn std::error::Error, "retention: the record index could not be moved off an expired backup; retrying");
+                tracing::warn!(%job, error = %listbackup_domain::ErrorChain(&err), "retention: the record index could not be moved off an expired backup; retrying");
                 false
             }
         }
@@ -465,7 +465,7 @@ impl RetentionSweeper {
             Err(err) => {
                 report.failed += 1;
                 tracing::warn!(
-                    error = &err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&err),
                     "retention: abandoned uploads could not be swept"
                 );
             }

@@ -179,7 +179,7 @@ impl SourceSagas {
                             ..
                         }) => {}
                         Err(err @ CommandError::Domain { .. }) => {
-                            tracing::warn!(%source_id, error = &err as &dyn std::error::Error, "saga follow-up refused")
+                            tracing::warn!(%source_id, error = %listbackup_domain::ErrorChain(&err), "saga follow-up refused")
                         }
                         Err(err) => return Err(err.into()),
                     }
@@ -322,7 +322,7 @@ impl SourceSagas {
                 ..
             }) => Ok(()),
             Err(err @ CommandError::Domain { .. }) => {
-                tracing::warn!(%source_id, %job_id, error = &err as &dyn std::error::Error, "SyncFinished refused");
+                tracing::warn!(%source_id, %job_id, error = %listbackup_domain::ErrorChain(&err), "SyncFinished refused");
                 Ok(())
             }
             Err(err) => Err(err.into()),
@@ -347,7 +347,7 @@ impl SourceSagas {
                 Ok(())
             }
             Err(err @ CommandError::Domain { .. }) => {
-                tracing::info!(%source_id, %job_id, error = &err as &dyn std::error::Error, "the deleted source's job needs no cancelling");
+                tracing::info!(%source_id, %job_id, error = %listbackup_domain::ErrorChain(&err), "the deleted source's job needs no cancelling");
                 Ok(())
             }
             Err(err) => Err(err.into()),
@@ -378,7 +378,7 @@ impl SourceSagas {
             }) => Ok(()),
             // Retrying cannot change a refusal: log it rather than stall the saga behind it.
             Err(err @ CommandError::Domain { .. }) => {
-                tracing::warn!(%group_id, %source_id, error = &err as &dyn std::error::Error, "saga follow-up refused");
+                tracing::warn!(%group_id, %source_id, error = %listbackup_domain::ErrorChain(&err), "saga follow-up refused");
                 Ok(())
             }
             Err(err) => Err(err.into()),

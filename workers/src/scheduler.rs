@@ -147,7 +147,7 @@ impl Scheduler {
                 }
                 Err(err) => {
                     tracing::warn!(
-                        error = &err as &dyn std::error::Error,
+                        error = %listbackup_domain::ErrorChain(&err),
                         "scheduler pass failed; retrying"
                     );
                     true
@@ -221,7 +221,7 @@ impl Scheduler {
                     }
                     Err(err) => {
                         report.failed += 1;
-                        tracing::warn!(%source_id, %slot, error = &err as &dyn std::error::Error, "schedule slot not recorded; retrying");
+                        tracing::warn!(%source_id, %slot, error = %listbackup_domain::ErrorChain(&err), "schedule slot not recorded; retrying");
                     }
                 }
             }

@@ -201,7 +201,7 @@ fn ndjson_events(
             }
             let mut events = reader.next_batch().await.map_err(|e| {
                 tracing::error!(
-                    error = &e as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&e),
                     "event log stream failed"
                 );
                 actix_web::error::ErrorInternalServerError("the event log could not be read")
@@ -451,7 +451,7 @@ pub async fn export(
             Ok(Some(chunk)) => Ok(Some((Bytes::from(chunk), export))),
             Ok(None) => Ok(None),
             Err(e) => {
-                tracing::error!(error = &e as &dyn std::error::Error, "audit export failed");
+                tracing::error!(error = %listbackup_domain::ErrorChain(&e), "audit export failed");
                 Err(actix_web::error::ErrorInternalServerError(
                     "the export could not be completed",
                 ))

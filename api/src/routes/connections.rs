@@ -359,7 +359,7 @@ pub async fn test(
         )
         .await
     {
-        tracing::warn!(connection_id = %id, error = &err as &dyn std::error::Error, "token refresh before the test failed");
+        tracing::warn!(connection_id = %id, error = %listbackup_domain::ErrorChain(&err), "token refresh before the test failed");
     }
     let outcome = state
         .connections

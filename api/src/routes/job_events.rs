@@ -52,7 +52,7 @@ pub async fn stream(
             .await
             .map_err(|err| {
                 tracing::warn!(
-                    error = &err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&err),
                     "progress subscription failed"
                 )
             })

@@ -546,7 +546,7 @@ pub async fn download(
     // that does not authenticate ends the body early instead: it is never sent.
     let first = futures::StreamExt::next(&mut stream).await;
     if let Some(Err(err)) = &first {
-        tracing::error!(job_id = %job.job_id, file = %name, error = %err, "a stored file cannot be read back");
+        tracing::error!(job_id = %job.job_id, file = %name, error = %listbackup_domain::ErrorChain(&**err), "a stored file cannot be read back");
         return Err(ApiError::new(
             crate::error::ErrorCode::Internal,
             format!(

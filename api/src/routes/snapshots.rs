@@ -404,7 +404,7 @@ pub async fn export(
         ))
         .streaming(futures::TryStreamExt::map_err(stream, |e| {
             tracing::error!(
-                error = &e as &dyn std::error::Error,
+                error = %listbackup_domain::ErrorChain(&e),
                 "snapshot export cut short"
             );
             actix_web::error::ErrorInternalServerError("the export failed")

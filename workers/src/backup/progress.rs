@@ -103,7 +103,7 @@ impl<'a> ProgressReporter<'a> {
             Ok(body) => body,
             Err(err) => {
                 tracing::warn!(
-                    error = &err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&err),
                     "progress message not encoded"
                 );
                 return;
@@ -111,7 +111,7 @@ impl<'a> ProgressReporter<'a> {
         };
         if let Err(err) = self.nats.publish(self.subject.clone(), body.into()).await {
             tracing::debug!(
-                error = &err as &dyn std::error::Error,
+                error = %listbackup_domain::ErrorChain(&err),
                 job_id = %self.job_id,
                 "progress not published"
             );

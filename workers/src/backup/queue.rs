@@ -221,14 +221,14 @@ impl BackupWorker {
                 Ok(()) => {
                     if let Err(err) = message.ack().await {
                         tracing::warn!(
-                            error = &*err as &dyn std::error::Error,
+                            error = %listbackup_domain::ErrorChain(&*err),
                             "feeder ack failed; the copy will be deduplicated"
                         );
                     }
                 }
                 Err(err) => {
                     tracing::warn!(
-                        error = &err as &dyn std::error::Error,
+                        error = %listbackup_domain::ErrorChain(&err),
                         "a queued backup was not moved yet; retrying"
                     );
                     let _ = message
@@ -246,7 +246,7 @@ impl BackupWorker {
             Err(err) => {
                 // Nothing could run it: the worker would drop it too.
                 tracing::warn!(
-                    error = &err as &dyn std::error::Error,
+                    error = %listbackup_domain::ErrorChain(&err),
                     "unreadable SyncRequested message dropped"
                 );
                 return Ok(());

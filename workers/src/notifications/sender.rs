@@ -157,7 +157,7 @@ impl DeliverySender {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(
-                        error = &err as &dyn std::error::Error,
+                        error = %listbackup_domain::ErrorChain(&err),
                         "webhook sender paused; retrying"
                     );
                     tokio::select! {
@@ -307,7 +307,7 @@ impl DeliverySender {
             Ok(Some(secret)) => secret,
             Ok(None) => return Attempt::refused("the webhook was deleted"),
             Err(e) => {
-                tracing::error!(error = &e as &dyn std::error::Error, webhook_id = %due.webhook_id,
+                tracing::error!(error = %listbackup_domain::ErrorChain(&e), webhook_id = %due.webhook_id,
                     "a webhook secret could not be opened");
                 return Attempt::refused("the webhook's signing secret could not be read");
             }
