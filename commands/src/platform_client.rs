@@ -543,10 +543,18 @@ impl PlatformClient {
         }
         match response {
             Ok(response) => outcome_of(platform, response, latency).await,
-            Err(err) => ProbeOutcome {
-                latency_ms: latency,
-                ..ProbeOutcome::failed("UNAVAILABLE", unreachable_message(&err))
-            },
+            Err(err) => {
+                let message = unreachable_message(&err);
+                // The outcome says what failed; the reason (a refused connection, a DNS failure) goes to the
+                // log, without the URL.
+                let err = err.without_url();
+                tracing::info!(platform = platform.id, error = %listbackup_domain::ErrorChain(&err),
+                    "the platform could not be reached");
+                ProbeOutcome {
+                    latency_ms: latency,
+                    ..ProbeOutcome::failed("UNAVAILABLE", message)
+                }
+            }
         }
     }
 }

@@ -115,7 +115,7 @@ impl LoggedEvent {
         serde_json_canonicalizer::to_vec(&envelope).map_err(|e| ReadError::BadEvent {
             event_id: self.event_id,
             event_type: self.event_type.clone(),
-            source: format!("cannot be canonicalized: {e}").into(),
+            source: Box::new(Uncanonicalizable(e)),
         })
     }
 
@@ -148,6 +148,11 @@ pub fn parse_hash(text: &str) -> Option<ChainHash> {
     let bytes = hex::decode(text).ok()?;
     bytes.try_into().ok()
 }
+
+/// The envelope's JSON could not be put in canonical form (RFC 8785); the serializer's error says why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot be canonicalized")]
+struct Uncanonicalizable(#[source] serde_json::Error);
 
 #[cfg(test)]
 mod tests {
