@@ -13,6 +13,7 @@
 //! database pools, the NATS connection, and in processes running the log's readers their lag and the jobs
 //! waiting or running. `docs/operations.md` lists every metric, with alert rules.
 
+use listbackup_domain::ErrorChain;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -142,7 +143,7 @@ impl Probes {
             let up = matches!(read, Ok(Ok(())));
             if let Ok(Err(err)) = &read {
                 tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(err),
+                    error = %ErrorChain(err),
                     "metrics: reading the readers' lag and the jobs failed"
                 );
             }

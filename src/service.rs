@@ -11,6 +11,7 @@ use listbackup_commands::connections::ConnectionCommands;
 use listbackup_commands::platform_client::PlatformClient;
 use listbackup_commands::vault::{CredentialVault, MasterKeys};
 use listbackup_commands::CommandBus;
+use listbackup_domain::ErrorChain;
 use listbackup_projections::Projector;
 use listbackup_workers::connectors::Connector;
 use listbackup_workers::{NatsNames, Relay};
@@ -183,7 +184,7 @@ impl deadpool_postgres::Connect for HomeRuntimeConnect {
             let (client, connection) = pg_config.connect(tokio_postgres::NoTls).await?;
             let task = tokio::spawn(async move {
                 if let Err(err) = connection.await {
-                    tracing::debug!(error = %listbackup_domain::ErrorChain(&err), "a pooled database connection ended");
+                    tracing::debug!(error = %ErrorChain(&err), "a pooled database connection ended");
                 }
             });
             Ok((client, task))

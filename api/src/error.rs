@@ -2,6 +2,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use listbackup_domain::ErrorChain;
 use listbackup_domain::ResourceKind;
 use serde::Serialize;
 
@@ -210,7 +211,7 @@ impl ApiError {
     {
         let err = err.into();
         tracing::error!(
-            error = %listbackup_domain::ErrorChain(&*err),
+            error = %ErrorChain(&*err),
             "unexpected failure"
         );
         Self::internal()

@@ -5,6 +5,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use deadpool_postgres::Pool;
+use listbackup_domain::ErrorChain;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ErrorCode};
@@ -219,7 +220,7 @@ impl Claim {
         };
         if let Err(err) = outcome.await {
             tracing::error!(
-                error = %listbackup_domain::ErrorChain(&*err),
+                error = %ErrorChain(&*err),
                 "could not record the idempotency outcome"
             );
         }

@@ -2,6 +2,7 @@
 
 use listbackup_commands::connections::ConnectionCommands;
 use listbackup_commands::CommandError;
+use listbackup_domain::ErrorChain;
 use listbackup_domain::ErrorKind;
 use listbackup_projections::{ProjectedWatch, ReadError};
 
@@ -87,7 +88,7 @@ impl From<CommandError> for ApiError {
             }
             err @ CommandError::Unavailable { .. } => {
                 // The database's own reason goes to the log (with its chain), not to the client.
-                tracing::error!(error = %listbackup_domain::ErrorChain(&err), "database unavailable");
+                tracing::error!(error = %ErrorChain(&err), "database unavailable");
                 ApiError::unavailable("the database is unavailable; try again shortly")
             }
             CommandError::CatchingUp { context } => ApiError::unavailable(context),
@@ -129,7 +130,7 @@ impl From<ReadError> for ApiError {
             }
             ReadError::Pool(e) => {
                 tracing::error!(
-                    error = %listbackup_domain::ErrorChain(&e),
+                    error = %ErrorChain(&e),
                     "read model database unavailable"
                 );
                 ApiError::unavailable("the database is unavailable; try again shortly")

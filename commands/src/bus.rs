@@ -12,6 +12,7 @@ use std::sync::Arc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
+use listbackup_domain::ErrorChain;
 use listbackup_domain::{AccountOwned, DomainError, ErrorKind, ResourceKind, StreamId};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
@@ -81,7 +82,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// with is not repeated): for a job's failure message and other places that keep an error as text. See
 /// [`ErrorChain`](listbackup_domain::ErrorChain), its `Display` form for log fields.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    listbackup_domain::ErrorChain(err).to_string()
+    ErrorChain(err).to_string()
 }
 
 impl CommandError {

@@ -9,6 +9,7 @@ use listbackup_domain::platform::{
     AuthType, Credentials, Platform, PlatformId, OAUTH_ACCESS_TOKEN,
 };
 use listbackup_domain::values::{AccountId, CredentialRef, DisplayName};
+use listbackup_domain::ErrorChain;
 use listbackup_domain::ResourceKind;
 
 use std::sync::Arc;
@@ -256,7 +257,7 @@ impl ConnectionCommands {
                 .ensure_fresh(metadata, connection_id, USE_WINDOW)
                 .await
             {
-                tracing::debug!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "token refresh before the connection test");
+                tracing::debug!(%connection_id, error = %ErrorChain(&err), "token refresh before the connection test");
             }
         }
         let secret = self.secret(metadata, connection_id).await?;
@@ -319,7 +320,7 @@ impl ConnectionCommands {
         let failed = probe.clone();
         let reauth = |reason: &'static str| async move {
             if let Err(err) = oauth.require_reauth(metadata, connection_id, reason).await {
-                tracing::warn!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "recording that the connection needs reauthorization");
+                tracing::warn!(%connection_id, error = %ErrorChain(&err), "recording that the connection needs reauthorization");
             }
             ProbeOutcome {
                 ok: false,

@@ -12,6 +12,7 @@ use listbackup_domain::platform::{
     url_placeholders, ApiAuth, AuthType, BasicPart, ContentHost, CredentialFieldType, HttpMethod,
     Identity, Platform, UrlParam, CATALOG, OAUTH_ACCESS_TOKEN,
 };
+use listbackup_domain::ErrorChain;
 use reqwest::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::StatusCode;
 
@@ -548,7 +549,7 @@ impl PlatformClient {
                 // The outcome says what failed; the reason (a refused connection, a DNS failure) goes to the
                 // log, without the URL.
                 let err = err.without_url();
-                tracing::info!(platform = platform.id, error = %listbackup_domain::ErrorChain(&err),
+                tracing::info!(platform = platform.id, error = %ErrorChain(&err),
                     "the platform could not be reached");
                 ProbeOutcome {
                     latency_ms: latency,

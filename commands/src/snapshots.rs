@@ -21,6 +21,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures::stream::{BoxStream, StreamExt};
+use listbackup_domain::ErrorChain;
 use listbackup_domain::{JobId, SourceId};
 use serde_json::Value;
 
@@ -505,7 +506,7 @@ impl Snapshots {
             };
             if let Err(err) = export.write_zip(writer, &snapshot.counts, format).await {
                 tracing::error!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "snapshot export failed"
                 );
                 let _ = tx.send(err).await;

@@ -17,6 +17,7 @@ use crate::metadata::EventMetadata;
 use crate::oauth::OauthService;
 use crate::sampling::DataTypeSample;
 use crate::sources::SourceCommands;
+use listbackup_domain::ErrorChain;
 
 /// What a source test found.
 #[derive(Debug, Clone)]
@@ -46,7 +47,7 @@ pub async fn test_source(
         .ensure_fresh(metadata, &connection_id, crate::oauth::USE_WINDOW)
         .await
     {
-        tracing::warn!(%connection_id, error = %listbackup_domain::ErrorChain(&err),
+        tracing::warn!(%connection_id, error = %ErrorChain(&err),
             "token refresh before the source test failed");
     }
     let connection = connections.test(metadata, &connection_id).await?;

@@ -22,6 +22,7 @@
 //! that dies between a commit and its announcement leaves other processes' readers to their next wake-up or
 //! their fallback poll.
 
+use listbackup_domain::ErrorChain;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,7 @@ pub fn listen(database_url: String, shutdown: CancellationToken) -> LogWake {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(
-                        error = %listbackup_domain::ErrorChain(&err),
+                        error = %ErrorChain(&err),
                         "event log listener lost its connection; reconnecting"
                     );
                     // Readers look again now: something may have been committed while we were not listening.
@@ -158,7 +159,7 @@ pub fn announce(
             match announce_once(&database_url, &committed, &shutdown).await {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %listbackup_domain::ErrorChain(&err), "commit announcer lost its connection; reconnecting");
+                    tracing::warn!(error = %ErrorChain(&err), "commit announcer lost its connection; reconnecting");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}

@@ -3,6 +3,7 @@
 //! committing the read-model writes and the new checkpoint in one transaction, so a crash can neither skip
 //! an event nor apply one twice.
 
+use listbackup_domain::ErrorChain;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -325,7 +326,7 @@ impl Projector {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(err) => {
                     tracing::error!(
-                        error = %listbackup_domain::ErrorChain(&err),
+                        error = %ErrorChain(&err),
                         "projector batch failed; retrying"
                     );
                     tokio::select! {

@@ -6,6 +6,7 @@
 //! and a last `end` event with the finished job. A stream that breaks before its `end` is opened again; when
 //! it keeps breaking, the job is polled with `GET /jobs/{id}` instead until it ends.
 
+use listbackup_domain::ErrorChain;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -218,7 +219,7 @@ async fn stream_once(
             Err(err) => {
                 return Ok(Streamed::Broke {
                     events: seen,
-                    reason: listbackup_domain::ErrorChain(&err).to_string(),
+                    reason: ErrorChain(&err).to_string(),
                 })
             }
         };

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use listbackup_domain::ErrorChain;
 use listbackup_projections::event_log::{
     advance_checkpoint, ensure_checkpoint, read_after, Commit,
 };
@@ -140,7 +141,7 @@ impl LogFollower {
             match self.lead(&shutdown, &mut on_lead, &mut batch).await {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %listbackup_domain::ErrorChain(&err), follower = self.name, "paused; retrying");
+                    tracing::warn!(error = %ErrorChain(&err), follower = self.name, "paused; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}

@@ -29,6 +29,7 @@ use deadpool_postgres::Pool;
 use listbackup_commands::jobs::JobCommands;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::retention::{expirable, RetentionPolicy};
+use listbackup_domain::ErrorChain;
 use listbackup_domain::ErrorKind;
 use listbackup_projections::read_models::jobs::{
     sources_past_retention, stored_backups, RetentionSource,
@@ -148,7 +149,7 @@ impl RetentionSweeper {
                     }
                 }
                 Err(err) => tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "retention sweep failed; retrying"
                 ),
             }
@@ -210,7 +211,7 @@ impl RetentionSweeper {
             }
             Err(err) => {
                 report.failed += 1;
-                tracing::warn!(source_id = %source.source_id, error = %listbackup_domain::ErrorChain(&err), "retention: the record index could not be read");
+                tracing::warn!(source_id = %source.source_id, error = %ErrorChain(&err), "retention: the record index could not be read");
                 return Ok(());
             }
         }
@@ -246,7 +247,7 @@ impl RetentionSweeper {
                 }
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the backup's manifests could not be read");
+                    tracing::warn!(%job_id, error = %ErrorChain(&err), "retention: the backup's manifests could not be read");
                     kept.insert(job_id);
                     continue;
                 }
@@ -269,7 +270,7 @@ impl RetentionSweeper {
                 }
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: what the kept snapshots need could not be read");
+                    tracing::warn!(%job_id, error = %ErrorChain(&err), "retention: what the kept snapshots need could not be read");
                     kept.insert(job_id);
                     continue;
                 }
@@ -278,7 +279,7 @@ impl RetentionSweeper {
                 Ok(usage) => usage,
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the backup's storage could not be listed");
+                    tracing::warn!(%job_id, error = %ErrorChain(&err), "retention: the backup's storage could not be listed");
                     kept.insert(job_id);
                     continue;
                 }
@@ -289,7 +290,7 @@ impl RetentionSweeper {
                     // fail, the files stay and a later sweep (`purge_unfinished`) plans again.
                     if let Err(err) = index::apply(&self.index_pool, &relocation).await {
                         report.failed += 1;
-                        tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the record index could not be moved off the expired backup; its files stay for now");
+                        tracing::warn!(%job_id, error = %ErrorChain(&err), "retention: the record index could not be moved off the expired backup; its files stay for now");
                         continue;
                     }
                     if self.purge(&artifacts, &job_id).await {
@@ -311,7 +312,7 @@ impl RetentionSweeper {
                 }
                 Err(err) => {
                     report.failed += 1;
-                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the expiry was not recorded; retrying");
+                    tracing::warn!(%job_id, error = %ErrorChain(&err), "retention: the expiry was not recorded; retrying");
                     kept.insert(job_id);
                 }
             }
@@ -355,7 +356,7 @@ impl RetentionSweeper {
     /// Deletes an expired backup's objects and notes it; false when that failed (a later sweep retries).
     async fn purge(&self, artifacts: &JobArtifacts, job_id: &str) -> bool {
         if let Err(err) = artifacts.discard().await {
-            tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the expired backup's objects could not all be deleted; retrying");
+            tracing::warn!(%job_id, error = %ErrorChain(&err), "retention: the expired backup's objects could not all be deleted; retrying");
             return false;
         }
         let noted = async {
@@ -370,7 +371,7 @@ impl RetentionSweeper {
         }
         .await;
         if let Err(err) = noted {
-            tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "retention: the deletion could not be noted; a later sweep deletes again");
+            tracing::warn!(%job_id, error = %ErrorChain(&err), "retention: the deletion could not be noted; a later sweep deletes again");
         }
         true
     }
@@ -436,7 +437,7 @@ impl RetentionSweeper {
                 false
             }
             Err(err) => {
-                tracing::warn!(%job, error = %listbackup_domain::ErrorChain(&err), "retention: the record index could not be moved off an expired backup; retrying");
+                tracing::warn!(%job, error = %ErrorChain(&err), "retention: the record index could not be moved off an expired backup; retrying");
                 false
             }
         }
@@ -465,7 +466,7 @@ impl RetentionSweeper {
             Err(err) => {
                 report.failed += 1;
                 tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "retention: abandoned uploads could not be swept"
                 );
             }

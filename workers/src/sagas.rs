@@ -29,6 +29,7 @@ use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::JobKind;
 use listbackup_domain::source::SyncOutcome;
+use listbackup_domain::ErrorChain;
 use listbackup_domain::{ErrorKind, JobId, ResourceId, SourceGroupId, SourceId};
 use listbackup_projections::{ProjectedWatch, StoredEvent};
 
@@ -179,7 +180,7 @@ impl SourceSagas {
                             ..
                         }) => {}
                         Err(err @ CommandError::Domain { .. }) => {
-                            tracing::warn!(%source_id, error = %listbackup_domain::ErrorChain(&err), "saga follow-up refused")
+                            tracing::warn!(%source_id, error = %ErrorChain(&err), "saga follow-up refused")
                         }
                         Err(err) => return Err(err.into()),
                     }
@@ -322,7 +323,7 @@ impl SourceSagas {
                 ..
             }) => Ok(()),
             Err(err @ CommandError::Domain { .. }) => {
-                tracing::warn!(%source_id, %job_id, error = %listbackup_domain::ErrorChain(&err), "SyncFinished refused");
+                tracing::warn!(%source_id, %job_id, error = %ErrorChain(&err), "SyncFinished refused");
                 Ok(())
             }
             Err(err) => Err(err.into()),
@@ -347,7 +348,7 @@ impl SourceSagas {
                 Ok(())
             }
             Err(err @ CommandError::Domain { .. }) => {
-                tracing::info!(%source_id, %job_id, error = %listbackup_domain::ErrorChain(&err), "the deleted source's job needs no cancelling");
+                tracing::info!(%source_id, %job_id, error = %ErrorChain(&err), "the deleted source's job needs no cancelling");
                 Ok(())
             }
             Err(err) => Err(err.into()),
@@ -378,7 +379,7 @@ impl SourceSagas {
             }) => Ok(()),
             // Retrying cannot change a refusal: log it rather than stall the saga behind it.
             Err(err @ CommandError::Domain { .. }) => {
-                tracing::warn!(%group_id, %source_id, error = %listbackup_domain::ErrorChain(&err), "saga follow-up refused");
+                tracing::warn!(%group_id, %source_id, error = %ErrorChain(&err), "saga follow-up refused");
                 Ok(())
             }
             Err(err) => Err(err.into()),

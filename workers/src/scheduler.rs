@@ -23,6 +23,7 @@ use futures::StreamExt;
 use listbackup_commands::sources::SourceCommands;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::source::scheduled_job_id;
+use listbackup_domain::ErrorChain;
 use listbackup_domain::{ErrorKind, SourceId};
 use listbackup_projections::read_models::sources::{due_for_schedule, DueCursor, DueSource};
 use listbackup_projections::ReadError;
@@ -147,7 +148,7 @@ impl Scheduler {
                 }
                 Err(err) => {
                     tracing::warn!(
-                        error = %listbackup_domain::ErrorChain(&err),
+                        error = %ErrorChain(&err),
                         "scheduler pass failed; retrying"
                     );
                     true
@@ -221,7 +222,7 @@ impl Scheduler {
                     }
                     Err(err) => {
                         report.failed += 1;
-                        tracing::warn!(%source_id, %slot, error = %listbackup_domain::ErrorChain(&err), "schedule slot not recorded; retrying");
+                        tracing::warn!(%source_id, %slot, error = %ErrorChain(&err), "schedule slot not recorded; retrying");
                     }
                 }
             }

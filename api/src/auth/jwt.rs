@@ -5,6 +5,7 @@
 //! `LISTBACKUP_JWT_JWKS_URL` is set (and only with the JWKS key named by the token's `kid`, of the matching key
 //! type). Keys a token carries itself (`jwk`, `jku`, `x5u`, `x5c` headers) are never looked at.
 
+use listbackup_domain::ErrorChain;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -308,7 +309,7 @@ fn rejection(err: JwtError) -> ApiError {
         | JwtErrorKind::InvalidKeyFormat => {
             // A key from the JWKS that the crypto backend cannot use: our side (or the IdP's), worth a log.
             tracing::warn!(
-                error = %listbackup_domain::ErrorChain(&err),
+                error = %ErrorChain(&err),
                 "a configured JWT verification key is unusable"
             );
             "the token could not be verified".to_string()
@@ -610,7 +611,7 @@ impl JwksCache {
             }
             Err(err) => {
                 gate.last_failed = true;
-                tracing::warn!(url = %self.url, reason = %listbackup_domain::ErrorChain(&err),
+                tracing::warn!(url = %self.url, reason = %ErrorChain(&err),
                     "fetching the JWKS failed");
                 Err(unavailable(Some(JWKS_REFETCH_INTERVAL)))
             }

@@ -12,6 +12,7 @@ use actix_web::web::Bytes;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures::stream;
+use listbackup_domain::ErrorChain;
 use listbackup_projections::audit::as_of::{self, AsOf, AsOfError};
 use listbackup_projections::audit::export::ExportStream;
 use listbackup_projections::audit::log::{self, LogFilter, LogReader};
@@ -201,7 +202,7 @@ fn ndjson_events(
             }
             let mut events = reader.next_batch().await.map_err(|e| {
                 tracing::error!(
-                    error = %listbackup_domain::ErrorChain(&e),
+                    error = %ErrorChain(&e),
                     "event log stream failed"
                 );
                 actix_web::error::ErrorInternalServerError("the event log could not be read")
@@ -451,7 +452,7 @@ pub async fn export(
             Ok(Some(chunk)) => Ok(Some((Bytes::from(chunk), export))),
             Ok(None) => Ok(None),
             Err(e) => {
-                tracing::error!(error = %listbackup_domain::ErrorChain(&e), "audit export failed");
+                tracing::error!(error = %ErrorChain(&e), "audit export failed");
                 Err(actix_web::error::ErrorInternalServerError(
                     "the export could not be completed",
                 ))

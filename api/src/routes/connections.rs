@@ -5,6 +5,7 @@ use listbackup_commands::connection_deletion;
 use listbackup_commands::connections::NewApiKeyConnection;
 use listbackup_domain::platform::{self, AuthType, Credentials, PlatformId};
 use listbackup_domain::values::DisplayName;
+use listbackup_domain::ErrorChain;
 use listbackup_projections::read_models::connections::{
     self as read, ConnectionFilter, ConnectionView,
 };
@@ -359,7 +360,7 @@ pub async fn test(
         )
         .await
     {
-        tracing::warn!(connection_id = %id, error = %listbackup_domain::ErrorChain(&err), "token refresh before the test failed");
+        tracing::warn!(connection_id = %id, error = %ErrorChain(&err), "token refresh before the test failed");
     }
     let outcome = state
         .connections

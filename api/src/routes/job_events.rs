@@ -15,6 +15,7 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use actix_web::{get, web, HttpResponse};
 use futures::StreamExt;
+use listbackup_domain::ErrorChain;
 use listbackup_projections::read_models::jobs::{self as read, JobView};
 use tokio::sync::mpsc;
 
@@ -52,7 +53,7 @@ pub async fn stream(
             .await
             .map_err(|err| {
                 tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "progress subscription failed"
                 )
             })

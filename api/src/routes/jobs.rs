@@ -10,6 +10,7 @@ use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::manifest::MANIFEST_FILE as MANIFEST;
 use listbackup_domain::job::retry::{plan_retry, ConnectionEvidence, EndedJob, RetryRefused};
 use listbackup_domain::job::{JobKind, JobStatus, JobTrigger, RestoreMode, RestoreRequest};
+use listbackup_domain::ErrorChain;
 use listbackup_projections::read_models::connections as read_connections;
 use listbackup_projections::read_models::jobs::{self as read, JobFilter, JobView};
 use listbackup_projections::read_models::sources::SourceView;
@@ -546,7 +547,7 @@ pub async fn download(
     // that does not authenticate ends the body early instead: it is never sent.
     let first = futures::StreamExt::next(&mut stream).await;
     if let Some(Err(err)) = &first {
-        tracing::error!(job_id = %job.job_id, file = %name, error = %listbackup_domain::ErrorChain(&**err), "a stored file cannot be read back");
+        tracing::error!(job_id = %job.job_id, file = %name, error = %ErrorChain(&**err), "a stored file cannot be read back");
         return Err(ApiError::new(
             crate::error::ErrorCode::Internal,
             format!(

@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use listbackup_commands::snapshots::{
     ExportFormat, RecordQuery, RecordVersion, SnapshotPoint, SnapshotRecord, Snapshots,
 };
+use listbackup_domain::ErrorChain;
 use listbackup_domain::ResourceKind;
 use listbackup_projections::pagination::encode_cursor;
 use listbackup_projections::read_models::sources as read_sources;
@@ -404,7 +405,7 @@ pub async fn export(
         ))
         .streaming(futures::TryStreamExt::map_err(stream, |e| {
             tracing::error!(
-                error = %listbackup_domain::ErrorChain(&e),
+                error = %ErrorChain(&e),
                 "snapshot export cut short"
             );
             actix_web::error::ErrorInternalServerError("the export failed")

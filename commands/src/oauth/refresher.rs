@@ -13,6 +13,7 @@ use listbackup_domain::connection::ConnectionCommand;
 use listbackup_domain::platform::{PlatformId, OAUTH_ACCESS_TOKEN};
 use listbackup_domain::values::{AccountId, CredentialRef};
 use listbackup_domain::ConnectionId;
+use listbackup_domain::ErrorChain;
 use tokio_util::sync::CancellationToken;
 
 use super::flow::{secret_of, EXPIRES_AT, REFRESH_TOKEN};
@@ -287,7 +288,7 @@ impl OauthService {
                     connection_id,
                     platform = platform.id,
                     permanent,
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "access token refresh failed"
                 );
                 self.mark_tokens(
@@ -405,7 +406,7 @@ impl OauthService {
                 Ok(RefreshOutcome::Refreshed { .. }) => refreshed += 1,
                 Ok(_) => {}
                 Err(err) => {
-                    tracing::warn!(connection_id, error = %listbackup_domain::ErrorChain(&err), "background token refresh failed")
+                    tracing::warn!(connection_id, error = %ErrorChain(&err), "background token refresh failed")
                 }
             }
         }
@@ -418,7 +419,7 @@ impl OauthService {
         tracing::info!(?interval, "OAuth token refresher started");
         loop {
             if let Err(err) = self.refresh_due(BACKGROUND_WINDOW).await {
-                tracing::warn!(error = %listbackup_domain::ErrorChain(&err), "OAuth token refresher round failed");
+                tracing::warn!(error = %ErrorChain(&err), "OAuth token refresher round failed");
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

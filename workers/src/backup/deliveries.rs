@@ -30,6 +30,7 @@ use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures::StreamExt;
 use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::{JobErrorCode, JobStatus};
+use listbackup_domain::ErrorChain;
 use listbackup_domain::{ErrorKind, JobId, SourceId};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -130,7 +131,7 @@ impl BackupWorker {
             Ok(event) => event,
             Err(err) => {
                 tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "unreadable SyncRequested message: no job to end"
                 );
                 return Ok(());
@@ -232,7 +233,7 @@ impl BackupWorker {
             &job_id.to_string(),
         );
         if let Err(err) = artifacts.discard().await {
-            tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "discarding a cancelled attempt");
+            tracing::warn!(%job_id, error = %ErrorChain(&err), "discarding a cancelled attempt");
         }
         match self.jobs.confirm_cancelled(metadata, job_id).await {
             Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
@@ -308,14 +309,14 @@ impl BackupWorker {
                 Ok(()) => {
                     if let Err(err) = message.ack().await {
                         tracing::warn!(
-                            error = %listbackup_domain::ErrorChain(&*err),
+                            error = %ErrorChain(&*err),
                             "advisory ack failed; it will be handled again"
                         );
                     }
                 }
                 Err(err) => {
                     tracing::warn!(
-                        error = %listbackup_domain::ErrorChain(&err),
+                        error = %ErrorChain(&err),
                         "exhausted deliveries not recorded yet; retrying later"
                     );
                     // Sooner than the ack wait: the job should not stay `running` longer than needed.
@@ -336,7 +337,7 @@ impl BackupWorker {
             Ok(advisory) => advisory,
             Err(err) => {
                 tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "unreadable max-deliveries advisory dropped"
                 );
                 return Ok(());
@@ -375,7 +376,7 @@ impl BackupWorker {
         if let Err(err) = events.delete_message(advisory.stream_seq).await {
             tracing::warn!(
                 stream_seq = advisory.stream_seq,
-                error = %listbackup_domain::ErrorChain(&err),
+                error = %ErrorChain(&err),
                 "removing an exhausted message from the work queue failed"
             );
         }

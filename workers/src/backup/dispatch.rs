@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::{StreamExt, TryStreamExt};
+use listbackup_domain::ErrorChain;
 use listbackup_domain::JobId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -138,7 +139,7 @@ impl BackupWorker {
             match self.dispatch(shutdown, &mut runs).await {
                 Ok(()) => break,
                 Err(err) => {
-                    tracing::warn!(error = %listbackup_domain::ErrorChain(&err), "backup dispatcher paused; retrying");
+                    tracing::warn!(error = %ErrorChain(&err), "backup dispatcher paused; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
@@ -230,7 +231,7 @@ impl BackupWorker {
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %listbackup_domain::ErrorChain(&err), "looking for a backup to run failed; trying again");
+                    tracing::warn!(error = %ErrorChain(&err), "looking for a backup to run failed; trying again");
                 }
             }
             tokio::select! {
@@ -429,7 +430,7 @@ impl BackupWorker {
             .release(&job_id.to_string(), &self.process_id)
             .await
         {
-            tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "releasing the backup's lease failed; it will expire");
+            tracing::warn!(%job_id, error = %ErrorChain(&err), "releasing the backup's lease failed; it will expire");
         }
     }
 
@@ -442,7 +443,7 @@ impl BackupWorker {
                 _ = settled.cancelled() => break,
                 _ = tick.tick() => {
                     if let Err(err) = self.leases.renew(&self.process_id, self.deliveries.ack_wait).await {
-                        tracing::warn!(error = %listbackup_domain::ErrorChain(&err), "renewing the backup leases failed");
+                        tracing::warn!(error = %ErrorChain(&err), "renewing the backup leases failed");
                     }
                 }
             }
@@ -450,7 +451,7 @@ impl BackupWorker {
         // Each run releases its own lease; this catches any a failed release left behind.
         if let Err(err) = self.leases.release_all(&self.process_id).await {
             tracing::warn!(
-                error = %listbackup_domain::ErrorChain(&err),
+                error = %ErrorChain(&err),
                 "releasing the backup leases at shutdown failed; they will expire"
             );
         }

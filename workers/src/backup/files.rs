@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 use listbackup_domain::job::JobErrorCode;
 use listbackup_domain::platform::Listing;
+use listbackup_domain::ErrorChain;
 use serde_json::value::RawValue;
 
 use crate::connectors::{Connector, FetchError, FetchRequest, FileRef};
@@ -226,7 +227,7 @@ impl FileContents {
                         return Err(ContentFailure::Fetch(err));
                     }
                     let wait = policy.backoff(attempt);
-                    tracing::debug!(data_type = %self.data_type, id = %file.id, ?wait, error = %listbackup_domain::ErrorChain(&err),
+                    tracing::debug!(data_type = %self.data_type, id = %file.id, ?wait, error = %ErrorChain(&err),
                         "a download was cut off; starting it again");
                     tokio::time::sleep(wait).await;
                 }
@@ -236,7 +237,7 @@ impl FileContents {
 
     fn refuse(&mut self, manifest: &mut Manifest, id: &str, err: FetchError) {
         self.counts.refused += 1;
-        tracing::warn!(data_type = %self.data_type, %id, code = %err.code(), error = %listbackup_domain::ErrorChain(&err),
+        tracing::warn!(data_type = %self.data_type, %id, code = %err.code(), error = %ErrorChain(&err),
             "a file's bytes are not stored");
         manifest.contents_not_stored.push(ContentNotStored {
             data_type: self.data_type.clone(),

@@ -17,6 +17,7 @@ use listbackup_commands::{CommandError, EventMetadata};
 use listbackup_domain::job::{JobErrorCode, JobKind, JobStatus, JobTrigger, RestoreRequest};
 use listbackup_domain::platform::PlatformId;
 use listbackup_domain::source::Source;
+use listbackup_domain::ErrorChain;
 use listbackup_domain::{ErrorKind, JobId, SourceId};
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -340,7 +341,7 @@ impl BackupWorker {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(
-                        error = %listbackup_domain::ErrorChain(&err),
+                        error = %ErrorChain(&err),
                         "{what} paused; retrying"
                     );
                     tokio::select! {
@@ -367,7 +368,7 @@ impl BackupWorker {
                 settled = &mut run => break settled,
                 _ = keep_alive.tick() => {
                     if let Err(err) = message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(error = %listbackup_domain::ErrorChain(&*err), "in-progress ack failed");
+                        tracing::warn!(error = %ErrorChain(&*err), "in-progress ack failed");
                     }
                 }
             }
@@ -376,7 +377,7 @@ impl BackupWorker {
             Ok(()) => {
                 if let Err(err) = message.ack().await {
                     tracing::warn!(
-                        error = %listbackup_domain::ErrorChain(&*err),
+                        error = %ErrorChain(&*err),
                         "ack failed; the job's message will be redelivered"
                     );
                 }
@@ -391,14 +392,14 @@ impl BackupWorker {
                 );
                 if let Err(err) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
                     tracing::warn!(
-                        error = %listbackup_domain::ErrorChain(&*err),
+                        error = %ErrorChain(&*err),
                         "handing the job's message back failed; it is redelivered after its ack wait"
                     );
                 }
             }
             Err(Unsettled::Failed(err)) if delivered >= self.deliveries.max_deliver => {
                 tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     delivered,
                     "the job's last delivery failed; giving up on the job"
                 );
@@ -406,21 +407,21 @@ impl BackupWorker {
                     Ok(()) => {
                         if let Err(err) = message.ack().await {
                             tracing::warn!(
-                                error = %listbackup_domain::ErrorChain(&*err),
+                                error = %ErrorChain(&*err),
                                 "ack of a given-up job's message failed"
                             );
                         }
                     }
                     Err(err) => {
                         tracing::warn!(
-                            error = %listbackup_domain::ErrorChain(&err),
+                            error = %ErrorChain(&err),
                             "giving up failed; left to the max-deliveries advisory"
                         )
                     }
                 }
             }
             Err(Unsettled::Failed(err)) => tracing::warn!(
-                error = %listbackup_domain::ErrorChain(&err),
+                error = %ErrorChain(&err),
                 "job message left for redelivery"
             ),
         }
@@ -438,7 +439,7 @@ impl BackupWorker {
             Ok(event) => event,
             Err(err) => {
                 tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "unreadable SyncRequested message dropped"
                 );
                 return Ok(());
@@ -557,7 +558,7 @@ impl BackupWorker {
                 if delivered > 1 && job.status() == JobStatus::Running && job.cancel_requested() {
                     // The dead run was asked to stop: nothing is run again, this run confirms for it.
                     if let Err(err) = artifacts.discard().await {
-                        tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "discarding a cancelled attempt");
+                        tracing::warn!(%job_id, error = %ErrorChain(&err), "discarding a cancelled attempt");
                     }
                     return match self.jobs.confirm_cancelled(metadata, job_id).await {
                         Ok(_) | Err(CommandError::Domain { .. }) => Ok(()),
@@ -612,7 +613,7 @@ impl BackupWorker {
                 tracing::info!(%job_id, "backup cancelled");
                 // Nothing of a cancelled run may look like a backup.
                 if let Err(err) = artifacts.discard().await {
-                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "discarding a cancelled attempt's artifacts");
+                    tracing::warn!(%job_id, error = %ErrorChain(&err), "discarding a cancelled attempt's artifacts");
                 }
                 match self.jobs.confirm_cancelled(metadata, job_id).await {
                     Ok(_) => {
@@ -632,7 +633,7 @@ impl BackupWorker {
                 tracing::warn!(%job_id, code = %failure.code, message = %failure.message, "backup failed");
                 // Nothing of a failed attempt may look like a backup.
                 if let Err(err) = artifacts.discard().await {
-                    tracing::warn!(%job_id, error = %listbackup_domain::ErrorChain(&err), "discarding a failed attempt's artifacts");
+                    tracing::warn!(%job_id, error = %ErrorChain(&err), "discarding a failed attempt's artifacts");
                 }
                 match self
                     .jobs

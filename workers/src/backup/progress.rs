@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use listbackup_commands::jobs::{JobCommands, Progress};
 use listbackup_commands::{CommandError, EventMetadata};
+use listbackup_domain::ErrorChain;
 use listbackup_domain::JobId;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -103,7 +104,7 @@ impl<'a> ProgressReporter<'a> {
             Ok(body) => body,
             Err(err) => {
                 tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "progress message not encoded"
                 );
                 return;
@@ -111,7 +112,7 @@ impl<'a> ProgressReporter<'a> {
         };
         if let Err(err) = self.nats.publish(self.subject.clone(), body.into()).await {
             tracing::debug!(
-                error = %listbackup_domain::ErrorChain(&err),
+                error = %ErrorChain(&err),
                 job_id = %self.job_id,
                 "progress not published"
             );

@@ -24,6 +24,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use listbackup_commands::{BoxError, CommandError, EventMetadata};
+use listbackup_domain::ErrorChain;
 use listbackup_domain::ErrorKind;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -221,14 +222,14 @@ impl BackupWorker {
                 Ok(()) => {
                     if let Err(err) = message.ack().await {
                         tracing::warn!(
-                            error = %listbackup_domain::ErrorChain(&*err),
+                            error = %ErrorChain(&*err),
                             "feeder ack failed; the copy will be deduplicated"
                         );
                     }
                 }
                 Err(err) => {
                     tracing::warn!(
-                        error = %listbackup_domain::ErrorChain(&err),
+                        error = %ErrorChain(&err),
                         "a queued backup was not moved yet; retrying"
                     );
                     let _ = message
@@ -246,7 +247,7 @@ impl BackupWorker {
             Err(err) => {
                 // Nothing could run it: the worker would drop it too.
                 tracing::warn!(
-                    error = %listbackup_domain::ErrorChain(&err),
+                    error = %ErrorChain(&err),
                     "unreadable SyncRequested message dropped"
                 );
                 return Ok(());

@@ -44,6 +44,7 @@ use listbackup_domain::job::restore::{plan, RestoreAction};
 use listbackup_domain::job::{JobErrorCode, RestoreRequest};
 use listbackup_domain::platform::writes::{restore_order, MatchBy, RecordWrites};
 use listbackup_domain::platform::Platform;
+use listbackup_domain::ErrorChain;
 use serde_json::{json, Value};
 
 use super::progress::ProgressReporter;
@@ -122,7 +123,7 @@ impl BackupWorker {
             .ensure_fresh(metadata, &connection, USE_WINDOW)
             .await
         {
-            tracing::debug!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "token refresh before the restore");
+            tracing::debug!(%connection_id, error = %ErrorChain(&err), "token refresh before the restore");
         }
         let credentials = self.credentials(metadata, connection).await?;
         let platform = platform_id.platform();

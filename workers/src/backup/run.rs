@@ -15,6 +15,7 @@ use listbackup_commands::EventMetadata;
 use listbackup_domain::job::{summarise, DataTypeFailure, JobErrorCode};
 use listbackup_domain::platform::OAUTH_ACCESS_TOKEN;
 use listbackup_domain::source::Source;
+use listbackup_domain::ErrorChain;
 use listbackup_domain::{ConnectionId, JobId};
 use serde_json::json;
 
@@ -93,7 +94,7 @@ impl BackupWorker {
             .await
         {
             // An API-key connection has nothing to refresh; a failed refresh shows as the platform's 401.
-            tracing::debug!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "token refresh before the backup");
+            tracing::debug!(%connection_id, error = %ErrorChain(&err), "token refresh before the backup");
         }
         let mut credentials = self.credentials(metadata, connection).await?;
         let platform = platform_id.platform();
@@ -467,7 +468,7 @@ impl BackupWorker {
                 (files, None)
             }
             Err(err) => {
-                tracing::warn!(%data_type, %previous_job, error = %listbackup_domain::ErrorChain(&err),
+                tracing::warn!(%data_type, %previous_job, error = %ErrorChain(&err),
                     "the previous backup's manifest cannot be read: every file is downloaded");
                 (files, None)
             }
@@ -569,7 +570,7 @@ impl BackupWorker {
             )
             .await
         {
-            tracing::warn!(%connection_id, error = %listbackup_domain::ErrorChain(&err), "recording that the connection needs reauthorization");
+            tracing::warn!(%connection_id, error = %ErrorChain(&err), "recording that the connection needs reauthorization");
         }
         reauth_failure()
     }

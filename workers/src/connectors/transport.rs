@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use listbackup_commands::platform_client::scrub;
 use listbackup_domain::platform::{ErrorMatch, Platform};
+use listbackup_domain::ErrorChain;
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -284,7 +285,7 @@ impl Call<'_> {
                     }
                     // A 503's `Retry-After` is a floor; the attempt still counts against the bound.
                     let wait = self.policy.backoff(failures).max(asked.unwrap_or_default());
-                    tracing::debug!(platform = self.platform.id, ?wait, error = %listbackup_domain::ErrorChain(&err), "retrying");
+                    tracing::debug!(platform = self.platform.id, ?wait, error = %ErrorChain(&err), "retrying");
                     crate::metrics::platform_retry(
                         self.platform.id,
                         crate::metrics::RetryReason::Transient,

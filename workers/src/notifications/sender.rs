@@ -35,6 +35,7 @@ use futures::StreamExt as _;
 use listbackup_commands::error_chain;
 use listbackup_commands::webhooks::WebhookSecrets;
 use listbackup_domain::webhook::is_public;
+use listbackup_domain::ErrorChain;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -157,7 +158,7 @@ impl DeliverySender {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(
-                        error = %listbackup_domain::ErrorChain(&err),
+                        error = %ErrorChain(&err),
                         "webhook sender paused; retrying"
                     );
                     tokio::select! {
@@ -307,7 +308,7 @@ impl DeliverySender {
             Ok(Some(secret)) => secret,
             Ok(None) => return Attempt::refused("the webhook was deleted"),
             Err(e) => {
-                tracing::error!(error = %listbackup_domain::ErrorChain(&e), webhook_id = %due.webhook_id,
+                tracing::error!(error = %ErrorChain(&e), webhook_id = %due.webhook_id,
                     "a webhook secret could not be opened");
                 return Attempt::refused("the webhook's signing secret could not be read");
             }
