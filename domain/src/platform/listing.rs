@@ -155,7 +155,13 @@ impl Condition {
     /// Whether `record` meets the condition.
     pub fn holds(&self, record: &serde_json::Value) -> bool {
         let text = record.pointer(self.pointer).and_then(scalar_text);
-        let text = text.as_deref();
+        self.holds_text(text.as_deref())
+    }
+
+    /// Whether the condition holds of the scalar text found at its pointer ([`scalar_text`] of the value
+    /// there; `None` when absent, `null`, an array or an object): for readers that look the value up without
+    /// building the whole record as a `serde_json::Value`.
+    pub fn holds_text(&self, text: Option<&str>) -> bool {
         match self.test {
             Test::Is(value) => text == Some(value),
             Test::IsNot(value) => text != Some(value),

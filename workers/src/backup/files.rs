@@ -304,15 +304,8 @@ fn is_the_files_own(err: &FetchError) -> bool {
     )
 }
 
-/// The record's id as text, for a file that cannot be downloaded (empty if it has none).
+/// The record's id as text, for a file that cannot be downloaded (empty if it has none), read as the pager
+/// reads it (whatever else the record holds).
 fn record_id(record: &RawValue, field: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(record.get())
-        .ok()
-        .and_then(|value| {
-            value
-                .get(field)
-                .and_then(listbackup_domain::platform::scalar_text)
-                .map(|text| text.into_owned())
-        })
-        .unwrap_or_default()
+    crate::connectors::record_id(record, field).unwrap_or_default()
 }

@@ -2,6 +2,14 @@
 //! (`serde_json::value::RawValue`), and only the fields paging and incremental runs need are read — the
 //! envelope's paging fields, and each record's `id` and change time. Everything else is skipped by the
 //! parser without being built into values.
+//!
+//! Nothing here builds a `serde_json::Value` of what a platform sent (but of a change time, once found): a
+//! `Value` (without serde_json's `arbitrary_precision`) cannot hold `1e400` or a string with a lone
+//! surrogate escape (`"\ud800"`), both valid JSON text (RFC 8259 §6, §8.2), and rounds
+//! `12345678901234567890.123` and integers past `u64`. Such a value anywhere in a record, or beside the records
+//! in the answer, would otherwise fail the page or drop the record silently ([`lookup`] reads one value by
+//! its pointer instead, skipping the rest unread), and a number read as an id or a cursor keeps every digit
+//! ([`Scalar`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,10 +30,19 @@ pub(crate) struct ListBody {
     pub envelope: Envelope,
 }
 
-/// An answer without its records array (`Value::Null` when the answer is the array itself): where the
-/// listing's pointers find the next cursor, whether there is more, and the announced total.
+/// An answer without its records array (empty when the answer is the array itself): where the listing's
+/// pointers find the next cursor, whether there is more, and the announced total. Each member is kept as its
+/// JSON text, read only when a pointer goes into it.
 #[derive(Debug, Default)]
-pub(crate) struct Envelope(pub Value);
+pub(crate) struct Envelope(Vec<(String, Member)>);
+
+/// A member of an [`Envelope`]: as sent, or (on the way down to the records) the object holding them, without
+/// them.
+#[derive(Debug)]
+enum Member {
+    Raw(Box<RawValue>),
+    Holding(Envelope),
+}
 
 impl ListBody {
     /// Parses an answer whose records are the array at the JSON pointer `records` (`""`: the answer is the
@@ -64,7 +81,7 @@ impl ListBody {
                     Shape::Array => Deserialize::deserialize(&mut deserializer)?,
                     Shape::Object => shape.read(&mut deserializer)?.unwrap_or_default(),
                 },
-                envelope: Envelope(Value::Null),
+                envelope: Envelope::default(),
             }
         } else {
             let (found, envelope) =
@@ -78,10 +95,7 @@ impl ListBody {
                     )))
                 }
             };
-            ListBody {
-                records,
-                envelope: Envelope(envelope),
-            }
+            ListBody { records, envelope }
         };
         deserializer.end()?;
         Ok(list)
@@ -89,27 +103,199 @@ impl ListBody {
 }
 
 impl Envelope {
-    /// The value at `pointer`, as a cursor: a non-empty string, or a number.
+    /// The value at `pointer`, as a cursor: a non-empty string, or a number as written (every digit).
     pub fn text(&self, pointer: &str) -> Option<String> {
-        match self.0.pointer(pointer)? {
-            Value::String(text) if !text.is_empty() => Some(text.clone()),
-            Value::Number(number) => Some(number.to_string()),
+        match self.scalar(pointer)? {
+            Scalar::Str(text) if !text.is_empty() => Some(text.into_owned()),
+            Scalar::Num(number) => Some(number.to_owned()),
             _ => None,
         }
     }
 
     /// The boolean at `pointer` (`None` when absent or not a boolean).
     pub fn flag(&self, pointer: &str) -> Option<bool> {
-        self.0.pointer(pointer)?.as_bool()
+        match self.scalar(pointer)? {
+            Scalar::Bool(flag) => Some(flag),
+            _ => None,
+        }
     }
 
     /// The count at `pointer`: a number, or a numeric string (ActiveCampaign sends `"meta":{"total":"42"}`).
     pub fn count(&self, pointer: &str) -> Option<u64> {
-        match self.0.pointer(pointer)? {
-            Value::Number(number) => number.as_u64(),
-            Value::String(text) => text.trim().parse().ok(),
+        match self.scalar(pointer)? {
+            Scalar::Num(number) => number.parse().ok(),
+            Scalar::Str(text) => text.trim().parse().ok(),
+            Scalar::Bool(_) => None,
+        }
+    }
+
+    /// The scalar at `pointer` (RFC 6901), reading only the members on the way to it.
+    fn scalar(&self, pointer: &str) -> Option<Scalar<'_>> {
+        let rest = pointer.strip_prefix('/')?;
+        let (first, rest) = match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, ""),
+        };
+        let key = unescape_segment(first);
+        let (_, member) = self.0.iter().find(|(name, _)| *name == key)?;
+        match member {
+            Member::Raw(raw) => Scalar::of(lookup(raw.get(), rest)?),
+            Member::Holding(inner) if !rest.is_empty() => inner.scalar(rest),
+            Member::Holding(_) => None,
+        }
+    }
+
+    /// The names of its top-level members, in the answer's order.
+    #[cfg(test)]
+    fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_str()).collect()
+    }
+}
+
+/// A scalar as read from JSON text, without a `serde_json::Value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scalar<'a> {
+    /// A string's content; a string holding a lone surrogate escape (no Rust string can hold one) is its
+    /// JSON text as sent, quotes and escapes included, so that it stays one distinct value.
+    Str(Cow<'a, str>),
+    /// A number exactly as written: `12345678901234567890123`, `1e400`, `0.10`.
+    Num(&'a str),
+    Bool(bool),
+}
+
+impl<'a> Scalar<'a> {
+    /// The scalar `raw` is; `None` for `null`, an array or an object.
+    pub fn of(raw: &'a RawValue) -> Option<Self> {
+        let text = raw.get();
+        match text.as_bytes().first()? {
+            b'"' => Some(Scalar::Str(
+                serde_json::from_str::<String>(text)
+                    .map(Cow::Owned)
+                    .unwrap_or(Cow::Borrowed(text)),
+            )),
+            b'-' | b'0'..=b'9' => Some(Scalar::Num(text)),
+            b't' => Some(Scalar::Bool(true)),
+            b'f' => Some(Scalar::Bool(false)),
             _ => None,
         }
+    }
+
+    /// Its text as a condition or a template reads it (see `listbackup_domain::platform::listing::scalar_text`):
+    /// a string's content, a number or a boolean as written.
+    pub fn text(&self) -> Cow<'a, str> {
+        match self {
+            Scalar::Str(text) => text.clone(),
+            Scalar::Num(number) => Cow::Borrowed(number),
+            Scalar::Bool(true) => Cow::Borrowed("true"),
+            Scalar::Bool(false) => Cow::Borrowed("false"),
+        }
+    }
+
+    /// Its text as an id or a cursor: a string's content or a number as written; `None` for a boolean.
+    pub fn id(self) -> Option<String> {
+        match self {
+            Scalar::Str(text) => Some(text.into_owned()),
+            Scalar::Num(number) => Some(number.to_owned()),
+            Scalar::Bool(_) => None,
+        }
+    }
+}
+
+/// The value at the JSON pointer `pointer` (RFC 6901; `""`: the whole text) inside the JSON text `text`, as
+/// its own text, without building any value: the members and elements before and after it are skipped unread,
+/// so that a value no `serde_json::Value` holds (`1e400`, `"\ud800"`) elsewhere in the text changes nothing.
+/// `None` when absent, or when `text` is not JSON.
+pub(crate) fn lookup<'a>(text: &'a str, pointer: &str) -> Option<&'a RawValue> {
+    let mut current: &'a RawValue = serde_json::from_str(text).ok()?;
+    if pointer.is_empty() {
+        return Some(current);
+    }
+    for segment in pointer.strip_prefix('/')?.split('/') {
+        let segment = unescape_segment(segment);
+        let mut deserializer = serde_json::Deserializer::from_str(current.get());
+        current = ChildSeed(&segment).deserialize(&mut deserializer).ok()??;
+    }
+    Some(current)
+}
+
+/// The scalar text at `pointer` of the JSON text `text` ([`lookup`], then [`Scalar::text`]).
+pub(crate) fn scalar_text_at<'a>(text: &'a str, pointer: &str) -> Option<Cow<'a, str>> {
+    Scalar::of(lookup(text, pointer)?).map(|scalar| scalar.text())
+}
+
+/// A JSON pointer's reference token with `~1` and `~0` unescaped (RFC 6901 §4).
+fn unescape_segment(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
+}
+
+/// Finds one member of an object (by name) or element of an array (by index), borrowed from the input;
+/// everything else is skipped unread.
+struct ChildSeed<'s>(&'s str);
+
+impl<'de> DeserializeSeed<'de> for ChildSeed<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ChildSeed<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object or an array")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            if found.is_none() && key == self.0 {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // RFC 6901 §4: an index is `0` or digits without a leading zero.
+        let index = (self.0 == "0" || !self.0.starts_with('0'))
+            .then(|| self.0.parse::<usize>().ok())
+            .flatten();
+        let mut found = None;
+        let mut at = 0;
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
+            if Some(at) == index {
+                found = Some(element);
+            }
+            at += 1;
+        }
+        Ok(found)
+    }
+
+    // Scalars have no members.
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
     }
 }
 
@@ -150,7 +336,7 @@ struct ObjectSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
-    type Value = (Option<Vec<Box<RawValue>>>, Value);
+    type Value = (Option<Vec<Box<RawValue>>>, Envelope);
 
     fn deserialize<D: de::Deserializer<'de>>(
         self,
@@ -161,7 +347,7 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for ObjectSeed<'_> {
-    type Value = (Option<Vec<Box<RawValue>>>, Value);
+    type Value = (Option<Vec<Box<RawValue>>>, Envelope);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "an object holding `{}`", self.path.join("/"))
@@ -169,7 +355,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut records = None;
-        let mut envelope = serde_json::Map::new();
+        let mut envelope = Vec::new();
         while let Some(Key(key)) = map.next_key::<Key>()? {
             if key == self.path[0] {
                 if self.path.len() == 1 {
@@ -181,13 +367,14 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
                         shape: self.shape,
                     })?;
                     records = found;
-                    envelope.insert(key.into_owned(), inner);
+                    envelope.push((key.into_owned(), Member::Holding(inner)));
                 }
                 continue;
             }
-            envelope.insert(key.into_owned(), map.next_value::<Value>()?);
+            // As sent: whatever it holds (side-loaded records, a `1e400`) is read only if a pointer asks.
+            envelope.push((key.into_owned(), Member::Raw(map.next_value()?)));
         }
-        Ok((records, Value::Object(envelope)))
+        Ok((records, Envelope(envelope)))
     }
 }
 
@@ -261,17 +448,22 @@ impl Fetched {
         let mut deserializer = serde_json::Deserializer::from_str(raw.get());
         // A record that is not an object (or whose fields are oddly typed) simply has no keys.
         let _ = (&mut seed).deserialize(&mut deserializer);
-        let read = |value: Option<Value>| match (value, time.map(|t| t.format)) {
-            (Some(Value::Number(n)), Some(TimeFormat::UnixSeconds)) => {
-                n.as_i64().and_then(|s| DateTime::from_timestamp(s, 0))
-            }
-            (Some(Value::Number(n)), Some(TimeFormat::UnixMillis)) => {
-                n.as_i64().and_then(DateTime::from_timestamp_millis)
-            }
-            (Some(Value::String(s)), Some(TimeFormat::Rfc3339)) => parse_time(&s),
+        let read = |value: &Option<Box<RawValue>>| match (
+            value.as_deref().and_then(Scalar::of),
+            time.map(|t| t.format),
+        ) {
+            (Some(Scalar::Num(n)), Some(TimeFormat::UnixSeconds)) => n
+                .parse::<i64>()
+                .ok()
+                .and_then(|s| DateTime::from_timestamp(s, 0)),
+            (Some(Scalar::Num(n)), Some(TimeFormat::UnixMillis)) => n
+                .parse::<i64>()
+                .ok()
+                .and_then(DateTime::from_timestamp_millis),
+            (Some(Scalar::Str(s)), Some(TimeFormat::Rfc3339)) => parse_time(&s),
             _ => None,
         };
-        let time = read(seed.nested_time).or_else(|| read(seed.time));
+        let time = read(&seed.nested_time).or_else(|| read(&seed.time));
         Self {
             raw,
             id: seed.id,
@@ -283,14 +475,9 @@ impl Fetched {
     /// The top-level `field` of the record as a cursor value (a non-empty string, or a number's text); read
     /// only for a page's last record ([`listbackup_domain::platform::Pagination::AfterLastValue`]).
     pub fn field_text(&self, field: &str) -> Option<String> {
-        match serde_json::from_str::<Value>(self.raw.get())
-            .ok()?
-            .get(field)?
-        {
-            Value::String(text) if !text.is_empty() => Some(text.clone()),
-            Value::Number(number) => Some(number.to_string()),
-            _ => None,
-        }
+        let mut deserializer = serde_json::Deserializer::from_str(self.raw.get());
+        let value = ChildSeed(field).deserialize(&mut deserializer).ok()??;
+        Scalar::of(value)?.id().filter(|text| !text.is_empty())
     }
 
     /// What identifies the record for loop detection and offset anchoring: its id, or its whole text when it
@@ -359,8 +546,8 @@ struct KeysSeed<'a> {
     nested: Option<(&'a str, &'a str)>,
     tag_field: Option<&'a str>,
     id: Option<String>,
-    time: Option<Value>,
-    nested_time: Option<Value>,
+    time: Option<Box<RawValue>>,
+    nested_time: Option<Box<RawValue>>,
     has_tag: bool,
 }
 
@@ -382,11 +569,9 @@ impl<'de> Visitor<'de> for &mut KeysSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key::<Key>()? {
             if key == self.id_field {
-                self.id = match map.next_value::<Value>()? {
-                    Value::String(id) => Some(id),
-                    Value::Number(id) => Some(id.to_string()),
-                    _ => None,
-                };
+                // Read as sent: an id past `u64` keeps every digit.
+                let id = map.next_value::<Box<RawValue>>()?;
+                self.id = Scalar::of(&id).and_then(Scalar::id);
             } else if Some(key.as_ref()) == self.time_field {
                 self.time = Some(map.next_value()?);
             } else if let Some((_, field)) =
@@ -404,28 +589,28 @@ impl<'de> Visitor<'de> for &mut KeysSeed<'_> {
     }
 }
 
-/// The value of one field of an object (`None` if absent, or if the value is not an object).
+/// The value of one field of an object, as sent (`None` if absent, or if the value is not an object).
 struct FieldSeed<'a>(&'a str);
 
 impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
-    type Value = Option<Value>;
+    type Value = Option<Box<RawValue>>;
 
     fn deserialize<D: de::Deserializer<'de>>(
         self,
         deserializer: D,
-    ) -> Result<Option<Value>, D::Error> {
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for FieldSeed<'_> {
-    type Value = Option<Value>;
+    type Value = Option<Box<RawValue>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
         while let Some(Key(key)) = map.next_key::<Key>()? {
             if key == self.0 {
@@ -437,32 +622,32 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
         Ok(found)
     }
 
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Value>, A::Error> {
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<Value>, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
         Ok(None)
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<Value>, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
         Ok(None)
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<Value>, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
         Ok(None)
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<Value>, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
         Ok(None)
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<Value>, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
         Ok(None)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Option<Value>, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
 }
@@ -501,8 +686,8 @@ mod tests {
         );
         assert_eq!(list.envelope.count("/count"), Some(7));
         assert_eq!(
-            list.envelope.0.pointer("/data"),
-            None,
+            list.envelope.names(),
+            ["object", "has_more", "paging", "count", "url"],
             "the records are not kept twice"
         );
         let numeric = ListBody::parse(
@@ -702,6 +887,92 @@ mod tests {
         assert_eq!(empty.into_line(tag).get(), r#"{"objectType":"deals" }"#);
         let unchanged = read(raw(r#"{"id":1,  "x":"y"}"#), None, None);
         assert_eq!(unchanged.into_line(None).get(), r#"{"id":1,  "x":"y"}"#);
+    }
+
+    /// Values a `serde_json::Value` cannot hold, or holds only rounded: `1e400` (out of `f64`'s range),
+    /// `"\ud800"` (a lone surrogate escape: valid JSON text, RFC 8259 §8.2, that no Rust string holds), and
+    /// integers past `u64` (a Shopify- or Stripe-like 64-bit id fits; a 24-digit one does not). Before, a
+    /// record id past `u64` was read as `1.2345678901234568e23` (two records could share it, and a cursor
+    /// sent back was another number), and such a value anywhere beside the records failed every attempt at
+    /// the page as a damaged body: "JSON.parse loses large integers" (databricks/cli#4136, rhysd/fixjson#19).
+    #[test]
+    fn ids_cursors_and_envelopes_keep_what_no_value_can_hold() {
+        let body = br#"{"data":[{"n":1e400,"s":"\ud800","id":123456789012345678901234,"created":1704067205},
+            {"id":"a\u0000b \udc00","created":1704067206}],
+            "included":[{"name":"\ud83d","price":12345678901234567890.123,"x":1e400}],
+            "has_more":true,"next":{"cursor":98765432109876543210987,"label":"caf\u00e9"},"total":"7"}"#;
+        let list = ListBody::parse(body, "/data", false).unwrap();
+        assert_eq!(list.envelope.flag("/has_more"), Some(true));
+        assert_eq!(
+            list.envelope.text("/next/cursor").as_deref(),
+            Some("98765432109876543210987")
+        );
+        assert_eq!(list.envelope.text("/next/label").as_deref(), Some("café"));
+        assert_eq!(list.envelope.count("/total"), Some(7));
+        assert_eq!(
+            list.envelope.text("/included/0/price").as_deref(),
+            Some("12345678901234567890.123")
+        );
+        assert_eq!(list.envelope.text("/included/1/price"), None);
+        assert_eq!(list.envelope.flag("/next"), None, "an object");
+        let created = Some(TimeField {
+            field: "created",
+            nested: None,
+            format: TimeFormat::UnixSeconds,
+        });
+        let texts: Vec<String> = list.records.iter().map(|r| r.get().to_owned()).collect();
+        let fetched: Vec<Fetched> = list
+            .records
+            .into_iter()
+            .map(|raw| read(raw, created, None))
+            .collect();
+        // Every digit of the id, and the change time read after the values before it.
+        assert_eq!(fetched[0].id.as_deref(), Some("123456789012345678901234"));
+        assert_eq!(fetched[0].time, DateTime::from_timestamp(1_704_067_205, 0));
+        assert_eq!(
+            fetched[0].field_text("id").as_deref(),
+            Some("123456789012345678901234")
+        );
+        assert_eq!(fetched[0].field_text("n").as_deref(), Some("1e400"));
+        // An id with a lone surrogate stays one distinct id (its JSON text), not none.
+        assert_eq!(fetched[1].id.as_deref(), Some(r#""a\u0000b \udc00""#));
+        assert_eq!(fetched[1].time, DateTime::from_timestamp(1_704_067_206, 0));
+        // The records themselves, byte for byte.
+        for (record, text) in fetched.into_iter().zip(texts) {
+            assert_eq!(record.into_line(None).get(), text);
+        }
+        // Ids as text: a number as written, a string's content.
+        assert_eq!(
+            read(raw(r#"{"id":18446744073709551616}"#), None, None).id.as_deref(),
+            Some("18446744073709551616")
+        );
+        assert_eq!(
+            read(raw(r#"{"id":"caf\u00e9"}"#), None, None).id.as_deref(),
+            Some("café")
+        );
+        assert_eq!(read(raw(r#"{"id":true}"#), None, None).id, None);
+    }
+
+    #[test]
+    fn a_pointer_finds_one_value_and_skips_the_rest_unread() {
+        let text = r#"{"a":{"b/c":[10,{"d~e":"x"}],"big":1e400},"s":"\ud800","n":-0.10}"#;
+        let at = |pointer| lookup(text, pointer).map(|raw| raw.get().to_owned());
+        assert_eq!(at("/a/b~1c/0").as_deref(), Some("10"));
+        assert_eq!(at("/a/b~1c/1/d~0e").as_deref(), Some(r#""x""#));
+        assert_eq!(at("/a/big").as_deref(), Some("1e400"));
+        assert_eq!(at("/n").as_deref(), Some("-0.10"));
+        assert_eq!(at(""), Some(text.to_owned()));
+        for absent in ["/a/b~1c/2", "/a/b~1c/01", "/a/b~1c/x", "/n/0", "/zz", "a"] {
+            assert_eq!(at(absent), None, "{absent}");
+        }
+        assert_eq!(
+            scalar_text_at(text, "/s").as_deref(),
+            Some(r#""\ud800""#),
+            "no Rust string holds it: its JSON text"
+        );
+        assert_eq!(scalar_text_at(text, "/a/b~1c/1/d~0e").as_deref(), Some("x"));
+        assert_eq!(scalar_text_at(text, "/a"), None, "an object");
+        assert!(lookup("not json", "").is_none());
     }
 
     #[test]

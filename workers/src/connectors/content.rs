@@ -18,12 +18,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use listbackup_commands::platform_client::{apply_auth, choose_auth};
-use listbackup_domain::platform::{
-    scalar_text, Condition, ContentRequest, HttpMethod, Listing, Platform,
-};
+use listbackup_domain::platform::{ContentRequest, HttpMethod, Listing, Platform};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::body::{lookup, scalar_text_at};
 use super::rate::{RateBudget, RateLimit};
 use super::transport::{network_error, Call, Counters};
 use super::{Connector, FetchError, FetchRequest};
@@ -56,19 +55,24 @@ impl FileRef {
         let Some(content) = listing.content else {
             return Ok(None);
         };
-        let record: Value = serde_json::from_str(record.get())
-            .map_err(|err| format!("the record is not JSON: {err}"))?;
-        let Some(request) = content
-            .requests
-            .iter()
-            .find(|request| Condition::all_hold(request.when, &record))
-        else {
+        // Each value is read at its pointer alone (see `body`): a file whose description holds a lone
+        // surrogate, or whose properties hold `1e400`, is downloaded like any other.
+        let record = record.get();
+        if !record.trim_start().starts_with('{') {
+            return Err("the record is not a JSON object".to_owned());
+        }
+        let at = |pointer: &str| scalar_text_at(record, pointer);
+        let Some(request) = content.requests.iter().find(|request| {
+            request
+                .when
+                .iter()
+                .all(|condition| condition.holds_text(at(condition.pointer).as_deref()))
+        }) else {
             return Ok(None);
         };
         let field = |name: &str| -> Result<String, String> {
-            record
-                .get(name)
-                .and_then(scalar_text)
+            let pointer = format!("/{}", name.replace('~', "~0").replace('/', "~1"));
+            at(&pointer)
                 .map(|text| text.into_owned())
                 .filter(|text| !text.is_empty())
                 .ok_or_else(|| format!("the file's record has no `{name}`"))
@@ -93,18 +97,17 @@ impl FileRef {
             Some(arg) => {
                 let mut object = serde_json::Map::new();
                 for (key, pointer) in arg.fields {
-                    let value = record
-                        .pointer(pointer)
-                        .cloned()
+                    let value = lookup(record, pointer)
                         .ok_or_else(|| format!("the file's record has no `{pointer}`"))?;
+                    let value: Value = serde_json::from_str(value.get()).map_err(|err| {
+                        format!("the file's `{pointer}` cannot be sent in a header: {err}")
+                    })?;
                     object.insert((*key).to_owned(), value);
                 }
                 Some(ascii_json(&Value::Object(object)))
             }
         };
-        let version = record
-            .pointer(request.version)
-            .and_then(scalar_text)
+        let version = at(request.version)
             .map(|text| text.into_owned())
             .filter(|text| !text.is_empty());
         Ok(Some(Self {
@@ -357,6 +360,29 @@ mod tests {
             ascii_json(&serde_json::json!({"path": "/Café ☕ 𝄞"})),
             r#"{"path":"/Caf\u00e9 \u2615 \ud834\udd1e"}"#
         );
+    }
+
+    /// A file whose record holds a value no `serde_json::Value` can (a lone surrogate left of an emoji cut
+    /// at UTF-16 code units in its description, `1e400` in its properties) was refused as "not JSON", its bytes
+    /// not backed up; each field is read at its own pointer now.
+    #[test]
+    fn a_file_is_downloaded_whatever_else_its_record_holds() {
+        let files = listing("google", "files");
+        let record = r#"{"description":"\ud83d","properties":{"x":1e400},"id":"1aB","mimeType":"image/png","md5Checksum":"abc"}"#;
+        assert!(serde_json::from_str::<Value>(record).is_err());
+        let blob = FileRef::of(files, &raw(record)).unwrap().unwrap();
+        assert_eq!(blob.path, "/drive/v3/files/1aB");
+        assert_eq!(blob.version.as_deref(), Some("abc"));
+        let dropbox = listing("dropbox", "files");
+        let file = FileRef::of(
+            dropbox,
+            &raw(r#"{"n":1e400,".tag":"file","id":"id:a4","name":"\udc00.txt","content_hash":"e3"}"#),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(file.arg.as_deref(), Some(r#"{"path":"id:a4"}"#));
+        let err = FileRef::of(dropbox, &raw(r#"[1]"#)).unwrap_err();
+        assert!(err.contains("not a JSON object"), "{err}");
     }
 
     #[test]

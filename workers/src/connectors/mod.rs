@@ -1510,10 +1510,13 @@ fn parent_placeholder(listing: &Listing) -> Option<&'static str> {
         .or(listing.walk.map(|walk| walk.placeholder))
 }
 
-/// Whether a record (JSON text) meets every condition; a record that is not JSON meets none.
+/// Whether a record (JSON text) meets every condition, each read at its pointer alone: a value elsewhere in
+/// the record that a `serde_json::Value` cannot hold (`1e400`, a lone surrogate `"\ud800"` in a file's
+/// description) neither drops the record nor hides a folder's contents from a walk.
 fn meets(raw: &RawValue, conditions: &[Condition]) -> bool {
-    serde_json::from_str::<serde_json::Value>(raw.get())
-        .is_ok_and(|record| Condition::all_hold(conditions, &record))
+    conditions.iter().all(|condition| {
+        condition.holds_text(body::scalar_text_at(raw.get(), condition.pointer).as_deref())
+    })
 }
 
 /// The listing's endpoint paths with their placeholders filled from the credentials, and the parent's
