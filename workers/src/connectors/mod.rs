@@ -905,7 +905,17 @@ impl Pager<'_> {
                 ListBody::parse(&response.body, listing.records, listing.absent_is_empty)
             }
             .map_err(|err| BodyError::from_json(err, &response))?;
-            let link = link_paging.then(|| next_link(&response.headers)).flatten();
+            let link = if link_paging {
+                next_link(&response.headers).map_err(|why| {
+                    BodyError::Invalid(FetchError::InvalidResponse(format!(
+                        "{} answered {why}: the next page cannot be found, and this page is not \
+                         taken for the last",
+                        platform.name
+                    )))
+                })?
+            } else {
+                None
+            };
             Ok((list, link))
         };
         let filled = &self.paths[self.state.endpoint];
@@ -1613,14 +1623,36 @@ fn first_position(listing: &Listing, lower: Option<&SeenWindow>) -> Position {
     }
 }
 
-/// The next page's URL in a `Link` header (`rel="next"`, RFC 8288), if any.
-fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    headers
-        .get_all(reqwest::header::LINK)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| parse_link_header::parse_with_rel(value).ok())
-        .find_map(|links| links.get("next").map(|link| link.raw_uri.clone()))
+/// The next page's URL in the `Link` header fields (RFC 8288 §3), if any: the target of the first link whose
+/// `rel` names the relation type `next`, compared without regard to case (§2.1.1) among the types one `rel`
+/// may list (`rel="next last"`, §3.3; a second `rel` of a link is ignored). Links without `rel`, parameters
+/// quoting `,` or `;`, and targets holding commas are read as the grammar says. `Err` (what is wrong) for a
+/// field outside that grammar: a page whose continuation cannot be read must not pass for the last one.
+fn next_link(headers: &reqwest::header::HeaderMap) -> Result<Option<String>, String> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let text = value
+            .to_str()
+            .map_err(|_| "a Link header that is not visible ASCII".to_owned())?;
+        let links = nom_rfc8288::complete::link_lenient::<nom_language::error::VerboseError<&str>>(
+            text,
+        )
+        .map_err(|err| format!("a Link header that is not RFC 8288 ({err})"))?;
+        for link in links.into_iter().flatten() {
+            let rel = link
+                .params
+                .iter()
+                .find(|param| param.key.eq_ignore_ascii_case("rel"))
+                .and_then(|param| param.val.as_deref())
+                .unwrap_or_default();
+            if rel
+                .split_ascii_whitespace()
+                .any(|relation| relation.eq_ignore_ascii_case("next"))
+            {
+                return Ok(Some(link.url.to_owned()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// A time as a request writes it.
@@ -1848,6 +1880,109 @@ mod tests {
         let missing = BTreeMap::from([("privateIntegrationToken".to_owned(), "pit-1".to_owned())]);
         let contacts = ghl.listing("contacts").unwrap();
         assert!(fill_query(ghl, contacts, &missing, None).is_err());
+    }
+
+    fn link_headers(values: &[&str]) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for value in values {
+            headers.append(reqwest::header::LINK, value.parse().unwrap());
+        }
+        headers
+    }
+
+    /// RFC 8288 §3 as other connectors' Link parsers got it wrong: a `rel="next"` after another parameter
+    /// was taken for the last page, and the pages after it were dropped without an error
+    /// (panoramicdata/Meraki.Api#407: "the caller received a clean, non-empty, silently-short list"); a link
+    /// without `rel` stopped the parse (jfromaniello/li#7). parse_link_header 0.4, used here before, removed
+    /// every quote and space (`rel="next last"` became `nextlast`), split on every comma, and gave up on a
+    /// whole header with one link it could not read: each case below was a silent last page.
+    #[test]
+    fn the_next_link_is_read_as_rfc_8288_writes_it() {
+        let next = |values: &[&str]| next_link(&link_headers(values));
+        let page2 = "https://shop.example/admin/api/2024-01/products.json?limit=250&page_info=abc";
+        // Shopify's own shapes (https://shopify.dev/docs/api/usage/pagination-rest): quoted or not.
+        assert_eq!(
+            next(&[&format!(
+                r#"<https://shop.example/p.json?page_info=x>; rel="previous", <{page2}>; rel="next""#
+            )]),
+            Ok(Some(page2.to_owned()))
+        );
+        assert_eq!(
+            next(&[&format!("<{page2}>; rel=next")]),
+            Ok(Some(page2.to_owned()))
+        );
+        for value in [
+            // Several relation types in one `rel` (§3.3), any case (§2.1.1).
+            format!(r#"<{page2}>; rel="next last""#),
+            format!(r#"<{page2}>; rel="last NEXT""#),
+            format!(r#"<{page2}>; rel=Next"#),
+            // `rel` after another parameter, which quotes a comma and a semicolon.
+            format!(r#"<{page2}>; title="page 2, of 3; more"; rel="next""#),
+            // A link without `rel`, and one with a parameter without a value, before it.
+            format!(r#"</help>, </x>; crossorigin; rel="help", <{page2}>;rel="next""#),
+            // Spaces around the separators.
+            format!(r#"</p> ; rel="prev" ,  <{page2}> ; rel="next""#),
+        ] {
+            assert_eq!(next(&[&value]), Ok(Some(page2.to_owned())), "{value}");
+        }
+        // A target holding a comma and a query parameter without `=`.
+        let odd = "https://shop.example/p.json?fields=id,title&flag&page_info=a%2Bb%3D";
+        assert_eq!(
+            next(&[&format!(r#"<{odd}>; rel="next""#)]),
+            Ok(Some(odd.to_owned()))
+        );
+        // The links may come in several fields (RFC 9110 §5.3).
+        assert_eq!(
+            next(&[r#"</p>; rel="previous""#, &format!(r#"<{page2}>; rel="next""#)]),
+            Ok(Some(page2.to_owned()))
+        );
+        // The last page: no `next` among the links, or no header at all.
+        assert_eq!(next(&[r#"</p>; rel="previous""#]), Ok(None));
+        assert_eq!(next(&[r#"</p>; rel="nextish""#]), Ok(None));
+        assert_eq!(next(&[]), Ok(None));
+        // A header outside the grammar is an error, never a last page.
+        for broken in [
+            format!("{page2}; rel=next"),
+            format!(r#"<{page2}>; rel="next"#),
+            format!(r#"<{page2}; rel="next""#),
+        ] {
+            assert!(next(&[&broken]).is_err(), "{broken}");
+        }
+    }
+
+    /// A value a `serde_json::Value` cannot hold, anywhere in a record, made its conditions fail: a Box file
+    /// or folder (`/type`) with one was dropped from the backup without a word, and a folder with one hid its
+    /// whole subtree from the walk. A lone surrogate is what a platform cutting text at UTF-16 code units
+    /// leaves of an emoji (dgtlmoon/changedetection.io#4293: "neither is confined to the field holding the
+    /// bad value").
+    #[test]
+    fn conditions_read_their_own_field_whatever_else_the_record_holds() {
+        use listbackup_domain::platform::Condition;
+        let file = [Condition::is("/type", "file")];
+        for record in [
+            r#"{"type":"file","size":1e400,"name":"\ud800 cut emoji","n":12345678901234567890.123}"#,
+            r#"{"description":"a\u0000b \udc00","type":"file"}"#,
+        ] {
+            let raw = RawValue::from_string(record.to_owned()).unwrap();
+            assert!(
+                serde_json::from_str::<serde_json::Value>(record).is_err(),
+                "a Value cannot hold it"
+            );
+            assert!(meets(&raw, &file), "{record}");
+            assert!(!meets(&raw, &[Condition::is("/type", "folder")]), "{record}");
+            assert!(
+                meets(&raw, &[Condition::is_not("/type", "folder")]),
+                "{record}"
+            );
+        }
+        let nested = RawValue::from_string(
+            r#"{"x":[1e400],"item":{"type":"folder","big":1e999},"tag":true}"#.to_owned(),
+        )
+        .unwrap();
+        assert!(meets(&nested, &[Condition::is("/item/type", "folder")]));
+        assert!(meets(&nested, &[Condition::is("/tag", "true")]));
+        assert!(!meets(&nested, &[Condition::is("/x", "1e400")]), "not a scalar");
+        assert!(!meets(&nested, &[Condition::is("/missing", "x")]));
     }
 
     #[test]
