@@ -48,6 +48,9 @@ pub(crate) enum Reshape {
     WithoutLists,
     /// The same JSON, its records without this top-level field.
     WithoutField(String),
+    /// The same JSON, each record with one more top-level field `.0` whose value is the JSON text `.1`
+    /// verbatim (see [`PlatformApi::raw_field`](crate::PlatformApi::raw_field)); the answer's headers kept.
+    RawField(String, String),
     /// None: the request was served (whatever it changed stays changed) but the connection closes before
     /// its answer arrives ([`lost_answer`]).
     Lost,

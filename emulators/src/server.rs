@@ -40,6 +40,8 @@ pub(crate) struct State {
     pub(crate) without_lists: HashSet<String>,
     /// Paths whose 200 bodies' records lack a field: path → field.
     pub(crate) without_field: HashMap<String, String>,
+    /// Path prefixes whose 200 bodies' records get a field with a verbatim JSON text: (prefix, field, text).
+    pub(crate) raw_fields: Vec<(String, String, String)>,
     /// Paths whose paging misbehaves.
     pub(crate) paging_faults: HashMap<String, PagingFault>,
     pub(crate) hits: HashMap<String, usize>,
@@ -458,6 +460,18 @@ impl PlatformApi {
             .insert(path.to_owned(), field.to_owned());
     }
 
+    /// Every later 200 on a path starting with `prefix` gives each record (each object in an array of the
+    /// answer's top-level object, or of the answer itself) one more top-level `field` whose value is `json`,
+    /// the JSON text exactly as given: what a platform's custom field or free text can hold and a parser
+    /// building values cannot, such as `1e400` (RFC 8259 §6 sets no range), `12345678901234567890.123`, an
+    /// integer past 2^64, or a string with a lone surrogate escape `"\ud800"` (§8.2: valid JSON text; a
+    /// platform that cuts text at UTF-16 code units leaves one of an emoji). The answer keeps its headers.
+    pub fn raw_field(&self, prefix: &str, field: &str, json: &str) {
+        self.state()
+            .raw_fields
+            .push((prefix.to_owned(), field.to_owned(), json.to_owned()));
+    }
+
     /// Paging on `path` misbehaves from now on.
     pub fn paging_fault(&self, path: &str, fault: PagingFault) {
         self.state().paging_faults.insert(path.to_owned(), fault);
@@ -564,6 +578,7 @@ pub(crate) async fn handle(
 /// Applies a [`Reshape`] to a 200 answer.
 pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpResponse {
     let status = response.status();
+    let headers = response.headers().clone();
     let Ok(body) = actix_web::body::to_bytes(response.into_body()).await else {
         return HttpResponse::InternalServerError().finish();
     };
@@ -589,6 +604,35 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
                     }
                 }
                 serde_json::to_vec(&json).unwrap()
+            }
+            Err(_) => body.to_vec(),
+        },
+        Reshape::RawField(field, text) => match serde_json::from_slice::<Value>(&body) {
+            Ok(mut json) => {
+                // A placeholder no answer holds, replaced by the text once serialized.
+                const MARK: &str = "\u{1}raw field\u{1}";
+                let lists: Vec<&mut Value> = match &mut json {
+                    Value::Object(object) => object.values_mut().collect(),
+                    other => vec![other],
+                };
+                for list in lists {
+                    if let Value::Array(records) = list {
+                        for record in records {
+                            if let Value::Object(record) = record {
+                                record.insert(field.clone(), Value::String(MARK.to_owned()));
+                            }
+                        }
+                    }
+                }
+                let mark = serde_json::to_string(MARK).unwrap();
+                let body = serde_json::to_string(&json).unwrap().replace(&mark, &text);
+                let mut response = HttpResponse::build(status);
+                for (name, value) in &headers {
+                    if name != actix_web::http::header::CONTENT_LENGTH {
+                        response.append_header((name.clone(), value.clone()));
+                    }
+                }
+                return response.body(body);
             }
             Err(_) => body.to_vec(),
         },
@@ -693,6 +737,13 @@ pub(crate) fn apply_faults(
             .without_field
             .get(path)
             .map(|field| Reshape::WithoutField(field.clone()))
+    })
+    .or_else(|| {
+        state
+            .raw_fields
+            .iter()
+            .find(|(prefix, _, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, field, text)| Reshape::RawField(field.clone(), text.clone()))
     });
     let reshape = if lost { Some(Reshape::Lost) } else { reshape };
     if let Some((n, retry_after)) = state.rate_limited.take() {

@@ -45,6 +45,7 @@ mod platform_shopify;
 mod platform_zendesk;
 mod projections_fold;
 mod projections_rebuild;
+mod record_fidelity;
 mod relay;
 mod restore;
 mod restore_files;
