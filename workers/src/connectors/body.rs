@@ -943,7 +943,9 @@ mod tests {
         }
         // Ids as text: a number as written, a string's content.
         assert_eq!(
-            read(raw(r#"{"id":18446744073709551616}"#), None, None).id.as_deref(),
+            read(raw(r#"{"id":18446744073709551616}"#), None, None)
+                .id
+                .as_deref(),
             Some("18446744073709551616")
         );
         assert_eq!(

@@ -376,7 +376,9 @@ mod tests {
         let dropbox = listing("dropbox", "files");
         let file = FileRef::of(
             dropbox,
-            &raw(r#"{"n":1e400,".tag":"file","id":"id:a4","name":"\udc00.txt","content_hash":"e3"}"#),
+            &raw(
+                r#"{"n":1e400,".tag":"file","id":"id:a4","name":"\udc00.txt","content_hash":"e3"}"#,
+            ),
         )
         .unwrap()
         .unwrap();

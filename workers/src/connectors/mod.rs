@@ -1633,10 +1633,9 @@ fn next_link(headers: &reqwest::header::HeaderMap) -> Result<Option<String>, Str
         let text = value
             .to_str()
             .map_err(|_| "a Link header that is not visible ASCII".to_owned())?;
-        let links = nom_rfc8288::complete::link_lenient::<nom_language::error::VerboseError<&str>>(
-            text,
-        )
-        .map_err(|err| format!("a Link header that is not RFC 8288 ({err})"))?;
+        let links =
+            nom_rfc8288::complete::link_lenient::<nom_language::error::VerboseError<&str>>(text)
+                .map_err(|err| format!("a Link header that is not RFC 8288 ({err})"))?;
         for link in links.into_iter().flatten() {
             let rel = link
                 .params
@@ -1933,7 +1932,10 @@ mod tests {
         );
         // The links may come in several fields (RFC 9110 §5.3).
         assert_eq!(
-            next(&[r#"</p>; rel="previous""#, &format!(r#"<{page2}>; rel="next""#)]),
+            next(&[
+                r#"</p>; rel="previous""#,
+                &format!(r#"<{page2}>; rel="next""#)
+            ]),
             Ok(Some(page2.to_owned()))
         );
         // The last page: no `next` among the links, or no header at all.
@@ -1969,7 +1971,10 @@ mod tests {
                 "a Value cannot hold it"
             );
             assert!(meets(&raw, &file), "{record}");
-            assert!(!meets(&raw, &[Condition::is("/type", "folder")]), "{record}");
+            assert!(
+                !meets(&raw, &[Condition::is("/type", "folder")]),
+                "{record}"
+            );
             assert!(
                 meets(&raw, &[Condition::is_not("/type", "folder")]),
                 "{record}"
@@ -1981,7 +1986,10 @@ mod tests {
         .unwrap();
         assert!(meets(&nested, &[Condition::is("/item/type", "folder")]));
         assert!(meets(&nested, &[Condition::is("/tag", "true")]));
-        assert!(!meets(&nested, &[Condition::is("/x", "1e400")]), "not a scalar");
+        assert!(
+            !meets(&nested, &[Condition::is("/x", "1e400")]),
+            "not a scalar"
+        );
         assert!(!meets(&nested, &[Condition::is("/missing", "x")]));
     }
 
