@@ -334,6 +334,16 @@ impl PlatformApi {
         state.clock_ms = clock + STEP_MS;
     }
 
+    /// Modifies record `index` with the update time `at_ms` (epoch milliseconds) whatever the clock says,
+    /// which does not move: a record dated ahead of the present, as platforms send when their data or their
+    /// clock is off (Klaviyo's events dated months ahead: airbytehq/airbyte#27498, estuary/connectors#3285).
+    pub fn touch_at(&self, platform: &str, data_type: &str, index: u64, at_ms: i64) {
+        let mut state = self.state();
+        let dataset = state.dataset(platform, data_type);
+        assert!(index < dataset.count, "touch_at: no record {index}");
+        dataset.touched.insert(index, at_ms);
+    }
+
     /// Modifies these records all at one instant (a bulk update or an import): they share one update time,
     /// after everything else.
     pub fn touch_together(

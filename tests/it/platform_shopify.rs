@@ -530,3 +530,38 @@ async fn an_oauth_store_is_backed_up_and_a_rejected_token_asks_to_reconnect() {
     assert_eq!(view["status"], "expired");
     backup.stop().await;
 }
+
+/// A record dated in the future (a customer whose `updated_at` is in 2100: a platform whose data or clock is
+/// off) moved the incremental cursor there; the next run then asked for `updated_at_min` near 2100 and every
+/// change made in between was never backed up, with no error (airbytehq/airbyte#27498, Klaviyo: "we won't
+/// notice them because we have state stored in the future"; estuary/connectors#3285). The record is kept,
+/// and the cursor stays at the newest change not after the fetch's start.
+#[tokio::test]
+async fn a_record_dated_in_the_future_does_not_move_the_cursor_past_later_changes() {
+    let api = emulation().await;
+    api.seed("shopify", "customers", 30);
+    let connector = connector(&api, None);
+    let (_, summary) = drain(&connector, "customers", TOKEN, None).await.unwrap();
+    let first = summary.next_cursor.expect("customers are incremental");
+
+    const YEAR_2100_MS: i64 = 4_102_444_800_000;
+    api.touch_at("shopify", "customers", 5, YEAR_2100_MS);
+    api.touch("shopify", "customers", [7]);
+    let (changed, summary) = drain(&connector, "customers", TOKEN, Some(first))
+        .await
+        .unwrap();
+    assert_eq!(sorted(changed.iter().map(|r| id_of(r, "id"))), ["6", "8"]);
+    let second = summary.next_cursor.unwrap();
+    assert!(
+        second.since <= chrono::Utc::now(),
+        "the cursor is not in the future: {second:?}"
+    );
+
+    // A change made after that run, long before 2100.
+    api.touch("shopify", "customers", [9]);
+    let (changed, _) = drain(&connector, "customers", TOKEN, Some(second))
+        .await
+        .unwrap();
+    let ids = sorted(changed.iter().map(|r| id_of(r, "id")));
+    assert!(ids.contains(&"10".to_owned()), "the later change: {ids:?}");
+}

@@ -113,6 +113,18 @@ impl SeenWindow {
         this.seen.entry(time).or_default().insert(id.to_owned());
     }
 
+    /// The window with its newest change no later than `now`: a cursor that an earlier version let run ahead
+    /// of the present (a record dated in the future moved it there) would start every later run after the
+    /// changes made meanwhile. What was remembered past `now` is forgotten: those records come again, as
+    /// duplicates, never as a loss.
+    pub fn no_later_than(mut self, now: DateTime<Utc>) -> Self {
+        if self.since > now {
+            self.since = now;
+            self.seen.retain(|at, _| *at <= now);
+        }
+        self
+    }
+
     /// Ids remembered in the window, all instants together (for tests and size estimates).
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -178,6 +190,27 @@ mod tests {
     }
 
     const WINDOW: Duration = Duration::from_secs(300);
+
+    /// A cursor stored in the future by an earlier version (one record dated ahead moved it there) is brought
+    /// back to the present before it is used: a run starting there would skip every change made meanwhile
+    /// (airbytehq/airbyte#27498).
+    #[test]
+    fn a_cursor_in_the_future_is_brought_back_to_the_present() {
+        let mut window = None;
+        SeenWindow::observe(&mut window, "updated_at", at(1000), "a", WINDOW);
+        SeenWindow::observe(&mut window, "updated_at", at(1100), "b", WINDOW);
+        SeenWindow::observe(&mut window, "updated_at", at(9000), "future", WINDOW);
+        let window = window.unwrap().as_ref().clone();
+        let now = at(2000);
+        let present = window.clone().no_later_than(now);
+        assert_eq!(present.since(), now);
+        assert!(
+            !present.holds(at(9000), "future", now - TimeDelta::seconds(300)),
+            "what lay past the present is fetched again"
+        );
+        // A cursor in the past is left as it is.
+        assert_eq!(window.clone().no_later_than(at(9000)), window);
+    }
 
     #[test]
     fn the_window_keeps_what_changed_within_the_lookback_of_the_newest_change() {

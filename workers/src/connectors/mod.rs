@@ -492,6 +492,7 @@ impl Connector {
             ),
             Some(_) => (Vec::new(), Vec::new()),
         };
+        let started = Utc::now();
         let mut resumed_parent = None;
         let state = match request.resume.clone() {
             Some(cursor) => cursor,
@@ -499,7 +500,7 @@ impl Connector {
                 // A cursor only applies to the data type (and field) it was made for.
                 let lower = match (listing.incremental, request.since.clone()) {
                     (Some(inc), Some(since)) if since.field == inc.cursor_field => {
-                        Some(Arc::new(SeenWindow::from(since)))
+                        Some(Arc::new(SeenWindow::from(since).no_later_than(started)))
                     }
                     _ => None,
                 };
@@ -553,6 +554,7 @@ impl Connector {
         };
         let mut pager = Pager {
             incremental: state.lower.is_some(),
+            started,
             guard: LoopGuard::default(),
             budget: self.rate_budget(request.connection_id, platform.id),
             connector: self,
@@ -628,6 +630,8 @@ pub struct Pager<'a> {
     budget: Arc<RateBudget>,
     state: PageCursor,
     incremental: bool,
+    /// When the fetch started: the watermark never moves past it (see [`Pager::keep`]).
+    started: DateTime<Utc>,
     /// Per endpoint: what this fetch has requested and received, to tell a listing going in circles.
     guard: LoopGuard,
     counters: Counters,
@@ -1462,6 +1466,16 @@ impl Pager<'_> {
                     if lower.holds(time, id, start) {
                         continue;
                     }
+                }
+                // A change dated after the fetch started (a record dated ahead, a platform clock ahead of
+                // ours, a change made while the fetch runs) is kept but does not move the watermark: a
+                // cursor in the future would start the next run after every change made until then, and
+                // those would never be fetched (airbytehq/airbyte#27498, Klaviyo: "we won't notice them
+                // because we have state stored in the future"). Such a record comes again next run.
+                if time > self.started {
+                    ids.push(record.id.take());
+                    kept.push(record.into_line(tag));
+                    continue;
                 }
                 SeenWindow::observe(
                     &mut self.state.watermark,
