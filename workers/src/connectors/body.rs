@@ -517,7 +517,7 @@ impl Fetched {
 
 /// JSON text without whitespace outside strings: the same document on one line, byte for byte otherwise
 /// (numbers keep every digit; a JSON string cannot hold a raw newline, RFC 8259 §7, so nothing is lost).
-fn compact(text: &str) -> String {
+pub(crate) fn compact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let (mut in_string, mut escaped) = (false, false);
     for c in text.chars() {

@@ -75,6 +75,9 @@ pub fn record_id(record: &serde_json::value::RawValue, id_field: &str) -> Option
     body::Fetched::read(record.to_owned(), id_field, None, None).id
 }
 
+/// JSON text on one line, every byte kept but whitespace outside strings (what the storage writes when a
+/// record spans lines).
+pub(crate) use body::compact as compact_json;
 use body::{Envelope, Fetched, ListBody};
 use incremental::SeenWindow;
 use paging::{LoopGuard, OffsetNext, OffsetWithOverlap};

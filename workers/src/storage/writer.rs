@@ -149,14 +149,19 @@ impl NdjsonWriter {
 
     /// Appends one record as a line, its JSON text exactly as given (as the platform sent it: no parsing and
     /// re-serializing). The connectors hand over single-line records; a record whose text spans lines anyway
-    /// (pretty-printed) is re-serialized compactly here, so one line is always one record.
+    /// (pretty-printed) loses the whitespace outside its strings here, and nothing else (a re-serialization
+    /// through `serde_json::Value` would round `12345678901234567890.123` and fail on `1e400` or `"\ud800"`),
+    /// so one line is always one record.
     pub async fn write_raw(&mut self, record: &RawValue) -> Result<(), StorageError> {
         self.check_open()?;
         let text = record.get();
-        if text.contains(['\n', '\r']) {
-            let value: serde_json::Value = serde_json::from_str(text)?;
-            return self.write_record(&value).await;
-        }
+        let compacted;
+        let text = if text.contains(['\n', '\r']) {
+            compacted = crate::connectors::compact_json(text);
+            compacted.as_str()
+        } else {
+            text
+        };
         self.line.clear();
         self.line.reserve(text.len() + 1);
         self.line.extend_from_slice(text.as_bytes());
@@ -450,15 +455,30 @@ mod raw_tests {
             .write_raw(&raw("{\n  \"id\": \"cus_2\",\n  \"n\": [1,\r\n 2]\n}"))
             .await
             .unwrap();
+        // Spanning lines or not, what no `serde_json::Value` holds is kept as it is.
+        writer
+            .write_raw(&raw(
+                "{\n  \"big\": 1e400,\n  \"d\": 12345678901234567890.123,\n  \"s\": \"a \\ud800 b\"\n}",
+            ))
+            .await
+            .unwrap();
         writer
             .write_record(&serde_json::json!({"id": 3}))
             .await
             .unwrap();
         let file = writer.finish().await.unwrap();
-        assert_eq!(file.records, 3);
+        assert_eq!(file.records, 4);
         let text = read_back(&store).await;
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines, [exact, r#"{"id":"cus_2","n":[1,2]}"#, r#"{"id":3}"#]);
+        assert_eq!(
+            lines,
+            [
+                exact,
+                r#"{"id":"cus_2","n":[1,2]}"#,
+                r#"{"big":1e400,"d":12345678901234567890.123,"s":"a \ud800 b"}"#,
+                r#"{"id":3}"#
+            ]
+        );
         assert_eq!(file.uncompressed_bytes, text.len() as u64);
     }
 
