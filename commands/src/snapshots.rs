@@ -117,19 +117,21 @@ pub struct SnapshotPoint {
 }
 
 /// A page of a snapshot's records.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RecordPage {
     pub records: Vec<SnapshotRecord>,
     pub next_cursor: Option<String>,
 }
 
 /// One record of a snapshot, as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SnapshotRecord {
     pub record_id: String,
     /// The backup that stored this version of the record.
     pub stored_by_job_id: String,
-    pub record: Value,
+    /// Its JSON text exactly as stored: never parsed into a `serde_json::Value`, which would round
+    /// `12345678901234567890.123` and integers past `u64`, and could not hold `1e400` or `"\ud800"`.
+    pub record: Box<serde_json::value::RawValue>,
 }
 
 /// Which records of a snapshot to read.
@@ -144,7 +146,7 @@ pub struct RecordQuery<'a> {
 }
 
 /// One backed-up version of a record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RecordVersion {
     /// The first backup that held this version, and when it ended.
     pub first_job_id: String,
@@ -158,8 +160,9 @@ pub struct RecordVersion {
     pub deleted_by_job_id: Option<String>,
     /// Hex of the version's content hash (the first 16 bytes of the SHA-256 of its JSON text).
     pub content_hash: String,
-    /// The record as stored; `None` when its backup has expired (retention).
-    pub record: Option<Value>,
+    /// The record's JSON text exactly as stored (see [`SnapshotRecord::record`]); `None` when its backup
+    /// has expired (retention).
+    pub record: Option<Box<serde_json::value::RawValue>>,
     /// RFC 6902 JSON Patch from the previous version to this one; `None` for the first version, or when
     /// either side's backup has expired.
     pub changes: Option<json_patch::Patch>,
@@ -343,7 +346,7 @@ impl Snapshots {
                     }
                 }
                 let job_id = job_of(&jobs, seq)?.to_string();
-                let record = parse_line(&text, &job_id, query.data_type, ordinal)?;
+                let record = raw_line(text, &job_id, query.data_type, ordinal)?;
                 records.push(SnapshotRecord {
                     record_id,
                     stored_by_job_id: job_id,
@@ -445,8 +448,8 @@ impl Snapshots {
                         job_id,
                     };
                     match self.read_lines(location, data_type, &[ordinal]).await {
-                        Ok(lines) => Some(parse_line(
-                            &lines[0],
+                        Ok(mut lines) => Some(raw_line(
+                            lines.swap_remove(0),
                             &job_id.to_string(),
                             data_type,
                             ordinal,
@@ -457,11 +460,15 @@ impl Snapshots {
                 }
                 _ => None,
             };
-            let changes = match (&previous, &record) {
+            // The patch is computed on parsed values: none when either side holds what a `Value` cannot.
+            let parsed = record
+                .as_ref()
+                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
+            let changes = match (&previous, &parsed) {
                 (Some(Some(before)), Some(after)) => Some(json_patch::diff(before, after)),
                 _ => None,
             };
-            previous = Some(record.clone());
+            previous = Some(parsed);
             versions.push(RecordVersion {
                 first_job_id: first_job.map(|j| j.to_string()).unwrap_or_default(),
                 first_backed_up_at: first_at,
@@ -790,13 +797,14 @@ fn point(row: &tokio_postgres::Row) -> SnapshotPoint {
     }
 }
 
-fn parse_line(
-    text: &str,
+/// A stored line as the record's JSON text, checked to be JSON (not parsed into a value).
+fn raw_line(
+    text: String,
     job_id: &str,
     data_type: &str,
     ordinal: i32,
-) -> Result<Value, SnapshotError> {
-    serde_json::from_str(text).map_err(|source| SnapshotError::Damaged {
+) -> Result<Box<serde_json::value::RawValue>, SnapshotError> {
+    serde_json::value::RawValue::from_string(text).map_err(|source| SnapshotError::Damaged {
         job_id: job_id.to_owned(),
         name: data_file(data_type),
         ordinal,
@@ -847,9 +855,7 @@ impl Export<'_> {
                     let mut columns: Vec<String> = vec!["id".to_owned()];
                     let mut seen: HashSet<String> = columns.iter().cloned().collect();
                     self.each_record(data_type, &mut futures::io::sink(), |text, _, _| {
-                        if let Ok(map) =
-                            serde_json::from_slice::<serde_json::Map<String, Value>>(text)
-                        {
+                        if let Ok(map) = serde_json::from_slice::<RawObject>(text) {
                             for key in map.keys() {
                                 if seen.insert(key.clone()) {
                                     columns.push(key.clone());
@@ -864,10 +870,11 @@ impl Export<'_> {
                     let header = header.into_inner().map_err(|e| e.into_error())?;
                     futures::io::AsyncWriteExt::write_all(&mut file, &header).await?;
                     self.each_record(data_type, &mut file, |text, buffer, _| {
-                        let map: serde_json::Map<String, Value> =
-                            serde_json::from_slice(text).unwrap_or_default();
+                        let map: RawObject = serde_json::from_slice(text).unwrap_or_default();
                         let mut row = csv::Writer::from_writer(std::mem::take(buffer));
-                        row.write_record(columns.iter().map(|c| cell(map.get(c))))?;
+                        row.write_record(
+                            columns.iter().map(|c| cell(map.get(c).map(|raw| &**raw))),
+                        )?;
                         *buffer = row.into_inner().map_err(|e| e.into_error())?;
                         Ok(())
                     })
@@ -976,11 +983,22 @@ impl Export<'_> {
     }
 }
 
-/// A CSV cell for a top-level value.
-fn cell(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+/// A record's top-level members, each its JSON text as stored: a CSV row of a record holding what a
+/// `serde_json::Value` cannot (`1e400`, `"\ud800"`) is not left empty, and numbers keep every digit.
+type RawObject = BTreeMap<String, Box<serde_json::value::RawValue>>;
+
+/// A CSV cell for a top-level value: a string's content, nothing for null, any other value as its JSON text
+/// as stored.
+fn cell(value: Option<&serde_json::value::RawValue>) -> String {
+    let Some(value) = value else {
+        return String::new();
+    };
+    let text = value.get();
+    if text == "null" {
+        String::new()
+    } else if text.starts_with('"') {
+        serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_owned())
+    } else {
+        text.to_owned()
     }
 }

@@ -98,8 +98,9 @@ pub struct SnapshotRecordView {
     /// The backup that stored this version of the record (an earlier one of the chain, for a record an
     /// incremental backup did not fetch again).
     pub stored_by_job_id: String,
+    /// The record's JSON text exactly as stored (numbers keep every digit).
     #[schema(value_type = Object)]
-    pub record: serde_json::Value,
+    pub record: Box<serde_json::value::RawValue>,
 }
 
 impl From<SnapshotRecord> for SnapshotRecordView {
@@ -135,9 +136,9 @@ pub struct RecordVersionView {
     pub deleted_by_job_id: Option<String>,
     /// Hex of the first 16 bytes of the SHA-256 of the version's JSON text as stored.
     pub content_hash: String,
-    /// The record as stored; null once its backup has expired (retention).
+    /// The record as stored, its JSON text exactly; null once its backup has expired (retention).
     #[schema(value_type = Option<Object>)]
-    pub record: Option<serde_json::Value>,
+    pub record: Option<Box<serde_json::value::RawValue>>,
     /// RFC 6902 JSON Patch turning the previous version into this one; null for the first version, or when
     /// either side's backup has expired.
     #[schema(value_type = Option<Vec<Object>>)]
