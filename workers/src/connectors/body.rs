@@ -74,6 +74,10 @@ impl ListBody {
             .skip(1)
             .map(|segment| segment.replace("~1", "/").replace("~0", "~"))
             .collect();
+        // A UTF-8 byte order mark before the JSON text: RFC 8259 §8.1 lets a parser ignore it, and servers
+        // behind some frameworks send one (woocommerce/wc-api-python#40, schemathesis/schemathesis#1563:
+        // "Unexpected UTF-8 BOM"); read as a damaged body, every attempt at the page would fail.
+        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         let list = if path.is_empty() {
             ListBody {
@@ -975,6 +979,24 @@ mod tests {
         assert_eq!(scalar_text_at(text, "/a/b~1c/1/d~0e").as_deref(), Some("x"));
         assert_eq!(scalar_text_at(text, "/a"), None, "an object");
         assert!(lookup("not json", "").is_none());
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_answer_is_ignored() {
+        let list = ListBody::parse(
+            b"\xEF\xBB\xBF{\"data\":[{\"id\":1}],\"has_more\":false}",
+            "/data",
+            false,
+        )
+        .unwrap();
+        assert_eq!(list.records.len(), 1);
+        assert_eq!(list.envelope.flag("/has_more"), Some(false));
+        let whole = ListBody::parse_one(b"\xEF\xBB\xBF{\"id\":1}", "").unwrap();
+        assert_eq!(whole.records[0].get(), r#"{"id":1}"#);
+        let array = ListBody::parse(b"\xEF\xBB\xBF[{\"id\":1}]", "", false).unwrap();
+        assert_eq!(array.records.len(), 1);
+        // Only before the text: anywhere else it is not JSON.
+        assert!(ListBody::parse(b"[\xEF\xBB\xBF{\"id\":1}]", "", false).is_err());
     }
 
     #[test]
