@@ -46,6 +46,8 @@ pub(crate) enum Reshape {
     Pretty,
     /// The same JSON object without its arrays (no list of records).
     WithoutLists,
+    /// The same JSON object without this top-level member (a paging flag, say).
+    WithoutMember(String),
     /// The same JSON, its records without this top-level field.
     WithoutField(String),
     /// The same JSON, each record with one more top-level field `.0` whose value is the JSON text `.1`

@@ -38,6 +38,8 @@ pub(crate) struct State {
     pub(crate) pretty: HashSet<String>,
     /// Paths whose 200 bodies lose their arrays (well-formed JSON without the list of records).
     pub(crate) without_lists: HashSet<String>,
+    /// Paths whose 200 bodies lose a top-level member: path → member.
+    pub(crate) without_member: HashMap<String, String>,
     /// Paths whose 200 bodies' records lack a field: path → field.
     pub(crate) without_field: HashMap<String, String>,
     /// Path prefixes whose 200 bodies' records get a field with a verbatim JSON text: (prefix, field, text).
@@ -461,6 +463,14 @@ impl PlatformApi {
         self.state().without_lists.insert(path.to_owned());
     }
 
+    /// Every later 200 on `path` answers without the top-level `member` of its object (Stripe's `has_more`,
+    /// say), as a platform does whose answers change shape under a connector.
+    pub fn without_member(&self, path: &str, member: &str) {
+        self.state()
+            .without_member
+            .insert(path.to_owned(), member.to_owned());
+    }
+
     /// Every later 200 on `path` answers its records without their top-level `field` (each object in an
     /// array of the answer's top-level object, or of the answer itself), as a platform whose records carry
     /// no id.
@@ -647,6 +657,13 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
             Err(_) => body.to_vec(),
         },
         Reshape::Lost => return crate::faults::lost_answer(),
+        Reshape::WithoutMember(member) => match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(mut object)) => {
+                object.remove(&member);
+                serde_json::to_vec(&object).unwrap()
+            }
+            _ => body.to_vec(),
+        },
         Reshape::WithoutLists => match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(mut object)) => {
                 object.retain(|_, value| !value.is_array());
@@ -747,6 +764,12 @@ pub(crate) fn apply_faults(
             .without_field
             .get(path)
             .map(|field| Reshape::WithoutField(field.clone()))
+    })
+    .or_else(|| {
+        state
+            .without_member
+            .get(path)
+            .map(|member| Reshape::WithoutMember(member.clone()))
     })
     .or_else(|| {
         state

@@ -161,6 +161,27 @@ async fn stripe_every_data_type_drains_and_subscriptions_include_cancelled_ones(
     assert!(query.contains("status=all"), "{query}");
 }
 
+/// An answer without the flag its paging reads (Stripe's `has_more`) was taken for the last page: the
+/// records after the first 100 were dropped and the backup succeeded. Missing, the flag fails the data type
+/// like a missing next URL does (the "silently-short list" of panoramicdata/Meraki.Api#407).
+#[tokio::test]
+async fn stripe_an_answer_without_has_more_fails_instead_of_ending_the_list() {
+    let fx = fixture().await;
+    fx.api.seed("stripe", "customers", 250);
+    fx.api.without_member("/stripe/v1/customers", "has_more");
+    let err = drain(
+        &fx.connector,
+        "stripe",
+        "customers",
+        &credentials("stripe"),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, FetchError::InvalidResponse(_)), "{err}");
+    assert!(err.to_string().contains("has_more"), "{err}");
+}
+
 #[tokio::test]
 async fn stripe_wrong_key_is_unauthorized_without_retry() {
     let fx = fixture().await;

@@ -1164,7 +1164,12 @@ impl Pager<'_> {
             Pagination::Single => Position::Done,
             Pagination::AfterLastId { param, more } => {
                 let last = fetched.last().and_then(|record| record.id.clone());
-                match (envelope.flag(more).unwrap_or(false), last) {
+                // Without the flag (or with something else than a boolean) the answer is not in the
+                // documented shape: taking it for the last page would drop the rest silently.
+                let more = envelope
+                    .flag(more)
+                    .ok_or_else(|| missing_flag(name, more))?;
+                match (more, last) {
                     (true, Some(id)) => {
                         if !self.guard.first_cursor(&(param, &id)) {
                             return Err(FetchError::PagingLoop(format!(
@@ -1314,7 +1319,9 @@ impl Pager<'_> {
             Pagination::ContinueWithCursor { cursor, more, .. } => {
                 // Without a `more` flag, the answer's cursor says whether there is more.
                 let more = match more {
-                    Some(more) => envelope.flag(more).unwrap_or(false),
+                    Some(more) => envelope
+                        .flag(more)
+                        .ok_or_else(|| missing_flag(name, more))?,
                     None => envelope.text(cursor).is_some(),
                 };
                 if more {
