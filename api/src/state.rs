@@ -68,7 +68,7 @@ impl From<CommandError> for ApiError {
                 actual: Some(actual),
             } => ApiError::new(
                 ErrorCode::VersionConflict,
-                format!("If-Match names version {expected}, but the resource is at version {actual}"),
+                format!("If-Match names {expected}, but the resource is at version {actual}"),
             ),
             CommandError::VersionMismatch {
                 expected,
@@ -76,7 +76,7 @@ impl From<CommandError> for ApiError {
             } => ApiError::new(
                 ErrorCode::VersionConflict,
                 format!(
-                    "If-Match names version {expected}, but another request changed the resource first"
+                    "If-Match names {expected}, but another request changed the resource first"
                 ),
             ),
             // The bus already decided the command again many times: the resource is too busy right now.

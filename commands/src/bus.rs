@@ -29,6 +29,59 @@ pub struct Committed {
     pub events: usize,
 }
 
+/// The versions of an aggregate a command may run on: the client's `If-Match` (RFC 9110 §13.1.1), read by
+/// the API. `Any` is no precondition (no `If-Match`, or `If-Match: *`, which any existing resource meets);
+/// `OneOf` holds the versions the strong entity-tags of the header name, in its order. An empty `OneOf` is
+/// a precondition nothing meets (only weak entity-tags, which never match under the strong comparison
+/// `If-Match` uses, or tags this API never issues): the command is refused with
+/// [`CommandError::VersionMismatch`] once the aggregate is found to be the caller's.
+///
+/// `From<Option<u64>>` keeps the plain form: `None` is `Any`, `Some(v)` is `OneOf([v])`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    #[default]
+    Any,
+    OneOf(Vec<u64>),
+}
+
+impl ExpectedVersion {
+    /// Whether a command may run on the aggregate at `version`.
+    pub fn admits(&self, version: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::OneOf(versions) => versions.contains(&version),
+        }
+    }
+
+    /// No precondition at all.
+    pub fn is_any(&self) -> bool {
+        matches!(self, Self::Any)
+    }
+}
+
+impl From<Option<u64>> for ExpectedVersion {
+    fn from(version: Option<u64>) -> Self {
+        version.map_or(Self::Any, |v| Self::OneOf(vec![v]))
+    }
+}
+
+/// `version 3`, `versions 3, 4`, `no version of the resource` (an empty list), `any version`.
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("any version"),
+            Self::OneOf(versions) => match versions.as_slice() {
+                [] => f.write_str("no version of the resource"),
+                [one] => write!(f, "version {one}"),
+                many => {
+                    let listed: Vec<String> = many.iter().map(u64::to_string).collect();
+                    write!(f, "versions {}", listed.join(", "))
+                }
+            },
+        }
+    }
+}
+
 /// Why a command was not accepted, whatever the aggregate.
 ///
 /// The conflict policy, the same for every aggregate: a command without an expected version that loses an
@@ -46,8 +99,11 @@ pub enum CommandError {
     },
     /// `If-Match` named another version than the current one. `actual` is `None` when the mismatch was found
     /// at commit time (another request committed first), so the version now current is not known here.
-    #[error("the resource is not at version {expected}")]
-    VersionMismatch { expected: u64, actual: Option<u64> },
+    #[error("the resource is not at {expected}")]
+    VersionMismatch {
+        expected: ExpectedVersion,
+        actual: Option<u64>,
+    },
     /// Without an expected version, the command kept losing optimistic-concurrency races on a busy aggregate
     /// ([`MAX_ATTEMPTS`] in a row), or a new stream's id was taken.
     #[error("the resource was changed concurrently; retry")]
@@ -288,31 +344,32 @@ where
         id: &A::Id,
         command: A::Command,
         metadata: &EventMetadata,
-        expected_version: Option<u64>,
+        expected_version: impl Into<ExpectedVersion>,
     ) -> Result<Committed, CommandError>
     where
         A::Command: Clone,
     {
+        let expected_version = expected_version.into();
         let mut attempt = 1;
         loop {
             match self
-                .execute_once(id, command.clone(), metadata, expected_version)
+                .execute_once(id, command.clone(), metadata, expected_version.clone())
                 .await
             {
                 Err(CommandError::Concurrency) => match expected_version {
-                    Some(expected) => {
+                    ExpectedVersion::OneOf(_) => {
                         return Err(CommandError::VersionMismatch {
-                            expected,
+                            expected: expected_version,
                             actual: None,
                         })
                     }
-                    None if attempt < MAX_ATTEMPTS => {
+                    ExpectedVersion::Any if attempt < MAX_ATTEMPTS => {
                         let ceiling_ms = 1u64 << attempt.min(5);
                         let pause = rand::random::<u64>() % ceiling_ms + 1;
                         tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                         attempt += 1;
                     }
-                    None => return Err(CommandError::Concurrency),
+                    ExpectedVersion::Any => return Err(CommandError::Concurrency),
                 },
                 other => return other,
             }
@@ -327,21 +384,20 @@ where
         id: &A::Id,
         command: A::Command,
         metadata: &EventMetadata,
-        expected_version: Option<u64>,
+        expected_version: impl Into<ExpectedVersion>,
     ) -> Result<Committed, CommandError> {
+        let expected_version = expected_version.into();
         let context = self.load_context(id).await?;
         let current = context.current_sequence as u64;
         if let Some(owner) = context.aggregate.owner_account() {
             if owner != metadata.account_id {
                 return Err(CommandError::not_found(A::KIND));
             }
-            if let Some(expected) = expected_version {
-                if expected != current {
-                    return Err(CommandError::VersionMismatch {
-                        expected,
-                        actual: Some(current),
-                    });
-                }
+            if !expected_version.admits(current) {
+                return Err(CommandError::VersionMismatch {
+                    expected: expected_version,
+                    actual: Some(current),
+                });
             }
         }
         self.decide_and_commit(context, command, metadata).await

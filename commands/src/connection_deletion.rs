@@ -41,12 +41,13 @@ pub async fn delete_connection(
     live_sources: &impl LiveSources,
     metadata: &EventMetadata,
     connection_id: &listbackup_domain::ConnectionId,
-    expected: Option<u64>,
+    expected: impl Into<crate::ExpectedVersion>,
     cascade: bool,
 ) -> Result<Committed, CommandError> {
-    if expected.is_some() {
+    let expected = expected.into();
+    if !expected.is_any() {
         connections
-            .require_version(metadata, connection_id, expected)
+            .require_version(metadata, connection_id, expected.clone())
             .await?;
     }
     let live = live_sources

@@ -172,10 +172,11 @@ impl ConnectionCommands {
         &self,
         metadata: &EventMetadata,
         connection_id: &listbackup_domain::ConnectionId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
         name: Option<DisplayName>,
         credentials: Option<Credentials>,
     ) -> Result<Committed, CommandError> {
+        let expected_version = expected_version.into();
         let account_id = account(metadata)?;
         let credentials = match credentials {
             None => None,
@@ -184,7 +185,7 @@ impl ConnectionCommands {
                 // overwrite the stored secret. (A concurrent update slipping in between is caught by the
                 // event store's optimistic lock; the vault then holds the newer secret of the two writers.)
                 let connection = self
-                    .require_version(metadata, connection_id, expected_version)
+                    .require_version(metadata, connection_id, expected_version.clone())
                     .await?;
                 let platform = PlatformId::parse(connection.platform_id())
                     .ok_or_else(|| CommandError::corrupt("connection names an unknown platform"))?
@@ -220,7 +221,7 @@ impl ConnectionCommands {
         &self,
         metadata: &EventMetadata,
         connection_id: &listbackup_domain::ConnectionId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
     ) -> Result<Committed, CommandError> {
         let command = ConnectionCommand::Delete {
             account_id: account(metadata)?,
@@ -379,15 +380,17 @@ impl ConnectionCommands {
         &self,
         metadata: &EventMetadata,
         connection_id: &listbackup_domain::ConnectionId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
     ) -> Result<Connection, CommandError> {
+        let expected = expected_version.into();
         let (connection, version) = self.live(metadata, connection_id).await?;
-        match expected_version {
-            Some(expected) if expected != version => Err(CommandError::VersionMismatch {
+        if expected.admits(version) {
+            Ok(connection)
+        } else {
+            Err(CommandError::VersionMismatch {
                 expected,
                 actual: Some(version),
-            }),
-            _ => Ok(connection),
+            })
         }
     }
 

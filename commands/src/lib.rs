@@ -24,7 +24,9 @@ pub mod vault;
 pub mod verification;
 pub mod webhooks;
 
-pub use bus::{error_chain, BoxError, CommandBus, CommandError, Committed, MAX_ATTEMPTS};
+pub use bus::{
+    error_chain, BoxError, CommandBus, CommandError, Committed, ExpectedVersion, MAX_ATTEMPTS,
+};
 pub use metadata::EventMetadata;
 
 /// The typed id `raw` names, for ids the write side still holds as text (the OAuth flow's pending

@@ -40,7 +40,7 @@ impl SourceGroupCommands {
         &self,
         metadata: &EventMetadata,
         group_id: &listbackup_domain::SourceGroupId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
         name: Option<DisplayName>,
         description: Option<Option<Description>>,
     ) -> Result<Committed, CommandError> {
@@ -58,7 +58,7 @@ impl SourceGroupCommands {
         &self,
         metadata: &EventMetadata,
         group_id: &listbackup_domain::SourceGroupId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
     ) -> Result<Committed, CommandError> {
         let command = SourceGroupCommand::Delete {
             account_id: account(metadata)?,
@@ -94,7 +94,7 @@ impl SourceGroupCommands {
         metadata: &EventMetadata,
         group_id: &listbackup_domain::SourceGroupId,
         source_id: &listbackup_domain::SourceId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
     ) -> Result<Committed, CommandError> {
         let (group, _) = self.bus.load(group_id).await?;
         if !group.is_live_for(&metadata.account_id) {
@@ -121,7 +121,7 @@ impl SourceGroupCommands {
         metadata: &EventMetadata,
         group_id: &listbackup_domain::SourceGroupId,
         source_id: &listbackup_domain::SourceId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
     ) -> Result<Committed, CommandError> {
         let command = SourceGroupCommand::RemoveSource {
             account_id: account(metadata)?,

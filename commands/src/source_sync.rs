@@ -39,13 +39,14 @@ pub async fn queue_sync(
     source_id: &SourceId,
     job_id: JobId,
     sync: SyncRequest,
-    expected: Option<u64>,
+    expected: impl Into<crate::ExpectedVersion>,
 ) -> Result<Committed, CommandError> {
+    let expected = expected.into();
     let deadline = Instant::now() + FOLLOW_UP_WAIT;
     let mut freed_once = false;
     loop {
         let refused = match sources
-            .request_sync(metadata, source_id, job_id, sync.clone(), expected)
+            .request_sync(metadata, source_id, job_id, sync.clone(), expected.clone())
             .await
         {
             Err(
@@ -53,7 +54,7 @@ pub async fn queue_sync(
                     kind: ErrorKind::Conflict,
                     ..
                 },
-            ) if expected.is_none() => err,
+            ) if expected.is_any() => err,
             other => return other,
         };
         // Refused while a job is held: is that job still going, or has its end just not reached the source?

@@ -116,7 +116,7 @@ impl SourceCommands {
         &self,
         metadata: &EventMetadata,
         source_id: &SourceId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
         changes: SourceChanges,
     ) -> Result<Committed, CommandError> {
         if let Some(data_types) = &changes.data_types {
@@ -139,7 +139,7 @@ impl SourceCommands {
         &self,
         metadata: &EventMetadata,
         source_id: &SourceId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
     ) -> Result<Committed, CommandError> {
         let command = SourceCommand::Delete {
             account_id: account(metadata)?,
@@ -160,7 +160,7 @@ impl SourceCommands {
         source_id: &SourceId,
         job_id: JobId,
         sync: SyncRequest,
-        expected: Option<u64>,
+        expected: impl Into<crate::ExpectedVersion>,
     ) -> Result<Committed, CommandError> {
         let command = SourceCommand::RequestSync {
             account_id: account(metadata)?,

@@ -300,7 +300,7 @@ impl WebhookCommands {
         &self,
         metadata: &EventMetadata,
         webhook_id: &listbackup_domain::WebhookId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
         target: Option<WebhookTarget>,
         events: Option<Subscriptions>,
         description: Option<Option<Description>>,
@@ -322,7 +322,7 @@ impl WebhookCommands {
         &self,
         metadata: &EventMetadata,
         webhook_id: &listbackup_domain::WebhookId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
     ) -> Result<WithSecret, CommandError> {
         self.live(metadata, webhook_id).await?;
         let secret = WebhookSecret::generate();
@@ -345,7 +345,7 @@ impl WebhookCommands {
         &self,
         metadata: &EventMetadata,
         webhook_id: &listbackup_domain::WebhookId,
-        expected_version: Option<u64>,
+        expected_version: impl Into<crate::ExpectedVersion>,
     ) -> Result<Committed, CommandError> {
         let command = WebhookCommand::Delete {
             account_id: account(metadata)?,

@@ -72,7 +72,7 @@ async fn queue(
     meta: &EventMetadata,
     source_id: &SourceId,
     sync: SyncRequest,
-    expected: Option<u64>,
+    expected: impl Into<listbackup_commands::ExpectedVersion>,
 ) -> Result<JobView, ApiError> {
     let job_id = JobId::new();
     let committed = listbackup_commands::source_sync::queue_sync(
