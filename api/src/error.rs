@@ -34,6 +34,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 431: the request's line and headers together are larger than the cap; the connection is closed.
     HeadersTooLarge,
+    /// 415: a body sent without `Content-Type: application/json` (RFC 9110 §15.5.16), or with another type.
+    UnsupportedMediaType,
     PlatformError,
     Unavailable,
     Internal,
@@ -54,6 +56,7 @@ impl ErrorCode {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PlatformError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,6 +77,7 @@ impl ErrorCode {
             Self::RequestTimeout => "The request took too long to arrive",
             Self::PayloadTooLarge => "The request body is too large",
             Self::HeadersTooLarge => "The request headers are too large",
+            Self::UnsupportedMediaType => "The body's media type is not supported",
             Self::PlatformError => "The platform answered with an error",
             Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal error",
@@ -160,6 +164,14 @@ impl ApiError {
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::ValidationError, detail)
+    }
+
+    /// 415 UNSUPPORTED_MEDIA_TYPE: a body that is not declared `application/json`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body must be JSON, sent with Content-Type: application/json",
+        )
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {

@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures::future::LocalBoxFuture;
 use futures::StreamExt;
+use listbackup_commands::ExpectedVersion;
 use listbackup_domain::{ResourceId, ResourceKind};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -50,25 +51,34 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             }
             // The type is judged once the body is in, so that a body over the cap is a 413 whatever its type
             // (chunked ones included: their size is known only by reading them, at most the cap).
-            let is_json = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| {
-                    let essence = v.split(';').next().unwrap_or("").trim();
-                    essence.eq_ignore_ascii_case("application/json")
-                })
-                .unwrap_or(false);
-            if !is_json {
-                return Err(ApiError::bad_request(
-                    "the body must be JSON, sent with Content-Type: application/json",
-                ));
+            if !declares_json(&req) {
+                // No body at all is a missing body (400); a body of another or no declared type is one this
+                // route cannot read (415, RFC 9110 §15.5.16).
+                let declared_type = req.headers().contains_key(header::CONTENT_TYPE);
+                if body.is_empty() && !declared_type {
+                    return Err(ApiError::bad_request(
+                        "a JSON body is required, sent with Content-Type: application/json",
+                    ));
+                }
+                return Err(ApiError::unsupported_media_type());
             }
             req.extensions_mut()
                 .insert(BodyDigest(hex::encode(Sha256::digest(&body))));
-            parse_json(&body).map(JsonBody)
+            parse_json::<Object<T>>(&body).map(|Object(value)| JsonBody(value))
         })
     }
+}
+
+/// Whether the request's `Content-Type` is `application/json` (any parameters, such as `charset=utf-8`).
+pub fn declares_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let essence = v.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false)
 }
 
 /// Deserializes JSON, turning serde's message into a field error with a dotted path. A string holding a NUL
@@ -98,6 +108,43 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         field_error(&path, &inner.to_string())
     })
+}
+
+/// A value that must be a JSON object: serde's derived structs also take an array of their fields in order
+/// (`["name", null]` for `{name, description}`), which no client means and the OpenAPI document does not
+/// allow. Every request body is read through it ([`JsonBody`]), and nested objects through [`object`]. Any
+/// other JSON value is the error "invalid type: …, expected a JSON object".
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(ObjectOnly(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+/// `#[serde(default, deserialize_with = "crate::extract::object")]` for an optional field that holds a
+/// struct: `null` or absent is `None`, an object is the struct, anything else (an array) is refused
+/// ([`Object`]).
+pub fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    let value: Option<Object<T>> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(value.map(|Object(value)| value))
 }
 
 const NUL_MESSAGE: &str = "must not contain a NUL character";
@@ -203,6 +250,10 @@ impl<T: DeserializeOwned> FromRequest for QueryParams<T> {
                     let name = rest.split('`').next().unwrap_or_default();
                     return ApiError::field(name, "is not a known query parameter");
                 }
+                if let Some(rest) = message.strip_prefix("duplicate field `") {
+                    let name = rest.split('`').next().unwrap_or_default();
+                    return ApiError::field(name, "is given more than once");
+                }
                 let path = err.path().to_string();
                 let field = if path == "." { "query".into() } else { path };
                 ApiError::field(field, message)
@@ -220,19 +271,77 @@ fn form_urlencoded_parse(query: &str) -> url::form_urlencoded::Parse<'_> {
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
-/// The `If-Match` header as a version: `"3"`, `W/"3"` or `3`. Absent → `None`.
-pub fn if_match(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
-    let Some(value) = req.headers().get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or("").trim();
-    let bare = text.trim_start_matches("W/").trim_matches('"');
-    bare.parse::<u64>().map(Some).map_err(|_| {
-        ApiError::field(
-            "If-Match",
-            "must be the ETag of the resource (its version, e.g. \"3\")",
-        )
-    })
+/// The `If-Match` header (RFC 9110 §13.1.1) as the versions it admits ([`ExpectedVersion`]).
+///
+/// - absent, or `*`: no precondition (`*` is met by any existing resource; a missing one is still its 404);
+/// - a comma-separated list of entity-tags (several `If-Match` lines are one list), compared strongly: `"3"`
+///   names version 3 (written as the `ETag` gives it, without leading zeros); a weak tag (`W/"3"`) or an
+///   opaque tag that is not a version names none, so a list of only those is a 412 `VERSION_CONFLICT` on an
+///   existing resource;
+/// - a bare `3` (the `version` field unquoted) is taken as `"3"`.
+///
+/// Anything else (an empty value, an unterminated quote, text outside quotes, `*` inside a list) is a 400
+/// naming `If-Match`.
+pub fn if_match(req: &HttpRequest) -> Result<ExpectedVersion, ApiError> {
+    let mut lines = req.headers().get_all(header::IF_MATCH).peekable();
+    if lines.peek().is_none() {
+        return Ok(ExpectedVersion::Any);
+    }
+    let mut texts = Vec::new();
+    for line in lines {
+        texts.push(line.to_str().map_err(|_| if_match_error())?);
+    }
+    parse_if_match(&texts.join(",")).ok_or_else(if_match_error)
+}
+
+fn if_match_error() -> ApiError {
+    ApiError::field(
+        "If-Match",
+        "must be `*` or a list of ETags of the resource (e.g. \"3\")",
+    )
+}
+
+/// [`if_match`]'s grammar: `*`, a bare version, or `#entity-tag` (RFC 9110 §8.8.3, §5.6.1); `None` when the
+/// text is none of them.
+fn parse_if_match(text: &str) -> Option<ExpectedVersion> {
+    const OWS: [char; 2] = [' ', '\t'];
+    let text = text.trim_matches(OWS);
+    if text == "*" {
+        return Some(ExpectedVersion::Any);
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok().map(|v| ExpectedVersion::OneOf(vec![v]));
+    }
+    let mut versions = Vec::new();
+    let mut rest = text;
+    loop {
+        let (weak, tag) = match rest.strip_prefix("W/") {
+            Some(tag) => (true, tag),
+            None => (false, rest),
+        };
+        let tag = tag.strip_prefix('"')?;
+        let end = tag.find('"')?;
+        let opaque = &tag[..end];
+        // etagc: %x21 / %x23-7E (the header was visible ASCII already).
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
+        {
+            return None;
+        }
+        if !weak {
+            if let Ok(version) = opaque.parse::<u64>() {
+                if version.to_string() == opaque && !versions.contains(&version) {
+                    versions.push(version);
+                }
+            }
+        }
+        rest = tag[end + 1..].trim_start_matches(OWS);
+        if rest.is_empty() {
+            return Some(ExpectedVersion::OneOf(versions));
+        }
+        rest = rest.strip_prefix(',')?.trim_start_matches(OWS);
+    }
 }
 
 /// The ETag of a resource at `version`.
@@ -345,6 +454,49 @@ mod tests {
         assert_eq!(field_of(r#"{}"#), "name");
         assert_eq!(field_of(r#"{"name":"a","inner":{"n":1,"x":2}}"#), "inner.x");
         assert_eq!(field_of(r#"{"name":5}"#), "name");
+    }
+
+    #[test]
+    fn if_match_is_a_star_a_bare_version_or_a_list_of_entity_tags_compared_strongly() {
+        let one_of = |v: &[u64]| Some(ExpectedVersion::OneOf(v.to_vec()));
+        assert_eq!(parse_if_match("*"), Some(ExpectedVersion::Any));
+        assert_eq!(parse_if_match(" * "), Some(ExpectedVersion::Any));
+        assert_eq!(parse_if_match("\"3\""), one_of(&[3]));
+        assert_eq!(parse_if_match("3"), one_of(&[3]));
+        assert_eq!(parse_if_match("\"5\", \"3\",\"5\""), one_of(&[5, 3]));
+        // Weak tags, tags that are not a version as the ETag writes it: valid, and never matching.
+        assert_eq!(parse_if_match("W/\"3\""), one_of(&[]));
+        assert_eq!(parse_if_match("W/\"3\", \"4\""), one_of(&[4]));
+        assert_eq!(parse_if_match("\"abc\", \"03\", \"\""), one_of(&[]));
+        assert_eq!(parse_if_match("\"99999999999999999999999\""), one_of(&[]));
+        for bad in [
+            "",
+            "abc",
+            "\"3",
+            "3\"",
+            "\"3\" \"4\"",
+            "\"3\",",
+            ",\"3\"",
+            "\"3\",,\"4\"",
+            "\"3\", *",
+            "w/\"3\"",
+            "\"a b\"",
+        ] {
+            assert_eq!(parse_if_match(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_objects_never_arrays_of_their_fields() {
+        let err = parse_json::<Object<Body>>(br#"["a", null]"#).unwrap_err();
+        assert_eq!(err.errors[0].field, "body");
+        assert!(err.errors[0].message.contains("expected a JSON object"));
+        assert!(parse_json::<Object<Body>>(b"null").is_err());
+        let Object(body) = parse_json::<Object<Body>>(br#"{"name":"a"}"#).unwrap();
+        assert_eq!(body.name, "a");
+        // Paths still name the field inside.
+        let err = parse_json::<Object<Body>>(br#"{"name":"a","inner":{"n":1,"x":2}}"#).unwrap_err();
+        assert_eq!(err.errors[0].field, "inner.x");
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// route's annotation (so that `schemathesis --checks all` finds every status and content type documented):
 ///
 /// - the HTTP limits (issue 14), given before a handler runs: 429 with `Retry-After` (rate limits; the health
-///   checks are exempt), 431 (request head over the cap), and for operations with a body 413 (over 64 KiB)
-///   and 408 (body read timeout);
+///   checks are exempt), 431 (request head over the cap), and for operations with a body 413 (over 64 KiB),
+///   408 (body read timeout) and 415 (a body not declared `application/json`);
 /// - 400 (a query parameter, path or body that does not parse: every operation refuses unknown parameters),
 ///   401 and 403 (operations that need a token: none, a bad one, or one without the role), 404 (operations
 ///   with an id in their path: missing, or another account's), 412 (operations taking `If-Match`), 422
@@ -82,6 +82,7 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
         ("TooManyRequests", problem("RATE_LIMITED: a rate limit of the account, the client's address, failed authentication or platform calls", true)),
         ("HeadersTooLarge", problem("HEADERS_TOO_LARGE: the request line and headers are over the cap; the connection is closed", false)),
         ("PayloadTooLarge", problem("PAYLOAD_TOO_LARGE: the body is over 64 KiB; the connection is closed", false)),
+        ("UnsupportedMediaType", problem("UNSUPPORTED_MEDIA_TYPE: a body sent without `Content-Type: application/json`", false)),
         ("RequestTimeout", problem("REQUEST_TIMEOUT: the body did not arrive within the body read timeout; the connection is closed", false)),
     ] {
         components.responses.insert(name.to_owned(), response);
@@ -116,6 +117,7 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
             if operation.request_body.is_some() {
                 add("413", "PayloadTooLarge");
                 add("408", "RequestTimeout");
+                add("415", "UnsupportedMediaType");
             }
             add("400", "BadRequest");
             if secured {
@@ -319,8 +321,14 @@ fn object_rule(name: &str) -> Option<utoipa::openapi::schema::ObjectBuilder> {
         // What `POST /connections` and `POST /connections/oauth/start` take: the platforms of that kind.
         "platformId/CreateConnection" => one_of(platform_ids(Some(AuthType::ApiKey))),
         "platformId/StartOauth" => one_of(platform_ids(Some(AuthType::Oauth2))),
-        // `"3"`, `W/"3"` or `3` (`extract::if_match`).
-        "If-Match" => string().pattern(Some("^(W/)?(\"[0-9]{1,18}\"|[0-9]{1,18})$")),
+        // `*`, a bare version, or a list of entity-tags (`extract::if_match`; RFC 9110 §8.8.3, §13.1.1).
+        "If-Match" => string()
+            .pattern(Some(
+                "^(\\*|[0-9]{1,18}|(W/)?\"[\\x21\\x23-\\x7E]*\"([ \\t]*,[ \\t]*(W/)?\"[\\x21\\x23-\\x7E]*\")*)$",
+            ))
+            .description(Some(
+                "`*`, or ETags of the resource (`\"3\"`, several separated by commas); compared strongly: a weak `W/\"3\"` never matches",
+            )),
         "after" => string()
             .pattern(Some("^[0-9]{1,18}$"))
             .description(Some("an event's `position`, as a page of this log gave it")),

@@ -109,20 +109,25 @@ async fn bad_input_gets_field_errors_never_a_500() {
             .body(body)
             .send()
     };
-    for response in [
-        raw(b"{\"platformId\": ".to_vec(), "application/json")
+    for (response, expected) in [
+        (
+            raw(b"{\"platformId\": ".to_vec(), "application/json")
+                .await
+                .unwrap(),
+            (400, "VALIDATION_ERROR"),
+        ),
+        (
+            raw(
+                b"platformId=stripe".to_vec(),
+                "application/x-www-form-urlencoded",
+            )
             .await
             .unwrap(),
-        raw(
-            b"platformId=stripe".to_vec(),
-            "application/x-www-form-urlencoded",
-        )
-        .await
-        .unwrap(),
+            (415, "UNSUPPORTED_MEDIA_TYPE"),
+        ),
     ] {
         let (status, problem) = problem_code(response).await;
-        assert_eq!(status, 400);
-        assert_eq!(problem["code"], "VALIDATION_ERROR");
+        assert_eq!((status, problem["code"].as_str().unwrap()), expected);
     }
     let too_large = raw(
         format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024)).into_bytes(),

@@ -10,6 +10,7 @@ mod audit_as_of;
 mod audit_log;
 mod audit_tamper;
 mod cli;
+mod conformance;
 mod connection_secrets;
 mod connection_test_endpoint;
 mod connections_api;

@@ -16,7 +16,9 @@ use utoipa::ToSchema;
 use crate::auth::Principal;
 use crate::consistency::read_back;
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{etag, parse_json, JsonBody, NoParams, PathId, QueryParams};
+use crate::extract::{
+    declares_json, etag, parse_json, JsonBody, NoParams, Object, PathId, QueryParams,
+};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 use listbackup_domain::ConnectionId;
@@ -137,6 +139,7 @@ pub async fn start(
 #[post("/connections/{id}/reconnect")]
 pub async fn reconnect(
     state: web::Data<AppState>,
+    req: HttpRequest,
     principal: Principal,
     path: PathId<ConnectionId>,
     _: QueryParams<NoParams>,
@@ -144,11 +147,16 @@ pub async fn reconnect(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_write()?;
     let id = path.get()?;
-    // No body, or `null` (the document says the body is optional), is no options.
+    // No body, or `null` (the document says the body is optional), is no options; a body must be declared
+    // JSON (415 otherwise, as every route's body) and be an object.
     let body: ReconnectOauth = if body.iter().all(u8::is_ascii_whitespace) {
         ReconnectOauth::default()
+    } else if !declares_json(&req) {
+        return Err(ApiError::unsupported_media_type());
     } else {
-        parse_json::<Option<ReconnectOauth>>(&body)?.unwrap_or_default()
+        parse_json::<Option<Object<ReconnectOauth>>>(&body)?
+            .map(|Object(options)| options)
+            .unwrap_or_default()
     };
     let result = state
         .oauth

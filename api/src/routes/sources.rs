@@ -34,6 +34,7 @@ pub struct CreateSource {
     pub data_types: Option<Vec<String>>,
     /// `{frequency: manual|hourly|daily|weekly|monthly, time?: "HH:MM", dayOfWeek?, dayOfMonth?, timezone?}`
     /// or `{cron, timezone?}`; default daily at 02:00 UTC.
+    #[serde(default, deserialize_with = "crate::extract::object")]
     #[schema(value_type = Option<Object>)]
     pub schedule: Option<ScheduleSpec>,
     /// 1 to 3650, default 90.
@@ -49,6 +50,7 @@ pub struct CreateSource {
 pub struct UpdateSource {
     pub name: Option<String>,
     pub data_types: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "crate::extract::object")]
     #[schema(value_type = Option<Object>)]
     pub schedule: Option<ScheduleSpec>,
     pub retention_days: Option<i64>,
