@@ -34,6 +34,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 431: the request's line and headers together are larger than the cap; the connection is closed.
     HeadersTooLarge,
+    /// 414: the request's path and query are longer than the service reads (8 KiB).
+    UriTooLong,
     /// 415: a body sent without `Content-Type: application/json` (RFC 9110 §15.5.16), or with another type.
     UnsupportedMediaType,
     PlatformError,
@@ -57,6 +59,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::PlatformError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,6 +81,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "The request body is too large",
             Self::HeadersTooLarge => "The request headers are too large",
             Self::UnsupportedMediaType => "The body's media type is not supported",
+            Self::UriTooLong => "The request's path and query are too long",
             Self::PlatformError => "The platform answered with an error",
             Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal error",

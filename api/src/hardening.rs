@@ -27,6 +27,9 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 /// The largest header cap that can be configured: actix-http itself answers a bare 431 and closes the
 /// connection once a request head reaches 128 KiB, before the application sees it.
 pub const MAX_HEADER_BYTES_LIMIT: usize = 96 * 1024;
+/// The longest request target (path and query, as sent) served, in bytes: RFC 9110 §4.1 asks a server to
+/// take at least 8,000 octets. Over it → 414 `URI_TOO_LONG` (RFC 9110 §15.5.15), before the head's cap.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Default time a request's whole body may take to arrive (`LISTBACKUP_HTTP_BODY_TIMEOUT_SECS`).
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -208,6 +211,20 @@ pub async fn request_limits(
         .map(|s| (s.max_header_bytes, s.body_timeout))
         .unwrap_or((DEFAULT_MAX_HEADER_BYTES, DEFAULT_BODY_TIMEOUT));
     let (max_header_bytes, body_timeout) = settings;
+    let target_bytes = req
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target_bytes > MAX_URI_BYTES {
+        let problem = ApiError::new(
+            ErrorCode::UriTooLong,
+            format!(
+                "the request's path and query are longer than {} KiB",
+                MAX_URI_BYTES / 1024
+            ),
+        );
+        return Ok(req.error_response(problem).map_into_boxed_body());
+    }
     // As on the wire: request line, and `name: value\r\n` per header.
     let head_bytes = req.method().as_str().len()
         + req.uri().to_string().len()

@@ -31,7 +31,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// route's annotation (so that `schemathesis --checks all` finds every status and content type documented):
 ///
 /// - the HTTP limits (issue 14), given before a handler runs: 429 with `Retry-After` (rate limits; the health
-///   checks are exempt), 431 (request head over the cap), and for operations with a body 413 (over 64 KiB),
+///   checks are exempt), 414 (path and query over 8 KiB), 431 (request head over the cap), and for operations with a body 413 (over 64 KiB),
 ///   408 (body read timeout) and 415 (a body not declared `application/json`);
 /// - 400 (a query parameter, path or body that does not parse: every operation refuses unknown parameters),
 ///   401 and 403 (operations that need a token: none, a bad one, or one without the role), 404 (operations
@@ -82,6 +82,7 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
         ("TooManyRequests", problem("RATE_LIMITED: a rate limit of the account, the client's address, failed authentication or platform calls", true)),
         ("HeadersTooLarge", problem("HEADERS_TOO_LARGE: the request line and headers are over the cap; the connection is closed", false)),
         ("PayloadTooLarge", problem("PAYLOAD_TOO_LARGE: the body is over 64 KiB; the connection is closed", false)),
+        ("UriTooLong", problem("URI_TOO_LONG: the path and query are over 8 KiB", false)),
         ("UnsupportedMediaType", problem("UNSUPPORTED_MEDIA_TYPE: a body sent without `Content-Type: application/json`", false)),
         ("RequestTimeout", problem("REQUEST_TIMEOUT: the body did not arrive within the body read timeout; the connection is closed", false)),
     ] {
@@ -113,6 +114,7 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
             if !path.starts_with("/health/") {
                 add("429", "TooManyRequests");
             }
+            add("414", "UriTooLong");
             add("431", "HeadersTooLarge");
             if operation.request_body.is_some() {
                 add("413", "PayloadTooLarge");
@@ -139,6 +141,8 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
         }
     }
     bound_request_bodies(document);
+    unique_operation_ids(document);
+    link_created_resources(document);
 }
 
 /// The most characters of a `cursor` the API issues (`v1:` and a UUID, base64url): 56; a little room.
@@ -505,8 +509,152 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every operation's `operationId` is unique, as OpenAPI requires (client generators name methods after it):
+/// utoipa takes the handler's name, which several resources share (`get`, `list`, `create`, `test`…); such a
+/// name is prefixed with the operation's tag (`sources_get`, `webhooks_test`). A name only one handler has is
+/// kept as it is.
+fn unique_operation_ids(document: &mut utoipa::openapi::OpenApi) {
+    use std::collections::HashMap;
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for item in document.paths.paths.values() {
+        for operation in [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = &operation.operation_id {
+                *uses.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for item in document.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let Some(id) = &operation.operation_id else {
+                continue;
+            };
+            if uses.get(id).copied().unwrap_or(0) > 1 {
+                let tag = operation
+                    .tags
+                    .as_ref()
+                    .and_then(|tags| tags.first())
+                    .map(|tag| tag.replace('-', "_"))
+                    .unwrap_or_default();
+                operation.operation_id = Some(format!("{tag}_{id}"));
+            }
+        }
+    }
+}
+
+/// OpenAPI links from the operations that create a resource to the operations on it (`$response.body#/…`
+/// as their `id`), so that a client generator or a stateful tester (Schemathesis) can follow them: the
+/// creating operation, the status it answers, the body field holding the new id, and the path under which
+/// the resource's operations are. Only operations whose one path parameter is `id` are linked, event streams
+/// aside.
+const CREATED_RESOURCES: [(&str, &str, &str, &str); 6] = [
+    ("/connections", "201", "connectionId", "/connections/{id}"),
+    ("/sources", "201", "sourceId", "/sources/{id}"),
+    ("/source-groups", "201", "groupId", "/source-groups/{id}"),
+    ("/webhooks", "201", "webhookId", "/webhooks/{id}"),
+    ("/jobs", "202", "jobId", "/jobs/{id}"),
+    ("/sources/{id}/sync", "202", "jobId", "/jobs/{id}"),
+];
+
+fn link_created_resources(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::extensions::Extensions;
+    use utoipa::openapi::link::LinkBuilder;
+    use utoipa::openapi::RefOr;
+    for (creating, status, field, under) in CREATED_RESOURCES {
+        let mut targets: Vec<String> = Vec::new();
+        for (path, item) in &document.paths.paths {
+            let own = path == under || path.starts_with(&format!("{under}/"));
+            if !own || path.matches('{').count() != 1 {
+                continue;
+            }
+            for operation in [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+                .into_iter()
+                .flatten()
+                .filter(|operation| !streams(operation))
+            {
+                targets.extend(operation.operation_id.clone());
+            }
+        }
+        let Some(RefOr::T(response)) = document
+            .paths
+            .paths
+            .get_mut(creating)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|operation| operation.responses.responses.get_mut(status))
+        else {
+            continue;
+        };
+        for target in targets {
+            let mut link = LinkBuilder::new()
+                .parameter("id", format!("$response.body#/{field}"))
+                .build();
+            // utoipa 5.5 serializes `Link::operation_id` as `operation_id`, which no tool reads (OpenAPI's
+            // field is `operationId`): the field is written through the link's flattened map instead.
+            link.extensions = Some(Extensions::from_iter([(
+                "operationId",
+                serde_json::Value::from(target.clone()),
+            )]));
+            response.links.insert(target, RefOr::T(link));
+        }
+    }
+}
+
+/// Whether the operation answers with an event stream (which lasts as long as its job): not linked, so that
+/// a tester following links does not wait on it.
+fn streams(operation: &utoipa::openapi::path::Operation) -> bool {
+    operation.responses.responses.values().any(|response| {
+        matches!(response, utoipa::openapi::RefOr::T(response)
+            if response.content.contains_key("text/event-stream"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn operation_ids_are_unique_and_links_name_existing_operations() {
+        let document = super::document();
+        let mut ids = std::collections::HashSet::new();
+        for item in document.paths.paths.values() {
+            for operation in [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+                .into_iter()
+                .flatten()
+            {
+                let id = operation.operation_id.clone().expect("an operationId");
+                assert!(ids.insert(id.clone()), "{id} is used twice");
+            }
+        }
+        let created = &document.paths.paths["/sources"]
+            .post
+            .as_ref()
+            .unwrap()
+            .responses
+            .responses["201"];
+        let utoipa::openapi::RefOr::T(created) = created else {
+            panic!("an inline response")
+        };
+        assert!(created.links.contains_key("sources_get"));
+        assert!(!created.links.is_empty());
+        // As served: `operationId`, naming an operation of the document.
+        let served = serde_json::to_value(&created.links).unwrap();
+        for (name, link) in served.as_object().unwrap() {
+            let target = link["operationId"].as_str().expect("an operationId");
+            assert_eq!(target, name);
+            assert!(ids.contains(target), "{target}");
+            assert!(link.get("operation_id").is_none(), "{link}");
+        }
+    }
+
     /// The document is the reviewed one. After an intended change, run with `UPDATE_OPENAPI_SNAPSHOT=1` and
     /// review the diff of `docs/openapi.json`.
     #[test]
