@@ -36,7 +36,8 @@ pub enum ErrorCode {
     HeadersTooLarge,
     /// 414: the request's path and query are longer than the service reads (8 KiB).
     UriTooLong,
-    /// 415: a body sent without `Content-Type: application/json` (RFC 9110 §15.5.16), or with another type.
+    /// 415: a body sent without `Content-Type: application/json` (RFC 9110 §15.5.16), with another type, or
+    /// with a content coding (`Content-Encoding: gzip`).
     UnsupportedMediaType,
     PlatformError,
     Unavailable,
@@ -118,6 +119,8 @@ pub struct ApiError {
     pub status: Option<StatusCode>,
     /// The methods the path answers (`Allow`), for METHOD_NOT_ALLOWED.
     pub allow: Option<String>,
+    /// The content codings a body may have (`Accept-Encoding`, RFC 9110 §15.5.16), for a 415 refusing one.
+    pub accept_encoding: Option<&'static str>,
 }
 
 impl ApiError {
@@ -129,6 +132,7 @@ impl ApiError {
             retry_after: None,
             status: None,
             allow: None,
+            accept_encoding: None,
         }
     }
 
@@ -176,6 +180,18 @@ impl ApiError {
             ErrorCode::UnsupportedMediaType,
             "the body must be JSON, sent with Content-Type: application/json",
         )
+    }
+
+    /// 415 UNSUPPORTED_MEDIA_TYPE with `Accept-Encoding: identity`: a body sent with a content coding
+    /// (`Content-Encoding: gzip`…); the API reads bodies as sent, never decoded.
+    pub fn unsupported_content_coding(coding: &str) -> Self {
+        Self {
+            accept_encoding: Some("identity"),
+            ..Self::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("a body with Content-Encoding {coding} is not accepted: send it unencoded"),
+            )
+        }
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -281,6 +297,9 @@ impl ResponseError for ApiError {
         }
         if let Some(allow) = &self.allow {
             response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        if let Some(codings) = self.accept_encoding {
+            response.insert_header((header::ACCEPT_ENCODING, codings));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

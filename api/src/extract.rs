@@ -51,6 +51,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             }
             // The type is judged once the body is in, so that a body over the cap is a 413 whatever its type
             // (chunked ones included: their size is known only by reading them, at most the cap).
+            if let Some(coding) = content_coding(&req) {
+                return Err(ApiError::unsupported_content_coding(&coding));
+            }
             if !declares_json(&req) {
                 // No body at all is a missing body (400); a body of another or no declared type is one this
                 // route cannot read (415, RFC 9110 §15.5.16).
@@ -79,6 +82,18 @@ pub fn declares_json(req: &HttpRequest) -> bool {
             essence.eq_ignore_ascii_case("application/json")
         })
         .unwrap_or(false)
+}
+
+/// The request's `Content-Encoding`, unless it is absent or `identity`: bodies are read as sent.
+pub fn content_coding(req: &HttpRequest) -> Option<String> {
+    let codings: Vec<String> = req
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|coding| coding.trim().to_ascii_lowercase())
+        .filter(|coding| !coding.is_empty() && coding != "identity")
+        .collect();
+    (!codings.is_empty()).then(|| codings.join(", "))
 }
 
 /// Deserializes JSON, turning serde's message into a field error with a dotted path. A string holding a NUL
@@ -201,6 +216,10 @@ fn field_error(path: &str, message: &str) -> ApiError {
             path.to_owned()
         };
         return ApiError::field(field, "is not a known field");
+    }
+    if let Some(rest) = message.strip_prefix("duplicate field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return ApiError::field(join(path, name), "is given more than once");
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let name = rest.split('`').next().unwrap_or_default();
@@ -454,6 +473,8 @@ mod tests {
         assert_eq!(field_of(r#"{}"#), "name");
         assert_eq!(field_of(r#"{"name":"a","inner":{"n":1,"x":2}}"#), "inner.x");
         assert_eq!(field_of(r#"{"name":5}"#), "name");
+        assert_eq!(field_of(r#"{"name":"a","name":"b"}"#), "name");
+        assert_eq!(field_of(r#"{"name":"a","inner":{"n":1,"n":2}}"#), "inner.n");
     }
 
     #[test]

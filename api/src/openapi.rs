@@ -83,7 +83,7 @@ pub fn add_limit_responses(document: &mut utoipa::openapi::OpenApi) {
         ("HeadersTooLarge", problem("HEADERS_TOO_LARGE: the request line and headers are over the cap; the connection is closed", false)),
         ("PayloadTooLarge", problem("PAYLOAD_TOO_LARGE: the body is over 64 KiB; the connection is closed", false)),
         ("UriTooLong", problem("URI_TOO_LONG: the path and query are over 8 KiB", false)),
-        ("UnsupportedMediaType", problem("UNSUPPORTED_MEDIA_TYPE: a body sent without `Content-Type: application/json`", false)),
+        ("UnsupportedMediaType", problem("UNSUPPORTED_MEDIA_TYPE: a body sent without `Content-Type: application/json`, or with a `Content-Encoding` (then `Accept-Encoding: identity`)", false)),
         ("RequestTimeout", problem("REQUEST_TIMEOUT: the body did not arrive within the body read timeout; the connection is closed", false)),
     ] {
         components.responses.insert(name.to_owned(), response);

@@ -65,6 +65,30 @@ async fn a_body_not_declared_json_is_a_415_and_a_missing_body_a_400() {
         let response = send(Some(content_type), body).await.unwrap();
         assert_eq!(response.status(), 201, "{content_type}");
     }
+    // A body with a content coding is not decoded: a 415 saying which coding is taken (RFC 9110 §15.5.16).
+    let response = app
+        .http
+        .post(app.url("/source-groups"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["accept-encoding"], "identity");
+    let (status, problem) = problem_code(response).await;
+    assert_eq!(status, 415, "{problem}");
+    assert_problem(415, &problem, "UNSUPPORTED_MEDIA_TYPE");
+    // A field given twice is named, like a repeated query parameter.
+    let (status, problem) = problem_code(
+        send(Some("application/json"), r#"{"name":"a","name":"b"}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "name", "{problem}");
     // Malformed JSON is a 400 that says where.
     let (status, problem) = problem_code(
         send(Some("application/json"), r#"{"name": "g",}"#)

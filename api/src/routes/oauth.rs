@@ -17,7 +17,8 @@ use crate::auth::Principal;
 use crate::consistency::read_back;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{
-    declares_json, etag, parse_json, JsonBody, NoParams, Object, PathId, QueryParams,
+    content_coding, declares_json, etag, parse_json, JsonBody, NoParams, Object, PathId,
+    QueryParams,
 };
 use crate::request_id::RequestId;
 use crate::state::AppState;
@@ -151,6 +152,8 @@ pub async fn reconnect(
     // JSON (415 otherwise, as every route's body) and be an object.
     let body: ReconnectOauth = if body.iter().all(u8::is_ascii_whitespace) {
         ReconnectOauth::default()
+    } else if let Some(coding) = content_coding(&req) {
+        return Err(ApiError::unsupported_content_coding(&coding));
     } else if !declares_json(&req) {
         return Err(ApiError::unsupported_media_type());
     } else {
