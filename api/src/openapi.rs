@@ -409,14 +409,23 @@ fn bound_request_bodies(document: &mut utoipa::openapi::OpenApi) {
                 .iter()
                 .flat_map(|b| b.content.values());
             for content in content {
-                if let Some(RefOr::Ref(r)) = &content.schema {
-                    bodies.insert(
-                        r.ref_location
-                            .rsplit('/')
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
+                // The body's schema, or each choice of an optional one (`oneOf: [null, {$ref}]`).
+                let choices = match &content.schema {
+                    Some(RefOr::T(Schema::OneOf(one_of))) => one_of.items.iter().collect(),
+                    Some(RefOr::T(Schema::AnyOf(any_of))) => any_of.items.iter().collect(),
+                    Some(schema) => vec![schema],
+                    None => Vec::new(),
+                };
+                for choice in choices {
+                    if let RefOr::Ref(r) = choice {
+                        bodies.insert(
+                            r.ref_location
+                                .rsplit('/')
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned(),
+                        );
+                    }
                 }
             }
         }
@@ -440,9 +449,28 @@ fn bound_request_bodies(document: &mut utoipa::openapi::OpenApi) {
                 refuse_nul(property);
                 continue;
             };
-            let nullable = matches!(property, RefOr::T(Schema::Object(o))
-                if matches!(&o.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)));
+            let (nullable, description) = match property {
+                RefOr::T(Schema::Object(o)) => (
+                    matches!(&o.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)),
+                    o.description.clone(),
+                ),
+                RefOr::T(Schema::Array(a)) => (
+                    matches!(&a.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)),
+                    a.description.clone(),
+                ),
+                _ => (false, None),
+            };
             *property = if nullable { or_null(rule) } else { rule };
+            // The field's own description stays where the rule has none.
+            match property {
+                RefOr::T(Schema::Object(o)) if o.description.is_none() => {
+                    o.description = description
+                }
+                RefOr::T(Schema::Array(a)) if a.description.is_none() => {
+                    a.description = description
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -481,6 +509,12 @@ fn or_null(
                 object.schema_type = SchemaType::from_iter([t, Type::Null]);
             }
             RefOr::T(Schema::Object(object))
+        }
+        RefOr::T(Schema::Array(mut array)) => {
+            if let SchemaType::Type(t) = array.schema_type.clone() {
+                array.schema_type = SchemaType::from_iter([t, Type::Null]);
+            }
+            RefOr::T(Schema::Array(array))
         }
         RefOr::T(Schema::OneOf(mut one_of)) => {
             one_of
@@ -621,6 +655,27 @@ fn streams(operation: &utoipa::openapi::path::Operation) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// An optional body (`oneOf: [null, {$ref}]`) gets the rules of a body, NUL refused in its strings.
+    #[test]
+    fn an_optional_body_is_bound_like_any_other() {
+        let document = serde_json::to_value(super::document()).unwrap();
+        let reconnect = &document["components"]["schemas"]["ReconnectOauth"]["properties"];
+        assert_eq!(reconnect["returnUrl"]["pattern"], "^[^\\u0000]*$");
+        assert!(
+            reconnect["dataTypes"].to_string().contains("pattern"),
+            "{reconnect}"
+        );
+        // Still nullable, and still described.
+        assert_eq!(
+            reconnect["dataTypes"]["type"],
+            serde_json::json!(["array", "null"])
+        );
+        assert!(
+            reconnect["dataTypes"]["description"].is_string(),
+            "{reconnect}"
+        );
+    }
+
     #[test]
     fn operation_ids_are_unique_and_links_name_existing_operations() {
         let document = super::document();
