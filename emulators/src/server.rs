@@ -595,6 +595,19 @@ pub(crate) async fn handle(
     }
 }
 
+/// The records of an answer: the objects in its top-level arrays (or in the answer, when it is an array).
+fn listed_records(json: &mut Value) -> impl Iterator<Item = &mut serde_json::Map<String, Value>> {
+    let lists: Vec<&mut Value> = match json {
+        Value::Object(object) => object.values_mut().collect(),
+        other => vec![other],
+    };
+    lists
+        .into_iter()
+        .filter_map(|list| list.as_array_mut())
+        .flatten()
+        .filter_map(Value::as_object_mut)
+}
+
 /// Applies a [`Reshape`] to a 200 answer.
 pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpResponse {
     let status = response.status();
@@ -610,18 +623,8 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
         },
         Reshape::WithoutField(field) => match serde_json::from_slice::<Value>(&body) {
             Ok(mut json) => {
-                let lists: Vec<&mut Value> = match &mut json {
-                    Value::Object(object) => object.values_mut().collect(),
-                    other => vec![other],
-                };
-                for list in lists {
-                    if let Value::Array(records) = list {
-                        for record in records {
-                            if let Value::Object(record) = record {
-                                record.remove(&field);
-                            }
-                        }
-                    }
+                for record in listed_records(&mut json) {
+                    record.remove(&field);
                 }
                 serde_json::to_vec(&json).unwrap()
             }
@@ -631,18 +634,8 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
             Ok(mut json) => {
                 // A placeholder no answer holds, replaced by the text once serialized.
                 const MARK: &str = "\u{1}raw field\u{1}";
-                let lists: Vec<&mut Value> = match &mut json {
-                    Value::Object(object) => object.values_mut().collect(),
-                    other => vec![other],
-                };
-                for list in lists {
-                    if let Value::Array(records) = list {
-                        for record in records {
-                            if let Value::Object(record) = record {
-                                record.insert(field.clone(), Value::String(MARK.to_owned()));
-                            }
-                        }
-                    }
+                for record in listed_records(&mut json) {
+                    record.insert(field.clone(), Value::String(MARK.to_owned()));
                 }
                 let mark = serde_json::to_string(MARK).unwrap();
                 let body = serde_json::to_string(&json).unwrap().replace(&mark, &text);

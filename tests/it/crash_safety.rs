@@ -241,19 +241,7 @@ async fn a_log_follower_resumes_from_its_checkpoint_without_gaps_or_duplicates()
     let db = TestDatabase::create().await;
     listbackup::migrate::run(&db.url).await.unwrap();
     // A pool of its own for each run, as each process has: the leader's lock dies with its sessions.
-    let pool = || {
-        let pool = deadpool_postgres::Config {
-            url: Some(db.url.clone()),
-            ..Default::default()
-        }
-        .create_pool(
-            Some(deadpool_postgres::Runtime::Tokio1),
-            tokio_postgres::NoTls,
-        )
-        .unwrap();
-        pool.resize(3);
-        pool
-    };
+    let pool = || process_pool(&db.url);
     let client = db.connect().await;
     let handled = Arc::new(Mutex::new(Vec::<String>::new()));
     let lock = rand_lock();
@@ -373,19 +361,7 @@ async fn a_log_follower_stores_positions_its_batches_did_not_when_due_and_when_i
     const LIMIT: i64 = 2;
     let db = TestDatabase::create().await;
     listbackup::migrate::run(&db.url).await.unwrap();
-    let pool = || {
-        let pool = deadpool_postgres::Config {
-            url: Some(db.url.clone()),
-            ..Default::default()
-        }
-        .create_pool(
-            Some(deadpool_postgres::Runtime::Tokio1),
-            tokio_postgres::NoTls,
-        )
-        .unwrap();
-        pool.resize(3);
-        pool
-    };
+    let pool = || process_pool(&db.url);
     let client = db.connect().await;
     let handled = Arc::new(Mutex::new(Vec::<String>::new()));
     let lock = rand_lock();
@@ -488,6 +464,21 @@ async fn a_log_follower_stores_positions_its_batches_did_not_when_due_and_when_i
     assert_eq!(handled.lock().unwrap().len(), 14);
     shutdown.cancel();
     fourth.await.unwrap();
+}
+
+/// A pool of 3 on `url`, as one process of the service has: a leader's advisory lock dies with its sessions.
+fn process_pool(url: &str) -> deadpool_postgres::Pool {
+    let pool = deadpool_postgres::Config {
+        url: Some(url.to_owned()),
+        ..Default::default()
+    }
+    .create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )
+    .unwrap();
+    pool.resize(3);
+    pool
 }
 
 fn rand_lock() -> i64 {
