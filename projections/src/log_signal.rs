@@ -23,7 +23,7 @@
 //! their fallback poll.
 
 use listbackup_domain::ErrorChain;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -44,12 +44,32 @@ pub const FALLBACK: Duration = Duration::from_secs(30);
 /// inside the appending transaction.
 pub const NOTIFY_AFTER_COMMIT: (&str, &str) = ("listbackup.notify_after_commit", "on");
 
+/// The listener's session name (`application_name`, as `pg_stat_activity` shows it).
+pub const LISTENER_APPLICATION_NAME: &str = "listbackup-log-listener";
+
+/// What a listener has learnt of the commit horizon (transaction ids).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Horizons {
+    /// The highest horizon it has read ([`LogWake::horizon_floor`]).
+    floor: u64,
+    /// The highest horizon it has read that passed a commit of another process, or anything it cannot tell
+    /// apart (a NOTIFY without this process's mark, a (re)connection after which notifications may have been
+    /// missed) ([`LogWake::others_horizon`]).
+    others: u64,
+}
+
+/// The mark this process's announcements carry after the transaction id ([`announce`]), so that its own
+/// listener tells them from other processes' commits: random, one per process.
+static PROCESS_MARK: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{:016x}", rand::random::<u64>()));
+
 /// A reader's handle on the signal: cheap to clone, one per reader.
 #[derive(Clone, Debug)]
 pub struct LogWake {
     /// Changed whenever events may have become readable; `None`: nobody listens, the reader polls. Its value
-    /// is the highest commit horizon the listener has read ([`LogWake::horizon_floor`]).
-    readable: Option<watch::Receiver<u64>>,
+    /// is what the listener has learnt of the horizon ([`LogWake::horizon_floor`],
+    /// [`LogWake::others_horizon`]).
+    readable: Option<watch::Receiver<Horizons>>,
     fallback: Duration,
 }
 
@@ -71,12 +91,16 @@ impl LogWake {
     /// it back for that one statement; a reader woken by a higher horizon would otherwise find nothing and
     /// sleep until the next commit or its fallback.
     pub fn horizon_floor(&self) -> u64 {
-        self.readable.as_ref().map_or(0, |r| *r.borrow())
+        self.readable.as_ref().map_or(0, |r| r.borrow().floor)
     }
 
-    /// [`horizon_floor`](Self::horizon_floor) when a listener wakes this reader, `None` when it polls.
-    pub fn known_horizon(&self) -> Option<u64> {
-        self.readable.as_ref().map(|r| *r.borrow())
+    /// The highest commit horizon this wake's listener has read that passed a commit of another process (or
+    /// a notification it could not tell apart, or a reconnection); `None` when nobody listens. Events
+    /// readable below a higher horizon than a read of this process took are either this process's own
+    /// commits (which wake its projector, [`crate::ProjectedWatch`]) or, when this is higher, possibly
+    /// another's.
+    pub fn others_horizon(&self) -> Option<u64> {
+        self.readable.as_ref().map(|r| r.borrow().others)
     }
 
     /// Forgets the wake-ups so far: call it before reading the log, so a commit from then on wakes the next
@@ -113,7 +137,7 @@ impl LogWake {
 /// backoff; returns the handle readers wait on. The connection is one more session on the database, outside
 /// any pool.
 pub fn listen(database_url: String, shutdown: CancellationToken) -> LogWake {
-    let (sender, readable) = watch::channel(0u64);
+    let (sender, readable) = watch::channel(Horizons::default());
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -143,7 +167,7 @@ pub fn listen(database_url: String, shutdown: CancellationToken) -> LogWake {
 
 /// Announces this process's commits on [`CHANNEL`] until `shutdown`: each time `committed` is notified (after
 /// one or more appends through sessions with [`NOTIFY_AFTER_COMMIT`] have committed), one `NOTIFY` whose
-/// payload is its own transaction's id. That id is newer than the appending transactions', so a listener
+/// payload is its own transaction's id, a space and this process's mark (so its own listener knows them). That id is newer than the appending transactions', so a listener
 /// that waits for the commit horizon to pass it waits for theirs too. Commits arriving while a notification
 /// is being sent are covered by the next one (a [`Notify`](tokio::sync::Notify) keeps one permit). Its own
 /// connection to `database_url`, reconnecting with backoff; announces once on every (re)connection, in case
@@ -183,11 +207,12 @@ async fn announce_once(
     // is what the announcer exists to avoid.
     client.batch_execute("SET synchronous_commit = off").await?;
     let notify = client
-        .prepare("SELECT pg_notify($1, pg_current_xact_id()::text)")
+        .prepare("SELECT pg_notify($1, pg_current_xact_id()::text || ' ' || $2)")
         .await?;
+    let mark: &str = &PROCESS_MARK;
     let result = async {
         loop {
-            client.execute(&notify, &[&CHANNEL]).await?;
+            client.execute(&notify, &[&CHANNEL, &mark]).await?;
             tokio::select! {
                 biased;
                 _ = committed.notified() => {}
@@ -214,22 +239,22 @@ enum ListenerLost {
 /// always reconnects.
 async fn listen_once(
     database_url: &str,
-    readable: &watch::Sender<u64>,
+    readable: &watch::Sender<Horizons>,
     shutdown: &CancellationToken,
 ) -> Result<(), ListenerLost> {
-    let (client, mut connection) =
-        tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    // The connection's messages: each notification's payload (a transaction id, or `None` for another
-    // payload), then its error if it fails; the channel closes when the connection ends.
+    let mut config: tokio_postgres::Config = database_url.parse()?;
+    config.application_name(LISTENER_APPLICATION_NAME);
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    // The connection's notifications, then its error if it fails; the channel closes when the connection ends.
     let (notify_tx, mut notified) =
-        mpsc::unbounded_channel::<Result<Option<u64>, tokio_postgres::Error>>();
+        mpsc::unbounded_channel::<Result<Notified, tokio_postgres::Error>>();
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         use futures::StreamExt;
         while let Some(message) = messages.next().await {
             let failed = message.is_err();
             let forwarded = match message {
-                Ok(AsyncMessage::Notification(n)) => Some(Ok(n.payload().parse().ok())),
+                Ok(AsyncMessage::Notification(n)) => Some(Ok(Notified::of(n.payload()))),
                 Ok(_) => None,
                 Err(err) => Some(Err(err)),
             };
@@ -242,14 +267,27 @@ async fn listen_once(
         }
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    readable.send_modify(|_| {});
+    // Notifications may have been missed before this connection listened: wake the readers once, with the
+    // horizon now counted as another process's.
+    let horizon: String = client
+        .query_one("SELECT events_commit_horizon()::text", &[])
+        .await?
+        .get(0);
+    let horizon: u64 = horizon.parse().unwrap_or(0);
+    readable.send_modify(|known| {
+        known.floor = known.floor.max(horizon);
+        known.others = known.others.max(horizon);
+    });
 
-    // Transactions we were told committed and whose events the readers cannot take yet.
-    let mut pending = BTreeSet::<u64>::new();
+    // Transactions we were told committed and whose events the readers cannot take yet: whether each is
+    // this process's own announcement.
+    let mut pending = BTreeMap::<u64, bool>::new();
+    // A NOTIFY without a transaction id arrived: the next horizon read counts as another process's.
+    let mut unknown = false;
     // The horizon is asked at most once per HORIZON_POLL, however many commits arrive.
     let mut asked = Instant::now() - HORIZON_POLL;
     loop {
-        if !pending.is_empty() && asked.elapsed() >= HORIZON_POLL {
+        if (unknown || !pending.is_empty()) && asked.elapsed() >= HORIZON_POLL {
             asked = Instant::now();
             let horizon: String = client
                 .query_one("SELECT events_commit_horizon()::text", &[])
@@ -260,14 +298,21 @@ async fn listen_once(
             // commits the newest is always above it, and readers must not wait for a quiet moment. The
             // readers read below at least this horizon (LogWake::horizon_floor).
             let still_pending = pending.split_off(&horizon);
-            if !pending.is_empty() {
-                readable.send_modify(|floor| *floor = (*floor).max(horizon));
+            let others = unknown || pending.values().any(|ours| !ours);
+            if unknown || !pending.is_empty() {
+                readable.send_modify(|known| {
+                    known.floor = known.floor.max(horizon);
+                    if others {
+                        known.others = known.others.max(horizon);
+                    }
+                });
             }
             pending = still_pending;
+            unknown = false;
         }
         let next_ask = tokio::time::Instant::from_std(asked + HORIZON_POLL);
         let wait_horizon = async {
-            if pending.is_empty() {
+            if pending.is_empty() && !unknown {
                 std::future::pending::<()>().await
             } else {
                 tokio::time::sleep_until(next_ask).await
@@ -275,19 +320,89 @@ async fn listen_once(
         };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            message = notified.recv() => match message {
-                // A payload that is not a transaction id (someone else's NOTIFY): wake the readers anyway.
-                Some(Ok(None)) => readable.send_modify(|_| {}),
-                Some(Ok(Some(txid))) => {
-                    pending.insert(txid);
-                    while let Ok(Ok(more)) = notified.try_recv() {
-                        pending.extend(more);
+            message = notified.recv() => {
+                let mut message = message;
+                loop {
+                    match message {
+                        Some(Ok(Notified::Commit { txid, ours })) => {
+                            pending.insert(txid, ours);
+                        }
+                        // A payload that is not a transaction id (someone else's NOTIFY): wake the readers
+                        // anyway.
+                        Some(Ok(Notified::Other)) => {
+                            unknown = true;
+                            readable.send_modify(|_| {});
+                        }
+                        Some(Err(err)) => return Err(err.into()),
+                        None => return Err(ListenerLost::Closed),
+                    }
+                    match notified.try_recv() {
+                        Ok(more) => message = Some(more),
+                        Err(_) => break,
                     }
                 }
-                Some(Err(err)) => return Err(err.into()),
-                None => return Err(ListenerLost::Closed),
-            },
+            }
             _ = wait_horizon => {}
         }
+    }
+}
+
+/// A notification on [`CHANNEL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notified {
+    /// A transaction that committed: the `events_notify` trigger's (its id alone) or an [`announce`]ment
+    /// (its id, a space and its process's mark); `ours` when the mark is this process's.
+    Commit { txid: u64, ours: bool },
+    /// Any other payload.
+    Other,
+}
+
+impl Notified {
+    fn of(payload: &str) -> Self {
+        let (txid, mark) = match payload.split_once(' ') {
+            Some((txid, mark)) => (txid, Some(mark)),
+            None => (payload, None),
+        };
+        match txid.parse() {
+            Ok(txid) => Notified::Commit {
+                txid,
+                ours: mark == Some(PROCESS_MARK.as_str()),
+            },
+            Err(_) => Notified::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Notified, PROCESS_MARK};
+
+    #[test]
+    fn notifications_tell_this_process_announcements_from_other_commits() {
+        assert_eq!(
+            Notified::of(&format!("42 {}", *PROCESS_MARK)),
+            Notified::Commit {
+                txid: 42,
+                ours: true
+            }
+        );
+        assert_eq!(
+            Notified::of("42 0123456789abcdef0"),
+            Notified::Commit {
+                txid: 42,
+                ours: false
+            },
+            "another process's mark"
+        );
+        assert_eq!(
+            Notified::of("42"),
+            Notified::Commit {
+                txid: 42,
+                ours: false
+            },
+            "the trigger's notification"
+        );
+        assert_eq!(Notified::of("marker"), Notified::Other);
+        assert_eq!(Notified::of(""), Notified::Other);
     }
 }

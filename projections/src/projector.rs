@@ -151,11 +151,11 @@ impl ProjectedWatch {
     /// ([`crate::event_log::read_after`]).
     ///
     /// Empty when `at` is where the projector's newest read (of the last second) ended having taken
-    /// everything below its horizon, and `known_horizon` (the highest commit horizon the reader's log listener has seen,
-    /// [`crate::LogWake::horizon_floor`]; `None` without a listener) is not past that horizon: whatever
-    /// became readable since is this process's own commits, which wake the projector, whose next batch wakes
-    /// the reader; another process's commit raises the listener's horizon first, and the reader then reads
-    /// the log.
+    /// everything below its horizon, and `others_horizon` (the highest commit horizon the reader's log
+    /// listener has seen pass another process's commit, [`crate::LogWake::others_horizon`]; `None` without a
+    /// listener) is not past that horizon: whatever became readable since is this process's own commits,
+    /// which wake the projector (through the command bus or the same listener), whose next batch wakes the
+    /// reader; another process's commit raises that horizon first, and the reader then reads the log.
     ///
     /// `None` when no recent batch holds the events after `at` (the reader is behind them, or past the
     /// newest one's end) and the end does not apply: the reader reads the log itself.
@@ -163,10 +163,10 @@ impl ProjectedWatch {
         &self,
         at: LogPosition,
         limit: usize,
-        known_horizon: Option<u64>,
+        others_horizon: Option<u64>,
     ) -> Option<Vec<StoredEvent>> {
         let batches = self.batches.lock().ok()?;
-        if let (Some(end), Some(known)) = (batches.end, known_horizon) {
+        if let (Some(end), Some(known)) = (batches.end, others_horizon) {
             if at == end.position && known <= end.horizon && end.read_at.elapsed() < READ_END_FRESH
             {
                 return Some(Vec::new());

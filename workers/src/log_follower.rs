@@ -67,17 +67,17 @@ impl LogFollower {
     /// follower's log listener last saw ([`LogWake::horizon_floor`]), whichever is higher. Taken from this
     /// process's projector's last batches when they hold them ([`ProjectedWatch::applied_after`]): the
     /// projector has just read the same events, and a follower woken by its tick needs no second read; none
-    /// when the projector has just read to the end of what this follower's log listener knows to be
-    /// readable.
+    /// when the projector has just read to the end and the log listener knows of no other process's commit
+    /// past it.
     pub async fn read(
         &self,
         client: &deadpool_postgres::Object,
         from: LogPosition,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, ReadError> {
-        let known_horizon = self.log.as_ref().and_then(LogWake::known_horizon);
+        let others_horizon = self.log.as_ref().and_then(LogWake::others_horizon);
         if let Some(events) = self.wake.as_ref().and_then(|projected| {
-            projected.applied_after(from, usize::try_from(limit).ok()?, known_horizon)
+            projected.applied_after(from, usize::try_from(limit).ok()?, others_horizon)
         }) {
             return Ok(events);
         }
