@@ -660,8 +660,9 @@ async fn drain_listing(
                 } => {
                     let total = total.and_then(text).and_then(|t| t.parse::<u64>().ok());
                     let full = page_size > 0 && data.len() >= page_size;
-                    let short_of_total = total.is_none_or(|t| offset < t);
-                    (full && short_of_total).then(|| offset_query(at, offset, page_size))
+                    // With a total, a page held below the size asked does not end the list.
+                    let more = !data.is_empty() && total.map_or(full, |t| offset < t);
+                    more.then(|| offset_query(at, offset, page_size))
                 }
             };
         }

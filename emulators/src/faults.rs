@@ -53,6 +53,9 @@ pub(crate) enum Reshape {
     /// The same JSON, each record with one more top-level field `.0` whose value is the JSON text `.1`
     /// verbatim (see [`PlatformApi::raw_field`](crate::PlatformApi::raw_field)); the answer's headers kept.
     RawField(String, String),
+    /// The same JSON, each of its lists cut to its first `.0` records; the answer's headers kept (see
+    /// [`PlatformApi::cap_page_size`](crate::PlatformApi::cap_page_size)).
+    CapRecords(usize),
     /// None: the request was served (whatever it changed stays changed) but the connection closes before
     /// its answer arrives ([`lost_answer`]).
     Lost,

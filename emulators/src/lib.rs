@@ -205,6 +205,13 @@ pub(crate) fn answer(
         None => (String::new(), String::new()),
     };
     let mut state = state.lock().unwrap();
+    if req.method() != actix_web::http::Method::GET {
+        state
+            .received
+            .entry(path.clone())
+            .or_default()
+            .push(String::from_utf8_lossy(body).into_owned());
+    }
     let reshape = match apply_faults(&mut state, req, &path, &platform) {
         Ok(reshape) => reshape,
         Err(fault) => return (fault, None),

@@ -44,9 +44,13 @@ pub(crate) struct State {
     pub(crate) without_field: HashMap<String, String>,
     /// Path prefixes whose 200 bodies' records get a field with a verbatim JSON text: (prefix, field, text).
     pub(crate) raw_fields: Vec<(String, String, String)>,
+    /// Paths whose 200 bodies' lists hold at most this many records: path → cap.
+    pub(crate) page_caps: HashMap<String, usize>,
     /// Paths whose paging misbehaves.
     pub(crate) paging_faults: HashMap<String, PagingFault>,
     pub(crate) hits: HashMap<String, usize>,
+    /// The body of every request other than a `GET`, as received (bytes read as UTF-8, lossily), per path.
+    pub(crate) received: HashMap<String, Vec<String>>,
     pub(crate) last_query: HashMap<String, String>,
     /// `Some(n)`: `n` more requests are answered, then every request waits until [`PlatformApi::release`].
     pub(crate) hold_after: Option<usize>,
@@ -492,6 +496,16 @@ impl PlatformApi {
             .push((prefix.to_owned(), field.to_owned(), json.to_owned()));
     }
 
+    /// Every later 200 on `path` holds at most `max` records: each array of the answer's top-level object
+    /// (or the answer itself, a bare array) keeps its first `max` entries, and everything else, the total
+    /// the answer announces among it, is left as it was, but for a top-level `limit` (the page size Box
+    /// says it used), lowered to `max`. What a platform does that holds the page size to
+    /// its own maximum below what was asked (Mailchimp's `count` ≤ 1,000, ActiveCampaign's `limit` ≤ 100,
+    /// Box's `limit` ≤ 1,000) or answers a short page mid-list; `0` answers empty pages short of the total.
+    pub fn cap_page_size(&self, path: &str, max: usize) {
+        self.state().page_caps.insert(path.to_owned(), max);
+    }
+
     /// Paging on `path` misbehaves from now on.
     pub fn paging_fault(&self, path: &str, fault: PagingFault) {
         self.state().paging_faults.insert(path.to_owned(), fault);
@@ -561,6 +575,13 @@ impl PlatformApi {
 
     pub fn total_hits(&self) -> usize {
         self.state().hits.values().sum()
+    }
+
+    /// The bodies of the requests other than `GET` received on this path (with the platform prefix), in
+    /// arrival order, as text exactly as sent: what a write put on the wire, before the emulation parsed
+    /// it (a value its parser rounds or refuses, such as `1e400`, shows here as sent).
+    pub fn received_bodies(&self, path: &str) -> Vec<String> {
+        self.state().received.get(path).cloned().unwrap_or_default()
     }
 
     /// The query string of the last request on this path.
@@ -650,6 +671,31 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
             Err(_) => body.to_vec(),
         },
         Reshape::Lost => return crate::faults::lost_answer(),
+        Reshape::CapRecords(max) => match serde_json::from_slice::<Value>(&body) {
+            Ok(mut json) => {
+                let lists: Vec<&mut Value> = match &mut json {
+                    Value::Object(object) => object.values_mut().collect(),
+                    other => vec![other],
+                };
+                for list in lists {
+                    if let Value::Array(records) = list {
+                        records.truncate(max);
+                    }
+                }
+                // The page size the answer says it used (Box's `limit`) is the one it held to.
+                if let Some(limit) = json.get_mut("limit").filter(|limit| limit.is_u64()) {
+                    *limit = Value::from(limit.as_u64().unwrap().min(max as u64));
+                }
+                let mut response = HttpResponse::build(status);
+                for (name, value) in &headers {
+                    if name != actix_web::http::header::CONTENT_LENGTH {
+                        response.append_header((name.clone(), value.clone()));
+                    }
+                }
+                return response.body(serde_json::to_vec(&json).unwrap());
+            }
+            Err(_) => body.to_vec(),
+        },
         Reshape::WithoutMember(member) => match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(mut object)) => {
                 object.remove(&member);
@@ -763,6 +809,12 @@ pub(crate) fn apply_faults(
             .without_member
             .get(path)
             .map(|member| Reshape::WithoutMember(member.clone()))
+    })
+    .or_else(|| {
+        state
+            .page_caps
+            .get(path)
+            .map(|max| Reshape::CapRecords(*max))
     })
     .or_else(|| {
         state

@@ -489,3 +489,43 @@ async fn pretty_printed_records_are_handed_over_one_per_line() {
     assert_eq!(ids, fx.api.listing_ids("stripe", "invoices"));
     assert_eq!(records[0]["object"], "invoice");
 }
+
+#[tokio::test]
+async fn keap_pages_held_below_the_limit_asked_go_on_to_the_announced_count() {
+    let fx = fixture().await;
+    fx.api.seed("keap", "contacts", 1_000);
+    fx.api.cap_page_size("/keap/crm/rest/v1/contacts", 64);
+    let (ids, _) = drain_ok(&fx, "keap", "contacts", None).await;
+    assert_eq!(ids, fx.api.listing_ids("keap", "contacts"));
+}
+
+#[tokio::test]
+async fn keap_an_empty_page_short_of_the_announced_count_fails_as_retryable() {
+    let fx = fixture().await;
+    fx.api.seed("keap", "contacts", 1_000);
+    let path = "/keap/crm/rest/v1/contacts";
+    let creds = credentials("keap");
+    let request = FetchRequest::new("conn-1", find("keap").unwrap(), "contacts", &creds);
+    let err = within("keap/contacts", async {
+        let mut pager = fx.connector.pages(request).unwrap();
+        pager.next_page().await.unwrap().unwrap();
+        // From now on every page is empty, while `count` still says 1,000.
+        fx.api.cap_page_size(path, 0);
+        loop {
+            match pager.next_page().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the fetch ended as if the list had ended"),
+                Err(err) => break err,
+            }
+        }
+    })
+    .await;
+    assert_eq!(err.code().as_str(), "PLATFORM_ERROR", "{err}");
+    assert!(err.retryable(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("announced 1000 records but answered none"),
+        "{err}"
+    );
+    assert_eq!(fx.api.hits(path), 2);
+}

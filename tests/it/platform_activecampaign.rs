@@ -486,3 +486,14 @@ async fn the_emulation_is_reached_through_the_operator_override_only() {
     assert_eq!(backup.api.total_hits(), before + 1, "one identity call");
     backup.stop().await;
 }
+
+#[tokio::test]
+async fn pages_held_below_the_limit_asked_go_on_to_meta_total() {
+    // ActiveCampaign holds `limit` to 100 rather than refuse more; shorter pages than asked, with
+    // `meta.total` saying there are more, do not end the list.
+    let (api, connector) = fixture().await;
+    api.seed("activecampaign", "deals", 450);
+    api.cap_page_size("/activecampaign/api/3/deals", 30);
+    let (records, _) = drain_ok(&connector, "deals").await;
+    assert_eq!(ids(&records), api.listing_ids("activecampaign", "deals"));
+}

@@ -336,3 +336,18 @@ async fn all_files_answering_not_found_fails_the_walk_instead_of_backing_up_noth
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn version_pages_held_below_the_limit_asked_go_on_to_total_count() {
+    let fx = direct("box").await;
+    fx.api.seed_files("box", 0, 1, 10);
+    for _ in 0..7 {
+        fx.api.change_file("box", 0);
+    }
+    let file = fx.api.file_id("box", 0);
+    fx.api
+        .cap_page_size(&format!("/box/2.0/files/{file}/versions"), 2);
+    let (versions, _) = fx.drain_ok("file_versions").await;
+    let unique: BTreeSet<String> = ids(&versions, "id").into_iter().collect();
+    assert_eq!((versions.len(), unique.len()), (7, 7), "{versions:?}");
+}

@@ -521,3 +521,13 @@ async fn an_oauth_sub_account_is_backed_up_and_a_rejected_token_is_refreshed_onc
     );
     backup.stop().await;
 }
+
+#[tokio::test]
+async fn invoice_pages_held_below_the_limit_asked_go_on_to_the_total() {
+    let api = emulation().await;
+    api.seed("gohighlevel", "invoices", 250);
+    api.cap_page_size(&format!("{API}/invoices/"), 40);
+    let (records, _) = drain_ok(&connector(&api), "invoices").await;
+    let got: Vec<String> = records.iter().map(id_of).collect();
+    assert_eq!(got, api.listing_ids("gohighlevel", "invoices"));
+}

@@ -747,3 +747,19 @@ async fn members_back_up_incrementally_from_one_job_to_the_next() {
     .await;
     backup.stop().await;
 }
+
+#[tokio::test]
+async fn pages_held_below_the_count_asked_go_on_to_total_items() {
+    // Mailchimp holds `count` to 1,000; a page shorter than asked, with `total_items` saying there are more,
+    // does not end the list.
+    let (api, connector) = fixture().await;
+    api.seed("mailchimp", "campaigns", 2_100);
+    api.cap_page_size("/mailchimp/3.0/campaigns", 300);
+    let (records, _) = drain_ok(&connector, "campaigns").await;
+    assert_eq!(
+        ids(&records, "id"),
+        api.listing_ids("mailchimp", "campaigns")
+    );
+    let query = api.last_query("/mailchimp/3.0/campaigns").unwrap();
+    assert!(query.contains("count=1000"), "{query}");
+}

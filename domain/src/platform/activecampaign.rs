@@ -190,6 +190,7 @@ const fn list(endpoints: &'static [Endpoint], records: &'static str) -> Listing 
             offset: OffsetParam::Param("offset"),
             overlap: OVERLAP,
             total: Some("/meta/total"),
+            used_limit: None,
         },
         PageSize::param("limit", PAGE),
     )

@@ -244,6 +244,8 @@ const fn per_file(endpoints: &'static [Endpoint], tag: Option<&'static str>) -> 
                 offset: OffsetParam::Param("offset"),
                 overlap: 1,
                 total: Some("/total_count"),
+                // Box advises moving the offset by the `limit` answered: `total_count` counts positions.
+                used_limit: Some("/limit"),
             },
             PageSize::param("limit", 1000),
         )

@@ -321,6 +321,7 @@ const fn offset_paged(
             offset: OffsetParam::Param("offset"),
             overlap: 5,
             total: Some(total),
+            used_limit: None,
         },
         PageSize::param("limit", 100),
     )
@@ -345,6 +346,7 @@ const fn skip_paged(
                     offset: OffsetParam::Param("skip"),
                     overlap: 5,
                     total: Some("/total"),
+                    used_limit: None,
                 },
                 PageSize::param("limit", 50),
             )

@@ -186,6 +186,7 @@ const fn listing(endpoints: &'static [Endpoint], records: &'static str) -> Listi
             offset: OffsetParam::Param("offset"),
             overlap: OVERLAP,
             total: Some("/count"),
+            used_limit: None,
         },
         PageSize::param("limit", 200),
     )

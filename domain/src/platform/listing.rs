@@ -443,13 +443,22 @@ pub enum Pagination {
     /// last records are found again in it: records deleted or added before the position meanwhile neither
     /// skip nor repeat a record (when they cannot be found, the engine steps back a bounded number of pages,
     /// then fails the data type as retryable rather than skip). `total` points at the count the list
-    /// announces (a number or a numeric string), which bounds the pages. A page shorter than the page size
-    /// ends the list. Keap, Mailchimp, ActiveCampaign, QuickBooks, HighLevel's forms, surveys, invoices and
-    /// products.
+    /// announces (a number or a numeric string), which bounds the pages. With a total, the list goes on
+    /// until the records received reach it: a platform may hold the page size below what was asked
+    /// (Mailchimp's `count` ≤ 1,000, ActiveCampaign's `limit` ≤ 100, Box's `limit` ≤ 1,000) or answer a short
+    /// page mid-list, so each next offset moves by the records received; an empty page short of the total
+    /// fails the data type as changed (retryable). Without a total, a page shorter than the page size ends
+    /// the list. Keap, Mailchimp, ActiveCampaign, Box's per-file lists, QuickBooks, HighLevel's forms,
+    /// surveys, invoices and products.
     Offset {
         offset: OffsetParam,
         overlap: u32,
         total: Option<&'static str>,
+        /// Where the answer says the page size it used (Box's `/limit`: the `limit` asked unless beyond the
+        /// endpoint's maximum), for a platform whose `total` counts positions rather than records (Box:
+        /// "one greater than the offset of the last entry"; entries the user may not see leave pages short):
+        /// a page whose positions reach the total ends the list however few records it holds.
+        used_limit: Option<&'static str>,
     },
 }
 

@@ -250,6 +250,7 @@ const fn list(endpoints: &'static [Endpoint], records: &'static str) -> Listing 
             offset: OffsetParam::Param("offset"),
             overlap: OVERLAP,
             total: Some("/total_items"),
+            used_limit: None,
         },
         PageSize::param("count", 1000),
     )

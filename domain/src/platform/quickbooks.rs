@@ -214,6 +214,7 @@ const fn query(records: &'static str, statement: &'static str, since: &'static s
                 overlap: OVERLAP,
                 // A query announces no total (only `SELECT COUNT(*)` does).
                 total: None,
+                used_limit: None,
             },
             PAGE,
         )

@@ -1339,9 +1339,15 @@ impl Pager<'_> {
                     Position::Done
                 }
             }
-            Pagination::Offset { overlap, total, .. } => {
+            Pagination::Offset {
+                overlap,
+                total,
+                used_limit,
+                ..
+            } => {
                 let announced = total.and_then(|total| envelope.count(total));
-                return self.advance_offset(position, fetched, announced, overlap);
+                let used = used_limit.and_then(|used| envelope.count(used));
+                return self.advance_offset(position, fetched, announced, used, overlap);
             }
         };
         // A cursor that moves on over the records of an earlier page goes in circles just the same.
@@ -1360,6 +1366,7 @@ impl Pager<'_> {
         position: Position,
         fetched: &[Fetched],
         announced: Option<u64>,
+        used_limit: Option<u64>,
         overlap: u32,
     ) -> Result<Step, FetchError> {
         let name = self.platform.name;
@@ -1377,7 +1384,8 @@ impl Pager<'_> {
         };
         let ids: Vec<&str> = fetched.iter().map(Fetched::identity).collect();
         let seen: HashSet<&str> = previous.iter().map(String::as_str).collect();
-        let step = paging.step(offset, &ids, &seen, step_backs);
+        let total = announced.map(|total| (total, used_limit));
+        let step = paging.step(offset, &ids, &seen, step_backs, total);
         let keep = match step.new_from {
             Some(from) => ids
                 .iter()
@@ -1393,11 +1401,11 @@ impl Pager<'_> {
             }
             if let Err((total, pages)) = self
                 .guard
-                .forward_page(announced, paging.limit - paging.overlap)
+                .forward_page(announced, paging.advance(ids.len() as u64))
             {
                 return Err(FetchError::PagingLoop(format!(
-                    "{name} announced {total} records, yet paging went on for {pages} pages of {}: the \
-                     listing would never end",
+                    "{name} announced {total} records, yet paging went on for {pages} pages of up to {}: \
+                     the listing would never end",
                     paging.limit
                 )));
             }
@@ -1405,11 +1413,23 @@ impl Pager<'_> {
         let placed = || ids.iter().map(|id| (*id).to_owned()).collect();
         let next = match step.next {
             OffsetNext::Done => Position::Done,
-            OffsetNext::Forward { offset } => Position::Offset {
-                offset,
-                previous: placed(),
-                step_backs: 0,
-            },
+            OffsetNext::Forward { offset } => {
+                let previous: Vec<String> = placed();
+                // Coming forward to the same offset after the same page again (a page too short to
+                // overlap the next, stepped back over and placed again) would go round forever.
+                if !self.guard.first_cursor(&("offset", offset, &previous)) {
+                    return Err(FetchError::PagingLoop(format!(
+                        "{name} paging came back to offset {offset} after the same page of {} records: the \
+                         listing would never end",
+                        previous.len()
+                    )));
+                }
+                Position::Offset {
+                    offset,
+                    previous,
+                    step_backs: 0,
+                }
+            }
             OffsetNext::StepBack { offset } => Position::Offset {
                 offset,
                 previous,
@@ -1421,6 +1441,13 @@ impl Pager<'_> {
                      previous page could be found again near offset {offset}; rather than skip records, \
                      the data type stops here and can be fetched again",
                     previous.len()
+                )))
+            }
+            OffsetNext::ShortOfTotal { offset, total } => {
+                return Err(FetchError::ListChanged(format!(
+                    "{name} announced {total} records but answered none from offset {offset}: the records \
+                     in between can be neither read nor known to be gone; rather than skip them, the data \
+                     type stops here and can be fetched again"
                 )))
             }
         };

@@ -14,6 +14,7 @@ pub(crate) struct LoopGuard {
     pages: HashSet<u64>,
     forward_pages: u64,
     announced: Option<u64>,
+    smallest_step: Option<u64>,
 }
 
 fn hash_of(value: &(impl Hash + ?Sized)) -> u64 {
@@ -38,11 +39,16 @@ impl LoopGuard {
     }
 
     /// Counts a page that moved an offset listing forward by `step` records, against the largest total the
-    /// list announced. `Err((total, pages))` once the pages are far beyond what that total needs: twice the
-    /// pages, plus two for records added meanwhile.
+    /// list announced. `Err((total, pages))` once the pages are far beyond what that total needs at the
+    /// smallest step seen (a platform may answer fewer records than asked): twice the pages, plus two for
+    /// records added meanwhile.
     pub fn forward_page(&mut self, announced: Option<u64>, step: u64) -> Result<(), (u64, u64)> {
         self.forward_pages += 1;
         self.announced = self.announced.max(announced);
+        let step = self
+            .smallest_step
+            .map_or(step, |smallest| smallest.min(step));
+        self.smallest_step = Some(step);
         let Some(total) = self.announced else {
             return Ok(());
         };
@@ -58,6 +64,12 @@ impl LoopGuard {
 pub(crate) const MAX_STEP_BACKS: u32 = 4;
 
 /// `limit` + `offset` paging where each request overlaps the previous page by `overlap` records.
+///
+/// When the answer announces a total, a page shorter than `limit` does not end the list while the records
+/// received stop short of that total: platforms hold the page size to their own maximum (Mailchimp's
+/// `count` to 1,000, ActiveCampaign's `limit` to 100, Box's `limit` to 1,000) or answer a short page
+/// mid-list, so the next offset moves by the records received, never by the limit asked. An empty page
+/// before the announced total is [`OffsetNext::ShortOfTotal`]. Without a total, a short page ends the list.
 ///
 /// The previous page's last records are looked for in the new page: everything up to the last of them
 /// that is found was fetched already, what follows is new (minus any record of the previous page, should the
@@ -91,22 +103,47 @@ pub(crate) enum OffsetNext {
     StepBack { offset: u64 },
     /// The page could not be placed even after stepping back.
     Lost,
+    /// The page at `offset` is empty although its answer announces `total` records, more than `offset`: the
+    /// records in between can be neither read nor skipped.
+    ShortOfTotal { offset: u64, total: u64 },
 }
 
 impl OffsetWithOverlap {
     /// Interprets the page at `offset` (the identities of its records, in order), given the previous
-    /// page's identities (empty for the first page) and how many times the pager has stepped back since.
+    /// page's identities (empty for the first page), how many times the pager has stepped back since, and
+    /// the total the answer announces, if it announces one: `total.0` the total, `total.1` the page size the
+    /// answer says it used when it says so (then the page covers that many positions however few records
+    /// it holds: Box's `total_count` counts positions, entries hidden from the user leave pages short).
     pub fn step(
         &self,
         offset: u64,
         page: &[&str],
         previous: &HashSet<&str>,
         step_backs: u32,
+        total: Option<(u64, Option<u64>)>,
     ) -> OffsetStep {
         let n = page.len() as u64;
-        let after_this = if n >= self.limit {
+        let short_of_total = total.and_then(|(total, used_limit)| {
+            let covered = used_limit.map_or(n, |used| used.max(n));
+            (offset + covered < total).then_some(total)
+        });
+        if let (0, Some((announced, _))) = (n, total) {
+            if offset < announced {
+                // Positions remain before the total: an empty page is no deletion before the position.
+                let next = match short_of_total {
+                    Some(total) => OffsetNext::ShortOfTotal { offset, total },
+                    // The page size answered covers them all, none visible (Box's hidden entries).
+                    None => OffsetNext::Done,
+                };
+                return OffsetStep {
+                    new_from: None,
+                    next,
+                };
+            }
+        }
+        let after_this = if n > 0 && (n >= self.limit || short_of_total.is_some()) {
             OffsetNext::Forward {
-                offset: offset + n - self.overlap.min(n - 1),
+                offset: offset + self.advance(n),
             }
         } else {
             OffsetNext::Done
@@ -129,14 +166,21 @@ impl OffsetWithOverlap {
         } else if offset == 0 || step_backs >= MAX_STEP_BACKS {
             OffsetNext::Lost
         } else {
+            // Back by as much as the previous page moved forward.
             OffsetNext::StepBack {
-                offset: offset.saturating_sub(self.limit - self.overlap),
+                offset: offset.saturating_sub(self.advance(previous.len() as u64)),
             }
         };
         OffsetStep {
             new_from: None,
             next,
         }
+    }
+
+    /// How far the next request starts after a page of `n` records (at least one): the records received,
+    /// less the overlap (at most all but one of them).
+    pub fn advance(&self, n: u64) -> u64 {
+        n.max(1) - self.overlap.min(n.max(1) - 1)
     }
 }
 
@@ -155,7 +199,18 @@ mod tests {
 
     /// Pages a list of ids that `change` edits before each request after the first; returns every id taken.
     fn drain(
+        list: Vec<String>,
+        change: impl FnMut(usize, &mut Vec<String>),
+    ) -> Result<Vec<String>, &'static str> {
+        drain_capped(list, PAGING.limit, true, change)
+    }
+
+    /// [`drain`] against a platform answering at most `cap` records a page, announcing the list's length as
+    /// its total when `total` says so.
+    fn drain_capped(
         mut list: Vec<String>,
+        cap: u64,
+        total: bool,
         mut change: impl FnMut(usize, &mut Vec<String>),
     ) -> Result<Vec<String>, &'static str> {
         let (mut offset, mut previous, mut step_backs, mut out) =
@@ -165,10 +220,11 @@ mod tests {
                 change(request, &mut list);
             }
             let start = (offset as usize).min(list.len());
-            let end = (start + PAGING.limit as usize).min(list.len());
+            let end = (start + PAGING.limit.min(cap) as usize).min(list.len());
             let page: Vec<&str> = list[start..end].iter().map(String::as_str).collect();
             let prev: HashSet<&str> = previous.iter().map(String::as_str).collect();
-            let step = PAGING.step(offset, &page, &prev, step_backs);
+            let announced = total.then_some((list.len() as u64, None));
+            let step = PAGING.step(offset, &page, &prev, step_backs, announced);
             if let Some(from) = step.new_from {
                 out.extend(
                     page[from..]
@@ -185,9 +241,77 @@ mod tests {
                     (offset, step_backs) = (next, step_backs + 1)
                 }
                 OffsetNext::Lost => return Err("lost"),
+                OffsetNext::ShortOfTotal { .. } => return Err("short of total"),
             }
         }
         Err("did not end")
+    }
+
+    #[test]
+    fn pages_held_below_the_limit_go_on_to_the_announced_total() {
+        for cap in 2..=4 {
+            assert_eq!(
+                drain_capped(ids(1..=23), cap, true, |_, _| {}).unwrap(),
+                ids(1..=23),
+                "{cap} a page"
+            );
+        }
+        // Pages of one record cannot overlap: the pager never takes a record it cannot place after the
+        // previous one, and the engine's guard ends the circle (stepping back, coming forward again).
+        assert!(drain_capped(ids(1..=23), 1, true, |_, _| {}).is_err());
+        // Without a total, a short page still ends the list.
+        assert_eq!(
+            drain_capped(ids(1..=23), 3, false, |_, _| {}).unwrap(),
+            ids(1..=3)
+        );
+    }
+
+    #[test]
+    fn a_short_page_mid_list_does_not_end_it_before_the_total() {
+        let paging = OffsetWithOverlap {
+            limit: 10,
+            overlap: 2,
+        };
+        let page = ["1", "2", "3", "4"];
+        let step = paging.step(0, &page, &HashSet::new(), 0, Some((30, None)));
+        assert_eq!(step.next, OffsetNext::Forward { offset: 2 });
+        let step = paging.step(26, &page, &HashSet::new(), 0, Some((30, None)));
+        assert_eq!(step.next, OffsetNext::Done);
+        // Box: a page of 10 positions holding 4 visible records, the total counting positions.
+        let step = paging.step(0, &page, &HashSet::new(), 0, Some((30, Some(10))));
+        assert_eq!(step.next, OffsetNext::Forward { offset: 2 });
+        let step = paging.step(20, &page, &HashSet::new(), 0, Some((30, Some(10))));
+        assert_eq!(step.next, OffsetNext::Done);
+    }
+
+    #[test]
+    fn an_empty_page_before_the_total_fails_instead_of_ending_or_looping() {
+        let prev: HashSet<&str> = ["4", "5"].into_iter().collect();
+        let step = PAGING.step(3, &[], &prev, 0, Some((20, None)));
+        assert_eq!(
+            step.next,
+            OffsetNext::ShortOfTotal {
+                offset: 3,
+                total: 20
+            }
+        );
+        assert_eq!(step.new_from, None);
+        let step = PAGING.step(0, &[], &HashSet::new(), 0, Some((7, None)));
+        assert_eq!(
+            step.next,
+            OffsetNext::ShortOfTotal {
+                offset: 0,
+                total: 7
+            }
+        );
+        // Box: an empty page whose positions reach the total (the last ones hidden from the user) ends it.
+        let step = PAGING.step(3, &[], &prev, 0, Some((7, Some(5))));
+        assert_eq!(step.next, OffsetNext::Done);
+        let step = PAGING.step(0, &[], &HashSet::new(), 0, Some((5, Some(5))));
+        assert_eq!(step.next, OffsetNext::Done);
+        // Deletions that bring the total below the position: the pager steps back to find its place.
+        let step = PAGING.step(3, &[], &prev, 0, Some((2, None)));
+        assert_eq!(step.next, OffsetNext::StepBack { offset: 2 });
     }
 
     #[test]
