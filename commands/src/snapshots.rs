@@ -536,13 +536,17 @@ impl Snapshots {
     /// Each record comes with its key in the index, the `recordId` of the snapshot and version routes: its
     /// id, `<parent id>/<id>` for a per-parent listing's records (a Mailchimp member's `<list_id>/<id>`),
     /// `sha256:<hex>` for a record without an id.
-    pub async fn all_records(
+    ///
+    /// `T` is what each record's text is read into: a `serde_json::Value`, or a `Box<RawValue>` that keeps
+    /// the text as stored (a restore writes the values back exactly: `1e400`, digits past f64, a lone
+    /// surrogate escape, which no `Value` of this workspace holds).
+    pub async fn all_records<T: serde::de::DeserializeOwned>(
         &self,
         account_id: &str,
         source_id: SourceId,
         job_id: JobId,
         data_type: &str,
-    ) -> Result<Vec<(String, Value)>, SnapshotError> {
+    ) -> Result<Vec<(String, T)>, SnapshotError> {
         let snapshot = self.readable(account_id, source_id, job_id).await?;
         let source = *source_id.as_uuid();
         let jobs = self.jobs_of(source).await?;

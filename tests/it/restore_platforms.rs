@@ -1302,3 +1302,53 @@ async fn mailchimp_member_tags_come_back_as_backed_up() {
     assert_eq!(counts(&repeat), (0, 0, 4, 0), "{repeat}");
     backup.stop().await;
 }
+
+/// What a record's custom field holds that no `serde_json::Value` of this workspace holds exactly: `1e400`,
+/// digits past f64, an integer past 2^64, lone surrogate escapes (RFC 8259 §6 and §8.2: valid JSON text).
+const EXACT: &str = r#"[{"line1":"cut \ud800","line2":"\udc00 caf\u00e9","zip_code":12345678901234567890.123,"big":1e400,"n":123456789012345678901234567890,"tenth":0.1}]"#;
+
+/// Digits only: a `Value` parses them, rounded, so a restore through one "succeeds" with other numbers.
+const DIGITS: &str = r#"[{"zip_code":12345678901234567890.123,"n":123456789012345678901234567890,"m":-98765432109876543210}]"#;
+
+#[tokio::test]
+async fn a_restored_record_reaches_the_platform_with_the_exact_text_it_was_backed_up_with() {
+    restored_exactly(EXACT).await;
+}
+
+#[tokio::test]
+async fn a_restored_record_reaches_the_platform_with_its_digits_unrounded() {
+    restored_exactly(DIGITS).await;
+}
+
+/// Backs up three Keap contacts whose addresses are `held` (JSON text), deletes one, restores it: the
+/// create's body, as the platform received it, holds `held` byte for byte.
+async fn restored_exactly(held: &str) {
+    let case = cases().into_iter().find(|c| c.platform == "keap").unwrap();
+    let (backup, _provider) = spawn(&case).await;
+    backup.api.accept("keap", case.secret);
+    backup.api.seed("keap", "contacts", 3);
+    let path = "/keap/crm/rest/v1/contacts";
+    // Every contact's addresses (a field a create sends) hold the values, as the platform sends them.
+    backup.api.raw_field(path, "addresses", held);
+    let token = backup.app.owner("acme");
+    let source_id = source(&backup, &token, &case).await;
+    let snapshot = back_up(&backup, &token, &source_id).await;
+
+    backup.api.delete("keap", "contacts", [0]);
+    let done = restore(
+        &backup,
+        &token,
+        &source_id,
+        json!({"snapshot": snapshot, "dataTypes": ["contacts"], "mode": "overwrite",
+               "dryRun": false}),
+    )
+    .await;
+    let bodies = backup.api.received_bodies(path);
+    assert_eq!(bodies.len(), 1, "one create: {bodies:?} {done}");
+    assert!(
+        bodies[0].contains(&format!(r#""addresses":{held}"#)),
+        "the create's body holds the addresses exactly as backed up: {}",
+        bodies[0]
+    );
+    backup.stop().await;
+}

@@ -49,6 +49,7 @@ use serde_json::{json, Value};
 
 use super::progress::ProgressReporter;
 use super::{cancelled, BackupWorker, Run, RunFailure, CANCEL_CHECK};
+use crate::connectors::stored::{self, StoredFields};
 use crate::connectors::{FetchError, FetchRequest, RecordWrite, SetWrite};
 use crate::record_index::{content_hash, index_key};
 use crate::storage::NdjsonWriter;
@@ -212,9 +213,37 @@ impl BackupWorker {
             };
             let id_field = platform.listing(data_type).map_or("id", |l| l.id_field);
             // Each record under its key in the index (`<list_id>/<id>` for a Mailchimp member).
-            let records = snapshots
-                .all_records(&metadata.account_id, source_id, request.snapshot, data_type)
+            // Each record as a `Value` to plan with, and its writable fields as stored, which the writes
+            // send as backed up (values no `Value` holds exactly included: see `connectors::stored`).
+            let stored_records = snapshots
+                .all_records::<Box<serde_json::value::RawValue>>(
+                    &metadata.account_id,
+                    source_id,
+                    request.snapshot,
+                    data_type,
+                )
                 .await?;
+            let mut records = Vec::with_capacity(stored_records.len());
+            let mut stored = Vec::with_capacity(stored_records.len());
+            for (key, text) in stored_records {
+                let read = stored::lenient(text.get()).and_then(|record| {
+                    Ok((record, StoredFields::of(text.get(), writes.fields_at)?))
+                });
+                match read {
+                    Ok((record, fields)) => {
+                        records.push((key, record));
+                        stored.push(fields);
+                    }
+                    Err(err) => {
+                        let _ = report.abort().await;
+                        return Err(FetchError::Undecodable {
+                            context: format!("the stored record {key} of {data_type} is not JSON"),
+                            source: err.into(),
+                        }
+                        .into());
+                    }
+                }
+            }
             let current = match self
                 .current_records(connection_id, platform, data_type, credentials.expose())
                 .await
@@ -294,7 +323,7 @@ impl BackupWorker {
                 }
             }
             let mut batches = 0u64;
-            for (old_id, record) in &records {
+            for ((old_id, record), stored) in records.iter().zip(&stored) {
                 if selected
                     .as_ref()
                     .is_some_and(|only| !only.contains(old_id.as_str()))
@@ -418,6 +447,7 @@ impl BackupWorker {
                                 _ => record,
                             },
                             fields: &planned.fields,
+                            stored: Some(stored),
                             idempotency_key: &key,
                         };
                         match self.connector.write_record(write).await {
@@ -627,7 +657,7 @@ impl BackupWorker {
         while let Some(page) = pager.next_page().await? {
             for (raw, id) in page.records.into_iter().zip(page.ids) {
                 let record: Value =
-                    serde_json::from_str(raw.get()).map_err(|err| FetchError::Undecodable {
+                    stored::lenient(raw.get()).map_err(|err| FetchError::Undecodable {
                         context: format!("a record of {data_type} on the platform is not JSON"),
                         source: err.into(),
                     })?;

@@ -139,7 +139,7 @@ impl BackupWorker {
             .readable(account_id, source_id, request.snapshot)
             .await?;
         let records = snapshots
-            .all_records(account_id, source_id, request.snapshot, data_type)
+            .all_records::<serde_json::Value>(account_id, source_id, request.snapshot, data_type)
             .await?;
         let location = JobLocation {
             account_id,

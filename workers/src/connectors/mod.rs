@@ -37,6 +37,7 @@ mod paging;
 pub mod rate;
 mod sampler;
 mod search;
+pub mod stored;
 mod transport;
 
 use std::collections::{BTreeMap, HashSet};

@@ -14,6 +14,7 @@ use listbackup_domain::platform::writes::{RecordWrites, SetChange, Unset, WriteB
 use listbackup_domain::platform::Platform;
 use serde_json::{Map, Value};
 
+use super::stored::{holds_stand_in, StoredFields};
 use super::transport::{BodyError, Call, Counters};
 use super::{apply_auth, choose_auth, Connector, FetchError};
 
@@ -34,6 +35,10 @@ pub struct RecordWrite<'a> {
     pub record: &'a Value,
     /// The fields to send; a `null` on update unsets the field.
     pub fields: &'a Map<String, Value>,
+    /// The backed-up record's fields as stored: each field of `fields` whose value is what the plan read
+    /// of it goes out as its stored JSON text, not re-serialized (`1e400`, digits past f64 and lone
+    /// surrogate escapes reach the platform as backed up). `None`: every field is serialized.
+    pub stored: Option<&'a StoredFields>,
     /// Sent as `Idempotency-Key` where the platform honours one: the same key applies the write once.
     pub idempotency_key: &'a str,
 }
@@ -105,19 +110,32 @@ impl Connector {
             .map_err(|err| FetchError::InvalidResponse(err.to_string()))?;
         let writes = write.writes;
         let update = write.update.is_some();
+        let (fields, spliced) = with_stored_text(writes.body, write.fields, write.stored);
+        if holds_stand_in(&Value::Object(fields.clone())) {
+            return Err(FetchError::Undecodable {
+                context:
+                    "a value of the record cannot be sent as it was backed up (a number beyond \
+                          what the body's encoding holds, or text with a lone surrogate in a form)"
+                        .to_owned(),
+                source: "no exact encoding".into(),
+            });
+        }
         let (content_type, body) = match writes.body {
             WriteBody::BracketedForm => (
                 "application/x-www-form-urlencoded",
-                bracketed_form(&renamed(writes, write.fields), update)?,
+                bracketed_form(&renamed(writes, &fields), update)?,
             ),
             WriteBody::Json { envelope, unset } => (
                 "application/json",
-                json_body(
-                    &renamed(writes, write.fields),
-                    envelope,
-                    unset,
-                    if update { writes.update_flags } else { &[] },
-                    update,
+                spliced.iter().fold(
+                    json_body(
+                        &renamed(writes, &fields),
+                        envelope,
+                        unset,
+                        if update { writes.update_flags } else { &[] },
+                        update,
+                    ),
+                    |body, (marker, text)| body.replacen(marker.as_str(), text, 1),
                 ),
             ),
         };
@@ -216,6 +234,45 @@ struct Outgoing<'a> {
     content_type: &'static str,
     body: String,
     idempotency_key: Option<&'a str>,
+}
+
+/// `fields` with each field the plan left as backed up replaced by what carries its stored text: in a JSON
+/// body a marker string (a random one per write), to be replaced, serialized, by the text once the body is
+/// encoded (the second member: each marker as serialized, and the text); in a form, a number's digits as the
+/// form's text. Nulls are left to the body's own rule (left out, or unset).
+fn with_stored_text<'a>(
+    body: WriteBody,
+    fields: &Map<String, Value>,
+    stored: Option<&'a StoredFields>,
+) -> (Map<String, Value>, Vec<(String, &'a str)>) {
+    let mut fields = fields.clone();
+    let mut spliced = Vec::new();
+    let Some(stored) = stored else {
+        return (fields, spliced);
+    };
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    for (name, value) in fields.iter_mut() {
+        if value.is_null() {
+            continue;
+        }
+        let Some(text) = stored.text_of(name, value) else {
+            continue;
+        };
+        match body {
+            WriteBody::Json { .. } => {
+                let marker = format!("\u{1}listbackup-stored-{nonce}-{}\u{1}", spliced.len());
+                let serialized = Value::String(marker.clone()).to_string();
+                spliced.push((serialized, text));
+                *value = Value::String(marker);
+            }
+            WriteBody::BracketedForm => {
+                if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+                    *value = Value::String(text.to_owned());
+                }
+            }
+        }
+    }
+    (fields, spliced)
 }
 
 /// `fields` with each of [`RecordWrites::renames`] moved to its path (Zendesk's `description` to
