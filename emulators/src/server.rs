@@ -629,6 +629,21 @@ fn listed_records(json: &mut Value) -> impl Iterator<Item = &mut serde_json::Map
         .filter_map(Value::as_object_mut)
 }
 
+/// A reshaped answer that keeps the original's headers (its `Content-Length` recomputed for `body`).
+fn with_headers(
+    status: StatusCode,
+    headers: &actix_web::http::header::HeaderMap,
+    body: impl actix_web::body::MessageBody + 'static,
+) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    for (name, value) in headers {
+        if name != actix_web::http::header::CONTENT_LENGTH {
+            response.append_header((name.clone(), value.clone()));
+        }
+    }
+    response.body(body)
+}
+
 /// Applies a [`Reshape`] to a 200 answer.
 pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpResponse {
     let status = response.status();
@@ -660,13 +675,7 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
                 }
                 let mark = serde_json::to_string(MARK).unwrap();
                 let body = serde_json::to_string(&json).unwrap().replace(&mark, &text);
-                let mut response = HttpResponse::build(status);
-                for (name, value) in &headers {
-                    if name != actix_web::http::header::CONTENT_LENGTH {
-                        response.append_header((name.clone(), value.clone()));
-                    }
-                }
-                return response.body(body);
+                return with_headers(status, &headers, body);
             }
             Err(_) => body.to_vec(),
         },
@@ -686,13 +695,7 @@ pub(crate) async fn reshaped(response: HttpResponse, reshape: Reshape) -> HttpRe
                 if let Some(limit) = json.get_mut("limit").filter(|limit| limit.is_u64()) {
                     *limit = Value::from(limit.as_u64().unwrap().min(max as u64));
                 }
-                let mut response = HttpResponse::build(status);
-                for (name, value) in &headers {
-                    if name != actix_web::http::header::CONTENT_LENGTH {
-                        response.append_header((name.clone(), value.clone()));
-                    }
-                }
-                return response.body(serde_json::to_vec(&json).unwrap());
+                return with_headers(status, &headers, serde_json::to_vec(&json).unwrap());
             }
             Err(_) => body.to_vec(),
         },
