@@ -110,35 +110,7 @@ impl Connector {
             .map_err(|err| FetchError::InvalidResponse(err.to_string()))?;
         let writes = write.writes;
         let update = write.update.is_some();
-        let (fields, spliced) = with_stored_text(writes.body, write.fields, write.stored);
-        if holds_stand_in(&Value::Object(fields.clone())) {
-            return Err(FetchError::Undecodable {
-                context:
-                    "a value of the record cannot be sent as it was backed up (a number beyond \
-                          what the body's encoding holds, or text with a lone surrogate in a form)"
-                        .to_owned(),
-                source: "no exact encoding".into(),
-            });
-        }
-        let (content_type, body) = match writes.body {
-            WriteBody::BracketedForm => (
-                "application/x-www-form-urlencoded",
-                bracketed_form(&renamed(writes, &fields), update)?,
-            ),
-            WriteBody::Json { envelope, unset } => (
-                "application/json",
-                spliced.iter().fold(
-                    json_body(
-                        &renamed(writes, &fields),
-                        envelope,
-                        unset,
-                        if update { writes.update_flags } else { &[] },
-                        update,
-                    ),
-                    |body, (marker, text)| body.replacen(marker.as_str(), text, 1),
-                ),
-            ),
-        };
+        let (content_type, body) = encode_body(writes, write.fields, write.stored, update)?;
         let updated = write.update;
         self.send_write(
             Outgoing {
@@ -221,6 +193,45 @@ impl Connector {
         )
         .await
     }
+}
+
+/// The body of a write of `fields` (an update's when `update`) and its content type, as `writes` declares
+/// it; the fields the plan left as backed up go out as their text in `stored` ([`with_stored_text`]).
+/// Errors: a value no body of this encoding carries exactly (a stand-in left), a form `serde_qs` refuses.
+fn encode_body(
+    writes: &RecordWrites,
+    fields: &Map<String, Value>,
+    stored: Option<&StoredFields>,
+    update: bool,
+) -> Result<(&'static str, String), FetchError> {
+    let (fields, spliced) = with_stored_text(writes.body, fields, stored);
+    if holds_stand_in(&Value::Object(fields.clone())) {
+        return Err(FetchError::Undecodable {
+            context: "a value of the record cannot be sent as it was backed up (a number beyond \
+                      what the body's encoding holds, or text with a lone surrogate in a form)"
+                .to_owned(),
+            source: "no exact encoding".into(),
+        });
+    }
+    Ok(match writes.body {
+        WriteBody::BracketedForm => (
+            "application/x-www-form-urlencoded",
+            bracketed_form(&renamed(writes, &fields), update)?,
+        ),
+        WriteBody::Json { envelope, unset } => (
+            "application/json",
+            spliced.iter().fold(
+                json_body(
+                    &renamed(writes, &fields),
+                    envelope,
+                    unset,
+                    if update { writes.update_flags } else { &[] },
+                    update,
+                ),
+                |body, (marker, text)| body.replacen(marker.as_str(), text, 1),
+            ),
+        ),
+    })
 }
 
 /// One write request, its body encoded.
@@ -521,5 +532,52 @@ mod tests {
             body,
             json!({"ticket": {"subject": "Help", "comment": {"body": "It broke"}}})
         );
+    }
+
+    #[test]
+    fn fields_left_as_backed_up_go_out_as_their_stored_text() {
+        use crate::connectors::stored::{lenient, StoredFields};
+        let record = r#"{"id":"7","subject":"Help","description":"caf\u00e9 \ud800","amount":12345678901234567890.123,"big":1e400,"owner":"old-id"}"#;
+        let stored = StoredFields::of(record, "").unwrap();
+        let planned = |names: &[&str]| -> Map<String, Value> {
+            let Value::Object(all) = lenient(record).unwrap() else {
+                unreachable!()
+            };
+            all.into_iter()
+                .filter(|(name, _)| names.contains(&name.as_str()))
+                .collect()
+        };
+        // JSON, with an envelope and a rename: the stored text of each field the plan kept, the remapped
+        // reference serialized anew.
+        let writes = RecordWrites {
+            renames: &[listbackup_domain::platform::writes::FieldRename {
+                field: "description",
+                to: &["comment", "body"],
+            }],
+            body: WriteBody::Json {
+                envelope: Some("ticket"),
+                unset: Unset::Null,
+            },
+            ..RecordWrites::BASE
+        };
+        let mut fields = planned(&["subject", "description", "amount", "big", "owner"]);
+        fields.insert("owner".into(), Value::from("new-id"));
+        let (_, body) = encode_body(&writes, &fields, Some(&stored), false).unwrap();
+        assert_eq!(
+            body,
+            r#"{"ticket":{"amount":12345678901234567890.123,"big":1e400,"comment":{"body":"caf\u00e9 \ud800"},"owner":"new-id","subject":"Help"}}"#
+        );
+        // Without the stored text, a value no `Value` holds cannot be sent as it was: refused, not altered.
+        assert!(encode_body(&writes, &fields, None, false).is_err());
+
+        // A form carries a number's digits; a lone surrogate it cannot carry.
+        let form = RecordWrites {
+            body: WriteBody::BracketedForm,
+            ..RecordWrites::BASE
+        };
+        let (_, body) =
+            encode_body(&form, &planned(&["amount", "big"]), Some(&stored), false).unwrap();
+        assert_eq!(body, "amount=12345678901234567890.123&big=1e400");
+        assert!(encode_body(&form, &planned(&["description"]), Some(&stored), false).is_err());
     }
 }
