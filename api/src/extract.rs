@@ -31,29 +31,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
-            // A declared body over the cap is a 413 whatever its type (the request-limits middleware has
-            // usually refused it already).
-            let declared = req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-                return Err(crate::hardening::body_too_large());
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| crate::hardening::body_read_error(&e))?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(crate::hardening::body_too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            // The type is judged once the body is in, so that a body over the cap is a 413 whatever its type
-            // (chunked ones included: their size is known only by reading them, at most the cap).
-            if let Some(coding) = content_coding(&req) {
-                return Err(ApiError::unsupported_content_coding(&coding));
-            }
+            let body = read_body(&req, &mut payload).await?;
             if !declares_json(&req) {
                 // No body at all is a missing body (400); a body of another or no declared type is one this
                 // route cannot read (415, RFC 9110 §15.5.16).
@@ -70,6 +48,65 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             parse_json::<Object<T>>(&body).map(|Object(value)| JsonBody(value))
         })
     }
+}
+
+/// The body of a route that takes none (a sync, a test, a cancel): nothing, or a JSON object without
+/// members (`{}`, which some clients send with every POST). Anything else is refused as any other body's
+/// unknown fields are, never ignored: a member is a 400 naming it, another JSON value a 400, a body of
+/// another declared type (or none) a 415.
+pub struct NoBody;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoMembers {}
+
+impl FromRequest for NoBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(&req, &mut payload).await?;
+            if body.is_empty() {
+                return Ok(NoBody);
+            }
+            if !declares_json(&req) {
+                return Err(ApiError::unsupported_media_type());
+            }
+            parse_json::<Object<NoMembers>>(&body).map(|_| NoBody)
+        })
+    }
+}
+
+/// Reads a request's body, at most [`MAX_BODY_BYTES`] (413 past it, declared or not), refusing a content
+/// coding (415 with `Accept-Encoding: identity`: bodies are read as sent).
+async fn read_body(req: &HttpRequest, payload: &mut Payload) -> Result<Vec<u8>, ApiError> {
+    // A declared body over the cap is a 413 whatever its type (the request-limits middleware has usually
+    // refused it already).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(crate::hardening::body_too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| crate::hardening::body_read_error(&e))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(crate::hardening::body_too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    // The type is judged once the body is in, so that a body over the cap is a 413 whatever its type
+    // (chunked ones included: their size is known only by reading them, at most the cap).
+    if let Some(coding) = content_coding(req) {
+        return Err(ApiError::unsupported_content_coding(&coding));
+    }
+    Ok(body)
 }
 
 /// Whether the request's `Content-Type` is `application/json` (any parameters, such as `charset=utf-8`).

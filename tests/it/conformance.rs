@@ -304,3 +304,62 @@ async fn ids_match_in_either_case_and_percent_encoded_and_paths_are_not_rewritte
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
 }
+
+/// A route that takes no body (a sync, a test, a cancel) refuses one as every route refuses unknown fields
+/// (DESIGN: never silently ignored): nothing, or a JSON object without members, is taken; a member is a 400
+/// naming it, another JSON value a 400, a body of another declared type (or none) a 415.
+#[tokio::test]
+async fn a_route_that_takes_no_body_refuses_one_instead_of_ignoring_it() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acct-no-body");
+    let id = group(&app, &token, "empty").await;
+    let path = format!("/source-groups/{id}/sync");
+    let send = |content_type: Option<&'static str>, body: &'static str| {
+        let mut request = app.http.post(app.url(&path)).bearer_auth(&token).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send()
+    };
+    for (content_type, body) in [
+        (None, ""),
+        (Some("application/json"), ""),
+        (Some("application/json"), "{}"),
+        (Some("application/json; charset=utf-8"), " { } "),
+    ] {
+        let response = send(content_type, body).await.unwrap();
+        assert_eq!(response.status(), 202, "{content_type:?} {body:?}");
+    }
+    let (status, problem) = problem_code(
+        send(Some("application/json"), r#"{"dataTypes":["charges"]}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_problem(400, &problem, "VALIDATION_ERROR");
+    assert!(
+        problem.to_string().contains("dataTypes"),
+        "names the member: {problem}"
+    );
+    let (status, problem) = problem_code(send(Some("application/json"), "[]").await.unwrap()).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_problem(400, &problem, "VALIDATION_ERROR");
+    for (content_type, body) in [(Some("text/plain"), "hello"), (None, "{}")] {
+        let (status, problem) = problem_code(send(content_type, body).await.unwrap()).await;
+        assert_eq!(status, 415, "{content_type:?}: {problem}");
+        assert_problem(415, &problem, "UNSUPPORTED_MEDIA_TYPE");
+    }
+    // The same on every such route: a connection test before it looks the connection up.
+    let missing = uuid::Uuid::new_v4();
+    let response = app
+        .http
+        .post(app.url(&format!("/connections/{missing}/test")))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"verbose":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}

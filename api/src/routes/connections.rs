@@ -16,7 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::read_back;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{if_match, page_request, with_etag, JsonBody, NoParams, PathId, QueryParams};
+use crate::extract::{
+    if_match, page_request, with_etag, JsonBody, NoBody, NoParams, PathId, QueryParams,
+};
 use crate::idempotency::{self, Created};
 use crate::ports::ReadModels;
 use crate::routes::metadata;
@@ -341,6 +343,7 @@ pub async fn remove(
 #[post("/connections/{id}/test")]
 pub async fn test(
     state: web::Data<AppState>,
+    _no_body: NoBody,
     req: HttpRequest,
     principal: Principal,
     path: PathId<ConnectionId>,

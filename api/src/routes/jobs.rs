@@ -21,7 +21,7 @@ use crate::auth::Principal;
 use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{
-    if_match, page_request, resource_id, JsonBody, NoParams, PathId, QueryParams,
+    if_match, page_request, resource_id, JsonBody, NoBody, NoParams, PathId, QueryParams,
 };
 use crate::routes::metadata;
 use crate::routes::sources::id_filter;
@@ -125,6 +125,7 @@ fn accepted(view: JobView) -> HttpResponse {
 #[post("/sources/{id}/sync")]
 pub async fn sync_source(
     state: web::Data<AppState>,
+    _no_body: NoBody,
     req: HttpRequest,
     principal: Principal,
     path: PathId<SourceId>,
@@ -252,6 +253,7 @@ pub async fn create(
 #[post("/source-groups/{id}/sync")]
 pub async fn sync_group(
     state: web::Data<AppState>,
+    _no_body: NoBody,
     req: HttpRequest,
     principal: Principal,
     path: PathId<SourceGroupId>,
@@ -594,6 +596,7 @@ pub async fn download(
 #[post("/jobs/{id}/retry")]
 pub async fn retry(
     state: web::Data<AppState>,
+    _no_body: NoBody,
     req: HttpRequest,
     principal: Principal,
     path: PathId<JobId>,
@@ -672,6 +675,7 @@ async fn connection_evidence(
 #[post("/jobs/{id}/cancel")]
 pub async fn cancel(
     state: web::Data<AppState>,
+    _no_body: NoBody,
     req: HttpRequest,
     principal: Principal,
     path: PathId<JobId>,
@@ -817,6 +821,7 @@ pub struct VerifyResult {
 #[post("/jobs/{id}/verify")]
 pub async fn verify(
     state: web::Data<AppState>,
+    _no_body: NoBody,
     req: HttpRequest,
     principal: Principal,
     path: PathId<JobId>,

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
-use crate::extract::{if_match, with_etag, JsonBody, NoParams, PathId, QueryParams};
+use crate::extract::{if_match, with_etag, JsonBody, NoBody, NoParams, PathId, QueryParams};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::AppState;
@@ -412,6 +412,7 @@ pub async fn remove(
 #[post("/sources/{id}/test")]
 pub async fn test(
     state: web::Data<AppState>,
+    _no_body: NoBody,
     req: HttpRequest,
     principal: Principal,
     path: PathId<SourceId>,

@@ -13,7 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::consistency::{read_back, wait_for};
 use crate::error::{ApiError, FieldError};
-use crate::extract::{if_match, page_request, with_etag, JsonBody, NoParams, PathId, QueryParams};
+use crate::extract::{
+    if_match, page_request, with_etag, JsonBody, NoBody, NoParams, PathId, QueryParams,
+};
 use crate::idempotency::{self, Created};
 use crate::routes::metadata;
 use crate::state::AppState;
@@ -306,6 +308,7 @@ pub async fn remove(
 #[post("/webhooks/{id}/rotate-secret")]
 pub async fn rotate_secret(
     state: web::Data<AppState>,
+    _no_body: NoBody,
     req: HttpRequest,
     principal: Principal,
     path: PathId<WebhookId>,
@@ -338,6 +341,7 @@ pub async fn rotate_secret(
 #[post("/webhooks/{id}/test")]
 pub async fn test(
     state: web::Data<AppState>,
+    _no_body: NoBody,
     req: HttpRequest,
     principal: Principal,
     path: PathId<WebhookId>,
