@@ -53,7 +53,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 /// The body of a route that takes none (a sync, a test, a cancel): nothing, or a JSON object without
 /// members (`{}`, which some clients send with every POST). Anything else is refused as any other body's
 /// unknown fields are, never ignored: a member is a 400 naming it, another JSON value a 400, a body of
-/// another declared type (or none) a 415.
+/// another declared type (or none) a 415. A body whose size is not declared (`Transfer-Encoding: chunked`)
+/// is refused at once, unread (400): such a route never waits on a body that may trickle in for minutes.
 pub struct NoBody;
 
 #[derive(serde::Deserialize)]
@@ -68,6 +69,12 @@ impl FromRequest for NoBody {
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
+            let declared = req.headers().contains_key(header::CONTENT_LENGTH);
+            if !declared && req.headers().contains_key(header::TRANSFER_ENCODING) {
+                return Err(ApiError::bad_request(
+                    "this route takes no body (nothing, or {} with a Content-Length)",
+                ));
+            }
             let body = read_body(&req, &mut payload).await?;
             if body.is_empty() {
                 return Ok(NoBody);

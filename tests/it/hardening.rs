@@ -322,7 +322,8 @@ async fn a_body_sent_slowly_is_cut_off_with_a_408_and_its_socket_closed() {
 
 #[tokio::test]
 async fn a_chunked_body_to_a_route_that_reads_none_does_not_hold_the_socket() {
-    // POST /connections/{id}/test takes no body: it answers at once, and the trickle is not drained.
+    // POST /connections/{id}/test takes no body: a body of undeclared size is refused at once (400), and the
+    // trickle is not drained.
     let app = TestApp::spawn().await;
     let token = app.owner("acct-trickle");
     let mut stream = connect(&app).await;
@@ -353,7 +354,8 @@ async fn a_chunked_body_to_a_route_that_reads_none_does_not_hold_the_socket() {
     };
     trickle.abort();
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("takes no body"), "{text}");
     assert!(
         closed,
         "the socket is closed, not held while the trickle is drained"
