@@ -92,12 +92,9 @@ impl FromRequest for NoBody {
 async fn read_body(req: &HttpRequest, payload: &mut Payload) -> Result<Vec<u8>, ApiError> {
     // A declared body over the cap is a 413 whatever its type (the request-limits middleware has usually
     // refused it already).
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    if crate::hardening::declared_length(req.headers())
+        .is_some_and(|len| len > MAX_BODY_BYTES as u64)
+    {
         return Err(crate::hardening::body_too_large());
     }
     let mut body = Vec::new();

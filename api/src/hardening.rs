@@ -244,12 +244,7 @@ pub async fn request_limits(
         );
         return Ok(req.error_response(problem).map_into_boxed_body());
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    if declared_length(req.headers()).is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Ok(req.error_response(body_too_large()).map_into_boxed_body());
     }
     let payload = req.take_payload();
@@ -321,6 +316,14 @@ impl MessageBody for HoldingBody {
     ) -> Poll<Option<Result<web::Bytes, Self::Error>>> {
         Pin::new(&mut self.body).poll_next(cx)
     }
+}
+
+/// The body's length as its `Content-Length` declares it, when it does (and is a number).
+pub fn declared_length(headers: &actix_web::http::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// The 413 of a body over the cap.

@@ -300,26 +300,29 @@ async fn busy_transaction(
 
 /// Appends the first event of the log (a connection named `name`) through `writer`, in a transaction of its
 /// own; then its transaction id and the commit horizon as the log's readers see it.
-async fn append_and_read_horizon(
-    writer: &tokio_postgres::Client,
-    name: &str,
-    settled: impl Fn(u64, u64) -> bool,
-) -> (u64, u64) {
+/// Appends one ConnectionCreated named `name` on a new stream through `writer`; returns its id and the id of
+/// the transaction that appended it.
+async fn append_event(writer: &tokio_postgres::Client, name: &str) -> (String, u64) {
     let id = uuid::Uuid::now_v7().to_string();
-    writer
-        .execute(INSERT_EVENT, &[&id, &created_event(&id, name)])
-        .await
-        .unwrap();
-    let ours: u64 = writer
+    let txid = writer
         .query_one(
-            "SELECT transaction_id::text FROM events WHERE aggregate_id = $1",
-            &[&id],
+            &format!("{INSERT_EVENT} RETURNING transaction_id::text"),
+            &[&id, &created_event(&id, name)],
         )
         .await
         .unwrap()
         .get::<_, String>(0)
         .parse()
         .unwrap();
+    (id, txid)
+}
+
+async fn append_and_read_horizon(
+    writer: &tokio_postgres::Client,
+    name: &str,
+    settled: impl Fn(u64, u64) -> bool,
+) -> (u64, u64) {
+    let (_, ours) = append_event(writer, name).await;
     // The horizon steps back for one statement when a short transaction of another database (other tests)
     // is in its snapshot but has ended by the time pg_stat_activity is read (LogWake::horizon_floor): read
     // it until it settles where the test expects it, and let the caller's assertion judge the last read.
@@ -521,21 +524,7 @@ async fn a_wake_up_carries_the_horizon_that_passed_its_commit() {
     let mut after = listbackup_projections::LogPosition::default();
     for i in 0..5 {
         wake.mark_seen();
-        let id = uuid::Uuid::now_v7().to_string();
-        writer
-            .execute(INSERT_EVENT, &[&id, &created_event(&id, &format!("c{i}"))])
-            .await
-            .unwrap();
-        let txid: u64 = writer
-            .query_one(
-                "SELECT transaction_id::text FROM events WHERE aggregate_id = $1",
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .get::<_, String>(0)
-            .parse()
-            .unwrap();
+        let (id, txid) = append_event(&writer, &format!("c{i}")).await;
         tokio::time::timeout(FALLBACK / 3, wake.next())
             .await
             .unwrap_or_else(|_| panic!("commit {i} never woke the reader"));
@@ -697,17 +686,7 @@ async fn appends_of_the_service_are_announced_after_their_commit() {
             .await
             .expect("the listener reads the horizon when it connects");
     }
-    let id = uuid::Uuid::now_v7().to_string();
-    let appended: u64 = writer
-        .query_one(
-            &format!("{INSERT_EVENT} RETURNING transaction_id::text"),
-            &[&id, &created_event(&id, "announced")],
-        )
-        .await
-        .unwrap()
-        .get::<_, String>(0)
-        .parse()
-        .unwrap();
+    let (id, appended) = append_event(&writer, "announced").await;
     committed.notify_one();
     let announcement = tokio::time::timeout(within, notifications.recv())
         .await
@@ -768,19 +747,7 @@ async fn appends_of_the_service_are_announced_after_their_commit() {
         "others' horizon {others} passed {appended}, this process's own append"
     );
     // Another process's commit (the trigger's notification, no mark) raises it past that commit.
-    let id = uuid::Uuid::now_v7().to_string();
-    let foreign: u64 = db
-        .connect()
-        .await
-        .query_one(
-            &format!("{INSERT_EVENT} RETURNING transaction_id::text"),
-            &[&id, &created_event(&id, "another process")],
-        )
-        .await
-        .unwrap()
-        .get::<_, String>(0)
-        .parse()
-        .unwrap();
+    let (_, foreign) = append_event(&db.connect().await, "another process").await;
     while wake.others_horizon().expect("a listener") <= foreign {
         wake.mark_seen();
         if wake.others_horizon().expect("a listener") > foreign {
