@@ -1,4 +1,5 @@
-//! Executes commands against aggregates stored in the Postgres event store (postgres-es, event-store mode).
+//! Executes commands against aggregates stored in the Postgres event store (postgres-es, event-store mode,
+//! appending through [`EventRepository`]).
 //!
 //! We drive cqrs-es's `EventStore` directly rather than through `CqrsFramework::execute` for two reasons:
 //! the caller needs the committed sequence (it becomes the resource `version`, its `ETag`, and what
@@ -14,10 +15,10 @@ use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use listbackup_domain::ErrorChain;
 use listbackup_domain::{AccountOwned, DomainError, ErrorKind, ResourceKind, StreamId};
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use crate::event_repository::EventRepository;
 use crate::metadata::EventMetadata;
 
 /// The result of a command that was accepted.
@@ -248,7 +249,7 @@ fn is_unavailable(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool
 
 /// Loads, decides and appends for one aggregate type.
 pub struct CommandBus<A: Aggregate> {
-    store: Arc<PersistedEventStore<PostgresEventRepository, A>>,
+    store: Arc<PersistedEventStore<EventRepository, A>>,
     /// The runtime the bus was made on (the process's main one), where every use of the event store's pool
     /// runs: an sqlx connection is a socket of the runtime that opened it, and the HTTP server's worker
     /// threads run runtimes of their own that end when it stops. A connection one of them opened would fail
@@ -268,7 +269,7 @@ where
 {
     /// A bus over the event store in `pool`; `committed` is woken after every commit.
     pub fn new(pool: PgPool, services: A::Services, committed: Arc<Notify>) -> Self {
-        let repo = PostgresEventRepository::new(pool);
+        let repo = EventRepository::new(pool);
         Self {
             // The same upcasters as every reader of the log (listbackup_domain::upcasting).
             store: Arc::new(

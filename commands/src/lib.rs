@@ -7,6 +7,7 @@ pub mod bus;
 pub mod connection_deletion;
 pub mod connections;
 pub mod data_keys;
+pub mod event_repository;
 pub mod group_sync;
 pub mod jobs;
 pub mod metadata;

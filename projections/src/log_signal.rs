@@ -36,6 +36,12 @@ pub const CHANNEL: &str = "listbackup_events";
 /// How often the listener asks for the commit horizon while a notified transaction is still above it.
 pub const HORIZON_POLL: Duration = Duration::from_millis(25);
 
+/// The shortest time between two of [`announce`]'s notifications: commits that arrive sooner are covered
+/// by the next one. Under a stream of commands this caps what announcing costs Postgres (a statement, a
+/// transaction id and a commit each) at a hundred a second, whatever the rate of commits, for at most this
+/// much delay before other processes' readers are woken; one commit alone is announced at once.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
+
 /// How long a reader waits without any wake-up before it looks at the log anyway.
 pub const FALLBACK: Duration = Duration::from_secs(30);
 
@@ -166,7 +172,8 @@ pub fn listen(database_url: String, shutdown: CancellationToken) -> LogWake {
 }
 
 /// Announces this process's commits on [`CHANNEL`] until `shutdown`: each time `committed` is notified (after
-/// one or more appends through sessions with [`NOTIFY_AFTER_COMMIT`] have committed), one `NOTIFY` whose
+/// one or more appends through sessions with [`NOTIFY_AFTER_COMMIT`] have committed), and at most once per
+/// [`ANNOUNCE_EVERY`], one `NOTIFY` whose
 /// payload is its own transaction's id, a space and this process's mark (so its own listener knows them). That id is newer than the appending transactions', so a listener
 /// that waits for the commit horizon to pass it waits for theirs too. Commits arriving while a notification
 /// is being sent are covered by the next one (a [`Notify`](tokio::sync::Notify) keeps one permit). Its own
@@ -213,10 +220,17 @@ async fn announce_once(
     let result = async {
         loop {
             client.execute(&notify, &[&CHANNEL, &mark]).await?;
+            let next = tokio::time::Instant::now() + ANNOUNCE_EVERY;
             tokio::select! {
                 biased;
                 _ = committed.notified() => {}
                 _ = shutdown.cancelled() => return Ok(()),
+            }
+            // Commits until then join this one's notification.
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(next) => {}
             }
         }
     }

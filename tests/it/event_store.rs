@@ -606,6 +606,74 @@ async fn the_log_listener_reconnects_after_its_connection_is_killed() {
     shutdown.cancel();
 }
 
+/// Under a stream of commits the announcer notifies at most once per `ANNOUNCE_EVERY` (each notification is
+/// a statement, a transaction id and a commit), and the last commit of the stream is still announced.
+#[tokio::test]
+async fn a_stream_of_commits_is_announced_together() {
+    use listbackup_projections::log_signal::{self, ANNOUNCE_EVERY, CHANNEL};
+
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let (listener, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_owned());
+            }
+        }
+    });
+    listener
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .unwrap();
+    let writer = db.connect().await;
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let committed = Arc::new(tokio::sync::Notify::new());
+    log_signal::announce(db.url.clone(), committed.clone(), shutdown.clone());
+    let within = Duration::from_secs(10);
+    tokio::time::timeout(within, notifications.recv())
+        .await
+        .expect("the announcer announces once when it connects")
+        .unwrap();
+
+    // 200 commits, one every half millisecond or so.
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        committed.notify_one();
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let (_, last) = append_event(&writer, "the last of the stream").await;
+    committed.notify_one();
+    let mut announced = 0;
+    loop {
+        let payload = tokio::time::timeout(within, notifications.recv())
+            .await
+            .expect("the stream's last commit is announced")
+            .unwrap();
+        // The writer's own session notifies in its transaction (no process mark): not an announcement.
+        let Some((txid, _mark)) = payload.split_once(' ') else {
+            continue;
+        };
+        announced += 1;
+        if txid.parse::<u64>().unwrap() > last {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    let most = elapsed.as_millis() / ANNOUNCE_EVERY.as_millis() + 2;
+    assert!(
+        announced as u128 <= most,
+        "{announced} notifications for 201 commits in {elapsed:?} (at most {most})"
+    );
+    shutdown.cancel();
+}
+
 /// The service's event store sessions (`NOTIFY_AFTER_COMMIT`) do not notify inside the appending transaction,
 /// whose commit PostgreSQL would then serialize with every other notifying commit; their process announces
 /// the commit afterwards (`log_signal::announce`), and that wakes the readers, who find the event.
@@ -832,6 +900,93 @@ async fn a_rebuild_reproduces_the_live_read_models() {
     // The live service keeps working on the rebuilt tables.
     assert_eq!(app.get(&paths[0], &token).await.status(), 200);
     app.stop().await;
+}
+
+/// The repository appends all of a commit's events with one statement: in their order (consecutive
+/// positions, one transaction, each chained to the one before), all or none (a commit with a taken sequence
+/// leaves nothing of itself behind and is reported as a lost race).
+#[tokio::test]
+async fn a_commit_of_several_events_is_appended_in_order_all_or_none() {
+    use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+    use listbackup_commands::event_repository::EventRepository;
+    use listbackup_domain::connection::Connection;
+
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let repository = EventRepository::new(pool.clone());
+    let stream = uuid::Uuid::now_v7().to_string();
+    let event = |sequence: usize, name: &str| {
+        SerializedEvent::new(
+            stream.clone(),
+            sequence,
+            "connection".into(),
+            "ConnectionRenamed".into(),
+            "1.0".into(),
+            json!({"ConnectionRenamed": {"name": name}}),
+            json!({"accountId": "acme", "actor": "user:test"}),
+        )
+    };
+    repository
+        .persist::<Connection>(&[event(1, "a"), event(2, "b"), event(3, "c")], None)
+        .await
+        .unwrap();
+
+    let client = db.connect().await;
+    let rows = client
+        .query(
+            "SELECT sequence, global_position, transaction_id::text, payload::text, previous_hash, hash \
+             FROM events WHERE aggregate_id = $1 ORDER BY global_position",
+            &[&stream],
+        )
+        .await
+        .unwrap();
+    let sequences: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(sequences, vec![1, 2, 3], "appended in the commit's order");
+    let positions: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
+    assert!(
+        positions.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive positions: {positions:?}"
+    );
+    let transactions: std::collections::HashSet<String> = rows.iter().map(|r| r.get(2)).collect();
+    assert_eq!(transactions.len(), 1, "one transaction");
+    assert!(rows[1].get::<_, String>(3).contains("\"b\""));
+    for pair in rows.windows(2) {
+        assert_eq!(
+            pair[1].get::<_, Vec<u8>>(4),
+            pair[0].get::<_, Vec<u8>>(5),
+            "each event chained to the one before"
+        );
+    }
+
+    // Sequence 4 is free but 3 is taken: the commit fails as a lost race and 4 is not written either.
+    let err = repository
+        .persist::<Connection>(&[event(4, "d"), event(3, "e")], None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PersistenceError::OptimisticLockError),
+        "{err:?}"
+    );
+    let count: i64 = client
+        .query_one(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1",
+            &[&stream],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 3, "nothing of the refused commit was kept");
+
+    // What was appended reads back through the same repository.
+    let read = repository.get_events::<Connection>(&stream).await.unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[2].payload, json!({"ConnectionRenamed": {"name": "c"}}));
+    pool.close().await;
 }
 
 #[tokio::test]
