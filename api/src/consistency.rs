@@ -87,6 +87,18 @@ pub trait ReadBack: Sized {
         id: Self::Id,
     ) -> impl Future<Output = Result<Option<i64>, ReadError>>;
 
+    /// What [`ReadBack::get`] would answer once `version` is projected, from what this process's projector
+    /// has just written, without a query (`Some(None)`: not live for `account_id`); `None` when it has not
+    /// kept it: read the table.
+    fn recently_projected(
+        _watch: &ProjectedWatch,
+        _account_id: &str,
+        _id: Self::Id,
+        _version: u64,
+    ) -> Option<Option<Self>> {
+        None
+    }
+
     /// The view of aggregate `id` if it is a live one of `account_id`.
     fn get(
         client: &deadpool_postgres::Object,
@@ -122,6 +134,15 @@ impl ReadBack for ConnectionView {
         id: Self::Id,
     ) -> Result<Option<i64>, ReadError> {
         read_connections::projected_version(client, id).await
+    }
+
+    fn recently_projected(
+        watch: &ProjectedWatch,
+        account_id: &str,
+        id: Self::Id,
+        version: u64,
+    ) -> Option<Option<Self>> {
+        read_connections::recently_projected(watch, account_id, id, version)
     }
 
     async fn get(
@@ -203,8 +224,9 @@ pub async fn wait_for<V: ReadBack>(
     .await
 }
 
-/// The one read-back of a write: waits for aggregate `id` at `version` ([`wait_for`]), then reads its view
-/// for `account_id` (`None` when it is no longer live for the account, as after a delete).
+/// The one read-back of a write: waits for aggregate `id` at `version` ([`wait_for`]), then takes its view
+/// for `account_id` from what the projector has just written ([`ReadBack::recently_projected`]) or, when it
+/// has not kept it, reads it (`None` when it is no longer live for the account, as after a delete).
 pub async fn read_back<V: ReadBack>(
     state: &AppState,
     account_id: &str,
@@ -212,6 +234,9 @@ pub async fn read_back<V: ReadBack>(
     version: u64,
 ) -> Result<Option<V>, ApiError> {
     wait_for::<V>(state, id, version).await?;
+    if let Some(view) = V::recently_projected(&state.projected, account_id, id, version) {
+        return Ok(view);
+    }
     let client = state.db.get().await?;
     Ok(V::get(&client, account_id, id).await?)
 }

@@ -18,7 +18,7 @@ use crate::event_log::{
     advance_checkpoint, ensure_checkpoint, read_after_checkpoint, CheckpointBatch, Commit,
     LogPosition, StoredEvent,
 };
-use crate::read_models;
+use crate::read_models::{self, connections::ConnectionRow, Written};
 use crate::ReadError;
 
 /// The checkpoint name of the read-model projector.
@@ -31,10 +31,16 @@ pub const CHECKPOINT: &str = "projector";
 struct RecentlyApplied {
     versions: HashMap<String, i64>,
     order: VecDeque<String>,
+    /// The `read_connections` rows written lately, as written, by connection id: the newest
+    /// [`RecentlyApplied::ROWS`] (a request reads its write back right after the projector commits it).
+    connections: HashMap<String, ConnectionRow>,
+    connections_order: VecDeque<String>,
 }
 
 impl RecentlyApplied {
     const CAPACITY: usize = 65_536;
+    /// How many written rows are kept (each a few hundred bytes).
+    const ROWS: usize = 4_096;
 
     fn record(&mut self, aggregate_id: &str, sequence: i64) {
         match self.versions.get_mut(aggregate_id) {
@@ -47,6 +53,21 @@ impl RecentlyApplied {
                 }
                 self.versions.insert(aggregate_id.to_owned(), sequence);
                 self.order.push_back(aggregate_id.to_owned());
+            }
+        }
+    }
+
+    /// Keeps what a committed batch wrote; the oldest rows make room.
+    fn remember(&mut self, written: Written) {
+        for row in written.connections {
+            let id = row.connection_id.clone();
+            if self.connections.insert(id.clone(), row).is_none() {
+                self.connections_order.push_back(id);
+                if self.connections_order.len() > Self::ROWS {
+                    if let Some(oldest) = self.connections_order.pop_front() {
+                        self.connections.remove(&oldest);
+                    }
+                }
             }
         }
     }
@@ -192,6 +213,15 @@ impl ProjectedWatch {
             .ok()
             .and_then(|applied| applied.versions.get(aggregate_id).copied())
     }
+
+    /// The `read_connections` row of `connection_id` as this process's projector last wrote it (committed),
+    /// if it wrote it lately.
+    pub(crate) fn written_connection(&self, connection_id: &str) -> Option<ConnectionRow> {
+        self.applied
+            .lock()
+            .ok()
+            .and_then(|applied| applied.connections.get(connection_id).cloned())
+    }
 }
 
 pub struct Projector {
@@ -280,13 +310,14 @@ impl Projector {
                 tx.rollback().await?;
                 continue;
             }
-            read_models::apply_batch(&tx, &events).await?;
+            let written = read_models::apply_batch(&tx, &events).await?;
             tx.commit().await?;
             // Only once committed: a waiter told "applied" must find it in the tables.
             if let Ok(mut applied) = self.applied.lock() {
                 for event in &events {
                     applied.record(&event.aggregate_id, event.sequence);
                 }
+                applied.remember(written);
             }
             let count = events.len();
             if let Ok(mut batches) = self.batches.lock() {
@@ -503,5 +534,94 @@ mod tests {
             "the oldest entry made room"
         );
         assert_eq!(applied.versions.len(), RecentlyApplied::CAPACITY);
+    }
+
+    /// A request reading back its own write takes the row the projector wrote (committed) when it holds the
+    /// version asked for, and reads the table otherwise.
+    #[test]
+    fn the_connection_row_last_written_answers_read_backs_of_its_version() {
+        use crate::read_models::connections::{recently_projected, ConnectionRow};
+        use crate::read_models::Written;
+
+        let id: listbackup_domain::ConnectionId =
+            "0190f5c2-7d3e-7a11-8b2c-00000000c001".parse().unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-01T09:00:00.123456Z")
+            .unwrap()
+            .to_utc();
+        let row = |version: i64, status: &str| ConnectionRow {
+            connection_id: id.to_string(),
+            account_id: "acme".into(),
+            platform_id: "stripe".into(),
+            name: "Stripe".into(),
+            auth_type: "api_key".into(),
+            status: status.into(),
+            settings: serde_json::json!({"region": "eu"}),
+            credential_fields: serde_json::json!(["secretKey"]),
+            credential_fingerprint: Some("fp".into()),
+            last_test: None,
+            version,
+            created_at: at,
+            updated_at: at,
+            external_account: None,
+        };
+        let applied = Arc::new(Mutex::new(RecentlyApplied::default()));
+        let watch = ProjectedWatch {
+            ticks: watch::channel(0).1,
+            applied: applied.clone(),
+            batches: Arc::default(),
+        };
+        // Nothing written yet: read the table.
+        assert!(recently_projected(&watch, "acme", id, 1).is_none());
+
+        {
+            let mut applied = applied.lock().unwrap();
+            applied.record(&id.to_string(), 2);
+            applied.remember(Written {
+                connections: vec![row(2, "active")],
+            });
+        }
+        let view = recently_projected(&watch, "acme", id, 2)
+            .expect("the row written at version 2 answers")
+            .expect("a live connection of its account");
+        assert_eq!(view.connection_id, id);
+        assert_eq!(view.version, 2);
+        assert_eq!(view.settings.get("region").map(String::as_str), Some("eu"));
+        assert_eq!(view.credential_fields, vec!["secretKey".to_owned()]);
+        assert_eq!((view.created_at, view.updated_at), (at, at));
+        // An earlier version is answered by the later row too (read-your-writes asks for "at least").
+        assert!(recently_projected(&watch, "acme", id, 1).is_some_and(|v| v.is_some()));
+        // A later version than the row holds: read the table.
+        assert!(recently_projected(&watch, "acme", id, 3).is_none());
+        // Another account's connection is not theirs to see.
+        assert_eq!(recently_projected(&watch, "other", id, 2), Some(None));
+
+        // A deleted connection is not live.
+        {
+            let mut applied = applied.lock().unwrap();
+            applied.record(&id.to_string(), 3);
+            applied.remember(Written {
+                connections: vec![row(3, "deleted")],
+            });
+        }
+        assert_eq!(recently_projected(&watch, "acme", id, 3), Some(None));
+
+        // Only the newest rows are kept.
+        let mut bounded = RecentlyApplied::default();
+        for n in 0..=RecentlyApplied::ROWS {
+            bounded.remember(Written {
+                connections: vec![ConnectionRow {
+                    connection_id: format!("row-{n}"),
+                    ..row(1, "active")
+                }],
+            });
+        }
+        assert_eq!(bounded.connections.len(), RecentlyApplied::ROWS);
+        assert!(
+            !bounded.connections.contains_key("row-0"),
+            "the oldest made room"
+        );
+        assert!(bounded
+            .connections
+            .contains_key(&format!("row-{}", RecentlyApplied::ROWS)));
     }
 }

@@ -41,6 +41,50 @@ async fn a_created_connection_is_readable_at_once_and_shows_no_secret() {
     app.stop().await;
 }
 
+/// A write answers with the resource exactly as the next read shows it (the answer is taken from what the
+/// projector has just written, not read back from the table: both must agree to the byte).
+#[tokio::test]
+async fn a_write_answers_what_the_next_read_shows() {
+    let app = TestApp::spawn().await;
+    let token = app.owner("acme");
+    let created = app
+        .post(
+            "/connections",
+            &token,
+            &json!({"platformId": "zendesk", "name": "Support",
+                    "credentials": {"subdomain": "acme", "email": "ops@acme.test", "apiToken": "tok_1"}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let id = created["connectionId"].as_str().unwrap().to_owned();
+    let path = format!("/connections/{id}");
+    let read: Value = app.get(&path, &token).await.json().await.unwrap();
+    assert_eq!(created, read, "created, then read");
+
+    let renamed = app.put(&path, &token, &json!({"name": "Support EU"})).await;
+    assert_eq!(renamed.status(), 200);
+    let renamed: Value = renamed.json().await.unwrap();
+    assert_eq!(renamed["name"], "Support EU");
+    let read: Value = app.get(&path, &token).await.json().await.unwrap();
+    assert_eq!(renamed, read, "renamed, then read");
+
+    let replaced = app
+        .put(
+            &path,
+            &token,
+            &json!({"credentials": {"subdomain": "acme-eu", "email": "ops@acme.test", "apiToken": "tok_2"}}),
+        )
+        .await;
+    assert_eq!(replaced.status(), 200);
+    let replaced: Value = replaced.json().await.unwrap();
+    assert_eq!(replaced["settings"]["subdomain"], "acme-eu");
+    assert_eq!(replaced["version"], 3);
+    let read: Value = app.get(&path, &token).await.json().await.unwrap();
+    assert_eq!(replaced, read, "replaced, then read");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn bad_input_gets_field_errors_never_a_500() {
     let app = TestApp::spawn().await;

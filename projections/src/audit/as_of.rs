@@ -142,7 +142,8 @@ async fn fold(
         .iter()
         .map(StoredEvent::from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    read_models::apply_batch(tx, &events).await
+    read_models::apply_batch(tx, &events).await?;
+    Ok(())
 }
 
 /// A folded resource and the version it had then.

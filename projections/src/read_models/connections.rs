@@ -94,6 +94,52 @@ impl ConnectionView {
     }
 }
 
+impl ConnectionView {
+    /// The view of a row as the projector wrote it: what [`ConnectionView::from_row`] makes of the same row
+    /// read back from the table. `None` if the row's id is not a connection id (never, for rows the
+    /// projector folds from events).
+    fn from_written(row: ConnectionRow) -> Option<Self> {
+        Some(Self {
+            connection_id: row.connection_id.parse().ok()?,
+            platform_id: row.platform_id,
+            name: row.name,
+            auth_type: row.auth_type,
+            status: row.status,
+            settings: serde_json::from_value(row.settings).unwrap_or_default(),
+            credential_fields: serde_json::from_value(row.credential_fields).unwrap_or_default(),
+            credential_fingerprint: row.credential_fingerprint,
+            last_test: row.last_test.and_then(|v| serde_json::from_value(v).ok()),
+            external_account: row
+                .external_account
+                .and_then(|v| serde_json::from_value(v).ok()),
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// What [`get`] would answer once the projector has applied `connection_id` at `version`, from the row this
+/// process's projector wrote last (committed) when it wrote it at `version` or later: a request reading back
+/// its own write then needs no query. `Some(None)`: the connection is not a live one of `account_id`.
+/// `None`: no such row in memory (another process projected it, or it left the projector's bounded memory):
+/// read the table.
+pub fn recently_projected(
+    watch: &crate::ProjectedWatch,
+    account_id: &str,
+    connection_id: listbackup_domain::ConnectionId,
+    version: u64,
+) -> Option<Option<ConnectionView>> {
+    let row = watch.written_connection(&connection_id.to_string())?;
+    if row.version < i64::try_from(version).ok()? {
+        return None;
+    }
+    if row.account_id != account_id || row.status == "deleted" {
+        return Some(None);
+    }
+    ConnectionView::from_written(row).map(Some)
+}
+
 /// A row of `read_connections`, column for column.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub(crate) struct ConnectionRow {

@@ -279,13 +279,22 @@ pub(crate) async fn write_all(client: &impl GenericClient, rows: &Rows) -> Resul
     Ok(())
 }
 
+/// What [`apply_batch`] wrote, as it wrote it: what the live projector keeps in memory so a request reading
+/// back its own write need not read the table ([`crate::ProjectedWatch`]).
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The `read_connections` rows the batch changed.
+    pub(crate) connections: Vec<connections::ConnectionRow>,
+}
+
 /// Applies a batch of events (in log order) to the read-model tables the connection's search path finds:
-/// loads the rows the batch touches, folds the events in memory, writes back what changed. Applying an
-/// event twice changes nothing (every fold is guarded by the row's version).
+/// loads the rows the batch touches, folds the events in memory, writes back what changed, and returns
+/// some of what it wrote ([`Written`]). Applying an event twice changes nothing (every fold is guarded by
+/// the row's version).
 pub async fn apply_batch(
     client: &impl GenericClient,
     events: &[StoredEvent],
-) -> Result<(), ReadError> {
+) -> Result<Written, ReadError> {
     use listbackup_domain::{connection, job, source, source_group, webhook};
     // Every row the batch may read or write.
     let mut ids: HashMap<&str, HashSet<&str>> = HashMap::new();
@@ -311,7 +320,7 @@ pub async fn apply_batch(
         }
     }
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Written::default());
     }
     let of = |kind: &str| -> Vec<&str> {
         let mut v: Vec<&str> = ids
@@ -373,9 +382,12 @@ pub async fn apply_batch(
             .filter(move |(id, row)| before.get(*id) != Some(*row))
             .map(|(_, row)| row)
     }
-    let connections: Vec<_> = changed(&rows.connections, &before.connections).collect();
+    let connections: Vec<connections::ConnectionRow> =
+        changed(&rows.connections, &before.connections)
+            .cloned()
+            .collect();
     if !connections.is_empty() {
-        write(client, connections, true).await?;
+        write(client, &connections, true).await?;
     }
     let sources: Vec<_> = changed(&rows.sources, &before.sources).collect();
     if !sources.is_empty() {
@@ -421,7 +433,7 @@ pub async fn apply_batch(
     if !webhooks.is_empty() {
         write(client, webhooks, true).await?;
     }
-    Ok(())
+    Ok(Written { connections })
 }
 
 #[cfg(test)]
