@@ -102,6 +102,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0220_sessions_that_never_append",
         include_str!("../migrations/0220_sessions_that_never_append.sql"),
     ),
+    (
+        "0230_commit_horizon_planned_once",
+        include_str!("../migrations/0230_commit_horizon_planned_once.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock among advisory locks.
