@@ -11,14 +11,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
-use cqrs_es::{Aggregate, AggregateError, EventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore, SerializedEvent};
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use listbackup_domain::ErrorChain;
 use listbackup_domain::{AccountOwned, DomainError, ErrorKind, ResourceKind, StreamId};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::event_repository::EventRepository;
+use crate::event_repository::{Companion, EventRepository};
 use crate::metadata::EventMetadata;
 
 /// The result of a command that was accepted.
@@ -249,7 +249,10 @@ fn is_unavailable(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool
 
 /// Loads, decides and appends for one aggregate type.
 pub struct CommandBus<A: Aggregate> {
+    /// Loads aggregates (cqrs-es, through the upcasters).
     store: Arc<PersistedEventStore<EventRepository, A>>,
+    /// Appends a command's events (with a [`Companion`] row when the use case has one).
+    appends: Arc<EventRepository>,
     /// The runtime the bus was made on (the process's main one), where every use of the event store's pool
     /// runs: an sqlx connection is a socket of the runtime that opened it, and the HTTP server's worker
     /// threads run runtimes of their own that end when it stops. A connection one of them opened would fail
@@ -269,13 +272,13 @@ where
 {
     /// A bus over the event store in `pool`; `committed` is woken after every commit.
     pub fn new(pool: PgPool, services: A::Services, committed: Arc<Notify>) -> Self {
-        let repo = EventRepository::new(pool);
         Self {
             // The same upcasters as every reader of the log (listbackup_domain::upcasting).
             store: Arc::new(
-                PersistedEventStore::new_event_store(repo)
+                PersistedEventStore::new_event_store(EventRepository::new(pool.clone()))
                     .with_upcasters(listbackup_domain::upcasting::upcasters()),
             ),
+            appends: Arc::new(EventRepository::new(pool)),
             home: tokio::runtime::Handle::current(),
             services,
             committed,
@@ -323,13 +326,27 @@ where
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<Committed, CommandError> {
+        self.execute_new_with(id, command, metadata, None).await
+    }
+
+    /// [`execute_new`](Self::execute_new), writing `companion`'s row in the same statement as the events
+    /// (see [`Companion`]): both are committed, or neither. Without events to record, the row is not
+    /// written either.
+    pub async fn execute_new_with(
+        &self,
+        id: &A::Id,
+        command: A::Command,
+        metadata: &EventMetadata,
+        companion: Option<Companion>,
+    ) -> Result<Committed, CommandError> {
         let context = EventStoreAggregateContext {
             aggregate_id: id.stream_id(),
             aggregate: A::default(),
             current_sequence: 0,
             current_snapshot: None,
         };
-        self.decide_and_commit(context, command, metadata).await
+        self.decide_and_commit(context, command, metadata, companion)
+            .await
     }
 
     /// Runs `command` on aggregate `id` on behalf of `metadata.account_id`, under the one conflict policy
@@ -401,14 +418,19 @@ where
                 });
             }
         }
-        self.decide_and_commit(context, command, metadata).await
+        self.decide_and_commit(context, command, metadata, None)
+            .await
     }
 
+    /// Decides `command` on the loaded `context` and appends what it decided as one statement
+    /// ([`EventRepository::append`]): the events numbered after the context's sequence, each with the
+    /// command's metadata, as cqrs-es's own commit would store them.
     async fn decide_and_commit(
         &self,
         mut context: EventStoreAggregateContext<A>,
         command: A::Command,
         metadata: &EventMetadata,
+        companion: Option<Companion>,
     ) -> Result<Committed, CommandError> {
         let current = context.current_sequence as u64;
         let sink = EventSink::default();
@@ -424,14 +446,34 @@ where
                 events: 0,
             });
         }
-        let (store, metadata) = (self.store.clone(), metadata.to_map());
-        let committed = self
-            .at_home(async move { Ok(store.commit(events, context, metadata).await?) })
-            .await?;
+        let metadata = metadata.to_map();
+        let envelopes: Vec<EventEnvelope<A>> = events
+            .into_iter()
+            .zip(context.current_sequence + 1..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: context.aggregate_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let serialized = envelopes
+            .iter()
+            .map(SerializedEvent::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AggregateError::<A::Error>::from)?;
+        let appends = self.appends.clone();
+        self.at_home(async move {
+            appends
+                .append::<A>(&serialized, companion)
+                .await
+                .map_err(|e| CommandError::from(AggregateError::<A::Error>::from(e)))
+        })
+        .await?;
         self.committed.notify_one();
         Ok(Committed {
-            version: committed.last().map_or(current, |e| e.sequence as u64),
-            events: committed.len(),
+            version: envelopes.last().map_or(current, |e| e.sequence as u64),
+            events: envelopes.len(),
         })
     }
 }

@@ -131,12 +131,10 @@ impl ConnectionCommands {
         &self.vault
     }
 
-    /// Seals the credentials in the vault, then records ConnectionCreated with a reference to them.
-    ///
-    /// The vault write comes first: a crash between the two leaves an unreferenced ciphertext (harmless, and
-    /// swept by [`CredentialVault::sweep_deleted`] only once a deletion is recorded), never a connection
-    /// whose credentials are missing. The vault's commit skips its own WAL flush; the event's synchronous
-    /// commit, later in the same log, flushes both ([`CredentialVault::store_new`]).
+    /// Seals the credentials and records ConnectionCreated with a reference to them, the vault's row and the
+    /// event in one statement ([`CredentialVault::seal_new`], [`CommandBus::execute_new_with`]): a
+    /// connection never exists without its credentials, and no ciphertext is left behind by a creation that
+    /// failed.
     pub async fn create_api_key(
         &self,
         metadata: &EventMetadata,
@@ -144,15 +142,12 @@ impl ConnectionCommands {
         new: NewApiKeyConnection,
     ) -> Result<Committed, CommandError> {
         let account_id = account(metadata)?;
-        let credential = self
-            .seal(
-                metadata,
-                connection_id,
-                new.platform.platform(),
-                &new.credentials,
-                Sealing::New,
-            )
-            .await?;
+        let (sealed, vault_row) = self.vault.seal_new(
+            &metadata.account_id,
+            &connection_id.to_string(),
+            &self.secret_to_seal(new.platform.platform(), &new.credentials),
+        )?;
+        let credential = sealed.into();
         let command = ConnectionCommand::Create {
             connection_id: *connection_id,
             account_id,
@@ -164,7 +159,9 @@ impl ConnectionCommands {
             credential,
         };
         // The id was minted for this request: no stream to load.
-        self.bus.execute_new(connection_id, command, metadata).await
+        self.bus
+            .execute_new_with(connection_id, command, metadata, Some(vault_row))
+            .await
     }
 
     /// Renames and/or replaces the credentials, as one commit.
@@ -191,13 +188,7 @@ impl ConnectionCommands {
                     .ok_or_else(|| CommandError::corrupt("connection names an unknown platform"))?
                     .platform();
                 let credential = self
-                    .seal(
-                        metadata,
-                        connection_id,
-                        platform,
-                        &credentials,
-                        Sealing::Replacement,
-                    )
+                    .seal_replacement(metadata, connection_id, platform, &credentials)
                     .await?;
                 Some(CredentialsChange {
                     settings: credentials.settings.clone(),
@@ -407,50 +398,33 @@ impl ConnectionCommands {
         }
     }
 
-    /// Seals the credentials of a connect form, marked as a demo connection when they are the platform's
-    /// demo set while demo mode is on (see [`crate::platform_client::PlatformEndpoints::credentials_to_seal`]); replaced credentials
-    /// are decided afresh, so a demo connection given real credentials is a real connection from then on.
-    /// For a connection being created ([`Sealing::New`]) the vault's write does not wait for its own WAL
-    /// flush: the creating event's commit, next, flushes it ([`CredentialVault::store_new`]).
-    async fn seal(
+    /// The secret a connect form's credentials are sealed as: marked as a demo connection when they are the
+    /// platform's demo set while demo mode is on (see
+    /// [`crate::platform_client::PlatformEndpoints::credentials_to_seal`]); replaced credentials are decided
+    /// afresh, so a demo connection given real credentials is a real connection from then on.
+    fn secret_to_seal(&self, platform: &Platform, credentials: &Credentials) -> SecretCredentials {
+        SecretCredentials::new(
+            self.platforms
+                .endpoints()
+                .credentials_to_seal(platform, &credentials.all),
+        )
+    }
+
+    /// Seals and stores an existing connection's replacement credentials (on disk when it returns).
+    async fn seal_replacement(
         &self,
         metadata: &EventMetadata,
         connection_id: &listbackup_domain::ConnectionId,
         platform: &Platform,
         credentials: &Credentials,
-        sealing: Sealing,
     ) -> Result<CredentialRef, CommandError> {
-        let secret = SecretCredentials::new(
-            self.platforms
-                .endpoints()
-                .credentials_to_seal(platform, &credentials.all),
-        );
-        let sealed = match sealing {
-            Sealing::New => {
-                self.vault
-                    .store_new(&metadata.account_id, &connection_id.to_string(), &secret)
-                    .await?
-            }
-            Sealing::Replacement => {
-                self.vault
-                    .store(&metadata.account_id, &connection_id.to_string(), &secret)
-                    .await?
-            }
-        };
-        Ok(CredentialRef {
-            key_id: sealed.key_id,
-            fingerprint: sealed.fingerprint,
-        })
+        let secret = self.secret_to_seal(platform, credentials);
+        Ok(self
+            .vault
+            .store(&metadata.account_id, &connection_id.to_string(), &secret)
+            .await?
+            .into())
     }
-}
-
-/// Whose credentials [`ConnectionCommands::seal`] seals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sealing {
-    /// A connection being created: its ConnectionCreated is committed next.
-    New,
-    /// An existing connection's replacement credentials.
-    Replacement,
 }
 
 fn account(metadata: &EventMetadata) -> Result<AccountId, CommandError> {

@@ -10,6 +10,9 @@
 //! it; a sequence already taken violates the primary key and the commit is an optimistic-lock conflict, as
 //! with postgres-es (SQLSTATE 23505).
 //!
+//! A use case whose event refers to a row of another table can have that row written by the same statement
+//! ([`Companion`]): a connection's creation and its sealed secret are committed together or not at all.
+//!
 //! The event store runs without snapshots ([`cqrs_es::persist::PersistedEventStore::new_event_store`]); a
 //! commit that carries a snapshot update goes to postgres-es unchanged.
 
@@ -30,6 +33,47 @@ const APPEND: &str = "INSERT INTO events \
           WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, n) \
      ORDER BY e.n";
 
+/// A row of another table written by the same statement as a commit's events, so committed with them or not
+/// at all, and after them (it is inserted from the events' `RETURNING`, so PostgreSQL must append them first:
+/// the log's append-first rule, migration 0200, holds): the sealed secret a `ConnectionCreated` refers to
+/// ([`crate::vault::CredentialVault::seal_new`]).
+#[derive(Debug)]
+pub struct Companion {
+    /// `INSERT INTO <table> (<columns>)`, the columns in the order of `values`.
+    pub insert: &'static str,
+    /// What follows the values (an `ON CONFLICT` clause), or empty.
+    pub on_conflict: &'static str,
+    pub values: Vec<CompanionValue>,
+}
+
+/// One value of a [`Companion`] row.
+#[derive(Debug)]
+pub enum CompanionValue {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Companion {
+    /// The statement appending the events with this row: [`APPEND`]'s seven parameters, then the row's.
+    fn statement(&self) -> String {
+        let values: Vec<String> = self
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| match value {
+                CompanionValue::Text(_) => format!("${}::text", i + 8),
+                CompanionValue::Bytes(_) => format!("${}::bytea", i + 8),
+            })
+            .collect();
+        format!(
+            "WITH appended AS ({APPEND} RETURNING 1) {} SELECT {} WHERE EXISTS (SELECT FROM appended) {}",
+            self.insert,
+            values.join(", "),
+            self.on_conflict
+        )
+    }
+}
+
 /// The repository [`crate::bus::CommandBus`] stores aggregates in (see the module's doc).
 pub struct EventRepository {
     pool: PgPool,
@@ -45,8 +89,23 @@ impl EventRepository {
         }
     }
 
-    /// Appends `events` (all of one aggregate, of type `A`) as one statement.
-    async fn append<A: Aggregate>(&self, events: &[SerializedEvent]) -> Result<(), sqlx::Error> {
+    /// Appends `events` (all of one aggregate, of type `A`, in sequence order) as one statement, with
+    /// `companion`'s row when there is one. A taken sequence is [`PersistenceError::OptimisticLockError`].
+    pub async fn append<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        companion: Option<Companion>,
+    ) -> Result<(), PersistenceError> {
+        self.append_rows::<A>(events, companion)
+            .await
+            .map_err(persistence_error)
+    }
+
+    async fn append_rows<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        companion: Option<Companion>,
+    ) -> Result<(), sqlx::Error> {
         let Some(first) = events.first() else {
             return Ok(());
         };
@@ -63,16 +122,22 @@ impl EventRepository {
             payloads.push(&event.payload);
             metadata.push(&event.metadata);
         }
-        sqlx::query(APPEND)
+        let with_companion = companion.as_ref().map(Companion::statement);
+        let mut query = sqlx::query(with_companion.as_deref().unwrap_or(APPEND))
             .bind(A::TYPE)
             .bind(first.aggregate_id.as_str())
             .bind(sequences)
             .bind(types)
             .bind(versions)
             .bind(payloads)
-            .bind(metadata)
-            .execute(&self.pool)
-            .await?;
+            .bind(metadata);
+        for value in companion.into_iter().flat_map(|c| c.values) {
+            query = match value {
+                CompanionValue::Text(text) => query.bind(text),
+                CompanionValue::Bytes(bytes) => query.bind(bytes),
+            };
+        }
+        query.execute(&self.pool).await?;
         Ok(())
     }
 }
@@ -123,7 +188,7 @@ impl PersistedEventRepository for EventRepository {
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
         match snapshot_update {
-            None => self.append::<A>(events).await.map_err(persistence_error),
+            None => self.append::<A>(events, None).await,
             Some(update) => self.reads.persist::<A>(events, Some(update)).await,
         }
     }

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::event_repository::{Companion, CompanionValue};
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -272,6 +274,15 @@ pub struct CredentialRef {
     pub fingerprint: String,
 }
 
+impl From<CredentialRef> for listbackup_domain::values::CredentialRef {
+    fn from(sealed: CredentialRef) -> Self {
+        Self {
+            key_id: sealed.key_id,
+            fingerprint: sealed.fingerprint,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     /// A master key could not be parsed. The message never contains key material, so the decoder's error is
@@ -316,24 +327,28 @@ struct Sealed {
     fingerprint: String,
 }
 
-/// The upsert of [`CredentialVault::store`].
-const STORE: &str =
-    "INSERT INTO credential_vault (account_id, connection_id, key_id, nonce, ciphertext, fingerprint) \
-     VALUES ($1, $2, $3, $4, $5, $6) \
-     ON CONFLICT (account_id, connection_id) DO UPDATE SET \
-         key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, \
-         fingerprint = EXCLUDED.fingerprint, updated_at = now()";
+/// The vault row's insert, the start of every statement that writes one.
+macro_rules! vault_insert {
+    () => {
+        "INSERT INTO credential_vault (account_id, connection_id, key_id, nonce, ciphertext, fingerprint)"
+    };
+}
 
-/// The upsert of [`CredentialVault::store_new`]: [`STORE`], with `set_config(…, true)` (PostgreSQL's
-/// `SET LOCAL` as a function) turning `synchronous_commit` off for the statement's own transaction, in the
-/// same statement rather than in a transaction block of three more.
-const STORE_NEW: &str =
-    "INSERT INTO credential_vault (account_id, connection_id, key_id, nonce, ciphertext, fingerprint) \
-     SELECT $1, $2, $3, $4, $5, $6 \
-     FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit \
-     ON CONFLICT (account_id, connection_id) DO UPDATE SET \
+/// What a write of a row that exists does: replaces the secret.
+macro_rules! vault_on_conflict {
+    () => {
+        "ON CONFLICT (account_id, connection_id) DO UPDATE SET \
          key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, \
-         fingerprint = EXCLUDED.fingerprint, updated_at = now()";
+         fingerprint = EXCLUDED.fingerprint, updated_at = now()"
+    };
+}
+
+/// The upsert of [`CredentialVault::store`].
+const STORE: &str = concat!(
+    vault_insert!(),
+    " VALUES ($1, $2, $3, $4, $5, $6) ",
+    vault_on_conflict!()
+);
 
 /// Stores, loads, destroys and re-keys connection secrets in the `credential_vault` table.
 #[derive(Clone)]
@@ -373,23 +388,40 @@ impl CredentialVault {
         connection_id: &str,
         secret: &SecretCredentials,
     ) -> Result<CredentialRef, VaultError> {
-        self.upsert(account_id, connection_id, secret, STORE).await
+        self.upsert(account_id, connection_id, secret).await
     }
 
-    /// [`store`](Self::store) for a connection being created, whose creating event is committed next: the
-    /// row's commit does not wait for its own WAL flush (`synchronous_commit` off for this statement's
-    /// transaction only). The event's commit, synchronous and later in the same write-ahead log, flushes the
-    /// log up to itself and so this commit with it: a connection that exists after a crash has its secret,
-    /// and a crash before the event loses at most a row no event references. Never for a secret that no
-    /// event follows (a refreshed OAuth token), which must be on disk when the call returns.
-    pub async fn store_new(
+    /// Seals the secret of a connection being created and returns its row, for the command bus to write in
+    /// the same statement as the connection's creating event ([`crate::bus::CommandBus::execute_new_with`]):
+    /// the secret is stored if and only if the connection is, and the event's synchronous commit puts both
+    /// on disk. Nothing is written here. The row is [`store`](Self::store)'s (the same upsert).
+    pub fn seal_new(
         &self,
         account_id: &str,
         connection_id: &str,
         secret: &SecretCredentials,
-    ) -> Result<CredentialRef, VaultError> {
-        self.upsert(account_id, connection_id, secret, STORE_NEW)
-            .await
+    ) -> Result<(CredentialRef, Companion), VaultError> {
+        let key = &self.keys.current;
+        let sealed = seal(key, account_id, connection_id, secret)?;
+        tracing::debug!(account_id, connection_id, key_id = %key.id, fingerprint = %sealed.fingerprint,
+            "credential sealed for its connection's creation");
+        let reference = CredentialRef {
+            key_id: key.id.clone(),
+            fingerprint: sealed.fingerprint.clone(),
+        };
+        let row = Companion {
+            insert: vault_insert!(),
+            on_conflict: vault_on_conflict!(),
+            values: vec![
+                CompanionValue::Text(account_id.to_owned()),
+                CompanionValue::Text(connection_id.to_owned()),
+                CompanionValue::Text(key.id.clone()),
+                CompanionValue::Bytes(sealed.nonce.to_vec()),
+                CompanionValue::Bytes(sealed.ciphertext),
+                CompanionValue::Text(sealed.fingerprint),
+            ],
+        };
+        Ok((reference, row))
     }
 
     async fn upsert(
@@ -397,13 +429,12 @@ impl CredentialVault {
         account_id: &str,
         connection_id: &str,
         secret: &SecretCredentials,
-        sql: &str,
     ) -> Result<CredentialRef, VaultError> {
         let key = &self.keys.current;
         let sealed = seal(key, account_id, connection_id, secret)?;
         let client = self.pool.get().await?;
-        // Prepared once per pooled connection: this runs on every connection create and credential change.
-        let insert = client.prepare_cached(sql).await?;
+        // Prepared once per pooled connection: this runs on every credential change.
+        let insert = client.prepare_cached(STORE).await?;
         client
             .execute(
                 &insert,
@@ -809,41 +840,6 @@ mod tests {
             .unwrap();
         let loaded = vault.load("acc1", "conn1").await.unwrap().unwrap();
         assert_eq!(loaded.get("api_key"), Some("new"));
-    }
-
-    /// `store_new` turns the WAL flush off for its own statement's transaction only: the pooled session it
-    /// ran on (which a token refresh may use next) still commits synchronously, and the row is what `store`
-    /// would have written.
-    #[tokio::test]
-    async fn store_new_stores_the_secret_and_leaves_its_session_synchronous() {
-        let db = TestDb::create().await;
-        let pool = db.pool();
-        pool.resize(1);
-        let vault = CredentialVault::new(pool.clone(), keys(&random_key(), &[]));
-        let stored = secret(&[("api_key", API_KEY)]);
-
-        let reference = vault.store_new("acc1", "conn1", &stored).await.unwrap();
-        assert_eq!(reference, vault.credential_ref("acc1", &stored));
-        let loaded = vault.load("acc1", "conn1").await.unwrap().expect("stored");
-        assert_eq!(loaded.get("api_key"), Some(API_KEY));
-        // An upsert, like `store`.
-        vault
-            .store_new("acc1", "conn1", &secret(&[("api_key", "new")]))
-            .await
-            .unwrap();
-        let loaded = vault.load("acc1", "conn1").await.unwrap().unwrap();
-        assert_eq!(loaded.get("api_key"), Some("new"));
-
-        let session = pool.get().await.unwrap();
-        let setting: String = session
-            .query_one("SHOW synchronous_commit", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(
-            setting, "on",
-            "the session after store_new commits synchronously"
-        );
     }
 
     #[tokio::test]

@@ -989,6 +989,83 @@ async fn a_commit_of_several_events_is_appended_in_order_all_or_none() {
     pool.close().await;
 }
 
+/// A connection's sealed secret is written by the statement that records its creation: committed in the
+/// same transaction, and not at all when the creation is refused (a create on a taken id once overwrote the
+/// existing connection's secret before its event failed).
+#[tokio::test]
+async fn a_connection_secret_is_stored_with_its_creating_event_or_not_at_all() {
+    use listbackup_commands::vault::{CredentialVault, MasterKeys, SecretCredentials};
+    use listbackup_commands::{CommandBus, CommandError, EventMetadata};
+    use listbackup_domain::connection::{Connection, ConnectionCommand};
+    use listbackup_domain::platform::PlatformId;
+    use listbackup_domain::values::{AccountId, DisplayName};
+
+    let app = TestApp::spawn().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&app.db.url)
+        .await
+        .unwrap();
+    let bus: CommandBus<Connection> =
+        CommandBus::new(pool.clone(), (), Arc::new(tokio::sync::Notify::new()));
+    let keys =
+        Arc::new(MasterKeys::from_base64(app.config.master_key.as_deref().unwrap(), &[]).unwrap());
+    let vault = CredentialVault::new(app.db.pool(), keys);
+    let metadata = EventMetadata::for_request("acme", "user:test".into(), "req-1");
+    let secret = |key: &str| {
+        SecretCredentials::new(BTreeMap::from([("secretKey".to_owned(), key.to_owned())]))
+    };
+    let create = |id: listbackup_domain::ConnectionId, credential| ConnectionCommand::Create {
+        connection_id: id,
+        account_id: AccountId::parse("acme").unwrap(),
+        platform_id: PlatformId::parse("stripe").unwrap(),
+        name: DisplayName::parse("Stripe").unwrap(),
+        auth: ConnectionAuth::ApiKey,
+        settings: BTreeMap::new(),
+        credential_fields: vec!["secretKey".into()],
+        credential,
+    };
+
+    // Created: the event and the row, in one transaction.
+    let id = listbackup_domain::ConnectionId::new();
+    let (sealed, row) = vault
+        .seal_new("acme", &id.to_string(), &secret("sk_test_first"))
+        .unwrap();
+    bus.execute_new_with(&id, create(id, sealed.into()), &metadata, Some(row))
+        .await
+        .unwrap();
+    let db = app.db.connect().await;
+    let (event_transaction, row_transaction): (String, String) = {
+        let row = db
+            .query_one(
+                "SELECT (SELECT (transaction_id::text::numeric % 4294967296)::text FROM events \
+                         WHERE aggregate_id = $1), \
+                        (SELECT xmin::text FROM credential_vault WHERE connection_id = $1)",
+                &[&id.to_string()],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(event_transaction, row_transaction, "one transaction");
+    let stored = vault.load("acme", &id.to_string()).await.unwrap().unwrap();
+    assert_eq!(stored.get("secretKey"), Some("sk_test_first"));
+
+    // A second creation on the same id is refused, and the first secret is untouched.
+    let (sealed, row) = vault
+        .seal_new("acme", &id.to_string(), &secret("sk_test_second"))
+        .unwrap();
+    let err = bus
+        .execute_new_with(&id, create(id, sealed.into()), &metadata, Some(row))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Concurrency), "{err:?}");
+    let stored = vault.load("acme", &id.to_string()).await.unwrap().unwrap();
+    assert_eq!(stored.get("secretKey"), Some("sk_test_first"));
+    pool.close().await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_create_on_an_existing_stream_conflicts_instead_of_overwriting() {
     use listbackup_commands::{CommandBus, CommandError, EventMetadata};

@@ -332,11 +332,10 @@ impl OauthService {
                 let id = listbackup_domain::ConnectionId::new();
                 let connection_id = id.to_string();
                 let name = default_name(pending.name.as_deref(), platform, &external);
-                // ConnectionCreated follows at once and its commit flushes this one.
-                let credential = self
-                    .vault
-                    .store_new(&pending.account_id, &connection_id, &secret)
-                    .await?;
+                // Stored by the statement that records ConnectionCreated, or not at all.
+                let (sealed, vault_row) =
+                    self.vault
+                        .seal_new(&pending.account_id, &connection_id, &secret)?;
                 let command = ConnectionCommand::CreateOauth {
                     connection_id: id,
                     account_id,
@@ -345,24 +344,14 @@ impl OauthService {
                     grant: OauthGrant {
                         settings,
                         credential_fields: grant_fields,
-                        credential: listbackup_domain::values::CredentialRef {
-                            key_id: credential.key_id,
-                            fingerprint: credential.fingerprint,
-                        },
+                        credential: sealed.into(),
                         external_account: Some(external),
                     },
                 };
-                let committed = match self.bus.execute(&id, command, &metadata, None).await {
-                    Ok(committed) => committed,
-                    Err(err) => {
-                        // Nothing may be left behind: the fresh connection id is referenced by no event.
-                        let _ = self
-                            .vault
-                            .destroy(&pending.account_id, &connection_id)
-                            .await;
-                        return Err(err.into());
-                    }
-                };
+                let committed = self
+                    .bus
+                    .execute_new_with(&id, command, &metadata, Some(vault_row))
+                    .await?;
                 self.track_tokens(&pending.account_id, &connection_id, platform.id, &issued)
                     .await?;
                 Ok(Connected {
