@@ -606,18 +606,18 @@ async fn the_log_listener_reconnects_after_its_connection_is_killed() {
     shutdown.cancel();
 }
 
-/// Under a stream of commits the announcer notifies at most once per `ANNOUNCE_EVERY` (each notification is
-/// a statement, a transaction id and a commit), and the last commit of the stream is still announced.
-#[tokio::test]
-async fn a_stream_of_commits_is_announced_together() {
-    use listbackup_projections::log_signal::{self, ANNOUNCE_EVERY, CHANNEL};
-
-    let db = TestDatabase::create().await;
-    listbackup::migrate::run(&db.url).await.unwrap();
-    let (listener, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+/// A session listening on the log's channel (`log_signal::CHANNEL`), and the payloads of the notifications
+/// it receives, in order; the session lives as long as the client.
+async fn listen_to_the_log(
+    url: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (listener, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
-    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, notifications) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         use futures::StreamExt;
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -628,9 +628,24 @@ async fn a_stream_of_commits_is_announced_together() {
         }
     });
     listener
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .batch_execute(&format!(
+            "LISTEN {}",
+            listbackup_projections::log_signal::CHANNEL
+        ))
         .await
         .unwrap();
+    (listener, notifications)
+}
+
+/// Under a stream of commits the announcer notifies at most once per `ANNOUNCE_EVERY` (each notification is
+/// a statement, a transaction id and a commit), and the last commit of the stream is still announced.
+#[tokio::test]
+async fn a_stream_of_commits_is_announced_together() {
+    use listbackup_projections::log_signal::{self, ANNOUNCE_EVERY};
+
+    let db = TestDatabase::create().await;
+    listbackup::migrate::run(&db.url).await.unwrap();
+    let (_listener, mut notifications) = listen_to_the_log(&db.url).await;
     let writer = db.connect().await;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -697,23 +712,7 @@ async fn appends_of_the_service_are_announced_after_their_commit() {
 
     // No notification from the append itself: notifications arrive in commit order, so had the append
     // notified, a listener would get its notification before the marker sent after it.
-    let (listener, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        use futures::StreamExt;
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                let _ = tx.send(n.payload().to_owned());
-            }
-        }
-    });
-    listener
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
-        .await
-        .unwrap();
+    let (_listener, mut notifications) = listen_to_the_log(&db.url).await;
     let id = uuid::Uuid::now_v7().to_string();
     writer
         .execute(INSERT_EVENT, &[&id, &created_event(&id, "quiet")])
