@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod oauth;
 pub mod platform_client;
 pub mod platform_metrics;
+pub mod public_addresses;
 pub mod restores;
 pub mod sampling;
 pub mod snapshots;

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::public_addresses::PublicAddressesOnly;
+
 use listbackup_domain::platform::{
     url_placeholders, ApiAuth, AuthType, BasicPart, ContentHost, CredentialFieldType, HttpMethod,
     Identity, Platform, UrlParam, CATALOG, OAUTH_ACCESS_TOKEN,
@@ -208,6 +210,34 @@ impl PlatformEndpoints {
     /// Demo mode's routing, when it is on.
     pub fn demo(&self) -> Option<&DemoPlatforms> {
         self.demo.as_deref()
+    }
+
+    /// The host names of every base URL the operator configured (the overrides and demo mode's
+    /// emulations), lower-case: the names the platform clients resolve without refusing private
+    /// addresses ([`PublicAddressesOnly::except`]).
+    pub fn operator_hosts(&self) -> Vec<String> {
+        let demo = self
+            .demo
+            .iter()
+            .flat_map(|demo| demo.api_urls.values().chain(demo.host_urls.values()));
+        self.api_urls
+            .values()
+            .chain(self.host_urls.values())
+            .chain(demo)
+            .filter_map(|base| {
+                url::Url::parse(base)
+                    .ok()?
+                    .host_str()
+                    .map(str::to_ascii_lowercase)
+            })
+            .collect()
+    }
+
+    /// A resolver for the clients that call platform APIs: host names built from a customer's credentials
+    /// (ActiveCampaign's account URL, Zendesk's subdomain, …) are connected to only at public addresses;
+    /// the operator's own hosts ([`operator_hosts`](Self::operator_hosts)) as they resolve.
+    pub fn resolver(&self) -> std::sync::Arc<PublicAddressesOnly> {
+        std::sync::Arc::new(PublicAddressesOnly::except(self.operator_hosts()))
     }
 
     /// Whether these submitted credentials make a demo connection of the platform: demo mode is on, it
@@ -421,6 +451,7 @@ pub struct PlatformClient {
 impl PlatformClient {
     pub fn new(endpoints: PlatformEndpoints) -> Self {
         let http = reqwest::Client::builder()
+            .dns_resolver(endpoints.resolver())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(TOTAL_TIMEOUT)
             // Redirects are not followed: reqwest strips `Authorization` on a cross-host redirect but not
@@ -843,6 +874,24 @@ mod tests {
 
     fn platform(id: &str) -> &'static Platform {
         find(id).unwrap()
+    }
+
+    /// The names the platform clients resolve unfiltered are the operator's: its overrides and demo mode's
+    /// emulations, never a host built from credentials.
+    #[test]
+    fn the_operator_hosts_are_the_overrides_and_the_demo() {
+        let endpoints = PlatformEndpoints::from_lookup(|key| match key {
+            "LISTBACKUP_PLATFORM_STRIPE_API_URL" => Some("http://LocalHost:12111".into()),
+            "LISTBACKUP_PLATFORM_DROPBOX_CONTENT_URL" => {
+                Some("http://emulator.internal:9000".into())
+            }
+            _ => None,
+        })
+        .with_demo(DemoPlatforms::default().with_api_url("keap", "http://127.0.0.1:4100/keap"));
+        let mut hosts = endpoints.operator_hosts();
+        hosts.sort();
+        assert_eq!(hosts, ["127.0.0.1", "emulator.internal", "localhost"]);
+        assert!(PlatformEndpoints::default().operator_hosts().is_empty());
     }
 
     #[test]

@@ -688,6 +688,7 @@ async fn a_credential_that_names_a_host_is_held_to_the_documented_host() {
         "https://acme.api-us1.com/api/3",
         "https://acme.api-us1.com.evil.example",
         "https://acme.example.com",
+        "https://acme.api-eu.com",
     ];
     for api_url in refused_urls {
         let fields = refused_fields(
@@ -758,5 +759,16 @@ async fn a_credential_that_names_a_host_is_held_to_the_documented_host() {
         )
         .await;
     assert_eq!(replaced.status(), 200);
+    // An account outside the United States: its Developer tab shows another region's API URL.
+    let replaced = app
+        .put(
+            &path,
+            &token,
+            &json!({"credentials": {"apiUrl": "https://Acme.api-eu1.com", "apiKey": "k3"}}),
+        )
+        .await;
+    assert_eq!(replaced.status(), 200);
+    let replaced: Value = replaced.json().await.unwrap();
+    assert_eq!(replaced["settings"]["apiUrl"], "https://acme.api-eu1.com");
     app.stop().await;
 }

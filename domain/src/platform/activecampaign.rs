@@ -2,8 +2,9 @@
 //!
 //! - Authentication (https://developers.activecampaign.com/reference/authentication): the user's API key in
 //!   the `Api-Token` header, against the account's own API URL shown in its Developer settings
-//!   (`https://<account>.api-us1.com`; ActiveCampaign warns not to build it from the account name, so the
-//!   customer gives it whole, and it is accepted only on the documented domains, [`API_DOMAINS`]) with
+//!   (`https://<account>.api-us1.com`, or another region's; ActiveCampaign warns not to build it from the
+//!   account name, so the customer gives it whole, and it is accepted only on the documented domains,
+//!   [`API_DOMAINS`]) with
 //!   `/api/3` after it.
 //! - Collections (https://developers.activecampaign.com/reference/pagination): `limit` (default 20, at most
 //!   100) and a 0-based `offset`; the records under the collection's own name, the total in `meta.total`
@@ -48,7 +49,7 @@ const CONTACT_WRITES: RecordWrites = RecordWrites {
 
 /// The domains of an account's API URL, `https://<account>.<domain>` ([`FieldShape::AccountUrl`]: https, no
 /// port, no user name, no path; anything else is refused when the connection is created or its credentials
-/// replaced, so no customer can point the service at a host of their choosing).
+/// replaced).
 ///
 /// - `api-us1.com`: "Base URL" (<https://developers.activecampaign.com/reference/url>) gives the API URL as
 ///   `https://<your-account>.api-us1.com/api/3/`, over HTTPS only, and "Authentication"
@@ -57,13 +58,14 @@ const CONTACT_WRITES: RecordWrites = RecordWrites {
 /// - `activehosted.com`: the account's own host (the same "Authentication" example), which the Developer
 ///   tab shows as the API URL for some accounts (Nango's connection guide,
 ///   <https://nango.dev/docs/integrations/all/active-campaign/connect>: "nango.activehosted.com").
-///
-/// "Base URL" warns that `api-us1.com` is not guaranteed for every account, "particularly users located
-/// outside of the United States", without naming another domain. Third-party guides mention other region
-/// numbers (`api-eu1.com`, StackOne's connection guide); none is ActiveCampaign's own documentation, so none is
-/// listed: a domain is added here, by name, once ActiveCampaign documents it. A pattern such as `api-<any>.com`
-/// would let anyone who registers a matching domain point its DNS at a loopback or private address.
-const API_DOMAINS: &[&str] = &["api-us1.com", "activehosted.com"];
+/// - `api-<region>.com`: "Base URL" warns that `api-us1.com` is not guaranteed for every account,
+///   "particularly users located outside of the United States", and tells integrations to "always use the
+///   API URL found in the User's Developer tab": the URL has the form `https://<account>.<region>.com`
+///   (`api-us1` being one region), so any region numbered the same way is taken (`is_region` in
+///   `credentials.rs`: letters then digits). Whoever registers such a domain reaches, through it, only
+///   public addresses: the platform clients refuse to connect a host name built from credentials to a
+///   loopback, private or link-local address (`listbackup_commands::public_addresses`).
+const API_DOMAINS: &[&str] = &["api-us1.com", "activehosted.com", "api-<region>.com"];
 
 pub(super) const PLATFORM: Platform = Platform {
     id: "activecampaign",

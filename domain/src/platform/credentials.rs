@@ -215,15 +215,38 @@ fn account_url(text: &str, domains: &[&str]) -> Result<String, String> {
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(format!("{}: no path, query or fragment", form()));
     }
-    let documented = domains.iter().any(|domain| {
-        host.strip_suffix(domain)
-            .and_then(|account| account.strip_suffix('.'))
-            .is_some_and(is_label)
-    });
+    let documented = domains
+        .iter()
+        .any(|domain| match domain.split_once(REGION) {
+            // `api-<region>.com`: the region one label part of letters then digits (`us1`, `eu1`).
+            Some((before, after)) => host
+                .strip_suffix(after)
+                .and_then(|rest| rest.rsplit_once('.'))
+                .is_some_and(|(account, label)| {
+                    is_label(account) && label.strip_prefix(before).is_some_and(is_region)
+                }),
+            None => host
+                .strip_suffix(domain)
+                .and_then(|account| account.strip_suffix('.'))
+                .is_some_and(is_label),
+        });
     if !documented {
         return Err(form());
     }
     Ok(format!("https://{host}"))
+}
+
+/// The placeholder of a documented domain for a region's part of it ([`FieldShape::AccountUrl`]:
+/// `api-<region>.com`).
+pub const REGION: &str = "<region>";
+
+/// A region as platforms number them: lower-case letters, then digits (`us1`, `eu1`, `au2`).
+fn is_region(text: &str) -> bool {
+    let digits = text.trim_start_matches(|c: char| c.is_ascii_lowercase());
+    digits.len() < text.len()
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && text.len() <= 16
 }
 
 fn is_email(text: &str) -> bool {
@@ -340,6 +363,9 @@ mod tests {
                 "https://acme.activehosted.com",
                 "https://acme.activehosted.com",
             ),
+            // Another region's API URL, as the Developer tab shows it.
+            ("https://acme.api-eu1.com", "https://acme.api-eu1.com"),
+            ("https://Acme.API-AU12.com/", "https://acme.api-au12.com"),
         ] {
             assert_eq!(api_url.parse_value(given).as_deref(), Ok(kept), "{given}");
         }
@@ -374,7 +400,14 @@ mod tests {
             ("https://acme.api-us1.com.evil.example", "API URL"),
             ("https://acme.api-us1.com.", "API URL"),
             ("https://acmeapi-us1.com", "API URL"),
-            ("https://acme.api-zz9.com", "API URL"),
+            ("https://acme.api-eu.com", "API URL"),
+            ("https://acme.api-1.com", "API URL"),
+            ("https://acme.api-eu1x.com", "API URL"),
+            ("https://acme.api-.com", "API URL"),
+            ("https://api-eu1.com", "API URL"),
+            ("https://a.b.api-eu1.com", "API URL"),
+            ("https://acme.api-eu1.com.evil.example", "API URL"),
+            ("https://acme.api-eu1.net", "API URL"),
             ("https://localhost", "API URL"),
             ("https://-acme.api-us1.com", "API URL"),
             ("acme.api-us1.com", "API URL"),

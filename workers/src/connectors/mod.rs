@@ -414,6 +414,9 @@ impl Connector {
     /// With the default rate limits and retry policy.
     pub fn new(endpoints: PlatformEndpoints) -> Self {
         let http = reqwest::Client::builder()
+            // API hosts built from credentials reach public addresses only (file downloads, below, go to
+            // the hosts the platform names, as it names them).
+            .dns_resolver(endpoints.resolver())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             // Not followed: custom auth headers (`X-Keap-API-Key`) would go along to another host.

@@ -24,7 +24,6 @@
 //!   outcome, deliveries handed back at shutdown, and the pending queue's size, oldest age and how overdue
 //!   its most overdue due delivery is.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +32,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures::StreamExt as _;
 use listbackup_commands::error_chain;
+use listbackup_commands::public_addresses::PublicAddressesOnly;
 use listbackup_commands::webhooks::WebhookSecrets;
 use listbackup_domain::webhook::is_public;
 use listbackup_domain::ErrorChain;
@@ -127,7 +127,8 @@ impl DeliverySender {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("ListBackup-Webhooks/1");
         if !settings.allow_private {
-            http = http.dns_resolver(Arc::new(PublicAddressesOnly));
+            // A webhook URL must not reach into ListBackup's network.
+            http = http.dns_resolver(Arc::new(PublicAddressesOnly::new()));
         }
         let http = http
             .build()
@@ -446,25 +447,5 @@ impl DeliverySender {
             }
         }
         Ok(())
-    }
-}
-
-/// Resolves host names to their public addresses only: a name that resolves to nothing but loopback, private
-/// or link-local addresses is not connected to (a webhook URL must not reach into ListBackup's network).
-struct PublicAddressesOnly;
-
-impl reqwest::dns::Resolve for PublicAddressesOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|address| is_public(address.ip()))
-                .collect();
-            if addresses.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
-            }
-            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
-        })
     }
 }
