@@ -24,7 +24,7 @@
 //!   outcome, deliveries handed back at shutdown, and the pending queue's size, oldest age and how overdue
 //!   its most overdue due delivery is.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,7 +73,16 @@ pub struct DeliverySender {
     queued: Arc<Notify>,
     /// Attempts started and not yet recorded: what a shutdown hands back.
     in_flight: AtomicUsize,
+    /// When the queue's gauges were last read ([`GAUGE_EVERY`]).
+    gauged_at: std::sync::Mutex<Option<Instant>>,
+    /// Whether the last look sent anything: the gauges are then read at the next look.
+    sending: AtomicBool,
 }
+
+/// How often a sender with nothing to send reads the queue's gauges (`listbackup_webhook_queue_*`: pending
+/// deliveries, the oldest's and the most overdue's age): at every look while it sends, otherwise at most this
+/// often, so an idle service's look for due deliveries (once a second) is one statement, not two.
+const GAUGE_EVERY: Duration = Duration::from_secs(10);
 
 /// A delivery due now, with its webhook's current target.
 struct Due {
@@ -146,6 +155,8 @@ impl DeliverySender {
             mailer,
             queued,
             in_flight: AtomicUsize::new(0),
+            gauged_at: std::sync::Mutex::new(None),
+            sending: AtomicBool::new(false),
         })
     }
 
@@ -219,12 +230,11 @@ impl DeliverySender {
         result
     }
 
-    /// Attempts every delivery due now that is first in line for its webhook and resource; returns how many.
-    pub async fn send_due(&self) -> Result<usize, SendError> {
-        let client = self.pool.get().await?;
+    /// Reads the queue's gauges: pending deliveries, the oldest's age, the most overdue's.
+    async fn read_gauges(&self, client: &deadpool_postgres::Object) -> Result<(), SendError> {
         let queue = client
             .query_one(
-                // Overdue: first in line and due, yet not attempted (the same rule as the query below).
+                // Overdue: first in line and due, yet not attempted (the same rule as `send_due`'s).
                 "SELECT count(*), EXTRACT(EPOCH FROM $1 - min(d.created_at))::float8, \
                         EXTRACT(EPOCH FROM $1 - min(d.next_attempt_at) FILTER (WHERE d.next_attempt_at <= $1 \
                           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
@@ -235,6 +245,24 @@ impl DeliverySender {
             )
             .await?;
         crate::metrics::webhook_queue(queue.get(0), queue.get(1), queue.get(2));
+        if let Ok(mut at) = self.gauged_at.lock() {
+            *at = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Attempts every delivery due now that is first in line for its webhook and resource; returns how many.
+    /// Reads the queue's gauges first when due ([`GAUGE_EVERY`]).
+    pub async fn send_due(&self) -> Result<usize, SendError> {
+        let client = self.pool.get().await?;
+        let gauge = self.sending.load(Ordering::SeqCst)
+            || self
+                .gauged_at
+                .lock()
+                .map_or(true, |at| at.is_none_or(|at| at.elapsed() >= GAUGE_EVERY));
+        if gauge {
+            self.read_gauges(&client).await?;
+        }
         let rows = client
             .query(
                 "SELECT d.delivery_id, d.webhook_id, d.account_id, d.notification_id::text, d.payload, \
@@ -268,6 +296,7 @@ impl DeliverySender {
             })
             .collect();
         let count = due.len();
+        self.sending.store(count > 0, Ordering::SeqCst);
         let results: Vec<Result<(), SendError>> = futures::stream::iter(due)
             .map(|due| async move {
                 self.in_flight.fetch_add(1, Ordering::SeqCst);
