@@ -19,15 +19,6 @@ fn assert_problem(status: u16, problem: &Value, code: &str) {
     }
 }
 
-async fn group(app: &TestApp, token: &str, name: &str) -> String {
-    let response = app
-        .post("/source-groups", token, &json!({"name": name}))
-        .await;
-    assert_eq!(response.status(), 201);
-    let view: Value = response.json().await.unwrap();
-    view["groupId"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_body_not_declared_json_is_a_415_and_a_missing_body_a_400() {
     let app = TestApp::spawn().await;
@@ -156,7 +147,7 @@ async fn a_body_is_an_object_never_an_array_of_its_fields() {
 async fn if_match_takes_a_star_and_lists_and_compares_strongly() {
     let app = TestApp::spawn().await;
     let token = app.owner("acct-if-match");
-    let id = group(&app, &token, "g").await;
+    let id = app.create_group(&token, "g").await;
     let put = |if_match: &'static str, name: &'static str| {
         app.http
             .put(app.url(&format!("/source-groups/{id}")))
@@ -257,7 +248,7 @@ async fn a_repeated_query_parameter_is_a_400_naming_it() {
 async fn ids_match_in_either_case_and_percent_encoded_and_paths_are_not_rewritten() {
     let app = TestApp::spawn().await;
     let token = app.owner("acct-paths");
-    let id = group(&app, &token, "g").await;
+    let id = app.create_group(&token, "g").await;
 
     // An id in upper case, or with its characters percent-encoded, names the same resource (RFC 9562 §4;
     // RFC 3986 §2.1), answered with the id as the API writes it.
@@ -312,7 +303,7 @@ async fn ids_match_in_either_case_and_percent_encoded_and_paths_are_not_rewritte
 async fn a_route_that_takes_no_body_refuses_one_instead_of_ignoring_it() {
     let app = TestApp::spawn().await;
     let token = app.owner("acct-no-body");
-    let id = group(&app, &token, "empty").await;
+    let id = app.create_group(&token, "empty").await;
     let path = format!("/source-groups/{id}/sync");
     let send = |content_type: Option<&'static str>, body: &'static str| {
         let mut request = app.http.post(app.url(&path)).bearer_auth(&token).body(body);

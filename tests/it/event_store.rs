@@ -147,14 +147,7 @@ async fn a_transaction_open_in_another_database_does_not_hold_back_the_log_reade
         "horizon {horizon} is past our commit {ours}"
     );
     // Read below the horizon seen, the event is readable at once.
-    let pool = db.pool();
-    let reader = pool.get().await.unwrap();
-    let events =
-        listbackup_projections::event_log::read_after(&reader, Default::default(), 10, horizon)
-            .await
-            .unwrap();
-    assert_eq!(events.len(), 1, "read while the other transaction runs");
-    projected_while_open(&projector, &writer).await;
+    readable_while_open(&db, horizon, &projector, &writer).await;
     open.rollback().await.unwrap();
 }
 
@@ -243,14 +236,7 @@ async fn a_session_that_never_appends_holds_no_reader_back_and_cannot_append() {
         horizon > ours,
         "the horizon passes the session that never appends ({horizon} vs {busy_xid})"
     );
-    let pool = db.pool();
-    let reader = pool.get().await.unwrap();
-    let events =
-        listbackup_projections::event_log::read_after(&reader, Default::default(), 10, horizon)
-            .await
-            .unwrap();
-    assert_eq!(events.len(), 1, "read while the other transaction runs");
-    projected_while_open(&projector, &writer).await;
+    readable_while_open(&db, horizon, &projector, &writer).await;
 
     let late = uuid::Uuid::now_v7().to_string();
     let refused = open
@@ -340,6 +326,24 @@ async fn append_and_read_horizon(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// While another transaction is still open, the one event appended is read below `horizon` at once, and the
+/// projector applies it.
+async fn readable_while_open(
+    db: &TestDatabase,
+    horizon: u64,
+    projector: &Projector,
+    writer: &tokio_postgres::Client,
+) {
+    let pool = db.pool();
+    let reader = pool.get().await.unwrap();
+    let events =
+        listbackup_projections::event_log::read_after(&reader, Default::default(), 10, horizon)
+            .await
+            .unwrap();
+    assert_eq!(events.len(), 1, "read while the other transaction runs");
+    projected_while_open(projector, writer).await;
 }
 
 /// Waits (10 s at most) for the projector to apply the one event "here" while a transaction is still open:

@@ -29,15 +29,6 @@ async fn source(app: &TestApp, token: &str, connection_id: &str, name: &str) -> 
     view["sourceId"].as_str().unwrap().to_owned()
 }
 
-async fn group(app: &TestApp, token: &str, name: &str) -> String {
-    let response = app
-        .post("/source-groups", token, &json!({"name": name}))
-        .await;
-    assert_eq!(response.status(), 201);
-    let view: Value = response.json().await.unwrap();
-    view["groupId"].as_str().unwrap().to_owned()
-}
-
 async fn get_group(app: &TestApp, token: &str, id: &str) -> Value {
     let response = app.get(&format!("/source-groups/{id}"), token).await;
     assert_eq!(response.status(), 200);
@@ -74,8 +65,8 @@ async fn groups_are_created_listed_updated_and_deleted() {
     assert_eq!(created["sourceIds"], json!([]));
     let id = created["groupId"].as_str().unwrap().to_owned();
     assert_eq!(location, format!("/source-groups/{id}"));
-    let second = group(&app, &token, "Ops").await;
-    group(&app, &app.owner("globex"), "theirs").await;
+    let second = app.create_group(&token, "Ops").await;
+    app.create_group(&app.owner("globex"), "theirs").await;
 
     let listed: Value = app
         .get("/source-groups", &token)
@@ -137,8 +128,8 @@ async fn membership_is_idempotent_and_limited_to_live_sources_of_the_account() {
     let c = connection(&app, &token).await;
     let s1 = source(&app, &token, &c, "one").await;
     let s2 = source(&app, &token, &c, "two").await;
-    let g = group(&app, &token, "g").await;
-    let other_group = group(&app, &token, "other").await;
+    let g = app.create_group(&token, "g").await;
+    let other_group = app.create_group(&token, "other").await;
 
     let first = add(&app, &token, &g, &s1).await;
     assert_eq!(first.status(), 200);
@@ -221,8 +212,8 @@ async fn deleting_a_source_removes_it_from_its_groups_through_the_log() {
     let s = source(&app, &token, &c, "s").await;
     let kept = source(&app, &token, &c, "kept").await;
     let groups = [
-        group(&app, &token, "a").await,
-        group(&app, &token, "b").await,
+        app.create_group(&token, "a").await,
+        app.create_group(&token, "b").await,
     ];
     for g in &groups {
         add(&app, &token, g, &s).await;
@@ -293,7 +284,7 @@ async fn deleting_a_group_drops_its_memberships_and_keeps_its_sources() {
     let token = app.owner("acme");
     let c = connection(&app, &token).await;
     let s = source(&app, &token, &c, "s").await;
-    let g = group(&app, &token, "g").await;
+    let g = app.create_group(&token, "g").await;
     add(&app, &token, &g, &s).await;
     assert_eq!(
         app.delete(&format!("/source-groups/{g}"), &token)
@@ -331,7 +322,7 @@ async fn fifty_concurrent_adds_to_one_group_all_land() {
     for i in 0..50 {
         sources.push(source(&app, &token, &c, &format!("s{i}")).await);
     }
-    let g = group(&app, &token, "busy").await;
+    let g = app.create_group(&token, "busy").await;
     let responses =
         futures::future::join_all(sources.iter().map(|s| add(&app, &token, &g, s))).await;
     for response in responses {
@@ -367,12 +358,12 @@ async fn a_rebuild_reproduces_the_source_read_models() {
         &json!({"status": "paused", "retentionDays": 5}),
     )
     .await;
-    let g = group(&app, &token, "g").await;
+    let g = app.create_group(&token, "g").await;
     add(&app, &token, &g, &a).await;
     add(&app, &token, &g, &b).await;
     app.delete(&format!("/source-groups/{g}/sources/{b}"), &token)
         .await;
-    let gone = group(&app, &token, "gone").await;
+    let gone = app.create_group(&token, "gone").await;
     add(&app, &token, &gone, &a).await;
     app.delete(&format!("/source-groups/{gone}"), &token).await;
     app.delete(&format!("/sources/{b}"), &token).await;

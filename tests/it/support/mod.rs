@@ -421,6 +421,16 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Creates a source group named `name` and returns its id.
+    pub async fn create_group(&self, token: &str, name: &str) -> String {
+        let response = self
+            .post("/source-groups", token, &serde_json::json!({"name": name}))
+            .await;
+        assert_eq!(response.status(), 201, "create group");
+        let view: Value = response.json().await.unwrap();
+        view["groupId"].as_str().unwrap().to_owned()
+    }
+
     /// Stops the service gracefully (the database is dropped with the TestApp).
     pub async fn stop(mut self) {
         if let Some(service) = self.service.take() {
