@@ -71,36 +71,40 @@ const COLUMNS: &str =
     credential_fingerprint, last_test, external_account, version, created_at, updated_at";
 
 impl ConnectionView {
+    /// The view of a row read with [`COLUMNS`] (which leave out the account: the query names it).
     fn from_row(row: &Row) -> Self {
-        let settings: Value = row.get("settings");
-        let fields: Value = row.get("credential_fields");
-        let last_test: Option<Value> = row.get("last_test");
-        let external_account: Option<Value> = row.get("external_account");
-        Self {
-            connection_id: row.get("connection_id"),
-            platform_id: row.get("platform_id"),
-            name: row.get("name"),
-            auth_type: row.get("auth_type"),
-            status: row.get("status"),
-            settings: serde_json::from_value(settings).unwrap_or_default(),
-            credential_fields: serde_json::from_value(fields).unwrap_or_default(),
-            credential_fingerprint: row.get("credential_fingerprint"),
-            last_test: last_test.and_then(|v| serde_json::from_value(v).ok()),
-            external_account: external_account.and_then(|v| serde_json::from_value(v).ok()),
-            version: row.get("version"),
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
-        }
+        Self::of(
+            row.get("connection_id"),
+            ConnectionRow {
+                connection_id: String::new(),
+                account_id: String::new(),
+                platform_id: row.get("platform_id"),
+                name: row.get("name"),
+                auth_type: row.get("auth_type"),
+                status: row.get("status"),
+                settings: row.get("settings"),
+                credential_fields: row.get("credential_fields"),
+                credential_fingerprint: row.get("credential_fingerprint"),
+                last_test: row.get("last_test"),
+                version: row.get("version"),
+                created_at: row.get("created_at"),
+                updated_at: row.get("updated_at"),
+                external_account: row.get("external_account"),
+            },
+        )
     }
-}
 
-impl ConnectionView {
     /// The view of a row as the projector wrote it: what [`ConnectionView::from_row`] makes of the same row
     /// read back from the table. `None` if the row's id is not a connection id (never, for rows the
     /// projector folds from events).
     fn from_written(row: ConnectionRow) -> Option<Self> {
-        Some(Self {
-            connection_id: row.connection_id.parse().ok()?,
+        Some(Self::of(row.connection_id.parse().ok()?, row))
+    }
+
+    /// The one mapping of a `read_connections` row to what clients see (its JSON columns parsed).
+    fn of(connection_id: listbackup_domain::ConnectionId, row: ConnectionRow) -> Self {
+        Self {
+            connection_id,
             platform_id: row.platform_id,
             name: row.name,
             auth_type: row.auth_type,
@@ -115,7 +119,7 @@ impl ConnectionView {
             version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
-        })
+        }
     }
 }
 
